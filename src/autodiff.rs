@@ -1,0 +1,231 @@
+//! Reverse-mode differentiation as a graph-to-graph pass: the gradient is more graph.
+//!
+//! Invariant: nothing here evaluates numbers. The driver walks node ids downwards from the loss
+//! (operands have smaller ids, so this is a reverse topological order), sums the cotangents of
+//! nodes with several users, and asks `vjp` for each node's contribution to its operands.
+
+use crate::ir::{Graph, NodeId, Op, Shape};
+use crate::model::GraphFn;
+
+/// Extends a copy of the forward graph with the gradient of `loss` with respect to every param.
+/// Outputs: the loss, then `d<loss>/d<param>` for each param, in declaration order.
+pub fn grad(forward: &GraphFn) -> GraphFn {
+    let mut g = forward.graph.clone();
+    let (loss_name, loss) = forward.outputs[0].clone();
+    let grads = gradients(&mut g, loss);
+    let mut outputs = vec![(loss_name.clone(), loss)];
+    for (i, p) in forward.graph.params.iter().enumerate() {
+        outputs.push((format!("d{loss_name}/d{}", p.name), grads[i]));
+    }
+    GraphFn { graph: g, outputs }
+}
+
+/// The gradient node of every param (a zero constant when the loss does not depend on it).
+pub fn gradients(g: &mut Graph, loss: NodeId) -> Vec<NodeId> {
+    let depends = depends_on_params(g);
+    let mut cotangent: Vec<Option<NodeId>> = vec![None; g.len()];
+    cotangent[loss.index()] = Some(g.constant(1.0));
+    for id in (0..=loss.0).rev().map(NodeId) {
+        let Some(ct) = cotangent[id.index()] else { continue };
+        let node = g.node(id).clone();
+        for (k, contribution) in vjp(g, id, ct).into_iter().enumerate() {
+            let Some(c) = contribution else { continue };
+            let input = node.inputs[k];
+            if !depends[input.index()] {
+                continue;
+            }
+            cotangent[input.index()] = Some(match cotangent[input.index()] {
+                None => c,
+                Some(acc) => g.build(Op::Add, &[acc, c]),
+            });
+        }
+    }
+    let n_params = g.params.len();
+    let mut res = Vec::with_capacity(n_params);
+    for i in 0..n_params {
+        let p = g.build(Op::Param(i as u32), &[]);
+        res.push(match cotangent.get(p.index()).copied().flatten() {
+            Some(ct) => ct,
+            None => {
+                let zero = g.constant(0.0);
+                let shape = g.params[i].shape.clone();
+                g.build(Op::Expand(shape), &[zero])
+            }
+        });
+    }
+    res
+}
+
+/// Marks nodes whose value depends on a parameter: only those need cotangents.
+fn depends_on_params(g: &Graph) -> Vec<bool> {
+    let mut dep = vec![false; g.len()];
+    for id in g.ids() {
+        let node = g.node(id);
+        dep[id.index()] = matches!(node.op, Op::Param(_)) || node.inputs.iter().any(|i| dep[i.index()]);
+    }
+    dep
+}
+
+/// Reduces a broadcast contribution back to the operand's shape.
+fn unbroadcast(g: &mut Graph, c: NodeId, to: &Shape) -> NodeId {
+    if g.shape(c) == to { c } else { g.build(Op::SumTo(to.clone()), &[c]) }
+}
+
+/// Broadcasts `c` (the cotangent of a reduction over `axis`) back to `shape`.
+fn expand_reduced(g: &mut Graph, c: NodeId, axis: Option<u32>, shape: &Shape) -> NodeId {
+    let c = match axis {
+        None => c,
+        Some(a) => {
+            let mut kept = shape.clone();
+            kept.0[a as usize] = crate::ir::Dim::Fixed(1);
+            g.build(Op::Reshape(kept), &[c])
+        }
+    };
+    g.build(Op::Expand(shape.clone()), &[c])
+}
+
+/// The vector-Jacobian product of one node: given the cotangent `ct` of `id`, the contribution
+/// to each operand's cotangent (`None`: no contribution, the op is not differentiable there).
+pub fn vjp(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
+    let node = g.node(id).clone();
+    let out = id;
+    let x = node.inputs.first().copied();
+    let y = node.inputs.get(1).copied();
+    let b = |g: &mut Graph, op: Op, args: &[NodeId]| g.build(op, args);
+    match &node.op {
+        Op::Input(_) | Op::Param(_) | Op::Const(_) | Op::DimSize(_) => vec![],
+        Op::Neg => vec![Some(b(g, Op::Neg, &[ct]))],
+        Op::Exp => vec![Some(b(g, Op::Mul, &[ct, out]))],
+        Op::Log => vec![Some(b(g, Op::Div, &[ct, x.unwrap()]))],
+        Op::Sqrt => {
+            // d√x = 1 / (2√x): reuse the forward value.
+            let two = g.constant(2.0);
+            let denom = b(g, Op::Mul, &[two, out]);
+            vec![Some(b(g, Op::Div, &[ct, denom]))]
+        }
+        Op::Tanh => {
+            let one = g.constant(1.0);
+            let two = g.constant(2.0);
+            let sq = b(g, Op::Pow, &[out, two]);
+            let d = b(g, Op::Sub, &[one, sq]);
+            vec![Some(b(g, Op::Mul, &[ct, d]))]
+        }
+        Op::Sigmoid => {
+            let one = g.constant(1.0);
+            let rest = b(g, Op::Sub, &[one, out]);
+            let d = b(g, Op::Mul, &[out, rest]);
+            vec![Some(b(g, Op::Mul, &[ct, d]))]
+        }
+        Op::Relu => {
+            // Subgradient 0 at 0, as in PyTorch and JAX.
+            let step = b(g, Op::Step, &[x.unwrap()]);
+            vec![Some(b(g, Op::Mul, &[ct, step]))]
+        }
+        Op::Step | Op::Eq | Op::ArgMax { .. } | Op::OneHot { .. } => vec![None; node.inputs.len()],
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            let (dx, dy) = match node.op {
+                Op::Add => (ct, ct),
+                Op::Sub => (ct, b(g, Op::Neg, &[ct])),
+                Op::Mul => (b(g, Op::Mul, &[ct, y]), b(g, Op::Mul, &[ct, x])),
+                Op::Div => {
+                    let dx = b(g, Op::Div, &[ct, y]);
+                    // d(x/y)/dy = −x/y² = −out/y
+                    let q = b(g, Op::Div, &[out, y]);
+                    let t = b(g, Op::Mul, &[ct, q]);
+                    (dx, b(g, Op::Neg, &[t]))
+                }
+                Op::Pow => {
+                    let one = g.constant(1.0);
+                    let ym1 = b(g, Op::Sub, &[y, one]);
+                    let p = b(g, Op::Pow, &[x, ym1]);
+                    let yp = b(g, Op::Mul, &[y, p]);
+                    let dx = b(g, Op::Mul, &[ct, yp]);
+                    // d(x^y)/dy = x^y · log x; only built when y depends on a parameter.
+                    let dy = if g.const_value(y).is_some() {
+                        None
+                    } else {
+                        let lx = b(g, Op::Log, &[x]);
+                        let t = b(g, Op::Mul, &[out, lx]);
+                        Some(b(g, Op::Mul, &[ct, t]))
+                    };
+                    let xs = g.shape(x).clone();
+                    let dx = unbroadcast(g, dx, &xs);
+                    let dy = dy.map(|d| {
+                        let ys = g.shape(y).clone();
+                        unbroadcast(g, d, &ys)
+                    });
+                    return vec![Some(dx), dy];
+                }
+                _ => unreachable!(),
+            };
+            let (xs, ys) = (g.shape(x).clone(), g.shape(y).clone());
+            vec![Some(unbroadcast(g, dx, &xs)), Some(unbroadcast(g, dy, &ys))]
+        }
+        Op::MatMul => {
+            let (a, bb) = (x.unwrap(), y.unwrap());
+            let (ra, rb) = (g.shape(a).rank(), g.shape(bb).rank());
+            let (da, db) = match (ra, rb) {
+                (2, 2) => {
+                    let bt = b(g, Op::Transpose, &[bb]);
+                    let at = b(g, Op::Transpose, &[a]);
+                    (b(g, Op::MatMul, &[ct, bt]), b(g, Op::MatMul, &[at, ct]))
+                }
+                (2, 1) => {
+                    // out[m] = A[m,k] w[k]: dA = ct ⊗ w, dw = Aᵀ ct
+                    let col = column(g, ct);
+                    let row = row(g, bb);
+                    let at = b(g, Op::Transpose, &[a]);
+                    (b(g, Op::MatMul, &[col, row]), b(g, Op::MatMul, &[at, ct]))
+                }
+                (1, 2) => {
+                    // out[n] = v[k] B[k,n]: dv = B ct, dB = v ⊗ ct
+                    let col = column(g, a);
+                    let row = row(g, ct);
+                    (b(g, Op::MatMul, &[bb, ct]), b(g, Op::MatMul, &[col, row]))
+                }
+                (1, 1) => (b(g, Op::Mul, &[ct, bb]), b(g, Op::Mul, &[ct, a])),
+                _ => unreachable!("matmul ranks are checked"),
+            };
+            vec![Some(da), Some(db)]
+        }
+        Op::Transpose => vec![Some(b(g, Op::Transpose, &[ct]))],
+        Op::Sum { axis } => {
+            let xs = g.shape(x.unwrap()).clone();
+            vec![Some(expand_reduced(g, ct, *axis, &xs))]
+        }
+        Op::LogSumExp { axis } => {
+            // d lse / dx = softmax(x) = exp(x − lse)
+            let xs = g.shape(x.unwrap()).clone();
+            let lse = expand_reduced(g, out, *axis, &xs);
+            let shifted = b(g, Op::Sub, &[x.unwrap(), lse]);
+            let soft = b(g, Op::Exp, &[shifted]);
+            let c = expand_reduced(g, ct, *axis, &xs);
+            vec![Some(b(g, Op::Mul, &[c, soft]))]
+        }
+        Op::SumTo(_) => {
+            let xs = g.shape(x.unwrap()).clone();
+            vec![Some(b(g, Op::Expand(xs), &[ct]))]
+        }
+        Op::Expand(_) => {
+            let xs = g.shape(x.unwrap()).clone();
+            vec![Some(unbroadcast(g, ct, &xs))]
+        }
+        Op::Reshape(_) => {
+            let xs = g.shape(x.unwrap()).clone();
+            vec![Some(b(g, Op::Reshape(xs), &[ct]))]
+        }
+    }
+}
+
+fn column(g: &mut Graph, v: NodeId) -> NodeId {
+    let mut s = g.shape(v).clone();
+    s.0.push(crate::ir::Dim::Fixed(1));
+    g.build(Op::Reshape(s), &[v])
+}
+
+fn row(g: &mut Graph, v: NodeId) -> NodeId {
+    let mut s = g.shape(v).clone();
+    s.0.insert(0, crate::ir::Dim::Fixed(1));
+    g.build(Op::Reshape(s), &[v])
+}

@@ -1,0 +1,647 @@
+//! AST to a shape-checked forward graph: resolves names, checks shapes, desugars conveniences
+//! (`mean`, `-`) into primitives, and reads the training settings.
+//!
+//! Invariant: reports every error it can find in one run, never only the first; the graph it
+//! returns passes `ir::verify`.
+
+use crate::diagnostics::{Diagnostic, Span};
+use crate::init::Init;
+use crate::ir::{DType, Dim, Graph, InputInfo, NodeId, Op, ParamInfo, Shape};
+use crate::model::{GraphFn, InputBinding, Model, TrainSettings};
+use crate::optim::{OptimizerKind, OptimizerSpec};
+use crate::syntax::ast::{self, BinOp, ExprKind, Item};
+use std::collections::HashMap;
+
+/// Checks a parsed module. On success returns the model and its warnings.
+pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut cx = Checker::default();
+    cx.run(module)
+}
+
+#[derive(Clone, Copy)]
+enum Binding {
+    Input(u32),
+    Param(u32),
+    Value(NodeId),
+}
+
+#[derive(Default)]
+struct Checker {
+    diags: Vec<Diagnostic>,
+    syms: Vec<String>,
+    names: HashMap<String, (Binding, Span)>,
+}
+
+impl Checker {
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let dtype = self.dtype(module);
+        let (inputs, bindings, row_dim) = self.inputs(module);
+        let (params, inits, param_spans) = self.params(module);
+        let mut graph = Graph::new(dtype, self.syms.clone(), inputs, params);
+        let mut loss: Option<(String, NodeId, Span)> = None;
+        let mut metrics: Vec<(String, NodeId)> = Vec::new();
+        let mut optimizer: Option<OptimizerSpec> = None;
+        let mut train = TrainSettings::default();
+        let mut data = None;
+        let mut saw_train = false;
+        for item in &module.items {
+            match item {
+                Item::Let { name, value } => {
+                    if let Some(id) = self.expr(&mut graph, value) {
+                        self.define(name, Binding::Value(id));
+                    }
+                }
+                Item::Loss { name, value, span } => {
+                    let Some(id) = self.expr(&mut graph, value) else { continue };
+                    if let Some((_, _, first)) = &loss {
+                        self.error(
+                            Diagnostic::error("a model has one loss")
+                                .with_label(*span, "second loss")
+                                .with_label(*first, "first loss here"),
+                        );
+                        continue;
+                    }
+                    if !graph.shape(id).is_scalar() {
+                        self.error(
+                            Diagnostic::error("the loss must be a scalar")
+                                .with_label(value.span, format!("has shape {}", graph.shape_text(graph.shape(id))))
+                                .with_note("reduce it with `sum(...)` or `mean(...)`"),
+                        );
+                        continue;
+                    }
+                    let loss_name = name.as_ref().map_or("loss".to_string(), |n| n.name.clone());
+                    if let Some(n) = name {
+                        self.define(n, Binding::Value(id));
+                    }
+                    loss = Some((loss_name, id, *span));
+                }
+                Item::Metric { name, value } => {
+                    let Some(id) = self.expr(&mut graph, value) else { continue };
+                    if !graph.shape(id).is_scalar() {
+                        self.error(
+                            Diagnostic::error("a metric must be a scalar")
+                                .with_label(value.span, format!("has shape {}", graph.shape_text(graph.shape(id)))),
+                        );
+                        continue;
+                    }
+                    self.define(name, Binding::Value(id));
+                    metrics.push((name.name.clone(), id));
+                }
+                Item::Optimizer { name, args, span } => {
+                    if optimizer.is_some() {
+                        self.error(Diagnostic::error("optimizer declared twice").with_label(*span, "second declaration"));
+                    }
+                    optimizer = self.optimizer(name, args);
+                }
+                Item::Train { settings, span } => {
+                    if saw_train {
+                        self.error(Diagnostic::error("`train` settings given twice").with_label(*span, "second `train`"));
+                    }
+                    saw_train = true;
+                    self.train_settings(settings, &mut train);
+                }
+                Item::Data { path, span } => {
+                    if data.is_some() {
+                        self.error(Diagnostic::error("`data` given twice").with_label(*span, "second `data`"));
+                    }
+                    data = Some(path.clone());
+                }
+                Item::Input { .. } | Item::Param { .. } | Item::Dtype { .. } | Item::Error => {}
+            }
+        }
+        let Some((loss_name, loss, _)) = loss else {
+            if self.diags.iter().all(|d| !d.is_error()) {
+                let end = module.items.len();
+                let _ = end;
+                self.error(Diagnostic::error("the model has no `loss`").with_note("add a line such as `loss mean((y - p)^2)`"));
+            }
+            return Err(std::mem::take(&mut self.diags));
+        };
+        if self.diags.iter().any(|d| d.is_error()) {
+            return Err(std::mem::take(&mut self.diags));
+        }
+        self.unused_warnings(module, &graph, loss);
+        let mut outputs = vec![(loss_name.clone(), loss)];
+        let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
+        outputs.extend(metrics);
+        let model = Model {
+            forward: GraphFn { graph, outputs },
+            loss_name,
+            metric_names,
+            inits,
+            param_spans,
+            bindings,
+            row_dim,
+            optimizer: optimizer.unwrap_or_else(|| OptimizerSpec::new(OptimizerKind::Adam)),
+            train,
+            data,
+        };
+        Ok((model, std::mem::take(&mut self.diags)))
+    }
+
+    fn define(&mut self, name: &ast::Ident, binding: Binding) {
+        if let Some((_, first)) = self.names.get(&name.name) {
+            let first = *first;
+            self.error(
+                Diagnostic::error(format!("`{}` is defined twice", name.name))
+                    .with_label(name.span, "redefined here")
+                    .with_label(first, "first defined here"),
+            );
+            return;
+        }
+        self.names.insert(name.name.clone(), (binding, name.span));
+    }
+
+    fn dtype(&mut self, module: &ast::Module) -> DType {
+        let mut dtype = DType::F32;
+        for item in &module.items {
+            if let Item::Dtype { name } = item {
+                dtype = match name.name.as_str() {
+                    "f32" => DType::F32,
+                    "f64" => DType::F64,
+                    other => {
+                        self.error(
+                            Diagnostic::error(format!("unknown dtype `{other}`")).with_label(name.span, "expected `f32` or `f64`"),
+                        );
+                        dtype
+                    }
+                };
+            }
+        }
+        dtype
+    }
+
+    fn sym(&mut self, name: &str) -> u32 {
+        match self.syms.iter().position(|s| s == name) {
+            Some(i) => i as u32,
+            None => {
+                self.syms.push(name.to_string());
+                (self.syms.len() - 1) as u32
+            }
+        }
+    }
+
+    fn inputs(&mut self, module: &ast::Module) -> (Vec<InputInfo>, Vec<InputBinding>, Option<u32>) {
+        let mut infos = Vec::new();
+        let mut bindings = Vec::new();
+        let mut row_dim: Option<(u32, Span)> = None;
+        for item in &module.items {
+            let Item::Input { name, shape, is_int, columns, span } = item else { continue };
+            let dims = self.input_dims(name, shape, &mut row_dim);
+            let Some(dims) = dims else { continue };
+            let width = match dims.get(1) {
+                Some(Dim::Fixed(k)) => *k as usize,
+                _ => 1,
+            };
+            let columns = match columns {
+                None if dims.len() == 1 => vec![name.name.clone()],
+                None => (0..width).map(|j| format!("{}{j}", name.name)).collect(),
+                Some(ast::Columns::List(list)) => list.iter().map(|c| c.name.clone()).collect(),
+                Some(ast::Columns::Range { first, last }) => match column_range(&first.name, &last.name) {
+                    Some(cols) => cols,
+                    None => {
+                        self.error(
+                            Diagnostic::error("column range must be `prefixA..prefixB` with whole numbers A ≤ B")
+                                .with_label(first.span.join(last.span), "not a column range"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if columns.len() != width {
+                self.error(
+                    Diagnostic::error(format!("`{}` has {width} column(s) per row but {} are named", name.name, columns.len()))
+                        .with_label(*span, "declared here"),
+                );
+                continue;
+            }
+            let index = infos.len() as u32;
+            infos.push(InputInfo { name: name.name.clone(), shape: Shape(dims), is_int: *is_int });
+            bindings.push(InputBinding { columns, span: *span });
+            self.define(name, Binding::Input(index));
+        }
+        (infos, bindings, row_dim.map(|r| r.0))
+    }
+
+    /// An input is a table of rows: `[n]` or `[n, k]` with the same symbolic `n` for all inputs.
+    fn input_dims(&mut self, name: &ast::Ident, shape: &[ast::Dim], row_dim: &mut Option<(u32, Span)>) -> Option<Vec<Dim>> {
+        let Some(ast::Dim::Named(rows)) = shape.first() else {
+            self.error(
+                Diagnostic::error(format!("input `{}` needs a row dimension", name.name))
+                    .with_label(name.span, "declared here")
+                    .with_note("inputs are rows of data: write `input x[n]` or `input X[n, 4]`"),
+            );
+            return None;
+        };
+        if shape.len() > 2 {
+            self.error(Diagnostic::error("inputs have rank 1 or 2").with_label(shape[2].span(), "extra dimension"));
+            return None;
+        }
+        let sym = self.sym(&rows.name);
+        match row_dim {
+            Some((s, first)) if *s != sym => {
+                let first = *first;
+                self.error(
+                    Diagnostic::error("all inputs must share one row dimension")
+                        .with_label(rows.span, format!("rows counted by `{}`", rows.name))
+                        .with_label(first, "but here by another name"),
+                );
+                return None;
+            }
+            Some(_) => {}
+            None => *row_dim = Some((sym, rows.span)),
+        }
+        let mut dims = vec![Dim::Sym(sym)];
+        if let Some(d) = shape.get(1) {
+            match d {
+                ast::Dim::Fixed(k, _) if *k != u64::MAX && *k > 0 => dims.push(Dim::Fixed(*k)),
+                other => {
+                    self.error(Diagnostic::error("the column dimension must be a positive whole number").with_label(other.span(), "here"));
+                    return None;
+                }
+            }
+        }
+        Some(dims)
+    }
+
+    fn params(&mut self, module: &ast::Module) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
+        let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for item in &module.items {
+            let Item::Param { name, shape, init, span } = item else { continue };
+            let mut dims = Vec::new();
+            let mut ok = true;
+            for d in shape {
+                match d {
+                    ast::Dim::Fixed(k, _) if *k != u64::MAX && *k > 0 => dims.push(Dim::Fixed(*k)),
+                    other => {
+                        self.error(
+                            Diagnostic::error("parameter dimensions must be positive whole numbers")
+                                .with_label(other.span(), "not a fixed size"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            let init = match init {
+                ast::Init::Value(v, _) => Some(Init::Constant(*v)),
+                ast::Init::Named { name: iname, args } => self.init(iname, args),
+            };
+            let (true, Some(init)) = (ok, init) else { continue };
+            let index = infos.len() as u32;
+            infos.push(ParamInfo { name: name.name.clone(), shape: Shape(dims) });
+            inits.push(init);
+            spans.push(*span);
+            self.define(name, Binding::Param(index));
+        }
+        (infos, inits, spans)
+    }
+
+    fn init(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<Init> {
+        let (positional, named) = self.const_args(args)?;
+        match Init::from_call(&name.name, &positional, &named) {
+            Ok(init) => Some(init),
+            Err(msg) => {
+                self.error(Diagnostic::error(msg).with_label(name.span, "in this initializer"));
+                None
+            }
+        }
+    }
+
+    fn const_args(&mut self, args: &[ast::Arg]) -> Option<(Vec<f64>, Vec<(String, f64)>)> {
+        let mut positional = Vec::new();
+        let mut named = Vec::new();
+        for a in args {
+            let Some(v) = self.const_value(&a.value) else { continue };
+            match &a.name {
+                Some(n) => named.push((n.name.clone(), v)),
+                None => positional.push(v),
+            }
+        }
+        if args.len() == positional.len() + named.len() { Some((positional, named)) } else { None }
+    }
+
+    fn const_value(&mut self, e: &ast::Expr) -> Option<f64> {
+        let v = const_eval(e);
+        if v.is_none() {
+            self.error(Diagnostic::error("expected a number").with_label(e.span, "must be a constant"));
+        }
+        v
+    }
+
+    fn optimizer(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<OptimizerSpec> {
+        let Some(kind) = OptimizerKind::from_name(&name.name) else {
+            let known: Vec<_> = OptimizerKind::ALL.iter().map(|k| format!("`{}`", k.name())).collect();
+            self.error(
+                Diagnostic::error(format!("unknown optimizer `{}`", name.name))
+                    .with_label(name.span, "not an optimizer")
+                    .with_note(format!("known optimizers: {}", known.join(", "))),
+            );
+            return None;
+        };
+        let mut spec = OptimizerSpec::new(kind);
+        let hypers = kind.hyperparameters();
+        for (i, a) in args.iter().enumerate() {
+            let Some(v) = self.const_value(&a.value) else { continue };
+            let key = match &a.name {
+                Some(n) => n.name.clone(),
+                None if i < hypers.len() => hypers[i].0.to_string(),
+                None => {
+                    self.error(Diagnostic::error("too many optimizer arguments").with_label(a.value.span, "extra"));
+                    continue;
+                }
+            };
+            if let Err(msg) = spec.set(&key, v) {
+                self.error(Diagnostic::error(msg).with_label(a.name.as_ref().map_or(a.value.span, |n| n.span), "here"));
+            }
+        }
+        Some(spec)
+    }
+
+    fn train_settings(&mut self, settings: &[ast::Setting], train: &mut TrainSettings) {
+        for s in settings {
+            let Some(v) = self.const_value(&s.value) else { continue };
+            let whole = v >= 0.0 && v.fract() == 0.0 && v < 1e18;
+            if !whole {
+                self.error(Diagnostic::error(format!("`{}` must be a whole number ≥ 0", s.name.name)).with_label(s.value.span, "here"));
+                continue;
+            }
+            let v = v as u64;
+            match s.name.name.as_str() {
+                "steps" => train.steps = Some(v),
+                "epochs" => train.epochs = Some(v),
+                "batch" if v > 0 => train.batch = Some(v),
+                "seed" => train.seed = v,
+                "log_every" => train.log_every = v,
+                "batch" => self.error(Diagnostic::error("`batch` must be at least 1").with_label(s.value.span, "here")),
+                other => self.error(
+                    Diagnostic::error(format!("unknown training setting `{other}`"))
+                        .with_label(s.name.span, "not a setting")
+                        .with_note("settings: steps, epochs, batch, seed, log_every"),
+                ),
+            }
+        }
+        if train.steps.is_some() && train.epochs.is_some() {
+            let span = settings.iter().find(|s| s.name.name == "epochs").map(|s| s.name.span).unwrap_or_default();
+            self.error(Diagnostic::error("give `steps` or `epochs`, not both").with_label(span, "here"));
+        }
+    }
+
+    fn unused_warnings(&mut self, module: &ast::Module, graph: &Graph, loss: NodeId) {
+        let live = graph.reachable(&[loss]);
+        let mut used_params = vec![false; graph.params.len()];
+        let mut used_inputs = vec![false; graph.inputs.len()];
+        let all_roots: Vec<NodeId> = graph.ids().collect();
+        let _ = all_roots;
+        for id in graph.ids().filter(|id| live[id.index()]) {
+            match graph.op(id) {
+                Op::Param(i) => used_params[*i as usize] = true,
+                Op::Input(i) => used_inputs[*i as usize] = true,
+                _ => {}
+            }
+        }
+        for item in &module.items {
+            match item {
+                Item::Param { name, .. } => {
+                    if let Some((Binding::Param(i), _)) = self.names.get(&name.name) {
+                        if !used_params[*i as usize] {
+                            self.diags.push(
+                                Diagnostic::warning(format!("parameter `{}` does not affect the loss", name.name))
+                                    .with_label(name.span, "its gradient is always zero"),
+                            );
+                        }
+                    }
+                }
+                Item::Input { name, .. } => {
+                    if let Some((Binding::Input(i), _)) = self.names.get(&name.name) {
+                        if !used_inputs[*i as usize] {
+                            self.diags.push(
+                                Diagnostic::warning(format!("input `{}` is never used by the loss", name.name))
+                                    .with_label(name.span, "declared here"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Lowers an expression; `None` when it has an error (already reported).
+    fn expr(&mut self, g: &mut Graph, e: &ast::Expr) -> Option<NodeId> {
+        let id = match &e.kind {
+            ExprKind::Number(v) => g.constant(*v),
+            ExprKind::Name(name) => match self.names.get(name) {
+                Some((Binding::Input(i), _)) => g.build(Op::Input(*i), &[]),
+                Some((Binding::Param(i), _)) => g.build(Op::Param(*i), &[]),
+                Some((Binding::Value(id), _)) => *id,
+                None => {
+                    let d = Diagnostic::error(format!("unknown name `{name}`")).with_label(e.span, "not defined before this use");
+                    self.error(d);
+                    return None;
+                }
+            },
+            ExprKind::Neg(x) => {
+                let x = self.expr(g, x)?;
+                g.build(Op::Neg, &[x])
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (x, y) = (self.expr(g, a), self.expr(g, b));
+                let (x, y) = (x?, y?);
+                let prim = match op {
+                    BinOp::Add => Op::Add,
+                    BinOp::Sub => Op::Sub,
+                    BinOp::Mul => Op::Mul,
+                    BinOp::Div => Op::Div,
+                    BinOp::Pow => Op::Pow,
+                    BinOp::MatMul => Op::MatMul,
+                    BinOp::Eq => Op::Eq,
+                };
+                self.node(g, prim, &[x, y], &[a.span, b.span], op.symbol(), e.span)?
+            }
+            ExprKind::Call { func, args } => self.call(g, func, args, e.span)?,
+            ExprKind::Error => return None,
+        };
+        g.set_span(id, e.span);
+        Some(id)
+    }
+
+    /// Adds a node; a shape error becomes a diagnostic labelling each blamed operand.
+    fn node(&mut self, g: &mut Graph, op: Op, args: &[NodeId], spans: &[Span], what: &str, span: Span) -> Option<NodeId> {
+        match g.add(op, args) {
+            Ok(id) => {
+                g.set_span(id, span);
+                Some(id)
+            }
+            Err(err) => {
+                let shapes: Vec<String> = args.iter().map(|a| g.shape_text(g.shape(*a))).collect();
+                let mut d = Diagnostic::error(format!("shape mismatch in `{what}`: {}", shapes.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" and ")));
+                for &k in &err.operands {
+                    d = d.with_label(spans[k], format!("has shape {}", shapes[k]));
+                }
+                self.error(d.with_note(err.message));
+                None
+            }
+        }
+    }
+
+    fn call(&mut self, g: &mut Graph, func: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<NodeId> {
+        let name = func.name.as_str();
+        let unary = match name {
+            "exp" => Some(Op::Exp),
+            "log" => Some(Op::Log),
+            "sqrt" => Some(Op::Sqrt),
+            "tanh" => Some(Op::Tanh),
+            "sigmoid" => Some(Op::Sigmoid),
+            "relu" => Some(Op::Relu),
+            "transpose" => Some(Op::Transpose),
+            _ => None,
+        };
+        let reduction = matches!(name, "sum" | "mean" | "logsumexp" | "argmax");
+        let known = unary.is_some() || reduction || name == "one_hot";
+        if !known {
+            self.error(
+                Diagnostic::error(format!("unknown function `{name}`"))
+                    .with_label(func.span, "not defined")
+                    .with_note("functions: exp, log, sqrt, tanh, sigmoid, relu, transpose, sum, mean, logsumexp, argmax, one_hot"),
+            );
+            return None;
+        }
+        let positional: Vec<&ast::Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
+        let keyword = |k: &str| args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == k)).map(|a| &a.value);
+        for a in args {
+            if let Some(n) = &a.name {
+                let allowed = match name {
+                    "sum" | "mean" | "logsumexp" | "argmax" => n.name == "axis",
+                    "one_hot" => n.name == "classes",
+                    _ => false,
+                };
+                if !allowed {
+                    self.error(Diagnostic::error(format!("`{name}` has no argument `{}`", n.name)).with_label(n.span, "unknown argument"));
+                    return None;
+                }
+            }
+        }
+        let arity_error = |this: &mut Self, expected: &str| {
+            this.error(Diagnostic::error(format!("`{name}` takes {expected}")).with_label(span, "wrong number of arguments"));
+            None
+        };
+        if positional.is_empty() {
+            return arity_error(self, "an array argument");
+        }
+        let x = self.expr(g, positional[0])?;
+        let xspan = positional[0].span;
+        if let Some(op) = unary {
+            if args.len() != 1 {
+                return arity_error(self, "one argument");
+            }
+            return self.node(g, op, &[x], &[xspan], name, span);
+        }
+        if name == "one_hot" {
+            let k = positional.get(1).copied().or(keyword("classes"));
+            let (Some(k), true) = (k, args.len() == 2) else { return arity_error(self, "an array and a number of classes") };
+            let kv = self.const_value(k)?;
+            if !(kv >= 1.0 && kv.fract() == 0.0 && kv < 1e9) {
+                self.error(Diagnostic::error("the number of classes must be a whole number ≥ 1").with_label(k.span, "here"));
+                return None;
+            }
+            return self.node(g, Op::OneHot { classes: kv as u32 }, &[x], &[xspan], name, span);
+        }
+        // Reductions: an optional axis, positional or by name.
+        let axis_expr = positional.get(1).copied().or(keyword("axis"));
+        if args.len() > 2 {
+            return arity_error(self, "an array and an optional axis");
+        }
+        let rank = g.shape(x).rank();
+        let axis = match axis_expr {
+            None if name == "argmax" => {
+                return arity_error(self, "an array and an axis");
+            }
+            None => None,
+            Some(a) => {
+                let v = self.const_value(a)?;
+                let r = rank as f64;
+                if v.fract() != 0.0 || v < -r || v >= r {
+                    self.error(
+                        Diagnostic::error(format!("axis {v} is out of range"))
+                            .with_label(a.span, format!("the operand has rank {rank}"))
+                            .with_label(xspan, format!("has shape {}", g.shape_text(g.shape(x)))),
+                    );
+                    return None;
+                }
+                Some(if v < 0.0 { (v + r) as u32 } else { v as u32 })
+            }
+        };
+        match name {
+            "sum" => self.node(g, Op::Sum { axis }, &[x], &[xspan], name, span),
+            "logsumexp" => self.node(g, Op::LogSumExp { axis }, &[x], &[xspan], name, span),
+            "argmax" => self.node(g, Op::ArgMax { axis: axis.unwrap() }, &[x], &[xspan], name, span),
+            "mean" => {
+                let s = self.node(g, Op::Sum { axis }, &[x], &[xspan], name, span)?;
+                let shape = g.shape(x).clone();
+                let reduced: Vec<Dim> = match axis {
+                    None => shape.0.clone(),
+                    Some(a) => vec![shape.0[a as usize]],
+                };
+                let scale = reciprocal_count(g, &reduced);
+                Some(g.build(Op::Mul, &[s, scale]))
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// 1 / (product of dims), folded for fixed sizes, as a graph scalar for symbolic ones.
+pub fn reciprocal_count(g: &mut Graph, dims: &[Dim]) -> NodeId {
+    let fixed: u64 = dims.iter().map(|d| if let Dim::Fixed(k) = d { *k } else { 1 }).product();
+    let mut count = g.constant(fixed as f64);
+    for d in dims {
+        if let Dim::Sym(s) = d {
+            let size = g.build(Op::DimSize(*s), &[]);
+            count = if fixed == 1 && g.const_value(count) == Some(1.0) { size } else { g.build(Op::Mul, &[count, size]) };
+        }
+    }
+    let one = g.constant(1.0);
+    match g.const_value(count) {
+        Some(c) => g.constant(1.0 / c),
+        None => g.build(Op::Div, &[one, count]),
+    }
+}
+
+/// Evaluates a constant expression (numbers and arithmetic on them).
+pub fn const_eval(e: &ast::Expr) -> Option<f64> {
+    match &e.kind {
+        ExprKind::Number(v) => Some(*v),
+        ExprKind::Neg(x) => const_eval(x).map(|v| -v),
+        ExprKind::Binary(op, a, b) => {
+            let (a, b) = (const_eval(a)?, const_eval(b)?);
+            match op {
+                BinOp::Add => Some(a + b),
+                BinOp::Sub => Some(a - b),
+                BinOp::Mul => Some(a * b),
+                BinOp::Div => Some(a / b),
+                BinOp::Pow => Some(a.powf(b)),
+                BinOp::MatMul | BinOp::Eq => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `p0..p63` → p0, p1, …, p63.
+fn column_range(first: &str, last: &str) -> Option<Vec<String>> {
+    let split = |s: &str| {
+        let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (prefix, num) = s.split_at(s.len() - digits);
+        Some((prefix.to_string(), num.parse::<u64>().ok()?))
+    };
+    let (p1, a) = split(first)?;
+    let (p2, b) = split(last)?;
+    if p1 != p2 || a > b || b - a > 1_000_000 {
+        return None;
+    }
+    Some((a..=b).map(|i| format!("{p1}{i}")).collect())
+}

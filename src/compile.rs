@@ -1,0 +1,121 @@
+//! The pipeline driver: source text to native code, stage by stage.
+//!
+//! parse → check → differentiate → simplify → plan → Cranelift. Does no IO; the CLI and the
+//! library both go through it.
+
+use crate::diagnostics::{Diagnostic, SourceFile};
+use crate::jit::{CodegenError, Jit};
+use crate::lower;
+use crate::model::{GraphFn, Model};
+use crate::runtime::{Executable, UpdateFn};
+use crate::simplify::{self, SimplifyReport};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The source has errors; each diagnostic points at its place.
+    #[error("the model has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
+    Diagnostics(Vec<Diagnostic>),
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+}
+
+/// Parses and checks a model file: the front end alone.
+pub fn check_source(file: &SourceFile) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let (module, parse_errors) = crate::syntax::parse(&file.text);
+    if !parse_errors.is_empty() {
+        return Err(parse_errors);
+    }
+    crate::check::check(&module)
+}
+
+/// Time spent in each stage of one compilation.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    pub stages: Vec<(&'static str, Duration)>,
+}
+
+impl Timings {
+    fn lap(&mut self, stage: &'static str, since: &mut Instant) {
+        let now = Instant::now();
+        self.stages.push((stage, now - *since));
+        *since = now;
+    }
+}
+
+/// The simplified forward and gradient graphs of a model, before code generation.
+#[derive(Clone, Debug)]
+pub struct Graphs {
+    pub forward: GraphFn,
+    pub gradient: GraphFn,
+    pub forward_report: SimplifyReport,
+    pub gradient_report: SimplifyReport,
+}
+
+pub fn graphs(model: &Model) -> Graphs {
+    let (forward, forward_report) = simplify::run(&model.forward);
+    let raw = crate::autodiff::grad(&model.forward);
+    let (gradient, gradient_report) = simplify::run(&raw);
+    Graphs { forward, gradient, forward_report, gradient_report }
+}
+
+/// A model compiled to native code: forward, value-and-gradient, and the optimizer update.
+pub struct CompiledModel {
+    pub model: Model,
+    pub graphs: Graphs,
+    pub forward: Executable,
+    pub gradient: Executable,
+    pub update: UpdateFn,
+    pub timings: Timings,
+    /// Owns the machine code the executables point into; dropped last.
+    _jit: Jit,
+}
+
+impl CompiledModel {
+    pub fn compile(file: &SourceFile) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
+        let mut timings = Timings::default();
+        let mut t = Instant::now();
+        let (module, parse_errors) = crate::syntax::parse(&file.text);
+        timings.lap("parse", &mut t);
+        if !parse_errors.is_empty() {
+            return Err(CompileError::Diagnostics(parse_errors));
+        }
+        let (model, warnings) = crate::check::check(&module).map_err(CompileError::Diagnostics)?;
+        timings.lap("check", &mut t);
+        let mut compiled = CompiledModel::from_model(model)?;
+        timings.stages.extend(compiled.timings.stages.drain(..));
+        compiled.timings = timings;
+        Ok((compiled, warnings))
+    }
+
+    /// Compiles a checked model (whose settings may have been changed since checking).
+    pub fn from_model(model: Model) -> Result<CompiledModel, CompileError> {
+        let mut timings = Timings::default();
+        let mut t = Instant::now();
+        let raw = crate::autodiff::grad(&model.forward);
+        timings.lap("differentiate", &mut t);
+        let (forward, forward_report) = simplify::run(&model.forward);
+        let (gradient, gradient_report) = simplify::run(&raw);
+        timings.lap("simplify", &mut t);
+        let fplan = lower::plan(&forward);
+        let gplan = lower::plan(&gradient);
+        timings.lap("lower", &mut t);
+        let mut jit = Jit::new()?;
+        let dtype = model.graph().dtype;
+        let fid = jit.compile_graph(&forward, &fplan)?;
+        let gid = jit.compile_graph(&gradient, &gplan)?;
+        let sizes: Vec<usize> = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product()).collect();
+        let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
+        let funcs = jit.finalize(&[fid, gid, uid])?;
+        timings.lap("cranelift", &mut t);
+        Ok(CompiledModel {
+            forward: Executable { plan: fplan, func: funcs[0], dtype },
+            gradient: Executable { plan: gplan, func: funcs[1], dtype },
+            update: UpdateFn { func: funcs[2], sizes, n_state: model.optimizer.kind.state_arrays(), dtype },
+            graphs: Graphs { forward, gradient, forward_report, gradient_report },
+            model,
+            timings,
+            _jit: jit,
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Data tables from CSV files, and binding their columns to a model's inputs.
+//!
+//! Invariant: every error names the file, and where it applies the row (1-based line number in
+//! the file) and the column (by name and 1-based position).
+
+use crate::ir::{Graph, Op};
+use crate::model::Model;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DataError {
+    #[error("{file}: cannot read: {message}")]
+    Io { file: String, message: String },
+    #[error("{file}: the file is empty; expected a header row naming the columns")]
+    Empty { file: String },
+    #[error("{file}:{row}: expected {expected} fields as in the header, found {found}")]
+    Ragged { file: String, row: usize, expected: usize, found: usize },
+    #[error("{file}:{row}: column `{column}` (column {position}): {problem}")]
+    Cell { file: String, row: usize, column: String, position: usize, problem: String },
+    #[error("{file}: no column `{column}` for input `{input}`; the header has: {available}")]
+    MissingColumn { file: String, column: String, input: String, available: String },
+    #[error("{file}: the header names column `{column}` twice")]
+    DuplicateColumn { file: String, column: String },
+    #[error("{file}: has a header but no rows of data")]
+    NoRows { file: String },
+}
+
+/// A numeric table: named columns, row-major values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub file: String,
+    pub columns: Vec<String>,
+    /// Line number in the file of each row, for error messages.
+    pub lines: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+impl Table {
+    pub fn n_rows(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn load(path: &Path) -> Result<Table, DataError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io { file: file.clone(), message: e.to_string() })?;
+        Table::parse(&file, &text)
+    }
+
+    /// Parses comma-separated text with a header row. Blank lines are skipped.
+    pub fn parse(file: &str, text: &str) -> Result<Table, DataError> {
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let Some((_, header)) = lines.next() else { return Err(DataError::Empty { file: file.into() }) };
+        let columns: Vec<String> = header.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].contains(c) {
+                return Err(DataError::DuplicateColumn { file: file.into(), column: c.clone() });
+            }
+        }
+        let mut values = Vec::new();
+        let mut row_lines = Vec::new();
+        for (idx, line) in lines {
+            let row = idx + 1;
+            let fields: Vec<&str> = line.split(',').collect();
+            if fields.len() != columns.len() {
+                return Err(DataError::Ragged { file: file.into(), row, expected: columns.len(), found: fields.len() });
+            }
+            for (j, f) in fields.iter().enumerate() {
+                let cell = f.trim();
+                let v: f64 = cell.parse().map_err(|_| DataError::Cell {
+                    file: file.into(),
+                    row,
+                    column: columns[j].clone(),
+                    position: j + 1,
+                    problem: if cell.is_empty() { "empty cell".into() } else { format!("`{cell}` is not a number") },
+                })?;
+                if !v.is_finite() {
+                    return Err(DataError::Cell {
+                        file: file.into(),
+                        row,
+                        column: columns[j].clone(),
+                        position: j + 1,
+                        problem: format!("`{cell}` is not a finite number"),
+                    });
+                }
+                values.push(v);
+            }
+            row_lines.push(row);
+        }
+        if row_lines.is_empty() {
+            return Err(DataError::NoRows { file: file.into() });
+        }
+        Ok(Table { file: file.into(), columns, lines: row_lines, values })
+    }
+
+    fn column_index(&self, name: &str, input: &str) -> Result<usize, DataError> {
+        self.columns.iter().position(|c| c == name).ok_or_else(|| DataError::MissingColumn {
+            file: self.file.clone(),
+            column: name.into(),
+            input: input.into(),
+            available: abbreviate(&self.columns),
+        })
+    }
+}
+
+fn abbreviate(cols: &[String]) -> String {
+    if cols.len() <= 12 {
+        cols.join(", ")
+    } else {
+        format!("{}, …, {} ({} columns)", cols[..6].join(", "), cols[cols.len() - 3..].join(", "), cols.len())
+    }
+}
+
+/// The values of every input, row-major, as f64; and the number of rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub n_rows: usize,
+    /// One array per input, `n_rows × width` values.
+    pub inputs: Vec<Vec<f64>>,
+    pub widths: Vec<usize>,
+}
+
+/// Picks each input's columns out of the table and checks integer inputs (class labels).
+pub fn bind(model: &Model, table: &Table) -> Result<Dataset, DataError> {
+    let g = model.graph();
+    let n = table.n_rows();
+    let mut inputs = Vec::new();
+    let mut widths = Vec::new();
+    for (i, (info, binding)) in g.inputs.iter().zip(&model.bindings).enumerate() {
+        let idx: Vec<usize> = binding.columns.iter().map(|c| table.column_index(c, &info.name)).collect::<Result<_, _>>()?;
+        let width = idx.len();
+        let mut values = Vec::with_capacity(n * width);
+        let classes = one_hot_classes(g, i as u32);
+        for r in 0..n {
+            for &j in &idx {
+                let v = table.values[r * table.columns.len() + j];
+                let cell_error = |problem: String| DataError::Cell {
+                    file: table.file.clone(),
+                    row: table.lines[r],
+                    column: table.columns[j].clone(),
+                    position: j + 1,
+                    problem,
+                };
+                if info.is_int && (v.fract() != 0.0 || v < 0.0) {
+                    return Err(cell_error(format!("`{v}` is not a class index (a whole number ≥ 0) for input `{}`", info.name)));
+                }
+                if let Some(k) = classes {
+                    if v >= k as f64 {
+                        return Err(cell_error(format!("label {v} is out of range: `{}` is one-hot encoded with {k} classes", info.name)));
+                    }
+                }
+                values.push(v);
+            }
+        }
+        inputs.push(values);
+        widths.push(width);
+    }
+    Ok(Dataset { n_rows: n, inputs, widths })
+}
+
+/// The number of classes when an input feeds `one_hot`, the smallest if several.
+fn one_hot_classes(g: &Graph, input: u32) -> Option<u32> {
+    g.ids()
+        .filter_map(|id| {
+            let node = g.node(id);
+            match node.op {
+                Op::OneHot { classes } if node.inputs.iter().any(|&a| *g.op(a) == Op::Input(input)) => Some(classes),
+                _ => None,
+            }
+        })
+        .min()
+}

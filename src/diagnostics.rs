@@ -1,0 +1,199 @@
+//! Source files, byte spans and user-facing diagnostics, rendered the way rustc renders them.
+//!
+//! Invariant: rendering is deterministic (no colour, no absolute paths beyond the name the
+//! caller gave), so rendered diagnostics can be pinned by snapshot tests.
+
+use std::fmt::{self, Write};
+
+/// A half-open byte range `[start, end)` into one source file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+
+    /// The smallest span covering both.
+    pub fn join(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+}
+
+/// A named source text; the name is what diagnostics print (usually the path given by the user).
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile { name: name.into(), text, line_starts }
+    }
+
+    /// Zero-based line index containing byte `offset`.
+    pub fn line_index(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&offset) {
+            Ok(line) => line,
+            Err(next) => next - 1,
+        }
+    }
+
+    /// One-based (line, column); the column counts characters, as editors do.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = self.clamp(offset);
+        let line = self.line_index(offset);
+        let start = self.line_starts[line];
+        (line + 1, self.text[start..offset].chars().count() + 1)
+    }
+
+    /// The text of zero-based line `line`, without its newline.
+    pub fn line_text(&self, line: usize) -> &str {
+        let start = self.line_starts[line];
+        let end = self.line_starts.get(line + 1).copied().unwrap_or(self.text.len());
+        self.text[start..end].trim_end_matches(['\n', '\r'])
+    }
+
+    fn clamp(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
+    }
+
+    pub fn snippet(&self, span: Span) -> &str {
+        &self.text[self.clamp(span.start)..self.clamp(span.end)]
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// A span with a short message; the first label of a diagnostic is its primary location.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub span: Span,
+    pub message: String,
+}
+
+/// A problem in the user's source, with everything needed to point at it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub labels: Vec<Label>,
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Error, message: message.into(), labels: vec![], notes: vec![] }
+    }
+
+    pub fn warning(message: impl Into<String>) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message) }
+    }
+
+    pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label { span, message: message.into() });
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    pub fn primary_span(&self) -> Option<Span> {
+        self.labels.first().map(|l| l.span)
+    }
+
+    /// rustc-style text: header, `--> file:line:col`, each labelled source line with carets.
+    pub fn render(&self, file: &SourceFile) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}: {}", self.severity, self.message);
+        let mut lines: Vec<(usize, &Label)> =
+            self.labels.iter().map(|l| (file.line_index(file.clamp(l.span.start)), l)).collect();
+        lines.sort_by_key(|(line, l)| (*line, l.span.start));
+        let gutter = lines.iter().map(|(line, _)| (line + 1).to_string().len()).max().unwrap_or(1);
+        let pad = " ".repeat(gutter);
+        if let Some(primary) = self.labels.first() {
+            let (line, col) = file.line_col(primary.span.start);
+            let _ = writeln!(out, "{pad}--> {}:{line}:{col}", file.name);
+            let _ = writeln!(out, "{pad} |");
+            let mut i = 0;
+            while i < lines.len() {
+                let line = lines[i].0;
+                let text = file.line_text(line);
+                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, text);
+                while i < lines.len() && lines[i].0 == line {
+                    let label = lines[i].1;
+                    let (_, col) = file.line_col(label.span.start);
+                    let line_end = file.line_starts.get(line + 1).copied().unwrap_or(file.text.len());
+                    let end = label.span.end.min(line_end).max(label.span.start);
+                    let width = file.snippet(Span::new(label.span.start, end)).trim_end().chars().count().max(1);
+                    let mark = if std::ptr::eq(label, primary) { "^" } else { "-" };
+                    let _ = writeln!(
+                        out,
+                        "{pad} | {}{} {}",
+                        " ".repeat(col - 1),
+                        mark.repeat(width),
+                        label.message
+                    );
+                    i += 1;
+                }
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "{pad} = note: {note}");
+        }
+        out
+    }
+}
+
+/// Renders a list of diagnostics followed by a summary line, as the CLI prints them.
+pub fn render_all(diags: &[Diagnostic], file: &SourceFile) -> String {
+    let mut out = String::new();
+    for d in diags {
+        out.push_str(&d.render(file));
+        out.push('\n');
+    }
+    let n_errors = diags.iter().filter(|d| d.is_error()).count();
+    let n_warnings = diags.len() - n_errors;
+    if n_errors > 0 {
+        let _ = writeln!(
+            out,
+            "error: could not compile `{}` due to {} error{}{}",
+            file.name,
+            n_errors,
+            if n_errors == 1 { "" } else { "s" },
+            if n_warnings > 0 { format!("; {n_warnings} warning(s) emitted") } else { String::new() }
+        );
+    }
+    out
+}

@@ -1,0 +1,179 @@
+//! The graph arena: nodes addressed by `NodeId`, born in one place, hash-consed.
+//!
+//! Invariants: operands have smaller ids than their users, so `0..n` is a forward (topological)
+//! order and the reverse is a backward order; structurally equal nodes are one node.
+
+use super::op::Op;
+use super::shape::{self, DType, Shape, ShapeError};
+use crate::diagnostics::Span;
+use std::collections::HashMap;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub shape: Shape,
+}
+
+/// A declared input: a named array fed from data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputInfo {
+    pub name: String,
+    pub shape: Shape,
+    /// Integer-valued (class labels); stored as floats of the model's dtype.
+    pub is_int: bool,
+}
+
+/// A declared trainable parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    pub name: String,
+    pub shape: Shape,
+}
+
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub dtype: DType,
+    /// Names of the symbolic dimensions, indexed by `Dim::Sym`.
+    pub syms: Vec<String>,
+    pub inputs: Vec<InputInfo>,
+    pub params: Vec<ParamInfo>,
+    nodes: Vec<Node>,
+    /// Source location each node was first written at, when it came from the source.
+    spans: Vec<Option<Span>>,
+    memo: HashMap<(Op, Vec<NodeId>), NodeId>,
+}
+
+impl Graph {
+    pub fn new(dtype: DType, syms: Vec<String>, inputs: Vec<InputInfo>, params: Vec<ParamInfo>) -> Graph {
+        Graph { dtype, syms, inputs, params, nodes: Vec::new(), spans: Vec::new(), memo: HashMap::new() }
+    }
+
+    /// A graph with the same declarations and no nodes.
+    pub fn empty_like(&self) -> Graph {
+        Graph::new(self.dtype, self.syms.clone(), self.inputs.clone(), self.params.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn ids(&self) -> impl DoubleEndedIterator<Item = NodeId> + use<> {
+        (0..self.nodes.len() as u32).map(NodeId)
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    pub fn op(&self, id: NodeId) -> &Op {
+        &self.nodes[id.index()].op
+    }
+
+    pub fn shape(&self, id: NodeId) -> &Shape {
+        &self.nodes[id.index()].shape
+    }
+
+    pub fn span(&self, id: NodeId) -> Option<Span> {
+        self.spans[id.index()]
+    }
+
+    pub fn const_value(&self, id: NodeId) -> Option<f64> {
+        self.op(id).const_value()
+    }
+
+    /// Adds a node, or returns the existing node that is structurally equal.
+    pub fn add(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId, ShapeError> {
+        debug_assert_eq!(op.arity(), inputs.len(), "arity of {}", op.name());
+        let key = (op, inputs.to_vec());
+        if let Some(&id) = self.memo.get(&key) {
+            return Ok(id);
+        }
+        let (op, inputs) = key;
+        let shape = match &op {
+            Op::Input(i) => self.inputs[*i as usize].shape.clone(),
+            Op::Param(i) => self.params[*i as usize].shape.clone(),
+            _ => {
+                let shapes: Vec<&Shape> = inputs.iter().map(|&i| self.shape(i)).collect();
+                shape::infer(&op, &shapes)?
+            }
+        };
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node { op: op.clone(), inputs: inputs.clone(), shape });
+        self.spans.push(None);
+        self.memo.insert((op, inputs), id);
+        Ok(id)
+    }
+
+    /// Adds a node whose shapes are correct by construction (derivative rules, rewrites).
+    /// A failure here is a bug in adjoint, not in the user's model.
+    pub fn build(&mut self, op: Op, inputs: &[NodeId]) -> NodeId {
+        let name = op.name();
+        self.add(op, inputs).unwrap_or_else(|e| panic!("adjoint internal error: ill-shaped `{name}`: {}", e.message))
+    }
+
+    /// Records where a node came from, unless it already has a location.
+    pub fn set_span(&mut self, id: NodeId, span: Span) {
+        let slot = &mut self.spans[id.index()];
+        if slot.is_none() {
+            *slot = Some(span);
+        }
+    }
+
+    pub fn constant(&mut self, value: f64) -> NodeId {
+        self.build(Op::constant(value), &[])
+    }
+
+    pub fn shape_text(&self, shape: &Shape) -> String {
+        shape.display(&self.syms).to_string()
+    }
+
+    /// All nodes that `roots` depend on, as a mask indexed by node.
+    pub fn reachable(&self, roots: &[NodeId]) -> Vec<bool> {
+        let mut live = vec![false; self.nodes.len()];
+        for r in roots {
+            live[r.index()] = true;
+        }
+        for id in self.ids().rev() {
+            if live[id.index()] {
+                for &i in &self.nodes[id.index()].inputs {
+                    live[i.index()] = true;
+                }
+            }
+        }
+        live
+    }
+
+    /// Number of users of each node among the nodes marked live.
+    pub fn use_counts(&self, live: &[bool]) -> Vec<u32> {
+        let mut uses = vec![0u32; self.nodes.len()];
+        for id in self.ids() {
+            if live[id.index()] {
+                for &i in &self.nodes[id.index()].inputs {
+                    uses[i.index()] += 1;
+                }
+            }
+        }
+        uses
+    }
+}

@@ -1,0 +1,302 @@
+//! The reference interpreter: the meaning of every op, in plain Rust, in f64.
+//!
+//! Invariant: this module is the oracle. The JIT is tested against it and it is tested against
+//! finite differences; it favours obviousness over speed.
+
+use super::graph::{Graph, NodeId};
+use super::op::Op;
+
+/// A dense row-major array of f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor data does not fill its shape");
+        Tensor { shape, data }
+    }
+
+    pub fn scalar(v: f64) -> Tensor {
+        Tensor { shape: vec![], data: vec![v] }
+    }
+
+    pub fn zeros(shape: Vec<usize>) -> Tensor {
+        let n = shape.iter().product();
+        Tensor { shape, data: vec![0.0; n] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn item(&self) -> f64 {
+        self.data[0]
+    }
+}
+
+/// Row-major strides of a shape.
+pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        strides[i] = acc;
+        acc *= shape[i];
+    }
+    strides
+}
+
+/// Strides that read an array of shape `from` as if broadcast to `to` (0 along broadcast axes).
+pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
+    let own = contiguous_strides(from);
+    let offset = to.len() - from.len();
+    (0..to.len())
+        .map(|i| if i < offset || from[i - offset] == 1 && to[i] != 1 { 0 } else { own[i - offset] })
+        .collect()
+}
+
+/// Calls `f(linear_index, offsets)` for every element of `shape`, where `offsets[k]` is the
+/// element's offset under `strides[k]`.
+fn for_each_index(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(usize, &[usize])) {
+    let total: usize = shape.iter().product();
+    let mut idx = vec![0usize; shape.len()];
+    let mut offsets = vec![0usize; strides.len()];
+    for linear in 0..total {
+        f(linear, &offsets);
+        for d in (0..shape.len()).rev() {
+            idx[d] += 1;
+            for (k, s) in strides.iter().enumerate() {
+                offsets[k] += s[d];
+            }
+            if idx[d] < shape[d] {
+                break;
+            }
+            for (k, s) in strides.iter().enumerate() {
+                offsets[k] -= s[d] * shape[d];
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The scalar meaning of a unary elementwise op.
+pub fn unary(op: &Op, x: f64) -> f64 {
+    match op {
+        Op::Neg => -x,
+        Op::Exp => x.exp(),
+        Op::Log => x.ln(),
+        Op::Sqrt => x.sqrt(),
+        Op::Tanh => x.tanh(),
+        Op::Sigmoid => sigmoid(x),
+        Op::Relu => {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
+        Op::Step => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        other => unreachable!("`{}` is not unary elementwise", other.name()),
+    }
+}
+
+/// The scalar meaning of a binary elementwise op.
+pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
+    match op {
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+        Op::Div => a / b,
+        Op::Pow => pow(a, b),
+        Op::Eq => {
+            if a == b {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        other => unreachable!("`{}` is not binary elementwise", other.name()),
+    }
+}
+
+/// `a^b`, with integer exponents by repeated multiplication (so negative bases work and the JIT's
+/// multiply chains agree bit for bit).
+pub fn pow(a: f64, b: f64) -> f64 {
+    if b == 2.0 {
+        a * a
+    } else if b == 1.0 {
+        a
+    } else if b == 0.5 {
+        a.sqrt()
+    } else {
+        a.powf(b)
+    }
+}
+
+/// Values of the nodes `roots` depends on; entries for other nodes are `None`.
+pub fn eval(graph: &Graph, inputs: &[Tensor], params: &[Tensor], syms: &[u64], roots: &[NodeId]) -> Vec<Option<Tensor>> {
+    let live = graph.reachable(roots);
+    let mut values: Vec<Option<Tensor>> = vec![None; graph.len()];
+    for id in graph.ids().filter(|id| live[id.index()]) {
+        let node = graph.node(id);
+        let shape = node.shape.concrete(syms);
+        let args: Vec<&Tensor> = node.inputs.iter().map(|i| values[i.index()].as_ref().expect("operand evaluated")).collect();
+        let value = eval_op(&node.op, &args, shape, inputs, params, syms);
+        values[id.index()] = Some(value);
+    }
+    values
+}
+
+fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], params: &[Tensor], syms: &[u64]) -> Tensor {
+    match op {
+        Op::Input(i) => inputs[*i as usize].clone(),
+        Op::Param(i) => params[*i as usize].clone(),
+        Op::Const(_) => Tensor::scalar(op.const_value().unwrap()),
+        Op::DimSize(s) => Tensor::scalar(syms[*s as usize] as f64),
+        Op::Neg | Op::Exp | Op::Log | Op::Sqrt | Op::Tanh | Op::Sigmoid | Op::Relu | Op::Step => {
+            Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect())
+        }
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Eq => {
+            let sa = broadcast_strides(&args[0].shape, &shape);
+            let sb = broadcast_strides(&args[1].shape, &shape);
+            let mut out = Tensor::zeros(shape.clone());
+            for_each_index(&shape, &[&sa, &sb], |i, off| {
+                out.data[i] = binary(op, args[0].data[off[0]], args[1].data[off[1]]);
+            });
+            out
+        }
+        Op::MatMul => matmul(args[0], args[1], shape),
+        Op::Transpose => {
+            let (r, c) = (args[0].shape[0], args[0].shape[1]);
+            let mut out = Tensor::zeros(shape);
+            for i in 0..r {
+                for j in 0..c {
+                    out.data[j * r + i] = args[0].data[i * c + j];
+                }
+            }
+            out
+        }
+        Op::Sum { axis } => reduce(args[0], *axis, shape, 0.0, |acc, x| acc + x),
+        Op::LogSumExp { axis } => {
+            let m = reduce(args[0], *axis, shape.clone(), f64::NEG_INFINITY, f64::max);
+            let mut out = m.clone();
+            let ms = reduced_strides(&args[0].shape, *axis);
+            let mut sums = Tensor::zeros(shape);
+            for_each_index(&args[0].shape, &[&ms], |i, off| {
+                let mo = m.data[off[0]];
+                sums.data[off[0]] += if mo.is_finite() { (args[0].data[i] - mo).exp() } else { 0.0 };
+            });
+            for (o, s) in out.data.iter_mut().zip(&sums.data) {
+                if o.is_finite() {
+                    *o += s.ln();
+                }
+            }
+            out
+        }
+        Op::ArgMax { axis } => {
+            let x = args[0];
+            let axis = *axis as usize;
+            let n = x.shape[axis];
+            let inner: usize = x.shape[axis + 1..].iter().product();
+            let outer: usize = x.shape[..axis].iter().product();
+            let mut out = Tensor::zeros(shape);
+            for o in 0..outer {
+                for i in 0..inner {
+                    let (mut best, mut best_k) = (f64::NEG_INFINITY, 0);
+                    for k in 0..n {
+                        let v = x.data[(o * n + k) * inner + i];
+                        if v > best {
+                            best = v;
+                            best_k = k;
+                        }
+                    }
+                    out.data[o * inner + i] = best_k as f64;
+                }
+            }
+            out
+        }
+        Op::OneHot { classes } => {
+            let k = *classes as usize;
+            let mut out = Tensor::zeros(shape);
+            for (i, &v) in args[0].data.iter().enumerate() {
+                if v >= 0.0 && v < k as f64 && v.fract() == 0.0 {
+                    out.data[i * k + v as usize] = 1.0;
+                }
+            }
+            out
+        }
+        Op::SumTo(_) => {
+            let map = broadcast_strides(&shape, &args[0].shape);
+            let mut out = Tensor::zeros(shape);
+            for_each_index(&args[0].shape, &[&map], |i, off| out.data[off[0]] += args[0].data[i]);
+            out
+        }
+        Op::Expand(_) => {
+            let map = broadcast_strides(&args[0].shape, &shape);
+            let mut out = Tensor::zeros(shape.clone());
+            for_each_index(&shape, &[&map], |i, off| out.data[i] = args[0].data[off[0]]);
+            out
+        }
+        Op::Reshape(_) => Tensor::new(shape, args[0].data.clone()),
+    }
+}
+
+/// Strides mapping an input index to its output index when `axis` (or everything) is reduced.
+fn reduced_strides(shape: &[usize], axis: Option<u32>) -> Vec<usize> {
+    match axis {
+        None => vec![0; shape.len()],
+        Some(a) => {
+            let mut kept: Vec<usize> = shape.to_vec();
+            kept[a as usize] = 1;
+            let mut s = contiguous_strides(&kept);
+            s[a as usize] = 0;
+            s
+        }
+    }
+}
+
+fn reduce(x: &Tensor, axis: Option<u32>, shape: Vec<usize>, init: f64, f: impl Fn(f64, f64) -> f64) -> Tensor {
+    let map = reduced_strides(&x.shape, axis);
+    let n = shape.iter().product();
+    let mut out = Tensor::new(shape, vec![init; n]);
+    for_each_index(&x.shape, &[&map], |i, off| out.data[off[0]] = f(out.data[off[0]], x.data[i]));
+    out
+}
+
+fn matmul(a: &Tensor, b: &Tensor, shape: Vec<usize>) -> Tensor {
+    // Vectors are read as a row (left operand) or a column (right operand).
+    let (m, k) = if a.shape.len() == 2 { (a.shape[0], a.shape[1]) } else { (1, a.shape[0]) };
+    let n = if b.shape.len() == 2 { b.shape[1] } else { 1 };
+    let mut out = Tensor::zeros(shape);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0;
+            for p in 0..k {
+                acc += a.data[i * k + p] * b.data[p * n + j];
+            }
+            out.data[i * n + j] = acc;
+        }
+    }
+    out
+}

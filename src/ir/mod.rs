@@ -1,0 +1,13 @@
+//! The graph IR shared by the forward pass and its gradient.
+
+pub mod graph;
+pub mod interp;
+pub mod op;
+pub mod print;
+pub mod shape;
+pub mod verify;
+
+pub use graph::{Graph, InputInfo, Node, NodeId, ParamInfo};
+pub use interp::Tensor;
+pub use op::Op;
+pub use shape::{DType, Dim, Shape};

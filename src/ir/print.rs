@@ -1,0 +1,57 @@
+//! The canonical text form of a graph: one node per line, operands before users.
+//!
+//! `%5 = mul %3, %4 : f32[n, 3]` is what snapshots show, what `adjoint graph` prints and what
+//! the README quotes.
+
+use super::graph::{Graph, NodeId};
+use super::op::Op;
+use std::fmt::Write;
+
+/// Formats a float so that it reads back exactly and integers look like integers.
+pub fn fmt_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64) + if v == 0.0 && v.is_sign_negative() { ".0" } else { "" }
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// The text of the nodes reachable from `outputs`, followed by one line naming each output.
+pub fn print(graph: &Graph, outputs: &[(String, NodeId)]) -> String {
+    let roots: Vec<NodeId> = outputs.iter().map(|(_, id)| *id).collect();
+    let live = graph.reachable(&roots);
+    let mut out = String::new();
+    for id in graph.ids().filter(|id| live[id.index()]) {
+        let _ = writeln!(out, "{}", node_line(graph, id));
+    }
+    for (name, id) in outputs {
+        let _ = writeln!(out, "{name} = {id}");
+    }
+    out
+}
+
+pub fn node_line(graph: &Graph, id: NodeId) -> String {
+    let node = graph.node(id);
+    let mut line = format!("{id} = {}", node.op.name());
+    let attr = match &node.op {
+        Op::Input(i) => Some(graph.inputs[*i as usize].name.clone()),
+        Op::Param(i) => Some(graph.params[*i as usize].name.clone()),
+        Op::Const(_) => Some(fmt_number(node.op.const_value().unwrap())),
+        Op::DimSize(s) => Some(graph.syms[*s as usize].clone()),
+        Op::Sum { axis: Some(a) } | Op::LogSumExp { axis: Some(a) } | Op::ArgMax { axis: a } => {
+            Some(format!("axis={a}"))
+        }
+        Op::OneHot { classes } => Some(format!("classes={classes}")),
+        _ => None,
+    };
+    if let Some(attr) = attr {
+        line.push(' ');
+        line.push_str(&attr);
+    }
+    for (i, input) in node.inputs.iter().enumerate() {
+        line.push_str(if i == 0 { " " } else { ", " });
+        line.push_str(&input.to_string());
+    }
+    let _ = write!(line, " : {}{}", graph.dtype.name(), graph.shape_text(&node.shape));
+    line
+}

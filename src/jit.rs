@@ -1,0 +1,817 @@
+//! Cranelift code generation: a lowering plan becomes one native function; an optimizer becomes
+//! a fused update loop.
+//!
+//! Every generated function has the signature
+//! `extern "C" fn(slots: *const *mut u8, dims: *const i64, scalars: *const f64)`:
+//! `slots` holds one pointer per plan slot, `dims` the size of each symbolic dimension, and
+//! `scalars` per-call values such as the learning rate.
+//!
+//! Invariant: generated code cannot trap. It has no integer division, reads only the slots it
+//! is given, and the runtime checks every slot's length against the plan before calling it.
+
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::lower::{Plan, Step, Stride, Val};
+use crate::model::GraphFn;
+use crate::optim::{OptimizerKind, OptimizerSpec};
+use cranelift::codegen::ir::{BlockArg, FuncRef, MemFlagsData, UserFuncName};
+use cranelift::codegen::{Context, settings};
+use cranelift::prelude::*;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module};
+use std::collections::HashMap;
+
+pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, *const f64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("cannot target this CPU: {0}")]
+    Isa(String),
+    #[error("Cranelift rejected generated code for `{name}`: {message}")]
+    Define { name: String, message: String },
+}
+
+/// Native helpers the generated code calls. Registered by address, so no symbol is looked up
+/// in the process at run time.
+const HELPERS: &[(&str, usize, usize)] = &[
+    // (name, f64 args, returns a float) — f32 twins are named with an `_f32` suffix.
+    ("exp", 1, 1),
+    ("log", 1, 1),
+    ("tanh", 1, 1),
+    ("sigmoid", 1, 1),
+    ("pow", 2, 1),
+];
+
+mod helpers {
+    pub extern "C" fn exp(x: f64) -> f64 {
+        x.exp()
+    }
+    pub extern "C" fn log(x: f64) -> f64 {
+        x.ln()
+    }
+    pub extern "C" fn tanh(x: f64) -> f64 {
+        x.tanh()
+    }
+    pub extern "C" fn sigmoid(x: f64) -> f64 {
+        crate::ir::interp::sigmoid(x)
+    }
+    pub extern "C" fn pow(x: f64, y: f64) -> f64 {
+        crate::ir::interp::pow(x, y)
+    }
+    pub extern "C" fn exp_f32(x: f32) -> f32 {
+        x.exp()
+    }
+    pub extern "C" fn log_f32(x: f32) -> f32 {
+        x.ln()
+    }
+    pub extern "C" fn tanh_f32(x: f32) -> f32 {
+        x.tanh()
+    }
+    pub extern "C" fn sigmoid_f32(x: f32) -> f32 {
+        if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            let e = x.exp();
+            e / (1.0 + e)
+        }
+    }
+    pub extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
+        if y == 2.0 {
+            x * x
+        } else if y == 1.0 {
+            x
+        } else if y == 0.5 {
+            x.sqrt()
+        } else {
+            x.powf(y)
+        }
+    }
+
+    /// C = A·B for strided A (m×k), B (k×n), C (m×n). Cannot panic: matrixmultiply accepts
+    /// any strides, and the sizes were checked by the runtime.
+    #[allow(clippy::too_many_arguments)]
+    pub extern "C" fn gemm_f64(
+        m: i64, k: i64, n: i64, a: *const f64, rsa: i64, csa: i64, b: *const f64, rsb: i64, csb: i64,
+        c: *mut f64, rsc: i64, csc: i64,
+    ) {
+        // SAFETY: the pointers are slot buffers whose lengths the runtime checked against the
+        // plan, and the strides were computed from the same shapes.
+        unsafe {
+            matrixmultiply::dgemm(
+                m as usize, k as usize, n as usize, 1.0, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize,
+                0.0, c, rsc as isize, csc as isize,
+            )
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub extern "C" fn gemm_f32(
+        m: i64, k: i64, n: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64,
+        c: *mut f32, rsc: i64, csc: i64,
+    ) {
+        // SAFETY: as for `gemm_f64`.
+        unsafe {
+            matrixmultiply::sgemm(
+                m as usize, k as usize, n as usize, 1.0, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize,
+                0.0, c, rsc as isize, csc as isize,
+            )
+        }
+    }
+}
+
+fn helper_address(name: &str) -> *const u8 {
+    match name {
+        "exp" => helpers::exp as *const u8,
+        "log" => helpers::log as *const u8,
+        "tanh" => helpers::tanh as *const u8,
+        "sigmoid" => helpers::sigmoid as *const u8,
+        "pow" => helpers::pow as *const u8,
+        "exp_f32" => helpers::exp_f32 as *const u8,
+        "log_f32" => helpers::log_f32 as *const u8,
+        "tanh_f32" => helpers::tanh_f32 as *const u8,
+        "sigmoid_f32" => helpers::sigmoid_f32 as *const u8,
+        "pow_f32" => helpers::pow_f32 as *const u8,
+        "gemm_f64" => helpers::gemm_f64 as *const u8,
+        "gemm_f32" => helpers::gemm_f32 as *const u8,
+        _ => unreachable!("unknown helper {name}"),
+    }
+}
+
+/// A JIT module holding compiled functions. The code lives as long as this value.
+pub struct Jit {
+    module: JITModule,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    helpers: HashMap<String, FuncId>,
+    n_functions: usize,
+}
+
+impl Jit {
+    pub fn new() -> Result<Jit, CodegenError> {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()));
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| CodegenError::Isa(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| CodegenError::Isa(e.to_string()))?;
+        let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        let mut names: Vec<String> = Vec::new();
+        for (name, _, _) in HELPERS {
+            names.push(name.to_string());
+            names.push(format!("{name}_f32"));
+        }
+        names.push("gemm_f64".into());
+        names.push("gemm_f32".into());
+        for n in &names {
+            jb.symbol(format!("adjoint_{n}"), helper_address(n));
+        }
+        let mut module = JITModule::new(jb);
+        let mut helpers = HashMap::new();
+        for n in &names {
+            let sig = helper_signature(&module, n);
+            let id = module
+                .declare_function(&format!("adjoint_{n}"), Linkage::Import, &sig)
+                .map_err(|e| CodegenError::Isa(e.to_string()))?;
+            helpers.insert(n.clone(), id);
+        }
+        let ctx = module.make_context();
+        Ok(Jit { module, ctx, fctx: FunctionBuilderContext::new(), helpers, n_functions: 0 })
+    }
+
+    fn kernel_signature(&self) -> Signature {
+        let mut sig = self.module.make_signature();
+        let ptr = self.module.target_config().pointer_type();
+        for _ in 0..3 {
+            sig.params.push(AbiParam::new(ptr));
+        }
+        sig
+    }
+
+    /// Compiles a graph function under its plan.
+    pub fn compile_graph(&mut self, f: &GraphFn, plan: &Plan) -> Result<FuncId, CodegenError> {
+        self.define(plan.slots.len(), f.graph.syms.len(), f.graph.dtype, |tx| {
+            for step in &plan.steps {
+                tx.step(&f.graph, plan, step);
+            }
+        })
+    }
+
+    /// Compiles the update loop of an optimizer over parameters of the given sizes. Slots:
+    /// params, then gradients, then each param's state arrays.
+    pub fn compile_update(&mut self, spec: &OptimizerSpec, sizes: &[usize], dtype: DType) -> Result<FuncId, CodegenError> {
+        let spec = spec.clone();
+        let sizes = sizes.to_vec();
+        let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
+        self.define(n_slots, 0, dtype, move |tx| tx.update(&spec, &sizes))
+    }
+
+    fn define(&mut self, n_slots: usize, n_syms: usize, dtype: DType, body: impl FnOnce(&mut Tx))  -> Result<FuncId, CodegenError> {
+        let name = format!("kernel{}", self.n_functions);
+        self.n_functions += 1;
+        let sig = self.kernel_signature();
+        let id = self
+            .module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| CodegenError::Define { name: name.clone(), message: e.to_string() })?;
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let target = self.module.target_config();
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let mut refs = HashMap::new();
+            for (n, fid) in &self.helpers {
+                refs.insert(n.clone(), self.module.declare_func_in_func(*fid, b.func));
+            }
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let params = b.block_params(entry).to_vec();
+            let ty = match dtype {
+                DType::F32 => types::F32,
+                DType::F64 => types::F64,
+            };
+            let slot_ptrs = (0..n_slots).map(|i| b.ins().load(types::I64, flags(), params[0], i as i32 * 8)).collect();
+            let dim_vals = (0..n_syms).map(|i| b.ins().load(types::I64, flags(), params[1], i as i32 * 8)).collect();
+            let mut tx = Tx { b, ty, dtype, scalars: params[2], helpers: refs, slot_ptrs, dim_vals };
+            body(&mut tx);
+            tx.b.ins().return_(&[]);
+            tx.b.seal_all_blocks();
+            tx.b.finalize(target);
+        }
+        self.module
+            .define_function(id, &mut self.ctx)
+            .map_err(|e| CodegenError::Define { name: name.clone(), message: format!("{e:?}") })?;
+        self.module.clear_context(&mut self.ctx);
+        Ok(id)
+    }
+
+    /// Makes every defined function callable and returns their entry points.
+    pub fn finalize(&mut self, ids: &[FuncId]) -> Result<Vec<KernelFn>, CodegenError> {
+        self.module.finalize_definitions().map_err(|e| CodegenError::Define { name: "module".into(), message: e.to_string() })?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let ptr = self.module.get_finalized_function(*id);
+                // SAFETY: every kernel was defined with `kernel_signature`, which is this type
+                // under the platform's C calling convention.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
+            })
+            .collect())
+    }
+}
+
+fn helper_signature(module: &JITModule, name: &str) -> Signature {
+    let mut sig = module.make_signature();
+    if name.starts_with("gemm") {
+        let ptr = module.target_config().pointer_type();
+        for _ in 0..12 {
+            sig.params.push(AbiParam::new(if ptr == types::I64 { types::I64 } else { ptr }));
+        }
+        return sig;
+    }
+    let ty = if name.ends_with("_f32") { types::F32 } else { types::F64 };
+    let base = name.trim_end_matches("_f32");
+    let (_, n_args, _) = HELPERS.iter().find(|h| h.0 == base).unwrap();
+    for _ in 0..*n_args {
+        sig.params.push(AbiParam::new(ty));
+    }
+    sig.returns.push(AbiParam::new(ty));
+    sig
+}
+
+/// The translator of one function body.
+struct Tx<'a> {
+    b: FunctionBuilder<'a>,
+    ty: Type,
+    dtype: DType,
+    scalars: Value,
+    helpers: HashMap<String, FuncRef>,
+    /// Every slot pointer and dimension size, loaded once in the entry block so that they
+    /// dominate every use.
+    slot_ptrs: Vec<Value>,
+    dim_vals: Vec<Value>,
+}
+
+fn flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+impl<'a> Tx<'a> {
+    // ---- small builders -------------------------------------------------------------------
+
+    fn iconst(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(types::I64, v)
+    }
+
+    fn fconst(&mut self, v: f64) -> Value {
+        match self.dtype {
+            DType::F32 => self.b.ins().f32const(v as f32),
+            DType::F64 => self.b.ins().f64const(v),
+        }
+    }
+
+    fn slot_ptr(&mut self, slot: u32) -> Value {
+        self.slot_ptrs[slot as usize]
+    }
+
+    fn dim(&mut self, d: Dim) -> Value {
+        match d {
+            Dim::Fixed(n) => self.iconst(n as i64),
+            Dim::Sym(s) => self.dim_vals[s as usize],
+        }
+    }
+
+    fn scalar_arg(&mut self, i: usize) -> Value {
+        let (scalars, off) = (self.scalars, i as i32 * 8);
+        let v = self.b.ins().load(types::F64, flags(), scalars, off);
+        match self.dtype {
+            DType::F32 => self.b.ins().fdemote(types::F32, v),
+            DType::F64 => v,
+        }
+    }
+
+    fn stride(&mut self, s: &Stride) -> Value {
+        match s {
+            Stride::Zero => self.iconst(0),
+            Stride::Prod(dims) => {
+                let mut acc = self.iconst(1);
+                for d in dims {
+                    let v = self.dim(*d);
+                    acc = self.b.ins().imul(acc, v);
+                }
+                acc
+            }
+        }
+    }
+
+    fn sizes(&mut self, shape: &Shape) -> Vec<Value> {
+        shape.0.iter().map(|d| self.dim(*d)).collect()
+    }
+
+    fn elem_addr(&mut self, base: Value, offset: Value) -> Value {
+        let bytes = self.b.ins().imul_imm_s(offset, self.dtype.size() as i64);
+        self.b.ins().iadd(base, bytes)
+    }
+
+    fn load_at(&mut self, slot: u32, offset: Value) -> Value {
+        let base = self.slot_ptr(slot);
+        let addr = self.elem_addr(base, offset);
+        self.b.ins().load(self.ty, flags(), addr, 0)
+    }
+
+    fn store_at(&mut self, slot: u32, offset: Value, v: Value) {
+        let base = self.slot_ptr(slot);
+        let addr = self.elem_addr(base, offset);
+        self.b.ins().store(flags(), v, addr, 0);
+    }
+
+    fn call(&mut self, name: &str, args: &[Value]) -> Value {
+        let full = match self.dtype {
+            DType::F32 => format!("{name}_f32"),
+            DType::F64 => name.to_string(),
+        };
+        let f = self.helpers[&full];
+        let inst = self.b.ins().call(f, args);
+        self.b.inst_results(inst)[0]
+    }
+
+    /// `for i in 0..n { body(i) }`.
+    fn for_loop(&mut self, n: Value, body: &mut dyn FnMut(&mut Self, Value)) {
+        let header = self.b.create_block();
+        let body_block = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, types::I64);
+        let zero = self.iconst(0);
+        self.b.ins().jump(header, &[BlockArg::Value(zero)]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, n);
+        self.b.ins().brif(more, body_block, &[], exit, &[]);
+        self.b.switch_to_block(body_block);
+        body(self, i);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.ins().jump(header, &[BlockArg::Value(next)]);
+        self.b.switch_to_block(exit);
+    }
+
+    /// Nested loops over `sizes`; the body receives the index of each axis.
+    fn nest(&mut self, sizes: &[Value], body: &mut dyn FnMut(&mut Self, &[Value])) {
+        fn go<'a>(tx: &mut Tx<'a>, sizes: &[Value], idx: &mut Vec<Value>, body: &mut dyn FnMut(&mut Tx<'a>, &[Value])) {
+            if idx.len() == sizes.len() {
+                body(tx, idx);
+                return;
+            }
+            let n = sizes[idx.len()];
+            tx.for_loop(n, &mut |tx, i| {
+                idx.push(i);
+                go(tx, sizes, idx, body);
+                idx.pop();
+            });
+        }
+        go(self, sizes, &mut Vec::new(), body);
+    }
+
+    fn if_then(&mut self, cond: Value, body: &mut dyn FnMut(&mut Self)) {
+        let then = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(cond, then, &[], done, &[]);
+        self.b.switch_to_block(then);
+        body(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
+    fn dot(&mut self, idx: &[Value], strides: &[Value]) -> Value {
+        let mut acc = self.iconst(0);
+        for (i, s) in idx.iter().zip(strides) {
+            let t = self.b.ins().imul(*i, *s);
+            acc = self.b.ins().iadd(acc, t);
+        }
+        acc
+    }
+
+    // ---- reading values -------------------------------------------------------------------
+
+    /// A readable value aligned to an iteration space of rank `rank`.
+    fn operand(&mut self, val: &Val, shape: &Shape, rank: usize) -> Operand {
+        match val {
+            Val::Const(c) => Operand::Scalar(self.fconst(*c)),
+            Val::DimSize(s) => {
+                let n = self.dim(Dim::Sym(*s));
+                Operand::Scalar(self.b.ins().fcvt_from_sint(self.ty, n))
+            }
+            Val::View { slot, strides } => {
+                let offset = rank - shape.rank();
+                let mut aligned = vec![self.iconst(0); offset];
+                for (i, s) in strides.iter().enumerate() {
+                    // A unit axis broadcast against a longer one reads its only element.
+                    let v = if shape.0[i] == Dim::Fixed(1) { self.iconst(0) } else { self.stride(s) };
+                    aligned.push(v);
+                }
+                Operand::View { slot: *slot, strides: aligned }
+            }
+        }
+    }
+
+    fn read(&mut self, op: &Operand, idx: &[Value]) -> Value {
+        match op {
+            Operand::Scalar(v) => *v,
+            Operand::View { slot, strides } => {
+                let off = self.dot(idx, strides);
+                self.load_at(*slot, off)
+            }
+        }
+    }
+
+    fn contiguous_strides(&mut self, shape: &Shape) -> Vec<Value> {
+        crate::lower::contiguous(shape).iter().map(|s| self.stride(s)).collect()
+    }
+
+    fn fill(&mut self, slot: u32, shape: &Shape, v: f64) {
+        let total = self.total(shape);
+        let c = self.fconst(v);
+        self.for_loop(total, &mut |tx, i| tx.store_at(slot, i, c));
+    }
+
+    fn total(&mut self, shape: &Shape) -> Value {
+        let mut acc = self.iconst(1);
+        for d in &shape.0 {
+            let v = self.dim(*d);
+            acc = self.b.ins().imul(acc, v);
+        }
+        acc
+    }
+
+    // ---- steps ----------------------------------------------------------------------------
+
+    fn step(&mut self, g: &Graph, plan: &Plan, step: &Step) {
+        match step {
+            Step::Copy { src, src_shape, slot } => {
+                let shape = plan.slots[*slot as usize].shape.clone();
+                let src = self.operand(src, src_shape, shape.rank());
+                let sizes = self.sizes(&shape);
+                let out = self.contiguous_strides(&shape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out);
+                    tx.store_at(*slot, o, v);
+                });
+            }
+            Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
+        }
+    }
+
+    fn arg(&mut self, g: &Graph, plan: &Plan, node: NodeId, k: usize, rank: usize) -> Operand {
+        let a = g.node(node).inputs[k];
+        let val = plan.values[a.index()].clone().expect("operand planned");
+        self.operand(&val, g.shape(a), rank)
+    }
+
+    fn compute(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32, aux: Option<u32>) {
+        let node = g.node(id).clone();
+        let shape = node.shape.clone();
+        let rank = shape.rank();
+        match &node.op {
+            op if op.is_elementwise() => {
+                let args: Vec<Operand> = (0..node.inputs.len()).map(|k| self.arg(g, plan, id, k, rank)).collect();
+                let exponent = if *op == Op::Pow { g.const_value(node.inputs[1]) } else { None };
+                let sizes = self.sizes(&shape);
+                let out = self.contiguous_strides(&shape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
+                    let v = tx.scalar_op(op, &xs, exponent);
+                    let o = tx.dot(idx, &out);
+                    tx.store_at(slot, o, v);
+                });
+            }
+            Op::Sum { .. } | Op::SumTo(_) => {
+                let x = node.inputs[0];
+                let xshape = g.shape(x).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let sizes = self.sizes(&xshape);
+                if shape.is_scalar() {
+                    let acc = self.b.declare_var(self.ty);
+                    let zero = self.fconst(0.0);
+                    self.b.def_var(acc, zero);
+                    self.nest(&sizes, &mut |tx, idx| {
+                        let v = tx.read(&src, idx);
+                        let a = tx.b.use_var(acc);
+                        let s = tx.b.ins().fadd(a, v);
+                        tx.b.def_var(acc, s);
+                    });
+                    let zero_off = self.iconst(0);
+                    let total = self.b.use_var(acc);
+                    self.store_at(slot, zero_off, total);
+                } else {
+                    self.fill(slot, &shape, 0.0);
+                    self.nest(&sizes, &mut |tx, idx| {
+                        let v = tx.read(&src, idx);
+                        let o = tx.dot(idx, &out_strides);
+                        let cur = tx.load_at(slot, o);
+                        let s = tx.b.ins().fadd(cur, v);
+                        tx.store_at(slot, o, s);
+                    });
+                }
+            }
+            Op::LogSumExp { .. } => {
+                let aux = aux.expect("logsumexp has a scratch slot");
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let sizes = self.sizes(&xshape);
+                self.fill(slot, &shape, f64::NEG_INFINITY);
+                self.fill(aux, &shape, 0.0);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out_strides);
+                    let m = tx.load_at(slot, o);
+                    let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                    let nm = tx.b.ins().select(gt, v, m);
+                    tx.store_at(slot, o, nm);
+                });
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out_strides);
+                    let m = tx.load_at(slot, o);
+                    let finite = tx.is_finite(m);
+                    let d = tx.b.ins().fsub(v, m);
+                    let e = tx.call("exp", &[d]);
+                    let zero = tx.fconst(0.0);
+                    let e = tx.b.ins().select(finite, e, zero);
+                    let s = tx.load_at(aux, o);
+                    let s = tx.b.ins().fadd(s, e);
+                    tx.store_at(aux, o, s);
+                });
+                let total = self.total(&shape);
+                self.for_loop(total, &mut |tx, i| {
+                    let m = tx.load_at(slot, i);
+                    let s = tx.load_at(aux, i);
+                    let l = tx.call("log", &[s]);
+                    let r = tx.b.ins().fadd(m, l);
+                    let finite = tx.is_finite(m);
+                    let r = tx.b.ins().select(finite, r, m);
+                    tx.store_at(slot, i, r);
+                });
+            }
+            Op::ArgMax { axis } => {
+                let best = aux.expect("argmax has a scratch slot");
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let sizes = self.sizes(&xshape);
+                self.fill(best, &shape, f64::NEG_INFINITY);
+                self.fill(slot, &shape, 0.0);
+                let axis = *axis as usize;
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out_strides);
+                    let m = tx.load_at(best, o);
+                    let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                    let nm = tx.b.ins().select(gt, v, m);
+                    tx.store_at(best, o, nm);
+                    let k = tx.b.ins().fcvt_from_sint(tx.ty, idx[axis]);
+                    let cur = tx.load_at(slot, o);
+                    let ni = tx.b.ins().select(gt, k, cur);
+                    tx.store_at(slot, o, ni);
+                });
+            }
+            Op::OneHot { classes } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let n = self.total(&xshape);
+                let xs = self.contiguous_strides(&xshape);
+                let k = *classes as i64;
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let row = tx.dot(idx, &xs);
+                    let zero = tx.fconst(0.0);
+                    let kf = tx.fconst(k as f64);
+                    let ge = tx.b.ins().fcmp(FloatCC::GreaterThanOrEqual, v, zero);
+                    let lt = tx.b.ins().fcmp(FloatCC::LessThan, v, kf);
+                    let fl = tx.b.ins().floor(v);
+                    let whole = tx.b.ins().fcmp(FloatCC::Equal, fl, v);
+                    let ok = tx.b.ins().band(ge, lt);
+                    let ok = tx.b.ins().band(ok, whole);
+                    tx.if_then(ok, &mut |tx| {
+                        let c = tx.b.ins().fcvt_to_sint_sat(types::I64, v);
+                        let base = tx.b.ins().imul_imm_s(row, k);
+                        let o = tx.b.ins().iadd(base, c);
+                        let one = tx.fconst(1.0);
+                        tx.store_at(slot, o, one);
+                    });
+                });
+                let _ = n;
+            }
+            Op::MatMul => self.matmul(g, plan, id, slot),
+            other => unreachable!("`{}` is a view or a leaf, not computed", other.name()),
+        }
+    }
+
+    fn is_finite(&mut self, x: Value) -> Value {
+        // x − x is 0 for finite x and NaN for ±inf and NaN.
+        let d = self.b.ins().fsub(x, x);
+        let zero = self.fconst(0.0);
+        self.b.ins().fcmp(FloatCC::Equal, d, zero)
+    }
+
+    /// For each axis of the reduced operand, the stride of the output it accumulates into.
+    fn reduction_strides(&mut self, op: &Op, out: &Shape, x: &Shape) -> Vec<Value> {
+        let out_strides = crate::lower::contiguous(out);
+        let strides: Vec<Stride> = match op {
+            Op::Sum { axis: None } | Op::LogSumExp { axis: None } => vec![Stride::Zero; x.rank()],
+            Op::Sum { axis: Some(a) } | Op::LogSumExp { axis: Some(a) } | Op::ArgMax { axis: a } => {
+                let mut s = out_strides.clone();
+                s.insert(*a as usize, Stride::Zero);
+                s
+            }
+            Op::SumTo(_) => {
+                let offset = x.rank() - out.rank();
+                (0..x.rank())
+                    .map(|i| {
+                        if i < offset || (out.0[i - offset] == Dim::Fixed(1) && x.0[i] != Dim::Fixed(1)) {
+                            Stride::Zero
+                        } else {
+                            out_strides[i - offset].clone()
+                        }
+                    })
+                    .collect()
+            }
+            _ => unreachable!(),
+        };
+        strides.iter().map(|s| self.stride(s)).collect()
+    }
+
+    fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
+        let node = g.node(id);
+        let (a, b) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, strides }) => (*slot, strides.clone()),
+            _ => unreachable!("matmul operands are views"),
+        };
+        let (sa, stra) = view(&plan.values[a.index()]);
+        let (sb, strb) = view(&plan.values[b.index()]);
+        let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
+        let zero = self.iconst(0);
+        let one = self.iconst(1);
+        // A vector on the left is a 1×k row; on the right a k×1 column.
+        let (m, k, rsa, csa) = if ash.rank() == 2 {
+            let (m, k) = (self.dim(ash.0[0]), self.dim(ash.0[1]));
+            (m, k, self.stride(&stra[0]), self.stride(&stra[1]))
+        } else {
+            (one, self.dim(ash.0[0]), zero, self.stride(&stra[0]))
+        };
+        let (n, rsb, csb) = if bsh.rank() == 2 {
+            (self.dim(bsh.0[1]), self.stride(&strb[0]), self.stride(&strb[1]))
+        } else {
+            (one, self.stride(&strb[0]), zero)
+        };
+        // Output rows are n apart (a vector output is contiguous either way).
+        let (rsc, csc) = if bsh.rank() == 2 { (n, one) } else { (one, one) };
+        let pa = self.slot_ptr(sa);
+        let pb = self.slot_ptr(sb);
+        let pc = self.slot_ptr(slot);
+        let f = match self.dtype {
+            DType::F32 => self.helpers["gemm_f32"],
+            DType::F64 => self.helpers["gemm_f64"],
+        };
+        self.b.ins().call(f, &[m, k, n, pa, rsa, csa, pb, rsb, csb, pc, rsc, csc]);
+    }
+
+    fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
+        match op {
+            Op::Neg => self.b.ins().fneg(xs[0]),
+            Op::Exp => self.call("exp", &[xs[0]]),
+            Op::Log => self.call("log", &[xs[0]]),
+            Op::Sqrt => self.b.ins().sqrt(xs[0]),
+            Op::Tanh => self.call("tanh", &[xs[0]]),
+            Op::Sigmoid => self.call("sigmoid", &[xs[0]]),
+            Op::Relu => {
+                let zero = self.fconst(0.0);
+                let neg = self.b.ins().fcmp(FloatCC::LessThan, xs[0], zero);
+                self.b.ins().select(neg, zero, xs[0])
+            }
+            Op::Step => {
+                let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
+                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, xs[0], zero);
+                self.b.ins().select(pos, one, zero)
+            }
+            Op::Add => self.b.ins().fadd(xs[0], xs[1]),
+            Op::Sub => self.b.ins().fsub(xs[0], xs[1]),
+            Op::Mul => self.b.ins().fmul(xs[0], xs[1]),
+            Op::Div => self.b.ins().fdiv(xs[0], xs[1]),
+            Op::Pow => match exponent {
+                Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
+                Some(1.0) => xs[0],
+                Some(0.5) => self.b.ins().sqrt(xs[0]),
+                _ => self.call("pow", &[xs[0], xs[1]]),
+            },
+            Op::Eq => {
+                let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
+                let eq = self.b.ins().fcmp(FloatCC::Equal, xs[0], xs[1]);
+                self.b.ins().select(eq, one, zero)
+            }
+            other => unreachable!("`{}` is not elementwise", other.name()),
+        }
+    }
+
+    // ---- optimizer update -----------------------------------------------------------------
+
+    fn update(&mut self, spec: &OptimizerSpec, sizes: &[usize]) {
+        let n_params = sizes.len();
+        let n_state = spec.kind.state_arrays();
+        let n_scalars = spec.step_scalars(1).len();
+        let s: Vec<Value> = (0..n_scalars).map(|i| self.scalar_arg(i)).collect();
+        for (i, &len) in sizes.iter().enumerate() {
+            let (p, g) = (i as u32, (n_params + i) as u32);
+            let state: Vec<u32> = (0..n_state).map(|k| (2 * n_params + i * n_state + k) as u32).collect();
+            let n = self.iconst(len as i64);
+            let s = s.clone();
+            let kind = spec.kind;
+            self.for_loop(n, &mut |tx, j| {
+                let pv = tx.load_at(p, j);
+                let gv = tx.load_at(g, j);
+                let new = match kind {
+                    OptimizerKind::Sgd => {
+                        let step = tx.b.ins().fmul(s[0], gv);
+                        tx.b.ins().fsub(pv, step)
+                    }
+                    OptimizerKind::Adam => {
+                        let (lr, b1, b2, eps, c1, c2) = (s[0], s[1], s[2], s[3], s[4], s[5]);
+                        let one = tx.fconst(1.0);
+                        let m = tx.load_at(state[0], j);
+                        let v = tx.load_at(state[1], j);
+                        let bm = tx.b.ins().fmul(b1, m);
+                        let omb1 = tx.b.ins().fsub(one, b1);
+                        let gm = tx.b.ins().fmul(omb1, gv);
+                        let m = tx.b.ins().fadd(bm, gm);
+                        let bv = tx.b.ins().fmul(b2, v);
+                        let omb2 = tx.b.ins().fsub(one, b2);
+                        let t = tx.b.ins().fmul(omb2, gv);
+                        let gv2 = tx.b.ins().fmul(t, gv);
+                        let v = tx.b.ins().fadd(bv, gv2);
+                        tx.store_at(state[0], j, m);
+                        tx.store_at(state[1], j, v);
+                        let mhat = tx.b.ins().fdiv(m, c1);
+                        let vhat = tx.b.ins().fdiv(v, c2);
+                        let root = tx.b.ins().sqrt(vhat);
+                        let denom = tx.b.ins().fadd(root, eps);
+                        let num = tx.b.ins().fmul(lr, mhat);
+                        let step = tx.b.ins().fdiv(num, denom);
+                        tx.b.ins().fsub(pv, step)
+                    }
+                };
+                tx.store_at(p, j, new);
+            });
+        }
+    }
+}
+
+enum Operand {
+    Scalar(Value),
+    View { slot: u32, strides: Vec<Value> },
+}

@@ -1,0 +1,160 @@
+//! Lowering plan: where each node's value lives when the graph runs as native code.
+//!
+//! Every value is a scalar computed inline (constants, dimension sizes), or a strided view of a
+//! buffer slot. Reshapes, transposes and broadcasts are views: they cost no code and no memory.
+//! Every other node computes into a fresh contiguous slot. Outputs are copied into slots of
+//! their own, so callers always find them contiguous.
+//!
+//! Invariant: a slot is written by exactly one step, before any step reads it.
+
+use crate::ir::{Dim, NodeId, Op, Shape};
+use crate::model::GraphFn;
+
+/// An element stride: zero (broadcast), or the product of some dimensions (empty: 1).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stride {
+    Zero,
+    Prod(Vec<Dim>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Const(f64),
+    DimSize(u32),
+    View { slot: u32, strides: Vec<Stride> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotKind {
+    Input(u32),
+    Param(u32),
+    Output(u32),
+    Temp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub kind: SlotKind,
+    pub shape: Shape,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Compute node into its slot (and scratch `aux` slot for two-pass reductions).
+    Compute { node: NodeId, slot: u32, aux: Option<u32> },
+    /// Copy a value into a contiguous slot of the given shape (outputs, matmul operands).
+    Copy { src: Val, src_shape: Shape, slot: u32 },
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub slots: Vec<Slot>,
+    /// The value of each live node.
+    pub values: Vec<Option<Val>>,
+    pub steps: Vec<Step>,
+    /// Output slot of each output, in order.
+    pub outputs: Vec<u32>,
+}
+
+impl Plan {
+    /// Elements in a slot under a binding of the symbolic dimensions.
+    pub fn slot_len(&self, slot: usize, syms: &[u64]) -> usize {
+        self.slots[slot].shape.concrete(syms).iter().product()
+    }
+}
+
+pub fn contiguous(shape: &Shape) -> Vec<Stride> {
+    (0..shape.rank()).map(|i| Stride::Prod(shape.0[i + 1..].to_vec())).collect()
+}
+
+pub fn plan(f: &GraphFn) -> Plan {
+    let g = &f.graph;
+    let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
+    let live = g.reachable(&roots);
+    let mut slots = Vec::new();
+    for (i, p) in g.inputs.iter().enumerate() {
+        slots.push(Slot { kind: SlotKind::Input(i as u32), shape: p.shape.clone() });
+    }
+    for (i, p) in g.params.iter().enumerate() {
+        slots.push(Slot { kind: SlotKind::Param(i as u32), shape: p.shape.clone() });
+    }
+    for (i, (_, id)) in f.outputs.iter().enumerate() {
+        slots.push(Slot { kind: SlotKind::Output(i as u32), shape: g.shape(*id).clone() });
+    }
+    let outputs: Vec<u32> = (0..f.outputs.len()).map(|i| (g.inputs.len() + g.params.len() + i) as u32).collect();
+    let mut values: Vec<Option<Val>> = vec![None; g.len()];
+    let mut steps = Vec::new();
+    let temp = |slots: &mut Vec<Slot>, shape: Shape| {
+        slots.push(Slot { kind: SlotKind::Temp, shape });
+        (slots.len() - 1) as u32
+    };
+    for id in g.ids().filter(|id| live[id.index()]) {
+        let node = g.node(id);
+        let arg = |values: &[Option<Val>], k: usize| values[node.inputs[k].index()].clone().expect("operand planned");
+        let val = match &node.op {
+            Op::Const(_) => Val::Const(node.op.const_value().unwrap()),
+            Op::DimSize(s) => Val::DimSize(*s),
+            Op::Input(i) => Val::View { slot: *i, strides: contiguous(&node.shape) },
+            Op::Param(i) => Val::View { slot: g.inputs.len() as u32 + *i, strides: contiguous(&node.shape) },
+            Op::Transpose => match arg(&values, 0) {
+                Val::View { slot, strides } => Val::View { slot, strides: vec![strides[1].clone(), strides[0].clone()] },
+                scalar => scalar,
+            },
+            Op::Expand(_) | Op::Reshape(_) => match arg(&values, 0) {
+                Val::View { slot, strides } => {
+                    Val::View { slot, strides: reshape_strides(g.shape(node.inputs[0]), &strides, &node.shape, &node.op) }
+                }
+                scalar => scalar,
+            },
+            _ => {
+                // Matrix products read views; a scalar broadcast operand must become a buffer.
+                if node.op == Op::MatMul {
+                    for k in 0..2 {
+                        let a = node.inputs[k];
+                        if !matches!(values[a.index()], Some(Val::View { .. })) {
+                            let s = temp(&mut slots, g.shape(a).clone());
+                            steps.push(Step::Copy { src: arg(&values, k), src_shape: g.shape(a).clone(), slot: s });
+                            values[a.index()] = Some(Val::View { slot: s, strides: contiguous(g.shape(a)) });
+                        }
+                    }
+                }
+                let slot = temp(&mut slots, node.shape.clone());
+                let aux = match node.op {
+                    Op::LogSumExp { .. } | Op::ArgMax { .. } => Some(temp(&mut slots, node.shape.clone())),
+                    _ => None,
+                };
+                steps.push(Step::Compute { node: id, slot, aux });
+                Val::View { slot, strides: contiguous(&node.shape) }
+            }
+        };
+        values[id.index()] = Some(val);
+    }
+    for (i, (_, id)) in f.outputs.iter().enumerate() {
+        let src = values[id.index()].clone().unwrap();
+        steps.push(Step::Copy { src, src_shape: g.shape(*id).clone(), slot: outputs[i] });
+    }
+    Plan { slots, values, steps, outputs }
+}
+
+/// Strides of a broadcast or unit-axis reshape of a view.
+fn reshape_strides(from: &Shape, strides: &[Stride], to: &Shape, op: &Op) -> Vec<Stride> {
+    match op {
+        Op::Expand(_) => {
+            let offset = to.rank() - from.rank();
+            (0..to.rank())
+                .map(|i| {
+                    if i < offset || (from.0[i - offset] == Dim::Fixed(1) && to.0[i] != Dim::Fixed(1)) {
+                        Stride::Zero
+                    } else {
+                        strides[i - offset].clone()
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            // Non-unit axes keep their strides in order; unit axes read with stride zero.
+            let mut kept = from.0.iter().zip(strides).filter(|(d, _)| **d != Dim::Fixed(1)).map(|(_, s)| s.clone());
+            to.0.iter().map(|d| if *d == Dim::Fixed(1) { Stride::Zero } else { kept.next().expect("same squeezed shape") }).collect()
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! A checked model: the forward graph plus everything the file says about training it.
+
+use crate::diagnostics::Span;
+use crate::init::Init;
+use crate::ir::{Graph, NodeId};
+use crate::optim::OptimizerSpec;
+
+/// A graph with named outputs: the unit the simplifier, the printer and the JIT work on.
+#[derive(Clone, Debug)]
+pub struct GraphFn {
+    pub graph: Graph,
+    pub outputs: Vec<(String, NodeId)>,
+}
+
+impl GraphFn {
+    pub fn output(&self, name: &str) -> Option<NodeId> {
+        self.outputs.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+    }
+
+    /// The canonical text form.
+    pub fn text(&self) -> String {
+        crate::ir::print::print(&self.graph, &self.outputs)
+    }
+}
+
+/// Where an input's values come from in a table of data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputBinding {
+    /// One column name per element of a row (one for a vector input, k for an `[n, k]` input).
+    pub columns: Vec<String>,
+    pub span: Span,
+}
+
+/// How training runs, as written in the file and possibly overridden on the command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSettings {
+    pub steps: Option<u64>,
+    pub epochs: Option<u64>,
+    /// Minibatch size; `None` means full batch.
+    pub batch: Option<u64>,
+    pub seed: u64,
+    /// Print the loss every this many steps (0: choose from the run length).
+    pub log_every: u64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings { steps: None, epochs: None, batch: None, seed: 0, log_every: 0 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The forward graph: outputs are `loss` then each metric.
+    pub forward: GraphFn,
+    /// The user's name for the loss (`loss f = ...`), or `loss`.
+    pub loss_name: String,
+    pub metric_names: Vec<String>,
+    /// One initializer per parameter, in declaration order.
+    pub inits: Vec<Init>,
+    /// Spans of the parameter declarations.
+    pub param_spans: Vec<Span>,
+    /// One binding per input, in declaration order.
+    pub bindings: Vec<InputBinding>,
+    /// The symbol that counts rows of data, when the model has inputs.
+    pub row_dim: Option<u32>,
+    pub optimizer: OptimizerSpec,
+    pub train: TrainSettings,
+    /// Data file named in the model, relative to the model file.
+    pub data: Option<String>,
+}
+
+impl Model {
+    pub fn loss(&self) -> NodeId {
+        self.forward.outputs[0].1
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.forward.graph
+    }
+}

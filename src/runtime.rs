@@ -1,0 +1,225 @@
+//! Typed buffers and the only place generated code is called.
+//!
+//! Invariant: before any call into native code, every slot pointer comes from a buffer whose
+//! length equals the slot's size under the bound dimensions; nothing the user passes can make
+//! generated code read or write out of bounds.
+
+use crate::ir::DType;
+use crate::jit::KernelFn;
+use crate::lower::{Plan, SlotKind};
+
+/// A contiguous array in the model's dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Buffer {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Buffer {
+    pub fn zeros(dtype: DType, len: usize) -> Buffer {
+        match dtype {
+            DType::F32 => Buffer::F32(vec![0.0; len]),
+            DType::F64 => Buffer::F64(vec![0.0; len]),
+        }
+    }
+
+    pub fn from_f64(dtype: DType, values: &[f64]) -> Buffer {
+        match dtype {
+            DType::F32 => Buffer::F32(values.iter().map(|&v| v as f32).collect()),
+            DType::F64 => Buffer::F64(values.to_vec()),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            Buffer::F32(_) => DType::F32,
+            Buffer::F64(_) => DType::F64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Buffer::F32(v) => v.len(),
+            Buffer::F64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Buffer::F32(v) => v[i] as f64,
+            Buffer::F64(v) => v[i],
+        }
+    }
+
+    pub fn set(&mut self, i: usize, x: f64) {
+        match self {
+            Buffer::F32(v) => v[i] = x as f32,
+            Buffer::F64(v) => v[i] = x,
+        }
+    }
+
+    pub fn to_f64(&self) -> Vec<f64> {
+        match self {
+            Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            Buffer::F64(v) => v.clone(),
+        }
+    }
+
+    /// Copies `rows` (indices into self viewed as rows of `width`) into `dst`.
+    pub fn gather_rows(&self, width: usize, rows: &[usize], dst: &mut Buffer) {
+        match (self, dst) {
+            (Buffer::F32(s), Buffer::F32(d)) => gather(s, width, rows, d),
+            (Buffer::F64(s), Buffer::F64(d)) => gather(s, width, rows, d),
+            _ => panic!("adjoint internal error: gather between dtypes"),
+        }
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        match self {
+            Buffer::F32(v) => v.as_ptr() as *mut u8,
+            Buffer::F64(v) => v.as_ptr() as *mut u8,
+        }
+    }
+}
+
+fn gather<T: Copy>(src: &[T], width: usize, rows: &[usize], dst: &mut Vec<T>) {
+    dst.clear();
+    for &r in rows {
+        dst.extend_from_slice(&src[r * width..(r + 1) * width]);
+    }
+}
+
+/// The temporaries and outputs of one compiled function at one binding of its dimensions.
+#[derive(Debug)]
+pub struct Workspace {
+    syms: Vec<u64>,
+    /// One entry per plan slot; `None` for slots the caller provides (inputs, params).
+    owned: Vec<Option<Buffer>>,
+}
+
+impl Workspace {
+    pub fn new(plan: &Plan, dtype: DType, syms: &[u64]) -> Workspace {
+        let owned = plan
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s.kind {
+                SlotKind::Output(_) | SlotKind::Temp => Some(Buffer::zeros(dtype, plan.slot_len(i, syms))),
+                SlotKind::Input(_) | SlotKind::Param(_) => None,
+            })
+            .collect();
+        Workspace { syms: syms.to_vec(), owned }
+    }
+
+    pub fn syms(&self) -> &[u64] {
+        &self.syms
+    }
+
+    /// The buffer of output `k`.
+    pub fn output(&self, plan: &Plan, k: usize) -> &Buffer {
+        self.owned[plan.outputs[k] as usize].as_ref().expect("outputs are owned")
+    }
+}
+
+/// A native function and the plan it was compiled from.
+pub struct Executable {
+    pub plan: Plan,
+    pub(crate) func: KernelFn,
+    pub dtype: DType,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RunError {
+    #[error("{what} has {found} elements but the model needs {expected}")]
+    Length { what: String, expected: usize, found: usize },
+    #[error("{what} holds {found} values where the model computes in {expected}")]
+    DType { what: String, expected: &'static str, found: &'static str },
+}
+
+fn check(buf: &Buffer, expected: usize, dtype: DType, what: impl Fn() -> String) -> Result<(), RunError> {
+    if buf.dtype() != dtype {
+        return Err(RunError::DType { what: what(), expected: dtype.name(), found: buf.dtype().name() });
+    }
+    if buf.len() != expected {
+        return Err(RunError::Length { what: what(), expected, found: buf.len() });
+    }
+    Ok(())
+}
+
+impl Executable {
+    /// Runs the function: reads `inputs` and `params`, writes the workspace's outputs.
+    pub fn run(&self, ws: &mut Workspace, inputs: &[Buffer], params: &[Buffer]) -> Result<(), RunError> {
+        let syms = ws.syms.clone();
+        let mut ptrs = Vec::with_capacity(self.plan.slots.len());
+        for (i, slot) in self.plan.slots.iter().enumerate() {
+            let len = self.plan.slot_len(i, &syms);
+            let buf = match slot.kind {
+                SlotKind::Input(k) => {
+                    let b = inputs.get(k as usize).ok_or(RunError::Length { what: "inputs".into(), expected: k as usize + 1, found: inputs.len() })?;
+                    check(b, len, self.dtype, || format!("input #{k}"))?;
+                    b
+                }
+                SlotKind::Param(k) => {
+                    let b = params.get(k as usize).ok_or(RunError::Length { what: "params".into(), expected: k as usize + 1, found: params.len() })?;
+                    check(b, len, self.dtype, || format!("parameter #{k}"))?;
+                    b
+                }
+                SlotKind::Output(_) | SlotKind::Temp => {
+                    let b = ws.owned[i].as_ref().expect("workspace owns temporaries");
+                    check(b, len, self.dtype, || "workspace".into())?;
+                    b
+                }
+            };
+            ptrs.push(buf.ptr());
+        }
+        let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
+        let scalars = [0.0f64; 1];
+        // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
+        // needs under `dims` (checked above), the code writes only Output and Temp slots, which
+        // the workspace owns exclusively through `&mut`, and the function cannot trap.
+        unsafe { (self.func)(ptrs.as_ptr(), dims.as_ptr(), scalars.as_ptr()) };
+        Ok(())
+    }
+}
+
+/// The compiled optimizer update over all parameters.
+pub struct UpdateFn {
+    pub(crate) func: KernelFn,
+    pub sizes: Vec<usize>,
+    pub n_state: usize,
+    pub dtype: DType,
+}
+
+impl UpdateFn {
+    /// One update: `params[i] -= f(grads[i], state)`, with the per-step scalars.
+    pub fn run(&self, params: &mut [Buffer], grads: &[&Buffer], state: &mut [Buffer], scalars: &[f64]) -> Result<(), RunError> {
+        let n = self.sizes.len();
+        let mut ptrs = Vec::with_capacity(n * (2 + self.n_state));
+        let count = |what: &str, expected: usize, found: usize| {
+            if expected == found { Ok(()) } else { Err(RunError::Length { what: what.into(), expected, found }) }
+        };
+        count("parameter list", n, params.len())?;
+        count("gradient list", n, grads.len())?;
+        count("optimizer state list", n * self.n_state, state.len())?;
+        for (i, p) in params.iter().enumerate() {
+            check(p, self.sizes[i], self.dtype, || format!("parameter #{i}"))?;
+            ptrs.push(p.ptr());
+        }
+        for (i, g) in grads.iter().enumerate() {
+            check(g, self.sizes[i], self.dtype, || format!("gradient #{i}"))?;
+            ptrs.push(g.ptr());
+        }
+        for (j, s) in state.iter().enumerate() {
+            check(s, self.sizes[j / self.n_state.max(1)], self.dtype, || format!("optimizer state #{j}"))?;
+            ptrs.push(s.ptr());
+        }
+        // SAFETY: lengths and dtypes checked above; params and state are borrowed mutably, so
+        // the writes of the update alias nothing else.
+        unsafe { (self.func)(ptrs.as_ptr(), [0i64].as_ptr(), scalars.as_ptr()) };
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! Simplification of forward and gradient graphs: constant folding, a table of named algebraic
+//! identities, common-subexpression elimination and dead-node elimination.
+//!
+//! The pass rebuilds the graph from its outputs: rebuilding only what the outputs reach is DCE,
+//! and the arena's hash-consing is CSE. Each node passes through `rewrite`, which applies the
+//! first rule that matches and re-simplifies what the rule built. The rebuild repeats until the
+//! graph stops changing or `MAX_ROUNDS` is reached.
+//!
+//! Invariant: every rule is exact in IEEE arithmetic except `fold-const-mul`, which reassociates
+//! two constants (one rounding). `x * 0 → 0` is only applied when `x` is a finite constant,
+//! since `inf * 0` and `NaN * 0` are NaN.
+
+use crate::ir::interp;
+use crate::ir::shape::broadcast;
+use crate::ir::{Graph, NodeId, Op};
+use crate::model::GraphFn;
+use std::collections::BTreeMap;
+
+const MAX_ROUNDS: usize = 10;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SimplifyReport {
+    pub rounds: usize,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    /// How many times each named rule fired, over all rounds.
+    pub fired: BTreeMap<&'static str, usize>,
+    /// False when the round limit stopped the pass before a fixpoint.
+    pub converged: bool,
+}
+
+pub fn run(f: &GraphFn) -> (GraphFn, SimplifyReport) {
+    let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
+    let mut report = SimplifyReport {
+        nodes_before: f.graph.reachable(&roots).iter().filter(|l| **l).count(),
+        ..Default::default()
+    };
+    let mut cur = f.clone();
+    for round in 1..=MAX_ROUNDS {
+        let next = rebuild(&cur, &mut report.fired);
+        report.rounds = round;
+        let same = next.graph.len() == cur.graph.len()
+            && next.outputs == cur.outputs
+            && next.graph.ids().all(|id| next.graph.node(id) == cur.graph.node(id));
+        cur = next;
+        if same {
+            report.converged = true;
+            break;
+        }
+    }
+    report.nodes_after = cur.graph.len();
+    if cfg!(debug_assertions) {
+        if let Err(e) = crate::ir::verify::verify(&cur.graph) {
+            panic!("adjoint internal error: simplify produced an ill-formed graph: {e:?}");
+        }
+    }
+    (cur, report)
+}
+
+fn rebuild(f: &GraphFn, fired: &mut BTreeMap<&'static str, usize>) -> GraphFn {
+    let old = &f.graph;
+    let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
+    let live = old.reachable(&roots);
+    let mut g = old.empty_like();
+    let mut map: Vec<Option<NodeId>> = vec![None; old.len()];
+    for id in old.ids().filter(|id| live[id.index()]) {
+        let node = old.node(id);
+        let args: Vec<NodeId> = node.inputs.iter().map(|i| map[i.index()].expect("operand rebuilt")).collect();
+        let new = rewrite(&mut g, node.op.clone(), &args, fired);
+        if let Some(span) = old.span(id) {
+            g.set_span(new, span);
+        }
+        map[id.index()] = Some(new);
+    }
+    let outputs = f.outputs.iter().map(|(n, id)| (n.clone(), map[id.index()].unwrap())).collect();
+    GraphFn { graph: g, outputs }
+}
+
+/// Builds `op(args)` in simplified form.
+fn rewrite(g: &mut Graph, op: Op, args: &[NodeId], fired: &mut BTreeMap<&'static str, usize>) -> NodeId {
+    match try_rules(g, &op, args, fired) {
+        Some((rule, id)) => {
+            *fired.entry(rule).or_default() += 1;
+            id
+        }
+        None => g.build(op, args),
+    }
+}
+
+/// The rule table. Each arm names its rule; the first match wins.
+fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut BTreeMap<&'static str, usize>) -> Option<(&'static str, NodeId)> {
+    let c = |g: &Graph, i: usize| args.get(i).and_then(|&a| g.const_value(a));
+    let out_shape = {
+        let shapes: Vec<_> = args.iter().map(|&a| g.shape(a)).collect();
+        match op {
+            Op::Input(_) | Op::Param(_) | Op::Const(_) | Op::DimSize(_) => None,
+            _ => crate::ir::shape::infer(op, &shapes).ok(),
+        }
+    };
+    // The operand `i` can stand for the whole node when it already has the node's shape.
+    let keeps_shape = |g: &Graph, i: usize| out_shape.as_ref() == Some(g.shape(args[i]));
+
+    // Constant folding of scalar elementwise ops.
+    if op.is_elementwise() && !args.is_empty() && args.iter().all(|&a| g.const_value(a).is_some()) {
+        let v = match args.len() {
+            1 => interp::unary(op, c(g, 0)?),
+            _ => interp::binary(op, c(g, 0)?, c(g, 1)?),
+        };
+        return Some(("fold-const", g.constant(v)));
+    }
+    let mut r = |g: &mut Graph, op: Op, a: &[NodeId]| rewrite(g, op, a, fired);
+    match op {
+        Op::Add => {
+            if c(g, 1) == Some(0.0) && keeps_shape(g, 0) {
+                return Some(("add-zero", args[0]));
+            }
+            if c(g, 0) == Some(0.0) && keeps_shape(g, 1) {
+                return Some(("add-zero", args[1]));
+            }
+            if let Op::Neg = g.op(args[1]) {
+                let y = g.node(args[1]).inputs[0];
+                return Some(("add-neg", r(g, Op::Sub, &[args[0], y])));
+            }
+            if let Op::Neg = g.op(args[0]) {
+                let x = g.node(args[0]).inputs[0];
+                return Some(("add-neg", r(g, Op::Sub, &[args[1], x])));
+            }
+            if c(g, 1).is_some() && c(g, 0).is_none() {
+                return Some(("const-left", r(g, Op::Add, &[args[1], args[0]])));
+            }
+        }
+        Op::Sub => {
+            if c(g, 1) == Some(0.0) && keeps_shape(g, 0) {
+                return Some(("sub-zero", args[0]));
+            }
+            if c(g, 0) == Some(0.0) && keeps_shape(g, 1) {
+                return Some(("zero-sub", r(g, Op::Neg, &[args[1]])));
+            }
+            if let Op::Neg = g.op(args[1]) {
+                let y = g.node(args[1]).inputs[0];
+                return Some(("sub-neg", r(g, Op::Add, &[args[0], y])));
+            }
+        }
+        Op::Mul => {
+            if c(g, 1) == Some(1.0) && keeps_shape(g, 0) {
+                return Some(("mul-one", args[0]));
+            }
+            if c(g, 0) == Some(1.0) && keeps_shape(g, 1) {
+                return Some(("mul-one", args[1]));
+            }
+            if c(g, 0) == Some(-1.0) && keeps_shape(g, 1) {
+                return Some(("mul-neg-one", r(g, Op::Neg, &[args[1]])));
+            }
+            if c(g, 1).is_some() && c(g, 0).is_none() {
+                return Some(("const-left", r(g, Op::Mul, &[args[1], args[0]])));
+            }
+            for k in 0..2 {
+                if let Op::Neg = g.op(args[k]) {
+                    let inner = g.node(args[k]).inputs[0];
+                    let mut a = args.to_vec();
+                    a[k] = inner;
+                    let m = r(g, Op::Mul, &a);
+                    return Some(("neg-out-of-mul", r(g, Op::Neg, &[m])));
+                }
+            }
+            // c1 * (c2 * x) → (c1·c2) * x
+            if let (Some(c1), Op::Mul) = (c(g, 0), g.op(args[1])) {
+                let inner = g.node(args[1]).inputs.clone();
+                if let Some(c2) = g.const_value(inner[0]) {
+                    let k = g.constant(c1 * c2);
+                    return Some(("fold-const-mul", r(g, Op::Mul, &[k, inner[1]])));
+                }
+            }
+        }
+        Op::Div => {
+            if c(g, 1) == Some(1.0) && keeps_shape(g, 0) {
+                return Some(("div-one", args[0]));
+            }
+            // x / c → (1/c) * x when 1/c is exact (c a power of two).
+            if let Some(k) = c(g, 1) {
+                let inv = 1.0 / k;
+                if k != 0.0 && k.is_finite() && inv.is_finite() && (k.abs().log2().fract() == 0.0) {
+                    let kc = g.constant(inv);
+                    return Some(("div-by-power-of-two", r(g, Op::Mul, &[kc, args[0]])));
+                }
+            }
+        }
+        Op::Neg => {
+            if let Op::Neg = g.op(args[0]) {
+                return Some(("neg-neg", g.node(args[0]).inputs[0]));
+            }
+        }
+        Op::Pow => {
+            if c(g, 1) == Some(1.0) && keeps_shape(g, 0) {
+                return Some(("pow-one", args[0]));
+            }
+        }
+        Op::Transpose => {
+            if let Op::Transpose = g.op(args[0]) {
+                return Some(("transpose-transpose", g.node(args[0]).inputs[0]));
+            }
+        }
+        Op::Reshape(s) | Op::Expand(s) | Op::SumTo(s) if g.shape(args[0]) == s => {
+            return Some(("identity-shape", args[0]));
+        }
+        Op::Reshape(s) => {
+            if let Op::Reshape(_) = g.op(args[0]) {
+                let inner = g.node(args[0]).inputs[0];
+                return Some(("reshape-reshape", r(g, Op::Reshape(s.clone()), &[inner])));
+            }
+        }
+        Op::Expand(s) => {
+            // Expanding a scalar constant: keep the constant scalar when it feeds broadcasts.
+            if let Op::Expand(_) = g.op(args[0]) {
+                let inner = g.node(args[0]).inputs[0];
+                return Some(("expand-expand", r(g, Op::Expand(s.clone()), &[inner])));
+            }
+        }
+        _ => {}
+    }
+    // An operand that is only a broadcast can be broadcast by the elementwise op itself.
+    if op.is_elementwise() && args.len() == 2 {
+        for k in 0..2 {
+            if let Op::Expand(_) = g.op(args[k]) {
+                let inner = g.node(args[k]).inputs[0];
+                let other = args[1 - k];
+                if broadcast(g.shape(inner), g.shape(other)).as_ref() == out_shape.as_ref() {
+                    let mut a = args.to_vec();
+                    a[k] = inner;
+                    return Some(("expand-into-broadcast", r(g, op.clone(), &a)));
+                }
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,148 @@
+//! The syntax tree: what the user wrote, with spans, before any name or shape is resolved.
+//!
+//! Invariant: the AST holds no shapes, ids or resolved names.
+
+use crate::diagnostics::Span;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Module {
+    pub items: Vec<Item>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dim {
+    Fixed(u64, Span),
+    Named(Ident),
+}
+
+impl Dim {
+    pub fn span(&self) -> Span {
+        match self {
+            Dim::Fixed(_, s) => *s,
+            Dim::Named(id) => id.span,
+        }
+    }
+}
+
+/// Where an input's columns come from in a CSV file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Columns {
+    /// `from a, b, c`
+    List(Vec<Ident>),
+    /// `from p0..p63`: a common prefix and an inclusive numeric range.
+    Range { first: Ident, last: Ident },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// `param x = -1.2`
+    Value(f64, Span),
+    /// `param W[3, 4] ~ normal(0, 0.1)`: a named initializer with its arguments.
+    Named { name: Ident, args: Vec<Arg> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting {
+    pub name: Ident,
+    pub value: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Input { name: Ident, shape: Vec<Dim>, is_int: bool, columns: Option<Columns>, span: Span },
+    Param { name: Ident, shape: Vec<Dim>, init: Init, span: Span },
+    Let { name: Ident, value: Expr },
+    Loss { name: Option<Ident>, value: Expr, span: Span },
+    Metric { name: Ident, value: Expr },
+    Optimizer { name: Ident, args: Vec<Arg>, span: Span },
+    Train { settings: Vec<Setting>, span: Span },
+    Data { path: String, span: Span },
+    Dtype { name: Ident },
+    /// A statement the parser could not read; its error has been reported.
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    MatMul,
+    Eq,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Pow => "^",
+            BinOp::MatMul => "@",
+            BinOp::Eq => "==",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Number(f64),
+    Name(String),
+    Neg(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Call { func: Ident, args: Vec<Arg> },
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+impl Expr {
+    pub fn new(kind: ExprKind, start: usize, end: usize) -> Expr {
+        Expr { kind, span: Span::new(start, end) }
+    }
+}
+
+/// Fully parenthesised form, the readable oracle for precedence in tests.
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            ExprKind::Number(n) => write!(f, "{n}"),
+            ExprKind::Name(n) => f.write_str(n),
+            ExprKind::Neg(e) => write!(f, "(-{e})"),
+            ExprKind::Binary(op, l, r) => write!(f, "({l} {} {r})", op.symbol()),
+            ExprKind::Call { func, args } => {
+                write!(f, "{}(", func.name)?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    if let Some(n) = &a.name {
+                        write!(f, "{}=", n.name)?;
+                    }
+                    write!(f, "{}", a.value)?;
+                }
+                f.write_str(")")
+            }
+            ExprKind::Error => f.write_str("<error>"),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The training loop: parameter initialization, minibatches, the compiled step, evaluation.
+//!
+//! Invariant: each step calls native code only: the value-and-gradient function, then the
+//! optimizer's update loop. Rust shuffles indices, gathers rows into reused batch buffers and
+//! computes the per-step scalars (learning rate, bias corrections).
+
+use crate::compile::CompiledModel;
+use crate::data::Dataset;
+use crate::init;
+use crate::model::TrainSettings;
+use crate::runtime::{Buffer, RunError, Workspace};
+use rand::RngExt;
+use rand::rngs::ChaCha8Rng;
+use std::collections::HashMap;
+
+/// Steps run when the file and the command line say neither `steps` nor `epochs`.
+pub const DEFAULT_STEPS: u64 = 1000;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TrainError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("the model has inputs but no data was given (use `data \"file.csv\"` in the model or `--data FILE`)")]
+    NoData,
+    #[error("the loss became {value} at step {step}; training stopped")]
+    NonFinite { step: u64, value: f64 },
+}
+
+/// One line of progress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+}
+
+/// Parameters and optimizer state of one training run of a compiled model.
+pub struct Trainer<'m> {
+    pub compiled: &'m CompiledModel,
+    pub params: Vec<Buffer>,
+    /// Optimizer state arrays, `state_arrays()` per parameter.
+    pub state: Vec<Buffer>,
+    /// Optimizer steps taken.
+    pub step: u64,
+    data_rng: ChaCha8Rng,
+    grad_ws: HashMap<Vec<u64>, Workspace>,
+    fwd_ws: HashMap<Vec<u64>, Workspace>,
+}
+
+impl<'m> Trainer<'m> {
+    /// Initializes every parameter from its initializer, in declaration order, from `seed`.
+    pub fn new(compiled: &'m CompiledModel, seed: u64) -> Trainer<'m> {
+        let model = &compiled.model;
+        let dtype = model.graph().dtype;
+        let mut rng = init::rng(seed);
+        let params: Vec<Buffer> = model
+            .graph()
+            .params
+            .iter()
+            .zip(&model.inits)
+            .map(|(p, init)| Buffer::from_f64(dtype, &init.sample(&p.shape.as_fixed().unwrap(), &mut rng)))
+            .collect();
+        let n_state = model.optimizer.kind.state_arrays();
+        let state = params.iter().flat_map(|p| (0..n_state).map(|_| Buffer::zeros(dtype, p.len()))).collect();
+        Trainer {
+            compiled,
+            params,
+            state,
+            step: 0,
+            data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
+            grad_ws: HashMap::new(),
+            fwd_ws: HashMap::new(),
+        }
+    }
+
+    fn syms(&self, rows: usize) -> Vec<u64> {
+        let mut syms = vec![0u64; self.compiled.model.graph().syms.len()];
+        if let Some(r) = self.compiled.model.row_dim {
+            syms[r as usize] = rows as u64;
+        }
+        syms
+    }
+
+    /// Computes the loss and every parameter's gradient on a batch; returns the loss.
+    /// The gradients are then in `gradient(i)`.
+    pub fn value_and_grad(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
+        let syms = self.syms(rows);
+        let exe = &self.compiled.gradient;
+        let ws = self.grad_ws.entry(syms.clone()).or_insert_with(|| Workspace::new(&exe.plan, exe.dtype, &syms));
+        exe.run(ws, inputs, &self.params)?;
+        Ok(ws.output(&exe.plan, 0).get(0))
+    }
+
+    /// The gradient of parameter `i` from the last `value_and_grad` on a batch of `rows` rows.
+    pub fn gradient(&self, i: usize, rows: usize) -> Option<&Buffer> {
+        let ws = self.grad_ws.get(&self.syms(rows))?;
+        Some(ws.output(&self.compiled.gradient.plan, i + 1))
+    }
+
+    /// One optimizer step on a batch; returns the loss before the step.
+    pub fn train_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
+        let loss = self.value_and_grad(inputs, rows)?;
+        self.step += 1;
+        let scalars = self.compiled.model.optimizer.step_scalars(self.step);
+        let syms = self.syms(rows);
+        let ws = &self.grad_ws[&syms];
+        let plan = &self.compiled.gradient.plan;
+        let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
+        self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
+        Ok(loss)
+    }
+
+    /// The loss and each metric on a batch, with their names.
+    pub fn evaluate(&mut self, inputs: &[Buffer], rows: usize) -> Result<Vec<(String, f64)>, RunError> {
+        let syms = self.syms(rows);
+        let exe = &self.compiled.forward;
+        let ws = self.fwd_ws.entry(syms.clone()).or_insert_with(|| Workspace::new(&exe.plan, exe.dtype, &syms));
+        exe.run(ws, inputs, &self.params)?;
+        Ok(self.compiled.graphs.forward.outputs.iter().enumerate().map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0))).collect())
+    }
+
+    /// Trains as the settings say, calling `log` every `log_every` steps and at the end.
+    pub fn fit(&mut self, data: Option<&Dataset>, settings: &TrainSettings, mut log: impl FnMut(&Progress)) -> Result<(), TrainError> {
+        let dtype = self.compiled.model.graph().dtype;
+        let has_inputs = !self.compiled.model.graph().inputs.is_empty();
+        let (full, rows) = match data {
+            Some(d) if has_inputs => (d.inputs.iter().map(|v| Buffer::from_f64(dtype, v)).collect::<Vec<_>>(), d.n_rows),
+            None if has_inputs => return Err(TrainError::NoData),
+            _ => (vec![], 0),
+        };
+        let batch = settings.batch.map(|b| b as usize).filter(|&b| has_inputs && b < rows);
+        let steps_per_epoch = match batch {
+            Some(b) => rows.div_ceil(b) as u64,
+            None => 1,
+        };
+        let total = match (settings.steps, settings.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => e * steps_per_epoch,
+            (None, None) => DEFAULT_STEPS,
+        };
+        let every = if settings.log_every > 0 { settings.log_every } else { (total / 10).max(1) };
+        let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
+        let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
+        let mut order: Vec<usize> = (0..rows).collect();
+        let mut pos = rows; // forces a shuffle before the first minibatch
+        let mut epoch = 0;
+        for s in 1..=total {
+            let loss = match batch {
+                None => {
+                    epoch = s;
+                    self.train_step(&full, rows)?
+                }
+                Some(b) => {
+                    if pos >= rows {
+                        shuffle(&mut order, &mut self.data_rng);
+                        pos = 0;
+                        epoch += 1;
+                    }
+                    // The last batch of an epoch holds the remaining rows; it runs with its own
+                    // row count, so its mean is over the rows it has.
+                    let end = (pos + b).min(rows);
+                    for (k, buf) in batch_bufs.iter_mut().enumerate() {
+                        full[k].gather_rows(widths[k], &order[pos..end], buf);
+                    }
+                    let n_batch = end - pos;
+                    pos = end;
+                    self.train_step(&batch_bufs, n_batch)?
+                }
+            };
+            if !loss.is_finite() {
+                return Err(TrainError::NonFinite { step: s, value: loss });
+            }
+            if s % every == 0 || s == total {
+                log(&Progress { step: s, epoch, loss });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fisher–Yates with the trainer's own stream, so runs with the same seed see the same batches.
+fn shuffle(v: &mut [usize], rng: &mut ChaCha8Rng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
