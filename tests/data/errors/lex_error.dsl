@@ -1,0 +1,3 @@
+# A character the language does not use.
+param x = 1
+loss x $ 2

@@ -1,0 +1,2 @@
+# No loss at all.
+param x = 1

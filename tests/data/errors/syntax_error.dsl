@@ -1,0 +1,3 @@
+# A missing operand.
+param w[3] ~ zeros
+loss sum(w * )

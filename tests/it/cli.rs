@@ -1,0 +1,59 @@
+//! The command line as a user runs it: exit codes, located errors, no panics.
+
+use crate::support::repo;
+use std::process::Command;
+
+fn adjoint(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint")).args(args).current_dir(repo()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn source_errors_point_at_file_line_column_with_a_caret_and_exit_2() {
+    for (file, location) in [
+        ("tests/data/errors/syntax_error.dsl", "tests/data/errors/syntax_error.dsl:3:14"),
+        ("tests/data/errors/unknown_name.dsl", "tests/data/errors/unknown_name.dsl:4:10"),
+        ("tests/data/errors/shape_mismatch.dsl", "tests/data/errors/shape_mismatch.dsl:4:10"),
+    ] {
+        for cmd in ["check", "graph", "train"] {
+            let (code, _, stderr) = adjoint(&[cmd, file]);
+            assert_eq!(code, 2, "{cmd} {file}: {stderr}");
+            assert!(stderr.contains(location), "{cmd} {file}: no `{location}` in\n{stderr}");
+            assert!(stderr.contains('^'), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn check_and_graph_succeed_on_examples() {
+    let (code, stdout, _) = adjoint(&["check", "examples/linreg.dsl"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("ok"));
+    let (code, stdout, _) = adjoint(&["graph", "--grad", "examples/linreg.dsl"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("dloss/dw = %"), "{stdout}");
+}
+
+#[test]
+fn train_prints_progress_and_final_parameters() {
+    let (code, stdout, stderr) = adjoint(&["train", "examples/rosenbrock.dsl", "--steps", "300", "--seed", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("step      300"), "{stdout}");
+    assert!(stdout.contains("x = ") && stdout.contains("y = "), "{stdout}");
+}
+
+#[test]
+fn bad_files_and_flags_are_clear_errors() {
+    let (code, _, stderr) = adjoint(&["train", "examples/nope.dsl"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read examples/nope.dsl"), "{stderr}");
+    let (code, _, stderr) = adjoint(&["train", "examples/linreg.dsl", "--data", "missing.csv"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.csv"), "{stderr}");
+    let (code, _, stderr) = adjoint(&["train", "examples/linreg.dsl", "--data", "examples/data/iris.csv"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no column `a0`"), "{stderr}");
+    let (code, _, _) = adjoint(&["train", "examples/linreg.dsl", "--steps", "many"]);
+    assert_eq!(code, 2);
+}

@@ -1,0 +1,81 @@
+//! Native code against the reference interpreter, in f64 and f32, on every example, every
+//! fixture and generated programs.
+
+use crate::support::*;
+use adjoint::compile::CompiledModel;
+use adjoint::ir::DType;
+use adjoint::model::Model;
+
+/// Compiles the model in `dtype` and compares loss and gradients with the interpreter running
+/// the same simplified gradient graph in f64.
+fn check_jit(name: &str, model: &Model, dtype: DType, rows: usize, seed: u64) {
+    let (tol, floor) = match dtype {
+        DType::F64 => (1e-12, 1e-6),
+        DType::F32 => (1e-5, 1e-2),
+    };
+    let model = with_dtype(model.clone(), dtype);
+    let compiled = CompiledModel::from_model(model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let p = random_point(compiled.model.graph(), rows, seed).rounded_to(dtype);
+    let expected = interp_outputs(&compiled.graphs.gradient, &p);
+    let actual = jit_gradient_outputs(&compiled, &p);
+    for (k, (out_name, _)) in compiled.graphs.gradient.outputs.iter().enumerate() {
+        let err = max_rel_err(&actual[k], &expected[k].data, floor);
+        assert!(err <= tol, "{name} ({}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {:?}\n  interp {:?}", dtype.name(), actual[k], expected[k].data);
+    }
+}
+
+fn all_models() -> Vec<(String, Model)> {
+    let mut models: Vec<(String, Model)> = dsl_files("examples").into_iter().chain(dsl_files("tests/data/graph")).map(|p| (p.display().to_string(), model_of(&p))).collect();
+    for seed in 0..40 {
+        let src = crate::gradients::generated_program(seed);
+        models.push((format!("generated program {seed}:\n{src}\n"), model_of_source("gen.dsl", &src)));
+    }
+    models
+}
+
+#[test]
+fn jit_matches_interpreter_in_f64() {
+    for (name, model) in all_models() {
+        for (rows, seed) in [(1, 0), (7, 1), (33, 2)] {
+            check_jit(&name, &model, DType::F64, rows, seed);
+        }
+    }
+}
+
+#[test]
+fn jit_matches_interpreter_in_f32() {
+    for (name, model) in all_models() {
+        check_jit(&name, &model, DType::F32, 9, 3);
+    }
+}
+
+#[test]
+fn forward_function_computes_loss_and_metrics() {
+    let model = model_of(&repo().join("tests/data/graph/softmax_regression.dsl"));
+    let compiled = CompiledModel::from_model(model).unwrap();
+    let p = random_point(compiled.model.graph(), 10, 4);
+    let expected = interp_outputs(&compiled.graphs.forward, &p);
+    let inputs: Vec<_> = p.inputs.iter().map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data)).collect();
+    let params: Vec<_> = p.params.iter().map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data)).collect();
+    let exe = &compiled.forward;
+    let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[10]);
+    exe.run(&mut ws, &inputs, &params).unwrap();
+    for k in 0..2 {
+        assert!(rel_err(ws.output(&exe.plan, k).get(0), expected[k].item(), 1e-9) <= 1e-12);
+    }
+}
+
+#[test]
+fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
+    let model = model_of(&repo().join("tests/data/graph/mlp.dsl"));
+    let compiled = CompiledModel::from_model(model).unwrap();
+    let exe = &compiled.gradient;
+    let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[4]);
+    let short = vec![adjoint::runtime::Buffer::zeros(DType::F64, 3); 2];
+    let params: Vec<_> = compiled.model.graph().params.iter().map(|p| adjoint::runtime::Buffer::zeros(DType::F64, p.shape.as_fixed().unwrap().iter().product())).collect();
+    assert!(exe.run(&mut ws, &short, &params).is_err());
+    let f32_params: Vec<_> = params.iter().map(|p| adjoint::runtime::Buffer::zeros(DType::F32, p.len())).collect();
+    let inputs = vec![adjoint::runtime::Buffer::zeros(DType::F64, 12), adjoint::runtime::Buffer::zeros(DType::F64, 4)];
+    assert!(exe.run(&mut ws, &inputs, &f32_params).is_err());
+    assert!(exe.run(&mut ws, &inputs, &params).is_ok());
+}

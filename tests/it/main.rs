@@ -1,0 +1,12 @@
+//! The integration tests: one binary, one module per concern.
+
+mod support;
+
+mod cli;
+mod diagnostics;
+mod gradients;
+mod jit;
+mod optim;
+mod snapshots;
+mod syntax;
+mod training;

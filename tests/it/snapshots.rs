@@ -1,0 +1,29 @@
+//! One model in, one snapshot out: the simplified forward and gradient graphs of every example
+//! and every fixture in `tests/data/graph`. Adding a case is adding a file.
+
+use crate::support::*;
+use adjoint::compile;
+
+fn graphs_text(path: &std::path::Path) -> String {
+    let model = model_of(path);
+    for f in [&model.forward] {
+        adjoint::ir::verify::verify(&f.graph).expect("checked graph verifies");
+    }
+    let g = compile::graphs(&model);
+    adjoint::ir::verify::verify(&g.gradient.graph).expect("gradient graph verifies");
+    format!("## forward\n{}\n## gradient\n{}", g.forward.text(), g.gradient.text())
+}
+
+#[test]
+fn example_graphs() {
+    insta::glob!("../../examples", "*.dsl", |path| {
+        insta::assert_snapshot!(graphs_text(path));
+    });
+}
+
+#[test]
+fn fixture_graphs() {
+    insta::glob!("../data/graph", "*.dsl", |path| {
+        insta::assert_snapshot!(graphs_text(path));
+    });
+}

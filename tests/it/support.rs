@@ -1,0 +1,158 @@
+//! Shared helpers: compiling fixtures, random points, finite differences, comparisons.
+
+use adjoint::compile::CompiledModel;
+use adjoint::ir::interp::{self, Tensor};
+use adjoint::ir::{DType, Graph, Op};
+use adjoint::model::{GraphFn, Model};
+use adjoint::runtime::{Buffer, Workspace};
+use adjoint::{SourceFile, check_source};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.dsl` file in a folder of the repository, sorted.
+pub fn dsl_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dsl"))
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn model_of(path: &Path) -> Model {
+    let text = std::fs::read_to_string(path).unwrap();
+    model_of_source(&path.display().to_string(), &text)
+}
+
+pub fn model_of_source(name: &str, text: &str) -> Model {
+    let file = SourceFile::new(name, text);
+    match check_source(&file) {
+        Ok((m, _)) => m,
+        Err(d) => panic!("{name} does not compile:\n{}", adjoint::diagnostics::render_all(&d, &file)),
+    }
+}
+
+/// A random point: params near their scale, inputs standard normal (class labels in range).
+pub struct Point {
+    pub rows: usize,
+    pub inputs: Vec<Tensor>,
+    pub params: Vec<Tensor>,
+}
+
+impl Point {
+    pub fn syms(&self, g: &Graph) -> Vec<u64> {
+        vec![self.rows as u64; g.syms.len()]
+    }
+
+    pub fn rounded_to(&self, dtype: DType) -> Point {
+        let round = |t: &Tensor| Tensor::new(t.shape.clone(), t.data.iter().map(|&v| if dtype == DType::F32 { v as f32 as f64 } else { v }).collect());
+        Point { rows: self.rows, inputs: self.inputs.iter().map(round).collect(), params: self.params.iter().map(round).collect() }
+    }
+}
+
+pub fn random_point(g: &Graph, rows: usize, seed: u64) -> Point {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let syms = vec![rows as u64; g.syms.len()];
+    let mut normal = |rng: &mut ChaCha8Rng, n: usize| (0..n).map(|_| adjoint::init::std_normal(rng)).collect::<Vec<f64>>();
+    let inputs = g
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let shape = info.shape.concrete(&syms);
+            let n = shape.iter().product();
+            let data = if info.is_int {
+                let k = classes_of(g, i as u32).unwrap_or(3);
+                (0..n).map(|_| rng.random_range(0..k) as f64).collect()
+            } else {
+                normal(&mut rng, n)
+            };
+            Tensor::new(shape, data)
+        })
+        .collect();
+    let params = g
+        .params
+        .iter()
+        .map(|p| {
+            let shape = p.shape.concrete(&syms);
+            let n = shape.iter().product();
+            Tensor::new(shape, normal(&mut rng, n).iter().map(|v| 0.7 * v).collect())
+        })
+        .collect();
+    Point { rows, inputs, params }
+}
+
+fn classes_of(g: &Graph, input: u32) -> Option<u32> {
+    g.ids().find_map(|id| match g.op(id) {
+        Op::OneHot { classes } if g.node(id).inputs.iter().any(|a| *g.op(*a) == Op::Input(input)) => Some(*classes),
+        _ => None,
+    })
+}
+
+/// Every output of a graph function under the interpreter.
+pub fn interp_outputs(f: &GraphFn, p: &Point) -> Vec<Tensor> {
+    let roots: Vec<_> = f.outputs.iter().map(|o| o.1).collect();
+    let values = interp::eval(&f.graph, &p.inputs, &p.params, &p.syms(&f.graph), &roots);
+    roots.iter().map(|r| values[r.index()].clone().unwrap()).collect()
+}
+
+pub fn interp_loss(f: &GraphFn, p: &Point) -> f64 {
+    interp_outputs(f, p)[0].item()
+}
+
+/// Central differences of the loss with respect to every element of every parameter.
+pub fn finite_difference_grads(f: &GraphFn, p: &Point) -> Vec<Vec<f64>> {
+    let mut q = Point { rows: p.rows, inputs: p.inputs.clone(), params: p.params.clone() };
+    let mut res = Vec::new();
+    for i in 0..p.params.len() {
+        let mut g = Vec::new();
+        for j in 0..p.params[i].len() {
+            let x = p.params[i].data[j];
+            let h = 1e-5 * x.abs().max(1.0);
+            q.params[i].data[j] = x + h;
+            let up = interp_loss(f, &q);
+            q.params[i].data[j] = x - h;
+            let down = interp_loss(f, &q);
+            q.params[i].data[j] = x;
+            g.push((up - down) / (2.0 * h));
+        }
+        res.push(g);
+    }
+    res
+}
+
+/// |a − b| / max(|a|, |b|, floor): relative error, absolute near zero.
+pub fn rel_err(a: f64, b: f64, floor: f64) -> f64 {
+    if a == b {
+        return 0.0;
+    }
+    (a - b).abs() / a.abs().max(b.abs()).max(floor)
+}
+
+pub fn max_rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| rel_err(*x, *y, floor)).fold(0.0, f64::max)
+}
+
+/// Runs the compiled gradient function at a point; returns every output as f64.
+pub fn jit_gradient_outputs(c: &CompiledModel, p: &Point) -> Vec<Vec<f64>> {
+    let dtype = c.model.graph().dtype;
+    let inputs: Vec<Buffer> = p.inputs.iter().map(|t| Buffer::from_f64(dtype, &t.data)).collect();
+    let params: Vec<Buffer> = p.params.iter().map(|t| Buffer::from_f64(dtype, &t.data)).collect();
+    let exe = &c.gradient;
+    let syms = p.syms(c.model.graph());
+    let mut ws = Workspace::new(&exe.plan, dtype, &syms);
+    exe.run(&mut ws, &inputs, &params).unwrap();
+    (0..c.graphs.gradient.outputs.len()).map(|k| ws.output(&exe.plan, k).to_f64()).collect()
+}
+
+pub fn with_dtype(mut m: Model, dtype: DType) -> Model {
+    m.forward.graph.dtype = dtype;
+    m
+}

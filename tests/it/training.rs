@@ -1,0 +1,109 @@
+//! The examples reach their targets when trained as their files say.
+
+use crate::support::*;
+use adjoint::compile::CompiledModel;
+use adjoint::data::{Table, bind};
+use adjoint::runtime::Buffer;
+use adjoint::train::Trainer;
+
+fn train_example(name: &str) -> (CompiledModel, Vec<Vec<f64>>, Vec<(String, f64)>) {
+    let path = repo().join("examples").join(name);
+    let model = model_of(&path);
+    let data = model.data.as_ref().map(|d| bind(&model, &Table::load(&path.parent().unwrap().join(d)).unwrap()).unwrap());
+    let compiled = CompiledModel::from_model(model).unwrap();
+    let settings = compiled.model.train.clone();
+    let (params, metrics) = {
+        let mut trainer = Trainer::new(&compiled, settings.seed);
+        trainer.fit(data.as_ref(), &settings, |_| {}).unwrap();
+        let dtype = compiled.model.graph().dtype;
+        let (inputs, rows) = match &data {
+            Some(d) => (d.inputs.iter().map(|v| Buffer::from_f64(dtype, v)).collect(), d.n_rows),
+            None => (vec![], 0),
+        };
+        let metrics = trainer.evaluate(&inputs, rows).unwrap();
+        (trainer.params.iter().map(|p| p.to_f64()).collect(), metrics)
+    };
+    (compiled, params, metrics)
+}
+
+#[test]
+fn rosenbrock_reaches_the_minimum_with_adam() {
+    let (_, params, _) = train_example("rosenbrock.dsl");
+    let (x, y) = (params[0][0], params[1][0]);
+    assert!((x - 1.0).abs() < 1e-3 && (y - 1.0).abs() < 1e-3, "ended at ({x}, {y})");
+}
+
+/// Solves the normal equations AᵀA w = Aᵀz by Gaussian elimination with partial pivoting.
+fn normal_equations(a: &[Vec<f64>], z: &[f64]) -> Vec<f64> {
+    let k = a[0].len();
+    let mut m = vec![vec![0.0; k + 1]; k];
+    for (row, &zi) in a.iter().zip(z) {
+        for i in 0..k {
+            for j in 0..k {
+                m[i][j] += row[i] * row[j];
+            }
+            m[i][k] += row[i] * zi;
+        }
+    }
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs())).unwrap();
+        m.swap(col, pivot);
+        for r in 0..k {
+            if r != col {
+                let f = m[r][col] / m[col][col];
+                for c in col..=k {
+                    m[r][c] -= f * m[col][c];
+                }
+            }
+        }
+    }
+    (0..k).map(|i| m[i][k] / m[i][i]).collect()
+}
+
+#[test]
+fn linear_regression_reaches_the_normal_equations_solution() {
+    let (_, params, _) = train_example("linreg.dsl");
+    let text = std::fs::read_to_string(repo().join("examples/data/linreg.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let a: Vec<Vec<f64>> = rows.iter().map(|r| r[..3].to_vec()).collect();
+    let z: Vec<f64> = rows.iter().map(|r| r[3]).collect();
+    let exact = normal_equations(&a, &z);
+    let err = max_rel_err(&params[0], &exact, 0.0);
+    assert!(err <= 1e-4, "w = {:?}, normal equations give {exact:?} (relative error {err:e})", params[0]);
+}
+
+#[test]
+fn iris_softmax_regression_reaches_95_percent() {
+    let (_, _, metrics) = train_example("iris.dsl");
+    let accuracy = metrics.iter().find(|m| m.0 == "accuracy").unwrap().1;
+    assert!(accuracy >= 0.95, "training accuracy {accuracy}");
+}
+
+#[test]
+fn shipped_linreg_data_matches_its_generator() {
+    #[path = "../../examples/gen_data.rs"]
+    #[allow(dead_code)]
+    mod gen_data;
+    let shipped = std::fs::read_to_string(repo().join("examples/data/linreg.csv")).unwrap();
+    assert!(shipped == gen_data::linreg_csv(), "examples/data/linreg.csv differs from `cargo run --example gen_data`");
+}
+
+#[test]
+fn minibatches_are_seeded_and_handle_the_last_partial_batch() {
+    let src = "dtype f64\ninput x[n]\ninput t[n]\nparam w ~ zeros\nparam b ~ zeros\nloss mean((w * x + b - t)^2)\noptimizer sgd(lr = 0.1)\ntrain epochs = 30, batch = 4\n";
+    let table = Table::parse("d.csv", "x,t\n0,1\n1,3\n2,5\n3,7\n4,9\n5,11\n6,13\n7,15\n8,17\n9,19\n").unwrap();
+    let compiled = CompiledModel::from_model(model_of_source("m.dsl", src)).unwrap();
+    let data = bind(&compiled.model, &table).unwrap();
+    let run = |seed| {
+        let mut t = Trainer::new(&compiled, seed);
+        let mut settings = compiled.model.train.clone();
+        settings.seed = seed;
+        t.fit(Some(&data), &settings, |_| {}).unwrap();
+        // 10 rows in batches of 4: 3 steps per epoch, the last with 2 rows.
+        assert_eq!(t.step, 90);
+        t.params.iter().map(|p| p.get(0)).collect::<Vec<_>>()
+    };
+    let (a, b) = (run(1), run(1));
+    assert_eq!(a, b, "same seed, same trajectory");
+    assert_ne!(a, run(2), "another seed shuffles differently");
+}
