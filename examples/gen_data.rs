@@ -17,8 +17,21 @@ pub fn linreg_csv() -> String {
     out
 }
 
+/// 2000 draws from 0.3·N(−2, 0.5²) + 0.7·N(1.5, 1²).
+pub fn gmm_csv() -> String {
+    let mut r = rng(7);
+    let mut out = String::from("x\n");
+    for _ in 0..2000 {
+        let first = rand::RngExt::random::<f64>(&mut r) < 0.3;
+        let x = if first { -2.0 + 0.5 * std_normal(&mut r) } else { 1.5 + std_normal(&mut r) };
+        let _ = writeln!(out, "{x:.6}");
+    }
+    out
+}
+
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
     std::fs::write(dir.join("linreg.csv"), linreg_csv()).expect("write linreg.csv");
-    println!("wrote {}", dir.join("linreg.csv").display());
+    std::fs::write(dir.join("gmm.csv"), gmm_csv()).expect("write gmm.csv");
+    println!("wrote linreg.csv and gmm.csv in {}", dir.display());
 }

@@ -121,7 +121,75 @@ pub fn vjp(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let step = b(g, Op::Step, &[x.unwrap()]);
             vec![Some(b(g, Op::Mul, &[ct, step]))]
         }
-        Op::Step | Op::Eq | Op::ArgMax { .. } | Op::OneHot { .. } => vec![None; node.inputs.len()],
+        Op::Step | Op::Sign | Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::ArgMax { .. } | Op::OneHot { .. } => {
+            vec![None; node.inputs.len()]
+        }
+        Op::Log1p => {
+            let one = g.constant(1.0);
+            let d = b(g, Op::Add, &[one, x.unwrap()]);
+            vec![Some(b(g, Op::Div, &[ct, d]))]
+        }
+        Op::Expm1 => {
+            let one = g.constant(1.0);
+            let d = b(g, Op::Add, &[out, one]);
+            vec![Some(b(g, Op::Mul, &[ct, d]))]
+        }
+        Op::Abs => {
+            // Subgradient 0 at 0.
+            let s = b(g, Op::Sign, &[x.unwrap()]);
+            vec![Some(b(g, Op::Mul, &[ct, s]))]
+        }
+        Op::Sin => {
+            let c = b(g, Op::Cos, &[x.unwrap()]);
+            vec![Some(b(g, Op::Mul, &[ct, c]))]
+        }
+        Op::Cos => {
+            let s = b(g, Op::Sin, &[x.unwrap()]);
+            let m = b(g, Op::Mul, &[ct, s]);
+            vec![Some(b(g, Op::Neg, &[m]))]
+        }
+        Op::Softplus => {
+            let s = b(g, Op::Sigmoid, &[x.unwrap()]);
+            vec![Some(b(g, Op::Mul, &[ct, s]))]
+        }
+        Op::Max | Op::Min => {
+            // Ties go to the first operand, as in the forward value.
+            let (x, y) = (x.unwrap(), y.unwrap());
+            let (first, second) = if node.op == Op::Max { (Op::Ge, Op::Lt) } else { (Op::Le, Op::Gt) };
+            let mx = b(g, first, &[x, y]);
+            let my = b(g, second, &[x, y]);
+            let dx = b(g, Op::Mul, &[ct, mx]);
+            let dy = b(g, Op::Mul, &[ct, my]);
+            let (xs, ys) = (g.shape(x).clone(), g.shape(y).clone());
+            vec![Some(unbroadcast(g, dx, &xs)), Some(unbroadcast(g, dy, &ys))]
+        }
+        Op::Select => {
+            let (c, a, bb) = (node.inputs[0], node.inputs[1], node.inputs[2]);
+            let zero = g.constant(0.0);
+            let da = b(g, Op::Select, &[c, ct, zero]);
+            let db = b(g, Op::Select, &[c, zero, ct]);
+            let (sa, sb) = (g.shape(a).clone(), g.shape(bb).clone());
+            vec![None, Some(unbroadcast(g, da, &sa)), Some(unbroadcast(g, db, &sb))]
+        }
+        Op::ReduceMax { axis } | Op::ReduceMin { axis } => {
+            // The derivative is shared equally among the elements that attain the extremum.
+            let xv = x.unwrap();
+            let xs = g.shape(xv).clone();
+            let ext = expand_reduced(g, out, *axis, &xs);
+            let hit = b(g, Op::Eq, &[xv, ext]);
+            let count = b(g, Op::Sum { axis: *axis }, &[hit]);
+            let share = b(g, Op::Div, &[ct, count]);
+            let share = expand_reduced(g, share, *axis, &xs);
+            vec![Some(b(g, Op::Mul, &[share, hit]))]
+        }
+        Op::Take { axis, index } => {
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("take needs a fixed axis"),
+            };
+            vec![Some(b(g, Op::Put { axis: *axis, index: *index, size }, &[ct]))]
+        }
+        Op::Put { axis, index, .. } => vec![Some(b(g, Op::Take { axis: *axis, index: *index }, &[ct]))],
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());
             let (dx, dy) = match node.op {

@@ -28,6 +28,9 @@ enum Command {
         /// Print the gradient graph (loss and the gradient of every parameter).
         #[arg(long)]
         grad: bool,
+        /// List the numerical-stability rewrites that fired, with where they apply in the source.
+        #[arg(long)]
+        explain: bool,
     },
     /// Compile a model to native code and train it.
     Train(TrainArgs),
@@ -69,7 +72,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check { file } => check(&file),
-        Command::Graph { file, grad } => graph(&file, grad),
+        Command::Graph { file, grad, explain } => graph(&file, grad, explain),
         Command::Train(args) => train(&args),
     }
 }
@@ -116,7 +119,7 @@ fn check(path: &Path) -> i32 {
     }
 }
 
-fn graph(path: &Path, grad: bool) -> i32 {
+fn graph(path: &Path, grad: bool, explain: bool) -> i32 {
     let file = match read_source(path) {
         Ok(f) => f,
         Err(code) => return code,
@@ -127,6 +130,9 @@ fn graph(path: &Path, grad: bool) -> i32 {
             let graphs = compile::graphs(&model);
             let f = if grad { &graphs.gradient } else { &graphs.forward };
             print!("{}", f.text());
+            if explain {
+                print!("{}", crate::compile::explain(&graphs, &file));
+            }
             0
         }
         Err(diags) => {

@@ -52,9 +52,11 @@ pub struct Graphs {
     pub gradient_report: SimplifyReport,
 }
 
+/// Simplifies the forward graph, differentiates the simplified graph (so the derivative is
+/// taken of the numerically stable forms), and simplifies the gradient.
 pub fn graphs(model: &Model) -> Graphs {
     let (forward, forward_report) = simplify::run(&model.forward);
-    let raw = crate::autodiff::grad(&model.forward);
+    let raw = crate::autodiff::grad(&forward);
     let (gradient, gradient_report) = simplify::run(&raw);
     Graphs { forward, gradient, forward_report, gradient_report }
 }
@@ -92,9 +94,10 @@ impl CompiledModel {
     pub fn from_model(model: Model) -> Result<CompiledModel, CompileError> {
         let mut timings = Timings::default();
         let mut t = Instant::now();
-        let raw = crate::autodiff::grad(&model.forward);
-        timings.lap("differentiate", &mut t);
         let (forward, forward_report) = simplify::run(&model.forward);
+        timings.lap("simplify", &mut t);
+        let raw = crate::autodiff::grad(&forward);
+        timings.lap("differentiate", &mut t);
         let (gradient, gradient_report) = simplify::run(&raw);
         timings.lap("simplify", &mut t);
         let fplan = lower::plan(&forward);
@@ -118,4 +121,32 @@ impl CompiledModel {
             _jit: jit,
         })
     }
+}
+
+/// What the simplifier did, for people: each stability rewrite with its source location, then
+/// how often each algebraic rule fired.
+pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("\n# stability rewrites\n");
+    let forward = &graphs.forward_report;
+    if forward.stability.is_empty() {
+        out.push_str("(none)\n");
+    }
+    for (rule, span) in &forward.stability {
+        let (what, location) = match span {
+            Some(s) => {
+                let (line, col) = file.line_col(s.start);
+                (file.snippet(*s).to_string(), format!("{}:{line}:{col}", file.name))
+            }
+            None => (String::new(), "(generated)".to_string()),
+        };
+        let _ = writeln!(out, "{rule:<22} {location}  {what}");
+    }
+    for (title, report) in [("forward", forward), ("gradient", &graphs.gradient_report)] {
+        let _ = writeln!(out, "\n# {title} simplification: {} → {} nodes in {} round(s)", report.nodes_before, report.nodes_after, report.rounds);
+        for (rule, n) in &report.fired {
+            let _ = writeln!(out, "{rule:<22} ×{n}");
+        }
+    }
+    out
 }

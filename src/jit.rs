@@ -30,60 +30,41 @@ pub enum CodegenError {
     Define { name: String, message: String },
 }
 
-/// Native helpers the generated code calls. Registered by address, so no symbol is looked up
-/// in the process at run time.
-const HELPERS: &[(&str, usize, usize)] = &[
-    // (name, f64 args, returns a float) — f32 twins are named with an `_f32` suffix.
-    ("exp", 1, 1),
-    ("log", 1, 1),
-    ("tanh", 1, 1),
-    ("sigmoid", 1, 1),
-    ("pow", 2, 1),
-];
+/// Native helpers the generated code calls, by name, with their number of float arguments.
+/// Registered by address, so no symbol is looked up in the process at run time. Each has an f64
+/// version and an f32 twin named with an `_f32` suffix.
+const HELPERS: &[(&str, usize)] =
+    &[("exp", 1), ("log", 1), ("tanh", 1), ("sigmoid", 1), ("pow", 2), ("log1p", 1), ("expm1", 1), ("sin", 1), ("cos", 1), ("softplus", 1)];
 
 mod helpers {
-    pub extern "C" fn exp(x: f64) -> f64 {
-        x.exp()
+    macro_rules! unary {
+        ($name:ident, $name32:ident, $f:expr) => {
+            pub extern "C" fn $name(x: f64) -> f64 {
+                let f: fn(f64) -> f64 = $f;
+                f(x)
+            }
+            pub extern "C" fn $name32(x: f32) -> f32 {
+                // f32 twins compute in f32 where Rust has the function, else round the f64 result.
+                let f: fn(f64) -> f64 = $f;
+                f(x as f64) as f32
+            }
+        };
     }
-    pub extern "C" fn log(x: f64) -> f64 {
-        x.ln()
-    }
-    pub extern "C" fn tanh(x: f64) -> f64 {
-        x.tanh()
-    }
-    pub extern "C" fn sigmoid(x: f64) -> f64 {
-        crate::ir::interp::sigmoid(x)
-    }
+    unary!(exp, exp_f32, f64::exp);
+    unary!(log, log_f32, f64::ln);
+    unary!(tanh, tanh_f32, f64::tanh);
+    unary!(sigmoid, sigmoid_f32, crate::ir::interp::sigmoid);
+    unary!(log1p, log1p_f32, f64::ln_1p);
+    unary!(expm1, expm1_f32, f64::exp_m1);
+    unary!(sin, sin_f32, f64::sin);
+    unary!(cos, cos_f32, f64::cos);
+    unary!(softplus, softplus_f32, crate::ir::interp::softplus);
+
     pub extern "C" fn pow(x: f64, y: f64) -> f64 {
         crate::ir::interp::pow(x, y)
     }
-    pub extern "C" fn exp_f32(x: f32) -> f32 {
-        x.exp()
-    }
-    pub extern "C" fn log_f32(x: f32) -> f32 {
-        x.ln()
-    }
-    pub extern "C" fn tanh_f32(x: f32) -> f32 {
-        x.tanh()
-    }
-    pub extern "C" fn sigmoid_f32(x: f32) -> f32 {
-        if x >= 0.0 {
-            1.0 / (1.0 + (-x).exp())
-        } else {
-            let e = x.exp();
-            e / (1.0 + e)
-        }
-    }
     pub extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
-        if y == 2.0 {
-            x * x
-        } else if y == 1.0 {
-            x
-        } else if y == 0.5 {
-            x.sqrt()
-        } else {
-            x.powf(y)
-        }
+        crate::ir::interp::pow(x as f64, y as f64) as f32
     }
 
     /// C = A·B for strided A (m×k), B (k×n), C (m×n). Cannot panic: matrixmultiply accepts
@@ -119,21 +100,33 @@ mod helpers {
 }
 
 fn helper_address(name: &str) -> *const u8 {
-    match name {
-        "exp" => helpers::exp as *const u8,
-        "log" => helpers::log as *const u8,
-        "tanh" => helpers::tanh as *const u8,
-        "sigmoid" => helpers::sigmoid as *const u8,
-        "pow" => helpers::pow as *const u8,
-        "exp_f32" => helpers::exp_f32 as *const u8,
-        "log_f32" => helpers::log_f32 as *const u8,
-        "tanh_f32" => helpers::tanh_f32 as *const u8,
-        "sigmoid_f32" => helpers::sigmoid_f32 as *const u8,
-        "pow_f32" => helpers::pow_f32 as *const u8,
-        "gemm_f64" => helpers::gemm_f64 as *const u8,
-        "gemm_f32" => helpers::gemm_f32 as *const u8,
+    use helpers::*;
+    let f: *const u8 = match name {
+        "exp" => exp as *const u8,
+        "log" => log as *const u8,
+        "tanh" => tanh as *const u8,
+        "sigmoid" => sigmoid as *const u8,
+        "pow" => pow as *const u8,
+        "log1p" => log1p as *const u8,
+        "expm1" => expm1 as *const u8,
+        "sin" => sin as *const u8,
+        "cos" => cos as *const u8,
+        "softplus" => softplus as *const u8,
+        "exp_f32" => exp_f32 as *const u8,
+        "log_f32" => log_f32 as *const u8,
+        "tanh_f32" => tanh_f32 as *const u8,
+        "sigmoid_f32" => sigmoid_f32 as *const u8,
+        "pow_f32" => pow_f32 as *const u8,
+        "log1p_f32" => log1p_f32 as *const u8,
+        "expm1_f32" => expm1_f32 as *const u8,
+        "sin_f32" => sin_f32 as *const u8,
+        "cos_f32" => cos_f32 as *const u8,
+        "softplus_f32" => softplus_f32 as *const u8,
+        "gemm_f64" => gemm_f64 as *const u8,
+        "gemm_f32" => gemm_f32 as *const u8,
         _ => unreachable!("unknown helper {name}"),
-    }
+    };
+    f
 }
 
 /// A JIT module holding compiled functions. The code lives as long as this value.
@@ -158,7 +151,7 @@ impl Jit {
             .map_err(|e| CodegenError::Isa(e.to_string()))?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         let mut names: Vec<String> = Vec::new();
-        for (name, _, _) in HELPERS {
+        for (name, _) in HELPERS {
             names.push(name.to_string());
             names.push(format!("{name}_f32"));
         }
@@ -273,7 +266,7 @@ fn helper_signature(module: &JITModule, name: &str) -> Signature {
     }
     let ty = if name.ends_with("_f32") { types::F32 } else { types::F64 };
     let base = name.trim_end_matches("_f32");
-    let (_, n_args, _) = HELPERS.iter().find(|h| h.0 == base).unwrap();
+    let (_, n_args) = HELPERS.iter().find(|h| h.0 == base).unwrap();
     for _ in 0..*n_args {
         sig.params.push(AbiParam::new(ty));
     }
@@ -647,6 +640,63 @@ impl<'a> Tx<'a> {
                 });
                 let _ = n;
             }
+            Op::ReduceMax { .. } | Op::ReduceMin { .. } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let sizes = self.sizes(&xshape);
+                let is_max = matches!(node.op, Op::ReduceMax { .. });
+                self.fill(slot, &shape, if is_max { f64::NEG_INFINITY } else { f64::INFINITY });
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out_strides);
+                    let m = tx.load_at(slot, o);
+                    let better = tx.b.ins().fcmp(if is_max { FloatCC::GreaterThan } else { FloatCC::LessThan }, v, m);
+                    let nm = tx.b.ins().select(better, v, m);
+                    tx.store_at(slot, o, nm);
+                });
+            }
+            Op::Take { axis, index } => {
+                // Iterate over the output; read the source with the taken index inserted.
+                let a = node.inputs[0];
+                let xshape = g.shape(a).clone();
+                let Val::View { slot: src, strides } = plan.values[a.index()].clone().unwrap() else {
+                    unreachable!("take reads a view")
+                };
+                let st: Vec<Value> = strides.iter().map(|s| self.stride(s)).collect();
+                let base = {
+                    let i = self.iconst(*index as i64);
+                    self.b.ins().imul(i, st[*axis as usize])
+                };
+                let mut kept = st.clone();
+                kept.remove(*axis as usize);
+                let _ = xshape;
+                let sizes = self.sizes(&shape);
+                let out = self.contiguous_strides(&shape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let off = tx.dot(idx, &kept);
+                    let off = tx.b.ins().iadd(off, base);
+                    let v = tx.load_at(src, off);
+                    let o = tx.dot(idx, &out);
+                    tx.store_at(slot, o, v);
+                });
+            }
+            Op::Put { axis, index, .. } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let mut out = self.contiguous_strides(&shape);
+                let i = self.iconst(*index as i64);
+                let base = self.b.ins().imul(i, out[*axis as usize]);
+                out.remove(*axis as usize);
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out);
+                    let o = tx.b.ins().iadd(o, base);
+                    tx.store_at(slot, o, v);
+                });
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
             other => unreachable!("`{}` is a view or a leaf, not computed", other.name()),
         }
@@ -663,8 +713,14 @@ impl<'a> Tx<'a> {
     fn reduction_strides(&mut self, op: &Op, out: &Shape, x: &Shape) -> Vec<Value> {
         let out_strides = crate::lower::contiguous(out);
         let strides: Vec<Stride> = match op {
-            Op::Sum { axis: None } | Op::LogSumExp { axis: None } => vec![Stride::Zero; x.rank()],
-            Op::Sum { axis: Some(a) } | Op::LogSumExp { axis: Some(a) } | Op::ArgMax { axis: a } => {
+            Op::Sum { axis: None } | Op::LogSumExp { axis: None } | Op::ReduceMax { axis: None } | Op::ReduceMin { axis: None } => {
+                vec![Stride::Zero; x.rank()]
+            }
+            Op::Sum { axis: Some(a) }
+            | Op::LogSumExp { axis: Some(a) }
+            | Op::ReduceMax { axis: Some(a) }
+            | Op::ReduceMin { axis: Some(a) }
+            | Op::ArgMax { axis: a } => {
                 let mut s = out_strides.clone();
                 s.insert(*a as usize, Stride::Zero);
                 s
@@ -750,10 +806,47 @@ impl<'a> Tx<'a> {
                 Some(0.5) => self.b.ins().sqrt(xs[0]),
                 _ => self.call("pow", &[xs[0], xs[1]]),
             },
-            Op::Eq => {
+            Op::Log1p => self.call("log1p", &[xs[0]]),
+            Op::Expm1 => self.call("expm1", &[xs[0]]),
+            Op::Sin => self.call("sin", &[xs[0]]),
+            Op::Cos => self.call("cos", &[xs[0]]),
+            Op::Softplus => self.call("softplus", &[xs[0]]),
+            Op::Abs => self.b.ins().fabs(xs[0]),
+            Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
-                let eq = self.b.ins().fcmp(FloatCC::Equal, xs[0], xs[1]);
-                self.b.ins().select(eq, one, zero)
+                let minus = self.b.ins().fneg(one);
+                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, xs[0], zero);
+                let neg = self.b.ins().fcmp(FloatCC::LessThan, xs[0], zero);
+                // x·0 keeps 0, −0 and NaN as they are.
+                let z = self.b.ins().fmul(xs[0], zero);
+                let r = self.b.ins().select(neg, minus, z);
+                self.b.ins().select(pos, one, r)
+            }
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let cc = match op {
+                    Op::Eq => FloatCC::Equal,
+                    Op::Ne => FloatCC::NotEqual,
+                    Op::Lt => FloatCC::LessThan,
+                    Op::Le => FloatCC::LessThanOrEqual,
+                    Op::Gt => FloatCC::GreaterThan,
+                    _ => FloatCC::GreaterThanOrEqual,
+                };
+                let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
+                let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
+                self.b.ins().select(c, one, zero)
+            }
+            Op::Max => {
+                let c = self.b.ins().fcmp(FloatCC::GreaterThan, xs[1], xs[0]);
+                self.b.ins().select(c, xs[1], xs[0])
+            }
+            Op::Min => {
+                let c = self.b.ins().fcmp(FloatCC::LessThan, xs[1], xs[0]);
+                self.b.ins().select(c, xs[1], xs[0])
+            }
+            Op::Select => {
+                let zero = self.fconst(0.0);
+                let c = self.b.ins().fcmp(FloatCC::NotEqual, xs[0], zero);
+                self.b.ins().select(c, xs[1], xs[2])
             }
             other => unreachable!("`{}` is not elementwise", other.name()),
         }

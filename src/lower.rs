@@ -107,9 +107,9 @@ pub fn plan(f: &GraphFn) -> Plan {
                 scalar => scalar,
             },
             _ => {
-                // Matrix products read views; a scalar broadcast operand must become a buffer.
-                if node.op == Op::MatMul {
-                    for k in 0..2 {
+                // Matrix products and takes read views; a scalar operand must become a buffer.
+                if matches!(node.op, Op::MatMul | Op::Take { .. }) {
+                    for k in 0..node.inputs.len() {
                         let a = node.inputs[k];
                         if !matches!(values[a.index()], Some(Val::View { .. })) {
                             let s = temp(&mut slots, g.shape(a).clone());

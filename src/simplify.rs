@@ -13,6 +13,7 @@
 use crate::ir::interp;
 use crate::ir::shape::broadcast;
 use crate::ir::{Graph, NodeId, Op};
+use crate::diagnostics::Span;
 use crate::model::GraphFn;
 use std::collections::BTreeMap;
 
@@ -25,6 +26,8 @@ pub struct SimplifyReport {
     pub nodes_after: usize,
     /// How many times each named rule fired, over all rounds.
     pub fired: BTreeMap<&'static str, usize>,
+    /// Each firing of a numerical-stability rule, with the source span of the rewritten node.
+    pub stability: Vec<(&'static str, Option<Span>)>,
     /// False when the round limit stopped the pass before a fixpoint.
     pub converged: bool,
 }
@@ -37,7 +40,7 @@ pub fn run(f: &GraphFn) -> (GraphFn, SimplifyReport) {
     };
     let mut cur = f.clone();
     for round in 1..=MAX_ROUNDS {
-        let next = rebuild(&cur, &mut report.fired);
+        let next = rebuild(&cur, &mut report);
         report.rounds = round;
         let same = next.graph.len() == cur.graph.len()
             && next.outputs == cur.outputs
@@ -57,7 +60,7 @@ pub fn run(f: &GraphFn) -> (GraphFn, SimplifyReport) {
     (cur, report)
 }
 
-fn rebuild(f: &GraphFn, fired: &mut BTreeMap<&'static str, usize>) -> GraphFn {
+fn rebuild(f: &GraphFn, report: &mut SimplifyReport) -> GraphFn {
     let old = &f.graph;
     let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
     let live = old.reachable(&roots);
@@ -66,7 +69,8 @@ fn rebuild(f: &GraphFn, fired: &mut BTreeMap<&'static str, usize>) -> GraphFn {
     for id in old.ids().filter(|id| live[id.index()]) {
         let node = old.node(id);
         let args: Vec<NodeId> = node.inputs.iter().map(|i| map[i.index()].expect("operand rebuilt")).collect();
-        let new = rewrite(&mut g, node.op.clone(), &args, fired);
+        let mut fired = Fired { counts: &mut report.fired, stability: &mut report.stability, span: old.span(id) };
+        let new = rewrite(&mut g, node.op.clone(), &args, &mut fired);
         if let Some(span) = old.span(id) {
             g.set_span(new, span);
         }
@@ -76,19 +80,152 @@ fn rebuild(f: &GraphFn, fired: &mut BTreeMap<&'static str, usize>) -> GraphFn {
     GraphFn { graph: g, outputs }
 }
 
+/// Where rule firings are recorded while one node is rebuilt.
+struct Fired<'a> {
+    counts: &'a mut BTreeMap<&'static str, usize>,
+    stability: &'a mut Vec<(&'static str, Option<Span>)>,
+    span: Option<Span>,
+}
+
 /// Builds `op(args)` in simplified form.
-fn rewrite(g: &mut Graph, op: Op, args: &[NodeId], fired: &mut BTreeMap<&'static str, usize>) -> NodeId {
-    match try_rules(g, &op, args, fired) {
+fn rewrite(g: &mut Graph, op: Op, args: &[NodeId], fired: &mut Fired) -> NodeId {
+    let res = match stable_form(g, &op, args, fired) {
         Some((rule, id)) => {
-            *fired.entry(rule).or_default() += 1;
+            fired.stability.push((rule, fired.span));
+            Some((rule, id))
+        }
+        None => try_rules(g, &op, args, fired),
+    };
+    match res {
+        Some((rule, id)) => {
+            *fired.counts.entry(rule).or_default() += 1;
             id
         }
         None => g.build(op, args),
     }
 }
 
+/// The operand of a unary node of kind `op`, if `id` is one.
+fn unary_arg(g: &Graph, id: NodeId, op: Op) -> Option<NodeId> {
+    (*g.op(id) == op).then(|| g.node(id).inputs[0])
+}
+
+/// The other operand when `id` is `c op x` or `x op c` with the constant `c`.
+fn with_const(g: &Graph, id: NodeId, op: Op, c: f64, commutes: bool) -> Option<NodeId> {
+    if *g.op(id) != op {
+        return None;
+    }
+    let ins = &g.node(id).inputs;
+    if g.const_value(ins[0]) == Some(c) && g.shape(ins[1]) == g.shape(id) {
+        return Some(ins[1]);
+    }
+    if commutes && g.const_value(ins[1]) == Some(c) && g.shape(ins[0]) == g.shape(id) {
+        return Some(ins[0]);
+    }
+    None
+}
+
+/// Numerically stable forms of expressions that overflow or lose precision as written.
+/// `exp-log` assumes its argument is positive, where `log` is defined.
+fn stable_form(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Option<(&'static str, NodeId)> {
+    let mut r = |g: &mut Graph, op: Op, a: &[NodeId]| rewrite(g, op, a, fired);
+    match op {
+        Op::Log => {
+            let x = args[0];
+            if let Some(y) = unary_arg(g, x, Op::Exp) {
+                return Some(("log-exp", y));
+            }
+            if let Some(y) = unary_arg(g, x, Op::Sigmoid) {
+                // log σ(y) = −softplus(−y)
+                let ny = r(g, Op::Neg, &[y]);
+                let sp = r(g, Op::Softplus, &[ny]);
+                return Some(("log-sigmoid", r(g, Op::Neg, &[sp])));
+            }
+            if let Some(s) = with_const(g, x, Op::Sub, 1.0, false) {
+                if let Some(y) = unary_arg(g, s, Op::Sigmoid) {
+                    // log(1 − σ(y)) = −softplus(y)
+                    let sp = r(g, Op::Softplus, &[y]);
+                    return Some(("log-one-minus-sigmoid", r(g, Op::Neg, &[sp])));
+                }
+            }
+            if let (Op::Add, [a, b]) = (g.op(x).clone(), g.node(x).inputs.as_slice()) {
+                if let (Some(ea), Some(eb)) = (unary_arg(g, *a, Op::Exp), unary_arg(g, *b, Op::Exp)) {
+                    // log(eᵃ + eᵇ) = a + softplus(b − a): smooth, and never overflows.
+                    let d = r(g, Op::Sub, &[eb, ea]);
+                    let sp = r(g, Op::Softplus, &[d]);
+                    return Some(("log-add-exp", r(g, Op::Add, &[ea, sp])));
+                }
+            }
+            if let Some(s) = with_const(g, x, Op::Add, 1.0, true) {
+                if let Some(y) = unary_arg(g, s, Op::Exp) {
+                    return Some(("log-one-plus-exp", r(g, Op::Softplus, &[y])));
+                }
+                return Some(("log-one-plus", r(g, Op::Log1p, &[s])));
+            }
+            if let Op::Sum { axis } = g.op(x).clone() {
+                let inner = g.node(x).inputs[0];
+                if let Some(y) = unary_arg(g, inner, Op::Exp) {
+                    return Some(("log-sum-exp", r(g, Op::LogSumExp { axis }, &[y])));
+                }
+            }
+        }
+        Op::Exp => {
+            if let Some(y) = unary_arg(g, args[0], Op::Log) {
+                return Some(("exp-log", y));
+            }
+        }
+        Op::Sub => {
+            if g.const_value(args[1]) == Some(1.0) {
+                if let Some(y) = unary_arg(g, args[0], Op::Exp) {
+                    return Some(("exp-minus-one", r(g, Op::Expm1, &[y])));
+                }
+            }
+        }
+        Op::Sqrt => {
+            if let Op::Pow = g.op(args[0]) {
+                let ins = g.node(args[0]).inputs.clone();
+                if g.const_value(ins[1]) == Some(2.0) {
+                    return Some(("sqrt-square", r(g, Op::Abs, &[ins[0]])));
+                }
+            }
+        }
+        Op::Div => {
+            // 1 / (1 + exp(−y)) = σ(y)
+            if g.const_value(args[0]) == Some(1.0) {
+                if let Some(e) = with_const(g, args[1], Op::Add, 1.0, true) {
+                    if let Some(ny) = unary_arg(g, e, Op::Exp) {
+                        if let Some(y) = unary_arg(g, ny, Op::Neg) {
+                            return Some(("logistic", r(g, Op::Sigmoid, &[y])));
+                        }
+                    }
+                }
+            }
+            // exp(y) / sum(exp(y)) = exp(y − logsumexp(y))
+            if let Some(y) = unary_arg(g, args[0], Op::Exp) {
+                let denom = match g.op(args[1]) {
+                    Op::Reshape(_) => g.node(args[1]).inputs[0],
+                    _ => args[1],
+                };
+                if let Op::Sum { axis } = g.op(denom).clone() {
+                    if g.node(denom).inputs[0] == args[0] {
+                        let lse = r(g, Op::LogSumExp { axis }, &[y]);
+                        let lse = match g.op(args[1]).clone() {
+                            Op::Reshape(s) => r(g, Op::Reshape(s), &[lse]),
+                            _ => lse,
+                        };
+                        let d = r(g, Op::Sub, &[y, lse]);
+                        return Some(("softmax", r(g, Op::Exp, &[d])));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
 /// The rule table. Each arm names its rule; the first match wins.
-fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut BTreeMap<&'static str, usize>) -> Option<(&'static str, NodeId)> {
+fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Option<(&'static str, NodeId)> {
     let c = |g: &Graph, i: usize| args.get(i).and_then(|&a| g.const_value(a));
     let out_shape = {
         let shapes: Vec<_> = args.iter().map(|&a| g.shape(a)).collect();
@@ -104,7 +241,14 @@ fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut BTreeMap<&'sta
     if op.is_elementwise() && !args.is_empty() && args.iter().all(|&a| g.const_value(a).is_some()) {
         let v = match args.len() {
             1 => interp::unary(op, c(g, 0)?),
-            _ => interp::binary(op, c(g, 0)?, c(g, 1)?),
+            2 => interp::binary(op, c(g, 0)?, c(g, 1)?),
+            _ => {
+                if c(g, 0)? != 0.0 {
+                    c(g, 1)?
+                } else {
+                    c(g, 2)?
+                }
+            }
         };
         return Some(("fold-const", g.constant(v)));
     }

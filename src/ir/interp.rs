@@ -85,6 +85,27 @@ fn for_each_index(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(usize
     }
 }
 
+/// −1, 0 or 1; NaN for NaN.
+pub fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x * 0.0
+    }
+}
+
+/// log(1 + eˣ) without overflow: max(x, 0) + log1p(e^−|x|).
+pub fn softplus(x: f64) -> f64 {
+    let m = if x > 0.0 { x } else { 0.0 };
+    m + (-x.abs()).exp().ln_1p()
+}
+
+fn truth(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
 pub fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -117,6 +138,13 @@ pub fn unary(op: &Op, x: f64) -> f64 {
                 0.0
             }
         }
+        Op::Log1p => x.ln_1p(),
+        Op::Expm1 => x.exp_m1(),
+        Op::Abs => x.abs(),
+        Op::Sign => sign(x),
+        Op::Sin => x.sin(),
+        Op::Cos => x.cos(),
+        Op::Softplus => softplus(x),
         other => unreachable!("`{}` is not unary elementwise", other.name()),
     }
 }
@@ -129,11 +157,25 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         Op::Mul => a * b,
         Op::Div => a / b,
         Op::Pow => pow(a, b),
-        Op::Eq => {
-            if a == b {
-                1.0
+        Op::Eq => truth(a == b),
+        Op::Ne => truth(a != b),
+        Op::Lt => truth(a < b),
+        Op::Le => truth(a <= b),
+        Op::Gt => truth(a > b),
+        Op::Ge => truth(a >= b),
+        // The first operand wins ties and NaN comparisons, matching the generated code.
+        Op::Max => {
+            if b > a {
+                b
             } else {
-                0.0
+                a
+            }
+        }
+        Op::Min => {
+            if b < a {
+                b
+            } else {
+                a
             }
         }
         other => unreachable!("`{}` is not binary elementwise", other.name()),
@@ -174,10 +216,17 @@ fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], para
         Op::Param(i) => params[*i as usize].clone(),
         Op::Const(_) => Tensor::scalar(op.const_value().unwrap()),
         Op::DimSize(s) => Tensor::scalar(syms[*s as usize] as f64),
-        Op::Neg | Op::Exp | Op::Log | Op::Sqrt | Op::Tanh | Op::Sigmoid | Op::Relu | Op::Step => {
-            Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect())
+        Op::Neg | Op::Exp | Op::Log | Op::Sqrt | Op::Tanh | Op::Sigmoid | Op::Relu | Op::Step | Op::Log1p | Op::Expm1 | Op::Abs
+        | Op::Sign | Op::Sin | Op::Cos | Op::Softplus => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
+        Op::Select => {
+            let s: Vec<Vec<usize>> = args.iter().map(|a| broadcast_strides(&a.shape, &shape)).collect();
+            let mut out = Tensor::zeros(shape.clone());
+            for_each_index(&shape, &[&s[0], &s[1], &s[2]], |i, off| {
+                out.data[i] = if args[0].data[off[0]] != 0.0 { args[1].data[off[1]] } else { args[2].data[off[2]] };
+            });
+            out
         }
-        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Eq => {
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Max | Op::Min => {
             let sa = broadcast_strides(&args[0].shape, &shape);
             let sb = broadcast_strides(&args[1].shape, &shape);
             let mut out = Tensor::zeros(shape.clone());
@@ -199,7 +248,7 @@ fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], para
         }
         Op::Sum { axis } => reduce(args[0], *axis, shape, 0.0, |acc, x| acc + x),
         Op::LogSumExp { axis } => {
-            let m = reduce(args[0], *axis, shape.clone(), f64::NEG_INFINITY, f64::max);
+            let m = reduce(args[0], *axis, shape.clone(), f64::NEG_INFINITY, |a, x| binary(&Op::Max, a, x));
             let mut out = m.clone();
             let ms = reduced_strides(&args[0].shape, *axis);
             let mut sums = Tensor::zeros(shape);
@@ -211,6 +260,33 @@ fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], para
                 if o.is_finite() {
                     *o += s.ln();
                 }
+            }
+            out
+        }
+        Op::ReduceMax { axis } => reduce(args[0], *axis, shape, f64::NEG_INFINITY, |a, x| binary(&Op::Max, a, x)),
+        Op::ReduceMin { axis } => reduce(args[0], *axis, shape, f64::INFINITY, |a, x| binary(&Op::Min, a, x)),
+        Op::Take { axis, index } => {
+            let x = args[0];
+            let a = *axis as usize;
+            let inner: usize = x.shape[a + 1..].iter().product();
+            let n = x.shape[a];
+            let outer: usize = x.shape[..a].iter().product();
+            let mut data = Vec::with_capacity(outer * inner);
+            for o in 0..outer {
+                let base = (o * n + *index as usize) * inner;
+                data.extend_from_slice(&x.data[base..base + inner]);
+            }
+            Tensor::new(shape, data)
+        }
+        Op::Put { axis, index, size } => {
+            let x = args[0];
+            let a = *axis as usize;
+            let inner: usize = x.shape[a..].iter().product();
+            let outer: usize = x.shape[..a].iter().product();
+            let mut out = Tensor::zeros(shape);
+            for o in 0..outer {
+                let base = (o * *size as usize + *index as usize) * inner;
+                out.data[base..base + inner].copy_from_slice(&x.data[o * inner..(o + 1) * inner]);
             }
             out
         }

@@ -26,14 +26,36 @@ pub enum Op {
     Relu,
     /// Heaviside step, 1 where x > 0 else 0: the derivative of relu (subgradient 0 at 0).
     Step,
+    /// log(1 + x), accurate for small x.
+    Log1p,
+    /// exp(x) − 1, accurate for small x.
+    Expm1,
+    Abs,
+    /// −1, 0 or 1 (0 at 0 and for NaN... NaN stays NaN).
+    Sign,
+    Sin,
+    Cos,
+    /// log(1 + exp(x)), computed as max(x, 0) + log1p(exp(−|x|)) so it never overflows.
+    Softplus,
 
     Add,
     Sub,
     Mul,
     Div,
     Pow,
-    /// 1 where equal, else 0. Not differentiable (zero derivative).
+    /// 1 where equal, else 0. Comparisons are not differentiable (zero derivative).
     Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// Elementwise larger of two values (the first on ties).
+    Max,
+    /// Elementwise smaller of two values (the first on ties).
+    Min,
+    /// `where(c, a, b)`: a where c ≠ 0, else b; all three broadcast.
+    Select,
 
     /// Matrix product of vectors and matrices, as `@` in numpy.
     MatMul,
@@ -43,8 +65,16 @@ pub enum Op {
     Sum { axis: Option<u32> },
     /// log(sum(exp(x))) over one axis or all elements, computed with the max shifted out.
     LogSumExp { axis: Option<u32> },
+    /// Largest element over one axis or all; the derivative is shared equally among ties.
+    ReduceMax { axis: Option<u32> },
+    /// Smallest element over one axis or all; the derivative is shared equally among ties.
+    ReduceMin { axis: Option<u32> },
     /// Index of the largest element along an axis (first on ties), as a float.
     ArgMax { axis: u32 },
+    /// One index along an axis, which is removed: `x[:, j]`.
+    Take { axis: u32, index: u64 },
+    /// The adjoint of `Take`: embeds into zeros of a larger axis of length `size`.
+    Put { axis: u32, index: u64, size: u64 },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
     OneHot { classes: u32 },
 
@@ -74,8 +104,11 @@ impl Op {
         match self {
             Input(_) | Param(_) | Const(_) | DimSize(_) => 0,
             Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step => 1,
-            Add | Sub | Mul | Div | Pow | Eq | MatMul => 2,
+            Log1p | Expm1 | Abs | Sign | Sin | Cos | Softplus => 1,
+            Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min | MatMul => 2,
+            Select => 3,
             Transpose | Sum { .. } | LogSumExp { .. } | ArgMax { .. } | OneHot { .. } => 1,
+            ReduceMax { .. } | ReduceMin { .. } | Take { .. } | Put { .. } => 1,
             SumTo(_) | Expand(_) | Reshape(_) => 1,
         }
     }
@@ -83,7 +116,23 @@ impl Op {
     /// Applies the same function to every element (with broadcasting for binary ops).
     pub fn is_elementwise(&self) -> bool {
         use Op::*;
-        matches!(self, Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Add | Sub | Mul | Div | Pow | Eq)
+        self.is_unary() || self.is_binary() || *self == Select
+    }
+
+    pub fn is_unary(&self) -> bool {
+        use Op::*;
+        matches!(self, Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign | Sin | Cos | Softplus)
+    }
+
+    pub fn is_binary(&self) -> bool {
+        use Op::*;
+        matches!(self, Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min)
+    }
+
+    /// Comparisons give 0 or 1 and have zero derivative.
+    pub fn is_comparison(&self) -> bool {
+        use Op::*;
+        matches!(self, Eq | Ne | Lt | Le | Gt | Ge)
     }
 
     /// The name used in the canonical text form.
@@ -102,6 +151,25 @@ impl Op {
             Sigmoid => "sigmoid",
             Relu => "relu",
             Step => "step",
+            Log1p => "log1p",
+            Expm1 => "expm1",
+            Abs => "abs",
+            Sign => "sign",
+            Sin => "sin",
+            Cos => "cos",
+            Softplus => "softplus",
+            Ne => "ne",
+            Lt => "lt",
+            Le => "le",
+            Gt => "gt",
+            Ge => "ge",
+            Max => "max",
+            Min => "min",
+            Select => "select",
+            ReduceMax { .. } => "reduce_max",
+            ReduceMin { .. } => "reduce_min",
+            Take { .. } => "take",
+            Put { .. } => "put",
             Add => "add",
             Sub => "sub",
             Mul => "mul",

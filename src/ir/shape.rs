@@ -148,18 +148,40 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
     use Op::*;
     match op {
         Input(_) | Param(_) => unreachable!("leaf shapes come from their declarations"),
-        Const(_) | DimSize(_) => Ok(Shape::scalar()),
-        Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step => Ok(shapes[0].clone()),
-        Add | Sub | Mul | Div | Pow | Eq => {
+        Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign | Sin | Cos | Softplus => {
+            Ok(shapes[0].clone())
+        }
+        Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min => {
             broadcast(shapes[0], shapes[1]).ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))
+        }
+        Const(_) | DimSize(_) => Ok(Shape::scalar()),
+        Select => {
+            let ab = broadcast(shapes[1], shapes[2]).ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;
+            broadcast(shapes[0], &ab).ok_or_else(|| err("the condition does not broadcast against the branches", vec![0, 1, 2]))
         }
         MatMul => matmul_shape(shapes[0], shapes[1]),
         Transpose => match shapes[0].rank() {
             2 => Ok(Shape(vec![shapes[0].0[1], shapes[0].0[0]])),
             r => Err(err(format!("transpose needs a matrix, found rank {r}"), vec![0])),
         },
-        Sum { axis } | LogSumExp { axis } => reduce_shape(shapes[0], *axis),
+        Sum { axis } | LogSumExp { axis } | ReduceMax { axis } | ReduceMin { axis } => reduce_shape(shapes[0], *axis),
         ArgMax { axis } => reduce_shape(shapes[0], Some(*axis)),
+        Take { axis, index } => {
+            let s = reduce_shape(shapes[0], Some(*axis))?;
+            match shapes[0].0[*axis as usize] {
+                Dim::Fixed(n) if *index >= n => Err(err(format!("index {index} is out of range for an axis of length {n}"), vec![0])),
+                Dim::Sym(_) => Err(err("cannot index an axis whose length is only known at run time", vec![0])),
+                _ => Ok(s),
+            }
+        }
+        Put { axis, index, size } => {
+            let mut s = shapes[0].clone();
+            if *axis as usize > s.rank() || index >= size {
+                return Err(err("put out of range", vec![0]));
+            }
+            s.0.insert(*axis as usize, Dim::Fixed(*size));
+            Ok(s)
+        }
         OneHot { classes } => {
             let mut s = shapes[0].clone();
             s.0.push(Dim::Fixed(*classes as u64));

@@ -70,6 +70,8 @@ pub enum Item {
     Train { settings: Vec<Setting>, span: Span },
     Data { path: String, span: Span },
     Dtype { name: Ident },
+    /// `fn name(a, b) = expr`: inlined at each call.
+    Fn { name: Ident, params: Vec<Ident>, body: Expr },
     /// A statement the parser could not read; its error has been reported.
     Error,
 }
@@ -83,6 +85,11 @@ pub enum BinOp {
     Pow,
     MatMul,
     Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 impl BinOp {
@@ -95,6 +102,11 @@ impl BinOp {
             BinOp::Pow => "^",
             BinOp::MatMul => "@",
             BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
         }
     }
 }
@@ -106,6 +118,8 @@ pub enum ExprKind {
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Call { func: Ident, args: Vec<Arg> },
+    /// `x[:, j]`: `None` keeps an axis, an index selects along it.
+    Index { base: Box<Expr>, indices: Vec<Option<Expr>> },
     Error,
 }
 
@@ -141,6 +155,19 @@ impl std::fmt::Display for Expr {
                     write!(f, "{}", a.value)?;
                 }
                 f.write_str(")")
+            }
+            ExprKind::Index { base, indices } => {
+                write!(f, "{base}[")?;
+                for (i, ix) in indices.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match ix {
+                        Some(e) => write!(f, "{e}")?,
+                        None => f.write_str(":")?,
+                    }
+                }
+                f.write_str("]")
             }
             ExprKind::Error => f.write_str("<error>"),
         }

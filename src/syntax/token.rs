@@ -41,6 +41,8 @@ pub enum Tok {
     From,
     #[token("int")]
     Int,
+    #[token("fn")]
+    Fn,
 
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_string())]
     Ident(String),
@@ -65,6 +67,16 @@ pub enum Tok {
     Assign,
     #[token("==")]
     EqEq,
+    #[token("!=")]
+    NotEq,
+    #[token("<")]
+    Less,
+    #[token("<=")]
+    LessEq,
+    #[token(">")]
+    Greater,
+    #[token(">=")]
+    GreaterEq,
     #[token(":")]
     Colon,
     #[token("~")]
@@ -119,6 +131,12 @@ pub fn token_text(tok: &Tok) -> &'static str {
         Tok::Dtype => "dtype",
         Tok::From => "from",
         Tok::Int => "int",
+        Tok::Fn => "fn",
+        Tok::NotEq => "!=",
+        Tok::Less => "<",
+        Tok::LessEq => "<=",
+        Tok::Greater => ">",
+        Tok::GreaterEq => ">=",
         Tok::LParen => "(",
         Tok::RParen => ")",
         Tok::LBracket => "[",

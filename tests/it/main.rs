@@ -8,5 +8,6 @@ mod gradients;
 mod jit;
 mod optim;
 mod snapshots;
+mod stability;
 mod syntax;
 mod training;

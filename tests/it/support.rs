@@ -156,3 +156,16 @@ pub fn with_dtype(mut m: Model, dtype: DType) -> Model {
     m.forward.graph.dtype = dtype;
     m
 }
+
+/// max |a − b| / max(max |b|, floor): the error relative to the size of the whole array.
+pub fn normwise_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(floor, |m, x| m.max(x.abs()));
+    a.iter().zip(b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() }).fold(0.0, f64::max) / scale
+}
+
+/// The first few values, for failure messages.
+pub fn head(v: &[f64]) -> String {
+    let shown: Vec<String> = v.iter().take(6).map(|x| format!("{x:.6e}")).collect();
+    format!("[{}{}] ({} values)", shown.join(", "), if v.len() > 6 { ", …" } else { "" }, v.len())
+}

@@ -107,3 +107,52 @@ fn minibatches_are_seeded_and_handle_the_last_partial_batch() {
     assert_eq!(a, b, "same seed, same trajectory");
     assert_ne!(a, run(2), "another seed shuffles differently");
 }
+
+fn metric(metrics: &[(String, f64)], name: &str) -> f64 {
+    metrics.iter().find(|m| m.0 == name).unwrap_or_else(|| panic!("no metric {name}")).1
+}
+
+#[test]
+fn logistic_regression_separates_virginica() {
+    let (_, _, metrics) = train_example("logistic.dsl");
+    assert!(metric(&metrics, "accuracy") >= 0.95, "{metrics:?}");
+}
+
+#[test]
+fn gaussian_mixture_recovers_the_generating_parameters() {
+    // 2000 draws from 0.3·N(−2, 0.5²) + 0.7·N(1.5, 1²); the estimates are within a few
+    // standard errors of the truth.
+    let (_, params, metrics) = train_example("gmm.dsl");
+    let (mu1, mu2) = (params[1][0], params[2][0]);
+    assert!((mu1 + 2.0).abs() < 0.1 && (mu2 - 1.5).abs() < 0.1, "means {mu1}, {mu2}");
+    assert!((metric(&metrics, "sigma1") - 0.5).abs() < 0.05, "{metrics:?}");
+    assert!((metric(&metrics, "sigma2") - 1.0).abs() < 0.08, "{metrics:?}");
+    assert!((metric(&metrics, "weight1") - 0.3).abs() < 0.03, "{metrics:?}");
+}
+
+#[test]
+fn digits_network_reaches_97_percent_training_accuracy() {
+    let (_, _, metrics) = train_example("digits.dsl");
+    assert!(metric(&metrics, "accuracy") >= 0.97, "{metrics:?}");
+}
+
+#[test]
+fn beale_reaches_its_minimum() {
+    let (_, params, _) = train_example("beale.dsl");
+    assert!((params[0][0] - 3.0).abs() < 1e-3 && (params[1][0] - 0.5).abs() < 1e-3, "{params:?}");
+}
+
+#[test]
+fn gradient_descent_escapes_the_saddle() {
+    let (_, params, _) = train_example("saddle.dsl");
+    assert!(params[0][0].abs() < 1e-3 && (params[1][0] - 2f64.sqrt()).abs() < 1e-3, "{params:?}");
+}
+
+#[test]
+fn shipped_gmm_data_matches_its_generator() {
+    #[path = "../../examples/gen_data.rs"]
+    #[allow(dead_code)]
+    mod gen_data;
+    let shipped = std::fs::read_to_string(repo().join("examples/data/gmm.csv")).unwrap();
+    assert!(shipped == gen_data::gmm_csv(), "examples/data/gmm.csv differs from `cargo run --example gen_data`");
+}

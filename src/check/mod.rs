@@ -12,6 +12,8 @@ use crate::optim::{OptimizerKind, OptimizerSpec};
 use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
+mod builtins;
+
 /// Checks a parsed module. On success returns the model and its warnings.
 pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
@@ -30,6 +32,19 @@ struct Checker {
     diags: Vec<Diagnostic>,
     syms: Vec<String>,
     names: HashMap<String, (Binding, Span)>,
+    /// User functions by name.
+    fns: HashMap<String, UserFn>,
+    /// Arguments of the user functions being inlined, innermost last.
+    frames: Vec<HashMap<String, NodeId>>,
+    /// Names of the user functions being inlined, to refuse recursion.
+    call_stack: Vec<String>,
+}
+
+#[derive(Clone)]
+struct UserFn {
+    name: ast::Ident,
+    params: Vec<ast::Ident>,
+    body: ast::Expr,
 }
 
 impl Checker {
@@ -39,6 +54,7 @@ impl Checker {
 
     fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
         let dtype = self.dtype(module);
+        self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
         let (params, inits, param_spans) = self.params(module);
         let mut graph = Graph::new(dtype, self.syms.clone(), inputs, params);
@@ -110,7 +126,7 @@ impl Checker {
                     }
                     data = Some(path.clone());
                 }
-                Item::Input { .. } | Item::Param { .. } | Item::Dtype { .. } | Item::Error => {}
+                Item::Input { .. } | Item::Param { .. } | Item::Dtype { .. } | Item::Fn { .. } | Item::Error => {}
             }
         }
         let Some((loss_name, loss, _)) = loss else {
@@ -173,6 +189,31 @@ impl Checker {
             }
         }
         dtype
+    }
+
+    fn functions(&mut self, module: &ast::Module) {
+        for item in &module.items {
+            let Item::Fn { name, params, body } = item else { continue };
+            if let Some(first) = self.fns.get(&name.name) {
+                let first = first.name.span;
+                self.error(
+                    Diagnostic::error(format!("function `{}` is defined twice", name.name))
+                        .with_label(name.span, "redefined here")
+                        .with_label(first, "first defined here"),
+                );
+                continue;
+            }
+            if builtins::is_builtin(&name.name) {
+                self.error(Diagnostic::error(format!("`{}` is a built-in function", name.name)).with_label(name.span, "choose another name"));
+                continue;
+            }
+            for (i, p) in params.iter().enumerate() {
+                if params[..i].iter().any(|q| q.name == p.name) {
+                    self.error(Diagnostic::error(format!("parameter `{}` appears twice", p.name)).with_label(p.span, "repeated"));
+                }
+            }
+            self.fns.insert(name.name.clone(), UserFn { name: name.clone(), params: params.clone(), body: body.clone() });
+        }
     }
 
     fn sym(&mut self, name: &str) -> u32 {
@@ -434,16 +475,7 @@ impl Checker {
     fn expr(&mut self, g: &mut Graph, e: &ast::Expr) -> Option<NodeId> {
         let id = match &e.kind {
             ExprKind::Number(v) => g.constant(*v),
-            ExprKind::Name(name) => match self.names.get(name) {
-                Some((Binding::Input(i), _)) => g.build(Op::Input(*i), &[]),
-                Some((Binding::Param(i), _)) => g.build(Op::Param(*i), &[]),
-                Some((Binding::Value(id), _)) => *id,
-                None => {
-                    let d = Diagnostic::error(format!("unknown name `{name}`")).with_label(e.span, "not defined before this use");
-                    self.error(d);
-                    return None;
-                }
-            },
+            ExprKind::Name(name) => self.name(g, name, e.span)?,
             ExprKind::Neg(x) => {
                 let x = self.expr(g, x)?;
                 g.build(Op::Neg, &[x])
@@ -459,14 +491,130 @@ impl Checker {
                     BinOp::Pow => Op::Pow,
                     BinOp::MatMul => Op::MatMul,
                     BinOp::Eq => Op::Eq,
+                    BinOp::Ne => Op::Ne,
+                    BinOp::Lt => Op::Lt,
+                    BinOp::Le => Op::Le,
+                    BinOp::Gt => Op::Gt,
+                    BinOp::Ge => Op::Ge,
                 };
                 self.node(g, prim, &[x, y], &[a.span, b.span], op.symbol(), e.span)?
             }
-            ExprKind::Call { func, args } => self.call(g, func, args, e.span)?,
+            ExprKind::Call { func, args } => match self.fns.get(&func.name).cloned() {
+                Some(f) => self.call_user(g, &f, func, args, e.span)?,
+                None => builtins::call(self, g, func, args, e.span)?,
+            },
+            ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
             ExprKind::Error => return None,
         };
         g.set_span(id, e.span);
         Some(id)
+    }
+
+    fn name(&mut self, g: &mut Graph, name: &str, span: Span) -> Option<NodeId> {
+        if let Some(id) = self.frames.last().and_then(|f| f.get(name)) {
+            return Some(*id);
+        }
+        match self.names.get(name) {
+            Some((Binding::Input(i), _)) => Some(g.build(Op::Input(*i), &[])),
+            Some((Binding::Param(i), _)) => Some(g.build(Op::Param(*i), &[])),
+            Some((Binding::Value(id), _)) => Some(*id),
+            None => match name {
+                "pi" => Some(g.constant(std::f64::consts::PI)),
+                "e" => Some(g.constant(std::f64::consts::E)),
+                _ => {
+                    let mut d = Diagnostic::error(format!("unknown name `{name}`")).with_label(span, "not defined before this use");
+                    if self.fns.contains_key(name) || builtins::is_builtin(name) {
+                        d = d.with_note(format!("`{name}` is a function; call it with arguments"));
+                    }
+                    self.error(d);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Inlines a user function: its parameters are bound to the argument values.
+    fn call_user(&mut self, g: &mut Graph, f: &UserFn, func: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<NodeId> {
+        if self.call_stack.contains(&f.name.name) {
+            self.error(
+                Diagnostic::error(format!("function `{}` calls itself", f.name.name))
+                    .with_label(func.span, "recursive call")
+                    .with_label(f.name.span, "defined here")
+                    .with_note("functions are inlined, so recursion would never end"),
+            );
+            return None;
+        }
+        if args.len() != f.params.len() || args.iter().any(|a| a.name.is_some()) {
+            self.error(
+                Diagnostic::error(format!("`{}` takes {} argument(s), found {}", f.name.name, f.params.len(), args.len()))
+                    .with_label(span, "in this call")
+                    .with_label(f.name.span, "defined here"),
+            );
+            return None;
+        }
+        let mut frame = HashMap::new();
+        let mut ok = true;
+        for (p, a) in f.params.iter().zip(args) {
+            match self.expr(g, &a.value) {
+                Some(v) => {
+                    frame.insert(p.name.clone(), v);
+                }
+                None => ok = false,
+            }
+        }
+        if !ok {
+            return None;
+        }
+        // A function body sees its parameters and the model's global names, not the caller's
+        // arguments.
+        self.frames.push(frame);
+        self.call_stack.push(f.name.name.clone());
+        let res = self.expr(g, &f.body);
+        self.call_stack.pop();
+        self.frames.pop();
+        res
+    }
+
+    /// `x[i]`, `x[:, j]`, `x[i, :]`: select along axes with fixed lengths.
+    fn index(&mut self, g: &mut Graph, base: &ast::Expr, indices: &[Option<ast::Expr>], span: Span) -> Option<NodeId> {
+        let x = self.expr(g, base)?;
+        let rank = g.shape(x).rank();
+        if indices.len() != rank {
+            self.error(
+                Diagnostic::error(format!("expected {rank} index(es), found {}", indices.len()))
+                    .with_label(span, "here")
+                    .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
+            );
+            return None;
+        }
+        // Take from the last axis first so earlier axis numbers stay valid.
+        let mut cur = x;
+        for (axis, ix) in indices.iter().enumerate().rev() {
+            let Some(ix) = ix else { continue };
+            let v = self.const_value(ix)?;
+            let len = match g.shape(cur).0[axis] {
+                Dim::Fixed(n) => n as f64,
+                Dim::Sym(_) => {
+                    self.error(
+                        Diagnostic::error("cannot index an axis whose length is only known at run time")
+                            .with_label(ix.span, "index into a data axis")
+                            .with_note("slice the columns instead: `X[:, j]`"),
+                    );
+                    return None;
+                }
+            };
+            let v = if v < 0.0 { v + len } else { v };
+            if v.fract() != 0.0 || v < 0.0 || v >= len {
+                self.error(
+                    Diagnostic::error(format!("index out of range for an axis of length {len}"))
+                        .with_label(ix.span, "out of range")
+                        .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
+                );
+                return None;
+            }
+            cur = self.node(g, Op::Take { axis: axis as u32, index: v as u64 }, &[cur], &[base.span], "index", span)?;
+        }
+        Some(cur)
     }
 
     /// Adds a node; a shape error becomes a diagnostic labelling each blamed operand.
@@ -478,118 +626,14 @@ impl Checker {
             }
             Err(err) => {
                 let shapes: Vec<String> = args.iter().map(|a| g.shape_text(g.shape(*a))).collect();
-                let mut d = Diagnostic::error(format!("shape mismatch in `{what}`: {}", shapes.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" and ")));
+                let listed = shapes.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" and ");
+                let mut d = Diagnostic::error(format!("shape mismatch in `{what}`: {listed}"));
                 for &k in &err.operands {
-                    d = d.with_label(spans[k], format!("has shape {}", shapes[k]));
+                    d = d.with_label(spans[k.min(spans.len() - 1)], format!("has shape {}", shapes[k]));
                 }
                 self.error(d.with_note(err.message));
                 None
             }
-        }
-    }
-
-    fn call(&mut self, g: &mut Graph, func: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<NodeId> {
-        let name = func.name.as_str();
-        let unary = match name {
-            "exp" => Some(Op::Exp),
-            "log" => Some(Op::Log),
-            "sqrt" => Some(Op::Sqrt),
-            "tanh" => Some(Op::Tanh),
-            "sigmoid" => Some(Op::Sigmoid),
-            "relu" => Some(Op::Relu),
-            "transpose" => Some(Op::Transpose),
-            _ => None,
-        };
-        let reduction = matches!(name, "sum" | "mean" | "logsumexp" | "argmax");
-        let known = unary.is_some() || reduction || name == "one_hot";
-        if !known {
-            self.error(
-                Diagnostic::error(format!("unknown function `{name}`"))
-                    .with_label(func.span, "not defined")
-                    .with_note("functions: exp, log, sqrt, tanh, sigmoid, relu, transpose, sum, mean, logsumexp, argmax, one_hot"),
-            );
-            return None;
-        }
-        let positional: Vec<&ast::Expr> = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value).collect();
-        let keyword = |k: &str| args.iter().find(|a| a.name.as_ref().is_some_and(|n| n.name == k)).map(|a| &a.value);
-        for a in args {
-            if let Some(n) = &a.name {
-                let allowed = match name {
-                    "sum" | "mean" | "logsumexp" | "argmax" => n.name == "axis",
-                    "one_hot" => n.name == "classes",
-                    _ => false,
-                };
-                if !allowed {
-                    self.error(Diagnostic::error(format!("`{name}` has no argument `{}`", n.name)).with_label(n.span, "unknown argument"));
-                    return None;
-                }
-            }
-        }
-        let arity_error = |this: &mut Self, expected: &str| {
-            this.error(Diagnostic::error(format!("`{name}` takes {expected}")).with_label(span, "wrong number of arguments"));
-            None
-        };
-        if positional.is_empty() {
-            return arity_error(self, "an array argument");
-        }
-        let x = self.expr(g, positional[0])?;
-        let xspan = positional[0].span;
-        if let Some(op) = unary {
-            if args.len() != 1 {
-                return arity_error(self, "one argument");
-            }
-            return self.node(g, op, &[x], &[xspan], name, span);
-        }
-        if name == "one_hot" {
-            let k = positional.get(1).copied().or(keyword("classes"));
-            let (Some(k), true) = (k, args.len() == 2) else { return arity_error(self, "an array and a number of classes") };
-            let kv = self.const_value(k)?;
-            if !(kv >= 1.0 && kv.fract() == 0.0 && kv < 1e9) {
-                self.error(Diagnostic::error("the number of classes must be a whole number ≥ 1").with_label(k.span, "here"));
-                return None;
-            }
-            return self.node(g, Op::OneHot { classes: kv as u32 }, &[x], &[xspan], name, span);
-        }
-        // Reductions: an optional axis, positional or by name.
-        let axis_expr = positional.get(1).copied().or(keyword("axis"));
-        if args.len() > 2 {
-            return arity_error(self, "an array and an optional axis");
-        }
-        let rank = g.shape(x).rank();
-        let axis = match axis_expr {
-            None if name == "argmax" => {
-                return arity_error(self, "an array and an axis");
-            }
-            None => None,
-            Some(a) => {
-                let v = self.const_value(a)?;
-                let r = rank as f64;
-                if v.fract() != 0.0 || v < -r || v >= r {
-                    self.error(
-                        Diagnostic::error(format!("axis {v} is out of range"))
-                            .with_label(a.span, format!("the operand has rank {rank}"))
-                            .with_label(xspan, format!("has shape {}", g.shape_text(g.shape(x)))),
-                    );
-                    return None;
-                }
-                Some(if v < 0.0 { (v + r) as u32 } else { v as u32 })
-            }
-        };
-        match name {
-            "sum" => self.node(g, Op::Sum { axis }, &[x], &[xspan], name, span),
-            "logsumexp" => self.node(g, Op::LogSumExp { axis }, &[x], &[xspan], name, span),
-            "argmax" => self.node(g, Op::ArgMax { axis: axis.unwrap() }, &[x], &[xspan], name, span),
-            "mean" => {
-                let s = self.node(g, Op::Sum { axis }, &[x], &[xspan], name, span)?;
-                let shape = g.shape(x).clone();
-                let reduced: Vec<Dim> = match axis {
-                    None => shape.0.clone(),
-                    Some(a) => vec![shape.0[a as usize]],
-                };
-                let scale = reciprocal_count(g, &reduced);
-                Some(g.build(Op::Mul, &[s, scale]))
-            }
-            _ => unreachable!(),
         }
     }
 }
@@ -624,7 +668,7 @@ pub fn const_eval(e: &ast::Expr) -> Option<f64> {
                 BinOp::Mul => Some(a * b),
                 BinOp::Div => Some(a / b),
                 BinOp::Pow => Some(a.powf(b)),
-                BinOp::MatMul | BinOp::Eq => None,
+                BinOp::MatMul | BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => None,
             }
         }
         _ => None,

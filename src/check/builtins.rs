@@ -1,0 +1,338 @@
+//! The library of built-in functions: each call is checked against its signature and desugared
+//! into IR primitives.
+//!
+//! Non-smooth points (documented in docs/language.md): relu, leaky_relu, elu, abs, clamp,
+//! maximum and minimum take the derivative of the branch chosen by the forward value, with ties
+//! and zero going to the left-hand or "off" branch: relu'(0) = 0, abs'(0) = 0, maximum(a, b)
+//! passes the derivative to `a` on ties; max/min reductions share it equally among ties.
+
+use super::{Checker, reciprocal_count};
+use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::{Dim, Graph, NodeId, Op, Shape};
+use crate::syntax::ast;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Any expression.
+    Array,
+    /// A constant number, with a default when optional.
+    Num(Option<f64>),
+    /// An optional axis (a constant whole number, negative counts from the end).
+    Axis(Option<i64>),
+    /// A required axis.
+    AxisRequired,
+    /// `true` or `false`, default false.
+    Flag,
+}
+
+use Kind::*;
+
+fn signature(name: &str) -> Option<&'static [(&'static str, Kind)]> {
+    Some(match name {
+        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs" | "sin" | "cos" | "softplus"
+        | "sign" | "transpose" => &[("x", Array)],
+        "leaky_relu" => &[("x", Array), ("slope", Num(Some(0.01)))],
+        "elu" => &[("x", Array), ("alpha", Num(Some(1.0)))],
+        "maximum" | "minimum" => &[("a", Array), ("b", Array)],
+        "clamp" => &[("x", Array), ("low", Array), ("high", Array)],
+        "where" => &[("condition", Array), ("a", Array), ("b", Array)],
+        "sum" | "mean" | "max" | "min" | "logsumexp" => &[("x", Array), ("axis", Axis(None)), ("keepdims", Flag)],
+        "argmax" | "argmin" => &[("x", Array), ("axis", AxisRequired)],
+        "softmax" | "log_softmax" => &[("x", Array), ("axis", Axis(Some(-1)))],
+        "cross_entropy" => &[("logits", Array), ("labels", Array)],
+        "binary_cross_entropy_with_logits" | "bce_with_logits" => &[("logits", Array), ("targets", Array)],
+        "mse" => &[("prediction", Array), ("target", Array)],
+        "one_hot" => &[("labels", Array), ("classes", Num(None))],
+        _ => return None,
+    })
+}
+
+pub const NAMES: &[&str] = &[
+    "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "log1p", "expm1", "abs", "sin", "cos", "softplus", "sign",
+    "transpose", "leaky_relu", "elu", "maximum", "minimum", "clamp", "where", "sum", "mean", "max", "min", "logsumexp",
+    "argmax", "argmin", "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "bce_with_logits",
+    "mse", "one_hot",
+];
+
+pub fn is_builtin(name: &str) -> bool {
+    signature(name).is_some()
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    Array(NodeId, Span),
+    Num(f64),
+    Axis(Option<i64>, Span),
+    Flag(bool),
+}
+
+impl Value {
+    fn array(self) -> (NodeId, Span) {
+        match self {
+            Value::Array(id, s) => (id, s),
+            _ => unreachable!(),
+        }
+    }
+    fn num(self) -> f64 {
+        match self {
+            Value::Num(v) => v,
+            _ => unreachable!(),
+        }
+    }
+}
+
+pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<NodeId> {
+    let name = func.name.as_str();
+    let Some(sig) = signature(name) else {
+        cx.error(
+            Diagnostic::error(format!("unknown function `{name}`"))
+                .with_label(func.span, "not defined")
+                .with_note(format!("built-in functions: {}", NAMES.join(", "))),
+        );
+        return None;
+    };
+    let v = bind(cx, g, name, sig, args, span)?;
+    let node = |cx: &mut Checker, g: &mut Graph, op: Op, ids: &[NodeId], spans: &[Span]| cx.node(g, op, ids, spans, name, span);
+    match name {
+        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs" | "sin" | "cos" | "softplus"
+        | "sign" | "transpose" => {
+            let op = match name {
+                "exp" => Op::Exp,
+                "log" => Op::Log,
+                "sqrt" => Op::Sqrt,
+                "tanh" => Op::Tanh,
+                "sigmoid" => Op::Sigmoid,
+                "relu" => Op::Relu,
+                "log1p" => Op::Log1p,
+                "expm1" => Op::Expm1,
+                "abs" => Op::Abs,
+                "sin" => Op::Sin,
+                "cos" => Op::Cos,
+                "softplus" => Op::Softplus,
+                "sign" => Op::Sign,
+                _ => Op::Transpose,
+            };
+            let (x, xs) = v[0].array();
+            node(cx, g, op, &[x], &[xs])
+        }
+        "leaky_relu" | "elu" => {
+            let (x, _) = v[0].array();
+            let k = g.constant(v[1].num());
+            let zero = g.constant(0.0);
+            let pos = g.build(Op::Gt, &[x, zero]);
+            // elu's negative branch reads min(x, 0): where x is large the branch is not taken,
+            // and its derivative exp(x) would be inf, and 0 · inf is NaN.
+            let neg = if name == "elu" {
+                let clipped = g.build(Op::Min, &[x, zero]);
+                g.build(Op::Expm1, &[clipped])
+            } else {
+                x
+            };
+            let neg = g.build(Op::Mul, &[k, neg]);
+            Some(g.build(Op::Select, &[pos, x, neg]))
+        }
+        "maximum" | "minimum" => {
+            let ((a, sa), (b, sb)) = (v[0].array(), v[1].array());
+            node(cx, g, if name == "maximum" { Op::Max } else { Op::Min }, &[a, b], &[sa, sb])
+        }
+        "clamp" => {
+            let ((x, sx), (lo, sl), (hi, sh)) = (v[0].array(), v[1].array(), v[2].array());
+            let m = node(cx, g, Op::Max, &[x, lo], &[sx, sl])?;
+            node(cx, g, Op::Min, &[m, hi], &[sx, sh])
+        }
+        "where" => {
+            let ((c, sc), (a, sa), (b, sb)) = (v[0].array(), v[1].array(), v[2].array());
+            node(cx, g, Op::Select, &[c, a, b], &[sc, sa, sb])
+        }
+        "sum" | "mean" | "max" | "min" | "logsumexp" => {
+            let (x, xs) = v[0].array();
+            let Value::Axis(axis, aspan) = v[1] else { unreachable!() };
+            let axis = normalize_axis(cx, g, x, xs, axis, aspan)?;
+            let keepdims = matches!(v[2], Value::Flag(true));
+            let op = match name {
+                "sum" | "mean" => Op::Sum { axis },
+                "max" => Op::ReduceMax { axis },
+                "min" => Op::ReduceMin { axis },
+                _ => Op::LogSumExp { axis },
+            };
+            let mut r = node(cx, g, op, &[x], &[xs])?;
+            if name == "mean" {
+                let dims = reduced_dims(g.shape(x), axis);
+                let scale = reciprocal_count(g, &dims);
+                r = g.build(Op::Mul, &[r, scale]);
+            }
+            if keepdims {
+                let kept = keepdims_shape(g.shape(x), axis);
+                r = g.build(Op::Reshape(kept), &[r]);
+            }
+            Some(r)
+        }
+        "argmax" | "argmin" => {
+            let (x, xs) = v[0].array();
+            let Value::Axis(axis, aspan) = v[1] else { unreachable!() };
+            let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("required axis");
+            let x = if name == "argmin" { g.build(Op::Neg, &[x]) } else { x };
+            node(cx, g, Op::ArgMax { axis }, &[x], &[xs])
+        }
+        "softmax" | "log_softmax" => {
+            let (x, xs) = v[0].array();
+            let Value::Axis(axis, aspan) = v[1] else { unreachable!() };
+            let axis = normalize_axis(cx, g, x, xs, axis, aspan)?;
+            let lse = node(cx, g, Op::LogSumExp { axis }, &[x], &[xs])?;
+            let lse = g.build(Op::Reshape(keepdims_shape(g.shape(x), axis)), &[lse]);
+            let shifted = g.build(Op::Sub, &[x, lse]);
+            Some(if name == "softmax" { g.build(Op::Exp, &[shifted]) } else { shifted })
+        }
+        "cross_entropy" => {
+            let ((z, sz), (y, sy)) = (v[0].array(), v[1].array());
+            let zshape = g.shape(z).clone();
+            let Some(&Dim::Fixed(k)) = zshape.0.last() else {
+                cx.error(
+                    Diagnostic::error("`cross_entropy` needs logits whose last axis (the classes) has a fixed length")
+                        .with_label(sz, format!("has shape {}", g.shape_text(&zshape))),
+                );
+                return None;
+            };
+            let last = (zshape.rank() - 1) as u32;
+            let oh = node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])?;
+            let picked = node(cx, g, Op::Mul, &[oh, z], &[sy, sz])?;
+            let picked = g.build(Op::Sum { axis: Some(last) }, &[picked]);
+            let lse = g.build(Op::LogSumExp { axis: Some(last) }, &[z]);
+            let per_row = g.build(Op::Sub, &[lse, picked]);
+            Some(mean_all(g, per_row))
+        }
+        "binary_cross_entropy_with_logits" | "bce_with_logits" => {
+            // softplus(z) − t·z = −[t log σ(z) + (1 − t) log(1 − σ(z))], stable for any z.
+            let ((z, sz), (t, st)) = (v[0].array(), v[1].array());
+            let tz = node(cx, g, Op::Mul, &[t, z], &[st, sz])?;
+            let sp = g.build(Op::Softplus, &[z]);
+            let per = node(cx, g, Op::Sub, &[sp, tz], &[sz, st])?;
+            Some(mean_all(g, per))
+        }
+        "mse" => {
+            let ((p, sp), (t, st)) = (v[0].array(), v[1].array());
+            let d = node(cx, g, Op::Sub, &[p, t], &[sp, st])?;
+            let two = g.constant(2.0);
+            let sq = g.build(Op::Pow, &[d, two]);
+            Some(mean_all(g, sq))
+        }
+        "one_hot" => {
+            let (y, sy) = v[0].array();
+            let k = v[1].num();
+            if !(k >= 1.0 && k.fract() == 0.0 && k < 1e9) {
+                cx.error(Diagnostic::error("the number of classes must be a whole number ≥ 1").with_label(span, "here"));
+                return None;
+            }
+            node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
+        }
+        _ => unreachable!("every signature has a lowering"),
+    }
+}
+
+fn mean_all(g: &mut Graph, x: NodeId) -> NodeId {
+    let dims = g.shape(x).0.clone();
+    let s = g.build(Op::Sum { axis: None }, &[x]);
+    let scale = reciprocal_count(g, &dims);
+    g.build(Op::Mul, &[s, scale])
+}
+
+fn reduced_dims(shape: &Shape, axis: Option<u32>) -> Vec<Dim> {
+    match axis {
+        None => shape.0.clone(),
+        Some(a) => vec![shape.0[a as usize]],
+    }
+}
+
+fn keepdims_shape(shape: &Shape, axis: Option<u32>) -> Shape {
+    Shape(shape.0.iter().enumerate().map(|(i, d)| if axis.is_none_or(|a| a as usize == i) { Dim::Fixed(1) } else { *d }).collect())
+}
+
+fn normalize_axis(cx: &mut Checker, g: &Graph, x: NodeId, xs: Span, axis: Option<i64>, aspan: Span) -> Option<Option<u32>> {
+    let Some(a) = axis else { return Some(None) };
+    let rank = g.shape(x).rank() as i64;
+    let a2 = if a < 0 { a + rank } else { a };
+    if a2 < 0 || a2 >= rank {
+        cx.error(
+            Diagnostic::error(format!("axis {a} is out of range"))
+                .with_label(aspan, format!("the operand has rank {rank}"))
+                .with_label(xs, format!("has shape {}", g.shape_text(g.shape(x)))),
+        );
+        return None;
+    }
+    Some(Some(a2 as u32))
+}
+
+/// Matches arguments (positional, then by name) to a signature and evaluates them.
+fn bind(cx: &mut Checker, g: &mut Graph, name: &str, sig: &[(&str, Kind)], args: &[ast::Arg], span: Span) -> Option<Vec<Value>> {
+    let mut slots: Vec<Option<&ast::Arg>> = vec![None; sig.len()];
+    let mut next = 0;
+    for a in args {
+        let i = match &a.name {
+            Some(n) => match sig.iter().position(|p| p.0 == n.name) {
+                Some(i) => i,
+                None => {
+                    let known: Vec<_> = sig.iter().map(|p| format!("`{}`", p.0)).collect();
+                    cx.error(
+                        Diagnostic::error(format!("`{name}` has no argument `{}`", n.name))
+                            .with_label(n.span, "unknown argument")
+                            .with_note(format!("`{name}` takes {}", known.join(", "))),
+                    );
+                    return None;
+                }
+            },
+            None => {
+                if next >= sig.len() {
+                    cx.error(
+                        Diagnostic::error(format!("`{name}` takes at most {} argument(s)", sig.len()))
+                            .with_label(a.value.span, "extra argument"),
+                    );
+                    return None;
+                }
+                next += 1;
+                next - 1
+            }
+        };
+        if slots[i].is_some() {
+            cx.error(Diagnostic::error(format!("argument `{}` given twice", sig[i].0)).with_label(a.value.span, "again here"));
+            return None;
+        }
+        slots[i] = Some(a);
+    }
+    let mut values = Vec::with_capacity(sig.len());
+    let mut ok = true;
+    for ((pname, kind), slot) in sig.iter().zip(slots) {
+        let value = match (kind, slot) {
+            (Array, Some(a)) => cx.expr(g, &a.value).map(|id| Value::Array(id, a.value.span)),
+            (Num(_), Some(a)) => cx.const_value(&a.value).map(Value::Num),
+            (Num(Some(d)), None) => Some(Value::Num(*d)),
+            (Axis(_) | AxisRequired, Some(a)) => match super::const_eval(&a.value) {
+                Some(v) if v.fract() == 0.0 && v.abs() < 1e6 => Some(Value::Axis(Some(v as i64), a.value.span)),
+                _ => {
+                    cx.error(Diagnostic::error("an axis must be a whole number").with_label(a.value.span, "not an axis"));
+                    None
+                }
+            },
+            (Axis(d), None) => Some(Value::Axis(*d, span)),
+            (Flag, Some(a)) => match &a.value.kind {
+                ast::ExprKind::Name(n) if n == "true" || n == "false" => Some(Value::Flag(n == "true")),
+                _ => match super::const_eval(&a.value) {
+                    Some(v) if v == 0.0 || v == 1.0 => Some(Value::Flag(v == 1.0)),
+                    _ => {
+                        cx.error(Diagnostic::error(format!("`{pname}` must be `true` or `false`")).with_label(a.value.span, "here"));
+                        None
+                    }
+                },
+            },
+            (Flag, None) => Some(Value::Flag(false)),
+            (Array | Num(None) | AxisRequired, None) => {
+                cx.error(Diagnostic::error(format!("`{name}` needs an argument `{pname}`")).with_label(span, "missing argument"));
+                None
+            }
+        };
+        match value {
+            Some(v) => values.push(v),
+            None => ok = false,
+        }
+    }
+    ok.then_some(values)
+}
