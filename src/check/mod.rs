@@ -331,7 +331,12 @@ impl Checker {
                 ast::Init::Value(v, _) => Some(Init::Constant(*v)),
                 ast::Init::Named { name: iname, args } => self.init(iname, args),
             };
-            let (true, Some(init)) = (ok, init) else { continue };
+            if !ok {
+                continue;
+            }
+            // A parameter whose initializer is wrong is still defined, so its uses do not
+            // cascade into "unknown name" errors; the model is rejected anyway.
+            let init = init.unwrap_or(Init::Zeros);
             let index = infos.len() as u32;
             infos.push(ParamInfo { name: name.name.clone(), shape: Shape(dims) });
             inits.push(init);

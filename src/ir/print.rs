@@ -38,9 +38,13 @@ pub fn node_line(graph: &Graph, id: NodeId) -> String {
         Op::Param(i) => Some(graph.params[*i as usize].name.clone()),
         Op::Const(_) => Some(fmt_number(node.op.const_value().unwrap())),
         Op::DimSize(s) => Some(graph.syms[*s as usize].clone()),
-        Op::Sum { axis: Some(a) } | Op::LogSumExp { axis: Some(a) } | Op::ArgMax { axis: a } => {
-            Some(format!("axis={a}"))
-        }
+        Op::Sum { axis: Some(a) }
+        | Op::LogSumExp { axis: Some(a) }
+        | Op::ReduceMax { axis: Some(a) }
+        | Op::ReduceMin { axis: Some(a) }
+        | Op::ArgMax { axis: a } => Some(format!("axis={a}")),
+        Op::Take { axis, index } => Some(format!("axis={axis} index={index}")),
+        Op::Put { axis, index, size } => Some(format!("axis={axis} index={index} size={size}")),
         Op::OneHot { classes } => Some(format!("classes={classes}")),
         _ => None,
     };

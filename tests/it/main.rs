@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod diagnostics;
+mod docs;
 mod gradients;
 mod jit;
 mod optim;

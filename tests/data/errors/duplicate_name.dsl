@@ -1,0 +1,4 @@
+# A name defined twice.
+param w = 1
+let w = 2
+loss w^2
