@@ -428,8 +428,21 @@ impl<'a> Tx<'a> {
     // ---- reading values -------------------------------------------------------------------
 
     /// A readable value aligned to an iteration space of rank `rank`.
-    fn operand(&mut self, val: &Val, shape: &Shape, rank: usize) -> Operand {
+    fn operand(&mut self, g: &Graph, plan: &Plan, val: &Val, shape: &Shape, rank: usize) -> Operand {
         match val {
+            Val::Inline(id) => {
+                let node = g.node(*id);
+                let args = node
+                    .inputs
+                    .iter()
+                    .map(|a| {
+                        let v = plan.values[a.index()].clone().expect("operand planned");
+                        self.operand(g, plan, &v, g.shape(*a), rank)
+                    })
+                    .collect();
+                let exponent = if node.op == Op::Pow { g.const_value(node.inputs[1]) } else { None };
+                Operand::Inline { op: node.op.clone(), args, exponent }
+            }
             Val::Const(c) => Operand::Scalar(self.fconst(*c)),
             Val::DimSize(s) => {
                 let n = self.dim(Dim::Sym(*s));
@@ -451,6 +464,10 @@ impl<'a> Tx<'a> {
     fn read(&mut self, op: &Operand, idx: &[Value]) -> Value {
         match op {
             Operand::Scalar(v) => *v,
+            Operand::Inline { op, args, exponent } => {
+                let xs: Vec<Value> = args.iter().map(|a| self.read(a, idx)).collect();
+                self.scalar_op(op, &xs, *exponent)
+            }
             Operand::View { slot, strides } => {
                 let off = self.dot(idx, strides);
                 self.load_at(*slot, off)
@@ -483,7 +500,7 @@ impl<'a> Tx<'a> {
         match step {
             Step::Copy { src, src_shape, slot } => {
                 let shape = plan.slots[*slot as usize].shape.clone();
-                let src = self.operand(src, src_shape, shape.rank());
+                let src = self.operand(g, plan, src, src_shape, shape.rank());
                 let sizes = self.sizes(&shape);
                 let out = self.contiguous_strides(&shape);
                 self.nest(&sizes, &mut |tx, idx| {
@@ -499,7 +516,7 @@ impl<'a> Tx<'a> {
     fn arg(&mut self, g: &Graph, plan: &Plan, node: NodeId, k: usize, rank: usize) -> Operand {
         let a = g.node(node).inputs[k];
         let val = plan.values[a.index()].clone().expect("operand planned");
-        self.operand(&val, g.shape(a), rank)
+        self.operand(g, plan, &val, g.shape(a), rank)
     }
 
     fn compute(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32, aux: Option<u32>) {
@@ -907,4 +924,6 @@ impl<'a> Tx<'a> {
 enum Operand {
     Scalar(Value),
     View { slot: u32, strides: Vec<Value> },
+    /// A fused elementwise node, evaluated from its operands at each index.
+    Inline { op: Op, args: Vec<Operand>, exponent: Option<f64> },
 }

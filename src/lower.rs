@@ -7,7 +7,7 @@
 //!
 //! Invariant: a slot is written by exactly one step, before any step reads it.
 
-use crate::ir::{Dim, NodeId, Op, Shape};
+use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 
 /// An element stride: zero (broadcast), or the product of some dimensions (empty: 1).
@@ -22,6 +22,8 @@ pub enum Val {
     Const(f64),
     DimSize(u32),
     View { slot: u32, strides: Vec<Stride> },
+    /// An elementwise node fused into its only user: computed where it is read, never stored.
+    Inline(NodeId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,10 +69,43 @@ pub fn contiguous(shape: &Shape) -> Vec<Stride> {
     (0..shape.rank()).map(|i| Stride::Prod(shape.0[i + 1..].to_vec())).collect()
 }
 
+/// Elementwise nodes that can be computed inside the loop of their only user, which iterates
+/// over exactly their shape: chains of elementwise ops and the reductions that consume them
+/// become single loops with no intermediate buffers.
+fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
+    let mut uses = g.use_counts(live);
+    for r in roots {
+        uses[r.index()] += 1;
+    }
+    let mut user: Vec<Option<NodeId>> = vec![None; g.len()];
+    for id in g.ids().filter(|id| live[id.index()]) {
+        for &a in &g.node(id).inputs {
+            user[a.index()] = Some(id);
+        }
+    }
+    g.ids()
+        .map(|id| {
+            let node = g.node(id);
+            if !live[id.index()] || !node.op.is_elementwise() || uses[id.index()] != 1 {
+                return false;
+            }
+            let Some(u) = user[id.index()] else { return false };
+            let un = g.node(u);
+            match un.op {
+                // Single-pass reductions read each element once.
+                Op::Sum { .. } | Op::SumTo(_) | Op::ReduceMax { .. } | Op::ReduceMin { .. } => true,
+                ref op if op.is_elementwise() => un.shape == node.shape,
+                _ => false,
+            }
+        })
+        .collect()
+}
+
 pub fn plan(f: &GraphFn) -> Plan {
     let g = &f.graph;
     let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
     let live = g.reachable(&roots);
+    let inline = fusible(g, &roots, &live);
     let mut slots = Vec::new();
     for (i, p) in g.inputs.iter().enumerate() {
         slots.push(Slot { kind: SlotKind::Input(i as u32), shape: p.shape.clone() });
@@ -106,6 +141,7 @@ pub fn plan(f: &GraphFn) -> Plan {
                 }
                 scalar => scalar,
             },
+            _ if inline[id.index()] => Val::Inline(id),
             _ => {
                 // Matrix products and takes read views; a scalar operand must become a buffer.
                 if matches!(node.op, Op::MatMul | Op::Take { .. }) {
