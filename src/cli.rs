@@ -215,15 +215,12 @@ fn train(args: &TrainArgs) -> i32 {
         _ => None,
     };
     let opt = &compiled.model.optimizer;
-    let hyper: Vec<String> = opt.kind.hyperparameters().iter().zip(&opt.values).map(|(h, v)| format!("{}={}", h.0, fmt_number(*v))).collect();
     println!(
-        "compiled {} in {:.1} ms: {} parameter(s), {} {}({})",
+        "compiled {} in {:.1} ms: {} parameter(s), {} {opt}",
         file.name,
         compile_time.as_secs_f64() * 1e3,
         compiled.model.graph().params.len(),
         compiled.model.graph().dtype.name(),
-        opt.kind.name(),
-        hyper.join(", ")
     );
     if let Some(d) = &dataset {
         println!("data: {} ({} rows)", data_path.as_ref().unwrap().display(), d.n_rows);

@@ -7,7 +7,7 @@ use crate::diagnostics::{Diagnostic, SourceFile};
 use crate::jit::{CodegenError, Jit};
 use crate::lower;
 use crate::model::{GraphFn, Model};
-use crate::runtime::{Executable, UpdateFn};
+use crate::runtime::{Executable, TrainLoop, UpdateFn};
 use crate::simplify::{self, SimplifyReport};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,8 @@ pub struct CompiledModel {
     pub forward: Executable,
     pub gradient: Executable,
     pub update: UpdateFn,
+    /// Value-and-gradient and update fused, looped K times per call.
+    pub train_loop: TrainLoop,
     pub timings: Timings,
     /// Owns the machine code the executables point into; dropped last.
     _jit: Jit,
@@ -109,12 +111,14 @@ impl CompiledModel {
         let gid = jit.compile_graph(&gradient, &gplan)?;
         let sizes: Vec<usize> = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product()).collect();
         let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
-        let funcs = jit.finalize(&[fid, gid, uid])?;
+        let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
+        let funcs = jit.finalize(&[fid, gid, uid, lid])?;
         timings.lap("cranelift", &mut t);
         Ok(CompiledModel {
             forward: Executable { plan: fplan, func: funcs[0], dtype },
             gradient: Executable { plan: gplan, func: funcs[1], dtype },
             update: UpdateFn { func: funcs[2], sizes, n_state: model.optimizer.kind.state_arrays(), dtype },
+            train_loop: TrainLoop { func: funcs[3], n_state: model.optimizer.kind.state_arrays(), n_scalars: model.optimizer.n_scalars() },
             graphs: Graphs { forward, gradient, forward_report, gradient_report },
             model,
             timings,

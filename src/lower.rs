@@ -24,6 +24,8 @@ pub enum Val {
     View { slot: u32, strides: Vec<Stride> },
     /// An elementwise node fused into its only user: computed where it is read, never stored.
     Inline(NodeId),
+    /// A scalar computed once into a register; never stored.
+    Register(NodeId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct Slot {
 pub enum Step {
     /// Compute node into its slot (and scratch `aux` slot for two-pass reductions).
     Compute { node: NodeId, slot: u32, aux: Option<u32> },
+    /// Compute a scalar elementwise node into a register.
+    Scalar { node: NodeId },
     /// Copy a value into a contiguous slot of the given shape (outputs, matmul operands).
     Copy { src: Val, src_shape: Shape, slot: u32 },
 }
@@ -142,6 +146,10 @@ pub fn plan(f: &GraphFn) -> Plan {
                 scalar => scalar,
             },
             _ if inline[id.index()] => Val::Inline(id),
+            op if op.is_elementwise() && node.shape.is_scalar() => {
+                steps.push(Step::Scalar { node: id });
+                Val::Register(id)
+            }
             _ => {
                 // Matrix products and takes read views; a scalar operand must become a buffer.
                 if matches!(node.op, Op::MatMul | Op::Take { .. }) {

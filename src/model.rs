@@ -3,7 +3,7 @@
 use crate::diagnostics::Span;
 use crate::init::Init;
 use crate::ir::{Graph, NodeId};
-use crate::optim::OptimizerSpec;
+use crate::optim::{LrSchedule, OptimizerSpec};
 
 /// A graph with named outputs: the unit the simplifier, the printer and the JIT work on.
 #[derive(Clone, Debug)]
@@ -65,6 +65,7 @@ pub struct Model {
     /// The symbol that counts rows of data, when the model has inputs.
     pub row_dim: Option<u32>,
     pub optimizer: OptimizerSpec,
+    pub schedule: LrSchedule,
     pub train: TrainSettings,
     /// Data file named in the model, relative to the model file.
     pub data: Option<String>,

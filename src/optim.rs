@@ -1,24 +1,85 @@
-//! Optimizers: their hyperparameters and defaults, and a plain-Rust reference of each update
-//! against which the JIT-compiled update loops are tested.
+//! Optimizers: update rules as data, their hyperparameters and defaults, and the per-step
+//! scalars (learning rate, bias corrections) the compiled update loops read.
 //!
-//! The update of one element, with gradient g and step t = 1, 2, …:
-//! - `sgd`:  θ ← θ − lr·g
-//! - `adam`: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
-//!           θ ← θ − lr·(m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + ε)   (ε outside the root, as in PyTorch)
+//! Each optimizer is a short program of per-element assignments over the parameter `p`, its
+//! gradient `g`, per-element state arrays and per-step scalars. The JIT compiles the program
+//! into one fused (vectorized) loop per parameter; `reference_step` interprets the same program
+//! in plain Rust. The test suite checks both against trajectories computed by hand.
+//!
+//! Rules (lecture form, the default; `defaults = pytorch | keras | optax` selects a framework's
+//! rule and defaults):
+//!
+//! | optimizer | lecture | pytorch | keras | optax |
+//! |---|---|---|---|---|
+//! | `sgd` | p −= lr·g | same | same | same |
+//! | `momentum` | v ← μv − lr·g; p += v | b ← μb + g; p −= lr·b | as lecture | t ← g + μt; p −= lr·t |
+//! | `nesterov` | v ← μv − lr·g; p += μv − lr·g | b ← μb + g; p −= lr·(g + μb) | as lecture | as pytorch |
+//! | `adagrad` | r += g²; p −= lr·g/(ε + √r) | same, ε 1e-10 | r₀ = 0.1; p −= lr·g/√(r + ε) | as keras |
+//! | `rmsprop` | r ← ρr + (1−ρ)g²; p −= lr·g/√(ε + r) | ε outside √ | ε inside √ | ε inside √ |
+//! | `adam` | m̂/(√v̂ + ε) | same | lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) | as lecture |
+//! | `adamw` | p −= lr·λ·p, then adam | same | same, keras adam | p −= lr·(adam + λp) |
+//!
+//! Every optimizer also takes `weight_decay` (L2: g += λ·p before the rule; for `adamw` λ is
+//! decoupled as above) and `clip_norm` (gradients scaled so their global norm is at most this).
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OptimizerKind {
     Sgd,
+    Momentum,
+    Nesterov,
+    Adagrad,
+    RmsProp,
     Adam,
+    AdamW,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Lecture,
+    PyTorch,
+    Keras,
+    Optax,
+}
+
+impl Dialect {
+    pub const ALL: &[Dialect] = &[Dialect::Lecture, Dialect::PyTorch, Dialect::Keras, Dialect::Optax];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Lecture => "lecture",
+            Dialect::PyTorch => "pytorch",
+            Dialect::Keras => "keras",
+            Dialect::Optax => "optax",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Dialect> {
+        Self::ALL.iter().copied().find(|d| d.name() == s)
+    }
 }
 
 impl OptimizerKind {
-    pub const ALL: &[OptimizerKind] = &[OptimizerKind::Sgd, OptimizerKind::Adam];
+    pub const ALL: &[OptimizerKind] = &[
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum,
+        OptimizerKind::Nesterov,
+        OptimizerKind::Adagrad,
+        OptimizerKind::RmsProp,
+        OptimizerKind::Adam,
+        OptimizerKind::AdamW,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Momentum => "momentum",
+            OptimizerKind::Nesterov => "nesterov",
+            OptimizerKind::Adagrad => "adagrad",
+            OptimizerKind::RmsProp => "rmsprop",
             OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
         }
     }
 
@@ -26,91 +87,418 @@ impl OptimizerKind {
         Self::ALL.iter().copied().find(|k| k.name() == name)
     }
 
-    /// Hyperparameters in the order the compiled update reads them, with their defaults.
-    pub fn hyperparameters(self) -> &'static [(&'static str, f64)] {
-        match self {
-            OptimizerKind::Sgd => &[("lr", 0.01)],
-            OptimizerKind::Adam => &[("lr", 0.001), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8)],
+    /// Hyperparameters with their defaults in a dialect, in the order the rule reads them;
+    /// every optimizer ends with `weight_decay` and `clip_norm` (0: off).
+    pub fn hyperparameters(self, dialect: Dialect) -> &'static [(&'static str, f64)] {
+        use Dialect::*;
+        use OptimizerKind::*;
+        const WD: (&str, f64) = ("weight_decay", 0.0);
+        const CLIP: (&str, f64) = ("clip_norm", 0.0);
+        match (self, dialect) {
+            (Sgd, PyTorch) => &[("lr", 1e-3), WD, CLIP],
+            (Sgd, _) => &[("lr", 0.01), WD, CLIP],
+            (Momentum | Nesterov, PyTorch) => &[("lr", 1e-3), ("momentum", 0.9), WD, CLIP],
+            (Momentum | Nesterov, _) => &[("lr", 0.01), ("momentum", 0.9), WD, CLIP],
+            (Adagrad, Lecture) => &[("lr", 0.01), ("eps", 1e-7), ("initial_accumulator", 0.0), WD, CLIP],
+            (Adagrad, PyTorch) => &[("lr", 0.01), ("eps", 1e-10), ("initial_accumulator", 0.0), WD, CLIP],
+            (Adagrad, Keras) => &[("lr", 1e-3), ("eps", 1e-7), ("initial_accumulator", 0.1), WD, CLIP],
+            (Adagrad, Optax) => &[("lr", 0.01), ("eps", 1e-7), ("initial_accumulator", 0.1), WD, CLIP],
+            (RmsProp, Lecture) => &[("lr", 1e-3), ("rho", 0.9), ("eps", 1e-7), WD, CLIP],
+            (RmsProp, PyTorch) => &[("lr", 0.01), ("rho", 0.99), ("eps", 1e-8), WD, CLIP],
+            (RmsProp, Keras) => &[("lr", 1e-3), ("rho", 0.9), ("eps", 1e-7), WD, CLIP],
+            (RmsProp, Optax) => &[("lr", 1e-3), ("rho", 0.9), ("eps", 1e-8), WD, CLIP],
+            (Adam, Keras) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-7), WD, CLIP],
+            (Adam, _) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), WD, CLIP],
+            (AdamW, Keras) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-7), ("decay", 0.004), WD, CLIP],
+            (AdamW, Optax) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("decay", 1e-4), WD, CLIP],
+            (AdamW, _) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("decay", 0.01), WD, CLIP],
         }
     }
 
-    /// Per-element state arrays (Adam's first and second moments).
-    pub fn state_arrays(self) -> usize {
+    /// Names of the per-element state arrays.
+    pub fn state_names(self) -> &'static [&'static str] {
         match self {
-            OptimizerKind::Sgd => 0,
-            OptimizerKind::Adam => 2,
+            OptimizerKind::Sgd => &[],
+            OptimizerKind::Momentum | OptimizerKind::Nesterov => &["velocity"],
+            OptimizerKind::Adagrad | OptimizerKind::RmsProp => &["accumulator"],
+            OptimizerKind::Adam | OptimizerKind::AdamW => &["m", "v"],
         }
     }
+
+    pub fn state_arrays(self) -> usize {
+        self.state_names().len()
+    }
+}
+
+/// An expression of the per-element update language.
+#[derive(Clone, Debug, PartialEq)]
+pub enum E {
+    /// The parameter element (as updated so far).
+    P,
+    /// The gradient element, after weight decay and clipping.
+    G,
+    /// A state element (as updated so far).
+    S(usize),
+    /// A per-step scalar.
+    K(usize),
+    Add(Box<E>, Box<E>),
+    Sub(Box<E>, Box<E>),
+    Mul(Box<E>, Box<E>),
+    Div(Box<E>, Box<E>),
+    Sqrt(Box<E>),
+}
+
+/// Where an assignment stores its value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    P,
+    S(usize),
+}
+
+fn add(a: E, b: E) -> E {
+    E::Add(Box::new(a), Box::new(b))
+}
+fn sub(a: E, b: E) -> E {
+    E::Sub(Box::new(a), Box::new(b))
+}
+fn mul(a: E, b: E) -> E {
+    E::Mul(Box::new(a), Box::new(b))
+}
+fn div(a: E, b: E) -> E {
+    E::Div(Box::new(a), Box::new(b))
+}
+fn sqrt(a: E) -> E {
+    E::Sqrt(Box::new(a))
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptimizerSpec {
     pub kind: OptimizerKind,
-    /// Values in the order of `kind.hyperparameters()`.
+    pub dialect: Dialect,
+    /// Values in the order of `kind.hyperparameters(dialect)`.
     pub values: Vec<f64>,
+}
+
+impl fmt::Display for OptimizerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hs: Vec<String> = self
+            .kind
+            .hyperparameters(self.dialect)
+            .iter()
+            .zip(&self.values)
+            .filter(|((n, _), v)| !((*n == "weight_decay" || *n == "clip_norm") && **v == 0.0))
+            .map(|((n, _), v)| format!("{n}={}", crate::ir::print::fmt_number(*v)))
+            .collect();
+        let dialect = if self.dialect == Dialect::Lecture { String::new() } else { format!(", defaults={}", self.dialect.name()) };
+        write!(f, "{}({}{dialect})", self.kind.name(), hs.join(", "))
+    }
+}
+
+/// Hyperparameters read by the per-step scalars.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepConstants {
+    pub momentum: f64,
+    pub eps: f64,
+    pub rho: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub decay: f64,
+}
+
+/// Per-step quantities that change with the step count, advanced by multiplication so that
+/// every path (per-step calls, fused loops, resumed runs) computes them identically.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepState {
+    /// Steps taken so far.
+    pub t: u64,
+    /// β1ᵗ and β2ᵗ for the Adam family (1 otherwise).
+    pub pow1: f64,
+    pub pow2: f64,
+}
+
+impl Default for StepState {
+    fn default() -> Self {
+        StepState { t: 0, pow1: 1.0, pow2: 1.0 }
+    }
 }
 
 impl OptimizerSpec {
     pub fn new(kind: OptimizerKind) -> OptimizerSpec {
-        OptimizerSpec { kind, values: kind.hyperparameters().iter().map(|h| h.1).collect() }
+        OptimizerSpec::with_dialect(kind, Dialect::Lecture)
+    }
+
+    pub fn with_dialect(kind: OptimizerKind, dialect: Dialect) -> OptimizerSpec {
+        OptimizerSpec { kind, dialect, values: kind.hyperparameters(dialect).iter().map(|h| h.1).collect() }
     }
 
     pub fn get(&self, name: &str) -> f64 {
-        let i = self.kind.hyperparameters().iter().position(|h| h.0 == name).expect("known hyperparameter");
+        let i = self.kind.hyperparameters(self.dialect).iter().position(|h| h.0 == name).expect("known hyperparameter");
         self.values[i]
     }
 
     pub fn set(&mut self, name: &str, value: f64) -> Result<(), String> {
-        match self.kind.hyperparameters().iter().position(|h| h.0 == name) {
+        match self.kind.hyperparameters(self.dialect).iter().position(|h| h.0 == name) {
             Some(i) => {
                 self.values[i] = value;
                 Ok(())
             }
             None => {
-                let known: Vec<_> = self.kind.hyperparameters().iter().map(|h| format!("`{}`", h.0)).collect();
+                let known: Vec<_> = self.kind.hyperparameters(self.dialect).iter().map(|h| format!("`{}`", h.0)).collect();
                 Err(format!("`{}` has no hyperparameter `{name}`; it takes {}", self.kind.name(), known.join(", ")))
             }
         }
     }
 
-    /// The per-step scalars the compiled update reads, for step `t` (1-based).
-    /// Bias corrections are computed here once per step, not per element.
-    pub fn step_scalars(&self, t: u64) -> Vec<f64> {
+    /// Initial value of the state arrays (Adagrad's accumulator may start above zero).
+    pub fn initial_state(&self) -> f64 {
         match self.kind {
-            OptimizerKind::Sgd => vec![self.get("lr")],
-            OptimizerKind::Adam => {
-                let (b1, b2) = (self.get("beta1"), self.get("beta2"));
-                vec![
-                    self.get("lr"),
-                    b1,
-                    b2,
-                    self.get("eps"),
-                    1.0 - b1.powi(t.min(i32::MAX as u64) as i32),
-                    1.0 - b2.powi(t.min(i32::MAX as u64) as i32),
-                ]
+            OptimizerKind::Adagrad => self.get("initial_accumulator"),
+            _ => 0.0,
+        }
+    }
+
+    fn betas(&self) -> (f64, f64) {
+        match self.kind {
+            OptimizerKind::Adam | OptimizerKind::AdamW => (self.get("beta1"), self.get("beta2")),
+            _ => (1.0, 1.0),
+        }
+    }
+
+    /// Advances the step counter and the powers of β.
+    pub fn advance(&self, s: &StepState) -> StepState {
+        let (b1, b2) = self.betas();
+        StepState { t: s.t + 1, pow1: s.pow1 * b1, pow2: s.pow2 * b2 }
+    }
+
+    /// As `advance`, with the constants already read.
+    pub fn advance_with(c: &StepConstants, s: &StepState) -> StepState {
+        StepState { t: s.t + 1, pow1: s.pow1 * c.beta1, pow2: s.pow2 * c.beta2 }
+    }
+
+    /// Number of per-step scalars the rule reads.
+    pub fn n_scalars(&self) -> usize {
+        self.scalars(1e-3, &StepState { t: 1, pow1: 0.9, pow2: 0.999 }).len()
+    }
+
+    /// The per-step scalars for a step whose state (after `advance`) is `s`, at learning rate
+    /// `lr` (the schedule's value). Derived constants such as 1 − β are computed here, once.
+    pub fn scalars(&self, lr: f64, s: &StepState) -> Vec<f64> {
+        let mut out = Vec::with_capacity(10);
+        self.scalars_into(lr, s, &mut out);
+        out
+    }
+
+    /// As `scalars`, appending to `out` without allocating or looking anything up by name.
+    pub fn scalars_into(&self, lr: f64, s: &StepState, out: &mut Vec<f64>) {
+        let c = self.constants();
+        self.scalars_with(&c, lr, s, out)
+    }
+
+    /// The hyperparameters the per-step scalars need, read once.
+    pub fn constants(&self) -> StepConstants {
+        let find = |n: &str| self.kind.hyperparameters(self.dialect).iter().position(|h| h.0 == n).map(|i| self.values[i]);
+        StepConstants {
+            momentum: find("momentum").unwrap_or(0.0),
+            eps: find("eps").unwrap_or(0.0),
+            rho: find("rho").unwrap_or(0.0),
+            beta1: find("beta1").unwrap_or(1.0),
+            beta2: find("beta2").unwrap_or(1.0),
+            decay: if self.kind == OptimizerKind::AdamW { find("decay").unwrap_or(0.0) } else { 0.0 },
+        }
+    }
+
+    /// As `scalars_into`, with the constants already read.
+    pub fn scalars_with(&self, c: &StepConstants, lr: f64, s: &StepState, out: &mut Vec<f64>) {
+        use Dialect::*;
+        use OptimizerKind::*;
+        match (self.kind, self.dialect) {
+            (Sgd, _) => out.push(lr),
+            (Momentum | Nesterov, _) => out.extend_from_slice(&[lr, c.momentum]),
+            (Adagrad, _) => out.extend_from_slice(&[lr, c.eps]),
+            (RmsProp, _) => out.extend_from_slice(&[lr, c.rho, 1.0 - c.rho, c.eps]),
+            (Adam | AdamW, Keras) => {
+                let lr_t = lr * (1.0 - s.pow2).sqrt() / (1.0 - s.pow1);
+                out.extend_from_slice(&[lr_t, c.beta1, 1.0 - c.beta1, c.beta2, 1.0 - c.beta2, c.eps, lr * c.decay])
+            }
+            (Adam | AdamW, _) => out.extend_from_slice(&[
+                lr,
+                c.beta1,
+                1.0 - c.beta1,
+                c.beta2,
+                1.0 - c.beta2,
+                c.eps,
+                1.0 - s.pow1,
+                1.0 - s.pow2,
+                lr * c.decay,
+                c.decay,
+            ]),
+        }
+    }
+
+    /// The per-element program: assignments in order, each seeing the ones before it.
+    pub fn rule(&self) -> Vec<(Target, E)> {
+        use Dialect::*;
+        use E::*;
+        use OptimizerKind::*;
+        let k = K;
+        match (self.kind, self.dialect) {
+            (Sgd, _) => vec![(Target::P, sub(P, mul(k(0), G)))],
+            (Momentum, Lecture | Keras) => {
+                vec![(Target::S(0), sub(mul(k(1), S(0)), mul(k(0), G))), (Target::P, add(P, S(0)))]
+            }
+            (Momentum, PyTorch | Optax) => vec![(Target::S(0), add(mul(k(1), S(0)), G)), (Target::P, sub(P, mul(k(0), S(0))))],
+            (Nesterov, Lecture | Keras) => vec![
+                (Target::S(0), sub(mul(k(1), S(0)), mul(k(0), G))),
+                (Target::P, sub(add(P, mul(k(1), S(0))), mul(k(0), G))),
+            ],
+            (Nesterov, PyTorch | Optax) => vec![
+                (Target::S(0), add(mul(k(1), S(0)), G)),
+                (Target::P, sub(P, mul(k(0), add(G, mul(k(1), S(0)))))),
+            ],
+            (Adagrad, Lecture | PyTorch) => vec![
+                (Target::S(0), add(S(0), mul(G, G))),
+                (Target::P, sub(P, div(mul(k(0), G), add(k(1), sqrt(S(0)))))),
+            ],
+            (Adagrad, Keras | Optax) => vec![
+                (Target::S(0), add(S(0), mul(G, G))),
+                (Target::P, sub(P, div(mul(k(0), G), sqrt(add(S(0), k(1)))))),
+            ],
+            (RmsProp, Lecture) => vec![
+                (Target::S(0), add(mul(k(1), S(0)), mul(mul(k(2), G), G))),
+                (Target::P, sub(P, div(mul(k(0), G), sqrt(add(k(3), S(0)))))),
+            ],
+            (RmsProp, PyTorch) => vec![
+                (Target::S(0), add(mul(k(1), S(0)), mul(mul(k(2), G), G))),
+                (Target::P, sub(P, div(mul(k(0), G), add(sqrt(S(0)), k(3))))),
+            ],
+            (RmsProp, Keras | Optax) => vec![
+                (Target::S(0), add(mul(k(1), S(0)), mul(mul(k(2), G), G))),
+                (Target::P, sub(P, div(mul(k(0), G), sqrt(add(S(0), k(3)))))),
+            ],
+            (Adam | AdamW, Keras) => {
+                let mut r = vec![];
+                if self.kind == AdamW {
+                    r.push((Target::P, sub(P, mul(k(6), P))));
+                }
+                r.push((Target::S(0), add(mul(k(1), S(0)), mul(k(2), G))));
+                r.push((Target::S(1), add(mul(k(3), S(1)), mul(mul(k(4), G), G))));
+                r.push((Target::P, sub(P, div(mul(k(0), S(0)), add(sqrt(S(1)), k(5))))));
+                r
+            }
+            (Adam | AdamW, d) => {
+                let mut r = vec![];
+                if self.kind == AdamW && d != Optax {
+                    r.push((Target::P, sub(P, mul(k(8), P))));
+                }
+                r.push((Target::S(0), add(mul(k(1), S(0)), mul(k(2), G))));
+                r.push((Target::S(1), add(mul(k(3), S(1)), mul(mul(k(4), G), G))));
+                let adam = div(div(S(0), k(6)), add(sqrt(div(S(1), k(7))), k(5)));
+                if self.kind == AdamW && d == Optax {
+                    r.push((Target::P, sub(P, mul(k(0), add(adam, mul(k(9), P))))));
+                } else {
+                    r.push((Target::P, sub(P, mul(k(0), adam))));
+                }
+                r
             }
         }
     }
 
-    /// The reference update of one parameter array, in f64.
-    pub fn reference_step(&self, t: u64, param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
-        let s = self.step_scalars(t);
-        match self.kind {
-            OptimizerKind::Sgd => {
-                for (p, g) in param.iter_mut().zip(grad) {
-                    *p -= s[0] * g;
+    /// Interprets the rule on one parameter array in f64 (gradients already decayed and clipped).
+    pub fn apply_rule(&self, scalars: &[f64], param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+        let rule = self.rule();
+        for i in 0..param.len() {
+            let mut p = param[i];
+            let mut s: Vec<f64> = state.iter().map(|a| a[i]).collect();
+            for (target, e) in &rule {
+                let v = eval(e, p, grad[i], &s, scalars);
+                match target {
+                    Target::P => p = v,
+                    Target::S(k) => s[*k] = v,
                 }
             }
-            OptimizerKind::Adam => {
-                let (lr, b1, b2, eps, c1, c2) = (s[0], s[1], s[2], s[3], s[4], s[5]);
-                let (m, v) = state.split_at_mut(1);
-                for i in 0..param.len() {
-                    let g = grad[i];
-                    m[0][i] = b1 * m[0][i] + (1.0 - b1) * g;
-                    v[0][i] = b2 * v[0][i] + (1.0 - b2) * g * g;
-                    param[i] -= lr * (m[0][i] / c1) / ((v[0][i] / c2).sqrt() + eps);
-                }
+            param[i] = p;
+            for (a, v) in state.iter_mut().zip(s) {
+                a[i] = v;
             }
         }
+    }
+
+    /// The factor that scales every gradient so their global norm is at most `clip_norm`.
+    pub fn clip_scale(&self, sum_of_squares: f64) -> f64 {
+        let c = self.get("clip_norm");
+        let norm = sum_of_squares.sqrt();
+        if c > 0.0 && norm > c { c / norm } else { 1.0 }
+    }
+
+    /// One reference step over all parameters: weight decay, clipping, then the rule.
+    pub fn reference_step(&self, lr: f64, step: &StepState, params: &mut [Vec<f64>], grads: &[Vec<f64>], state: &mut [Vec<Vec<f64>>]) {
+        let wd = self.get("weight_decay");
+        let decayed: Vec<Vec<f64>> =
+            params.iter().zip(grads).map(|(p, g)| g.iter().zip(p).map(|(g, p)| if wd != 0.0 { g + wd * p } else { *g }).collect()).collect();
+        let scale = self.clip_scale(decayed.iter().flatten().map(|g| g * g).sum());
+        let scalars = self.scalars(lr, step);
+        for i in 0..params.len() {
+            let g: Vec<f64> = decayed[i].iter().map(|g| if scale != 1.0 { g * scale } else { *g }).collect();
+            self.apply_rule(&scalars, &mut params[i], &g, &mut state[i]);
+        }
+    }
+}
+
+fn eval(e: &E, p: f64, g: f64, s: &[f64], k: &[f64]) -> f64 {
+    match e {
+        E::P => p,
+        E::G => g,
+        E::S(i) => s[*i],
+        E::K(i) => k[*i],
+        E::Add(a, b) => eval(a, p, g, s, k) + eval(b, p, g, s, k),
+        E::Sub(a, b) => eval(a, p, g, s, k) - eval(b, p, g, s, k),
+        E::Mul(a, b) => eval(a, p, g, s, k) * eval(b, p, g, s, k),
+        E::Div(a, b) => eval(a, p, g, s, k) / eval(b, p, g, s, k),
+        E::Sqrt(a) => eval(a, p, g, s, k).sqrt(),
+    }
+}
+
+/// Learning-rate schedules: the rate at step t (1-based) of a run of `total` steps.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    Constant,
+    /// lr · γ^⌊(t−1)/every⌋
+    Step { every: u64, gamma: f64 },
+    /// lr · γ^(t−1)
+    Exponential { gamma: f64 },
+    /// min + (lr − min)·(1 + cos(π·(t−1)/total))/2
+    Cosine { min: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LrSchedule {
+    pub schedule: Schedule,
+    /// Linear warm-up from lr/warmup to lr over the first `warmup` steps.
+    pub warmup: u64,
+}
+
+impl Default for LrSchedule {
+    fn default() -> Self {
+        LrSchedule { schedule: Schedule::Constant, warmup: 0 }
+    }
+}
+
+impl LrSchedule {
+    pub fn is_constant(&self) -> bool {
+        self.schedule == Schedule::Constant && self.warmup == 0
+    }
+
+    pub fn lr(&self, base: f64, t: u64, total: u64) -> f64 {
+        let t = t.max(1);
+        let lr = match self.schedule {
+            Schedule::Constant => base,
+            Schedule::Step { every, gamma } => base * gamma.powi(((t - 1) / every.max(1)).min(i32::MAX as u64) as i32),
+            Schedule::Exponential { gamma } => base * gamma.powf((t - 1) as f64),
+            Schedule::Cosine { min } => {
+                let frac = ((t - 1) as f64 / total.max(1) as f64).min(1.0);
+                min + (base - min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
+            }
+        };
+        if t <= self.warmup { lr * t as f64 / self.warmup as f64 } else { lr }
     }
 }

@@ -154,9 +154,21 @@ impl Executable {
     /// Runs the function: reads `inputs` and `params`, writes the workspace's outputs.
     pub fn run(&self, ws: &mut Workspace, inputs: &[Buffer], params: &[Buffer]) -> Result<(), RunError> {
         let syms = ws.syms.clone();
+        let ptrs = self.slot_pointers(ws, inputs, params, &syms)?;
+        let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
+        let scalars = [0.0f64; 1];
+        // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
+        // needs under `dims` (checked in `slot_pointers`), the code writes only Output and Temp
+        // slots, which the workspace owns exclusively through `&mut`, and it cannot trap.
+        unsafe { (self.func)(ptrs.as_ptr(), dims.as_ptr(), scalars.as_ptr()) };
+        Ok(())
+    }
+
+    /// One pointer per plan slot, after checking every buffer's length and dtype.
+    fn slot_pointers(&self, ws: &Workspace, inputs: &[Buffer], params: &[Buffer], syms: &[u64]) -> Result<Vec<*mut u8>, RunError> {
         let mut ptrs = Vec::with_capacity(self.plan.slots.len());
         for (i, slot) in self.plan.slots.iter().enumerate() {
-            let len = self.plan.slot_len(i, &syms);
+            let len = self.plan.slot_len(i, syms);
             let buf = match slot.kind {
                 SlotKind::Input(k) => {
                     let b = inputs.get(k as usize).ok_or(RunError::Length { what: "inputs".into(), expected: k as usize + 1, found: inputs.len() })?;
@@ -176,12 +188,43 @@ impl Executable {
             };
             ptrs.push(buf.ptr());
         }
+        Ok(ptrs)
+    }
+}
+
+/// The fused training loop: K steps of value-and-gradient plus update in one native call.
+pub struct TrainLoop {
+    pub(crate) func: KernelFn,
+    pub n_state: usize,
+    pub n_scalars: usize,
+}
+
+impl TrainLoop {
+    /// Runs `steps` steps; `table[2..]` holds each step's optimizer scalars, `n_scalars` per
+    /// step (`table[0]` is set to `steps` here, `table[1]` is reserved).
+    /// Inputs and params are checked against the plan exactly as `Executable::run` does.
+    pub fn run(
+        &self, exe: &Executable, ws: &mut Workspace, inputs: &[Buffer], params: &mut [Buffer], state: &mut [Buffer], table: &mut [f64],
+        steps: u64,
+    ) -> Result<(), RunError> {
+        let needed = 2 + steps as usize * self.n_scalars;
+        if table.len() != needed {
+            return Err(RunError::Length { what: "per-step scalars".into(), expected: needed, found: table.len() });
+        }
+        table[0] = steps as f64;
+        let syms = ws.syms.clone();
+        let mut ptrs = exe.slot_pointers(ws, inputs, params, &syms)?;
+        if state.len() != params.len() * self.n_state {
+            return Err(RunError::Length { what: "optimizer state list".into(), expected: params.len() * self.n_state, found: state.len() });
+        }
+        for (j, s) in state.iter().enumerate() {
+            check(s, params[j / self.n_state.max(1)].len(), exe.dtype, || format!("optimizer state #{j}"))?;
+            ptrs.push(s.ptr());
+        }
         let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
-        let scalars = [0.0f64; 1];
-        // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
-        // needs under `dims` (checked above), the code writes only Output and Temp slots, which
-        // the workspace owns exclusively through `&mut`, and the function cannot trap.
-        unsafe { (self.func)(ptrs.as_ptr(), dims.as_ptr(), scalars.as_ptr()) };
+        // SAFETY: as for `Executable::run`; in addition the params and states are borrowed
+        // mutably for the call, and their lengths were checked against the plan.
+        unsafe { (self.func)(ptrs.as_ptr(), dims.as_ptr(), table.as_ptr()) };
         Ok(())
     }
 }

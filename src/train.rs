@@ -8,6 +8,7 @@ use crate::compile::CompiledModel;
 use crate::data::Dataset;
 use crate::init;
 use crate::model::TrainSettings;
+use crate::optim::{OptimizerSpec, StepConstants, StepState};
 use crate::runtime::{Buffer, RunError, Workspace};
 use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
@@ -42,8 +43,16 @@ pub struct Trainer<'m> {
     pub state: Vec<Buffer>,
     /// Optimizer steps taken.
     pub step: u64,
+    /// Step count and powers of β, advanced by the optimizer.
+    pub opt_step: StepState,
+    /// Length of the run, for schedules that depend on it (cosine).
+    pub total_steps: u64,
     data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
+    /// Reused table of per-step scalars for the fused loop.
+    table: Vec<f64>,
+    constants: StepConstants,
+    base_lr: f64,
     fwd_ws: HashMap<Vec<u64>, Workspace>,
 }
 
@@ -61,14 +70,20 @@ impl<'m> Trainer<'m> {
             .map(|(p, init)| Buffer::from_f64(dtype, &init.sample(&p.shape.as_fixed().unwrap(), &mut rng)))
             .collect();
         let n_state = model.optimizer.kind.state_arrays();
-        let state = params.iter().flat_map(|p| (0..n_state).map(|_| Buffer::zeros(dtype, p.len()))).collect();
+        let init = model.optimizer.initial_state();
+        let state = params.iter().flat_map(|p| (0..n_state).map(|_| Buffer::from_f64(dtype, &vec![init; p.len()]))).collect();
         Trainer {
             compiled,
             params,
             state,
             step: 0,
+            opt_step: StepState::default(),
+            total_steps: DEFAULT_STEPS,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
+            table: Vec::new(),
+            constants: model.optimizer.constants(),
+            base_lr: model.optimizer.get("lr"),
             fwd_ws: HashMap::new(),
         }
     }
@@ -97,17 +112,52 @@ impl<'m> Trainer<'m> {
         Some(ws.output(&self.compiled.gradient.plan, i + 1))
     }
 
-    /// One optimizer step on a batch; returns the loss before the step.
+    /// Advances the optimizer's step state; appends that step's scalars to `out`.
+    fn next_scalars_into(&mut self, out: &mut Vec<f64>) {
+        let model = &self.compiled.model;
+        self.opt_step = OptimizerSpec::advance_with(&self.constants, &self.opt_step);
+        self.step = self.opt_step.t;
+        let lr = if model.schedule.is_constant() { self.base_lr } else { model.schedule.lr(self.base_lr, self.opt_step.t, self.total_steps) };
+        model.optimizer.scalars_with(&self.constants, lr, &self.opt_step, out);
+    }
+
+    fn next_scalars(&mut self) -> Vec<f64> {
+        let mut out = Vec::new();
+        self.next_scalars_into(&mut out);
+        out
+    }
+
+    /// One optimizer step on a batch through separate native calls (value-and-gradient, then
+    /// the update); returns the loss before the step.
     pub fn train_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let loss = self.value_and_grad(inputs, rows)?;
-        self.step += 1;
-        let scalars = self.compiled.model.optimizer.step_scalars(self.step);
+        let scalars = self.next_scalars();
         let syms = self.syms(rows);
         let ws = &self.grad_ws[&syms];
         let plan = &self.compiled.gradient.plan;
         let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
         self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
         Ok(loss)
+    }
+
+    /// `k` steps on the same batch in one native call (the fused loop); returns the loss
+    /// computed by the last step, before its update.
+    pub fn train_steps(&mut self, inputs: &[Buffer], rows: usize, k: u64) -> Result<f64, RunError> {
+        let mut table = std::mem::take(&mut self.table);
+        table.clear();
+        table.push(0.0); // the step count, filled in by the loop's runner
+        table.push(0.0); // reserved
+        table.reserve(k as usize * self.compiled.train_loop.n_scalars);
+        for _ in 0..k {
+            self.next_scalars_into(&mut table);
+        }
+        let syms = self.syms(rows);
+        let exe = &self.compiled.gradient;
+        let ws = self.grad_ws.entry(syms.clone()).or_insert_with(|| Workspace::new(&exe.plan, exe.dtype, &syms));
+        let res = self.compiled.train_loop.run(exe, ws, inputs, &mut self.params, &mut self.state, &mut table, k);
+        self.table = table;
+        res?;
+        Ok(ws.output(&exe.plan, 0).get(0))
     }
 
     /// The loss and each metric on a batch, with their names.
@@ -139,16 +189,20 @@ impl<'m> Trainer<'m> {
             (None, None) => DEFAULT_STEPS,
         };
         let every = if settings.log_every > 0 { settings.log_every } else { (total / 10).max(1) };
+        self.total_steps = total;
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
         let mut order: Vec<usize> = (0..rows).collect();
         let mut pos = rows; // forces a shuffle before the first minibatch
         let mut epoch = 0;
-        for s in 1..=total {
-            let loss = match batch {
+        let mut s = self.step;
+        let end = self.step + total;
+        while s < end {
+            let (loss, done) = match batch {
                 None => {
-                    epoch = s;
-                    self.train_step(&full, rows)?
+                    // Full batch: run up to the next log point in one native call.
+                    let k = (every - s % every).min(end - s);
+                    (self.train_steps(&full, rows, k)?, k)
                 }
                 Some(b) => {
                     if pos >= rows {
@@ -158,19 +212,23 @@ impl<'m> Trainer<'m> {
                     }
                     // The last batch of an epoch holds the remaining rows; it runs with its own
                     // row count, so its mean is over the rows it has.
-                    let end = (pos + b).min(rows);
+                    let stop = (pos + b).min(rows);
                     for (k, buf) in batch_bufs.iter_mut().enumerate() {
-                        full[k].gather_rows(widths[k], &order[pos..end], buf);
+                        full[k].gather_rows(widths[k], &order[pos..stop], buf);
                     }
-                    let n_batch = end - pos;
-                    pos = end;
-                    self.train_step(&batch_bufs, n_batch)?
+                    let n_batch = stop - pos;
+                    pos = stop;
+                    (self.train_steps(&batch_bufs, n_batch, 1)?, 1)
                 }
             };
+            s += done;
+            if batch.is_none() {
+                epoch = s;
+            }
             if !loss.is_finite() {
                 return Err(TrainError::NonFinite { step: s, value: loss });
             }
-            if s % every == 0 || s == total {
+            if s % every == 0 || s == end {
                 log(&Progress { step: s, epoch, loss });
             }
         }

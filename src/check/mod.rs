@@ -8,7 +8,7 @@ use crate::diagnostics::{Diagnostic, Span};
 use crate::init::Init;
 use crate::ir::{DType, Dim, Graph, InputInfo, NodeId, Op, ParamInfo, Shape};
 use crate::model::{GraphFn, InputBinding, Model, TrainSettings};
-use crate::optim::{OptimizerKind, OptimizerSpec};
+use crate::optim::{Dialect, LrSchedule, OptimizerKind, OptimizerSpec, Schedule};
 use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
@@ -64,6 +64,7 @@ impl Checker {
         let mut train = TrainSettings::default();
         let mut data = None;
         let mut saw_train = false;
+        let mut schedule: Option<LrSchedule> = None;
         for item in &module.items {
             match item {
                 Item::Let { name, value } => {
@@ -120,6 +121,12 @@ impl Checker {
                     saw_train = true;
                     self.train_settings(settings, &mut train);
                 }
+                Item::Schedule { name, args, span } => {
+                    if schedule.is_some() {
+                        self.error(Diagnostic::error("`schedule` given twice").with_label(*span, "second schedule"));
+                    }
+                    schedule = self.schedule(name, args);
+                }
                 Item::Data { path, span } => {
                     if data.is_some() {
                         self.error(Diagnostic::error("`data` given twice").with_label(*span, "second `data`"));
@@ -153,6 +160,7 @@ impl Checker {
             bindings,
             row_dim,
             optimizer: optimizer.unwrap_or_else(|| OptimizerSpec::new(OptimizerKind::Adam)),
+            schedule: schedule.unwrap_or_default(),
             train,
             data,
         };
@@ -388,13 +396,38 @@ impl Checker {
             );
             return None;
         };
-        let mut spec = OptimizerSpec::new(kind);
-        let hypers = kind.hyperparameters();
-        for (i, a) in args.iter().enumerate() {
+        // `defaults = pytorch` chooses the rule and the defaults; it is read first.
+        let mut dialect = Dialect::Lecture;
+        for a in args {
+            if a.name.as_ref().is_some_and(|n| n.name == "defaults") {
+                match &a.value.kind {
+                    ExprKind::Name(d) if Dialect::from_name(d).is_some() => dialect = Dialect::from_name(d).unwrap(),
+                    _ => {
+                        let known: Vec<_> = Dialect::ALL.iter().map(|d| format!("`{}`", d.name())).collect();
+                        self.error(
+                            Diagnostic::error("unknown defaults")
+                                .with_label(a.value.span, "not a known framework")
+                                .with_note(format!("choose one of {}", known.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+        let mut spec = OptimizerSpec::with_dialect(kind, dialect);
+        let hypers = kind.hyperparameters(dialect);
+        let mut positional = 0;
+        for a in args {
+            if a.name.as_ref().is_some_and(|n| n.name == "defaults") {
+                continue;
+            }
             let Some(v) = self.const_value(&a.value) else { continue };
             let key = match &a.name {
                 Some(n) => n.name.clone(),
-                None if i < hypers.len() => hypers[i].0.to_string(),
+                None if positional < hypers.len() => {
+                    positional += 1;
+                    hypers[positional - 1].0.to_string()
+                }
                 None => {
                     self.error(Diagnostic::error("too many optimizer arguments").with_label(a.value.span, "extra"));
                     continue;
@@ -405,6 +438,62 @@ impl Checker {
             }
         }
         Some(spec)
+    }
+
+    fn schedule(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<LrSchedule> {
+        let (positional, named) = self.const_args(args)?;
+        if !positional.is_empty() {
+            self.error(Diagnostic::error("schedule arguments are given by name").with_label(name.span, "in this schedule"));
+            return None;
+        }
+        let params: &[(&str, f64)] = match name.name.as_str() {
+            "constant" => &[],
+            "step" => &[("every", f64::NAN), ("gamma", 0.1)],
+            "exponential" => &[("gamma", f64::NAN)],
+            "cosine" => &[("min", 0.0)],
+            other => {
+                self.error(
+                    Diagnostic::error(format!("unknown schedule `{other}`"))
+                        .with_label(name.span, "not a schedule")
+                        .with_note("schedules: constant, step(every, gamma), exponential(gamma), cosine(min); each takes warmup = steps"),
+                );
+                return None;
+            }
+        };
+        let mut values: Vec<f64> = params.iter().map(|p| p.1).collect();
+        let mut warmup = 0.0;
+        for (key, v) in &named {
+            if key == "warmup" {
+                warmup = *v;
+                continue;
+            }
+            match params.iter().position(|p| p.0 == key) {
+                Some(i) => values[i] = *v,
+                None => {
+                    self.error(Diagnostic::error(format!("`{}` has no argument `{key}`", name.name)).with_label(name.span, "in this schedule"));
+                    return None;
+                }
+            }
+        }
+        if let Some(i) = values.iter().position(|v| v.is_nan()) {
+            self.error(Diagnostic::error(format!("`{}` needs `{}`", name.name, params[i].0)).with_label(name.span, "here"));
+            return None;
+        }
+        if warmup < 0.0 || warmup.fract() != 0.0 {
+            self.error(Diagnostic::error("`warmup` must be a whole number of steps").with_label(name.span, "here"));
+            return None;
+        }
+        let schedule = match name.name.as_str() {
+            "constant" => Schedule::Constant,
+            "step" if values[0] >= 1.0 => Schedule::Step { every: values[0] as u64, gamma: values[1] },
+            "step" => {
+                self.error(Diagnostic::error("`every` must be at least 1").with_label(name.span, "here"));
+                return None;
+            }
+            "exponential" => Schedule::Exponential { gamma: values[0] },
+            _ => Schedule::Cosine { min: values[0] },
+        };
+        Some(LrSchedule { schedule, warmup: warmup as u64 })
     }
 
     fn train_settings(&mut self, settings: &[ast::Setting], train: &mut TrainSettings) {

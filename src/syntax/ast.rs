@@ -67,6 +67,8 @@ pub enum Item {
     Loss { name: Option<Ident>, value: Expr, span: Span },
     Metric { name: Ident, value: Expr },
     Optimizer { name: Ident, args: Vec<Arg>, span: Span },
+    /// `schedule cosine(min = 0, warmup = 100)`
+    Schedule { name: Ident, args: Vec<Arg>, span: Span },
     Train { settings: Vec<Setting>, span: Span },
     Data { path: String, span: Span },
     Dtype { name: Ident },

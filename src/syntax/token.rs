@@ -33,6 +33,8 @@ pub enum Tok {
     Optimizer,
     #[token("train")]
     Train,
+    #[token("schedule")]
+    Schedule,
     #[token("data")]
     Data,
     #[token("dtype")]
@@ -127,6 +129,7 @@ pub fn token_text(tok: &Tok) -> &'static str {
         Tok::Metric => "metric",
         Tok::Optimizer => "optimizer",
         Tok::Train => "train",
+        Tok::Schedule => "schedule",
         Tok::Data => "data",
         Tok::Dtype => "dtype",
         Tok::From => "from",
