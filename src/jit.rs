@@ -511,9 +511,140 @@ impl<'a> Tx<'a> {
                     let v = if shape.0[i] == Dim::Fixed(1) { self.iconst(0) } else { self.stride(s) };
                     aligned.push(v);
                 }
-                Operand::View { slot: *slot, strides: aligned }
+                let inner = match shape.rank() {
+                    0 => Inner::Zero,
+                    r if shape.0[r - 1] == Dim::Fixed(1) => Inner::Zero,
+                    r => match &strides[r - 1] {
+                        Stride::Zero => Inner::Zero,
+                        Stride::Prod(dims) if dims.iter().all(|d| *d == Dim::Fixed(1)) => Inner::One,
+                        Stride::Prod(_) => Inner::Other,
+                    },
+                };
+                let inner = if rank > 0 && offset == rank { Inner::Zero } else { inner };
+                Operand::View { slot: *slot, strides: aligned, inner }
             }
         }
+    }
+
+    /// Whether every element of the last axis can be read as a vector: contiguous or broadcast
+    /// views, and only ops with vector instructions.
+    fn vectorizable(&self, op: &Operand) -> bool {
+        match op {
+            Operand::Scalar(_) => true,
+            Operand::View { inner, .. } => *inner != Inner::Other,
+            Operand::Inline { op, args, exponent } => self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.vectorizable(a)),
+        }
+    }
+
+    fn vector_op_ok(&self, op: &Op, exponent: Option<f64>) -> bool {
+        match op {
+            Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
+            Op::Tanh => self.dtype == DType::F32,
+            Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
+            _ => false,
+        }
+    }
+
+    fn vector_type(&self) -> (Type, i64) {
+        match self.dtype {
+            DType::F32 => (types::F32X4, 4),
+            DType::F64 => (types::F64X2, 2),
+        }
+    }
+
+    /// Reads lanes `j .. j + lanes` of the last axis at the outer index `outer`.
+    fn read_vec(&mut self, op: &Operand, outer: &[Value], j: Value) -> Value {
+        let (vty, _) = self.vector_type();
+        match op {
+            Operand::Scalar(v) => self.b.ins().splat(vty, *v),
+            Operand::View { slot, strides, inner } => {
+                let base = self.dot(outer, &strides[..outer.len()]);
+                match inner {
+                    Inner::One => {
+                        let off = self.b.ins().iadd(base, j);
+                        let ptr = self.slot_ptr(*slot);
+                        let addr = self.elem_addr(ptr, off);
+                        self.b.ins().load(vty, flags(), addr, 0)
+                    }
+                    _ => {
+                        let v = self.load_at(*slot, base);
+                        self.b.ins().splat(vty, v)
+                    }
+                }
+            }
+            Operand::Inline { op, args, exponent } => {
+                let xs: Vec<Value> = args.iter().map(|a| self.read_vec(a, outer, j)).collect();
+                self.vector_op(op, &xs, *exponent)
+            }
+        }
+    }
+
+    fn vector_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
+        let (vty, _) = self.vector_type();
+        match op {
+            Op::Neg => self.b.ins().fneg(xs[0]),
+            Op::Add => self.b.ins().fadd(xs[0], xs[1]),
+            Op::Sub => self.b.ins().fsub(xs[0], xs[1]),
+            Op::Mul => self.b.ins().fmul(xs[0], xs[1]),
+            Op::Div => self.b.ins().fdiv(xs[0], xs[1]),
+            Op::Sqrt => self.b.ins().sqrt(xs[0]),
+            Op::Abs => self.b.ins().fabs(xs[0]),
+            Op::Relu => {
+                let z = self.fconst(0.0);
+                let z = self.b.ins().splat(vty, z);
+                self.b.ins().fmax(xs[0], z)
+            }
+            Op::Tanh => self.tanh_f32_typed(xs[0], Some(vty)),
+            Op::Pow => match exponent {
+                Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
+                Some(1.0) => xs[0],
+                _ => self.b.ins().sqrt(xs[0]),
+            },
+            other => unreachable!("`{}` has no vector form", other.name()),
+        }
+    }
+
+    /// An elementwise loop over `shape` writing `slot`: vectors along the last axis with a
+    /// scalar tail when every operand allows it, element by element otherwise.
+    fn elementwise_loop(&mut self, shape: &Shape, slot: u32, args: &[Operand], f: &dyn Fn(&mut Self, &[Value], bool) -> Value) {
+        let sizes = self.sizes(shape);
+        let out = self.contiguous_strides(shape);
+        let rank = shape.rank();
+        if rank == 0 || !args.iter().all(|a| self.vectorizable(a)) {
+            self.nest(&sizes, &mut |tx, idx| {
+                let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
+                let v = f(tx, &xs, false);
+                let o = tx.dot(idx, &out);
+                tx.store_at(slot, o, v);
+            });
+            return;
+        }
+        let (_, lanes) = self.vector_type();
+        let n = sizes[rank - 1];
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let n_vec = tx.b.ins().ushr_imm_s(n, lanes.trailing_zeros() as i64);
+            let obase = tx.dot(outer, &out[..rank - 1]);
+            tx.for_loop(n_vec, &mut |tx, v| {
+                let j = tx.b.ins().imul_imm_s(v, lanes);
+                let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
+                let r = f(tx, &xs, true);
+                let o = tx.b.ins().iadd(obase, j);
+                let ptr = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(ptr, o);
+                tx.b.ins().store(flags(), r, addr, 0);
+            });
+            let done = tx.b.ins().imul_imm_s(n_vec, lanes);
+            let rest = tx.b.ins().isub(n, done);
+            tx.for_loop(rest, &mut |tx, t| {
+                let j = tx.b.ins().iadd(done, t);
+                let mut idx = outer.to_vec();
+                idx.push(j);
+                let xs: Vec<Value> = args.iter().map(|a| tx.read(a, &idx)).collect();
+                let v = f(tx, &xs, false);
+                let o = tx.b.ins().iadd(obase, j);
+                tx.store_at(slot, o, v);
+            });
+        });
     }
 
     fn read(&mut self, op: &Operand, idx: &[Value]) -> Value {
@@ -523,7 +654,7 @@ impl<'a> Tx<'a> {
                 let xs: Vec<Value> = args.iter().map(|a| self.read(a, idx)).collect();
                 self.scalar_op(op, &xs, *exponent)
             }
-            Operand::View { slot, strides } => {
+            Operand::View { slot, strides, .. } => {
                 let off = self.dot(idx, strides);
                 self.load_at(*slot, off)
             }
@@ -556,13 +687,7 @@ impl<'a> Tx<'a> {
             Step::Copy { src, src_shape, slot } => {
                 let shape = plan.slots[*slot as usize].shape.clone();
                 let src = self.operand(g, plan, src, src_shape, shape.rank());
-                let sizes = self.sizes(&shape);
-                let out = self.contiguous_strides(&shape);
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &out);
-                    tx.store_at(*slot, o, v);
-                });
+                self.elementwise_loop(&shape, *slot, std::slice::from_ref(&src), &|_, xs, _| xs[0]);
             }
             Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
             Step::Scalar { node } => {
@@ -590,14 +715,9 @@ impl<'a> Tx<'a> {
             op if op.is_elementwise() => {
                 let args: Vec<Operand> = (0..node.inputs.len()).map(|k| self.arg(g, plan, id, k, rank)).collect();
                 let exponent = if *op == Op::Pow { g.const_value(node.inputs[1]) } else { None };
-                let sizes = self.sizes(&shape);
-                let out = self.contiguous_strides(&shape);
-                self.nest(&sizes, &mut |tx, idx| {
-                    let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
-                    let v = tx.scalar_op(op, &xs, exponent);
-                    let o = tx.dot(idx, &out);
-                    tx.store_at(slot, o, v);
-                });
+                // The node's own op joins the vector check through a one-node inline operand.
+                let whole = Operand::Inline { op: op.clone(), args, exponent };
+                self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| xs[0]);
             }
             Op::Sum { .. } | Op::SumTo(_) => {
                 let x = node.inputs[0];
@@ -786,25 +906,36 @@ impl<'a> Tx<'a> {
     /// relative error below 3e-7, no call, no branch. The coefficients are those of Eigen's
     /// `generic_fast_tanh_float`.
     fn tanh_f32(&mut self, x: Value) -> Value {
+        self.tanh_f32_typed(x, None)
+    }
+
+    fn tanh_f32_typed(&mut self, x: Value, vty: Option<Type>) -> Value {
         const ALPHA: [f32; 7] = [
             4.893_524_6e-3, 6.372_619_3e-4, 1.485_722_4e-5, 5.122_297e-8, -8.604_671_5e-11, 2.000_187_9e-13, -2.760_768_5e-16,
         ];
         const BETA: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
-        let bound = self.b.ins().f32const(7.905_311);
-        let nbound = self.b.ins().f32const(-7.905_311);
+        let k = |tx: &mut Self, c: f32| {
+            let v = tx.b.ins().f32const(c);
+            match vty {
+                Some(t) => tx.b.ins().splat(t, v),
+                None => v,
+            }
+        };
+        let bound = k(self, 7.905_311);
+        let nbound = k(self, -7.905_311);
         let x = self.b.ins().fmin(x, bound);
         let x = self.b.ins().fmax(x, nbound);
         let x2 = self.b.ins().fmul(x, x);
-        let mut p = self.b.ins().f32const(ALPHA[6]);
+        let mut p = k(self, ALPHA[6]);
         for c in ALPHA[..6].iter().rev() {
-            let k = self.b.ins().f32const(*c);
-            p = self.b.ins().fma(p, x2, k);
+            let c = k(self, *c);
+            p = self.b.ins().fma(p, x2, c);
         }
         let p = self.b.ins().fmul(p, x);
-        let mut q = self.b.ins().f32const(BETA[3]);
+        let mut q = k(self, BETA[3]);
         for c in BETA[..3].iter().rev() {
-            let k = self.b.ins().f32const(*c);
-            q = self.b.ins().fma(q, x2, k);
+            let c = k(self, *c);
+            q = self.b.ins().fma(q, x2, c);
         }
         self.b.ins().fdiv(p, q)
     }
@@ -1126,9 +1257,19 @@ struct RuleCtx<'r> {
     st: &'r [u32],
 }
 
+/// How a view steps along the last axis of the iteration.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inner {
+    /// Broadcast: the same element for the whole axis.
+    Zero,
+    /// Contiguous.
+    One,
+    Other,
+}
+
 enum Operand {
     Scalar(Value),
-    View { slot: u32, strides: Vec<Value> },
+    View { slot: u32, strides: Vec<Value>, inner: Inner },
     /// A fused elementwise node, evaluated from its operands at each index.
     Inline { op: Op, args: Vec<Operand>, exponent: Option<f64> },
 }
