@@ -270,7 +270,7 @@ impl Jit {
             };
             let slot_ptrs = (0..n_slots).map(|i| b.ins().load(types::I64, flags(), params[0], i as i32 * 8)).collect();
             let dim_vals = (0..n_syms).map(|i| b.ins().load(types::I64, flags(), params[1], i as i32 * 8)).collect();
-            let mut tx = Tx { b, ty, dtype, scalars: params[2], helpers: refs, slot_ptrs, dim_vals, scalar_row: None, regs: HashMap::new() };
+            let mut tx = Tx { b, ty, dtype, scalars: params[2], helpers: refs, slot_ptrs, dim_vals, scalar_row: None, regs: HashMap::new(), last_reduced: false };
             body(&mut tx);
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
@@ -332,6 +332,8 @@ struct Tx<'a> {
     scalar_row: Option<Value>,
     /// Scalar nodes held in registers.
     regs: HashMap<NodeId, Value>,
+    /// Set by `reduction_strides`: whether the last axis of the reduced operand is summed over.
+    last_reduced: bool,
 }
 
 fn flags() -> MemFlagsData {
@@ -724,30 +726,9 @@ impl<'a> Tx<'a> {
                 let xshape = g.shape(x).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
                 let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
-                let sizes = self.sizes(&xshape);
-                if shape.is_scalar() {
-                    let acc = self.b.declare_var(self.ty);
-                    let zero = self.fconst(0.0);
-                    self.b.def_var(acc, zero);
-                    self.nest(&sizes, &mut |tx, idx| {
-                        let v = tx.read(&src, idx);
-                        let a = tx.b.use_var(acc);
-                        let s = tx.b.ins().fadd(a, v);
-                        tx.b.def_var(acc, s);
-                    });
-                    let zero_off = self.iconst(0);
-                    let total = self.b.use_var(acc);
-                    self.store_at(slot, zero_off, total);
-                } else {
-                    self.fill(slot, &shape, 0.0);
-                    self.nest(&sizes, &mut |tx, idx| {
-                        let v = tx.read(&src, idx);
-                        let o = tx.dot(idx, &out_strides);
-                        let cur = tx.load_at(slot, o);
-                        let s = tx.b.ins().fadd(cur, v);
-                        tx.store_at(slot, o, s);
-                    });
-                }
+                let last_reduced = self.last_reduced || xshape.rank() == 0;
+                self.fill(slot, &shape, 0.0);
+                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
             }
             Op::LogSumExp { .. } => {
                 let aux = aux.expect("logsumexp has a scratch slot");
@@ -977,7 +958,98 @@ impl<'a> Tx<'a> {
             }
             _ => unreachable!(),
         };
+        self.last_reduced = strides.last() == Some(&Stride::Zero);
         strides.iter().map(|s| self.stride(s)).collect()
+    }
+
+    /// Horizontal sum of a vector's lanes, in lane order.
+    fn hsum(&mut self, v: Value) -> Value {
+        let (_, lanes) = self.vector_type();
+        let mut acc = self.b.ins().extractlane(v, 0);
+        for l in 1..lanes as u8 {
+            let x = self.b.ins().extractlane(v, l);
+            acc = self.b.ins().fadd(acc, x);
+        }
+        acc
+    }
+
+    /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
+    /// last axis when the source allows it: a vector accumulator when that axis is reduced,
+    /// vector read-modify-write of the output when it is kept.
+    fn sum_loop(&mut self, src: &Operand, xshape: &Shape, out_strides: &[Value], last_reduced: bool, slot: u32) {
+        let sizes = self.sizes(xshape);
+        let rank = xshape.rank();
+        let (vty, lanes) = self.vector_type();
+        let vector = rank > 0 && self.vectorizable(src);
+        if !vector {
+            self.nest(&sizes, &mut |tx, idx| {
+                let v = tx.read(src, idx);
+                let o = tx.dot(idx, out_strides);
+                let cur = tx.load_at(slot, o);
+                let s = tx.b.ins().fadd(cur, v);
+                tx.store_at(slot, o, s);
+            });
+            return;
+        }
+        let n = sizes[rank - 1];
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let n_vec = tx.b.ins().ushr_imm_s(n, lanes.trailing_zeros() as i64);
+            let obase = tx.dot(outer, &out_strides[..rank - 1]);
+            let done = tx.b.ins().imul_imm_s(n_vec, lanes);
+            let rest = tx.b.ins().isub(n, done);
+            if last_reduced {
+                let acc = tx.b.declare_var(vty);
+                let z = tx.fconst(0.0);
+                let zv = tx.b.ins().splat(vty, z);
+                tx.b.def_var(acc, zv);
+                let sacc = tx.b.declare_var(tx.ty);
+                tx.b.def_var(sacc, z);
+                tx.for_loop(n_vec, &mut |tx, v| {
+                    let j = tx.b.ins().imul_imm_s(v, lanes);
+                    let x = tx.read_vec(src, outer, j);
+                    let a = tx.b.use_var(acc);
+                    let a = tx.b.ins().fadd(a, x);
+                    tx.b.def_var(acc, a);
+                });
+                tx.for_loop(rest, &mut |tx, t| {
+                    let j = tx.b.ins().iadd(done, t);
+                    let mut idx = outer.to_vec();
+                    idx.push(j);
+                    let x = tx.read(src, &idx);
+                    let a = tx.b.use_var(sacc);
+                    let a = tx.b.ins().fadd(a, x);
+                    tx.b.def_var(sacc, a);
+                });
+                let a = tx.b.use_var(acc);
+                let h = tx.hsum(a);
+                let sa = tx.b.use_var(sacc);
+                let total = tx.b.ins().fadd(h, sa);
+                let cur = tx.load_at(slot, obase);
+                let s = tx.b.ins().fadd(cur, total);
+                tx.store_at(slot, obase, s);
+            } else {
+                tx.for_loop(n_vec, &mut |tx, v| {
+                    let j = tx.b.ins().imul_imm_s(v, lanes);
+                    let x = tx.read_vec(src, outer, j);
+                    let o = tx.b.ins().iadd(obase, j);
+                    let ptr = tx.slot_ptr(slot);
+                    let addr = tx.elem_addr(ptr, o);
+                    let cur = tx.b.ins().load(vty, flags(), addr, 0);
+                    let s = tx.b.ins().fadd(cur, x);
+                    tx.b.ins().store(flags(), s, addr, 0);
+                });
+                tx.for_loop(rest, &mut |tx, t| {
+                    let j = tx.b.ins().iadd(done, t);
+                    let mut idx = outer.to_vec();
+                    idx.push(j);
+                    let x = tx.read(src, &idx);
+                    let o = tx.b.ins().iadd(obase, j);
+                    let cur = tx.load_at(slot, o);
+                    let s = tx.b.ins().fadd(cur, x);
+                    tx.store_at(slot, o, s);
+                });
+            }
+        });
     }
 
     fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
