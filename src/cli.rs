@@ -34,6 +34,20 @@ enum Command {
     },
     /// Compile a model to native code and train it.
     Train(TrainArgs),
+    /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
+    Bench {
+        /// Workloads to run (W1 … W6); all when none are given.
+        workloads: Vec<String>,
+        /// Timed repeats per workload (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Python interpreter with the peers installed (e.g. a virtualenv's bin/python).
+        #[arg(long, requires = "anchors")]
+        peers: Option<PathBuf>,
+        /// A writable copy of the peers' benchmark scripts (shared/bench/anchors).
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -74,6 +88,24 @@ pub fn main() -> i32 {
         Command::Check { file } => check(&file),
         Command::Graph { file, grad, explain } => graph(&file, grad, explain),
         Command::Train(args) => train(&args),
+        Command::Bench { workloads, repeats, peers, anchors } => {
+            let cfg = crate::bench::BenchConfig {
+                workloads,
+                repeats,
+                root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+                peers: peers.zip(anchors),
+            };
+            match crate::bench::run(&cfg, |w| eprintln!("running {w}")) {
+                Ok(report) => {
+                    print!("{report}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
     }
 }
 

@@ -84,6 +84,69 @@ mod helpers {
         }
     }
 
+    /// y = A·x for a strided m×k matrix A. Matrix–vector products are memory-bound, and a GEMM
+    /// kernel's packing costs more than the product itself, so they get their own loops: dot
+    /// products when A's rows are contiguous, column updates (axpy) when its columns are.
+    #[allow(clippy::too_many_arguments)]
+    fn gemv<T>(m: usize, k: usize, a: *const T, rsa: isize, csa: isize, x: *const T, incx: isize, y: *mut T)
+    where
+        T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+    {
+        // SAFETY: the caller passes slot buffers whose extents cover every index below (the
+        // runtime checked their lengths against the plan that produced these strides).
+        unsafe {
+            if csa == 1 && incx == 1 {
+                let xs = std::slice::from_raw_parts(x, k);
+                for i in 0..m {
+                    let row = std::slice::from_raw_parts(a.offset(i as isize * rsa), k);
+                    let mut acc = [T::default(); 8];
+                    let chunks = k / 8;
+                    for c in 0..chunks {
+                        for l in 0..8 {
+                            acc[l] = acc[l] + row[c * 8 + l] * xs[c * 8 + l];
+                        }
+                    }
+                    let mut sum = T::default();
+                    for v in acc {
+                        sum = sum + v;
+                    }
+                    for p in chunks * 8..k {
+                        sum = sum + row[p] * xs[p];
+                    }
+                    *y.add(i) = sum;
+                }
+            } else if rsa == 1 {
+                let ys = std::slice::from_raw_parts_mut(y, m);
+                ys.fill(T::default());
+                for p in 0..k {
+                    let xp = *x.offset(p as isize * incx);
+                    let col = std::slice::from_raw_parts(a.offset(p as isize * csa), m);
+                    for (yi, ai) in ys.iter_mut().zip(col) {
+                        *yi = *yi + xp * *ai;
+                    }
+                }
+            } else {
+                for i in 0..m {
+                    let mut sum = T::default();
+                    for p in 0..k {
+                        sum = sum + *a.offset(i as isize * rsa + p as isize * csa) * *x.offset(p as isize * incx);
+                    }
+                    *y.add(i) = sum;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub extern "C" fn gemv_f64(m: i64, k: i64, a: *const f64, rsa: i64, csa: i64, x: *const f64, incx: i64, y: *mut f64) {
+        gemv(m as usize, k as usize, a, rsa as isize, csa as isize, x, incx as isize, y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub extern "C" fn gemv_f32(m: i64, k: i64, a: *const f32, rsa: i64, csa: i64, x: *const f32, incx: i64, y: *mut f32) {
+        gemv(m as usize, k as usize, a, rsa as isize, csa as isize, x, incx as isize, y)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub extern "C" fn gemm_f32(
         m: i64, k: i64, n: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64,
@@ -124,6 +187,8 @@ fn helper_address(name: &str) -> *const u8 {
         "softplus_f32" => softplus_f32 as *const u8,
         "gemm_f64" => gemm_f64 as *const u8,
         "gemm_f32" => gemm_f32 as *const u8,
+        "gemv_f64" => gemv_f64 as *const u8,
+        "gemv_f32" => gemv_f32 as *const u8,
         _ => unreachable!("unknown helper {name}"),
     };
     f
@@ -158,8 +223,9 @@ impl Jit {
             names.push(name.to_string());
             names.push(format!("{name}_f32"));
         }
-        names.push("gemm_f64".into());
-        names.push("gemm_f32".into());
+        for n in ["gemm_f64", "gemm_f32", "gemv_f64", "gemv_f32"] {
+            names.push(n.into());
+        }
         for n in &names {
             jb.symbol(format!("adjoint_{n}"), helper_address(n));
         }
@@ -300,10 +366,10 @@ impl Jit {
 
 fn helper_signature(module: &JITModule, name: &str) -> Signature {
     let mut sig = module.make_signature();
-    if name.starts_with("gemm") {
-        let ptr = module.target_config().pointer_type();
-        for _ in 0..12 {
-            sig.params.push(AbiParam::new(if ptr == types::I64 { types::I64 } else { ptr }));
+    if name.starts_with("gemm") || name.starts_with("gemv") {
+        let n = if name.starts_with("gemm") { 12 } else { 8 };
+        for _ in 0..n {
+            sig.params.push(AbiParam::new(types::I64));
         }
         return sig;
     }
@@ -1064,6 +1130,22 @@ impl<'a> Tx<'a> {
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
         let zero = self.iconst(0);
         let one = self.iconst(1);
+        if ash.rank() + bsh.rank() == 3 {
+            // Matrix·vector, or vector·matrix as the transposed matrix times the vector.
+            let (mat, msh, mstr, vec, vstr, transposed) =
+                if ash.rank() == 2 { (sa, &ash, &stra, sb, &strb, false) } else { (sb, &bsh, &strb, sa, &stra, true) };
+            let (r0, r1) = (self.dim(msh.0[0]), self.dim(msh.0[1]));
+            let (s0, s1) = (self.stride(&mstr[0]), self.stride(&mstr[1]));
+            let (m, k, rs, cs) = if transposed { (r1, r0, s1, s0) } else { (r0, r1, s0, s1) };
+            let inc = self.stride(&vstr[0]);
+            let (pm, pv, py) = (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
+            let f = match self.dtype {
+                DType::F32 => self.helpers["gemv_f32"],
+                DType::F64 => self.helpers["gemv_f64"],
+            };
+            self.b.ins().call(f, &[m, k, pm, rs, cs, pv, inc, py]);
+            return;
+        }
         // A vector on the left is a 1×k row; on the right a k×1 column.
         let (m, k, rsa, csa) = if ash.rank() == 2 {
             let (m, k) = (self.dim(ash.0[0]), self.dim(ash.0[1]));

@@ -22,6 +22,7 @@ pub mod optim;
 pub mod data;
 pub mod compile;
 pub mod train;
+pub mod bench;
 pub mod cli;
 
 pub use compile::{CompileError, CompiledModel, check_source};

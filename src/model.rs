@@ -41,11 +41,13 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Print the loss every this many steps (0: choose from the run length).
     pub log_every: u64,
+    /// Skip the last, partial batch of each epoch.
+    pub drop_last: bool,
 }
 
 impl Default for TrainSettings {
     fn default() -> Self {
-        TrainSettings { steps: None, epochs: None, batch: None, seed: 0, log_every: 0 }
+        TrainSettings { steps: None, epochs: None, batch: None, seed: 0, log_every: 0, drop_last: false }
     }
 }
 

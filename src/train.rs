@@ -180,8 +180,14 @@ impl<'m> Trainer<'m> {
         };
         let batch = settings.batch.map(|b| b as usize).filter(|&b| has_inputs && b < rows);
         let steps_per_epoch = match batch {
+            Some(b) if settings.drop_last => (rows / b) as u64,
             Some(b) => rows.div_ceil(b) as u64,
             None => 1,
+        };
+        // With `drop_last`, an epoch ends before a batch that would be partial.
+        let epoch_rows = match batch {
+            Some(b) if settings.drop_last => rows / b * b,
+            _ => rows,
         };
         let total = match (settings.steps, settings.epochs) {
             (Some(s), _) => s,
@@ -205,7 +211,7 @@ impl<'m> Trainer<'m> {
                     (self.train_steps(&full, rows, k)?, k)
                 }
                 Some(b) => {
-                    if pos >= rows {
+                    if pos >= epoch_rows {
                         shuffle(&mut order, &mut self.data_rng);
                         pos = 0;
                         epoch += 1;

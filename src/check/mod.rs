@@ -511,11 +511,12 @@ impl Checker {
                 "batch" if v > 0 => train.batch = Some(v),
                 "seed" => train.seed = v,
                 "log_every" => train.log_every = v,
+                "drop_last" if v <= 1 => train.drop_last = v == 1,
                 "batch" => self.error(Diagnostic::error("`batch` must be at least 1").with_label(s.value.span, "here")),
                 other => self.error(
                     Diagnostic::error(format!("unknown training setting `{other}`"))
                         .with_label(s.name.span, "not a setting")
-                        .with_note("settings: steps, epochs, batch, seed, log_every"),
+                        .with_note("settings: steps, epochs, batch, seed, log_every, drop_last"),
                 ),
             }
         }

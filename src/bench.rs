@@ -1,0 +1,392 @@
+//! `adjoint bench`: the six benchmark workloads W1–W6, measured exactly as the peer scripts
+//! measure them, optionally beside the peers themselves (JAX, numpy, C) run in the same session,
+//! reported as ratios.
+//!
+//! Each workload is a model source text plus data generated here from fixed seeds (same sizes,
+//! distributions, initial values and optimizer as the peers; not numpy's random streams).
+
+use crate::compile::CompiledModel;
+use crate::data::Dataset;
+use crate::diagnostics::SourceFile;
+use crate::init::{rng, std_normal};
+use crate::runtime::Buffer;
+use crate::train::Trainer;
+use rand::RngExt;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const W1: &str = "dtype f64
+param x = -1.2
+param y = 1.0
+loss (1 - x)^2 + 100 * (y - x^2)^2
+optimizer adam(lr = 0.01)
+";
+
+pub const W2: &str = "input A[n, 16]
+input z[n]
+param w[16] ~ zeros
+loss mean((A @ w - z)^2)
+optimizer sgd(lr = 0.1)
+";
+
+pub const W3: &str = "dtype f64
+input x[n]
+param a = 0
+param mu1 = -1
+param mu2 = 1
+param ls1 = 0
+param ls2 = 0
+fn log_normal(x, mu, ls) = -0.5 * ((x - mu) / exp(ls))^2 - ls - 0.5 * log(2 * pi)
+let l1 = log(sigmoid(a)) + log_normal(x, mu1, ls1)
+let l2 = log(1 - sigmoid(a)) + log_normal(x, mu2, ls2)
+loss -mean(log(exp(l1) + exp(l2)))
+optimizer adam(lr = 0.05)
+";
+
+pub const W4: &str = "input pixels[n, 64] from p0..p63
+input label[n]: int
+param W1[64, 128] ~ xavier_uniform
+param b1[128] ~ zeros
+param W2[128, 10] ~ xavier_uniform
+param b2[10] ~ zeros
+let h = tanh(pixels / 16 @ W1 + b1)
+let logits = h @ W2 + b2
+loss cross_entropy(logits, label)
+metric accuracy = mean(argmax(logits, axis=1) == label)
+optimizer adam(lr = 0.001)
+train epochs = 50, batch = 32, drop_last = 1
+";
+
+pub const W5: &str = "input X[n, 784]
+input y[n]: int
+param W1[784, 512] ~ xavier_uniform
+param b1[512] ~ zeros
+param W2[512, 512] ~ xavier_uniform
+param b2[512] ~ zeros
+param W3[512, 10] ~ xavier_uniform
+param b3[10] ~ zeros
+let h1 = relu(X @ W1 + b1)
+let h2 = relu(h1 @ W2 + b2)
+loss cross_entropy(h2 @ W3 + b3, y)
+metric accuracy = mean(argmax(h2 @ W3 + b3, axis=1) == y)
+optimizer adam(lr = 0.001)
+train epochs = 1, batch = 128
+";
+
+/// One measured figure.
+#[derive(Clone, Debug)]
+pub struct Figure {
+    pub workload: &'static str,
+    pub what: String,
+    pub unit: &'static str,
+    /// Median over the repeats, and the spread.
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Final loss or parameters, for comparing results across frameworks.
+    pub result: String,
+}
+
+fn compile(src: &str) -> CompiledModel {
+    let file = SourceFile::new("bench.dsl", src);
+    CompiledModel::compile(&file).map(|c| c.0).expect("benchmark models compile")
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn figure(workload: &'static str, what: &str, unit: &'static str, samples: Vec<f64>, result: String) -> Figure {
+    let (median, min, max) = median(samples);
+    Figure { workload, what: what.into(), unit, median, min, max, result }
+}
+
+fn buffers(c: &CompiledModel, d: &Dataset) -> Vec<Buffer> {
+    d.inputs.iter().map(|v| Buffer::from_f64(c.model.graph().dtype, v)).collect()
+}
+
+pub fn w1(repeats: usize) -> Vec<Figure> {
+    let c = compile(W1);
+    let mut samples = Vec::new();
+    let mut result = String::new();
+    for _ in 0..repeats {
+        let mut t = Trainer::new(&c, 0);
+        let mut s = c.model.train.clone();
+        s.steps = Some(100_000);
+        s.log_every = 100_000;
+        let start = Instant::now();
+        t.fit(None, &s, |_| {}).expect("W1 trains");
+        samples.push(start.elapsed().as_secs_f64() * 1e9 / 100_000.0);
+        result = format!("(x, y) = ({:.6}, {:.6})", t.params[0].get(0), t.params[1].get(0));
+    }
+    vec![figure("W1", "Rosenbrock + Adam, 100k steps, f64", "ns/step", samples, result)]
+}
+
+pub fn w2_data() -> Dataset {
+    let mut r = rng(2);
+    let (n, d) = (100_000, 16);
+    let a: Vec<f64> = (0..n * d).map(|_| std_normal(&mut r)).collect();
+    let w_true: Vec<f64> = (0..d).map(|_| std_normal(&mut r)).collect();
+    let z: Vec<f64> = (0..n).map(|i| (0..d).map(|j| a[i * d + j] * w_true[j]).sum::<f64>() + 0.1 * std_normal(&mut r)).collect();
+    Dataset { n_rows: n, inputs: vec![a, z], widths: vec![d, 1] }
+}
+
+pub fn w2(repeats: usize) -> Vec<Figure> {
+    let c = compile(W2);
+    let data = w2_data();
+    let mut samples = Vec::new();
+    let mut result = String::new();
+    for _ in 0..repeats {
+        let mut t = Trainer::new(&c, 0);
+        let mut s = c.model.train.clone();
+        s.steps = Some(200);
+        s.log_every = 200;
+        let start = Instant::now();
+        t.fit(Some(&data), &s, |_| {}).expect("W2 trains");
+        samples.push(start.elapsed().as_secs_f64() * 1e3 / 200.0);
+        let loss = t.evaluate(&buffers(&c, &data), data.n_rows).expect("W2 evaluates")[0].1;
+        result = format!("final loss {loss:.6}");
+    }
+    vec![figure("W2", "least squares 100,000×16, GD 200 steps, f32", "ms/step", samples, result)]
+}
+
+pub fn w3_data() -> Dataset {
+    let mut r = rng(3);
+    let x: Vec<f64> = (0..1_000_000)
+        .map(|_| if r.random::<f64>() < 0.3 { -2.0 + 0.5 * std_normal(&mut r) } else { 1.5 + std_normal(&mut r) })
+        .collect();
+    Dataset { n_rows: x.len(), inputs: vec![x], widths: vec![1] }
+}
+
+pub fn w3(repeats: usize) -> Vec<Figure> {
+    let c = compile(W3);
+    let data = w3_data();
+    let inputs = buffers(&c, &data);
+    let mut evals = Vec::new();
+    let mut runs = Vec::new();
+    let mut result = String::new();
+    for _ in 0..repeats {
+        let mut t = Trainer::new(&c, 0);
+        t.value_and_grad(&inputs, data.n_rows).expect("W3 evaluates");
+        for _ in 0..10 {
+            let start = Instant::now();
+            t.value_and_grad(&inputs, data.n_rows).expect("W3 evaluates");
+            evals.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let mut s = c.model.train.clone();
+        s.steps = Some(200);
+        s.log_every = 200;
+        let start = Instant::now();
+        t.fit(Some(&data), &s, |_| {}).expect("W3 trains");
+        runs.push(start.elapsed().as_secs_f64());
+        let p: Vec<f64> = t.params.iter().map(|p| p.get(0)).collect();
+        result = format!("θ = [{:.4}, {:.4}, {:.4}, {:.4}, {:.4}]", p[0], p[1], p[2], p[3], p[4]);
+    }
+    vec![
+        figure("W3", "GMM NLL n=10^6 value+gradient, f64", "ms/eval", evals, String::new()),
+        figure("W3", "GMM 200 Adam steps, f64", "s/200 steps", runs, result),
+    ]
+}
+
+pub fn w4_data(root: &Path) -> Result<Dataset, String> {
+    let file = root.join("examples/data/digits.csv");
+    let table = crate::data::Table::load(&file).map_err(|e| e.to_string())?;
+    let c = compile(W4);
+    crate::data::bind(&c.model, &table).map_err(|e| e.to_string())
+}
+
+pub fn w4(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
+    let c = compile(W4);
+    let data = w4_data(root)?;
+    let mut per_step = Vec::new();
+    let mut result = String::new();
+    for rep in 0..repeats {
+        let mut t = Trainer::new(&c, rep as u64);
+        let mut s = c.model.train.clone();
+        s.log_every = u64::MAX;
+        // One epoch of warm-up, as the peers exclude their first epoch.
+        let mut warm = s.clone();
+        warm.epochs = Some(1);
+        t.fit(Some(&data), &warm, |_| {}).map_err(|e| e.to_string())?;
+        let mut t = Trainer::new(&c, rep as u64);
+        let start = Instant::now();
+        t.fit(Some(&data), &s, |_| {}).map_err(|e| e.to_string())?;
+        per_step.push(start.elapsed().as_secs_f64() * 1e6 / t.step as f64);
+        let m = t.evaluate(&buffers(&c, &data), data.n_rows).map_err(|e| e.to_string())?;
+        result = format!("train accuracy {:.4}, loss {:.4}", m[1].1, m[0].1);
+    }
+    Ok(vec![figure("W4", "digits MLP 64-128-10, batch 32, Adam", "µs/step", per_step, result)])
+}
+
+pub fn w5_data() -> Dataset {
+    let mut r = rng(5);
+    let n = 60_000;
+    let x: Vec<f64> = (0..n * 784).map(|_| std_normal(&mut r) as f32 as f64).collect();
+    let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
+    Dataset { n_rows: n, inputs: vec![x, y], widths: vec![784, 1] }
+}
+
+pub fn w5(repeats: usize) -> Vec<Figure> {
+    let c = compile(W5);
+    let data = w5_data();
+    let n_params: usize = c.model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>()).sum();
+    let mut per_step = Vec::new();
+    let mut gflops = Vec::new();
+    let mut result = String::new();
+    for rep in 0..repeats.max(1) {
+        let mut t = Trainer::new(&c, rep as u64);
+        let mut s = c.model.train.clone();
+        s.log_every = u64::MAX;
+        let start = Instant::now();
+        t.fit(Some(&data), &s, |_| {}).expect("W5 trains");
+        let secs = start.elapsed().as_secs_f64();
+        per_step.push(secs * 1e3 / t.step as f64);
+        gflops.push(6.0 * n_params as f64 * data.n_rows as f64 / secs / 1e9);
+        result = format!("{} steps", t.step);
+    }
+    vec![
+        figure("W5", "MLP 784-512-512-10, batch 128, Adam, f32", "ms/step", per_step, result),
+        figure("W5", "MLP 784-512-512-10 throughput", "GFLOP/s", gflops, String::new()),
+    ]
+}
+
+/// Source text to the end of the first training step, minus one steady step.
+pub fn w6(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
+    let data = w4_data(root)?;
+    let mut samples = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let c = compile(W4);
+        let mut t = Trainer::new(&c, 0);
+        let rows = 32;
+        let batch: Vec<Buffer> = data
+            .inputs
+            .iter()
+            .zip(&data.widths)
+            .map(|(v, w)| Buffer::from_f64(c.model.graph().dtype, &v[..rows * w]))
+            .collect();
+        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
+        let first = start.elapsed().as_secs_f64();
+        let s = Instant::now();
+        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
+        let steady = s.elapsed().as_secs_f64();
+        samples.push((first - steady) * 1e3);
+    }
+    Ok(vec![figure("W6", "compile latency of W4's train step (source to first step)", "ms", samples, String::new())])
+}
+
+/// A peer measurement: which script and framework, which figure it reports.
+struct Peer {
+    workload: &'static str,
+    script: &'static str,
+    fw: &'static str,
+    threads: &'static str,
+    field: &'static str,
+    /// Scale from the peer's unit to ours.
+    scale: f64,
+}
+
+const PEERS: &[Peer] = &[
+    Peer { workload: "W1", script: "w1_rosenbrock.py", fw: "c", threads: "1", field: "ns_per_step", scale: 1.0 },
+    Peer { workload: "W1", script: "w1_rosenbrock.py", fw: "jax_fori", threads: "1", field: "ns_per_step", scale: 1.0 },
+    Peer { workload: "W2", script: "w2_linreg.py", fw: "numpy", threads: "1", field: "ms_per_step", scale: 1.0 },
+    Peer { workload: "W2", script: "w2_linreg.py", fw: "jax_fori", threads: "1", field: "ms_per_step", scale: 1.0 },
+    Peer { workload: "W3", script: "w3_gmm.py", fw: "jax_fori", threads: "1", field: "eval_ms", scale: 1.0 },
+    Peer { workload: "W3", script: "w3_gmm.py", fw: "jax_fori", threads: "1", field: "adam200_s", scale: 1.0 },
+    Peer { workload: "W4", script: "w4_digits_mlp.py", fw: "jax_scan", threads: "1", field: "ms_per_step", scale: 1e3 },
+    Peer { workload: "W5", script: "w5_wide_mlp.py", fw: "jax_step", threads: "1", field: "ms_per_step", scale: 1.0 },
+    Peer { workload: "W6", script: "w6_compile.py", fw: "jax", threads: "1", field: "latency_s", scale: 1e3 },
+];
+
+/// Runs one peer script with `python` from a writable copy of the anchor scripts; returns the
+/// median of the requested field, scaled to adjoint's unit.
+fn run_peer(python: &Path, anchors: &Path, p: &Peer, repeats: usize) -> Result<f64, String> {
+    let mut cmd = std::process::Command::new(python);
+    cmd.current_dir(anchors).arg(p.script).args(["--fw", p.fw, "--threads", p.threads, "--tag", "adjoint-bench"]);
+    if p.script != "w6_compile.py" {
+        cmd.args(["--repeats", &repeats.to_string()]);
+    } else {
+        cmd.args(["--cache", "cold"]);
+    }
+    // Current numpy and OpenBLAS run fastest with their own kernel choice.
+    cmd.env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE");
+    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| {
+        format!("{} --fw {} printed no result: {}", p.script, p.fw, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))
+    })?;
+    let key = format!("\"{}\": ", p.field);
+    let rest = &line[line.find(&key).ok_or(format!("no `{}` in {line}", p.field))? + key.len()..];
+    let value = match rest.strip_prefix("\"median=") {
+        Some(m) => m.split(|c: char| c == ' ' || c == '"').next().unwrap_or(""),
+        None => rest.split([',', '}']).next().unwrap_or(""),
+    };
+    value.trim().parse::<f64>().map(|v| v * p.scale).map_err(|_| format!("cannot read `{}` from {line}", p.field))
+}
+
+pub struct BenchConfig {
+    pub workloads: Vec<String>,
+    pub repeats: usize,
+    pub root: PathBuf,
+    /// A Python with the peers installed, and a writable copy of the anchor scripts.
+    pub peers: Option<(PathBuf, PathBuf)>,
+}
+
+/// Runs the chosen workloads (and their peers); returns a Markdown report.
+pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, String> {
+    let want = |w: &str| cfg.workloads.is_empty() || cfg.workloads.iter().any(|x| x.eq_ignore_ascii_case(w));
+    let mut figures = Vec::new();
+    let r = cfg.repeats.max(1);
+    if want("W1") {
+        progress("W1");
+        figures.extend(w1(r));
+    }
+    if want("W2") {
+        progress("W2");
+        figures.extend(w2(r));
+    }
+    if want("W3") {
+        progress("W3");
+        figures.extend(w3(r));
+    }
+    if want("W4") {
+        progress("W4");
+        figures.extend(w4(r, &cfg.root)?);
+    }
+    if want("W5") {
+        progress("W5");
+        figures.extend(w5(1));
+    }
+    if want("W6") {
+        progress("W6");
+        figures.extend(w6(r.max(3), &cfg.root)?);
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "| workload | adjoint | median | spread | result |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for f in &figures {
+        let _ = writeln!(out, "| {} | {} | **{:.4} {}** | {:.4}–{:.4} | {} |", f.workload, f.what, f.median, f.unit, f.min, f.max, f.result);
+    }
+    if let Some((python, anchors)) = &cfg.peers {
+        let _ = writeln!(out, "\n| workload | peer (same session) | peer median | adjoint / peer |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for p in PEERS.iter().filter(|p| want(p.workload)) {
+            progress(&format!("{} peer {} ({})", p.workload, p.fw, p.field));
+            let ours = figures.iter().find(|f| {
+                f.workload == p.workload && (p.field != "adam200_s" || f.unit == "s/200 steps") && (p.field != "eval_ms" || f.unit == "ms/eval")
+            });
+            match (run_peer(python, anchors, p, r), ours) {
+                (Ok(v), Some(f)) => {
+                    let _ = writeln!(out, "| {} | {} `{}` ({}) | {:.4} | **{:.2}×** |", p.workload, p.fw, p.field, f.unit, v, f.median / v);
+                }
+                (Err(e), _) => {
+                    let _ = writeln!(out, "| {} | {} `{}` | failed: {} | |", p.workload, p.fw, p.field, e.replace('|', "/"));
+                }
+                (Ok(_), None) => {}
+            }
+        }
+    }
+    Ok(out)
+}
