@@ -9,6 +9,8 @@ use crate::lower;
 use crate::model::{GraphFn, Model};
 use crate::runtime::{Executable, TrainLoop, UpdateFn};
 use crate::simplify::{self, SimplifyReport};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +63,18 @@ pub fn graphs(model: &Model) -> Graphs {
     Graphs { forward, gradient, forward_report, gradient_report }
 }
 
-/// A model compiled to native code: forward, value-and-gradient, and the optimizer update.
+/// A model compiled to native code: forward, value-and-gradient, the optimizer update, and the
+/// fused training loop.
+///
+/// Cloning is cheap (the compiled parts are shared), and a compiled model can be used from many
+/// threads at once: its native code is immutable once finalized, and all mutable state (params,
+/// optimizer state, workspaces) lives in each thread's own `Trainer` or `Session`.
+#[derive(Clone)]
 pub struct CompiledModel {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
     pub model: Model,
     pub graphs: Graphs,
     pub forward: Executable,
@@ -71,8 +83,49 @@ pub struct CompiledModel {
     /// Value-and-gradient and update fused, looped K times per call.
     pub train_loop: TrainLoop,
     pub timings: Timings,
-    /// Owns the machine code the executables point into; dropped last.
-    _jit: Jit,
+    /// True when the native code came from the process-wide cache.
+    pub cached: bool,
+    /// Owns the machine code the executables point into.
+    _code: Arc<CodeOwner>,
+}
+
+impl std::ops::Deref for CompiledModel {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The JIT module that owns a model's machine code.
+struct CodeOwner(#[allow(dead_code)] Jit);
+
+// SAFETY: after `finalize` the module is never touched again: the code it owns is read-only and
+// executed concurrently only through plain function pointers, and dropping it from any thread
+// just unmaps memory. No interior mutability is reachable from a `&CodeOwner`.
+unsafe impl Send for CodeOwner {}
+unsafe impl Sync for CodeOwner {}
+
+/// Native code of one model, shared by every compilation with the same graphs and optimizer.
+#[derive(Clone)]
+struct NativeParts {
+    forward: Executable,
+    gradient: Executable,
+    update: UpdateFn,
+    train_loop: TrainLoop,
+    code: Weak<CodeOwner>,
+}
+
+type Cache = Mutex<HashMap<String, NativeParts>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Everything that determines the generated code: both graphs' text (which includes every shape
+/// and the dtype) and the optimizer with its hyperparameters.
+fn cache_key(forward: &GraphFn, gradient: &GraphFn, model: &Model) -> String {
+    format!("{}\n{}\n{}\n{}", forward.text(), gradient.text(), model.optimizer, model.graph().dtype.name())
 }
 
 impl CompiledModel {
@@ -86,15 +139,16 @@ impl CompiledModel {
         }
         let (model, warnings) = crate::check::check(&module).map_err(CompileError::Diagnostics)?;
         timings.lap("check", &mut t);
-        let mut compiled = CompiledModel::from_model(model)?;
-        timings.stages.extend(compiled.timings.stages.drain(..));
-        compiled.timings = timings;
+        let compiled = CompiledModel::build(model, timings)?;
         Ok((compiled, warnings))
     }
 
     /// Compiles a checked model (whose settings may have been changed since checking).
     pub fn from_model(model: Model) -> Result<CompiledModel, CompileError> {
-        let mut timings = Timings::default();
+        CompiledModel::build(model, Timings::default())
+    }
+
+    fn build(model: Model, mut timings: Timings) -> Result<CompiledModel, CompileError> {
         let mut t = Instant::now();
         let (forward, forward_report) = simplify::run(&model.forward);
         timings.lap("simplify", &mut t);
@@ -102,27 +156,53 @@ impl CompiledModel {
         timings.lap("differentiate", &mut t);
         let (gradient, gradient_report) = simplify::run(&raw);
         timings.lap("simplify", &mut t);
-        let fplan = lower::plan(&forward);
-        let gplan = lower::plan(&gradient);
-        timings.lap("lower", &mut t);
-        let mut jit = Jit::new()?;
-        let dtype = model.graph().dtype;
-        let fid = jit.compile_graph(&forward, &fplan)?;
-        let gid = jit.compile_graph(&gradient, &gplan)?;
-        let sizes: Vec<usize> = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product()).collect();
-        let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
-        let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
-        let funcs = jit.finalize(&[fid, gid, uid, lid])?;
-        timings.lap("cranelift", &mut t);
+        let key = cache_key(&forward, &gradient, &model);
+        let hit = {
+            let map = cache().lock().unwrap_or_else(|e| e.into_inner());
+            map.get(&key).and_then(|parts| parts.code.upgrade().map(|code| (parts.clone(), code)))
+        };
+        let (parts, code, cached) = match hit {
+            Some((parts, code)) => (parts, code, true),
+            None => {
+                let fplan = lower::plan(&forward);
+                let gplan = lower::plan(&gradient);
+                timings.lap("lower", &mut t);
+                let mut jit = Jit::new()?;
+                let dtype = model.graph().dtype;
+                let fid = jit.compile_graph(&forward, &fplan)?;
+                let gid = jit.compile_graph(&gradient, &gplan)?;
+                let sizes: Vec<usize> = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product()).collect();
+                let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
+                let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
+                let funcs = jit.finalize(&[fid, gid, uid, lid])?;
+                timings.lap("cranelift", &mut t);
+                let code = Arc::new(CodeOwner(jit));
+                let n_state = model.optimizer.kind.state_arrays();
+                let parts = NativeParts {
+                    forward: Executable { plan: fplan, func: funcs[0], dtype },
+                    gradient: Executable { plan: gplan, func: funcs[1], dtype },
+                    update: UpdateFn { func: funcs[2], sizes, n_state, dtype },
+                    train_loop: TrainLoop { func: funcs[3], n_state, n_scalars: model.optimizer.n_scalars() },
+                    code: Arc::downgrade(&code),
+                };
+                let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
+                map.retain(|_, p| p.code.strong_count() > 0);
+                map.insert(key, parts.clone());
+                (parts, code, false)
+            }
+        };
         Ok(CompiledModel {
-            forward: Executable { plan: fplan, func: funcs[0], dtype },
-            gradient: Executable { plan: gplan, func: funcs[1], dtype },
-            update: UpdateFn { func: funcs[2], sizes, n_state: model.optimizer.kind.state_arrays(), dtype },
-            train_loop: TrainLoop { func: funcs[3], n_state: model.optimizer.kind.state_arrays(), n_scalars: model.optimizer.n_scalars() },
-            graphs: Graphs { forward, gradient, forward_report, gradient_report },
-            model,
-            timings,
-            _jit: jit,
+            inner: Arc::new(Inner {
+                forward: parts.forward,
+                gradient: parts.gradient,
+                update: parts.update,
+                train_loop: parts.train_loop,
+                graphs: Graphs { forward, gradient, forward_report, gradient_report },
+                model,
+                timings,
+                cached,
+                _code: code,
+            }),
         })
     }
 }

@@ -6,6 +6,38 @@
 //! to native code with Cranelift.
 //!
 //! Modules are listed in the order data flows through them; see ARCHITECTURE.md.
+//!
+//! # Embedding
+//!
+//! ```
+//! // A model in the adjoint language, compiled to native code.
+//! let model = adjoint::compile("
+//!     input x[n, 2]
+//!     input y[n]
+//!     param w[2] ~ zeros
+//!     param b = 0
+//!     loss bce_with_logits(x @ w + b, y)
+//!     metric accuracy = mean((x @ w + b > 0) == y)
+//!     optimizer adam(lr = 0.1)
+//! ")?;
+//! let x = [0.0, 1.0, 1.0, 0.0, 2.0, 2.0, -1.0, -2.0];
+//! let y = [1.0, 0.0, 1.0, 0.0];
+//! let mut session = model.session(0);
+//! session.set_input("x", &x, &[4, 2])?;
+//! session.set_input("y", &y, &[4])?;
+//! for _ in 0..100 {
+//!     session.step()?;
+//! }
+//! let metrics = session.evaluate()?;
+//! assert_eq!(metrics[1].0, "accuracy");
+//! println!("w = {:?}", session.param("w")?.data);
+//! # Ok::<(), adjoint::Error>(())
+//! ```
+//!
+//! The API: [`compile`], [`compile_file`] → [`CompiledModel`] (`params`, `inputs`,
+//! `forward_text`, `gradient_text`, `session`) → [`Session`] (`set_input`, `step`, `steps`,
+//! `value_and_grad`, `evaluate`, `param`, `set_param`). Errors are [`Error`] values with the
+//! diagnostics both structured and rendered.
 
 pub mod diagnostics;
 pub mod syntax;
@@ -22,9 +54,11 @@ pub mod optim;
 pub mod data;
 pub mod compile;
 pub mod train;
+pub mod api;
 pub mod bench;
 pub mod cli;
 
+pub use api::{Error, Session, Var, compile, compile_file, compile_named};
 pub use compile::{CompileError, CompiledModel, check_source};
 pub use diagnostics::{Diagnostic, Severity, SourceFile, Span};
 pub use ir::{DType, Tensor};

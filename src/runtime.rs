@@ -126,6 +126,7 @@ impl Workspace {
 }
 
 /// A native function and the plan it was compiled from.
+#[derive(Clone)]
 pub struct Executable {
     pub plan: Plan,
     pub(crate) func: KernelFn,
@@ -193,6 +194,7 @@ impl Executable {
 }
 
 /// The fused training loop: K steps of value-and-gradient plus update in one native call.
+#[derive(Clone)]
 pub struct TrainLoop {
     pub(crate) func: KernelFn,
     pub n_state: usize,
@@ -230,6 +232,7 @@ impl TrainLoop {
 }
 
 /// The compiled optimizer update over all parameters.
+#[derive(Clone)]
 pub struct UpdateFn {
     pub(crate) func: KernelFn,
     pub sizes: Vec<usize>,

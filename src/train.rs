@@ -36,8 +36,8 @@ pub struct Progress {
 }
 
 /// Parameters and optimizer state of one training run of a compiled model.
-pub struct Trainer<'m> {
-    pub compiled: &'m CompiledModel,
+pub struct Trainer {
+    pub compiled: CompiledModel,
     pub params: Vec<Buffer>,
     /// Optimizer state arrays, `state_arrays()` per parameter.
     pub state: Vec<Buffer>,
@@ -56,9 +56,9 @@ pub struct Trainer<'m> {
     fwd_ws: HashMap<Vec<u64>, Workspace>,
 }
 
-impl<'m> Trainer<'m> {
+impl Trainer {
     /// Initializes every parameter from its initializer, in declaration order, from `seed`.
-    pub fn new(compiled: &'m CompiledModel, seed: u64) -> Trainer<'m> {
+    pub fn new(compiled: &CompiledModel, seed: u64) -> Trainer {
         let model = &compiled.model;
         let dtype = model.graph().dtype;
         let mut rng = init::rng(seed);
@@ -73,7 +73,7 @@ impl<'m> Trainer<'m> {
         let init = model.optimizer.initial_state();
         let state = params.iter().flat_map(|p| (0..n_state).map(|_| Buffer::from_f64(dtype, &vec![init; p.len()]))).collect();
         Trainer {
-            compiled,
+            compiled: compiled.clone(),
             params,
             state,
             step: 0,

@@ -1,0 +1,246 @@
+//! The embedding API: compile a model from source, bind data, train and evaluate it from Rust.
+//!
+//! ```
+//! let model = adjoint::compile("
+//!     dtype f64
+//!     input x[n]
+//!     input y[n]
+//!     param w = 0
+//!     param b = 0
+//!     loss mean((w * x + b - y)^2)
+//!     optimizer sgd(lr = 0.1)
+//! ").unwrap();
+//! let mut session = model.session(0);
+//! session.set_input("x", &[0.0, 1.0, 2.0, 3.0], &[4]).unwrap();
+//! session.set_input("y", &[1.0, 3.0, 5.0, 7.0], &[4]).unwrap();
+//! for _ in 0..500 {
+//!     session.step().unwrap();
+//! }
+//! let w = session.param("w").unwrap().item();
+//! assert!((w - 2.0).abs() < 1e-6);
+//! ```
+//!
+//! A `CompiledModel` is cheap to clone and can be shared across threads; each thread makes its
+//! own `Session`, which owns parameters, optimizer state and input data.
+
+use crate::compile::{CompileError, CompiledModel};
+use crate::data::DataError;
+use crate::diagnostics::{Diagnostic, SourceFile, render_all};
+use crate::ir::{Dim, Tensor};
+use crate::runtime::{Buffer, RunError};
+use crate::train::{TrainError, Trainer};
+use std::path::Path;
+
+/// Everything that can go wrong through the API. No panic crosses it on bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{rendered}")]
+    Compile {
+        /// Structured diagnostics: severity, message, labelled spans, notes.
+        diagnostics: Vec<Diagnostic>,
+        /// The same, rendered as the command line prints them.
+        rendered: String,
+    },
+    #[error("code generation failed: {0}")]
+    Codegen(String),
+    #[error("cannot read {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the model has no {kind} named `{name}`; it has: {known}")]
+    UnknownName { kind: &'static str, name: String, known: String },
+    #[error("`{name}` expects shape {expected}, got {found:?}")]
+    Shape { name: String, expected: String, found: Vec<usize> },
+    #[error("`{name}` has {found} values but its shape {shape:?} needs {expected}")]
+    Length { name: String, shape: Vec<usize>, expected: usize, found: usize },
+    #[error("input `{name}` has {found} rows but other inputs have {expected}")]
+    Rows { name: String, expected: usize, found: usize },
+    #[error("input `{0}` has not been set")]
+    MissingInput(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+fn compile_error(e: CompileError, file: &SourceFile) -> Error {
+    match e {
+        CompileError::Diagnostics(d) => Error::Compile { rendered: render_all(&d, file), diagnostics: d },
+        CompileError::Codegen(c) => Error::Codegen(c.to_string()),
+    }
+}
+
+/// Compiles model source text to native code.
+pub fn compile(source: &str) -> Result<CompiledModel, Error> {
+    compile_named("model.dsl", source)
+}
+
+/// Compiles source text; `name` is what diagnostics call the file.
+pub fn compile_named(name: &str, source: &str) -> Result<CompiledModel, Error> {
+    let file = SourceFile::new(name, source);
+    CompiledModel::compile(&file).map(|(c, _)| c).map_err(|e| compile_error(e, &file))
+}
+
+/// Compiles a model file.
+pub fn compile_file(path: impl AsRef<Path>) -> Result<CompiledModel, Error> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })?;
+    compile_named(&path.display().to_string(), &text)
+}
+
+/// A declared input or parameter: its name and shape (`None` for a dimension bound by data).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Var {
+    pub name: String,
+    pub shape: Vec<Option<usize>>,
+}
+
+impl CompiledModel {
+    /// The parameters, in declaration order.
+    pub fn params(&self) -> Vec<Var> {
+        self.model.graph().params.iter().map(|p| Var { name: p.name.clone(), shape: dims(&p.shape.0) }).collect()
+    }
+
+    /// The inputs, in declaration order.
+    pub fn inputs(&self) -> Vec<Var> {
+        self.model.graph().inputs.iter().map(|p| Var { name: p.name.clone(), shape: dims(&p.shape.0) }).collect()
+    }
+
+    /// The simplified forward graph in its canonical text form.
+    pub fn forward_text(&self) -> String {
+        self.graphs.forward.text()
+    }
+
+    /// The simplified gradient graph in its canonical text form.
+    pub fn gradient_text(&self) -> String {
+        self.graphs.gradient.text()
+    }
+
+    /// A training session with parameters initialized from `seed`.
+    pub fn session(&self, seed: u64) -> Session {
+        let n = self.model.graph().inputs.len();
+        Session { trainer: Trainer::new(self, seed), inputs: vec![None; n], rows: None }
+    }
+}
+
+fn dims(d: &[Dim]) -> Vec<Option<usize>> {
+    d.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n as usize) } else { None }).collect()
+}
+
+/// Parameters, optimizer state and bound inputs of one training run.
+pub struct Session {
+    trainer: Trainer,
+    inputs: Vec<Option<Buffer>>,
+    rows: Option<usize>,
+}
+
+impl Session {
+    fn known(names: impl Iterator<Item = String>) -> String {
+        names.collect::<Vec<_>>().join(", ")
+    }
+
+    /// Binds an input from row-major values; `shape` must match the declaration, with the row
+    /// dimension free (and the same for every input).
+    pub fn set_input(&mut self, name: &str, values: &[f64], shape: &[usize]) -> Result<(), Error> {
+        let g = self.trainer.compiled.model.graph().clone();
+        let Some(i) = g.inputs.iter().position(|p| p.name == name) else {
+            return Err(Error::UnknownName { kind: "input", name: name.into(), known: Session::known(g.inputs.iter().map(|p| p.name.clone())) });
+        };
+        let decl = &g.inputs[i].shape.0;
+        let ok = decl.len() == shape.len() && decl.iter().zip(shape).all(|(d, s)| matches!(d, Dim::Sym(_)) || *d == Dim::Fixed(*s as u64));
+        if !ok {
+            return Err(Error::Shape { name: name.into(), expected: g.shape_text(&g.inputs[i].shape), found: shape.to_vec() });
+        }
+        let n: usize = shape.iter().product();
+        if values.len() != n {
+            return Err(Error::Length { name: name.into(), shape: shape.to_vec(), expected: n, found: values.len() });
+        }
+        let rows = shape[0];
+        // A new row count applies to all inputs: the others must be bound again.
+        if let Some(r) = self.rows {
+            if r != rows && self.inputs.iter().enumerate().any(|(k, b)| k != i && b.is_some()) {
+                return Err(Error::Rows { name: name.into(), expected: r, found: rows });
+            }
+        }
+        self.rows = Some(rows);
+        self.inputs[i] = Some(Buffer::from_f64(g.dtype, values));
+        Ok(())
+    }
+
+    fn bound(&self) -> Result<(Vec<Buffer>, usize), Error> {
+        let g = self.trainer.compiled.model.graph();
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for (b, info) in self.inputs.iter().zip(&g.inputs) {
+            out.push(b.clone().ok_or_else(|| Error::MissingInput(info.name.clone()))?);
+        }
+        Ok((out, self.rows.unwrap_or(0)))
+    }
+
+    /// One optimizer step on the bound inputs; returns the loss before the step.
+    pub fn step(&mut self) -> Result<f64, Error> {
+        self.steps(1)
+    }
+
+    /// `k` optimizer steps in one native call; returns the loss before the last step.
+    pub fn steps(&mut self, k: u64) -> Result<f64, Error> {
+        let (inputs, rows) = self.bound()?;
+        Ok(self.trainer.train_steps(&inputs, rows, k)?)
+    }
+
+    /// The loss and every parameter's gradient at the current parameters.
+    pub fn value_and_grad(&mut self) -> Result<(f64, Vec<Tensor>), Error> {
+        let (inputs, rows) = self.bound()?;
+        let loss = self.trainer.value_and_grad(&inputs, rows)?;
+        let params = self.trainer.compiled.model.graph().params.clone();
+        let grads = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Tensor::new(p.shape.as_fixed().unwrap(), self.trainer.gradient(i, rows).expect("just computed").to_f64()))
+            .collect();
+        Ok((loss, grads))
+    }
+
+    /// The loss and each metric, by name.
+    pub fn evaluate(&mut self) -> Result<Vec<(String, f64)>, Error> {
+        let (inputs, rows) = self.bound()?;
+        Ok(self.trainer.evaluate(&inputs, rows)?)
+    }
+
+    fn param_index(&self, name: &str) -> Result<usize, Error> {
+        let g = self.trainer.compiled.model.graph();
+        g.params.iter().position(|p| p.name == name).ok_or_else(|| Error::UnknownName {
+            kind: "parameter",
+            name: name.into(),
+            known: Session::known(g.params.iter().map(|p| p.name.clone())),
+        })
+    }
+
+    /// A parameter's current value.
+    pub fn param(&self, name: &str) -> Result<Tensor, Error> {
+        let i = self.param_index(name)?;
+        let shape = self.trainer.compiled.model.graph().params[i].shape.as_fixed().unwrap();
+        Ok(Tensor::new(shape, self.trainer.params[i].to_f64()))
+    }
+
+    /// Overwrites a parameter; the shape must match its declaration.
+    pub fn set_param(&mut self, name: &str, value: &Tensor) -> Result<(), Error> {
+        let i = self.param_index(name)?;
+        let g = self.trainer.compiled.model.graph();
+        let shape = g.params[i].shape.as_fixed().unwrap();
+        if value.shape != shape || value.data.len() != shape.iter().product::<usize>() {
+            return Err(Error::Shape { name: name.into(), expected: g.shape_text(&g.params[i].shape), found: value.shape.clone() });
+        }
+        self.trainer.params[i] = Buffer::from_f64(g.dtype, &value.data);
+        Ok(())
+    }
+
+    /// Optimizer steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.trainer.step
+    }
+
+    /// The underlying trainer, for the training loop's full control.
+    pub fn trainer(&mut self) -> &mut Trainer {
+        &mut self.trainer
+    }
+}
