@@ -28,7 +28,18 @@ pub fn gradients(g: &mut Graph, loss: NodeId) -> Vec<NodeId> {
     for id in (0..=loss.0).rev().map(NodeId) {
         let Some(ct) = cotangent[id.index()] else { continue };
         let node = g.node(id).clone();
-        for (k, contribution) in vjp(g, id, ct).into_iter().enumerate() {
+        let first_new = g.len();
+        let contributions = vjp(g, id, ct);
+        // Every node the rule built carries the rule's name and the forward node's location,
+        // so a wrong or non-finite derivative can be traced to the source.
+        for new in first_new..g.len() {
+            let new = crate::ir::NodeId(new as u32);
+            g.set_rule(new, node.op.name());
+            if let Some(span) = g.span(id) {
+                g.set_span(new, span);
+            }
+        }
+        for (k, contribution) in contributions.into_iter().enumerate() {
             let Some(c) = contribution else { continue };
             let input = node.inputs[k];
             if !depends[input.index()] {

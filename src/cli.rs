@@ -32,6 +32,16 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Print the simplified symbolic derivative of the loss with respect to each parameter.
+    Grad {
+        file: PathBuf,
+        /// Only this parameter.
+        #[arg(long)]
+        wrt: Option<String>,
+        /// LaTeX instead of the model language.
+        #[arg(long)]
+        latex: bool,
+    },
     /// Compile a model to native code and train it.
     Train(TrainArgs),
     /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
@@ -87,6 +97,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Graph { file, grad, explain } => graph(&file, grad, explain),
+        Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
         Command::Train(args) => train(&args),
         Command::Bench { workloads, repeats, peers, anchors } => {
             let cfg = crate::bench::BenchConfig {
@@ -166,6 +177,34 @@ fn graph(path: &Path, grad: bool, explain: bool) -> i32 {
                 print!("{}", crate::compile::explain(&graphs, &file));
             }
             0
+        }
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &file));
+            2
+        }
+    }
+}
+
+fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
+    let file = match read_source(path) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    match compile::check_source(&file) {
+        Ok((model, warnings)) => {
+            eprint!("{}", render_all(&warnings, &file));
+            let graphs = compile::graphs(&model);
+            let style = if latex { crate::ir::pretty::Style::Latex } else { crate::ir::pretty::Style::Dsl };
+            match compile::derivatives(&graphs, &model.loss_name, wrt, style) {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            }
         }
         Err(diags) => {
             eprint!("{}", render_all(&diags, &file));

@@ -234,3 +234,60 @@ pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
     }
     out
 }
+
+/// The simplified derivative of the loss with respect to each parameter (or only `wrt`), as
+/// expressions in the model language or LaTeX, followed by the definitions of the named values
+/// they use.
+pub fn derivatives(graphs: &Graphs, loss_name: &str, wrt: Option<&str>, style: crate::ir::pretty::Style) -> Result<String, String> {
+    use crate::ir::pretty::{Printer, Style};
+    use std::fmt::Write;
+    let g = &graphs.gradient.graph;
+    if let Some(w) = wrt {
+        if !g.params.iter().any(|p| p.name == w) {
+            let known: Vec<_> = g.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(format!("the model has no parameter `{w}`; it has: {}", known.join(", ")));
+        }
+    }
+    let mut printer = Printer::new(g, style);
+    let mut out = String::new();
+    for (i, p) in g.params.iter().enumerate() {
+        if wrt.is_some_and(|w| w != p.name) {
+            continue;
+        }
+        let id = graphs.gradient.outputs[i + 1].1;
+        let e = printer.expr(id);
+        match style {
+            Style::Dsl => {
+                let _ = writeln!(out, "d{loss_name}/d{} = {e}", p.name);
+            }
+            Style::Latex => {
+                let _ = writeln!(out, "\\frac{{\\partial {loss_name}}}{{\\partial {}}} = {e} \\\\", p.name);
+            }
+        }
+    }
+    // Definitions of the named values used, including those used by other definitions.
+    let mut defined = Vec::new();
+    let mut k = 0;
+    while k < printer.used_names.len() {
+        let id = printer.used_names[k];
+        let def = printer.expr(id);
+        defined.push((id, def));
+        k += 1;
+    }
+    defined.sort_by_key(|(id, _)| *id);
+    if !defined.is_empty() {
+        out.push_str(if style == Style::Dsl { "where\n" } else { "\\text{where} \\\\\n" });
+        for (id, def) in defined {
+            let name = g.name(id).unwrap_or("?");
+            match style {
+                Style::Dsl => {
+                    let _ = writeln!(out, "  {name} = {def}");
+                }
+                Style::Latex => {
+                    let _ = writeln!(out, "\\quad \\mathrm{{{}}} = {def} \\\\", name.replace('_', "\\_"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

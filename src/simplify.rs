@@ -6,8 +6,9 @@
 //! first rule that matches and re-simplifies what the rule built. The rebuild repeats until the
 //! graph stops changing or `MAX_ROUNDS` is reached.
 //!
-//! Invariant: every rule is exact in IEEE arithmetic except `fold-const-mul`, which reassociates
-//! two constants (one rounding). `x * 0 → 0` is only applied when `x` is a finite constant,
+//! Invariant: every rule is exact in IEEE arithmetic except `fold-const-mul` and
+//! `gather-scalars`, which reassociate a product (one rounding), and `fold-reciprocal`, which
+//! replaces c·(1/y) by the more accurate c/y. `x * 0 → 0` is only applied when `x` is a finite constant,
 //! since `inf * 0` and `NaN * 0` are NaN.
 
 use crate::ir::interp;
@@ -73,6 +74,12 @@ fn rebuild(f: &GraphFn, report: &mut SimplifyReport) -> GraphFn {
         let new = rewrite(&mut g, node.op.clone(), &args, &mut fired);
         if let Some(span) = old.span(id) {
             g.set_span(new, span);
+        }
+        if let Some(name) = old.name(id) {
+            g.set_name(new, name);
+        }
+        if let Some(rule) = old.rule(id) {
+            g.set_rule(new, rule);
         }
         map[id.index()] = Some(new);
     }
@@ -307,6 +314,23 @@ fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Opti
                     return Some(("neg-out-of-mul", r(g, Op::Neg, &[m])));
                 }
             }
+            // c * (1 / y) → c / y: one rounding instead of two.
+            if let (Some(_), Op::Div) = (c(g, 0), g.op(args[1])) {
+                let inner = g.node(args[1]).inputs.clone();
+                if g.const_value(inner[0]) == Some(1.0) && keeps_shape(g, 1) {
+                    return Some(("fold-reciprocal", r(g, Op::Div, &[args[0], inner[1]])));
+                }
+            }
+            // s * (c * x) → (c * s) * x for a scalar s: constants gather with the scalars.
+            if c(g, 0).is_none() && g.shape(args[0]).is_scalar() {
+                if let Op::Mul = g.op(args[1]) {
+                    let inner = g.node(args[1]).inputs.clone();
+                    if g.const_value(inner[0]).is_some() && g.const_value(inner[1]).is_none() {
+                        let cs = r(g, Op::Mul, &[inner[0], args[0]]);
+                        return Some(("gather-scalars", r(g, Op::Mul, &[cs, inner[1]])));
+                    }
+                }
+            }
             // c1 * (c2 * x) → (c1·c2) * x
             if let (Some(c1), Op::Mul) = (c(g, 0), g.op(args[1])) {
                 let inner = g.node(args[1]).inputs.clone();
@@ -333,6 +357,12 @@ fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Opti
             if let Op::Neg = g.op(args[0]) {
                 return Some(("neg-neg", g.node(args[0]).inputs[0]));
             }
+            // Negate before broadcasting: fewer elements, and the broadcast can then be absorbed.
+            if let Op::Expand(shape) = g.op(args[0]).clone() {
+                let inner = g.node(args[0]).inputs[0];
+                let n = r(g, Op::Neg, &[inner]);
+                return Some(("neg-of-broadcast", r(g, Op::Expand(shape), &[n])));
+            }
         }
         Op::Pow => {
             if c(g, 1) == Some(1.0) && keeps_shape(g, 0) {
@@ -348,6 +378,12 @@ fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Opti
             return Some(("identity-shape", args[0]));
         }
         Op::Reshape(s) => {
+            if let Op::Expand(_) = g.op(args[0]) {
+                let inner = g.node(args[0]).inputs[0];
+                if g.shape(inner).is_scalar() {
+                    return Some(("reshape-broadcast", r(g, Op::Expand(s.clone()), &[inner])));
+                }
+            }
             if let Op::Reshape(_) = g.op(args[0]) {
                 let inner = g.node(args[0]).inputs[0];
                 return Some(("reshape-reshape", r(g, Op::Reshape(s.clone()), &[inner])));

@@ -69,6 +69,7 @@ impl Checker {
             match item {
                 Item::Let { name, value } => {
                     if let Some(id) = self.expr(&mut graph, value) {
+                        graph.set_name(id, &name.name);
                         self.define(name, Binding::Value(id));
                     }
                 }

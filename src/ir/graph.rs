@@ -57,12 +57,16 @@ pub struct Graph {
     nodes: Vec<Node>,
     /// Source location each node was first written at, when it came from the source.
     spans: Vec<Option<Span>>,
+    /// The user's name for a node (`let h = ...`), kept as an atom when derivatives are printed.
+    names: Vec<Option<String>>,
+    /// For nodes built by a derivative rule: the op whose rule built them.
+    rules: Vec<Option<&'static str>>,
     memo: HashMap<(Op, Vec<NodeId>), NodeId>,
 }
 
 impl Graph {
     pub fn new(dtype: DType, syms: Vec<String>, inputs: Vec<InputInfo>, params: Vec<ParamInfo>) -> Graph {
-        Graph { dtype, syms, inputs, params, nodes: Vec::new(), spans: Vec::new(), memo: HashMap::new() }
+        Graph { dtype, syms, inputs, params, nodes: Vec::new(), spans: Vec::new(), names: Vec::new(), rules: Vec::new(), memo: HashMap::new() }
     }
 
     /// A graph with the same declarations and no nodes.
@@ -121,6 +125,8 @@ impl Graph {
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node { op: op.clone(), inputs: inputs.clone(), shape });
         self.spans.push(None);
+        self.names.push(None);
+        self.rules.push(None);
         self.memo.insert((op, inputs), id);
         Ok(id)
     }
@@ -137,6 +143,30 @@ impl Graph {
         let slot = &mut self.spans[id.index()];
         if slot.is_none() {
             *slot = Some(span);
+        }
+    }
+
+    pub fn name(&self, id: NodeId) -> Option<&str> {
+        self.names[id.index()].as_deref()
+    }
+
+    /// Names a node, unless it already has a name.
+    pub fn set_name(&mut self, id: NodeId, name: &str) {
+        let slot = &mut self.names[id.index()];
+        if slot.is_none() {
+            *slot = Some(name.to_string());
+        }
+    }
+
+    pub fn rule(&self, id: NodeId) -> Option<&'static str> {
+        self.rules[id.index()]
+    }
+
+    /// Records which op's derivative rule built a node, unless already recorded.
+    pub fn set_rule(&mut self, id: NodeId, rule: &'static str) {
+        let slot = &mut self.rules[id.index()];
+        if slot.is_none() {
+            *slot = Some(rule);
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod graph;
 pub mod interp;
 pub mod op;
+pub mod pretty;
 pub mod print;
 pub mod shape;
 pub mod verify;

@@ -27,3 +27,16 @@ fn fixture_graphs() {
         insta::assert_snapshot!(graphs_text(path));
     });
 }
+
+/// The derivative of every example, as `adjoint grad` prints it, in both notations.
+#[test]
+fn example_derivatives() {
+    use adjoint::ir::pretty::Style;
+    insta::glob!("../../examples", "*.dsl", |path| {
+        let model = model_of(path);
+        let g = compile::graphs(&model);
+        let dsl = compile::derivatives(&g, &model.loss_name, None, Style::Dsl).unwrap();
+        let latex = compile::derivatives(&g, &model.loss_name, None, Style::Latex).unwrap();
+        insta::assert_snapshot!(format!("{dsl}\n{latex}"));
+    });
+}
