@@ -95,9 +95,31 @@ fn expand_reduced(g: &mut Graph, c: NodeId, axis: Option<u32>, shape: &Shape) ->
     g.build(Op::Expand(shape.clone()), &[c])
 }
 
+thread_local! {
+    static PLANTED: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes the derivative rule of the named op wrong (doubled) on the current thread, so that
+/// tests can show that gradient checking catches and locates a wrong rule. `None` restores it.
+#[doc(hidden)]
+pub fn plant_wrong_rule(op: Option<&'static str>) {
+    PLANTED.with(|p| p.set(op));
+}
+
 /// The vector-Jacobian product of one node: given the cotangent `ct` of `id`, the contribution
 /// to each operand's cotangent (`None`: no contribution, the op is not differentiable there).
 pub fn vjp(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
+    let res = vjp_rule(g, id, ct);
+    match PLANTED.with(|p| p.get()) {
+        Some(op) if op == g.op(id).name() => {
+            let two = g.constant(2.0);
+            res.into_iter().map(|c| c.map(|c| g.build(Op::Mul, &[two, c]))).collect()
+        }
+        _ => res,
+    }
+}
+
+fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
     let node = g.node(id).clone();
     let out = id;
     let x = node.inputs.first().copied();

@@ -31,6 +31,36 @@ enum Command {
         /// List the numerical-stability rewrites that fired, with where they apply in the source.
         #[arg(long)]
         explain: bool,
+        /// Write the graph in Graphviz's dot language instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Check the compiled gradient against finite differences; blame a wrong derivative rule.
+    Gradcheck {
+        file: PathBuf,
+        /// CSV data (overrides the model's `data`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Random points to check besides the initial one.
+        #[arg(long, default_value_t = 2)]
+        points: usize,
+        /// Largest relative error accepted.
+        #[arg(long, default_value_t = 1e-6)]
+        tolerance: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Second-order information: the Hessian's extreme eigenvalues, its condition number and the
+    /// largest stable gradient-descent step.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Train as the model file says first, and inspect the trained point.
+        #[arg(long)]
+        trained: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Print the simplified symbolic derivative of the loss with respect to each parameter.
     Grad {
@@ -96,7 +126,9 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Check { file } => check(&file),
-        Command::Graph { file, grad, explain } => graph(&file, grad, explain),
+        Command::Graph { file, grad, explain, dot } => graph(&file, grad, explain, dot),
+        Command::Gradcheck { file, data, points, tolerance, seed } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
+        Command::Inspect { file, data, trained, seed } => inspect(&file, data.as_deref(), trained, seed),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
         Command::Train(args) => train(&args),
         Command::Bench { workloads, repeats, peers, anchors } => {
@@ -162,7 +194,7 @@ fn check(path: &Path) -> i32 {
     }
 }
 
-fn graph(path: &Path, grad: bool, explain: bool) -> i32 {
+fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
     let file = match read_source(path) {
         Ok(f) => f,
         Err(code) => return code,
@@ -172,6 +204,10 @@ fn graph(path: &Path, grad: bool, explain: bool) -> i32 {
             eprint!("{}", render_all(&warnings, &file));
             let graphs = compile::graphs(&model);
             let f = if grad { &graphs.gradient } else { &graphs.forward };
+            if dot {
+                print!("{}", crate::inspect::dot(f));
+                return 0;
+            }
             print!("{}", f.text());
             if explain {
                 print!("{}", crate::compile::explain(&graphs, &file));
@@ -183,6 +219,152 @@ fn graph(path: &Path, grad: bool, explain: bool) -> i32 {
             2
         }
     }
+}
+
+/// The model (in f64) and its data, for the checking commands.
+fn model_and_data(path: &Path, data: Option<&Path>) -> Result<(SourceFile, crate::model::Model, Option<crate::data::Dataset>), i32> {
+    let file = read_source(path)?;
+    let (mut model, warnings) = match compile::check_source(&file) {
+        Ok(x) => x,
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &file));
+            return Err(2);
+        }
+    };
+    eprint!("{}", render_all(&warnings, &file));
+    model.forward.graph.dtype = crate::ir::DType::F64;
+    let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
+    let dataset = match data_path {
+        Some(p) if !model.graph().inputs.is_empty() => match Table::load(&p).and_then(|t| data::bind(&model, &t)) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(2);
+            }
+        },
+        _ if !model.graph().inputs.is_empty() => {
+            eprintln!("error: the model has inputs but no data (use `data \"file.csv\"` in the model or `--data FILE`)");
+            return Err(2);
+        }
+        _ => None,
+    };
+    Ok((file, model, dataset))
+}
+
+fn point_of(trainer: &Trainer, model: &crate::model::Model, data: Option<&crate::data::Dataset>) -> crate::inspect::Point {
+    use crate::ir::Tensor;
+    let g = model.graph();
+    let inputs = match data {
+        Some(d) => d.inputs.iter().zip(&g.inputs).map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.clone())).collect(),
+        None => vec![],
+    };
+    let params = trainer.params.iter().zip(&g.params).map(|(b, p)| Tensor::new(p.shape.as_fixed().unwrap(), b.to_f64())).collect();
+    crate::inspect::Point { inputs, params, syms: vec![data.map_or(0, |d| d.n_rows as u64); g.syms.len()] }
+}
+
+fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, seed: u64) -> i32 {
+    let (file, model, dataset) = match model_and_data(path, data) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let compiled = match CompiledModel::from_model(model.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut rng = crate::init::rng(seed);
+    let mut trainer = Trainer::new(&compiled, seed);
+    let rows = dataset.as_ref().map_or(0, |d| d.n_rows);
+    let inputs: Vec<crate::runtime::Buffer> = dataset.as_ref().map_or(vec![], |d| d.inputs.iter().map(|v| crate::runtime::Buffer::F64(v.clone())).collect());
+    println!("gradcheck {}: the compiled gradient (f64) against central differences of the loss", file.name);
+    let mut worst: f64 = 0.0;
+    let mut failed_point = None;
+    for k in 0..=points {
+        if k > 0 {
+            // A random point near the initial one, on the scale of each parameter.
+            for p in trainer.params.iter_mut() {
+                for i in 0..p.len() {
+                    let x = p.get(i);
+                    p.set(i, x + 0.5 * crate::init::std_normal(&mut rng) * x.abs().max(0.1));
+                }
+            }
+        }
+        let point = point_of(&trainer, &model, dataset.as_ref());
+        if let Err(e) = trainer.value_and_grad(&inputs, rows) {
+            eprintln!("error: {e}");
+            return 1;
+        }
+        let grads: Vec<Vec<f64>> = (0..model.graph().params.len()).map(|i| trainer.gradient(i, rows).unwrap().to_f64()).collect();
+        let checks = crate::inspect::gradcheck(&compiled.graphs.forward, &grads, &point, &mut rng, 32);
+        let label = if k == 0 { "initial point".to_string() } else { format!("random point {k}") };
+        for c in &checks {
+            println!("  {label:<16} {:<16} worst relative error {:.2e}", c.name, c.worst);
+            worst = worst.max(c.worst);
+        }
+        if checks.iter().any(|c| c.worst > tolerance) && failed_point.is_none() {
+            failed_point = Some(point);
+        }
+    }
+    match failed_point {
+        None => {
+            println!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
+            0
+        }
+        Some(point) => {
+            println!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
+            match crate::inspect::blame(&compiled.graphs.forward, &point, &mut rng, tolerance) {
+                Some(b) => println!("{}", crate::inspect::describe_blame(&b, &file)),
+                None => println!("no single derivative rule disagrees on its own; the error comes from their combination"),
+            }
+            1
+        }
+    }
+}
+
+fn inspect(path: &Path, data: Option<&Path>, trained: bool, seed: u64) -> i32 {
+    let (file, model, dataset) = match model_and_data(path, data) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let compiled = match CompiledModel::from_model(model.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut trainer = Trainer::new(&compiled, seed);
+    if trained {
+        if let Err(e) = trainer.fit(dataset.as_ref(), &model.train, |_| {}) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
+    let point = point_of(&trainer, &model, dataset.as_ref());
+    let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
+    let n: usize = point.params.iter().map(|p| p.len()).sum();
+    let (lo, hi, how) = if n <= 64 {
+        let ev = crate::inspect::symmetric_eigenvalues(&crate::inspect::hessian(&h, &point));
+        (ev[0], ev[ev.len() - 1], "full Hessian".to_string())
+    } else {
+        let mut rng = crate::init::rng(seed);
+        let (lo, hi) = crate::inspect::lanczos_extremes(&h, &point, 40, &mut rng);
+        (lo, hi, "Lanczos, 40 Hessian-vector products".to_string())
+    };
+    println!("inspect {} at the {} point ({n} parameters; {how})", file.name, if trained { "trained" } else { "initial" });
+    println!("  largest eigenvalue   λmax = {hi:.6e}");
+    println!("  smallest eigenvalue  λmin = {lo:.6e}");
+    if lo > 0.0 {
+        println!("  condition number     κ = λmax/λmin = {:.6e}", hi / lo);
+    } else {
+        println!("  condition number     κ = ∞ (λmin ≤ 0: the Hessian is not positive definite here; a saddle or a flat direction)");
+    }
+    if hi > 0.0 {
+        println!("  largest stable gradient-descent step 2/λmax = {:.6e}", 2.0 / hi);
+    }
+    0
 }
 
 fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {

@@ -56,6 +56,7 @@ pub mod compile;
 pub mod train;
 pub mod api;
 pub mod bench;
+pub mod inspect;
 pub mod cli;
 
 pub use api::{Error, Session, Var, compile, compile_file, compile_named};

@@ -57,3 +57,18 @@ fn bad_files_and_flags_are_clear_errors() {
     let (code, _, _) = adjoint(&["train", "examples/linreg.dsl", "--steps", "many"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn gradcheck_passes_on_examples_and_inspect_reports_conditioning() {
+    for ex in ["examples/rosenbrock.dsl", "examples/linreg.dsl", "examples/logistic.dsl"] {
+        let (code, stdout, stderr) = adjoint(&["gradcheck", ex, "--points", "1"]);
+        assert_eq!(code, 0, "{ex}: {stdout}{stderr}");
+        assert!(stdout.contains("ok: worst relative error"), "{stdout}");
+    }
+    let (code, stdout, _) = adjoint(&["inspect", "examples/rosenbrock.dsl"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("condition number") && stdout.contains("2/λmax"), "{stdout}");
+    let (code, stdout, _) = adjoint(&["graph", "--dot", "--grad", "examples/linreg.dsl"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("digraph"));
+}
