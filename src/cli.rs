@@ -114,6 +114,10 @@ struct TrainArgs {
     /// Print the time spent in each compiler stage.
     #[arg(long)]
     timings: bool,
+    /// Check every step for NaN or infinity and name the operation (and derivative rule) that
+    /// produced the first one.
+    #[arg(long)]
+    check_finite: bool,
 }
 
 pub fn main() -> i32 {
@@ -484,6 +488,7 @@ fn train(args: &TrainArgs) -> i32 {
         }
     }
     let mut trainer = Trainer::new(&compiled, settings.seed);
+    trainer.check_finite = args.check_finite;
     let loss_name = compiled.model.loss_name.clone();
     let t0 = std::time::Instant::now();
     let result = trainer.fit(dataset.as_ref(), &settings, |p: &Progress| {
@@ -492,6 +497,16 @@ fn train(args: &TrainArgs) -> i32 {
     let elapsed = t0.elapsed();
     if let Err(e) = result {
         eprintln!("error: {e}");
+        if let crate::train::TrainError::NonFiniteAt { origin, .. } = &e {
+            if let Some(span) = origin.span {
+                let what = match origin.rule {
+                    Some(r) => format!("the derivative of this `{r}`"),
+                    None => format!("this `{}`", origin.op),
+                };
+                let d = crate::diagnostics::Diagnostic::error("non-finite value").with_label(span, what);
+                eprint!("{}", d.render(&file).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>());
+            }
+        }
         return 2;
     }
     println!("trained {} steps in {:.3} s ({:.2} µs/step)", trainer.step, elapsed.as_secs_f64(), elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64);

@@ -23,8 +23,34 @@ pub enum TrainError {
     Run(#[from] RunError),
     #[error("the model has inputs but no data was given (use `data \"file.csv\"` in the model or `--data FILE`)")]
     NoData,
-    #[error("the loss became {value} at step {step}; training stopped")]
+    #[error("the loss became {value} at step {step}; training stopped (run with --check-finite to find where)")]
     NonFinite { step: u64, value: f64 },
+    #[error("step {step}: {}", .origin.describe())]
+    NonFiniteAt { step: u64, origin: NonFiniteOrigin },
+    #[error("step {step}: the optimizer update made parameter `{param}` non-finite (the gradients were finite); the parameters are kept as they were before the step")]
+    NonFiniteUpdate { step: u64, param: String },
+}
+
+/// Where the first non-finite value of a step came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFiniteOrigin {
+    /// The op that produced it from finite operands.
+    pub op: &'static str,
+    /// Where that op is in the source (for the backward pass: the forward op whose rule built it).
+    pub span: Option<crate::diagnostics::Span>,
+    /// For the backward pass, the op whose derivative rule produced it.
+    pub rule: Option<&'static str>,
+    /// The value it produced, e.g. NaN or inf.
+    pub value: f64,
+}
+
+impl NonFiniteOrigin {
+    pub fn describe(&self) -> String {
+        match self.rule {
+            None => format!("`{}` in the forward pass produced {}", self.op, self.value),
+            Some(r) => format!("the derivative rule of `{r}` (its `{}`) produced {} in the backward pass", self.op, self.value),
+        }
+    }
 }
 
 /// One line of progress.
@@ -47,6 +73,8 @@ pub struct Trainer {
     pub opt_step: StepState,
     /// Length of the run, for schedules that depend on it (cosine).
     pub total_steps: u64,
+    /// Check every step's loss, gradients and parameters, and locate the first non-finite value.
+    pub check_finite: bool,
     data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
     /// Reused table of per-step scalars for the fused loop.
@@ -79,6 +107,7 @@ impl Trainer {
             step: 0,
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
+            check_finite: false,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
             table: Vec::new(),
@@ -138,6 +167,55 @@ impl Trainer {
         let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
         self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
         Ok(loss)
+    }
+
+    /// One step that checks everything it computes; a non-finite loss, gradient or parameter is
+    /// traced to the op that first produced it, by replaying the step in the interpreter.
+    pub fn checked_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
+        let before: Vec<Buffer> = self.params.clone();
+        let loss = self.value_and_grad(inputs, rows)?;
+        let grads_finite = (0..self.params.len()).all(|i| self.gradient(i, rows).is_some_and(|g| g.to_f64().iter().all(|v| v.is_finite())));
+        let step = self.step + 1;
+        if !loss.is_finite() || !grads_finite {
+            return Err(match self.locate_non_finite(inputs, rows) {
+                Some(origin) => TrainError::NonFiniteAt { step, origin },
+                None => TrainError::NonFinite { step, value: loss },
+            });
+        }
+        let scalars = self.next_scalars();
+        let syms = self.syms(rows);
+        let ws = &self.grad_ws[&syms];
+        let plan = &self.compiled.gradient.plan;
+        let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
+        self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
+        if self.params.iter().any(|p| p.to_f64().iter().any(|v| !v.is_finite())) {
+            let bad = self.params.iter().position(|p| p.to_f64().iter().any(|v| !v.is_finite())).unwrap_or(0);
+            self.params = before;
+            let name = self.compiled.model.graph().params[bad].name.clone();
+            return Err(TrainError::NonFiniteUpdate { step, param: name });
+        }
+        Ok(loss)
+    }
+
+    fn locate_non_finite(&self, inputs: &[Buffer], rows: usize) -> Option<NonFiniteOrigin> {
+        let f = &self.compiled.graphs.gradient;
+        let g = &f.graph;
+        let syms = self.syms(rows);
+        let tensors = |bufs: &[Buffer], shapes: Vec<crate::ir::Shape>| -> Vec<crate::ir::Tensor> {
+            bufs.iter().zip(shapes).map(|(b, s)| crate::ir::Tensor::new(s.concrete(&syms), b.to_f64())).collect()
+        };
+        let ins = tensors(inputs, g.inputs.iter().map(|i| i.shape.clone()).collect());
+        let params = tensors(&self.params, g.params.iter().map(|p| p.shape.clone()).collect());
+        let roots: Vec<crate::ir::NodeId> = f.outputs.iter().map(|o| o.1).collect();
+        let values = crate::ir::interp::eval(g, &ins, &params, &syms, &roots);
+        let bad = |id: crate::ir::NodeId| values[id.index()].as_ref().and_then(|t| t.data.iter().copied().find(|v| !v.is_finite()));
+        g.ids().find_map(|id| {
+            let v = bad(id)?;
+            if g.node(id).inputs.iter().any(|&a| bad(a).is_some()) {
+                return None;
+            }
+            Some(NonFiniteOrigin { op: g.op(id).name(), span: g.span(id), rule: g.rule(id), value: v })
+        })
     }
 
     /// `k` steps on the same batch in one native call (the fused loop); returns the loss
@@ -205,6 +283,7 @@ impl Trainer {
         let end = self.step + total;
         while s < end {
             let (loss, done) = match batch {
+                None if self.check_finite => (self.checked_step(&full, rows)?, 1),
                 None => {
                     // Full batch: run up to the next log point in one native call.
                     let k = (every - s % every).min(end - s);
@@ -224,7 +303,11 @@ impl Trainer {
                     }
                     let n_batch = stop - pos;
                     pos = stop;
-                    (self.train_steps(&batch_bufs, n_batch, 1)?, 1)
+                    if self.check_finite {
+                        (self.checked_step(&batch_bufs, n_batch)?, 1)
+                    } else {
+                        (self.train_steps(&batch_bufs, n_batch, 1)?, 1)
+                    }
                 }
             };
             s += done;

@@ -72,3 +72,18 @@ fn gradcheck_passes_on_examples_and_inspect_reports_conditioning() {
     assert_eq!(code, 0);
     assert!(stdout.starts_with("digraph"));
 }
+
+#[test]
+fn check_finite_names_the_operation_and_the_rule() {
+    let (code, _, stderr) = adjoint(&["train", "tests/data/train/nan_forward.dsl", "--check-finite"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("step 6: `sqrt` in the forward pass produced NaN"), "{stderr}");
+    assert!(stderr.contains("tests/data/train/nan_forward.dsl:5:9"), "{stderr}");
+    let (code, _, stderr) = adjoint(&["train", "tests/data/train/inf_backward.dsl", "--check-finite"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("step 1: the derivative rule of `sqrt`") && stderr.contains("backward pass"), "{stderr}");
+    assert!(stderr.contains("inf_backward.dsl:4:6"), "{stderr}");
+    let (code, _, stderr) = adjoint(&["train", "tests/data/train/nan_forward.dsl"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("the loss became NaN at step 6"), "{stderr}");
+}
