@@ -31,13 +31,51 @@ pub enum Init {
     Orthogonal { gain: f64 },
     /// Martens (2010): each unit gets exactly `k` non-zero N(0,1) incoming weights.
     Sparse { k: u64 },
+    /// From the training data's marginal statistics of an input (set by `Trainer::init_from_data`):
+    /// the best constant predictor, so the initial loss is that of the marginals.
+    FromData { stat: DataStat, input: String },
+}
+
+/// Which marginal statistic a data-driven bias takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DataStat {
+    /// The mean target, for squared loss.
+    Mean,
+    /// log of each class's frequency, for softmax cross-entropy (a `[k]` bias).
+    LogPrior,
+    /// log(p / (1 − p)) of the mean of 0/1 targets, for a sigmoid output.
+    LogOdds,
+}
+
+impl DataStat {
+    /// The bias values for a parameter of `len` elements from one input column.
+    pub fn compute(self, values: &[f64], len: usize) -> Vec<f64> {
+        let n = values.len().max(1) as f64;
+        match self {
+            DataStat::Mean => vec![values.iter().sum::<f64>() / n; len],
+            DataStat::LogOdds => {
+                let p = (values.iter().sum::<f64>() / n).clamp(1e-12, 1.0 - 1e-12);
+                vec![(p / (1.0 - p)).ln(); len]
+            }
+            DataStat::LogPrior => {
+                let mut counts = vec![0.0f64; len];
+                for &v in values {
+                    if v >= 0.0 && (v as usize) < len {
+                        counts[v as usize] += 1.0;
+                    }
+                }
+                // A class absent from the data gets a small prior instead of log 0.
+                counts.iter().map(|c| (c.max(0.5) / n).ln()).collect()
+            }
+        }
+    }
 }
 
 /// Names and parameter names, for diagnostics and docs.
 pub const NAMES: &[&str] = &[
     "zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "xavier_uniform", "xavier_normal",
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
-    "sparse",
+    "sparse", "mean", "log_prior", "log_odds",
 ];
 
 impl Init {
@@ -122,6 +160,7 @@ impl Init {
             Init::LecunNormal => normal(rng, 0.0, (1.0 / fan_in as f64).sqrt()),
             Init::Orthogonal { gain } => orthogonal(shape, gain, rng),
             Init::Sparse { k } => sparse(shape, k as usize, rng),
+            Init::FromData { .. } => vec![0.0; n],
         }
     }
 }

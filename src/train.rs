@@ -117,6 +117,20 @@ impl Trainer {
         }
     }
 
+    /// Sets the parameters initialized from data (`~ mean(y)`, `~ log_prior(label)`,
+    /// `~ log_odds(t)`) from the data's marginal statistics.
+    pub fn init_from_data(&mut self, data: &Dataset) {
+        let model = &self.compiled.model;
+        let g = model.graph();
+        for (i, init) in model.inits.iter().enumerate() {
+            if let crate::init::Init::FromData { stat, input } = init {
+                let Some(k) = g.inputs.iter().position(|x| &x.name == input) else { continue };
+                let len = self.params[i].len();
+                self.params[i] = Buffer::from_f64(g.dtype, &stat.compute(&data.inputs[k], len));
+            }
+        }
+    }
+
     fn syms(&self, rows: usize) -> Vec<u64> {
         let mut syms = vec![0u64; self.compiled.model.graph().syms.len()];
         if let Some(r) = self.compiled.model.row_dim {
@@ -256,6 +270,11 @@ impl Trainer {
             None if has_inputs => return Err(TrainError::NoData),
             _ => (vec![], 0),
         };
+        if self.step == 0 {
+            if let Some(d) = data {
+                self.init_from_data(d);
+            }
+        }
         let batch = settings.batch.map(|b| b as usize).filter(|&b| has_inputs && b < rows);
         let steps_per_epoch = match batch {
             Some(b) if settings.drop_last => (rows / b) as u64,

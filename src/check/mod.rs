@@ -57,6 +57,13 @@ impl Checker {
         self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
         let (params, inits, param_spans) = self.params(module);
+        for (init, span) in inits.iter().zip(&param_spans) {
+            if let Init::FromData { input, .. } = init {
+                if !inputs.iter().any(|i| &i.name == input) {
+                    self.error(Diagnostic::error(format!("no input named `{input}` to initialize from")).with_label(*span, "in this parameter"));
+                }
+            }
+        }
         let mut graph = Graph::new(dtype, self.syms.clone(), inputs, params);
         let mut loss: Option<(String, NodeId, Span)> = None;
         let mut metrics: Vec<(String, NodeId)> = Vec::new();
@@ -149,6 +156,7 @@ impl Checker {
             return Err(std::mem::take(&mut self.diags));
         }
         self.unused_warnings(module, &graph, loss);
+        self.symmetry_warnings(&graph, loss, &inits, &param_spans);
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
@@ -356,6 +364,26 @@ impl Checker {
     }
 
     fn init(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<Init> {
+        let stat = match name.name.as_str() {
+            "mean" => Some(crate::init::DataStat::Mean),
+            "log_prior" => Some(crate::init::DataStat::LogPrior),
+            "log_odds" => Some(crate::init::DataStat::LogOdds),
+            _ => None,
+        };
+        if let Some(stat) = stat {
+            // `~ log_prior(label)`: the statistic of an input, computed when data arrives.
+            let input = match args {
+                [ast::Arg { name: None, value: ast::Expr { kind: ExprKind::Name(n), .. } }] => n.clone(),
+                _ => {
+                    self.error(
+                        Diagnostic::error(format!("`{}` takes the name of an input", name.name))
+                            .with_label(name.span, "e.g. `~ log_prior(label)`"),
+                    );
+                    return None;
+                }
+            };
+            return Some(Init::FromData { stat, input });
+        }
         let (positional, named) = self.const_args(args)?;
         match Init::from_call(&name.name, &positional, &named) {
             Ok(init) => Some(init),
@@ -524,6 +552,56 @@ impl Checker {
         if train.steps.is_some() && train.epochs.is_some() {
             let span = settings.iter().find(|s| s.name.name == "epochs").map(|s| s.name.span).unwrap_or_default();
             self.error(Diagnostic::error("give `steps` or `epochs`, not both").with_label(span, "here"));
+        }
+    }
+
+    /// A hidden layer whose incoming and outgoing weight matrices both start constant never
+    /// breaks symmetry: every unit computes the same value, gets the same gradient, and stays
+    /// equal to the others.
+    fn symmetry_warnings(&mut self, graph: &Graph, loss: NodeId, inits: &[Init], spans: &[Span]) {
+        let live = graph.reachable(&[loss]);
+        for (i, (init, span)) in inits.iter().zip(spans).enumerate() {
+            let shape = &graph.params[i].shape;
+            let units = match shape.0.as_slice() {
+                [_, Dim::Fixed(k)] => *k,
+                _ => continue,
+            };
+            if !init.is_constant() || units < 2 {
+                continue;
+            }
+            let name = &graph.params[i].name;
+            // Layers `x @ W` whose output, through elementwise ops, feeds another product.
+            let hidden = graph.ids().filter(|id| live[id.index()]).any(|id| {
+                let node = graph.node(id);
+                if node.op != Op::MatMul || *graph.op(node.inputs[1]) != Op::Param(i as u32) {
+                    return false;
+                }
+                let mut reach = vec![false; graph.len()];
+                reach[id.index()] = true;
+                graph.ids().skip(id.index() + 1).filter(|d| live[d.index()]).any(|d| {
+                    let n = graph.node(d);
+                    let from = n.inputs.iter().any(|a| reach[a.index()]);
+                    // The units stay tied only if the next layer treats them alike too: its weight
+                    // matrix starts constant as well (a random one gives each unit its own gradient).
+                    if from && n.op == Op::MatMul && reach[n.inputs[0].index()] {
+                        if let Op::Param(k) = graph.op(n.inputs[1]) {
+                            if inits[*k as usize].is_constant() {
+                                return true;
+                            }
+                        }
+                    }
+                    reach[d.index()] = from;
+                    false
+                })
+            });
+            if hidden {
+                self.diags.push(
+                    Diagnostic::warning(format!("the {units} hidden units fed by `{name}` start identical"))
+                        .with_label(*span, format!("`{name}` starts constant"))
+                        .with_note("every unit (column) computes the same value and, with the next layer's weights also constant, receives the same gradient, so the units stay equal for the whole of training")
+                        .with_note(format!("break the symmetry with a random initializer, e.g. `param {name}[…] ~ xavier_uniform`")),
+                );
+            }
         }
     }
 

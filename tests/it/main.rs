@@ -7,6 +7,7 @@ mod cli;
 mod diagnostics;
 mod docs;
 mod gradients;
+mod init;
 mod inspect;
 mod jit;
 mod optim;
