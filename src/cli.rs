@@ -118,6 +118,18 @@ struct TrainArgs {
     /// produced the first one.
     #[arg(long)]
     check_finite: bool,
+    /// Optimizer (overrides the model's; its hyperparameters take their defaults unless given).
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Fraction of the rows held out for validation.
+    #[arg(long)]
+    validation: Option<f64>,
+    /// Stop when the validation loss has not improved for this many log points.
+    #[arg(long)]
+    patience: Option<u64>,
+    /// Write the loss (and validation loss and metrics) at every log point to this CSV file.
+    #[arg(long)]
+    history: Option<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -412,6 +424,16 @@ fn train(args: &TrainArgs) -> i32 {
         }
     };
     eprint!("{}", render_all(&warnings, &file));
+    if let Some(name) = &args.optimizer {
+        match crate::optim::OptimizerKind::from_name(name) {
+            Some(kind) => model.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect),
+            None => {
+                let known: Vec<_> = crate::optim::OptimizerKind::ALL.iter().map(|k| k.name()).collect();
+                eprintln!("error: unknown optimizer `{name}` for --optimizer; known: {}", known.join(", "));
+                return 2;
+            }
+        }
+    }
     if let Some(lr) = args.lr {
         if !(lr.is_finite() && lr > 0.0) {
             eprintln!("error: --lr must be a positive number, found {lr}");
@@ -434,6 +456,16 @@ fn train(args: &TrainArgs) -> i32 {
                 return 2;
             }
             s.batch = Some(b);
+        }
+        if let Some(v) = args.validation {
+            if !(0.0..1.0).contains(&v) {
+                eprintln!("error: --validation is the fraction of rows held out, in [0, 1); found {v}");
+                return 2;
+            }
+            s.validation = v;
+        }
+        if let Some(p) = args.patience {
+            s.patience = p;
         }
         s
     };
@@ -489,11 +521,67 @@ fn train(args: &TrainArgs) -> i32 {
     }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
+    let (train_data, dataset) = match dataset {
+        Some(d) if settings.validation > 0.0 => {
+            let (t, v) = d.split(settings.validation, settings.seed);
+            println!("validation: {} rows held out, {} for training", v.n_rows, t.n_rows);
+            trainer.validation = Some(v);
+            (Some(t.clone()), Some(t))
+        }
+        other => (other.clone(), other),
+    };
+    if settings.patience > 0 && trainer.validation.is_none() {
+        eprintln!("error: early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)");
+        return 2;
+    }
+    let mut history = match &args.history {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some((p.clone(), std::io::BufWriter::new(f), false)),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", p.display());
+                return 2;
+            }
+        },
+        None => None,
+    };
     let loss_name = compiled.model.loss_name.clone();
     let t0 = std::time::Instant::now();
-    let result = trainer.fit(dataset.as_ref(), &settings, |p: &Progress| {
-        println!("step {:>8}  epoch {:>5}  {loss_name} {:.6e}", p.step, p.epoch, p.loss);
+    let bar = progress_bar();
+    let result = trainer.fit(train_data.as_ref(), &settings, |p: &Progress| {
+        let val: String = p.validation.iter().map(|(n, v)| format!("  val_{n} {v:.6e}")).collect();
+        let line = format!("step {:>8}  epoch {:>5}  {loss_name} {:.6e}{val}{}", p.step, p.epoch, p.loss, if p.stopped_early { "  (early stop: best validation loss restored)" } else { "" });
+        match &bar {
+            Some(b) => {
+                b.set_length(p.end);
+                b.set_position(p.step);
+                b.set_message(format!("{loss_name} {:.4e}{val}", p.loss));
+                if p.stopped_early {
+                    b.println(line);
+                }
+            }
+            None => println!("{line}"),
+        }
+        if let Some((_, w, header)) = &mut history {
+            use std::io::Write as _;
+            if !*header {
+                let names: String = p.validation.iter().map(|(n, _)| format!(",val_{n}")).collect();
+                let _ = writeln!(w, "step,epoch,{loss_name}{names}");
+                *header = true;
+            }
+            let vals: String = p.validation.iter().map(|(_, v)| format!(",{v}")).collect();
+            let _ = writeln!(w, "{},{},{}{vals}", p.step, p.epoch, p.loss);
+        }
     });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some((path, mut w, _)) = history {
+        use std::io::Write as _;
+        if let Err(e) = w.flush() {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 2;
+        }
+    }
     let elapsed = t0.elapsed();
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -529,6 +617,18 @@ fn train(args: &TrainArgs) -> i32 {
         println!("{}", describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64()));
     }
     0
+}
+
+/// A progress bar with steps/s and the loss when stdout is a terminal; plain lines otherwise.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  {msg}").ok()?;
+    bar.set_style(style);
+    Some(bar)
 }
 
 fn describe_param(name: &str, shape: &[usize], values: &[f64]) -> String {

@@ -169,3 +169,34 @@ fn one_hot_classes(g: &Graph, input: u32) -> Option<u32> {
         })
         .min()
 }
+
+impl Dataset {
+    /// The rows at `idx`, in that order.
+    pub fn rows(&self, idx: &[usize]) -> Dataset {
+        let inputs = self
+            .inputs
+            .iter()
+            .zip(&self.widths)
+            .map(|(v, &w)| idx.iter().flat_map(|&r| v[r * w..(r + 1) * w].iter().copied()).collect())
+            .collect();
+        Dataset { n_rows: idx.len(), inputs, widths: self.widths.clone() }
+    }
+
+    /// A seeded random split: (training rows, the held-out `fraction`).
+    pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        use rand::RngExt;
+        let mut order: Vec<usize> = (0..self.n_rows).collect();
+        let mut rng = crate::init::rng(seed ^ 0x5A17_5A17);
+        for i in (1..order.len()).rev() {
+            let j = rng.random_range(0..=i);
+            order.swap(i, j);
+        }
+        let held = ((self.n_rows as f64) * fraction).round() as usize;
+        let held = held.min(self.n_rows.saturating_sub(1));
+        let (val, train) = order.split_at(held);
+        let (mut train, mut val) = (train.to_vec(), val.to_vec());
+        train.sort_unstable();
+        val.sort_unstable();
+        (self.rows(&train), self.rows(&val))
+    }
+}

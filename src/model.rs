@@ -43,11 +43,15 @@ pub struct TrainSettings {
     pub log_every: u64,
     /// Skip the last, partial batch of each epoch.
     pub drop_last: bool,
+    /// Fraction of the rows held out for validation (0: none).
+    pub validation: f64,
+    /// Stop when the validation loss has not improved for this many log points (0: never).
+    pub patience: u64,
 }
 
 impl Default for TrainSettings {
     fn default() -> Self {
-        TrainSettings { steps: None, epochs: None, batch: None, seed: 0, log_every: 0, drop_last: false }
+        TrainSettings { steps: None, epochs: None, batch: None, seed: 0, log_every: 0, drop_last: false, validation: 0.0, patience: 0 }
     }
 }
 

@@ -59,6 +59,12 @@ pub struct Progress {
     pub step: u64,
     pub epoch: u64,
     pub loss: f64,
+    /// Loss and metrics on the validation rows, when there are some.
+    pub validation: Vec<(String, f64)>,
+    /// Set on the last report when early stopping ended the run.
+    pub stopped_early: bool,
+    /// The step the run will end at.
+    pub end: u64,
 }
 
 /// Parameters and optimizer state of one training run of a compiled model.
@@ -75,6 +81,8 @@ pub struct Trainer {
     pub total_steps: u64,
     /// Check every step's loss, gradients and parameters, and locate the first non-finite value.
     pub check_finite: bool,
+    /// Held-out rows evaluated at every log point (and used by early stopping).
+    pub validation: Option<Dataset>,
     data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
     /// Reused table of per-step scalars for the fused loop.
@@ -108,6 +116,7 @@ impl Trainer {
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
             check_finite: false,
+            validation: None,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
             table: Vec::new(),
@@ -300,6 +309,8 @@ impl Trainer {
         let mut epoch = 0;
         let mut s = self.step;
         let end = self.step + total;
+        let mut best: Option<(f64, Vec<Buffer>)> = None;
+        let mut since_best = 0;
         while s < end {
             let (loss, done) = match batch {
                 None if self.check_finite => (self.checked_step(&full, rows)?, 1),
@@ -337,7 +348,33 @@ impl Trainer {
                 return Err(TrainError::NonFinite { step: s, value: loss });
             }
             if s % every == 0 || s == end {
-                log(&Progress { step: s, epoch, loss });
+                let validation = match &self.validation {
+                    Some(v) => {
+                        let bufs: Vec<Buffer> = v.inputs.iter().map(|x| Buffer::from_f64(dtype, x)).collect();
+                        self.evaluate(&bufs, v.n_rows)?
+                    }
+                    None => vec![],
+                };
+                // Early stopping keeps the parameters of the best validation loss.
+                let mut stop = false;
+                if settings.patience > 0 {
+                    if let Some((_, vloss)) = validation.first() {
+                        if best.as_ref().is_none_or(|(b, _)| vloss < b) {
+                            best = Some((*vloss, self.params.clone()));
+                            since_best = 0;
+                        } else {
+                            since_best += 1;
+                            stop = since_best >= settings.patience;
+                        }
+                    }
+                }
+                if stop {
+                    self.params = best.take().map(|b| b.1).unwrap_or_else(|| self.params.clone());
+                }
+                log(&Progress { step: s, epoch, loss, validation, stopped_early: stop, end });
+                if stop {
+                    break;
+                }
             }
         }
         Ok(())

@@ -528,6 +528,14 @@ impl Checker {
     fn train_settings(&mut self, settings: &[ast::Setting], train: &mut TrainSettings) {
         for s in settings {
             let Some(v) = self.const_value(&s.value) else { continue };
+            if s.name.name == "validation" {
+                if (0.0..1.0).contains(&v) {
+                    train.validation = v;
+                } else {
+                    self.error(Diagnostic::error("`validation` is the fraction of rows held out, in [0, 1)").with_label(s.value.span, "here"));
+                }
+                continue;
+            }
             let whole = v >= 0.0 && v.fract() == 0.0 && v < 1e18;
             if !whole {
                 self.error(Diagnostic::error(format!("`{}` must be a whole number ≥ 0", s.name.name)).with_label(s.value.span, "here"));
@@ -541,11 +549,12 @@ impl Checker {
                 "seed" => train.seed = v,
                 "log_every" => train.log_every = v,
                 "drop_last" if v <= 1 => train.drop_last = v == 1,
+                "patience" => train.patience = v,
                 "batch" => self.error(Diagnostic::error("`batch` must be at least 1").with_label(s.value.span, "here")),
                 other => self.error(
                     Diagnostic::error(format!("unknown training setting `{other}`"))
                         .with_label(s.name.span, "not a setting")
-                        .with_note("settings: steps, epochs, batch, seed, log_every, drop_last"),
+                        .with_note("settings: steps, epochs, batch, seed, log_every, drop_last, validation, patience"),
                 ),
             }
         }

@@ -87,3 +87,31 @@ fn check_finite_names_the_operation_and_the_rule() {
     assert_eq!(code, 2);
     assert!(stderr.contains("the loss became NaN at step 6"), "{stderr}");
 }
+
+#[test]
+fn validation_split_early_stopping_history_and_overrides() {
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let history = dir.join("history.csv");
+    let (code, stdout, stderr) = adjoint(&[
+        "train", "examples/iris.dsl", "--validation", "0.3", "--patience", "2", "--steps", "20000", "--optimizer", "adam", "--lr", "0.5",
+        "--history", history.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("validation: 45 rows held out, 105 for training"), "{stdout}");
+    assert!(stdout.contains("val_accuracy"), "{stdout}");
+    let csv = std::fs::read_to_string(&history).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("step,epoch,loss,val_loss,val_accuracy"));
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert!(rows.len() >= 3 && rows.iter().all(|r| r.len() == 5));
+    if stdout.contains("early stop") {
+        assert!(rows.last().unwrap()[0] < 20000.0);
+    }
+    let (code, _, stderr) = adjoint(&["train", "examples/iris.dsl", "--optimizer", "adamm"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown optimizer `adamm`"), "{stderr}");
+    let (code, _, stderr) = adjoint(&["train", "examples/iris.dsl", "--patience", "3"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("needs a validation split"), "{stderr}");
+}
