@@ -393,7 +393,7 @@ fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
             eprint!("{}", render_all(&warnings, &file));
             let graphs = compile::graphs(&model);
             let style = if latex { crate::ir::pretty::Style::Latex } else { crate::ir::pretty::Style::Dsl };
-            match compile::derivatives(&graphs, &model.loss_name, wrt, style) {
+            match compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style)) {
                 Ok(text) => {
                     print!("{text}");
                     0

@@ -24,11 +24,26 @@ pub enum CompileError {
 
 /// Parses and checks a model file: the front end alone.
 pub fn check_source(file: &SourceFile) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let (module, parse_errors) = crate::syntax::parse(&file.text);
-    if !parse_errors.is_empty() {
-        return Err(parse_errors);
-    }
-    crate::check::check(&module)
+    with_big_stack(|| {
+        let (module, parse_errors) = crate::syntax::parse(&file.text);
+        if !parse_errors.is_empty() {
+            return Err(parse_errors);
+        }
+        crate::check::check(&module)
+    })
+}
+
+/// Runs the recursive stages (the syntax tree is a tree) on a thread with a large stack, so
+/// that deep but legal input, such as a sum of ten thousand terms, cannot overflow the caller's.
+pub fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn_scoped(s, f)
+            .map(|h| h.join())
+            .unwrap_or_else(|_| panic!("adjoint internal error: cannot start the compiler thread"))
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }
 
 /// Time spent in each stage of one compilation.
@@ -132,20 +147,23 @@ impl CompiledModel {
     pub fn compile(file: &SourceFile) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
         let mut timings = Timings::default();
         let mut t = Instant::now();
-        let (module, parse_errors) = crate::syntax::parse(&file.text);
-        timings.lap("parse", &mut t);
-        if !parse_errors.is_empty() {
-            return Err(CompileError::Diagnostics(parse_errors));
-        }
-        let (model, warnings) = crate::check::check(&module).map_err(CompileError::Diagnostics)?;
-        timings.lap("check", &mut t);
-        let compiled = CompiledModel::build(model, timings)?;
+        let (model, warnings) = with_big_stack(|| {
+            let (module, parse_errors) = crate::syntax::parse(&file.text);
+            timings.lap("parse", &mut t);
+            if !parse_errors.is_empty() {
+                return Err(CompileError::Diagnostics(parse_errors));
+            }
+            let res = crate::check::check(&module).map_err(CompileError::Diagnostics);
+            timings.lap("check", &mut t);
+            res
+        })?;
+        let compiled = with_big_stack(|| CompiledModel::build(model, timings))?;
         Ok((compiled, warnings))
     }
 
     /// Compiles a checked model (whose settings may have been changed since checking).
     pub fn from_model(model: Model) -> Result<CompiledModel, CompileError> {
-        CompiledModel::build(model, Timings::default())
+        with_big_stack(|| CompiledModel::build(model, Timings::default()))
     }
 
     fn build(model: Model, mut timings: Timings) -> Result<CompiledModel, CompileError> {

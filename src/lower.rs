@@ -87,9 +87,13 @@ fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
             user[a.index()] = Some(id);
         }
     }
-    g.ids()
-        .map(|id| {
-            let node = g.node(id);
+    // A fused expression is evaluated recursively where it is read: bound its depth.
+    const MAX_FUSED_DEPTH: u32 = 24;
+    let mut depth = vec![0u32; g.len()];
+    let mut res = vec![false; g.len()];
+    for id in g.ids() {
+        let node = g.node(id);
+        let inline = (|| {
             if !live[id.index()] || !node.op.is_elementwise() || uses[id.index()] != 1 {
                 return false;
             }
@@ -101,8 +105,14 @@ fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
                 ref op if op.is_elementwise() => un.shape == node.shape,
                 _ => false,
             }
-        })
-        .collect()
+        })();
+        let d = 1 + node.inputs.iter().map(|a| if res[a.index()] { depth[a.index()] } else { 0 }).max().unwrap_or(0);
+        if inline && d <= MAX_FUSED_DEPTH {
+            res[id.index()] = true;
+            depth[id.index()] = d;
+        }
+    }
+    res
 }
 
 pub fn plan(f: &GraphFn) -> Plan {

@@ -101,8 +101,31 @@ pub struct Workspace {
     owned: Vec<Option<Buffer>>,
 }
 
+/// The most memory one model's buffers may take: three quarters of the machine's memory.
+pub fn memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kib| kib * 1024)
+        .unwrap_or(16 << 30);
+    total / 4 * 3
+}
+
 impl Workspace {
-    pub fn new(plan: &Plan, dtype: DType, syms: &[u64]) -> Workspace {
+    /// Allocates the temporaries and outputs, after checking that they fit in memory.
+    pub fn new(plan: &Plan, dtype: DType, syms: &[u64]) -> Result<Workspace, RunError> {
+        let mut bytes: u128 = 0;
+        for (i, s) in plan.slots.iter().enumerate() {
+            if matches!(s.kind, SlotKind::Output(_) | SlotKind::Temp) {
+                let n: u128 = s.shape.concrete(syms).iter().map(|&d| d as u128).product();
+                bytes += n * dtype.size() as u128;
+            }
+            let _ = i;
+        }
+        let limit = memory_limit() as u128;
+        if bytes > limit {
+            return Err(RunError::TooLarge { bytes: bytes.min(u64::MAX as u128) as u64, limit: limit as u64 });
+        }
         let owned = plan
             .slots
             .iter()
@@ -112,7 +135,7 @@ impl Workspace {
                 SlotKind::Input(_) | SlotKind::Param(_) => None,
             })
             .collect();
-        Workspace { syms: syms.to_vec(), owned }
+        Ok(Workspace { syms: syms.to_vec(), owned })
     }
 
     pub fn syms(&self) -> &[u64] {
@@ -139,6 +162,19 @@ pub enum RunError {
     Length { what: String, expected: usize, found: usize },
     #[error("{what} holds {found} values where the model computes in {expected}")]
     DType { what: String, expected: &'static str, found: &'static str },
+    #[error("the model's buffers would take {} at this batch size, more than the {} this machine allows", human_bytes(*.bytes), human_bytes(*.limit))]
+    TooLarge { bytes: u64, limit: u64 },
+}
+
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
 }
 
 fn check(buf: &Buffer, expected: usize, dtype: DType, what: impl Fn() -> String) -> Result<(), RunError> {

@@ -153,7 +153,10 @@ impl Trainer {
     pub fn value_and_grad(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;
-        let ws = self.grad_ws.entry(syms.clone()).or_insert_with(|| Workspace::new(&exe.plan, exe.dtype, &syms));
+        if !self.grad_ws.contains_key(&syms) {
+            self.grad_ws.insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
+        }
+        let ws = self.grad_ws.get_mut(&syms).expect("inserted above");
         exe.run(ws, inputs, &self.params)?;
         Ok(ws.output(&exe.plan, 0).get(0))
     }
@@ -254,7 +257,10 @@ impl Trainer {
         }
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;
-        let ws = self.grad_ws.entry(syms.clone()).or_insert_with(|| Workspace::new(&exe.plan, exe.dtype, &syms));
+        if !self.grad_ws.contains_key(&syms) {
+            self.grad_ws.insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
+        }
+        let ws = self.grad_ws.get_mut(&syms).expect("inserted above");
         let res = self.compiled.train_loop.run(exe, ws, inputs, &mut self.params, &mut self.state, &mut table, k);
         self.table = table;
         res?;
@@ -265,7 +271,10 @@ impl Trainer {
     pub fn evaluate(&mut self, inputs: &[Buffer], rows: usize) -> Result<Vec<(String, f64)>, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
-        let ws = self.fwd_ws.entry(syms.clone()).or_insert_with(|| Workspace::new(&exe.plan, exe.dtype, &syms));
+        if !self.fwd_ws.contains_key(&syms) {
+            self.fwd_ws.insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
+        }
+        let ws = self.fwd_ws.get_mut(&syms).expect("inserted above");
         exe.run(ws, inputs, &self.params)?;
         Ok(self.compiled.graphs.forward.outputs.iter().enumerate().map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0))).collect())
     }

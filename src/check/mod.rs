@@ -351,6 +351,19 @@ impl Checker {
             if !ok {
                 continue;
             }
+            let bytes = dims.iter().map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 }).product::<u128>() * 8;
+            if bytes > crate::runtime::memory_limit() as u128 {
+                self.error(
+                    Diagnostic::error(format!(
+                        "parameter `{}` would take {}, more than this machine allows ({})",
+                        name.name,
+                        crate::runtime::human_bytes(bytes.min(u64::MAX as u128) as u64),
+                        crate::runtime::human_bytes(crate::runtime::memory_limit())
+                    ))
+                    .with_label(name.span, "too large"),
+                );
+                continue;
+            }
             // A parameter whose initializer is wrong is still defined, so its uses do not
             // cascade into "unknown name" errors; the model is rejected anyway.
             let init = init.unwrap_or(Init::Zeros);

@@ -24,7 +24,12 @@ impl Iterator for Lexer<'_> {
     type Item = Spanned;
 
     fn next(&mut self) -> Option<Spanned> {
-        let (tok, span) = self.inner.next()?;
+        let (tok, span) = loop {
+            match self.inner.next()? {
+                (Ok(Tok::Trivia), _) => continue,
+                other => break other,
+            }
+        };
         let tok = tok.unwrap_or_else(|kind| {
             self.errors.push((Span::new(span.start, span.end), kind));
             Tok::LexError

@@ -9,6 +9,7 @@ pub mod token;
 
 use crate::diagnostics::{Diagnostic, Span};
 use lalrpop_util::{ParseError, lalrpop_mod};
+use logos::Logos;
 use token::{LexErrorKind, Tok};
 
 lalrpop_mod!(
@@ -17,8 +18,87 @@ lalrpop_mod!(
     "/dsl.rs"
 );
 
+/// Deepest nesting of parentheses and brackets accepted; deeper input is refused before it is
+/// parsed, so no later stage recurses without bound.
+pub const MAX_NESTING: usize = 256;
+/// Deepest expression accepted (a sum of n terms is n deep).
+pub const MAX_DEPTH: usize = 20_000;
+/// At most this many diagnostics are reported from one file.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
 /// Parses a whole model file.
 pub fn parse(src: &str) -> (ast::Module, Vec<Diagnostic>) {
+    if let Some(d) = too_nested(src) {
+        return (ast::Module { items: vec![] }, vec![d]);
+    }
+    let (module, mut diags) = parse_unchecked(src);
+    for item in &module.items {
+        if let Some(d) = item_too_deep(item) {
+            diags.push(d);
+            return (ast::Module { items: vec![] }, diags);
+        }
+    }
+    if diags.len() > MAX_DIAGNOSTICS {
+        let more = diags.len() - MAX_DIAGNOSTICS;
+        diags.truncate(MAX_DIAGNOSTICS);
+        diags.push(Diagnostic::error(format!("{more} more syntax errors not shown")));
+    }
+    (module, diags)
+}
+
+fn too_nested(src: &str) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    for (tok, span) in Tok::lexer(src).spanned() {
+        match tok {
+            Ok(Tok::LParen | Tok::LBracket) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(
+                        Diagnostic::error(format!("brackets nest deeper than {MAX_NESTING} levels"))
+                            .with_label(Span::new(span.start, span.end), "too deep here"),
+                    );
+                }
+            }
+            Ok(Tok::RParen | Tok::RBracket) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
+    use ast::Item::*;
+    let exprs: Vec<&ast::Expr> = match item {
+        Let { value, .. } | Loss { value, .. } | Metric { value, .. } => vec![value],
+        Fn { body, .. } => vec![body],
+        _ => vec![],
+    };
+    for e in exprs {
+        // Measured with an explicit stack: the point is not to recurse on untrusted depth.
+        let mut stack = vec![(e, 1usize)];
+        while let Some((e, d)) = stack.pop() {
+            if d > MAX_DEPTH {
+                return Some(Diagnostic::error(format!("expression deeper than {MAX_DEPTH} levels")).with_label(e.span, "too deep here"));
+            }
+            match &e.kind {
+                ast::ExprKind::Neg(x) => stack.push((x, d + 1)),
+                ast::ExprKind::Binary(_, a, b) => {
+                    stack.push((a, d + 1));
+                    stack.push((b, d + 1));
+                }
+                ast::ExprKind::Call { args, .. } => stack.extend(args.iter().map(|a| (&a.value, d + 1))),
+                ast::ExprKind::Index { base, indices } => {
+                    stack.push((base, d + 1));
+                    stack.extend(indices.iter().flatten().map(|i| (i, d + 1)));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn parse_unchecked(src: &str) -> (ast::Module, Vec<Diagnostic>) {
     let mut lexer = lexer::Lexer::new(src);
     let mut recovered = Vec::new();
     let result = grammar::ModuleParser::new().parse(&mut recovered, &mut lexer);

@@ -16,9 +16,13 @@ pub enum LexErrorKind {
 
 #[derive(Logos, Clone, Debug, PartialEq)]
 #[logos(error = LexErrorKind)]
-#[logos(skip r"[ \t\r\n\f]+")]
-#[logos(skip(r"#[^\n]*", allow_greedy = true))]
 pub enum Tok {
+    /// Whitespace and comments are tokens that the lexer adapter drops, rather than logos
+    /// skips: logos skips by recursion, which long runs of comments turn into a stack overflow.
+    #[regex(r"[ \t\r\n\f]+")]
+    #[regex(r"#[^\n]*", allow_greedy = true)]
+    Trivia,
+
     #[token("input")]
     Input,
     #[token("param")]
@@ -114,6 +118,7 @@ impl fmt::Display for Tok {
             Tok::Number(n) => write!(f, "number `{n}`"),
             Tok::Str(s) => write!(f, "string \"{s}\""),
             Tok::LexError => f.write_str("invalid token"),
+            Tok::Trivia => f.write_str("whitespace"),
             other => write!(f, "`{}`", token_text(other)),
         }
     }
@@ -156,6 +161,6 @@ pub fn token_text(tok: &Tok) -> &'static str {
         Tok::Slash => "/",
         Tok::Caret => "^",
         Tok::At => "@",
-        Tok::Ident(_) | Tok::Number(_) | Tok::Str(_) | Tok::LexError => "",
+        Tok::Ident(_) | Tok::Number(_) | Tok::Str(_) | Tok::LexError | Tok::Trivia => "",
     }
 }

@@ -58,7 +58,7 @@ fn forward_function_computes_loss_and_metrics() {
     let inputs: Vec<_> = p.inputs.iter().map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data)).collect();
     let params: Vec<_> = p.params.iter().map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data)).collect();
     let exe = &compiled.forward;
-    let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[10]);
+    let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[10]).unwrap();
     exe.run(&mut ws, &inputs, &params).unwrap();
     for k in 0..2 {
         assert!(rel_err(ws.output(&exe.plan, k).get(0), expected[k].item(), 1e-9) <= 1e-12);
@@ -70,7 +70,7 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
     let model = model_of(&repo().join("tests/data/graph/mlp.dsl"));
     let compiled = CompiledModel::from_model(model).unwrap();
     let exe = &compiled.gradient;
-    let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[4]);
+    let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[4]).unwrap();
     let short = vec![adjoint::runtime::Buffer::zeros(DType::F64, 3); 2];
     let params: Vec<_> = compiled.model.graph().params.iter().map(|p| adjoint::runtime::Buffer::zeros(DType::F64, p.shape.as_fixed().unwrap().iter().product())).collect();
     assert!(exe.run(&mut ws, &short, &params).is_err());

@@ -11,6 +11,7 @@ mod init;
 mod inspect;
 mod jit;
 mod optim;
+mod robustness;
 mod snapshots;
 mod stability;
 mod syntax;

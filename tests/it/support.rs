@@ -147,7 +147,7 @@ pub fn jit_gradient_outputs(c: &CompiledModel, p: &Point) -> Vec<Vec<f64>> {
     let params: Vec<Buffer> = p.params.iter().map(|t| Buffer::from_f64(dtype, &t.data)).collect();
     let exe = &c.gradient;
     let syms = p.syms(c.model.graph());
-    let mut ws = Workspace::new(&exe.plan, dtype, &syms);
+    let mut ws = Workspace::new(&exe.plan, dtype, &syms).unwrap();
     exe.run(&mut ws, &inputs, &params).unwrap();
     (0..c.graphs.gradient.outputs.len()).map(|k| ws.output(&exe.plan, k).to_f64()).collect()
 }
