@@ -106,6 +106,11 @@ pub fn plant_wrong_rule(op: Option<&'static str>) {
     PLANTED.with(|p| p.set(op));
 }
 
+#[doc(hidden)]
+pub fn planted_rule() -> Option<&'static str> {
+    PLANTED.with(|p| p.get())
+}
+
 /// The vector-Jacobian product of one node: given the cotangent `ct` of `id`, the contribution
 /// to each operand's cotangent (`None`: no contribution, the op is not differentiable there).
 pub fn vjp(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {

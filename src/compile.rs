@@ -36,10 +36,14 @@ pub fn check_source(file: &SourceFile) -> Result<(Model, Vec<Diagnostic>), Vec<D
 /// Runs the recursive stages (the syntax tree is a tree) on a thread with a large stack, so
 /// that deep but legal input, such as a sum of ten thousand terms, cannot overflow the caller's.
 pub fn with_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let planted = crate::autodiff::planted_rule();
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .stack_size(256 << 20)
-            .spawn_scoped(s, f)
+            .spawn_scoped(s, move || {
+                crate::autodiff::plant_wrong_rule(planted);
+                f()
+            })
             .map(|h| h.join())
             .unwrap_or_else(|_| panic!("adjoint internal error: cannot start the compiler thread"))
             .unwrap_or_else(|e| std::panic::resume_unwind(e))
