@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 #[derive(Parser)]
 #[command(name = "adjoint", version, about = "Symbolic-plus-numeric autodiff compiler: models in a small language, symbolic gradients, native code")]
 struct Cli {
+    /// Threads for matrix products (default: chosen per product from its size, up to the
+    /// machine's cores; 1 forces single-threaded code).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,6 +144,15 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if let Some(t) = cli.threads {
+        if t == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return 2;
+        }
+        // SAFETY: set before any other thread exists; the GEMM kernel reads it once, at its
+        // first use, to size its thread pool.
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", t.to_string()) };
+    }
     match cli.command {
         Command::Check { file } => check(&file),
         Command::Graph { file, grad, explain, dot } => graph(&file, grad, explain, dot),
