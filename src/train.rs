@@ -67,6 +67,16 @@ pub struct Progress {
     pub end: u64,
 }
 
+/// The position of minibatching in the data.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cursor {
+    /// This epoch's order of the rows.
+    pub order: Vec<usize>,
+    /// The next row of `order` to use; at the end, a new epoch starts with a new shuffle.
+    pub pos: usize,
+    pub epoch: u64,
+}
+
 /// Parameters and optimizer state of one training run of a compiled model.
 pub struct Trainer {
     pub compiled: CompiledModel,
@@ -83,7 +93,9 @@ pub struct Trainer {
     pub check_finite: bool,
     /// Held-out rows evaluated at every log point (and used by early stopping).
     pub validation: Option<Dataset>,
-    data_rng: ChaCha8Rng,
+    /// Where minibatching is in the data: the epoch's row order and the next row.
+    pub cursor: Cursor,
+    pub data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
     /// Reused table of per-step scalars for the fused loop.
     table: Vec<f64>,
@@ -117,6 +129,7 @@ impl Trainer {
             total_steps: DEFAULT_STEPS,
             check_finite: false,
             validation: None,
+            cursor: Cursor::default(),
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
             table: Vec::new(),
@@ -313,9 +326,11 @@ impl Trainer {
         self.total_steps = total;
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
-        let mut order: Vec<usize> = (0..rows).collect();
-        let mut pos = rows; // forces a shuffle before the first minibatch
-        let mut epoch = 0;
+        // The data cursor lives in the trainer, so a resumed run continues the same epoch.
+        if self.cursor.order.len() != rows {
+            self.cursor = Cursor { order: (0..rows).collect(), pos: rows, epoch: 0 };
+        }
+        let mut epoch = self.cursor.epoch;
         let mut s = self.step;
         let end = self.step + total;
         let mut best: Option<(f64, Vec<Buffer>)> = None;
@@ -329,19 +344,21 @@ impl Trainer {
                     (self.train_steps(&full, rows, k)?, k)
                 }
                 Some(b) => {
-                    if pos >= epoch_rows {
-                        shuffle(&mut order, &mut self.data_rng);
-                        pos = 0;
-                        epoch += 1;
+                    if self.cursor.pos >= epoch_rows {
+                        shuffle(&mut self.cursor.order, &mut self.data_rng);
+                        self.cursor.pos = 0;
+                        self.cursor.epoch += 1;
                     }
+                    epoch = self.cursor.epoch;
+                    let pos = self.cursor.pos;
                     // The last batch of an epoch holds the remaining rows; it runs with its own
                     // row count, so its mean is over the rows it has.
                     let stop = (pos + b).min(rows);
                     for (k, buf) in batch_bufs.iter_mut().enumerate() {
-                        full[k].gather_rows(widths[k], &order[pos..stop], buf);
+                        full[k].gather_rows(widths[k], &self.cursor.order[pos..stop], buf);
                     }
                     let n_batch = stop - pos;
-                    pos = stop;
+                    self.cursor.pos = stop;
                     if self.check_finite {
                         (self.checked_step(&batch_bufs, n_batch)?, 1)
                     } else {
