@@ -76,6 +76,34 @@ enum Command {
         #[arg(long)]
         latex: bool,
     },
+    /// Race optimizers across a two-parameter loss and draw their paths over its contours.
+    Race {
+        file: PathBuf,
+        /// Optimizers to race, each with its own compiled update.
+        #[arg(long, value_delimiter = ',', default_value = "sgd,momentum,adagrad,rmsprop,adam")]
+        optimizers: Vec<String>,
+        /// Learning rates, one for all or one per optimizer in the same order (default: each
+        /// optimizer's own default).
+        #[arg(long, value_delimiter = ',')]
+        lr: Vec<f64>,
+        #[arg(long, default_value_t = 500)]
+        steps: u64,
+        /// The still picture (.png or .svg).
+        #[arg(long, default_value = "race.png")]
+        out: PathBuf,
+        /// The animation (.gif or an animated .svg).
+        #[arg(long)]
+        animate: Option<PathBuf>,
+        /// Plotted range of the first parameter, `lo,hi` (default: around the paths).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        x: Vec<f64>,
+        /// Plotted range of the second parameter.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        y: Vec<f64>,
+        /// Mark a known minimum, `x,y`.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        minimum: Vec<f64>,
+    },
     /// Compile a model to native code and train it.
     Train(TrainArgs),
     /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
@@ -134,6 +162,9 @@ struct TrainArgs {
     /// Write the loss (and validation loss and metrics) at every log point to this CSV file.
     #[arg(long)]
     history: Option<PathBuf>,
+    /// Draw the loss (and validation) curves to this file (.png or .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -159,6 +190,9 @@ pub fn main() -> i32 {
         Command::Gradcheck { file, data, points, tolerance, seed } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
         Command::Inspect { file, data, trained, seed } => inspect(&file, data.as_deref(), trained, seed),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
+        Command::Race { file, optimizers, lr, steps, out, animate, x, y, minimum } => {
+            race(&file, &optimizers, &lr, steps, &out, animate.as_deref(), &x, &y, &minimum)
+        }
         Command::Train(args) => train(&args),
         Command::Bench { workloads, repeats, peers, anchors } => {
             let cfg = crate::bench::BenchConfig {
@@ -396,6 +430,108 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, seed: u64) -> i32 {
     0
 }
 
+#[allow(clippy::too_many_arguments)]
+fn race(
+    path: &Path, optimizers: &[String], lrs: &[f64], steps: u64, out: &Path, animate: Option<&Path>, xr: &[f64], yr: &[f64],
+    minimum: &[f64],
+) -> i32 {
+    let file = match read_source(path) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let (model, _) = match compile::check_source(&file) {
+        Ok(x) => x,
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &file));
+            return 2;
+        }
+    };
+    let g = model.graph();
+    if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty() {
+        eprintln!("error: `race` needs a loss of exactly two scalar parameters and no data; {} has {} parameter(s)", file.name, g.params.len());
+        return 2;
+    }
+    if !lrs.is_empty() && lrs.len() != 1 && lrs.len() != optimizers.len() {
+        eprintln!("error: give one learning rate, or one per optimizer ({})", optimizers.len());
+        return 2;
+    }
+    let mut trajectories = Vec::new();
+    let mut surface: Option<CompiledModel> = None;
+    for (i, name) in optimizers.iter().enumerate() {
+        let Some(kind) = crate::optim::OptimizerKind::from_name(name) else {
+            eprintln!("error: unknown optimizer `{name}`");
+            return 2;
+        };
+        let mut m = model.clone();
+        m.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect);
+        if let Some(lr) = lrs.get(i).or(lrs.first()) {
+            m.optimizer.set("lr", *lr).expect("every optimizer has lr");
+        }
+        let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
+        let compiled = match CompiledModel::from_model(m) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        };
+        let mut t = Trainer::new(&compiled, 0);
+        t.total_steps = steps;
+        let mut points = vec![(t.params[0].get(0), t.params[1].get(0))];
+        for _ in 0..steps {
+            if t.train_step(&[], 0).is_err() {
+                break;
+            }
+            points.push((t.params[0].get(0), t.params[1].get(0)));
+        }
+        let last = points[points.len() - 1];
+        println!("{label:<24} ends at ({:.6}, {:.6})", last.0, last.1);
+        trajectories.push(crate::plot::Trajectory { name: label, points });
+        surface.get_or_insert(compiled);
+    }
+    let Some(surface) = surface else {
+        eprintln!("error: no optimizers given");
+        return 2;
+    };
+    // The loss surface, evaluated by the compiled forward function.
+    let trainer = std::cell::RefCell::new(Trainer::new(&surface, 0));
+    let f = |x: f64, y: f64| {
+        let mut t = trainer.borrow_mut();
+        t.params[0].set(0, x);
+        t.params[1].set(0, y);
+        t.evaluate(&[], 0).map(|v| v[0].1).unwrap_or(f64::NAN)
+    };
+    let range = |given: &[f64], k: usize| -> (f64, f64) {
+        if let [lo, hi] = given {
+            return (*lo, *hi);
+        }
+        let vals: Vec<f64> = trajectories.iter().flat_map(|t| t.points.iter().map(move |p| if k == 0 { p.0 } else { p.1 })).filter(|v| v.is_finite()).collect();
+        let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.15).max(0.5);
+        (lo - pad, hi + pad)
+    };
+    let (x, y) = (range(xr, 0), range(yr, 1));
+    let min = match minimum {
+        [a, b] => Some((*a, *b)),
+        _ => None,
+    };
+    let title = format!("{}: {} steps", file.name.rsplit('/').next().unwrap_or(&file.name), steps);
+    if let Err(e) = crate::plot::race_still(out, &title, &f, x, y, &trajectories, min) {
+        eprintln!("error: {e}");
+        return 2;
+    }
+    println!("plot: {}", out.display());
+    if let Some(a) = animate {
+        if let Err(e) = crate::plot::race_animation(a, &title, &f, x, y, &trajectories, min) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        println!("animation: {}", a.display());
+    }
+    0
+}
+
 fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
     let file = match read_source(path) {
         Ok(f) => f,
@@ -558,6 +694,7 @@ fn train(args: &TrainArgs) -> i32 {
         None => None,
     };
     let loss_name = compiled.model.loss_name.clone();
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = vec![(loss_name.clone(), vec![])];
     let t0 = std::time::Instant::now();
     let bar = progress_bar();
     let result = trainer.fit(train_data.as_ref(), &settings, |p: &Progress| {
@@ -573,6 +710,13 @@ fn train(args: &TrainArgs) -> i32 {
                 }
             }
             None => println!("{line}"),
+        }
+        curves[0].1.push((p.step as f64, p.loss));
+        for (k, (n, v)) in p.validation.iter().enumerate() {
+            if curves.len() <= k + 1 {
+                curves.push((format!("validation {n}"), vec![]));
+            }
+            curves[k + 1].1.push((p.step as f64, *v));
         }
         if let Some((_, w, header)) = &mut history {
             use std::io::Write as _;
@@ -596,6 +740,14 @@ fn train(args: &TrainArgs) -> i32 {
         }
     }
     let elapsed = t0.elapsed();
+    if let (Some(path), Ok(_)) = (&args.plot, &result) {
+        let title = format!("{} — {}", file.name, compiled.model.optimizer);
+        if let Err(e) = crate::plot::curves(path, &title, "step", &curves) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        println!("plot: {}", path.display());
+    }
     if let Err(e) = result {
         eprintln!("error: {e}");
         if let crate::train::TrainError::NonFiniteAt { origin, .. } = &e {

@@ -57,6 +57,7 @@ pub mod train;
 pub mod api;
 pub mod bench;
 pub mod inspect;
+pub mod plot;
 pub mod cli;
 
 pub use api::{Error, Session, Var, compile, compile_file, compile_named};

@@ -95,6 +95,8 @@ pub struct Trainer {
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
     pub cursor: Cursor,
+    /// When this becomes true (say, on Ctrl-C), `fit` stops after the current native call.
+    pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
     pub data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
     /// Reused table of per-step scalars for the fused loop.
@@ -130,6 +132,7 @@ impl Trainer {
             check_finite: false,
             validation: None,
             cursor: Cursor::default(),
+            interrupt: None,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
             table: Vec::new(),
@@ -293,7 +296,9 @@ impl Trainer {
     }
 
     /// Trains as the settings say, calling `log` every `log_every` steps and at the end.
-    pub fn fit(&mut self, data: Option<&Dataset>, settings: &TrainSettings, mut log: impl FnMut(&Progress)) -> Result<(), TrainError> {
+    /// Returns false when `interrupt` stopped the run early (the state is consistent: every
+    /// step taken is complete).
+    pub fn fit(&mut self, data: Option<&Dataset>, settings: &TrainSettings, mut log: impl FnMut(&Progress)) -> Result<bool, TrainError> {
         let dtype = self.compiled.model.graph().dtype;
         let has_inputs = !self.compiled.model.graph().inputs.is_empty();
         let (full, rows) = match data {
@@ -336,6 +341,9 @@ impl Trainer {
         let mut best: Option<(f64, Vec<Buffer>)> = None;
         let mut since_best = 0;
         while s < end {
+            if self.interrupt.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Ok(false);
+            }
             let (loss, done) = match batch {
                 None if self.check_finite => (self.checked_step(&full, rows)?, 1),
                 None => {
@@ -403,7 +411,7 @@ impl Trainer {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

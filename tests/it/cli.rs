@@ -115,3 +115,26 @@ fn validation_split_early_stopping_history_and_overrides() {
     assert_eq!(code, 2);
     assert!(stderr.contains("needs a validation split"), "{stderr}");
 }
+
+#[test]
+fn race_draws_every_optimizer_and_train_plots_its_curves() {
+    let dir = std::env::temp_dir().join(format!("adjoint-plots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (png, gif, svg) = (dir.join("race.png"), dir.join("race.gif"), dir.join("curves.svg"));
+    let (code, stdout, stderr) = adjoint(&[
+        "race", "examples/rosenbrock.dsl", "--optimizers", "sgd,momentum,adagrad,rmsprop,adam", "--lr", "0.001,0.0005,0.2,0.01,0.02",
+        "--steps", "300", "--x=-2,2", "--y=-1,3", "--minimum", "1,1", "--out", png.to_str().unwrap(), "--animate", gif.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["sgd", "momentum", "adagrad", "rmsprop", "adam"] {
+        assert!(stdout.contains(&format!("{name} (lr")), "{stdout}");
+    }
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert!(std::fs::read(&gif).unwrap().starts_with(b"GIF89a"));
+    let (code, _, stderr) = adjoint(&["train", "examples/iris.dsl", "--steps", "200", "--plot", svg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let (code, _, stderr) = adjoint(&["race", "examples/linreg.dsl"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("two scalar parameters"), "{stderr}");
+}
