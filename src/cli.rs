@@ -106,6 +106,14 @@ enum Command {
     },
     /// Compile a model to native code and train it.
     Train(TrainArgs),
+    /// Loss and metrics of a checkpoint's parameters on data.
+    Eval {
+        file: PathBuf,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
     Bench {
         /// Workloads to run (W1 … W6); all when none are given.
@@ -165,6 +173,12 @@ struct TrainArgs {
     /// Draw the loss (and validation) curves to this file (.png or .svg).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Save a checkpoint (safetensors) here at the end, and on Ctrl-C.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue from a checkpoint: parameters, optimizer state, step count and data order.
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
 
 pub fn main() -> i32 {
@@ -194,6 +208,7 @@ pub fn main() -> i32 {
             race(&file, &optimizers, &lr, steps, &out, animate.as_deref(), &x, &y, &minimum)
         }
         Command::Train(args) => train(&args),
+        Command::Eval { file, checkpoint, data } => eval(&file, &checkpoint, data.as_deref()),
         Command::Bench { workloads, repeats, peers, anchors } => {
             let cfg = crate::bench::BenchConfig {
                 workloads,
@@ -428,6 +443,85 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, seed: u64) -> i32 {
         println!("  largest stable gradient-descent step 2/λmax = {:.6e}", 2.0 / hi);
     }
     0
+}
+
+fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
+    let file = match read_source(path) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let (model, _) = match compile::check_source(&file) {
+        Ok(x) => x,
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &file));
+            return 2;
+        }
+    };
+    let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
+    let compiled = match CompiledModel::from_model(model) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let dataset = match &data_path {
+        Some(p) if !compiled.model.graph().inputs.is_empty() => match Table::load(p).and_then(|t| data::bind(&compiled.model, &t)) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+        _ => None,
+    };
+    let mut trainer = Trainer::new(&compiled, 0);
+    if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
+        eprintln!("error: {e}");
+        return 2;
+    }
+    let (inputs, rows) = match &dataset {
+        Some(d) => (d.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v)).collect(), d.n_rows),
+        None => (vec![], 0),
+    };
+    match trainer.evaluate(&inputs, rows) {
+        Ok(values) => {
+            for (name, v) in values {
+                println!("{name} = {}", fmt_number(v));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Ctrl-C sets a flag; training stops after its current native call and saves a checkpoint.
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    pub static FLAG: AtomicBool = AtomicBool::new(false);
+
+    #[cfg(unix)]
+    extern "C" fn on_sigint(_: i32) {
+        // Storing to an atomic is async-signal-safe.
+        FLAG.store(true, Ordering::Relaxed);
+    }
+
+    #[cfg(unix)]
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+
+    pub fn install() {
+        #[cfg(unix)]
+        // SAFETY: `signal` is the C library's; the handler only stores to a static atomic.
+        unsafe {
+            signal(2, on_sigint as *const () as usize);
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -670,6 +764,15 @@ fn train(args: &TrainArgs) -> i32 {
     }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
+    if let Some(r) = &args.resume {
+        if let Err(e) = crate::resume::resume(&mut trainer, r) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        println!("resumed from {} at step {}", r.display(), trainer.step);
+    }
+    interrupt::install();
+    trainer.interrupt = Some(&interrupt::FLAG);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
@@ -740,6 +843,24 @@ fn train(args: &TrainArgs) -> i32 {
         }
     }
     let elapsed = t0.elapsed();
+    let interrupted = matches!(result, Ok(false));
+    if result.is_ok() {
+        // Interrupted runs are saved too, to --save or beside the working directory.
+        let target = args.save.clone().or_else(|| {
+            interrupted.then(|| PathBuf::from(format!("{}.interrupted.safetensors", args.file.file_stem().unwrap_or_default().to_string_lossy())))
+        });
+        if let Some(path) = target {
+            if let Err(e) = crate::resume::save(&trainer, &path) {
+                eprintln!("error: {e}");
+                return 1;
+            }
+            println!("checkpoint: {} (step {})", path.display(), trainer.step);
+        }
+        if interrupted {
+            eprintln!("interrupted at step {}", trainer.step);
+            return 130;
+        }
+    }
     if let (Some(path), Ok(_)) = (&args.plot, &result) {
         let title = format!("{} — {}", file.name, compiled.model.optimizer);
         if let Err(e) = crate::plot::curves(path, &title, "step", &curves) {

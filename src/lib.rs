@@ -58,6 +58,8 @@ pub mod api;
 pub mod bench;
 pub mod inspect;
 pub mod plot;
+pub mod checkpoint;
+pub mod resume;
 pub mod cli;
 
 pub use api::{Error, Session, Var, compile, compile_file, compile_named};

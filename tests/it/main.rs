@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod checkpoints;
 mod cli;
 mod diagnostics;
 mod docs;
