@@ -20,6 +20,8 @@
 //! assert!((w - 2.0).abs() < 1e-6);
 //! ```
 //!
+//! Sessions save and load checkpoints (`save`, `load`) in the safetensors format.
+//!
 //! A `CompiledModel` is cheap to clone and can be shared across threads; each thread makes its
 //! own `Session`, which owns parameters, optimizer state and input data.
 
@@ -61,6 +63,8 @@ pub enum Error {
     Data(#[from] DataError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
 
 fn compile_error(e: CompileError, file: &SourceFile) -> Error {
@@ -232,6 +236,18 @@ impl Session {
         }
         self.trainer.params[i] = Buffer::from_f64(g.dtype, &value.data);
         Ok(())
+    }
+
+    /// Saves parameters, optimizer state, step count and data order to a safetensors file,
+    /// atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        crate::resume::save(&self.trainer, path.as_ref()).map_err(Error::from)
+    }
+
+    /// Restores everything `save` wrote; refuses a checkpoint of another model, naming the
+    /// first tensor that does not match.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
+        crate::resume::resume(&mut self.trainer, path.as_ref()).map_err(Error::from)
     }
 
     /// Optimizer steps taken.

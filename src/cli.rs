@@ -61,8 +61,11 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Train as the model file says first, and inspect the trained point.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checkpoint")]
         trained: bool,
+        /// Inspect the parameters saved in a checkpoint.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -202,7 +205,7 @@ pub fn main() -> i32 {
         Command::Check { file } => check(&file),
         Command::Graph { file, grad, explain, dot } => graph(&file, grad, explain, dot),
         Command::Gradcheck { file, data, points, tolerance, seed } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
-        Command::Inspect { file, data, trained, seed } => inspect(&file, data.as_deref(), trained, seed),
+        Command::Inspect { file, data, trained, checkpoint, seed } => inspect(&file, data.as_deref(), trained, checkpoint.as_deref(), seed),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
         Command::Race { file, optimizers, lr, steps, out, animate, x, y, minimum } => {
             race(&file, &optimizers, &lr, steps, &out, animate.as_deref(), &x, &y, &minimum)
@@ -401,7 +404,7 @@ fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, se
     }
 }
 
-fn inspect(path: &Path, data: Option<&Path>, trained: bool, seed: u64) -> i32 {
+fn inspect(path: &Path, data: Option<&Path>, trained: bool, checkpoint: Option<&Path>, seed: u64) -> i32 {
     let (file, model, dataset) = match model_and_data(path, data) {
         Ok(x) => x,
         Err(c) => return c,
@@ -414,6 +417,12 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, seed: u64) -> i32 {
         }
     };
     let mut trainer = Trainer::new(&compiled, seed);
+    if let Some(c) = checkpoint {
+        if let Err(e) = crate::resume::load_params(&mut trainer, c) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     if trained {
         if let Err(e) = trainer.fit(dataset.as_ref(), &model.train, |_| {}) {
             eprintln!("error: {e}");
@@ -431,7 +440,12 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, seed: u64) -> i32 {
         let (lo, hi) = crate::inspect::lanczos_extremes(&h, &point, 40, &mut rng);
         (lo, hi, "Lanczos, 40 Hessian-vector products".to_string())
     };
-    println!("inspect {} at the {} point ({n} parameters; {how})", file.name, if trained { "trained" } else { "initial" });
+    let at = match (trained, checkpoint) {
+        (true, _) => "the trained point".to_string(),
+        (_, Some(c)) => format!("the point in {}", c.display()),
+        _ => "the initial point".to_string(),
+    };
+    println!("inspect {} at {at} ({n} parameters; {how})", file.name);
     println!("  largest eigenvalue   λmax = {hi:.6e}");
     println!("  smallest eigenvalue  λmin = {lo:.6e}");
     if lo > 0.0 {

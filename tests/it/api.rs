@@ -78,3 +78,20 @@ fn compiling_the_same_model_twice_reuses_the_native_code() {
     let c = compile(&src.replace("0.125", "0.25")).unwrap();
     assert!(!c.cached);
 }
+
+#[test]
+fn sessions_save_and_load_checkpoints() {
+    let model = compile(LINE).unwrap();
+    let path = std::env::temp_dir().join(format!("adjoint-api-{}.safetensors", std::process::id()));
+    let mut a = model.session(0);
+    a.set_input("x", &[0.0, 1.0, 2.0], &[3]).unwrap();
+    a.set_input("y", &[1.0, 3.0, 5.0], &[3]).unwrap();
+    a.steps(10).unwrap();
+    a.save(&path).unwrap();
+    let mut b = model.session(7);
+    b.load(&path).unwrap();
+    assert_eq!(b.step_count(), 10);
+    assert_eq!(a.param("w").unwrap(), b.param("w").unwrap());
+    let other = compile("param q[2] ~ zeros\nloss sum(q^2)\n").unwrap();
+    assert!(matches!(other.session(0).load(&path), Err(Error::Checkpoint(_))));
+}
