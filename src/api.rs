@@ -36,6 +36,7 @@ use std::path::Path;
 /// Everything that can go wrong through the API. No panic crosses it on bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The source has errors.
     #[error("{rendered}")]
     Compile {
         /// Structured diagnostics: severity, message, labelled spans, notes.
@@ -43,26 +44,72 @@ pub enum Error {
         /// The same, rendered as the command line prints them.
         rendered: String,
     },
+    /// Cranelift could not generate code (a bug in adjoint or an unsupported CPU).
     #[error("code generation failed: {0}")]
     Codegen(String),
+    /// A model file could not be read.
     #[error("cannot read {path}: {message}")]
-    Io { path: String, message: String },
+    Io {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+    /// No input or parameter of that name.
     #[error("the model has no {kind} named `{name}`; it has: {known}")]
-    UnknownName { kind: &'static str, name: String, known: String },
+    UnknownName {
+        /// `input` or `parameter`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The names the model has.
+        known: String,
+    },
+    /// A shape that does not match the declaration.
     #[error("`{name}` expects shape {expected}, got {found:?}")]
-    Shape { name: String, expected: String, found: Vec<usize> },
+    Shape {
+        /// The input or parameter.
+        name: String,
+        /// The declared shape, as the model writes it.
+        expected: String,
+        /// The shape given.
+        found: Vec<usize>,
+    },
+    /// Values that do not fill the shape given with them.
     #[error("`{name}` has {found} values but its shape {shape:?} needs {expected}")]
-    Length { name: String, shape: Vec<usize>, expected: usize, found: usize },
+    Length {
+        /// The input.
+        name: String,
+        /// The shape given.
+        shape: Vec<usize>,
+        /// The number of values that shape holds.
+        expected: usize,
+        /// The number of values given.
+        found: usize,
+    },
+    /// Inputs disagree on the number of rows.
     #[error("input `{name}` has {found} rows but other inputs have {expected}")]
-    Rows { name: String, expected: usize, found: usize },
+    Rows {
+        /// The input set last.
+        name: String,
+        /// The rows of the inputs already set.
+        expected: usize,
+        /// The rows given.
+        found: usize,
+    },
+    /// A step or evaluation was asked for before this input was set.
     #[error("input `{0}` has not been set")]
     MissingInput(String),
+    /// Buffers that do not fit the compiled code (checked before it runs).
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A data file that cannot be used.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// Training stopped: no data, or a non-finite value.
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// A checkpoint that cannot be read, or belongs to another model.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
@@ -95,7 +142,9 @@ pub fn compile_file(path: impl AsRef<Path>) -> Result<CompiledModel, Error> {
 /// A declared input or parameter: its name and shape (`None` for a dimension bound by data).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Var {
+    /// The declared name.
     pub name: String,
+    /// Each dimension's size; `None` for the row dimension bound by data.
     pub shape: Vec<Option<usize>>,
 }
 
