@@ -430,25 +430,13 @@ impl Drop for TempFile {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let io_err = |action: String| {
-        move |source: io::Error| CheckpointError::Io {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| CheckpointError::InvalidInput {
-            path: path.to_path_buf(),
-            reason: "the path does not end in a file name".into(),
-        })?;
+/// The directory holding `path` and a fresh temporary file name in it.
+fn temp_sibling(path: &Path) -> Option<(&Path, PathBuf)> {
+    let file_name = path.file_name()?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-
     // Same directory as the target: rename is only atomic within one filesystem. The pid and
     // counter keep concurrent savers (threads or processes) off each other's temporary files.
     let mut tmp_name = std::ffi::OsString::from(".");
@@ -458,20 +446,36 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut tmp = TempFile {
-        path: dir.join(tmp_name),
-        renamed: false,
-    };
+    Some((dir, dir.join(tmp_name)))
+}
 
-    // create_new: never truncate a file some other process is writing.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let io_err = |action: String| {
+        move |source: io::Error| CheckpointError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let (dir, tmp_path) = temp_sibling(path).ok_or_else(|| CheckpointError::InvalidInput {
+        path: path.to_path_buf(),
+        reason: "the path does not end in a file name".into(),
+    })?;
+
+    // create_new: never truncate a file some other process is writing. The cleanup guard is
+    // armed only once the file is ours, so a name clash never deletes someone else's file.
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&tmp.path)
+        .open(&tmp_path)
         .map_err(io_err(format!(
             "creating the temporary file {}",
-            tmp.path.display()
+            tmp_path.display()
         )))?;
+    let mut tmp = TempFile {
+        path: tmp_path,
+        renamed: false,
+    };
     file.write_all(bytes).map_err(io_err(format!(
         "writing the temporary file {}",
         tmp.path.display()
@@ -827,8 +831,24 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    /// A fresh, empty directory under the system temp dir, unique per test and process.
-    fn scratch_dir(test: &str) -> PathBuf {
+    /// A fresh, empty directory under the system temp dir, unique per test and process, removed
+    /// when dropped.
+    struct ScratchDir(PathBuf);
+
+    impl std::ops::Deref for ScratchDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for ScratchDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch_dir(test: &str) -> ScratchDir {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "adjoint-checkpoint-{test}-{}-{}",
@@ -837,7 +857,7 @@ mod tests {
         ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        dir
+        ScratchDir(dir)
     }
 
     fn f32_tensor(name: &str, shape: &[usize], data: Vec<f32>) -> NamedTensor {
@@ -945,7 +965,8 @@ mod tests {
     }
 
     fn load_bytes_err(test: &str, bytes: &[u8]) -> (CheckpointError, String) {
-        let path = scratch_dir(test).join("bad.safetensors");
+        let dir = scratch_dir(test);
+        let path = dir.join("bad.safetensors");
         fs::write(&path, bytes).unwrap();
         load_err(&path)
     }
@@ -982,14 +1003,16 @@ mod tests {
 
     #[test]
     fn round_trip_of_empty_checkpoint() {
-        let path = scratch_dir("empty-ckpt").join("e.safetensors");
+        let dir = scratch_dir("empty-ckpt");
+        let path = dir.join("e.safetensors");
         save(&path, &Checkpoint::default()).unwrap();
         assert_eq!(load(&path).unwrap(), Checkpoint::default());
     }
 
     #[test]
     fn file_is_standard_safetensors_with_metadata_in_header() {
-        let path = scratch_dir("layout").join("m.safetensors");
+        let dir = scratch_dir("layout");
+        let path = dir.join("m.safetensors");
         save(&path, &sample()).unwrap();
         let bytes = fs::read(&path).unwrap();
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -1023,13 +1046,27 @@ mod tests {
         save(&path, &second).unwrap();
         assert_same_bits(&second, &load(&path).unwrap());
         assert!(temp_files_in(&dir).is_empty());
+    }
 
-        // A bare file name saves into the current directory.
-        let relative = Path::new("adjoint-checkpoint-relative-test.safetensors");
-        let _ = fs::remove_file(relative);
-        save(relative, &second).unwrap();
-        assert_same_bits(&second, &load(relative).unwrap());
-        fs::remove_file(relative).unwrap();
+    #[test]
+    fn temporary_file_is_a_hidden_sibling_of_the_target() {
+        let (dir, tmp) = temp_sibling(Path::new("m.safetensors")).unwrap();
+        assert_eq!(dir, Path::new("."));
+        let prefix = format!("./.m.safetensors.tmp-{}-", std::process::id());
+        assert!(
+            tmp.to_str().unwrap().starts_with(&prefix),
+            "{}",
+            tmp.display()
+        );
+
+        let (dir, tmp) = temp_sibling(Path::new("/a/b/m.safetensors")).unwrap();
+        assert_eq!(dir, Path::new("/a/b"));
+        assert_eq!(tmp.parent(), Some(Path::new("/a/b")));
+        let (_, again) = temp_sibling(Path::new("/a/b/m.safetensors")).unwrap();
+        assert_ne!(tmp, again);
+
+        assert!(temp_sibling(Path::new("/")).is_none());
+        assert!(temp_sibling(Path::new("a/..")).is_none());
     }
 
     #[test]
@@ -1360,7 +1397,8 @@ mod tests {
             r#"{"__metadata__":{"format":"pt"},"z":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2,1],"data_offsets":[8,16]}}"#,
             &data,
         );
-        let path = scratch_dir("foreign").join("f.safetensors");
+        let dir = scratch_dir("foreign");
+        let path = dir.join("f.safetensors");
         fs::write(&path, bytes).unwrap();
         let ckpt = load(&path).unwrap();
         assert_eq!(
@@ -1591,6 +1629,5 @@ mod tests {
             mid_save_kills >= KILLS / 5,
             "only {mid_save_kills} kills landed mid-save"
         );
-        let _ = fs::remove_dir_all(&dir);
     }
 }
