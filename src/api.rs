@@ -215,6 +215,20 @@ impl Session {
                 return Err(Error::Rows { name: name.into(), expected: r, found: rows });
             }
         }
+        // Symbolic column dimensions take their size from the first input that has them.
+        for (d, &size) in decl.iter().zip(shape).skip(1) {
+            if let Dim::Sym(s) = d {
+                match self.trainer.bound_dims.iter().find(|b| b.0 == *s) {
+                    Some(&(_, v)) if v != size as u64 && self.inputs.iter().enumerate().any(|(k, b)| k != i && b.is_some()) => {
+                        return Err(Error::Shape { name: name.into(), expected: format!("{} = {v} as in the other inputs", g.syms[*s as usize]), found: shape.to_vec() });
+                    }
+                    _ => {
+                        self.trainer.bound_dims.retain(|b| b.0 != *s);
+                        self.trainer.bound_dims.push((*s, size as u64));
+                    }
+                }
+            }
+        }
         self.rows = Some(rows);
         self.inputs[i] = Some(Buffer::from_f64(g.dtype, values));
         Ok(())

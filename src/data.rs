@@ -23,6 +23,17 @@ pub enum DataError {
     DuplicateColumn { file: String, column: String },
     #[error("{file}: has a header but no rows of data")]
     NoRows { file: String },
+    #[error("{file}: dimension `{dim}` is {first} (columns `{first_column}`…) for input `{first_input}` but {second} (up to column `{second_column}`) for input `{second_input}`")]
+    DimensionConflict {
+        file: String,
+        dim: String,
+        first: usize,
+        first_input: String,
+        first_column: String,
+        second: usize,
+        second_input: String,
+        second_column: String,
+    },
 }
 
 /// A numeric table: named columns, row-major values.
@@ -117,6 +128,8 @@ pub struct Dataset {
     /// One array per input, `n_rows × width` values.
     pub inputs: Vec<Vec<f64>>,
     pub widths: Vec<usize>,
+    /// Sizes of the symbolic column dimensions, bound from the data.
+    pub dims: Vec<(u32, u64)>,
 }
 
 /// Picks each input's columns out of the table and checks integer inputs (class labels).
@@ -125,8 +138,39 @@ pub fn bind(model: &Model, table: &Table) -> Result<Dataset, DataError> {
     let n = table.n_rows();
     let mut inputs = Vec::new();
     let mut widths = Vec::new();
+    let mut dims: Vec<(u32, u64, String, String)> = Vec::new();
     for (i, (info, binding)) in g.inputs.iter().zip(&model.bindings).enumerate() {
-        let idx: Vec<usize> = binding.columns.iter().map(|c| table.column_index(c, &info.name)).collect::<Result<_, _>>()?;
+        let names: Vec<String> = match &binding.prefix {
+            None => binding.columns.clone(),
+            Some(prefix) => {
+                // The numbered columns `X0, X1, …` that the header has, in order.
+                let found: Vec<String> = (0..).map(|j| format!("{prefix}{j}")).take_while(|c| table.columns.contains(c)).collect();
+                if found.is_empty() {
+                    table.column_index(&format!("{prefix}0"), &info.name)?;
+                }
+                if let Some(crate::ir::Dim::Sym(s)) = info.shape.0.get(1) {
+                    let last = found.last().cloned().unwrap_or_default();
+                    match dims.iter().find(|d| d.0 == *s) {
+                        Some((_, w, first_input, first_col)) if *w != found.len() as u64 => {
+                            return Err(DataError::DimensionConflict {
+                                file: table.file.clone(),
+                                dim: g.syms[*s as usize].clone(),
+                                first: *w as usize,
+                                first_input: first_input.clone(),
+                                first_column: first_col.clone(),
+                                second: found.len(),
+                                second_input: info.name.clone(),
+                                second_column: last,
+                            });
+                        }
+                        Some(_) => {}
+                        None => dims.push((*s, found.len() as u64, info.name.clone(), found[0].clone())),
+                    }
+                }
+                found
+            }
+        };
+        let idx: Vec<usize> = names.iter().map(|c| table.column_index(c, &info.name)).collect::<Result<_, _>>()?;
         let width = idx.len();
         let mut values = Vec::with_capacity(n * width);
         let classes = one_hot_classes(g, i as u32);
@@ -154,7 +198,7 @@ pub fn bind(model: &Model, table: &Table) -> Result<Dataset, DataError> {
         inputs.push(values);
         widths.push(width);
     }
-    Ok(Dataset { n_rows: n, inputs, widths })
+    Ok(Dataset { n_rows: n, inputs, widths, dims: dims.into_iter().map(|d| (d.0, d.1)).collect() })
 }
 
 /// The number of classes when an input feeds `one_hot`, the smallest if several.
@@ -179,7 +223,7 @@ impl Dataset {
             .zip(&self.widths)
             .map(|(v, &w)| idx.iter().flat_map(|&r| v[r * w..(r + 1) * w].iter().copied()).collect())
             .collect();
-        Dataset { n_rows: idx.len(), inputs, widths: self.widths.clone() }
+        Dataset { n_rows: idx.len(), inputs, widths: self.widths.clone(), dims: self.dims.clone() }
     }
 
     /// A seeded random split: (training rows, the held-out `fraction`).

@@ -28,6 +28,8 @@ impl GraphFn {
 pub struct InputBinding {
     /// One column name per element of a row (one for a vector input, k for an `[n, k]` input).
     pub columns: Vec<String>,
+    /// For an input whose column count is a symbol: the prefix of its numbered columns.
+    pub prefix: Option<String>,
     pub span: Span,
 }
 

@@ -95,6 +95,8 @@ pub struct Trainer {
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
     pub cursor: Cursor,
+    /// Sizes of symbolic column dimensions, bound from the data.
+    pub bound_dims: Vec<(u32, u64)>,
     /// When this becomes true (say, on Ctrl-C), `fit` stops after the current native call.
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
     pub data_rng: ChaCha8Rng,
@@ -133,6 +135,7 @@ impl Trainer {
             validation: None,
             cursor: Cursor::default(),
             interrupt: None,
+            bound_dims: Vec::new(),
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
             table: Vec::new(),
@@ -158,6 +161,9 @@ impl Trainer {
 
     fn syms(&self, rows: usize) -> Vec<u64> {
         let mut syms = vec![0u64; self.compiled.model.graph().syms.len()];
+        for &(s, v) in &self.bound_dims {
+            syms[s as usize] = v;
+        }
         if let Some(r) = self.compiled.model.row_dim {
             syms[r as usize] = rows as u64;
         }
@@ -306,8 +312,9 @@ impl Trainer {
             None if has_inputs => return Err(TrainError::NoData),
             _ => (vec![], 0),
         };
-        if self.step == 0 {
-            if let Some(d) = data {
+        if let Some(d) = data {
+            self.bound_dims = d.dims.clone();
+            if self.step == 0 {
                 self.init_from_data(d);
             }
         }

@@ -255,7 +255,16 @@ impl Checker {
                 Some(Dim::Fixed(k)) => *k as usize,
                 _ => 1,
             };
+            let symbolic_width = matches!(dims.get(1), Some(Dim::Sym(_)));
+            if symbolic_width && columns.is_some() {
+                self.error(
+                    Diagnostic::error("a column dimension given by name takes its size from the data; it cannot name its columns")
+                        .with_label(*span, "remove `from …` or give the number of columns"),
+                );
+                continue;
+            }
             let columns = match columns {
+                None if symbolic_width => vec![],
                 None if dims.len() == 1 => vec![name.name.clone()],
                 None => (0..width).map(|j| format!("{}{j}", name.name)).collect(),
                 Some(ast::Columns::List(list)) => list.iter().map(|c| c.name.clone()).collect(),
@@ -270,7 +279,7 @@ impl Checker {
                     }
                 },
             };
-            if columns.len() != width {
+            if columns.len() != width && !symbolic_width {
                 self.error(
                     Diagnostic::error(format!("`{}` has {width} column(s) per row but {} are named", name.name, columns.len()))
                         .with_label(*span, "declared here"),
@@ -279,7 +288,8 @@ impl Checker {
             }
             let index = infos.len() as u32;
             infos.push(InputInfo { name: name.name.clone(), shape: Shape(dims), is_int: *is_int });
-            bindings.push(InputBinding { columns, span: *span });
+            let prefix = symbolic_width.then(|| name.name.clone());
+            bindings.push(InputBinding { columns, prefix, span: *span });
             self.define(name, Binding::Input(index));
         }
         (infos, bindings, row_dim.map(|r| r.0))
@@ -317,8 +327,13 @@ impl Checker {
         if let Some(d) = shape.get(1) {
             match d {
                 ast::Dim::Fixed(k, _) if *k != u64::MAX && *k > 0 => dims.push(Dim::Fixed(*k)),
+                // `input X[n, d]`: as many columns as the data has `X0, X1, …`.
+                ast::Dim::Named(id) if id.name != rows.name => {
+                    let s = self.sym(&id.name);
+                    dims.push(Dim::Sym(s));
+                }
                 other => {
-                    self.error(Diagnostic::error("the column dimension must be a positive whole number").with_label(other.span(), "here"));
+                    self.error(Diagnostic::error("the column dimension must be a positive whole number or a name").with_label(other.span(), "here"));
                     return None;
                 }
             }

@@ -144,6 +144,11 @@ fn bad_data_is_located_by_file_row_and_column() {
     assert_eq!(e, "data.csv:2: column `y` (column 2): empty cell");
     let e = data_error("x,x\n1,0\n", TWO).to_string();
     assert!(e.contains("names column `x` twice"), "{e}");
+    let sym = "input X[n, d]\ninput Y[n, d]\nparam a = 1\nloss mean(sum(X * Y, axis=1) * a)\n";
+    let e = data_error("X0,X1,X2,Y0,Y1\n1,2,3,4,5\n", sym).to_string();
+    assert_eq!(e, "data.csv: dimension `d` is 3 (columns `X0`…) for input `X` but 2 (up to column `Y1`) for input `Y`");
+    let e = data_error("X0,X1\n1,2\n", sym).to_string();
+    assert!(e.contains("no column `Y0` for input `Y`"), "{e}");
     let missing = Table::load(std::path::Path::new("no/such/data.csv")).unwrap_err().to_string();
     assert!(missing.starts_with("no/such/data.csv: cannot read"), "{missing}");
 }
