@@ -261,10 +261,9 @@ impl Checker {
                     Diagnostic::error("a column dimension given by name takes its size from the data; it cannot name its columns")
                         .with_label(*span, "remove `from …` or give the number of columns"),
                 );
-                continue;
             }
             let columns = match columns {
-                None if symbolic_width => vec![],
+                _ if symbolic_width => vec![],
                 None if dims.len() == 1 => vec![name.name.clone()],
                 None => (0..width).map(|j| format!("{}{j}", name.name)).collect(),
                 Some(ast::Columns::List(list)) => list.iter().map(|c| c.name.clone()).collect(),
@@ -368,16 +367,15 @@ impl Checker {
             }
             let bytes = dims.iter().map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 }).product::<u128>() * 8;
             if bytes > crate::runtime::memory_limit() as u128 {
+                // Still defined, so its uses do not cascade into "unknown name" errors.
                 self.error(
                     Diagnostic::error(format!(
-                        "parameter `{}` would take {}, more than this machine allows ({})",
+                        "parameter `{}` would take {}, more than this machine's memory allows",
                         name.name,
                         crate::runtime::human_bytes(bytes.min(u64::MAX as u128) as u64),
-                        crate::runtime::human_bytes(crate::runtime::memory_limit())
                     ))
                     .with_label(name.span, "too large"),
                 );
-                continue;
             }
             // A parameter whose initializer is wrong is still defined, so its uses do not
             // cascade into "unknown name" errors; the model is rejected anyway.
