@@ -494,14 +494,20 @@ fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
         eprintln!("error: {e}");
         return 2;
     }
-    let (inputs, rows) = match &dataset {
-        Some(d) => (d.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v)).collect(), d.n_rows),
+    print_evaluation(&mut trainer, dataset.as_ref(), "")
+}
+
+/// Prints the loss and each metric on the data; returns the exit code.
+fn print_evaluation(trainer: &mut Trainer, data: Option<&crate::data::Dataset>, prefix: &str) -> i32 {
+    let dtype = trainer.compiled.model.graph().dtype;
+    let (inputs, rows) = match data {
+        Some(d) => (d.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(dtype, v)).collect(), d.n_rows),
         None => (vec![], 0),
     };
     match trainer.evaluate(&inputs, rows) {
         Ok(values) => {
             for (name, v) in values {
-                println!("{name} = {}", fmt_number(v));
+                println!("{prefix}{name} = {}", fmt_number(v));
             }
             0
         }
@@ -898,20 +904,9 @@ fn train(args: &TrainArgs) -> i32 {
         return 2;
     }
     println!("trained {} steps in {:.3} s ({:.2} µs/step)", trainer.step, elapsed.as_secs_f64(), elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64);
-    let (inputs, rows) = match &dataset {
-        Some(d) => (d.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v)).collect(), d.n_rows),
-        None => (vec![], 0),
-    };
-    match trainer.evaluate(&inputs, rows) {
-        Ok(values) => {
-            for (name, v) in values {
-                println!("final {name} = {}", fmt_number(v));
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+    let code = print_evaluation(&mut trainer, dataset.as_ref(), "final ");
+    if code != 0 {
+        return code;
     }
     for (p, buf) in compiled.model.graph().params.iter().zip(&trainer.params) {
         println!("{}", describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64()));

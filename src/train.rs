@@ -175,10 +175,7 @@ impl Trainer {
     pub fn value_and_grad(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;
-        if !self.grad_ws.contains_key(&syms) {
-            self.grad_ws.insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
-        }
-        let ws = self.grad_ws.get_mut(&syms).expect("inserted above");
+        let ws = workspace(&mut self.grad_ws, exe, syms)?;
         exe.run(ws, inputs, &self.params)?;
         Ok(ws.output(&exe.plan, 0).get(0))
     }
@@ -293,10 +290,7 @@ impl Trainer {
     pub fn evaluate(&mut self, inputs: &[Buffer], rows: usize) -> Result<Vec<(String, f64)>, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
-        if !self.fwd_ws.contains_key(&syms) {
-            self.fwd_ws.insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
-        }
-        let ws = self.fwd_ws.get_mut(&syms).expect("inserted above");
+        let ws = workspace(&mut self.fwd_ws, exe, syms)?;
         exe.run(ws, inputs, &self.params)?;
         Ok(self.compiled.graphs.forward.outputs.iter().enumerate().map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0))).collect())
     }
@@ -420,6 +414,18 @@ impl Trainer {
         }
         Ok(true)
     }
+}
+
+/// The workspace for one binding of the dimensions, allocated on first use (after checking it
+/// fits in memory) and reused after.
+fn workspace<'w>(
+    map: &'w mut HashMap<Vec<u64>, Workspace>, exe: &crate::runtime::Executable, syms: Vec<u64>,
+) -> Result<&'w mut Workspace, RunError> {
+    if !map.contains_key(&syms) {
+        let ws = Workspace::new(&exe.plan, exe.dtype, &syms)?;
+        map.insert(syms.clone(), ws);
+    }
+    Ok(map.get_mut(&syms).expect("inserted above"))
 }
 
 /// Fisher–Yates with the trainer's own stream, so runs with the same seed see the same batches.
