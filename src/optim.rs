@@ -33,6 +33,9 @@ pub enum OptimizerKind {
     RmsProp,
     Adam,
     AdamW,
+    /// Newton's method with the exact Hessian of the symbolic graph (full batch, small models):
+    /// θ ← θ − lr·(H + λI)⁻¹g.
+    Newton,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,6 +72,7 @@ impl OptimizerKind {
         OptimizerKind::RmsProp,
         OptimizerKind::Adam,
         OptimizerKind::AdamW,
+        OptimizerKind::Newton,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +84,7 @@ impl OptimizerKind {
             OptimizerKind::RmsProp => "rmsprop",
             OptimizerKind::Adam => "adam",
             OptimizerKind::AdamW => "adamw",
+            OptimizerKind::Newton => "newton",
         }
     }
 
@@ -112,13 +117,14 @@ impl OptimizerKind {
             (AdamW, Keras) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-7), ("decay", 0.004), WD, CLIP],
             (AdamW, Optax) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("decay", 1e-4), WD, CLIP],
             (AdamW, _) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("decay", 0.01), WD, CLIP],
+            (Newton, _) => &[("lr", 1.0), ("damping", 0.0), WD, CLIP],
         }
     }
 
     /// Names of the per-element state arrays.
     pub fn state_names(self) -> &'static [&'static str] {
         match self {
-            OptimizerKind::Sgd => &[],
+            OptimizerKind::Sgd | OptimizerKind::Newton => &[],
             OptimizerKind::Momentum | OptimizerKind::Nesterov => &["velocity"],
             OptimizerKind::Adagrad | OptimizerKind::RmsProp => &["accumulator"],
             OptimizerKind::Adam | OptimizerKind::AdamW => &["m", "v"],
@@ -312,7 +318,7 @@ impl OptimizerSpec {
         use Dialect::*;
         use OptimizerKind::*;
         match (self.kind, self.dialect) {
-            (Sgd, _) => out.push(lr),
+            (Sgd | Newton, _) => out.push(lr),
             (Momentum | Nesterov, _) => out.extend_from_slice(&[lr, c.momentum]),
             (Adagrad, _) => out.extend_from_slice(&[lr, c.eps]),
             (RmsProp, _) => out.extend_from_slice(&[lr, c.rho, 1.0 - c.rho, c.eps]),
@@ -342,7 +348,8 @@ impl OptimizerSpec {
         use OptimizerKind::*;
         let k = K;
         match (self.kind, self.dialect) {
-            (Sgd, _) => vec![(Target::P, sub(P, mul(k(0), G)))],
+            // Newton's update receives the Newton direction in place of the gradient.
+            (Sgd | Newton, _) => vec![(Target::P, sub(P, mul(k(0), G)))],
             (Momentum, Lecture | Keras) => {
                 vec![(Target::S(0), sub(mul(k(1), S(0)), mul(k(0), G))), (Target::P, add(P, S(0)))]
             }

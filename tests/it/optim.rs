@@ -191,3 +191,41 @@ fn fused_loop_equals_separate_calls_bit_for_bit() {
     }
     let _ = DType::F64;
 }
+
+#[test]
+fn newton_solves_least_squares_in_one_step_and_rosenbrock_in_a_dozen() {
+    use adjoint::data::{Table, bind};
+    use adjoint::train::Trainer;
+    let mut model = model_of(&repo().join("examples/linreg.dsl"));
+    model.optimizer = adjoint::optim::OptimizerSpec::new(adjoint::optim::OptimizerKind::Newton);
+    let data = bind(&model, &Table::load(&repo().join("examples/data/linreg.csv")).unwrap()).unwrap();
+    let compiled = CompiledModel::from_model(model).unwrap();
+    let mut settings = compiled.model.train.clone();
+    settings.steps = Some(1);
+    let mut t = Trainer::new(&compiled, 0);
+    t.fit(Some(&data), &settings, |_| {}).unwrap();
+    // After one exact Newton step the gradient of the quadratic vanishes.
+    t.value_and_grad(&data.inputs.iter().map(|v| Buffer::F64(v.clone())).collect::<Vec<_>>(), data.n_rows).unwrap();
+    let g = t.gradient(0, data.n_rows).unwrap().to_f64();
+    assert!(g.iter().all(|x| x.abs() < 1e-12), "gradient after one Newton step: {g:?}");
+
+    let mut model = model_of(&repo().join("examples/rosenbrock.dsl"));
+    model.optimizer = adjoint::optim::OptimizerSpec::new(adjoint::optim::OptimizerKind::Newton);
+    let compiled = CompiledModel::from_model(model).unwrap();
+    let mut settings = compiled.model.train.clone();
+    settings.steps = Some(12);
+    let mut t = Trainer::new(&compiled, 0);
+    t.fit(None, &settings, |_| {}).unwrap();
+    let (x, y) = (t.params[0].get(0), t.params[1].get(0));
+    assert!((x - 1.0).abs() < 1e-10 && (y - 1.0).abs() < 1e-10, "Newton ended at ({x}, {y})");
+}
+
+#[test]
+fn newton_refuses_minibatches() {
+    let src = "dtype f64\ninput x[n]\nparam w = 0\nloss mean((w * x - 1)^2)\noptimizer newton\ntrain steps = 3, batch = 2\n";
+    let compiled = CompiledModel::from_model(model_of_source("n.dsl", src)).unwrap();
+    let data = adjoint::data::bind(&compiled.model, &adjoint::data::Table::parse("d.csv", "x\n1\n2\n3\n").unwrap()).unwrap();
+    let mut t = adjoint::train::Trainer::new(&compiled, 0);
+    let err = t.fit(Some(&data), &compiled.model.train.clone(), |_| {}).unwrap_err().to_string();
+    assert!(err.contains("full batches"), "{err}");
+}
