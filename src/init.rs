@@ -165,6 +165,19 @@ impl Init {
     }
 }
 
+/// The gain recommended for an activation (as in PyTorch's `calculate_gain`): √2 for relu,
+/// √(2/(1+0.01²)) for leaky_relu with its default slope, 5/3 for tanh, 3/4 for selu, 1 otherwise.
+pub fn gain_for(nonlinearity: &str) -> Option<f64> {
+    Some(match nonlinearity {
+        "linear" | "identity" | "sigmoid" => 1.0,
+        "tanh" => 5.0 / 3.0,
+        "relu" => std::f64::consts::SQRT_2,
+        "leaky_relu" => (2.0f64 / (1.0 + 0.01 * 0.01)).sqrt(),
+        "selu" => 0.75,
+        _ => return None,
+    })
+}
+
 /// (fan_in, fan_out) of a parameter shape.
 pub fn fans(shape: &[usize]) -> (usize, usize) {
     match shape {

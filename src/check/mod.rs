@@ -410,7 +410,27 @@ impl Checker {
             };
             return Some(Init::FromData { stat, input });
         }
-        let (positional, named) = self.const_args(args)?;
+        // `he_normal(nonlinearity = relu)`: the gain recommended for that activation.
+        let mut rest = Vec::new();
+        let mut gain_from: Option<(String, f64)> = None;
+        for a in args {
+            match (&a.name, &a.value.kind) {
+                (Some(n), ExprKind::Name(act)) if n.name == "nonlinearity" => match crate::init::gain_for(act) {
+                    Some(g) => gain_from = Some(("gain".into(), g)),
+                    None => {
+                        self.error(
+                            Diagnostic::error(format!("no recommended gain for `{act}`"))
+                                .with_label(a.value.span, "unknown nonlinearity")
+                                .with_note("known: linear, sigmoid, tanh, relu, leaky_relu, selu"),
+                        );
+                        return None;
+                    }
+                },
+                _ => rest.push(a.clone()),
+            }
+        }
+        let (positional, mut named) = self.const_args(&rest)?;
+        named.extend(gain_from);
         match Init::from_call(&name.name, &positional, &named) {
             Ok(init) => Some(init),
             Err(msg) => {

@@ -142,3 +142,15 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
     let (v0, v1) = train(&fixed);
     assert!(v0.iter().zip(&v1).any(|(a, b)| (a - b).abs() > 1e-2), "random init separates them: {v0:?} {v1:?}");
 }
+
+#[test]
+fn gains_follow_the_nonlinearity() {
+    let model = model_of_source("g.dsl", "param A[500, 400] ~ he_normal(nonlinearity = tanh)\nparam B[500, 400] ~ xavier_uniform(nonlinearity = relu)\nloss sum(A) + sum(B)\n");
+    assert_eq!(model.inits[0], Init::HeNormal { gain: 5.0 / 3.0 });
+    assert_eq!(model.inits[1], Init::XavierUniform { gain: 2f64.sqrt() });
+    let v = model.inits[0].sample(&[500, 400], &mut rng(1));
+    let (_, var) = stats(&v);
+    assert!((var / (25.0 / 9.0 / 500.0) - 1.0).abs() < 0.02, "{var}");
+    let file = adjoint::SourceFile::new("g.dsl", "param A[2, 2] ~ he_normal(nonlinearity = swish)\nloss sum(A)\n");
+    assert!(adjoint::check_source(&file).is_err());
+}
