@@ -9,6 +9,8 @@ param b[3] ~ zeros
 let logits = X @ W + b
 loss mean(logsumexp(logits, axis=1) - sum(one_hot(species, 3) * logits, axis=1))
 metric accuracy = mean(argmax(logits, axis=1) == species)
+output probability = softmax(logits, axis=1)
+output predicted = argmax(logits, axis=1)
 
 optimizer adam(lr = 0.05)
 train steps = 2000, log_every = 500

@@ -109,6 +109,17 @@ enum Command {
     },
     /// Compile a model to native code and train it.
     Train(TrainArgs),
+    /// Write the model's `output` values for data, one CSV row per data row.
+    Predict {
+        file: PathBuf,
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Where to write the CSV (standard output when absent).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Loss and metrics of a checkpoint's parameters on data.
     Eval {
         file: PathBuf,
@@ -212,6 +223,7 @@ pub fn main() -> i32 {
         }
         Command::Train(args) => train(&args),
         Command::Eval { file, checkpoint, data } => eval(&file, &checkpoint, data.as_deref()),
+        Command::Predict { file, checkpoint, data, out } => predict(&file, &checkpoint, data.as_deref(), out.as_deref()),
         Command::Bench { workloads, repeats, peers, anchors } => {
             let cfg = crate::bench::BenchConfig {
                 workloads,
@@ -495,6 +507,95 @@ fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
         return 2;
     }
     print_evaluation(&mut trainer, dataset.as_ref(), "")
+}
+
+fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) -> i32 {
+    let file = match read_source(path) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let (model, _) = match compile::check_source(&file) {
+        Ok(x) => x,
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &file));
+            return 2;
+        }
+    };
+    let Some(p) = &model.predict else {
+        eprintln!("error: {} declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)", file.name);
+        return 2;
+    };
+    // Inputs the outputs do not read (the labels, typically) may be absent from the data.
+    let roots: Vec<_> = p.outputs.iter().map(|o| o.1).collect();
+    let live = p.graph.reachable(&roots);
+    let optional: Vec<bool> = (0..model.graph().inputs.len())
+        .map(|i| !p.graph.ids().any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32)))
+        .collect();
+    let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
+    let Some(data_path) = data_path else {
+        eprintln!("error: no data to predict for (use --data FILE)");
+        return 2;
+    };
+    let dataset = match Table::load(&data_path).and_then(|t| data::bind_with(&model, &t, &optional)) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let compiled = match CompiledModel::from_model(model) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut trainer = Trainer::new(&compiled, 0);
+    if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
+        eprintln!("error: {e}");
+        return 2;
+    }
+    trainer.bound_dims = dataset.dims.clone();
+    let inputs: Vec<_> = dataset.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v)).collect();
+    let values = match trainer.predict(&inputs, dataset.n_rows) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut csv = String::new();
+    let header: Vec<String> = values
+        .iter()
+        .flat_map(|(name, t)| match t.shape.get(1) {
+            Some(&k) => (0..k).map(|j| format!("{name}{j}")).collect::<Vec<_>>(),
+            None => vec![name.clone()],
+        })
+        .collect();
+    csv.push_str(&header.join(","));
+    csv.push('\n');
+    for r in 0..dataset.n_rows {
+        let row: Vec<String> = values
+            .iter()
+            .flat_map(|(_, t)| {
+                let w = t.shape.get(1).copied().unwrap_or(1);
+                t.data[r * w..(r + 1) * w].iter().map(|v| format!("{v}")).collect::<Vec<_>>()
+            })
+            .collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    match out {
+        Some(o) => {
+            if let Err(e) = std::fs::write(o, csv) {
+                eprintln!("error: cannot write {}: {e}", o.display());
+                return 2;
+            }
+            println!("wrote {} rows to {}", dataset.n_rows, o.display());
+        }
+        None => print!("{csv}"),
+    }
+    0
 }
 
 /// Prints the loss and each metric on the data; returns the exit code.

@@ -69,6 +69,8 @@ impl Timings {
 pub struct Graphs {
     pub forward: GraphFn,
     pub gradient: GraphFn,
+    /// The model's `output` values, when it declares some.
+    pub predict: Option<GraphFn>,
     pub forward_report: SimplifyReport,
     pub gradient_report: SimplifyReport,
 }
@@ -79,7 +81,8 @@ pub fn graphs(model: &Model) -> Graphs {
     let (forward, forward_report) = simplify::run(&model.forward);
     let raw = crate::autodiff::grad(&forward);
     let (gradient, gradient_report) = simplify::run(&raw);
-    Graphs { forward, gradient, forward_report, gradient_report }
+    let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
+    Graphs { forward, gradient, predict, forward_report, gradient_report }
 }
 
 /// A model compiled to native code: forward, value-and-gradient, the optimizer update, and the
@@ -101,6 +104,8 @@ pub struct Inner {
     pub update: UpdateFn,
     /// Value-and-gradient and update fused, looped K times per call.
     pub train_loop: TrainLoop,
+    /// The `output` values, when the model declares some.
+    pub predict: Option<Executable>,
     pub timings: Timings,
     /// True when the native code came from the process-wide cache.
     pub cached: bool,
@@ -131,6 +136,7 @@ struct NativeParts {
     gradient: Executable,
     update: UpdateFn,
     train_loop: TrainLoop,
+    predict: Option<Executable>,
     code: Weak<CodeOwner>,
 }
 
@@ -143,8 +149,9 @@ fn cache() -> &'static Cache {
 
 /// Everything that determines the generated code: both graphs' text (which includes every shape
 /// and the dtype) and the optimizer with its hyperparameters.
-fn cache_key(forward: &GraphFn, gradient: &GraphFn, model: &Model) -> String {
-    format!("{}\n{}\n{}\n{}", forward.text(), gradient.text(), model.optimizer, model.graph().dtype.name())
+fn cache_key(forward: &GraphFn, gradient: &GraphFn, predict: Option<&GraphFn>, model: &Model) -> String {
+    let p = predict.map(|p| p.text()).unwrap_or_default();
+    format!("{}\n{}\n{p}\n{}\n{}", forward.text(), gradient.text(), model.optimizer, model.graph().dtype.name())
 }
 
 impl CompiledModel {
@@ -177,8 +184,9 @@ impl CompiledModel {
         let raw = crate::autodiff::grad(&forward);
         timings.lap("differentiate", &mut t);
         let (gradient, gradient_report) = simplify::run(&raw);
+        let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
         timings.lap("simplify", &mut t);
-        let key = cache_key(&forward, &gradient, &model);
+        let key = cache_key(&forward, &gradient, predict.as_ref(), &model);
         let hit = {
             let map = cache().lock().unwrap_or_else(|e| e.into_inner());
             map.get(&key).and_then(|parts| parts.code.upgrade().map(|code| (parts.clone(), code)))
@@ -196,7 +204,14 @@ impl CompiledModel {
                 let sizes: Vec<usize> = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product()).collect();
                 let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
                 let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
-                let funcs = jit.finalize(&[fid, gid, uid, lid])?;
+                let pplan = predict.as_ref().map(lower::plan);
+                let pid = match (&predict, &pplan) {
+                    (Some(p), Some(plan)) => Some(jit.compile_graph(p, plan)?),
+                    _ => None,
+                };
+                let mut ids = vec![fid, gid, uid, lid];
+                ids.extend(pid);
+                let funcs = jit.finalize(&ids)?;
                 timings.lap("cranelift", &mut t);
                 let code = Arc::new(CodeOwner(jit));
                 let n_state = model.optimizer.kind.state_arrays();
@@ -205,6 +220,7 @@ impl CompiledModel {
                     gradient: Executable { plan: gplan, func: funcs[1], dtype },
                     update: UpdateFn { func: funcs[2], sizes, n_state, dtype },
                     train_loop: TrainLoop { func: funcs[3], n_state, n_scalars: model.optimizer.n_scalars() },
+                    predict: pplan.map(|plan| Executable { plan, func: funcs[4], dtype }),
                     code: Arc::downgrade(&code),
                 };
                 let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
@@ -219,7 +235,8 @@ impl CompiledModel {
                 gradient: parts.gradient,
                 update: parts.update,
                 train_loop: parts.train_loop,
-                graphs: Graphs { forward, gradient, forward_report, gradient_report },
+                predict: parts.predict,
+                graphs: Graphs { forward, gradient, predict, forward_report, gradient_report },
                 model,
                 timings,
                 cached,

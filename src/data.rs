@@ -134,12 +134,31 @@ pub struct Dataset {
 
 /// Picks each input's columns out of the table and checks integer inputs (class labels).
 pub fn bind(model: &Model, table: &Table) -> Result<Dataset, DataError> {
+    bind_with(model, table, &vec![false; model.graph().inputs.len()])
+}
+
+/// As `bind`, but an input marked optional whose columns are all absent (say, the labels when
+/// predicting) is filled with zeros instead of being an error.
+pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Dataset, DataError> {
     let g = model.graph();
     let n = table.n_rows();
     let mut inputs = Vec::new();
     let mut widths = Vec::new();
     let mut dims: Vec<(u32, u64, String, String)> = Vec::new();
     for (i, (info, binding)) in g.inputs.iter().zip(&model.bindings).enumerate() {
+        let absent = match &binding.prefix {
+            None => binding.columns.iter().all(|c| !table.columns.contains(c)),
+            Some(p) => !table.columns.contains(&format!("{p}0")),
+        };
+        if optional.get(i) == Some(&true) && absent {
+            let width = match info.shape.0.get(1) {
+                Some(crate::ir::Dim::Fixed(k)) => *k as usize,
+                _ => 1,
+            };
+            inputs.push(vec![0.0; n * width]);
+            widths.push(width);
+            continue;
+        }
         let names: Vec<String> = match &binding.prefix {
             None => binding.columns.clone(),
             Some(prefix) => {

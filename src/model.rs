@@ -61,6 +61,8 @@ impl Default for TrainSettings {
 pub struct Model {
     /// The forward graph: outputs are `loss` then each metric.
     pub forward: GraphFn,
+    /// Per-row values for `adjoint predict` (`output probs = ...`), on the forward graph.
+    pub predict: Option<GraphFn>,
     /// The user's name for the loss (`loss f = ...`), or `loss`.
     pub loss_name: String,
     pub metric_names: Vec<String>,

@@ -110,6 +110,7 @@ pub struct Trainer {
     constants: StepConstants,
     base_lr: f64,
     fwd_ws: HashMap<Vec<u64>, Workspace>,
+    pred_ws: HashMap<Vec<u64>, Workspace>,
 }
 
 impl Trainer {
@@ -147,6 +148,7 @@ impl Trainer {
             constants: model.optimizer.constants(),
             base_lr: model.optimizer.get("lr"),
             fwd_ws: HashMap::new(),
+            pred_ws: HashMap::new(),
         }
     }
 
@@ -338,6 +340,23 @@ impl Trainer {
         self.table = table;
         res?;
         Ok(ws.output(&exe.plan, 0).get(0))
+    }
+
+    /// The model's `output` values on a batch: one array per output, a row per data row.
+    pub fn predict(&mut self, inputs: &[Buffer], rows: usize) -> Result<Vec<(String, crate::ir::Tensor)>, RunError> {
+        let syms = self.syms(rows);
+        let Some(exe) = &self.compiled.predict else { return Ok(vec![]) };
+        let ws = workspace(&mut self.pred_ws, exe, syms.clone())?;
+        exe.run(ws, inputs, &self.params)?;
+        let outputs = &self.compiled.graphs.predict.as_ref().expect("compiled with its graph").outputs;
+        Ok(outputs
+            .iter()
+            .enumerate()
+            .map(|(k, (name, id))| {
+                let shape = self.compiled.graphs.predict.as_ref().unwrap().graph.shape(*id).concrete(&syms);
+                (name.clone(), crate::ir::Tensor::new(shape, ws.output(&exe.plan, k).to_f64()))
+            })
+            .collect())
     }
 
     /// The loss and each metric on a batch, with their names.

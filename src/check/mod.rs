@@ -67,6 +67,8 @@ impl Checker {
         let mut graph = Graph::new(dtype, self.syms.clone(), inputs, params);
         let mut loss: Option<(String, NodeId, Span)> = None;
         let mut metrics: Vec<(String, NodeId)> = Vec::new();
+        let mut outputs: Vec<(String, NodeId)> = Vec::new();
+        let row_dim_sym = row_dim;
         let mut optimizer: Option<OptimizerSpec> = None;
         let mut train = TrainSettings::default();
         let mut data = None;
@@ -103,6 +105,21 @@ impl Checker {
                         self.define(n, Binding::Value(id));
                     }
                     loss = Some((loss_name, id, *span));
+                }
+                Item::Output { name, value } => {
+                    let Some(id) = self.expr(&mut graph, value) else { continue };
+                    let shape = graph.shape(id).clone();
+                    let per_row = row_dim_sym.is_some() && shape.0.first() == row_dim_sym.map(Dim::Sym).as_ref() && shape.rank() <= 2;
+                    if !per_row {
+                        self.error(
+                            Diagnostic::error("an output holds one value (or one row of values) per data row")
+                                .with_label(value.span, format!("has shape {}", graph.shape_text(&shape)))
+                                .with_note("outputs are written by `adjoint predict`, one CSV row per data row"),
+                        );
+                        continue;
+                    }
+                    self.define(name, Binding::Value(id));
+                    outputs.push((name.name.clone(), id));
                 }
                 Item::Metric { name, value } => {
                     let Some(id) = self.expr(&mut graph, value) else { continue };
@@ -157,11 +174,13 @@ impl Checker {
         }
         self.unused_warnings(module, &graph, loss);
         self.symmetry_warnings(&graph, loss, &inits, &param_spans);
+        let predict = (!outputs.is_empty()).then(|| GraphFn { graph: graph.clone(), outputs });
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
         let model = Model {
             forward: GraphFn { graph, outputs },
+            predict,
             loss_name,
             metric_names,
             inits,

@@ -66,6 +66,8 @@ pub enum Item {
     Let { name: Ident, value: Expr },
     Loss { name: Option<Ident>, value: Expr, span: Span },
     Metric { name: Ident, value: Expr },
+    /// `output probs = softmax(logits)`: a per-row value that `adjoint predict` writes.
+    Output { name: Ident, value: Expr },
     Optimizer { name: Ident, args: Vec<Arg>, span: Span },
     /// `schedule cosine(min = 0, warmup = 100)`
     Schedule { name: Ident, args: Vec<Arg>, span: Span },

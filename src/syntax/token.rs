@@ -33,6 +33,8 @@ pub enum Tok {
     Loss,
     #[token("metric")]
     Metric,
+    #[token("output")]
+    Output,
     #[token("optimizer")]
     Optimizer,
     #[token("train")]
@@ -132,6 +134,7 @@ pub fn token_text(tok: &Tok) -> &'static str {
         Tok::Let => "let",
         Tok::Loss => "loss",
         Tok::Metric => "metric",
+        Tok::Output => "output",
         Tok::Optimizer => "optimizer",
         Tok::Train => "train",
         Tok::Schedule => "schedule",

@@ -121,3 +121,33 @@ fn ctrl_c_saves_a_checkpoint_before_exit() {
     adjoint::resume::resume(&mut t, &ckpt).unwrap();
     assert!(t.step > 0);
 }
+
+#[test]
+fn predict_writes_outputs_for_new_data_without_labels() {
+    let dir = std::env::temp_dir().join(format!("adjoint-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ckpt, data, out) = (dir.join("iris.safetensors"), dir.join("unlabelled.csv"), dir.join("predictions.csv"));
+    let text = std::fs::read_to_string(repo().join("examples/data/iris.csv")).unwrap();
+    let unlabelled: String = text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
+    std::fs::write(&data, unlabelled).unwrap();
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_adjoint")).args(args).current_dir(repo()).output().unwrap();
+    assert!(run(&["train", "examples/iris.dsl", "--steps", "500", "--save", ckpt.to_str().unwrap()]).status.success());
+    let o = run(&["predict", "examples/iris.dsl", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("probability0,probability1,probability2,predicted"));
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 150);
+    let labels: Vec<f64> = text.lines().skip(1).map(|l| l.rsplit_once(',').unwrap().1.parse().unwrap()).collect();
+    let correct = rows.iter().zip(&labels).filter(|(r, y)| r[3] == **y).count();
+    for r in &rows {
+        assert!((r[0] + r[1] + r[2] - 1.0).abs() < 1e-5, "{r:?}");
+        let best = (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+        assert_eq!(best as f64, r[3]);
+    }
+    assert!(correct >= 140, "{correct} of 150 right");
+    let o = run(&["predict", "examples/linreg.dsl", "--checkpoint", ckpt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("declares no `output`"));
+}
