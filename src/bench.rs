@@ -130,7 +130,7 @@ pub fn w2_data() -> Dataset {
     let a: Vec<f64> = (0..n * d).map(|_| std_normal(&mut r)).collect();
     let w_true: Vec<f64> = (0..d).map(|_| std_normal(&mut r)).collect();
     let z: Vec<f64> = (0..n).map(|i| (0..d).map(|j| a[i * d + j] * w_true[j]).sum::<f64>() + 0.1 * std_normal(&mut r)).collect();
-    Dataset { n_rows: n, inputs: vec![a, z], widths: vec![d, 1], dims: vec![] }
+    Dataset { n_rows: n, inputs: vec![a, z], widths: vec![d, 1], dims: vec![], source: None }
 }
 
 pub fn w2(repeats: usize) -> Vec<Figure> {
@@ -157,7 +157,7 @@ pub fn w3_data() -> Dataset {
     let x: Vec<f64> = (0..1_000_000)
         .map(|_| if r.random::<f64>() < 0.3 { -2.0 + 0.5 * std_normal(&mut r) } else { 1.5 + std_normal(&mut r) })
         .collect();
-    Dataset { n_rows: x.len(), inputs: vec![x], widths: vec![1], dims: vec![] }
+    Dataset { n_rows: x.len(), inputs: vec![x], widths: vec![1], dims: vec![], source: None }
 }
 
 pub fn w3(repeats: usize) -> Vec<Figure> {
@@ -225,7 +225,7 @@ pub fn w5_data() -> Dataset {
     let n = 60_000;
     let x: Vec<f64> = (0..n * 784).map(|_| std_normal(&mut r) as f32 as f64).collect();
     let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
-    Dataset { n_rows: n, inputs: vec![x, y], widths: vec![784, 1], dims: vec![] }
+    Dataset { n_rows: n, inputs: vec![x, y], widths: vec![784, 1], dims: vec![], source: None }
 }
 
 pub fn w5(repeats: usize) -> Vec<Figure> {

@@ -4,7 +4,7 @@
 //! Exit codes: 0 success, 2 bad input (source, data, flags), 1 anything else.
 
 use crate::compile::{self, CompileError, CompiledModel};
-use crate::data::{self, Table};
+use crate::data;
 use crate::diagnostics::{SourceFile, render_all};
 use crate::ir::print::fmt_number;
 use crate::train::{Progress, Trainer};
@@ -327,20 +327,7 @@ fn model_and_data(path: &Path, data: Option<&Path>) -> Result<(SourceFile, crate
     eprint!("{}", render_all(&warnings, &file));
     model.forward.graph.dtype = crate::ir::DType::F64;
     let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
-    let dataset = match data_path {
-        Some(p) if !model.graph().inputs.is_empty() => match Table::load(&p).and_then(|t| data::bind(&model, &t)) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Err(2);
-            }
-        },
-        _ if !model.graph().inputs.is_empty() => {
-            eprintln!("error: the model has inputs but no data (use `data \"file.csv\"` in the model or `--data FILE`)");
-            return Err(2);
-        }
-        _ => None,
-    };
+    let dataset = load_data(&model, data_path.as_deref(), path, &[])?;
     Ok((file, model, dataset))
 }
 
@@ -491,15 +478,9 @@ fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
             return 1;
         }
     };
-    let dataset = match &data_path {
-        Some(p) if !compiled.model.graph().inputs.is_empty() => match Table::load(p).and_then(|t| data::bind(&compiled.model, &t)) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        },
-        _ => None,
+    let dataset = match load_data(&compiled.model, data_path.as_deref(), path, &[]) {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let mut trainer = Trainer::new(&compiled, 0);
     if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
@@ -532,16 +513,13 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
         .map(|i| !p.graph.ids().any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32)))
         .collect();
     let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
-    let Some(data_path) = data_path else {
-        eprintln!("error: no data to predict for (use --data FILE)");
-        return 2;
-    };
-    let dataset = match Table::load(&data_path).and_then(|t| data::bind_with(&model, &t, &optional)) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
+    let dataset = match load_data(&model, data_path.as_deref(), path, &optional) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            eprintln!("error: {} has no inputs to predict for", file.name);
             return 2;
         }
+        Err(code) => return code,
     };
     let compiled = match CompiledModel::from_model(model) {
         Ok(c) => c,
@@ -596,6 +574,25 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
         None => print!("{csv}"),
     }
     0
+}
+
+/// The model's data: CSV columns from `data_path`, `.npy` inputs from their files beside the
+/// model. `None` for a model without inputs.
+fn load_data(model: &crate::model::Model, data_path: Option<&Path>, model_file: &Path, optional: &[bool]) -> Result<Option<data::Dataset>, i32> {
+    if model.graph().inputs.is_empty() {
+        return Ok(None);
+    }
+    let base = model_file.parent().unwrap_or(Path::new("."));
+    match data::load(model, data_path, base, optional) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            if data_path.is_none() {
+                eprintln!("  (name the data with `data \"file.csv\"` in the model or `--data FILE`)");
+            }
+            Err(2)
+        }
+    }
 }
 
 /// Prints the loss and each metric on the data; returns the exit code.
@@ -855,17 +852,9 @@ fn train(args: &TrainArgs) -> i32 {
         }
     };
     let compile_time = start.elapsed();
-    let dataset = match &data_path {
-        Some(p) if !compiled.model.graph().inputs.is_empty() => {
-            match Table::load(p).and_then(|t| data::bind(&compiled.model, &t)) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return 2;
-                }
-            }
-        }
-        _ => None,
+    let dataset = match load_data(&compiled.model, data_path.as_deref(), &args.file, &[]) {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let opt = &compiled.model.optimizer;
     println!(
@@ -876,7 +865,7 @@ fn train(args: &TrainArgs) -> i32 {
         compiled.model.graph().dtype.name(),
     );
     if let Some(d) = &dataset {
-        println!("data: {} ({} rows)", data_path.as_ref().unwrap().display(), d.n_rows);
+        println!("data: {} ({} rows)", d.source.as_deref().unwrap_or("?"), d.n_rows);
     }
     if args.timings {
         for (stage, d) in &compiled.timings.stages {

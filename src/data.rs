@@ -23,6 +23,8 @@ pub enum DataError {
     DuplicateColumn { file: String, column: String },
     #[error("{file}: has a header but no rows of data")]
     NoRows { file: String },
+    #[error("{file}: {message}")]
+    Array { file: String, message: String },
     #[error("{file}: dimension `{dim}` is {first} (columns `{first_column}`…) for input `{first_input}` but {second} (up to column `{second_column}`) for input `{second_input}`")]
     DimensionConflict {
         file: String,
@@ -130,6 +132,8 @@ pub struct Dataset {
     pub widths: Vec<usize>,
     /// Sizes of the symbolic column dimensions, bound from the data.
     pub dims: Vec<(u32, u64)>,
+    /// The file the rows came from, for messages.
+    pub source: Option<String>,
 }
 
 /// Picks each input's columns out of the table and checks integer inputs (class labels).
@@ -217,7 +221,7 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
         inputs.push(values);
         widths.push(width);
     }
-    Ok(Dataset { n_rows: n, inputs, widths, dims: dims.into_iter().map(|d| (d.0, d.1)).collect() })
+    Ok(Dataset { n_rows: n, inputs, widths, dims: dims.into_iter().map(|d| (d.0, d.1)).collect(), source: Some(table.file.clone()) })
 }
 
 /// The number of classes when an input feeds `one_hot`, the smallest if several.
@@ -242,7 +246,7 @@ impl Dataset {
             .zip(&self.widths)
             .map(|(v, &w)| idx.iter().flat_map(|&r| v[r * w..(r + 1) * w].iter().copied()).collect())
             .collect();
-        Dataset { n_rows: idx.len(), inputs, widths: self.widths.clone(), dims: self.dims.clone() }
+        Dataset { n_rows: idx.len(), inputs, widths: self.widths.clone(), dims: self.dims.clone(), source: self.source.clone() }
     }
 
     /// A seeded random split: (training rows, the held-out `fraction`).
@@ -262,4 +266,154 @@ impl Dataset {
         val.sort_unstable();
         (self.rows(&train), self.rows(&val))
     }
+}
+
+/// A NumPy `.npy` array: shape and values as f64 (row-major).
+pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io { file: file.clone(), message: e.to_string() })?;
+    let bad = |why: &str| DataError::Array { file: file.clone(), message: format!("not a NumPy array file: {why}") };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no `\\x93NUMPY` magic"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(bad(&format!("format version {v} is not supported"))),
+    };
+    let header = bytes.get(start..start + header_len).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(|| bad("truncated header"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        Some(header[at..].trim_start().strip_prefix(':')?.trim_start())
+    };
+    let descr = field("descr").and_then(|d| d.strip_prefix('\'')).and_then(|d| d.split('\'').next()).ok_or_else(|| bad("no `descr`"))?;
+    let fortran = field("fortran_order").is_some_and(|f| f.starts_with("True"));
+    let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no `shape`"))?;
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad("unreadable `shape`"))?;
+    let n: usize = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape too large"))?;
+    let data = &bytes[start + header_len..];
+    let little = !descr.starts_with('>');
+    let kind = descr.trim_start_matches(['<', '>', '|', '=']);
+    let size = match kind {
+        "f8" | "i8" | "u8" => 8,
+        "f4" | "i4" | "u4" => 4,
+        "i2" | "u2" => 2,
+        "i1" | "u1" | "b1" => 1,
+        other => return Err(bad(&format!("element type `{other}` is not supported (floats, integers and booleans are)"))),
+    };
+    if data.len() != n * size {
+        return Err(bad(&format!("{} data bytes where shape {shape:?} of `{descr}` needs {}", data.len(), n * size)));
+    }
+    let word = |c: &[u8]| -> [u8; 8] {
+        let mut w = [0u8; 8];
+        if little {
+            w[..c.len()].copy_from_slice(c);
+        } else {
+            for (i, b) in c.iter().rev().enumerate() {
+                w[i] = *b;
+            }
+        }
+        w
+    };
+    let mut values: Vec<f64> = data
+        .chunks_exact(size)
+        .map(|c| {
+            let w = word(c);
+            match kind {
+                "f8" => f64::from_le_bytes(w),
+                "f4" => f32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64,
+                "i8" => i64::from_le_bytes(w) as f64,
+                "u8" => u64::from_le_bytes(w) as f64,
+                "i4" => i32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64,
+                "u4" => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64,
+                "i2" => i16::from_le_bytes([w[0], w[1]]) as f64,
+                "u2" => u16::from_le_bytes([w[0], w[1]]) as f64,
+                "i1" => w[0] as i8 as f64,
+                _ => w[0] as f64,
+            }
+        })
+        .collect();
+    if fortran && shape.len() == 2 {
+        let (r, c) = (shape[0], shape[1]);
+        let mut t = vec![0.0; n];
+        for i in 0..r {
+            for j in 0..c {
+                t[i * c + j] = values[j * r + i];
+            }
+        }
+        values = t;
+    }
+    Ok((shape, values))
+}
+
+/// The data of a model: its CSV-bound inputs from `csv`, its `.npy`-bound inputs from their
+/// files (relative to `base`, the model's folder). Inputs marked optional may be absent.
+pub fn load(model: &Model, csv: Option<&Path>, base: &Path, optional: &[bool]) -> Result<Dataset, DataError> {
+    let g = model.graph();
+    let from_file: Vec<bool> = model.bindings.iter().map(|b| b.file.is_some()).collect();
+    let csv_needed = (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
+    let mut arrays: Vec<Option<(String, Vec<usize>, Vec<f64>)>> = Vec::new();
+    for b in &model.bindings {
+        arrays.push(match &b.file {
+            Some(f) => {
+                let p = base.join(f);
+                let (shape, values) = load_npy(&p)?;
+                Some((p.display().to_string(), shape, values))
+            }
+            None => None,
+        });
+    }
+    let mut ds = if csv_needed {
+        let path = csv.ok_or_else(|| DataError::Io { file: "(no data file)".into(), message: "the model reads CSV columns but no data file was given".into() })?;
+        let table = Table::load(path)?;
+        let opt: Vec<bool> = (0..g.inputs.len()).map(|i| from_file[i] || optional.get(i).copied().unwrap_or(false)).collect();
+        let mut ds = bind_with(model, &table, &opt)?;
+        ds.source = Some(table.file.clone());
+        ds
+    } else {
+        let n = arrays.iter().flatten().map(|a| a.1.first().copied().unwrap_or(0)).next().unwrap_or(0);
+        Dataset { n_rows: n, inputs: vec![vec![]; g.inputs.len()], widths: vec![1; g.inputs.len()], dims: vec![], source: None }
+    };
+    for (i, a) in arrays.into_iter().enumerate() {
+        let Some((file, shape, values)) = a else { continue };
+        let info = &g.inputs[i];
+        let rows = shape.first().copied().unwrap_or(1);
+        let width: usize = shape.iter().skip(1).product();
+        let problem = |what: String| DataError::Array { file: file.clone(), message: what };
+        if shape.len() != info.shape.rank() {
+            return Err(problem(format!("input `{}` is declared with rank {} but the array has shape {shape:?}", info.name, info.shape.rank())));
+        }
+        if rows != ds.n_rows {
+            let other = ds.source.clone().unwrap_or_else(|| "the other inputs".into());
+            return Err(problem(format!("{rows} rows for input `{}` but {} rows in {other}", info.name, ds.n_rows)));
+        }
+        match info.shape.0.get(1) {
+            Some(crate::ir::Dim::Fixed(k)) if *k as usize != width => {
+                return Err(problem(format!("input `{}` has {k} columns but the array has {width}", info.name)));
+            }
+            Some(crate::ir::Dim::Sym(s)) => match ds.dims.iter().find(|d| d.0 == *s) {
+                Some(&(_, w)) if w as usize != width => {
+                    return Err(problem(format!("dimension `{}` is {w} elsewhere but {width} here (input `{}`)", g.syms[*s as usize], info.name)));
+                }
+                Some(_) => {}
+                None => ds.dims.push((*s, width as u64)),
+            },
+            _ => {}
+        }
+        if let Some((k, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite() || (info.is_int && (v.fract() != 0.0 || **v < 0.0))) {
+            return Err(problem(format!("row {}, column {}: `{v}` is not {}", k / width.max(1), k % width.max(1), if info.is_int { "a class index" } else { "a finite number" })));
+        }
+        ds.inputs[i] = values;
+        ds.widths[i] = width.max(1);
+        if ds.source.is_none() {
+            ds.source = Some(file);
+        }
+    }
+    Ok(ds)
 }

@@ -30,6 +30,8 @@ pub struct InputBinding {
     pub columns: Vec<String>,
     /// For an input whose column count is a symbol: the prefix of its numbered columns.
     pub prefix: Option<String>,
+    /// For an input read from a NumPy `.npy` file: its path, relative to the model file.
+    pub file: Option<String>,
     pub span: Span,
 }
 

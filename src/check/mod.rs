@@ -275,17 +275,22 @@ impl Checker {
                 _ => 1,
             };
             let symbolic_width = matches!(dims.get(1), Some(Dim::Sym(_)));
-            if symbolic_width && columns.is_some() {
+            let file = match columns {
+                Some(ast::Columns::File(path, _)) => Some(path.clone()),
+                _ => None,
+            };
+            if symbolic_width && columns.is_some() && file.is_none() {
                 self.error(
                     Diagnostic::error("a column dimension given by name takes its size from the data; it cannot name its columns")
                         .with_label(*span, "remove `from …` or give the number of columns"),
                 );
             }
             let columns = match columns {
-                _ if symbolic_width => vec![],
+                _ if symbolic_width || file.is_some() => vec![],
                 None if dims.len() == 1 => vec![name.name.clone()],
                 None => (0..width).map(|j| format!("{}{j}", name.name)).collect(),
                 Some(ast::Columns::List(list)) => list.iter().map(|c| c.name.clone()).collect(),
+                Some(ast::Columns::File(..)) => unreachable!("handled above"),
                 Some(ast::Columns::Range { first, last }) => match column_range(&first.name, &last.name) {
                     Some(cols) => cols,
                     None => {
@@ -297,7 +302,7 @@ impl Checker {
                     }
                 },
             };
-            if columns.len() != width && !symbolic_width {
+            if columns.len() != width && !symbolic_width && file.is_none() {
                 self.error(
                     Diagnostic::error(format!("`{}` has {width} column(s) per row but {} are named", name.name, columns.len()))
                         .with_label(*span, "declared here"),
@@ -306,8 +311,8 @@ impl Checker {
             }
             let index = infos.len() as u32;
             infos.push(InputInfo { name: name.name.clone(), shape: Shape(dims), is_int: *is_int });
-            let prefix = symbolic_width.then(|| name.name.clone());
-            bindings.push(InputBinding { columns, prefix, span: *span });
+            let prefix = (symbolic_width && file.is_none()).then(|| name.name.clone());
+            bindings.push(InputBinding { columns, prefix, file, span: *span });
             self.define(name, Binding::Input(index));
         }
         (infos, bindings, row_dim.map(|r| r.0))

@@ -37,6 +37,8 @@ pub enum Columns {
     List(Vec<Ident>),
     /// `from p0..p63`: a common prefix and an inclusive numeric range.
     Range { first: Ident, last: Ident },
+    /// `from "pixels.npy"`: a whole NumPy array file, relative to the model file.
+    File(String, Span),
 }
 
 #[derive(Clone, Debug, PartialEq)]
