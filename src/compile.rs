@@ -18,6 +18,7 @@ pub enum CompileError {
     /// The source has errors; each diagnostic points at its place.
     #[error("the model has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
     Diagnostics(Vec<Diagnostic>),
+    /// Cranelift could not generate code.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
 }

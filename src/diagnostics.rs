@@ -8,11 +8,14 @@ use std::fmt::{self, Write};
 /// A half-open byte range `[start, end)` into one source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
+    /// First byte.
     pub start: usize,
+    /// One past the last byte.
     pub end: usize,
 }
 
 impl Span {
+    /// The bytes `start..end`.
     pub fn new(start: usize, end: usize) -> Span {
         Span { start, end }
     }
@@ -26,12 +29,15 @@ impl Span {
 /// A named source text; the name is what diagnostics print (usually the path given by the user).
 #[derive(Clone, Debug)]
 pub struct SourceFile {
+    /// What diagnostics call the file.
     pub name: String,
+    /// Its contents.
     pub text: String,
     line_starts: Vec<usize>,
 }
 
 impl SourceFile {
+    /// A source file from its name and text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
         let text = text.into();
         let mut line_starts = vec![0];
@@ -70,6 +76,7 @@ impl SourceFile {
         offset
     }
 
+    /// The text a span covers.
     pub fn snippet(&self, span: Span) -> &str {
         &self.text[self.clamp(span.start)..self.clamp(span.end)]
     }
@@ -77,7 +84,9 @@ impl SourceFile {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// The model cannot be compiled.
     Error,
+    /// The model compiles, but something is probably wrong.
     Warning,
 }
 
@@ -93,42 +102,54 @@ impl fmt::Display for Severity {
 /// A span with a short message; the first label of a diagnostic is its primary location.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Label {
+    /// Where.
     pub span: Span,
+    /// What about it.
     pub message: String,
 }
 
 /// A problem in the user's source, with everything needed to point at it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {
+    /// Error or warning.
     pub severity: Severity,
+    /// The headline.
     pub message: String,
+    /// Labelled places in the source; the first is the primary location.
     pub labels: Vec<Label>,
+    /// Further explanation, printed after the source lines.
     pub notes: Vec<String>,
 }
 
 impl Diagnostic {
+    /// An error with no location yet.
     pub fn error(message: impl Into<String>) -> Diagnostic {
         Diagnostic { severity: Severity::Error, message: message.into(), labels: vec![], notes: vec![] }
     }
 
+    /// A warning with no location yet.
     pub fn warning(message: impl Into<String>) -> Diagnostic {
         Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message) }
     }
 
+    /// Adds a labelled place.
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
         self.labels.push(Label { span, message: message.into() });
         self
     }
 
+    /// Adds a note.
     pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
         self.notes.push(note.into());
         self
     }
 
+    /// True for errors.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
 
+    /// The first label's place.
     pub fn primary_span(&self) -> Option<Span> {
         self.labels.first().map(|l| l.span)
     }

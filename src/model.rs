@@ -8,11 +8,14 @@ use crate::optim::{LrSchedule, OptimizerSpec};
 /// A graph with named outputs: the unit the simplifier, the printer and the JIT work on.
 #[derive(Clone, Debug)]
 pub struct GraphFn {
+    /// The nodes.
     pub graph: Graph,
+    /// The named results, in order.
     pub outputs: Vec<(String, NodeId)>,
 }
 
 impl GraphFn {
+    /// The node of a named output.
     pub fn output(&self, name: &str) -> Option<NodeId> {
         self.outputs.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
     }
@@ -26,22 +29,26 @@ impl GraphFn {
 /// Where an input's values come from in a table of data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputBinding {
-    /// One column name per element of a row (one for a vector input, k for an `[n, k]` input).
+    /// Names of the CSV columns, one per element of a row.
     pub columns: Vec<String>,
     /// For an input whose column count is a symbol: the prefix of its numbered columns.
     pub prefix: Option<String>,
     /// For an input read from a NumPy `.npy` file: its path, relative to the model file.
     pub file: Option<String>,
+    /// The declaration.
     pub span: Span,
 }
 
 /// How training runs, as written in the file and possibly overridden on the command line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainSettings {
+    /// Optimizer steps to run.
     pub steps: Option<u64>,
+    /// Passes over the data to run (when `steps` is not given).
     pub epochs: Option<u64>,
     /// Minibatch size; `None` means full batch.
     pub batch: Option<u64>,
+    /// Seed of initialization and shuffling.
     pub seed: u64,
     /// Print the loss every this many steps (0: choose from the run length).
     pub log_every: u64,
@@ -59,6 +66,7 @@ impl Default for TrainSettings {
     }
 }
 
+/// A checked model file.
 #[derive(Clone, Debug)]
 pub struct Model {
     /// The forward graph: outputs are `loss` then each metric.
@@ -67,6 +75,7 @@ pub struct Model {
     pub predict: Option<GraphFn>,
     /// The user's name for the loss (`loss f = ...`), or `loss`.
     pub loss_name: String,
+    /// The metrics, in declaration order.
     pub metric_names: Vec<String>,
     /// One initializer per parameter, in declaration order.
     pub inits: Vec<Init>,
@@ -76,18 +85,23 @@ pub struct Model {
     pub bindings: Vec<InputBinding>,
     /// The symbol that counts rows of data, when the model has inputs.
     pub row_dim: Option<u32>,
+    /// The optimizer and its hyperparameters.
     pub optimizer: OptimizerSpec,
+    /// The learning-rate schedule.
     pub schedule: LrSchedule,
+    /// How to train.
     pub train: TrainSettings,
     /// Data file named in the model, relative to the model file.
     pub data: Option<String>,
 }
 
 impl Model {
+    /// The loss node of the forward graph.
     pub fn loss(&self) -> NodeId {
         self.forward.outputs[0].1
     }
 
+    /// The forward graph.
     pub fn graph(&self) -> &Graph {
         &self.forward.graph
     }

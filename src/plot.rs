@@ -61,7 +61,7 @@ pub struct Trajectory {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A filled contour map of f over [x0,x1]×[y0,y1] (levels spaced in log scale of f − min f, so
+/// A filled contour map of f over \[x0,x1\]×\[y0,y1\] (levels spaced in log scale of f − min f, so
 /// narrow valleys such as Rosenbrock's show), with each trajectory drawn as a coloured line with
 /// markers, its start and end marked, a legend with the names, axis labels and a title.
 /// `minimum`, when given, is marked with a star.

@@ -9,7 +9,9 @@ use super::op::Op;
 /// A dense row-major array of f64.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// Size of each axis.
     pub shape: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<f64>,
 }
 

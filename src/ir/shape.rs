@@ -8,7 +8,9 @@ use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit floats, the default.
     F32,
+    /// 64-bit floats.
     F64,
 }
 
