@@ -138,7 +138,7 @@ enum Command {
         /// Python interpreter with the peers installed (e.g. a virtualenv's bin/python).
         #[arg(long, requires = "anchors")]
         peers: Option<PathBuf>,
-        /// A writable copy of the peers' benchmark scripts (shared/bench/anchors).
+        /// A writable copy of the peers' benchmark scripts (the benchmark definition's anchors).
         #[arg(long)]
         anchors: Option<PathBuf>,
     },
