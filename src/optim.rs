@@ -333,8 +333,9 @@ impl OptimizerSpec {
                 c.beta2,
                 1.0 - c.beta2,
                 c.eps,
-                1.0 - s.pow1,
-                1.0 - s.pow2,
+                // Reciprocals of the bias corrections: the loop multiplies instead of dividing.
+                1.0 / (1.0 - s.pow1),
+                1.0 / (1.0 - s.pow2),
                 lr * c.decay,
                 c.decay,
             ]),
@@ -399,7 +400,8 @@ impl OptimizerSpec {
                 }
                 r.push((Target::S(0), add(mul(k(1), S(0)), mul(k(2), G))));
                 r.push((Target::S(1), add(mul(k(3), S(1)), mul(mul(k(4), G), G))));
-                let adam = div(div(S(0), k(6)), add(sqrt(div(S(1), k(7))), k(5)));
+                // m̂/(√v̂ + ε) with m̂ = m·(1/(1−β1ᵗ)), v̂ = v·(1/(1−β2ᵗ)): one division per element.
+                let adam = div(mul(S(0), k(6)), add(sqrt(mul(S(1), k(7))), k(5)));
                 if self.kind == AdamW && d == Optax {
                     r.push((Target::P, sub(P, mul(k(0), add(adam, mul(k(9), P))))));
                 } else {
