@@ -261,73 +261,82 @@ fn read_source(path: &Path) -> Result<SourceFile, i32> {
     }
 }
 
-fn check(path: &Path) -> i32 {
-    let file = match read_source(path) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
+/// Reads and checks a model file. Errors are printed (and give the exit code); warnings are
+/// returned for the caller to print or not.
+fn load_model(path: &Path) -> Result<(SourceFile, crate::model::Model, Vec<crate::diagnostics::Diagnostic>), i32> {
+    let file = read_source(path)?;
     match compile::check_source(&file) {
-        Ok((model, warnings)) => {
-            eprint!("{}", render_all(&warnings, &file));
-            let g = model.graph();
-            println!(
-                "{}: ok ({} input(s), {} parameter(s), {} value(s), loss `{}`)",
-                file.name,
-                g.inputs.len(),
-                g.params.len(),
-                g.params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>()).sum::<usize>(),
-                model.loss_name
-            );
-            0
-        }
+        Ok((model, warnings)) => Ok((file, model, warnings)),
         Err(diags) => {
             eprint!("{}", render_all(&diags, &file));
-            2
+            Err(2)
         }
     }
 }
 
-fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
-    let file = match read_source(path) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    match compile::check_source(&file) {
-        Ok((model, warnings)) => {
-            eprint!("{}", render_all(&warnings, &file));
-            let graphs = compile::graphs(&model);
-            let f = if grad { &graphs.gradient } else { &graphs.forward };
-            if dot {
-                print!("{}", crate::inspect::dot(f));
-                return 0;
-            }
-            print!("{}", f.text());
-            if explain {
-                print!("{}", crate::compile::explain(&graphs, &file));
-            }
-            0
-        }
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
+/// Compiles a checked model to native code; an error is printed and gives the exit code.
+fn compile_model(model: crate::model::Model, file: &SourceFile) -> Result<CompiledModel, i32> {
+    CompiledModel::from_model(model).map_err(|e| match e {
+        CompileError::Diagnostics(d) => {
+            eprint!("{}", render_all(&d, file));
             2
         }
+        e => {
+            eprintln!("error: {e}");
+            1
+        }
+    })
+}
+
+/// The data file: the one given on the command line, else the model's own `data`, which is
+/// relative to the model file.
+fn data_path(model: &crate::model::Model, given: Option<&Path>, model_file: &Path) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| model_file.parent().unwrap_or(Path::new(".")).join(d)))
+}
+
+fn check(path: &Path) -> i32 {
+    let (file, model, warnings) = match load_model(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    eprint!("{}", render_all(&warnings, &file));
+    let g = model.graph();
+    println!(
+        "{}: ok ({} input(s), {} parameter(s), {} value(s), loss `{}`)",
+        file.name,
+        g.inputs.len(),
+        g.params.len(),
+        g.params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>()).sum::<usize>(),
+        model.loss_name
+    );
+    0
+}
+
+fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
+    let (file, model, warnings) = match load_model(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    eprint!("{}", render_all(&warnings, &file));
+    let graphs = compile::graphs(&model);
+    let f = if grad { &graphs.gradient } else { &graphs.forward };
+    if dot {
+        print!("{}", crate::inspect::dot(f));
+        return 0;
     }
+    print!("{}", f.text());
+    if explain {
+        print!("{}", crate::compile::explain(&graphs, &file));
+    }
+    0
 }
 
 /// The model (in f64) and its data, for the checking commands.
 fn model_and_data(path: &Path, data: Option<&Path>) -> Result<(SourceFile, crate::model::Model, Option<crate::data::Dataset>), i32> {
-    let file = read_source(path)?;
-    let (mut model, warnings) = match compile::check_source(&file) {
-        Ok(x) => x,
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
-            return Err(2);
-        }
-    };
+    let (file, mut model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     model.forward.graph.dtype = crate::ir::DType::F64;
-    let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
-    let dataset = load_data(&model, data_path.as_deref(), path, &[])?;
+    let dataset = load_data(&model, data_path(&model, data, path).as_deref(), path, &[])?;
     Ok((file, model, dataset))
 }
 
@@ -347,12 +356,9 @@ fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, se
         Ok(x) => x,
         Err(c) => return c,
     };
-    let compiled = match CompiledModel::from_model(model.clone()) {
+    let compiled = match compile_model(model.clone(), &file) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let mut rng = crate::init::rng(seed);
     let mut trainer = Trainer::new(&compiled, seed);
@@ -408,12 +414,9 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, checkpoint: Option<&
         Ok(x) => x,
         Err(c) => return c,
     };
-    let compiled = match CompiledModel::from_model(model.clone()) {
+    let compiled = match compile_model(model.clone(), &file) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let mut trainer = Trainer::new(&compiled, seed);
     if let Some(c) = checkpoint {
@@ -459,24 +462,14 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, checkpoint: Option<&
 }
 
 fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
-    let file = match read_source(path) {
-        Ok(f) => f,
+    let (file, model, _) = match load_model(path) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let (model, _) = match compile::check_source(&file) {
-        Ok(x) => x,
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
-            return 2;
-        }
-    };
-    let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
-    let compiled = match CompiledModel::from_model(model) {
+    let data_path = data_path(&model, data, path);
+    let compiled = match compile_model(model, &file) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let dataset = match load_data(&compiled.model, data_path.as_deref(), path, &[]) {
         Ok(d) => d,
@@ -491,16 +484,9 @@ fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
 }
 
 fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) -> i32 {
-    let file = match read_source(path) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let (model, _) = match compile::check_source(&file) {
+    let (file, model, _) = match load_model(path) {
         Ok(x) => x,
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
-            return 2;
-        }
+        Err(code) => return code,
     };
     let Some(p) = &model.predict else {
         eprintln!("error: {} declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)", file.name);
@@ -512,8 +498,7 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
     let optional: Vec<bool> = (0..model.graph().inputs.len())
         .map(|i| !p.graph.ids().any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32)))
         .collect();
-    let data_path = data.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| path.parent().unwrap_or(Path::new(".")).join(d)));
-    let dataset = match load_data(&model, data_path.as_deref(), path, &optional) {
+    let dataset = match load_data(&model, data_path(&model, data, path).as_deref(), path, &optional) {
         Ok(Some(d)) => d,
         Ok(None) => {
             eprintln!("error: {} has no inputs to predict for", file.name);
@@ -521,12 +506,9 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
         }
         Err(code) => return code,
     };
-    let compiled = match CompiledModel::from_model(model) {
+    let compiled = match compile_model(model, &file) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let mut trainer = Trainer::new(&compiled, 0);
     if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
@@ -647,16 +629,9 @@ fn race(
     path: &Path, optimizers: &[String], lrs: &[f64], steps: u64, out: &Path, animate: Option<&Path>, xr: &[f64], yr: &[f64],
     minimum: &[f64],
 ) -> i32 {
-    let file = match read_source(path) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let (model, _) = match compile::check_source(&file) {
+    let (file, model, _) = match load_model(path) {
         Ok(x) => x,
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
-            return 2;
-        }
+        Err(code) => return code,
     };
     let g = model.graph();
     if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty() {
@@ -680,12 +655,9 @@ fn race(
             m.optimizer.set("lr", *lr).expect("every optimizer has lr");
         }
         let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
-        let compiled = match CompiledModel::from_model(m) {
+        let compiled = match compile_model(m, &file) {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 1;
-            }
+            Err(code) => return code,
         };
         let mut t = Trainer::new(&compiled, 0);
         t.total_steps = steps;
@@ -745,45 +717,32 @@ fn race(
 }
 
 fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
-    let file = match read_source(path) {
-        Ok(f) => f,
+    let (file, model, warnings) = match load_model(path) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    match compile::check_source(&file) {
-        Ok((model, warnings)) => {
-            eprint!("{}", render_all(&warnings, &file));
-            let graphs = compile::graphs(&model);
-            let style = if latex { crate::ir::pretty::Style::Latex } else { crate::ir::pretty::Style::Dsl };
-            match compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style)) {
-                Ok(text) => {
-                    print!("{text}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    2
-                }
-            }
+    eprint!("{}", render_all(&warnings, &file));
+    let graphs = compile::graphs(&model);
+    let style = if latex { crate::ir::pretty::Style::Latex } else { crate::ir::pretty::Style::Dsl };
+    match compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style)) {
+        Ok(text) => {
+            print!("{text}");
+            0
         }
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
+        Err(e) => {
+            eprintln!("error: {e}");
             2
         }
     }
 }
 
 fn train(args: &TrainArgs) -> i32 {
-    let file = match read_source(&args.file) {
-        Ok(f) => f,
+    let check_start = std::time::Instant::now();
+    let (file, mut model, warnings) = match load_model(&args.file) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let (mut model, warnings) = match compile::check_source(&file) {
-        Ok(x) => x,
-        Err(diags) => {
-            eprint!("{}", render_all(&diags, &file));
-            return 2;
-        }
-    };
+    let check_time = check_start.elapsed();
     eprint!("{}", render_all(&warnings, &file));
     if let Some(name) = &args.optimizer {
         match crate::optim::OptimizerKind::from_name(name) {
@@ -830,28 +789,13 @@ fn train(args: &TrainArgs) -> i32 {
         }
         s
     };
-    let data_path = args.data.clone().or_else(|| {
-        model.data.as_ref().map(|d| args.file.parent().unwrap_or(Path::new(".")).join(d))
-    });
+    let data_path = data_path(&model, args.data.as_deref(), &args.file);
     let start = std::time::Instant::now();
-    let source_timings = {
-        let mut t = std::time::Instant::now();
-        let _ = &mut t;
-        crate::compile::Timings::default()
-    };
-    let _ = source_timings;
-    let compiled = match CompiledModel::from_model(model) {
+    let compiled = match compile_model(model, &file) {
         Ok(c) => c,
-        Err(CompileError::Diagnostics(d)) => {
-            eprint!("{}", render_all(&d, &file));
-            return 2;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
-    let compile_time = start.elapsed();
+    let compile_time = check_time + start.elapsed();
     let dataset = match load_data(&compiled.model, data_path.as_deref(), &args.file, &[]) {
         Ok(d) => d,
         Err(code) => return code,
@@ -868,6 +812,7 @@ fn train(args: &TrainArgs) -> i32 {
         println!("data: {} ({} rows)", d.source.as_deref().unwrap_or("?"), d.n_rows);
     }
     if args.timings {
+        println!("  {:<14} {:>9.3} ms", "parse + check", check_time.as_secs_f64() * 1e3);
         for (stage, d) in &compiled.timings.stages {
             println!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }

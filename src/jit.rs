@@ -862,7 +862,6 @@ impl<'a> Tx<'a> {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
                 self.fill(slot, &shape, 0.0);
-                let n = self.total(&xshape);
                 let xs = self.contiguous_strides(&xshape);
                 let k = *classes as i64;
                 let sizes = self.sizes(&xshape);
@@ -885,7 +884,6 @@ impl<'a> Tx<'a> {
                         tx.store_at(slot, o, one);
                     });
                 });
-                let _ = n;
             }
             Op::ReduceMax { .. } | Op::ReduceMin { .. } => {
                 let xshape = g.shape(node.inputs[0]).clone();
@@ -906,7 +904,6 @@ impl<'a> Tx<'a> {
             Op::Take { axis, index } => {
                 // Iterate over the output; read the source with the taken index inserted.
                 let a = node.inputs[0];
-                let xshape = g.shape(a).clone();
                 let Val::View { slot: src, strides } = plan.values[a.index()].clone().unwrap() else {
                     unreachable!("take reads a view")
                 };
@@ -917,7 +914,6 @@ impl<'a> Tx<'a> {
                 };
                 let mut kept = st.clone();
                 kept.remove(*axis as usize);
-                let _ = xshape;
                 let sizes = self.sizes(&shape);
                 let out = self.contiguous_strides(&shape);
                 self.nest(&sizes, &mut |tx, idx| {
@@ -1254,7 +1250,7 @@ impl<'a> Tx<'a> {
         let k: Vec<Value> = (0..n_scalars).map(|i| self.scalar_arg(scalar_base + i)).collect();
         let wd = spec.get("weight_decay");
         let clip = spec.get("clip_norm");
-        let scale = (clip > 0.0).then(|| self.clip_scale(spec, sizes, slots, wd, clip));
+        let scale = (clip > 0.0).then(|| self.clip_scale(sizes, slots, wd, clip));
         let rule = spec.rule();
         let (vty, lanes) = match self.dtype {
             DType::F32 => (types::F32X4, 4usize),
@@ -1289,7 +1285,7 @@ impl<'a> Tx<'a> {
     }
 
     /// min(1, clip / ‖g‖) over all gradients (after weight decay), summed in f64 in order.
-    fn clip_scale(&mut self, _spec: &OptimizerSpec, sizes: &[usize], slots: &UpdateSlots, wd: f64, clip: f64) -> Value {
+    fn clip_scale(&mut self, sizes: &[usize], slots: &UpdateSlots, wd: f64, clip: f64) -> Value {
         let acc = self.b.declare_var(types::F64);
         let zero = self.b.ins().f64const(0.0);
         self.b.def_var(acc, zero);

@@ -115,12 +115,11 @@ impl Workspace {
     /// Allocates the temporaries and outputs, after checking that they fit in memory.
     pub fn new(plan: &Plan, dtype: DType, syms: &[u64]) -> Result<Workspace, RunError> {
         let mut bytes: u128 = 0;
-        for (i, s) in plan.slots.iter().enumerate() {
+        for s in &plan.slots {
             if matches!(s.kind, SlotKind::Output(_) | SlotKind::Temp) {
                 let n: u128 = s.shape.concrete(syms).iter().map(|&d| d as u128).product();
                 bytes += n * dtype.size() as u128;
             }
-            let _ = i;
         }
         let limit = memory_limit() as u128;
         if bytes > limit {

@@ -212,13 +212,19 @@ impl Trainer {
     /// the update); returns the loss before the step.
     pub fn train_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let loss = self.value_and_grad(inputs, rows)?;
+        self.apply_gradients(rows)?;
+        Ok(loss)
+    }
+
+    /// The compiled update, with the gradients `value_and_grad` left for a batch of `rows` rows.
+    fn apply_gradients(&mut self, rows: usize) -> Result<(), RunError> {
         let scalars = self.next_scalars();
         let syms = self.syms(rows);
         let ws = &self.grad_ws[&syms];
         let plan = &self.compiled.gradient.plan;
         let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
         self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
-        Ok(loss)
+        Ok(())
     }
 
     /// One step that checks everything it computes; a non-finite loss, gradient or parameter is
@@ -234,14 +240,8 @@ impl Trainer {
                 None => TrainError::NonFinite { step, value: loss },
             });
         }
-        let scalars = self.next_scalars();
-        let syms = self.syms(rows);
-        let ws = &self.grad_ws[&syms];
-        let plan = &self.compiled.gradient.plan;
-        let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
-        self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
-        if self.params.iter().any(|p| p.to_f64().iter().any(|v| !v.is_finite())) {
-            let bad = self.params.iter().position(|p| p.to_f64().iter().any(|v| !v.is_finite())).unwrap_or(0);
+        self.apply_gradients(rows)?;
+        if let Some(bad) = self.params.iter().position(|p| p.to_f64().iter().any(|v| !v.is_finite())) {
             self.params = before;
             let name = self.compiled.model.graph().params[bad].name.clone();
             return Err(TrainError::NonFiniteUpdate { step, param: name });

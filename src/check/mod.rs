@@ -163,8 +163,6 @@ impl Checker {
         }
         let Some((loss_name, loss, _)) = loss else {
             if self.diags.iter().all(|d| !d.is_error()) {
-                let end = module.items.len();
-                let _ = end;
                 self.error(Diagnostic::error("the model has no `loss`").with_note("add a line such as `loss mean((y - p)^2)`"));
             }
             return Err(std::mem::take(&mut self.diags));
@@ -688,8 +686,6 @@ impl Checker {
         let live = graph.reachable(&[loss]);
         let mut used_params = vec![false; graph.params.len()];
         let mut used_inputs = vec![false; graph.inputs.len()];
-        let all_roots: Vec<NodeId> = graph.ids().collect();
-        let _ = all_roots;
         for id in graph.ids().filter(|id| live[id.index()]) {
             match graph.op(id) {
                 Op::Param(i) => used_params[*i as usize] = true,
