@@ -11,7 +11,8 @@ pub fn linreg_csv() -> String {
     let mut out = String::from("a0,a1,a2,z\n");
     for _ in 0..4000 {
         let a: Vec<f64> = (0..3).map(|_| std_normal(&mut r)).collect();
-        let z: f64 = a.iter().zip(&w_true).map(|(x, w)| x * w).sum::<f64>() + 0.1 * std_normal(&mut r);
+        let z: f64 =
+            a.iter().zip(&w_true).map(|(x, w)| x * w).sum::<f64>() + 0.1 * std_normal(&mut r);
         let _ = writeln!(out, "{:.6},{:.6},{:.6},{:.6}", a[0], a[1], a[2], z);
     }
     out
@@ -23,7 +24,11 @@ pub fn gmm_csv() -> String {
     let mut out = String::from("x\n");
     for _ in 0..2000 {
         let first = rand::RngExt::random::<f64>(&mut r) < 0.3;
-        let x = if first { -2.0 + 0.5 * std_normal(&mut r) } else { 1.5 + std_normal(&mut r) };
+        let x = if first {
+            -2.0 + 0.5 * std_normal(&mut r)
+        } else {
+            1.5 + std_normal(&mut r)
+        };
         let _ = writeln!(out, "{x:.6}");
     }
     out

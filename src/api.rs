@@ -116,7 +116,10 @@ pub enum Error {
 
 fn compile_error(e: CompileError, file: &SourceFile) -> Error {
     match e {
-        CompileError::Diagnostics(d) => Error::Compile { rendered: render_all(&d, file), diagnostics: d },
+        CompileError::Diagnostics(d) => Error::Compile {
+            rendered: render_all(&d, file),
+            diagnostics: d,
+        },
         CompileError::Codegen(c) => Error::Codegen(c.to_string()),
     }
 }
@@ -129,13 +132,18 @@ pub fn compile(source: &str) -> Result<CompiledModel, Error> {
 /// Compiles source text; `name` is what diagnostics call the file.
 pub fn compile_named(name: &str, source: &str) -> Result<CompiledModel, Error> {
     let file = SourceFile::new(name, source);
-    CompiledModel::compile(&file).map(|(c, _)| c).map_err(|e| compile_error(e, &file))
+    CompiledModel::compile(&file)
+        .map(|(c, _)| c)
+        .map_err(|e| compile_error(e, &file))
 }
 
 /// Compiles a model file.
 pub fn compile_file(path: impl AsRef<Path>) -> Result<CompiledModel, Error> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     compile_named(&path.display().to_string(), &text)
 }
 
@@ -151,12 +159,28 @@ pub struct Var {
 impl CompiledModel {
     /// The parameters, in declaration order.
     pub fn params(&self) -> Vec<Var> {
-        self.model.graph().params.iter().map(|p| Var { name: p.name.clone(), shape: dims(&p.shape.0) }).collect()
+        self.model
+            .graph()
+            .params
+            .iter()
+            .map(|p| Var {
+                name: p.name.clone(),
+                shape: dims(&p.shape.0),
+            })
+            .collect()
     }
 
     /// The inputs, in declaration order.
     pub fn inputs(&self) -> Vec<Var> {
-        self.model.graph().inputs.iter().map(|p| Var { name: p.name.clone(), shape: dims(&p.shape.0) }).collect()
+        self.model
+            .graph()
+            .inputs
+            .iter()
+            .map(|p| Var {
+                name: p.name.clone(),
+                shape: dims(&p.shape.0),
+            })
+            .collect()
     }
 
     /// The simplified forward graph in its canonical text form.
@@ -172,12 +196,24 @@ impl CompiledModel {
     /// A training session with parameters initialized from `seed`.
     pub fn session(&self, seed: u64) -> Session {
         let n = self.model.graph().inputs.len();
-        Session { trainer: Trainer::new(self, seed), inputs: vec![None; n], rows: None }
+        Session {
+            trainer: Trainer::new(self, seed),
+            inputs: vec![None; n],
+            rows: None,
+        }
     }
 }
 
 fn dims(d: &[Dim]) -> Vec<Option<usize>> {
-    d.iter().map(|d| if let Dim::Fixed(n) = d { Some(*n as usize) } else { None }).collect()
+    d.iter()
+        .map(|d| {
+            if let Dim::Fixed(n) = d {
+                Some(*n as usize)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Parameters, optimizer state and bound inputs of one training run.
@@ -197,30 +233,71 @@ impl Session {
     pub fn set_input(&mut self, name: &str, values: &[f64], shape: &[usize]) -> Result<(), Error> {
         let g = self.trainer.compiled.model.graph().clone();
         let Some(i) = g.inputs.iter().position(|p| p.name == name) else {
-            return Err(Error::UnknownName { kind: "input", name: name.into(), known: Session::known(g.inputs.iter().map(|p| p.name.clone())) });
+            return Err(Error::UnknownName {
+                kind: "input",
+                name: name.into(),
+                known: Session::known(g.inputs.iter().map(|p| p.name.clone())),
+            });
         };
         let decl = &g.inputs[i].shape.0;
-        let ok = decl.len() == shape.len() && decl.iter().zip(shape).all(|(d, s)| matches!(d, Dim::Sym(_)) || *d == Dim::Fixed(*s as u64));
+        let ok = decl.len() == shape.len()
+            && decl
+                .iter()
+                .zip(shape)
+                .all(|(d, s)| matches!(d, Dim::Sym(_)) || *d == Dim::Fixed(*s as u64));
         if !ok {
-            return Err(Error::Shape { name: name.into(), expected: g.shape_text(&g.inputs[i].shape), found: shape.to_vec() });
+            return Err(Error::Shape {
+                name: name.into(),
+                expected: g.shape_text(&g.inputs[i].shape),
+                found: shape.to_vec(),
+            });
         }
         let n: usize = shape.iter().product();
         if values.len() != n {
-            return Err(Error::Length { name: name.into(), shape: shape.to_vec(), expected: n, found: values.len() });
+            return Err(Error::Length {
+                name: name.into(),
+                shape: shape.to_vec(),
+                expected: n,
+                found: values.len(),
+            });
         }
         let rows = shape[0];
         // A new row count applies to all inputs: the others must be bound again.
         if let Some(r) = self.rows {
-            if r != rows && self.inputs.iter().enumerate().any(|(k, b)| k != i && b.is_some()) {
-                return Err(Error::Rows { name: name.into(), expected: r, found: rows });
+            if r != rows
+                && self
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .any(|(k, b)| k != i && b.is_some())
+            {
+                return Err(Error::Rows {
+                    name: name.into(),
+                    expected: r,
+                    found: rows,
+                });
             }
         }
         // Symbolic column dimensions take their size from the first input that has them.
         for (d, &size) in decl.iter().zip(shape).skip(1) {
             if let Dim::Sym(s) = d {
                 match self.trainer.bound_dims.iter().find(|b| b.0 == *s) {
-                    Some(&(_, v)) if v != size as u64 && self.inputs.iter().enumerate().any(|(k, b)| k != i && b.is_some()) => {
-                        return Err(Error::Shape { name: name.into(), expected: format!("{} = {v} as in the other inputs", g.syms[*s as usize]), found: shape.to_vec() });
+                    Some(&(_, v))
+                        if v != size as u64
+                            && self
+                                .inputs
+                                .iter()
+                                .enumerate()
+                                .any(|(k, b)| k != i && b.is_some()) =>
+                    {
+                        return Err(Error::Shape {
+                            name: name.into(),
+                            expected: format!(
+                                "{} = {v} as in the other inputs",
+                                g.syms[*s as usize]
+                            ),
+                            found: shape.to_vec(),
+                        });
                     }
                     _ => {
                         self.trainer.bound_dims.retain(|b| b.0 != *s);
@@ -238,7 +315,10 @@ impl Session {
         let g = self.trainer.compiled.model.graph();
         let mut out = Vec::with_capacity(self.inputs.len());
         for (b, info) in self.inputs.iter().zip(&g.inputs) {
-            out.push(b.clone().ok_or_else(|| Error::MissingInput(info.name.clone()))?);
+            out.push(
+                b.clone()
+                    .ok_or_else(|| Error::MissingInput(info.name.clone()))?,
+            );
         }
         Ok((out, self.rows.unwrap_or(0)))
     }
@@ -262,7 +342,15 @@ impl Session {
         let grads = params
             .iter()
             .enumerate()
-            .map(|(i, p)| Tensor::new(p.shape.as_fixed().unwrap(), self.trainer.gradient(i, rows).expect("just computed").to_f64()))
+            .map(|(i, p)| {
+                Tensor::new(
+                    p.shape.as_fixed().unwrap(),
+                    self.trainer
+                        .gradient(i, rows)
+                        .expect("just computed")
+                        .to_f64(),
+                )
+            })
             .collect();
         Ok((loss, grads))
     }
@@ -275,17 +363,23 @@ impl Session {
 
     fn param_index(&self, name: &str) -> Result<usize, Error> {
         let g = self.trainer.compiled.model.graph();
-        g.params.iter().position(|p| p.name == name).ok_or_else(|| Error::UnknownName {
-            kind: "parameter",
-            name: name.into(),
-            known: Session::known(g.params.iter().map(|p| p.name.clone())),
-        })
+        g.params
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "parameter",
+                name: name.into(),
+                known: Session::known(g.params.iter().map(|p| p.name.clone())),
+            })
     }
 
     /// A parameter's current value.
     pub fn param(&self, name: &str) -> Result<Tensor, Error> {
         let i = self.param_index(name)?;
-        let shape = self.trainer.compiled.model.graph().params[i].shape.as_fixed().unwrap();
+        let shape = self.trainer.compiled.model.graph().params[i]
+            .shape
+            .as_fixed()
+            .unwrap();
         Ok(Tensor::new(shape, self.trainer.params[i].to_f64()))
     }
 
@@ -295,7 +389,11 @@ impl Session {
         let g = self.trainer.compiled.model.graph();
         let shape = g.params[i].shape.as_fixed().unwrap();
         if value.shape != shape || value.data.len() != shape.iter().product::<usize>() {
-            return Err(Error::Shape { name: name.into(), expected: g.shape_text(&g.params[i].shape), found: value.shape.clone() });
+            return Err(Error::Shape {
+                name: name.into(),
+                expected: g.shape_text(&g.params[i].shape),
+                found: value.shape.clone(),
+            });
         }
         self.trainer.params[i] = Buffer::from_f64(g.dtype, &value.data);
         Ok(())

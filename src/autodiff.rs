@@ -26,7 +26,9 @@ pub fn gradients(g: &mut Graph, loss: NodeId) -> Vec<NodeId> {
     let mut cotangent: Vec<Option<NodeId>> = vec![None; g.len()];
     cotangent[loss.index()] = Some(g.constant(1.0));
     for id in (0..=loss.0).rev().map(NodeId) {
-        let Some(ct) = cotangent[id.index()] else { continue };
+        let Some(ct) = cotangent[id.index()] else {
+            continue;
+        };
         let node = g.node(id).clone();
         let first_new = g.len();
         let contributions = vjp(g, id, ct);
@@ -72,14 +74,19 @@ fn depends_on_params(g: &Graph) -> Vec<bool> {
     let mut dep = vec![false; g.len()];
     for id in g.ids() {
         let node = g.node(id);
-        dep[id.index()] = matches!(node.op, Op::Param(_)) || node.inputs.iter().any(|i| dep[i.index()]);
+        dep[id.index()] =
+            matches!(node.op, Op::Param(_)) || node.inputs.iter().any(|i| dep[i.index()]);
     }
     dep
 }
 
 /// Reduces a broadcast contribution back to the operand's shape.
 fn unbroadcast(g: &mut Graph, c: NodeId, to: &Shape) -> NodeId {
-    if g.shape(c) == to { c } else { g.build(Op::SumTo(to.clone()), &[c]) }
+    if g.shape(c) == to {
+        c
+    } else {
+        g.build(Op::SumTo(to.clone()), &[c])
+    }
 }
 
 /// Broadcasts `c` (the cotangent of a reduction over `axis`) back to `shape`.
@@ -118,7 +125,9 @@ pub fn vjp(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
     match PLANTED.with(|p| p.get()) {
         Some(op) if op == g.op(id).name() => {
             let two = g.constant(2.0);
-            res.into_iter().map(|c| c.map(|c| g.build(Op::Mul, &[two, c]))).collect()
+            res.into_iter()
+                .map(|c| c.map(|c| g.build(Op::Mul, &[two, c])))
+                .collect()
         }
         _ => res,
     }
@@ -159,7 +168,16 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let step = b(g, Op::Step, &[x.unwrap()]);
             vec![Some(b(g, Op::Mul, &[ct, step]))]
         }
-        Op::Step | Op::Sign | Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::ArgMax { .. } | Op::OneHot { .. } => {
+        Op::Step
+        | Op::Sign
+        | Op::Eq
+        | Op::Ne
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::ArgMax { .. }
+        | Op::OneHot { .. } => {
             vec![None; node.inputs.len()]
         }
         Op::Log1p => {
@@ -193,7 +211,11 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
         Op::Max | Op::Min => {
             // Ties go to the first operand, as in the forward value.
             let (x, y) = (x.unwrap(), y.unwrap());
-            let (first, second) = if node.op == Op::Max { (Op::Ge, Op::Lt) } else { (Op::Le, Op::Gt) };
+            let (first, second) = if node.op == Op::Max {
+                (Op::Ge, Op::Lt)
+            } else {
+                (Op::Le, Op::Gt)
+            };
             let mx = b(g, first, &[x, y]);
             let my = b(g, second, &[x, y]);
             let dx = b(g, Op::Mul, &[ct, mx]);
@@ -207,7 +229,11 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let da = b(g, Op::Select, &[c, ct, zero]);
             let db = b(g, Op::Select, &[c, zero, ct]);
             let (sa, sb) = (g.shape(a).clone(), g.shape(bb).clone());
-            vec![None, Some(unbroadcast(g, da, &sa)), Some(unbroadcast(g, db, &sb))]
+            vec![
+                None,
+                Some(unbroadcast(g, da, &sa)),
+                Some(unbroadcast(g, db, &sb)),
+            ]
         }
         Op::ReduceMax { axis } | Op::ReduceMin { axis } => {
             // The derivative is shared equally among the elements that attain the extremum.
@@ -225,9 +251,24 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
                 crate::ir::Dim::Fixed(n) => n,
                 crate::ir::Dim::Sym(_) => unreachable!("take needs a fixed axis"),
             };
-            vec![Some(b(g, Op::Put { axis: *axis, index: *index, size }, &[ct]))]
+            vec![Some(b(
+                g,
+                Op::Put {
+                    axis: *axis,
+                    index: *index,
+                    size,
+                },
+                &[ct],
+            ))]
         }
-        Op::Put { axis, index, .. } => vec![Some(b(g, Op::Take { axis: *axis, index: *index }, &[ct]))],
+        Op::Put { axis, index, .. } => vec![Some(b(
+            g,
+            Op::Take {
+                axis: *axis,
+                index: *index,
+            },
+            &[ct],
+        ))],
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());
             let (dx, dy) = match node.op {

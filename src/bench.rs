@@ -90,7 +90,9 @@ pub struct Figure {
 
 fn compile(src: &str) -> CompiledModel {
     let file = SourceFile::new("bench.dsl", src);
-    CompiledModel::compile(&file).map(|c| c.0).expect("benchmark models compile")
+    CompiledModel::compile(&file)
+        .map(|c| c.0)
+        .expect("benchmark models compile")
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -98,13 +100,30 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-fn figure(workload: &'static str, what: &str, unit: &'static str, samples: Vec<f64>, result: String) -> Figure {
+fn figure(
+    workload: &'static str,
+    what: &str,
+    unit: &'static str,
+    samples: Vec<f64>,
+    result: String,
+) -> Figure {
     let (median, min, max) = median(samples);
-    Figure { workload, what: what.into(), unit, median, min, max, result }
+    Figure {
+        workload,
+        what: what.into(),
+        unit,
+        median,
+        min,
+        max,
+        result,
+    }
 }
 
 fn buffers(c: &CompiledModel, d: &Dataset) -> Vec<Buffer> {
-    d.inputs.iter().map(|v| Buffer::from_f64(c.model.graph().dtype, v)).collect()
+    d.inputs
+        .iter()
+        .map(|v| Buffer::from_f64(c.model.graph().dtype, v))
+        .collect()
 }
 
 pub fn w1(repeats: usize) -> Vec<Figure> {
@@ -119,9 +138,19 @@ pub fn w1(repeats: usize) -> Vec<Figure> {
         let start = Instant::now();
         t.fit(None, &s, |_| {}).expect("W1 trains");
         samples.push(start.elapsed().as_secs_f64() * 1e9 / 100_000.0);
-        result = format!("(x, y) = ({:.6}, {:.6})", t.params[0].get(0), t.params[1].get(0));
+        result = format!(
+            "(x, y) = ({:.6}, {:.6})",
+            t.params[0].get(0),
+            t.params[1].get(0)
+        );
     }
-    vec![figure("W1", "Rosenbrock + Adam, 100k steps, f64", "ns/step", samples, result)]
+    vec![figure(
+        "W1",
+        "Rosenbrock + Adam, 100k steps, f64",
+        "ns/step",
+        samples,
+        result,
+    )]
 }
 
 pub fn w2_data() -> Dataset {
@@ -129,8 +158,16 @@ pub fn w2_data() -> Dataset {
     let (n, d) = (100_000, 16);
     let a: Vec<f64> = (0..n * d).map(|_| std_normal(&mut r)).collect();
     let w_true: Vec<f64> = (0..d).map(|_| std_normal(&mut r)).collect();
-    let z: Vec<f64> = (0..n).map(|i| (0..d).map(|j| a[i * d + j] * w_true[j]).sum::<f64>() + 0.1 * std_normal(&mut r)).collect();
-    Dataset { n_rows: n, inputs: vec![a, z], widths: vec![d, 1], dims: vec![], source: None }
+    let z: Vec<f64> = (0..n)
+        .map(|i| (0..d).map(|j| a[i * d + j] * w_true[j]).sum::<f64>() + 0.1 * std_normal(&mut r))
+        .collect();
+    Dataset {
+        n_rows: n,
+        inputs: vec![a, z],
+        widths: vec![d, 1],
+        dims: vec![],
+        source: None,
+    }
 }
 
 pub fn w2(repeats: usize) -> Vec<Figure> {
@@ -146,18 +183,39 @@ pub fn w2(repeats: usize) -> Vec<Figure> {
         let start = Instant::now();
         t.fit(Some(&data), &s, |_| {}).expect("W2 trains");
         samples.push(start.elapsed().as_secs_f64() * 1e3 / 200.0);
-        let loss = t.evaluate(&buffers(&c, &data), data.n_rows).expect("W2 evaluates")[0].1;
+        let loss = t
+            .evaluate(&buffers(&c, &data), data.n_rows)
+            .expect("W2 evaluates")[0]
+            .1;
         result = format!("final loss {loss:.6}");
     }
-    vec![figure("W2", "least squares 100,000×16, GD 200 steps, f32", "ms/step", samples, result)]
+    vec![figure(
+        "W2",
+        "least squares 100,000×16, GD 200 steps, f32",
+        "ms/step",
+        samples,
+        result,
+    )]
 }
 
 pub fn w3_data() -> Dataset {
     let mut r = rng(3);
     let x: Vec<f64> = (0..1_000_000)
-        .map(|_| if r.random::<f64>() < 0.3 { -2.0 + 0.5 * std_normal(&mut r) } else { 1.5 + std_normal(&mut r) })
+        .map(|_| {
+            if r.random::<f64>() < 0.3 {
+                -2.0 + 0.5 * std_normal(&mut r)
+            } else {
+                1.5 + std_normal(&mut r)
+            }
+        })
         .collect();
-    Dataset { n_rows: x.len(), inputs: vec![x], widths: vec![1], dims: vec![], source: None }
+    Dataset {
+        n_rows: x.len(),
+        inputs: vec![x],
+        widths: vec![1],
+        dims: vec![],
+        source: None,
+    }
 }
 
 pub fn w3(repeats: usize) -> Vec<Figure> {
@@ -169,10 +227,12 @@ pub fn w3(repeats: usize) -> Vec<Figure> {
     let mut result = String::new();
     for _ in 0..repeats {
         let mut t = Trainer::new(&c, 0);
-        t.value_and_grad(&inputs, data.n_rows).expect("W3 evaluates");
+        t.value_and_grad(&inputs, data.n_rows)
+            .expect("W3 evaluates");
         for _ in 0..10 {
             let start = Instant::now();
-            t.value_and_grad(&inputs, data.n_rows).expect("W3 evaluates");
+            t.value_and_grad(&inputs, data.n_rows)
+                .expect("W3 evaluates");
             evals.push(start.elapsed().as_secs_f64() * 1e3);
         }
         let mut s = c.model.train.clone();
@@ -182,10 +242,19 @@ pub fn w3(repeats: usize) -> Vec<Figure> {
         t.fit(Some(&data), &s, |_| {}).expect("W3 trains");
         runs.push(start.elapsed().as_secs_f64());
         let p: Vec<f64> = t.params.iter().map(|p| p.get(0)).collect();
-        result = format!("θ = [{:.4}, {:.4}, {:.4}, {:.4}, {:.4}]", p[0], p[1], p[2], p[3], p[4]);
+        result = format!(
+            "θ = [{:.4}, {:.4}, {:.4}, {:.4}, {:.4}]",
+            p[0], p[1], p[2], p[3], p[4]
+        );
     }
     vec![
-        figure("W3", "GMM NLL n=10^6 value+gradient, f64", "ms/eval", evals, String::new()),
+        figure(
+            "W3",
+            "GMM NLL n=10^6 value+gradient, f64",
+            "ms/eval",
+            evals,
+            String::new(),
+        ),
         figure("W3", "GMM 200 Adam steps, f64", "s/200 steps", runs, result),
     ]
 }
@@ -209,29 +278,52 @@ pub fn w4(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
         // One epoch of warm-up, as the peers exclude their first epoch.
         let mut warm = s.clone();
         warm.epochs = Some(1);
-        t.fit(Some(&data), &warm, |_| {}).map_err(|e| e.to_string())?;
+        t.fit(Some(&data), &warm, |_| {})
+            .map_err(|e| e.to_string())?;
         let mut t = Trainer::new(&c, rep as u64);
         let start = Instant::now();
         t.fit(Some(&data), &s, |_| {}).map_err(|e| e.to_string())?;
         per_step.push(start.elapsed().as_secs_f64() * 1e6 / t.step as f64);
-        let m = t.evaluate(&buffers(&c, &data), data.n_rows).map_err(|e| e.to_string())?;
+        let m = t
+            .evaluate(&buffers(&c, &data), data.n_rows)
+            .map_err(|e| e.to_string())?;
         result = format!("train accuracy {:.4}, loss {:.4}", m[1].1, m[0].1);
     }
-    Ok(vec![figure("W4", "digits MLP 64-128-10, batch 32, Adam", "µs/step", per_step, result)])
+    Ok(vec![figure(
+        "W4",
+        "digits MLP 64-128-10, batch 32, Adam",
+        "µs/step",
+        per_step,
+        result,
+    )])
 }
 
 pub fn w5_data() -> Dataset {
     let mut r = rng(5);
     let n = 60_000;
-    let x: Vec<f64> = (0..n * 784).map(|_| std_normal(&mut r) as f32 as f64).collect();
+    let x: Vec<f64> = (0..n * 784)
+        .map(|_| std_normal(&mut r) as f32 as f64)
+        .collect();
     let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
-    Dataset { n_rows: n, inputs: vec![x, y], widths: vec![784, 1], dims: vec![], source: None }
+    Dataset {
+        n_rows: n,
+        inputs: vec![x, y],
+        widths: vec![784, 1],
+        dims: vec![],
+        source: None,
+    }
 }
 
 pub fn w5(repeats: usize) -> Vec<Figure> {
     let c = compile(W5);
     let data = w5_data();
-    let n_params: usize = c.model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>()).sum();
+    let n_params: usize = c
+        .model
+        .graph()
+        .params
+        .iter()
+        .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+        .sum();
     let mut per_step = Vec::new();
     let mut gflops = Vec::new();
     let mut result = String::new();
@@ -247,8 +339,20 @@ pub fn w5(repeats: usize) -> Vec<Figure> {
         result = format!("{} steps", t.step);
     }
     vec![
-        figure("W5", "MLP 784-512-512-10, batch 128, Adam, f32", "ms/step", per_step, result),
-        figure("W5", "MLP 784-512-512-10 throughput", "GFLOP/s", gflops, String::new()),
+        figure(
+            "W5",
+            "MLP 784-512-512-10, batch 128, Adam, f32",
+            "ms/step",
+            per_step,
+            result,
+        ),
+        figure(
+            "W5",
+            "MLP 784-512-512-10 throughput",
+            "GFLOP/s",
+            gflops,
+            String::new(),
+        ),
     ]
 }
 
@@ -274,7 +378,13 @@ pub fn w6(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
         let steady = s.elapsed().as_secs_f64();
         samples.push((first - steady) * 1e3);
     }
-    Ok(vec![figure("W6", "compile latency of W4's train step (source to first step)", "ms", samples, String::new())])
+    Ok(vec![figure(
+        "W6",
+        "compile latency of W4's train step (source to first step)",
+        "ms",
+        samples,
+        String::new(),
+    )])
 }
 
 /// A peer measurement: which script and framework, which figure it reports.
@@ -289,41 +399,133 @@ struct Peer {
 }
 
 const PEERS: &[Peer] = &[
-    Peer { workload: "W1", script: "w1_rosenbrock.py", fw: "c", threads: "1", field: "ns_per_step", scale: 1.0 },
-    Peer { workload: "W1", script: "w1_rosenbrock.py", fw: "jax_fori", threads: "1", field: "ns_per_step", scale: 1.0 },
-    Peer { workload: "W2", script: "w2_linreg.py", fw: "numpy", threads: "1", field: "ms_per_step", scale: 1.0 },
-    Peer { workload: "W2", script: "w2_linreg.py", fw: "jax_fori", threads: "1", field: "ms_per_step", scale: 1.0 },
-    Peer { workload: "W3", script: "w3_gmm.py", fw: "jax_fori", threads: "1", field: "eval_ms", scale: 1.0 },
-    Peer { workload: "W3", script: "w3_gmm.py", fw: "jax_fori", threads: "1", field: "adam200_s", scale: 1.0 },
-    Peer { workload: "W4", script: "w4_digits_mlp.py", fw: "jax_scan", threads: "1", field: "ms_per_step", scale: 1e3 },
-    Peer { workload: "W5", script: "w5_wide_mlp.py", fw: "jax_step", threads: "1", field: "ms_per_step", scale: 1.0 },
-    Peer { workload: "W6", script: "w6_compile.py", fw: "jax", threads: "1", field: "latency_s", scale: 1e3 },
+    Peer {
+        workload: "W1",
+        script: "w1_rosenbrock.py",
+        fw: "c",
+        threads: "1",
+        field: "ns_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W1",
+        script: "w1_rosenbrock.py",
+        fw: "jax_fori",
+        threads: "1",
+        field: "ns_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W2",
+        script: "w2_linreg.py",
+        fw: "numpy",
+        threads: "1",
+        field: "ms_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W2",
+        script: "w2_linreg.py",
+        fw: "jax_fori",
+        threads: "1",
+        field: "ms_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W3",
+        script: "w3_gmm.py",
+        fw: "jax_fori",
+        threads: "1",
+        field: "eval_ms",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W3",
+        script: "w3_gmm.py",
+        fw: "jax_fori",
+        threads: "1",
+        field: "adam200_s",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W4",
+        script: "w4_digits_mlp.py",
+        fw: "jax_scan",
+        threads: "1",
+        field: "ms_per_step",
+        scale: 1e3,
+    },
+    Peer {
+        workload: "W5",
+        script: "w5_wide_mlp.py",
+        fw: "jax_step",
+        threads: "1",
+        field: "ms_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W6",
+        script: "w6_compile.py",
+        fw: "jax",
+        threads: "1",
+        field: "latency_s",
+        scale: 1e3,
+    },
 ];
 
 /// Runs one peer script with `python` from a writable copy of the anchor scripts; returns the
 /// median of the requested field, scaled to adjoint's unit.
 fn run_peer(python: &Path, anchors: &Path, p: &Peer, repeats: usize) -> Result<f64, String> {
     let mut cmd = std::process::Command::new(python);
-    cmd.current_dir(anchors).arg(p.script).args(["--fw", p.fw, "--threads", p.threads, "--tag", "adjoint-bench"]);
+    cmd.current_dir(anchors).arg(p.script).args([
+        "--fw",
+        p.fw,
+        "--threads",
+        p.threads,
+        "--tag",
+        "adjoint-bench",
+    ]);
     if p.script != "w6_compile.py" {
         cmd.args(["--repeats", &repeats.to_string()]);
     } else {
         cmd.args(["--cache", "cold"]);
     }
     // Current numpy and OpenBLAS run fastest with their own kernel choice.
-    cmd.env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE");
-    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    cmd.env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| {
-        format!("{} --fw {} printed no result: {}", p.script, p.fw, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))
-    })?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| {
+            format!(
+                "{} --fw {} printed no result: {}",
+                p.script,
+                p.fw,
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            )
+        })?;
     let key = format!("\"{}\": ", p.field);
-    let rest = &line[line.find(&key).ok_or(format!("no `{}` in {line}", p.field))? + key.len()..];
+    let rest = &line[line
+        .find(&key)
+        .ok_or(format!("no `{}` in {line}", p.field))?
+        + key.len()..];
     let value = match rest.strip_prefix("\"median=") {
         Some(m) => m.split(|c: char| c == ' ' || c == '"').next().unwrap_or(""),
         None => rest.split([',', '}']).next().unwrap_or(""),
     };
-    value.trim().parse::<f64>().map(|v| v * p.scale).map_err(|_| format!("cannot read `{}` from {line}", p.field))
+    value
+        .trim()
+        .parse::<f64>()
+        .map(|v| v * p.scale)
+        .map_err(|_| format!("cannot read `{}` from {line}", p.field))
 }
 
 pub struct BenchConfig {
@@ -336,7 +538,9 @@ pub struct BenchConfig {
 
 /// Runs the chosen workloads (and their peers); returns a Markdown report.
 pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, String> {
-    let want = |w: &str| cfg.workloads.is_empty() || cfg.workloads.iter().any(|x| x.eq_ignore_ascii_case(w));
+    let want = |w: &str| {
+        cfg.workloads.is_empty() || cfg.workloads.iter().any(|x| x.eq_ignore_ascii_case(w))
+    };
     let mut figures = Vec::new();
     let r = cfg.repeats.max(1);
     if want("W1") {
@@ -367,22 +571,47 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
     let _ = writeln!(out, "| workload | adjoint | median | spread | result |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for f in &figures {
-        let _ = writeln!(out, "| {} | {} | **{:.4} {}** | {:.4}–{:.4} | {} |", f.workload, f.what, f.median, f.unit, f.min, f.max, f.result);
+        let _ = writeln!(
+            out,
+            "| {} | {} | **{:.4} {}** | {:.4}–{:.4} | {} |",
+            f.workload, f.what, f.median, f.unit, f.min, f.max, f.result
+        );
     }
     if let Some((python, anchors)) = &cfg.peers {
-        let _ = writeln!(out, "\n| workload | peer (same session) | peer median | adjoint / peer |");
+        let _ = writeln!(
+            out,
+            "\n| workload | peer (same session) | peer median | adjoint / peer |"
+        );
         let _ = writeln!(out, "|---|---|---|---|");
         for p in PEERS.iter().filter(|p| want(p.workload)) {
             progress(&format!("{} peer {} ({})", p.workload, p.fw, p.field));
             let ours = figures.iter().find(|f| {
-                f.workload == p.workload && (p.field != "adam200_s" || f.unit == "s/200 steps") && (p.field != "eval_ms" || f.unit == "ms/eval")
+                f.workload == p.workload
+                    && (p.field != "adam200_s" || f.unit == "s/200 steps")
+                    && (p.field != "eval_ms" || f.unit == "ms/eval")
             });
             match (run_peer(python, anchors, p, r), ours) {
                 (Ok(v), Some(f)) => {
-                    let _ = writeln!(out, "| {} | {} `{}` ({}) | {:.4} | **{:.2}×** |", p.workload, p.fw, p.field, f.unit, v, f.median / v);
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} `{}` ({}) | {:.4} | **{:.2}×** |",
+                        p.workload,
+                        p.fw,
+                        p.field,
+                        f.unit,
+                        v,
+                        f.median / v
+                    );
                 }
                 (Err(e), _) => {
-                    let _ = writeln!(out, "| {} | {} `{}` | failed: {} | |", p.workload, p.fw, p.field, e.replace('|', "/"));
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} `{}` | failed: {} | |",
+                        p.workload,
+                        p.fw,
+                        p.field,
+                        e.replace('|', "/")
+                    );
                 }
                 (Ok(_), None) => {}
             }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "adjoint", version, about = "Symbolic-plus-numeric autodiff compiler: models in a small language, symbolic gradients, native code")]
+#[command(
+    name = "adjoint",
+    version,
+    about = "Symbolic-plus-numeric autodiff compiler: models in a small language, symbolic gradients, native code"
+)]
 struct Cli {
     /// Threads for matrix products (default: chosen per product from its size, up to the
     /// machine's cores; 1 forces single-threaded code).
@@ -83,7 +87,11 @@ enum Command {
     Race {
         file: PathBuf,
         /// Optimizers to race, each with its own compiled update.
-        #[arg(long, value_delimiter = ',', default_value = "sgd,momentum,adagrad,rmsprop,adam")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "sgd,momentum,adagrad,rmsprop,adam"
+        )]
         optimizers: Vec<String>,
         /// Learning rates, one for all or one per optimizer in the same order (default: each
         /// optimizer's own default).
@@ -214,17 +222,66 @@ pub fn main() -> i32 {
     }
     match cli.command {
         Command::Check { file } => check(&file),
-        Command::Graph { file, grad, explain, dot } => graph(&file, grad, explain, dot),
-        Command::Gradcheck { file, data, points, tolerance, seed } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
-        Command::Inspect { file, data, trained, checkpoint, seed } => inspect(&file, data.as_deref(), trained, checkpoint.as_deref(), seed),
+        Command::Graph {
+            file,
+            grad,
+            explain,
+            dot,
+        } => graph(&file, grad, explain, dot),
+        Command::Gradcheck {
+            file,
+            data,
+            points,
+            tolerance,
+            seed,
+        } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
+        Command::Inspect {
+            file,
+            data,
+            trained,
+            checkpoint,
+            seed,
+        } => inspect(&file, data.as_deref(), trained, checkpoint.as_deref(), seed),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
-        Command::Race { file, optimizers, lr, steps, out, animate, x, y, minimum } => {
-            race(&file, &optimizers, &lr, steps, &out, animate.as_deref(), &x, &y, &minimum)
-        }
+        Command::Race {
+            file,
+            optimizers,
+            lr,
+            steps,
+            out,
+            animate,
+            x,
+            y,
+            minimum,
+        } => race(
+            &file,
+            &optimizers,
+            &lr,
+            steps,
+            &out,
+            animate.as_deref(),
+            &x,
+            &y,
+            &minimum,
+        ),
         Command::Train(args) => train(&args),
-        Command::Eval { file, checkpoint, data } => eval(&file, &checkpoint, data.as_deref()),
-        Command::Predict { file, checkpoint, data, out } => predict(&file, &checkpoint, data.as_deref(), out.as_deref()),
-        Command::Bench { workloads, repeats, peers, anchors } => {
+        Command::Eval {
+            file,
+            checkpoint,
+            data,
+        } => eval(&file, &checkpoint, data.as_deref()),
+        Command::Predict {
+            file,
+            checkpoint,
+            data,
+            out,
+        } => predict(&file, &checkpoint, data.as_deref(), out.as_deref()),
+        Command::Bench {
+            workloads,
+            repeats,
+            peers,
+            anchors,
+        } => {
             let cfg = crate::bench::BenchConfig {
                 workloads,
                 repeats,
@@ -250,7 +307,11 @@ fn read_source(path: &Path) -> Result<SourceFile, i32> {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
             Err(e) => {
-                eprintln!("error: {}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to());
+                eprintln!(
+                    "error: {}: not UTF-8 text (invalid byte at offset {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                );
                 Err(2)
             }
         },
@@ -263,7 +324,16 @@ fn read_source(path: &Path) -> Result<SourceFile, i32> {
 
 /// Reads and checks a model file. Errors are printed (and give the exit code); warnings are
 /// returned for the caller to print or not.
-fn load_model(path: &Path) -> Result<(SourceFile, crate::model::Model, Vec<crate::diagnostics::Diagnostic>), i32> {
+fn load_model(
+    path: &Path,
+) -> Result<
+    (
+        SourceFile,
+        crate::model::Model,
+        Vec<crate::diagnostics::Diagnostic>,
+    ),
+    i32,
+> {
     let file = read_source(path)?;
     match compile::check_source(&file) {
         Ok((model, warnings)) => Ok((file, model, warnings)),
@@ -290,8 +360,17 @@ fn compile_model(model: crate::model::Model, file: &SourceFile) -> Result<Compil
 
 /// The data file: the one given on the command line, else the model's own `data`, which is
 /// relative to the model file.
-fn data_path(model: &crate::model::Model, given: Option<&Path>, model_file: &Path) -> Option<PathBuf> {
-    given.map(Path::to_path_buf).or_else(|| model.data.as_ref().map(|d| model_file.parent().unwrap_or(Path::new(".")).join(d)))
+fn data_path(
+    model: &crate::model::Model,
+    given: Option<&Path>,
+    model_file: &Path,
+) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| {
+        model
+            .data
+            .as_ref()
+            .map(|d| model_file.parent().unwrap_or(Path::new(".")).join(d))
+    })
 }
 
 fn check(path: &Path) -> i32 {
@@ -306,7 +385,10 @@ fn check(path: &Path) -> i32 {
         file.name,
         g.inputs.len(),
         g.params.len(),
-        g.params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>()).sum::<usize>(),
+        g.params
+            .iter()
+            .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+            .sum::<usize>(),
         model.loss_name
     );
     0
@@ -319,7 +401,11 @@ fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
     };
     eprint!("{}", render_all(&warnings, &file));
     let graphs = compile::graphs(&model);
-    let f = if grad { &graphs.gradient } else { &graphs.forward };
+    let f = if grad {
+        &graphs.gradient
+    } else {
+        &graphs.forward
+    };
     if dot {
         print!("{}", crate::inspect::dot(f));
         return 0;
@@ -332,7 +418,17 @@ fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
 }
 
 /// The model (in f64) and its data, for the checking commands.
-fn model_and_data(path: &Path, data: Option<&Path>) -> Result<(SourceFile, crate::model::Model, Option<crate::data::Dataset>), i32> {
+fn model_and_data(
+    path: &Path,
+    data: Option<&Path>,
+) -> Result<
+    (
+        SourceFile,
+        crate::model::Model,
+        Option<crate::data::Dataset>,
+    ),
+    i32,
+> {
     let (file, mut model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     model.forward.graph.dtype = crate::ir::DType::F64;
@@ -340,15 +436,33 @@ fn model_and_data(path: &Path, data: Option<&Path>) -> Result<(SourceFile, crate
     Ok((file, model, dataset))
 }
 
-fn point_of(trainer: &Trainer, model: &crate::model::Model, data: Option<&crate::data::Dataset>) -> crate::inspect::Point {
+fn point_of(
+    trainer: &Trainer,
+    model: &crate::model::Model,
+    data: Option<&crate::data::Dataset>,
+) -> crate::inspect::Point {
     use crate::ir::Tensor;
     let g = model.graph();
     let inputs = match data {
-        Some(d) => d.inputs.iter().zip(&g.inputs).map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.clone())).collect(),
+        Some(d) => d
+            .inputs
+            .iter()
+            .zip(&g.inputs)
+            .map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.clone()))
+            .collect(),
         None => vec![],
     };
-    let params = trainer.params.iter().zip(&g.params).map(|(b, p)| Tensor::new(p.shape.as_fixed().unwrap(), b.to_f64())).collect();
-    crate::inspect::Point { inputs, params, syms: vec![data.map_or(0, |d| d.n_rows as u64); g.syms.len()] }
+    let params = trainer
+        .params
+        .iter()
+        .zip(&g.params)
+        .map(|(b, p)| Tensor::new(p.shape.as_fixed().unwrap(), b.to_f64()))
+        .collect();
+    crate::inspect::Point {
+        inputs,
+        params,
+        syms: vec![data.map_or(0, |d| d.n_rows as u64); g.syms.len()],
+    }
 }
 
 fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, seed: u64) -> i32 {
@@ -363,8 +477,16 @@ fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, se
     let mut rng = crate::init::rng(seed);
     let mut trainer = Trainer::new(&compiled, seed);
     let rows = dataset.as_ref().map_or(0, |d| d.n_rows);
-    let inputs: Vec<crate::runtime::Buffer> = dataset.as_ref().map_or(vec![], |d| d.inputs.iter().map(|v| crate::runtime::Buffer::F64(v.clone())).collect());
-    println!("gradcheck {}: the compiled gradient (f64) against central differences of the loss", file.name);
+    let inputs: Vec<crate::runtime::Buffer> = dataset.as_ref().map_or(vec![], |d| {
+        d.inputs
+            .iter()
+            .map(|v| crate::runtime::Buffer::F64(v.clone()))
+            .collect()
+    });
+    println!(
+        "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
+        file.name
+    );
     let mut worst: f64 = 0.0;
     let mut failed_point = None;
     for k in 0..=points {
@@ -373,7 +495,10 @@ fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, se
             for p in trainer.params.iter_mut() {
                 for i in 0..p.len() {
                     let x = p.get(i);
-                    p.set(i, x + 0.5 * crate::init::std_normal(&mut rng) * x.abs().max(0.1));
+                    p.set(
+                        i,
+                        x + 0.5 * crate::init::std_normal(&mut rng) * x.abs().max(0.1),
+                    );
                 }
             }
         }
@@ -382,11 +507,21 @@ fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, se
             eprintln!("error: {e}");
             return 1;
         }
-        let grads: Vec<Vec<f64>> = (0..model.graph().params.len()).map(|i| trainer.gradient(i, rows).unwrap().to_f64()).collect();
-        let checks = crate::inspect::gradcheck(&compiled.graphs.forward, &grads, &point, &mut rng, 32);
-        let label = if k == 0 { "initial point".to_string() } else { format!("random point {k}") };
+        let grads: Vec<Vec<f64>> = (0..model.graph().params.len())
+            .map(|i| trainer.gradient(i, rows).unwrap().to_f64())
+            .collect();
+        let checks =
+            crate::inspect::gradcheck(&compiled.graphs.forward, &grads, &point, &mut rng, 32);
+        let label = if k == 0 {
+            "initial point".to_string()
+        } else {
+            format!("random point {k}")
+        };
         for c in &checks {
-            println!("  {label:<16} {:<16} worst relative error {:.2e}", c.name, c.worst);
+            println!(
+                "  {label:<16} {:<16} worst relative error {:.2e}",
+                c.name, c.worst
+            );
             worst = worst.max(c.worst);
         }
         if checks.iter().any(|c| c.worst > tolerance) && failed_point.is_none() {
@@ -402,14 +537,22 @@ fn gradcheck(path: &Path, data: Option<&Path>, points: usize, tolerance: f64, se
             println!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
             match crate::inspect::blame(&compiled.graphs.forward, &point, &mut rng, tolerance) {
                 Some(b) => println!("{}", crate::inspect::describe_blame(&b, &file)),
-                None => println!("no single derivative rule disagrees on its own; the error comes from their combination"),
+                None => println!(
+                    "no single derivative rule disagrees on its own; the error comes from their combination"
+                ),
             }
             1
         }
     }
 }
 
-fn inspect(path: &Path, data: Option<&Path>, trained: bool, checkpoint: Option<&Path>, seed: u64) -> i32 {
+fn inspect(
+    path: &Path,
+    data: Option<&Path>,
+    trained: bool,
+    checkpoint: Option<&Path>,
+    seed: u64,
+) -> i32 {
     let (file, model, dataset) = match model_and_data(path, data) {
         Ok(x) => x,
         Err(c) => return c,
@@ -453,10 +596,15 @@ fn inspect(path: &Path, data: Option<&Path>, trained: bool, checkpoint: Option<&
     if lo > 0.0 {
         println!("  condition number     κ = λmax/λmin = {:.6e}", hi / lo);
     } else {
-        println!("  condition number     κ = ∞ (λmin ≤ 0: the Hessian is not positive definite here; a saddle or a flat direction)");
+        println!(
+            "  condition number     κ = ∞ (λmin ≤ 0: the Hessian is not positive definite here; a saddle or a flat direction)"
+        );
     }
     if hi > 0.0 {
-        println!("  largest stable gradient-descent step 2/λmax = {:.6e}", 2.0 / hi);
+        println!(
+            "  largest stable gradient-descent step 2/λmax = {:.6e}",
+            2.0 / hi
+        );
     }
     0
 }
@@ -489,16 +637,28 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
         Err(code) => return code,
     };
     let Some(p) = &model.predict else {
-        eprintln!("error: {} declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)", file.name);
+        eprintln!(
+            "error: {} declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)",
+            file.name
+        );
         return 2;
     };
     // Inputs the outputs do not read (the labels, typically) may be absent from the data.
     let roots: Vec<_> = p.outputs.iter().map(|o| o.1).collect();
     let live = p.graph.reachable(&roots);
     let optional: Vec<bool> = (0..model.graph().inputs.len())
-        .map(|i| !p.graph.ids().any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32)))
+        .map(|i| {
+            !p.graph
+                .ids()
+                .any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32))
+        })
         .collect();
-    let dataset = match load_data(&model, data_path(&model, data, path).as_deref(), path, &optional) {
+    let dataset = match load_data(
+        &model,
+        data_path(&model, data, path).as_deref(),
+        path,
+        &optional,
+    ) {
         Ok(Some(d)) => d,
         Ok(None) => {
             eprintln!("error: {} has no inputs to predict for", file.name);
@@ -516,7 +676,11 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
         return 2;
     }
     trainer.bound_dims = dataset.dims.clone();
-    let inputs: Vec<_> = dataset.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v)).collect();
+    let inputs: Vec<_> = dataset
+        .inputs
+        .iter()
+        .map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v))
+        .collect();
     let values = match trainer.predict(&inputs, dataset.n_rows) {
         Ok(v) => v,
         Err(e) => {
@@ -539,7 +703,10 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
             .iter()
             .flat_map(|(_, t)| {
                 let w = t.shape.get(1).copied().unwrap_or(1);
-                t.data[r * w..(r + 1) * w].iter().map(|v| format!("{v}")).collect::<Vec<_>>()
+                t.data[r * w..(r + 1) * w]
+                    .iter()
+                    .map(|v| format!("{v}"))
+                    .collect::<Vec<_>>()
             })
             .collect();
         csv.push_str(&row.join(","));
@@ -560,7 +727,12 @@ fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) ->
 
 /// The model's data: CSV columns from `data_path`, `.npy` inputs from their files beside the
 /// model. `None` for a model without inputs.
-fn load_data(model: &crate::model::Model, data_path: Option<&Path>, model_file: &Path, optional: &[bool]) -> Result<Option<data::Dataset>, i32> {
+fn load_data(
+    model: &crate::model::Model,
+    data_path: Option<&Path>,
+    model_file: &Path,
+    optional: &[bool],
+) -> Result<Option<data::Dataset>, i32> {
     if model.graph().inputs.is_empty() {
         return Ok(None);
     }
@@ -570,7 +742,9 @@ fn load_data(model: &crate::model::Model, data_path: Option<&Path>, model_file: 
         Err(e) => {
             eprintln!("error: {e}");
             if data_path.is_none() {
-                eprintln!("  (name the data with `data \"file.csv\"` in the model or `--data FILE`)");
+                eprintln!(
+                    "  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
+                );
             }
             Err(2)
         }
@@ -578,10 +752,20 @@ fn load_data(model: &crate::model::Model, data_path: Option<&Path>, model_file: 
 }
 
 /// Prints the loss and each metric on the data; returns the exit code.
-fn print_evaluation(trainer: &mut Trainer, data: Option<&crate::data::Dataset>, prefix: &str) -> i32 {
+fn print_evaluation(
+    trainer: &mut Trainer,
+    data: Option<&crate::data::Dataset>,
+    prefix: &str,
+) -> i32 {
     let dtype = trainer.compiled.model.graph().dtype;
     let (inputs, rows) = match data {
-        Some(d) => (d.inputs.iter().map(|v| crate::runtime::Buffer::from_f64(dtype, v)).collect(), d.n_rows),
+        Some(d) => (
+            d.inputs
+                .iter()
+                .map(|v| crate::runtime::Buffer::from_f64(dtype, v))
+                .collect(),
+            d.n_rows,
+        ),
         None => (vec![], 0),
     };
     match trainer.evaluate(&inputs, rows) {
@@ -626,7 +810,14 @@ mod interrupt {
 
 #[allow(clippy::too_many_arguments)]
 fn race(
-    path: &Path, optimizers: &[String], lrs: &[f64], steps: u64, out: &Path, animate: Option<&Path>, xr: &[f64], yr: &[f64],
+    path: &Path,
+    optimizers: &[String],
+    lrs: &[f64],
+    steps: u64,
+    out: &Path,
+    animate: Option<&Path>,
+    xr: &[f64],
+    yr: &[f64],
     minimum: &[f64],
 ) -> i32 {
     let (file, model, _) = match load_model(path) {
@@ -634,12 +825,20 @@ fn race(
         Err(code) => return code,
     };
     let g = model.graph();
-    if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty() {
-        eprintln!("error: `race` needs a loss of exactly two scalar parameters and no data; {} has {} parameter(s)", file.name, g.params.len());
+    if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty()
+    {
+        eprintln!(
+            "error: `race` needs a loss of exactly two scalar parameters and no data; {} has {} parameter(s)",
+            file.name,
+            g.params.len()
+        );
         return 2;
     }
     if !lrs.is_empty() && lrs.len() != 1 && lrs.len() != optimizers.len() {
-        eprintln!("error: give one learning rate, or one per optimizer ({})", optimizers.len());
+        eprintln!(
+            "error: give one learning rate, or one per optimizer ({})",
+            optimizers.len()
+        );
         return 2;
     }
     let mut trajectories = Vec::new();
@@ -670,7 +869,10 @@ fn race(
         }
         let last = points[points.len() - 1];
         println!("{label:<24} ends at ({:.6}, {:.6})", last.0, last.1);
-        trajectories.push(crate::plot::Trajectory { name: label, points });
+        trajectories.push(crate::plot::Trajectory {
+            name: label,
+            points,
+        });
         surface.get_or_insert(compiled);
     }
     let Some(surface) = surface else {
@@ -689,7 +891,11 @@ fn race(
         if let [lo, hi] = given {
             return (*lo, *hi);
         }
-        let vals: Vec<f64> = trajectories.iter().flat_map(|t| t.points.iter().map(move |p| if k == 0 { p.0 } else { p.1 })).filter(|v| v.is_finite()).collect();
+        let vals: Vec<f64> = trajectories
+            .iter()
+            .flat_map(|t| t.points.iter().map(move |p| if k == 0 { p.0 } else { p.1 }))
+            .filter(|v| v.is_finite())
+            .collect();
         let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let pad = ((hi - lo) * 0.15).max(0.5);
@@ -700,7 +906,11 @@ fn race(
         [a, b] => Some((*a, *b)),
         _ => None,
     };
-    let title = format!("{}: {} steps", file.name.rsplit('/').next().unwrap_or(&file.name), steps);
+    let title = format!(
+        "{}: {} steps",
+        file.name.rsplit('/').next().unwrap_or(&file.name),
+        steps
+    );
     if let Err(e) = crate::plot::race_still(out, &title, &f, x, y, &trajectories, min) {
         eprintln!("error: {e}");
         return 2;
@@ -723,7 +933,11 @@ fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
     };
     eprint!("{}", render_all(&warnings, &file));
     let graphs = compile::graphs(&model);
-    let style = if latex { crate::ir::pretty::Style::Latex } else { crate::ir::pretty::Style::Dsl };
+    let style = if latex {
+        crate::ir::pretty::Style::Latex
+    } else {
+        crate::ir::pretty::Style::Dsl
+    };
     match compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style)) {
         Ok(text) => {
             print!("{text}");
@@ -746,10 +960,19 @@ fn train(args: &TrainArgs) -> i32 {
     eprint!("{}", render_all(&warnings, &file));
     if let Some(name) = &args.optimizer {
         match crate::optim::OptimizerKind::from_name(name) {
-            Some(kind) => model.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect),
+            Some(kind) => {
+                model.optimizer =
+                    crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect)
+            }
             None => {
-                let known: Vec<_> = crate::optim::OptimizerKind::ALL.iter().map(|k| k.name()).collect();
-                eprintln!("error: unknown optimizer `{name}` for --optimizer; known: {}", known.join(", "));
+                let known: Vec<_> = crate::optim::OptimizerKind::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .collect();
+                eprintln!(
+                    "error: unknown optimizer `{name}` for --optimizer; known: {}",
+                    known.join(", ")
+                );
                 return 2;
             }
         }
@@ -759,7 +982,10 @@ fn train(args: &TrainArgs) -> i32 {
             eprintln!("error: --lr must be a positive number, found {lr}");
             return 2;
         }
-        model.optimizer.set("lr", lr).expect("every optimizer has a learning rate");
+        model
+            .optimizer
+            .set("lr", lr)
+            .expect("every optimizer has a learning rate");
     }
     let settings = {
         let mut s = model.train.clone();
@@ -779,7 +1005,9 @@ fn train(args: &TrainArgs) -> i32 {
         }
         if let Some(v) = args.validation {
             if !(0.0..1.0).contains(&v) {
-                eprintln!("error: --validation is the fraction of rows held out, in [0, 1); found {v}");
+                eprintln!(
+                    "error: --validation is the fraction of rows held out, in [0, 1); found {v}"
+                );
                 return 2;
             }
             s.validation = v;
@@ -809,10 +1037,18 @@ fn train(args: &TrainArgs) -> i32 {
         compiled.model.graph().dtype.name(),
     );
     if let Some(d) = &dataset {
-        println!("data: {} ({} rows)", d.source.as_deref().unwrap_or("?"), d.n_rows);
+        println!(
+            "data: {} ({} rows)",
+            d.source.as_deref().unwrap_or("?"),
+            d.n_rows
+        );
     }
     if args.timings {
-        println!("  {:<14} {:>9.3} ms", "parse + check", check_time.as_secs_f64() * 1e3);
+        println!(
+            "  {:<14} {:>9.3} ms",
+            "parse + check",
+            check_time.as_secs_f64() * 1e3
+        );
         for (stage, d) in &compiled.timings.stages {
             println!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
@@ -831,14 +1067,19 @@ fn train(args: &TrainArgs) -> i32 {
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
-            println!("validation: {} rows held out, {} for training", v.n_rows, t.n_rows);
+            println!(
+                "validation: {} rows held out, {} for training",
+                v.n_rows, t.n_rows
+            );
             trainer.validation = Some(v);
             (Some(t.clone()), Some(t))
         }
         other => (other.clone(), other),
     };
     if settings.patience > 0 && trainer.validation.is_none() {
-        eprintln!("error: early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)");
+        eprintln!(
+            "error: early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)"
+        );
         return 2;
     }
     let mut history = match &args.history {
@@ -856,8 +1097,22 @@ fn train(args: &TrainArgs) -> i32 {
     let t0 = std::time::Instant::now();
     let bar = progress_bar();
     let result = trainer.fit(train_data.as_ref(), &settings, |p: &Progress| {
-        let val: String = p.validation.iter().map(|(n, v)| format!("  val_{n} {v:.6e}")).collect();
-        let line = format!("step {:>8}  epoch {:>5}  {loss_name} {:.6e}{val}{}", p.step, p.epoch, p.loss, if p.stopped_early { "  (early stop: best validation loss restored)" } else { "" });
+        let val: String = p
+            .validation
+            .iter()
+            .map(|(n, v)| format!("  val_{n} {v:.6e}"))
+            .collect();
+        let line = format!(
+            "step {:>8}  epoch {:>5}  {loss_name} {:.6e}{val}{}",
+            p.step,
+            p.epoch,
+            p.loss,
+            if p.stopped_early {
+                "  (early stop: best validation loss restored)"
+            } else {
+                ""
+            }
+        );
         match &bar {
             Some(b) => {
                 b.set_length(p.end);
@@ -879,7 +1134,11 @@ fn train(args: &TrainArgs) -> i32 {
         if let Some((_, w, header)) = &mut history {
             use std::io::Write as _;
             if !*header {
-                let names: String = p.validation.iter().map(|(n, _)| format!(",val_{n}")).collect();
+                let names: String = p
+                    .validation
+                    .iter()
+                    .map(|(n, _)| format!(",val_{n}"))
+                    .collect();
                 let _ = writeln!(w, "step,epoch,{loss_name}{names}");
                 *header = true;
             }
@@ -902,7 +1161,12 @@ fn train(args: &TrainArgs) -> i32 {
     if result.is_ok() {
         // Interrupted runs are saved too, to --save or beside the working directory.
         let target = args.save.clone().or_else(|| {
-            interrupted.then(|| PathBuf::from(format!("{}.interrupted.safetensors", args.file.file_stem().unwrap_or_default().to_string_lossy())))
+            interrupted.then(|| {
+                PathBuf::from(format!(
+                    "{}.interrupted.safetensors",
+                    args.file.file_stem().unwrap_or_default().to_string_lossy()
+                ))
+            })
         });
         if let Some(path) = target {
             if let Err(e) = crate::resume::save(&trainer, &path) {
@@ -932,19 +1196,35 @@ fn train(args: &TrainArgs) -> i32 {
                     Some(r) => format!("the derivative of this `{r}`"),
                     None => format!("this `{}`", origin.op),
                 };
-                let d = crate::diagnostics::Diagnostic::error("non-finite value").with_label(span, what);
-                eprint!("{}", d.render(&file).lines().skip(1).map(|l| format!("{l}\n")).collect::<String>());
+                let d = crate::diagnostics::Diagnostic::error("non-finite value")
+                    .with_label(span, what);
+                eprint!(
+                    "{}",
+                    d.render(&file)
+                        .lines()
+                        .skip(1)
+                        .map(|l| format!("{l}\n"))
+                        .collect::<String>()
+                );
             }
         }
         return 2;
     }
-    println!("trained {} steps in {:.3} s ({:.2} µs/step)", trainer.step, elapsed.as_secs_f64(), elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64);
+    println!(
+        "trained {} steps in {:.3} s ({:.2} µs/step)",
+        trainer.step,
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64
+    );
     let code = print_evaluation(&mut trainer, dataset.as_ref(), "final ");
     if code != 0 {
         return code;
     }
     for (p, buf) in compiled.model.graph().params.iter().zip(&trainer.params) {
-        println!("{}", describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64()));
+        println!(
+            "{}",
+            describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64())
+        );
     }
     0
 }
@@ -956,7 +1236,9 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
-    let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  {msg}").ok()?;
+    let style =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  {msg}")
+            .ok()?;
     bar.set_style(style);
     Some(bar)
 }
@@ -965,10 +1247,14 @@ fn describe_param(name: &str, shape: &[usize], values: &[f64]) -> String {
     let fmt = |v: &f64| format!("{v:.6}");
     match shape {
         [] => format!("{name} = {}", fmt(&values[0])),
-        _ if values.len() <= 8 => format!("{name} = [{}]", values.iter().map(fmt).collect::<Vec<_>>().join(", ")),
+        _ if values.len() <= 8 => format!(
+            "{name} = [{}]",
+            values.iter().map(fmt).collect::<Vec<_>>().join(", ")
+        ),
         _ => {
             let mean = values.iter().sum::<f64>() / values.len() as f64;
-            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
+            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64)
+                .sqrt();
             format!(
                 "{name} {:?}: mean {mean:.4}, std {sd:.4}, first [{}, …]",
                 shape,

@@ -83,7 +83,13 @@ pub fn graphs(model: &Model) -> Graphs {
     let raw = crate::autodiff::grad(&forward);
     let (gradient, gradient_report) = simplify::run(&raw);
     let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
-    Graphs { forward, gradient, predict, forward_report, gradient_report }
+    Graphs {
+        forward,
+        gradient,
+        predict,
+        forward_report,
+        gradient_report,
+    }
 }
 
 /// A model compiled to native code: forward, value-and-gradient, the optimizer update, and the
@@ -150,9 +156,20 @@ fn cache() -> &'static Cache {
 
 /// Everything that determines the generated code: both graphs' text (which includes every shape
 /// and the dtype) and the optimizer with its hyperparameters.
-fn cache_key(forward: &GraphFn, gradient: &GraphFn, predict: Option<&GraphFn>, model: &Model) -> String {
+fn cache_key(
+    forward: &GraphFn,
+    gradient: &GraphFn,
+    predict: Option<&GraphFn>,
+    model: &Model,
+) -> String {
     let p = predict.map(|p| p.text()).unwrap_or_default();
-    format!("{}\n{}\n{p}\n{}\n{}", forward.text(), gradient.text(), model.optimizer, model.graph().dtype.name())
+    format!(
+        "{}\n{}\n{p}\n{}\n{}",
+        forward.text(),
+        gradient.text(),
+        model.optimizer,
+        model.graph().dtype.name()
+    )
 }
 
 impl CompiledModel {
@@ -190,7 +207,8 @@ impl CompiledModel {
         let key = cache_key(&forward, &gradient, predict.as_ref(), &model);
         let hit = {
             let map = cache().lock().unwrap_or_else(|e| e.into_inner());
-            map.get(&key).and_then(|parts| parts.code.upgrade().map(|code| (parts.clone(), code)))
+            map.get(&key)
+                .and_then(|parts| parts.code.upgrade().map(|code| (parts.clone(), code)))
         };
         let (parts, code, cached) = match hit {
             Some((parts, code)) => (parts, code, true),
@@ -202,7 +220,12 @@ impl CompiledModel {
                 let dtype = model.graph().dtype;
                 let fid = jit.compile_graph(&forward, &fplan)?;
                 let gid = jit.compile_graph(&gradient, &gplan)?;
-                let sizes: Vec<usize> = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product()).collect();
+                let sizes: Vec<usize> = model
+                    .graph()
+                    .params
+                    .iter()
+                    .map(|p| p.shape.as_fixed().unwrap().iter().product())
+                    .collect();
                 let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
                 let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
                 let pplan = predict.as_ref().map(lower::plan);
@@ -217,11 +240,32 @@ impl CompiledModel {
                 let code = Arc::new(CodeOwner(jit));
                 let n_state = model.optimizer.kind.state_arrays();
                 let parts = NativeParts {
-                    forward: Executable { plan: fplan, func: funcs[0], dtype },
-                    gradient: Executable { plan: gplan, func: funcs[1], dtype },
-                    update: UpdateFn { func: funcs[2], sizes, n_state, dtype },
-                    train_loop: TrainLoop { func: funcs[3], n_state, n_scalars: model.optimizer.n_scalars() },
-                    predict: pplan.map(|plan| Executable { plan, func: funcs[4], dtype }),
+                    forward: Executable {
+                        plan: fplan,
+                        func: funcs[0],
+                        dtype,
+                    },
+                    gradient: Executable {
+                        plan: gplan,
+                        func: funcs[1],
+                        dtype,
+                    },
+                    update: UpdateFn {
+                        func: funcs[2],
+                        sizes,
+                        n_state,
+                        dtype,
+                    },
+                    train_loop: TrainLoop {
+                        func: funcs[3],
+                        n_state,
+                        n_scalars: model.optimizer.n_scalars(),
+                    },
+                    predict: pplan.map(|plan| Executable {
+                        plan,
+                        func: funcs[4],
+                        dtype,
+                    }),
                     code: Arc::downgrade(&code),
                 };
                 let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +281,13 @@ impl CompiledModel {
                 update: parts.update,
                 train_loop: parts.train_loop,
                 predict: parts.predict,
-                graphs: Graphs { forward, gradient, predict, forward_report, gradient_report },
+                graphs: Graphs {
+                    forward,
+                    gradient,
+                    predict,
+                    forward_report,
+                    gradient_report,
+                },
                 model,
                 timings,
                 cached,
@@ -260,14 +310,21 @@ pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
         let (what, location) = match span {
             Some(s) => {
                 let (line, col) = file.line_col(s.start);
-                (file.snippet(*s).to_string(), format!("{}:{line}:{col}", file.name))
+                (
+                    file.snippet(*s).to_string(),
+                    format!("{}:{line}:{col}", file.name),
+                )
             }
             None => (String::new(), "(generated)".to_string()),
         };
         let _ = writeln!(out, "{rule:<22} {location}  {what}");
     }
     for (title, report) in [("forward", forward), ("gradient", &graphs.gradient_report)] {
-        let _ = writeln!(out, "\n# {title} simplification: {} → {} nodes in {} round(s)", report.nodes_before, report.nodes_after, report.rounds);
+        let _ = writeln!(
+            out,
+            "\n# {title} simplification: {} → {} nodes in {} round(s)",
+            report.nodes_before, report.nodes_after, report.rounds
+        );
         for (rule, n) in &report.fired {
             let _ = writeln!(out, "{rule:<22} ×{n}");
         }
@@ -278,14 +335,22 @@ pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
 /// The simplified derivative of the loss with respect to each parameter (or only `wrt`), as
 /// expressions in the model language or LaTeX, followed by the definitions of the named values
 /// they use.
-pub fn derivatives(graphs: &Graphs, loss_name: &str, wrt: Option<&str>, style: crate::ir::pretty::Style) -> Result<String, String> {
+pub fn derivatives(
+    graphs: &Graphs,
+    loss_name: &str,
+    wrt: Option<&str>,
+    style: crate::ir::pretty::Style,
+) -> Result<String, String> {
     use crate::ir::pretty::{Printer, Style};
     use std::fmt::Write;
     let g = &graphs.gradient.graph;
     if let Some(w) = wrt {
         if !g.params.iter().any(|p| p.name == w) {
             let known: Vec<_> = g.params.iter().map(|p| p.name.as_str()).collect();
-            return Err(format!("the model has no parameter `{w}`; it has: {}", known.join(", ")));
+            return Err(format!(
+                "the model has no parameter `{w}`; it has: {}",
+                known.join(", ")
+            ));
         }
     }
     let mut printer = Printer::new(g, style);
@@ -301,7 +366,11 @@ pub fn derivatives(graphs: &Graphs, loss_name: &str, wrt: Option<&str>, style: c
                 let _ = writeln!(out, "d{loss_name}/d{} = {e}", p.name);
             }
             Style::Latex => {
-                let _ = writeln!(out, "\\frac{{\\partial {loss_name}}}{{\\partial {}}} = {e} \\\\", p.name);
+                let _ = writeln!(
+                    out,
+                    "\\frac{{\\partial {loss_name}}}{{\\partial {}}} = {e} \\\\",
+                    p.name
+                );
             }
         }
     }
@@ -316,7 +385,11 @@ pub fn derivatives(graphs: &Graphs, loss_name: &str, wrt: Option<&str>, style: c
     }
     defined.sort_by_key(|(id, _)| *id);
     if !defined.is_empty() {
-        out.push_str(if style == Style::Dsl { "where\n" } else { "\\text{where} \\\\\n" });
+        out.push_str(if style == Style::Dsl {
+            "where\n"
+        } else {
+            "\\text{where} \\\\\n"
+        });
         for (id, def) in defined {
             let name = g.name(id).unwrap_or("?");
             match style {
@@ -324,7 +397,11 @@ pub fn derivatives(graphs: &Graphs, loss_name: &str, wrt: Option<&str>, style: c
                     let _ = writeln!(out, "  {name} = {def}");
                 }
                 Style::Latex => {
-                    let _ = writeln!(out, "\\quad \\mathrm{{{}}} = {def} \\\\", name.replace('_', "\\_"));
+                    let _ = writeln!(
+                        out,
+                        "\\quad \\mathrm{{{}}} = {def} \\\\",
+                        name.replace('_', "\\_")
+                    );
                 }
             }
         }

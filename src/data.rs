@@ -14,18 +14,36 @@ pub enum DataError {
     #[error("{file}: the file is empty; expected a header row naming the columns")]
     Empty { file: String },
     #[error("{file}:{row}: expected {expected} fields as in the header, found {found}")]
-    Ragged { file: String, row: usize, expected: usize, found: usize },
+    Ragged {
+        file: String,
+        row: usize,
+        expected: usize,
+        found: usize,
+    },
     #[error("{file}:{row}: column `{column}` (column {position}): {problem}")]
-    Cell { file: String, row: usize, column: String, position: usize, problem: String },
+    Cell {
+        file: String,
+        row: usize,
+        column: String,
+        position: usize,
+        problem: String,
+    },
     #[error("{file}: no column `{column}` for input `{input}`; the header has: {available}")]
-    MissingColumn { file: String, column: String, input: String, available: String },
+    MissingColumn {
+        file: String,
+        column: String,
+        input: String,
+        available: String,
+    },
     #[error("{file}: the header names column `{column}` twice")]
     DuplicateColumn { file: String, column: String },
     #[error("{file}: has a header but no rows of data")]
     NoRows { file: String },
     #[error("{file}: {message}")]
     Array { file: String, message: String },
-    #[error("{file}: dimension `{dim}` is {first} (columns `{first_column}`…) for input `{first_input}` but {second} (up to column `{second_column}`) for input `{second_input}`")]
+    #[error(
+        "{file}: dimension `{dim}` is {first} (columns `{first_column}`…) for input `{first_input}` but {second} (up to column `{second_column}`) for input `{second_input}`"
+    )]
     DimensionConflict {
         file: String,
         dim: String,
@@ -55,18 +73,32 @@ impl Table {
 
     pub fn load(path: &Path) -> Result<Table, DataError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io { file: file.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
         Table::parse(&file, &text)
     }
 
     /// Parses comma-separated text with a header row. Blank lines are skipped.
     pub fn parse(file: &str, text: &str) -> Result<Table, DataError> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let Some((_, header)) = lines.next() else { return Err(DataError::Empty { file: file.into() }) };
-        let columns: Vec<String> = header.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let Some((_, header)) = lines.next() else {
+            return Err(DataError::Empty { file: file.into() });
+        };
+        let columns: Vec<String> = header
+            .split(',')
+            .map(|c| c.trim().trim_matches('"').to_string())
+            .collect();
         for (i, c) in columns.iter().enumerate() {
             if columns[..i].contains(c) {
-                return Err(DataError::DuplicateColumn { file: file.into(), column: c.clone() });
+                return Err(DataError::DuplicateColumn {
+                    file: file.into(),
+                    column: c.clone(),
+                });
             }
         }
         let mut values = Vec::new();
@@ -75,7 +107,12 @@ impl Table {
             let row = idx + 1;
             let fields: Vec<&str> = line.split(',').collect();
             if fields.len() != columns.len() {
-                return Err(DataError::Ragged { file: file.into(), row, expected: columns.len(), found: fields.len() });
+                return Err(DataError::Ragged {
+                    file: file.into(),
+                    row,
+                    expected: columns.len(),
+                    found: fields.len(),
+                });
             }
             for (j, f) in fields.iter().enumerate() {
                 let cell = f.trim();
@@ -84,7 +121,11 @@ impl Table {
                     row,
                     column: columns[j].clone(),
                     position: j + 1,
-                    problem: if cell.is_empty() { "empty cell".into() } else { format!("`{cell}` is not a number") },
+                    problem: if cell.is_empty() {
+                        "empty cell".into()
+                    } else {
+                        format!("`{cell}` is not a number")
+                    },
                 })?;
                 if !v.is_finite() {
                     return Err(DataError::Cell {
@@ -102,16 +143,24 @@ impl Table {
         if row_lines.is_empty() {
             return Err(DataError::NoRows { file: file.into() });
         }
-        Ok(Table { file: file.into(), columns, lines: row_lines, values })
+        Ok(Table {
+            file: file.into(),
+            columns,
+            lines: row_lines,
+            values,
+        })
     }
 
     fn column_index(&self, name: &str, input: &str) -> Result<usize, DataError> {
-        self.columns.iter().position(|c| c == name).ok_or_else(|| DataError::MissingColumn {
-            file: self.file.clone(),
-            column: name.into(),
-            input: input.into(),
-            available: abbreviate(&self.columns),
-        })
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| DataError::MissingColumn {
+                file: self.file.clone(),
+                column: name.into(),
+                input: input.into(),
+                available: abbreviate(&self.columns),
+            })
     }
 }
 
@@ -119,7 +168,12 @@ fn abbreviate(cols: &[String]) -> String {
     if cols.len() <= 12 {
         cols.join(", ")
     } else {
-        format!("{}, …, {} ({} columns)", cols[..6].join(", "), cols[cols.len() - 3..].join(", "), cols.len())
+        format!(
+            "{}, …, {} ({} columns)",
+            cols[..6].join(", "),
+            cols[cols.len() - 3..].join(", "),
+            cols.len()
+        )
     }
 }
 
@@ -167,7 +221,10 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
             None => binding.columns.clone(),
             Some(prefix) => {
                 // The numbered columns `X0, X1, …` that the header has, in order.
-                let found: Vec<String> = (0..).map(|j| format!("{prefix}{j}")).take_while(|c| table.columns.contains(c)).collect();
+                let found: Vec<String> = (0..)
+                    .map(|j| format!("{prefix}{j}"))
+                    .take_while(|c| table.columns.contains(c))
+                    .collect();
                 if found.is_empty() {
                     table.column_index(&format!("{prefix}0"), &info.name)?;
                 }
@@ -187,13 +244,18 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
                             });
                         }
                         Some(_) => {}
-                        None => dims.push((*s, found.len() as u64, info.name.clone(), found[0].clone())),
+                        None => {
+                            dims.push((*s, found.len() as u64, info.name.clone(), found[0].clone()))
+                        }
                     }
                 }
                 found
             }
         };
-        let idx: Vec<usize> = names.iter().map(|c| table.column_index(c, &info.name)).collect::<Result<_, _>>()?;
+        let idx: Vec<usize> = names
+            .iter()
+            .map(|c| table.column_index(c, &info.name))
+            .collect::<Result<_, _>>()?;
         let width = idx.len();
         let mut values = Vec::with_capacity(n * width);
         let classes = one_hot_classes(g, i as u32);
@@ -208,11 +270,17 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
                     problem,
                 };
                 if info.is_int && (v.fract() != 0.0 || v < 0.0) {
-                    return Err(cell_error(format!("`{v}` is not a class index (a whole number ≥ 0) for input `{}`", info.name)));
+                    return Err(cell_error(format!(
+                        "`{v}` is not a class index (a whole number ≥ 0) for input `{}`",
+                        info.name
+                    )));
                 }
                 if let Some(k) = classes {
                     if v >= k as f64 {
-                        return Err(cell_error(format!("label {v} is out of range: `{}` is one-hot encoded with {k} classes", info.name)));
+                        return Err(cell_error(format!(
+                            "label {v} is out of range: `{}` is one-hot encoded with {k} classes",
+                            info.name
+                        )));
                     }
                 }
                 values.push(v);
@@ -221,7 +289,13 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
         inputs.push(values);
         widths.push(width);
     }
-    Ok(Dataset { n_rows: n, inputs, widths, dims: dims.into_iter().map(|d| (d.0, d.1)).collect(), source: Some(table.file.clone()) })
+    Ok(Dataset {
+        n_rows: n,
+        inputs,
+        widths,
+        dims: dims.into_iter().map(|d| (d.0, d.1)).collect(),
+        source: Some(table.file.clone()),
+    })
 }
 
 /// The number of classes when an input feeds `one_hot`, the smallest if several.
@@ -230,7 +304,11 @@ fn one_hot_classes(g: &Graph, input: u32) -> Option<u32> {
         .filter_map(|id| {
             let node = g.node(id);
             match node.op {
-                Op::OneHot { classes } if node.inputs.iter().any(|&a| *g.op(a) == Op::Input(input)) => Some(classes),
+                Op::OneHot { classes }
+                    if node.inputs.iter().any(|&a| *g.op(a) == Op::Input(input)) =>
+                {
+                    Some(classes)
+                }
                 _ => None,
             }
         })
@@ -244,9 +322,19 @@ impl Dataset {
             .inputs
             .iter()
             .zip(&self.widths)
-            .map(|(v, &w)| idx.iter().flat_map(|&r| v[r * w..(r + 1) * w].iter().copied()).collect())
+            .map(|(v, &w)| {
+                idx.iter()
+                    .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+                    .collect()
+            })
             .collect();
-        Dataset { n_rows: idx.len(), inputs, widths: self.widths.clone(), dims: self.dims.clone(), source: self.source.clone() }
+        Dataset {
+            n_rows: idx.len(),
+            inputs,
+            widths: self.widths.clone(),
+            dims: self.dims.clone(),
+            source: self.source.clone(),
+        }
     }
 
     /// A seeded random split: (training rows, the held-out `fraction`).
@@ -271,24 +359,42 @@ impl Dataset {
 /// A NumPy `.npy` array: shape and values as f64 (row-major).
 pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| DataError::Io { file: file.clone(), message: e.to_string() })?;
-    let bad = |why: &str| DataError::Array { file: file.clone(), message: format!("not a NumPy array file: {why}") };
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    let bad = |why: &str| DataError::Array {
+        file: file.clone(),
+        message: format!("not a NumPy array file: {why}"),
+    };
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("no `\\x93NUMPY` magic"));
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(bad(&format!("format version {v} is not supported"))),
     };
-    let header = bytes.get(start..start + header_len).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(|| bad("truncated header"))?;
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("truncated header"))?;
     let field = |key: &str| -> Option<&str> {
         let at = header.find(&format!("'{key}'"))? + key.len() + 2;
         Some(header[at..].trim_start().strip_prefix(':')?.trim_start())
     };
-    let descr = field("descr").and_then(|d| d.strip_prefix('\'')).and_then(|d| d.split('\'').next()).ok_or_else(|| bad("no `descr`"))?;
+    let descr = field("descr")
+        .and_then(|d| d.strip_prefix('\''))
+        .and_then(|d| d.split('\'').next())
+        .ok_or_else(|| bad("no `descr`"))?;
     let fortran = field("fortran_order").is_some_and(|f| f.starts_with("True"));
-    let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no `shape`"))?;
+    let shape_text = field("shape")
+        .and_then(|s| s.strip_prefix('('))
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no `shape`"))?;
     let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)
@@ -296,7 +402,10 @@ pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
         .map(|s| s.parse::<usize>())
         .collect::<Result<_, _>>()
         .map_err(|_| bad("unreadable `shape`"))?;
-    let n: usize = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape too large"))?;
+    let n: usize = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("shape too large"))?;
     let data = &bytes[start + header_len..];
     let little = !descr.starts_with('>');
     let kind = descr.trim_start_matches(['<', '>', '|', '=']);
@@ -305,10 +414,18 @@ pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
         "f4" | "i4" | "u4" => 4,
         "i2" | "u2" => 2,
         "i1" | "u1" | "b1" => 1,
-        other => return Err(bad(&format!("element type `{other}` is not supported (floats, integers and booleans are)"))),
+        other => {
+            return Err(bad(&format!(
+                "element type `{other}` is not supported (floats, integers and booleans are)"
+            )));
+        }
     };
     if data.len() != n * size {
-        return Err(bad(&format!("{} data bytes where shape {shape:?} of `{descr}` needs {}", data.len(), n * size)));
+        return Err(bad(&format!(
+            "{} data bytes where shape {shape:?} of `{descr}` needs {}",
+            data.len(),
+            n * size
+        )));
     }
     let word = |c: &[u8]| -> [u8; 8] {
         let mut w = [0u8; 8];
@@ -354,10 +471,16 @@ pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
 
 /// The data of a model: its CSV-bound inputs from `csv`, its `.npy`-bound inputs from their
 /// files (relative to `base`, the model's folder). Inputs marked optional may be absent.
-pub fn load(model: &Model, csv: Option<&Path>, base: &Path, optional: &[bool]) -> Result<Dataset, DataError> {
+pub fn load(
+    model: &Model,
+    csv: Option<&Path>,
+    base: &Path,
+    optional: &[bool],
+) -> Result<Dataset, DataError> {
     let g = model.graph();
     let from_file: Vec<bool> = model.bindings.iter().map(|b| b.file.is_some()).collect();
-    let csv_needed = (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
+    let csv_needed =
+        (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
     let mut arrays: Vec<Option<(String, Vec<usize>, Vec<f64>)>> = Vec::new();
     for b in &model.bindings {
         arrays.push(match &b.file {
@@ -370,44 +493,94 @@ pub fn load(model: &Model, csv: Option<&Path>, base: &Path, optional: &[bool]) -
         });
     }
     let mut ds = if csv_needed {
-        let path = csv.ok_or_else(|| DataError::Io { file: "(no data file)".into(), message: "the model reads CSV columns but no data file was given".into() })?;
+        let path = csv.ok_or_else(|| DataError::Io {
+            file: "(no data file)".into(),
+            message: "the model reads CSV columns but no data file was given".into(),
+        })?;
         let table = Table::load(path)?;
-        let opt: Vec<bool> = (0..g.inputs.len()).map(|i| from_file[i] || optional.get(i).copied().unwrap_or(false)).collect();
+        let opt: Vec<bool> = (0..g.inputs.len())
+            .map(|i| from_file[i] || optional.get(i).copied().unwrap_or(false))
+            .collect();
         let mut ds = bind_with(model, &table, &opt)?;
         ds.source = Some(table.file.clone());
         ds
     } else {
-        let n = arrays.iter().flatten().map(|a| a.1.first().copied().unwrap_or(0)).next().unwrap_or(0);
-        Dataset { n_rows: n, inputs: vec![vec![]; g.inputs.len()], widths: vec![1; g.inputs.len()], dims: vec![], source: None }
+        let n = arrays
+            .iter()
+            .flatten()
+            .map(|a| a.1.first().copied().unwrap_or(0))
+            .next()
+            .unwrap_or(0);
+        Dataset {
+            n_rows: n,
+            inputs: vec![vec![]; g.inputs.len()],
+            widths: vec![1; g.inputs.len()],
+            dims: vec![],
+            source: None,
+        }
     };
     for (i, a) in arrays.into_iter().enumerate() {
-        let Some((file, shape, values)) = a else { continue };
+        let Some((file, shape, values)) = a else {
+            continue;
+        };
         let info = &g.inputs[i];
         let rows = shape.first().copied().unwrap_or(1);
         let width: usize = shape.iter().skip(1).product();
-        let problem = |what: String| DataError::Array { file: file.clone(), message: what };
+        let problem = |what: String| DataError::Array {
+            file: file.clone(),
+            message: what,
+        };
         if shape.len() != info.shape.rank() {
-            return Err(problem(format!("input `{}` is declared with rank {} but the array has shape {shape:?}", info.name, info.shape.rank())));
+            return Err(problem(format!(
+                "input `{}` is declared with rank {} but the array has shape {shape:?}",
+                info.name,
+                info.shape.rank()
+            )));
         }
         if rows != ds.n_rows {
-            let other = ds.source.clone().unwrap_or_else(|| "the other inputs".into());
-            return Err(problem(format!("{rows} rows for input `{}` but {} rows in {other}", info.name, ds.n_rows)));
+            let other = ds
+                .source
+                .clone()
+                .unwrap_or_else(|| "the other inputs".into());
+            return Err(problem(format!(
+                "{rows} rows for input `{}` but {} rows in {other}",
+                info.name, ds.n_rows
+            )));
         }
         match info.shape.0.get(1) {
             Some(crate::ir::Dim::Fixed(k)) if *k as usize != width => {
-                return Err(problem(format!("input `{}` has {k} columns but the array has {width}", info.name)));
+                return Err(problem(format!(
+                    "input `{}` has {k} columns but the array has {width}",
+                    info.name
+                )));
             }
             Some(crate::ir::Dim::Sym(s)) => match ds.dims.iter().find(|d| d.0 == *s) {
                 Some(&(_, w)) if w as usize != width => {
-                    return Err(problem(format!("dimension `{}` is {w} elsewhere but {width} here (input `{}`)", g.syms[*s as usize], info.name)));
+                    return Err(problem(format!(
+                        "dimension `{}` is {w} elsewhere but {width} here (input `{}`)",
+                        g.syms[*s as usize], info.name
+                    )));
                 }
                 Some(_) => {}
                 None => ds.dims.push((*s, width as u64)),
             },
             _ => {}
         }
-        if let Some((k, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite() || (info.is_int && (v.fract() != 0.0 || **v < 0.0))) {
-            return Err(problem(format!("row {}, column {}: `{v}` is not {}", k / width.max(1), k % width.max(1), if info.is_int { "a class index" } else { "a finite number" })));
+        if let Some((k, v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite() || (info.is_int && (v.fract() != 0.0 || **v < 0.0)))
+        {
+            return Err(problem(format!(
+                "row {}, column {}: `{v}` is not {}",
+                k / width.max(1),
+                k % width.max(1),
+                if info.is_int {
+                    "a class index"
+                } else {
+                    "a finite number"
+                }
+            )));
         }
         ds.inputs[i] = values;
         ds.widths[i] = width.max(1);

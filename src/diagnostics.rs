@@ -42,7 +42,11 @@ impl SourceFile {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        SourceFile { name: name.into(), text, line_starts }
+        SourceFile {
+            name: name.into(),
+            text,
+            line_starts,
+        }
     }
 
     /// Zero-based line index containing byte `offset`.
@@ -64,7 +68,11 @@ impl SourceFile {
     /// The text of zero-based line `line`, without its newline.
     pub fn line_text(&self, line: usize) -> &str {
         let start = self.line_starts[line];
-        let end = self.line_starts.get(line + 1).copied().unwrap_or(self.text.len());
+        let end = self
+            .line_starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.text.len());
         self.text[start..end].trim_end_matches(['\n', '\r'])
     }
 
@@ -124,17 +132,28 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error with no location yet.
     pub fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Error, message: message.into(), labels: vec![], notes: vec![] }
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            labels: vec![],
+            notes: vec![],
+        }
     }
 
     /// A warning with no location yet.
     pub fn warning(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message)
+        }
     }
 
     /// Adds a labelled place.
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label { span, message: message.into() });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -158,10 +177,17 @@ impl Diagnostic {
     pub fn render(&self, file: &SourceFile) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}: {}", self.severity, self.message);
-        let mut lines: Vec<(usize, &Label)> =
-            self.labels.iter().map(|l| (file.line_index(file.clamp(l.span.start)), l)).collect();
+        let mut lines: Vec<(usize, &Label)> = self
+            .labels
+            .iter()
+            .map(|l| (file.line_index(file.clamp(l.span.start)), l))
+            .collect();
         lines.sort_by_key(|(line, l)| (*line, l.span.start));
-        let gutter = lines.iter().map(|(line, _)| (line + 1).to_string().len()).max().unwrap_or(1);
+        let gutter = lines
+            .iter()
+            .map(|(line, _)| (line + 1).to_string().len())
+            .max()
+            .unwrap_or(1);
         let pad = " ".repeat(gutter);
         if let Some(primary) = self.labels.first() {
             let (line, col) = file.line_col(primary.span.start);
@@ -175,10 +201,23 @@ impl Diagnostic {
                 while i < lines.len() && lines[i].0 == line {
                     let label = lines[i].1;
                     let (_, col) = file.line_col(label.span.start);
-                    let line_end = file.line_starts.get(line + 1).copied().unwrap_or(file.text.len());
+                    let line_end = file
+                        .line_starts
+                        .get(line + 1)
+                        .copied()
+                        .unwrap_or(file.text.len());
                     let end = label.span.end.min(line_end).max(label.span.start);
-                    let width = file.snippet(Span::new(label.span.start, end)).trim_end().chars().count().max(1);
-                    let mark = if std::ptr::eq(label, primary) { "^" } else { "-" };
+                    let width = file
+                        .snippet(Span::new(label.span.start, end))
+                        .trim_end()
+                        .chars()
+                        .count()
+                        .max(1);
+                    let mark = if std::ptr::eq(label, primary) {
+                        "^"
+                    } else {
+                        "-"
+                    };
                     let _ = writeln!(
                         out,
                         "{pad} | {}{} {}",
@@ -213,7 +252,11 @@ pub fn render_all(diags: &[Diagnostic], file: &SourceFile) -> String {
             file.name,
             n_errors,
             if n_errors == 1 { "" } else { "s" },
-            if n_warnings > 0 { format!("; {n_warnings} warning(s) emitted") } else { String::new() }
+            if n_warnings > 0 {
+                format!("; {n_warnings} warning(s) emitted")
+            } else {
+                String::new()
+            }
         );
     }
     out

@@ -11,29 +11,53 @@ pub enum Init {
     Zeros,
     Ones,
     Constant(f64),
-    Normal { mean: f64, std: f64 },
-    Uniform { low: f64, high: f64 },
+    Normal {
+        mean: f64,
+        std: f64,
+    },
+    Uniform {
+        low: f64,
+        high: f64,
+    },
     /// Normal redrawn until within two standard deviations of the mean.
-    TruncatedNormal { mean: f64, std: f64 },
+    TruncatedNormal {
+        mean: f64,
+        std: f64,
+    },
     /// Glorot and Bengio (2010): U(±gain·√(6/(fan_in+fan_out))).
-    XavierUniform { gain: f64 },
+    XavierUniform {
+        gain: f64,
+    },
     /// N(0, gain²·2/(fan_in+fan_out)).
-    XavierNormal { gain: f64 },
+    XavierNormal {
+        gain: f64,
+    },
     /// He et al. (2015): U(±gain·√(3/fan_in)), gain √2 for relu.
-    HeUniform { gain: f64 },
+    HeUniform {
+        gain: f64,
+    },
     /// N(0, gain²/fan_in), gain √2 for relu.
-    HeNormal { gain: f64 },
+    HeNormal {
+        gain: f64,
+    },
     /// LeCun (1998): U(±√(3/fan_in)).
     LecunUniform,
     /// N(0, 1/fan_in).
     LecunNormal,
     /// Orthogonal rows or columns (QR of a Gaussian matrix, signs fixed), times `gain`.
-    Orthogonal { gain: f64 },
+    Orthogonal {
+        gain: f64,
+    },
     /// Martens (2010): each unit gets exactly `k` non-zero N(0,1) incoming weights.
-    Sparse { k: u64 },
+    Sparse {
+        k: u64,
+    },
     /// From the training data's marginal statistics of an input (set by `Trainer::init_from_data`):
     /// the best constant predictor, so the initial loss is that of the marginals.
-    FromData { stat: DataStat, input: String },
+    FromData {
+        stat: DataStat,
+        input: String,
+    },
 }
 
 /// Which marginal statistic a data-driven bias takes.
@@ -73,34 +97,71 @@ impl DataStat {
 
 /// Names and parameter names, for diagnostics and docs.
 pub const NAMES: &[&str] = &[
-    "zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "xavier_uniform", "xavier_normal",
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
-    "sparse", "mean", "log_prior", "log_odds",
+    "zeros",
+    "ones",
+    "constant",
+    "normal",
+    "uniform",
+    "truncated_normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "sparse",
+    "mean",
+    "log_prior",
+    "log_odds",
 ];
 
 impl Init {
     /// Builds an initializer from its name and arguments (positional values in the documented
     /// order, or by name). Returns an error message naming what is wrong.
-    pub fn from_call(name: &str, positional: &[f64], named: &[(String, f64)]) -> Result<Init, String> {
+    pub fn from_call(
+        name: &str,
+        positional: &[f64],
+        named: &[(String, f64)],
+    ) -> Result<Init, String> {
         let params: &[(&str, f64)] = match name {
             "zeros" | "ones" | "lecun_uniform" | "lecun_normal" => &[],
             "constant" => &[("value", f64::NAN)],
             "normal" | "truncated_normal" => &[("mean", 0.0), ("std", 1.0)],
             "uniform" => &[("low", -1.0), ("high", 1.0)],
-            "xavier_uniform" | "xavier_normal" | "glorot_uniform" | "glorot_normal" | "orthogonal" => &[("gain", 1.0)],
+            "xavier_uniform" | "xavier_normal" | "glorot_uniform" | "glorot_normal"
+            | "orthogonal" => &[("gain", 1.0)],
             "he_uniform" | "he_normal" => &[("gain", std::f64::consts::SQRT_2)],
             "sparse" => &[("k", 15.0)],
-            _ => return Err(format!("unknown initializer `{name}`; known: {}", NAMES.join(", "))),
+            _ => {
+                return Err(format!(
+                    "unknown initializer `{name}`; known: {}",
+                    NAMES.join(", ")
+                ));
+            }
         };
         if positional.len() > params.len() {
-            return Err(format!("`{name}` takes {} argument(s), found {}", params.len(), positional.len()));
+            return Err(format!(
+                "`{name}` takes {} argument(s), found {}",
+                params.len(),
+                positional.len()
+            ));
         }
         let mut values: Vec<f64> = params.iter().map(|p| p.1).collect();
         values[..positional.len()].copy_from_slice(positional);
         for (key, v) in named {
             let Some(i) = params.iter().position(|p| p.0 == key) else {
                 let known: Vec<_> = params.iter().map(|p| format!("`{}`", p.0)).collect();
-                return Err(format!("`{name}` has no argument `{key}`; it takes {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                return Err(format!(
+                    "`{name}` has no argument `{key}`; it takes {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
             };
             values[i] = *v;
         }
@@ -111,9 +172,18 @@ impl Init {
             "zeros" => Init::Zeros,
             "ones" => Init::Ones,
             "constant" => Init::Constant(values[0]),
-            "normal" => Init::Normal { mean: values[0], std: values[1] },
-            "truncated_normal" => Init::TruncatedNormal { mean: values[0], std: values[1] },
-            "uniform" => Init::Uniform { low: values[0], high: values[1] },
+            "normal" => Init::Normal {
+                mean: values[0],
+                std: values[1],
+            },
+            "truncated_normal" => Init::TruncatedNormal {
+                mean: values[0],
+                std: values[1],
+            },
+            "uniform" => Init::Uniform {
+                low: values[0],
+                high: values[1],
+            },
             "xavier_uniform" | "glorot_uniform" => Init::XavierUniform { gain: values[0] },
             "xavier_normal" | "glorot_normal" => Init::XavierNormal { gain: values[0] },
             "he_uniform" => Init::HeUniform { gain: values[0] },
@@ -121,7 +191,9 @@ impl Init {
             "lecun_uniform" => Init::LecunUniform,
             "lecun_normal" => Init::LecunNormal,
             "orthogonal" => Init::Orthogonal { gain: values[0] },
-            "sparse" if values[0] >= 1.0 && values[0].fract() == 0.0 => Init::Sparse { k: values[0] as u64 },
+            "sparse" if values[0] >= 1.0 && values[0].fract() == 0.0 => Init::Sparse {
+                k: values[0] as u64,
+            },
             "sparse" => return Err("`sparse` needs a whole number k ≥ 1".into()),
             _ => unreachable!(),
         })
@@ -136,24 +208,36 @@ impl Init {
     pub fn sample(&self, shape: &[usize], rng: &mut ChaCha8Rng) -> Vec<f64> {
         let n: usize = shape.iter().product();
         let (fan_in, fan_out) = fans(shape);
-        let uniform = |rng: &mut ChaCha8Rng, a: f64| (0..n).map(|_| rng.random_range(-a..=a)).collect::<Vec<_>>();
-        let normal = |rng: &mut ChaCha8Rng, mean: f64, std: f64| (0..n).map(|_| mean + std * std_normal(rng)).collect();
+        let uniform = |rng: &mut ChaCha8Rng, a: f64| {
+            (0..n).map(|_| rng.random_range(-a..=a)).collect::<Vec<_>>()
+        };
+        let normal = |rng: &mut ChaCha8Rng, mean: f64, std: f64| {
+            (0..n).map(|_| mean + std * std_normal(rng)).collect()
+        };
         match *self {
             Init::Zeros => vec![0.0; n],
             Init::Ones => vec![1.0; n],
             Init::Constant(v) => vec![v; n],
             Init::Normal { mean, std } => normal(rng, mean, std),
-            Init::Uniform { low, high } => (0..n).map(|_| low + (high - low) * rng.random::<f64>()).collect(),
+            Init::Uniform { low, high } => (0..n)
+                .map(|_| low + (high - low) * rng.random::<f64>())
+                .collect(),
             Init::TruncatedNormal { mean, std } => (0..n)
-                .map(|_| loop {
-                    let z = std_normal(rng);
-                    if z.abs() <= 2.0 {
-                        break mean + std * z;
+                .map(|_| {
+                    loop {
+                        let z = std_normal(rng);
+                        if z.abs() <= 2.0 {
+                            break mean + std * z;
+                        }
                     }
                 })
                 .collect(),
-            Init::XavierUniform { gain } => uniform(rng, gain * (6.0 / (fan_in + fan_out) as f64).sqrt()),
-            Init::XavierNormal { gain } => normal(rng, 0.0, gain * (2.0 / (fan_in + fan_out) as f64).sqrt()),
+            Init::XavierUniform { gain } => {
+                uniform(rng, gain * (6.0 / (fan_in + fan_out) as f64).sqrt())
+            }
+            Init::XavierNormal { gain } => {
+                normal(rng, 0.0, gain * (2.0 / (fan_in + fan_out) as f64).sqrt())
+            }
             Init::HeUniform { gain } => uniform(rng, gain * (3.0 / fan_in as f64).sqrt()),
             Init::HeNormal { gain } => normal(rng, 0.0, gain / (fan_in as f64).sqrt()),
             Init::LecunUniform => uniform(rng, (3.0 / fan_in as f64).sqrt()),
@@ -204,7 +288,9 @@ fn orthogonal(shape: &[usize], gain: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
     };
     // Orthonormalise the shorter side's vectors: work on the transpose when rows > cols.
     let (short, long) = (rows.min(cols), rows.max(cols));
-    let mut q: Vec<Vec<f64>> = (0..short).map(|_| (0..long).map(|_| std_normal(rng)).collect()).collect();
+    let mut q: Vec<Vec<f64>> = (0..short)
+        .map(|_| (0..long).map(|_| std_normal(rng)).collect())
+        .collect();
     // Modified Gram–Schmidt equals QR with a positive-diagonal R, the sign correction of
     // Saxe et al. (2014), which makes the result uniformly distributed.
     for i in 0..short {

@@ -17,10 +17,16 @@ pub fn dot(f: &GraphFn) -> String {
     let g = &f.graph;
     let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
     let live = g.reachable(&roots);
-    let mut out = String::from("digraph adjoint {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    let mut out = String::from(
+        "digraph adjoint {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n",
+    );
     for id in g.ids().filter(|id| live[id.index()]) {
         let line = crate::ir::print::node_line(g, id);
-        let label = line.split_once(" = ").map(|x| x.1).unwrap_or(&line).replace('"', "\\\"");
+        let label = line
+            .split_once(" = ")
+            .map(|x| x.1)
+            .unwrap_or(&line)
+            .replace('"', "\\\"");
         let style = match g.op(id) {
             Op::Param(_) => ", style=filled, fillcolor=\"#ffe9b3\"",
             Op::Input(_) => ", style=filled, fillcolor=\"#d7ebff\"",
@@ -33,7 +39,11 @@ pub fn dot(f: &GraphFn) -> String {
         }
     }
     for (name, id) in &f.outputs {
-        let _ = writeln!(out, "  \"{name}\" [shape=plaintext];\n  n{} -> \"{name}\";", id.0);
+        let _ = writeln!(
+            out,
+            "  \"{name}\" [shape=plaintext];\n  n{} -> \"{name}\";",
+            id.0
+        );
     }
     out.push_str("}\n");
     out
@@ -54,7 +64,11 @@ fn loss_at(f: &GraphFn, p: &Point) -> f64 {
 
 /// Relative error with an absolute floor, the measure gradient checks report.
 pub fn rel_err(a: f64, b: f64) -> f64 {
-    if a == b { 0.0 } else { (a - b).abs() / a.abs().max(b.abs()).max(1e-8) }
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / a.abs().max(b.abs()).max(1e-8)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -83,20 +97,39 @@ pub struct GradCheck {
 /// The gradients of `gradient` (loss, then one output per param) under the interpreter.
 pub fn interp_gradients(gradient: &GraphFn, point: &Point) -> Vec<Vec<f64>> {
     let roots: Vec<NodeId> = gradient.outputs.iter().map(|o| o.1).collect();
-    let vals = interp::eval(&gradient.graph, &point.inputs, &point.params, &point.syms, &roots);
-    roots[1..].iter().map(|r| vals[r.index()].as_ref().unwrap().data.clone()).collect()
+    let vals = interp::eval(
+        &gradient.graph,
+        &point.inputs,
+        &point.params,
+        &point.syms,
+        &roots,
+    );
+    roots[1..]
+        .iter()
+        .map(|r| vals[r.index()].as_ref().unwrap().data.clone())
+        .collect()
 }
 
 /// Given gradients `grads` (one per parameter), checks them against central differences of
 /// `forward` in f64 through the reference interpreter: along random directions, and coordinate
 /// by coordinate for parameters with at most `max_coords` elements.
-pub fn gradcheck(forward: &GraphFn, grads: &[Vec<f64>], point: &Point, rng: &mut ChaCha8Rng, max_coords: usize) -> Vec<ParamCheck> {
+pub fn gradcheck(
+    forward: &GraphFn,
+    grads: &[Vec<f64>],
+    point: &Point,
+    rng: &mut ChaCha8Rng,
+    max_coords: usize,
+) -> Vec<ParamCheck> {
     let mut res = Vec::new();
     for (i, info) in forward.graph.params.iter().enumerate() {
         let n = point.params[i].len();
         let mut worst: f64 = 0.0;
         let check_dir = |d: &[f64]| {
-            let scale = point.params[i].data.iter().map(|x| x.abs()).fold(1.0, f64::max);
+            let scale = point.params[i]
+                .data
+                .iter()
+                .map(|x| x.abs())
+                .fold(1.0, f64::max);
             let h = 1e-5 * scale;
             let mut q = point.clone();
             for (x, di) in q.params[i].data.iter_mut().zip(d) {
@@ -123,7 +156,10 @@ pub fn gradcheck(forward: &GraphFn, grads: &[Vec<f64>], point: &Point, rng: &mut
                 worst = worst.max(check_dir(&d));
             }
         }
-        res.push(ParamCheck { name: info.name.clone(), worst });
+        res.push(ParamCheck {
+            name: info.name.clone(),
+            worst,
+        });
     }
     res
 }
@@ -131,20 +167,40 @@ pub fn gradcheck(forward: &GraphFn, grads: &[Vec<f64>], point: &Point, rng: &mut
 /// Checks each node's derivative rule on its own: the op applied to fresh parameters holding
 /// the node's operand values, weighted by a random cotangent, differentiated and compared with
 /// finite differences. Returns the first node (in forward order) whose rule is wrong.
-pub fn blame(forward: &GraphFn, point: &Point, rng: &mut ChaCha8Rng, tolerance: f64) -> Option<Blame> {
+pub fn blame(
+    forward: &GraphFn,
+    point: &Point,
+    rng: &mut ChaCha8Rng,
+    tolerance: f64,
+) -> Option<Blame> {
     let g = &forward.graph;
     let roots: Vec<NodeId> = forward.outputs.iter().map(|o| o.1).collect();
     let live = g.reachable(&roots[..1]);
     let values = interp::eval(g, &point.inputs, &point.params, &point.syms, &roots[..1]);
     for id in g.ids().filter(|id| live[id.index()]) {
         let node = g.node(id);
-        if node.inputs.is_empty() || node.op.is_comparison() || matches!(node.op, Op::Step | Op::Sign | Op::ArgMax { .. } | Op::OneHot { .. }) {
+        if node.inputs.is_empty()
+            || node.op.is_comparison()
+            || matches!(
+                node.op,
+                Op::Step | Op::Sign | Op::ArgMax { .. } | Op::OneHot { .. }
+            )
+        {
             continue;
         }
-        let operand_values: Vec<Tensor> = node.inputs.iter().map(|a| values[a.index()].clone().unwrap()).collect();
+        let operand_values: Vec<Tensor> = node
+            .inputs
+            .iter()
+            .map(|a| values[a.index()].clone().unwrap())
+            .collect();
         if let Some(err) = local_check(g, id, &operand_values, rng) {
             if err > tolerance {
-                return Some(Blame { op: node.op.name(), node: id, span: g.span(id), error: err });
+                return Some(Blame {
+                    op: node.op.name(),
+                    node: id,
+                    span: g.span(id),
+                    error: err,
+                });
             }
         }
     }
@@ -155,22 +211,43 @@ pub fn blame(forward: &GraphFn, point: &Point, rng: &mut ChaCha8Rng, tolerance: 
 fn local_check(g: &Graph, id: NodeId, operands: &[Tensor], rng: &mut ChaCha8Rng) -> Option<f64> {
     let node = g.node(id);
     // Operands become parameters with fixed shapes; symbolic sizes are fixed at their values.
-    let params: Vec<crate::ir::ParamInfo> =
-        operands.iter().enumerate().map(|(k, t)| crate::ir::ParamInfo { name: format!("a{k}"), shape: Shape::fixed(&t.shape.iter().map(|&d| d as u64).collect::<Vec<_>>()) }).collect();
+    let params: Vec<crate::ir::ParamInfo> = operands
+        .iter()
+        .enumerate()
+        .map(|(k, t)| crate::ir::ParamInfo {
+            name: format!("a{k}"),
+            shape: Shape::fixed(&t.shape.iter().map(|&d| d as u64).collect::<Vec<_>>()),
+        })
+        .collect();
     let mut m = Graph::new(crate::ir::DType::F64, g.syms.clone(), vec![], params);
-    let args: Vec<NodeId> = (0..operands.len()).map(|k| m.build(Op::Param(k as u32), &[])).collect();
+    let args: Vec<NodeId> = (0..operands.len())
+        .map(|k| m.build(Op::Param(k as u32), &[]))
+        .collect();
     // Shape-carrying ops keep their attributes; symbolic dims in them are the same symbols.
     let out = m.add(node.op.clone(), &args).ok()?;
     let out_shape = m.shape(out).concrete(&[]);
-    let w_info = InputInfo { name: "w".into(), shape: m.shape(out).clone(), is_int: false };
+    let w_info = InputInfo {
+        name: "w".into(),
+        shape: m.shape(out).clone(),
+        is_int: false,
+    };
     m.inputs.push(w_info);
     let w = m.build(Op::Input(0), &[]);
     let prod = m.build(Op::Mul, &[out, w]);
     let loss = m.build(Op::Sum { axis: None }, &[prod]);
-    let f = GraphFn { graph: m, outputs: vec![("loss".into(), loss)] };
+    let f = GraphFn {
+        graph: m,
+        outputs: vec![("loss".into(), loss)],
+    };
     let grad = autodiff::grad(&f);
-    let weights: Vec<f64> = (0..out_shape.iter().product::<usize>()).map(|_| crate::init::std_normal(rng)).collect();
-    let point = Point { inputs: vec![Tensor::new(out_shape, weights)], params: operands.to_vec(), syms: vec![] };
+    let weights: Vec<f64> = (0..out_shape.iter().product::<usize>())
+        .map(|_| crate::init::std_normal(rng))
+        .collect();
+    let point = Point {
+        inputs: vec![Tensor::new(out_shape, weights)],
+        params: operands.to_vec(),
+        syms: vec![],
+    };
     let grads = interp_gradients(&grad, &point);
     let checks = gradcheck(&f, &grads, &point, rng, 16);
     Some(checks.iter().map(|c| c.worst).fold(0.0, f64::max))
@@ -189,7 +266,10 @@ pub fn describe_blame(b: &Blame, file: &SourceFile) -> String {
                 file.snippet(s)
             )
         }
-        None => format!("the derivative rule of `{}` (node {}) disagrees with finite differences (relative error {:.2e})", b.op, b.node, b.error),
+        None => format!(
+            "the derivative rule of `{}` (node {}) disagrees with finite differences (relative error {:.2e})",
+            b.op, b.node, b.error
+        ),
     }
 }
 
@@ -201,7 +281,11 @@ pub fn hvp_graph(forward: &GraphFn) -> GraphFn {
     let mut g = grad.graph.clone();
     let first_dir = g.inputs.len();
     for p in forward.graph.params.clone() {
-        g.inputs.push(InputInfo { name: format!("v.{}", p.name), shape: p.shape.clone(), is_int: false });
+        g.inputs.push(InputInfo {
+            name: format!("v.{}", p.name),
+            shape: p.shape.clone(),
+            is_int: false,
+        });
     }
     let mut acc: Option<NodeId> = None;
     for (i, (_, gid)) in grad.outputs[1..].iter().enumerate() {
@@ -232,7 +316,10 @@ pub fn hvp(h: &GraphFn, point: &Point, v: &[f64]) -> Vec<f64> {
     }
     let roots: Vec<NodeId> = h.outputs[1..].iter().map(|o| o.1).collect();
     let vals = interp::eval(&h.graph, &inputs, &point.params, &point.syms, &roots);
-    roots.iter().flat_map(|r| vals[r.index()].as_ref().unwrap().data.clone()).collect()
+    roots
+        .iter()
+        .flat_map(|r| vals[r.index()].as_ref().unwrap().data.clone())
+        .collect()
 }
 
 /// The dense Hessian, column by column (for small models).
@@ -260,7 +347,10 @@ pub fn symmetric_eigenvalues(a: &[Vec<f64>]) -> Vec<f64> {
         }
     }
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m[i][j] * m[i][j]).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i][j] * m[i][j])
+            .sum();
         let scale: f64 = (0..n).map(|i| m[i][i] * m[i][i]).sum::<f64>().max(1e-300);
         if off <= 1e-30 * scale {
             break;
@@ -296,7 +386,12 @@ pub fn symmetric_eigenvalues(a: &[Vec<f64>]) -> Vec<f64> {
 /// Extreme eigenvalues by Lanczos iteration on Hessian-vector products, with full
 /// reorthogonalization (the models it serves have at most a few hundred thousand parameters and
 /// need tens of iterations).
-pub fn lanczos_extremes(h: &GraphFn, point: &Point, iterations: usize, rng: &mut ChaCha8Rng) -> (f64, f64) {
+pub fn lanczos_extremes(
+    h: &GraphFn,
+    point: &Point,
+    iterations: usize,
+    rng: &mut ChaCha8Rng,
+) -> (f64, f64) {
     let n: usize = point.params.iter().map(|p| p.len()).sum();
     let k = iterations.min(n).max(1);
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -324,7 +419,17 @@ pub fn lanczos_extremes(h: &GraphFn, point: &Point, iterations: usize, rng: &mut
     let t: Vec<Vec<f64>> = (0..m)
         .map(|i| {
             (0..m)
-                .map(|j| if i == j { alpha[i] } else if i + 1 == j { beta[i] } else if j + 1 == i { beta[j] } else { 0.0 })
+                .map(|j| {
+                    if i == j {
+                        alpha[i]
+                    } else if i + 1 == j {
+                        beta[i]
+                    } else if j + 1 == i {
+                        beta[j]
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         })
         .collect();

@@ -33,8 +33,18 @@ pub enum CodegenError {
 /// Native helpers the generated code calls, by name, with their number of float arguments.
 /// Registered by address, so no symbol is looked up in the process at run time. Each has an f64
 /// version and an f32 twin named with an `_f32` suffix.
-const HELPERS: &[(&str, usize)] =
-    &[("exp", 1), ("log", 1), ("tanh", 1), ("sigmoid", 1), ("pow", 2), ("log1p", 1), ("expm1", 1), ("sin", 1), ("cos", 1), ("softplus", 1)];
+const HELPERS: &[(&str, usize)] = &[
+    ("exp", 1),
+    ("log", 1),
+    ("tanh", 1),
+    ("sigmoid", 1),
+    ("pow", 2),
+    ("log1p", 1),
+    ("expm1", 1),
+    ("sin", 1),
+    ("cos", 1),
+    ("softplus", 1),
+];
 
 mod helpers {
     macro_rules! unary {
@@ -71,15 +81,37 @@ mod helpers {
     /// any strides, and the sizes were checked by the runtime.
     #[allow(clippy::too_many_arguments)]
     pub extern "C" fn gemm_f64(
-        m: i64, k: i64, n: i64, a: *const f64, rsa: i64, csa: i64, b: *const f64, rsb: i64, csb: i64,
-        c: *mut f64, rsc: i64, csc: i64,
+        m: i64,
+        k: i64,
+        n: i64,
+        a: *const f64,
+        rsa: i64,
+        csa: i64,
+        b: *const f64,
+        rsb: i64,
+        csb: i64,
+        c: *mut f64,
+        rsc: i64,
+        csc: i64,
     ) {
         // SAFETY: the pointers are slot buffers whose lengths the runtime checked against the
         // plan, and the strides were computed from the same shapes.
         unsafe {
             matrixmultiply::dgemm(
-                m as usize, k as usize, n as usize, 1.0, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize,
-                0.0, c, rsc as isize, csc as isize,
+                m as usize,
+                k as usize,
+                n as usize,
+                1.0,
+                a,
+                rsa as isize,
+                csa as isize,
+                b,
+                rsb as isize,
+                csb as isize,
+                0.0,
+                c,
+                rsc as isize,
+                csc as isize,
             )
         }
     }
@@ -88,8 +120,16 @@ mod helpers {
     /// kernel's packing costs more than the product itself, so they get their own loops: dot
     /// products when A's rows are contiguous, column updates (axpy) when its columns are.
     #[allow(clippy::too_many_arguments)]
-    fn gemv<T>(m: usize, k: usize, a: *const T, rsa: isize, csa: isize, x: *const T, incx: isize, y: *mut T)
-    where
+    fn gemv<T>(
+        m: usize,
+        k: usize,
+        a: *const T,
+        rsa: isize,
+        csa: isize,
+        x: *const T,
+        incx: isize,
+        y: *mut T,
+    ) where
         T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
     {
         // SAFETY: the caller passes slot buffers whose extents cover every index below (the
@@ -129,7 +169,9 @@ mod helpers {
                 for i in 0..m {
                     let mut sum = T::default();
                     for p in 0..k {
-                        sum = sum + *a.offset(i as isize * rsa + p as isize * csa) * *x.offset(p as isize * incx);
+                        sum = sum
+                            + *a.offset(i as isize * rsa + p as isize * csa)
+                                * *x.offset(p as isize * incx);
                     }
                     *y.add(i) = sum;
                 }
@@ -138,25 +180,83 @@ mod helpers {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub extern "C" fn gemv_f64(m: i64, k: i64, a: *const f64, rsa: i64, csa: i64, x: *const f64, incx: i64, y: *mut f64) {
-        gemv(m as usize, k as usize, a, rsa as isize, csa as isize, x, incx as isize, y)
+    pub extern "C" fn gemv_f64(
+        m: i64,
+        k: i64,
+        a: *const f64,
+        rsa: i64,
+        csa: i64,
+        x: *const f64,
+        incx: i64,
+        y: *mut f64,
+    ) {
+        gemv(
+            m as usize,
+            k as usize,
+            a,
+            rsa as isize,
+            csa as isize,
+            x,
+            incx as isize,
+            y,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub extern "C" fn gemv_f32(m: i64, k: i64, a: *const f32, rsa: i64, csa: i64, x: *const f32, incx: i64, y: *mut f32) {
-        gemv(m as usize, k as usize, a, rsa as isize, csa as isize, x, incx as isize, y)
+    pub extern "C" fn gemv_f32(
+        m: i64,
+        k: i64,
+        a: *const f32,
+        rsa: i64,
+        csa: i64,
+        x: *const f32,
+        incx: i64,
+        y: *mut f32,
+    ) {
+        gemv(
+            m as usize,
+            k as usize,
+            a,
+            rsa as isize,
+            csa as isize,
+            x,
+            incx as isize,
+            y,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
     pub extern "C" fn gemm_f32(
-        m: i64, k: i64, n: i64, a: *const f32, rsa: i64, csa: i64, b: *const f32, rsb: i64, csb: i64,
-        c: *mut f32, rsc: i64, csc: i64,
+        m: i64,
+        k: i64,
+        n: i64,
+        a: *const f32,
+        rsa: i64,
+        csa: i64,
+        b: *const f32,
+        rsb: i64,
+        csb: i64,
+        c: *mut f32,
+        rsc: i64,
+        csc: i64,
     ) {
         // SAFETY: as for `gemm_f64`.
         unsafe {
             matrixmultiply::sgemm(
-                m as usize, k as usize, n as usize, 1.0, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize,
-                0.0, c, rsc as isize, csc as isize,
+                m as usize,
+                k as usize,
+                n as usize,
+                1.0,
+                a,
+                rsa as isize,
+                csa as isize,
+                b,
+                rsb as isize,
+                csb as isize,
+                0.0,
+                c,
+                rsc as isize,
+                csc as isize,
             )
         }
     }
@@ -206,13 +306,23 @@ pub struct Jit {
 impl Jit {
     pub fn new() -> Result<Jit, CodegenError> {
         let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()));
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()))
+        };
         set(&mut flags, "opt_level", "speed")?;
         set(&mut flags, "is_pic", "false")?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         // The verifier re-checks every function Cranelift builds; it is for debugging adjoint
         // itself, and costs compile time in release builds.
-        set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
         let isa = cranelift_native::builder()
             .map_err(|e| CodegenError::Isa(e.to_string()))?
             .finish(settings::Flags::new(flags))
@@ -239,7 +349,13 @@ impl Jit {
             helpers.insert(n.clone(), id);
         }
         let ctx = module.make_context();
-        Ok(Jit { module, ctx, fctx: FunctionBuilderContext::new(), helpers, n_functions: 0 })
+        Ok(Jit {
+            module,
+            ctx,
+            fctx: FunctionBuilderContext::new(),
+            helpers,
+            n_functions: 0,
+        })
     }
 
     fn kernel_signature(&self) -> Signature {
@@ -262,61 +378,99 @@ impl Jit {
 
     /// Compiles the update loop of an optimizer over parameters of the given sizes. Slots:
     /// params, then gradients, then each param's state arrays.
-    pub fn compile_update(&mut self, spec: &OptimizerSpec, sizes: &[usize], dtype: DType) -> Result<FuncId, CodegenError> {
+    pub fn compile_update(
+        &mut self,
+        spec: &OptimizerSpec,
+        sizes: &[usize],
+        dtype: DType,
+    ) -> Result<FuncId, CodegenError> {
         let spec = spec.clone();
         let sizes = sizes.to_vec();
         let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
         let slots = UpdateSlots::standalone(sizes.len(), spec.kind.state_arrays());
-        self.define(n_slots, 0, dtype, move |tx| tx.update(&spec, &sizes, &slots, 0))
+        self.define(n_slots, 0, dtype, move |tx| {
+            tx.update(&spec, &sizes, &slots, 0)
+        })
     }
 
     /// Compiles the whole training step, looped: `scalars[0]` holds the number of steps K,
     /// `scalars[1]` is reserved, and K rows of the optimizer's per-step scalars follow. Each iteration runs the gradient
     /// plan, then the update, which reads the gradients from the plan's output slots. Slots: the
     /// plan's, then every parameter's optimizer state arrays.
-    pub fn compile_train_loop(&mut self, f: &GraphFn, plan: &Plan, spec: &OptimizerSpec, sizes: &[usize]) -> Result<FuncId, CodegenError> {
+    pub fn compile_train_loop(
+        &mut self,
+        f: &GraphFn,
+        plan: &Plan,
+        spec: &OptimizerSpec,
+        sizes: &[usize],
+    ) -> Result<FuncId, CodegenError> {
         let n_state = spec.kind.state_arrays();
         let n_params = sizes.len();
         let first_state = plan.slots.len();
         let param_slots: Vec<u32> = (0..n_params)
-            .map(|i| plan.slots.iter().position(|s| s.kind == crate::lower::SlotKind::Param(i as u32)).unwrap() as u32)
+            .map(|i| {
+                plan.slots
+                    .iter()
+                    .position(|s| s.kind == crate::lower::SlotKind::Param(i as u32))
+                    .unwrap() as u32
+            })
             .collect();
         let slots = UpdateSlots {
             params: param_slots,
             grads: plan.outputs[1..=n_params].to_vec(),
-            states: (0..n_params).map(|i| (0..n_state).map(|k| (first_state + i * n_state + k) as u32).collect()).collect(),
+            states: (0..n_params)
+                .map(|i| {
+                    (0..n_state)
+                        .map(|k| (first_state + i * n_state + k) as u32)
+                        .collect()
+                })
+                .collect(),
         };
         let n_scalars = spec.n_scalars();
-        self.define(first_state + n_params * n_state, f.graph.syms.len(), f.graph.dtype, |tx| {
-            let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
-            let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
-            let table_block = tx.b.create_block();
-            let done = tx.b.create_block();
-            tx.b.ins().jump(table_block, &[]);
-            tx.b.switch_to_block(table_block);
-            tx.for_loop(count, &mut |tx, i| {
-                for step in &plan.steps {
-                    tx.step(&f.graph, plan, step);
-                }
-                let row = tx.b.ins().imul_imm_s(i, n_scalars as i64);
-                let row = tx.b.ins().iadd_imm_s(row, 2);
-                tx.scalar_row = Some(row);
-                tx.update(spec, sizes, &slots, 0);
-                tx.scalar_row = None;
-            });
-            tx.b.ins().jump(done, &[]);
-            tx.b.switch_to_block(done);
-        })
+        self.define(
+            first_state + n_params * n_state,
+            f.graph.syms.len(),
+            f.graph.dtype,
+            |tx| {
+                let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
+                let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
+                let table_block = tx.b.create_block();
+                let done = tx.b.create_block();
+                tx.b.ins().jump(table_block, &[]);
+                tx.b.switch_to_block(table_block);
+                tx.for_loop(count, &mut |tx, i| {
+                    for step in &plan.steps {
+                        tx.step(&f.graph, plan, step);
+                    }
+                    let row = tx.b.ins().imul_imm_s(i, n_scalars as i64);
+                    let row = tx.b.ins().iadd_imm_s(row, 2);
+                    tx.scalar_row = Some(row);
+                    tx.update(spec, sizes, &slots, 0);
+                    tx.scalar_row = None;
+                });
+                tx.b.ins().jump(done, &[]);
+                tx.b.switch_to_block(done);
+            },
+        )
     }
 
-    fn define(&mut self, n_slots: usize, n_syms: usize, dtype: DType, body: impl FnOnce(&mut Tx))  -> Result<FuncId, CodegenError> {
+    fn define(
+        &mut self,
+        n_slots: usize,
+        n_syms: usize,
+        dtype: DType,
+        body: impl FnOnce(&mut Tx),
+    ) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.n_functions);
         self.n_functions += 1;
         let sig = self.kernel_signature();
         let id = self
             .module
             .declare_function(&name, Linkage::Local, &sig)
-            .map_err(|e| CodegenError::Define { name: name.clone(), message: e.to_string() })?;
+            .map_err(|e| CodegenError::Define {
+                name: name.clone(),
+                message: e.to_string(),
+            })?;
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
         let target = self.module.target_config();
@@ -334,9 +488,24 @@ impl Jit {
                 DType::F32 => types::F32,
                 DType::F64 => types::F64,
             };
-            let slot_ptrs = (0..n_slots).map(|i| b.ins().load(types::I64, flags(), params[0], i as i32 * 8)).collect();
-            let dim_vals = (0..n_syms).map(|i| b.ins().load(types::I64, flags(), params[1], i as i32 * 8)).collect();
-            let mut tx = Tx { b, ty, dtype, scalars: params[2], helpers: refs, slot_ptrs, dim_vals, scalar_row: None, regs: HashMap::new(), last_reduced: false };
+            let slot_ptrs = (0..n_slots)
+                .map(|i| b.ins().load(types::I64, flags(), params[0], i as i32 * 8))
+                .collect();
+            let dim_vals = (0..n_syms)
+                .map(|i| b.ins().load(types::I64, flags(), params[1], i as i32 * 8))
+                .collect();
+            let mut tx = Tx {
+                b,
+                ty,
+                dtype,
+                scalars: params[2],
+                helpers: refs,
+                slot_ptrs,
+                dim_vals,
+                scalar_row: None,
+                regs: HashMap::new(),
+                last_reduced: false,
+            };
             body(&mut tx);
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
@@ -344,14 +513,22 @@ impl Jit {
         }
         self.module
             .define_function(id, &mut self.ctx)
-            .map_err(|e| CodegenError::Define { name: name.clone(), message: format!("{e:?}") })?;
+            .map_err(|e| CodegenError::Define {
+                name: name.clone(),
+                message: format!("{e:?}"),
+            })?;
         self.module.clear_context(&mut self.ctx);
         Ok(id)
     }
 
     /// Makes every defined function callable and returns their entry points.
     pub fn finalize(&mut self, ids: &[FuncId]) -> Result<Vec<KernelFn>, CodegenError> {
-        self.module.finalize_definitions().map_err(|e| CodegenError::Define { name: "module".into(), message: e.to_string() })?;
+        self.module
+            .finalize_definitions()
+            .map_err(|e| CodegenError::Define {
+                name: "module".into(),
+                message: e.to_string(),
+            })?;
         Ok(ids
             .iter()
             .map(|id| {
@@ -373,7 +550,11 @@ fn helper_signature(module: &JITModule, name: &str) -> Signature {
         }
         return sig;
     }
-    let ty = if name.ends_with("_f32") { types::F32 } else { types::F64 };
+    let ty = if name.ends_with("_f32") {
+        types::F32
+    } else {
+        types::F64
+    };
     let base = name.trim_end_matches("_f32");
     let (_, n_args) = HELPERS.iter().find(|h| h.0 == base).unwrap();
     for _ in 0..*n_args {
@@ -513,7 +694,12 @@ impl<'a> Tx<'a> {
 
     /// Nested loops over `sizes`; the body receives the index of each axis.
     fn nest(&mut self, sizes: &[Value], body: &mut dyn FnMut(&mut Self, &[Value])) {
-        fn go<'a>(tx: &mut Tx<'a>, sizes: &[Value], idx: &mut Vec<Value>, body: &mut dyn FnMut(&mut Tx<'a>, &[Value])) {
+        fn go<'a>(
+            tx: &mut Tx<'a>,
+            sizes: &[Value],
+            idx: &mut Vec<Value>,
+            body: &mut dyn FnMut(&mut Tx<'a>, &[Value]),
+        ) {
             if idx.len() == sizes.len() {
                 body(tx, idx);
                 return;
@@ -550,7 +736,14 @@ impl<'a> Tx<'a> {
     // ---- reading values -------------------------------------------------------------------
 
     /// A readable value aligned to an iteration space of rank `rank`.
-    fn operand(&mut self, g: &Graph, plan: &Plan, val: &Val, shape: &Shape, rank: usize) -> Operand {
+    fn operand(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        val: &Val,
+        shape: &Shape,
+        rank: usize,
+    ) -> Operand {
         match val {
             Val::Register(id) => Operand::Scalar(self.regs[id]),
             Val::Inline(id) => {
@@ -563,8 +756,16 @@ impl<'a> Tx<'a> {
                         self.operand(g, plan, &v, g.shape(*a), rank)
                     })
                     .collect();
-                let exponent = if node.op == Op::Pow { g.const_value(node.inputs[1]) } else { None };
-                Operand::Inline { op: node.op.clone(), args, exponent }
+                let exponent = if node.op == Op::Pow {
+                    g.const_value(node.inputs[1])
+                } else {
+                    None
+                };
+                Operand::Inline {
+                    op: node.op.clone(),
+                    args,
+                    exponent,
+                }
             }
             Val::Const(c) => Operand::Scalar(self.fconst(*c)),
             Val::DimSize(s) => {
@@ -576,7 +777,11 @@ impl<'a> Tx<'a> {
                 let mut aligned = vec![self.iconst(0); offset];
                 for (i, s) in strides.iter().enumerate() {
                     // A unit axis broadcast against a longer one reads its only element.
-                    let v = if shape.0[i] == Dim::Fixed(1) { self.iconst(0) } else { self.stride(s) };
+                    let v = if shape.0[i] == Dim::Fixed(1) {
+                        self.iconst(0)
+                    } else {
+                        self.stride(s)
+                    };
                     aligned.push(v);
                 }
                 let inner = match shape.rank() {
@@ -584,12 +789,22 @@ impl<'a> Tx<'a> {
                     r if shape.0[r - 1] == Dim::Fixed(1) => Inner::Zero,
                     r => match &strides[r - 1] {
                         Stride::Zero => Inner::Zero,
-                        Stride::Prod(dims) if dims.iter().all(|d| *d == Dim::Fixed(1)) => Inner::One,
+                        Stride::Prod(dims) if dims.iter().all(|d| *d == Dim::Fixed(1)) => {
+                            Inner::One
+                        }
                         Stride::Prod(_) => Inner::Other,
                     },
                 };
-                let inner = if rank > 0 && offset == rank { Inner::Zero } else { inner };
-                Operand::View { slot: *slot, strides: aligned, inner }
+                let inner = if rank > 0 && offset == rank {
+                    Inner::Zero
+                } else {
+                    inner
+                };
+                Operand::View {
+                    slot: *slot,
+                    strides: aligned,
+                    inner,
+                }
             }
         }
     }
@@ -600,7 +815,9 @@ impl<'a> Tx<'a> {
         match op {
             Operand::Scalar(_) => true,
             Operand::View { inner, .. } => *inner != Inner::Other,
-            Operand::Inline { op, args, exponent } => self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.vectorizable(a)),
+            Operand::Inline { op, args, exponent } => {
+                self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.vectorizable(a))
+            }
         }
     }
 
@@ -625,7 +842,11 @@ impl<'a> Tx<'a> {
         let (vty, _) = self.vector_type();
         match op {
             Operand::Scalar(v) => self.b.ins().splat(vty, *v),
-            Operand::View { slot, strides, inner } => {
+            Operand::View {
+                slot,
+                strides,
+                inner,
+            } => {
                 let base = self.dot(outer, &strides[..outer.len()]);
                 match inner {
                     Inner::One => {
@@ -674,7 +895,13 @@ impl<'a> Tx<'a> {
 
     /// An elementwise loop over `shape` writing `slot`: vectors along the last axis with a
     /// scalar tail when every operand allows it, element by element otherwise.
-    fn elementwise_loop(&mut self, shape: &Shape, slot: u32, args: &[Operand], f: &dyn Fn(&mut Self, &[Value], bool) -> Value) {
+    fn elementwise_loop(
+        &mut self,
+        shape: &Shape,
+        slot: u32,
+        args: &[Operand],
+        f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
+    ) {
         let sizes = self.sizes(shape);
         let out = self.contiguous_strides(shape);
         let rank = shape.rank();
@@ -730,7 +957,10 @@ impl<'a> Tx<'a> {
     }
 
     fn contiguous_strides(&mut self, shape: &Shape) -> Vec<Value> {
-        crate::lower::contiguous(shape).iter().map(|s| self.stride(s)).collect()
+        crate::lower::contiguous(shape)
+            .iter()
+            .map(|s| self.stride(s))
+            .collect()
     }
 
     fn fill(&mut self, slot: u32, shape: &Shape, v: f64) {
@@ -752,7 +982,11 @@ impl<'a> Tx<'a> {
 
     fn step(&mut self, g: &Graph, plan: &Plan, step: &Step) {
         match step {
-            Step::Copy { src, src_shape, slot } => {
+            Step::Copy {
+                src,
+                src_shape,
+                slot,
+            } => {
                 let shape = plan.slots[*slot as usize].shape.clone();
                 let src = self.operand(g, plan, src, src_shape, shape.rank());
                 self.elementwise_loop(&shape, *slot, std::slice::from_ref(&src), &|_, xs, _| xs[0]);
@@ -760,9 +994,15 @@ impl<'a> Tx<'a> {
             Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
             Step::Scalar { node } => {
                 let n = g.node(*node);
-                let args: Vec<Operand> = (0..n.inputs.len()).map(|k| self.arg(g, plan, *node, k, 0)).collect();
+                let args: Vec<Operand> = (0..n.inputs.len())
+                    .map(|k| self.arg(g, plan, *node, k, 0))
+                    .collect();
                 let xs: Vec<Value> = args.iter().map(|a| self.read(a, &[])).collect();
-                let exponent = if n.op == Op::Pow { g.const_value(n.inputs[1]) } else { None };
+                let exponent = if n.op == Op::Pow {
+                    g.const_value(n.inputs[1])
+                } else {
+                    None
+                };
                 let v = self.scalar_op(&n.op.clone(), &xs, exponent);
                 self.regs.insert(*node, v);
             }
@@ -781,11 +1021,23 @@ impl<'a> Tx<'a> {
         let rank = shape.rank();
         match &node.op {
             op if op.is_elementwise() => {
-                let args: Vec<Operand> = (0..node.inputs.len()).map(|k| self.arg(g, plan, id, k, rank)).collect();
-                let exponent = if *op == Op::Pow { g.const_value(node.inputs[1]) } else { None };
+                let args: Vec<Operand> = (0..node.inputs.len())
+                    .map(|k| self.arg(g, plan, id, k, rank))
+                    .collect();
+                let exponent = if *op == Op::Pow {
+                    g.const_value(node.inputs[1])
+                } else {
+                    None
+                };
                 // The node's own op joins the vector check through a one-node inline operand.
-                let whole = Operand::Inline { op: op.clone(), args, exponent };
-                self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| xs[0]);
+                let whole = Operand::Inline {
+                    op: op.clone(),
+                    args,
+                    exponent,
+                };
+                self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| {
+                    xs[0]
+                });
             }
             Op::Sum { .. } | Op::SumTo(_) => {
                 let x = node.inputs[0];
@@ -891,12 +1143,28 @@ impl<'a> Tx<'a> {
                 let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
                 let sizes = self.sizes(&xshape);
                 let is_max = matches!(node.op, Op::ReduceMax { .. });
-                self.fill(slot, &shape, if is_max { f64::NEG_INFINITY } else { f64::INFINITY });
+                self.fill(
+                    slot,
+                    &shape,
+                    if is_max {
+                        f64::NEG_INFINITY
+                    } else {
+                        f64::INFINITY
+                    },
+                );
                 self.nest(&sizes, &mut |tx, idx| {
                     let v = tx.read(&src, idx);
                     let o = tx.dot(idx, &out_strides);
                     let m = tx.load_at(slot, o);
-                    let better = tx.b.ins().fcmp(if is_max { FloatCC::GreaterThan } else { FloatCC::LessThan }, v, m);
+                    let better = tx.b.ins().fcmp(
+                        if is_max {
+                            FloatCC::GreaterThan
+                        } else {
+                            FloatCC::LessThan
+                        },
+                        v,
+                        m,
+                    );
                     let nm = tx.b.ins().select(better, v, m);
                     tx.store_at(slot, o, nm);
                 });
@@ -904,7 +1172,8 @@ impl<'a> Tx<'a> {
             Op::Take { axis, index } => {
                 // Iterate over the output; read the source with the taken index inserted.
                 let a = node.inputs[0];
-                let Val::View { slot: src, strides } = plan.values[a.index()].clone().unwrap() else {
+                let Val::View { slot: src, strides } = plan.values[a.index()].clone().unwrap()
+                else {
                     unreachable!("take reads a view")
                 };
                 let st: Vec<Value> = strides.iter().map(|s| self.stride(s)).collect();
@@ -954,7 +1223,13 @@ impl<'a> Tx<'a> {
 
     fn tanh_f32_typed(&mut self, x: Value, vty: Option<Type>) -> Value {
         const ALPHA: [f32; 7] = [
-            4.893_524_6e-3, 6.372_619_3e-4, 1.485_722_4e-5, 5.122_297e-8, -8.604_671_5e-11, 2.000_187_9e-13, -2.760_768_5e-16,
+            4.893_524_6e-3,
+            6.372_619_3e-4,
+            1.485_722_4e-5,
+            5.122_297e-8,
+            -8.604_671_5e-11,
+            2.000_187_9e-13,
+            -2.760_768_5e-16,
         ];
         const BETA: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
         let k = |tx: &mut Self, c: f32| {
@@ -994,7 +1269,10 @@ impl<'a> Tx<'a> {
     fn reduction_strides(&mut self, op: &Op, out: &Shape, x: &Shape) -> Vec<Value> {
         let out_strides = crate::lower::contiguous(out);
         let strides: Vec<Stride> = match op {
-            Op::Sum { axis: None } | Op::LogSumExp { axis: None } | Op::ReduceMax { axis: None } | Op::ReduceMin { axis: None } => {
+            Op::Sum { axis: None }
+            | Op::LogSumExp { axis: None }
+            | Op::ReduceMax { axis: None }
+            | Op::ReduceMin { axis: None } => {
                 vec![Stride::Zero; x.rank()]
             }
             Op::Sum { axis: Some(a) }
@@ -1010,7 +1288,9 @@ impl<'a> Tx<'a> {
                 let offset = x.rank() - out.rank();
                 (0..x.rank())
                     .map(|i| {
-                        if i < offset || (out.0[i - offset] == Dim::Fixed(1) && x.0[i] != Dim::Fixed(1)) {
+                        if i < offset
+                            || (out.0[i - offset] == Dim::Fixed(1) && x.0[i] != Dim::Fixed(1))
+                        {
                             Stride::Zero
                         } else {
                             out_strides[i - offset].clone()
@@ -1038,7 +1318,14 @@ impl<'a> Tx<'a> {
     /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
     /// last axis when the source allows it: a vector accumulator when that axis is reduced,
     /// vector read-modify-write of the output when it is kept.
-    fn sum_loop(&mut self, src: &Operand, xshape: &Shape, out_strides: &[Value], last_reduced: bool, slot: u32) {
+    fn sum_loop(
+        &mut self,
+        src: &Operand,
+        xshape: &Shape,
+        out_strides: &[Value],
+        last_reduced: bool,
+        slot: u32,
+    ) {
         let sizes = self.sizes(xshape);
         let rank = xshape.rank();
         let (vty, lanes) = self.vector_type();
@@ -1128,11 +1415,18 @@ impl<'a> Tx<'a> {
         let one = self.iconst(1);
         if ash.rank() + bsh.rank() == 3 {
             // Matrix·vector, or vector·matrix as the transposed matrix times the vector.
-            let (mat, msh, mstr, vec, vstr, transposed) =
-                if ash.rank() == 2 { (sa, &ash, &stra, sb, &strb, false) } else { (sb, &bsh, &strb, sa, &stra, true) };
+            let (mat, msh, mstr, vec, vstr, transposed) = if ash.rank() == 2 {
+                (sa, &ash, &stra, sb, &strb, false)
+            } else {
+                (sb, &bsh, &strb, sa, &stra, true)
+            };
             let (r0, r1) = (self.dim(msh.0[0]), self.dim(msh.0[1]));
             let (s0, s1) = (self.stride(&mstr[0]), self.stride(&mstr[1]));
-            let (m, k, rs, cs) = if transposed { (r1, r0, s1, s0) } else { (r0, r1, s0, s1) };
+            let (m, k, rs, cs) = if transposed {
+                (r1, r0, s1, s0)
+            } else {
+                (r0, r1, s0, s1)
+            };
             let inc = self.stride(&vstr[0]);
             let (pm, pv, py) = (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
             let f = match self.dtype {
@@ -1150,12 +1444,20 @@ impl<'a> Tx<'a> {
             (one, self.dim(ash.0[0]), zero, self.stride(&stra[0]))
         };
         let (n, rsb, csb) = if bsh.rank() == 2 {
-            (self.dim(bsh.0[1]), self.stride(&strb[0]), self.stride(&strb[1]))
+            (
+                self.dim(bsh.0[1]),
+                self.stride(&strb[0]),
+                self.stride(&strb[1]),
+            )
         } else {
             (one, self.stride(&strb[0]), zero)
         };
         // Output rows are n apart (a vector output is contiguous either way).
-        let (rsc, csc) = if bsh.rank() == 2 { (n, one) } else { (one, one) };
+        let (rsc, csc) = if bsh.rank() == 2 {
+            (n, one)
+        } else {
+            (one, one)
+        };
         let pa = self.slot_ptr(sa);
         let pb = self.slot_ptr(sb);
         let pc = self.slot_ptr(slot);
@@ -1163,7 +1465,9 @@ impl<'a> Tx<'a> {
             DType::F32 => self.helpers["gemm_f32"],
             DType::F64 => self.helpers["gemm_f64"],
         };
-        self.b.ins().call(f, &[m, k, n, pa, rsa, csa, pb, rsb, csb, pc, rsc, csc]);
+        self.b
+            .ins()
+            .call(f, &[m, k, n, pa, rsa, csa, pb, rsb, csb, pc, rsc, csc]);
     }
 
     fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
@@ -1245,9 +1549,17 @@ impl<'a> Tx<'a> {
 
     /// The optimizer update over every parameter: optional weight decay and global-norm
     /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail.
-    fn update(&mut self, spec: &OptimizerSpec, sizes: &[usize], slots: &UpdateSlots, scalar_base: usize) {
+    fn update(
+        &mut self,
+        spec: &OptimizerSpec,
+        sizes: &[usize],
+        slots: &UpdateSlots,
+        scalar_base: usize,
+    ) {
         let n_scalars = spec.n_scalars();
-        let k: Vec<Value> = (0..n_scalars).map(|i| self.scalar_arg(scalar_base + i)).collect();
+        let k: Vec<Value> = (0..n_scalars)
+            .map(|i| self.scalar_arg(scalar_base + i))
+            .collect();
         let wd = spec.get("weight_decay");
         let clip = spec.get("clip_norm");
         let scale = (clip > 0.0).then(|| self.clip_scale(sizes, slots, wd, clip));
@@ -1257,17 +1569,42 @@ impl<'a> Tx<'a> {
             DType::F64 => (types::F64X2, 2usize),
         };
         let any_vector = sizes.iter().any(|&n| n >= lanes);
-        let kv: Vec<Value> = if any_vector { k.iter().map(|&v| self.b.ins().splat(vty, v)).collect() } else { k.clone() };
+        let kv: Vec<Value> = if any_vector {
+            k.iter().map(|&v| self.b.ins().splat(vty, v)).collect()
+        } else {
+            k.clone()
+        };
         let wdv = (wd != 0.0).then(|| {
             let c = self.fconst(wd);
-            (c, if any_vector { self.b.ins().splat(vty, c) } else { c })
+            (
+                c,
+                if any_vector {
+                    self.b.ins().splat(vty, c)
+                } else {
+                    c
+                },
+            )
         });
-        let scalev = scale.map(|c| (c, if any_vector { self.b.ins().splat(vty, c) } else { c }));
+        let scalev = scale.map(|c| {
+            (
+                c,
+                if any_vector {
+                    self.b.ins().splat(vty, c)
+                } else {
+                    c
+                },
+            )
+        });
         for (i, &len) in sizes.iter().enumerate() {
             let (p, g, st) = (slots.params[i], slots.grads[i], slots.states[i].clone());
             let n_vec = (len / lanes) as i64;
             let n = self.iconst(n_vec);
-            let ctx = RuleCtx { rule: &rule, p, g, st: &st };
+            let ctx = RuleCtx {
+                rule: &rule,
+                p,
+                g,
+                st: &st,
+            };
             let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
             if n_vec > 0 {
                 self.for_loop(n, &mut |tx, j| {
@@ -1300,7 +1637,11 @@ impl<'a> Tx<'a> {
                     let d = tx.b.ins().fmul(wdc, pv);
                     gv = tx.b.ins().fadd(gv, d);
                 }
-                let gv = if tx.dtype == DType::F32 { tx.b.ins().fpromote(types::F64, gv) } else { gv };
+                let gv = if tx.dtype == DType::F32 {
+                    tx.b.ins().fpromote(types::F64, gv)
+                } else {
+                    gv
+                };
                 let sq = tx.b.ins().fmul(gv, gv);
                 let a = tx.b.use_var(acc);
                 let a = tx.b.ins().fadd(a, sq);
@@ -1321,7 +1662,15 @@ impl<'a> Tx<'a> {
     }
 
     /// One element (or one vector of elements) of the update rule at offset `j`.
-    fn rule_element(&mut self, ctx: &RuleCtx, j: Value, vty: Option<Type>, k: &[Value], wd: Option<Value>, scale: Option<Value>) {
+    fn rule_element(
+        &mut self,
+        ctx: &RuleCtx,
+        j: Value,
+        vty: Option<Type>,
+        k: &[Value],
+        wd: Option<Value>,
+        scale: Option<Value>,
+    ) {
         let load = |tx: &mut Self, slot: u32| {
             let base = tx.slot_ptr(slot);
             let addr = tx.elem_addr(base, j);
@@ -1395,7 +1744,13 @@ impl UpdateSlots {
         UpdateSlots {
             params: (0..n_params as u32).collect(),
             grads: (n_params as u32..2 * n_params as u32).collect(),
-            states: (0..n_params).map(|i| (0..n_state).map(|k| (2 * n_params + i * n_state + k) as u32).collect()).collect(),
+            states: (0..n_params)
+                .map(|i| {
+                    (0..n_state)
+                        .map(|k| (2 * n_params + i * n_state + k) as u32)
+                        .collect()
+                })
+                .collect(),
         }
     }
 }
@@ -1419,7 +1774,15 @@ enum Inner {
 
 enum Operand {
     Scalar(Value),
-    View { slot: u32, strides: Vec<Value>, inner: Inner },
+    View {
+        slot: u32,
+        strides: Vec<Value>,
+        inner: Inner,
+    },
     /// A fused elementwise node, evaluated from its operands at each index.
-    Inline { op: Op, args: Vec<Operand>, exponent: Option<f64> },
+    Inline {
+        op: Op,
+        args: Vec<Operand>,
+        exponent: Option<f64>,
+    },
 }

@@ -43,49 +43,49 @@
 //! The compiler's stages are public modules too, for the test suite and for tools built on
 //! adjoint; they are hidden from this documentation because they are not the supported API.
 
-#[doc(hidden)]
-pub mod diagnostics;
-#[doc(hidden)]
-pub mod syntax;
-#[doc(hidden)]
-pub mod ir;
-#[doc(hidden)]
-pub mod model;
-#[doc(hidden)]
-pub mod check;
+pub mod api;
 #[doc(hidden)]
 pub mod autodiff;
 #[doc(hidden)]
-pub mod simplify;
-#[doc(hidden)]
-pub mod lower;
-#[doc(hidden)]
-pub mod jit;
-#[doc(hidden)]
-pub mod runtime;
-#[doc(hidden)]
-pub mod init;
-#[doc(hidden)]
-pub mod optim;
-#[doc(hidden)]
-pub mod data;
-#[doc(hidden)]
-pub mod compile;
-#[doc(hidden)]
-pub mod train;
-pub mod api;
-#[doc(hidden)]
 pub mod bench;
 #[doc(hidden)]
-pub mod inspect;
-#[doc(hidden)]
-pub mod plot;
+pub mod check;
 #[doc(hidden)]
 pub mod checkpoint;
 #[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod compile;
+#[doc(hidden)]
+pub mod data;
+#[doc(hidden)]
+pub mod diagnostics;
+#[doc(hidden)]
+pub mod init;
+#[doc(hidden)]
+pub mod inspect;
+#[doc(hidden)]
+pub mod ir;
+#[doc(hidden)]
+pub mod jit;
+#[doc(hidden)]
+pub mod lower;
+#[doc(hidden)]
+pub mod model;
+#[doc(hidden)]
+pub mod optim;
+#[doc(hidden)]
+pub mod plot;
+#[doc(hidden)]
 pub mod resume;
 #[doc(hidden)]
-pub mod cli;
+pub mod runtime;
+#[doc(hidden)]
+pub mod simplify;
+#[doc(hidden)]
+pub mod syntax;
+#[doc(hidden)]
+pub mod train;
 
 pub use api::{Error, Session, Var, compile, compile_file, compile_named};
 pub use compile::{CompileError, CompiledModel, check_source};

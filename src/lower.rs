@@ -21,7 +21,10 @@ pub enum Stride {
 pub enum Val {
     Const(f64),
     DimSize(u32),
-    View { slot: u32, strides: Vec<Stride> },
+    View {
+        slot: u32,
+        strides: Vec<Stride>,
+    },
     /// An elementwise node fused into its only user: computed where it is read, never stored.
     Inline(NodeId),
     /// A scalar computed once into a register; never stored.
@@ -45,11 +48,19 @@ pub struct Slot {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// Compute node into its slot (and scratch `aux` slot for two-pass reductions).
-    Compute { node: NodeId, slot: u32, aux: Option<u32> },
+    Compute {
+        node: NodeId,
+        slot: u32,
+        aux: Option<u32>,
+    },
     /// Compute a scalar elementwise node into a register.
     Scalar { node: NodeId },
     /// Copy a value into a contiguous slot of the given shape (outputs, matmul operands).
-    Copy { src: Val, src_shape: Shape, slot: u32 },
+    Copy {
+        src: Val,
+        src_shape: Shape,
+        slot: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -70,7 +81,9 @@ impl Plan {
 }
 
 pub fn contiguous(shape: &Shape) -> Vec<Stride> {
-    (0..shape.rank()).map(|i| Stride::Prod(shape.0[i + 1..].to_vec())).collect()
+    (0..shape.rank())
+        .map(|i| Stride::Prod(shape.0[i + 1..].to_vec()))
+        .collect()
 }
 
 /// Elementwise nodes that can be computed inside the loop of their only user, which iterates
@@ -97,7 +110,9 @@ fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
             if !live[id.index()] || !node.op.is_elementwise() || uses[id.index()] != 1 {
                 return false;
             }
-            let Some(u) = user[id.index()] else { return false };
+            let Some(u) = user[id.index()] else {
+                return false;
+            };
             let un = g.node(u);
             match un.op {
                 // Single-pass reductions read each element once.
@@ -106,7 +121,12 @@ fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
                 _ => false,
             }
         })();
-        let d = 1 + node.inputs.iter().map(|a| if res[a.index()] { depth[a.index()] } else { 0 }).max().unwrap_or(0);
+        let d = 1 + node
+            .inputs
+            .iter()
+            .map(|a| if res[a.index()] { depth[a.index()] } else { 0 })
+            .max()
+            .unwrap_or(0);
         if inline && d <= MAX_FUSED_DEPTH {
             res[id.index()] = true;
             depth[id.index()] = d;
@@ -122,37 +142,70 @@ pub fn plan(f: &GraphFn) -> Plan {
     let inline = fusible(g, &roots, &live);
     let mut slots = Vec::new();
     for (i, p) in g.inputs.iter().enumerate() {
-        slots.push(Slot { kind: SlotKind::Input(i as u32), shape: p.shape.clone() });
+        slots.push(Slot {
+            kind: SlotKind::Input(i as u32),
+            shape: p.shape.clone(),
+        });
     }
     for (i, p) in g.params.iter().enumerate() {
-        slots.push(Slot { kind: SlotKind::Param(i as u32), shape: p.shape.clone() });
+        slots.push(Slot {
+            kind: SlotKind::Param(i as u32),
+            shape: p.shape.clone(),
+        });
     }
     for (i, (_, id)) in f.outputs.iter().enumerate() {
-        slots.push(Slot { kind: SlotKind::Output(i as u32), shape: g.shape(*id).clone() });
+        slots.push(Slot {
+            kind: SlotKind::Output(i as u32),
+            shape: g.shape(*id).clone(),
+        });
     }
-    let outputs: Vec<u32> = (0..f.outputs.len()).map(|i| (g.inputs.len() + g.params.len() + i) as u32).collect();
+    let outputs: Vec<u32> = (0..f.outputs.len())
+        .map(|i| (g.inputs.len() + g.params.len() + i) as u32)
+        .collect();
     let mut values: Vec<Option<Val>> = vec![None; g.len()];
     let mut steps = Vec::new();
     let temp = |slots: &mut Vec<Slot>, shape: Shape| {
-        slots.push(Slot { kind: SlotKind::Temp, shape });
+        slots.push(Slot {
+            kind: SlotKind::Temp,
+            shape,
+        });
         (slots.len() - 1) as u32
     };
     for id in g.ids().filter(|id| live[id.index()]) {
         let node = g.node(id);
-        let arg = |values: &[Option<Val>], k: usize| values[node.inputs[k].index()].clone().expect("operand planned");
+        let arg = |values: &[Option<Val>], k: usize| {
+            values[node.inputs[k].index()]
+                .clone()
+                .expect("operand planned")
+        };
         let val = match &node.op {
             Op::Const(_) => Val::Const(node.op.const_value().unwrap()),
             Op::DimSize(s) => Val::DimSize(*s),
-            Op::Input(i) => Val::View { slot: *i, strides: contiguous(&node.shape) },
-            Op::Param(i) => Val::View { slot: g.inputs.len() as u32 + *i, strides: contiguous(&node.shape) },
+            Op::Input(i) => Val::View {
+                slot: *i,
+                strides: contiguous(&node.shape),
+            },
+            Op::Param(i) => Val::View {
+                slot: g.inputs.len() as u32 + *i,
+                strides: contiguous(&node.shape),
+            },
             Op::Transpose => match arg(&values, 0) {
-                Val::View { slot, strides } => Val::View { slot, strides: vec![strides[1].clone(), strides[0].clone()] },
+                Val::View { slot, strides } => Val::View {
+                    slot,
+                    strides: vec![strides[1].clone(), strides[0].clone()],
+                },
                 scalar => scalar,
             },
             Op::Expand(_) | Op::Reshape(_) => match arg(&values, 0) {
-                Val::View { slot, strides } => {
-                    Val::View { slot, strides: reshape_strides(g.shape(node.inputs[0]), &strides, &node.shape, &node.op) }
-                }
+                Val::View { slot, strides } => Val::View {
+                    slot,
+                    strides: reshape_strides(
+                        g.shape(node.inputs[0]),
+                        &strides,
+                        &node.shape,
+                        &node.op,
+                    ),
+                },
                 scalar => scalar,
             },
             _ if inline[id.index()] => Val::Inline(id),
@@ -167,27 +220,52 @@ pub fn plan(f: &GraphFn) -> Plan {
                         let a = node.inputs[k];
                         if !matches!(values[a.index()], Some(Val::View { .. })) {
                             let s = temp(&mut slots, g.shape(a).clone());
-                            steps.push(Step::Copy { src: arg(&values, k), src_shape: g.shape(a).clone(), slot: s });
-                            values[a.index()] = Some(Val::View { slot: s, strides: contiguous(g.shape(a)) });
+                            steps.push(Step::Copy {
+                                src: arg(&values, k),
+                                src_shape: g.shape(a).clone(),
+                                slot: s,
+                            });
+                            values[a.index()] = Some(Val::View {
+                                slot: s,
+                                strides: contiguous(g.shape(a)),
+                            });
                         }
                     }
                 }
                 let slot = temp(&mut slots, node.shape.clone());
                 let aux = match node.op {
-                    Op::LogSumExp { .. } | Op::ArgMax { .. } => Some(temp(&mut slots, node.shape.clone())),
+                    Op::LogSumExp { .. } | Op::ArgMax { .. } => {
+                        Some(temp(&mut slots, node.shape.clone()))
+                    }
                     _ => None,
                 };
-                steps.push(Step::Compute { node: id, slot, aux });
-                Val::View { slot, strides: contiguous(&node.shape) }
+                steps.push(Step::Compute {
+                    node: id,
+                    slot,
+                    aux,
+                });
+                Val::View {
+                    slot,
+                    strides: contiguous(&node.shape),
+                }
             }
         };
         values[id.index()] = Some(val);
     }
     for (i, (_, id)) in f.outputs.iter().enumerate() {
         let src = values[id.index()].clone().unwrap();
-        steps.push(Step::Copy { src, src_shape: g.shape(*id).clone(), slot: outputs[i] });
+        steps.push(Step::Copy {
+            src,
+            src_shape: g.shape(*id).clone(),
+            slot: outputs[i],
+        });
     }
-    Plan { slots, values, steps, outputs }
+    Plan {
+        slots,
+        values,
+        steps,
+        outputs,
+    }
 }
 
 /// Strides of a broadcast or unit-axis reshape of a view.
@@ -197,7 +275,9 @@ fn reshape_strides(from: &Shape, strides: &[Stride], to: &Shape, op: &Op) -> Vec
             let offset = to.rank() - from.rank();
             (0..to.rank())
                 .map(|i| {
-                    if i < offset || (from.0[i - offset] == Dim::Fixed(1) && to.0[i] != Dim::Fixed(1)) {
+                    if i < offset
+                        || (from.0[i - offset] == Dim::Fixed(1) && to.0[i] != Dim::Fixed(1))
+                    {
                         Stride::Zero
                     } else {
                         strides[i - offset].clone()
@@ -207,8 +287,21 @@ fn reshape_strides(from: &Shape, strides: &[Stride], to: &Shape, op: &Op) -> Vec
         }
         _ => {
             // Non-unit axes keep their strides in order; unit axes read with stride zero.
-            let mut kept = from.0.iter().zip(strides).filter(|(d, _)| **d != Dim::Fixed(1)).map(|(_, s)| s.clone());
-            to.0.iter().map(|d| if *d == Dim::Fixed(1) { Stride::Zero } else { kept.next().expect("same squeezed shape") }).collect()
+            let mut kept = from
+                .0
+                .iter()
+                .zip(strides)
+                .filter(|(d, _)| **d != Dim::Fixed(1))
+                .map(|(_, s)| s.clone());
+            to.0.iter()
+                .map(|d| {
+                    if *d == Dim::Fixed(1) {
+                        Stride::Zero
+                    } else {
+                        kept.next().expect("same squeezed shape")
+                    }
+                })
+                .collect()
         }
     }
 }

@@ -17,7 +17,10 @@ pub struct GraphFn {
 impl GraphFn {
     /// The node of a named output.
     pub fn output(&self, name: &str) -> Option<NodeId> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|(_, id)| *id)
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
     }
 
     /// The canonical text form.
@@ -62,7 +65,16 @@ pub struct TrainSettings {
 
 impl Default for TrainSettings {
     fn default() -> Self {
-        TrainSettings { steps: None, epochs: None, batch: None, seed: 0, log_every: 0, drop_last: false, validation: 0.0, patience: 0 }
+        TrainSettings {
+            steps: None,
+            epochs: None,
+            batch: None,
+            seed: 0,
+            log_every: 0,
+            drop_last: false,
+            validation: 0.0,
+            patience: 0,
+        }
     }
 }
 

@@ -47,7 +47,12 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    pub const ALL: &[Dialect] = &[Dialect::Lecture, Dialect::PyTorch, Dialect::Keras, Dialect::Optax];
+    pub const ALL: &[Dialect] = &[
+        Dialect::Lecture,
+        Dialect::PyTorch,
+        Dialect::Keras,
+        Dialect::Optax,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -104,19 +109,81 @@ impl OptimizerKind {
             (Sgd, _) => &[("lr", 0.01), WD, CLIP],
             (Momentum | Nesterov, PyTorch) => &[("lr", 1e-3), ("momentum", 0.9), WD, CLIP],
             (Momentum | Nesterov, _) => &[("lr", 0.01), ("momentum", 0.9), WD, CLIP],
-            (Adagrad, Lecture) => &[("lr", 0.01), ("eps", 1e-7), ("initial_accumulator", 0.0), WD, CLIP],
-            (Adagrad, PyTorch) => &[("lr", 0.01), ("eps", 1e-10), ("initial_accumulator", 0.0), WD, CLIP],
-            (Adagrad, Keras) => &[("lr", 1e-3), ("eps", 1e-7), ("initial_accumulator", 0.1), WD, CLIP],
-            (Adagrad, Optax) => &[("lr", 0.01), ("eps", 1e-7), ("initial_accumulator", 0.1), WD, CLIP],
+            (Adagrad, Lecture) => &[
+                ("lr", 0.01),
+                ("eps", 1e-7),
+                ("initial_accumulator", 0.0),
+                WD,
+                CLIP,
+            ],
+            (Adagrad, PyTorch) => &[
+                ("lr", 0.01),
+                ("eps", 1e-10),
+                ("initial_accumulator", 0.0),
+                WD,
+                CLIP,
+            ],
+            (Adagrad, Keras) => &[
+                ("lr", 1e-3),
+                ("eps", 1e-7),
+                ("initial_accumulator", 0.1),
+                WD,
+                CLIP,
+            ],
+            (Adagrad, Optax) => &[
+                ("lr", 0.01),
+                ("eps", 1e-7),
+                ("initial_accumulator", 0.1),
+                WD,
+                CLIP,
+            ],
             (RmsProp, Lecture) => &[("lr", 1e-3), ("rho", 0.9), ("eps", 1e-7), WD, CLIP],
             (RmsProp, PyTorch) => &[("lr", 0.01), ("rho", 0.99), ("eps", 1e-8), WD, CLIP],
             (RmsProp, Keras) => &[("lr", 1e-3), ("rho", 0.9), ("eps", 1e-7), WD, CLIP],
             (RmsProp, Optax) => &[("lr", 1e-3), ("rho", 0.9), ("eps", 1e-8), WD, CLIP],
-            (Adam, Keras) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-7), WD, CLIP],
-            (Adam, _) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), WD, CLIP],
-            (AdamW, Keras) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-7), ("decay", 0.004), WD, CLIP],
-            (AdamW, Optax) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("decay", 1e-4), WD, CLIP],
-            (AdamW, _) => &[("lr", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8), ("decay", 0.01), WD, CLIP],
+            (Adam, Keras) => &[
+                ("lr", 1e-3),
+                ("beta1", 0.9),
+                ("beta2", 0.999),
+                ("eps", 1e-7),
+                WD,
+                CLIP,
+            ],
+            (Adam, _) => &[
+                ("lr", 1e-3),
+                ("beta1", 0.9),
+                ("beta2", 0.999),
+                ("eps", 1e-8),
+                WD,
+                CLIP,
+            ],
+            (AdamW, Keras) => &[
+                ("lr", 1e-3),
+                ("beta1", 0.9),
+                ("beta2", 0.999),
+                ("eps", 1e-7),
+                ("decay", 0.004),
+                WD,
+                CLIP,
+            ],
+            (AdamW, Optax) => &[
+                ("lr", 1e-3),
+                ("beta1", 0.9),
+                ("beta2", 0.999),
+                ("eps", 1e-8),
+                ("decay", 1e-4),
+                WD,
+                CLIP,
+            ],
+            (AdamW, _) => &[
+                ("lr", 1e-3),
+                ("beta1", 0.9),
+                ("beta2", 0.999),
+                ("eps", 1e-8),
+                ("decay", 0.01),
+                WD,
+                CLIP,
+            ],
             (Newton, _) => &[("lr", 1.0), ("damping", 0.0), WD, CLIP],
         }
     }
@@ -195,7 +262,11 @@ impl fmt::Display for OptimizerSpec {
             .filter(|((n, _), v)| !((*n == "weight_decay" || *n == "clip_norm") && **v == 0.0))
             .map(|((n, _), v)| format!("{n}={}", crate::ir::print::fmt_number(*v)))
             .collect();
-        let dialect = if self.dialect == Dialect::Lecture { String::new() } else { format!(", defaults={}", self.dialect.name()) };
+        let dialect = if self.dialect == Dialect::Lecture {
+            String::new()
+        } else {
+            format!(", defaults={}", self.dialect.name())
+        };
         write!(f, "{}({}{dialect})", self.kind.name(), hs.join(", "))
     }
 }
@@ -224,7 +295,11 @@ pub struct StepState {
 
 impl Default for StepState {
     fn default() -> Self {
-        StepState { t: 0, pow1: 1.0, pow2: 1.0 }
+        StepState {
+            t: 0,
+            pow1: 1.0,
+            pow2: 1.0,
+        }
     }
 }
 
@@ -234,23 +309,46 @@ impl OptimizerSpec {
     }
 
     pub fn with_dialect(kind: OptimizerKind, dialect: Dialect) -> OptimizerSpec {
-        OptimizerSpec { kind, dialect, values: kind.hyperparameters(dialect).iter().map(|h| h.1).collect() }
+        OptimizerSpec {
+            kind,
+            dialect,
+            values: kind.hyperparameters(dialect).iter().map(|h| h.1).collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> f64 {
-        let i = self.kind.hyperparameters(self.dialect).iter().position(|h| h.0 == name).expect("known hyperparameter");
+        let i = self
+            .kind
+            .hyperparameters(self.dialect)
+            .iter()
+            .position(|h| h.0 == name)
+            .expect("known hyperparameter");
         self.values[i]
     }
 
     pub fn set(&mut self, name: &str, value: f64) -> Result<(), String> {
-        match self.kind.hyperparameters(self.dialect).iter().position(|h| h.0 == name) {
+        match self
+            .kind
+            .hyperparameters(self.dialect)
+            .iter()
+            .position(|h| h.0 == name)
+        {
             Some(i) => {
                 self.values[i] = value;
                 Ok(())
             }
             None => {
-                let known: Vec<_> = self.kind.hyperparameters(self.dialect).iter().map(|h| format!("`{}`", h.0)).collect();
-                Err(format!("`{}` has no hyperparameter `{name}`; it takes {}", self.kind.name(), known.join(", ")))
+                let known: Vec<_> = self
+                    .kind
+                    .hyperparameters(self.dialect)
+                    .iter()
+                    .map(|h| format!("`{}`", h.0))
+                    .collect();
+                Err(format!(
+                    "`{}` has no hyperparameter `{name}`; it takes {}",
+                    self.kind.name(),
+                    known.join(", ")
+                ))
             }
         }
     }
@@ -273,17 +371,33 @@ impl OptimizerSpec {
     /// Advances the step counter and the powers of β.
     pub fn advance(&self, s: &StepState) -> StepState {
         let (b1, b2) = self.betas();
-        StepState { t: s.t + 1, pow1: s.pow1 * b1, pow2: s.pow2 * b2 }
+        StepState {
+            t: s.t + 1,
+            pow1: s.pow1 * b1,
+            pow2: s.pow2 * b2,
+        }
     }
 
     /// As `advance`, with the constants already read.
     pub fn advance_with(c: &StepConstants, s: &StepState) -> StepState {
-        StepState { t: s.t + 1, pow1: s.pow1 * c.beta1, pow2: s.pow2 * c.beta2 }
+        StepState {
+            t: s.t + 1,
+            pow1: s.pow1 * c.beta1,
+            pow2: s.pow2 * c.beta2,
+        }
     }
 
     /// Number of per-step scalars the rule reads.
     pub fn n_scalars(&self) -> usize {
-        self.scalars(1e-3, &StepState { t: 1, pow1: 0.9, pow2: 0.999 }).len()
+        self.scalars(
+            1e-3,
+            &StepState {
+                t: 1,
+                pow1: 0.9,
+                pow2: 0.999,
+            },
+        )
+        .len()
     }
 
     /// The per-step scalars for a step whose state (after `advance`) is `s`, at learning rate
@@ -302,14 +416,24 @@ impl OptimizerSpec {
 
     /// The hyperparameters the per-step scalars need, read once.
     pub fn constants(&self) -> StepConstants {
-        let find = |n: &str| self.kind.hyperparameters(self.dialect).iter().position(|h| h.0 == n).map(|i| self.values[i]);
+        let find = |n: &str| {
+            self.kind
+                .hyperparameters(self.dialect)
+                .iter()
+                .position(|h| h.0 == n)
+                .map(|i| self.values[i])
+        };
         StepConstants {
             momentum: find("momentum").unwrap_or(0.0),
             eps: find("eps").unwrap_or(0.0),
             rho: find("rho").unwrap_or(0.0),
             beta1: find("beta1").unwrap_or(1.0),
             beta2: find("beta2").unwrap_or(1.0),
-            decay: if self.kind == OptimizerKind::AdamW { find("decay").unwrap_or(0.0) } else { 0.0 },
+            decay: if self.kind == OptimizerKind::AdamW {
+                find("decay").unwrap_or(0.0)
+            } else {
+                0.0
+            },
         }
     }
 
@@ -324,7 +448,15 @@ impl OptimizerSpec {
             (RmsProp, _) => out.extend_from_slice(&[lr, c.rho, 1.0 - c.rho, c.eps]),
             (Adam | AdamW, Keras) => {
                 let lr_t = lr * (1.0 - s.pow2).sqrt() / (1.0 - s.pow1);
-                out.extend_from_slice(&[lr_t, c.beta1, 1.0 - c.beta1, c.beta2, 1.0 - c.beta2, c.eps, lr * c.decay])
+                out.extend_from_slice(&[
+                    lr_t,
+                    c.beta1,
+                    1.0 - c.beta1,
+                    c.beta2,
+                    1.0 - c.beta2,
+                    c.eps,
+                    lr * c.decay,
+                ])
             }
             (Adam | AdamW, _) => out.extend_from_slice(&[
                 lr,
@@ -352,9 +484,15 @@ impl OptimizerSpec {
             // Newton's update receives the Newton direction in place of the gradient.
             (Sgd | Newton, _) => vec![(Target::P, sub(P, mul(k(0), G)))],
             (Momentum, Lecture | Keras) => {
-                vec![(Target::S(0), sub(mul(k(1), S(0)), mul(k(0), G))), (Target::P, add(P, S(0)))]
+                vec![
+                    (Target::S(0), sub(mul(k(1), S(0)), mul(k(0), G))),
+                    (Target::P, add(P, S(0))),
+                ]
             }
-            (Momentum, PyTorch | Optax) => vec![(Target::S(0), add(mul(k(1), S(0)), G)), (Target::P, sub(P, mul(k(0), S(0))))],
+            (Momentum, PyTorch | Optax) => vec![
+                (Target::S(0), add(mul(k(1), S(0)), G)),
+                (Target::P, sub(P, mul(k(0), S(0)))),
+            ],
             (Nesterov, Lecture | Keras) => vec![
                 (Target::S(0), sub(mul(k(1), S(0)), mul(k(0), G))),
                 (Target::P, sub(add(P, mul(k(1), S(0))), mul(k(0), G))),
@@ -390,7 +528,10 @@ impl OptimizerSpec {
                 }
                 r.push((Target::S(0), add(mul(k(1), S(0)), mul(k(2), G))));
                 r.push((Target::S(1), add(mul(k(3), S(1)), mul(mul(k(4), G), G))));
-                r.push((Target::P, sub(P, div(mul(k(0), S(0)), add(sqrt(S(1)), k(5))))));
+                r.push((
+                    Target::P,
+                    sub(P, div(mul(k(0), S(0)), add(sqrt(S(1)), k(5)))),
+                ));
                 r
             }
             (Adam | AdamW, d) => {
@@ -413,7 +554,13 @@ impl OptimizerSpec {
     }
 
     /// Interprets the rule on one parameter array in f64 (gradients already decayed and clipped).
-    pub fn apply_rule(&self, scalars: &[f64], param: &mut [f64], grad: &[f64], state: &mut [Vec<f64>]) {
+    pub fn apply_rule(
+        &self,
+        scalars: &[f64],
+        param: &mut [f64],
+        grad: &[f64],
+        state: &mut [Vec<f64>],
+    ) {
         let rule = self.rule();
         for i in 0..param.len() {
             let mut p = param[i];
@@ -440,14 +587,32 @@ impl OptimizerSpec {
     }
 
     /// One reference step over all parameters: weight decay, clipping, then the rule.
-    pub fn reference_step(&self, lr: f64, step: &StepState, params: &mut [Vec<f64>], grads: &[Vec<f64>], state: &mut [Vec<Vec<f64>>]) {
+    pub fn reference_step(
+        &self,
+        lr: f64,
+        step: &StepState,
+        params: &mut [Vec<f64>],
+        grads: &[Vec<f64>],
+        state: &mut [Vec<Vec<f64>>],
+    ) {
         let wd = self.get("weight_decay");
-        let decayed: Vec<Vec<f64>> =
-            params.iter().zip(grads).map(|(p, g)| g.iter().zip(p).map(|(g, p)| if wd != 0.0 { g + wd * p } else { *g }).collect()).collect();
+        let decayed: Vec<Vec<f64>> = params
+            .iter()
+            .zip(grads)
+            .map(|(p, g)| {
+                g.iter()
+                    .zip(p)
+                    .map(|(g, p)| if wd != 0.0 { g + wd * p } else { *g })
+                    .collect()
+            })
+            .collect();
         let scale = self.clip_scale(decayed.iter().flatten().map(|g| g * g).sum());
         let scalars = self.scalars(lr, step);
         for i in 0..params.len() {
-            let g: Vec<f64> = decayed[i].iter().map(|g| if scale != 1.0 { g * scale } else { *g }).collect();
+            let g: Vec<f64> = decayed[i]
+                .iter()
+                .map(|g| if scale != 1.0 { g * scale } else { *g })
+                .collect();
             self.apply_rule(&scalars, &mut params[i], &g, &mut state[i]);
         }
     }
@@ -472,11 +637,18 @@ fn eval(e: &E, p: f64, g: f64, s: &[f64], k: &[f64]) -> f64 {
 pub enum Schedule {
     Constant,
     /// lr · γ^⌊(t−1)/every⌋
-    Step { every: u64, gamma: f64 },
+    Step {
+        every: u64,
+        gamma: f64,
+    },
     /// lr · γ^(t−1)
-    Exponential { gamma: f64 },
+    Exponential {
+        gamma: f64,
+    },
     /// min + (lr − min)·(1 + cos(π·(t−1)/total))/2
-    Cosine { min: f64 },
+    Cosine {
+        min: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -488,7 +660,10 @@ pub struct LrSchedule {
 
 impl Default for LrSchedule {
     fn default() -> Self {
-        LrSchedule { schedule: Schedule::Constant, warmup: 0 }
+        LrSchedule {
+            schedule: Schedule::Constant,
+            warmup: 0,
+        }
     }
 }
 
@@ -501,13 +676,19 @@ impl LrSchedule {
         let t = t.max(1);
         let lr = match self.schedule {
             Schedule::Constant => base,
-            Schedule::Step { every, gamma } => base * gamma.powi(((t - 1) / every.max(1)).min(i32::MAX as u64) as i32),
+            Schedule::Step { every, gamma } => {
+                base * gamma.powi(((t - 1) / every.max(1)).min(i32::MAX as u64) as i32)
+            }
             Schedule::Exponential { gamma } => base * gamma.powf((t - 1) as f64),
             Schedule::Cosine { min } => {
                 let frac = ((t - 1) as f64 / total.max(1) as f64).min(1.0);
                 min + (base - min) * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())
             }
         };
-        if t <= self.warmup { lr * t as f64 / self.warmup as f64 } else { lr }
+        if t <= self.warmup {
+            lr * t as f64 / self.warmup as f64
+        } else {
+            lr
+        }
     }
 }

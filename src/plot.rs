@@ -27,7 +27,10 @@ const FONT: &str = "sans-serif";
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlotError {
     #[error("{file}: unsupported file extension; expected {expected}")]
-    Format { file: String, expected: &'static str },
+    Format {
+        file: String,
+        expected: &'static str,
+    },
     #[error("{file}: {problem}")]
     Input { file: String, problem: String },
     #[error("{file}: cannot draw the plot: {message}")]
@@ -49,7 +52,10 @@ impl Format {
         match extension(path).as_deref() {
             Some("svg") => Ok(Format::Svg),
             Some("png") => Ok(Format::Png),
-            _ => Err(PlotError::Format { file: file_name(path), expected: ".svg or .png" }),
+            _ => Err(PlotError::Format {
+                file: file_name(path),
+                expected: ".svg or .png",
+            }),
         }
     }
 }
@@ -113,17 +119,31 @@ pub fn race_animation(
     let gif = match extension(path).as_deref() {
         Some("gif") => true,
         Some("svg") => false,
-        _ => return Err(PlotError::Format { file: file_name(path), expected: ".gif or .svg" }),
+        _ => {
+            return Err(PlotError::Format {
+                file: file_name(path),
+                expected: ".gif or .svg",
+            });
+        }
     };
     let race = Race::new(path, title, f, x, y, trajectories, minimum)?;
     register_font(path)?;
-    if gif { race.write_gif(path) } else { race.write_animated_svg(path) }
+    if gif {
+        race.write_gif(path)
+    } else {
+        race.write_animated_svg(path)
+    }
 }
 
 /// Line plot of named series against step (e.g. training loss, validation loss, accuracy), with a
 /// legend. The y axis is logarithmic when every value is positive and they span more than two
 /// decades. Non-finite values leave a gap in their line.
-pub fn curves(path: &Path, title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<(), PlotError> {
+pub fn curves(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<(), PlotError> {
     let format = Format::from_path(path)?;
     register_font(path)?;
     let size = (900, 560);
@@ -148,7 +168,8 @@ pub fn curves(path: &Path, title: &str, x_label: &str, series: &[(String, Vec<(f
 type Res<T> = Result<T, Box<dyn Error>>;
 
 fn extension(path: &Path) -> Option<String> {
-    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
 }
 
 fn file_name(path: &Path) -> String {
@@ -156,20 +177,31 @@ fn file_name(path: &Path) -> String {
 }
 
 fn draw_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> PlotError + '_ {
-    move |e| PlotError::Draw { file: file_name(path), message: e.to_string() }
+    move |e| PlotError::Draw {
+        file: file_name(path),
+        message: e.to_string(),
+    }
 }
 
 fn write_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> PlotError + '_ {
-    move |e| PlotError::Write { file: file_name(path), message: e.to_string() }
+    move |e| PlotError::Write {
+        file: file_name(path),
+        message: e.to_string(),
+    }
 }
 
 fn register_font(path: &Path) -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
+    });
     if ok {
         Ok(())
     } else {
-        Err(PlotError::Draw { file: file_name(path), message: "the built-in font does not load".into() })
+        Err(PlotError::Draw {
+            file: file_name(path),
+            message: "the built-in font does not load".into(),
+        })
     }
 }
 
@@ -188,7 +220,9 @@ type BitmapError<'a> = DrawingErrorKind<<BitMapBackend<'a> as DrawingBackend>::E
 
 fn glyph_font() -> Option<&'static FontRef<'static>> {
     static PARSED: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    PARSED.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).ok()).as_ref()
+    PARSED
+        .get_or_init(|| FontRef::try_from_slice(FONT_BYTES).ok())
+        .as_ref()
 }
 
 /// Glyphs of one line of text at their positions, the baseline `ascent` below the top, and the
@@ -225,7 +259,11 @@ impl<'a> DrawingBackend for Bitmap<'a> {
     fn present(&mut self) -> Result<(), BitmapError<'a>> {
         self.0.present()
     }
-    fn draw_pixel(&mut self, point: BackendCoord, color: BackendColor) -> Result<(), BitmapError<'a>> {
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> Result<(), BitmapError<'a>> {
         self.0.draw_pixel(point, color)
     }
     fn draw_line<S: plotters_backend::BackendStyle>(
@@ -268,7 +306,12 @@ impl<'a> DrawingBackend for Bitmap<'a> {
     ) -> Result<(), BitmapError<'a>> {
         self.0.fill_polygon(vert, style)
     }
-    fn blit_bitmap(&mut self, pos: BackendCoord, size: (u32, u32), src: &[u8]) -> Result<(), BitmapError<'a>> {
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), BitmapError<'a>> {
         self.0.blit_bitmap(pos, size, src)
     }
 
@@ -277,7 +320,9 @@ impl<'a> DrawingBackend for Bitmap<'a> {
         text: &str,
         style: &S,
     ) -> Result<(u32, u32), BitmapError<'a>> {
-        let Some(font) = glyph_font() else { return self.0.estimate_text_size(text, style) };
+        let Some(font) = glyph_font() else {
+            return self.0.estimate_text_size(text, style);
+        };
         let (_, width, height) = layout_text(font, style.size(), text);
         Ok((width.ceil() as u32, height.ceil() as u32))
     }
@@ -288,7 +333,9 @@ impl<'a> DrawingBackend for Bitmap<'a> {
         style: &S,
         pos: BackendCoord,
     ) -> Result<(), BitmapError<'a>> {
-        let Some(font) = glyph_font() else { return self.0.draw_text(text, style, pos) };
+        let Some(font) = glyph_font() else {
+            return self.0.draw_text(text, style, pos);
+        };
         let color = style.color();
         if color.alpha == 0.0 {
             return Ok(());
@@ -312,7 +359,9 @@ impl<'a> DrawingBackend for Bitmap<'a> {
         let (w, h) = self.0.get_size();
         let mut result = Ok(());
         for glyph in glyphs {
-            let Some(outline) = font.outline_glyph(glyph) else { continue };
+            let Some(outline) = font.outline_glyph(glyph) else {
+                continue;
+            };
             let bounds = outline.px_bounds();
             outline.draw(|gx, gy, coverage| {
                 if coverage <= 0.0 || result.is_err() {
@@ -323,7 +372,10 @@ impl<'a> DrawingBackend for Bitmap<'a> {
                 let (x, y) = transform.transform(x, y);
                 let (x, y) = (pos.0 + x, pos.1 + y);
                 if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
-                    let ink = BackendColor { alpha: color.alpha * coverage.min(1.0) as f64, rgb: color.rgb };
+                    let ink = BackendColor {
+                        alpha: color.alpha * coverage.min(1.0) as f64,
+                        rgb: color.rgb,
+                    };
                     result = self.0.draw_pixel((x, y), ink);
                 }
             });
@@ -386,7 +438,13 @@ enum Shape {
     Star,
 }
 
-const SHAPES: [Shape; 5] = [Shape::Circle, Shape::Square, Shape::TriangleUp, Shape::Diamond, Shape::TriangleDown];
+const SHAPES: [Shape; 5] = [
+    Shape::Circle,
+    Shape::Square,
+    Shape::TriangleUp,
+    Shape::Diamond,
+    Shape::TriangleDown,
+];
 
 impl Shape {
     /// Outline of a shape whose area roughly matches a circle of radius r.
@@ -460,10 +518,20 @@ fn svg_marker(
         None => String::new(),
     };
     let (open, close) = if shape == Shape::Circle {
-        (format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{r:.1}\"", c.0, c.1), "</circle>")
+        (
+            format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{r:.1}\"", c.0, c.1),
+            "</circle>",
+        )
     } else {
-        let points: Vec<String> = shape.polygon(c, r).iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-        (format!("<polygon points=\"{}\"", points.join(" ")), "</polygon>")
+        let points: Vec<String> = shape
+            .polygon(c, r)
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        (
+            format!("<polygon points=\"{}\"", points.join(" ")),
+            "</polygon>",
+        )
     };
     format!("{open} fill=\"{}\"{stroke}>{inner}{close}\n", hex(fill))
 }
@@ -496,7 +564,12 @@ impl View {
 fn clip_segment(a: (f64, f64), b: (f64, f64), x: (f64, f64), y: (f64, f64)) -> Option<(f64, f64)> {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let (mut t0, mut t1) = (0.0f64, 1.0f64);
-    for (p, q) in [(-dx, a.0 - x.0), (dx, x.1 - a.0), (-dy, a.1 - y.0), (dy, y.1 - a.1)] {
+    for (p, q) in [
+        (-dx, a.0 - x.0),
+        (dx, x.1 - a.0),
+        (-dy, a.1 - y.0),
+        (dy, y.1 - a.1),
+    ] {
         if p == 0.0 {
             if q < 0.0 {
                 return None;
@@ -529,14 +602,21 @@ fn visible_runs(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Vec<Run>
     let mut runs = Vec::new();
     if points.len() == 1 {
         if finite(points[0]) && inside(points[0]) {
-            runs.push(Run { points: vec![points[0]], params: vec![0.0] });
+            runs.push(Run {
+                points: vec![points[0]],
+                params: vec![0.0],
+            });
         }
         return runs;
     }
     let mut current: Option<Run> = None;
     for (i, pair) in points.windows(2).enumerate() {
         let (a, b) = (pair[0], pair[1]);
-        let clipped = if finite(a) && finite(b) { clip_segment(a, b, x, y) } else { None };
+        let clipped = if finite(a) && finite(b) {
+            clip_segment(a, b, x, y)
+        } else {
+            None
+        };
         let Some((t0, t1)) = clipped else {
             runs.extend(current.take());
             continue;
@@ -547,10 +627,16 @@ fn visible_runs(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Vec<Run>
             runs.extend(current.take());
             continue;
         }
-        let continues = t0 == 0.0 && current.as_ref().is_some_and(|r| r.params.last() == Some(&(i as f64)));
+        let continues = t0 == 0.0
+            && current
+                .as_ref()
+                .is_some_and(|r| r.params.last() == Some(&(i as f64)));
         if !continues {
             runs.extend(current.take());
-            current = Some(Run { points: vec![start], params: vec![i as f64 + t0] });
+            current = Some(Run {
+                points: vec![start],
+                params: vec![i as f64 + t0],
+            });
         }
         if let Some(run) = current.as_mut() {
             run.points.push(end);
@@ -572,7 +658,10 @@ fn pixel_runs(points: &[(f64, f64)], view: &View) -> Vec<Run> {
         .into_iter()
         .map(|run| {
             let n = run.points.len();
-            let mut thin = Run { points: Vec::new(), params: Vec::new() };
+            let mut thin = Run {
+                points: Vec::new(),
+                params: Vec::new(),
+            };
             for (k, (p, t)) in run.points.iter().zip(&run.params).enumerate() {
                 let q = view.pixel(*p);
                 let keep = match thin.points.last() {
@@ -606,7 +695,10 @@ fn tick(v: f64, span: f64) -> String {
         let s = format!("{v:.2e}");
         match s.split_once('e') {
             Some((mantissa, exponent)) => {
-                format!("{}e{exponent}", mantissa.trim_end_matches('0').trim_end_matches('.'))
+                format!(
+                    "{}e{exponent}",
+                    mantissa.trim_end_matches('0').trim_end_matches('.')
+                )
             }
             None => s,
         }
@@ -629,7 +721,11 @@ fn contour_color(t: f64) -> [f64; 3] {
         let ((t0, c0), (t1, c1)) = (pair[0], pair[1]);
         if t <= t1 {
             let u = (t - t0) / (t1 - t0);
-            return [c0[0] + u * (c1[0] - c0[0]), c0[1] + u * (c1[1] - c0[1]), c0[2] + u * (c1[2] - c0[2])];
+            return [
+                c0[0] + u * (c1[0] - c0[0]),
+                c0[1] + u * (c1[1] - c0[1]),
+                c0[2] + u * (c1[2] - c0[2]),
+            ];
         }
     }
     STOPS[STOPS.len() - 1].1
@@ -657,7 +753,11 @@ fn contour_raster(
             }
         }
     }
-    let mut floor = z.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+    let mut floor = z
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, f64::min);
     if let Some(m) = minimum {
         let v = f(m.0, m.1);
         if v.is_finite() && v < floor {
@@ -666,7 +766,11 @@ fn contour_raster(
     }
     // The lowest level sits at the 1% quantile of f − min f: low enough to trace the valley floor,
     // high enough that the rings around the minimum do not swallow the picture.
-    let mut above: Vec<f64> = z.iter().map(|v| v - floor).filter(|d| *d > 0.0 && d.is_finite()).collect();
+    let mut above: Vec<f64> = z
+        .iter()
+        .map(|v| v - floor)
+        .filter(|d| *d > 0.0 && d.is_finite())
+        .collect();
     let mut bands = 1usize;
     let (mut low, mut step) = (1.0f64, 1.0f64);
     if !above.is_empty() {
@@ -682,7 +786,13 @@ fn contour_raster(
     }
     let level: Vec<f64> = z
         .iter()
-        .map(|v| if v.is_finite() { ((v - floor).max(low).ln() - low.ln()) / step } else { f64::NAN })
+        .map(|v| {
+            if v.is_finite() {
+                ((v - floor).max(low).ln() - low.ln()) / step
+            } else {
+                f64::NAN
+            }
+        })
         .collect();
 
     let mut rgb = vec![0u8; w * h * 3];
@@ -695,7 +805,11 @@ fn contour_raster(
                 continue;
             }
             let band = (s.floor().max(0.0) as usize).min(bands - 1);
-            let mut color = contour_color(if bands > 1 { band as f64 / (bands - 1) as f64 } else { 0.0 });
+            let mut color = contour_color(if bands > 1 {
+                band as f64 / (bands - 1) as f64
+            } else {
+                0.0
+            });
             let nearest = s.round();
             if nearest >= 1.0 && nearest < bands as f64 {
                 // Distance to the level line in pixels, from the level's change per pixel.
@@ -794,7 +908,14 @@ impl Legend {
                 best_hidden = n;
             }
         }
-        Legend { left: best.0, top: best.1, width, height, row, entries }
+        Legend {
+            left: best.0,
+            top: best.1,
+            width,
+            height,
+            row,
+            entries,
+        }
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, look: &Look) -> Res<()>
@@ -805,24 +926,47 @@ impl Legend {
             return Ok(());
         }
         let pad = look.px(8.0);
-        let corners = [ipt((self.left, self.top)), ipt((self.left + self.width, self.top + self.height))];
+        let corners = [
+            ipt((self.left, self.top)),
+            ipt((self.left + self.width, self.top + self.height)),
+        ];
         area.draw(&Rectangle::new(corners, WHITE.mix(0.92).filled()))?;
-        area.draw(&Rectangle::new(corners, RGBColor(150, 150, 150).stroke_width(1)))?;
-        let text = look.font(16.0).color(&RGBColor(30, 30, 30)).pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Rectangle::new(
+            corners,
+            RGBColor(150, 150, 150).stroke_width(1),
+        ))?;
+        let text = look
+            .font(16.0)
+            .color(&RGBColor(30, 30, 30))
+            .pos(Pos::new(HPos::Left, VPos::Center));
         for (k, (name, color, shape)) in self.entries.iter().enumerate() {
             let yc = self.top + pad + self.row * (k as f64 + 0.5) - look.px(2.0);
             let x0 = self.left + pad;
             let x1 = x0 + look.px(34.0);
             match shape {
                 Some(Shape::Star) => {
-                    draw_marker(area, Shape::Star, ((x0 + x1) / 2.0, yc), look.px(6.0), GOLD, Some((BLACK, 1)))?;
+                    draw_marker(
+                        area,
+                        Shape::Star,
+                        ((x0 + x1) / 2.0, yc),
+                        look.px(6.0),
+                        GOLD,
+                        Some((BLACK, 1)),
+                    )?;
                 }
                 Some(shape) => {
                     area.draw(&PathElement::new(
                         vec![ipt((x0, yc)), ipt((x1, yc))],
                         color.stroke_width(look.width(2.0)),
                     ))?;
-                    draw_marker(area, *shape, ((x0 + x1) / 2.0, yc), look.px(4.5), *color, Some((WHITE, 1)))?;
+                    draw_marker(
+                        area,
+                        *shape,
+                        ((x0 + x1) / 2.0, yc),
+                        look.px(4.5),
+                        *color,
+                        Some((WHITE, 1)),
+                    )?;
                 }
                 None => {
                     area.draw(&PathElement::new(
@@ -831,7 +975,11 @@ impl Legend {
                     ))?;
                 }
             }
-            area.draw(&Text::new(name.clone(), ipt((x1 + look.px(8.0), yc)), text.clone()))?;
+            area.draw(&Text::new(
+                name.clone(),
+                ipt((x1 + look.px(8.0), yc)),
+                text.clone(),
+            ))?;
         }
         Ok(())
     }
@@ -876,7 +1024,14 @@ impl<'a> Race<'a> {
     ) -> Result<Race<'a>, PlotError> {
         let x = check_range(path, "x", x)?;
         let y = check_range(path, "y", y)?;
-        Ok(Race { title, f, x, y, trajectories, minimum })
+        Ok(Race {
+            title,
+            f,
+            x,
+            y,
+            trajectories,
+            minimum,
+        })
     }
 
     /// The canvas size: the plot keeps the data's aspect ratio within limits, so a square domain
@@ -942,11 +1097,18 @@ impl<'a> Race<'a> {
             top: top as f64,
             bottom: bottom as f64,
         };
-        let (w, h) = ((right - left).max(1) as usize, (bottom - top).max(1) as usize);
+        let (w, h) = (
+            (right - left).max(1) as usize,
+            (bottom - top).max(1) as usize,
+        );
         let rgb = contour_raster(self.f, self.x, self.y, (w, h), self.minimum);
-        let image = BitMapElement::with_owned_buffer((left, top), (w as u32, h as u32), rgb).ok_or("raster size")?;
+        let image = BitMapElement::with_owned_buffer((left, top), (w as u32, h as u32), rgb)
+            .ok_or("raster size")?;
         root.draw(&image)?;
-        root.draw(&Rectangle::new([(left, top), (right, bottom)], RGBColor(60, 60, 60).stroke_width(1)))?;
+        root.draw(&Rectangle::new(
+            [(left, top), (right, bottom)],
+            RGBColor(60, 60, 60).stroke_width(1),
+        ))?;
         Ok(view)
     }
 
@@ -977,15 +1139,32 @@ impl<'a> Race<'a> {
             entries.push(("minimum".into(), GOLD, Some(Shape::Star)));
             avoid.extend(std::iter::repeat_n(view.pixel(m), 20));
         }
-        Legend::place(entries, look, (view.left, view.top, view.right, view.bottom), &avoid)
+        Legend::place(
+            entries,
+            look,
+            (view.left, view.top, view.right, view.bottom),
+            &avoid,
+        )
     }
 
-    fn draw_minimum<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, view: &View, look: &Look) -> Res<()>
+    fn draw_minimum<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        view: &View,
+        look: &Look,
+    ) -> Res<()>
     where
         DB::ErrorType: 'static,
     {
         if let Some(m) = self.minimum.filter(|m| view.contains(*m)) {
-            draw_marker(root, Shape::Star, view.pixel(m), look.px(8.0), GOLD, Some((BLACK, 1)))?;
+            draw_marker(
+                root,
+                Shape::Star,
+                view.pixel(m),
+                look.px(8.0),
+                GOLD,
+                Some((BLACK, 1)),
+            )?;
         }
         Ok(())
     }
@@ -1023,10 +1202,24 @@ impl<'a> Race<'a> {
             }
         }
         if view.contains(points[0]) {
-            draw_marker(root, shape, view.pixel(points[0]), look.px(5.5), WHITE, Some((color, look.width(2.0))))?;
+            draw_marker(
+                root,
+                shape,
+                view.pixel(points[0]),
+                look.px(5.5),
+                WHITE,
+                Some((color, look.width(2.0))),
+            )?;
         }
         if last > 0 && view.contains(points[last]) {
-            draw_marker(root, shape, view.pixel(points[last]), look.px(6.0), color, Some((BLACK, 1)))?;
+            draw_marker(
+                root,
+                shape,
+                view.pixel(points[last]),
+                look.px(6.0),
+                color,
+                Some((BLACK, 1)),
+            )?;
         }
         Ok(())
     }
@@ -1045,12 +1238,19 @@ impl<'a> Race<'a> {
 
     /// The step shown in each frame: every step, or evenly spread ones for long runs.
     fn frame_steps(&self) -> Vec<usize> {
-        let steps = self.trajectories.iter().map(|t| t.points.len()).max().unwrap_or(0);
+        let steps = self
+            .trajectories
+            .iter()
+            .map(|t| t.points.len())
+            .max()
+            .unwrap_or(0);
         if steps <= 1 {
             return vec![0];
         }
         let frames = steps.min(MAX_FRAMES);
-        (0..frames).map(|k| ((k * (steps - 1)) as f64 / (frames - 1) as f64).round() as usize).collect()
+        (0..frames)
+            .map(|k| ((k * (steps - 1)) as f64 / (frames - 1) as f64).round() as usize)
+            .collect()
     }
 
     /// Frames are rendered in memory and written as differences from the frame before: a full
@@ -1062,23 +1262,33 @@ impl<'a> Race<'a> {
         let view = {
             let root = Bitmap(BitMapBackend::with_buffer(&mut base, (w, h))).into_drawing_area();
             let view = self.draw_base(&root, &look).map_err(draw_error(path))?;
-            self.draw_minimum(&root, &view, &look).map_err(draw_error(path))?;
+            self.draw_minimum(&root, &view, &look)
+                .map_err(draw_error(path))?;
             root.present().map_err(draw_error(path))?;
             view
         };
         let legend = self.legend(&view, &look);
         let steps = self.frame_steps();
-        let total_steps = self.trajectories.iter().map(|t| t.points.len()).max().unwrap_or(0);
+        let total_steps = self
+            .trajectories
+            .iter()
+            .map(|t| t.points.len())
+            .max()
+            .unwrap_or(0);
         let delay_cs = (frame_delay_ms(steps.len()) / 10) as u16;
-        let counter = look.font(15.0).color(&RGBColor(90, 90, 90)).pos(Pos::new(HPos::Right, VPos::Bottom));
+        let counter = look
+            .font(15.0)
+            .color(&RGBColor(90, 90, 90))
+            .pos(Pos::new(HPos::Right, VPos::Bottom));
         let file = std::fs::File::create(path).map_err(write_error(path))?;
-        let mut gif =
-            GifWriter::new(std::io::BufWriter::new(file), (w as usize, h as usize)).map_err(write_error(path))?;
+        let mut gif = GifWriter::new(std::io::BufWriter::new(file), (w as usize, h as usize))
+            .map_err(write_error(path))?;
         let mut previous: Option<Vec<u8>> = None;
         for (frame, &step) in steps.iter().enumerate() {
             let mut pixels = base.clone();
             {
-                let root = Bitmap(BitMapBackend::with_buffer(&mut pixels, (w, h))).into_drawing_area();
+                let root =
+                    Bitmap(BitMapBackend::with_buffer(&mut pixels, (w, h))).into_drawing_area();
                 let draw = || -> Res<()> {
                     for k in 0..self.trajectories.len() {
                         self.draw_trajectory(&root, &view, &look, k, step)?;
@@ -1086,15 +1296,24 @@ impl<'a> Race<'a> {
                     legend.draw(&root, &look)?;
                     if total_steps > 1 {
                         let label = format!("step {step}");
-                        root.draw(&Text::new(label, ipt((view.right, view.top - look.px(4.0))), counter.clone()))?;
+                        root.draw(&Text::new(
+                            label,
+                            ipt((view.right, view.top - look.px(4.0))),
+                            counter.clone(),
+                        ))?;
                     }
                     root.present()?;
                     Ok(())
                 };
                 draw().map_err(draw_error(path))?;
             }
-            let delay = if frame + 1 == steps.len() { (HOLD_MS / 10) as u16 } else { delay_cs };
-            gif.push(previous.as_deref(), &pixels, delay).map_err(write_error(path))?;
+            let delay = if frame + 1 == steps.len() {
+                (HOLD_MS / 10) as u16
+            } else {
+                delay_cs
+            };
+            gif.push(previous.as_deref(), &pixels, delay)
+                .map_err(write_error(path))?;
             previous = Some(pixels);
         }
         gif.finish().map_err(write_error(path))
@@ -1107,28 +1326,38 @@ impl<'a> Race<'a> {
         let view = {
             let root = SVGBackend::with_string(&mut base, size).into_drawing_area();
             let view = self.draw_base(&root, &look).map_err(draw_error(path))?;
-            self.draw_minimum(&root, &view, &look).map_err(draw_error(path))?;
+            self.draw_minimum(&root, &view, &look)
+                .map_err(draw_error(path))?;
             root.present().map_err(draw_error(path))?;
             view
         };
         let mut legend_svg = String::new();
         {
             let root = SVGBackend::with_string(&mut legend_svg, size).into_drawing_area();
-            self.legend(&view, &look).draw(&root, &look).map_err(draw_error(path))?;
+            self.legend(&view, &look)
+                .draw(&root, &look)
+                .map_err(draw_error(path))?;
             root.present().map_err(draw_error(path))?;
         }
         let steps = self.frame_steps();
         let delay = frame_delay_ms(steps.len()) as f64 / 1000.0;
         let play = delay * steps.len() as f64;
         let duration = play + HOLD_MS as f64 / 1000.0;
-        let timing = Timing { steps: &steps, delay, duration };
+        let timing = Timing {
+            steps: &steps,
+            delay,
+            duration,
+        };
         let mut overlay = String::new();
         for k in 0..self.trajectories.len() {
             overlay.push_str(&self.svg_trajectory(&view, &look, k, &timing));
         }
         let legend_body = svg_body(&legend_svg);
         let Some(end) = base.rfind("</svg>") else {
-            return Err(PlotError::Draw { file: file_name(path), message: "unexpected SVG output".into() });
+            return Err(PlotError::Draw {
+                file: file_name(path),
+                message: "unexpected SVG output".into(),
+            });
         };
         base.truncate(end);
         base.push_str(&overlay);
@@ -1147,7 +1376,10 @@ impl<'a> Race<'a> {
         }
         let color = Race::color(k);
         let shape = Race::shape(k);
-        let mut out = format!("<g class=\"trajectory\" data-name=\"{}\">\n", xml_escape(&self.trajectories[k].name));
+        let mut out = format!(
+            "<g class=\"trajectory\" data-name=\"{}\">\n",
+            xml_escape(&self.trajectories[k].name)
+        );
         let key_times = timing.key_times().join(";");
         for run in pixel_runs(points, view) {
             let px = &run.points;
@@ -1168,7 +1400,8 @@ impl<'a> Race<'a> {
                 }
                 for i in 1..run.params.len() {
                     if t <= run.params[i] {
-                        let u = (t - run.params[i - 1]) / (run.params[i] - run.params[i - 1]).max(1e-12);
+                        let u = (t - run.params[i - 1])
+                            / (run.params[i] - run.params[i - 1]).max(1e-12);
                         return lengths[i - 1] + u * (lengths[i] - lengths[i - 1]);
                     }
                 }
@@ -1198,8 +1431,21 @@ impl<'a> Race<'a> {
                 continue;
             }
             let appear = format!("0;{:.4}", timing.time_of_step(i) / timing.duration);
-            let inner = smil("animate attributeName=\"opacity\"", "discrete", timing.duration, &appear, "0;1");
-            out.push_str(&svg_marker(shape, view.pixel(*p), look.px(3.2), color, None, &inner));
+            let inner = smil(
+                "animate attributeName=\"opacity\"",
+                "discrete",
+                timing.duration,
+                &appear,
+                "0;1",
+            );
+            out.push_str(&svg_marker(
+                shape,
+                view.pixel(*p),
+                look.px(3.2),
+                color,
+                None,
+                &inner,
+            ));
         }
         if view.contains(points[0]) {
             out.push_str(&svg_marker(
@@ -1218,21 +1464,48 @@ impl<'a> Race<'a> {
             let mut last_seen = None;
             let mut positions = Vec::new();
             let mut opacity = Vec::new();
-            for step in timing.steps.iter().copied().chain(std::iter::once(usize::MAX)) {
+            for step in timing
+                .steps
+                .iter()
+                .copied()
+                .chain(std::iter::once(usize::MAX))
+            {
                 let p = points[step.min(end)];
                 if view.contains(p) {
                     last_seen = Some(view.pixel(p));
                 }
                 let (x, y) = last_seen.unwrap_or((0.0, 0.0));
                 positions.push(format!("{x:.1} {y:.1}"));
-                opacity.push(if step > 0 && view.contains(p) { "1" } else { "0" }.to_string());
+                opacity.push(
+                    if step > 0 && view.contains(p) {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_string(),
+                );
             }
             let (x, y) = last_seen.unwrap_or((0.0, 0.0));
             let shown = if view.contains(points[end]) { "1" } else { "0" };
-            out.push_str(&format!("<g transform=\"translate({x:.1} {y:.1})\" opacity=\"{shown}\">\n"));
-            out.push_str(&svg_marker(shape, (0.0, 0.0), look.px(6.0), color, Some((BLACK, 1.0)), ""));
+            out.push_str(&format!(
+                "<g transform=\"translate({x:.1} {y:.1})\" opacity=\"{shown}\">\n"
+            ));
+            out.push_str(&svg_marker(
+                shape,
+                (0.0, 0.0),
+                look.px(6.0),
+                color,
+                Some((BLACK, 1.0)),
+                "",
+            ));
             let head = "animateTransform attributeName=\"transform\" type=\"translate\"";
-            out.push_str(&smil(head, "linear", timing.duration, &key_times, &positions.join(";")));
+            out.push_str(&smil(
+                head,
+                "linear",
+                timing.duration,
+                &key_times,
+                &positions.join(";"),
+            ));
             out.push('\n');
             out.push_str(&smil(
                 "animate attributeName=\"opacity\"",
@@ -1260,11 +1533,20 @@ impl<W: std::io::Write> GifWriter<W> {
     fn new(out: W, size: (usize, usize)) -> Result<Self, gif::EncodingError> {
         let mut encoder = gif::Encoder::new(out, size.0 as u16, size.1 as u16, &[])?;
         encoder.set_repeat(gif::Repeat::Infinite)?;
-        Ok(GifWriter { encoder, size, pending: None })
+        Ok(GifWriter {
+            encoder,
+            size,
+            pending: None,
+        })
     }
 
     /// Adds `current` (RGB, row by row), shown for `delay` hundredths of a second.
-    fn push(&mut self, previous: Option<&[u8]>, current: &[u8], delay: u16) -> Result<(), gif::EncodingError> {
+    fn push(
+        &mut self,
+        previous: Option<&[u8]>,
+        current: &[u8],
+        delay: u16,
+    ) -> Result<(), gif::EncodingError> {
         let (w, h) = self.size;
         let rect = match previous {
             None => Some((0, 0, w, h)),
@@ -1294,15 +1576,21 @@ impl<W: std::io::Write> GifWriter<W> {
 }
 
 /// The smallest rectangle (x0, y0, x1, y1), ends exclusive, holding every pixel that differs.
-fn changed_rect(previous: &[u8], current: &[u8], (w, h): (usize, usize)) -> Option<(usize, usize, usize, usize)> {
+fn changed_rect(
+    previous: &[u8],
+    current: &[u8],
+    (w, h): (usize, usize),
+) -> Option<(usize, usize, usize, usize)> {
     let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
     for y in 0..h {
         let row = y * w * 3..(y + 1) * w * 3;
         if previous[row.clone()] == current[row.clone()] {
             continue;
         }
-        let changed =
-            |x: &usize| previous[(y * w + x) * 3..(y * w + x) * 3 + 3] != current[(y * w + x) * 3..(y * w + x) * 3 + 3];
+        let changed = |x: &usize| {
+            previous[(y * w + x) * 3..(y * w + x) * 3 + 3]
+                != current[(y * w + x) * 3..(y * w + x) * 3 + 3]
+        };
         if let (Some(first), Some(last)) = ((0..w).find(changed), (0..w).rev().find(changed)) {
             x0 = x0.min(first);
             x1 = x1.max(last + 1);
@@ -1324,7 +1612,8 @@ fn gif_frame(
     (x0, y0, x1, y1): (usize, usize, usize, usize),
 ) -> gif::Frame<'static> {
     let rgb = |k: usize| [current[k * 3], current[k * 3 + 1], current[k * 3 + 2]];
-    let unchanged = |k: usize| previous.is_some_and(|p| p[k * 3..k * 3 + 3] == current[k * 3..k * 3 + 3]);
+    let unchanged =
+        |k: usize| previous.is_some_and(|p| p[k * 3..k * 3 + 3] == current[k * 3..k * 3 + 3]);
     let mut counts: HashMap<[u8; 3], u32> = HashMap::new();
     let mut any_unchanged = false;
     for y in y0..y1 {
@@ -1341,10 +1630,18 @@ fn gif_frame(
     colors.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let slots = if any_unchanged { 255 } else { 256 };
     let palette: Vec<[u8; 3]> = colors.iter().take(slots).map(|(c, _)| *c).collect();
-    let mut index: HashMap<[u8; 3], u8> = palette.iter().enumerate().map(|(i, c)| (*c, i as u8)).collect();
-    let distance = |a: &[u8; 3], b: &[u8; 3]| -> i32 { (0..3).map(|i| (a[i] as i32 - b[i] as i32).pow(2)).sum() };
+    let mut index: HashMap<[u8; 3], u8> = palette
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u8))
+        .collect();
+    let distance = |a: &[u8; 3], b: &[u8; 3]| -> i32 {
+        (0..3).map(|i| (a[i] as i32 - b[i] as i32).pow(2)).sum()
+    };
     for (color, _) in colors.iter().skip(slots) {
-        let nearest = (0..palette.len()).min_by_key(|&i| distance(color, &palette[i])).unwrap_or(0);
+        let nearest = (0..palette.len())
+            .min_by_key(|&i| distance(color, &palette[i]))
+            .unwrap_or(0);
         index.insert(*color, nearest as u8);
     }
     let transparent = any_unchanged.then_some(palette.len() as u8);
@@ -1356,7 +1653,11 @@ fn gif_frame(
     for y in y0..y1 {
         for x in x0..x1 {
             let k = y * width + x;
-            buffer.push(if unchanged(k) { palette.len() as u8 } else { index.get(&rgb(k)).copied().unwrap_or(0) });
+            buffer.push(if unchanged(k) {
+                palette.len() as u8
+            } else {
+                index.get(&rgb(k)).copied().unwrap_or(0)
+            });
         }
     }
     gif::Frame {
@@ -1398,8 +1699,9 @@ struct Timing<'a> {
 
 impl Timing<'_> {
     fn key_times(&self) -> Vec<String> {
-        let mut times: Vec<String> =
-            (0..self.steps.len()).map(|k| format!("{:.4}", k as f64 * self.delay / self.duration)).collect();
+        let mut times: Vec<String> = (0..self.steps.len())
+            .map(|k| format!("{:.4}", k as f64 * self.delay / self.duration))
+            .collect();
         times.push("1".into());
         times
     }
@@ -1412,20 +1714,30 @@ impl Timing<'_> {
 
     /// When the frame that first shows `step` begins.
     fn time_of_step(&self, step: usize) -> f64 {
-        let frame = self.steps.iter().position(|s| *s >= step).unwrap_or(self.steps.len().saturating_sub(1));
+        let frame = self
+            .steps
+            .iter()
+            .position(|s| *s >= step)
+            .unwrap_or(self.steps.len().saturating_sub(1));
         frame as f64 * self.delay
     }
 }
 
 /// The elements of an SVG document, without its `<svg>` wrapper.
 fn svg_body(svg: &str) -> &str {
-    let start = svg.find("<svg").and_then(|s| svg[s..].find('>').map(|e| s + e + 1)).unwrap_or(0);
+    let start = svg
+        .find("<svg")
+        .and_then(|s| svg[s..].find('>').map(|e| s + e + 1))
+        .unwrap_or(0);
     let end = svg.rfind("</svg>").unwrap_or(svg.len()).max(start);
     &svg[start..end]
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Axis ranges for the curves: the finite data, padded; log scale when it spans over two decades.
@@ -1437,8 +1749,18 @@ struct CurveAxes {
 
 impl CurveAxes {
     fn new(series: &[(String, Vec<(f64, f64)>)]) -> CurveAxes {
-        let points = || series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let points = || {
+            series
+                .iter()
+                .flat_map(|(_, p)| p.iter())
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+        };
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for &(x, y) in points() {
             x0 = x0.min(x);
             x1 = x1.max(x);
@@ -1446,7 +1768,11 @@ impl CurveAxes {
             y1 = y1.max(y);
         }
         if x0 > x1 {
-            return CurveAxes { x: (0.0, 1.0), y: (0.0, 1.0), log_y: false };
+            return CurveAxes {
+                x: (0.0, 1.0),
+                y: (0.0, 1.0),
+                log_y: false,
+            };
         }
         let pad = |lo: f64, hi: f64, fraction: f64| -> (f64, f64) {
             let span = hi - lo;
@@ -1460,10 +1786,18 @@ impl CurveAxes {
             (lo - span * fraction, hi + span * fraction)
         };
         let x = pad(x0, x1, 0.0);
-        let x = if x.0 == x.1 { (x.0 - 1.0, x.1 + 1.0) } else { x };
+        let x = if x.0 == x.1 {
+            (x.0 - 1.0, x.1 + 1.0)
+        } else {
+            x
+        };
         let log_y = y0 > 0.0 && y1 / y0 > 100.0;
         let margin = 10f64.powf(0.1);
-        let y = if log_y { (y0 / margin, (y1 * margin).min(f64::MAX)) } else { pad(y0, y1, 0.05) };
+        let y = if log_y {
+            (y0 / margin, (y1 * margin).min(f64::MAX))
+        } else {
+            pad(y0, y1, 0.05)
+        };
         CurveAxes { x, y, log_y }
     }
 }
@@ -1475,8 +1809,11 @@ fn log_ticks((lo, hi): (f64, f64)) -> Vec<f64> {
     let exponent = |v: f64| v.log10().clamp(-330.0, 330.0);
     let (first, last) = (exponent(lo).floor() as i32, exponent(hi).ceil() as i32);
     let decades = (last - first).max(1);
-    let (multiples, stride): (&[f64], i32) =
-        if decades <= 4 { (&[1.0, 2.0, 5.0], 1) } else { (&[1.0], (decades + 7) / 8) };
+    let (multiples, stride): (&[f64], i32) = if decades <= 4 {
+        (&[1.0, 2.0, 5.0], 1)
+    } else {
+        (&[1.0], (decades + 7) / 8)
+    };
     let mut ticks = Vec::new();
     for e in (first..=last).filter(|e| (e - first) % stride == 0) {
         for m in multiples {
@@ -1516,7 +1853,10 @@ where
     let axes = CurveAxes::new(series);
     if axes.log_y {
         let ticks = log_ticks(axes.y);
-        let y_spec = (axes.y.0..axes.y.1).log_scale().with_key_points(ticks.clone()).with_light_points(ticks);
+        let y_spec = (axes.y.0..axes.y.1)
+            .log_scale()
+            .with_key_points(ticks.clone())
+            .with_light_points(ticks);
         draw_curves_on(root, title, x_label, series, &axes, y_spec)
     } else {
         draw_curves_on(root, title, x_label, series, &axes, axes.y.0..axes.y.1)
@@ -1564,7 +1904,12 @@ where
         .y_label_formatter(&fy)
         .draw()?;
     let inside = |&(x, y): &(f64, f64)| {
-        x.is_finite() && y.is_finite() && x >= axes.x.0 && x <= axes.x.1 && y >= axes.y.0 && y <= axes.y.1
+        x.is_finite()
+            && y.is_finite()
+            && x >= axes.x.0
+            && x <= axes.x.1
+            && y >= axes.y.0
+            && y <= axes.y.1
     };
     let mut avoid = Vec::new();
     let mut entries = Vec::new();
@@ -1613,7 +1958,8 @@ mod tests {
     fn temp_dir(name: &str) -> PathBuf {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("adjoint-plot-{}-{name}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("adjoint-plot-{}-{name}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -1638,26 +1984,51 @@ mod tests {
         let wild: Vec<(f64, f64)> = (0..60)
             .map(|i| {
                 let t = i as f64 / 59.0;
-                (0.5 + 2.5 * (6.0 * t).sin() * (1.0 - t), 2.5 - 1.5 * t + 3.0 * (1.0 - t) * (5.0 * t).sin())
+                (
+                    0.5 + 2.5 * (6.0 * t).sin() * (1.0 - t),
+                    2.5 - 1.5 * t + 3.0 * (1.0 - t) * (5.0 * t).sin(),
+                )
             })
             .collect();
         vec![
-            Trajectory { name: "gradient descent".into(), points: crawl },
-            Trajectory { name: "momentum".into(), points: swing },
-            Trajectory { name: "adam".into(), points: wild },
+            Trajectory {
+                name: "gradient descent".into(),
+                points: crawl,
+            },
+            Trajectory {
+                name: "momentum".into(),
+                points: swing,
+            },
+            Trajectory {
+                name: "adam".into(),
+                points: wild,
+            },
         ]
     }
 
     fn starts_with(path: &Path, magic: &[u8]) {
         let bytes = std::fs::read(path).unwrap();
         assert!(bytes.len() > magic.len(), "{} is empty", path.display());
-        assert!(bytes.starts_with(magic), "{} starts with {:?}", path.display(), &bytes[..16.min(bytes.len())]);
+        assert!(
+            bytes.starts_with(magic),
+            "{} starts with {:?}",
+            path.display(),
+            &bytes[..16.min(bytes.len())]
+        );
     }
 
     fn starts_like_svg(path: &Path) {
         let text = std::fs::read_to_string(path).unwrap();
-        assert!(text.trim_start().starts_with("<svg"), "{} is not SVG", path.display());
-        assert!(text.trim_end().ends_with("</svg>"), "{} is cut short", path.display());
+        assert!(
+            text.trim_start().starts_with("<svg"),
+            "{} is not SVG",
+            path.display()
+        );
+        assert!(
+            text.trim_end().ends_with("</svg>"),
+            "{} is cut short",
+            path.display()
+        );
     }
 
     #[test]
@@ -1666,12 +2037,24 @@ mod tests {
         let runs = trajectories();
         for name in ["race.svg", "race.png"] {
             let path = dir.join(name);
-            race_still(&path, "Rosenbrock", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &runs, Some((1.0, 1.0))).unwrap();
+            race_still(
+                &path,
+                "Rosenbrock",
+                &rosenbrock,
+                (-2.0, 2.0),
+                (-1.0, 3.0),
+                &runs,
+                Some((1.0, 1.0)),
+            )
+            .unwrap();
         }
         starts_like_svg(&dir.join("race.svg"));
         starts_with(&dir.join("race.png"), PNG_MAGIC);
         let svg = std::fs::read_to_string(dir.join("race.svg")).unwrap();
-        assert!(svg.contains("data:image/png;base64,"), "the contour map is embedded as PNG");
+        assert!(
+            svg.contains("data:image/png;base64,"),
+            "the contour map is embedded as PNG"
+        );
         assert!(svg.contains("momentum"), "the legend names the runs");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1681,9 +2064,20 @@ mod tests {
         let dir = temp_dir("animation");
         let runs = trajectories();
         let gif = dir.join("race.gif");
-        race_animation(&gif, "Rosenbrock", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &runs, Some((1.0, 1.0))).unwrap();
+        race_animation(
+            &gif,
+            "Rosenbrock",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &runs,
+            Some((1.0, 1.0)),
+        )
+        .unwrap();
         starts_with(&gif, GIF_MAGIC);
-        let mut decoder = gif::DecodeOptions::new().read_info(std::fs::File::open(&gif).unwrap()).unwrap();
+        let mut decoder = gif::DecodeOptions::new()
+            .read_info(std::fs::File::open(&gif).unwrap())
+            .unwrap();
         let mut frames = 0;
         while decoder.read_next_frame().unwrap().is_some() {
             frames += 1;
@@ -1691,7 +2085,16 @@ mod tests {
         // One frame per step of the longest run (120 steps), subsampled to the frame limit.
         assert_eq!(frames, MAX_FRAMES);
         let svg = dir.join("race.svg");
-        race_animation(&svg, "Rosenbrock", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &runs, Some((1.0, 1.0))).unwrap();
+        race_animation(
+            &svg,
+            "Rosenbrock",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &runs,
+            Some((1.0, 1.0)),
+        )
+        .unwrap();
         starts_like_svg(&svg);
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(text.contains("<animate attributeName=\"stroke-dashoffset\""));
@@ -1701,14 +2104,29 @@ mod tests {
     #[test]
     fn curves_as_png_and_svg() {
         let dir = temp_dir("curves");
-        let loss: Vec<(f64, f64)> = (0..300).map(|i| (i as f64, 5.0 * (-(i as f64) / 40.0).exp() + 1e-3)).collect();
-        let val: Vec<(f64, f64)> =
-            (0..300).step_by(10).map(|i| (i as f64, 6.0 * (-(i as f64) / 50.0).exp() + 0.01)).collect();
-        let accuracy: Vec<(f64, f64)> = (0..300).map(|i| (i as f64, 1.0 - 0.9 * (-(i as f64) / 60.0).exp())).collect();
-        let series = vec![("training loss".to_string(), loss), ("validation loss".to_string(), val)];
+        let loss: Vec<(f64, f64)> = (0..300)
+            .map(|i| (i as f64, 5.0 * (-(i as f64) / 40.0).exp() + 1e-3))
+            .collect();
+        let val: Vec<(f64, f64)> = (0..300)
+            .step_by(10)
+            .map(|i| (i as f64, 6.0 * (-(i as f64) / 50.0).exp() + 0.01))
+            .collect();
+        let accuracy: Vec<(f64, f64)> = (0..300)
+            .map(|i| (i as f64, 1.0 - 0.9 * (-(i as f64) / 60.0).exp()))
+            .collect();
+        let series = vec![
+            ("training loss".to_string(), loss),
+            ("validation loss".to_string(), val),
+        ];
         curves(&dir.join("loss.png"), "Loss", "step", &series).unwrap();
         curves(&dir.join("loss.svg"), "Loss", "step", &series).unwrap();
-        curves(&dir.join("accuracy.png"), "Accuracy", "epoch", &[("accuracy".to_string(), accuracy)]).unwrap();
+        curves(
+            &dir.join("accuracy.png"),
+            "Accuracy",
+            "epoch",
+            &[("accuracy".to_string(), accuracy)],
+        )
+        .unwrap();
         starts_with(&dir.join("loss.png"), PNG_MAGIC);
         starts_like_svg(&dir.join("loss.svg"));
         starts_with(&dir.join("accuracy.png"), PNG_MAGIC);
@@ -1721,25 +2139,90 @@ mod tests {
         let runs = vec![
             Trajectory {
                 name: "nan".into(),
-                points: vec![(0.0, 0.0), (f64::NAN, 1.0), (0.5, 0.5), (f64::INFINITY, 0.0)],
+                points: vec![
+                    (0.0, 0.0),
+                    (f64::NAN, 1.0),
+                    (0.5, 0.5),
+                    (f64::INFINITY, 0.0),
+                ],
             },
-            Trajectory { name: "far".into(), points: vec![(-1e300, 1e300), (1e300, -1e300), (0.0, 0.0), (1e9, 5.0)] },
-            Trajectory { name: "empty".into(), points: vec![] },
-            Trajectory { name: "one point".into(), points: vec![(0.1, 0.1)] },
+            Trajectory {
+                name: "far".into(),
+                points: vec![(-1e300, 1e300), (1e300, -1e300), (0.0, 0.0), (1e9, 5.0)],
+            },
+            Trajectory {
+                name: "empty".into(),
+                points: vec![],
+            },
+            Trajectory {
+                name: "one point".into(),
+                points: vec![(0.1, 0.1)],
+            },
         ];
         let holes = |x: f64, y: f64| if x > 0.0 { f64::NAN } else { rosenbrock(x, y) };
-        race_still(&dir.join("bad.png"), "", &holes, (2.0, -2.0), (-1.0, 3.0), &runs, Some((f64::NAN, 0.0))).unwrap();
-        race_animation(&dir.join("bad.gif"), "t", &|_, _| 1.0, (-2.0, 2.0), (-1.0, 3.0), &runs, None).unwrap();
-        race_animation(&dir.join("bad.svg"), "t", &|_, _| f64::NAN, (-2.0, 2.0), (-1.0, 3.0), &runs, None).unwrap();
-        race_animation(&dir.join("none.gif"), "t", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &[], None).unwrap();
+        race_still(
+            &dir.join("bad.png"),
+            "",
+            &holes,
+            (2.0, -2.0),
+            (-1.0, 3.0),
+            &runs,
+            Some((f64::NAN, 0.0)),
+        )
+        .unwrap();
+        race_animation(
+            &dir.join("bad.gif"),
+            "t",
+            &|_, _| 1.0,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &runs,
+            None,
+        )
+        .unwrap();
+        race_animation(
+            &dir.join("bad.svg"),
+            "t",
+            &|_, _| f64::NAN,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &runs,
+            None,
+        )
+        .unwrap();
+        race_animation(
+            &dir.join("none.gif"),
+            "t",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap();
         let series = vec![
-            ("gaps".to_string(), vec![(0.0, 1.0), (1.0, f64::NAN), (2.0, 3.0), (f64::INFINITY, 2.0), (3.0, 0.5)]),
+            (
+                "gaps".to_string(),
+                vec![
+                    (0.0, 1.0),
+                    (1.0, f64::NAN),
+                    (2.0, 3.0),
+                    (f64::INFINITY, 2.0),
+                    (3.0, 0.5),
+                ],
+            ),
             ("empty".to_string(), vec![]),
             ("nothing finite".to_string(), vec![(f64::NAN, f64::NAN)]),
         ];
         curves(&dir.join("gaps.svg"), "gaps", "step", &series).unwrap();
         curves(&dir.join("empty.png"), "empty", "step", &[]).unwrap();
-        curves(&dir.join("flat.png"), "flat", "step", &[("flat".to_string(), vec![(0.0, 2.0), (0.0, 2.0)])]).unwrap();
+        curves(
+            &dir.join("flat.png"),
+            "flat",
+            "step",
+            &[("flat".to_string(), vec![(0.0, 2.0), (0.0, 2.0)])],
+        )
+        .unwrap();
         starts_with(&dir.join("bad.png"), PNG_MAGIC);
         starts_with(&dir.join("bad.gif"), GIF_MAGIC);
         starts_with(&dir.join("empty.png"), PNG_MAGIC);
@@ -1750,14 +2233,38 @@ mod tests {
     fn extreme_ranges_do_not_panic() {
         let dir = temp_dir("extreme");
         let runs = trajectories();
-        let cases =
-            [((0.0, 1e-300), (-1.0, 1.0)), ((1e300, 1.0000001e300), (-1e-10, 1e-10)), ((-1e307, 1e307), (5.0, 6.0))];
+        let cases = [
+            ((0.0, 1e-300), (-1.0, 1.0)),
+            ((1e300, 1.0000001e300), (-1e-10, 1e-10)),
+            ((-1e307, 1e307), (5.0, 6.0)),
+        ];
         for (k, (x, y)) in cases.into_iter().enumerate() {
-            race_still(&dir.join(format!("r{k}.png")), "t", &rosenbrock, x, y, &runs, Some((0.0, 0.0))).unwrap();
-            race_animation(&dir.join(format!("r{k}.svg")), "t", &rosenbrock, x, y, &runs, None).unwrap();
+            race_still(
+                &dir.join(format!("r{k}.png")),
+                "t",
+                &rosenbrock,
+                x,
+                y,
+                &runs,
+                Some((0.0, 0.0)),
+            )
+            .unwrap();
+            race_animation(
+                &dir.join(format!("r{k}.svg")),
+                "t",
+                &rosenbrock,
+                x,
+                y,
+                &runs,
+                None,
+            )
+            .unwrap();
         }
         let series = vec![
-            ("huge".to_string(), vec![(-1e308, 1e308), (0.0, -1e308), (1e308, 1.0)]),
+            (
+                "huge".to_string(),
+                vec![(-1e308, 1e308), (0.0, -1e308), (1e308, 1.0)],
+            ),
             ("tiny".to_string(), vec![(0.0, 1e-310), (1.0, 1e300)]),
         ];
         curves(&dir.join("c.png"), "t", "step", &series).unwrap();
@@ -1769,26 +2276,86 @@ mod tests {
     fn errors_name_the_file() {
         let dir = temp_dir("errors");
         let missing = dir.join("no-such-dir").join("race.png");
-        let err = race_still(&missing, "t", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &[], None).unwrap_err();
+        let err = race_still(
+            &missing,
+            "t",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, PlotError::Write { .. }), "{err}");
         assert!(err.to_string().contains("race.png"), "{err}");
         let missing_svg = dir.join("no-such-dir").join("race.svg");
-        let err = race_animation(&missing_svg, "t", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &[], None).unwrap_err();
+        let err = race_animation(
+            &missing_svg,
+            "t",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("race.svg"), "{err}");
-        let err = race_animation(&dir.join("no-such-dir/a.gif"), "t", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &[], None)
-            .unwrap_err();
+        let err = race_animation(
+            &dir.join("no-such-dir/a.gif"),
+            "t",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, PlotError::Write { .. }), "{err}");
         let err = curves(&dir.join("no-such-dir").join("c.png"), "t", "step", &[]).unwrap_err();
         assert!(err.to_string().contains("c.png"), "{err}");
-        let err = race_still(&dir.join("race.jpg"), "t", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &[], None).unwrap_err();
+        let err = race_still(
+            &dir.join("race.jpg"),
+            "t",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, PlotError::Format { .. }), "{err}");
-        let err =
-            race_animation(&dir.join("race.png"), "t", &rosenbrock, (-2.0, 2.0), (-1.0, 3.0), &[], None).unwrap_err();
+        let err = race_animation(
+            &dir.join("race.png"),
+            "t",
+            &rosenbrock,
+            (-2.0, 2.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, PlotError::Format { .. }), "{err}");
-        let err = race_still(&dir.join("r.png"), "t", &rosenbrock, (1.0, 1.0), (-1.0, 3.0), &[], None).unwrap_err();
+        let err = race_still(
+            &dir.join("r.png"),
+            "t",
+            &rosenbrock,
+            (1.0, 1.0),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, PlotError::Input { .. }), "{err}");
-        let err =
-            race_still(&dir.join("r.png"), "t", &rosenbrock, (0.0, f64::NAN), (-1.0, 3.0), &[], None).unwrap_err();
+        let err = race_still(
+            &dir.join("r.png"),
+            "t",
+            &rosenbrock,
+            (0.0, f64::NAN),
+            (-1.0, 3.0),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("r.png"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1803,7 +2370,14 @@ mod tests {
     #[test]
     fn clipping_keeps_the_inside_part() {
         let runs = visible_runs(
-            &[(-2.0, 0.5), (2.0, 0.5), (0.5, 0.5), (f64::NAN, 0.0), (0.2, 0.2), (0.3, 0.3)],
+            &[
+                (-2.0, 0.5),
+                (2.0, 0.5),
+                (0.5, 0.5),
+                (f64::NAN, 0.0),
+                (0.2, 0.2),
+                (0.3, 0.3),
+            ],
             (0.0, 1.0),
             (0.0, 1.0),
         );

@@ -39,7 +39,15 @@ fn tag(d: DType) -> DTypeTag {
 /// A stable hash of everything that determines what a checkpoint's tensors mean.
 pub fn model_hash(t: &Trainer) -> String {
     let c = &t.compiled;
-    checkpoint::fnv1a64_hex(format!("{}\n{}\n{}", c.graphs.forward.text(), c.model.optimizer, c.model.graph().dtype.name()).as_bytes())
+    checkpoint::fnv1a64_hex(
+        format!(
+            "{}\n{}\n{}",
+            c.graphs.forward.text(),
+            c.model.optimizer,
+            c.model.graph().dtype.name()
+        )
+        .as_bytes(),
+    )
 }
 
 /// The tensors a trainer's checkpoint holds, with their shapes and dtype.
@@ -52,7 +60,11 @@ fn expected(t: &Trainer) -> Vec<(String, Vec<usize>, DTypeTag)> {
     }
     for p in &g.params {
         for k in 0..t.compiled.model.optimizer.kind.state_arrays() {
-            out.push((format!("state/{}/{k}", p.name), p.shape.as_fixed().unwrap(), d));
+            out.push((
+                format!("state/{}/{k}", p.name),
+                p.shape.as_fixed().unwrap(),
+                d,
+            ));
         }
     }
     out
@@ -63,11 +75,19 @@ pub fn to_checkpoint(t: &Trainer) -> Checkpoint {
     let n_state = t.compiled.model.optimizer.kind.state_arrays();
     let mut tensors = Vec::new();
     for (p, b) in g.params.iter().zip(&t.params) {
-        tensors.push(tensor(format!("param/{}", p.name), p.shape.as_fixed().unwrap(), b));
+        tensors.push(tensor(
+            format!("param/{}", p.name),
+            p.shape.as_fixed().unwrap(),
+            b,
+        ));
     }
     for (i, p) in g.params.iter().enumerate() {
         for k in 0..n_state {
-            tensors.push(tensor(format!("state/{}/{k}", p.name), p.shape.as_fixed().unwrap(), &t.state[i * n_state + k]));
+            tensors.push(tensor(
+                format!("state/{}/{k}", p.name),
+                p.shape.as_fixed().unwrap(),
+                &t.state[i * n_state + k],
+            ));
         }
     }
     let rng = &t.data_rng;
@@ -75,11 +95,27 @@ pub fn to_checkpoint(t: &Trainer) -> Checkpoint {
     let order: Vec<String> = t.cursor.order.iter().map(|r| r.to_string()).collect();
     let mut metadata = BTreeMap::new();
     metadata.insert(checkpoint::STEP_KEY.into(), t.opt_step.t.to_string());
-    metadata.insert(POW_KEY.into(), format!("{:016x} {:016x}", t.opt_step.pow1.to_bits(), t.opt_step.pow2.to_bits()));
-    metadata.insert(checkpoint::RNG_KEY.into(), format!("chacha8 {seed} {} {}", rng.get_stream(), rng.get_word_pos()));
-    metadata.insert(CURSOR_KEY.into(), format!("{} {} {}", t.cursor.pos, t.cursor.epoch, order.join(",")));
+    metadata.insert(
+        POW_KEY.into(),
+        format!(
+            "{:016x} {:016x}",
+            t.opt_step.pow1.to_bits(),
+            t.opt_step.pow2.to_bits()
+        ),
+    );
+    metadata.insert(
+        checkpoint::RNG_KEY.into(),
+        format!("chacha8 {seed} {} {}", rng.get_stream(), rng.get_word_pos()),
+    );
+    metadata.insert(
+        CURSOR_KEY.into(),
+        format!("{} {} {}", t.cursor.pos, t.cursor.epoch, order.join(",")),
+    );
     metadata.insert(checkpoint::MODEL_HASH_KEY.into(), model_hash(t));
-    metadata.insert(checkpoint::DTYPE_KEY.into(), t.compiled.model.graph().dtype.name().into());
+    metadata.insert(
+        checkpoint::DTYPE_KEY.into(),
+        t.compiled.model.graph().dtype.name().into(),
+    );
     Checkpoint { tensors, metadata }
 }
 
@@ -89,17 +125,38 @@ pub fn save(t: &Trainer, path: &Path) -> Result<(), CheckpointError> {
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError::Corrupt { path: path.to_path_buf(), reason: reason.into() }
+    CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Restores parameters only (for evaluation): the checkpoint must hold every parameter.
 pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
-    let want: Vec<_> = expected(t).into_iter().filter(|e| e.0.starts_with("param/")).collect();
-    let params: Vec<NamedTensor> = ckpt.tensors.into_iter().filter(|n| n.name.starts_with("param/")).collect();
-    checkpoint::check_against(&Checkpoint { tensors: params.clone(), metadata: BTreeMap::new() }, &want)?;
+    let want: Vec<_> = expected(t)
+        .into_iter()
+        .filter(|e| e.0.starts_with("param/"))
+        .collect();
+    let params: Vec<NamedTensor> = ckpt
+        .tensors
+        .into_iter()
+        .filter(|n| n.name.starts_with("param/"))
+        .collect();
+    checkpoint::check_against(
+        &Checkpoint {
+            tensors: params.clone(),
+            metadata: BTreeMap::new(),
+        },
+        &want,
+    )?;
     for (i, (name, _, _)) in want.iter().enumerate() {
-        t.params[i] = buffer(params.iter().find(|n| &n.name == name).expect("checked above"));
+        t.params[i] = buffer(
+            params
+                .iter()
+                .find(|n| &n.name == name)
+                .expect("checked above"),
+        );
     }
     Ok(())
 }
@@ -110,10 +167,18 @@ pub fn resume(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     checkpoint::check_against(&ckpt, &expected(t))?;
     if let Some(h) = ckpt.metadata.get(checkpoint::MODEL_HASH_KEY) {
         if *h != model_hash(t) {
-            return Err(corrupt(path, "it was written by a different model or optimizer (the model hash differs); its tensors match by name and shape, so use it for evaluation only"));
+            return Err(corrupt(
+                path,
+                "it was written by a different model or optimizer (the model hash differs); its tensors match by name and shape, so use it for evaluation only",
+            ));
         }
     }
-    let by_name = |n: &str| ckpt.tensors.iter().find(|t| t.name == n).expect("checked above");
+    let by_name = |n: &str| {
+        ckpt.tensors
+            .iter()
+            .find(|t| t.name == n)
+            .expect("checked above")
+    };
     let names: Vec<String> = expected(t).into_iter().map(|e| e.0).collect();
     let np = t.params.len();
     for (i, name) in names.iter().enumerate() {
@@ -124,31 +189,67 @@ pub fn resume(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
             t.state[i - np] = b;
         }
     }
-    let meta = |k: &str| ckpt.metadata.get(k).ok_or_else(|| corrupt(path, format!("metadata `{k}` is missing")));
-    let step: u64 = meta(checkpoint::STEP_KEY)?.parse().map_err(|_| corrupt(path, "bad step count"))?;
-    let pows: Vec<u64> = meta(POW_KEY)?.split(' ').map(|h| u64::from_str_radix(h, 16)).collect::<Result<_, _>>().map_err(|_| corrupt(path, "bad β powers"))?;
-    let [p1, p2] = pows[..] else { return Err(corrupt(path, "bad β powers")) };
+    let meta = |k: &str| {
+        ckpt.metadata
+            .get(k)
+            .ok_or_else(|| corrupt(path, format!("metadata `{k}` is missing")))
+    };
+    let step: u64 = meta(checkpoint::STEP_KEY)?
+        .parse()
+        .map_err(|_| corrupt(path, "bad step count"))?;
+    let pows: Vec<u64> = meta(POW_KEY)?
+        .split(' ')
+        .map(|h| u64::from_str_radix(h, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| corrupt(path, "bad β powers"))?;
+    let [p1, p2] = pows[..] else {
+        return Err(corrupt(path, "bad β powers"));
+    };
     let rng_parts: Vec<&str> = meta(checkpoint::RNG_KEY)?.split(' ').collect();
-    let ["chacha8", seed, stream, word] = rng_parts[..] else { return Err(corrupt(path, "bad RNG state")) };
+    let ["chacha8", seed, stream, word] = rng_parts[..] else {
+        return Err(corrupt(path, "bad RNG state"));
+    };
     let mut seed_bytes = [0u8; 32];
     if seed.len() != 64 {
         return Err(corrupt(path, "bad RNG seed"));
     }
     for (i, b) in seed_bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&seed[2 * i..2 * i + 2], 16).map_err(|_| corrupt(path, "bad RNG seed"))?;
+        *b = u8::from_str_radix(&seed[2 * i..2 * i + 2], 16)
+            .map_err(|_| corrupt(path, "bad RNG seed"))?;
     }
     let mut rng = ChaCha8Rng::from_seed(seed_bytes);
-    rng.set_stream(stream.parse().map_err(|_| corrupt(path, "bad RNG stream"))?);
-    rng.set_word_pos(word.parse().map_err(|_| corrupt(path, "bad RNG position"))?);
+    rng.set_stream(
+        stream
+            .parse()
+            .map_err(|_| corrupt(path, "bad RNG stream"))?,
+    );
+    rng.set_word_pos(
+        word.parse()
+            .map_err(|_| corrupt(path, "bad RNG position"))?,
+    );
     let cursor = meta(CURSOR_KEY)?;
     let mut parts = cursor.splitn(3, ' ');
-    let pos = parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| corrupt(path, "bad data cursor"))?;
-    let epoch = parts.next().and_then(|p| p.parse().ok()).ok_or_else(|| corrupt(path, "bad data cursor"))?;
+    let pos = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| corrupt(path, "bad data cursor"))?;
+    let epoch = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| corrupt(path, "bad data cursor"))?;
     let order: Vec<usize> = match parts.next() {
         Some("") | None => vec![],
-        Some(o) => o.split(',').map(|r| r.parse()).collect::<Result<_, _>>().map_err(|_| corrupt(path, "bad data cursor"))?,
+        Some(o) => o
+            .split(',')
+            .map(|r| r.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| corrupt(path, "bad data cursor"))?,
     };
-    t.opt_step = crate::optim::StepState { t: step, pow1: f64::from_bits(p1), pow2: f64::from_bits(p2) };
+    t.opt_step = crate::optim::StepState {
+        t: step,
+        pow1: f64::from_bits(p1),
+        pow2: f64::from_bits(p2),
+    };
     t.step = step;
     t.data_rng = rng;
     t.cursor = Cursor { order, pos, epoch };

@@ -105,7 +105,11 @@ pub struct Workspace {
 pub fn memory_limit() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kib| kib * 1024)
         .unwrap_or(16 << 30);
     total / 4 * 3
@@ -123,18 +127,26 @@ impl Workspace {
         }
         let limit = memory_limit() as u128;
         if bytes > limit {
-            return Err(RunError::TooLarge { bytes: bytes.min(u64::MAX as u128) as u64, limit: limit as u64 });
+            return Err(RunError::TooLarge {
+                bytes: bytes.min(u64::MAX as u128) as u64,
+                limit: limit as u64,
+            });
         }
         let owned = plan
             .slots
             .iter()
             .enumerate()
             .map(|(i, s)| match s.kind {
-                SlotKind::Output(_) | SlotKind::Temp => Some(Buffer::zeros(dtype, plan.slot_len(i, syms))),
+                SlotKind::Output(_) | SlotKind::Temp => {
+                    Some(Buffer::zeros(dtype, plan.slot_len(i, syms)))
+                }
                 SlotKind::Input(_) | SlotKind::Param(_) => None,
             })
             .collect();
-        Ok(Workspace { syms: syms.to_vec(), owned })
+        Ok(Workspace {
+            syms: syms.to_vec(),
+            owned,
+        })
     }
 
     pub fn syms(&self) -> &[u64] {
@@ -143,7 +155,9 @@ impl Workspace {
 
     /// The buffer of output `k`.
     pub fn output(&self, plan: &Plan, k: usize) -> &Buffer {
-        self.owned[plan.outputs[k] as usize].as_ref().expect("outputs are owned")
+        self.owned[plan.outputs[k] as usize]
+            .as_ref()
+            .expect("outputs are owned")
     }
 }
 
@@ -158,9 +172,17 @@ pub struct Executable {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RunError {
     #[error("{what} has {found} elements but the model needs {expected}")]
-    Length { what: String, expected: usize, found: usize },
+    Length {
+        what: String,
+        expected: usize,
+        found: usize,
+    },
     #[error("{what} holds {found} values where the model computes in {expected}")]
-    DType { what: String, expected: &'static str, found: &'static str },
+    DType {
+        what: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("the model's buffers would take {} at this batch size, more than the {} this machine allows", human_bytes(*.bytes), human_bytes(*.limit))]
     TooLarge { bytes: u64, limit: u64 },
 }
@@ -176,19 +198,37 @@ pub fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", units[u])
 }
 
-fn check(buf: &Buffer, expected: usize, dtype: DType, what: impl Fn() -> String) -> Result<(), RunError> {
+fn check(
+    buf: &Buffer,
+    expected: usize,
+    dtype: DType,
+    what: impl Fn() -> String,
+) -> Result<(), RunError> {
     if buf.dtype() != dtype {
-        return Err(RunError::DType { what: what(), expected: dtype.name(), found: buf.dtype().name() });
+        return Err(RunError::DType {
+            what: what(),
+            expected: dtype.name(),
+            found: buf.dtype().name(),
+        });
     }
     if buf.len() != expected {
-        return Err(RunError::Length { what: what(), expected, found: buf.len() });
+        return Err(RunError::Length {
+            what: what(),
+            expected,
+            found: buf.len(),
+        });
     }
     Ok(())
 }
 
 impl Executable {
     /// Runs the function: reads `inputs` and `params`, writes the workspace's outputs.
-    pub fn run(&self, ws: &mut Workspace, inputs: &[Buffer], params: &[Buffer]) -> Result<(), RunError> {
+    pub fn run(
+        &self,
+        ws: &mut Workspace,
+        inputs: &[Buffer],
+        params: &[Buffer],
+    ) -> Result<(), RunError> {
         let syms = ws.syms.clone();
         let ptrs = self.slot_pointers(ws, inputs, params, &syms)?;
         let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
@@ -201,18 +241,32 @@ impl Executable {
     }
 
     /// One pointer per plan slot, after checking every buffer's length and dtype.
-    fn slot_pointers(&self, ws: &Workspace, inputs: &[Buffer], params: &[Buffer], syms: &[u64]) -> Result<Vec<*mut u8>, RunError> {
+    fn slot_pointers(
+        &self,
+        ws: &Workspace,
+        inputs: &[Buffer],
+        params: &[Buffer],
+        syms: &[u64],
+    ) -> Result<Vec<*mut u8>, RunError> {
         let mut ptrs = Vec::with_capacity(self.plan.slots.len());
         for (i, slot) in self.plan.slots.iter().enumerate() {
             let len = self.plan.slot_len(i, syms);
             let buf = match slot.kind {
                 SlotKind::Input(k) => {
-                    let b = inputs.get(k as usize).ok_or(RunError::Length { what: "inputs".into(), expected: k as usize + 1, found: inputs.len() })?;
+                    let b = inputs.get(k as usize).ok_or(RunError::Length {
+                        what: "inputs".into(),
+                        expected: k as usize + 1,
+                        found: inputs.len(),
+                    })?;
                     check(b, len, self.dtype, || format!("input #{k}"))?;
                     b
                 }
                 SlotKind::Param(k) => {
-                    let b = params.get(k as usize).ok_or(RunError::Length { what: "params".into(), expected: k as usize + 1, found: params.len() })?;
+                    let b = params.get(k as usize).ok_or(RunError::Length {
+                        what: "params".into(),
+                        expected: k as usize + 1,
+                        found: params.len(),
+                    })?;
                     check(b, len, self.dtype, || format!("parameter #{k}"))?;
                     b
                 }
@@ -241,21 +295,37 @@ impl TrainLoop {
     /// step (`table[0]` is set to `steps` here, `table[1]` is reserved).
     /// Inputs and params are checked against the plan exactly as `Executable::run` does.
     pub fn run(
-        &self, exe: &Executable, ws: &mut Workspace, inputs: &[Buffer], params: &mut [Buffer], state: &mut [Buffer], table: &mut [f64],
+        &self,
+        exe: &Executable,
+        ws: &mut Workspace,
+        inputs: &[Buffer],
+        params: &mut [Buffer],
+        state: &mut [Buffer],
+        table: &mut [f64],
         steps: u64,
     ) -> Result<(), RunError> {
         let needed = 2 + steps as usize * self.n_scalars;
         if table.len() != needed {
-            return Err(RunError::Length { what: "per-step scalars".into(), expected: needed, found: table.len() });
+            return Err(RunError::Length {
+                what: "per-step scalars".into(),
+                expected: needed,
+                found: table.len(),
+            });
         }
         table[0] = steps as f64;
         let syms = ws.syms.clone();
         let mut ptrs = exe.slot_pointers(ws, inputs, params, &syms)?;
         if state.len() != params.len() * self.n_state {
-            return Err(RunError::Length { what: "optimizer state list".into(), expected: params.len() * self.n_state, found: state.len() });
+            return Err(RunError::Length {
+                what: "optimizer state list".into(),
+                expected: params.len() * self.n_state,
+                found: state.len(),
+            });
         }
         for (j, s) in state.iter().enumerate() {
-            check(s, params[j / self.n_state.max(1)].len(), exe.dtype, || format!("optimizer state #{j}"))?;
+            check(s, params[j / self.n_state.max(1)].len(), exe.dtype, || {
+                format!("optimizer state #{j}")
+            })?;
             ptrs.push(s.ptr());
         }
         let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
@@ -277,11 +347,25 @@ pub struct UpdateFn {
 
 impl UpdateFn {
     /// One update: `params[i] -= f(grads[i], state)`, with the per-step scalars.
-    pub fn run(&self, params: &mut [Buffer], grads: &[&Buffer], state: &mut [Buffer], scalars: &[f64]) -> Result<(), RunError> {
+    pub fn run(
+        &self,
+        params: &mut [Buffer],
+        grads: &[&Buffer],
+        state: &mut [Buffer],
+        scalars: &[f64],
+    ) -> Result<(), RunError> {
         let n = self.sizes.len();
         let mut ptrs = Vec::with_capacity(n * (2 + self.n_state));
         let count = |what: &str, expected: usize, found: usize| {
-            if expected == found { Ok(()) } else { Err(RunError::Length { what: what.into(), expected, found }) }
+            if expected == found {
+                Ok(())
+            } else {
+                Err(RunError::Length {
+                    what: what.into(),
+                    expected,
+                    found,
+                })
+            }
         };
         count("parameter list", n, params.len())?;
         count("gradient list", n, grads.len())?;
@@ -295,7 +379,9 @@ impl UpdateFn {
             ptrs.push(g.ptr());
         }
         for (j, s) in state.iter().enumerate() {
-            check(s, self.sizes[j / self.n_state.max(1)], self.dtype, || format!("optimizer state #{j}"))?;
+            check(s, self.sizes[j / self.n_state.max(1)], self.dtype, || {
+                format!("optimizer state #{j}")
+            })?;
             ptrs.push(s.ptr());
         }
         // SAFETY: lengths and dtypes checked above; params and state are borrowed mutably, so

@@ -11,10 +11,10 @@
 //! replaces c·(1/y) by the more accurate c/y. `x * 0 → 0` is only applied when `x` is a finite constant,
 //! since `inf * 0` and `NaN * 0` are NaN.
 
+use crate::diagnostics::Span;
 use crate::ir::interp;
 use crate::ir::shape::broadcast;
 use crate::ir::{Graph, NodeId, Op};
-use crate::diagnostics::Span;
 use crate::model::GraphFn;
 use std::collections::BTreeMap;
 
@@ -45,7 +45,10 @@ pub fn run(f: &GraphFn) -> (GraphFn, SimplifyReport) {
         report.rounds = round;
         let same = next.graph.len() == cur.graph.len()
             && next.outputs == cur.outputs
-            && next.graph.ids().all(|id| next.graph.node(id) == cur.graph.node(id));
+            && next
+                .graph
+                .ids()
+                .all(|id| next.graph.node(id) == cur.graph.node(id));
         cur = next;
         if same {
             report.converged = true;
@@ -69,8 +72,16 @@ fn rebuild(f: &GraphFn, report: &mut SimplifyReport) -> GraphFn {
     let mut map: Vec<Option<NodeId>> = vec![None; old.len()];
     for id in old.ids().filter(|id| live[id.index()]) {
         let node = old.node(id);
-        let args: Vec<NodeId> = node.inputs.iter().map(|i| map[i.index()].expect("operand rebuilt")).collect();
-        let mut fired = Fired { counts: &mut report.fired, stability: &mut report.stability, span: old.span(id) };
+        let args: Vec<NodeId> = node
+            .inputs
+            .iter()
+            .map(|i| map[i.index()].expect("operand rebuilt"))
+            .collect();
+        let mut fired = Fired {
+            counts: &mut report.fired,
+            stability: &mut report.stability,
+            span: old.span(id),
+        };
         let new = rewrite(&mut g, node.op.clone(), &args, &mut fired);
         if let Some(span) = old.span(id) {
             g.set_span(new, span);
@@ -83,7 +94,11 @@ fn rebuild(f: &GraphFn, report: &mut SimplifyReport) -> GraphFn {
         }
         map[id.index()] = Some(new);
     }
-    let outputs = f.outputs.iter().map(|(n, id)| (n.clone(), map[id.index()].unwrap())).collect();
+    let outputs = f
+        .outputs
+        .iter()
+        .map(|(n, id)| (n.clone(), map[id.index()].unwrap()))
+        .collect();
     GraphFn { graph: g, outputs }
 }
 
@@ -134,7 +149,12 @@ fn with_const(g: &Graph, id: NodeId, op: Op, c: f64, commutes: bool) -> Option<N
 
 /// Numerically stable forms of expressions that overflow or lose precision as written.
 /// `exp-log` assumes its argument is positive, where `log` is defined.
-fn stable_form(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Option<(&'static str, NodeId)> {
+fn stable_form(
+    g: &mut Graph,
+    op: &Op,
+    args: &[NodeId],
+    fired: &mut Fired,
+) -> Option<(&'static str, NodeId)> {
     let mut r = |g: &mut Graph, op: Op, a: &[NodeId]| rewrite(g, op, a, fired);
     match op {
         Op::Log => {
@@ -156,7 +176,8 @@ fn stable_form(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Op
                 }
             }
             if let (Op::Add, [a, b]) = (g.op(x).clone(), g.node(x).inputs.as_slice()) {
-                if let (Some(ea), Some(eb)) = (unary_arg(g, *a, Op::Exp), unary_arg(g, *b, Op::Exp)) {
+                if let (Some(ea), Some(eb)) = (unary_arg(g, *a, Op::Exp), unary_arg(g, *b, Op::Exp))
+                {
                     // log(eᵃ + eᵇ) = a + softplus(b − a): smooth, and never overflows.
                     let d = r(g, Op::Sub, &[eb, ea]);
                     let sp = r(g, Op::Softplus, &[d]);
@@ -232,7 +253,12 @@ fn stable_form(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Op
 }
 
 /// The rule table. Each arm names its rule; the first match wins.
-fn try_rules(g: &mut Graph, op: &Op, args: &[NodeId], fired: &mut Fired) -> Option<(&'static str, NodeId)> {
+fn try_rules(
+    g: &mut Graph,
+    op: &Op,
+    args: &[NodeId],
+    fired: &mut Fired,
+) -> Option<(&'static str, NodeId)> {
     let c = |g: &Graph, i: usize| args.get(i).and_then(|&a| g.const_value(a));
     let out_shape = {
         let shapes: Vec<_> = args.iter().map(|&a| g.shape(a)).collect();

@@ -21,15 +21,21 @@ pub const DEFAULT_STEPS: u64 = 1000;
 pub enum TrainError {
     #[error(transparent)]
     Run(#[from] RunError),
-    #[error("the model has inputs but no data was given (use `data \"file.csv\"` in the model or `--data FILE`)")]
+    #[error(
+        "the model has inputs but no data was given (use `data \"file.csv\"` in the model or `--data FILE`)"
+    )]
     NoData,
-    #[error("the loss became {value} at step {step}; training stopped (run with --check-finite to find where)")]
+    #[error(
+        "the loss became {value} at step {step}; training stopped (run with --check-finite to find where)"
+    )]
     NonFinite { step: u64, value: f64 },
     #[error("step {step}: {}", .origin.describe())]
     NonFiniteAt { step: u64, origin: NonFiniteOrigin },
     #[error("Newton's method needs {0}")]
     Newton(String),
-    #[error("step {step}: the optimizer update made parameter `{param}` non-finite (the gradients were finite); the parameters are kept as they were before the step")]
+    #[error(
+        "step {step}: the optimizer update made parameter `{param}` non-finite (the gradients were finite); the parameters are kept as they were before the step"
+    )]
     NonFiniteUpdate { step: u64, param: String },
 }
 
@@ -50,7 +56,10 @@ impl NonFiniteOrigin {
     pub fn describe(&self) -> String {
         match self.rule {
             None => format!("`{}` in the forward pass produced {}", self.op, self.value),
-            Some(r) => format!("the derivative rule of `{r}` (its `{}`) produced {} in the backward pass", self.op, self.value),
+            Some(r) => format!(
+                "the derivative rule of `{r}` (its `{}`) produced {} in the backward pass",
+                self.op, self.value
+            ),
         }
     }
 }
@@ -124,11 +133,16 @@ impl Trainer {
             .params
             .iter()
             .zip(&model.inits)
-            .map(|(p, init)| Buffer::from_f64(dtype, &init.sample(&p.shape.as_fixed().unwrap(), &mut rng)))
+            .map(|(p, init)| {
+                Buffer::from_f64(dtype, &init.sample(&p.shape.as_fixed().unwrap(), &mut rng))
+            })
             .collect();
         let n_state = model.optimizer.kind.state_arrays();
         let init = model.optimizer.initial_state();
-        let state = params.iter().flat_map(|p| (0..n_state).map(|_| Buffer::from_f64(dtype, &vec![init; p.len()]))).collect();
+        let state = params
+            .iter()
+            .flat_map(|p| (0..n_state).map(|_| Buffer::from_f64(dtype, &vec![init; p.len()])))
+            .collect();
         Trainer {
             compiled: compiled.clone(),
             params,
@@ -159,7 +173,9 @@ impl Trainer {
         let g = model.graph();
         for (i, init) in model.inits.iter().enumerate() {
             if let crate::init::Init::FromData { stat, input } = init {
-                let Some(k) = g.inputs.iter().position(|x| &x.name == input) else { continue };
+                let Some(k) = g.inputs.iter().position(|x| &x.name == input) else {
+                    continue;
+                };
                 let len = self.params[i].len();
                 self.params[i] = Buffer::from_f64(g.dtype, &stat.compute(&data.inputs[k], len));
             }
@@ -198,8 +214,16 @@ impl Trainer {
         let model = &self.compiled.model;
         self.opt_step = OptimizerSpec::advance_with(&self.constants, &self.opt_step);
         self.step = self.opt_step.t;
-        let lr = if model.schedule.is_constant() { self.base_lr } else { model.schedule.lr(self.base_lr, self.opt_step.t, self.total_steps) };
-        model.optimizer.scalars_with(&self.constants, lr, &self.opt_step, out);
+        let lr = if model.schedule.is_constant() {
+            self.base_lr
+        } else {
+            model
+                .schedule
+                .lr(self.base_lr, self.opt_step.t, self.total_steps)
+        };
+        model
+            .optimizer
+            .scalars_with(&self.constants, lr, &self.opt_step, out);
     }
 
     fn next_scalars(&mut self) -> Vec<f64> {
@@ -222,8 +246,12 @@ impl Trainer {
         let syms = self.syms(rows);
         let ws = &self.grad_ws[&syms];
         let plan = &self.compiled.gradient.plan;
-        let grads: Vec<&Buffer> = (0..self.params.len()).map(|i| ws.output(plan, i + 1)).collect();
-        self.compiled.update.run(&mut self.params, &grads, &mut self.state, &scalars)?;
+        let grads: Vec<&Buffer> = (0..self.params.len())
+            .map(|i| ws.output(plan, i + 1))
+            .collect();
+        self.compiled
+            .update
+            .run(&mut self.params, &grads, &mut self.state, &scalars)?;
         Ok(())
     }
 
@@ -232,7 +260,10 @@ impl Trainer {
     pub fn checked_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         let before: Vec<Buffer> = self.params.clone();
         let loss = self.value_and_grad(inputs, rows)?;
-        let grads_finite = (0..self.params.len()).all(|i| self.gradient(i, rows).is_some_and(|g| g.to_f64().iter().all(|v| v.is_finite())));
+        let grads_finite = (0..self.params.len()).all(|i| {
+            self.gradient(i, rows)
+                .is_some_and(|g| g.to_f64().iter().all(|v| v.is_finite()))
+        });
         let step = self.step + 1;
         if !loss.is_finite() || !grads_finite {
             return Err(match self.locate_non_finite(inputs, rows) {
@@ -241,7 +272,11 @@ impl Trainer {
             });
         }
         self.apply_gradients(rows)?;
-        if let Some(bad) = self.params.iter().position(|p| p.to_f64().iter().any(|v| !v.is_finite())) {
+        if let Some(bad) = self
+            .params
+            .iter()
+            .position(|p| p.to_f64().iter().any(|v| !v.is_finite()))
+        {
             self.params = before;
             let name = self.compiled.model.graph().params[bad].name.clone();
             return Err(TrainError::NonFiniteUpdate { step, param: name });
@@ -254,19 +289,34 @@ impl Trainer {
         let g = &f.graph;
         let syms = self.syms(rows);
         let tensors = |bufs: &[Buffer], shapes: Vec<crate::ir::Shape>| -> Vec<crate::ir::Tensor> {
-            bufs.iter().zip(shapes).map(|(b, s)| crate::ir::Tensor::new(s.concrete(&syms), b.to_f64())).collect()
+            bufs.iter()
+                .zip(shapes)
+                .map(|(b, s)| crate::ir::Tensor::new(s.concrete(&syms), b.to_f64()))
+                .collect()
         };
         let ins = tensors(inputs, g.inputs.iter().map(|i| i.shape.clone()).collect());
-        let params = tensors(&self.params, g.params.iter().map(|p| p.shape.clone()).collect());
+        let params = tensors(
+            &self.params,
+            g.params.iter().map(|p| p.shape.clone()).collect(),
+        );
         let roots: Vec<crate::ir::NodeId> = f.outputs.iter().map(|o| o.1).collect();
         let values = crate::ir::interp::eval(g, &ins, &params, &syms, &roots);
-        let bad = |id: crate::ir::NodeId| values[id.index()].as_ref().and_then(|t| t.data.iter().copied().find(|v| !v.is_finite()));
+        let bad = |id: crate::ir::NodeId| {
+            values[id.index()]
+                .as_ref()
+                .and_then(|t| t.data.iter().copied().find(|v| !v.is_finite()))
+        };
         g.ids().find_map(|id| {
             let v = bad(id)?;
             if g.node(id).inputs.iter().any(|&a| bad(a).is_some()) {
                 return None;
             }
-            Some(NonFiniteOrigin { op: g.op(id).name(), span: g.span(id), rule: g.rule(id), value: v })
+            Some(NonFiniteOrigin {
+                op: g.op(id).name(),
+                span: g.span(id),
+                rule: g.rule(id),
+                value: v,
+            })
         })
     }
 
@@ -277,19 +327,34 @@ impl Trainer {
     pub fn newton_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         const MAX_PARAMS: usize = 2000;
         let loss = self.value_and_grad(inputs, rows)?;
-        let g: Vec<f64> = (0..self.params.len()).flat_map(|i| self.gradient(i, rows).expect("just computed").to_f64()).collect();
+        let g: Vec<f64> = (0..self.params.len())
+            .flat_map(|i| self.gradient(i, rows).expect("just computed").to_f64())
+            .collect();
         let n = g.len();
         if n > MAX_PARAMS {
-            return Err(TrainError::Newton(format!("at most {MAX_PARAMS} parameters for its dense Hessian; this model has {n}")));
+            return Err(TrainError::Newton(format!(
+                "at most {MAX_PARAMS} parameters for its dense Hessian; this model has {n}"
+            )));
         }
         let graph = self.compiled.model.graph().clone();
         let syms = self.syms(rows);
         let point = crate::inspect::Point {
-            inputs: inputs.iter().zip(&graph.inputs).map(|(b, i)| crate::ir::Tensor::new(i.shape.concrete(&syms), b.to_f64())).collect(),
-            params: self.params.iter().zip(&graph.params).map(|(b, p)| crate::ir::Tensor::new(p.shape.concrete(&syms), b.to_f64())).collect(),
+            inputs: inputs
+                .iter()
+                .zip(&graph.inputs)
+                .map(|(b, i)| crate::ir::Tensor::new(i.shape.concrete(&syms), b.to_f64()))
+                .collect(),
+            params: self
+                .params
+                .iter()
+                .zip(&graph.params)
+                .map(|(b, p)| crate::ir::Tensor::new(p.shape.concrete(&syms), b.to_f64()))
+                .collect(),
             syms,
         };
-        let h = self.hvp.get_or_insert_with(|| crate::inspect::hvp_graph(&self.compiled.graphs.forward));
+        let h = self
+            .hvp
+            .get_or_insert_with(|| crate::inspect::hvp_graph(&self.compiled.graphs.forward));
         let hess = crate::inspect::hessian(h, &point);
         let mut damping = self.compiled.model.optimizer.get("damping");
         let scale = (0..n).map(|i| hess[i][i].abs()).sum::<f64>() / n.max(1) as f64;
@@ -297,7 +362,11 @@ impl Trainer {
             if let Some(d) = cholesky_solve(&hess, damping, &g) {
                 break d;
             }
-            damping = if damping == 0.0 { 1e-8 * scale.max(1e-300) } else { damping * 10.0 };
+            damping = if damping == 0.0 {
+                1e-8 * scale.max(1e-300)
+            } else {
+                damping * 10.0
+            };
             if !damping.is_finite() {
                 return Err(TrainError::Newton("a Hessian with finite entries".into()));
             }
@@ -315,7 +384,9 @@ impl Trainer {
             .collect();
         let scalars = self.next_scalars();
         let refs: Vec<&Buffer> = dirs.iter().collect();
-        self.compiled.update.run(&mut self.params, &refs, &mut self.state, &scalars)?;
+        self.compiled
+            .update
+            .run(&mut self.params, &refs, &mut self.state, &scalars)?;
         Ok(loss)
     }
 
@@ -333,49 +404,104 @@ impl Trainer {
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;
         if !self.grad_ws.contains_key(&syms) {
-            self.grad_ws.insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
+            self.grad_ws
+                .insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
         }
         let ws = self.grad_ws.get_mut(&syms).expect("inserted above");
-        let res = self.compiled.train_loop.run(exe, ws, inputs, &mut self.params, &mut self.state, &mut table, k);
+        let res = self.compiled.train_loop.run(
+            exe,
+            ws,
+            inputs,
+            &mut self.params,
+            &mut self.state,
+            &mut table,
+            k,
+        );
         self.table = table;
         res?;
         Ok(ws.output(&exe.plan, 0).get(0))
     }
 
     /// The model's `output` values on a batch: one array per output, a row per data row.
-    pub fn predict(&mut self, inputs: &[Buffer], rows: usize) -> Result<Vec<(String, crate::ir::Tensor)>, RunError> {
+    pub fn predict(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+    ) -> Result<Vec<(String, crate::ir::Tensor)>, RunError> {
         let syms = self.syms(rows);
-        let Some(exe) = &self.compiled.predict else { return Ok(vec![]) };
+        let Some(exe) = &self.compiled.predict else {
+            return Ok(vec![]);
+        };
         let ws = workspace(&mut self.pred_ws, exe, syms.clone())?;
         exe.run(ws, inputs, &self.params)?;
-        let outputs = &self.compiled.graphs.predict.as_ref().expect("compiled with its graph").outputs;
+        let outputs = &self
+            .compiled
+            .graphs
+            .predict
+            .as_ref()
+            .expect("compiled with its graph")
+            .outputs;
         Ok(outputs
             .iter()
             .enumerate()
             .map(|(k, (name, id))| {
-                let shape = self.compiled.graphs.predict.as_ref().unwrap().graph.shape(*id).concrete(&syms);
-                (name.clone(), crate::ir::Tensor::new(shape, ws.output(&exe.plan, k).to_f64()))
+                let shape = self
+                    .compiled
+                    .graphs
+                    .predict
+                    .as_ref()
+                    .unwrap()
+                    .graph
+                    .shape(*id)
+                    .concrete(&syms);
+                (
+                    name.clone(),
+                    crate::ir::Tensor::new(shape, ws.output(&exe.plan, k).to_f64()),
+                )
             })
             .collect())
     }
 
     /// The loss and each metric on a batch, with their names.
-    pub fn evaluate(&mut self, inputs: &[Buffer], rows: usize) -> Result<Vec<(String, f64)>, RunError> {
+    pub fn evaluate(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+    ) -> Result<Vec<(String, f64)>, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
         let ws = workspace(&mut self.fwd_ws, exe, syms)?;
         exe.run(ws, inputs, &self.params)?;
-        Ok(self.compiled.graphs.forward.outputs.iter().enumerate().map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0))).collect())
+        Ok(self
+            .compiled
+            .graphs
+            .forward
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0)))
+            .collect())
     }
 
     /// Trains as the settings say, calling `log` every `log_every` steps and at the end.
     /// Returns false when `interrupt` stopped the run early (the state is consistent: every
     /// step taken is complete).
-    pub fn fit(&mut self, data: Option<&Dataset>, settings: &TrainSettings, mut log: impl FnMut(&Progress)) -> Result<bool, TrainError> {
+    pub fn fit(
+        &mut self,
+        data: Option<&Dataset>,
+        settings: &TrainSettings,
+        mut log: impl FnMut(&Progress),
+    ) -> Result<bool, TrainError> {
         let dtype = self.compiled.model.graph().dtype;
         let has_inputs = !self.compiled.model.graph().inputs.is_empty();
         let (full, rows) = match data {
-            Some(d) if has_inputs => (d.inputs.iter().map(|v| Buffer::from_f64(dtype, v)).collect::<Vec<_>>(), d.n_rows),
+            Some(d) if has_inputs => (
+                d.inputs
+                    .iter()
+                    .map(|v| Buffer::from_f64(dtype, v))
+                    .collect::<Vec<_>>(),
+                d.n_rows,
+            ),
             None if has_inputs => return Err(TrainError::NoData),
             _ => (vec![], 0),
         };
@@ -385,9 +511,16 @@ impl Trainer {
                 self.init_from_data(d);
             }
         }
-        let batch = settings.batch.map(|b| b as usize).filter(|&b| has_inputs && b < rows);
-        if batch.is_some() && self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton {
-            return Err(TrainError::Newton("full batches: remove `batch`, the Hessian is of the whole loss".into()));
+        let batch = settings
+            .batch
+            .map(|b| b as usize)
+            .filter(|&b| has_inputs && b < rows);
+        if batch.is_some()
+            && self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton
+        {
+            return Err(TrainError::Newton(
+                "full batches: remove `batch`, the Hessian is of the whole loss".into(),
+            ));
         }
         let steps_per_epoch = match batch {
             Some(b) if settings.drop_last => (rows / b) as u64,
@@ -404,13 +537,21 @@ impl Trainer {
             (None, Some(e)) => e * steps_per_epoch,
             (None, None) => DEFAULT_STEPS,
         };
-        let every = if settings.log_every > 0 { settings.log_every } else { (total / 10).max(1) };
+        let every = if settings.log_every > 0 {
+            settings.log_every
+        } else {
+            (total / 10).max(1)
+        };
         self.total_steps = total;
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
         // The data cursor lives in the trainer, so a resumed run continues the same epoch.
         if self.cursor.order.len() != rows {
-            self.cursor = Cursor { order: (0..rows).collect(), pos: rows, epoch: 0 };
+            self.cursor = Cursor {
+                order: (0..rows).collect(),
+                pos: rows,
+                epoch: 0,
+            };
         }
         let mut epoch = self.cursor.epoch;
         let mut s = self.step;
@@ -418,11 +559,18 @@ impl Trainer {
         let mut best: Option<(f64, Vec<Buffer>)> = None;
         let mut since_best = 0;
         while s < end {
-            if self.interrupt.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed)) {
+            if self
+                .interrupt
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+            {
                 return Ok(false);
             }
             let (loss, done) = match batch {
-                None if self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton => (self.newton_step(&full, rows)?, 1),
+                None if self.compiled.model.optimizer.kind
+                    == crate::optim::OptimizerKind::Newton =>
+                {
+                    (self.newton_step(&full, rows)?, 1)
+                }
                 None if self.check_finite => (self.checked_step(&full, rows)?, 1),
                 None => {
                     // Full batch: run up to the next log point in one native call.
@@ -457,12 +605,19 @@ impl Trainer {
                 epoch = s;
             }
             if !loss.is_finite() {
-                return Err(TrainError::NonFinite { step: s, value: loss });
+                return Err(TrainError::NonFinite {
+                    step: s,
+                    value: loss,
+                });
             }
             if s % every == 0 || s == end {
                 let validation = match &self.validation {
                     Some(v) => {
-                        let bufs: Vec<Buffer> = v.inputs.iter().map(|x| Buffer::from_f64(dtype, x)).collect();
+                        let bufs: Vec<Buffer> = v
+                            .inputs
+                            .iter()
+                            .map(|x| Buffer::from_f64(dtype, x))
+                            .collect();
                         self.evaluate(&bufs, v.n_rows)?
                     }
                     None => vec![],
@@ -481,9 +636,19 @@ impl Trainer {
                     }
                 }
                 if stop {
-                    self.params = best.take().map(|b| b.1).unwrap_or_else(|| self.params.clone());
+                    self.params = best
+                        .take()
+                        .map(|b| b.1)
+                        .unwrap_or_else(|| self.params.clone());
                 }
-                log(&Progress { step: s, epoch, loss, validation, stopped_early: stop, end });
+                log(&Progress {
+                    step: s,
+                    epoch,
+                    loss,
+                    validation,
+                    stopped_early: stop,
+                    end,
+                });
                 if stop {
                     break;
                 }
@@ -527,7 +692,9 @@ fn cholesky_solve(a: &[Vec<f64>], lambda: f64, b: &[f64]) -> Option<Vec<f64>> {
 /// The workspace for one binding of the dimensions, allocated on first use (after checking it
 /// fits in memory) and reused after.
 fn workspace<'w>(
-    map: &'w mut HashMap<Vec<u64>, Workspace>, exe: &crate::runtime::Executable, syms: Vec<u64>,
+    map: &'w mut HashMap<Vec<u64>, Workspace>,
+    exe: &crate::runtime::Executable,
+    syms: Vec<u64>,
 ) -> Result<&'w mut Workspace, RunError> {
     if !map.contains_key(&syms) {
         let ws = Workspace::new(&exe.plan, exe.dtype, &syms)?;

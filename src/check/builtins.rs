@@ -29,18 +29,22 @@ use Kind::*;
 
 fn signature(name: &str) -> Option<&'static [(&'static str, Kind)]> {
     Some(match name {
-        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs" | "sin" | "cos" | "softplus"
-        | "sign" | "transpose" => &[("x", Array)],
+        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs"
+        | "sin" | "cos" | "softplus" | "sign" | "transpose" => &[("x", Array)],
         "leaky_relu" => &[("x", Array), ("slope", Num(Some(0.01)))],
         "elu" => &[("x", Array), ("alpha", Num(Some(1.0)))],
         "maximum" | "minimum" => &[("a", Array), ("b", Array)],
         "clamp" => &[("x", Array), ("low", Array), ("high", Array)],
         "where" => &[("condition", Array), ("a", Array), ("b", Array)],
-        "sum" | "mean" | "max" | "min" | "logsumexp" => &[("x", Array), ("axis", Axis(None)), ("keepdims", Flag)],
+        "sum" | "mean" | "max" | "min" | "logsumexp" => {
+            &[("x", Array), ("axis", Axis(None)), ("keepdims", Flag)]
+        }
         "argmax" | "argmin" => &[("x", Array), ("axis", AxisRequired)],
         "softmax" | "log_softmax" => &[("x", Array), ("axis", Axis(Some(-1)))],
         "cross_entropy" => &[("logits", Array), ("labels", Array)],
-        "binary_cross_entropy_with_logits" | "bce_with_logits" => &[("logits", Array), ("targets", Array)],
+        "binary_cross_entropy_with_logits" | "bce_with_logits" => {
+            &[("logits", Array), ("targets", Array)]
+        }
         "mse" => &[("prediction", Array), ("target", Array)],
         "one_hot" => &[("labels", Array), ("classes", Num(None))],
         _ => return None,
@@ -48,10 +52,40 @@ fn signature(name: &str) -> Option<&'static [(&'static str, Kind)]> {
 }
 
 pub const NAMES: &[&str] = &[
-    "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "log1p", "expm1", "abs", "sin", "cos", "softplus", "sign",
-    "transpose", "leaky_relu", "elu", "maximum", "minimum", "clamp", "where", "sum", "mean", "max", "min", "logsumexp",
-    "argmax", "argmin", "softmax", "log_softmax", "cross_entropy", "binary_cross_entropy_with_logits", "bce_with_logits",
-    "mse", "one_hot",
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "log1p",
+    "expm1",
+    "abs",
+    "sin",
+    "cos",
+    "softplus",
+    "sign",
+    "transpose",
+    "leaky_relu",
+    "elu",
+    "maximum",
+    "minimum",
+    "clamp",
+    "where",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "logsumexp",
+    "argmax",
+    "argmin",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "bce_with_logits",
+    "mse",
+    "one_hot",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -81,7 +115,13 @@ impl Value {
     }
 }
 
-pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<NodeId> {
+pub(super) fn call(
+    cx: &mut Checker,
+    g: &mut Graph,
+    func: &ast::Ident,
+    args: &[ast::Arg],
+    span: Span,
+) -> Option<NodeId> {
     let name = func.name.as_str();
     let Some(sig) = signature(name) else {
         cx.error(
@@ -92,10 +132,12 @@ pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[a
         return None;
     };
     let v = bind(cx, g, name, sig, args, span)?;
-    let node = |cx: &mut Checker, g: &mut Graph, op: Op, ids: &[NodeId], spans: &[Span]| cx.node(g, op, ids, spans, name, span);
+    let node = |cx: &mut Checker, g: &mut Graph, op: Op, ids: &[NodeId], spans: &[Span]| {
+        cx.node(g, op, ids, spans, name, span)
+    };
     match name {
-        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs" | "sin" | "cos" | "softplus"
-        | "sign" | "transpose" => {
+        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs"
+        | "sin" | "cos" | "softplus" | "sign" | "transpose" => {
             let op = match name {
                 "exp" => Op::Exp,
                 "log" => Op::Log,
@@ -133,7 +175,13 @@ pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[a
         }
         "maximum" | "minimum" => {
             let ((a, sa), (b, sb)) = (v[0].array(), v[1].array());
-            node(cx, g, if name == "maximum" { Op::Max } else { Op::Min }, &[a, b], &[sa, sb])
+            node(
+                cx,
+                g,
+                if name == "maximum" { Op::Max } else { Op::Min },
+                &[a, b],
+                &[sa, sb],
+            )
         }
         "clamp" => {
             let ((x, sx), (lo, sl), (hi, sh)) = (v[0].array(), v[1].array(), v[2].array());
@@ -146,7 +194,9 @@ pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[a
         }
         "sum" | "mean" | "max" | "min" | "logsumexp" => {
             let (x, xs) = v[0].array();
-            let Value::Axis(axis, aspan) = v[1] else { unreachable!() };
+            let Value::Axis(axis, aspan) = v[1] else {
+                unreachable!()
+            };
             let axis = normalize_axis(cx, g, x, xs, axis, aspan)?;
             let keepdims = matches!(v[2], Value::Flag(true));
             let op = match name {
@@ -169,19 +219,31 @@ pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[a
         }
         "argmax" | "argmin" => {
             let (x, xs) = v[0].array();
-            let Value::Axis(axis, aspan) = v[1] else { unreachable!() };
+            let Value::Axis(axis, aspan) = v[1] else {
+                unreachable!()
+            };
             let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("required axis");
-            let x = if name == "argmin" { g.build(Op::Neg, &[x]) } else { x };
+            let x = if name == "argmin" {
+                g.build(Op::Neg, &[x])
+            } else {
+                x
+            };
             node(cx, g, Op::ArgMax { axis }, &[x], &[xs])
         }
         "softmax" | "log_softmax" => {
             let (x, xs) = v[0].array();
-            let Value::Axis(axis, aspan) = v[1] else { unreachable!() };
+            let Value::Axis(axis, aspan) = v[1] else {
+                unreachable!()
+            };
             let axis = normalize_axis(cx, g, x, xs, axis, aspan)?;
             let lse = node(cx, g, Op::LogSumExp { axis }, &[x], &[xs])?;
             let lse = g.build(Op::Reshape(keepdims_shape(g.shape(x), axis)), &[lse]);
             let shifted = g.build(Op::Sub, &[x, lse]);
-            Some(if name == "softmax" { g.build(Op::Exp, &[shifted]) } else { shifted })
+            Some(if name == "softmax" {
+                g.build(Op::Exp, &[shifted])
+            } else {
+                shifted
+            })
         }
         "cross_entropy" => {
             let ((z, sz), (y, sy)) = (v[0].array(), v[1].array());
@@ -220,7 +282,10 @@ pub(super) fn call(cx: &mut Checker, g: &mut Graph, func: &ast::Ident, args: &[a
             let (y, sy) = v[0].array();
             let k = v[1].num();
             if !(k >= 1.0 && k.fract() == 0.0 && k < 1e9) {
-                cx.error(Diagnostic::error("the number of classes must be a whole number ≥ 1").with_label(span, "here"));
+                cx.error(
+                    Diagnostic::error("the number of classes must be a whole number ≥ 1")
+                        .with_label(span, "here"),
+                );
                 return None;
             }
             node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
@@ -244,10 +309,30 @@ fn reduced_dims(shape: &Shape, axis: Option<u32>) -> Vec<Dim> {
 }
 
 fn keepdims_shape(shape: &Shape, axis: Option<u32>) -> Shape {
-    Shape(shape.0.iter().enumerate().map(|(i, d)| if axis.is_none_or(|a| a as usize == i) { Dim::Fixed(1) } else { *d }).collect())
+    Shape(
+        shape
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                if axis.is_none_or(|a| a as usize == i) {
+                    Dim::Fixed(1)
+                } else {
+                    *d
+                }
+            })
+            .collect(),
+    )
 }
 
-fn normalize_axis(cx: &mut Checker, g: &Graph, x: NodeId, xs: Span, axis: Option<i64>, aspan: Span) -> Option<Option<u32>> {
+fn normalize_axis(
+    cx: &mut Checker,
+    g: &Graph,
+    x: NodeId,
+    xs: Span,
+    axis: Option<i64>,
+    aspan: Span,
+) -> Option<Option<u32>> {
     let Some(a) = axis else { return Some(None) };
     let rank = g.shape(x).rank() as i64;
     let a2 = if a < 0 { a + rank } else { a };
@@ -263,7 +348,14 @@ fn normalize_axis(cx: &mut Checker, g: &Graph, x: NodeId, xs: Span, axis: Option
 }
 
 /// Matches arguments (positional, then by name) to a signature and evaluates them.
-fn bind(cx: &mut Checker, g: &mut Graph, name: &str, sig: &[(&str, Kind)], args: &[ast::Arg], span: Span) -> Option<Vec<Value>> {
+fn bind(
+    cx: &mut Checker,
+    g: &mut Graph,
+    name: &str,
+    sig: &[(&str, Kind)],
+    args: &[ast::Arg],
+    span: Span,
+) -> Option<Vec<Value>> {
     let mut slots: Vec<Option<&ast::Arg>> = vec![None; sig.len()];
     let mut next = 0;
     for a in args {
@@ -283,8 +375,11 @@ fn bind(cx: &mut Checker, g: &mut Graph, name: &str, sig: &[(&str, Kind)], args:
             None => {
                 if next >= sig.len() {
                     cx.error(
-                        Diagnostic::error(format!("`{name}` takes at most {} argument(s)", sig.len()))
-                            .with_label(a.value.span, "extra argument"),
+                        Diagnostic::error(format!(
+                            "`{name}` takes at most {} argument(s)",
+                            sig.len()
+                        ))
+                        .with_label(a.value.span, "extra argument"),
                     );
                     return None;
                 }
@@ -293,7 +388,10 @@ fn bind(cx: &mut Checker, g: &mut Graph, name: &str, sig: &[(&str, Kind)], args:
             }
         };
         if slots[i].is_some() {
-            cx.error(Diagnostic::error(format!("argument `{}` given twice", sig[i].0)).with_label(a.value.span, "again here"));
+            cx.error(
+                Diagnostic::error(format!("argument `{}` given twice", sig[i].0))
+                    .with_label(a.value.span, "again here"),
+            );
             return None;
         }
         slots[i] = Some(a);
@@ -302,30 +400,45 @@ fn bind(cx: &mut Checker, g: &mut Graph, name: &str, sig: &[(&str, Kind)], args:
     let mut ok = true;
     for ((pname, kind), slot) in sig.iter().zip(slots) {
         let value = match (kind, slot) {
-            (Array, Some(a)) => cx.expr(g, &a.value).map(|id| Value::Array(id, a.value.span)),
+            (Array, Some(a)) => cx
+                .expr(g, &a.value)
+                .map(|id| Value::Array(id, a.value.span)),
             (Num(_), Some(a)) => cx.const_value(&a.value).map(Value::Num),
             (Num(Some(d)), None) => Some(Value::Num(*d)),
             (Axis(_) | AxisRequired, Some(a)) => match super::const_eval(&a.value) {
-                Some(v) if v.fract() == 0.0 && v.abs() < 1e6 => Some(Value::Axis(Some(v as i64), a.value.span)),
+                Some(v) if v.fract() == 0.0 && v.abs() < 1e6 => {
+                    Some(Value::Axis(Some(v as i64), a.value.span))
+                }
                 _ => {
-                    cx.error(Diagnostic::error("an axis must be a whole number").with_label(a.value.span, "not an axis"));
+                    cx.error(
+                        Diagnostic::error("an axis must be a whole number")
+                            .with_label(a.value.span, "not an axis"),
+                    );
                     None
                 }
             },
             (Axis(d), None) => Some(Value::Axis(*d, span)),
             (Flag, Some(a)) => match &a.value.kind {
-                ast::ExprKind::Name(n) if n == "true" || n == "false" => Some(Value::Flag(n == "true")),
+                ast::ExprKind::Name(n) if n == "true" || n == "false" => {
+                    Some(Value::Flag(n == "true"))
+                }
                 _ => match super::const_eval(&a.value) {
                     Some(v) if v == 0.0 || v == 1.0 => Some(Value::Flag(v == 1.0)),
                     _ => {
-                        cx.error(Diagnostic::error(format!("`{pname}` must be `true` or `false`")).with_label(a.value.span, "here"));
+                        cx.error(
+                            Diagnostic::error(format!("`{pname}` must be `true` or `false`"))
+                                .with_label(a.value.span, "here"),
+                        );
                         None
                     }
                 },
             },
             (Flag, None) => Some(Value::Flag(false)),
             (Array | Num(None) | AxisRequired, None) => {
-                cx.error(Diagnostic::error(format!("`{name}` needs an argument `{pname}`")).with_label(span, "missing argument"));
+                cx.error(
+                    Diagnostic::error(format!("`{name}` needs an argument `{pname}`"))
+                        .with_label(span, "missing argument"),
+                );
                 None
             }
         };

@@ -60,7 +60,10 @@ impl Checker {
         for (init, span) in inits.iter().zip(&param_spans) {
             if let Init::FromData { input, .. } = init {
                 if !inputs.iter().any(|i| &i.name == input) {
-                    self.error(Diagnostic::error(format!("no input named `{input}` to initialize from")).with_label(*span, "in this parameter"));
+                    self.error(
+                        Diagnostic::error(format!("no input named `{input}` to initialize from"))
+                            .with_label(*span, "in this parameter"),
+                    );
                 }
             }
         }
@@ -83,7 +86,9 @@ impl Checker {
                     }
                 }
                 Item::Loss { name, value, span } => {
-                    let Some(id) = self.expr(&mut graph, value) else { continue };
+                    let Some(id) = self.expr(&mut graph, value) else {
+                        continue;
+                    };
                     if let Some((_, _, first)) = &loss {
                         self.error(
                             Diagnostic::error("a model has one loss")
@@ -95,7 +100,10 @@ impl Checker {
                     if !graph.shape(id).is_scalar() {
                         self.error(
                             Diagnostic::error("the loss must be a scalar")
-                                .with_label(value.span, format!("has shape {}", graph.shape_text(graph.shape(id))))
+                                .with_label(
+                                    value.span,
+                                    format!("has shape {}", graph.shape_text(graph.shape(id))),
+                                )
                                 .with_note("reduce it with `sum(...)` or `mean(...)`"),
                         );
                         continue;
@@ -107,9 +115,13 @@ impl Checker {
                     loss = Some((loss_name, id, *span));
                 }
                 Item::Output { name, value } => {
-                    let Some(id) = self.expr(&mut graph, value) else { continue };
+                    let Some(id) = self.expr(&mut graph, value) else {
+                        continue;
+                    };
                     let shape = graph.shape(id).clone();
-                    let per_row = row_dim_sym.is_some() && shape.0.first() == row_dim_sym.map(Dim::Sym).as_ref() && shape.rank() <= 2;
+                    let per_row = row_dim_sym.is_some()
+                        && shape.0.first() == row_dim_sym.map(Dim::Sym).as_ref()
+                        && shape.rank() <= 2;
                     if !per_row {
                         self.error(
                             Diagnostic::error("an output holds one value (or one row of values) per data row")
@@ -122,12 +134,14 @@ impl Checker {
                     outputs.push((name.name.clone(), id));
                 }
                 Item::Metric { name, value } => {
-                    let Some(id) = self.expr(&mut graph, value) else { continue };
+                    let Some(id) = self.expr(&mut graph, value) else {
+                        continue;
+                    };
                     if !graph.shape(id).is_scalar() {
-                        self.error(
-                            Diagnostic::error("a metric must be a scalar")
-                                .with_label(value.span, format!("has shape {}", graph.shape_text(graph.shape(id)))),
-                        );
+                        self.error(Diagnostic::error("a metric must be a scalar").with_label(
+                            value.span,
+                            format!("has shape {}", graph.shape_text(graph.shape(id))),
+                        ));
                         continue;
                     }
                     self.define(name, Binding::Value(id));
@@ -135,35 +149,54 @@ impl Checker {
                 }
                 Item::Optimizer { name, args, span } => {
                     if optimizer.is_some() {
-                        self.error(Diagnostic::error("optimizer declared twice").with_label(*span, "second declaration"));
+                        self.error(
+                            Diagnostic::error("optimizer declared twice")
+                                .with_label(*span, "second declaration"),
+                        );
                     }
                     optimizer = self.optimizer(name, args);
                 }
                 Item::Train { settings, span } => {
                     if saw_train {
-                        self.error(Diagnostic::error("`train` settings given twice").with_label(*span, "second `train`"));
+                        self.error(
+                            Diagnostic::error("`train` settings given twice")
+                                .with_label(*span, "second `train`"),
+                        );
                     }
                     saw_train = true;
                     self.train_settings(settings, &mut train);
                 }
                 Item::Schedule { name, args, span } => {
                     if schedule.is_some() {
-                        self.error(Diagnostic::error("`schedule` given twice").with_label(*span, "second schedule"));
+                        self.error(
+                            Diagnostic::error("`schedule` given twice")
+                                .with_label(*span, "second schedule"),
+                        );
                     }
                     schedule = self.schedule(name, args);
                 }
                 Item::Data { path, span } => {
                     if data.is_some() {
-                        self.error(Diagnostic::error("`data` given twice").with_label(*span, "second `data`"));
+                        self.error(
+                            Diagnostic::error("`data` given twice")
+                                .with_label(*span, "second `data`"),
+                        );
                     }
                     data = Some(path.clone());
                 }
-                Item::Input { .. } | Item::Param { .. } | Item::Dtype { .. } | Item::Fn { .. } | Item::Error => {}
+                Item::Input { .. }
+                | Item::Param { .. }
+                | Item::Dtype { .. }
+                | Item::Fn { .. }
+                | Item::Error => {}
             }
         }
         let Some((loss_name, loss, _)) = loss else {
             if self.diags.iter().all(|d| !d.is_error()) {
-                self.error(Diagnostic::error("the model has no `loss`").with_note("add a line such as `loss mean((y - p)^2)`"));
+                self.error(
+                    Diagnostic::error("the model has no `loss`")
+                        .with_note("add a line such as `loss mean((y - p)^2)`"),
+                );
             }
             return Err(std::mem::take(&mut self.diags));
         };
@@ -172,7 +205,10 @@ impl Checker {
         }
         self.unused_warnings(module, &graph, loss);
         self.symmetry_warnings(&graph, loss, &inits, &param_spans);
-        let predict = (!outputs.is_empty()).then(|| GraphFn { graph: graph.clone(), outputs });
+        let predict = (!outputs.is_empty()).then(|| GraphFn {
+            graph: graph.clone(),
+            outputs,
+        });
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
@@ -215,7 +251,8 @@ impl Checker {
                     "f64" => DType::F64,
                     other => {
                         self.error(
-                            Diagnostic::error(format!("unknown dtype `{other}`")).with_label(name.span, "expected `f32` or `f64`"),
+                            Diagnostic::error(format!("unknown dtype `{other}`"))
+                                .with_label(name.span, "expected `f32` or `f64`"),
                         );
                         dtype
                     }
@@ -227,7 +264,9 @@ impl Checker {
 
     fn functions(&mut self, module: &ast::Module) {
         for item in &module.items {
-            let Item::Fn { name, params, body } = item else { continue };
+            let Item::Fn { name, params, body } = item else {
+                continue;
+            };
             if let Some(first) = self.fns.get(&name.name) {
                 let first = first.name.span;
                 self.error(
@@ -238,15 +277,28 @@ impl Checker {
                 continue;
             }
             if builtins::is_builtin(&name.name) {
-                self.error(Diagnostic::error(format!("`{}` is a built-in function", name.name)).with_label(name.span, "choose another name"));
+                self.error(
+                    Diagnostic::error(format!("`{}` is a built-in function", name.name))
+                        .with_label(name.span, "choose another name"),
+                );
                 continue;
             }
             for (i, p) in params.iter().enumerate() {
                 if params[..i].iter().any(|q| q.name == p.name) {
-                    self.error(Diagnostic::error(format!("parameter `{}` appears twice", p.name)).with_label(p.span, "repeated"));
+                    self.error(
+                        Diagnostic::error(format!("parameter `{}` appears twice", p.name))
+                            .with_label(p.span, "repeated"),
+                    );
                 }
             }
-            self.fns.insert(name.name.clone(), UserFn { name: name.clone(), params: params.clone(), body: body.clone() });
+            self.fns.insert(
+                name.name.clone(),
+                UserFn {
+                    name: name.clone(),
+                    params: params.clone(),
+                    body: body.clone(),
+                },
+            );
         }
     }
 
@@ -265,7 +317,16 @@ impl Checker {
         let mut bindings = Vec::new();
         let mut row_dim: Option<(u32, Span)> = None;
         for item in &module.items {
-            let Item::Input { name, shape, is_int, columns, span } = item else { continue };
+            let Item::Input {
+                name,
+                shape,
+                is_int,
+                columns,
+                span,
+            } = item
+            else {
+                continue;
+            };
             let dims = self.input_dims(name, shape, &mut row_dim);
             let Some(dims) = dims else { continue };
             let width = match dims.get(1) {
@@ -289,35 +350,55 @@ impl Checker {
                 None => (0..width).map(|j| format!("{}{j}", name.name)).collect(),
                 Some(ast::Columns::List(list)) => list.iter().map(|c| c.name.clone()).collect(),
                 Some(ast::Columns::File(..)) => unreachable!("handled above"),
-                Some(ast::Columns::Range { first, last }) => match column_range(&first.name, &last.name) {
-                    Some(cols) => cols,
-                    None => {
-                        self.error(
+                Some(ast::Columns::Range { first, last }) => {
+                    match column_range(&first.name, &last.name) {
+                        Some(cols) => cols,
+                        None => {
+                            self.error(
                             Diagnostic::error("column range must be `prefixA..prefixB` with whole numbers A ≤ B")
                                 .with_label(first.span.join(last.span), "not a column range"),
                         );
-                        continue;
+                            continue;
+                        }
                     }
-                },
+                }
             };
             if columns.len() != width && !symbolic_width && file.is_none() {
                 self.error(
-                    Diagnostic::error(format!("`{}` has {width} column(s) per row but {} are named", name.name, columns.len()))
-                        .with_label(*span, "declared here"),
+                    Diagnostic::error(format!(
+                        "`{}` has {width} column(s) per row but {} are named",
+                        name.name,
+                        columns.len()
+                    ))
+                    .with_label(*span, "declared here"),
                 );
                 continue;
             }
             let index = infos.len() as u32;
-            infos.push(InputInfo { name: name.name.clone(), shape: Shape(dims), is_int: *is_int });
+            infos.push(InputInfo {
+                name: name.name.clone(),
+                shape: Shape(dims),
+                is_int: *is_int,
+            });
             let prefix = (symbolic_width && file.is_none()).then(|| name.name.clone());
-            bindings.push(InputBinding { columns, prefix, file, span: *span });
+            bindings.push(InputBinding {
+                columns,
+                prefix,
+                file,
+                span: *span,
+            });
             self.define(name, Binding::Input(index));
         }
         (infos, bindings, row_dim.map(|r| r.0))
     }
 
     /// An input is a table of rows: `[n]` or `[n, k]` with the same symbolic `n` for all inputs.
-    fn input_dims(&mut self, name: &ast::Ident, shape: &[ast::Dim], row_dim: &mut Option<(u32, Span)>) -> Option<Vec<Dim>> {
+    fn input_dims(
+        &mut self,
+        name: &ast::Ident,
+        shape: &[ast::Dim],
+        row_dim: &mut Option<(u32, Span)>,
+    ) -> Option<Vec<Dim>> {
         let Some(ast::Dim::Named(rows)) = shape.first() else {
             self.error(
                 Diagnostic::error(format!("input `{}` needs a row dimension", name.name))
@@ -327,7 +408,10 @@ impl Checker {
             return None;
         };
         if shape.len() > 2 {
-            self.error(Diagnostic::error("inputs have rank 1 or 2").with_label(shape[2].span(), "extra dimension"));
+            self.error(
+                Diagnostic::error("inputs have rank 1 or 2")
+                    .with_label(shape[2].span(), "extra dimension"),
+            );
             return None;
         }
         let sym = self.sym(&rows.name);
@@ -354,7 +438,12 @@ impl Checker {
                     dims.push(Dim::Sym(s));
                 }
                 other => {
-                    self.error(Diagnostic::error("the column dimension must be a positive whole number or a name").with_label(other.span(), "here"));
+                    self.error(
+                        Diagnostic::error(
+                            "the column dimension must be a positive whole number or a name",
+                        )
+                        .with_label(other.span(), "here"),
+                    );
                     return None;
                 }
             }
@@ -365,7 +454,15 @@ impl Checker {
     fn params(&mut self, module: &ast::Module) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
         let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
         for item in &module.items {
-            let Item::Param { name, shape, init, span } = item else { continue };
+            let Item::Param {
+                name,
+                shape,
+                init,
+                span,
+            } = item
+            else {
+                continue;
+            };
             let mut dims = Vec::new();
             let mut ok = true;
             for d in shape {
@@ -373,8 +470,10 @@ impl Checker {
                     ast::Dim::Fixed(k, _) if *k != u64::MAX && *k > 0 => dims.push(Dim::Fixed(*k)),
                     other => {
                         self.error(
-                            Diagnostic::error("parameter dimensions must be positive whole numbers")
-                                .with_label(other.span(), "not a fixed size"),
+                            Diagnostic::error(
+                                "parameter dimensions must be positive whole numbers",
+                            )
+                            .with_label(other.span(), "not a fixed size"),
                         );
                         ok = false;
                     }
@@ -387,7 +486,11 @@ impl Checker {
             if !ok {
                 continue;
             }
-            let bytes = dims.iter().map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 }).product::<u128>() * 8;
+            let bytes = dims
+                .iter()
+                .map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 })
+                .product::<u128>()
+                * 8;
             if bytes > crate::runtime::memory_limit() as u128 {
                 // Still defined, so its uses do not cascade into "unknown name" errors.
                 self.error(
@@ -403,7 +506,10 @@ impl Checker {
             // cascade into "unknown name" errors; the model is rejected anyway.
             let init = init.unwrap_or(Init::Zeros);
             let index = infos.len() as u32;
-            infos.push(ParamInfo { name: name.name.clone(), shape: Shape(dims) });
+            infos.push(ParamInfo {
+                name: name.name.clone(),
+                shape: Shape(dims),
+            });
             inits.push(init);
             spans.push(*span);
             self.define(name, Binding::Param(index));
@@ -421,7 +527,16 @@ impl Checker {
         if let Some(stat) = stat {
             // `~ log_prior(label)`: the statistic of an input, computed when data arrives.
             let input = match args {
-                [ast::Arg { name: None, value: ast::Expr { kind: ExprKind::Name(n), .. } }] => n.clone(),
+                [
+                    ast::Arg {
+                        name: None,
+                        value:
+                            ast::Expr {
+                                kind: ExprKind::Name(n),
+                                ..
+                            },
+                    },
+                ] => n.clone(),
                 _ => {
                     self.error(
                         Diagnostic::error(format!("`{}` takes the name of an input", name.name))
@@ -437,17 +552,21 @@ impl Checker {
         let mut gain_from: Option<(String, f64)> = None;
         for a in args {
             match (&a.name, &a.value.kind) {
-                (Some(n), ExprKind::Name(act)) if n.name == "nonlinearity" => match crate::init::gain_for(act) {
-                    Some(g) => gain_from = Some(("gain".into(), g)),
-                    None => {
-                        self.error(
-                            Diagnostic::error(format!("no recommended gain for `{act}`"))
-                                .with_label(a.value.span, "unknown nonlinearity")
-                                .with_note("known: linear, sigmoid, tanh, relu, leaky_relu, selu"),
-                        );
-                        return None;
+                (Some(n), ExprKind::Name(act)) if n.name == "nonlinearity" => {
+                    match crate::init::gain_for(act) {
+                        Some(g) => gain_from = Some(("gain".into(), g)),
+                        None => {
+                            self.error(
+                                Diagnostic::error(format!("no recommended gain for `{act}`"))
+                                    .with_label(a.value.span, "unknown nonlinearity")
+                                    .with_note(
+                                        "known: linear, sigmoid, tanh, relu, leaky_relu, selu",
+                                    ),
+                            );
+                            return None;
+                        }
                     }
-                },
+                }
                 _ => rest.push(a.clone()),
             }
         }
@@ -466,26 +585,37 @@ impl Checker {
         let mut positional = Vec::new();
         let mut named = Vec::new();
         for a in args {
-            let Some(v) = self.const_value(&a.value) else { continue };
+            let Some(v) = self.const_value(&a.value) else {
+                continue;
+            };
             match &a.name {
                 Some(n) => named.push((n.name.clone(), v)),
                 None => positional.push(v),
             }
         }
-        if args.len() == positional.len() + named.len() { Some((positional, named)) } else { None }
+        if args.len() == positional.len() + named.len() {
+            Some((positional, named))
+        } else {
+            None
+        }
     }
 
     fn const_value(&mut self, e: &ast::Expr) -> Option<f64> {
         let v = const_eval(e);
         if v.is_none() {
-            self.error(Diagnostic::error("expected a number").with_label(e.span, "must be a constant"));
+            self.error(
+                Diagnostic::error("expected a number").with_label(e.span, "must be a constant"),
+            );
         }
         v
     }
 
     fn optimizer(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<OptimizerSpec> {
         let Some(kind) = OptimizerKind::from_name(&name.name) else {
-            let known: Vec<_> = OptimizerKind::ALL.iter().map(|k| format!("`{}`", k.name())).collect();
+            let known: Vec<_> = OptimizerKind::ALL
+                .iter()
+                .map(|k| format!("`{}`", k.name()))
+                .collect();
             self.error(
                 Diagnostic::error(format!("unknown optimizer `{}`", name.name))
                     .with_label(name.span, "not an optimizer")
@@ -498,9 +628,14 @@ impl Checker {
         for a in args {
             if a.name.as_ref().is_some_and(|n| n.name == "defaults") {
                 match &a.value.kind {
-                    ExprKind::Name(d) if Dialect::from_name(d).is_some() => dialect = Dialect::from_name(d).unwrap(),
+                    ExprKind::Name(d) if Dialect::from_name(d).is_some() => {
+                        dialect = Dialect::from_name(d).unwrap()
+                    }
                     _ => {
-                        let known: Vec<_> = Dialect::ALL.iter().map(|d| format!("`{}`", d.name())).collect();
+                        let known: Vec<_> = Dialect::ALL
+                            .iter()
+                            .map(|d| format!("`{}`", d.name()))
+                            .collect();
                         self.error(
                             Diagnostic::error("unknown defaults")
                                 .with_label(a.value.span, "not a known framework")
@@ -518,7 +653,9 @@ impl Checker {
             if a.name.as_ref().is_some_and(|n| n.name == "defaults") {
                 continue;
             }
-            let Some(v) = self.const_value(&a.value) else { continue };
+            let Some(v) = self.const_value(&a.value) else {
+                continue;
+            };
             let key = match &a.name {
                 Some(n) => n.name.clone(),
                 None if positional < hypers.len() => {
@@ -526,12 +663,18 @@ impl Checker {
                     hypers[positional - 1].0.to_string()
                 }
                 None => {
-                    self.error(Diagnostic::error("too many optimizer arguments").with_label(a.value.span, "extra"));
+                    self.error(
+                        Diagnostic::error("too many optimizer arguments")
+                            .with_label(a.value.span, "extra"),
+                    );
                     continue;
                 }
             };
             if let Err(msg) = spec.set(&key, v) {
-                self.error(Diagnostic::error(msg).with_label(a.name.as_ref().map_or(a.value.span, |n| n.span), "here"));
+                self.error(
+                    Diagnostic::error(msg)
+                        .with_label(a.name.as_ref().map_or(a.value.span, |n| n.span), "here"),
+                );
             }
         }
         Some(spec)
@@ -540,7 +683,10 @@ impl Checker {
     fn schedule(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<LrSchedule> {
         let (positional, named) = self.const_args(args)?;
         if !positional.is_empty() {
-            self.error(Diagnostic::error("schedule arguments are given by name").with_label(name.span, "in this schedule"));
+            self.error(
+                Diagnostic::error("schedule arguments are given by name")
+                    .with_label(name.span, "in this schedule"),
+            );
             return None;
         }
         let params: &[(&str, f64)] = match name.name.as_str() {
@@ -567,46 +713,73 @@ impl Checker {
             match params.iter().position(|p| p.0 == key) {
                 Some(i) => values[i] = *v,
                 None => {
-                    self.error(Diagnostic::error(format!("`{}` has no argument `{key}`", name.name)).with_label(name.span, "in this schedule"));
+                    self.error(
+                        Diagnostic::error(format!("`{}` has no argument `{key}`", name.name))
+                            .with_label(name.span, "in this schedule"),
+                    );
                     return None;
                 }
             }
         }
         if let Some(i) = values.iter().position(|v| v.is_nan()) {
-            self.error(Diagnostic::error(format!("`{}` needs `{}`", name.name, params[i].0)).with_label(name.span, "here"));
+            self.error(
+                Diagnostic::error(format!("`{}` needs `{}`", name.name, params[i].0))
+                    .with_label(name.span, "here"),
+            );
             return None;
         }
         if warmup < 0.0 || warmup.fract() != 0.0 {
-            self.error(Diagnostic::error("`warmup` must be a whole number of steps").with_label(name.span, "here"));
+            self.error(
+                Diagnostic::error("`warmup` must be a whole number of steps")
+                    .with_label(name.span, "here"),
+            );
             return None;
         }
         let schedule = match name.name.as_str() {
             "constant" => Schedule::Constant,
-            "step" if values[0] >= 1.0 => Schedule::Step { every: values[0] as u64, gamma: values[1] },
+            "step" if values[0] >= 1.0 => Schedule::Step {
+                every: values[0] as u64,
+                gamma: values[1],
+            },
             "step" => {
-                self.error(Diagnostic::error("`every` must be at least 1").with_label(name.span, "here"));
+                self.error(
+                    Diagnostic::error("`every` must be at least 1").with_label(name.span, "here"),
+                );
                 return None;
             }
             "exponential" => Schedule::Exponential { gamma: values[0] },
             _ => Schedule::Cosine { min: values[0] },
         };
-        Some(LrSchedule { schedule, warmup: warmup as u64 })
+        Some(LrSchedule {
+            schedule,
+            warmup: warmup as u64,
+        })
     }
 
     fn train_settings(&mut self, settings: &[ast::Setting], train: &mut TrainSettings) {
         for s in settings {
-            let Some(v) = self.const_value(&s.value) else { continue };
+            let Some(v) = self.const_value(&s.value) else {
+                continue;
+            };
             if s.name.name == "validation" {
                 if (0.0..1.0).contains(&v) {
                     train.validation = v;
                 } else {
-                    self.error(Diagnostic::error("`validation` is the fraction of rows held out, in [0, 1)").with_label(s.value.span, "here"));
+                    self.error(
+                        Diagnostic::error(
+                            "`validation` is the fraction of rows held out, in [0, 1)",
+                        )
+                        .with_label(s.value.span, "here"),
+                    );
                 }
                 continue;
             }
             let whole = v >= 0.0 && v.fract() == 0.0 && v < 1e18;
             if !whole {
-                self.error(Diagnostic::error(format!("`{}` must be a whole number ≥ 0", s.name.name)).with_label(s.value.span, "here"));
+                self.error(
+                    Diagnostic::error(format!("`{}` must be a whole number ≥ 0", s.name.name))
+                        .with_label(s.value.span, "here"),
+                );
                 continue;
             }
             let v = v as u64;
@@ -627,8 +800,14 @@ impl Checker {
             }
         }
         if train.steps.is_some() && train.epochs.is_some() {
-            let span = settings.iter().find(|s| s.name.name == "epochs").map(|s| s.name.span).unwrap_or_default();
-            self.error(Diagnostic::error("give `steps` or `epochs`, not both").with_label(span, "here"));
+            let span = settings
+                .iter()
+                .find(|s| s.name.name == "epochs")
+                .map(|s| s.name.span)
+                .unwrap_or_default();
+            self.error(
+                Diagnostic::error("give `steps` or `epochs`, not both").with_label(span, "here"),
+            );
         }
     }
 
@@ -655,21 +834,25 @@ impl Checker {
                 }
                 let mut reach = vec![false; graph.len()];
                 reach[id.index()] = true;
-                graph.ids().skip(id.index() + 1).filter(|d| live[d.index()]).any(|d| {
-                    let n = graph.node(d);
-                    let from = n.inputs.iter().any(|a| reach[a.index()]);
-                    // The units stay tied only if the next layer treats them alike too: its weight
-                    // matrix starts constant as well (a random one gives each unit its own gradient).
-                    if from && n.op == Op::MatMul && reach[n.inputs[0].index()] {
-                        if let Op::Param(k) = graph.op(n.inputs[1]) {
-                            if inits[*k as usize].is_constant() {
-                                return true;
+                graph
+                    .ids()
+                    .skip(id.index() + 1)
+                    .filter(|d| live[d.index()])
+                    .any(|d| {
+                        let n = graph.node(d);
+                        let from = n.inputs.iter().any(|a| reach[a.index()]);
+                        // The units stay tied only if the next layer treats them alike too: its weight
+                        // matrix starts constant as well (a random one gives each unit its own gradient).
+                        if from && n.op == Op::MatMul && reach[n.inputs[0].index()] {
+                            if let Op::Param(k) = graph.op(n.inputs[1]) {
+                                if inits[*k as usize].is_constant() {
+                                    return true;
+                                }
                             }
                         }
-                    }
-                    reach[d.index()] = from;
-                    false
-                })
+                        reach[d.index()] = from;
+                        false
+                    })
             });
             if hidden {
                 self.diags.push(
@@ -699,8 +882,11 @@ impl Checker {
                     if let Some((Binding::Param(i), _)) = self.names.get(&name.name) {
                         if !used_params[*i as usize] {
                             self.diags.push(
-                                Diagnostic::warning(format!("parameter `{}` does not affect the loss", name.name))
-                                    .with_label(name.span, "its gradient is always zero"),
+                                Diagnostic::warning(format!(
+                                    "parameter `{}` does not affect the loss",
+                                    name.name
+                                ))
+                                .with_label(name.span, "its gradient is always zero"),
                             );
                         }
                     }
@@ -709,8 +895,11 @@ impl Checker {
                     if let Some((Binding::Input(i), _)) = self.names.get(&name.name) {
                         if !used_inputs[*i as usize] {
                             self.diags.push(
-                                Diagnostic::warning(format!("input `{}` is never used by the loss", name.name))
-                                    .with_label(name.span, "declared here"),
+                                Diagnostic::warning(format!(
+                                    "input `{}` is never used by the loss",
+                                    name.name
+                                ))
+                                .with_label(name.span, "declared here"),
                             );
                         }
                     }
@@ -771,7 +960,8 @@ impl Checker {
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
                 _ => {
-                    let mut d = Diagnostic::error(format!("unknown name `{name}`")).with_label(span, "not defined before this use");
+                    let mut d = Diagnostic::error(format!("unknown name `{name}`"))
+                        .with_label(span, "not defined before this use");
                     if self.fns.contains_key(name) || builtins::is_builtin(name) {
                         d = d.with_note(format!("`{name}` is a function; call it with arguments"));
                     }
@@ -783,7 +973,14 @@ impl Checker {
     }
 
     /// Inlines a user function: its parameters are bound to the argument values.
-    fn call_user(&mut self, g: &mut Graph, f: &UserFn, func: &ast::Ident, args: &[ast::Arg], span: Span) -> Option<NodeId> {
+    fn call_user(
+        &mut self,
+        g: &mut Graph,
+        f: &UserFn,
+        func: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+    ) -> Option<NodeId> {
         if self.call_stack.contains(&f.name.name) {
             self.error(
                 Diagnostic::error(format!("function `{}` calls itself", f.name.name))
@@ -795,9 +992,14 @@ impl Checker {
         }
         if args.len() != f.params.len() || args.iter().any(|a| a.name.is_some()) {
             self.error(
-                Diagnostic::error(format!("`{}` takes {} argument(s), found {}", f.name.name, f.params.len(), args.len()))
-                    .with_label(span, "in this call")
-                    .with_label(f.name.span, "defined here"),
+                Diagnostic::error(format!(
+                    "`{}` takes {} argument(s), found {}",
+                    f.name.name,
+                    f.params.len(),
+                    args.len()
+                ))
+                .with_label(span, "in this call")
+                .with_label(f.name.span, "defined here"),
             );
             return None;
         }
@@ -825,14 +1027,23 @@ impl Checker {
     }
 
     /// `x[i]`, `x[:, j]`, `x[i, :]`: select along axes with fixed lengths.
-    fn index(&mut self, g: &mut Graph, base: &ast::Expr, indices: &[Option<ast::Expr>], span: Span) -> Option<NodeId> {
+    fn index(
+        &mut self,
+        g: &mut Graph,
+        base: &ast::Expr,
+        indices: &[Option<ast::Expr>],
+        span: Span,
+    ) -> Option<NodeId> {
         let x = self.expr(g, base)?;
         let rank = g.shape(x).rank();
         if indices.len() != rank {
             self.error(
-                Diagnostic::error(format!("expected {rank} index(es), found {}", indices.len()))
-                    .with_label(span, "here")
-                    .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
+                Diagnostic::error(format!(
+                    "expected {rank} index(es), found {}",
+                    indices.len()
+                ))
+                .with_label(span, "here")
+                .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
             );
             return None;
         }
@@ -845,9 +1056,11 @@ impl Checker {
                 Dim::Fixed(n) => n as f64,
                 Dim::Sym(_) => {
                     self.error(
-                        Diagnostic::error("cannot index an axis whose length is only known at run time")
-                            .with_label(ix.span, "index into a data axis")
-                            .with_note("slice the columns instead: `X[:, j]`"),
+                        Diagnostic::error(
+                            "cannot index an axis whose length is only known at run time",
+                        )
+                        .with_label(ix.span, "index into a data axis")
+                        .with_note("slice the columns instead: `X[:, j]`"),
                     );
                     return None;
                 }
@@ -861,13 +1074,31 @@ impl Checker {
                 );
                 return None;
             }
-            cur = self.node(g, Op::Take { axis: axis as u32, index: v as u64 }, &[cur], &[base.span], "index", span)?;
+            cur = self.node(
+                g,
+                Op::Take {
+                    axis: axis as u32,
+                    index: v as u64,
+                },
+                &[cur],
+                &[base.span],
+                "index",
+                span,
+            )?;
         }
         Some(cur)
     }
 
     /// Adds a node; a shape error becomes a diagnostic labelling each blamed operand.
-    fn node(&mut self, g: &mut Graph, op: Op, args: &[NodeId], spans: &[Span], what: &str, span: Span) -> Option<NodeId> {
+    fn node(
+        &mut self,
+        g: &mut Graph,
+        op: Op,
+        args: &[NodeId],
+        spans: &[Span],
+        what: &str,
+        span: Span,
+    ) -> Option<NodeId> {
         match g.add(op, args) {
             Ok(id) => {
                 g.set_span(id, span);
@@ -875,10 +1106,17 @@ impl Checker {
             }
             Err(err) => {
                 let shapes: Vec<String> = args.iter().map(|a| g.shape_text(g.shape(*a))).collect();
-                let listed = shapes.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" and ");
+                let listed = shapes
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
                 let mut d = Diagnostic::error(format!("shape mismatch in `{what}`: {listed}"));
                 for &k in &err.operands {
-                    d = d.with_label(spans[k.min(spans.len() - 1)], format!("has shape {}", shapes[k]));
+                    d = d.with_label(
+                        spans[k.min(spans.len() - 1)],
+                        format!("has shape {}", shapes[k]),
+                    );
                 }
                 self.error(d.with_note(err.message));
                 None
@@ -889,12 +1127,19 @@ impl Checker {
 
 /// 1 / (product of dims), folded for fixed sizes, as a graph scalar for symbolic ones.
 pub fn reciprocal_count(g: &mut Graph, dims: &[Dim]) -> NodeId {
-    let fixed: u64 = dims.iter().map(|d| if let Dim::Fixed(k) = d { *k } else { 1 }).product();
+    let fixed: u64 = dims
+        .iter()
+        .map(|d| if let Dim::Fixed(k) = d { *k } else { 1 })
+        .product();
     let mut count = g.constant(fixed as f64);
     for d in dims {
         if let Dim::Sym(s) = d {
             let size = g.build(Op::DimSize(*s), &[]);
-            count = if fixed == 1 && g.const_value(count) == Some(1.0) { size } else { g.build(Op::Mul, &[count, size]) };
+            count = if fixed == 1 && g.const_value(count) == Some(1.0) {
+                size
+            } else {
+                g.build(Op::Mul, &[count, size])
+            };
         }
     }
     let one = g.constant(1.0);
@@ -917,7 +1162,13 @@ pub fn const_eval(e: &ast::Expr) -> Option<f64> {
                 BinOp::Mul => Some(a * b),
                 BinOp::Div => Some(a / b),
                 BinOp::Pow => Some(a.powf(b)),
-                BinOp::MatMul | BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => None,
+                BinOp::MatMul
+                | BinOp::Eq
+                | BinOp::Ne
+                | BinOp::Lt
+                | BinOp::Le
+                | BinOp::Gt
+                | BinOp::Ge => None,
             }
         }
         _ => None,

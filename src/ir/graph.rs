@@ -65,13 +65,33 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(dtype: DType, syms: Vec<String>, inputs: Vec<InputInfo>, params: Vec<ParamInfo>) -> Graph {
-        Graph { dtype, syms, inputs, params, nodes: Vec::new(), spans: Vec::new(), names: Vec::new(), rules: Vec::new(), memo: HashMap::new() }
+    pub fn new(
+        dtype: DType,
+        syms: Vec<String>,
+        inputs: Vec<InputInfo>,
+        params: Vec<ParamInfo>,
+    ) -> Graph {
+        Graph {
+            dtype,
+            syms,
+            inputs,
+            params,
+            nodes: Vec::new(),
+            spans: Vec::new(),
+            names: Vec::new(),
+            rules: Vec::new(),
+            memo: HashMap::new(),
+        }
     }
 
     /// A graph with the same declarations and no nodes.
     pub fn empty_like(&self) -> Graph {
-        Graph::new(self.dtype, self.syms.clone(), self.inputs.clone(), self.params.clone())
+        Graph::new(
+            self.dtype,
+            self.syms.clone(),
+            self.inputs.clone(),
+            self.params.clone(),
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -123,7 +143,11 @@ impl Graph {
             }
         };
         let id = NodeId(self.nodes.len() as u32);
-        self.nodes.push(Node { op: op.clone(), inputs: inputs.clone(), shape });
+        self.nodes.push(Node {
+            op: op.clone(),
+            inputs: inputs.clone(),
+            shape,
+        });
         self.spans.push(None);
         self.names.push(None);
         self.rules.push(None);
@@ -135,7 +159,9 @@ impl Graph {
     /// A failure here is a bug in adjoint, not in the user's model.
     pub fn build(&mut self, op: Op, inputs: &[NodeId]) -> NodeId {
         let name = op.name();
-        self.add(op, inputs).unwrap_or_else(|e| panic!("adjoint internal error: ill-shaped `{name}`: {}", e.message))
+        self.add(op, inputs).unwrap_or_else(|e| {
+            panic!("adjoint internal error: ill-shaped `{name}`: {}", e.message)
+        })
     }
 
     /// Records where a node came from, unless it already has a location.

@@ -17,17 +17,27 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor data does not fill its shape");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor data does not fill its shape"
+        );
         Tensor { shape, data }
     }
 
     pub fn scalar(v: f64) -> Tensor {
-        Tensor { shape: vec![], data: vec![v] }
+        Tensor {
+            shape: vec![],
+            data: vec![v],
+        }
     }
 
     pub fn zeros(shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
-        Tensor { shape, data: vec![0.0; n] }
+        Tensor {
+            shape,
+            data: vec![0.0; n],
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -59,7 +69,13 @@ pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
     let own = contiguous_strides(from);
     let offset = to.len() - from.len();
     (0..to.len())
-        .map(|i| if i < offset || from[i - offset] == 1 && to[i] != 1 { 0 } else { own[i - offset] })
+        .map(|i| {
+            if i < offset || from[i - offset] == 1 && to[i] != 1 {
+                0
+            } else {
+                own[i - offset]
+            }
+        })
         .collect()
 }
 
@@ -199,36 +215,85 @@ pub fn pow(a: f64, b: f64) -> f64 {
 }
 
 /// Values of the nodes `roots` depends on; entries for other nodes are `None`.
-pub fn eval(graph: &Graph, inputs: &[Tensor], params: &[Tensor], syms: &[u64], roots: &[NodeId]) -> Vec<Option<Tensor>> {
+pub fn eval(
+    graph: &Graph,
+    inputs: &[Tensor],
+    params: &[Tensor],
+    syms: &[u64],
+    roots: &[NodeId],
+) -> Vec<Option<Tensor>> {
     let live = graph.reachable(roots);
     let mut values: Vec<Option<Tensor>> = vec![None; graph.len()];
     for id in graph.ids().filter(|id| live[id.index()]) {
         let node = graph.node(id);
         let shape = node.shape.concrete(syms);
-        let args: Vec<&Tensor> = node.inputs.iter().map(|i| values[i.index()].as_ref().expect("operand evaluated")).collect();
+        let args: Vec<&Tensor> = node
+            .inputs
+            .iter()
+            .map(|i| values[i.index()].as_ref().expect("operand evaluated"))
+            .collect();
         let value = eval_op(&node.op, &args, shape, inputs, params, syms);
         values[id.index()] = Some(value);
     }
     values
 }
 
-fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], params: &[Tensor], syms: &[u64]) -> Tensor {
+fn eval_op(
+    op: &Op,
+    args: &[&Tensor],
+    shape: Vec<usize>,
+    inputs: &[Tensor],
+    params: &[Tensor],
+    syms: &[u64],
+) -> Tensor {
     match op {
         Op::Input(i) => inputs[*i as usize].clone(),
         Op::Param(i) => params[*i as usize].clone(),
         Op::Const(_) => Tensor::scalar(op.const_value().unwrap()),
         Op::DimSize(s) => Tensor::scalar(syms[*s as usize] as f64),
-        Op::Neg | Op::Exp | Op::Log | Op::Sqrt | Op::Tanh | Op::Sigmoid | Op::Relu | Op::Step | Op::Log1p | Op::Expm1 | Op::Abs
-        | Op::Sign | Op::Sin | Op::Cos | Op::Softplus => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
+        Op::Neg
+        | Op::Exp
+        | Op::Log
+        | Op::Sqrt
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Relu
+        | Op::Step
+        | Op::Log1p
+        | Op::Expm1
+        | Op::Abs
+        | Op::Sign
+        | Op::Sin
+        | Op::Cos
+        | Op::Softplus => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
         Op::Select => {
-            let s: Vec<Vec<usize>> = args.iter().map(|a| broadcast_strides(&a.shape, &shape)).collect();
+            let s: Vec<Vec<usize>> = args
+                .iter()
+                .map(|a| broadcast_strides(&a.shape, &shape))
+                .collect();
             let mut out = Tensor::zeros(shape.clone());
             for_each_index(&shape, &[&s[0], &s[1], &s[2]], |i, off| {
-                out.data[i] = if args[0].data[off[0]] != 0.0 { args[1].data[off[1]] } else { args[2].data[off[2]] };
+                out.data[i] = if args[0].data[off[0]] != 0.0 {
+                    args[1].data[off[1]]
+                } else {
+                    args[2].data[off[2]]
+                };
             });
             out
         }
-        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Max | Op::Min => {
+        Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Pow
+        | Op::Eq
+        | Op::Ne
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::Max
+        | Op::Min => {
             let sa = broadcast_strides(&args[0].shape, &shape);
             let sb = broadcast_strides(&args[1].shape, &shape);
             let mut out = Tensor::zeros(shape.clone());
@@ -250,13 +315,19 @@ fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], para
         }
         Op::Sum { axis } => reduce(args[0], *axis, shape, 0.0, |acc, x| acc + x),
         Op::LogSumExp { axis } => {
-            let m = reduce(args[0], *axis, shape.clone(), f64::NEG_INFINITY, |a, x| binary(&Op::Max, a, x));
+            let m = reduce(args[0], *axis, shape.clone(), f64::NEG_INFINITY, |a, x| {
+                binary(&Op::Max, a, x)
+            });
             let mut out = m.clone();
             let ms = reduced_strides(&args[0].shape, *axis);
             let mut sums = Tensor::zeros(shape);
             for_each_index(&args[0].shape, &[&ms], |i, off| {
                 let mo = m.data[off[0]];
-                sums.data[off[0]] += if mo.is_finite() { (args[0].data[i] - mo).exp() } else { 0.0 };
+                sums.data[off[0]] += if mo.is_finite() {
+                    (args[0].data[i] - mo).exp()
+                } else {
+                    0.0
+                };
             });
             for (o, s) in out.data.iter_mut().zip(&sums.data) {
                 if o.is_finite() {
@@ -265,8 +336,12 @@ fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], para
             }
             out
         }
-        Op::ReduceMax { axis } => reduce(args[0], *axis, shape, f64::NEG_INFINITY, |a, x| binary(&Op::Max, a, x)),
-        Op::ReduceMin { axis } => reduce(args[0], *axis, shape, f64::INFINITY, |a, x| binary(&Op::Min, a, x)),
+        Op::ReduceMax { axis } => reduce(args[0], *axis, shape, f64::NEG_INFINITY, |a, x| {
+            binary(&Op::Max, a, x)
+        }),
+        Op::ReduceMin { axis } => reduce(args[0], *axis, shape, f64::INFINITY, |a, x| {
+            binary(&Op::Min, a, x)
+        }),
         Op::Take { axis, index } => {
             let x = args[0];
             let a = *axis as usize;
@@ -327,7 +402,9 @@ fn eval_op(op: &Op, args: &[&Tensor], shape: Vec<usize>, inputs: &[Tensor], para
         Op::SumTo(_) => {
             let map = broadcast_strides(&shape, &args[0].shape);
             let mut out = Tensor::zeros(shape);
-            for_each_index(&args[0].shape, &[&map], |i, off| out.data[off[0]] += args[0].data[i]);
+            for_each_index(&args[0].shape, &[&map], |i, off| {
+                out.data[off[0]] += args[0].data[i]
+            });
             out
         }
         Op::Expand(_) => {
@@ -354,17 +431,29 @@ fn reduced_strides(shape: &[usize], axis: Option<u32>) -> Vec<usize> {
     }
 }
 
-fn reduce(x: &Tensor, axis: Option<u32>, shape: Vec<usize>, init: f64, f: impl Fn(f64, f64) -> f64) -> Tensor {
+fn reduce(
+    x: &Tensor,
+    axis: Option<u32>,
+    shape: Vec<usize>,
+    init: f64,
+    f: impl Fn(f64, f64) -> f64,
+) -> Tensor {
     let map = reduced_strides(&x.shape, axis);
     let n = shape.iter().product();
     let mut out = Tensor::new(shape, vec![init; n]);
-    for_each_index(&x.shape, &[&map], |i, off| out.data[off[0]] = f(out.data[off[0]], x.data[i]));
+    for_each_index(&x.shape, &[&map], |i, off| {
+        out.data[off[0]] = f(out.data[off[0]], x.data[i])
+    });
     out
 }
 
 fn matmul(a: &Tensor, b: &Tensor, shape: Vec<usize>) -> Tensor {
     // Vectors are read as a row (left operand) or a column (right operand).
-    let (m, k) = if a.shape.len() == 2 { (a.shape[0], a.shape[1]) } else { (1, a.shape[0]) };
+    let (m, k) = if a.shape.len() == 2 {
+        (a.shape[0], a.shape[1])
+    } else {
+        (1, a.shape[0])
+    };
     let n = if b.shape.len() == 2 { b.shape[1] } else { 1 };
     let mut out = Tensor::zeros(shape);
     for i in 0..m {

@@ -62,21 +62,40 @@ pub enum Op {
     Transpose,
 
     /// Sum over one axis, or over all elements when `axis` is `None`.
-    Sum { axis: Option<u32> },
+    Sum {
+        axis: Option<u32>,
+    },
     /// log(sum(exp(x))) over one axis or all elements, computed with the max shifted out.
-    LogSumExp { axis: Option<u32> },
+    LogSumExp {
+        axis: Option<u32>,
+    },
     /// Largest element over one axis or all; the derivative is shared equally among ties.
-    ReduceMax { axis: Option<u32> },
+    ReduceMax {
+        axis: Option<u32>,
+    },
     /// Smallest element over one axis or all; the derivative is shared equally among ties.
-    ReduceMin { axis: Option<u32> },
+    ReduceMin {
+        axis: Option<u32>,
+    },
     /// Index of the largest element along an axis (first on ties), as a float.
-    ArgMax { axis: u32 },
+    ArgMax {
+        axis: u32,
+    },
     /// One index along an axis, which is removed: `x[:, j]`.
-    Take { axis: u32, index: u64 },
+    Take {
+        axis: u32,
+        index: u64,
+    },
     /// The adjoint of `Take`: embeds into zeros of a larger axis of length `size`.
-    Put { axis: u32, index: u64, size: u64 },
+    Put {
+        axis: u32,
+        index: u64,
+        size: u64,
+    },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
-    OneHot { classes: u32 },
+    OneHot {
+        classes: u32,
+    },
 
     /// Sum over broadcast axes down to a shape: the adjoint of broadcasting.
     SumTo(Shape),
@@ -121,12 +140,31 @@ impl Op {
 
     pub fn is_unary(&self) -> bool {
         use Op::*;
-        matches!(self, Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign | Sin | Cos | Softplus)
+        matches!(
+            self,
+            Neg | Exp
+                | Log
+                | Sqrt
+                | Tanh
+                | Sigmoid
+                | Relu
+                | Step
+                | Log1p
+                | Expm1
+                | Abs
+                | Sign
+                | Sin
+                | Cos
+                | Softplus
+        )
     }
 
     pub fn is_binary(&self) -> bool {
         use Op::*;
-        matches!(self, Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min)
+        matches!(
+            self,
+            Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min
+        )
     }
 
     /// Comparisons give 0 or 1 and have zero derivative.

@@ -32,7 +32,11 @@ pub struct Printer<'g> {
 
 impl<'g> Printer<'g> {
     pub fn new(graph: &'g Graph, style: Style) -> Printer<'g> {
-        Printer { graph, style, used_names: Vec::new() }
+        Printer {
+            graph,
+            style,
+            used_names: Vec::new(),
+        }
     }
 
     /// The expression of `id`, expanding through named nodes only at the root.
@@ -100,13 +104,19 @@ impl<'g> Printer<'g> {
                 let a = self.go(ins[0], false);
                 let b = self.go(ins[1], false);
                 let sym = if node.op == Op::Add { "+" } else { "-" };
-                (format!("{} {sym} {}", self.wrap(a, ADD), self.wrap(b, ADD + 1)), ADD)
+                (
+                    format!("{} {sym} {}", self.wrap(a, ADD), self.wrap(b, ADD + 1)),
+                    ADD,
+                )
             }
             Op::Mul => {
                 let a = self.go(ins[0], false);
                 let b = self.go(ins[1], false);
                 let sym = if latex { " \\cdot " } else { " * " };
-                (format!("{}{sym}{}", self.wrap(a, MUL), self.wrap(b, MUL + 1)), MUL)
+                (
+                    format!("{}{sym}{}", self.wrap(a, MUL), self.wrap(b, MUL + 1)),
+                    MUL,
+                )
             }
             Op::Div => {
                 let a = self.go(ins[0], false);
@@ -114,14 +124,20 @@ impl<'g> Printer<'g> {
                 if latex {
                     (format!("\\frac{{{}}}{{{}}}", a.0, b.0), ATOM)
                 } else {
-                    (format!("{} / {}", self.wrap(a, MUL), self.wrap(b, MUL + 1)), MUL)
+                    (
+                        format!("{} / {}", self.wrap(a, MUL), self.wrap(b, MUL + 1)),
+                        MUL,
+                    )
                 }
             }
             Op::MatMul => {
                 let a = self.go(ins[0], false);
                 let b = self.go(ins[1], false);
                 let sym = if latex { " \\, " } else { " @ " };
-                (format!("{}{sym}{}", self.wrap(a, MUL), self.wrap(b, MUL + 1)), MUL)
+                (
+                    format!("{}{sym}{}", self.wrap(a, MUL), self.wrap(b, MUL + 1)),
+                    MUL,
+                )
             }
             Op::Pow => {
                 let a = self.go(ins[0], false);
@@ -138,7 +154,11 @@ impl<'g> Printer<'g> {
             }
             Op::Transpose => {
                 let a = self.go(ins[0], false);
-                if latex { (format!("{}^{{\\top}}", self.wrap(a, ATOM)), ATOM) } else { self.call("transpose", &[a.0]) }
+                if latex {
+                    (format!("{}^{{\\top}}", self.wrap(a, ATOM)), ATOM)
+                } else {
+                    self.call("transpose", &[a.0])
+                }
             }
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 let a = self.go(ins[0], false);
@@ -154,13 +174,19 @@ impl<'g> Printer<'g> {
                     (Op::Ge, false) => ">=",
                     _ => "\\ge",
                 };
-                (format!("{} {sym} {}", self.wrap(a, ADD), self.wrap(b, ADD)), CMP)
+                (
+                    format!("{} {sym} {}", self.wrap(a, ADD), self.wrap(b, ADD)),
+                    CMP,
+                )
             }
             Op::Step => {
                 let a = self.go(ins[0], false);
                 (format!("({} > 0)", a.0), ATOM)
             }
-            Op::Sum { axis } | Op::LogSumExp { axis } | Op::ReduceMax { axis } | Op::ReduceMin { axis } => {
+            Op::Sum { axis }
+            | Op::LogSumExp { axis }
+            | Op::ReduceMax { axis }
+            | Op::ReduceMin { axis } => {
                 let name = match node.op {
                     Op::Sum { .. } => "sum",
                     Op::LogSumExp { .. } => "logsumexp",
@@ -183,10 +209,14 @@ impl<'g> Printer<'g> {
                 } else if lead == 1 && target.0.iter().zip(&x.0[1..]).all(|(t, s)| t == s) {
                     self.call("sum", &[a, "axis=0".into()])
                 } else {
-                    let dims: Vec<String> = target.0.iter().map(|d| match d {
-                        Dim::Fixed(n) => n.to_string(),
-                        Dim::Sym(s) => g.syms[*s as usize].clone(),
-                    }).collect();
+                    let dims: Vec<String> = target
+                        .0
+                        .iter()
+                        .map(|d| match d {
+                            Dim::Fixed(n) => n.to_string(),
+                            Dim::Sym(s) => g.syms[*s as usize].clone(),
+                        })
+                        .collect();
                     self.call("sum_to", &[a, format!("[{}]", dims.join(", "))])
                 }
             }
@@ -201,12 +231,28 @@ impl<'g> Printer<'g> {
             Op::Take { axis, index } => {
                 let a = self.go(ins[0], false);
                 let rank = g.shape(ins[0]).rank();
-                let idx: Vec<String> = (0..rank).map(|k| if k == *axis as usize { index.to_string() } else { ":".into() }).collect();
+                let idx: Vec<String> = (0..rank)
+                    .map(|k| {
+                        if k == *axis as usize {
+                            index.to_string()
+                        } else {
+                            ":".into()
+                        }
+                    })
+                    .collect();
                 (format!("{}[{}]", self.wrap(a, ATOM), idx.join(", ")), ATOM)
             }
             Op::Put { axis, index, size } => {
                 let a = self.go(ins[0], false).0;
-                self.call("put", &[a, format!("axis={axis}"), format!("index={index}"), format!("size={size}")])
+                self.call(
+                    "put",
+                    &[
+                        a,
+                        format!("axis={axis}"),
+                        format!("index={index}"),
+                        format!("size={size}"),
+                    ],
+                )
             }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
@@ -217,7 +263,14 @@ impl<'g> Printer<'g> {
             Op::Max | Op::Min => {
                 let a = self.go(ins[0], false).0;
                 let b = self.go(ins[1], false).0;
-                self.call(if node.op == Op::Max { "maximum" } else { "minimum" }, &[a, b])
+                self.call(
+                    if node.op == Op::Max {
+                        "maximum"
+                    } else {
+                        "minimum"
+                    },
+                    &[a, b],
+                )
             }
             Op::Sqrt if latex => {
                 let a = self.go(ins[0], false).0;

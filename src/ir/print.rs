@@ -10,7 +10,12 @@ use std::fmt::Write;
 /// Formats a float so that it reads back exactly and integers look like integers.
 pub fn fmt_number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64) + if v == 0.0 && v.is_sign_negative() { ".0" } else { "" }
+        format!("{}", v as i64)
+            + if v == 0.0 && v.is_sign_negative() {
+                ".0"
+            } else {
+                ""
+            }
     } else {
         format!("{v:?}")
     }
@@ -56,6 +61,11 @@ pub fn node_line(graph: &Graph, id: NodeId) -> String {
         line.push_str(if i == 0 { " " } else { ", " });
         line.push_str(&input.to_string());
     }
-    let _ = write!(line, " : {}{}", graph.dtype.name(), graph.shape_text(&node.shape));
+    let _ = write!(
+        line,
+        " : {}{}",
+        graph.dtype.name(),
+        graph.shape_text(&node.shape)
+    );
     line
 }

@@ -82,7 +82,11 @@ impl Shape {
     /// The shape with the unit dimensions removed; two shapes with the same squeezed form can be
     /// reshaped into each other without moving data.
     pub fn squeezed(&self) -> Vec<Dim> {
-        self.0.iter().copied().filter(|d| *d != Dim::Fixed(1)).collect()
+        self.0
+            .iter()
+            .copied()
+            .filter(|d| *d != Dim::Fixed(1))
+            .collect()
     }
 
     pub fn display<'a>(&'a self, syms: &'a [String]) -> ShapeDisplay<'a> {
@@ -104,7 +108,9 @@ impl fmt::Display for ShapeDisplay<'_> {
             }
             match d {
                 Dim::Fixed(n) => write!(f, "{n}")?,
-                Dim::Sym(s) => f.write_str(self.syms.get(*s as usize).map_or("?", |s| s.as_str()))?,
+                Dim::Sym(s) => {
+                    f.write_str(self.syms.get(*s as usize).map_or("?", |s| s.as_str()))?
+                }
             }
         }
         f.write_str("]")
@@ -119,7 +125,10 @@ pub struct ShapeError {
 }
 
 fn err(message: impl Into<String>, operands: Vec<usize>) -> ShapeError {
-    ShapeError { message: message.into(), operands }
+    ShapeError {
+        message: message.into(),
+        operands,
+    }
 }
 
 /// numpy broadcasting: align trailing dimensions; each pair must be equal or one of them 1.
@@ -127,8 +136,16 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
     let rank = a.rank().max(b.rank());
     let mut out = Vec::with_capacity(rank);
     for i in 0..rank {
-        let da = if i + a.rank() >= rank { Some(a.0[i + a.rank() - rank]) } else { None };
-        let db = if i + b.rank() >= rank { Some(b.0[i + b.rank() - rank]) } else { None };
+        let da = if i + a.rank() >= rank {
+            Some(a.0[i + a.rank() - rank])
+        } else {
+            None
+        };
+        let db = if i + b.rank() >= rank {
+            Some(b.0[i + b.rank() - rank])
+        } else {
+            None
+        };
         out.push(match (da, db) {
             (Some(x), None) | (None, Some(x)) => x,
             (Some(x), Some(y)) if x == y => x,
@@ -150,29 +167,46 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
     use Op::*;
     match op {
         Input(_) | Param(_) => unreachable!("leaf shapes come from their declarations"),
-        Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign | Sin | Cos | Softplus => {
-            Ok(shapes[0].clone())
-        }
+        Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign
+        | Sin | Cos | Softplus => Ok(shapes[0].clone()),
         Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min => {
-            broadcast(shapes[0], shapes[1]).ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))
+            broadcast(shapes[0], shapes[1])
+                .ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))
         }
         Const(_) | DimSize(_) => Ok(Shape::scalar()),
         Select => {
-            let ab = broadcast(shapes[1], shapes[2]).ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;
-            broadcast(shapes[0], &ab).ok_or_else(|| err("the condition does not broadcast against the branches", vec![0, 1, 2]))
+            let ab = broadcast(shapes[1], shapes[2])
+                .ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;
+            broadcast(shapes[0], &ab).ok_or_else(|| {
+                err(
+                    "the condition does not broadcast against the branches",
+                    vec![0, 1, 2],
+                )
+            })
         }
         MatMul => matmul_shape(shapes[0], shapes[1]),
         Transpose => match shapes[0].rank() {
             2 => Ok(Shape(vec![shapes[0].0[1], shapes[0].0[0]])),
-            r => Err(err(format!("transpose needs a matrix, found rank {r}"), vec![0])),
+            r => Err(err(
+                format!("transpose needs a matrix, found rank {r}"),
+                vec![0],
+            )),
         },
-        Sum { axis } | LogSumExp { axis } | ReduceMax { axis } | ReduceMin { axis } => reduce_shape(shapes[0], *axis),
+        Sum { axis } | LogSumExp { axis } | ReduceMax { axis } | ReduceMin { axis } => {
+            reduce_shape(shapes[0], *axis)
+        }
         ArgMax { axis } => reduce_shape(shapes[0], Some(*axis)),
         Take { axis, index } => {
             let s = reduce_shape(shapes[0], Some(*axis))?;
             match shapes[0].0[*axis as usize] {
-                Dim::Fixed(n) if *index >= n => Err(err(format!("index {index} is out of range for an axis of length {n}"), vec![0])),
-                Dim::Sym(_) => Err(err("cannot index an axis whose length is only known at run time", vec![0])),
+                Dim::Fixed(n) if *index >= n => Err(err(
+                    format!("index {index} is out of range for an axis of length {n}"),
+                    vec![0],
+                )),
+                Dim::Sym(_) => Err(err(
+                    "cannot index an axis whose length is only known at run time",
+                    vec![0],
+                )),
                 _ => Ok(s),
             }
         }
@@ -193,21 +227,30 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             if broadcasts_to(target, shapes[0]) {
                 Ok(target.clone())
             } else {
-                Err(err("cannot sum to a shape that does not broadcast back", vec![0]))
+                Err(err(
+                    "cannot sum to a shape that does not broadcast back",
+                    vec![0],
+                ))
             }
         }
         Expand(target) => {
             if broadcasts_to(shapes[0], target) {
                 Ok(target.clone())
             } else {
-                Err(err("operand does not broadcast to the target shape", vec![0]))
+                Err(err(
+                    "operand does not broadcast to the target shape",
+                    vec![0],
+                ))
             }
         }
         Reshape(target) => {
             if shapes[0].squeezed() == target.squeezed() {
                 Ok(target.clone())
             } else {
-                Err(err("reshape may only add or remove axes of size 1", vec![0]))
+                Err(err(
+                    "reshape may only add or remove axes of size 1",
+                    vec![0],
+                ))
             }
         }
     }
@@ -221,13 +264,26 @@ fn reduce_shape(s: &Shape, axis: Option<u32>) -> Result<Shape, ShapeError> {
             out.0.remove(a as usize);
             Ok(out)
         }
-        Some(a) => Err(err(format!("axis {a} is out of range for an operand of rank {}", s.rank()), vec![0])),
+        Some(a) => Err(err(
+            format!(
+                "axis {a} is out of range for an operand of rank {}",
+                s.rank()
+            ),
+            vec![0],
+        )),
     }
 }
 
 fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, ShapeError> {
     let inner = |x: Dim, y: Dim| {
-        if x == y { Ok(()) } else { Err(err("inner dimensions of the matrix product differ", vec![0, 1])) }
+        if x == y {
+            Ok(())
+        } else {
+            Err(err(
+                "inner dimensions of the matrix product differ",
+                vec![0, 1],
+            ))
+        }
     };
     match (a.rank(), b.rank()) {
         (2, 2) => inner(a.0[1], b.0[0]).map(|_| Shape(vec![a.0[0], b.0[1]])),

@@ -15,7 +15,11 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
     for id in graph.ids() {
         let node = graph.node(id);
         if node.inputs.len() != node.op.arity() {
-            errors.push(format!("{id}: `{}` has {} operands", node.op.name(), node.inputs.len()));
+            errors.push(format!(
+                "{id}: `{}` has {} operands",
+                node.op.name(),
+                node.inputs.len()
+            ));
             continue;
         }
         if let Some(bad) = node.inputs.iter().find(|i| **i >= id) {
@@ -26,8 +30,16 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
             errors.push(format!("{id}: duplicate of an earlier node"));
         }
         let expected = match &node.op {
-            Op::Input(i) => graph.inputs.get(*i as usize).map(|d| d.shape.clone()).ok_or("unknown input".to_string()),
-            Op::Param(i) => graph.params.get(*i as usize).map(|d| d.shape.clone()).ok_or("unknown param".to_string()),
+            Op::Input(i) => graph
+                .inputs
+                .get(*i as usize)
+                .map(|d| d.shape.clone())
+                .ok_or("unknown input".to_string()),
+            Op::Param(i) => graph
+                .params
+                .get(*i as usize)
+                .map(|d| d.shape.clone())
+                .ok_or("unknown param".to_string()),
             Op::DimSize(s) if *s as usize >= graph.syms.len() => Err("unknown symbol".to_string()),
             op => {
                 let shapes: Vec<_> = node.inputs.iter().map(|&i| graph.shape(i)).collect();
@@ -44,5 +56,9 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
             Err(e) => errors.push(format!("{id}: {e}")),
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

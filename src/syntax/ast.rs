@@ -63,21 +63,65 @@ pub struct Setting {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
-    Input { name: Ident, shape: Vec<Dim>, is_int: bool, columns: Option<Columns>, span: Span },
-    Param { name: Ident, shape: Vec<Dim>, init: Init, span: Span },
-    Let { name: Ident, value: Expr },
-    Loss { name: Option<Ident>, value: Expr, span: Span },
-    Metric { name: Ident, value: Expr },
+    Input {
+        name: Ident,
+        shape: Vec<Dim>,
+        is_int: bool,
+        columns: Option<Columns>,
+        span: Span,
+    },
+    Param {
+        name: Ident,
+        shape: Vec<Dim>,
+        init: Init,
+        span: Span,
+    },
+    Let {
+        name: Ident,
+        value: Expr,
+    },
+    Loss {
+        name: Option<Ident>,
+        value: Expr,
+        span: Span,
+    },
+    Metric {
+        name: Ident,
+        value: Expr,
+    },
     /// `output probs = softmax(logits)`: a per-row value that `adjoint predict` writes.
-    Output { name: Ident, value: Expr },
-    Optimizer { name: Ident, args: Vec<Arg>, span: Span },
+    Output {
+        name: Ident,
+        value: Expr,
+    },
+    Optimizer {
+        name: Ident,
+        args: Vec<Arg>,
+        span: Span,
+    },
     /// `schedule cosine(min = 0, warmup = 100)`
-    Schedule { name: Ident, args: Vec<Arg>, span: Span },
-    Train { settings: Vec<Setting>, span: Span },
-    Data { path: String, span: Span },
-    Dtype { name: Ident },
+    Schedule {
+        name: Ident,
+        args: Vec<Arg>,
+        span: Span,
+    },
+    Train {
+        settings: Vec<Setting>,
+        span: Span,
+    },
+    Data {
+        path: String,
+        span: Span,
+    },
+    Dtype {
+        name: Ident,
+    },
     /// `fn name(a, b) = expr`: inlined at each call.
-    Fn { name: Ident, params: Vec<Ident>, body: Expr },
+    Fn {
+        name: Ident,
+        params: Vec<Ident>,
+        body: Expr,
+    },
     /// A statement the parser could not read; its error has been reported.
     Error,
 }
@@ -123,9 +167,15 @@ pub enum ExprKind {
     Name(String),
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
-    Call { func: Ident, args: Vec<Arg> },
+    Call {
+        func: Ident,
+        args: Vec<Arg>,
+    },
     /// `x[:, j]`: `None` keeps an axis, an index selects along it.
-    Index { base: Box<Expr>, indices: Vec<Option<Expr>> },
+    Index {
+        base: Box<Expr>,
+        indices: Vec<Option<Expr>>,
+    },
     Error,
 }
 
@@ -137,7 +187,10 @@ pub struct Expr {
 
 impl Expr {
     pub fn new(kind: ExprKind, start: usize, end: usize) -> Expr {
-        Expr { kind, span: Span::new(start, end) }
+        Expr {
+            kind,
+            span: Span::new(start, end),
+        }
     }
 }
 

@@ -16,7 +16,10 @@ pub struct Lexer<'src> {
 
 impl<'src> Lexer<'src> {
     pub fn new(src: &'src str) -> Lexer<'src> {
-        Lexer { inner: Tok::lexer(src).spanned(), errors: Vec::new() }
+        Lexer {
+            inner: Tok::lexer(src).spanned(),
+            errors: Vec::new(),
+        }
     }
 }
 

@@ -41,7 +41,9 @@ pub fn parse(src: &str) -> (ast::Module, Vec<Diagnostic>) {
     if diags.len() > MAX_DIAGNOSTICS {
         let more = diags.len() - MAX_DIAGNOSTICS;
         diags.truncate(MAX_DIAGNOSTICS);
-        diags.push(Diagnostic::error(format!("{more} more syntax errors not shown")));
+        diags.push(Diagnostic::error(format!(
+            "{more} more syntax errors not shown"
+        )));
     }
     (module, diags)
 }
@@ -54,8 +56,10 @@ fn too_nested(src: &str) -> Option<Diagnostic> {
                 depth += 1;
                 if depth > MAX_NESTING {
                     return Some(
-                        Diagnostic::error(format!("brackets nest deeper than {MAX_NESTING} levels"))
-                            .with_label(Span::new(span.start, span.end), "too deep here"),
+                        Diagnostic::error(format!(
+                            "brackets nest deeper than {MAX_NESTING} levels"
+                        ))
+                        .with_label(Span::new(span.start, span.end), "too deep here"),
                     );
                 }
             }
@@ -69,7 +73,9 @@ fn too_nested(src: &str) -> Option<Diagnostic> {
 fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
     use ast::Item::*;
     let exprs: Vec<&ast::Expr> = match item {
-        Let { value, .. } | Loss { value, .. } | Metric { value, .. } | Output { value, .. } => vec![value],
+        Let { value, .. } | Loss { value, .. } | Metric { value, .. } | Output { value, .. } => {
+            vec![value]
+        }
         Fn { body, .. } => vec![body],
         _ => vec![],
     };
@@ -78,7 +84,10 @@ fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
         let mut stack = vec![(e, 1usize)];
         while let Some((e, d)) = stack.pop() {
             if d > MAX_DEPTH {
-                return Some(Diagnostic::error(format!("expression deeper than {MAX_DEPTH} levels")).with_label(e.span, "too deep here"));
+                return Some(
+                    Diagnostic::error(format!("expression deeper than {MAX_DEPTH} levels"))
+                        .with_label(e.span, "too deep here"),
+                );
             }
             match &e.kind {
                 ast::ExprKind::Neg(x) => stack.push((x, d + 1)),
@@ -86,7 +95,9 @@ fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
                     stack.push((a, d + 1));
                     stack.push((b, d + 1));
                 }
-                ast::ExprKind::Call { args, .. } => stack.extend(args.iter().map(|a| (&a.value, d + 1))),
+                ast::ExprKind::Call { args, .. } => {
+                    stack.extend(args.iter().map(|a| (&a.value, d + 1)))
+                }
                 ast::ExprKind::Index { base, indices } => {
                     stack.push((base, d + 1));
                     stack.extend(indices.iter().flatten().map(|i| (i, d + 1)));
@@ -102,7 +113,11 @@ fn parse_unchecked(src: &str) -> (ast::Module, Vec<Diagnostic>) {
     let mut lexer = lexer::Lexer::new(src);
     let mut recovered = Vec::new();
     let result = grammar::ModuleParser::new().parse(&mut recovered, &mut lexer);
-    let mut diags: Vec<Diagnostic> = lexer.errors.iter().map(|(span, kind)| lex_error(*span, kind)).collect();
+    let mut diags: Vec<Diagnostic> = lexer
+        .errors
+        .iter()
+        .map(|(span, kind)| lex_error(*span, kind))
+        .collect();
     let module = match result {
         Ok(m) => m,
         Err(e) => {
@@ -112,7 +127,11 @@ fn parse_unchecked(src: &str) -> (ast::Module, Vec<Diagnostic>) {
     };
     for r in recovered {
         // Recovery from the stand-in token of a lexing error was already reported by the lexer.
-        if let ParseError::UnrecognizedToken { token: (_, Tok::LexError, _), .. } = &r.error {
+        if let ParseError::UnrecognizedToken {
+            token: (_, Tok::LexError, _),
+            ..
+        } = &r.error
+        {
             continue;
         }
         diags.push(parse_error(r.error, src.len()));
@@ -123,9 +142,15 @@ fn parse_unchecked(src: &str) -> (ast::Module, Vec<Diagnostic>) {
 
 fn lex_error(span: Span, kind: &LexErrorKind) -> Diagnostic {
     match kind {
-        LexErrorKind::UnexpectedChar => Diagnostic::error("unexpected character").with_label(span, "not part of the language"),
-        LexErrorKind::BadNumber => Diagnostic::error("malformed number").with_label(span, "cannot be read as a number"),
-        LexErrorKind::UnterminatedString => Diagnostic::error("unterminated string").with_label(span, "missing closing `\"`"),
+        LexErrorKind::UnexpectedChar => {
+            Diagnostic::error("unexpected character").with_label(span, "not part of the language")
+        }
+        LexErrorKind::BadNumber => {
+            Diagnostic::error("malformed number").with_label(span, "cannot be read as a number")
+        }
+        LexErrorKind::UnterminatedString => {
+            Diagnostic::error("unterminated string").with_label(span, "missing closing `\"`")
+        }
     }
 }
 
@@ -134,14 +159,22 @@ fn parse_error(e: ParseError<usize, Tok, std::convert::Infallible>, len: usize) 
         ParseError::InvalidToken { location } => {
             Diagnostic::error("invalid token").with_label(Span::new(location, location + 1), "here")
         }
-        ParseError::UnrecognizedEof { location, expected } => Diagnostic::error("unexpected end of file")
-            .with_label(Span::new(location.min(len), location.min(len)), format!("expected {}", expected_list(&expected))),
-        ParseError::UnrecognizedToken { token: (l, tok, r), expected } => {
-            Diagnostic::error(format!("unexpected {tok}"))
-                .with_label(Span::new(l, r), format!("expected {}", expected_list(&expected)))
+        ParseError::UnrecognizedEof { location, expected } => {
+            Diagnostic::error("unexpected end of file").with_label(
+                Span::new(location.min(len), location.min(len)),
+                format!("expected {}", expected_list(&expected)),
+            )
         }
+        ParseError::UnrecognizedToken {
+            token: (l, tok, r),
+            expected,
+        } => Diagnostic::error(format!("unexpected {tok}")).with_label(
+            Span::new(l, r),
+            format!("expected {}", expected_list(&expected)),
+        ),
         ParseError::ExtraToken { token: (l, tok, r) } => {
-            Diagnostic::error(format!("unexpected {tok}")).with_label(Span::new(l, r), "expected end of file")
+            Diagnostic::error(format!("unexpected {tok}"))
+                .with_label(Span::new(l, r), "expected end of file")
         }
         ParseError::User { error } => match error {},
     }

@@ -4,21 +4,41 @@ use crate::support::repo;
 use std::process::Command;
 
 fn adjoint(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_adjoint")).args(args).current_dir(repo()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn source_errors_point_at_file_line_column_with_a_caret_and_exit_2() {
     for (file, location) in [
-        ("tests/data/errors/syntax_error.dsl", "tests/data/errors/syntax_error.dsl:3:14"),
-        ("tests/data/errors/unknown_name.dsl", "tests/data/errors/unknown_name.dsl:4:10"),
-        ("tests/data/errors/shape_mismatch.dsl", "tests/data/errors/shape_mismatch.dsl:4:10"),
+        (
+            "tests/data/errors/syntax_error.dsl",
+            "tests/data/errors/syntax_error.dsl:3:14",
+        ),
+        (
+            "tests/data/errors/unknown_name.dsl",
+            "tests/data/errors/unknown_name.dsl:4:10",
+        ),
+        (
+            "tests/data/errors/shape_mismatch.dsl",
+            "tests/data/errors/shape_mismatch.dsl:4:10",
+        ),
     ] {
         for cmd in ["check", "graph", "train"] {
             let (code, _, stderr) = adjoint(&[cmd, file]);
             assert_eq!(code, 2, "{cmd} {file}: {stderr}");
-            assert!(stderr.contains(location), "{cmd} {file}: no `{location}` in\n{stderr}");
+            assert!(
+                stderr.contains(location),
+                "{cmd} {file}: no `{location}` in\n{stderr}"
+            );
             assert!(stderr.contains('^'), "{stderr}");
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
@@ -37,10 +57,20 @@ fn check_and_graph_succeed_on_examples() {
 
 #[test]
 fn train_prints_progress_and_final_parameters() {
-    let (code, stdout, stderr) = adjoint(&["train", "examples/rosenbrock.dsl", "--steps", "300", "--seed", "3"]);
+    let (code, stdout, stderr) = adjoint(&[
+        "train",
+        "examples/rosenbrock.dsl",
+        "--steps",
+        "300",
+        "--seed",
+        "3",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("step      300"), "{stdout}");
-    assert!(stdout.contains("x = ") && stdout.contains("y = "), "{stdout}");
+    assert!(
+        stdout.contains("x = ") && stdout.contains("y = "),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -51,7 +81,12 @@ fn bad_files_and_flags_are_clear_errors() {
     let (code, _, stderr) = adjoint(&["train", "examples/linreg.dsl", "--data", "missing.csv"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("missing.csv"), "{stderr}");
-    let (code, _, stderr) = adjoint(&["train", "examples/linreg.dsl", "--data", "examples/data/iris.csv"]);
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/linreg.dsl",
+        "--data",
+        "examples/data/iris.csv",
+    ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("no column `a0`"), "{stderr}");
     let (code, _, _) = adjoint(&["train", "examples/linreg.dsl", "--steps", "many"]);
@@ -60,14 +95,21 @@ fn bad_files_and_flags_are_clear_errors() {
 
 #[test]
 fn gradcheck_passes_on_examples_and_inspect_reports_conditioning() {
-    for ex in ["examples/rosenbrock.dsl", "examples/linreg.dsl", "examples/logistic.dsl"] {
+    for ex in [
+        "examples/rosenbrock.dsl",
+        "examples/linreg.dsl",
+        "examples/logistic.dsl",
+    ] {
         let (code, stdout, stderr) = adjoint(&["gradcheck", ex, "--points", "1"]);
         assert_eq!(code, 0, "{ex}: {stdout}{stderr}");
         assert!(stdout.contains("ok: worst relative error"), "{stdout}");
     }
     let (code, stdout, _) = adjoint(&["inspect", "examples/rosenbrock.dsl"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("condition number") && stdout.contains("2/λmax"), "{stdout}");
+    assert!(
+        stdout.contains("condition number") && stdout.contains("2/λmax"),
+        "{stdout}"
+    );
     let (code, stdout, _) = adjoint(&["graph", "--dot", "--grad", "examples/linreg.dsl"]);
     assert_eq!(code, 0);
     assert!(stdout.starts_with("digraph"));
@@ -75,13 +117,31 @@ fn gradcheck_passes_on_examples_and_inspect_reports_conditioning() {
 
 #[test]
 fn check_finite_names_the_operation_and_the_rule() {
-    let (code, _, stderr) = adjoint(&["train", "tests/data/train/nan_forward.dsl", "--check-finite"]);
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "tests/data/train/nan_forward.dsl",
+        "--check-finite",
+    ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("step 6: `sqrt` in the forward pass produced NaN"), "{stderr}");
-    assert!(stderr.contains("tests/data/train/nan_forward.dsl:5:9"), "{stderr}");
-    let (code, _, stderr) = adjoint(&["train", "tests/data/train/inf_backward.dsl", "--check-finite"]);
+    assert!(
+        stderr.contains("step 6: `sqrt` in the forward pass produced NaN"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tests/data/train/nan_forward.dsl:5:9"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "tests/data/train/inf_backward.dsl",
+        "--check-finite",
+    ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("step 1: the derivative rule of `sqrt`") && stderr.contains("backward pass"), "{stderr}");
+    assert!(
+        stderr.contains("step 1: the derivative rule of `sqrt`")
+            && stderr.contains("backward pass"),
+        "{stderr}"
+    );
     assert!(stderr.contains("inf_backward.dsl:4:6"), "{stderr}");
     let (code, _, stderr) = adjoint(&["train", "tests/data/train/nan_forward.dsl"]);
     assert_eq!(code, 2);
@@ -94,16 +154,33 @@ fn validation_split_early_stopping_history_and_overrides() {
     std::fs::create_dir_all(&dir).unwrap();
     let history = dir.join("history.csv");
     let (code, stdout, stderr) = adjoint(&[
-        "train", "examples/iris.dsl", "--validation", "0.3", "--patience", "2", "--steps", "20000", "--optimizer", "adam", "--lr", "0.5",
-        "--history", history.to_str().unwrap(),
+        "train",
+        "examples/iris.dsl",
+        "--validation",
+        "0.3",
+        "--patience",
+        "2",
+        "--steps",
+        "20000",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.5",
+        "--history",
+        history.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("validation: 45 rows held out, 105 for training"), "{stdout}");
+    assert!(
+        stdout.contains("validation: 45 rows held out, 105 for training"),
+        "{stdout}"
+    );
     assert!(stdout.contains("val_accuracy"), "{stdout}");
     let csv = std::fs::read_to_string(&history).unwrap();
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("step,epoch,loss,val_loss,val_accuracy"));
-    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
     assert!(rows.len() >= 3 && rows.iter().all(|r| r.len() == 5));
     if stdout.contains("early stop") {
         assert!(rows.last().unwrap()[0] < 20000.0);
@@ -120,10 +197,28 @@ fn validation_split_early_stopping_history_and_overrides() {
 fn race_draws_every_optimizer_and_train_plots_its_curves() {
     let dir = std::env::temp_dir().join(format!("adjoint-plots-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (png, gif, svg) = (dir.join("race.png"), dir.join("race.gif"), dir.join("curves.svg"));
+    let (png, gif, svg) = (
+        dir.join("race.png"),
+        dir.join("race.gif"),
+        dir.join("curves.svg"),
+    );
     let (code, stdout, stderr) = adjoint(&[
-        "race", "examples/rosenbrock.dsl", "--optimizers", "sgd,momentum,adagrad,rmsprop,adam", "--lr", "0.001,0.0005,0.2,0.01,0.02",
-        "--steps", "300", "--x=-2,2", "--y=-1,3", "--minimum", "1,1", "--out", png.to_str().unwrap(), "--animate", gif.to_str().unwrap(),
+        "race",
+        "examples/rosenbrock.dsl",
+        "--optimizers",
+        "sgd,momentum,adagrad,rmsprop,adam",
+        "--lr",
+        "0.001,0.0005,0.2,0.01,0.02",
+        "--steps",
+        "300",
+        "--x=-2,2",
+        "--y=-1,3",
+        "--minimum",
+        "1,1",
+        "--out",
+        png.to_str().unwrap(),
+        "--animate",
+        gif.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
     for name in ["sgd", "momentum", "adagrad", "rmsprop", "adam"] {
@@ -131,7 +226,14 @@ fn race_draws_every_optimizer_and_train_plots_its_curves() {
     }
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     assert!(std::fs::read(&gif).unwrap().starts_with(b"GIF89a"));
-    let (code, _, stderr) = adjoint(&["train", "examples/iris.dsl", "--steps", "200", "--plot", svg.to_str().unwrap()]);
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/iris.dsl",
+        "--steps",
+        "200",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     let (code, _, stderr) = adjoint(&["race", "examples/linreg.dsl"]);

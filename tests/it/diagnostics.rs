@@ -5,11 +5,18 @@ use adjoint::{SourceFile, check_source};
 
 fn rendered(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    let name = format!("tests/data/errors/{}", path.file_name().unwrap().to_string_lossy());
+    let name = format!(
+        "tests/data/errors/{}",
+        path.file_name().unwrap().to_string_lossy()
+    );
     let file = SourceFile::new(name, text);
     match check_source(&file) {
         Ok((_, warnings)) => {
-            assert!(!warnings.is_empty(), "{}: an error fixture must produce a diagnostic", file.name);
+            assert!(
+                !warnings.is_empty(),
+                "{}: an error fixture must produce a diagnostic",
+                file.name
+            );
             render_all(&warnings, &file)
         }
         Err(diags) => {

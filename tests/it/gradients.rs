@@ -13,7 +13,8 @@ use rand::{RngExt, SeedableRng};
 pub fn check_gradients(name: &str, model: &Model, rows: usize, seeds: std::ops::Range<u64>) {
     let model = with_dtype(model.clone(), DType::F64);
     let raw = autodiff::grad(&model.forward);
-    adjoint::ir::verify::verify(&raw.graph).unwrap_or_else(|e| panic!("{name}: raw gradient graph: {e:?}"));
+    adjoint::ir::verify::verify(&raw.graph)
+        .unwrap_or_else(|e| panic!("{name}: raw gradient graph: {e:?}"));
     let (simplified, _) = simplify::run(&raw);
     for seed in seeds {
         let p = random_point(model.graph(), rows, seed);
@@ -26,9 +27,19 @@ pub fn check_gradients(name: &str, model: &Model, rows: usize, seeds: std::ops::
         );
         for (i, param) in model.graph().params.iter().enumerate() {
             let err = max_rel_err(&raw_out[i + 1].data, &fd[i], 1e-2);
-            assert!(err <= 1e-6, "{name} seed {seed}: d/d{} differs from finite differences by {err:e}\n  symbolic {}\n  numeric  {}", param.name, head(&raw_out[i + 1].data), head(&fd[i]));
+            assert!(
+                err <= 1e-6,
+                "{name} seed {seed}: d/d{} differs from finite differences by {err:e}\n  symbolic {}\n  numeric  {}",
+                param.name,
+                head(&raw_out[i + 1].data),
+                head(&fd[i])
+            );
             let err = max_rel_err(&simp_out[i + 1].data, &raw_out[i + 1].data, 1e-9);
-            assert!(err <= 1e-12, "{name} seed {seed}: simplification changed d/d{} by {err:e}", param.name);
+            assert!(
+                err <= 1e-12,
+                "{name} seed {seed}: simplification changed d/d{} by {err:e}",
+                param.name
+            );
         }
     }
 }
@@ -44,7 +55,12 @@ fn fixture_gradients_match_finite_differences() {
 fn example_gradients_match_finite_differences() {
     for path in dsl_files("examples") {
         let model = model_of(&path);
-        let n_params: usize = model.graph().params.iter().map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>()).sum();
+        let n_params: usize = model
+            .graph()
+            .params
+            .iter()
+            .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+            .sum();
         // Finite differences cost two loss evaluations per coordinate; large models are
         // covered by the fixtures of their layers.
         if n_params <= 500 {
@@ -59,33 +75,77 @@ pub fn generated_program(seed: u64) -> String {
     let r = rng.random_range(1..5u64);
     let c = rng.random_range(1..5u64);
     let k = rng.random_range(1..5u64);
-    let shape = |dims: &[u64]| if dims.is_empty() { String::new() } else { format!("[{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")) };
+    let shape = |dims: &[u64]| {
+        if dims.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[{}]",
+                dims.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    };
     let shapes = [vec![r, c], vec![c], vec![r, 1], vec![]];
     let mut pick = |rng: &mut ChaCha8Rng| shapes[rng.random_range(0..shapes.len())].clone();
     let header = format!("dtype f64\nparam w{} ~ normal(0, 1)\n", shape(&[r, c]));
     let body = match rng.random_range(0..6) {
         0 => {
             let f = ["exp", "tanh", "sigmoid", "relu", "-"][rng.random_range(0..5)];
-            format!("param x{} ~ normal(0, 1)\nloss sum({f}(x) * w)", shape(&[r, c]))
+            format!(
+                "param x{} ~ normal(0, 1)\nloss sum({f}(x) * w)",
+                shape(&[r, c])
+            )
         }
         1 => {
             let f = ["log", "sqrt"][rng.random_range(0..2)];
-            format!("param x{} ~ normal(0, 1)\nloss sum({f}(x^2 + 0.5) * w)", shape(&pick(&mut rng)))
+            format!(
+                "param x{} ~ normal(0, 1)\nloss sum({f}(x^2 + 0.5) * w)",
+                shape(&pick(&mut rng))
+            )
         }
         2 => {
             let (sa, sb) = (pick(&mut rng), pick(&mut rng));
-            let expr = ["a + b", "a - b", "a * b", "a / (b^2 + 1)", "(a^2 + 1)^b", "a^3 - b"][rng.random_range(0..6)];
-            format!("param a{} ~ normal(0, 1)\nparam b{} ~ normal(0, 1)\nloss sum(({expr}) * w)", shape(&sa), shape(&sb))
+            let expr = [
+                "a + b",
+                "a - b",
+                "a * b",
+                "a / (b^2 + 1)",
+                "(a^2 + 1)^b",
+                "a^3 - b",
+            ][rng.random_range(0..6)];
+            format!(
+                "param a{} ~ normal(0, 1)\nparam b{} ~ normal(0, 1)\nloss sum(({expr}) * w)",
+                shape(&sa),
+                shape(&sb)
+            )
         }
         3 => {
-            let a = if rng.random_bool(0.7) { vec![r, k] } else { vec![k] };
-            let b = if rng.random_bool(0.7) { vec![k, c] } else { vec![k] };
-            format!("param A{} ~ normal(0, 1)\nparam B{} ~ normal(0, 1)\nloss sum(tanh(A @ B) * sum(w))", shape(&a), shape(&b))
+            let a = if rng.random_bool(0.7) {
+                vec![r, k]
+            } else {
+                vec![k]
+            };
+            let b = if rng.random_bool(0.7) {
+                vec![k, c]
+            } else {
+                vec![k]
+            };
+            format!(
+                "param A{} ~ normal(0, 1)\nparam B{} ~ normal(0, 1)\nloss sum(tanh(A @ B) * sum(w))",
+                shape(&a),
+                shape(&b)
+            )
         }
         4 => {
             let f = ["sum", "mean", "logsumexp"][rng.random_range(0..3)];
             let axis = ["", ", axis=0", ", axis=1", ", axis=-1"][rng.random_range(0..4)];
-            format!("param x{} ~ normal(0, 1)\nloss sum({f}(x * w{axis})^2)", shape(&[r, c]))
+            format!(
+                "param x{} ~ normal(0, 1)\nloss sum({f}(x * w{axis})^2)",
+                shape(&[r, c])
+            )
         }
         _ => format!(
             "param x{} ~ normal(0, 1)\nparam v{} ~ normal(0, 1)\nlet h = tanh(x @ transpose(w) + v)\nloss mean(sigmoid(h)^2) + sum(relu(x - 0.1) * w)",
@@ -101,6 +161,11 @@ fn generated_programs_gradients_match_finite_differences() {
     for seed in 0..60 {
         let src = generated_program(seed);
         let model = model_of_source(&format!("generated{seed}.dsl"), &src);
-        check_gradients(&format!("generated program {seed}:\n{src}\n"), &model, 1, seed..seed + 1);
+        check_gradients(
+            &format!("generated program {seed}:\n{src}\n"),
+            &model,
+            1,
+            seed..seed + 1,
+        );
     }
 }

@@ -17,25 +17,56 @@ fn sample_variances_match_the_formulas() {
     let shape = [fan_in, fan_out];
     let n = (fan_in * fan_out) as f64;
     let cases: Vec<(Init, f64)> = vec![
-        (Init::XavierUniform { gain: 1.0 }, 2.0 / (fan_in + fan_out) as f64),
-        (Init::XavierNormal { gain: 1.0 }, 2.0 / (fan_in + fan_out) as f64),
+        (
+            Init::XavierUniform { gain: 1.0 },
+            2.0 / (fan_in + fan_out) as f64,
+        ),
+        (
+            Init::XavierNormal { gain: 1.0 },
+            2.0 / (fan_in + fan_out) as f64,
+        ),
         (Init::HeUniform { gain: 2f64.sqrt() }, 2.0 / fan_in as f64),
         (Init::HeNormal { gain: 2f64.sqrt() }, 2.0 / fan_in as f64),
         (Init::LecunUniform, 1.0 / fan_in as f64),
         (Init::LecunNormal, 1.0 / fan_in as f64),
-        (Init::Normal { mean: 0.0, std: 0.3 }, 0.09),
-        (Init::Uniform { low: -0.5, high: 0.5 }, 1.0 / 12.0),
+        (
+            Init::Normal {
+                mean: 0.0,
+                std: 0.3,
+            },
+            0.09,
+        ),
+        (
+            Init::Uniform {
+                low: -0.5,
+                high: 0.5,
+            },
+            1.0 / 12.0,
+        ),
         // N(0, 1) truncated at ±2σ has variance 1 − 2·2φ(2)/(2Φ(2) − 1) ≈ 0.7737.
-        (Init::TruncatedNormal { mean: 0.0, std: 1.0 }, 0.773_741),
+        (
+            Init::TruncatedNormal {
+                mean: 0.0,
+                std: 1.0,
+            },
+            0.773_741,
+        ),
     ];
     for (init, var) in cases {
         let v = init.sample(&shape, &mut rng(7));
         let (mean, sample_var) = stats(&v);
         // The sample variance of n draws has relative standard error about √(2/n) (< 0.3 %).
-        assert!((sample_var / var - 1.0).abs() < 0.02, "{init:?}: variance {sample_var} vs {var}");
+        assert!(
+            (sample_var / var - 1.0).abs() < 0.02,
+            "{init:?}: variance {sample_var} vs {var}"
+        );
         assert!(mean.abs() < 4.0 * (var / n).sqrt(), "{init:?}: mean {mean}");
     }
-    let v = Init::TruncatedNormal { mean: 1.0, std: 0.1 }.sample(&shape, &mut rng(1));
+    let v = Init::TruncatedNormal {
+        mean: 1.0,
+        std: 0.1,
+    }
+    .sample(&shape, &mut rng(1));
     assert!(v.iter().all(|x| (x - 1.0).abs() <= 0.2));
 }
 
@@ -44,11 +75,20 @@ fn orthogonal_has_orthonormal_rows_or_columns() {
     for (r, c) in [(6, 6), (4, 9), (9, 4)] {
         let v = Init::Orthogonal { gain: 1.0 }.sample(&[r, c], &mut rng(3));
         let (short, long) = (r.min(c), r.max(c));
-        let vec_of = |i: usize| -> Vec<f64> { if r <= c { v[i * c..(i + 1) * c].to_vec() } else { (0..r).map(|k| v[k * c + i]).collect() } };
+        let vec_of = |i: usize| -> Vec<f64> {
+            if r <= c {
+                v[i * c..(i + 1) * c].to_vec()
+            } else {
+                (0..r).map(|k| v[k * c + i]).collect()
+            }
+        };
         for i in 0..short {
             for j in 0..short {
                 let d: f64 = vec_of(i).iter().zip(vec_of(j)).map(|(a, b)| a * b).sum();
-                assert!((d - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12, "{r}×{c}: QᵀQ[{i}][{j}] = {d}");
+                assert!(
+                    (d - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12,
+                    "{r}×{c}: QᵀQ[{i}][{j}] = {d}"
+                );
             }
         }
         assert_eq!(vec_of(0).len(), long);
@@ -67,7 +107,10 @@ fn sparse_gives_exactly_k_incoming_weights_per_unit() {
         assert_eq!(nonzero, k, "unit {u}");
     }
     let (_, var) = stats(&v.iter().copied().filter(|x| *x != 0.0).collect::<Vec<_>>());
-    assert!((var - 1.0).abs() < 0.15, "non-zero weights are N(0, 1): variance {var}");
+    assert!(
+        (var - 1.0).abs() < 0.15,
+        "non-zero weights are N(0, 1): variance {var}"
+    );
 }
 
 #[test]
@@ -84,13 +127,18 @@ fn bias_from_log_priors_makes_the_initial_loss_the_label_entropy() {
     let src = "dtype f64\ninput X[n, 4] from sepal_length, sepal_width, petal_length, petal_width\ninput species[n]: int\nparam W[4, 3] ~ zeros\nparam b[3] ~ log_prior(species)\nloss cross_entropy(X @ W + b, species)\noptimizer sgd(lr = 0.01)\n";
     // An unbalanced subset of iris: 50, 30 and 10 flowers.
     let full = adjoint::data::Table::load(&repo().join("examples/data/iris.csv")).unwrap();
-    let keep: Vec<usize> = (0..150).filter(|&r| r < 50 || (50..80).contains(&r) || (100..110).contains(&r)).collect();
+    let keep: Vec<usize> = (0..150)
+        .filter(|&r| r < 50 || (50..80).contains(&r) || (100..110).contains(&r))
+        .collect();
     let w = full.columns.len();
     let table = adjoint::data::Table {
         file: full.file.clone(),
         columns: full.columns.clone(),
         lines: keep.iter().map(|&r| full.lines[r]).collect(),
-        values: keep.iter().flat_map(|&r| full.values[r * w..(r + 1) * w].to_vec()).collect(),
+        values: keep
+            .iter()
+            .flat_map(|&r| full.values[r * w..(r + 1) * w].to_vec())
+            .collect(),
     };
     let compiled = CompiledModel::from_model(model_of_source("prior.dsl", src)).unwrap();
     let data = adjoint::data::bind(&compiled.model, &table).unwrap();
@@ -101,10 +149,17 @@ fn bias_from_log_priors_makes_the_initial_loss_the_label_entropy() {
     for k in 0..3 {
         assert!((b[k] - f64::ln(priors[k])).abs() < 1e-12, "{b:?}");
     }
-    let inputs: Vec<_> = data.inputs.iter().map(|v| adjoint::runtime::Buffer::F64(v.clone())).collect();
+    let inputs: Vec<_> = data
+        .inputs
+        .iter()
+        .map(|v| adjoint::runtime::Buffer::F64(v.clone()))
+        .collect();
     let loss = t.evaluate(&inputs, data.n_rows).unwrap()[0].1;
     let entropy: f64 = -priors.iter().map(|p| p * p.ln()).sum::<f64>();
-    assert!((loss - entropy).abs() < 1e-12, "initial loss {loss}, label entropy {entropy}");
+    assert!(
+        (loss - entropy).abs() < 1e-12,
+        "initial loss {loss}, label entropy {entropy}"
+    );
 }
 
 #[test]
@@ -120,7 +175,12 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
     let text = std::fs::read_to_string(&path).unwrap();
     let file = adjoint::SourceFile::new("symmetry.dsl", text.clone());
     let (_, warnings) = adjoint::check_source(&file).unwrap();
-    assert!(warnings.iter().any(|w| w.message.contains("start identical")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message.contains("start identical")),
+        "{warnings:?}"
+    );
     let train = |src: &str| {
         let model = model_of_source("s.dsl", src);
         let table = adjoint::data::Table::load(&repo().join("examples/data/iris.csv")).unwrap();
@@ -131,26 +191,44 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
         t.fit(Some(&data), &settings, |_| {}).unwrap();
         let w1 = t.params[0].to_f64();
         // Columns 0 and 1 of W1[4, 8]: the incoming weights of two hidden units.
-        ((0..4).map(|i| w1[i * 8]).collect::<Vec<_>>(), (0..4).map(|i| w1[i * 8 + 1]).collect::<Vec<_>>())
+        (
+            (0..4).map(|i| w1[i * 8]).collect::<Vec<_>>(),
+            (0..4).map(|i| w1[i * 8 + 1]).collect::<Vec<_>>(),
+        )
     };
     let (u0, u1) = train(&text);
     assert_eq!(u0, u1, "under constant init the two units stay identical");
-    assert!(u0.iter().any(|w| (w - 0.1).abs() > 1e-3), "and they did train");
-    let fixed = text.replace("constant(0.1)", "xavier_uniform").replace("W2[8, 3] ~ zeros", "W2[8, 3] ~ xavier_uniform");
-    let (_, warnings) = adjoint::check_source(&adjoint::SourceFile::new("f.dsl", fixed.clone())).unwrap();
+    assert!(
+        u0.iter().any(|w| (w - 0.1).abs() > 1e-3),
+        "and they did train"
+    );
+    let fixed = text
+        .replace("constant(0.1)", "xavier_uniform")
+        .replace("W2[8, 3] ~ zeros", "W2[8, 3] ~ xavier_uniform");
+    let (_, warnings) =
+        adjoint::check_source(&adjoint::SourceFile::new("f.dsl", fixed.clone())).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let (v0, v1) = train(&fixed);
-    assert!(v0.iter().zip(&v1).any(|(a, b)| (a - b).abs() > 1e-2), "random init separates them: {v0:?} {v1:?}");
+    assert!(
+        v0.iter().zip(&v1).any(|(a, b)| (a - b).abs() > 1e-2),
+        "random init separates them: {v0:?} {v1:?}"
+    );
 }
 
 #[test]
 fn gains_follow_the_nonlinearity() {
-    let model = model_of_source("g.dsl", "param A[500, 400] ~ he_normal(nonlinearity = tanh)\nparam B[500, 400] ~ xavier_uniform(nonlinearity = relu)\nloss sum(A) + sum(B)\n");
+    let model = model_of_source(
+        "g.dsl",
+        "param A[500, 400] ~ he_normal(nonlinearity = tanh)\nparam B[500, 400] ~ xavier_uniform(nonlinearity = relu)\nloss sum(A) + sum(B)\n",
+    );
     assert_eq!(model.inits[0], Init::HeNormal { gain: 5.0 / 3.0 });
     assert_eq!(model.inits[1], Init::XavierUniform { gain: 2f64.sqrt() });
     let v = model.inits[0].sample(&[500, 400], &mut rng(1));
     let (_, var) = stats(&v);
     assert!((var / (25.0 / 9.0 / 500.0) - 1.0).abs() < 0.02, "{var}");
-    let file = adjoint::SourceFile::new("g.dsl", "param A[2, 2] ~ he_normal(nonlinearity = swish)\nloss sum(A)\n");
+    let file = adjoint::SourceFile::new(
+        "g.dsl",
+        "param A[2, 2] ~ he_normal(nonlinearity = swish)\nloss sum(A)\n",
+    );
     assert!(adjoint::check_source(&file).is_err());
 }

@@ -20,15 +20,28 @@ fn check_jit(name: &str, model: &Model, dtype: DType, rows: usize, seed: u64) {
     let actual = jit_gradient_outputs(&compiled, &p);
     for (k, (out_name, _)) in compiled.graphs.gradient.outputs.iter().enumerate() {
         let err = normwise_err(&actual[k], &expected[k].data, floor);
-        assert!(err <= tol, "{name} ({}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {}\n  interp {}", dtype.name(), head(&actual[k]), head(&expected[k].data));
+        assert!(
+            err <= tol,
+            "{name} ({}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {}\n  interp {}",
+            dtype.name(),
+            head(&actual[k]),
+            head(&expected[k].data)
+        );
     }
 }
 
 fn all_models() -> Vec<(String, Model)> {
-    let mut models: Vec<(String, Model)> = dsl_files("examples").into_iter().chain(dsl_files("tests/data/graph")).map(|p| (p.display().to_string(), model_of(&p))).collect();
+    let mut models: Vec<(String, Model)> = dsl_files("examples")
+        .into_iter()
+        .chain(dsl_files("tests/data/graph"))
+        .map(|p| (p.display().to_string(), model_of(&p)))
+        .collect();
     for seed in 0..40 {
         let src = crate::gradients::generated_program(seed);
-        models.push((format!("generated program {seed}:\n{src}\n"), model_of_source("gen.dsl", &src)));
+        models.push((
+            format!("generated program {seed}:\n{src}\n"),
+            model_of_source("gen.dsl", &src),
+        ));
     }
     models
 }
@@ -55,8 +68,16 @@ fn forward_function_computes_loss_and_metrics() {
     let compiled = CompiledModel::from_model(model).unwrap();
     let p = random_point(compiled.model.graph(), 10, 4);
     let expected = interp_outputs(&compiled.graphs.forward, &p);
-    let inputs: Vec<_> = p.inputs.iter().map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data)).collect();
-    let params: Vec<_> = p.params.iter().map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data)).collect();
+    let inputs: Vec<_> = p
+        .inputs
+        .iter()
+        .map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data))
+        .collect();
+    let params: Vec<_> = p
+        .params
+        .iter()
+        .map(|t| adjoint::runtime::Buffer::from_f64(DType::F64, &t.data))
+        .collect();
     let exe = &compiled.forward;
     let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[10]).unwrap();
     exe.run(&mut ws, &inputs, &params).unwrap();
@@ -72,10 +93,27 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
     let exe = &compiled.gradient;
     let mut ws = adjoint::runtime::Workspace::new(&exe.plan, DType::F64, &[4]).unwrap();
     let short = vec![adjoint::runtime::Buffer::zeros(DType::F64, 3); 2];
-    let params: Vec<_> = compiled.model.graph().params.iter().map(|p| adjoint::runtime::Buffer::zeros(DType::F64, p.shape.as_fixed().unwrap().iter().product())).collect();
+    let params: Vec<_> = compiled
+        .model
+        .graph()
+        .params
+        .iter()
+        .map(|p| {
+            adjoint::runtime::Buffer::zeros(
+                DType::F64,
+                p.shape.as_fixed().unwrap().iter().product(),
+            )
+        })
+        .collect();
     assert!(exe.run(&mut ws, &short, &params).is_err());
-    let f32_params: Vec<_> = params.iter().map(|p| adjoint::runtime::Buffer::zeros(DType::F32, p.len())).collect();
-    let inputs = vec![adjoint::runtime::Buffer::zeros(DType::F64, 12), adjoint::runtime::Buffer::zeros(DType::F64, 4)];
+    let f32_params: Vec<_> = params
+        .iter()
+        .map(|p| adjoint::runtime::Buffer::zeros(DType::F32, p.len()))
+        .collect();
+    let inputs = vec![
+        adjoint::runtime::Buffer::zeros(DType::F64, 12),
+        adjoint::runtime::Buffer::zeros(DType::F64, 4),
+    ];
     assert!(exe.run(&mut ws, &inputs, &f32_params).is_err());
     assert!(exe.run(&mut ws, &inputs, &params).is_ok());
 }

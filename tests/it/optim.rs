@@ -9,7 +9,15 @@ use adjoint::runtime::Buffer;
 
 /// The textbook formulas, written independently of `adjoint::optim`: one step on one element.
 /// `h` looks up a hyperparameter, `t` is the 1-based step.
-fn by_hand(opt: &str, dialect: &str, h: &dyn Fn(&str) -> f64, t: u64, p: &mut f64, g: f64, s: &mut [f64]) {
+fn by_hand(
+    opt: &str,
+    dialect: &str,
+    h: &dyn Fn(&str) -> f64,
+    t: u64,
+    p: &mut f64,
+    g: f64,
+    s: &mut [f64],
+) {
     let lr = h("lr");
     match (opt, dialect) {
         ("sgd", _) => *p -= lr * g,
@@ -73,38 +81,80 @@ fn by_hand(opt: &str, dialect: &str, h: &dyn Fn(&str) -> f64, t: u64, p: &mut f6
 }
 
 fn check_dialect(opt: &str, dialect: &str, extra: &str) {
-    let src = format!("dtype f64\nparam a[3, 2] ~ zeros\nparam b ~ zeros\nloss sum(a^2) + b^2\noptimizer {opt}(defaults = {dialect}{extra})\n");
+    let src = format!(
+        "dtype f64\nparam a[3, 2] ~ zeros\nparam b ~ zeros\nloss sum(a^2) + b^2\noptimizer {opt}(defaults = {dialect}{extra})\n"
+    );
     let compiled = CompiledModel::from_model(model_of_source("opt.dsl", &src)).unwrap();
     let spec = compiled.model.optimizer.clone();
     let h = |n: &str| spec.get(n);
     let n_state = spec.kind.state_arrays();
     let init = spec.initial_state();
     let sizes = [6usize, 1];
-    let mut params: Vec<Buffer> = sizes.iter().enumerate().map(|(i, &n)| Buffer::F64((0..n).map(|j| 0.3 * j as f64 - 0.5 + i as f64).collect())).collect();
-    let mut state: Vec<Buffer> = sizes.iter().flat_map(|&n| (0..n_state).map(move |_| Buffer::F64(vec![init; n]))).collect();
+    let mut params: Vec<Buffer> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Buffer::F64((0..n).map(|j| 0.3 * j as f64 - 0.5 + i as f64).collect()))
+        .collect();
+    let mut state: Vec<Buffer> = sizes
+        .iter()
+        .flat_map(|&n| (0..n_state).map(move |_| Buffer::F64(vec![init; n])))
+        .collect();
     let mut hand_p: Vec<Vec<f64>> = params.iter().map(|p| p.to_f64()).collect();
-    let mut hand_s: Vec<Vec<Vec<f64>>> = sizes.iter().map(|&n| vec![vec![init; n_state]; n]).collect();
+    let mut hand_s: Vec<Vec<Vec<f64>>> = sizes
+        .iter()
+        .map(|&n| vec![vec![init; n_state]; n])
+        .collect();
     let mut step = StepState::default();
     for t in 1..=6u64 {
         // Gradients that change sign and scale from step to step.
-        let grads: Vec<Vec<f64>> = sizes.iter().map(|&n| (0..n).map(|j| ((t * 7 + j as u64) as f64).sin() * 10f64.powi(t as i32 % 3 - 1)).collect()).collect();
+        let grads: Vec<Vec<f64>> = sizes
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|j| ((t * 7 + j as u64) as f64).sin() * 10f64.powi(t as i32 % 3 - 1))
+                    .collect()
+            })
+            .collect();
         let gbufs: Vec<Buffer> = grads.iter().map(|g| Buffer::F64(g.clone())).collect();
         let grefs: Vec<&Buffer> = gbufs.iter().collect();
         step = spec.advance(&step);
-        compiled.update.run(&mut params, &grefs, &mut state, &spec.scalars(h("lr"), &step)).unwrap();
+        compiled
+            .update
+            .run(
+                &mut params,
+                &grefs,
+                &mut state,
+                &spec.scalars(h("lr"), &step),
+            )
+            .unwrap();
         for i in 0..sizes.len() {
             for j in 0..sizes[i] {
-                by_hand(opt, dialect, &h, t, &mut hand_p[i][j], grads[i][j], &mut hand_s[i][j]);
+                by_hand(
+                    opt,
+                    dialect,
+                    &h,
+                    t,
+                    &mut hand_p[i][j],
+                    grads[i][j],
+                    &mut hand_s[i][j],
+                );
             }
             let err = max_rel_err(&params[i].to_f64(), &hand_p[i], 1e-300);
-            assert!(err <= 1e-12, "{opt} (defaults = {dialect}) step {t}: param {i} is {:?}, by hand {:?}", params[i].to_f64(), hand_p[i]);
+            assert!(
+                err <= 1e-12,
+                "{opt} (defaults = {dialect}) step {t}: param {i} is {:?}, by hand {:?}",
+                params[i].to_f64(),
+                hand_p[i]
+            );
         }
     }
 }
 
 #[test]
 fn every_optimizer_and_dialect_matches_the_hand_computed_trajectory() {
-    for opt in ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"] {
+    for opt in [
+        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
+    ] {
         for dialect in ["lecture", "pytorch", "keras", "optax"] {
             check_dialect(opt, dialect, "");
             check_dialect(opt, dialect, ", lr = 0.05");
@@ -117,7 +167,10 @@ fn every_optimizer_and_dialect_matches_the_hand_computed_trajectory() {
 #[test]
 fn dialect_defaults_follow_the_frameworks() {
     let get = |src: &str, name: &str| {
-        let m = model_of_source("d.dsl", &format!("param x = 1\nloss x^2\noptimizer {src}\n"));
+        let m = model_of_source(
+            "d.dsl",
+            &format!("param x = 1\nloss x^2\noptimizer {src}\n"),
+        );
         m.optimizer.get(name)
     };
     assert_eq!(get("adam", "eps"), 1e-8);
@@ -140,52 +193,103 @@ fn weight_decay_and_gradient_clipping() {
     let mut params = vec![Buffer::F64(vec![1.0, -2.0]), Buffer::F64(vec![3.0])];
     let g = [Buffer::F64(vec![3.0, 4.0]), Buffer::F64(vec![-1.0])];
     let step = spec.advance(&StepState::default());
-    compiled.update.run(&mut params, &[&g[0], &g[1]], &mut [], &spec.scalars(0.1, &step)).unwrap();
+    compiled
+        .update
+        .run(
+            &mut params,
+            &[&g[0], &g[1]],
+            &mut [],
+            &spec.scalars(0.1, &step),
+        )
+        .unwrap();
     let d = [3.0 + 0.5, 4.0 - 1.0, -1.0 + 1.5];
     let norm = d.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let expect = [1.0 - 0.1 * d[0] / norm, -2.0 - 0.1 * d[1] / norm, 3.0 - 0.1 * d[2] / norm];
+    let expect = [
+        1.0 - 0.1 * d[0] / norm,
+        -2.0 - 0.1 * d[1] / norm,
+        3.0 - 0.1 * d[2] / norm,
+    ];
     let got = [params[0].get(0), params[0].get(1), params[1].get(0)];
-    assert!(max_rel_err(&got, &expect, 1e-300) <= 1e-15, "{got:?} vs {expect:?}");
+    assert!(
+        max_rel_err(&got, &expect, 1e-300) <= 1e-15,
+        "{got:?} vs {expect:?}"
+    );
 }
 
 #[test]
 fn schedules_give_the_documented_rates() {
     use adjoint::optim::{LrSchedule, Schedule};
-    let s = LrSchedule { schedule: Schedule::Step { every: 10, gamma: 0.5 }, warmup: 0 };
-    assert_eq!((s.lr(1.0, 1, 100), s.lr(1.0, 10, 100), s.lr(1.0, 11, 100), s.lr(1.0, 25, 100)), (1.0, 1.0, 0.5, 0.25));
-    let e = LrSchedule { schedule: Schedule::Exponential { gamma: 0.9 }, warmup: 0 };
+    let s = LrSchedule {
+        schedule: Schedule::Step {
+            every: 10,
+            gamma: 0.5,
+        },
+        warmup: 0,
+    };
+    assert_eq!(
+        (
+            s.lr(1.0, 1, 100),
+            s.lr(1.0, 10, 100),
+            s.lr(1.0, 11, 100),
+            s.lr(1.0, 25, 100)
+        ),
+        (1.0, 1.0, 0.5, 0.25)
+    );
+    let e = LrSchedule {
+        schedule: Schedule::Exponential { gamma: 0.9 },
+        warmup: 0,
+    };
     assert!((e.lr(2.0, 3, 100) - 2.0 * 0.81).abs() < 1e-15);
-    let c = LrSchedule { schedule: Schedule::Cosine { min: 0.1 }, warmup: 0 };
+    let c = LrSchedule {
+        schedule: Schedule::Cosine { min: 0.1 },
+        warmup: 0,
+    };
     assert_eq!(c.lr(1.0, 1, 100), 1.0);
     assert!((c.lr(1.0, 51, 100) - 0.55).abs() < 1e-12);
-    let w = LrSchedule { schedule: Schedule::Constant, warmup: 4 };
-    assert_eq!((w.lr(1.0, 1, 10), w.lr(1.0, 4, 10), w.lr(1.0, 5, 10)), (0.25, 1.0, 1.0));
+    let w = LrSchedule {
+        schedule: Schedule::Constant,
+        warmup: 4,
+    };
+    assert_eq!(
+        (w.lr(1.0, 1, 10), w.lr(1.0, 4, 10), w.lr(1.0, 5, 10)),
+        (0.25, 1.0, 1.0)
+    );
 }
 
 #[test]
 fn fused_loop_equals_separate_calls_bit_for_bit() {
-    for opt in ["adam", "adam(defaults = keras)", "rmsprop(defaults = pytorch)", "nesterov(defaults = keras, clip_norm = 0.5)", "adamw(weight_decay = 0.1)"] {
+    for opt in [
+        "adam",
+        "adam(defaults = keras)",
+        "rmsprop(defaults = pytorch)",
+        "nesterov(defaults = keras, clip_norm = 0.5)",
+        "adamw(weight_decay = 0.1)",
+    ] {
         for dtype in ["f64", "f32"] {
             for schedule in ["schedule cosine(min = 0.001, warmup = 3)", ""] {
-            let src = format!(
-                "dtype {dtype}\ninput X[n, 3]\ninput y[n]\nparam w[3] ~ normal(0, 1)\nparam b ~ zeros\nloss mean((tanh(X @ w + b) - y)^2)\noptimizer {opt}\n{schedule}\n"
-            );
-            let compiled = CompiledModel::from_model(model_of_source("f.dsl", &src)).unwrap();
-            let p = random_point(compiled.model.graph(), 11, 5);
-            let d = compiled.model.graph().dtype;
-            let inputs: Vec<Buffer> = p.inputs.iter().map(|t| Buffer::from_f64(d, &t.data)).collect();
-            let mut a = adjoint::train::Trainer::new(&compiled, 3);
-            let mut b = adjoint::train::Trainer::new(&compiled, 3);
-            a.total_steps = 40;
-            b.total_steps = 40;
-            for _ in 0..40 {
-                a.train_step(&inputs, 11).unwrap();
-            }
-            b.train_steps(&inputs, 11, 25).unwrap();
-            b.train_steps(&inputs, 11, 15).unwrap();
-            assert_eq!(a.params, b.params, "{opt} {dtype}");
-            assert_eq!(a.state, b.state, "{opt} {dtype}");
-            assert_eq!(a.opt_step, b.opt_step);
+                let src = format!(
+                    "dtype {dtype}\ninput X[n, 3]\ninput y[n]\nparam w[3] ~ normal(0, 1)\nparam b ~ zeros\nloss mean((tanh(X @ w + b) - y)^2)\noptimizer {opt}\n{schedule}\n"
+                );
+                let compiled = CompiledModel::from_model(model_of_source("f.dsl", &src)).unwrap();
+                let p = random_point(compiled.model.graph(), 11, 5);
+                let d = compiled.model.graph().dtype;
+                let inputs: Vec<Buffer> = p
+                    .inputs
+                    .iter()
+                    .map(|t| Buffer::from_f64(d, &t.data))
+                    .collect();
+                let mut a = adjoint::train::Trainer::new(&compiled, 3);
+                let mut b = adjoint::train::Trainer::new(&compiled, 3);
+                a.total_steps = 40;
+                b.total_steps = 40;
+                for _ in 0..40 {
+                    a.train_step(&inputs, 11).unwrap();
+                }
+                b.train_steps(&inputs, 11, 25).unwrap();
+                b.train_steps(&inputs, 11, 15).unwrap();
+                assert_eq!(a.params, b.params, "{opt} {dtype}");
+                assert_eq!(a.state, b.state, "{opt} {dtype}");
+                assert_eq!(a.opt_step, b.opt_step);
             }
         }
     }
@@ -198,16 +302,31 @@ fn newton_solves_least_squares_in_one_step_and_rosenbrock_in_a_dozen() {
     use adjoint::train::Trainer;
     let mut model = model_of(&repo().join("examples/linreg.dsl"));
     model.optimizer = adjoint::optim::OptimizerSpec::new(adjoint::optim::OptimizerKind::Newton);
-    let data = bind(&model, &Table::load(&repo().join("examples/data/linreg.csv")).unwrap()).unwrap();
+    let data = bind(
+        &model,
+        &Table::load(&repo().join("examples/data/linreg.csv")).unwrap(),
+    )
+    .unwrap();
     let compiled = CompiledModel::from_model(model).unwrap();
     let mut settings = compiled.model.train.clone();
     settings.steps = Some(1);
     let mut t = Trainer::new(&compiled, 0);
     t.fit(Some(&data), &settings, |_| {}).unwrap();
     // After one exact Newton step the gradient of the quadratic vanishes.
-    t.value_and_grad(&data.inputs.iter().map(|v| Buffer::F64(v.clone())).collect::<Vec<_>>(), data.n_rows).unwrap();
+    t.value_and_grad(
+        &data
+            .inputs
+            .iter()
+            .map(|v| Buffer::F64(v.clone()))
+            .collect::<Vec<_>>(),
+        data.n_rows,
+    )
+    .unwrap();
     let g = t.gradient(0, data.n_rows).unwrap().to_f64();
-    assert!(g.iter().all(|x| x.abs() < 1e-12), "gradient after one Newton step: {g:?}");
+    assert!(
+        g.iter().all(|x| x.abs() < 1e-12),
+        "gradient after one Newton step: {g:?}"
+    );
 
     let mut model = model_of(&repo().join("examples/rosenbrock.dsl"));
     model.optimizer = adjoint::optim::OptimizerSpec::new(adjoint::optim::OptimizerKind::Newton);
@@ -217,15 +336,25 @@ fn newton_solves_least_squares_in_one_step_and_rosenbrock_in_a_dozen() {
     let mut t = Trainer::new(&compiled, 0);
     t.fit(None, &settings, |_| {}).unwrap();
     let (x, y) = (t.params[0].get(0), t.params[1].get(0));
-    assert!((x - 1.0).abs() < 1e-10 && (y - 1.0).abs() < 1e-10, "Newton ended at ({x}, {y})");
+    assert!(
+        (x - 1.0).abs() < 1e-10 && (y - 1.0).abs() < 1e-10,
+        "Newton ended at ({x}, {y})"
+    );
 }
 
 #[test]
 fn newton_refuses_minibatches() {
     let src = "dtype f64\ninput x[n]\nparam w = 0\nloss mean((w * x - 1)^2)\noptimizer newton\ntrain steps = 3, batch = 2\n";
     let compiled = CompiledModel::from_model(model_of_source("n.dsl", src)).unwrap();
-    let data = adjoint::data::bind(&compiled.model, &adjoint::data::Table::parse("d.csv", "x\n1\n2\n3\n").unwrap()).unwrap();
+    let data = adjoint::data::bind(
+        &compiled.model,
+        &adjoint::data::Table::parse("d.csv", "x\n1\n2\n3\n").unwrap(),
+    )
+    .unwrap();
     let mut t = adjoint::train::Trainer::new(&compiled, 0);
-    let err = t.fit(Some(&data), &compiled.model.train.clone(), |_| {}).unwrap_err().to_string();
+    let err = t
+        .fit(Some(&data), &compiled.model.train.clone(), |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("full batches"), "{err}");
 }

@@ -11,7 +11,11 @@ fn graphs_text(path: &std::path::Path) -> String {
     }
     let g = compile::graphs(&model);
     adjoint::ir::verify::verify(&g.gradient.graph).expect("gradient graph verifies");
-    format!("## forward\n{}\n## gradient\n{}", g.forward.text(), g.gradient.text())
+    format!(
+        "## forward\n{}\n## gradient\n{}",
+        g.forward.text(),
+        g.gradient.text()
+    )
 }
 
 #[test]

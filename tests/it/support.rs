@@ -34,7 +34,10 @@ pub fn model_of_source(name: &str, text: &str) -> Model {
     let file = SourceFile::new(name, text);
     match check_source(&file) {
         Ok((m, _)) => m,
-        Err(d) => panic!("{name} does not compile:\n{}", adjoint::diagnostics::render_all(&d, &file)),
+        Err(d) => panic!(
+            "{name} does not compile:\n{}",
+            adjoint::diagnostics::render_all(&d, &file)
+        ),
     }
 }
 
@@ -51,15 +54,37 @@ impl Point {
     }
 
     pub fn rounded_to(&self, dtype: DType) -> Point {
-        let round = |t: &Tensor| Tensor::new(t.shape.clone(), t.data.iter().map(|&v| if dtype == DType::F32 { v as f32 as f64 } else { v }).collect());
-        Point { rows: self.rows, inputs: self.inputs.iter().map(round).collect(), params: self.params.iter().map(round).collect() }
+        let round = |t: &Tensor| {
+            Tensor::new(
+                t.shape.clone(),
+                t.data
+                    .iter()
+                    .map(|&v| {
+                        if dtype == DType::F32 {
+                            v as f32 as f64
+                        } else {
+                            v
+                        }
+                    })
+                    .collect(),
+            )
+        };
+        Point {
+            rows: self.rows,
+            inputs: self.inputs.iter().map(round).collect(),
+            params: self.params.iter().map(round).collect(),
+        }
     }
 }
 
 pub fn random_point(g: &Graph, rows: usize, seed: u64) -> Point {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let syms = vec![rows as u64; g.syms.len()];
-    let mut normal = |rng: &mut ChaCha8Rng, n: usize| (0..n).map(|_| adjoint::init::std_normal(rng)).collect::<Vec<f64>>();
+    let mut normal = |rng: &mut ChaCha8Rng, n: usize| {
+        (0..n)
+            .map(|_| adjoint::init::std_normal(rng))
+            .collect::<Vec<f64>>()
+    };
     let inputs = g
         .inputs
         .iter()
@@ -85,12 +110,23 @@ pub fn random_point(g: &Graph, rows: usize, seed: u64) -> Point {
             Tensor::new(shape, normal(&mut rng, n).iter().map(|v| 0.7 * v).collect())
         })
         .collect();
-    Point { rows, inputs, params }
+    Point {
+        rows,
+        inputs,
+        params,
+    }
 }
 
 fn classes_of(g: &Graph, input: u32) -> Option<u32> {
     g.ids().find_map(|id| match g.op(id) {
-        Op::OneHot { classes } if g.node(id).inputs.iter().any(|a| *g.op(*a) == Op::Input(input)) => Some(*classes),
+        Op::OneHot { classes }
+            if g.node(id)
+                .inputs
+                .iter()
+                .any(|a| *g.op(*a) == Op::Input(input)) =>
+        {
+            Some(*classes)
+        }
         _ => None,
     })
 }
@@ -99,7 +135,10 @@ fn classes_of(g: &Graph, input: u32) -> Option<u32> {
 pub fn interp_outputs(f: &GraphFn, p: &Point) -> Vec<Tensor> {
     let roots: Vec<_> = f.outputs.iter().map(|o| o.1).collect();
     let values = interp::eval(&f.graph, &p.inputs, &p.params, &p.syms(&f.graph), &roots);
-    roots.iter().map(|r| values[r.index()].clone().unwrap()).collect()
+    roots
+        .iter()
+        .map(|r| values[r.index()].clone().unwrap())
+        .collect()
 }
 
 pub fn interp_loss(f: &GraphFn, p: &Point) -> f64 {
@@ -108,7 +147,11 @@ pub fn interp_loss(f: &GraphFn, p: &Point) -> f64 {
 
 /// Central differences of the loss with respect to every element of every parameter.
 pub fn finite_difference_grads(f: &GraphFn, p: &Point) -> Vec<Vec<f64>> {
-    let mut q = Point { rows: p.rows, inputs: p.inputs.clone(), params: p.params.clone() };
+    let mut q = Point {
+        rows: p.rows,
+        inputs: p.inputs.clone(),
+        params: p.params.clone(),
+    };
     let mut res = Vec::new();
     for i in 0..p.params.len() {
         let mut g = Vec::new();
@@ -137,19 +180,32 @@ pub fn rel_err(a: f64, b: f64, floor: f64) -> f64 {
 
 pub fn max_rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| rel_err(*x, *y, floor)).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| rel_err(*x, *y, floor))
+        .fold(0.0, f64::max)
 }
 
 /// Runs the compiled gradient function at a point; returns every output as f64.
 pub fn jit_gradient_outputs(c: &CompiledModel, p: &Point) -> Vec<Vec<f64>> {
     let dtype = c.model.graph().dtype;
-    let inputs: Vec<Buffer> = p.inputs.iter().map(|t| Buffer::from_f64(dtype, &t.data)).collect();
-    let params: Vec<Buffer> = p.params.iter().map(|t| Buffer::from_f64(dtype, &t.data)).collect();
+    let inputs: Vec<Buffer> = p
+        .inputs
+        .iter()
+        .map(|t| Buffer::from_f64(dtype, &t.data))
+        .collect();
+    let params: Vec<Buffer> = p
+        .params
+        .iter()
+        .map(|t| Buffer::from_f64(dtype, &t.data))
+        .collect();
     let exe = &c.gradient;
     let syms = p.syms(c.model.graph());
     let mut ws = Workspace::new(&exe.plan, dtype, &syms).unwrap();
     exe.run(&mut ws, &inputs, &params).unwrap();
-    (0..c.graphs.gradient.outputs.len()).map(|k| ws.output(&exe.plan, k).to_f64()).collect()
+    (0..c.graphs.gradient.outputs.len())
+        .map(|k| ws.output(&exe.plan, k).to_f64())
+        .collect()
 }
 
 pub fn with_dtype(mut m: Model, dtype: DType) -> Model {
@@ -161,11 +217,20 @@ pub fn with_dtype(mut m: Model, dtype: DType) -> Model {
 pub fn normwise_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(floor, |m, x| m.max(x.abs()));
-    a.iter().zip(b).map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() }).fold(0.0, f64::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
+        .fold(0.0, f64::max)
+        / scale
 }
 
 /// The first few values, for failure messages.
 pub fn head(v: &[f64]) -> String {
     let shown: Vec<String> = v.iter().take(6).map(|x| format!("{x:.6e}")).collect();
-    format!("[{}{}] ({} values)", shown.join(", "), if v.len() > 6 { ", …" } else { "" }, v.len())
+    format!(
+        "[{}{}] ({} values)",
+        shown.join(", "),
+        if v.len() > 6 { ", …" } else { "" },
+        v.len()
+    )
 }

@@ -9,7 +9,13 @@ use adjoint::train::Trainer;
 fn train_example(name: &str) -> (CompiledModel, Vec<Vec<f64>>, Vec<(String, f64)>) {
     let path = repo().join("examples").join(name);
     let model = model_of(&path);
-    let data = model.data.as_ref().map(|d| bind(&model, &Table::load(&path.parent().unwrap().join(d)).unwrap()).unwrap());
+    let data = model.data.as_ref().map(|d| {
+        bind(
+            &model,
+            &Table::load(&path.parent().unwrap().join(d)).unwrap(),
+        )
+        .unwrap()
+    });
     let compiled = CompiledModel::from_model(model).unwrap();
     let settings = compiled.model.train.clone();
     let (params, metrics) = {
@@ -17,7 +23,13 @@ fn train_example(name: &str) -> (CompiledModel, Vec<Vec<f64>>, Vec<(String, f64)
         trainer.fit(data.as_ref(), &settings, |_| {}).unwrap();
         let dtype = compiled.model.graph().dtype;
         let (inputs, rows) = match &data {
-            Some(d) => (d.inputs.iter().map(|v| Buffer::from_f64(dtype, v)).collect(), d.n_rows),
+            Some(d) => (
+                d.inputs
+                    .iter()
+                    .map(|v| Buffer::from_f64(dtype, v))
+                    .collect(),
+                d.n_rows,
+            ),
             None => (vec![], 0),
         };
         let metrics = trainer.evaluate(&inputs, rows).unwrap();
@@ -30,7 +42,10 @@ fn train_example(name: &str) -> (CompiledModel, Vec<Vec<f64>>, Vec<(String, f64)
 fn rosenbrock_reaches_the_minimum_with_adam() {
     let (_, params, _) = train_example("rosenbrock.dsl");
     let (x, y) = (params[0][0], params[1][0]);
-    assert!((x - 1.0).abs() < 1e-3 && (y - 1.0).abs() < 1e-3, "ended at ({x}, {y})");
+    assert!(
+        (x - 1.0).abs() < 1e-3 && (y - 1.0).abs() < 1e-3,
+        "ended at ({x}, {y})"
+    );
 }
 
 /// Solves the normal equations AᵀA w = Aᵀz by Gaussian elimination with partial pivoting.
@@ -46,7 +61,9 @@ fn normal_equations(a: &[Vec<f64>], z: &[f64]) -> Vec<f64> {
         }
     }
     for col in 0..k {
-        let pivot = (col..k).max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs())).unwrap();
+        let pivot = (col..k)
+            .max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs()))
+            .unwrap();
         m.swap(col, pivot);
         for r in 0..k {
             if r != col {
@@ -64,12 +81,20 @@ fn normal_equations(a: &[Vec<f64>], z: &[f64]) -> Vec<f64> {
 fn linear_regression_reaches_the_normal_equations_solution() {
     let (_, params, _) = train_example("linreg.dsl");
     let text = std::fs::read_to_string(repo().join("examples/data/linreg.csv")).unwrap();
-    let rows: Vec<Vec<f64>> = text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
     let a: Vec<Vec<f64>> = rows.iter().map(|r| r[..3].to_vec()).collect();
     let z: Vec<f64> = rows.iter().map(|r| r[3]).collect();
     let exact = normal_equations(&a, &z);
     let err = max_rel_err(&params[0], &exact, 0.0);
-    assert!(err <= 1e-4, "w = {:?}, normal equations give {exact:?} (relative error {err:e})", params[0]);
+    assert!(
+        err <= 1e-4,
+        "w = {:?}, normal equations give {exact:?} (relative error {err:e})",
+        params[0]
+    );
 }
 
 #[test]
@@ -85,13 +110,20 @@ fn shipped_linreg_data_matches_its_generator() {
     #[allow(dead_code)]
     mod gen_data;
     let shipped = std::fs::read_to_string(repo().join("examples/data/linreg.csv")).unwrap();
-    assert!(shipped == gen_data::linreg_csv(), "examples/data/linreg.csv differs from `cargo run --example gen_data`");
+    assert!(
+        shipped == gen_data::linreg_csv(),
+        "examples/data/linreg.csv differs from `cargo run --example gen_data`"
+    );
 }
 
 #[test]
 fn minibatches_are_seeded_and_handle_the_last_partial_batch() {
     let src = "dtype f64\ninput x[n]\ninput t[n]\nparam w ~ zeros\nparam b ~ zeros\nloss mean((w * x + b - t)^2)\noptimizer sgd(lr = 0.1)\ntrain epochs = 30, batch = 4\n";
-    let table = Table::parse("d.csv", "x,t\n0,1\n1,3\n2,5\n3,7\n4,9\n5,11\n6,13\n7,15\n8,17\n9,19\n").unwrap();
+    let table = Table::parse(
+        "d.csv",
+        "x,t\n0,1\n1,3\n2,5\n3,7\n4,9\n5,11\n6,13\n7,15\n8,17\n9,19\n",
+    )
+    .unwrap();
     let compiled = CompiledModel::from_model(model_of_source("m.dsl", src)).unwrap();
     let data = bind(&compiled.model, &table).unwrap();
     let run = |seed| {
@@ -109,7 +141,11 @@ fn minibatches_are_seeded_and_handle_the_last_partial_batch() {
 }
 
 fn metric(metrics: &[(String, f64)], name: &str) -> f64 {
-    metrics.iter().find(|m| m.0 == name).unwrap_or_else(|| panic!("no metric {name}")).1
+    metrics
+        .iter()
+        .find(|m| m.0 == name)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .1
 }
 
 #[test]
@@ -124,10 +160,22 @@ fn gaussian_mixture_recovers_the_generating_parameters() {
     // standard errors of the truth.
     let (_, params, metrics) = train_example("gmm.dsl");
     let (mu1, mu2) = (params[1][0], params[2][0]);
-    assert!((mu1 + 2.0).abs() < 0.1 && (mu2 - 1.5).abs() < 0.1, "means {mu1}, {mu2}");
-    assert!((metric(&metrics, "sigma1") - 0.5).abs() < 0.05, "{metrics:?}");
-    assert!((metric(&metrics, "sigma2") - 1.0).abs() < 0.08, "{metrics:?}");
-    assert!((metric(&metrics, "weight1") - 0.3).abs() < 0.03, "{metrics:?}");
+    assert!(
+        (mu1 + 2.0).abs() < 0.1 && (mu2 - 1.5).abs() < 0.1,
+        "means {mu1}, {mu2}"
+    );
+    assert!(
+        (metric(&metrics, "sigma1") - 0.5).abs() < 0.05,
+        "{metrics:?}"
+    );
+    assert!(
+        (metric(&metrics, "sigma2") - 1.0).abs() < 0.08,
+        "{metrics:?}"
+    );
+    assert!(
+        (metric(&metrics, "weight1") - 0.3).abs() < 0.03,
+        "{metrics:?}"
+    );
 }
 
 #[test]
@@ -139,13 +187,19 @@ fn digits_network_reaches_97_percent_training_accuracy() {
 #[test]
 fn beale_reaches_its_minimum() {
     let (_, params, _) = train_example("beale.dsl");
-    assert!((params[0][0] - 3.0).abs() < 1e-3 && (params[1][0] - 0.5).abs() < 1e-3, "{params:?}");
+    assert!(
+        (params[0][0] - 3.0).abs() < 1e-3 && (params[1][0] - 0.5).abs() < 1e-3,
+        "{params:?}"
+    );
 }
 
 #[test]
 fn gradient_descent_escapes_the_saddle() {
     let (_, params, _) = train_example("saddle.dsl");
-    assert!(params[0][0].abs() < 1e-3 && (params[1][0] - 2f64.sqrt()).abs() < 1e-3, "{params:?}");
+    assert!(
+        params[0][0].abs() < 1e-3 && (params[1][0] - 2f64.sqrt()).abs() < 1e-3,
+        "{params:?}"
+    );
 }
 
 #[test]
@@ -154,5 +208,8 @@ fn shipped_gmm_data_matches_its_generator() {
     #[allow(dead_code)]
     mod gen_data;
     let shipped = std::fs::read_to_string(repo().join("examples/data/gmm.csv")).unwrap();
-    assert!(shipped == gen_data::gmm_csv(), "examples/data/gmm.csv differs from `cargo run --example gen_data`");
+    assert!(
+        shipped == gen_data::gmm_csv(),
+        "examples/data/gmm.csv differs from `cargo run --example gen_data`"
+    );
 }
