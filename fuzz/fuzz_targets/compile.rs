@@ -6,8 +6,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
-    let Ok(model) = adjoint::compile(src) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(model) = adjoint::compile(src) else {
+        return;
+    };
     let mut session = model.session(0);
     for input in model.inputs() {
         let shape: Vec<usize> = input.shape.iter().map(|d| d.unwrap_or(2)).collect();
