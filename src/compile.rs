@@ -4,9 +4,11 @@
 //! library both go through it.
 
 use crate::diagnostics::{Diagnostic, SourceFile};
-use crate::jit::{CodegenError, Jit};
+use crate::ir::DType;
+use crate::jit::{CodeOwner, CodegenError, Jit, NativeFn};
 use crate::lower;
 use crate::model::{GraphFn, Model};
+use crate::optim::OptimizerSpec;
 use crate::runtime::{Executable, TrainLoop, UpdateFn};
 use crate::simplify::{self, SimplifyReport};
 use std::collections::HashMap;
@@ -127,14 +129,27 @@ impl std::ops::Deref for CompiledModel {
     }
 }
 
-/// The JIT module that owns a model's machine code.
-struct CodeOwner(#[allow(dead_code)] Jit);
+/// A graph function's native code, compiled on first use.
+fn lazy_graph(f: &GraphFn, plan: &lower::Plan) -> NativeFn {
+    let (f, plan) = (f.clone(), plan.clone());
+    NativeFn::lazy(move || {
+        with_big_stack(move || {
+            let mut jit = Jit::new()?;
+            let id = jit.compile_graph(&f, &plan)?;
+            Ok((jit.finalize(&[id])?[0], jit))
+        })
+    })
+}
 
-// SAFETY: after `finalize` the module is never touched again: the code it owns is read-only and
-// executed concurrently only through plain function pointers, and dropping it from any thread
-// just unmaps memory. No interior mutability is reachable from a `&CodeOwner`.
-unsafe impl Send for CodeOwner {}
-unsafe impl Sync for CodeOwner {}
+/// The standalone optimizer update, compiled on first use.
+fn lazy_update(spec: &OptimizerSpec, sizes: &[usize], dtype: DType) -> NativeFn {
+    let (spec, sizes) = (spec.clone(), sizes.to_vec());
+    NativeFn::lazy(move || {
+        let mut jit = Jit::new()?;
+        let id = jit.compile_update(&spec, &sizes, dtype)?;
+        Ok((jit.finalize(&[id])?[0], jit))
+    })
+}
 
 /// Native code of one model, shared by every compilation with the same graphs and optimizer.
 #[derive(Clone)]
@@ -215,55 +230,47 @@ impl CompiledModel {
             None => {
                 let fplan = lower::plan(&forward);
                 let gplan = lower::plan(&gradient);
+                let pplan = predict.as_ref().map(lower::plan);
                 timings.lap("lower", &mut t);
-                let mut jit = Jit::new()?;
                 let dtype = model.graph().dtype;
-                let fid = jit.compile_graph(&forward, &fplan)?;
-                let gid = jit.compile_graph(&gradient, &gplan)?;
                 let sizes: Vec<usize> = model
                     .graph()
                     .params
                     .iter()
                     .map(|p| p.shape.as_fixed().unwrap().iter().product())
                     .collect();
-                let uid = jit.compile_update(&model.optimizer, &sizes, dtype)?;
+                // Only the fused train loop is compiled now; the rest waits for first use.
+                let mut jit = Jit::new()?;
                 let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
-                let pplan = predict.as_ref().map(lower::plan);
-                let pid = match (&predict, &pplan) {
-                    (Some(p), Some(plan)) => Some(jit.compile_graph(p, plan)?),
-                    _ => None,
-                };
-                let mut ids = vec![fid, gid, uid, lid];
-                ids.extend(pid);
-                let funcs = jit.finalize(&ids)?;
+                let train_loop = jit.finalize(&[lid])?[0];
                 timings.lap("cranelift", &mut t);
-                let code = Arc::new(CodeOwner(jit));
+                let code = Arc::new(CodeOwner::new(jit));
                 let n_state = model.optimizer.kind.state_arrays();
                 let parts = NativeParts {
                     forward: Executable {
+                        func: lazy_graph(&forward, &fplan),
                         plan: fplan,
-                        func: funcs[0],
                         dtype,
                     },
                     gradient: Executable {
+                        func: lazy_graph(&gradient, &gplan),
                         plan: gplan,
-                        func: funcs[1],
                         dtype,
                     },
                     update: UpdateFn {
-                        func: funcs[2],
+                        func: lazy_update(&model.optimizer, &sizes, dtype),
                         sizes,
                         n_state,
                         dtype,
                     },
                     train_loop: TrainLoop {
-                        func: funcs[3],
+                        func: train_loop,
                         n_state,
                         n_scalars: model.optimizer.n_scalars(),
                     },
-                    predict: pplan.map(|plan| Executable {
+                    predict: predict.as_ref().zip(pplan).map(|(p, plan)| Executable {
+                        func: lazy_graph(p, &plan),
                         plan,
-                        func: funcs[4],
                         dtype,
                     }),
                     code: Arc::downgrade(&code),

@@ -13,16 +13,82 @@ use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{Plan, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
+use cranelift::codegen::cursor::{Cursor, FuncCursor};
 use cranelift::codegen::ir::{BlockArg, FuncRef, MemFlagsData, UserFuncName};
 use cranelift::codegen::{Context, settings};
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, *const f64);
 
-#[derive(Debug, thiserror::Error)]
+/// A JIT module whose code is finished: it only keeps the machine code mapped.
+pub struct CodeOwner(#[allow(dead_code)] Jit);
+
+// SAFETY: after `finalize` the module is never touched again: the code it owns is read-only and
+// executed concurrently only through plain function pointers, and dropping it from any thread
+// just unmaps memory. No interior mutability is reachable from a `&CodeOwner`.
+unsafe impl Send for CodeOwner {}
+unsafe impl Sync for CodeOwner {}
+
+impl CodeOwner {
+    pub fn new(jit: Jit) -> CodeOwner {
+        CodeOwner(jit)
+    }
+}
+
+type Build = Box<dyn FnOnce() -> Result<(KernelFn, Jit), CodegenError> + Send>;
+
+/// A native function compiled on first call, in a module of its own.
+///
+/// Training needs only the fused train loop, so the forward pass, the standalone gradient and
+/// the standalone update wait until something calls them: the first step is not delayed by
+/// code it does not run. Clones share one compilation.
+#[derive(Clone)]
+pub struct NativeFn(Arc<NativeState>);
+
+struct NativeState {
+    code: OnceLock<Result<(KernelFn, CodeOwner), CodegenError>>,
+    build: Mutex<Option<Build>>,
+}
+
+impl NativeFn {
+    pub fn lazy(
+        build: impl FnOnce() -> Result<(KernelFn, Jit), CodegenError> + Send + 'static,
+    ) -> NativeFn {
+        NativeFn(Arc::new(NativeState {
+            code: OnceLock::new(),
+            build: Mutex::new(Some(Box::new(build))),
+        }))
+    }
+
+    /// The entry point, compiling it on the first call from any thread.
+    pub fn get(&self) -> Result<KernelFn, CodegenError> {
+        let state = &self.0;
+        let done = state.code.get_or_init(|| {
+            let build = state
+                .build
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("a NativeFn is built once");
+            build().map(|(f, jit)| (f, CodeOwner(jit)))
+        });
+        match done {
+            Ok((f, _)) => Ok(*f),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Whether the code exists yet.
+    pub fn is_compiled(&self) -> bool {
+        self.0.code.get().is_some()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum CodegenError {
     #[error("cannot target this CPU: {0}")]
     Isa(String),
@@ -442,8 +508,8 @@ impl Jit {
                     for step in &plan.steps {
                         tx.step(&f.graph, plan, step);
                     }
-                    let row = tx.b.ins().imul_imm_s(i, n_scalars as i64);
-                    let row = tx.b.ins().iadd_imm_s(row, 2);
+                    let row = tx.mul_imm(i, n_scalars as i64);
+                    let row = tx.add_imm(row, 2);
                     tx.scalar_row = Some(row);
                     tx.update(spec, sizes, &slots, 0);
                     tx.scalar_row = None;
@@ -476,10 +542,6 @@ impl Jit {
         let target = self.module.target_config();
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-            let mut refs = HashMap::new();
-            for (n, fid) in &self.helpers {
-                refs.insert(n.clone(), self.module.declare_func_in_func(*fid, b.func));
-            }
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -499,17 +561,28 @@ impl Jit {
                 ty,
                 dtype,
                 scalars: params[2],
-                helpers: refs,
+                module: &mut self.module,
+                helper_ids: &self.helpers,
+                helpers: HashMap::new(),
                 slot_ptrs,
                 dim_vals,
                 scalar_row: None,
                 regs: HashMap::new(),
+                consts: HashMap::new(),
+                const_values: HashMap::new(),
+                float_values: HashMap::new(),
+                float_known: HashMap::new(),
+                entry,
+                const_tail: None,
                 last_reduced: false,
             };
             body(&mut tx);
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
+        }
+        if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
+            eprintln!("{}", self.ctx.func.display());
         }
         self.module
             .define_function(id, &mut self.ctx)
@@ -570,7 +643,19 @@ struct Tx<'a> {
     ty: Type,
     dtype: DType,
     scalars: Value,
+    module: &'a mut JITModule,
+    helper_ids: &'a HashMap<String, FuncId>,
+    /// Helpers declared in this function so far: only those it calls.
     helpers: HashMap<String, FuncRef>,
+    /// Integer values known at generation time, both ways.
+    consts: HashMap<Value, i64>,
+    const_values: HashMap<i64, Value>,
+    /// Float constants by type and bits, and the value of each.
+    float_values: HashMap<(Type, u64), Value>,
+    float_known: HashMap<Value, f64>,
+    entry: Block,
+    /// The last constant emitted into the entry block.
+    const_tail: Option<cranelift::codegen::ir::Inst>,
     /// Every slot pointer and dimension size, loaded once in the entry block so that they
     /// dominate every use.
     slot_ptrs: Vec<Value>,
@@ -590,15 +675,130 @@ fn flags() -> MemFlagsData {
 impl<'a> Tx<'a> {
     // ---- small builders -------------------------------------------------------------------
 
+    fn helper(&mut self, name: &str) -> FuncRef {
+        if let Some(f) = self.helpers.get(name) {
+            return *f;
+        }
+        let f = self
+            .module
+            .declare_func_in_func(self.helper_ids[name], self.b.func);
+        self.helpers.insert(name.to_string(), f);
+        f
+    }
+
+    /// An integer constant, defined once at the top of the entry block so that it dominates
+    /// every use and repeated sizes and strides cost one instruction each.
     fn iconst(&mut self, v: i64) -> Value {
-        self.b.ins().iconst(types::I64, v)
+        if let Some(c) = self.const_values.get(&v) {
+            return *c;
+        }
+        let c = self.hoist(|cur| cur.ins().iconst(types::I64, v));
+        self.consts.insert(c, v);
+        self.const_values.insert(v, c);
+        c
+    }
+
+    /// Emits a constant at the end of the entry block's constant prologue.
+    fn hoist(&mut self, build: impl FnOnce(&mut FuncCursor) -> Value) -> Value {
+        let mut cur = FuncCursor::new(self.b.func);
+        match self.const_tail {
+            Some(inst) => cur.goto_after_inst(inst),
+            None => cur = cur.at_first_insertion_point(self.entry),
+        }
+        let v = build(&mut cur);
+        self.const_tail = cur.func.dfg.value_def(v).inst();
+        v
+    }
+
+    /// A float constant of type `ty` (scalar or vector), defined once in the entry block.
+    fn float_const(&mut self, ty: Type, v: f64) -> Value {
+        let scalar = ty.lane_type();
+        let bits = if scalar == types::F32 {
+            (v as f32).to_bits() as u64
+        } else {
+            v.to_bits()
+        };
+        if let Some(c) = self.float_values.get(&(ty, bits)) {
+            return *c;
+        }
+        let c = if ty.is_vector() {
+            let s = self.float_const(scalar, v);
+            self.hoist(|cur| cur.ins().splat(ty, s))
+        } else if scalar == types::F32 {
+            self.hoist(|cur| cur.ins().f32const(v as f32))
+        } else {
+            self.hoist(|cur| cur.ins().f64const(v))
+        };
+        self.float_values.insert((ty, bits), c);
+        self.float_known.insert(c, v);
+        c
+    }
+
+    /// `x` in every lane of a vector of type `vty`.
+    fn splat(&mut self, vty: Type, x: Value) -> Value {
+        match self.float_known.get(&x) {
+            Some(&v) => self.float_const(vty, v),
+            None => self.b.ins().splat(vty, x),
+        }
+    }
+
+    /// The value of an integer known when the code is generated.
+    fn known(&self, v: Value) -> Option<i64> {
+        self.consts.get(&v).copied()
+    }
+
+    // Index arithmetic folds what is known here, so shapes fixed at compile time cost Cranelift
+    // nothing to optimize away, and loops with known trip counts can be elided.
+
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        match (self.known(a), self.known(b)) {
+            (Some(x), Some(y)) => self.iconst(x.wrapping_mul(y)),
+            (Some(1), _) => b,
+            (_, Some(1)) => a,
+            (Some(0), _) | (_, Some(0)) => self.iconst(0),
+            _ => self.b.ins().imul(a, b),
+        }
+    }
+
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        match (self.known(a), self.known(b)) {
+            (Some(x), Some(y)) => self.iconst(x.wrapping_add(y)),
+            (Some(0), _) => b,
+            (_, Some(0)) => a,
+            _ => self.b.ins().iadd(a, b),
+        }
+    }
+
+    fn sub(&mut self, a: Value, b: Value) -> Value {
+        match (self.known(a), self.known(b)) {
+            (Some(x), Some(y)) => self.iconst(x.wrapping_sub(y)),
+            (_, Some(0)) => a,
+            _ => self.b.ins().isub(a, b),
+        }
+    }
+
+    fn mul_imm(&mut self, a: Value, k: i64) -> Value {
+        let k = self.iconst(k);
+        self.mul(a, k)
+    }
+
+    fn add_imm(&mut self, a: Value, k: i64) -> Value {
+        let k = self.iconst(k);
+        self.add(a, k)
+    }
+
+    fn shr_imm(&mut self, a: Value, k: i64) -> Value {
+        match self.known(a) {
+            Some(x) => self.iconst(((x as u64) >> k) as i64),
+            None => {
+                let k = self.iconst(k);
+                self.b.ins().ushr(a, k)
+            }
+        }
     }
 
     fn fconst(&mut self, v: f64) -> Value {
-        match self.dtype {
-            DType::F32 => self.b.ins().f32const(v as f32),
-            DType::F64 => self.b.ins().f64const(v),
-        }
+        self.float_const(self.ty, v)
     }
 
     fn slot_ptr(&mut self, slot: u32) -> Value {
@@ -616,8 +816,8 @@ impl<'a> Tx<'a> {
         let (scalars, off) = (self.scalars, i as i32 * 8);
         let v = match self.scalar_row {
             Some(row) => {
-                let bytes = self.b.ins().imul_imm_s(row, 8);
-                let addr = self.b.ins().iadd(scalars, bytes);
+                let bytes = self.mul_imm(row, 8);
+                let addr = self.add(scalars, bytes);
                 self.b.ins().load(types::F64, flags(), addr, off)
             }
             None => self.b.ins().load(types::F64, flags(), scalars, off),
@@ -635,7 +835,7 @@ impl<'a> Tx<'a> {
                 let mut acc = self.iconst(1);
                 for d in dims {
                     let v = self.dim(*d);
-                    acc = self.b.ins().imul(acc, v);
+                    acc = self.mul(acc, v);
                 }
                 acc
             }
@@ -647,8 +847,8 @@ impl<'a> Tx<'a> {
     }
 
     fn elem_addr(&mut self, base: Value, offset: Value) -> Value {
-        let bytes = self.b.ins().imul_imm_s(offset, self.dtype.size() as i64);
-        self.b.ins().iadd(base, bytes)
+        let bytes = self.mul_imm(offset, self.dtype.size() as i64);
+        self.add(base, bytes)
     }
 
     fn load_at(&mut self, slot: u32, offset: Value) -> Value {
@@ -668,13 +868,21 @@ impl<'a> Tx<'a> {
             DType::F32 => format!("{name}_f32"),
             DType::F64 => name.to_string(),
         };
-        let f = self.helpers[&full];
+        let f = self.helper(&full);
         let inst = self.b.ins().call(f, args);
         self.b.inst_results(inst)[0]
     }
 
     /// `for i in 0..n { body(i) }`.
     fn for_loop(&mut self, n: Value, body: &mut dyn FnMut(&mut Self, Value)) {
+        match self.known(n) {
+            Some(k) if k <= 0 => return,
+            Some(1) => {
+                let zero = self.iconst(0);
+                return body(self, zero);
+            }
+            _ => {}
+        }
         let header = self.b.create_block();
         let body_block = self.b.create_block();
         let exit = self.b.create_block();
@@ -687,7 +895,7 @@ impl<'a> Tx<'a> {
         self.b.ins().brif(more, body_block, &[], exit, &[]);
         self.b.switch_to_block(body_block);
         body(self, i);
-        let next = self.b.ins().iadd_imm_s(i, 1);
+        let next = self.add_imm(i, 1);
         self.b.ins().jump(header, &[BlockArg::Value(next)]);
         self.b.switch_to_block(exit);
     }
@@ -727,8 +935,8 @@ impl<'a> Tx<'a> {
     fn dot(&mut self, idx: &[Value], strides: &[Value]) -> Value {
         let mut acc = self.iconst(0);
         for (i, s) in idx.iter().zip(strides) {
-            let t = self.b.ins().imul(*i, *s);
-            acc = self.b.ins().iadd(acc, t);
+            let t = self.mul(*i, *s);
+            acc = self.add(acc, t);
         }
         acc
     }
@@ -841,7 +1049,7 @@ impl<'a> Tx<'a> {
     fn read_vec(&mut self, op: &Operand, outer: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
         match op {
-            Operand::Scalar(v) => self.b.ins().splat(vty, *v),
+            Operand::Scalar(v) => self.splat(vty, *v),
             Operand::View {
                 slot,
                 strides,
@@ -850,14 +1058,14 @@ impl<'a> Tx<'a> {
                 let base = self.dot(outer, &strides[..outer.len()]);
                 match inner {
                     Inner::One => {
-                        let off = self.b.ins().iadd(base, j);
+                        let off = self.add(base, j);
                         let ptr = self.slot_ptr(*slot);
                         let addr = self.elem_addr(ptr, off);
                         self.b.ins().load(vty, flags(), addr, 0)
                     }
                     _ => {
                         let v = self.load_at(*slot, base);
-                        self.b.ins().splat(vty, v)
+                        self.splat(vty, v)
                     }
                 }
             }
@@ -880,7 +1088,7 @@ impl<'a> Tx<'a> {
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Relu => {
                 let z = self.fconst(0.0);
-                let z = self.b.ins().splat(vty, z);
+                let z = self.splat(vty, z);
                 self.b.ins().fmax(xs[0], z)
             }
             Op::Tanh => self.tanh_f32_typed(xs[0], Some(vty)),
@@ -917,26 +1125,26 @@ impl<'a> Tx<'a> {
         let (_, lanes) = self.vector_type();
         let n = sizes[rank - 1];
         self.nest(&sizes[..rank - 1], &mut |tx, outer| {
-            let n_vec = tx.b.ins().ushr_imm_s(n, lanes.trailing_zeros() as i64);
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let obase = tx.dot(outer, &out[..rank - 1]);
             tx.for_loop(n_vec, &mut |tx, v| {
-                let j = tx.b.ins().imul_imm_s(v, lanes);
+                let j = tx.mul_imm(v, lanes);
                 let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
                 let r = f(tx, &xs, true);
-                let o = tx.b.ins().iadd(obase, j);
+                let o = tx.add(obase, j);
                 let ptr = tx.slot_ptr(slot);
                 let addr = tx.elem_addr(ptr, o);
                 tx.b.ins().store(flags(), r, addr, 0);
             });
-            let done = tx.b.ins().imul_imm_s(n_vec, lanes);
-            let rest = tx.b.ins().isub(n, done);
+            let done = tx.mul_imm(n_vec, lanes);
+            let rest = tx.sub(n, done);
             tx.for_loop(rest, &mut |tx, t| {
-                let j = tx.b.ins().iadd(done, t);
+                let j = tx.add(done, t);
                 let mut idx = outer.to_vec();
                 idx.push(j);
                 let xs: Vec<Value> = args.iter().map(|a| tx.read(a, &idx)).collect();
                 let v = f(tx, &xs, false);
-                let o = tx.b.ins().iadd(obase, j);
+                let o = tx.add(obase, j);
                 tx.store_at(slot, o, v);
             });
         });
@@ -973,7 +1181,7 @@ impl<'a> Tx<'a> {
         let mut acc = self.iconst(1);
         for d in &shape.0 {
             let v = self.dim(*d);
-            acc = self.b.ins().imul(acc, v);
+            acc = self.mul(acc, v);
         }
         acc
     }
@@ -1130,8 +1338,8 @@ impl<'a> Tx<'a> {
                     let ok = tx.b.ins().band(ok, whole);
                     tx.if_then(ok, &mut |tx| {
                         let c = tx.b.ins().fcvt_to_sint_sat(types::I64, v);
-                        let base = tx.b.ins().imul_imm_s(row, k);
-                        let o = tx.b.ins().iadd(base, c);
+                        let base = tx.mul_imm(row, k);
+                        let o = tx.add(base, c);
                         let one = tx.fconst(1.0);
                         tx.store_at(slot, o, one);
                     });
@@ -1179,7 +1387,7 @@ impl<'a> Tx<'a> {
                 let st: Vec<Value> = strides.iter().map(|s| self.stride(s)).collect();
                 let base = {
                     let i = self.iconst(*index as i64);
-                    self.b.ins().imul(i, st[*axis as usize])
+                    self.mul(i, st[*axis as usize])
                 };
                 let mut kept = st.clone();
                 kept.remove(*axis as usize);
@@ -1187,7 +1395,7 @@ impl<'a> Tx<'a> {
                 let out = self.contiguous_strides(&shape);
                 self.nest(&sizes, &mut |tx, idx| {
                     let off = tx.dot(idx, &kept);
-                    let off = tx.b.ins().iadd(off, base);
+                    let off = tx.add(off, base);
                     let v = tx.load_at(src, off);
                     let o = tx.dot(idx, &out);
                     tx.store_at(slot, o, v);
@@ -1199,13 +1407,13 @@ impl<'a> Tx<'a> {
                 self.fill(slot, &shape, 0.0);
                 let mut out = self.contiguous_strides(&shape);
                 let i = self.iconst(*index as i64);
-                let base = self.b.ins().imul(i, out[*axis as usize]);
+                let base = self.mul(i, out[*axis as usize]);
                 out.remove(*axis as usize);
                 let sizes = self.sizes(&xshape);
                 self.nest(&sizes, &mut |tx, idx| {
                     let v = tx.read(&src, idx);
                     let o = tx.dot(idx, &out);
-                    let o = tx.b.ins().iadd(o, base);
+                    let o = tx.add(o, base);
                     tx.store_at(slot, o, v);
                 });
             }
@@ -1232,13 +1440,7 @@ impl<'a> Tx<'a> {
             -2.760_768_5e-16,
         ];
         const BETA: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
-        let k = |tx: &mut Self, c: f32| {
-            let v = tx.b.ins().f32const(c);
-            match vty {
-                Some(t) => tx.b.ins().splat(t, v),
-                None => v,
-            }
-        };
+        let k = |tx: &mut Self, c: f32| tx.float_const(vty.unwrap_or(types::F32), c as f64);
         let bound = k(self, 7.905_311);
         let nbound = k(self, -7.905_311);
         let x = self.b.ins().fmin(x, bound);
@@ -1342,26 +1544,26 @@ impl<'a> Tx<'a> {
         }
         let n = sizes[rank - 1];
         self.nest(&sizes[..rank - 1], &mut |tx, outer| {
-            let n_vec = tx.b.ins().ushr_imm_s(n, lanes.trailing_zeros() as i64);
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let obase = tx.dot(outer, &out_strides[..rank - 1]);
-            let done = tx.b.ins().imul_imm_s(n_vec, lanes);
-            let rest = tx.b.ins().isub(n, done);
+            let done = tx.mul_imm(n_vec, lanes);
+            let rest = tx.sub(n, done);
             if last_reduced {
                 let acc = tx.b.declare_var(vty);
                 let z = tx.fconst(0.0);
-                let zv = tx.b.ins().splat(vty, z);
+                let zv = tx.splat(vty, z);
                 tx.b.def_var(acc, zv);
                 let sacc = tx.b.declare_var(tx.ty);
                 tx.b.def_var(sacc, z);
                 tx.for_loop(n_vec, &mut |tx, v| {
-                    let j = tx.b.ins().imul_imm_s(v, lanes);
+                    let j = tx.mul_imm(v, lanes);
                     let x = tx.read_vec(src, outer, j);
                     let a = tx.b.use_var(acc);
                     let a = tx.b.ins().fadd(a, x);
                     tx.b.def_var(acc, a);
                 });
                 tx.for_loop(rest, &mut |tx, t| {
-                    let j = tx.b.ins().iadd(done, t);
+                    let j = tx.add(done, t);
                     let mut idx = outer.to_vec();
                     idx.push(j);
                     let x = tx.read(src, &idx);
@@ -1378,9 +1580,9 @@ impl<'a> Tx<'a> {
                 tx.store_at(slot, obase, s);
             } else {
                 tx.for_loop(n_vec, &mut |tx, v| {
-                    let j = tx.b.ins().imul_imm_s(v, lanes);
+                    let j = tx.mul_imm(v, lanes);
                     let x = tx.read_vec(src, outer, j);
-                    let o = tx.b.ins().iadd(obase, j);
+                    let o = tx.add(obase, j);
                     let ptr = tx.slot_ptr(slot);
                     let addr = tx.elem_addr(ptr, o);
                     let cur = tx.b.ins().load(vty, flags(), addr, 0);
@@ -1388,11 +1590,11 @@ impl<'a> Tx<'a> {
                     tx.b.ins().store(flags(), s, addr, 0);
                 });
                 tx.for_loop(rest, &mut |tx, t| {
-                    let j = tx.b.ins().iadd(done, t);
+                    let j = tx.add(done, t);
                     let mut idx = outer.to_vec();
                     idx.push(j);
                     let x = tx.read(src, &idx);
-                    let o = tx.b.ins().iadd(obase, j);
+                    let o = tx.add(obase, j);
                     let cur = tx.load_at(slot, o);
                     let s = tx.b.ins().fadd(cur, x);
                     tx.store_at(slot, o, s);
@@ -1430,8 +1632,8 @@ impl<'a> Tx<'a> {
             let inc = self.stride(&vstr[0]);
             let (pm, pv, py) = (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
             let f = match self.dtype {
-                DType::F32 => self.helpers["gemv_f32"],
-                DType::F64 => self.helpers["gemv_f64"],
+                DType::F32 => self.helper("gemv_f32"),
+                DType::F64 => self.helper("gemv_f64"),
             };
             self.b.ins().call(f, &[m, k, pm, rs, cs, pv, inc, py]);
             return;
@@ -1462,8 +1664,8 @@ impl<'a> Tx<'a> {
         let pb = self.slot_ptr(sb);
         let pc = self.slot_ptr(slot);
         let f = match self.dtype {
-            DType::F32 => self.helpers["gemm_f32"],
-            DType::F64 => self.helpers["gemm_f64"],
+            DType::F32 => self.helper("gemm_f32"),
+            DType::F64 => self.helper("gemm_f64"),
         };
         self.b
             .ins()
@@ -1570,31 +1772,15 @@ impl<'a> Tx<'a> {
         };
         let any_vector = sizes.iter().any(|&n| n >= lanes);
         let kv: Vec<Value> = if any_vector {
-            k.iter().map(|&v| self.b.ins().splat(vty, v)).collect()
+            k.iter().map(|&v| self.splat(vty, v)).collect()
         } else {
             k.clone()
         };
         let wdv = (wd != 0.0).then(|| {
             let c = self.fconst(wd);
-            (
-                c,
-                if any_vector {
-                    self.b.ins().splat(vty, c)
-                } else {
-                    c
-                },
-            )
+            (c, if any_vector { self.splat(vty, c) } else { c })
         });
-        let scalev = scale.map(|c| {
-            (
-                c,
-                if any_vector {
-                    self.b.ins().splat(vty, c)
-                } else {
-                    c
-                },
-            )
-        });
+        let scalev = scale.map(|c| (c, if any_vector { self.splat(vty, c) } else { c }));
         for (i, &len) in sizes.iter().enumerate() {
             let (p, g, st) = (slots.params[i], slots.grads[i], slots.states[i].clone());
             let n_vec = (len / lanes) as i64;
@@ -1608,7 +1794,7 @@ impl<'a> Tx<'a> {
             let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
             if n_vec > 0 {
                 self.for_loop(n, &mut |tx, j| {
-                    let j = tx.b.ins().imul_imm_s(j, lanes as i64);
+                    let j = tx.mul_imm(j, lanes as i64);
                     tx.rule_element(&ctx, j, Some(vty), &kvec, wdvec, scvec);
                 });
             }
@@ -1624,7 +1810,7 @@ impl<'a> Tx<'a> {
     /// min(1, clip / ‖g‖) over all gradients (after weight decay), summed in f64 in order.
     fn clip_scale(&mut self, sizes: &[usize], slots: &UpdateSlots, wd: f64, clip: f64) -> Value {
         let acc = self.b.declare_var(types::F64);
-        let zero = self.b.ins().f64const(0.0);
+        let zero = self.float_const(types::F64, 0.0);
         self.b.def_var(acc, zero);
         let wdc = self.fconst(wd);
         for (i, &len) in sizes.iter().enumerate() {
@@ -1650,8 +1836,8 @@ impl<'a> Tx<'a> {
         }
         let total = self.b.use_var(acc);
         let norm = self.b.ins().sqrt(total);
-        let c = self.b.ins().f64const(clip);
-        let one = self.b.ins().f64const(1.0);
+        let c = self.float_const(types::F64, clip);
+        let one = self.float_const(types::F64, 1.0);
         let ratio = self.b.ins().fdiv(c, norm);
         let over = self.b.ins().fcmp(FloatCC::GreaterThan, norm, c);
         let scale = self.b.ins().select(over, ratio, one);

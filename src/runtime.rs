@@ -5,7 +5,7 @@
 //! generated code read or write out of bounds.
 
 use crate::ir::DType;
-use crate::jit::KernelFn;
+use crate::jit::{CodegenError, KernelFn, NativeFn};
 use crate::lower::{Plan, SlotKind};
 
 /// A contiguous array in the model's dtype.
@@ -165,7 +165,7 @@ impl Workspace {
 #[derive(Clone)]
 pub struct Executable {
     pub plan: Plan,
-    pub(crate) func: KernelFn,
+    pub(crate) func: NativeFn,
     pub dtype: DType,
 }
 
@@ -183,6 +183,8 @@ pub enum RunError {
         expected: &'static str,
         found: &'static str,
     },
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
     #[error("the model's buffers would take {} at this batch size, more than the {} this machine allows", human_bytes(*.bytes), human_bytes(*.limit))]
     TooLarge { bytes: u64, limit: u64 },
 }
@@ -229,6 +231,7 @@ impl Executable {
         inputs: &[Buffer],
         params: &[Buffer],
     ) -> Result<(), RunError> {
+        let func = self.func.get()?;
         let syms = ws.syms.clone();
         let ptrs = self.slot_pointers(ws, inputs, params, &syms)?;
         let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
@@ -236,7 +239,7 @@ impl Executable {
         // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
         // needs under `dims` (checked in `slot_pointers`), the code writes only Output and Temp
         // slots, which the workspace owns exclusively through `&mut`, and it cannot trap.
-        unsafe { (self.func)(ptrs.as_ptr(), dims.as_ptr(), scalars.as_ptr()) };
+        unsafe { func(ptrs.as_ptr(), dims.as_ptr(), scalars.as_ptr()) };
         Ok(())
     }
 
@@ -339,7 +342,7 @@ impl TrainLoop {
 /// The compiled optimizer update over all parameters.
 #[derive(Clone)]
 pub struct UpdateFn {
-    pub(crate) func: KernelFn,
+    pub(crate) func: NativeFn,
     pub sizes: Vec<usize>,
     pub n_state: usize,
     pub dtype: DType,
@@ -354,6 +357,7 @@ impl UpdateFn {
         state: &mut [Buffer],
         scalars: &[f64],
     ) -> Result<(), RunError> {
+        let func = self.func.get()?;
         let n = self.sizes.len();
         let mut ptrs = Vec::with_capacity(n * (2 + self.n_state));
         let count = |what: &str, expected: usize, found: usize| {
@@ -386,7 +390,7 @@ impl UpdateFn {
         }
         // SAFETY: lengths and dtypes checked above; params and state are borrowed mutably, so
         // the writes of the update alias nothing else.
-        unsafe { (self.func)(ptrs.as_ptr(), [0i64].as_ptr(), scalars.as_ptr()) };
+        unsafe { func(ptrs.as_ptr(), [0i64].as_ptr(), scalars.as_ptr()) };
         Ok(())
     }
 }
