@@ -61,6 +61,20 @@ pub enum Step {
         src_shape: Shape,
         slot: u32,
     },
+    /// Several nodes over one iteration space computed in a single loop: elementwise nodes,
+    /// which read each other's elements from registers, and full sums of them. Members are in
+    /// dependency order.
+    Group { shape: Shape, members: Vec<Member> },
+}
+
+/// A node computed inside a loop group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub node: NodeId,
+    pub slot: u32,
+    /// Whether anything after the loop reads the slot; if not, the value lives only in a
+    /// register for one iteration and is never stored.
+    pub stored: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -260,12 +274,250 @@ pub fn plan(f: &GraphFn) -> Plan {
             slot: outputs[i],
         });
     }
+    let steps = group_loops(g, &values, steps);
     Plan {
         slots,
         values,
         steps,
         outputs,
     }
+}
+
+/// How one step reads another's result.
+#[derive(Clone, Copy, PartialEq)]
+enum Read {
+    /// Element for element, in the iteration order of the writer: possible from a register
+    /// inside a shared loop.
+    Aligned,
+    /// Any other pattern (transposed, broadcast, a reduction's result).
+    Other,
+}
+
+/// The steps each step depends on, and how it reads them.
+fn step_deps(g: &Graph, values: &[Option<Val>], steps: &[Step]) -> Vec<Vec<(usize, Read)>> {
+    let mut slot_writer = std::collections::HashMap::new();
+    let mut reg_writer = std::collections::HashMap::new();
+    for (k, s) in steps.iter().enumerate() {
+        match s {
+            Step::Compute { slot, .. } | Step::Copy { slot, .. } => {
+                slot_writer.insert(*slot, k);
+            }
+            Step::Scalar { node } => {
+                reg_writer.insert(*node, k);
+            }
+            Step::Group { .. } => unreachable!("groups are formed after planning"),
+        }
+    }
+    fn visit(
+        g: &Graph,
+        values: &[Option<Val>],
+        val: &Val,
+        shape: &Shape,
+        slot_writer: &std::collections::HashMap<u32, usize>,
+        reg_writer: &std::collections::HashMap<NodeId, usize>,
+        out: &mut Vec<(usize, Read)>,
+    ) {
+        match val {
+            Val::Const(_) | Val::DimSize(_) => {}
+            Val::Register(n) => out.push((reg_writer[n], Read::Other)),
+            Val::View { slot, strides } => {
+                if let Some(&w) = slot_writer.get(slot) {
+                    let read = if *strides == contiguous(shape) {
+                        Read::Aligned
+                    } else {
+                        Read::Other
+                    };
+                    out.push((w, read));
+                }
+            }
+            Val::Inline(n) => {
+                for a in &g.node(*n).inputs {
+                    let v = values[a.index()].as_ref().expect("operand planned");
+                    visit(g, values, v, g.shape(*a), slot_writer, reg_writer, out);
+                }
+            }
+        }
+    }
+    steps
+        .iter()
+        .map(|s| {
+            let mut out = Vec::new();
+            let mut read = |val: &Val, shape: &Shape| {
+                visit(g, values, val, shape, &slot_writer, &reg_writer, &mut out)
+            };
+            match s {
+                Step::Compute { node, .. } | Step::Scalar { node } => {
+                    for a in &g.node(*node).inputs {
+                        read(values[a.index()].as_ref().unwrap(), g.shape(*a));
+                    }
+                }
+                Step::Copy { src, src_shape, .. } => read(src, src_shape),
+                Step::Group { .. } => unreachable!(),
+            }
+            out
+        })
+        .collect()
+}
+
+/// What a step contributes to a loop group over its iteration shape: an elementwise node of
+/// that shape, or a full sum of an operand of that shape.
+enum Role {
+    Elementwise(Shape),
+    Sum(Shape),
+}
+
+fn role(g: &Graph, step: &Step) -> Option<Role> {
+    let Step::Compute {
+        node, aux: None, ..
+    } = step
+    else {
+        return None;
+    };
+    let n = g.node(*node);
+    match &n.op {
+        op if op.is_elementwise() && n.shape.rank() > 0 => Some(Role::Elementwise(n.shape.clone())),
+        Op::Sum { axis: None } | Op::SumTo(_) if n.shape.0.iter().all(|d| *d == Dim::Fixed(1)) => {
+            let x = g.shape(n.inputs[0]);
+            (x.rank() > 0).then(|| Role::Sum(x.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Merges the loops of elementwise steps and full sums over the same shape into single loops
+/// (horizontal fusion): values used several times then stay in registers instead of making a
+/// round trip through memory, and every sum over the batch is accumulated in one pass.
+///
+/// Greedy, in dependency order: while a group is open, a step of its shape joins when it reads
+/// members only element for element and reads no member's sum; a step independent of the group
+/// moves before it; a step that depends on the group waits until the group closes. The group
+/// closes when a would-be member depends on a waiting step.
+fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step> {
+    let deps = step_deps(g, values, &steps);
+    let roles: Vec<Option<Role>> = steps.iter().map(|s| role(g, s)).collect();
+    let mut order: Vec<Vec<usize>> = Vec::new(); // each entry: one step, or a group's members
+    let mut pending: std::collections::VecDeque<usize> = (0..steps.len()).collect();
+    let mut group: Vec<usize> = Vec::new();
+    let mut group_shape: Option<Shape> = None;
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut state = vec![0u8; steps.len()]; // 0 pending, 1 member, 2 waiting, 3 placed
+    fn close(
+        order: &mut Vec<Vec<usize>>,
+        group: &mut Vec<usize>,
+        waiting: &mut Vec<usize>,
+        pending: &mut std::collections::VecDeque<usize>,
+        state: &mut [u8],
+        shape: &mut Option<Shape>,
+    ) {
+        if !group.is_empty() {
+            for &m in group.iter() {
+                state[m] = 3;
+            }
+            order.push(std::mem::take(group));
+        }
+        for &w in waiting.iter().rev() {
+            state[w] = 0;
+            pending.push_front(w);
+        }
+        waiting.clear();
+        *shape = None;
+    }
+    while let Some(k) = pending.pop_front() {
+        let Some(shape) = group_shape.clone() else {
+            match &roles[k] {
+                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => {
+                    group_shape = Some(s.clone());
+                    group.push(k);
+                    state[k] = 1;
+                }
+                None => {
+                    order.push(vec![k]);
+                    state[k] = 3;
+                }
+            }
+            continue;
+        };
+        let on_waiting = deps[k].iter().any(|(d, _)| state[*d] == 2);
+        let on_group = deps[k].iter().any(|(d, _)| state[*d] == 1);
+        let lane_reads_only = deps[k].iter().all(|(d, r)| {
+            state[*d] != 1
+                || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
+        });
+        let fits = match &roles[k] {
+            Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => *s == shape,
+            None => false,
+        };
+        if fits && !on_waiting && lane_reads_only {
+            group.push(k);
+            state[k] = 1;
+        } else if fits && on_waiting {
+            close(
+                &mut order,
+                &mut group,
+                &mut waiting,
+                &mut pending,
+                &mut state,
+                &mut group_shape,
+            );
+            pending.push_front(k);
+        } else if !on_group && !on_waiting {
+            order.push(vec![k]);
+            state[k] = 3;
+        } else {
+            waiting.push(k);
+            state[k] = 2;
+        }
+    }
+    close(
+        &mut order,
+        &mut group,
+        &mut waiting,
+        &mut pending,
+        &mut state,
+        &mut group_shape,
+    );
+    while let Some(k) = pending.pop_front() {
+        order.push(vec![k]);
+    }
+    // A member is stored only when a step outside its group reads it.
+    let mut group_of = vec![usize::MAX; steps.len()];
+    for (gi, entry) in order.iter().enumerate() {
+        for &k in entry {
+            group_of[k] = gi;
+        }
+    }
+    let mut read_outside = vec![false; steps.len()];
+    for (k, ds) in deps.iter().enumerate() {
+        for (d, _) in ds {
+            if group_of[*d] != group_of[k] {
+                read_outside[*d] = true;
+            }
+        }
+    }
+    order
+        .into_iter()
+        .map(|entry| {
+            if entry.len() == 1 {
+                return steps[entry[0]].clone();
+            }
+            let shape = match &roles[entry[0]] {
+                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => s.clone(),
+                None => unreachable!("groups hold only members"),
+            };
+            let members = entry
+                .iter()
+                .map(|&k| match &steps[k] {
+                    Step::Compute { node, slot, .. } => Member {
+                        node: *node,
+                        slot: *slot,
+                        stored: read_outside[k] || matches!(roles[k], Some(Role::Sum(_))),
+                    },
+                    _ => unreachable!("members are computes"),
+                })
+                .collect();
+            Step::Group { shape, members }
+        })
+        .collect()
 }
 
 /// Strides of a broadcast or unit-axis reshape of a view.

@@ -173,7 +173,7 @@ fn the_command_line_saves_resumes_and_evaluates() {
 #[test]
 fn ctrl_c_saves_a_checkpoint_before_exit() {
     let ckpt = tmp("interrupted.safetensors");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
         .args([
             "train",
             "examples/rosenbrock.dsl",

@@ -89,7 +89,7 @@ pub fn generated_program(seed: u64) -> String {
         }
     };
     let shapes = [vec![r, c], vec![c], vec![r, 1], vec![]];
-    let mut pick = |rng: &mut ChaCha8Rng| shapes[rng.random_range(0..shapes.len())].clone();
+    let pick = |rng: &mut ChaCha8Rng| shapes[rng.random_range(0..shapes.len())].clone();
     let header = format!("dtype f64\nparam w{} ~ normal(0, 1)\n", shape(&[r, c]));
     let body = match rng.random_range(0..6) {
         0 => {

@@ -11,6 +11,7 @@ mod gradients;
 mod init;
 mod inspect;
 mod jit;
+mod math;
 mod npy;
 mod optim;
 mod robustness;

@@ -80,7 +80,7 @@ impl Point {
 pub fn random_point(g: &Graph, rows: usize, seed: u64) -> Point {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let syms = vec![rows as u64; g.syms.len()];
-    let mut normal = |rng: &mut ChaCha8Rng, n: usize| {
+    let normal = |rng: &mut ChaCha8Rng, n: usize| {
         (0..n)
             .map(|_| adjoint::init::std_normal(rng))
             .collect::<Vec<f64>>()

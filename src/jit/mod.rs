@@ -10,7 +10,7 @@
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
-use crate::lower::{Plan, Step, Stride, Val};
+use crate::lower::{Member, Plan, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
 use cranelift::codegen::cursor::{Cursor, FuncCursor};
@@ -19,6 +19,8 @@ use cranelift::codegen::{Context, settings};
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
+mod math;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -375,7 +377,11 @@ impl Jit {
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
             f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()))
         };
-        set(&mut flags, "opt_level", "speed")?;
+        // The code arrives folded (index arithmetic, constants) and placed (loop-invariant values
+        // outside their loops). Cranelift's optimizer measured slower here: it re-places pure
+        // values at their uses, inside the loops (`exp(ls)` of a scalar parameter was evaluated
+        // once per element of a vectorized loop). W3 ran 2.3× and W1 1.4× faster without it.
+        set(&mut flags, "opt_level", "none")?;
         set(&mut flags, "is_pic", "false")?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         // The verifier re-checks every function Cranelift builds; it is for debugging adjoint
@@ -568,9 +574,11 @@ impl Jit {
                 dim_vals,
                 scalar_row: None,
                 regs: HashMap::new(),
+                group_slots: Default::default(),
+                lanes: HashMap::new(),
                 consts: HashMap::new(),
                 const_values: HashMap::new(),
-                float_values: HashMap::new(),
+                typed_consts: HashMap::new(),
                 float_known: HashMap::new(),
                 entry,
                 const_tail: None,
@@ -651,7 +659,7 @@ struct Tx<'a> {
     consts: HashMap<Value, i64>,
     const_values: HashMap<i64, Value>,
     /// Float constants by type and bits, and the value of each.
-    float_values: HashMap<(Type, u64), Value>,
+    typed_consts: HashMap<(Type, u64), Value>,
     float_known: HashMap<Value, f64>,
     entry: Block,
     /// The last constant emitted into the entry block.
@@ -664,6 +672,9 @@ struct Tx<'a> {
     scalar_row: Option<Value>,
     /// Scalar nodes held in registers.
     regs: HashMap<NodeId, Value>,
+    /// Inside a loop group: the members' slots, and each member's current element.
+    group_slots: std::collections::HashSet<u32>,
+    lanes: HashMap<u32, Value>,
     /// Set by `reduction_strides`: whether the last axis of the reduced operand is summed over.
     last_reduced: bool,
 }
@@ -718,7 +729,7 @@ impl<'a> Tx<'a> {
         } else {
             v.to_bits()
         };
-        if let Some(c) = self.float_values.get(&(ty, bits)) {
+        if let Some(c) = self.typed_consts.get(&(ty, bits)) {
             return *c;
         }
         let c = if ty.is_vector() {
@@ -729,7 +740,7 @@ impl<'a> Tx<'a> {
         } else {
             self.hoist(|cur| cur.ins().f64const(v))
         };
-        self.float_values.insert((ty, bits), c);
+        self.typed_consts.insert((ty, bits), c);
         self.float_known.insert(c, v);
         c
     }
@@ -954,31 +965,18 @@ impl<'a> Tx<'a> {
     ) -> Operand {
         match val {
             Val::Register(id) => Operand::Scalar(self.regs[id]),
-            Val::Inline(id) => {
-                let node = g.node(*id);
-                let args = node
-                    .inputs
-                    .iter()
-                    .map(|a| {
-                        let v = plan.values[a.index()].clone().expect("operand planned");
-                        self.operand(g, plan, &v, g.shape(*a), rank)
-                    })
-                    .collect();
-                let exponent = if node.op == Op::Pow {
-                    g.const_value(node.inputs[1])
-                } else {
-                    None
-                };
-                Operand::Inline {
-                    op: node.op.clone(),
-                    args,
-                    exponent,
-                }
-            }
+            Val::Inline(id) => self.node_expr(g, plan, *id, rank),
             Val::Const(c) => Operand::Scalar(self.fconst(*c)),
             Val::DimSize(s) => {
                 let n = self.dim(Dim::Sym(*s));
                 Operand::Scalar(self.b.ins().fcvt_from_sint(self.ty, n))
+            }
+            Val::View { slot, strides }
+                if self.group_slots.contains(slot)
+                    && shape.rank() == rank
+                    && *strides == crate::lower::contiguous(shape) =>
+            {
+                Operand::Lane(*slot)
             }
             Val::View { slot, strides } => {
                 let offset = rank - shape.rank();
@@ -1021,7 +1019,7 @@ impl<'a> Tx<'a> {
     /// views, and only ops with vector instructions.
     fn vectorizable(&self, op: &Operand) -> bool {
         match op {
-            Operand::Scalar(_) => true,
+            Operand::Scalar(_) | Operand::Lane(_) => true,
             Operand::View { inner, .. } => *inner != Inner::Other,
             Operand::Inline { op, args, exponent } => {
                 self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.vectorizable(a))
@@ -1033,6 +1031,7 @@ impl<'a> Tx<'a> {
         match op {
             Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
             Op::Tanh => self.dtype == DType::F32,
+            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus => true,
             Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
             _ => false,
         }
@@ -1050,6 +1049,7 @@ impl<'a> Tx<'a> {
         let (vty, _) = self.vector_type();
         match op {
             Operand::Scalar(v) => self.splat(vty, *v),
+            Operand::Lane(slot) => self.lanes[slot],
             Operand::View {
                 slot,
                 strides,
@@ -1092,6 +1092,11 @@ impl<'a> Tx<'a> {
                 self.b.ins().fmax(xs[0], z)
             }
             Op::Tanh => self.tanh_f32_typed(xs[0], Some(vty)),
+            Op::Exp => self.exp_inline(xs[0]),
+            Op::Log => self.log_inline(xs[0]),
+            Op::Log1p => self.log1p_inline(xs[0]),
+            Op::Sigmoid => self.sigmoid_inline(xs[0]),
+            Op::Softplus => self.softplus_inline(xs[0]),
             Op::Pow => match exponent {
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
@@ -1161,6 +1166,7 @@ impl<'a> Tx<'a> {
                 let off = self.dot(idx, strides);
                 self.load_at(*slot, off)
             }
+            Operand::Lane(slot) => self.lanes[slot],
         }
     }
 
@@ -1200,6 +1206,7 @@ impl<'a> Tx<'a> {
                 self.elementwise_loop(&shape, *slot, std::slice::from_ref(&src), &|_, xs, _| xs[0]);
             }
             Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
+            Step::Group { shape, members } => self.group(g, plan, shape, members),
             Step::Scalar { node } => {
                 let n = g.node(*node);
                 let args: Vec<Operand> = (0..n.inputs.len())
@@ -1217,6 +1224,126 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// One loop over `shape` computing every member: elementwise members read earlier members
+    /// from registers and are stored only when read after the loop; sums accumulate in
+    /// registers (a vector and a scalar accumulator each) and are stored once at the end.
+    fn group(&mut self, g: &Graph, plan: &Plan, shape: &Shape, members: &[Member]) {
+        let rank = shape.rank();
+        self.group_slots = members.iter().map(|m| m.slot).collect();
+        let ops: Vec<Operand> = members
+            .iter()
+            .map(|m| {
+                if g.node(m.node).op.is_elementwise() {
+                    self.node_expr(g, plan, m.node, rank)
+                } else {
+                    self.arg(g, plan, m.node, 0, rank)
+                }
+            })
+            .collect();
+        self.group_slots.clear();
+        let is_sum: Vec<bool> = members
+            .iter()
+            .map(|m| !g.node(m.node).op.is_elementwise())
+            .collect();
+        let (vty, lanes) = self.vector_type();
+        let vector = rank > 0 && ops.iter().all(|o| self.vectorizable(o));
+        let zero = self.fconst(0.0);
+        let zero_v = self.splat(vty, zero);
+        let mut accs = Vec::new();
+        for &sum in &is_sum {
+            accs.push(sum.then(|| {
+                let v = self.b.declare_var(vty);
+                self.b.def_var(v, zero_v);
+                let s = self.b.declare_var(self.ty);
+                self.b.def_var(s, zero);
+                (v, s)
+            }));
+        }
+        let out = self.contiguous_strides(shape);
+        let sizes = self.sizes(shape);
+        // The body at one index: `j` is the vector's first element in vector mode.
+        let body = |tx: &mut Self, outer: &[Value], j: Value, vec_mode: bool| {
+            let mut idx = outer.to_vec();
+            idx.push(j);
+            let o = tx.dot(&idx, &out);
+            for (k, m) in members.iter().enumerate() {
+                let v = if vec_mode {
+                    tx.read_vec(&ops[k], outer, j)
+                } else {
+                    tx.read(&ops[k], &idx)
+                };
+                if let Some((vacc, sacc)) = accs[k] {
+                    let acc = if vec_mode { vacc } else { sacc };
+                    let a = tx.b.use_var(acc);
+                    let a = tx.b.ins().fadd(a, v);
+                    tx.b.def_var(acc, a);
+                } else {
+                    tx.lanes.insert(m.slot, v);
+                    if m.stored {
+                        let ptr = tx.slot_ptr(m.slot);
+                        let addr = tx.elem_addr(ptr, o);
+                        tx.b.ins().store(flags(), v, addr, 0);
+                    }
+                }
+            }
+        };
+        if vector {
+            let n = sizes[rank - 1];
+            self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+                let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+                tx.for_loop(n_vec, &mut |tx, v| {
+                    let j = tx.mul_imm(v, lanes);
+                    body(tx, outer, j, true);
+                });
+                let done = tx.mul_imm(n_vec, lanes);
+                let rest = tx.sub(n, done);
+                tx.for_loop(rest, &mut |tx, t| {
+                    let j = tx.add(done, t);
+                    body(tx, outer, j, false);
+                });
+            });
+        } else {
+            self.nest(&sizes, &mut |tx, idx| {
+                body(tx, &idx[..rank - 1], idx[rank - 1], false);
+            });
+        }
+        self.lanes.clear();
+        for (k, m) in members.iter().enumerate() {
+            if let Some((vacc, sacc)) = accs[k] {
+                let v = self.b.use_var(vacc);
+                let h = self.hsum(v);
+                let s = self.b.use_var(sacc);
+                let total = self.b.ins().fadd(h, s);
+                let o = self.iconst(0);
+                self.store_at(m.slot, o, total);
+            }
+        }
+    }
+
+    /// An elementwise node as an expression over its operands, read at each index of a loop
+    /// of rank `rank`. Division by a value fixed for the whole loop becomes multiplication by
+    /// its reciprocal, computed once before the loop.
+    fn node_expr(&mut self, g: &Graph, plan: &Plan, id: NodeId, rank: usize) -> Operand {
+        let node = g.node(id);
+        let mut args: Vec<Operand> = (0..node.inputs.len())
+            .map(|k| self.arg(g, plan, id, k, rank))
+            .collect();
+        let exponent = if node.op == Op::Pow {
+            g.const_value(node.inputs[1])
+        } else {
+            None
+        };
+        let mut op = node.op.clone();
+        if op == Op::Div && rank > 0 {
+            if let Operand::Scalar(d) = args[1] {
+                let one = self.fconst(1.0);
+                args[1] = Operand::Scalar(self.b.ins().fdiv(one, d));
+                op = Op::Mul;
+            }
+        }
+        Operand::Inline { op, args, exponent }
+    }
+
     fn arg(&mut self, g: &Graph, plan: &Plan, node: NodeId, k: usize, rank: usize) -> Operand {
         let a = g.node(node).inputs[k];
         let val = plan.values[a.index()].clone().expect("operand planned");
@@ -1229,20 +1356,8 @@ impl<'a> Tx<'a> {
         let rank = shape.rank();
         match &node.op {
             op if op.is_elementwise() => {
-                let args: Vec<Operand> = (0..node.inputs.len())
-                    .map(|k| self.arg(g, plan, id, k, rank))
-                    .collect();
-                let exponent = if *op == Op::Pow {
-                    g.const_value(node.inputs[1])
-                } else {
-                    None
-                };
                 // The node's own op joins the vector check through a one-node inline operand.
-                let whole = Operand::Inline {
-                    op: op.clone(),
-                    args,
-                    exponent,
-                };
+                let whole = self.node_expr(g, plan, id, rank);
                 self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| {
                     xs[0]
                 });
@@ -1278,7 +1393,7 @@ impl<'a> Tx<'a> {
                     let m = tx.load_at(slot, o);
                     let finite = tx.is_finite(m);
                     let d = tx.b.ins().fsub(v, m);
-                    let e = tx.call("exp", &[d]);
+                    let e = tx.exp_inline(d);
                     let zero = tx.fconst(0.0);
                     let e = tx.b.ins().select(finite, e, zero);
                     let s = tx.load_at(aux, o);
@@ -1289,7 +1404,7 @@ impl<'a> Tx<'a> {
                 self.for_loop(total, &mut |tx, i| {
                     let m = tx.load_at(slot, i);
                     let s = tx.load_at(aux, i);
-                    let l = tx.call("log", &[s]);
+                    let l = tx.log_inline(s);
                     let r = tx.b.ins().fadd(m, l);
                     let finite = tx.is_finite(m);
                     let r = tx.b.ins().select(finite, r, m);
@@ -1675,12 +1790,12 @@ impl<'a> Tx<'a> {
     fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
-            Op::Exp => self.call("exp", &[xs[0]]),
-            Op::Log => self.call("log", &[xs[0]]),
+            Op::Exp => self.exp_inline(xs[0]),
+            Op::Log => self.log_inline(xs[0]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
             Op::Tanh if self.dtype == DType::F32 => self.tanh_f32(xs[0]),
             Op::Tanh => self.call("tanh", &[xs[0]]),
-            Op::Sigmoid => self.call("sigmoid", &[xs[0]]),
+            Op::Sigmoid => self.sigmoid_inline(xs[0]),
             Op::Relu => {
                 let zero = self.fconst(0.0);
                 let neg = self.b.ins().fcmp(FloatCC::LessThan, xs[0], zero);
@@ -1701,11 +1816,11 @@ impl<'a> Tx<'a> {
                 Some(0.5) => self.b.ins().sqrt(xs[0]),
                 _ => self.call("pow", &[xs[0], xs[1]]),
             },
-            Op::Log1p => self.call("log1p", &[xs[0]]),
+            Op::Log1p => self.log1p_inline(xs[0]),
             Op::Expm1 => self.call("expm1", &[xs[0]]),
             Op::Sin => self.call("sin", &[xs[0]]),
             Op::Cos => self.call("cos", &[xs[0]]),
-            Op::Softplus => self.call("softplus", &[xs[0]]),
+            Op::Softplus => self.softplus_inline(xs[0]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
@@ -1971,4 +2086,6 @@ enum Operand {
         args: Vec<Operand>,
         exponent: Option<f64>,
     },
+    /// The current element of a loop-group member, held in a register.
+    Lane(u32),
 }
