@@ -243,13 +243,38 @@ impl Tx<'_> {
     pub(super) fn log_inline(&mut self, x: Value) -> Value {
         let ty = self.value_type(x);
         let fmt = format_of(ty);
-        let ity = self.int_twin(ty);
         // Subnormal inputs are scaled into the normal range first.
         let min_normal = self.float_const(ty, fmt.min_normal);
         let tiny = self.b.ins().fcmp(FloatCC::LessThan, x, min_normal);
         let scale = self.float_const(ty, (fmt.subnormal_shift as f64).exp2());
         let scaled = self.b.ins().fmul(x, scale);
         let xs = self.choose(tiny, scaled, x);
+        let (shift, no_shift) = (
+            self.float_const(ty, fmt.subnormal_shift as f64),
+            self.float_const(ty, 0.0),
+        );
+        let k_adjust = self.choose(tiny, shift, no_shift);
+        let y = self.log_core(xs, Some(k_adjust));
+        // log(0) = −inf, log(+inf) = +inf, log(x < 0) and log(NaN) = NaN.
+        let zero = self.float_const(ty, 0.0);
+        let inf = self.float_const(ty, f64::INFINITY);
+        let minus_inf = self.float_const(ty, f64::NEG_INFINITY);
+        let nan = self.float_const(ty, f64::NAN);
+        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+        let finite = self.b.ins().fcmp(FloatCC::LessThan, x, inf);
+        let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+        let is_inf = self.b.ins().fcmp(FloatCC::Equal, x, inf);
+        let special = self.choose(is_inf, inf, nan);
+        let special = self.choose(is_zero, minus_inf, special);
+        let y = self.choose(finite, y, special);
+        self.choose(positive, y, special)
+    }
+
+    /// log(x) for positive, normal, finite x, minus `k_adjust`·ln 2.
+    fn log_core(&mut self, xs: Value, k_adjust: Option<Value>) -> Value {
+        let ty = self.value_type(xs);
+        let fmt = format_of(ty);
+        let ity = self.int_twin(ty);
         // x = 2^k · m with m in [√½, √2).
         let bits = self.to_bits(xs);
         let offset = self.int_const_of(ity, fmt.one_bits - fmt.sqrt_half_bits);
@@ -265,13 +290,10 @@ impl Tx<'_> {
         let kb = self.b.ins().bor(k_raw, two_p);
         let kf = self.from_bits(kb, ty);
         let k_offset = self.float_const(ty, (fmt.mantissa_bits as f64).exp2() + fmt.bias as f64);
-        let k = self.b.ins().fsub(kf, k_offset);
-        let (shift, no_shift) = (
-            self.float_const(ty, fmt.subnormal_shift as f64),
-            self.float_const(ty, 0.0),
-        );
-        let k_adjust = self.choose(tiny, shift, no_shift);
-        let k = self.b.ins().fsub(k, k_adjust);
+        let mut k = self.b.ins().fsub(kf, k_offset);
+        if let Some(adjust) = k_adjust {
+            k = self.b.ins().fsub(k, adjust);
+        }
         // log(1 + f) = 2 atanh(s), s = f / (2 + f).
         let one = self.float_const(ty, 1.0);
         let two = self.float_const(ty, 2.0);
@@ -307,20 +329,7 @@ impl Tx<'_> {
         let y = self.b.ins().fma(k, ln2_lo, y);
         let y = self.b.ins().fsub(y, hfsq);
         let y = self.b.ins().fadd(y, f);
-        let y = self.b.ins().fma(k, ln2_hi, y);
-        // log(0) = −inf, log(+inf) = +inf, log(x < 0) and log(NaN) = NaN.
-        let zero = self.float_const(ty, 0.0);
-        let inf = self.float_const(ty, f64::INFINITY);
-        let minus_inf = self.float_const(ty, f64::NEG_INFINITY);
-        let nan = self.float_const(ty, f64::NAN);
-        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-        let finite = self.b.ins().fcmp(FloatCC::LessThan, x, inf);
-        let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
-        let is_inf = self.b.ins().fcmp(FloatCC::Equal, x, inf);
-        let special = self.choose(is_inf, inf, nan);
-        let special = self.choose(is_zero, minus_inf, special);
-        let y = self.choose(finite, y, special);
-        self.choose(positive, y, special)
+        self.b.ins().fma(k, ln2_hi, y)
     }
 
     /// log(1 + x), accurate for tiny x: log(u)·x/(u − 1) with u = 1 + x corrects the rounding of u.
@@ -340,15 +349,43 @@ impl Tx<'_> {
         self.choose(is_inf, inf, y)
     }
 
+    /// `f(x)` computed once per loop body: `sigmoid` and `softplus` of the same value share
+    /// e^−|x| and 1/(1 + e^−|x|).
+    pub(super) fn memo(&mut self, tag: u32, x: Value, f: impl FnOnce(&mut Self) -> Value) -> Value {
+        if let Some(v) = self.body_memo.as_ref().and_then(|m| m.get(&(tag, x))) {
+            return *v;
+        }
+        let v = f(self);
+        if let Some(m) = self.body_memo.as_mut() {
+            m.insert((tag, x), v);
+        }
+        v
+    }
+
+    fn exp_neg_abs(&mut self, x: Value) -> Value {
+        self.memo(0, x, |tx| {
+            let a = tx.b.ins().fabs(x);
+            let na = tx.b.ins().fneg(a);
+            tx.exp_inline(na)
+        })
+    }
+
+    /// 1 / (1 + e^−|x|).
+    fn recip_one_plus_exp_neg_abs(&mut self, x: Value) -> Value {
+        let e = self.exp_neg_abs(x);
+        self.memo(1, x, |tx| {
+            let ty = tx.value_type(x);
+            let one = tx.float_const(ty, 1.0);
+            let u = tx.b.ins().fadd(one, e);
+            tx.b.ins().fdiv(one, u)
+        })
+    }
+
     /// 1 / (1 + e^−x), from e^−|x| so that neither side overflows.
     pub(super) fn sigmoid_inline(&mut self, x: Value) -> Value {
         let ty = self.value_type(x);
-        let a = self.b.ins().fabs(x);
-        let na = self.b.ins().fneg(a);
-        let e = self.exp_inline(na);
-        let one = self.float_const(ty, 1.0);
-        let d = self.b.ins().fadd(one, e);
-        let r = self.b.ins().fdiv(one, d);
+        let e = self.exp_neg_abs(x);
+        let r = self.recip_one_plus_exp_neg_abs(x);
         let er = self.b.ins().fmul(e, r);
         let zero = self.float_const(ty, 0.0);
         let nonneg = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
@@ -358,19 +395,18 @@ impl Tx<'_> {
     /// log(1 + e^x) = max(x, 0) + log1p(e^−|x|).
     pub(super) fn softplus_inline(&mut self, x: Value) -> Value {
         let ty = self.value_type(x);
-        let a = self.b.ins().fabs(x);
-        let na = self.b.ins().fneg(a);
-        let e = self.exp_inline(na);
-        // e is in (0, 1], so log1p needs only the rounding correction.
+        let e = self.exp_neg_abs(x);
+        // e is in (0, 1], so u = 1 + e is in (1, 2]: no special cases. u rounds 1 + e by
+        // δ = (u − 1) − e, and log(1 + e) = log(u) − δ/u to first order, which is exact here
+        // (|δ| ≤ ulp(1)/2); for tiny e it gives log(1) + e/1 = e.
         let one = self.float_const(ty, 1.0);
         let u = self.b.ins().fadd(one, e);
         let d = self.b.ins().fsub(u, one);
-        let l = self.log_inline(u);
-        let l = self.b.ins().fmul(l, e);
-        let l = self.b.ins().fdiv(l, d);
+        let l = self.log_core(u, None);
+        let minus_delta = self.b.ins().fsub(e, d);
+        let r = self.recip_one_plus_exp_neg_abs(x);
+        let l = self.b.ins().fma(minus_delta, r, l);
         let zero = self.float_const(ty, 0.0);
-        let exact = self.b.ins().fcmp(FloatCC::Equal, d, zero);
-        let l = self.choose(exact, e, l);
         let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
         let m = self.choose(positive, x, zero);
         self.b.ins().fadd(m, l)

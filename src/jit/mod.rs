@@ -576,6 +576,7 @@ impl Jit {
                 regs: HashMap::new(),
                 group_slots: Default::default(),
                 lanes: HashMap::new(),
+                body_memo: None,
                 consts: HashMap::new(),
                 const_values: HashMap::new(),
                 typed_consts: HashMap::new(),
@@ -592,12 +593,18 @@ impl Jit {
         if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
             eprintln!("{}", self.ctx.func.display());
         }
+        let disasm = std::env::var_os("ADJOINT_DUMP_ASM").is_some();
+        self.ctx.set_disasm(disasm);
         self.module
             .define_function(id, &mut self.ctx)
             .map_err(|e| CodegenError::Define {
                 name: name.clone(),
                 message: format!("{e:?}"),
             })?;
+        if disasm {
+            let code = self.ctx.compiled_code().and_then(|c| c.vcode.clone());
+            eprintln!("{}", code.unwrap_or_default());
+        }
         self.module.clear_context(&mut self.ctx);
         Ok(id)
     }
@@ -645,6 +652,10 @@ fn helper_signature(module: &JITModule, name: &str) -> Signature {
     sig
 }
 
+/// Tags of `Tx::memo` entries: what was computed from the keyed value.
+const SPLAT: u32 = 8;
+const LOAD: u32 = 16;
+
 /// The translator of one function body.
 struct Tx<'a> {
     b: FunctionBuilder<'a>,
@@ -675,6 +686,8 @@ struct Tx<'a> {
     /// Inside a loop group: the members' slots, and each member's current element.
     group_slots: std::collections::HashSet<u32>,
     lanes: HashMap<u32, Value>,
+    /// Within one straight-line loop body: values computed from a given input, reusable there.
+    body_memo: Option<HashMap<(u32, Value), Value>>,
     /// Set by `reduction_strides`: whether the last axis of the reduced operand is summed over.
     last_reduced: bool,
 }
@@ -978,6 +991,11 @@ impl<'a> Tx<'a> {
             {
                 Operand::Lane(*slot)
             }
+            Val::View { slot, .. } if shape.rank() == 0 && rank > 0 => {
+                // One element for the whole loop: read it once, before the loop.
+                let zero = self.iconst(0);
+                Operand::Scalar(self.load_at(*slot, zero))
+            }
             Val::View { slot, strides } => {
                 let offset = rank - shape.rank();
                 let mut aligned = vec![self.iconst(0); offset];
@@ -1048,7 +1066,10 @@ impl<'a> Tx<'a> {
     fn read_vec(&mut self, op: &Operand, outer: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
         match op {
-            Operand::Scalar(v) => self.splat(vty, *v),
+            Operand::Scalar(v) => {
+                let v = *v;
+                self.memo(SPLAT, v, |tx| tx.splat(vty, v))
+            }
             Operand::Lane(slot) => self.lanes[slot],
             Operand::View {
                 slot,
@@ -1059,9 +1080,13 @@ impl<'a> Tx<'a> {
                 match inner {
                     Inner::One => {
                         let off = self.add(base, j);
-                        let ptr = self.slot_ptr(*slot);
-                        let addr = self.elem_addr(ptr, off);
-                        self.b.ins().load(vty, flags(), addr, 0)
+                        let slot = *slot;
+                        // Several members of a loop group may read the same element.
+                        self.memo(LOAD + slot, off, |tx| {
+                            let ptr = tx.slot_ptr(slot);
+                            let addr = tx.elem_addr(ptr, off);
+                            tx.b.ins().load(vty, flags(), addr, 0)
+                        })
                     }
                     _ => {
                         let v = self.load_at(*slot, base);
@@ -1266,6 +1291,7 @@ impl<'a> Tx<'a> {
             let mut idx = outer.to_vec();
             idx.push(j);
             let o = tx.dot(&idx, &out);
+            tx.body_memo = Some(HashMap::new());
             for (k, m) in members.iter().enumerate() {
                 let v = if vec_mode {
                     tx.read_vec(&ops[k], outer, j)
@@ -1308,6 +1334,7 @@ impl<'a> Tx<'a> {
             });
         }
         self.lanes.clear();
+        self.body_memo = None;
         for (k, m) in members.iter().enumerate() {
             if let Some((vacc, sacc)) = accs[k] {
                 let v = self.b.use_var(vacc);
