@@ -266,7 +266,6 @@ impl CompiledModel {
                     train_loop: TrainLoop {
                         func: train_loop,
                         n_state,
-                        n_scalars: model.optimizer.n_scalars(),
                     },
                     predict: predict.as_ref().zip(pplan).map(|(p, plan)| Executable {
                         func: lazy_graph(p, &plan),

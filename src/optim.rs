@@ -282,6 +282,44 @@ pub struct StepConstants {
     pub decay: f64,
 }
 
+/// βᵗ⁺¹ from βᵗ, flushed to zero below the normal range. Left alone, β1ᵗ sinks into the
+/// subnormals after about 6,700 steps (β1 = 0.9) and stays at the smallest one for good (0.9
+/// times it rounds back to it), and every multiplication by a subnormal costs a hundred cycles
+/// or more. 1 − βᵗ is exactly 1 either way.
+pub fn next_power(p: f64, beta: f64) -> f64 {
+    let q = p * beta;
+    if q < f64::MIN_POSITIVE { 0.0 } else { q }
+}
+
+/// One per-step scalar of an update rule, as a function of the step's learning rate and the
+/// β powers after the step's advance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepScalar {
+    Lr,
+    Const(f64),
+    /// lr · c
+    LrTimes(f64),
+    /// 1 / (1 − β1ᵗ)
+    InvBias1,
+    /// 1 / (1 − β2ᵗ)
+    InvBias2,
+    /// lr · √(1 − β2ᵗ) / (1 − β1ᵗ), Keras' step size with both corrections folded in.
+    KerasLr,
+}
+
+impl StepScalar {
+    pub fn eval(self, lr: f64, s: &StepState) -> f64 {
+        match self {
+            StepScalar::Lr => lr,
+            StepScalar::Const(c) => c,
+            StepScalar::LrTimes(c) => lr * c,
+            StepScalar::InvBias1 => 1.0 / (1.0 - s.pow1),
+            StepScalar::InvBias2 => 1.0 / (1.0 - s.pow2),
+            StepScalar::KerasLr => lr * (1.0 - s.pow2).sqrt() / (1.0 - s.pow1),
+        }
+    }
+}
+
 /// Per-step quantities that change with the step count, advanced by multiplication so that
 /// every path (per-step calls, fused loops, resumed runs) computes them identically.
 #[derive(Clone, Debug, PartialEq)]
@@ -373,8 +411,8 @@ impl OptimizerSpec {
         let (b1, b2) = self.betas();
         StepState {
             t: s.t + 1,
-            pow1: s.pow1 * b1,
-            pow2: s.pow2 * b2,
+            pow1: next_power(s.pow1, b1),
+            pow2: next_power(s.pow2, b2),
         }
     }
 
@@ -382,8 +420,8 @@ impl OptimizerSpec {
     pub fn advance_with(c: &StepConstants, s: &StepState) -> StepState {
         StepState {
             t: s.t + 1,
-            pow1: s.pow1 * c.beta1,
-            pow2: s.pow2 * c.beta2,
+            pow1: next_power(s.pow1, c.beta1),
+            pow2: next_power(s.pow2, c.beta2),
         }
     }
 
@@ -439,38 +477,44 @@ impl OptimizerSpec {
 
     /// As `scalars_into`, with the constants already read.
     pub fn scalars_with(&self, c: &StepConstants, lr: f64, s: &StepState, out: &mut Vec<f64>) {
+        out.extend(self.step_scalars(c).iter().map(|x| x.eval(lr, s)));
+    }
+
+    /// How each per-step scalar of the rule follows from the step's learning rate and the β
+    /// powers. Both the per-step table (`scalars_with`) and the fused training loop, which
+    /// computes them natively, evaluate this one list, with the same operations in the same
+    /// order, so the two paths agree to the bit.
+    pub fn step_scalars(&self, c: &StepConstants) -> Vec<StepScalar> {
         use Dialect::*;
         use OptimizerKind::*;
+        use StepScalar::*;
         match (self.kind, self.dialect) {
-            (Sgd | Newton, _) => out.push(lr),
-            (Momentum | Nesterov, _) => out.extend_from_slice(&[lr, c.momentum]),
-            (Adagrad, _) => out.extend_from_slice(&[lr, c.eps]),
-            (RmsProp, _) => out.extend_from_slice(&[lr, c.rho, 1.0 - c.rho, c.eps]),
-            (Adam | AdamW, Keras) => {
-                let lr_t = lr * (1.0 - s.pow2).sqrt() / (1.0 - s.pow1);
-                out.extend_from_slice(&[
-                    lr_t,
-                    c.beta1,
-                    1.0 - c.beta1,
-                    c.beta2,
-                    1.0 - c.beta2,
-                    c.eps,
-                    lr * c.decay,
-                ])
-            }
-            (Adam | AdamW, _) => out.extend_from_slice(&[
-                lr,
-                c.beta1,
-                1.0 - c.beta1,
-                c.beta2,
-                1.0 - c.beta2,
-                c.eps,
+            (Sgd | Newton, _) => vec![Lr],
+            (Momentum | Nesterov, _) => vec![Lr, Const(c.momentum)],
+            (Adagrad, _) => vec![Lr, Const(c.eps)],
+            (RmsProp, _) => vec![Lr, Const(c.rho), Const(1.0 - c.rho), Const(c.eps)],
+            (Adam | AdamW, Keras) => vec![
+                KerasLr,
+                Const(c.beta1),
+                Const(1.0 - c.beta1),
+                Const(c.beta2),
+                Const(1.0 - c.beta2),
+                Const(c.eps),
+                LrTimes(c.decay),
+            ],
+            (Adam | AdamW, _) => vec![
+                Lr,
+                Const(c.beta1),
+                Const(1.0 - c.beta1),
+                Const(c.beta2),
+                Const(1.0 - c.beta2),
+                Const(c.eps),
                 // Reciprocals of the bias corrections: the loop multiplies instead of dividing.
-                1.0 / (1.0 - s.pow1),
-                1.0 / (1.0 - s.pow2),
-                lr * c.decay,
-                c.decay,
-            ]),
+                InvBias1,
+                InvBias2,
+                LrTimes(c.decay),
+                Const(c.decay),
+            ],
         }
     }
 

@@ -290,12 +290,11 @@ impl Executable {
 pub struct TrainLoop {
     pub(crate) func: KernelFn,
     pub n_state: usize,
-    pub n_scalars: usize,
 }
 
 impl TrainLoop {
-    /// Runs `steps` steps; `table[2..]` holds each step's optimizer scalars, `n_scalars` per
-    /// step (`table[0]` is set to `steps` here, `table[1]` is reserved).
+    /// Runs `steps` steps. `table` is `[steps, reserved, β1ᵗ, β2ᵗ, lr₁ … lr_steps]`: the β
+    /// powers before the first step and each step's learning rate (`table[0]` is set here).
     /// Inputs and params are checked against the plan exactly as `Executable::run` does.
     pub fn run(
         &self,
@@ -307,7 +306,7 @@ impl TrainLoop {
         table: &mut [f64],
         steps: u64,
     ) -> Result<(), RunError> {
-        let needed = 2 + steps as usize * self.n_scalars;
+        let needed = 4 + steps as usize;
         if table.len() != needed {
             return Err(RunError::Length {
                 what: "per-step scalars".into(),

@@ -210,18 +210,24 @@ impl Trainer {
     }
 
     /// Advances the optimizer's step state; appends that step's scalars to `out`.
-    fn next_scalars_into(&mut self, out: &mut Vec<f64>) {
+    /// Advances the optimizer's step state; returns the new step's learning rate.
+    fn next_lr(&mut self) -> f64 {
         let model = &self.compiled.model;
         self.opt_step = OptimizerSpec::advance_with(&self.constants, &self.opt_step);
         self.step = self.opt_step.t;
-        let lr = if model.schedule.is_constant() {
+        if model.schedule.is_constant() {
             self.base_lr
         } else {
             model
                 .schedule
                 .lr(self.base_lr, self.opt_step.t, self.total_steps)
-        };
-        model
+        }
+    }
+
+    fn next_scalars_into(&mut self, out: &mut Vec<f64>) {
+        let lr = self.next_lr();
+        self.compiled
+            .model
             .optimizer
             .scalars_with(&self.constants, lr, &self.opt_step, out);
     }
@@ -390,16 +396,31 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// `k` steps on the same batch in one native call (the fused loop); returns the loss
-    /// computed by the last step, before its update.
+    /// `k` steps on the same batch through the fused native loop; returns the loss computed
+    /// by the last step, before its update.
     pub fn train_steps(&mut self, inputs: &[Buffer], rows: usize, k: u64) -> Result<f64, RunError> {
+        // Each step's learning rate goes through a table; chunks keep it small and in cache.
+        const CHUNK: u64 = 2048;
+        let mut loss = f64::NAN;
+        let mut left = k;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            loss = self.train_chunk(inputs, rows, n)?;
+            left -= n;
+        }
+        Ok(loss)
+    }
+
+    fn train_chunk(&mut self, inputs: &[Buffer], rows: usize, k: u64) -> Result<f64, RunError> {
         let mut table = std::mem::take(&mut self.table);
         table.clear();
         table.push(0.0); // the step count, filled in by the loop's runner
         table.push(0.0); // reserved
-        table.reserve(k as usize * self.compiled.train_loop.n_scalars);
+        table.push(self.opt_step.pow1);
+        table.push(self.opt_step.pow2);
         for _ in 0..k {
-            self.next_scalars_into(&mut table);
+            let lr = self.next_lr();
+            table.push(lr);
         }
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;

@@ -362,6 +362,47 @@ fn helper_address(name: &str) -> *const u8 {
     f
 }
 
+/// Slots of the fused training loop that can live in registers for all K steps: the
+/// single-element parameters, their optimizer state and gradients, and a single-element loss.
+/// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
+fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlots) -> Vec<u32> {
+    let g = &f.graph;
+    let mut in_memory = std::collections::HashSet::new();
+    let view_slot = |id: NodeId, set: &mut std::collections::HashSet<u32>| {
+        if let Some(Val::View { slot, .. }) = &plan.values[id.index()] {
+            set.insert(*slot);
+        }
+    };
+    for id in g.ids() {
+        if plan.values[id.index()].is_some() && g.node(id).op == Op::MatMul {
+            view_slot(id, &mut in_memory);
+            for &a in &g.node(id).inputs {
+                view_slot(a, &mut in_memory);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        if size != 1 {
+            continue;
+        }
+        out.push(slots.params[i]);
+        out.push(slots.grads[i]);
+        out.extend(&slots.states[i]);
+    }
+    let loss = &plan.slots[plan.outputs[0] as usize].shape;
+    if loss
+        .as_fixed()
+        .is_some_and(|d| d.iter().product::<usize>() == 1)
+    {
+        out.push(plan.outputs[0]);
+    }
+    out.retain(|s| !in_memory.contains(s));
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// A JIT module holding compiled functions. The code lives as long as this value.
 pub struct Jit {
     module: JITModule,
@@ -465,10 +506,11 @@ impl Jit {
         })
     }
 
-    /// Compiles the whole training step, looped: `scalars[0]` holds the number of steps K,
-    /// `scalars[1]` is reserved, and K rows of the optimizer's per-step scalars follow. Each iteration runs the gradient
-    /// plan, then the update, which reads the gradients from the plan's output slots. Slots: the
-    /// plan's, then every parameter's optimizer state arrays.
+    /// Compiles the whole training step, looped. The table `scalars` holds the number of steps
+    /// K, a reserved entry, β1ᵗ and β2ᵗ before the first step, then each step's learning rate;
+    /// the loop derives the optimizer's other per-step scalars itself (`step_scalar`). Each
+    /// iteration runs the gradient plan, then the update, which reads the gradients from the
+    /// plan's output slots. Slots: the plan's, then every parameter's optimizer state arrays.
     pub fn compile_train_loop(
         &mut self,
         f: &GraphFn,
@@ -498,7 +540,9 @@ impl Jit {
                 })
                 .collect(),
         };
-        let n_scalars = spec.n_scalars();
+        let promotable = promotable_slots(f, plan, sizes, &slots);
+        let constants = spec.constants();
+        let step_scalars = spec.step_scalars(&constants);
         self.define(
             first_state + n_params * n_state,
             f.graph.syms.len(),
@@ -506,6 +550,21 @@ impl Jit {
             |tx| {
                 let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
                 let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
+                for &slot in &promotable {
+                    let var = tx.b.declare_var(tx.ty);
+                    let zero = tx.iconst(0);
+                    let v = tx.load_at(slot, zero);
+                    tx.b.def_var(var, v);
+                    tx.promoted.insert(slot, var);
+                }
+                // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
+                let pow = [tx.b.declare_var(types::F64), tx.b.declare_var(types::F64)];
+                for (k, var) in pow.iter().enumerate() {
+                    let v =
+                        tx.b.ins()
+                            .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
+                    tx.b.def_var(*var, v);
+                }
                 let table_block = tx.b.create_block();
                 let done = tx.b.create_block();
                 tx.b.ins().jump(table_block, &[]);
@@ -514,14 +573,38 @@ impl Jit {
                     for step in &plan.steps {
                         tx.step(&f.graph, plan, step);
                     }
-                    let row = tx.mul_imm(i, n_scalars as i64);
-                    let row = tx.add_imm(row, 2);
-                    tx.scalar_row = Some(row);
+                    let mut powers = [Value::from_u32(0); 2];
+                    for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
+                        // As `optim::next_power`: flushed to zero below the normal range.
+                        let p = tx.b.use_var(pow[k]);
+                        let b = tx.float_const(types::F64, beta);
+                        let q = tx.b.ins().fmul(p, b);
+                        let min = tx.float_const(types::F64, f64::MIN_POSITIVE);
+                        let zero = tx.float_const(types::F64, 0.0);
+                        let tiny = tx.b.ins().fcmp(FloatCC::LessThan, q, min);
+                        powers[k] = tx.b.ins().select(tiny, zero, q);
+                        tx.b.def_var(pow[k], powers[k]);
+                    }
+                    let off = tx.mul_imm(i, 8);
+                    let scalars = tx.scalars;
+                    let addr = tx.add(scalars, off);
+                    let lr = tx.b.ins().load(types::F64, flags(), addr, 32);
+                    let values = step_scalars
+                        .iter()
+                        .map(|x| tx.step_scalar(*x, lr, powers))
+                        .collect();
+                    tx.step_values = Some(values);
                     tx.update(spec, sizes, &slots, 0);
-                    tx.scalar_row = None;
+                    tx.step_values = None;
                 });
                 tx.b.ins().jump(done, &[]);
                 tx.b.switch_to_block(done);
+                let promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
+                for (slot, var) in promoted {
+                    let v = tx.b.use_var(var);
+                    let zero = tx.iconst(0);
+                    tx.store_at(slot, zero, v);
+                }
             },
         )
     }
@@ -572,7 +655,8 @@ impl Jit {
                 helpers: HashMap::new(),
                 slot_ptrs,
                 dim_vals,
-                scalar_row: None,
+                step_values: None,
+                promoted: HashMap::new(),
                 regs: HashMap::new(),
                 group_slots: Default::default(),
                 lanes: HashMap::new(),
@@ -679,8 +763,10 @@ struct Tx<'a> {
     /// dominate every use.
     slot_ptrs: Vec<Value>,
     dim_vals: Vec<Value>,
-    /// Index of the first per-step scalar of the current step, inside a fused training loop.
-    scalar_row: Option<Value>,
+    /// The current step's optimizer scalars, inside a fused training loop.
+    step_values: Option<Vec<Value>>,
+    /// Single-element slots held in variables for the whole fused training loop.
+    promoted: HashMap<u32, Variable>,
     /// Scalar nodes held in registers.
     regs: HashMap<NodeId, Value>,
     /// Inside a loop group: the members' slots, and each member's current element.
@@ -837,15 +923,18 @@ impl<'a> Tx<'a> {
     }
 
     fn scalar_arg(&mut self, i: usize) -> Value {
-        let (scalars, off) = (self.scalars, i as i32 * 8);
-        let v = match self.scalar_row {
-            Some(row) => {
-                let bytes = self.mul_imm(row, 8);
-                let addr = self.add(scalars, bytes);
-                self.b.ins().load(types::F64, flags(), addr, off)
-            }
-            None => self.b.ins().load(types::F64, flags(), scalars, off),
-        };
+        if let Some(v) = &self.step_values {
+            return v[i];
+        }
+        let v = self
+            .b
+            .ins()
+            .load(types::F64, flags(), self.scalars, i as i32 * 8);
+        self.in_dtype(v)
+    }
+
+    /// An f64 scalar in the model's dtype.
+    fn in_dtype(&mut self, v: Value) -> Value {
         match self.dtype {
             DType::F32 => self.b.ins().fdemote(types::F32, v),
             DType::F64 => v,
@@ -876,12 +965,19 @@ impl<'a> Tx<'a> {
     }
 
     fn load_at(&mut self, slot: u32, offset: Value) -> Value {
+        if let Some(&var) = self.promoted.get(&slot) {
+            return self.b.use_var(var);
+        }
         let base = self.slot_ptr(slot);
         let addr = self.elem_addr(base, offset);
         self.b.ins().load(self.ty, flags(), addr, 0)
     }
 
     fn store_at(&mut self, slot: u32, offset: Value, v: Value) {
+        if let Some(&var) = self.promoted.get(&slot) {
+            self.b.def_var(var, v);
+            return;
+        }
         let base = self.slot_ptr(slot);
         let addr = self.elem_addr(base, offset);
         self.b.ins().store(flags(), v, addr, 0);
@@ -1305,10 +1401,12 @@ impl<'a> Tx<'a> {
                     tx.b.def_var(acc, a);
                 } else {
                     tx.lanes.insert(m.slot, v);
-                    if m.stored {
+                    if m.stored && vec_mode {
                         let ptr = tx.slot_ptr(m.slot);
                         let addr = tx.elem_addr(ptr, o);
                         tx.b.ins().store(flags(), v, addr, 0);
+                    } else if m.stored {
+                        tx.store_at(m.slot, o, v);
                     }
                 }
             }
@@ -1891,6 +1989,33 @@ impl<'a> Tx<'a> {
 
     // ---- optimizer update -----------------------------------------------------------------
 
+    /// One per-step scalar computed natively, exactly as `StepScalar::eval` computes it.
+    fn step_scalar(&mut self, x: optim::StepScalar, lr: Value, pow: [Value; 2]) -> Value {
+        use optim::StepScalar::*;
+        let one = self.float_const(types::F64, 1.0);
+        let v = match x {
+            Lr => lr,
+            Const(c) => self.float_const(types::F64, c),
+            LrTimes(c) => {
+                let c = self.float_const(types::F64, c);
+                self.b.ins().fmul(lr, c)
+            }
+            InvBias1 | InvBias2 => {
+                let p = pow[(x == InvBias2) as usize];
+                let d = self.b.ins().fsub(one, p);
+                self.b.ins().fdiv(one, d)
+            }
+            KerasLr => {
+                let d2 = self.b.ins().fsub(one, pow[1]);
+                let r = self.b.ins().sqrt(d2);
+                let n = self.b.ins().fmul(lr, r);
+                let d1 = self.b.ins().fsub(one, pow[0]);
+                self.b.ins().fdiv(n, d1)
+            }
+        };
+        self.in_dtype(v)
+    }
+
     /// The optimizer update over every parameter: optional weight decay and global-norm
     /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail.
     fn update(
@@ -1999,10 +2124,13 @@ impl<'a> Tx<'a> {
         wd: Option<Value>,
         scale: Option<Value>,
     ) {
-        let load = |tx: &mut Self, slot: u32| {
-            let base = tx.slot_ptr(slot);
-            let addr = tx.elem_addr(base, j);
-            tx.b.ins().load(vty.unwrap_or(tx.ty), flags(), addr, 0)
+        let load = |tx: &mut Self, slot: u32| match vty {
+            None => tx.load_at(slot, j),
+            Some(vty) => {
+                let base = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(base, j);
+                tx.b.ins().load(vty, flags(), addr, 0)
+            }
         };
         let mut p = load(self, ctx.p);
         let mut g = load(self, ctx.g);
@@ -2021,10 +2149,13 @@ impl<'a> Tx<'a> {
                 optim::Target::S(i) => s[*i] = v,
             }
         }
-        let store = |tx: &mut Self, slot: u32, v: Value| {
-            let base = tx.slot_ptr(slot);
-            let addr = tx.elem_addr(base, j);
-            tx.b.ins().store(flags(), v, addr, 0);
+        let store = |tx: &mut Self, slot: u32, v: Value| match vty {
+            None => tx.store_at(slot, j, v),
+            Some(_) => {
+                let base = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(base, j);
+                tx.b.ins().store(flags(), v, addr, 0);
+            }
         };
         for (slot, v) in ctx.st.iter().zip(&s) {
             store(self, *slot, *v);

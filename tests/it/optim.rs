@@ -296,6 +296,26 @@ fn fused_loop_equals_separate_calls_bit_for_bit() {
     let _ = DType::F64;
 }
 
+/// Past the steps where β1ᵗ leaves the normal range (about 6,700 for β1 = 0.9) the fused
+/// loop, which derives the bias corrections natively, still agrees with separate calls, and
+/// the β powers are flushed to zero instead of sticking at the smallest subnormal.
+#[test]
+fn fused_loop_agrees_past_the_underflow_of_beta_powers() {
+    let src = "dtype f64\nparam x = -1.2\nparam y = 1.0\nloss (1 - x)^2 + 100 * (y - x^2)^2\noptimizer adam(lr = 0.01)\n";
+    let compiled = CompiledModel::from_model(model_of_source("r.dsl", src)).unwrap();
+    let mut a = adjoint::train::Trainer::new(&compiled, 0);
+    let mut b = adjoint::train::Trainer::new(&compiled, 0);
+    for _ in 0..7500 {
+        a.train_step(&[], 0).unwrap();
+    }
+    b.train_steps(&[], 0, 7500).unwrap();
+    assert_eq!(a.params, b.params);
+    assert_eq!(a.state, b.state);
+    assert_eq!(a.opt_step, b.opt_step);
+    assert_eq!(b.opt_step.pow1, 0.0, "β1ᵗ flushed to zero");
+    assert!(b.opt_step.pow2 >= f64::MIN_POSITIVE);
+}
+
 #[test]
 fn newton_solves_least_squares_in_one_step_and_rosenbrock_in_a_dozen() {
     use adjoint::data::{Table, bind};
