@@ -2330,3 +2330,90 @@ enum Operand {
     /// The current element of a loop-group member, held in a register.
     Lane(u32),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::helpers::{gemv_f32, gemv_f64};
+
+    /// Every layout the matrix–vector kernels distinguish (rows contiguous, columns
+    /// contiguous, neither), at sizes around their block widths, against the plain sum.
+    #[test]
+    fn gemv_matches_the_definition_in_every_layout() {
+        for &(m, k) in &[
+            (1, 1),
+            (3, 7),
+            (8, 16),
+            (16, 5),
+            (17, 9),
+            (33, 8),
+            (40, 31),
+            (5, 100),
+        ] {
+            let a: Vec<f64> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+                .collect();
+            let x: Vec<f64> = (0..k).map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0).collect();
+            // (row stride, column stride) of A inside the same buffer: row-major, column-major.
+            for (rsa, csa) in [(k as i64, 1i64), (1, m as i64)] {
+                let at = |i: usize, p: usize| a[i * rsa as usize + p * csa as usize];
+                let want: Vec<f64> = (0..m)
+                    .map(|i| (0..k).map(|p| at(i, p) * x[p]).sum())
+                    .collect();
+                let mut y = vec![f64::NAN; m];
+                gemv_f64(
+                    m as i64,
+                    k as i64,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    x.as_ptr(),
+                    1,
+                    y.as_mut_ptr(),
+                );
+                for i in 0..m {
+                    assert!(
+                        (y[i] - want[i]).abs() <= 1e-12 * (1.0 + want[i].abs()),
+                        "f64 {m}×{k} ({rsa}, {csa}) row {i}"
+                    );
+                }
+                let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let mut y32 = vec![f32::NAN; m];
+                gemv_f32(
+                    m as i64,
+                    k as i64,
+                    a32.as_ptr(),
+                    rsa,
+                    csa,
+                    x32.as_ptr(),
+                    1,
+                    y32.as_mut_ptr(),
+                );
+                for i in 0..m {
+                    assert!(
+                        (y32[i] as f64 - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()),
+                        "f32 {m}×{k} ({rsa}, {csa}) row {i}"
+                    );
+                }
+            }
+            // Neither contiguous: every other row and column of a 2m×2k buffer, strided x.
+            let big: Vec<f64> = (0..4 * m * k).map(|i| (i % 13) as f64 - 6.0).collect();
+            let xs: Vec<f64> = (0..2 * k).map(|i| (i % 5) as f64).collect();
+            let want: Vec<f64> = (0..m)
+                .map(|i| (0..k).map(|p| big[2 * i * 2 * k + 2 * p] * xs[2 * p]).sum())
+                .collect();
+            let mut y = vec![f64::NAN; m];
+            gemv_f64(
+                m as i64,
+                k as i64,
+                big.as_ptr(),
+                4 * k as i64,
+                2,
+                xs.as_ptr(),
+                2,
+                y.as_mut_ptr(),
+            );
+            assert_eq!(y, want, "strided {m}×{k}");
+        }
+    }
+}
