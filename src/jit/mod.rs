@@ -10,7 +10,7 @@
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
-use crate::lower::{Member, Plan, Step, Stride, Val};
+use crate::lower::{Member, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
 use cranelift::codegen::cursor::{Cursor, FuncCursor};
@@ -184,9 +184,10 @@ mod helpers {
         }
     }
 
-    /// y = A·x for a strided m×k matrix A. Matrix–vector products are memory-bound, and a GEMM
-    /// kernel's packing costs more than the product itself, so they get their own loops: dot
-    /// products when A's rows are contiguous, column updates (axpy) when its columns are.
+    /// y = A·x (or y += A·x when `acc`) for a strided m×k matrix A. Matrix–vector products are
+    /// memory-bound, and a GEMM kernel's packing costs more than the product itself, so they
+    /// get their own loops: dot products when A's rows are contiguous, column updates (axpy)
+    /// when its columns are.
     #[allow(clippy::too_many_arguments)]
     fn gemv<T>(
         m: usize,
@@ -197,6 +198,7 @@ mod helpers {
         x: *const T,
         incx: isize,
         y: *mut T,
+        acc: bool,
     ) where
         T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
     {
@@ -204,9 +206,9 @@ mod helpers {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above); the arguments are as for
             // `gemv_body`.
-            return unsafe { gemv_avx2(m, k, a, rsa, csa, x, incx, y) };
+            return unsafe { gemv_avx2(m, k, a, rsa, csa, x, incx, y, acc) };
         }
-        gemv_body(m, k, a, rsa, csa, x, incx, y)
+        gemv_body(m, k, a, rsa, csa, x, incx, y, acc)
     }
 
     /// The same loops compiled for AVX2, so they run 256 bits wide on CPUs that have it.
@@ -222,10 +224,11 @@ mod helpers {
         x: *const T,
         incx: isize,
         y: *mut T,
+        acc: bool,
     ) where
         T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
     {
-        gemv_body(m, k, a, rsa, csa, x, incx, y)
+        gemv_body(m, k, a, rsa, csa, x, incx, y, acc)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -239,6 +242,7 @@ mod helpers {
         x: *const T,
         incx: isize,
         y: *mut T,
+        acc: bool,
     ) where
         T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
     {
@@ -253,29 +257,32 @@ mod helpers {
                     let (r8, r_rest) = row.split_at(k / 8 * 8);
                     // Eight independent partial sums; fixed-size chunks without bounds checks
                     // let the compiler keep them in one vector register.
-                    let mut acc = [T::default(); 8];
+                    let mut partial = [T::default(); 8];
                     for (rc, xc) in r8.chunks_exact(8).zip(x8.chunks_exact(8)) {
                         for l in 0..8 {
-                            acc[l] = acc[l] + rc[l] * xc[l];
+                            partial[l] = partial[l] + rc[l] * xc[l];
                         }
                     }
                     let mut sum = T::default();
-                    for v in acc {
+                    for v in partial {
                         sum = sum + v;
                     }
                     for (r, xv) in r_rest.iter().zip(x_rest) {
                         sum = sum + *r * *xv;
                     }
-                    *y.add(i) = sum;
+                    *y.add(i) = if acc { *y.add(i) + sum } else { sum };
                 }
             } else if rsa == 1 {
                 let ys = std::slice::from_raw_parts_mut(y, m);
-                ys.fill(T::default());
+                if !acc {
+                    ys.fill(T::default());
+                }
                 // Sixteen outputs at a time held in registers across the whole pass over the
                 // columns, instead of a load and a store of y per column.
                 let blocks = m / 16;
                 for blk in 0..blocks {
-                    let mut acc = [T::default(); 16];
+                    let mut sums = [T::default(); 16];
+                    sums.copy_from_slice(&ys[blk * 16..blk * 16 + 16]);
                     for p in 0..k {
                         let xp = *x.offset(p as isize * incx);
                         let col = std::slice::from_raw_parts(
@@ -283,10 +290,10 @@ mod helpers {
                             16,
                         );
                         for l in 0..16 {
-                            acc[l] = acc[l] + xp * col[l];
+                            sums[l] = sums[l] + xp * col[l];
                         }
                     }
-                    ys[blk * 16..blk * 16 + 16].copy_from_slice(&acc);
+                    ys[blk * 16..blk * 16 + 16].copy_from_slice(&sums);
                 }
                 let rest = &mut ys[blocks * 16..];
                 for p in 0..if rest.is_empty() { 0 } else { k } {
@@ -307,7 +314,7 @@ mod helpers {
                             + *a.offset(i as isize * rsa + p as isize * csa)
                                 * *x.offset(p as isize * incx);
                     }
-                    *y.add(i) = sum;
+                    *y.add(i) = if acc { *y.add(i) + sum } else { sum };
                 }
             }
         }
@@ -323,6 +330,7 @@ mod helpers {
         x: *const f64,
         incx: i64,
         y: *mut f64,
+        acc: i64,
     ) {
         gemv(
             m as usize,
@@ -333,6 +341,7 @@ mod helpers {
             x,
             incx as isize,
             y,
+            acc != 0,
         )
     }
 
@@ -346,6 +355,7 @@ mod helpers {
         x: *const f32,
         incx: i64,
         y: *mut f32,
+        acc: i64,
     ) {
         gemv(
             m as usize,
@@ -356,6 +366,7 @@ mod helpers {
             x,
             incx as isize,
             y,
+            acc != 0,
         )
     }
 
@@ -782,7 +793,7 @@ impl Jit {
 fn helper_signature(module: &JITModule, name: &str) -> Signature {
     let mut sig = module.make_signature();
     if name.starts_with("gemm") || name.starts_with("gemv") {
-        let n = if name.starts_with("gemm") { 12 } else { 8 };
+        let n = if name.starts_with("gemm") { 12 } else { 9 };
         for _ in 0..n {
             sig.params.push(AbiParam::new(types::I64));
         }
@@ -1406,7 +1417,11 @@ impl<'a> Tx<'a> {
                 self.elementwise_loop(&shape, *slot, std::slice::from_ref(&src), &|_, xs, _| xs[0]);
             }
             Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
-            Step::Group { shape, members } => self.group(g, plan, shape, members),
+            Step::Group {
+                shape,
+                members,
+                blocked,
+            } => self.group(g, plan, shape, members, blocked.as_ref()),
             Step::Scalar { node } => {
                 let n = g.node(*node);
                 let args: Vec<Operand> = (0..n.inputs.len())
@@ -1427,7 +1442,14 @@ impl<'a> Tx<'a> {
     /// One loop over `shape` computing every member: elementwise members read earlier members
     /// from registers and are stored only when read after the loop; sums accumulate in
     /// registers (a vector and a scalar accumulator each) and are stored once at the end.
-    fn group(&mut self, g: &Graph, plan: &Plan, shape: &Shape, members: &[Member]) {
+    fn group(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+    ) {
         let rank = shape.rank();
         self.group_slots = members.iter().map(|m| m.slot).collect();
         let ops: Vec<Operand> = members
@@ -1489,29 +1511,65 @@ impl<'a> Tx<'a> {
                 }
             }
         };
-        if vector {
-            let n = sizes[rank - 1];
-            self.nest(&sizes[..rank - 1], &mut |tx, outer| {
-                let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
-                tx.for_loop(n_vec, &mut |tx, v| {
+        // The loop over `len` elements of the last axis from `lo`, for one outer index.
+        let run = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
+            if !vector {
+                tx.for_loop(len, &mut |tx, t| {
                     tx.straight(|tx| {
-                        let j = tx.mul_imm(v, lanes);
-                        body(tx, outer, j, true);
-                    })
-                });
-                let done = tx.mul_imm(n_vec, lanes);
-                let rest = tx.sub(n, done);
-                tx.for_loop(rest, &mut |tx, t| {
-                    tx.straight(|tx| {
-                        let j = tx.add(done, t);
+                        let j = tx.add(lo, t);
                         body(tx, outer, j, false);
                     })
                 });
+                return;
+            }
+            let n_vec = tx.shr_imm(len, lanes.trailing_zeros() as i64);
+            tx.for_loop(n_vec, &mut |tx, v| {
+                tx.straight(|tx| {
+                    let j = tx.mul_imm(v, lanes);
+                    let j = tx.add(lo, j);
+                    body(tx, outer, j, true);
+                })
             });
-        } else {
-            self.nest(&sizes, &mut |tx, idx| {
-                tx.straight(|tx| body(tx, &idx[..rank - 1], idx[rank - 1], false));
+            let done = tx.mul_imm(n_vec, lanes);
+            let rest = tx.sub(len, done);
+            let from = tx.add(lo, done);
+            tx.for_loop(rest, &mut |tx, t| {
+                tx.straight(|tx| {
+                    let j = tx.add(from, t);
+                    body(tx, outer, j, false);
+                })
             });
+        };
+        match blocked {
+            Some(rb) => {
+                let n = sizes[0];
+                let (q, q_slot) = rb.after;
+                self.fill(q_slot, &g.shape(q).clone(), 0.0);
+                let block = crate::lower::ROW_BLOCK;
+                let last = self.add_imm(n, block - 1);
+                let n_blocks = self.shr_imm(last, block.trailing_zeros() as i64);
+                self.for_loop(n_blocks, &mut |tx, b| {
+                    let lo = tx.mul_imm(b, block);
+                    let left = tx.sub(n, lo);
+                    let full = tx.iconst(block);
+                    let short = tx.b.ins().icmp(IntCC::SignedLessThan, left, full);
+                    let len = tx.b.ins().select(short, left, full);
+                    tx.matvec(g, plan, rb.before.0, rb.before.1, Some((lo, len)), false);
+                    run(tx, &[], lo, len);
+                    tx.matvec(g, plan, q, q_slot, Some((lo, len)), true);
+                });
+            }
+            None if rank == 0 => {
+                self.straight(|tx| {
+                    let zero = tx.iconst(0);
+                    body(tx, &[], zero, false)
+                });
+            }
+            None => {
+                let n = sizes[rank - 1];
+                let zero = self.iconst(0);
+                self.nest(&sizes[..rank - 1], &mut |tx, outer| run(tx, outer, zero, n));
+            }
         }
         self.lanes.clear();
         for (k, m) in members.iter().enumerate() {
@@ -1937,26 +1995,7 @@ impl<'a> Tx<'a> {
         let zero = self.iconst(0);
         let one = self.iconst(1);
         if ash.rank() + bsh.rank() == 3 {
-            // Matrix·vector, or vector·matrix as the transposed matrix times the vector.
-            let (mat, msh, mstr, vec, vstr, transposed) = if ash.rank() == 2 {
-                (sa, &ash, &stra, sb, &strb, false)
-            } else {
-                (sb, &bsh, &strb, sa, &stra, true)
-            };
-            let (r0, r1) = (self.dim(msh.0[0]), self.dim(msh.0[1]));
-            let (s0, s1) = (self.stride(&mstr[0]), self.stride(&mstr[1]));
-            let (m, k, rs, cs) = if transposed {
-                (r1, r0, s1, s0)
-            } else {
-                (r0, r1, s0, s1)
-            };
-            let inc = self.stride(&vstr[0]);
-            let (pm, pv, py) = (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
-            let f = match self.dtype {
-                DType::F32 => self.helper("gemv_f32"),
-                DType::F64 => self.helper("gemv_f64"),
-            };
-            self.b.ins().call(f, &[m, k, pm, rs, cs, pv, inc, py]);
+            self.matvec(g, plan, id, slot, None, false);
             return;
         }
         // A vector on the left is a 1×k row; on the right a k×1 column.
@@ -1991,6 +2030,66 @@ impl<'a> Tx<'a> {
         self.b
             .ins()
             .call(f, &[m, k, n, pa, rsa, csa, pb, rsb, csb, pc, rsc, csc]);
+    }
+
+    /// Matrix·vector, or vector·matrix as the transposed matrix times the vector. With `rows =
+    /// (lo, len)` only part of the product runs: for a matrix m×n with n the rows of a blocked
+    /// loop group, either output rows lo..lo+len (the product before the group, m = rows) or
+    /// the columns lo..lo+len of the sum (the product after it); `acc` adds to the output.
+    fn matvec(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        rows: Option<(Value, Value)>,
+        acc: bool,
+    ) {
+        let node = g.node(id);
+        let (a, b) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, strides }) => (*slot, strides.clone()),
+            _ => unreachable!("matmul operands are views"),
+        };
+        let (sa, stra) = view(&plan.values[a.index()]);
+        let (sb, strb) = view(&plan.values[b.index()]);
+        let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
+        let (mat, msh, mstr, vec, vstr, transposed) = if ash.rank() == 2 {
+            (sa, &ash, &stra, sb, &strb, false)
+        } else {
+            (sb, &bsh, &strb, sa, &stra, true)
+        };
+        let (r0, r1) = (self.dim(msh.0[0]), self.dim(msh.0[1]));
+        let (s0, s1) = (self.stride(&mstr[0]), self.stride(&mstr[1]));
+        let (mut m, mut k, rs, cs) = if transposed {
+            (r1, r0, s1, s0)
+        } else {
+            (r0, r1, s0, s1)
+        };
+        let inc = self.stride(&vstr[0]);
+        let (mut pm, mut pv, mut py) =
+            (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
+        if let Some((lo, len)) = rows {
+            let out_rows = msh.0[0] == g.shape(id).0[0] && !acc;
+            if out_rows {
+                let off = self.mul(lo, rs);
+                pm = self.elem_addr(pm, off);
+                py = self.elem_addr(py, lo);
+                m = len;
+            } else {
+                let off = self.mul(lo, cs);
+                pm = self.elem_addr(pm, off);
+                let voff = self.mul(lo, inc);
+                pv = self.elem_addr(pv, voff);
+                k = len;
+            }
+        }
+        let f = match self.dtype {
+            DType::F32 => self.helper("gemv_f32"),
+            DType::F64 => self.helper("gemv_f64"),
+        };
+        let acc = self.iconst(acc as i64);
+        self.b.ins().call(f, &[m, k, pm, rs, cs, pv, inc, py, acc]);
     }
 
     fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
@@ -2369,10 +2468,23 @@ mod tests {
                     x.as_ptr(),
                     1,
                     y.as_mut_ptr(),
+                    0,
+                );
+                // Accumulating a second time doubles it.
+                gemv_f64(
+                    m as i64,
+                    k as i64,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    x.as_ptr(),
+                    1,
+                    y.as_mut_ptr(),
+                    1,
                 );
                 for i in 0..m {
                     assert!(
-                        (y[i] - want[i]).abs() <= 1e-12 * (1.0 + want[i].abs()),
+                        (y[i] - 2.0 * want[i]).abs() <= 1e-12 * (1.0 + want[i].abs()),
                         "f64 {m}×{k} ({rsa}, {csa}) row {i}"
                     );
                 }
@@ -2388,6 +2500,7 @@ mod tests {
                     x32.as_ptr(),
                     1,
                     y32.as_mut_ptr(),
+                    0,
                 );
                 for i in 0..m {
                     assert!(
@@ -2412,6 +2525,7 @@ mod tests {
                 xs.as_ptr(),
                 2,
                 y.as_mut_ptr(),
+                0,
             );
             assert_eq!(y, want, "strided {m}×{k}");
         }

@@ -62,6 +62,32 @@ fn jit_matches_interpreter_in_f32() {
     }
 }
 
+/// Loop groups run block by block between matrix–vector products (row blocks of 256): row
+/// counts below one block, at a block boundary, and with a partial last block, with a
+/// residual used twice and a sum over the rows.
+#[test]
+fn row_blocked_groups_match_interpreter_across_block_boundaries() {
+    let src = "input A[n, 5]\ninput z[n]\nparam w[5] ~ normal(0, 1)\nparam b ~ zeros\nlet r = A @ w + b - z\nloss mean(r^2) + 0.1 * mean(abs(r))\n";
+    let model = model_of_source("blocked.dsl", src);
+    let plan = adjoint::lower::plan(&adjoint::compile::graphs(&model).gradient);
+    assert!(
+        plan.steps.iter().any(|s| matches!(
+            s,
+            adjoint::lower::Step::Group {
+                blocked: Some(_),
+                ..
+            }
+        )),
+        "the gradient runs in row blocks: {:?}",
+        plan.steps
+    );
+    for dtype in [DType::F64, DType::F32] {
+        for (rows, seed) in [(3, 0), (256, 1), (257, 2), (1000, 3)] {
+            check_jit("blocked.dsl", &model, dtype, rows, seed);
+        }
+    }
+}
+
 #[test]
 fn forward_function_computes_loss_and_metrics() {
     let model = model_of(&repo().join("tests/data/graph/softmax_regression.dsl"));
