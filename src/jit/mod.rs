@@ -357,9 +357,34 @@ mod helpers {
         y: *mut f32,
         acc: i64,
     ) {
+        let (m, k) = (m as usize, k as usize);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if csa == 1
+            && incx == 1
+            && k % 8 == 0
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked above); the pointers and strides are
+            // as the runtime checked them for this call.
+            done = unsafe { dot_rows_f32(m, k, a, rsa as isize, x, y, acc != 0) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if rsa == 1
+            && m >= 16
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            done =
+                unsafe { column_updates_f32(m, k, a, csa as isize, x, incx as isize, y, acc != 0) };
+        }
+        // SAFETY: rows past `done` of the same checked buffers.
+        let (a, y) = unsafe { (a.offset(done as isize * rsa as isize), y.add(done)) };
         gemv(
-            m as usize,
-            k as usize,
+            m - done,
+            k,
             a,
             rsa as isize,
             csa as isize,
@@ -368,6 +393,115 @@ mod helpers {
             y,
             acc != 0,
         )
+    }
+
+    /// y = A·x for A with contiguous columns, sixteen outputs at a time in two 8-lane
+    /// registers across the whole pass over the columns (a broadcast and two fused
+    /// multiply–adds per column). Returns how many outputs it did (a multiple of 16).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn column_updates_f32(
+        m: usize,
+        k: usize,
+        a: *const f32,
+        csa: isize,
+        x: *const f32,
+        incx: isize,
+        y: *mut f32,
+        acc: bool,
+    ) -> usize {
+        use std::arch::x86_64::*;
+        let blocks = m / 16;
+        // SAFETY: outputs blk·16 .. blk·16+16 ≤ m and columns p < k of the caller's checked
+        // buffers.
+        unsafe {
+            for blk in 0..blocks {
+                let out = y.add(blk * 16);
+                // Four independent chains (columns p ≡ 0, 1, 2, 3 mod 4), so the adds do not
+                // wait on each other; summed at the end.
+                let mut s = [[_mm256_setzero_ps(); 2]; 4];
+                let quads = k / 4 * 4;
+                let mut p = 0;
+                while p < quads {
+                    for (q, sq) in s.iter_mut().enumerate() {
+                        let xp = _mm256_set1_ps(*x.offset((p + q) as isize * incx));
+                        let col = a.offset((p + q) as isize * csa + blk as isize * 16);
+                        sq[0] = _mm256_fmadd_ps(_mm256_loadu_ps(col), xp, sq[0]);
+                        sq[1] = _mm256_fmadd_ps(_mm256_loadu_ps(col.add(8)), xp, sq[1]);
+                    }
+                    p += 4;
+                }
+                for p in quads..k {
+                    let xp = _mm256_set1_ps(*x.offset(p as isize * incx));
+                    let col = a.offset(p as isize * csa + blk as isize * 16);
+                    s[0][0] = _mm256_fmadd_ps(_mm256_loadu_ps(col), xp, s[0][0]);
+                    s[0][1] = _mm256_fmadd_ps(_mm256_loadu_ps(col.add(8)), xp, s[0][1]);
+                }
+                let mut s0 = _mm256_add_ps(
+                    _mm256_add_ps(s[0][0], s[1][0]),
+                    _mm256_add_ps(s[2][0], s[3][0]),
+                );
+                let mut s1 = _mm256_add_ps(
+                    _mm256_add_ps(s[0][1], s[1][1]),
+                    _mm256_add_ps(s[2][1], s[3][1]),
+                );
+                if acc {
+                    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(out));
+                    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(out.add(8)));
+                }
+                _mm256_storeu_ps(out, s0);
+                _mm256_storeu_ps(out.add(8), s1);
+            }
+        }
+        blocks * 16
+    }
+
+    /// y = A·x over rows of A that are contiguous and a multiple of 8 long, eight rows at a
+    /// time: eight 8-lane fused multiply–add accumulators, reduced together by a tree of
+    /// horizontal adds, so short rows (a 16-column least-squares matrix) do not pay a full
+    /// horizontal reduction each. Returns how many rows it did (a multiple of 8).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_rows_f32(
+        m: usize,
+        k: usize,
+        a: *const f32,
+        rsa: isize,
+        x: *const f32,
+        y: *mut f32,
+        acc: bool,
+    ) -> usize {
+        // SAFETY: rows i..i+8 < m and columns c..c+8 ≤ k of the caller's checked buffers.
+        unsafe {
+            use std::arch::x86_64::*;
+            let mut i = 0;
+            while i + 8 <= m {
+                let mut s = [_mm256_setzero_ps(); 8];
+                for c in (0..k).step_by(8) {
+                    let xv = _mm256_loadu_ps(x.add(c));
+                    for (r, sr) in s.iter_mut().enumerate() {
+                        let row = a.offset((i + r) as isize * rsa + c as isize);
+                        *sr = _mm256_fmadd_ps(_mm256_loadu_ps(row), xv, *sr);
+                    }
+                }
+                let h01 = _mm256_hadd_ps(s[0], s[1]);
+                let h23 = _mm256_hadd_ps(s[2], s[3]);
+                let h45 = _mm256_hadd_ps(s[4], s[5]);
+                let h67 = _mm256_hadd_ps(s[6], s[7]);
+                let h0123 = _mm256_hadd_ps(h01, h23);
+                let h4567 = _mm256_hadd_ps(h45, h67);
+                let lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+                let hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+                let mut sums = _mm256_add_ps(lo, hi);
+                if acc {
+                    sums = _mm256_add_ps(sums, _mm256_loadu_ps(y.add(i)));
+                }
+                _mm256_storeu_ps(y.add(i), sums);
+                i += 8;
+            }
+            i
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
