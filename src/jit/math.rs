@@ -168,7 +168,7 @@ impl Tx<'_> {
     }
 
     /// `if c { a } else { b }` per lane; `c` is the result of a comparison of `a`'s type.
-    fn choose(&mut self, c: Value, a: Value, b: Value) -> Value {
+    pub(super) fn choose(&mut self, c: Value, a: Value, b: Value) -> Value {
         let ty = self.value_type(a);
         if ty.is_vector() {
             let mask = self.b.ins().bitcast(ty, lane_flags(), c);

@@ -1368,6 +1368,8 @@ impl<'a> Tx<'a> {
             Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
             Op::Tanh => self.dtype == DType::F32,
             Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus => true,
+            Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
             Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
             _ => false,
         }
@@ -1421,6 +1423,54 @@ impl<'a> Tx<'a> {
 
     fn vector_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
         let (vty, _) = self.vector_type();
+        let k = |tx: &mut Self, v: f64| {
+            let c = tx.fconst(v);
+            tx.splat(vty, c)
+        };
+        // Comparisons give lane masks; `choose` selects lane by lane, as `select` does for
+        // the scalar forms in `scalar_op`.
+        match op {
+            Op::Step => {
+                let (zero, one) = (k(self, 0.0), k(self, 1.0));
+                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, xs[0], zero);
+                return self.choose(pos, one, zero);
+            }
+            Op::Sign => {
+                let (zero, one, minus) = (k(self, 0.0), k(self, 1.0), k(self, -1.0));
+                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, xs[0], zero);
+                let neg = self.b.ins().fcmp(FloatCC::LessThan, xs[0], zero);
+                let z = self.b.ins().fmul(xs[0], zero);
+                let r = self.choose(neg, minus, z);
+                return self.choose(pos, one, r);
+            }
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let cc = match op {
+                    Op::Eq => FloatCC::Equal,
+                    Op::Ne => FloatCC::NotEqual,
+                    Op::Lt => FloatCC::LessThan,
+                    Op::Le => FloatCC::LessThanOrEqual,
+                    Op::Gt => FloatCC::GreaterThan,
+                    _ => FloatCC::GreaterThanOrEqual,
+                };
+                let (zero, one) = (k(self, 0.0), k(self, 1.0));
+                let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
+                return self.choose(c, one, zero);
+            }
+            Op::Max => {
+                let c = self.b.ins().fcmp(FloatCC::GreaterThan, xs[1], xs[0]);
+                return self.choose(c, xs[1], xs[0]);
+            }
+            Op::Min => {
+                let c = self.b.ins().fcmp(FloatCC::LessThan, xs[1], xs[0]);
+                return self.choose(c, xs[1], xs[0]);
+            }
+            Op::Select => {
+                let zero = k(self, 0.0);
+                let c = self.b.ins().fcmp(FloatCC::NotEqual, xs[0], zero);
+                return self.choose(c, xs[1], xs[2]);
+            }
+            _ => {}
+        }
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
             Op::Add => self.b.ins().fadd(xs[0], xs[1]),
