@@ -448,6 +448,22 @@ const PEERS: &[Peer] = &[
         scale: 1.0,
     },
     Peer {
+        workload: "W3",
+        script: "w3_gmm.py",
+        fw: "numpy",
+        threads: "1",
+        field: "eval_ms",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W3",
+        script: "w3_gmm.py",
+        fw: "numpy",
+        threads: "1",
+        field: "adam200_s",
+        scale: 1.0,
+    },
+    Peer {
         workload: "W4",
         script: "w4_digits_mlp.py",
         fw: "jax_scan",
