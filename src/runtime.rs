@@ -97,6 +97,10 @@ fn gather<T: Copy>(src: &[T], width: usize, rows: &[usize], dst: &mut Vec<T>) {
 #[derive(Debug)]
 pub struct Workspace {
     syms: Vec<u64>,
+    /// The dimension sizes as native code reads them.
+    dims: Vec<i64>,
+    /// Slot addresses for the next call, kept so that steady-state calls allocate nothing.
+    ptrs: Vec<usize>,
     /// One entry per plan slot; `None` for slots the caller provides (inputs, params).
     owned: Vec<Option<Buffer>>,
 }
@@ -145,6 +149,8 @@ impl Workspace {
             .collect();
         Ok(Workspace {
             syms: syms.to_vec(),
+            dims: syms.iter().map(|&d| d as i64).collect(),
+            ptrs: Vec::new(),
             owned,
         })
     }
@@ -232,26 +238,36 @@ impl Executable {
         params: &[Buffer],
     ) -> Result<(), RunError> {
         let func = self.func.get()?;
-        let syms = ws.syms.clone();
-        let ptrs = self.slot_pointers(ws, inputs, params, &syms)?;
-        let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
+        let mut ptrs = std::mem::take(&mut ws.ptrs);
+        let checked = self.slot_pointers(ws, inputs, params, &mut ptrs);
         let scalars = [0.0f64; 1];
-        // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
-        // needs under `dims` (checked in `slot_pointers`), the code writes only Output and Temp
-        // slots, which the workspace owns exclusively through `&mut`, and it cannot trap.
-        unsafe { func(ptrs.as_ptr(), dims.as_ptr(), scalars.as_ptr()) };
-        Ok(())
+        if checked.is_ok() {
+            // SAFETY: every slot pointer comes from a live buffer of exactly the length the
+            // plan needs under `dims` (checked in `slot_pointers`), the code writes only Output
+            // and Temp slots, which the workspace owns exclusively through `&mut`, and it
+            // cannot trap.
+            unsafe {
+                func(
+                    ptrs.as_ptr() as *const *mut u8,
+                    ws.dims.as_ptr(),
+                    scalars.as_ptr(),
+                )
+            };
+        }
+        ws.ptrs = ptrs;
+        checked
     }
 
-    /// One pointer per plan slot, after checking every buffer's length and dtype.
+    /// One address per plan slot into `ptrs`, after checking every buffer's length and dtype.
     fn slot_pointers(
         &self,
         ws: &Workspace,
         inputs: &[Buffer],
         params: &[Buffer],
-        syms: &[u64],
-    ) -> Result<Vec<*mut u8>, RunError> {
-        let mut ptrs = Vec::with_capacity(self.plan.slots.len());
+        ptrs: &mut Vec<usize>,
+    ) -> Result<(), RunError> {
+        ptrs.clear();
+        let syms = &ws.syms;
         for (i, slot) in self.plan.slots.iter().enumerate() {
             let len = self.plan.slot_len(i, syms);
             let buf = match slot.kind {
@@ -279,9 +295,9 @@ impl Executable {
                     b
                 }
             };
-            ptrs.push(buf.ptr());
+            ptrs.push(buf.ptr() as usize);
         }
-        Ok(ptrs)
+        Ok(())
     }
 }
 
@@ -315,8 +331,34 @@ impl TrainLoop {
             });
         }
         table[0] = steps as f64;
-        let syms = ws.syms.clone();
-        let mut ptrs = exe.slot_pointers(ws, inputs, params, &syms)?;
+        let mut ptrs = std::mem::take(&mut ws.ptrs);
+        let checked = self.state_pointers(exe, ws, inputs, params, state, &mut ptrs);
+        if checked.is_ok() {
+            // SAFETY: as for `Executable::run`; in addition the params and states are borrowed
+            // mutably for the call, and their lengths were checked against the plan.
+            unsafe {
+                (self.func)(
+                    ptrs.as_ptr() as *const *mut u8,
+                    ws.dims.as_ptr(),
+                    table.as_ptr(),
+                )
+            };
+        }
+        ws.ptrs = ptrs;
+        checked
+    }
+
+    /// The plan's slot addresses followed by every optimizer state array's, checked.
+    fn state_pointers(
+        &self,
+        exe: &Executable,
+        ws: &Workspace,
+        inputs: &[Buffer],
+        params: &[Buffer],
+        state: &[Buffer],
+        ptrs: &mut Vec<usize>,
+    ) -> Result<(), RunError> {
+        exe.slot_pointers(ws, inputs, params, ptrs)?;
         if state.len() != params.len() * self.n_state {
             return Err(RunError::Length {
                 what: "optimizer state list".into(),
@@ -328,12 +370,8 @@ impl TrainLoop {
             check(s, params[j / self.n_state.max(1)].len(), exe.dtype, || {
                 format!("optimizer state #{j}")
             })?;
-            ptrs.push(s.ptr());
+            ptrs.push(s.ptr() as usize);
         }
-        let dims: Vec<i64> = syms.iter().map(|&d| d as i64).collect();
-        // SAFETY: as for `Executable::run`; in addition the params and states are borrowed
-        // mutably for the call, and their lengths were checked against the plan.
-        unsafe { (self.func)(ptrs.as_ptr(), dims.as_ptr(), table.as_ptr()) };
         Ok(())
     }
 }
