@@ -1655,14 +1655,19 @@ impl<'a> Tx<'a> {
         let vector = rank > 0 && ops.iter().all(|o| self.vectorizable(o));
         let zero = self.fconst(0.0);
         let zero_v = self.splat(vty, zero);
+        // One accumulator per sum, a vector when the loop is vectorized: the scalar tail adds
+        // into its first lane, so no second set of accumulators competes for registers.
         let mut accs = Vec::new();
         for &sum in &is_sum {
             accs.push(sum.then(|| {
-                let v = self.b.declare_var(vty);
-                self.b.def_var(v, zero_v);
-                let s = self.b.declare_var(self.ty);
-                self.b.def_var(s, zero);
-                (v, s)
+                let (ty, init) = if vector {
+                    (vty, zero_v)
+                } else {
+                    (self.ty, zero)
+                };
+                let v = self.b.declare_var(ty);
+                self.b.def_var(v, init);
+                v
             }));
         }
         let out = self.contiguous_strides(shape);
@@ -1678,8 +1683,12 @@ impl<'a> Tx<'a> {
                 } else {
                     tx.read(&ops[k], &idx)
                 };
-                if let Some((vacc, sacc)) = accs[k] {
-                    let acc = if vec_mode { vacc } else { sacc };
+                if let Some(acc) = accs[k] {
+                    let v = if vector && !vec_mode {
+                        tx.b.ins().scalar_to_vector(vty, v)
+                    } else {
+                        v
+                    };
                     let a = tx.b.use_var(acc);
                     let a = tx.b.ins().fadd(a, v);
                     tx.b.def_var(acc, a);
@@ -1757,11 +1766,9 @@ impl<'a> Tx<'a> {
         }
         self.lanes.clear();
         for (k, m) in members.iter().enumerate() {
-            if let Some((vacc, sacc)) = accs[k] {
-                let v = self.b.use_var(vacc);
-                let h = self.hsum(v);
-                let s = self.b.use_var(sacc);
-                let total = self.b.ins().fadd(h, s);
+            if let Some(acc) = accs[k] {
+                let v = self.b.use_var(acc);
+                let total = if vector { self.hsum(v) } else { v };
                 let o = self.iconst(0);
                 self.store_at(m.slot, o, total);
             }
