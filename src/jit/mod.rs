@@ -1848,7 +1848,7 @@ impl<'a> Tx<'a> {
                     let m = tx.load_at(slot, o);
                     let finite = tx.is_finite(m);
                     let d = tx.b.ins().fsub(v, m);
-                    let e = tx.exp_inline(d);
+                    let e = tx.call("exp", &[d]);
                     let zero = tx.fconst(0.0);
                     let e = tx.b.ins().select(finite, e, zero);
                     let s = tx.load_at(aux, o);
@@ -1859,7 +1859,7 @@ impl<'a> Tx<'a> {
                 self.for_loop(total, &mut |tx, i| {
                     let m = tx.load_at(slot, i);
                     let s = tx.load_at(aux, i);
-                    let l = tx.log_inline(s);
+                    let l = tx.call("log", &[s]);
                     let r = tx.b.ins().fadd(m, l);
                     let finite = tx.is_finite(m);
                     let r = tx.b.ins().select(finite, r, m);
@@ -2286,12 +2286,14 @@ impl<'a> Tx<'a> {
     fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
-            Op::Exp => self.exp_inline(xs[0]),
-            Op::Log => self.log_inline(xs[0]),
+            // One element at a time, libm's routines through a call keep the code (and its
+            // compile time) small; the vector loops use the inline forms in `math`.
+            Op::Exp => self.call("exp", &[xs[0]]),
+            Op::Log => self.call("log", &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
             Op::Tanh if self.dtype == DType::F32 => self.tanh_f32(xs[0]),
             Op::Tanh => self.call("tanh", &[xs[0]]),
-            Op::Sigmoid => self.sigmoid_inline(xs[0]),
+            Op::Sigmoid => self.call("sigmoid", &[xs[0]]),
             Op::Relu => {
                 let zero = self.fconst(0.0);
                 let neg = self.b.ins().fcmp(FloatCC::LessThan, xs[0], zero);
@@ -2312,11 +2314,11 @@ impl<'a> Tx<'a> {
                 Some(0.5) => self.b.ins().sqrt(xs[0]),
                 _ => self.call("pow", &[xs[0], xs[1]]),
             },
-            Op::Log1p => self.log1p_inline(xs[0]),
+            Op::Log1p => self.call("log1p", &[xs[0]]),
             Op::Expm1 => self.call("expm1", &[xs[0]]),
             Op::Sin => self.call("sin", &[xs[0]]),
             Op::Cos => self.call("cos", &[xs[0]]),
-            Op::Softplus => self.softplus_inline(xs[0]),
+            Op::Softplus => self.call("softplus", &[xs[0]]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
