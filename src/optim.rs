@@ -399,21 +399,9 @@ impl OptimizerSpec {
         }
     }
 
-    fn betas(&self) -> (f64, f64) {
-        match self.kind {
-            OptimizerKind::Adam | OptimizerKind::AdamW => (self.get("beta1"), self.get("beta2")),
-            _ => (1.0, 1.0),
-        }
-    }
-
     /// Advances the step counter and the powers of β.
     pub fn advance(&self, s: &StepState) -> StepState {
-        let (b1, b2) = self.betas();
-        StepState {
-            t: s.t + 1,
-            pow1: next_power(s.pow1, b1),
-            pow2: next_power(s.pow2, b2),
-        }
+        Self::advance_with(&self.constants(), s)
     }
 
     /// As `advance`, with the constants already read.
@@ -427,29 +415,17 @@ impl OptimizerSpec {
 
     /// Number of per-step scalars the rule reads.
     pub fn n_scalars(&self) -> usize {
-        self.scalars(
-            1e-3,
-            &StepState {
-                t: 1,
-                pow1: 0.9,
-                pow2: 0.999,
-            },
-        )
-        .len()
+        self.step_scalars(&self.constants()).len()
     }
 
     /// The per-step scalars for a step whose state (after `advance`) is `s`, at learning rate
-    /// `lr` (the schedule's value). Derived constants such as 1 − β are computed here, once.
+    /// `lr` (the schedule's value).
     pub fn scalars(&self, lr: f64, s: &StepState) -> Vec<f64> {
-        let mut out = Vec::with_capacity(10);
-        self.scalars_into(lr, s, &mut out);
-        out
-    }
-
-    /// As `scalars`, appending to `out` without allocating or looking anything up by name.
-    pub fn scalars_into(&self, lr: f64, s: &StepState, out: &mut Vec<f64>) {
         let c = self.constants();
-        self.scalars_with(&c, lr, s, out)
+        self.step_scalars(&c)
+            .iter()
+            .map(|x| x.eval(lr, s))
+            .collect()
     }
 
     /// The hyperparameters the per-step scalars need, read once.
@@ -475,13 +451,8 @@ impl OptimizerSpec {
         }
     }
 
-    /// As `scalars_into`, with the constants already read.
-    pub fn scalars_with(&self, c: &StepConstants, lr: f64, s: &StepState, out: &mut Vec<f64>) {
-        out.extend(self.step_scalars(c).iter().map(|x| x.eval(lr, s)));
-    }
-
     /// How each per-step scalar of the rule follows from the step's learning rate and the β
-    /// powers. Both the per-step table (`scalars_with`) and the fused training loop, which
+    /// powers. Both the per-call path (`scalars`, `Trainer`) and the fused training loop, which
     /// computes them natively, evaluate this one list, with the same operations in the same
     /// order, so the two paths agree to the bit.
     pub fn step_scalars(&self, c: &StepConstants) -> Vec<StepScalar> {

@@ -8,7 +8,7 @@ use crate::compile::CompiledModel;
 use crate::data::Dataset;
 use crate::init;
 use crate::model::TrainSettings;
-use crate::optim::{OptimizerSpec, StepConstants, StepState};
+use crate::optim::{OptimizerSpec, StepConstants, StepScalar, StepState};
 use crate::runtime::{Buffer, RunError, Workspace};
 use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
@@ -114,9 +114,11 @@ pub struct Trainer {
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
     pub data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
-    /// Reused table of per-step scalars for the fused loop.
+    /// Reused table of per-step learning rates for the fused loop.
     table: Vec<f64>,
     constants: StepConstants,
+    /// How the update rule's per-step scalars follow from the learning rate and β powers.
+    step_scalars: Vec<StepScalar>,
     base_lr: f64,
     fwd_ws: HashMap<Vec<u64>, Workspace>,
     pred_ws: HashMap<Vec<u64>, Workspace>,
@@ -160,6 +162,7 @@ impl Trainer {
             grad_ws: HashMap::new(),
             table: Vec::new(),
             constants: model.optimizer.constants(),
+            step_scalars: model.optimizer.step_scalars(&model.optimizer.constants()),
             base_lr: model.optimizer.get("lr"),
             fwd_ws: HashMap::new(),
             pred_ws: HashMap::new(),
@@ -209,7 +212,6 @@ impl Trainer {
         Some(ws.output(&self.compiled.gradient.plan, i + 1))
     }
 
-    /// Advances the optimizer's step state; appends that step's scalars to `out`.
     /// Advances the optimizer's step state; returns the new step's learning rate.
     fn next_lr(&mut self) -> f64 {
         let model = &self.compiled.model;
@@ -224,18 +226,11 @@ impl Trainer {
         }
     }
 
-    fn next_scalars_into(&mut self, out: &mut Vec<f64>) {
-        let lr = self.next_lr();
-        self.compiled
-            .model
-            .optimizer
-            .scalars_with(&self.constants, lr, &self.opt_step, out);
-    }
-
+    /// Advances the optimizer's step state; returns that step's scalars.
     fn next_scalars(&mut self) -> Vec<f64> {
-        let mut out = Vec::new();
-        self.next_scalars_into(&mut out);
-        out
+        let lr = self.next_lr();
+        let s = &self.opt_step;
+        self.step_scalars.iter().map(|x| x.eval(lr, s)).collect()
     }
 
     /// One optimizer step on a batch through separate native calls (value-and-gradient, then
