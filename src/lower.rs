@@ -402,6 +402,17 @@ fn role(g: &Graph, step: &Step) -> Option<Role> {
     }
 }
 
+/// Where a step stands while `group_loops` orders the steps.
+#[derive(Clone, Copy, PartialEq)]
+enum Where {
+    Pending,
+    /// In the open group.
+    Member,
+    /// Depends on the open group: placed after it closes.
+    Waiting,
+    Placed,
+}
+
 /// Merges the loops of elementwise steps and full sums over the same shape into single loops
 /// (horizontal fusion): values used several times then stay in registers instead of making a
 /// round trip through memory, and every sum over the batch is accumulated in one pass.
@@ -418,23 +429,23 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step>
     let mut group: Vec<usize> = Vec::new();
     let mut group_shape: Option<Shape> = None;
     let mut waiting: Vec<usize> = Vec::new();
-    let mut state = vec![0u8; steps.len()]; // 0 pending, 1 member, 2 waiting, 3 placed
+    let mut state = vec![Where::Pending; steps.len()];
     fn close(
         order: &mut Vec<Vec<usize>>,
         group: &mut Vec<usize>,
         waiting: &mut Vec<usize>,
         pending: &mut std::collections::VecDeque<usize>,
-        state: &mut [u8],
+        state: &mut [Where],
         shape: &mut Option<Shape>,
     ) {
         if !group.is_empty() {
             for &m in group.iter() {
-                state[m] = 3;
+                state[m] = Where::Placed;
             }
             order.push(std::mem::take(group));
         }
         for &w in waiting.iter().rev() {
-            state[w] = 0;
+            state[w] = Where::Pending;
             pending.push_front(w);
         }
         waiting.clear();
@@ -446,19 +457,19 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step>
                 Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => {
                     group_shape = Some(s.clone());
                     group.push(k);
-                    state[k] = 1;
+                    state[k] = Where::Member;
                 }
                 None => {
                     order.push(vec![k]);
-                    state[k] = 3;
+                    state[k] = Where::Placed;
                 }
             }
             continue;
         };
-        let on_waiting = deps[k].iter().any(|(d, _)| state[*d] == 2);
-        let on_group = deps[k].iter().any(|(d, _)| state[*d] == 1);
+        let on_waiting = deps[k].iter().any(|(d, _)| state[*d] == Where::Waiting);
+        let on_group = deps[k].iter().any(|(d, _)| state[*d] == Where::Member);
         let lane_reads_only = deps[k].iter().all(|(d, r)| {
-            state[*d] != 1
+            state[*d] != Where::Member
                 || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
         });
         let fits = match &roles[k] {
@@ -467,7 +478,7 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step>
         };
         if fits && !on_waiting && lane_reads_only {
             group.push(k);
-            state[k] = 1;
+            state[k] = Where::Member;
         } else if fits && on_waiting {
             close(
                 &mut order,
@@ -480,10 +491,10 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step>
             pending.push_front(k);
         } else if !on_group && !on_waiting {
             order.push(vec![k]);
-            state[k] = 3;
+            state[k] = Where::Placed;
         } else {
             waiting.push(k);
-            state[k] = 2;
+            state[k] = Where::Waiting;
         }
     }
     close(
@@ -649,23 +660,25 @@ fn block_rows(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step> 
     out
 }
 
+/// Strides that read a view of shape `from` broadcast to shape `to`: new leading axes and
+/// stretched unit axes get stride zero.
+pub fn broadcast_strides(from: &Shape, strides: &[Stride], to: &Shape) -> Vec<Stride> {
+    let offset = to.rank() - from.rank();
+    (0..to.rank())
+        .map(|i| {
+            if i < offset || (from.0[i - offset] == Dim::Fixed(1) && to.0[i] != Dim::Fixed(1)) {
+                Stride::Zero
+            } else {
+                strides[i - offset].clone()
+            }
+        })
+        .collect()
+}
+
 /// Strides of a broadcast or unit-axis reshape of a view.
 fn reshape_strides(from: &Shape, strides: &[Stride], to: &Shape, op: &Op) -> Vec<Stride> {
     match op {
-        Op::Expand(_) => {
-            let offset = to.rank() - from.rank();
-            (0..to.rank())
-                .map(|i| {
-                    if i < offset
-                        || (from.0[i - offset] == Dim::Fixed(1) && to.0[i] != Dim::Fixed(1))
-                    {
-                        Stride::Zero
-                    } else {
-                        strides[i - offset].clone()
-                    }
-                })
-                .collect()
-        }
+        Op::Expand(_) => broadcast_strides(from, strides, to),
         _ => {
             // Non-unit axes keep their strides in order; unit axes read with stride zero.
             let mut kept = from

@@ -358,28 +358,23 @@ mod helpers {
         acc: i64,
     ) {
         let (m, k) = (m as usize, k as usize);
-        let mut done = 0;
+        // Rows done by a dedicated kernel; the generic loops take the rest.
         #[cfg(target_arch = "x86_64")]
-        if csa == 1
-            && incx == 1
-            && k % 8 == 0
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA (checked above); the pointers and strides are
-            // as the runtime checked them for this call.
-            done = unsafe { dot_rows_f32(m, k, a, rsa as isize, x, y, acc != 0) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if rsa == 1
-            && m >= 16
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            done =
-                unsafe { column_updates_f32(m, k, a, csa as isize, x, incx as isize, y, acc != 0) };
-        }
+        let done =
+            if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+                0
+            } else if csa == 1 && incx == 1 && k % 8 == 0 {
+                // SAFETY: the CPU has AVX2 and FMA (checked above); the pointers and strides are
+                // as the runtime checked them for this call.
+                unsafe { dot_rows_f32(m, k, a, rsa as isize, x, y, acc != 0) }
+            } else if rsa == 1 && m >= 16 {
+                // SAFETY: as above.
+                unsafe { column_updates_f32(m, k, a, csa as isize, x, incx as isize, y, acc != 0) }
+            } else {
+                0
+            };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
         // SAFETY: rows past `done` of the same checked buffers.
         let (a, y) = unsafe { (a.offset(done as isize * rsa as isize), y.add(done)) };
         gemv(
@@ -2056,20 +2051,8 @@ impl<'a> Tx<'a> {
                 s.insert(*a as usize, Stride::Zero);
                 s
             }
-            Op::SumTo(_) => {
-                let offset = x.rank() - out.rank();
-                (0..x.rank())
-                    .map(|i| {
-                        if i < offset
-                            || (out.0[i - offset] == Dim::Fixed(1) && x.0[i] != Dim::Fixed(1))
-                        {
-                            Stride::Zero
-                        } else {
-                            out_strides[i - offset].clone()
-                        }
-                    })
-                    .collect()
-            }
+            // Summing down to a shape visits the output as if it were broadcast to the input.
+            Op::SumTo(_) => crate::lower::broadcast_strides(out, &out_strides, x),
             _ => unreachable!(),
         };
         self.last_reduced = strides.last() == Some(&Stride::Zero);
@@ -2261,8 +2244,9 @@ impl<'a> Tx<'a> {
         let (mut pm, mut pv, mut py) =
             (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
         if let Some((lo, len)) = rows {
-            let out_rows = msh.0[0] == g.shape(id).0[0] && !acc;
-            if out_rows {
+            // Before the group the block is of output rows; after it (accumulating), of the
+            // summed-over columns.
+            if !acc {
                 let off = self.mul(lo, rs);
                 pm = self.elem_addr(pm, off);
                 py = self.elem_addr(py, lo);
