@@ -36,24 +36,15 @@ struct Format {
     one_bits: i64,
 }
 
-const EXP_POLY_F64: [f64; 14] = [
+/// Taylor coefficients 1/k! of exp for k = 13 down to 0: f64 uses all of them, f32 the last
+/// eight (degree 7).
+const EXP_POLY: [f64; 14] = [
     1.0 / 6227020800.0,
     1.0 / 479001600.0,
     1.0 / 39916800.0,
     1.0 / 3628800.0,
     1.0 / 362880.0,
     1.0 / 40320.0,
-    1.0 / 5040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-    1.0,
-    1.0,
-];
-
-const EXP_POLY_F32: [f64; 8] = [
     1.0 / 5040.0,
     1.0 / 720.0,
     1.0 / 120.0,
@@ -72,7 +63,7 @@ const F64: Format = Format {
     bias: 1023,
     ln2_hi: 6.931_471_803_691_238_164_90e-01,
     ln2_lo: 1.908_214_929_270_587_700_02e-10,
-    exp_poly: &EXP_POLY_F64,
+    exp_poly: &EXP_POLY,
     exp_hi: 709.782_712_893_384,
     exp_lo: -745.2,
     min_normal: f64::MIN_POSITIVE,
@@ -89,7 +80,7 @@ const F32: Format = Format {
     bias: 127,
     ln2_hi: 6.931_381_225_6e-01,
     ln2_lo: 9.058_000_614_5e-06,
-    exp_poly: &EXP_POLY_F32,
+    exp_poly: EXP_POLY.split_at(6).1,
     exp_hi: 88.722_839,
     exp_lo: -103.98,
     min_normal: f32::MIN_POSITIVE as f64,
