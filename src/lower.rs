@@ -107,8 +107,14 @@ pub struct Plan {
 impl Plan {
     /// Elements in a slot under a binding of the symbolic dimensions.
     pub fn slot_len(&self, slot: usize, syms: &[u64]) -> usize {
-        self.slots[slot].shape.concrete(syms).iter().product()
+        self.slots[slot].shape.elements(syms)
     }
+}
+
+fn single_element(shape: &Shape) -> bool {
+    shape
+        .as_fixed()
+        .is_some_and(|d| d.iter().product::<usize>() == 1)
 }
 
 pub fn contiguous(shape: &Shape) -> Vec<Stride> {
@@ -194,6 +200,7 @@ pub fn plan(f: &GraphFn) -> Plan {
         .map(|i| (g.inputs.len() + g.params.len() + i) as u32)
         .collect();
     let mut values: Vec<Option<Val>> = vec![None; g.len()];
+    let mut claimed = vec![false; outputs.len()];
     let mut steps = Vec::new();
     let temp = |slots: &mut Vec<Slot>, shape: Shape| {
         slots.push(Slot {
@@ -263,7 +270,16 @@ pub fn plan(f: &GraphFn) -> Plan {
                         }
                     }
                 }
-                let slot = temp(&mut slots, node.shape.clone());
+                // An output computed by its own step is written straight into its output
+                // slot rather than copied there afterwards. Single-element outputs keep the
+                // copy: the fused train loop may hold those slots in registers.
+                let slot = match f.outputs.iter().position(|o| o.1 == id) {
+                    Some(i) if !single_element(&node.shape) && !claimed[i] => {
+                        claimed[i] = true;
+                        outputs[i]
+                    }
+                    _ => temp(&mut slots, node.shape.clone()),
+                };
                 let aux = match node.op {
                     Op::LogSumExp { .. } | Op::ArgMax { .. } => {
                         Some(temp(&mut slots, node.shape.clone()))
@@ -284,6 +300,9 @@ pub fn plan(f: &GraphFn) -> Plan {
         values[id.index()] = Some(val);
     }
     for (i, (_, id)) in f.outputs.iter().enumerate() {
+        if claimed[i] {
+            continue;
+        }
         let src = values[id.index()].clone().unwrap();
         steps.push(Step::Copy {
             src,
@@ -291,7 +310,7 @@ pub fn plan(f: &GraphFn) -> Plan {
             slot: outputs[i],
         });
     }
-    let steps = group_loops(g, &values, steps);
+    let steps = group_loops(g, &values, steps, &outputs);
     let steps = block_rows(g, &values, steps);
     Plan {
         slots,
@@ -421,7 +440,7 @@ enum Where {
 /// members only element for element and reads no member's sum; a step independent of the group
 /// moves before it; a step that depends on the group waits until the group closes. The group
 /// closes when a would-be member depends on a waiting step.
-fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step> {
+fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u32]) -> Vec<Step> {
     let deps = step_deps(g, values, &steps);
     let roles: Vec<Option<Role>> = steps.iter().map(|s| role(g, s)).collect();
     let mut order: Vec<Vec<usize>> = Vec::new(); // each entry: one step, or a group's members
@@ -508,7 +527,7 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step>
     while let Some(k) = pending.pop_front() {
         order.push(vec![k]);
     }
-    // A member is stored only when a step outside its group reads it.
+    // A member is stored only when a step outside its group reads it, or it is an output.
     let mut group_of = vec![usize::MAX; steps.len()];
     for (gi, entry) in order.iter().enumerate() {
         for &k in entry {
@@ -539,7 +558,9 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>) -> Vec<Step>
                     Step::Compute { node, slot, .. } => Member {
                         node: *node,
                         slot: *slot,
-                        stored: read_outside[k] || matches!(roles[k], Some(Role::Sum(_))),
+                        stored: read_outside[k]
+                            || matches!(roles[k], Some(Role::Sum(_)))
+                            || outputs.contains(slot),
                     },
                     _ => unreachable!("members are computes"),
                 })

@@ -68,6 +68,17 @@ impl Shape {
             .collect()
     }
 
+    /// Number of elements under a binding of the symbolic dimensions.
+    pub fn elements(&self, syms: &[u64]) -> usize {
+        self.0
+            .iter()
+            .map(|d| match *d {
+                Dim::Fixed(n) => n as usize,
+                Dim::Sym(s) => syms[s as usize] as usize,
+            })
+            .product()
+    }
+
     /// The sizes, when no dimension is symbolic.
     pub fn as_fixed(&self) -> Option<Vec<usize>> {
         self.0

@@ -138,6 +138,11 @@ impl Tx<'_> {
         if let Some(c) = self.typed_consts.get(&key) {
             return *c;
         }
+        if ity.is_vector()
+            && let Some(c) = self.pool_load(ity, super::lanes_of(ity, v as u64))
+        {
+            return c;
+        }
         let lane = ity.lane_type();
         let c = if ity.is_vector() {
             let s = self.int_const_of(lane, v);

@@ -29,9 +29,9 @@ pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, *const f64)
 /// A JIT module whose code is finished: it only keeps the machine code mapped.
 pub struct CodeOwner(#[allow(dead_code)] Jit);
 
-// SAFETY: after `finalize` the module is never touched again: the code it owns is read-only and
-// executed concurrently only through plain function pointers, and dropping it from any thread
-// just unmaps memory. No interior mutability is reachable from a `&CodeOwner`.
+// SAFETY: after `finalize` the module is never touched again: the code it owns, and the constant
+// pools that code reads, are read-only and executed or read concurrently only through plain
+// pointers, and dropping them from any thread just frees memory. No interior mutability is reachable from a `&CodeOwner`.
 unsafe impl Send for CodeOwner {}
 unsafe impl Sync for CodeOwner {}
 
@@ -616,6 +616,8 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
     helpers: HashMap<String, FuncId>,
     n_functions: usize,
+    /// Each function's vector constants, read by its code: kept as long as the code.
+    pools: Vec<Vec<u128>>,
 }
 
 impl Jit {
@@ -674,6 +676,7 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             helpers,
             n_functions: 0,
+            pools: Vec::new(),
         })
     }
 
@@ -835,6 +838,10 @@ impl Jit {
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
         let target = self.module.target_config();
+        // The pool's buffer never grows past its capacity, so its address is fixed while the
+        // code that embeds it is generated, and after the vector moves into `self.pools`.
+        let mut pool: Vec<u128> = Vec::with_capacity(POOL_CAPACITY);
+        pool.push(pool.as_ptr() as u128);
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
             let entry = b.create_block();
@@ -861,6 +868,9 @@ impl Jit {
                 helpers: HashMap::new(),
                 slot_ptrs,
                 dim_vals,
+                ptr_table: params[0],
+                loop_ptrs: Vec::new(),
+                pool: &mut pool,
                 step_values: None,
                 promoted: HashMap::new(),
                 regs: HashMap::new(),
@@ -880,6 +890,7 @@ impl Jit {
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
         }
+        self.pools.push(pool);
         if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
             eprintln!("{}", self.ctx.func.display());
         }
@@ -970,6 +981,15 @@ struct Tx<'a> {
     /// dominate every use.
     slot_ptrs: Vec<Value>,
     dim_vals: Vec<Value>,
+    /// The function's table of slot pointers.
+    ptr_table: Value,
+    /// For each loop being generated, innermost last: the branch that enters it, and the slot
+    /// pointers loaded just before that branch. Pointers loaded there live only as long as the
+    /// loop, so they stay in registers; the entry block's copies are spilled in large
+    /// functions and would be reloaded on every iteration.
+    loop_ptrs: Vec<(cranelift::codegen::ir::Inst, HashMap<u32, Value>)>,
+    /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
+    pool: &'a mut Vec<u128>,
     /// The current step's optimizer scalars, inside a fused training loop.
     step_values: Option<Vec<Value>>,
     /// Single-element slots held in variables for the whole fused training loop.
@@ -983,6 +1003,19 @@ struct Tx<'a> {
     body_memo: Option<HashMap<(u32, Value), Value>>,
     /// Set by `reduction_strides`: whether the last axis of the reduced operand is summed over.
     last_reduced: bool,
+}
+
+/// Vector constants per function that can be read from its pool; later ones are splatted in
+/// the entry block.
+const POOL_CAPACITY: usize = 256;
+/// `loop_ptrs` key of the pool's address (slots are numbered from 0).
+const POOL_KEY: u32 = u32::MAX;
+
+/// The 16 bytes of a vector of type `ty` with `bits` in every lane.
+fn lanes_of(ty: Type, bits: u64) -> u128 {
+    let width = ty.lane_bits();
+    let lane = bits as u128 & ((1u128 << width) - 1);
+    (0..ty.lane_count()).fold(0, |acc, i| acc | lane << (i * width))
 }
 
 fn flags() -> MemFlagsData {
@@ -1038,6 +1071,12 @@ impl<'a> Tx<'a> {
         if let Some(c) = self.typed_consts.get(&(ty, bits)) {
             return *c;
         }
+        if ty.is_vector()
+            && let Some(c) = self.pool_load(ty, lanes_of(ty, bits))
+        {
+            self.float_known.insert(c, v);
+            return c;
+        }
         let c = if ty.is_vector() {
             let s = self.float_const(scalar, v);
             self.hoist(|cur| cur.ins().splat(ty, s))
@@ -1049,6 +1088,46 @@ impl<'a> Tx<'a> {
         self.typed_consts.insert((ty, bits), c);
         self.float_known.insert(c, v);
         c
+    }
+
+    /// A vector constant inside a loop body, as a load from the function's pool placed just
+    /// before its use. Cranelift folds such a load into the instruction that consumes it (a
+    /// memory operand), so constants take no vector registers: the entry block's splats were
+    /// live across the whole function, spilled, and reloaded inside every loop. Outside loop
+    /// bodies, or once the pool is full, constants stay in the entry block (`None`).
+    fn pool_load(&mut self, ty: Type, bits: u128) -> Option<Value> {
+        self.body_memo.as_ref()?;
+        let index = match self.pool.iter().position(|&c| c == bits) {
+            Some(i) => i,
+            None if self.pool.len() < POOL_CAPACITY => {
+                self.pool.push(bits);
+                self.pool.len() - 1
+            }
+            None => return None,
+        };
+        let base = self.pool_base();
+        let flags = flags().with_readonly().with_aligned();
+        Some(self.b.ins().load(ty, flags, base, index as i32 * 16))
+    }
+
+    /// The pool's address, loaded where the innermost loop is entered. It is read from the
+    /// pool's first entry rather than written as an immediate, which Cranelift would
+    /// rematerialize at every use.
+    fn pool_base(&mut self) -> Value {
+        let addr = self.pool.as_ptr() as i64;
+        let flags = flags().with_readonly().with_aligned();
+        let Some((enter, ptrs)) = self.loop_ptrs.last_mut() else {
+            let a = self.iconst(addr);
+            return self.b.ins().load(types::I64, flags, a, 0);
+        };
+        if let Some(&p) = ptrs.get(&POOL_KEY) {
+            return p;
+        }
+        let mut cur = FuncCursor::new(self.b.func).at_inst(*enter);
+        let a = cur.ins().iconst(types::I64, addr);
+        let p = cur.ins().load(types::I64, flags, a, 0);
+        ptrs.insert(POOL_KEY, p);
+        p
     }
 
     /// `x` in every lane of a vector of type `vty`.
@@ -1119,7 +1198,18 @@ impl<'a> Tx<'a> {
     }
 
     fn slot_ptr(&mut self, slot: u32) -> Value {
-        self.slot_ptrs[slot as usize]
+        let Some((enter, ptrs)) = self.loop_ptrs.last_mut() else {
+            return self.slot_ptrs[slot as usize];
+        };
+        if let Some(&p) = ptrs.get(&slot) {
+            return p;
+        }
+        let mut cur = FuncCursor::new(self.b.func).at_inst(*enter);
+        let p = cur
+            .ins()
+            .load(types::I64, flags(), self.ptr_table, slot as i32 * 8);
+        ptrs.insert(slot, p);
+        p
     }
 
     fn dim(&mut self, d: Dim) -> Value {
@@ -1220,20 +1310,30 @@ impl<'a> Tx<'a> {
             }
             _ => {}
         }
-        let header = self.b.create_block();
+        // Rotated: the test sits at the bottom, so an iteration takes one branch, and a trip
+        // count known to be positive needs no guard.
         let body_block = self.b.create_block();
         let exit = self.b.create_block();
-        self.b.append_block_param(header, types::I64);
+        self.b.append_block_param(body_block, types::I64);
         let zero = self.iconst(0);
-        self.b.ins().jump(header, &[BlockArg::Value(zero)]);
-        self.b.switch_to_block(header);
-        let i = self.b.block_params(header)[0];
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, n);
-        self.b.ins().brif(more, body_block, &[], exit, &[]);
+        let enter = if self.known(n).is_some() {
+            self.b.ins().jump(body_block, &[BlockArg::Value(zero)])
+        } else {
+            let any = self.b.ins().icmp(IntCC::SignedGreaterThan, n, zero);
+            self.b
+                .ins()
+                .brif(any, body_block, &[BlockArg::Value(zero)], exit, &[])
+        };
         self.b.switch_to_block(body_block);
+        let i = self.b.block_params(body_block)[0];
+        self.loop_ptrs.push((enter, HashMap::new()));
         body(self, i);
+        self.loop_ptrs.pop();
         let next = self.add_imm(i, 1);
-        self.b.ins().jump(header, &[BlockArg::Value(next)]);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, next, n);
+        self.b
+            .ins()
+            .brif(more, body_block, &[BlockArg::Value(next)], exit, &[]);
         self.b.switch_to_block(exit);
     }
 
@@ -1477,7 +1577,7 @@ impl<'a> Tx<'a> {
             Op::Relu => {
                 let z = self.fconst(0.0);
                 let z = self.splat(vty, z);
-                self.b.ins().fmax(xs[0], z)
+                self.max_keep_nan(z, xs[0])
             }
             Op::Tanh => self.tanh_f32_typed(xs[0], Some(vty)),
             Op::Exp => self.exp_inline(xs[0]),
@@ -2008,8 +2108,8 @@ impl<'a> Tx<'a> {
         let k = |tx: &mut Self, c: f32| tx.float_const(vty.unwrap_or(types::F32), c as f64);
         let bound = k(self, 7.905_311);
         let nbound = k(self, -7.905_311);
-        let x = self.b.ins().fmin(x, bound);
-        let x = self.b.ins().fmax(x, nbound);
+        let x = self.min_keep_nan(bound, x);
+        let x = self.max_keep_nan(nbound, x);
         let x2 = self.b.ins().fmul(x, x);
         let mut p = k(self, ALPHA[6]);
         for c in ALPHA[..6].iter().rev() {
@@ -2023,6 +2123,20 @@ impl<'a> Tx<'a> {
             q = self.b.ins().fma(q, x2, c);
         }
         self.b.ins().fdiv(p, q)
+    }
+
+    /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
+    /// or `minpd`, where `fmin`'s IEEE semantics (NaN from either side, −0 below +0) take seven
+    /// instructions.
+    fn min_keep_nan(&mut self, c: Value, x: Value) -> Value {
+        let lt = self.b.ins().fcmp(FloatCC::LessThan, c, x);
+        self.choose(lt, c, x)
+    }
+
+    /// `x < c ? c : x`: the maximum, and `x` when it is NaN (one `maxps` or `maxpd`).
+    fn max_keep_nan(&mut self, c: Value, x: Value) -> Value {
+        let lt = self.b.ins().fcmp(FloatCC::LessThan, x, c);
+        self.choose(lt, c, x)
     }
 
     fn is_finite(&mut self, x: Value) -> Value {

@@ -88,6 +88,36 @@ fn row_blocked_groups_match_interpreter_across_block_boundaries() {
     }
 }
 
+/// Gradients that a step computes on its own (a matrix product, a loop-group member) are
+/// written straight into their output slots: no copy runs after them, and the values still
+/// match the interpreter.
+#[test]
+fn outputs_are_written_in_place_without_copies() {
+    let src = "input X[n, 4]\ninput y[n]: int\nparam W[4, 3] ~ normal(0, 1)\nparam b[3] ~ zeros\nparam s ~ zeros\nloss cross_entropy(tanh(X @ W + b) * exp(s), y)\n";
+    let model = model_of_source("in_place.dsl", src);
+    let plan = adjoint::lower::plan(&adjoint::compile::graphs(&model).gradient);
+    let copied: Vec<u32> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            adjoint::lower::Step::Copy { slot, .. } => Some(*slot),
+            _ => None,
+        })
+        .collect();
+    // Output 0 is the loss; 1.. are the gradients of W, b and s. The single-element ones
+    // (loss and ∂/∂s) may stay in registers in the fused loop, so they keep their copy.
+    for k in [1, 2] {
+        assert!(
+            !copied.contains(&plan.outputs[k]),
+            "gradient {k} is copied: {:?}",
+            plan.steps
+        );
+    }
+    for dtype in [DType::F64, DType::F32] {
+        check_jit("in_place.dsl", &model, dtype, 7, 5);
+    }
+}
+
 #[test]
 fn forward_function_computes_loss_and_metrics() {
     let model = model_of(&repo().join("tests/data/graph/softmax_regression.dsl"));
