@@ -31,7 +31,8 @@ pub struct CodeOwner(#[allow(dead_code)] Jit);
 
 // SAFETY: after `finalize` the module is never touched again: the code it owns, and the constant
 // pools that code reads, are read-only and executed or read concurrently only through plain
-// pointers, and dropping them from any thread just frees memory. No interior mutability is reachable from a `&CodeOwner`.
+// pointers, and dropping them from any thread just frees memory. No interior mutability is
+// reachable from a `&CodeOwner`.
 unsafe impl Send for CodeOwner {}
 unsafe impl Sync for CodeOwner {}
 
