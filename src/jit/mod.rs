@@ -957,7 +957,25 @@ fn helper_signature(module: &JITModule, name: &str) -> Signature {
 /// Tags of `Tx::memo` entries: what was computed from the keyed value.
 const SPLAT: u32 = 8;
 const BYTES: u32 = 9;
+/// An element's address from its row's pointer.
+const ADDR: u32 = 10;
 const LOAD: u32 = 16;
+
+/// Values computed once where a loop is entered, for its body: they live only as long as the
+/// loop, so they stay in registers (entry-block values are spilled in large functions and
+/// reloaded on every iteration).
+struct LoopEntry {
+    /// The branch into the loop; the values are inserted before it.
+    enter: cranelift::codegen::ir::Inst,
+    /// Values numbered below this existed before the loop was entered; only those can be
+    /// used before the branch.
+    mark: u32,
+    /// Slot pointers (and the constant pool's, under `POOL_KEY`).
+    ptrs: HashMap<u32, Value>,
+    /// Row pointers: a slot's address plus a loop-invariant offset, by slot, outer indices
+    /// and their strides.
+    rows: HashMap<(u32, Vec<Value>), Value>,
+}
 
 /// The translator of one function body.
 struct Tx<'a> {
@@ -988,7 +1006,7 @@ struct Tx<'a> {
     /// pointers loaded just before that branch. Pointers loaded there live only as long as the
     /// loop, so they stay in registers; the entry block's copies are spilled in large
     /// functions and would be reloaded on every iteration.
-    loop_ptrs: Vec<(cranelift::codegen::ir::Inst, HashMap<u32, Value>)>,
+    loop_ptrs: Vec<LoopEntry>,
     /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
     pool: &'a mut Vec<u128>,
     /// The current step's optimizer scalars, inside a fused training loop.
@@ -1117,17 +1135,17 @@ impl<'a> Tx<'a> {
     fn pool_base(&mut self) -> Value {
         let addr = self.pool.as_ptr() as i64;
         let flags = flags().with_readonly().with_aligned();
-        let Some((enter, ptrs)) = self.loop_ptrs.last_mut() else {
+        let Some(entry) = self.loop_ptrs.last_mut() else {
             let a = self.iconst(addr);
             return self.b.ins().load(types::I64, flags, a, 0);
         };
-        if let Some(&p) = ptrs.get(&POOL_KEY) {
+        if let Some(&p) = entry.ptrs.get(&POOL_KEY) {
             return p;
         }
-        let mut cur = FuncCursor::new(self.b.func).at_inst(*enter);
+        let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
         let a = cur.ins().iconst(types::I64, addr);
         let p = cur.ins().load(types::I64, flags, a, 0);
-        ptrs.insert(POOL_KEY, p);
+        entry.ptrs.insert(POOL_KEY, p);
         p
     }
 
@@ -1153,6 +1171,12 @@ impl<'a> Tx<'a> {
             (Some(1), _) => b,
             (_, Some(1)) => a,
             (Some(0), _) | (_, Some(0)) => self.iconst(0),
+            (_, Some(k)) if k > 0 && k.count_ones() == 1 => {
+                self.b.ins().ishl_imm_u(a, k.trailing_zeros() as i64)
+            }
+            (Some(k), _) if k > 0 && k.count_ones() == 1 => {
+                self.b.ins().ishl_imm_u(b, k.trailing_zeros() as i64)
+            }
             _ => self.b.ins().imul(a, b),
         }
     }
@@ -1199,18 +1223,72 @@ impl<'a> Tx<'a> {
     }
 
     fn slot_ptr(&mut self, slot: u32) -> Value {
-        let Some((enter, ptrs)) = self.loop_ptrs.last_mut() else {
+        let Some(entry) = self.loop_ptrs.last_mut() else {
             return self.slot_ptrs[slot as usize];
         };
-        if let Some(&p) = ptrs.get(&slot) {
+        if let Some(&p) = entry.ptrs.get(&slot) {
             return p;
         }
-        let mut cur = FuncCursor::new(self.b.func).at_inst(*enter);
+        let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
         let p = cur
             .ins()
             .load(types::I64, flags(), self.ptr_table, slot as i32 * 8);
-        ptrs.insert(slot, p);
+        entry.ptrs.insert(slot, p);
         p
+    }
+
+    /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
+    /// computed where the innermost loop is entered, so that inside it an element's address is
+    /// this pointer plus the inner index's byte offset, a single addressing mode.
+    fn row_ptr(&mut self, slot: u32, outer: &[Value], strides: &[Value]) -> Value {
+        let ptr = self.slot_ptr(slot);
+        let size = self.dtype.size() as i64;
+        let terms: Vec<(Value, Option<i64>, Value)> = outer
+            .iter()
+            .zip(strides)
+            .filter(|(i, s)| self.known(**i) != Some(0) && self.known(**s) != Some(0))
+            .map(|(i, s)| (*i, self.known(*s), *s))
+            .collect();
+        if terms.is_empty() {
+            return ptr;
+        }
+        let before_loop = |entry: &LoopEntry| {
+            let consts = &self.consts;
+            outer
+                .iter()
+                .chain(strides)
+                .all(|v| v.as_u32() < entry.mark || consts.contains_key(v))
+        };
+        if !self.loop_ptrs.last().is_some_and(before_loop) {
+            let off = self.dot(outer, strides);
+            return self.elem_addr(ptr, off);
+        }
+        let entry = self.loop_ptrs.last_mut().expect("checked");
+        let key = (slot, outer.iter().chain(strides).copied().collect());
+        if let Some(&p) = entry.rows.get(&key) {
+            return p;
+        }
+        let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
+        let mut addr = ptr;
+        for (i, known, s) in terms {
+            let bytes = match known {
+                Some(k) => cur.ins().imul_imm_s(i, k * size),
+                None => {
+                    let t = cur.ins().imul(i, s);
+                    cur.ins().imul_imm_s(t, size)
+                }
+            };
+            addr = cur.ins().iadd(addr, bytes);
+        }
+        entry.rows.insert(key, addr);
+        addr
+    }
+
+    /// The address of element `j` of the row at `row`, inside a straight loop body.
+    fn row_elem_addr(&mut self, row: Value, j: Value) -> Value {
+        let size = self.dtype.size() as i64;
+        let bytes = self.memo(BYTES, j, |tx| tx.mul_imm(j, size));
+        self.memo(ADDR, row, |tx| tx.add(row, bytes))
     }
 
     fn dim(&mut self, d: Dim) -> Value {
@@ -1303,9 +1381,15 @@ impl<'a> Tx<'a> {
 
     /// `for i in 0..n { body(i) }`.
     fn for_loop(&mut self, n: Value, body: &mut dyn FnMut(&mut Self, Value)) {
+        self.for_loop_by(n, 1, body)
+    }
+
+    /// `for i in (0..n).step_by(step) { body(i) }`, for `n` a multiple of `step`: vector loops
+    /// count elements, so an element's byte offset is one multiplication of the index.
+    fn for_loop_by(&mut self, n: Value, step: i64, body: &mut dyn FnMut(&mut Self, Value)) {
         match self.known(n) {
             Some(k) if k <= 0 => return,
-            Some(1) => {
+            Some(k) if k == step => {
                 let zero = self.iconst(0);
                 return body(self, zero);
             }
@@ -1313,6 +1397,8 @@ impl<'a> Tx<'a> {
         }
         // Rotated: the test sits at the bottom, so an iteration takes one branch, and a trip
         // count known to be positive needs no guard.
+        // Taken before the index exists: the index is defined inside the loop.
+        let mark = self.b.func.dfg.num_values() as u32;
         let body_block = self.b.create_block();
         let exit = self.b.create_block();
         self.b.append_block_param(body_block, types::I64);
@@ -1327,10 +1413,15 @@ impl<'a> Tx<'a> {
         };
         self.b.switch_to_block(body_block);
         let i = self.b.block_params(body_block)[0];
-        self.loop_ptrs.push((enter, HashMap::new()));
+        self.loop_ptrs.push(LoopEntry {
+            enter,
+            mark,
+            ptrs: HashMap::new(),
+            rows: HashMap::new(),
+        });
         body(self, i);
         self.loop_ptrs.pop();
-        let next = self.add_imm(i, 1);
+        let next = self.add_imm(i, step);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, next, n);
         self.b
             .ins()
@@ -1492,19 +1583,15 @@ impl<'a> Tx<'a> {
                 strides,
                 inner,
             } => {
-                let base = self.dot(outer, &strides[..outer.len()]);
                 match inner {
                     Inner::One => {
-                        let off = self.add(base, j);
-                        let slot = *slot;
+                        let row = self.row_ptr(*slot, outer, &strides[..outer.len()]);
+                        let addr = self.row_elem_addr(row, j);
                         // Several members of a loop group may read the same element.
-                        self.memo(LOAD + slot, off, |tx| {
-                            let ptr = tx.slot_ptr(slot);
-                            let addr = tx.elem_addr(ptr, off);
-                            tx.b.ins().load(vty, flags(), addr, 0)
-                        })
+                        self.memo(LOAD, addr, |tx| tx.b.ins().load(vty, flags(), addr, 0))
                     }
                     _ => {
+                        let base = self.dot(outer, &strides[..outer.len()]);
                         let v = self.load_at(*slot, base);
                         self.splat(vty, v)
                     }
@@ -1621,14 +1708,13 @@ impl<'a> Tx<'a> {
         self.nest(&sizes[..rank - 1], &mut |tx, outer| {
             let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let obase = tx.dot(outer, &out[..rank - 1]);
-            tx.for_loop(n_vec, &mut |tx, v| {
+            let span = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(span, lanes, &mut |tx, j| {
                 tx.straight(|tx| {
-                    let j = tx.mul_imm(v, lanes);
                     let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
                     let r = f(tx, &xs, true);
-                    let o = tx.add(obase, j);
-                    let ptr = tx.slot_ptr(slot);
-                    let addr = tx.elem_addr(ptr, o);
+                    let row = tx.row_ptr(slot, outer, &out[..rank - 1]);
+                    let addr = tx.row_elem_addr(row, j);
                     tx.b.ins().store(flags(), r, addr, 0);
                 })
             });
@@ -1772,7 +1858,11 @@ impl<'a> Tx<'a> {
         let body = |tx: &mut Self, outer: &[Value], j: Value, vec_mode: bool| {
             let mut idx = outer.to_vec();
             idx.push(j);
-            let o = tx.dot(&idx, &out);
+            let o = if vec_mode {
+                None
+            } else {
+                Some(tx.dot(&idx, &out))
+            };
             for (k, m) in members.iter().enumerate() {
                 let v = if vec_mode {
                     tx.read_vec(&ops[k], outer, j)
@@ -1791,10 +1881,10 @@ impl<'a> Tx<'a> {
                 } else {
                     tx.lanes.insert(m.slot, v);
                     if m.stored && vec_mode {
-                        let ptr = tx.slot_ptr(m.slot);
-                        let addr = tx.elem_addr(ptr, o);
+                        let row = tx.row_ptr(m.slot, outer, &out[..rank - 1]);
+                        let addr = tx.row_elem_addr(row, j);
                         tx.b.ins().store(flags(), v, addr, 0);
-                    } else if m.stored {
+                    } else if let (true, Some(o)) = (m.stored, o) {
                         tx.store_at(m.slot, o, v);
                     }
                 }
@@ -1812,9 +1902,9 @@ impl<'a> Tx<'a> {
                 return;
             }
             let n_vec = tx.shr_imm(len, lanes.trailing_zeros() as i64);
-            tx.for_loop(n_vec, &mut |tx, v| {
+            let span = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(span, lanes, &mut |tx, j| {
                 tx.straight(|tx| {
-                    let j = tx.mul_imm(v, lanes);
                     let j = tx.add(lo, j);
                     body(tx, outer, j, true);
                 })
@@ -2223,8 +2313,7 @@ impl<'a> Tx<'a> {
                 tx.b.def_var(acc, zv);
                 let sacc = tx.b.declare_var(tx.ty);
                 tx.b.def_var(sacc, z);
-                tx.for_loop(n_vec, &mut |tx, v| {
-                    let j = tx.mul_imm(v, lanes);
+                tx.for_loop_by(done, lanes, &mut |tx, j| {
                     let x = tx.read_vec(src, outer, j);
                     let a = tx.b.use_var(acc);
                     let a = tx.b.ins().fadd(a, x);
@@ -2247,12 +2336,10 @@ impl<'a> Tx<'a> {
                 let s = tx.b.ins().fadd(cur, total);
                 tx.store_at(slot, obase, s);
             } else {
-                tx.for_loop(n_vec, &mut |tx, v| {
-                    let j = tx.mul_imm(v, lanes);
+                tx.for_loop_by(done, lanes, &mut |tx, j| {
                     let x = tx.read_vec(src, outer, j);
-                    let o = tx.add(obase, j);
-                    let ptr = tx.slot_ptr(slot);
-                    let addr = tx.elem_addr(ptr, o);
+                    let row = tx.row_ptr(slot, outer, &out_strides[..rank - 1]);
+                    let addr = tx.row_elem_addr(row, j);
                     let cur = tx.b.ins().load(vty, flags(), addr, 0);
                     let s = tx.b.ins().fadd(cur, x);
                     tx.b.ins().store(flags(), s, addr, 0);
@@ -2523,7 +2610,7 @@ impl<'a> Tx<'a> {
         for (i, &len) in sizes.iter().enumerate() {
             let (p, g, st) = (slots.params[i], slots.grads[i], slots.states[i].clone());
             let n_vec = (len / lanes) as i64;
-            let n = self.iconst(n_vec);
+            let span = self.iconst(n_vec * lanes as i64);
             let ctx = RuleCtx {
                 rule: &rule,
                 p,
@@ -2532,9 +2619,8 @@ impl<'a> Tx<'a> {
             };
             let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
             if n_vec > 0 {
-                self.for_loop(n, &mut |tx, j| {
+                self.for_loop_by(span, lanes as i64, &mut |tx, j| {
                     tx.straight(|tx| {
-                        let j = tx.mul_imm(j, lanes as i64);
                         tx.rule_element(&ctx, j, Some(vty), &kvec, wdvec, scvec);
                     })
                 });
