@@ -20,6 +20,7 @@ use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 mod math;
+mod small_gemm;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -515,6 +516,30 @@ mod helpers {
         rsc: i64,
         csc: i64,
     ) {
+        let (mu, ku, nu) = (m as usize, k as usize, n as usize);
+        if csb == 1
+            && mu.min(ku).min(nu) >= 1
+            && mu * ku * nu <= super::small_gemm::MAX_WORK
+            && super::small_gemm::available()
+        {
+            // SAFETY: as for `gemm_f64`; the CPU has AVX-512F and B's rows are contiguous.
+            unsafe {
+                super::small_gemm::sgemm(
+                    mu,
+                    ku,
+                    nu,
+                    a,
+                    rsa as isize,
+                    csa as isize,
+                    b,
+                    rsb as isize,
+                    c,
+                    rsc as isize,
+                    csc as isize,
+                )
+            };
+            return;
+        }
         // SAFETY: as for `gemm_f64`.
         unsafe {
             matrixmultiply::sgemm(
