@@ -2037,6 +2037,11 @@ impl<'a> Tx<'a> {
                 self.fill(slot, &shape, 0.0);
                 self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
             }
+            Op::LogSumExp { axis: Some(a) } if *a as usize + 1 == g.shape(node.inputs[0]).rank() => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.row_logsumexp(&src, &xshape, slot);
+            }
             Op::LogSumExp { .. } => {
                 let aux = aux.expect("logsumexp has a scratch slot");
                 let xshape = g.shape(node.inputs[0]).clone();
@@ -2253,6 +2258,52 @@ impl<'a> Tx<'a> {
     fn max_keep_nan(&mut self, c: Value, x: Value) -> Value {
         let lt = self.b.ins().fcmp(FloatCC::LessThan, x, c);
         self.choose(lt, c, x)
+    }
+
+    /// log Σ exp over the last axis, one row at a time: the row's maximum and its sum of
+    /// exponentials stay in registers, and exp is computed inline (a call per element costs
+    /// more than the exponential, and saves and restores every live vector register). A row
+    /// whose maximum is not finite gives that maximum, as the general form does.
+    fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32) {
+        let sizes = self.sizes(xshape);
+        let rank = sizes.len();
+        let n = sizes[rank - 1];
+        let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let max = tx.b.declare_var(tx.ty);
+            let neg_inf = tx.fconst(f64::NEG_INFINITY);
+            tx.b.def_var(max, neg_inf);
+            tx.for_loop(n, &mut |tx, j| {
+                let mut idx = outer.to_vec();
+                idx.push(j);
+                let v = tx.read(src, &idx);
+                let m = tx.b.use_var(max);
+                let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                let m = tx.b.ins().select(gt, v, m);
+                tx.b.def_var(max, m);
+            });
+            let m = tx.b.use_var(max);
+            let sum = tx.b.declare_var(tx.ty);
+            let zero = tx.fconst(0.0);
+            tx.b.def_var(sum, zero);
+            tx.for_loop(n, &mut |tx, j| {
+                let mut idx = outer.to_vec();
+                idx.push(j);
+                let v = tx.read(src, &idx);
+                let d = tx.b.ins().fsub(v, m);
+                let e = tx.exp_inline(d);
+                let s = tx.b.use_var(sum);
+                let s = tx.b.ins().fadd(s, e);
+                tx.b.def_var(sum, s);
+            });
+            let s = tx.b.use_var(sum);
+            let l = tx.call("log", &[s]);
+            let r = tx.b.ins().fadd(m, l);
+            let finite = tx.is_finite(m);
+            let r = tx.b.ins().select(finite, r, m);
+            let o = tx.dot(outer, &out);
+            tx.store_at(slot, o, r);
+        });
     }
 
     fn is_finite(&mut self, x: Value) -> Value {
