@@ -517,12 +517,11 @@ mod helpers {
         csc: i64,
     ) {
         let (mu, ku, nu) = (m as usize, k as usize, n as usize);
-        if csb == 1
-            && mu.min(ku).min(nu) >= 1
+        if mu.min(ku).min(nu) >= 1
             && mu * ku * nu <= super::small_gemm::MAX_WORK
             && super::small_gemm::available()
         {
-            // SAFETY: as for `gemm_f64`; the CPU has AVX-512F and B's rows are contiguous.
+            // SAFETY: as for `gemm_f64`; the CPU has AVX-512F.
             unsafe {
                 super::small_gemm::sgemm(
                     mu,
@@ -533,6 +532,7 @@ mod helpers {
                     csa as isize,
                     b,
                     rsb as isize,
+                    csb as isize,
                     c,
                     rsc as isize,
                     csc as isize,
@@ -2037,7 +2037,9 @@ impl<'a> Tx<'a> {
                 self.fill(slot, &shape, 0.0);
                 self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
             }
-            Op::LogSumExp { axis: Some(a) } if *a as usize + 1 == g.shape(node.inputs[0]).rank() => {
+            Op::LogSumExp { axis: Some(a) }
+                if *a as usize + 1 == g.shape(node.inputs[0]).rank() =>
+            {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
                 self.row_logsumexp(&src, &xshape, slot);

@@ -3,8 +3,8 @@
 //! operands into panels, allocates the packing buffer and dispatches through its threading
 //! layer on every call; for these sizes that costs more than the arithmetic. Here the tile of
 //! C stays in AVX-512 registers while the loop over k streams B's rows and broadcasts A's
-//! elements. B's rows must be contiguous: repacking a strided B costs as much as the product,
-//! and matrixmultiply takes those.
+//! elements. A B with strided rows (a transpose) is first copied row-major: for these sizes
+//! that costs less than matrixmultiply's packing of both operands.
 
 use std::arch::x86_64::*;
 
@@ -16,8 +16,7 @@ pub fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
-/// C = A·B for strided A (m×k), B (k×n) with contiguous rows (`csb` = 1), and C (m×n);
-/// m, k, n ≥ 1.
+/// C = A·B for strided A (m×k), B (k×n) and C (m×n); m, k, n ≥ 1.
 ///
 /// # Safety
 /// The views must address valid memory for the given sizes, C must not overlap A or B, and the
@@ -32,6 +31,7 @@ pub unsafe fn sgemm(
     csa: isize,
     b: *const f32,
     rsb: isize,
+    csb: isize,
     c: *mut f32,
     rsc: isize,
     csc: isize,
@@ -47,8 +47,38 @@ pub unsafe fn sgemm(
         rsc,
         csc,
     };
-    // SAFETY: forwarded from the caller.
-    unsafe { tile.run(b, rsb) }
+    if csb == 1 {
+        // SAFETY: forwarded from the caller; B's rows are contiguous.
+        unsafe { tile.run(b, rsb) };
+        return;
+    }
+    PACKED_B.with_borrow_mut(|packed| {
+        packed.resize(k * n, 0.0);
+        // Read B along its memory order (columns, when it is a transpose), write row-major.
+        let (outer, inner, so, si) = if rsb.abs() < csb.abs() {
+            (n, k, csb, rsb)
+        } else {
+            (k, n, rsb, csb)
+        };
+        let (po, pi) = if rsb.abs() < csb.abs() {
+            (1, n)
+        } else {
+            (n, 1)
+        };
+        for x in 0..outer {
+            for y in 0..inner {
+                // SAFETY: (x, y) in memory order is an element of B.
+                packed[x * po + y * pi] = unsafe { *b.offset(x as isize * so + y as isize * si) };
+            }
+        }
+        // SAFETY: `packed` holds B row-major, n floats per row.
+        unsafe { tile.run(packed.as_ptr(), n as isize) };
+    })
+}
+
+thread_local! {
+    /// B repacked row-major, when its rows are strided.
+    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 struct Tile {
@@ -182,7 +212,11 @@ mod tests {
             let b: Vec<f32> = (0..k * n)
                 .map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0)
                 .collect();
-            for (rsa, csa) in [(k as isize, 1), (1, m as isize)] {
+            for (rsa, csa, rsb, csb) in [
+                (k as isize, 1, n as isize, 1),
+                (1, m as isize, n as isize, 1),
+                (k as isize, 1, 1, k as isize),
+            ] {
                 for (rsc, csc) in [(n as isize, 1), (1, m as isize)] {
                     let mut c = vec![f32::NAN; m * n];
                     // SAFETY: every view addresses its own buffer; the CPU has AVX-512F.
@@ -195,7 +229,8 @@ mod tests {
                             rsa,
                             csa,
                             b.as_ptr(),
-                            n as isize,
+                            rsb,
+                            csb,
                             c.as_mut_ptr(),
                             rsc,
                             csc,
@@ -206,13 +241,13 @@ mod tests {
                             let want: f64 = (0..k)
                                 .map(|p| {
                                     a[(i as isize * rsa + p as isize * csa) as usize] as f64
-                                        * b[p * n + j] as f64
+                                        * b[(p as isize * rsb + j as isize * csb) as usize] as f64
                                 })
                                 .sum();
                             let got = c[(i as isize * rsc + j as isize * csc) as usize] as f64;
                             assert!(
                                 (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                                "{m}×{k}×{n} A ({rsa}, {csa}) C ({rsc}, {csc}) at ({i}, {j}): {got} vs {want}"
+                                "{m}×{k}×{n} A ({rsa}, {csa}) B ({rsb}, {csb}) C ({rsc}, {csc}) at ({i}, {j}): {got} vs {want}"
                             );
                         }
                     }
