@@ -491,13 +491,23 @@ const PEERS: &[Peer] = &[
 
 /// Runs one peer script with `python` from a writable copy of the anchor scripts; returns the
 /// median of the requested field, scaled to adjoint's unit.
-fn run_peer(python: &Path, anchors: &Path, p: &Peer, repeats: usize) -> Result<f64, String> {
+fn run_peer(
+    python: &Path,
+    anchors: &Path,
+    p: &Peer,
+    repeats: usize,
+    threads: Option<usize>,
+) -> Result<f64, String> {
+    let threads = match threads {
+        Some(t) if t > 1 => "default",
+        _ => p.threads,
+    };
     let mut cmd = std::process::Command::new(python);
     cmd.current_dir(anchors).arg(p.script).args([
         "--fw",
         p.fw,
         "--threads",
-        p.threads,
+        threads,
         "--tag",
         "adjoint-bench",
     ]);
@@ -550,6 +560,9 @@ pub struct BenchConfig {
     pub root: PathBuf,
     /// A Python with the peers installed, and a writable copy of the anchor scripts.
     pub peers: Option<(PathBuf, PathBuf)>,
+    /// Threads given to adjoint (`--threads`). Above one, the peers run with their own default
+    /// threading (every core) instead of one thread, so the comparison stays like for like.
+    pub threads: Option<usize>,
 }
 
 /// Runs the chosen workloads (and their peers); returns a Markdown report.
@@ -594,9 +607,13 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
         );
     }
     if let Some((python, anchors)) = &cfg.peers {
+        let threading = match cfg.threads {
+            Some(t) if t > 1 => format!("adjoint on {t} threads, peers on every core"),
+            _ => "peers on one thread".to_string(),
+        };
         let _ = writeln!(
             out,
-            "\n| workload | peer (same session) | peer median | adjoint / peer |"
+            "\n| workload | peer (same session; {threading}) | peer median | adjoint / peer |"
         );
         let _ = writeln!(out, "|---|---|---|---|");
         for p in PEERS.iter().filter(|p| want(p.workload)) {
@@ -606,7 +623,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
                     && (p.field != "adam200_s" || f.unit == "s/200 steps")
                     && (p.field != "eval_ms" || f.unit == "ms/eval")
             });
-            match (run_peer(python, anchors, p, r), ours) {
+            match (run_peer(python, anchors, p, r, cfg.threads), ours) {
                 (Ok(v), Some(f)) => {
                     let _ = writeln!(
                         out,

@@ -287,6 +287,7 @@ pub fn main() -> i32 {
                 repeats,
                 root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
                 peers: peers.zip(anchors),
+                threads: cli.threads,
             };
             match crate::bench::run(&cfg, |w| eprintln!("running {w}")) {
                 Ok(report) => {
