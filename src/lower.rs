@@ -281,6 +281,12 @@ pub fn plan(f: &GraphFn) -> Plan {
                     _ => temp(&mut slots, node.shape.clone()),
                 };
                 let aux = match node.op {
+                    // Over the last axis the running sums stay in registers.
+                    Op::LogSumExp { axis: Some(a) }
+                        if a as usize + 1 == g.shape(node.inputs[0]).rank() =>
+                    {
+                        None
+                    }
                     Op::LogSumExp { .. } | Op::ArgMax { .. } => {
                         Some(temp(&mut slots, node.shape.clone()))
                     }
