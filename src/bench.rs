@@ -590,7 +590,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
     }
     if want("W5") {
         progress("W5");
-        figures.extend(w5(1));
+        figures.extend(w5(r));
     }
     if want("W6") {
         progress("W6");
