@@ -59,24 +59,19 @@ impl Shape {
 
     /// Concrete sizes under a binding of the symbolic dimensions.
     pub fn concrete(&self, syms: &[u64]) -> Vec<usize> {
-        self.0
-            .iter()
-            .map(|d| match *d {
-                Dim::Fixed(n) => n as usize,
-                Dim::Sym(s) => syms[s as usize] as usize,
-            })
-            .collect()
+        self.sizes_under(syms).collect()
     }
 
     /// Number of elements under a binding of the symbolic dimensions.
     pub fn elements(&self, syms: &[u64]) -> usize {
-        self.0
-            .iter()
-            .map(|d| match *d {
-                Dim::Fixed(n) => n as usize,
-                Dim::Sym(s) => syms[s as usize] as usize,
-            })
-            .product()
+        self.sizes_under(syms).product()
+    }
+
+    fn sizes_under<'a>(&'a self, syms: &'a [u64]) -> impl Iterator<Item = usize> + 'a {
+        self.0.iter().map(|d| match *d {
+            Dim::Fixed(n) => n as usize,
+            Dim::Sym(s) => syms[s as usize] as usize,
+        })
     }
 
     /// The sizes, when no dimension is symbolic.
