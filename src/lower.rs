@@ -407,6 +407,8 @@ fn step_deps(g: &Graph, values: &[Option<Val>], steps: &[Step]) -> Vec<Vec<(usiz
 enum Role {
     Elementwise(Shape),
     Sum(Shape),
+    /// A sum over every axis but the last (a bias gradient): accumulated row by row.
+    ColumnSum(Shape),
 }
 
 fn role(g: &Graph, step: &Step) -> Option<Role> {
@@ -422,6 +424,14 @@ fn role(g: &Graph, step: &Step) -> Option<Role> {
         Op::Sum { axis: None } | Op::SumTo(_) if n.shape.0.iter().all(|d| *d == Dim::Fixed(1)) => {
             let x = g.shape(n.inputs[0]);
             (x.rank() > 0).then(|| Role::Sum(x.clone()))
+        }
+        Op::SumTo(_) => {
+            let x = g.shape(n.inputs[0]);
+            let out = &n.shape.0;
+            let keeps_last = x.rank() >= 2
+                && out.last() == x.0.last()
+                && out[..out.len() - 1].iter().all(|d| *d == Dim::Fixed(1));
+            keeps_last.then(|| Role::ColumnSum(x.clone()))
         }
         _ => None,
     }
@@ -479,7 +489,7 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
     while let Some(k) = pending.pop_front() {
         let Some(shape) = group_shape.clone() else {
             match &roles[k] {
-                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => {
+                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
                     group_shape = Some(s.clone());
                     group.push(k);
                     state[k] = Where::Member;
@@ -498,7 +508,9 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
                 || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
         });
         let fits = match &roles[k] {
-            Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => *s == shape,
+            Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
+                *s == shape
+            }
             None => false,
         };
         if fits && !on_waiting && lane_reads_only {
@@ -555,7 +567,9 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
                 return steps[entry[0]].clone();
             }
             let shape = match &roles[entry[0]] {
-                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) => s.clone(),
+                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
+                    s.clone()
+                }
                 None => unreachable!("groups hold only members"),
             };
             let members = entry
@@ -565,7 +579,7 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
                         node: *node,
                         slot: *slot,
                         stored: read_outside[k]
-                            || matches!(roles[k], Some(Role::Sum(_)))
+                            || matches!(roles[k], Some(Role::Sum(_) | Role::ColumnSum(_)))
                             || outputs.contains(slot),
                     },
                     _ => unreachable!("members are computes"),

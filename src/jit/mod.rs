@@ -1062,6 +1062,11 @@ fn lanes_of(ty: Type, bits: u64) -> u128 {
     (0..ty.lane_count()).fold(0, |acc, i| acc | lane << (i * width))
 }
 
+/// Elements of a node's value, when its shape is fixed.
+fn plan_len(g: &Graph, id: NodeId) -> Option<usize> {
+    g.shape(id).as_fixed().map(|d| d.iter().product())
+}
+
 fn flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
@@ -1854,10 +1859,21 @@ impl<'a> Tx<'a> {
             })
             .collect();
         self.group_slots.clear();
+        // Column sums (over every axis but the last) accumulate into their output row in memory;
+        // full sums into a register.
+        let is_column_sum: Vec<bool> = members
+            .iter()
+            .map(|m| !g.node(m.node).op.is_elementwise() && plan_len(g, m.node) != Some(1))
+            .collect();
         let is_sum: Vec<bool> = members
             .iter()
-            .map(|m| !g.node(m.node).op.is_elementwise())
+            .zip(&is_column_sum)
+            .map(|(m, &col)| !g.node(m.node).op.is_elementwise() && !col)
             .collect();
+        for (m, _) in members.iter().zip(&is_column_sum).filter(|(_, c)| **c) {
+            let out_shape = g.shape(m.node).clone();
+            self.fill(m.slot, &out_shape, 0.0);
+        }
         let (vty, lanes) = self.vector_type();
         let vector = rank > 0 && ops.iter().all(|o| self.vectorizable(o));
         let zero = self.fconst(0.0);
@@ -1903,6 +1919,16 @@ impl<'a> Tx<'a> {
                     let a = tx.b.use_var(acc);
                     let a = tx.b.ins().fadd(a, v);
                     tx.b.def_var(acc, a);
+                } else if is_column_sum[k] && vec_mode {
+                    let row = tx.row_ptr(m.slot, &[], &[]);
+                    let addr = tx.row_elem_addr(row, j);
+                    let cur = tx.b.ins().load(vty, flags(), addr, 0);
+                    let sum = tx.b.ins().fadd(cur, v);
+                    tx.b.ins().store(flags(), sum, addr, 0);
+                } else if is_column_sum[k] {
+                    let cur = tx.load_at(m.slot, j);
+                    let sum = tx.b.ins().fadd(cur, v);
+                    tx.store_at(m.slot, j, sum);
                 } else {
                     tx.lanes.insert(m.slot, v);
                     if m.stored && vec_mode {
