@@ -448,14 +448,16 @@ enum Where {
     Placed,
 }
 
-/// Merges the loops of elementwise steps and full sums over the same shape into single loops
-/// (horizontal fusion): values used several times then stay in registers instead of making a
-/// round trip through memory, and every sum over the batch is accumulated in one pass.
+/// Merges the loops of elementwise steps, full sums and column sums over the same shape into
+/// single loops (horizontal fusion): values used several times then stay in registers instead
+/// of making a round trip through memory, and every sum over the batch is accumulated in one
+/// pass.
 ///
 /// Greedy, in dependency order: while a group is open, a step of its shape joins when it reads
-/// members only element for element and reads no member's sum; a step independent of the group
-/// moves before it; a step that depends on the group waits until the group closes. The group
-/// closes when a would-be member depends on a waiting step.
+/// members only element for element and reads no member's sum; a step that could not be in any
+/// group and is independent of this one moves before it; every other step waits until the group
+/// closes, and is then grouped again with the rest. The group closes when a would-be member
+/// depends on a waiting step (which then goes first), or when no step is left.
 fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u32]) -> Vec<Step> {
     let deps = step_deps(g, values, &steps);
     let roles: Vec<Option<Role>> = steps.iter().map(|s| role(g, s)).collect();
@@ -486,64 +488,72 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
         waiting.clear();
         *shape = None;
     }
-    while let Some(k) = pending.pop_front() {
-        let Some(shape) = group_shape.clone() else {
-            match &roles[k] {
+    // Steps that waited on a group are grouped again once it closes, also after the last
+    // pending step: otherwise everything downstream of the first group would run alone.
+    loop {
+        while let Some(k) = pending.pop_front() {
+            let Some(shape) = group_shape.clone() else {
+                match &roles[k] {
+                    Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
+                        group_shape = Some(s.clone());
+                        group.push(k);
+                        state[k] = Where::Member;
+                    }
+                    None => {
+                        order.push(vec![k]);
+                        state[k] = Where::Placed;
+                    }
+                }
+                continue;
+            };
+            let on_waiting = deps[k].iter().any(|(d, _)| state[*d] == Where::Waiting);
+            let on_group = deps[k].iter().any(|(d, _)| state[*d] == Where::Member);
+            let lane_reads_only = deps[k].iter().all(|(d, r)| {
+                state[*d] != Where::Member
+                    || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
+            });
+            let fits = match &roles[k] {
                 Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
-                    group_shape = Some(s.clone());
-                    group.push(k);
-                    state[k] = Where::Member;
+                    *s == shape
                 }
-                None => {
-                    order.push(vec![k]);
-                    state[k] = Where::Placed;
-                }
+                None => false,
+            };
+            if fits && !on_waiting && lane_reads_only {
+                group.push(k);
+                state[k] = Where::Member;
+            } else if fits && on_waiting {
+                // The steps it waits on go first, free to form groups of their own.
+                let n_waiting = waiting.len();
+                close(
+                    &mut order,
+                    &mut group,
+                    &mut waiting,
+                    &mut pending,
+                    &mut state,
+                    &mut group_shape,
+                );
+                pending.insert(n_waiting, k);
+            } else if !on_group && !on_waiting && roles[k].is_none() {
+                order.push(vec![k]);
+                state[k] = Where::Placed;
+            } else {
+                // Depends on the group, or could open a group of its own shape once this one
+                // closes (placing it alone now would keep its loop unfused).
+                waiting.push(k);
+                state[k] = Where::Waiting;
             }
-            continue;
-        };
-        let on_waiting = deps[k].iter().any(|(d, _)| state[*d] == Where::Waiting);
-        let on_group = deps[k].iter().any(|(d, _)| state[*d] == Where::Member);
-        let lane_reads_only = deps[k].iter().all(|(d, r)| {
-            state[*d] != Where::Member
-                || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
-        });
-        let fits = match &roles[k] {
-            Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
-                *s == shape
-            }
-            None => false,
-        };
-        if fits && !on_waiting && lane_reads_only {
-            group.push(k);
-            state[k] = Where::Member;
-        } else if fits && on_waiting {
-            close(
-                &mut order,
-                &mut group,
-                &mut waiting,
-                &mut pending,
-                &mut state,
-                &mut group_shape,
-            );
-            pending.push_front(k);
-        } else if !on_group && !on_waiting {
-            order.push(vec![k]);
-            state[k] = Where::Placed;
-        } else {
-            waiting.push(k);
-            state[k] = Where::Waiting;
         }
-    }
-    close(
-        &mut order,
-        &mut group,
-        &mut waiting,
-        &mut pending,
-        &mut state,
-        &mut group_shape,
-    );
-    while let Some(k) = pending.pop_front() {
-        order.push(vec![k]);
+        if group.is_empty() && waiting.is_empty() {
+            break;
+        }
+        close(
+            &mut order,
+            &mut group,
+            &mut waiting,
+            &mut pending,
+            &mut state,
+            &mut group_shape,
+        );
     }
     // A member is stored only when a step outside its group reads it, or it is an output.
     let mut group_of = vec![usize::MAX; steps.len()];
