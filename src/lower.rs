@@ -411,6 +411,15 @@ enum Role {
     ColumnSum(Shape),
 }
 
+impl Role {
+    /// The iteration space: the shape of the step, or of what it sums.
+    fn shape(&self) -> &Shape {
+        match self {
+            Role::Elementwise(s) | Role::Sum(s) | Role::ColumnSum(s) => s,
+        }
+    }
+}
+
 fn role(g: &Graph, step: &Step) -> Option<Role> {
     let Step::Compute {
         node, aux: None, ..
@@ -448,6 +457,108 @@ enum Where {
     Placed,
 }
 
+/// The state of `group_loops`' ordering pass.
+struct Grouper {
+    /// Each entry: one step, or a group's members.
+    order: Vec<Vec<usize>>,
+    pending: std::collections::VecDeque<usize>,
+    /// The open group, and its iteration shape.
+    group: Vec<usize>,
+    shape: Option<Shape>,
+    waiting: Vec<usize>,
+    state: Vec<Where>,
+}
+
+impl Grouper {
+    fn new(n_steps: usize) -> Grouper {
+        Grouper {
+            order: Vec::new(),
+            pending: (0..n_steps).collect(),
+            group: Vec::new(),
+            shape: None,
+            waiting: Vec::new(),
+            state: vec![Where::Pending; n_steps],
+        }
+    }
+
+    /// Steps in execution order, with each group's members in one entry.
+    fn order(mut self, deps: &[Vec<(usize, Read)>], roles: &[Option<Role>]) -> Vec<Vec<usize>> {
+        // Steps that waited on a group are grouped again once it closes, also after the last
+        // pending step: otherwise everything downstream of the first group would run alone.
+        loop {
+            while let Some(k) = self.pending.pop_front() {
+                self.place(k, &deps[k], roles);
+            }
+            if self.group.is_empty() && self.waiting.is_empty() {
+                return self.order;
+            }
+            self.close();
+        }
+    }
+
+    fn place(&mut self, k: usize, deps: &[(usize, Read)], roles: &[Option<Role>]) {
+        let Some(shape) = self.shape.clone() else {
+            match &roles[k] {
+                Some(role) => {
+                    self.shape = Some(role.shape().clone());
+                    self.join(k);
+                }
+                None => self.place_alone(k),
+            }
+            return;
+        };
+        let state = &self.state;
+        let on_waiting = deps.iter().any(|(d, _)| state[*d] == Where::Waiting);
+        let on_group = deps.iter().any(|(d, _)| state[*d] == Where::Member);
+        let lane_reads_only = deps.iter().all(|(d, r)| {
+            state[*d] != Where::Member
+                || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
+        });
+        let fits = roles[k].as_ref().is_some_and(|r| *r.shape() == shape);
+        if fits && !on_waiting && lane_reads_only {
+            self.join(k);
+        } else if fits && on_waiting {
+            // The steps it waits on go first, free to form groups of their own.
+            let n_waiting = self.waiting.len();
+            self.close();
+            self.pending.insert(n_waiting, k);
+        } else if !on_group && !on_waiting && roles[k].is_none() {
+            self.place_alone(k);
+        } else {
+            // Depends on the group, or could open a group of its own shape once this one
+            // closes (placing it alone now would keep its loop unfused).
+            self.waiting.push(k);
+            self.state[k] = Where::Waiting;
+        }
+    }
+
+    fn join(&mut self, k: usize) {
+        self.group.push(k);
+        self.state[k] = Where::Member;
+    }
+
+    fn place_alone(&mut self, k: usize) {
+        self.order.push(vec![k]);
+        self.state[k] = Where::Placed;
+    }
+
+    /// Places the open group and puts the waiting steps back at the front of the queue.
+    fn close(&mut self) {
+        if !self.group.is_empty() {
+            for &m in &self.group {
+                self.state[m] = Where::Placed;
+            }
+            self.order.push(std::mem::take(&mut self.group));
+        }
+        for &w in self.waiting.iter().rev() {
+            self.state[w] = Where::Pending;
+            self.pending.push_front(w);
+        }
+        self.waiting.clear();
+        self.shape = None;
+    }
+}
+
 /// Merges the loops of elementwise steps, full sums and column sums over the same shape into
 /// single loops (horizontal fusion): values used several times then stay in registers instead
 /// of making a round trip through memory, and every sum over the batch is accumulated in one
@@ -461,100 +572,7 @@ enum Where {
 fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u32]) -> Vec<Step> {
     let deps = step_deps(g, values, &steps);
     let roles: Vec<Option<Role>> = steps.iter().map(|s| role(g, s)).collect();
-    let mut order: Vec<Vec<usize>> = Vec::new(); // each entry: one step, or a group's members
-    let mut pending: std::collections::VecDeque<usize> = (0..steps.len()).collect();
-    let mut group: Vec<usize> = Vec::new();
-    let mut group_shape: Option<Shape> = None;
-    let mut waiting: Vec<usize> = Vec::new();
-    let mut state = vec![Where::Pending; steps.len()];
-    fn close(
-        order: &mut Vec<Vec<usize>>,
-        group: &mut Vec<usize>,
-        waiting: &mut Vec<usize>,
-        pending: &mut std::collections::VecDeque<usize>,
-        state: &mut [Where],
-        shape: &mut Option<Shape>,
-    ) {
-        if !group.is_empty() {
-            for &m in group.iter() {
-                state[m] = Where::Placed;
-            }
-            order.push(std::mem::take(group));
-        }
-        for &w in waiting.iter().rev() {
-            state[w] = Where::Pending;
-            pending.push_front(w);
-        }
-        waiting.clear();
-        *shape = None;
-    }
-    // Steps that waited on a group are grouped again once it closes, also after the last
-    // pending step: otherwise everything downstream of the first group would run alone.
-    loop {
-        while let Some(k) = pending.pop_front() {
-            let Some(shape) = group_shape.clone() else {
-                match &roles[k] {
-                    Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
-                        group_shape = Some(s.clone());
-                        group.push(k);
-                        state[k] = Where::Member;
-                    }
-                    None => {
-                        order.push(vec![k]);
-                        state[k] = Where::Placed;
-                    }
-                }
-                continue;
-            };
-            let on_waiting = deps[k].iter().any(|(d, _)| state[*d] == Where::Waiting);
-            let on_group = deps[k].iter().any(|(d, _)| state[*d] == Where::Member);
-            let lane_reads_only = deps[k].iter().all(|(d, r)| {
-                state[*d] != Where::Member
-                    || (*r == Read::Aligned && matches!(roles[*d], Some(Role::Elementwise(_))))
-            });
-            let fits = match &roles[k] {
-                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
-                    *s == shape
-                }
-                None => false,
-            };
-            if fits && !on_waiting && lane_reads_only {
-                group.push(k);
-                state[k] = Where::Member;
-            } else if fits && on_waiting {
-                // The steps it waits on go first, free to form groups of their own.
-                let n_waiting = waiting.len();
-                close(
-                    &mut order,
-                    &mut group,
-                    &mut waiting,
-                    &mut pending,
-                    &mut state,
-                    &mut group_shape,
-                );
-                pending.insert(n_waiting, k);
-            } else if !on_group && !on_waiting && roles[k].is_none() {
-                order.push(vec![k]);
-                state[k] = Where::Placed;
-            } else {
-                // Depends on the group, or could open a group of its own shape once this one
-                // closes (placing it alone now would keep its loop unfused).
-                waiting.push(k);
-                state[k] = Where::Waiting;
-            }
-        }
-        if group.is_empty() && waiting.is_empty() {
-            break;
-        }
-        close(
-            &mut order,
-            &mut group,
-            &mut waiting,
-            &mut pending,
-            &mut state,
-            &mut group_shape,
-        );
-    }
+    let order = Grouper::new(steps.len()).order(&deps, &roles);
     // A member is stored only when a step outside its group reads it, or it is an output.
     let mut group_of = vec![usize::MAX; steps.len()];
     for (gi, entry) in order.iter().enumerate() {
@@ -576,12 +594,11 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
             if entry.len() == 1 {
                 return steps[entry[0]].clone();
             }
-            let shape = match &roles[entry[0]] {
-                Some(Role::Elementwise(s)) | Some(Role::Sum(s)) | Some(Role::ColumnSum(s)) => {
-                    s.clone()
-                }
-                None => unreachable!("groups hold only members"),
-            };
+            let shape = roles[entry[0]]
+                .as_ref()
+                .expect("groups hold only members")
+                .shape()
+                .clone();
             let members = entry
                 .iter()
                 .map(|&k| match &steps[k] {
