@@ -89,9 +89,22 @@ pub struct RowBlocks {
 pub struct Member {
     pub node: NodeId,
     pub slot: u32,
+    pub kind: MemberKind,
     /// Whether anything after the loop reads the slot; if not, the value lives only in a
     /// register for one iteration and is never stored.
     pub stored: bool,
+}
+
+/// What a loop-group member computes at each index of the loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemberKind {
+    /// Its own element, from its operands' elements.
+    Elementwise,
+    /// Adds its operand's element into one total.
+    Sum,
+    /// Adds its operand's element into the output element of the same last-axis index (a sum
+    /// over every axis but the last).
+    ColumnSum,
 }
 
 #[derive(Clone, Debug)]
@@ -111,7 +124,8 @@ impl Plan {
     }
 }
 
-fn single_element(shape: &Shape) -> bool {
+/// Whether a shape has exactly one element whatever the symbolic dimensions.
+pub fn single_element(shape: &Shape) -> bool {
     shape
         .as_fixed()
         .is_some_and(|d| d.iter().product::<usize>() == 1)
@@ -281,7 +295,8 @@ pub fn plan(f: &GraphFn) -> Plan {
                     _ => temp(&mut slots, node.shape.clone()),
                 };
                 let aux = match node.op {
-                    // Over the last axis the running sums stay in registers.
+                    // Over the last axis the running sums stay in registers: the code
+                    // generator takes a log-sum-exp without a scratch slot as that form.
                     Op::LogSumExp { axis: Some(a) }
                         if a as usize + 1 == g.shape(node.inputs[0]).rank() =>
                     {
@@ -418,6 +433,14 @@ impl Role {
             Role::Elementwise(s) | Role::Sum(s) | Role::ColumnSum(s) => s,
         }
     }
+
+    fn kind(&self) -> MemberKind {
+        match self {
+            Role::Elementwise(_) => MemberKind::Elementwise,
+            Role::Sum(_) => MemberKind::Sum,
+            Role::ColumnSum(_) => MemberKind::ColumnSum,
+        }
+    }
 }
 
 fn role(g: &Graph, step: &Step) -> Option<Role> {
@@ -430,7 +453,7 @@ fn role(g: &Graph, step: &Step) -> Option<Role> {
     let n = g.node(*node);
     match &n.op {
         op if op.is_elementwise() && n.shape.rank() > 0 => Some(Role::Elementwise(n.shape.clone())),
-        Op::Sum { axis: None } | Op::SumTo(_) if n.shape.0.iter().all(|d| *d == Dim::Fixed(1)) => {
+        Op::Sum { axis: None } | Op::SumTo(_) if single_element(&n.shape) => {
             let x = g.shape(n.inputs[0]);
             (x.rank() > 0).then(|| Role::Sum(x.clone()))
         }
@@ -601,15 +624,19 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
                 .clone();
             let members = entry
                 .iter()
-                .map(|&k| match &steps[k] {
-                    Step::Compute { node, slot, .. } => Member {
+                .map(|&k| {
+                    let Step::Compute { node, slot, .. } = &steps[k] else {
+                        unreachable!("members are computes")
+                    };
+                    let kind = roles[k].as_ref().expect("members have roles").kind();
+                    Member {
                         node: *node,
                         slot: *slot,
+                        kind,
                         stored: read_outside[k]
-                            || matches!(roles[k], Some(Role::Sum(_) | Role::ColumnSum(_)))
+                            || kind != MemberKind::Elementwise
                             || outputs.contains(slot),
-                    },
-                    _ => unreachable!("members are computes"),
+                    }
                 })
                 .collect();
             Step::Group {

@@ -10,7 +10,7 @@
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
-use crate::lower::{Member, Plan, RowBlocks, Step, Stride, Val};
+use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
 use cranelift::codegen::cursor::{Cursor, FuncCursor};
@@ -622,11 +622,7 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
         out.push(slots.grads[i]);
         out.extend(&slots.states[i]);
     }
-    let loss = &plan.slots[plan.outputs[0] as usize].shape;
-    if loss
-        .as_fixed()
-        .is_some_and(|d| d.iter().product::<usize>() == 1)
-    {
+    if crate::lower::single_element(&plan.slots[plan.outputs[0] as usize].shape) {
         out.push(plan.outputs[0]);
     }
     out.retain(|s| !in_memory.contains(s));
@@ -834,7 +830,9 @@ impl Jit {
                 });
                 tx.b.ins().jump(done, &[]);
                 tx.b.switch_to_block(done);
-                let promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
+                // In slot order, so that the generated code does not depend on hash order.
+                let mut promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
+                promoted.sort_unstable_by_key(|&(slot, _)| slot);
                 for (slot, var) in promoted {
                     let v = tx.b.use_var(var);
                     let zero = tx.iconst(0);
@@ -1027,10 +1025,7 @@ struct Tx<'a> {
     dim_vals: Vec<Value>,
     /// The function's table of slot pointers.
     ptr_table: Value,
-    /// For each loop being generated, innermost last: the branch that enters it, and the slot
-    /// pointers loaded just before that branch. Pointers loaded there live only as long as the
-    /// loop, so they stay in registers; the entry block's copies are spilled in large
-    /// functions and would be reloaded on every iteration.
+    /// The loops being generated, innermost last.
     loop_ptrs: Vec<LoopEntry>,
     /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
     pool: &'a mut Vec<u128>,
@@ -1060,11 +1055,6 @@ fn lanes_of(ty: Type, bits: u64) -> u128 {
     let width = ty.lane_bits();
     let lane = bits as u128 & ((1u128 << width) - 1);
     (0..ty.lane_count()).fold(0, |acc, i| acc | lane << (i * width))
-}
-
-/// Elements of a node's value, when its shape is fixed.
-fn plan_len(g: &Graph, id: NodeId) -> Option<usize> {
-    g.shape(id).as_fixed().map(|d| d.iter().product())
 }
 
 fn flags() -> MemFlagsData {
@@ -1165,18 +1155,31 @@ impl<'a> Tx<'a> {
     fn pool_base(&mut self) -> Value {
         let addr = self.pool.as_ptr() as i64;
         let flags = flags().with_readonly().with_aligned();
-        let Some(entry) = self.loop_ptrs.last_mut() else {
+        let at_entry = self.at_loop_entry(POOL_KEY, |cur| {
+            let a = cur.ins().iconst(types::I64, addr);
+            cur.ins().load(types::I64, flags, a, 0)
+        });
+        at_entry.unwrap_or_else(|| {
             let a = self.iconst(addr);
-            return self.b.ins().load(types::I64, flags, a, 0);
-        };
-        if let Some(&p) = entry.ptrs.get(&POOL_KEY) {
-            return p;
+            self.b.ins().load(types::I64, flags, a, 0)
+        })
+    }
+
+    /// The value under `key` computed by `build` just before the branch into the innermost
+    /// loop, once per loop; `None` outside loops.
+    fn at_loop_entry(
+        &mut self,
+        key: u32,
+        build: impl FnOnce(&mut FuncCursor) -> Value,
+    ) -> Option<Value> {
+        let entry = self.loop_ptrs.last_mut()?;
+        if let Some(&v) = entry.ptrs.get(&key) {
+            return Some(v);
         }
         let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
-        let a = cur.ins().iconst(types::I64, addr);
-        let p = cur.ins().load(types::I64, flags, a, 0);
-        entry.ptrs.insert(POOL_KEY, p);
-        p
+        let v = build(&mut cur);
+        entry.ptrs.insert(key, v);
+        Some(v)
     }
 
     /// `x` in every lane of a vector of type `vty`.
@@ -1253,18 +1256,11 @@ impl<'a> Tx<'a> {
     }
 
     fn slot_ptr(&mut self, slot: u32) -> Value {
-        let Some(entry) = self.loop_ptrs.last_mut() else {
-            return self.slot_ptrs[slot as usize];
-        };
-        if let Some(&p) = entry.ptrs.get(&slot) {
-            return p;
-        }
-        let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
-        let p = cur
-            .ins()
-            .load(types::I64, flags(), self.ptr_table, slot as i32 * 8);
-        entry.ptrs.insert(slot, p);
-        p
+        let table = self.ptr_table;
+        self.at_loop_entry(slot, |cur| {
+            cur.ins().load(types::I64, flags(), table, slot as i32 * 8)
+        })
+        .unwrap_or(self.slot_ptrs[slot as usize])
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
@@ -1425,10 +1421,10 @@ impl<'a> Tx<'a> {
             }
             _ => {}
         }
-        // Rotated: the test sits at the bottom, so an iteration takes one branch, and a trip
-        // count known to be positive needs no guard.
         // Taken before the index exists: the index is defined inside the loop.
         let mark = self.b.func.dfg.num_values() as u32;
+        // Rotated: the test sits at the bottom, so an iteration takes one branch, and a trip
+        // count known to be positive needs no guard.
         let body_block = self.b.create_block();
         let exit = self.b.create_block();
         self.b.append_block_param(body_block, types::I64);
@@ -1697,7 +1693,7 @@ impl<'a> Tx<'a> {
                 let z = self.splat(vty, z);
                 self.max_keep_nan(z, xs[0])
             }
-            Op::Tanh => self.tanh_f32_typed(xs[0], Some(vty)),
+            Op::Tanh => self.tanh_f32(xs[0]),
             Op::Exp => self.exp_inline(xs[0]),
             Op::Log => self.log_inline(xs[0]),
             Op::Log1p => self.log1p_inline(xs[0]),
@@ -1836,8 +1832,9 @@ impl<'a> Tx<'a> {
     }
 
     /// One loop over `shape` computing every member: elementwise members read earlier members
-    /// from registers and are stored only when read after the loop; sums accumulate in
-    /// registers (a vector and a scalar accumulator each) and are stored once at the end.
+    /// from registers and are stored only when read after the loop; full sums accumulate in one
+    /// register each (a vector in vector loops) and are stored once at the end; column sums
+    /// accumulate into their output row.
     fn group(
         &mut self,
         g: &Graph,
@@ -1850,29 +1847,15 @@ impl<'a> Tx<'a> {
         self.group_slots = members.iter().map(|m| m.slot).collect();
         let ops: Vec<Operand> = members
             .iter()
-            .map(|m| {
-                if g.node(m.node).op.is_elementwise() {
-                    self.node_expr(g, plan, m.node, rank)
-                } else {
-                    self.arg(g, plan, m.node, 0, rank)
-                }
+            .map(|m| match m.kind {
+                MemberKind::Elementwise => self.node_expr(g, plan, m.node, rank),
+                MemberKind::Sum | MemberKind::ColumnSum => self.arg(g, plan, m.node, 0, rank),
             })
             .collect();
         self.group_slots.clear();
-        // Column sums (over every axis but the last) accumulate into their output row in memory;
-        // full sums into a register.
-        let is_column_sum: Vec<bool> = members
-            .iter()
-            .map(|m| !g.node(m.node).op.is_elementwise() && plan_len(g, m.node) != Some(1))
-            .collect();
-        let is_sum: Vec<bool> = members
-            .iter()
-            .zip(&is_column_sum)
-            .map(|(m, &col)| !g.node(m.node).op.is_elementwise() && !col)
-            .collect();
-        for (m, _) in members.iter().zip(&is_column_sum).filter(|(_, c)| **c) {
-            let out_shape = g.shape(m.node).clone();
-            self.fill(m.slot, &out_shape, 0.0);
+        // Column sums accumulate into their output row in memory, full sums in a register.
+        for m in members.iter().filter(|m| m.kind == MemberKind::ColumnSum) {
+            self.fill(m.slot, g.shape(m.node), 0.0);
         }
         let (vty, lanes) = self.vector_type();
         let vector = rank > 0 && ops.iter().all(|o| self.vectorizable(o));
@@ -1881,8 +1864,8 @@ impl<'a> Tx<'a> {
         // One accumulator per sum, a vector when the loop is vectorized: the scalar tail adds
         // into its first lane, so no second set of accumulators competes for registers.
         let mut accs = Vec::new();
-        for &sum in &is_sum {
-            accs.push(sum.then(|| {
+        for m in members {
+            accs.push((m.kind == MemberKind::Sum).then(|| {
                 let (ty, init) = if vector {
                     (vty, zero_v)
                 } else {
@@ -1919,13 +1902,13 @@ impl<'a> Tx<'a> {
                     let a = tx.b.use_var(acc);
                     let a = tx.b.ins().fadd(a, v);
                     tx.b.def_var(acc, a);
-                } else if is_column_sum[k] && vec_mode {
+                } else if m.kind == MemberKind::ColumnSum && vec_mode {
                     let row = tx.row_ptr(m.slot, &[], &[]);
                     let addr = tx.row_elem_addr(row, j);
                     let cur = tx.b.ins().load(vty, flags(), addr, 0);
                     let sum = tx.b.ins().fadd(cur, v);
                     tx.b.ins().store(flags(), sum, addr, 0);
-                } else if is_column_sum[k] {
+                } else if m.kind == MemberKind::ColumnSum {
                     let cur = tx.load_at(m.slot, j);
                     let sum = tx.b.ins().fadd(cur, v);
                     tx.store_at(m.slot, j, sum);
@@ -1974,7 +1957,7 @@ impl<'a> Tx<'a> {
             Some(rb) => {
                 let n = sizes[0];
                 let (q, q_slot) = rb.after;
-                self.fill(q_slot, &g.shape(q).clone(), 0.0);
+                self.fill(q_slot, g.shape(q), 0.0);
                 let block = crate::lower::ROW_BLOCK;
                 let last = self.add_imm(n, block - 1);
                 let n_blocks = self.shr_imm(last, block.trailing_zeros() as i64);
@@ -2063,9 +2046,8 @@ impl<'a> Tx<'a> {
                 self.fill(slot, &shape, 0.0);
                 self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
             }
-            Op::LogSumExp { axis: Some(a) }
-                if *a as usize + 1 == g.shape(node.inputs[0]).rank() =>
-            {
+            // Planned without a scratch slot: over the last axis.
+            Op::LogSumExp { .. } if aux.is_none() => {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
                 self.row_logsumexp(&src, &xshape, slot);
@@ -2234,44 +2216,6 @@ impl<'a> Tx<'a> {
             Op::MatMul => self.matmul(g, plan, id, slot),
             other => unreachable!("`{}` is a view or a leaf, not computed", other.name()),
         }
-    }
-
-    /// tanh in f32 as a rational function on [−7.9, 7.9] (outside it tanh is ±1 in f32):
-    /// relative error below 3e-7, no call, no branch. The coefficients are those of Eigen's
-    /// `generic_fast_tanh_float`.
-    fn tanh_f32(&mut self, x: Value) -> Value {
-        self.tanh_f32_typed(x, None)
-    }
-
-    fn tanh_f32_typed(&mut self, x: Value, vty: Option<Type>) -> Value {
-        const ALPHA: [f32; 7] = [
-            4.893_524_6e-3,
-            6.372_619_3e-4,
-            1.485_722_4e-5,
-            5.122_297e-8,
-            -8.604_671_5e-11,
-            2.000_187_9e-13,
-            -2.760_768_5e-16,
-        ];
-        const BETA: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
-        let k = |tx: &mut Self, c: f32| tx.float_const(vty.unwrap_or(types::F32), c as f64);
-        let bound = k(self, 7.905_311);
-        let nbound = k(self, -7.905_311);
-        let x = self.min_keep_nan(bound, x);
-        let x = self.max_keep_nan(nbound, x);
-        let x2 = self.b.ins().fmul(x, x);
-        let mut p = k(self, ALPHA[6]);
-        for c in ALPHA[..6].iter().rev() {
-            let c = k(self, *c);
-            p = self.b.ins().fma(p, x2, c);
-        }
-        let p = self.b.ins().fmul(p, x);
-        let mut q = k(self, BETA[3]);
-        for c in BETA[..3].iter().rev() {
-            let c = k(self, *c);
-            q = self.b.ins().fma(q, x2, c);
-        }
-        self.b.ins().fdiv(p, q)
     }
 
     /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
