@@ -229,6 +229,36 @@ fn check(
     Ok(())
 }
 
+impl Workspace {
+    /// Fills the workspace's reused list of slot addresses with `fill` and, when every check
+    /// in it passed, calls `func` with those addresses, the dimension sizes and `scalars`.
+    ///
+    /// # Safety
+    /// `fill` succeeds only with addresses of live buffers of the lengths `func` reads and
+    /// writes under these dimensions, which nothing else uses during the call.
+    unsafe fn call_checked(
+        &mut self,
+        func: KernelFn,
+        scalars: &[f64],
+        fill: impl FnOnce(&Workspace, &mut Vec<usize>) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        let mut ptrs = std::mem::take(&mut self.ptrs);
+        let checked = fill(self, &mut ptrs);
+        if checked.is_ok() {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                func(
+                    ptrs.as_ptr() as *const *mut u8,
+                    self.dims.as_ptr(),
+                    scalars.as_ptr(),
+                )
+            };
+        }
+        self.ptrs = ptrs;
+        checked
+    }
+}
+
 impl Executable {
     /// Runs the function: reads `inputs` and `params`, writes the workspace's outputs.
     pub fn run(
@@ -238,24 +268,14 @@ impl Executable {
         params: &[Buffer],
     ) -> Result<(), RunError> {
         let func = self.func.get()?;
-        let mut ptrs = std::mem::take(&mut ws.ptrs);
-        let checked = self.slot_pointers(ws, inputs, params, &mut ptrs);
-        let scalars = [0.0f64; 1];
-        if checked.is_ok() {
-            // SAFETY: every slot pointer comes from a live buffer of exactly the length the
-            // plan needs under `dims` (checked in `slot_pointers`), the code writes only Output
-            // and Temp slots, which the workspace owns exclusively through `&mut`, and it
-            // cannot trap.
-            unsafe {
-                func(
-                    ptrs.as_ptr() as *const *mut u8,
-                    ws.dims.as_ptr(),
-                    scalars.as_ptr(),
-                )
-            };
+        // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
+        // needs under `dims` (checked in `slot_pointers`), the code writes only Output and Temp
+        // slots, which the workspace owns exclusively through `&mut`, and it cannot trap.
+        unsafe {
+            ws.call_checked(func, &[0.0], |ws, ptrs| {
+                self.slot_pointers(ws, inputs, params, ptrs)
+            })
         }
-        ws.ptrs = ptrs;
-        checked
     }
 
     /// One address per plan slot into `ptrs`, after checking every buffer's length and dtype.
@@ -331,21 +351,13 @@ impl TrainLoop {
             });
         }
         table[0] = steps as f64;
-        let mut ptrs = std::mem::take(&mut ws.ptrs);
-        let checked = self.state_pointers(exe, ws, inputs, params, state, &mut ptrs);
-        if checked.is_ok() {
-            // SAFETY: as for `Executable::run`; in addition the params and states are borrowed
-            // mutably for the call, and their lengths were checked against the plan.
-            unsafe {
-                (self.func)(
-                    ptrs.as_ptr() as *const *mut u8,
-                    ws.dims.as_ptr(),
-                    table.as_ptr(),
-                )
-            };
+        // SAFETY: as for `Executable::run`; in addition the params and states are borrowed
+        // mutably for the call, and their lengths were checked against the plan.
+        unsafe {
+            ws.call_checked(self.func, table, |ws, ptrs| {
+                self.state_pointers(exe, ws, inputs, params, state, ptrs)
+            })
         }
-        ws.ptrs = ptrs;
-        checked
     }
 
     /// The plan's slot addresses followed by every optimizer state array's, checked.
