@@ -392,7 +392,6 @@ struct Peer {
     workload: &'static str,
     script: &'static str,
     fw: &'static str,
-    threads: &'static str,
     field: &'static str,
     /// Scale from the peer's unit to ours.
     scale: f64,
@@ -403,7 +402,6 @@ const PEERS: &[Peer] = &[
         workload: "W1",
         script: "w1_rosenbrock.py",
         fw: "c",
-        threads: "1",
         field: "ns_per_step",
         scale: 1.0,
     },
@@ -411,7 +409,6 @@ const PEERS: &[Peer] = &[
         workload: "W1",
         script: "w1_rosenbrock.py",
         fw: "jax_fori",
-        threads: "1",
         field: "ns_per_step",
         scale: 1.0,
     },
@@ -419,7 +416,6 @@ const PEERS: &[Peer] = &[
         workload: "W2",
         script: "w2_linreg.py",
         fw: "numpy",
-        threads: "1",
         field: "ms_per_step",
         scale: 1.0,
     },
@@ -427,7 +423,6 @@ const PEERS: &[Peer] = &[
         workload: "W2",
         script: "w2_linreg.py",
         fw: "jax_fori",
-        threads: "1",
         field: "ms_per_step",
         scale: 1.0,
     },
@@ -435,7 +430,6 @@ const PEERS: &[Peer] = &[
         workload: "W3",
         script: "w3_gmm.py",
         fw: "jax_fori",
-        threads: "1",
         field: "eval_ms",
         scale: 1.0,
     },
@@ -443,7 +437,6 @@ const PEERS: &[Peer] = &[
         workload: "W3",
         script: "w3_gmm.py",
         fw: "jax_fori",
-        threads: "1",
         field: "adam200_s",
         scale: 1.0,
     },
@@ -451,7 +444,6 @@ const PEERS: &[Peer] = &[
         workload: "W3",
         script: "w3_gmm.py",
         fw: "numpy",
-        threads: "1",
         field: "eval_ms",
         scale: 1.0,
     },
@@ -459,7 +451,6 @@ const PEERS: &[Peer] = &[
         workload: "W3",
         script: "w3_gmm.py",
         fw: "numpy",
-        threads: "1",
         field: "adam200_s",
         scale: 1.0,
     },
@@ -467,7 +458,6 @@ const PEERS: &[Peer] = &[
         workload: "W4",
         script: "w4_digits_mlp.py",
         fw: "jax_scan",
-        threads: "1",
         field: "ms_per_step",
         scale: 1e3,
     },
@@ -475,7 +465,6 @@ const PEERS: &[Peer] = &[
         workload: "W5",
         script: "w5_wide_mlp.py",
         fw: "jax_step",
-        threads: "1",
         field: "ms_per_step",
         scale: 1.0,
     },
@@ -483,7 +472,6 @@ const PEERS: &[Peer] = &[
         workload: "W6",
         script: "w6_compile.py",
         fw: "jax",
-        threads: "1",
         field: "latency_s",
         scale: 1e3,
     },
@@ -496,12 +484,9 @@ fn run_peer(
     anchors: &Path,
     p: &Peer,
     repeats: usize,
-    threads: Option<usize>,
+    every_core: bool,
 ) -> Result<f64, String> {
-    let threads = match threads {
-        Some(t) if t > 1 => "default",
-        _ => p.threads,
-    };
+    let threads = if every_core { "default" } else { "1" };
     let mut cmd = std::process::Command::new(python);
     cmd.current_dir(anchors).arg(p.script).args([
         "--fw",
@@ -607,8 +592,11 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
         );
     }
     if let Some((python, anchors)) = &cfg.peers {
+        // One thread each, as adjoint's figures pinned to one core; every core when adjoint
+        // has more than one thread.
+        let every_core = cfg.threads.is_some_and(|t| t > 1);
         let threading = match cfg.threads {
-            Some(t) if t > 1 => format!("adjoint on {t} threads, peers on every core"),
+            Some(t) if every_core => format!("adjoint on {t} threads, peers on every core"),
             _ => "peers on one thread".to_string(),
         };
         let _ = writeln!(
@@ -623,7 +611,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
                     && (p.field != "adam200_s" || f.unit == "s/200 steps")
                     && (p.field != "eval_ms" || f.unit == "ms/eval")
             });
-            match (run_peer(python, anchors, p, r, cfg.threads), ours) {
+            match (run_peer(python, anchors, p, r, every_core), ours) {
                 (Ok(v), Some(f)) => {
                     let _ = writeln!(
                         out,

@@ -129,6 +129,7 @@ impl Trainer {
     pub fn new(compiled: &CompiledModel, seed: u64) -> Trainer {
         let model = &compiled.model;
         let dtype = model.graph().dtype;
+        let constants = model.optimizer.constants();
         let mut rng = init::rng(seed);
         let params: Vec<Buffer> = model
             .graph()
@@ -161,8 +162,8 @@ impl Trainer {
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
             table: Vec::new(),
-            constants: model.optimizer.constants(),
-            step_scalars: model.optimizer.step_scalars(&model.optimizer.constants()),
+            step_scalars: model.optimizer.step_scalars(&constants),
+            constants,
             base_lr: model.optimizer.get("lr"),
             fwd_ws: HashMap::new(),
             pred_ws: HashMap::new(),
