@@ -219,6 +219,7 @@ pub fn main() -> i32 {
         // SAFETY: set before any other thread exists; the GEMM kernel reads it once, at its
         // first use, to size its thread pool.
         unsafe { std::env::set_var("MATMUL_NUM_THREADS", t.to_string()) };
+        crate::jit::parallel::set_threads(t);
     }
     match cli.command {
         Command::Check { file } => check(&file),

@@ -20,6 +20,7 @@ use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 mod math;
+pub mod parallel;
 mod small_gemm;
 
 use std::collections::HashMap;
@@ -589,6 +590,7 @@ fn helper_address(name: &str) -> *const u8 {
         "gemm_f32" => gemm_f32 as *const u8,
         "gemv_f64" => gemv_f64 as *const u8,
         "gemv_f32" => gemv_f32 as *const u8,
+        "parallel" => parallel::run_parts as *const u8,
         _ => unreachable!("unknown helper {name}"),
     };
     f
@@ -676,7 +678,7 @@ impl Jit {
             names.push(name.to_string());
             names.push(format!("{name}_f32"));
         }
-        for n in ["gemm_f64", "gemm_f32", "gemv_f64", "gemv_f32"] {
+        for n in ["gemm_f64", "gemm_f32", "gemv_f64", "gemv_f32", "parallel"] {
             names.push(n.into());
         }
         for n in &names {
@@ -866,55 +868,39 @@ impl Jit {
         // code that embeds it is generated, and after the vector moves into `self.pools`.
         let mut pool: Vec<u128> = Vec::with_capacity(POOL_CAPACITY);
         pool.push(pool.as_ptr() as u128);
+        let failure;
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             let params = b.block_params(entry).to_vec();
-            let ty = match dtype {
-                DType::F32 => types::F32,
-                DType::F64 => types::F64,
-            };
-            let slot_ptrs = (0..n_slots)
-                .map(|i| b.ins().load(types::I64, flags(), params[0], i as i32 * 8))
-                .collect();
-            let dim_vals = (0..n_syms)
-                .map(|i| b.ins().load(types::I64, flags(), params[1], i as i32 * 8))
-                .collect();
-            let mut tx = Tx {
-                b,
-                ty,
+            let tables = [params[0], params[1], params[2]];
+            let shape = FnShape {
+                n_slots,
+                n_syms,
                 dtype,
-                scalars: params[2],
-                module: &mut self.module,
-                helper_ids: &self.helpers,
-                helpers: HashMap::new(),
-                slot_ptrs,
-                dim_vals,
-                ptr_table: params[0],
-                loop_ptrs: Vec::new(),
-                pool: &mut pool,
-                step_values: None,
-                promoted: HashMap::new(),
-                regs: HashMap::new(),
-                group_slots: Default::default(),
-                lanes: HashMap::new(),
-                body_memo: None,
-                consts: HashMap::new(),
-                const_values: HashMap::new(),
-                typed_consts: HashMap::new(),
-                float_known: HashMap::new(),
-                entry,
-                const_tail: None,
-                last_reduced: false,
             };
+            let mut tx = Tx::new(
+                b,
+                entry,
+                tables,
+                shape,
+                &mut self.module,
+                &self.helpers,
+                &mut pool,
+            );
             body(&mut tx);
+            failure = tx.failure.take();
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
         }
         self.pools.push(pool);
+        if let Some(e) = failure {
+            self.module.clear_context(&mut self.ctx);
+            return Err(e);
+        }
         if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
             eprintln!("{}", self.ctx.func.display());
         }
@@ -956,6 +942,11 @@ impl Jit {
 
 fn helper_signature(module: &JITModule, name: &str) -> Signature {
     let mut sig = module.make_signature();
+    if name == "parallel" {
+        sig.params = vec![AbiParam::new(types::I64); 4];
+        sig.returns.push(AbiParam::new(types::I64));
+        return sig;
+    }
     if name.starts_with("gemm") || name.starts_with("gemv") {
         let n = if name.starts_with("gemm") { 12 } else { 9 };
         for _ in 0..n {
@@ -1023,8 +1014,14 @@ struct Tx<'a> {
     /// dominate every use.
     slot_ptrs: Vec<Value>,
     dim_vals: Vec<Value>,
-    /// The function's table of slot pointers.
+    /// The function's table of slot pointers, and of dimension sizes.
     ptr_table: Value,
+    dims_table: Value,
+    /// Slots whose pointer is not the table's: in a part of a parallel loop, the outputs it
+    /// sums into its own area of the frame.
+    slot_override: HashMap<u32, Value>,
+    /// The first error met while generating a helper function (a part); reported by `define`.
+    failure: Option<CodegenError>,
     /// The loops being generated, innermost last.
     loop_ptrs: Vec<LoopEntry>,
     /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
@@ -1061,7 +1058,68 @@ fn flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// What a generated function's tables hold.
+#[derive(Clone, Copy)]
+struct FnShape {
+    n_slots: usize,
+    n_syms: usize,
+    dtype: DType,
+}
+
 impl<'a> Tx<'a> {
+    /// A translator positioned in `entry`, given the function's three tables (slot pointers,
+    /// dimension sizes, scalars): every slot pointer and dimension is loaded there once.
+    fn new(
+        mut b: FunctionBuilder<'a>,
+        entry: Block,
+        tables: [Value; 3],
+        shape: FnShape,
+        module: &'a mut JITModule,
+        helper_ids: &'a HashMap<String, FuncId>,
+        pool: &'a mut Vec<u128>,
+    ) -> Tx<'a> {
+        let ty = match shape.dtype {
+            DType::F32 => types::F32,
+            DType::F64 => types::F64,
+        };
+        let slot_ptrs = (0..shape.n_slots)
+            .map(|i| b.ins().load(types::I64, flags(), tables[0], i as i32 * 8))
+            .collect();
+        let dim_vals = (0..shape.n_syms)
+            .map(|i| b.ins().load(types::I64, flags(), tables[1], i as i32 * 8))
+            .collect();
+        Tx {
+            b,
+            ty,
+            dtype: shape.dtype,
+            scalars: tables[2],
+            module,
+            helper_ids,
+            helpers: HashMap::new(),
+            slot_ptrs,
+            dim_vals,
+            ptr_table: tables[0],
+            dims_table: tables[1],
+            loop_ptrs: Vec::new(),
+            pool,
+            step_values: None,
+            promoted: HashMap::new(),
+            regs: HashMap::new(),
+            group_slots: Default::default(),
+            lanes: HashMap::new(),
+            body_memo: None,
+            consts: HashMap::new(),
+            const_values: HashMap::new(),
+            typed_consts: HashMap::new(),
+            float_known: HashMap::new(),
+            entry,
+            const_tail: None,
+            last_reduced: false,
+            slot_override: HashMap::new(),
+            failure: None,
+        }
+    }
+
     // ---- small builders -------------------------------------------------------------------
 
     fn helper(&mut self, name: &str) -> FuncRef {
@@ -1256,6 +1314,9 @@ impl<'a> Tx<'a> {
     }
 
     fn slot_ptr(&mut self, slot: u32) -> Value {
+        if let Some(&p) = self.slot_override.get(&slot) {
+            return p;
+        }
         let table = self.ptr_table;
         self.at_loop_entry(slot, |cur| {
             cur.ins().load(types::I64, flags(), table, slot as i32 * 8)
@@ -1831,10 +1892,7 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// One loop over `shape` computing every member: elementwise members read earlier members
-    /// from registers and are stored only when read after the loop; full sums accumulate in one
-    /// register each (a vector in vector loops) and are stored once at the end; column sums
-    /// accumulate into their output row.
+    /// A loop group: shared between cores when it can be (`parallel_group`), else one loop here.
     fn group(
         &mut self,
         g: &Graph,
@@ -1842,6 +1900,26 @@ impl<'a> Tx<'a> {
         shape: &Shape,
         members: &[Member],
         blocked: Option<&RowBlocks>,
+    ) {
+        match self.part_frame(g, shape, members, blocked) {
+            Some(frame) => self.parallel_group(g, plan, shape, members, blocked, &frame),
+            None => self.group_over(g, plan, shape, members, blocked, None),
+        }
+    }
+
+    /// One loop over `shape` computing every member: elementwise members read earlier members
+    /// from registers and are stored only when read after the loop; full sums accumulate in one
+    /// register each (a vector in vector loops) and are stored once at the end; column sums
+    /// accumulate into their output row. With `range = (lo, hi)` only those items of the outer
+    /// axis run (row blocks when `blocked`).
+    fn group_over(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+        range: Option<(Value, Value)>,
     ) {
         let rank = shape.rank();
         self.group_slots = members.iter().map(|m| m.slot).collect();
@@ -1959,9 +2037,12 @@ impl<'a> Tx<'a> {
                 let (q, q_slot) = rb.after;
                 self.fill(q_slot, g.shape(q), 0.0);
                 let block = crate::lower::ROW_BLOCK;
-                let last = self.add_imm(n, block - 1);
-                let n_blocks = self.shr_imm(last, block.trailing_zeros() as i64);
-                self.for_loop(n_blocks, &mut |tx, b| {
+                let (first, count) = match range {
+                    Some((lo, hi)) => (lo, self.sub(hi, lo)),
+                    None => (self.iconst(0), self.row_blocks(n)),
+                };
+                self.for_loop(count, &mut |tx, t| {
+                    let b = tx.add(first, t);
                     let lo = tx.mul_imm(b, block);
                     let left = tx.sub(n, lo);
                     let full = tx.iconst(block);
@@ -1981,7 +2062,24 @@ impl<'a> Tx<'a> {
             None => {
                 let n = sizes[rank - 1];
                 let zero = self.iconst(0);
-                self.nest(&sizes[..rank - 1], &mut |tx, outer| run(tx, outer, zero, n));
+                match range {
+                    None => self.nest(&sizes[..rank - 1], &mut |tx, outer| run(tx, outer, zero, n)),
+                    Some((lo, hi)) if rank == 1 => {
+                        let len = self.sub(hi, lo);
+                        run(self, &[], lo, len);
+                    }
+                    Some((lo, hi)) => {
+                        let count = self.sub(hi, lo);
+                        self.for_loop(count, &mut |tx, t| {
+                            let first = tx.add(lo, t);
+                            tx.nest(&sizes[1..rank - 1], &mut |tx, rest| {
+                                let mut outer = vec![first];
+                                outer.extend_from_slice(rest);
+                                run(tx, &outer, zero, n)
+                            });
+                        });
+                    }
+                }
             }
         }
         self.lanes.clear();
@@ -1993,6 +2091,254 @@ impl<'a> Tx<'a> {
                 self.store_at(m.slot, o, total);
             }
         }
+    }
+
+    /// The number of `ROW_BLOCK`-row blocks covering `n` rows.
+    fn row_blocks(&mut self, n: Value) -> Value {
+        let block = crate::lower::ROW_BLOCK;
+        let last = self.add_imm(n, block - 1);
+        self.shr_imm(last, block.trailing_zeros() as i64)
+    }
+
+    /// The frame of a loop group that can be split between cores, or `None` when it stays one
+    /// loop: it has no outer axis, it is known to be too small to be worth sharing, one of its
+    /// sums has a size fixed only at run time (each part needs its own area for it), or an
+    /// element it stores lives in a register of this function.
+    fn part_frame(
+        &self,
+        g: &Graph,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+    ) -> Option<PartFrame> {
+        if shape.rank() == 0 {
+            return None;
+        }
+        let work = fixed_elements(shape);
+        if work.is_some_and(|w| w < 2 * parallel::MIN_WORK_PER_PART) {
+            return None;
+        }
+        let mut summed: Vec<(u32, &Shape)> = Vec::new();
+        for m in members {
+            match m.kind {
+                MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
+                MemberKind::Elementwise if m.stored && self.promoted.contains_key(&m.slot) => {
+                    return None;
+                }
+                MemberKind::Elementwise => {}
+            }
+        }
+        if let Some(rb) = blocked {
+            if self.promoted.contains_key(&rb.before.1) {
+                return None;
+            }
+            summed.push((rb.after.1, g.shape(rb.after.0)));
+        }
+        let size = self.dtype.size() as i64;
+        let mut partials = Vec::new();
+        let mut part_bytes = 0i64;
+        for (slot, sh) in summed {
+            let elements = fixed_elements(sh)?;
+            partials.push((slot, elements, part_bytes));
+            // 16-byte aligned, so vector loads and stores of a row stay within one line pair.
+            part_bytes += (elements * size + 15) & !15;
+        }
+        if part_bytes * parallel::MAX_PARTS as i64 > 32 << 10 {
+            return None;
+        }
+        let mut regs: Vec<NodeId> = self.regs.keys().copied().collect();
+        regs.sort_unstable();
+        let mut promoted: Vec<u32> = self
+            .promoted
+            .keys()
+            .copied()
+            .filter(|s| !partials.iter().any(|p| p.0 == *s))
+            .collect();
+        promoted.sort_unstable();
+        Some(PartFrame {
+            regs,
+            promoted,
+            partials,
+            part_bytes,
+        })
+    }
+
+    /// Runs a loop group split between cores: the loop becomes a function over a range of its
+    /// outer axis (`build_part`), called through `parallel::run_parts` with a frame on this
+    /// function's stack that holds the tables, the registers the loop reads, and one area per
+    /// part for the sums it writes. The parts' sums are then added here, in part order.
+    fn parallel_group(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+        frame: &PartFrame,
+    ) {
+        let part = match self.build_part(g, plan, shape, members, blocked, frame) {
+            Ok(id) => id,
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                return;
+            }
+        };
+        let bytes = frame.partial_base() + frame.part_bytes * parallel::MAX_PARTS as i64;
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes as u32,
+            4,
+        ));
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let tables = [self.ptr_table, self.dims_table, self.scalars];
+        for (k, v) in tables.into_iter().enumerate() {
+            self.b.ins().store(flags(), v, base, 8 * k as i32);
+        }
+        let captured: Vec<Value> = frame.regs.iter().map(|id| self.regs[id]).collect();
+        for (k, v) in captured.into_iter().enumerate() {
+            self.b
+                .ins()
+                .store(flags(), v, base, PartFrame::capture_at(k));
+        }
+        for (k, s) in frame.promoted.iter().enumerate() {
+            let v = self.b.use_var(self.promoted[s]);
+            let at = PartFrame::capture_at(frame.regs.len() + k);
+            self.b.ins().store(flags(), v, base, at);
+        }
+        let sizes = self.sizes(shape);
+        let (items, work) = match blocked {
+            Some(_) => {
+                let n = self.row_blocks(sizes[0]);
+                (n, self.iconst(crate::lower::ROW_BLOCK * 8))
+            }
+            None => {
+                let mut work = self.iconst(1);
+                for &d in &sizes[1..] {
+                    work = self.mul(work, d);
+                }
+                (sizes[0], work)
+            }
+        };
+        let fref = self.module.declare_func_in_func(part, self.b.func);
+        let addr = self.b.ins().func_addr(types::I64, fref);
+        let run = self.helper("parallel");
+        let call = self.b.ins().call(run, &[addr, base, items, work]);
+        let parts = self.b.inst_results(call)[0];
+        let size = self.dtype.size() as i64;
+        let first = self.add_imm(base, frame.partial_base());
+        let stride = self.iconst(frame.part_bytes);
+        for &(slot, elements, offset) in &frame.partials {
+            let n = self.iconst(elements);
+            self.for_loop(n, &mut |tx, i| {
+                let acc = tx.b.declare_var(tx.ty);
+                let zero = tx.fconst(0.0);
+                tx.b.def_var(acc, zero);
+                let at = tx.mul_imm(i, size);
+                let at = tx.add_imm(at, offset);
+                let row = tx.add(first, at);
+                tx.for_loop(parts, &mut |tx, p| {
+                    let off = tx.mul(p, stride);
+                    let addr = tx.add(row, off);
+                    let v = tx.b.ins().load(tx.ty, flags(), addr, 0);
+                    let a = tx.b.use_var(acc);
+                    let a = tx.b.ins().fadd(a, v);
+                    tx.b.def_var(acc, a);
+                });
+                let total = tx.b.use_var(acc);
+                tx.store_at(slot, i, total);
+            });
+        }
+    }
+
+    /// Compiles a loop group as a function of its own over items `lo..hi` of its outer axis:
+    /// `part(frame, lo, hi, index)`, reading what it needs from the frame that `parallel_group`
+    /// fills, and writing its sums to area `index`.
+    fn build_part(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+        frame: &PartFrame,
+    ) -> Result<FuncId, CodegenError> {
+        let define_error = |e: cranelift_module::ModuleError| CodegenError::Define {
+            name: "loop part".into(),
+            message: format!("{e:?}"),
+        };
+        let mut sig = self.module.make_signature();
+        for _ in 0..4 {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        let id = self
+            .module
+            .declare_anonymous_function(&sig)
+            .map_err(define_error)?;
+        let mut func = cranelift::codegen::ir::Function::with_name_signature(
+            UserFuncName::user(0, id.as_u32()),
+            sig,
+        );
+        let mut fctx = FunctionBuilderContext::new();
+        let target = self.module.target_config();
+        let fn_shape = FnShape {
+            n_slots: self.slot_ptrs.len(),
+            n_syms: self.dim_vals.len(),
+            dtype: self.dtype,
+        };
+        {
+            let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let p = b.block_params(entry).to_vec();
+            let (base, lo, hi, index) = (p[0], p[1], p[2], p[3]);
+            let tables = [0, 8, 16].map(|at| b.ins().load(types::I64, flags(), base, at));
+            let mut tx = Tx::new(
+                b,
+                entry,
+                tables,
+                fn_shape,
+                &mut *self.module,
+                self.helper_ids,
+                &mut *self.pool,
+            );
+            for (k, id) in frame.regs.iter().enumerate() {
+                let v =
+                    tx.b.ins()
+                        .load(tx.ty, flags(), base, PartFrame::capture_at(k));
+                tx.regs.insert(*id, v);
+            }
+            for (k, &s) in frame.promoted.iter().enumerate() {
+                let at = PartFrame::capture_at(frame.regs.len() + k);
+                let v = tx.b.ins().load(tx.ty, flags(), base, at);
+                let var = tx.b.declare_var(tx.ty);
+                tx.b.def_var(var, v);
+                tx.promoted.insert(s, var);
+            }
+            let stride = tx.iconst(frame.part_bytes);
+            let off = tx.b.ins().imul(index, stride);
+            let area = tx.add(base, off);
+            let area = tx.add_imm(area, frame.partial_base());
+            for &(slot, _, offset) in &frame.partials {
+                let p = tx.add_imm(area, offset);
+                tx.slot_override.insert(slot, p);
+            }
+            tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
+            if let Some(e) = tx.failure.take() {
+                return Err(e);
+            }
+            tx.b.ins().return_(&[]);
+            tx.b.seal_all_blocks();
+            tx.b.finalize(target);
+        }
+        if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
+            eprintln!("{}", func.display());
+        }
+        let mut ctx = Context::for_function(func);
+        self.module
+            .define_function(id, &mut ctx)
+            .map_err(define_error)?;
+        Ok(id)
     }
 
     /// An elementwise node as an expression over its operands, read at each index of a loop
@@ -2819,6 +3165,40 @@ impl UpdateSlots {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The number of elements of a shape whose dimensions are all fixed.
+fn fixed_elements(shape: &Shape) -> Option<i64> {
+    shape
+        .0
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => Some(*n as i64),
+            Dim::Sym(_) => None,
+        })
+        .product()
+}
+
+/// The frame a loop group split between cores reads (see `Tx::parallel_group`): the three
+/// tables at bytes 0, 8 and 16, then one 8-byte entry per captured value (registers of
+/// `regs`, then `promoted` slots), then `MAX_PARTS` areas of `part_bytes` for the sums.
+struct PartFrame {
+    regs: Vec<NodeId>,
+    promoted: Vec<u32>,
+    /// Each summed output: its slot, its elements, and its byte offset in a part's area.
+    partials: Vec<(u32, i64, i64)>,
+    part_bytes: i64,
+}
+
+impl PartFrame {
+    fn capture_at(k: usize) -> i32 {
+        24 + 8 * k as i32
+    }
+
+    fn partial_base(&self) -> i64 {
+        let end = Self::capture_at(self.regs.len() + self.promoted.len()) as i64;
+        (end + 15) & !15
     }
 }
 

@@ -296,6 +296,45 @@ fn fused_loop_equals_separate_calls_bit_for_bit() {
     let _ = DType::F64;
 }
 
+/// A loop split between cores reads the scalar parameters that the fused loop keeps in
+/// registers through its frame, and returns their gradients as partial sums: the fused loop
+/// still equals separate calls bit for bit, and so does a run on one thread.
+#[test]
+fn fused_loop_equals_separate_calls_when_loops_are_split() {
+    for dtype in ["f64", "f32"] {
+        let src = format!(
+            "dtype {dtype}\ninput x[n]\nparam m ~ zeros\nparam s ~ zeros\nloss mean(log1p(exp(-(x - m)^2 * exp(-s))) + s)\noptimizer adam(lr = 0.05)\n"
+        );
+        let compiled = CompiledModel::from_model(model_of_source("m.dsl", &src)).unwrap();
+        let rows = 100_003;
+        let p = random_point(compiled.model.graph(), rows, 5);
+        let d = compiled.model.graph().dtype;
+        let inputs: Vec<Buffer> = p
+            .inputs
+            .iter()
+            .map(|t| Buffer::from_f64(d, &t.data))
+            .collect();
+        let run = |threads: usize, fused: bool| {
+            adjoint::jit::parallel::set_threads(threads);
+            let mut t = adjoint::train::Trainer::new(&compiled, 3);
+            t.total_steps = 6;
+            if fused {
+                t.train_steps(&inputs, rows, 6).unwrap();
+            } else {
+                for _ in 0..6 {
+                    t.train_step(&inputs, rows).unwrap();
+                }
+            }
+            (t.params, t.state)
+        };
+        let before = adjoint::jit::parallel::split_loops();
+        let separate = run(2, false);
+        assert_eq!(run(2, true), separate, "{dtype}");
+        assert_eq!(run(1, true), separate, "{dtype}: one thread");
+        assert!(adjoint::jit::parallel::split_loops() > before);
+    }
+}
+
 /// Past the steps where β1ᵗ leaves the normal range (about 6,700 for β1 = 0.9) the fused
 /// loop, which derives the bias corrections natively, still agrees with separate calls, and
 /// the β powers are flushed to zero instead of sticking at the smallest subnormal.
