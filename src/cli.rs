@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
     about = "Symbolic-plus-numeric autodiff compiler: models in a small language, symbolic gradients, native code"
 )]
 struct Cli {
-    /// Threads for matrix products (default: chosen per product from its size, up to the
-    /// machine's cores; 1 forces single-threaded code).
+    /// Threads for large matrix products, loops and updates (default: the machine's cores, up
+    /// to 8; work too small to share stays on one; 1 keeps everything on one thread). Results
+    /// do not depend on it.
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -216,9 +217,6 @@ pub fn main() -> i32 {
             eprintln!("error: --threads must be at least 1");
             return 2;
         }
-        // SAFETY: set before any other thread exists; the GEMM kernel reads it once, at its
-        // first use, to size its thread pool.
-        unsafe { std::env::set_var("MATMUL_NUM_THREADS", t.to_string()) };
         crate::jit::parallel::set_threads(t);
     }
     match cli.command {

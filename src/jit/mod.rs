@@ -165,26 +165,31 @@ mod helpers {
         rsc: i64,
         csc: i64,
     ) {
-        // SAFETY: the pointers are slot buffers whose lengths the runtime checked against the
-        // plan, and the strides were computed from the same shapes.
-        unsafe {
-            matrixmultiply::dgemm(
-                m as usize,
-                k as usize,
-                n as usize,
-                1.0,
-                a,
-                rsa as isize,
-                csa as isize,
-                b,
-                rsb as isize,
-                csb as isize,
-                0.0,
-                c,
-                rsc as isize,
-                csc as isize,
-            )
-        }
+        let (a, b, c) = (a as usize, b as usize, c as usize);
+        let (mu, ku, nu) = (m as usize, k as usize, n as usize);
+        on_cores(mu, ku, nu, &|r0, rows, c0, cols| {
+            // SAFETY: the pointers are slot buffers whose lengths the runtime checked against
+            // the plan, the strides were computed from the same shapes, and each block lies
+            // inside the product.
+            unsafe {
+                matrixmultiply::dgemm(
+                    rows,
+                    ku,
+                    cols,
+                    1.0,
+                    (a as *const f64).offset(r0 as isize * rsa as isize),
+                    rsa as isize,
+                    csa as isize,
+                    (b as *const f64).offset(c0 as isize * csb as isize),
+                    rsb as isize,
+                    csb as isize,
+                    0.0,
+                    (c as *mut f64).offset(r0 as isize * rsc as isize + c0 as isize * csc as isize),
+                    rsc as isize,
+                    csc as isize,
+                )
+            }
+        });
     }
 
     /// y = A·x (or y += A·x when `acc`) for a strided m×k matrix A. Matrix–vector products are
@@ -541,25 +546,58 @@ mod helpers {
             };
             return;
         }
-        // SAFETY: as for `gemm_f64`.
-        unsafe {
-            matrixmultiply::sgemm(
-                m as usize,
-                k as usize,
-                n as usize,
-                1.0,
-                a,
-                rsa as isize,
-                csa as isize,
-                b,
-                rsb as isize,
-                csb as isize,
-                0.0,
-                c,
-                rsc as isize,
-                csc as isize,
-            )
+        let (a, b, c) = (a as usize, b as usize, c as usize);
+        on_cores(mu, ku, nu, &|r0, rows, c0, cols| {
+            // SAFETY: as for `gemm_f64`.
+            unsafe {
+                matrixmultiply::sgemm(
+                    rows,
+                    ku,
+                    cols,
+                    1.0,
+                    (a as *const f32).offset(r0 as isize * rsa as isize),
+                    rsa as isize,
+                    csa as isize,
+                    (b as *const f32).offset(c0 as isize * csb as isize),
+                    rsb as isize,
+                    csb as isize,
+                    0.0,
+                    (c as *mut f32).offset(r0 as isize * rsc as isize + c0 as isize * csc as isize),
+                    rsc as isize,
+                    csc as isize,
+                )
+            }
+        });
+    }
+
+    /// Products above this many multiply-adds are split between cores.
+    const SPLIT_WORK: usize = 1 << 22;
+
+    /// Runs `run(first_row, rows, first_column, columns)` over blocks of C that together cover
+    /// it: all of it on one core for products below `SPLIT_WORK` multiply-adds, else one block
+    /// per thread on the worker pool, of rows when C is taller than wide and of columns
+    /// otherwise. Each element of C is still the same kernel's sum over k, so the result does
+    /// not depend on the split.
+    fn on_cores(m: usize, k: usize, n: usize, run: &(dyn Fn(usize, usize, usize, usize) + Sync)) {
+        let threads = super::parallel::threads();
+        if threads == 1 || m.saturating_mul(k).saturating_mul(n) < SPLIT_WORK {
+            return run(0, m, 0, n);
         }
+        // Blocks in whole kernel tiles (at most 16 rows and 32 columns in matrixmultiply).
+        let (len, unit) = if m > n { (m, 16) } else { (n, 32) };
+        let items = len.div_ceil(unit) as i64;
+        let parts = threads.min(items as usize);
+        super::parallel::for_parts(items, parts, &|lo, hi| {
+            let from = lo as usize * unit;
+            let to = (hi as usize * unit).min(len);
+            if to > from {
+                if m > n {
+                    run(from, to - from, 0, n)
+                } else {
+                    run(0, m, from, to - from)
+                }
+            }
+        });
     }
 }
 
@@ -2176,35 +2214,37 @@ impl<'a> Tx<'a> {
         blocked: Option<&RowBlocks>,
         frame: &PartFrame,
     ) {
-        let part = match self.build_part(g, plan, shape, members, blocked, frame) {
-            Ok(id) => id,
-            Err(e) => {
-                self.failure.get_or_insert(e);
-                return;
+        let part = self.build_part(&mut |tx, base, lo, hi, index| {
+            for (k, id) in frame.regs.iter().enumerate() {
+                let v =
+                    tx.b.ins()
+                        .load(tx.ty, flags(), base, PartFrame::capture_at(k));
+                tx.regs.insert(*id, v);
             }
-        };
+            for (k, &s) in frame.promoted.iter().enumerate() {
+                let at = PartFrame::capture_at(frame.regs.len() + k);
+                let v = tx.b.ins().load(tx.ty, flags(), base, at);
+                let var = tx.b.declare_var(tx.ty);
+                tx.b.def_var(var, v);
+                tx.promoted.insert(s, var);
+            }
+            let stride = tx.iconst(frame.part_bytes);
+            let off = tx.b.ins().imul(index, stride);
+            let area = tx.add(base, off);
+            let area = tx.add_imm(area, frame.partial_base());
+            for &(slot, _, offset) in &frame.partials {
+                let p = tx.add_imm(area, offset);
+                tx.slot_override.insert(slot, p);
+            }
+            tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
+        });
+        let Some(part) = part else { return };
+        let mut captured: Vec<Value> = frame.regs.iter().map(|id| self.regs[id]).collect();
+        for s in &frame.promoted {
+            captured.push(self.b.use_var(self.promoted[s]));
+        }
         let bytes = frame.partial_base() + frame.part_bytes * parallel::MAX_PARTS as i64;
-        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            bytes as u32,
-            4,
-        ));
-        let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let tables = [self.ptr_table, self.dims_table, self.scalars];
-        for (k, v) in tables.into_iter().enumerate() {
-            self.b.ins().store(flags(), v, base, 8 * k as i32);
-        }
-        let captured: Vec<Value> = frame.regs.iter().map(|id| self.regs[id]).collect();
-        for (k, v) in captured.into_iter().enumerate() {
-            self.b
-                .ins()
-                .store(flags(), v, base, PartFrame::capture_at(k));
-        }
-        for (k, s) in frame.promoted.iter().enumerate() {
-            let v = self.b.use_var(self.promoted[s]);
-            let at = PartFrame::capture_at(frame.regs.len() + k);
-            self.b.ins().store(flags(), v, base, at);
-        }
+        let base = self.frame_with(&captured, bytes);
         let sizes = self.sizes(shape);
         let (items, work) = match blocked {
             Some(_) => {
@@ -2219,11 +2259,7 @@ impl<'a> Tx<'a> {
                 (sizes[0], work)
             }
         };
-        let fref = self.module.declare_func_in_func(part, self.b.func);
-        let addr = self.b.ins().func_addr(types::I64, fref);
-        let run = self.helper("parallel");
-        let call = self.b.ins().call(run, &[addr, base, items, work]);
-        let parts = self.b.inst_results(call)[0];
+        let parts = self.run_parts(part, base, items, work);
         let size = self.dtype.size() as i64;
         let first = self.add_imm(base, frame.partial_base());
         let stride = self.iconst(frame.part_bytes);
@@ -2250,17 +2286,56 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Compiles a loop group as a function of its own over items `lo..hi` of its outer axis:
-    /// `part(frame, lo, hi, index)`, reading what it needs from the frame that `parallel_group`
-    /// fills, and writing its sums to area `index`.
+    /// A frame of `bytes` on this function's stack for the parts of a split loop: the three
+    /// tables, then `captured` (see `PartFrame`). Returns its address.
+    fn frame_with(&mut self, captured: &[Value], bytes: i64) -> Value {
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes as u32,
+            4,
+        ));
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let tables = [self.ptr_table, self.dims_table, self.scalars];
+        for (k, v) in tables.into_iter().enumerate() {
+            self.b.ins().store(flags(), v, base, 8 * k as i32);
+        }
+        for (k, &v) in captured.iter().enumerate() {
+            self.b
+                .ins()
+                .store(flags(), v, base, PartFrame::capture_at(k));
+        }
+        base
+    }
+
+    /// Calls `parallel::run_parts` on a compiled part; returns the number of parts that ran.
+    fn run_parts(&mut self, part: FuncId, frame: Value, items: Value, work: Value) -> Value {
+        let fref = self.module.declare_func_in_func(part, self.b.func);
+        let addr = self.b.ins().func_addr(types::I64, fref);
+        let run = self.helper("parallel");
+        let call = self.b.ins().call(run, &[addr, frame, items, work]);
+        self.b.inst_results(call)[0]
+    }
+
+    /// Compiles a function `part(frame, lo, hi, index)` of its own, for one part of a split
+    /// loop: its entry loads the tables from the frame, then `body` reads what else it needs
+    /// from there and generates the loop over items `lo..hi`. `None` after an error, which
+    /// `define` reports.
     fn build_part(
         &mut self,
-        g: &Graph,
-        plan: &Plan,
-        shape: &Shape,
-        members: &[Member],
-        blocked: Option<&RowBlocks>,
-        frame: &PartFrame,
+        body: &mut dyn FnMut(&mut Tx, Value, Value, Value, Value),
+    ) -> Option<FuncId> {
+        match self.try_build_part(body) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn try_build_part(
+        &mut self,
+        body: &mut dyn FnMut(&mut Tx, Value, Value, Value, Value),
     ) -> Result<FuncId, CodegenError> {
         let define_error = |e: cranelift_module::ModuleError| CodegenError::Define {
             name: "loop part".into(),
@@ -2291,8 +2366,7 @@ impl<'a> Tx<'a> {
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             let p = b.block_params(entry).to_vec();
-            let (base, lo, hi, index) = (p[0], p[1], p[2], p[3]);
-            let tables = [0, 8, 16].map(|at| b.ins().load(types::I64, flags(), base, at));
+            let tables = [0, 8, 16].map(|at| b.ins().load(types::I64, flags(), p[0], at));
             let mut tx = Tx::new(
                 b,
                 entry,
@@ -2302,28 +2376,7 @@ impl<'a> Tx<'a> {
                 self.helper_ids,
                 &mut *self.pool,
             );
-            for (k, id) in frame.regs.iter().enumerate() {
-                let v =
-                    tx.b.ins()
-                        .load(tx.ty, flags(), base, PartFrame::capture_at(k));
-                tx.regs.insert(*id, v);
-            }
-            for (k, &s) in frame.promoted.iter().enumerate() {
-                let at = PartFrame::capture_at(frame.regs.len() + k);
-                let v = tx.b.ins().load(tx.ty, flags(), base, at);
-                let var = tx.b.declare_var(tx.ty);
-                tx.b.def_var(var, v);
-                tx.promoted.insert(s, var);
-            }
-            let stride = tx.iconst(frame.part_bytes);
-            let off = tx.b.ins().imul(index, stride);
-            let area = tx.add(base, off);
-            let area = tx.add_imm(area, frame.partial_base());
-            for &(slot, _, offset) in &frame.partials {
-                let p = tx.add_imm(area, offset);
-                tx.slot_override.insert(slot, p);
-            }
-            tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
+            body(&mut tx, p[0], p[1], p[2], p[3]);
             if let Some(e) = tx.failure.take() {
                 return Err(e);
             }
@@ -3011,6 +3064,10 @@ impl<'a> Tx<'a> {
                 g,
                 st: &st,
             };
+            if self.update_is_split(len, &ctx) {
+                self.parallel_update(&ctx, &k, wd, scale, len);
+                continue;
+            }
             let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
             if n_vec > 0 {
                 self.for_loop_by(span, lanes as i64, &mut |tx, j| {
@@ -3026,6 +3083,70 @@ impl<'a> Tx<'a> {
                 self.rule_element(&ctx, j, None, &k, wds, scs);
             }
         }
+    }
+
+    /// Whether a parameter's update is worth sharing between cores: large, and in memory.
+    fn update_is_split(&self, len: usize, ctx: &RuleCtx) -> bool {
+        let in_memory = [ctx.p, ctx.g]
+            .iter()
+            .chain(ctx.st)
+            .all(|s| !self.promoted.contains_key(s));
+        in_memory && len as i64 >= 2 * parallel::MIN_WORK_PER_PART
+    }
+
+    /// One parameter's update split between cores: a part function updates chunks `lo..hi` of
+    /// `UPDATE_CHUNK` elements (the last one shorter), reading the rule's scalars and the
+    /// clipping scale from the frame.
+    fn parallel_update(
+        &mut self,
+        ctx: &RuleCtx,
+        k: &[Value],
+        wd: f64,
+        scale: Option<Value>,
+        len: usize,
+    ) {
+        let n_k = k.len();
+        let part = self.build_part(&mut |tx, base, lo, hi, _| {
+            let load = |tx: &mut Tx, i: usize| {
+                tx.b.ins()
+                    .load(tx.ty, flags(), base, PartFrame::capture_at(i))
+            };
+            let k: Vec<Value> = (0..n_k).map(|i| load(tx, i)).collect();
+            let scale = scale.map(|_| load(tx, n_k));
+            let wd = (wd != 0.0).then(|| tx.fconst(wd));
+            let (vty, lanes) = tx.vector_type();
+            let kv: Vec<Value> = k.iter().map(|&v| tx.splat(vty, v)).collect();
+            let wdv = wd.map(|w| tx.splat(vty, w));
+            let scv = scale.map(|c| tx.splat(vty, c));
+            let from = tx.mul_imm(lo, UPDATE_CHUNK);
+            let to = tx.mul_imm(hi, UPDATE_CHUNK);
+            let end = tx.iconst(len as i64);
+            let past = tx.b.ins().icmp(IntCC::SignedGreaterThan, to, end);
+            let to = tx.b.ins().select(past, end, to);
+            let n = tx.sub(to, from);
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+            let span = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(span, lanes, &mut |tx, j| {
+                tx.straight(|tx| {
+                    let j = tx.add(from, j);
+                    tx.rule_element(ctx, j, Some(vty), &kv, wdv, scv);
+                })
+            });
+            let rest = tx.sub(n, span);
+            let tail = tx.add(from, span);
+            tx.for_loop(rest, &mut |tx, t| {
+                let j = tx.add(tail, t);
+                tx.rule_element(ctx, j, None, &k, wd, scale);
+            });
+        });
+        let Some(part) = part else { return };
+        let captured: Vec<Value> = k.iter().copied().chain(scale).collect();
+        let bytes = PartFrame::capture_at(captured.len()) as i64;
+        let base = self.frame_with(&captured, bytes);
+        let chunks = (len as i64 + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
+        let items = self.iconst(chunks);
+        let work = self.iconst(UPDATE_CHUNK);
+        self.run_parts(part, base, items, work);
     }
 
     /// min(1, clip / ‖g‖) over all gradients (after weight decay), summed in f64 in order.
@@ -3168,6 +3289,9 @@ impl UpdateSlots {
     }
 }
 
+/// Elements per item of a split update: a few cache lines, so that parts start on a line.
+const UPDATE_CHUNK: i64 = 256;
+
 /// The number of elements of a shape whose dimensions are all fixed.
 fn fixed_elements(shape: &Shape) -> Option<i64> {
     shape
@@ -3238,7 +3362,101 @@ enum Operand {
 
 #[cfg(test)]
 mod tests {
-    use super::helpers::{gemv_f32, gemv_f64};
+    use super::helpers::{gemm_f32, gemm_f64, gemv_f32, gemv_f64};
+
+    /// Products large enough to be split between cores (blocks of rows when C is taller than
+    /// wide, of columns otherwise, ending in partial tiles) equal the product on one core bit
+    /// for bit, in every layout of A and B.
+    #[test]
+    fn split_products_equal_the_unsplit_product() {
+        super::parallel::set_threads(3);
+        for &(m, k, n) in &[(301, 100, 150), (90, 120, 411)] {
+            let a: Vec<f64> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+                .collect();
+            let b: Vec<f64> = (0..k * n)
+                .map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0)
+                .collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (rsa, csa) = if ta { (1, m as i64) } else { (k as i64, 1) };
+                let (rsb, csb) = if tb { (1, k as i64) } else { (n as i64, 1) };
+                let mut split = vec![f64::NAN; m * n];
+                gemm_f64(
+                    m as i64,
+                    k as i64,
+                    n as i64,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    rsb,
+                    csb,
+                    split.as_mut_ptr(),
+                    n as i64,
+                    1,
+                );
+                let mut whole = vec![f64::NAN; m * n];
+                // SAFETY: the buffers hold the shapes the strides describe.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        rsa as isize,
+                        csa as isize,
+                        b.as_ptr(),
+                        rsb as isize,
+                        csb as isize,
+                        0.0,
+                        whole.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                assert!(split == whole, "f64 {m}×{k}×{n} ({ta}, {tb})");
+                let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+                let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+                let mut split32 = vec![f32::NAN; m * n];
+                gemm_f32(
+                    m as i64,
+                    k as i64,
+                    n as i64,
+                    a32.as_ptr(),
+                    rsa,
+                    csa,
+                    b32.as_ptr(),
+                    rsb,
+                    csb,
+                    split32.as_mut_ptr(),
+                    n as i64,
+                    1,
+                );
+                let mut whole32 = vec![f32::NAN; m * n];
+                // SAFETY: as above.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a32.as_ptr(),
+                        rsa as isize,
+                        csa as isize,
+                        b32.as_ptr(),
+                        rsb as isize,
+                        csb as isize,
+                        0.0,
+                        whole32.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
+                assert!(split32 == whole32, "f32 {m}×{k}×{n} ({ta}, {tb})");
+            }
+        }
+    }
 
     /// Every layout the matrix–vector kernels distinguish (rows contiguous, columns
     /// contiguous, neither), at sizes around their block widths, against the plain sum.

@@ -85,33 +85,26 @@ pub extern "C" fn run_parts(f: i64, frame: i64, items: i64, work: i64) -> i64 {
     if job.parts > 1 {
         SPLIT.fetch_add(1, Ordering::Relaxed);
     }
-    let lanes = threads().min(job.parts);
-    let pool = pool();
-    if lanes == 1
-        || pool
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-    {
-        job.run();
-        return job.parts as i64;
-    }
-    // Thread t runs parts t, t + lanes, …: the same parts, whichever thread runs them.
-    let tickets: Vec<u64> = (1..lanes)
-        .map(|t| {
-            pool.worker(t - 1).post(Job {
-                first: t,
-                step: lanes,
-                ..job
-            })
-        })
-        .collect();
-    Job { step: lanes, ..job }.run();
-    for (t, ticket) in tickets.into_iter().enumerate() {
-        pool.worker(t).wait(ticket);
-    }
-    pool.busy.store(false, Ordering::Release);
+    job.dispatch();
     job.parts as i64
+}
+
+/// Runs `f(lo, hi)` for each of `parts` parts of `0..items`, on the pool, from Rust.
+pub fn for_parts<F: Fn(i64, i64) + Sync>(items: i64, parts: usize, f: &F) {
+    unsafe extern "C" fn call<F: Fn(i64, i64) + Sync>(frame: *mut u8, lo: i64, hi: i64, _: i64) {
+        // SAFETY: `frame` is the `&F` that `for_parts` holds until every part is done.
+        let f = unsafe { &*(frame as *const F) };
+        f(lo, hi)
+    }
+    Job {
+        f: call::<F>,
+        frame: f as *const F as usize,
+        items,
+        parts: parts.clamp(1, MAX_PARTS),
+        first: 0,
+        step: 1,
+    }
+    .dispatch();
 }
 
 /// Parts `first, first + step, …` of `parts` over `0..items`.
@@ -126,6 +119,41 @@ struct Job {
 }
 
 impl Job {
+    /// Runs every part: on the calling thread and the workers when they are free, else all
+    /// on the calling thread.
+    fn dispatch(self) {
+        let lanes = threads().min(self.parts);
+        let pool = pool();
+        if lanes == 1
+            || pool
+                .busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            self.run();
+            return;
+        }
+        // Thread t runs parts t, t + lanes, …: the same parts, whichever thread runs them.
+        let tickets: Vec<u64> = (1..lanes)
+            .map(|t| {
+                pool.worker(t - 1).post(Job {
+                    first: t,
+                    step: lanes,
+                    ..self
+                })
+            })
+            .collect();
+        Job {
+            step: lanes,
+            ..self
+        }
+        .run();
+        for (t, ticket) in tickets.into_iter().enumerate() {
+            pool.worker(t).wait(ticket);
+        }
+        pool.busy.store(false, Ordering::Release);
+    }
+
     fn run(&self) {
         for p in (self.first..self.parts).step_by(self.step) {
             let (lo, hi) = part_range(self.items, self.parts, p);
@@ -172,8 +200,30 @@ struct Worker {
 // writes again.
 unsafe impl Sync for Worker {}
 
-/// Spins before sleeping, for workers and for a caller waiting on them: about 50 µs.
-const SPINS: u32 = 20_000;
+/// How long a worker waits for its next job before it sleeps, and a caller for its workers
+/// before it yields the core. A training step hands out work a few times per step, so the next
+/// job usually comes within this time; meanwhile the waiting thread yields at every check, so
+/// that other threads (the GEMM kernel's) get the core whenever they want it.
+const PATIENCE: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Waits until `ready()`, spinning a little, then yielding the core at each check, for at most
+/// `PATIENCE`; returns whether it became ready.
+fn wait_briefly(ready: impl Fn() -> bool) -> bool {
+    for _ in 0..64 {
+        if ready() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < PATIENCE {
+        if ready() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    ready()
+}
 
 impl Worker {
     fn start() -> &'static Worker {
@@ -205,26 +255,13 @@ impl Worker {
     }
 
     fn wait(&self, ticket: u64) {
-        let mut spins = 0u32;
-        while self.done.load(Ordering::Acquire) < ticket {
-            spins += 1;
-            if spins < SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        while !wait_briefly(|| self.done.load(Ordering::Acquire) >= ticket) {}
     }
 
     fn serve(&self) {
         let mut seen = 0u64;
         loop {
-            let mut spins = 0u32;
-            while self.posted.load(Ordering::Acquire) == seen && spins < SPINS {
-                spins += 1;
-                std::hint::spin_loop();
-            }
-            if self.posted.load(Ordering::Acquire) == seen {
+            if !wait_briefly(|| self.posted.load(Ordering::Acquire) != seen) {
                 let mut sleeping = self.sleeping.lock().unwrap_or_else(|e| e.into_inner());
                 *sleeping = true;
                 while self.posted.load(Ordering::Acquire) == seen {

@@ -81,15 +81,20 @@ fn by_hand(
 }
 
 fn check_dialect(opt: &str, dialect: &str, extra: &str) {
+    check_dialect_sized(opt, dialect, extra, 6);
+}
+
+/// As `check_dialect`, with a first parameter of `len` elements.
+fn check_dialect_sized(opt: &str, dialect: &str, extra: &str, len: usize) {
     let src = format!(
-        "dtype f64\nparam a[3, 2] ~ zeros\nparam b ~ zeros\nloss sum(a^2) + b^2\noptimizer {opt}(defaults = {dialect}{extra})\n"
+        "dtype f64\nparam a[{len}] ~ zeros\nparam b ~ zeros\nloss sum(a^2) + b^2\noptimizer {opt}(defaults = {dialect}{extra})\n"
     );
     let compiled = CompiledModel::from_model(model_of_source("opt.dsl", &src)).unwrap();
     let spec = compiled.model.optimizer.clone();
     let h = |n: &str| spec.get(n);
     let n_state = spec.kind.state_arrays();
     let init = spec.initial_state();
-    let sizes = [6usize, 1];
+    let sizes = [len, 1];
     let mut params: Vec<Buffer> = sizes
         .iter()
         .enumerate()
@@ -162,6 +167,45 @@ fn every_optimizer_and_dialect_matches_the_hand_computed_trajectory() {
     }
     check_dialect("adam", "lecture", ", beta1 = 0.8, beta2 = 0.99, eps = 1e-6");
     check_dialect("rmsprop", "pytorch", ", rho = 0.5");
+}
+
+/// A parameter of 70,001 elements is updated in parts (chunks of 256 elements, on several
+/// cores), ending in a partial chunk and a scalar tail: every element still follows the hand
+/// formulas.
+#[test]
+fn large_parameters_are_updated_in_parts_like_small_ones() {
+    adjoint::jit::parallel::set_threads(2);
+    let before = adjoint::jit::parallel::split_loops();
+    for opt in ["sgd", "momentum", "rmsprop", "adam", "adamw"] {
+        check_dialect_sized(opt, "pytorch", "", 70_001);
+    }
+    assert!(adjoint::jit::parallel::split_loops() > before);
+
+    // Weight decay and the clipping scale reach every part.
+    let n = 70_001;
+    let src = format!(
+        "dtype f64\nparam a[{n}] ~ zeros\nloss sum(a^2)\noptimizer sgd(lr = 0.1, weight_decay = 0.5, clip_norm = 1)\n"
+    );
+    let compiled = CompiledModel::from_model(model_of_source("c.dsl", &src)).unwrap();
+    let spec = &compiled.model.optimizer;
+    let p0: Vec<f64> = (0..n).map(|j| (j as f64 * 0.37).sin()).collect();
+    let g: Vec<f64> = (0..n).map(|j| (j as f64 * 0.11).cos()).collect();
+    let mut params = vec![Buffer::F64(p0.clone())];
+    let step = spec.advance(&StepState::default());
+    compiled
+        .update
+        .run(
+            &mut params,
+            &[&Buffer::F64(g.clone())],
+            &mut [],
+            &spec.scalars(0.1, &step),
+        )
+        .unwrap();
+    let d: Vec<f64> = (0..n).map(|j| g[j] + 0.5 * p0[j]).collect();
+    let norm = d.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let expect: Vec<f64> = (0..n).map(|j| p0[j] - 0.1 * d[j] / norm).collect();
+    let err = max_rel_err(&params[0].to_f64(), &expect, 1e-300);
+    assert!(err <= 1e-12, "clipped update off by {err:e}");
 }
 
 #[test]
