@@ -174,6 +174,26 @@ impl Tx<'_> {
         }
     }
 
+    /// A polynomial (coefficients highest degree first) as its even and odd halves in x²,
+    /// `E(x²) + x·O(x²)`: two independent chains of half the length, so a long polynomial's
+    /// latency is halved in loops that wait on it.
+    fn horner_split(&mut self, x: Value, coeffs: &[f64]) -> Value {
+        let degree = coeffs.len() - 1;
+        // By degree, lowest first, then each half highest first again.
+        let half = |parity: usize| -> Vec<f64> {
+            let mut c: Vec<f64> = (0..=degree)
+                .filter(|d| d % 2 == parity)
+                .map(|d| coeffs[degree - d])
+                .collect();
+            c.reverse();
+            c
+        };
+        let x2 = self.b.ins().fmul(x, x);
+        let even = self.horner(x2, &half(0));
+        let odd = self.horner(x2, &half(1));
+        self.b.ins().fma(odd, x, even)
+    }
+
     fn horner(&mut self, x: Value, coeffs: &[f64]) -> Value {
         let ty = self.value_type(x);
         let mut p = self.float_const(ty, coeffs[0]);
@@ -243,7 +263,14 @@ impl Tx<'_> {
         );
         let r = self.b.ins().fma(minus_n, hi, x);
         let r = self.b.ins().fma(minus_n, lo, r);
-        let p = self.horner(r, fmt.exp_poly);
+        // The two lowest terms, which carry the result, in Horner's order for accuracy; the
+        // tail above them in two chains, for latency.
+        let (tail, low) = fmt.exp_poly.split_at(fmt.exp_poly.len() - 2);
+        let mut p = self.horner_split(r, tail);
+        for &c in low {
+            let c = self.float_const(ty, c);
+            p = self.b.ins().fma(p, r, c);
+        }
         let (s1, s2) = self.exp2_factors(t, ty);
         let y = self.b.ins().fmul(p, s1);
         let y = self.b.ins().fmul(y, s2);
