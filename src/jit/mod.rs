@@ -1060,6 +1060,8 @@ struct Tx<'a> {
     slot_override: HashMap<u32, Value>,
     /// The first error met while generating a helper function (a part); reported by `define`.
     failure: Option<CodegenError>,
+    /// Stack slots of loop-invariant scalars splatted for vector loops (`invariant_vector`).
+    splat_slots: HashMap<Value, cranelift::codegen::ir::StackSlot>,
     /// The loops being generated, innermost last.
     loop_ptrs: Vec<LoopEntry>,
     /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
@@ -1084,6 +1086,8 @@ struct Tx<'a> {
 const POOL_CAPACITY: usize = 256;
 /// `loop_ptrs` key of the pool's address (slots are numbered from 0).
 const POOL_KEY: u32 = u32::MAX;
+/// `loop_ptrs` keys of loop-invariant vectors stored where the loop is entered, by stack slot.
+const SPLAT_KEY: u32 = 1 << 30;
 
 /// The 16 bytes of a vector of type `ty` with `bits` in every lane.
 fn lanes_of(ty: Type, bits: u64) -> u128 {
@@ -1155,6 +1159,7 @@ impl<'a> Tx<'a> {
             last_reduced: false,
             slot_override: HashMap::new(),
             failure: None,
+            splat_slots: HashMap::new(),
         }
     }
 
@@ -1276,6 +1281,39 @@ impl<'a> Tx<'a> {
         let v = build(&mut cur);
         entry.ptrs.insert(key, v);
         Some(v)
+    }
+
+    /// A scalar fixed for the whole loop, read as a vector inside the loop body: splatted once
+    /// where the loop is entered into a stack slot of its own, and loaded at each use, which
+    /// Cranelift folds into the user as a memory operand. Held in a register instead, each such
+    /// value took a register for the whole loop (W3's loop reads thirteen and spilled), or a
+    /// splat at every iteration. `None` outside loop bodies, for constants (they come from the
+    /// pool) and for values defined inside the loop.
+    fn invariant_vector(&mut self, vty: Type, v: Value) -> Option<Value> {
+        self.body_memo.as_ref()?;
+        if self.float_known.contains_key(&v) || v.as_u32() >= self.loop_ptrs.last()?.mark {
+            return None;
+        }
+        let slot = match self.splat_slots.get(&v) {
+            Some(&s) => s,
+            None => {
+                let s = self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    16,
+                    4,
+                ));
+                self.splat_slots.insert(v, s);
+                s
+            }
+        };
+        self.at_loop_entry(SPLAT_KEY | slot.as_u32(), |cur| {
+            let x = cur.ins().splat(vty, v);
+            let addr = cur.ins().stack_addr(types::I64, slot, 0);
+            cur.ins().store(flags().with_aligned(), x, addr, 0);
+            x
+        })?;
+        let addr = self.b.ins().stack_addr(types::I64, slot, 0);
+        Some(self.b.ins().load(vty, flags().with_aligned(), addr, 0))
     }
 
     /// `x` in every lane of a vector of type `vty`.
@@ -1700,6 +1738,9 @@ impl<'a> Tx<'a> {
         match op {
             Operand::Scalar(v) => {
                 let v = *v;
+                if let Some(x) = self.invariant_vector(vty, v) {
+                    return x;
+                }
                 self.memo(SPLAT, v, |tx| tx.splat(vty, v))
             }
             Operand::Lane(slot) => self.lanes[slot],
@@ -2388,9 +2429,15 @@ impl<'a> Tx<'a> {
             eprintln!("{}", func.display());
         }
         let mut ctx = Context::for_function(func);
+        let disasm = std::env::var_os("ADJOINT_DUMP_ASM").is_some();
+        ctx.set_disasm(disasm);
         self.module
             .define_function(id, &mut ctx)
             .map_err(define_error)?;
+        if disasm {
+            let code = ctx.compiled_code().and_then(|c| c.vcode.clone());
+            eprintln!("{}", code.unwrap_or_default());
+        }
         Ok(id)
     }
 
