@@ -128,6 +128,17 @@ fn rewrite(g: &mut Graph, op: Op, args: &[NodeId], fired: &mut Fired) -> NodeId 
 }
 
 /// The operand of a unary node of kind `op`, if `id` is one.
+/// For `k * y` with a negative constant `k` (and `y` not a constant): `k` and `y`, so that
+/// `x + k * y` can be written `x − (−k) * y` (exact: negating a constant is exact).
+fn negative_multiple(g: &Graph, id: NodeId) -> Option<(f64, NodeId)> {
+    if *g.op(id) != Op::Mul {
+        return None;
+    }
+    let inputs = &g.node(id).inputs;
+    let k = g.const_value(inputs[0])?;
+    (k < 0.0 && g.const_value(inputs[1]).is_none()).then_some((k, inputs[1]))
+}
+
 fn unary_arg(g: &Graph, id: NodeId, op: Op) -> Option<NodeId> {
     (*g.op(id) == op).then(|| g.node(id).inputs[0])
 }
@@ -302,6 +313,11 @@ fn try_rules(
                 let x = g.node(args[0]).inputs[0];
                 return Some(("add-neg", r(g, Op::Sub, &[args[1], x])));
             }
+            if let Some((k, y)) = negative_multiple(g, args[1]) {
+                let nk = g.constant(-k);
+                let m = r(g, Op::Mul, &[nk, y]);
+                return Some(("add-neg", r(g, Op::Sub, &[args[0], m])));
+            }
             if c(g, 1).is_some() && c(g, 0).is_none() {
                 return Some(("const-left", r(g, Op::Add, &[args[1], args[0]])));
             }
@@ -316,6 +332,11 @@ fn try_rules(
             if let Op::Neg = g.op(args[1]) {
                 let y = g.node(args[1]).inputs[0];
                 return Some(("sub-neg", r(g, Op::Add, &[args[0], y])));
+            }
+            if let Some((k, y)) = negative_multiple(g, args[1]) {
+                let nk = g.constant(-k);
+                let m = r(g, Op::Mul, &[nk, y]);
+                return Some(("sub-neg", r(g, Op::Add, &[args[0], m])));
             }
         }
         Op::Mul => {
@@ -383,12 +404,28 @@ fn try_rules(
             if let Op::Neg = g.op(args[0]) {
                 return Some(("neg-neg", g.node(args[0]).inputs[0]));
             }
+            // −(c * x) → (−c) * x: negating a constant is exact, and the loop loses an op.
+            if let Op::Mul = g.op(args[0]) {
+                let inner = g.node(args[0]).inputs.clone();
+                if let Some(k) = g.const_value(inner[0]) {
+                    if k != 1.0 && k != -1.0 && g.const_value(inner[1]).is_none() {
+                        let nk = g.constant(-k);
+                        return Some(("neg-into-constant", r(g, Op::Mul, &[nk, inner[1]])));
+                    }
+                }
+            }
             // Negate before broadcasting: fewer elements, and the broadcast can then be absorbed.
             if let Op::Expand(shape) = g.op(args[0]).clone() {
                 let inner = g.node(args[0]).inputs[0];
                 let n = r(g, Op::Neg, &[inner]);
                 return Some(("neg-of-broadcast", r(g, Op::Expand(shape), &[n])));
             }
+        }
+        // sum(−x) → −sum(x): exact (rounding is symmetric), and the negation leaves the loop.
+        Op::Sum { .. } | Op::SumTo(_) if matches!(g.op(args[0]), Op::Neg) => {
+            let inner = g.node(args[0]).inputs[0];
+            let s = r(g, op.clone(), &[inner]);
+            return Some(("neg-out-of-sum", r(g, Op::Neg, &[s])));
         }
         Op::Pow => {
             if c(g, 1) == Some(1.0) && keeps_shape(g, 0) {
