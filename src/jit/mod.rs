@@ -1324,6 +1324,11 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Whether code is being generated inside a loop.
+    fn in_loop(&self) -> bool {
+        !self.loop_ptrs.is_empty()
+    }
+
     /// The value of an integer known when the code is generated.
     fn known(&self, v: Value) -> Option<i64> {
         self.consts.get(&v).copied()
@@ -2715,7 +2720,7 @@ impl<'a> Tx<'a> {
                 tx.b.def_var(sum, s);
             });
             let s = tx.b.use_var(sum);
-            let l = tx.call("log", &[s]);
+            let l = tx.log_inline(s);
             let r = tx.b.ins().fadd(m, l);
             let finite = tx.is_finite(m);
             let r = tx.b.ins().select(finite, r, m);
@@ -2966,8 +2971,14 @@ impl<'a> Tx<'a> {
     fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
-            // One element at a time, libm's routines through a call keep the code (and its
-            // compile time) small; the vector loops use the inline forms in `math`.
+            // Inside loops (a vector loop's scalar tail, a row's elements) the inline forms in
+            // `math`: a call costs more than they do. Elsewhere (once per step) libm's
+            // routines through a call keep the code, and its compile time, small.
+            Op::Exp if self.in_loop() => self.exp_inline(xs[0]),
+            Op::Log if self.in_loop() => self.log_inline(xs[0]),
+            Op::Log1p if self.in_loop() => self.log1p_inline(xs[0]),
+            Op::Sigmoid if self.in_loop() => self.sigmoid_inline(xs[0]),
+            Op::Softplus if self.in_loop() => self.softplus_inline(xs[0]),
             Op::Exp => self.call("exp", &[xs[0]]),
             Op::Log => self.call("log", &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),

@@ -325,8 +325,12 @@ mod tests {
                         let frame: Vec<AtomicI64> =
                             (0..MAX_PARTS).map(|_| AtomicI64::new(0)).collect();
                         let n = 1_000_000i64;
-                        let parts =
-                            run_parts(sum_range as PartFn as usize as i64, frame.as_ptr() as i64, n, 1);
+                        let parts = run_parts(
+                            sum_range as PartFn as usize as i64,
+                            frame.as_ptr() as i64,
+                            n,
+                            1,
+                        );
                         assert_eq!(parts, MAX_PARTS as i64);
                         for (p, sum) in frame.iter().enumerate() {
                             let (lo, hi) = part_range(n, MAX_PARTS, p);
