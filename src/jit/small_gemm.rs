@@ -54,6 +54,18 @@ pub unsafe fn sgemm(
     }
     PACKED_B.with_borrow_mut(|packed| {
         packed.resize(k * n, 0.0);
+        if rsb == 1
+            && (n as isize)
+                .checked_mul(csb)
+                .is_some_and(|x| x.unsigned_abs() < 1 << 28)
+        {
+            // B is a transpose (its columns contiguous): each packed row is a gather.
+            // SAFETY: forwarded; every gathered offset kk + j·csb is an element of B.
+            unsafe { gather_rows(b, csb, k, n, packed) };
+            // SAFETY: `packed` holds B row-major, n floats per row.
+            unsafe { tile.run(packed.as_ptr(), n as isize) };
+            return;
+        }
         // Read B along its memory order (columns, when it is a transpose), write row-major.
         let (outer, inner, so, si) = if rsb.abs() < csb.abs() {
             (n, k, csb, rsb)
@@ -74,6 +86,32 @@ pub unsafe fn sgemm(
         // SAFETY: `packed` holds B row-major, n floats per row.
         unsafe { tile.run(packed.as_ptr(), n as isize) };
     })
+}
+
+/// `packed[kk·n + j] = b[kk + j·csb]`: row kk of a B whose columns are contiguous, sixteen
+/// columns per gather.
+///
+/// # Safety
+/// `b + kk + j·csb` must be readable for every kk < k, j < n; n·csb < 2^28; AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_rows(b: *const f32, csb: isize, k: usize, n: usize, packed: &mut [f32]) {
+    let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    let stride = _mm512_set1_epi32(csb as i32);
+    for kk in 0..k {
+        let row = &mut packed[kk * n..(kk + 1) * n];
+        for j0 in (0..n).step_by(16) {
+            let live = (n - j0).min(16);
+            let mask = ((1u32 << live) - 1) as u16;
+            let cols = _mm512_add_epi32(_mm512_set1_epi32(j0 as i32), lanes);
+            let offsets = _mm512_mullo_epi32(cols, stride);
+            // SAFETY: the masked lanes address b[kk + j·csb] for j < n.
+            unsafe {
+                let v =
+                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, b.add(kk));
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), mask, v);
+            }
+        }
+    }
 }
 
 thread_local! {
