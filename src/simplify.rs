@@ -407,11 +407,13 @@ fn try_rules(
             // −(c * x) → (−c) * x: negating a constant is exact, and the loop loses an op.
             if let Op::Mul = g.op(args[0]) {
                 let inner = g.node(args[0]).inputs.clone();
-                if let Some(k) = g.const_value(inner[0]) {
-                    if k != 1.0 && k != -1.0 && g.const_value(inner[1]).is_none() {
-                        let nk = g.constant(-k);
-                        return Some(("neg-into-constant", r(g, Op::Mul, &[nk, inner[1]])));
-                    }
+                if let Some(k) = g.const_value(inner[0])
+                    && k != 1.0
+                    && k != -1.0
+                    && g.const_value(inner[1]).is_none()
+                {
+                    let nk = g.constant(-k);
+                    return Some(("neg-into-constant", r(g, Op::Mul, &[nk, inner[1]])));
                 }
             }
             // Negate before broadcasting: fewer elements, and the broadcast can then be absorbed.

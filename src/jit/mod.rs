@@ -165,31 +165,8 @@ mod helpers {
         rsc: i64,
         csc: i64,
     ) {
-        let (a, b, c) = (a as usize, b as usize, c as usize);
-        let (mu, ku, nu) = (m as usize, k as usize, n as usize);
-        on_cores(mu, ku, nu, &|r0, rows, c0, cols| {
-            // SAFETY: the pointers are slot buffers whose lengths the runtime checked against
-            // the plan, the strides were computed from the same shapes, and each block lies
-            // inside the product.
-            unsafe {
-                matrixmultiply::dgemm(
-                    rows,
-                    ku,
-                    cols,
-                    1.0,
-                    (a as *const f64).offset(r0 as isize * rsa as isize),
-                    rsa as isize,
-                    csa as isize,
-                    (b as *const f64).offset(c0 as isize * csb as isize),
-                    rsb as isize,
-                    csb as isize,
-                    0.0,
-                    (c as *mut f64).offset(r0 as isize * rsc as isize + c0 as isize * csc as isize),
-                    rsc as isize,
-                    csc as isize,
-                )
-            }
-        });
+        // SAFETY: forwarded from the generated code (see `split_gemm`).
+        unsafe { split_gemm(m, k, n, [a, b], [rsa, csa, rsb, csb], c, [rsc, csc]) }
     }
 
     /// y = A·x (or y += A·x when `acc`) for a strided m×k matrix A. Matrix–vector products are
@@ -546,25 +523,100 @@ mod helpers {
             };
             return;
         }
-        let (a, b, c) = (a as usize, b as usize, c as usize);
-        on_cores(mu, ku, nu, &|r0, rows, c0, cols| {
-            // SAFETY: as for `gemm_f64`.
+        // SAFETY: as for `gemm_f64`.
+        unsafe { split_gemm(m, k, n, [a, b], [rsa, csa, rsb, csb], c, [rsc, csc]) }
+    }
+
+    /// matrixmultiply's kernel for one float type: C = A·B, strided.
+    pub(super) trait Gemm: Sized {
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn gemm(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const Self,
+            sa: [isize; 2],
+            b: *const Self,
+            sb: [isize; 2],
+            c: *mut Self,
+            sc: [isize; 2],
+        );
+    }
+
+    impl Gemm for f64 {
+        unsafe fn gemm(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const f64,
+            sa: [isize; 2],
+            b: *const f64,
+            sb: [isize; 2],
+            c: *mut f64,
+            sc: [isize; 2],
+        ) {
+            // SAFETY: forwarded.
+            unsafe {
+                matrixmultiply::dgemm(
+                    m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
+                )
+            }
+        }
+    }
+
+    impl Gemm for f32 {
+        unsafe fn gemm(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const f32,
+            sa: [isize; 2],
+            b: *const f32,
+            sb: [isize; 2],
+            c: *mut f32,
+            sc: [isize; 2],
+        ) {
+            // SAFETY: forwarded.
             unsafe {
                 matrixmultiply::sgemm(
+                    m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
+                )
+            }
+        }
+    }
+
+    /// C = A·B through matrixmultiply, as blocks of C on several cores when it is large
+    /// (`on_cores`). `ab` holds A and B, `s` the row and column strides of A then B.
+    ///
+    /// # Safety
+    /// The pointers are slot buffers whose lengths the runtime checked against the plan, and
+    /// the strides were computed from the same shapes.
+    unsafe fn split_gemm<T: Gemm>(
+        m: i64,
+        k: i64,
+        n: i64,
+        ab: [*const T; 2],
+        s: [i64; 4],
+        c: *mut T,
+        sc: [i64; 2],
+    ) {
+        let s = s.map(|x| x as isize);
+        let sc = sc.map(|x| x as isize);
+        let (a, b, c) = (ab[0] as usize, ab[1] as usize, c as usize);
+        on_cores(m as usize, k as usize, n as usize, &|r0, rows, c0, cols| {
+            let (r0, c0) = (r0 as isize, c0 as isize);
+            // SAFETY: each block lies inside the product, so its corners are inside A, B, C.
+            unsafe {
+                T::gemm(
                     rows,
-                    ku,
+                    k as usize,
                     cols,
-                    1.0,
-                    (a as *const f32).offset(r0 as isize * rsa as isize),
-                    rsa as isize,
-                    csa as isize,
-                    (b as *const f32).offset(c0 as isize * csb as isize),
-                    rsb as isize,
-                    csb as isize,
-                    0.0,
-                    (c as *mut f32).offset(r0 as isize * rsc as isize + c0 as isize * csc as isize),
-                    rsc as isize,
-                    csc as isize,
+                    (a as *const T).offset(r0 * s[0]),
+                    [s[0], s[1]],
+                    (b as *const T).offset(c0 * s[3]),
+                    [s[2], s[3]],
+                    (c as *mut T).offset(r0 * sc[0] + c0 * sc[1]),
+                    sc,
                 )
             }
         });
@@ -3420,7 +3472,10 @@ enum Operand {
 
 #[cfg(test)]
 mod tests {
-    use super::helpers::{gemm_f32, gemm_f64, gemv_f32, gemv_f64};
+    use super::helpers::{Gemm, gemm_f32, gemm_f64, gemv_f32, gemv_f64};
+
+    type Entry<T> =
+        extern "C" fn(i64, i64, i64, *const T, i64, i64, *const T, i64, i64, *mut T, i64, i64);
 
     /// Products large enough to be split between cores (blocks of rows when C is taller than
     /// wide, of columns otherwise, ending in partial tiles) equal the product on one core bit
@@ -3435,84 +3490,55 @@ mod tests {
             let b: Vec<f64> = (0..k * n)
                 .map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0)
                 .collect();
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (rsa, csa) = if ta { (1, m as i64) } else { (k as i64, 1) };
-                let (rsb, csb) = if tb { (1, k as i64) } else { (n as i64, 1) };
-                let mut split = vec![f64::NAN; m * n];
-                gemm_f64(
-                    m as i64,
-                    k as i64,
-                    n as i64,
+            let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            check_split(m, k, n, &a, &b, gemm_f64);
+            check_split(m, k, n, &a32, &b32, gemm_f32);
+        }
+    }
+
+    fn check_split<T: Gemm + Copy + PartialEq + Default>(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[T],
+        b: &[T],
+        entry: Entry<T>,
+    ) {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (rsa, csa) = if ta { (1, m as i64) } else { (k as i64, 1) };
+            let (rsb, csb) = if tb { (1, k as i64) } else { (n as i64, 1) };
+            let mut split = vec![T::default(); m * n];
+            entry(
+                m as i64,
+                k as i64,
+                n as i64,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                split.as_mut_ptr(),
+                n as i64,
+                1,
+            );
+            let mut whole = vec![T::default(); m * n];
+            // SAFETY: the buffers hold the shapes the strides describe.
+            unsafe {
+                T::gemm(
+                    m,
+                    k,
+                    n,
                     a.as_ptr(),
-                    rsa,
-                    csa,
+                    [rsa as isize, csa as isize],
                     b.as_ptr(),
-                    rsb,
-                    csb,
-                    split.as_mut_ptr(),
-                    n as i64,
-                    1,
-                );
-                let mut whole = vec![f64::NAN; m * n];
-                // SAFETY: the buffers hold the shapes the strides describe.
-                unsafe {
-                    matrixmultiply::dgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr(),
-                        rsa as isize,
-                        csa as isize,
-                        b.as_ptr(),
-                        rsb as isize,
-                        csb as isize,
-                        0.0,
-                        whole.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                };
-                assert!(split == whole, "f64 {m}×{k}×{n} ({ta}, {tb})");
-                let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-                let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-                let mut split32 = vec![f32::NAN; m * n];
-                gemm_f32(
-                    m as i64,
-                    k as i64,
-                    n as i64,
-                    a32.as_ptr(),
-                    rsa,
-                    csa,
-                    b32.as_ptr(),
-                    rsb,
-                    csb,
-                    split32.as_mut_ptr(),
-                    n as i64,
-                    1,
-                );
-                let mut whole32 = vec![f32::NAN; m * n];
-                // SAFETY: as above.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a32.as_ptr(),
-                        rsa as isize,
-                        csa as isize,
-                        b32.as_ptr(),
-                        rsb as isize,
-                        csb as isize,
-                        0.0,
-                        whole32.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    )
-                };
-                assert!(split32 == whole32, "f32 {m}×{k}×{n} ({ta}, {tb})");
-            }
+                    [rsb as isize, csb as isize],
+                    whole.as_mut_ptr(),
+                    [n as isize, 1],
+                )
+            };
+            assert!(split == whole, "{m}×{k}×{n} ({ta}, {tb})");
         }
     }
 

@@ -300,6 +300,16 @@ fn schedules_give_the_documented_rates() {
     );
 }
 
+/// The inputs of a random point with `rows` rows, in the model's dtype.
+fn random_inputs(compiled: &CompiledModel, rows: usize, seed: u64) -> Vec<Buffer> {
+    let d = compiled.model.graph().dtype;
+    random_point(compiled.model.graph(), rows, seed)
+        .inputs
+        .iter()
+        .map(|t| Buffer::from_f64(d, &t.data))
+        .collect()
+}
+
 #[test]
 fn fused_loop_equals_separate_calls_bit_for_bit() {
     for opt in [
@@ -315,13 +325,7 @@ fn fused_loop_equals_separate_calls_bit_for_bit() {
                     "dtype {dtype}\ninput X[n, 3]\ninput y[n]\nparam w[3] ~ normal(0, 1)\nparam b ~ zeros\nloss mean((tanh(X @ w + b) - y)^2)\noptimizer {opt}\n{schedule}\n"
                 );
                 let compiled = CompiledModel::from_model(model_of_source("f.dsl", &src)).unwrap();
-                let p = random_point(compiled.model.graph(), 11, 5);
-                let d = compiled.model.graph().dtype;
-                let inputs: Vec<Buffer> = p
-                    .inputs
-                    .iter()
-                    .map(|t| Buffer::from_f64(d, &t.data))
-                    .collect();
+                let inputs = random_inputs(&compiled, 11, 5);
                 let mut a = adjoint::train::Trainer::new(&compiled, 3);
                 let mut b = adjoint::train::Trainer::new(&compiled, 3);
                 a.total_steps = 40;
@@ -351,13 +355,7 @@ fn fused_loop_equals_separate_calls_when_loops_are_split() {
         );
         let compiled = CompiledModel::from_model(model_of_source("m.dsl", &src)).unwrap();
         let rows = 100_003;
-        let p = random_point(compiled.model.graph(), rows, 5);
-        let d = compiled.model.graph().dtype;
-        let inputs: Vec<Buffer> = p
-            .inputs
-            .iter()
-            .map(|t| Buffer::from_f64(d, &t.data))
-            .collect();
+        let inputs = random_inputs(&compiled, rows, 5);
         let run = |threads: usize, fused: bool| {
             adjoint::jit::parallel::set_threads(threads);
             let mut t = adjoint::train::Trainer::new(&compiled, 3);
