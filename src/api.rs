@@ -24,6 +24,10 @@
 //!
 //! A `CompiledModel` is cheap to clone and can be shared across threads; each thread makes its
 //! own `Session`, which owns parameters, optimizer state and input data.
+//!
+//! Large loops, updates and matrix products use every core (up to 8) through a pool of worker
+//! threads; `adjoint::set_threads(1)` keeps all work on the calling thread. Results are the same
+//! bit for bit either way.
 
 use crate::compile::{CompileError, CompiledModel};
 use crate::data::DataError;

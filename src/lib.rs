@@ -91,4 +91,5 @@ pub use api::{Error, Session, Var, compile, compile_file, compile_named};
 pub use compile::{CompileError, CompiledModel, check_source};
 pub use diagnostics::{Diagnostic, Severity, SourceFile, Span};
 pub use ir::{DType, Tensor};
+pub use jit::parallel::set_threads;
 pub use model::{GraphFn, Model};
