@@ -88,6 +88,11 @@ impl Buffer {
 
 fn gather<T: Copy>(src: &[T], width: usize, rows: &[usize], dst: &mut Vec<T>) {
     dst.clear();
+    if width == 1 {
+        // One element per row (labels): a copy call per element would cost more than the copy.
+        dst.extend(rows.iter().map(|&r| src[r]));
+        return;
+    }
     for &r in rows {
         dst.extend_from_slice(&src[r * width..(r + 1) * width]);
     }

@@ -114,6 +114,8 @@ pub struct Trainer {
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
     pub data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
+    /// The dimensions of the last fused step, reused so that a step allocates nothing.
+    syms_buf: Vec<u64>,
     /// Reused table of per-step learning rates for the fused loop.
     table: Vec<f64>,
     constants: StepConstants,
@@ -161,6 +163,7 @@ impl Trainer {
             hvp: None,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
+            syms_buf: Vec::new(),
             table: Vec::new(),
             step_scalars: model.optimizer.step_scalars(&constants),
             constants,
@@ -187,14 +190,21 @@ impl Trainer {
     }
 
     fn syms(&self, rows: usize) -> Vec<u64> {
-        let mut syms = vec![0u64; self.compiled.model.graph().syms.len()];
+        let mut syms = Vec::new();
+        self.fill_syms(rows, &mut syms);
+        syms
+    }
+
+    /// The size of every symbolic dimension for a batch of `rows` rows, into `syms`.
+    fn fill_syms(&self, rows: usize, syms: &mut Vec<u64>) {
+        syms.clear();
+        syms.resize(self.compiled.model.graph().syms.len(), 0);
         for &(s, v) in &self.bound_dims {
             syms[s as usize] = v;
         }
         if let Some(r) = self.compiled.model.row_dim {
             syms[r as usize] = rows as u64;
         }
-        syms
     }
 
     /// Computes the loss and every parameter's gradient on a batch; returns the loss.
@@ -418,13 +428,19 @@ impl Trainer {
             let lr = self.next_lr();
             table.push(lr);
         }
-        let syms = self.syms(rows);
+        // The dimensions into a buffer kept between steps: no allocation per step.
+        let mut syms = std::mem::take(&mut self.syms_buf);
+        self.fill_syms(rows, &mut syms);
         let exe = &self.compiled.gradient;
-        if !self.grad_ws.contains_key(&syms) {
-            self.grad_ws
-                .insert(syms.clone(), Workspace::new(&exe.plan, exe.dtype, &syms)?);
+        if !self.grad_ws.contains_key(syms.as_slice()) {
+            let ws = Workspace::new(&exe.plan, exe.dtype, &syms)?;
+            self.grad_ws.insert(syms.clone(), ws);
         }
-        let ws = self.grad_ws.get_mut(&syms).expect("inserted above");
+        let ws = self
+            .grad_ws
+            .get_mut(syms.as_slice())
+            .expect("inserted above");
+        self.syms_buf = syms;
         let res = self.compiled.train_loop.run(
             exe,
             ws,
