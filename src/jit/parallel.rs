@@ -47,11 +47,20 @@ pub fn set_threads(n: usize) {
 /// The threads generated loops use: the setting, or the machine's cores (at most `MAX_PARTS`).
 pub fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_PARTS),
+        0 => machine_cores(),
         n => n,
     }
+}
+
+/// The cores this process may use, at most `MAX_PARTS`; asked of the system once (it reads the
+/// affinity mask and cgroup limits, too slow to repeat for every loop).
+fn machine_cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_PARTS)
+    })
 }
 
 /// How many parts `items` items of `work` elements each are cut into: by the work alone, so
