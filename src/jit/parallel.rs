@@ -5,8 +5,10 @@
 //! [`run_parts`] with that function, a frame on its own stack (the values the loop reads, and
 //! one area per part for the sums it writes), and the number of items. The range is cut into
 //! equal parts (as many as the work warrants, up to `MAX_PARTS`), dealt round-robin to the
-//! calling thread and persistent workers, which spin briefly between jobs before they sleep,
-//! since a training step hands them work a few times per step.
+//! calling thread and persistent workers, which wait briefly between jobs (yielding the core)
+//! before they sleep, since a training step hands them work a few times per step. Large
+//! optimizer updates (generated the same way) and large matrix products ([`for_parts`], from
+//! Rust) use the same workers.
 //!
 //! The cut depends only on the number of items and their work, never on the thread count or
 //! on timing: a caller that finds the workers busy (another thread running compiled code at the
