@@ -322,7 +322,7 @@ pub fn w5(repeats: usize) -> Vec<Figure> {
         .graph()
         .params
         .iter()
-        .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+        .map(|p| p.shape.fixed_elements().unwrap())
         .sum();
     let mut per_step = Vec::new();
     let mut gflops = Vec::new();

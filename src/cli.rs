@@ -387,7 +387,7 @@ fn check(path: &Path) -> i32 {
         g.params.len(),
         g.params
             .iter()
-            .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+            .map(|p| p.shape.fixed_elements().unwrap())
             .sum::<usize>(),
         model.loss_name
     );

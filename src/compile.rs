@@ -237,7 +237,7 @@ impl CompiledModel {
                     .graph()
                     .params
                     .iter()
-                    .map(|p| p.shape.as_fixed().unwrap().iter().product())
+                    .map(|p| p.shape.fixed_elements().unwrap())
                     .collect();
                 // Only the fused train loop is compiled now; the rest waits for first use.
                 let mut jit = Jit::new()?;

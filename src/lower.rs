@@ -126,9 +126,7 @@ impl Plan {
 
 /// Whether a shape has exactly one element whatever the symbolic dimensions.
 pub fn single_element(shape: &Shape) -> bool {
-    shape
-        .as_fixed()
-        .is_some_and(|d| d.iter().product::<usize>() == 1)
+    shape.fixed_elements() == Some(1)
 }
 
 pub fn contiguous(shape: &Shape) -> Vec<Stride> {

@@ -75,6 +75,17 @@ impl Shape {
     }
 
     /// The sizes, when no dimension is symbolic.
+    /// The number of elements, when every dimension is fixed.
+    pub fn fixed_elements(&self) -> Option<usize> {
+        self.0
+            .iter()
+            .map(|d| match *d {
+                Dim::Fixed(n) => Some(n as usize),
+                Dim::Sym(_) => None,
+            })
+            .product()
+    }
+
     pub fn as_fixed(&self) -> Option<Vec<usize>> {
         self.0
             .iter()

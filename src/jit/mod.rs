@@ -2250,8 +2250,8 @@ impl<'a> Tx<'a> {
         if shape.rank() == 0 {
             return None;
         }
-        let work = fixed_elements(shape);
-        if work.is_some_and(|w| w < 2 * parallel::MIN_WORK_PER_PART) {
+        let work = shape.fixed_elements();
+        if work.is_some_and(|w| (w as i64) < 2 * parallel::MIN_WORK_PER_PART) {
             return None;
         }
         let mut summed: Vec<(u32, &Shape)> = Vec::new();
@@ -2274,7 +2274,7 @@ impl<'a> Tx<'a> {
         let mut partials = Vec::new();
         let mut part_bytes = 0i64;
         for (slot, sh) in summed {
-            let elements = fixed_elements(sh)?;
+            let elements = sh.fixed_elements()? as i64;
             partials.push((slot, elements, part_bytes));
             // 16-byte aligned, so vector loads and stores of a row stay within one line pair.
             part_bytes += (elements * size + 15) & !15;
@@ -3401,18 +3401,6 @@ impl UpdateSlots {
 
 /// Elements per item of a split update: a few cache lines, so that parts start on a line.
 const UPDATE_CHUNK: i64 = 256;
-
-/// The number of elements of a shape whose dimensions are all fixed.
-fn fixed_elements(shape: &Shape) -> Option<i64> {
-    shape
-        .0
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(n) => Some(*n as i64),
-            Dim::Sym(_) => None,
-        })
-        .product()
-}
 
 /// The frame a loop group split between cores reads (see `Tx::parallel_group`): the three
 /// tables at bytes 0, 8 and 16, then one 8-byte entry per captured value (registers of

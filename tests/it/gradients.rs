@@ -59,7 +59,7 @@ fn example_gradients_match_finite_differences() {
             .graph()
             .params
             .iter()
-            .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+            .map(|p| p.shape.fixed_elements().unwrap())
             .sum();
         // Finite differences cost two loss evaluations per coordinate; large models are
         // covered by the fixtures of their layers.

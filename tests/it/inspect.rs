@@ -82,7 +82,7 @@ fn second_derivatives_of_every_fixture_are_symmetric() {
             .graph()
             .params
             .iter()
-            .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
+            .map(|p| p.shape.fixed_elements().unwrap())
             .sum();
         if n > 40 {
             continue;

@@ -242,12 +242,7 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
         .graph()
         .params
         .iter()
-        .map(|p| {
-            adjoint::runtime::Buffer::zeros(
-                DType::F64,
-                p.shape.as_fixed().unwrap().iter().product(),
-            )
-        })
+        .map(|p| adjoint::runtime::Buffer::zeros(DType::F64, p.shape.fixed_elements().unwrap()))
         .collect();
     assert!(exe.run(&mut ws, &short, &params).is_err());
     let f32_params: Vec<_> = params
