@@ -991,21 +991,7 @@ impl Jit {
             self.module.clear_context(&mut self.ctx);
             return Err(e);
         }
-        if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
-            eprintln!("{}", self.ctx.func.display());
-        }
-        let disasm = std::env::var_os("ADJOINT_DUMP_ASM").is_some();
-        self.ctx.set_disasm(disasm);
-        self.module
-            .define_function(id, &mut self.ctx)
-            .map_err(|e| CodegenError::Define {
-                name: name.clone(),
-                message: format!("{e:?}"),
-            })?;
-        if disasm {
-            let code = self.ctx.compiled_code().and_then(|c| c.vcode.clone());
-            eprintln!("{}", code.unwrap_or_default());
-        }
+        define_dumped(&mut self.module, id, &mut self.ctx, &name)?;
         self.module.clear_context(&mut self.ctx);
         Ok(id)
     }
@@ -1028,6 +1014,32 @@ impl Jit {
             })
             .collect())
     }
+}
+
+/// Compiles the function built in `ctx` as `id`; `ADJOINT_DUMP_CLIF` prints its Cranelift IR
+/// and `ADJOINT_DUMP_ASM` its machine code.
+fn define_dumped(
+    module: &mut JITModule,
+    id: FuncId,
+    ctx: &mut Context,
+    name: &str,
+) -> Result<(), CodegenError> {
+    if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
+        eprintln!("{}", ctx.func.display());
+    }
+    let disasm = std::env::var_os("ADJOINT_DUMP_ASM").is_some();
+    ctx.set_disasm(disasm);
+    module
+        .define_function(id, ctx)
+        .map_err(|e| CodegenError::Define {
+            name: name.into(),
+            message: format!("{e:?}"),
+        })?;
+    if disasm {
+        let code = ctx.compiled_code().and_then(|c| c.vcode.clone());
+        eprintln!("{}", code.unwrap_or_default());
+    }
+    Ok(())
 }
 
 fn helper_signature(module: &JITModule, name: &str) -> Signature {
@@ -2482,19 +2494,12 @@ impl<'a> Tx<'a> {
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
         }
-        if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
-            eprintln!("{}", func.display());
-        }
-        let mut ctx = Context::for_function(func);
-        let disasm = std::env::var_os("ADJOINT_DUMP_ASM").is_some();
-        ctx.set_disasm(disasm);
-        self.module
-            .define_function(id, &mut ctx)
-            .map_err(define_error)?;
-        if disasm {
-            let code = ctx.compiled_code().and_then(|c| c.vcode.clone());
-            eprintln!("{}", code.unwrap_or_default());
-        }
+        define_dumped(
+            self.module,
+            id,
+            &mut Context::for_function(func),
+            "loop part",
+        )?;
         Ok(id)
     }
 
