@@ -543,47 +543,32 @@ mod helpers {
         );
     }
 
-    impl Gemm for f64 {
-        unsafe fn gemm(
-            m: usize,
-            k: usize,
-            n: usize,
-            a: *const f64,
-            sa: [isize; 2],
-            b: *const f64,
-            sb: [isize; 2],
-            c: *mut f64,
-            sc: [isize; 2],
-        ) {
-            // SAFETY: forwarded.
-            unsafe {
-                matrixmultiply::dgemm(
-                    m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
-                )
+    macro_rules! gemm_with {
+        ($t:ty, $kernel:path) => {
+            impl Gemm for $t {
+                unsafe fn gemm(
+                    m: usize,
+                    k: usize,
+                    n: usize,
+                    a: *const $t,
+                    sa: [isize; 2],
+                    b: *const $t,
+                    sb: [isize; 2],
+                    c: *mut $t,
+                    sc: [isize; 2],
+                ) {
+                    // SAFETY: forwarded.
+                    unsafe {
+                        $kernel(
+                            m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
+                        )
+                    }
+                }
             }
-        }
+        };
     }
-
-    impl Gemm for f32 {
-        unsafe fn gemm(
-            m: usize,
-            k: usize,
-            n: usize,
-            a: *const f32,
-            sa: [isize; 2],
-            b: *const f32,
-            sb: [isize; 2],
-            c: *mut f32,
-            sc: [isize; 2],
-        ) {
-            // SAFETY: forwarded.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
-                )
-            }
-        }
-    }
+    gemm_with!(f64, matrixmultiply::dgemm);
+    gemm_with!(f32, matrixmultiply::sgemm);
 
     /// C = A·B through matrixmultiply, as blocks of C on several cores when it is large
     /// (`on_cores`). `ab` holds A and B, `s` the row and column strides of A then B.
@@ -3258,7 +3243,7 @@ impl<'a> Tx<'a> {
         let captured: Vec<Value> = k.iter().copied().chain(scale).collect();
         let bytes = PartFrame::capture_at(captured.len()) as i64;
         let base = self.frame_with(&captured, bytes);
-        let chunks = (len as i64 + UPDATE_CHUNK - 1) / UPDATE_CHUNK;
+        let chunks = len.div_ceil(UPDATE_CHUNK as usize) as i64;
         let items = self.iconst(chunks);
         let work = self.iconst(UPDATE_CHUNK);
         self.run_parts(part, base, items, work);
