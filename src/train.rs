@@ -212,7 +212,7 @@ impl Trainer {
     pub fn value_and_grad(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;
-        let ws = workspace(&mut self.grad_ws, exe, syms)?;
+        let ws = workspace(&mut self.grad_ws, exe, &syms)?;
         exe.run(ws, inputs, &self.params)?;
         Ok(ws.output(&exe.plan, 0).get(0))
     }
@@ -432,14 +432,7 @@ impl Trainer {
         let mut syms = std::mem::take(&mut self.syms_buf);
         self.fill_syms(rows, &mut syms);
         let exe = &self.compiled.gradient;
-        if !self.grad_ws.contains_key(syms.as_slice()) {
-            let ws = Workspace::new(&exe.plan, exe.dtype, &syms)?;
-            self.grad_ws.insert(syms.clone(), ws);
-        }
-        let ws = self
-            .grad_ws
-            .get_mut(syms.as_slice())
-            .expect("inserted above");
+        let ws = workspace(&mut self.grad_ws, exe, &syms)?;
         self.syms_buf = syms;
         let res = self.compiled.train_loop.run(
             exe,
@@ -465,7 +458,7 @@ impl Trainer {
         let Some(exe) = &self.compiled.predict else {
             return Ok(vec![]);
         };
-        let ws = workspace(&mut self.pred_ws, exe, syms.clone())?;
+        let ws = workspace(&mut self.pred_ws, exe, &syms)?;
         exe.run(ws, inputs, &self.params)?;
         let outputs = &self
             .compiled
@@ -503,7 +496,7 @@ impl Trainer {
     ) -> Result<Vec<(String, f64)>, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
-        let ws = workspace(&mut self.fwd_ws, exe, syms)?;
+        let ws = workspace(&mut self.fwd_ws, exe, &syms)?;
         exe.run(ws, inputs, &self.params)?;
         Ok(self
             .compiled
@@ -727,13 +720,13 @@ fn cholesky_solve(a: &[Vec<f64>], lambda: f64, b: &[f64]) -> Option<Vec<f64>> {
 fn workspace<'w>(
     map: &'w mut HashMap<Vec<u64>, Workspace>,
     exe: &crate::runtime::Executable,
-    syms: Vec<u64>,
+    syms: &[u64],
 ) -> Result<&'w mut Workspace, RunError> {
-    if !map.contains_key(&syms) {
-        let ws = Workspace::new(&exe.plan, exe.dtype, &syms)?;
-        map.insert(syms.clone(), ws);
+    if !map.contains_key(syms) {
+        let ws = Workspace::new(&exe.plan, exe.dtype, syms)?;
+        map.insert(syms.to_vec(), ws);
     }
-    Ok(map.get_mut(&syms).expect("inserted above"))
+    Ok(map.get_mut(syms).expect("inserted above"))
 }
 
 /// Fisher–Yates with the trainer's own stream, so runs with the same seed see the same batches.
