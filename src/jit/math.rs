@@ -119,7 +119,7 @@ fn lane_flags() -> MemFlagsData {
 }
 
 impl Tx<'_> {
-    fn value_type(&self, x: Value) -> Type {
+    pub(super) fn value_type(&self, x: Value) -> Type {
         self.b.func.dfg.value_type(x)
     }
 

@@ -1977,7 +1977,23 @@ impl<'a> Tx<'a> {
     fn fill(&mut self, slot: u32, shape: &Shape, v: f64) {
         let total = self.total(shape);
         let c = self.fconst(v);
-        self.for_loop(total, &mut |tx, i| tx.store_at(slot, i, c));
+        let mut done = self.iconst(0);
+        if !self.promoted.contains_key(&slot) {
+            let (vty, lanes) = self.vector_type();
+            let cv = self.float_const(vty, v);
+            let n_vec = self.shr_imm(total, lanes.trailing_zeros() as i64);
+            done = self.mul_imm(n_vec, lanes);
+            self.for_loop_by(done, lanes, &mut |tx, i| {
+                let base = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(base, i);
+                tx.b.ins().store(flags(), cv, addr, 0);
+            });
+        }
+        let rest = self.sub(total, done);
+        self.for_loop(rest, &mut |tx, t| {
+            let i = tx.add(done, t);
+            tx.store_at(slot, i, c)
+        });
     }
 
     fn total(&mut self, shape: &Shape) -> Value {
@@ -2725,56 +2741,146 @@ impl<'a> Tx<'a> {
         self.choose(lt, c, x)
     }
 
-    /// log Σ exp over the last axis, one row at a time: the row's maximum and its sum of
-    /// exponentials stay in registers, and exp is computed inline (a call per element costs
-    /// more than the exponential, and saves and restores every live vector register). A row
-    /// whose maximum is not finite gives that maximum, as the general form does.
+    /// log Σ exp over the last axis. The row's maximum and its sum of exponentials stay in
+    /// registers, and exp is computed inline (a call per element costs more than the
+    /// exponential, and saves and restores every live vector register). A row whose maximum is
+    /// not finite gives that maximum, as the general form does.
+    ///
+    /// A matrix is done a vector of rows at a time, one row per lane (`read_rows`): rows are
+    /// often narrow (a softmax over ten classes), too narrow to vectorize along. Each lane
+    /// performs the one-row operations in the same order, so every row gets the same bits
+    /// whichever way it was computed.
     fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32) {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
         let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
-        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
-            let max = tx.b.declare_var(tx.ty);
-            let neg_inf = tx.fconst(f64::NEG_INFINITY);
-            tx.b.def_var(max, neg_inf);
-            tx.for_loop(n, &mut |tx, j| {
-                let mut idx = outer.to_vec();
-                idx.push(j);
-                let v = tx.read(src, &idx);
-                let m = tx.b.use_var(max);
-                let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
-                let m = tx.b.ins().select(gt, v, m);
-                tx.b.def_var(max, m);
+        let by_rows = rank == 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot);
+        let mut first_row = self.iconst(0);
+        if by_rows {
+            let (vty, lanes) = self.vector_type();
+            let blocks = self.shr_imm(sizes[0], lanes.trailing_zeros() as i64);
+            let done = self.mul_imm(blocks, lanes);
+            self.for_loop_by(done, lanes, &mut |tx, r| {
+                let rows: Vec<Value> = (0..lanes).map(|l| tx.add_imm(r, l)).collect();
+                let lse = tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, &rows, j));
+                let base = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(base, r);
+                tx.b.ins().store(flags(), lse, addr, 0);
             });
-            let m = tx.b.use_var(max);
-            let sum = tx.b.declare_var(tx.ty);
-            let zero = tx.fconst(0.0);
-            tx.b.def_var(sum, zero);
-            tx.for_loop(n, &mut |tx, j| {
-                let mut idx = outer.to_vec();
+            first_row = done;
+        }
+        let rows = self.sub(sizes[0], first_row);
+        let mut outer_sizes = sizes[..rank - 1].to_vec();
+        if rank > 1 {
+            outer_sizes[0] = rows;
+        }
+        let ty = self.ty;
+        self.nest(&outer_sizes, &mut |tx, outer| {
+            let mut outer = outer.to_vec();
+            if let Some(r) = outer.first_mut() {
+                *r = tx.add(*r, first_row);
+            }
+            let lse = tx.logsumexp_along(ty, n, &mut |tx, j| {
+                let mut idx = outer.clone();
                 idx.push(j);
-                let v = tx.read(src, &idx);
-                let d = tx.b.ins().fsub(v, m);
-                let e = tx.exp_inline(d);
-                let s = tx.b.use_var(sum);
-                let s = tx.b.ins().fadd(s, e);
-                tx.b.def_var(sum, s);
+                tx.read(src, &idx)
             });
-            let s = tx.b.use_var(sum);
-            let l = tx.log_inline(s);
-            let r = tx.b.ins().fadd(m, l);
-            let finite = tx.is_finite(m);
-            let r = tx.b.ins().select(finite, r, m);
-            let o = tx.dot(outer, &out);
-            tx.store_at(slot, o, r);
+            let o = tx.dot(&outer, &out);
+            tx.store_at(slot, o, lse);
         });
+    }
+
+    /// log Σ exp of the `n` values `read(j)`, of type `ty`: a scalar, or a vector of rows.
+    fn logsumexp_along(
+        &mut self,
+        ty: Type,
+        n: Value,
+        read: &mut dyn FnMut(&mut Self, Value) -> Value,
+    ) -> Value {
+        let max = self.b.declare_var(ty);
+        let neg_inf = self.float_const(ty, f64::NEG_INFINITY);
+        self.b.def_var(max, neg_inf);
+        self.for_loop(n, &mut |tx, j| {
+            let v = read(tx, j);
+            let m = tx.b.use_var(max);
+            let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+            let m = tx.choose(gt, v, m);
+            tx.b.def_var(max, m);
+        });
+        let m = self.b.use_var(max);
+        let sum = self.b.declare_var(ty);
+        let zero = self.float_const(ty, 0.0);
+        self.b.def_var(sum, zero);
+        self.for_loop(n, &mut |tx, j| {
+            let v = read(tx, j);
+            let d = tx.b.ins().fsub(v, m);
+            let e = tx.exp_inline(d);
+            let s = tx.b.use_var(sum);
+            let s = tx.b.ins().fadd(s, e);
+            tx.b.def_var(sum, s);
+        });
+        let s = self.b.use_var(sum);
+        let l = self.log_inline(s);
+        let r = self.b.ins().fadd(m, l);
+        let finite = self.is_finite(m);
+        self.choose(finite, r, m)
+    }
+
+    /// Whether `read_rows` can read `op`.
+    fn rows_readable(&self, op: &Operand) -> bool {
+        match op {
+            Operand::Scalar(_) | Operand::View { .. } => true,
+            Operand::Lane(_) => false,
+            Operand::Inline { op, args, exponent } => {
+                self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.rows_readable(a))
+            }
+        }
+    }
+
+    /// Element `[rows[l], j]` of a matrix operand in lane `l`.
+    fn read_rows(&mut self, op: &Operand, rows: &[Value], j: Value) -> Value {
+        let (vty, _) = self.vector_type();
+        match op {
+            Operand::Scalar(v) => {
+                let v = *v;
+                if let Some(x) = self.invariant_vector(vty, v) {
+                    return x;
+                }
+                self.memo(SPLAT, v, |tx| tx.splat(vty, v))
+            }
+            Operand::View { slot, strides, .. } => {
+                let mut lanes = None;
+                for (l, &r) in rows.iter().enumerate() {
+                    let row = self.row_ptr(*slot, &[r], &strides[..1]);
+                    let off = self.mul(j, strides[1]);
+                    let x = match self.promoted.get(slot) {
+                        Some(&var) => self.b.use_var(var),
+                        None => {
+                            let addr = self.elem_addr(row, off);
+                            self.b.ins().load(self.ty, flags(), addr, 0)
+                        }
+                    };
+                    lanes = Some(match lanes {
+                        None => self.b.ins().scalar_to_vector(vty, x),
+                        Some(v) => self.b.ins().insertlane(v, x, l as u8),
+                    });
+                }
+                lanes.expect("a vector has lanes")
+            }
+            Operand::Inline { op, args, exponent } => {
+                let xs: Vec<Value> = args.iter().map(|a| self.read_rows(a, rows, j)).collect();
+                self.vector_op(op, &xs, *exponent)
+            }
+            Operand::Lane(_) => unreachable!("rows_readable excludes register lanes"),
+        }
     }
 
     fn is_finite(&mut self, x: Value) -> Value {
         // x − x is 0 for finite x and NaN for ±inf and NaN.
         let d = self.b.ins().fsub(x, x);
-        let zero = self.fconst(0.0);
+        let ty = self.value_type(x);
+        let zero = self.float_const(ty, 0.0);
         self.b.ins().fcmp(FloatCC::Equal, d, zero)
     }
 

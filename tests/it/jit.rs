@@ -256,3 +256,53 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
     assert!(exe.run(&mut ws, &inputs, &f32_params).is_err());
     assert!(exe.run(&mut ws, &inputs, &params).is_ok());
 }
+
+/// A matrix's log-sum-exp over rows runs a vector of rows at a time, one row per lane, and the
+/// rows left over one at a time. Rows with infinite or NaN entries, among finite ones in the
+/// same vector, must give what the interpreter gives row by row: the gradient of `c` is the
+/// vector of row values.
+#[test]
+fn row_logsumexp_by_lanes_keeps_each_rows_special_values() {
+    let inf = f64::INFINITY;
+    let rows = [
+        [1.0, 2.0, 3.0],
+        [-inf, 0.0, 1.0],
+        [-inf, -inf, -inf],
+        [inf, 0.0, 1.0],
+        [f64::NAN, 0.0, 1.0],
+        [5.0, -5.0, 0.5],
+        [-80.0, -90.0, -85.0],
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        let src = "param X[7, 3] ~ zeros\nparam c[7] ~ zeros\nloss sum(logsumexp(X, axis=1) * c)\n";
+        let model = with_dtype(model_of_source("lse.dsl", src), dtype);
+        let compiled = CompiledModel::from_model(model).unwrap();
+        let p = Point {
+            rows: 0,
+            inputs: vec![],
+            params: vec![
+                adjoint::ir::Tensor::new(vec![7, 3], rows.concat()),
+                adjoint::ir::Tensor::new(vec![7], vec![1.0; 7]),
+            ],
+        };
+        let expected = interp_outputs(&compiled.graphs.gradient, &p);
+        let actual = jit_gradient_outputs(&compiled, &p);
+        let k = compiled
+            .graphs
+            .gradient
+            .outputs
+            .iter()
+            .position(|(name, _)| name.ends_with('c'))
+            .expect("the gradient of c is an output");
+        for (row, (a, e)) in actual[k].iter().zip(&expected[k].data).enumerate() {
+            let same = (a.is_nan() && e.is_nan())
+                || a == e
+                || (a.is_finite() && (a - e).abs() <= 1e-5 * e.abs().max(1.0));
+            assert!(
+                same,
+                "{} row {row}: native {a}, interpreter {e}",
+                dtype.name()
+            );
+        }
+    }
+}
