@@ -2190,6 +2190,31 @@ impl<'a> Tx<'a> {
                     Some((lo, hi)) => (lo, self.sub(hi, lo)),
                     None => (self.iconst(0), self.row_blocks(n)),
                 };
+                // The sums cross the products' calls, which clobber every vector register, in
+                // stack slots of their own: held in a variable, the register allocator kept
+                // them on the stack inside the loop too, and each addition waited for the last
+                // one's store (W2's loop: about ten cycles a vector).
+                let acc_ty = if vector { vty } else { self.ty };
+                let stashes: Vec<(Variable, codegen::ir::StackSlot)> = accs
+                    .iter()
+                    .flatten()
+                    .map(|&acc| {
+                        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                            StackSlotKind::ExplicitSlot,
+                            16,
+                            4,
+                        ));
+                        let v = self.b.use_var(acc);
+                        self.b.ins().stack_store(types::I64, v, slot, 0);
+                        (acc, slot)
+                    })
+                    .collect();
+                let restore = |tx: &mut Self| {
+                    for &(acc, slot) in &stashes {
+                        let v = tx.b.ins().stack_load(types::I64, acc_ty, slot, 0);
+                        tx.b.def_var(acc, v);
+                    }
+                };
                 self.for_loop(count, &mut |tx, t| {
                     let b = tx.add(first, t);
                     let lo = tx.mul_imm(b, block);
@@ -2198,9 +2223,15 @@ impl<'a> Tx<'a> {
                     let short = tx.b.ins().icmp(IntCC::SignedLessThan, left, full);
                     let len = tx.b.ins().select(short, left, full);
                     tx.matvec(g, plan, rb.before.0, rb.before.1, Some((lo, len)), false);
+                    restore(tx);
                     run(tx, &[], lo, len);
+                    for &(acc, slot) in &stashes {
+                        let v = tx.b.use_var(acc);
+                        tx.b.ins().stack_store(types::I64, v, slot, 0);
+                    }
                     tx.matvec(g, plan, q, q_slot, Some((lo, len)), true);
                 });
+                restore(self);
             }
             None if rank == 0 => {
                 self.straight(|tx| {
