@@ -181,6 +181,10 @@ struct TrainArgs {
     /// produced the first one.
     #[arg(long)]
     check_finite: bool,
+    /// Keep subnormal numbers (IEEE gradual underflow) in training steps, instead of flushing
+    /// them to zero: slower once values decay into that range, which long runs do.
+    #[arg(long)]
+    keep_subnormals: bool,
     /// Optimizer (overrides the model's; its hyperparameters take their defaults unless given).
     #[arg(long)]
     optimizer: Option<String>,
@@ -1055,6 +1059,7 @@ fn train(args: &TrainArgs) -> i32 {
     }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
+    trainer.flush_subnormals = !args.keep_subnormals;
     if let Some(r) = &args.resume {
         if let Err(e) = crate::resume::resume(&mut trainer, r) {
             eprintln!("error: {e}");

@@ -7,6 +7,7 @@
 use crate::compile::CompiledModel;
 use crate::data::Dataset;
 use crate::init;
+use crate::jit::fpenv::FlushSubnormals;
 use crate::model::TrainSettings;
 use crate::optim::{OptimizerSpec, StepConstants, StepScalar, StepState};
 use crate::runtime::{Buffer, RunError, Workspace};
@@ -102,6 +103,8 @@ pub struct Trainer {
     pub total_steps: u64,
     /// Check every step's loss, gradients and parameters, and locate the first non-finite value.
     pub check_finite: bool,
+    /// Run steps with subnormal numbers flushed to zero (`jit::fpenv`); true unless set off.
+    pub flush_subnormals: bool,
     /// Held-out rows evaluated at every log point (and used by early stopping).
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
@@ -156,6 +159,7 @@ impl Trainer {
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
             check_finite: false,
+            flush_subnormals: true,
             validation: None,
             cursor: Cursor::default(),
             interrupt: None,
@@ -223,6 +227,11 @@ impl Trainer {
         Some(ws.output(&self.compiled.gradient.plan, i + 1))
     }
 
+    /// The floating-point modes a step runs in, until the returned guard is dropped.
+    fn step_modes(&self) -> Option<FlushSubnormals> {
+        FlushSubnormals::when(self.flush_subnormals)
+    }
+
     /// Advances the optimizer's step state; returns the new step's learning rate.
     fn next_lr(&mut self) -> f64 {
         let model = &self.compiled.model;
@@ -247,6 +256,7 @@ impl Trainer {
     /// One optimizer step on a batch through separate native calls (value-and-gradient, then
     /// the update); returns the loss before the step.
     pub fn train_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
+        let _modes = self.step_modes();
         let loss = self.value_and_grad(inputs, rows)?;
         self.apply_gradients(rows)?;
         Ok(loss)
@@ -270,6 +280,8 @@ impl Trainer {
     /// One step that checks everything it computes; a non-finite loss, gradient or parameter is
     /// traced to the op that first produced it, by replaying the step in the interpreter.
     pub fn checked_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
+        // The replay that locates a non-finite value runs in the same modes as the step.
+        let _modes = self.step_modes();
         let before: Vec<Buffer> = self.params.clone();
         let loss = self.value_and_grad(inputs, rows)?;
         let grads_finite = (0..self.params.len()).all(|i| {
@@ -338,6 +350,7 @@ impl Trainer {
     /// 1e-8·mean |diag H|) until it is: a Levenberg–Marquardt safeguard.
     pub fn newton_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         const MAX_PARAMS: usize = 2000;
+        let _modes = self.step_modes();
         let loss = self.value_and_grad(inputs, rows)?;
         let g: Vec<f64> = (0..self.params.len())
             .flat_map(|i| self.gradient(i, rows).expect("just computed").to_f64())
@@ -418,6 +431,7 @@ impl Trainer {
     }
 
     fn train_chunk(&mut self, inputs: &[Buffer], rows: usize, k: u64) -> Result<f64, RunError> {
+        let _modes = self.step_modes();
         let mut table = std::mem::take(&mut self.table);
         table.clear();
         table.push(0.0); // the step count, filled in by the loop's runner

@@ -19,6 +19,7 @@ use cranelift::codegen::{Context, settings};
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
+pub mod fpenv;
 mod math;
 pub mod parallel;
 mod small_gemm;

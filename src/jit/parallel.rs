@@ -93,6 +93,7 @@ pub extern "C" fn run_parts(f: i64, frame: i64, items: i64, work: i64) -> i64 {
         first: 0,
         step: 1,
         reverse: false,
+        control: 0,
     };
     if job.parts > 1 {
         SPLIT.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +117,7 @@ pub fn for_parts<F: Fn(i64, i64) + Sync>(items: i64, parts: usize, f: &F) {
         first: 0,
         step: 1,
         reverse: false,
+        control: 0,
     }
     .dispatch();
 }
@@ -131,6 +133,8 @@ struct Job {
     step: usize,
     /// Whether this call takes its parts last to first.
     reverse: bool,
+    /// The caller's floating-point modes (`fpenv`), which its workers take on for the job.
+    control: u64,
 }
 
 impl Job {
@@ -152,6 +156,7 @@ impl Job {
             self.run();
             return;
         }
+        self.control = super::fpenv::control();
         // Thread t runs parts t, t + lanes, …: the same parts, whichever thread runs them.
         let tickets: Vec<u64> = (1..lanes)
             .map(|t| {
@@ -293,6 +298,10 @@ impl Worker {
             seen = self.posted.load(Ordering::Acquire);
             // SAFETY: published before `posted` was stored.
             let job = unsafe { (*self.job.get()).expect("a posted job") };
+            // The caller's modes, so that a part gives the same bits on any thread.
+            if super::fpenv::control() != job.control {
+                super::fpenv::set_control(job.control);
+            }
             job.run();
             self.done.store(seen, Ordering::Release);
         }

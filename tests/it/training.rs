@@ -213,3 +213,36 @@ fn shipped_gmm_data_matches_its_generator() {
         "examples/data/gmm.csv differs from `cargo run --example gen_data`"
     );
 }
+
+/// Training steps flush subnormal numbers to zero, on every thread that runs a part of a split
+/// loop, and give the calling thread its modes back; `flush_subnormals = false` keeps them.
+/// In f32, (10⁻²⁰)² is subnormal: flushed, the loss is exactly zero on one thread and on two.
+#[test]
+fn training_steps_flush_subnormals_on_every_thread() {
+    let src = "input x[n]\nparam w = 1\nloss sum((w * x)^2)\noptimizer sgd(lr = 1)\n";
+    let compiled = CompiledModel::from_model(model_of_source("tiny.dsl", src)).unwrap();
+    let rows = 100_003;
+    let x: Vec<f64> = (0..rows).map(|i| 1e-20 * (1 + i % 7) as f64).collect();
+    let inputs = [Buffer::from_f64(compiled.model.graph().dtype, &x)];
+    let modes = adjoint::jit::fpenv::control();
+    let loss_with = |threads: usize, flush: bool| {
+        adjoint::jit::parallel::set_threads(threads);
+        let mut t = Trainer::new(&compiled, 0);
+        t.flush_subnormals = flush;
+        let loss = t.train_step(&inputs, rows).unwrap();
+        adjoint::jit::parallel::set_threads(2);
+        loss
+    };
+    let splits = adjoint::jit::parallel::split_loops();
+    for threads in [1, 2] {
+        assert_eq!(loss_with(threads, true), 0.0, "{threads} threads");
+        let kept = loss_with(threads, false);
+        assert!(kept > 0.0 && kept < 1e-30, "{threads} threads: {kept}");
+    }
+    assert!(
+        adjoint::jit::parallel::split_loops() > splits,
+        "the loss's loop was split"
+    );
+    assert_eq!(loss_with(1, false), loss_with(2, false));
+    assert_eq!(adjoint::jit::fpenv::control(), modes);
+}
