@@ -80,12 +80,17 @@ pub struct Figure {
     pub workload: &'static str,
     pub what: String,
     pub unit: &'static str,
-    /// Median over the repeats, and the spread.
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
+    /// One value per timed repeat.
+    pub samples: Vec<f64>,
     /// Final loss or parameters, for comparing results across frameworks.
     pub result: String,
+}
+
+impl Figure {
+    /// The median over the repeats, and the spread (smallest, largest).
+    pub fn summary(&self) -> (f64, f64, f64) {
+        median(self.samples.clone())
+    }
 }
 
 fn compile(src: &str) -> CompiledModel {
@@ -95,9 +100,16 @@ fn compile(src: &str) -> CompiledModel {
         .expect("benchmark models compile")
 }
 
+/// The median (the mean of the middle two for an even count), smallest and largest.
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
+    let n = v.len();
+    let mid = if n % 2 == 0 {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    };
+    (mid, v[0], v[n - 1])
 }
 
 fn figure(
@@ -107,14 +119,11 @@ fn figure(
     samples: Vec<f64>,
     result: String,
 ) -> Figure {
-    let (median, min, max) = median(samples);
     Figure {
         workload,
         what: what.into(),
         unit,
-        median,
-        min,
-        max,
+        samples,
         result,
     }
 }
@@ -550,93 +559,161 @@ pub struct BenchConfig {
     pub threads: Option<usize>,
 }
 
+/// The workloads in the order they run.
+const WORKLOADS: [&str; 6] = ["W1", "W2", "W3", "W4", "W5", "W6"];
+
+/// adjoint's figures for workload `w`, over `repeats` timed repeats.
+fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
+    match w {
+        "W1" => Ok(w1(repeats)),
+        "W2" => Ok(w2(repeats)),
+        "W3" => Ok(w3(repeats)),
+        "W4" => w4(repeats, root),
+        "W5" => Ok(w5(repeats)),
+        _ => w6(repeats.max(3), root),
+    }
+}
+
+/// The figure of ours that a peer's figure is compared with.
+fn counterpart<'f>(figures: &'f [Figure], p: &Peer) -> Option<&'f Figure> {
+    figures.iter().find(|f| {
+        f.workload == p.workload
+            && (p.field != "adam200_s" || f.unit == "s/200 steps")
+            && (p.field != "eval_ms" || f.unit == "ms/eval")
+    })
+}
+
+/// One peer's values, one per round, and adjoint's median in the same rounds.
+struct PeerRuns<'p> {
+    peer: &'p Peer,
+    rounds: Vec<Result<(f64, f64), String>>,
+}
+
 /// Runs the chosen workloads (and their peers); returns a Markdown report.
+///
+/// With peers, a workload runs in rounds: adjoint once, then each of its peers once, `repeats`
+/// times over. The machine's slow periods last minutes, so a ratio is taken within each round,
+/// from measurements seconds apart, and the reported ratio is the median over the rounds.
 pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, String> {
     let want = |w: &str| {
         cfg.workloads.is_empty() || cfg.workloads.iter().any(|x| x.eq_ignore_ascii_case(w))
     };
-    let mut figures = Vec::new();
     let r = cfg.repeats.max(1);
-    if want("W1") {
-        progress("W1");
-        figures.extend(w1(r));
-    }
-    if want("W2") {
-        progress("W2");
-        figures.extend(w2(r));
-    }
-    if want("W3") {
-        progress("W3");
-        figures.extend(w3(r));
-    }
-    if want("W4") {
-        progress("W4");
-        figures.extend(w4(r, &cfg.root)?);
-    }
-    if want("W5") {
-        progress("W5");
-        figures.extend(w5(r));
-    }
-    if want("W6") {
-        progress("W6");
-        figures.extend(w6(r.max(3), &cfg.root)?);
+    let (rounds, per_round) = if cfg.peers.is_some() { (r, 1) } else { (1, r) };
+    // One thread each, as adjoint's figures pinned to one core; every core when adjoint has
+    // more than one thread.
+    let every_core = cfg.threads.is_some_and(|t| t > 1);
+    let mut figures: Vec<Figure> = Vec::new();
+    let mut peer_runs: Vec<PeerRuns> = Vec::new();
+    for w in WORKLOADS.into_iter().filter(|w| want(w)) {
+        let peers: Vec<&Peer> = match cfg.peers {
+            Some(_) => PEERS.iter().filter(|p| p.workload == w).collect(),
+            None => Vec::new(),
+        };
+        let first_peer = peer_runs.len();
+        peer_runs.extend(peers.iter().map(|&peer| PeerRuns {
+            peer,
+            rounds: Vec::new(),
+        }));
+        let mut merged: Vec<Figure> = Vec::new();
+        for round in 1..=rounds {
+            progress(&format!("{w}{}", round_label(round, rounds)));
+            let ours = measure(w, per_round, &cfg.root)?;
+            for (k, p) in peers.iter().enumerate() {
+                let Some((python, anchors)) = &cfg.peers else {
+                    break;
+                };
+                progress(&format!(
+                    "{w} peer {} ({}){}",
+                    p.fw,
+                    p.field,
+                    round_label(round, rounds)
+                ));
+                let mine = counterpart(&ours, p).map(|f| f.summary().0);
+                let value = run_peer(python, anchors, p, per_round, every_core)
+                    .and_then(|v| mine.map(|m| (v, m)).ok_or_else(|| "no figure".to_string()));
+                peer_runs[first_peer + k].rounds.push(value);
+            }
+            if merged.is_empty() {
+                merged = ours;
+            } else {
+                for (m, f) in merged.iter_mut().zip(ours) {
+                    m.samples.extend(f.samples);
+                    m.result = f.result;
+                }
+            }
+        }
+        figures.extend(merged);
     }
     let mut out = String::new();
     let _ = writeln!(out, "| workload | adjoint | median | spread | result |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for f in &figures {
+        let (median, min, max) = f.summary();
         let _ = writeln!(
             out,
             "| {} | {} | **{:.4} {}** | {:.4}–{:.4} | {} |",
-            f.workload, f.what, f.median, f.unit, f.min, f.max, f.result
+            f.workload, f.what, median, f.unit, min, max, f.result
         );
     }
-    if let Some((python, anchors)) = &cfg.peers {
-        // One thread each, as adjoint's figures pinned to one core; every core when adjoint
-        // has more than one thread.
-        let every_core = cfg.threads.is_some_and(|t| t > 1);
+    if cfg.peers.is_some() {
         let threading = match cfg.threads {
             Some(t) if every_core => format!("adjoint on {t} threads, peers on every core"),
             _ => "peers on one thread".to_string(),
         };
         let _ = writeln!(
             out,
-            "\n| workload | peer (same session; {threading}) | peer median | adjoint / peer |"
+            "\n| workload | peer (same session; {threading}) | peer median | adjoint / peer, per round | median ratio |"
         );
-        let _ = writeln!(out, "|---|---|---|---|");
-        for p in PEERS.iter().filter(|p| want(p.workload)) {
-            progress(&format!("{} peer {} ({})", p.workload, p.fw, p.field));
-            let ours = figures.iter().find(|f| {
-                f.workload == p.workload
-                    && (p.field != "adam200_s" || f.unit == "s/200 steps")
-                    && (p.field != "eval_ms" || f.unit == "ms/eval")
-            });
-            match (run_peer(python, anchors, p, r, every_core), ours) {
-                (Ok(v), Some(f)) => {
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} `{}` ({}) | {:.4} | **{:.2}×** |",
-                        p.workload,
-                        p.fw,
-                        p.field,
-                        f.unit,
-                        v,
-                        f.median / v
-                    );
-                }
-                (Err(e), _) => {
-                    let _ = writeln!(
-                        out,
-                        "| {} | {} `{}` | failed: {} | |",
-                        p.workload,
-                        p.fw,
-                        p.field,
-                        e.replace('|', "/")
-                    );
-                }
-                (Ok(_), None) => {}
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for pr in &peer_runs {
+            let p = pr.peer;
+            let unit = counterpart(&figures, p).map_or("", |f| f.unit);
+            let failed = pr.rounds.iter().find_map(|r| r.as_ref().err());
+            if let Some(e) = failed {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} `{}` | failed: {} | | |",
+                    p.workload,
+                    p.fw,
+                    p.field,
+                    e.replace('|', "/")
+                );
+                continue;
             }
+            let pairs: Vec<(f64, f64)> = pr.rounds.iter().flatten().copied().collect();
+            let ratios: Vec<f64> = pairs.iter().map(|(v, m)| m / v).collect();
+            let listed: Vec<String> = ratios.iter().map(|x| format!("{x:.2}")).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} `{}` ({}) | {:.4} | {} | **{:.2}×** |",
+                p.workload,
+                p.fw,
+                p.field,
+                unit,
+                median(pairs.iter().map(|x| x.0).collect()).0,
+                listed.join(", "),
+                median(ratios).0
+            );
         }
     }
     Ok(out)
+}
+
+fn round_label(round: usize, rounds: usize) -> String {
+    if rounds > 1 {
+        format!(", round {round} of {rounds}")
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), (2.5, 1.0, 4.0));
+        assert_eq!(super::median(vec![5.0]), (5.0, 5.0, 5.0));
+    }
 }
