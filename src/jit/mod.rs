@@ -2779,46 +2779,44 @@ impl<'a> Tx<'a> {
     /// not finite gives that maximum, as the general form does.
     ///
     /// A matrix is done a vector of rows at a time, one row per lane (`read_rows`): rows are
-    /// often narrow (a softmax over ten classes), too narrow to vectorize along. Each lane
-    /// performs the one-row operations in the same order, so every row gets the same bits
-    /// whichever way it was computed.
+    /// often narrow (a softmax over ten classes), too narrow to vectorize along. The last
+    /// vector's lanes past the end take the last row again, and store the same value to it,
+    /// so no scalar copy of the loop is needed for the rows left over.
     fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32) {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
-        let by_rows = rank == 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot);
-        let mut first_row = self.iconst(0);
-        if by_rows {
+        if rank == 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
             let (vty, lanes) = self.vector_type();
-            let blocks = self.shr_imm(sizes[0], lanes.trailing_zeros() as i64);
-            let done = self.mul_imm(blocks, lanes);
-            self.for_loop_by(done, lanes, &mut |tx, r| {
-                let rows: Vec<Value> = (0..lanes).map(|l| tx.add_imm(r, l)).collect();
+            let m = sizes[0];
+            let last = self.add_imm(m, -1);
+            let rounded = self.add_imm(m, lanes - 1);
+            let blocks = self.shr_imm(rounded, lanes.trailing_zeros() as i64);
+            self.for_loop(blocks, &mut |tx, b| {
+                let first = tx.mul_imm(b, lanes);
+                let rows: Vec<Value> = (0..lanes)
+                    .map(|l| {
+                        let r = tx.add_imm(first, l);
+                        tx.b.ins().smin(r, last)
+                    })
+                    .collect();
                 let lse = tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, &rows, j));
-                let base = tx.slot_ptr(slot);
-                let addr = tx.elem_addr(base, r);
-                tx.b.ins().store(flags(), lse, addr, 0);
+                for (l, &row) in rows.iter().enumerate() {
+                    let v = tx.b.ins().extractlane(lse, l as u8);
+                    tx.store_at(slot, row, v);
+                }
             });
-            first_row = done;
+            return;
         }
-        let rows = self.sub(sizes[0], first_row);
-        let mut outer_sizes = sizes[..rank - 1].to_vec();
-        if rank > 1 {
-            outer_sizes[0] = rows;
-        }
+        let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
         let ty = self.ty;
-        self.nest(&outer_sizes, &mut |tx, outer| {
-            let mut outer = outer.to_vec();
-            if let Some(r) = outer.first_mut() {
-                *r = tx.add(*r, first_row);
-            }
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
             let lse = tx.logsumexp_along(ty, n, &mut |tx, j| {
-                let mut idx = outer.clone();
+                let mut idx = outer.to_vec();
                 idx.push(j);
                 tx.read(src, &idx)
             });
-            let o = tx.dot(&outer, &out);
+            let o = tx.dot(outer, &out);
             tx.store_at(slot, o, lse);
         });
     }

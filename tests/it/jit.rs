@@ -257,10 +257,10 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
     assert!(exe.run(&mut ws, &inputs, &params).is_ok());
 }
 
-/// A matrix's log-sum-exp over rows runs a vector of rows at a time, one row per lane, and the
-/// rows left over one at a time. Rows with infinite or NaN entries, among finite ones in the
-/// same vector, must give what the interpreter gives row by row: the gradient of `c` is the
-/// vector of row values.
+/// A matrix's log-sum-exp over rows runs a vector of rows at a time, one row per lane; the last
+/// vector's spare lanes repeat the last row (7 rows: one spare lane in f32, one in f64). Rows
+/// with infinite or NaN entries, among finite ones in the same vector, must give what the
+/// interpreter gives row by row: the gradient of `c` is the vector of row values.
 #[test]
 fn row_logsumexp_by_lanes_keeps_each_rows_special_values() {
     let inf = f64::INFINITY;
