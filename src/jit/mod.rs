@@ -1787,17 +1787,21 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// A scalar operand in every lane of a vector: loaded from its stack slot when it is fixed
+    /// for the whole loop (`invariant_vector`), else splatted once per loop body.
+    fn scalar_in_lanes(&mut self, v: Value) -> Value {
+        let (vty, _) = self.vector_type();
+        if let Some(x) = self.invariant_vector(vty, v) {
+            return x;
+        }
+        self.memo(SPLAT, v, |tx| tx.splat(vty, v))
+    }
+
     /// Reads lanes `j .. j + lanes` of the last axis at the outer index `outer`.
     fn read_vec(&mut self, op: &Operand, outer: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
         match op {
-            Operand::Scalar(v) => {
-                let v = *v;
-                if let Some(x) = self.invariant_vector(vty, v) {
-                    return x;
-                }
-                self.memo(SPLAT, v, |tx| tx.splat(vty, v))
-            }
+            Operand::Scalar(v) => self.scalar_in_lanes(*v),
             Operand::Lane(slot) => self.lanes[slot],
             Operand::View {
                 slot,
@@ -2872,13 +2876,7 @@ impl<'a> Tx<'a> {
     fn read_rows(&mut self, op: &Operand, rows: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
         match op {
-            Operand::Scalar(v) => {
-                let v = *v;
-                if let Some(x) = self.invariant_vector(vty, v) {
-                    return x;
-                }
-                self.memo(SPLAT, v, |tx| tx.splat(vty, v))
-            }
+            Operand::Scalar(v) => self.scalar_in_lanes(*v),
             Operand::View { slot, strides, .. } => {
                 let mut lanes = None;
                 for (l, &r) in rows.iter().enumerate() {
