@@ -286,7 +286,8 @@ impl Tx<'_> {
         let over = self.b.ins().fcmp(FloatCC::GreaterThan, x, top);
         let under = self.b.ins().fcmp(FloatCC::LessThan, x, bottom);
         let y = self.choose(over, inf, y);
-        self.choose(under, zero, y)
+        let y = self.choose(under, zero, y);
+        self.use_barrier(y)
     }
 
     pub(super) fn log_inline(&mut self, x: Value) -> Value {
@@ -378,7 +379,8 @@ impl Tx<'_> {
         let y = self.b.ins().fma(k, ln2_lo, y);
         let y = self.b.ins().fsub(y, hfsq);
         let y = self.b.ins().fadd(y, f);
-        self.b.ins().fma(k, ln2_hi, y)
+        let y = self.b.ins().fma(k, ln2_hi, y);
+        self.use_barrier(y)
     }
 
     /// log(1 + x), accurate for tiny x: log(u)·x/(u − 1) with u = 1 + x corrects the rounding of u.
@@ -426,7 +428,8 @@ impl Tx<'_> {
             let ty = tx.value_type(x);
             let one = tx.float_const(ty, 1.0);
             let u = tx.b.ins().fadd(one, e);
-            tx.b.ins().fdiv(one, u)
+            let r = tx.b.ins().fdiv(one, u);
+            tx.use_barrier(r)
         })
     }
 
