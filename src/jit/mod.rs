@@ -1350,11 +1350,7 @@ impl<'a> Tx<'a> {
         let slot = match self.splat_slots.get(&v) {
             Some(&s) => s,
             None => {
-                let s = self.b.create_sized_stack_slot(StackSlotData::new(
-                    StackSlotKind::ExplicitSlot,
-                    16,
-                    4,
-                ));
+                let s = self.vector_slot();
                 self.splat_slots.insert(v, s);
                 s
             }
@@ -1391,12 +1387,22 @@ impl<'a> Tx<'a> {
             return v;
         }
         let ty = self.b.func.dfg.value_type(v);
-        let slot = *self.barrier_slot.get_or_insert_with(|| {
-            self.b
-                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4))
-        });
+        let slot = match self.barrier_slot {
+            Some(s) => s,
+            None => {
+                let s = self.vector_slot();
+                self.barrier_slot = Some(s);
+                s
+            }
+        };
         self.b.ins().stack_store(types::I64, v, slot, 0);
         self.b.ins().stack_load(types::I64, ty, slot, 0)
+    }
+
+    /// A stack slot of this function that holds one vector (or a scalar).
+    fn vector_slot(&mut self) -> codegen::ir::StackSlot {
+        self.b
+            .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4))
     }
 
     /// Whether code is being generated inside a loop.
@@ -2229,11 +2235,7 @@ impl<'a> Tx<'a> {
                     .iter()
                     .flatten()
                     .map(|&acc| {
-                        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
-                            StackSlotKind::ExplicitSlot,
-                            16,
-                            4,
-                        ));
+                        let slot = self.vector_slot();
                         let v = self.b.use_var(acc);
                         self.b.ins().stack_store(types::I64, v, slot, 0);
                         (acc, slot)
