@@ -3613,6 +3613,21 @@ enum Operand {
 mod tests {
     use super::helpers::{Gemm, gemm_f32, gemm_f64, gemv_f32, gemv_f64};
 
+    /// A left operand for product tests: small values in no pattern that a transposed or
+    /// strided read could get right by accident.
+    pub(super) fn operand_a(len: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+            .collect()
+    }
+
+    /// A right operand for product tests, built like `operand_a` from another pattern.
+    pub(super) fn operand_b(len: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0)
+            .collect()
+    }
+
     type Entry<T> =
         extern "C" fn(i64, i64, i64, *const T, i64, i64, *const T, i64, i64, *mut T, i64, i64);
 
@@ -3623,12 +3638,7 @@ mod tests {
     fn split_products_equal_the_unsplit_product() {
         super::parallel::set_threads(3);
         for &(m, k, n) in &[(301, 100, 150), (90, 120, 411)] {
-            let a: Vec<f64> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
-                .collect();
-            let b: Vec<f64> = (0..k * n)
-                .map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0)
-                .collect();
+            let (a, b) = (operand_a(m * k), operand_b(k * n));
             let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
             let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
             check_split(m, k, n, &a, &b, gemm_f64);
@@ -3695,10 +3705,7 @@ mod tests {
             (40, 31),
             (5, 100),
         ] {
-            let a: Vec<f64> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
-                .collect();
-            let x: Vec<f64> = (0..k).map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0).collect();
+            let (a, x) = (operand_a(m * k), operand_b(k));
             // (row stride, column stride) of A inside the same buffer: row-major, column-major.
             for (rsa, csa) in [(k as i64, 1i64), (1, m as i64)] {
                 let at = |i: usize, p: usize| a[i * rsa as usize + p * csa as usize];

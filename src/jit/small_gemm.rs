@@ -244,12 +244,9 @@ mod tests {
             (33, 2, 1),
         ];
         for &(m, k, n) in &sizes {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0)
-                .collect();
+            let in_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+            let a = in_f32(crate::jit::tests::operand_a(m * k));
+            let b = in_f32(crate::jit::tests::operand_b(k * n));
             for (rsa, csa, rsb, csb) in [
                 (k as isize, 1, n as isize, 1),
                 (1, m as isize, n as isize, 1),
