@@ -85,16 +85,7 @@ pub extern "C" fn run_parts(f: i64, frame: i64, items: i64, work: i64) -> i64 {
     // SAFETY: generated code passes the address of a function it compiled with `PartFn`'s
     // signature.
     let f: PartFn = unsafe { std::mem::transmute::<usize, PartFn>(f as usize) };
-    let job = Job {
-        f,
-        frame: frame as usize,
-        items,
-        parts: parts_for(items, work),
-        first: 0,
-        step: 1,
-        reverse: false,
-        control: 0,
-    };
+    let job = Job::new(f, frame as usize, items, parts_for(items, work));
     if job.parts > 1 {
         SPLIT.fetch_add(1, Ordering::Relaxed);
     }
@@ -109,16 +100,12 @@ pub fn for_parts<F: Fn(i64, i64) + Sync>(items: i64, parts: usize, f: &F) {
         let f = unsafe { &*(frame as *const F) };
         f(lo, hi)
     }
-    Job {
-        f: call::<F>,
-        frame: f as *const F as usize,
+    Job::new(
+        call::<F>,
+        f as *const F as usize,
         items,
-        parts: parts.clamp(1, MAX_PARTS),
-        first: 0,
-        step: 1,
-        reverse: false,
-        control: 0,
-    }
+        parts.clamp(1, MAX_PARTS),
+    )
     .dispatch();
 }
 
@@ -138,6 +125,20 @@ struct Job {
 }
 
 impl Job {
+    /// Every part of `0..items`, from the first, for `dispatch` to deal out.
+    fn new(f: PartFn, frame: usize, items: i64, parts: usize) -> Job {
+        Job {
+            f,
+            frame,
+            items,
+            parts,
+            first: 0,
+            step: 1,
+            reverse: false,
+            control: 0,
+        }
+    }
+
     /// Runs every part: on the calling thread and the workers when they are free, else all
     /// on the calling thread. Every other call, each thread takes its parts in reverse order:
     /// a loop over more data than a core's L2 then starts where the last call ended, on data
