@@ -104,7 +104,7 @@ fn compile(src: &str) -> CompiledModel {
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let mid = if n % 2 == 0 {
+    let mid = if n.is_multiple_of(2) {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     } else {
         v[n / 2]
@@ -606,33 +606,34 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
     let mut figures: Vec<Figure> = Vec::new();
     let mut peer_runs: Vec<PeerRuns> = Vec::new();
     for w in WORKLOADS.into_iter().filter(|w| want(w)) {
-        let peers: Vec<&Peer> = match cfg.peers {
+        let mut runs: Vec<PeerRuns> = match cfg.peers {
             Some(_) => PEERS.iter().filter(|p| p.workload == w).collect(),
             None => Vec::new(),
-        };
-        let first_peer = peer_runs.len();
-        peer_runs.extend(peers.iter().map(|&peer| PeerRuns {
+        }
+        .into_iter()
+        .map(|peer| PeerRuns {
             peer,
             rounds: Vec::new(),
-        }));
+        })
+        .collect();
         let mut merged: Vec<Figure> = Vec::new();
         for round in 1..=rounds {
             progress(&format!("{w}{}", round_label(round, rounds)));
             let ours = measure(w, per_round, &cfg.root)?;
-            for (k, p) in peers.iter().enumerate() {
-                let Some((python, anchors)) = &cfg.peers else {
-                    break;
-                };
-                progress(&format!(
-                    "{w} peer {} ({}){}",
-                    p.fw,
-                    p.field,
-                    round_label(round, rounds)
-                ));
-                let mine = counterpart(&ours, p).map(|f| f.summary().0);
-                let value = run_peer(python, anchors, p, per_round, every_core)
-                    .and_then(|v| mine.map(|m| (v, m)).ok_or_else(|| "no figure".to_string()));
-                peer_runs[first_peer + k].rounds.push(value);
+            if let Some((python, anchors)) = &cfg.peers {
+                for run in &mut runs {
+                    let p = run.peer;
+                    progress(&format!(
+                        "{w} peer {} ({}){}",
+                        p.fw,
+                        p.field,
+                        round_label(round, rounds)
+                    ));
+                    let mine = counterpart(&ours, p).map(|f| f.summary().0);
+                    let value = run_peer(python, anchors, p, per_round, every_core)
+                        .and_then(|v| mine.map(|m| (v, m)).ok_or_else(|| "no figure".to_string()));
+                    run.rounds.push(value);
+                }
             }
             if merged.is_empty() {
                 merged = ours;
@@ -644,6 +645,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
             }
         }
         figures.extend(merged);
+        peer_runs.extend(runs);
     }
     let mut out = String::new();
     let _ = writeln!(out, "| workload | adjoint | median | spread | result |");
