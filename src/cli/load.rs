@@ -1,0 +1,151 @@
+//! Reading what a command needs: the model file, its checked model, native code and data.
+
+use super::*;
+
+pub(super) fn read_source(path: &Path) -> Result<SourceFile, i32> {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+            Err(e) => {
+                eprintln!(
+                    "error: {}: not UTF-8 text (invalid byte at offset {})",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                );
+                Err(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            Err(2)
+        }
+    }
+}
+
+/// Reads and checks a model file. Errors are printed (and give the exit code); warnings are
+/// returned for the caller to print or not.
+pub(super) fn load_model(
+    path: &Path,
+) -> Result<
+    (
+        SourceFile,
+        crate::model::Model,
+        Vec<crate::diagnostics::Diagnostic>,
+    ),
+    i32,
+> {
+    let file = read_source(path)?;
+    match compile::check_source(&file) {
+        Ok((model, warnings)) => Ok((file, model, warnings)),
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &file));
+            Err(2)
+        }
+    }
+}
+
+/// Compiles a checked model to native code; an error is printed and gives the exit code.
+pub(super) fn compile_model(
+    model: crate::model::Model,
+    file: &SourceFile,
+) -> Result<CompiledModel, i32> {
+    CompiledModel::from_model(model).map_err(|e| match e {
+        CompileError::Diagnostics(d) => {
+            eprint!("{}", render_all(&d, file));
+            2
+        }
+        e => {
+            eprintln!("error: {e}");
+            1
+        }
+    })
+}
+
+/// The data file: the one given on the command line, else the model's own `data`, which is
+/// relative to the model file.
+pub(super) fn data_path(
+    model: &crate::model::Model,
+    given: Option<&Path>,
+    model_file: &Path,
+) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| {
+        model
+            .data
+            .as_ref()
+            .map(|d| model_file.parent().unwrap_or(Path::new(".")).join(d))
+    })
+}
+
+/// The model (in f64) and its data, for the checking commands.
+pub(super) fn model_and_data(
+    path: &Path,
+    data: Option<&Path>,
+) -> Result<
+    (
+        SourceFile,
+        crate::model::Model,
+        Option<crate::data::Dataset>,
+    ),
+    i32,
+> {
+    let (file, mut model, warnings) = load_model(path)?;
+    eprint!("{}", render_all(&warnings, &file));
+    model.forward.graph.dtype = crate::ir::DType::F64;
+    let dataset = load_data(&model, data_path(&model, data, path).as_deref(), path, &[])?;
+    Ok((file, model, dataset))
+}
+
+pub(super) fn point_of(
+    trainer: &Trainer,
+    model: &crate::model::Model,
+    data: Option<&crate::data::Dataset>,
+) -> crate::inspect::Point {
+    use crate::ir::Tensor;
+    let g = model.graph();
+    let inputs = match data {
+        Some(d) => d
+            .inputs
+            .iter()
+            .zip(&g.inputs)
+            .map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.clone()))
+            .collect(),
+        None => vec![],
+    };
+    let params = trainer
+        .params
+        .iter()
+        .zip(&g.params)
+        .map(|(b, p)| Tensor::new(p.shape.as_fixed().unwrap(), b.to_f64()))
+        .collect();
+    crate::inspect::Point {
+        inputs,
+        params,
+        syms: vec![data.map_or(0, |d| d.n_rows as u64); g.syms.len()],
+    }
+}
+
+/// The model's data: CSV columns from `data_path`, `.npy` inputs from their files beside the
+/// model. `None` for a model without inputs.
+pub(super) fn load_data(
+    model: &crate::model::Model,
+    data_path: Option<&Path>,
+    model_file: &Path,
+    optional: &[bool],
+) -> Result<Option<data::Dataset>, i32> {
+    if model.graph().inputs.is_empty() {
+        return Ok(None);
+    }
+    let base = model_file.parent().unwrap_or(Path::new("."));
+    match data::load(model, data_path, base, optional) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            if data_path.is_none() {
+                eprintln!(
+                    "  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
+                );
+            }
+            Err(2)
+        }
+    }
+}

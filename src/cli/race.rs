@@ -1,0 +1,121 @@
+//! `adjoint race`: optimizers raced over a two-parameter loss, drawn over its contours.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn race(
+    path: &Path,
+    optimizers: &[String],
+    lrs: &[f64],
+    steps: u64,
+    out: &Path,
+    animate: Option<&Path>,
+    xr: &[f64],
+    yr: &[f64],
+    minimum: &[f64],
+) -> i32 {
+    let (file, model, _) = match load_model(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let g = model.graph();
+    if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty()
+    {
+        eprintln!(
+            "error: `race` needs a loss of exactly two scalar parameters and no data; {} has {} parameter(s)",
+            file.name,
+            g.params.len()
+        );
+        return 2;
+    }
+    if !lrs.is_empty() && lrs.len() != 1 && lrs.len() != optimizers.len() {
+        eprintln!(
+            "error: give one learning rate, or one per optimizer ({})",
+            optimizers.len()
+        );
+        return 2;
+    }
+    let mut trajectories = Vec::new();
+    let mut surface: Option<CompiledModel> = None;
+    for (i, name) in optimizers.iter().enumerate() {
+        let Some(kind) = crate::optim::OptimizerKind::from_name(name) else {
+            eprintln!("error: unknown optimizer `{name}`");
+            return 2;
+        };
+        let mut m = model.clone();
+        m.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect);
+        if let Some(lr) = lrs.get(i).or(lrs.first()) {
+            m.optimizer.set("lr", *lr).expect("every optimizer has lr");
+        }
+        let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
+        let compiled = match compile_model(m, &file) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let mut t = Trainer::new(&compiled, 0);
+        t.total_steps = steps;
+        let mut points = vec![(t.params[0].get(0), t.params[1].get(0))];
+        for _ in 0..steps {
+            if t.train_step(&[], 0).is_err() {
+                break;
+            }
+            points.push((t.params[0].get(0), t.params[1].get(0)));
+        }
+        let last = points[points.len() - 1];
+        println!("{label:<24} ends at ({:.6}, {:.6})", last.0, last.1);
+        trajectories.push(crate::plot::Trajectory {
+            name: label,
+            points,
+        });
+        surface.get_or_insert(compiled);
+    }
+    let Some(surface) = surface else {
+        eprintln!("error: no optimizers given");
+        return 2;
+    };
+    // The loss surface, evaluated by the compiled forward function.
+    let trainer = std::cell::RefCell::new(Trainer::new(&surface, 0));
+    let f = |x: f64, y: f64| {
+        let mut t = trainer.borrow_mut();
+        t.params[0].set(0, x);
+        t.params[1].set(0, y);
+        t.evaluate(&[], 0).map(|v| v[0].1).unwrap_or(f64::NAN)
+    };
+    let range = |given: &[f64], k: usize| -> (f64, f64) {
+        if let [lo, hi] = given {
+            return (*lo, *hi);
+        }
+        let vals: Vec<f64> = trajectories
+            .iter()
+            .flat_map(|t| t.points.iter().map(move |p| if k == 0 { p.0 } else { p.1 }))
+            .filter(|v| v.is_finite())
+            .collect();
+        let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.15).max(0.5);
+        (lo - pad, hi + pad)
+    };
+    let (x, y) = (range(xr, 0), range(yr, 1));
+    let min = match minimum {
+        [a, b] => Some((*a, *b)),
+        _ => None,
+    };
+    let title = format!(
+        "{}: {} steps",
+        file.name.rsplit('/').next().unwrap_or(&file.name),
+        steps
+    );
+    if let Err(e) = crate::plot::race_still(out, &title, &f, x, y, &trajectories, min) {
+        eprintln!("error: {e}");
+        return 2;
+    }
+    println!("plot: {}", out.display());
+    if let Some(a) = animate {
+        if let Err(e) = crate::plot::race_animation(a, &title, &f, x, y, &trajectories, min) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+        println!("animation: {}", a.display());
+    }
+    0
+}
