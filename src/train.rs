@@ -70,13 +70,30 @@ impl NonFiniteOrigin {
 pub struct Progress {
     pub step: u64,
     pub epoch: u64,
+    /// The mean training loss of this epoch's steps so far (weighted by their rows), not one
+    /// minibatch's: with full batches, the loss of the last step.
     pub loss: f64,
+    /// The metrics on all the training rows, at the parameters of this step (with
+    /// `Trainer::training_metrics`; empty otherwise).
+    pub training: Vec<(String, f64)>,
     /// Loss and metrics on the validation rows, when there are some.
     pub validation: Vec<(String, f64)>,
-    /// Set on the last report when early stopping ended the run.
-    pub stopped_early: bool,
+    /// The loss of the steps traced since the last report (`Trainer::trace_points`), as
+    /// `(step, loss)`: a minibatch's loss with minibatches.
+    pub trace: Vec<(u64, f64)>,
+    /// Set on the last report when early stopping ended the run: the log point whose
+    /// parameters were restored.
+    pub restored: Option<BestPoint>,
     /// The step the run will end at.
     pub end: u64,
+}
+
+/// The log point with the lowest validation loss, which early stopping restores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BestPoint {
+    pub step: u64,
+    pub epoch: u64,
+    pub validation_loss: f64,
 }
 
 /// The position of minibatching in the data.
@@ -105,6 +122,13 @@ pub struct Trainer {
     pub check_finite: bool,
     /// Run steps with subnormal numbers flushed to zero (`jit::fpenv`); true unless set off.
     pub flush_subnormals: bool,
+    /// Evaluate the metrics on all the training rows at every log point (a forward pass over
+    /// them, so off unless asked for).
+    pub training_metrics: bool,
+    /// Record the loss at about this many evenly spaced steps of a run (0: none), for a curve
+    /// with more points than the log has; a full-batch run then stops its fused native loop at
+    /// each, which costs one call per traced step.
+    pub trace_points: u64,
     /// Held-out rows evaluated at every log point (and used by early stopping).
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
@@ -159,6 +183,8 @@ impl Trainer {
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
             check_finite: false,
+            training_metrics: false,
+            trace_points: 0,
             flush_subnormals: true,
             validation: None,
             cursor: Cursor::default(),
@@ -577,12 +603,19 @@ impl Trainer {
             (None, Some(e)) => e * steps_per_epoch,
             (None, None) => DEFAULT_STEPS,
         };
-        let every = if settings.log_every > 0 {
+        let every = if settings.log_every_epochs > 0 {
+            settings.log_every_epochs.saturating_mul(steps_per_epoch)
+        } else if settings.log_every > 0 {
             settings.log_every
         } else {
             (total / 10).max(1)
         };
         self.total_steps = total;
+        let trace_every = match self.trace_points {
+            0 => u64::MAX,
+            n => (total / n).max(1),
+        };
+        let mut trace = Vec::new();
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
         // The data cursor lives in the trainer, so a resumed run continues the same epoch.
@@ -596,8 +629,10 @@ impl Trainer {
         let mut epoch = self.cursor.epoch;
         let mut s = self.step;
         let end = self.step + total;
-        let mut best: Option<(f64, Vec<Buffer>)> = None;
+        let mut best: Option<(BestPoint, Vec<Buffer>)> = None;
         let mut since_best = 0;
+        // This epoch's training loss so far: the sum of its steps' losses times their rows.
+        let (mut epoch_loss, mut epoch_loss_rows) = (0.0, 0usize);
         while s < end {
             if self
                 .interrupt
@@ -614,7 +649,9 @@ impl Trainer {
                 None if self.check_finite => (self.checked_step(&full, rows)?, 1),
                 None => {
                     // Full batch: run up to the next log point in one native call.
-                    let k = (every - s % every).min(end - s);
+                    let k = (every - s % every)
+                        .min(end - s)
+                        .min(trace_every - s % trace_every);
                     (self.train_steps(&full, rows, k)?, k)
                 }
                 Some(b) => {
@@ -622,6 +659,7 @@ impl Trainer {
                         shuffle(&mut self.cursor.order, &mut self.data_rng);
                         self.cursor.pos = 0;
                         self.cursor.epoch += 1;
+                        (epoch_loss, epoch_loss_rows) = (0.0, 0);
                     }
                     epoch = self.cursor.epoch;
                     let pos = self.cursor.pos;
@@ -633,11 +671,14 @@ impl Trainer {
                     }
                     let n_batch = stop - pos;
                     self.cursor.pos = stop;
-                    if self.check_finite {
-                        (self.checked_step(&batch_bufs, n_batch)?, 1)
+                    let loss = if self.check_finite {
+                        self.checked_step(&batch_bufs, n_batch)?
                     } else {
-                        (self.train_steps(&batch_bufs, n_batch, 1)?, 1)
-                    }
+                        self.train_steps(&batch_bufs, n_batch, 1)?
+                    };
+                    epoch_loss += loss * n_batch as f64;
+                    epoch_loss_rows += n_batch;
+                    (loss, 1)
                 }
             };
             s += done;
@@ -650,7 +691,22 @@ impl Trainer {
                     value: loss,
                 });
             }
+            if s % trace_every == 0 {
+                trace.push((s, loss));
+            }
             if s % every == 0 || s == end {
+                let mean_loss = match batch {
+                    Some(_) => epoch_loss / epoch_loss_rows.max(1) as f64,
+                    None => loss,
+                };
+                let has_metrics = self.compiled.graphs.forward.outputs.len() > 1;
+                let training = if self.training_metrics && has_metrics && has_inputs {
+                    let mut all = self.evaluate(&full, rows)?;
+                    all.remove(0);
+                    all
+                } else {
+                    vec![]
+                };
                 let validation = match &self.validation {
                     Some(v) => {
                         let bufs: Vec<Buffer> = v
@@ -666,8 +722,16 @@ impl Trainer {
                 let mut stop = false;
                 if settings.patience > 0 {
                     if let Some((_, vloss)) = validation.first() {
-                        if best.as_ref().is_none_or(|(b, _)| vloss < b) {
-                            best = Some((*vloss, self.params.clone()));
+                        if best
+                            .as_ref()
+                            .is_none_or(|(b, _)| *vloss < b.validation_loss)
+                        {
+                            let point = BestPoint {
+                                step: s,
+                                epoch,
+                                validation_loss: *vloss,
+                            };
+                            best = Some((point, self.params.clone()));
                             since_best = 0;
                         } else {
                             since_best += 1;
@@ -675,18 +739,21 @@ impl Trainer {
                         }
                     }
                 }
+                let mut restored = None;
                 if stop {
-                    self.params = best
-                        .take()
-                        .map(|b| b.1)
-                        .unwrap_or_else(|| self.params.clone());
+                    if let Some((point, params)) = best.take() {
+                        self.params = params;
+                        restored = Some(point);
+                    }
                 }
                 log(&Progress {
                     step: s,
                     epoch,
-                    loss,
+                    loss: mean_loss,
+                    training,
                     validation,
-                    stopped_early: stop,
+                    trace: std::mem::take(&mut trace),
+                    restored,
                     end,
                 });
                 if stop {

@@ -13,7 +13,7 @@ pub(super) fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> Result<(), 
 }
 
 /// Prints the loss and each metric on the data.
-pub(super) fn print_evaluation(
+fn print_evaluation(
     trainer: &mut Trainer,
     data: Option<&crate::data::Dataset>,
     prefix: &str,
@@ -30,7 +30,7 @@ pub(super) fn print_evaluation(
         None => (vec![], 0),
     };
     for (name, v) in trainer.evaluate(&inputs, rows).map_err(failed)? {
-        println!("{prefix}{name} = {}", fmt_number(v));
+        say!("{prefix}{name} = {}", decimal::shortest(v, dtype));
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ pub(super) fn gradcheck(
             .map(|v| crate::runtime::Buffer::F64(v.clone()))
             .collect()
     });
-    println!(
+    say!(
         "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
         file.name
     );
@@ -52,9 +52,10 @@ pub(super) fn gradcheck(
             format!("random point {k}")
         };
         for c in &checks {
-            println!(
+            say!(
                 "  {label:<16} {:<16} worst relative error {:.2e}",
-                c.name, c.worst
+                c.name,
+                c.worst
             );
             worst = worst.max(c.worst);
         }
@@ -64,14 +65,14 @@ pub(super) fn gradcheck(
     }
     match failed_point {
         None => {
-            println!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
+            say!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
             Ok(())
         }
         Some(point) => {
-            println!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
+            say!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
             match crate::inspect::blame(&compiled.graphs.forward, &point, &mut rng, tolerance) {
-                Some(b) => println!("{}", crate::inspect::describe_blame(&b, &file)),
-                None => println!(
+                Some(b) => say!("{}", crate::inspect::describe_blame(&b, &file)),
+                None => say!(
                     "no single derivative rule disagrees on its own; the error comes from their combination"
                 ),
             }

@@ -12,12 +12,12 @@ pub(super) fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> Result
         &graphs.forward
     };
     if dot {
-        print!("{}", crate::inspect::dot(f));
+        out::write(format_args!("{}", crate::inspect::dot(f)));
         return Ok(());
     }
-    print!("{}", f.text());
+    out::write(format_args!("{}", f.text()));
     if explain {
-        print!("{}", crate::compile::explain(&graphs, &file));
+        out::write(format_args!("{}", crate::compile::explain(&graphs, &file)));
     }
     Ok(())
 }

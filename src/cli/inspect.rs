@@ -36,18 +36,18 @@ pub(super) fn inspect(
         (_, Some(c)) => format!("the point in {}", c.display()),
         _ => "the initial point".to_string(),
     };
-    println!("inspect {} at {at} ({n} parameters; {how})", file.name);
-    println!("  largest eigenvalue   λmax = {hi:.6e}");
-    println!("  smallest eigenvalue  λmin = {lo:.6e}");
+    say!("inspect {} at {at} ({n} parameters; {how})", file.name);
+    say!("  largest eigenvalue   λmax = {hi:.6e}");
+    say!("  smallest eigenvalue  λmin = {lo:.6e}");
     if lo > 0.0 {
-        println!("  condition number     κ = λmax/λmin = {:.6e}", hi / lo);
+        say!("  condition number     κ = λmax/λmin = {:.6e}", hi / lo);
     } else {
-        println!(
+        say!(
             "  condition number     κ = ∞ (λmin ≤ 0: the Hessian is not positive definite here; a saddle or a flat direction)"
         );
     }
     if hi > 0.0 {
-        println!(
+        say!(
             "  largest stable gradient-descent step 2/λmax = {:.6e}",
             2.0 / hi
         );

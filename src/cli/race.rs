@@ -53,7 +53,12 @@ pub(super) fn race(
             points.push((t.params[0].get(0), t.params[1].get(0)));
         }
         let last = points[points.len() - 1];
-        println!("{label:<24} ends at ({:.6}, {:.6})", last.0, last.1);
+        let dtype = compiled.model.graph().dtype;
+        say!(
+            "{label:<24} ends at ({}, {})",
+            decimal::shortest(last.0, dtype),
+            decimal::shortest(last.1, dtype)
+        );
         trajectories.push(crate::plot::Trajectory {
             name: label,
             points,
@@ -96,10 +101,10 @@ pub(super) fn race(
         steps
     );
     crate::plot::race_still(out, &title, &f, x, y, &trajectories, min).map_err(bad_input)?;
-    println!("plot: {}", out.display());
+    say!("plot: {}", out.display());
     if let Some(a) = animate {
         crate::plot::race_animation(a, &title, &f, x, y, &trajectories, min).map_err(bad_input)?;
-        println!("animation: {}", a.display());
+        say!("animation: {}", a.display());
     }
     Ok(())
 }
