@@ -691,7 +691,7 @@ impl Trainer {
                     value: loss,
                 });
             }
-            if s % trace_every == 0 {
+            if s.is_multiple_of(trace_every) {
                 trace.push((s, loss));
             }
             if s % every == 0 || s == end {
