@@ -68,6 +68,10 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     let (file, mut model, warnings) = load_model(&args.file)?;
     let check_time = check_start.elapsed();
     eprint!("{}", render_all(&warnings, &file));
+    // A picture that cannot be written is known before the run it would show.
+    if let Some(p) = &args.plot {
+        crate::plot::Format::from_path(p).map_err(bad_input)?;
+    }
     if let Some(name) = &args.optimizer {
         match crate::optim::OptimizerKind::from_name(name) {
             Some(kind) => {

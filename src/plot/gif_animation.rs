@@ -5,8 +5,9 @@ use super::*;
 impl Race<'_> {
     /// Frames are rendered in memory and written as differences from the frame before: a full
     /// frame of the contour map is some 80 kB, and a hundred of them would make a 10 MB file.
+    /// The frames have the still picture's size, so the two can stand side by side.
     pub(super) fn write_gif(&self, path: &Path) -> Result<(), PlotError> {
-        let look = Look { scale: 0.8 };
+        let look = Look { scale: 1.0 };
         let (w, h) = self.canvas(&look);
         let mut base = vec![255u8; w as usize * h as usize * 3];
         let view = {

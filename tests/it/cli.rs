@@ -245,8 +245,13 @@ fn race_draws_every_optimizer_and_train_plots_its_curves() {
     for name in ["sgd", "momentum", "adagrad", "rmsprop", "adam"] {
         assert!(stdout.contains(&format!("{name} (lr")), "{stdout}");
     }
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
-    assert!(std::fs::read(&gif).unwrap().starts_with(b"GIF89a"));
+    let (png_bytes, gif_bytes) = (std::fs::read(&png).unwrap(), std::fs::read(&gif).unwrap());
+    assert!(png_bytes.starts_with(b"\x89PNG"));
+    assert!(gif_bytes.starts_with(b"GIF89a"));
+    // The animation has the still's size: PNG's IHDR (big-endian u32s), GIF's screen (u16 LE).
+    let be = |at: usize| u32::from_be_bytes(png_bytes[at..at + 4].try_into().unwrap());
+    let le = |at: usize| u16::from_le_bytes([gif_bytes[at], gif_bytes[at + 1]]) as u32;
+    assert_eq!((le(6), le(8)), (be(16), be(20)));
     let (code, _, stderr) = adjoint(&[
         "train",
         "examples/iris.dsl",
@@ -375,4 +380,56 @@ fn predict_writes_to_standard_output_for_out_dash() {
         let f: f32 = v.parse().unwrap();
         assert_eq!(format!("{f:?}"), *v);
     }
+}
+
+#[test]
+fn race_names_a_diverging_optimizer_and_bad_extensions_fail_before_the_work() {
+    let dir = std::env::temp_dir().join(format!("adjoint-diverge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("race.png");
+    let (code, stdout, stderr) = adjoint(&[
+        "race",
+        "examples/rosenbrock.dsl",
+        "--optimizers",
+        "sgd,adam",
+        "--lr",
+        "0.05,0.02",
+        "--steps",
+        "300",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("plot: "), "{stdout}");
+    assert_eq!(
+        stderr,
+        "warning: sgd (lr 0.05) diverged (a parameter became non-finite at step 6); its path is cut at the edge of the plot\n"
+    );
+    for (flag, file, expected) in [
+        ("--out", "race.jpg", ".svg or .png"),
+        ("--animate", "race.mp4", ".gif or .svg"),
+    ] {
+        let path = dir.join(file);
+        let (code, stdout, stderr) = adjoint(&[
+            "race",
+            "examples/rosenbrock.dsl",
+            flag,
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stdout, "", "raced before the error");
+        assert!(
+            stderr.contains(&format!(
+                "{file}: unsupported file extension; expected {expected}"
+            )),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = adjoint(&["train", "examples/iris.dsl", "--plot", "curves.jpg"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stdout, "", "trained before the error");
+    assert!(
+        stderr.contains("curves.jpg: unsupported file extension"),
+        "{stderr}"
+    );
 }
