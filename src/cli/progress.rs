@@ -181,6 +181,59 @@ impl Report {
     }
 }
 
+impl Curves {
+    /// The panels of `--plot`: the losses, then the metrics (training and validation) when the
+    /// model has some, and a marker at the point early stopping restored.
+    pub fn figure(
+        self,
+        loss_name: &str,
+        minibatches: bool,
+    ) -> (Vec<crate::plot::Panel>, Option<crate::plot::Marker>) {
+        let mut losses = vec![];
+        match (self.trace.is_empty(), minibatches) {
+            (true, _) => losses.push((format!("training {loss_name}"), self.loss)),
+            (false, false) => losses.push((format!("training {loss_name}"), self.trace)),
+            (false, true) => {
+                losses.push((format!("training {loss_name}, minibatch"), self.trace));
+                losses.push((format!("training {loss_name}, epoch mean"), self.loss));
+            }
+        }
+        let mut validation = self.validation.into_iter();
+        if let Some((_, points)) = validation.next() {
+            losses.push((format!("validation {loss_name}"), points));
+        }
+        let mut panels = vec![crate::plot::Panel {
+            y_label: loss_name.to_string(),
+            series: losses,
+        }];
+        let mut metrics: Vec<crate::plot::Series> = vec![];
+        for (name, points) in self.training {
+            metrics.push((format!("training {name}"), points));
+        }
+        for (name, points) in validation {
+            metrics.push((format!("validation {name}"), points));
+        }
+        if !metrics.is_empty() {
+            let mut names: Vec<&str> = metrics
+                .iter()
+                .map(|(n, _)| n.split_once(' ').map_or(n.as_str(), |(_, m)| m))
+                .collect();
+            names.dedup();
+            names.sort_unstable();
+            names.dedup();
+            panels.push(crate::plot::Panel {
+                y_label: names.join(", "),
+                series: metrics,
+            });
+        }
+        let marker = self.restored.map(|b| crate::plot::Marker {
+            x: b.step as f64,
+            label: format!("early stopping restored step {}", b.step),
+        });
+        (panels, marker)
+    }
+}
+
 fn push_series(series: &mut Vec<(String, Vec<(f64, f64)>)>, values: &[(String, f64)], x: f64) {
     for (k, (name, v)) in values.iter().enumerate() {
         if series.len() <= k {

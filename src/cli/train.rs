@@ -229,14 +229,9 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     }
     if let (Some(path), Ok(_)) = (&args.plot, &result) {
         let title = format!("{} — {}", file.name, compiled.model.optimizer);
-        let mut series = vec![(loss_name.clone(), curves.loss)];
-        series.extend(
-            curves
-                .validation
-                .into_iter()
-                .map(|(n, points)| (format!("validation {n}"), points)),
-        );
-        crate::plot::curves(path, &title, "step", &series).map_err(bad_input)?;
+        let minibatches = settings.batch.is_some();
+        let (panels, marker) = curves.figure(&loss_name, minibatches);
+        crate::plot::figure(path, &title, "step", &panels, marker.as_ref()).map_err(bad_input)?;
         say!("plot: {}", path.display());
     }
     if let Err(e) = result {

@@ -10,7 +10,7 @@ pub(super) struct CurveAxes {
 }
 
 impl CurveAxes {
-    pub(super) fn new(series: &[(String, Vec<(f64, f64)>)]) -> CurveAxes {
+    pub(super) fn new(series: &[Series]) -> CurveAxes {
         let points = || {
             series
                 .iter()
@@ -103,35 +103,70 @@ pub(super) fn thin_columns(run: Vec<(i32, i32)>) -> Vec<(i32, i32)> {
     thin
 }
 
-pub(super) fn draw_curves<DB: DrawingBackend>(
+/// The figure: a title, then the panels stacked with one x axis (labelled on the bottom one).
+pub(super) fn draw_figure<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     x_label: &str,
-    series: &[(String, Vec<(f64, f64)>)],
+    panels: &[Panel],
+    marker: Option<&Marker>,
 ) -> Res<()>
 where
     DB::ErrorType: 'static,
 {
-    let axes = CurveAxes::new(series);
-    if axes.log_y {
-        let ticks = log_ticks(axes.y);
-        let y_spec = (axes.y.0..axes.y.1)
-            .log_scale()
-            .with_key_points(ticks.clone())
-            .with_light_points(ticks);
-        draw_curves_on(root, title, x_label, series, &axes, y_spec)
+    let look = Look { scale: 1.0 };
+    root.fill(&WHITE)?;
+    let body = if title.is_empty() {
+        root.clone()
     } else {
-        draw_curves_on(root, title, x_label, series, &axes, axes.y.0..axes.y.1)
+        root.titled(title, look.font(24.0))?
+    };
+    let all: Vec<Series> = panels.iter().flat_map(|p| p.series.clone()).collect();
+    let x = CurveAxes::new(&all).x;
+    let areas = body.split_evenly((panels.len().max(1), 1));
+    for (k, (panel, area)) in panels.iter().zip(&areas).enumerate() {
+        let mut axes = CurveAxes::new(&panel.series);
+        axes.x = x;
+        let bottom = k + 1 == panels.len();
+        let labels = Labels {
+            x: if bottom { x_label } else { "" },
+            y: &panel.y_label,
+            marker: marker.filter(|m| m.x >= x.0 && m.x <= x.1),
+            marker_text: k == 0,
+        };
+        if axes.log_y {
+            let ticks = log_ticks(axes.y);
+            let y_spec = (axes.y.0..axes.y.1)
+                .log_scale()
+                .with_key_points(ticks.clone())
+                .with_light_points(ticks);
+            draw_panel(root, area, &panel.series, &axes, y_spec, &labels)?;
+        } else {
+            let y_spec = axes.y.0..axes.y.1;
+            draw_panel(root, area, &panel.series, &axes, y_spec, &labels)?;
+        }
     }
+    Ok(())
 }
 
-pub(super) fn draw_curves_on<DB: DrawingBackend, Y>(
+/// What a panel's axes and marker say.
+pub(super) struct Labels<'a> {
+    pub(super) x: &'a str,
+    pub(super) y: &'a str,
+    pub(super) marker: Option<&'a Marker>,
+    /// Whether this panel writes the marker's label (the top one does).
+    pub(super) marker_text: bool,
+}
+
+/// One panel's chart in `area`; its lines, marker and legend are drawn on `root` in the
+/// backend's own pixels, which is where the chart's coordinates map to.
+pub(super) fn draw_panel<DB: DrawingBackend, Y>(
     root: &DrawingArea<DB, Shift>,
-    title: &str,
-    x_label: &str,
-    series: &[(String, Vec<(f64, f64)>)],
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
     axes: &CurveAxes,
     y_spec: Y,
+    labels: &Labels,
 ) -> Res<()>
 where
     DB::ErrorType: 'static,
@@ -139,25 +174,31 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let look = Look { scale: 1.0 };
-    root.fill(&WHITE)?;
-    let mut builder = ChartBuilder::on(root);
+    let mut builder = ChartBuilder::on(area);
     builder
         .margin_top(look.px(10.0))
         .margin_right(look.px(24.0))
         .margin_left(look.px(6.0))
         .margin_bottom(look.px(10.0))
-        .x_label_area_size(look.px(46.0))
-        .y_label_area_size(look.px(72.0));
-    if !title.is_empty() {
-        builder.caption(title, look.font(24.0));
-    }
+        .x_label_area_size(look.px(if labels.x.is_empty() { 28.0 } else { 46.0 }))
+        .y_label_area_size(look.px(82.0));
     let mut chart = builder.build_cartesian_2d(axes.x.0..axes.x.1, y_spec)?;
     let (span_x, span_y) = (axes.x.1 - axes.x.0, axes.y.1 - axes.y.0);
+    let log_y = axes.log_y;
     let fx = move |v: &f64| tick(*v, span_x);
-    let fy = move |v: &f64| tick(*v, span_y);
+    // A log axis's ticks are read at their own magnitude: against the axis's span, 1e-4 on an
+    // axis up to 10 is as good as zero.
+    let fy = move |v: &f64| {
+        if log_y {
+            tick(*v, *v)
+        } else {
+            tick(*v, span_y)
+        }
+    };
     chart
         .configure_mesh()
-        .x_desc(x_label)
+        .x_desc(labels.x)
+        .y_desc(labels.y)
         .label_style(look.font(15.0))
         .axis_desc_style(look.font(18.0))
         .bold_line_style(RGBColor(225, 225, 225).stroke_width(1))
@@ -173,6 +214,29 @@ where
             && y >= axes.y.0
             && y <= axes.y.1
     };
+    let (left, top) = chart.backend_coord(&(axes.x.0, axes.y.1));
+    let (right, bottom) = chart.backend_coord(&(axes.x.1, axes.y.0));
+    if let Some(m) = labels.marker {
+        let (x, _) = chart.backend_coord(&(m.x, axes.y.0));
+        let gray = RGBColor(110, 110, 110);
+        root.draw(&plotters::element::DashedPathElement::new(
+            vec![(x, top), (x, bottom)],
+            look.px(6.0).round() as i32,
+            look.px(4.0).round() as i32,
+            gray.stroke_width(look.width(1.5)),
+        ))?;
+        if labels.marker_text {
+            let style = look
+                .font(14.0)
+                .color(&gray)
+                .pos(Pos::new(HPos::Left, VPos::Top));
+            root.draw(&Text::new(
+                m.label.clone(),
+                ipt((x as f64 + look.px(4.0), top as f64 + look.px(4.0))),
+                style,
+            ))?;
+        }
+    }
     let mut avoid = Vec::new();
     let mut entries = Vec::new();
     for (k, (name, points)) in series.iter().enumerate() {
@@ -197,8 +261,6 @@ where
             }
         }
     }
-    let (left, top) = chart.backend_coord(&(axes.x.0, axes.y.1));
-    let (right, bottom) = chart.backend_coord(&(axes.x.1, axes.y.0));
     let plot = (left as f64, top as f64, right as f64, bottom as f64);
     Legend::place(entries, &look, plot, &avoid).draw(root, &look)
 }

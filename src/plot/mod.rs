@@ -165,29 +165,59 @@ pub fn race_animation(
     }
 }
 
+/// A named line: its `(x, y)` points in order.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// One panel of a figure: series that share a y axis, and that axis's label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Panel {
+    pub y_label: String,
+    pub series: Vec<Series>,
+}
+
+/// A dashed vertical line across every panel at `x`, labelled in the top one (early stopping's
+/// restored point).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Marker {
+    pub x: f64,
+    pub label: String,
+}
+
 /// Line plot of named series against step (e.g. training loss, validation loss, accuracy), with a
-/// legend. The y axis is logarithmic when every value is positive and they span more than two
-/// decades. Non-finite values leave a gap in their line.
-pub fn curves(
+/// legend: [`figure`] with one unlabelled panel.
+pub fn curves(path: &Path, title: &str, x_label: &str, series: &[Series]) -> Result<(), PlotError> {
+    let panel = Panel {
+        y_label: String::new(),
+        series: series.to_vec(),
+    };
+    figure(path, title, x_label, &[panel], None)
+}
+
+/// Panels of curves stacked over one x axis (say, the losses above and the metrics below), each
+/// with a labelled y axis and a legend, and an optional marker. A panel's y axis is logarithmic
+/// when every value is positive and they span more than two decades. Non-finite values leave a
+/// gap in their line; a series of one point is a dot.
+pub fn figure(
     path: &Path,
     title: &str,
     x_label: &str,
-    series: &[(String, Vec<(f64, f64)>)],
+    panels: &[Panel],
+    marker: Option<&Marker>,
 ) -> Result<(), PlotError> {
     let format = Format::from_path(path)?;
     register_font(path)?;
-    let size = (900, 560);
+    let size = (900, 230 + 330 * panels.len().max(1) as u32);
     match format {
         Format::Png => {
             let root = Bitmap(BitMapBackend::new(path, size)).into_drawing_area();
-            draw_curves(&root, title, x_label, series).map_err(draw_error(path))?;
+            draw_figure(&root, title, x_label, panels, marker).map_err(draw_error(path))?;
             root.present().map_err(write_error(path))
         }
         Format::Svg => {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-                draw_curves(&root, title, x_label, series).map_err(draw_error(path))?;
+                draw_figure(&root, title, x_label, panels, marker).map_err(draw_error(path))?;
                 root.present().map_err(draw_error(path))?;
             }
             write_svg(path, svg)

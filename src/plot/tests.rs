@@ -453,3 +453,158 @@ fn ticks_are_short() {
     assert_eq!(tick(1e-5, 1.0), "1e-5");
     assert_eq!(tick(2500.0, 3000.0), "2500");
 }
+
+/// FNV-1a: a hash that is the same on every platform and release, for golden rasters.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The RGB pixels `draw` leaves on a white canvas of `size`.
+fn raster(size: (u32, u32), draw: impl FnOnce(&DrawingArea<Bitmap, Shift>)) -> Vec<u8> {
+    register_font(Path::new("test")).unwrap();
+    let mut pixels = vec![255u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = Bitmap(BitMapBackend::with_buffer(&mut pixels, size)).into_drawing_area();
+        draw(&root);
+        root.present().unwrap();
+    }
+    pixels
+}
+
+// Golden hashes: a change to what is drawn changes them. Before updating one, look at the
+// picture (`adjoint race`, `train --plot`) and say in the commit what changed and why.
+
+#[test]
+fn contour_raster_is_golden() {
+    let (w, h) = (64, 48);
+    let pixels = contour_raster(
+        &rosenbrock,
+        (-2.0, 2.0),
+        (-1.0, 3.0),
+        (w, h),
+        Some((1.0, 1.0)),
+    );
+    assert_eq!(pixels.len(), w * h * 3);
+    assert_eq!(fnv(&pixels), 0x77e072094a3255b0, "contour raster changed");
+}
+
+#[test]
+fn race_still_raster_is_golden() {
+    let runs = trajectories();
+    let race = Race::new(
+        Path::new("race.png"),
+        "Rosenbrock",
+        &rosenbrock,
+        (-2.0, 2.0),
+        (-1.0, 3.0),
+        &runs,
+        Some((1.0, 1.0)),
+    )
+    .unwrap();
+    let look = Look { scale: 1.0 };
+    let pixels = raster(race.canvas(&look), |root| {
+        race.draw_still(root, &look).unwrap()
+    });
+    assert_eq!(fnv(&pixels), 0x47e6caf619714071, "race still changed");
+}
+
+#[test]
+fn gif_frames_are_golden() {
+    let dir = temp_dir("golden-gif");
+    let gif = dir.join("race.gif");
+    let runs = trajectories();
+    race_animation(
+        &gif,
+        "Rosenbrock",
+        &rosenbrock,
+        (-2.0, 2.0),
+        (-1.0, 3.0),
+        &runs,
+        None,
+    )
+    .unwrap();
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut decoder = options
+        .read_info(std::fs::File::open(&gif).unwrap())
+        .unwrap();
+    let mut hashes = vec![];
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        let rect = [frame.left, frame.top, frame.width, frame.height];
+        let head: Vec<u8> = rect.iter().flat_map(|v| v.to_le_bytes()).collect();
+        hashes.push(fnv(&[head, frame.buffer.to_vec()].concat()));
+    }
+    assert_eq!(hashes.len(), MAX_FRAMES);
+    let all: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+    assert_eq!(fnv(&all), 0x504970f6af078680, "GIF frames changed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn changed_rect_bounds_exactly_the_pixels_that_differ() {
+    let (w, h) = (5, 4);
+    let before = vec![7u8; w * h * 3];
+    assert_eq!(changed_rect(&before, &before, (w, h)), None);
+    let mut after = before.clone();
+    let set =
+        |p: &mut Vec<u8>, x: usize, y: usize, channel: usize| p[(y * w + x) * 3 + channel] = 9;
+    set(&mut after, 2, 1, 2);
+    assert_eq!(changed_rect(&before, &after, (w, h)), Some((2, 1, 3, 2)));
+    set(&mut after, 4, 3, 0);
+    set(&mut after, 1, 2, 1);
+    assert_eq!(changed_rect(&before, &after, (w, h)), Some((1, 1, 5, 4)));
+}
+
+#[test]
+fn gif_frame_is_transparent_where_nothing_changed() {
+    let (w, h) = (4, 2);
+    let before = vec![10u8; w * h * 3];
+    let mut after = before.clone();
+    after[(w + 1) * 3..(w + 1) * 3 + 3].copy_from_slice(&[200, 0, 0]);
+    let frame = gif_frame(Some(&before), &after, w, (0, 0, w, h));
+    let transparent = frame.transparent.expect("unchanged pixels are transparent");
+    let changed = w + 1;
+    for (k, &index) in frame.buffer.iter().enumerate() {
+        assert_eq!(index == transparent, k != changed, "pixel {k}");
+    }
+    let palette = frame.palette.as_ref().unwrap();
+    let i = frame.buffer[changed] as usize;
+    assert_eq!(&palette[i * 3..i * 3 + 3], &[200, 0, 0]);
+}
+
+#[test]
+fn figure_raster_is_golden() {
+    let step = |k: usize| k as f64 * 10.0;
+    let loss: Vec<(f64, f64)> = (1..=50)
+        .map(|k| (step(k), 2.0 * (-0.1 * k as f64).exp()))
+        .collect();
+    let val: Vec<(f64, f64)> = (1..=50)
+        .map(|k| (step(k), 2.2 * (-0.08 * k as f64).exp() + 0.05))
+        .collect();
+    let acc: Vec<(f64, f64)> = (1..=50)
+        .map(|k| (step(k), 1.0 - 0.6 * (-0.1 * k as f64).exp()))
+        .collect();
+    let panels = [
+        Panel {
+            y_label: "loss".into(),
+            series: vec![
+                ("training loss".into(), loss),
+                ("validation loss".into(), val),
+            ],
+        },
+        Panel {
+            y_label: "accuracy".into(),
+            series: vec![("training accuracy".into(), acc)],
+        },
+    ];
+    let marker = Marker {
+        x: 300.0,
+        label: "early stopping restored step 300".into(),
+    };
+    let pixels = raster((900, 890), |root| {
+        draw_figure(root, "figure", "step", &panels, Some(&marker)).unwrap()
+    });
+    assert_eq!(fnv(&pixels), 0x8e91fde5e1f61334, "figure changed");
+}

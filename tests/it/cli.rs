@@ -433,3 +433,63 @@ fn race_names_a_diverging_optimizer_and_bad_extensions_fail_before_the_work() {
         "{stderr}"
     );
 }
+
+#[test]
+fn train_plot_has_a_panel_per_kind_labelled_axes_and_the_early_stopping_marker() {
+    let dir = std::env::temp_dir().join(format!("adjoint-figure-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("curves.svg");
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/iris.dsl",
+        "--validation",
+        "0.3",
+        "--patience",
+        "2",
+        "--steps",
+        "20000",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.5",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // SVG text elements hold their text on a line of its own.
+    for label in [
+        "loss",
+        "accuracy",
+        "training loss",
+        "validation loss",
+        "training accuracy",
+        "validation accuracy",
+        "early stopping restored step 500",
+    ] {
+        assert!(text.lines().any(|l| l == label), "no {label} in the plot");
+    }
+    // A 30-step run is a line of 30 points, not one dot per log point.
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/rosenbrock.dsl",
+        "--steps",
+        "30",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("<polyline") && l.contains("stroke-width=\"2\""))
+        .expect("the loss is a line");
+    let points = line
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(points.split_whitespace().count(), 30, "{line}");
+}
