@@ -88,6 +88,13 @@ pub(super) fn log_ticks((lo, hi): (f64, f64)) -> Vec<f64> {
     ticks
 }
 
+/// A y tick's label. A log axis's ticks are read at their own magnitude: against the axis's
+/// span, 1e-12 on an axis up to 0.1 is as good as zero, and every low tick of a loss that fell
+/// over many decades would read "0".
+pub(super) fn y_tick(v: f64, span: f64, log: bool) -> String {
+    if log { tick(v, v) } else { tick(v, span) }
+}
+
 /// Consecutive points in the same pixel column reduce to the first, lowest, highest and last of
 /// them: the drawn line looks the same, and a series of a million steps stays a small path.
 pub(super) fn thin_columns(run: Vec<(i32, i32)>) -> Vec<(i32, i32)> {
@@ -186,15 +193,7 @@ where
     let (span_x, span_y) = (axes.x.1 - axes.x.0, axes.y.1 - axes.y.0);
     let log_y = axes.log_y;
     let fx = move |v: &f64| tick(*v, span_x);
-    // A log axis's ticks are read at their own magnitude: against the axis's span, 1e-4 on an
-    // axis up to 10 is as good as zero.
-    let fy = move |v: &f64| {
-        if log_y {
-            tick(*v, *v)
-        } else {
-            tick(*v, span_y)
-        }
-    };
+    let fy = move |v: &f64| y_tick(*v, span_y, log_y);
     chart
         .configure_mesh()
         .x_desc(labels.x)

@@ -608,3 +608,18 @@ fn figure_raster_is_golden() {
     });
     assert_eq!(fnv(&pixels), 0x8e91fde5e1f61334, "figure changed");
 }
+
+#[test]
+fn log_axis_ticks_read_at_their_own_magnitude() {
+    let axes = CurveAxes::new(&[("loss".into(), vec![(0.0, 0.1), (1.0, 1e-12)])]);
+    assert!(axes.log_y);
+    let span = axes.y.1 - axes.y.0;
+    let labels: Vec<String> = log_ticks(axes.y)
+        .iter()
+        .map(|&v| y_tick(v, span, true))
+        .collect();
+    assert_eq!(labels[..3], ["1e-11", "1e-9", "1e-7"]);
+    assert_eq!(labels.last().unwrap(), "0.1");
+    assert!(labels.iter().all(|l| l != "0"), "{labels:?}");
+    assert_eq!(y_tick(1e-12, span, false), "0");
+}
