@@ -739,13 +739,16 @@ impl Trainer {
                         }
                     }
                 }
-                let mut restored = None;
-                if stop {
-                    if let Some((point, params)) = best.take() {
+                let restored = match best.take() {
+                    Some((point, params)) if stop => {
                         self.params = params;
-                        restored = Some(point);
+                        Some(point)
                     }
-                }
+                    kept => {
+                        best = kept;
+                        None
+                    }
+                };
                 log(&Progress {
                     step: s,
                     epoch,
