@@ -315,14 +315,7 @@ fn a_closed_standard_output_ends_a_run_quietly_and_keeps_what_it_trained() {
     std::fs::create_dir_all(&dir).unwrap();
     let save = dir.join("iris.safetensors");
     let mut child = Command::new(env!("CARGO_BIN_EXE_adjoint"))
-        .args([
-            "train",
-            "examples/iris.dsl",
-            "--steps",
-            "100000000",
-            "--log-every",
-            "1",
-        ])
+        .args(["train", "examples/iris.dsl", "--steps", "100000000"])
         .arg("--save")
         .arg(&save)
         .current_dir(repo())
