@@ -218,7 +218,6 @@ impl Curves {
                 .iter()
                 .map(|(n, _)| n.split_once(' ').map_or(n.as_str(), |(_, m)| m))
                 .collect();
-            names.dedup();
             names.sort_unstable();
             names.dedup();
             panels.push(crate::plot::Panel {
