@@ -886,12 +886,17 @@ impl Jit {
                 tx.promoted.insert(slot, var);
             }
             // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
-            let pow = [tx.b.declare_var(types::F64), tx.b.declare_var(types::F64)];
-            for (k, var) in pow.iter().enumerate() {
+            // A bounded function keeps them in stack slots: in registers they would be live
+            // across the whole step, and be spilled around every value of it.
+            let pow = [0, 1].map(|_| match tx.bounded {
+                true => Held::Slot(tx.vector_slot()),
+                false => Held::Var(tx.b.declare_var(types::F64)),
+            });
+            for (k, home) in pow.iter().enumerate() {
                 let v =
                     tx.b.ins()
                         .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
-                tx.b.def_var(*var, v);
+                tx.set_held(*home, v);
             }
             let table_block = tx.b.create_block();
             let done = tx.b.create_block();
@@ -905,14 +910,14 @@ impl Jit {
                 let mut powers = [Value::from_u32(0); 2];
                 for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
                     // As `optim::next_power`: flushed to zero below the normal range.
-                    let p = tx.b.use_var(pow[k]);
+                    let p = tx.get_held(pow[k], types::F64);
                     let b = tx.float_const(types::F64, beta);
                     let q = tx.b.ins().fmul(p, b);
                     let min = tx.float_const(types::F64, f64::MIN_POSITIVE);
                     let zero = tx.float_const(types::F64, 0.0);
                     let tiny = tx.b.ins().fcmp(FloatCC::LessThan, q, min);
                     powers[k] = tx.b.ins().select(tiny, zero, q);
-                    tx.b.def_var(pow[k], powers[k]);
+                    tx.set_held(pow[k], powers[k]);
                 }
                 let off = tx.mul_imm(i, 8);
                 let scalars = tx.scalars;
@@ -1100,6 +1105,13 @@ struct LoopEntry {
     rows: HashMap<(u32, Vec<Value>), Value>,
     /// Whether values are computed here at all (`Tx::hoist_into_loops`).
     hoists: bool,
+}
+
+/// Where a value carried from one step of a loop to the next waits.
+#[derive(Clone, Copy)]
+enum Held {
+    Var(Variable),
+    Slot(codegen::ir::StackSlot),
 }
 
 /// The translator of one function body.
@@ -1466,6 +1478,22 @@ impl<'a> Tx<'a> {
         };
         self.b.ins().stack_store(types::I64, v, slot, 0);
         self.b.ins().stack_load(types::I64, ty, slot, 0)
+    }
+
+    fn set_held(&mut self, home: Held, v: Value) {
+        match home {
+            Held::Var(var) => self.b.def_var(var, v),
+            Held::Slot(slot) => {
+                self.b.ins().stack_store(types::I64, v, slot, 0);
+            }
+        }
+    }
+
+    fn get_held(&mut self, home: Held, ty: Type) -> Value {
+        match home {
+            Held::Var(var) => self.b.use_var(var),
+            Held::Slot(slot) => self.b.ins().stack_load(types::I64, ty, slot, 0),
+        }
     }
 
     /// A stack slot of this function that holds one vector (or a scalar).
