@@ -141,6 +141,16 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
     out
 }
 
+/// Whether a function over `n_slots` slots running `plan` is generated `bounded` (see `Tx`).
+fn is_bounded(n_slots: usize, plan: &Plan) -> bool {
+    let scalar_steps = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Scalar { .. }))
+        .count();
+    n_slots > MAX_HELD_VALUES || scalar_steps > MAX_HELD_VALUES
+}
+
 /// A JIT module holding compiled functions. The code lives as long as this value.
 pub struct Jit {
     module: JITModule,
@@ -215,7 +225,9 @@ impl Jit {
 
     /// Compiles a graph function under its plan.
     pub fn compile_graph(&mut self, f: &GraphFn, plan: &Plan) -> Result<FuncId, CodegenError> {
-        self.define(plan.slots.len(), f.graph.syms.len(), f.graph.dtype, |tx| {
+        let n_slots = plan.slots.len();
+        let bounded = is_bounded(n_slots, plan);
+        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
             for step in &plan.steps {
                 tx.step(&f.graph, plan, step);
             }
@@ -234,7 +246,8 @@ impl Jit {
         let sizes = sizes.to_vec();
         let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
         let slots = UpdateSlots::standalone(sizes.len(), spec.kind.state_arrays());
-        self.define(n_slots, 0, dtype, move |tx| {
+        let bounded = n_slots > MAX_HELD_VALUES;
+        self.define(n_slots, 0, dtype, bounded, move |tx| {
             tx.update(&spec, &sizes, &slots, 0)
         })
     }
@@ -254,14 +267,16 @@ impl Jit {
         let n_state = spec.kind.state_arrays();
         let n_params = sizes.len();
         let first_state = plan.slots.len();
-        let param_slots: Vec<u32> = (0..n_params)
-            .map(|i| {
-                plan.slots
-                    .iter()
-                    .position(|s| s.kind == crate::lower::SlotKind::Param(i as u32))
-                    .unwrap() as u32
-            })
-            .collect();
+        let mut param_slots = vec![u32::MAX; n_params];
+        for (k, s) in plan.slots.iter().enumerate() {
+            if let crate::lower::SlotKind::Param(i) = s.kind {
+                param_slots[i as usize] = k as u32;
+            }
+        }
+        debug_assert!(
+            param_slots.iter().all(|&s| s != u32::MAX),
+            "a slot per parameter"
+        );
         let slots = UpdateSlots {
             params: param_slots,
             grads: plan.outputs[1..=n_params].to_vec(),
@@ -273,75 +288,84 @@ impl Jit {
                 })
                 .collect(),
         };
-        let promotable = promotable_slots(f, plan, sizes, &slots);
+        let n_slots = first_state + n_params * n_state;
+        let bounded = is_bounded(n_slots, plan);
+        // Held in registers for all K steps, a bounded function's many slots would be spilled
+        // across the whole loop anyway.
+        let promotable = if bounded {
+            Vec::new()
+        } else {
+            promotable_slots(f, plan, sizes, &slots)
+        };
         let constants = spec.constants();
         let step_scalars = spec.step_scalars(&constants);
-        self.define(
-            first_state + n_params * n_state,
-            f.graph.syms.len(),
-            f.graph.dtype,
-            |tx| {
-                let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
-                let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
-                for &slot in &promotable {
-                    let var = tx.b.declare_var(tx.ty);
-                    let zero = tx.iconst(0);
-                    let v = tx.load_at(slot, zero);
-                    tx.b.def_var(var, v);
-                    tx.promoted.insert(slot, var);
+        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+            let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
+            let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
+            for &slot in &promotable {
+                let var = tx.b.declare_var(tx.ty);
+                let zero = tx.iconst(0);
+                let v = tx.load_at(slot, zero);
+                tx.b.def_var(var, v);
+                tx.promoted.insert(slot, var);
+            }
+            // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
+            // A bounded function keeps them in stack slots: in registers they would be live
+            // across the whole step, and be spilled around every value of it.
+            let pow = [0, 1].map(|_| match tx.bounded {
+                true => Held::Slot(tx.vector_slot()),
+                false => Held::Var(tx.b.declare_var(types::F64)),
+            });
+            for (k, home) in pow.iter().enumerate() {
+                let v =
+                    tx.b.ins()
+                        .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
+                tx.set_held(*home, v);
+            }
+            let table_block = tx.b.create_block();
+            let done = tx.b.create_block();
+            tx.b.ins().jump(table_block, &[]);
+            tx.b.switch_to_block(table_block);
+            tx.hoist_into_loops = !tx.bounded;
+            tx.for_loop(count, &mut |tx, i| {
+                for step in &plan.steps {
+                    tx.step(&f.graph, plan, step);
                 }
-                // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
-                let pow = [tx.b.declare_var(types::F64), tx.b.declare_var(types::F64)];
-                for (k, var) in pow.iter().enumerate() {
-                    let v =
-                        tx.b.ins()
-                            .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
-                    tx.b.def_var(*var, v);
+                let mut powers = [Value::from_u32(0); 2];
+                for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
+                    // As `optim::next_power`: flushed to zero below the normal range.
+                    let p = tx.get_held(pow[k], types::F64);
+                    let b = tx.float_const(types::F64, beta);
+                    let q = tx.b.ins().fmul(p, b);
+                    let min = tx.float_const(types::F64, f64::MIN_POSITIVE);
+                    let zero = tx.float_const(types::F64, 0.0);
+                    let tiny = tx.b.ins().fcmp(FloatCC::LessThan, q, min);
+                    powers[k] = tx.b.ins().select(tiny, zero, q);
+                    tx.set_held(pow[k], powers[k]);
                 }
-                let table_block = tx.b.create_block();
-                let done = tx.b.create_block();
-                tx.b.ins().jump(table_block, &[]);
-                tx.b.switch_to_block(table_block);
-                tx.for_loop(count, &mut |tx, i| {
-                    for step in &plan.steps {
-                        tx.step(&f.graph, plan, step);
-                    }
-                    let mut powers = [Value::from_u32(0); 2];
-                    for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
-                        // As `optim::next_power`: flushed to zero below the normal range.
-                        let p = tx.b.use_var(pow[k]);
-                        let b = tx.float_const(types::F64, beta);
-                        let q = tx.b.ins().fmul(p, b);
-                        let min = tx.float_const(types::F64, f64::MIN_POSITIVE);
-                        let zero = tx.float_const(types::F64, 0.0);
-                        let tiny = tx.b.ins().fcmp(FloatCC::LessThan, q, min);
-                        powers[k] = tx.b.ins().select(tiny, zero, q);
-                        tx.b.def_var(pow[k], powers[k]);
-                    }
-                    let off = tx.mul_imm(i, 8);
-                    let scalars = tx.scalars;
-                    let addr = tx.add(scalars, off);
-                    let lr = tx.b.ins().load(types::F64, flags(), addr, 32);
-                    let values = step_scalars
-                        .iter()
-                        .map(|x| tx.step_scalar(*x, lr, powers))
-                        .collect();
-                    tx.step_values = Some(values);
-                    tx.update(spec, sizes, &slots, 0);
-                    tx.step_values = None;
-                });
-                tx.b.ins().jump(done, &[]);
-                tx.b.switch_to_block(done);
-                // In slot order, so that the generated code does not depend on hash order.
-                let mut promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
-                promoted.sort_unstable_by_key(|&(slot, _)| slot);
-                for (slot, var) in promoted {
-                    let v = tx.b.use_var(var);
-                    let zero = tx.iconst(0);
-                    tx.store_at(slot, zero, v);
-                }
-            },
-        )
+                let off = tx.mul_imm(i, 8);
+                let scalars = tx.scalars;
+                let addr = tx.add(scalars, off);
+                let lr = tx.b.ins().load(types::F64, flags(), addr, 32);
+                let values = step_scalars
+                    .iter()
+                    .map(|x| tx.step_scalar(*x, lr, powers))
+                    .collect();
+                tx.step_values = Some(values);
+                tx.update(spec, sizes, &slots, 0);
+                tx.step_values = None;
+            });
+            tx.b.ins().jump(done, &[]);
+            tx.b.switch_to_block(done);
+            // In slot order, so that the generated code does not depend on hash order.
+            let mut promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
+            promoted.sort_unstable_by_key(|&(slot, _)| slot);
+            for (slot, var) in promoted {
+                let v = tx.b.use_var(var);
+                let zero = tx.iconst(0);
+                tx.store_at(slot, zero, v);
+            }
+        })
     }
 
     fn define(
@@ -349,6 +373,7 @@ impl Jit {
         n_slots: usize,
         n_syms: usize,
         dtype: DType,
+        bounded: bool,
         body: impl FnOnce(&mut Tx),
     ) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.n_functions);
@@ -380,6 +405,7 @@ impl Jit {
                 n_slots,
                 n_syms,
                 dtype,
+                bounded,
             };
             let mut tx = Tx::new(
                 b,
@@ -496,6 +522,15 @@ struct LoopEntry {
     /// Row pointers: a slot's address plus a loop-invariant offset, by slot, outer indices
     /// and their strides.
     rows: HashMap<(u32, Vec<Value>), Value>,
+    /// Whether values are computed here at all (`Tx::hoist_into_loops`).
+    hoists: bool,
+}
+
+/// Where a value carried from one step of a loop to the next waits.
+#[derive(Clone, Copy)]
+enum Held {
+    Var(Variable),
+    Slot(codegen::ir::StackSlot),
 }
 
 /// The translator of one function body.
@@ -518,8 +553,23 @@ struct Tx<'a> {
     /// The last constant emitted into the entry block.
     const_tail: Option<cranelift::codegen::ir::Inst>,
     /// Every slot pointer and dimension size, loaded once in the entry block so that they
-    /// dominate every use.
+    /// dominate every use (slot pointers only when not `bounded`).
     slot_ptrs: Vec<Value>,
+    n_slots: usize,
+    /// A function too large to hold its values in registers for long (`is_bounded`): slot
+    /// pointers and scalar constants are made where they are used, scalar nodes are kept in
+    /// stack slots (`spilled`), and nothing is promoted. Otherwise every such value would live
+    /// from the entry block (or from its definition) to its last use, and the register
+    /// allocator's work grows with the square of the number of values live at once.
+    bounded: bool,
+    /// In a bounded function: scalar nodes, each with its value, the number of scalar steps
+    /// made before it, and the stack slot it was stored to.
+    spilled: HashMap<NodeId, (Value, u32, codegen::ir::StackSlot)>,
+    /// Scalar steps generated so far.
+    scalar_steps: u32,
+    /// Whether the next loop computes slot and row pointers where it is entered (not so for
+    /// the step loop of a bounded training function: they would live across all of it).
+    hoist_into_loops: bool,
     dim_vals: Vec<Value>,
     /// The function's table of slot pointers, and of dimension sizes.
     ptr_table: Value,
@@ -555,6 +605,11 @@ struct Tx<'a> {
 /// Vector constants per function that can be read from its pool; later ones are splatted in
 /// the entry block.
 const POOL_CAPACITY: usize = 256;
+/// A bounded function reads a scalar node from its register within this many scalar steps of
+/// it, from its stack slot beyond.
+const NEAR_STEPS: u32 = 16;
+/// A function with more slots or scalar steps than this is generated `bounded` (see `Tx`).
+const MAX_HELD_VALUES: usize = 512;
 /// `loop_ptrs` key of the pool's address (slots are numbered from 0).
 const POOL_KEY: u32 = u32::MAX;
 /// `loop_ptrs` keys of loop-invariant vectors stored where the loop is entered, by stack slot.
@@ -577,6 +632,8 @@ struct FnShape {
     n_slots: usize,
     n_syms: usize,
     dtype: DType,
+    /// Whether the function holds few values in registers across its body (`Tx::bounded`).
+    bounded: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -595,7 +652,11 @@ impl<'a> Tx<'a> {
             DType::F32 => types::F32,
             DType::F64 => types::F64,
         };
-        let slot_ptrs = (0..shape.n_slots)
+        // A bounded function loads each pointer where it is used instead.
+        let entry_slots = if shape.bounded { 0 } else { shape.n_slots };
+        // Constants are hoisted to the top of the entry block, which must be laid out first.
+        b.ensure_inserted_block();
+        let slot_ptrs = (0..entry_slots)
             .map(|i| b.ins().load(types::I64, flags(), tables[0], i as i32 * 8))
             .collect();
         let dim_vals = (0..shape.n_syms)
@@ -610,6 +671,11 @@ impl<'a> Tx<'a> {
             helper_ids,
             helpers: HashMap::new(),
             slot_ptrs,
+            n_slots: shape.n_slots,
+            bounded: shape.bounded,
+            spilled: HashMap::new(),
+            scalar_steps: 0,
+            hoist_into_loops: true,
             dim_vals,
             ptr_table: tables[0],
             dims_table: tables[1],
@@ -672,8 +738,23 @@ impl<'a> Tx<'a> {
         v
     }
 
-    /// A float constant of type `ty` (scalar or vector), defined once in the entry block.
+    /// A float constant of type `ty` (scalar or vector): defined once in the entry block, or
+    /// for a scalar in a bounded function where it is used (held from the entry block, each
+    /// distinct constant would live across the whole function).
     fn float_const(&mut self, ty: Type, v: f64) -> Value {
+        if self.bounded && !ty.is_vector() {
+            let c = if ty == types::F32 {
+                self.b.ins().f32const(v as f32)
+            } else {
+                self.b.ins().f64const(v)
+            };
+            self.float_known.insert(c, v);
+            return c;
+        }
+        self.entry_float_const(ty, v)
+    }
+
+    fn entry_float_const(&mut self, ty: Type, v: f64) -> Value {
         let scalar = ty.lane_type();
         let bits = if scalar == types::F32 {
             (v as f32).to_bits() as u64
@@ -690,7 +771,7 @@ impl<'a> Tx<'a> {
             return c;
         }
         let c = if ty.is_vector() {
-            let s = self.float_const(scalar, v);
+            let s = self.entry_float_const(scalar, v);
             self.hoist(|cur| cur.ins().splat(ty, s))
         } else if scalar == types::F32 {
             self.hoist(|cur| cur.ins().f32const(v as f32))
@@ -745,7 +826,7 @@ impl<'a> Tx<'a> {
         key: u32,
         build: impl FnOnce(&mut FuncCursor) -> Value,
     ) -> Option<Value> {
-        let entry = self.loop_ptrs.last_mut()?;
+        let entry = self.loop_ptrs.last_mut().filter(|e| e.hoists)?;
         if let Some(&v) = entry.ptrs.get(&key) {
             return Some(v);
         }
@@ -816,6 +897,22 @@ impl<'a> Tx<'a> {
         };
         self.b.ins().stack_store(types::I64, v, slot, 0);
         self.b.ins().stack_load(types::I64, ty, slot, 0)
+    }
+
+    fn set_held(&mut self, home: Held, v: Value) {
+        match home {
+            Held::Var(var) => self.b.def_var(var, v),
+            Held::Slot(slot) => {
+                self.b.ins().stack_store(types::I64, v, slot, 0);
+            }
+        }
+    }
+
+    fn get_held(&mut self, home: Held, ty: Type) -> Value {
+        match home {
+            Held::Var(var) => self.b.use_var(var),
+            Held::Slot(slot) => self.b.ins().stack_load(types::I64, ty, slot, 0),
+        }
     }
 
     /// A stack slot of this function that holds one vector (or a scalar).
@@ -899,10 +996,18 @@ impl<'a> Tx<'a> {
             return p;
         }
         let table = self.ptr_table;
-        self.at_loop_entry(slot, |cur| {
-            cur.ins().load(types::I64, flags(), table, slot as i32 * 8)
-        })
-        .unwrap_or(self.slot_ptrs[slot as usize])
+        let load =
+            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, slot as i32 * 8);
+        if let Some(p) = self.at_loop_entry(slot, load) {
+            return p;
+        }
+        if self.bounded {
+            return self
+                .b
+                .ins()
+                .load(types::I64, flags(), table, slot as i32 * 8);
+        }
+        self.slot_ptrs[slot as usize]
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
@@ -927,7 +1032,11 @@ impl<'a> Tx<'a> {
                 .chain(strides)
                 .all(|v| v.as_u32() < entry.mark || consts.contains_key(v))
         };
-        if !self.loop_ptrs.last().is_some_and(before_loop) {
+        if !self
+            .loop_ptrs
+            .last()
+            .is_some_and(|e| e.hoists && before_loop(e))
+        {
             let off = self.dot(outer, strides);
             return self.elem_addr(ptr, off);
         }
@@ -1082,6 +1191,7 @@ impl<'a> Tx<'a> {
             mark,
             ptrs: HashMap::new(),
             rows: HashMap::new(),
+            hoists: std::mem::replace(&mut self.hoist_into_loops, true),
         });
         body(self, i);
         self.loop_ptrs.pop();
@@ -1146,7 +1256,7 @@ impl<'a> Tx<'a> {
         rank: usize,
     ) -> Operand {
         match val {
-            Val::Register(id) => Operand::Scalar(self.regs[id]),
+            Val::Register(id) => Operand::Scalar(self.scalar_node(*id)),
             Val::Inline(id) => self.node_expr(g, plan, *id, rank),
             Val::Const(c) => Operand::Scalar(self.fconst(*c)),
             Val::DimSize(s) => {
@@ -1487,9 +1597,42 @@ impl<'a> Tx<'a> {
                     None
                 };
                 let v = self.scalar_op(&n.op.clone(), &xs, exponent);
-                self.regs.insert(*node, v);
+                self.hold_scalar(*node, v);
             }
         }
+    }
+
+    /// Keeps a scalar node's value for the steps that read it: in a register, or in a bounded
+    /// function also in a stack slot of its own, for readers further away (`scalar_node`).
+    fn hold_scalar(&mut self, node: NodeId, v: Value) {
+        self.scalar_steps += 1;
+        if !self.bounded {
+            self.regs.insert(node, v);
+            return;
+        }
+        let size = self.dtype.size() as u32;
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            size,
+            size.trailing_zeros() as u8,
+        ));
+        self.b.ins().stack_store(types::I64, v, slot, 0);
+        self.spilled.insert(node, (v, self.scalar_steps, slot));
+    }
+
+    /// The value of a scalar node. In a bounded function, a reader within `NEAR_STEPS` scalar
+    /// steps of the node uses its register (the steps are straight-line code of one block
+    /// chain, so the definition dominates the reader); one further away loads it, so that no
+    /// register is held across more than a bounded stretch of code.
+    fn scalar_node(&mut self, node: NodeId) -> Value {
+        if let Some(&v) = self.regs.get(&node) {
+            return v;
+        }
+        let (v, at, slot) = self.spilled[&node];
+        if self.scalar_steps - at < NEAR_STEPS {
+            return v;
+        }
+        self.b.ins().stack_load(types::I64, self.ty, slot, 0)
     }
 
     /// A loop group: shared between cores when it can be (`parallel_group`), else one loop here.
@@ -1501,7 +1644,7 @@ impl<'a> Tx<'a> {
         members: &[Member],
         blocked: Option<&RowBlocks>,
     ) {
-        match self.part_frame(g, shape, members, blocked) {
+        match self.part_frame(g, plan, shape, members, blocked) {
             Some(frame) => self.parallel_group(g, plan, shape, members, blocked, &frame),
             None => self.group_over(g, plan, shape, members, blocked, None),
         }
@@ -1734,6 +1877,7 @@ impl<'a> Tx<'a> {
     fn part_frame(
         &self,
         g: &Graph,
+        plan: &Plan,
         shape: &Shape,
         members: &[Member],
         blocked: Option<&RowBlocks>,
@@ -1774,6 +1918,7 @@ impl<'a> Tx<'a> {
             return None;
         }
         let mut regs: Vec<NodeId> = self.regs.keys().copied().collect();
+        regs.extend(self.spilled_reads(g, plan, members));
         regs.sort_unstable();
         let mut promoted: Vec<u32> = self
             .promoted
@@ -1788,6 +1933,30 @@ impl<'a> Tx<'a> {
             partials,
             part_bytes,
         })
+    }
+
+    /// The scalar nodes in stack slots that a loop group reads, directly or through the
+    /// operands fused into it: a part reads them from its frame.
+    fn spilled_reads(&self, g: &Graph, plan: &Plan, members: &[Member]) -> Vec<NodeId> {
+        let mut pending: Vec<NodeId> = members
+            .iter()
+            .flat_map(|m| g.node(m.node).inputs.iter().copied())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while let Some(a) = pending.pop() {
+            if !seen.insert(a) {
+                continue;
+            }
+            match &plan.values[a.index()] {
+                Some(Val::Register(id)) if self.spilled.contains_key(id) => out.push(*id),
+                Some(Val::Inline(id)) => pending.extend(&g.node(*id).inputs),
+                _ => {}
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Runs a loop group split between cores: the loop becomes a function over a range of its
@@ -1828,7 +1997,10 @@ impl<'a> Tx<'a> {
             tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
         });
         let Some(part) = part else { return };
-        let mut captured: Vec<Value> = frame.regs.iter().map(|id| self.regs[id]).collect();
+        let mut captured = Vec::with_capacity(frame.regs.len() + frame.promoted.len());
+        for id in &frame.regs {
+            captured.push(self.scalar_node(*id));
+        }
         for s in &frame.promoted {
             captured.push(self.b.use_var(self.promoted[s]));
         }
@@ -1945,9 +2117,10 @@ impl<'a> Tx<'a> {
         let mut fctx = FunctionBuilderContext::new();
         let target = self.module.target_config();
         let fn_shape = FnShape {
-            n_slots: self.slot_ptrs.len(),
+            n_slots: self.n_slots,
             n_syms: self.dim_vals.len(),
             dtype: self.dtype,
+            bounded: self.bounded,
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);

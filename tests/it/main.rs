@@ -15,6 +15,7 @@ mod math;
 mod npy;
 mod optim;
 mod robustness;
+mod scaling;
 mod snapshots;
 mod stability;
 mod syntax;
