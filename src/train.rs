@@ -262,6 +262,16 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// One full-batch step of the model's optimizer as `fit` takes it (Newton's method through
+    /// `newton_step`, the others through their compiled update); returns the loss before it.
+    pub fn optimizer_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
+        if self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton {
+            self.newton_step(inputs, rows)
+        } else {
+            Ok(self.train_step(inputs, rows)?)
+        }
+    }
+
     /// The compiled update, with the gradients `value_and_grad` left for a batch of `rows` rows.
     fn apply_gradients(&mut self, rows: usize) -> Result<(), RunError> {
         let scalars = self.next_scalars();
