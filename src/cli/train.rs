@@ -297,7 +297,24 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
                 );
             }
         }
-        return Err(CliError::Diagnosed);
+        let diverged = matches!(
+            e,
+            crate::train::TrainError::Diverged { .. }
+                | crate::train::TrainError::NonFiniteAt { .. }
+        );
+        if !diverged {
+            return Err(CliError::Diagnosed);
+        }
+        // The trainer holds the state from before the step that went non-finite.
+        if let Some(path) = &args.save {
+            crate::resume::save(&trainer, path).map_err(failed)?;
+            println!(
+                "checkpoint: {} (step {}, the last finite state)",
+                path.display(),
+                trainer.step
+            );
+        }
+        return Err(CliError::CheckFailed);
     }
     println!(
         "trained {} steps in {:.3} s ({:.2} µs/step)",

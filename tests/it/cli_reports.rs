@@ -180,3 +180,45 @@ fn gradcheck_allows_for_the_rounding_error_of_a_large_loss() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     insta::assert_snapshot!("gradcheck_large_loss", stdout);
 }
+
+#[test]
+fn a_run_that_turns_non_finite_stops_with_exit_1_and_saves_its_last_finite_state() {
+    let ckpt = scratch("diverged.safetensors");
+    let (code, stdout, stderr) = adjoint(&[
+        "train",
+        "tests/data/train/nan_forward.dsl",
+        "--save",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    insta::assert_snapshot!("diverged_run", stderr);
+    assert!(
+        stdout.contains("(step 5, the last finite state)"),
+        "{stdout}"
+    );
+    let saved = adjoint::checkpoint::load(&ckpt).unwrap();
+    assert_eq!(saved.metadata[adjoint::checkpoint::STEP_KEY], "5");
+    for t in &saved.tensors {
+        let finite = match &t.data {
+            adjoint::checkpoint::TensorData::F32(v) => v.iter().all(|x| x.is_finite()),
+            adjoint::checkpoint::TensorData::F64(v) => v.iter().all(|x| x.is_finite()),
+        };
+        assert!(finite, "{} is not finite: {:?}", t.name, t.data);
+    }
+    // A parameter that the last update made infinite, with every loss before it finite: found
+    // at the log point, then replayed step by step to the step that did it.
+    let (code, _, stderr) = adjoint(&["train", "tests/data/train/f32_overflow.dsl"]);
+    assert_eq!(code, 1, "{stderr}");
+    insta::assert_snapshot!("diverged_update", stderr);
+}
+
+#[test]
+fn check_finite_finds_an_f32_overflow_that_f64_would_not_have() {
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "tests/data/train/f32_overflow.dsl",
+        "--check-finite",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    insta::assert_snapshot!("check_finite_f32", stderr);
+}
