@@ -425,10 +425,13 @@ fn bind(
                 _ => match super::const_eval(&a.value) {
                     Some(v) if v == 0.0 || v == 1.0 => Some(Value::Flag(v == 1.0)),
                     _ => {
-                        cx.error(
+                        let mut d =
                             Diagnostic::error(format!("`{pname}` must be `true` or `false`"))
-                                .with_label(a.value.span, "here"),
-                        );
+                                .with_label(a.value.span, "here");
+                        if let ast::ExprKind::Name(n) = &a.value.kind {
+                            d.notes.extend(super::python_literal_note(n));
+                        }
+                        cx.error(d);
                         None
                     }
                 },
