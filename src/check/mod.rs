@@ -972,6 +972,11 @@ impl Checker {
             Some((Binding::Value(id), _)) => Some(*id),
             Some((Binding::Failed, _)) => None,
             None => match name {
+                // A symbolic dimension (`n` in `input X[n, 4]`) is its size: the number of rows.
+                _ if self.syms.iter().any(|s| s == name) => {
+                    let sym = self.sym(name);
+                    Some(g.build(Op::DimSize(sym), &[]))
+                }
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
                 _ => {

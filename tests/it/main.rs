@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod checkpoints;
 mod cli;
+mod derivatives;
 mod diagnostics;
 mod docs;
 mod gradients;
