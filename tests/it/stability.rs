@@ -196,3 +196,14 @@ fn a_mixture_with_softmax_weights_is_a_log_sum_exp() {
     let params = [v, vec![100.0, 90.0, -100.0]];
     assert_exact_tensors(body, &params, &exact(98.90143311023111), F32);
 }
+
+#[test]
+fn a_mixture_weighted_by_softmax_elements_keeps_an_underflowed_weight_finite() {
+    // softmax(v)[1] = e^-200 / (1 + e^-200) is 0 in f32: its log comes from v itself.
+    let body = "param v[2] ~ zeros\nparam a = 0\nparam b = 0\n\
+                loss log(softmax(v)[0] * exp(a) + softmax(v)[1] * exp(b))\n";
+    // loss, d/dv, d/da, d/db at v = (0, −200), a = 100, b = 350: the second term dominates.
+    let params = [vec![0.0, -200.0], vec![100.0], vec![350.0]];
+    let exact = [150.0, -1.0, 1.0, 1.928749847963917783e-22, 1.0];
+    assert_exact_tensors(body, &params, &exact, F32);
+}
