@@ -8,15 +8,9 @@ pub(super) fn gradcheck(
     points: usize,
     tolerance: f64,
     seed: u64,
-) -> i32 {
-    let (file, model, dataset) = match model_and_data(path, data) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let compiled = match compile_model(model.clone(), &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+) -> Result<(), CliError> {
+    let (file, model, dataset) = model_and_data(path, data)?;
+    let compiled = compile_model(model.clone(), &file)?;
     let mut rng = crate::init::rng(seed);
     let mut trainer = Trainer::new(&compiled, seed);
     let rows = dataset.as_ref().map_or(0, |d| d.n_rows);
@@ -46,10 +40,7 @@ pub(super) fn gradcheck(
             }
         }
         let point = point_of(&trainer, &model, dataset.as_ref());
-        if let Err(e) = trainer.value_and_grad(&inputs, rows) {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        trainer.value_and_grad(&inputs, rows).map_err(failed)?;
         let grads: Vec<Vec<f64>> = (0..model.graph().params.len())
             .map(|i| trainer.gradient(i, rows).unwrap().to_f64())
             .collect();
@@ -74,7 +65,7 @@ pub(super) fn gradcheck(
     match failed_point {
         None => {
             println!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
-            0
+            Ok(())
         }
         Some(point) => {
             println!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
@@ -84,7 +75,7 @@ pub(super) fn gradcheck(
                     "no single derivative rule disagrees on its own; the error comes from their combination"
                 ),
             }
-            1
+            Err(CliError::CheckFailed)
         }
     }
 }
