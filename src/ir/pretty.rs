@@ -124,25 +124,47 @@ impl<'g> Printer<'g> {
         self.call(name, &args)
     }
 
-    /// A reshape that only adds or removes unit axes. Adding leading axes is broadcasting and
-    /// not shown; a reduction's axis put back is `keepdims=true`; a removed unit axis is a sum
-    /// over it (exact: it has one element).
-    fn reshape(&mut self, x: NodeId, to: &Shape) -> (String, u8) {
+    /// A reshape that only adds or removes unit axes. A reduction's axis put back is
+    /// `keepdims=true`; another added axis is `expand_dims`, except leading ones where
+    /// broadcasting adds them (`leading` false: not an operand of `@`); a removed unit axis is
+    /// a sum over it (exact: it has one element).
+    fn reshape(&mut self, x: NodeId, to: &Shape, leading: bool) -> (String, u8) {
         let g = self.graph;
         if self.name_of(x).is_none() && kept_axis_reduction(g, x, to).is_some() {
             return self.reduction(x, true);
         }
         let from = g.shape(x).clone();
-        if to.rank() < from.rank() {
-            if let Some(removed) = removed_unit_axes(&from, to) {
-                let mut text = self.go(x, false);
-                for k in removed.into_iter().rev() {
-                    text = self.call("sum", &[text.0, format!("axis={k}")]);
-                }
-                return text;
+        let mut text = self.go(x, false);
+        if let Some(removed) = removed_unit_axes(&from, to) {
+            for k in removed.into_iter().rev() {
+                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            }
+        } else if let Some(added) = removed_unit_axes(to, &from) {
+            let implicit = if leading {
+                0
+            } else {
+                added
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, k)| i == *k)
+                    .count()
+            };
+            for k in &added[implicit..] {
+                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
             }
         }
-        self.go(x, false)
+        text
+    }
+
+    /// An operand of `@`, which does not broadcast: its reshapes are all written out.
+    fn product_operand(&mut self, x: NodeId) -> (String, u8) {
+        match &self.graph.node(x).op {
+            Op::Reshape(to) if self.name_of(x).is_none() => {
+                let to = to.clone();
+                self.reshape(self.graph.node(x).inputs[0], &to, true)
+            }
+            _ => self.go(x, false),
+        }
     }
 
     fn go(&mut self, id: NodeId, root: bool) -> (String, u8) {
@@ -169,7 +191,7 @@ impl<'g> Printer<'g> {
                 (text, if v < 0.0 { NEG } else { ATOM })
             }
             Op::Expand(_) => self.go(ins[0], false),
-            Op::Reshape(to) => self.reshape(ins[0], to),
+            Op::Reshape(to) => self.reshape(ins[0], to, false),
             Op::Add | Op::Sub => {
                 let a = self.go(ins[0], false);
                 let b = self.go(ins[1], false);
@@ -201,8 +223,8 @@ impl<'g> Printer<'g> {
                 }
             }
             Op::MatMul => {
-                let a = self.go(ins[0], false);
-                let b = self.go(ins[1], false);
+                let a = self.product_operand(ins[0]);
+                let b = self.product_operand(ins[1]);
                 let sym = if latex { " \\, " } else { " @ " };
                 (
                     format!("{}{sym}{}", self.wrap(a, MUL), self.wrap(b, MUL + 1)),
@@ -300,16 +322,18 @@ impl<'g> Printer<'g> {
                 (format!("{}[{}]", self.wrap(a, ATOM), idx.join(", ")), ATOM)
             }
             Op::Put { axis, index, size } => {
+                // where(e, v, 0), with `e` the unit vector of `index` along `axis` and `v` the
+                // values with that axis put back: exact, as embedding into zeros is.
+                let rank = g.shape(id).rank();
                 let a = self.go(ins[0], false).0;
-                self.call(
-                    "put",
-                    &[
-                        a,
-                        format!("axis={axis}"),
-                        format!("index={index}"),
-                        format!("size={size}"),
-                    ],
-                )
+                let v = self.call("expand_dims", &[a, format!("axis={axis}")]).0;
+                let mut e = self
+                    .call("one_hot", &[index.to_string(), size.to_string()])
+                    .0;
+                for _ in *axis as usize + 1..rank {
+                    e = self.call("expand_dims", &[e, "axis=-1".into()]).0;
+                }
+                self.call("where", &[e, v, "0".into()])
             }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
