@@ -122,6 +122,10 @@ pub struct Inner {
     _code: Arc<CodeOwner>,
 }
 
+/// The compiler's own view of a compiled model (its graphs and native functions), for the
+/// stages, the command line and the tests; not part of the supported API, so hidden from its
+/// documentation like the module `Inner` lives in.
+#[doc(hidden)]
 impl std::ops::Deref for CompiledModel {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -188,6 +192,8 @@ fn cache_key(
 }
 
 impl CompiledModel {
+    /// Checks and compiles a source file (the API's `compile` wraps this).
+    #[doc(hidden)]
     pub fn compile(file: &SourceFile) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
         let mut timings = Timings::default();
         let mut t = Instant::now();
@@ -206,6 +212,7 @@ impl CompiledModel {
     }
 
     /// Compiles a checked model (whose settings may have been changed since checking).
+    #[doc(hidden)]
     pub fn from_model(model: Model) -> Result<CompiledModel, CompileError> {
         with_big_stack(|| CompiledModel::build(model, Timings::default()))
     }

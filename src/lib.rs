@@ -94,12 +94,17 @@ pub use api::{
 };
 // The types inside `Error`, so that every type the API hands out can be named from here.
 pub use checkpoint::{CheckpointError, MismatchKind};
-pub use compile::{CompileError, CompiledModel, check_source};
+pub use compile::CompiledModel;
+// The checker's and compiler's own types, for the test suite and tools: like the modules they
+// come from, not the supported API.
+#[doc(hidden)]
+pub use compile::{CompileError, check_source};
 pub use data::DataError;
 pub use diagnostics::{Diagnostic, Severity, SourceFile, Span};
 pub use ir::{DType, Tensor};
 pub use jit::CodegenError;
 pub use jit::parallel::set_threads;
+#[doc(hidden)]
 pub use model::{GraphFn, Model};
 pub use runtime::RunError;
 pub use train::{NonFiniteOrigin, TrainError};
