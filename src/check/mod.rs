@@ -51,8 +51,12 @@ struct UserFn {
 }
 
 impl Checker {
+    /// Records an error once: a function is checked again at every call, and an error in
+    /// its body that does not depend on the arguments would otherwise repeat at each.
     fn error(&mut self, d: Diagnostic) {
-        self.diags.push(d);
+        if !self.diags.contains(&d) {
+            self.diags.push(d);
+        }
     }
 
     fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
