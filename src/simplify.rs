@@ -210,12 +210,14 @@ fn exp_term(g: &Graph, id: NodeId) -> Option<ExpTerm> {
 }
 
 /// True when `id` is positive wherever it is defined, by construction: a positive constant,
-/// a sigmoid, one minus a sigmoid, an exponential, or a view of one of them.
+/// a sigmoid, one minus a sigmoid, an exponential, a row count, a quotient of two of them (the
+/// 1/n of a mean), or a view of one of them.
 fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
     loop {
         match g.op(id) {
             Op::Const(_) => return g.const_value(id).is_some_and(|c| c > 0.0 && c.is_finite()),
-            Op::Sigmoid | Op::Exp => return true,
+            Op::Sigmoid | Op::Exp | Op::DimSize(_) => return true,
+            Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
             Op::Sub => {
                 return with_const(g, id, Op::Sub, 1.0, false)
                     .is_some_and(|s| *g.op(s) == Op::Sigmoid);
@@ -223,6 +225,20 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => id = g.node(id).inputs[0],
             _ => return false,
         }
+    }
+}
+
+/// True when the log of `y` is a log-sum-exp that a stability rule rewrites: a sum (over an
+/// axis or all elements) of weighted exponentials, or a sum of exponential terms.
+fn log_is_rewritten(g: &Graph, y: NodeId) -> bool {
+    match g.op(y) {
+        Op::Sum { .. } => exp_term(g, g.node(y).inputs[0]).is_some_and(|t| !t.exponents.is_empty()),
+        Op::Add => {
+            let ins = &g.node(y).inputs;
+            let both_exp = ins.iter().all(|i| *g.op(*i) == Op::Exp);
+            both_exp || mixture_terms(g, y).is_some()
+        }
+        _ => false,
     }
 }
 
@@ -323,6 +339,17 @@ fn stable_form(
             }
             if let Some((rule, terms)) = mixture_terms(g, x) {
                 return Some((rule, log_add_exp_chain(g, &terms, &mut r)));
+            }
+            // log(w · Σ exp) = log w + log Σ exp, so that the sum's log is rewritten in turn:
+            // `log(mean(exp(x)))`, whose `mean` is a sum times 1/n.
+            if let (Op::Mul, [a, b]) = (g.op(x).clone(), g.node(x).inputs.as_slice()) {
+                for (w, y) in [(*a, *b), (*b, *a)] {
+                    if positive_weight(g, w) && log_is_rewritten(g, y) {
+                        let lw = r(g, Op::Log, &[w]);
+                        let ly = r(g, Op::Log, &[y]);
+                        return Some(("log-mean-exp", r(g, Op::Add, &[lw, ly])));
+                    }
+                }
             }
             if let Some(s) = with_const(g, x, Op::Add, 1.0, true) {
                 if let Some(y) = unary_arg(g, s, Op::Exp) {
