@@ -156,6 +156,41 @@ impl<'g> Printer<'g> {
         text
     }
 
+    /// `M @ c` or `c @ M` with a constant broadcast to a vector or matrix (the derivative of a
+    /// sum of products multiplies by one), which the language cannot write as an operand: `c`
+    /// times the sums of `M` over the contracted axis. Where the product has an axis of the
+    /// constant's own, the sum keeps it as a unit axis, which broadcasts to the product's.
+    fn product_with_constant(&mut self, a: NodeId, b: NodeId) -> Option<(String, u8)> {
+        let g = self.graph;
+        let constant = |x: NodeId| match g.op(x) {
+            Op::Expand(_) => g.const_value(g.node(x).inputs[0]),
+            _ => None,
+        };
+        let (c, m, axis, keep) = match (constant(a), constant(b)) {
+            (_, Some(c)) => (c, a, g.shape(a).rank() - 1, g.shape(b).rank() == 2),
+            (Some(c), None) => (c, b, 0, g.shape(a).rank() == 2),
+            (None, None) => return None,
+        };
+        let mut args = vec![self.product_operand(m).0, format!("axis={axis}")];
+        if keep {
+            args.push("keepdims=true".into());
+        }
+        let sum = self.call("sum", &args);
+        if c == 1.0 {
+            return Some(sum);
+        }
+        let factor = (fmt_number(c), if c < 0.0 { NEG } else { ATOM });
+        let sym = if self.style == Style::Latex {
+            " \\cdot "
+        } else {
+            " * "
+        };
+        Some((
+            format!("{}{sym}{}", self.wrap(factor, MUL), self.wrap(sum, MUL + 1)),
+            MUL,
+        ))
+    }
+
     /// An operand of `@`, which does not broadcast: its reshapes are all written out.
     fn product_operand(&mut self, x: NodeId) -> (String, u8) {
         match &self.graph.node(x).op {
@@ -223,6 +258,9 @@ impl<'g> Printer<'g> {
                 }
             }
             Op::MatMul => {
+                if let Some(text) = self.product_with_constant(ins[0], ins[1]) {
+                    return text;
+                }
                 let a = self.product_operand(ins[0]);
                 let b = self.product_operand(ins[1]);
                 let sym = if latex { " \\, " } else { " @ " };
