@@ -310,10 +310,10 @@ fn stable_form(
             }
             // A view of an exponential (`softmax(v)[0]`): the log of the same view of the
             // exponent, so that a weight's log does not underflow to −inf.
-            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_)) = g.op(x).clone() {
-                if let Some(y) = unary_arg(g, g.node(x).inputs[0], Op::Exp) {
-                    return Some(("log-exp", r(g, view, &[y])));
-                }
+            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_)) = g.op(x).clone()
+                && let Some(y) = unary_arg(g, g.node(x).inputs[0], Op::Exp)
+            {
+                return Some(("log-exp", r(g, view, &[y])));
             }
             if let Some(y) = unary_arg(g, x, Op::Sigmoid) {
                 // log σ(y) = −softplus(−y)

@@ -57,7 +57,7 @@ fn round_trip_source(g: &Graph, printed: &str) -> String {
 #[test]
 fn every_examples_printed_derivative_reads_back_as_its_gradient() {
     for path in dsl_files("examples") {
-        round_trip(&path);
+        round_trip(&path.display().to_string(), &model_of(&path));
     }
 }
 
@@ -65,19 +65,31 @@ fn every_examples_printed_derivative_reads_back_as_its_gradient() {
 #[test]
 fn every_fixtures_printed_derivative_reads_back_as_its_gradient() {
     for path in dsl_files("tests/data/graph") {
-        round_trip(&path);
+        round_trip(&path.display().to_string(), &model_of(&path));
     }
 }
 
-/// Prints the derivatives of the model at `path`, reads them back as a model and compares
-/// the two gradients at a random point.
-fn round_trip(path: &std::path::Path) {
-    let model = model_of(path);
-    let graphs = compile::graphs(&model);
+/// Random shapes and broadcasting, as the finite-difference tests generate them.
+#[test]
+fn generated_programs_printed_derivatives_read_back_as_their_gradients() {
+    for seed in 0..60 {
+        let src = crate::gradients::generated_program(seed);
+        let name = format!("generated program {seed}:\n{src}\n");
+        round_trip(
+            &name,
+            &model_of_source(&format!("generated{seed}.dsl"), &src),
+        );
+    }
+}
+
+/// Prints the derivatives of `model`, reads them back as a model and compares the two
+/// gradients at a random point.
+fn round_trip(name: &str, model: &adjoint::Model) {
+    let graphs = compile::graphs(model);
     let printed = compile::derivatives(&graphs, &model.loss_name, None, Style::Dsl).unwrap();
     let g = model.graph();
     let src = round_trip_source(g, &printed);
-    let back = model_of_source(&format!("{} printed", path.display()), &src);
+    let back = model_of_source(&format!("{name} printed"), &src);
     let back_graphs = compile::graphs(&back);
 
     let point = random_point(g, 5, 11);
@@ -92,18 +104,18 @@ fn round_trip(path: &std::path::Path) {
     let n = g.params.len();
     for (i, p) in g.params.iter().enumerate() {
         let (want, have) = (&expected[1 + i].data, &got[1 + n + i].data);
-        assert_eq!(want.len(), have.len(), "{}: d/d{}", path.display(), p.name);
+        assert_eq!(want.len(), have.len(), "{}: d/d{}", name, p.name);
         assert!(
             have.iter().chain(want).all(|v| v.is_finite()),
             "{}: d/d{}: {have:?} vs {want:?}",
-            path.display(),
+            name,
             p.name
         );
         let err = normwise_err(have, want, 1e-300);
         assert!(
             err < 1e-12,
             "{}: d/d{} differs by {err:e} when read back from\n{printed}\nas\n{src}",
-            path.display(),
+            name,
             p.name
         );
     }
