@@ -198,6 +198,20 @@ fn parse_error(e: ParseError<usize, Tok, Habit>, src: &str) -> Diagnostic {
     }
 }
 
+/// True when every `(` in `text` is closed, in order.
+fn parens_balance(text: &str) -> bool {
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return false,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
 fn habit_error(habit: Habit, src: &str) -> Diagnostic {
     match habit {
         Habit::DoubleStar(span) => Diagnostic::error("`**` is not an operator")
@@ -210,6 +224,12 @@ fn habit_error(habit: Habit, src: &str) -> Diagnostic {
             ),
         Habit::Member { base, name, args } => {
             let x = src.get(base.start..base.end).unwrap_or("x");
+            // `(a + b).T`: the argument's parentheses are the call's.
+            let x = x
+                .strip_prefix('(')
+                .and_then(|inner| inner.strip_suffix(')'))
+                .filter(|inner| parens_balance(inner))
+                .unwrap_or(x);
             let span = Span::new(base.start, name.span.end);
             match (name.name.as_str(), args) {
                 ("T", None) => Diagnostic::error("no `.T` in adjoint")
