@@ -349,13 +349,14 @@ pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
 /// derivative would repeat them; smaller ones (`1 / n`, `y - x^2`) read better written out.
 const NAMED_SUBTERM_SIZE: usize = 3;
 
-/// Names (`t1`, `t2`, … in order of definition, skipping names the model uses) for the
-/// subterms that printing `roots` would otherwise write out more than once.
+/// Names for the subterms that printing `roots` would otherwise write out more than once: the
+/// derivative of a named value `h` is `d<loss>_dh`; the others are `t1`, `t2`, … in order of
+/// definition, skipping names the model uses.
 ///
 /// Node ids are topological, so walking them downwards visits every user before its operands:
 /// each node's count is then final when it is reached, and a node that gets a name passes one
 /// occurrence, its definition's, down to its operands.
-fn repeated_subterm_names(g: &Graph, roots: &[NodeId]) -> HashMap<NodeId, String> {
+fn repeated_subterm_names(g: &Graph, roots: &[NodeId], loss_name: &str) -> HashMap<NodeId, String> {
     let Some(top) = roots.iter().max() else {
         return HashMap::new();
     };
@@ -403,6 +404,14 @@ fn repeated_subterm_names(g: &Graph, roots: &[NodeId]) -> HashMap<NodeId, String
     let mut names = HashMap::new();
     let mut k = 0;
     for id in chosen {
+        let derivative = g
+            .derivative_of(id)
+            .map(|of| format!("d{loss_name}_d{of}"))
+            .filter(|n| !taken.contains(n.as_str()) && !names.values().any(|v| v == n));
+        if let Some(name) = derivative {
+            names.insert(id, name);
+            continue;
+        }
         let name = loop {
             k += 1;
             let candidate = format!("t{k}");
@@ -467,8 +476,8 @@ pub fn derivatives(
         .map(|(i, _)| (i, graphs.gradient.outputs[i + 1].1))
         .collect();
     let mut printer = Printer::new(g, style);
-    printer.given_names =
-        repeated_subterm_names(g, &printed.iter().map(|p| p.1).collect::<Vec<_>>());
+    let roots: Vec<NodeId> = printed.iter().map(|p| p.1).collect();
+    printer.given_names = repeated_subterm_names(g, &roots, loss_name);
     let mut out = String::new();
     for (i, id) in printed {
         let p = &g.params[i];

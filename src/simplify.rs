@@ -92,6 +92,9 @@ fn rebuild(f: &GraphFn, report: &mut SimplifyReport) -> GraphFn {
         if let Some(rule) = old.rule(id) {
             g.set_rule(new, rule);
         }
+        if let Some(of) = old.derivative_of(id) {
+            g.set_derivative_of(new, of);
+        }
         map[id.index()] = Some(new);
     }
     let outputs = f
