@@ -6,6 +6,7 @@ mod api;
 mod checkpoints;
 mod cli;
 mod cli_reports;
+mod derivatives;
 mod diagnostics;
 mod docs;
 mod gradients;
