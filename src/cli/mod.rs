@@ -161,6 +161,7 @@ mod gradcheck;
 mod graph;
 mod inspect;
 mod load;
+mod outputs;
 mod predict;
 mod race;
 mod train;
