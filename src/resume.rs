@@ -227,6 +227,7 @@ pub fn init_from(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
         params.push(buffer_as(found, dtype));
     }
     t.params = params;
+    t.params_given = true;
     Ok(())
 }
 

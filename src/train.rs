@@ -112,6 +112,8 @@ pub struct Trainer {
     pub check_finite: bool,
     /// Run steps with subnormal numbers flushed to zero (`jit::fpenv`); true unless set off.
     pub flush_subnormals: bool,
+    /// The parameters were given (`--init-from`): `fit` initializes none from the data.
+    pub params_given: bool,
     /// Held-out rows evaluated at every log point (and used by early stopping).
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
@@ -169,6 +171,7 @@ impl Trainer {
             run_end: 0,
             check_finite: false,
             flush_subnormals: true,
+            params_given: false,
             validation: None,
             cursor: Cursor::default(),
             interrupt: None,
@@ -556,7 +559,7 @@ impl Trainer {
         };
         if let Some(d) = data {
             self.bound_dims = d.dims.clone();
-            if self.step == 0 {
+            if self.step == 0 && !self.params_given {
                 self.init_from_data(d);
             }
         }

@@ -679,6 +679,39 @@ fn resume_says_what_differs_and_init_from_starts_from_parameters() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("trained 5 steps"), "{stdout}");
+
+    // A parameter initialized from the data (`~ log_prior(species)`) keeps the file's values.
+    let f32s = |n: usize, v: f32| -> Vec<u8> { (0..n).flat_map(|_| v.to_le_bytes()).collect() };
+    let b2: Vec<u8> = [1.0f32, 2.0, 3.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let file = dir.join("symmetry.safetensors");
+    params_only_file(
+        &file,
+        &[
+            ("W1", "F32", &[4, 8], f32s(32, 0.5)),
+            ("b1", "F32", &[8], f32s(8, 0.0)),
+            ("W2", "F32", &[8, 3], f32s(24, 0.25)),
+            ("b2", "F32", &[3], b2),
+        ],
+    );
+    let (code, stdout, stderr) = adjoint_in(
+        &repo(),
+        &[
+            "train",
+            "examples/symmetry.dsl",
+            "--init-from",
+            file.to_str().unwrap(),
+            "--steps",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("b2 = [1.000000, 2.000000, 3.000000]"),
+        "{stdout}"
+    );
 }
 
 #[test]
