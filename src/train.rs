@@ -99,8 +99,8 @@ pub struct Trainer {
     pub step: u64,
     /// Step count and powers of β, advanced by the optimizer.
     pub opt_step: StepState,
-    /// The step count a schedule that depends on the run's length (cosine) decays over. A run
-    /// that starts at step 0 sets it to its length; a resumed run keeps the checkpoint's.
+    /// The step count a schedule that depends on the run's length (cosine) decays over: `fit`
+    /// sets it to the length of its run; a resumed run keeps the checkpoint's.
     pub total_steps: u64,
     /// Whether `total_steps` is fixed (by the checkpoint a run resumes from): `fit` sets it to
     /// the length of its run only when it is not.
@@ -738,8 +738,8 @@ impl InterruptibleChunk {
     }
 
     /// Sizes the next chunk from a call of `k` steps that took `took`; it grows at most
-    /// fourfold per call, so one slow measurement or a step that slows down later (subnormal
-    /// numbers) cannot overshoot the target by much.
+    /// fourfold per call, so a call too short to time well cannot make the next one overshoot
+    /// the target by much.
     fn measured(&mut self, k: u64, took: std::time::Duration) {
         let per_step = took.as_secs_f64() / k.max(1) as f64;
         let fits = (Self::TARGET.as_secs_f64() / per_step.max(1e-12)) as u64;
