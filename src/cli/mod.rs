@@ -165,6 +165,7 @@ mod gradcheck;
 mod graph;
 mod inspect;
 mod load;
+mod outputs;
 mod predict;
 mod race;
 mod train;
