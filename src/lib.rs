@@ -1,4 +1,6 @@
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 //! adjoint: a symbolic-plus-numeric autodiff compiler.
 //!
 //! A model and its loss are written in a small language. adjoint parses and shape-checks it into
@@ -48,12 +50,14 @@
 pub mod api;
 #[doc(hidden)]
 pub mod autodiff;
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
 #[doc(hidden)]
 pub mod check;
 #[doc(hidden)]
 pub mod checkpoint;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
@@ -71,11 +75,14 @@ pub mod ir;
 #[doc(hidden)]
 pub mod jit;
 #[doc(hidden)]
+pub mod kernels;
+#[doc(hidden)]
 pub mod lower;
 #[doc(hidden)]
 pub mod model;
 #[doc(hidden)]
 pub mod optim;
+#[cfg(feature = "plot")]
 #[doc(hidden)]
 pub mod plot;
 #[doc(hidden)]

@@ -41,6 +41,12 @@ struct Checker {
     frames: Vec<HashMap<String, NodeId>>,
     /// Names of the user functions being inlined, to refuse recursion.
     call_stack: Vec<String>,
+    /// Each call already inlined, by function and argument nodes: a body sees only its
+    /// arguments and the model's names, so the same call gives the same node (or the same
+    /// error, reported once). Without it, `f(x) + f(x)` nested n deep lowers 2^n bodies.
+    inlined: HashMap<(String, Vec<NodeId>), Option<NodeId>>,
+    /// How many function bodies were lowered: the work inlining did.
+    bodies_lowered: usize,
 }
 
 #[derive(Clone)]
@@ -255,6 +261,10 @@ impl Checker {
             return;
         }
         self.names.insert(name.name.clone(), (binding, name.span));
+        // A body that read this name before it was defined reads it now.
+        if !self.inlined.is_empty() {
+            self.inlined = HashMap::new();
+        }
     }
 
     fn dtype(&mut self, module: &ast::Module) -> DType {
@@ -1030,26 +1040,27 @@ impl Checker {
             );
             return None;
         }
-        let mut frame = HashMap::new();
-        let mut ok = true;
-        for (p, a) in f.params.iter().zip(args) {
-            match self.expr(g, &a.value) {
-                Some(v) => {
-                    frame.insert(p.name.clone(), v);
-                }
-                None => ok = false,
-            }
-        }
-        if !ok {
-            return None;
+        let values: Vec<Option<NodeId>> = args.iter().map(|a| self.expr(g, &a.value)).collect();
+        let values: Vec<NodeId> = values.into_iter().collect::<Option<_>>()?;
+        let key = (f.name.name.clone(), values);
+        if let Some(&res) = self.inlined.get(&key) {
+            return res;
         }
         // A function body sees its parameters and the model's global names, not the caller's
         // arguments.
+        let frame = f
+            .params
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(key.1.iter().copied())
+            .collect();
         self.frames.push(frame);
         self.call_stack.push(f.name.name.clone());
+        self.bodies_lowered += 1;
         let res = self.expr(g, &f.body);
         self.call_stack.pop();
         self.frames.pop();
+        self.inlined.insert(key, res);
         res
     }
 
@@ -1229,4 +1240,51 @@ fn column_range(first: &str, last: &str) -> Option<Vec<String>> {
         return None;
     }
     Some((a..=b).map(|i| format!("{p1}{i}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `f_i(a) = f_{i-1}(a) + f_{i-1}(a)`, `depth` levels deep, and a loss of the last.
+    fn doubling_source(depth: usize) -> String {
+        let mut src = String::from("dtype f64\nparam a = 1\nfn f0(x) = x\n");
+        for i in 1..=depth {
+            src += &format!("fn f{i}(x) = f{}(x) + f{}(x)\n", i - 1, i - 1);
+        }
+        src + &format!("loss l = f{depth}(a)\n")
+    }
+
+    fn checker_after(src: &str) -> Checker {
+        let (module, errors) = crate::syntax::parse(src);
+        assert!(errors.is_empty());
+        let mut cx = Checker::default();
+        cx.run(&module).expect("the model checks");
+        cx
+    }
+
+    #[test]
+    fn each_distinct_call_is_inlined_once() {
+        for depth in [1, 12, 40] {
+            let cx = checker_after(&doubling_source(depth));
+            assert_eq!(cx.bodies_lowered, depth + 1, "depth {depth}");
+        }
+    }
+
+    #[test]
+    fn calls_with_other_arguments_are_inlined_again() {
+        let cx = checker_after(
+            "param a = 1\nparam b = 2\nfn sq(x) = x * x\nloss l = sq(a) + sq(b) + sq(a)\n",
+        );
+        assert_eq!(cx.bodies_lowered, 2);
+    }
+
+    #[test]
+    fn an_error_in_a_body_called_twice_is_reported_once() {
+        let (module, errors) =
+            crate::syntax::parse("param a = 1\nfn f(x) = x + nope\nloss l = f(a) + f(a)\n");
+        assert!(errors.is_empty());
+        let errors = Checker::default().run(&module).err().expect("an error");
+        assert_eq!(errors.iter().filter(|d| d.is_error()).count(), 1);
+    }
 }

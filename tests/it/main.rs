@@ -16,6 +16,7 @@ mod math;
 mod npy;
 mod optim;
 mod robustness;
+mod scaling;
 mod snapshots;
 mod stability;
 mod syntax;
