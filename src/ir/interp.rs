@@ -233,6 +233,43 @@ pub fn eval(
     syms: &[u64],
     roots: &[NodeId],
 ) -> Vec<Option<Tensor>> {
+    eval_rounded(graph, inputs, params, syms, roots, None)
+}
+
+/// How native code of a dtype rounds every value it computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rounding {
+    pub dtype: super::DType,
+    /// Subnormal results become zero (the training steps' floating-point mode).
+    pub flush_subnormals: bool,
+}
+
+impl Rounding {
+    fn apply(self, x: f64) -> f64 {
+        let (x, smallest_normal) = match self.dtype {
+            super::DType::F32 => (x as f32 as f64, f32::MIN_POSITIVE as f64),
+            super::DType::F64 => (x, f64::MIN_POSITIVE),
+        };
+        if self.flush_subnormals && x != 0.0 && x.abs() < smallest_normal {
+            0.0f64.copysign(x)
+        } else {
+            x
+        }
+    }
+}
+
+/// As `eval`, with every node's values rounded as native code rounds them: an f32 model's
+/// overflow (exp(89)) or underflow (exp(-104)) happens here where it happens in the model.
+/// Each op is still computed in f64 from rounded operands, so a value can differ from native
+/// code's in its last bit (and so, at the very edge of the range, in whether it overflows).
+pub fn eval_rounded(
+    graph: &Graph,
+    inputs: &[Tensor],
+    params: &[Tensor],
+    syms: &[u64],
+    roots: &[NodeId],
+    rounding: Option<Rounding>,
+) -> Vec<Option<Tensor>> {
     let live = graph.reachable(roots);
     let mut values: Vec<Option<Tensor>> = vec![None; graph.len()];
     for id in graph.ids().filter(|id| live[id.index()]) {
@@ -243,7 +280,10 @@ pub fn eval(
             .iter()
             .map(|i| values[i.index()].as_ref().expect("operand evaluated"))
             .collect();
-        let value = eval_op(&node.op, &args, shape, inputs, params, syms);
+        let mut value = eval_op(&node.op, &args, shape, inputs, params, syms);
+        if let Some(r) = rounding {
+            value.data.iter_mut().for_each(|x| *x = r.apply(*x));
+        }
         values[id.index()] = Some(value);
     }
     values
