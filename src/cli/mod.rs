@@ -190,6 +190,7 @@ mod graph;
 mod inspect;
 mod load;
 mod out;
+mod outputs;
 mod predict;
 mod progress;
 mod race;

@@ -14,10 +14,9 @@ pub(super) fn race(
     yr: &[f64],
     minimum: &[f64],
 ) -> Result<(), CliError> {
-    // Pictures that cannot be written are known before the race.
-    crate::plot::Format::from_path(out).map_err(bad_input)?;
+    outputs::picture("--out", out)?;
     if let Some(a) = animate {
-        crate::plot::Animation::from_path(a).map_err(bad_input)?;
+        outputs::animation("--animate", a)?;
     }
     let (file, model, _) = load_model(path)?;
     let g = model.graph();
