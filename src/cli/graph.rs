@@ -19,7 +19,10 @@ pub(super) fn graph(
         &graphs.forward
     };
     if plan {
-        print!("{}", crate::lower::plan_text(f, &crate::lower::plan(f)));
+        out::write(format_args!(
+            "{}",
+            crate::lower::plan_text(f, &crate::lower::plan(f))
+        ));
         return Ok(());
     }
     if dot {
