@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> Result<(), CliError> {
     let (file, model, _) = load_model(path)?;
+    refuse_unread_data(&model, data, &[])?;
     let data_path = data_path(&model, data, path);
     let compiled = compile_model(model, &file)?;
     let dataset = load_data(&compiled.model, data_path.as_deref(), path, &[])?;

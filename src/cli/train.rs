@@ -116,6 +116,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         s
     };
+    refuse_unread_data(&model, args.data.as_deref(), &[])?;
     let data_path = data_path(&model, args.data.as_deref(), &args.file);
     let start = std::time::Instant::now();
     let compiled = compile_model(model, &file)?;

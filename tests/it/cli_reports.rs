@@ -222,3 +222,51 @@ fn check_finite_finds_an_f32_overflow_that_f64_would_not_have() {
     assert_eq!(code, 1, "{stderr}");
     insta::assert_snapshot!("check_finite_f32", stderr);
 }
+
+#[test]
+fn data_a_model_would_not_read_is_refused_not_ignored() {
+    let dir = scratch("npy-model");
+    std::fs::create_dir_all(&dir).unwrap();
+    let x: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    crate::npy::write_npy(&dir.join("x.npy"), "<f8", &[3, 2], &x);
+    let model = dir.join("m.dsl");
+    std::fs::write(
+        &model,
+        "dtype f64\ninput X[n, 2] from \"x.npy\"\nparam w[2] ~ ones\nloss mean((X @ w)^2)\noutput y = X @ w\ntrain steps = 1\n",
+    )
+    .unwrap();
+    let csv = dir.join("new.csv");
+    std::fs::write(&csv, "a,b\n7,8\n").unwrap();
+    let ckpt = dir.join("m.safetensors");
+    let (model, csv, ckpt) = (
+        model.to_str().unwrap(),
+        csv.to_str().unwrap(),
+        ckpt.to_str().unwrap(),
+    );
+    let (code, _, stderr) = adjoint(&["train", model, "--save", ckpt]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = adjoint(&["predict", model, "--checkpoint", ckpt]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.lines().count(),
+        4,
+        "a header and the 3 rows of x.npy:\n{stdout}"
+    );
+    for args in [
+        vec!["predict", model, "--checkpoint", ckpt, "--data", csv],
+        vec!["eval", model, "--checkpoint", ckpt, "--data", csv],
+        vec!["train", model, "--data", csv],
+        vec!["gradcheck", model, "--data", csv],
+    ] {
+        let (code, stdout, stderr) = adjoint(&args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("error: --data {csv} would not be read"))
+                && stderr.contains("(X from \"x.npy\")"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
