@@ -140,6 +140,17 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Score only the rows `train` held out with the same --validation and --seed (or the
+        /// model's `validation` and `seed`).
+        #[arg(long)]
+        validation: Option<f64>,
+        /// The seed of the validation split (default: the model's `seed`).
+        #[arg(long, requires = "validation")]
+        seed: Option<u64>,
+        /// Print the confusion matrix of a classifier: its `argmax` output against its integer
+        /// labels.
+        #[arg(long)]
+        confusion: bool,
     },
     /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
     Bench {
@@ -309,7 +320,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             file,
             checkpoint,
             data,
-        } => eval(&file, &checkpoint, data.as_deref()),
+            validation,
+            seed,
+            confusion,
+        } => eval(
+            &file,
+            &checkpoint,
+            &eval::EvalOptions {
+                data: data.as_deref(),
+                validation,
+                seed,
+                confusion,
+            },
+        ),
         Command::Predict {
             file,
             checkpoint,

@@ -270,3 +270,67 @@ fn data_a_model_would_not_read_is_refused_not_ignored() {
         );
     }
 }
+
+#[test]
+fn eval_scores_the_rows_train_held_out_and_prints_a_confusion_matrix() {
+    let (ckpt, history) = (scratch("split.safetensors"), scratch("split.csv"));
+    let (ckpt, history) = (ckpt.to_str().unwrap(), history.to_str().unwrap());
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/iris.dsl",
+        "--steps",
+        "50",
+        "--validation",
+        "0.3",
+        "--seed",
+        "7",
+        "--save",
+        ckpt,
+        "--history",
+        history,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // The last log point's validation loss and accuracy, at the saved parameters.
+    let text = std::fs::read_to_string(history).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let last: Vec<&str> = text.lines().last().unwrap().split(',').collect();
+    let column = |name: &str| -> f64 {
+        let i = header.iter().position(|h| *h == name).unwrap();
+        last[i].parse().unwrap()
+    };
+    let (code, stdout, stderr) = adjoint(&[
+        "eval",
+        "examples/iris.dsl",
+        "--checkpoint",
+        ckpt,
+        "--validation",
+        "0.3",
+        "--seed",
+        "7",
+        "--confusion",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let value = |name: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{stdout}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("loss"), column("val_loss"), "{stdout}");
+    assert_eq!(value("accuracy"), column("val_accuracy"), "{stdout}");
+    insta::assert_snapshot!("eval_validation_confusion", stdout);
+    let (code, _, stderr) = adjoint(&[
+        "eval",
+        "examples/linreg.dsl",
+        "--checkpoint",
+        ckpt,
+        "--confusion",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--confusion needs a classifier: examples/linreg.dsl has 0 integer inputs"),
+        "{stderr}"
+    );
+}
