@@ -77,6 +77,13 @@ enum Command {
         checkpoint: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write the dense Hessian (parameters flattened in declaration order) to this .npy
+        /// file; up to 4096 parameters.
+        #[arg(long)]
+        hessian: Option<PathBuf>,
+        /// Print the eigenvectors of the k largest eigenvalues; up to 1000 parameters.
+        #[arg(long, value_name = "K")]
+        eigenvectors: Option<usize>,
     },
     /// Print the simplified symbolic derivative of the loss with respect to each parameter.
     Grad {
@@ -292,7 +299,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             trained,
             checkpoint,
             seed,
-        } => inspect(&file, data.as_deref(), trained, checkpoint.as_deref(), seed),
+            hessian,
+            eigenvectors,
+        } => inspect(
+            &file,
+            &inspect::InspectOptions {
+                data: data.as_deref(),
+                trained,
+                checkpoint: checkpoint.as_deref(),
+                seed,
+                hessian: hessian.as_deref(),
+                eigenvectors,
+            },
+        ),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
         Command::Race {
             file,

@@ -334,3 +334,44 @@ fn eval_scores_the_rows_train_held_out_and_prints_a_confusion_matrix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn inspect_writes_the_hessian_and_prints_the_leading_eigenvectors() {
+    let out = scratch("rosenbrock-hessian.npy");
+    let (code, stdout, stderr) = adjoint(&[
+        "inspect",
+        "examples/rosenbrock.dsl",
+        "--hessian",
+        out.to_str().unwrap(),
+        "--eigenvectors",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // f = (1 − x)² + 100(y − x²)² at (−1.2, 1): ∂²f/∂x² = 2 − 400(y − x²) + 800x² = 1330,
+    // ∂²f/∂x∂y = −400x = 480, ∂²f/∂y² = 200.
+    let (shape, h) = adjoint::data::load_npy(&out).unwrap();
+    assert_eq!(shape, [2, 2]);
+    for (got, want) in h.iter().zip([1330.0, 480.0, 480.0, 200.0]) {
+        assert!((got - want).abs() <= 1e-9 * want, "{h:?}");
+    }
+    insta::assert_snapshot!(
+        "inspect_eigenvectors",
+        stdout.replace(out.to_str().unwrap(), "H.npy")
+    );
+    for (args, message) in [
+        (
+            vec!["--hessian", "h.txt"],
+            "--hessian h.txt: the Hessian is written as a NumPy array; name a .npy file",
+        ),
+        (
+            vec!["--eigenvectors", "3"],
+            "--eigenvectors takes a count from 1 to the number of parameters (2); found 3",
+        ),
+    ] {
+        let mut all = vec!["inspect", "examples/rosenbrock.dsl"];
+        all.extend(args);
+        let (code, _, stderr) = adjoint(&all);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stderr.trim(), format!("error: {message}"));
+    }
+}
