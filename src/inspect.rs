@@ -431,10 +431,10 @@ pub fn symmetric_eigen(a: &[Vec<f64>]) -> Vec<(f64, Vec<f64>)> {
     let mut pairs: Vec<(f64, Vec<f64>)> = (0..n)
         .map(|j| {
             let mut col: Vec<f64> = v.iter().map(|row| row[j]).collect();
-            let largest =
-                col.iter()
-                    .copied()
-                    .fold(0.0f64, |a, x| if x.abs() > a.abs() { x } else { a });
+            let largest = col
+                .iter()
+                .copied()
+                .fold(0.0f64, |a, x| if x.abs() > a.abs() { x } else { a });
             if largest < 0.0 {
                 col.iter_mut().for_each(|x| *x = -*x);
             }
