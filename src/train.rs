@@ -101,6 +101,16 @@ impl NonFiniteOrigin {
     }
 }
 
+/// The value of the loss or of a metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    /// One value, or one per element of a vector metric.
+    pub values: Vec<f64>,
+    /// A vector metric (even of length 1), printed element by element.
+    pub is_vector: bool,
+}
+
 /// One line of progress.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
@@ -618,24 +628,47 @@ impl Trainer {
             .collect())
     }
 
-    /// The loss and each metric on a batch, with their names.
+    /// The loss and each metric on a batch, with their names; a vector metric's elements are
+    /// entries of their own, `name[i]`.
     pub fn evaluate(
         &mut self,
         inputs: &[Buffer],
         rows: usize,
     ) -> Result<Vec<(String, f64)>, RunError> {
+        Ok(self
+            .evaluate_metrics(inputs, rows)?
+            .into_iter()
+            .flat_map(|m| match m.values[..] {
+                [v] if !m.is_vector => vec![(m.name, v)],
+                _ => m
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{}[{i}]", m.name), *v))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// The loss and each metric on a batch, a vector metric as one entry with all its values.
+    pub fn evaluate_metrics(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+    ) -> Result<Vec<Metric>, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
         let ws = workspace(&mut self.fwd_ws, exe, &syms)?;
         exe.run(ws, inputs, &self.params)?;
-        Ok(self
-            .compiled
-            .graphs
-            .forward
-            .outputs
+        let f = &self.compiled.graphs.forward;
+        Ok(f.outputs
             .iter()
             .enumerate()
-            .map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0)))
+            .map(|(k, (name, id))| Metric {
+                name: name.clone(),
+                values: ws.output(&exe.plan, k).to_f64(),
+                is_vector: !f.graph.shape(*id).is_scalar(),
+            })
             .collect())
     }
 

@@ -170,8 +170,18 @@ pub(super) fn print_evaluation(
         ),
         None => (vec![], 0),
     };
-    for (name, v) in trainer.evaluate(&inputs, rows).map_err(failed)? {
-        println!("{prefix}{name} = {}", fmt_number(v));
+    for m in trainer.evaluate_metrics(&inputs, rows).map_err(failed)? {
+        match m.values[..] {
+            [v] if !m.is_vector => println!("{prefix}{} = {}", m.name, fmt_number(v)),
+            _ => {
+                // A vector metric: one row per element (per class, typically).
+                println!("{prefix}{} (per element):", m.name);
+                let width = m.values.len().saturating_sub(1).to_string().len();
+                for (i, v) in m.values.iter().enumerate() {
+                    println!("  {i:>width$}  {}", fmt_number(*v));
+                }
+            }
+        }
     }
     Ok(())
 }

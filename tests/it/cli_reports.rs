@@ -375,3 +375,45 @@ fn inspect_writes_the_hessian_and_prints_the_leading_eigenvectors() {
         assert_eq!(stderr.trim(), format!("error: {message}"));
     }
 }
+
+#[test]
+fn a_vector_metric_prints_as_a_table_that_agrees_with_the_confusion_matrix() {
+    let ckpt = scratch("recall.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let model = "tests/data/cli/iris_recall.dsl";
+    let (code, _, stderr) = adjoint(&["train", model, "--save", ckpt]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = adjoint(&["eval", model, "--checkpoint", ckpt, "--confusion"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("eval_vector_metric", stdout);
+    // recall[i] is the confusion matrix's diagonal over its row's sum.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let table = lines
+        .iter()
+        .position(|l| *l == "recall (per element):")
+        .unwrap();
+    let matrix = lines
+        .iter()
+        .position(|l| l.starts_with("confusion matrix"))
+        .unwrap();
+    for class in 0..3 {
+        let recall: f64 = lines[table + 1 + class]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let row: Vec<f64> = lines[matrix + 2 + class]
+            .split('|')
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let expected = row[class] / row.iter().sum::<f64>();
+        assert!(
+            (recall - expected).abs() < 1e-6,
+            "class {class}: {recall} vs {expected}"
+        );
+    }
+}
