@@ -417,3 +417,40 @@ fn a_vector_metric_prints_as_a_table_that_agrees_with_the_confusion_matrix() {
         );
     }
 }
+
+/// Minibatch steps that diverge: the unchecked run, found out at a log point and replayed from
+/// the one before, stops where a run checked at every step stops, with the same state saved
+/// (parameters, step count, data order and shuffling stream).
+#[test]
+fn a_replayed_minibatch_run_stops_and_saves_where_a_checked_run_does() {
+    let run = |name: &str, extra: &[&str]| {
+        let ckpt = scratch(name);
+        let mut args = vec![
+            "train",
+            "examples/linreg.dsl",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "3",
+            "--batch",
+            "4",
+            "--steps",
+            "400",
+            "--save",
+            ckpt.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (code, stdout, stderr) = adjoint(&args);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains("error: step 216: "), "{stderr}");
+        assert!(
+            stdout.contains("(step 215, the last finite state)"),
+            "{stdout}"
+        );
+        adjoint::checkpoint::load(&ckpt).unwrap()
+    };
+    let replayed = run("replayed.safetensors", &[]);
+    let checked = run("checked.safetensors", &["--check-finite"]);
+    assert_eq!(replayed.tensors, checked.tensors);
+    assert_eq!(replayed.metadata, checked.metadata);
+}
