@@ -183,6 +183,7 @@ mod gradcheck;
 mod graph;
 mod inspect;
 mod load;
+mod outputs;
 mod predict;
 mod race;
 mod train;
@@ -262,6 +263,15 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    let dump = |var| std::env::var_os(var).is_some();
+    let (clif, asm) = (dump("ADJOINT_DUMP_CLIF"), dump("ADJOINT_DUMP_ASM"));
+    if clif || asm {
+        crate::jit::set_dump(Some(crate::jit::Dump {
+            clif,
+            asm,
+            sink: |text| eprintln!("{text}"),
+        }));
+    }
     if let Some(t) = cli.threads {
         if t == 0 {
             return Err(CliError::BadInput("--threads must be at least 1".into()));

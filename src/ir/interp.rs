@@ -16,6 +16,10 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// A tensor of `shape` holding `data` in row-major order.
+    ///
+    /// Panics when `data` does not have exactly as many values as `shape` holds (the product
+    /// of its sizes; 1 for the empty shape of a scalar).
     pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Tensor {
         assert_eq!(
             shape.iter().product::<usize>(),
@@ -25,6 +29,7 @@ impl Tensor {
         Tensor { shape, data }
     }
 
+    /// A scalar: shape `[]`, one value.
     pub fn scalar(v: f64) -> Tensor {
         Tensor {
             shape: vec![],
@@ -32,6 +37,7 @@ impl Tensor {
         }
     }
 
+    /// A tensor of `shape` filled with zeros.
     pub fn zeros(shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
         Tensor {
@@ -40,14 +46,19 @@ impl Tensor {
         }
     }
 
+    /// The number of values (the product of the shape's sizes).
     pub fn len(&self) -> usize {
         self.data.len()
     }
 
+    /// True when the tensor holds no values (some size in its shape is 0).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
+    /// The first value: the value of a scalar or of a one-element tensor.
+    ///
+    /// Panics when the tensor is empty.
     pub fn item(&self) -> f64 {
         self.data[0]
     }

@@ -243,3 +243,15 @@ fn race_draws_every_optimizer_and_train_plots_its_curves() {
     assert_eq!(code, 2);
     assert!(stderr.contains("two scalar parameters"), "{stderr}");
 }
+
+#[test]
+fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
+    let (code, stdout, stderr) = adjoint(&["graph", "--explain", "tests/data/graph/mixtures.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rewrites = stdout
+        .split("\n# stability rewrites\n")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .unwrap_or_default();
+    insta::assert_snapshot!(rewrites);
+}
