@@ -374,8 +374,7 @@ impl Trainer {
         let loss = self.value_and_grad(inputs, rows)?;
         let names = &self.compiled.model.graph().params;
         let bad_gradient = (0..self.params.len()).find_map(|i| {
-            let g = self.gradient(i, rows)?.to_f64();
-            let v = g.into_iter().find(|v| !v.is_finite())?;
+            let v = self.gradient(i, rows)?.first_non_finite()?;
             Some(format!("the gradient of `{}` became {v}", names[i].name))
         });
         let step = self.step + 1;
@@ -411,11 +410,11 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// `parameter \`W\` inf` for the first parameter holding a non-finite value.
+    /// Names the first parameter holding a non-finite value, with the value.
     fn non_finite_param(&self) -> Option<String> {
         let names = &self.compiled.model.graph().params;
         self.params.iter().zip(names).find_map(|(p, info)| {
-            let v = p.to_f64().into_iter().find(|v| !v.is_finite())?;
+            let v = p.first_non_finite()?;
             Some(format!("parameter `{}` {v}", info.name))
         })
     }
