@@ -834,7 +834,7 @@ impl Trainer {
             if batch.is_none() {
                 epoch = s;
             }
-            let log_point = s % every == 0 || s == end;
+            let log_point = s.is_multiple_of(every) || s == end;
             let non_finite = if !loss.is_finite() {
                 Some(format!("the loss became {loss}"))
             } else if log_point && !checking {

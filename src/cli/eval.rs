@@ -15,12 +15,10 @@ pub(super) struct EvalOptions<'a> {
 pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), CliError> {
     let (file, model, _) = load_model(path)?;
     refuse_unread_data(&model, opts.data, &[])?;
-    if let Some(v) = opts.validation {
-        if !(v > 0.0 && v < 1.0) {
-            return Err(CliError::BadInput(format!(
-                "--validation is the fraction of rows held out, in (0, 1); found {v}"
-            )));
-        }
+    if let Some(v) = opts.validation.filter(|v| !(*v > 0.0 && *v < 1.0)) {
+        return Err(CliError::BadInput(format!(
+            "--validation is the fraction of rows held out, in (0, 1); found {v}"
+        )));
     }
     let data_path = data_path(&model, opts.data, path);
     let seed = opts.seed.unwrap_or(model.train.seed);
