@@ -80,16 +80,17 @@ fn classifier(compiled: &CompiledModel, file: &SourceFile) -> Result<Classifier,
             p.outputs
                 .iter()
                 .enumerate()
-                .filter_map(|(k, (name, id))| match p.graph.op(*id) {
-                    crate::ir::Op::ArgMax { axis } => {
-                        let operand = p.graph.node(*id).inputs[0];
-                        let classes = match p.graph.shape(operand).0.get(*axis as usize) {
-                            Some(crate::ir::Dim::Fixed(c)) => Some(*c as usize),
-                            _ => None,
-                        };
-                        Some((k, name.clone(), classes))
-                    }
-                    _ => None,
+                .filter_map(|(k, (name, id))| {
+                    let crate::ir::Op::ArgMax { axis } = p.graph.op(*id) else {
+                        return None;
+                    };
+                    let operand = p.graph.node(*id).inputs[0];
+                    let dims = &p.graph.shape(operand).0;
+                    let classes = dims.get(*axis as usize).and_then(|d| match d {
+                        crate::ir::Dim::Fixed(c) => Some(*c as usize),
+                        crate::ir::Dim::Sym(_) => None,
+                    });
+                    Some((k, name.clone(), classes))
                 })
                 .collect()
         })
