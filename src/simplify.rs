@@ -241,6 +241,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Sin
             | Op::Cos
             | Op::Softplus
+            | Op::Erf
             | Op::Add
             | Op::Mul
             | Op::Pow
@@ -476,6 +477,7 @@ fn stable_form(
         | Op::Sin
         | Op::Cos
         | Op::Softplus
+        | Op::Erf
         | Op::Add
         | Op::Mul
         | Op::Pow
@@ -721,6 +723,7 @@ fn try_rules(
         | Op::Sin
         | Op::Cos
         | Op::Softplus
+        | Op::Erf
         | Op::Eq
         | Op::Ne
         | Op::Lt

@@ -99,6 +99,7 @@ static BUILTINS: &[Builtin] = &[
     builtin("sin", X, Lowering::Primitive(Op::Sin)),
     builtin("cos", X, Lowering::Primitive(Op::Cos)),
     builtin("softplus", X, Lowering::Primitive(Op::Softplus)),
+    builtin("erf", X, Lowering::Primitive(Op::Erf)),
     builtin("sign", X, Lowering::Primitive(Op::Sign)),
     builtin("transpose", X, Lowering::Primitive(Op::Transpose)),
     builtin(

@@ -174,6 +174,7 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         Op::Sin => x.sin(),
         Op::Cos => x.cos(),
         Op::Softplus => softplus(x),
+        Op::Erf => libm::erf(x),
         other @ (Op::Input(_)
         | Op::Param(_)
         | Op::Const(_)
@@ -256,6 +257,7 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Sin
         | Op::Cos
         | Op::Softplus
+        | Op::Erf
         | Op::Select
         | Op::MatMul
         | Op::Transpose
@@ -378,7 +380,8 @@ fn eval_op(
         | Op::Sign
         | Op::Sin
         | Op::Cos
-        | Op::Softplus => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
+        | Op::Softplus
+        | Op::Erf => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
         Op::Select => {
             let s: Vec<Vec<usize>> = args
                 .iter()

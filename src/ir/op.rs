@@ -39,6 +39,8 @@ pub enum Op {
     Cos,
     /// log(1 + exp(x)), computed as max(x, 0) + log1p(exp(−|x|)) so it never overflows.
     Softplus,
+    /// The error function, 2/√π ∫₀ˣ e^(−t²) dt.
+    Erf,
 
     Add,
     Sub,
@@ -177,6 +179,7 @@ impl Op {
             Sin => ("sin", Unary),
             Cos => ("cos", Unary),
             Softplus => ("softplus", Unary),
+            Erf => ("erf", Unary),
             Add => ("add", Binary),
             Sub => ("sub", Binary),
             Mul => ("mul", Binary),

@@ -406,7 +406,8 @@ impl<'g> Printer<'g> {
             | Op::Sign
             | Op::Sin
             | Op::Cos
-            | Op::Softplus) => {
+            | Op::Softplus
+            | Op::Erf) => {
                 let args: Vec<String> = ins.iter().map(|&i| self.go(i, false).0).collect();
                 self.call(op.name(), &args)
             }

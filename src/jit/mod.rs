@@ -1328,7 +1328,7 @@ impl<'a> Tx<'a> {
         match op {
             Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
             Op::Tanh => self.dtype == DType::F32,
-            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus => true,
+            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf => true,
             Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
             Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
@@ -1471,6 +1471,7 @@ impl<'a> Tx<'a> {
             | Op::Log1p
             | Op::Sigmoid
             | Op::Softplus
+            | Op::Erf
             | Op::Pow => {}
             // `vector_op_ok` rules these out.
             Op::Expm1 | Op::Sin | Op::Cos => unreachable!("`{}` has no vector form", op.name()),
@@ -1511,6 +1512,7 @@ impl<'a> Tx<'a> {
             Op::Log1p => self.log1p_inline(xs[0]),
             Op::Sigmoid => self.sigmoid_inline(xs[0]),
             Op::Softplus => self.softplus_inline(xs[0]),
+            Op::Erf => self.erf_inline(xs[0]),
             Op::Pow => match exponent {
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
@@ -2297,6 +2299,7 @@ impl<'a> Tx<'a> {
             | Op::Sin
             | Op::Cos
             | Op::Softplus
+            | Op::Erf
             | Op::Add
             | Op::Sub
             | Op::Mul
@@ -2695,6 +2698,7 @@ impl<'a> Tx<'a> {
             | Op::Sin
             | Op::Cos
             | Op::Softplus
+            | Op::Erf
             | Op::Add
             | Op::Sub
             | Op::Mul
@@ -2944,6 +2948,7 @@ impl<'a> Tx<'a> {
             Op::Log1p if self.in_loop() => self.log1p_inline(xs[0]),
             Op::Sigmoid if self.in_loop() => self.sigmoid_inline(xs[0]),
             Op::Softplus if self.in_loop() => self.softplus_inline(xs[0]),
+            Op::Erf if self.in_loop() => self.erf_inline(xs[0]),
             Op::Exp => self.call(Math::Exp, &[xs[0]]),
             Op::Log => self.call(Math::Log, &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
@@ -2975,6 +2980,7 @@ impl<'a> Tx<'a> {
             Op::Sin => self.call(Math::Sin, &[xs[0]]),
             Op::Cos => self.call(Math::Cos, &[xs[0]]),
             Op::Softplus => self.call(Math::Softplus, &[xs[0]]),
+            Op::Erf => self.call(Math::Erf, &[xs[0]]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
