@@ -344,6 +344,26 @@ impl Dataset {
     }
 }
 
+/// A NumPy `.npy` file (version 1, little-endian f64, row-major) of `values` with `shape`.
+pub fn npy_bytes(shape: &[usize], values: &[f64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // The data starts at a multiple of 64 bytes; the header ends with a newline.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    bytes
+}
+
 /// The row indices of a seeded random split of `n_rows` rows, each list in increasing order:
 /// (training rows, the held-out `fraction`, at least one row left to train on).
 pub fn split_rows(n_rows: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {

@@ -370,7 +370,18 @@ pub fn hessian(h: &GraphFn, point: &Point) -> Vec<Vec<f64>> {
 
 /// Eigenvalues of a symmetric matrix by cyclic Jacobi rotations, ascending.
 pub fn symmetric_eigenvalues(a: &[Vec<f64>]) -> Vec<f64> {
+    symmetric_eigen(a).into_iter().map(|(l, _)| l).collect()
+}
+
+/// Eigenvalues and unit eigenvectors of a symmetric matrix by cyclic Jacobi rotations, in
+/// ascending order of the eigenvalue. Each vector's largest entry is positive, so the result
+/// does not depend on the sign rotations happen to leave.
+pub fn symmetric_eigen(a: &[Vec<f64>]) -> Vec<(f64, Vec<f64>)> {
     let n = a.len();
+    // Columns of v are the eigenvectors: the product of the rotations applied to m.
+    let mut v: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
     let mut m: Vec<Vec<f64>> = a.iter().map(|r| r.clone()).collect();
     // Symmetrize: the computed Hessian is symmetric only up to rounding.
     for i in 0..n {
@@ -409,12 +420,29 @@ pub fn symmetric_eigenvalues(a: &[Vec<f64>]) -> Vec<f64> {
                     m[p][k] = c * mpk - s * mqk;
                     m[q][k] = s * mpk + c * mqk;
                 }
+                for row in v.iter_mut() {
+                    let (vkp, vkq) = (row[p], row[q]);
+                    row[p] = c * vkp - s * vkq;
+                    row[q] = s * vkp + c * vkq;
+                }
             }
         }
     }
-    let mut ev: Vec<f64> = (0..n).map(|i| m[i][i]).collect();
-    ev.sort_by(f64::total_cmp);
-    ev
+    let mut pairs: Vec<(f64, Vec<f64>)> = (0..n)
+        .map(|j| {
+            let mut col: Vec<f64> = v.iter().map(|row| row[j]).collect();
+            let largest = col
+                .iter()
+                .copied()
+                .fold(0.0f64, |a, x| if x.abs() > a.abs() { x } else { a });
+            if largest < 0.0 {
+                col.iter_mut().for_each(|x| *x = -*x);
+            }
+            (m[j][j], col)
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pairs
 }
 
 /// Extreme eigenvalues by Lanczos iteration on Hessian-vector products, with full

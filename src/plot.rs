@@ -2376,7 +2376,13 @@ mod tests {
     fn format_follows_the_extension() {
         assert_eq!(Format::from_path(Path::new("a/b.SVG")), Ok(Format::Svg));
         assert_eq!(Format::from_path(Path::new("b.png")), Ok(Format::Png));
-        assert!(Format::from_path(Path::new("b")).is_err());
+        assert!(matches!(
+            Format::from_path(Path::new("b")),
+            Err(PlotError::Format {
+                expected: ".svg or .png",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -62,6 +62,14 @@ impl Buffer {
         }
     }
 
+    /// The first value that is infinite or NaN, if any (without copying the buffer).
+    pub fn first_non_finite(&self) -> Option<f64> {
+        match self {
+            Buffer::F32(v) => v.iter().find(|x| !x.is_finite()).map(|&x| x as f64),
+            Buffer::F64(v) => v.iter().copied().find(|x| !x.is_finite()),
+        }
+    }
+
     pub fn to_f64(&self) -> Vec<f64> {
         match self {
             Buffer::F32(v) => v.iter().map(|&x| x as f64).collect(),

@@ -101,6 +101,16 @@ impl NonFiniteOrigin {
     }
 }
 
+/// The value of the loss or of a metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    /// One value, or one per element of a vector metric.
+    pub values: Vec<f64>,
+    /// A vector metric (even of length 1), printed element by element.
+    pub is_vector: bool,
+}
+
 /// One line of progress.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
@@ -364,8 +374,7 @@ impl Trainer {
         let loss = self.value_and_grad(inputs, rows)?;
         let names = &self.compiled.model.graph().params;
         let bad_gradient = (0..self.params.len()).find_map(|i| {
-            let g = self.gradient(i, rows)?.to_f64();
-            let v = g.into_iter().find(|v| !v.is_finite())?;
+            let v = self.gradient(i, rows)?.first_non_finite()?;
             Some(format!("the gradient of `{}` became {v}", names[i].name))
         });
         let step = self.step + 1;
@@ -401,11 +410,11 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// `parameter \`W\` inf` for the first parameter holding a non-finite value.
+    /// Names the first parameter holding a non-finite value, with the value.
     fn non_finite_param(&self) -> Option<String> {
         let names = &self.compiled.model.graph().params;
         self.params.iter().zip(names).find_map(|(p, info)| {
-            let v = p.to_f64().into_iter().find(|v| !v.is_finite())?;
+            let v = p.first_non_finite()?;
             Some(format!("parameter `{}` {v}", info.name))
         })
     }
@@ -630,24 +639,47 @@ impl Trainer {
             .collect())
     }
 
-    /// The loss and each metric on a batch, with their names.
+    /// The loss and each metric on a batch, with their names; a vector metric's elements are
+    /// entries of their own, `name[i]`.
     pub fn evaluate(
         &mut self,
         inputs: &[Buffer],
         rows: usize,
     ) -> Result<Vec<(String, f64)>, RunError> {
+        Ok(self
+            .evaluate_metrics(inputs, rows)?
+            .into_iter()
+            .flat_map(|m| match m.values[..] {
+                [v] if !m.is_vector => vec![(m.name, v)],
+                _ => m
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{}[{i}]", m.name), *v))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// The loss and each metric on a batch, a vector metric as one entry with all its values.
+    pub fn evaluate_metrics(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+    ) -> Result<Vec<Metric>, RunError> {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
         let ws = workspace(&mut self.fwd_ws, exe, &syms)?;
         exe.run(ws, inputs, &self.params)?;
-        Ok(self
-            .compiled
-            .graphs
-            .forward
-            .outputs
+        let f = &self.compiled.graphs.forward;
+        Ok(f.outputs
             .iter()
             .enumerate()
-            .map(|(k, (name, _))| (name.clone(), ws.output(&exe.plan, k).get(0)))
+            .map(|(k, (name, id))| Metric {
+                name: name.clone(),
+                values: ws.output(&exe.plan, k).to_f64(),
+                is_vector: !f.graph.shape(*id).is_scalar(),
+            })
             .collect())
     }
 
@@ -802,7 +834,7 @@ impl Trainer {
             if batch.is_none() {
                 epoch = s;
             }
-            let log_point = s % every == 0 || s == end;
+            let log_point = s.is_multiple_of(every) || s == end;
             let non_finite = if !loss.is_finite() {
                 Some(format!("the loss became {loss}"))
             } else if log_point && !checking {

@@ -157,11 +157,18 @@ impl Checker {
                         self.define(name, Binding::Failed);
                         continue;
                     };
-                    if !graph.shape(id).is_scalar() {
-                        self.error(Diagnostic::error("a metric must be a scalar").with_label(
-                            value.span,
-                            format!("has shape {}", graph.shape_text(graph.shape(id))),
-                        ));
+                    // A scalar, or a vector of fixed length (one value per class, say).
+                    let shape = graph.shape(id);
+                    if shape.0.len() > 1 || shape.as_fixed().is_none() {
+                        self.error(
+                            Diagnostic::error(
+                                "a metric must be a scalar or a vector of fixed length",
+                            )
+                            .with_label(
+                                value.span,
+                                format!("has shape {}", graph.shape_text(shape)),
+                            ),
+                        );
                         self.define(name, Binding::Failed);
                         continue;
                     }

@@ -66,6 +66,39 @@ pub(super) fn data_path(
     })
 }
 
+/// Refuses `--data` for a model that would not read it: every input the command needs is
+/// bound to a `.npy` file in the model, so the given file would be silently ignored.
+/// `optional[i]` marks an input the command can do without.
+pub(super) fn refuse_unread_data(
+    model: &crate::model::Model,
+    given: Option<&Path>,
+    optional: &[bool],
+) -> Result<(), CliError> {
+    let Some(given) = given else {
+        return Ok(());
+    };
+    let reads_csv = model
+        .bindings
+        .iter()
+        .enumerate()
+        .any(|(i, b)| b.file.is_none() && !optional.get(i).copied().unwrap_or(false));
+    if reads_csv || model.graph().inputs.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<String> = model
+        .graph()
+        .inputs
+        .iter()
+        .zip(&model.bindings)
+        .filter_map(|(info, b)| Some(format!("{} from \"{}\"", info.name, b.file.as_ref()?)))
+        .collect();
+    Err(CliError::BadInput(format!(
+        "--data {} would not be read: the model reads its inputs from .npy files ({}); to use other data, bind the inputs to its files with `from \"file.npy\"` in a copy of the model",
+        given.display(),
+        files.join(", ")
+    )))
+}
+
 /// The model (in f64) and its data, for the checking commands.
 pub(super) fn model_and_data(
     path: &Path,
@@ -81,6 +114,7 @@ pub(super) fn model_and_data(
     let (file, mut model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     model.forward.graph.dtype = crate::ir::DType::F64;
+    refuse_unread_data(&model, data, &[])?;
     let dataset = load_data(&model, data_path(&model, data, path).as_deref(), path, &[])?;
     Ok((file, model, dataset))
 }

@@ -81,6 +81,13 @@ enum Command {
         checkpoint: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write the dense Hessian (parameters flattened in declaration order) to this .npy
+        /// file; up to 4096 parameters.
+        #[arg(long)]
+        hessian: Option<PathBuf>,
+        /// Print the eigenvectors of the k largest eigenvalues; up to 1000 parameters.
+        #[arg(long, value_name = "K")]
+        eigenvectors: Option<usize>,
     },
     /// Print the simplified symbolic derivative of the loss with respect to each parameter.
     Grad {
@@ -144,6 +151,17 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Score only the rows `train` held out with the same --validation and --seed (or the
+        /// model's `validation` and `seed`).
+        #[arg(long)]
+        validation: Option<f64>,
+        /// The seed of the validation split (default: the model's `seed`).
+        #[arg(long, requires = "validation")]
+        seed: Option<u64>,
+        /// Print the confusion matrix of a classifier: its `argmax` output against its integer
+        /// labels.
+        #[arg(long)]
+        confusion: bool,
     },
     /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
     Bench {
@@ -296,7 +314,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             trained,
             checkpoint,
             seed,
-        } => inspect(&file, data.as_deref(), trained, checkpoint.as_deref(), seed),
+            hessian,
+            eigenvectors,
+        } => inspect(
+            &file,
+            &inspect::InspectOptions {
+                data: data.as_deref(),
+                trained,
+                checkpoint: checkpoint.as_deref(),
+                seed,
+                hessian: hessian.as_deref(),
+                eigenvectors,
+            },
+        ),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),
         Command::Race {
             file,
@@ -324,7 +354,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
             file,
             checkpoint,
             data,
-        } => eval(&file, &checkpoint, data.as_deref()),
+            validation,
+            seed,
+            confusion,
+        } => eval(
+            &file,
+            &checkpoint,
+            &eval::EvalOptions {
+                data: data.as_deref(),
+                validation,
+                seed,
+                confusion,
+            },
+        ),
         Command::Predict {
             file,
             checkpoint,

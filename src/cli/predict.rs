@@ -25,6 +25,7 @@ pub(super) fn predict(
                 .any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32))
         })
         .collect();
+    refuse_unread_data(&model, data, &optional)?;
     let dataset = load_data(
         &model,
         data_path(&model, data, path).as_deref(),

@@ -136,6 +136,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         s
     };
+    refuse_unread_data(&model, args.data.as_deref(), &[])?;
     let data_path = data_path(&model, args.data.as_deref(), &args.file);
     let start = std::time::Instant::now();
     let compiled = compile_model(model, &file)?;
@@ -350,12 +351,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         // The trainer holds the state from before the step that went non-finite.
         if let Some(path) = &args.save {
-            crate::resume::save(&trainer, path).map_err(failed)?;
-            println!(
-                "checkpoint: {} (step {}, the last finite state)",
-                path.display(),
-                trainer.step
-            );
+            save_or_rescue(&trainer, path, &args.file)?;
         }
         return Err(CliError::CheckFailed);
     }

@@ -230,5 +230,7 @@ fn gains_follow_the_nonlinearity() {
         "g.dsl",
         "param A[2, 2] ~ he_normal(nonlinearity = swish)\nloss sum(A)\n",
     );
-    assert!(adjoint::check_source(&file).is_err());
+    let errors = adjoint::check_source(&file).unwrap_err();
+    let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(messages, ["no recommended gain for `swish`"]);
 }

@@ -244,7 +244,18 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
         .iter()
         .map(|p| adjoint::runtime::Buffer::zeros(DType::F64, p.shape.fixed_elements().unwrap()))
         .collect();
-    assert!(exe.run(&mut ws, &short, &params).is_err());
+    let err = exe.run(&mut ws, &short, &params).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            adjoint::runtime::RunError::Length {
+                expected: 12,
+                found: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let f32_params: Vec<_> = params
         .iter()
         .map(|p| adjoint::runtime::Buffer::zeros(DType::F32, p.len()))
@@ -253,7 +264,18 @@ fn wrong_buffer_sizes_are_refused_before_native_code_runs() {
         adjoint::runtime::Buffer::zeros(DType::F64, 12),
         adjoint::runtime::Buffer::zeros(DType::F64, 4),
     ];
-    assert!(exe.run(&mut ws, &inputs, &f32_params).is_err());
+    let err = exe.run(&mut ws, &inputs, &f32_params).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            adjoint::runtime::RunError::DType {
+                expected: "f64",
+                found: "f32",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(exe.run(&mut ws, &inputs, &params).is_ok());
 }
 

@@ -3,7 +3,7 @@
 use crate::support::*;
 
 /// Writes a version-1 `.npy` file of little-endian values.
-fn write_npy(path: &std::path::Path, descr: &str, shape: &[usize], data: &[u8]) {
+pub(crate) fn write_npy(path: &std::path::Path, descr: &str, shape: &[usize], data: &[u8]) {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if shape.len() == 1 {
         format!("({},)", dims[0])

@@ -45,9 +45,20 @@ fn pathological_sources_give_results_or_clear_errors() {
         .map(|i| char::from_u32(0x21 + (i * 7919) % 0x5d).unwrap())
         .collect();
     let rendered = compile_error(&garbage);
-    assert!(
-        rendered.lines().filter(|l| l.starts_with("error")).count() <= 102,
-        "diagnostics are capped"
+    assert!(rendered.starts_with("error"), "{rendered}");
+    // 300 bad lines: the first MAX_DIAGNOSTICS errors, one line saying how many more there were,
+    // and the summary line ("could not compile … due to … errors").
+    let many = format!("loss x\n{}", "param = 1\n".repeat(300));
+    let rendered = compile_error(&many);
+    let errors: Vec<&str> = rendered
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    let cap = adjoint::syntax::MAX_DIAGNOSTICS;
+    assert_eq!(errors.len(), cap + 2, "diagnostics are capped");
+    assert_eq!(
+        errors[cap],
+        format!("error: {} more syntax errors not shown", 300 - cap)
     );
 }
 
@@ -154,8 +165,12 @@ fn mutated_programs_never_crash_the_pipeline() {
             ran += 1;
         }
     }
+    // With seed 2026, 77 of the 400 mutants compile and all 77 run (a mutation keeps a program
+    // valid about one time in five). The bounds sit near a quarter of that: they fail when a
+    // change to the mutator or the grammar leaves the pipeline past parsing nearly unexercised,
+    // not when one mutant more or less compiles.
     assert!(
-        compiled > 20 && ran > 10,
+        compiled > 20 && ran > 20,
         "the mutations exercised too little: {compiled} compiled, {ran} ran"
     );
 }

@@ -55,18 +55,71 @@ fn log_sigmoid_of_large_negative_logits() {
     assert!((out[0][0] - 1200.0).abs() < 1e-6, "{:?}", out[0]);
 }
 
+/// `got` equals `want` to a few units in the last place (an absolute floor of 1e-300 covers
+/// values that are zero in exact arithmetic and denormal-or-zero in f64).
+fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 4.0 * f64::EPSILON * w.abs() + 1e-300,
+            "{what}: got {got:?}, want {want:?}"
+        );
+    }
+}
+
 #[test]
 fn softplus_forms_and_log_sum_exp() {
-    for src in [
-        "dtype f64\nparam z[3] ~ zeros\nloss sum(log(1 + exp(z)))\n",
-        "dtype f64\nparam z[3] ~ zeros\nloss log(sum(exp(z)))\n",
-        "dtype f64\nparam z[3] ~ zeros\nloss -sum(log(softmax(z)))\n",
-        "dtype f64\nparam z[3] ~ zeros\nloss sum(softmax(z) * z)\n",
-        "dtype f64\nparam z[3] ~ zeros\nloss bce_with_logits(z, z * 0 + 1)\n",
-        "dtype f64\nparam z[3] ~ zeros\nloss sum(log(exp(z) + exp(-z)))\n",
-        "dtype f64\nparam z[3] ~ zeros\nloss sum(sigmoid(z) + tanh(z) + softplus(z) + elu(z) + leaky_relu(z))\n",
-    ] {
-        assert_finite(src, &[vec![-1000.0, 0.5, 1000.0]]);
+    // Every formula at z = (−1000, 0.5, 1000), with its loss and gradient written out. Terms
+    // below 1e-300 (e^−1000, e^−999.5) are zero in f64, and so in the expected values.
+    let z = [-1000.0, 0.5, 1000.0];
+    let e = std::f64::consts::E;
+    let sp = |x: f64| (1.0 + x.exp()).ln(); // for |x| ≤ 1 only
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let cases: [(&str, f64, [f64; 3]); 7] = [
+        // softplus: 0 + softplus(0.5) + 1000; gradient σ(z).
+        (
+            "sum(log(1 + exp(z)))",
+            sp(0.5) + 1000.0,
+            [0.0, sig(0.5), 1.0],
+        ),
+        // log-sum-exp: 1000 + log(1 + e^−999.5 + e^−2000) = 1000; gradient softmax(z).
+        ("log(sum(exp(z)))", 1000.0, [0.0, 0.0, 1.0]),
+        // −Σ log softmax = 3·lse − Σz = 3000 − 0.5; gradient 3·softmax − 1.
+        ("-sum(log(softmax(z)))", 2999.5, [-1.0, -1.0, 2.0]),
+        // Σ pᵢzᵢ with all mass on z₃; gradient pᵢ(1 + zᵢ − Σ pⱼzⱼ).
+        ("sum(softmax(z) * z)", 1000.0, [0.0, 0.0, 1.0]),
+        // mean(softplus(−z)) for targets 1: (1000 + softplus(−0.5) + 0)/3; gradient (σ(z) − 1)/3.
+        (
+            "bce_with_logits(z, z * 0 + 1)",
+            (1000.0 + sp(-0.5)) / 3.0,
+            [-1.0 / 3.0, (sig(0.5) - 1.0) / 3.0, 0.0],
+        ),
+        // log(eᶻ + e⁻ᶻ) = |z| + log(1 + e^−2|z|); gradient tanh(z).
+        (
+            "sum(log(exp(z) + exp(-z)))",
+            2000.0 + 0.5 + (1.0 + 1.0 / e).ln(),
+            [-1.0, 0.5f64.tanh(), 1.0],
+        ),
+        // At −1000: σ 0, tanh −1, softplus 0, elu −1, leaky −10; at 1000: 1 + 1 + 1000 + 1000 +
+        // 1000. Gradients: σ' + tanh' + σ + elu' + leaky' = 0 + 0 + 0 + 0 + 0.01 at −1000 (elu'
+        // is e^−1000 = 0), 0 + 0 + 1 + 1 + 1 at 1000.
+        (
+            "sum(sigmoid(z) + tanh(z) + softplus(z) + elu(z) + leaky_relu(z))",
+            (-1.0 - 1.0 - 10.0)
+                + (sig(0.5) + 0.5f64.tanh() + sp(0.5) + 0.5 + 0.5)
+                + (1.0 + 1.0 + 1000.0 + 1000.0 + 1000.0),
+            [
+                0.01,
+                sig(0.5) * (1.0 - sig(0.5)) + (1.0 - 0.5f64.tanh().powi(2)) + sig(0.5) + 2.0,
+                3.0,
+            ],
+        ),
+    ];
+    for (loss, value, gradient) in cases {
+        let src = format!("dtype f64\nparam z[3] ~ zeros\nloss {loss}\n");
+        let out = assert_finite(&src, &[z.to_vec()]);
+        assert_close(&format!("{loss}: loss"), &out[0], &[value]);
+        assert_close(&format!("{loss}: gradient"), &out[1], &gradient);
     }
 }
 

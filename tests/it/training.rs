@@ -156,25 +156,40 @@ fn logistic_regression_separates_virginica() {
 
 #[test]
 fn gaussian_mixture_recovers_the_generating_parameters() {
-    // 2000 draws from 0.3·N(−2, 0.5²) + 0.7·N(1.5, 1²); the estimates are within a few
-    // standard errors of the truth.
+    // 2000 draws from 0.3·N(−2, 0.5²) + 0.7·N(1.5, 1²). The maximum-likelihood estimates have
+    // standard errors (the components are 3.5 apart, so barely inflated by their overlap):
+    // μ₁: 0.5/√600 = 0.020, μ₂: 1/√1400 = 0.027, σ₁: 0.5/√1200 = 0.014, σ₂: 1/√2800 = 0.019,
+    // w₁: √(0.3·0.7/2000) = 0.010. Each bound is five standard errors: a correct fit misses it
+    // with probability below 1e-6, while a wrong gradient or a swapped component misses it by
+    // far. (The shipped draws give μ₁ −1.971, μ₂ 1.454, σ₁ 0.475, σ₂ 0.993, w₁ 0.282.)
     let (_, params, metrics) = train_example("gmm.dsl");
     let (mu1, mu2) = (params[1][0], params[2][0]);
-    assert!(
-        (mu1 + 2.0).abs() < 0.1 && (mu2 - 1.5).abs() < 0.1,
-        "means {mu1}, {mu2}"
+    let n = 2000.0f64;
+    let within = |what: &str, got: f64, truth: f64, standard_error: f64| {
+        assert!(
+            (got - truth).abs() < 5.0 * standard_error,
+            "{what} = {got}, truth {truth} ± {standard_error} (one standard error)"
+        );
+    };
+    within("mu1", mu1, -2.0, 0.5 / (0.3 * n).sqrt());
+    within("mu2", mu2, 1.5, 1.0 / (0.7 * n).sqrt());
+    within(
+        "sigma1",
+        metric(&metrics, "sigma1"),
+        0.5,
+        0.5 / (2.0 * 0.3 * n).sqrt(),
     );
-    assert!(
-        (metric(&metrics, "sigma1") - 0.5).abs() < 0.05,
-        "{metrics:?}"
+    within(
+        "sigma2",
+        metric(&metrics, "sigma2"),
+        1.0,
+        1.0 / (2.0 * 0.7 * n).sqrt(),
     );
-    assert!(
-        (metric(&metrics, "sigma2") - 1.0).abs() < 0.08,
-        "{metrics:?}"
-    );
-    assert!(
-        (metric(&metrics, "weight1") - 0.3).abs() < 0.03,
-        "{metrics:?}"
+    within(
+        "weight1",
+        metric(&metrics, "weight1"),
+        0.3,
+        (0.3 * 0.7 / n).sqrt(),
     );
 }
 
