@@ -226,7 +226,44 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
                     .is_some_and(|s| *g.op(s) == Op::Sigmoid);
             }
             Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => id = g.node(id).inputs[0],
-            _ => return false,
+            Op::Input(_)
+            | Op::Param(_)
+            | Op::Neg
+            | Op::Log
+            | Op::Sqrt
+            | Op::Tanh
+            | Op::Relu
+            | Op::Step
+            | Op::Log1p
+            | Op::Expm1
+            | Op::Abs
+            | Op::Sign
+            | Op::Sin
+            | Op::Cos
+            | Op::Softplus
+            | Op::Erf
+            | Op::Add
+            | Op::Mul
+            | Op::Pow
+            | Op::Eq
+            | Op::Ne
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Max
+            | Op::Min
+            | Op::Select
+            | Op::MatMul
+            | Op::Transpose
+            | Op::Sum { .. }
+            | Op::LogSumExp { .. }
+            | Op::ReduceMax { .. }
+            | Op::ReduceMin { .. }
+            | Op::ArgMax { .. }
+            | Op::Put { .. }
+            | Op::OneHot { .. }
+            | Op::SumTo(_) => return false,
         }
     }
 }
@@ -423,7 +460,49 @@ fn stable_form(
                 }
             }
         }
-        _ => {}
+        // No stable form.
+        Op::Input(_)
+        | Op::Param(_)
+        | Op::Const(_)
+        | Op::DimSize(_)
+        | Op::Neg
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Relu
+        | Op::Step
+        | Op::Log1p
+        | Op::Expm1
+        | Op::Abs
+        | Op::Sign
+        | Op::Sin
+        | Op::Cos
+        | Op::Softplus
+        | Op::Erf
+        | Op::Add
+        | Op::Mul
+        | Op::Pow
+        | Op::Eq
+        | Op::Ne
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::Max
+        | Op::Min
+        | Op::Select
+        | Op::MatMul
+        | Op::Transpose
+        | Op::Sum { .. }
+        | Op::LogSumExp { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ArgMax { .. }
+        | Op::Take { .. }
+        | Op::Put { .. }
+        | Op::OneHot { .. }
+        | Op::SumTo(_)
+        | Op::Expand(_)
+        | Op::Reshape(_) => {}
     }
     None
 }
@@ -438,10 +517,9 @@ fn try_rules(
     let c = |g: &Graph, i: usize| args.get(i).and_then(|&a| g.const_value(a));
     let out_shape = {
         let shapes: Vec<_> = args.iter().map(|&a| g.shape(a)).collect();
-        match op {
-            Op::Input(_) | Op::Param(_) | Op::Const(_) | Op::DimSize(_) => None,
-            _ => crate::ir::shape::infer(op, &shapes).ok(),
-        }
+        (op.arity() > 0)
+            .then(|| crate::ir::shape::infer(op, &shapes).ok())
+            .flatten()
     };
     // The operand `i` can stand for the whole node when it already has the node's shape.
     let keeps_shape = |g: &Graph, i: usize| out_shape.as_ref() == Some(g.shape(args[i]));
@@ -626,7 +704,45 @@ fn try_rules(
                 return Some(("expand-expand", r(g, Op::Expand(s.clone()), &[inner])));
             }
         }
-        _ => {}
+        // No rule (or the guard above did not hold).
+        Op::Input(_)
+        | Op::Param(_)
+        | Op::Const(_)
+        | Op::DimSize(_)
+        | Op::Exp
+        | Op::Log
+        | Op::Sqrt
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Relu
+        | Op::Step
+        | Op::Log1p
+        | Op::Expm1
+        | Op::Abs
+        | Op::Sign
+        | Op::Sin
+        | Op::Cos
+        | Op::Softplus
+        | Op::Erf
+        | Op::Eq
+        | Op::Ne
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::Max
+        | Op::Min
+        | Op::Select
+        | Op::MatMul
+        | Op::Sum { .. }
+        | Op::LogSumExp { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ArgMax { .. }
+        | Op::Take { .. }
+        | Op::Put { .. }
+        | Op::OneHot { .. }
+        | Op::SumTo(_) => {}
     }
     // An operand that is only a broadcast can be broadcast by the elementwise op itself.
     if op.is_elementwise() && args.len() == 2 {

@@ -27,71 +27,146 @@ enum Kind {
 
 use Kind::*;
 
-fn signature(name: &str) -> Option<&'static [(&'static str, Kind)]> {
-    Some(match name {
-        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs"
-        | "sin" | "cos" | "softplus" | "sign" | "transpose" => &[("x", Array)],
-        "leaky_relu" => &[("x", Array), ("slope", Num(Some(0.01)))],
-        "elu" => &[("x", Array), ("alpha", Num(Some(1.0)))],
-        "maximum" | "minimum" => &[("a", Array), ("b", Array)],
-        "clamp" => &[("x", Array), ("low", Array), ("high", Array)],
-        "where" => &[("condition", Array), ("a", Array), ("b", Array)],
-        "sum" | "mean" | "max" | "min" | "logsumexp" => {
-            &[("x", Array), ("axis", Axis(None)), ("keepdims", Flag)]
-        }
-        "argmax" | "argmin" => &[("x", Array), ("axis", AxisRequired)],
-        "softmax" | "log_softmax" => &[("x", Array), ("axis", Axis(Some(-1)))],
-        "cross_entropy" => &[("logits", Array), ("labels", Array)],
-        "binary_cross_entropy_with_logits" | "bce_with_logits" => {
-            &[("logits", Array), ("targets", Array)]
-        }
-        "mse" => &[("prediction", Array), ("target", Array)],
-        "one_hot" => &[("labels", Array), ("classes", Num(None))],
-        "expand_dims" => &[("x", Array), ("axis", AxisRequired)],
-        _ => return None,
-    })
+const X: &[(&str, Kind)] = &[("x", Array)];
+const REDUCE: &[(&str, Kind)] = &[("x", Array), ("axis", Axis(None)), ("keepdims", Flag)];
+const ARG_REDUCE: &[(&str, Kind)] = &[("x", Array), ("axis", AxisRequired)];
+const SOFTMAX: &[(&str, Kind)] = &[("x", Array), ("axis", Axis(Some(-1)))];
+const BCE: &[(&str, Kind)] = &[("logits", Array), ("targets", Array)];
+const PAIR: &[(&str, Kind)] = &[("a", Array), ("b", Array)];
+
+/// How a call becomes IR.
+enum Lowering {
+    /// One primitive applied to the one argument.
+    Primitive(Op),
+    LeakyRelu,
+    Elu,
+    Maximum,
+    Minimum,
+    Clamp,
+    Where,
+    Reduce(Reduction),
+    ArgMax,
+    ArgMin,
+    Softmax,
+    LogSoftmax,
+    CrossEntropy,
+    BceWithLogits,
+    Mse,
+    OneHot,
+    ExpandDims,
 }
 
-pub const NAMES: &[&str] = &[
-    "exp",
-    "log",
-    "sqrt",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "log1p",
-    "expm1",
-    "abs",
-    "sin",
-    "cos",
-    "softplus",
-    "sign",
-    "transpose",
-    "leaky_relu",
-    "elu",
-    "maximum",
-    "minimum",
-    "clamp",
-    "where",
-    "sum",
-    "mean",
-    "max",
-    "min",
-    "logsumexp",
-    "argmax",
-    "argmin",
-    "softmax",
-    "log_softmax",
-    "cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "bce_with_logits",
-    "mse",
-    "one_hot",
-    "expand_dims",
+/// The reductions with an optional axis and `keepdims`.
+#[derive(Clone, Copy)]
+enum Reduction {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    LogSumExp,
+}
+
+/// One built-in function: its name, parameters and lowering.
+struct Builtin {
+    name: &'static str,
+    params: &'static [(&'static str, Kind)],
+    lowering: Lowering,
+}
+
+const fn builtin(
+    name: &'static str,
+    params: &'static [(&'static str, Kind)],
+    lowering: Lowering,
+) -> Builtin {
+    Builtin {
+        name,
+        params,
+        lowering,
+    }
+}
+
+/// Every built-in function, in the order the "unknown function" note lists them.
+static BUILTINS: &[Builtin] = &[
+    builtin("exp", X, Lowering::Primitive(Op::Exp)),
+    builtin("log", X, Lowering::Primitive(Op::Log)),
+    builtin("sqrt", X, Lowering::Primitive(Op::Sqrt)),
+    builtin("tanh", X, Lowering::Primitive(Op::Tanh)),
+    builtin("sigmoid", X, Lowering::Primitive(Op::Sigmoid)),
+    builtin("relu", X, Lowering::Primitive(Op::Relu)),
+    builtin("log1p", X, Lowering::Primitive(Op::Log1p)),
+    builtin("expm1", X, Lowering::Primitive(Op::Expm1)),
+    builtin("abs", X, Lowering::Primitive(Op::Abs)),
+    builtin("sin", X, Lowering::Primitive(Op::Sin)),
+    builtin("cos", X, Lowering::Primitive(Op::Cos)),
+    builtin("softplus", X, Lowering::Primitive(Op::Softplus)),
+    builtin("erf", X, Lowering::Primitive(Op::Erf)),
+    builtin("sign", X, Lowering::Primitive(Op::Sign)),
+    builtin("transpose", X, Lowering::Primitive(Op::Transpose)),
+    builtin(
+        "leaky_relu",
+        &[("x", Array), ("slope", Num(Some(0.01)))],
+        Lowering::LeakyRelu,
+    ),
+    builtin(
+        "elu",
+        &[("x", Array), ("alpha", Num(Some(1.0)))],
+        Lowering::Elu,
+    ),
+    builtin("maximum", PAIR, Lowering::Maximum),
+    builtin("minimum", PAIR, Lowering::Minimum),
+    builtin(
+        "clamp",
+        &[("x", Array), ("low", Array), ("high", Array)],
+        Lowering::Clamp,
+    ),
+    builtin(
+        "where",
+        &[("condition", Array), ("a", Array), ("b", Array)],
+        Lowering::Where,
+    ),
+    builtin("sum", REDUCE, Lowering::Reduce(Reduction::Sum)),
+    builtin("mean", REDUCE, Lowering::Reduce(Reduction::Mean)),
+    builtin("max", REDUCE, Lowering::Reduce(Reduction::Max)),
+    builtin("min", REDUCE, Lowering::Reduce(Reduction::Min)),
+    builtin("logsumexp", REDUCE, Lowering::Reduce(Reduction::LogSumExp)),
+    builtin("argmax", ARG_REDUCE, Lowering::ArgMax),
+    builtin("argmin", ARG_REDUCE, Lowering::ArgMin),
+    builtin("softmax", SOFTMAX, Lowering::Softmax),
+    builtin("log_softmax", SOFTMAX, Lowering::LogSoftmax),
+    builtin(
+        "cross_entropy",
+        &[("logits", Array), ("labels", Array)],
+        Lowering::CrossEntropy,
+    ),
+    builtin(
+        "binary_cross_entropy_with_logits",
+        BCE,
+        Lowering::BceWithLogits,
+    ),
+    builtin("bce_with_logits", BCE, Lowering::BceWithLogits),
+    builtin(
+        "mse",
+        &[("prediction", Array), ("target", Array)],
+        Lowering::Mse,
+    ),
+    builtin(
+        "one_hot",
+        &[("labels", Array), ("classes", Num(None))],
+        Lowering::OneHot,
+    ),
+    builtin(
+        "expand_dims",
+        &[("x", Array), ("axis", AxisRequired)],
+        Lowering::ExpandDims,
+    ),
 ];
 
+fn lookup(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
 pub fn is_builtin(name: &str) -> bool {
-    signature(name).is_some()
+    lookup(name).is_some()
 }
 
 #[derive(Clone, Copy)]
@@ -125,48 +200,32 @@ pub(super) fn call(
     span: Span,
 ) -> Option<NodeId> {
     let name = func.name.as_str();
-    let Some(sig) = signature(name) else {
+    let Some(builtin) = lookup(name) else {
+        let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
         cx.error(
             Diagnostic::error(format!("unknown function `{name}`"))
                 .with_label(func.span, "not defined")
-                .with_note(format!("built-in functions: {}", NAMES.join(", "))),
+                .with_note(format!("built-in functions: {}", names.join(", "))),
         );
         return None;
     };
-    let v = bind(cx, g, name, sig, args, span)?;
+    let v = bind(cx, g, name, builtin.params, args, span)?;
     let node = |cx: &mut Checker, g: &mut Graph, op: Op, ids: &[NodeId], spans: &[Span]| {
         cx.node(g, op, ids, spans, name, span)
     };
-    match name {
-        "exp" | "log" | "sqrt" | "tanh" | "sigmoid" | "relu" | "log1p" | "expm1" | "abs"
-        | "sin" | "cos" | "softplus" | "sign" | "transpose" => {
-            let op = match name {
-                "exp" => Op::Exp,
-                "log" => Op::Log,
-                "sqrt" => Op::Sqrt,
-                "tanh" => Op::Tanh,
-                "sigmoid" => Op::Sigmoid,
-                "relu" => Op::Relu,
-                "log1p" => Op::Log1p,
-                "expm1" => Op::Expm1,
-                "abs" => Op::Abs,
-                "sin" => Op::Sin,
-                "cos" => Op::Cos,
-                "softplus" => Op::Softplus,
-                "sign" => Op::Sign,
-                _ => Op::Transpose,
-            };
+    match &builtin.lowering {
+        Lowering::Primitive(op) => {
             let (x, xs) = v[0].array();
-            node(cx, g, op, &[x], &[xs])
+            node(cx, g, op.clone(), &[x], &[xs])
         }
-        "leaky_relu" | "elu" => {
+        lowering @ (Lowering::LeakyRelu | Lowering::Elu) => {
             let (x, _) = v[0].array();
             let k = g.constant(v[1].num());
             let zero = g.constant(0.0);
             let pos = g.build(Op::Gt, &[x, zero]);
             // elu's negative branch reads min(x, 0): where x is large the branch is not taken,
             // and its derivative exp(x) would be inf, and 0 · inf is NaN.
-            let neg = if name == "elu" {
+            let neg = if matches!(lowering, Lowering::Elu) {
                 let clipped = g.build(Op::Min, &[x, zero]);
                 g.build(Op::Expm1, &[clipped])
             } else {
@@ -175,40 +234,44 @@ pub(super) fn call(
             let neg = g.build(Op::Mul, &[k, neg]);
             Some(g.build(Op::Select, &[pos, x, neg]))
         }
-        "maximum" | "minimum" => {
+        lowering @ (Lowering::Maximum | Lowering::Minimum) => {
             let ((a, sa), (b, sb)) = (v[0].array(), v[1].array());
             node(
                 cx,
                 g,
-                if name == "maximum" { Op::Max } else { Op::Min },
+                if matches!(lowering, Lowering::Maximum) {
+                    Op::Max
+                } else {
+                    Op::Min
+                },
                 &[a, b],
                 &[sa, sb],
             )
         }
-        "clamp" => {
+        Lowering::Clamp => {
             let ((x, sx), (lo, sl), (hi, sh)) = (v[0].array(), v[1].array(), v[2].array());
             let m = node(cx, g, Op::Max, &[x, lo], &[sx, sl])?;
             node(cx, g, Op::Min, &[m, hi], &[sx, sh])
         }
-        "where" => {
+        Lowering::Where => {
             let ((c, sc), (a, sa), (b, sb)) = (v[0].array(), v[1].array(), v[2].array());
             node(cx, g, Op::Select, &[c, a, b], &[sc, sa, sb])
         }
-        "sum" | "mean" | "max" | "min" | "logsumexp" => {
+        Lowering::Reduce(reduction) => {
             let (x, xs) = v[0].array();
             let Value::Axis(axis, aspan) = v[1] else {
                 unreachable!()
             };
             let axis = normalize_axis(cx, g, x, xs, axis, aspan)?;
             let keepdims = matches!(v[2], Value::Flag(true));
-            let op = match name {
-                "sum" | "mean" => Op::Sum { axis },
-                "max" => Op::ReduceMax { axis },
-                "min" => Op::ReduceMin { axis },
-                _ => Op::LogSumExp { axis },
+            let op = match reduction {
+                Reduction::Sum | Reduction::Mean => Op::Sum { axis },
+                Reduction::Max => Op::ReduceMax { axis },
+                Reduction::Min => Op::ReduceMin { axis },
+                Reduction::LogSumExp => Op::LogSumExp { axis },
             };
             let mut r = node(cx, g, op, &[x], &[xs])?;
-            if name == "mean" {
+            if matches!(reduction, Reduction::Mean) {
                 let dims = reduced_dims(g.shape(x), axis);
                 let scale = reciprocal_count(g, &dims);
                 r = g.build(Op::Mul, &[r, scale]);
@@ -219,20 +282,20 @@ pub(super) fn call(
             }
             Some(r)
         }
-        "argmax" | "argmin" => {
+        lowering @ (Lowering::ArgMax | Lowering::ArgMin) => {
             let (x, xs) = v[0].array();
             let Value::Axis(axis, aspan) = v[1] else {
                 unreachable!()
             };
             let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("required axis");
-            let x = if name == "argmin" {
+            let x = if matches!(lowering, Lowering::ArgMin) {
                 g.build(Op::Neg, &[x])
             } else {
                 x
             };
             node(cx, g, Op::ArgMax { axis }, &[x], &[xs])
         }
-        "softmax" | "log_softmax" => {
+        lowering @ (Lowering::Softmax | Lowering::LogSoftmax) => {
             let (x, xs) = v[0].array();
             let Value::Axis(axis, aspan) = v[1] else {
                 unreachable!()
@@ -241,13 +304,13 @@ pub(super) fn call(
             let lse = node(cx, g, Op::LogSumExp { axis }, &[x], &[xs])?;
             let lse = g.build(Op::Reshape(keepdims_shape(g.shape(x), axis)), &[lse]);
             let shifted = g.build(Op::Sub, &[x, lse]);
-            Some(if name == "softmax" {
+            Some(if matches!(lowering, Lowering::Softmax) {
                 g.build(Op::Exp, &[shifted])
             } else {
                 shifted
             })
         }
-        "cross_entropy" => {
+        Lowering::CrossEntropy => {
             let ((z, sz), (y, sy)) = (v[0].array(), v[1].array());
             let zshape = g.shape(z).clone();
             let Some(&Dim::Fixed(k)) = zshape.0.last() else {
@@ -265,7 +328,7 @@ pub(super) fn call(
             let per_row = g.build(Op::Sub, &[lse, picked]);
             Some(mean_all(g, per_row))
         }
-        "binary_cross_entropy_with_logits" | "bce_with_logits" => {
+        Lowering::BceWithLogits => {
             // softplus(z) − t·z = −[t log σ(z) + (1 − t) log(1 − σ(z))], stable for any z.
             let ((z, sz), (t, st)) = (v[0].array(), v[1].array());
             let tz = node(cx, g, Op::Mul, &[t, z], &[st, sz])?;
@@ -273,14 +336,14 @@ pub(super) fn call(
             let per = node(cx, g, Op::Sub, &[sp, tz], &[sz, st])?;
             Some(mean_all(g, per))
         }
-        "mse" => {
+        Lowering::Mse => {
             let ((p, sp), (t, st)) = (v[0].array(), v[1].array());
             let d = node(cx, g, Op::Sub, &[p, t], &[sp, st])?;
             let two = g.constant(2.0);
             let sq = g.build(Op::Pow, &[d, two]);
             Some(mean_all(g, sq))
         }
-        "one_hot" => {
+        Lowering::OneHot => {
             let (y, sy) = v[0].array();
             let k = v[1].num();
             if !(k >= 1.0 && k.fract() == 0.0 && k < 1e9) {
@@ -292,7 +355,7 @@ pub(super) fn call(
             }
             node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
         }
-        "expand_dims" => {
+        Lowering::ExpandDims => {
             // numpy's: a unit axis inserted before `axis`; `axis` may be the rank (after the
             // last) or negative, counted from the end of the result.
             let (x, xs) = v[0].array();
@@ -313,7 +376,6 @@ pub(super) fn call(
             dims.insert(at as usize, Dim::Fixed(1));
             Some(g.build(Op::Reshape(Shape(dims)), &[x]))
         }
-        _ => unreachable!("every signature has a lowering"),
     }
 }
 

@@ -174,7 +174,38 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         Op::Sin => x.sin(),
         Op::Cos => x.cos(),
         Op::Softplus => softplus(x),
-        other => unreachable!("`{}` is not unary elementwise", other.name()),
+        Op::Erf => libm::erf(x),
+        other @ (Op::Input(_)
+        | Op::Param(_)
+        | Op::Const(_)
+        | Op::DimSize(_)
+        | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Pow
+        | Op::Eq
+        | Op::Ne
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::Max
+        | Op::Min
+        | Op::Select
+        | Op::MatMul
+        | Op::Transpose
+        | Op::Sum { .. }
+        | Op::LogSumExp { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ArgMax { .. }
+        | Op::Take { .. }
+        | Op::Put { .. }
+        | Op::OneHot { .. }
+        | Op::SumTo(_)
+        | Op::Expand(_)
+        | Op::Reshape(_)) => unreachable!("`{}` is not unary elementwise", other.name()),
     }
 }
 
@@ -207,7 +238,40 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
                 a
             }
         }
-        other => unreachable!("`{}` is not binary elementwise", other.name()),
+        other @ (Op::Input(_)
+        | Op::Param(_)
+        | Op::Const(_)
+        | Op::DimSize(_)
+        | Op::Neg
+        | Op::Exp
+        | Op::Log
+        | Op::Sqrt
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Relu
+        | Op::Step
+        | Op::Log1p
+        | Op::Expm1
+        | Op::Abs
+        | Op::Sign
+        | Op::Sin
+        | Op::Cos
+        | Op::Softplus
+        | Op::Erf
+        | Op::Select
+        | Op::MatMul
+        | Op::Transpose
+        | Op::Sum { .. }
+        | Op::LogSumExp { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ArgMax { .. }
+        | Op::Take { .. }
+        | Op::Put { .. }
+        | Op::OneHot { .. }
+        | Op::SumTo(_)
+        | Op::Expand(_)
+        | Op::Reshape(_)) => unreachable!("`{}` is not binary elementwise", other.name()),
     }
 }
 
@@ -316,7 +380,8 @@ fn eval_op(
         | Op::Sign
         | Op::Sin
         | Op::Cos
-        | Op::Softplus => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
+        | Op::Softplus
+        | Op::Erf => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
         Op::Select => {
             let s: Vec<Vec<usize>> = args
                 .iter()

@@ -2,7 +2,9 @@
 //!
 //! Invariant: the set is small. Surface conveniences (`mean`, `relu` of a sum, `x - y` on
 //! scalars) are desugared by the checker into these primitives; every primitive has a shape
-//! rule, an interpreter rule, a derivative rule and a code generator, each an exhaustive `match`.
+//! rule, an interpreter rule, a derivative rule and a code generator, each an exhaustive `match`
+//! with no wildcard arm, so adding a variant makes the compiler list every place it needs
+//! (ARCHITECTURE.md, "How to add an op"). Name, arity and class come from `Op::facts` alone.
 
 use super::shape::Shape;
 
@@ -37,6 +39,8 @@ pub enum Op {
     Cos,
     /// log(1 + exp(x)), computed as max(x, 0) + log1p(exp(−|x|)) so it never overflows.
     Softplus,
+    /// The error function, 2/√π ∫₀ˣ e^(−t²) dt.
+    Erf,
 
     Add,
     Sub,
@@ -118,111 +122,129 @@ impl Op {
         }
     }
 
+    /// The number of operands.
     pub fn arity(&self) -> usize {
-        use Op::*;
-        match self {
-            Input(_) | Param(_) | Const(_) | DimSize(_) => 0,
-            Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step => 1,
-            Log1p | Expm1 | Abs | Sign | Sin | Cos | Softplus => 1,
-            Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min | MatMul => 2,
-            Select => 3,
-            Transpose | Sum { .. } | LogSumExp { .. } | ArgMax { .. } | OneHot { .. } => 1,
-            ReduceMax { .. } | ReduceMin { .. } | Take { .. } | Put { .. } => 1,
-            SumTo(_) | Expand(_) | Reshape(_) => 1,
-        }
+        self.facts().class.arity()
     }
 
     /// Applies the same function to every element (with broadcasting for binary ops).
     pub fn is_elementwise(&self) -> bool {
-        use Op::*;
-        self.is_unary() || self.is_binary() || *self == Select
+        matches!(
+            self.facts().class,
+            Class::Unary | Class::Binary | Class::Comparison | Class::Ternary
+        )
     }
 
     pub fn is_unary(&self) -> bool {
-        use Op::*;
-        matches!(
-            self,
-            Neg | Exp
-                | Log
-                | Sqrt
-                | Tanh
-                | Sigmoid
-                | Relu
-                | Step
-                | Log1p
-                | Expm1
-                | Abs
-                | Sign
-                | Sin
-                | Cos
-                | Softplus
-        )
+        self.facts().class == Class::Unary
     }
 
+    /// Binary elementwise, comparisons included.
     pub fn is_binary(&self) -> bool {
-        use Op::*;
-        matches!(
-            self,
-            Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min
-        )
+        matches!(self.facts().class, Class::Binary | Class::Comparison)
     }
 
     /// Comparisons give 0 or 1 and have zero derivative.
     pub fn is_comparison(&self) -> bool {
-        use Op::*;
-        matches!(self, Eq | Ne | Lt | Le | Gt | Ge)
+        self.facts().class == Class::Comparison
     }
 
     /// The name used in the canonical text form.
     pub fn name(&self) -> &'static str {
+        self.facts().name
+    }
+
+    /// The one definition of each primitive's name and class: every other per-op fact
+    /// (arity, elementwise or not) is derived from it.
+    pub fn facts(&self) -> Facts {
+        use Class::*;
         use Op::*;
+        let (name, class) = match self {
+            Input(_) => ("input", Leaf),
+            Param(_) => ("param", Leaf),
+            Const(_) => ("const", Leaf),
+            DimSize(_) => ("dim", Leaf),
+            Neg => ("neg", Unary),
+            Exp => ("exp", Unary),
+            Log => ("log", Unary),
+            Sqrt => ("sqrt", Unary),
+            Tanh => ("tanh", Unary),
+            Sigmoid => ("sigmoid", Unary),
+            Relu => ("relu", Unary),
+            Step => ("step", Unary),
+            Log1p => ("log1p", Unary),
+            Expm1 => ("expm1", Unary),
+            Abs => ("abs", Unary),
+            Sign => ("sign", Unary),
+            Sin => ("sin", Unary),
+            Cos => ("cos", Unary),
+            Softplus => ("softplus", Unary),
+            Erf => ("erf", Unary),
+            Add => ("add", Binary),
+            Sub => ("sub", Binary),
+            Mul => ("mul", Binary),
+            Div => ("div", Binary),
+            Pow => ("pow", Binary),
+            Eq => ("eq", Comparison),
+            Ne => ("ne", Comparison),
+            Lt => ("lt", Comparison),
+            Le => ("le", Comparison),
+            Gt => ("gt", Comparison),
+            Ge => ("ge", Comparison),
+            Max => ("max", Binary),
+            Min => ("min", Binary),
+            Select => ("select", Class::Ternary),
+            MatMul => ("matmul", Contraction),
+            Transpose => ("transpose", Structural),
+            Sum { .. } => ("sum", Structural),
+            LogSumExp { .. } => ("logsumexp", Structural),
+            ReduceMax { .. } => ("reduce_max", Structural),
+            ReduceMin { .. } => ("reduce_min", Structural),
+            ArgMax { .. } => ("argmax", Structural),
+            Take { .. } => ("take", Structural),
+            Put { .. } => ("put", Structural),
+            OneHot { .. } => ("one_hot", Structural),
+            SumTo(_) => ("sum_to", Structural),
+            Expand(_) => ("expand", Structural),
+            Reshape(_) => ("reshape", Structural),
+        };
+        Facts { name, class }
+    }
+}
+
+/// A primitive's facts, from `Op::facts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub name: &'static str,
+    pub class: Class,
+}
+
+/// What kind of function a primitive is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// No operands: an input, parameter, constant or dimension size.
+    Leaf,
+    /// One operand; the same function of each element.
+    Unary,
+    /// Two broadcast operands; the same function of each pair of elements.
+    Binary,
+    /// A binary elementwise op whose result is 0 or 1, with zero derivative.
+    Comparison,
+    /// `where(c, a, b)`: three broadcast operands.
+    Ternary,
+    /// The matrix product: two operands, not elementwise.
+    Contraction,
+    /// One operand, not elementwise: reductions, views, indexing.
+    Structural,
+}
+
+impl Class {
+    pub fn arity(self) -> usize {
         match self {
-            Input(_) => "input",
-            Param(_) => "param",
-            Const(_) => "const",
-            DimSize(_) => "dim",
-            Neg => "neg",
-            Exp => "exp",
-            Log => "log",
-            Sqrt => "sqrt",
-            Tanh => "tanh",
-            Sigmoid => "sigmoid",
-            Relu => "relu",
-            Step => "step",
-            Log1p => "log1p",
-            Expm1 => "expm1",
-            Abs => "abs",
-            Sign => "sign",
-            Sin => "sin",
-            Cos => "cos",
-            Softplus => "softplus",
-            Ne => "ne",
-            Lt => "lt",
-            Le => "le",
-            Gt => "gt",
-            Ge => "ge",
-            Max => "max",
-            Min => "min",
-            Select => "select",
-            ReduceMax { .. } => "reduce_max",
-            ReduceMin { .. } => "reduce_min",
-            Take { .. } => "take",
-            Put { .. } => "put",
-            Add => "add",
-            Sub => "sub",
-            Mul => "mul",
-            Div => "div",
-            Pow => "pow",
-            Eq => "eq",
-            MatMul => "matmul",
-            Transpose => "transpose",
-            Sum { .. } => "sum",
-            LogSumExp { .. } => "logsumexp",
-            ArgMax { .. } => "argmax",
-            OneHot { .. } => "one_hot",
-            SumTo(_) => "sum_to",
-            Expand(_) => "expand",
-            Reshape(_) => "reshape",
+            Class::Leaf => 0,
+            Class::Unary | Class::Structural => 1,
+            Class::Binary | Class::Comparison | Class::Contraction => 2,
+            Class::Ternary => 3,
         }
     }
 }

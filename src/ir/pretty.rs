@@ -393,7 +393,21 @@ impl<'g> Printer<'g> {
                 let a = self.go(ins[0], false).0;
                 (format!("\\sqrt{{{a}}}"), ATOM)
             }
-            op => {
+            // Written as the language's function of the same name.
+            op @ (Op::Exp
+            | Op::Log
+            | Op::Sqrt
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Relu
+            | Op::Log1p
+            | Op::Expm1
+            | Op::Abs
+            | Op::Sign
+            | Op::Sin
+            | Op::Cos
+            | Op::Softplus
+            | Op::Erf) => {
                 let args: Vec<String> = ins.iter().map(|&i| self.go(i, false).0).collect();
                 self.call(op.name(), &args)
             }

@@ -74,6 +74,7 @@ math_functions! {
     Sin "sin" |x| x.sin();
     Cos "cos" |x| x.cos();
     Softplus "softplus" |x| crate::ir::interp::softplus(x);
+    Erf "erf" |x| libm::erf(x);
 }
 
 /// A native function generated code calls.

@@ -1328,11 +1328,30 @@ impl<'a> Tx<'a> {
         match op {
             Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
             Op::Tanh => self.dtype == DType::F32,
-            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus => true,
+            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf => true,
             Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
             Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
-            _ => false,
+            // Through a call to the native helper, element by element.
+            Op::Expm1 | Op::Sin | Op::Cos => false,
+            // Not elementwise: never an inline operand.
+            Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::MatMul
+            | Op::Transpose
+            | Op::Sum { .. }
+            | Op::LogSumExp { .. }
+            | Op::ReduceMax { .. }
+            | Op::ReduceMin { .. }
+            | Op::ArgMax { .. }
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::OneHot { .. }
+            | Op::SumTo(_)
+            | Op::Expand(_)
+            | Op::Reshape(_) => false,
         }
     }
 
@@ -1385,6 +1404,17 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// 1 in the lanes where `xs[0] cc xs[1]`, else 0.
+    fn vector_truth(&mut self, cc: FloatCC, xs: &[Value]) -> Value {
+        let (vty, _) = self.vector_type();
+        let zero = self.fconst(0.0);
+        let zero = self.splat(vty, zero);
+        let one = self.fconst(1.0);
+        let one = self.splat(vty, one);
+        let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
+        self.choose(c, one, zero)
+    }
+
     fn vector_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
         let (vty, _) = self.vector_type();
         let k = |tx: &mut Self, v: f64| {
@@ -1407,19 +1437,12 @@ impl<'a> Tx<'a> {
                 let r = self.choose(neg, minus, z);
                 return self.choose(pos, one, r);
             }
-            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-                let cc = match op {
-                    Op::Eq => FloatCC::Equal,
-                    Op::Ne => FloatCC::NotEqual,
-                    Op::Lt => FloatCC::LessThan,
-                    Op::Le => FloatCC::LessThanOrEqual,
-                    Op::Gt => FloatCC::GreaterThan,
-                    _ => FloatCC::GreaterThanOrEqual,
-                };
-                let (zero, one) = (k(self, 0.0), k(self, 1.0));
-                let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
-                return self.choose(c, one, zero);
-            }
+            Op::Eq => return self.vector_truth(FloatCC::Equal, xs),
+            Op::Ne => return self.vector_truth(FloatCC::NotEqual, xs),
+            Op::Lt => return self.vector_truth(FloatCC::LessThan, xs),
+            Op::Le => return self.vector_truth(FloatCC::LessThanOrEqual, xs),
+            Op::Gt => return self.vector_truth(FloatCC::GreaterThan, xs),
+            Op::Ge => return self.vector_truth(FloatCC::GreaterThanOrEqual, xs),
             Op::Max => {
                 let c = self.b.ins().fcmp(FloatCC::GreaterThan, xs[1], xs[0]);
                 return self.choose(c, xs[1], xs[0]);
@@ -1433,7 +1456,42 @@ impl<'a> Tx<'a> {
                 let c = self.b.ins().fcmp(FloatCC::NotEqual, xs[0], zero);
                 return self.choose(c, xs[1], xs[2]);
             }
-            _ => {}
+            // Below, with no lane masks.
+            Op::Neg
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Sqrt
+            | Op::Abs
+            | Op::Relu
+            | Op::Tanh
+            | Op::Exp
+            | Op::Log
+            | Op::Log1p
+            | Op::Sigmoid
+            | Op::Softplus
+            | Op::Erf
+            | Op::Pow => {}
+            // `vector_op_ok` rules these out.
+            Op::Expm1 | Op::Sin | Op::Cos => unreachable!("`{}` has no vector form", op.name()),
+            Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::MatMul
+            | Op::Transpose
+            | Op::Sum { .. }
+            | Op::LogSumExp { .. }
+            | Op::ReduceMax { .. }
+            | Op::ReduceMin { .. }
+            | Op::ArgMax { .. }
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::OneHot { .. }
+            | Op::SumTo(_)
+            | Op::Expand(_)
+            | Op::Reshape(_) => unreachable!("`{}` is not elementwise", op.name()),
         }
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
@@ -1454,12 +1512,43 @@ impl<'a> Tx<'a> {
             Op::Log1p => self.log1p_inline(xs[0]),
             Op::Sigmoid => self.sigmoid_inline(xs[0]),
             Op::Softplus => self.softplus_inline(xs[0]),
+            Op::Erf => self.erf_inline(xs[0]),
             Op::Pow => match exponent {
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
                 _ => self.b.ins().sqrt(xs[0]),
             },
-            other => unreachable!("`{}` has no vector form", other.name()),
+            other @ (Op::Step
+            | Op::Sign
+            | Op::Eq
+            | Op::Ne
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Max
+            | Op::Min
+            | Op::Select) => unreachable!("`{}` is handled above", other.name()),
+            other @ (Op::Expm1 | Op::Sin | Op::Cos) => {
+                unreachable!("`{}` has no vector form", other.name())
+            }
+            other @ (Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::MatMul
+            | Op::Transpose
+            | Op::Sum { .. }
+            | Op::LogSumExp { .. }
+            | Op::ReduceMax { .. }
+            | Op::ReduceMin { .. }
+            | Op::ArgMax { .. }
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::OneHot { .. }
+            | Op::SumTo(_)
+            | Op::Expand(_)
+            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
@@ -2195,7 +2284,36 @@ impl<'a> Tx<'a> {
         let shape = node.shape.clone();
         let rank = shape.rank();
         match &node.op {
-            op if op.is_elementwise() => {
+            Op::Neg
+            | Op::Exp
+            | Op::Log
+            | Op::Sqrt
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Relu
+            | Op::Step
+            | Op::Log1p
+            | Op::Expm1
+            | Op::Abs
+            | Op::Sign
+            | Op::Sin
+            | Op::Cos
+            | Op::Softplus
+            | Op::Erf
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Pow
+            | Op::Eq
+            | Op::Ne
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Max
+            | Op::Min
+            | Op::Select => {
                 // The node's own op joins the vector check through a one-node inline operand.
                 let whole = self.node_expr(g, plan, id, rank);
                 self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| {
@@ -2379,7 +2497,15 @@ impl<'a> Tx<'a> {
                 });
             }
             Op::MatMul => self.matmul(g, plan, id, slot),
-            other => unreachable!("`{}` is a view or a leaf, not computed", other.name()),
+            other @ (Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::Transpose
+            | Op::Expand(_)
+            | Op::Reshape(_)) => {
+                unreachable!("`{}` is a view or a leaf, not computed", other.name())
+            }
         }
     }
 
@@ -2553,7 +2679,47 @@ impl<'a> Tx<'a> {
             }
             // Summing down to a shape visits the output as if it were broadcast to the input.
             Op::SumTo(_) => crate::lower::broadcast_strides(out, &out_strides, x),
-            _ => unreachable!(),
+            other @ (Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::Neg
+            | Op::Exp
+            | Op::Log
+            | Op::Sqrt
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Relu
+            | Op::Step
+            | Op::Log1p
+            | Op::Expm1
+            | Op::Abs
+            | Op::Sign
+            | Op::Sin
+            | Op::Cos
+            | Op::Softplus
+            | Op::Erf
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Pow
+            | Op::Eq
+            | Op::Ne
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Max
+            | Op::Min
+            | Op::Select
+            | Op::MatMul
+            | Op::Transpose
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::OneHot { .. }
+            | Op::Expand(_)
+            | Op::Reshape(_)) => unreachable!("`{}` is not a reduction", other.name()),
         };
         self.last_reduced = strides.last() == Some(&Stride::Zero);
         strides.iter().map(|s| self.stride(s)).collect()
@@ -2764,6 +2930,13 @@ impl<'a> Tx<'a> {
         self.b.ins().call(f, &[m, k, pm, rs, cs, pv, inc, py, acc]);
     }
 
+    /// 1 where `xs[0] cc xs[1]`, else 0.
+    fn scalar_truth(&mut self, cc: FloatCC, xs: &[Value]) -> Value {
+        let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
+        let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
+        self.b.ins().select(c, one, zero)
+    }
+
     fn scalar_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
@@ -2775,6 +2948,7 @@ impl<'a> Tx<'a> {
             Op::Log1p if self.in_loop() => self.log1p_inline(xs[0]),
             Op::Sigmoid if self.in_loop() => self.sigmoid_inline(xs[0]),
             Op::Softplus if self.in_loop() => self.softplus_inline(xs[0]),
+            Op::Erf if self.in_loop() => self.erf_inline(xs[0]),
             Op::Exp => self.call(Math::Exp, &[xs[0]]),
             Op::Log => self.call(Math::Log, &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
@@ -2806,6 +2980,7 @@ impl<'a> Tx<'a> {
             Op::Sin => self.call(Math::Sin, &[xs[0]]),
             Op::Cos => self.call(Math::Cos, &[xs[0]]),
             Op::Softplus => self.call(Math::Softplus, &[xs[0]]),
+            Op::Erf => self.call(Math::Erf, &[xs[0]]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
@@ -2817,19 +2992,12 @@ impl<'a> Tx<'a> {
                 let r = self.b.ins().select(neg, minus, z);
                 self.b.ins().select(pos, one, r)
             }
-            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-                let cc = match op {
-                    Op::Eq => FloatCC::Equal,
-                    Op::Ne => FloatCC::NotEqual,
-                    Op::Lt => FloatCC::LessThan,
-                    Op::Le => FloatCC::LessThanOrEqual,
-                    Op::Gt => FloatCC::GreaterThan,
-                    _ => FloatCC::GreaterThanOrEqual,
-                };
-                let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
-                let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
-                self.b.ins().select(c, one, zero)
-            }
+            Op::Eq => self.scalar_truth(FloatCC::Equal, xs),
+            Op::Ne => self.scalar_truth(FloatCC::NotEqual, xs),
+            Op::Lt => self.scalar_truth(FloatCC::LessThan, xs),
+            Op::Le => self.scalar_truth(FloatCC::LessThanOrEqual, xs),
+            Op::Gt => self.scalar_truth(FloatCC::GreaterThan, xs),
+            Op::Ge => self.scalar_truth(FloatCC::GreaterThanOrEqual, xs),
             Op::Max => {
                 let c = self.b.ins().fcmp(FloatCC::GreaterThan, xs[1], xs[0]);
                 self.b.ins().select(c, xs[1], xs[0])
@@ -2843,7 +3011,23 @@ impl<'a> Tx<'a> {
                 let c = self.b.ins().fcmp(FloatCC::NotEqual, xs[0], zero);
                 self.b.ins().select(c, xs[1], xs[2])
             }
-            other => unreachable!("`{}` is not elementwise", other.name()),
+            other @ (Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::MatMul
+            | Op::Transpose
+            | Op::Sum { .. }
+            | Op::LogSumExp { .. }
+            | Op::ReduceMax { .. }
+            | Op::ReduceMin { .. }
+            | Op::ArgMax { .. }
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::OneHot { .. }
+            | Op::SumTo(_)
+            | Op::Expand(_)
+            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
