@@ -50,10 +50,14 @@ enum Command {
         /// CSV data (overrides the model's `data`).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Random points to check besides the initial one.
+        /// Check at the parameters saved in this checkpoint instead of the initial ones.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Random points to check besides the initial one (or the checkpoint's).
         #[arg(long, default_value_t = 2)]
         points: usize,
-        /// Largest relative error accepted.
+        /// Largest relative error accepted, beyond the rounding error of the finite
+        /// differences (which grows with the loss's magnitude and the size of its sums).
         #[arg(long, default_value_t = 1e-6)]
         tolerance: f64,
         #[arg(long, default_value_t = 0)]
@@ -241,6 +245,15 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    let dump = |var| std::env::var_os(var).is_some();
+    let (clif, asm) = (dump("ADJOINT_DUMP_CLIF"), dump("ADJOINT_DUMP_ASM"));
+    if clif || asm {
+        crate::jit::set_dump(Some(crate::jit::Dump {
+            clif,
+            asm,
+            sink: |text| eprintln!("{text}"),
+        }));
+    }
     if let Some(t) = cli.threads {
         if t == 0 {
             return Err(CliError::BadInput("--threads must be at least 1".into()));
@@ -258,10 +271,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Gradcheck {
             file,
             data,
+            checkpoint,
             points,
             tolerance,
             seed,
-        } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
+        } => gradcheck(
+            &file,
+            &gradcheck::GradcheckOptions {
+                data: data.as_deref(),
+                checkpoint: checkpoint.as_deref(),
+                points,
+                tolerance,
+                seed,
+            },
+        ),
         Command::Inspect {
             file,
             data,

@@ -41,7 +41,7 @@ pub(super) fn race(
             return Err(CliError::BadInput(format!("unknown optimizer `{name}`")));
         };
         let mut m = model.clone();
-        m.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect);
+        m.optimizer = model.optimizer.with_kind(kind);
         if let Some(lr) = lrs.get(i).or(lrs.first()) {
             m.optimizer.set("lr", *lr).expect("every optimizer has lr");
         }
@@ -51,7 +51,7 @@ pub(super) fn race(
         t.total_steps = steps;
         let mut points = vec![(t.params[0].get(0), t.params[1].get(0))];
         for _ in 0..steps {
-            if t.train_step(&[], 0).is_err() {
+            if t.optimizer_step(&[], 0).is_err() {
                 break;
             }
             points.push((t.params[0].get(0), t.params[1].get(0)));

@@ -84,10 +84,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     eprint!("{}", render_all(&warnings, &file));
     if let Some(name) = &args.optimizer {
         match crate::optim::OptimizerKind::from_name(name) {
-            Some(kind) => {
-                model.optimizer =
-                    crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect)
-            }
+            Some(kind) => model.optimizer = model.optimizer.with_kind(kind),
             None => {
                 let known: Vec<_> = crate::optim::OptimizerKind::ALL
                     .iter()
@@ -152,6 +149,12 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         compiled.model.graph().params.len(),
         compiled.model.graph().dtype.name(),
     );
+    if let Some(flags) = optimizer_flags(args) {
+        println!(
+            "optimizer ({flags}): {opt}, schedule {}",
+            compiled.model.schedule
+        );
+    }
     if let Some(d) = &dataset {
         println!(
             "data: {} ({} rows)",
@@ -337,7 +340,24 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
                 );
             }
         }
-        return Err(CliError::Diagnosed);
+        let diverged = matches!(
+            e,
+            crate::train::TrainError::Diverged { .. }
+                | crate::train::TrainError::NonFiniteAt { .. }
+        );
+        if !diverged {
+            return Err(CliError::Diagnosed);
+        }
+        // The trainer holds the state from before the step that went non-finite.
+        if let Some(path) = &args.save {
+            crate::resume::save(&trainer, path).map_err(failed)?;
+            println!(
+                "checkpoint: {} (step {}, the last finite state)",
+                path.display(),
+                trainer.step
+            );
+        }
+        return Err(CliError::CheckFailed);
     }
     // A resumed run's speed is that of the steps it ran, not of the checkpoint's total.
     let steps_run = trainer.step - start_step;
@@ -354,6 +374,18 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// The command-line flags that override the model's optimizer, as given; `None` when none do.
+fn optimizer_flags(args: &TrainArgs) -> Option<String> {
+    let mut flags = Vec::new();
+    if let Some(name) = &args.optimizer {
+        flags.push(format!("--optimizer {name}"));
+    }
+    if let Some(lr) = args.lr {
+        flags.push(format!("--lr {}", fmt_number(lr)));
+    }
+    (!flags.is_empty()).then(|| flags.join(" "))
 }
 
 /// Saves the trained state to `path`; when that fails (the directory went away, the disk
