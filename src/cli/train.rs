@@ -306,7 +306,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             })
         });
         if let Some(path) = target {
-            save_or_rescue(&trainer, &path, &args.file)?;
+            save_or_rescue(&trainer, &path, &args.file, "")?;
         }
         if interrupted {
             return Err(CliError::Interrupted(format!(
@@ -351,7 +351,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         // The trainer holds the state from before the step that went non-finite.
         if let Some(path) = &args.save {
-            save_or_rescue(&trainer, path, &args.file)?;
+            save_or_rescue(&trainer, path, &args.file, ", the last finite state")?;
         }
         return Err(CliError::CheckFailed);
     }
@@ -384,13 +384,22 @@ fn optimizer_flags(args: &TrainArgs) -> Option<String> {
     (!flags.is_empty()).then(|| flags.join(" "))
 }
 
-/// Saves the trained state to `path`; when that fails (the directory went away, the disk
-/// filled), saves it beside the model file or else in the temporary directory, says where, and
-/// fails.
-fn save_or_rescue(trainer: &Trainer, path: &Path, model_file: &Path) -> Result<(), CliError> {
+/// Saves the trained state to `path` and says so (`note` describes the state); when that fails
+/// (the directory went away, the disk filled), saves it beside the model file or else in the
+/// temporary directory, says where, and fails.
+fn save_or_rescue(
+    trainer: &Trainer,
+    path: &Path,
+    model_file: &Path,
+    note: &str,
+) -> Result<(), CliError> {
     let error = match crate::resume::save(trainer, path) {
         Ok(()) => {
-            println!("checkpoint: {} (step {})", path.display(), trainer.step);
+            println!(
+                "checkpoint: {} (step {}{note})",
+                path.display(),
+                trainer.step
+            );
             return Ok(());
         }
         Err(e) => e,
