@@ -197,22 +197,20 @@ impl Diagnostic {
             while i < lines.len() {
                 let line = lines[i].0;
                 let text = file.line_text(line);
-                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, text);
+                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, expand_tabs(text));
                 while i < lines.len() && lines[i].0 == line {
                     let label = lines[i].1;
-                    let (_, col) = file.line_col(label.span.start);
+                    let line_start = file.line_starts[line];
                     let line_end = file
                         .line_starts
                         .get(line + 1)
                         .copied()
                         .unwrap_or(file.text.len());
-                    let end = label.span.end.min(line_end).max(label.span.start);
-                    let width = file
-                        .snippet(Span::new(label.span.start, end))
-                        .trim_end()
-                        .chars()
-                        .count()
-                        .max(1);
+                    let start = file.clamp(label.span.start).max(line_start);
+                    let end = label.span.end.min(line_end).max(start);
+                    let indent = display_width(file.snippet(Span::new(line_start, start)));
+                    let width =
+                        display_width(file.snippet(Span::new(start, end)).trim_end()).max(1);
                     let mark = if std::ptr::eq(label, primary) {
                         "^"
                     } else {
@@ -221,7 +219,7 @@ impl Diagnostic {
                     let _ = writeln!(
                         out,
                         "{pad} | {}{} {}",
-                        " ".repeat(col - 1),
+                        " ".repeat(indent),
                         mark.repeat(width),
                         label.message
                     );
@@ -234,6 +232,26 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// How many columns a tab takes in a rendered source line (as rustc shows them).
+const TAB_WIDTH: usize = 4;
+
+/// A source line as printed under the gutter: tabs become spaces, so that the carets below
+/// line up whatever the terminal's tab stops are.
+fn expand_tabs(text: &str) -> String {
+    text.replace('\t', &" ".repeat(TAB_WIDTH))
+}
+
+/// Terminal columns that `text` takes when printed by `expand_tabs`: wide characters (CJK)
+/// take two, combining marks none.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '\t' => TAB_WIDTH,
+            c => unicode_width::UnicodeWidthChar::width(c).unwrap_or(0),
+        })
+        .sum()
 }
 
 /// Renders a list of diagnostics followed by a summary line, as the CLI prints them.

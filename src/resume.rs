@@ -131,17 +131,20 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// Restores parameters only (for evaluation): the checkpoint must hold every parameter.
+/// Restores parameters only (for evaluation): the checkpoint must hold every parameter. An f64
+/// trainer (the checking commands run in f64) takes an f32 model's checkpoint, widened exactly.
 pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
     let want: Vec<_> = expected(t)
         .into_iter()
         .filter(|e| e.0.starts_with("param/"))
         .collect();
+    let widen = t.compiled.model.graph().dtype == DType::F64;
     let params: Vec<NamedTensor> = ckpt
         .tensors
         .into_iter()
         .filter(|n| n.name.starts_with("param/"))
+        .map(|n| if widen { widened(n) } else { n })
         .collect();
     checkpoint::check_against(
         &Checkpoint {
@@ -159,6 +162,17 @@ pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> 
         );
     }
     Ok(())
+}
+
+/// An f32 tensor as f64, which holds every f32 value exactly; other tensors as they are.
+fn widened(t: NamedTensor) -> NamedTensor {
+    match t.data {
+        TensorData::F32(v) => NamedTensor {
+            data: TensorData::F64(v.into_iter().map(f64::from).collect()),
+            ..t
+        },
+        TensorData::F64(_) => t,
+    }
 }
 
 /// Restores everything a resumed run needs; refuses a checkpoint of another model.

@@ -25,6 +25,9 @@ enum Binding {
     Input(u32),
     Param(u32),
     Value(NodeId),
+    /// A name whose definition failed to check: known, so that its uses add no errors of
+    /// their own (the definition's error already rejects the model).
+    Failed,
 }
 
 #[derive(Default)]
@@ -54,8 +57,12 @@ struct UserFn {
 }
 
 impl Checker {
+    /// Records an error once: a function is checked again at every call, and an error in
+    /// its body that does not depend on the arguments would otherwise repeat at each.
     fn error(&mut self, d: Diagnostic) {
-        self.diags.push(d);
+        if !self.diags.contains(&d) {
+            self.diags.push(d);
+        }
     }
 
     fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -85,14 +92,18 @@ impl Checker {
         let mut schedule: Option<LrSchedule> = None;
         for item in &module.items {
             match item {
-                Item::Let { name, value } => {
-                    if let Some(id) = self.expr(&mut graph, value) {
+                Item::Let { name, value } => match self.expr(&mut graph, value) {
+                    Some(id) => {
                         graph.set_name(id, &name.name);
                         self.define(name, Binding::Value(id));
                     }
-                }
+                    None => self.define(name, Binding::Failed),
+                },
                 Item::Loss { name, value, span } => {
                     let Some(id) = self.expr(&mut graph, value) else {
+                        if let Some(n) = name {
+                            self.define(n, Binding::Failed);
+                        }
                         continue;
                     };
                     if let Some((_, _, first)) = &loss {
@@ -122,6 +133,7 @@ impl Checker {
                 }
                 Item::Output { name, value } => {
                     let Some(id) = self.expr(&mut graph, value) else {
+                        self.define(name, Binding::Failed);
                         continue;
                     };
                     let shape = graph.shape(id).clone();
@@ -134,6 +146,7 @@ impl Checker {
                                 .with_label(value.span, format!("has shape {}", graph.shape_text(&shape)))
                                 .with_note("outputs are written by `adjoint predict`, one CSV row per data row"),
                         );
+                        self.define(name, Binding::Failed);
                         continue;
                     }
                     self.define(name, Binding::Value(id));
@@ -141,6 +154,7 @@ impl Checker {
                 }
                 Item::Metric { name, value } => {
                     let Some(id) = self.expr(&mut graph, value) else {
+                        self.define(name, Binding::Failed);
                         continue;
                     };
                     if !graph.shape(id).is_scalar() {
@@ -148,6 +162,7 @@ impl Checker {
                             value.span,
                             format!("has shape {}", graph.shape_text(graph.shape(id))),
                         ));
+                        self.define(name, Binding::Failed);
                         continue;
                     }
                     self.define(name, Binding::Value(id));
@@ -613,9 +628,12 @@ impl Checker {
     fn const_value(&mut self, e: &ast::Expr) -> Option<f64> {
         let v = const_eval(e);
         if v.is_none() {
-            self.error(
-                Diagnostic::error("expected a number").with_label(e.span, "must be a constant"),
-            );
+            let mut d =
+                Diagnostic::error("expected a number").with_label(e.span, "must be a constant");
+            if let ExprKind::Name(n) = &e.kind {
+                d.notes.extend(python_literal_note(n));
+            }
+            self.error(d);
         }
         v
     }
@@ -966,7 +984,13 @@ impl Checker {
             Some((Binding::Input(i), _)) => Some(g.build(Op::Input(*i), &[])),
             Some((Binding::Param(i), _)) => Some(g.build(Op::Param(*i), &[])),
             Some((Binding::Value(id), _)) => Some(*id),
+            Some((Binding::Failed, _)) => None,
             None => match name {
+                // A symbolic dimension (`n` in `input X[n, 4]`) is its size: the number of rows.
+                _ if self.syms.iter().any(|s| s == name) => {
+                    let sym = self.sym(name);
+                    Some(g.build(Op::DimSize(sym), &[]))
+                }
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
                 _ => {
@@ -974,6 +998,9 @@ impl Checker {
                         .with_label(span, "not defined before this use");
                     if self.fns.contains_key(name) || builtins::is_builtin(name) {
                         d = d.with_note(format!("`{name}` is a function; call it with arguments"));
+                    }
+                    if let Some(note) = python_literal_note(name) {
+                        d = d.with_note(note);
                     }
                     self.error(d);
                     None
@@ -1184,6 +1211,20 @@ pub fn const_eval(e: &ast::Expr) -> Option<f64> {
         }
         _ => None,
     }
+}
+
+/// What to write instead of Python's `True`, `False` and `None`.
+pub(crate) fn python_literal_note(name: &str) -> Option<String> {
+    let lower = match name {
+        "True" => "true",
+        "False" => "false",
+        "None" => return Some("adjoint has no `None`: leave the argument out".into()),
+        _ => return None,
+    };
+    let number = if lower == "true" { 1 } else { 0 };
+    Some(format!(
+        "`{name}` is Python's: adjoint writes `{lower}` for a flag (`keepdims={lower}`) and `{number}` elsewhere"
+    ))
 }
 
 /// `p0..p63` → p0, p1, …, p63.

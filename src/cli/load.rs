@@ -2,28 +2,21 @@
 
 use super::*;
 
-pub(super) fn read_source(path: &Path) -> Result<SourceFile, i32> {
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
-            Err(e) => {
-                eprintln!(
-                    "error: {}: not UTF-8 text (invalid byte at offset {})",
-                    path.display(),
-                    e.utf8_error().valid_up_to()
-                );
-                Err(2)
-            }
-        },
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            Err(2)
-        }
+pub(super) fn read_source(path: &Path) -> Result<SourceFile, CliError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::BadInput(format!("cannot read {}: {e}", path.display())))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+        Err(e) => Err(CliError::BadInput(format!(
+            "{}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))),
     }
 }
 
-/// Reads and checks a model file. Errors are printed (and give the exit code); warnings are
-/// returned for the caller to print or not.
+/// Reads and checks a model file. Errors are printed; warnings are returned for the caller to
+/// print or not.
 pub(super) fn load_model(
     path: &Path,
 ) -> Result<
@@ -32,32 +25,29 @@ pub(super) fn load_model(
         crate::model::Model,
         Vec<crate::diagnostics::Diagnostic>,
     ),
-    i32,
+    CliError,
 > {
     let file = read_source(path)?;
     match compile::check_source(&file) {
         Ok((model, warnings)) => Ok((file, model, warnings)),
         Err(diags) => {
             eprint!("{}", render_all(&diags, &file));
-            Err(2)
+            Err(CliError::Diagnosed)
         }
     }
 }
 
-/// Compiles a checked model to native code; an error is printed and gives the exit code.
+/// Compiles a checked model to native code; diagnostics are printed.
 pub(super) fn compile_model(
     model: crate::model::Model,
     file: &SourceFile,
-) -> Result<CompiledModel, i32> {
+) -> Result<CompiledModel, CliError> {
     CompiledModel::from_model(model).map_err(|e| match e {
         CompileError::Diagnostics(d) => {
             eprint!("{}", render_all(&d, file));
-            2
+            CliError::Diagnosed
         }
-        e => {
-            eprintln!("error: {e}");
-            1
-        }
+        e => failed(e),
     })
 }
 
@@ -86,7 +76,7 @@ pub(super) fn model_and_data(
         crate::model::Model,
         Option<crate::data::Dataset>,
     ),
-    i32,
+    CliError,
 > {
     let (file, mut model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
@@ -131,21 +121,16 @@ pub(super) fn load_data(
     data_path: Option<&Path>,
     model_file: &Path,
     optional: &[bool],
-) -> Result<Option<data::Dataset>, i32> {
+) -> Result<Option<data::Dataset>, CliError> {
     if model.graph().inputs.is_empty() {
         return Ok(None);
     }
     let base = model_file.parent().unwrap_or(Path::new("."));
     match data::load(model, data_path, base, optional) {
         Ok(d) => Ok(Some(d)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            if data_path.is_none() {
-                eprintln!(
-                    "  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
-                );
-            }
-            Err(2)
-        }
+        Err(e) if data_path.is_none() => Err(CliError::BadInput(format!(
+            "{e}\n  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
+        ))),
+        Err(e) => Err(bad_input(e)),
     }
 }

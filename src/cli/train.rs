@@ -57,37 +57,31 @@ pub(super) struct TrainArgs {
     resume: Option<PathBuf>,
 }
 
-pub(super) fn train(args: &TrainArgs) -> i32 {
+pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     let check_start = std::time::Instant::now();
-    let (file, mut model, warnings) = match load_model(&args.file) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (file, mut model, warnings) = load_model(&args.file)?;
     let check_time = check_start.elapsed();
     eprint!("{}", render_all(&warnings, &file));
     if let Some(name) = &args.optimizer {
         match crate::optim::OptimizerKind::from_name(name) {
-            Some(kind) => {
-                model.optimizer =
-                    crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect)
-            }
+            Some(kind) => model.optimizer = model.optimizer.with_kind(kind),
             None => {
                 let known: Vec<_> = crate::optim::OptimizerKind::ALL
                     .iter()
                     .map(|k| k.name())
                     .collect();
-                eprintln!(
-                    "error: unknown optimizer `{name}` for --optimizer; known: {}",
+                return Err(CliError::BadInput(format!(
+                    "unknown optimizer `{name}` for --optimizer; known: {}",
                     known.join(", ")
-                );
-                return 2;
+                )));
             }
         }
     }
     if let Some(lr) = args.lr {
         if !(lr.is_finite() && lr > 0.0) {
-            eprintln!("error: --lr must be a positive number, found {lr}");
-            return 2;
+            return Err(CliError::BadInput(format!(
+                "--lr must be a positive number, found {lr}"
+            )));
         }
         model
             .optimizer
@@ -105,17 +99,15 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         }
         if let Some(b) = args.batch {
             if b == 0 {
-                eprintln!("error: --batch must be at least 1");
-                return 2;
+                return Err(CliError::BadInput("--batch must be at least 1".into()));
             }
             s.batch = Some(b);
         }
         if let Some(v) = args.validation {
             if !(0.0..1.0).contains(&v) {
-                eprintln!(
-                    "error: --validation is the fraction of rows held out, in [0, 1); found {v}"
-                );
-                return 2;
+                return Err(CliError::BadInput(format!(
+                    "--validation is the fraction of rows held out, in [0, 1); found {v}"
+                )));
             }
             s.validation = v;
         }
@@ -126,15 +118,9 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
     };
     let data_path = data_path(&model, args.data.as_deref(), &args.file);
     let start = std::time::Instant::now();
-    let compiled = match compile_model(model, &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let compiled = compile_model(model, &file)?;
     let compile_time = check_time + start.elapsed();
-    let dataset = match load_data(&compiled.model, data_path.as_deref(), &args.file, &[]) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
+    let dataset = load_data(&compiled.model, data_path.as_deref(), &args.file, &[])?;
     let opt = &compiled.model.optimizer;
     println!(
         "compiled {} in {:.1} ms: {} parameter(s), {} {opt}",
@@ -143,6 +129,12 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         compiled.model.graph().params.len(),
         compiled.model.graph().dtype.name(),
     );
+    if let Some(flags) = optimizer_flags(args) {
+        println!(
+            "optimizer ({flags}): {opt}, schedule {}",
+            compiled.model.schedule
+        );
+    }
     if let Some(d) = &dataset {
         println!(
             "data: {} ({} rows)",
@@ -165,8 +157,7 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
     trainer.flush_subnormals = !args.keep_subnormals;
     if let Some(r) = &args.resume {
         if let Err(e) = crate::resume::resume(&mut trainer, r) {
-            eprintln!("error: {e}");
-            return 2;
+            return Err(CliError::BadInput(format!("{e}")));
         }
         println!("resumed from {} at step {}", r.display(), trainer.step);
     }
@@ -185,19 +176,14 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         other => (other.clone(), other),
     };
     if settings.patience > 0 && trainer.validation.is_none() {
-        eprintln!(
-            "error: early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)"
-        );
-        return 2;
+        return Err(CliError::BadInput("early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)".into()));
     }
     let mut history = match &args.history {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Some((p.clone(), std::io::BufWriter::new(f), false)),
-            Err(e) => {
-                eprintln!("error: cannot write {}: {e}", p.display());
-                return 2;
-            }
-        },
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", p.display())))?;
+            Some((p.clone(), std::io::BufWriter::new(f), false))
+        }
         None => None,
     };
     let loss_name = compiled.model.loss_name.clone();
@@ -259,10 +245,8 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
     }
     if let Some((path, mut w, _)) = history {
         use std::io::Write as _;
-        if let Err(e) = w.flush() {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return 2;
-        }
+        w.flush()
+            .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", path.display())))?;
     }
     let elapsed = t0.elapsed();
     let interrupted = matches!(result, Ok(false));
@@ -277,26 +261,23 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
             })
         });
         if let Some(path) = target {
-            if let Err(e) = crate::resume::save(&trainer, &path) {
-                eprintln!("error: {e}");
-                return 1;
-            }
+            crate::resume::save(&trainer, &path).map_err(failed)?;
             println!("checkpoint: {} (step {})", path.display(), trainer.step);
         }
         if interrupted {
-            eprintln!("interrupted at step {}", trainer.step);
-            return 130;
+            return Err(CliError::Interrupted(format!(
+                "interrupted at step {}",
+                trainer.step
+            )));
         }
     }
     if let (Some(path), Ok(_)) = (&args.plot, &result) {
         let title = format!("{} — {}", file.name, compiled.model.optimizer);
-        if let Err(e) = crate::plot::curves(path, &title, "step", &curves) {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        crate::plot::curves(path, &title, "step", &curves).map_err(bad_input)?;
         println!("plot: {}", path.display());
     }
     if let Err(e) = result {
+        // The error, then the source line it points at: printed here, in that order.
         eprintln!("error: {e}");
         if let crate::train::TrainError::NonFiniteAt { origin, .. } = &e {
             if let Some(span) = origin.span {
@@ -316,7 +297,24 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
                 );
             }
         }
-        return 2;
+        let diverged = matches!(
+            e,
+            crate::train::TrainError::Diverged { .. }
+                | crate::train::TrainError::NonFiniteAt { .. }
+        );
+        if !diverged {
+            return Err(CliError::Diagnosed);
+        }
+        // The trainer holds the state from before the step that went non-finite.
+        if let Some(path) = &args.save {
+            crate::resume::save(&trainer, path).map_err(failed)?;
+            println!(
+                "checkpoint: {} (step {}, the last finite state)",
+                path.display(),
+                trainer.step
+            );
+        }
+        return Err(CliError::CheckFailed);
     }
     println!(
         "trained {} steps in {:.3} s ({:.2} µs/step)",
@@ -324,17 +322,26 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64
     );
-    let code = print_evaluation(&mut trainer, dataset.as_ref(), "final ");
-    if code != 0 {
-        return code;
-    }
+    print_evaluation(&mut trainer, dataset.as_ref(), "final ")?;
     for (p, buf) in compiled.model.graph().params.iter().zip(&trainer.params) {
         println!(
             "{}",
             describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64())
         );
     }
-    0
+    Ok(())
+}
+
+/// The command-line flags that override the model's optimizer, as given; `None` when none do.
+fn optimizer_flags(args: &TrainArgs) -> Option<String> {
+    let mut flags = Vec::new();
+    if let Some(name) = &args.optimizer {
+        flags.push(format!("--optimizer {name}"));
+    }
+    if let Some(lr) = args.lr {
+        flags.push(format!("--lr {}", fmt_number(lr)));
+    }
+    (!flags.is_empty()).then(|| flags.join(" "))
 }
 
 /// Ctrl-C sets a flag; training stops after its current native call and saves a checkpoint.

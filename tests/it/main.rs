@@ -5,6 +5,8 @@ mod support;
 mod api;
 mod checkpoints;
 mod cli;
+mod cli_reports;
+mod derivatives;
 mod diagnostics;
 mod docs;
 mod gradients;
