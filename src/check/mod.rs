@@ -478,6 +478,8 @@ impl Checker {
 
     fn params(&mut self, module: &ast::Module) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
         let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        // Read once: it reads a file, which per parameter took most of checking 10,000 of them.
+        let memory_limit = crate::runtime::memory_limit() as u128;
         for item in &module.items {
             let Item::Param {
                 name,
@@ -516,7 +518,7 @@ impl Checker {
                 .map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 })
                 .product::<u128>()
                 * 8;
-            if bytes > crate::runtime::memory_limit() as u128 {
+            if bytes > memory_limit {
                 // Still defined, so its uses do not cascade into "unknown name" errors.
                 self.error(
                     Diagnostic::error(format!(
