@@ -1286,7 +1286,9 @@ mod tests {
         let (module, errors) =
             crate::syntax::parse("param a = 1\nfn f(x) = x + nope\nloss l = f(a) + f(a)\n");
         assert!(errors.is_empty());
-        let errors = Checker::default().run(&module).err().expect("an error");
+        let Err(errors) = Checker::default().run(&module) else {
+            panic!("the undefined name is an error");
+        };
         assert_eq!(errors.iter().filter(|d| d.is_error()).count(), 1);
     }
 }
