@@ -238,6 +238,14 @@ impl CompiledModel {
                 let fplan = lower::plan(&forward);
                 let gplan = lower::plan(&gradient);
                 let pplan = predict.as_ref().map(lower::plan);
+                // Every plan the tests compile is verified; release builds trust `lower`.
+                if cfg!(debug_assertions) {
+                    for (f, p) in [(&forward, &fplan), (&gradient, &gplan)] {
+                        if let Err(e) = lower::verify(f, p) {
+                            panic!("adjoint internal error: lowering broke an invariant: {e}");
+                        }
+                    }
+                }
                 timings.lap("lower", &mut t);
                 let dtype = model.graph().dtype;
                 let sizes: Vec<usize> = model

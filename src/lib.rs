@@ -67,6 +67,8 @@ pub mod data;
 #[doc(hidden)]
 pub mod diagnostics;
 #[doc(hidden)]
+pub mod fuzz;
+#[doc(hidden)]
 pub mod init;
 #[doc(hidden)]
 pub mod inspect;

@@ -148,12 +148,21 @@ pub struct Trainer {
     pub step: u64,
     /// Step count and powers of β, advanced by the optimizer.
     pub opt_step: StepState,
-    /// Length of the run, for schedules that depend on it (cosine).
+    /// The step count a schedule that depends on the run's length (cosine) decays over: `fit`
+    /// sets it to the length of its run; a resumed run keeps the checkpoint's.
     pub total_steps: u64,
+    /// Whether `total_steps` is fixed (by the checkpoint a run resumes from): `fit` sets it to
+    /// the length of its run only when it is not.
+    pub horizon_fixed: bool,
+    /// The step the current (or last) run of `fit` ends at; checkpoints keep it, so that a
+    /// resumed run can finish the run it continues.
+    pub run_end: u64,
     /// Check every step's loss, gradients and parameters, and locate the first non-finite value.
     pub check_finite: bool,
     /// Run steps with subnormal numbers flushed to zero (`jit::fpenv`); true unless set off.
     pub flush_subnormals: bool,
+    /// The parameters were given (`--init-from`): `fit` initializes none from the data.
+    pub params_given: bool,
     /// Held-out rows evaluated at every log point (and used by early stopping).
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
@@ -207,8 +216,11 @@ impl Trainer {
             step: 0,
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
+            horizon_fixed: false,
+            run_end: 0,
             check_finite: false,
             flush_subnormals: true,
+            params_given: false,
             validation: None,
             cursor: Cursor::default(),
             interrupt: None,
@@ -663,7 +675,7 @@ impl Trainer {
         };
         if let Some(d) = data {
             self.bound_dims = d.dims.clone();
-            if self.step == 0 {
+            if self.step == 0 && !self.params_given {
                 self.init_from_data(d);
             }
         }
@@ -698,7 +710,9 @@ impl Trainer {
         } else {
             (total / 10).max(1)
         };
-        self.total_steps = total;
+        if !self.horizon_fixed {
+            self.total_steps = total;
+        }
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
         // The data cursor lives in the trainer, so a resumed run continues the same epoch.
@@ -711,7 +725,9 @@ impl Trainer {
         }
         let mut epoch = self.cursor.epoch;
         let mut s = self.step;
-        let end = self.step + total;
+        let end = self.step.saturating_add(total);
+        self.run_end = end;
+        let mut chunk = InterruptibleChunk::new();
         let mut best: Option<(f64, Vec<Buffer>)> = None;
         let mut since_best = 0;
         // Unchecked steps are checked at log points; when one finds a non-finite value, the run
@@ -739,9 +755,16 @@ impl Trainer {
                     1,
                 ),
                 None => {
-                    // Full batch: run up to the next log point in one native call.
-                    let k = (every - s % every).min(end - s);
-                    (self.train_steps(&full, rows, k)?, k)
+                    // Full batch: run up to the next log point in one native call, or, when a
+                    // stop request must be seen in time, as many steps as fit in a chunk.
+                    let mut k = (every - s % every).min(end - s);
+                    if self.interrupt.is_some() {
+                        k = k.min(chunk.steps);
+                    }
+                    let started = std::time::Instant::now();
+                    let loss = self.train_steps(&full, rows, k)?;
+                    chunk.measured(k, started.elapsed());
+                    (loss, k)
                 }
                 Some(b) => {
                     // A failed checked step leaves the data where it was before the step too.
@@ -858,6 +881,32 @@ impl Trainer {
             }
         }
         Ok(true)
+    }
+}
+
+/// How many full-batch steps one native call may run while a stop request (Ctrl-C) is waited
+/// for: sized from the measured step time so that a call takes about `TARGET`, so the request
+/// is seen within that much work whatever the log interval. A call this long makes the checks
+/// between calls cost nothing measurable.
+struct InterruptibleChunk {
+    steps: u64,
+}
+
+impl InterruptibleChunk {
+    const TARGET: std::time::Duration = std::time::Duration::from_millis(40);
+
+    /// The first call runs one step, to measure it.
+    fn new() -> InterruptibleChunk {
+        InterruptibleChunk { steps: 1 }
+    }
+
+    /// Sizes the next chunk from a call of `k` steps that took `took`; it grows at most
+    /// fourfold per call, so a call too short to time well cannot make the next one overshoot
+    /// the target by much.
+    fn measured(&mut self, k: u64, took: std::time::Duration) {
+        let per_step = took.as_secs_f64() / k.max(1) as f64;
+        let fits = (Self::TARGET.as_secs_f64() / per_step.max(1e-12)) as u64;
+        self.steps = fits.clamp(1, k.saturating_mul(4).max(4));
     }
 }
 

@@ -1,8 +1,15 @@
-//! `adjoint graph`: the simplified forward or gradient graph, as text or Graphviz.
+//! `adjoint graph`: the simplified forward or gradient graph, as text or Graphviz, or its
+//! lowering plan.
 
 use super::*;
 
-pub(super) fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> Result<(), CliError> {
+pub(super) fn graph(
+    path: &Path,
+    grad: bool,
+    explain: bool,
+    dot: bool,
+    plan: bool,
+) -> Result<(), CliError> {
     let (file, model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     let graphs = compile::graphs(&model);
@@ -11,6 +18,10 @@ pub(super) fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> Result
     } else {
         &graphs.forward
     };
+    if plan {
+        print!("{}", crate::lower::plan_text(f, &crate::lower::plan(f)));
+        return Ok(());
+    }
     if dot {
         print!("{}", crate::inspect::dot(f));
         return Ok(());

@@ -43,6 +43,10 @@ enum Command {
         /// Write the graph in Graphviz's dot language instead of text.
         #[arg(long)]
         dot: bool,
+        /// Print the lowering plan instead: buffer slots, and the steps that fill them (loops,
+        /// fusion, row blocks), as the code generator receives them.
+        #[arg(long, conflicts_with_all = ["dot", "explain"])]
+        plan: bool,
     },
     /// Check the compiled gradient against finite differences; blame a wrong derivative rule.
     Gradcheck {
@@ -165,6 +169,7 @@ mod gradcheck;
 mod graph;
 mod inspect;
 mod load;
+mod outputs;
 mod predict;
 mod race;
 mod train;
@@ -266,7 +271,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             grad,
             explain,
             dot,
-        } => graph(&file, grad, explain, dot),
+            plan,
+        } => graph(&file, grad, explain, dot, plan),
         Command::Gradcheck {
             file,
             data,

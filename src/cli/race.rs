@@ -14,6 +14,10 @@ pub(super) fn race(
     yr: &[f64],
     minimum: &[f64],
 ) -> Result<(), CliError> {
+    outputs::picture("--out", out)?;
+    if let Some(a) = animate {
+        outputs::animation("--animate", a)?;
+    }
     let (file, model, _) = load_model(path)?;
     let g = model.graph();
     if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty()

@@ -52,12 +52,32 @@ pub(super) struct TrainArgs {
     /// Save a checkpoint (safetensors) here at the end, and on Ctrl-C.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Continue from a checkpoint: parameters, optimizer state, step count and data order.
-    #[arg(long)]
+    /// Continue from a checkpoint: parameters, optimizer state, step count, data order and the
+    /// schedule; without --steps or --epochs, an interrupted run runs to its planned end.
+    #[arg(long, conflicts_with = "init_from")]
     resume: Option<PathBuf>,
+    /// Start from the parameters of a checkpoint or any safetensors file (tensors `param/NAME`
+    /// or `NAME`), with fresh optimizer state: any optimizer, dialect or dtype.
+    #[arg(long, value_name = "FILE")]
+    init_from: Option<PathBuf>,
+}
+
+/// Every output path of the run, checked before anything is compiled or trained.
+fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
+    if let Some(p) = &args.plot {
+        super::outputs::picture("--plot", p)?;
+    }
+    if let Some(p) = &args.history {
+        super::outputs::csv("--history", p)?;
+    }
+    if let Some(p) = &args.save {
+        super::outputs::checkpoint("--save", p)?;
+    }
+    Ok(())
 }
 
 pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
+    check_outputs(args)?;
     let check_start = std::time::Instant::now();
     let (file, mut model, warnings) = load_model(&args.file)?;
     let check_time = check_start.elapsed();
@@ -88,7 +108,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             .set("lr", lr)
             .expect("every optimizer has a learning rate");
     }
-    let settings = {
+    let mut settings = {
         let mut s = model.train.clone();
         if args.steps.is_some() || args.epochs.is_some() {
             s.steps = args.steps;
@@ -156,13 +176,28 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     trainer.check_finite = args.check_finite;
     trainer.flush_subnormals = !args.keep_subnormals;
     if let Some(r) = &args.resume {
-        if let Err(e) = crate::resume::resume(&mut trainer, r) {
-            return Err(CliError::BadInput(format!("{e}")));
+        crate::resume::resume(&mut trainer, r).map_err(bad_input)?;
+        // An unfinished run continues to its planned end unless told otherwise.
+        let unfinished = trainer.step < trainer.run_end;
+        if unfinished && args.steps.is_none() && args.epochs.is_none() {
+            settings.steps = Some(trainer.run_end - trainer.step);
+            settings.epochs = None;
+            println!(
+                "resumed from {} at step {} of {}",
+                r.display(),
+                trainer.step,
+                trainer.run_end
+            );
+        } else {
+            println!("resumed from {} at step {}", r.display(), trainer.step);
         }
-        println!("resumed from {} at step {}", r.display(), trainer.step);
     }
-    interrupt::install();
-    trainer.interrupt = Some(&interrupt::FLAG);
+    if let Some(r) = &args.init_from {
+        crate::resume::init_from(&mut trainer, r).map_err(bad_input)?;
+        println!("parameters from {}", r.display());
+    }
+    let start_step = trainer.step;
+    trainer.interrupt = Some(interrupt::install()?);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
@@ -175,6 +210,15 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         other => (other.clone(), other),
     };
+    let rows = train_data.as_ref().map_or(0, |d| d.n_rows);
+    if args.resume.is_some() && trainer.cursor.order.len() != rows {
+        return Err(CliError::BadInput(format!(
+            "the checkpoint was trained on {} rows, this run has {rows}: resuming needs the same \
+             data and validation split (to start from its parameters on other data, use \
+             --init-from)",
+            trainer.cursor.order.len()
+        )));
+    }
     if settings.patience > 0 && trainer.validation.is_none() {
         return Err(CliError::BadInput("early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)".into()));
     }
@@ -261,8 +305,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             })
         });
         if let Some(path) = target {
-            crate::resume::save(&trainer, &path).map_err(failed)?;
-            println!("checkpoint: {} (step {})", path.display(), trainer.step);
+            save_or_rescue(&trainer, &path, &args.file)?;
         }
         if interrupted {
             return Err(CliError::Interrupted(format!(
@@ -316,11 +359,12 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         return Err(CliError::CheckFailed);
     }
+    // A resumed run's speed is that of the steps it ran, not of the checkpoint's total.
+    let steps_run = trainer.step - start_step;
     println!(
-        "trained {} steps in {:.3} s ({:.2} µs/step)",
-        trainer.step,
+        "trained {steps_run} steps in {:.3} s ({:.2} µs/step)",
         elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64
+        elapsed.as_secs_f64() * 1e6 / steps_run.max(1) as f64
     );
     print_evaluation(&mut trainer, dataset.as_ref(), "final ")?;
     for (p, buf) in compiled.model.graph().params.iter().zip(&trainer.params) {
@@ -344,29 +388,57 @@ fn optimizer_flags(args: &TrainArgs) -> Option<String> {
     (!flags.is_empty()).then(|| flags.join(" "))
 }
 
-/// Ctrl-C sets a flag; training stops after its current native call and saves a checkpoint.
-mod interrupt {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    pub static FLAG: AtomicBool = AtomicBool::new(false);
-
-    #[cfg(unix)]
-    extern "C" fn on_sigint(_: i32) {
-        // Storing to an atomic is async-signal-safe.
-        FLAG.store(true, Ordering::Relaxed);
-    }
-
-    #[cfg(unix)]
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: usize) -> usize;
-    }
-
-    pub fn install() {
-        #[cfg(unix)]
-        // SAFETY: `signal` is the C library's; the handler only stores to a static atomic.
-        unsafe {
-            signal(2, on_sigint as *const () as usize);
+/// Saves the trained state to `path`; when that fails (the directory went away, the disk
+/// filled), saves it beside the model file or else in the temporary directory, says where, and
+/// fails.
+fn save_or_rescue(trainer: &Trainer, path: &Path, model_file: &Path) -> Result<(), CliError> {
+    let error = match crate::resume::save(trainer, path) {
+        Ok(()) => {
+            println!("checkpoint: {} (step {})", path.display(), trainer.step);
+            return Ok(());
         }
+        Err(e) => e,
+    };
+    let name = format!(
+        "{}.rescued-{}.safetensors",
+        model_file.file_stem().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    );
+    let beside_model = model_file.with_file_name(&name);
+    let mut also_failed = Vec::new();
+    for rescue in [beside_model, std::env::temp_dir().join(&name)] {
+        match crate::resume::save(trainer, &rescue) {
+            Ok(()) => {
+                return Err(CliError::Failed(format!(
+                    "{error}\nthe trained state (step {}) was saved to {} instead",
+                    trainer.step,
+                    rescue.display()
+                )));
+            }
+            Err(e) => also_failed.push(e.to_string()),
+        }
+    }
+    Err(CliError::Failed(format!(
+        "{error}\nsaving it elsewhere failed too:\n  {}",
+        also_failed.join("\n  ")
+    )))
+}
+
+/// Ctrl-C sets a flag; training sees it between native calls (full-batch runs make a call of
+/// about 40 ms), stops with every step it took complete, and saves a checkpoint.
+mod interrupt {
+    use super::CliError;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, LazyLock};
+
+    static FLAG: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+
+    /// Installs the handler; returns the flag it sets.
+    pub fn install() -> Result<&'static AtomicBool, CliError> {
+        let flag: &'static Arc<AtomicBool> = &FLAG;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(flag))
+            .map_err(|e| CliError::Failed(format!("cannot install the Ctrl-C handler: {e}")))?;
+        Ok(flag)
     }
 }
 

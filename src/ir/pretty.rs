@@ -204,14 +204,12 @@ impl<'g> Printer<'g> {
 
     fn go(&mut self, id: NodeId, root: bool) -> (String, u8) {
         let g = self.graph;
-        if !root {
-            if let Some(name) = self.name_of(id) {
-                let atom = self.atom_name(name);
-                if !self.used_names.contains(&id) {
-                    self.used_names.push(id);
-                }
-                return (atom, ATOM);
+        if !root && let Some(name) = self.name_of(id) {
+            let atom = self.atom_name(name);
+            if !self.used_names.contains(&id) {
+                self.used_names.push(id);
             }
+            return (atom, ATOM);
         }
         let node = g.node(id);
         let ins = node.inputs.clone();

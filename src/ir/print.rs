@@ -37,11 +37,27 @@ pub fn print(graph: &Graph, outputs: &[(String, NodeId)]) -> String {
 
 pub fn node_line(graph: &Graph, id: NodeId) -> String {
     let node = graph.node(id);
-    let mut line = format!("{id} = {}", node.op.name());
-    let attr = match &node.op {
+    let mut line = format!("{id} = {}", op_text(graph, &node.op));
+    for (i, input) in node.inputs.iter().enumerate() {
+        line.push_str(if i == 0 { " " } else { ", " });
+        line.push_str(&input.to_string());
+    }
+    let _ = write!(
+        line,
+        " : {}{}",
+        graph.dtype.name(),
+        graph.shape_text(&node.shape)
+    );
+    line
+}
+
+/// An op's name and its attributes, as the text form writes them: `sum axis=1`.
+pub fn op_text(graph: &Graph, op: &Op) -> String {
+    let mut line = op.name().to_string();
+    let attr = match op {
         Op::Input(i) => Some(graph.inputs[*i as usize].name.clone()),
         Op::Param(i) => Some(graph.params[*i as usize].name.clone()),
-        Op::Const(_) => Some(fmt_number(node.op.const_value().unwrap())),
+        Op::Const(_) => Some(fmt_number(op.const_value().unwrap())),
         Op::DimSize(s) => Some(graph.syms[*s as usize].clone()),
         Op::Sum { axis: Some(a) }
         | Op::LogSumExp { axis: Some(a) }
@@ -57,15 +73,5 @@ pub fn node_line(graph: &Graph, id: NodeId) -> String {
         line.push(' ');
         line.push_str(&attr);
     }
-    for (i, input) in node.inputs.iter().enumerate() {
-        line.push_str(if i == 0 { " " } else { ", " });
-        line.push_str(&input.to_string());
-    }
-    let _ = write!(
-        line,
-        " : {}{}",
-        graph.dtype.name(),
-        graph.shape_text(&node.shape)
-    );
     line
 }

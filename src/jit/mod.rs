@@ -2156,8 +2156,8 @@ impl<'a> Tx<'a> {
     }
 
     /// An elementwise node as an expression over its operands, read at each index of a loop
-    /// of rank `rank`. Division by a value fixed for the whole loop becomes multiplication by
-    /// its reciprocal, computed once before the loop.
+    /// of rank `rank`. A division the plan names in `reciprocal` becomes multiplication by the
+    /// divisor's reciprocal, computed once before the loop.
     fn node_expr(&mut self, g: &Graph, plan: &Plan, id: NodeId, rank: usize) -> Operand {
         let node = g.node(id);
         let mut args: Vec<Operand> = (0..node.inputs.len())
@@ -2169,13 +2169,18 @@ impl<'a> Tx<'a> {
             None
         };
         let mut op = node.op.clone();
-        if op == Op::Div && rank > 0 {
-            if let Operand::Scalar(d) = args[1] {
-                let one = self.fconst(1.0);
-                args[1] = Operand::Scalar(self.b.ins().fdiv(one, d));
-                op = Op::Mul;
-            }
+        if plan.reciprocal.contains(&id) {
+            let Operand::Scalar(d) = args[1] else {
+                unreachable!("a divisor fixed for the loop is a scalar operand")
+            };
+            let one = self.fconst(1.0);
+            args[1] = Operand::Scalar(self.b.ins().fdiv(one, d));
+            op = Op::Mul;
         }
+        debug_assert!(
+            op != Op::Div || rank == 0 || !matches!(args[1], Operand::Scalar(_)),
+            "the plan names every division by a loop invariant"
+        );
         Operand::Inline { op, args, exponent }
     }
 

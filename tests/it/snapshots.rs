@@ -44,3 +44,40 @@ fn example_derivatives() {
         insta::assert_snapshot!(format!("{dsl}\n{latex}"));
     });
 }
+
+/// The lowering plans of a model's forward and gradient graphs, verified, as text.
+fn plans_text(path: &std::path::Path) -> String {
+    let model = model_of(path);
+    let g = compile::graphs(&model);
+    let mut out = String::new();
+    for (name, f) in [("forward", &g.forward), ("gradient", &g.gradient)] {
+        let plan = adjoint::lower::plan(f);
+        if let Err(e) = adjoint::lower::verify(f, &plan) {
+            panic!(
+                "{}: the {name} plan breaks an invariant: {e}",
+                path.display()
+            );
+        }
+        out.push_str(&format!(
+            "## {name}\n{}",
+            adjoint::lower::plan_text(f, &plan)
+        ));
+    }
+    out
+}
+
+/// The plan of every example: which buffers exist, what is fused into which loop, which loops
+/// run in blocks of rows.
+#[test]
+fn example_plans() {
+    insta::glob!("../../examples", "*.dsl", |path| {
+        insta::assert_snapshot!(plans_text(path));
+    });
+}
+
+#[test]
+fn fixture_plans() {
+    insta::glob!("../data/graph", "*.dsl", |path| {
+        insta::assert_snapshot!(plans_text(path));
+    });
+}

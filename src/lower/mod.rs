@@ -2,10 +2,20 @@
 //!
 //! Every value is a scalar computed inline (constants, dimension sizes), or a strided view of a
 //! buffer slot. Reshapes, transposes and broadcasts are views: they cost no code and no memory.
-//! Every other node computes into a fresh contiguous slot. Outputs are copied into slots of
-//! their own, so callers always find them contiguous.
+//! Every other node computes into a fresh contiguous slot, except that elementwise nodes read by
+//! one loop are fused into it (`Val::Inline`, loop groups), scalars live in registers, and a
+//! node that is an output and has a step of its own computes straight into its output slot
+//! (other outputs are copied there, so callers always find them contiguous).
 //!
-//! Invariant: a slot is written by exactly one step, before any step reads it.
+//! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
+//! it; a register is computed before it is read; every view lies inside its slot. `plan_text`
+//! is the canonical text form (`adjoint graph --plan`).
+
+mod text;
+mod verify;
+
+pub use text::plan_text;
+pub use verify::{PlanError, verify};
 
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
@@ -115,9 +125,39 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Output slot of each output, in order.
     pub outputs: Vec<u32>,
+    /// Divisions computed in loops as multiplications by the divisor's reciprocal, taken once
+    /// before the loop (the rule `reciprocal-of-loop-invariant`): a division costs several
+    /// multiplications' time, and these divisors are fixed for the whole loop (`x / σ`,
+    /// `x / n`). Not exact in IEEE arithmetic: x·(1/d) can differ from x/d in the last bit,
+    /// which is why the rule lives here, printed with the plan, and not in `simplify`, whose
+    /// rules are exact.
+    pub reciprocal: std::collections::HashSet<NodeId>,
 }
 
 impl Plan {
+    /// The slots some step writes.
+    pub fn written_slots(&self) -> std::collections::HashSet<u32> {
+        let mut out = std::collections::HashSet::new();
+        for step in &self.steps {
+            match step {
+                Step::Compute { slot, aux, .. } => out.extend(std::iter::once(*slot).chain(*aux)),
+                Step::Scalar { .. } => {}
+                Step::Copy { slot, .. } => {
+                    out.insert(*slot);
+                }
+                Step::Group {
+                    members, blocked, ..
+                } => {
+                    out.extend(members.iter().filter_map(verify::written_slot));
+                    if let Some(b) = blocked {
+                        out.extend([b.before.1, b.after.1]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Elements in a slot under a binding of the symbolic dimensions.
     pub fn slot_len(&self, slot: usize, syms: &[u64]) -> usize {
         self.slots[slot].shape.elements(syms)
@@ -337,12 +377,32 @@ pub fn plan(f: &GraphFn) -> Plan {
     }
     let steps = group_loops(g, &values, steps, &outputs);
     let steps = block_rows(g, &values, steps);
+    let reciprocal = divisions_by_loop_invariants(g, &values);
     Plan {
         slots,
         values,
         steps,
         outputs,
+        reciprocal,
     }
+}
+
+/// Divisions evaluated inside a loop (their shape has an axis) whose divisor has one value for
+/// the whole loop: a constant, a dimension's size, a scalar register or a one-element view.
+fn divisions_by_loop_invariants(
+    g: &Graph,
+    values: &[Option<Val>],
+) -> std::collections::HashSet<NodeId> {
+    let fixed = |d: NodeId| match &values[d.index()] {
+        Some(Val::Const(_) | Val::DimSize(_) | Val::Register(_)) => true,
+        Some(Val::View { .. }) => g.shape(d).rank() == 0,
+        Some(Val::Inline(_)) | None => false,
+    };
+    g.ids()
+        .filter(|&id| values[id.index()].is_some())
+        .filter(|&id| g.node(id).op == Op::Div && g.shape(id).rank() > 0)
+        .filter(|&id| fixed(g.node(id).inputs[1]))
+        .collect()
 }
 
 /// How one step reads another's result.

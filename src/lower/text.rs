@@ -1,0 +1,180 @@
+//! The plan's canonical text form: its slots, then its steps in order, each operand written as
+//! the value it is read as. `adjoint graph --plan` prints it and snapshot tests pin it, so a
+//! change in how the back end places values (which buffers exist, what is fused into which
+//! loop, what is blocked by rows) is reviewed like a change in the graph.
+//!
+//! ```text
+//! slots
+//!   s0 input A : f64[n, 3]
+//!   s3 temp : f64[n]
+//! steps
+//!   s3 ← matmul(s0[3, 1], s1[1])
+//!   loop [n] in blocks of rows
+//!     block: s5 ← matmul(s0[3, 1], s2[1])
+//!     lane %4 = sub(s5[1], s1[1])
+//!     s7 += sum(pow(%4, 2))
+//!     s8 ← %13 = mul(r%12, %4)
+//!     block: s4 += matmul(s0[1, 3], s8[1])
+//! ```
+//!
+//! A temporary slot that no step writes is marked `unused`. A division by a value fixed for its
+//! loop is written as the multiplication by the reciprocal that runs (`Plan::reciprocal`).
+//! A view is its slot and one stride per axis (`0` broadcasts; `n·3` is a product of sizes);
+//! `r%7` is a scalar in a register; an elementwise node fused into its reader is written out
+//! where it is read; inside a loop, `%k` is a member of the same loop read from its register
+//! (`lane`: never stored). A loop in blocks of rows runs its first product for a block of rows,
+//! the loop over them, then its second product's share of them (`lower::block_rows`).
+
+use super::{Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
+use crate::ir::print::{fmt_number, op_text};
+use crate::ir::{Dim, Graph, NodeId};
+use crate::model::GraphFn;
+use std::fmt::Write;
+
+/// The plan of `f` as text.
+pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
+    let g = &f.graph;
+    let written = plan.written_slots();
+    let mut out = String::from("slots\n");
+    for (i, slot) in plan.slots.iter().enumerate() {
+        let kind = match slot.kind {
+            SlotKind::Input(k) => format!("input {}", g.inputs[k as usize].name),
+            SlotKind::Param(k) => format!("param {}", g.params[k as usize].name),
+            SlotKind::Output(k) => format!("output {}", f.outputs[k as usize].0),
+            SlotKind::Temp if written.contains(&(i as u32)) => "temp".to_string(),
+            // Allocated by the runtime all the same: a loop member kept in a register.
+            SlotKind::Temp => "temp (unused)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  s{i} {kind} : {}{}",
+            g.dtype.name(),
+            g.shape_text(&slot.shape)
+        );
+    }
+    out.push_str("steps\n");
+    let text = Text { g, plan };
+    for step in &plan.steps {
+        text.step(&mut out, step);
+    }
+    out
+}
+
+struct Text<'a> {
+    g: &'a Graph,
+    plan: &'a Plan,
+}
+
+impl Text<'_> {
+    fn step(&self, out: &mut String, step: &Step) {
+        match step {
+            Step::Compute { node, slot, aux } => {
+                let scratch = aux.map(|a| format!("  (scratch s{a})")).unwrap_or_default();
+                let _ = writeln!(out, "  s{slot} ← {}{scratch}", self.node(*node, &[]));
+            }
+            Step::Scalar { node } => {
+                let _ = writeln!(out, "  r{node} ← {}", self.node(*node, &[]));
+            }
+            Step::Copy {
+                src,
+                src_shape,
+                slot,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  s{slot} ← copy {} : {}{}",
+                    self.value(src, &[]),
+                    self.g.dtype.name(),
+                    self.g.shape_text(src_shape)
+                );
+            }
+            Step::Group {
+                shape,
+                members,
+                blocked,
+            } => {
+                let by = if blocked.is_some() {
+                    " in blocks of rows"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "  loop {}{by}", self.g.shape_text(shape));
+                if let Some(b) = blocked {
+                    let (node, slot) = b.before;
+                    let _ = writeln!(out, "    block: s{slot} ← {}", self.node(node, &[]));
+                }
+                let lanes: Vec<NodeId> = members.iter().map(|m| m.node).collect();
+                for m in members {
+                    let _ = writeln!(out, "    {}", self.member(m, &lanes));
+                }
+                if let Some(b) = blocked {
+                    let (node, slot) = b.after;
+                    let _ = writeln!(out, "    block: s{slot} += {}", self.node(node, &[]));
+                }
+            }
+        }
+    }
+
+    fn member(&self, m: &Member, lanes: &[NodeId]) -> String {
+        let expr = self.node(m.node, lanes);
+        match (m.kind, m.stored) {
+            (MemberKind::Elementwise, true) => format!("s{} ← {} = {expr}", m.slot, m.node),
+            (MemberKind::Elementwise, false) => format!("lane {} = {expr}", m.node),
+            (MemberKind::Sum, _) => format!("s{} += {expr}", m.slot),
+            (MemberKind::ColumnSum, _) => format!("s{}[column] += {expr}", m.slot),
+        }
+    }
+
+    /// A node applied to its operands' values; a division by a loop invariant as the
+    /// multiplication by its reciprocal that runs.
+    fn node(&self, id: NodeId, lanes: &[NodeId]) -> String {
+        let node = self.g.node(id);
+        let args: Vec<String> = node
+            .inputs
+            .iter()
+            .map(|&a| self.operand(a, lanes))
+            .collect();
+        if self.plan.reciprocal.contains(&id) {
+            return format!("mul({}, reciprocal({}))", args[0], args[1]);
+        }
+        format!("{}({})", op_text(self.g, &node.op), args.join(", "))
+    }
+
+    fn operand(&self, id: NodeId, lanes: &[NodeId]) -> String {
+        if lanes.contains(&id) {
+            return id.to_string();
+        }
+        match &self.plan.values[id.index()] {
+            Some(v) => self.value(v, lanes),
+            None => format!("{id}?"),
+        }
+    }
+
+    fn value(&self, v: &Val, lanes: &[NodeId]) -> String {
+        match v {
+            Val::Const(c) => fmt_number(*c),
+            Val::DimSize(s) => self.g.syms[*s as usize].clone(),
+            Val::View { slot, strides } => {
+                let s: Vec<String> = strides.iter().map(|s| self.stride(s)).collect();
+                format!("s{slot}[{}]", s.join(", "))
+            }
+            Val::Inline(id) => self.node(*id, lanes),
+            Val::Register(id) => format!("r{id}"),
+        }
+    }
+
+    fn stride(&self, s: &Stride) -> String {
+        match s {
+            Stride::Zero => "0".into(),
+            Stride::Prod(dims) if dims.is_empty() => "1".into(),
+            Stride::Prod(dims) => dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(k) => k.to_string(),
+                    Dim::Sym(s) => self.g.syms[*s as usize].clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("·"),
+        }
+    }
+}
