@@ -83,8 +83,11 @@ fn measure(src: &str) -> Row {
     best.expect("three runs")
 }
 
+/// A family of models: its name, its source for `n` terms, and the sizes measured.
+type Family = (&'static str, fn(usize) -> String, &'static [usize]);
+
 fn main() {
-    let families: [(&str, fn(usize) -> String, &[usize]); 2] = [
+    let families: [Family; 2] = [
         (
             "sum of (x - i)^2",
             sum_of_terms,
