@@ -142,6 +142,9 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     let compiled = compile_model(model, &file)?;
     let compile_time = check_time + start.elapsed();
     let dataset = load_data(&compiled.model, data_path.as_deref(), &args.file, &[])?;
+    // Installed before the first line is printed: a Ctrl-C from then on stops the run at its
+    // first step boundary, and saves, instead of killing the process.
+    let interrupt = interrupt::install()?;
     let opt = &compiled.model.optimizer;
     println!(
         "compiled {} in {:.1} ms: {} parameter(s), {} {opt}",
@@ -198,7 +201,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         println!("parameters from {}", r.display());
     }
     let start_step = trainer.step;
-    trainer.interrupt = Some(interrupt::install()?);
+    trainer.interrupt = Some(interrupt);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
