@@ -468,14 +468,14 @@ pub fn derivatives(
     use crate::ir::pretty::{Printer, Style};
     use std::fmt::Write;
     let g = &graphs.gradient.graph;
-    if let Some(w) = wrt {
-        if !g.params.iter().any(|p| p.name == w) {
-            let known: Vec<_> = g.params.iter().map(|p| p.name.as_str()).collect();
-            return Err(format!(
-                "the model has no parameter `{w}`; it has: {}",
-                known.join(", ")
-            ));
-        }
+    if let Some(w) = wrt
+        && !g.params.iter().any(|p| p.name == w)
+    {
+        let known: Vec<_> = g.params.iter().map(|p| p.name.as_str()).collect();
+        return Err(format!(
+            "the model has no parameter `{w}`; it has: {}",
+            known.join(", ")
+        ));
     }
     let printed: Vec<(usize, NodeId)> = g
         .params
