@@ -538,7 +538,7 @@ fn run_peer(
         .ok_or(format!("no `{}` in {line}", p.field))?
         + key.len()..];
     let value = match rest.strip_prefix("\"median=") {
-        Some(m) => m.split(|c: char| c == ' ' || c == '"').next().unwrap_or(""),
+        Some(m) => m.split([' ', '"']).next().unwrap_or(""),
         None => rest.split([',', '}']).next().unwrap_or(""),
     };
     value

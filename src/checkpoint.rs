@@ -364,6 +364,11 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     write_atomically(&target, &bytes)
 }
 
+/// The bytes [`save`] would write for `ckpt`, checksums included.
+pub fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
+    encode(Path::new("(in memory)"), ckpt)
+}
+
 /// Checks, before any work is done, that [`save`] could write a checkpoint to `path`: the
 /// target is a regular file or absent, and its directory exists and accepts new files (a
 /// temporary file is created there and removed). Returns the file a save would replace, with

@@ -397,7 +397,7 @@ fn repeated_subterm_names(g: &Graph, roots: &[NodeId], loss_name: &str) -> HashM
             _ => node.inputs.clone(),
         };
         for x in operands {
-            count[x.index()] += passed;
+            count[x.index()] = count[x.index()].saturating_add(passed);
         }
     }
     chosen.sort();
@@ -438,21 +438,22 @@ fn is_view(op: &Op) -> bool {
 }
 
 /// Operations in the printed form of `id` down to named nodes, views not counted (memoized
-/// in `size`).
+/// in `size`). Saturating: a graph of shared subterms, such as nested `f(x) + f(x)`, has
+/// printed forms of 2^depth operations.
 fn subterm_size(g: &Graph, id: NodeId, size: &mut [Option<usize>]) -> usize {
     if let Some(n) = size[id.index()] {
         return n;
     }
     let node = g.node(id);
     let own = usize::from(!is_view(&node.op) && !node.inputs.is_empty());
-    let below: usize = node
+    let total = node
         .inputs
         .iter()
         .filter(|x| g.name(**x).is_none())
         .map(|&x| subterm_size(g, x, size))
-        .sum();
-    size[id.index()] = Some(own + below);
-    own + below
+        .fold(own, usize::saturating_add);
+    size[id.index()] = Some(total);
+    total
 }
 
 /// The simplified derivative of the loss with respect to each parameter (or only `wrt`), as
@@ -467,14 +468,14 @@ pub fn derivatives(
     use crate::ir::pretty::{Printer, Style};
     use std::fmt::Write;
     let g = &graphs.gradient.graph;
-    if let Some(w) = wrt {
-        if !g.params.iter().any(|p| p.name == w) {
-            let known: Vec<_> = g.params.iter().map(|p| p.name.as_str()).collect();
-            return Err(format!(
-                "the model has no parameter `{w}`; it has: {}",
-                known.join(", ")
-            ));
-        }
+    if let Some(w) = wrt
+        && !g.params.iter().any(|p| p.name == w)
+    {
+        let known: Vec<_> = g.params.iter().map(|p| p.name.as_str()).collect();
+        return Err(format!(
+            "the model has no parameter `{w}`; it has: {}",
+            known.join(", ")
+        ));
     }
     let printed: Vec<(usize, NodeId)> = g
         .params

@@ -48,9 +48,41 @@ pub fn checkpoint_seeds() -> Vec<Vec<u8>> {
 }
 
 /// Decodes `bytes` as a checkpoint file and restores it as `--resume` does; when that
-/// succeeds, trains a few steps from the restored state and saves it again. Returns whether the
-/// checkpoint was accepted. Must never panic, whatever the bytes.
+/// succeeds, trains a few steps from the restored state and saves it again. Then the same for
+/// the file resealed: its checksums written anew for whatever it holds, since a mutation
+/// almost never keeps them matching, and the checks behind them (ranges, shapes, the model)
+/// would otherwise go unexplored. Returns whether the file as given was accepted. Must never
+/// panic, whatever the bytes.
 pub fn resume_checkpoint(bytes: &[u8]) -> bool {
+    let accepted = restore_and_train(bytes);
+    if let Some(resealed) = resealed(bytes) {
+        restore_and_train(&resealed);
+    }
+    accepted
+}
+
+/// The file with its checksum entries dropped and written again by the checkpoint encoder.
+pub fn resealed(bytes: &[u8]) -> Option<Vec<u8>> {
+    let header_len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header_end = header_len.checked_add(8)?;
+    let mut header: serde_json::Value = serde_json::from_slice(bytes.get(8..header_end)?).ok()?;
+    let metadata = header.get_mut("__metadata__")?.as_object_mut()?;
+    for key in [
+        crate::checkpoint::CHECKSUM_KEY,
+        crate::checkpoint::METADATA_CHECKSUM_KEY,
+    ] {
+        metadata.remove(key);
+    }
+    let mut unsealed = header.to_string().into_bytes();
+    unsealed.resize(unsealed.len().next_multiple_of(8), b' ');
+    let mut file = (unsealed.len() as u64).to_le_bytes().to_vec();
+    file.extend(unsealed);
+    file.extend(&bytes[header_end..]);
+    let (ckpt, _) = crate::checkpoint::decode(Path::new("fuzz.safetensors"), &file).ok()?;
+    crate::checkpoint::to_bytes(&ckpt).ok()
+}
+
+fn restore_and_train(bytes: &[u8]) -> bool {
     let (compiled, data) = checkpoint_model();
     let mut t = Trainer::new(compiled, 0);
     let path = Path::new("fuzz.safetensors");

@@ -227,15 +227,15 @@ pub fn blame(
             .iter()
             .map(|a| values[a.index()].clone().unwrap())
             .collect();
-        if let Some(err) = local_check(g, id, &operand_values, rng) {
-            if err > tolerance {
-                return Some(Blame {
-                    op: node.op.name(),
-                    node: id,
-                    span: g.span(id),
-                    error: err,
-                });
-            }
+        if let Some(err) = local_check(g, id, &operand_values, rng)
+            && err > tolerance
+        {
+            return Some(Blame {
+                op: node.op.name(),
+                node: id,
+                span: g.span(id),
+                error: err,
+            });
         }
     }
     None
@@ -382,7 +382,7 @@ pub fn symmetric_eigen(a: &[Vec<f64>]) -> Vec<(f64, Vec<f64>)> {
     let mut v: Vec<Vec<f64>> = (0..n)
         .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
         .collect();
-    let mut m: Vec<Vec<f64>> = a.iter().map(|r| r.clone()).collect();
+    let mut m: Vec<Vec<f64>> = a.to_vec();
     // Symmetrize: the computed Hessian is symmetric only up to rounding.
     for i in 0..n {
         for j in 0..i {

@@ -1,6 +1,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+// Matrix code (eigenvalues, orthogonal initialization) indexes rows and columns by name.
+#![allow(clippy::needless_range_loop)]
 //! adjoint: a symbolic-plus-numeric autodiff compiler.
 //!
 //! A model and its loss are written in a small language. adjoint parses and shape-checks it into

@@ -345,6 +345,7 @@ impl TrainLoop {
     /// Runs `steps` steps. `table` is `[steps, reserved, β1ᵗ, β2ᵗ, lr₁ … lr_steps]`: the β
     /// powers before the first step and each step's learning rate (`table[0]` is set here).
     /// Inputs and params are checked against the plan exactly as `Executable::run` does.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         exe: &Executable,

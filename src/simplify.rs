@@ -56,10 +56,10 @@ pub fn run(f: &GraphFn) -> (GraphFn, SimplifyReport) {
         }
     }
     report.nodes_after = cur.graph.len();
-    if cfg!(debug_assertions) {
-        if let Err(e) = crate::ir::verify::verify(&cur.graph) {
-            panic!("adjoint internal error: simplify produced an ill-formed graph: {e:?}");
-        }
+    if cfg!(debug_assertions)
+        && let Err(e) = crate::ir::verify::verify(&cur.graph)
+    {
+        panic!("adjoint internal error: simplify produced an ill-formed graph: {e:?}");
     }
     (cur, report)
 }
@@ -361,21 +361,20 @@ fn stable_form(
                 let sp = r(g, Op::Softplus, &[ny]);
                 return Some(("log-sigmoid", r(g, Op::Neg, &[sp])));
             }
-            if let Some(s) = with_const(g, x, Op::Sub, 1.0, false) {
-                if let Some(y) = unary_arg(g, s, Op::Sigmoid) {
-                    // log(1 − σ(y)) = −softplus(y)
-                    let sp = r(g, Op::Softplus, &[y]);
-                    return Some(("log-one-minus-sigmoid", r(g, Op::Neg, &[sp])));
-                }
+            if let Some(s) = with_const(g, x, Op::Sub, 1.0, false)
+                && let Some(y) = unary_arg(g, s, Op::Sigmoid)
+            {
+                // log(1 − σ(y)) = −softplus(y)
+                let sp = r(g, Op::Softplus, &[y]);
+                return Some(("log-one-minus-sigmoid", r(g, Op::Neg, &[sp])));
             }
-            if let (Op::Add, [a, b]) = (g.op(x).clone(), g.node(x).inputs.as_slice()) {
-                if let (Some(ea), Some(eb)) = (unary_arg(g, *a, Op::Exp), unary_arg(g, *b, Op::Exp))
-                {
-                    // log(eᵃ + eᵇ) = a + softplus(b − a): smooth, and never overflows.
-                    let d = r(g, Op::Sub, &[eb, ea]);
-                    let sp = r(g, Op::Softplus, &[d]);
-                    return Some(("log-add-exp", r(g, Op::Add, &[ea, sp])));
-                }
+            if let (Op::Add, [a, b]) = (g.op(x).clone(), g.node(x).inputs.as_slice())
+                && let (Some(ea), Some(eb)) = (unary_arg(g, *a, Op::Exp), unary_arg(g, *b, Op::Exp))
+            {
+                // log(eᵃ + eᵇ) = a + softplus(b − a): smooth, and never overflows.
+                let d = r(g, Op::Sub, &[eb, ea]);
+                let sp = r(g, Op::Softplus, &[d]);
+                return Some(("log-add-exp", r(g, Op::Add, &[ea, sp])));
             }
             if let Some((rule, terms)) = mixture_terms(g, x) {
                 return Some((rule, log_add_exp_chain(g, &terms, &mut r)));
@@ -416,10 +415,10 @@ fn stable_form(
             }
         }
         Op::Sub => {
-            if g.const_value(args[1]) == Some(1.0) {
-                if let Some(y) = unary_arg(g, args[0], Op::Exp) {
-                    return Some(("exp-minus-one", r(g, Op::Expm1, &[y])));
-                }
+            if g.const_value(args[1]) == Some(1.0)
+                && let Some(y) = unary_arg(g, args[0], Op::Exp)
+            {
+                return Some(("exp-minus-one", r(g, Op::Expm1, &[y])));
             }
         }
         Op::Sqrt => {
@@ -432,14 +431,12 @@ fn stable_form(
         }
         Op::Div => {
             // 1 / (1 + exp(−y)) = σ(y)
-            if g.const_value(args[0]) == Some(1.0) {
-                if let Some(e) = with_const(g, args[1], Op::Add, 1.0, true) {
-                    if let Some(ny) = unary_arg(g, e, Op::Exp) {
-                        if let Some(y) = unary_arg(g, ny, Op::Neg) {
-                            return Some(("logistic", r(g, Op::Sigmoid, &[y])));
-                        }
-                    }
-                }
+            if g.const_value(args[0]) == Some(1.0)
+                && let Some(e) = with_const(g, args[1], Op::Add, 1.0, true)
+                && let Some(ny) = unary_arg(g, e, Op::Exp)
+                && let Some(y) = unary_arg(g, ny, Op::Neg)
+            {
+                return Some(("logistic", r(g, Op::Sigmoid, &[y])));
             }
             // exp(y) / sum(exp(y)) = exp(y − logsumexp(y))
             if let Some(y) = unary_arg(g, args[0], Op::Exp) {
@@ -447,16 +444,16 @@ fn stable_form(
                     Op::Reshape(_) => g.node(args[1]).inputs[0],
                     _ => args[1],
                 };
-                if let Op::Sum { axis } = g.op(denom).clone() {
-                    if g.node(denom).inputs[0] == args[0] {
-                        let lse = r(g, Op::LogSumExp { axis }, &[y]);
-                        let lse = match g.op(args[1]).clone() {
-                            Op::Reshape(s) => r(g, Op::Reshape(s), &[lse]),
-                            _ => lse,
-                        };
-                        let d = r(g, Op::Sub, &[y, lse]);
-                        return Some(("softmax", r(g, Op::Exp, &[d])));
-                    }
+                if let Op::Sum { axis } = g.op(denom).clone()
+                    && g.node(denom).inputs[0] == args[0]
+                {
+                    let lse = r(g, Op::LogSumExp { axis }, &[y]);
+                    let lse = match g.op(args[1]).clone() {
+                        Op::Reshape(s) => r(g, Op::Reshape(s), &[lse]),
+                        _ => lse,
+                    };
+                    let d = r(g, Op::Sub, &[y, lse]);
+                    return Some(("softmax", r(g, Op::Exp, &[d])));
                 }
             }
         }
@@ -612,13 +609,14 @@ fn try_rules(
                 }
             }
             // s * (c * x) → (c * s) * x for a scalar s: constants gather with the scalars.
-            if c(g, 0).is_none() && g.shape(args[0]).is_scalar() {
-                if let Op::Mul = g.op(args[1]) {
-                    let inner = g.node(args[1]).inputs.clone();
-                    if g.const_value(inner[0]).is_some() && g.const_value(inner[1]).is_none() {
-                        let cs = r(g, Op::Mul, &[inner[0], args[0]]);
-                        return Some(("gather-scalars", r(g, Op::Mul, &[cs, inner[1]])));
-                    }
+            if c(g, 0).is_none()
+                && g.shape(args[0]).is_scalar()
+                && let Op::Mul = g.op(args[1])
+            {
+                let inner = g.node(args[1]).inputs.clone();
+                if g.const_value(inner[0]).is_some() && g.const_value(inner[1]).is_none() {
+                    let cs = r(g, Op::Mul, &[inner[0], args[0]]);
+                    return Some(("gather-scalars", r(g, Op::Mul, &[cs, inner[1]])));
                 }
             }
             // c1 * (c2 * x) → (c1·c2) * x

@@ -153,6 +153,11 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     let compiled = compile_model(model, &file)?;
     let compile_time = check_time + start.elapsed();
     let dataset = load_data(&compiled.model, data_path.as_deref(), &args.file, &[])?;
+    // Installed before the first line is printed: a Ctrl-C from then on stops the run at its
+    // first step boundary, and saves, instead of killing the process.
+    let interrupt = interrupt::install()?;
+    // A closed standard output (`| head`) stops the run as Ctrl-C does.
+    out::stop_on_failure(interrupt);
     let opt = &compiled.model.optimizer;
     say!(
         "compiled {} in {:.1} ms: {} parameter(s), {} {opt}",
@@ -209,10 +214,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         say!("parameters from {}", r.display());
     }
     let start_step = trainer.step;
-    let stop = interrupt::install()?;
-    // A closed standard output (`| head`) stops the run as Ctrl-C does.
-    out::stop_on_failure(stop);
-    trainer.interrupt = Some(stop);
+    trainer.interrupt = Some(interrupt);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
@@ -262,7 +264,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             })
         });
         if let Some(path) = target {
-            save_or_rescue(&trainer, &path, &args.file)?;
+            save_or_rescue(&trainer, &path, &args.file, "")?;
         }
         if interrupted {
             return Err(CliError::Interrupted(format!(
@@ -309,7 +311,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         }
         // The trainer holds the state from before the step that went non-finite.
         if let Some(path) = &args.save {
-            save_or_rescue(&trainer, path, &args.file)?;
+            save_or_rescue(&trainer, path, &args.file, ", the last finite state")?;
         }
         return Err(CliError::CheckFailed);
     }
@@ -350,13 +352,22 @@ fn optimizer_flags(args: &TrainArgs) -> Option<String> {
     (!flags.is_empty()).then(|| flags.join(" "))
 }
 
-/// Saves the trained state to `path`; when that fails (the directory went away, the disk
-/// filled), saves it beside the model file or else in the temporary directory, says where, and
-/// fails.
-fn save_or_rescue(trainer: &Trainer, path: &Path, model_file: &Path) -> Result<(), CliError> {
+/// Saves the trained state to `path` and says so (`note` describes the state); when that fails
+/// (the directory went away, the disk filled), saves it beside the model file or else in the
+/// temporary directory, says where, and fails.
+fn save_or_rescue(
+    trainer: &Trainer,
+    path: &Path,
+    model_file: &Path,
+    note: &str,
+) -> Result<(), CliError> {
     let error = match crate::resume::save(trainer, path) {
         Ok(()) => {
-            say!("checkpoint: {} (step {})", path.display(), trainer.step);
+            say!(
+                "checkpoint: {} (step {}{note})",
+                path.display(),
+                trainer.step
+            );
             return Ok(());
         }
         Err(e) => e,

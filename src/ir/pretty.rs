@@ -202,6 +202,91 @@ impl<'g> Printer<'g> {
         }
     }
 
+    /// `sum_to(x, target)`. Leading (batch) axes are summed away, then the axes broadcast from
+    /// 1 are summed with their unit axis kept. An axis the printed operand does not have (it
+    /// comes from a broadcast, which prints as its operand) is not summed but counted: the
+    /// sum of n copies of a value is n times it.
+    fn sum_to(&mut self, x: NodeId, target: &Shape) -> (String, u8) {
+        let xs = self.graph.shape(x).clone();
+        let printed = self.printed_shape(x);
+        let offset = xs.rank() - printed.rank();
+        // Whether the printed operand lacks axis `i` of `xs`, or has it as a unit axis.
+        let broadcast = |i: usize| i < offset || printed.0[i - offset] == Dim::Fixed(1);
+        let lead = xs.rank() - target.rank();
+        let mut text = self.go(x, false);
+        let mut count: Vec<Dim> = Vec::new();
+        if target.is_scalar() {
+            count.extend((0..xs.rank()).filter(|&i| broadcast(i)).map(|i| xs.0[i]));
+            count.retain(|d| *d != Dim::Fixed(1));
+            if printed.rank() > 0 {
+                text = self.call("sum", &[text.0]);
+            }
+            return self.counted(count, text);
+        }
+        for i in 0..lead {
+            if broadcast(i) && xs.0[i] != Dim::Fixed(1) {
+                count.push(xs.0[i]);
+            }
+            if i >= offset {
+                text = self.call("sum", &[text.0, "axis=0".into()]);
+            }
+        }
+        for (k, (t, s)) in target.0.iter().zip(&xs.0[lead..]).enumerate() {
+            let i = lead + k;
+            if *t != Dim::Fixed(1) || *s == Dim::Fixed(1) {
+                continue;
+            }
+            if broadcast(i) {
+                count.push(*s);
+            } else {
+                let axis = i - offset.max(lead);
+                let args = [text.0, format!("axis={axis}"), "keepdims=true".into()];
+                text = self.call("sum", &args);
+            }
+        }
+        self.counted(count, text)
+    }
+
+    /// `text` times the sizes in `count`.
+    fn counted(&self, count: Vec<Dim>, text: (String, u8)) -> (String, u8) {
+        if count.is_empty() {
+            return text;
+        }
+        let sym = if self.style == Style::Latex {
+            " \\cdot "
+        } else {
+            " * "
+        };
+        let factors: Vec<String> = count
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(k) => k.to_string(),
+                Dim::Sym(s) => self.atom_name(&self.graph.syms[*s as usize]),
+            })
+            .collect();
+        (
+            format!("{}{sym}{}", factors.join(sym), self.wrap(text, MUL + 1)),
+            MUL,
+        )
+    }
+
+    /// The shape of `id`'s printed expression, which is smaller than its shape in the graph
+    /// where a broadcast (printed as its operand) is not widened again by an operand beside it.
+    fn printed_shape(&self, id: NodeId) -> Shape {
+        let g = self.graph;
+        let node = g.node(id);
+        match &node.op {
+            Op::Expand(_) => self.printed_shape(node.inputs[0]),
+            op if op.is_elementwise() && !node.inputs.is_empty() => node
+                .inputs
+                .iter()
+                .map(|&a| self.printed_shape(a))
+                .reduce(|a, b| crate::ir::shape::broadcast(&a, &b).unwrap_or(b))
+                .unwrap_or_else(|| node.shape.clone()),
+            _ => node.shape.clone(),
+        }
+    }
+
     fn go(&mut self, id: NodeId, root: bool) -> (String, u8) {
         let g = self.graph;
         if !root && let Some(name) = self.name_of(id) {
@@ -315,25 +400,8 @@ impl<'g> Printer<'g> {
                 self.reduction(id, false)
             }
             Op::SumTo(target) => {
-                let x = g.shape(ins[0]).clone();
-                let a = self.go(ins[0], false).0;
-                if target.is_scalar() {
-                    return self.call("sum", &[a]);
-                }
-                // Leading (batch) axes are summed away, then the axes broadcast from 1 are
-                // summed with their unit axis kept.
-                let lead = x.rank() - target.rank();
-                let mut text = (a, ATOM);
-                for _ in 0..lead {
-                    text = self.call("sum", &[text.0, "axis=0".into()]);
-                }
-                for (k, (t, s)) in target.0.iter().zip(&x.0[lead..]).enumerate() {
-                    if *t == Dim::Fixed(1) && *s != Dim::Fixed(1) {
-                        let args = [text.0, format!("axis={k}"), "keepdims=true".into()];
-                        text = self.call("sum", &args);
-                    }
-                }
-                text
+                let target = target.clone();
+                self.sum_to(ins[0], &target)
             }
             Op::ArgMax { axis } => {
                 let a = self.go(ins[0], false).0;

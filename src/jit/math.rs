@@ -11,6 +11,9 @@
 //! give what libm gives. `erf`, against correctly rounded values of a 200-bit evaluation:
 //! within 1 ulp of them in f64 and f32 (the worst at subnormal results).
 
+// The coefficients are fdlibm's and musl's, written as published.
+#![allow(clippy::excessive_precision)]
+
 use super::Tx;
 use cranelift::codegen::ir::{Endianness, MemFlagsData};
 use cranelift::prelude::*;
@@ -236,12 +239,12 @@ impl Tx<'_> {
         c
     }
 
-    fn to_bits(&mut self, x: Value) -> Value {
+    fn bits_of(&mut self, x: Value) -> Value {
         let ity = self.int_twin(self.value_type(x));
         self.b.ins().bitcast(ity, lane_flags(), x)
     }
 
-    fn from_bits(&mut self, i: Value, ty: Type) -> Value {
+    fn float_of_bits(&mut self, i: Value, ty: Type) -> Value {
         self.b.ins().bitcast(ty, lane_flags(), i)
     }
 
@@ -317,7 +320,7 @@ impl Tx<'_> {
     fn exp2_factors(&mut self, t: Value, ty: Type) -> (Value, Value) {
         let fmt = format_of(ty);
         let ity = self.int_twin(ty);
-        let ti = self.to_bits(t);
+        let ti = self.bits_of(t);
         let shifter = self.int_const_of(ity, fmt.shifter_bits);
         let n = self.b.ins().isub(ti, shifter);
         let n1 = self.b.ins().sshr_imm_s(n, 1i64);
@@ -326,7 +329,7 @@ impl Tx<'_> {
         let factor = |tx: &mut Self, k: Value| {
             let e = tx.b.ins().iadd(k, bias);
             let e = tx.b.ins().ishl_imm_s(e, fmt.mantissa_bits);
-            tx.from_bits(e, ty)
+            tx.float_of_bits(e, ty)
         };
         (factor(self, n1), factor(self, n2))
     }
@@ -408,7 +411,7 @@ impl Tx<'_> {
         let fmt = format_of(ty);
         let ity = self.int_twin(ty);
         // x = 2^k · m with m in [√½, √2).
-        let bits = self.to_bits(xs);
+        let bits = self.bits_of(xs);
         let offset = self.int_const_of(ity, fmt.one_bits - fmt.sqrt_half_bits);
         let ix = self.b.ins().iadd(bits, offset);
         let k_raw = self.b.ins().ushr_imm_s(ix, fmt.mantissa_bits);
@@ -416,11 +419,11 @@ impl Tx<'_> {
         let m = self.b.ins().band(ix, mask);
         let sqrt_half = self.int_const_of(ity, fmt.sqrt_half_bits);
         let m = self.b.ins().iadd(m, sqrt_half);
-        let m = self.from_bits(m, ty);
+        let m = self.float_of_bits(m, ty);
         // k as a float: OR the small integer into the mantissa of 2^(mantissa bits).
         let two_p = self.int_const_of(ity, (fmt.bias + fmt.mantissa_bits) << fmt.mantissa_bits);
         let kb = self.b.ins().bor(k_raw, two_p);
-        let kf = self.from_bits(kb, ty);
+        let kf = self.float_of_bits(kb, ty);
         let k_offset = self.float_const(ty, (fmt.mantissa_bits as f64).exp2() + fmt.bias as f64);
         let mut k = self.b.ins().fsub(kf, k_offset);
         if let Some(adjust) = k_adjust {

@@ -44,7 +44,7 @@ pub unsafe fn gemv_f32(
     #[cfg(target_arch = "x86_64")]
     let done = if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
         0
-    } else if csa == 1 && incx == 1 && k % 8 == 0 {
+    } else if csa == 1 && incx == 1 && k.is_multiple_of(8) {
         // SAFETY: the CPU has AVX2 and FMA (checked above); the pointers are the caller's.
         unsafe { dot_rows_f32(m, k, a, rsa, x, y, acc) }
     } else if rsa == 1 && m >= 16 {

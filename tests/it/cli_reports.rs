@@ -192,7 +192,10 @@ fn a_run_that_turns_non_finite_stops_with_exit_1_and_saves_its_last_finite_state
     ]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     insta::assert_snapshot!("diverged_run", stderr);
-    assert!(stdout.contains("(step 5)"), "{stdout}");
+    assert!(
+        stdout.contains("(step 5, the last finite state)"),
+        "{stdout}"
+    );
     let saved = adjoint::checkpoint::load(&ckpt).unwrap();
     assert_eq!(saved.metadata[adjoint::checkpoint::STEP_KEY], "5");
     for t in &saved.tensors {
@@ -440,7 +443,10 @@ fn a_replayed_minibatch_run_stops_and_saves_where_a_checked_run_does() {
         let (code, stdout, stderr) = adjoint(&args);
         assert_eq!(code, 1, "{stdout}{stderr}");
         assert!(stderr.contains("error: step 216: "), "{stderr}");
-        assert!(stdout.contains("(step 215)"), "{stdout}");
+        assert!(
+            stdout.contains("(step 215, the last finite state)"),
+            "{stdout}"
+        );
         adjoint::checkpoint::load(&ckpt).unwrap()
     };
     let replayed = run("replayed.safetensors", &[]);

@@ -1,5 +1,8 @@
 //! The integration tests: one binary, one module per concern.
 
+// Matrix checks index rows and columns by name.
+#![allow(clippy::needless_range_loop)]
+
 mod support;
 
 mod api;

@@ -1,6 +1,7 @@
 //! Compile work grows with the size of the source: shared calls, many parameters and long sums
 //! compile to graphs (and code) of the source's size, and train to the right values.
 
+use adjoint::ir::pretty::Style;
 use adjoint::{SourceFile, check_source, compile_named};
 
 /// `f_i(a) = f_{i-1}(a) + f_{i-1}(a)` for `depth` levels: f_depth(a) = 2^depth a.
@@ -57,4 +58,17 @@ fn thousands_of_scalar_parameters_compile_and_train_to_exact_values() {
         assert_eq!(p, (i % 7) as f64 + gap(i, 3), "p{i}");
     }
     assert_eq!(session.evaluate().unwrap()[0].1, loss(3));
+}
+
+/// The derivative of the doubling calls, printed: shared subterms are named once each (their
+/// printed sizes, 2^level operations, do not overflow the count that decides it).
+#[test]
+fn forty_levels_of_doubling_calls_print_one_definition_per_shared_subterm() {
+    let src = doubling_source(40);
+    let (model, _) = check_source(&SourceFile::new("deep.dsl", src.as_str())).unwrap();
+    let graphs = adjoint::compile::graphs(&model);
+    let printed = adjoint::compile::derivatives(&graphs, &model.loss_name, None, Style::Dsl)
+        .expect("the derivative prints");
+    assert!(printed.starts_with("dl/da = "), "{printed}");
+    assert!(printed.lines().count() <= 100, "{printed}");
 }
