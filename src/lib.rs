@@ -69,6 +69,8 @@ pub mod ir;
 #[doc(hidden)]
 pub mod jit;
 #[doc(hidden)]
+pub mod limits;
+#[doc(hidden)]
 pub mod lower;
 #[doc(hidden)]
 pub mod model;

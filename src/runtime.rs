@@ -110,18 +110,9 @@ pub struct Workspace {
     owned: Vec<Option<Buffer>>,
 }
 
-/// The most memory one model's buffers may take: three quarters of the machine's memory.
+/// The most memory one model's buffers may take (see [`crate::limits::memory_budget`]).
 pub fn memory_limit() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or(16 << 30);
-    total / 4 * 3
+    crate::limits::memory_budget()
 }
 
 impl Workspace {

@@ -140,11 +140,6 @@ pub(super) fn load_data(
         Ok(d) => Ok(Some(d)),
         Err(e) => {
             eprintln!("error: {e}");
-            if data_path.is_none() {
-                eprintln!(
-                    "  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
-                );
-            }
             Err(2)
         }
     }

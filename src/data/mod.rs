@@ -7,8 +7,14 @@ use crate::ir::{Graph, Op};
 use crate::model::Model;
 use std::path::Path;
 
+pub mod npy;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DataError {
+    #[error(
+        "the model reads CSV columns but no data file was given\n  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
+    )]
+    NoDataFile,
     #[error("{file}: cannot read: {message}")]
     Io { file: String, message: String },
     #[error("{file}: the file is empty; expected a header row naming the columns")]
@@ -269,19 +275,8 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
                     position: j + 1,
                     problem,
                 };
-                if info.is_int && (v.fract() != 0.0 || v < 0.0) {
-                    return Err(cell_error(format!(
-                        "`{v}` is not a class index (a whole number ≥ 0) for input `{}`",
-                        info.name
-                    )));
-                }
-                if let Some(k) = classes {
-                    if v >= k as f64 {
-                        return Err(cell_error(format!(
-                            "label {v} is out of range: `{}` is one-hot encoded with {k} classes",
-                            info.name
-                        )));
-                    }
+                if let Some(why) = value_problem(v, info, classes) {
+                    return Err(cell_error(why));
                 }
                 values.push(v);
             }
@@ -296,6 +291,27 @@ pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Data
         dims: dims.into_iter().map(|d| (d.0, d.1)).collect(),
         source: Some(table.file.clone()),
     })
+}
+
+/// What is wrong with a value of an input, if anything: not finite, not a class index for an
+/// `int` input, or a label beyond the classes of a `one_hot` (or `cross_entropy`) it feeds.
+fn value_problem(v: f64, info: &crate::ir::InputInfo, classes: Option<u32>) -> Option<String> {
+    if !v.is_finite() {
+        return Some(format!("`{v}` is not a finite number"));
+    }
+    if info.is_int && (v.fract() != 0.0 || v < 0.0) {
+        return Some(format!(
+            "`{v}` is not a class index (a whole number ≥ 0) for input `{}`",
+            info.name
+        ));
+    }
+    match classes {
+        Some(k) if v >= k as f64 => Some(format!(
+            "label {v} is out of range: `{}` is one-hot encoded with {k} classes",
+            info.name
+        )),
+        _ => None,
+    }
 }
 
 /// The number of classes when an input feeds `one_hot`, the smallest if several.
@@ -356,117 +372,21 @@ impl Dataset {
     }
 }
 
-/// A NumPy `.npy` array: shape and values as f64 (row-major).
+/// A NumPy `.npy` array: shape and values as f64 (row-major), read no larger than the memory
+/// budget allows.
 pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
-        file: file.clone(),
+    let bytes =
+        crate::limits::read_bounded(path, crate::limits::memory_budget() / 8).map_err(|e| {
+            DataError::Io {
+                file: file.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    npy::parse(&bytes).map_err(|e| DataError::Array {
+        file,
         message: e.to_string(),
-    })?;
-    let bad = |why: &str| DataError::Array {
-        file: file.clone(),
-        message: format!("not a NumPy array file: {why}"),
-    };
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("no `\\x93NUMPY` magic"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(&format!("format version {v} is not supported"))),
-    };
-    let header = bytes
-        .get(start..start + header_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated header"))?;
-    let field = |key: &str| -> Option<&str> {
-        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
-        Some(header[at..].trim_start().strip_prefix(':')?.trim_start())
-    };
-    let descr = field("descr")
-        .and_then(|d| d.strip_prefix('\''))
-        .and_then(|d| d.split('\'').next())
-        .ok_or_else(|| bad("no `descr`"))?;
-    let fortran = field("fortran_order").is_some_and(|f| f.starts_with("True"));
-    let shape_text = field("shape")
-        .and_then(|s| s.strip_prefix('('))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no `shape`"))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad("unreadable `shape`"))?;
-    let n: usize = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad("shape too large"))?;
-    let data = &bytes[start + header_len..];
-    let little = !descr.starts_with('>');
-    let kind = descr.trim_start_matches(['<', '>', '|', '=']);
-    let size = match kind {
-        "f8" | "i8" | "u8" => 8,
-        "f4" | "i4" | "u4" => 4,
-        "i2" | "u2" => 2,
-        "i1" | "u1" | "b1" => 1,
-        other => {
-            return Err(bad(&format!(
-                "element type `{other}` is not supported (floats, integers and booleans are)"
-            )));
-        }
-    };
-    if data.len() != n * size {
-        return Err(bad(&format!(
-            "{} data bytes where shape {shape:?} of `{descr}` needs {}",
-            data.len(),
-            n * size
-        )));
-    }
-    let word = |c: &[u8]| -> [u8; 8] {
-        let mut w = [0u8; 8];
-        if little {
-            w[..c.len()].copy_from_slice(c);
-        } else {
-            for (i, b) in c.iter().rev().enumerate() {
-                w[i] = *b;
-            }
-        }
-        w
-    };
-    let mut values: Vec<f64> = data
-        .chunks_exact(size)
-        .map(|c| {
-            let w = word(c);
-            match kind {
-                "f8" => f64::from_le_bytes(w),
-                "f4" => f32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64,
-                "i8" => i64::from_le_bytes(w) as f64,
-                "u8" => u64::from_le_bytes(w) as f64,
-                "i4" => i32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64,
-                "u4" => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as f64,
-                "i2" => i16::from_le_bytes([w[0], w[1]]) as f64,
-                "u2" => u16::from_le_bytes([w[0], w[1]]) as f64,
-                "i1" => w[0] as i8 as f64,
-                _ => w[0] as f64,
-            }
-        })
-        .collect();
-    if fortran && shape.len() == 2 {
-        let (r, c) = (shape[0], shape[1]);
-        let mut t = vec![0.0; n];
-        for i in 0..r {
-            for j in 0..c {
-                t[i * c + j] = values[j * r + i];
-            }
-        }
-        values = t;
-    }
-    Ok((shape, values))
+    })
 }
 
 /// The data of a model: its CSV-bound inputs from `csv`, its `.npy`-bound inputs from their
@@ -493,10 +413,7 @@ pub fn load(
         });
     }
     let mut ds = if csv_needed {
-        let path = csv.ok_or_else(|| DataError::Io {
-            file: "(no data file)".into(),
-            message: "the model reads CSV columns but no data file was given".into(),
-        })?;
+        let path = csv.ok_or(DataError::NoDataFile)?;
         let table = Table::load(path)?;
         let opt: Vec<bool> = (0..g.inputs.len())
             .map(|i| from_file[i] || optional.get(i).copied().unwrap_or(false))
@@ -566,21 +483,16 @@ pub fn load(
             },
             _ => {}
         }
-        if let Some((k, v)) = values
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !v.is_finite() || (info.is_int && (v.fract() != 0.0 || **v < 0.0)))
-        {
-            return Err(problem(format!(
-                "row {}, column {}: `{v}` is not {}",
-                k / width.max(1),
-                k % width.max(1),
-                if info.is_int {
-                    "a class index"
-                } else {
-                    "a finite number"
-                }
-            )));
+        if rows == 0 {
+            return Err(problem(format!("no rows for input `{}`", info.name)));
+        }
+        let classes = one_hot_classes(g, i as u32);
+        let width = width.max(1);
+        for (k, &v) in values.iter().enumerate() {
+            let at = format!("row {}, column {}", k / width + 1, k % width + 1);
+            if let Some(why) = value_problem(v, info, classes) {
+                return Err(problem(format!("{at}: {why}")));
+            }
         }
         ds.inputs[i] = values;
         ds.widths[i] = width.max(1);
