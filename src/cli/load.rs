@@ -136,11 +136,37 @@ pub(super) fn load_data(
         return Ok(None);
     }
     let base = model_file.parent().unwrap_or(Path::new("."));
-    match data::load(model, data_path, base, optional) {
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut progress = |read: u64, size: u64| {
+        if size < LARGE_DATA {
+            return;
+        }
+        let bar = bar.get_or_insert_with(|| data_progress_bar(size));
+        bar.set_position(read);
+        if read >= size {
+            bar.finish_and_clear();
+        }
+    };
+    let loaded = data::load_with_progress(model, data_path, base, optional, &mut progress);
+    match loaded {
         Ok(d) => Ok(Some(d)),
         Err(e) => {
             eprintln!("error: {e}");
             Err(2)
         }
     }
+}
+
+/// A data file from this size on shows a progress bar while it is read.
+const LARGE_DATA: u64 = 64 << 20;
+
+/// Bytes read of a data file, on stderr (indicatif draws nothing when it is not a terminal).
+fn data_progress_bar(size: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "reading data {bar:30} {bytes}/{total_bytes}  {bytes_per_sec}  {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }

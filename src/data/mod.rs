@@ -3,11 +3,15 @@
 //! Invariant: every error names the file, and where it applies the row (1-based line number in
 //! the file) and the column (by name and 1-based position).
 
-use crate::ir::{Graph, Op};
+use crate::ir::{Dim, Graph, Op};
 use crate::model::Model;
 use std::path::Path;
 
 pub mod npy;
+mod table;
+
+pub use table::Table;
+use table::{ColumnIndex, CsvRows};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DataError {
@@ -62,127 +66,6 @@ pub enum DataError {
     },
 }
 
-/// A numeric table: named columns, row-major values.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Table {
-    pub file: String,
-    pub columns: Vec<String>,
-    /// Line number in the file of each row, for error messages.
-    pub lines: Vec<usize>,
-    pub values: Vec<f64>,
-}
-
-impl Table {
-    pub fn n_rows(&self) -> usize {
-        self.lines.len()
-    }
-
-    pub fn load(path: &Path) -> Result<Table, DataError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
-        Table::parse(&file, &text)
-    }
-
-    /// Parses comma-separated text with a header row. Blank lines are skipped.
-    pub fn parse(file: &str, text: &str) -> Result<Table, DataError> {
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        let Some((_, header)) = lines.next() else {
-            return Err(DataError::Empty { file: file.into() });
-        };
-        let columns: Vec<String> = header
-            .split(',')
-            .map(|c| c.trim().trim_matches('"').to_string())
-            .collect();
-        for (i, c) in columns.iter().enumerate() {
-            if columns[..i].contains(c) {
-                return Err(DataError::DuplicateColumn {
-                    file: file.into(),
-                    column: c.clone(),
-                });
-            }
-        }
-        let mut values = Vec::new();
-        let mut row_lines = Vec::new();
-        for (idx, line) in lines {
-            let row = idx + 1;
-            let fields: Vec<&str> = line.split(',').collect();
-            if fields.len() != columns.len() {
-                return Err(DataError::Ragged {
-                    file: file.into(),
-                    row,
-                    expected: columns.len(),
-                    found: fields.len(),
-                });
-            }
-            for (j, f) in fields.iter().enumerate() {
-                let cell = f.trim();
-                let v: f64 = cell.parse().map_err(|_| DataError::Cell {
-                    file: file.into(),
-                    row,
-                    column: columns[j].clone(),
-                    position: j + 1,
-                    problem: if cell.is_empty() {
-                        "empty cell".into()
-                    } else {
-                        format!("`{cell}` is not a number")
-                    },
-                })?;
-                if !v.is_finite() {
-                    return Err(DataError::Cell {
-                        file: file.into(),
-                        row,
-                        column: columns[j].clone(),
-                        position: j + 1,
-                        problem: format!("`{cell}` is not a finite number"),
-                    });
-                }
-                values.push(v);
-            }
-            row_lines.push(row);
-        }
-        if row_lines.is_empty() {
-            return Err(DataError::NoRows { file: file.into() });
-        }
-        Ok(Table {
-            file: file.into(),
-            columns,
-            lines: row_lines,
-            values,
-        })
-    }
-
-    fn column_index(&self, name: &str, input: &str) -> Result<usize, DataError> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .ok_or_else(|| DataError::MissingColumn {
-                file: self.file.clone(),
-                column: name.into(),
-                input: input.into(),
-                available: abbreviate(&self.columns),
-            })
-    }
-}
-
-fn abbreviate(cols: &[String]) -> String {
-    if cols.len() <= 12 {
-        cols.join(", ")
-    } else {
-        format!(
-            "{}, …, {} ({} columns)",
-            cols[..6].join(", "),
-            cols[cols.len() - 3..].join(", "),
-            cols.len()
-        )
-    }
-}
-
 /// The values of every input, row-major, as f64; and the number of rows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
@@ -204,93 +87,168 @@ pub fn bind(model: &Model, table: &Table) -> Result<Dataset, DataError> {
 /// As `bind`, but an input marked optional whose columns are all absent (say, the labels when
 /// predicting) is filled with zeros instead of being an error.
 pub fn bind_with(model: &Model, table: &Table, optional: &[bool]) -> Result<Dataset, DataError> {
-    let g = model.graph();
-    let n = table.n_rows();
-    let mut inputs = Vec::new();
-    let mut widths = Vec::new();
-    let mut dims: Vec<(u32, u64, String, String)> = Vec::new();
-    for (i, (info, binding)) in g.inputs.iter().zip(&model.bindings).enumerate() {
-        let absent = match &binding.prefix {
-            None => binding.columns.iter().all(|c| !table.columns.contains(c)),
-            Some(p) => !table.columns.contains(&format!("{p}0")),
-        };
-        if optional.get(i) == Some(&true) && absent {
-            let width = match info.shape.0.get(1) {
-                Some(crate::ir::Dim::Fixed(k)) => *k as usize,
-                _ => 1,
+    let binder = Binder::new(model, &table.file, &table.columns, optional)?;
+    let mut inputs = binder.empty_inputs(table.n_rows());
+    let width = table.columns.len();
+    for (r, &line) in table.lines.iter().enumerate() {
+        binder.push_row(line, &table.values[r * width..(r + 1) * width], &mut inputs)?;
+    }
+    Ok(binder.dataset(table.n_rows(), inputs))
+}
+
+/// Where one input's values come from in each row.
+enum Source {
+    /// Zeros of this width: an optional input the table lacks.
+    Zeros(usize),
+    /// These columns, in order.
+    Columns(Vec<usize>),
+}
+
+/// The plan that binds a table's columns to a model's inputs, applied one row at a time.
+struct Binder<'a> {
+    graph: &'a Graph,
+    file: &'a str,
+    columns: &'a [String],
+    sources: Vec<Source>,
+    /// For each input, the classes of the `one_hot` it feeds, if any.
+    classes: Vec<Option<u32>>,
+    dims: Vec<(u32, u64)>,
+}
+
+impl<'a> Binder<'a> {
+    fn new(
+        model: &'a Model,
+        file: &'a str,
+        columns: &'a [String],
+        optional: &[bool],
+    ) -> Result<Binder<'a>, DataError> {
+        let g = model.graph();
+        let index = ColumnIndex::new(file, columns);
+        let mut sources = Vec::new();
+        // Each symbolic column count, with the input and column that fixed it (for messages).
+        let mut dims: Vec<(u32, u64, String, String)> = Vec::new();
+        for (i, (info, binding)) in g.inputs.iter().zip(&model.bindings).enumerate() {
+            if binding.file.is_some() {
+                sources.push(Source::Zeros(0));
+                continue;
+            }
+            let absent = match &binding.prefix {
+                None => binding.columns.iter().all(|c| index.find(c).is_none()),
+                Some(p) => index.find(&format!("{p}0")).is_none(),
             };
-            inputs.push(vec![0.0; n * width]);
-            widths.push(width);
-            continue;
-        }
-        let names: Vec<String> = match &binding.prefix {
-            None => binding.columns.clone(),
-            Some(prefix) => {
-                // The numbered columns `X0, X1, …` that the header has, in order.
-                let found: Vec<String> = (0..)
-                    .map(|j| format!("{prefix}{j}"))
-                    .take_while(|c| table.columns.contains(c))
-                    .collect();
-                if found.is_empty() {
-                    table.column_index(&format!("{prefix}0"), &info.name)?;
-                }
-                if let Some(crate::ir::Dim::Sym(s)) = info.shape.0.get(1) {
-                    let last = found.last().cloned().unwrap_or_default();
-                    match dims.iter().find(|d| d.0 == *s) {
-                        Some((_, w, first_input, first_col)) if *w != found.len() as u64 => {
-                            return Err(DataError::DimensionConflict {
-                                file: table.file.clone(),
-                                dim: g.syms[*s as usize].clone(),
-                                first: *w as usize,
-                                first_input: first_input.clone(),
-                                first_column: first_col.clone(),
-                                second: found.len(),
-                                second_input: info.name.clone(),
-                                second_column: last,
-                            });
-                        }
-                        Some(_) => {}
-                        None => {
-                            dims.push((*s, found.len() as u64, info.name.clone(), found[0].clone()))
+            if optional.get(i) == Some(&true) && absent {
+                let width = match info.shape.0.get(1) {
+                    Some(Dim::Fixed(k)) => *k as usize,
+                    _ => 1,
+                };
+                sources.push(Source::Zeros(width));
+                continue;
+            }
+            let idx: Vec<usize> = match &binding.prefix {
+                None => binding
+                    .columns
+                    .iter()
+                    .map(|c| index.require(c, &info.name))
+                    .collect::<Result<_, _>>()?,
+                Some(prefix) => {
+                    // The numbered columns `X0, X1, …` that the header has, in order.
+                    let found: Vec<usize> = (0..)
+                        .map_while(|j| index.find(&format!("{prefix}{j}")))
+                        .collect();
+                    if found.is_empty() {
+                        index.require(&format!("{prefix}0"), &info.name)?;
+                    }
+                    if let Some(Dim::Sym(s)) = info.shape.0.get(1) {
+                        let first = columns[found[0]].clone();
+                        let last = columns[*found.last().unwrap()].clone();
+                        match dims.iter().find(|d| d.0 == *s) {
+                            Some((_, w, first_input, first_column)) if *w != found.len() as u64 => {
+                                return Err(DataError::DimensionConflict {
+                                    file: file.into(),
+                                    dim: g.syms[*s as usize].clone(),
+                                    first: *w as usize,
+                                    first_input: first_input.clone(),
+                                    first_column: first_column.clone(),
+                                    second: found.len(),
+                                    second_input: info.name.clone(),
+                                    second_column: last,
+                                });
+                            }
+                            Some(_) => {}
+                            None => dims.push((*s, found.len() as u64, info.name.clone(), first)),
                         }
                     }
+                    found
                 }
-                found
-            }
-        };
-        let idx: Vec<usize> = names
+            };
+            sources.push(Source::Columns(idx));
+        }
+        Ok(Binder {
+            graph: g,
+            file,
+            columns,
+            sources,
+            classes: (0..g.inputs.len() as u32)
+                .map(|i| one_hot_classes(g, i))
+                .collect(),
+            dims: dims.into_iter().map(|d| (d.0, d.1)).collect(),
+        })
+    }
+
+    /// One buffer per input, with room for `rows` rows when that is known.
+    fn empty_inputs(&self, rows: usize) -> Vec<Vec<f64>> {
+        self.sources
             .iter()
-            .map(|c| table.column_index(c, &info.name))
-            .collect::<Result<_, _>>()?;
-        let width = idx.len();
-        let mut values = Vec::with_capacity(n * width);
-        let classes = one_hot_classes(g, i as u32);
-        for r in 0..n {
-            for &j in &idx {
-                let v = table.values[r * table.columns.len() + j];
-                let cell_error = |problem: String| DataError::Cell {
-                    file: table.file.clone(),
-                    row: table.lines[r],
-                    column: table.columns[j].clone(),
-                    position: j + 1,
-                    problem,
-                };
-                if let Some(why) = value_problem(v, info, classes) {
-                    return Err(cell_error(why));
+            .map(|s| match s {
+                Source::Zeros(w) => Vec::with_capacity(rows * w),
+                Source::Columns(c) => Vec::with_capacity(rows * c.len()),
+            })
+            .collect()
+    }
+
+    /// Appends one row's values (all of the table's columns) to the inputs, checking each.
+    fn push_row(&self, line: usize, row: &[f64], inputs: &mut [Vec<f64>]) -> Result<(), DataError> {
+        for (i, (source, values)) in self.sources.iter().zip(inputs).enumerate() {
+            let info = &self.graph.inputs[i];
+            match source {
+                Source::Zeros(w) => values.extend(std::iter::repeat_n(0.0, *w)),
+                Source::Columns(idx) => {
+                    for &j in idx {
+                        let v = row[j];
+                        if let Some(problem) = value_problem(v, info, self.classes[i]) {
+                            return Err(DataError::Cell {
+                                file: self.file.into(),
+                                row: line,
+                                column: self.columns[j].clone(),
+                                position: j + 1,
+                                problem,
+                            });
+                        }
+                        values.push(v);
+                    }
                 }
-                values.push(v);
             }
         }
-        inputs.push(values);
-        widths.push(width);
+        Ok(())
     }
-    Ok(Dataset {
-        n_rows: n,
-        inputs,
-        widths,
-        dims: dims.into_iter().map(|d| (d.0, d.1)).collect(),
-        source: Some(table.file.clone()),
-    })
+
+    fn dataset(self, n_rows: usize, inputs: Vec<Vec<f64>>) -> Dataset {
+        let widths = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                Source::Zeros(w) => (*w).max(1),
+                Source::Columns(c) => c.len(),
+            })
+            .collect();
+        Dataset {
+            n_rows,
+            inputs,
+            widths,
+            dims: self.dims,
+            source: Some(self.file.into()),
+        }
+    }
 }
 
 /// What is wrong with a value of an input, if anything: not finite, not a class index for an
@@ -372,6 +330,60 @@ impl Dataset {
     }
 }
 
+/// Reads the CSV-bound inputs of a model from `path` a row at a time, straight into their buffers:
+/// the file's text is never held whole, and columns no input reads are checked but not kept.
+fn stream_csv(
+    model: &Model,
+    path: &Path,
+    optional: &[bool],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Dataset, DataError> {
+    let file = path.display().to_string();
+    let io = |e: std::io::Error| DataError::Io {
+        file: file.clone(),
+        message: e.to_string(),
+    };
+    let src = std::fs::File::open(path).map_err(io)?;
+    let size = src.metadata().map_err(io)?.len();
+    let src = Progress {
+        inner: std::io::BufReader::with_capacity(1 << 16, src),
+        read: 0,
+        size,
+        report: progress,
+    };
+    let mut rows = CsvRows::new(&file, src)?;
+    let columns = rows.columns.clone();
+    let binder = Binder::new(model, &file, &columns, optional)?;
+    let mut inputs = binder.empty_inputs(0);
+    let mut values = Vec::with_capacity(columns.len());
+    let mut n_rows = 0;
+    while let Some(line) = rows.next_row(&mut values)? {
+        binder.push_row(line, &values, &mut inputs)?;
+        n_rows += 1;
+    }
+    Ok(binder.dataset(n_rows, inputs))
+}
+
+/// A reader that reports how far it has read.
+struct Progress<'a, R> {
+    inner: R,
+    read: u64,
+    size: u64,
+    report: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<R: std::io::Read> std::io::Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.read >> 20;
+        self.read += n as u64;
+        if self.read >> 20 != before || n == 0 {
+            (self.report)(self.read, self.size);
+        }
+        Ok(n)
+    }
+}
+
 /// A NumPy `.npy` array: shape and values as f64 (row-major), read no larger than the memory
 /// budget allows.
 pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
@@ -397,6 +409,17 @@ pub fn load(
     base: &Path,
     optional: &[bool],
 ) -> Result<Dataset, DataError> {
+    load_with_progress(model, csv, base, optional, &mut |_, _| {})
+}
+
+/// As `load`, calling `progress(bytes read, file size)` as the CSV file is read.
+pub fn load_with_progress(
+    model: &Model,
+    csv: Option<&Path>,
+    base: &Path,
+    optional: &[bool],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Dataset, DataError> {
     let g = model.graph();
     let from_file: Vec<bool> = model.bindings.iter().map(|b| b.file.is_some()).collect();
     let csv_needed =
@@ -414,13 +437,7 @@ pub fn load(
     }
     let mut ds = if csv_needed {
         let path = csv.ok_or(DataError::NoDataFile)?;
-        let table = Table::load(path)?;
-        let opt: Vec<bool> = (0..g.inputs.len())
-            .map(|i| from_file[i] || optional.get(i).copied().unwrap_or(false))
-            .collect();
-        let mut ds = bind_with(model, &table, &opt)?;
-        ds.source = Some(table.file.clone());
-        ds
+        stream_csv(model, path, optional, progress)?
     } else {
         let n = arrays
             .iter()
