@@ -191,10 +191,9 @@ impl<R> LineEnds<R> {
 impl<R: Read> Read for LineEnds<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for (i, &b) in buf[..n].iter().enumerate() {
-            if b == b'\n' || b == b'\r' {
-                self.ends.push_back((self.offset + i as u64, b == b'\n'));
-            }
+        for i in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
+            self.ends
+                .push_back((self.offset + i as u64, buf[i] == b'\n'));
         }
         self.offset += n as u64;
         Ok(n)
@@ -245,14 +244,13 @@ fn number(cell: &[u8]) -> Result<f64, String> {
     if text.is_empty() {
         return Err("empty cell".into());
     }
-    let shown = shorten(text);
     let v: f64 = text
         .parse()
-        .map_err(|_| format!("`{shown}` is not a number"))?;
+        .map_err(|_| format!("`{}` is not a number", shorten(text)))?;
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(format!("`{shown}` is not a finite number"))
+        Err(format!("`{}` is not a finite number", shorten(text)))
     }
 }
 
