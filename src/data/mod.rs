@@ -7,6 +7,8 @@ use crate::ir::{Dim, Graph, Op};
 use crate::model::Model;
 use std::path::Path;
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod npy;
 mod table;
 

@@ -38,6 +38,11 @@ impl Table {
         Table::read(file, text.as_bytes())
     }
 
+    /// Parses CSV bytes (which need not be UTF-8 outside the header and the numbers).
+    pub fn read_bytes(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
+        Table::read(file, bytes)
+    }
+
     fn read(file: &str, src: impl Read) -> Result<Table, DataError> {
         let mut rows = CsvRows::new(file, src)?;
         let (mut lines, mut values, mut row) = (Vec::new(), Vec::new(), Vec::new());

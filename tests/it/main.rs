@@ -7,6 +7,7 @@ mod checkpoints;
 mod cli;
 mod diagnostics;
 mod docs;
+mod fuzz_corpus;
 mod gradients;
 mod init;
 mod inspect;
