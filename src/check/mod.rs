@@ -25,6 +25,8 @@ enum Binding {
     Input(u32),
     Param(u32),
     Value(NodeId),
+    /// A value whose definition had an error (already reported).
+    Failed,
 }
 
 #[derive(Default)]
@@ -79,12 +81,14 @@ impl Checker {
         let mut schedule: Option<LrSchedule> = None;
         for item in &module.items {
             match item {
-                Item::Let { name, value } => {
-                    if let Some(id) = self.expr(&mut graph, value) {
+                Item::Let { name, value } => match self.expr(&mut graph, value) {
+                    Some(id) => {
                         graph.set_name(id, &name.name);
                         self.define(name, Binding::Value(id));
                     }
-                }
+                    // Its error is reported; its uses should not add "unknown name" errors.
+                    None => self.define(name, Binding::Failed),
+                },
                 Item::Loss { name, value, span } => {
                     let Some(id) = self.expr(&mut graph, value) else {
                         continue;
@@ -244,8 +248,18 @@ impl Checker {
 
     fn dtype(&mut self, module: &ast::Module) -> DType {
         let mut dtype = DType::F32;
+        let mut first: Option<Span> = None;
         for item in &module.items {
             if let Item::Dtype { name } = item {
+                if let Some(first) = first {
+                    self.error(
+                        Diagnostic::error("a model has one `dtype`")
+                            .with_label(name.span, "second dtype")
+                            .with_label(first, "first dtype here"),
+                    );
+                    continue;
+                }
+                first = Some(name.span);
                 dtype = match name.name.as_str() {
                     "f32" => DType::F32,
                     "f64" => DType::F64,
@@ -601,13 +615,22 @@ impl Checker {
     }
 
     fn const_value(&mut self, e: &ast::Expr) -> Option<f64> {
-        let v = const_eval(e);
-        if v.is_none() {
-            self.error(
-                Diagnostic::error("expected a number").with_label(e.span, "must be a constant"),
-            );
+        match const_eval(e) {
+            None => {
+                self.error(
+                    Diagnostic::error("expected a number").with_label(e.span, "must be a constant"),
+                );
+                None
+            }
+            Some(v) if !v.is_finite() => {
+                self.error(
+                    Diagnostic::error("this constant is not a finite number")
+                        .with_label(e.span, format!("evaluates to {v}")),
+                );
+                None
+            }
+            v => v,
         }
-        v
     }
 
     fn optimizer(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<OptimizerSpec> {
@@ -774,24 +797,33 @@ impl Checker {
                 }
                 continue;
             }
-            let whole = v >= 0.0 && v.fract() == 0.0 && v < 1e18;
-            if !whole {
+            let name = s.name.name.as_str();
+            let (least, most) = match name {
+                "batch" => (1.0, MAX_COUNT),
+                "drop_last" => (0.0, 1.0),
+                _ => (0.0, MAX_COUNT),
+            };
+            if !(v >= least && v.fract() == 0.0 && v <= most) {
+                let range = if v > most {
+                    format!("at most {}", count_text(most))
+                } else {
+                    format!("a whole number ≥ {least}")
+                };
                 self.error(
-                    Diagnostic::error(format!("`{}` must be a whole number ≥ 0", s.name.name))
+                    Diagnostic::error(format!("`{name}` must be {range}, found {}", count_text(v)))
                         .with_label(s.value.span, "here"),
                 );
                 continue;
             }
             let v = v as u64;
-            match s.name.name.as_str() {
+            match name {
                 "steps" => train.steps = Some(v),
                 "epochs" => train.epochs = Some(v),
-                "batch" if v > 0 => train.batch = Some(v),
+                "batch" => train.batch = Some(v),
                 "seed" => train.seed = v,
                 "log_every" => train.log_every = v,
-                "drop_last" if v <= 1 => train.drop_last = v == 1,
+                "drop_last" => train.drop_last = v == 1,
                 "patience" => train.patience = v,
-                "batch" => self.error(Diagnostic::error("`batch` must be at least 1").with_label(s.value.span, "here")),
                 other => self.error(
                     Diagnostic::error(format!("unknown training setting `{other}`"))
                         .with_label(s.name.span, "not a setting")
@@ -912,6 +944,13 @@ impl Checker {
     /// Lowers an expression; `None` when it has an error (already reported).
     fn expr(&mut self, g: &mut Graph, e: &ast::Expr) -> Option<NodeId> {
         let id = match &e.kind {
+            ExprKind::Number(v) if !v.is_finite() => {
+                self.error(
+                    Diagnostic::error("this number is too large for a floating-point value")
+                        .with_label(e.span, "overflows to infinity"),
+                );
+                return None;
+            }
             ExprKind::Number(v) => g.constant(*v),
             ExprKind::Name(name) => self.name(g, name, e.span)?,
             ExprKind::Neg(x) => {
@@ -956,6 +995,7 @@ impl Checker {
             Some((Binding::Input(i), _)) => Some(g.build(Op::Input(*i), &[])),
             Some((Binding::Param(i), _)) => Some(g.build(Op::Param(*i), &[])),
             Some((Binding::Value(id), _)) => Some(*id),
+            Some((Binding::Failed, _)) => None,
             None => match name {
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
@@ -990,7 +1030,18 @@ impl Checker {
             );
             return None;
         }
-        if args.len() != f.params.len() || args.iter().any(|a| a.name.is_some()) {
+        if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
+            self.error(
+                Diagnostic::error(format!(
+                    "`{}` takes its arguments by position, not by name",
+                    f.name.name
+                ))
+                .with_label(named.span, "named argument")
+                .with_label(f.name.span, "defined here"),
+            );
+            return None;
+        }
+        if args.len() != f.params.len() {
             self.error(
                 Diagnostic::error(format!(
                     "`{}` takes {} argument(s), found {}",
@@ -1122,6 +1173,19 @@ impl Checker {
                 None
             }
         }
+    }
+}
+
+/// The largest count a training setting takes (steps, epochs, a batch): 10^18, which no run
+/// reaches and which a `u64` holds exactly.
+const MAX_COUNT: f64 = 1e18;
+
+/// A count as a message shows it: `1e20` rather than twenty-one digits.
+fn count_text(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 

@@ -45,7 +45,10 @@ pub(super) fn race(
         let mut m = model.clone();
         m.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect);
         if let Some(lr) = lrs.get(i).or(lrs.first()) {
-            m.optimizer.set("lr", *lr).expect("every optimizer has lr");
+            if let Err(e) = m.optimizer.set("lr", *lr) {
+                eprintln!("error: --lr: {e}");
+                return 2;
+            }
         }
         let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
         let compiled = match compile_model(m, &file) {
