@@ -197,22 +197,31 @@ impl Diagnostic {
             while i < lines.len() {
                 let line = lines[i].0;
                 let text = file.line_text(line);
-                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, text);
-                while i < lines.len() && lines[i].0 == line {
-                    let label = lines[i].1;
-                    let (_, col) = file.line_col(label.span.start);
-                    let line_end = file
-                        .line_starts
-                        .get(line + 1)
-                        .copied()
-                        .unwrap_or(file.text.len());
-                    let end = label.span.end.min(line_end).max(label.span.start);
-                    let width = file
-                        .snippet(Span::new(label.span.start, end))
-                        .trim_end()
-                        .chars()
-                        .count()
-                        .max(1);
+                let same_line = lines[i..].iter().take_while(|(l, _)| *l == line).count();
+                // Each label's first character (0-based, in characters) and width.
+                let marks: Vec<(usize, usize)> = lines[i..i + same_line]
+                    .iter()
+                    .map(|(_, label)| {
+                        let (_, col) = file.line_col(label.span.start);
+                        let line_end = file
+                            .line_starts
+                            .get(line + 1)
+                            .copied()
+                            .unwrap_or(file.text.len());
+                        let end = label.span.end.min(line_end).max(label.span.start);
+                        let width = file
+                            .snippet(Span::new(label.span.start, end))
+                            .trim_end()
+                            .chars()
+                            .count()
+                            .max(1);
+                        (col - 1, width)
+                    })
+                    .collect();
+                let shown = Window::around(text.chars().count(), &marks);
+                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, shown.text(text));
+                for (&(_, label), &(col, width)) in lines[i..i + same_line].iter().zip(&marks) {
+                    let (col, width) = shown.mark(col, width);
                     let mark = if std::ptr::eq(label, primary) {
                         "^"
                     } else {
@@ -221,18 +230,71 @@ impl Diagnostic {
                     let _ = writeln!(
                         out,
                         "{pad} | {}{} {}",
-                        " ".repeat(col - 1),
+                        " ".repeat(col),
                         mark.repeat(width),
                         label.message
                     );
-                    i += 1;
                 }
+                i += same_line;
             }
         }
         for note in &self.notes {
             let _ = writeln!(out, "{pad} = note: {note}");
         }
         out
+    }
+}
+
+/// The part of a source line a diagnostic shows: a long line (a generated model's, a data file
+/// read as a model) is cut around its labels, with `…` where it was cut.
+struct Window {
+    /// The first and one past the last character shown.
+    start: usize,
+    end: usize,
+    len: usize,
+}
+
+impl Window {
+    /// Lines up to this many characters are shown whole.
+    const WIDTH: usize = 120;
+    /// Characters shown before the first label of a cut line.
+    const BEFORE: usize = 30;
+
+    fn around(len: usize, marks: &[(usize, usize)]) -> Window {
+        if len <= Self::WIDTH {
+            return Window {
+                start: 0,
+                end: len,
+                len,
+            };
+        }
+        let first = marks.iter().map(|m| m.0).min().unwrap_or(0);
+        let start = first.saturating_sub(Self::BEFORE).min(len - Self::WIDTH);
+        Window {
+            start,
+            end: start + Self::WIDTH,
+            len,
+        }
+    }
+
+    fn text(&self, line: &str) -> String {
+        let mut shown = String::new();
+        if self.start > 0 {
+            shown.push('…');
+        }
+        shown.extend(line.chars().skip(self.start).take(self.end - self.start));
+        if self.end < self.len {
+            shown.push('…');
+        }
+        shown
+    }
+
+    /// Where a mark at character `col` of `width` characters goes on the shown text.
+    fn mark(&self, col: usize, width: usize) -> (usize, usize) {
+        let lead = usize::from(self.start > 0);
+        let col = col.clamp(self.start, self.end);
+        let width = width.min(self.end.saturating_sub(col)).max(1);
+        (col - self.start + lead, width)
     }
 }
 

@@ -2,24 +2,42 @@
 
 use super::*;
 
+/// The largest model file read: far above any written or generated model, far below memory.
+const MODEL_FILE_LIMIT: u64 = 64 << 20;
+
 pub(super) fn read_source(path: &Path) -> Result<SourceFile, i32> {
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
-            Err(e) => {
-                eprintln!(
-                    "error: {}: not UTF-8 text (invalid byte at offset {})",
-                    path.display(),
-                    e.utf8_error().valid_up_to()
-                );
-                Err(2)
-            }
-        },
+    let bytes = match crate::limits::read_bounded(path, MODEL_FILE_LIMIT) {
+        Ok(bytes) => bytes,
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", path.display());
+            return Err(2);
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let (line, col) = line_col(&bytes[..valid]);
+            eprintln!(
+                "error: {}:{line}:{col}: not UTF-8 text (byte 0x{:02x} cannot start or continue a character here)",
+                path.display(),
+                bytes[valid]
+            );
             Err(2)
         }
     }
+}
+
+/// One-based line and column (in characters) just after `valid`, UTF-8 text.
+fn line_col(valid: &[u8]) -> (usize, usize) {
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
 }
 
 /// Reads and checks a model file. Errors are printed (and give the exit code); warnings are

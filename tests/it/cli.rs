@@ -240,3 +240,29 @@ fn race_draws_every_optimizer_and_train_plots_its_curves() {
     assert_eq!(code, 2);
     assert!(stderr.contains("two scalar parameters"), "{stderr}");
 }
+
+#[test]
+fn model_files_that_are_not_text_or_too_large_are_located_errors() {
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("latin1.dsl"),
+        b"input x[n]\nparam w = 0\nloss mean((w * x - 1)^2) # caf\xe9\n",
+    )
+    .unwrap();
+    let mut transcript = String::new();
+    for file in ["latin1.dsl", "/dev/zero"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+            .args(["check", file])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        transcript += &format!(
+            "$ adjoint check {file}\nexit {}\n{}\n",
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    insta::assert_snapshot!(transcript);
+}
