@@ -58,7 +58,7 @@ impl Checker {
         let dtype = self.dtype(module);
         self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
-        let (params, inits, param_spans) = self.params(module);
+        let (params, inits, param_spans) = self.params(module, dtype);
         for (init, span) in inits.iter().zip(&param_spans) {
             if let Init::FromData { input, .. } = init {
                 if !inputs.iter().any(|i| &i.name == input) {
@@ -465,7 +465,11 @@ impl Checker {
         Some(dims)
     }
 
-    fn params(&mut self, module: &ast::Module) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
+    fn params(
+        &mut self,
+        module: &ast::Module,
+        dtype: DType,
+    ) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
         let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
         for item in &module.items {
             let Item::Param {
@@ -504,7 +508,7 @@ impl Checker {
                 .iter()
                 .map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 })
                 .product::<u128>()
-                * 8;
+                * dtype.size() as u128;
             if bytes > crate::runtime::memory_limit() as u128 {
                 // Still defined, so its uses do not cascade into "unknown name" errors.
                 self.error(

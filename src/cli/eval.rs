@@ -16,6 +16,10 @@ pub(super) fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
         Ok(d) => d,
         Err(code) => return code,
     };
+    if let Err(e) = crate::train::check_memory(&compiled, dataset.as_ref(), None) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let mut trainer = Trainer::new(&compiled, 0);
     if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
         eprintln!("error: {e}");

@@ -41,6 +41,10 @@ pub(super) fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(e) = crate::train::check_memory(&compiled, Some(&dataset), None) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let mut trainer = Trainer::new(&compiled, 0);
     if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
         eprintln!("error: {e}");

@@ -160,6 +160,10 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
             println!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
     }
+    if let Err(e) = crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
     trainer.flush_subnormals = !args.keep_subnormals;

@@ -266,3 +266,45 @@ fn model_files_that_are_not_text_or_too_large_are_located_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
     insta::assert_snapshot!(transcript);
 }
+
+#[test]
+fn a_run_larger_than_memory_is_refused_before_anything_is_allocated() {
+    // 20 parameters of 10 GB (f32): each passes alone on most machines, together they are
+    // 200 GB before optimizer state; allocating them used to abort the process.
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut src = String::new();
+    for i in 0..20 {
+        src += &format!("param W{i}[50000, 50000] ~ normal(0, 1)\n");
+    }
+    let terms: Vec<String> = (0..20).map(|i| format!("sum(W{i})")).collect();
+    src += &format!(
+        "loss {}\noptimizer adam(lr = 0.1)\ntrain steps = 1\n",
+        terms.join(" + ")
+    );
+    std::fs::write(dir.join("big.dsl"), src).unwrap();
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", "big.dsl"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // On a machine with less than 12 GB, `check` already refuses one parameter.
+    let per_parameter = stderr.contains("more than this machine's memory allows");
+    assert!(
+        per_parameter
+            || (stderr.starts_with("error: training would take ")
+                && stderr.contains("parameters ")
+                && stderr.contains("optimizer state ")
+                && stderr.contains("this process may use")),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed().as_secs_f64() < 10.0,
+        "{:?}",
+        start.elapsed()
+    );
+}
