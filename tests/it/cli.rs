@@ -308,3 +308,34 @@ fn a_run_larger_than_memory_is_refused_before_anything_is_allocated() {
         start.elapsed()
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_memory_budget_respects_the_process_limits() {
+    // 9 GB, which fits this machine, but not a process limited to 2.9 GiB of address space.
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-rlimit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("mid.dsl"),
+        "param A[20000, 20000] ~ zeros\nloss sum(A)\noptimizer adam(lr = 0.1)\ntrain steps = 1\n",
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -v 3000000; {} train mid.dsl",
+                env!("CARGO_BIN_EXE_adjoint")
+            ),
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: training would take 8.9 GiB (parameters 4.5 GiB, optimizer state 3.0 GiB, workspace 1.5 GiB), more than the 2.9 GiB this process may use\n"
+    );
+}
