@@ -51,13 +51,31 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("larger than {}, the most this reads", human_bytes(*.0))]
     TooLarge(u64),
+    #[error("a device, not a file")]
+    Device,
+}
+
+/// Character and block devices (`/dev/zero`, a disk) are not files to read whole.
+#[cfg(unix)]
+fn is_device(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_char_device() || meta.file_type().is_block_device()
+}
+
+#[cfg(not(unix))]
+fn is_device(_: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Reads a whole file, but not more than `limit` bytes: a device such as `/dev/zero`, or a file
-/// larger than memory, is refused instead of filling memory.
+/// (or pipe) larger than the limit, is refused instead of filling memory.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let file = std::fs::File::open(path)?;
-    let hint = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let meta = file.metadata()?;
+    if is_device(&meta) {
+        return Err(ReadError::Device);
+    }
+    let hint = meta.len();
     if hint > limit {
         return Err(ReadError::TooLarge(limit));
     }
@@ -76,7 +94,7 @@ mod tests {
     #[test]
     fn a_read_stops_at_its_limit() {
         let e = read_bounded(Path::new("/dev/zero"), 1 << 20).unwrap_err();
-        assert_eq!(e.to_string(), "larger than 1.0 MiB, the most this reads");
+        assert_eq!(e.to_string(), "a device, not a file");
         let dir = std::env::temp_dir().join(format!("adjoint-limits-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("ten");

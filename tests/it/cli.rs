@@ -263,6 +263,38 @@ fn model_files_that_are_not_text_or_too_large_are_located_errors() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    std::fs::write(dir.join("s.dsl"), "param w = 0\nloss w^2\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["eval", "s.dsl", "--checkpoint", "/dev/zero"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    transcript += &format!(
+        "$ adjoint eval s.dsl --checkpoint /dev/zero\nexit {}\n{}\n",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A pipe that never ends is read up to the limit, not until memory runs out.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["check", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let block = vec![b' '; 1 << 20];
+        // The reader stops and the pipe breaks; that ends the loop.
+        while stdin.write_all(&block).is_ok() {}
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    transcript += &format!(
+        "$ yes ' ' | adjoint check /dev/stdin\nexit {}\n{}\n",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     insta::assert_snapshot!(transcript);
 }
