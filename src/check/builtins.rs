@@ -185,17 +185,17 @@ pub(super) fn call(
         }
         "clamp" => {
             let ((x, sx), (lo, sl), (hi, sh)) = (v[0].array(), v[1].array(), v[2].array());
-            if let (Some(low), Some(high)) = (constant_of(g, lo), constant_of(g, hi)) {
-                if low > high {
-                    cx.error(
-                        Diagnostic::error(format!(
-                            "`clamp` needs `low` ≤ `high`, found low = {low} and high = {high}"
-                        ))
-                        .with_label(sl, "low")
-                        .with_label(sh, "high"),
-                    );
-                    return None;
-                }
+            if let (Some(low), Some(high)) = (constant_of(g, lo), constant_of(g, hi))
+                && low > high
+            {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "`clamp` needs `low` ≤ `high`, found low = {low} and high = {high}"
+                    ))
+                    .with_label(sl, "low")
+                    .with_label(sh, "high"),
+                );
+                return None;
             }
             let m = node(cx, g, Op::Max, &[x, lo], &[sx, sl])?;
             node(cx, g, Op::Min, &[m, hi], &[sx, sh])

@@ -53,19 +53,9 @@ pub enum DataError {
     NoRows { file: String },
     #[error("{file}: {message}")]
     Array { file: String, message: String },
-    #[error(
-        "{file}: dimension `{dim}` is {first} (columns `{first_column}`…) for input `{first_input}` but {second} (up to column `{second_column}`) for input `{second_input}`"
-    )]
-    DimensionConflict {
-        file: String,
-        dim: String,
-        first: usize,
-        first_input: String,
-        first_column: String,
-        second: usize,
-        second_input: String,
-        second_column: String,
-    },
+    /// Two inputs that share a symbolic column count found different numbers of columns.
+    #[error("{file}: {message}")]
+    DimensionConflict { file: String, message: String },
 }
 
 /// The values of every input, row-major, as f64; and the number of rows.
@@ -167,13 +157,12 @@ impl<'a> Binder<'a> {
                             Some((_, w, first_input, first_column)) if *w != found.len() as u64 => {
                                 return Err(DataError::DimensionConflict {
                                     file: file.into(),
-                                    dim: g.syms[*s as usize].clone(),
-                                    first: *w as usize,
-                                    first_input: first_input.clone(),
-                                    first_column: first_column.clone(),
-                                    second: found.len(),
-                                    second_input: info.name.clone(),
-                                    second_column: last,
+                                    message: format!(
+                                        "dimension `{}` is {w} (columns `{first_column}`…) for input `{first_input}` but {} (up to column `{last}`) for input `{}`",
+                                        g.syms[*s as usize],
+                                        found.len(),
+                                        info.name
+                                    ),
                                 });
                             }
                             Some(_) => {}
@@ -426,13 +415,13 @@ pub fn load_with_progress(
     let from_file: Vec<bool> = model.bindings.iter().map(|b| b.file.is_some()).collect();
     let csv_needed =
         (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
-    let mut arrays: Vec<Option<(String, Vec<usize>, Vec<f64>)>> = Vec::new();
+    // Each `.npy`-bound input's file name, shape and values.
+    let mut arrays: Vec<Option<(String, npy::Array)>> = Vec::new();
     for b in &model.bindings {
         arrays.push(match &b.file {
             Some(f) => {
                 let p = base.join(f);
-                let (shape, values) = load_npy(&p)?;
-                Some((p.display().to_string(), shape, values))
+                Some((p.display().to_string(), load_npy(&p)?))
             }
             None => None,
         });
@@ -444,7 +433,7 @@ pub fn load_with_progress(
         let n = arrays
             .iter()
             .flatten()
-            .map(|a| a.1.first().copied().unwrap_or(0))
+            .map(|a| a.1.0.first().copied().unwrap_or(0))
             .next()
             .unwrap_or(0);
         Dataset {
@@ -456,7 +445,7 @@ pub fn load_with_progress(
         }
     };
     for (i, a) in arrays.into_iter().enumerate() {
-        let Some((file, shape, values)) = a else {
+        let Some((file, (shape, values))) = a else {
             continue;
         };
         let info = &g.inputs[i];
