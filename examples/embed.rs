@@ -12,11 +12,15 @@ fn main() -> Result<(), adjoint::Error> {
         let z = x @ w + b
         loss bce_with_logits(z, y)
         metric accuracy = mean((z > 0) == y)
+        output probability = sigmoid(z)
         optimizer adam(lr = 0.1)
         ",
     )?;
+    for x in model.inputs() {
+        println!("input {x}");
+    }
     for p in model.params() {
-        println!("param {} {:?}", p.name, p.shape);
+        println!("param {p}");
     }
 
     // Two Gaussian blobs, labelled by which side of x0 + x1 = 0 they fall on.
@@ -30,16 +34,39 @@ fn main() -> Result<(), adjoint::Error> {
         y.push(if a + b > 0.0 { 1.0 } else { 0.0 });
     }
 
+    // Hold out a fifth of the rows, as `adjoint train --validation 0.2 --seed 42` would.
+    let (train_rows, held_rows) = adjoint::validation_rows(n, 0.2, 42);
+    let pick = |rows: &[usize], width: usize, v: &[f64]| -> Vec<f64> {
+        rows.iter()
+            .flat_map(|&r| v[r * width..(r + 1) * width].iter().copied())
+            .collect()
+    };
+    let (x_train, y_train) = (pick(&train_rows, 2, &x), pick(&train_rows, 1, &y));
+    let (x_held, y_held) = (pick(&held_rows, 2, &x), pick(&held_rows, 1, &y));
+
     let mut session = model.session(42);
-    session.set_input("x", &x, &[n, 2])?;
-    session.set_input("y", &y, &[n])?;
+    session.set_input("x", &x_train, &[train_rows.len(), 2])?;
+    session.set_input("y", &y_train, &[train_rows.len()])?;
     for epoch in 0..10 {
         let loss = session.steps(50)?;
         println!("step {:4}  loss {loss:.5}", (epoch + 1) * 50);
     }
     for (name, value) in session.evaluate()? {
-        println!("{name} = {value:.4}");
+        println!("training {name} = {value:.4}");
+    }
+    let held = session.evaluate_on(&[
+        ("x", &x_held, &[held_rows.len(), 2]),
+        ("y", &y_held, &[held_rows.len()]),
+    ])?;
+    for (name, value) in held {
+        println!("held-out {name} = {value:.4}");
     }
     println!("w = {:?}", session.param("w")?.data);
+
+    // New points need no labels: what `adjoint predict` writes for them.
+    let new_points = [3.0, 1.0, -2.0, -0.5];
+    for (name, values) in session.predict_on(&[("x", &new_points, &[2, 2])])? {
+        println!("{name} = {:?}", values.data);
+    }
     Ok(())
 }

@@ -20,7 +20,10 @@
 //! assert!((w - 2.0).abs() < 1e-6);
 //! ```
 //!
-//! Sessions save and load checkpoints (`save`, `load`) in the safetensors format.
+//! Sessions save and load checkpoints (`save`, `load`) in the safetensors format, compute the
+//! model's `output` values for new rows (`predict`, `predict_on`: what `adjoint predict`
+//! writes) and its loss and metrics on rows it does not train on (`evaluate_on`; the rows that
+//! `adjoint train --validation F --seed S` holds out are [`validation_rows`]`(n, F, S)`).
 //!
 //! A `CompiledModel` is cheap to clone and can be shared across threads; each thread makes its
 //! own `Session`, which owns parameters, optimizer state and input data.
@@ -116,6 +119,22 @@ pub enum Error {
     /// A checkpoint that cannot be read, or belongs to another model.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// `predict` on a model that declares no `output` values.
+    #[error(
+        "the model declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)"
+    )]
+    NoOutputs,
+}
+
+/// One input's values, as [`Session::set_input`] takes them: its name, row-major values and
+/// shape.
+pub type InputValues<'a> = (&'a str, &'a [f64], &'a [usize]);
+
+/// The rows that `adjoint train --validation fraction --seed seed` holds out of `n_rows` rows,
+/// and those it trains on: (training rows, held-out rows), each in increasing order. At least
+/// one row is left to train on.
+pub fn validation_rows(n_rows: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    crate::data::split_rows(n_rows, fraction, seed)
 }
 
 fn compile_error(e: CompileError, file: &SourceFile) -> Error {
@@ -152,38 +171,60 @@ pub fn compile_file(path: impl AsRef<Path>) -> Result<CompiledModel, Error> {
 }
 
 /// A declared input or parameter: its name and shape (`None` for a dimension bound by data).
+/// It prints as the model declares it: `W[4, 3]`, `X[n, 4]`, `b` for a scalar.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Var {
     /// The declared name.
     pub name: String,
     /// Each dimension's size; `None` for the row dimension bound by data.
     pub shape: Vec<Option<usize>>,
+    /// The dimensions as the model writes them (`n`, `4`).
+    dim_names: Vec<String>,
+}
+
+impl std::fmt::Display for Var {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.dim_names.is_empty() {
+            write!(f, "[{}]", self.dim_names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Var {
+    fn declared(g: &crate::ir::Graph, name: &str, shape: &crate::ir::shape::Shape) -> Var {
+        Var {
+            name: name.to_string(),
+            shape: dims(&shape.0),
+            dim_names: shape
+                .0
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(k) => k.to_string(),
+                    Dim::Sym(s) => g.syms[*s as usize].clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl CompiledModel {
     /// The parameters, in declaration order.
     pub fn params(&self) -> Vec<Var> {
-        self.model
-            .graph()
-            .params
+        let g = self.model.graph();
+        g.params
             .iter()
-            .map(|p| Var {
-                name: p.name.clone(),
-                shape: dims(&p.shape.0),
-            })
+            .map(|p| Var::declared(g, &p.name, &p.shape))
             .collect()
     }
 
     /// The inputs, in declaration order.
     pub fn inputs(&self) -> Vec<Var> {
-        self.model
-            .graph()
-            .inputs
+        let g = self.model.graph();
+        g.inputs
             .iter()
-            .map(|p| Var {
-                name: p.name.clone(),
-                shape: dims(&p.shape.0),
-            })
+            .map(|p| Var::declared(g, &p.name, &p.shape))
             .collect()
     }
 
@@ -315,6 +356,43 @@ impl Session {
         Ok(())
     }
 
+    /// Binds several inputs at once, replacing every binding, so that the row count may change
+    /// (from the training rows to a held-out split, say). When one is refused, the bindings
+    /// stay as they were.
+    pub fn set_inputs(&mut self, inputs: &[InputValues]) -> Result<(), Error> {
+        let n = self.inputs.len();
+        let saved = (
+            std::mem::replace(&mut self.inputs, vec![None; n]),
+            self.rows.take(),
+            self.trainer.bound_dims.clone(),
+        );
+        for (name, values, shape) in inputs {
+            if let Err(e) = self.set_input(name, values, shape) {
+                (self.inputs, self.rows, self.trainer.bound_dims) = saved;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with `inputs` bound in place of the session's own, which are bound again
+    /// afterwards whatever `f` returns.
+    fn with_inputs<T>(
+        &mut self,
+        inputs: &[InputValues],
+        f: impl FnOnce(&mut Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let n = self.inputs.len();
+        let saved = (
+            std::mem::replace(&mut self.inputs, vec![None; n]),
+            self.rows.take(),
+            self.trainer.bound_dims.clone(),
+        );
+        let result = self.set_inputs(inputs).and_then(|()| f(self));
+        (self.inputs, self.rows, self.trainer.bound_dims) = saved;
+        result
+    }
+
     fn bound(&self) -> Result<(Vec<Buffer>, usize), Error> {
         let g = self.trainer.compiled.model.graph();
         let mut out = Vec::with_capacity(self.inputs.len());
@@ -363,6 +441,61 @@ impl Session {
     pub fn evaluate(&mut self) -> Result<Vec<(String, f64)>, Error> {
         let (inputs, rows) = self.bound()?;
         Ok(self.trainer.evaluate(&inputs, rows)?)
+    }
+
+    /// The loss and each metric on other rows (a held-out split, a test set), by name; the
+    /// session's own inputs stay bound.
+    pub fn evaluate_on(&mut self, inputs: &[InputValues]) -> Result<Vec<(String, f64)>, Error> {
+        self.with_inputs(inputs, Session::evaluate)
+    }
+
+    /// The model's `output` values for the bound inputs, by name, a row per data row: what
+    /// `adjoint predict` writes. Inputs that no output reads (the labels) need not be bound.
+    pub fn predict(&mut self) -> Result<Vec<(String, Tensor)>, Error> {
+        let compiled = self.trainer.compiled.clone();
+        let Some(p) = &compiled.graphs.predict else {
+            return Err(Error::NoOutputs);
+        };
+        let g = compiled.model.graph();
+        let roots: Vec<_> = p.outputs.iter().map(|o| o.1).collect();
+        let live = p.graph.reachable(&roots);
+        let read = |i: usize| {
+            p.graph
+                .ids()
+                .any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32))
+        };
+        let rows = self.rows.unwrap_or(0);
+        let mut inputs = Vec::with_capacity(self.inputs.len());
+        for (i, (b, info)) in self.inputs.iter().zip(&g.inputs).enumerate() {
+            match b {
+                Some(b) => inputs.push(b.clone()),
+                // Never read: zeros of the declared size only fill its slot.
+                None if !read(i) => {
+                    let width: u64 = info.shape.0[1..]
+                        .iter()
+                        .map(|d| match d {
+                            Dim::Fixed(k) => *k,
+                            Dim::Sym(s) => self
+                                .trainer
+                                .bound_dims
+                                .iter()
+                                .find(|b| b.0 == *s)
+                                .map_or(0, |b| b.1),
+                        })
+                        .product();
+                    let zeros = vec![0.0; rows * width as usize];
+                    inputs.push(Buffer::from_f64(g.dtype, &zeros));
+                }
+                None => return Err(Error::MissingInput(info.name.clone())),
+            }
+        }
+        Ok(self.trainer.predict(&inputs, rows)?)
+    }
+
+    /// The model's `output` values for other rows (new data), by name, a row per data row;
+    /// the session's own inputs stay bound.
+    pub fn predict_on(&mut self, inputs: &[InputValues]) -> Result<Vec<(String, Tensor)>, Error> {
+        self.with_inputs(inputs, Session::predict)
     }
 
     fn param_index(&self, name: &str) -> Result<usize, Error> {
@@ -418,10 +551,5 @@ impl Session {
     /// Optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.trainer.step
-    }
-
-    /// The underlying trainer, for the training loop's full control.
-    pub fn trainer(&mut self) -> &mut Trainer {
-        &mut self.trainer
     }
 }

@@ -29,6 +29,9 @@ pub fn gradients(g: &mut Graph, loss: NodeId) -> Vec<NodeId> {
         let Some(ct) = cotangent[id.index()] else {
             continue;
         };
+        if let Some(name) = g.name(id).map(str::to_string) {
+            g.set_derivative_of(ct, &name);
+        }
         let node = g.node(id).clone();
         let first_new = g.len();
         let contributions = vjp(g, id, ct);

@@ -35,17 +35,21 @@
 //! | [`DTYPE_KEY`] `adjoint.dtype` | the model's compute dtype, `f32` or `f64` |
 //! | [`ORDER_KEY`] `adjoint.order` | written by [`save`]: tensor names in checkpoint order, one per line |
 //! | [`CHECKSUM_KEY`] `adjoint.checksum` | written by [`save`]: the line `fnv1a64`, then one line `<16 hex digits> <name>` per tensor, hashing that tensor's bytes as stored |
+//! | [`METADATA_CHECKSUM_KEY`] `adjoint.metadata_checksum` | written by [`save`]: the line `fnv1a64`, then one line `<16 hex digits> <key>` per other metadata entry (these two included), in key order, hashing the entry's value |
 //!
-//! [`load`] consumes `adjoint.order` and `adjoint.checksum` and does not return them; every other
-//! key comes back unchanged. Files from other tools, which lack both keys, load too: their tensors
-//! come back in file order, unverified.
+//! [`load`] consumes the three reserved keys and does not return them; every other key comes
+//! back unchanged. A checkpoint written by [`save`] is covered whole: any edit of a tensor's bytes
+//! or of a metadata entry (changed, added or removed) is refused with an error naming it. Files
+//! from other tools, which lack the three keys, load too: their tensors come back in file order,
+//! unverified ([`load_verified`] says which).
 //!
-//! The encoder writes the metadata entries in hash-map order, so saving the same checkpoint
-//! twice can give files whose headers differ in byte order; they load identically.
+//! The header's metadata entries are written in key order, so identical checkpoints are
+//! identical files.
 //!
 //! [`save`] replaces the file atomically: a crash or power loss leaves either the old checkpoint
-//! or the new one, never a mix. A process killed mid-save can leave a `.<file name>.tmp-*` file
-//! next to the checkpoint; it is never read and is safe to delete.
+//! or the new one, never a mix. A process killed mid-save can leave a
+//! `.<file name>.tmp-<pid>-*` file next to the checkpoint; it is never read, and the next save
+//! to the same path deletes it once process `<pid>` has exited.
 //!
 //! # Reading a checkpoint from Python
 //!
@@ -96,10 +100,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 
@@ -115,6 +118,9 @@ pub const DTYPE_KEY: &str = "adjoint.dtype";
 pub const ORDER_KEY: &str = "adjoint.order";
 /// Reserved metadata key: per-tensor checksums, written by [`save`] and verified by [`load`].
 pub const CHECKSUM_KEY: &str = "adjoint.checksum";
+/// Reserved metadata key: a checksum of every other metadata entry, written by [`save`] and
+/// verified by [`load`].
+pub const METADATA_CHECKSUM_KEY: &str = "adjoint.metadata_checksum";
 
 const CHECKSUM_ALGORITHM: &str = "fnv1a64";
 
@@ -229,6 +235,24 @@ impl fmt::Display for MismatchKind {
     }
 }
 
+/// How a metadata entry differs from what the checkpoint recorded when it was saved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetadataChange {
+    Edited,
+    Added,
+    Removed,
+}
+
+impl fmt::Display for MetadataChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetadataChange::Edited => "was changed",
+            MetadataChange::Added => "was added",
+            MetadataChange::Removed => "was removed",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint {} does not exist", .path.display())]
@@ -261,8 +285,7 @@ pub enum CheckpointError {
 
     #[error(
         "checkpoint {}: the bytes of tensor `{tensor}` are corrupted: their checksum is \
-         {found}, but the checkpoint recorded {expected} when it was saved (if the tensor was \
-         changed on purpose, delete the `adjoint.checksum` metadata entry)",
+         {found}, but the checkpoint recorded {expected} when it was saved",
         .path.display()
     )]
     ChecksumMismatch {
@@ -271,6 +294,30 @@ pub enum CheckpointError {
         expected: String,
         found: String,
     },
+
+    #[error(
+        "checkpoint {}: metadata entry `{key}` {change} after the checkpoint was saved (it does \
+         not match the `adjoint.metadata_checksum` entry); the file was edited or damaged",
+        .path.display()
+    )]
+    MetadataChanged {
+        path: PathBuf,
+        key: String,
+        change: MetadataChange,
+    },
+
+    #[error("checkpoint {}: metadata entry `{key}` {reason}", .path.display())]
+    BadMetadata {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+
+    #[error("cannot resume from checkpoint {}: {reason}", .path.display())]
+    CannotResume { path: PathBuf, reason: String },
+
+    #[error("cannot start from the parameters in {}: {reason}", .path.display())]
+    CannotInit { path: PathBuf, reason: String },
 
     #[error("cannot save checkpoint {}: {reason}", .path.display())]
     InvalidInput { path: PathBuf, reason: String },
@@ -304,10 +351,114 @@ pub fn fnv1a64_hex(bytes: &[u8]) -> String {
 
 /// Writes `ckpt` to `path`, replacing any existing file atomically and durably.
 ///
+/// A symbolic link is followed: the file it points to is replaced and the link stays. A path
+/// that names anything but a regular file (a directory, a device such as `/dev/full`, a pipe or
+/// a socket) is refused before anything is written. Temporary files that an earlier, killed
+/// save to the same path left behind are removed.
+///
 /// On error the file at `path`, if any, is unchanged and no temporary file is left behind.
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    let target = save_target(path)?;
     let bytes = encode(path, ckpt)?;
-    write_atomically(path, &bytes)
+    remove_stale_temp_files(&target);
+    write_atomically(&target, &bytes)
+}
+
+/// Checks, before any work is done, that [`save`] could write a checkpoint to `path`: the
+/// target is a regular file or absent, and its directory exists and accepts new files (a
+/// temporary file is created there and removed). Returns the file a save would replace, with
+/// symbolic links followed.
+pub fn check_writable(path: &Path) -> Result<PathBuf, CheckpointError> {
+    let target = save_target(path)?;
+    let (dir, prefix) = temp_prefix(&target).ok_or_else(|| no_file_name(path))?;
+    let refuse = |reason: String| CheckpointError::InvalidInput {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(refuse(format!("{} is not a directory", dir.display()))),
+        Err(_) => {
+            return Err(refuse(format!(
+                "directory {} does not exist",
+                dir.display()
+            )));
+        }
+    }
+    temp_builder(&prefix)
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| CheckpointError::Io {
+            path: path.to_path_buf(),
+            action: format!("creating a file in directory {}", dir.display()),
+            source: without_path(e),
+        })?;
+    Ok(target)
+}
+
+/// The operating system's error alone: tempfile adds the random name it tried, which says
+/// nothing to a user and differs from run to run.
+fn without_path(e: io::Error) -> io::Error {
+    e.raw_os_error().map_or(e, io::Error::from_raw_os_error)
+}
+
+fn no_file_name(path: &Path) -> CheckpointError {
+    CheckpointError::InvalidInput {
+        path: path.to_path_buf(),
+        reason: "the path does not end in a file name".into(),
+    }
+}
+
+/// The regular file a save to `path` replaces (or creates): symbolic links followed, anything
+/// that is not a regular file refused.
+fn save_target(path: &Path) -> Result<PathBuf, CheckpointError> {
+    // The same bound on a chain of links as the kernel's (ELOOP after 40).
+    const MAX_LINKS: usize = 40;
+    let refuse = |reason: String| CheckpointError::InvalidInput {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut target = path.to_path_buf();
+    for _ in 0..=MAX_LINKS {
+        let meta = match fs::symlink_metadata(&target) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(target),
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: path.to_path_buf(),
+                    action: format!("looking up {}", target.display()),
+                    source,
+                });
+            }
+            Ok(meta) => meta,
+        };
+        let kind = meta.file_type();
+        if kind.is_file() {
+            return Ok(target);
+        }
+        if kind.is_dir() {
+            return Err(refuse(format!("{} is a directory", target.display())));
+        }
+        if !kind.is_symlink() {
+            return Err(refuse(format!(
+                "{} is not a regular file (a device, pipe or socket); checkpoints are written \
+                 to regular files only",
+                target.display()
+            )));
+        }
+        let link = fs::read_link(&target).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            action: format!("reading the symbolic link {}", target.display()),
+            source,
+        })?;
+        // A relative link is relative to the directory holding it.
+        target = match target.parent() {
+            Some(dir) if link.is_relative() => dir.join(link),
+            _ => link,
+        };
+    }
+    Err(refuse(format!(
+        "more than {MAX_LINKS} symbolic links lead from it; is there a loop?"
+    )))
 }
 
 struct RawView<'a> {
@@ -337,12 +488,18 @@ fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
         reason,
     };
 
-    for key in [ORDER_KEY, CHECKSUM_KEY] {
+    for key in [ORDER_KEY, CHECKSUM_KEY, METADATA_CHECKSUM_KEY] {
         if ckpt.metadata.contains_key(key) {
             return Err(invalid(format!(
                 "metadata key `{key}` is reserved; save writes it itself"
             )));
         }
+    }
+    // Keys are stored one per line in the metadata checksum entry.
+    if let Some(key) = ckpt.metadata.keys().find(|k| k.contains('\n')) {
+        return Err(invalid(format!(
+            "metadata key {key:?} is not allowed (keys must be single-line)"
+        )));
     }
     let mut seen = HashSet::new();
     for t in &ckpt.tensors {
@@ -386,15 +543,12 @@ fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
         checksums.push_str(&t.name);
     }
 
-    let metadata = ckpt
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .chain([
-            (ORDER_KEY.to_string(), order),
-            (CHECKSUM_KEY.to_string(), checksums),
-        ])
-        .collect();
+    let mut metadata = ckpt.metadata.clone();
+    metadata.insert(ORDER_KEY.into(), order);
+    metadata.insert(CHECKSUM_KEY.into(), checksums);
+    let covered = metadata_checksums(&metadata);
+    metadata.insert(METADATA_CHECKSUM_KEY.into(), covered);
+
     let views = ckpt.tensors.iter().zip(&raw).map(|(t, bytes)| {
         let dtype = match t.dtype() {
             DTypeTag::F32 => Dtype::F32,
@@ -409,44 +563,136 @@ fn encode(path: &Path, ckpt: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
             },
         )
     });
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| invalid(format!("the safetensors encoder rejected it: {e}")))
+    // The encoder lays the tensors out; its header is then written again with the metadata in
+    // sorted order, since the encoder writes it in hash-map order and identical checkpoints
+    // must be identical files.
+    let encoded = safetensors::serialize(views, None)
+        .map_err(|e| invalid(format!("the safetensors encoder rejected it: {e}")))?;
+    with_sorted_metadata(&encoded, &metadata)
+        .map_err(|e| invalid(format!("re-encoding the header failed: {e}")))
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Removes the temporary file unless it has been renamed into place, so that every early
-/// return (and unwinding panic) cleans up.
-struct TempFile {
-    path: PathBuf,
-    renamed: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.renamed {
-            let _ = fs::remove_file(&self.path);
-        }
+/// The metadata checksum entry for `metadata`: the algorithm's name, then one line
+/// `<16 hex digits> <key>` per entry, in key order, hashing the entry's value.
+fn metadata_checksums(metadata: &BTreeMap<String, String>) -> String {
+    let mut out = String::from(CHECKSUM_ALGORITHM);
+    for (key, value) in metadata {
+        out.push('\n');
+        out.push_str(&fnv1a64_hex(value.as_bytes()));
+        out.push(' ');
+        out.push_str(key);
     }
+    out
 }
 
-/// The directory holding `path` and a fresh temporary file name in it.
-fn temp_sibling(path: &Path) -> Option<(&Path, PathBuf)> {
+/// `encoded` (a safetensors file without metadata) with `metadata` added to its header as
+/// the first entry, keys sorted, the header padded with spaces to a multiple of 8 bytes.
+fn with_sorted_metadata(
+    encoded: &[u8],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let len_bytes: [u8; 8] = encoded
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("the encoder wrote no header length")?;
+    let header_len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|e| e.to_string())?;
+    let header = encoded
+        .get(8..8 + header_len)
+        .ok_or("the encoder's header runs past its output")?;
+    let data = &encoded[8 + header_len..];
+    let tensors = std::str::from_utf8(header)
+        .map_err(|e| e.to_string())?
+        .trim_end_matches(' ');
+    let tensors = tensors
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or("the encoder's header is not a JSON object")?;
+    let mut header = String::from("{\"__metadata__\":");
+    header.push_str(&serde_json::to_string(metadata).map_err(|e| e.to_string())?);
+    if !tensors.is_empty() {
+        header.push(',');
+        header.push_str(tensors);
+    }
+    header.push('}');
+    let padded_len = header.len().next_multiple_of(8);
+    let mut out = Vec::with_capacity(8 + padded_len + data.len());
+    out.extend((padded_len as u64).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.resize(8 + padded_len, b' ');
+    out.extend(data);
+    Ok(out)
+}
+
+/// The directory holding `path` and the name prefix of its temporary files,
+/// `.<file name>.tmp-<pid>-`.
+fn temp_prefix(path: &Path) -> Option<(&Path, std::ffi::OsString)> {
     let file_name = path.file_name()?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    // Same directory as the target: rename is only atomic within one filesystem. The pid and
-    // counter keep concurrent savers (threads or processes) off each other's temporary files.
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    Some((dir, dir.join(tmp_name)))
+    // Same directory as the target: rename is only atomic within one filesystem. The pid
+    // tells a later save whether the process that made a leftover file is still alive.
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(format!(".tmp-{}-", std::process::id()));
+    Some((dir, prefix))
+}
+
+/// Temporary files with `prefix`, created like the checkpoint itself would be: readable as the
+/// umask allows (not tempfile's default 0600), random suffixes keeping concurrent savers apart.
+fn temp_builder(prefix: &std::ffi::OsStr) -> tempfile::Builder<'_, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).rand_bytes(8);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o666));
+    }
+    builder
+}
+
+/// Removes `.<file name>.tmp-<pid>-*` files beside `target` whose process has exited: a save
+/// killed mid-write (SIGKILL, power loss) leaves one, and they are as large as a checkpoint.
+/// Files of live processes, which may be saving right now, are kept.
+fn remove_stale_temp_files(target: &Path) {
+    let Some((dir, own_prefix)) = temp_prefix(target) else {
+        return;
+    };
+    let own_prefix = own_prefix.to_string_lossy();
+    // `.<file name>.tmp-`: the prefix without this process's pid.
+    let Some(stem) = own_prefix
+        .strip_suffix('-')
+        .and_then(|p| p.rsplit_once('-'))
+        .map(|(stem, _pid)| format!("{stem}-"))
+    else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&stem))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && pid != std::process::id() && process_has_exited(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether no process with this id exists. Where that cannot be known, false: a temporary file
+/// is only ever deleted when its writer is certainly gone.
+fn process_has_exited(pid: u32) -> bool {
+    let proc_fs = Path::new("/proc");
+    proc_fs.join("self").exists() && !proc_fs.join(pid.to_string()).exists()
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
@@ -457,42 +703,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
             source,
         }
     };
-    let (dir, tmp_path) = temp_sibling(path).ok_or_else(|| CheckpointError::InvalidInput {
-        path: path.to_path_buf(),
-        reason: "the path does not end in a file name".into(),
-    })?;
+    let (dir, prefix) = temp_prefix(path).ok_or_else(|| no_file_name(path))?;
 
-    // create_new: never truncate a file some other process is writing. The cleanup guard is
-    // armed only once the file is ours, so a name clash never deletes someone else's file.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
+    // The temporary file is created new (never truncating another process's file) and is
+    // removed when dropped, so every early return (and unwinding panic) cleans up.
+    let mut tmp = temp_builder(&prefix)
+        .tempfile_in(dir)
+        .map_err(without_path)
         .map_err(io_err(format!(
-            "creating the temporary file {}",
-            tmp_path.display()
+            "creating a temporary file in {}",
+            dir.display()
         )))?;
-    let mut tmp = TempFile {
-        path: tmp_path,
-        renamed: false,
-    };
-    file.write_all(bytes).map_err(io_err(format!(
-        "writing the temporary file {}",
-        tmp.path.display()
-    )))?;
+    let tmp_display = tmp.path().display().to_string();
+    tmp.write_all(bytes)
+        .map_err(io_err(format!("writing the temporary file {tmp_display}")))?;
     // Without this the rename can reach the disk before the data, and a power loss would
     // leave a checkpoint full of zeros or garbage under the final name.
-    file.sync_all().map_err(io_err(format!(
-        "flushing the temporary file {} to disk",
-        tmp.path.display()
+    tmp.as_file().sync_all().map_err(io_err(format!(
+        "flushing the temporary file {tmp_display} to disk"
     )))?;
-    drop(file);
 
-    fs::rename(&tmp.path, path).map_err(io_err(format!(
-        "renaming the temporary file {} over the checkpoint",
-        tmp.path.display()
-    )))?;
-    tmp.renamed = true;
+    tmp.persist(path).map_err(|e| CheckpointError::Io {
+        path: path.to_path_buf(),
+        action: format!("renaming the temporary file {tmp_display} over the checkpoint"),
+        source: e.error,
+    })?;
 
     // The rename itself lives in the directory; until the directory is synced a power loss can
     // bring back the old entry.
@@ -532,14 +767,35 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 /// Reads a checkpoint written by [`save`] or by any safetensors writer (F32 and F64 tensors
 /// only). Verifies the checksums [`save`] stores when they are present.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    load_verified(path).map(|(ckpt, _)| ckpt)
+}
+
+/// How much of a loaded checkpoint its checksums covered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// No checksums: a file from another safetensors writer.
+    Unchecked,
+    /// The tensors' bytes, but not the metadata: a file from an earlier version of adjoint.
+    TensorsOnly,
+    /// Every tensor and every metadata entry, as [`save`] writes them.
+    Complete,
+}
+
+/// [`load`], also saying what the checksums covered.
+pub fn load_verified(path: &Path) -> Result<(Checkpoint, Integrity), CheckpointError> {
     let bytes = read_file(path)?;
+    decode(path, &bytes)
+}
+
+/// Decodes the bytes of a checkpoint file; `path` only names it in errors.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<(Checkpoint, Integrity), CheckpointError> {
     let corrupt = |reason: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
 
-    let (header_len, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| corrupt(describe_format_error(&bytes, e)))?;
+    let (header_len, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| corrupt(describe_format_error(bytes, e)))?;
     let data = bytes.get(8 + header_len..).unwrap_or(&[]);
 
     let mut metadata: BTreeMap<String, String> = header
@@ -548,6 +804,14 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // First, since it covers the entries the rest of the reading relies on.
+    let metadata_checked = match metadata.remove(METADATA_CHECKSUM_KEY) {
+        Some(entry) => {
+            verify_metadata(path, &entry, &metadata)?;
+            true
+        }
+        None => false,
+    };
     let file_order = header.offset_keys();
     let order = match metadata.remove(ORDER_KEY) {
         Some(entry) => parse_order(&entry, &file_order).map_err(corrupt)?,
@@ -556,6 +820,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let checksums = match metadata.remove(CHECKSUM_KEY) {
         Some(entry) => Some(parse_checksums(&entry, &order).map_err(corrupt)?),
         None => None,
+    };
+    let integrity = match (&checksums, metadata_checked) {
+        (Some(_), true) => Integrity::Complete,
+        (Some(_), false) => Integrity::TensorsOnly,
+        // A metadata checksum without tensor checksums is not what save writes.
+        (None, true) => {
+            return Err(corrupt(format!(
+                "it has a `{METADATA_CHECKSUM_KEY}` entry but no `{CHECKSUM_KEY}` entry"
+            )));
+        }
+        (None, false) => Integrity::Unchecked,
     };
 
     let mut tensors = Vec::with_capacity(order.len());
@@ -609,7 +884,68 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             data: tensor_data,
         });
     }
-    Ok(Checkpoint { tensors, metadata })
+    Ok((Checkpoint { tensors, metadata }, integrity))
+}
+
+/// Checks every metadata entry against the metadata checksum entry: each is listed with the
+/// checksum of its value, and nothing else is listed.
+fn verify_metadata(
+    path: &Path,
+    entry: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let changed = |key: &str, change| CheckpointError::MetadataChanged {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        change,
+    };
+    let recorded = parse_metadata_checksums(entry).map_err(|reason| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    for (key, value) in metadata {
+        match recorded.get(key.as_str()) {
+            None => return Err(changed(key, MetadataChange::Added)),
+            Some(sum) if *sum != fnv1a64_hex(value.as_bytes()) => {
+                return Err(changed(key, MetadataChange::Edited));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(key) = recorded.keys().find(|k| !metadata.contains_key(**k)) {
+        return Err(changed(key, MetadataChange::Removed));
+    }
+    Ok(())
+}
+
+fn parse_metadata_checksums(entry: &str) -> Result<BTreeMap<&str, String>, String> {
+    let mut lines = entry.split('\n');
+    let algorithm = lines.next().unwrap_or_default();
+    if algorithm != CHECKSUM_ALGORITHM {
+        return Err(format!(
+            "the `{METADATA_CHECKSUM_KEY}` metadata entry uses checksum algorithm \
+             {algorithm:?}; only {CHECKSUM_ALGORITHM} is known"
+        ));
+    }
+    let mut sums = BTreeMap::new();
+    for (i, line) in lines.enumerate() {
+        let parsed = line
+            .split_once(' ')
+            .filter(|(hex, _)| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some((hex, key)) = parsed else {
+            return Err(format!(
+                "line {} of the `{METADATA_CHECKSUM_KEY}` metadata entry is not \
+                 `<16 hex digits> <key>`",
+                i + 2
+            ));
+        };
+        if sums.insert(key, hex.to_ascii_lowercase()).is_some() {
+            return Err(format!(
+                "the `{METADATA_CHECKSUM_KEY}` metadata entry lists `{key}` twice"
+            ));
+        }
+    }
+    Ok(sums)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
@@ -625,6 +961,13 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
         Ok(m) if m.is_dir() => {
             return Err(CheckpointError::IsDirectory {
                 path: path.to_path_buf(),
+            });
+        }
+        // A device or pipe could be read forever (`/dev/zero`).
+        Ok(m) if !m.is_file() => {
+            return Err(CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: "it is not a regular file (a device, pipe or socket)".into(),
             });
         }
         Ok(_) => {}
@@ -831,6 +1174,7 @@ pub fn check_against(
 mod tests {
     use super::*;
     use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     /// A fresh, empty directory under the system temp dir, unique per test and process, removed
@@ -1052,23 +1396,18 @@ mod tests {
 
     #[test]
     fn temporary_file_is_a_hidden_sibling_of_the_target() {
-        let (dir, tmp) = temp_sibling(Path::new("m.safetensors")).unwrap();
+        let (dir, prefix) = temp_prefix(Path::new("m.safetensors")).unwrap();
         assert_eq!(dir, Path::new("."));
-        let prefix = format!("./.m.safetensors.tmp-{}-", std::process::id());
-        assert!(
-            tmp.to_str().unwrap().starts_with(&prefix),
-            "{}",
-            tmp.display()
+        assert_eq!(
+            prefix.to_str().unwrap(),
+            format!(".m.safetensors.tmp-{}-", std::process::id())
         );
 
-        let (dir, tmp) = temp_sibling(Path::new("/a/b/m.safetensors")).unwrap();
+        let (dir, _) = temp_prefix(Path::new("/a/b/m.safetensors")).unwrap();
         assert_eq!(dir, Path::new("/a/b"));
-        assert_eq!(tmp.parent(), Some(Path::new("/a/b")));
-        let (_, again) = temp_sibling(Path::new("/a/b/m.safetensors")).unwrap();
-        assert_ne!(tmp, again);
 
-        assert!(temp_sibling(Path::new("/")).is_none());
-        assert!(temp_sibling(Path::new("a/..")).is_none());
+        assert!(temp_prefix(Path::new("/")).is_none());
+        assert!(temp_prefix(Path::new("a/..")).is_none());
     }
 
     #[test]
@@ -1147,25 +1486,25 @@ mod tests {
     fn failed_save_removes_temp_file_and_keeps_target() {
         let dir = scratch_dir("failed-save");
 
-        // The target is a directory: the rename fails after the data was written and synced.
+        // The target is a directory: refused before anything is written.
         let target = dir.join("occupied");
         fs::create_dir(&target).unwrap();
         fs::write(target.join("keep"), b"x").unwrap();
         let err = save(&target, &sample()).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, CheckpointError::Io { .. }), "{msg}");
-        assert!(msg.contains("renaming the temporary file"), "{msg}");
+        assert!(matches!(err, CheckpointError::InvalidInput { .. }), "{msg}");
+        assert!(msg.contains("is a directory"), "{msg}");
         assert!(temp_files_in(&dir).is_empty(), "{:?}", temp_files_in(&dir));
         assert_eq!(fs::read(target.join("keep")).unwrap(), b"x");
 
         // The directory does not exist: nothing can be created.
         let missing = dir.join("no-such-dir").join("m.safetensors");
         let msg = save(&missing, &sample()).unwrap_err().to_string();
-        assert!(msg.contains("creating the temporary file"), "{msg}");
+        assert!(msg.contains("creating a temporary file in"), "{msg}");
         assert!(msg.contains(&missing.display().to_string()), "{msg}");
 
         let msg = save(Path::new("/"), &sample()).unwrap_err().to_string();
-        assert!(msg.contains("does not end in a file name"), "{msg}");
+        assert!(msg.contains("/ is a directory"), "{msg}");
     }
 
     #[test]
@@ -1329,22 +1668,53 @@ mod tests {
             metadata: BTreeMap::new(),
         };
         save(&path, &ckpt).unwrap();
-        let good = fs::read(&path).unwrap();
+        let saved = fs::read(&path).unwrap();
         // Same-length edits keep the header length valid, so only the entries themselves are
         // wrong.
-        let edits: [(&str, &str, &str); 3] = [
-            ("\"b\\na\"", "\"b\\nb\"", "lists tensor `b` twice"),
-            ("fnv1a64\\n", "fnv1a32\\n", "checksum algorithm \"fnv1a32\""),
-            (" a\"", " c\"", "no checksum for tensor `a`"),
+        let edits: [(&str, &str, &str, &str); 3] = [
+            (
+                "\"b\\na\"",
+                "\"b\\nb\"",
+                ORDER_KEY,
+                "lists tensor `b` twice",
+            ),
+            (
+                "\"fnv1a64\\n",
+                "\"fnv1a32\\n",
+                CHECKSUM_KEY,
+                "checksum algorithm \"fnv1a32\"",
+            ),
+            (" a\"", " c\"", CHECKSUM_KEY, "no checksum for tensor `a`"),
         ];
-        for (from, to, expected) in edits {
+        let edit = |good: &[u8], from: &str, to: &str| {
             let at = good
                 .windows(from.len())
                 .position(|w| w == from.as_bytes())
                 .unwrap_or_else(|| panic!("{from} not in the header"));
-            let mut bytes = good.clone();
+            let mut bytes = good.to_vec();
             bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
             fs::write(&path, bytes).unwrap();
+        };
+        // As saved, the metadata checksum names the entry that changed.
+        for (from, to, key, _) in edits {
+            edit(&saved, from, to);
+            let (err, msg) = load_err(&path);
+            assert!(
+                matches!(&err, CheckpointError::MetadataChanged { key: k, .. } if k == key),
+                "{msg}"
+            );
+        }
+        // Without it (an earlier version's file), the entries' own checks catch each edit.
+        fs::write(&path, &saved).unwrap();
+        rewrite_header(&path, |h| {
+            h["__metadata__"]
+                .as_object_mut()
+                .unwrap()
+                .remove(METADATA_CHECKSUM_KEY);
+        });
+        let unchecked = fs::read(&path).unwrap();
+        for (from, to, _, expected) in edits {
+            edit(&unchecked, from, to);
             let (err, msg) = load_err(&path);
             assert!(matches!(err, CheckpointError::Corrupt { .. }), "{msg}");
             assert!(msg.contains(expected), "{msg}");
@@ -1517,6 +1887,155 @@ mod tests {
             (tensor.as_str(), kind),
             ("param/b", MismatchKind::WrongShape)
         );
+    }
+
+    /// The file's header as JSON, changed by `edit`, written back with the same tensor bytes.
+    fn rewrite_header(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+        let bytes = fs::read(path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        edit(&mut header);
+        fs::write(path, raw_file(&header.to_string(), &bytes[8 + n..])).unwrap();
+    }
+
+    #[test]
+    fn every_metadata_entry_is_covered_by_the_checksum() {
+        let dir = scratch_dir("metadata-checksum");
+        let path = dir.join("m.safetensors");
+        save(&path, &sample()).unwrap();
+        let (_, integrity) = load_verified(&path).unwrap();
+        assert_eq!(integrity, Integrity::Complete);
+        let good = fs::read(&path).unwrap();
+        let keys: Vec<String> = sample()
+            .metadata
+            .keys()
+            .cloned()
+            .chain([ORDER_KEY.to_string(), CHECKSUM_KEY.to_string()])
+            .collect();
+        for key in &keys {
+            // One character more: the edit that a damaged byte or a hand edit makes.
+            fs::write(&path, &good).unwrap();
+            rewrite_header(&path, |h| {
+                let v = &mut h["__metadata__"][key.as_str()];
+                *v = format!("{}x", v.as_str().unwrap()).into();
+            });
+            let (err, msg) = load_err(&path);
+            assert!(
+                matches!(&err, CheckpointError::MetadataChanged { key: k, change: MetadataChange::Edited, .. } if k == key),
+                "{key}: {msg}"
+            );
+            assert!(msg.contains(&format!("`{key}` was changed")), "{msg}");
+        }
+        fs::write(&path, &good).unwrap();
+        rewrite_header(&path, |h| {
+            h["__metadata__"]["adjoint.extra"] = "1".into();
+        });
+        let (_, msg) = load_err(&path);
+        assert!(msg.contains("`adjoint.extra` was added"), "{msg}");
+        fs::write(&path, &good).unwrap();
+        rewrite_header(&path, |h| {
+            h["__metadata__"].as_object_mut().unwrap().remove(STEP_KEY);
+        });
+        let (_, msg) = load_err(&path);
+        assert!(msg.contains("`adjoint.step` was removed"), "{msg}");
+        // Without the metadata checksum (an earlier version's file) it loads, saying so.
+        fs::write(&path, &good).unwrap();
+        rewrite_header(&path, |h| {
+            h["__metadata__"]
+                .as_object_mut()
+                .unwrap()
+                .remove(METADATA_CHECKSUM_KEY);
+        });
+        assert_eq!(load_verified(&path).unwrap().1, Integrity::TensorsOnly);
+    }
+
+    #[test]
+    fn identical_checkpoints_are_identical_files() {
+        let dir = scratch_dir("identical");
+        let mut ckpt = sample();
+        for i in 0..20 {
+            ckpt.metadata.insert(format!("key{i}"), i.to_string());
+        }
+        save(&dir.join("a.safetensors"), &ckpt).unwrap();
+        let first = fs::read(dir.join("a.safetensors")).unwrap();
+        for _ in 0..5 {
+            save(&dir.join("b.safetensors"), &ckpt).unwrap();
+            assert!(fs::read(dir.join("b.safetensors")).unwrap() == first);
+        }
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
+        let at = |k: &str| header.find(&format!("\"{k}\":")).unwrap();
+        assert!(at("adjoint.checksum") < at("adjoint.dtype") && at("key0") < at("key1"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn save_follows_symbolic_links_and_refuses_what_is_not_a_file() {
+        use std::os::unix::fs::symlink;
+        let dir = scratch_dir("links");
+        let real = dir.join("real.safetensors");
+        save(&real, &sample()).unwrap();
+        let link = dir.join("link.safetensors");
+        symlink("real.safetensors", &link).unwrap();
+        let second = Checkpoint {
+            tensors: vec![f32_tensor("param/v", &[1], vec![7.0])],
+            metadata: BTreeMap::new(),
+        };
+        save(&link, &second).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_same_bits(&second, &load(&real).unwrap());
+        assert_eq!(check_writable(&link).unwrap(), dir.join("real.safetensors"));
+
+        // A dangling link: its target is created.
+        let dangling = dir.join("dangling.safetensors");
+        symlink(dir.join("new.safetensors"), &dangling).unwrap();
+        save(&dangling, &second).unwrap();
+        assert_same_bits(&second, &load(&dir.join("new.safetensors")).unwrap());
+
+        // A loop of links.
+        symlink(dir.join("loop2"), dir.join("loop1")).unwrap();
+        symlink(dir.join("loop1"), dir.join("loop2")).unwrap();
+        let msg = save(&dir.join("loop1"), &second).unwrap_err().to_string();
+        assert!(msg.contains("symbolic links"), "{msg}");
+
+        // A socket, like a device or a pipe, is never replaced by a regular file.
+        let socket = dir.join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        for result in [
+            save(&socket, &second).map(drop),
+            check_writable(&socket).map(drop),
+        ] {
+            let msg = result.unwrap_err().to_string();
+            assert!(msg.contains("not a regular file"), "{msg}");
+        }
+        assert!(!fs::symlink_metadata(&socket).unwrap().is_file());
+        let msg = check_writable(&dir.join("missing").join("m.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("missing does not exist"), "{msg}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn save_removes_temporary_files_of_killed_savers() {
+        let dir = scratch_dir("stale");
+        let path = dir.join("m.safetensors");
+        // No process has a pid this large (Linux's limit is 2^22).
+        let dead = dir.join(".m.safetensors.tmp-4294967295-abcdefgh");
+        // Process 1 is alive for as long as the system is up: its file may be in use.
+        let alive = dir.join(".m.safetensors.tmp-1-abcdefgh");
+        let other = dir.join(".n.safetensors.tmp-4294967295-abcdefgh");
+        for f in [&dead, &alive, &other] {
+            fs::write(f, b"partial").unwrap();
+        }
+        save(&path, &sample()).unwrap();
+        assert!(!dead.exists());
+        assert!(alive.exists() && other.exists());
     }
 
     // --- crash safety --------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //! library both go through it.
 
 use crate::diagnostics::{Diagnostic, SourceFile};
-use crate::ir::DType;
+use crate::ir::{DType, Graph, NodeId, Op};
 use crate::jit::{CodeOwner, CodegenError, Jit, NativeFn};
 use crate::lower;
 use crate::model::{GraphFn, Model};
@@ -122,6 +122,10 @@ pub struct Inner {
     _code: Arc<CodeOwner>,
 }
 
+/// The compiler's own view of a compiled model (its graphs and native functions), for the
+/// stages, the command line and the tests; not part of the supported API, so hidden from its
+/// documentation like the module `Inner` lives in.
+#[doc(hidden)]
 impl std::ops::Deref for CompiledModel {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -188,6 +192,8 @@ fn cache_key(
 }
 
 impl CompiledModel {
+    /// Checks and compiles a source file (the API's `compile` wraps this).
+    #[doc(hidden)]
     pub fn compile(file: &SourceFile) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
         let mut timings = Timings::default();
         let mut t = Instant::now();
@@ -206,6 +212,7 @@ impl CompiledModel {
     }
 
     /// Compiles a checked model (whose settings may have been changed since checking).
+    #[doc(hidden)]
     pub fn from_model(model: Model) -> Result<CompiledModel, CompileError> {
         with_big_stack(|| CompiledModel::build(model, Timings::default()))
     }
@@ -338,6 +345,108 @@ pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
     out
 }
 
+/// Subterms of at least this many operations (views not counted) get a name when a printed
+/// derivative would repeat them; smaller ones (`1 / n`, `y - x^2`) read better written out.
+const NAMED_SUBTERM_SIZE: usize = 3;
+
+/// Names for the subterms that printing `roots` would otherwise write out more than once: the
+/// derivative of a named value `h` is `d<loss>_dh`; the others are `t1`, `t2`, … in order of
+/// definition, skipping names the model uses.
+///
+/// Node ids are topological, so walking them downwards visits every user before its operands:
+/// each node's count is then final when it is reached, and a node that gets a name passes one
+/// occurrence, its definition's, down to its operands.
+fn repeated_subterm_names(g: &Graph, roots: &[NodeId], loss_name: &str) -> HashMap<NodeId, String> {
+    let Some(top) = roots.iter().max() else {
+        return HashMap::new();
+    };
+    let mut count = vec![0usize; top.index() + 1];
+    for r in roots {
+        count[r.index()] += 1;
+    }
+    let mut size = vec![None; top.index() + 1];
+    let mut chosen = Vec::new();
+    for id in (0..=top.index()).rev().map(|i| NodeId(i as u32)) {
+        if count[id.index()] == 0 {
+            continue;
+        }
+        let node = g.node(id);
+        let named = g.name(id).is_some()
+            || (count[id.index()] > 1
+                && !is_view(&node.op)
+                && subterm_size(g, id, &mut size) >= NAMED_SUBTERM_SIZE);
+        if named && g.name(id).is_none() {
+            chosen.push(id);
+        }
+        let passed = if named { 1 } else { count[id.index()] };
+        let operands: Vec<NodeId> = match &node.op {
+            // Printed as one call with `keepdims=true`: the reduction is not a subterm of its own.
+            Op::Reshape(to)
+                if crate::ir::pretty::kept_axis_reduction(g, node.inputs[0], to).is_some() =>
+            {
+                g.node(node.inputs[0]).inputs.clone()
+            }
+            _ => node.inputs.clone(),
+        };
+        for x in operands {
+            count[x.index()] += passed;
+        }
+    }
+    chosen.sort();
+    let taken: std::collections::HashSet<&str> = g
+        .params
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(g.inputs.iter().map(|i| i.name.as_str()))
+        .chain(g.syms.iter().map(String::as_str))
+        .chain(g.ids().filter_map(|id| g.name(id)))
+        .collect();
+    let mut names = HashMap::new();
+    let mut k = 0;
+    for id in chosen {
+        let derivative = g
+            .derivative_of(id)
+            .map(|of| format!("d{loss_name}_d{of}"))
+            .filter(|n| !taken.contains(n.as_str()) && !names.values().any(|v| v == n));
+        if let Some(name) = derivative {
+            names.insert(id, name);
+            continue;
+        }
+        let name = loop {
+            k += 1;
+            let candidate = format!("t{k}");
+            if !taken.contains(candidate.as_str()) {
+                break candidate;
+            }
+        };
+        names.insert(id, name);
+    }
+    names
+}
+
+/// Views are printed as their operand (or folded into a call), never named on their own.
+fn is_view(op: &Op) -> bool {
+    matches!(op, Op::Expand(_) | Op::Reshape(_) | Op::Transpose)
+}
+
+/// Operations in the printed form of `id` down to named nodes, views not counted (memoized
+/// in `size`).
+fn subterm_size(g: &Graph, id: NodeId, size: &mut [Option<usize>]) -> usize {
+    if let Some(n) = size[id.index()] {
+        return n;
+    }
+    let node = g.node(id);
+    let own = usize::from(!is_view(&node.op) && !node.inputs.is_empty());
+    let below: usize = node
+        .inputs
+        .iter()
+        .filter(|x| g.name(**x).is_none())
+        .map(|&x| subterm_size(g, x, size))
+        .sum();
+    size[id.index()] = Some(own + below);
+    own + below
+}
+
 /// The simplified derivative of the loss with respect to each parameter (or only `wrt`), as
 /// expressions in the model language or LaTeX, followed by the definitions of the named values
 /// they use.
@@ -359,13 +468,19 @@ pub fn derivatives(
             ));
         }
     }
+    let printed: Vec<(usize, NodeId)> = g
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| wrt.is_none_or(|w| w == p.name))
+        .map(|(i, _)| (i, graphs.gradient.outputs[i + 1].1))
+        .collect();
     let mut printer = Printer::new(g, style);
+    let roots: Vec<NodeId> = printed.iter().map(|p| p.1).collect();
+    printer.given_names = repeated_subterm_names(g, &roots, loss_name);
     let mut out = String::new();
-    for (i, p) in g.params.iter().enumerate() {
-        if wrt.is_some_and(|w| w != p.name) {
-            continue;
-        }
-        let id = graphs.gradient.outputs[i + 1].1;
+    for (i, id) in printed {
+        let p = &g.params[i];
         let e = printer.expr(id);
         match style {
             Style::Dsl => {
@@ -397,7 +512,7 @@ pub fn derivatives(
             "\\text{where} \\\\\n"
         });
         for (id, def) in defined {
-            let name = g.name(id).unwrap_or("?");
+            let name = printer.name_of(id).unwrap_or("?");
             match style {
                 Style::Dsl => {
                     let _ = writeln!(out, "  {name} = {def}");

@@ -198,30 +198,28 @@ impl Diagnostic {
                 let line = lines[i].0;
                 let text = file.line_text(line);
                 let same_line = lines[i..].iter().take_while(|(l, _)| *l == line).count();
-                // Each label's first character (0-based, in characters) and width.
+                // Each label's indent and width, in terminal columns.
                 let marks: Vec<(usize, usize)> = lines[i..i + same_line]
                     .iter()
                     .map(|(_, label)| {
-                        let (_, col) = file.line_col(label.span.start);
+                        let line_start = file.line_starts[line];
                         let line_end = file
                             .line_starts
                             .get(line + 1)
                             .copied()
                             .unwrap_or(file.text.len());
-                        let end = label.span.end.min(line_end).max(label.span.start);
-                        let width = file
-                            .snippet(Span::new(label.span.start, end))
-                            .trim_end()
-                            .chars()
-                            .count()
-                            .max(1);
-                        (col - 1, width)
+                        let start = file.clamp(label.span.start).max(line_start);
+                        let end = label.span.end.min(line_end).max(start);
+                        let indent = display_width(file.snippet(Span::new(line_start, start)));
+                        let width =
+                            display_width(file.snippet(Span::new(start, end)).trim_end()).max(1);
+                        (indent, width)
                     })
                     .collect();
-                let shown = Window::around(text.chars().count(), &marks);
+                let shown = Window::around(display_width(text), &marks);
                 let _ = writeln!(out, "{:>gutter$} | {}", line + 1, shown.text(text));
-                for (&(_, label), &(col, width)) in lines[i..i + same_line].iter().zip(&marks) {
-                    let (col, width) = shown.mark(col, width);
+                for (&(_, label), &(indent, width)) in lines[i..i + same_line].iter().zip(&marks) {
+                    let (indent, width) = shown.mark(indent, width);
                     let mark = if std::ptr::eq(label, primary) {
                         "^"
                     } else {
@@ -230,7 +228,7 @@ impl Diagnostic {
                     let _ = writeln!(
                         out,
                         "{pad} | {}{} {}",
-                        " ".repeat(col),
+                        " ".repeat(indent),
                         mark.repeat(width),
                         label.message
                     );
@@ -245,19 +243,40 @@ impl Diagnostic {
     }
 }
 
+/// How many columns a tab takes in a rendered source line (as rustc shows them).
+const TAB_WIDTH: usize = 4;
+
+/// A source line as printed under the gutter: tabs become spaces, so that the carets below
+/// line up whatever the terminal's tab stops are.
+fn expand_tabs(text: &str) -> String {
+    text.replace('\t', &" ".repeat(TAB_WIDTH))
+}
+
+/// Terminal columns that `text` takes when printed by `expand_tabs`: wide characters (CJK)
+/// take two, combining marks none.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '\t' => TAB_WIDTH,
+            c => unicode_width::UnicodeWidthChar::width(c).unwrap_or(0),
+        })
+        .sum()
+}
+
 /// The part of a source line a diagnostic shows: a long line (a generated model's, a data file
-/// read as a model) is cut around its labels, with `…` where it was cut.
+/// read as a model) is cut around its labels, with `…` where it was cut. Positions are terminal
+/// columns of the line as `expand_tabs` prints it.
 struct Window {
-    /// The first and one past the last character shown.
+    /// The first and one past the last column shown.
     start: usize,
     end: usize,
     len: usize,
 }
 
 impl Window {
-    /// Lines up to this many characters are shown whole.
+    /// Lines up to this many columns are shown whole.
     const WIDTH: usize = 120;
-    /// Characters shown before the first label of a cut line.
+    /// Columns shown before the first label of a cut line.
     const BEFORE: usize = 30;
 
     fn around(len: usize, marks: &[(usize, usize)]) -> Window {
@@ -282,14 +301,21 @@ impl Window {
         if self.start > 0 {
             shown.push('…');
         }
-        shown.extend(line.chars().skip(self.start).take(self.end - self.start));
+        let mut col = 0;
+        for c in expand_tabs(line).chars() {
+            let w = display_width(c.encode_utf8(&mut [0; 4]));
+            if col >= self.start && col + w <= self.end {
+                shown.push(c);
+            }
+            col += w;
+        }
         if self.end < self.len {
             shown.push('…');
         }
         shown
     }
 
-    /// Where a mark at character `col` of `width` characters goes on the shown text.
+    /// Where a mark at column `col`, `width` columns wide, goes on the shown text.
     fn mark(&self, col: usize, width: usize) -> (usize, usize) {
         let lead = usize::from(self.start > 0);
         let col = col.clamp(self.start, self.end);

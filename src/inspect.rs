@@ -62,19 +62,51 @@ fn loss_at(f: &GraphFn, p: &Point) -> f64 {
     v[f.outputs[0].1.index()].as_ref().unwrap().item()
 }
 
-/// Relative error with an absolute floor, the measure gradient checks report.
+/// Relative error with an absolute floor, the measure gradient checks report. A non-finite
+/// value agrees with nothing, itself included: its error is infinite.
 pub fn rel_err(a: f64, b: f64) -> f64 {
-    if a == b {
-        0.0
-    } else {
-        (a - b).abs() / a.abs().max(b.abs()).max(1e-8)
+    excess_rel_err(a, b, 0.0)
+}
+
+/// The relative error of `a` against `b` beyond an absolute error `noise` that is expected
+/// anyway (the rounding error of a finite difference); infinite when either is not finite.
+fn excess_rel_err(a: f64, b: f64, noise: f64) -> f64 {
+    if !a.is_finite() || !b.is_finite() {
+        return f64::INFINITY;
     }
+    ((a - b).abs() - noise).max(0.0) / a.abs().max(b.abs()).max(1e-8)
+}
+
+/// The number of elements of the largest array `f` computes at a point: the most terms any of
+/// its sums adds up, which bounds how much rounding error the loss carries.
+fn largest_array(f: &GraphFn, p: &Point) -> usize {
+    f.graph
+        .ids()
+        .map(|id| {
+            f.graph
+                .shape(id)
+                .concrete(&p.syms)
+                .iter()
+                .product::<usize>()
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The rounding error of a central difference (f(θ + hd) − f(θ − hd)) / 2h. Each loss value
+/// computed in f64 from sums of at most `terms` terms carries a relative error of about
+/// ε·√terms (rounding errors of a sum add up like a random walk), and the quotient divides
+/// the difference of two such values by 2h.
+pub fn finite_difference_noise(up: f64, down: f64, h: f64, terms: usize) -> f64 {
+    f64::EPSILON * (terms as f64).sqrt() * (up.abs() + down.abs()) / (2.0 * h)
 }
 
 #[derive(Clone, Debug)]
 pub struct ParamCheck {
     pub name: String,
-    /// Worst relative error over directions and coordinates.
+    /// Worst relative error over directions and coordinates, beyond the rounding error of the
+    /// finite differences (`finite_difference_noise`); infinite where a value is not finite.
     pub worst: f64,
 }
 
@@ -121,6 +153,7 @@ pub fn gradcheck(
     max_coords: usize,
 ) -> Vec<ParamCheck> {
     let mut res = Vec::new();
+    let terms = largest_array(forward, point);
     for (i, info) in forward.graph.params.iter().enumerate() {
         let n = point.params[i].len();
         let mut worst: f64 = 0.0;
@@ -143,7 +176,8 @@ pub fn gradcheck(
             let down = loss_at(forward, &q);
             let numeric = (up - down) / (2.0 * h);
             let symbolic: f64 = grads[i].iter().zip(d).map(|(g, d)| g * d).sum();
-            rel_err(numeric, symbolic)
+            let noise = finite_difference_noise(up, down, h, terms);
+            excess_rel_err(numeric, symbolic, noise)
         };
         for _ in 0..3 {
             let d: Vec<f64> = (0..n).map(|_| crate::init::std_normal(rng)).collect();

@@ -1,4 +1,6 @@
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 //! adjoint: a symbolic-plus-numeric autodiff compiler.
 //!
 //! A model and its loss are written in a small language. adjoint parses and shape-checks it into
@@ -36,9 +38,11 @@
 //! ```
 //!
 //! The API: [`compile`], [`compile_file`] → [`CompiledModel`] (`params`, `inputs`,
-//! `forward_text`, `gradient_text`, `session`) → [`Session`] (`set_input`, `step`, `steps`,
-//! `value_and_grad`, `evaluate`, `param`, `set_param`, `save`, `load`). Errors are [`Error`]
-//! values with the diagnostics both structured and rendered.
+//! `forward_text`, `gradient_text`, `session`) → [`Session`] (`set_input`, `set_inputs`,
+//! `step`, `steps`, `value_and_grad`, `evaluate`, `evaluate_on`, `predict`, `predict_on`,
+//! `param`, `set_param`, `save`, `load`); [`validation_rows`] gives the rows that
+//! `adjoint train --validation` holds out. Errors are [`Error`] values with the diagnostics both
+//! structured and rendered.
 //!
 //! The compiler's stages are public modules too, for the test suite and for tools built on
 //! adjoint; they are hidden from this documentation because they are not the supported API.
@@ -46,12 +50,14 @@
 pub mod api;
 #[doc(hidden)]
 pub mod autodiff;
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
 #[doc(hidden)]
 pub mod check;
 #[doc(hidden)]
 pub mod checkpoint;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
@@ -61,6 +67,8 @@ pub mod data;
 #[doc(hidden)]
 pub mod diagnostics;
 #[doc(hidden)]
+pub mod fuzz;
+#[doc(hidden)]
 pub mod init;
 #[doc(hidden)]
 pub mod inspect;
@@ -69,6 +77,8 @@ pub mod ir;
 #[doc(hidden)]
 pub mod jit;
 #[doc(hidden)]
+pub mod kernels;
+#[doc(hidden)]
 pub mod limits;
 #[doc(hidden)]
 pub mod lower;
@@ -76,6 +86,7 @@ pub mod lower;
 pub mod model;
 #[doc(hidden)]
 pub mod optim;
+#[cfg(feature = "plot")]
 #[doc(hidden)]
 pub mod plot;
 #[doc(hidden)]
@@ -89,9 +100,22 @@ pub mod syntax;
 #[doc(hidden)]
 pub mod train;
 
-pub use api::{Error, Session, Var, compile, compile_file, compile_named};
-pub use compile::{CompileError, CompiledModel, check_source};
+pub use api::{
+    Error, InputValues, Session, Var, compile, compile_file, compile_named, validation_rows,
+};
+// The types inside `Error`, so that every type the API hands out can be named from here.
+pub use checkpoint::{CheckpointError, MismatchKind};
+pub use compile::CompiledModel;
+// The checker's and compiler's own types, for the test suite and tools: like the modules they
+// come from, not the supported API.
+#[doc(hidden)]
+pub use compile::{CompileError, check_source};
+pub use data::DataError;
 pub use diagnostics::{Diagnostic, Severity, SourceFile, Span};
 pub use ir::{DType, Tensor};
+pub use jit::CodegenError;
 pub use jit::parallel::set_threads;
+#[doc(hidden)]
 pub use model::{GraphFn, Model};
+pub use runtime::RunError;
+pub use train::{NonFiniteOrigin, TrainError};

@@ -370,6 +370,17 @@ impl OptimizerSpec {
         }
     }
 
+    /// This optimizer switched to `kind`: the same optimizer keeps its hyperparameters (a flag
+    /// that names the model's own optimizer changes nothing); another takes its defaults in the
+    /// same dialect.
+    pub fn with_kind(&self, kind: OptimizerKind) -> OptimizerSpec {
+        if kind == self.kind {
+            self.clone()
+        } else {
+            OptimizerSpec::with_dialect(kind, self.dialect)
+        }
+    }
+
     pub fn get(&self, name: &str) -> f64 {
         let i = self
             .kind
@@ -700,6 +711,38 @@ impl Default for LrSchedule {
         LrSchedule {
             schedule: Schedule::Constant,
             warmup: 0,
+        }
+    }
+}
+
+/// The schedule as the model language writes it.
+impl fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::ir::print::fmt_number as num;
+        let mut args = match self.schedule {
+            Schedule::Constant => vec![],
+            Schedule::Step { every, gamma } => {
+                vec![
+                    format!("every = {every}"),
+                    format!("gamma = {}", num(gamma)),
+                ]
+            }
+            Schedule::Exponential { gamma } => vec![format!("gamma = {}", num(gamma))],
+            Schedule::Cosine { min } => vec![format!("min = {}", num(min))],
+        };
+        if self.warmup > 0 {
+            args.push(format!("warmup = {}", self.warmup));
+        }
+        let name = match self.schedule {
+            Schedule::Constant => "constant",
+            Schedule::Step { .. } => "step",
+            Schedule::Exponential { .. } => "exponential",
+            Schedule::Cosine { .. } => "cosine",
+        };
+        if args.is_empty() {
+            write!(f, "{name}")
+        } else {
+            write!(f, "{name}({})", args.join(", "))
         }
     }
 }

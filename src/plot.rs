@@ -60,6 +60,28 @@ impl Format {
     }
 }
 
+/// The format of an animation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Animation {
+    Gif,
+    /// An SVG animated with SMIL.
+    Svg,
+}
+
+impl Animation {
+    /// The format named by the path's extension (`.gif` or `.svg`, in any case).
+    pub fn from_path(path: &Path) -> Result<Animation, PlotError> {
+        match extension(path).as_deref() {
+            Some("gif") => Ok(Animation::Gif),
+            Some("svg") => Ok(Animation::Svg),
+            _ => Err(PlotError::Format {
+                file: file_name(path),
+                expected: ".gif or .svg",
+            }),
+        }
+    }
+}
+
 /// One optimizer's path: the iterates in order, starting point first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trajectory {
@@ -116,22 +138,12 @@ pub fn race_animation(
     trajectories: &[Trajectory],
     minimum: Option<(f64, f64)>,
 ) -> Result<(), PlotError> {
-    let gif = match extension(path).as_deref() {
-        Some("gif") => true,
-        Some("svg") => false,
-        _ => {
-            return Err(PlotError::Format {
-                file: file_name(path),
-                expected: ".gif or .svg",
-            });
-        }
-    };
+    let format = Animation::from_path(path)?;
     let race = Race::new(path, title, f, x, y, trajectories, minimum)?;
     register_font(path)?;
-    if gif {
-        race.write_gif(path)
-    } else {
-        race.write_animated_svg(path)
+    match format {
+        Animation::Gif => race.write_gif(path),
+        Animation::Svg => race.write_animated_svg(path),
     }
 }
 

@@ -1,18 +1,29 @@
 //! Trainer state to and from checkpoints: parameters, optimizer state, step count and powers of
-//! β, the data-shuffling RNG and the minibatch cursor, so that a resumed run continues exactly
-//! as if it had never stopped.
+//! β, the data-shuffling RNG, the minibatch cursor and the run's length (the horizon of its
+//! learning-rate schedule), so that a resumed run continues exactly as if it had never stopped.
+//!
+//! A checkpoint is resumed only when it is whole: written by [`save`], every tensor and metadata
+//! entry unchanged since (the checksums of `checkpoint`), and every value in range. Parameters
+//! alone, from any safetensors file, are what [`init_from`] reads.
 
-use crate::checkpoint::{self, Checkpoint, CheckpointError, DTypeTag, NamedTensor, TensorData};
+use crate::checkpoint::{
+    self, Checkpoint, CheckpointError, DTypeTag, Integrity, NamedTensor, TensorData,
+};
 use crate::ir::DType;
 use crate::runtime::Buffer;
 use crate::train::{Cursor, Trainer};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 const POW_KEY: &str = "adjoint.beta_powers";
 const CURSOR_KEY: &str = "adjoint.cursor";
+/// `<end> <horizon>`: the step the run that wrote the checkpoint was to end at, and the step
+/// count its schedule decays over (cosine).
+const RUN_KEY: &str = "adjoint.run";
+/// The optimizer and its hyperparameters as text, to say what differs when the hash does.
+const OPTIMIZER_KEY: &str = "adjoint.optimizer";
 
 fn tensor(name: String, shape: Vec<usize>, b: &Buffer) -> NamedTensor {
     let data = match b {
@@ -26,6 +37,16 @@ fn buffer(t: &NamedTensor) -> Buffer {
     match &t.data {
         TensorData::F32(v) => Buffer::F32(v.clone()),
         TensorData::F64(v) => Buffer::F64(v.clone()),
+    }
+}
+
+/// The tensor's values in `dtype`, converting between f32 and f64 (for [`init_from`]).
+fn buffer_as(t: &NamedTensor, dtype: DType) -> Buffer {
+    match (&t.data, dtype) {
+        (TensorData::F32(v), DType::F32) => Buffer::F32(v.clone()),
+        (TensorData::F64(v), DType::F64) => Buffer::F64(v.clone()),
+        (TensorData::F32(v), DType::F64) => Buffer::F64(v.iter().map(|&x| f64::from(x)).collect()),
+        (TensorData::F64(v), DType::F32) => Buffer::F32(v.iter().map(|&x| x as f32).collect()),
     }
 }
 
@@ -111,7 +132,12 @@ pub fn to_checkpoint(t: &Trainer) -> Checkpoint {
         CURSOR_KEY.into(),
         format!("{} {} {}", t.cursor.pos, t.cursor.epoch, order.join(",")),
     );
+    metadata.insert(
+        RUN_KEY.into(),
+        format!("{} {}", t.run_end.max(t.step), t.total_steps),
+    );
     metadata.insert(checkpoint::MODEL_HASH_KEY.into(), model_hash(t));
+    metadata.insert(OPTIMIZER_KEY.into(), t.compiled.model.optimizer.to_string());
     metadata.insert(
         checkpoint::DTYPE_KEY.into(),
         t.compiled.model.graph().dtype.name().into(),
@@ -124,24 +150,27 @@ pub fn save(t: &Trainer, path: &Path) -> Result<(), CheckpointError> {
     checkpoint::save(path, &to_checkpoint(t))
 }
 
-fn corrupt(path: &Path, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError::Corrupt {
+fn cannot_resume(path: &Path, reason: impl Into<String>) -> CheckpointError {
+    CheckpointError::CannotResume {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
 }
 
-/// Restores parameters only (for evaluation): the checkpoint must hold every parameter.
+/// Restores parameters only (for evaluation): the checkpoint must hold every parameter. An f64
+/// trainer (the checking commands run in f64) takes an f32 model's checkpoint, widened exactly.
 pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
     let want: Vec<_> = expected(t)
         .into_iter()
         .filter(|e| e.0.starts_with("param/"))
         .collect();
+    let widen = t.compiled.model.graph().dtype == DType::F64;
     let params: Vec<NamedTensor> = ckpt
         .tensors
         .into_iter()
         .filter(|n| n.name.starts_with("param/"))
+        .map(|n| if widen { widened(n) } else { n })
         .collect();
     checkpoint::check_against(
         &Checkpoint {
@@ -161,24 +190,141 @@ pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> 
     Ok(())
 }
 
-/// Restores everything a resumed run needs; refuses a checkpoint of another model.
-pub fn resume(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
+/// An f32 tensor as f64, which holds every f32 value exactly; other tensors as they are.
+fn widened(t: NamedTensor) -> NamedTensor {
+    match t.data {
+        TensorData::F32(v) => NamedTensor {
+            data: TensorData::F64(v.into_iter().map(f64::from).collect()),
+            ..t
+        },
+        TensorData::F64(_) => t,
+    }
+}
+
+/// Starts from the parameters of a checkpoint or of any safetensors file (numpy's, PyTorch's):
+/// each parameter `p` is read from the tensor `param/p`, or else `p`, converted to the model's
+/// dtype. Everything else in the file (optimizer state, step count, other tensors) is ignored,
+/// so the file may come from another optimizer or dialect; the trainer starts at step 0.
+pub fn init_from(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
-    checkpoint::check_against(&ckpt, &expected(t))?;
-    if let Some(h) = ckpt.metadata.get(checkpoint::MODEL_HASH_KEY) {
-        if *h != model_hash(t) {
-            return Err(corrupt(
+    let g = t.compiled.model.graph();
+    let dtype = g.dtype;
+    let mut params = Vec::with_capacity(g.params.len());
+    for p in &g.params {
+        let shape = p.shape.as_fixed().unwrap();
+        let prefixed = format!("param/{}", p.name);
+        let Some(found) = ckpt.tensor(&prefixed).or_else(|| ckpt.tensor(&p.name)) else {
+            let names: Vec<&str> = ckpt.tensors.iter().map(|t| t.name.as_str()).collect();
+            return Err(cannot_init(
                 path,
-                "it was written by a different model or optimizer (the model hash differs); its tensors match by name and shape, so use it for evaluation only",
+                format!(
+                    "it has no tensor `{prefixed}` or `{}` for parameter `{}`; its tensors: {}",
+                    p.name,
+                    p.name,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        };
+        if found.shape != shape {
+            return Err(cannot_init(
+                path,
+                format!(
+                    "tensor `{}` has shape {:?}, but parameter `{}` has shape {shape:?}",
+                    found.name, found.shape, p.name
+                ),
             ));
         }
+        params.push(buffer_as(found, dtype));
     }
-    let by_name = |n: &str| {
-        ckpt.tensors
-            .iter()
-            .find(|t| t.name == n)
-            .expect("checked above")
-    };
+    t.params = params;
+    t.params_given = true;
+    Ok(())
+}
+
+fn cannot_init(path: &Path, reason: String) -> CheckpointError {
+    CheckpointError::CannotInit {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Restores everything a resumed run needs; refuses a checkpoint of another model or
+/// optimizer, one whose contents changed since it was saved, and one with values out of range.
+pub fn resume(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
+    let (ckpt, integrity) = checkpoint::load_verified(path)?;
+    restore(t, path, &ckpt, integrity)
+}
+
+/// [`resume`] from the bytes of a checkpoint file (`path` only names it in errors); what the
+/// checkpoint fuzz target and its corpus test run.
+pub fn resume_from_bytes(
+    t: &mut Trainer,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), CheckpointError> {
+    let (ckpt, integrity) = checkpoint::decode(path, bytes)?;
+    restore(t, path, &ckpt, integrity)
+}
+
+/// The state a checkpoint's metadata describes, parsed and range-checked, before any of it
+/// touches the trainer.
+struct SavedState {
+    step: crate::optim::StepState,
+    rng: ChaCha8Rng,
+    cursor: Cursor,
+    run_end: u64,
+    horizon: u64,
+}
+
+fn restore(
+    t: &mut Trainer,
+    path: &Path,
+    ckpt: &Checkpoint,
+    integrity: Integrity,
+) -> Result<(), CheckpointError> {
+    let init_hint = format!(
+        "to start from its parameters instead, use --init-from {}",
+        path.display()
+    );
+    if !ckpt.metadata.contains_key(checkpoint::STEP_KEY) {
+        return Err(cannot_resume(
+            path,
+            format!(
+                "it is not an adjoint training checkpoint (it has no `{}` metadata entry), so \
+                 there is no optimizer state to continue; {init_hint}",
+                checkpoint::STEP_KEY
+            ),
+        ));
+    }
+    if integrity != Integrity::Complete {
+        return Err(cannot_resume(
+            path,
+            format!(
+                "it was written by an earlier version of adjoint, whose checkpoints record \
+                 neither the run's length nor a checksum of their metadata, so it cannot be \
+                 continued exactly; {init_hint}"
+            ),
+        ));
+    }
+    check_same_training(t, path, ckpt, &init_hint)?;
+    checkpoint::check_against(ckpt, &expected(t))
+        .map_err(|e| cannot_resume(path, format!("{e}; {init_hint}")))?;
+    if ckpt.metadata.get(checkpoint::MODEL_HASH_KEY) != Some(&model_hash(t)) {
+        return Err(cannot_resume(
+            path,
+            format!(
+                "the model differs from the one that wrote it (its forward graph changed); \
+                 resuming continues a run unchanged, so {init_hint}"
+            ),
+        ));
+    }
+    let saved = parse_state(t, path, ckpt)?;
+
+    let by_name = |n: &str| ckpt.tensor(n).expect("checked above");
     let names: Vec<String> = expected(t).into_iter().map(|e| e.0).collect();
     let np = t.params.len();
     for (i, name) in names.iter().enumerate() {
@@ -189,69 +335,221 @@ pub fn resume(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
             t.state[i - np] = b;
         }
     }
-    let meta = |k: &str| {
-        ckpt.metadata
-            .get(k)
-            .ok_or_else(|| corrupt(path, format!("metadata `{k}` is missing")))
-    };
-    let step: u64 = meta(checkpoint::STEP_KEY)?
-        .parse()
-        .map_err(|_| corrupt(path, "bad step count"))?;
-    let pows: Vec<u64> = meta(POW_KEY)?
-        .split(' ')
-        .map(|h| u64::from_str_radix(h, 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| corrupt(path, "bad β powers"))?;
-    let [p1, p2] = pows[..] else {
-        return Err(corrupt(path, "bad β powers"));
-    };
-    let rng_parts: Vec<&str> = meta(checkpoint::RNG_KEY)?.split(' ').collect();
-    let ["chacha8", seed, stream, word] = rng_parts[..] else {
-        return Err(corrupt(path, "bad RNG state"));
-    };
-    let mut seed_bytes = [0u8; 32];
-    if seed.len() != 64 {
-        return Err(corrupt(path, "bad RNG seed"));
-    }
-    for (i, b) in seed_bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&seed[2 * i..2 * i + 2], 16)
-            .map_err(|_| corrupt(path, "bad RNG seed"))?;
-    }
-    let mut rng = ChaCha8Rng::from_seed(seed_bytes);
-    rng.set_stream(
-        stream
-            .parse()
-            .map_err(|_| corrupt(path, "bad RNG stream"))?,
-    );
-    rng.set_word_pos(
-        word.parse()
-            .map_err(|_| corrupt(path, "bad RNG position"))?,
-    );
-    let cursor = meta(CURSOR_KEY)?;
-    let mut parts = cursor.splitn(3, ' ');
-    let pos = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| corrupt(path, "bad data cursor"))?;
-    let epoch = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| corrupt(path, "bad data cursor"))?;
-    let order: Vec<usize> = match parts.next() {
-        Some("") | None => vec![],
-        Some(o) => o
-            .split(',')
-            .map(|r| r.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| corrupt(path, "bad data cursor"))?,
-    };
-    t.opt_step = crate::optim::StepState {
-        t: step,
-        pow1: f64::from_bits(p1),
-        pow2: f64::from_bits(p2),
-    };
-    t.step = step;
-    t.data_rng = rng;
-    t.cursor = Cursor { order, pos, epoch };
+    t.step = saved.step.t;
+    t.opt_step = saved.step;
+    t.data_rng = saved.rng;
+    t.cursor = saved.cursor;
+    t.run_end = saved.run_end;
+    t.total_steps = saved.horizon;
+    t.horizon_fixed = true;
     Ok(())
+}
+
+/// The dtype and the optimizer (with its hyperparameters) are the trainer's; when not, says
+/// which differs.
+fn check_same_training(
+    t: &Trainer,
+    path: &Path,
+    ckpt: &Checkpoint,
+    init_hint: &str,
+) -> Result<(), CheckpointError> {
+    let saved_dtype = ckpt.metadata.get(checkpoint::DTYPE_KEY).map(String::as_str);
+    let dtype = t.compiled.model.graph().dtype.name();
+    let saved_optimizer = ckpt.metadata.get(OPTIMIZER_KEY).map(String::as_str);
+    let optimizer = t.compiled.model.optimizer.to_string();
+    let what = if saved_dtype != Some(dtype) {
+        format!(
+            "it was trained in {}, this run computes in {dtype}",
+            saved_dtype.unwrap_or("an unrecorded dtype")
+        )
+    } else if saved_optimizer != Some(optimizer.as_str()) {
+        format!(
+            "it was trained with {}, this run uses {optimizer} (a changed --optimizer, --lr or \
+             hyperparameter)",
+            saved_optimizer.unwrap_or("an unrecorded optimizer")
+        )
+    } else {
+        return Ok(());
+    };
+    Err(cannot_resume(
+        path,
+        format!("{what}; resuming continues a run unchanged, so {init_hint}"),
+    ))
+}
+
+fn parse_state(t: &Trainer, path: &Path, ckpt: &Checkpoint) -> Result<SavedState, CheckpointError> {
+    let bad = |key: &str, reason: String| CheckpointError::BadMetadata {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason,
+    };
+    let meta = |key: &str| {
+        ckpt.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| bad(key, "is missing".into()))
+    };
+    let number = |key: &str, text: &str, what: &str| {
+        text.parse::<u64>()
+            .map_err(|_| bad(key, format!("has {what} {text:?}, not a whole number")))
+    };
+
+    let step_text = meta(checkpoint::STEP_KEY)?;
+    let step = number(checkpoint::STEP_KEY, step_text, "step count")?;
+
+    let run = meta(RUN_KEY)?;
+    let [end_text, horizon_text] = run.split(' ').collect::<Vec<_>>()[..] else {
+        return Err(bad(RUN_KEY, format!("is {run:?}, not `<end> <horizon>`")));
+    };
+    let run_end = number(RUN_KEY, end_text, "end step")?;
+    let horizon = number(RUN_KEY, horizon_text, "horizon")?;
+    if step > run_end {
+        return Err(bad(
+            checkpoint::STEP_KEY,
+            format!("is {step}, past the end of its run at step {run_end} (`{RUN_KEY}`)"),
+        ));
+    }
+
+    let pows = meta(POW_KEY)?;
+    let parsed: Option<Vec<f64>> = pows
+        .split(' ')
+        .map(|h| {
+            (h.len() == 16)
+                .then(|| u64::from_str_radix(h, 16).ok())
+                .flatten()
+                .map(f64::from_bits)
+        })
+        .collect();
+    let Some([pow1, pow2]) = parsed.as_deref().and_then(|p| <[f64; 2]>::try_from(p).ok()) else {
+        return Err(bad(
+            POW_KEY,
+            format!("is {pows:?}, not two 16-digit hexadecimal f64 bit patterns"),
+        ));
+    };
+    let constants = t.compiled.model.optimizer.constants();
+    for (name, pow, beta) in [("β1", pow1, constants.beta1), ("β2", pow2, constants.beta2)] {
+        if !consistent_power(pow, beta, step) {
+            return Err(bad(
+                POW_KEY,
+                format!(
+                    "has {name}ᵗ = {pow:e}, but {name} = {beta} after {step} steps gives {:e}",
+                    beta.powf(step as f64)
+                ),
+            ));
+        }
+    }
+
+    let rng =
+        parse_rng(meta(checkpoint::RNG_KEY)?).map_err(|reason| bad(checkpoint::RNG_KEY, reason))?;
+    let cursor = parse_cursor(meta(CURSOR_KEY)?, step).map_err(|reason| bad(CURSOR_KEY, reason))?;
+    Ok(SavedState {
+        step: crate::optim::StepState {
+            t: step,
+            pow1,
+            pow2,
+        },
+        rng,
+        cursor,
+        run_end,
+        horizon,
+    })
+}
+
+/// Whether `pow` can be βᵗ as the optimizer computes it (repeated products, flushed to 0 below
+/// the smallest normal number): within the rounding of t products of powf's value.
+fn consistent_power(pow: f64, beta: f64, t: u64) -> bool {
+    if !(pow.is_finite() && (0.0..=1.0).contains(&pow)) {
+        return false;
+    }
+    let exact = beta.powf(t as f64);
+    // Each product rounds by at most half an ulp: t of them drift by t·2⁻⁵³ relative; near the
+    // flush to zero either side may already be 0.
+    let tolerance = exact * (t as f64 * f64::EPSILON + 1e-12) + 4.0 * f64::MIN_POSITIVE;
+    (pow - exact).abs() <= tolerance
+}
+
+fn parse_rng(text: &str) -> Result<ChaCha8Rng, String> {
+    let parts: Vec<&str> = text.split(' ').collect();
+    let ["chacha8", seed, stream, word] = parts[..] else {
+        return Err(format!(
+            "is {text:?}, not `chacha8 <seed> <stream> <position>`"
+        ));
+    };
+    let seed_bytes: Option<Vec<u8>> = (seed.len() == 64 && seed.is_ascii())
+        .then(|| {
+            (0..32)
+                .map(|i| u8::from_str_radix(&seed[2 * i..2 * i + 2], 16).ok())
+                .collect()
+        })
+        .flatten();
+    let Some(seed_bytes) = seed_bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) else {
+        return Err(format!("has seed {seed:?}, not 64 hexadecimal digits"));
+    };
+    let stream: u64 = stream
+        .parse()
+        .map_err(|_| format!("has stream {stream:?}, not a whole number"))?;
+    let word: u128 = word
+        .parse()
+        .map_err(|_| format!("has position {word:?}, not a whole number"))?;
+    let mut rng = ChaCha8Rng::from_seed(seed_bytes);
+    rng.set_stream(stream);
+    rng.set_word_pos(word);
+    Ok(rng)
+}
+
+/// `<pos> <epoch> <order>`: the order must be a permutation of its rows, the position within it,
+/// and the epoch no more than the steps taken (each epoch starts with a step).
+fn parse_cursor(text: &str, step: u64) -> Result<Cursor, String> {
+    let mut parts = text.splitn(3, ' ');
+    let (Some(pos), Some(epoch), Some(order)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "is not `<position> <epoch> <row order>` ({} bytes)",
+            text.len()
+        ));
+    };
+    let pos: usize = pos
+        .parse()
+        .map_err(|_| format!("has position {pos:?}, not a whole number"))?;
+    let epoch: u64 = epoch
+        .parse()
+        .map_err(|_| format!("has epoch {epoch:?}, not a whole number"))?;
+    let order: Vec<usize> = if order.is_empty() {
+        vec![]
+    } else {
+        order
+            .split(',')
+            .enumerate()
+            .map(|(i, r)| {
+                r.parse().map_err(|_| {
+                    format!("has row {r:?} at place {i} of its order, not a row index")
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut seen = HashSet::with_capacity(order.len());
+    for (i, &row) in order.iter().enumerate() {
+        if row >= order.len() {
+            return Err(format!(
+                "has row {row} at place {i} of its order, but the order has {} rows",
+                order.len()
+            ));
+        }
+        if !seen.insert(row) {
+            return Err(format!(
+                "has row {row} twice in its order (again at place {i})"
+            ));
+        }
+    }
+    if pos > order.len() {
+        return Err(format!(
+            "has position {pos}, past the end of its {} rows",
+            order.len()
+        ));
+    }
+    if epoch > step {
+        return Err(format!(
+            "has epoch {epoch}, more than the {step} steps taken"
+        ));
+    }
+    Ok(Cursor { order, pos, epoch })
 }

@@ -92,6 +92,9 @@ fn rebuild(f: &GraphFn, report: &mut SimplifyReport) -> GraphFn {
         if let Some(rule) = old.rule(id) {
             g.set_rule(new, rule);
         }
+        if let Some(of) = old.derivative_of(id) {
+            g.set_derivative_of(new, of);
+        }
         map[id.index()] = Some(new);
     }
     let outputs = f
@@ -158,6 +161,141 @@ fn with_const(g: &Graph, id: NodeId, op: Op, c: f64, commutes: bool) -> Option<N
     None
 }
 
+/// At most this many factors in one term of a mixture; a longer product is left as written.
+const MAX_TERM_FACTORS: usize = 32;
+
+/// A term `w₁·…·exp(a₁)·…` of a sum under a log: its exponents and its weights, which are
+/// provably positive, so that the term is `exp(Σ a + Σ log w)`.
+#[derive(Default)]
+struct ExpTerm {
+    exponents: Vec<NodeId>,
+    weights: Vec<NodeId>,
+}
+
+impl ExpTerm {
+    /// `Σ a + Σ log w`, the log of the term (`log w` itself simplified, so `log σ(z)` becomes
+    /// `−softplus(−z)`).
+    fn log_value(
+        &self,
+        g: &mut Graph,
+        r: &mut impl FnMut(&mut Graph, Op, &[NodeId]) -> NodeId,
+    ) -> NodeId {
+        let mut parts = self.exponents.clone();
+        for w in &self.weights {
+            parts.push(r(g, Op::Log, &[*w]));
+        }
+        let mut acc = parts[0];
+        for p in &parts[1..] {
+            acc = r(g, Op::Add, &[acc, *p]);
+        }
+        acc
+    }
+}
+
+/// `id` as a product of exponentials and positive weights, if it is one.
+fn exp_term(g: &Graph, id: NodeId) -> Option<ExpTerm> {
+    let mut term = ExpTerm::default();
+    let mut stack = vec![id];
+    let mut seen = 0;
+    while let Some(f) = stack.pop() {
+        seen += 1;
+        if seen > 2 * MAX_TERM_FACTORS {
+            return None;
+        }
+        match g.op(f) {
+            Op::Exp => term.exponents.push(g.node(f).inputs[0]),
+            Op::Mul => stack.extend(g.node(f).inputs.iter().rev()),
+            _ if positive_weight(g, f) => term.weights.push(f),
+            _ => return None,
+        }
+    }
+    Some(term)
+}
+
+/// True when `id` is positive wherever it is defined, by construction: a positive constant,
+/// a sigmoid, one minus a sigmoid, an exponential, a row count, a quotient of two of them (the
+/// 1/n of a mean), or a view of one of them.
+fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
+    loop {
+        match g.op(id) {
+            Op::Const(_) => return g.const_value(id).is_some_and(|c| c > 0.0 && c.is_finite()),
+            Op::Sigmoid | Op::Exp | Op::DimSize(_) => return true,
+            Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
+            Op::Sub => {
+                return with_const(g, id, Op::Sub, 1.0, false)
+                    .is_some_and(|s| *g.op(s) == Op::Sigmoid);
+            }
+            Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => id = g.node(id).inputs[0],
+            _ => return false,
+        }
+    }
+}
+
+/// True when the log of `y` is a log-sum-exp that a stability rule rewrites: a sum (over an
+/// axis or all elements) of weighted exponentials, or a sum of exponential terms.
+fn log_is_rewritten(g: &Graph, y: NodeId) -> bool {
+    match g.op(y) {
+        Op::Sum { .. } => exp_term(g, g.node(y).inputs[0]).is_some_and(|t| !t.exponents.is_empty()),
+        Op::Add => {
+            let ins = &g.node(y).inputs;
+            let both_exp = ins.iter().all(|i| *g.op(*i) == Op::Exp);
+            both_exp || mixture_terms(g, y).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// The terms of `x` when `log(x)` is a log-sum-exp written out: three or more terms
+/// `exp(a) + exp(b) + exp(c)`, or a mixture whose terms carry positive weights
+/// (`p·exp(a) + (1 − p)·exp(b)`). Two unweighted exponentials are `log-add-exp`'s, and
+/// `1 + exp(y)` is `log-one-plus-exp`'s.
+fn mixture_terms(g: &Graph, x: NodeId) -> Option<(&'static str, Vec<ExpTerm>)> {
+    if *g.op(x) != Op::Add {
+        return None;
+    }
+    let mut terms = Vec::new();
+    let mut stack = vec![x];
+    while let Some(t) = stack.pop() {
+        if *g.op(t) == Op::Add {
+            stack.extend(g.node(t).inputs.iter().rev());
+        } else {
+            terms.push(exp_term(g, t)?);
+        }
+    }
+    if terms.iter().all(|t| t.exponents.is_empty()) {
+        return None;
+    }
+    let weighted = terms
+        .iter()
+        .any(|t| !t.exponents.is_empty() && !t.weights.is_empty());
+    match (terms.len(), weighted) {
+        (0 | 1, _) | (2, false) => None,
+        (_, true) => Some(("log-mixture", terms)),
+        (_, false) => Some(("log-add-exp-chain", terms)),
+    }
+}
+
+/// log Σ exp(tᵢ) folded pairwise: log(eˣ + eʸ) = max(x, y) + softplus(min(y, x) − max(x, y)).
+/// The softplus argument is ≤ 0, so nothing overflows and no large values cancel. `max` passes
+/// a tie's derivative to its first operand and `min` to its first, so with the operands
+/// swapped a tie's derivative is split evenly, as it is for log(eˣ + eʸ).
+fn log_add_exp_chain(
+    g: &mut Graph,
+    terms: &[ExpTerm],
+    r: &mut impl FnMut(&mut Graph, Op, &[NodeId]) -> NodeId,
+) -> NodeId {
+    let mut acc = terms[0].log_value(g, r);
+    for term in &terms[1..] {
+        let t = term.log_value(g, r);
+        let hi = r(g, Op::Max, &[acc, t]);
+        let lo = r(g, Op::Min, &[t, acc]);
+        let d = r(g, Op::Sub, &[lo, hi]);
+        let sp = r(g, Op::Softplus, &[d]);
+        acc = r(g, Op::Add, &[hi, sp]);
+    }
+    acc
+}
+
 /// Numerically stable forms of expressions that overflow or lose precision as written.
 /// `exp-log` assumes its argument is positive, where `log` is defined.
 fn stable_form(
@@ -172,6 +310,13 @@ fn stable_form(
             let x = args[0];
             if let Some(y) = unary_arg(g, x, Op::Exp) {
                 return Some(("log-exp", y));
+            }
+            // A view of an exponential (`softmax(v)[0]`): the log of the same view of the
+            // exponent, so that a weight's log does not underflow to −inf.
+            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_)) = g.op(x).clone()
+                && let Some(y) = unary_arg(g, g.node(x).inputs[0], Op::Exp)
+            {
+                return Some(("log-exp", r(g, view, &[y])));
             }
             if let Some(y) = unary_arg(g, x, Op::Sigmoid) {
                 // log σ(y) = −softplus(−y)
@@ -195,6 +340,20 @@ fn stable_form(
                     return Some(("log-add-exp", r(g, Op::Add, &[ea, sp])));
                 }
             }
+            if let Some((rule, terms)) = mixture_terms(g, x) {
+                return Some((rule, log_add_exp_chain(g, &terms, &mut r)));
+            }
+            // log(w · Σ exp) = log w + log Σ exp, so that the sum's log is rewritten in turn:
+            // `log(mean(exp(x)))`, whose `mean` is a sum times 1/n.
+            if let (Op::Mul, [a, b]) = (g.op(x).clone(), g.node(x).inputs.as_slice()) {
+                for (w, y) in [(*a, *b), (*b, *a)] {
+                    if positive_weight(g, w) && log_is_rewritten(g, y) {
+                        let lw = r(g, Op::Log, &[w]);
+                        let ly = r(g, Op::Log, &[y]);
+                        return Some(("log-mean-exp", r(g, Op::Add, &[lw, ly])));
+                    }
+                }
+            }
             if let Some(s) = with_const(g, x, Op::Add, 1.0, true) {
                 if let Some(y) = unary_arg(g, s, Op::Exp) {
                     return Some(("log-one-plus-exp", r(g, Op::Softplus, &[y])));
@@ -205,6 +364,12 @@ fn stable_form(
                 let inner = g.node(x).inputs[0];
                 if let Some(y) = unary_arg(g, inner, Op::Exp) {
                     return Some(("log-sum-exp", r(g, Op::LogSumExp { axis }, &[y])));
+                }
+                if let Some(term) = exp_term(g, inner).filter(|t| !t.exponents.is_empty()) {
+                    // log Σ w·eᵃ = logsumexp(a + log w): the weights' logs are stable forms.
+                    let t = term.log_value(g, &mut r);
+                    let lse = r(g, Op::LogSumExp { axis }, &[t]);
+                    return Some(("log-sum-weighted-exp", lse));
                 }
             }
         }

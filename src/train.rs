@@ -11,8 +11,8 @@ use crate::jit::fpenv::FlushSubnormals;
 use crate::model::TrainSettings;
 use crate::optim::{OptimizerSpec, StepConstants, StepScalar, StepState};
 use crate::runtime::{Buffer, RunError, Workspace, human_bytes};
-use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use std::collections::HashMap;
 
 /// Steps run when the file and the command line say neither `steps` nor `epochs`.
@@ -26,18 +26,54 @@ pub enum TrainError {
         "the model has inputs but no data was given (use `data \"file.csv\"` in the model or `--data FILE`)"
     )]
     NoData,
+    /// A step made the loss, a gradient or a parameter infinite or NaN; the trainer holds the
+    /// state from before that step.
     #[error(
-        "the loss became {value} at step {step}; training stopped (run with --check-finite to find where)"
+        "step {step}: {what}{}; training stopped with the parameters from before this step{}",
+        last_finite_text(*.last_loss),
+        if *.located { "" } else { " (run with --check-finite to find the operation that produced it)" }
     )]
-    NonFinite { step: u64, value: f64 },
+    Diverged {
+        step: u64,
+        what: String,
+        /// The step and loss of the last step that was finite throughout.
+        last_loss: Option<(u64, f64)>,
+        /// Whether the run looked for the op that produced the value (and found none).
+        located: bool,
+    },
+    /// A step produced a non-finite value, traced to the op that produced it; the trainer holds
+    /// the state from before that step.
     #[error("step {step}: {}", .origin.describe())]
     NonFiniteAt { step: u64, origin: NonFiniteOrigin },
     #[error("Newton's method needs {0}")]
     Newton(String),
-    #[error(
-        "step {step}: the optimizer update made parameter `{param}` non-finite (the gradients were finite); the parameters are kept as they were before the step"
-    )]
-    NonFiniteUpdate { step: u64, param: String },
+}
+
+fn last_finite_text(last: Option<(u64, f64)>) -> String {
+    match last {
+        Some((step, loss)) => format!(" (the last finite loss, {loss:e}, was at step {step})"),
+        None => String::new(),
+    }
+}
+
+impl TrainError {
+    /// This error with the last finite loss of the run filled in.
+    fn after(self, last: Option<(u64, f64)>) -> TrainError {
+        match self {
+            TrainError::Diverged {
+                step,
+                what,
+                last_loss: None,
+                located,
+            } => TrainError::Diverged {
+                step,
+                what,
+                last_loss: last,
+                located,
+            },
+            e => e,
+        }
+    }
 }
 
 /// Where the first non-finite value of a step came from.
@@ -79,6 +115,19 @@ pub struct Progress {
     pub end: u64,
 }
 
+/// Everything a step changes, kept at each log point: a run that turns non-finite goes back to
+/// it and replays, checking every step, up to the step that did.
+struct FiniteState {
+    params: Vec<Buffer>,
+    state: Vec<Buffer>,
+    opt_step: StepState,
+    step: u64,
+    cursor: Cursor,
+    data_rng: ChaCha8Rng,
+    /// The step and loss of the log point it was taken at.
+    loss: Option<(u64, f64)>,
+}
+
 /// The position of minibatching in the data.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cursor {
@@ -99,12 +148,21 @@ pub struct Trainer {
     pub step: u64,
     /// Step count and powers of β, advanced by the optimizer.
     pub opt_step: StepState,
-    /// Length of the run, for schedules that depend on it (cosine).
+    /// The step count a schedule that depends on the run's length (cosine) decays over: `fit`
+    /// sets it to the length of its run; a resumed run keeps the checkpoint's.
     pub total_steps: u64,
+    /// Whether `total_steps` is fixed (by the checkpoint a run resumes from): `fit` sets it to
+    /// the length of its run only when it is not.
+    pub horizon_fixed: bool,
+    /// The step the current (or last) run of `fit` ends at; checkpoints keep it, so that a
+    /// resumed run can finish the run it continues.
+    pub run_end: u64,
     /// Check every step's loss, gradients and parameters, and locate the first non-finite value.
     pub check_finite: bool,
     /// Run steps with subnormal numbers flushed to zero (`jit::fpenv`); true unless set off.
     pub flush_subnormals: bool,
+    /// The parameters were given (`--init-from`): `fit` initializes none from the data.
+    pub params_given: bool,
     /// Held-out rows evaluated at every log point (and used by early stopping).
     pub validation: Option<Dataset>,
     /// Where minibatching is in the data: the epoch's row order and the next row.
@@ -249,8 +307,11 @@ impl Trainer {
             step: 0,
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
+            horizon_fixed: false,
+            run_end: 0,
             check_finite: false,
             flush_subnormals: true,
+            params_given: false,
             validation: None,
             cursor: Cursor::default(),
             interrupt: None,
@@ -353,6 +414,16 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// One full-batch step of the model's optimizer as `fit` takes it (Newton's method through
+    /// `newton_step`, the others through their compiled update); returns the loss before it.
+    pub fn optimizer_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
+        if self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton {
+            self.newton_step(inputs, rows)
+        } else {
+            Ok(self.train_step(inputs, rows)?)
+        }
+    }
+
     /// The compiled update, with the gradients `value_and_grad` left for a batch of `rows` rows.
     fn apply_gradients(&mut self, rows: usize) -> Result<(), RunError> {
         let scalars = self.next_scalars();
@@ -370,33 +441,85 @@ impl Trainer {
 
     /// One step that checks everything it computes; a non-finite loss, gradient or parameter is
     /// traced to the op that first produced it, by replaying the step in the interpreter.
+    /// With `check_finite` set, the value is traced to the op that first produced it, by
+    /// replaying the step in the interpreter. On an error the state is as before the step.
     pub fn checked_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         // The replay that locates a non-finite value runs in the same modes as the step.
         let _modes = self.step_modes();
-        let before: Vec<Buffer> = self.params.clone();
+        let before = (
+            self.params.clone(),
+            self.state.clone(),
+            self.opt_step.clone(),
+            self.step,
+        );
         let loss = self.value_and_grad(inputs, rows)?;
-        let grads_finite = (0..self.params.len()).all(|i| {
-            self.gradient(i, rows)
-                .is_some_and(|g| g.to_f64().iter().all(|v| v.is_finite()))
+        let names = &self.compiled.model.graph().params;
+        let bad_gradient = (0..self.params.len()).find_map(|i| {
+            let g = self.gradient(i, rows)?.to_f64();
+            let v = g.into_iter().find(|v| !v.is_finite())?;
+            Some(format!("the gradient of `{}` became {v}", names[i].name))
         });
         let step = self.step + 1;
-        if !loss.is_finite() || !grads_finite {
-            return Err(match self.locate_non_finite(inputs, rows) {
+        let bad = match bad_gradient {
+            _ if !loss.is_finite() => Some(format!("the loss became {loss}")),
+            other => other,
+        };
+        if let Some(what) = bad {
+            let origin = self
+                .check_finite
+                .then(|| self.locate_non_finite(inputs, rows))
+                .flatten();
+            return Err(match origin {
                 Some(origin) => TrainError::NonFiniteAt { step, origin },
-                None => TrainError::NonFinite { step, value: loss },
+                None => TrainError::Diverged {
+                    step,
+                    what,
+                    last_loss: None,
+                    located: self.check_finite,
+                },
             });
         }
         self.apply_gradients(rows)?;
-        if let Some(bad) = self
-            .params
-            .iter()
-            .position(|p| p.to_f64().iter().any(|v| !v.is_finite()))
-        {
-            self.params = before;
-            let name = self.compiled.model.graph().params[bad].name.clone();
-            return Err(TrainError::NonFiniteUpdate { step, param: name });
+        if let Some(what) = self.non_finite_param() {
+            (self.params, self.state, self.opt_step, self.step) = before;
+            return Err(TrainError::Diverged {
+                step,
+                what: format!("the optimizer update made {what} (its gradients were finite)"),
+                last_loss: None,
+                located: true,
+            });
         }
         Ok(loss)
+    }
+
+    /// `parameter \`W\` inf` for the first parameter holding a non-finite value.
+    fn non_finite_param(&self) -> Option<String> {
+        let names = &self.compiled.model.graph().params;
+        self.params.iter().zip(names).find_map(|(p, info)| {
+            let v = p.to_f64().into_iter().find(|v| !v.is_finite())?;
+            Some(format!("parameter `{}` {v}", info.name))
+        })
+    }
+
+    fn finite_state(&self, loss: Option<(u64, f64)>) -> FiniteState {
+        FiniteState {
+            params: self.params.clone(),
+            state: self.state.clone(),
+            opt_step: self.opt_step.clone(),
+            step: self.step,
+            cursor: self.cursor.clone(),
+            data_rng: copy_rng(&self.data_rng),
+            loss,
+        }
+    }
+
+    fn restore(&mut self, s: FiniteState) {
+        self.params = s.params;
+        self.state = s.state;
+        self.opt_step = s.opt_step;
+        self.step = s.step;
+        self.cursor = s.cursor;
+        self.data_rng = s.data_rng;
     }
 
     fn locate_non_finite(&self, inputs: &[Buffer], rows: usize) -> Option<NonFiniteOrigin> {
@@ -415,7 +538,12 @@ impl Trainer {
             g.params.iter().map(|p| p.shape.clone()).collect(),
         );
         let roots: Vec<crate::ir::NodeId> = f.outputs.iter().map(|o| o.1).collect();
-        let values = crate::ir::interp::eval(g, &ins, &params, &syms, &roots);
+        let rounding = crate::ir::interp::Rounding {
+            dtype: g.dtype,
+            flush_subnormals: self.flush_subnormals,
+        };
+        let values =
+            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding));
         let bad = |id: crate::ir::NodeId| {
             values[id.index()]
                 .as_ref()
@@ -638,7 +766,7 @@ impl Trainer {
         };
         if let Some(d) = data {
             self.bound_dims = d.dims.clone();
-            if self.step == 0 {
+            if self.step == 0 && !self.params_given {
                 self.init_from_data(d);
             }
         }
@@ -673,7 +801,9 @@ impl Trainer {
         } else {
             (total / 10).max(1)
         };
-        self.total_steps = total;
+        if !self.horizon_fixed {
+            self.total_steps = total;
+        }
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
         // The data cursor lives in the trainer, so a resumed run continues the same epoch.
@@ -686,9 +816,17 @@ impl Trainer {
         }
         let mut epoch = self.cursor.epoch;
         let mut s = self.step;
-        let end = self.step + total;
+        let end = self.step.saturating_add(total);
+        self.run_end = end;
+        let mut chunk = InterruptibleChunk::new();
         let mut best: Option<(f64, Vec<Buffer>)> = None;
         let mut since_best = 0;
+        // Unchecked steps are checked at log points; when one finds a non-finite value, the run
+        // goes back to the last log point's state and replays from there checking every step,
+        // which stops at the step that produced it with the state from before that step.
+        let mut checking = self.check_finite;
+        let mut last_finite = self.finite_state(None);
+        let mut last_loss: Option<(u64, f64)> = None;
         while s < end {
             if self
                 .interrupt
@@ -702,13 +840,27 @@ impl Trainer {
                 {
                     (self.newton_step(&full, rows)?, 1)
                 }
-                None if self.check_finite => (self.checked_step(&full, rows)?, 1),
+                None if checking => (
+                    self.checked_step(&full, rows)
+                        .map_err(|e| e.after(last_loss))?,
+                    1,
+                ),
                 None => {
-                    // Full batch: run up to the next log point in one native call.
-                    let k = (every - s % every).min(end - s);
-                    (self.train_steps(&full, rows, k)?, k)
+                    // Full batch: run up to the next log point in one native call, or, when a
+                    // stop request must be seen in time, as many steps as fit in a chunk.
+                    let mut k = (every - s % every).min(end - s);
+                    if self.interrupt.is_some() {
+                        k = k.min(chunk.steps);
+                    }
+                    let started = std::time::Instant::now();
+                    let loss = self.train_steps(&full, rows, k)?;
+                    chunk.measured(k, started.elapsed());
+                    (loss, k)
                 }
                 Some(b) => {
+                    // A failed checked step leaves the data where it was before the step too.
+                    let data_before =
+                        checking.then(|| (self.cursor.clone(), copy_rng(&self.data_rng)));
                     if self.cursor.pos >= epoch_rows {
                         shuffle(&mut self.cursor.order, &mut self.data_rng);
                         self.cursor.pos = 0;
@@ -724,8 +876,14 @@ impl Trainer {
                     }
                     let n_batch = stop - pos;
                     self.cursor.pos = stop;
-                    if self.check_finite {
-                        (self.checked_step(&batch_bufs, n_batch)?, 1)
+                    if let Some((cursor, data_rng)) = data_before {
+                        match self.checked_step(&batch_bufs, n_batch) {
+                            Ok(loss) => (loss, 1),
+                            Err(e) => {
+                                (self.cursor, self.data_rng) = (cursor, data_rng);
+                                return Err(e.after(last_loss));
+                            }
+                        }
                     } else {
                         (self.train_steps(&batch_bufs, n_batch, 1)?, 1)
                     }
@@ -735,13 +893,40 @@ impl Trainer {
             if batch.is_none() {
                 epoch = s;
             }
-            if !loss.is_finite() {
-                return Err(TrainError::NonFinite {
-                    step: s,
-                    value: loss,
-                });
+            let log_point = s % every == 0 || s == end;
+            let non_finite = if !loss.is_finite() {
+                Some(format!("the loss became {loss}"))
+            } else if log_point && !checking {
+                self.non_finite_param()
+                    .map(|p| format!("{p} after the update"))
+            } else {
+                None
+            };
+            if let Some(what) = non_finite {
+                if checking {
+                    // Only Newton's steps get here: they are not checked one by one.
+                    return Err(TrainError::Diverged {
+                        step: s,
+                        what,
+                        last_loss,
+                        located: self.check_finite,
+                    });
+                }
+                last_loss = last_finite.loss;
+                self.restore(std::mem::replace(&mut last_finite, self.finite_state(None)));
+                s = self.step;
+                epoch = if batch.is_none() {
+                    s
+                } else {
+                    self.cursor.epoch
+                };
+                checking = true;
+                continue;
             }
-            if s % every == 0 || s == end {
+            if checking {
+                last_loss = Some((s, loss));
+            }
+            if log_point {
                 let validation = match &self.validation {
                     Some(v) => {
                         let bufs: Vec<Buffer> = v
@@ -780,12 +965,39 @@ impl Trainer {
                     stopped_early: stop,
                     end,
                 });
+                last_finite = self.finite_state(Some((s, loss)));
                 if stop {
                     break;
                 }
             }
         }
         Ok(true)
+    }
+}
+
+/// How many full-batch steps one native call may run while a stop request (Ctrl-C) is waited
+/// for: sized from the measured step time so that a call takes about `TARGET`, so the request
+/// is seen within that much work whatever the log interval. A call this long makes the checks
+/// between calls cost nothing measurable.
+struct InterruptibleChunk {
+    steps: u64,
+}
+
+impl InterruptibleChunk {
+    const TARGET: std::time::Duration = std::time::Duration::from_millis(40);
+
+    /// The first call runs one step, to measure it.
+    fn new() -> InterruptibleChunk {
+        InterruptibleChunk { steps: 1 }
+    }
+
+    /// Sizes the next chunk from a call of `k` steps that took `took`; it grows at most
+    /// fourfold per call, so a call too short to time well cannot make the next one overshoot
+    /// the target by much.
+    fn measured(&mut self, k: u64, took: std::time::Duration) {
+        let per_step = took.as_secs_f64() / k.max(1) as f64;
+        let fits = (Self::TARGET.as_secs_f64() / per_step.max(1e-12)) as u64;
+        self.steps = fits.clamp(1, k.saturating_mul(4).max(4));
     }
 }
 
@@ -832,6 +1044,14 @@ fn workspace<'w>(
         map.insert(syms.to_vec(), ws);
     }
     Ok(map.get_mut(syms).expect("inserted above"))
+}
+
+/// A copy of the data stream at its current position (the generator itself is not `Clone`).
+fn copy_rng(rng: &ChaCha8Rng) -> ChaCha8Rng {
+    let mut copy = ChaCha8Rng::from_seed(rng.get_seed());
+    copy.set_stream(rng.get_stream());
+    copy.set_word_pos(rng.get_word_pos());
+    copy
 }
 
 /// Fisher–Yates with the trainer's own stream, so runs with the same seed see the same batches.

@@ -47,6 +47,7 @@ fn signature(name: &str) -> Option<&'static [(&'static str, Kind)]> {
         }
         "mse" => &[("prediction", Array), ("target", Array)],
         "one_hot" => &[("labels", Array), ("classes", Num(None))],
+        "expand_dims" => &[("x", Array), ("axis", AxisRequired)],
         _ => return None,
     })
 }
@@ -86,6 +87,7 @@ pub const NAMES: &[&str] = &[
     "bce_with_logits",
     "mse",
     "one_hot",
+    "expand_dims",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -309,6 +311,27 @@ pub(super) fn call(
             class_indices(cx, g, "one_hot", y, sy)?;
             node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
         }
+        "expand_dims" => {
+            // numpy's: a unit axis inserted before `axis`; `axis` may be the rank (after the
+            // last) or negative, counted from the end of the result.
+            let (x, xs) = v[0].array();
+            let Value::Axis(Some(a), aspan) = v[1] else {
+                unreachable!("a required axis")
+            };
+            let mut dims = g.shape(x).0.clone();
+            let rank = dims.len() as i64 + 1;
+            let at = if a < 0 { a + rank } else { a };
+            if !(0..rank).contains(&at) {
+                cx.error(
+                    Diagnostic::error(format!("axis {a} is out of range"))
+                        .with_label(aspan, format!("the result has rank {rank}"))
+                        .with_label(xs, format!("has shape {}", g.shape_text(g.shape(x)))),
+                );
+                return None;
+            }
+            dims.insert(at as usize, Dim::Fixed(1));
+            Some(g.build(Op::Reshape(Shape(dims)), &[x]))
+        }
         _ => unreachable!("every signature has a lowering"),
     }
 }
@@ -476,10 +499,13 @@ fn bind(
                 _ => match super::const_eval(&a.value) {
                     Some(v) if v == 0.0 || v == 1.0 => Some(Value::Flag(v == 1.0)),
                     _ => {
-                        cx.error(
+                        let mut d =
                             Diagnostic::error(format!("`{pname}` must be `true` or `false`"))
-                                .with_label(a.value.span, "here"),
-                        );
+                                .with_label(a.value.span, "here");
+                        if let ast::ExprKind::Name(n) = &a.value.kind {
+                            d.notes.extend(super::python_literal_note(n));
+                        }
+                        cx.error(d);
                         None
                     }
                 },

@@ -25,7 +25,8 @@ enum Binding {
     Input(u32),
     Param(u32),
     Value(NodeId),
-    /// A value whose definition had an error (already reported).
+    /// A name whose definition failed to check: known, so that its uses add no errors of
+    /// their own (the definition's error already rejects the model).
     Failed,
 }
 
@@ -40,6 +41,12 @@ struct Checker {
     frames: Vec<HashMap<String, NodeId>>,
     /// Names of the user functions being inlined, to refuse recursion.
     call_stack: Vec<String>,
+    /// Each call already inlined, by function and argument nodes: a body sees only its
+    /// arguments and the model's names, so the same call gives the same node (or the same
+    /// error, reported once). Without it, `f(x) + f(x)` nested n deep lowers 2^n bodies.
+    inlined: HashMap<(String, Vec<NodeId>), Option<NodeId>>,
+    /// How many function bodies were lowered: the work inlining did.
+    bodies_lowered: usize,
 }
 
 #[derive(Clone)]
@@ -50,8 +57,12 @@ struct UserFn {
 }
 
 impl Checker {
+    /// Records an error once: a function is checked again at every call, and an error in
+    /// its body that does not depend on the arguments would otherwise repeat at each.
     fn error(&mut self, d: Diagnostic) {
-        self.diags.push(d);
+        if !self.diags.contains(&d) {
+            self.diags.push(d);
+        }
     }
 
     fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -86,11 +97,13 @@ impl Checker {
                         graph.set_name(id, &name.name);
                         self.define(name, Binding::Value(id));
                     }
-                    // Its error is reported; its uses should not add "unknown name" errors.
                     None => self.define(name, Binding::Failed),
                 },
                 Item::Loss { name, value, span } => {
                     let Some(id) = self.expr(&mut graph, value) else {
+                        if let Some(n) = name {
+                            self.define(n, Binding::Failed);
+                        }
                         continue;
                     };
                     if let Some((_, _, first)) = &loss {
@@ -120,6 +133,7 @@ impl Checker {
                 }
                 Item::Output { name, value } => {
                     let Some(id) = self.expr(&mut graph, value) else {
+                        self.define(name, Binding::Failed);
                         continue;
                     };
                     let shape = graph.shape(id).clone();
@@ -132,6 +146,7 @@ impl Checker {
                                 .with_label(value.span, format!("has shape {}", graph.shape_text(&shape)))
                                 .with_note("outputs are written by `adjoint predict`, one CSV row per data row"),
                         );
+                        self.define(name, Binding::Failed);
                         continue;
                     }
                     self.define(name, Binding::Value(id));
@@ -139,6 +154,7 @@ impl Checker {
                 }
                 Item::Metric { name, value } => {
                     let Some(id) = self.expr(&mut graph, value) else {
+                        self.define(name, Binding::Failed);
                         continue;
                     };
                     if !graph.shape(id).is_scalar() {
@@ -146,6 +162,7 @@ impl Checker {
                             value.span,
                             format!("has shape {}", graph.shape_text(graph.shape(id))),
                         ));
+                        self.define(name, Binding::Failed);
                         continue;
                     }
                     self.define(name, Binding::Value(id));
@@ -244,6 +261,10 @@ impl Checker {
             return;
         }
         self.names.insert(name.name.clone(), (binding, name.span));
+        // A body that read this name before it was defined reads it now.
+        if !self.inlined.is_empty() {
+            self.inlined = HashMap::new();
+        }
     }
 
     fn dtype(&mut self, module: &ast::Module) -> DType {
@@ -621,9 +642,12 @@ impl Checker {
     fn const_value(&mut self, e: &ast::Expr) -> Option<f64> {
         match const_eval(e) {
             None => {
-                self.error(
-                    Diagnostic::error("expected a number").with_label(e.span, "must be a constant"),
-                );
+                let mut d =
+                    Diagnostic::error("expected a number").with_label(e.span, "must be a constant");
+                if let ExprKind::Name(n) = &e.kind {
+                    d.notes.extend(python_literal_note(n));
+                }
+                self.error(d);
                 None
             }
             Some(v) if !v.is_finite() => {
@@ -1001,6 +1025,11 @@ impl Checker {
             Some((Binding::Value(id), _)) => Some(*id),
             Some((Binding::Failed, _)) => None,
             None => match name {
+                // A symbolic dimension (`n` in `input X[n, 4]`) is its size: the number of rows.
+                _ if self.syms.iter().any(|s| s == name) => {
+                    let sym = self.sym(name);
+                    Some(g.build(Op::DimSize(sym), &[]))
+                }
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
                 _ => {
@@ -1008,6 +1037,9 @@ impl Checker {
                         .with_label(span, "not defined before this use");
                     if self.fns.contains_key(name) || builtins::is_builtin(name) {
                         d = d.with_note(format!("`{name}` is a function; call it with arguments"));
+                    }
+                    if let Some(note) = python_literal_note(name) {
+                        d = d.with_note(note);
                     }
                     self.error(d);
                     None
@@ -1058,26 +1090,27 @@ impl Checker {
             );
             return None;
         }
-        let mut frame = HashMap::new();
-        let mut ok = true;
-        for (p, a) in f.params.iter().zip(args) {
-            match self.expr(g, &a.value) {
-                Some(v) => {
-                    frame.insert(p.name.clone(), v);
-                }
-                None => ok = false,
-            }
-        }
-        if !ok {
-            return None;
+        let values: Vec<Option<NodeId>> = args.iter().map(|a| self.expr(g, &a.value)).collect();
+        let values: Vec<NodeId> = values.into_iter().collect::<Option<_>>()?;
+        let key = (f.name.name.clone(), values);
+        if let Some(&res) = self.inlined.get(&key) {
+            return res;
         }
         // A function body sees its parameters and the model's global names, not the caller's
         // arguments.
+        let frame = f
+            .params
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(key.1.iter().copied())
+            .collect();
         self.frames.push(frame);
         self.call_stack.push(f.name.name.clone());
+        self.bodies_lowered += 1;
         let res = self.expr(g, &f.body);
         self.call_stack.pop();
         self.frames.pop();
+        self.inlined.insert(key, res);
         res
     }
 
@@ -1243,6 +1276,20 @@ pub fn const_eval(e: &ast::Expr) -> Option<f64> {
     }
 }
 
+/// What to write instead of Python's `True`, `False` and `None`.
+pub(crate) fn python_literal_note(name: &str) -> Option<String> {
+    let lower = match name {
+        "True" => "true",
+        "False" => "false",
+        "None" => return Some("adjoint has no `None`: leave the argument out".into()),
+        _ => return None,
+    };
+    let number = if lower == "true" { 1 } else { 0 };
+    Some(format!(
+        "`{name}` is Python's: adjoint writes `{lower}` for a flag (`keepdims={lower}`) and `{number}` elsewhere"
+    ))
+}
+
 /// `p0..p63` → p0, p1, …, p63.
 fn column_range(first: &str, last: &str) -> Option<Vec<String>> {
     let split = |s: &str| {
@@ -1256,4 +1303,51 @@ fn column_range(first: &str, last: &str) -> Option<Vec<String>> {
         return None;
     }
     Some((a..=b).map(|i| format!("{p1}{i}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `f_i(a) = f_{i-1}(a) + f_{i-1}(a)`, `depth` levels deep, and a loss of the last.
+    fn doubling_source(depth: usize) -> String {
+        let mut src = String::from("dtype f64\nparam a = 1\nfn f0(x) = x\n");
+        for i in 1..=depth {
+            src += &format!("fn f{i}(x) = f{}(x) + f{}(x)\n", i - 1, i - 1);
+        }
+        src + &format!("loss l = f{depth}(a)\n")
+    }
+
+    fn checker_after(src: &str) -> Checker {
+        let (module, errors) = crate::syntax::parse(src);
+        assert!(errors.is_empty());
+        let mut cx = Checker::default();
+        cx.run(&module).expect("the model checks");
+        cx
+    }
+
+    #[test]
+    fn each_distinct_call_is_inlined_once() {
+        for depth in [1, 12, 40] {
+            let cx = checker_after(&doubling_source(depth));
+            assert_eq!(cx.bodies_lowered, depth + 1, "depth {depth}");
+        }
+    }
+
+    #[test]
+    fn calls_with_other_arguments_are_inlined_again() {
+        let cx = checker_after(
+            "param a = 1\nparam b = 2\nfn sq(x) = x * x\nloss l = sq(a) + sq(b) + sq(a)\n",
+        );
+        assert_eq!(cx.bodies_lowered, 2);
+    }
+
+    #[test]
+    fn an_error_in_a_body_called_twice_is_reported_once() {
+        let (module, errors) =
+            crate::syntax::parse("param a = 1\nfn f(x) = x + nope\nloss l = f(a) + f(a)\n");
+        assert!(errors.is_empty());
+        let errors = Checker::default().run(&module).err().expect("an error");
+        assert_eq!(errors.iter().filter(|d| d.is_error()).count(), 1);
+    }
 }

@@ -2,11 +2,8 @@
 
 use super::*;
 
-pub(super) fn check(path: &Path) -> i32 {
-    let (file, model, warnings) = match load_model(path) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn check(path: &Path) -> Result<(), CliError> {
+    let (file, model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     let g = model.graph();
     println!(
@@ -20,5 +17,5 @@ pub(super) fn check(path: &Path) -> i32 {
             .sum::<usize>(),
         model.loss_name
     );
-    0
+    Ok(())
 }

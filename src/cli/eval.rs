@@ -2,38 +2,23 @@
 
 use super::*;
 
-pub(super) fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> i32 {
-    let (file, model, _) = match load_model(path) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn eval(path: &Path, ckpt: &Path, data: Option<&Path>) -> Result<(), CliError> {
+    let (file, model, _) = load_model(path)?;
     let data_path = data_path(&model, data, path);
-    let compiled = match compile_model(model, &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let dataset = match load_data(&compiled.model, data_path.as_deref(), path, &[]) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    if let Err(e) = crate::train::check_memory(&compiled, dataset.as_ref(), None) {
-        eprintln!("error: {e}");
-        return 2;
-    }
+    let compiled = compile_model(model, &file)?;
+    let dataset = load_data(&compiled.model, data_path.as_deref(), path, &[])?;
+    crate::train::check_memory(&compiled, dataset.as_ref(), None).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
-    if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
-        eprintln!("error: {e}");
-        return 2;
-    }
+    crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     print_evaluation(&mut trainer, dataset.as_ref(), "")
 }
 
-/// Prints the loss and each metric on the data; returns the exit code.
+/// Prints the loss and each metric on the data.
 pub(super) fn print_evaluation(
     trainer: &mut Trainer,
     data: Option<&crate::data::Dataset>,
     prefix: &str,
-) -> i32 {
+) -> Result<(), CliError> {
     let dtype = trainer.compiled.model.graph().dtype;
     let (inputs, rows) = match data {
         Some(d) => (
@@ -45,16 +30,8 @@ pub(super) fn print_evaluation(
         ),
         None => (vec![], 0),
     };
-    match trainer.evaluate(&inputs, rows) {
-        Ok(values) => {
-            for (name, v) in values {
-                println!("{prefix}{name} = {}", fmt_number(v));
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
+    for (name, v) in trainer.evaluate(&inputs, rows).map_err(failed)? {
+        println!("{prefix}{name} = {}", fmt_number(v));
     }
+    Ok(())
 }

@@ -2,11 +2,8 @@
 
 use super::*;
 
-pub(super) fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
-    let (file, model, warnings) = match load_model(path) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> Result<(), CliError> {
+    let (file, model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     let graphs = compile::graphs(&model);
     let style = if latex {
@@ -14,14 +11,9 @@ pub(super) fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> i32 {
     } else {
         crate::ir::pretty::Style::Dsl
     };
-    match compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style)) {
-        Ok(text) => {
-            print!("{text}");
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            2
-        }
-    }
+    let text =
+        compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style))
+            .map_err(bad_input)?;
+    print!("{text}");
+    Ok(())
 }

@@ -2,23 +2,23 @@
 
 use super::*;
 
-pub(super) fn gradcheck(
-    path: &Path,
-    data: Option<&Path>,
-    points: usize,
-    tolerance: f64,
-    seed: u64,
-) -> i32 {
-    let (file, model, dataset) = match model_and_data(path, data) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let compiled = match compile_model(model.clone(), &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let mut rng = crate::init::rng(seed);
-    let mut trainer = Trainer::new(&compiled, seed);
+pub(super) struct GradcheckOptions<'a> {
+    pub data: Option<&'a Path>,
+    /// Check at the parameters saved here instead of the initial ones.
+    pub checkpoint: Option<&'a Path>,
+    pub points: usize,
+    pub tolerance: f64,
+    pub seed: u64,
+}
+
+pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliError> {
+    let (file, model, dataset) = model_and_data(path, opts.data)?;
+    let compiled = compile_model(model.clone(), &file)?;
+    let mut rng = crate::init::rng(opts.seed);
+    let mut trainer = Trainer::new(&compiled, opts.seed);
+    if let Some(c) = opts.checkpoint {
+        crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
+    }
     let rows = dataset.as_ref().map_or(0, |d| d.n_rows);
     let inputs: Vec<crate::runtime::Buffer> = dataset.as_ref().map_or(vec![], |d| {
         d.inputs
@@ -30,11 +30,13 @@ pub(super) fn gradcheck(
         "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
         file.name
     );
+    let tolerance = opts.tolerance;
     let mut worst: f64 = 0.0;
     let mut failed_point = None;
-    for k in 0..=points {
+    let mut non_finite = Vec::new();
+    for k in 0..=opts.points {
         if k > 0 {
-            // A random point near the initial one, on the scale of each parameter.
+            // A random point near the first one, on the scale of each parameter.
             for p in trainer.params.iter_mut() {
                 for i in 0..p.len() {
                     let x = p.get(i);
@@ -46,20 +48,25 @@ pub(super) fn gradcheck(
             }
         }
         let point = point_of(&trainer, &model, dataset.as_ref());
-        if let Err(e) = trainer.value_and_grad(&inputs, rows) {
-            eprintln!("error: {e}");
-            return 1;
-        }
+        let loss = trainer.value_and_grad(&inputs, rows).map_err(failed)?;
         let grads: Vec<Vec<f64>> = (0..model.graph().params.len())
             .map(|i| trainer.gradient(i, rows).unwrap().to_f64())
             .collect();
+        let label = match (k, opts.checkpoint) {
+            (0, Some(_)) => "checkpoint".to_string(),
+            (0, None) => "initial point".to_string(),
+            _ => format!("random point {k}"),
+        };
+        let found = non_finite_values(&model, &label, loss, &grads, &point);
+        if !found.is_empty() {
+            for f in &found {
+                println!("  {f}");
+            }
+            non_finite.extend(found);
+            continue;
+        }
         let checks =
             crate::inspect::gradcheck(&compiled.graphs.forward, &grads, &point, &mut rng, 32);
-        let label = if k == 0 {
-            "initial point".to_string()
-        } else {
-            format!("random point {k}")
-        };
         for c in &checks {
             println!(
                 "  {label:<16} {:<16} worst relative error {:.2e}",
@@ -67,14 +74,25 @@ pub(super) fn gradcheck(
             );
             worst = worst.max(c.worst);
         }
-        if checks.iter().any(|c| c.worst > tolerance) && failed_point.is_none() {
+        if checks
+            .iter()
+            .any(|c| c.worst > tolerance || c.worst.is_nan())
+            && failed_point.is_none()
+        {
             failed_point = Some(point);
         }
+    }
+    if !non_finite.is_empty() {
+        println!(
+            "FAILED: {} non-finite value(s); a gradient cannot be checked where the loss or its derivative is not a number",
+            non_finite.len()
+        );
+        return Err(CliError::CheckFailed);
     }
     match failed_point {
         None => {
             println!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
-            0
+            Ok(())
         }
         Some(point) => {
             println!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
@@ -84,7 +102,49 @@ pub(super) fn gradcheck(
                     "no single derivative rule disagrees on its own; the error comes from their combination"
                 ),
             }
-            1
+            Err(CliError::CheckFailed)
         }
     }
+}
+
+/// One line for the loss, and one for each parameter's derivative, that is not finite at a
+/// point; each names the point (with its scalar parameters' values) and the parameter.
+fn non_finite_values(
+    model: &crate::model::Model,
+    label: &str,
+    loss: f64,
+    grads: &[Vec<f64>],
+    point: &crate::inspect::Point,
+) -> Vec<String> {
+    let params = &model.graph().params;
+    let at: Vec<String> = params
+        .iter()
+        .zip(&point.params)
+        .filter(|(_, t)| t.len() == 1)
+        .map(|(p, t)| format!("{} = {}", p.name, fmt_number(t.data[0])))
+        .collect();
+    let at = if at.is_empty() {
+        label.to_string()
+    } else {
+        format!("{label} ({})", at.join(", "))
+    };
+    let loss_name = &model.loss_name;
+    let mut lines = Vec::new();
+    if !loss.is_finite() {
+        lines.push(format!("{at}: the loss `{loss_name}` is {loss}"));
+    }
+    for (p, g) in params.iter().zip(grads) {
+        if let Some((i, v)) = g.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let element = if g.len() == 1 {
+                String::new()
+            } else {
+                format!(" (element {i})")
+            };
+            lines.push(format!(
+                "{at}: the derivative of `{loss_name}` with respect to `{}` is {v}{element}",
+                p.name
+            ));
+        }
+    }
+    lines
 }

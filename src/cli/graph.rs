@@ -2,11 +2,8 @@
 
 use super::*;
 
-pub(super) fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
-    let (file, model, warnings) = match load_model(path) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> Result<(), CliError> {
+    let (file, model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     let graphs = compile::graphs(&model);
     let f = if grad {
@@ -16,11 +13,11 @@ pub(super) fn graph(path: &Path, grad: bool, explain: bool, dot: bool) -> i32 {
     };
     if dot {
         print!("{}", crate::inspect::dot(f));
-        return 0;
+        return Ok(());
     }
     print!("{}", f.text());
     if explain {
         print!("{}", crate::compile::explain(&graphs, &file));
     }
-    0
+    Ok(())
 }

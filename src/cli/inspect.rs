@@ -8,27 +8,17 @@ pub(super) fn inspect(
     trained: bool,
     checkpoint: Option<&Path>,
     seed: u64,
-) -> i32 {
-    let (file, model, dataset) = match model_and_data(path, data) {
-        Ok(x) => x,
-        Err(c) => return c,
-    };
-    let compiled = match compile_model(model.clone(), &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+) -> Result<(), CliError> {
+    let (file, model, dataset) = model_and_data(path, data)?;
+    let compiled = compile_model(model.clone(), &file)?;
     let mut trainer = Trainer::new(&compiled, seed);
     if let Some(c) = checkpoint {
-        if let Err(e) = crate::resume::load_params(&mut trainer, c) {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
     }
     if trained {
-        if let Err(e) = trainer.fit(dataset.as_ref(), &model.train, |_| {}) {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        trainer
+            .fit(dataset.as_ref(), &model.train, |_| {})
+            .map_err(bad_input)?;
     }
     let point = point_of(&trainer, &model, dataset.as_ref());
     let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
@@ -62,5 +52,5 @@ pub(super) fn inspect(
             2.0 / hi
         );
     }
-    0
+    Ok(())
 }

@@ -5,26 +5,20 @@ use super::*;
 /// The largest model file read: far above any written or generated model, far below memory.
 const MODEL_FILE_LIMIT: u64 = 64 << 20;
 
-pub(super) fn read_source(path: &Path) -> Result<SourceFile, i32> {
-    let bytes = match crate::limits::read_bounded(path, MODEL_FILE_LIMIT) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            return Err(2);
-        }
-    };
+pub(super) fn read_source(path: &Path) -> Result<SourceFile, CliError> {
+    let bytes = crate::limits::read_bounded(path, MODEL_FILE_LIMIT)
+        .map_err(|e| CliError::BadInput(format!("cannot read {}: {e}", path.display())))?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let bytes = e.as_bytes();
             let (line, col) = line_col(&bytes[..valid]);
-            eprintln!(
-                "error: {}:{line}:{col}: not UTF-8 text (byte 0x{:02x} cannot start or continue a character here)",
+            Err(CliError::BadInput(format!(
+                "{}:{line}:{col}: not UTF-8 text (byte 0x{:02x} cannot start or continue a character here)",
                 path.display(),
                 bytes[valid]
-            );
-            Err(2)
+            )))
         }
     }
 }
@@ -40,8 +34,8 @@ fn line_col(valid: &[u8]) -> (usize, usize) {
     (line, col)
 }
 
-/// Reads and checks a model file. Errors are printed (and give the exit code); warnings are
-/// returned for the caller to print or not.
+/// Reads and checks a model file. Errors are printed; warnings are returned for the caller to
+/// print or not.
 pub(super) fn load_model(
     path: &Path,
 ) -> Result<
@@ -50,32 +44,29 @@ pub(super) fn load_model(
         crate::model::Model,
         Vec<crate::diagnostics::Diagnostic>,
     ),
-    i32,
+    CliError,
 > {
     let file = read_source(path)?;
     match compile::check_source(&file) {
         Ok((model, warnings)) => Ok((file, model, warnings)),
         Err(diags) => {
             eprint!("{}", render_all(&diags, &file));
-            Err(2)
+            Err(CliError::Diagnosed)
         }
     }
 }
 
-/// Compiles a checked model to native code; an error is printed and gives the exit code.
+/// Compiles a checked model to native code; diagnostics are printed.
 pub(super) fn compile_model(
     model: crate::model::Model,
     file: &SourceFile,
-) -> Result<CompiledModel, i32> {
+) -> Result<CompiledModel, CliError> {
     CompiledModel::from_model(model).map_err(|e| match e {
         CompileError::Diagnostics(d) => {
             eprint!("{}", render_all(&d, file));
-            2
+            CliError::Diagnosed
         }
-        e => {
-            eprintln!("error: {e}");
-            1
-        }
+        e => failed(e),
     })
 }
 
@@ -104,7 +95,7 @@ pub(super) fn model_and_data(
         crate::model::Model,
         Option<crate::data::Dataset>,
     ),
-    i32,
+    CliError,
 > {
     let (file, mut model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
@@ -149,7 +140,7 @@ pub(super) fn load_data(
     data_path: Option<&Path>,
     model_file: &Path,
     optional: &[bool],
-) -> Result<Option<data::Dataset>, i32> {
+) -> Result<Option<data::Dataset>, CliError> {
     if model.graph().inputs.is_empty() {
         return Ok(None);
     }
@@ -168,10 +159,8 @@ pub(super) fn load_data(
     let loaded = data::load_with_progress(model, data_path, base, optional, &mut progress);
     match loaded {
         Ok(d) => Ok(Some(d)),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(2)
-        }
+        // The hint about naming the data is part of the error that needs it (`NoDataFile`).
+        Err(e) => Err(bad_input(e)),
     }
 }
 

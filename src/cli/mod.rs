@@ -50,10 +50,14 @@ enum Command {
         /// CSV data (overrides the model's `data`).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Random points to check besides the initial one.
+        /// Check at the parameters saved in this checkpoint instead of the initial ones.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Random points to check besides the initial one (or the checkpoint's).
         #[arg(long, default_value_t = 2)]
         points: usize,
-        /// Largest relative error accepted.
+        /// Largest relative error accepted, beyond the rounding error of the finite
+        /// differences (which grows with the loss's magnitude and the size of its sums).
         #[arg(long, default_value_t = 1e-6)]
         tolerance: f64,
         #[arg(long, default_value_t = 0)]
@@ -153,6 +157,7 @@ enum Command {
     },
 }
 
+mod bench;
 mod check;
 mod eval;
 mod grad;
@@ -160,6 +165,7 @@ mod gradcheck;
 mod graph;
 mod inspect;
 mod load;
+mod outputs;
 mod predict;
 mod race;
 mod train;
@@ -175,6 +181,50 @@ use predict::predict;
 use race::race;
 use train::train;
 
+/// Why a command stopped early, and so the process's exit code. A message is printed as
+/// `error: …` on standard error; the variants without one have printed their report already.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input (a model file, its data, a flag, a checkpoint): exit code 2.
+    BadInput(String),
+    /// Bad input whose diagnostics are already rendered on standard error: exit code 2.
+    Diagnosed,
+    /// Anything else that went wrong: exit code 1.
+    Failed(String),
+    /// A check ran and found a problem, which its report shows: exit code 1.
+    CheckFailed,
+    /// Stopped by Ctrl-C, after saving what there was to save: exit code 130.
+    Interrupted(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::BadInput(_) | CliError::Diagnosed => 2,
+            CliError::Failed(_) | CliError::CheckFailed => 1,
+            CliError::Interrupted(_) => 130,
+        }
+    }
+
+    fn message(&self) -> Option<String> {
+        match self {
+            CliError::BadInput(m) | CliError::Failed(m) => Some(format!("error: {m}")),
+            CliError::Interrupted(m) => Some(m.clone()),
+            CliError::Diagnosed | CliError::CheckFailed => None,
+        }
+    }
+}
+
+/// Bad input, for `map_err` on errors that describe themselves.
+fn bad_input(e: impl std::fmt::Display) -> CliError {
+    CliError::BadInput(e.to_string())
+}
+
+/// Any other failure, for `map_err`.
+fn failed(e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(e.to_string())
+}
+
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -183,10 +233,30 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(m) = e.message() {
+                eprintln!("{m}");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let dump = |var| std::env::var_os(var).is_some();
+    let (clif, asm) = (dump("ADJOINT_DUMP_CLIF"), dump("ADJOINT_DUMP_ASM"));
+    if clif || asm {
+        crate::jit::set_dump(Some(crate::jit::Dump {
+            clif,
+            asm,
+            sink: |text| eprintln!("{text}"),
+        }));
+    }
     if let Some(t) = cli.threads {
         if t == 0 {
-            eprintln!("error: --threads must be at least 1");
-            return 2;
+            return Err(CliError::BadInput("--threads must be at least 1".into()));
         }
         crate::jit::parallel::set_threads(t);
     }
@@ -201,10 +271,20 @@ pub fn main() -> i32 {
         Command::Gradcheck {
             file,
             data,
+            checkpoint,
             points,
             tolerance,
             seed,
-        } => gradcheck(&file, data.as_deref(), points, tolerance, seed),
+        } => gradcheck(
+            &file,
+            &gradcheck::GradcheckOptions {
+                data: data.as_deref(),
+                checkpoint: checkpoint.as_deref(),
+                points,
+                tolerance,
+                seed,
+            },
+        ),
         Command::Inspect {
             file,
             data,
@@ -251,24 +331,6 @@ pub fn main() -> i32 {
             repeats,
             peers,
             anchors,
-        } => {
-            let cfg = crate::bench::BenchConfig {
-                workloads,
-                repeats,
-                root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-                peers: peers.zip(anchors),
-                threads: cli.threads,
-            };
-            match crate::bench::run(&cfg, |w| eprintln!("running {w}")) {
-                Ok(report) => {
-                    print!("{report}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            }
-        }
+        } => bench::bench(workloads, repeats, peers.zip(anchors), cli.threads),
     }
 }

@@ -2,17 +2,18 @@
 
 use super::*;
 
-pub(super) fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option<&Path>) -> i32 {
-    let (file, model, _) = match load_model(path) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn predict(
+    path: &Path,
+    ckpt: &Path,
+    data: Option<&Path>,
+    out: Option<&Path>,
+) -> Result<(), CliError> {
+    let (file, model, _) = load_model(path)?;
     let Some(p) = &model.predict else {
-        eprintln!(
-            "error: {} declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)",
+        return Err(CliError::BadInput(format!(
+            "{} declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)",
             file.name
-        );
-        return 2;
+        )));
     };
     // Inputs the outputs do not read (the labels, typically) may be absent from the data.
     let roots: Vec<_> = p.outputs.iter().map(|o| o.1).collect();
@@ -24,45 +25,24 @@ pub(super) fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option
                 .any(|id| live[id.index()] && *p.graph.op(id) == crate::ir::Op::Input(i as u32))
         })
         .collect();
-    let dataset = match load_data(
+    let dataset = load_data(
         &model,
         data_path(&model, data, path).as_deref(),
         path,
         &optional,
-    ) {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            eprintln!("error: {} has no inputs to predict for", file.name);
-            return 2;
-        }
-        Err(code) => return code,
-    };
-    let compiled = match compile_model(model, &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    if let Err(e) = crate::train::check_memory(&compiled, Some(&dataset), None) {
-        eprintln!("error: {e}");
-        return 2;
-    }
+    )?
+    .ok_or_else(|| CliError::BadInput(format!("{} has no inputs to predict for", file.name)))?;
+    let compiled = compile_model(model, &file)?;
+    crate::train::check_memory(&compiled, Some(&dataset), None).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
-    if let Err(e) = crate::resume::load_params(&mut trainer, ckpt) {
-        eprintln!("error: {e}");
-        return 2;
-    }
+    crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     trainer.bound_dims = dataset.dims.clone();
     let inputs: Vec<_> = dataset
         .inputs
         .iter()
         .map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v))
         .collect();
-    let values = match trainer.predict(&inputs, dataset.n_rows) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
+    let values = trainer.predict(&inputs, dataset.n_rows).map_err(failed)?;
     let mut csv = String::new();
     let header: Vec<String> = values
         .iter()
@@ -89,13 +69,11 @@ pub(super) fn predict(path: &Path, ckpt: &Path, data: Option<&Path>, out: Option
     }
     match out {
         Some(o) => {
-            if let Err(e) = std::fs::write(o, csv) {
-                eprintln!("error: cannot write {}: {e}", o.display());
-                return 2;
-            }
+            std::fs::write(o, csv)
+                .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", o.display())))?;
             println!("wrote {} rows to {}", dataset.n_rows, o.display());
         }
         None => print!("{csv}"),
     }
-    0
+    Ok(())
 }

@@ -13,53 +13,47 @@ pub(super) fn race(
     xr: &[f64],
     yr: &[f64],
     minimum: &[f64],
-) -> i32 {
-    let (file, model, _) = match load_model(path) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+) -> Result<(), CliError> {
+    outputs::picture("--out", out)?;
+    if let Some(a) = animate {
+        outputs::animation("--animate", a)?;
+    }
+    let (file, model, _) = load_model(path)?;
     let g = model.graph();
     if g.params.len() != 2 || g.params.iter().any(|p| !p.shape.is_scalar()) || !g.inputs.is_empty()
     {
-        eprintln!(
-            "error: `race` needs a loss of exactly two scalar parameters and no data; {} has {} parameter(s)",
+        return Err(CliError::BadInput(format!(
+            "`race` needs a loss of exactly two scalar parameters and no data; {} has {} parameter(s)",
             file.name,
             g.params.len()
-        );
-        return 2;
+        )));
     }
     if !lrs.is_empty() && lrs.len() != 1 && lrs.len() != optimizers.len() {
-        eprintln!(
-            "error: give one learning rate, or one per optimizer ({})",
+        return Err(CliError::BadInput(format!(
+            "give one learning rate, or one per optimizer ({})",
             optimizers.len()
-        );
-        return 2;
+        )));
     }
     let mut trajectories = Vec::new();
     let mut surface: Option<CompiledModel> = None;
     for (i, name) in optimizers.iter().enumerate() {
         let Some(kind) = crate::optim::OptimizerKind::from_name(name) else {
-            eprintln!("error: unknown optimizer `{name}`");
-            return 2;
+            return Err(CliError::BadInput(format!("unknown optimizer `{name}`")));
         };
         let mut m = model.clone();
-        m.optimizer = crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect);
+        m.optimizer = model.optimizer.with_kind(kind);
         if let Some(lr) = lrs.get(i).or(lrs.first()) {
-            if let Err(e) = m.optimizer.set("lr", *lr) {
-                eprintln!("error: --lr: {e}");
-                return 2;
-            }
+            m.optimizer
+                .set("lr", *lr)
+                .map_err(|e| CliError::BadInput(format!("--lr: {e}")))?;
         }
         let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
-        let compiled = match compile_model(m, &file) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
+        let compiled = compile_model(m, &file)?;
         let mut t = Trainer::new(&compiled, 0);
         t.total_steps = steps;
         let mut points = vec![(t.params[0].get(0), t.params[1].get(0))];
         for _ in 0..steps {
-            if t.train_step(&[], 0).is_err() {
+            if t.optimizer_step(&[], 0).is_err() {
                 break;
             }
             points.push((t.params[0].get(0), t.params[1].get(0)));
@@ -73,8 +67,7 @@ pub(super) fn race(
         surface.get_or_insert(compiled);
     }
     let Some(surface) = surface else {
-        eprintln!("error: no optimizers given");
-        return 2;
+        return Err(CliError::BadInput("no optimizers given".into()));
     };
     // The loss surface, evaluated by the compiled forward function.
     let trainer = std::cell::RefCell::new(Trainer::new(&surface, 0));
@@ -108,17 +101,11 @@ pub(super) fn race(
         file.name.rsplit('/').next().unwrap_or(&file.name),
         steps
     );
-    if let Err(e) = crate::plot::race_still(out, &title, &f, x, y, &trajectories, min) {
-        eprintln!("error: {e}");
-        return 2;
-    }
+    crate::plot::race_still(out, &title, &f, x, y, &trajectories, min).map_err(bad_input)?;
     println!("plot: {}", out.display());
     if let Some(a) = animate {
-        if let Err(e) = crate::plot::race_animation(a, &title, &f, x, y, &trajectories, min) {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        crate::plot::race_animation(a, &title, &f, x, y, &trajectories, min).map_err(bad_input)?;
         println!("animation: {}", a.display());
     }
-    0
+    Ok(())
 }

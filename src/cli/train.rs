@@ -52,49 +52,63 @@ pub(super) struct TrainArgs {
     /// Save a checkpoint (safetensors) here at the end, and on Ctrl-C.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Continue from a checkpoint: parameters, optimizer state, step count and data order.
-    #[arg(long)]
+    /// Continue from a checkpoint: parameters, optimizer state, step count, data order and the
+    /// schedule; without --steps or --epochs, an interrupted run runs to its planned end.
+    #[arg(long, conflicts_with = "init_from")]
     resume: Option<PathBuf>,
+    /// Start from the parameters of a checkpoint or any safetensors file (tensors `param/NAME`
+    /// or `NAME`), with fresh optimizer state: any optimizer, dialect or dtype.
+    #[arg(long, value_name = "FILE")]
+    init_from: Option<PathBuf>,
 }
 
-pub(super) fn train(args: &TrainArgs) -> i32 {
+/// Every output path of the run, checked before anything is compiled or trained.
+fn check_outputs(args: &TrainArgs) -> Result<(), CliError> {
+    if let Some(p) = &args.plot {
+        super::outputs::picture("--plot", p)?;
+    }
+    if let Some(p) = &args.history {
+        super::outputs::csv("--history", p)?;
+    }
+    if let Some(p) = &args.save {
+        super::outputs::checkpoint("--save", p)?;
+    }
+    Ok(())
+}
+
+pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
+    check_outputs(args)?;
     let check_start = std::time::Instant::now();
-    let (file, mut model, warnings) = match load_model(&args.file) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (file, mut model, warnings) = load_model(&args.file)?;
     let check_time = check_start.elapsed();
     eprint!("{}", render_all(&warnings, &file));
     if let Some(name) = &args.optimizer {
         match crate::optim::OptimizerKind::from_name(name) {
-            Some(kind) => {
-                model.optimizer =
-                    crate::optim::OptimizerSpec::with_dialect(kind, model.optimizer.dialect)
-            }
+            Some(kind) => model.optimizer = model.optimizer.with_kind(kind),
             None => {
                 let known: Vec<_> = crate::optim::OptimizerKind::ALL
                     .iter()
                     .map(|k| k.name())
                     .collect();
-                eprintln!(
-                    "error: unknown optimizer `{name}` for --optimizer; known: {}",
+                return Err(CliError::BadInput(format!(
+                    "unknown optimizer `{name}` for --optimizer; known: {}",
                     known.join(", ")
-                );
-                return 2;
+                )));
             }
         }
     }
     if let Some(lr) = args.lr {
         if !(lr.is_finite() && lr > 0.0) {
-            eprintln!("error: --lr must be a positive number, found {lr}");
-            return 2;
+            return Err(CliError::BadInput(format!(
+                "--lr must be a positive number, found {lr}"
+            )));
         }
         model
             .optimizer
             .set("lr", lr)
             .expect("every optimizer has a learning rate");
     }
-    let settings = {
+    let mut settings = {
         let mut s = model.train.clone();
         if args.steps.is_some() || args.epochs.is_some() {
             s.steps = args.steps;
@@ -105,17 +119,15 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         }
         if let Some(b) = args.batch {
             if b == 0 {
-                eprintln!("error: --batch must be at least 1");
-                return 2;
+                return Err(CliError::BadInput("--batch must be at least 1".into()));
             }
             s.batch = Some(b);
         }
         if let Some(v) = args.validation {
             if !(0.0..1.0).contains(&v) {
-                eprintln!(
-                    "error: --validation is the fraction of rows held out, in [0, 1); found {v}"
-                );
-                return 2;
+                return Err(CliError::BadInput(format!(
+                    "--validation is the fraction of rows held out, in [0, 1); found {v}"
+                )));
             }
             s.validation = v;
         }
@@ -126,15 +138,9 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
     };
     let data_path = data_path(&model, args.data.as_deref(), &args.file);
     let start = std::time::Instant::now();
-    let compiled = match compile_model(model, &file) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let compiled = compile_model(model, &file)?;
     let compile_time = check_time + start.elapsed();
-    let dataset = match load_data(&compiled.model, data_path.as_deref(), &args.file, &[]) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
+    let dataset = load_data(&compiled.model, data_path.as_deref(), &args.file, &[])?;
     let opt = &compiled.model.optimizer;
     println!(
         "compiled {} in {:.1} ms: {} parameter(s), {} {opt}",
@@ -143,6 +149,12 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         compiled.model.graph().params.len(),
         compiled.model.graph().dtype.name(),
     );
+    if let Some(flags) = optimizer_flags(args) {
+        println!(
+            "optimizer ({flags}): {opt}, schedule {}",
+            compiled.model.schedule
+        );
+    }
     if let Some(d) = &dataset {
         println!(
             "data: {} ({} rows)",
@@ -160,22 +172,33 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
             println!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
     }
-    if let Err(e) = crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch) {
-        eprintln!("error: {e}");
-        return 2;
-    }
+    crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
     trainer.flush_subnormals = !args.keep_subnormals;
     if let Some(r) = &args.resume {
-        if let Err(e) = crate::resume::resume(&mut trainer, r) {
-            eprintln!("error: {e}");
-            return 2;
+        crate::resume::resume(&mut trainer, r).map_err(bad_input)?;
+        // An unfinished run continues to its planned end unless told otherwise.
+        let unfinished = trainer.step < trainer.run_end;
+        if unfinished && args.steps.is_none() && args.epochs.is_none() {
+            settings.steps = Some(trainer.run_end - trainer.step);
+            settings.epochs = None;
+            println!(
+                "resumed from {} at step {} of {}",
+                r.display(),
+                trainer.step,
+                trainer.run_end
+            );
+        } else {
+            println!("resumed from {} at step {}", r.display(), trainer.step);
         }
-        println!("resumed from {} at step {}", r.display(), trainer.step);
     }
-    interrupt::install();
-    trainer.interrupt = Some(&interrupt::FLAG);
+    if let Some(r) = &args.init_from {
+        crate::resume::init_from(&mut trainer, r).map_err(bad_input)?;
+        println!("parameters from {}", r.display());
+    }
+    let start_step = trainer.step;
+    trainer.interrupt = Some(interrupt::install()?);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
@@ -188,20 +211,24 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
         }
         other => (other.clone(), other),
     };
+    let rows = train_data.as_ref().map_or(0, |d| d.n_rows);
+    if args.resume.is_some() && trainer.cursor.order.len() != rows {
+        return Err(CliError::BadInput(format!(
+            "the checkpoint was trained on {} rows, this run has {rows}: resuming needs the same \
+             data and validation split (to start from its parameters on other data, use \
+             --init-from)",
+            trainer.cursor.order.len()
+        )));
+    }
     if settings.patience > 0 && trainer.validation.is_none() {
-        eprintln!(
-            "error: early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)"
-        );
-        return 2;
+        return Err(CliError::BadInput("early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)".into()));
     }
     let mut history = match &args.history {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Some((p.clone(), std::io::BufWriter::new(f), false)),
-            Err(e) => {
-                eprintln!("error: cannot write {}: {e}", p.display());
-                return 2;
-            }
-        },
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", p.display())))?;
+            Some((p.clone(), std::io::BufWriter::new(f), false))
+        }
         None => None,
     };
     let loss_name = compiled.model.loss_name.clone();
@@ -263,10 +290,8 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
     }
     if let Some((path, mut w, _)) = history {
         use std::io::Write as _;
-        if let Err(e) = w.flush() {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return 2;
-        }
+        w.flush()
+            .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", path.display())))?;
     }
     let elapsed = t0.elapsed();
     let interrupted = matches!(result, Ok(false));
@@ -281,26 +306,22 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
             })
         });
         if let Some(path) = target {
-            if let Err(e) = crate::resume::save(&trainer, &path) {
-                eprintln!("error: {e}");
-                return 1;
-            }
-            println!("checkpoint: {} (step {})", path.display(), trainer.step);
+            save_or_rescue(&trainer, &path, &args.file)?;
         }
         if interrupted {
-            eprintln!("interrupted at step {}", trainer.step);
-            return 130;
+            return Err(CliError::Interrupted(format!(
+                "interrupted at step {}",
+                trainer.step
+            )));
         }
     }
     if let (Some(path), Ok(_)) = (&args.plot, &result) {
         let title = format!("{} — {}", file.name, compiled.model.optimizer);
-        if let Err(e) = crate::plot::curves(path, &title, "step", &curves) {
-            eprintln!("error: {e}");
-            return 2;
-        }
+        crate::plot::curves(path, &title, "step", &curves).map_err(bad_input)?;
         println!("plot: {}", path.display());
     }
     if let Err(e) = result {
+        // The error, then the source line it points at: printed here, in that order.
         eprintln!("error: {e}");
         if let crate::train::TrainError::NonFiniteAt { origin, .. } = &e {
             if let Some(span) = origin.span {
@@ -320,50 +341,105 @@ pub(super) fn train(args: &TrainArgs) -> i32 {
                 );
             }
         }
-        return 2;
+        let diverged = matches!(
+            e,
+            crate::train::TrainError::Diverged { .. }
+                | crate::train::TrainError::NonFiniteAt { .. }
+        );
+        if !diverged {
+            return Err(CliError::Diagnosed);
+        }
+        // The trainer holds the state from before the step that went non-finite.
+        if let Some(path) = &args.save {
+            crate::resume::save(&trainer, path).map_err(failed)?;
+            println!(
+                "checkpoint: {} (step {}, the last finite state)",
+                path.display(),
+                trainer.step
+            );
+        }
+        return Err(CliError::CheckFailed);
     }
+    // A resumed run's speed is that of the steps it ran, not of the checkpoint's total.
+    let steps_run = trainer.step - start_step;
     println!(
-        "trained {} steps in {:.3} s ({:.2} µs/step)",
-        trainer.step,
+        "trained {steps_run} steps in {:.3} s ({:.2} µs/step)",
         elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1e6 / trainer.step.max(1) as f64
+        elapsed.as_secs_f64() * 1e6 / steps_run.max(1) as f64
     );
-    let code = print_evaluation(&mut trainer, dataset.as_ref(), "final ");
-    if code != 0 {
-        return code;
-    }
+    print_evaluation(&mut trainer, dataset.as_ref(), "final ")?;
     for (p, buf) in compiled.model.graph().params.iter().zip(&trainer.params) {
         println!(
             "{}",
             describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64())
         );
     }
-    0
+    Ok(())
 }
 
-/// Ctrl-C sets a flag; training stops after its current native call and saves a checkpoint.
-mod interrupt {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    pub static FLAG: AtomicBool = AtomicBool::new(false);
-
-    #[cfg(unix)]
-    extern "C" fn on_sigint(_: i32) {
-        // Storing to an atomic is async-signal-safe.
-        FLAG.store(true, Ordering::Relaxed);
+/// The command-line flags that override the model's optimizer, as given; `None` when none do.
+fn optimizer_flags(args: &TrainArgs) -> Option<String> {
+    let mut flags = Vec::new();
+    if let Some(name) = &args.optimizer {
+        flags.push(format!("--optimizer {name}"));
     }
-
-    #[cfg(unix)]
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: usize) -> usize;
+    if let Some(lr) = args.lr {
+        flags.push(format!("--lr {}", fmt_number(lr)));
     }
+    (!flags.is_empty()).then(|| flags.join(" "))
+}
 
-    pub fn install() {
-        #[cfg(unix)]
-        // SAFETY: `signal` is the C library's; the handler only stores to a static atomic.
-        unsafe {
-            signal(2, on_sigint as *const () as usize);
+/// Saves the trained state to `path`; when that fails (the directory went away, the disk
+/// filled), saves it beside the model file or else in the temporary directory, says where, and
+/// fails.
+fn save_or_rescue(trainer: &Trainer, path: &Path, model_file: &Path) -> Result<(), CliError> {
+    let error = match crate::resume::save(trainer, path) {
+        Ok(()) => {
+            println!("checkpoint: {} (step {})", path.display(), trainer.step);
+            return Ok(());
         }
+        Err(e) => e,
+    };
+    let name = format!(
+        "{}.rescued-{}.safetensors",
+        model_file.file_stem().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    );
+    let beside_model = model_file.with_file_name(&name);
+    let mut also_failed = Vec::new();
+    for rescue in [beside_model, std::env::temp_dir().join(&name)] {
+        match crate::resume::save(trainer, &rescue) {
+            Ok(()) => {
+                return Err(CliError::Failed(format!(
+                    "{error}\nthe trained state (step {}) was saved to {} instead",
+                    trainer.step,
+                    rescue.display()
+                )));
+            }
+            Err(e) => also_failed.push(e.to_string()),
+        }
+    }
+    Err(CliError::Failed(format!(
+        "{error}\nsaving it elsewhere failed too:\n  {}",
+        also_failed.join("\n  ")
+    )))
+}
+
+/// Ctrl-C sets a flag; training sees it between native calls (full-batch runs make a call of
+/// about 40 ms), stops with every step it took complete, and saves a checkpoint.
+mod interrupt {
+    use super::CliError;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, LazyLock};
+
+    static FLAG: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+
+    /// Installs the handler; returns the flag it sets.
+    pub fn install() -> Result<&'static AtomicBool, CliError> {
+        let flag: &'static Arc<AtomicBool> = &FLAG;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(flag))
+            .map_err(|e| CliError::Failed(format!("cannot install the Ctrl-C handler: {e}")))?;
+        Ok(flag)
     }
 }
 

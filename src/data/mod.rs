@@ -304,21 +304,28 @@ impl Dataset {
 
     /// A seeded random split: (training rows, the held-out `fraction`).
     pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
-        use rand::RngExt;
-        let mut order: Vec<usize> = (0..self.n_rows).collect();
-        let mut rng = crate::init::rng(seed ^ 0x5A17_5A17);
-        for i in (1..order.len()).rev() {
-            let j = rng.random_range(0..=i);
-            order.swap(i, j);
-        }
-        let held = ((self.n_rows as f64) * fraction).round() as usize;
-        let held = held.min(self.n_rows.saturating_sub(1));
-        let (val, train) = order.split_at(held);
-        let (mut train, mut val) = (train.to_vec(), val.to_vec());
-        train.sort_unstable();
-        val.sort_unstable();
+        let (train, val) = split_rows(self.n_rows, fraction, seed);
         (self.rows(&train), self.rows(&val))
     }
+}
+
+/// The row indices of a seeded random split of `n_rows` rows, each list in increasing order:
+/// (training rows, the held-out `fraction`, at least one row left to train on).
+pub fn split_rows(n_rows: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    use rand::RngExt;
+    let mut order: Vec<usize> = (0..n_rows).collect();
+    let mut rng = crate::init::rng(seed ^ 0x5A17_5A17);
+    for i in (1..order.len()).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    let held = ((n_rows as f64) * fraction).round() as usize;
+    let held = held.min(n_rows.saturating_sub(1));
+    let (val, train) = order.split_at(held);
+    let (mut train, mut val) = (train.to_vec(), val.to_vec());
+    train.sort_unstable();
+    val.sort_unstable();
+    (train, val)
 }
 
 /// Reads the CSV-bound inputs of a model from `path` a row at a time, straight into their buffers:

@@ -61,6 +61,9 @@ pub struct Graph {
     names: Vec<Option<String>>,
     /// For nodes built by a derivative rule: the op whose rule built them.
     rules: Vec<Option<&'static str>>,
+    /// For a gradient node: the name of the value (`let logits = ...`) whose derivative it is,
+    /// so that a printed derivative can call it `dloss_dlogits`.
+    derivative_of: Vec<Option<String>>,
     memo: HashMap<(Op, Vec<NodeId>), NodeId>,
 }
 
@@ -80,6 +83,7 @@ impl Graph {
             spans: Vec::new(),
             names: Vec::new(),
             rules: Vec::new(),
+            derivative_of: Vec::new(),
             memo: HashMap::new(),
         }
     }
@@ -151,6 +155,7 @@ impl Graph {
         self.spans.push(None);
         self.names.push(None);
         self.rules.push(None);
+        self.derivative_of.push(None);
         self.memo.insert((op, inputs), id);
         Ok(id)
     }
@@ -179,6 +184,20 @@ impl Graph {
     /// Names a node, unless it already has a name.
     pub fn set_name(&mut self, id: NodeId, name: &str) {
         let slot = &mut self.names[id.index()];
+        if slot.is_none() {
+            *slot = Some(name.to_string());
+        }
+    }
+
+    /// The name of the value whose derivative node `id` is, if it is one.
+    pub fn derivative_of(&self, id: NodeId) -> Option<&str> {
+        self.derivative_of[id.index()].as_deref()
+    }
+
+    /// Records that `id` is the derivative of the value named `name`, unless it is already
+    /// recorded as another's.
+    pub fn set_derivative_of(&mut self, id: NodeId, name: &str) {
+        let slot = &mut self.derivative_of[id.index()];
         if slot.is_none() {
             *slot = Some(name.to_string());
         }

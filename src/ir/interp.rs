@@ -16,6 +16,10 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// A tensor of `shape` holding `data` in row-major order.
+    ///
+    /// Panics when `data` does not have exactly as many values as `shape` holds (the product
+    /// of its sizes; 1 for the empty shape of a scalar).
     pub fn new(shape: Vec<usize>, data: Vec<f64>) -> Tensor {
         assert_eq!(
             shape.iter().product::<usize>(),
@@ -25,6 +29,7 @@ impl Tensor {
         Tensor { shape, data }
     }
 
+    /// A scalar: shape `[]`, one value.
     pub fn scalar(v: f64) -> Tensor {
         Tensor {
             shape: vec![],
@@ -32,6 +37,7 @@ impl Tensor {
         }
     }
 
+    /// A tensor of `shape` filled with zeros.
     pub fn zeros(shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
         Tensor {
@@ -40,14 +46,19 @@ impl Tensor {
         }
     }
 
+    /// The number of values (the product of the shape's sizes).
     pub fn len(&self) -> usize {
         self.data.len()
     }
 
+    /// True when the tensor holds no values (some size in its shape is 0).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
+    /// The first value: the value of a scalar or of a one-element tensor.
+    ///
+    /// Panics when the tensor is empty.
     pub fn item(&self) -> f64 {
         self.data[0]
     }
@@ -222,6 +233,43 @@ pub fn eval(
     syms: &[u64],
     roots: &[NodeId],
 ) -> Vec<Option<Tensor>> {
+    eval_rounded(graph, inputs, params, syms, roots, None)
+}
+
+/// How native code of a dtype rounds every value it computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rounding {
+    pub dtype: super::DType,
+    /// Subnormal results become zero (the training steps' floating-point mode).
+    pub flush_subnormals: bool,
+}
+
+impl Rounding {
+    fn apply(self, x: f64) -> f64 {
+        let (x, smallest_normal) = match self.dtype {
+            super::DType::F32 => (x as f32 as f64, f32::MIN_POSITIVE as f64),
+            super::DType::F64 => (x, f64::MIN_POSITIVE),
+        };
+        if self.flush_subnormals && x != 0.0 && x.abs() < smallest_normal {
+            0.0f64.copysign(x)
+        } else {
+            x
+        }
+    }
+}
+
+/// As `eval`, with every node's values rounded as native code rounds them: an f32 model's
+/// overflow (exp(89)) or underflow (exp(-104)) happens here where it happens in the model.
+/// Each op is still computed in f64 from rounded operands, so a value can differ from native
+/// code's in its last bit (and so, at the very edge of the range, in whether it overflows).
+pub fn eval_rounded(
+    graph: &Graph,
+    inputs: &[Tensor],
+    params: &[Tensor],
+    syms: &[u64],
+    roots: &[NodeId],
+    rounding: Option<Rounding>,
+) -> Vec<Option<Tensor>> {
     let live = graph.reachable(roots);
     let mut values: Vec<Option<Tensor>> = vec![None; graph.len()];
     for id in graph.ids().filter(|id| live[id.index()]) {
@@ -232,7 +280,10 @@ pub fn eval(
             .iter()
             .map(|i| values[i.index()].as_ref().expect("operand evaluated"))
             .collect();
-        let value = eval_op(&node.op, &args, shape, inputs, params, syms);
+        let mut value = eval_op(&node.op, &args, shape, inputs, params, syms);
+        if let Some(r) = rounding {
+            value.data.iter_mut().for_each(|x| *x = r.apply(*x));
+        }
         values[id.index()] = Some(value);
     }
     values

@@ -1,13 +1,15 @@
 //! Graph nodes as readable expressions, in the model language or in LaTeX.
 //!
 //! Named values (`let h = ...`) stay atoms, so a derivative reads in the user's own terms; the
-//! definitions of the names it uses are printed after it. Broadcasts and unit-axis reshapes are
-//! implicit in the notation and not shown.
+//! definitions of the names it uses are printed after it. Broadcasts are implicit in the
+//! notation, as in numpy; a reduction whose axis is kept for broadcasting is printed with
+//! `keepdims=true`, so that the model-language form reads back as the same computation.
 
 use super::graph::{Graph, NodeId};
 use super::op::Op;
 use super::print::fmt_number;
-use super::shape::Dim;
+use super::shape::{Dim, Shape};
+use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
@@ -28,6 +30,24 @@ pub struct Printer<'g> {
     pub style: Style,
     /// Named nodes used by what was printed, in order of first use.
     pub used_names: Vec<NodeId>,
+    /// Names given by the printer's caller to nodes the model did not name (repeated
+    /// subterms), printed like the model's own.
+    pub given_names: HashMap<NodeId, String>,
+}
+
+/// The reduction `x` is, with its axis, when `reshape` to `to` puts the reduced axis back as a
+/// unit axis: `reduce(y, axis=k)` reshaped is `reduce(y, axis=k, keepdims=true)`.
+pub fn kept_axis_reduction(g: &Graph, x: NodeId, to: &Shape) -> Option<u32> {
+    let axis = match g.op(x) {
+        Op::Sum { axis }
+        | Op::LogSumExp { axis }
+        | Op::ReduceMax { axis }
+        | Op::ReduceMin { axis } => (*axis)?,
+        _ => return None,
+    };
+    let mut kept = g.shape(g.node(x).inputs[0]).clone();
+    kept.0[axis as usize] = Dim::Fixed(1);
+    (kept == *to).then_some(axis)
 }
 
 impl<'g> Printer<'g> {
@@ -36,7 +56,15 @@ impl<'g> Printer<'g> {
             graph,
             style,
             used_names: Vec::new(),
+            given_names: HashMap::new(),
         }
+    }
+
+    /// The name a node is printed by: the model's, or one given by the caller.
+    pub fn name_of(&self, id: NodeId) -> Option<&str> {
+        self.graph
+            .name(id)
+            .or_else(|| self.given_names.get(&id).map(String::as_str))
     }
 
     /// The expression of `id`, expanding through named nodes only at the root.
@@ -77,15 +105,111 @@ impl<'g> Printer<'g> {
         }
     }
 
+    /// A reduction as a call: `sum(x, axis=1)`, with `keepdims=true` when `keep`.
+    fn reduction(&mut self, id: NodeId, keep: bool) -> (String, u8) {
+        let node = self.graph.node(id);
+        let (name, axis) = match node.op {
+            Op::Sum { axis } => ("sum", axis),
+            Op::LogSumExp { axis } => ("logsumexp", axis),
+            Op::ReduceMax { axis } => ("max", axis),
+            Op::ReduceMin { axis } => ("min", axis),
+            ref other => unreachable!("`{}` is not a reduction", other.name()),
+        };
+        let x = node.inputs[0];
+        let mut args = vec![self.go(x, false).0];
+        args.extend(axis.map(|k| format!("axis={k}")));
+        if keep {
+            args.push("keepdims=true".into());
+        }
+        self.call(name, &args)
+    }
+
+    /// A reshape that only adds or removes unit axes. A reduction's axis put back is
+    /// `keepdims=true`; another added axis is `expand_dims`, except leading ones where
+    /// broadcasting adds them (`leading` false: not an operand of `@`); a removed unit axis is
+    /// a sum over it (exact: it has one element).
+    fn reshape(&mut self, x: NodeId, to: &Shape, leading: bool) -> (String, u8) {
+        let g = self.graph;
+        if self.name_of(x).is_none() && kept_axis_reduction(g, x, to).is_some() {
+            return self.reduction(x, true);
+        }
+        let from = g.shape(x).clone();
+        let mut text = self.go(x, false);
+        if let Some(removed) = removed_unit_axes(&from, to) {
+            for k in removed.into_iter().rev() {
+                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            }
+        } else if let Some(added) = removed_unit_axes(to, &from) {
+            let implicit = if leading {
+                0
+            } else {
+                added
+                    .iter()
+                    .enumerate()
+                    .take_while(|(i, k)| i == *k)
+                    .count()
+            };
+            for k in &added[implicit..] {
+                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
+            }
+        }
+        text
+    }
+
+    /// `M @ c` or `c @ M` with a constant broadcast to a vector or matrix (the derivative of a
+    /// sum of products multiplies by one), which the language cannot write as an operand: `c`
+    /// times the sums of `M` over the contracted axis. Where the product has an axis of the
+    /// constant's own, the sum keeps it as a unit axis, which broadcasts to the product's.
+    fn product_with_constant(&mut self, a: NodeId, b: NodeId) -> Option<(String, u8)> {
+        let g = self.graph;
+        let constant = |x: NodeId| match g.op(x) {
+            Op::Expand(_) => g.const_value(g.node(x).inputs[0]),
+            _ => None,
+        };
+        let (c, m, axis, keep) = match (constant(a), constant(b)) {
+            (_, Some(c)) => (c, a, g.shape(a).rank() - 1, g.shape(b).rank() == 2),
+            (Some(c), None) => (c, b, 0, g.shape(a).rank() == 2),
+            (None, None) => return None,
+        };
+        let mut args = vec![self.product_operand(m).0, format!("axis={axis}")];
+        if keep {
+            args.push("keepdims=true".into());
+        }
+        let sum = self.call("sum", &args);
+        if c == 1.0 {
+            return Some(sum);
+        }
+        let factor = (fmt_number(c), if c < 0.0 { NEG } else { ATOM });
+        let sym = if self.style == Style::Latex {
+            " \\cdot "
+        } else {
+            " * "
+        };
+        Some((
+            format!("{}{sym}{}", self.wrap(factor, MUL), self.wrap(sum, MUL + 1)),
+            MUL,
+        ))
+    }
+
+    /// An operand of `@`, which does not broadcast: its reshapes are all written out.
+    fn product_operand(&mut self, x: NodeId) -> (String, u8) {
+        match &self.graph.node(x).op {
+            Op::Reshape(to) if self.name_of(x).is_none() => {
+                let to = to.clone();
+                self.reshape(self.graph.node(x).inputs[0], &to, true)
+            }
+            _ => self.go(x, false),
+        }
+    }
+
     fn go(&mut self, id: NodeId, root: bool) -> (String, u8) {
         let g = self.graph;
-        if !root {
-            if let Some(name) = g.name(id) {
-                if !self.used_names.contains(&id) {
-                    self.used_names.push(id);
-                }
-                return (self.atom_name(name), ATOM);
+        if !root && let Some(name) = self.name_of(id) {
+            let atom = self.atom_name(name);
+            if !self.used_names.contains(&id) {
+                self.used_names.push(id);
             }
+            return (atom, ATOM);
         }
         let node = g.node(id);
         let ins = node.inputs.clone();
@@ -99,7 +223,8 @@ impl<'g> Printer<'g> {
                 let text = fmt_number(v);
                 (text, if v < 0.0 { NEG } else { ATOM })
             }
-            Op::Expand(_) | Op::Reshape(_) => self.go(ins[0], false),
+            Op::Expand(_) => self.go(ins[0], false),
+            Op::Reshape(to) => self.reshape(ins[0], to, false),
             Op::Add | Op::Sub => {
                 let a = self.go(ins[0], false);
                 let b = self.go(ins[1], false);
@@ -131,8 +256,11 @@ impl<'g> Printer<'g> {
                 }
             }
             Op::MatMul => {
-                let a = self.go(ins[0], false);
-                let b = self.go(ins[1], false);
+                if let Some(text) = self.product_with_constant(ins[0], ins[1]) {
+                    return text;
+                }
+                let a = self.product_operand(ins[0]);
+                let b = self.product_operand(ins[1]);
                 let sym = if latex { " \\, " } else { " @ " };
                 (
                     format!("{}{sym}{}", self.wrap(a, MUL), self.wrap(b, MUL + 1)),
@@ -183,42 +311,29 @@ impl<'g> Printer<'g> {
                 let a = self.go(ins[0], false);
                 (format!("({} > 0)", a.0), ATOM)
             }
-            Op::Sum { axis }
-            | Op::LogSumExp { axis }
-            | Op::ReduceMax { axis }
-            | Op::ReduceMin { axis } => {
-                let name = match node.op {
-                    Op::Sum { .. } => "sum",
-                    Op::LogSumExp { .. } => "logsumexp",
-                    Op::ReduceMax { .. } => "max",
-                    _ => "min",
-                };
-                let a = self.go(ins[0], false).0;
-                match axis {
-                    None => self.call(name, &[a]),
-                    Some(k) => self.call(name, &[a, format!("axis={k}")]),
-                }
+            Op::Sum { .. } | Op::LogSumExp { .. } | Op::ReduceMax { .. } | Op::ReduceMin { .. } => {
+                self.reduction(id, false)
             }
             Op::SumTo(target) => {
                 let x = g.shape(ins[0]).clone();
                 let a = self.go(ins[0], false).0;
-                // The common case, summing away leading (batch) axes, reads as a plain sum.
-                let lead = x.rank() - target.rank();
                 if target.is_scalar() {
-                    self.call("sum", &[a])
-                } else if lead == 1 && target.0.iter().zip(&x.0[1..]).all(|(t, s)| t == s) {
-                    self.call("sum", &[a, "axis=0".into()])
-                } else {
-                    let dims: Vec<String> = target
-                        .0
-                        .iter()
-                        .map(|d| match d {
-                            Dim::Fixed(n) => n.to_string(),
-                            Dim::Sym(s) => g.syms[*s as usize].clone(),
-                        })
-                        .collect();
-                    self.call("sum_to", &[a, format!("[{}]", dims.join(", "))])
+                    return self.call("sum", &[a]);
                 }
+                // Leading (batch) axes are summed away, then the axes broadcast from 1 are
+                // summed with their unit axis kept.
+                let lead = x.rank() - target.rank();
+                let mut text = (a, ATOM);
+                for _ in 0..lead {
+                    text = self.call("sum", &[text.0, "axis=0".into()]);
+                }
+                for (k, (t, s)) in target.0.iter().zip(&x.0[lead..]).enumerate() {
+                    if *t == Dim::Fixed(1) && *s != Dim::Fixed(1) {
+                        let args = [text.0, format!("axis={k}"), "keepdims=true".into()];
+                        text = self.call("sum", &args);
+                    }
+                }
+                text
             }
             Op::ArgMax { axis } => {
                 let a = self.go(ins[0], false).0;
@@ -243,16 +358,18 @@ impl<'g> Printer<'g> {
                 (format!("{}[{}]", self.wrap(a, ATOM), idx.join(", ")), ATOM)
             }
             Op::Put { axis, index, size } => {
+                // where(e, v, 0), with `e` the unit vector of `index` along `axis` and `v` the
+                // values with that axis put back: exact, as embedding into zeros is.
+                let rank = g.shape(id).rank();
                 let a = self.go(ins[0], false).0;
-                self.call(
-                    "put",
-                    &[
-                        a,
-                        format!("axis={axis}"),
-                        format!("index={index}"),
-                        format!("size={size}"),
-                    ],
-                )
+                let v = self.call("expand_dims", &[a, format!("axis={axis}")]).0;
+                let mut e = self
+                    .call("one_hot", &[index.to_string(), size.to_string()])
+                    .0;
+                for _ in *axis as usize + 1..rank {
+                    e = self.call("expand_dims", &[e, "axis=-1".into()]).0;
+                }
+                self.call("where", &[e, v, "0".into()])
             }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
@@ -282,4 +399,20 @@ impl<'g> Printer<'g> {
             }
         }
     }
+}
+
+/// The positions of the unit axes of `from` that `to` lacks, when `to` is `from` without them.
+fn removed_unit_axes(from: &Shape, to: &Shape) -> Option<Vec<usize>> {
+    let mut removed = Vec::new();
+    let mut t = 0;
+    for (k, d) in from.0.iter().enumerate() {
+        if to.0.get(t) == Some(d) {
+            t += 1;
+        } else if *d == Dim::Fixed(1) {
+            removed.push(k);
+        } else {
+            return None;
+        }
+    }
+    (t == to.rank()).then_some(removed)
 }

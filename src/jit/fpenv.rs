@@ -16,29 +16,42 @@
 //! The modes are the MXCSR bits FTZ and DAZ on x86-64 and the FPCR bit FZ on AArch64; on other
 //! targets nothing is flushed.
 
-/// The calling thread's floating-point modes (rounding, exception masks, flushing), without
-/// the sticky exception flags that every computation may set.
-pub fn control() -> u64 {
-    imp::control()
-}
+/// A thread's floating-point modes (rounding, exception masks, flushing), without the sticky
+/// exception flags that every computation may set. A value can only be read from a thread
+/// (`current`) and have flushing added, so applying one never sets a mode Rust code does not
+/// expect (an unmasked exception, another rounding direction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modes(u64);
 
-/// Sets the calling thread's floating-point control word (one read from `control`).
-pub fn set_control(word: u64) {
-    imp::set_control(word)
+impl Modes {
+    /// The calling thread's modes.
+    pub fn current() -> Modes {
+        Modes(imp::control())
+    }
+
+    /// These modes with subnormal numbers flushed to zero.
+    fn flushing(self) -> Modes {
+        Modes(self.0 | imp::FLUSH)
+    }
+
+    /// Makes these the calling thread's modes.
+    pub(crate) fn apply(self) {
+        imp::set_control(self.0)
+    }
 }
 
 /// While alive, the thread flushes subnormal numbers to zero; dropping it restores the modes
 /// the thread had before.
 pub struct FlushSubnormals {
-    saved: u64,
+    saved: Modes,
 }
 
 impl FlushSubnormals {
     /// Turns flushing on for this thread, or does nothing when `on` is false.
     pub fn when(on: bool) -> Option<FlushSubnormals> {
         on.then(|| {
-            let saved = control();
-            set_control(saved | imp::FLUSH);
+            let saved = Modes::current();
+            saved.flushing().apply();
             FlushSubnormals { saved }
         })
     }
@@ -46,13 +59,13 @@ impl FlushSubnormals {
 
 impl Drop for FlushSubnormals {
     fn drop(&mut self) {
-        set_control(self.saved);
+        self.saved.apply();
     }
 }
 
 /// Whether the calling thread flushes subnormal numbers now.
 pub fn flushing() -> bool {
-    imp::FLUSH != 0 && control() & imp::FLUSH == imp::FLUSH
+    imp::FLUSH != 0 && imp::control() & imp::FLUSH == imp::FLUSH
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -70,6 +83,7 @@ mod imp {
         (csr & !0x3f) as u64
     }
 
+    /// Loads a word from `control`, possibly with `FLUSH` added (`Modes` makes no other).
     pub fn set_control(word: u64) {
         let csr = word as u32;
         // SAFETY: loads a value read from MXCSR, possibly with FTZ and DAZ added; both are
@@ -96,6 +110,7 @@ mod imp {
         fpcr
     }
 
+    /// Writes a word from `control`, possibly with `FLUSH` added (`Modes` makes no other).
     pub fn set_control(word: u64) {
         // SAFETY: writes a value read from FPCR, possibly with FZ added.
         unsafe { std::arch::asm!("msr fpcr, {}", in(reg) word, options(nomem, nostack)) };
@@ -124,7 +139,7 @@ mod tests {
 
     #[test]
     fn subnormal_results_are_zero_only_while_the_guard_lives() {
-        let before = control();
+        let before = Modes::current();
         assert!(tiny_product() > 0.0, "IEEE gradual underflow by default");
         {
             let _guard = FlushSubnormals::when(true);
@@ -134,9 +149,9 @@ mod tests {
             }
             let _nested = FlushSubnormals::when(true);
         }
-        assert_eq!(control(), before);
+        assert_eq!(Modes::current(), before);
         assert!(tiny_product() > 0.0);
         assert!(FlushSubnormals::when(false).is_none());
-        assert_eq!(control(), before);
+        assert_eq!(Modes::current(), before);
     }
 }

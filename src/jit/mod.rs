@@ -20,10 +20,11 @@ use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 pub mod fpenv;
+mod helpers;
 mod math;
 pub mod parallel;
-mod small_gemm;
 
+use helpers::{Helper, Math};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -37,6 +38,7 @@ pub struct CodeOwner(#[allow(dead_code)] Jit);
 // pointers, and dropping them from any thread just frees memory. No interior mutability is
 // reachable from a `&CodeOwner`.
 unsafe impl Send for CodeOwner {}
+// SAFETY: as for `Send`, just above.
 unsafe impl Sync for CodeOwner {}
 
 impl CodeOwner {
@@ -102,576 +104,6 @@ pub enum CodegenError {
     Define { name: String, message: String },
 }
 
-/// Native helpers the generated code calls, by name, with their number of float arguments.
-/// Registered by address, so no symbol is looked up in the process at run time. Each has an f64
-/// version and an f32 twin named with an `_f32` suffix.
-const HELPERS: &[(&str, usize)] = &[
-    ("exp", 1),
-    ("log", 1),
-    ("tanh", 1),
-    ("sigmoid", 1),
-    ("pow", 2),
-    ("log1p", 1),
-    ("expm1", 1),
-    ("sin", 1),
-    ("cos", 1),
-    ("softplus", 1),
-];
-
-mod helpers {
-    macro_rules! unary {
-        ($name:ident, $name32:ident, $f:expr) => {
-            pub extern "C" fn $name(x: f64) -> f64 {
-                let f: fn(f64) -> f64 = $f;
-                f(x)
-            }
-            pub extern "C" fn $name32(x: f32) -> f32 {
-                // f32 twins compute in f32 where Rust has the function, else round the f64 result.
-                let f: fn(f64) -> f64 = $f;
-                f(x as f64) as f32
-            }
-        };
-    }
-    unary!(exp, exp_f32, f64::exp);
-    unary!(log, log_f32, f64::ln);
-    unary!(tanh, tanh_f32, f64::tanh);
-    unary!(sigmoid, sigmoid_f32, crate::ir::interp::sigmoid);
-    unary!(log1p, log1p_f32, f64::ln_1p);
-    unary!(expm1, expm1_f32, f64::exp_m1);
-    unary!(sin, sin_f32, f64::sin);
-    unary!(cos, cos_f32, f64::cos);
-    unary!(softplus, softplus_f32, crate::ir::interp::softplus);
-
-    pub extern "C" fn pow(x: f64, y: f64) -> f64 {
-        crate::ir::interp::pow(x, y)
-    }
-    pub extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
-        crate::ir::interp::pow(x as f64, y as f64) as f32
-    }
-
-    /// C = A·B for strided A (m×k), B (k×n), C (m×n). Cannot panic: matrixmultiply accepts
-    /// any strides, and the sizes were checked by the runtime.
-    #[allow(clippy::too_many_arguments)]
-    pub extern "C" fn gemm_f64(
-        m: i64,
-        k: i64,
-        n: i64,
-        a: *const f64,
-        rsa: i64,
-        csa: i64,
-        b: *const f64,
-        rsb: i64,
-        csb: i64,
-        c: *mut f64,
-        rsc: i64,
-        csc: i64,
-    ) {
-        // SAFETY: forwarded from the generated code (see `split_gemm`).
-        unsafe { split_gemm(m, k, n, [a, b], [rsa, csa, rsb, csb], c, [rsc, csc]) }
-    }
-
-    /// y = A·x (or y += A·x when `acc`) for a strided m×k matrix A. Matrix–vector products are
-    /// memory-bound, and a GEMM kernel's packing costs more than the product itself, so they
-    /// get their own loops: dot products when A's rows are contiguous, column updates (axpy)
-    /// when its columns are.
-    #[allow(clippy::too_many_arguments)]
-    fn gemv<T>(
-        m: usize,
-        k: usize,
-        a: *const T,
-        rsa: isize,
-        csa: isize,
-        x: *const T,
-        incx: isize,
-        y: *mut T,
-        acc: bool,
-    ) where
-        T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
-    {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above); the arguments are as for
-            // `gemv_body`.
-            return unsafe { gemv_avx2(m, k, a, rsa, csa, x, incx, y, acc) };
-        }
-        gemv_body(m, k, a, rsa, csa, x, incx, y, acc)
-    }
-
-    /// The same loops compiled for AVX2, so they run 256 bits wide on CPUs that have it.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemv_avx2<T>(
-        m: usize,
-        k: usize,
-        a: *const T,
-        rsa: isize,
-        csa: isize,
-        x: *const T,
-        incx: isize,
-        y: *mut T,
-        acc: bool,
-    ) where
-        T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
-    {
-        gemv_body(m, k, a, rsa, csa, x, incx, y, acc)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn gemv_body<T>(
-        m: usize,
-        k: usize,
-        a: *const T,
-        rsa: isize,
-        csa: isize,
-        x: *const T,
-        incx: isize,
-        y: *mut T,
-        acc: bool,
-    ) where
-        T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
-    {
-        // SAFETY: the caller passes slot buffers whose extents cover every index below (the
-        // runtime checked their lengths against the plan that produced these strides).
-        unsafe {
-            if csa == 1 && incx == 1 {
-                let xs = std::slice::from_raw_parts(x, k);
-                let (x8, x_rest) = xs.split_at(k / 8 * 8);
-                for i in 0..m {
-                    let row = std::slice::from_raw_parts(a.offset(i as isize * rsa), k);
-                    let (r8, r_rest) = row.split_at(k / 8 * 8);
-                    // Eight independent partial sums; fixed-size chunks without bounds checks
-                    // let the compiler keep them in one vector register.
-                    let mut partial = [T::default(); 8];
-                    for (rc, xc) in r8.chunks_exact(8).zip(x8.chunks_exact(8)) {
-                        for l in 0..8 {
-                            partial[l] = partial[l] + rc[l] * xc[l];
-                        }
-                    }
-                    let mut sum = T::default();
-                    for v in partial {
-                        sum = sum + v;
-                    }
-                    for (r, xv) in r_rest.iter().zip(x_rest) {
-                        sum = sum + *r * *xv;
-                    }
-                    *y.add(i) = if acc { *y.add(i) + sum } else { sum };
-                }
-            } else if rsa == 1 {
-                let ys = std::slice::from_raw_parts_mut(y, m);
-                if !acc {
-                    ys.fill(T::default());
-                }
-                // Sixteen outputs at a time held in registers across the whole pass over the
-                // columns, instead of a load and a store of y per column.
-                let blocks = m / 16;
-                for blk in 0..blocks {
-                    let mut sums = [T::default(); 16];
-                    sums.copy_from_slice(&ys[blk * 16..blk * 16 + 16]);
-                    for p in 0..k {
-                        let xp = *x.offset(p as isize * incx);
-                        let col = std::slice::from_raw_parts(
-                            a.offset(p as isize * csa + blk as isize * 16),
-                            16,
-                        );
-                        for l in 0..16 {
-                            sums[l] = sums[l] + xp * col[l];
-                        }
-                    }
-                    ys[blk * 16..blk * 16 + 16].copy_from_slice(&sums);
-                }
-                let rest = &mut ys[blocks * 16..];
-                for p in 0..if rest.is_empty() { 0 } else { k } {
-                    let xp = *x.offset(p as isize * incx);
-                    let col = std::slice::from_raw_parts(
-                        a.offset(p as isize * csa + blocks as isize * 16),
-                        rest.len(),
-                    );
-                    for (yi, ai) in rest.iter_mut().zip(col) {
-                        *yi = *yi + xp * *ai;
-                    }
-                }
-            } else {
-                for i in 0..m {
-                    let mut sum = T::default();
-                    for p in 0..k {
-                        sum = sum
-                            + *a.offset(i as isize * rsa + p as isize * csa)
-                                * *x.offset(p as isize * incx);
-                    }
-                    *y.add(i) = if acc { *y.add(i) + sum } else { sum };
-                }
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub extern "C" fn gemv_f64(
-        m: i64,
-        k: i64,
-        a: *const f64,
-        rsa: i64,
-        csa: i64,
-        x: *const f64,
-        incx: i64,
-        y: *mut f64,
-        acc: i64,
-    ) {
-        gemv(
-            m as usize,
-            k as usize,
-            a,
-            rsa as isize,
-            csa as isize,
-            x,
-            incx as isize,
-            y,
-            acc != 0,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub extern "C" fn gemv_f32(
-        m: i64,
-        k: i64,
-        a: *const f32,
-        rsa: i64,
-        csa: i64,
-        x: *const f32,
-        incx: i64,
-        y: *mut f32,
-        acc: i64,
-    ) {
-        let (m, k) = (m as usize, k as usize);
-        // Rows done by a dedicated kernel; the generic loops take the rest.
-        #[cfg(target_arch = "x86_64")]
-        let done =
-            if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
-                0
-            } else if csa == 1 && incx == 1 && k % 8 == 0 {
-                // SAFETY: the CPU has AVX2 and FMA (checked above); the pointers and strides are
-                // as the runtime checked them for this call.
-                unsafe { dot_rows_f32(m, k, a, rsa as isize, x, y, acc != 0) }
-            } else if rsa == 1 && m >= 16 {
-                // SAFETY: as above.
-                unsafe { column_updates_f32(m, k, a, csa as isize, x, incx as isize, y, acc != 0) }
-            } else {
-                0
-            };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
-        // SAFETY: rows past `done` of the same checked buffers.
-        let (a, y) = unsafe { (a.offset(done as isize * rsa as isize), y.add(done)) };
-        gemv(
-            m - done,
-            k,
-            a,
-            rsa as isize,
-            csa as isize,
-            x,
-            incx as isize,
-            y,
-            acc != 0,
-        )
-    }
-
-    /// y = A·x for A with contiguous columns, sixteen outputs at a time in two 8-lane
-    /// registers across the whole pass over the columns (a broadcast and two fused
-    /// multiply–adds per column). Returns how many outputs it did (a multiple of 16).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn column_updates_f32(
-        m: usize,
-        k: usize,
-        a: *const f32,
-        csa: isize,
-        x: *const f32,
-        incx: isize,
-        y: *mut f32,
-        acc: bool,
-    ) -> usize {
-        use std::arch::x86_64::*;
-        let blocks = m / 16;
-        // SAFETY: outputs blk·16 .. blk·16+16 ≤ m and columns p < k of the caller's checked
-        // buffers.
-        unsafe {
-            for blk in 0..blocks {
-                let out = y.add(blk * 16);
-                // Four independent chains (columns p ≡ 0, 1, 2, 3 mod 4), so the adds do not
-                // wait on each other; summed at the end.
-                let mut s = [[_mm256_setzero_ps(); 2]; 4];
-                let quads = k / 4 * 4;
-                let mut p = 0;
-                while p < quads {
-                    for (q, sq) in s.iter_mut().enumerate() {
-                        let xp = _mm256_set1_ps(*x.offset((p + q) as isize * incx));
-                        let col = a.offset((p + q) as isize * csa + blk as isize * 16);
-                        sq[0] = _mm256_fmadd_ps(_mm256_loadu_ps(col), xp, sq[0]);
-                        sq[1] = _mm256_fmadd_ps(_mm256_loadu_ps(col.add(8)), xp, sq[1]);
-                    }
-                    p += 4;
-                }
-                for p in quads..k {
-                    let xp = _mm256_set1_ps(*x.offset(p as isize * incx));
-                    let col = a.offset(p as isize * csa + blk as isize * 16);
-                    s[0][0] = _mm256_fmadd_ps(_mm256_loadu_ps(col), xp, s[0][0]);
-                    s[0][1] = _mm256_fmadd_ps(_mm256_loadu_ps(col.add(8)), xp, s[0][1]);
-                }
-                let mut s0 = _mm256_add_ps(
-                    _mm256_add_ps(s[0][0], s[1][0]),
-                    _mm256_add_ps(s[2][0], s[3][0]),
-                );
-                let mut s1 = _mm256_add_ps(
-                    _mm256_add_ps(s[0][1], s[1][1]),
-                    _mm256_add_ps(s[2][1], s[3][1]),
-                );
-                if acc {
-                    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(out));
-                    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(out.add(8)));
-                }
-                _mm256_storeu_ps(out, s0);
-                _mm256_storeu_ps(out.add(8), s1);
-            }
-        }
-        blocks * 16
-    }
-
-    /// y = A·x over rows of A that are contiguous and a multiple of 8 long, eight rows at a
-    /// time: eight 8-lane fused multiply–add accumulators, reduced together by a tree of
-    /// horizontal adds, so short rows (a 16-column least-squares matrix) do not pay a full
-    /// horizontal reduction each. Returns how many rows it did (a multiple of 8).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_rows_f32(
-        m: usize,
-        k: usize,
-        a: *const f32,
-        rsa: isize,
-        x: *const f32,
-        y: *mut f32,
-        acc: bool,
-    ) -> usize {
-        // SAFETY: rows i..i+8 < m and columns c..c+8 ≤ k of the caller's checked buffers.
-        unsafe {
-            use std::arch::x86_64::*;
-            let mut i = 0;
-            while i + 8 <= m {
-                let mut s = [_mm256_setzero_ps(); 8];
-                for c in (0..k).step_by(8) {
-                    let xv = _mm256_loadu_ps(x.add(c));
-                    for (r, sr) in s.iter_mut().enumerate() {
-                        let row = a.offset((i + r) as isize * rsa + c as isize);
-                        *sr = _mm256_fmadd_ps(_mm256_loadu_ps(row), xv, *sr);
-                    }
-                }
-                let h01 = _mm256_hadd_ps(s[0], s[1]);
-                let h23 = _mm256_hadd_ps(s[2], s[3]);
-                let h45 = _mm256_hadd_ps(s[4], s[5]);
-                let h67 = _mm256_hadd_ps(s[6], s[7]);
-                let h0123 = _mm256_hadd_ps(h01, h23);
-                let h4567 = _mm256_hadd_ps(h45, h67);
-                let lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
-                let hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
-                let mut sums = _mm256_add_ps(lo, hi);
-                if acc {
-                    sums = _mm256_add_ps(sums, _mm256_loadu_ps(y.add(i)));
-                }
-                _mm256_storeu_ps(y.add(i), sums);
-                i += 8;
-            }
-            i
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub extern "C" fn gemm_f32(
-        m: i64,
-        k: i64,
-        n: i64,
-        a: *const f32,
-        rsa: i64,
-        csa: i64,
-        b: *const f32,
-        rsb: i64,
-        csb: i64,
-        c: *mut f32,
-        rsc: i64,
-        csc: i64,
-    ) {
-        let (mu, ku, nu) = (m as usize, k as usize, n as usize);
-        if mu.min(ku).min(nu) >= 1
-            && mu * ku * nu <= super::small_gemm::MAX_WORK
-            && super::small_gemm::available()
-        {
-            // SAFETY: as for `gemm_f64`; the CPU has AVX-512F.
-            unsafe {
-                super::small_gemm::sgemm(
-                    mu,
-                    ku,
-                    nu,
-                    a,
-                    rsa as isize,
-                    csa as isize,
-                    b,
-                    rsb as isize,
-                    csb as isize,
-                    c,
-                    rsc as isize,
-                    csc as isize,
-                )
-            };
-            return;
-        }
-        // SAFETY: as for `gemm_f64`.
-        unsafe { split_gemm(m, k, n, [a, b], [rsa, csa, rsb, csb], c, [rsc, csc]) }
-    }
-
-    /// matrixmultiply's kernel for one float type: C = A·B, strided.
-    pub(super) trait Gemm: Sized {
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn gemm(
-            m: usize,
-            k: usize,
-            n: usize,
-            a: *const Self,
-            sa: [isize; 2],
-            b: *const Self,
-            sb: [isize; 2],
-            c: *mut Self,
-            sc: [isize; 2],
-        );
-    }
-
-    macro_rules! gemm_with {
-        ($t:ty, $kernel:path) => {
-            impl Gemm for $t {
-                unsafe fn gemm(
-                    m: usize,
-                    k: usize,
-                    n: usize,
-                    a: *const $t,
-                    sa: [isize; 2],
-                    b: *const $t,
-                    sb: [isize; 2],
-                    c: *mut $t,
-                    sc: [isize; 2],
-                ) {
-                    // SAFETY: forwarded.
-                    unsafe {
-                        $kernel(
-                            m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
-                        )
-                    }
-                }
-            }
-        };
-    }
-    gemm_with!(f64, matrixmultiply::dgemm);
-    gemm_with!(f32, matrixmultiply::sgemm);
-
-    /// C = A·B through matrixmultiply, as blocks of C on several cores when it is large
-    /// (`on_cores`). `ab` holds A and B, `s` the row and column strides of A then B.
-    ///
-    /// # Safety
-    /// The pointers are slot buffers whose lengths the runtime checked against the plan, and
-    /// the strides were computed from the same shapes.
-    unsafe fn split_gemm<T: Gemm>(
-        m: i64,
-        k: i64,
-        n: i64,
-        ab: [*const T; 2],
-        s: [i64; 4],
-        c: *mut T,
-        sc: [i64; 2],
-    ) {
-        let s = s.map(|x| x as isize);
-        let sc = sc.map(|x| x as isize);
-        let (a, b, c) = (ab[0] as usize, ab[1] as usize, c as usize);
-        on_cores(m as usize, k as usize, n as usize, &|r0, rows, c0, cols| {
-            let (r0, c0) = (r0 as isize, c0 as isize);
-            // SAFETY: each block lies inside the product, so its corners are inside A, B, C.
-            unsafe {
-                T::gemm(
-                    rows,
-                    k as usize,
-                    cols,
-                    (a as *const T).offset(r0 * s[0]),
-                    [s[0], s[1]],
-                    (b as *const T).offset(c0 * s[3]),
-                    [s[2], s[3]],
-                    (c as *mut T).offset(r0 * sc[0] + c0 * sc[1]),
-                    sc,
-                )
-            }
-        });
-    }
-
-    /// Products above this many multiply-adds are split between cores.
-    const SPLIT_WORK: usize = 1 << 22;
-
-    /// Runs `run(first_row, rows, first_column, columns)` over blocks of C that together cover
-    /// it: all of it on one core for products below `SPLIT_WORK` multiply-adds, else one block
-    /// per thread on the worker pool, of rows when C is taller than wide and of columns
-    /// otherwise. Each element of C is still the same kernel's sum over k, so the result does
-    /// not depend on the split.
-    fn on_cores(m: usize, k: usize, n: usize, run: &(dyn Fn(usize, usize, usize, usize) + Sync)) {
-        let threads = super::parallel::threads();
-        if threads == 1 || m.saturating_mul(k).saturating_mul(n) < SPLIT_WORK {
-            return run(0, m, 0, n);
-        }
-        // Blocks in whole kernel tiles (at most 16 rows and 32 columns in matrixmultiply).
-        let (len, unit) = if m > n { (m, 16) } else { (n, 32) };
-        let items = len.div_ceil(unit) as i64;
-        let parts = threads.min(items as usize);
-        super::parallel::for_parts(items, parts, &|lo, hi| {
-            let from = lo as usize * unit;
-            let to = (hi as usize * unit).min(len);
-            if to > from {
-                if m > n {
-                    run(from, to - from, 0, n)
-                } else {
-                    run(0, m, from, to - from)
-                }
-            }
-        });
-    }
-}
-
-fn helper_address(name: &str) -> *const u8 {
-    use helpers::*;
-    let f: *const u8 = match name {
-        "exp" => exp as *const u8,
-        "log" => log as *const u8,
-        "tanh" => tanh as *const u8,
-        "sigmoid" => sigmoid as *const u8,
-        "pow" => pow as *const u8,
-        "log1p" => log1p as *const u8,
-        "expm1" => expm1 as *const u8,
-        "sin" => sin as *const u8,
-        "cos" => cos as *const u8,
-        "softplus" => softplus as *const u8,
-        "exp_f32" => exp_f32 as *const u8,
-        "log_f32" => log_f32 as *const u8,
-        "tanh_f32" => tanh_f32 as *const u8,
-        "sigmoid_f32" => sigmoid_f32 as *const u8,
-        "pow_f32" => pow_f32 as *const u8,
-        "log1p_f32" => log1p_f32 as *const u8,
-        "expm1_f32" => expm1_f32 as *const u8,
-        "sin_f32" => sin_f32 as *const u8,
-        "cos_f32" => cos_f32 as *const u8,
-        "softplus_f32" => softplus_f32 as *const u8,
-        "gemm_f64" => gemm_f64 as *const u8,
-        "gemm_f32" => gemm_f32 as *const u8,
-        "gemv_f64" => gemv_f64 as *const u8,
-        "gemv_f32" => gemv_f32 as *const u8,
-        "parallel" => parallel::run_parts as *const u8,
-        _ => unreachable!("unknown helper {name}"),
-    };
-    f
-}
-
 /// Slots of the fused training loop that can live in registers for all K steps: the
 /// single-element parameters, their optimizer state and gradients, and a single-element loss.
 /// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
@@ -709,12 +141,22 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
     out
 }
 
+/// Whether a function over `n_slots` slots running `plan` is generated `bounded` (see `Tx`).
+fn is_bounded(n_slots: usize, plan: &Plan) -> bool {
+    let scalar_steps = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Scalar { .. }))
+        .count();
+    n_slots > MAX_HELD_VALUES || scalar_steps > MAX_HELD_VALUES
+}
+
 /// A JIT module holding compiled functions. The code lives as long as this value.
 pub struct Jit {
     module: JITModule,
     ctx: Context,
     fctx: FunctionBuilderContext,
-    helpers: HashMap<String, FuncId>,
+    helpers: HashMap<Helper, FuncId>,
     n_functions: usize,
     /// Each function's vector constants, read by its code: kept as long as the code.
     pools: Vec<Vec<u128>>,
@@ -749,25 +191,17 @@ impl Jit {
             .finish(settings::Flags::new(flags))
             .map_err(|e| CodegenError::Isa(e.to_string()))?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        let mut names: Vec<String> = Vec::new();
-        for (name, _) in HELPERS {
-            names.push(name.to_string());
-            names.push(format!("{name}_f32"));
-        }
-        for n in ["gemm_f64", "gemm_f32", "gemv_f64", "gemv_f32", "parallel"] {
-            names.push(n.into());
-        }
-        for n in &names {
-            jb.symbol(format!("adjoint_{n}"), helper_address(n));
+        let all = Helper::all();
+        for h in &all {
+            jb.symbol(h.symbol(), h.address());
         }
         let mut module = JITModule::new(jb);
         let mut helpers = HashMap::new();
-        for n in &names {
-            let sig = helper_signature(&module, n);
+        for &h in &all {
             let id = module
-                .declare_function(&format!("adjoint_{n}"), Linkage::Import, &sig)
+                .declare_function(&h.symbol(), Linkage::Import, &h.signature(&module))
                 .map_err(|e| CodegenError::Isa(e.to_string()))?;
-            helpers.insert(n.clone(), id);
+            helpers.insert(h, id);
         }
         let ctx = module.make_context();
         Ok(Jit {
@@ -791,7 +225,9 @@ impl Jit {
 
     /// Compiles a graph function under its plan.
     pub fn compile_graph(&mut self, f: &GraphFn, plan: &Plan) -> Result<FuncId, CodegenError> {
-        self.define(plan.slots.len(), f.graph.syms.len(), f.graph.dtype, |tx| {
+        let n_slots = plan.slots.len();
+        let bounded = is_bounded(n_slots, plan);
+        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
             for step in &plan.steps {
                 tx.step(&f.graph, plan, step);
             }
@@ -810,7 +246,8 @@ impl Jit {
         let sizes = sizes.to_vec();
         let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
         let slots = UpdateSlots::standalone(sizes.len(), spec.kind.state_arrays());
-        self.define(n_slots, 0, dtype, move |tx| {
+        let bounded = n_slots > MAX_HELD_VALUES;
+        self.define(n_slots, 0, dtype, bounded, move |tx| {
             tx.update(&spec, &sizes, &slots, 0)
         })
     }
@@ -830,14 +267,16 @@ impl Jit {
         let n_state = spec.kind.state_arrays();
         let n_params = sizes.len();
         let first_state = plan.slots.len();
-        let param_slots: Vec<u32> = (0..n_params)
-            .map(|i| {
-                plan.slots
-                    .iter()
-                    .position(|s| s.kind == crate::lower::SlotKind::Param(i as u32))
-                    .unwrap() as u32
-            })
-            .collect();
+        let mut param_slots = vec![u32::MAX; n_params];
+        for (k, s) in plan.slots.iter().enumerate() {
+            if let crate::lower::SlotKind::Param(i) = s.kind {
+                param_slots[i as usize] = k as u32;
+            }
+        }
+        debug_assert!(
+            param_slots.iter().all(|&s| s != u32::MAX),
+            "a slot per parameter"
+        );
         let slots = UpdateSlots {
             params: param_slots,
             grads: plan.outputs[1..=n_params].to_vec(),
@@ -849,75 +288,84 @@ impl Jit {
                 })
                 .collect(),
         };
-        let promotable = promotable_slots(f, plan, sizes, &slots);
+        let n_slots = first_state + n_params * n_state;
+        let bounded = is_bounded(n_slots, plan);
+        // Held in registers for all K steps, a bounded function's many slots would be spilled
+        // across the whole loop anyway.
+        let promotable = if bounded {
+            Vec::new()
+        } else {
+            promotable_slots(f, plan, sizes, &slots)
+        };
         let constants = spec.constants();
         let step_scalars = spec.step_scalars(&constants);
-        self.define(
-            first_state + n_params * n_state,
-            f.graph.syms.len(),
-            f.graph.dtype,
-            |tx| {
-                let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
-                let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
-                for &slot in &promotable {
-                    let var = tx.b.declare_var(tx.ty);
-                    let zero = tx.iconst(0);
-                    let v = tx.load_at(slot, zero);
-                    tx.b.def_var(var, v);
-                    tx.promoted.insert(slot, var);
+        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+            let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
+            let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
+            for &slot in &promotable {
+                let var = tx.b.declare_var(tx.ty);
+                let zero = tx.iconst(0);
+                let v = tx.load_at(slot, zero);
+                tx.b.def_var(var, v);
+                tx.promoted.insert(slot, var);
+            }
+            // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
+            // A bounded function keeps them in stack slots: in registers they would be live
+            // across the whole step, and be spilled around every value of it.
+            let pow = [0, 1].map(|_| match tx.bounded {
+                true => Held::Slot(tx.vector_slot()),
+                false => Held::Var(tx.b.declare_var(types::F64)),
+            });
+            for (k, home) in pow.iter().enumerate() {
+                let v =
+                    tx.b.ins()
+                        .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
+                tx.set_held(*home, v);
+            }
+            let table_block = tx.b.create_block();
+            let done = tx.b.create_block();
+            tx.b.ins().jump(table_block, &[]);
+            tx.b.switch_to_block(table_block);
+            tx.hoist_into_loops = !tx.bounded;
+            tx.for_loop(count, &mut |tx, i| {
+                for step in &plan.steps {
+                    tx.step(&f.graph, plan, step);
                 }
-                // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
-                let pow = [tx.b.declare_var(types::F64), tx.b.declare_var(types::F64)];
-                for (k, var) in pow.iter().enumerate() {
-                    let v =
-                        tx.b.ins()
-                            .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
-                    tx.b.def_var(*var, v);
+                let mut powers = [Value::from_u32(0); 2];
+                for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
+                    // As `optim::next_power`: flushed to zero below the normal range.
+                    let p = tx.get_held(pow[k], types::F64);
+                    let b = tx.float_const(types::F64, beta);
+                    let q = tx.b.ins().fmul(p, b);
+                    let min = tx.float_const(types::F64, f64::MIN_POSITIVE);
+                    let zero = tx.float_const(types::F64, 0.0);
+                    let tiny = tx.b.ins().fcmp(FloatCC::LessThan, q, min);
+                    powers[k] = tx.b.ins().select(tiny, zero, q);
+                    tx.set_held(pow[k], powers[k]);
                 }
-                let table_block = tx.b.create_block();
-                let done = tx.b.create_block();
-                tx.b.ins().jump(table_block, &[]);
-                tx.b.switch_to_block(table_block);
-                tx.for_loop(count, &mut |tx, i| {
-                    for step in &plan.steps {
-                        tx.step(&f.graph, plan, step);
-                    }
-                    let mut powers = [Value::from_u32(0); 2];
-                    for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
-                        // As `optim::next_power`: flushed to zero below the normal range.
-                        let p = tx.b.use_var(pow[k]);
-                        let b = tx.float_const(types::F64, beta);
-                        let q = tx.b.ins().fmul(p, b);
-                        let min = tx.float_const(types::F64, f64::MIN_POSITIVE);
-                        let zero = tx.float_const(types::F64, 0.0);
-                        let tiny = tx.b.ins().fcmp(FloatCC::LessThan, q, min);
-                        powers[k] = tx.b.ins().select(tiny, zero, q);
-                        tx.b.def_var(pow[k], powers[k]);
-                    }
-                    let off = tx.mul_imm(i, 8);
-                    let scalars = tx.scalars;
-                    let addr = tx.add(scalars, off);
-                    let lr = tx.b.ins().load(types::F64, flags(), addr, 32);
-                    let values = step_scalars
-                        .iter()
-                        .map(|x| tx.step_scalar(*x, lr, powers))
-                        .collect();
-                    tx.step_values = Some(values);
-                    tx.update(spec, sizes, &slots, 0);
-                    tx.step_values = None;
-                });
-                tx.b.ins().jump(done, &[]);
-                tx.b.switch_to_block(done);
-                // In slot order, so that the generated code does not depend on hash order.
-                let mut promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
-                promoted.sort_unstable_by_key(|&(slot, _)| slot);
-                for (slot, var) in promoted {
-                    let v = tx.b.use_var(var);
-                    let zero = tx.iconst(0);
-                    tx.store_at(slot, zero, v);
-                }
-            },
-        )
+                let off = tx.mul_imm(i, 8);
+                let scalars = tx.scalars;
+                let addr = tx.add(scalars, off);
+                let lr = tx.b.ins().load(types::F64, flags(), addr, 32);
+                let values = step_scalars
+                    .iter()
+                    .map(|x| tx.step_scalar(*x, lr, powers))
+                    .collect();
+                tx.step_values = Some(values);
+                tx.update(spec, sizes, &slots, 0);
+                tx.step_values = None;
+            });
+            tx.b.ins().jump(done, &[]);
+            tx.b.switch_to_block(done);
+            // In slot order, so that the generated code does not depend on hash order.
+            let mut promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
+            promoted.sort_unstable_by_key(|&(slot, _)| slot);
+            for (slot, var) in promoted {
+                let v = tx.b.use_var(var);
+                let zero = tx.iconst(0);
+                tx.store_at(slot, zero, v);
+            }
+        })
     }
 
     fn define(
@@ -925,6 +373,7 @@ impl Jit {
         n_slots: usize,
         n_syms: usize,
         dtype: DType,
+        bounded: bool,
         body: impl FnOnce(&mut Tx),
     ) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.n_functions);
@@ -956,6 +405,7 @@ impl Jit {
                 n_slots,
                 n_syms,
                 dtype,
+                bounded,
             };
             let mut tx = Tx::new(
                 b,
@@ -1002,18 +452,41 @@ impl Jit {
     }
 }
 
-/// Compiles the function built in `ctx` as `id`; `ADJOINT_DUMP_CLIF` prints its Cranelift IR
-/// and `ADJOINT_DUMP_ASM` its machine code.
+/// What of the generated code to hand to a sink as it is compiled: its Cranelift IR, its
+/// machine code, or both. The code generator reads no environment and prints nothing itself;
+/// the command line sets this from `ADJOINT_DUMP_CLIF` and `ADJOINT_DUMP_ASM`.
+#[derive(Clone, Copy, Debug)]
+pub struct Dump {
+    pub clif: bool,
+    pub asm: bool,
+    /// Receives each function's text.
+    pub sink: fn(&str),
+}
+
+static DUMP: Mutex<Option<Dump>> = Mutex::new(None);
+
+/// Sets what every later compilation in this process dumps (`None`: nothing, the default).
+pub fn set_dump(dump: Option<Dump>) {
+    *DUMP.lock().unwrap_or_else(|e| e.into_inner()) = dump;
+}
+
+fn dump() -> Option<Dump> {
+    *DUMP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Compiles the function built in `ctx` as `id`, handing its text to the `Dump` sink if one
+/// is set.
 fn define_dumped(
     module: &mut JITModule,
     id: FuncId,
     ctx: &mut Context,
     name: &str,
 ) -> Result<(), CodegenError> {
-    if std::env::var_os("ADJOINT_DUMP_CLIF").is_some() {
-        eprintln!("{}", ctx.func.display());
+    let dump = dump();
+    if let Some(d) = dump.filter(|d| d.clif) {
+        (d.sink)(&ctx.func.display().to_string());
     }
-    let disasm = std::env::var_os("ADJOINT_DUMP_ASM").is_some();
+    let disasm = dump.is_some_and(|d| d.asm);
     ctx.set_disasm(disasm);
     module
         .define_function(id, ctx)
@@ -1021,39 +494,11 @@ fn define_dumped(
             name: name.into(),
             message: format!("{e:?}"),
         })?;
-    if disasm {
+    if let Some(d) = dump.filter(|d| d.asm) {
         let code = ctx.compiled_code().and_then(|c| c.vcode.clone());
-        eprintln!("{}", code.unwrap_or_default());
+        (d.sink)(&code.unwrap_or_default());
     }
     Ok(())
-}
-
-fn helper_signature(module: &JITModule, name: &str) -> Signature {
-    let mut sig = module.make_signature();
-    if name == "parallel" {
-        sig.params = vec![AbiParam::new(types::I64); 4];
-        sig.returns.push(AbiParam::new(types::I64));
-        return sig;
-    }
-    if name.starts_with("gemm") || name.starts_with("gemv") {
-        let n = if name.starts_with("gemm") { 12 } else { 9 };
-        for _ in 0..n {
-            sig.params.push(AbiParam::new(types::I64));
-        }
-        return sig;
-    }
-    let ty = if name.ends_with("_f32") {
-        types::F32
-    } else {
-        types::F64
-    };
-    let base = name.trim_end_matches("_f32");
-    let (_, n_args) = HELPERS.iter().find(|h| h.0 == base).unwrap();
-    for _ in 0..*n_args {
-        sig.params.push(AbiParam::new(ty));
-    }
-    sig.returns.push(AbiParam::new(ty));
-    sig
 }
 
 /// Tags of `Tx::memo` entries: what was computed from the keyed value.
@@ -1077,6 +522,15 @@ struct LoopEntry {
     /// Row pointers: a slot's address plus a loop-invariant offset, by slot, outer indices
     /// and their strides.
     rows: HashMap<(u32, Vec<Value>), Value>,
+    /// Whether values are computed here at all (`Tx::hoist_into_loops`).
+    hoists: bool,
+}
+
+/// Where a value carried from one step of a loop to the next waits.
+#[derive(Clone, Copy)]
+enum Held {
+    Var(Variable),
+    Slot(codegen::ir::StackSlot),
 }
 
 /// The translator of one function body.
@@ -1086,9 +540,9 @@ struct Tx<'a> {
     dtype: DType,
     scalars: Value,
     module: &'a mut JITModule,
-    helper_ids: &'a HashMap<String, FuncId>,
+    helper_ids: &'a HashMap<Helper, FuncId>,
     /// Helpers declared in this function so far: only those it calls.
-    helpers: HashMap<String, FuncRef>,
+    helpers: HashMap<Helper, FuncRef>,
     /// Integer values known at generation time, both ways.
     consts: HashMap<Value, i64>,
     const_values: HashMap<i64, Value>,
@@ -1099,8 +553,23 @@ struct Tx<'a> {
     /// The last constant emitted into the entry block.
     const_tail: Option<cranelift::codegen::ir::Inst>,
     /// Every slot pointer and dimension size, loaded once in the entry block so that they
-    /// dominate every use.
+    /// dominate every use (slot pointers only when not `bounded`).
     slot_ptrs: Vec<Value>,
+    n_slots: usize,
+    /// A function too large to hold its values in registers for long (`is_bounded`): slot
+    /// pointers and scalar constants are made where they are used, scalar nodes are kept in
+    /// stack slots (`spilled`), and nothing is promoted. Otherwise every such value would live
+    /// from the entry block (or from its definition) to its last use, and the register
+    /// allocator's work grows with the square of the number of values live at once.
+    bounded: bool,
+    /// In a bounded function: scalar nodes, each with its value, the number of scalar steps
+    /// made before it, and the stack slot it was stored to.
+    spilled: HashMap<NodeId, (Value, u32, codegen::ir::StackSlot)>,
+    /// Scalar steps generated so far.
+    scalar_steps: u32,
+    /// Whether the next loop computes slot and row pointers where it is entered (not so for
+    /// the step loop of a bounded training function: they would live across all of it).
+    hoist_into_loops: bool,
     dim_vals: Vec<Value>,
     /// The function's table of slot pointers, and of dimension sizes.
     ptr_table: Value,
@@ -1136,6 +605,11 @@ struct Tx<'a> {
 /// Vector constants per function that can be read from its pool; later ones are splatted in
 /// the entry block.
 const POOL_CAPACITY: usize = 256;
+/// A bounded function reads a scalar node from its register within this many scalar steps of
+/// it, from its stack slot beyond.
+const NEAR_STEPS: u32 = 16;
+/// A function with more slots or scalar steps than this is generated `bounded` (see `Tx`).
+const MAX_HELD_VALUES: usize = 512;
 /// `loop_ptrs` key of the pool's address (slots are numbered from 0).
 const POOL_KEY: u32 = u32::MAX;
 /// `loop_ptrs` keys of loop-invariant vectors stored where the loop is entered, by stack slot.
@@ -1158,6 +632,8 @@ struct FnShape {
     n_slots: usize,
     n_syms: usize,
     dtype: DType,
+    /// Whether the function holds few values in registers across its body (`Tx::bounded`).
+    bounded: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -1169,14 +645,18 @@ impl<'a> Tx<'a> {
         tables: [Value; 3],
         shape: FnShape,
         module: &'a mut JITModule,
-        helper_ids: &'a HashMap<String, FuncId>,
+        helper_ids: &'a HashMap<Helper, FuncId>,
         pool: &'a mut Vec<u128>,
     ) -> Tx<'a> {
         let ty = match shape.dtype {
             DType::F32 => types::F32,
             DType::F64 => types::F64,
         };
-        let slot_ptrs = (0..shape.n_slots)
+        // A bounded function loads each pointer where it is used instead.
+        let entry_slots = if shape.bounded { 0 } else { shape.n_slots };
+        // Constants are hoisted to the top of the entry block, which must be laid out first.
+        b.ensure_inserted_block();
+        let slot_ptrs = (0..entry_slots)
             .map(|i| b.ins().load(types::I64, flags(), tables[0], i as i32 * 8))
             .collect();
         let dim_vals = (0..shape.n_syms)
@@ -1191,6 +671,11 @@ impl<'a> Tx<'a> {
             helper_ids,
             helpers: HashMap::new(),
             slot_ptrs,
+            n_slots: shape.n_slots,
+            bounded: shape.bounded,
+            spilled: HashMap::new(),
+            scalar_steps: 0,
+            hoist_into_loops: true,
             dim_vals,
             ptr_table: tables[0],
             dims_table: tables[1],
@@ -1218,14 +703,14 @@ impl<'a> Tx<'a> {
 
     // ---- small builders -------------------------------------------------------------------
 
-    fn helper(&mut self, name: &str) -> FuncRef {
-        if let Some(f) = self.helpers.get(name) {
+    fn helper(&mut self, h: Helper) -> FuncRef {
+        if let Some(f) = self.helpers.get(&h) {
             return *f;
         }
         let f = self
             .module
-            .declare_func_in_func(self.helper_ids[name], self.b.func);
-        self.helpers.insert(name.to_string(), f);
+            .declare_func_in_func(self.helper_ids[&h], self.b.func);
+        self.helpers.insert(h, f);
         f
     }
 
@@ -1253,8 +738,23 @@ impl<'a> Tx<'a> {
         v
     }
 
-    /// A float constant of type `ty` (scalar or vector), defined once in the entry block.
+    /// A float constant of type `ty` (scalar or vector): defined once in the entry block, or
+    /// for a scalar in a bounded function where it is used (held from the entry block, each
+    /// distinct constant would live across the whole function).
     fn float_const(&mut self, ty: Type, v: f64) -> Value {
+        if self.bounded && !ty.is_vector() {
+            let c = if ty == types::F32 {
+                self.b.ins().f32const(v as f32)
+            } else {
+                self.b.ins().f64const(v)
+            };
+            self.float_known.insert(c, v);
+            return c;
+        }
+        self.entry_float_const(ty, v)
+    }
+
+    fn entry_float_const(&mut self, ty: Type, v: f64) -> Value {
         let scalar = ty.lane_type();
         let bits = if scalar == types::F32 {
             (v as f32).to_bits() as u64
@@ -1271,7 +771,7 @@ impl<'a> Tx<'a> {
             return c;
         }
         let c = if ty.is_vector() {
-            let s = self.float_const(scalar, v);
+            let s = self.entry_float_const(scalar, v);
             self.hoist(|cur| cur.ins().splat(ty, s))
         } else if scalar == types::F32 {
             self.hoist(|cur| cur.ins().f32const(v as f32))
@@ -1326,7 +826,7 @@ impl<'a> Tx<'a> {
         key: u32,
         build: impl FnOnce(&mut FuncCursor) -> Value,
     ) -> Option<Value> {
-        let entry = self.loop_ptrs.last_mut()?;
+        let entry = self.loop_ptrs.last_mut().filter(|e| e.hoists)?;
         if let Some(&v) = entry.ptrs.get(&key) {
             return Some(v);
         }
@@ -1397,6 +897,22 @@ impl<'a> Tx<'a> {
         };
         self.b.ins().stack_store(types::I64, v, slot, 0);
         self.b.ins().stack_load(types::I64, ty, slot, 0)
+    }
+
+    fn set_held(&mut self, home: Held, v: Value) {
+        match home {
+            Held::Var(var) => self.b.def_var(var, v),
+            Held::Slot(slot) => {
+                self.b.ins().stack_store(types::I64, v, slot, 0);
+            }
+        }
+    }
+
+    fn get_held(&mut self, home: Held, ty: Type) -> Value {
+        match home {
+            Held::Var(var) => self.b.use_var(var),
+            Held::Slot(slot) => self.b.ins().stack_load(types::I64, ty, slot, 0),
+        }
     }
 
     /// A stack slot of this function that holds one vector (or a scalar).
@@ -1480,10 +996,18 @@ impl<'a> Tx<'a> {
             return p;
         }
         let table = self.ptr_table;
-        self.at_loop_entry(slot, |cur| {
-            cur.ins().load(types::I64, flags(), table, slot as i32 * 8)
-        })
-        .unwrap_or(self.slot_ptrs[slot as usize])
+        let load =
+            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, slot as i32 * 8);
+        if let Some(p) = self.at_loop_entry(slot, load) {
+            return p;
+        }
+        if self.bounded {
+            return self
+                .b
+                .ins()
+                .load(types::I64, flags(), table, slot as i32 * 8);
+        }
+        self.slot_ptrs[slot as usize]
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
@@ -1508,7 +1032,11 @@ impl<'a> Tx<'a> {
                 .chain(strides)
                 .all(|v| v.as_u32() < entry.mark || consts.contains_key(v))
         };
-        if !self.loop_ptrs.last().is_some_and(before_loop) {
+        if !self
+            .loop_ptrs
+            .last()
+            .is_some_and(|e| e.hoists && before_loop(e))
+        {
             let off = self.dot(outer, strides);
             return self.elem_addr(ptr, off);
         }
@@ -1618,12 +1146,8 @@ impl<'a> Tx<'a> {
         self.b.ins().store(flags(), v, addr, 0);
     }
 
-    fn call(&mut self, name: &str, args: &[Value]) -> Value {
-        let full = match self.dtype {
-            DType::F32 => format!("{name}_f32"),
-            DType::F64 => name.to_string(),
-        };
-        let f = self.helper(&full);
+    fn call(&mut self, m: Math, args: &[Value]) -> Value {
+        let f = self.helper(Helper::Math(m, self.dtype));
         let inst = self.b.ins().call(f, args);
         self.b.inst_results(inst)[0]
     }
@@ -1667,6 +1191,7 @@ impl<'a> Tx<'a> {
             mark,
             ptrs: HashMap::new(),
             rows: HashMap::new(),
+            hoists: std::mem::replace(&mut self.hoist_into_loops, true),
         });
         body(self, i);
         self.loop_ptrs.pop();
@@ -1731,7 +1256,7 @@ impl<'a> Tx<'a> {
         rank: usize,
     ) -> Operand {
         match val {
-            Val::Register(id) => Operand::Scalar(self.regs[id]),
+            Val::Register(id) => Operand::Scalar(self.scalar_node(*id)),
             Val::Inline(id) => self.node_expr(g, plan, *id, rank),
             Val::Const(c) => Operand::Scalar(self.fconst(*c)),
             Val::DimSize(s) => {
@@ -2072,9 +1597,42 @@ impl<'a> Tx<'a> {
                     None
                 };
                 let v = self.scalar_op(&n.op.clone(), &xs, exponent);
-                self.regs.insert(*node, v);
+                self.hold_scalar(*node, v);
             }
         }
+    }
+
+    /// Keeps a scalar node's value for the steps that read it: in a register, or in a bounded
+    /// function also in a stack slot of its own, for readers further away (`scalar_node`).
+    fn hold_scalar(&mut self, node: NodeId, v: Value) {
+        self.scalar_steps += 1;
+        if !self.bounded {
+            self.regs.insert(node, v);
+            return;
+        }
+        let size = self.dtype.size() as u32;
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            size,
+            size.trailing_zeros() as u8,
+        ));
+        self.b.ins().stack_store(types::I64, v, slot, 0);
+        self.spilled.insert(node, (v, self.scalar_steps, slot));
+    }
+
+    /// The value of a scalar node. In a bounded function, a reader within `NEAR_STEPS` scalar
+    /// steps of the node uses its register (the steps are straight-line code of one block
+    /// chain, so the definition dominates the reader); one further away loads it, so that no
+    /// register is held across more than a bounded stretch of code.
+    fn scalar_node(&mut self, node: NodeId) -> Value {
+        if let Some(&v) = self.regs.get(&node) {
+            return v;
+        }
+        let (v, at, slot) = self.spilled[&node];
+        if self.scalar_steps - at < NEAR_STEPS {
+            return v;
+        }
+        self.b.ins().stack_load(types::I64, self.ty, slot, 0)
     }
 
     /// A loop group: shared between cores when it can be (`parallel_group`), else one loop here.
@@ -2086,7 +1644,7 @@ impl<'a> Tx<'a> {
         members: &[Member],
         blocked: Option<&RowBlocks>,
     ) {
-        match self.part_frame(g, shape, members, blocked) {
+        match self.part_frame(g, plan, shape, members, blocked) {
             Some(frame) => self.parallel_group(g, plan, shape, members, blocked, &frame),
             None => self.group_over(g, plan, shape, members, blocked, None),
         }
@@ -2319,6 +1877,7 @@ impl<'a> Tx<'a> {
     fn part_frame(
         &self,
         g: &Graph,
+        plan: &Plan,
         shape: &Shape,
         members: &[Member],
         blocked: Option<&RowBlocks>,
@@ -2359,6 +1918,7 @@ impl<'a> Tx<'a> {
             return None;
         }
         let mut regs: Vec<NodeId> = self.regs.keys().copied().collect();
+        regs.extend(self.spilled_reads(g, plan, members));
         regs.sort_unstable();
         let mut promoted: Vec<u32> = self
             .promoted
@@ -2373,6 +1933,30 @@ impl<'a> Tx<'a> {
             partials,
             part_bytes,
         })
+    }
+
+    /// The scalar nodes in stack slots that a loop group reads, directly or through the
+    /// operands fused into it: a part reads them from its frame.
+    fn spilled_reads(&self, g: &Graph, plan: &Plan, members: &[Member]) -> Vec<NodeId> {
+        let mut pending: Vec<NodeId> = members
+            .iter()
+            .flat_map(|m| g.node(m.node).inputs.iter().copied())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while let Some(a) = pending.pop() {
+            if !seen.insert(a) {
+                continue;
+            }
+            match &plan.values[a.index()] {
+                Some(Val::Register(id)) if self.spilled.contains_key(id) => out.push(*id),
+                Some(Val::Inline(id)) => pending.extend(&g.node(*id).inputs),
+                _ => {}
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Runs a loop group split between cores: the loop becomes a function over a range of its
@@ -2413,7 +1997,10 @@ impl<'a> Tx<'a> {
             tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
         });
         let Some(part) = part else { return };
-        let mut captured: Vec<Value> = frame.regs.iter().map(|id| self.regs[id]).collect();
+        let mut captured = Vec::with_capacity(frame.regs.len() + frame.promoted.len());
+        for id in &frame.regs {
+            captured.push(self.scalar_node(*id));
+        }
         for s in &frame.promoted {
             captured.push(self.b.use_var(self.promoted[s]));
         }
@@ -2485,7 +2072,7 @@ impl<'a> Tx<'a> {
     fn run_parts(&mut self, part: FuncId, frame: Value, items: Value, work: Value) -> Value {
         let fref = self.module.declare_func_in_func(part, self.b.func);
         let addr = self.b.ins().func_addr(types::I64, fref);
-        let run = self.helper("parallel");
+        let run = self.helper(Helper::RunParts);
         let call = self.b.ins().call(run, &[addr, frame, items, work]);
         self.b.inst_results(call)[0]
     }
@@ -2530,9 +2117,10 @@ impl<'a> Tx<'a> {
         let mut fctx = FunctionBuilderContext::new();
         let target = self.module.target_config();
         let fn_shape = FnShape {
-            n_slots: self.slot_ptrs.len(),
+            n_slots: self.n_slots,
             n_syms: self.dim_vals.len(),
             dtype: self.dtype,
+            bounded: self.bounded,
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -2646,7 +2234,7 @@ impl<'a> Tx<'a> {
                     let m = tx.load_at(slot, o);
                     let finite = tx.is_finite(m);
                     let d = tx.b.ins().fsub(v, m);
-                    let e = tx.call("exp", &[d]);
+                    let e = tx.call(Math::Exp, &[d]);
                     let zero = tx.fconst(0.0);
                     let e = tx.b.ins().select(finite, e, zero);
                     let s = tx.load_at(aux, o);
@@ -2657,7 +2245,7 @@ impl<'a> Tx<'a> {
                 self.for_loop(total, &mut |tx, i| {
                     let m = tx.load_at(slot, i);
                     let s = tx.load_at(aux, i);
-                    let l = tx.call("log", &[s]);
+                    let l = tx.call(Math::Log, &[s]);
                     let r = tx.b.ins().fadd(m, l);
                     let finite = tx.is_finite(m);
                     let r = tx.b.ins().select(finite, r, m);
@@ -3102,8 +2690,8 @@ impl<'a> Tx<'a> {
         let pb = self.slot_ptr(sb);
         let pc = self.slot_ptr(slot);
         let f = match self.dtype {
-            DType::F32 => self.helper("gemm_f32"),
-            DType::F64 => self.helper("gemm_f64"),
+            DType::F32 => self.helper(Helper::Gemm(DType::F32)),
+            DType::F64 => self.helper(Helper::Gemm(DType::F64)),
         };
         self.b
             .ins()
@@ -3164,8 +2752,8 @@ impl<'a> Tx<'a> {
             }
         }
         let f = match self.dtype {
-            DType::F32 => self.helper("gemv_f32"),
-            DType::F64 => self.helper("gemv_f64"),
+            DType::F32 => self.helper(Helper::Gemv(DType::F32)),
+            DType::F64 => self.helper(Helper::Gemv(DType::F64)),
         };
         let acc = self.iconst(acc as i64);
         self.b.ins().call(f, &[m, k, pm, rs, cs, pv, inc, py, acc]);
@@ -3182,12 +2770,12 @@ impl<'a> Tx<'a> {
             Op::Log1p if self.in_loop() => self.log1p_inline(xs[0]),
             Op::Sigmoid if self.in_loop() => self.sigmoid_inline(xs[0]),
             Op::Softplus if self.in_loop() => self.softplus_inline(xs[0]),
-            Op::Exp => self.call("exp", &[xs[0]]),
-            Op::Log => self.call("log", &[xs[0]]),
+            Op::Exp => self.call(Math::Exp, &[xs[0]]),
+            Op::Log => self.call(Math::Log, &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
             Op::Tanh if self.dtype == DType::F32 => self.tanh_f32(xs[0]),
-            Op::Tanh => self.call("tanh", &[xs[0]]),
-            Op::Sigmoid => self.call("sigmoid", &[xs[0]]),
+            Op::Tanh => self.call(Math::Tanh, &[xs[0]]),
+            Op::Sigmoid => self.call(Math::Sigmoid, &[xs[0]]),
             Op::Relu => {
                 let zero = self.fconst(0.0);
                 let neg = self.b.ins().fcmp(FloatCC::LessThan, xs[0], zero);
@@ -3206,13 +2794,13 @@ impl<'a> Tx<'a> {
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
                 Some(0.5) => self.b.ins().sqrt(xs[0]),
-                _ => self.call("pow", &[xs[0], xs[1]]),
+                _ => self.call(Math::Pow, &[xs[0], xs[1]]),
             },
-            Op::Log1p => self.call("log1p", &[xs[0]]),
-            Op::Expm1 => self.call("expm1", &[xs[0]]),
-            Op::Sin => self.call("sin", &[xs[0]]),
-            Op::Cos => self.call("cos", &[xs[0]]),
-            Op::Softplus => self.call("softplus", &[xs[0]]),
+            Op::Log1p => self.call(Math::Log1p, &[xs[0]]),
+            Op::Expm1 => self.call(Math::Expm1, &[xs[0]]),
+            Op::Sin => self.call(Math::Sin, &[xs[0]]),
+            Op::Cos => self.call(Math::Cos, &[xs[0]]),
+            Op::Softplus => self.call(Math::Softplus, &[xs[0]]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
@@ -3607,181 +3195,4 @@ enum Operand {
     },
     /// The current element of a loop-group member, held in a register.
     Lane(u32),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::helpers::{Gemm, gemm_f32, gemm_f64, gemv_f32, gemv_f64};
-
-    /// A left operand for product tests: small values in no pattern that a transposed or
-    /// strided read could get right by accident.
-    pub(super) fn operand_a(len: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
-            .collect()
-    }
-
-    /// A right operand for product tests, built like `operand_a` from another pattern.
-    pub(super) fn operand_b(len: usize) -> Vec<f64> {
-        (0..len)
-            .map(|i| ((i * 13 % 17) as f64 - 8.0) / 3.0)
-            .collect()
-    }
-
-    type Entry<T> =
-        extern "C" fn(i64, i64, i64, *const T, i64, i64, *const T, i64, i64, *mut T, i64, i64);
-
-    /// Products large enough to be split between cores (blocks of rows when C is taller than
-    /// wide, of columns otherwise, ending in partial tiles) equal the product on one core bit
-    /// for bit, in every layout of A and B.
-    #[test]
-    fn split_products_equal_the_unsplit_product() {
-        super::parallel::set_threads(3);
-        for &(m, k, n) in &[(301, 100, 150), (90, 120, 411)] {
-            let (a, b) = (operand_a(m * k), operand_b(k * n));
-            let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-            check_split(m, k, n, &a, &b, gemm_f64);
-            check_split(m, k, n, &a32, &b32, gemm_f32);
-        }
-    }
-
-    fn check_split<T: Gemm + Copy + PartialEq + Default>(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[T],
-        b: &[T],
-        entry: Entry<T>,
-    ) {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (rsa, csa) = if ta { (1, m as i64) } else { (k as i64, 1) };
-            let (rsb, csb) = if tb { (1, k as i64) } else { (n as i64, 1) };
-            let mut split = vec![T::default(); m * n];
-            entry(
-                m as i64,
-                k as i64,
-                n as i64,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                split.as_mut_ptr(),
-                n as i64,
-                1,
-            );
-            let mut whole = vec![T::default(); m * n];
-            // SAFETY: the buffers hold the shapes the strides describe.
-            unsafe {
-                T::gemm(
-                    m,
-                    k,
-                    n,
-                    a.as_ptr(),
-                    [rsa as isize, csa as isize],
-                    b.as_ptr(),
-                    [rsb as isize, csb as isize],
-                    whole.as_mut_ptr(),
-                    [n as isize, 1],
-                )
-            };
-            assert!(split == whole, "{m}×{k}×{n} ({ta}, {tb})");
-        }
-    }
-
-    /// Every layout the matrix–vector kernels distinguish (rows contiguous, columns
-    /// contiguous, neither), at sizes around their block widths, against the plain sum.
-    #[test]
-    fn gemv_matches_the_definition_in_every_layout() {
-        for &(m, k) in &[
-            (1, 1),
-            (3, 7),
-            (8, 16),
-            (16, 5),
-            (17, 9),
-            (33, 8),
-            (40, 31),
-            (5, 100),
-        ] {
-            let (a, x) = (operand_a(m * k), operand_b(k));
-            // (row stride, column stride) of A inside the same buffer: row-major, column-major.
-            for (rsa, csa) in [(k as i64, 1i64), (1, m as i64)] {
-                let at = |i: usize, p: usize| a[i * rsa as usize + p * csa as usize];
-                let want: Vec<f64> = (0..m)
-                    .map(|i| (0..k).map(|p| at(i, p) * x[p]).sum())
-                    .collect();
-                let mut y = vec![f64::NAN; m];
-                gemv_f64(
-                    m as i64,
-                    k as i64,
-                    a.as_ptr(),
-                    rsa,
-                    csa,
-                    x.as_ptr(),
-                    1,
-                    y.as_mut_ptr(),
-                    0,
-                );
-                // Accumulating a second time doubles it.
-                gemv_f64(
-                    m as i64,
-                    k as i64,
-                    a.as_ptr(),
-                    rsa,
-                    csa,
-                    x.as_ptr(),
-                    1,
-                    y.as_mut_ptr(),
-                    1,
-                );
-                for i in 0..m {
-                    assert!(
-                        (y[i] - 2.0 * want[i]).abs() <= 1e-12 * (1.0 + want[i].abs()),
-                        "f64 {m}×{k} ({rsa}, {csa}) row {i}"
-                    );
-                }
-                let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let mut y32 = vec![f32::NAN; m];
-                gemv_f32(
-                    m as i64,
-                    k as i64,
-                    a32.as_ptr(),
-                    rsa,
-                    csa,
-                    x32.as_ptr(),
-                    1,
-                    y32.as_mut_ptr(),
-                    0,
-                );
-                for i in 0..m {
-                    assert!(
-                        (y32[i] as f64 - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()),
-                        "f32 {m}×{k} ({rsa}, {csa}) row {i}"
-                    );
-                }
-            }
-            // Neither contiguous: every other row and column of a 2m×2k buffer, strided x.
-            let big: Vec<f64> = (0..4 * m * k).map(|i| (i % 13) as f64 - 6.0).collect();
-            let xs: Vec<f64> = (0..2 * k).map(|i| (i % 5) as f64).collect();
-            let want: Vec<f64> = (0..m)
-                .map(|i| (0..k).map(|p| big[2 * i * 2 * k + 2 * p] * xs[2 * p]).sum())
-                .collect();
-            let mut y = vec![f64::NAN; m];
-            gemv_f64(
-                m as i64,
-                k as i64,
-                big.as_ptr(),
-                4 * k as i64,
-                2,
-                xs.as_ptr(),
-                2,
-                y.as_mut_ptr(),
-                0,
-            );
-            assert_eq!(y, want, "strided {m}×{k}");
-        }
-    }
 }

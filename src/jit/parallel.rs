@@ -81,9 +81,12 @@ pub fn part_range(items: i64, parts: usize, p: usize) -> (i64, i64) {
 
 /// Called from generated code: runs `f` over `0..items` in parts and returns how many parts
 /// there were (each wrote its own partial-sum area of the frame).
-pub extern "C" fn run_parts(f: i64, frame: i64, items: i64, work: i64) -> i64 {
-    // SAFETY: generated code passes the address of a function it compiled with `PartFn`'s
-    // signature.
+///
+/// # Safety
+/// `f` is the address of a function with `PartFn`'s signature that may be called with
+/// `frame` and any range of `0..items` from any thread, while this call lasts.
+pub(crate) unsafe extern "C" fn run_parts(f: i64, frame: i64, items: i64, work: i64) -> i64 {
+    // SAFETY: the caller passes the address of a function with `PartFn`'s signature.
     let f: PartFn = unsafe { std::mem::transmute::<usize, PartFn>(f as usize) };
     let job = Job::new(f, frame as usize, items, parts_for(items, work));
     if job.parts > 1 {
@@ -121,7 +124,7 @@ struct Job {
     /// Whether this call takes its parts last to first.
     reverse: bool,
     /// The caller's floating-point modes (`fpenv`), which its workers take on for the job.
-    control: u64,
+    control: super::fpenv::Modes,
 }
 
 impl Job {
@@ -135,7 +138,7 @@ impl Job {
             first: 0,
             step: 1,
             reverse: false,
-            control: 0,
+            control: super::fpenv::Modes::current(),
         }
     }
 
@@ -157,7 +160,7 @@ impl Job {
             self.run();
             return;
         }
-        self.control = super::fpenv::control();
+        self.control = super::fpenv::Modes::current();
         // Thread t runs parts t, t + lanes, …: the same parts, whichever thread runs them.
         let tickets: Vec<u64> = (1..lanes)
             .map(|t| {
@@ -300,8 +303,8 @@ impl Worker {
             // SAFETY: published before `posted` was stored.
             let job = unsafe { (*self.job.get()).expect("a posted job") };
             // The caller's modes, so that a part gives the same bits on any thread.
-            if super::fpenv::control() != job.control {
-                super::fpenv::set_control(job.control);
+            if super::fpenv::Modes::current() != job.control {
+                job.control.apply();
             }
             job.run();
             self.done.store(seen, Ordering::Release);
@@ -342,6 +345,7 @@ mod tests {
     unsafe extern "C" fn sum_range(frame: *mut u8, lo: i64, hi: i64, part: i64) {
         let sums = frame as *const AtomicI64;
         let s: i64 = (lo..hi).sum();
+        // SAFETY: the frame holds `MAX_PARTS` atomics and `part` is below that.
         unsafe { (*sums.add(part as usize)).fetch_add(s, Ordering::Relaxed) };
     }
 
@@ -356,12 +360,16 @@ mod tests {
                         let frame: Vec<AtomicI64> =
                             (0..MAX_PARTS).map(|_| AtomicI64::new(0)).collect();
                         let n = 1_000_000i64;
-                        let parts = run_parts(
-                            sum_range as PartFn as usize as i64,
-                            frame.as_ptr() as i64,
-                            n,
-                            1,
-                        );
+                        // SAFETY: `sum_range` is a `PartFn` that adds into the frame's
+                        // atomics, which live until the call returns.
+                        let parts = unsafe {
+                            run_parts(
+                                sum_range as PartFn as usize as i64,
+                                frame.as_ptr() as i64,
+                                n,
+                                1,
+                            )
+                        };
                         assert_eq!(parts, MAX_PARTS as i64);
                         for (p, sum) in frame.iter().enumerate() {
                             let (lo, hi) = part_range(n, MAX_PARTS, p);

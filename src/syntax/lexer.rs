@@ -7,7 +7,7 @@ use super::token::{LexErrorKind, Tok};
 use crate::diagnostics::Span;
 use logos::Logos;
 
-pub type Spanned = Result<(usize, Tok, usize), std::convert::Infallible>;
+pub type Spanned = Result<(usize, Tok, usize), super::Habit>;
 
 pub struct Lexer<'src> {
     inner: logos::SpannedIter<'src, Tok>,

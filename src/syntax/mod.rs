@@ -26,6 +26,23 @@ pub const MAX_DEPTH: usize = 20_000;
 /// At most this many diagnostics are reported from one file.
 pub const MAX_DIAGNOSTICS: usize = 100;
 
+/// A construct that the grammar reads only to say what adjoint writes instead (habits from
+/// Python and numpy, a type written twice); each is a syntax error with that hint.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Habit {
+    /// `a ** b`: the span of `**`.
+    DoubleStar(Span),
+    /// `input y[n]: int from label: int`: the span of the second `: int`.
+    TypeTwice(Span),
+    /// `x.T`, `x.sum()`: the span of `x`, the member's name, and the number of arguments when
+    /// it was called as a method.
+    Member {
+        base: Span,
+        name: ast::Ident,
+        args: Option<usize>,
+    },
+}
+
 /// Parses a whole model file.
 pub fn parse(src: &str) -> (ast::Module, Vec<Diagnostic>) {
     if let Some(d) = too_nested(src) {
@@ -121,7 +138,7 @@ fn parse_unchecked(src: &str) -> (ast::Module, Vec<Diagnostic>) {
     let module = match result {
         Ok(m) => m,
         Err(e) => {
-            diags.push(parse_error(e, src.len()));
+            diags.push(parse_error(e, src));
             ast::Module { items: vec![] }
         }
     };
@@ -134,7 +151,7 @@ fn parse_unchecked(src: &str) -> (ast::Module, Vec<Diagnostic>) {
         {
             continue;
         }
-        diags.push(parse_error(r.error, src.len()));
+        diags.push(parse_error(r.error, src));
     }
     diags.sort_by_key(|d| d.primary_span().map(|s| s.start));
     (module, diags)
@@ -154,7 +171,8 @@ fn lex_error(span: Span, kind: &LexErrorKind) -> Diagnostic {
     }
 }
 
-fn parse_error(e: ParseError<usize, Tok, std::convert::Infallible>, len: usize) -> Diagnostic {
+fn parse_error(e: ParseError<usize, Tok, Habit>, src: &str) -> Diagnostic {
+    let len = src.len();
     match e {
         ParseError::InvalidToken { location } => {
             Diagnostic::error("invalid token").with_label(Span::new(location, location + 1), "here")
@@ -176,7 +194,60 @@ fn parse_error(e: ParseError<usize, Tok, std::convert::Infallible>, len: usize) 
             Diagnostic::error(format!("unexpected {tok}"))
                 .with_label(Span::new(l, r), "expected end of file")
         }
-        ParseError::User { error } => match error {},
+        ParseError::User { error } => habit_error(error, src),
+    }
+}
+
+/// True when every `(` in `text` is closed, in order.
+fn parens_balance(text: &str) -> bool {
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return false,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+fn habit_error(habit: Habit, src: &str) -> Diagnostic {
+    match habit {
+        Habit::DoubleStar(span) => Diagnostic::error("`**` is not an operator")
+            .with_label(span, "write `^` for a power")
+            .with_note("e.g. `x^2`"),
+        Habit::TypeTwice(span) => Diagnostic::error("`: int` is written once")
+            .with_label(span, "second `: int`")
+            .with_note(
+                "either order reads: `input y[n]: int from label` or `input y[n] from label: int`",
+            ),
+        Habit::Member { base, name, args } => {
+            let x = src.get(base.start..base.end).unwrap_or("x");
+            // `(a + b).T`: the argument's parentheses are the call's.
+            let x = x
+                .strip_prefix('(')
+                .and_then(|inner| inner.strip_suffix(')'))
+                .filter(|inner| parens_balance(inner))
+                .unwrap_or(x);
+            let span = Span::new(base.start, name.span.end);
+            match (name.name.as_str(), args) {
+                ("T", None) => Diagnostic::error("no `.T` in adjoint")
+                    .with_label(span, format!("write `transpose({x})`")),
+                (f, Some(0)) => Diagnostic::error(format!("no method `.{f}()` in adjoint"))
+                    .with_label(span, format!("functions take the value first: `{f}({x})`")),
+                (f, Some(_)) => Diagnostic::error(format!("no method `.{f}(…)` in adjoint"))
+                    .with_label(
+                        span,
+                        format!("functions take the value first: `{f}({x}, …)`"),
+                    ),
+                (f, None) => Diagnostic::error(format!("no attribute `.{f}` in adjoint"))
+                    .with_label(span, "values have no attributes")
+                    .with_note(
+                        "shapes are declared: `param W[4, 3]`; functions are called: `f(x)`",
+                    ),
+            }
+        }
     }
 }
 

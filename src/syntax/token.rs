@@ -91,12 +91,18 @@ pub enum Tok {
     Tilde,
     #[token("..")]
     DotDot,
+    /// Not in the language: read so that `X.T` and `x.sum()` get a hint.
+    #[token(".")]
+    Dot,
     #[token("+")]
     Plus,
     #[token("-")]
     Minus,
     #[token("*")]
     Star,
+    /// Not in the language: read so that Python's `**` gets a hint.
+    #[token("**")]
+    StarStar,
     #[token("/")]
     Slash,
     #[token("^")]
@@ -158,6 +164,8 @@ pub fn token_text(tok: &Tok) -> &'static str {
         Tok::Colon => ":",
         Tok::Tilde => "~",
         Tok::DotDot => "..",
+        Tok::Dot => ".",
+        Tok::StarStar => "**",
         Tok::Plus => "+",
         Tok::Minus => "-",
         Tok::Star => "*",

@@ -130,3 +130,213 @@ fn sessions_save_and_load_checkpoints() {
         Err(Error::Checkpoint(_))
     ));
 }
+
+/// A CSV file's header and its rows of numbers.
+fn read_csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut lines = text.lines().filter(|l| !l.is_empty());
+    let header = lines.next().unwrap().split(',').map(String::from).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
+        .collect();
+    (header, rows)
+}
+
+fn write_csv(path: &std::path::Path, header: &[String], rows: &[Vec<f64>]) {
+    let mut text = header.join(",") + "\n";
+    for r in rows {
+        text += &(r
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n");
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn cli(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(args)
+        .current_dir(crate::support::repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn predict_and_evaluate_on_new_rows_agree_with_the_cli() {
+    let repo = crate::support::repo();
+    let model = adjoint::compile_file(repo.join("examples/iris.dsl")).unwrap();
+    let (header, rows) =
+        read_csv(&std::fs::read_to_string(repo.join("examples/data/iris.csv")).unwrap());
+    let features = |rows: &[Vec<f64>]| {
+        rows.iter()
+            .flat_map(|r| r[..4].to_vec())
+            .collect::<Vec<_>>()
+    };
+    let labels = |rows: &[Vec<f64>]| rows.iter().map(|r| r[4]).collect::<Vec<_>>();
+    let (train_idx, held_idx) = adjoint::validation_rows(rows.len(), 0.2, 5);
+    assert_eq!(held_idx.len(), 30);
+    let pick = |idx: &[usize]| idx.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>();
+    let (train, held) = (pick(&train_idx), pick(&held_idx));
+
+    let mut s = model.session(0);
+    let (x, y) = (features(&train), labels(&train));
+    s.set_inputs(&[
+        ("X", &x, &[train.len(), 4]),
+        ("species", &y, &[train.len()]),
+    ])
+    .unwrap();
+    s.steps(100).unwrap();
+    let on_training = s.evaluate().unwrap();
+
+    let dir = std::env::temp_dir().join(format!("adjoint-api-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("iris.safetensors");
+    s.save(&ckpt).unwrap();
+
+    // New rows without labels: what `adjoint predict` writes.
+    let new_csv = dir.join("new.csv");
+    let unlabelled: Vec<Vec<f64>> = held.iter().map(|r| r[..4].to_vec()).collect();
+    write_csv(&new_csv, &header[..4], &unlabelled);
+    let x_held = features(&held);
+    let predicted = s.predict_on(&[("X", &x_held, &[held.len(), 4])]).unwrap();
+    let model_file = repo.join("examples/iris.dsl");
+    let printed = cli(&[
+        "predict".as_ref(),
+        model_file.as_os_str(),
+        "--checkpoint".as_ref(),
+        ckpt.as_os_str(),
+        "--data".as_ref(),
+        new_csv.as_os_str(),
+    ]);
+    let (cli_header, cli_rows) = read_csv(&printed);
+    assert_eq!(
+        cli_header,
+        ["probability0", "probability1", "probability2", "predicted"]
+    );
+    assert_eq!(predicted[0].0, "probability");
+    assert_eq!(predicted[0].1.shape, [30, 3]);
+    assert_eq!(predicted[1].0, "predicted");
+    for (r, cli_row) in cli_rows.iter().enumerate() {
+        let api_row: Vec<f32> = predicted[0].1.data[3 * r..3 * r + 3]
+            .iter()
+            .chain([&predicted[1].1.data[r]])
+            .map(|v| *v as f32)
+            .collect();
+        let cli_row: Vec<f32> = cli_row.iter().map(|v| *v as f32).collect();
+        assert_eq!(api_row, cli_row, "row {r}");
+    }
+
+    // The held-out rows, with labels: what `adjoint eval` prints for them.
+    let held_csv = dir.join("held.csv");
+    write_csv(&held_csv, &header, &held);
+    let y_held = labels(&held);
+    let scores = s
+        .evaluate_on(&[("X", &x_held, &[30, 4]), ("species", &y_held, &[30])])
+        .unwrap();
+    let printed = cli(&[
+        "eval".as_ref(),
+        model_file.as_os_str(),
+        "--checkpoint".as_ref(),
+        ckpt.as_os_str(),
+        "--data".as_ref(),
+        held_csv.as_os_str(),
+    ]);
+    for (name, value) in &scores {
+        let line = printed
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("no `{name}` in\n{printed}"));
+        let cli_value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(*value as f32, cli_value as f32, "{name}");
+    }
+    // The session's own rows stay bound.
+    assert_eq!(s.evaluate().unwrap(), on_training);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn predict_refuses_a_model_without_outputs_and_unbound_inputs_it_reads() {
+    let mut s = compile(LINE).unwrap().session(0);
+    assert!(matches!(s.predict(), Err(Error::NoOutputs)));
+    let model = compile(&format!("{LINE}output fit = w * x + b\n")).unwrap();
+    let mut s = model.session(0);
+    assert!(matches!(s.predict(), Err(Error::MissingInput(n)) if n == "x"));
+    s.set_param("w", &adjoint::Tensor::scalar(2.0)).unwrap();
+    // `y` is not read by the output, so it need not be bound.
+    let out = s.predict_on(&[("x", &[1.0, 2.0], &[2])]).unwrap();
+    assert_eq!(out[0].1.data, [2.0, 4.0]);
+    // A refused binding leaves the session's inputs as they were.
+    s.set_input("x", &[5.0], &[1]).unwrap();
+    assert!(
+        s.set_inputs(&[("x", &[1.0, 2.0], &[2]), ("z", &[1.0], &[1])])
+            .is_err()
+    );
+    assert_eq!(s.predict().unwrap()[0].1.data, [10.0]);
+}
+
+#[test]
+fn declared_shapes_print_as_the_model_writes_them() {
+    let model = compile("input X[n, d]\ninput y[n]\nparam W[4, 3] ~ zeros\nparam b = 0\nloss sum(W) + b + mean(y) + sum(X)\n").unwrap();
+    let text = |vars: Vec<adjoint::Var>| vars.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+    assert_eq!(text(model.inputs()), ["X[n, d]", "y[n]"]);
+    assert_eq!(text(model.params()), ["W[4, 3]", "b"]);
+}
+
+/// Every type the API hands out, down to the fields of its errors, can be named from the
+/// crate's root (none lives only in a hidden module). This test fails to compile otherwise.
+#[test]
+fn every_type_in_the_api_is_named_at_the_root() {
+    fn source(e: &Error) -> Option<&dyn std::error::Error> {
+        match e {
+            Error::Run(r) => Some(r as &adjoint::RunError),
+            Error::Data(d) => Some(d as &adjoint::DataError),
+            Error::Train(t) => Some(t as &adjoint::TrainError),
+            Error::Checkpoint(c) => Some(c as &adjoint::CheckpointError),
+            Error::Compile { .. }
+            | Error::Codegen(_)
+            | Error::Io { .. }
+            | Error::UnknownName { .. }
+            | Error::Shape { .. }
+            | Error::Length { .. }
+            | Error::Rows { .. }
+            | Error::MissingInput(_)
+            | Error::NoOutputs => None,
+        }
+    }
+    fn _nested(_: adjoint::CodegenError, _: adjoint::NonFiniteOrigin, _: adjoint::MismatchKind) {}
+    assert!(source(&Error::NoOutputs).is_none());
+    let model = compile(LINE).unwrap();
+    let _: Vec<adjoint::Var> = model.params();
+    let _: adjoint::Session = model.session(0);
+}
+
+/// `Tensor` is the API's value type: each of its public methods says what it does.
+#[test]
+fn tensor_methods_have_docs() {
+    let source = std::fs::read_to_string(crate::support::repo().join("src/ir/interp.rs")).unwrap();
+    let body = source
+        .split("impl Tensor {")
+        .nth(1)
+        .and_then(|s| s.split("\n}\n").next())
+        .unwrap();
+    let lines: Vec<&str> = body.lines().map(str::trim).collect();
+    let mut methods = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("pub fn ") {
+            methods += 1;
+            let doc = lines[..i].iter().rev().find(|l| !l.starts_with("#["));
+            assert!(
+                doc.is_some_and(|l| l.starts_with("///")),
+                "`{line}` has no doc comment"
+            );
+        }
+    }
+    assert!(methods >= 6);
+}

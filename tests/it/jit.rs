@@ -306,3 +306,32 @@ fn row_logsumexp_by_lanes_keeps_each_rows_special_values() {
         }
     }
 }
+
+/// A function with more scalar steps than fit in registers is generated with its scalars in
+/// stack slots, read back far from where they were computed: here also by the parts of a loop
+/// split between cores, which receive them in their frame.
+#[test]
+fn functions_with_thousands_of_scalars_match_interpreter() {
+    adjoint::jit::parallel::set_threads(2);
+    let n = 700;
+    let mut src = String::from("input x[n]\n");
+    for i in 0..n {
+        src += &format!("param a{i} ~ normal(0, 1)\n");
+    }
+    let squares: Vec<String> = (0..n).map(|i| format!("a{i} * a{i}")).collect();
+    src += &format!("let s = {}\n", squares.join(" + "));
+    src += "loss mean((x - s)^2 * a0) + a1 * s\n";
+    let model = model_of_source("scalars.dsl", &src);
+    for dtype in [DType::F64, DType::F32] {
+        let before = adjoint::jit::parallel::split_loops();
+        let tol = match dtype {
+            DType::F64 => 1e-11,
+            DType::F32 => 5e-4,
+        };
+        check_jit_within("scalars.dsl", &model, dtype, 100_003, 5, tol);
+        assert!(
+            adjoint::jit::parallel::split_loops() > before,
+            "no loop was split"
+        );
+    }
+}

@@ -84,3 +84,142 @@ fn sigmoid_of_minus_100_in_f32_is_finite() {
     assert!(out.iter().flatten().all(|v| v.is_finite()), "{out:?}");
     assert!((out[0][0] - 100.0).abs() < 1e-3);
 }
+
+/// The loss and every gradient element, natively, at `params`, against values computed to 25
+/// digits (mpmath); each must be within `rel` of its exact value.
+fn assert_exact(src: &str, params: &[f64], exact: &[f64], rel: f64) {
+    let scalars: Vec<Vec<f64>> = params.iter().map(|p| vec![*p]).collect();
+    assert_exact_tensors(src, &scalars, exact, rel);
+}
+
+fn assert_exact_tensors(src: &str, params: &[Vec<f64>], exact: &[f64], rel: f64) {
+    let got: Vec<f64> = assert_finite(src, params).concat();
+    assert_eq!(got.len(), exact.len(), "{src}");
+    for (k, (g, e)) in got.iter().zip(exact).enumerate() {
+        assert!(
+            (g - e).abs() <= rel * e.abs(),
+            "{src}\noutput {k}: {g:e}, exact {e:e}"
+        );
+    }
+}
+
+/// Relative tolerances. A gradient is an exponential of a difference of inputs near 1000 (f64)
+/// or 100 (f32), and that difference's rounding (up to half an ulp of 1000, 5.7e-14; of 100 in
+/// f32, 3.8e-6) becomes the exponential's relative error: the largest errors measured are
+/// 4.4e-14 and 4.5e-7.
+const F64: f64 = 1e-13;
+const F32: f64 = 2e-6;
+
+#[test]
+fn a_sum_of_three_exponentials_under_a_log_never_overflows() {
+    let body = "param a = 0\nparam b = 0\nparam c = 0\nloss log(exp(a) + exp(b) + exp(c))\n";
+    let f64_src = format!("dtype f64\n{body}");
+    // Overflow (exp(1000) is inf in f64) and underflow (exp(-1000) is 0): loss, then d/da..d/dc.
+    let dominant = [
+        1.0,
+        0.9999546000703311,
+        4.539786860886666e-05,
+        2.061060046209062e-09,
+    ];
+    let mut exact = dominant;
+    exact[0] = 1000.0000454009603;
+    assert_exact(&f64_src, &[1000.0, 990.0, 980.0], &exact, F64);
+    // A three-way tie: the derivative is shared equally.
+    let third = 1.0 / 3.0;
+    let tie = [-998.9013877113318, third, third, third];
+    assert_exact(&f64_src, &[-1000.0, -1000.0, -1000.0], &tie, F64);
+    // f32 overflows above 88.7 and underflows below -103.
+    exact[0] = 100.00004540096027;
+    assert_exact(body, &[100.0, 90.0, 80.0], &exact, F32);
+    exact[0] = -99.99995459903973;
+    assert_exact(body, &[-100.0, -110.0, -120.0], &exact, F32);
+}
+
+#[test]
+fn a_two_component_mixture_with_sigmoid_weights_never_overflows() {
+    let body = "param z = 0\nparam a = 0\nparam b = 0\n\
+                loss log(sigmoid(z) * exp(a) + (1 - sigmoid(z)) * exp(b))\n";
+    let f64_src = format!("dtype f64\n{body}");
+    // loss, d/dz, d/da, d/db
+    assert_exact(
+        &f64_src,
+        &[0.0, 1000.0, 1000.0],
+        &[1000.0, 0.0, 0.5, 0.5],
+        F64,
+    );
+    let far = [200.0, 1.0, 1.0, 1.3838965267367376e-87];
+    assert_exact(&f64_src, &[-800.0, 1000.0, 0.0], &far, F64);
+    let under = [
+        -1000.046111666436,
+        0.044953250020932006,
+        0.9975273768433652,
+        0.0024726231566347743,
+    ];
+    assert_exact(&f64_src, &[3.0, -1000.0, -1003.0], &under, F64);
+    assert_exact(body, &[0.0, 100.0, 100.0], &[100.0, 0.0, 0.5, 0.5], F32);
+    // σ(−90) is below f32's smallest normal number: its log comes from −softplus(90).
+    let tiny_weight = [
+        10.000045398899218,
+        0.9999546021312976,
+        0.9999546021312976,
+        4.5397868702434395e-05,
+    ];
+    assert_exact(body, &[-90.0, 100.0, 0.0], &tiny_weight, F32);
+    let under = [
+        -100.12021266255385,
+        0.1125100710978327,
+        0.9933071490757152,
+        0.0066928509242848554,
+    ];
+    assert_exact(body, &[2.0, -100.0, -103.0], &under, F32);
+}
+
+#[test]
+fn a_mixture_with_softmax_weights_is_a_log_sum_exp() {
+    let body = "param v[3] ~ zeros\nparam l[3] ~ zeros\nloss log(sum(softmax(v) * exp(l)))\n";
+    let f64_src = format!("dtype f64\n{body}");
+    // loss, d/dv, d/dl; exp(l₃ − l₁) is 0 in both precisions.
+    let exact = |loss: f64| {
+        [
+            loss,
+            0.6666212687979642,
+            -0.3332879354646309,
+            -1.0 / 3.0,
+            0.9999546021312976,
+            4.5397868702434395e-05,
+            0.0,
+        ]
+    };
+    let v = vec![0.0; 3];
+    let params = [v.clone(), vec![1000.0, 990.0, -1000.0]];
+    assert_exact_tensors(&f64_src, &params, &exact(998.9014331102311), F64);
+    let params = [v, vec![100.0, 90.0, -100.0]];
+    assert_exact_tensors(body, &params, &exact(98.90143311023111), F32);
+}
+
+#[test]
+fn a_mixture_weighted_by_softmax_elements_keeps_an_underflowed_weight_finite() {
+    // softmax(v)[1] = e^-200 / (1 + e^-200) is 0 in f32: its log comes from v itself.
+    let body = "param v[2] ~ zeros\nparam a = 0\nparam b = 0\n\
+                loss log(softmax(v)[0] * exp(a) + softmax(v)[1] * exp(b))\n";
+    // loss, d/dv, d/da, d/db at v = (0, −200), a = 100, b = 350: the second term dominates.
+    let params = [vec![0.0, -200.0], vec![100.0], vec![350.0]];
+    let exact = [150.0, -1.0, 1.0, 1.9287498479639178e-22, 1.0];
+    assert_exact_tensors(body, &params, &exact, F32);
+}
+
+#[test]
+fn a_log_mean_exp_is_a_log_sum_exp_less_log_n() {
+    let body = "param z[3] ~ zeros\nloss log(mean(exp(z)))\n";
+    let softmax = [
+        0.9999546000703311,
+        4.539786860886666e-05,
+        2.061060046209062e-09,
+    ];
+    let exact = |loss: f64| [loss, softmax[0], softmax[1], softmax[2]];
+    let f64_src = format!("dtype f64\n{body}");
+    let params = [vec![1000.0, 990.0, 980.0]];
+    assert_exact_tensors(&f64_src, &params, &exact(998.9014331122921), F64);
+    let params = [vec![100.0, 90.0, 80.0]];
+    assert_exact_tensors(body, &params, &exact(98.90143311229217), F32);
+}

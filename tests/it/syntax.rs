@@ -1,6 +1,9 @@
 //! Precedence and associativity, read back through the fully parenthesised printer.
 
-use adjoint::syntax::{ast::Item, parse};
+use adjoint::syntax::{
+    ast::{Columns, Item},
+    parse,
+};
 
 fn expr(src: &str) -> String {
     let (module, errors) = parse(&format!("loss {src}"));
@@ -38,4 +41,30 @@ fn empty_and_garbage_sources_give_errors_not_panics() {
     assert!(errors.is_empty());
     let (_, errors) = parse("\u{0}\u{1}ÿ€ param (((( ");
     assert!(!errors.is_empty());
+}
+
+#[test]
+fn an_input_type_reads_before_or_after_its_columns() {
+    let item = |src: &str| {
+        let (module, errors) = parse(src);
+        assert!(errors.is_empty(), "{src}: {errors:?}");
+        match module.items.into_iter().next() {
+            Some(Item::Input {
+                is_int,
+                columns: Some(Columns::List(names)),
+                ..
+            }) => (
+                is_int,
+                names.into_iter().map(|n| n.name).collect::<Vec<_>>(),
+            ),
+            other => panic!("{other:?}"),
+        }
+    };
+    let before = item("input y[n]: int from label");
+    assert!(before.0);
+    assert_eq!(item("input y[n] from label: int"), before);
+    assert_eq!(
+        item("input y[n] from a, b: int").1,
+        item("input y[n]: int from a, b").1
+    );
 }

@@ -224,7 +224,7 @@ fn training_steps_flush_subnormals_on_every_thread() {
     let rows = 100_003;
     let x: Vec<f64> = (0..rows).map(|i| 1e-20 * (1 + i % 7) as f64).collect();
     let inputs = [Buffer::from_f64(compiled.model.graph().dtype, &x)];
-    let modes = adjoint::jit::fpenv::control();
+    let modes = adjoint::jit::fpenv::Modes::current();
     let loss_with = |threads: usize, flush: bool| {
         adjoint::jit::parallel::set_threads(threads);
         let mut t = Trainer::new(&compiled, 0);
@@ -244,5 +244,5 @@ fn training_steps_flush_subnormals_on_every_thread() {
         "the loss's loop was split"
     );
     assert_eq!(loss_with(1, false), loss_with(2, false));
-    assert_eq!(adjoint::jit::fpenv::control(), modes);
+    assert_eq!(adjoint::jit::fpenv::Modes::current(), modes);
 }

@@ -212,6 +212,12 @@ pub fn plan(f: &GraphFn) -> Plan {
         .map(|i| (g.inputs.len() + g.params.len() + i) as u32)
         .collect();
     let mut values: Vec<Option<Val>> = vec![None; g.len()];
+    // The first output each node is, looked up once per node (a scan of the outputs per node
+    // was quadratic in the number of parameters).
+    let mut first_output: std::collections::HashMap<NodeId, usize> = Default::default();
+    for (i, (_, id)) in f.outputs.iter().enumerate().rev() {
+        first_output.insert(*id, i);
+    }
     let mut claimed = vec![false; outputs.len()];
     let mut steps = Vec::new();
     let temp = |slots: &mut Vec<Slot>, shape: Shape| {
@@ -285,7 +291,7 @@ pub fn plan(f: &GraphFn) -> Plan {
                 // An output computed by its own step is written straight into its output
                 // slot rather than copied there afterwards. Single-element outputs keep the
                 // copy: the fused train loop may hold those slots in registers.
-                let slot = match f.outputs.iter().position(|o| o.1 == id) {
+                let slot = match first_output.get(&id).copied() {
                     Some(i) if !single_element(&node.shape) && !claimed[i] => {
                         claimed[i] = true;
                         outputs[i]
@@ -601,6 +607,8 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
             group_of[k] = gi;
         }
     }
+    let mut is_output = std::collections::HashSet::new();
+    is_output.extend(outputs.iter().copied());
     let mut read_outside = vec![false; steps.len()];
     for (k, ds) in deps.iter().enumerate() {
         for (d, _) in ds {
@@ -633,7 +641,7 @@ fn group_loops(g: &Graph, values: &[Option<Val>], steps: Vec<Step>, outputs: &[u
                         kind,
                         stored: read_outside[k]
                             || kind != MemberKind::Elementwise
-                            || outputs.contains(slot),
+                            || is_output.contains(slot),
                     }
                 })
                 .collect();

@@ -245,8 +245,8 @@ mod tests {
         ];
         for &(m, k, n) in &sizes {
             let in_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-            let a = in_f32(crate::jit::tests::operand_a(m * k));
-            let b = in_f32(crate::jit::tests::operand_b(k * n));
+            let a = in_f32(crate::kernels::test_operands::operand_a(m * k));
+            let b = in_f32(crate::kernels::test_operands::operand_b(k * n));
             for (rsa, csa, rsb, csb) in [
                 (k as isize, 1, n as isize, 1),
                 (1, m as isize, n as isize, 1),

@@ -1,0 +1,65 @@
+//! Entry points shared by the fuzz targets (`fuzz/fuzz_targets/`) and the tests that replay
+//! their corpora, so that `cargo test` runs the very code the fuzzer explores.
+
+use crate::compile::CompiledModel;
+use crate::data::{Dataset, Table, bind};
+use crate::train::Trainer;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The model whose trainer checkpoints are restored into: minibatches (so the data cursor and
+/// the shuffling RNG are used), Adam (β powers and two state arrays), a cosine schedule with
+/// warm-up (the run's horizon).
+pub const CHECKPOINT_MODEL: &str = "input x[n]\ninput y[n]\nparam w ~ zeros\nparam b[2] ~ normal(0, 1)\nloss mean((w * x + b[0] - y)^2) + b[1]^2\noptimizer adam(lr = 0.01)\nschedule cosine(min = 0.001, warmup = 2)\ntrain steps = 20, batch = 3, log_every = 4\n";
+
+const CHECKPOINT_DATA: &str = "x,y\n1,2\n2,4.5\n3,6\n4,8.5\n5,10\n6,12.5\n7,14\n8,16.5\n";
+
+fn checkpoint_model() -> &'static (CompiledModel, Dataset) {
+    static MODEL: OnceLock<(CompiledModel, Dataset)> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let file = crate::diagnostics::SourceFile::new("fuzz.dsl", CHECKPOINT_MODEL);
+        let (model, _) = crate::check_source(&file).expect("the fuzz model checks");
+        let table = Table::parse("fuzz.csv", CHECKPOINT_DATA).expect("the fuzz data parses");
+        let data = bind(&model, &table).expect("the fuzz data binds");
+        let compiled = CompiledModel::from_model(model).expect("the fuzz model compiles");
+        (compiled, data)
+    })
+}
+
+/// Checkpoints of the model at several points of its training, to seed the fuzzer's corpus:
+/// fresh, mid-epoch, at an epoch's end, and finished.
+pub fn checkpoint_seeds() -> Vec<Vec<u8>> {
+    let (compiled, data) = checkpoint_model();
+    let dir = std::env::temp_dir().join(format!("adjoint-fuzz-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let mut seeds = Vec::new();
+    for steps in [0, 1, 3, 7, 20] {
+        let mut t = Trainer::new(compiled, 1);
+        let mut settings = compiled.model.train.clone();
+        settings.steps = Some(steps);
+        t.fit(Some(data), &settings, |_| {})
+            .expect("the fuzz model trains");
+        let path = dir.join(format!("{steps}.safetensors"));
+        crate::resume::save(&t, &path).expect("the seed saves");
+        seeds.push(std::fs::read(&path).expect("the seed reads back"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    seeds
+}
+
+/// Decodes `bytes` as a checkpoint file and restores it as `--resume` does; when that
+/// succeeds, trains a few steps from the restored state and saves it again. Returns whether the
+/// checkpoint was accepted. Must never panic, whatever the bytes.
+pub fn resume_checkpoint(bytes: &[u8]) -> bool {
+    let (compiled, data) = checkpoint_model();
+    let mut t = Trainer::new(compiled, 0);
+    let path = Path::new("fuzz.safetensors");
+    if crate::resume::resume_from_bytes(&mut t, path, bytes).is_err() {
+        return false;
+    }
+    let mut settings = compiled.model.train.clone();
+    settings.steps = Some(3);
+    let _ = t.fit(Some(data), &settings, |_| {});
+    let _ = crate::resume::to_checkpoint(&t);
+    true
+}
