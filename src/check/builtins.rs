@@ -348,19 +348,23 @@ fn constant_of(g: &Graph, id: NodeId) -> Option<f64> {
     }
 }
 
-/// Labels must be class indices, whole numbers by construction: an `int` input or an `argmax`.
+/// Labels must be class indices, whole numbers by construction: an `int` input, an `argmax`, or
+/// a constant whole number ≥ 0 (printed derivatives select a fixed index with `one_hot(2, 3)`).
 /// A float expression would pick no class (or a wrong one) and give a meaningless loss.
 fn class_indices(cx: &mut Checker, g: &Graph, what: &str, y: NodeId, span: Span) -> Option<()> {
     let whole = match g.op(y) {
         Op::Input(i) => g.inputs[*i as usize].is_int,
-        op => matches!(op, Op::ArgMax { .. }),
+        op => match op.const_value() {
+            Some(v) => v >= 0.0 && v.fract() == 0.0,
+            None => matches!(op, Op::ArgMax { .. }),
+        },
     };
     if whole {
         return Some(());
     }
     cx.error(
         Diagnostic::error(format!("the labels of `{what}` must be class indices"))
-            .with_label(span, "not an `int` input")
+            .with_label(span, "not an `int` input, an `argmax` or a whole number")
             .with_note(
                 "declare the labels as `input y[n]: int` (whole numbers ≥ 0, checked when loaded)",
             ),
