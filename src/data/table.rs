@@ -186,8 +186,11 @@ impl<R> LineEnds<R> {
             if offset == start {
                 start += 1;
             }
-            self.lines_before += usize::from(newline);
             self.ends.pop_front();
+            // A `\r` ends a line unless a `\n` follows it (CRLF); the byte after it has been read,
+            // since the record being numbered starts after it.
+            let crlf = !newline && self.ends.front() == Some(&(offset + 1, true));
+            self.lines_before += usize::from(newline || !crlf);
         }
         self.lines_before + 1
     }
@@ -331,6 +334,13 @@ mod tests {
         assert_eq!(t.lines, [2, 5]);
         let t = parse("\n\na,b\n\"1\n\",2\r\n\r\n\n3,4").unwrap();
         assert_eq!((t.lines, t.values), (vec![4, 8], vec![1.0, 2.0, 3.0, 4.0]));
+        // Lines that end in a lone CR (classic Mac OS), as the `csv` crate reads them; a CR in
+        // a quoted field is a line end inside the field (found by fuzzing: two rows had the
+        // same line number).
+        let t = parse("a\r1\r\r2\r\n3").unwrap();
+        assert_eq!((t.lines, t.values), (vec![2, 4, 5], vec![1.0, 2.0, 3.0]));
+        let t = parse("\"a\r\r\"\n5\r6\n").unwrap();
+        assert_eq!((t.lines, t.values), (vec![4, 5], vec![5.0, 6.0]));
     }
 
     #[test]
