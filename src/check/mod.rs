@@ -56,6 +56,9 @@ struct UserFn {
     body: ast::Expr,
 }
 
+/// A call's constant arguments: positional, then named.
+type ConstArgs = (Vec<f64>, Vec<(String, f64)>);
+
 impl Checker {
     /// Records an error once: a function is checked again at every call, and an error in
     /// its body that does not depend on the arguments would otherwise repeat at each.
@@ -71,13 +74,13 @@ impl Checker {
         let (inputs, bindings, row_dim) = self.inputs(module);
         let (params, inits, param_spans) = self.params(module, dtype);
         for (init, span) in inits.iter().zip(&param_spans) {
-            if let Init::FromData { input, .. } = init {
-                if !inputs.iter().any(|i| &i.name == input) {
-                    self.error(
-                        Diagnostic::error(format!("no input named `{input}` to initialize from"))
-                            .with_label(*span, "in this parameter"),
-                    );
-                }
+            if let Init::FromData { input, .. } = init
+                && !inputs.iter().any(|i| &i.name == input)
+            {
+                self.error(
+                    Diagnostic::error(format!("no input named `{input}` to initialize from"))
+                        .with_label(*span, "in this parameter"),
+                );
             }
         }
         let mut graph = Graph::new(dtype, self.syms.clone(), inputs, params);
@@ -629,7 +632,7 @@ impl Checker {
         }
     }
 
-    fn const_args(&mut self, args: &[ast::Arg]) -> Option<(Vec<f64>, Vec<(String, f64)>)> {
+    fn const_args(&mut self, args: &[ast::Arg]) -> Option<ConstArgs> {
         let mut positional = Vec::new();
         let mut named = Vec::new();
         for a in args {
@@ -912,12 +915,13 @@ impl Checker {
                         let from = n.inputs.iter().any(|a| reach[a.index()]);
                         // The units stay tied only if the next layer treats them alike too: its weight
                         // matrix starts constant as well (a random one gives each unit its own gradient).
-                        if from && n.op == Op::MatMul && reach[n.inputs[0].index()] {
-                            if let Op::Param(k) = graph.op(n.inputs[1]) {
-                                if inits[*k as usize].is_constant() {
-                                    return true;
-                                }
-                            }
+                        if from
+                            && n.op == Op::MatMul
+                            && reach[n.inputs[0].index()]
+                            && let Op::Param(k) = graph.op(n.inputs[1])
+                            && inits[*k as usize].is_constant()
+                        {
+                            return true;
                         }
                         reach[d.index()] = from;
                         false
@@ -948,29 +952,29 @@ impl Checker {
         for item in &module.items {
             match item {
                 Item::Param { name, .. } => {
-                    if let Some((Binding::Param(i), _)) = self.names.get(&name.name) {
-                        if !used_params[*i as usize] {
-                            self.diags.push(
-                                Diagnostic::warning(format!(
-                                    "parameter `{}` does not affect the loss",
-                                    name.name
-                                ))
-                                .with_label(name.span, "its gradient is always zero"),
-                            );
-                        }
+                    if let Some((Binding::Param(i), _)) = self.names.get(&name.name)
+                        && !used_params[*i as usize]
+                    {
+                        self.diags.push(
+                            Diagnostic::warning(format!(
+                                "parameter `{}` does not affect the loss",
+                                name.name
+                            ))
+                            .with_label(name.span, "its gradient is always zero"),
+                        );
                     }
                 }
                 Item::Input { name, .. } => {
-                    if let Some((Binding::Input(i), _)) = self.names.get(&name.name) {
-                        if !used_inputs[*i as usize] {
-                            self.diags.push(
-                                Diagnostic::warning(format!(
-                                    "input `{}` is never used by the loss",
-                                    name.name
-                                ))
-                                .with_label(name.span, "declared here"),
-                            );
-                        }
+                    if let Some((Binding::Input(i), _)) = self.names.get(&name.name)
+                        && !used_inputs[*i as usize]
+                    {
+                        self.diags.push(
+                            Diagnostic::warning(format!(
+                                "input `{}` is never used by the loss",
+                                name.name
+                            ))
+                            .with_label(name.span, "declared here"),
+                        );
                     }
                 }
                 _ => {}
