@@ -308,20 +308,19 @@ impl Session {
         }
         let rows = shape[0];
         // A new row count applies to all inputs: the others must be bound again.
-        if let Some(r) = self.rows {
-            if r != rows
-                && self
-                    .inputs
-                    .iter()
-                    .enumerate()
-                    .any(|(k, b)| k != i && b.is_some())
-            {
-                return Err(Error::Rows {
-                    name: name.into(),
-                    expected: r,
-                    found: rows,
-                });
-            }
+        if let Some(r) = self.rows
+            && r != rows
+            && self
+                .inputs
+                .iter()
+                .enumerate()
+                .any(|(k, b)| k != i && b.is_some())
+        {
+            return Err(Error::Rows {
+                name: name.into(),
+                expected: r,
+                found: rows,
+            });
         }
         // Symbolic column dimensions take their size from the first input that has them.
         for (d, &size) in decl.iter().zip(shape).skip(1) {

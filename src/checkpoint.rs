@@ -979,10 +979,12 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found()),
         Err(e) => return Err(io_err(e)),
     }
-    fs::read(path).map_err(|e| match e.kind() {
+    // A device or a file larger than memory is refused rather than read until memory runs out.
+    crate::limits::read_bounded(path, crate::limits::memory_budget()).map_err(|e| match e {
         // Deleted between the two calls.
-        io::ErrorKind::NotFound => not_found(),
-        _ => io_err(e),
+        crate::limits::ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound => not_found(),
+        crate::limits::ReadError::Io(e) => io_err(e),
+        too_large => io_err(io::Error::other(too_large.to_string())),
     })
 }
 

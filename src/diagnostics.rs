@@ -197,20 +197,29 @@ impl Diagnostic {
             while i < lines.len() {
                 let line = lines[i].0;
                 let text = file.line_text(line);
-                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, expand_tabs(text));
-                while i < lines.len() && lines[i].0 == line {
-                    let label = lines[i].1;
-                    let line_start = file.line_starts[line];
-                    let line_end = file
-                        .line_starts
-                        .get(line + 1)
-                        .copied()
-                        .unwrap_or(file.text.len());
-                    let start = file.clamp(label.span.start).max(line_start);
-                    let end = label.span.end.min(line_end).max(start);
-                    let indent = display_width(file.snippet(Span::new(line_start, start)));
-                    let width =
-                        display_width(file.snippet(Span::new(start, end)).trim_end()).max(1);
+                let same_line = lines[i..].iter().take_while(|(l, _)| *l == line).count();
+                // Each label's indent and width, in terminal columns.
+                let marks: Vec<(usize, usize)> = lines[i..i + same_line]
+                    .iter()
+                    .map(|(_, label)| {
+                        let line_start = file.line_starts[line];
+                        let line_end = file
+                            .line_starts
+                            .get(line + 1)
+                            .copied()
+                            .unwrap_or(file.text.len());
+                        let start = file.clamp(label.span.start).max(line_start);
+                        let end = label.span.end.min(line_end).max(start);
+                        let indent = display_width(file.snippet(Span::new(line_start, start)));
+                        let width =
+                            display_width(file.snippet(Span::new(start, end)).trim_end()).max(1);
+                        (indent, width)
+                    })
+                    .collect();
+                let shown = Window::around(display_width(text), &marks);
+                let _ = writeln!(out, "{:>gutter$} | {}", line + 1, shown.text(text));
+                for (&(_, label), &(indent, width)) in lines[i..i + same_line].iter().zip(&marks) {
+                    let (indent, width) = shown.mark(indent, width);
                     let mark = if std::ptr::eq(label, primary) {
                         "^"
                     } else {
@@ -223,8 +232,8 @@ impl Diagnostic {
                         mark.repeat(width),
                         label.message
                     );
-                    i += 1;
                 }
+                i += same_line;
             }
         }
         for note in &self.notes {
@@ -252,6 +261,67 @@ fn display_width(text: &str) -> usize {
             c => unicode_width::UnicodeWidthChar::width(c).unwrap_or(0),
         })
         .sum()
+}
+
+/// The part of a source line a diagnostic shows: a long line (a generated model's, a data file
+/// read as a model) is cut around its labels, with `…` where it was cut. Positions are terminal
+/// columns of the line as `expand_tabs` prints it.
+struct Window {
+    /// The first and one past the last column shown.
+    start: usize,
+    end: usize,
+    len: usize,
+}
+
+impl Window {
+    /// Lines up to this many columns are shown whole.
+    const WIDTH: usize = 120;
+    /// Columns shown before the first label of a cut line.
+    const BEFORE: usize = 30;
+
+    fn around(len: usize, marks: &[(usize, usize)]) -> Window {
+        if len <= Self::WIDTH {
+            return Window {
+                start: 0,
+                end: len,
+                len,
+            };
+        }
+        let first = marks.iter().map(|m| m.0).min().unwrap_or(0);
+        let start = first.saturating_sub(Self::BEFORE).min(len - Self::WIDTH);
+        Window {
+            start,
+            end: start + Self::WIDTH,
+            len,
+        }
+    }
+
+    fn text(&self, line: &str) -> String {
+        let mut shown = String::new();
+        if self.start > 0 {
+            shown.push('…');
+        }
+        let mut col = 0;
+        for c in expand_tabs(line).chars() {
+            let w = display_width(c.encode_utf8(&mut [0; 4]));
+            if col >= self.start && col + w <= self.end {
+                shown.push(c);
+            }
+            col += w;
+        }
+        if self.end < self.len {
+            shown.push('…');
+        }
+        shown
+    }
+
+    /// Where a mark at column `col`, `width` columns wide, goes on the shown text.
+    fn mark(&self, col: usize, width: usize) -> (usize, usize) {
+        let lead = usize::from(self.start > 0);
+        let col = col.clamp(self.start, self.end);
+        let width = width.min(self.end.saturating_sub(col)).max(1);
+        (col - self.start + lead, width)
+    }
 }
 
 /// Renders a list of diagnostics followed by a summary line, as the CLI prints them.

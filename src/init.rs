@@ -168,6 +168,26 @@ impl Init {
         if let Some(i) = values.iter().position(|v| v.is_nan()) {
             return Err(format!("`{name}` needs a value for `{}`", params[i].0));
         }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "`{}` of `{name}` must be finite, found {}",
+                params[i].0, values[i]
+            ));
+        }
+        for (i, (key, _)) in params.iter().enumerate() {
+            if matches!(*key, "std" | "gain") && values[i] < 0.0 {
+                return Err(format!(
+                    "`{key}` of `{name}` must be ≥ 0, found {}",
+                    values[i]
+                ));
+            }
+        }
+        if name == "uniform" && values[0] > values[1] {
+            return Err(format!(
+                "`uniform` needs `low` ≤ `high`, found low = {} and high = {}",
+                values[0], values[1]
+            ));
+        }
         Ok(match name {
             "zeros" => Init::Zeros,
             "ones" => Init::Ones,

@@ -81,6 +81,8 @@ pub mod jit;
 #[doc(hidden)]
 pub mod kernels;
 #[doc(hidden)]
+pub mod limits;
+#[doc(hidden)]
 pub mod lower;
 #[doc(hidden)]
 pub mod model;

@@ -341,6 +341,22 @@ impl Default for StepState {
     }
 }
 
+/// The values a hyperparameter may take, as a phrase for a message; `None` when `v` is one of
+/// them. A learning rate or ε of 0, a β of 1 or more, or anything infinite makes the update
+/// diverge or stand still, so the model file is refused as `--lr` is.
+fn out_of_range(name: &str, v: f64) -> Option<&'static str> {
+    let (ok, range) = match name {
+        "lr" | "eps" => (v.is_finite() && v > 0.0, "a positive finite number"),
+        "beta1" | "beta2" | "momentum" | "rho" => ((0.0..1.0).contains(&v), "in [0, 1)"),
+        "decay" | "initial_accumulator" | "damping" | "weight_decay" | "clip_norm" => {
+            (v.is_finite() && v >= 0.0, "a finite number ≥ 0")
+        }
+        // An unknown name is refused by the caller before its value is looked at.
+        _ => (v.is_finite(), "a finite number"),
+    };
+    (!ok).then_some(range)
+}
+
 impl OptimizerSpec {
     pub fn new(kind: OptimizerKind) -> OptimizerSpec {
         OptimizerSpec::with_dialect(kind, Dialect::Lecture)
@@ -383,6 +399,12 @@ impl OptimizerSpec {
             .position(|h| h.0 == name)
         {
             Some(i) => {
+                if let Some(range) = out_of_range(name, value) {
+                    return Err(format!(
+                        "`{name}` of `{}` must be {range}, found {value}",
+                        self.kind.name()
+                    ));
+                }
                 self.values[i] = value;
                 Ok(())
             }

@@ -118,30 +118,27 @@ pub struct Workspace {
     owned: Vec<Option<Buffer>>,
 }
 
-/// The most memory one model's buffers may take: three quarters of the machine's memory.
+/// The most memory one model's buffers may take (see [`crate::limits::memory_budget`]).
 pub fn memory_limit() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or(16 << 30);
-    total / 4 * 3
+    crate::limits::memory_budget()
 }
 
 impl Workspace {
+    /// The bytes the temporaries and outputs of `plan` take at this binding of the dimensions.
+    pub fn bytes(plan: &Plan, dtype: DType, syms: &[u64]) -> u128 {
+        plan.slots
+            .iter()
+            .filter(|s| matches!(s.kind, SlotKind::Output(_) | SlotKind::Temp))
+            .map(|s| {
+                let n: u128 = s.shape.concrete(syms).iter().map(|&d| d as u128).product();
+                n * dtype.size() as u128
+            })
+            .sum()
+    }
+
     /// Allocates the temporaries and outputs, after checking that they fit in memory.
     pub fn new(plan: &Plan, dtype: DType, syms: &[u64]) -> Result<Workspace, RunError> {
-        let mut bytes: u128 = 0;
-        for s in &plan.slots {
-            if matches!(s.kind, SlotKind::Output(_) | SlotKind::Temp) {
-                let n: u128 = s.shape.concrete(syms).iter().map(|&d| d as u128).product();
-                bytes += n * dtype.size() as u128;
-            }
-        }
+        let bytes = Workspace::bytes(plan, dtype, syms);
         let limit = memory_limit() as u128;
         if bytes > limit {
             return Err(RunError::TooLarge {

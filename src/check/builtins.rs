@@ -250,6 +250,18 @@ pub(super) fn call(
         }
         Lowering::Clamp => {
             let ((x, sx), (lo, sl), (hi, sh)) = (v[0].array(), v[1].array(), v[2].array());
+            if let (Some(low), Some(high)) = (constant_of(g, lo), constant_of(g, hi))
+                && low > high
+            {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "`clamp` needs `low` ≤ `high`, found low = {low} and high = {high}"
+                    ))
+                    .with_label(sl, "low")
+                    .with_label(sh, "high"),
+                );
+                return None;
+            }
             let m = node(cx, g, Op::Max, &[x, lo], &[sx, sl])?;
             node(cx, g, Op::Min, &[m, hi], &[sx, sh])
         }
@@ -321,6 +333,7 @@ pub(super) fn call(
                 return None;
             };
             let last = (zshape.rank() - 1) as u32;
+            class_indices(cx, g, "cross_entropy", y, sy)?;
             let oh = node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])?;
             let picked = node(cx, g, Op::Mul, &[oh, z], &[sy, sz])?;
             let picked = g.build(Op::Sum { axis: Some(last) }, &[picked]);
@@ -346,13 +359,19 @@ pub(super) fn call(
         Lowering::OneHot => {
             let (y, sy) = v[0].array();
             let k = v[1].num();
-            if !(k >= 1.0 && k.fract() == 0.0 && k < 1e9) {
+            if !(k >= 1.0 && k.fract() == 0.0 && k <= MAX_CLASSES) {
+                let why = if k > MAX_CLASSES {
+                    format!("at most {MAX_CLASSES}")
+                } else {
+                    "a whole number ≥ 1".to_string()
+                };
                 cx.error(
-                    Diagnostic::error("the number of classes must be a whole number ≥ 1")
+                    Diagnostic::error(format!("the number of classes must be {why}, found {k}"))
                         .with_label(span, "here"),
                 );
                 return None;
             }
+            class_indices(cx, g, "one_hot", y, sy)?;
             node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
         }
         Lowering::ExpandDims => {
@@ -377,6 +396,42 @@ pub(super) fn call(
             Some(g.build(Op::Reshape(Shape(dims)), &[x]))
         }
     }
+}
+
+/// The most classes `one_hot` takes (a class count is held in 32 bits, and a row of a billion
+/// classes is already 4 GB).
+const MAX_CLASSES: f64 = 1e9 - 1.0;
+
+/// A value known while checking: a constant, or the negation of one (`-1` parses as that).
+fn constant_of(g: &Graph, id: NodeId) -> Option<f64> {
+    match g.op(id) {
+        Op::Neg => g.const_value(g.node(id).inputs[0]).map(|v| -v),
+        op => op.const_value(),
+    }
+}
+
+/// Labels must be class indices, whole numbers by construction: an `int` input, an `argmax`, or
+/// a constant whole number ≥ 0 (printed derivatives select a fixed index with `one_hot(2, 3)`).
+/// A float expression would pick no class (or a wrong one) and give a meaningless loss.
+fn class_indices(cx: &mut Checker, g: &Graph, what: &str, y: NodeId, span: Span) -> Option<()> {
+    let whole = match g.op(y) {
+        Op::Input(i) => g.inputs[*i as usize].is_int,
+        op => match op.const_value() {
+            Some(v) => v >= 0.0 && v.fract() == 0.0,
+            None => matches!(op, Op::ArgMax { .. }),
+        },
+    };
+    if whole {
+        return Some(());
+    }
+    cx.error(
+        Diagnostic::error(format!("the labels of `{what}` must be class indices"))
+            .with_label(span, "not an `int` input, an `argmax` or a whole number")
+            .with_note(
+                "declare the labels as `input y[n]: int` (whole numbers ≥ 0, checked when loaded)",
+            ),
+    );
+    None
 }
 
 fn mean_all(g: &mut Graph, x: NodeId) -> NodeId {

@@ -56,6 +56,9 @@ struct UserFn {
     body: ast::Expr,
 }
 
+/// A call's constant arguments: positional, then named.
+type ConstArgs = (Vec<f64>, Vec<(String, f64)>);
+
 impl Checker {
     /// Records an error once: a function is checked again at every call, and an error in
     /// its body that does not depend on the arguments would otherwise repeat at each.
@@ -69,15 +72,15 @@ impl Checker {
         let dtype = self.dtype(module);
         self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
-        let (params, inits, param_spans) = self.params(module);
+        let (params, inits, param_spans) = self.params(module, dtype);
         for (init, span) in inits.iter().zip(&param_spans) {
-            if let Init::FromData { input, .. } = init {
-                if !inputs.iter().any(|i| &i.name == input) {
-                    self.error(
-                        Diagnostic::error(format!("no input named `{input}` to initialize from"))
-                            .with_label(*span, "in this parameter"),
-                    );
-                }
+            if let Init::FromData { input, .. } = init
+                && !inputs.iter().any(|i| &i.name == input)
+            {
+                self.error(
+                    Diagnostic::error(format!("no input named `{input}` to initialize from"))
+                        .with_label(*span, "in this parameter"),
+                );
             }
         }
         let mut graph = Graph::new(dtype, self.syms.clone(), inputs, params);
@@ -276,8 +279,18 @@ impl Checker {
 
     fn dtype(&mut self, module: &ast::Module) -> DType {
         let mut dtype = DType::F32;
+        let mut first: Option<Span> = None;
         for item in &module.items {
             if let Item::Dtype { name } = item {
+                if let Some(first) = first {
+                    self.error(
+                        Diagnostic::error("a model has one `dtype`")
+                            .with_label(name.span, "second dtype")
+                            .with_label(first, "first dtype here"),
+                    );
+                    continue;
+                }
+                first = Some(name.span);
                 dtype = match name.name.as_str() {
                     "f32" => DType::F32,
                     "f64" => DType::F64,
@@ -483,7 +496,11 @@ impl Checker {
         Some(dims)
     }
 
-    fn params(&mut self, module: &ast::Module) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
+    fn params(
+        &mut self,
+        module: &ast::Module,
+        dtype: DType,
+    ) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
         let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
         // Read once: it reads a file, which per parameter took most of checking 10,000 of them.
         let memory_limit = crate::runtime::memory_limit() as u128;
@@ -524,7 +541,7 @@ impl Checker {
                 .iter()
                 .map(|d| if let Dim::Fixed(k) = d { *k as u128 } else { 1 })
                 .product::<u128>()
-                * 8;
+                * dtype.size() as u128;
             if bytes > memory_limit {
                 // Still defined, so its uses do not cascade into "unknown name" errors.
                 self.error(
@@ -615,7 +632,7 @@ impl Checker {
         }
     }
 
-    fn const_args(&mut self, args: &[ast::Arg]) -> Option<(Vec<f64>, Vec<(String, f64)>)> {
+    fn const_args(&mut self, args: &[ast::Arg]) -> Option<ConstArgs> {
         let mut positional = Vec::new();
         let mut named = Vec::new();
         for a in args {
@@ -635,16 +652,25 @@ impl Checker {
     }
 
     fn const_value(&mut self, e: &ast::Expr) -> Option<f64> {
-        let v = const_eval(e);
-        if v.is_none() {
-            let mut d =
-                Diagnostic::error("expected a number").with_label(e.span, "must be a constant");
-            if let ExprKind::Name(n) = &e.kind {
-                d.notes.extend(python_literal_note(n));
+        match const_eval(e) {
+            None => {
+                let mut d =
+                    Diagnostic::error("expected a number").with_label(e.span, "must be a constant");
+                if let ExprKind::Name(n) = &e.kind {
+                    d.notes.extend(python_literal_note(n));
+                }
+                self.error(d);
+                None
             }
-            self.error(d);
+            Some(v) if !v.is_finite() => {
+                self.error(
+                    Diagnostic::error("this constant is not a finite number")
+                        .with_label(e.span, format!("evaluates to {v}")),
+                );
+                None
+            }
+            v => v,
         }
-        v
     }
 
     fn optimizer(&mut self, name: &ast::Ident, args: &[ast::Arg]) -> Option<OptimizerSpec> {
@@ -811,24 +837,33 @@ impl Checker {
                 }
                 continue;
             }
-            let whole = v >= 0.0 && v.fract() == 0.0 && v < 1e18;
-            if !whole {
+            let name = s.name.name.as_str();
+            let (least, most) = match name {
+                "batch" => (1.0, MAX_COUNT),
+                "drop_last" => (0.0, 1.0),
+                _ => (0.0, MAX_COUNT),
+            };
+            if !(v >= least && v.fract() == 0.0 && v <= most) {
+                let range = if v > most {
+                    format!("at most {}", count_text(most))
+                } else {
+                    format!("a whole number ≥ {least}")
+                };
                 self.error(
-                    Diagnostic::error(format!("`{}` must be a whole number ≥ 0", s.name.name))
+                    Diagnostic::error(format!("`{name}` must be {range}, found {}", count_text(v)))
                         .with_label(s.value.span, "here"),
                 );
                 continue;
             }
             let v = v as u64;
-            match s.name.name.as_str() {
+            match name {
                 "steps" => train.steps = Some(v),
                 "epochs" => train.epochs = Some(v),
-                "batch" if v > 0 => train.batch = Some(v),
+                "batch" => train.batch = Some(v),
                 "seed" => train.seed = v,
                 "log_every" => train.log_every = v,
-                "drop_last" if v <= 1 => train.drop_last = v == 1,
+                "drop_last" => train.drop_last = v == 1,
                 "patience" => train.patience = v,
-                "batch" => self.error(Diagnostic::error("`batch` must be at least 1").with_label(s.value.span, "here")),
                 other => self.error(
                     Diagnostic::error(format!("unknown training setting `{other}`"))
                         .with_label(s.name.span, "not a setting")
@@ -880,12 +915,13 @@ impl Checker {
                         let from = n.inputs.iter().any(|a| reach[a.index()]);
                         // The units stay tied only if the next layer treats them alike too: its weight
                         // matrix starts constant as well (a random one gives each unit its own gradient).
-                        if from && n.op == Op::MatMul && reach[n.inputs[0].index()] {
-                            if let Op::Param(k) = graph.op(n.inputs[1]) {
-                                if inits[*k as usize].is_constant() {
-                                    return true;
-                                }
-                            }
+                        if from
+                            && n.op == Op::MatMul
+                            && reach[n.inputs[0].index()]
+                            && let Op::Param(k) = graph.op(n.inputs[1])
+                            && inits[*k as usize].is_constant()
+                        {
+                            return true;
                         }
                         reach[d.index()] = from;
                         false
@@ -916,29 +952,29 @@ impl Checker {
         for item in &module.items {
             match item {
                 Item::Param { name, .. } => {
-                    if let Some((Binding::Param(i), _)) = self.names.get(&name.name) {
-                        if !used_params[*i as usize] {
-                            self.diags.push(
-                                Diagnostic::warning(format!(
-                                    "parameter `{}` does not affect the loss",
-                                    name.name
-                                ))
-                                .with_label(name.span, "its gradient is always zero"),
-                            );
-                        }
+                    if let Some((Binding::Param(i), _)) = self.names.get(&name.name)
+                        && !used_params[*i as usize]
+                    {
+                        self.diags.push(
+                            Diagnostic::warning(format!(
+                                "parameter `{}` does not affect the loss",
+                                name.name
+                            ))
+                            .with_label(name.span, "its gradient is always zero"),
+                        );
                     }
                 }
                 Item::Input { name, .. } => {
-                    if let Some((Binding::Input(i), _)) = self.names.get(&name.name) {
-                        if !used_inputs[*i as usize] {
-                            self.diags.push(
-                                Diagnostic::warning(format!(
-                                    "input `{}` is never used by the loss",
-                                    name.name
-                                ))
-                                .with_label(name.span, "declared here"),
-                            );
-                        }
+                    if let Some((Binding::Input(i), _)) = self.names.get(&name.name)
+                        && !used_inputs[*i as usize]
+                    {
+                        self.diags.push(
+                            Diagnostic::warning(format!(
+                                "input `{}` is never used by the loss",
+                                name.name
+                            ))
+                            .with_label(name.span, "declared here"),
+                        );
                     }
                 }
                 _ => {}
@@ -949,6 +985,13 @@ impl Checker {
     /// Lowers an expression; `None` when it has an error (already reported).
     fn expr(&mut self, g: &mut Graph, e: &ast::Expr) -> Option<NodeId> {
         let id = match &e.kind {
+            ExprKind::Number(v) if !v.is_finite() => {
+                self.error(
+                    Diagnostic::error("this number is too large for a floating-point value")
+                        .with_label(e.span, "overflows to infinity"),
+                );
+                return None;
+            }
             ExprKind::Number(v) => g.constant(*v),
             ExprKind::Name(name) => self.name(g, name, e.span)?,
             ExprKind::Neg(x) => {
@@ -1036,7 +1079,18 @@ impl Checker {
             );
             return None;
         }
-        if args.len() != f.params.len() || args.iter().any(|a| a.name.is_some()) {
+        if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
+            self.error(
+                Diagnostic::error(format!(
+                    "`{}` takes its arguments by position, not by name",
+                    f.name.name
+                ))
+                .with_label(named.span, "named argument")
+                .with_label(f.name.span, "defined here"),
+            );
+            return None;
+        }
+        if args.len() != f.params.len() {
             self.error(
                 Diagnostic::error(format!(
                     "`{}` takes {} argument(s), found {}",
@@ -1169,6 +1223,19 @@ impl Checker {
                 None
             }
         }
+    }
+}
+
+/// The largest count a training setting takes (steps, epochs, a batch): 10^18, which no run
+/// reaches and which a `u64` holds exactly.
+const MAX_COUNT: f64 = 1e18;
+
+/// A count as a message shows it: `1e20` rather than twenty-one digits.
+fn count_text(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
     }
 }
 

@@ -40,6 +40,7 @@ pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), C
         );
         dataset = Some(held);
     }
+    crate::train::check_memory(&compiled, dataset.as_ref(), None).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     print_evaluation(&mut trainer, dataset.as_ref(), "")?;

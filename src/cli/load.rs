@@ -2,17 +2,36 @@
 
 use super::*;
 
+/// The largest model file read: far above any written or generated model, far below memory.
+const MODEL_FILE_LIMIT: u64 = 64 << 20;
+
 pub(super) fn read_source(path: &Path) -> Result<SourceFile, CliError> {
-    let bytes = std::fs::read(path)
+    let bytes = crate::limits::read_bounded(path, MODEL_FILE_LIMIT)
         .map_err(|e| CliError::BadInput(format!("cannot read {}: {e}", path.display())))?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
-        Err(e) => Err(CliError::BadInput(format!(
-            "{}: not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let (line, col) = line_col(&bytes[..valid]);
+            Err(CliError::BadInput(format!(
+                "{}:{line}:{col}: not UTF-8 text (byte 0x{:02x} cannot start or continue a character here)",
+                path.display(),
+                bytes[valid]
+            )))
+        }
     }
+}
+
+/// One-based line and column (in characters) just after `valid`, UTF-8 text.
+fn line_col(valid: &[u8]) -> (usize, usize) {
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
 }
 
 /// Reads and checks a model file. Errors are printed; warnings are returned for the caller to
@@ -160,11 +179,35 @@ pub(super) fn load_data(
         return Ok(None);
     }
     let base = model_file.parent().unwrap_or(Path::new("."));
-    match data::load(model, data_path, base, optional) {
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut progress = |read: u64, size: u64| {
+        if size < LARGE_DATA {
+            return;
+        }
+        let bar = bar.get_or_insert_with(|| data_progress_bar(size));
+        bar.set_position(read);
+        if read >= size {
+            bar.finish_and_clear();
+        }
+    };
+    let loaded = data::load_with_progress(model, data_path, base, optional, &mut progress);
+    match loaded {
         Ok(d) => Ok(Some(d)),
-        Err(e) if data_path.is_none() => Err(CliError::BadInput(format!(
-            "{e}\n  (name the data with `data \"file.csv\"` in the model or `--data FILE`)"
-        ))),
+        // The hint about naming the data is part of the error that needs it (`NoDataFile`).
         Err(e) => Err(bad_input(e)),
     }
+}
+
+/// A data file from this size on shows a progress bar while it is read.
+const LARGE_DATA: u64 = 64 << 20;
+
+/// Bytes read of a data file, on stderr (indicatif draws nothing when it is not a terminal).
+fn data_progress_bar(size: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "reading data {bar:30} {bytes}/{total_bytes}  {bytes_per_sec}  {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
 }

@@ -43,7 +43,9 @@ pub(super) fn race(
         let mut m = model.clone();
         m.optimizer = model.optimizer.with_kind(kind);
         if let Some(lr) = lrs.get(i).or(lrs.first()) {
-            m.optimizer.set("lr", *lr).expect("every optimizer has lr");
+            m.optimizer
+                .set("lr", *lr)
+                .map_err(|e| CliError::BadInput(format!("--lr: {e}")))?;
         }
         let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
         let compiled = compile_model(m, &file)?;

@@ -495,6 +495,137 @@ fn train_plot_has_a_panel_per_kind_labelled_axes_and_the_early_stopping_marker()
 }
 
 #[test]
+fn model_files_that_are_not_text_or_too_large_are_located_errors() {
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("latin1.dsl"),
+        b"input x[n]\nparam w = 0\nloss mean((w * x - 1)^2) # caf\xe9\n",
+    )
+    .unwrap();
+    let mut transcript = String::new();
+    for file in ["latin1.dsl", "/dev/zero"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+            .args(["check", file])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        transcript += &format!(
+            "$ adjoint check {file}\nexit {}\n{}\n",
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::write(dir.join("s.dsl"), "param w = 0\nloss w^2\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["eval", "s.dsl", "--checkpoint", "/dev/zero"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    transcript += &format!(
+        "$ adjoint eval s.dsl --checkpoint /dev/zero\nexit {}\n{}\n",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A pipe that never ends is read up to the limit, not until memory runs out.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["check", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let block = vec![b' '; 1 << 20];
+        // The reader stops and the pipe breaks; that ends the loop.
+        while stdin.write_all(&block).is_ok() {}
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    transcript += &format!(
+        "$ yes ' ' | adjoint check /dev/stdin\nexit {}\n{}\n",
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    insta::assert_snapshot!(transcript);
+}
+
+#[test]
+fn a_run_larger_than_memory_is_refused_before_anything_is_allocated() {
+    // 20 parameters of 10 GB (f32): each passes alone on most machines, together they are
+    // 200 GB before optimizer state; allocating them used to abort the process.
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut src = String::new();
+    for i in 0..20 {
+        src += &format!("param W{i}[50000, 50000] ~ normal(0, 1)\n");
+    }
+    let terms: Vec<String> = (0..20).map(|i| format!("sum(W{i})")).collect();
+    src += &format!(
+        "loss {}\noptimizer adam(lr = 0.1)\ntrain steps = 1\n",
+        terms.join(" + ")
+    );
+    std::fs::write(dir.join("big.dsl"), src).unwrap();
+    let start = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", "big.dsl"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // On a machine with less than 12 GB, `check` already refuses one parameter.
+    let per_parameter = stderr.contains("more than this machine's memory allows");
+    assert!(
+        per_parameter
+            || (stderr.starts_with("error: training would take ")
+                && stderr.contains("parameters ")
+                && stderr.contains("optimizer state ")
+                && stderr.contains("this process may use")),
+        "{stderr}"
+    );
+    assert!(
+        start.elapsed().as_secs_f64() < 10.0,
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_memory_budget_respects_the_process_limits() {
+    // 9 GB, which fits this machine, but not a process limited to 2.9 GiB of address space.
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-rlimit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("mid.dsl"),
+        "param A[20000, 20000] ~ zeros\nloss sum(A)\noptimizer adam(lr = 0.1)\ntrain steps = 1\n",
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -v 3000000; {} train mid.dsl",
+                env!("CARGO_BIN_EXE_adjoint")
+            ),
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: training would take 8.9 GiB (parameters 4.5 GiB, optimizer state 3.0 GiB, workspace 1.5 GiB), more than the 2.9 GiB this process may use\n"
+    );
+}
+
+#[test]
 fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     let (code, stdout, stderr) = adjoint(&["graph", "--explain", "tests/data/graph/mixtures.dsl"]);
     assert_eq!(code, 0, "{stderr}");

@@ -122,3 +122,142 @@ fn npy_element_types_and_orders_are_read() {
             .contains("`c16` is not supported")
     );
 }
+
+/// A file of a case: its name and bytes.
+type CaseFile = (&'static str, Vec<u8>);
+
+/// A `.npy` file's bytes with a header of its own text (which may lie about the data).
+fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+fn f64_npy(shape: &str, values: &[f64]) -> Vec<u8> {
+    let header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}\n");
+    npy_bytes(
+        &header,
+        &values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn i64_npy(values: &[i64]) -> Vec<u8> {
+    let header = format!(
+        "{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}\n",
+        values.len()
+    );
+    npy_bytes(
+        &header,
+        &values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Runs each case in a folder of its own (so that messages name relative paths) and returns
+/// the transcript: the command, its exit code and what it printed on stderr.
+fn transcript(cases: &[(&str, Vec<CaseFile>, &[&str])]) -> String {
+    let mut out = String::new();
+    for (name, files, args) in cases {
+        let dir = std::env::temp_dir().join(format!("adjoint-npy-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (f, bytes) in files {
+            std::fs::write(dir.join(f), bytes).unwrap();
+        }
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
+            .args(*args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        out += &format!(
+            "## {name}\n$ adjoint {}\nexit {}\n{stderr}\n",
+            args.join(" "),
+            run.status.code().unwrap_or(-1)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    out
+}
+
+const REGRESSION: &str = "input x[n] from \"x.npy\"\ninput y[n] from \"y.npy\"\nparam w = 0\nloss mean((w * x - y)^2)\noutput p = w * x\n";
+const CLASSES: &str = "input x[n, 1] from \"x.npy\"\ninput y[n]: int from \"y.npy\"\nparam W[1, 3] ~ zeros\nloss cross_entropy(x @ W, y)\n";
+
+#[test]
+fn npy_inputs_are_checked_like_csv_columns() {
+    let overflow = npy_bytes(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693955,), }\n",
+        &[0; 24],
+    );
+    let y3 = f64_npy("(3,)", &[1.0, 2.0, 3.0]);
+    let mut cases: Vec<(&str, Vec<CaseFile>, &[&str])> = Vec::new();
+    for args in [
+        &["train", "m.dsl"][..],
+        &["gradcheck", "m.dsl"],
+        &["inspect", "m.dsl"],
+        &["eval", "m.dsl", "--checkpoint", "m.safetensors"],
+        &["predict", "m.dsl", "--checkpoint", "m.safetensors"],
+    ] {
+        cases.push((
+            "a shape whose size overflows",
+            vec![
+                ("m.dsl", REGRESSION.into()),
+                ("x.npy", overflow.clone()),
+                ("y.npy", y3.clone()),
+            ],
+            args,
+        ));
+    }
+    let x3 = f64_npy("(3, 1)", &[0.5, 1.0, 1.5]);
+    for (name, labels) in [
+        ("a label beyond the classes", i64_npy(&[0, 7, 2])),
+        ("a label of 2^40", i64_npy(&[0, 1 << 40, 2])),
+        ("a negative label", i64_npy(&[0, 1, -1])),
+        (
+            "a label that is not whole",
+            f64_npy("(3,)", &[0.0, 1.5, 2.0]),
+        ),
+    ] {
+        cases.push((
+            name,
+            vec![
+                ("m.dsl", CLASSES.into()),
+                ("x.npy", x3.clone()),
+                ("y.npy", labels),
+            ],
+            &["train", "m.dsl"],
+        ));
+    }
+    cases.push((
+        "a non-finite value, counted from row 1",
+        vec![
+            ("m.dsl", REGRESSION.into()),
+            ("x.npy", f64_npy("(3,)", &[0.5, 1.0, f64::NAN])),
+            ("y.npy", y3.clone()),
+        ],
+        &["train", "m.dsl"],
+    ));
+    for args in [
+        &["train", "m.dsl"][..],
+        &["eval", "m.dsl", "--checkpoint", "m.safetensors"],
+    ] {
+        cases.push((
+            "arrays with no rows",
+            vec![
+                ("m.dsl", REGRESSION.into()),
+                ("x.npy", f64_npy("(0,)", &[])),
+                ("y.npy", f64_npy("(0,)", &[])),
+            ],
+            args,
+        ));
+    }
+    let text = transcript(&cases);
+    insta::assert_snapshot!(text);
+}

@@ -253,7 +253,7 @@ fn bad_data_is_located_by_file_row_and_column() {
 fn oversized_shapes_are_refused_before_allocation() {
     let e = compile_error("param W[100000, 100000, 100] ~ zeros\nloss sum(W)\n");
     assert!(
-        e.contains("parameter `W` would take 7.3 TiB, more than this machine's memory allows"),
+        e.contains("parameter `W` would take 3.6 TiB, more than this machine's memory allows"),
         "{e}"
     );
     let model = compile_named(

@@ -38,6 +38,11 @@ fn train_example(name: &str) -> (CompiledModel, Vec<Vec<f64>>, Vec<(String, f64)
     (compiled, params, metrics)
 }
 
+/// The generator of the shipped synthetic data sets, compiled here to check the files.
+#[path = "../../examples/gen_data.rs"]
+#[allow(dead_code)]
+mod gen_data;
+
 #[test]
 fn rosenbrock_reaches_the_minimum_with_adam() {
     let (_, params, _) = train_example("rosenbrock.dsl");
@@ -106,9 +111,6 @@ fn iris_softmax_regression_reaches_95_percent() {
 
 #[test]
 fn shipped_linreg_data_matches_its_generator() {
-    #[path = "../../examples/gen_data.rs"]
-    #[allow(dead_code)]
-    mod gen_data;
     let shipped = std::fs::read_to_string(repo().join("examples/data/linreg.csv")).unwrap();
     assert!(
         shipped == gen_data::linreg_csv(),
@@ -219,9 +221,6 @@ fn gradient_descent_escapes_the_saddle() {
 
 #[test]
 fn shipped_gmm_data_matches_its_generator() {
-    #[path = "../../examples/gen_data.rs"]
-    #[allow(dead_code)]
-    mod gen_data;
     let shipped = std::fs::read_to_string(repo().join("examples/data/gmm.csv")).unwrap();
     assert!(
         shipped == gen_data::gmm_csv(),

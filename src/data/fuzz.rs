@@ -1,0 +1,53 @@
+//! Entry points for fuzzing the data readers: each takes arbitrary bytes, must never panic, and
+//! checks what a successful read promises. The fuzz targets (`fuzz/fuzz_targets/table.rs`,
+//! `npy.rs`) and the corpus smoke test (`tests/it/fuzz_corpus.rs`) call these same functions.
+
+use super::{Table, bind_with, npy};
+use crate::model::Model;
+use std::sync::OnceLock;
+
+/// A model with every kind of CSV binding: named columns, a numbered range with a symbolic
+/// width, and class labels that feed `one_hot` (so labels are range-checked).
+const MODEL: &str = "input a[n]\ninput X[n, d]\ninput y[n]: int\nparam w = 0\nloss mean((w * a - sum(X, axis=1))^2) + mean(one_hot(y, 3)[:, 0])\n";
+
+fn model() -> &'static Model {
+    static MODEL_CELL: OnceLock<Model> = OnceLock::new();
+    MODEL_CELL.get_or_init(|| {
+        let file = crate::diagnostics::SourceFile::new("fuzz.dsl", MODEL);
+        crate::compile::check_source(&file)
+            .map(|(m, _)| m)
+            .unwrap_or_else(|_| panic!("the fuzzing model does not compile"))
+    })
+}
+
+/// CSV bytes read as a table, then bound to the model above (absent columns are fine).
+pub fn table(bytes: &[u8]) {
+    let Ok(table) = Table::read_bytes("fuzz.csv", bytes) else {
+        return;
+    };
+    assert_eq!(table.values.len(), table.n_rows() * table.columns.len());
+    assert!(table.values.iter().all(|v| v.is_finite()));
+    assert!(
+        table.lines.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        table.lines
+    );
+    let optional = [true, true, true];
+    if let Ok(d) = bind_with(model(), &table, &optional) {
+        for (values, width) in d.inputs.iter().zip(&d.widths) {
+            assert_eq!(values.len(), d.n_rows * width);
+        }
+        assert!(
+            d.inputs[2]
+                .iter()
+                .all(|&y| (0.0..3.0).contains(&y) && y.fract() == 0.0)
+        );
+    }
+}
+
+/// `.npy` bytes parsed; a successful parse has as many values as its shape says.
+pub fn npy(bytes: &[u8]) {
+    if let Ok((shape, values)) = npy::parse(bytes) {
+        assert_eq!(shape.iter().product::<usize>(), values.len());
+    }
+}
