@@ -55,6 +55,8 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Print the loss every this many steps (0: choose from the run length).
     pub log_every: u64,
+    /// Print the loss every this many epochs instead (0: `log_every` decides).
+    pub log_every_epochs: u64,
     /// Skip the last, partial batch of each epoch.
     pub drop_last: bool,
     /// Fraction of the rows held out for validation (0: none).
@@ -71,6 +73,7 @@ impl Default for TrainSettings {
             batch: None,
             seed: 0,
             log_every: 0,
+            log_every_epochs: 0,
             drop_last: false,
             validation: 0.0,
             patience: 0,

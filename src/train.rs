@@ -116,13 +116,30 @@ pub struct Metric {
 pub struct Progress {
     pub step: u64,
     pub epoch: u64,
+    /// The mean training loss of this epoch's steps so far (weighted by their rows), not one
+    /// minibatch's: with full batches, the loss of the last step.
     pub loss: f64,
+    /// The metrics on all the training rows, at the parameters of this step (with
+    /// `Trainer::training_metrics`; empty otherwise).
+    pub training: Vec<(String, f64)>,
     /// Loss and metrics on the validation rows, when there are some.
     pub validation: Vec<(String, f64)>,
-    /// Set on the last report when early stopping ended the run.
-    pub stopped_early: bool,
+    /// The loss of the steps traced since the last report (`Trainer::trace_points`), as
+    /// `(step, loss)`: a minibatch's loss with minibatches.
+    pub trace: Vec<(u64, f64)>,
+    /// Set on the last report when early stopping ended the run: the log point whose
+    /// parameters were restored.
+    pub restored: Option<BestPoint>,
     /// The step the run will end at.
     pub end: u64,
+}
+
+/// The log point with the lowest validation loss, which early stopping restores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BestPoint {
+    pub step: u64,
+    pub epoch: u64,
+    pub validation_loss: f64,
 }
 
 /// Everything a step changes, kept at each log point: a run that turns non-finite goes back to
@@ -171,6 +188,13 @@ pub struct Trainer {
     pub check_finite: bool,
     /// Run steps with subnormal numbers flushed to zero (`jit::fpenv`); true unless set off.
     pub flush_subnormals: bool,
+    /// Evaluate the metrics on all the training rows at every log point (a forward pass over
+    /// them, so off unless asked for).
+    pub training_metrics: bool,
+    /// Record the loss at about this many evenly spaced steps of a run (0: none), for a curve
+    /// with more points than the log has; a full-batch run then stops its fused native loop at
+    /// each, which costs one call per traced step.
+    pub trace_points: u64,
     /// The parameters were given (`--init-from`): `fit` initializes none from the data.
     pub params_given: bool,
     /// Held-out rows evaluated at every log point (and used by early stopping).
@@ -320,6 +344,8 @@ impl Trainer {
             horizon_fixed: false,
             run_end: 0,
             check_finite: false,
+            training_metrics: false,
+            trace_points: 0,
             flush_subnormals: true,
             params_given: false,
             validation: None,
@@ -828,7 +854,9 @@ impl Trainer {
             (None, Some(e)) => e * steps_per_epoch,
             (None, None) => DEFAULT_STEPS,
         };
-        let every = if settings.log_every > 0 {
+        let every = if settings.log_every_epochs > 0 {
+            settings.log_every_epochs.saturating_mul(steps_per_epoch)
+        } else if settings.log_every > 0 {
             settings.log_every
         } else {
             (total / 10).max(1)
@@ -836,6 +864,11 @@ impl Trainer {
         if !self.horizon_fixed {
             self.total_steps = total;
         }
+        let trace_every = match self.trace_points {
+            0 => u64::MAX,
+            n => (total / n).max(1),
+        };
+        let mut trace = Vec::new();
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
         let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
         // The data cursor lives in the trainer, so a resumed run continues the same epoch.
@@ -851,8 +884,12 @@ impl Trainer {
         let end = self.step.saturating_add(total);
         self.run_end = end;
         let mut chunk = InterruptibleChunk::new();
-        let mut best: Option<(f64, Vec<Buffer>)> = None;
+        let mut best: Option<(BestPoint, Vec<Buffer>)> = None;
         let mut since_best = 0;
+        // This epoch's training loss so far: the sum of its steps' losses times their rows (and
+        // its value at the last log point, where a replay starts from).
+        let (mut epoch_loss, mut epoch_loss_rows) = (0.0, 0usize);
+        let mut epoch_loss_at_log = (epoch_loss, epoch_loss_rows);
         // Unchecked steps are checked at log points; when one finds a non-finite value, the run
         // goes back to the last log point's state and replays from there checking every step,
         // which stops at the step that produced it with the state from before that step.
@@ -880,7 +917,9 @@ impl Trainer {
                 None => {
                     // Full batch: run up to the next log point in one native call, or, when a
                     // stop request must be seen in time, as many steps as fit in a chunk.
-                    let mut k = (every - s % every).min(end - s);
+                    let mut k = (every - s % every)
+                        .min(end - s)
+                        .min(trace_every - s % trace_every);
                     if self.interrupt.is_some() {
                         k = k.min(chunk.steps);
                     }
@@ -897,6 +936,7 @@ impl Trainer {
                         shuffle(&mut self.cursor.order, &mut self.data_rng);
                         self.cursor.pos = 0;
                         self.cursor.epoch += 1;
+                        (epoch_loss, epoch_loss_rows) = (0.0, 0);
                     }
                     epoch = self.cursor.epoch;
                     let pos = self.cursor.pos;
@@ -908,17 +948,20 @@ impl Trainer {
                     }
                     let n_batch = stop - pos;
                     self.cursor.pos = stop;
-                    if let Some((cursor, data_rng)) = data_before {
+                    let loss = if let Some((cursor, data_rng)) = data_before {
                         match self.checked_step(&batch_bufs, n_batch) {
-                            Ok(loss) => (loss, 1),
+                            Ok(loss) => loss,
                             Err(e) => {
                                 (self.cursor, self.data_rng) = (cursor, data_rng);
                                 return Err(e.after(last_loss));
                             }
                         }
                     } else {
-                        (self.train_steps(&batch_bufs, n_batch, 1)?, 1)
-                    }
+                        self.train_steps(&batch_bufs, n_batch, 1)?
+                    };
+                    epoch_loss += loss * n_batch as f64;
+                    epoch_loss_rows += n_batch;
+                    (loss, 1)
                 }
             };
             s += done;
@@ -952,13 +995,30 @@ impl Trainer {
                 } else {
                     self.cursor.epoch
                 };
+                (epoch_loss, epoch_loss_rows) = epoch_loss_at_log;
+                trace.clear();
                 checking = true;
                 continue;
+            }
+            if s.is_multiple_of(trace_every) {
+                trace.push((s, loss));
             }
             if checking {
                 last_loss = Some((s, loss));
             }
             if log_point {
+                let mean_loss = match batch {
+                    Some(_) => epoch_loss / epoch_loss_rows.max(1) as f64,
+                    None => loss,
+                };
+                let has_metrics = self.compiled.graphs.forward.outputs.len() > 1;
+                let training = if self.training_metrics && has_metrics && has_inputs {
+                    let mut all = self.evaluate(&full, rows)?;
+                    all.remove(0);
+                    all
+                } else {
+                    vec![]
+                };
                 let validation = match &self.validation {
                     Some(v) => {
                         let bufs: Vec<Buffer> = v
@@ -974,8 +1034,16 @@ impl Trainer {
                 let mut stop = false;
                 if settings.patience > 0 {
                     if let Some((_, vloss)) = validation.first() {
-                        if best.as_ref().is_none_or(|(b, _)| vloss < b) {
-                            best = Some((*vloss, self.params.clone()));
+                        if best
+                            .as_ref()
+                            .is_none_or(|(b, _)| *vloss < b.validation_loss)
+                        {
+                            let point = BestPoint {
+                                step: s,
+                                epoch,
+                                validation_loss: *vloss,
+                            };
+                            best = Some((point, self.params.clone()));
                             since_best = 0;
                         } else {
                             since_best += 1;
@@ -983,21 +1051,28 @@ impl Trainer {
                         }
                     }
                 }
-                if stop {
-                    self.params = best
-                        .take()
-                        .map(|b| b.1)
-                        .unwrap_or_else(|| self.params.clone());
-                }
+                let restored = match best.take() {
+                    Some((point, params)) if stop => {
+                        self.params = params;
+                        Some(point)
+                    }
+                    kept => {
+                        best = kept;
+                        None
+                    }
+                };
                 log(&Progress {
                     step: s,
                     epoch,
-                    loss,
+                    loss: mean_loss,
+                    training,
                     validation,
-                    stopped_early: stop,
+                    trace: std::mem::take(&mut trace),
+                    restored,
                     end,
                 });
                 last_finite = self.finite_state(Some((s, loss)));
+                epoch_loss_at_log = (epoch_loss, epoch_loss_rows);
                 if stop {
                     break;
                 }

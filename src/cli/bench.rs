@@ -16,6 +16,6 @@ pub(super) fn bench(
         threads,
     };
     let report = crate::bench::run(&cfg, |w| eprintln!("running {w}")).map_err(failed)?;
-    print!("{report}");
+    out::write(format_args!("{report}"));
     Ok(())
 }

@@ -6,7 +6,7 @@ pub(super) fn check(path: &Path) -> Result<(), CliError> {
     let (file, model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     let g = model.graph();
-    println!(
+    say!(
         "{}: ok ({} input(s), {} parameter(s), {} value(s), loss `{}`)",
         file.name,
         g.inputs.len(),

@@ -32,9 +32,11 @@ pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), C
     if let (Some(v), Some(d)) = (opts.validation, &dataset) {
         // The same split `train` makes with the same fraction and seed.
         let (t, held) = d.split(v, seed);
-        println!(
+        say!(
             "validation: the {} rows held out with seed {seed} (of {}; {} for training)",
-            held.n_rows, d.n_rows, t.n_rows
+            held.n_rows,
+            d.n_rows,
+            t.n_rows
         );
         dataset = Some(held);
     }
@@ -133,9 +135,10 @@ fn print_confusion(
     for (&t, &p) in truth.iter().zip(predicted) {
         counts[t as usize][p as usize] += 1;
     }
-    println!(
+    say!(
         "confusion matrix: rows `{}` (true class), columns `{}` (predicted)",
-        c.label_name, c.output_name
+        c.label_name,
+        c.output_name
     );
     let width = counts
         .iter()
@@ -145,16 +148,16 @@ fn print_confusion(
         .unwrap_or(1)
         .max(k.to_string().len());
     let header: String = (0..k).map(|j| format!(" {j:>width$}")).collect();
-    println!("  {:>width$} |{header}", "");
+    say!("  {:>width$} |{header}", "");
     for (i, row) in counts.iter().enumerate() {
         let cells: String = row.iter().map(|n| format!(" {n:>width$}")).collect();
-        println!("  {i:>width$} |{cells}");
+        say!("  {i:>width$} |{cells}");
     }
     Ok(())
 }
 
 /// Prints the loss and each metric on the data.
-pub(super) fn print_evaluation(
+fn print_evaluation(
     trainer: &mut Trainer,
     data: Option<&crate::data::Dataset>,
     prefix: &str,
@@ -172,13 +175,13 @@ pub(super) fn print_evaluation(
     };
     for m in trainer.evaluate_metrics(&inputs, rows).map_err(failed)? {
         match m.values[..] {
-            [v] if !m.is_vector => println!("{prefix}{} = {}", m.name, fmt_number(v)),
+            [v] if !m.is_vector => say!("{prefix}{} = {}", m.name, decimal::shortest(v, dtype)),
             _ => {
                 // A vector metric: one row per element (per class, typically).
-                println!("{prefix}{} (per element):", m.name);
+                say!("{prefix}{} (per element):", m.name);
                 let width = m.values.len().saturating_sub(1).to_string().len();
                 for (i, v) in m.values.iter().enumerate() {
-                    println!("  {i:>width$}  {}", fmt_number(*v));
+                    say!("  {i:>width$}  {}", decimal::shortest(*v, dtype));
                 }
             }
         }

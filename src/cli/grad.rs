@@ -14,6 +14,6 @@ pub(super) fn grad(path: &Path, wrt: Option<&str>, latex: bool) -> Result<(), Cl
     let text =
         compile::with_big_stack(|| compile::derivatives(&graphs, &model.loss_name, wrt, style))
             .map_err(bad_input)?;
-    print!("{text}");
+    out::write(format_args!("{text}"));
     Ok(())
 }

@@ -26,7 +26,7 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
             .map(|v| crate::runtime::Buffer::F64(v.clone()))
             .collect()
     });
-    println!(
+    say!(
         "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
         file.name
     );
@@ -60,7 +60,7 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
         let found = non_finite_values(&model, &label, loss, &grads, &point);
         if !found.is_empty() {
             for f in &found {
-                println!("  {f}");
+                say!("  {f}");
             }
             non_finite.extend(found);
             continue;
@@ -68,9 +68,10 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
         let checks =
             crate::inspect::gradcheck(&compiled.graphs.forward, &grads, &point, &mut rng, 32);
         for c in &checks {
-            println!(
+            say!(
                 "  {label:<16} {:<16} worst relative error {:.2e}",
-                c.name, c.worst
+                c.name,
+                c.worst
             );
             worst = worst.max(c.worst);
         }
@@ -83,7 +84,7 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
         }
     }
     if !non_finite.is_empty() {
-        println!(
+        say!(
             "FAILED: {} non-finite value(s); a gradient cannot be checked where the loss or its derivative is not a number",
             non_finite.len()
         );
@@ -91,14 +92,14 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
     }
     match failed_point {
         None => {
-            println!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
+            say!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
             Ok(())
         }
         Some(point) => {
-            println!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
+            say!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
             match crate::inspect::blame(&compiled.graphs.forward, &point, &mut rng, tolerance) {
-                Some(b) => println!("{}", crate::inspect::describe_blame(&b, &file)),
-                None => println!(
+                Some(b) => say!("{}", crate::inspect::describe_blame(&b, &file)),
+                None => say!(
                     "no single derivative rule disagrees on its own; the error comes from their combination"
                 ),
             }

@@ -19,16 +19,19 @@ pub(super) fn graph(
         &graphs.forward
     };
     if plan {
-        print!("{}", crate::lower::plan_text(f, &crate::lower::plan(f)));
+        out::write(format_args!(
+            "{}",
+            crate::lower::plan_text(f, &crate::lower::plan(f))
+        ));
         return Ok(());
     }
     if dot {
-        print!("{}", crate::inspect::dot(f));
+        out::write(format_args!("{}", crate::inspect::dot(f)));
         return Ok(());
     }
-    print!("{}", f.text());
+    out::write(format_args!("{}", f.text()));
     if explain {
-        print!("{}", crate::compile::explain(&graphs, &file));
+        out::write(format_args!("{}", crate::compile::explain(&graphs, &file)));
     }
     Ok(())
 }

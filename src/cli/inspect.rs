@@ -66,18 +66,18 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
         (_, Some(c)) => format!("the point in {}", c.display()),
         _ => "the initial point".to_string(),
     };
-    println!("inspect {} at {at} ({n} parameters; {how})", file.name);
-    println!("  largest eigenvalue   λmax = {hi:.6e}");
-    println!("  smallest eigenvalue  λmin = {lo:.6e}");
+    say!("inspect {} at {at} ({n} parameters; {how})", file.name);
+    say!("  largest eigenvalue   λmax = {hi:.6e}");
+    say!("  smallest eigenvalue  λmin = {lo:.6e}");
     if lo > 0.0 {
-        println!("  condition number     κ = λmax/λmin = {:.6e}", hi / lo);
+        say!("  condition number     κ = λmax/λmin = {:.6e}", hi / lo);
     } else {
-        println!(
+        say!(
             "  condition number     κ = ∞ (λmin ≤ 0: the Hessian is not positive definite here; a saddle or a flat direction)"
         );
     }
     if hi > 0.0 {
-        println!(
+        say!(
             "  largest stable gradient-descent step 2/λmax = {:.6e}",
             2.0 / hi
         );
@@ -86,7 +86,7 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
         let flat: Vec<f64> = d.iter().flatten().copied().collect();
         std::fs::write(out, crate::data::npy_bytes(&[n, n], &flat))
             .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", out.display())))?;
-        println!("hessian: {} ({n} × {n} f64)", out.display());
+        say!("hessian: {} ({n} × {n} f64)", out.display());
     }
     if let (Some(k), Some(s)) = (opts.eigenvectors, &spectrum) {
         print_eigenvectors(&model, s, k);
@@ -136,12 +136,12 @@ fn print_eigenvectors(model: &crate::model::Model, spectrum: &[(f64, Vec<f64>)],
             ref dims => format!("{}{dims:?}", p.name),
         })
         .collect();
-    println!(
+    say!(
         "eigenvectors of the {k} largest eigenvalues (unit length; entries in the order {}):",
         layout.join(", ")
     );
     for (lambda, v) in spectrum.iter().rev().take(k) {
         let entries: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();
-        println!("  λ = {lambda:.6e}: [{}]", entries.join(", "));
+        say!("  λ = {lambda:.6e}: [{}]", entries.join(", "));
     }
 }

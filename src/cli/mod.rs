@@ -7,6 +7,7 @@ use crate::compile::{self, CompileError, CompiledModel};
 use crate::data;
 use crate::diagnostics::{SourceFile, render_all};
 use crate::ir::print::fmt_number;
+use crate::ir::shape::DType;
 use crate::train::{Progress, Trainer};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -30,9 +31,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Parse and check a model; print its diagnostics.
-    Check { file: PathBuf },
+    Check {
+        /// The model file (.dsl).
+        file: PathBuf,
+    },
     /// Print the simplified forward graph, or with --grad the gradient graph.
     Graph {
+        /// The model file (.dsl).
         file: PathBuf,
         /// Print the gradient graph (loss and the gradient of every parameter).
         #[arg(long)]
@@ -50,6 +55,7 @@ enum Command {
     },
     /// Check the compiled gradient against finite differences; blame a wrong derivative rule.
     Gradcheck {
+        /// The model file (.dsl).
         file: PathBuf,
         /// CSV data (overrides the model's `data`).
         #[arg(long)]
@@ -64,13 +70,16 @@ enum Command {
         /// differences (which grows with the loss's magnitude and the size of its sums).
         #[arg(long, default_value_t = 1e-6)]
         tolerance: f64,
+        /// Seed for the initial parameters and the random points.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
     /// Second-order information: the Hessian's extreme eigenvalues, its condition number and the
     /// largest stable gradient-descent step.
     Inspect {
+        /// The model file (.dsl).
         file: PathBuf,
+        /// CSV data (overrides the model's `data`).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Train as the model file says first, and inspect the trained point.
@@ -79,6 +88,7 @@ enum Command {
         /// Inspect the parameters saved in a checkpoint.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// Seed for the initial parameters (and, with --trained, the training run).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Write the dense Hessian (parameters flattened in declaration order) to this .npy
@@ -91,6 +101,7 @@ enum Command {
     },
     /// Print the simplified symbolic derivative of the loss with respect to each parameter.
     Grad {
+        /// The model file (.dsl).
         file: PathBuf,
         /// Only this parameter.
         #[arg(long)]
@@ -101,6 +112,7 @@ enum Command {
     },
     /// Race optimizers across a two-parameter loss and draw their paths over its contours.
     Race {
+        /// The model file (.dsl).
         file: PathBuf,
         /// Optimizers to race, each with its own compiled update.
         #[arg(
@@ -113,6 +125,7 @@ enum Command {
         /// optimizer's own default).
         #[arg(long, value_delimiter = ',')]
         lr: Vec<f64>,
+        /// Steps each optimizer takes.
         #[arg(long, default_value_t = 500)]
         steps: u64,
         /// The still picture (.png or .svg).
@@ -135,20 +148,26 @@ enum Command {
     Train(train::TrainArgs),
     /// Write the model's `output` values for data, one CSV row per data row.
     Predict {
+        /// The model file (.dsl).
         file: PathBuf,
+        /// The trained parameters (a checkpoint written by `train --save`).
         #[arg(long)]
         checkpoint: PathBuf,
+        /// CSV data to predict for (overrides the model's `data`); label columns may be absent.
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Where to write the CSV (standard output when absent).
+        /// Where to write the CSV (`-` or absent: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Loss and metrics of a checkpoint's parameters on data.
     Eval {
+        /// The model file (.dsl).
         file: PathBuf,
+        /// The parameters to evaluate (a checkpoint written by `train --save`).
         #[arg(long)]
         checkpoint: PathBuf,
+        /// CSV data to evaluate on (overrides the model's `data`).
         #[arg(long)]
         data: Option<PathBuf>,
         /// Score only the rows `train` held out with the same --validation and --seed (or the
@@ -165,7 +184,11 @@ enum Command {
     },
     /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
     Bench {
-        /// Workloads to run (W1 … W6); all when none are given.
+        /// Workloads to run; all when none are given. W1: Rosenbrock with Adam, 100k steps (f64).
+        /// W2: least squares 100,000×16, gradient descent (f32). W3: Gaussian-mixture likelihood
+        /// on 10^6 points, value and gradient, and 200 Adam steps (f64). W4: digits MLP
+        /// 64-128-10, minibatches of 32, Adam. W5: MLP 784-512-512-10, minibatches of 128, Adam
+        /// (f32). W6: compile latency of W4's training step (source to first step).
         workloads: Vec<String>,
         /// Timed repeats per workload (the median is reported).
         #[arg(long, default_value_t = 3)]
@@ -181,24 +204,28 @@ enum Command {
 
 mod bench;
 mod check;
+mod decimal;
 mod eval;
 mod grad;
 mod gradcheck;
 mod graph;
 mod inspect;
 mod load;
+mod out;
 mod outputs;
 mod predict;
+mod progress;
 mod race;
 mod train;
 
 use check::check;
-use eval::{eval, print_evaluation};
+use eval::eval;
 use grad::grad;
 use gradcheck::gradcheck;
 use graph::graph;
 use inspect::inspect;
 use load::*;
+use out::say;
 use predict::predict;
 use race::race;
 use train::train;
@@ -255,7 +282,17 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    if let Some(m) = out::error() {
+        eprintln!("error: {m}");
+    }
+    match result {
+        // Standard output failed under the command (which stopped as if interrupted): a
+        // closed pipe ends as quietly as a SIGPIPE would, a write error as a failure.
+        Ok(()) | Err(CliError::Interrupted(_)) if out::failed() => match out::error() {
+            Some(_) => 1,
+            None => out::CLOSED_EXIT_CODE,
+        },
         Ok(()) => 0,
         Err(e) => {
             if let Some(m) = e.message() {
@@ -379,5 +416,39 @@ fn run(cli: Cli) -> Result<(), CliError> {
             peers,
             anchors,
         } => bench::bench(workloads, repeats, peers.zip(anchors), cli.threads),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_of_every_command_has_a_help_line() {
+        let cli = Cli::command();
+        let mut missing = vec![];
+        for cmd in cli.get_subcommands() {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{} {}", cmd.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help line: {missing:?}");
+    }
+
+    #[test]
+    fn bench_help_names_every_workload() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("bench")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for w in ["W1", "W2", "W3", "W4", "W5", "W6"] {
+            assert!(help.contains(&format!("{w}:")), "{w} not in\n{help}");
+        }
     }
 }

@@ -43,6 +43,7 @@ pub(super) fn predict(
         .iter()
         .map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v))
         .collect();
+    let dtype = compiled.model.graph().dtype;
     let values = trainer.predict(&inputs, dataset.n_rows).map_err(failed)?;
     let mut csv = String::new();
     let header: Vec<String> = values
@@ -61,20 +62,20 @@ pub(super) fn predict(
                 let w = t.shape.get(1).copied().unwrap_or(1);
                 t.data[r * w..(r + 1) * w]
                     .iter()
-                    .map(|v| format!("{v}"))
+                    .map(|v| decimal::shortest(*v, dtype))
                     .collect::<Vec<_>>()
             })
             .collect();
         csv.push_str(&row.join(","));
         csv.push('\n');
     }
-    match out {
+    match out.filter(|o| *o != Path::new("-")) {
         Some(o) => {
             std::fs::write(o, csv)
                 .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", o.display())))?;
-            println!("wrote {} rows to {}", dataset.n_rows, o.display());
+            say!("wrote {} rows to {}", dataset.n_rows, o.display());
         }
-        None => print!("{csv}"),
+        None => out::write(format_args!("{csv}")),
     }
     Ok(())
 }

@@ -59,7 +59,12 @@ pub(super) fn race(
             points.push((t.params[0].get(0), t.params[1].get(0)));
         }
         let last = points[points.len() - 1];
-        println!("{label:<24} ends at ({:.6}, {:.6})", last.0, last.1);
+        let dtype = compiled.model.graph().dtype;
+        say!(
+            "{label:<24} ends at ({}, {})",
+            decimal::shortest(last.0, dtype),
+            decimal::shortest(last.1, dtype)
+        );
         trajectories.push(crate::plot::Trajectory {
             name: label,
             points,
@@ -77,13 +82,31 @@ pub(super) fn race(
         t.params[1].set(0, y);
         t.evaluate(&[], 0).map(|v| v[0].1).unwrap_or(f64::NAN)
     };
+    // A diverging path is named, and cut at the frame: the axes fit the others.
+    let diverged: Vec<bool> = trajectories
+        .iter()
+        .map(|t| match divergence(t, &f) {
+            Some(why) => {
+                eprintln!(
+                    "warning: {} diverged ({why}); its path is cut at the edge of the plot",
+                    t.name
+                );
+                true
+            }
+            None => false,
+        })
+        .collect();
     let range = |given: &[f64], k: usize| -> (f64, f64) {
         if let [lo, hi] = given {
             return (*lo, *hi);
         }
         let vals: Vec<f64> = trajectories
             .iter()
-            .flat_map(|t| t.points.iter().map(move |p| if k == 0 { p.0 } else { p.1 }))
+            .zip(&diverged)
+            .flat_map(|(t, &away)| {
+                let shown = if away { &t.points[..1] } else { &t.points[..] };
+                shown.iter().map(move |p| if k == 0 { p.0 } else { p.1 })
+            })
             .filter(|v| v.is_finite())
             .collect();
         let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
@@ -102,10 +125,35 @@ pub(super) fn race(
         steps
     );
     crate::plot::race_still(out, &title, &f, x, y, &trajectories, min).map_err(bad_input)?;
-    println!("plot: {}", out.display());
+    say!("plot: {}", out.display());
     if let Some(a) = animate {
         crate::plot::race_animation(a, &title, &f, x, y, &trajectories, min).map_err(bad_input)?;
-        println!("animation: {}", a.display());
+        say!("animation: {}", a.display());
     }
     Ok(())
+}
+
+/// Why a path counts as diverged: it reached a non-finite point or loss, or it ended with a
+/// higher loss than it started with.
+fn divergence(t: &crate::plot::Trajectory, f: &dyn Fn(f64, f64) -> f64) -> Option<String> {
+    let (first, last) = (t.points[0], t.points[t.points.len() - 1]);
+    let steps = t.points.len() - 1;
+    if let Some(k) = t
+        .points
+        .iter()
+        .position(|p| !(p.0.is_finite() && p.1.is_finite()))
+    {
+        return Some(format!("a parameter became non-finite at step {k}"));
+    }
+    let (start, end) = (f(first.0, first.1), f(last.0, last.1));
+    if !end.is_finite() {
+        return Some(format!("the loss became {end} by step {steps}"));
+    }
+    (end > start).then(|| {
+        format!(
+            "the loss rose from {} at the start to {} at step {steps}",
+            fmt_number(start),
+            fmt_number(end)
+        )
+    })
 }

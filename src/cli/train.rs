@@ -1,9 +1,11 @@
 //! `adjoint train`: compile, train, report and save.
 
 use super::*;
+use progress::Report;
 
 #[derive(clap::Args)]
 pub(super) struct TrainArgs {
+    /// The model file (.dsl).
     file: PathBuf,
     /// CSV file with a header row (overrides the model's `data`).
     #[arg(long)]
@@ -43,6 +45,10 @@ pub(super) struct TrainArgs {
     /// Stop when the validation loss has not improved for this many log points.
     #[arg(long)]
     patience: Option<u64>,
+    /// Log (print a line, add a history row) every N steps, or with `Ne` every N epochs
+    /// (`--log-every 500`, `--log-every 1e`); overrides the model's `log_every`.
+    #[arg(long, value_name = "N|Ne")]
+    log_every: Option<LogEvery>,
     /// Write the loss (and validation loss and metrics) at every log point to this CSV file.
     #[arg(long)]
     history: Option<PathBuf>,
@@ -134,6 +140,11 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         if let Some(p) = args.patience {
             s.patience = p;
         }
+        match args.log_every {
+            Some(LogEvery::Steps(n)) => (s.log_every, s.log_every_epochs) = (n, 0),
+            Some(LogEvery::Epochs(n)) => s.log_every_epochs = n,
+            None => {}
+        }
         s
     };
     refuse_unread_data(&model, args.data.as_deref(), &[])?;
@@ -145,8 +156,10 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     // Installed before the first line is printed: a Ctrl-C from then on stops the run at its
     // first step boundary, and saves, instead of killing the process.
     let interrupt = interrupt::install()?;
+    // A closed standard output (`| head`) stops the run as Ctrl-C does.
+    out::stop_on_failure(interrupt);
     let opt = &compiled.model.optimizer;
-    println!(
+    say!(
         "compiled {} in {:.1} ms: {} parameter(s), {} {opt}",
         file.name,
         compile_time.as_secs_f64() * 1e3,
@@ -154,26 +167,26 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         compiled.model.graph().dtype.name(),
     );
     if let Some(flags) = optimizer_flags(args) {
-        println!(
+        say!(
             "optimizer ({flags}): {opt}, schedule {}",
             compiled.model.schedule
         );
     }
     if let Some(d) = &dataset {
-        println!(
+        say!(
             "data: {} ({} rows)",
             d.source.as_deref().unwrap_or("?"),
             d.n_rows
         );
     }
     if args.timings {
-        println!(
+        say!(
             "  {:<14} {:>9.3} ms",
             "parse + check",
             check_time.as_secs_f64() * 1e3
         );
         for (stage, d) in &compiled.timings.stages {
-            println!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
+            say!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
     }
     crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch).map_err(bad_input)?;
@@ -187,28 +200,29 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         if unfinished && args.steps.is_none() && args.epochs.is_none() {
             settings.steps = Some(trainer.run_end - trainer.step);
             settings.epochs = None;
-            println!(
+            say!(
                 "resumed from {} at step {} of {}",
                 r.display(),
                 trainer.step,
                 trainer.run_end
             );
         } else {
-            println!("resumed from {} at step {}", r.display(), trainer.step);
+            say!("resumed from {} at step {}", r.display(), trainer.step);
         }
     }
     if let Some(r) = &args.init_from {
         crate::resume::init_from(&mut trainer, r).map_err(bad_input)?;
-        println!("parameters from {}", r.display());
+        say!("parameters from {}", r.display());
     }
     let start_step = trainer.step;
     trainer.interrupt = Some(interrupt);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = d.split(settings.validation, settings.seed);
-            println!(
+            say!(
                 "validation: {} rows held out, {} for training",
-                v.n_rows, t.n_rows
+                v.n_rows,
+                t.n_rows
             );
             trainer.validation = Some(v);
             (Some(t.clone()), Some(t))
@@ -227,82 +241,23 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     if settings.patience > 0 && trainer.validation.is_none() {
         return Err(CliError::BadInput("early stopping (patience) needs a validation split (`validation = 0.2` or --validation 0.2)".into()));
     }
-    let mut history = match &args.history {
-        Some(p) => {
-            let f = std::fs::File::create(p)
-                .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", p.display())))?;
-            Some((p.clone(), std::io::BufWriter::new(f), false))
-        }
-        None => None,
-    };
     let loss_name = compiled.model.loss_name.clone();
-    let mut curves: Vec<(String, Vec<(f64, f64)>)> = vec![(loss_name.clone(), vec![])];
+    let mut report = Report::new(&compiled, settings.patience, args.history.as_deref())?;
+    trainer.training_metrics = true;
+    if args.plot.is_some() {
+        // Enough points for a curve across the plot's width, however few log points there are.
+        trainer.trace_points = 500;
+    }
     let t0 = std::time::Instant::now();
-    let bar = progress_bar();
-    let result = trainer.fit(train_data.as_ref(), &settings, |p: &Progress| {
-        let val: String = p
-            .validation
-            .iter()
-            .map(|(n, v)| format!("  val_{n} {v:.6e}"))
-            .collect();
-        let line = format!(
-            "step {:>8}  epoch {:>5}  {loss_name} {:.6e}{val}{}",
-            p.step,
-            p.epoch,
-            p.loss,
-            if p.stopped_early {
-                "  (early stop: best validation loss restored)"
-            } else {
-                ""
-            }
-        );
-        match &bar {
-            Some(b) => {
-                b.set_length(p.end);
-                b.set_position(p.step);
-                b.set_message(format!("{loss_name} {:.4e}{val}", p.loss));
-                if p.stopped_early {
-                    b.println(line);
-                }
-            }
-            None => println!("{line}"),
-        }
-        curves[0].1.push((p.step as f64, p.loss));
-        for (k, (n, v)) in p.validation.iter().enumerate() {
-            if curves.len() <= k + 1 {
-                curves.push((format!("validation {n}"), vec![]));
-            }
-            curves[k + 1].1.push((p.step as f64, *v));
-        }
-        if let Some((_, w, header)) = &mut history {
-            use std::io::Write as _;
-            if !*header {
-                let names: String = p
-                    .validation
-                    .iter()
-                    .map(|(n, _)| format!(",val_{n}"))
-                    .collect();
-                let _ = writeln!(w, "step,epoch,{loss_name}{names}");
-                *header = true;
-            }
-            let vals: String = p.validation.iter().map(|(_, v)| format!(",{v}")).collect();
-            let _ = writeln!(w, "{},{},{}{vals}", p.step, p.epoch, p.loss);
-        }
-    });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    if let Some((path, mut w, _)) = history {
-        use std::io::Write as _;
-        w.flush()
-            .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", path.display())))?;
-    }
+    let result = trainer.fit(train_data.as_ref(), &settings, |p: &Progress| report.log(p));
+    let curves = report.finish()?;
     let elapsed = t0.elapsed();
     let interrupted = matches!(result, Ok(false));
     if result.is_ok() {
         // Interrupted runs are saved too, to --save or beside the working directory.
         let target = args.save.clone().or_else(|| {
-            interrupted.then(|| {
+            // Not when the reader of the output went away: nobody would learn of the file.
+            (interrupted && !out::failed()).then(|| {
                 PathBuf::from(format!(
                     "{}.interrupted.safetensors",
                     args.file.file_stem().unwrap_or_default().to_string_lossy()
@@ -321,8 +276,10 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     }
     if let (Some(path), Ok(_)) = (&args.plot, &result) {
         let title = format!("{} — {}", file.name, compiled.model.optimizer);
-        crate::plot::curves(path, &title, "step", &curves).map_err(bad_input)?;
-        println!("plot: {}", path.display());
+        let minibatches = settings.batch.is_some();
+        let (panels, marker) = curves.figure(&loss_name, minibatches);
+        crate::plot::figure(path, &title, "step", &panels, marker.as_ref()).map_err(bad_input)?;
+        say!("plot: {}", path.display());
     }
     if let Err(e) = result {
         // The error, then the source line it points at: printed here, in that order.
@@ -361,16 +318,24 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     }
     // A resumed run's speed is that of the steps it ran, not of the checkpoint's total.
     let steps_run = trainer.step - start_step;
-    println!(
+    say!(
         "trained {steps_run} steps in {:.3} s ({:.2} µs/step)",
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / steps_run.max(1) as f64
     );
-    print_evaluation(&mut trainer, dataset.as_ref(), "final ")?;
+    print_summary(&mut trainer, dataset.as_ref(), "training")?;
+    if let Some(v) = trainer.validation.clone() {
+        print_summary(&mut trainer, Some(&v), "validation")?;
+    }
     for (p, buf) in compiled.model.graph().params.iter().zip(&trainer.params) {
-        println!(
+        say!(
             "{}",
-            describe_param(&p.name, &p.shape.as_fixed().unwrap(), &buf.to_f64())
+            describe_param(
+                &p.name,
+                &p.shape.as_fixed().unwrap(),
+                &buf.to_f64(),
+                buf.dtype()
+            )
         );
     }
     Ok(())
@@ -399,7 +364,7 @@ fn save_or_rescue(
 ) -> Result<(), CliError> {
     let error = match crate::resume::save(trainer, path) {
         Ok(()) => {
-            println!(
+            say!(
                 "checkpoint: {} (step {}{note})",
                 path.display(),
                 trainer.step
@@ -451,22 +416,66 @@ mod interrupt {
     }
 }
 
-/// A progress bar with steps/s and the loss when stdout is a terminal; plain lines otherwise.
-pub(super) fn progress_bar() -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    let style =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  {msg}")
-            .ok()?;
-    bar.set_style(style);
-    Some(bar)
+/// How often `--log-every` logs: `500` steps or `2e` epochs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum LogEvery {
+    Steps(u64),
+    Epochs(u64),
 }
 
-pub(super) fn describe_param(name: &str, shape: &[usize], values: &[f64]) -> String {
-    let fmt = |v: &f64| format!("{v:.6}");
+impl std::str::FromStr for LogEvery {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogEvery, String> {
+        let (digits, epochs) = match text.strip_suffix('e') {
+            Some(d) => (d, true),
+            None => (text, false),
+        };
+        match digits.parse::<u64>() {
+            Ok(n) if n > 0 && epochs => Ok(LogEvery::Epochs(n)),
+            Ok(n) if n > 0 => Ok(LogEvery::Steps(n)),
+            _ => Err(format!(
+                "`{text}` is not a positive count of steps (`500`) or of epochs (`2e`)"
+            )),
+        }
+    }
+}
+
+/// The final loss and metrics on one set of rows, saying which: `training rows (105): loss = …`.
+fn print_summary(
+    trainer: &mut Trainer,
+    data: Option<&crate::data::Dataset>,
+    rows_name: &str,
+) -> Result<(), CliError> {
+    let dtype = trainer.compiled.model.graph().dtype;
+    let (inputs, rows): (Vec<_>, _) = match data {
+        Some(d) => (
+            d.inputs
+                .iter()
+                .map(|v| crate::runtime::Buffer::from_f64(dtype, v))
+                .collect(),
+            d.n_rows,
+        ),
+        None => (vec![], 0),
+    };
+    let values = trainer.evaluate(&inputs, rows).map_err(failed)?;
+    let text: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(k, (name, v))| match k {
+            0 => format!("{name} = {}", decimal::scientific(*v, dtype)),
+            _ => format!("{name} = {}", decimal::shortest(*v, dtype)),
+        })
+        .collect();
+    match data {
+        Some(_) => say!("final, {rows_name} rows ({rows}): {}", text.join(", ")),
+        None => say!("final: {}", text.join(", ")),
+    }
+    Ok(())
+}
+
+pub(super) fn describe_param(name: &str, shape: &[usize], values: &[f64], dtype: DType) -> String {
+    let fmt = |v: &f64| decimal::shortest(*v, dtype);
     match shape {
         [] => format!("{name} = {}", fmt(&values[0])),
         _ if values.len() <= 8 => format!(

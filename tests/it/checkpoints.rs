@@ -661,7 +661,7 @@ fn resume_says_what_differs_and_init_from_starts_from_parameters() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("w = [0.500000, -1.500000, 2.500000]") && stdout.contains("b = 4.000000"),
+        stdout.contains("w = [0.5, -1.5, 2.5]") && stdout.contains("\nb = 4\n"),
         "{stdout}"
     );
     let (code, stdout, stderr) = adjoint_in(
@@ -708,10 +708,7 @@ fn resume_says_what_differs_and_init_from_starts_from_parameters() {
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("b2 = [1.000000, 2.000000, 3.000000]"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("b2 = [1, 2, 3]"), "{stdout}");
 }
 
 #[test]

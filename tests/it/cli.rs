@@ -3,6 +3,24 @@
 use crate::support::repo;
 use std::process::Command;
 
+/// Standard output with its wall-clock figures masked, for a snapshot.
+fn without_timings(stdout: &str) -> String {
+    stdout
+        .lines()
+        .map(|l| {
+            let timed = l.starts_with("compiled ") || l.starts_with("trained ");
+            match (timed, l.find(" in ")) {
+                (true, Some(at)) => {
+                    let after = &l[at + 4..];
+                    let rest = after.find(':').map_or("", |c| &after[c..]);
+                    format!("{} in [time]{rest}\n", &l[..at])
+                }
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect()
+}
+
 fn adjoint(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
         .args(args)
@@ -177,17 +195,20 @@ fn validation_split_early_stopping_history_and_overrides() {
         stdout.contains("validation: 45 rows held out, 105 for training"),
         "{stdout}"
     );
-    assert!(stdout.contains("val_accuracy"), "{stdout}");
+    // Every log line stays, labelled; early stopping names the point it restored.
+    insta::assert_snapshot!(without_timings(&stdout));
     let csv = std::fs::read_to_string(&history).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("step,epoch,loss,val_loss,val_accuracy"));
+    assert_eq!(
+        lines.next(),
+        Some("step,epoch,loss,accuracy,val_loss,val_accuracy")
+    );
     let rows: Vec<Vec<f64>> = lines
         .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
         .collect();
-    assert!(rows.len() >= 3 && rows.iter().all(|r| r.len() == 5));
-    if stdout.contains("early stop") {
-        assert!(rows.last().unwrap()[0] < 20000.0);
-    }
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows.iter().all(|r| r.len() == 6), "{csv}");
+    assert_eq!(rows.last().unwrap()[0], 1500.0, "{csv}");
     let (code, _, stderr) = adjoint(&["train", "examples/iris.dsl", "--optimizer", "adamm"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown optimizer `adamm`"), "{stderr}");
@@ -227,8 +248,13 @@ fn race_draws_every_optimizer_and_train_plots_its_curves() {
     for name in ["sgd", "momentum", "adagrad", "rmsprop", "adam"] {
         assert!(stdout.contains(&format!("{name} (lr")), "{stdout}");
     }
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
-    assert!(std::fs::read(&gif).unwrap().starts_with(b"GIF89a"));
+    let (png_bytes, gif_bytes) = (std::fs::read(&png).unwrap(), std::fs::read(&gif).unwrap());
+    assert!(png_bytes.starts_with(b"\x89PNG"));
+    assert!(gif_bytes.starts_with(b"GIF89a"));
+    // The animation has the still's size: PNG's IHDR (big-endian u32s), GIF's screen (u16 LE).
+    let be = |at: usize| u32::from_be_bytes(png_bytes[at..at + 4].try_into().unwrap());
+    let le = |at: usize| u16::from_le_bytes([gif_bytes[at], gif_bytes[at + 1]]) as u32;
+    assert_eq!((le(6), le(8)), (be(16), be(20)));
     let (code, _, stderr) = adjoint(&[
         "train",
         "examples/iris.dsl",
@@ -242,6 +268,230 @@ fn race_draws_every_optimizer_and_train_plots_its_curves() {
     let (code, _, stderr) = adjoint(&["race", "examples/linreg.dsl"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("two scalar parameters"), "{stderr}");
+}
+
+#[test]
+fn train_logs_per_epoch_with_labelled_training_and_validation_metrics() {
+    let (code, stdout, stderr) = adjoint(&[
+        "train",
+        "examples/iris.dsl",
+        "--validation",
+        "0.3",
+        "--batch",
+        "16",
+        "--epochs",
+        "6",
+        "--log-every",
+        "2e",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(without_timings(&stdout));
+    for bad in ["0", "x", "2epochs", "1.5e"] {
+        let (code, _, stderr) = adjoint(&["train", "examples/iris.dsl", "--log-every", bad]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(stderr.contains("not a positive count of steps"), "{stderr}");
+    }
+}
+
+#[test]
+fn parameters_print_the_shortest_decimal_that_reads_back() {
+    let dir = std::env::temp_dir().join(format!("adjoint-decimal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("tiny.dsl");
+    std::fs::write(
+        &model,
+        // At its minimum from the start, so each parameter keeps the value written here.
+        "dtype f64\nparam x = 0.00000095\nparam y = 0.1\nparam z = 123456789012\nloss (x - 0.00000095)^2 + (y - 0.1)^2 + (z - 123456789012)^2\ntrain steps = 3\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = adjoint(&["train", model.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\nx = 9.5e-7\n"), "{stdout}");
+    assert!(stdout.contains("\ny = 0.1\n"), "{stdout}");
+    assert!(stdout.contains("\nz = 123456789012\n"), "{stdout}");
+}
+
+#[test]
+fn a_closed_standard_output_ends_a_run_quietly_and_keeps_what_it_trained() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("adjoint-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let save = dir.join("iris.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", "examples/iris.dsl", "--steps", "100000000"])
+        .arg("--save")
+        .arg(&save)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -2`: read two lines, then close the pipe.
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+    }
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert_eq!(stderr, "", "not quiet");
+    assert!(std::fs::metadata(&save).unwrap().len() > 0);
+}
+
+#[test]
+fn predict_writes_to_standard_output_for_out_dash() {
+    let dir = std::env::temp_dir().join(format!("adjoint-predict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("iris.safetensors");
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/iris.dsl",
+        "--steps",
+        "50",
+        "--save",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = adjoint(&[
+        "predict",
+        "examples/iris.dsl",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("probability0,probability1,probability2,predicted")
+    );
+    assert_eq!(lines.count(), 150);
+    assert!(!dir.join("-").exists() && !repo().join("-").exists());
+    // f32 probabilities print as f32 decimals that read back, not their f64 widening.
+    let first: Vec<&str> = stdout.lines().nth(1).unwrap().split(',').collect();
+    for v in &first[..3] {
+        let mantissa = v.split('e').next().unwrap();
+        let digits = mantissa
+            .trim_start_matches(['-', '0', '.'])
+            .replace('.', "");
+        assert!(digits.len() <= 9, "{v} has more digits than an f32 carries");
+        assert!(v.parse::<f32>().is_ok(), "{v}");
+    }
+}
+
+#[test]
+fn race_names_a_diverging_optimizer_and_bad_extensions_fail_before_the_work() {
+    let dir = std::env::temp_dir().join(format!("adjoint-diverge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("race.png");
+    let (code, stdout, stderr) = adjoint(&[
+        "race",
+        "examples/rosenbrock.dsl",
+        "--optimizers",
+        "sgd,adam",
+        "--lr",
+        "0.05,0.02",
+        "--steps",
+        "300",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("plot: "), "{stdout}");
+    assert_eq!(
+        stderr,
+        "warning: sgd (lr 0.05) diverged (a parameter became non-finite at step 6); its path is cut at the edge of the plot\n"
+    );
+    for (flag, file, expected) in [
+        ("--out", "race.jpg", ".svg or .png"),
+        ("--animate", "race.mp4", ".gif or .svg"),
+    ] {
+        let path = dir.join(file);
+        let (code, stdout, stderr) = adjoint(&[
+            "race",
+            "examples/rosenbrock.dsl",
+            flag,
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stdout, "", "raced before the error");
+        assert!(
+            stderr.contains(&format!(
+                "{file}: unsupported file extension; expected {expected}"
+            )),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = adjoint(&["train", "examples/iris.dsl", "--plot", "curves.jpg"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stdout, "", "trained before the error");
+    assert!(
+        stderr.contains("curves.jpg: unsupported file extension"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn train_plot_has_a_panel_per_kind_labelled_axes_and_the_early_stopping_marker() {
+    let dir = std::env::temp_dir().join(format!("adjoint-figure-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("curves.svg");
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/iris.dsl",
+        "--validation",
+        "0.3",
+        "--patience",
+        "2",
+        "--steps",
+        "20000",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.5",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // SVG text elements hold their text on a line of its own.
+    for label in [
+        "loss",
+        "accuracy",
+        "training loss",
+        "validation loss",
+        "training accuracy",
+        "validation accuracy",
+        "early stopping restored step 500",
+    ] {
+        assert!(text.lines().any(|l| l == label), "no {label} in the plot");
+    }
+    // A 30-step run is a line of 30 points, not one dot per log point.
+    let (code, _, stderr) = adjoint(&[
+        "train",
+        "examples/rosenbrock.dsl",
+        "--steps",
+        "30",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("<polyline") && l.contains("stroke-width=\"2\""))
+        .expect("the loss is a line");
+    let points = line
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(points.split_whitespace().count(), 30, "{line}");
 }
 
 #[test]

@@ -57,7 +57,8 @@ fn a_model_trains_on_npy_inputs() {
     );
     let acc: f64 = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("final accuracy = "))
+        .find_map(|l| l.strip_prefix("final, training rows (150): "))
+        .and_then(|l| l.split(", accuracy = ").nth(1))
         .unwrap()
         .parse()
         .unwrap();

@@ -260,3 +260,82 @@ fn training_steps_flush_subnormals_on_every_thread() {
     assert_eq!(loss_with(1, false), loss_with(2, false));
     assert_eq!(adjoint::jit::fpenv::Modes::current(), modes);
 }
+
+/// Iris's 150 rows in minibatches of 16: nine full batches and one of 6 make an epoch.
+fn iris_minibatches() -> (CompiledModel, adjoint::data::Dataset) {
+    let path = repo().join("examples/iris.dsl");
+    let model = model_of(&path);
+    let data = bind(
+        &model,
+        &Table::load(&repo().join("examples/data/iris.csv")).unwrap(),
+    )
+    .unwrap();
+    (CompiledModel::from_model(model).unwrap(), data)
+}
+
+#[test]
+fn a_log_point_reports_the_epochs_mean_loss_over_its_rows() {
+    let (compiled, data) = iris_minibatches();
+    let mut settings = compiled.model.train.clone();
+    (settings.steps, settings.batch, settings.log_every) = (Some(30), Some(16), 0);
+    settings.log_every_epochs = 1;
+    let mut trainer = Trainer::new(&compiled, 0);
+    trainer.trace_points = 30;
+    let mut reports = vec![];
+    trainer
+        .fit(Some(&data), &settings, |p| reports.push(p.clone()))
+        .unwrap();
+    assert_eq!(reports.len(), 3, "one report per epoch");
+    for (epoch, p) in reports.iter().enumerate() {
+        assert_eq!(
+            (p.step, p.epoch),
+            (10 * (epoch as u64 + 1), epoch as u64 + 1)
+        );
+        // Every step traced: the epoch's minibatch losses, weighted by their rows.
+        let losses: Vec<f64> = p.trace.iter().map(|t| t.1).collect();
+        assert_eq!(losses.len(), 10);
+        let rows = |k: usize| if k < 9 { 16.0 } else { 6.0 };
+        let mean = losses
+            .iter()
+            .enumerate()
+            .map(|(k, l)| l * rows(k))
+            .sum::<f64>()
+            / 150.0;
+        assert!(
+            (p.loss - mean).abs() <= 1e-12 * mean,
+            "{} vs {mean}",
+            p.loss
+        );
+        assert_ne!(p.loss, *losses.last().unwrap(), "not the last minibatch's");
+    }
+}
+
+#[test]
+fn a_traced_run_reports_a_loss_per_step_up_to_the_points_asked_for() {
+    let path = repo().join("examples/rosenbrock.dsl");
+    let compiled = CompiledModel::from_model(model_of(&path)).unwrap();
+    for (steps, points, expected) in [(30, 500, 30), (20_000, 500, 500), (1000, 0, 0)] {
+        let mut settings = compiled.model.train.clone();
+        (settings.steps, settings.log_every) = (Some(steps), 0);
+        let mut trainer = Trainer::new(&compiled, 0);
+        trainer.trace_points = points;
+        let mut trace = vec![];
+        let mut reports = 0;
+        trainer
+            .fit(None, &settings, |p| {
+                trace.extend(p.trace.iter().copied());
+                reports += 1;
+            })
+            .unwrap();
+        assert_eq!(reports, 10, "tracing adds no log points");
+        assert_eq!(trace.len(), expected, "{steps} steps");
+        let every = (steps / points.max(1)).max(1);
+        assert!(
+            trace
+                .iter()
+                .enumerate()
+                .all(|(k, t)| t.0 == (k as u64 + 1) * every)
+        );
+        assert!(trace.iter().all(|t| t.1.is_finite()));
+    }
+}
