@@ -1032,23 +1032,23 @@ impl Trainer {
                 };
                 // Early stopping keeps the parameters of the best validation loss.
                 let mut stop = false;
-                if settings.patience > 0 {
-                    if let Some((_, vloss)) = validation.first() {
-                        if best
-                            .as_ref()
-                            .is_none_or(|(b, _)| *vloss < b.validation_loss)
-                        {
-                            let point = BestPoint {
-                                step: s,
-                                epoch,
-                                validation_loss: *vloss,
-                            };
-                            best = Some((point, self.params.clone()));
-                            since_best = 0;
-                        } else {
-                            since_best += 1;
-                            stop = since_best >= settings.patience;
-                        }
+                if settings.patience > 0
+                    && let Some((_, vloss)) = validation.first()
+                {
+                    if best
+                        .as_ref()
+                        .is_none_or(|(b, _)| *vloss < b.validation_loss)
+                    {
+                        let point = BestPoint {
+                            step: s,
+                            epoch,
+                            validation_loss: *vloss,
+                        };
+                        best = Some((point, self.params.clone()));
+                        since_best = 0;
+                    } else {
+                        since_best += 1;
+                        stop = since_best >= settings.patience;
                     }
                 }
                 let restored = match best.take() {
@@ -1119,7 +1119,8 @@ fn cholesky_solve(a: &[Vec<f64>], lambda: f64, b: &[f64]) -> Option<Vec<f64>> {
             let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             if i == j {
                 let d = aij - s;
-                if !(d > 0.0) || !d.is_finite() {
+                // Not positive definite, or NaN: no factor.
+                if !(d.is_finite() && d > 0.0) {
                     return None;
                 }
                 l[i][i] = d.sqrt();

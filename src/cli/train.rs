@@ -284,23 +284,23 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     if let Err(e) = result {
         // The error, then the source line it points at: printed here, in that order.
         eprintln!("error: {e}");
-        if let crate::train::TrainError::NonFiniteAt { origin, .. } = &e {
-            if let Some(span) = origin.span {
-                let what = match origin.rule {
-                    Some(r) => format!("the derivative of this `{r}`"),
-                    None => format!("this `{}`", origin.op),
-                };
-                let d = crate::diagnostics::Diagnostic::error("non-finite value")
-                    .with_label(span, what);
-                eprint!(
-                    "{}",
-                    d.render(&file)
-                        .lines()
-                        .skip(1)
-                        .map(|l| format!("{l}\n"))
-                        .collect::<String>()
-                );
-            }
+        if let crate::train::TrainError::NonFiniteAt { origin, .. } = &e
+            && let Some(span) = origin.span
+        {
+            let what = match origin.rule {
+                Some(r) => format!("the derivative of this `{r}`"),
+                None => format!("this `{}`", origin.op),
+            };
+            let d =
+                crate::diagnostics::Diagnostic::error("non-finite value").with_label(span, what);
+            eprint!(
+                "{}",
+                d.render(&file)
+                    .lines()
+                    .skip(1)
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            );
         }
         let diverged = matches!(
             e,
