@@ -1340,7 +1340,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1480,7 +1480,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1537,7 +1537,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -2501,7 +2501,7 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Expand(_)
             | Op::Reshape(_)) => {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
@@ -2714,7 +2714,7 @@ impl<'a> Tx<'a> {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
             | Op::OneHot { .. }
@@ -3016,7 +3016,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
