@@ -565,22 +565,40 @@ fn reduce(
 }
 
 fn matmul(a: &Tensor, b: &Tensor, shape: Vec<usize>) -> Tensor {
-    // Vectors are read as a row (left operand) or a column (right operand).
-    let (m, k) = if a.shape.len() == 2 {
-        (a.shape[0], a.shape[1])
+    // numpy's matmul: a vector is read as a row (left operand) or a column (right operand);
+    // the axes before the last two are batch axes, broadcast.
+    let (ra, rb) = (a.shape.len(), b.shape.len());
+    let (m, k) = if ra >= 2 {
+        (a.shape[ra - 2], a.shape[ra - 1])
     } else {
         (1, a.shape[0])
     };
-    let n = if b.shape.len() == 2 { b.shape[1] } else { 1 };
-    let mut out = Tensor::zeros(shape);
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0;
-            for p in 0..k {
-                acc += a.data[i * k + p] * b.data[p * n + j];
+    let n = if rb >= 2 { b.shape[rb - 1] } else { 1 };
+    let matrix_axes = usize::from(ra >= 2) + usize::from(rb >= 2);
+    let batch = &shape[..shape.len() - matrix_axes];
+    let batch_of = |t: &Tensor, r: usize| -> Vec<usize> {
+        let own = &t.shape[..r.saturating_sub(2)];
+        let per_matrix: usize = t.shape[r.saturating_sub(2)..].iter().product();
+        broadcast_strides(own, batch)
+            .into_iter()
+            .map(|s| s * per_matrix)
+            .collect()
+    };
+    let (sa, sb) = (batch_of(a, ra), batch_of(b, rb));
+    let mut out = Tensor::zeros(shape.clone());
+    let mut c = 0;
+    for_each_index(batch, &[&sa, &sb], |_, off| {
+        let (a0, b0) = (off[0], off[1]);
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for p in 0..k {
+                    acc += a.data[a0 + i * k + p] * b.data[b0 + p * n + j];
+                }
+                out.data[c] = acc;
+                c += 1;
             }
-            out.data[i * n + j] = acc;
         }
-    }
+    });
     out
 }

@@ -61,7 +61,8 @@ pub enum Op {
     /// `where(c, a, b)`: a where c ≠ 0, else b; all three broadcast.
     Select,
 
-    /// Matrix product of vectors and matrices, as `@` in numpy.
+    /// Matrix product as numpy's `matmul` (`@`): of vectors and matrices, and over batch axes
+    /// (those before the last two), which broadcast.
     MatMul,
     /// Axis permutation (numpy's `transpose`): axis `i` of the result is axis `perm[i]` of the
     /// operand.

@@ -172,6 +172,10 @@ impl<'g> Printer<'g> {
             Op::Expand(_) => g.const_value(g.node(x).inputs[0]),
             _ => None,
         };
+        // A batched product with a constant is left as a product.
+        if g.shape(a).rank() > 2 || g.shape(b).rank() > 2 {
+            return None;
+        }
         let (c, m, axis, keep) = match (constant(a), constant(b)) {
             (_, Some(c)) => (c, a, g.shape(a).rank() - 1, g.shape(b).rank() == 2),
             (Some(c), None) => (c, b, 0, g.shape(a).rank() == 2),
@@ -197,7 +201,8 @@ impl<'g> Printer<'g> {
         ))
     }
 
-    /// An operand of `@`, which does not broadcast: its reshapes are all written out.
+    /// An operand of `@` or `transpose`, which do not broadcast: its reshapes are all written
+    /// out.
     fn product_operand(&mut self, x: NodeId) -> (String, u8) {
         match &self.graph.node(x).op {
             Op::Reshape(to) if self.name_of(x).is_none() => {
@@ -372,7 +377,7 @@ impl<'g> Printer<'g> {
                 (format!("-{}", self.wrap(a, NEG + 1)), NEG)
             }
             Op::Transpose { perm } => {
-                let a = self.go(ins[0], false);
+                let a = self.product_operand(ins[0]);
                 if *perm == [1, 0] && latex {
                     (format!("{}^{{\\top}}", self.wrap(a, ATOM)), ATOM)
                 } else if reverses_axes(perm) {
