@@ -130,6 +130,21 @@ impl<'g> Printer<'g> {
     /// a sum over it (exact: it has one element).
     fn reshape(&mut self, x: NodeId, to: &Shape, leading: bool) -> (String, u8) {
         let g = self.graph;
+        if g.shape(x).squeezed() != to.squeezed() {
+            let a = self.go(x, false).0;
+            let dims: Vec<String> =
+                to.0.iter()
+                    .map(|d| match d {
+                        Dim::Fixed(k) => k.to_string(),
+                        Dim::Sym(s) => self.atom_name(&g.syms[*s as usize]),
+                    })
+                    .collect();
+            let shape = match dims.len() {
+                1 => format!("({},)", dims[0]),
+                _ => format!("({})", dims.join(", ")),
+            };
+            return self.call("reshape", &[a, shape]);
+        }
         if self.name_of(x).is_none() && kept_axis_reduction(g, x, to).is_some() {
             return self.reduction(x, true);
         }
@@ -439,6 +454,56 @@ impl<'g> Printer<'g> {
                 }
                 self.call("where", &[e, v, "0".into()])
             }
+            Op::Slice {
+                axis,
+                start,
+                step,
+                len,
+            } => {
+                let a = self.go(ins[0], false);
+                let xs = g.shape(ins[0]);
+                let size = match xs.0[*axis as usize] {
+                    Dim::Fixed(k) => k,
+                    Dim::Sym(_) => unreachable!("a slice needs a fixed axis"),
+                };
+                // A broadcast operand printed without the sliced axis is the slice already,
+                // broadcast where it is used.
+                let printed = self.printed_shape(ins[0]);
+                let offset = xs.rank() - printed.rank();
+                let Some(at) = (*axis as usize).checked_sub(offset) else {
+                    return a;
+                };
+                if printed.0[at] != xs.0[*axis as usize] {
+                    return a;
+                }
+                let idx: Vec<String> = (0..printed.rank())
+                    .map(|k| {
+                        if k == at {
+                            slice_text(*start, *step, *len, size)
+                        } else {
+                            ":".into()
+                        }
+                    })
+                    .collect();
+                (format!("{}[{}]", self.wrap(a, ATOM), idx.join(", ")), ATOM)
+            }
+            Op::Unslice {
+                axis,
+                start,
+                step,
+                size,
+            } => {
+                let a = self.go(ins[0], false).0;
+                let mut args = vec![a, size.to_string()];
+                if *start != 0 {
+                    args.push(format!("start={start}"));
+                }
+                if *step != 1 {
+                    args.push(format!("step={step}"));
+                }
+                args.push(format!("axis={axis}"));
+                self.call("unslice", &args)
+            }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
                 let a = self.go(ins[1], false).0;
@@ -481,6 +546,32 @@ impl<'g> Printer<'g> {
             }
         }
     }
+}
+
+/// A slice of an axis of length `size` as the language writes it (`1:`, `::-1`, `2:5:2`),
+/// with each bound left out where its default gives the same elements.
+pub fn slice_text(start: u64, step: i64, len: u64, size: u64) -> String {
+    let (start, len, size) = (start as i128, len as i128, size as i128);
+    let k = step as i128;
+    let last = start + k * (len - 1);
+    let (default_start, default_len) = if k > 0 {
+        (0, (size - start + k - 1) / k)
+    } else {
+        (size - 1, start / -k + 1)
+    };
+    let mut text = String::new();
+    if start != default_start {
+        text += &start.to_string();
+    }
+    text.push(':');
+    if len != default_len {
+        // Past the last element by one; never negative here (a walk down to 0 is the default).
+        text += &(last + k.signum()).to_string();
+    }
+    if k != 1 {
+        text += &format!(":{k}");
+    }
+    text
 }
 
 /// The positions of the unit axes of `from` that `to` lacks, when `to` is `from` without them.

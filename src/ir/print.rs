@@ -67,6 +67,18 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         Op::Take { axis, index } => Some(format!("axis={axis} index={index}")),
         Op::Put { axis, index, size } => Some(format!("axis={axis} index={index} size={size}")),
         Op::OneHot { classes } => Some(format!("classes={classes}")),
+        Op::Slice {
+            axis,
+            start,
+            step,
+            len,
+        } => Some(format!("axis={axis} start={start} step={step} len={len}")),
+        Op::Unslice {
+            axis,
+            start,
+            step,
+            size,
+        } => Some(format!("axis={axis} start={start} step={step} size={size}")),
         _ => None,
     };
     if let Some(attr) = attr {
