@@ -59,6 +59,7 @@ enum Lowering {
     OneHot,
     ExpandDims,
     Reshape,
+    BroadcastTo,
     Unslice,
     Concat,
     Stack,
@@ -171,6 +172,11 @@ static BUILTINS: &[Builtin] = &[
         "reshape",
         &[("x", Array), ("shape", ShapeSpec)],
         Lowering::Reshape,
+    ),
+    builtin(
+        "broadcast_to",
+        &[("x", Array), ("shape", ShapeSpec)],
+        Lowering::BroadcastTo,
     ),
     builtin(
         "unslice",
@@ -445,6 +451,20 @@ pub(super) fn call(
             };
             let to = shaping::reshape_target(cx, g, x, xs, entries, *ss)?;
             node(cx, g, Op::Reshape(to), &[x], &[xs])
+        }
+        Lowering::BroadcastTo => {
+            let (x, xs) = v[0].array();
+            let Value::Shape(entries, ss) = &v[1] else {
+                unreachable!("a shape")
+            };
+            let Some(dims) = entries.iter().copied().collect::<Option<Vec<Dim>>>() else {
+                cx.error(
+                    Diagnostic::error("`broadcast_to` takes a shape without -1")
+                        .with_label(*ss, "an entry is inferred"),
+                );
+                return None;
+            };
+            node(cx, g, Op::Expand(Shape(dims)), &[x], &[xs])
         }
         Lowering::Unslice => {
             let (x, xs) = v[0].array();

@@ -131,18 +131,9 @@ impl<'g> Printer<'g> {
     fn reshape(&mut self, x: NodeId, to: &Shape, leading: bool) -> (String, u8) {
         let g = self.graph;
         if g.shape(x).squeezed() != to.squeezed() {
-            let a = self.go(x, false).0;
-            let dims: Vec<String> =
-                to.0.iter()
-                    .map(|d| match d {
-                        Dim::Fixed(k) => k.to_string(),
-                        Dim::Sym(s) => self.atom_name(&g.syms[*s as usize]),
-                    })
-                    .collect();
-            let shape = match dims.len() {
-                1 => format!("({},)", dims[0]),
-                _ => format!("({})", dims.join(", ")),
-            };
+            let a = self.go(x, false);
+            let a = self.broadcast_written(x, a).0;
+            let shape = self.shape_tuple(to);
             return self.call("reshape", &[a, shape]);
         }
         if self.name_of(x).is_none() && kept_axis_reduction(g, x, to).is_some() {
@@ -151,8 +142,11 @@ impl<'g> Printer<'g> {
         let from = g.shape(x).clone();
         let mut text = self.go(x, false);
         if let Some(removed) = removed_unit_axes(&from, to) {
-            for k in removed.into_iter().rev() {
-                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            // Leading axes the printed operand lacks (left to broadcasting) are not there to
+            // remove.
+            let offset = from.rank() - self.printed_shape(x).rank();
+            for k in removed.into_iter().rev().filter(|k| *k >= offset) {
+                text = self.call("sum", &[text.0, format!("axis={}", k - offset)]);
             }
         } else if let Some(added) = removed_unit_axes(to, &from) {
             let implicit = if leading {
@@ -214,6 +208,33 @@ impl<'g> Printer<'g> {
                 self.reshape(self.graph.node(x).inputs[0], &to, true)
             }
             _ => self.go(x, false),
+        }
+    }
+
+    /// `text`, the printed form of `x`, broadcast to `x`'s shape where printing left that to
+    /// the expression around it.
+    fn broadcast_written(&mut self, x: NodeId, text: (String, u8)) -> (String, u8) {
+        let shape = self.graph.shape(x).clone();
+        if self.printed_shape(x) == shape {
+            return text;
+        }
+        let dims = self.shape_tuple(&shape);
+        self.call("broadcast_to", &[text.0, dims])
+    }
+
+    /// A shape as the language writes one: `(2, n, 3)`, `(4,)`.
+    fn shape_tuple(&self, shape: &Shape) -> String {
+        let dims: Vec<String> = shape
+            .0
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(k) => k.to_string(),
+                Dim::Sym(s) => self.atom_name(&self.graph.syms[*s as usize]),
+            })
+            .collect();
+        match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
         }
     }
 
@@ -292,6 +313,24 @@ impl<'g> Printer<'g> {
         let node = g.node(id);
         match &node.op {
             Op::Expand(_) => self.printed_shape(node.inputs[0]),
+            // Leading unit axes a reshape adds are left to broadcasting (`reshape`).
+            Op::Reshape(to)
+                if self.name_of(id).is_none()
+                    && kept_axis_reduction(g, node.inputs[0], to).is_none() =>
+            {
+                let from = g.shape(node.inputs[0]);
+                match removed_unit_axes(to, from) {
+                    Some(added) => {
+                        let implicit = added
+                            .iter()
+                            .enumerate()
+                            .take_while(|(i, k)| i == *k)
+                            .count();
+                        Shape(to.0[implicit..].to_vec())
+                    }
+                    None => node.shape.clone(),
+                }
+            }
             op if op.is_elementwise() && !node.inputs.is_empty() => node
                 .inputs
                 .iter()
@@ -493,7 +532,9 @@ impl<'g> Printer<'g> {
                 step,
                 size,
             } => {
-                let a = self.go(ins[0], false).0;
+                // Its operand is written at its own shape: an embedding does not broadcast.
+                let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a).0;
                 let mut args = vec![a, size.to_string()];
                 if *start != 0 {
                     args.push(format!("start={start}"));
