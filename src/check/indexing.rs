@@ -9,6 +9,9 @@ use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::syntax::ast::{self, ExprKind};
 
+/// The largest step a slice takes: any step past the axis's length gives one element.
+const MAX_STEP: i64 = 1 << 40;
+
 /// What one index entry does to its axis, once its bounds are known.
 enum Entry {
     /// The whole axis, unchanged.
@@ -204,7 +207,14 @@ impl Checker {
         let whole = |cx: &mut Checker, e: Option<&ast::Expr>, limit: i64| -> Option<Option<i64>> {
             let Some(e) = e else { return Some(None) };
             let v = cx.const_value(e)?;
-            if v.fract() != 0.0 || v.abs() > limit as f64 {
+            if v.fract() != 0.0 {
+                cx.error(
+                    Diagnostic::error(format!("slice bound {v} is not a whole number"))
+                        .with_label(e.span, "not a position"),
+                );
+                return None;
+            }
+            if v.abs() > limit as f64 {
                 cx.error(
                     Diagnostic::error(format!(
                         "slice bound {v} is out of range for an axis of length {len}"
@@ -219,7 +229,7 @@ impl Checker {
         };
         let k = match step {
             None => 1,
-            Some(e) => match whole(self, Some(e), size)? {
+            Some(e) => match whole(self, Some(e), MAX_STEP)? {
                 Some(0) => {
                     self.error(
                         Diagnostic::error("a slice step cannot be zero")

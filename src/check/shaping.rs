@@ -164,11 +164,23 @@ pub(super) fn join(
             );
             return None;
         }
+        let reference = g.shape(first).clone();
+        if let Some(&(odd, odd_span)) = parts.iter().find(|p| *g.shape(p.0) != reference) {
+            cx.error(
+                Diagnostic::error(format!("`{name}` needs arrays of one shape"))
+                    .with_label(
+                        odd_span,
+                        format!("has shape {}", g.shape_text(g.shape(odd))),
+                    )
+                    .with_label(
+                        first_span,
+                        format!("has shape {}", g.shape_text(&reference)),
+                    ),
+            );
+            return None;
+        }
         for p in &mut parts {
             let mut dims = g.shape(p.0).0.clone();
-            if dims.len() + 1 != rank as usize {
-                break;
-            }
             dims.insert(at as usize, Dim::Fixed(1));
             p.0 = g.build(Op::Reshape(Shape(dims)), &[p.0]);
         }
@@ -184,18 +196,15 @@ pub(super) fn join(
         let same_elsewhere = shape.rank() == reference.rank()
             && (0..shape.rank()).all(|i| i == k || shape.0[i] == reference.0[i]);
         if !same_elsewhere {
-            let along = if stacked {
-                "arrays of one shape".to_string()
-            } else {
-                format!("arrays whose shapes differ only along axis {axis}")
-            };
             cx.error(
-                Diagnostic::error(format!("`{name}` needs {along}"))
-                    .with_label(ps, format!("has shape {}", g.shape_text(shape)))
-                    .with_label(
-                        parts[0].1,
-                        format!("has shape {}", g.shape_text(&reference)),
-                    ),
+                Diagnostic::error(format!(
+                    "`{name}` needs arrays whose shapes differ only along axis {axis}"
+                ))
+                .with_label(ps, format!("has shape {}", g.shape_text(shape)))
+                .with_label(
+                    parts[0].1,
+                    format!("has shape {}", g.shape_text(&reference)),
+                ),
             );
             return None;
         }

@@ -158,8 +158,9 @@ impl<'g> Printer<'g> {
                     .take_while(|(i, k)| i == *k)
                     .count()
             };
+            // Positions in the result without the implicit leading axes.
             for k in &added[implicit..] {
-                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
+                text = self.call("expand_dims", &[text.0, format!("axis={}", k - implicit)]);
             }
         }
         text
@@ -466,7 +467,9 @@ impl<'g> Printer<'g> {
                 self.call("one_hot", &[a, classes.to_string()])
             }
             Op::Take { axis, index } => {
+                // Indexed at its own rank: leading axes left to broadcasting are written out.
                 let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a);
                 let rank = g.shape(ins[0]).rank();
                 let idx: Vec<String> = (0..rank)
                     .map(|k| {
