@@ -1024,12 +1024,21 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
-            ExprKind::Tuple(_) | ExprKind::List(_) => {
-                let what = match e.kind {
-                    ExprKind::Tuple(_) => "a tuple is a shape: only `reshape` takes one",
-                    _ => "a list of arrays is only an argument of `concat` or `stack`",
-                };
-                self.error(Diagnostic::error(what).with_label(e.span, "not a value"));
+            ExprKind::Tuple(_) => {
+                self.error(
+                    Diagnostic::error("a tuple is not a value")
+                        .with_label(e.span, "a tuple here")
+                        .with_note("tuples name axes or shapes, as in `transpose(x, (0, 2, 1))` or `reshape(x, (4, -1))`"),
+                );
+                return None;
+            }
+            ExprKind::List(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "a list of arrays is only an argument of `concat` or `stack`",
+                    )
+                    .with_label(e.span, "not a value"),
+                );
                 return None;
             }
             ExprKind::Error => return None,

@@ -1340,7 +1340,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1482,7 +1482,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1541,7 +1541,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -2529,7 +2529,7 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Expand(_)
             | Op::Reshape(_)) => {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
@@ -2797,7 +2797,7 @@ impl<'a> Tx<'a> {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
             | Op::OneHot { .. }
@@ -3101,7 +3101,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }

@@ -176,7 +176,7 @@ pub enum ExprKind {
         base: Box<Expr>,
         indices: Vec<Index>,
     },
-    /// `(a, b, -1)`: a shape, as `reshape` takes it.
+    /// `(0, 2, 1)`, `(a, b, -1)`: a tuple, such as the axes of `transpose` or a shape.
     Tuple(Vec<Expr>),
     /// `[a, b, c]`: the arrays `concat` and `stack` join.
     List(Vec<Expr>),
