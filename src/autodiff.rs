@@ -386,6 +386,42 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let xs = g.shape(x.unwrap()).clone();
             vec![Some(b(g, Op::Reshape(xs), &[ct]))]
         }
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("a slice needs a fixed axis"),
+            };
+            vec![Some(b(
+                g,
+                Op::Unslice {
+                    axis: *axis,
+                    start: *start,
+                    step: *step,
+                    size,
+                },
+                &[ct],
+            ))]
+        }
+        Op::Unslice {
+            axis, start, step, ..
+        } => {
+            let len = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("an unslice needs a fixed axis"),
+            };
+            vec![Some(b(
+                g,
+                Op::Slice {
+                    axis: *axis,
+                    start: *start,
+                    step: *step,
+                    len,
+                },
+                &[ct],
+            ))]
+        }
     }
 }
 

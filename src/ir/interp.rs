@@ -91,7 +91,8 @@ pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
 }
 
 /// Calls `f(linear_index, offsets)` for every element of `shape`, where `offsets[k]` is the
-/// element's offset under `strides[k]`.
+/// element's offset under `strides[k]`. Offsets wrap, so that a stride may be the two's
+/// complement of a negative one.
 fn for_each_index(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(usize, &[usize])) {
     let total: usize = shape.iter().product();
     let mut idx = vec![0usize; shape.len()];
@@ -101,13 +102,13 @@ fn for_each_index(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(usize
         for d in (0..shape.len()).rev() {
             idx[d] += 1;
             for (k, s) in strides.iter().enumerate() {
-                offsets[k] += s[d];
+                offsets[k] = offsets[k].wrapping_add(s[d]);
             }
             if idx[d] < shape[d] {
                 break;
             }
             for (k, s) in strides.iter().enumerate() {
-                offsets[k] -= s[d] * shape[d];
+                offsets[k] = offsets[k].wrapping_sub(s[d].wrapping_mul(shape[d]));
             }
             idx[d] = 0;
         }
@@ -205,7 +206,9 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
-        | Op::Reshape(_)) => unreachable!("`{}` is not unary elementwise", other.name()),
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. }) => unreachable!("`{}` is not unary elementwise", other.name()),
     }
 }
 
@@ -271,7 +274,9 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
-        | Op::Reshape(_)) => unreachable!("`{}` is not binary elementwise", other.name()),
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. }) => unreachable!("`{}` is not binary elementwise", other.name()),
     }
 }
 
@@ -531,7 +536,40 @@ fn eval_op(
             out
         }
         Op::Reshape(_) => Tensor::new(shape, args[0].data.clone()),
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            let x = args[0];
+            let mut out = Tensor::zeros(shape.clone());
+            let (base, strides) = slice_strides(&x.shape, *axis, *start, *step);
+            for_each_index(&shape, &[&strides], |i, off| {
+                out.data[i] = x.data[base.wrapping_add(off[0])]
+            });
+            out
+        }
+        Op::Unslice {
+            axis, start, step, ..
+        } => {
+            let x = args[0];
+            let mut out = Tensor::zeros(shape.clone());
+            let (base, strides) = slice_strides(&shape, *axis, *start, *step);
+            for_each_index(&x.shape, &[&strides], |i, off| {
+                out.data[base.wrapping_add(off[0])] = x.data[i]
+            });
+            out
+        }
     }
+}
+
+/// The element offset of a slice's first element in an array of shape `whole`, and the strides
+/// that walk the slice (a negative step as its two's complement, so that offsets add up with
+/// wrapping arithmetic).
+fn slice_strides(whole: &[usize], axis: u32, start: u64, step: i64) -> (usize, Vec<usize>) {
+    let mut strides = contiguous_strides(whole);
+    let a = axis as usize;
+    let base = start as usize * strides[a];
+    strides[a] = (step as isize * strides[a] as isize) as usize;
+    (base, strides)
 }
 
 /// Strides mapping an input index to its output index when `axis` (or everything) is reduced.

@@ -1352,7 +1352,9 @@ impl<'a> Tx<'a> {
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => false,
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => false,
         }
     }
 
@@ -1492,7 +1494,9 @@ impl<'a> Tx<'a> {
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => unreachable!("`{}` is not elementwise", op.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => unreachable!("`{}` is not elementwise", op.name()),
         }
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
@@ -1549,7 +1553,9 @@ impl<'a> Tx<'a> {
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
@@ -2498,6 +2504,28 @@ impl<'a> Tx<'a> {
                 });
             }
             Op::MatMul => self.matmul(g, plan, id, slot),
+            Op::Slice {
+                axis, start, step, ..
+            } => self.slice(g, plan, &node, slot, *axis as usize, *start, *step),
+            Op::Unslice {
+                axis, start, step, ..
+            } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let mut out = self.contiguous_strides(&shape);
+                let a = *axis as usize;
+                let first = self.iconst(*start as i64);
+                let base = self.mul(first, out[a]);
+                out[a] = self.mul_imm(out[a], *step);
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out);
+                    let o = tx.add(o, base);
+                    tx.store_at(slot, o, v);
+                });
+            }
             other @ (Op::Input(_)
             | Op::Param(_)
             | Op::Const(_)
@@ -2508,6 +2536,61 @@ impl<'a> Tx<'a> {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
             }
         }
+    }
+
+    /// A slice copied into its slot: the elementwise copy loop (vectorized where the last axis
+    /// is read contiguously) over the operand's view with the sliced axis's stride scaled by
+    /// the step, from the slot's address moved to the first element.
+    #[allow(clippy::too_many_arguments)]
+    fn slice(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        node: &crate::ir::Node,
+        slot: u32,
+        axis: usize,
+        start: u64,
+        step: i64,
+    ) {
+        let a = node.inputs[0];
+        let xshape = g.shape(a).clone();
+        let val = plan.values[a.index()].clone().expect("operand planned");
+        let Operand::View {
+            slot: src,
+            mut strides,
+            inner,
+        } = self.operand(g, plan, &val, &xshape, xshape.rank())
+        else {
+            unreachable!("a slice reads a view")
+        };
+        let first = self.iconst(start as i64);
+        let base = self.mul(first, strides[axis]);
+        strides[axis] = self.mul_imm(strides[axis], step);
+        let inner = if axis + 1 == xshape.rank() && step != 1 && inner == Inner::One {
+            Inner::Other
+        } else {
+            inner
+        };
+        let from = {
+            let ptr = self.slot_ptr(src);
+            self.elem_addr(ptr, base)
+        };
+        let saved = self.slot_override.insert(src, from);
+        let view = Operand::View {
+            slot: src,
+            strides,
+            inner,
+        };
+        self.elementwise_loop(
+            &node.shape,
+            slot,
+            std::slice::from_ref(&view),
+            &|_, xs, _| xs[0],
+        );
+        match saved {
+            Some(p) => self.slot_override.insert(src, p),
+            None => self.slot_override.remove(&src),
+        };
     }
 
     /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
@@ -2720,7 +2803,9 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not a reduction", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not a reduction", other.name()),
         };
         self.last_reduced = strides.last() == Some(&Stride::Zero);
         strides.iter().map(|s| self.stride(s)).collect()
@@ -3127,7 +3212,9 @@ impl<'a> Tx<'a> {
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
