@@ -262,6 +262,8 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::ReduceMin { .. }
             | Op::ArgMax { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_) => return false,
         }
@@ -496,6 +498,8 @@ fn stable_form(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -739,6 +743,8 @@ fn try_rules(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

@@ -439,6 +439,24 @@ impl<'g> Printer<'g> {
                 }
                 self.call("where", &[e, v, "0".into()])
             }
+            Op::Gather { axis: 0 } => {
+                let a = self.go(ins[0], false);
+                let i = self.go(ins[1], false).0;
+                (format!("{}[{i}]", self.wrap(a, ATOM)), ATOM)
+            }
+            Op::Gather { axis } => {
+                let a = self.go(ins[0], false).0;
+                let i = self.go(ins[1], false).0;
+                self.call("take", &[a, i, format!("axis={axis}")])
+            }
+            Op::ScatterAdd { axis, size } => {
+                let v = self.go(ins[0], false).0;
+                let i = self.go(ins[1], false).0;
+                self.call(
+                    "scatter_add",
+                    &[v, i, size.to_string(), format!("axis={axis}")],
+                )
+            }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
                 let a = self.go(ins[1], false).0;

@@ -1348,6 +1348,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -1488,6 +1490,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -1545,6 +1549,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -2496,6 +2502,17 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, v);
                 });
             }
+            Op::Gather { axis } => {
+                let a = *axis as usize;
+                let rows = g.shape(node.inputs[0]).0[a];
+                let helper = Helper::Gather(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, rows, a + 1));
+            }
+            Op::ScatterAdd { axis, size } => {
+                let (a, r) = (*axis as usize, g.shape(node.inputs[1]).rank());
+                let helper = Helper::ScatterAdd(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
             other @ (Op::Input(_)
             | Op::Param(_)
@@ -2717,6 +2734,8 @@ impl<'a> Tx<'a> {
             | Op::Transpose
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
             | Op::Reshape(_)) => unreachable!("`{}` is not a reduction", other.name()),
@@ -2817,6 +2836,45 @@ impl<'a> Tx<'a> {
                 });
             }
         });
+    }
+
+    /// A gather or a scatter-add: one call of its kernel (`kernels::gather`), which copies or
+    /// adds whole rows along the contiguous axis and checks every index against the axis.
+    /// Lowering gives both operands contiguous slots. `axes` places the indexed axis in the
+    /// first operand: where it is, its length, and where the axes after it start.
+    fn indexing(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        helper: Helper,
+        axes: (usize, Dim, usize),
+    ) {
+        let node = g.node(id);
+        let (x, idx) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, .. }) => *slot,
+            _ => unreachable!("the operands of a gather are views"),
+        };
+        let (sx, si) = (
+            view(&plan.values[x.index()]),
+            view(&plan.values[idx.index()]),
+        );
+        let xshape = g.shape(x).0.clone();
+        let count = g.shape(idx).0.clone();
+        // The array indexed is `outer × rows × inner` around the axis; the other has the
+        // indices' axes in the axis's place.
+        let (axis, rows, after) = axes;
+        let outer = self.stride(&Stride::Prod(xshape[..axis].to_vec()));
+        let rows = self.dim(rows);
+        let count = self.stride(&Stride::Prod(count));
+        let inner = self.stride(&Stride::Prod(xshape[after..].to_vec()));
+        let (px, pi, po) = (self.slot_ptr(sx), self.slot_ptr(si), self.slot_ptr(slot));
+        let f = self.helper(helper);
+        self.b
+            .ins()
+            .call(f, &[px, pi, po, outer, rows, count, inner]);
     }
 
     fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
@@ -3024,6 +3082,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)

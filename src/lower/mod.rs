@@ -17,7 +17,7 @@ mod verify;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
-use crate::ir::{Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 
 /// An element stride: zero (broadcast), or the product of some dimensions (empty: 1).
@@ -310,11 +310,21 @@ pub fn plan(f: &GraphFn) -> Plan {
                 Val::Register(id)
             }
             _ => {
-                // Matrix products and takes read views; a scalar operand must become a buffer.
-                if matches!(node.op, Op::MatMul | Op::Take { .. }) {
+                // Matrix products and takes read views, gathers contiguous rows: any other
+                // operand (a scalar, a transposed or broadcast view for a gather) becomes a
+                // buffer.
+                let reads_views = matches!(node.op, Op::MatMul | Op::Take { .. });
+                let reads_rows = node.op.facts().class == Class::Indexing;
+                if reads_views || reads_rows {
                     for k in 0..node.inputs.len() {
                         let a = node.inputs[k];
-                        if !matches!(values[a.index()], Some(Val::View { .. })) {
+                        let usable = match &values[a.index()] {
+                            Some(Val::View { strides, .. }) => {
+                                reads_views || *strides == contiguous(g.shape(a))
+                            }
+                            _ => false,
+                        };
+                        if !usable {
                             let s = temp(&mut slots, g.shape(a).clone());
                             steps.push(Step::Copy {
                                 src: arg(&values, k),
