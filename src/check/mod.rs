@@ -243,7 +243,9 @@ impl Checker {
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
+        let index_limits = crate::ir::indices::index_limits(&graph);
         let model = Model {
+            index_limits,
             forward: GraphFn { graph, outputs },
             predict,
             loss_name,
@@ -1135,6 +1137,12 @@ impl Checker {
         indices: &[Option<ast::Expr>],
         span: Span,
     ) -> Option<NodeId> {
+        if let Some((axis, ix)) = array_index(indices) {
+            let x = self.expr(g, base)?;
+            let i = self.expr(g, ix)?;
+            let at = (x, base.span);
+            return builtins::gather(self, g, "index", at, (i, ix.span), axis, span);
+        }
         let x = self.expr(g, base)?;
         let rank = g.shape(x).rank();
         if indices.len() != rank {
@@ -1224,6 +1232,20 @@ impl Checker {
             }
         }
     }
+}
+
+/// The one index that is not a constant, with every other a full slice (`E[tok]`,
+/// `E[:, tok]`), and its axis: a gather.
+fn array_index(indices: &[Option<ast::Expr>]) -> Option<(u32, &ast::Expr)> {
+    let mut found = None;
+    for (axis, ix) in indices.iter().enumerate() {
+        match ix {
+            None => {}
+            Some(e) if found.is_none() && const_eval(e).is_none() => found = Some((axis as u32, e)),
+            Some(_) => return None,
+        }
+    }
+    found
 }
 
 /// The largest count a training setting takes (steps, epochs, a batch): 10^18, which no run

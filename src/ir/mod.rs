@@ -1,6 +1,7 @@
 //! The graph IR shared by the forward pass and its gradient.
 
 pub mod graph;
+pub mod indices;
 pub mod interp;
 pub mod op;
 pub mod pretty;

@@ -175,6 +175,27 @@ pub fn contiguous(shape: &Shape) -> Vec<Stride> {
         .collect()
 }
 
+/// Whether `strides` read `shape` in row-major order without gaps, as a kernel that takes a
+/// plain pointer reads it; an axis of length 1 may have any stride.
+fn row_major(shape: &Shape, strides: &[Stride]) -> bool {
+    // A product of dimensions as its fixed part and its symbols, whatever their order.
+    let key = |dims: &[Dim]| {
+        let mut fixed = 1u64;
+        let mut syms = Vec::new();
+        for d in dims {
+            match *d {
+                Dim::Fixed(k) => fixed = fixed.saturating_mul(k),
+                Dim::Sym(s) => syms.push(s),
+            }
+        }
+        syms.sort_unstable();
+        (fixed, syms)
+    };
+    shape.0.iter().zip(strides).enumerate().all(|(i, (d, s))| {
+        *d == Dim::Fixed(1) || matches!(s, Stride::Prod(p) if key(p) == key(&shape.0[i + 1..]))
+    })
+}
+
 /// Elementwise nodes that can be computed inside the loop of their only user, which iterates
 /// over exactly their shape: chains of elementwise ops and the reductions that consume them
 /// become single loops with no intermediate buffers.
@@ -320,7 +341,7 @@ pub fn plan(f: &GraphFn) -> Plan {
                         let a = node.inputs[k];
                         let usable = match &values[a.index()] {
                             Some(Val::View { strides, .. }) => {
-                                reads_views || *strides == contiguous(g.shape(a))
+                                reads_views || row_major(g.shape(a), strides)
                             }
                             _ => false,
                         };
