@@ -244,7 +244,11 @@ impl<'a> Binder<'a> {
 /// What is wrong with a value of an input, if anything: not finite, not a class index for an
 /// `int` input, or an index beyond the range of a `one_hot` (or `cross_entropy`) or a gather
 /// that reads it.
-fn value_problem(v: f64, info: &crate::ir::InputInfo, limit: Option<IndexLimit>) -> Option<String> {
+pub(crate) fn value_problem(
+    v: f64,
+    info: &crate::ir::InputInfo,
+    limit: Option<IndexLimit>,
+) -> Option<String> {
     if !v.is_finite() {
         return Some(format!("`{v}` is not a finite number"));
     }
