@@ -397,7 +397,7 @@ pub(super) fn call(
                 unreachable!("an axis with a default")
             };
             let axis = normalize_axis(cx, g, x.0, x.1, axis, aspan)?.expect("an axis");
-            gather(cx, g, "take", x, i, axis, span)
+            gather(cx, g, Some("take"), x, i, axis, span)
         }
         Lowering::ScatterAdd => {
             let ((x, xs), (i, is)) = (v[0].array(), v[1].array());
@@ -415,7 +415,7 @@ pub(super) fn call(
                 unreachable!("an axis with a default")
             };
             let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("an axis");
-            whole_indices(cx, g, "scatter_add", i, is)?;
+            whole_indices(cx, g, Some("scatter_add"), i, is)?;
             let op = Op::ScatterAdd {
                 axis,
                 size: size as u64,
@@ -482,29 +482,42 @@ fn class_indices(cx: &mut Checker, g: &Graph, what: &str, y: NodeId, span: Span)
     None
 }
 
-/// `x` gathered along `axis` by `indices`: `take(x, indices, axis)`, and `x[indices]`.
+/// `x` gathered along `axis` by `indices`: `take(x, indices, axis)`, and `x[indices]` (with
+/// `call` `None`).
 pub(super) fn gather(
     cx: &mut Checker,
     g: &mut Graph,
-    what: &str,
+    call: Option<&str>,
     (x, xs): (NodeId, Span),
     (i, is): (NodeId, Span),
     axis: u32,
     span: Span,
 ) -> Option<NodeId> {
-    whole_indices(cx, g, what, i, is)?;
+    whole_indices(cx, g, call, i, is)?;
+    let what = call.unwrap_or("index");
     cx.node(g, Op::Gather { axis }, &[x, i], &[xs, is], what, span)
 }
 
 /// Indices must be whole numbers by construction, so that binding data can check each one
 /// against the axis it indexes: an `int` input, an `argmax` or a whole constant, or a view of
 /// one.
-fn whole_indices(cx: &mut Checker, g: &Graph, what: &str, i: NodeId, span: Span) -> Option<()> {
+/// `call` names the function that reads them (`None`: an index, `E[tok]`).
+fn whole_indices(
+    cx: &mut Checker,
+    g: &Graph,
+    call: Option<&str>,
+    i: NodeId,
+    span: Span,
+) -> Option<()> {
     if crate::ir::indices::index_source(g, i).is_some() {
         return Some(());
     }
+    let message = match call {
+        None => "an array used as an index must hold whole numbers".to_string(),
+        Some(name) => format!("the indices of `{name}` must be whole numbers"),
+    };
     cx.error(
-        Diagnostic::error(format!("the indices of `{what}` must be whole numbers"))
+        Diagnostic::error(message)
             .with_label(span, "not an `int` input, an `argmax` or a whole number")
             .with_note(
                 "declare the indices as `input tok[n, T]: int` (whole numbers ≥ 0, checked against the axis when loaded)",

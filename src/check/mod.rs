@@ -1141,7 +1141,7 @@ impl Checker {
             let x = self.expr(g, base)?;
             let i = self.expr(g, ix)?;
             let at = (x, base.span);
-            return builtins::gather(self, g, "index", at, (i, ix.span), axis, span);
+            return builtins::gather(self, g, None, at, (i, ix.span), axis, span);
         }
         let x = self.expr(g, base)?;
         let rank = g.shape(x).rank();
