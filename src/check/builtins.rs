@@ -414,7 +414,20 @@ pub(super) fn call(
             let Value::Axis(axis, aspan) = v[3] else {
                 unreachable!("an axis with a default")
             };
-            let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("an axis");
+            // The axis is the result's: its rank is the values' less the indices' plus one.
+            let rank = g.shape(x).rank() as i64 - g.shape(i).rank() as i64 + 1;
+            let a = axis.expect("an axis with a default");
+            let at = if a < 0 { a + rank } else { a };
+            if !(0..rank).contains(&at) {
+                cx.error(
+                    Diagnostic::error(format!("axis {a} is out of range"))
+                        .with_label(aspan, format!("the result has rank {}", rank.max(0)))
+                        .with_label(xs, format!("has shape {}", g.shape_text(g.shape(x))))
+                        .with_label(is, format!("has shape {}", g.shape_text(g.shape(i)))),
+                );
+                return None;
+            }
+            let axis = at as u32;
             whole_indices(cx, g, Some("scatter_add"), i, is)?;
             let op = Op::ScatterAdd {
                 axis,

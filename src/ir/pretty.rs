@@ -439,7 +439,8 @@ impl<'g> Printer<'g> {
                 }
                 self.call("where", &[e, v, "0".into()])
             }
-            Op::Gather { axis: 0 } => {
+            // A constant index would read as one element's index: it prints as `take`.
+            Op::Gather { axis: 0 } if g.const_value(ins[1]).is_none() => {
                 let a = self.go(ins[0], false);
                 let i = self.go(ins[1], false).0;
                 (format!("{}[{i}]", self.wrap(a, ATOM)), ATOM)
