@@ -9,7 +9,7 @@
 //! Invariant: generated code cannot trap. It has no integer division, reads only the slots it
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -106,7 +106,8 @@ pub enum CodegenError {
 
 /// Slots of the fused training loop that can live in registers for all K steps: the
 /// single-element parameters, their optimizer state and gradients, and a single-element loss.
-/// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
+/// Excluded: any slot a matrix product or a gather touches, since their helpers read and write
+/// memory.
 fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlots) -> Vec<u32> {
     let g = &f.graph;
     let mut in_memory = std::collections::HashSet::new();
@@ -116,7 +117,9 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
         }
     };
     for id in g.ids() {
-        if plan.values[id.index()].is_some() && g.node(id).op == Op::MatMul {
+        let calls_helper =
+            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id, &mut in_memory);
             for &a in &g.node(id).inputs {
                 view_slot(a, &mut in_memory);

@@ -155,3 +155,28 @@ fn an_embedding_bag_trains_with_the_gradient_of_its_one_hot_form() {
         .collect();
     assert!(losses[0] < 1.0, "eight steps lower the loss: {losses:?}");
 }
+
+/// A one-element table may live in a register for all the steps of a native call, as
+/// one-element parameters do, only if the gather kernel (which reads memory) does not read it:
+/// K steps in one call must be the K steps taken one call at a time.
+#[test]
+fn a_one_element_table_trains_the_same_in_one_native_call_as_step_by_step() {
+    let src = "dtype f64\ninput tok[n]: int\nparam E[1, 1] ~ zeros\nloss mean((E[tok] - 2)^2)\noptimizer sgd(lr = 0.1)\n";
+    let model = compile(src).unwrap();
+    let mut fused = model.session(0);
+    let mut stepped = model.session(0);
+    for s in [&mut fused, &mut stepped] {
+        s.set_input("tok", &[0.0, 0.0, 0.0], &[3]).unwrap();
+    }
+    fused.steps(20).unwrap();
+    for _ in 0..20 {
+        stepped.step().unwrap();
+    }
+    let (a, b) = (fused.param("E").unwrap(), stepped.param("E").unwrap());
+    assert_eq!(a.data, b.data);
+    // e ← e − 0.1·2(e − 2): 2 − 2·0.8²⁰.
+    assert!(
+        (a.item() - (2.0 - 2.0 * 0.8f64.powi(20))).abs() < 1e-12,
+        "{a:?}"
+    );
+}
