@@ -180,3 +180,27 @@ fn a_one_element_table_trains_the_same_in_one_native_call_as_step_by_step() {
         "{a:?}"
     );
 }
+
+/// A wrong derivative rule for a gather or a scatter-add is caught by central differences and
+/// blamed on its op (the indices, perturbed as parameters there, have no derivative).
+#[test]
+fn wrong_gather_and_scatter_add_rules_are_located() {
+    let src = "dtype f64\ninput tok[n]: int\nparam E[4, 2] ~ normal(0, 1)\nparam Q[3, 4] ~ normal(0, 1)\nparam P[3, 2] ~ normal(0, 1)\nlet s = scatter_add(tanh(P), argmax(Q, axis=1), 4)\nloss sum(sin(E[tok]) * E[tok]) + sum(s * E)\n";
+    let model = model_of_source("planted.dsl", src);
+    let g = model.graph();
+    let point = adjoint::inspect::Point {
+        inputs: vec![Tensor::new(vec![5], vec![3.0, 1.0, 3.0, 0.0, 3.0])],
+        params: random_point(g, 5, 1).params,
+        syms: vec![5],
+    };
+    for (planted, op) in [(None, None), (Some("gather"), Some("gather"))]
+        .into_iter()
+        .chain([(Some("scatter_add"), Some("scatter_add"))])
+    {
+        adjoint::autodiff::plant_wrong_rule(planted);
+        let mut rng = adjoint::init::rng(0);
+        let blame = adjoint::inspect::blame(&model.forward, &point, &mut rng, 1e-6);
+        adjoint::autodiff::plant_wrong_rule(None);
+        assert_eq!(blame.map(|b| b.op), op, "planted {planted:?}");
+    }
+}
