@@ -158,7 +158,8 @@ pub fn generated_program(seed: u64) -> String {
 
 /// A random program that gathers from a table of rank 1–5, along a random axis, by indices of
 /// rank 0–3 (a constant, int inputs, an int input with a new axis, an argmax), and applies a
-/// function to the result or scatter-adds it back into the table's shape; tokens repeat.
+/// function to the result (broadcast against a row) or scatter-adds it back into the table's
+/// shape; tokens repeat.
 pub fn generated_gather_program(seed: u64) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let rank = rng.random_range(1..=5usize);
@@ -192,12 +193,21 @@ pub fn generated_gather_program(seed: u64) -> String {
         format!("take(T, {idx}, axis={axis})")
     };
     let f = ["tanh", "sin", "exp", "sigmoid"][rng.random_range(0..4)];
-    let loss = if rng.random_bool(0.5) {
-        format!("sum({f}(G) * G)")
+    // A row broadcast against the result's last axis, when that is the table's.
+    let (row, times_row) = if axis + 1 < rank {
+        let row = format!("param u[{}] ~ normal(0, 1)\n", dims[rank - 1]);
+        (row, " * u")
     } else {
-        format!("sum(scatter_add({f}(G), {idx}, {len}, axis={axis}) * T)")
+        (String::new(), "")
     };
-    format!("dtype f64\n{decl}param T[{shape}] ~ normal(0, 1)\nlet G = {gathered}\nloss {loss}\n")
+    let loss = if rng.random_bool(0.5) {
+        format!("sum({f}(G) * G{times_row})")
+    } else {
+        format!("sum(scatter_add({f}(G){times_row}, {idx}, {len}, axis={axis}) * T)")
+    };
+    format!(
+        "dtype f64\n{decl}param T[{shape}] ~ normal(0, 1)\n{row}let G = {gathered}\nloss {loss}\n"
+    )
 }
 
 #[test]
