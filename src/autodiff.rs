@@ -283,6 +283,20 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             },
             &[ct],
         ))],
+        Op::Gather { axis } => {
+            // Each row of the table receives the sum of the cotangents of the places that read
+            // it; the indices are whole numbers, with no derivative.
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("gather needs a fixed axis"),
+            };
+            let scatter = Op::ScatterAdd { axis: *axis, size };
+            vec![Some(b(g, scatter, &[ct, y.unwrap()])), None]
+        }
+        Op::ScatterAdd { axis, .. } => {
+            let gather = Op::Gather { axis: *axis };
+            vec![Some(b(g, gather, &[ct, y.unwrap()])), None]
+        }
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());
             let (dx, dy) = match node.op {

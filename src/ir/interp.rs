@@ -203,6 +203,8 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -271,6 +273,8 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -489,6 +493,38 @@ fn eval_op(
             }
             out
         }
+        Op::Gather { axis } => {
+            let (x, idx) = (args[0], args[1]);
+            let a = *axis as usize;
+            let (outer, size, inner) = split_at_axis(&x.shape, a, 1);
+            let mut out = Tensor::zeros(shape);
+            for o in 0..outer {
+                for (i, &v) in idx.data.iter().enumerate() {
+                    let dst = &mut out.data[(o * idx.len() + i) * inner..][..inner];
+                    match row_index(v, size) {
+                        Some(k) => dst.copy_from_slice(&x.data[(o * size + k) * inner..][..inner]),
+                        None => dst.fill(f64::NAN),
+                    }
+                }
+            }
+            out
+        }
+        Op::ScatterAdd { axis, size } => {
+            let (x, idx) = (args[0], args[1]);
+            let (a, size) = (*axis as usize, *size as usize);
+            let (outer, _, inner) = split_at_axis(&x.shape, a, idx.shape.len());
+            let mut out = Tensor::zeros(shape);
+            for o in 0..outer {
+                for (i, &v) in idx.data.iter().enumerate() {
+                    if let Some(k) = row_index(v, size) {
+                        let src = &x.data[(o * idx.len() + i) * inner..][..inner];
+                        let dst = &mut out.data[(o * size + k) * inner..][..inner];
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    }
+                }
+            }
+            out
+        }
         Op::ArgMax { axis } => {
             let x = args[0];
             let axis = *axis as usize;
@@ -570,6 +606,21 @@ fn slice_strides(whole: &[usize], axis: u32, start: u64, step: i64) -> (usize, V
     let base = start as usize * strides[a];
     strides[a] = (step as isize * strides[a] as isize) as usize;
     (base, strides)
+}
+/// The row an index names along an axis of `size` rows: the nearest whole number (ties to
+/// even), if it lies on the axis. Native code reads indices the same way.
+pub fn row_index(v: f64, size: usize) -> Option<usize> {
+    crate::kernels::gather::row_index(v, size)
+}
+
+/// The elements before axis `axis`, the length of the `count` axes from it on, and the elements
+/// after them, of a row-major shape.
+fn split_at_axis(shape: &[usize], axis: usize, count: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis..axis + count].iter().product(),
+        shape[axis + count..].iter().product(),
+    )
 }
 
 /// Strides mapping an input index to its output index when `axis` (or everything) is reduced.

@@ -172,6 +172,20 @@ impl<'g> Printer<'g> {
         text
     }
 
+    /// The indices of a gather or a scatter-add, with every axis they have: their shape is
+    /// the result's, where an elementwise operand's leading unit axes could be left to
+    /// broadcasting.
+    fn indices(&mut self, i: NodeId) -> String {
+        let g = self.graph;
+        match g.op(i) {
+            Op::Reshape(to) if self.name_of(i).is_none() => {
+                let to = to.clone();
+                self.reshape(g.node(i).inputs[0], &to, true).0
+            }
+            _ => self.go(i, false).0,
+        }
+    }
+
     /// `M @ c` or `c @ M` with a constant broadcast to a vector or matrix (the derivative of a
     /// sum of products multiplies by one), which the language cannot write as an operand: `c`
     /// times the sums of `M` over the contracted axis. Where the product has an axis of the
@@ -560,6 +574,25 @@ impl<'g> Printer<'g> {
                 }
                 args.push(format!("axis={axis}"));
                 self.call("unslice", &args)
+            }
+            // A constant index would read as one element's index: it prints as `take`.
+            Op::Gather { axis: 0 } if g.const_value(ins[1]).is_none() => {
+                let a = self.go(ins[0], false);
+                let i = self.indices(ins[1]);
+                (format!("{}[{i}]", self.wrap(a, ATOM)), ATOM)
+            }
+            Op::Gather { axis } => {
+                let a = self.go(ins[0], false).0;
+                let i = self.indices(ins[1]);
+                self.call("take", &[a, i, format!("axis={axis}")])
+            }
+            Op::ScatterAdd { axis, size } => {
+                let v = self.go(ins[0], false).0;
+                let i = self.indices(ins[1]);
+                self.call(
+                    "scatter_add",
+                    &[v, i, size.to_string(), format!("axis={axis}")],
+                )
             }
             Op::Select => {
                 let c = self.go(ins[0], false).0;

@@ -229,6 +229,8 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             s.0.insert(*axis as usize, Dim::Fixed(*size));
             Ok(s)
         }
+        Gather { axis } => gather_shape(shapes[0], shapes[1], *axis),
+        ScatterAdd { axis, size } => scatter_add_shape(shapes[0], shapes[1], *axis, *size),
         OneHot { classes } => {
             let mut s = shapes[0].clone();
             s.0.push(Dim::Fixed(*classes as u64));
@@ -364,6 +366,52 @@ pub fn reverses_axes(perm: &[u32]) -> bool {
     perm.iter()
         .enumerate()
         .all(|(i, &a)| a as usize + i + 1 == perm.len())
+}
+
+/// `array[..axis] ++ indices ++ array[axis + 1..]`, for an axis of fixed length (the length
+/// that binding data checks every index against).
+fn gather_shape(array: &Shape, indices: &Shape, axis: u32) -> Result<Shape, ShapeError> {
+    let a = axis as usize;
+    match array.0.get(a) {
+        None => Err(err(
+            format!(
+                "axis {axis} is out of range for an operand of rank {}",
+                array.rank()
+            ),
+            vec![0],
+        )),
+        Some(Dim::Sym(_)) => Err(err(
+            "cannot gather along an axis whose length is only known at run time",
+            vec![0],
+        )),
+        Some(Dim::Fixed(_)) => {
+            let mut out = array.0[..a].to_vec();
+            out.extend_from_slice(&indices.0);
+            out.extend_from_slice(&array.0[a + 1..]);
+            Ok(Shape(out))
+        }
+    }
+}
+
+/// The values' axes `axis..axis + indices.rank()` (which must be the indices' shape) become one
+/// axis of length `size`.
+fn scatter_add_shape(
+    values: &Shape,
+    indices: &Shape,
+    axis: u32,
+    size: u64,
+) -> Result<Shape, ShapeError> {
+    let (a, r) = (axis as usize, indices.rank());
+    if a + r > values.rank() || values.0[a..a + r] != indices.0[..] {
+        return Err(err(
+            format!("the values' axes from {axis} on do not have the indices' shape"),
+            vec![0, 1],
+        ));
+    }
+    let mut out = values.0[..a].to_vec();
+    out.push(Dim::Fixed(size));
+    out.extend_from_slice(&values.0[a + r..]);
+    Ok(Shape(out))
 }
 
 fn reduce_shape(s: &Shape, axis: Option<u32>) -> Result<Shape, ShapeError> {

@@ -10,7 +10,7 @@
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
 use crate::ir::shape::MatMulParts;
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -107,7 +107,8 @@ pub enum CodegenError {
 
 /// Slots of the fused training loop that can live in registers for all K steps: the
 /// single-element parameters, their optimizer state and gradients, and a single-element loss.
-/// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
+/// Excluded: any slot a matrix product or a gather touches, since their helpers read and write
+/// memory.
 fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlots) -> Vec<u32> {
     let g = &f.graph;
     let mut in_memory = std::collections::HashSet::new();
@@ -117,7 +118,9 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
         }
     };
     for id in g.ids() {
-        if plan.values[id.index()].is_some() && g.node(id).op == Op::MatMul {
+        let calls_helper =
+            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id, &mut in_memory);
             for &a in &g.node(id).inputs {
                 view_slot(a, &mut in_memory);
@@ -1349,6 +1352,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -1491,6 +1496,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -1550,6 +1557,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -2503,6 +2512,17 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, v);
                 });
             }
+            Op::Gather { axis } => {
+                let a = *axis as usize;
+                let rows = g.shape(node.inputs[0]).0[a];
+                let helper = Helper::Gather(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, rows, a + 1));
+            }
+            Op::ScatterAdd { axis, size } => {
+                let (a, r) = (*axis as usize, g.shape(node.inputs[1]).rank());
+                let helper = Helper::ScatterAdd(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
             Op::Slice {
                 axis, start, step, ..
@@ -2801,6 +2821,8 @@ impl<'a> Tx<'a> {
             | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
             | Op::Reshape(_)
@@ -2903,6 +2925,45 @@ impl<'a> Tx<'a> {
                 });
             }
         });
+    }
+
+    /// A gather or a scatter-add: one call of its kernel (`kernels::gather`), which copies or
+    /// adds whole rows along the contiguous axis and checks every index against the axis.
+    /// Lowering gives both operands contiguous slots. `axes` places the indexed axis in the
+    /// first operand: where it is, its length, and where the axes after it start.
+    fn indexing(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        helper: Helper,
+        axes: (usize, Dim, usize),
+    ) {
+        let node = g.node(id);
+        let (x, idx) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, .. }) => *slot,
+            _ => unreachable!("the operands of a gather are views"),
+        };
+        let (sx, si) = (
+            view(&plan.values[x.index()]),
+            view(&plan.values[idx.index()]),
+        );
+        let xshape = g.shape(x).0.clone();
+        let count = g.shape(idx).0.clone();
+        // The array indexed is `outer × rows × inner` around the axis; the other has the
+        // indices' axes in the axis's place.
+        let (axis, rows, after) = axes;
+        let outer = self.stride(&Stride::Prod(xshape[..axis].to_vec()));
+        let rows = self.dim(rows);
+        let count = self.stride(&Stride::Prod(count));
+        let inner = self.stride(&Stride::Prod(xshape[after..].to_vec()));
+        let (px, pi, po) = (self.slot_ptr(sx), self.slot_ptr(si), self.slot_ptr(slot));
+        let f = self.helper(helper);
+        self.b
+            .ins()
+            .call(f, &[px, pi, po, outer, rows, count, inner]);
     }
 
     fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
@@ -3209,6 +3270,8 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
