@@ -220,6 +220,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
         match g.op(id) {
             Op::Const(_) => return g.const_value(id).is_some_and(|c| c > 0.0 && c.is_finite()),
             Op::Sigmoid | Op::Exp | Op::DimSize(_) => return true,
+            Op::Literal(data) => return data.values().all(|v| v > 0.0 && v.is_finite()),
             Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
             Op::Sub => {
                 return with_const(g, id, Op::Sub, 1.0, false)
@@ -228,6 +229,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => id = g.node(id).inputs[0],
             Op::Input(_)
             | Op::Param(_)
+            | Op::Iota(_)
             | Op::Neg
             | Op::Log
             | Op::Sqrt
@@ -462,6 +464,8 @@ fn stable_form(
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Neg
         | Op::Tanh
         | Op::Sigmoid
@@ -707,6 +711,8 @@ fn try_rules(
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Exp
         | Op::Log
         | Op::Sqrt

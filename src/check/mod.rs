@@ -13,6 +13,7 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod literal;
 
 /// Checks a parsed module. On success returns the model and its warnings.
 pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -345,6 +346,17 @@ impl Checker {
                 },
             );
         }
+    }
+
+    /// The symbolic dimension a name stands for, unless a value of that name hides it (the
+    /// same order of lookup as `name`).
+    fn dim_symbol(&self, name: &str) -> Option<u32> {
+        let bound = self.frames.last().is_some_and(|f| f.contains_key(name))
+            || self.names.contains_key(name);
+        if bound {
+            return None;
+        }
+        self.syms.iter().position(|s| s == name).map(|i| i as u32)
     }
 
     fn sym(&mut self, name: &str) -> u32 {
@@ -1022,6 +1034,7 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
+            ExprKind::Array(_) => literal::array(self, g, e)?,
             ExprKind::Error => return None,
         };
         g.set_span(id, e.span);
@@ -1045,6 +1058,8 @@ impl Checker {
                 }
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
+                // For masks: `where(mask, scores, -inf)`.
+                "inf" => Some(g.constant(f64::INFINITY)),
                 _ => {
                     let mut d = Diagnostic::error(format!("unknown name `{name}`"))
                         .with_label(span, "not defined before this use");

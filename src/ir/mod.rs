@@ -10,5 +10,5 @@ pub mod verify;
 
 pub use graph::{Graph, InputInfo, Node, NodeId, ParamInfo};
 pub use interp::Tensor;
-pub use op::Op;
+pub use op::{LiteralData, Op};
 pub use shape::{DType, Dim, Shape};

@@ -303,6 +303,8 @@ impl<'g> Printer<'g> {
             Op::Input(i) => (self.atom_name(&g.inputs[*i as usize].name), ATOM),
             Op::Param(i) => (self.atom_name(&g.params[*i as usize].name), ATOM),
             Op::DimSize(s) => (self.atom_name(&g.syms[*s as usize]), ATOM),
+            Op::Iota(len) => (format!("arange({})", super::print::dim_text(g, *len)), ATOM),
+            Op::Literal(data) => (super::print::literal_text(data), ATOM),
             Op::Const(_) => {
                 let v = node.op.const_value().unwrap();
                 let text = fmt_number(v);

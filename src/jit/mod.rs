@@ -1339,6 +1339,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose
             | Op::Sum { .. }
@@ -1479,6 +1481,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose
             | Op::Sum { .. }
@@ -1536,6 +1540,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose
             | Op::Sum { .. }
@@ -2497,6 +2503,27 @@ impl<'a> Tx<'a> {
                 });
             }
             Op::MatMul => self.matmul(g, plan, id, slot),
+            Op::Iota(_) => {
+                let total = self.total(&shape);
+                self.for_loop(total, &mut |tx, i| {
+                    let v = tx.b.ins().fcvt_from_sint(tx.ty, i);
+                    tx.store_at(slot, i, v);
+                });
+            }
+            Op::Literal(data) => {
+                // Small by construction (at most `MAX_LITERAL_ELEMENTS`): one store per
+                // element, of a constant made where it is stored, so that none is live for
+                // longer than its store.
+                for (k, v) in data.values().enumerate() {
+                    let at = self.iconst(k as i64);
+                    let v = if self.ty == types::F32 {
+                        self.b.ins().f32const(v as f32)
+                    } else {
+                        self.b.ins().f64const(v)
+                    };
+                    self.store_at(slot, at, v);
+                }
+            }
             other @ (Op::Input(_)
             | Op::Param(_)
             | Op::Const(_)
@@ -2683,6 +2710,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::Neg
             | Op::Exp
             | Op::Log
@@ -3015,6 +3044,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose
             | Op::Sum { .. }

@@ -176,6 +176,8 @@ pub enum ExprKind {
         base: Box<Expr>,
         indices: Vec<Option<Expr>>,
     },
+    /// An array literal, `[a, b, c]`; nested for more axes.
+    Array(Vec<Expr>),
     Error,
 }
 
@@ -225,6 +227,16 @@ impl std::fmt::Display for Expr {
                         Some(e) => write!(f, "{e}")?,
                         None => f.write_str(":")?,
                     }
+                }
+                f.write_str("]")
+            }
+            ExprKind::Array(elements) => {
+                f.write_str("[")?;
+                for (i, e) in elements.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{e}")?;
                 }
                 f.write_str("]")
             }

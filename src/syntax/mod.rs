@@ -119,6 +119,7 @@ fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
                     stack.push((base, d + 1));
                     stack.extend(indices.iter().flatten().map(|i| (i, d + 1)));
                 }
+                ast::ExprKind::Array(elements) => stack.extend(elements.iter().map(|x| (x, d + 1))),
                 _ => {}
             }
         }
