@@ -384,6 +384,22 @@ pub(super) fn call(
             };
             let last = (zshape.rank() - 1) as u32;
             class_indices(cx, g, "cross_entropy", y, sy)?;
+            // One label per position of the logits: labels that broadcast instead would give
+            // every row of a batch the same labels, silently.
+            let positions = Shape(zshape.0[..zshape.rank() - 1].to_vec());
+            let yshape = g.shape(y).clone();
+            if !yshape.is_scalar() && yshape != positions {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "`cross_entropy` needs one label per row of logits: labels of shape {}",
+                        g.shape_text(&positions)
+                    ))
+                    .with_label(sy, format!("has shape {}", g.shape_text(&yshape)))
+                    .with_label(sz, format!("has shape {}", g.shape_text(&zshape)))
+                    .with_note("the logits' last axis holds the classes; the labels have the logits' other axes"),
+                );
+                return None;
+            }
             let oh = node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])?;
             let picked = node(cx, g, Op::Mul, &[oh, z], &[sy, sz])?;
             let picked = g.build(Op::Sum { axis: Some(last) }, &[picked]);

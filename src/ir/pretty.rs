@@ -152,6 +152,18 @@ impl<'g> Printer<'g> {
             for k in &added[implicit..] {
                 text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
             }
+        } else {
+            // A unit axis moved (`[n, 3, 1]` to `[n, 1, 3]`): every unit axis removed, then
+            // the target's added.
+            let squeezed = Shape(from.squeezed());
+            let removed = removed_unit_axes(&from, &squeezed).expect("unit axes removed");
+            let added = removed_unit_axes(to, &squeezed).expect("unit axes added");
+            for k in removed.into_iter().rev() {
+                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            }
+            for k in added {
+                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
+            }
         }
         text
     }
