@@ -134,11 +134,12 @@ impl<'g> Printer<'g> {
             return self.reduction(x, true);
         }
         let from = g.shape(x).clone();
+        // Leading axes of `x` that its printed form leaves to broadcasting (a broadcast prints
+        // as its operand): axes are counted in the printed form, without them.
+        let mut elided = from.rank().saturating_sub(self.printed_shape(x).rank());
         let mut text = self.go(x, false);
-        if let Some(removed) = removed_unit_axes(&from, to) {
-            for k in removed.into_iter().rev() {
-                text = self.call("sum", &[text.0, format!("axis={k}")]);
-            }
+        let (removed, added) = if let Some(removed) = removed_unit_axes(&from, to) {
+            (removed, vec![])
         } else if let Some(added) = removed_unit_axes(to, &from) {
             let implicit = if leading {
                 0
@@ -149,21 +150,29 @@ impl<'g> Printer<'g> {
                     .take_while(|(i, k)| i == *k)
                     .count()
             };
-            for k in &added[implicit..] {
-                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
-            }
+            (vec![], added[implicit..].to_vec())
         } else {
             // A unit axis moved (`[n, 3, 1]` to `[n, 1, 3]`): every unit axis removed, then
             // the target's added.
             let squeezed = Shape(from.squeezed());
-            let removed = removed_unit_axes(&from, &squeezed).expect("unit axes removed");
-            let added = removed_unit_axes(to, &squeezed).expect("unit axes added");
-            for k in removed.into_iter().rev() {
-                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            (
+                removed_unit_axes(&from, &squeezed).expect("unit axes removed"),
+                removed_unit_axes(to, &squeezed).expect("unit axes added"),
+            )
+        };
+        for k in removed.into_iter().rev() {
+            if k < elided {
+                elided -= 1;
+                continue;
             }
-            for k in added {
-                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
+            text = self.call("sum", &[text.0, format!("axis={}", k - elided)]);
+        }
+        for k in added {
+            if k < elided {
+                elided += 1;
+                continue;
             }
+            text = self.call("expand_dims", &[text.0, format!("axis={}", k - elided)]);
         }
         text
     }

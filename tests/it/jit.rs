@@ -51,6 +51,13 @@ fn all_models() -> Vec<(String, Model)> {
             model_of_source("gen.dsl", &src),
         ));
     }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_attention_program(seed);
+        models.push((
+            format!("generated attention program {seed}:\n{src}\n"),
+            model_of_source("gen.dsl", &src),
+        ));
+    }
     models
 }
 
