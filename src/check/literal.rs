@@ -9,9 +9,7 @@ use crate::diagnostics::Diagnostic;
 use crate::ir::{Dim, Graph, LiteralData, NodeId, Op, Shape, interp};
 use crate::syntax::ast::{self, ExprKind};
 
-/// The most numbers an array literal holds: a literal is written into the generated code, one
-/// store per element. Larger constant data belongs in an input file.
-pub const MAX_LITERAL_ELEMENTS: usize = 4096;
+const MAX_LITERAL_ELEMENTS: usize = LiteralData::MAX_ELEMENTS;
 
 /// A constant array, flattened while its nesting is checked.
 struct Flat {

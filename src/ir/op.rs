@@ -17,6 +17,10 @@ pub struct LiteralData {
 }
 
 impl LiteralData {
+    /// The most numbers a literal holds: it is written into the generated code, one store per
+    /// element. Larger constant data belongs in an input file.
+    pub const MAX_ELEMENTS: usize = 4096;
+
     pub fn new(shape: Shape, values: &[f64]) -> LiteralData {
         LiteralData {
             shape,

@@ -2511,7 +2511,7 @@ impl<'a> Tx<'a> {
                 });
             }
             Op::Literal(data) => {
-                // Small by construction (at most `MAX_LITERAL_ELEMENTS`): one store per
+                // Small by construction (at most `LiteralData::MAX_ELEMENTS`): one store per
                 // element, of a constant made where it is stored, so that none is live for
                 // longer than its store.
                 for (k, v) in data.values().enumerate() {
