@@ -95,3 +95,28 @@ fn restore_and_train(bytes: &[u8]) -> bool {
     let _ = crate::resume::to_checkpoint(&t);
     true
 }
+
+/// The `compile` target: model source through the whole pipeline, then a gradient and two
+/// training steps on small inputs of the declared shapes (symbolic dimensions of 2).
+pub fn compile_and_step(bytes: &[u8]) {
+    let Ok(src) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let Ok(model) = crate::api::compile(src) else {
+        return;
+    };
+    let mut session = model.session(0);
+    for input in model.inputs() {
+        let shape: Vec<usize> = input.shape.iter().map(|d| d.unwrap_or(2)).collect();
+        let n: usize = shape.iter().product();
+        if n > 1 << 16 {
+            return;
+        }
+        let values: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
+        if session.set_input(&input.name, &values, &shape).is_err() {
+            return;
+        }
+    }
+    let _ = session.value_and_grad();
+    let _ = session.steps(2);
+}

@@ -499,6 +499,9 @@ pub(super) fn call(
 /// The longest axis a length argument makes (`arange(n)`, `ones([n, 3])`).
 const MAX_LENGTH: f64 = 1e9;
 
+/// The most elements a shape argument (`ones([a, b])`) makes, besides its dimensions.
+const MAX_SHAPE_ELEMENTS: f64 = 2147483648.0;
+
 /// A length argument: the name of a symbolic dimension, or a constant whole number.
 fn length(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Length> {
     if let ast::ExprKind::Name(n) = &e.kind
@@ -547,6 +550,23 @@ fn dims(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Vec<Dim>> {
     for p in parts {
         let l = length(cx, g, p)?;
         out.push(axis_length(cx, l, p.span)?);
+    }
+    // A constant costs no memory, but every loop over it visits each element.
+    let fixed: f64 = out
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(k) => *k as f64,
+            Dim::Sym(_) => 1.0,
+        })
+        .product();
+    if fixed > MAX_SHAPE_ELEMENTS {
+        cx.error(
+            Diagnostic::error(format!(
+                "a shape holds at most 2^31 elements, found {fixed:e}"
+            ))
+            .with_label(e.span, "too large"),
+        );
+        return None;
     }
     Some(out)
 }

@@ -5,4 +5,5 @@ let ragged = [[1, 2], [3]]
 let empty = []
 let moving = [1, w[0]]
 let bad_nan = [0 / 0]
-loss sum(X @ w) + sum(ones([n, 2.5])) + sum(arange(0)) + sum(arange(3, 1)) + sum(arange(1, n)) + sum(causal_mask(-2)) + sum(zeros(w))
+let big = ones([100000, 100000, 100000])
+loss sum(big) + sum(X @ w) + sum(ones([n, 2.5])) + sum(arange(0)) + sum(arange(3, 1)) + sum(arange(1, n)) + sum(causal_mask(-2)) + sum(zeros(w))
