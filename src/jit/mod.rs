@@ -1342,7 +1342,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1484,7 +1484,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1543,7 +1543,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -2528,7 +2528,7 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Expand(_)
             | Op::Reshape(_)) => {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
@@ -2743,7 +2743,7 @@ impl<'a> Tx<'a> {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
             | Op::OneHot { .. }
@@ -3047,7 +3047,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }

@@ -20,6 +20,7 @@ mod jit;
 mod math;
 mod npy;
 mod optim;
+mod products;
 mod robustness;
 mod scaling;
 mod snapshots;
