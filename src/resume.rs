@@ -170,10 +170,12 @@ fn cannot_resume(path: &Path, reason: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// Restores parameters only (for evaluation): the checkpoint must hold every parameter. An f64
-/// trainer (the checking commands run in f64) takes an f32 model's checkpoint, widened exactly.
+/// Restores parameters only (for evaluation), and the vocabulary of a run on a text: the
+/// checkpoint must hold every parameter. An f64 trainer (the checking commands run in f64)
+/// takes an f32 model's checkpoint, widened exactly.
 pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
+    t.text = text_identity(path, &ckpt)?;
     let want: Vec<_> = expected(t)
         .into_iter()
         .filter(|e| e.0.starts_with("param/"))
@@ -457,23 +459,7 @@ fn parse_state(t: &Trainer, path: &Path, ckpt: &Checkpoint) -> Result<SavedState
     let rng =
         parse_rng(meta(checkpoint::RNG_KEY)?).map_err(|reason| bad(checkpoint::RNG_KEY, reason))?;
     let cursor = parse_cursor(meta(CURSOR_KEY)?, step).map_err(|reason| bad(CURSOR_KEY, reason))?;
-    let text = match (
-        ckpt.metadata.get(VOCABULARY_KEY),
-        ckpt.metadata.get(TEXT_KEY),
-    ) {
-        (None, None) => None,
-        (Some(v), Some(text)) => Some(TextIdentity {
-            vocabulary: Vocabulary::parse(v).ok_or_else(|| {
-                bad(
-                    VOCABULARY_KEY,
-                    "is not a vocabulary (distinct characters in order)".into(),
-                )
-            })?,
-            text: text.clone(),
-        }),
-        (None, Some(_)) => return Err(bad(VOCABULARY_KEY, "is missing".into())),
-        (Some(_), None) => return Err(bad(TEXT_KEY, "is missing".into())),
-    };
+    let text = text_identity(path, ckpt)?;
     Ok(SavedState {
         text,
         step: crate::optim::StepState {
@@ -486,6 +472,32 @@ fn parse_state(t: &Trainer, path: &Path, ckpt: &Checkpoint) -> Result<SavedState
         run_end,
         horizon,
     })
+}
+
+/// The text a checkpoint's run trained on, for a model that reads one.
+fn text_identity(path: &Path, ckpt: &Checkpoint) -> Result<Option<TextIdentity>, CheckpointError> {
+    let bad = |key: &str, reason: &str| CheckpointError::BadMetadata {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: reason.into(),
+    };
+    match (
+        ckpt.metadata.get(VOCABULARY_KEY),
+        ckpt.metadata.get(TEXT_KEY),
+    ) {
+        (None, None) => Ok(None),
+        (Some(v), Some(text)) => Ok(Some(TextIdentity {
+            vocabulary: Vocabulary::parse(v).ok_or_else(|| {
+                bad(
+                    VOCABULARY_KEY,
+                    "is not a vocabulary (distinct characters in order)",
+                )
+            })?,
+            text: text.clone(),
+        })),
+        (None, Some(_)) => Err(bad(VOCABULARY_KEY, "is missing")),
+        (Some(_), None) => Err(bad(TEXT_KEY, "is missing")),
+    }
 }
 
 /// Whether `pow` can be βᵗ as the optimizer computes it (repeated products, flushed to 0 below

@@ -43,6 +43,7 @@ pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), C
     crate::train::check_memory(&compiled, dataset.as_ref(), None).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
+    let dataset = in_trained_vocabulary(&trainer, dataset, ckpt)?;
     print_evaluation(&mut trainer, dataset.as_ref(), "")?;
     if let (Some(c), Some(d)) = (classes, &dataset) {
         print_confusion(&mut trainer, d, &c)?;
