@@ -573,8 +573,9 @@ fn print_summary(
         })
         .collect();
     match data {
-        Some(_) => say!("final, {rows_name} rows ({rows}): {}", text.join(", ")),
-        None => say!("final: {}", text.join(", ")),
+        // Inputs read whole have no rows to count.
+        Some(d) if d.n_rows > 0 => say!("final, {rows_name} rows ({rows}): {}", text.join(", ")),
+        _ => say!("final: {}", text.join(", ")),
     }
     Ok(())
 }

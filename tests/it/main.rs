@@ -25,4 +25,5 @@ mod scaling;
 mod snapshots;
 mod stability;
 mod syntax;
+mod text;
 mod training;
