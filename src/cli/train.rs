@@ -181,6 +181,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
                 c.vocabulary.len(),
                 c.window
             ),
+            None if d.n_rows == 0 => say!("data: every input read whole (no rows)"),
             None => say!(
                 "data: {} ({} rows)",
                 d.source.as_deref().unwrap_or("?"),
