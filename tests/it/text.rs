@@ -395,3 +395,21 @@ train steps = 400
     std::fs::remove_dir_all(&dir).unwrap();
     insta::assert_snapshot!(transcript);
 }
+
+#[test]
+fn the_api_binds_an_input_without_rows_whole_beside_rows_of_any_count() {
+    let model = adjoint::compile(
+        "dtype f64\ninput x[n, 3]\ninput K[3] from \"k.npy\"\nparam w = 2\nloss mean((x @ K - w)^2)\n",
+    )
+    .unwrap();
+    let mut s = model.session(0);
+    s.set_input("K", &[1.0, -2.0, 0.5], &[3]).unwrap();
+    s.set_input("x", &[1.0, 0.0, 2.0, 0.0, 1.0, 0.0], &[2, 3])
+        .unwrap();
+    // x·K = [2, -2]: ((2 - 2)² + (-2 - 2)²) / 2 = 8.
+    assert_eq!(s.evaluate().unwrap()[0].1, 8.0);
+    // Another row count for x keeps K bound: it has no rows.
+    s.set_input("x", &[0.0, 0.0, 4.0], &[1, 3]).unwrap();
+    assert_eq!(s.evaluate().unwrap()[0].1, 0.0);
+    assert!(s.set_input("K", &[1.0, 2.0], &[2]).is_err());
+}
