@@ -274,7 +274,9 @@ impl Session {
     }
 
     /// Binds an input from row-major values; `shape` must match the declaration, with the row
-    /// dimension free (and the same for every input).
+    /// dimension free (and the same for every input). An input declared without the row
+    /// dimension (`input K[3] from "k.npy"`) is bound whole, in its declared shape, and stays
+    /// bound when the rows change.
     pub fn set_input(&mut self, name: &str, values: &[f64], shape: &[usize]) -> Result<(), Error> {
         let g = self.trainer.compiled.model.graph().clone();
         let Some(i) = g.inputs.iter().position(|p| p.name == name) else {

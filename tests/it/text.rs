@@ -92,6 +92,17 @@ fn a_model_of_a_text_trains_on_random_windows_and_samples_reproducibly() {
     transcript += &transcript_of(
         &dir,
         &[
+            "eval",
+            "bigram.dsl",
+            "--checkpoint",
+            "b.safetensors",
+            "--validation",
+            "0.25",
+        ],
+    );
+    transcript += &transcript_of(
+        &dir,
+        &[
             "train",
             "bigram.dsl",
             "--validation",
@@ -100,6 +111,22 @@ fn a_model_of_a_text_trains_on_random_windows_and_samples_reproducibly() {
             "20",
         ],
     );
+    transcript += &transcript_of(
+        &dir,
+        &[
+            "predict",
+            "bigram.dsl",
+            "--checkpoint",
+            "b.safetensors",
+            "--out",
+            "p.csv",
+        ],
+    );
+    let predicted = std::fs::read_to_string(dir.join("p.csv")).unwrap();
+    let header = predicted.lines().next().unwrap();
+    // The logits of every position of every tiled window, flattened: 16 × 45 per row.
+    assert_eq!(header.split(',').count(), 16 * 45);
+    assert_eq!(predicted.lines().count(), 1 + 37);
     std::fs::remove_dir_all(&dir).unwrap();
     insta::assert_snapshot!(transcript);
 }
