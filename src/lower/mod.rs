@@ -11,9 +11,11 @@
 //! it; a register is computed before it is read; every view lies inside its slot. `plan_text`
 //! is the canonical text form (`adjoint graph --plan`).
 
+mod storage;
 mod text;
 mod verify;
 
+pub use storage::Storage;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
@@ -132,6 +134,8 @@ pub struct Plan {
     /// which is why the rule lives here, printed with the plan, and not in `simplify`, whose
     /// rules are exact.
     pub reciprocal: std::collections::HashSet<NodeId>,
+    /// The buffer that holds each slot: temporaries whose lifetimes do not overlap share one.
+    pub storage: Storage,
 }
 
 impl Plan {
@@ -378,13 +382,16 @@ pub fn plan(f: &GraphFn) -> Plan {
     let steps = group_loops(g, &values, steps, &outputs);
     let steps = block_rows(g, &values, steps);
     let reciprocal = divisions_by_loop_invariants(g, &values);
-    Plan {
+    let mut plan = Plan {
         slots,
         values,
         steps,
         outputs,
         reciprocal,
-    }
+        storage: Storage::default(),
+    };
+    plan.storage = storage::assign(g, &plan);
+    plan
 }
 
 /// Divisions evaluated inside a loop (their shape has an axis) whose divisor has one value for

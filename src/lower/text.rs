@@ -42,12 +42,16 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
             SlotKind::Param(k) => format!("param {}", g.params[k as usize].name),
             SlotKind::Output(k) => format!("output {}", f.outputs[k as usize].0),
             SlotKind::Temp if written.contains(&(i as u32)) => "temp".to_string(),
-            // Allocated by the runtime all the same: a loop member kept in a register.
-            SlotKind::Temp => "temp (unused)".to_string(),
+            SlotKind::Temp => "lane".to_string(),
         };
+        let reuse = plan
+            .storage
+            .reused_from(i as u32)
+            .map(|s| format!(" (reuses s{s})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  s{i} {kind} : {}{}",
+            "  s{i} {kind} : {}{}{reuse}",
             g.dtype.name(),
             g.shape_text(&slot.shape)
         );
