@@ -382,15 +382,71 @@ pub fn plan(f: &GraphFn) -> Plan {
     let steps = group_loops(g, &values, steps, &outputs);
     let steps = block_rows(g, &values, steps);
     let reciprocal = divisions_by_loop_invariants(g, &values);
-    let mut plan = Plan {
+    let mut plan = number_lanes_last(Plan {
         slots,
         values,
         steps,
         outputs,
         reciprocal,
         storage: Storage::default(),
-    };
+    });
     plan.storage = storage::assign(g, &plan);
+    plan
+}
+
+/// Renumbers the slots of loop members that no step stores (they live in registers, and their
+/// slot number only names them inside their loop) after every other slot, so that the plan's
+/// text lists the slots that hold memory and nothing else.
+fn number_lanes_last(mut plan: Plan) -> Plan {
+    let written = plan.written_slots();
+    let is_lane = |s: usize| plan.slots[s].kind == SlotKind::Temp && !written.contains(&(s as u32));
+    let (lanes, kept): (Vec<usize>, Vec<usize>) = (0..plan.slots.len()).partition(|&s| is_lane(s));
+    let mut new_of = vec![0u32; plan.slots.len()];
+    for (new, &old) in kept.iter().chain(&lanes).enumerate() {
+        new_of[old] = new as u32;
+    }
+    let renumber = |s: &mut u32| *s = new_of[*s as usize];
+    let old_slots = std::mem::take(&mut plan.slots);
+    plan.slots = kept
+        .iter()
+        .chain(&lanes)
+        .map(|&s| old_slots[s].clone())
+        .collect();
+    let renumber_val = |v: &mut Val| {
+        if let Val::View { slot, .. } = v {
+            renumber(slot);
+        }
+    };
+    plan.values.iter_mut().flatten().for_each(renumber_val);
+    for step in &mut plan.steps {
+        match step {
+            Step::Compute { slot, aux, .. } => {
+                renumber(slot);
+                if let Some(a) = aux {
+                    renumber(a);
+                }
+            }
+            Step::Scalar { .. } => {}
+            Step::Copy { src, slot, .. } => {
+                renumber_val(src);
+                renumber(slot);
+            }
+            Step::Group {
+                members, blocked, ..
+            } => {
+                for m in members {
+                    renumber(&mut m.slot);
+                }
+                if let Some(b) = blocked {
+                    renumber(&mut b.before.1);
+                    renumber(&mut b.after.1);
+                }
+            }
+        }
+    }
+    for o in &mut plan.outputs {
+        renumber(o);
+    }
     plan
 }
 

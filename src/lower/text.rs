@@ -17,7 +17,8 @@
 //!     block: s4 += matmul(s0[1, 3], s8[1])
 //! ```
 //!
-//! A temporary slot that no step writes is marked `unused`. A division by a value fixed for its
+//! A temporary that takes over the buffer of one whose last reader has run says so
+//! (`reuses s3`); loop members kept in registers hold no memory and are not listed. A division by a value fixed for its
 //! loop is written as the multiplication by the reciprocal that runs (`Plan::reciprocal`).
 //! A view is its slot and one stride per axis (`0` broadcasts; `n·3` is a product of sizes);
 //! `r%7` is a scalar in a register; an elementwise node fused into its reader is written out
@@ -42,7 +43,8 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
             SlotKind::Param(k) => format!("param {}", g.params[k as usize].name),
             SlotKind::Output(k) => format!("output {}", f.outputs[k as usize].0),
             SlotKind::Temp if written.contains(&(i as u32)) => "temp".to_string(),
-            SlotKind::Temp => "lane".to_string(),
+            // A loop member kept in a register (numbered after every stored slot).
+            SlotKind::Temp => continue,
         };
         let reuse = plan
             .storage
