@@ -189,7 +189,16 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             say!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
     }
-    crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch).map_err(bad_input)?;
+    let footprint = crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch)
+        .map_err(bad_input)?;
+    if args.timings {
+        say!(
+            "  {:<14} {} at most ({} without buffer reuse)",
+            "workspace",
+            crate::runtime::human_bytes(footprint.workspace),
+            crate::runtime::human_bytes(footprint.workspace_without_reuse)
+        );
+    }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
     trainer.flush_subnormals = !args.keep_subnormals;
