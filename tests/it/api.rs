@@ -291,6 +291,40 @@ fn declared_shapes_print_as_the_model_writes_them() {
 
 /// Every type the API hands out, down to the fields of its errors, can be named from the
 /// crate's root (none lives only in a hidden module). This test fails to compile otherwise.
+/// A session that would not fit in memory is refused with a typed error, not an abort: its
+/// parameters when it is made (200 GB here), its workspace when rows are bound (a one-hot row
+/// of a million values for each of a million rows), and the binding stays as it was.
+#[test]
+fn a_session_too_large_for_memory_is_refused() {
+    let mut huge = String::new();
+    for i in 0..20 {
+        huge += &format!("param W{i}[50000, 50000] ~ zeros\n");
+    }
+    huge += "loss sum(W0)\n";
+    let model = compile(&huge).unwrap();
+    match model.session(0) {
+        Err(Error::Memory(e)) => {
+            assert_eq!(e.what, "the session");
+            assert!(e.need.params >= 200_000_000_000, "{e}");
+            assert!(e.to_string().starts_with("the session would take "), "{e}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+
+    let wide =
+        compile("input y[n]: int\nparam w = 0\nloss mean(sum(one_hot(y, 1000000), axis=1) * w)\n")
+            .unwrap();
+    let mut s = wide.session(0).unwrap();
+    s.set_input("y", &[1.0], &[1]).unwrap();
+    let rows = vec![0.0; 1_000_000];
+    assert!(matches!(
+        s.set_input("y", &rows, &[1_000_000]),
+        Err(Error::Memory(_))
+    ));
+    // The one row bound before is still bound.
+    assert!(s.evaluate().is_ok());
+}
+
 #[test]
 fn every_type_in_the_api_is_named_at_the_root() {
     fn source(e: &Error) -> Option<&dyn std::error::Error> {
