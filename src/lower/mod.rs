@@ -5,11 +5,13 @@
 //! Every other node computes into a fresh contiguous slot, except that elementwise nodes read by
 //! one loop are fused into it (`Val::Inline`, loop groups), scalars live in registers, and a
 //! node that is an output and has a step of its own computes straight into its output slot
-//! (other outputs are copied there, so callers always find them contiguous).
+//! (other outputs are copied there, so callers always find them contiguous). Slots are names:
+//! `storage` decides which share a buffer once their lifetimes are known.
 //!
 //! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
-//! it; a register is computed before it is read; every view lies inside its slot. `plan_text`
-//! is the canonical text form (`adjoint graph --plan`).
+//! it; a register is computed before it is read; every view lies inside its slot; slots live at
+//! the same step never share a buffer. `plan_text` is the canonical text form
+//! (`adjoint graph --plan`).
 
 mod storage;
 mod text;

@@ -18,6 +18,7 @@ mod init;
 mod inspect;
 mod jit;
 mod math;
+mod memory;
 mod npy;
 mod optim;
 mod robustness;
