@@ -34,6 +34,17 @@ impl Storage {
         self.buffers[b][0]
     }
 
+    /// For each of `n` slots (the plan's, then any the caller adds after them), the slot whose
+    /// address it has: the first slot of its buffer, or itself.
+    pub fn address_slots(&self, n: usize) -> Vec<u32> {
+        (0..n as u32)
+            .map(|s| match self.of_slot.get(s as usize) {
+                Some(&Some(b)) => self.first_slot(b as usize),
+                _ => s,
+            })
+            .collect()
+    }
+
     /// The slot that held buffer `b` before `slot`, if `slot` reuses one.
     pub fn reused_from(&self, slot: u32) -> Option<u32> {
         let b = self.of_slot[slot as usize]? as usize;
