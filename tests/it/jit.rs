@@ -8,7 +8,7 @@ use adjoint::model::Model;
 
 /// Compiles the model in `dtype` and compares loss and gradients with the interpreter running
 /// the same simplified gradient graph in f64.
-fn check_jit(name: &str, model: &Model, dtype: DType, rows: usize, seed: u64) {
+pub fn check_jit(name: &str, model: &Model, dtype: DType, rows: usize, seed: u64) {
     let tol = match dtype {
         DType::F64 => 1e-12,
         DType::F32 => 1e-5,
@@ -49,6 +49,20 @@ fn all_models() -> Vec<(String, Model)> {
         models.push((
             format!("generated program {seed}:\n{src}\n"),
             model_of_source("gen.dsl", &src),
+        ));
+    }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_tensor_program(seed);
+        models.push((
+            format!("generated tensor program {seed}:\n{src}\n"),
+            model_of_source("tensors.dsl", &src),
+        ));
+    }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_gather_program(seed);
+        models.push((
+            format!("generated gather {seed}:\n{src}\n"),
+            model_of_source("gather.dsl", &src),
         ));
     }
     models
