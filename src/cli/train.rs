@@ -193,7 +193,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         .map_err(bad_input)?;
     if args.timings {
         say!(
-            "  {:<14} {} at most ({} without buffer reuse)",
+            "  {:<14} {} peak ({} without buffer reuse)",
             "workspace",
             crate::runtime::human_bytes(footprint.workspace),
             crate::runtime::human_bytes(footprint.workspace_without_reuse)

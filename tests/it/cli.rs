@@ -625,6 +625,24 @@ fn the_memory_budget_respects_the_process_limits() {
     );
 }
 
+/// `train --timings` prints, after the stages' times, the peak workspace of the run (the
+/// gradient step's on a batch and the forward pass's on every row) with buffers shared by
+/// temporaries whose lifetimes do not overlap, and what it would be without.
+#[test]
+fn train_timings_report_the_peak_workspace_with_and_without_reuse() {
+    let (code, stdout, stderr) =
+        adjoint(&["train", "examples/iris.dsl", "--timings", "--steps", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("workspace"));
+    assert_eq!(
+        line,
+        Some("  workspace      14.1 KiB peak (15.9 KiB without buffer reuse)"),
+        "{stdout}"
+    );
+}
+
 /// Every command that allocates by the model's sizes adds up what its run holds at once and
 /// refuses, before its first step, a run that does not fit: exit 2 with what it would take,
 /// never an abort. The one-hot over ten million classes trains, evaluates and predicts with
