@@ -46,7 +46,7 @@ fn main() -> Result<(), adjoint::Error> {
             ("one_hot(tok, V) @ E", format!("one_hot(tok, {VOCAB}) @ E")),
         ] {
             let compiled = adjoint::compile(&model(dtype, &lookup))?;
-            let mut session = compiled.session(0);
+            let mut session = compiled.session(0)?;
             session.set_input("tok", &tok, &[ROWS])?;
             let grad = median_us(201, || {
                 session.value_and_grad().unwrap();

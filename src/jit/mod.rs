@@ -231,7 +231,14 @@ impl Jit {
     pub fn compile_graph(&mut self, f: &GraphFn, plan: &Plan) -> Result<FuncId, CodegenError> {
         let n_slots = plan.slots.len();
         let bounded = is_bounded(n_slots, plan);
-        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+        let shape = FnShape {
+            n_slots,
+            n_syms: f.graph.syms.len(),
+            dtype: f.graph.dtype,
+            bounded,
+            address_slot: plan.storage.address_slots(n_slots),
+        };
+        self.define(shape, |tx| {
             for step in &plan.steps {
                 tx.step(&f.graph, plan, step);
             }
@@ -250,10 +257,14 @@ impl Jit {
         let sizes = sizes.to_vec();
         let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
         let slots = UpdateSlots::standalone(sizes.len(), spec.kind.state_arrays());
-        let bounded = n_slots > MAX_HELD_VALUES;
-        self.define(n_slots, 0, dtype, bounded, move |tx| {
-            tx.update(&spec, &sizes, &slots, 0)
-        })
+        let shape = FnShape {
+            n_slots,
+            n_syms: 0,
+            dtype,
+            bounded: n_slots > MAX_HELD_VALUES,
+            address_slot: Vec::new(),
+        };
+        self.define(shape, move |tx| tx.update(&spec, &sizes, &slots, 0))
     }
 
     /// Compiles the whole training step, looped. The table `scalars` holds the number of steps
@@ -303,7 +314,15 @@ impl Jit {
         };
         let constants = spec.constants();
         let step_scalars = spec.step_scalars(&constants);
-        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+        let shape = FnShape {
+            n_slots,
+            n_syms: f.graph.syms.len(),
+            dtype: f.graph.dtype,
+            bounded,
+            // The optimizer's state arrays, after the plan's slots, have addresses of their own.
+            address_slot: plan.storage.address_slots(n_slots),
+        };
+        self.define(shape, |tx| {
             let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
             let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
             for &slot in &promotable {
@@ -374,10 +393,7 @@ impl Jit {
 
     fn define(
         &mut self,
-        n_slots: usize,
-        n_syms: usize,
-        dtype: DType,
-        bounded: bool,
+        shape: FnShape,
         body: impl FnOnce(&mut Tx),
     ) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.n_functions);
@@ -405,12 +421,6 @@ impl Jit {
             b.switch_to_block(entry);
             let params = b.block_params(entry).to_vec();
             let tables = [params[0], params[1], params[2]];
-            let shape = FnShape {
-                n_slots,
-                n_syms,
-                dtype,
-                bounded,
-            };
             let mut tx = Tx::new(
                 b,
                 entry,
@@ -560,6 +570,8 @@ struct Tx<'a> {
     /// dominate every use (slot pointers only when not `bounded`).
     slot_ptrs: Vec<Value>,
     n_slots: usize,
+    /// See `FnShape::address_slot`.
+    address_slot: Vec<u32>,
     /// A function too large to hold its values in registers for long (`is_bounded`): slot
     /// pointers and scalar constants are made where they are used, scalar nodes are kept in
     /// stack slots (`spilled`), and nothing is promoted. Otherwise every such value would live
@@ -631,13 +643,25 @@ fn flags() -> MemFlagsData {
 }
 
 /// What a generated function's tables hold.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct FnShape {
     n_slots: usize,
     n_syms: usize,
     dtype: DType,
     /// Whether the function holds few values in registers across its body (`Tx::bounded`).
     bounded: bool,
+    /// The slot whose table entry gives each slot's address: slots that share a buffer load
+    /// one pointer (`Storage::address_slots`); empty when every slot has its own.
+    address_slot: Vec<u32>,
+}
+
+impl FnShape {
+    fn address_slot(&self, slot: u32) -> u32 {
+        self.address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot)
+    }
 }
 
 impl<'a> Tx<'a> {
@@ -660,8 +684,15 @@ impl<'a> Tx<'a> {
         let entry_slots = if shape.bounded { 0 } else { shape.n_slots };
         // Constants are hoisted to the top of the entry block, which must be laid out first.
         b.ensure_inserted_block();
-        let slot_ptrs = (0..entry_slots)
-            .map(|i| b.ins().load(types::I64, flags(), tables[0], i as i32 * 8))
+        let mut loaded: HashMap<u32, Value> = HashMap::new();
+        let slot_ptrs = (0..entry_slots as u32)
+            .map(|i| {
+                let from = shape.address_slot(i);
+                *loaded.entry(from).or_insert_with(|| {
+                    b.ins()
+                        .load(types::I64, flags(), tables[0], from as i32 * 8)
+                })
+            })
             .collect();
         let dim_vals = (0..shape.n_syms)
             .map(|i| b.ins().load(types::I64, flags(), tables[1], i as i32 * 8))
@@ -676,6 +707,7 @@ impl<'a> Tx<'a> {
             helpers: HashMap::new(),
             slot_ptrs,
             n_slots: shape.n_slots,
+            address_slot: shape.address_slot.clone(),
             bounded: shape.bounded,
             spilled: HashMap::new(),
             scalar_steps: 0,
@@ -1000,16 +1032,22 @@ impl<'a> Tx<'a> {
             return p;
         }
         let table = self.ptr_table;
+        // Slots that share a buffer share its address.
+        let from = self
+            .address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot);
         let load =
-            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, slot as i32 * 8);
-        if let Some(p) = self.at_loop_entry(slot, load) {
+            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, from as i32 * 8);
+        if let Some(p) = self.at_loop_entry(from, load) {
             return p;
         }
         if self.bounded {
             return self
                 .b
                 .ins()
-                .load(types::I64, flags(), table, slot as i32 * 8);
+                .load(types::I64, flags(), table, from as i32 * 8);
         }
         self.slot_ptrs[slot as usize]
     }
@@ -2232,6 +2270,7 @@ impl<'a> Tx<'a> {
             n_syms: self.dim_vals.len(),
             dtype: self.dtype,
             bounded: self.bounded,
+            address_slot: self.address_slot.clone(),
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);

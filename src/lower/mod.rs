@@ -5,15 +5,19 @@
 //! Every other node computes into a fresh contiguous slot, except that elementwise nodes read by
 //! one loop are fused into it (`Val::Inline`, loop groups), scalars live in registers, and a
 //! node that is an output and has a step of its own computes straight into its output slot
-//! (other outputs are copied there, so callers always find them contiguous).
+//! (other outputs are copied there, so callers always find them contiguous). Slots are names:
+//! `storage` decides which share a buffer once their lifetimes are known.
 //!
 //! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
-//! it; a register is computed before it is read; every view lies inside its slot. `plan_text`
-//! is the canonical text form (`adjoint graph --plan`).
+//! it; a register is computed before it is read; every view lies inside its slot; slots live at
+//! the same step never share a buffer. `plan_text` is the canonical text form
+//! (`adjoint graph --plan`).
 
+mod storage;
 mod text;
 mod verify;
 
+pub use storage::Storage;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
@@ -132,6 +136,8 @@ pub struct Plan {
     /// which is why the rule lives here, printed with the plan, and not in `simplify`, whose
     /// rules are exact.
     pub reciprocal: std::collections::HashSet<NodeId>,
+    /// The buffer that holds each slot: temporaries whose lifetimes do not overlap share one.
+    pub storage: Storage,
 }
 
 impl Plan {
@@ -436,13 +442,72 @@ pub fn plan(f: &GraphFn) -> Plan {
     let steps = group_loops(g, &values, steps, &outputs);
     let steps = block_rows(g, &values, steps);
     let reciprocal = divisions_by_loop_invariants(g, &values);
-    Plan {
+    let mut plan = number_lanes_last(Plan {
         slots,
         values,
         steps,
         outputs,
         reciprocal,
+        storage: Storage::default(),
+    });
+    plan.storage = storage::assign(g, &plan);
+    plan
+}
+
+/// Renumbers the slots of loop members that no step stores (they live in registers, and their
+/// slot number only names them inside their loop) after every other slot, so that the plan's
+/// text lists the slots that hold memory and nothing else.
+fn number_lanes_last(mut plan: Plan) -> Plan {
+    let written = plan.written_slots();
+    let is_lane = |s: usize| plan.slots[s].kind == SlotKind::Temp && !written.contains(&(s as u32));
+    let (lanes, kept): (Vec<usize>, Vec<usize>) = (0..plan.slots.len()).partition(|&s| is_lane(s));
+    let mut new_of = vec![0u32; plan.slots.len()];
+    for (new, &old) in kept.iter().chain(&lanes).enumerate() {
+        new_of[old] = new as u32;
     }
+    let renumber = |s: &mut u32| *s = new_of[*s as usize];
+    let old_slots = std::mem::take(&mut plan.slots);
+    plan.slots = kept
+        .iter()
+        .chain(&lanes)
+        .map(|&s| old_slots[s].clone())
+        .collect();
+    let renumber_val = |v: &mut Val| {
+        if let Val::View { slot, .. } = v {
+            renumber(slot);
+        }
+    };
+    plan.values.iter_mut().flatten().for_each(renumber_val);
+    for step in &mut plan.steps {
+        match step {
+            Step::Compute { slot, aux, .. } => {
+                renumber(slot);
+                if let Some(a) = aux {
+                    renumber(a);
+                }
+            }
+            Step::Scalar { .. } => {}
+            Step::Copy { src, slot, .. } => {
+                renumber_val(src);
+                renumber(slot);
+            }
+            Step::Group {
+                members, blocked, ..
+            } => {
+                for m in members {
+                    renumber(&mut m.slot);
+                }
+                if let Some(b) = blocked {
+                    renumber(&mut b.before.1);
+                    renumber(&mut b.after.1);
+                }
+            }
+        }
+    }
+    for o in &mut plan.outputs {
+        renumber(o);
+    }
+    plan
 }
 
 /// Divisions evaluated inside a loop (their shape has an axis) whose divisor has one value for

@@ -19,6 +19,7 @@ mod init;
 mod inspect;
 mod jit;
 mod math;
+mod memory;
 mod npy;
 mod optim;
 mod products;
