@@ -264,6 +264,8 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::ReduceMin { .. }
             | Op::ArgMax { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Unslice { .. } => return false,
@@ -500,6 +502,8 @@ fn stable_form(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -793,6 +797,8 @@ fn try_rules(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

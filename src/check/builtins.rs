@@ -68,6 +68,8 @@ enum Lowering {
     Stack,
     Split,
     Transpose,
+    Take,
+    ScatterAdd,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -208,6 +210,21 @@ static BUILTINS: &[Builtin] = &[
         "stack",
         &[("arrays", Arrays), ("axis", Axis(Some(0)))],
         Lowering::Stack,
+    ),
+    builtin(
+        "take",
+        &[("x", Array), ("indices", Array), ("axis", Axis(Some(0)))],
+        Lowering::Take,
+    ),
+    builtin(
+        "scatter_add",
+        &[
+            ("values", Array),
+            ("indices", Array),
+            ("size", Num(None)),
+            ("axis", Axis(Some(0))),
+        ],
+        Lowering::ScatterAdd,
     ),
 ];
 
@@ -437,6 +454,50 @@ pub(super) fn call(
             class_indices(cx, g, "one_hot", y, sy)?;
             node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
         }
+        Lowering::Take => {
+            let (x, i) = (v[0].array(), v[1].array());
+            let Value::Axis(axis, aspan) = v[2] else {
+                unreachable!("an axis with a default")
+            };
+            let axis = normalize_axis(cx, g, x.0, x.1, axis, aspan)?.expect("an axis");
+            gather(cx, g, Some("take"), x, i, axis, span)
+        }
+        Lowering::ScatterAdd => {
+            let ((x, xs), (i, is)) = (v[0].array(), v[1].array());
+            let size = v[2].num();
+            if !(size >= 1.0 && size.fract() == 0.0 && size <= MAX_CLASSES) {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "the size of `scatter_add`'s axis must be a whole number from 1 to {MAX_CLASSES}, found {size}"
+                    ))
+                    .with_label(span, "here"),
+                );
+                return None;
+            }
+            let Value::Axis(axis, aspan) = v[3] else {
+                unreachable!("an axis with a default")
+            };
+            // The axis is the result's: its rank is the values' less the indices' plus one.
+            let rank = g.shape(x).rank() as i64 - g.shape(i).rank() as i64 + 1;
+            let a = axis.expect("an axis with a default");
+            let at = if a < 0 { a + rank } else { a };
+            if !(0..rank).contains(&at) {
+                cx.error(
+                    Diagnostic::error(format!("axis {a} is out of range"))
+                        .with_label(aspan, format!("the result has rank {}", rank.max(0)))
+                        .with_label(xs, format!("has shape {}", g.shape_text(g.shape(x))))
+                        .with_label(is, format!("has shape {}", g.shape_text(g.shape(i)))),
+                );
+                return None;
+            }
+            let axis = at as u32;
+            whole_indices(cx, g, Some("scatter_add"), i, is)?;
+            let op = Op::ScatterAdd {
+                axis,
+                size: size as u64,
+            };
+            node(cx, g, op, &[x, i], &[xs, is])
+        }
         Lowering::ExpandDims => {
             // numpy's: a unit axis inserted before `axis`; `axis` may be the rank (after the
             // last) or negative, counted from the end of the result.
@@ -628,6 +689,50 @@ fn class_indices(cx: &mut Checker, g: &Graph, what: &str, y: NodeId, span: Span)
             .with_label(span, "not an `int` input, an `argmax` or a whole number")
             .with_note(
                 "declare the labels as `input y[n]: int` (whole numbers ≥ 0, checked when loaded)",
+            ),
+    );
+    None
+}
+
+/// `x` gathered along `axis` by `indices`: `take(x, indices, axis)`, and `x[indices]` (with
+/// `call` `None`).
+pub(super) fn gather(
+    cx: &mut Checker,
+    g: &mut Graph,
+    call: Option<&str>,
+    (x, xs): (NodeId, Span),
+    (i, is): (NodeId, Span),
+    axis: u32,
+    span: Span,
+) -> Option<NodeId> {
+    whole_indices(cx, g, call, i, is)?;
+    let what = call.unwrap_or("index");
+    cx.node(g, Op::Gather { axis }, &[x, i], &[xs, is], what, span)
+}
+
+/// Indices must be whole numbers by construction, so that binding data can check each one
+/// against the axis it indexes: an `int` input, an `argmax` or a whole constant, or a view of
+/// one.
+/// `call` names the function that reads them (`None`: an index, `E[tok]`).
+fn whole_indices(
+    cx: &mut Checker,
+    g: &Graph,
+    call: Option<&str>,
+    i: NodeId,
+    span: Span,
+) -> Option<()> {
+    if crate::ir::indices::index_source(g, i).is_some() {
+        return Some(());
+    }
+    let message = match call {
+        None => "an array used as an index must hold whole numbers".to_string(),
+        Some(name) => format!("the indices of `{name}` must be whole numbers"),
+    };
+    cx.error(
+        Diagnostic::error(message)
+            .with_label(span, "not an `int` input, an `argmax` or a whole number")
+            .with_note(
+                "declare the indices as `input tok[n, T]: int` (whole numbers ≥ 0, checked against the axis when loaded)",
             ),
     );
     None

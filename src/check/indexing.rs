@@ -31,6 +31,29 @@ fn is_new_axis(ix: &ast::Index) -> bool {
     matches!(ix, ast::Index::At(e) if matches!(&e.kind, ExprKind::Name(n) if n == "None"))
 }
 
+/// The one entry that is an array rather than a constant, with every other a whole axis
+/// (`E[tok]`, `E[:, tok]`), and its axis: a gather.
+fn array_index(indices: &[ast::Index]) -> Option<(u32, &ast::Expr)> {
+    let mut found = None;
+    for (axis, ix) in indices.iter().enumerate() {
+        match ix {
+            ast::Index::Range {
+                start: None,
+                stop: None,
+                step: None,
+                ..
+            } => {}
+            ast::Index::At(e)
+                if found.is_none() && !is_new_axis(ix) && super::const_eval(e).is_none() =>
+            {
+                found = Some((axis as u32, e))
+            }
+            _ => return None,
+        }
+    }
+    found
+}
+
 impl Checker {
     /// Lowers `base[indices]`.
     pub(super) fn index(
@@ -40,6 +63,12 @@ impl Checker {
         indices: &[ast::Index],
         span: Span,
     ) -> Option<NodeId> {
+        if let Some((axis, ix)) = array_index(indices) {
+            let x = self.expr(g, base)?;
+            let i = self.expr(g, ix)?;
+            let at = (x, base.span);
+            return super::builtins::gather(self, g, None, at, (i, ix.span), axis, span);
+        }
         let x = self.expr(g, base)?;
         let shape = g.shape(x).clone();
         let entries = self.index_entries(g, base, &shape, indices, span)?;

@@ -256,7 +256,9 @@ impl Checker {
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
+        let index_limits = crate::ir::indices::index_limits(&graph);
         let model = Model {
+            index_limits,
             forward: GraphFn { graph, outputs },
             predict,
             loss_name,

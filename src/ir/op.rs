@@ -61,7 +61,8 @@ pub enum Op {
     /// `where(c, a, b)`: a where c ≠ 0, else b; all three broadcast.
     Select,
 
-    /// Matrix product of vectors and matrices, as `@` in numpy.
+    /// Matrix product as numpy's `matmul` (`@`): of vectors and matrices, and over batch axes
+    /// (those before the last two), which broadcast.
     MatMul,
     /// Axis permutation (numpy's `transpose`): axis `i` of the result is axis `perm[i]` of the
     /// operand.
@@ -98,6 +99,21 @@ pub enum Op {
     Put {
         axis: u32,
         index: u64,
+        size: u64,
+    },
+    /// Whole-number indices into one axis, whose place the indices' axes take: `E[tok]`,
+    /// `take(E, idx, axis)`. Operands: the array and the indices (any rank); the result has
+    /// shape `array[..axis] ++ indices ++ array[axis + 1..]`. An index is read as the nearest
+    /// whole number; one outside the axis (which binding data rejects) gives NaN, never a read
+    /// outside the array.
+    Gather {
+        axis: u32,
+    },
+    /// The adjoint of `Gather`: adds each slice of the values into the row its index names,
+    /// along an axis of length `size` that replaces the indices' axes, so repeated indices sum.
+    /// Operands: the values and the indices. An index outside the axis adds nothing.
+    ScatterAdd {
+        axis: u32,
         size: u64,
     },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
@@ -231,6 +247,8 @@ impl Op {
             ArgMax { .. } => ("argmax", Structural),
             Take { .. } => ("take", Structural),
             Put { .. } => ("put", Structural),
+            Gather { .. } => ("gather", Indexing),
+            ScatterAdd { .. } => ("scatter_add", Indexing),
             OneHot { .. } => ("one_hot", Structural),
             SumTo(_) => ("sum_to", Structural),
             Expand(_) => ("expand", Structural),
@@ -266,6 +284,9 @@ pub enum Class {
     Contraction,
     /// One operand, not elementwise: reductions, views, indexing.
     Structural,
+    /// Two operands, an array and whole-number indices into one of its axes: gathers and
+    /// their adjoints. Not differentiable in the indices.
+    Indexing,
 }
 
 impl Class {
@@ -273,7 +294,7 @@ impl Class {
         match self {
             Class::Leaf => 0,
             Class::Unary | Class::Structural => 1,
-            Class::Binary | Class::Comparison | Class::Contraction => 2,
+            Class::Binary | Class::Comparison | Class::Contraction | Class::Indexing => 2,
             Class::Ternary => 3,
         }
     }

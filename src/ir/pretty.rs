@@ -172,6 +172,20 @@ impl<'g> Printer<'g> {
         text
     }
 
+    /// The indices of a gather or a scatter-add, with every axis they have: their shape is
+    /// the result's, where an elementwise operand's leading unit axes could be left to
+    /// broadcasting.
+    fn indices(&mut self, i: NodeId) -> String {
+        let g = self.graph;
+        match g.op(i) {
+            Op::Reshape(to) if self.name_of(i).is_none() => {
+                let to = to.clone();
+                self.reshape(g.node(i).inputs[0], &to, true).0
+            }
+            _ => self.go(i, false).0,
+        }
+    }
+
     /// `M @ c` or `c @ M` with a constant broadcast to a vector or matrix (the derivative of a
     /// sum of products multiplies by one), which the language cannot write as an operand: `c`
     /// times the sums of `M` over the contracted axis. Where the product has an axis of the
@@ -182,6 +196,10 @@ impl<'g> Printer<'g> {
             Op::Expand(_) => g.const_value(g.node(x).inputs[0]),
             _ => None,
         };
+        // A batched product with a constant is left as a product.
+        if g.shape(a).rank() > 2 || g.shape(b).rank() > 2 {
+            return None;
+        }
         let (c, m, axis, keep) = match (constant(a), constant(b)) {
             (_, Some(c)) => (c, a, g.shape(a).rank() - 1, g.shape(b).rank() == 2),
             (Some(c), None) => (c, b, 0, g.shape(a).rank() == 2),
@@ -207,7 +225,8 @@ impl<'g> Printer<'g> {
         ))
     }
 
-    /// An operand of `@`, which does not broadcast: its reshapes are all written out.
+    /// An operand of `@` or `transpose`, which do not broadcast: its reshapes are all written
+    /// out.
     fn product_operand(&mut self, x: NodeId) -> (String, u8) {
         match &self.graph.node(x).op {
             Op::Reshape(to) if self.name_of(x).is_none() => {
@@ -427,7 +446,7 @@ impl<'g> Printer<'g> {
                 (format!("-{}", self.wrap(a, NEG + 1)), NEG)
             }
             Op::Transpose { perm } => {
-                let a = self.go(ins[0], false);
+                let a = self.product_operand(ins[0]);
                 if *perm == [1, 0] && latex {
                     (format!("{}^{{\\top}}", self.wrap(a, ATOM)), ATOM)
                 } else if reverses_axes(perm) {
@@ -555,6 +574,25 @@ impl<'g> Printer<'g> {
                 }
                 args.push(format!("axis={axis}"));
                 self.call("unslice", &args)
+            }
+            // A constant index would read as one element's index: it prints as `take`.
+            Op::Gather { axis: 0 } if g.const_value(ins[1]).is_none() => {
+                let a = self.go(ins[0], false);
+                let i = self.indices(ins[1]);
+                (format!("{}[{i}]", self.wrap(a, ATOM)), ATOM)
+            }
+            Op::Gather { axis } => {
+                let a = self.go(ins[0], false).0;
+                let i = self.indices(ins[1]);
+                self.call("take", &[a, i, format!("axis={axis}")])
+            }
+            Op::ScatterAdd { axis, size } => {
+                let v = self.go(ins[0], false).0;
+                let i = self.indices(ins[1]);
+                self.call(
+                    "scatter_add",
+                    &[v, i, size.to_string(), format!("axis={axis}")],
+                )
             }
             Op::Select => {
                 let c = self.go(ins[0], false).0;

@@ -66,6 +66,8 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         | Op::ArgMax { axis: a } => Some(format!("axis={a}")),
         Op::Take { axis, index } => Some(format!("axis={axis} index={index}")),
         Op::Put { axis, index, size } => Some(format!("axis={axis} index={index} size={size}")),
+        Op::Gather { axis } => Some(format!("axis={axis}")),
+        Op::ScatterAdd { axis, size } => Some(format!("axis={axis} size={size}")),
         Op::OneHot { classes } => Some(format!("classes={classes}")),
         Op::Slice {
             axis,

@@ -18,7 +18,7 @@ mod verify;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
-use crate::ir::{Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 
 /// An element stride: zero (broadcast), or the product of some dimensions (empty: 1), or that
@@ -193,6 +193,27 @@ pub fn contiguous(shape: &Shape) -> Vec<Stride> {
     (0..shape.rank())
         .map(|i| Stride::Prod(shape.0[i + 1..].to_vec()))
         .collect()
+}
+
+/// Whether `strides` read `shape` in row-major order without gaps, as a kernel that takes a
+/// plain pointer reads it; an axis of length 1 may have any stride.
+fn row_major(shape: &Shape, strides: &[Stride]) -> bool {
+    // A product of dimensions as its fixed part and its symbols, whatever their order.
+    let key = |dims: &[Dim]| {
+        let mut fixed = 1u64;
+        let mut syms = Vec::new();
+        for d in dims {
+            match *d {
+                Dim::Fixed(k) => fixed = fixed.saturating_mul(k),
+                Dim::Sym(s) => syms.push(s),
+            }
+        }
+        syms.sort_unstable();
+        (fixed, syms)
+    };
+    shape.0.iter().zip(strides).enumerate().all(|(i, (d, s))| {
+        *d == Dim::Fixed(1) || matches!(s, Stride::Prod(p) if key(p) == key(&shape.0[i + 1..]))
+    })
 }
 
 /// Elementwise nodes that can be computed inside the loop of their only user, which iterates
@@ -394,18 +415,31 @@ pub fn plan(f: &GraphFn) -> Plan {
                 Val::Register(id)
             }
             _ => {
-                // Matrix products and takes read views; a scalar operand must become a buffer,
-                // and a product's operand one with positive strides from its slot's start.
-                if matches!(node.op, Op::MatMul | Op::Take { .. }) {
+                // Matrix products and takes read views, gathers contiguous rows: any other
+                // operand (a scalar, a transposed or broadcast view for a gather, a slice's
+                // offset or step for a product or a gather) becomes a buffer.
+                let reads_views = matches!(node.op, Op::MatMul | Op::Take { .. });
+                let reads_rows = node.op.facts().class == Class::Indexing;
+                if reads_views || reads_rows {
                     for k in 0..node.inputs.len() {
                         let a = node.inputs[k];
-                        let readable = match &values[a.index()] {
-                            Some(view @ Val::View { .. }) => {
-                                node.op != Op::MatMul || is_plain_view(view)
+                        let usable = match &values[a.index()] {
+                            Some(
+                                view @ Val::View {
+                                    strides, offset, ..
+                                },
+                            ) => {
+                                if reads_rows {
+                                    offset.is_empty() && row_major(g.shape(a), strides)
+                                } else if node.op == Op::MatMul {
+                                    is_plain_view(view)
+                                } else {
+                                    true
+                                }
                             }
                             _ => false,
                         };
-                        if !readable {
+                        if !usable {
                             let s = temp(&mut slots, g.shape(a).clone());
                             steps.push(Step::Copy {
                                 src: arg(&values, k),

@@ -156,6 +156,74 @@ pub fn generated_program(seed: u64) -> String {
     header + &body
 }
 
+/// A random program that gathers from a table of rank 1–5, along a random axis, by indices of
+/// rank 0–3 (a constant, int inputs, an int input with a new axis, an argmax), and applies a
+/// function to the result (broadcast against a row) or scatter-adds it back into the table's
+/// shape; tokens repeat.
+pub fn generated_gather_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let rank = rng.random_range(1..=5usize);
+    let dims: Vec<u64> = (0..rank).map(|_| rng.random_range(1..4u64)).collect();
+    let axis = rng.random_range(0..rank);
+    let len = dims[axis];
+    let shape = dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (decl, idx) = match rng.random_range(0..5) {
+        0 => (String::new(), rng.random_range(0..len).to_string()),
+        1 => ("input tok[n]: int\n".to_string(), "tok".to_string()),
+        2 => (
+            format!("input tok[n, {}]: int\n", rng.random_range(1..4)),
+            "tok".to_string(),
+        ),
+        3 => (
+            "input tok[n, 2]: int\n".to_string(),
+            format!("expand_dims(tok, axis={})", rng.random_range(0..3)),
+        ),
+        _ => (
+            format!("param P[2, {len}] ~ normal(0, 1)\n"),
+            "argmax(P, axis=1)".to_string(),
+        ),
+    };
+    let gathered = if axis == 0 && idx.starts_with('t') && rng.random_bool(0.5) {
+        format!("T[{idx}]")
+    } else {
+        format!("take(T, {idx}, axis={axis})")
+    };
+    let f = ["tanh", "sin", "exp", "sigmoid"][rng.random_range(0..4)];
+    // A row broadcast against the result's last axis, when that is the table's.
+    let (row, times_row) = if axis + 1 < rank {
+        let row = format!("param u[{}] ~ normal(0, 1)\n", dims[rank - 1]);
+        (row, " * u")
+    } else {
+        (String::new(), "")
+    };
+    let loss = if rng.random_bool(0.5) {
+        format!("sum({f}(G) * G{times_row})")
+    } else {
+        format!("sum(scatter_add({f}(G){times_row}, {idx}, {len}, axis={axis}) * T)")
+    };
+    format!(
+        "dtype f64\n{decl}param T[{shape}] ~ normal(0, 1)\n{row}let G = {gathered}\nloss {loss}\n"
+    )
+}
+
+#[test]
+fn generated_gathers_gradients_match_finite_differences() {
+    for seed in 0..40 {
+        let src = generated_gather_program(seed);
+        let model = model_of_source(&format!("gather{seed}.dsl"), &src);
+        check_gradients(
+            &format!("generated gather {seed}:\n{src}\n"),
+            &model,
+            3,
+            seed..seed + 1,
+        );
+    }
+}
+
 #[test]
 fn generated_programs_gradients_match_finite_differences() {
     for seed in 0..60 {

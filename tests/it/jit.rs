@@ -58,6 +58,13 @@ fn all_models() -> Vec<(String, Model)> {
             model_of_source("tensors.dsl", &src),
         ));
     }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_gather_program(seed);
+        models.push((
+            format!("generated gather {seed}:\n{src}\n"),
+            model_of_source("gather.dsl", &src),
+        ));
+    }
     models
 }
 
