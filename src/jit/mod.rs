@@ -1622,14 +1622,32 @@ impl<'a> Tx<'a> {
         args: &[Operand],
         f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
     ) {
-        let sizes = self.sizes(shape);
         let out = self.contiguous_strides(shape);
+        let first = self.iconst(0);
+        self.elementwise_loop_into(shape, slot, &out, first, args, f);
+    }
+
+    /// An elementwise loop over `shape` that writes element `idx` of its result to element
+    /// `first + idx · out` of `slot` (an embedding's place in a larger array); vectorized when
+    /// the last axis is written contiguously and every operand reads as vectors.
+    fn elementwise_loop_into(
+        &mut self,
+        shape: &Shape,
+        slot: u32,
+        out: &[Value],
+        first: Value,
+        args: &[Operand],
+        f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
+    ) {
+        let sizes = self.sizes(shape);
         let rank = shape.rank();
-        if rank == 0 || !args.iter().all(|a| self.vectorizable(a)) {
+        let contiguous_rows = rank > 0 && self.known(out[rank - 1]) == Some(1);
+        if !contiguous_rows || !args.iter().all(|a| self.vectorizable(a)) {
             self.nest(&sizes, &mut |tx, idx| {
                 let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
                 let v = f(tx, &xs, false);
-                let o = tx.dot(idx, &out);
+                let o = tx.dot(idx, out);
+                let o = tx.add(o, first);
                 tx.store_at(slot, o, v);
             });
             return;
@@ -1639,12 +1657,13 @@ impl<'a> Tx<'a> {
         self.nest(&sizes[..rank - 1], &mut |tx, outer| {
             let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let obase = tx.dot(outer, &out[..rank - 1]);
+            let obase = tx.add(obase, first);
             let span = tx.mul_imm(n_vec, lanes);
             tx.for_loop_by(span, lanes, &mut |tx, j| {
                 tx.straight(|tx| {
                     let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
                     let r = f(tx, &xs, true);
-                    let row = tx.row_ptr(slot, outer, &out[..rank - 1]);
+                    let row = tx.view_row_ptr(slot, outer, &out[..rank - 1], first);
                     let addr = tx.row_elem_addr(row, j);
                     tx.b.ins().store(flags(), r, addr, 0);
                 })
@@ -2584,21 +2603,17 @@ impl<'a> Tx<'a> {
             Op::Unslice {
                 axis, start, step, ..
             } => {
+                // Zeros, then the operand written over its place.
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
                 self.fill(slot, &shape, 0.0);
                 let mut out = self.contiguous_strides(&shape);
                 let a = *axis as usize;
-                let first = self.iconst(*start as i64);
-                let base = self.mul(first, out[a]);
+                let start = self.iconst(*start as i64);
+                let first = self.mul(start, out[a]);
                 out[a] = self.mul_imm(out[a], *step);
-                let sizes = self.sizes(&xshape);
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &out);
-                    let o = tx.add(o, base);
-                    tx.store_at(slot, o, v);
-                });
+                let src = std::slice::from_ref(&src);
+                self.elementwise_loop_into(&xshape, slot, &out, first, src, &|_, xs, _| xs[0]);
             }
             other @ (Op::Input(_)
             | Op::Param(_)
