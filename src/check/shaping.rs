@@ -4,6 +4,7 @@
 use super::Checker;
 use super::builtins::normalize_axis;
 use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::shape::element_count;
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::syntax::ast::{self, ExprKind};
 
@@ -57,8 +58,8 @@ pub(super) fn reshape_target(
     let from = g.shape(x).clone();
     let known: Vec<Dim> = entries.iter().flatten().copied().collect();
     let inferred = entries.iter().position(|d| d.is_none()).map(|at| {
-        let (mut syms, fixed) = parts(&from);
-        let (given_syms, given_fixed) = parts(&Shape(known.clone()));
+        let (mut syms, fixed) = element_count(&from);
+        let (given_syms, given_fixed) = element_count(&Shape(known.clone()));
         for s in given_syms {
             match syms.iter().position(|t| *t == s) {
                 Some(i) => {
@@ -107,23 +108,9 @@ pub(super) fn reshape_target(
     Some(to)
 }
 
-/// A shape's symbolic dimensions (sorted) and the product of its fixed sizes.
-fn parts(s: &Shape) -> (Vec<u32>, u128) {
-    let mut syms = Vec::new();
-    let mut fixed: u128 = 1;
-    for d in &s.0 {
-        match *d {
-            Dim::Fixed(k) => fixed = fixed.saturating_mul(k as u128),
-            Dim::Sym(s) => syms.push(s),
-        }
-    }
-    syms.sort_unstable();
-    (syms, fixed)
-}
-
 /// An element count as a message writes it: `24`, or `12·n` with symbolic dimensions.
 fn count_text(g: &Graph, s: &Shape) -> String {
-    let (syms, fixed) = parts(s);
+    let (syms, fixed) = element_count(s);
     let mut factors: Vec<String> = Vec::new();
     if fixed != 1 || syms.is_empty() {
         factors.push(fixed.to_string());

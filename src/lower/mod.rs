@@ -364,17 +364,16 @@ pub fn plan(f: &GraphFn) -> Plan {
             },
             Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
                 match arg(&values, 0) {
+                    // A contiguous block (a whole slot, or rows of one at an offset).
                     Val::View {
                         slot,
                         strides,
                         offset,
-                    } if offset.is_empty() && strides == contiguous(g.shape(node.inputs[0])) => {
-                        Val::View {
-                            slot,
-                            strides: contiguous(to),
-                            offset,
-                        }
-                    }
+                    } if strides == contiguous(g.shape(node.inputs[0])) => Val::View {
+                        slot,
+                        strides: contiguous(to),
+                        offset,
+                    },
                     // A strided operand is copied first: a merged axis has no single stride.
                     src @ Val::View { .. } => {
                         let s = temp(&mut slots, g.shape(node.inputs[0]).clone());
