@@ -27,4 +27,5 @@ mod scaling;
 mod snapshots;
 mod stability;
 mod syntax;
+mod text;
 mod training;
