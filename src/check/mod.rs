@@ -124,6 +124,17 @@ impl Checker {
                     }
                     None => self.define(name, Binding::Failed),
                 },
+                Item::LetParts { names, value } => match self.let_parts(&mut graph, names, value) {
+                    Some(ids) => {
+                        for (name, id) in names.iter().zip(ids) {
+                            graph.set_name(id, &name.name);
+                            self.define(name, Binding::Value(id));
+                        }
+                    }
+                    None => names
+                        .iter()
+                        .for_each(|name| self.define(name, Binding::Failed)),
+                },
                 Item::Loss { name, value, span } => {
                     let Some(id) = self.expr(&mut graph, value) else {
                         if let Some(n) = name {

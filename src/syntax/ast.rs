@@ -88,6 +88,11 @@ pub enum Item {
         name: Ident,
         value: Expr,
     },
+    /// `let a, b = split(x, 2, axis=1)`: a name for each part of a split.
+    LetParts {
+        names: Vec<Ident>,
+        value: Expr,
+    },
     Loss {
         name: Option<Ident>,
         value: Expr,

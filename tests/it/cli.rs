@@ -49,6 +49,18 @@ fn source_errors_point_at_file_line_column_with_a_caret_and_exit_2() {
             "tests/data/errors/shape_mismatch.dsl",
             "tests/data/errors/shape_mismatch.dsl:4:10",
         ),
+        (
+            "tests/data/errors/slices.dsl",
+            "tests/data/errors/slices.dsl:5:13",
+        ),
+        (
+            "tests/data/errors/reshapes.dsl",
+            "tests/data/errors/reshapes.dsl:4:20",
+        ),
+        (
+            "tests/data/errors/split.dsl",
+            "tests/data/errors/split.dsl:3:21",
+        ),
     ] {
         for cmd in ["check", "graph", "train"] {
             let (code, _, stderr) = adjoint(&[cmd, file]);
@@ -703,6 +715,15 @@ fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
         .and_then(|s| s.split("\n\n").next())
         .unwrap_or_default();
     insta::assert_snapshot!(rewrites);
+}
+
+/// Slices, new axes, reshapes, joins and splits print their derivatives in the language:
+/// slices as slices, their adjoints as `unslice`, reshapes with their shapes.
+#[test]
+fn grad_prints_slices_and_their_embeddings_in_the_language() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/split.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(stdout);
 }
 
 /// A token beyond the embedding table is refused when the data is bound, naming the file, row
