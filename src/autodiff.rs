@@ -341,15 +341,15 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let (ra, rb) = (g.shape(a).rank(), g.shape(bb).rank());
             let (da, db) = match (ra, rb) {
                 (2, 2) => {
-                    let bt = b(g, Op::Transpose, &[bb]);
-                    let at = b(g, Op::Transpose, &[a]);
+                    let bt = b(g, Op::reversed_axes(2), &[bb]);
+                    let at = b(g, Op::reversed_axes(2), &[a]);
                     (b(g, Op::MatMul, &[ct, bt]), b(g, Op::MatMul, &[at, ct]))
                 }
                 (2, 1) => {
                     // out[m] = A[m,k] w[k]: dA = ct ⊗ w, dw = Aᵀ ct
                     let col = column(g, ct);
                     let row = row(g, bb);
-                    let at = b(g, Op::Transpose, &[a]);
+                    let at = b(g, Op::reversed_axes(2), &[a]);
                     (b(g, Op::MatMul, &[col, row]), b(g, Op::MatMul, &[at, ct]))
                 }
                 (1, 2) => {
@@ -363,7 +363,13 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             };
             vec![Some(da), Some(db)]
         }
-        Op::Transpose => vec![Some(b(g, Op::Transpose, &[ct]))],
+        Op::Transpose { perm } => vec![Some(b(
+            g,
+            Op::Transpose {
+                perm: inverse_permutation(perm),
+            },
+            &[ct],
+        ))],
         Op::Sum { axis } => {
             let xs = g.shape(x.unwrap()).clone();
             vec![Some(expand_reduced(g, ct, *axis, &xs))]
@@ -390,6 +396,15 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             vec![Some(b(g, Op::Reshape(xs), &[ct]))]
         }
     }
+}
+
+/// The permutation that undoes `perm`: the adjoint of a transpose is the inverse transpose.
+pub fn inverse_permutation(perm: &[u32]) -> Vec<u32> {
+    let mut inv = vec![0; perm.len()];
+    for (i, &a) in perm.iter().enumerate() {
+        inv[a as usize] = i as u32;
+    }
+    inv
 }
 
 fn column(g: &mut Graph, v: NodeId) -> NodeId {

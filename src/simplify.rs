@@ -255,7 +255,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -490,7 +490,7 @@ fn stable_form(
         | Op::Min
         | Op::Select
         | Op::MatMul
-        | Op::Transpose
+        | Op::Transpose { .. }
         | Op::Sum { .. }
         | Op::LogSumExp { .. }
         | Op::ReduceMax { .. }
@@ -679,9 +679,19 @@ fn try_rules(
                 return Some(("pow-one", args[0]));
             }
         }
-        Op::Transpose => {
-            if let Op::Transpose = g.op(args[0]) {
-                return Some(("transpose-transpose", g.node(args[0]).inputs[0]));
+        Op::Transpose { perm } => {
+            if perm.iter().enumerate().all(|(i, &a)| a as usize == i) {
+                return Some(("transpose-identity", args[0]));
+            }
+            // transpose(transpose(x, p), q) reads axis q[i] of the inner result, which is
+            // axis p[q[i]] of x.
+            if let Op::Transpose { perm: inner } = g.op(args[0]) {
+                let composed: Vec<u32> = perm.iter().map(|&a| inner[a as usize]).collect();
+                let x = g.node(args[0]).inputs[0];
+                return Some((
+                    "transpose-transpose",
+                    r(g, Op::Transpose { perm: composed }, &[x]),
+                ));
             }
         }
         Op::Reshape(s) | Op::Expand(s) | Op::SumTo(s) if g.shape(args[0]) == s => {

@@ -23,6 +23,8 @@ enum Kind {
     AxisRequired,
     /// `true` or `false`, default false.
     Flag,
+    /// An optional tuple of axes, each a constant whole number: `(0, 2, 1)`.
+    Axes,
 }
 
 use Kind::*;
@@ -56,6 +58,7 @@ enum Lowering {
     ExpandDims,
     Take,
     ScatterAdd,
+    Transpose,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -103,7 +106,11 @@ static BUILTINS: &[Builtin] = &[
     builtin("softplus", X, Lowering::Primitive(Op::Softplus)),
     builtin("erf", X, Lowering::Primitive(Op::Erf)),
     builtin("sign", X, Lowering::Primitive(Op::Sign)),
-    builtin("transpose", X, Lowering::Primitive(Op::Transpose)),
+    builtin(
+        "transpose",
+        &[("x", Array), ("axes", Axes)],
+        Lowering::Transpose,
+    ),
     builtin(
         "leaky_relu",
         &[("x", Array), ("slope", Num(Some(0.01)))],
@@ -186,24 +193,27 @@ pub fn is_builtin(name: &str) -> bool {
     lookup(name).is_some()
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Value {
     Array(NodeId, Span),
     Num(f64),
     Axis(Option<i64>, Span),
     Flag(bool),
+    /// Each axis with its place in the source, and the place of the whole tuple; `None` when
+    /// not given.
+    Axes(Option<(Vec<(i64, Span)>, Span)>),
 }
 
 impl Value {
-    fn array(self) -> (NodeId, Span) {
+    fn array(&self) -> (NodeId, Span) {
         match self {
-            Value::Array(id, s) => (id, s),
+            Value::Array(id, s) => (*id, *s),
             _ => unreachable!(),
         }
     }
-    fn num(self) -> f64 {
+    fn num(&self) -> f64 {
         match self {
-            Value::Num(v) => v,
+            Value::Num(v) => *v,
             _ => unreachable!(),
         }
     }
@@ -456,7 +466,82 @@ pub(super) fn call(
             dims.insert(at as usize, Dim::Fixed(1));
             Some(g.build(Op::Reshape(Shape(dims)), &[x]))
         }
+        Lowering::Transpose => {
+            let (x, xs) = v[0].array();
+            let Value::Axes(axes) = &v[1] else {
+                unreachable!("an axes tuple")
+            };
+            let rank = g.shape(x).rank();
+            let perm = match axes {
+                None => (0..rank as u32).rev().collect(),
+                Some((axes, tspan)) => permutation(cx, g, x, xs, axes, *tspan)?,
+            };
+            // An identity permutation (a vector's, or given as such) is the operand itself.
+            if perm.iter().enumerate().all(|(i, &a)| a as usize == i) {
+                return Some(x);
+            }
+            node(cx, g, Op::Transpose { perm }, &[x], &[xs])
+        }
     }
+}
+
+/// The axes of `transpose(x, axes)` as a permutation of `0..rank`, negative axes counted from
+/// the end; every axis must appear exactly once.
+fn permutation(
+    cx: &mut Checker,
+    g: &Graph,
+    x: NodeId,
+    xs: Span,
+    axes: &[(i64, Span)],
+    tspan: Span,
+) -> Option<Vec<u32>> {
+    let shape = g.shape_text(g.shape(x));
+    let rank = g.shape(x).rank();
+    if axes.len() != rank {
+        cx.error(
+            Diagnostic::error(format!(
+                "`transpose` needs {rank} axes for an operand of rank {rank}, found {}",
+                axes.len()
+            ))
+            .with_label(tspan, format!("{} axes", axes.len()))
+            .with_label(xs, format!("has shape {shape}")),
+        );
+        return None;
+    }
+    let mut perm: Vec<u32> = Vec::with_capacity(rank);
+    let mut first_at: Vec<Option<Span>> = vec![None; rank];
+    for &(a, aspan) in axes {
+        let at = if a < 0 { a + rank as i64 } else { a };
+        if !(0..rank as i64).contains(&at) {
+            cx.error(
+                Diagnostic::error(format!("axis {a} is out of range"))
+                    .with_label(aspan, format!("the operand has rank {rank}"))
+                    .with_label(xs, format!("has shape {shape}")),
+            );
+            return None;
+        }
+        if let Some(before) = first_at[at as usize] {
+            cx.error(
+                Diagnostic::error(format!(
+                    "axis {at} appears twice in the axes of `transpose`"
+                ))
+                .with_label(
+                    aspan,
+                    if a < 0 {
+                        format!("again here ({a} counts from the end)")
+                    } else {
+                        "again here".to_string()
+                    },
+                )
+                .with_label(before, "first here")
+                .with_note("the axes must name every axis of the operand once"),
+            );
+            return None;
+        }
+        first_at[at as usize] = Some(aspan);
+        perm.push(at as u32);
+    }
+    Some(perm)
 }
 
 /// The most classes `one_hot` takes (a class count is held in 32 bits, and a row of a billion
@@ -592,6 +677,29 @@ fn normalize_axis(
     Some(Some(a2 as u32))
 }
 
+/// A tuple of whole numbers (or one whole number), each with its place in the source.
+fn axes_tuple(cx: &mut Checker, e: &ast::Expr) -> Option<(Vec<(i64, Span)>, Span)> {
+    let items = match &e.kind {
+        ast::ExprKind::Tuple(items) => items.as_slice(),
+        _ => std::slice::from_ref(e),
+    };
+    let mut axes = Vec::with_capacity(items.len());
+    for item in items {
+        match super::const_eval(item) {
+            Some(v) if v.fract() == 0.0 && v.abs() < 1e6 => axes.push((v as i64, item.span)),
+            _ => {
+                cx.error(
+                    Diagnostic::error("an axis must be a whole number")
+                        .with_label(item.span, "not an axis")
+                        .with_note("axes are written as a tuple: `transpose(x, (0, 2, 1))`"),
+                );
+                return None;
+            }
+        }
+    }
+    Some((axes, e.span))
+}
+
 /// Matches arguments (positional, then by name) to a signature and evaluates them.
 fn bind(
     cx: &mut Checker,
@@ -682,6 +790,8 @@ fn bind(
                 },
             },
             (Flag, None) => Some(Value::Flag(false)),
+            (Axes, Some(a)) => axes_tuple(cx, &a.value).map(|t| Value::Axes(Some(t))),
+            (Axes, None) => Some(Value::Axes(None)),
             (Array | Num(None) | AxisRequired, None) => {
                 cx.error(
                     Diagnostic::error(format!("`{name}` needs an argument `{pname}`"))

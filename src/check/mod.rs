@@ -1024,6 +1024,14 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
+            ExprKind::Tuple(_) => {
+                self.error(
+                    Diagnostic::error("a tuple is not a value")
+                        .with_label(e.span, "a tuple here")
+                        .with_note("tuples name axes, as in `transpose(x, (0, 2, 1))`"),
+                );
+                return None;
+            }
             ExprKind::Error => return None,
         };
         g.set_span(id, e.span);

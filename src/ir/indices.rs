@@ -69,7 +69,7 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
                 let v = op.const_value()?;
                 return (v >= 0.0 && v.fract() == 0.0).then_some(IndexSource::Computed);
             }
-            Op::Transpose | Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => {
+            Op::Transpose { .. } | Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => {
                 id = g.node(id).inputs[0]
             }
             Op::Param(_)

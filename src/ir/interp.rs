@@ -194,7 +194,7 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::Min
         | Op::Select
         | Op::MatMul
-        | Op::Transpose
+        | Op::Transpose { .. }
         | Op::Sum { .. }
         | Op::LogSumExp { .. }
         | Op::ReduceMax { .. }
@@ -262,7 +262,7 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Erf
         | Op::Select
         | Op::MatMul
-        | Op::Transpose
+        | Op::Transpose { .. }
         | Op::Sum { .. }
         | Op::LogSumExp { .. }
         | Op::ReduceMax { .. }
@@ -423,14 +423,15 @@ fn eval_op(
             out
         }
         Op::MatMul => matmul(args[0], args[1], shape),
-        Op::Transpose => {
-            let (r, c) = (args[0].shape[0], args[0].shape[1]);
-            let mut out = Tensor::zeros(shape);
-            for i in 0..r {
-                for j in 0..c {
-                    out.data[j * r + i] = args[0].data[i * c + j];
-                }
-            }
+        Op::Transpose { perm } => {
+            // Read the operand through its strides permuted: axis i of the result walks axis
+            // perm[i] of the operand.
+            let own = contiguous_strides(&args[0].shape);
+            let strides: Vec<usize> = perm.iter().map(|&a| own[a as usize]).collect();
+            let mut out = Tensor::zeros(shape.clone());
+            for_each_index(&shape, &[&strides], |i, off| {
+                out.data[i] = args[0].data[off[0]]
+            });
             out
         }
         Op::Sum { axis } => reduce(args[0], *axis, shape, 0.0, |acc, x| acc + x),

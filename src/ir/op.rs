@@ -63,7 +63,11 @@ pub enum Op {
 
     /// Matrix product of vectors and matrices, as `@` in numpy.
     MatMul,
-    Transpose,
+    /// Axis permutation (numpy's `transpose`): axis `i` of the result is axis `perm[i]` of the
+    /// operand.
+    Transpose {
+        perm: Vec<u32>,
+    },
 
     /// Sum over one axis, or over all elements when `axis` is `None`.
     Sum {
@@ -125,6 +129,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// The transpose that reverses the axes of a rank-`rank` operand: what `transpose(x)`
+    /// means, and the matrix transpose for rank 2.
+    pub fn reversed_axes(rank: usize) -> Op {
+        Op::Transpose {
+            perm: (0..rank as u32).rev().collect(),
+        }
+    }
+
     pub fn constant(value: f64) -> Op {
         // Canonicalise -0.0 to 0.0 only for hashing purposes would change semantics; keep bits.
         Op::Const(value.to_bits())
@@ -210,7 +222,7 @@ impl Op {
             Min => ("min", Binary),
             Select => ("select", Class::Ternary),
             MatMul => ("matmul", Contraction),
-            Transpose => ("transpose", Structural),
+            Transpose { .. } => ("transpose", Structural),
             Sum { .. } => ("sum", Structural),
             LogSumExp { .. } => ("logsumexp", Structural),
             ReduceMax { .. } => ("reduce_max", Structural),

@@ -8,7 +8,7 @@
 use super::graph::{Graph, NodeId};
 use super::op::Op;
 use super::print::fmt_number;
-use super::shape::{Dim, Shape};
+use super::shape::{Dim, Shape, reverses_axes};
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,12 @@ pub fn kept_axis_reduction(g: &Graph, x: NodeId, to: &Shape) -> Option<u32> {
     let mut kept = g.shape(g.node(x).inputs[0]).clone();
     kept.0[axis as usize] = Dim::Fixed(1);
     (kept == *to).then_some(axis)
+}
+
+/// A permutation as the language writes it: `(0, 2, 1)`.
+fn axes_tuple(perm: &[u32]) -> String {
+    let axes: Vec<String> = perm.iter().map(u32::to_string).collect();
+    format!("({})", axes.join(", "))
 }
 
 impl<'g> Printer<'g> {
@@ -379,12 +385,14 @@ impl<'g> Printer<'g> {
                 let a = self.go(ins[0], false);
                 (format!("-{}", self.wrap(a, NEG + 1)), NEG)
             }
-            Op::Transpose => {
+            Op::Transpose { perm } => {
                 let a = self.go(ins[0], false);
-                if latex {
+                if *perm == [1, 0] && latex {
                     (format!("{}^{{\\top}}", self.wrap(a, ATOM)), ATOM)
-                } else {
+                } else if reverses_axes(perm) {
                     self.call("transpose", &[a.0])
+                } else {
+                    self.call("transpose", &[a.0, axes_tuple(perm)])
                 }
             }
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {

@@ -69,6 +69,11 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         Op::Gather { axis } => Some(format!("axis={axis}")),
         Op::ScatterAdd { axis, size } => Some(format!("axis={axis} size={size}")),
         Op::OneHot { classes } => Some(format!("classes={classes}")),
+        // Reversing the axes is the default (and for a matrix the only) transpose.
+        Op::Transpose { perm } if !super::shape::reverses_axes(perm) => {
+            let axes: Vec<String> = perm.iter().map(u32::to_string).collect();
+            Some(format!("perm={}", axes.join(",")))
+        }
         _ => None,
     };
     if let Some(attr) = attr {

@@ -202,13 +202,7 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             })
         }
         MatMul => matmul_shape(shapes[0], shapes[1]),
-        Transpose => match shapes[0].rank() {
-            2 => Ok(Shape(vec![shapes[0].0[1], shapes[0].0[0]])),
-            r => Err(err(
-                format!("transpose needs a matrix, found rank {r}"),
-                vec![0],
-            )),
-        },
+        Transpose { perm } => permute_shape(shapes[0], perm),
         Sum { axis } | LogSumExp { axis } | ReduceMax { axis } | ReduceMin { axis } => {
             reduce_shape(shapes[0], *axis)
         }
@@ -319,6 +313,36 @@ fn scatter_add_shape(
     out.push(Dim::Fixed(size));
     out.extend_from_slice(&values.0[a + r..]);
     Ok(Shape(out))
+}
+
+/// The shape of an axis permutation; `perm` must name every axis of the operand once.
+fn permute_shape(s: &Shape, perm: &[u32]) -> Result<Shape, ShapeError> {
+    if !is_permutation(perm, s.rank()) {
+        return Err(err(
+            format!(
+                "transpose needs a permutation of the {} axes of its operand",
+                s.rank()
+            ),
+            vec![0],
+        ));
+    }
+    Ok(Shape(perm.iter().map(|&a| s.0[a as usize]).collect()))
+}
+
+/// True when `perm` holds each of `0..rank` exactly once.
+pub fn is_permutation(perm: &[u32], rank: usize) -> bool {
+    let mut seen = vec![false; rank];
+    perm.len() == rank
+        && perm
+            .iter()
+            .all(|&a| (a as usize) < rank && !std::mem::replace(&mut seen[a as usize], true))
+}
+
+/// True when `perm` reverses the order of the axes: `transpose(x)` without axes.
+pub fn reverses_axes(perm: &[u32]) -> bool {
+    perm.iter()
+        .enumerate()
+        .all(|(i, &a)| a as usize + i + 1 == perm.len())
 }
 
 fn reduce_shape(s: &Shape, axis: Option<u32>) -> Result<Shape, ShapeError> {

@@ -1343,7 +1343,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1485,7 +1485,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1544,7 +1544,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -2521,7 +2521,7 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Expand(_)
             | Op::Reshape(_)) => {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
@@ -2734,7 +2734,7 @@ impl<'a> Tx<'a> {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
             | Op::Gather { .. }
@@ -3077,7 +3077,7 @@ impl<'a> Tx<'a> {
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }

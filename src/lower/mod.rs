@@ -306,10 +306,10 @@ pub fn plan(f: &GraphFn) -> Plan {
                 slot: g.inputs.len() as u32 + *i,
                 strides: contiguous(&node.shape),
             },
-            Op::Transpose => match arg(&values, 0) {
+            Op::Transpose { perm } => match arg(&values, 0) {
                 Val::View { slot, strides } => Val::View {
                     slot,
-                    strides: vec![strides[1].clone(), strides[0].clone()],
+                    strides: perm.iter().map(|&a| strides[a as usize].clone()).collect(),
                 },
                 scalar => scalar,
             },

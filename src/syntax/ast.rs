@@ -176,6 +176,8 @@ pub enum ExprKind {
         base: Box<Expr>,
         indices: Vec<Option<Expr>>,
     },
+    /// `(0, 2, 1)`: a tuple, such as the axes of `transpose`.
+    Tuple(Vec<Expr>),
     Error,
 }
 
@@ -227,6 +229,16 @@ impl std::fmt::Display for Expr {
                     }
                 }
                 f.write_str("]")
+            }
+            ExprKind::Tuple(items) => {
+                f.write_str("(")?;
+                for (i, e) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                f.write_str(if items.len() == 1 { ",)" } else { ")" })
             }
             ExprKind::Error => f.write_str("<error>"),
         }

@@ -93,7 +93,7 @@ fn generated_gathers_printed_derivatives_read_back_as_their_gradients() {
 
 /// Prints the derivatives of `model`, reads them back as a model and compares the two
 /// gradients at a random point.
-fn round_trip(name: &str, model: &adjoint::Model) {
+pub fn round_trip(name: &str, model: &adjoint::Model) {
     let graphs = compile::graphs(model);
     let printed = compile::derivatives(&graphs, &model.loss_name, None, Style::Dsl).unwrap();
     let g = model.graph();

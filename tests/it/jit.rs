@@ -8,7 +8,7 @@ use adjoint::model::Model;
 
 /// Compiles the model in `dtype` and compares loss and gradients with the interpreter running
 /// the same simplified gradient graph in f64.
-fn check_jit(name: &str, model: &Model, dtype: DType, rows: usize, seed: u64) {
+pub fn check_jit(name: &str, model: &Model, dtype: DType, rows: usize, seed: u64) {
     let tol = match dtype {
         DType::F64 => 1e-12,
         DType::F32 => 1e-5,

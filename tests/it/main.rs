@@ -21,6 +21,7 @@ mod jit;
 mod math;
 mod npy;
 mod optim;
+mod products;
 mod robustness;
 mod scaling;
 mod snapshots;
