@@ -69,9 +69,11 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
                 let v = op.const_value()?;
                 return (v >= 0.0 && v.fract() == 0.0).then_some(IndexSource::Computed);
             }
-            Op::Transpose { .. } | Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => {
-                id = g.node(id).inputs[0]
-            }
+            Op::Transpose { .. }
+            | Op::Take { .. }
+            | Op::Slice { .. }
+            | Op::Expand(_)
+            | Op::Reshape(_) => id = g.node(id).inputs[0],
             Op::Param(_)
             | Op::DimSize(_)
             | Op::Neg
@@ -110,6 +112,7 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
             | Op::ReduceMax { .. }
             | Op::ReduceMin { .. }
             | Op::Put { .. }
+            | Op::Unslice { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
             | Op::OneHot { .. }

@@ -61,7 +61,8 @@ pub enum Op {
     /// `where(c, a, b)`: a where c ≠ 0, else b; all three broadcast.
     Select,
 
-    /// Matrix product of vectors and matrices, as `@` in numpy.
+    /// Matrix product as numpy's `matmul` (`@`): of vectors and matrices, and over batch axes
+    /// (those before the last two), which broadcast.
     MatMul,
     /// Axis permutation (numpy's `transpose`): axis `i` of the result is axis `perm[i]` of the
     /// operand.
@@ -124,8 +125,24 @@ pub enum Op {
     SumTo(Shape),
     /// Broadcast to a shape.
     Expand(Shape),
-    /// Add or remove axes of size 1.
+    /// The same elements in row-major order under another shape of the same element count.
     Reshape(Shape),
+    /// Every `step`-th element along `axis` from `start`, `len` of them: `x[start:stop:step]`.
+    /// A negative step walks the axis backwards from `start`.
+    Slice {
+        axis: u32,
+        start: u64,
+        step: i64,
+        len: u64,
+    },
+    /// The adjoint of `Slice`: embeds into zeros of an axis of length `size`, element `i` at
+    /// `start + i·step`.
+    Unslice {
+        axis: u32,
+        start: u64,
+        step: i64,
+        size: u64,
+    },
 }
 
 impl Op {
@@ -236,6 +253,8 @@ impl Op {
             SumTo(_) => ("sum_to", Structural),
             Expand(_) => ("expand", Structural),
             Reshape(_) => ("reshape", Structural),
+            Slice { .. } => ("slice", Structural),
+            Unslice { .. } => ("unslice", Structural),
         };
         Facts { name, class }
     }

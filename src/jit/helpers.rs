@@ -83,6 +83,9 @@ pub enum Helper {
     Math(Math, DType),
     /// C = A·B, strided (`kernels::gemm`).
     Gemm(DType),
+    /// C[i] = A[i]·B[i] over batch axes, described by a `BatchedProduct` in memory
+    /// (`kernels::gemm::batched_gemm`).
+    BatchedGemm(DType),
     /// y = A·x or y += A·x, strided (`kernels::gemv`).
     Gemv(DType),
     /// Rows of an array picked by whole-number indices (`kernels::gather::gather`).
@@ -103,7 +106,7 @@ impl Helper {
             .flat_map(|&m| DTYPES.map(|d| Helper::Math(m, d)));
         let products = DTYPES
             .iter()
-            .flat_map(|&d| [Helper::Gemm(d), Helper::Gemv(d)]);
+            .flat_map(|&d| [Helper::Gemm(d), Helper::BatchedGemm(d), Helper::Gemv(d)]);
         let indexing = DTYPES
             .iter()
             .flat_map(|&d| [Helper::Gather(d), Helper::ScatterAdd(d)]);
@@ -119,6 +122,7 @@ impl Helper {
             Helper::Math(m, DType::F64) => format!("adjoint_{}", m.name()),
             Helper::Math(m, DType::F32) => format!("adjoint_{}_f32", m.name()),
             Helper::Gemm(d) => format!("adjoint_gemm_{}", d.name()),
+            Helper::BatchedGemm(d) => format!("adjoint_batched_gemm_{}", d.name()),
             Helper::Gemv(d) => format!("adjoint_gemv_{}", d.name()),
             Helper::Gather(d) => format!("adjoint_gather_{}", d.name()),
             Helper::ScatterAdd(d) => format!("adjoint_scatter_add_{}", d.name()),
@@ -135,6 +139,7 @@ impl Helper {
                 sig.returns.push(AbiParam::new(float_type(d)));
             }
             Helper::Gemm(_) => sig.params = ints(12),
+            Helper::BatchedGemm(_) => sig.params = ints(4),
             Helper::Gemv(_) => sig.params = ints(9),
             Helper::Gather(_) | Helper::ScatterAdd(_) => sig.params = ints(7),
             Helper::RunParts => {
@@ -150,6 +155,8 @@ impl Helper {
             Helper::Math(m, d) => m.address(d),
             Helper::Gemm(DType::F64) => gemm_f64 as *const u8,
             Helper::Gemm(DType::F32) => gemm_f32 as *const u8,
+            Helper::BatchedGemm(DType::F64) => batched_gemm_f64 as *const u8,
+            Helper::BatchedGemm(DType::F32) => batched_gemm_f32 as *const u8,
             Helper::Gemv(DType::F64) => gemv_f64 as *const u8,
             Helper::Gemv(DType::F32) => gemv_f32 as *const u8,
             Helper::Gather(DType::F64) => gather_f64 as *const u8,
@@ -210,6 +217,64 @@ macro_rules! gemm_entry {
 }
 gemm_entry!(gemm_f64, f64);
 gemm_entry!(gemm_f32, f32);
+
+/// The description of a batched product that generated code writes to its stack and passes
+/// to `adjoint_batched_gemm_*`: sizes and (row, column) strides of the matrices, in elements,
+/// followed in memory by `rank` `kernels::gemm::BatchAxis` entries (64-bit words: generated
+/// code targets 64-bit machines only), outermost first.
+#[repr(C)]
+pub struct BatchedProduct {
+    pub rank: i64,
+    pub m: i64,
+    pub k: i64,
+    pub n: i64,
+    pub sa: [i64; 2],
+    pub sb: [i64; 2],
+    pub sc: [i64; 2],
+}
+
+/// Defines the entry point of a batched matrix–matrix product for one float type.
+macro_rules! batched_gemm_entry {
+    ($name:ident, $t:ty) => {
+        /// C[i] = A[i]·B[i] for every index i of the batch axes `desc` describes, from
+        /// generated code.
+        ///
+        /// # Safety
+        /// `desc` points to a `BatchedProduct` followed by its `rank` `BatchAxis` entries,
+        /// and A, B and C keep `kernels::gemm::batched_gemm`'s contract for them.
+        unsafe extern "C" fn $name(
+            desc: *const BatchedProduct,
+            a: *const $t,
+            b: *const $t,
+            c: *mut $t,
+        ) {
+            // SAFETY: generated code writes the header and its axes before the call.
+            let (p, batch) = unsafe {
+                let p = &*desc;
+                let first = desc.add(1) as *const gemm::BatchAxis;
+                (p, std::slice::from_raw_parts(first, p.rank as usize))
+            };
+            let s = |x: [i64; 2]| x.map(|v| v as isize);
+            // SAFETY: forwarded from generated code, which keeps `batched_gemm`'s contract.
+            unsafe {
+                gemm::batched_gemm(
+                    batch,
+                    p.m as usize,
+                    p.k as usize,
+                    p.n as usize,
+                    a,
+                    s(p.sa),
+                    b,
+                    s(p.sb),
+                    c,
+                    s(p.sc),
+                )
+            }
+        }
+    };
+}
+batched_gemm_entry!(batched_gemm_f64, f64);
+batched_gemm_entry!(batched_gemm_f32, f32);
 
 /// Defines the entry point of a matrix–vector product for one float type.
 macro_rules! gemv_entry {

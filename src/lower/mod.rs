@@ -313,6 +313,32 @@ pub fn plan(f: &GraphFn) -> Plan {
                 },
                 scalar => scalar,
             },
+            Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
+                match arg(&values, 0) {
+                    Val::View { slot, strides }
+                        if strides == contiguous(g.shape(node.inputs[0])) =>
+                    {
+                        Val::View {
+                            slot,
+                            strides: contiguous(to),
+                        }
+                    }
+                    // A strided operand is copied first: a merged axis has no single stride.
+                    src @ Val::View { .. } => {
+                        let s = temp(&mut slots, g.shape(node.inputs[0]).clone());
+                        steps.push(Step::Copy {
+                            src,
+                            src_shape: g.shape(node.inputs[0]).clone(),
+                            slot: s,
+                        });
+                        Val::View {
+                            slot: s,
+                            strides: contiguous(to),
+                        }
+                    }
+                    scalar => scalar,
+                }
+            }
             Op::Expand(_) | Op::Reshape(_) => match arg(&values, 0) {
                 Val::View { slot, strides } => Val::View {
                     slot,
@@ -334,7 +360,8 @@ pub fn plan(f: &GraphFn) -> Plan {
                 // Matrix products and takes read views, gathers contiguous rows: any other
                 // operand (a scalar, a transposed or broadcast view for a gather) becomes a
                 // buffer.
-                let reads_views = matches!(node.op, Op::MatMul | Op::Take { .. });
+                let reads_views =
+                    matches!(node.op, Op::MatMul | Op::Take { .. } | Op::Slice { .. });
                 let reads_rows = node.op.facts().class == Class::Indexing;
                 if reads_views || reads_rows {
                     for k in 0..node.inputs.len() {
@@ -865,6 +892,11 @@ pub fn broadcast_strides(from: &Shape, strides: &[Stride], to: &Shape) -> Vec<St
             }
         })
         .collect()
+}
+
+/// Whether a reshape only adds or removes unit axes, which any view can do by itself.
+fn reshapes_as_view(from: &Shape, to: &Shape) -> bool {
+    from.squeezed() == to.squeezed()
 }
 
 /// Strides of a broadcast or unit-axis reshape of a view.
