@@ -115,6 +115,9 @@ pub enum MemberKind {
     /// Adds its operand's element into the output element of the same last-axis index (a sum
     /// over every axis but the last).
     ColumnSum,
+    /// Adds its operand's element into the output element of its row (a sum over the last
+    /// axis, as a softmax's or a layer norm's): the row's total is stored when the row ends.
+    RowSum,
 }
 
 #[derive(Clone, Debug)]
@@ -488,13 +491,15 @@ enum Role {
     Sum(Shape),
     /// A sum over every axis but the last (a bias gradient): accumulated row by row.
     ColumnSum(Shape),
+    /// A sum over the last axis (rank 2 or more): one total per row.
+    RowSum(Shape),
 }
 
 impl Role {
     /// The iteration space: the shape of the step, or of what it sums.
     fn shape(&self) -> &Shape {
         match self {
-            Role::Elementwise(s) | Role::Sum(s) | Role::ColumnSum(s) => s,
+            Role::Elementwise(s) | Role::Sum(s) | Role::ColumnSum(s) | Role::RowSum(s) => s,
         }
     }
 
@@ -503,6 +508,7 @@ impl Role {
             Role::Elementwise(_) => MemberKind::Elementwise,
             Role::Sum(_) => MemberKind::Sum,
             Role::ColumnSum(_) => MemberKind::ColumnSum,
+            Role::RowSum(_) => MemberKind::RowSum,
         }
     }
 }
@@ -527,7 +533,21 @@ fn role(g: &Graph, step: &Step) -> Option<Role> {
             let keeps_last = x.rank() >= 2
                 && out.last() == x.0.last()
                 && out[..out.len() - 1].iter().all(|d| *d == Dim::Fixed(1));
-            keeps_last.then(|| Role::ColumnSum(x.clone()))
+            // `[.., d]` to `[.., 1]`, every other axis kept.
+            let sums_rows = x.rank() >= 2
+                && out.len() == x.rank()
+                && out[..out.len() - 1] == x.0[..x.rank() - 1]
+                && out.last() == Some(&Dim::Fixed(1))
+                && x.0.last() != Some(&Dim::Fixed(1));
+            if keeps_last {
+                Some(Role::ColumnSum(x.clone()))
+            } else {
+                sums_rows.then(|| Role::RowSum(x.clone()))
+            }
+        }
+        Op::Sum { axis: Some(a) } => {
+            let x = g.shape(n.inputs[0]);
+            (x.rank() >= 2 && *a as usize + 1 == x.rank()).then(|| Role::RowSum(x.clone()))
         }
         _ => None,
     }
