@@ -130,7 +130,7 @@ fn loop_groups_split_between_cores_match_interpreter() {
         (
             // Row sums: each part stores its own rows' totals.
             "row_sum.dsl",
-            "input X[n, 12]\nparam W[12, 12] ~ normal(0, 1)\nparam g[12] ~ normal(1, 0.1)\nparam b[12] ~ normal(0, 1)\nloss mean(layer_norm(X @ W, g, b)^2)\n",
+            "input X[n, 4]\nparam W[4, 20] ~ normal(0, 1)\nparam g[20] ~ normal(1, 0.1)\nparam b[20] ~ normal(0, 1)\nloss mean(layer_norm(X @ W, g, b)^2)\n",
             20_001,
         ),
     ];
