@@ -5,4 +5,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| adjoint::fuzz::compile_and_step(data));
+fuzz_target!(|data: &[u8]| adjoint::fuzz::compile_and_train(data));

@@ -27,7 +27,7 @@ pub(super) fn array(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<No
 }
 
 fn flatten(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Flat> {
-    let ExprKind::Array(elements) = &e.kind else {
+    let ExprKind::List(elements) = &e.kind else {
         return element(cx, g, e);
     };
     if elements.is_empty() {
@@ -39,12 +39,9 @@ fn flatten(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Flat> {
     }
     let mut inner: Option<Vec<u64>> = None;
     let mut values = Vec::new();
-    let mut ok = true;
     for el in elements {
-        let Some(f) = flatten(cx, g, el) else {
-            ok = false;
-            continue;
-        };
+        // One error for the literal: the elements after a bad one are usually bad alike.
+        let f = flatten(cx, g, el)?;
         match &inner {
             Some(dims) if *dims != f.dims => {
                 cx.error(
@@ -69,9 +66,6 @@ fn flatten(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Flat> {
             );
             return None;
         }
-    }
-    if !ok {
-        return None;
     }
     let mut dims = vec![elements.len() as u64];
     dims.extend(inner.unwrap_or_default());
@@ -112,7 +106,8 @@ fn element(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Flat> {
             cx.error(
                 Diagnostic::error("the elements of an array literal must be constants")
                     .with_label(e.span, "not a constant")
-                    .with_note("numbers, `pi`, `e`, `inf` and arithmetic on them"),
+                    .with_note("numbers, `pi`, `e`, `inf` and arithmetic on them")
+                    .with_note("arrays are joined by `concat([a, b])` or `stack([a, b])`"),
             );
             None
         }

@@ -52,6 +52,20 @@ fn all_models() -> Vec<(String, Model)> {
         ));
     }
     for seed in 0..40 {
+        let src = crate::gradients::generated_tensor_program(seed);
+        models.push((
+            format!("generated tensor program {seed}:\n{src}\n"),
+            model_of_source("tensors.dsl", &src),
+        ));
+    }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_gather_program(seed);
+        models.push((
+            format!("generated gather {seed}:\n{src}\n"),
+            model_of_source("gather.dsl", &src),
+        ));
+    }
+    for seed in 0..40 {
         let src = crate::gradients::generated_attention_program(seed);
         models.push((
             format!("generated attention program {seed}:\n{src}\n"),
