@@ -1889,7 +1889,9 @@ impl<'a> Tx<'a> {
             .iter()
             .map(|m| match m.kind {
                 MemberKind::Elementwise => self.node_expr(g, plan, m.node, rank),
-                MemberKind::Sum | MemberKind::ColumnSum => self.arg(g, plan, m.node, 0, rank),
+                MemberKind::Sum | MemberKind::ColumnSum | MemberKind::RowSum => {
+                    self.arg(g, plan, m.node, 0, rank)
+                }
             })
             .collect();
         self.group_slots.clear();
@@ -1905,16 +1907,18 @@ impl<'a> Tx<'a> {
         // into its first lane, so no second set of accumulators competes for registers.
         let mut accs = Vec::new();
         for m in members {
-            accs.push((m.kind == MemberKind::Sum).then(|| {
-                let (ty, init) = if vector {
-                    (vty, zero_v)
-                } else {
-                    (self.ty, zero)
-                };
-                let v = self.b.declare_var(ty);
-                self.b.def_var(v, init);
-                v
-            }));
+            accs.push(
+                matches!(m.kind, MemberKind::Sum | MemberKind::RowSum).then(|| {
+                    let (ty, init) = if vector {
+                        (vty, zero_v)
+                    } else {
+                        (self.ty, zero)
+                    };
+                    let v = self.b.declare_var(ty);
+                    self.b.def_var(v, init);
+                    v
+                }),
+            );
         }
         let out = self.contiguous_strides(shape);
         let sizes = self.sizes(shape);
@@ -1965,7 +1969,7 @@ impl<'a> Tx<'a> {
             }
         };
         // The loop over `len` elements of the last axis from `lo`, for one outer index.
-        let run = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
+        let along = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
             if !vector {
                 tx.for_loop(len, &mut |tx, t| {
                     tx.straight(|tx| {
@@ -1992,6 +1996,32 @@ impl<'a> Tx<'a> {
                     body(tx, outer, j, false);
                 })
             });
+        };
+        // Row sums start each row at zero and store its total when the row ends.
+        let row_sums: Vec<(u32, Variable)> = members
+            .iter()
+            .zip(&accs)
+            .filter(|(m, _)| m.kind == MemberKind::RowSum)
+            .map(|(m, acc)| (m.slot, acc.expect("a row sum accumulates")))
+            .collect();
+        let row_out = if row_sums.is_empty() {
+            Vec::new()
+        } else {
+            self.contiguous_strides(&Shape(shape.0[..rank - 1].to_vec()))
+        };
+        // One outer index's row.
+        let run = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
+            for &(_, acc) in &row_sums {
+                let init = if vector { zero_v } else { zero };
+                tx.b.def_var(acc, init);
+            }
+            along(tx, outer, lo, len);
+            for &(slot, acc) in &row_sums {
+                let v = tx.b.use_var(acc);
+                let total = if vector { tx.hsum(v) } else { v };
+                let at = tx.dot(outer, &row_out);
+                tx.store_at(slot, at, total);
+            }
         };
         match blocked {
             Some(rb) => {
@@ -2073,7 +2103,7 @@ impl<'a> Tx<'a> {
         }
         self.lanes.clear();
         for (k, m) in members.iter().enumerate() {
-            if let Some(acc) = accs[k] {
+            if let (Some(acc), MemberKind::Sum) = (accs[k], m.kind) {
                 let v = self.b.use_var(acc);
                 let total = if vector { self.hsum(v) } else { v };
                 let o = self.iconst(0);
@@ -2112,10 +2142,13 @@ impl<'a> Tx<'a> {
         for m in members {
             match m.kind {
                 MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
-                MemberKind::Elementwise if m.stored && self.promoted.contains_key(&m.slot) => {
+                MemberKind::Elementwise | MemberKind::RowSum
+                    if m.stored && self.promoted.contains_key(&m.slot) =>
+                {
                     return None;
                 }
-                MemberKind::Elementwise => {}
+                // Each part writes its own rows' totals.
+                MemberKind::Elementwise | MemberKind::RowSum => {}
             }
         }
         if let Some(rb) = blocked {

@@ -132,6 +132,7 @@ impl Text<'_> {
             (MemberKind::Elementwise, false) => format!("lane {} = {expr}", m.node),
             (MemberKind::Sum, _) => format!("s{} += {expr}", m.slot),
             (MemberKind::ColumnSum, _) => format!("s{}[column] += {expr}", m.slot),
+            (MemberKind::RowSum, _) => format!("s{}[row] += {expr}", m.slot),
         }
     }
 

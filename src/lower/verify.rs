@@ -267,7 +267,7 @@ impl Written {
 pub(super) fn written_slot(m: &Member) -> Option<u32> {
     match m.kind {
         MemberKind::Elementwise => m.stored.then_some(m.slot),
-        MemberKind::Sum | MemberKind::ColumnSum => Some(m.slot),
+        MemberKind::Sum | MemberKind::ColumnSum | MemberKind::RowSum => Some(m.slot),
     }
 }
 
