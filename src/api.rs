@@ -10,7 +10,7 @@
 //!     loss mean((w * x + b - y)^2)
 //!     optimizer sgd(lr = 0.1)
 //! ").unwrap();
-//! let mut session = model.session(0);
+//! let mut session = model.session(0).unwrap();
 //! session.set_input("x", &[0.0, 1.0, 2.0, 3.0], &[4]).unwrap();
 //! session.set_input("y", &[1.0, 3.0, 5.0, 7.0], &[4]).unwrap();
 //! for _ in 0..500 {
@@ -94,6 +94,19 @@ pub enum Error {
         /// The number of values given.
         found: usize,
     },
+    /// A value an input cannot hold: an `int` input's value that is not a whole number ≥ 0, or
+    /// an index beyond the axis a gather (or the classes a `one_hot`) reads it for.
+    #[error("input `{name}`, row {row}, column {column}: {problem}")]
+    Value {
+        /// The input.
+        name: String,
+        /// The value's row, from 1.
+        row: usize,
+        /// The value's place in its row (row-major over the other axes), from 1.
+        column: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Inputs disagree on the number of rows.
     #[error("input `{name}` has {found} rows but other inputs have {expected}")]
     Rows {
@@ -119,6 +132,10 @@ pub enum Error {
     /// A checkpoint that cannot be read, or belongs to another model.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The session's buffers at the bound row count would not fit in memory (checked when the
+    /// inputs are bound, before anything is allocated for them).
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     /// `predict` on a model that declares no `output` values.
     #[error(
         "the model declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)"
@@ -238,14 +255,18 @@ impl CompiledModel {
         self.graphs.gradient.text()
     }
 
-    /// A training session with parameters initialized from `seed`.
-    pub fn session(&self, seed: u64) -> Session {
+    /// A training session with parameters initialized from `seed`; refused with
+    /// [`Error::Memory`] when its parameters, optimizer state and workspaces would not fit in
+    /// memory.
+    pub fn session(&self, seed: u64) -> Result<Session, Error> {
+        let rows = crate::memory::Rows::of(None, None);
+        crate::memory::check(crate::memory::Run::Session, self, rows)?;
         let n = self.model.graph().inputs.len();
-        Session {
+        Ok(Session {
             trainer: Trainer::new(self, seed),
             inputs: vec![None; n],
             rows: None,
-        }
+        })
     }
 }
 
@@ -279,6 +300,7 @@ impl Session {
     /// bound when the rows change.
     pub fn set_input(&mut self, name: &str, values: &[f64], shape: &[usize]) -> Result<(), Error> {
         let g = self.trainer.compiled.model.graph().clone();
+        let dims_before = self.trainer.bound_dims.clone();
         let Some(i) = g.inputs.iter().position(|p| p.name == name) else {
             return Err(Error::UnknownName {
                 kind: "input",
@@ -308,6 +330,7 @@ impl Session {
                 found: values.len(),
             });
         }
+        self.check_indices(i, values, shape)?;
         let model = &self.trainer.compiled.model;
         // An input without the row dimension is bound whole: it sets no row count.
         let row_input = |k: usize| model.is_row_input(k);
@@ -355,10 +378,57 @@ impl Session {
                 }
             }
         }
+        // An input read whole sets no row count: the workspace is sized for the rows bound.
+        let budget_rows = rows.or(self.rows).unwrap_or(1);
+        if let Err(e) = self.check_memory(i, values.len(), budget_rows) {
+            self.trainer.bound_dims = dims_before;
+            return Err(e);
+        }
         if rows.is_some() {
             self.rows = rows;
         }
         self.inputs[i] = Some(Buffer::from_f64(g.dtype, values));
+        Ok(())
+    }
+
+    /// Refuses a binding (input `i` with `n_values` values, `rows` rows) under which the
+    /// session's parameters, workspaces and inputs would not fit in memory.
+    fn check_memory(&self, i: usize, n_values: usize, rows: usize) -> Result<(), Error> {
+        let others: usize = (self.inputs.iter().enumerate())
+            .filter(|&(k, _)| k != i)
+            .filter_map(|(_, b)| b.as_ref().map(Buffer::len))
+            .sum();
+        let rows = crate::memory::Rows {
+            rows: rows as u64,
+            batch: None,
+            dims: &self.trainer.bound_dims,
+            values: (others + n_values) as u128,
+        };
+        crate::memory::check(crate::memory::Run::Session, &self.trainer.compiled, rows)?;
+        Ok(())
+    }
+
+    /// An `int` input's values must be whole numbers ≥ 0 inside the range every gather and
+    /// `one_hot` that reads them indexes, as when they are loaded from a file: compiled code
+    /// would read them as indices.
+    fn check_indices(&self, i: usize, values: &[f64], shape: &[usize]) -> Result<(), Error> {
+        let model = &self.trainer.compiled.model;
+        let info = &model.graph().inputs[i];
+        let limit = model.index_limits[i];
+        if !info.is_int && limit.is_none() {
+            return Ok(());
+        }
+        let width = shape.iter().skip(1).product::<usize>().max(1);
+        for (k, &v) in values.iter().enumerate() {
+            if let Some(problem) = crate::data::value_problem(v, info, limit) {
+                return Err(Error::Value {
+                    name: info.name.clone(),
+                    row: k / width + 1,
+                    column: k % width + 1,
+                    problem,
+                });
+            }
+        }
         Ok(())
     }
 

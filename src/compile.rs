@@ -434,7 +434,7 @@ fn repeated_subterm_names(g: &Graph, roots: &[NodeId], loss_name: &str) -> HashM
 
 /// Views are printed as their operand (or folded into a call), never named on their own.
 fn is_view(op: &Op) -> bool {
-    matches!(op, Op::Expand(_) | Op::Reshape(_) | Op::Transpose)
+    matches!(op, Op::Expand(_) | Op::Reshape(_) | Op::Transpose { .. })
 }
 
 /// Operations in the printed form of `id` down to named nodes, views not counted (memoized

@@ -14,7 +14,7 @@
 use crate::diagnostics::Span;
 use crate::ir::interp;
 use crate::ir::shape::broadcast;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, LiteralData, NodeId, Op, Shape};
 use crate::model::GraphFn;
 use std::collections::BTreeMap;
 
@@ -220,14 +220,18 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
         match g.op(id) {
             Op::Const(_) => return g.const_value(id).is_some_and(|c| c > 0.0 && c.is_finite()),
             Op::Sigmoid | Op::Exp | Op::DimSize(_) => return true,
+            Op::Literal(data) => return data.values().all(|v| v > 0.0 && v.is_finite()),
             Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
             Op::Sub => {
                 return with_const(g, id, Op::Sub, 1.0, false)
                     .is_some_and(|s| *g.op(s) == Op::Sigmoid);
             }
-            Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => id = g.node(id).inputs[0],
+            Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) | Op::Slice { .. } => {
+                id = g.node(id).inputs[0]
+            }
             Op::Input(_)
             | Op::Param(_)
+            | Op::Iota(_)
             | Op::Neg
             | Op::Log
             | Op::Sqrt
@@ -255,15 +259,18 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
             | Op::ReduceMin { .. }
             | Op::ArgMax { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
-            | Op::SumTo(_) => return false,
+            | Op::SumTo(_)
+            | Op::Unslice { .. } => return false,
         }
     }
 }
@@ -350,7 +357,8 @@ fn stable_form(
             }
             // A view of an exponential (`softmax(v)[0]`): the log of the same view of the
             // exponent, so that a weight's log does not underflow to −inf.
-            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_)) = g.op(x).clone()
+            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) | Op::Slice { .. }) =
+                g.op(x).clone()
                 && let Some(y) = unary_arg(g, g.node(x).inputs[0], Op::Exp)
             {
                 return Some(("log-exp", r(g, view, &[y])));
@@ -462,6 +470,8 @@ fn stable_form(
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Neg
         | Op::Tanh
         | Op::Sigmoid
@@ -488,7 +498,7 @@ fn stable_form(
         | Op::Min
         | Op::Select
         | Op::MatMul
-        | Op::Transpose
+        | Op::Transpose { .. }
         | Op::Sum { .. }
         | Op::LogSumExp { .. }
         | Op::ReduceMax { .. }
@@ -496,12 +506,74 @@ fn stable_form(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
-        | Op::Reshape(_) => {}
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. } => {}
     }
     None
+}
+
+/// An elementwise op on array literals and scalar constants, evaluated as the interpreter
+/// evaluates it, into a literal (when the result is small enough to be one).
+fn fold_literals(g: &mut Graph, op: &Op, args: &[NodeId], out: Option<&Shape>) -> Option<NodeId> {
+    let constant = |a: NodeId| matches!(g.op(a), Op::Literal(_) | Op::Const(_));
+    let any_literal = args.iter().any(|&a| matches!(g.op(a), Op::Literal(_)));
+    if !op.is_elementwise() || !any_literal || !args.iter().all(|&a| constant(a)) {
+        return None;
+    }
+    let dims = out?.as_fixed()?;
+    let total: usize = dims.iter().product();
+    if total > LiteralData::MAX_ELEMENTS {
+        return None;
+    }
+    let operands: Vec<(Vec<f64>, Vec<usize>)> = args
+        .iter()
+        .map(|&a| match g.op(a) {
+            Op::Literal(data) => {
+                let shape = data.shape.as_fixed().expect("a literal's shape is fixed");
+                let strides = interp::broadcast_strides(&shape, &dims);
+                (data.values().collect(), strides)
+            }
+            _ => (
+                vec![g.const_value(a).expect("a constant")],
+                vec![0; dims.len()],
+            ),
+        })
+        .collect();
+    let mut values = Vec::with_capacity(total);
+    let mut index = vec![0usize; dims.len()];
+    for _ in 0..total {
+        let xs: Vec<f64> = operands
+            .iter()
+            .map(|(v, s)| v[index.iter().zip(s).map(|(i, s)| i * s).sum::<usize>()])
+            .collect();
+        values.push(match xs.as_slice() {
+            [x] => interp::unary(op, *x),
+            [a, b] => interp::binary(op, *a, *b),
+            [c, a, b] => {
+                if *c != 0.0 {
+                    *a
+                } else {
+                    *b
+                }
+            }
+            _ => unreachable!("elementwise ops take one to three operands"),
+        });
+        for k in (0..dims.len()).rev() {
+            index[k] += 1;
+            if index[k] < dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    let shape = Shape::fixed(&dims.iter().map(|&d| d as u64).collect::<Vec<_>>());
+    Some(g.build(Op::Literal(Box::new(LiteralData::new(shape, &values))), &[]))
 }
 
 /// The rule table. Each arm names its rule; the first match wins.
@@ -535,6 +607,9 @@ fn try_rules(
             }
         };
         return Some(("fold-const", g.constant(v)));
+    }
+    if let Some(folded) = fold_literals(g, op, args, out_shape.as_ref()) {
+        return Some(("fold-literal", folded));
     }
     let mut r = |g: &mut Graph, op: Op, a: &[NodeId]| rewrite(g, op, a, fired);
     match op {
@@ -675,9 +750,19 @@ fn try_rules(
                 return Some(("pow-one", args[0]));
             }
         }
-        Op::Transpose => {
-            if let Op::Transpose = g.op(args[0]) {
-                return Some(("transpose-transpose", g.node(args[0]).inputs[0]));
+        Op::Transpose { perm } => {
+            if perm.iter().enumerate().all(|(i, &a)| a as usize == i) {
+                return Some(("transpose-identity", args[0]));
+            }
+            // transpose(transpose(x, p), q) reads axis q[i] of the inner result, which is
+            // axis p[q[i]] of x.
+            if let Op::Transpose { perm: inner } = g.op(args[0]) {
+                let composed: Vec<u32> = perm.iter().map(|&a| inner[a as usize]).collect();
+                let x = g.node(args[0]).inputs[0];
+                return Some((
+                    "transpose-transpose",
+                    r(g, Op::Transpose { perm: composed }, &[x]),
+                ));
             }
         }
         Op::Reshape(s) | Op::Expand(s) | Op::SumTo(s) if g.shape(args[0]) == s => {
@@ -702,11 +787,51 @@ fn try_rules(
                 return Some(("expand-expand", r(g, Op::Expand(s.clone()), &[inner])));
             }
         }
+        Op::Slice {
+            axis,
+            start: 0,
+            step: 1,
+            ..
+        } if out_shape
+            .as_ref()
+            .is_some_and(|o| o.0[*axis as usize] == g.shape(args[0]).0[*axis as usize]) =>
+        {
+            return Some(("identity-slice", args[0]));
+        }
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            // Every part of a broadcast scalar is the scalar broadcast.
+            if let Op::Expand(_) = g.op(args[0]) {
+                let inner = g.node(args[0]).inputs[0];
+                if let (true, Some(s)) = (g.shape(inner).is_scalar(), out_shape.clone()) {
+                    return Some(("slice-of-broadcast", r(g, Op::Expand(s), &[inner])));
+                }
+            }
+            // The part of an embedding that holds the embedded values is those values.
+            let keeps_shape_of = |x: NodeId| out_shape.as_ref() == Some(g.shape(x));
+            if let Op::Unslice {
+                axis: a,
+                start: s,
+                step: k,
+                ..
+            } = g.op(args[0])
+                && (a, s, k) == (axis, start, step)
+            {
+                let inner = g.node(args[0]).inputs[0];
+                if keeps_shape_of(inner) {
+                    return Some(("slice-of-unslice", inner));
+                }
+            }
+        }
+        Op::Unslice { .. } => {}
         // No rule (or the guard above did not hold).
         Op::Input(_)
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Exp
         | Op::Log
         | Op::Sqrt
@@ -739,6 +864,8 @@ fn try_rules(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

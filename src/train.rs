@@ -10,7 +10,7 @@ use crate::init;
 use crate::jit::fpenv::FlushSubnormals;
 use crate::model::TrainSettings;
 use crate::optim::{OptimizerSpec, StepConstants, StepScalar, StepState};
-use crate::runtime::{Buffer, RunError, Workspace, human_bytes};
+use crate::runtime::{Buffer, RunError, Workspace};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use std::collections::HashMap;
@@ -272,96 +272,7 @@ pub struct Trainer {
     pred_ws: HashMap<Vec<u64>, Workspace>,
 }
 
-/// What a run would take, checked against the memory budget before anything is allocated: an
-/// allocation above it aborts the process, losing whatever the run had.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "training would take {} ({}), more than the {} this process may use",
-    human_bytes(self.total()),
-    self.parts(),
-    human_bytes(self.limit)
-)]
-pub struct MemoryError {
-    pub params: u64,
-    pub state: u64,
-    pub workspace: u64,
-    pub data: u64,
-    pub limit: u64,
-}
-
-impl MemoryError {
-    fn total(&self) -> u64 {
-        self.params
-            .saturating_add(self.state)
-            .saturating_add(self.workspace)
-            .saturating_add(self.data)
-    }
-
-    fn parts(&self) -> String {
-        let mut parts = vec![format!("parameters {}", human_bytes(self.params))];
-        if self.state > 0 {
-            parts.push(format!("optimizer state {}", human_bytes(self.state)));
-        }
-        parts.push(format!("workspace {}", human_bytes(self.workspace)));
-        if self.data > 0 {
-            parts.push(format!("data {}", human_bytes(self.data)));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Adds up the memory of a run of `compiled` on `data` in batches of `batch` rows (all rows
-/// when `None`), in the model's own element size: parameters (and the f64 values their
-/// initializers draw), optimizer state, the gradient step's workspace, and the data's buffers.
-pub fn check_memory(
-    compiled: &CompiledModel,
-    data: Option<&Dataset>,
-    batch: Option<u64>,
-) -> Result<(), MemoryError> {
-    let model = &compiled.model;
-    let g = model.graph();
-    let size = g.dtype.size() as u128;
-    let lens: Vec<u128> = g
-        .params
-        .iter()
-        .map(|p| {
-            p.shape
-                .as_fixed()
-                .unwrap()
-                .iter()
-                .map(|&d| d as u128)
-                .product()
-        })
-        .collect();
-    let elements: u128 = lens.iter().sum();
-    // The largest initializer's sample lives as f64 while it is converted.
-    let sample = lens.iter().max().copied().unwrap_or(0) * 8;
-    let params = elements * size + sample;
-    let state = elements * size * model.optimizer.kind.state_arrays() as u128;
-    let rows = data.map_or(0, |d| d.n_rows as u64);
-    let batch_rows = batch.map_or(rows, |b| b.min(rows)).max(1);
-    let mut syms = vec![batch_rows; g.syms.len()];
-    for &(s, v) in data.map_or(&[][..], |d| &d.dims) {
-        syms[s as usize] = v;
-    }
-    let workspace = crate::runtime::Workspace::bytes(&compiled.gradient.plan, g.dtype, &syms);
-    let data_bytes = data.map_or(0, |d| {
-        d.inputs.iter().map(|v| v.len() as u128).sum::<u128>() * size
-    });
-    let limit = crate::limits::memory_budget();
-    let clip = |b: u128| b.min(u64::MAX as u128) as u64;
-    let need = MemoryError {
-        params: clip(params),
-        state: clip(state),
-        workspace: clip(workspace),
-        data: clip(data_bytes),
-        limit,
-    };
-    if (params + state + workspace + data_bytes) > limit as u128 {
-        return Err(need);
-    }
-    Ok(())
-}
+pub use crate::memory::{MemoryError, check_memory};
 
 impl Trainer {
     /// Initializes every parameter from its initializer, in declaration order, from `seed`.

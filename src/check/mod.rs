@@ -13,6 +13,9 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod indexing;
+mod literal;
+mod shaping;
 
 /// Checks a parsed module. On success returns the model and its warnings.
 pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -261,7 +264,9 @@ impl Checker {
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
+        let index_limits = crate::ir::indices::index_limits(&graph);
         let model = Model {
+            index_limits,
             forward: GraphFn { graph, outputs },
             predict,
             loss_name,
@@ -363,6 +368,17 @@ impl Checker {
                 },
             );
         }
+    }
+
+    /// The symbolic dimension a name stands for, unless a value of that name hides it (the
+    /// same order of lookup as `name`).
+    fn dim_symbol(&self, name: &str) -> Option<u32> {
+        let bound = self.frames.last().is_some_and(|f| f.contains_key(name))
+            || self.names.contains_key(name);
+        if bound {
+            return None;
+        }
+        self.syms.iter().position(|s| s == name).map(|i| i as u32)
     }
 
     fn sym(&mut self, name: &str) -> u32 {
@@ -1224,6 +1240,15 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
+            ExprKind::List(_) => literal::array(self, g, e)?,
+            ExprKind::Tuple(_) => {
+                self.error(
+                    Diagnostic::error("a tuple is not a value")
+                        .with_label(e.span, "a tuple here")
+                        .with_note("tuples name axes or shapes, as in `transpose(x, (0, 2, 1))` or `reshape(x, (4, -1))`"),
+                );
+                return None;
+            }
             ExprKind::Error => return None,
         };
         g.set_span(id, e.span);
@@ -1247,6 +1272,8 @@ impl Checker {
                 }
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
+                // For masks: `where(mask, scores, -inf)`.
+                "inf" => Some(g.constant(f64::INFINITY)),
                 _ => {
                     let mut d = Diagnostic::error(format!("unknown name `{name}`"))
                         .with_label(span, "not defined before this use");
@@ -1327,69 +1354,6 @@ impl Checker {
         self.frames.pop();
         self.inlined.insert(key, res);
         res
-    }
-
-    /// `x[i]`, `x[:, j]`, `x[i, :]`: select along axes with fixed lengths.
-    fn index(
-        &mut self,
-        g: &mut Graph,
-        base: &ast::Expr,
-        indices: &[Option<ast::Expr>],
-        span: Span,
-    ) -> Option<NodeId> {
-        let x = self.expr(g, base)?;
-        let rank = g.shape(x).rank();
-        if indices.len() != rank {
-            self.error(
-                Diagnostic::error(format!(
-                    "expected {rank} index(es), found {}",
-                    indices.len()
-                ))
-                .with_label(span, "here")
-                .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
-            );
-            return None;
-        }
-        // Take from the last axis first so earlier axis numbers stay valid.
-        let mut cur = x;
-        for (axis, ix) in indices.iter().enumerate().rev() {
-            let Some(ix) = ix else { continue };
-            let v = self.const_value(ix)?;
-            let len = match g.shape(cur).0[axis] {
-                Dim::Fixed(n) => n as f64,
-                Dim::Sym(_) => {
-                    self.error(
-                        Diagnostic::error(
-                            "cannot index an axis whose length is only known at run time",
-                        )
-                        .with_label(ix.span, "index into a data axis")
-                        .with_note("slice the columns instead: `X[:, j]`"),
-                    );
-                    return None;
-                }
-            };
-            let v = if v < 0.0 { v + len } else { v };
-            if v.fract() != 0.0 || v < 0.0 || v >= len {
-                self.error(
-                    Diagnostic::error(format!("index out of range for an axis of length {len}"))
-                        .with_label(ix.span, "out of range")
-                        .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
-                );
-                return None;
-            }
-            cur = self.node(
-                g,
-                Op::Take {
-                    axis: axis as u32,
-                    index: v as u64,
-                },
-                &[cur],
-                &[base.span],
-                "index",
-                span,
-            )?;
-        }
-        Some(cur)
     }
 
     /// Adds a node; a shape error becomes a diagnostic labelling each blamed operand.

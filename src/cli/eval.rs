@@ -48,7 +48,8 @@ pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), C
         }
         dataset = Some(held);
     }
-    crate::train::check_memory(&compiled, dataset.as_ref(), None).map_err(bad_input)?;
+    let rows = crate::memory::Rows::of(dataset.as_ref(), None);
+    crate::memory::check(crate::memory::Run::Evaluation, &compiled, rows).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     let dataset = in_trained_vocabulary(&trainer, dataset, ckpt)?;

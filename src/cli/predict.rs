@@ -34,7 +34,8 @@ pub(super) fn predict(
     )?
     .ok_or_else(|| CliError::BadInput(format!("{} has no inputs to predict for", file.name)))?;
     let compiled = compile_model(model, &file)?;
-    crate::train::check_memory(&compiled, Some(&dataset), None).map_err(bad_input)?;
+    let rows = crate::memory::Rows::of(Some(&dataset), None);
+    crate::memory::check(crate::memory::Run::Prediction, &compiled, rows).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     let dataset = in_trained_vocabulary(&trainer, Some(dataset), ckpt)?.expect("given");

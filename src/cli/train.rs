@@ -202,7 +202,16 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             say!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
     }
-    crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch).map_err(bad_input)?;
+    let footprint = crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch)
+        .map_err(bad_input)?;
+    if args.timings {
+        say!(
+            "  {:<14} {} peak ({} without buffer reuse)",
+            "workspace",
+            crate::runtime::human_bytes(footprint.workspace),
+            crate::runtime::human_bytes(footprint.workspace_without_reuse)
+        );
+    }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
     trainer.flush_subnormals = !args.keep_subnormals;

@@ -6,6 +6,7 @@
 //! other (a CRLF file has `\r` in its vocabulary).
 
 use super::DataError;
+use crate::ir::indices::IndexUse;
 use crate::model::Model;
 use std::path::Path;
 
@@ -283,20 +284,26 @@ pub fn load_corpus(model: &Model, base: &Path) -> Result<Option<Corpus>, DataErr
     Ok(Some(corpus))
 }
 
-/// The text's vocabulary fits the classes of every `one_hot` or `cross_entropy` its tokens feed.
+/// The text's vocabulary fits the classes of every `one_hot` or `cross_entropy` its tokens
+/// feed and the axis of every gather they index.
 pub fn check_classes(model: &Model, corpus: &Corpus) -> Result<(), DataError> {
     let g = model.graph();
     for w in &corpus.inputs {
-        if let Some(k) = super::one_hot_classes(g, w.input as u32)
-            && corpus.vocabulary.len() > k as usize
-        {
+        let Some(limit) = model.index_limits[w.input] else {
+            continue;
+        };
+        let size = corpus.vocabulary.len();
+        if size as u64 > limit.len {
+            let k = limit.len;
+            let what = match limit.by {
+                IndexUse::OneHot => format!("is one-hot encoded with {k} classes"),
+                IndexUse::Gather => format!("indexes an axis of length {k}"),
+            };
             return Err(DataError::Array {
                 file: corpus.file.clone(),
                 message: format!(
-                    "the text has {} distinct characters, but input `{}` is one-hot encoded with {k} classes (write {} for the vocabulary's size)",
-                    corpus.vocabulary.len(),
+                    "the text has {size} distinct characters, but input `{}` {what} (write {size} for the vocabulary's size)",
                     g.inputs[w.input].name,
-                    corpus.vocabulary.len()
                 ),
             });
         }

@@ -6,7 +6,32 @@
 //! with no wildcard arm, so adding a variant makes the compiler list every place it needs
 //! (ARCHITECTURE.md, "How to add an op"). Name, arity and class come from `Op::facts` alone.
 
-use super::shape::Shape;
+use super::shape::{Dim, Shape};
+
+/// The data of an array literal: its fixed shape and its elements in row-major order, kept as
+/// the bits of f64s so that the op can be hashed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LiteralData {
+    pub shape: Shape,
+    pub bits: Vec<u64>,
+}
+
+impl LiteralData {
+    /// The most numbers a literal holds: it is written into the generated code, one store per
+    /// element. Larger constant data belongs in an input file.
+    pub const MAX_ELEMENTS: usize = 4096;
+
+    pub fn new(shape: Shape, values: &[f64]) -> LiteralData {
+        LiteralData {
+            shape,
+            bits: values.iter().map(|v| v.to_bits()).collect(),
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.bits.iter().map(|&b| f64::from_bits(b))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -18,6 +43,10 @@ pub enum Op {
     Const(u64),
     /// The run-time size of a symbolic dimension, as a scalar.
     DimSize(u32),
+    /// The vector 0, 1, …, len − 1: an index along one axis, computed, never read from data.
+    Iota(Dim),
+    /// A small array of constants written in the source (`[[1, 2], [3, 4]]`).
+    Literal(Box<LiteralData>),
 
     Neg,
     Exp,
@@ -61,9 +90,14 @@ pub enum Op {
     /// `where(c, a, b)`: a where c ≠ 0, else b; all three broadcast.
     Select,
 
-    /// Matrix product of vectors and matrices, as `@` in numpy.
+    /// Matrix product as numpy's `matmul` (`@`): of vectors and matrices, and over batch axes
+    /// (those before the last two), which broadcast.
     MatMul,
-    Transpose,
+    /// Axis permutation (numpy's `transpose`): axis `i` of the result is axis `perm[i]` of the
+    /// operand.
+    Transpose {
+        perm: Vec<u32>,
+    },
 
     /// Sum over one axis, or over all elements when `axis` is `None`.
     Sum {
@@ -96,6 +130,21 @@ pub enum Op {
         index: u64,
         size: u64,
     },
+    /// Whole-number indices into one axis, whose place the indices' axes take: `E[tok]`,
+    /// `take(E, idx, axis)`. Operands: the array and the indices (any rank); the result has
+    /// shape `array[..axis] ++ indices ++ array[axis + 1..]`. An index is read as the nearest
+    /// whole number; one outside the axis (which binding data rejects) gives NaN, never a read
+    /// outside the array.
+    Gather {
+        axis: u32,
+    },
+    /// The adjoint of `Gather`: adds each slice of the values into the row its index names,
+    /// along an axis of length `size` that replaces the indices' axes, so repeated indices sum.
+    /// Operands: the values and the indices. An index outside the axis adds nothing.
+    ScatterAdd {
+        axis: u32,
+        size: u64,
+    },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
     OneHot {
         classes: u32,
@@ -105,11 +154,35 @@ pub enum Op {
     SumTo(Shape),
     /// Broadcast to a shape.
     Expand(Shape),
-    /// Add or remove axes of size 1.
+    /// The same elements in row-major order under another shape of the same element count.
     Reshape(Shape),
+    /// Every `step`-th element along `axis` from `start`, `len` of them: `x[start:stop:step]`.
+    /// A negative step walks the axis backwards from `start`.
+    Slice {
+        axis: u32,
+        start: u64,
+        step: i64,
+        len: u64,
+    },
+    /// The adjoint of `Slice`: embeds into zeros of an axis of length `size`, element `i` at
+    /// `start + i·step`.
+    Unslice {
+        axis: u32,
+        start: u64,
+        step: i64,
+        size: u64,
+    },
 }
 
 impl Op {
+    /// The transpose that reverses the axes of a rank-`rank` operand: what `transpose(x)`
+    /// means, and the matrix transpose for rank 2.
+    pub fn reversed_axes(rank: usize) -> Op {
+        Op::Transpose {
+            perm: (0..rank as u32).rev().collect(),
+        }
+    }
+
     pub fn constant(value: f64) -> Op {
         // Canonicalise -0.0 to 0.0 only for hashing purposes would change semantics; keep bits.
         Op::Const(value.to_bits())
@@ -164,6 +237,8 @@ impl Op {
             Param(_) => ("param", Leaf),
             Const(_) => ("const", Leaf),
             DimSize(_) => ("dim", Leaf),
+            Iota(_) => ("iota", Leaf),
+            Literal(_) => ("literal", Leaf),
             Neg => ("neg", Unary),
             Exp => ("exp", Unary),
             Log => ("log", Unary),
@@ -195,7 +270,7 @@ impl Op {
             Min => ("min", Binary),
             Select => ("select", Class::Ternary),
             MatMul => ("matmul", Contraction),
-            Transpose => ("transpose", Structural),
+            Transpose { .. } => ("transpose", Structural),
             Sum { .. } => ("sum", Structural),
             LogSumExp { .. } => ("logsumexp", Structural),
             ReduceMax { .. } => ("reduce_max", Structural),
@@ -203,10 +278,14 @@ impl Op {
             ArgMax { .. } => ("argmax", Structural),
             Take { .. } => ("take", Structural),
             Put { .. } => ("put", Structural),
+            Gather { .. } => ("gather", Indexing),
+            ScatterAdd { .. } => ("scatter_add", Indexing),
             OneHot { .. } => ("one_hot", Structural),
             SumTo(_) => ("sum_to", Structural),
             Expand(_) => ("expand", Structural),
             Reshape(_) => ("reshape", Structural),
+            Slice { .. } => ("slice", Structural),
+            Unslice { .. } => ("unslice", Structural),
         };
         Facts { name, class }
     }
@@ -236,6 +315,9 @@ pub enum Class {
     Contraction,
     /// One operand, not elementwise: reductions, views, indexing.
     Structural,
+    /// Two operands, an array and whole-number indices into one of its axes: gathers and
+    /// their adjoints. Not differentiable in the indices.
+    Indexing,
 }
 
 impl Class {
@@ -243,7 +325,7 @@ impl Class {
         match self {
             Class::Leaf => 0,
             Class::Unary | Class::Structural => 1,
-            Class::Binary | Class::Comparison | Class::Contraction => 2,
+            Class::Binary | Class::Comparison | Class::Contraction | Class::Indexing => 2,
             Class::Ternary => 3,
         }
     }

@@ -9,7 +9,8 @@
 //! Invariant: generated code cannot trap. It has no integer division, reads only the slots it
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::shape::MatMulParts;
+use crate::ir::{Class, DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -106,7 +107,8 @@ pub enum CodegenError {
 
 /// Slots of the fused training loop that can live in registers for all K steps: the
 /// single-element parameters, their optimizer state and gradients, and a single-element loss.
-/// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
+/// Excluded: any slot a matrix product or a gather touches, since their helpers read and write
+/// memory.
 fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlots) -> Vec<u32> {
     let g = &f.graph;
     let mut in_memory = std::collections::HashSet::new();
@@ -116,7 +118,9 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
         }
     };
     for id in g.ids() {
-        if plan.values[id.index()].is_some() && g.node(id).op == Op::MatMul {
+        let calls_helper =
+            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id, &mut in_memory);
             for &a in &g.node(id).inputs {
                 view_slot(a, &mut in_memory);
@@ -227,7 +231,14 @@ impl Jit {
     pub fn compile_graph(&mut self, f: &GraphFn, plan: &Plan) -> Result<FuncId, CodegenError> {
         let n_slots = plan.slots.len();
         let bounded = is_bounded(n_slots, plan);
-        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+        let shape = FnShape {
+            n_slots,
+            n_syms: f.graph.syms.len(),
+            dtype: f.graph.dtype,
+            bounded,
+            address_slot: plan.storage.address_slots(n_slots),
+        };
+        self.define(shape, |tx| {
             for step in &plan.steps {
                 tx.step(&f.graph, plan, step);
             }
@@ -246,10 +257,14 @@ impl Jit {
         let sizes = sizes.to_vec();
         let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
         let slots = UpdateSlots::standalone(sizes.len(), spec.kind.state_arrays());
-        let bounded = n_slots > MAX_HELD_VALUES;
-        self.define(n_slots, 0, dtype, bounded, move |tx| {
-            tx.update(&spec, &sizes, &slots, 0)
-        })
+        let shape = FnShape {
+            n_slots,
+            n_syms: 0,
+            dtype,
+            bounded: n_slots > MAX_HELD_VALUES,
+            address_slot: Vec::new(),
+        };
+        self.define(shape, move |tx| tx.update(&spec, &sizes, &slots, 0))
     }
 
     /// Compiles the whole training step, looped. The table `scalars` holds the number of steps
@@ -299,7 +314,15 @@ impl Jit {
         };
         let constants = spec.constants();
         let step_scalars = spec.step_scalars(&constants);
-        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+        let shape = FnShape {
+            n_slots,
+            n_syms: f.graph.syms.len(),
+            dtype: f.graph.dtype,
+            bounded,
+            // The optimizer's state arrays, after the plan's slots, have addresses of their own.
+            address_slot: plan.storage.address_slots(n_slots),
+        };
+        self.define(shape, |tx| {
             let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
             let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
             for &slot in &promotable {
@@ -370,10 +393,7 @@ impl Jit {
 
     fn define(
         &mut self,
-        n_slots: usize,
-        n_syms: usize,
-        dtype: DType,
-        bounded: bool,
+        shape: FnShape,
         body: impl FnOnce(&mut Tx),
     ) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.n_functions);
@@ -401,12 +421,6 @@ impl Jit {
             b.switch_to_block(entry);
             let params = b.block_params(entry).to_vec();
             let tables = [params[0], params[1], params[2]];
-            let shape = FnShape {
-                n_slots,
-                n_syms,
-                dtype,
-                bounded,
-            };
             let mut tx = Tx::new(
                 b,
                 entry,
@@ -556,6 +570,8 @@ struct Tx<'a> {
     /// dominate every use (slot pointers only when not `bounded`).
     slot_ptrs: Vec<Value>,
     n_slots: usize,
+    /// See `FnShape::address_slot`.
+    address_slot: Vec<u32>,
     /// A function too large to hold its values in registers for long (`is_bounded`): slot
     /// pointers and scalar constants are made where they are used, scalar nodes are kept in
     /// stack slots (`spilled`), and nothing is promoted. Otherwise every such value would live
@@ -627,13 +643,25 @@ fn flags() -> MemFlagsData {
 }
 
 /// What a generated function's tables hold.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct FnShape {
     n_slots: usize,
     n_syms: usize,
     dtype: DType,
     /// Whether the function holds few values in registers across its body (`Tx::bounded`).
     bounded: bool,
+    /// The slot whose table entry gives each slot's address: slots that share a buffer load
+    /// one pointer (`Storage::address_slots`); empty when every slot has its own.
+    address_slot: Vec<u32>,
+}
+
+impl FnShape {
+    fn address_slot(&self, slot: u32) -> u32 {
+        self.address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot)
+    }
 }
 
 impl<'a> Tx<'a> {
@@ -656,8 +684,15 @@ impl<'a> Tx<'a> {
         let entry_slots = if shape.bounded { 0 } else { shape.n_slots };
         // Constants are hoisted to the top of the entry block, which must be laid out first.
         b.ensure_inserted_block();
-        let slot_ptrs = (0..entry_slots)
-            .map(|i| b.ins().load(types::I64, flags(), tables[0], i as i32 * 8))
+        let mut loaded: HashMap<u32, Value> = HashMap::new();
+        let slot_ptrs = (0..entry_slots as u32)
+            .map(|i| {
+                let from = shape.address_slot(i);
+                *loaded.entry(from).or_insert_with(|| {
+                    b.ins()
+                        .load(types::I64, flags(), tables[0], from as i32 * 8)
+                })
+            })
             .collect();
         let dim_vals = (0..shape.n_syms)
             .map(|i| b.ins().load(types::I64, flags(), tables[1], i as i32 * 8))
@@ -672,6 +707,7 @@ impl<'a> Tx<'a> {
             helpers: HashMap::new(),
             slot_ptrs,
             n_slots: shape.n_slots,
+            address_slot: shape.address_slot.clone(),
             bounded: shape.bounded,
             spilled: HashMap::new(),
             scalar_steps: 0,
@@ -996,16 +1032,22 @@ impl<'a> Tx<'a> {
             return p;
         }
         let table = self.ptr_table;
+        // Slots that share a buffer share its address.
+        let from = self
+            .address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot);
         let load =
-            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, slot as i32 * 8);
-        if let Some(p) = self.at_loop_entry(slot, load) {
+            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, from as i32 * 8);
+        if let Some(p) = self.at_loop_entry(from, load) {
             return p;
         }
         if self.bounded {
             return self
                 .b
                 .ins()
-                .load(types::I64, flags(), table, slot as i32 * 8);
+                .load(types::I64, flags(), table, from as i32 * 8);
         }
         self.slot_ptrs[slot as usize]
     }
@@ -1339,8 +1381,10 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1348,10 +1392,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => false,
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => false,
         }
     }
 
@@ -1479,8 +1527,10 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1488,10 +1538,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => unreachable!("`{}` is not elementwise", op.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => unreachable!("`{}` is not elementwise", op.name()),
         }
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
@@ -1536,8 +1590,10 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -1545,10 +1601,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
@@ -2210,6 +2270,7 @@ impl<'a> Tx<'a> {
             n_syms: self.dim_vals.len(),
             dtype: self.dtype,
             bounded: self.bounded,
+            address_slot: self.address_slot.clone(),
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -2496,17 +2557,126 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, v);
                 });
             }
+            Op::Gather { axis } => {
+                let a = *axis as usize;
+                let rows = g.shape(node.inputs[0]).0[a];
+                let helper = Helper::Gather(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, rows, a + 1));
+            }
+            Op::ScatterAdd { axis, size } => {
+                let (a, r) = (*axis as usize, g.shape(node.inputs[1]).rank());
+                let helper = Helper::ScatterAdd(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
+            Op::Slice {
+                axis, start, step, ..
+            } => self.slice(g, plan, &node, slot, *axis as usize, *start, *step),
+            Op::Unslice {
+                axis, start, step, ..
+            } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let mut out = self.contiguous_strides(&shape);
+                let a = *axis as usize;
+                let first = self.iconst(*start as i64);
+                let base = self.mul(first, out[a]);
+                out[a] = self.mul_imm(out[a], *step);
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out);
+                    let o = tx.add(o, base);
+                    tx.store_at(slot, o, v);
+                });
+            }
+            Op::Iota(_) => {
+                let total = self.total(&shape);
+                self.for_loop(total, &mut |tx, i| {
+                    let v = tx.b.ins().fcvt_from_sint(tx.ty, i);
+                    tx.store_at(slot, i, v);
+                });
+            }
+            Op::Literal(data) => {
+                // Small by construction (at most `LiteralData::MAX_ELEMENTS`): one store per
+                // element, of a constant made where it is stored, so that none is live for
+                // longer than its store.
+                for (k, v) in data.values().enumerate() {
+                    let at = self.iconst(k as i64);
+                    let v = if self.ty == types::F32 {
+                        self.b.ins().f32const(v as f32)
+                    } else {
+                        self.b.ins().f64const(v)
+                    };
+                    self.store_at(slot, at, v);
+                }
+            }
             other @ (Op::Input(_)
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Expand(_)
             | Op::Reshape(_)) => {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
             }
         }
+    }
+
+    /// A slice copied into its slot: the elementwise copy loop (vectorized where the last axis
+    /// is read contiguously) over the operand's view with the sliced axis's stride scaled by
+    /// the step, from the slot's address moved to the first element.
+    #[allow(clippy::too_many_arguments)]
+    fn slice(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        node: &crate::ir::Node,
+        slot: u32,
+        axis: usize,
+        start: u64,
+        step: i64,
+    ) {
+        let a = node.inputs[0];
+        let xshape = g.shape(a).clone();
+        let val = plan.values[a.index()].clone().expect("operand planned");
+        let Operand::View {
+            slot: src,
+            mut strides,
+            inner,
+        } = self.operand(g, plan, &val, &xshape, xshape.rank())
+        else {
+            unreachable!("a slice reads a view")
+        };
+        let first = self.iconst(start as i64);
+        let base = self.mul(first, strides[axis]);
+        strides[axis] = self.mul_imm(strides[axis], step);
+        let inner = if axis + 1 == xshape.rank() && step != 1 && inner == Inner::One {
+            Inner::Other
+        } else {
+            inner
+        };
+        let from = {
+            let ptr = self.slot_ptr(src);
+            self.elem_addr(ptr, base)
+        };
+        let saved = self.slot_override.insert(src, from);
+        let view = Operand::View {
+            slot: src,
+            strides,
+            inner,
+        };
+        self.elementwise_loop(
+            &node.shape,
+            slot,
+            std::slice::from_ref(&view),
+            &|_, xs, _| xs[0],
+        );
+        match saved {
+            Some(p) => self.slot_override.insert(src, p),
+            None => self.slot_override.remove(&src),
+        };
     }
 
     /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
@@ -2536,25 +2706,33 @@ impl<'a> Tx<'a> {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        if rank == 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+        if rank >= 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+            // The matrices of the last two axes one after another (attention's scores are
+            // `[n, T, T]`), each a vector of rows at a time.
             let (vty, lanes) = self.vector_type();
-            let m = sizes[0];
-            let last = self.add_imm(m, -1);
-            let rounded = self.add_imm(m, lanes - 1);
-            let blocks = self.shr_imm(rounded, lanes.trailing_zeros() as i64);
-            self.for_loop(blocks, &mut |tx, b| {
-                let first = tx.mul_imm(b, lanes);
-                let rows: Vec<Value> = (0..lanes)
-                    .map(|l| {
-                        let r = tx.add_imm(first, l);
-                        tx.b.ins().smin(r, last)
-                    })
-                    .collect();
-                let lse = tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, &rows, j));
-                for (l, &row) in rows.iter().enumerate() {
-                    let v = tx.b.ins().extractlane(lse, l as u8);
-                    tx.store_at(slot, row, v);
-                }
+            let m = sizes[rank - 2];
+            let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
+            self.nest(&sizes[..rank - 2], &mut |tx, outer| {
+                let last = tx.add_imm(m, -1);
+                let rounded = tx.add_imm(m, lanes - 1);
+                let blocks = tx.shr_imm(rounded, lanes.trailing_zeros() as i64);
+                let base = tx.dot(outer, &out[..rank - 2]);
+                tx.for_loop(blocks, &mut |tx, b| {
+                    let first = tx.mul_imm(b, lanes);
+                    let rows: Vec<Value> = (0..lanes)
+                        .map(|l| {
+                            let r = tx.add_imm(first, l);
+                            tx.b.ins().smin(r, last)
+                        })
+                        .collect();
+                    let lse =
+                        tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, outer, &rows, j));
+                    for (l, &row) in rows.iter().enumerate() {
+                        let v = tx.b.ins().extractlane(lse, l as u8);
+                        let at = tx.add(base, row);
+                        tx.store_at(slot, at, v);
+                    }
+                });
             });
             return;
         }
@@ -2618,16 +2796,20 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Element `[rows[l], j]` of a matrix operand in lane `l`.
-    fn read_rows(&mut self, op: &Operand, rows: &[Value], j: Value) -> Value {
+    /// Element `[outer.., rows[l], j]` of an operand in lane `l`: the rows of the matrix of its
+    /// last two axes at the index `outer` of the others.
+    fn read_rows(&mut self, op: &Operand, outer: &[Value], rows: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
+        let k = outer.len();
         match op {
             Operand::Scalar(v) => self.scalar_in_lanes(*v),
             Operand::View { slot, strides, .. } => {
                 let mut lanes = None;
                 for (l, &r) in rows.iter().enumerate() {
-                    let row = self.row_ptr(*slot, &[r], &strides[..1]);
-                    let off = self.mul(j, strides[1]);
+                    let mut at = outer.to_vec();
+                    at.push(r);
+                    let row = self.row_ptr(*slot, &at, &strides[..k + 1]);
+                    let off = self.mul(j, strides[k + 1]);
                     let x = match self.promoted.get(slot) {
                         Some(&var) => self.b.use_var(var),
                         None => {
@@ -2643,7 +2825,10 @@ impl<'a> Tx<'a> {
                 lanes.expect("a vector has lanes")
             }
             Operand::Inline { op, args, exponent } => {
-                let xs: Vec<Value> = args.iter().map(|a| self.read_rows(a, rows, j)).collect();
+                let xs: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.read_rows(a, outer, rows, j))
+                    .collect();
                 self.vector_op(op, &xs, *exponent)
             }
             Operand::Lane(_) => unreachable!("rows_readable excludes register lanes"),
@@ -2683,6 +2868,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::Neg
             | Op::Exp
             | Op::Log
@@ -2714,12 +2901,16 @@ impl<'a> Tx<'a> {
             | Op::Min
             | Op::Select
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not a reduction", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not a reduction", other.name()),
         };
         self.last_reduced = strides.last() == Some(&Stride::Zero);
         strides.iter().map(|s| self.stride(s)).collect()
@@ -2819,6 +3010,45 @@ impl<'a> Tx<'a> {
         });
     }
 
+    /// A gather or a scatter-add: one call of its kernel (`kernels::gather`), which copies or
+    /// adds whole rows along the contiguous axis and checks every index against the axis.
+    /// Lowering gives both operands contiguous slots. `axes` places the indexed axis in the
+    /// first operand: where it is, its length, and where the axes after it start.
+    fn indexing(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        helper: Helper,
+        axes: (usize, Dim, usize),
+    ) {
+        let node = g.node(id);
+        let (x, idx) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, .. }) => *slot,
+            _ => unreachable!("the operands of a gather are views"),
+        };
+        let (sx, si) = (
+            view(&plan.values[x.index()]),
+            view(&plan.values[idx.index()]),
+        );
+        let xshape = g.shape(x).0.clone();
+        let count = g.shape(idx).0.clone();
+        // The array indexed is `outer × rows × inner` around the axis; the other has the
+        // indices' axes in the axis's place.
+        let (axis, rows, after) = axes;
+        let outer = self.stride(&Stride::Prod(xshape[..axis].to_vec()));
+        let rows = self.dim(rows);
+        let count = self.stride(&Stride::Prod(count));
+        let inner = self.stride(&Stride::Prod(xshape[after..].to_vec()));
+        let (px, pi, po) = (self.slot_ptr(sx), self.slot_ptr(si), self.slot_ptr(slot));
+        let f = self.helper(helper);
+        self.b
+            .ins()
+            .call(f, &[px, pi, po, outer, rows, count, inner]);
+    }
+
     fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
@@ -2829,6 +3059,10 @@ impl<'a> Tx<'a> {
         let (sa, stra) = view(&plan.values[a.index()]);
         let (sb, strb) = view(&plan.values[b.index()]);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
+        if MatMulParts::of(&ash, &bsh).is_batched() {
+            self.batched_matmul(g, (sa, &stra), (sb, &strb), id, slot);
+            return;
+        }
         let zero = self.iconst(0);
         let one = self.iconst(1);
         if ash.rank() + bsh.rank() == 3 {
@@ -2867,6 +3101,101 @@ impl<'a> Tx<'a> {
         self.b
             .ins()
             .call(f, &[m, k, n, pa, rsa, csa, pb, rsb, csb, pc, rsc, csc]);
+    }
+
+    /// numpy's `matmul` over batch axes: one call that runs the product of each batch index,
+    /// every operand read through its view's strides (a transposed operand is its strides, a
+    /// broadcast batch axis stride 0), described in a `BatchedProduct` on the stack. A vector
+    /// operand is a row (left) or column (right), as in the unbatched product.
+    fn batched_matmul(
+        &mut self,
+        g: &Graph,
+        (sa, stra): (u32, &[Stride]),
+        (sb, strb): (u32, &[Stride]),
+        id: NodeId,
+        slot: u32,
+    ) {
+        let node = g.node(id);
+        let (ash, bsh) = (g.shape(node.inputs[0]), g.shape(node.inputs[1]));
+        let out = g.shape(id);
+        let (ra, rb, ro) = (ash.rank(), bsh.rank(), out.rank());
+        let zero = self.iconst(0);
+        let one = self.iconst(1);
+        let (m, rsa, csa) = if ra == 1 {
+            (one, zero, self.stride(&stra[0]))
+        } else {
+            let m = self.dim(ash.0[ra - 2]);
+            (m, self.stride(&stra[ra - 2]), self.stride(&stra[ra - 1]))
+        };
+        let k = self.dim(ash.0[ra - 1]);
+        let (n, rsb, csb) = if rb == 1 {
+            (one, self.stride(&strb[0]), zero)
+        } else {
+            let n = self.dim(bsh.0[rb - 1]);
+            (n, self.stride(&strb[rb - 2]), self.stride(&strb[rb - 1]))
+        };
+        let strc = crate::lower::contiguous(out);
+        let (rsc, csc) = match (ra == 1, rb == 1) {
+            (false, false) => (self.stride(&strc[ro - 2]), self.stride(&strc[ro - 1])),
+            (false, true) => (self.stride(&strc[ro - 1]), zero),
+            (true, false) => (zero, self.stride(&strc[ro - 1])),
+            (true, true) => unreachable!("a product of two vectors has no batch axes"),
+        };
+        let batch = ro - usize::from(ra > 1) - usize::from(rb > 1);
+        // An operand's stride along batch axis i of the result: 0 where it lacks the axis or
+        // has it of length 1 (broadcast).
+        let batch_stride = |tx: &mut Self, shape: &Shape, strides: &[Stride], i: usize| {
+            let own = shape.rank().saturating_sub(2);
+            match (i + own).checked_sub(batch) {
+                Some(j) if shape.0[j] != Dim::Fixed(1) => tx.stride(&strides[j]),
+                _ => zero,
+            }
+        };
+        let word = 8;
+        let header = std::mem::size_of::<helpers::BatchedProduct>();
+        let axis_size = std::mem::size_of::<crate::kernels::gemm::BatchAxis>();
+        let desc = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (header + batch * axis_size) as u32,
+            3,
+        ));
+        let put = |tx: &mut Self, offset: usize, v: Value| {
+            tx.b.ins().stack_store(types::I64, v, desc, offset as i32);
+        };
+        use helpers::BatchedProduct as P;
+        let rank = self.iconst(batch as i64);
+        put(self, std::mem::offset_of!(P, rank), rank);
+        put(self, std::mem::offset_of!(P, m), m);
+        put(self, std::mem::offset_of!(P, k), k);
+        put(self, std::mem::offset_of!(P, n), n);
+        for (field, [r, c]) in [
+            (std::mem::offset_of!(P, sa), [rsa, csa]),
+            (std::mem::offset_of!(P, sb), [rsb, csb]),
+            (std::mem::offset_of!(P, sc), [rsc, csc]),
+        ] {
+            put(self, field, r);
+            put(self, field + word, c);
+        }
+        use crate::kernels::gemm::BatchAxis as X;
+        for i in 0..batch {
+            let at = header + i * axis_size;
+            let len = self.dim(out.0[i]);
+            let sai = batch_stride(self, ash, stra, i);
+            let sbi = batch_stride(self, bsh, strb, i);
+            let sci = self.stride(&strc[i]);
+            put(self, at + std::mem::offset_of!(X, len), len);
+            let strides = at + std::mem::offset_of!(X, strides);
+            for (j, v) in [sai, sbi, sci].into_iter().enumerate() {
+                put(self, strides + j * word, v);
+            }
+        }
+        let desc = self.b.ins().stack_addr(types::I64, desc, 0);
+        let (pa, pb, pc) = (self.slot_ptr(sa), self.slot_ptr(sb), self.slot_ptr(slot));
+        let f = match self.dtype {
+            DType::F32 => self.helper(Helper::BatchedGemm(DType::F32)),
+            DType::F64 => self.helper(Helper::BatchedGemm(DType::F64)),
+        };
+        self.b.ins().call(f, &[desc, pa, pb, pc]);
     }
 
     /// Matrix·vector, or vector·matrix as the transposed matrix times the vector. With `rows =
@@ -3015,8 +3344,10 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
-            | Op::Transpose
+            | Op::Transpose { .. }
             | Op::Sum { .. }
             | Op::LogSumExp { .. }
             | Op::ReduceMax { .. }
@@ -3024,10 +3355,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 

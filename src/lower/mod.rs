@@ -5,19 +5,23 @@
 //! Every other node computes into a fresh contiguous slot, except that elementwise nodes read by
 //! one loop are fused into it (`Val::Inline`, loop groups), scalars live in registers, and a
 //! node that is an output and has a step of its own computes straight into its output slot
-//! (other outputs are copied there, so callers always find them contiguous).
+//! (other outputs are copied there, so callers always find them contiguous). Slots are names:
+//! `storage` decides which share a buffer once their lifetimes are known.
 //!
 //! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
-//! it; a register is computed before it is read; every view lies inside its slot. `plan_text`
-//! is the canonical text form (`adjoint graph --plan`).
+//! it; a register is computed before it is read; every view lies inside its slot; slots live at
+//! the same step never share a buffer. `plan_text` is the canonical text form
+//! (`adjoint graph --plan`).
 
+mod storage;
 mod text;
 mod verify;
 
+pub use storage::Storage;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
-use crate::ir::{Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 
 /// An element stride: zero (broadcast), or the product of some dimensions (empty: 1).
@@ -132,6 +136,8 @@ pub struct Plan {
     /// which is why the rule lives here, printed with the plan, and not in `simplify`, whose
     /// rules are exact.
     pub reciprocal: std::collections::HashSet<NodeId>,
+    /// The buffer that holds each slot: temporaries whose lifetimes do not overlap share one.
+    pub storage: Storage,
 }
 
 impl Plan {
@@ -173,6 +179,27 @@ pub fn contiguous(shape: &Shape) -> Vec<Stride> {
     (0..shape.rank())
         .map(|i| Stride::Prod(shape.0[i + 1..].to_vec()))
         .collect()
+}
+
+/// Whether `strides` read `shape` in row-major order without gaps, as a kernel that takes a
+/// plain pointer reads it; an axis of length 1 may have any stride.
+fn row_major(shape: &Shape, strides: &[Stride]) -> bool {
+    // A product of dimensions as its fixed part and its symbols, whatever their order.
+    let key = |dims: &[Dim]| {
+        let mut fixed = 1u64;
+        let mut syms = Vec::new();
+        for d in dims {
+            match *d {
+                Dim::Fixed(k) => fixed = fixed.saturating_mul(k),
+                Dim::Sym(s) => syms.push(s),
+            }
+        }
+        syms.sort_unstable();
+        (fixed, syms)
+    };
+    shape.0.iter().zip(strides).enumerate().all(|(i, (d, s))| {
+        *d == Dim::Fixed(1) || matches!(s, Stride::Prod(p) if key(p) == key(&shape.0[i + 1..]))
+    })
 }
 
 /// Elementwise nodes that can be computed inside the loop of their only user, which iterates
@@ -285,13 +312,39 @@ pub fn plan(f: &GraphFn) -> Plan {
                 slot: g.inputs.len() as u32 + *i,
                 strides: contiguous(&node.shape),
             },
-            Op::Transpose => match arg(&values, 0) {
+            Op::Transpose { perm } => match arg(&values, 0) {
                 Val::View { slot, strides } => Val::View {
                     slot,
-                    strides: vec![strides[1].clone(), strides[0].clone()],
+                    strides: perm.iter().map(|&a| strides[a as usize].clone()).collect(),
                 },
                 scalar => scalar,
             },
+            Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
+                match arg(&values, 0) {
+                    Val::View { slot, strides }
+                        if strides == contiguous(g.shape(node.inputs[0])) =>
+                    {
+                        Val::View {
+                            slot,
+                            strides: contiguous(to),
+                        }
+                    }
+                    // A strided operand is copied first: a merged axis has no single stride.
+                    src @ Val::View { .. } => {
+                        let s = temp(&mut slots, g.shape(node.inputs[0]).clone());
+                        steps.push(Step::Copy {
+                            src,
+                            src_shape: g.shape(node.inputs[0]).clone(),
+                            slot: s,
+                        });
+                        Val::View {
+                            slot: s,
+                            strides: contiguous(to),
+                        }
+                    }
+                    scalar => scalar,
+                }
+            }
             Op::Expand(_) | Op::Reshape(_) => match arg(&values, 0) {
                 Val::View { slot, strides } => Val::View {
                     slot,
@@ -310,11 +363,22 @@ pub fn plan(f: &GraphFn) -> Plan {
                 Val::Register(id)
             }
             _ => {
-                // Matrix products and takes read views; a scalar operand must become a buffer.
-                if matches!(node.op, Op::MatMul | Op::Take { .. }) {
+                // Matrix products and takes read views, gathers contiguous rows: any other
+                // operand (a scalar, a transposed or broadcast view for a gather) becomes a
+                // buffer.
+                let reads_views =
+                    matches!(node.op, Op::MatMul | Op::Take { .. } | Op::Slice { .. });
+                let reads_rows = node.op.facts().class == Class::Indexing;
+                if reads_views || reads_rows {
                     for k in 0..node.inputs.len() {
                         let a = node.inputs[k];
-                        if !matches!(values[a.index()], Some(Val::View { .. })) {
+                        let usable = match &values[a.index()] {
+                            Some(Val::View { strides, .. }) => {
+                                reads_views || row_major(g.shape(a), strides)
+                            }
+                            _ => false,
+                        };
+                        if !usable {
                             let s = temp(&mut slots, g.shape(a).clone());
                             steps.push(Step::Copy {
                                 src: arg(&values, k),
@@ -378,13 +442,72 @@ pub fn plan(f: &GraphFn) -> Plan {
     let steps = group_loops(g, &values, steps, &outputs);
     let steps = block_rows(g, &values, steps);
     let reciprocal = divisions_by_loop_invariants(g, &values);
-    Plan {
+    let mut plan = number_lanes_last(Plan {
         slots,
         values,
         steps,
         outputs,
         reciprocal,
+        storage: Storage::default(),
+    });
+    plan.storage = storage::assign(g, &plan);
+    plan
+}
+
+/// Renumbers the slots of loop members that no step stores (they live in registers, and their
+/// slot number only names them inside their loop) after every other slot, so that the plan's
+/// text lists the slots that hold memory and nothing else.
+fn number_lanes_last(mut plan: Plan) -> Plan {
+    let written = plan.written_slots();
+    let is_lane = |s: usize| plan.slots[s].kind == SlotKind::Temp && !written.contains(&(s as u32));
+    let (lanes, kept): (Vec<usize>, Vec<usize>) = (0..plan.slots.len()).partition(|&s| is_lane(s));
+    let mut new_of = vec![0u32; plan.slots.len()];
+    for (new, &old) in kept.iter().chain(&lanes).enumerate() {
+        new_of[old] = new as u32;
     }
+    let renumber = |s: &mut u32| *s = new_of[*s as usize];
+    let old_slots = std::mem::take(&mut plan.slots);
+    plan.slots = kept
+        .iter()
+        .chain(&lanes)
+        .map(|&s| old_slots[s].clone())
+        .collect();
+    let renumber_val = |v: &mut Val| {
+        if let Val::View { slot, .. } = v {
+            renumber(slot);
+        }
+    };
+    plan.values.iter_mut().flatten().for_each(renumber_val);
+    for step in &mut plan.steps {
+        match step {
+            Step::Compute { slot, aux, .. } => {
+                renumber(slot);
+                if let Some(a) = aux {
+                    renumber(a);
+                }
+            }
+            Step::Scalar { .. } => {}
+            Step::Copy { src, slot, .. } => {
+                renumber_val(src);
+                renumber(slot);
+            }
+            Step::Group {
+                members, blocked, ..
+            } => {
+                for m in members {
+                    renumber(&mut m.slot);
+                }
+                if let Some(b) = blocked {
+                    renumber(&mut b.before.1);
+                    renumber(&mut b.after.1);
+                }
+            }
+        }
+    }
+    for o in &mut plan.outputs {
+        renumber(o);
+    }
+    plan
 }
 
 /// Divisions evaluated inside a loop (their shape has an axis) whose divisor has one value for
@@ -834,6 +957,11 @@ pub fn broadcast_strides(from: &Shape, strides: &[Stride], to: &Shape) -> Vec<St
             }
         })
         .collect()
+}
+
+/// Whether a reshape only adds or removes unit axes, which any view can do by itself.
+fn reshapes_as_view(from: &Shape, to: &Shape) -> bool {
+    from.squeezed() == to.squeezed()
 }
 
 /// Strides of a broadcast or unit-axis reshape of a view.

@@ -625,6 +625,74 @@ fn the_memory_budget_respects_the_process_limits() {
     );
 }
 
+/// `train --timings` prints, after the stages' times, the peak workspace of the run (the
+/// gradient step's on a batch and the forward pass's on every row) with buffers shared by
+/// temporaries whose lifetimes do not overlap, and what it would be without.
+#[test]
+fn train_timings_report_the_peak_workspace_with_and_without_reuse() {
+    let (code, stdout, stderr) =
+        adjoint(&["train", "examples/iris.dsl", "--timings", "--steps", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("workspace"));
+    assert_eq!(
+        line,
+        Some("  workspace      14.1 KiB peak (15.9 KiB without buffer reuse)"),
+        "{stdout}"
+    );
+}
+
+/// Every command that allocates by the model's sizes adds up what its run holds at once and
+/// refuses, before its first step, a run that does not fit: exit 2 with what it would take,
+/// never an abort. The one-hot over ten million classes trains, evaluates and predicts with
+/// 5.6 GiB values; the race steps a loss with a 3.4 GiB constant row.
+#[cfg(target_os = "linux")]
+#[test]
+fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
+    let wide = "tests/data/cli/wide_one_hot.dsl";
+    let picture = std::env::temp_dir().join(format!("adjoint-race-{}.png", std::process::id()));
+    let picture = picture.to_str().unwrap();
+    let cases: [(&str, Vec<&str>); 6] = [
+        ("train", vec!["train", wide]),
+        ("eval", vec!["eval", wide, "--checkpoint", "missing.st"]),
+        (
+            "predict",
+            vec!["predict", wide, "--checkpoint", "missing.st"],
+        ),
+        ("gradcheck", vec!["gradcheck", wide]),
+        ("inspect", vec!["inspect", wide]),
+        (
+            "race",
+            vec!["race", "tests/data/cli/wide_race.dsl", "--out", picture],
+        ),
+    ];
+    for (name, args) in cases {
+        let start = std::time::Instant::now();
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "ulimit -v 3000000; {} {}",
+                    env!("CARGO_BIN_EXE_adjoint"),
+                    args.join(" ")
+                ),
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            start.elapsed().as_secs_f64() < 10.0,
+            "{name}: {:?}",
+            start.elapsed()
+        );
+        insta::assert_snapshot!(format!("memory_refused_{name}"), stderr);
+    }
+    assert!(!std::path::Path::new(picture).exists());
+}
+
 #[test]
 fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     let (code, stdout, stderr) = adjoint(&["graph", "--explain", "tests/data/graph/mixtures.dsl"]);
@@ -635,4 +703,66 @@ fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
         .and_then(|s| s.split("\n\n").next())
         .unwrap_or_default();
     insta::assert_snapshot!(rewrites);
+}
+
+/// A token beyond the embedding table is refused when the data is bound, naming the file, row
+/// and column, from a CSV table and from a `.npy` array alike; nothing is trained.
+#[test]
+fn tokens_off_the_embedding_table_are_located_errors_before_training() {
+    let (code, stdout, stderr) = adjoint(&[
+        "train",
+        "tests/data/gather/bag.dsl",
+        "--data",
+        "tests/data/gather/bad_token.csv",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stdout.contains("step"), "{stdout}");
+    insta::assert_snapshot!("token_off_the_table_csv", stderr);
+
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = std::fs::read_to_string(repo().join("tests/data/gather/bag.dsl"))
+        .unwrap()
+        .replace(
+            "input tok[n, 4]: int",
+            "input tok[n, 4] from \"tok.npy\": int",
+        )
+        .replace("input y[n]: int", "input y[n] from \"y.npy\": int")
+        .replace("data \"bag.csv\"\n", "");
+    std::fs::write(dir.join("bag.dsl"), model).unwrap();
+    let tokens = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 11.0, 40.0];
+    let npy = adjoint::data::npy_bytes(&[3, 4], &tokens);
+    std::fs::write(dir.join("tok.npy"), npy).unwrap();
+    std::fs::write(
+        dir.join("y.npy"),
+        adjoint::data::npy_bytes(&[3], &[0.0, 1.0, 2.0]),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", "bag.dsl"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    insta::assert_snapshot!("token_off_the_table_npy", stderr);
+}
+
+/// The attention vocabulary as a user meets it: `grad` prints the causal mask and the
+/// layer norm in forms the language reads back, and a bad literal is a located error.
+#[test]
+fn grad_prints_the_causal_mask_and_layer_norm_and_literals_are_checked() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/causal_softmax.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_causal_softmax", stdout);
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/layer_norm_gelu.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_layer_norm_gelu", stdout);
+    let (code, _, stderr) = adjoint(&["check", "tests/data/errors/constants.dsl"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tests/data/errors/constants.dsl:4:23"),
+        "{stderr}"
+    );
 }

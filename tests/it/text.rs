@@ -457,7 +457,7 @@ fn the_api_binds_an_input_without_rows_whole_beside_rows_of_any_count() {
         "dtype f64\ninput x[n, 3]\ninput K[3] from \"k.npy\"\nparam w = 2\nloss mean((x @ K - w)^2)\n",
     )
     .unwrap();
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     s.set_input("K", &[1.0, -2.0, 0.5], &[3]).unwrap();
     s.set_input("x", &[1.0, 0.0, 2.0, 0.0, 1.0, 0.0], &[2, 3])
         .unwrap();
