@@ -144,9 +144,4 @@ impl Model {
         let first = self.graph().inputs[i].shape.0.first();
         self.row_dim.is_some() && first == self.row_dim.map(crate::ir::Dim::Sym).as_ref()
     }
-
-    /// Whether the model's rows are windows of a text (`from text "…"`).
-    pub fn reads_text(&self) -> bool {
-        self.bindings.iter().any(|b| b.text.is_some())
-    }
 }

@@ -807,14 +807,16 @@ impl Trainer {
                 "full batches: remove `batch`, the Hessian is of the whole loss".into(),
             ));
         }
+        // Batches of windows are always whole: `drop_last` is for rows.
+        let drop_last = settings.drop_last && corpus.is_none();
         let steps_per_epoch = match batch {
-            Some(b) if settings.drop_last => (rows / b) as u64,
+            Some(b) if drop_last => (rows / b) as u64,
             Some(b) => rows.div_ceil(b) as u64,
             None => 1,
         };
         // With `drop_last`, an epoch ends before a batch that would be partial.
         let epoch_rows = match batch {
-            Some(b) if settings.drop_last => rows / b * b,
+            Some(b) if drop_last => rows / b * b,
             _ => rows,
         };
         let total = match (settings.steps, settings.epochs) {

@@ -252,6 +252,17 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         same_text(&trainer, c, r)?;
     }
     let rows = train_data.as_ref().map_or(0, |d| d.n_rows);
+    let reads_text = train_data.as_ref().is_some_and(|d| d.corpus.is_some());
+    if let Some(r) = &args.resume
+        && trainer.cursor.windows
+        && !reads_text
+    {
+        return Err(CliError::BadInput(format!(
+            "cannot resume from {}: it was trained on windows of a text, and this run reads rows of data (to start from its parameters, use --init-from {})",
+            r.display(),
+            r.display()
+        )));
+    }
     if args.resume.is_some() && !trainer.cursor.windows && trainer.cursor.order.len() != rows {
         return Err(CliError::BadInput(format!(
             "the checkpoint was trained on {} rows, this run has {rows}: resuming needs the same \

@@ -105,6 +105,55 @@ pub struct Corpus {
 }
 
 impl Corpus {
+    /// A text's bytes as tokens of its own vocabulary, for windows of `window` characters read
+    /// by `inputs`: checked to be UTF-8, not empty, and long enough for a window.
+    pub fn from_bytes(
+        file: String,
+        bytes: Vec<u8>,
+        window: usize,
+        inputs: Vec<WindowInput>,
+    ) -> Result<Corpus, DataError> {
+        let text = utf8(&file, bytes)?;
+        if text.is_empty() {
+            return Err(DataError::Array {
+                file,
+                message: "the text is empty: there are no characters to train on".into(),
+            });
+        }
+        let vocabulary = Vocabulary::of(&text);
+        let tokens: Vec<u32> = text
+            .chars()
+            .map(|c| {
+                vocabulary
+                    .token(c)
+                    .expect("every character is in the text's vocabulary")
+            })
+            .collect();
+        let corpus = Corpus {
+            file: file.clone(),
+            checksum: crate::checkpoint::fnv1a64_hex(text.as_bytes()),
+            tokens,
+            vocabulary,
+            window,
+            inputs,
+        };
+        if corpus.starts() == 0 {
+            return Err(DataError::Array {
+                file,
+                message: format!(
+                    "the text has {} character(s), fewer than the {} a window needs ({window} characters{})",
+                    corpus.tokens.len(),
+                    corpus.span(),
+                    match corpus.span() - window {
+                        0 => String::new(),
+                        k => format!(", and {k} more for the input shifted by {k}"),
+                    }
+                ),
+            });
+        }
+        Ok(corpus)
+    }
+
     /// The characters a window and its shifted copies cover together.
     pub fn span(&self) -> usize {
         self.window + self.inputs.iter().map(|w| w.offset).max().unwrap_or(0)
@@ -230,44 +279,7 @@ pub fn load_corpus(model: &Model, base: &Path) -> Result<Option<Corpus>, DataErr
                 message: e.to_string(),
             }
         })?;
-    let text = utf8(&file, bytes)?;
-    if text.is_empty() {
-        return Err(DataError::Array {
-            file,
-            message: "the text is empty: there are no characters to train on".into(),
-        });
-    }
-    let vocabulary = Vocabulary::of(&text);
-    let tokens: Vec<u32> = text
-        .chars()
-        .map(|c| {
-            vocabulary
-                .token(c)
-                .expect("every character is in the text's vocabulary")
-        })
-        .collect();
-    let corpus = Corpus {
-        file: file.clone(),
-        checksum: crate::checkpoint::fnv1a64_hex(text.as_bytes()),
-        tokens,
-        vocabulary,
-        window,
-        inputs,
-    };
-    if corpus.starts() == 0 {
-        return Err(DataError::Array {
-            file,
-            message: format!(
-                "the text has {} character(s), fewer than the {} a window needs ({window} characters{})",
-                corpus.tokens.len(),
-                corpus.span(),
-                match corpus.span() - window {
-                    0 => String::new(),
-                    k => format!(", and {k} more for the input shifted by {k}"),
-                }
-            ),
-        });
-    }
+    let corpus = Corpus::from_bytes(file, bytes, window, inputs)?;
     check_classes(model, &corpus)?;
     Ok(Some(corpus))
 }

@@ -234,6 +234,34 @@ fn a_run_on_text_windows_resumes_bit_for_bit_and_refuses_a_changed_text() {
             "0.2",
         ],
     );
+    // The same model reading rows of a table cannot continue a run on windows of a text.
+    let bigram = std::fs::read_to_string(dir.join("bigram.dsl")).unwrap();
+    let rows_model = bigram
+        .replace(" from text \"tiny.txt\" offset 1", "")
+        .replace(" from text \"tiny.txt\"", "")
+        + "data \"rows.csv\"\n";
+    std::fs::write(dir.join("rows.dsl"), rows_model).unwrap();
+    let header: Vec<String> = (0..16)
+        .map(|j| format!("x{j}"))
+        .chain((0..16).map(|j| format!("y{j}")))
+        .collect();
+    let row = vec!["1"; 32].join(",");
+    std::fs::write(
+        dir.join("rows.csv"),
+        format!("{}\n{row}\n{row}\n", header.join(",")),
+    )
+    .unwrap();
+    transcript += &transcript_of(
+        &dir,
+        &[
+            "train",
+            "rows.dsl",
+            "--resume",
+            "part.safetensors",
+            "--steps",
+            "5",
+        ],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     insta::assert_snapshot!(transcript);
 }
