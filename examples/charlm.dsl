@@ -56,4 +56,4 @@ output logits = layer_norm(h2, lnfg, lnfb) @ whead + bhead
 loss nll = cross_entropy(logits, y)
 
 optimizer adam(lr = 3e-4)
-train steps = 1000, batch = 16, validation = 0.1, log_every = 250
+train steps = 300, batch = 16, validation = 0.1, log_every = 100
