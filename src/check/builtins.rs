@@ -25,6 +25,10 @@ enum Kind {
     Flag,
     /// An optional tuple of axes, each a constant whole number: `(0, 2, 1)`.
     Axes,
+    /// A string literal: `einsum`'s spec.
+    Spec,
+    /// An expression that may be left out.
+    OptionalArray,
 }
 
 use Kind::*;
@@ -57,6 +61,7 @@ enum Lowering {
     OneHot,
     ExpandDims,
     Transpose,
+    Einsum,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -108,6 +113,11 @@ static BUILTINS: &[Builtin] = &[
         "transpose",
         &[("x", Array), ("axes", Axes)],
         Lowering::Transpose,
+    ),
+    builtin(
+        "einsum",
+        &[("spec", Spec), ("a", Array), ("b", OptionalArray)],
+        Lowering::Einsum,
     ),
     builtin(
         "leaky_relu",
@@ -185,6 +195,10 @@ enum Value {
     /// Each axis with its place in the source, and the place of the whole tuple; `None` when
     /// not given.
     Axes(Option<(Vec<(i64, Span)>, Span)>),
+    /// A string and its place in the source, quotes included.
+    Spec(String, Span),
+    /// An optional argument left out.
+    Absent,
 }
 
 impl Value {
@@ -404,6 +418,16 @@ pub(super) fn call(
             }
             dims.insert(at as usize, Dim::Fixed(1));
             Some(g.build(Op::Reshape(Shape(dims)), &[x]))
+        }
+        Lowering::Einsum => {
+            let Value::Spec(text, spec_span) = &v[0] else {
+                unreachable!("a spec")
+            };
+            let mut operands = vec![v[1].array()];
+            if let Value::Array(b, bs) = v[2] {
+                operands.push((b, bs));
+            }
+            super::einsum::einsum(cx, g, text, *spec_span, &operands)
         }
         Lowering::Transpose => {
             let (x, xs) = v[0].array();
@@ -687,7 +711,22 @@ fn bind(
             (Flag, None) => Some(Value::Flag(false)),
             (Axes, Some(a)) => axes_tuple(cx, &a.value).map(|t| Value::Axes(Some(t))),
             (Axes, None) => Some(Value::Axes(None)),
-            (Array | Num(None) | AxisRequired, None) => {
+            (Spec, Some(a)) => match &a.value.kind {
+                ast::ExprKind::Str(text) => Some(Value::Spec(text.clone(), a.value.span)),
+                _ => {
+                    cx.error(
+                        Diagnostic::error(format!("`{pname}` must be a string"))
+                            .with_label(a.value.span, "not a string")
+                            .with_note(format!("for example `{name}(\"ij,jk->ik\", a, b)`")),
+                    );
+                    None
+                }
+            },
+            (OptionalArray, Some(a)) => cx
+                .expr(g, &a.value)
+                .map(|id| Value::Array(id, a.value.span)),
+            (OptionalArray, None) => Some(Value::Absent),
+            (Array | Num(None) | AxisRequired | Spec, None) => {
                 cx.error(
                     Diagnostic::error(format!("`{name}` needs an argument `{pname}`"))
                         .with_label(span, "missing argument"),

@@ -13,6 +13,7 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod einsum;
 
 /// Checks a parsed module. On success returns the model and its warnings.
 pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -1022,6 +1023,16 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
+            ExprKind::Str(_) => {
+                self.error(
+                    Diagnostic::error("a string is not a value")
+                        .with_label(e.span, "a string here")
+                        .with_note(
+                            "strings are `einsum`'s specs, as in `einsum(\"ij,jk->ik\", a, b)`",
+                        ),
+                );
+                return None;
+            }
             ExprKind::Tuple(_) => {
                 self.error(
                     Diagnostic::error("a tuple is not a value")

@@ -141,6 +141,21 @@ impl<'g> Printer<'g> {
         }
         let from = g.shape(x).clone();
         let mut text = self.go(x, false);
+        let mut from_squeezed = None;
+        if removed_unit_axes(&from, to).is_none() && removed_unit_axes(to, &from).is_none() {
+            // Unit axes both removed and added (two reshapes simplified into one): written as
+            // every unit axis removed, then the target's added.
+            let squeezed = Shape(from.squeezed());
+            for k in removed_unit_axes(&from, &squeezed)
+                .unwrap()
+                .into_iter()
+                .rev()
+            {
+                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            }
+            from_squeezed = Some(squeezed);
+        }
+        let from = from_squeezed.unwrap_or(from);
         if let Some(removed) = removed_unit_axes(&from, to) {
             for k in removed.into_iter().rev() {
                 text = self.call("sum", &[text.0, format!("axis={k}")]);
@@ -155,8 +170,11 @@ impl<'g> Printer<'g> {
                     .take_while(|(i, k)| i == *k)
                     .count()
             };
+            // The leading axes left to broadcasting are not in the printed operand, so the
+            // others' positions count from after them.
             for k in &added[implicit..] {
-                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
+                let axis = k - implicit;
+                text = self.call("expand_dims", &[text.0, format!("axis={axis}")]);
             }
         }
         text

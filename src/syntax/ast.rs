@@ -178,6 +178,8 @@ pub enum ExprKind {
     },
     /// `(0, 2, 1)`: a tuple, such as the axes of `transpose`.
     Tuple(Vec<Expr>),
+    /// `"ij,jk->ik"`: a string, such as the spec of `einsum`.
+    Str(String),
     Error,
 }
 
@@ -240,6 +242,7 @@ impl std::fmt::Display for Expr {
                 }
                 f.write_str(if items.len() == 1 { ",)" } else { ")" })
             }
+            ExprKind::Str(text) => write!(f, "\"{text}\""),
             ExprKind::Error => f.write_str("<error>"),
         }
     }
