@@ -283,6 +283,20 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             },
             &[ct],
         ))],
+        Op::Gather { axis } => {
+            // Each row of the table receives the sum of the cotangents of the places that read
+            // it; the indices are whole numbers, with no derivative.
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("gather needs a fixed axis"),
+            };
+            let scatter = Op::ScatterAdd { axis: *axis, size };
+            vec![Some(b(g, scatter, &[ct, y.unwrap()])), None]
+        }
+        Op::ScatterAdd { axis, .. } => {
+            let gather = Op::Gather { axis: *axis };
+            vec![Some(b(g, gather, &[ct, y.unwrap()])), None]
+        }
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());
             let (dx, dy) = match node.op {
@@ -385,6 +399,42 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
         Op::Reshape(_) => {
             let xs = g.shape(x.unwrap()).clone();
             vec![Some(b(g, Op::Reshape(xs), &[ct]))]
+        }
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("a slice needs a fixed axis"),
+            };
+            vec![Some(b(
+                g,
+                Op::Unslice {
+                    axis: *axis,
+                    start: *start,
+                    step: *step,
+                    size,
+                },
+                &[ct],
+            ))]
+        }
+        Op::Unslice {
+            axis, start, step, ..
+        } => {
+            let len = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("an unslice needs a fixed axis"),
+            };
+            vec![Some(b(
+                g,
+                Op::Slice {
+                    axis: *axis,
+                    start: *start,
+                    step: *step,
+                    len,
+                },
+                &[ct],
+            ))]
         }
     }
 }

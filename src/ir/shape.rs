@@ -229,6 +229,8 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             s.0.insert(*axis as usize, Dim::Fixed(*size));
             Ok(s)
         }
+        Gather { axis } => gather_shape(shapes[0], shapes[1], *axis),
+        ScatterAdd { axis, size } => scatter_add_shape(shapes[0], shapes[1], *axis, *size),
         OneHot { classes } => {
             let mut s = shapes[0].clone();
             s.0.push(Dim::Fixed(*classes as u64));
@@ -255,15 +257,84 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             }
         }
         Reshape(target) => {
-            if shapes[0].squeezed() == target.squeezed() {
+            if same_element_count(shapes[0], target) {
                 Ok(target.clone())
             } else {
-                Err(err(
-                    "reshape may only add or remove axes of size 1",
-                    vec![0],
-                ))
+                Err(err("a reshape keeps the number of elements", vec![0]))
             }
         }
+        Slice {
+            axis,
+            start,
+            step,
+            len,
+        } => {
+            let mut s = shapes[0].clone();
+            let size = fixed_axis(&s, *axis)?;
+            let last = *start as i128 + *step as i128 * (*len as i128 - 1);
+            if *step == 0 || *len == 0 || *start >= size || last < 0 || last >= size as i128 {
+                return Err(err(
+                    format!("slice out of range for an axis of length {size}"),
+                    vec![0],
+                ));
+            }
+            s.0[*axis as usize] = Dim::Fixed(*len);
+            Ok(s)
+        }
+        Unslice {
+            axis,
+            start,
+            step,
+            size,
+        } => {
+            let mut s = shapes[0].clone();
+            let len = fixed_axis(&s, *axis)?;
+            let last = *start as i128 + *step as i128 * (len as i128 - 1);
+            if *step == 0 || len == 0 || *start >= *size || last < 0 || last >= *size as i128 {
+                return Err(err(
+                    format!("unslice out of range for an axis of length {size}"),
+                    vec![0],
+                ));
+            }
+            s.0[*axis as usize] = Dim::Fixed(*size);
+            Ok(s)
+        }
+    }
+}
+
+/// Whether two shapes hold the same number of elements for every binding of the symbolic
+/// dimensions: the same symbols as often, and the same product of fixed sizes.
+pub fn same_element_count(a: &Shape, b: &Shape) -> bool {
+    let parts = |s: &Shape| {
+        let mut syms: Vec<u32> = Vec::new();
+        let mut fixed: u128 = 1;
+        for d in &s.0 {
+            match *d {
+                Dim::Fixed(k) => fixed = fixed.saturating_mul(k as u128),
+                Dim::Sym(s) => syms.push(s),
+            }
+        }
+        syms.sort_unstable();
+        (syms, fixed)
+    };
+    parts(a) == parts(b)
+}
+
+/// The length of `axis`, which must exist and be fixed.
+fn fixed_axis(s: &Shape, axis: u32) -> Result<u64, ShapeError> {
+    match s.0.get(axis as usize) {
+        Some(Dim::Fixed(n)) => Ok(*n),
+        Some(Dim::Sym(_)) => Err(err(
+            "cannot slice an axis whose length is only known at run time",
+            vec![0],
+        )),
+        None => Err(err(
+            format!(
+                "axis {axis} is out of range for an operand of rank {}",
+                s.rank()
+            ),
+            vec![0],
+        )),
     }
 }
 
@@ -295,6 +366,52 @@ pub fn reverses_axes(perm: &[u32]) -> bool {
     perm.iter()
         .enumerate()
         .all(|(i, &a)| a as usize + i + 1 == perm.len())
+}
+
+/// `array[..axis] ++ indices ++ array[axis + 1..]`, for an axis of fixed length (the length
+/// that binding data checks every index against).
+fn gather_shape(array: &Shape, indices: &Shape, axis: u32) -> Result<Shape, ShapeError> {
+    let a = axis as usize;
+    match array.0.get(a) {
+        None => Err(err(
+            format!(
+                "axis {axis} is out of range for an operand of rank {}",
+                array.rank()
+            ),
+            vec![0],
+        )),
+        Some(Dim::Sym(_)) => Err(err(
+            "cannot gather along an axis whose length is only known at run time",
+            vec![0],
+        )),
+        Some(Dim::Fixed(_)) => {
+            let mut out = array.0[..a].to_vec();
+            out.extend_from_slice(&indices.0);
+            out.extend_from_slice(&array.0[a + 1..]);
+            Ok(Shape(out))
+        }
+    }
+}
+
+/// The values' axes `axis..axis + indices.rank()` (which must be the indices' shape) become one
+/// axis of length `size`.
+fn scatter_add_shape(
+    values: &Shape,
+    indices: &Shape,
+    axis: u32,
+    size: u64,
+) -> Result<Shape, ShapeError> {
+    let (a, r) = (axis as usize, indices.rank());
+    if a + r > values.rank() || values.0[a..a + r] != indices.0[..] {
+        return Err(err(
+            format!("the values' axes from {axis} on do not have the indices' shape"),
+            vec![0, 1],
+        ));
+    }
+    let mut out = values.0[..a].to_vec();
+    out.push(Dim::Fixed(size));
+    out.extend_from_slice(&values.0[a + r..]);
+    Ok(Shape(out))
 }
 
 fn reduce_shape(s: &Shape, axis: Option<u32>) -> Result<Shape, ShapeError> {

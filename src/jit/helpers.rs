@@ -9,7 +9,7 @@
 
 use super::parallel;
 use crate::ir::DType;
-use crate::kernels::{gemm, gemv};
+use crate::kernels::{gather, gemm, gemv};
 use cranelift::prelude::{AbiParam, Signature, types};
 use cranelift_jit::JITModule;
 use cranelift_module::Module;
@@ -88,6 +88,10 @@ pub enum Helper {
     BatchedGemm(DType),
     /// y = A·x or y += A·x, strided (`kernels::gemv`).
     Gemv(DType),
+    /// Rows of an array picked by whole-number indices (`kernels::gather::gather`).
+    Gather(DType),
+    /// Rows added into the rows their indices name (`kernels::gather::scatter_add`).
+    ScatterAdd(DType),
     /// Runs a compiled part over a range in parts on the worker pool (`parallel::run_parts`).
     RunParts,
 }
@@ -103,7 +107,11 @@ impl Helper {
         let products = DTYPES
             .iter()
             .flat_map(|&d| [Helper::Gemm(d), Helper::BatchedGemm(d), Helper::Gemv(d)]);
+        let indexing = DTYPES
+            .iter()
+            .flat_map(|&d| [Helper::Gather(d), Helper::ScatterAdd(d)]);
         math.chain(products)
+            .chain(indexing)
             .chain(std::iter::once(Helper::RunParts))
             .collect()
     }
@@ -116,6 +124,8 @@ impl Helper {
             Helper::Gemm(d) => format!("adjoint_gemm_{}", d.name()),
             Helper::BatchedGemm(d) => format!("adjoint_batched_gemm_{}", d.name()),
             Helper::Gemv(d) => format!("adjoint_gemv_{}", d.name()),
+            Helper::Gather(d) => format!("adjoint_gather_{}", d.name()),
+            Helper::ScatterAdd(d) => format!("adjoint_scatter_add_{}", d.name()),
             Helper::RunParts => "adjoint_parallel".into(),
         }
     }
@@ -131,6 +141,7 @@ impl Helper {
             Helper::Gemm(_) => sig.params = ints(12),
             Helper::BatchedGemm(_) => sig.params = ints(4),
             Helper::Gemv(_) => sig.params = ints(9),
+            Helper::Gather(_) | Helper::ScatterAdd(_) => sig.params = ints(7),
             Helper::RunParts => {
                 sig.params = ints(4);
                 sig.returns.push(AbiParam::new(types::I64));
@@ -148,6 +159,10 @@ impl Helper {
             Helper::BatchedGemm(DType::F32) => batched_gemm_f32 as *const u8,
             Helper::Gemv(DType::F64) => gemv_f64 as *const u8,
             Helper::Gemv(DType::F32) => gemv_f32 as *const u8,
+            Helper::Gather(DType::F64) => gather_f64 as *const u8,
+            Helper::Gather(DType::F32) => gather_f32 as *const u8,
+            Helper::ScatterAdd(DType::F64) => scatter_add_f64 as *const u8,
+            Helper::ScatterAdd(DType::F32) => scatter_add_f32 as *const u8,
             Helper::RunParts => parallel::run_parts as *const u8,
         }
     }
@@ -300,6 +315,55 @@ macro_rules! gemv_entry {
 }
 gemv_entry!(gemv_f64, f64);
 gemv_entry!(gemv_f32, f32);
+
+/// Defines the entry point of a gather or a scatter-add for one float type.
+macro_rules! indexing_entry {
+    ($name:ident, $kernel:ident, $t:ty, gathers: $gathers:literal) => {
+        /// `kernels::gather` on `src` (the array indexed, or the values), the indices and the
+        /// output, from generated code.
+        ///
+        /// # Safety
+        /// With `e` the extents `outer × rows × inner` and `count` indices: `idx` holds `count`
+        /// elements; for a gather `src` holds `outer·rows·inner` and `out` `outer·count·inner`,
+        /// for a scatter-add the other way round; all inside live allocations, `out`
+        /// overlapping neither input.
+        unsafe extern "C" fn $name(
+            src: *const $t,
+            idx: *const $t,
+            out: *mut $t,
+            outer: i64,
+            rows: i64,
+            count: i64,
+            inner: i64,
+        ) {
+            let e = gather::Extents {
+                outer: outer as usize,
+                rows: rows as usize,
+                count: count as usize,
+                inner: inner as usize,
+            };
+            let (indexed, per_index) = (e.outer * e.rows * e.inner, e.outer * e.count * e.inner);
+            let (src_len, out_len) = if $gathers {
+                (indexed, per_index)
+            } else {
+                (per_index, indexed)
+            };
+            // SAFETY: the extents are the caller's, who keeps them inside the slots.
+            let (src, idx, out) = unsafe {
+                (
+                    gather::slice(src, src_len),
+                    gather::slice(idx, e.count),
+                    gather::slice_mut(out, out_len),
+                )
+            };
+            gather::$kernel(src, idx, out, e);
+        }
+    };
+}
+indexing_entry!(gather_f64, gather, f64, gathers: true);
+indexing_entry!(gather_f32, gather, f32, gathers: true);
+indexing_entry!(scatter_add_f64, scatter_add, f64, gathers: false);
+indexing_entry!(scatter_add_f32, scatter_add, f32, gathers: false);
 
 #[cfg(test)]
 mod tests {

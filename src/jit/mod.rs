@@ -10,7 +10,7 @@
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
 use crate::ir::shape::MatMulParts;
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -107,7 +107,8 @@ pub enum CodegenError {
 
 /// Slots of the fused training loop that can live in registers for all K steps: the
 /// single-element parameters, their optimizer state and gradients, and a single-element loss.
-/// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
+/// Excluded: any slot a matrix product or a gather touches, since their helpers read and write
+/// memory.
 fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlots) -> Vec<u32> {
     let g = &f.graph;
     let mut in_memory = std::collections::HashSet::new();
@@ -117,7 +118,9 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
         }
     };
     for id in g.ids() {
-        if plan.values[id.index()].is_some() && g.node(id).op == Op::MatMul {
+        let calls_helper =
+            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id, &mut in_memory);
             for &a in &g.node(id).inputs {
                 view_slot(a, &mut in_memory);
@@ -1349,10 +1352,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => false,
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => false,
         }
     }
 
@@ -1489,10 +1496,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => unreachable!("`{}` is not elementwise", op.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => unreachable!("`{}` is not elementwise", op.name()),
         }
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
@@ -1546,10 +1557,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
@@ -2497,7 +2512,40 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, v);
                 });
             }
+            Op::Gather { axis } => {
+                let a = *axis as usize;
+                let rows = g.shape(node.inputs[0]).0[a];
+                let helper = Helper::Gather(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, rows, a + 1));
+            }
+            Op::ScatterAdd { axis, size } => {
+                let (a, r) = (*axis as usize, g.shape(node.inputs[1]).rank());
+                let helper = Helper::ScatterAdd(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
+            Op::Slice {
+                axis, start, step, ..
+            } => self.slice(g, plan, &node, slot, *axis as usize, *start, *step),
+            Op::Unslice {
+                axis, start, step, ..
+            } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let mut out = self.contiguous_strides(&shape);
+                let a = *axis as usize;
+                let first = self.iconst(*start as i64);
+                let base = self.mul(first, out[a]);
+                out[a] = self.mul_imm(out[a], *step);
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out);
+                    let o = tx.add(o, base);
+                    tx.store_at(slot, o, v);
+                });
+            }
             other @ (Op::Input(_)
             | Op::Param(_)
             | Op::Const(_)
@@ -2508,6 +2556,61 @@ impl<'a> Tx<'a> {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
             }
         }
+    }
+
+    /// A slice copied into its slot: the elementwise copy loop (vectorized where the last axis
+    /// is read contiguously) over the operand's view with the sliced axis's stride scaled by
+    /// the step, from the slot's address moved to the first element.
+    #[allow(clippy::too_many_arguments)]
+    fn slice(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        node: &crate::ir::Node,
+        slot: u32,
+        axis: usize,
+        start: u64,
+        step: i64,
+    ) {
+        let a = node.inputs[0];
+        let xshape = g.shape(a).clone();
+        let val = plan.values[a.index()].clone().expect("operand planned");
+        let Operand::View {
+            slot: src,
+            mut strides,
+            inner,
+        } = self.operand(g, plan, &val, &xshape, xshape.rank())
+        else {
+            unreachable!("a slice reads a view")
+        };
+        let first = self.iconst(start as i64);
+        let base = self.mul(first, strides[axis]);
+        strides[axis] = self.mul_imm(strides[axis], step);
+        let inner = if axis + 1 == xshape.rank() && step != 1 && inner == Inner::One {
+            Inner::Other
+        } else {
+            inner
+        };
+        let from = {
+            let ptr = self.slot_ptr(src);
+            self.elem_addr(ptr, base)
+        };
+        let saved = self.slot_override.insert(src, from);
+        let view = Operand::View {
+            slot: src,
+            strides,
+            inner,
+        };
+        self.elementwise_loop(
+            &node.shape,
+            slot,
+            std::slice::from_ref(&view),
+            &|_, xs, _| xs[0],
+        );
+        match saved {
+            Some(p) => self.slot_override.insert(src, p),
+            None => self.slot_override.remove(&src),
+        };
     }
 
     /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
@@ -2718,9 +2821,13 @@ impl<'a> Tx<'a> {
             | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not a reduction", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not a reduction", other.name()),
         };
         self.last_reduced = strides.last() == Some(&Stride::Zero);
         strides.iter().map(|s| self.stride(s)).collect()
@@ -2818,6 +2925,45 @@ impl<'a> Tx<'a> {
                 });
             }
         });
+    }
+
+    /// A gather or a scatter-add: one call of its kernel (`kernels::gather`), which copies or
+    /// adds whole rows along the contiguous axis and checks every index against the axis.
+    /// Lowering gives both operands contiguous slots. `axes` places the indexed axis in the
+    /// first operand: where it is, its length, and where the axes after it start.
+    fn indexing(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        helper: Helper,
+        axes: (usize, Dim, usize),
+    ) {
+        let node = g.node(id);
+        let (x, idx) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, .. }) => *slot,
+            _ => unreachable!("the operands of a gather are views"),
+        };
+        let (sx, si) = (
+            view(&plan.values[x.index()]),
+            view(&plan.values[idx.index()]),
+        );
+        let xshape = g.shape(x).0.clone();
+        let count = g.shape(idx).0.clone();
+        // The array indexed is `outer × rows × inner` around the axis; the other has the
+        // indices' axes in the axis's place.
+        let (axis, rows, after) = axes;
+        let outer = self.stride(&Stride::Prod(xshape[..axis].to_vec()));
+        let rows = self.dim(rows);
+        let count = self.stride(&Stride::Prod(count));
+        let inner = self.stride(&Stride::Prod(xshape[after..].to_vec()));
+        let (px, pi, po) = (self.slot_ptr(sx), self.slot_ptr(si), self.slot_ptr(slot));
+        let f = self.helper(helper);
+        self.b
+            .ins()
+            .call(f, &[px, pi, po, outer, rows, count, inner]);
     }
 
     fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
@@ -3124,10 +3270,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 

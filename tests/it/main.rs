@@ -14,6 +14,7 @@ mod diagnostics;
 mod docs;
 mod einsum;
 mod fuzz_corpus;
+mod gather;
 mod gradients;
 mod init;
 mod inspect;
