@@ -510,6 +510,15 @@ fn reshaped(g: &mut Graph, x: NodeId, to: Shape) -> NodeId {
 /// The array `x` broadcasts, with unit axes where it does and as many axes as `x`: the
 /// operand of an `expand`, else `x`.
 fn unexpanded(g: &mut Graph, x: NodeId) -> NodeId {
+    // A scalar broadcast and reshaped (a mean's cotangent) is the scalar with unit axes.
+    let mut source = x;
+    while matches!(g.op(source), Op::Expand(_) | Op::Reshape(_)) {
+        source = g.node(source).inputs[0];
+    }
+    if source != x && g.shape(source).is_scalar() {
+        let units = Shape(vec![crate::ir::Dim::Fixed(1); g.shape(x).rank()]);
+        return reshaped(g, source, units);
+    }
     if !matches!(g.op(x), Op::Expand(_)) {
         return x;
     }

@@ -5,10 +5,12 @@
 //! For two operands, each letter is one of: a batch letter (in both operands and the output),
 //! contracted (in both, not in the output), kept from one operand (in it and the output), or
 //! summed out of one operand before the product (in it alone). The product runs as
-//! `[batch…, m, k] @ [batch…, k, n]` with one letter of each group as `m`, `k` and `n` (a unit
-//! axis where the group is empty); further letters of a group become batch axes of the
-//! product, broadcast against a unit axis of the other operand, and further contracted letters
-//! are summed after it. The result is then permuted into the output's order.
+//! `[batch…, m, k] @ [batch…, k, n]`, each of `m`, `k` and `n` one axis holding its group's
+//! letters (reshaped together; a unit axis where the group is empty), and the result is
+//! reshaped back and permuted into the output's order. A group holding a length known only at
+//! run time cannot be merged into one axis: then one letter of each group is the matrix axis,
+//! further letters become batch axes of the product (broadcast against a unit axis of the
+//! other operand), and further contracted letters are summed after it.
 
 use super::Checker;
 use crate::diagnostics::{Diagnostic, Span};
@@ -316,7 +318,15 @@ fn lower(g: &mut Graph, ids: &[NodeId], terms: &[Vec<char>], output: &[char]) ->
         .copied()
         .filter(|c| tb.contains(c) && !output.contains(c))
         .collect();
-    // One letter of each group is a matrix axis of the product; the rest are batch axes.
+    let dims = letter_dims(g, &[(a, &ta), (b, &tb)]);
+    let groups = [&kept_a, &kept_b, &contracted];
+    if groups.iter().all(|grp| merged_length(grp, &dims).is_some()) {
+        let p = merged_product(g, (a, &ta), (b, &tb), &batch, groups, &dims);
+        let letters = [&batch[..], &kept_a, &kept_b].concat();
+        return permute(g, p, &letters, output);
+    }
+    // A group with a length known only at run time cannot be merged into one axis: one
+    // letter of each group is a matrix axis of the product and the rest are batch axes.
     let (m, extra_m) = last_and_rest(&kept_a);
     let (n, extra_n) = last_and_rest(&kept_b);
     let (k, extra_k) = last_and_rest(&contracted);
@@ -365,6 +375,76 @@ fn lower(g: &mut Graph, ids: &[NodeId], terms: &[Vec<char>], output: &[char]) ->
     }
     let letters: Vec<char> = letters.into_iter().flatten().collect();
     permute(g, p, &letters, output)
+}
+
+/// The length of each letter, from the operands' shapes.
+fn letter_dims(g: &Graph, operands: &[(NodeId, &Vec<char>)]) -> Vec<(char, Dim)> {
+    let mut dims = Vec::new();
+    for &(x, letters) in operands {
+        for (&c, &d) in letters.iter().zip(&g.shape(x).0) {
+            if !dims.iter().any(|(l, _)| *l == c) {
+                dims.push((c, d));
+            }
+        }
+    }
+    dims
+}
+
+fn dim_of(dims: &[(char, Dim)], c: char) -> Dim {
+    dims.iter().find(|(l, _)| *l == c).unwrap().1
+}
+
+/// The length of one axis holding a group's letters (1 for none): the group's one length, or
+/// the product of fixed lengths; `None` when a symbolic length would be merged.
+fn merged_length(group: &[char], dims: &[(char, Dim)]) -> Option<Dim> {
+    match group {
+        [c] => Some(dim_of(dims, *c)),
+        _ => group
+            .iter()
+            .map(|&c| match dim_of(dims, c) {
+                Dim::Fixed(n) => Some(n),
+                Dim::Sym(_) => None,
+            })
+            .product::<Option<u64>>()
+            .map(Dim::Fixed),
+    }
+}
+
+/// `[batch…, m, k] @ [batch…, k, n]` with each of `groups` (kept from `a`, kept from `b`,
+/// contracted) merged into one axis, and the result's merged axes split again: the result
+/// has the batch letters, then `a`'s kept letters, then `b`'s.
+fn merged_product(
+    g: &mut Graph,
+    (a, ta): (NodeId, &[char]),
+    (b, tb): (NodeId, &[char]),
+    batch: &[char],
+    [kept_a, kept_b, contracted]: [&Vec<char>; 3],
+    dims: &[(char, Dim)],
+) -> NodeId {
+    let batch_dims: Vec<Dim> = batch.iter().map(|&c| dim_of(dims, c)).collect();
+    let len = |grp: &[char]| merged_length(grp, dims).expect("a mergeable group");
+    let operand = |g: &mut Graph, x: NodeId, letters: &[char], rows: &[char], cols: &[char]| {
+        let order = [batch, rows, cols].concat();
+        let x = permute(g, x, letters, &order);
+        let mut shape = batch_dims.clone();
+        shape.extend([len(rows), len(cols)]);
+        reshaped(g, x, Shape(shape))
+    };
+    let x = operand(g, a, ta, kept_a, contracted);
+    let y = operand(g, b, tb, contracted, kept_b);
+    let p = g.build(Op::MatMul, &[x, y]);
+    let mut shape = batch_dims.clone();
+    shape.extend(kept_a.iter().chain(kept_b).map(|&c| dim_of(dims, c)));
+    reshaped(g, p, Shape(shape))
+}
+
+/// `x` reshaped to `to`, or `x` itself when it has that shape.
+fn reshaped(g: &mut Graph, x: NodeId, to: Shape) -> NodeId {
+    if *g.shape(x) == to {
+        x
+    } else {
+        g.build(Op::Reshape(to), &[x])
+    }
 }
 
 /// The last letter of a group (the matrix axis), if any, and the others.
