@@ -15,6 +15,7 @@ use std::collections::HashMap;
 mod builtins;
 mod einsum;
 mod indexing;
+mod literal;
 mod shaping;
 
 /// Checks a parsed module. On success returns the model and its warnings.
@@ -350,6 +351,17 @@ impl Checker {
                 },
             );
         }
+    }
+
+    /// The symbolic dimension a name stands for, unless a value of that name hides it (the
+    /// same order of lookup as `name`).
+    fn dim_symbol(&self, name: &str) -> Option<u32> {
+        let bound = self.frames.last().is_some_and(|f| f.contains_key(name))
+            || self.names.contains_key(name);
+        if bound {
+            return None;
+        }
+        self.syms.iter().position(|s| s == name).map(|i| i as u32)
     }
 
     fn sym(&mut self, name: &str) -> u32 {
@@ -1037,20 +1049,12 @@ impl Checker {
                 );
                 return None;
             }
+            ExprKind::List(_) => literal::array(self, g, e)?,
             ExprKind::Tuple(_) => {
                 self.error(
                     Diagnostic::error("a tuple is not a value")
                         .with_label(e.span, "a tuple here")
                         .with_note("tuples name axes or shapes, as in `transpose(x, (0, 2, 1))` or `reshape(x, (4, -1))`"),
-                );
-                return None;
-            }
-            ExprKind::List(_) => {
-                self.error(
-                    Diagnostic::error(
-                        "a list of arrays is only an argument of `concat` or `stack`",
-                    )
-                    .with_label(e.span, "not a value"),
                 );
                 return None;
             }
@@ -1077,6 +1081,8 @@ impl Checker {
                 }
                 "pi" => Some(g.constant(std::f64::consts::PI)),
                 "e" => Some(g.constant(std::f64::consts::E)),
+                // For masks: `where(mask, scores, -inf)`.
+                "inf" => Some(g.constant(f64::INFINITY)),
                 _ => {
                     let mut d = Diagnostic::error(format!("unknown name `{name}`"))
                         .with_label(span, "not defined before this use");

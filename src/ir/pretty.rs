@@ -136,12 +136,7 @@ impl<'g> Printer<'g> {
     /// a sum over it (exact: it has one element).
     fn reshape(&mut self, x: NodeId, to: &Shape, leading: bool) -> (String, u8) {
         let g = self.graph;
-        let from = g.shape(x).clone();
-        // Unit axes both removed and added (two reshapes simplified into one) are written as
-        // the general reshape, as is any other change of axes.
-        let units_only =
-            removed_unit_axes(&from, to).is_some() || removed_unit_axes(to, &from).is_some();
-        if from.squeezed() != to.squeezed() || !units_only {
+        if g.shape(x).squeezed() != to.squeezed() {
             let a = self.go(x, false);
             let a = self.broadcast_written(x, a).0;
             let shape = self.shape_tuple(to);
@@ -150,28 +145,28 @@ impl<'g> Printer<'g> {
         if self.name_of(x).is_none() && kept_axis_reduction(g, x, to).is_some() {
             return self.reduction(x, true);
         }
+        let from = g.shape(x).clone();
+        // Leading axes of `x` that its printed form leaves to broadcasting (a broadcast prints
+        // as its operand): axes are counted in the printed form, without them.
+        let mut elided = from.rank().saturating_sub(self.printed_shape(x).rank());
         let mut text = self.go(x, false);
-        if let Some(removed) = removed_unit_axes(&from, to) {
-            // Leading axes the printed operand lacks (left to broadcasting) are not there to
-            // remove.
-            let offset = from.rank() - self.printed_shape(x).rank();
-            for k in removed.into_iter().rev().filter(|k| *k >= offset) {
-                text = self.call("sum", &[text.0, format!("axis={}", k - offset)]);
+        let (removed, added) = unit_axis_changes(&from, to);
+        for k in removed.into_iter().rev() {
+            if k < elided {
+                elided -= 1;
+                continue;
             }
-        } else if let Some(added) = removed_unit_axes(to, &from) {
-            let implicit = if leading {
-                0
-            } else {
-                added
-                    .iter()
-                    .enumerate()
-                    .take_while(|(i, k)| i == *k)
-                    .count()
-            };
-            // Positions in the result without the implicit leading axes.
-            for k in &added[implicit..] {
-                text = self.call("expand_dims", &[text.0, format!("axis={}", k - implicit)]);
+            text = self.call("sum", &[text.0, format!("axis={}", k - elided)]);
+        }
+        // `elided` is now the number of leading axes of the result left to broadcasting: an
+        // added axis before them, or right before the first written one where broadcasting
+        // may add leading axes (not an operand of `@`), joins them.
+        for k in added {
+            if k < elided || (!leading && k == elided) {
+                elided += 1;
+                continue;
             }
+            text = self.call("expand_dims", &[text.0, format!("axis={}", k - elided)]);
         }
         text
     }
@@ -338,6 +333,25 @@ impl<'g> Printer<'g> {
 
     /// The shape of `id`'s printed expression, which is smaller than its shape in the graph
     /// where a broadcast (printed as its operand) is not widened again by an operand beside it.
+    /// How many leading axes of `reshape(x, to)` (unit axes only) its printed form leaves to
+    /// broadcasting, as `reshape` writes it.
+    fn elided_after_reshape(&self, x: NodeId, to: &Shape, leading: bool) -> usize {
+        let from = self.graph.shape(x);
+        let mut elided = from.rank().saturating_sub(self.printed_shape(x).rank());
+        let (removed, added) = unit_axis_changes(from, to);
+        for k in removed.into_iter().rev() {
+            if k < elided {
+                elided -= 1;
+            }
+        }
+        for k in added {
+            if k < elided || (!leading && k == elided) {
+                elided += 1;
+            }
+        }
+        elided
+    }
+
     fn printed_shape(&self, id: NodeId) -> Shape {
         let g = self.graph;
         let node = g.node(id);
@@ -346,20 +360,11 @@ impl<'g> Printer<'g> {
             // Leading unit axes a reshape adds are left to broadcasting (`reshape`).
             Op::Reshape(to)
                 if self.name_of(id).is_none()
-                    && kept_axis_reduction(g, node.inputs[0], to).is_none() =>
+                    && kept_axis_reduction(g, node.inputs[0], to).is_none()
+                    && g.shape(node.inputs[0]).squeezed() == to.squeezed() =>
             {
-                let from = g.shape(node.inputs[0]);
-                match removed_unit_axes(to, from) {
-                    Some(added) => {
-                        let implicit = added
-                            .iter()
-                            .enumerate()
-                            .take_while(|(i, k)| i == *k)
-                            .count();
-                        Shape(to.0[implicit..].to_vec())
-                    }
-                    None => node.shape.clone(),
-                }
+                let elided = self.elided_after_reshape(node.inputs[0], to, false);
+                Shape(to.0[elided..].to_vec())
             }
             op if op.is_elementwise() && !node.inputs.is_empty() => node
                 .inputs
@@ -387,6 +392,8 @@ impl<'g> Printer<'g> {
             Op::Input(i) => (self.atom_name(&g.inputs[*i as usize].name), ATOM),
             Op::Param(i) => (self.atom_name(&g.params[*i as usize].name), ATOM),
             Op::DimSize(s) => (self.atom_name(&g.syms[*s as usize]), ATOM),
+            Op::Iota(len) => (format!("arange({})", super::print::dim_text(g, *len)), ATOM),
+            Op::Literal(data) => (super::print::literal_text(data), ATOM),
             Op::Const(_) => {
                 let v = node.op.const_value().unwrap();
                 let text = fmt_number(v);
@@ -669,6 +676,23 @@ pub fn slice_text(start: u64, step: i64, len: u64, size: u64) -> String {
 }
 
 /// The positions of the unit axes of `from` that `to` lacks, when `to` is `from` without them.
+/// The unit axes a reshape between shapes of the same squeezed form removes (positions in
+/// `from`) and adds (positions in `to`). A unit axis moved (`[n, 3, 1]` to `[n, 1, 3]`) is
+/// every unit axis removed, then the target's added.
+fn unit_axis_changes(from: &Shape, to: &Shape) -> (Vec<usize>, Vec<usize>) {
+    if let Some(removed) = removed_unit_axes(from, to) {
+        (removed, vec![])
+    } else if let Some(added) = removed_unit_axes(to, from) {
+        (vec![], added)
+    } else {
+        let squeezed = Shape(from.squeezed());
+        (
+            removed_unit_axes(from, &squeezed).expect("unit axes removed"),
+            removed_unit_axes(to, &squeezed).expect("unit axes added"),
+        )
+    }
+}
+
 fn removed_unit_axes(from: &Shape, to: &Shape) -> Option<Vec<usize>> {
     let mut removed = Vec::new();
     let mut t = 0;

@@ -191,6 +191,8 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
                 .ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))
         }
         Const(_) | DimSize(_) => Ok(Shape::scalar()),
+        Iota(len) => Ok(Shape(vec![*len])),
+        Literal(data) => Ok(data.shape.clone()),
         Select => {
             let ab = broadcast(shapes[1], shapes[2])
                 .ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;

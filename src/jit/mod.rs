@@ -1343,6 +1343,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -1487,6 +1489,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -1548,6 +1552,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -2546,6 +2552,27 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, v);
                 });
             }
+            Op::Iota(_) => {
+                let total = self.total(&shape);
+                self.for_loop(total, &mut |tx, i| {
+                    let v = tx.b.ins().fcvt_from_sint(tx.ty, i);
+                    tx.store_at(slot, i, v);
+                });
+            }
+            Op::Literal(data) => {
+                // Small by construction (at most `LiteralData::MAX_ELEMENTS`): one store per
+                // element, of a constant made where it is stored, so that none is live for
+                // longer than its store.
+                for (k, v) in data.values().enumerate() {
+                    let at = self.iconst(k as i64);
+                    let v = if self.ty == types::F32 {
+                        self.b.ins().f32const(v as f32)
+                    } else {
+                        self.b.ins().f64const(v)
+                    };
+                    self.store_at(slot, at, v);
+                }
+            }
             other @ (Op::Input(_)
             | Op::Param(_)
             | Op::Const(_)
@@ -2640,25 +2667,33 @@ impl<'a> Tx<'a> {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        if rank == 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+        if rank >= 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+            // The matrices of the last two axes one after another (attention's scores are
+            // `[n, T, T]`), each a vector of rows at a time.
             let (vty, lanes) = self.vector_type();
-            let m = sizes[0];
-            let last = self.add_imm(m, -1);
-            let rounded = self.add_imm(m, lanes - 1);
-            let blocks = self.shr_imm(rounded, lanes.trailing_zeros() as i64);
-            self.for_loop(blocks, &mut |tx, b| {
-                let first = tx.mul_imm(b, lanes);
-                let rows: Vec<Value> = (0..lanes)
-                    .map(|l| {
-                        let r = tx.add_imm(first, l);
-                        tx.b.ins().smin(r, last)
-                    })
-                    .collect();
-                let lse = tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, &rows, j));
-                for (l, &row) in rows.iter().enumerate() {
-                    let v = tx.b.ins().extractlane(lse, l as u8);
-                    tx.store_at(slot, row, v);
-                }
+            let m = sizes[rank - 2];
+            let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
+            self.nest(&sizes[..rank - 2], &mut |tx, outer| {
+                let last = tx.add_imm(m, -1);
+                let rounded = tx.add_imm(m, lanes - 1);
+                let blocks = tx.shr_imm(rounded, lanes.trailing_zeros() as i64);
+                let base = tx.dot(outer, &out[..rank - 2]);
+                tx.for_loop(blocks, &mut |tx, b| {
+                    let first = tx.mul_imm(b, lanes);
+                    let rows: Vec<Value> = (0..lanes)
+                        .map(|l| {
+                            let r = tx.add_imm(first, l);
+                            tx.b.ins().smin(r, last)
+                        })
+                        .collect();
+                    let lse =
+                        tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, outer, &rows, j));
+                    for (l, &row) in rows.iter().enumerate() {
+                        let v = tx.b.ins().extractlane(lse, l as u8);
+                        let at = tx.add(base, row);
+                        tx.store_at(slot, at, v);
+                    }
+                });
             });
             return;
         }
@@ -2722,16 +2757,20 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Element `[rows[l], j]` of a matrix operand in lane `l`.
-    fn read_rows(&mut self, op: &Operand, rows: &[Value], j: Value) -> Value {
+    /// Element `[outer.., rows[l], j]` of an operand in lane `l`: the rows of the matrix of its
+    /// last two axes at the index `outer` of the others.
+    fn read_rows(&mut self, op: &Operand, outer: &[Value], rows: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
+        let k = outer.len();
         match op {
             Operand::Scalar(v) => self.scalar_in_lanes(*v),
             Operand::View { slot, strides, .. } => {
                 let mut lanes = None;
                 for (l, &r) in rows.iter().enumerate() {
-                    let row = self.row_ptr(*slot, &[r], &strides[..1]);
-                    let off = self.mul(j, strides[1]);
+                    let mut at = outer.to_vec();
+                    at.push(r);
+                    let row = self.row_ptr(*slot, &at, &strides[..k + 1]);
+                    let off = self.mul(j, strides[k + 1]);
                     let x = match self.promoted.get(slot) {
                         Some(&var) => self.b.use_var(var),
                         None => {
@@ -2747,7 +2786,10 @@ impl<'a> Tx<'a> {
                 lanes.expect("a vector has lanes")
             }
             Operand::Inline { op, args, exponent } => {
-                let xs: Vec<Value> = args.iter().map(|a| self.read_rows(a, rows, j)).collect();
+                let xs: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.read_rows(a, outer, rows, j))
+                    .collect();
                 self.vector_op(op, &xs, *exponent)
             }
             Operand::Lane(_) => unreachable!("rows_readable excludes register lanes"),
@@ -2787,6 +2829,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::Neg
             | Op::Exp
             | Op::Log
@@ -3261,6 +3305,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }

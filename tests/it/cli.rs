@@ -680,3 +680,21 @@ fn tokens_off_the_embedding_table_are_located_errors_before_training() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     insta::assert_snapshot!("token_off_the_table_npy", stderr);
 }
+
+/// The attention vocabulary as a user meets it: `grad` prints the causal mask and the
+/// layer norm in forms the language reads back, and a bad literal is a located error.
+#[test]
+fn grad_prints_the_causal_mask_and_layer_norm_and_literals_are_checked() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/causal_softmax.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_causal_softmax", stdout);
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/layer_norm_gelu.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_layer_norm_gelu", stdout);
+    let (code, _, stderr) = adjoint(&["check", "tests/data/errors/constants.dsl"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tests/data/errors/constants.dsl:4:23"),
+        "{stderr}"
+    );
+}

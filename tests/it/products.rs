@@ -31,6 +31,7 @@ fn axes_text(perm: &[usize], rng: &mut ChaCha8Rng) -> String {
         })
         .collect();
     match axes.len() {
+        _ if rng.random_bool(0.3) => format!("[{}]", axes.join(", ")),
         1 => format!("({},)", axes[0]),
         _ => format!("({})", axes.join(", ")),
     }
