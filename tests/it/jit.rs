@@ -141,6 +141,12 @@ fn loop_groups_split_between_cores_match_interpreter() {
             "input X[n, 4]\ninput y[n]: int\nparam W[4, 6] ~ normal(0, 1)\nparam b[6] ~ normal(0, 1)\nparam V[6, 3] ~ normal(0, 1)\nparam c[3] ~ normal(0, 1)\nloss cross_entropy(tanh(X @ W + b) @ V + c, y)\n",
             20_001,
         ),
+        (
+            // Row sums: each part stores its own rows' totals.
+            "row_sum.dsl",
+            "input X[n, 4]\nparam W[4, 20] ~ normal(0, 1)\nparam g[20] ~ normal(1, 0.1)\nparam b[20] ~ normal(0, 1)\nloss mean(layer_norm(X @ W, g, b)^2)\n",
+            20_001,
+        ),
     ];
     for (name, src, rows) in cases {
         let model = model_of_source(name, src);
