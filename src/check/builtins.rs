@@ -43,6 +43,7 @@ const ARG_REDUCE: &[(&str, Kind)] = &[("x", Array), ("axis", AxisRequired)];
 const SOFTMAX: &[(&str, Kind)] = &[("x", Array), ("axis", Axis(Some(-1)))];
 const BCE: &[(&str, Kind)] = &[("logits", Array), ("targets", Array)];
 const PAIR: &[(&str, Kind)] = &[("a", Array), ("b", Array)];
+const SPLIT: &[(&str, Kind)] = &[("x", Array), ("parts", ShapeSpec), ("axis", Axis(Some(0)))];
 const FILLED: &[(&str, Kind)] = &[("shape", Dims)];
 
 /// How a call becomes IR.
@@ -70,6 +71,7 @@ enum Lowering {
     Unslice,
     Concat,
     Stack,
+    Split,
     Gelu,
     Silu,
     LayerNorm,
@@ -215,6 +217,7 @@ static BUILTINS: &[Builtin] = &[
         &[("arrays", Arrays), ("axis", Axis(Some(0)))],
         Lowering::Concat,
     ),
+    builtin("split", SPLIT, Lowering::Split),
     builtin(
         "stack",
         &[("arrays", Arrays), ("axis", Axis(Some(0)))],
@@ -279,8 +282,9 @@ enum Value {
     Num(f64),
     Axis(Option<i64>, Span),
     Flag(bool),
-    /// Each entry of a shape: a dimension, or `None` for the one inferred (`-1`).
-    Shape(Vec<Option<Dim>>, Span),
+    /// Each entry of a shape: a dimension, or `None` for the one inferred (`-1`); whether it
+    /// was written as a tuple.
+    Shape(Vec<Option<Dim>>, Span, bool),
     Arrays(Vec<(NodeId, Span)>, Span),
     /// Each axis with its place in the source, and the place of the whole tuple; `None` when
     /// not given.
@@ -615,7 +619,7 @@ pub(super) fn call(
         }
         Lowering::Reshape => {
             let (x, xs) = v[0].array();
-            let Value::Shape(entries, ss) = &v[1] else {
+            let Value::Shape(entries, ss, _) = &v[1] else {
                 unreachable!("a shape")
             };
             let to = shaping::reshape_target(cx, g, x, xs, entries, *ss)?;
@@ -623,7 +627,7 @@ pub(super) fn call(
         }
         Lowering::BroadcastTo => {
             let (x, xs) = v[0].array();
-            let Value::Shape(entries, ss) = &v[1] else {
+            let Value::Shape(entries, ss, _) = &v[1] else {
                 unreachable!("a shape")
             };
             let Some(dims) = entries.iter().copied().collect::<Option<Vec<Dim>>>() else {
@@ -657,6 +661,14 @@ pub(super) fn call(
                 size: size as u64,
             };
             node(cx, g, op, &[x], &[xs])
+        }
+        Lowering::Split => {
+            cx.error(
+                Diagnostic::error("`split` gives several arrays")
+                    .with_label(span, "not one value")
+                    .with_note("name each part: `let a, b = split(x, 2, axis=1)`"),
+            );
+            None
         }
         lowering @ (Lowering::Concat | Lowering::Stack) => {
             let Value::Arrays(arrays, list_span) = &v[0] else {
@@ -1194,7 +1206,8 @@ fn bind(
             },
             (Flag, None) => Some(Value::Flag(false)),
             (ShapeSpec, Some(a)) => {
-                shaping::shape_spec(cx, &a.value).map(|(d, s)| Value::Shape(d, s))
+                let tuple = matches!(a.value.kind, ast::ExprKind::Tuple(_));
+                shaping::shape_spec(cx, &a.value).map(|(d, s)| Value::Shape(d, s, tuple))
             }
             (Arrays, Some(a)) => match &a.value.kind {
                 ast::ExprKind::List(items) if !items.is_empty() => {
@@ -1235,4 +1248,23 @@ fn bind(
         }
     }
     ok.then_some(values)
+}
+
+/// The parts of `split(x, parts, axis)`: `parts` equal parts, or parts of the sizes in a tuple,
+/// each a slice of `x` along the axis.
+pub(super) fn split(
+    cx: &mut Checker,
+    g: &mut Graph,
+    func: &ast::Ident,
+    args: &[ast::Arg],
+    span: Span,
+) -> Option<Vec<NodeId>> {
+    let v = bind(cx, g, "split", SPLIT, args, span)?;
+    let (x, xs) = v[0].array();
+    let Value::Shape(entries, ps, tuple) = &v[1] else {
+        unreachable!("a shape")
+    };
+    let (axis, aspan) = v[2].axis();
+    let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("an axis by default");
+    shaping::split(cx, g, func, x, xs, entries, *ps, *tuple, axis)
 }

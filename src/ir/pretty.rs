@@ -526,7 +526,9 @@ impl<'g> Printer<'g> {
                 // where(e, v, 0), with `e` the unit vector of `index` along `axis` and `v` the
                 // values with that axis put back: exact, as embedding into zeros is.
                 let rank = g.shape(id).rank();
-                let a = self.go(ins[0], false).0;
+                // The axis is put back at its own rank: a broadcast operand is written out.
+                let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a).0;
                 let v = self.call("expand_dims", &[a, format!("axis={axis}")]).0;
                 let mut e = self
                     .call("one_hot", &[index.to_string(), size.to_string()])

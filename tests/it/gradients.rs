@@ -398,7 +398,7 @@ pub fn generated_tensor_program(seed: u64) -> String {
             k
         }
     };
-    let view = match (rank, rng.random_range(0..7)) {
+    let view = match (rank, rng.random_range(0..8)) {
         (0, _) => "h * h".to_string(),
         (_, 0) => {
             // A range with a step on one axis, whole axes elsewhere.
@@ -432,6 +432,24 @@ pub fn generated_tensor_program(seed: u64) -> String {
                 .collect();
             format!("h[{}] + 1", idx.join(", "))
         }
+        (_, 7) => {
+            // Two parts of one axis: halves where its length is even, else the first element
+            // and the rest.
+            let k = rng.random_range(0..rank);
+            let parts = match dims[k] {
+                d if d % 2 == 0 => "2".to_string(),
+                d => format!("(1, {})", d - 1),
+            };
+            if dims[k] == 1 {
+                "h * 2".to_string()
+            } else {
+                src += &format!("let p, q = split(h, {parts}, axis={k})\n");
+                let mut last = vec![":"; rank];
+                last[k] = "-1:";
+                let last = last.join(", ");
+                format!("p[{last}] * q[{last}] + concat([q, p], axis={k})")
+            }
+        }
         _ => {
             let f = ["sum", "mean", "max", "logsumexp"][rng.random_range(0..4)];
             let k = axis(&mut rng);
@@ -455,4 +473,25 @@ fn generated_tensor_programs_gradients_match_finite_differences() {
             seed..seed + 1,
         );
     }
+}
+
+#[test]
+fn generated_tensor_programs_cover_every_family() {
+    let programs: Vec<String> = (0..60).map(generated_tensor_program).collect();
+    for family in [
+        "::", "reshape(", "None", "concat(", "stack(", "split(", "keepdims", "] + 1",
+    ] {
+        assert!(
+            programs.iter().any(|p| p.contains(family)),
+            "no generated program has `{family}`"
+        );
+    }
+    let ranks: std::collections::HashSet<usize> = programs
+        .iter()
+        .map(|p| {
+            let a = p.lines().find(|l| l.starts_with("param a")).unwrap();
+            a.matches(',').count() + usize::from(a.contains('['))
+        })
+        .collect();
+    assert_eq!(ranks.len(), 6, "ranks 0–5 all generated: {ranks:?}");
 }
