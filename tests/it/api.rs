@@ -385,7 +385,7 @@ fn tensor_methods_have_docs() {
 fn a_mixture_written_with_a_new_axis_has_its_hand_computed_value_and_gradient() {
     let src = "dtype f64\ninput x[n]\nparam mu[3] = 0\nparam logit[3] = 0\nlet d = x[:, None] - mu\nloss -mean(logsumexp(log_softmax(logit) - 0.5 * d^2, axis=1))\n";
     let model = compile(src).unwrap();
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     let x = [-1.0, 0.5, 2.0, 3.5];
     let mu = [0.0, 1.0, 2.5];
     s.set_input("x", &x, &[4]).unwrap();
