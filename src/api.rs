@@ -295,7 +295,9 @@ impl Session {
     }
 
     /// Binds an input from row-major values; `shape` must match the declaration, with the row
-    /// dimension free (and the same for every input).
+    /// dimension free (and the same for every input). An input declared without the row
+    /// dimension (`input K[3] from "k.npy"`) is bound whole, in its declared shape, and stays
+    /// bound when the rows change.
     pub fn set_input(&mut self, name: &str, values: &[f64], shape: &[usize]) -> Result<(), Error> {
         let g = self.trainer.compiled.model.graph().clone();
         let dims_before = self.trainer.bound_dims.clone();
@@ -329,15 +331,18 @@ impl Session {
             });
         }
         self.check_indices(i, values, shape)?;
-        let rows = shape[0];
+        let model = &self.trainer.compiled.model;
+        // An input without the row dimension is bound whole: it sets no row count.
+        let row_input = |k: usize| model.is_row_input(k);
+        let rows = row_input(i).then(|| shape[0]);
         // A new row count applies to all inputs: the others must be bound again.
-        if let Some(r) = self.rows
+        if let (Some(r), Some(rows)) = (self.rows, rows)
             && r != rows
             && self
                 .inputs
                 .iter()
                 .enumerate()
-                .any(|(k, b)| k != i && b.is_some())
+                .any(|(k, b)| k != i && b.is_some() && row_input(k))
         {
             return Err(Error::Rows {
                 name: name.into(),
@@ -373,11 +378,15 @@ impl Session {
                 }
             }
         }
-        if let Err(e) = self.check_memory(i, values.len(), rows) {
+        // An input read whole sets no row count: the workspace is sized for the rows bound.
+        let budget_rows = rows.or(self.rows).unwrap_or(1);
+        if let Err(e) = self.check_memory(i, values.len(), budget_rows) {
             self.trainer.bound_dims = dims_before;
             return Err(e);
         }
-        self.rows = Some(rows);
+        if rows.is_some() {
+            self.rows = rows;
+        }
         self.inputs[i] = Some(Buffer::from_f64(g.dtype, values));
         Ok(())
     }
@@ -538,7 +547,11 @@ impl Session {
                 Some(b) => inputs.push(b.clone()),
                 // Never read: zeros of the declared size only fill its slot.
                 None if !read(i) => {
-                    let width: u64 = info.shape.0[1..]
+                    let (rows, axes) = match compiled.model.is_row_input(i) {
+                        true => (rows, &info.shape.0[1..]),
+                        false => (1, &info.shape.0[..]),
+                    };
+                    let width: u64 = axes
                         .iter()
                         .map(|d| match d {
                             Dim::Fixed(k) => *k,

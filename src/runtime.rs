@@ -86,6 +86,28 @@ impl Buffer {
         }
     }
 
+    /// Copies, for each of `starts`, the `width` elements from `start + offset` into `dst`,
+    /// one after another (windows of a sequence, as rows).
+    pub fn gather_windows(&self, width: usize, offset: usize, starts: &[usize], dst: &mut Buffer) {
+        fn windows<T: Copy>(
+            src: &[T],
+            w: usize,
+            offset: usize,
+            starts: &[usize],
+            dst: &mut Vec<T>,
+        ) {
+            dst.clear();
+            for &s in starts {
+                dst.extend_from_slice(&src[s + offset..s + offset + w]);
+            }
+        }
+        match (self, dst) {
+            (Buffer::F32(s), Buffer::F32(d)) => windows(s, width, offset, starts, d),
+            (Buffer::F64(s), Buffer::F64(d)) => windows(s, width, offset, starts, d),
+            _ => panic!("adjoint internal error: gather between dtypes"),
+        }
+    }
+
     fn ptr(&self) -> *mut u8 {
         match self {
             Buffer::F32(v) => v.as_ptr() as *mut u8,

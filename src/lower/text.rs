@@ -132,6 +132,7 @@ impl Text<'_> {
             (MemberKind::Elementwise, false) => format!("lane {} = {expr}", m.node),
             (MemberKind::Sum, _) => format!("s{} += {expr}", m.slot),
             (MemberKind::ColumnSum, _) => format!("s{}[column] += {expr}", m.slot),
+            (MemberKind::RowSum, _) => format!("s{}[row] += {expr}", m.slot),
         }
     }
 
@@ -183,9 +184,18 @@ impl Text<'_> {
         match v {
             Val::Const(c) => fmt_number(*c),
             Val::DimSize(s) => self.g.syms[*s as usize].clone(),
-            Val::View { slot, strides } => {
+            Val::View {
+                slot,
+                strides,
+                offset,
+            } => {
                 let s: Vec<String> = strides.iter().map(|s| self.stride(s)).collect();
-                format!("s{slot}[{}]", s.join(", "))
+                // A slice's first element: `s3+2[6, -1]`.
+                let from: String = offset
+                    .iter()
+                    .map(|t| format!("+{}", self.stride(t)))
+                    .collect();
+                format!("s{slot}{from}[{}]", s.join(", "))
             }
             Val::Inline(id) => self.node(*id, lanes),
             Val::Register(id) => format!("r{id}"),
@@ -204,6 +214,13 @@ impl Text<'_> {
                 })
                 .collect::<Vec<_>>()
                 .join("·"),
+            Stride::Scaled(k, dims) => {
+                let rest = self.stride(&Stride::Prod(dims.clone()));
+                match rest.as_str() {
+                    "1" => k.to_string(),
+                    _ => format!("{k}·{rest}"),
+                }
+            }
         }
     }
 }

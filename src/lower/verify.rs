@@ -36,12 +36,12 @@ pub enum PlanError {
     #[error("step {step} reads the register of {node} before a step computes it")]
     RegisterBeforeScalar { step: usize, node: NodeId },
     #[error(
-        "{node} is read through slot s{slot} at offset {offset}, past its {len} elements (binding {binding:?})"
+        "{node} is read through slot s{slot} at offset {offset}, outside its {len} elements (binding {binding:?})"
     )]
     ViewOutOfBounds {
         node: NodeId,
         slot: u32,
-        offset: u128,
+        offset: i128,
         len: u128,
         binding: Vec<u64>,
     },
@@ -267,7 +267,7 @@ impl Written {
 pub(super) fn written_slot(m: &Member) -> Option<u32> {
     match m.kind {
         MemberKind::Elementwise => m.stored.then_some(m.slot),
-        MemberKind::Sum | MemberKind::ColumnSum => Some(m.slot),
+        MemberKind::Sum | MemberKind::ColumnSum | MemberKind::RowSum => Some(m.slot),
     }
 }
 
@@ -337,20 +337,32 @@ fn bindings(n_syms: usize) -> Vec<Vec<u64>> {
 fn views_in_bounds(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     for binding in bindings(g.syms.len()) {
         for id in g.ids() {
-            let Some(Val::View { slot, strides }) = &plan.values[id.index()] else {
+            let Some(Val::View {
+                slot,
+                strides,
+                offset: first,
+            }) = &plan.values[id.index()]
+            else {
                 continue;
             };
             let sizes = g.shape(id).concrete(&binding);
             if sizes.contains(&0) {
                 continue;
             }
-            let offset: u128 = sizes
-                .iter()
-                .zip(strides)
-                .map(|(&n, s)| (n as u128 - 1) * stride_under(s, &binding))
-                .sum();
+            // The lowest and highest elements the view reads: a negative stride reaches down.
+            let base: i128 = first.iter().map(|t| stride_under(t, &binding)).sum();
+            let (mut low, mut high) = (base, base);
+            for (&n, s) in sizes.iter().zip(strides) {
+                let reach = (n as i128 - 1) * stride_under(s, &binding);
+                if reach < 0 {
+                    low += reach;
+                } else {
+                    high += reach;
+                }
+            }
             let len = elements(&plan.slots[*slot as usize].shape, &binding);
-            if offset >= len {
+            if low < 0 || high >= len as i128 {
+                let offset = if low < 0 { low } else { high };
                 return Err(PlanError::ViewOutOfBounds {
                     node: id,
                     slot: *slot,
@@ -364,10 +376,13 @@ fn views_in_bounds(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn stride_under(s: &Stride, binding: &[u64]) -> u128 {
+fn stride_under(s: &Stride, binding: &[u64]) -> i128 {
+    let product =
+        |dims: &[Dim]| -> i128 { dims.iter().map(|d| dim_under(d, binding) as i128).product() };
     match s {
         Stride::Zero => 0,
-        Stride::Prod(dims) => dims.iter().map(|d| dim_under(d, binding)).product(),
+        Stride::Prod(dims) => product(dims),
+        Stride::Scaled(k, dims) => *k as i128 * product(dims),
     }
 }
 
@@ -437,10 +452,26 @@ mod tests {
         long.values[a.unwrap().index()] = Some(Val::View {
             slot: 0,
             strides: vec![Stride::Prod(vec![Dim::Fixed(4)]), Stride::Prod(vec![])],
+            offset: vec![],
         });
         assert!(matches!(
             verify(&f, &long),
             Err(PlanError::ViewOutOfBounds { .. })
+        ));
+
+        // A reversed view that starts at the slot's first element reads before it.
+        let mut before = good.clone();
+        before.values[a.unwrap().index()] = Some(Val::View {
+            slot: 0,
+            strides: vec![
+                Stride::Scaled(-1, vec![Dim::Fixed(2)]),
+                Stride::Prod(vec![]),
+            ],
+            offset: vec![],
+        });
+        assert!(matches!(
+            verify(&f, &before),
+            Err(PlanError::ViewOutOfBounds { offset, .. }) if offset < 0
         ));
 
         let mut unwritten = good.clone();

@@ -377,3 +377,44 @@ fn tensor_methods_have_docs() {
     }
     assert!(methods >= 6);
 }
+
+/// A three-component mixture written as in the math, `x[:, None] - mu`, against its value
+/// computed by hand: −mean over rows of log Σ_k (1/3)·exp(−(x − μ_k)²/2), and its gradient
+/// in μ against the responsibilities: ∂/∂μ_k = −mean over rows of r_ik·(x_i − μ_k).
+#[test]
+fn a_mixture_written_with_a_new_axis_has_its_hand_computed_value_and_gradient() {
+    let src = "dtype f64\ninput x[n]\nparam mu[3] = 0\nparam logit[3] = 0\nlet d = x[:, None] - mu\nloss -mean(logsumexp(log_softmax(logit) - 0.5 * d^2, axis=1))\n";
+    let model = compile(src).unwrap();
+    let mut s = model.session(0).unwrap();
+    let x = [-1.0, 0.5, 2.0, 3.5];
+    let mu = [0.0, 1.0, 2.5];
+    s.set_input("x", &x, &[4]).unwrap();
+    s.set_param("mu", &adjoint::Tensor::new(vec![3], mu.to_vec()))
+        .unwrap();
+    let (loss, grads) = s.value_and_grad().unwrap();
+    let mut expected = 0.0;
+    let mut dmu = [0.0; 3];
+    for &xi in &x {
+        let w: Vec<f64> = mu
+            .iter()
+            .map(|m: &f64| (-(xi - m) * (xi - m) / 2.0).exp() / 3.0)
+            .collect();
+        let total: f64 = w.iter().sum();
+        expected -= total.ln() / x.len() as f64;
+        for k in 0..3 {
+            dmu[k] -= w[k] / total * (xi - mu[k]) / x.len() as f64;
+        }
+    }
+    assert!(
+        (loss - expected).abs() <= 1e-12 * expected.abs(),
+        "{loss} vs {expected}"
+    );
+    for k in 0..3 {
+        let got = grads[0].data[k];
+        assert!(
+            (got - dmu[k]).abs() <= 1e-12,
+            "d/dmu{k}: {got} vs {}",
+            dmu[k]
+        );
+    }
+}

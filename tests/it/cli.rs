@@ -49,6 +49,18 @@ fn source_errors_point_at_file_line_column_with_a_caret_and_exit_2() {
             "tests/data/errors/shape_mismatch.dsl",
             "tests/data/errors/shape_mismatch.dsl:4:10",
         ),
+        (
+            "tests/data/errors/slices.dsl",
+            "tests/data/errors/slices.dsl:5:13",
+        ),
+        (
+            "tests/data/errors/reshapes.dsl",
+            "tests/data/errors/reshapes.dsl:4:20",
+        ),
+        (
+            "tests/data/errors/split.dsl",
+            "tests/data/errors/split.dsl:3:21",
+        ),
     ] {
         for cmd in ["check", "graph", "train"] {
             let (code, _, stderr) = adjoint(&[cmd, file]);
@@ -705,6 +717,15 @@ fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     insta::assert_snapshot!(rewrites);
 }
 
+/// Slices, new axes, reshapes, joins and splits print their derivatives in the language:
+/// slices as slices, their adjoints as `unslice`, reshapes with their shapes.
+#[test]
+fn grad_prints_slices_and_their_embeddings_in_the_language() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/split.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(stdout);
+}
+
 /// A token beyond the embedding table is refused when the data is bound, naming the file, row
 /// and column, from a CSV table and from a `.npy` array alike; nothing is trained.
 #[test]
@@ -747,4 +768,22 @@ fn tokens_off_the_embedding_table_are_located_errors_before_training() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     insta::assert_snapshot!("token_off_the_table_npy", stderr);
+}
+
+/// The attention vocabulary as a user meets it: `grad` prints the causal mask and the
+/// layer norm in forms the language reads back, and a bad literal is a located error.
+#[test]
+fn grad_prints_the_causal_mask_and_layer_norm_and_literals_are_checked() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/causal_softmax.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_causal_softmax", stdout);
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/layer_norm_gelu.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_layer_norm_gelu", stdout);
+    let (code, _, stderr) = adjoint(&["check", "tests/data/errors/constants.dsl"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tests/data/errors/constants.dsl:4:23"),
+        "{stderr}"
+    );
 }

@@ -28,4 +28,5 @@ mod scaling;
 mod snapshots;
 mod stability;
 mod syntax;
+mod text;
 mod training;
