@@ -673,7 +673,7 @@ fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
             vec!["predict", wide, "--checkpoint", "missing.st"],
         ),
         ("gradcheck", vec!["gradcheck", wide]),
-        ("inspect", vec!["inspect", wide]),
+        ("inspect", vec!["inspect", wide, "--trained"]),
         (
             "race",
             vec!["race", "tests/data/cli/wide_race.dsl", "--out", picture],
