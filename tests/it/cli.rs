@@ -636,3 +636,38 @@ fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
         .unwrap_or_default();
     insta::assert_snapshot!(rewrites);
 }
+
+/// An optimizer without an exact JAX counterpart is a located error, exit 2, and nothing is
+/// written; a wrong extension is refused before the model is read; a model exports.
+#[test]
+fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
+    let dir = std::env::temp_dir().join(format!("adjoint-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("model.py");
+    let out = module.to_str().unwrap();
+
+    let (code, _, stderr) = adjoint(&[
+        "export",
+        "tests/export/newton.dsl",
+        "--to",
+        "jax",
+        "-o",
+        out,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!module.exists(), "a refused export writes nothing");
+    let (code, _, wrong) = adjoint(&["export", "examples/iris.dsl", "--to", "jax", "-o", "m.txt"]);
+    assert_eq!(code, 2, "{wrong}");
+    insta::assert_snapshot!(format!("{stderr}\n{wrong}"));
+
+    let (code, stdout, stderr) =
+        adjoint(&["export", "examples/iris.dsl", "--to", "jax", "-o", out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("wrote "), "{stdout}");
+    let code = std::fs::read_to_string(&module).unwrap();
+    assert!(
+        code.contains("def train_step(params, opt_state, batch):"),
+        "{code}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
