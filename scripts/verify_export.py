@@ -10,6 +10,9 @@ schedule): `adjoint export --to jax`, then
     so `load`'s optimizer state is checked too), because at iris's and symmetry.dsl's initial
     parameters a bias's exact gradient is 0, and Adam turns the rounding noise there into
     steps of ±lr whose sign no two summation orders share.
+Every fixture of tests/data/graph (one or a few ops each) is checked the same way for its
+loss and gradient at adjoint's initial parameters, on random rows written for it (whole
+numbers 0 and 1 for `int` inputs, so every index lies on every axis it indexes).
 Full-batch runs only: a minibatch run is checked with one batch of all rows, since the exported
 module shuffles with numpy's generator, not adjoint's. Exit status 1 on any failure.
 
@@ -119,6 +122,51 @@ def verify(adjoint, model, work, label, from_step):
               params[name], want[name], step_tol)
 
 
+def random_rows(m, path, rows=7, seed=0):
+    """A CSV table of random rows for the module's inputs; False when an input is a file."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for name, (kind, source) in m.SOURCES.items():
+        if kind == "file":
+            return False
+        names = [f"{source}{i}" for i in range(3)] if kind == "prefix" else source
+        columns += [(c, name in m.INT_INPUTS) for c in names]
+    with open(path, "w") as f:
+        f.write(",".join(c for c, _ in columns) + "\n")
+        for _ in range(rows):
+            row = [str(rng.integers(0, 2)) if is_int else f"{rng.normal():.6f}"
+                   for _, is_int in columns]
+            f.write(",".join(row) + "\n")
+    return True
+
+
+def verify_values(adjoint, model, work, label):
+    """Exports `model` and checks its loss and gradient at adjoint's initial parameters."""
+    module_path = os.path.join(work, "exported.py")
+    run(adjoint, "export", model, "--to", "jax", "-o", module_path)
+    m = import_module(module_path)
+    value_tol = TOLERANCES["f64" if m.DTYPE == m.jnp.float64 else "f32"][0]
+    data, flags = {}, []
+    if m.INPUTS:
+        table = os.path.join(work, "rows.csv")
+        if not random_rows(m, table):
+            return False
+        data, flags = m.read_data(table), ["--data", table]
+    start = os.path.join(work, "start.safetensors")
+    values = os.path.join(work, "values.safetensors")
+    run(adjoint, "train", model, "--steps", "0", "--save", start, *flags)
+    run(adjoint, "export", model, "--values", "--checkpoint", start, "-o", values, *flags)
+    want = load_file(values)
+    params, _ = m.load(start)
+    value, grads = m.jax.value_and_grad(m.loss)(params, data)
+    check(f"{label}: loss", value, want["loss"], value_tol)
+    norm = np.sqrt(sum(np.sum(np.square(want[f"grad/{n}"])) for n in m.PARAMS))
+    for name in m.PARAMS:
+        check(f"{label}: gradient of {name}", grads[name], want[f"grad/{name}"], value_tol,
+              scale=norm)
+    return True
+
+
 def optimizer_variants(work):
     """The optimizer model under every optimizer and dialect, and a few schedules."""
     source = open(os.path.join(REPO, "tests", "export", "optimizers.dsl")).read()
@@ -156,6 +204,11 @@ def main(argv):
         for label, model in optimizer_variants(work):
             verify(adjoint, model, work, label, from_step=0)
             checked += 1
+        fixtures = os.path.join(REPO, "tests", "data", "graph")
+        for f in sorted(os.listdir(fixtures)):
+            if f.endswith(".dsl"):
+                label = os.path.relpath(os.path.join(fixtures, f), REPO)
+                checked += verify_values(adjoint, os.path.join(fixtures, f), work, label)
     for f in failures:
         print(f"FAIL {f}")
     print(f"{checked} exports checked in {time.time() - began:.1f} s: "

@@ -94,6 +94,19 @@ pub enum Error {
         /// The number of values given.
         found: usize,
     },
+    /// A value an input cannot hold: an `int` input's value that is not a whole number ≥ 0, or
+    /// an index beyond the axis a gather (or the classes a `one_hot`) reads it for.
+    #[error("input `{name}`, row {row}, column {column}: {problem}")]
+    Value {
+        /// The input.
+        name: String,
+        /// The value's row, from 1.
+        row: usize,
+        /// The value's place in its row (row-major over the other axes), from 1.
+        column: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Inputs disagree on the number of rows.
     #[error("input `{name}` has {found} rows but other inputs have {expected}")]
     Rows {
@@ -306,6 +319,7 @@ impl Session {
                 found: values.len(),
             });
         }
+        self.check_indices(i, values, shape)?;
         let rows = shape[0];
         // A new row count applies to all inputs: the others must be bound again.
         if let Some(r) = self.rows
@@ -352,6 +366,30 @@ impl Session {
         }
         self.rows = Some(rows);
         self.inputs[i] = Some(Buffer::from_f64(g.dtype, values));
+        Ok(())
+    }
+
+    /// An `int` input's values must be whole numbers ≥ 0 inside the range every gather and
+    /// `one_hot` that reads them indexes, as when they are loaded from a file: compiled code
+    /// would read them as indices.
+    fn check_indices(&self, i: usize, values: &[f64], shape: &[usize]) -> Result<(), Error> {
+        let model = &self.trainer.compiled.model;
+        let info = &model.graph().inputs[i];
+        let limit = model.index_limits[i];
+        if !info.is_int && limit.is_none() {
+            return Ok(());
+        }
+        let width = shape.iter().skip(1).product::<usize>().max(1);
+        for (k, &v) in values.iter().enumerate() {
+            if let Some(problem) = crate::data::value_problem(v, info, limit) {
+                return Err(Error::Value {
+                    name: info.name.clone(),
+                    row: k / width + 1,
+                    column: k % width + 1,
+                    problem,
+                });
+            }
+        }
         Ok(())
     }
 

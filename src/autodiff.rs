@@ -4,6 +4,7 @@
 //! (operands have smaller ids, so this is a reverse topological order), sums the cotangents of
 //! nodes with several users, and asks `vjp` for each node's contribution to its operands.
 
+use crate::ir::shape::MatMulParts;
 use crate::ir::{Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 
@@ -282,6 +283,20 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             },
             &[ct],
         ))],
+        Op::Gather { axis } => {
+            // Each row of the table receives the sum of the cotangents of the places that read
+            // it; the indices are whole numbers, with no derivative.
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("gather needs a fixed axis"),
+            };
+            let scatter = Op::ScatterAdd { axis: *axis, size };
+            vec![Some(b(g, scatter, &[ct, y.unwrap()])), None]
+        }
+        Op::ScatterAdd { axis, .. } => {
+            let gather = Op::Gather { axis: *axis };
+            vec![Some(b(g, gather, &[ct, y.unwrap()])), None]
+        }
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());
             let (dx, dy) = match node.op {
@@ -324,6 +339,10 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
         }
         Op::MatMul => {
             let (a, bb) = (x.unwrap(), y.unwrap());
+            if MatMulParts::of(g.shape(a), g.shape(bb)).is_batched() {
+                let (da, db) = batched_matmul_vjp(g, a, bb, ct);
+                return vec![Some(da), Some(db)];
+            }
             let (ra, rb) = (g.shape(a).rank(), g.shape(bb).rank());
             let (da, db) = match (ra, rb) {
                 (2, 2) => {
@@ -381,7 +400,101 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let xs = g.shape(x.unwrap()).clone();
             vec![Some(b(g, Op::Reshape(xs), &[ct]))]
         }
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            let size = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("a slice needs a fixed axis"),
+            };
+            vec![Some(b(
+                g,
+                Op::Unslice {
+                    axis: *axis,
+                    start: *start,
+                    step: *step,
+                    size,
+                },
+                &[ct],
+            ))]
+        }
+        Op::Unslice {
+            axis, start, step, ..
+        } => {
+            let len = match g.shape(x.unwrap()).0[*axis as usize] {
+                crate::ir::Dim::Fixed(n) => n,
+                crate::ir::Dim::Sym(_) => unreachable!("an unslice needs a fixed axis"),
+            };
+            vec![Some(b(
+                g,
+                Op::Slice {
+                    axis: *axis,
+                    start: *start,
+                    step: *step,
+                    len,
+                },
+                &[ct],
+            ))]
+        }
     }
+}
+
+/// The adjoints of a batched `a @ b` (numpy's matmul) with cotangent `ct`: `ct @ bᵀ` and
+/// `aᵀ @ ct` over the last two axes, each summed over the batch axes its operand was broadcast
+/// along. A vector operand is made a row (left) or column (right) first, and the cotangent
+/// given that unit axis back, so every product is of matrices.
+fn batched_matmul_vjp(g: &mut Graph, a: NodeId, bb: NodeId, ct: NodeId) -> (NodeId, NodeId) {
+    let (sa, sb) = (g.shape(a).clone(), g.shape(bb).clone());
+    let a2 = if sa.rank() == 1 { row(g, a) } else { a };
+    let b2 = if sb.rank() == 1 { column(g, bb) } else { bb };
+    let mut cs = g.shape(ct).clone();
+    if sa.rank() == 1 {
+        let at = cs.rank() - usize::from(sb.rank() != 1);
+        cs.0.insert(at, crate::ir::Dim::Fixed(1));
+    }
+    if sb.rank() == 1 {
+        cs.0.push(crate::ir::Dim::Fixed(1));
+    }
+    let ct2 = if cs == *g.shape(ct) {
+        ct
+    } else {
+        g.build(Op::Reshape(cs), &[ct])
+    };
+    // A vector's row transposed is its column, and its column transposed its row.
+    let bt = if sb.rank() == 1 {
+        row(g, bb)
+    } else {
+        swap_last_axes(g, b2)
+    };
+    let at = if sa.rank() == 1 {
+        column(g, a)
+    } else {
+        swap_last_axes(g, a2)
+    };
+    let da = g.build(Op::MatMul, &[ct2, bt]);
+    let db = g.build(Op::MatMul, &[at, ct2]);
+    let (sa2, sb2) = (g.shape(a2).clone(), g.shape(b2).clone());
+    let da = unbroadcast(g, da, &sa2);
+    let db = unbroadcast(g, db, &sb2);
+    let da = if sa.rank() == 1 {
+        g.build(Op::Reshape(sa), &[da])
+    } else {
+        da
+    };
+    let db = if sb.rank() == 1 {
+        g.build(Op::Reshape(sb), &[db])
+    } else {
+        db
+    };
+    (da, db)
+}
+
+/// The matrices of a batch transposed: the last two axes swapped.
+fn swap_last_axes(g: &mut Graph, x: NodeId) -> NodeId {
+    let r = g.shape(x).rank() as u32;
+    let mut perm: Vec<u32> = (0..r).collect();
+    perm.swap(r as usize - 2, r as usize - 1);
+    g.build(Op::Transpose { perm }, &[x])
 }
 
 /// The permutation that undoes `perm`: the adjoint of a transpose is the inverse transpose.

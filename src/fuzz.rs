@@ -7,6 +7,34 @@ use crate::train::Trainer;
 use std::path::Path;
 use std::sync::OnceLock;
 
+/// Model source through the whole pipeline, as the embedding API runs it: lexer, parser,
+/// checker, differentiation, simplification, Cranelift, then a gradient and two training
+/// steps on small data of the declared shapes (row dimensions 2; an `int` input's values
+/// cycle through the indices its gathers and `one_hot`s take). Must never panic.
+pub fn compile_and_train(bytes: &[u8]) {
+    let Ok(src) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let Ok(model) = crate::api::compile(src) else {
+        return;
+    };
+    let mut session = model.session(0);
+    for (input, limit) in model.inputs().iter().zip(&model.model.index_limits) {
+        let shape: Vec<usize> = input.shape.iter().map(|d| d.unwrap_or(2)).collect();
+        let n: usize = shape.iter().product();
+        if n > 1 << 16 {
+            return;
+        }
+        let cycle = limit.map_or(3, |l| l.len.min(3)) as usize;
+        let values: Vec<f64> = (0..n).map(|i| (i % cycle) as f64).collect();
+        if session.set_input(&input.name, &values, &shape).is_err() {
+            return;
+        }
+    }
+    let _ = session.value_and_grad();
+    let _ = session.steps(2);
+}
+
 /// The model whose trainer checkpoints are restored into: minibatches (so the data cursor and
 /// the shuffling RNG are used), Adam (β powers and two state arrays), a cosine schedule with
 /// warm-up (the run's horizon).

@@ -2,6 +2,7 @@
 
 use crate::diagnostics::Span;
 use crate::init::Init;
+use crate::ir::indices::IndexLimit;
 use crate::ir::{Graph, NodeId};
 use crate::optim::{LrSchedule, OptimizerSpec};
 
@@ -98,6 +99,9 @@ pub struct Model {
     pub param_spans: Vec<Span>,
     /// One binding per input, in declaration order.
     pub bindings: Vec<InputBinding>,
+    /// For each input, the range its values must lie in because a `one_hot` or a gather
+    /// reads them as indices (the smallest, if several do); checked when data is bound.
+    pub index_limits: Vec<Option<IndexLimit>>,
     /// The symbol that counts rows of data, when the model has inputs.
     pub row_dim: Option<u32>,
     /// The optimizer and its hyperparameters.

@@ -225,7 +225,9 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
                 return with_const(g, id, Op::Sub, 1.0, false)
                     .is_some_and(|s| *g.op(s) == Op::Sigmoid);
             }
-            Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) => id = g.node(id).inputs[0],
+            Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) | Op::Slice { .. } => {
+                id = g.node(id).inputs[0]
+            }
             Op::Input(_)
             | Op::Param(_)
             | Op::Neg
@@ -262,8 +264,11 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::ReduceMin { .. }
             | Op::ArgMax { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
-            | Op::SumTo(_) => return false,
+            | Op::SumTo(_)
+            | Op::Unslice { .. } => return false,
         }
     }
 }
@@ -350,7 +355,8 @@ fn stable_form(
             }
             // A view of an exponential (`softmax(v)[0]`): the log of the same view of the
             // exponent, so that a weight's log does not underflow to −inf.
-            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_)) = g.op(x).clone()
+            if let view @ (Op::Take { .. } | Op::Expand(_) | Op::Reshape(_) | Op::Slice { .. }) =
+                g.op(x).clone()
                 && let Some(y) = unary_arg(g, g.node(x).inputs[0], Op::Exp)
             {
                 return Some(("log-exp", r(g, view, &[y])));
@@ -496,10 +502,14 @@ fn stable_form(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
-        | Op::Reshape(_) => {}
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. } => {}
     }
     None
 }
@@ -712,6 +722,44 @@ fn try_rules(
                 return Some(("expand-expand", r(g, Op::Expand(s.clone()), &[inner])));
             }
         }
+        Op::Slice {
+            axis,
+            start: 0,
+            step: 1,
+            ..
+        } if out_shape
+            .as_ref()
+            .is_some_and(|o| o.0[*axis as usize] == g.shape(args[0]).0[*axis as usize]) =>
+        {
+            return Some(("identity-slice", args[0]));
+        }
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            // Every part of a broadcast scalar is the scalar broadcast.
+            if let Op::Expand(_) = g.op(args[0]) {
+                let inner = g.node(args[0]).inputs[0];
+                if let (true, Some(s)) = (g.shape(inner).is_scalar(), out_shape.clone()) {
+                    return Some(("slice-of-broadcast", r(g, Op::Expand(s), &[inner])));
+                }
+            }
+            // The part of an embedding that holds the embedded values is those values.
+            let keeps_shape_of = |x: NodeId| out_shape.as_ref() == Some(g.shape(x));
+            if let Op::Unslice {
+                axis: a,
+                start: s,
+                step: k,
+                ..
+            } = g.op(args[0])
+                && (a, s, k) == (axis, start, step)
+            {
+                let inner = g.node(args[0]).inputs[0];
+                if keeps_shape_of(inner) {
+                    return Some(("slice-of-unslice", inner));
+                }
+            }
+        }
+        Op::Unslice { .. } => {}
         // No rule (or the guard above did not hold).
         Op::Input(_)
         | Op::Param(_)
@@ -749,6 +797,8 @@ fn try_rules(
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

@@ -6,7 +6,7 @@
 //! and zero going to the left-hand or "off" branch: relu'(0) = 0, abs'(0) = 0, maximum(a, b)
 //! passes the derivative to `a` on ties; max/min reductions share it equally among ties.
 
-use super::{Checker, reciprocal_count};
+use super::{Checker, reciprocal_count, shaping};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::syntax::ast;
@@ -23,6 +23,10 @@ enum Kind {
     AxisRequired,
     /// `true` or `false`, default false.
     Flag,
+    /// A shape: a tuple `(a, b, -1)` of whole numbers and dimension names, or one of them.
+    ShapeSpec,
+    /// A list of arrays, `[a, b, c]`.
+    Arrays,
     /// An optional tuple of axes, each a constant whole number: `(0, 2, 1)`.
     Axes,
 }
@@ -56,7 +60,14 @@ enum Lowering {
     Mse,
     OneHot,
     ExpandDims,
+    Reshape,
+    BroadcastTo,
+    Unslice,
+    Concat,
+    Stack,
     Transpose,
+    Take,
+    ScatterAdd,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -166,6 +177,52 @@ static BUILTINS: &[Builtin] = &[
         &[("x", Array), ("axis", AxisRequired)],
         Lowering::ExpandDims,
     ),
+    builtin(
+        "reshape",
+        &[("x", Array), ("shape", ShapeSpec)],
+        Lowering::Reshape,
+    ),
+    builtin(
+        "broadcast_to",
+        &[("x", Array), ("shape", ShapeSpec)],
+        Lowering::BroadcastTo,
+    ),
+    builtin(
+        "unslice",
+        &[
+            ("x", Array),
+            ("size", Num(None)),
+            ("start", Num(Some(0.0))),
+            ("step", Num(Some(1.0))),
+            ("axis", Axis(Some(0))),
+        ],
+        Lowering::Unslice,
+    ),
+    builtin(
+        "concat",
+        &[("arrays", Arrays), ("axis", Axis(Some(0)))],
+        Lowering::Concat,
+    ),
+    builtin(
+        "stack",
+        &[("arrays", Arrays), ("axis", Axis(Some(0)))],
+        Lowering::Stack,
+    ),
+    builtin(
+        "take",
+        &[("x", Array), ("indices", Array), ("axis", Axis(Some(0)))],
+        Lowering::Take,
+    ),
+    builtin(
+        "scatter_add",
+        &[
+            ("values", Array),
+            ("indices", Array),
+            ("size", Num(None)),
+            ("axis", Axis(Some(0))),
+        ],
+        Lowering::ScatterAdd,
+    ),
 ];
 
 fn lookup(name: &str) -> Option<&'static Builtin> {
@@ -182,6 +239,9 @@ enum Value {
     Num(f64),
     Axis(Option<i64>, Span),
     Flag(bool),
+    /// Each entry of a shape: a dimension, or `None` for the one inferred (`-1`).
+    Shape(Vec<Option<Dim>>, Span),
+    Arrays(Vec<(NodeId, Span)>, Span),
     /// Each axis with its place in the source, and the place of the whole tuple; `None` when
     /// not given.
     Axes(Option<(Vec<(i64, Span)>, Span)>),
@@ -197,6 +257,12 @@ impl Value {
     fn num(&self) -> f64 {
         match self {
             Value::Num(v) => *v,
+            _ => unreachable!(),
+        }
+    }
+    fn axis(&self) -> (Option<i64>, Span) {
+        match self {
+            Value::Axis(a, s) => (*a, *s),
             _ => unreachable!(),
         }
     }
@@ -384,6 +450,50 @@ pub(super) fn call(
             class_indices(cx, g, "one_hot", y, sy)?;
             node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])
         }
+        Lowering::Take => {
+            let (x, i) = (v[0].array(), v[1].array());
+            let Value::Axis(axis, aspan) = v[2] else {
+                unreachable!("an axis with a default")
+            };
+            let axis = normalize_axis(cx, g, x.0, x.1, axis, aspan)?.expect("an axis");
+            gather(cx, g, Some("take"), x, i, axis, span)
+        }
+        Lowering::ScatterAdd => {
+            let ((x, xs), (i, is)) = (v[0].array(), v[1].array());
+            let size = v[2].num();
+            if !(size >= 1.0 && size.fract() == 0.0 && size <= MAX_CLASSES) {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "the size of `scatter_add`'s axis must be a whole number from 1 to {MAX_CLASSES}, found {size}"
+                    ))
+                    .with_label(span, "here"),
+                );
+                return None;
+            }
+            let Value::Axis(axis, aspan) = v[3] else {
+                unreachable!("an axis with a default")
+            };
+            // The axis is the result's: its rank is the values' less the indices' plus one.
+            let rank = g.shape(x).rank() as i64 - g.shape(i).rank() as i64 + 1;
+            let a = axis.expect("an axis with a default");
+            let at = if a < 0 { a + rank } else { a };
+            if !(0..rank).contains(&at) {
+                cx.error(
+                    Diagnostic::error(format!("axis {a} is out of range"))
+                        .with_label(aspan, format!("the result has rank {}", rank.max(0)))
+                        .with_label(xs, format!("has shape {}", g.shape_text(g.shape(x))))
+                        .with_label(is, format!("has shape {}", g.shape_text(g.shape(i)))),
+                );
+                return None;
+            }
+            let axis = at as u32;
+            whole_indices(cx, g, Some("scatter_add"), i, is)?;
+            let op = Op::ScatterAdd {
+                axis,
+                size: size as u64,
+            };
+            node(cx, g, op, &[x, i], &[xs, is])
+        }
         Lowering::ExpandDims => {
             // numpy's: a unit axis inserted before `axis`; `axis` may be the rank (after the
             // last) or negative, counted from the end of the result.
@@ -404,6 +514,59 @@ pub(super) fn call(
             }
             dims.insert(at as usize, Dim::Fixed(1));
             Some(g.build(Op::Reshape(Shape(dims)), &[x]))
+        }
+        Lowering::Reshape => {
+            let (x, xs) = v[0].array();
+            let Value::Shape(entries, ss) = &v[1] else {
+                unreachable!("a shape")
+            };
+            let to = shaping::reshape_target(cx, g, x, xs, entries, *ss)?;
+            node(cx, g, Op::Reshape(to), &[x], &[xs])
+        }
+        Lowering::BroadcastTo => {
+            let (x, xs) = v[0].array();
+            let Value::Shape(entries, ss) = &v[1] else {
+                unreachable!("a shape")
+            };
+            let Some(dims) = entries.iter().copied().collect::<Option<Vec<Dim>>>() else {
+                cx.error(
+                    Diagnostic::error("`broadcast_to` takes a shape without -1")
+                        .with_label(*ss, "an entry is inferred"),
+                );
+                return None;
+            };
+            node(cx, g, Op::Expand(Shape(dims)), &[x], &[xs])
+        }
+        Lowering::Unslice => {
+            let (x, xs) = v[0].array();
+            let (axis, aspan) = v[4].axis();
+            let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("an axis by default");
+            let [size, start, step] = [1, 2, 3].map(|k| v[k].num());
+            let whole = |n: f64| n.fract() == 0.0 && n.abs() < 1e15;
+            if !(whole(size) && whole(start) && whole(step) && size >= 1.0 && start >= 0.0) {
+                cx.error(
+                    Diagnostic::error(
+                        "`unslice` takes whole numbers: a size ≥ 1, a start ≥ 0 and a step",
+                    )
+                    .with_label(span, "here"),
+                );
+                return None;
+            }
+            let op = Op::Unslice {
+                axis,
+                start: start as u64,
+                step: step as i64,
+                size: size as u64,
+            };
+            node(cx, g, op, &[x], &[xs])
+        }
+        lowering @ (Lowering::Concat | Lowering::Stack) => {
+            let Value::Arrays(arrays, list_span) = &v[0] else {
+                unreachable!("a list")
+            };
+            let (axis, aspan) = v[1].axis();
+            let stacked = matches!(lowering, Lowering::Stack);
+            shaping::join(cx, g, name, arrays, *list_span, axis, aspan, stacked, span)
         }
         Lowering::Transpose => {
             let (x, xs) = v[0].array();
@@ -519,6 +682,50 @@ fn class_indices(cx: &mut Checker, g: &Graph, what: &str, y: NodeId, span: Span)
     None
 }
 
+/// `x` gathered along `axis` by `indices`: `take(x, indices, axis)`, and `x[indices]` (with
+/// `call` `None`).
+pub(super) fn gather(
+    cx: &mut Checker,
+    g: &mut Graph,
+    call: Option<&str>,
+    (x, xs): (NodeId, Span),
+    (i, is): (NodeId, Span),
+    axis: u32,
+    span: Span,
+) -> Option<NodeId> {
+    whole_indices(cx, g, call, i, is)?;
+    let what = call.unwrap_or("index");
+    cx.node(g, Op::Gather { axis }, &[x, i], &[xs, is], what, span)
+}
+
+/// Indices must be whole numbers by construction, so that binding data can check each one
+/// against the axis it indexes: an `int` input, an `argmax` or a whole constant, or a view of
+/// one.
+/// `call` names the function that reads them (`None`: an index, `E[tok]`).
+fn whole_indices(
+    cx: &mut Checker,
+    g: &Graph,
+    call: Option<&str>,
+    i: NodeId,
+    span: Span,
+) -> Option<()> {
+    if crate::ir::indices::index_source(g, i).is_some() {
+        return Some(());
+    }
+    let message = match call {
+        None => "an array used as an index must hold whole numbers".to_string(),
+        Some(name) => format!("the indices of `{name}` must be whole numbers"),
+    };
+    cx.error(
+        Diagnostic::error(message)
+            .with_label(span, "not an `int` input, an `argmax` or a whole number")
+            .with_note(
+                "declare the indices as `input tok[n, T]: int` (whole numbers ≥ 0, checked against the axis when loaded)",
+            ),
+    );
+    None
+}
+
 fn mean_all(g: &mut Graph, x: NodeId) -> NodeId {
     let dims = g.shape(x).0.clone();
     let s = g.build(Op::Sum { axis: None }, &[x]);
@@ -550,7 +757,7 @@ fn keepdims_shape(shape: &Shape, axis: Option<u32>) -> Shape {
     )
 }
 
-fn normalize_axis(
+pub(super) fn normalize_axis(
     cx: &mut Checker,
     g: &Graph,
     x: NodeId,
@@ -685,9 +892,30 @@ fn bind(
                 },
             },
             (Flag, None) => Some(Value::Flag(false)),
+            (ShapeSpec, Some(a)) => {
+                shaping::shape_spec(cx, &a.value).map(|(d, s)| Value::Shape(d, s))
+            }
+            (Arrays, Some(a)) => match &a.value.kind {
+                ast::ExprKind::List(items) if !items.is_empty() => {
+                    let ids: Vec<Option<(NodeId, Span)>> = items
+                        .iter()
+                        .map(|e| cx.expr(g, e).map(|id| (id, e.span)))
+                        .collect();
+                    ids.into_iter()
+                        .collect::<Option<Vec<_>>>()
+                        .map(|ids| Value::Arrays(ids, a.value.span))
+                }
+                _ => {
+                    cx.error(
+                        Diagnostic::error(format!("`{name}` takes a list of arrays, `[a, b]`"))
+                            .with_label(a.value.span, "not a list of arrays"),
+                    );
+                    None
+                }
+            },
             (Axes, Some(a)) => axes_tuple(cx, &a.value).map(|t| Value::Axes(Some(t))),
             (Axes, None) => Some(Value::Axes(None)),
-            (Array | Num(None) | AxisRequired, None) => {
+            (Array | Num(None) | AxisRequired | ShapeSpec | Arrays, None) => {
                 cx.error(
                     Diagnostic::error(format!("`{name}` needs an argument `{pname}`"))
                         .with_label(span, "missing argument"),

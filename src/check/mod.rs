@@ -13,6 +13,8 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod indexing;
+mod shaping;
 
 /// Checks a parsed module. On success returns the model and its warnings.
 pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -245,7 +247,9 @@ impl Checker {
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
+        let index_limits = crate::ir::indices::index_limits(&graph);
         let model = Model {
+            index_limits,
             forward: GraphFn { graph, outputs },
             predict,
             loss_name,
@@ -1029,7 +1033,16 @@ impl Checker {
                 self.error(
                     Diagnostic::error("a tuple is not a value")
                         .with_label(e.span, "a tuple here")
-                        .with_note("tuples name axes, as in `transpose(x, (0, 2, 1))`"),
+                        .with_note("tuples name axes or shapes, as in `transpose(x, (0, 2, 1))` or `reshape(x, (4, -1))`"),
+                );
+                return None;
+            }
+            ExprKind::List(_) => {
+                self.error(
+                    Diagnostic::error(
+                        "a list of arrays is only an argument of `concat` or `stack`",
+                    )
+                    .with_label(e.span, "not a value"),
                 );
                 return None;
             }
@@ -1136,69 +1149,6 @@ impl Checker {
         self.frames.pop();
         self.inlined.insert(key, res);
         res
-    }
-
-    /// `x[i]`, `x[:, j]`, `x[i, :]`: select along axes with fixed lengths.
-    fn index(
-        &mut self,
-        g: &mut Graph,
-        base: &ast::Expr,
-        indices: &[Option<ast::Expr>],
-        span: Span,
-    ) -> Option<NodeId> {
-        let x = self.expr(g, base)?;
-        let rank = g.shape(x).rank();
-        if indices.len() != rank {
-            self.error(
-                Diagnostic::error(format!(
-                    "expected {rank} index(es), found {}",
-                    indices.len()
-                ))
-                .with_label(span, "here")
-                .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
-            );
-            return None;
-        }
-        // Take from the last axis first so earlier axis numbers stay valid.
-        let mut cur = x;
-        for (axis, ix) in indices.iter().enumerate().rev() {
-            let Some(ix) = ix else { continue };
-            let v = self.const_value(ix)?;
-            let len = match g.shape(cur).0[axis] {
-                Dim::Fixed(n) => n as f64,
-                Dim::Sym(_) => {
-                    self.error(
-                        Diagnostic::error(
-                            "cannot index an axis whose length is only known at run time",
-                        )
-                        .with_label(ix.span, "index into a data axis")
-                        .with_note("slice the columns instead: `X[:, j]`"),
-                    );
-                    return None;
-                }
-            };
-            let v = if v < 0.0 { v + len } else { v };
-            if v.fract() != 0.0 || v < 0.0 || v >= len {
-                self.error(
-                    Diagnostic::error(format!("index out of range for an axis of length {len}"))
-                        .with_label(ix.span, "out of range")
-                        .with_label(base.span, format!("has shape {}", g.shape_text(g.shape(x)))),
-                );
-                return None;
-            }
-            cur = self.node(
-                g,
-                Op::Take {
-                    axis: axis as u32,
-                    index: v as u64,
-                },
-                &[cur],
-                &[base.span],
-                "index",
-                span,
-            )?;
-        }
-        Some(cur)
     }
 
     /// Adds a node; a shape error becomes a diagnostic labelling each blamed operand.

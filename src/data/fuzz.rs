@@ -7,8 +7,9 @@ use crate::model::Model;
 use std::sync::OnceLock;
 
 /// A model with every kind of CSV binding: named columns, a numbered range with a symbolic
-/// width, and class labels that feed `one_hot` (so labels are range-checked).
-const MODEL: &str = "input a[n]\ninput X[n, d]\ninput y[n]: int\nparam w = 0\nloss mean((w * a - sum(X, axis=1))^2) + mean(one_hot(y, 3)[:, 0])\n";
+/// width, class labels that feed `one_hot` and tokens that index a table (so both are
+/// range-checked).
+const MODEL: &str = "input a[n]\ninput X[n, d]\ninput y[n]: int\ninput t[n, 2]: int\nparam w = 0\nparam E[4] ~ zeros\nloss mean((w * a - sum(X, axis=1))^2) + mean(one_hot(y, 3)[:, 0]) + mean(E[t])\n";
 
 fn model() -> &'static Model {
     static MODEL_CELL: OnceLock<Model> = OnceLock::new();
@@ -32,7 +33,7 @@ pub fn table(bytes: &[u8]) {
         "{:?}",
         table.lines
     );
-    let optional = [true, true, true];
+    let optional = [true, true, true, true];
     if let Ok(d) = bind_with(model(), &table, &optional) {
         for (values, width) in d.inputs.iter().zip(&d.widths) {
             assert_eq!(values.len(), d.n_rows * width);
@@ -41,6 +42,11 @@ pub fn table(bytes: &[u8]) {
             d.inputs[2]
                 .iter()
                 .all(|&y| (0.0..3.0).contains(&y) && y.fract() == 0.0)
+        );
+        assert!(
+            d.inputs[3]
+                .iter()
+                .all(|&t| (0.0..4.0).contains(&t) && t.fract() == 0.0)
         );
     }
 }

@@ -3,7 +3,8 @@
 //! Invariant: every error names the file, and where it applies the row (1-based line number in
 //! the file) and the column (by name and 1-based position).
 
-use crate::ir::{Dim, Graph, Op};
+use crate::ir::indices::IndexLimit;
+use crate::ir::{Dim, Graph};
 use crate::model::Model;
 use std::path::Path;
 
@@ -102,8 +103,8 @@ struct Binder<'a> {
     file: &'a str,
     columns: &'a [String],
     sources: Vec<Source>,
-    /// For each input, the classes of the `one_hot` it feeds, if any.
-    classes: Vec<Option<u32>>,
+    /// For each input, the range its values index, if any.
+    limits: &'a [Option<IndexLimit>],
     dims: Vec<(u32, u64)>,
 }
 
@@ -179,9 +180,7 @@ impl<'a> Binder<'a> {
             file,
             columns,
             sources,
-            classes: (0..g.inputs.len() as u32)
-                .map(|i| one_hot_classes(g, i))
-                .collect(),
+            limits: &model.index_limits,
             dims: dims.into_iter().map(|d| (d.0, d.1)).collect(),
         })
     }
@@ -206,7 +205,7 @@ impl<'a> Binder<'a> {
                 Source::Columns(idx) => {
                     for &j in idx {
                         let v = row[j];
-                        if let Some(problem) = value_problem(v, info, self.classes[i]) {
+                        if let Some(problem) = value_problem(v, info, self.limits[i]) {
                             return Err(DataError::Cell {
                                 file: self.file.into(),
                                 row: line,
@@ -243,8 +242,13 @@ impl<'a> Binder<'a> {
 }
 
 /// What is wrong with a value of an input, if anything: not finite, not a class index for an
-/// `int` input, or a label beyond the classes of a `one_hot` (or `cross_entropy`) it feeds.
-fn value_problem(v: f64, info: &crate::ir::InputInfo, classes: Option<u32>) -> Option<String> {
+/// `int` input, or an index beyond the range of a `one_hot` (or `cross_entropy`) or a gather
+/// that reads it.
+pub(crate) fn value_problem(
+    v: f64,
+    info: &crate::ir::InputInfo,
+    limit: Option<IndexLimit>,
+) -> Option<String> {
     if !v.is_finite() {
         return Some(format!("`{v}` is not a finite number"));
     }
@@ -254,30 +258,7 @@ fn value_problem(v: f64, info: &crate::ir::InputInfo, classes: Option<u32>) -> O
             info.name
         ));
     }
-    match classes {
-        Some(k) if v >= k as f64 => Some(format!(
-            "label {v} is out of range: `{}` is one-hot encoded with {k} classes",
-            info.name
-        )),
-        _ => None,
-    }
-}
-
-/// The number of classes when an input feeds `one_hot`, the smallest if several.
-fn one_hot_classes(g: &Graph, input: u32) -> Option<u32> {
-    g.ids()
-        .filter_map(|id| {
-            let node = g.node(id);
-            match node.op {
-                Op::OneHot { classes }
-                    if node.inputs.iter().any(|&a| *g.op(a) == Op::Input(input)) =>
-                {
-                    Some(classes)
-                }
-                _ => None,
-            }
-        })
-        .min()
+    limit.and_then(|l| l.problem(v, &info.name))
 }
 
 impl Dataset {
@@ -521,11 +502,11 @@ pub fn load_with_progress(
         if rows == 0 {
             return Err(problem(format!("no rows for input `{}`", info.name)));
         }
-        let classes = one_hot_classes(g, i as u32);
+        let limit = model.index_limits[i];
         let width = width.max(1);
         for (k, &v) in values.iter().enumerate() {
             let at = format!("row {}, column {}", k / width + 1, k % width + 1);
-            if let Some(why) = value_problem(v, info, classes) {
+            if let Some(why) = value_problem(v, info, limit) {
                 return Err(problem(format!("{at}: {why}")));
             }
         }

@@ -296,6 +296,21 @@ fn declarations(src: &Source, out: &mut String) {
         .map(|i| format!("{}: {}", quoted(&i.name), shape_tuple(&i.shape, &sym_names)))
         .collect();
     let _ = writeln!(out, "INPUTS = {{{}}}", inputs.join(", "));
+    let ints: Vec<String> = g
+        .inputs
+        .iter()
+        .filter(|i| i.is_int)
+        .map(|i| quoted(&i.name))
+        .collect();
+    let _ = writeln!(
+        out,
+        "INT_INPUTS = {}  # whole numbers (class labels, indices), stored as DTYPE",
+        if ints.is_empty() {
+            "set()".to_string()
+        } else {
+            format!("{{{}}}", ints.join(", "))
+        }
+    );
     out.push_str(
         "# Where each input's values come from: CSV columns, numbered columns `prefix0`,\n\
          # `prefix1`, ..., or a .npy file (relative to this module).\n",
@@ -528,6 +543,9 @@ struct Helpers {
     sum_to: bool,
     put: bool,
     erf: bool,
+    gather: bool,
+    scatter_add: bool,
+    unslice: bool,
 }
 
 impl Helpers {
@@ -541,6 +559,54 @@ def _sum_to(x, shape):
     lead = x.ndim - len(shape)
     stretched = tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
     return jnp.sum(x, axis=tuple(range(lead)) + stretched).reshape(shape)
+"#,
+            );
+        }
+        if self.gather || self.scatter_add {
+            out.push_str(
+                r#"
+
+def _rows_of(indices, size):
+    """Indices as rows: the nearest whole number (ties to even); one off the axis becomes
+    `size`, which no row has."""
+    r = jnp.round(indices)
+    return jnp.where((r >= 0) & (r < size), r, size).astype(jnp.int32)
+"#,
+            );
+        }
+        if self.gather {
+            out.push_str(
+                r#"
+
+def _gather(x, indices, axis):
+    """The rows of x along `axis` that `indices` name, NaN for an index off the axis."""
+    rows = _rows_of(indices, x.shape[axis])
+    return jnp.take(x, rows, axis=axis, mode="fill", fill_value=jnp.nan)
+"#,
+            );
+        }
+        if self.scatter_add {
+            out.push_str(
+                r#"
+
+def _scatter_add(values, indices, axis, size):
+    """The adjoint of `_gather`: each slice of `values` added into the row its index names."""
+    rows = _rows_of(indices, size)
+    shape = values.shape[:axis] + (size,) + values.shape[axis + indices.ndim :]
+    zeros = jnp.zeros(shape, values.dtype)
+    return zeros.at[(slice(None),) * axis + (rows,)].add(values, mode="drop")
+"#,
+            );
+        }
+        if self.unslice {
+            out.push_str(
+                r#"
+
+def _unslice(x, axis, size, start, step):
+    """The adjoint of a slice: element i of x at start + i·step along an axis of `size` zeros."""
+    zeros = jnp.zeros(x.shape[:axis] + (size,) + x.shape[axis + 1 :], x.dtype)
+    where = start + step * jnp.arange(x.shape[axis])
+    return zeros.at[(slice(None),) * axis + (where,)].set(x)
 "#,
             );
         }
@@ -771,6 +837,17 @@ fn op_expr(
                 &[x(), axis.to_string(), index.to_string(), size.to_string()],
             )
         }
+        Op::Gather { axis } => {
+            helpers.gather = true;
+            call("_gather", &[x(), a[1].text.clone(), axis.to_string()])
+        }
+        Op::ScatterAdd { axis, size } => {
+            helpers.scatter_add = true;
+            call(
+                "_scatter_add",
+                &[x(), a[1].text.clone(), axis.to_string(), size.to_string()],
+            )
+        }
         Op::OneHot { classes } => call(
             "jax.nn.one_hot",
             &[x(), classes.to_string(), "dtype=DTYPE".into()],
@@ -781,7 +858,51 @@ fn op_expr(
         }
         Op::Expand(s) => call("jnp.broadcast_to", &[x(), shape_tuple(s, syms)]),
         Op::Reshape(s) => call("jnp.reshape", &[x(), shape_tuple(s, syms)]),
+        Op::Slice {
+            axis,
+            start,
+            step,
+            len,
+        } => atom(format!(
+            "{}[{}{}]",
+            a[0].at(ATOM),
+            ":, ".repeat(*axis as usize),
+            slice_text(*start, *step, *len)
+        )),
+        Op::Unslice {
+            axis,
+            start,
+            step,
+            size,
+        } => {
+            helpers.unslice = true;
+            call(
+                "_unslice",
+                &[
+                    x(),
+                    axis.to_string(),
+                    size.to_string(),
+                    start.to_string(),
+                    step.to_string(),
+                ],
+            )
+        }
     })
+}
+
+/// `start:stop:step` for `len` elements from `start`, `stop` left out where a backward slice
+/// runs to the axis's first element (Python reads a stop of −1 as the last).
+fn slice_text(start: u64, step: i64, len: u64) -> String {
+    let stop = if len == 0 {
+        start as i64
+    } else {
+        start as i64 + (len as i64 - 1) * step + step.signum()
+    };
+    if stop < 0 {
+        format!("{start}::{step}")
+    } else {
+        format!("{start}:{stop}:{step}")
+    }
 }
 
 /// `x ** k` with an integer constant k (JAX multiplies, as adjoint does), `jnp.sqrt` for

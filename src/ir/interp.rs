@@ -91,7 +91,8 @@ pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
 }
 
 /// Calls `f(linear_index, offsets)` for every element of `shape`, where `offsets[k]` is the
-/// element's offset under `strides[k]`.
+/// element's offset under `strides[k]`. Offsets wrap, so that a stride may be the two's
+/// complement of a negative one.
 fn for_each_index(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(usize, &[usize])) {
     let total: usize = shape.iter().product();
     let mut idx = vec![0usize; shape.len()];
@@ -101,13 +102,13 @@ fn for_each_index(shape: &[usize], strides: &[&[usize]], mut f: impl FnMut(usize
         for d in (0..shape.len()).rev() {
             idx[d] += 1;
             for (k, s) in strides.iter().enumerate() {
-                offsets[k] += s[d];
+                offsets[k] = offsets[k].wrapping_add(s[d]);
             }
             if idx[d] < shape[d] {
                 break;
             }
             for (k, s) in strides.iter().enumerate() {
-                offsets[k] -= s[d] * shape[d];
+                offsets[k] = offsets[k].wrapping_sub(s[d].wrapping_mul(shape[d]));
             }
             idx[d] = 0;
         }
@@ -202,10 +203,14 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
-        | Op::Reshape(_)) => unreachable!("`{}` is not unary elementwise", other.name()),
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. }) => unreachable!("`{}` is not unary elementwise", other.name()),
     }
 }
 
@@ -268,10 +273,14 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::ArgMax { .. }
         | Op::Take { .. }
         | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
-        | Op::Reshape(_)) => unreachable!("`{}` is not binary elementwise", other.name()),
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. }) => unreachable!("`{}` is not binary elementwise", other.name()),
     }
 }
 
@@ -484,6 +493,38 @@ fn eval_op(
             }
             out
         }
+        Op::Gather { axis } => {
+            let (x, idx) = (args[0], args[1]);
+            let a = *axis as usize;
+            let (outer, size, inner) = split_at_axis(&x.shape, a, 1);
+            let mut out = Tensor::zeros(shape);
+            for o in 0..outer {
+                for (i, &v) in idx.data.iter().enumerate() {
+                    let dst = &mut out.data[(o * idx.len() + i) * inner..][..inner];
+                    match row_index(v, size) {
+                        Some(k) => dst.copy_from_slice(&x.data[(o * size + k) * inner..][..inner]),
+                        None => dst.fill(f64::NAN),
+                    }
+                }
+            }
+            out
+        }
+        Op::ScatterAdd { axis, size } => {
+            let (x, idx) = (args[0], args[1]);
+            let (a, size) = (*axis as usize, *size as usize);
+            let (outer, _, inner) = split_at_axis(&x.shape, a, idx.shape.len());
+            let mut out = Tensor::zeros(shape);
+            for o in 0..outer {
+                for (i, &v) in idx.data.iter().enumerate() {
+                    if let Some(k) = row_index(v, size) {
+                        let src = &x.data[(o * idx.len() + i) * inner..][..inner];
+                        let dst = &mut out.data[(o * size + k) * inner..][..inner];
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    }
+                }
+            }
+            out
+        }
         Op::ArgMax { axis } => {
             let x = args[0];
             let axis = *axis as usize;
@@ -531,7 +572,55 @@ fn eval_op(
             out
         }
         Op::Reshape(_) => Tensor::new(shape, args[0].data.clone()),
+        Op::Slice {
+            axis, start, step, ..
+        } => {
+            let x = args[0];
+            let mut out = Tensor::zeros(shape.clone());
+            let (base, strides) = slice_strides(&x.shape, *axis, *start, *step);
+            for_each_index(&shape, &[&strides], |i, off| {
+                out.data[i] = x.data[base.wrapping_add(off[0])]
+            });
+            out
+        }
+        Op::Unslice {
+            axis, start, step, ..
+        } => {
+            let x = args[0];
+            let mut out = Tensor::zeros(shape.clone());
+            let (base, strides) = slice_strides(&shape, *axis, *start, *step);
+            for_each_index(&x.shape, &[&strides], |i, off| {
+                out.data[base.wrapping_add(off[0])] = x.data[i]
+            });
+            out
+        }
     }
+}
+
+/// The element offset of a slice's first element in an array of shape `whole`, and the strides
+/// that walk the slice (a negative step as its two's complement, so that offsets add up with
+/// wrapping arithmetic).
+fn slice_strides(whole: &[usize], axis: u32, start: u64, step: i64) -> (usize, Vec<usize>) {
+    let mut strides = contiguous_strides(whole);
+    let a = axis as usize;
+    let base = start as usize * strides[a];
+    strides[a] = (step as isize * strides[a] as isize) as usize;
+    (base, strides)
+}
+/// The row an index names along an axis of `size` rows: the nearest whole number (ties to
+/// even), if it lies on the axis. Native code reads indices the same way.
+pub fn row_index(v: f64, size: usize) -> Option<usize> {
+    crate::kernels::gather::row_index(v, size)
+}
+
+/// The elements before axis `axis`, the length of the `count` axes from it on, and the elements
+/// after them, of a row-major shape.
+fn split_at_axis(shape: &[usize], axis: usize, count: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis..axis + count].iter().product(),
+        shape[axis + count..].iter().product(),
+    )
 }
 
 /// Strides mapping an input index to its output index when `axis` (or everything) is reduced.
@@ -565,22 +654,40 @@ fn reduce(
 }
 
 fn matmul(a: &Tensor, b: &Tensor, shape: Vec<usize>) -> Tensor {
-    // Vectors are read as a row (left operand) or a column (right operand).
-    let (m, k) = if a.shape.len() == 2 {
-        (a.shape[0], a.shape[1])
+    // numpy's matmul: a vector is read as a row (left operand) or a column (right operand);
+    // the axes before the last two are batch axes, broadcast.
+    let (ra, rb) = (a.shape.len(), b.shape.len());
+    let (m, k) = if ra >= 2 {
+        (a.shape[ra - 2], a.shape[ra - 1])
     } else {
         (1, a.shape[0])
     };
-    let n = if b.shape.len() == 2 { b.shape[1] } else { 1 };
-    let mut out = Tensor::zeros(shape);
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0.0;
-            for p in 0..k {
-                acc += a.data[i * k + p] * b.data[p * n + j];
+    let n = if rb >= 2 { b.shape[rb - 1] } else { 1 };
+    let matrix_axes = usize::from(ra >= 2) + usize::from(rb >= 2);
+    let batch = &shape[..shape.len() - matrix_axes];
+    let batch_of = |t: &Tensor, r: usize| -> Vec<usize> {
+        let own = &t.shape[..r.saturating_sub(2)];
+        let per_matrix: usize = t.shape[r.saturating_sub(2)..].iter().product();
+        broadcast_strides(own, batch)
+            .into_iter()
+            .map(|s| s * per_matrix)
+            .collect()
+    };
+    let (sa, sb) = (batch_of(a, ra), batch_of(b, rb));
+    let mut out = Tensor::zeros(shape.clone());
+    let mut c = 0;
+    for_each_index(batch, &[&sa, &sb], |_, off| {
+        let (a0, b0) = (off[0], off[1]);
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for p in 0..k {
+                    acc += a.data[a0 + i * k + p] * b.data[b0 + p * n + j];
+                }
+                out.data[c] = acc;
+                c += 1;
             }
-            out.data[i * n + j] = acc;
         }
-    }
+    });
     out
 }

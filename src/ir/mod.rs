@@ -1,6 +1,7 @@
 //! The graph IR shared by the forward pass and its gradient.
 
 pub mod graph;
+pub mod indices;
 pub mod interp;
 pub mod op;
 pub mod pretty;
@@ -10,5 +11,5 @@ pub mod verify;
 
 pub use graph::{Graph, InputInfo, Node, NodeId, ParamInfo};
 pub use interp::Tensor;
-pub use op::Op;
+pub use op::{Class, Op};
 pub use shape::{DType, Dim, Shape};

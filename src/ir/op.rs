@@ -61,7 +61,8 @@ pub enum Op {
     /// `where(c, a, b)`: a where c ≠ 0, else b; all three broadcast.
     Select,
 
-    /// Matrix product of vectors and matrices, as `@` in numpy.
+    /// Matrix product as numpy's `matmul` (`@`): of vectors and matrices, and over batch axes
+    /// (those before the last two), which broadcast.
     MatMul,
     /// Axis permutation (numpy's `transpose`): axis `i` of the result is axis `perm[i]` of the
     /// operand.
@@ -100,6 +101,21 @@ pub enum Op {
         index: u64,
         size: u64,
     },
+    /// Whole-number indices into one axis, whose place the indices' axes take: `E[tok]`,
+    /// `take(E, idx, axis)`. Operands: the array and the indices (any rank); the result has
+    /// shape `array[..axis] ++ indices ++ array[axis + 1..]`. An index is read as the nearest
+    /// whole number; one outside the axis (which binding data rejects) gives NaN, never a read
+    /// outside the array.
+    Gather {
+        axis: u32,
+    },
+    /// The adjoint of `Gather`: adds each slice of the values into the row its index names,
+    /// along an axis of length `size` that replaces the indices' axes, so repeated indices sum.
+    /// Operands: the values and the indices. An index outside the axis adds nothing.
+    ScatterAdd {
+        axis: u32,
+        size: u64,
+    },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
     OneHot {
         classes: u32,
@@ -109,8 +125,24 @@ pub enum Op {
     SumTo(Shape),
     /// Broadcast to a shape.
     Expand(Shape),
-    /// Add or remove axes of size 1.
+    /// The same elements in row-major order under another shape of the same element count.
     Reshape(Shape),
+    /// Every `step`-th element along `axis` from `start`, `len` of them: `x[start:stop:step]`.
+    /// A negative step walks the axis backwards from `start`.
+    Slice {
+        axis: u32,
+        start: u64,
+        step: i64,
+        len: u64,
+    },
+    /// The adjoint of `Slice`: embeds into zeros of an axis of length `size`, element `i` at
+    /// `start + i·step`.
+    Unslice {
+        axis: u32,
+        start: u64,
+        step: i64,
+        size: u64,
+    },
 }
 
 impl Op {
@@ -215,10 +247,14 @@ impl Op {
             ArgMax { .. } => ("argmax", Structural),
             Take { .. } => ("take", Structural),
             Put { .. } => ("put", Structural),
+            Gather { .. } => ("gather", Indexing),
+            ScatterAdd { .. } => ("scatter_add", Indexing),
             OneHot { .. } => ("one_hot", Structural),
             SumTo(_) => ("sum_to", Structural),
             Expand(_) => ("expand", Structural),
             Reshape(_) => ("reshape", Structural),
+            Slice { .. } => ("slice", Structural),
+            Unslice { .. } => ("unslice", Structural),
         };
         Facts { name, class }
     }
@@ -248,6 +284,9 @@ pub enum Class {
     Contraction,
     /// One operand, not elementwise: reductions, views, indexing.
     Structural,
+    /// Two operands, an array and whole-number indices into one of its axes: gathers and
+    /// their adjoints. Not differentiable in the indices.
+    Indexing,
 }
 
 impl Class {
@@ -255,7 +294,7 @@ impl Class {
         match self {
             Class::Leaf => 0,
             Class::Unary | Class::Structural => 1,
-            Class::Binary | Class::Comparison | Class::Contraction => 2,
+            Class::Binary | Class::Comparison | Class::Contraction | Class::Indexing => 2,
             Class::Ternary => 3,
         }
     }

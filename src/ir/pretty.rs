@@ -136,14 +136,23 @@ impl<'g> Printer<'g> {
     /// a sum over it (exact: it has one element).
     fn reshape(&mut self, x: NodeId, to: &Shape, leading: bool) -> (String, u8) {
         let g = self.graph;
+        if g.shape(x).squeezed() != to.squeezed() {
+            let a = self.go(x, false);
+            let a = self.broadcast_written(x, a).0;
+            let shape = self.shape_tuple(to);
+            return self.call("reshape", &[a, shape]);
+        }
         if self.name_of(x).is_none() && kept_axis_reduction(g, x, to).is_some() {
             return self.reduction(x, true);
         }
         let from = g.shape(x).clone();
         let mut text = self.go(x, false);
         if let Some(removed) = removed_unit_axes(&from, to) {
-            for k in removed.into_iter().rev() {
-                text = self.call("sum", &[text.0, format!("axis={k}")]);
+            // Leading axes the printed operand lacks (left to broadcasting) are not there to
+            // remove.
+            let offset = from.rank() - self.printed_shape(x).rank();
+            for k in removed.into_iter().rev().filter(|k| *k >= offset) {
+                text = self.call("sum", &[text.0, format!("axis={}", k - offset)]);
             }
         } else if let Some(added) = removed_unit_axes(to, &from) {
             let implicit = if leading {
@@ -155,11 +164,26 @@ impl<'g> Printer<'g> {
                     .take_while(|(i, k)| i == *k)
                     .count()
             };
+            // Positions in the result without the implicit leading axes.
             for k in &added[implicit..] {
-                text = self.call("expand_dims", &[text.0, format!("axis={k}")]);
+                text = self.call("expand_dims", &[text.0, format!("axis={}", k - implicit)]);
             }
         }
         text
+    }
+
+    /// The indices of a gather or a scatter-add, with every axis they have: their shape is
+    /// the result's, where an elementwise operand's leading unit axes could be left to
+    /// broadcasting.
+    fn indices(&mut self, i: NodeId) -> String {
+        let g = self.graph;
+        match g.op(i) {
+            Op::Reshape(to) if self.name_of(i).is_none() => {
+                let to = to.clone();
+                self.reshape(g.node(i).inputs[0], &to, true).0
+            }
+            _ => self.go(i, false).0,
+        }
     }
 
     /// `M @ c` or `c @ M` with a constant broadcast to a vector or matrix (the derivative of a
@@ -172,6 +196,10 @@ impl<'g> Printer<'g> {
             Op::Expand(_) => g.const_value(g.node(x).inputs[0]),
             _ => None,
         };
+        // A batched product with a constant is left as a product.
+        if g.shape(a).rank() > 2 || g.shape(b).rank() > 2 {
+            return None;
+        }
         let (c, m, axis, keep) = match (constant(a), constant(b)) {
             (_, Some(c)) => (c, a, g.shape(a).rank() - 1, g.shape(b).rank() == 2),
             (Some(c), None) => (c, b, 0, g.shape(a).rank() == 2),
@@ -197,7 +225,8 @@ impl<'g> Printer<'g> {
         ))
     }
 
-    /// An operand of `@`, which does not broadcast: its reshapes are all written out.
+    /// An operand of `@` or `transpose`, which do not broadcast: its reshapes are all written
+    /// out.
     fn product_operand(&mut self, x: NodeId) -> (String, u8) {
         match &self.graph.node(x).op {
             Op::Reshape(to) if self.name_of(x).is_none() => {
@@ -205,6 +234,33 @@ impl<'g> Printer<'g> {
                 self.reshape(self.graph.node(x).inputs[0], &to, true)
             }
             _ => self.go(x, false),
+        }
+    }
+
+    /// `text`, the printed form of `x`, broadcast to `x`'s shape where printing left that to
+    /// the expression around it.
+    fn broadcast_written(&mut self, x: NodeId, text: (String, u8)) -> (String, u8) {
+        let shape = self.graph.shape(x).clone();
+        if self.printed_shape(x) == shape {
+            return text;
+        }
+        let dims = self.shape_tuple(&shape);
+        self.call("broadcast_to", &[text.0, dims])
+    }
+
+    /// A shape as the language writes one: `(2, n, 3)`, `(4,)`.
+    fn shape_tuple(&self, shape: &Shape) -> String {
+        let dims: Vec<String> = shape
+            .0
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(k) => k.to_string(),
+                Dim::Sym(s) => self.atom_name(&self.graph.syms[*s as usize]),
+            })
+            .collect();
+        match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
         }
     }
 
@@ -283,6 +339,24 @@ impl<'g> Printer<'g> {
         let node = g.node(id);
         match &node.op {
             Op::Expand(_) => self.printed_shape(node.inputs[0]),
+            // Leading unit axes a reshape adds are left to broadcasting (`reshape`).
+            Op::Reshape(to)
+                if self.name_of(id).is_none()
+                    && kept_axis_reduction(g, node.inputs[0], to).is_none() =>
+            {
+                let from = g.shape(node.inputs[0]);
+                match removed_unit_axes(to, from) {
+                    Some(added) => {
+                        let implicit = added
+                            .iter()
+                            .enumerate()
+                            .take_while(|(i, k)| i == *k)
+                            .count();
+                        Shape(to.0[implicit..].to_vec())
+                    }
+                    None => node.shape.clone(),
+                }
+            }
             op if op.is_elementwise() && !node.inputs.is_empty() => node
                 .inputs
                 .iter()
@@ -372,7 +446,7 @@ impl<'g> Printer<'g> {
                 (format!("-{}", self.wrap(a, NEG + 1)), NEG)
             }
             Op::Transpose { perm } => {
-                let a = self.go(ins[0], false);
+                let a = self.product_operand(ins[0]);
                 if *perm == [1, 0] && latex {
                     (format!("{}^{{\\top}}", self.wrap(a, ATOM)), ATOM)
                 } else if reverses_axes(perm) {
@@ -420,7 +494,9 @@ impl<'g> Printer<'g> {
                 self.call("one_hot", &[a, classes.to_string()])
             }
             Op::Take { axis, index } => {
+                // Indexed at its own rank: leading axes left to broadcasting are written out.
                 let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a);
                 let rank = g.shape(ins[0]).rank();
                 let idx: Vec<String> = (0..rank)
                     .map(|k| {
@@ -446,6 +522,77 @@ impl<'g> Printer<'g> {
                     e = self.call("expand_dims", &[e, "axis=-1".into()]).0;
                 }
                 self.call("where", &[e, v, "0".into()])
+            }
+            Op::Slice {
+                axis,
+                start,
+                step,
+                len,
+            } => {
+                let a = self.go(ins[0], false);
+                let xs = g.shape(ins[0]);
+                let size = match xs.0[*axis as usize] {
+                    Dim::Fixed(k) => k,
+                    Dim::Sym(_) => unreachable!("a slice needs a fixed axis"),
+                };
+                // A broadcast operand printed without the sliced axis is the slice already,
+                // broadcast where it is used.
+                let printed = self.printed_shape(ins[0]);
+                let offset = xs.rank() - printed.rank();
+                let Some(at) = (*axis as usize).checked_sub(offset) else {
+                    return a;
+                };
+                if printed.0[at] != xs.0[*axis as usize] {
+                    return a;
+                }
+                let idx: Vec<String> = (0..printed.rank())
+                    .map(|k| {
+                        if k == at {
+                            slice_text(*start, *step, *len, size)
+                        } else {
+                            ":".into()
+                        }
+                    })
+                    .collect();
+                (format!("{}[{}]", self.wrap(a, ATOM), idx.join(", ")), ATOM)
+            }
+            Op::Unslice {
+                axis,
+                start,
+                step,
+                size,
+            } => {
+                // Its operand is written at its own shape: an embedding does not broadcast.
+                let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a).0;
+                let mut args = vec![a, size.to_string()];
+                if *start != 0 {
+                    args.push(format!("start={start}"));
+                }
+                if *step != 1 {
+                    args.push(format!("step={step}"));
+                }
+                args.push(format!("axis={axis}"));
+                self.call("unslice", &args)
+            }
+            // A constant index would read as one element's index: it prints as `take`.
+            Op::Gather { axis: 0 } if g.const_value(ins[1]).is_none() => {
+                let a = self.go(ins[0], false);
+                let i = self.indices(ins[1]);
+                (format!("{}[{i}]", self.wrap(a, ATOM)), ATOM)
+            }
+            Op::Gather { axis } => {
+                let a = self.go(ins[0], false).0;
+                let i = self.indices(ins[1]);
+                self.call("take", &[a, i, format!("axis={axis}")])
+            }
+            Op::ScatterAdd { axis, size } => {
+                let v = self.go(ins[0], false).0;
+                let i = self.indices(ins[1]);
+                self.call(
+                    "scatter_add",
+                    &[v, i, size.to_string(), format!("axis={axis}")],
+                )
             }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
@@ -489,6 +636,32 @@ impl<'g> Printer<'g> {
             }
         }
     }
+}
+
+/// A slice of an axis of length `size` as the language writes it (`1:`, `::-1`, `2:5:2`),
+/// with each bound left out where its default gives the same elements.
+pub fn slice_text(start: u64, step: i64, len: u64, size: u64) -> String {
+    let (start, len, size) = (start as i128, len as i128, size as i128);
+    let k = step as i128;
+    let last = start + k * (len - 1);
+    let (default_start, default_len) = if k > 0 {
+        (0, (size - start + k - 1) / k)
+    } else {
+        (size - 1, start / -k + 1)
+    };
+    let mut text = String::new();
+    if start != default_start {
+        text += &start.to_string();
+    }
+    text.push(':');
+    if len != default_len {
+        // Past the last element by one; never negative here (a walk down to 0 is the default).
+        text += &(last + k.signum()).to_string();
+    }
+    if k != 1 {
+        text += &format!(":{k}");
+    }
+    text
 }
 
 /// The positions of the unit axes of `from` that `to` lacks, when `to` is `from` without them.

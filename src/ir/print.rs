@@ -66,7 +66,21 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         | Op::ArgMax { axis: a } => Some(format!("axis={a}")),
         Op::Take { axis, index } => Some(format!("axis={axis} index={index}")),
         Op::Put { axis, index, size } => Some(format!("axis={axis} index={index} size={size}")),
+        Op::Gather { axis } => Some(format!("axis={axis}")),
+        Op::ScatterAdd { axis, size } => Some(format!("axis={axis} size={size}")),
         Op::OneHot { classes } => Some(format!("classes={classes}")),
+        Op::Slice {
+            axis,
+            start,
+            step,
+            len,
+        } => Some(format!("axis={axis} start={start} step={step} len={len}")),
+        Op::Unslice {
+            axis,
+            start,
+            step,
+            size,
+        } => Some(format!("axis={axis} start={start} step={step} size={size}")),
         // Reversing the axes is the default (and for a matrix the only) transpose.
         Op::Transpose { perm } if !super::shape::reverses_axes(perm) => {
             let axes: Vec<String> = perm.iter().map(u32::to_string).collect();

@@ -229,6 +229,8 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             s.0.insert(*axis as usize, Dim::Fixed(*size));
             Ok(s)
         }
+        Gather { axis } => gather_shape(shapes[0], shapes[1], *axis),
+        ScatterAdd { axis, size } => scatter_add_shape(shapes[0], shapes[1], *axis, *size),
         OneHot { classes } => {
             let mut s = shapes[0].clone();
             s.0.push(Dim::Fixed(*classes as u64));
@@ -255,15 +257,84 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
             }
         }
         Reshape(target) => {
-            if shapes[0].squeezed() == target.squeezed() {
+            if same_element_count(shapes[0], target) {
                 Ok(target.clone())
             } else {
-                Err(err(
-                    "reshape may only add or remove axes of size 1",
-                    vec![0],
-                ))
+                Err(err("a reshape keeps the number of elements", vec![0]))
             }
         }
+        Slice {
+            axis,
+            start,
+            step,
+            len,
+        } => {
+            let mut s = shapes[0].clone();
+            let size = fixed_axis(&s, *axis)?;
+            let last = *start as i128 + *step as i128 * (*len as i128 - 1);
+            if *step == 0 || *len == 0 || *start >= size || last < 0 || last >= size as i128 {
+                return Err(err(
+                    format!("slice out of range for an axis of length {size}"),
+                    vec![0],
+                ));
+            }
+            s.0[*axis as usize] = Dim::Fixed(*len);
+            Ok(s)
+        }
+        Unslice {
+            axis,
+            start,
+            step,
+            size,
+        } => {
+            let mut s = shapes[0].clone();
+            let len = fixed_axis(&s, *axis)?;
+            let last = *start as i128 + *step as i128 * (len as i128 - 1);
+            if *step == 0 || len == 0 || *start >= *size || last < 0 || last >= *size as i128 {
+                return Err(err(
+                    format!("unslice out of range for an axis of length {size}"),
+                    vec![0],
+                ));
+            }
+            s.0[*axis as usize] = Dim::Fixed(*size);
+            Ok(s)
+        }
+    }
+}
+
+/// Whether two shapes hold the same number of elements for every binding of the symbolic
+/// dimensions: the same symbols as often, and the same product of fixed sizes.
+pub fn same_element_count(a: &Shape, b: &Shape) -> bool {
+    let parts = |s: &Shape| {
+        let mut syms: Vec<u32> = Vec::new();
+        let mut fixed: u128 = 1;
+        for d in &s.0 {
+            match *d {
+                Dim::Fixed(k) => fixed = fixed.saturating_mul(k as u128),
+                Dim::Sym(s) => syms.push(s),
+            }
+        }
+        syms.sort_unstable();
+        (syms, fixed)
+    };
+    parts(a) == parts(b)
+}
+
+/// The length of `axis`, which must exist and be fixed.
+fn fixed_axis(s: &Shape, axis: u32) -> Result<u64, ShapeError> {
+    match s.0.get(axis as usize) {
+        Some(Dim::Fixed(n)) => Ok(*n),
+        Some(Dim::Sym(_)) => Err(err(
+            "cannot slice an axis whose length is only known at run time",
+            vec![0],
+        )),
+        None => Err(err(
+            format!(
+                "axis {axis} is out of range for an operand of rank {}",
+                s.rank()
+            ),
+            vec![0],
+        )),
     }
 }
 
@@ -297,6 +368,52 @@ pub fn reverses_axes(perm: &[u32]) -> bool {
         .all(|(i, &a)| a as usize + i + 1 == perm.len())
 }
 
+/// `array[..axis] ++ indices ++ array[axis + 1..]`, for an axis of fixed length (the length
+/// that binding data checks every index against).
+fn gather_shape(array: &Shape, indices: &Shape, axis: u32) -> Result<Shape, ShapeError> {
+    let a = axis as usize;
+    match array.0.get(a) {
+        None => Err(err(
+            format!(
+                "axis {axis} is out of range for an operand of rank {}",
+                array.rank()
+            ),
+            vec![0],
+        )),
+        Some(Dim::Sym(_)) => Err(err(
+            "cannot gather along an axis whose length is only known at run time",
+            vec![0],
+        )),
+        Some(Dim::Fixed(_)) => {
+            let mut out = array.0[..a].to_vec();
+            out.extend_from_slice(&indices.0);
+            out.extend_from_slice(&array.0[a + 1..]);
+            Ok(Shape(out))
+        }
+    }
+}
+
+/// The values' axes `axis..axis + indices.rank()` (which must be the indices' shape) become one
+/// axis of length `size`.
+fn scatter_add_shape(
+    values: &Shape,
+    indices: &Shape,
+    axis: u32,
+    size: u64,
+) -> Result<Shape, ShapeError> {
+    let (a, r) = (axis as usize, indices.rank());
+    if a + r > values.rank() || values.0[a..a + r] != indices.0[..] {
+        return Err(err(
+            format!("the values' axes from {axis} on do not have the indices' shape"),
+            vec![0, 1],
+        ));
+    }
+    let mut out = values.0[..a].to_vec();
+    out.push(Dim::Fixed(size));
+    out.extend_from_slice(&values.0[a + r..]);
+    Ok(Shape(out))
+}
+
 fn reduce_shape(s: &Shape, axis: Option<u32>) -> Result<Shape, ShapeError> {
     match axis {
         None => Ok(Shape::scalar()),
@@ -315,22 +432,77 @@ fn reduce_shape(s: &Shape, axis: Option<u32>) -> Result<Shape, ShapeError> {
     }
 }
 
+/// numpy's `matmul`: the last two axes are matrices, the axes before them broadcast; a vector
+/// on the left is a row and on the right a column, and its unit axis is dropped again.
 fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, ShapeError> {
-    let inner = |x: Dim, y: Dim| {
-        if x == y {
-            Ok(())
+    if a.is_scalar() || b.is_scalar() {
+        let blamed = [a, b]
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_scalar());
+        let blamed = blamed.map(|(i, _)| i).collect();
+        return Err(err("`@` takes arrays of rank 1 or more", blamed));
+    }
+    let p = MatMulParts::of(a, b);
+    if p.k_a != p.k_b {
+        return Err(err(
+            "inner dimensions of the matrix product differ",
+            vec![0, 1],
+        ));
+    }
+    let batch = broadcast(&p.batch_a, &p.batch_b).ok_or_else(|| {
+        err(
+            "the batch axes (before the last two) cannot be broadcast together",
+            vec![0, 1],
+        )
+    })?;
+    let mut out = batch.0;
+    out.extend(p.m);
+    out.extend(p.n);
+    Ok(Shape(out))
+}
+
+/// A product's operands split as numpy's `matmul` reads them: batch axes, rows, inner
+/// dimension and columns; `m` (`n`) is `None` for a vector on the left (right).
+pub struct MatMulParts {
+    pub batch_a: Shape,
+    pub batch_b: Shape,
+    pub m: Option<Dim>,
+    pub k_a: Dim,
+    pub k_b: Dim,
+    pub n: Option<Dim>,
+}
+
+impl MatMulParts {
+    /// The parts of `a @ b`, both of rank 1 or more.
+    pub fn of(a: &Shape, b: &Shape) -> MatMulParts {
+        let (ra, rb) = (a.rank(), b.rank());
+        let (batch_a, m) = if ra == 1 {
+            (Shape::scalar(), None)
         } else {
-            Err(err(
-                "inner dimensions of the matrix product differ",
-                vec![0, 1],
-            ))
+            (Shape(a.0[..ra - 2].to_vec()), Some(a.0[ra - 2]))
+        };
+        let (batch_b, n, k_b) = if rb == 1 {
+            (Shape::scalar(), None, b.0[0])
+        } else {
+            (
+                Shape(b.0[..rb - 2].to_vec()),
+                Some(b.0[rb - 1]),
+                b.0[rb - 2],
+            )
+        };
+        MatMulParts {
+            batch_a,
+            batch_b,
+            m,
+            k_a: a.0[ra - 1],
+            k_b,
+            n,
         }
-    };
-    match (a.rank(), b.rank()) {
-        (2, 2) => inner(a.0[1], b.0[0]).map(|_| Shape(vec![a.0[0], b.0[1]])),
-        (2, 1) => inner(a.0[1], b.0[0]).map(|_| Shape(vec![a.0[0]])),
-        (1, 2) => inner(a.0[0], b.0[0]).map(|_| Shape(vec![b.0[1]])),
-        (1, 1) => inner(a.0[0], b.0[0]).map(|_| Shape::scalar()),
-        _ => Err(err("`@` takes vectors and matrices only", vec![0, 1])),
+    }
+
+    /// True when either operand has batch axes.
+    pub fn is_batched(&self) -> bool {
+        !self.batch_a.is_scalar() || !self.batch_b.is_scalar()
     }
 }

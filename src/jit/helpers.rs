@@ -9,7 +9,7 @@
 
 use super::parallel;
 use crate::ir::DType;
-use crate::kernels::{gemm, gemv};
+use crate::kernels::{gather, gemm, gemv};
 use cranelift::prelude::{AbiParam, Signature, types};
 use cranelift_jit::JITModule;
 use cranelift_module::Module;
@@ -83,8 +83,15 @@ pub enum Helper {
     Math(Math, DType),
     /// C = A·B, strided (`kernels::gemm`).
     Gemm(DType),
+    /// C[i] = A[i]·B[i] over batch axes, described by a `BatchedProduct` in memory
+    /// (`kernels::gemm::batched_gemm`).
+    BatchedGemm(DType),
     /// y = A·x or y += A·x, strided (`kernels::gemv`).
     Gemv(DType),
+    /// Rows of an array picked by whole-number indices (`kernels::gather::gather`).
+    Gather(DType),
+    /// Rows added into the rows their indices name (`kernels::gather::scatter_add`).
+    ScatterAdd(DType),
     /// Runs a compiled part over a range in parts on the worker pool (`parallel::run_parts`).
     RunParts,
 }
@@ -99,8 +106,12 @@ impl Helper {
             .flat_map(|&m| DTYPES.map(|d| Helper::Math(m, d)));
         let products = DTYPES
             .iter()
-            .flat_map(|&d| [Helper::Gemm(d), Helper::Gemv(d)]);
+            .flat_map(|&d| [Helper::Gemm(d), Helper::BatchedGemm(d), Helper::Gemv(d)]);
+        let indexing = DTYPES
+            .iter()
+            .flat_map(|&d| [Helper::Gather(d), Helper::ScatterAdd(d)]);
         math.chain(products)
+            .chain(indexing)
             .chain(std::iter::once(Helper::RunParts))
             .collect()
     }
@@ -111,7 +122,10 @@ impl Helper {
             Helper::Math(m, DType::F64) => format!("adjoint_{}", m.name()),
             Helper::Math(m, DType::F32) => format!("adjoint_{}_f32", m.name()),
             Helper::Gemm(d) => format!("adjoint_gemm_{}", d.name()),
+            Helper::BatchedGemm(d) => format!("adjoint_batched_gemm_{}", d.name()),
             Helper::Gemv(d) => format!("adjoint_gemv_{}", d.name()),
+            Helper::Gather(d) => format!("adjoint_gather_{}", d.name()),
+            Helper::ScatterAdd(d) => format!("adjoint_scatter_add_{}", d.name()),
             Helper::RunParts => "adjoint_parallel".into(),
         }
     }
@@ -125,7 +139,9 @@ impl Helper {
                 sig.returns.push(AbiParam::new(float_type(d)));
             }
             Helper::Gemm(_) => sig.params = ints(12),
+            Helper::BatchedGemm(_) => sig.params = ints(4),
             Helper::Gemv(_) => sig.params = ints(9),
+            Helper::Gather(_) | Helper::ScatterAdd(_) => sig.params = ints(7),
             Helper::RunParts => {
                 sig.params = ints(4);
                 sig.returns.push(AbiParam::new(types::I64));
@@ -139,8 +155,14 @@ impl Helper {
             Helper::Math(m, d) => m.address(d),
             Helper::Gemm(DType::F64) => gemm_f64 as *const u8,
             Helper::Gemm(DType::F32) => gemm_f32 as *const u8,
+            Helper::BatchedGemm(DType::F64) => batched_gemm_f64 as *const u8,
+            Helper::BatchedGemm(DType::F32) => batched_gemm_f32 as *const u8,
             Helper::Gemv(DType::F64) => gemv_f64 as *const u8,
             Helper::Gemv(DType::F32) => gemv_f32 as *const u8,
+            Helper::Gather(DType::F64) => gather_f64 as *const u8,
+            Helper::Gather(DType::F32) => gather_f32 as *const u8,
+            Helper::ScatterAdd(DType::F64) => scatter_add_f64 as *const u8,
+            Helper::ScatterAdd(DType::F32) => scatter_add_f32 as *const u8,
             Helper::RunParts => parallel::run_parts as *const u8,
         }
     }
@@ -196,6 +218,64 @@ macro_rules! gemm_entry {
 gemm_entry!(gemm_f64, f64);
 gemm_entry!(gemm_f32, f32);
 
+/// The description of a batched product that generated code writes to its stack and passes
+/// to `adjoint_batched_gemm_*`: sizes and (row, column) strides of the matrices, in elements,
+/// followed in memory by `rank` `kernels::gemm::BatchAxis` entries (64-bit words: generated
+/// code targets 64-bit machines only), outermost first.
+#[repr(C)]
+pub struct BatchedProduct {
+    pub rank: i64,
+    pub m: i64,
+    pub k: i64,
+    pub n: i64,
+    pub sa: [i64; 2],
+    pub sb: [i64; 2],
+    pub sc: [i64; 2],
+}
+
+/// Defines the entry point of a batched matrix–matrix product for one float type.
+macro_rules! batched_gemm_entry {
+    ($name:ident, $t:ty) => {
+        /// C[i] = A[i]·B[i] for every index i of the batch axes `desc` describes, from
+        /// generated code.
+        ///
+        /// # Safety
+        /// `desc` points to a `BatchedProduct` followed by its `rank` `BatchAxis` entries,
+        /// and A, B and C keep `kernels::gemm::batched_gemm`'s contract for them.
+        unsafe extern "C" fn $name(
+            desc: *const BatchedProduct,
+            a: *const $t,
+            b: *const $t,
+            c: *mut $t,
+        ) {
+            // SAFETY: generated code writes the header and its axes before the call.
+            let (p, batch) = unsafe {
+                let p = &*desc;
+                let first = desc.add(1) as *const gemm::BatchAxis;
+                (p, std::slice::from_raw_parts(first, p.rank as usize))
+            };
+            let s = |x: [i64; 2]| x.map(|v| v as isize);
+            // SAFETY: forwarded from generated code, which keeps `batched_gemm`'s contract.
+            unsafe {
+                gemm::batched_gemm(
+                    batch,
+                    p.m as usize,
+                    p.k as usize,
+                    p.n as usize,
+                    a,
+                    s(p.sa),
+                    b,
+                    s(p.sb),
+                    c,
+                    s(p.sc),
+                )
+            }
+        }
+    };
+}
+batched_gemm_entry!(batched_gemm_f64, f64);
+batched_gemm_entry!(batched_gemm_f32, f32);
+
 /// Defines the entry point of a matrix–vector product for one float type.
 macro_rules! gemv_entry {
     ($name:ident, $t:ty) => {
@@ -235,6 +315,55 @@ macro_rules! gemv_entry {
 }
 gemv_entry!(gemv_f64, f64);
 gemv_entry!(gemv_f32, f32);
+
+/// Defines the entry point of a gather or a scatter-add for one float type.
+macro_rules! indexing_entry {
+    ($name:ident, $kernel:ident, $t:ty, gathers: $gathers:literal) => {
+        /// `kernels::gather` on `src` (the array indexed, or the values), the indices and the
+        /// output, from generated code.
+        ///
+        /// # Safety
+        /// With `e` the extents `outer × rows × inner` and `count` indices: `idx` holds `count`
+        /// elements; for a gather `src` holds `outer·rows·inner` and `out` `outer·count·inner`,
+        /// for a scatter-add the other way round; all inside live allocations, `out`
+        /// overlapping neither input.
+        unsafe extern "C" fn $name(
+            src: *const $t,
+            idx: *const $t,
+            out: *mut $t,
+            outer: i64,
+            rows: i64,
+            count: i64,
+            inner: i64,
+        ) {
+            let e = gather::Extents {
+                outer: outer as usize,
+                rows: rows as usize,
+                count: count as usize,
+                inner: inner as usize,
+            };
+            let (indexed, per_index) = (e.outer * e.rows * e.inner, e.outer * e.count * e.inner);
+            let (src_len, out_len) = if $gathers {
+                (indexed, per_index)
+            } else {
+                (per_index, indexed)
+            };
+            // SAFETY: the extents are the caller's, who keeps them inside the slots.
+            let (src, idx, out) = unsafe {
+                (
+                    gather::slice(src, src_len),
+                    gather::slice(idx, e.count),
+                    gather::slice_mut(out, out_len),
+                )
+            };
+            gather::$kernel(src, idx, out, e);
+        }
+    };
+}
+indexing_entry!(gather_f64, gather, f64, gathers: true);
+indexing_entry!(gather_f32, gather, f32, gathers: true);
+indexing_entry!(scatter_add_f64, scatter_add, f64, gathers: false);
+indexing_entry!(scatter_add_f32, scatter_add, f32, gathers: false);
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,8 @@
 //! Invariant: generated code cannot trap. It has no integer division, reads only the slots it
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::shape::MatMulParts;
+use crate::ir::{Class, DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -106,7 +107,8 @@ pub enum CodegenError {
 
 /// Slots of the fused training loop that can live in registers for all K steps: the
 /// single-element parameters, their optimizer state and gradients, and a single-element loss.
-/// Excluded: any slot a matrix product touches, since the GEMM helpers read and write memory.
+/// Excluded: any slot a matrix product or a gather touches, since their helpers read and write
+/// memory.
 fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlots) -> Vec<u32> {
     let g = &f.graph;
     let mut in_memory = std::collections::HashSet::new();
@@ -116,7 +118,9 @@ fn promotable_slots(f: &GraphFn, plan: &Plan, sizes: &[usize], slots: &UpdateSlo
         }
     };
     for id in g.ids() {
-        if plan.values[id.index()].is_some() && g.node(id).op == Op::MatMul {
+        let calls_helper =
+            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id, &mut in_memory);
             for &a in &g.node(id).inputs {
                 view_slot(a, &mut in_memory);
@@ -1348,10 +1352,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => false,
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => false,
         }
     }
 
@@ -1488,10 +1496,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_) => unreachable!("`{}` is not elementwise", op.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. } => unreachable!("`{}` is not elementwise", op.name()),
         }
         match op {
             Op::Neg => self.b.ins().fneg(xs[0]),
@@ -1545,10 +1557,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 
@@ -2496,7 +2512,40 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, v);
                 });
             }
+            Op::Gather { axis } => {
+                let a = *axis as usize;
+                let rows = g.shape(node.inputs[0]).0[a];
+                let helper = Helper::Gather(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, rows, a + 1));
+            }
+            Op::ScatterAdd { axis, size } => {
+                let (a, r) = (*axis as usize, g.shape(node.inputs[1]).rank());
+                let helper = Helper::ScatterAdd(self.dtype);
+                self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
+            Op::Slice {
+                axis, start, step, ..
+            } => self.slice(g, plan, &node, slot, *axis as usize, *start, *step),
+            Op::Unslice {
+                axis, start, step, ..
+            } => {
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let mut out = self.contiguous_strides(&shape);
+                let a = *axis as usize;
+                let first = self.iconst(*start as i64);
+                let base = self.mul(first, out[a]);
+                out[a] = self.mul_imm(out[a], *step);
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &out);
+                    let o = tx.add(o, base);
+                    tx.store_at(slot, o, v);
+                });
+            }
             other @ (Op::Input(_)
             | Op::Param(_)
             | Op::Const(_)
@@ -2507,6 +2556,61 @@ impl<'a> Tx<'a> {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
             }
         }
+    }
+
+    /// A slice copied into its slot: the elementwise copy loop (vectorized where the last axis
+    /// is read contiguously) over the operand's view with the sliced axis's stride scaled by
+    /// the step, from the slot's address moved to the first element.
+    #[allow(clippy::too_many_arguments)]
+    fn slice(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        node: &crate::ir::Node,
+        slot: u32,
+        axis: usize,
+        start: u64,
+        step: i64,
+    ) {
+        let a = node.inputs[0];
+        let xshape = g.shape(a).clone();
+        let val = plan.values[a.index()].clone().expect("operand planned");
+        let Operand::View {
+            slot: src,
+            mut strides,
+            inner,
+        } = self.operand(g, plan, &val, &xshape, xshape.rank())
+        else {
+            unreachable!("a slice reads a view")
+        };
+        let first = self.iconst(start as i64);
+        let base = self.mul(first, strides[axis]);
+        strides[axis] = self.mul_imm(strides[axis], step);
+        let inner = if axis + 1 == xshape.rank() && step != 1 && inner == Inner::One {
+            Inner::Other
+        } else {
+            inner
+        };
+        let from = {
+            let ptr = self.slot_ptr(src);
+            self.elem_addr(ptr, base)
+        };
+        let saved = self.slot_override.insert(src, from);
+        let view = Operand::View {
+            slot: src,
+            strides,
+            inner,
+        };
+        self.elementwise_loop(
+            &node.shape,
+            slot,
+            std::slice::from_ref(&view),
+            &|_, xs, _| xs[0],
+        );
+        match saved {
+            Some(p) => self.slot_override.insert(src, p),
+            None => self.slot_override.remove(&src),
+        };
     }
 
     /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
@@ -2717,9 +2821,13 @@ impl<'a> Tx<'a> {
             | Op::Transpose { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not a reduction", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not a reduction", other.name()),
         };
         self.last_reduced = strides.last() == Some(&Stride::Zero);
         strides.iter().map(|s| self.stride(s)).collect()
@@ -2819,6 +2927,45 @@ impl<'a> Tx<'a> {
         });
     }
 
+    /// A gather or a scatter-add: one call of its kernel (`kernels::gather`), which copies or
+    /// adds whole rows along the contiguous axis and checks every index against the axis.
+    /// Lowering gives both operands contiguous slots. `axes` places the indexed axis in the
+    /// first operand: where it is, its length, and where the axes after it start.
+    fn indexing(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        helper: Helper,
+        axes: (usize, Dim, usize),
+    ) {
+        let node = g.node(id);
+        let (x, idx) = (node.inputs[0], node.inputs[1]);
+        let view = |v: &Option<Val>| match v {
+            Some(Val::View { slot, .. }) => *slot,
+            _ => unreachable!("the operands of a gather are views"),
+        };
+        let (sx, si) = (
+            view(&plan.values[x.index()]),
+            view(&plan.values[idx.index()]),
+        );
+        let xshape = g.shape(x).0.clone();
+        let count = g.shape(idx).0.clone();
+        // The array indexed is `outer × rows × inner` around the axis; the other has the
+        // indices' axes in the axis's place.
+        let (axis, rows, after) = axes;
+        let outer = self.stride(&Stride::Prod(xshape[..axis].to_vec()));
+        let rows = self.dim(rows);
+        let count = self.stride(&Stride::Prod(count));
+        let inner = self.stride(&Stride::Prod(xshape[after..].to_vec()));
+        let (px, pi, po) = (self.slot_ptr(sx), self.slot_ptr(si), self.slot_ptr(slot));
+        let f = self.helper(helper);
+        self.b
+            .ins()
+            .call(f, &[px, pi, po, outer, rows, count, inner]);
+    }
+
     fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
@@ -2829,6 +2976,10 @@ impl<'a> Tx<'a> {
         let (sa, stra) = view(&plan.values[a.index()]);
         let (sb, strb) = view(&plan.values[b.index()]);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
+        if MatMulParts::of(&ash, &bsh).is_batched() {
+            self.batched_matmul(g, (sa, &stra), (sb, &strb), id, slot);
+            return;
+        }
         let zero = self.iconst(0);
         let one = self.iconst(1);
         if ash.rank() + bsh.rank() == 3 {
@@ -2867,6 +3018,101 @@ impl<'a> Tx<'a> {
         self.b
             .ins()
             .call(f, &[m, k, n, pa, rsa, csa, pb, rsb, csb, pc, rsc, csc]);
+    }
+
+    /// numpy's `matmul` over batch axes: one call that runs the product of each batch index,
+    /// every operand read through its view's strides (a transposed operand is its strides, a
+    /// broadcast batch axis stride 0), described in a `BatchedProduct` on the stack. A vector
+    /// operand is a row (left) or column (right), as in the unbatched product.
+    fn batched_matmul(
+        &mut self,
+        g: &Graph,
+        (sa, stra): (u32, &[Stride]),
+        (sb, strb): (u32, &[Stride]),
+        id: NodeId,
+        slot: u32,
+    ) {
+        let node = g.node(id);
+        let (ash, bsh) = (g.shape(node.inputs[0]), g.shape(node.inputs[1]));
+        let out = g.shape(id);
+        let (ra, rb, ro) = (ash.rank(), bsh.rank(), out.rank());
+        let zero = self.iconst(0);
+        let one = self.iconst(1);
+        let (m, rsa, csa) = if ra == 1 {
+            (one, zero, self.stride(&stra[0]))
+        } else {
+            let m = self.dim(ash.0[ra - 2]);
+            (m, self.stride(&stra[ra - 2]), self.stride(&stra[ra - 1]))
+        };
+        let k = self.dim(ash.0[ra - 1]);
+        let (n, rsb, csb) = if rb == 1 {
+            (one, self.stride(&strb[0]), zero)
+        } else {
+            let n = self.dim(bsh.0[rb - 1]);
+            (n, self.stride(&strb[rb - 2]), self.stride(&strb[rb - 1]))
+        };
+        let strc = crate::lower::contiguous(out);
+        let (rsc, csc) = match (ra == 1, rb == 1) {
+            (false, false) => (self.stride(&strc[ro - 2]), self.stride(&strc[ro - 1])),
+            (false, true) => (self.stride(&strc[ro - 1]), zero),
+            (true, false) => (zero, self.stride(&strc[ro - 1])),
+            (true, true) => unreachable!("a product of two vectors has no batch axes"),
+        };
+        let batch = ro - usize::from(ra > 1) - usize::from(rb > 1);
+        // An operand's stride along batch axis i of the result: 0 where it lacks the axis or
+        // has it of length 1 (broadcast).
+        let batch_stride = |tx: &mut Self, shape: &Shape, strides: &[Stride], i: usize| {
+            let own = shape.rank().saturating_sub(2);
+            match (i + own).checked_sub(batch) {
+                Some(j) if shape.0[j] != Dim::Fixed(1) => tx.stride(&strides[j]),
+                _ => zero,
+            }
+        };
+        let word = 8;
+        let header = std::mem::size_of::<helpers::BatchedProduct>();
+        let axis_size = std::mem::size_of::<crate::kernels::gemm::BatchAxis>();
+        let desc = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (header + batch * axis_size) as u32,
+            3,
+        ));
+        let put = |tx: &mut Self, offset: usize, v: Value| {
+            tx.b.ins().stack_store(types::I64, v, desc, offset as i32);
+        };
+        use helpers::BatchedProduct as P;
+        let rank = self.iconst(batch as i64);
+        put(self, std::mem::offset_of!(P, rank), rank);
+        put(self, std::mem::offset_of!(P, m), m);
+        put(self, std::mem::offset_of!(P, k), k);
+        put(self, std::mem::offset_of!(P, n), n);
+        for (field, [r, c]) in [
+            (std::mem::offset_of!(P, sa), [rsa, csa]),
+            (std::mem::offset_of!(P, sb), [rsb, csb]),
+            (std::mem::offset_of!(P, sc), [rsc, csc]),
+        ] {
+            put(self, field, r);
+            put(self, field + word, c);
+        }
+        use crate::kernels::gemm::BatchAxis as X;
+        for i in 0..batch {
+            let at = header + i * axis_size;
+            let len = self.dim(out.0[i]);
+            let sai = batch_stride(self, ash, stra, i);
+            let sbi = batch_stride(self, bsh, strb, i);
+            let sci = self.stride(&strc[i]);
+            put(self, at + std::mem::offset_of!(X, len), len);
+            let strides = at + std::mem::offset_of!(X, strides);
+            for (j, v) in [sai, sbi, sci].into_iter().enumerate() {
+                put(self, strides + j * word, v);
+            }
+        }
+        let desc = self.b.ins().stack_addr(types::I64, desc, 0);
+        let (pa, pb, pc) = (self.slot_ptr(sa), self.slot_ptr(sb), self.slot_ptr(slot));
+        let f = match self.dtype {
+            DType::F32 => self.helper(Helper::BatchedGemm(DType::F32)),
+            DType::F64 => self.helper(Helper::BatchedGemm(DType::F64)),
+        };
+        self.b.ins().call(f, &[desc, pa, pb, pc]);
     }
 
     /// Matrix·vector, or vector·matrix as the transposed matrix times the vector. With `rows =
@@ -3024,10 +3270,14 @@ impl<'a> Tx<'a> {
             | Op::ArgMax { .. }
             | Op::Take { .. }
             | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
-            | Op::Reshape(_)) => unreachable!("`{}` is not elementwise", other.name()),
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not elementwise", other.name()),
         }
     }
 

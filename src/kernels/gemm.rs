@@ -129,6 +129,82 @@ pub unsafe fn gemm<T: Gemm>(
     });
 }
 
+/// One batch axis of a batched product: its length and the element stride of A, B and C
+/// along it (0 where an operand is broadcast). Laid out as four machine words, as generated
+/// code writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct BatchAxis {
+    pub len: usize,
+    pub strides: [isize; 3],
+}
+
+/// C[i] = A[i]·B[i] for every index i of the batch axes (numpy's `matmul`), each product as
+/// [`gemm`] computes it. Small products are shared between cores a batch at a time; a product
+/// large enough to be split runs split, one after another. Either way each element of C is
+/// the same kernel's sum, so the result does not depend on the thread count.
+///
+/// # Safety
+/// For every index of the batch axes, the product at the offsets the axes' strides give
+/// satisfies [`gemm`]'s contract, and no two indices write the same element of C.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn batched_gemm<T: Gemm>(
+    batch: &[BatchAxis],
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    sa: [isize; 2],
+    b: *const T,
+    sb: [isize; 2],
+    c: *mut T,
+    sc: [isize; 2],
+) {
+    let count: usize = batch.iter().map(|x| x.len).product();
+    let work = m.saturating_mul(k).saturating_mul(n);
+    // Addresses cross to the worker threads as integers: raw pointers are not `Sync`.
+    let (a, b, c) = (a as usize, b as usize, c as usize);
+    let run = |lo: usize, hi: usize| {
+        for i in lo..hi {
+            let [oa, ob, oc] = batch_offsets(batch, i);
+            // SAFETY: the product at batch index i lies inside A, B and C (the caller's
+            // contract), and no other index writes its part of C.
+            unsafe {
+                gemm(
+                    m,
+                    k,
+                    n,
+                    (a as *const T).offset(oa),
+                    sa,
+                    (b as *const T).offset(ob),
+                    sb,
+                    (c as *mut T).offset(oc),
+                    sc,
+                )
+            }
+        }
+    };
+    let threads = crate::jit::parallel::threads();
+    if threads == 1 || work >= SPLIT_WORK || work.saturating_mul(count) < SPLIT_WORK {
+        return run(0, count);
+    }
+    let parts = threads.min(count);
+    crate::jit::parallel::for_parts(count as i64, parts, &|lo, hi| run(lo as usize, hi as usize));
+}
+
+/// The element offsets of A, B and C at linear batch index `i` (the last axis fastest).
+fn batch_offsets(batch: &[BatchAxis], mut i: usize) -> [isize; 3] {
+    let mut off = [0isize; 3];
+    for axis in batch.iter().rev() {
+        let at = (i % axis.len) as isize;
+        i /= axis.len;
+        for (o, s) in off.iter_mut().zip(axis.strides) {
+            *o += at * s;
+        }
+    }
+    off
+}
+
 /// f32 products up to `small_gemm::MAX_WORK` multiply-adds run the AVX-512 register-tile
 /// kernel where the CPU has AVX-512F.
 ///
@@ -208,6 +284,59 @@ mod tests {
             let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
             check_split(m, k, n, &a, &b);
             check_split(m, k, n, &a32, &b32);
+        }
+    }
+
+    /// A batch with a broadcast axis (stride 0 in B) and transposed operands equals the
+    /// products computed one by one, on one thread and on three.
+    #[test]
+    fn batched_products_equal_the_products_one_by_one() {
+        // 16 products of 2^18 multiply-adds: shared between cores a product at a time.
+        let (m, k, n) = (64, 64, 64);
+        let (a, b) = (operand_a(4 * 4 * m * k), operand_b(4 * k * n));
+        // A is [4, 4, m, k] read transposed (stored [4, 4, k, m]); B is [4, k, n], broadcast
+        // along the first batch axis.
+        let batch = [
+            super::BatchAxis {
+                len: 4,
+                strides: [(4 * m * k) as isize, 0, (4 * m * n) as isize],
+            },
+            super::BatchAxis {
+                len: 4,
+                strides: [(m * k) as isize, (k * n) as isize, (m * n) as isize],
+            },
+        ];
+        let (sa, sb, sc) = ([1, m as isize], [n as isize, 1], [n as isize, 1]);
+        for threads in [1, 3] {
+            crate::jit::parallel::set_threads(threads);
+            let mut c = vec![0.0; 16 * m * n];
+            // SAFETY: every batch index's product lies inside the buffers.
+            unsafe {
+                super::batched_gemm(
+                    &batch,
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    sa,
+                    b.as_ptr(),
+                    sb,
+                    c.as_mut_ptr(),
+                    sc,
+                )
+            };
+            for i in 0..4 {
+                for j in 0..4 {
+                    let (pa, pb) = (&a[(i * 4 + j) * m * k..], &b[j * k * n..]);
+                    for r in 0..m {
+                        for q in 0..n {
+                            let want: f64 = (0..k).map(|p| pa[p * m + r] * pb[p * n + q]).sum();
+                            let got = c[(i * 4 + j) * m * n + r * n + q];
+                            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0));
+                        }
+                    }
+                }
+            }
         }
     }
 

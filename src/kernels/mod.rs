@@ -1,6 +1,6 @@
-//! Native kernels for the products that generated code calls: matrix–matrix products
-//! ([`gemm`]), matrix–vector products ([`gemv`]) and, on x86-64 CPUs with AVX-512F, a
-//! register-tile kernel for small f32 products (`small_gemm`). They know nothing of graphs,
+//! Native kernels that generated code calls: matrix–matrix products ([`gemm`]), matrix–vector
+//! products ([`gemv`]), on x86-64 CPUs with AVX-512F a register-tile kernel for small f32
+//! products (`small_gemm`), and gathers of rows by index with their scatter-adds ([`gather`]). They know nothing of graphs,
 //! plans or Cranelift; `jit::helpers` hands their addresses to generated code.
 //!
 //! Every kernel takes raw pointers with strides and is `unsafe`: the caller promises that every
@@ -12,6 +12,7 @@
 //! and chosen at run time by feature detection; elsewhere the portable loops and matrixmultiply
 //! run, with the same results up to the order of additions.
 
+pub mod gather;
 pub mod gemm;
 pub mod gemv;
 #[cfg(target_arch = "x86_64")]

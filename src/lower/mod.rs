@@ -17,7 +17,7 @@ mod verify;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
-use crate::ir::{Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 
 /// An element stride: zero (broadcast), or the product of some dimensions (empty: 1).
@@ -175,6 +175,27 @@ pub fn contiguous(shape: &Shape) -> Vec<Stride> {
         .collect()
 }
 
+/// Whether `strides` read `shape` in row-major order without gaps, as a kernel that takes a
+/// plain pointer reads it; an axis of length 1 may have any stride.
+fn row_major(shape: &Shape, strides: &[Stride]) -> bool {
+    // A product of dimensions as its fixed part and its symbols, whatever their order.
+    let key = |dims: &[Dim]| {
+        let mut fixed = 1u64;
+        let mut syms = Vec::new();
+        for d in dims {
+            match *d {
+                Dim::Fixed(k) => fixed = fixed.saturating_mul(k),
+                Dim::Sym(s) => syms.push(s),
+            }
+        }
+        syms.sort_unstable();
+        (fixed, syms)
+    };
+    shape.0.iter().zip(strides).enumerate().all(|(i, (d, s))| {
+        *d == Dim::Fixed(1) || matches!(s, Stride::Prod(p) if key(p) == key(&shape.0[i + 1..]))
+    })
+}
+
 /// Elementwise nodes that can be computed inside the loop of their only user, which iterates
 /// over exactly their shape: chains of elementwise ops and the reductions that consume them
 /// become single loops with no intermediate buffers.
@@ -292,6 +313,32 @@ pub fn plan(f: &GraphFn) -> Plan {
                 },
                 scalar => scalar,
             },
+            Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
+                match arg(&values, 0) {
+                    Val::View { slot, strides }
+                        if strides == contiguous(g.shape(node.inputs[0])) =>
+                    {
+                        Val::View {
+                            slot,
+                            strides: contiguous(to),
+                        }
+                    }
+                    // A strided operand is copied first: a merged axis has no single stride.
+                    src @ Val::View { .. } => {
+                        let s = temp(&mut slots, g.shape(node.inputs[0]).clone());
+                        steps.push(Step::Copy {
+                            src,
+                            src_shape: g.shape(node.inputs[0]).clone(),
+                            slot: s,
+                        });
+                        Val::View {
+                            slot: s,
+                            strides: contiguous(to),
+                        }
+                    }
+                    scalar => scalar,
+                }
+            }
             Op::Expand(_) | Op::Reshape(_) => match arg(&values, 0) {
                 Val::View { slot, strides } => Val::View {
                     slot,
@@ -310,11 +357,22 @@ pub fn plan(f: &GraphFn) -> Plan {
                 Val::Register(id)
             }
             _ => {
-                // Matrix products and takes read views; a scalar operand must become a buffer.
-                if matches!(node.op, Op::MatMul | Op::Take { .. }) {
+                // Matrix products and takes read views, gathers contiguous rows: any other
+                // operand (a scalar, a transposed or broadcast view for a gather) becomes a
+                // buffer.
+                let reads_views =
+                    matches!(node.op, Op::MatMul | Op::Take { .. } | Op::Slice { .. });
+                let reads_rows = node.op.facts().class == Class::Indexing;
+                if reads_views || reads_rows {
                     for k in 0..node.inputs.len() {
                         let a = node.inputs[k];
-                        if !matches!(values[a.index()], Some(Val::View { .. })) {
+                        let usable = match &values[a.index()] {
+                            Some(Val::View { strides, .. }) => {
+                                reads_views || row_major(g.shape(a), strides)
+                            }
+                            _ => false,
+                        };
+                        if !usable {
                             let s = temp(&mut slots, g.shape(a).clone());
                             steps.push(Step::Copy {
                                 src: arg(&values, k),
@@ -834,6 +892,11 @@ pub fn broadcast_strides(from: &Shape, strides: &[Stride], to: &Shape) -> Vec<St
             }
         })
         .collect()
+}
+
+/// Whether a reshape only adds or removes unit axes, which any view can do by itself.
+fn reshapes_as_view(from: &Shape, to: &Shape) -> bool {
+    from.squeezed() == to.squeezed()
 }
 
 /// Strides of a broadcast or unit-axis reshape of a view.

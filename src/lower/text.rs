@@ -19,6 +19,9 @@
 //!
 //! A temporary slot that no step writes is marked `unused`. A division by a value fixed for its
 //! loop is written as the multiplication by the reciprocal that runs (`Plan::reciprocal`).
+//! A batched product, `s9 ← matmul batch=[2, 4](s0[…], s1[…])`, runs one product per index of
+//! its batch axes (the leading axes of its result); each operand's view lists its own strides,
+//! and an operand lacking a batch axis or having it of length 1 is broadcast along it.
 //! A view is its slot and one stride per axis (`0` broadcasts; `n·3` is a product of sizes);
 //! `r%7` is a scalar in a register; an elementwise node fused into its reader is written out
 //! where it is read; inside a loop, `%k` is a member of the same loop read from its register
@@ -27,7 +30,8 @@
 
 use super::{Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
 use crate::ir::print::{fmt_number, op_text};
-use crate::ir::{Dim, Graph, NodeId};
+use crate::ir::shape::MatMulParts;
+use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::model::GraphFn;
 use std::fmt::Write;
 
@@ -125,6 +129,22 @@ impl Text<'_> {
         }
     }
 
+    /// The batch axes of a batched product (`[2, h]`), which runs one product per index of
+    /// them; its operands' views give their strides along them first (0 where broadcast).
+    fn product_batch(&self, id: NodeId) -> Option<String> {
+        let node = self.g.node(id);
+        if node.op != Op::MatMul {
+            return None;
+        }
+        let (a, b) = (self.g.shape(node.inputs[0]), self.g.shape(node.inputs[1]));
+        if !MatMulParts::of(a, b).is_batched() {
+            return None;
+        }
+        let out = self.g.shape(id);
+        let batch = out.rank() - usize::from(a.rank() > 1) - usize::from(b.rank() > 1);
+        Some(self.g.shape_text(&Shape(out.0[..batch].to_vec())))
+    }
+
     /// A node applied to its operands' values; a division by a loop invariant as the
     /// multiplication by its reciprocal that runs.
     fn node(&self, id: NodeId, lanes: &[NodeId]) -> String {
@@ -136,6 +156,9 @@ impl Text<'_> {
             .collect();
         if self.plan.reciprocal.contains(&id) {
             return format!("mul({}, reciprocal({}))", args[0], args[1]);
+        }
+        if let Some(batch) = self.product_batch(id) {
+            return format!("matmul batch={batch}({})", args.join(", "));
         }
         format!("{}({})", op_text(self.g, &node.op), args.join(", "))
     }

@@ -171,14 +171,77 @@ pub enum ExprKind {
         func: Ident,
         args: Vec<Arg>,
     },
-    /// `x[:, j]`: `None` keeps an axis, an index selects along it.
+    /// `x[:, j]`, `x[1:, None]`, `x[..., ::-1]`: one entry per axis written.
     Index {
         base: Box<Expr>,
-        indices: Vec<Option<Expr>>,
+        indices: Vec<Index>,
     },
-    /// `(0, 2, 1)`: a tuple, such as the axes of `transpose`.
+    /// `(0, 2, 1)`, `(a, b, -1)`: a tuple, such as the axes of `transpose` or a shape.
     Tuple(Vec<Expr>),
+    /// `[a, b, c]`: the arrays `concat` and `stack` join.
+    List(Vec<Expr>),
     Error,
+}
+
+/// One entry of an index expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Index {
+    /// `start:stop:step`, each bound optional (`:` keeps the whole axis).
+    Range {
+        start: Option<Expr>,
+        stop: Option<Expr>,
+        step: Option<Expr>,
+        span: Span,
+    },
+    /// One position (the axis is removed), or `None` (a new axis of length 1).
+    At(Expr),
+    /// `...`: as many whole axes as the other entries leave.
+    Ellipsis(Span),
+}
+
+impl Index {
+    pub fn span(&self) -> Span {
+        match self {
+            Index::Range { span, .. } | Index::Ellipsis(span) => *span,
+            Index::At(e) => e.span,
+        }
+    }
+
+    /// The expressions inside the entry.
+    pub fn exprs(&self) -> impl Iterator<Item = &Expr> {
+        let (a, b, c) = match self {
+            Index::Range {
+                start, stop, step, ..
+            } => (start.as_ref(), stop.as_ref(), step.as_ref()),
+            Index::At(e) => (Some(e), None, None),
+            Index::Ellipsis(_) => (None, None, None),
+        };
+        a.into_iter().chain(b).chain(c)
+    }
+}
+
+impl std::fmt::Display for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Index::Range {
+                start, stop, step, ..
+            } => {
+                if let Some(e) = start {
+                    write!(f, "{e}")?;
+                }
+                f.write_str(":")?;
+                if let Some(e) = stop {
+                    write!(f, "{e}")?;
+                }
+                if let Some(e) = step {
+                    write!(f, ":{e}")?;
+                }
+                Ok(())
+            }
+            Index::At(e) => write!(f, "{e}"),
+            Index::Ellipsis(_) => f.write_str("..."),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -223,22 +286,26 @@ impl std::fmt::Display for Expr {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    match ix {
-                        Some(e) => write!(f, "{e}")?,
-                        None => f.write_str(":")?,
-                    }
+                    write!(f, "{ix}")?;
                 }
                 f.write_str("]")
             }
-            ExprKind::Tuple(items) => {
-                f.write_str("(")?;
+            ExprKind::Tuple(items) | ExprKind::List(items) => {
+                let (open, close) = match &self.kind {
+                    ExprKind::Tuple(_) => ("(", ")"),
+                    _ => ("[", "]"),
+                };
+                f.write_str(open)?;
                 for (i, e) in items.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
                     write!(f, "{e}")?;
                 }
-                f.write_str(if items.len() == 1 { ",)" } else { ")" })
+                if items.len() == 1 && open == "(" {
+                    f.write_str(",")?;
+                }
+                f.write_str(close)
             }
             ExprKind::Error => f.write_str("<error>"),
         }

@@ -117,7 +117,10 @@ fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
                 }
                 ast::ExprKind::Index { base, indices } => {
                     stack.push((base, d + 1));
-                    stack.extend(indices.iter().flatten().map(|i| (i, d + 1)));
+                    stack.extend(indices.iter().flat_map(|i| i.exprs()).map(|i| (i, d + 1)));
+                }
+                ast::ExprKind::Tuple(items) | ast::ExprKind::List(items) => {
+                    stack.extend(items.iter().map(|e| (e, d + 1)))
                 }
                 _ => {}
             }

@@ -305,6 +305,7 @@ fn every_type_in_the_api_is_named_at_the_root() {
             | Error::UnknownName { .. }
             | Error::Shape { .. }
             | Error::Length { .. }
+            | Error::Value { .. }
             | Error::Rows { .. }
             | Error::MissingInput(_)
             | Error::NoOutputs => None,

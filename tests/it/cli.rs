@@ -671,3 +671,47 @@ fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A token beyond the embedding table is refused when the data is bound, naming the file, row
+/// and column, from a CSV table and from a `.npy` array alike; nothing is trained.
+#[test]
+fn tokens_off_the_embedding_table_are_located_errors_before_training() {
+    let (code, stdout, stderr) = adjoint(&[
+        "train",
+        "tests/data/gather/bag.dsl",
+        "--data",
+        "tests/data/gather/bad_token.csv",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stdout.contains("step"), "{stdout}");
+    insta::assert_snapshot!("token_off_the_table_csv", stderr);
+
+    let dir = std::env::temp_dir().join(format!("adjoint-cli-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = std::fs::read_to_string(repo().join("tests/data/gather/bag.dsl"))
+        .unwrap()
+        .replace(
+            "input tok[n, 4]: int",
+            "input tok[n, 4] from \"tok.npy\": int",
+        )
+        .replace("input y[n]: int", "input y[n] from \"y.npy\": int")
+        .replace("data \"bag.csv\"\n", "");
+    std::fs::write(dir.join("bag.dsl"), model).unwrap();
+    let tokens = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 11.0, 40.0];
+    let npy = adjoint::data::npy_bytes(&[3, 4], &tokens);
+    std::fs::write(dir.join("tok.npy"), npy).unwrap();
+    std::fs::write(
+        dir.join("y.npy"),
+        adjoint::data::npy_bytes(&[3], &[0.0, 1.0, 2.0]),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", "bag.dsl"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    insta::assert_snapshot!("token_off_the_table_npy", stderr);
+}

@@ -82,6 +82,24 @@ fn generated_programs_printed_derivatives_read_back_as_their_gradients() {
     }
 }
 
+#[test]
+fn generated_tensor_programs_printed_derivatives_read_back_as_their_gradients() {
+    for seed in 0..60 {
+        let src = crate::gradients::generated_tensor_program(seed);
+        let name = format!("generated tensor program {seed}:\n{src}\n");
+        round_trip(&name, &model_of_source(&format!("tensors{seed}.dsl"), &src));
+    }
+}
+
+#[test]
+fn generated_gathers_printed_derivatives_read_back_as_their_gradients() {
+    for seed in 0..40 {
+        let src = crate::gradients::generated_gather_program(seed);
+        let name = format!("generated gather {seed}:\n{src}\n");
+        round_trip(&name, &model_of_source(&format!("gather{seed}.dsl"), &src));
+    }
+}
+
 /// Prints the derivatives of `model`, reads them back as a model and compares the two
 /// gradients at a random point.
 pub fn round_trip(name: &str, model: &adjoint::Model) {

@@ -31,3 +31,11 @@ fn the_npy_corpus_runs_clean() {
         adjoint::data::fuzz::npy(&bytes);
     }
 }
+
+#[test]
+fn the_compile_corpus_runs_clean() {
+    for (name, bytes) in corpus("compile") {
+        eprintln!("{name}");
+        adjoint::fuzz::compile_and_train(&bytes);
+    }
+}

@@ -156,11 +156,176 @@ pub fn generated_program(seed: u64) -> String {
     header + &body
 }
 
+/// A random program that gathers from a table of rank 1–5, along a random axis, by indices of
+/// rank 0–3 (a constant, int inputs, an int input with a new axis, an argmax), and applies a
+/// function to the result (broadcast against a row) or scatter-adds it back into the table's
+/// shape; tokens repeat.
+pub fn generated_gather_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let rank = rng.random_range(1..=5usize);
+    let dims: Vec<u64> = (0..rank).map(|_| rng.random_range(1..4u64)).collect();
+    let axis = rng.random_range(0..rank);
+    let len = dims[axis];
+    let shape = dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (decl, idx) = match rng.random_range(0..5) {
+        0 => (String::new(), rng.random_range(0..len).to_string()),
+        1 => ("input tok[n]: int\n".to_string(), "tok".to_string()),
+        2 => (
+            format!("input tok[n, {}]: int\n", rng.random_range(1..4)),
+            "tok".to_string(),
+        ),
+        3 => (
+            "input tok[n, 2]: int\n".to_string(),
+            format!("expand_dims(tok, axis={})", rng.random_range(0..3)),
+        ),
+        _ => (
+            format!("param P[2, {len}] ~ normal(0, 1)\n"),
+            "argmax(P, axis=1)".to_string(),
+        ),
+    };
+    let gathered = if axis == 0 && idx.starts_with('t') && rng.random_bool(0.5) {
+        format!("T[{idx}]")
+    } else {
+        format!("take(T, {idx}, axis={axis})")
+    };
+    let f = ["tanh", "sin", "exp", "sigmoid"][rng.random_range(0..4)];
+    // A row broadcast against the result's last axis, when that is the table's.
+    let (row, times_row) = if axis + 1 < rank {
+        let row = format!("param u[{}] ~ normal(0, 1)\n", dims[rank - 1]);
+        (row, " * u")
+    } else {
+        (String::new(), "")
+    };
+    let loss = if rng.random_bool(0.5) {
+        format!("sum({f}(G) * G{times_row})")
+    } else {
+        format!("sum(scatter_add({f}(G){times_row}, {idx}, {len}, axis={axis}) * T)")
+    };
+    format!(
+        "dtype f64\n{decl}param T[{shape}] ~ normal(0, 1)\n{row}let G = {gathered}\nloss {loss}\n"
+    )
+}
+
+#[test]
+fn generated_gathers_gradients_match_finite_differences() {
+    for seed in 0..40 {
+        let src = generated_gather_program(seed);
+        let model = model_of_source(&format!("gather{seed}.dsl"), &src);
+        check_gradients(
+            &format!("generated gather {seed}:\n{src}\n"),
+            &model,
+            3,
+            seed..seed + 1,
+        );
+    }
+}
+
 #[test]
 fn generated_programs_gradients_match_finite_differences() {
     for seed in 0..60 {
         let src = generated_program(seed);
         let model = model_of_source(&format!("generated{seed}.dsl"), &src);
+        check_gradients(
+            &format!("generated program {seed}:\n{src}\n"),
+            &model,
+            1,
+            seed..seed + 1,
+        );
+    }
+}
+
+/// A random well-typed program over arrays of rank 0–5: an elementwise op of two broadcast
+/// operands, then one view or reduction (a slice, a reshape, new axes, a join, a reduction over
+/// a positive or negative axis, with or without keepdims), under a smooth loss.
+pub fn generated_tensor_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let rank = rng.random_range(0..6usize);
+    let dims: Vec<u64> = (0..rank).map(|_| rng.random_range(1..4u64)).collect();
+    // The second operand: a suffix of the shape, with some axes broadcast from 1.
+    let keep = rng.random_range(0..rank + 1);
+    let other: Vec<u64> = dims[rank - keep..]
+        .iter()
+        .map(|&d| if rng.random_bool(0.3) { 1 } else { d })
+        .collect();
+    let shape = |d: &[u64]| {
+        if d.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[{}]",
+                d.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+    let f = ["tanh", "sin", "exp", "sigmoid"][rng.random_range(0..4)];
+    let op = ["+", "-", "*"][rng.random_range(0..3)];
+    let mut src = format!(
+        "dtype f64\nparam a{} ~ normal(0, 1)\nparam b{} ~ normal(0, 1)\nlet h = {f}(a {op} b)\n",
+        shape(&dims),
+        shape(&other)
+    );
+    let axis = |rng: &mut ChaCha8Rng| {
+        let k = rng.random_range(0..rank) as i64;
+        if rng.random_bool(0.5) {
+            k - rank as i64
+        } else {
+            k
+        }
+    };
+    let view = match (rank, rng.random_range(0..7)) {
+        (0, _) => "h * h".to_string(),
+        (_, 0) => {
+            // A range with a step on one axis, whole axes elsewhere.
+            let k = rng.random_range(0..rank);
+            let n = dims[k] as i64;
+            let step = [1i64, 2, -1, -2][rng.random_range(0..4)];
+            let start = rng.random_range(0..n);
+            let range = format!("{start}::{step}");
+            let idx: Vec<String> = (0..rank)
+                .map(|i| if i == k { range.clone() } else { ":".into() })
+                .collect();
+            format!("h[{}]", idx.join(", "))
+        }
+        (_, 1) => {
+            let flat = if rng.random_bool(0.5) { "-1" } else { "1, -1" };
+            format!("reshape(h, ({flat},)) * reshape(a, ({flat},))[0, ...]")
+        }
+        (_, 2) => "h[None, ...][..., None] * 2".to_string(),
+        (_, 3) => {
+            let k = axis(&mut rng);
+            format!("concat([h, h^2, a], axis={k})")
+        }
+        (_, 4) => {
+            let k = rng.random_range(0..rank + 1);
+            format!("stack([h, a], axis={k})")
+        }
+        (_, 5) => {
+            let k = rng.random_range(0..rank);
+            let idx: Vec<String> = (0..rank)
+                .map(|i| if i == k { "0".into() } else { ":".into() })
+                .collect();
+            format!("h[{}] + 1", idx.join(", "))
+        }
+        _ => {
+            let f = ["sum", "mean", "max", "logsumexp"][rng.random_range(0..4)];
+            let k = axis(&mut rng);
+            let keep = rng.random_bool(0.5);
+            format!("{f}(h, axis={k}, keepdims={keep}) * 3")
+        }
+    };
+    src += &format!("let v = {view}\nloss sum(v * tanh(v)) + sum(a * h)\n");
+    src
+}
+
+#[test]
+fn generated_tensor_programs_gradients_match_finite_differences() {
+    for seed in 0..60 {
+        let src = generated_tensor_program(seed);
+        let model = model_of_source(&format!("tensors{seed}.dsl"), &src);
         check_gradients(
             &format!("generated program {seed}:\n{src}\n"),
             &model,

@@ -51,6 +51,20 @@ fn all_models() -> Vec<(String, Model)> {
             model_of_source("gen.dsl", &src),
         ));
     }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_tensor_program(seed);
+        models.push((
+            format!("generated tensor program {seed}:\n{src}\n"),
+            model_of_source("tensors.dsl", &src),
+        ));
+    }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_gather_program(seed);
+        models.push((
+            format!("generated gather {seed}:\n{src}\n"),
+            model_of_source("gather.dsl", &src),
+        ));
+    }
     models
 }
 

@@ -13,6 +13,7 @@ mod derivatives;
 mod diagnostics;
 mod docs;
 mod fuzz_corpus;
+mod gather;
 mod gradients;
 mod init;
 mod inspect;

@@ -1,6 +1,7 @@
-//! Axis permutations on generated programs of rank 0–5 with broadcasting (fixed seeds): the
-//! gradient against central differences in f64, native code against the interpreter in f64
-//! and f32, and the printed derivative read back as the same gradient.
+//! Axis permutations and batched products on generated programs of rank 0–5 with
+//! broadcasting (fixed seeds): the gradient against central differences in f64, native code
+//! against the interpreter in f64 and f32, and the printed derivative read back as the same
+//! gradient.
 
 use crate::support::*;
 use adjoint::ir::DType;
@@ -85,28 +86,82 @@ pub fn generated_transpose_program(seed: u64) -> String {
     )
 }
 
+/// One operand of a generated product: its batch axes broadcast against `batch` (some
+/// dropped from the front, some of length 1), then its matrix axes; sometimes stored
+/// transposed and read through `transpose`.
+fn product_operand(
+    name: &str,
+    batch: &[u64],
+    matrix: &[u64],
+    rng: &mut ChaCha8Rng,
+) -> (String, String) {
+    let mut dims = if matrix.len() == 2 {
+        broadcast_against(batch, rng)
+    } else {
+        vec![]
+    };
+    let rank = dims.len() + matrix.len();
+    if matrix.len() == 2 && rng.random_bool(0.4) {
+        dims.extend([matrix[1], matrix[0]]);
+        let mut perm: Vec<String> = (0..rank).map(|i| i.to_string()).collect();
+        perm.swap(rank - 2, rank - 1);
+        let decl = format!("param {name}{} ~ normal(0, 1)\n", shape_text(&dims));
+        return (decl, format!("transpose({name}, ({}))", perm.join(", ")));
+    }
+    dims.extend(matrix);
+    let decl = format!("param {name}{} ~ normal(0, 1)\n", shape_text(&dims));
+    (decl, name.to_string())
+}
+
+/// A random well-typed batched product `A @ B` of rank up to 5: batch axes broadcast, vectors
+/// on either side, transposed operands.
+pub fn generated_product_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let batch: Vec<u64> = (0..rng.random_range(0..=3usize))
+        .map(|_| rng.random_range(1..4u64))
+        .collect();
+    let (m, k, n) = (
+        rng.random_range(1..5u64),
+        rng.random_range(1..5u64),
+        rng.random_range(1..5u64),
+    );
+    let vector_a = rng.random_bool(0.15);
+    let vector_b = !vector_a && rng.random_bool(0.15);
+    let a_matrix = if vector_a { vec![k] } else { vec![m, k] };
+    let b_matrix = if vector_b { vec![k] } else { vec![k, n] };
+    let (da, a) = product_operand("A", &batch, &a_matrix, &mut rng);
+    let (db, b) = product_operand("B", &batch, &b_matrix, &mut rng);
+    let f = ["tanh", "sin", "sigmoid"][rng.random_range(0..3)];
+    format!("dtype f64\n{da}{db}loss sum({f}({a} @ {b})) + 0.1 * sum(({a} @ {b})^2)\n")
+}
+
 const PROGRAMS: u64 = 60;
 
+/// Both generators' programs, each named with its source.
+fn generated() -> Vec<(String, String)> {
+    (0..PROGRAMS)
+        .flat_map(|seed| {
+            [
+                (seed, generated_transpose_program(seed)),
+                (seed, generated_product_program(seed)),
+            ]
+        })
+        .map(|(seed, src)| (format!("generated program {seed}:\n{src}"), src))
+        .collect()
+}
+
 #[test]
-fn generated_transposes_match_finite_differences() {
-    for seed in 0..PROGRAMS {
-        let src = generated_transpose_program(seed);
-        let model = model_of_source(&format!("transpose{seed}.dsl"), &src);
-        crate::gradients::check_gradients(
-            &format!("generated program {seed}:\n{src}"),
-            &model,
-            1,
-            seed..seed + 1,
-        );
+fn generated_programs_match_finite_differences() {
+    for (seed, (name, src)) in (0..).zip(generated()) {
+        let model = model_of_source("generated.dsl", &src);
+        crate::gradients::check_gradients(&name, &model, 1, seed..seed + 1);
     }
 }
 
 #[test]
-fn generated_transposes_native_code_matches_interpreter() {
-    for seed in 0..PROGRAMS {
-        let src = generated_transpose_program(seed);
-        let model = model_of_source(&format!("transpose{seed}.dsl"), &src);
-        let name = format!("generated program {seed}:\n{src}");
+fn generated_programs_native_code_matches_interpreter() {
+    for (seed, (name, src)) in (0..).zip(generated()) {
+        let model = model_of_source("generated.dsl", &src);
         for dtype in [DType::F64, DType::F32] {
             crate::jit::check_jit(&name, &model, dtype, 1, seed);
         }
@@ -114,10 +169,9 @@ fn generated_transposes_native_code_matches_interpreter() {
 }
 
 #[test]
-fn generated_transposes_printed_derivatives_read_back() {
-    for seed in 0..PROGRAMS {
-        let src = generated_transpose_program(seed);
-        let model = model_of_source(&format!("transpose{seed}.dsl"), &src);
-        crate::derivatives::round_trip(&format!("generated program {seed}:\n{src}"), &model);
+fn generated_programs_printed_derivatives_read_back() {
+    for (name, src) in generated() {
+        let model = model_of_source("generated.dsl", &src);
+        crate::derivatives::round_trip(&name, &model);
     }
 }

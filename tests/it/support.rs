@@ -2,7 +2,7 @@
 
 use adjoint::compile::CompiledModel;
 use adjoint::ir::interp::{self, Tensor};
-use adjoint::ir::{DType, Graph, Op};
+use adjoint::ir::{DType, Graph};
 use adjoint::model::{GraphFn, Model};
 use adjoint::runtime::{Buffer, Workspace};
 use adjoint::{SourceFile, check_source};
@@ -117,18 +117,10 @@ pub fn random_point(g: &Graph, rows: usize, seed: u64) -> Point {
     }
 }
 
+/// The range an int input's values must lie in: the classes of a `one_hot` or the length of
+/// a gathered axis that reads it.
 fn classes_of(g: &Graph, input: u32) -> Option<u32> {
-    g.ids().find_map(|id| match g.op(id) {
-        Op::OneHot { classes }
-            if g.node(id)
-                .inputs
-                .iter()
-                .any(|a| *g.op(*a) == Op::Input(input)) =>
-        {
-            Some(*classes)
-        }
-        _ => None,
-    })
+    adjoint::ir::indices::index_limits(g)[input as usize].map(|l| l.len as u32)
 }
 
 /// Every output of a graph function under the interpreter.
