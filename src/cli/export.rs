@@ -8,6 +8,8 @@ use clap::ValueEnum;
 pub(super) enum ExportTarget {
     /// A Python module on JAX and optax: loss, metrics, outputs, optimizer, training step.
     Jax,
+    /// An ONNX model (opset 17) of the outputs and metrics, with --checkpoint's parameters.
+    Onnx,
 }
 
 #[derive(clap::Args)]
@@ -17,7 +19,7 @@ pub(super) struct ExportArgs {
     /// The engine to write the model for.
     #[arg(long, value_enum, required_unless_present = "values")]
     to: Option<ExportTarget>,
-    /// Where to write it (.py for JAX; .safetensors for --values).
+    /// Where to write it (.py for JAX, .onnx for ONNX, .safetensors for --values).
     #[arg(short, long)]
     out: PathBuf,
     /// Instead of code, write adjoint's loss, metrics and gradient at --checkpoint's
@@ -25,7 +27,7 @@ pub(super) struct ExportArgs {
     /// `metric/NAME`, `grad/PARAM`.
     #[arg(long, conflicts_with = "to", requires = "checkpoint")]
     values: bool,
-    /// The parameters for --values (a checkpoint written by `train --save`).
+    /// The parameters for ONNX and --values (a checkpoint written by `train --save`).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// CSV data for --values (overrides the model's `data`).
@@ -36,6 +38,10 @@ pub(super) struct ExportArgs {
 pub(super) fn export(args: &ExportArgs) -> Result<(), CliError> {
     match (args.to, &args.checkpoint) {
         (Some(ExportTarget::Jax), _) => jax(args),
+        (Some(ExportTarget::Onnx), Some(ckpt)) => onnx(args, ckpt),
+        (Some(ExportTarget::Onnx), None) => Err(CliError::BadInput(
+            "--to onnx needs --checkpoint: the parameters become the model's initializers".into(),
+        )),
         (None, Some(ckpt)) => values(args, ckpt),
         (None, None) => Err(CliError::BadInput(
             "export needs --to or --values with --checkpoint".into(),
@@ -59,6 +65,30 @@ fn jax(args: &ExportArgs) -> Result<(), CliError> {
     })?;
     std::fs::write(&args.out, code)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.out.display())))?;
+    say!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn onnx(args: &ExportArgs, ckpt: &Path) -> Result<(), CliError> {
+    outputs::with_extension("--out", &args.out, "onnx")?;
+    let (file, model, warnings) = load_model(&args.file)?;
+    eprint!("{}", render_all(&warnings, &file));
+    let compiled = compile_model(model, &file)?;
+    let mut trainer = Trainer::new(&compiled, 0);
+    crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
+    let params: Vec<Vec<f64>> = trainer.params.iter().map(|b| b.to_f64()).collect();
+    let source = crate::export::Source {
+        model: &compiled.model,
+        graphs: &compiled.graphs,
+        file: &file,
+    };
+    let bytes = crate::export::onnx::model(&source, &params).map_err(|diags| {
+        eprint!("{}", render_all(&diags, &file));
+        CliError::Diagnosed
+    })?;
+    std::fs::write(&args.out, bytes).map_err(|e| {
+        CliError::Failed(format!("cannot write {}: {e}", args.out.display()))
+    })?;
     say!("wrote {}", args.out.display());
     Ok(())
 }

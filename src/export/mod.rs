@@ -7,6 +7,8 @@
 //! a located error, never an approximation. Pure: no files, no terminal.
 
 pub mod jax;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 
 use crate::compile::Graphs;
 use crate::diagnostics::{Diagnostic, SourceFile, Span};
