@@ -86,9 +86,8 @@ fn onnx(args: &ExportArgs, ckpt: &Path) -> Result<(), CliError> {
         eprint!("{}", render_all(&diags, &file));
         CliError::Diagnosed
     })?;
-    std::fs::write(&args.out, bytes).map_err(|e| {
-        CliError::Failed(format!("cannot write {}: {e}", args.out.display()))
-    })?;
+    std::fs::write(&args.out, bytes)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.out.display())))?;
     say!("wrote {}", args.out.display());
     Ok(())
 }

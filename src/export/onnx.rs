@@ -190,6 +190,8 @@ pub fn model(src: &Source, params: &[Vec<f64>]) -> Result<Vec<u8>, Vec<Diagnosti
         names: Identifiers::new(&[]),
         inputs: HashMap::new(),
         graph_inputs: vec![],
+        params,
+        params_written: vec![false; params.len()],
         errors: vec![],
     };
     // Graph inputs, parameters and outputs keep their own names.
@@ -206,10 +208,6 @@ pub fn model(src: &Source, params: &[Vec<f64>]) -> Result<Vec<u8>, Vec<Diagnosti
         e.names.fresh(&p.name);
     }
     let out_names: Vec<String> = outputs.iter().map(|(n, _, _)| e.names.fresh(n)).collect();
-    for (p, values) in g.params.iter().zip(params) {
-        let dims = p.shape.as_fixed().unwrap_or_default();
-        e.initializer(&p.name, dims.iter().map(|&d| d as i64).collect(), values);
-    }
 
     let mut graph_outputs = vec![];
     let mut by_graph: Vec<(*const GraphFn, HashMap<NodeId, String>)> = vec![];
@@ -257,7 +255,7 @@ pub fn model(src: &Source, params: &[Vec<f64>]) -> Result<Vec<u8>, Vec<Diagnosti
     .encode_to_vec())
 }
 
-struct Emitter {
+struct Emitter<'a> {
     dtype: DType,
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
@@ -265,10 +263,14 @@ struct Emitter {
     /// The graph inputs declared so far, by input index.
     inputs: HashMap<u32, String>,
     graph_inputs: Vec<ValueInfoProto>,
+    /// The parameters' values, written as initializers where the graphs first read them (an
+    /// initializer nothing reads is a warning in onnxruntime).
+    params: &'a [Vec<f64>],
+    params_written: Vec<bool>,
     errors: Vec<Diagnostic>,
 }
 
-impl Emitter {
+impl Emitter<'_> {
     fn node(
         &mut self,
         op_type: &str,
@@ -289,7 +291,9 @@ impl Emitter {
 
     /// A node with one fresh output, named after its operator.
     fn op1(&mut self, op_type: &str, input: Vec<String>, attrs: Vec<AttributeProto>) -> String {
-        let out = self.names.fresh(&format!("{}_{}", op_type.to_lowercase(), self.nodes.len()));
+        let out = self
+            .names
+            .fresh(&format!("{}_{}", op_type.to_lowercase(), self.nodes.len()));
         self.node(op_type, input, vec![out.clone()], attrs);
         out
     }
@@ -431,7 +435,16 @@ impl Emitter {
         };
         match &node.op {
             Op::Input(i) => Some(self.input(g, *i)),
-            Op::Param(i) => Some(g.params[*i as usize].name.clone()),
+            Op::Param(i) => {
+                let (i, p) = (*i as usize, &g.params[*i as usize]);
+                if !self.params_written[i] {
+                    let dims = p.shape.as_fixed().unwrap_or_default();
+                    let dims = dims.iter().map(|&d| d as i64).collect();
+                    self.initializer(&p.name, dims, &self.params[i]);
+                    self.params_written[i] = true;
+                }
+                Some(p.name.clone())
+            }
             Op::Const(bits) => Some(self.float_const(f64::from_bits(*bits))),
             Op::DimSize(s) => {
                 let size = self.sym_size(g, *s)?;

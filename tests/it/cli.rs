@@ -715,3 +715,37 @@ fn tokens_off_the_embedding_table_are_located_errors_before_training() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     insta::assert_snapshot!("token_off_the_table_npy", stderr);
 }
+
+/// An ONNX export needs the parameters (--checkpoint) and refuses an op without an exact ONNX
+/// operator, naming it where the model uses it; nothing is written.
+#[test]
+fn export_to_onnx_refuses_ops_without_an_exact_operator() {
+    let dir = std::env::temp_dir().join(format!("adjoint-export-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("c.safetensors");
+    let model = dir.join("m.onnx");
+    let (ckpt, out) = (ckpt.to_str().unwrap(), model.to_str().unwrap());
+    let fixture = "tests/export/log1p_output.dsl";
+    let data = "tests/export/log1p_output.csv";
+    let (code, _, stderr) = adjoint(&[
+        "train", fixture, "--data", data, "--steps", "1", "--save", ckpt,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, _, no_ckpt) = adjoint(&["export", fixture, "--to", "onnx", "-o", out]);
+    assert_eq!(code, 2, "{no_ckpt}");
+    let (code, _, refused) = adjoint(&[
+        "export",
+        fixture,
+        "--to",
+        "onnx",
+        "--checkpoint",
+        ckpt,
+        "-o",
+        out,
+    ]);
+    assert_eq!(code, 2, "{refused}");
+    assert!(!model.exists(), "a refused export writes nothing");
+    insta::assert_snapshot!(format!("{no_ckpt}\n{refused}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
