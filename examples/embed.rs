@@ -44,7 +44,7 @@ fn main() -> Result<(), adjoint::Error> {
     let (x_train, y_train) = (pick(&train_rows, 2, &x), pick(&train_rows, 1, &y));
     let (x_held, y_held) = (pick(&held_rows, 2, &x), pick(&held_rows, 1, &y));
 
-    let mut session = model.session(42);
+    let mut session = model.session(42)?;
     session.set_input("x", &x_train, &[train_rows.len(), 2])?;
     session.set_input("y", &y_train, &[train_rows.len()])?;
     for epoch in 0..10 {

@@ -14,18 +14,34 @@ fn model(dtype: &str, lookup: &str) -> String {
     )
 }
 
-/// The median time of one call of `f`, in microseconds, over `rounds` rounds.
-fn median_us(rounds: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut times: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e6
+/// Per-call times of each form in microseconds: rounds of `calls` calls (one: a busy machine
+/// preempts long rounds), the forms taking turns
+/// so that a busy machine slows both alike. Returns each form's median and fastest round.
+fn interleaved_us(
+    forms: &mut [Box<dyn FnMut() + '_>],
+    rounds: usize,
+    calls: usize,
+) -> Vec<(f64, f64)> {
+    let mut times = vec![Vec::with_capacity(rounds); forms.len()];
+    for f in forms.iter_mut() {
+        f();
+    }
+    for _ in 0..rounds {
+        for (f, t) in forms.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            for _ in 0..calls {
+                f();
+            }
+            t.push(start.elapsed().as_secs_f64() * 1e6 / calls as f64);
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            (t[t.len() / 2], t[0])
         })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[rounds / 2]
+        .collect()
 }
 
 fn main() -> Result<(), adjoint::Error> {
@@ -40,22 +56,29 @@ fn main() -> Result<(), adjoint::Error> {
             ((state >> 33) % VOCAB as u64) as f64
         })
         .collect();
+    let forms = [
+        ("gather E[tok]", "E[tok]".to_string()),
+        ("one_hot(tok, V) @ E", format!("one_hot(tok, {VOCAB}) @ E")),
+    ];
     for dtype in ["f32", "f64"] {
-        for (name, lookup) in [
-            ("gather E[tok]", "E[tok]".to_string()),
-            ("one_hot(tok, V) @ E", format!("one_hot(tok, {VOCAB}) @ E")),
-        ] {
-            let compiled = adjoint::compile(&model(dtype, &lookup))?;
-            let mut session = compiled.session(0);
+        let mut sessions = Vec::new();
+        for (_, lookup) in &forms {
+            let mut session = adjoint::compile(&model(dtype, lookup))?.session(0)?;
             session.set_input("tok", &tok, &[ROWS])?;
-            let grad = median_us(201, || {
-                session.value_and_grad().unwrap();
-            });
-            let step = median_us(21, || {
-                session.steps(100).unwrap();
-            }) / 100.0;
+            sessions.push(session);
+        }
+        let mut calls: Vec<Box<dyn FnMut() + '_>> = sessions
+            .iter_mut()
+            .map(|s| {
+                Box::new(move || {
+                    s.value_and_grad().unwrap();
+                }) as Box<dyn FnMut() + '_>
+            })
+            .collect();
+        let times = interleaved_us(&mut calls, 401, 1);
+        for ((name, _), (median, fastest)) in forms.iter().zip(times) {
             println!(
-                "{dtype} {name:>20}: forward and backward {grad:8.1} µs (value_and_grad), a training step {step:8.1} µs"
+                "{dtype} {name:>20}: forward and backward {median:8.1} µs median, {fastest:8.1} µs fastest round"
             );
         }
     }

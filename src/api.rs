@@ -10,7 +10,7 @@
 //!     loss mean((w * x + b - y)^2)
 //!     optimizer sgd(lr = 0.1)
 //! ").unwrap();
-//! let mut session = model.session(0);
+//! let mut session = model.session(0).unwrap();
 //! session.set_input("x", &[0.0, 1.0, 2.0, 3.0], &[4]).unwrap();
 //! session.set_input("y", &[1.0, 3.0, 5.0, 7.0], &[4]).unwrap();
 //! for _ in 0..500 {
@@ -132,6 +132,10 @@ pub enum Error {
     /// A checkpoint that cannot be read, or belongs to another model.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The session's buffers at the bound row count would not fit in memory (checked when the
+    /// inputs are bound, before anything is allocated for them).
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
     /// `predict` on a model that declares no `output` values.
     #[error(
         "the model declares no `output` values to predict (add e.g. `output probs = softmax(logits, axis=1)`)"
@@ -251,14 +255,18 @@ impl CompiledModel {
         self.graphs.gradient.text()
     }
 
-    /// A training session with parameters initialized from `seed`.
-    pub fn session(&self, seed: u64) -> Session {
+    /// A training session with parameters initialized from `seed`; refused with
+    /// [`Error::Memory`] when its parameters, optimizer state and workspaces would not fit in
+    /// memory.
+    pub fn session(&self, seed: u64) -> Result<Session, Error> {
+        let rows = crate::memory::Rows::of(None, None);
+        crate::memory::check(crate::memory::Run::Session, self, rows)?;
         let n = self.model.graph().inputs.len();
-        Session {
+        Ok(Session {
             trainer: Trainer::new(self, seed),
             inputs: vec![None; n],
             rows: None,
-        }
+        })
     }
 }
 
@@ -287,9 +295,12 @@ impl Session {
     }
 
     /// Binds an input from row-major values; `shape` must match the declaration, with the row
-    /// dimension free (and the same for every input).
+    /// dimension free (and the same for every input). An input declared without the row
+    /// dimension (`input K[3] from "k.npy"`) is bound whole, in its declared shape, and stays
+    /// bound when the rows change.
     pub fn set_input(&mut self, name: &str, values: &[f64], shape: &[usize]) -> Result<(), Error> {
         let g = self.trainer.compiled.model.graph().clone();
+        let dims_before = self.trainer.bound_dims.clone();
         let Some(i) = g.inputs.iter().position(|p| p.name == name) else {
             return Err(Error::UnknownName {
                 kind: "input",
@@ -320,15 +331,18 @@ impl Session {
             });
         }
         self.check_indices(i, values, shape)?;
-        let rows = shape[0];
+        let model = &self.trainer.compiled.model;
+        // An input without the row dimension is bound whole: it sets no row count.
+        let row_input = |k: usize| model.is_row_input(k);
+        let rows = row_input(i).then(|| shape[0]);
         // A new row count applies to all inputs: the others must be bound again.
-        if let Some(r) = self.rows
+        if let (Some(r), Some(rows)) = (self.rows, rows)
             && r != rows
             && self
                 .inputs
                 .iter()
                 .enumerate()
-                .any(|(k, b)| k != i && b.is_some())
+                .any(|(k, b)| k != i && b.is_some() && row_input(k))
         {
             return Err(Error::Rows {
                 name: name.into(),
@@ -364,8 +378,33 @@ impl Session {
                 }
             }
         }
-        self.rows = Some(rows);
+        // An input read whole sets no row count: the workspace is sized for the rows bound.
+        let budget_rows = rows.or(self.rows).unwrap_or(1);
+        if let Err(e) = self.check_memory(i, values.len(), budget_rows) {
+            self.trainer.bound_dims = dims_before;
+            return Err(e);
+        }
+        if rows.is_some() {
+            self.rows = rows;
+        }
         self.inputs[i] = Some(Buffer::from_f64(g.dtype, values));
+        Ok(())
+    }
+
+    /// Refuses a binding (input `i` with `n_values` values, `rows` rows) under which the
+    /// session's parameters, workspaces and inputs would not fit in memory.
+    fn check_memory(&self, i: usize, n_values: usize, rows: usize) -> Result<(), Error> {
+        let others: usize = (self.inputs.iter().enumerate())
+            .filter(|&(k, _)| k != i)
+            .filter_map(|(_, b)| b.as_ref().map(Buffer::len))
+            .sum();
+        let rows = crate::memory::Rows {
+            rows: rows as u64,
+            batch: None,
+            dims: &self.trainer.bound_dims,
+            values: (others + n_values) as u128,
+        };
+        crate::memory::check(crate::memory::Run::Session, &self.trainer.compiled, rows)?;
         Ok(())
     }
 
@@ -508,7 +547,11 @@ impl Session {
                 Some(b) => inputs.push(b.clone()),
                 // Never read: zeros of the declared size only fill its slot.
                 None if !read(i) => {
-                    let width: u64 = info.shape.0[1..]
+                    let (rows, axes) = match compiled.model.is_row_input(i) {
+                        true => (rows, &info.shape.0[1..]),
+                        false => (1, &info.shape.0[..]),
+                    };
+                    let width: u64 = axes
                         .iter()
                         .map(|d| match d {
                             Dim::Fixed(k) => *k,

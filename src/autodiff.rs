@@ -145,6 +145,8 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
     let b = |g: &mut Graph, op: Op, args: &[NodeId]| g.build(op, args);
     match &node.op {
         Op::Input(_) | Op::Param(_) | Op::Const(_) | Op::DimSize(_) => vec![],
+        // Constants: nothing to differentiate.
+        Op::Iota(_) | Op::Literal(_) => vec![],
         Op::Neg => vec![Some(b(g, Op::Neg, &[ct]))],
         Op::Exp => vec![Some(b(g, Op::Mul, &[ct, out]))],
         Op::Log => vec![Some(b(g, Op::Div, &[ct, x.unwrap()]))],

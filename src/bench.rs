@@ -176,6 +176,7 @@ pub fn w2_data() -> Dataset {
         widths: vec![d, 1],
         dims: vec![],
         source: None,
+        ..Dataset::default()
     }
 }
 
@@ -224,6 +225,7 @@ pub fn w3_data() -> Dataset {
         widths: vec![1],
         dims: vec![],
         source: None,
+        ..Dataset::default()
     }
 }
 
@@ -320,6 +322,7 @@ pub fn w5_data() -> Dataset {
         widths: vec![784, 1],
         dims: vec![],
         source: None,
+        ..Dataset::default()
     }
 }
 

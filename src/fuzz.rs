@@ -18,7 +18,9 @@ pub fn compile_and_train(bytes: &[u8]) {
     let Ok(model) = crate::api::compile(src) else {
         return;
     };
-    let mut session = model.session(0);
+    let Ok(mut session) = model.session(0) else {
+        return;
+    };
     for (input, limit) in model.inputs().iter().zip(&model.model.index_limits) {
         let shape: Vec<usize> = input.shape.iter().map(|d| d.unwrap_or(2)).collect();
         let n: usize = shape.iter().product();

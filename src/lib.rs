@@ -27,7 +27,7 @@
 //! ")?;
 //! let x = [0.0, 1.0, 1.0, 0.0, 2.0, 2.0, -1.0, -2.0];
 //! let y = [1.0, 0.0, 1.0, 0.0];
-//! let mut session = model.session(0);
+//! let mut session = model.session(0)?;
 //! session.set_input("x", &x, &[4, 2])?;
 //! session.set_input("y", &y, &[4])?;
 //! for _ in 0..100 {
@@ -87,6 +87,8 @@ pub mod limits;
 #[doc(hidden)]
 pub mod lower;
 #[doc(hidden)]
+pub mod memory;
+#[doc(hidden)]
 pub mod model;
 #[doc(hidden)]
 pub mod optim;
@@ -119,6 +121,7 @@ pub use diagnostics::{Diagnostic, Severity, SourceFile, Span};
 pub use ir::{DType, Tensor};
 pub use jit::CodegenError;
 pub use jit::parallel::set_threads;
+pub use memory::{Footprint, MemoryError};
 #[doc(hidden)]
 pub use model::{GraphFn, Model};
 pub use runtime::RunError;

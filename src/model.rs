@@ -39,8 +39,21 @@ pub struct InputBinding {
     pub prefix: Option<String>,
     /// For an input read from a NumPy `.npy` file: its path, relative to the model file.
     pub file: Option<String>,
+    /// For an input read as windows of a text's characters (`from text "corpus.txt"`).
+    pub text: Option<TextWindows>,
     /// The declaration.
     pub span: Span,
+}
+
+/// An input whose rows are windows of a text's characters, as token indices into the text's
+/// vocabulary: row r holds the characters `start_r + offset .. start_r + offset + T`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextWindows {
+    /// The text file, relative to the model file.
+    pub file: String,
+    /// How many characters further on than an unshifted window this one starts (1 for the
+    /// next-character labels).
+    pub offset: u64,
 }
 
 /// How training runs, as written in the file and possibly overridden on the command line.
@@ -125,5 +138,12 @@ impl Model {
     /// The forward graph.
     pub fn graph(&self) -> &Graph {
         &self.forward.graph
+    }
+
+    /// Whether input `i` is batched by rows (its first axis is the row dimension); other
+    /// inputs are read whole, and every step sees all of them.
+    pub fn is_row_input(&self, i: usize) -> bool {
+        let first = self.graph().inputs[i].shape.0.first();
+        self.row_dim.is_some() && first == self.row_dim.map(crate::ir::Dim::Sym).as_ref()
     }
 }

@@ -9,6 +9,7 @@
 use crate::checkpoint::{
     self, Checkpoint, CheckpointError, DTypeTag, Integrity, NamedTensor, TensorData,
 };
+use crate::data::text::{TextIdentity, Vocabulary};
 use crate::ir::DType;
 use crate::runtime::Buffer;
 use crate::train::{Cursor, Trainer};
@@ -24,6 +25,10 @@ const CURSOR_KEY: &str = "adjoint.cursor";
 const RUN_KEY: &str = "adjoint.run";
 /// The optimizer and its hyperparameters as text, to say what differs when the hash does.
 const OPTIMIZER_KEY: &str = "adjoint.optimizer";
+/// For a model reading a text: its vocabulary, the sorted distinct characters as one string.
+pub const VOCABULARY_KEY: &str = "adjoint.vocabulary";
+/// For a model reading a text: `<characters> <checksum>` of the text it trained on.
+const TEXT_KEY: &str = "adjoint.text";
 
 fn tensor(name: String, shape: Vec<usize>, b: &Buffer) -> NamedTensor {
     let data = match b {
@@ -128,10 +133,18 @@ pub fn to_checkpoint(t: &Trainer) -> Checkpoint {
         checkpoint::RNG_KEY.into(),
         format!("chacha8 {seed} {} {}", rng.get_stream(), rng.get_word_pos()),
     );
+    let order = match t.cursor.windows {
+        true => WINDOWS.to_string(),
+        false => order.join(","),
+    };
     metadata.insert(
         CURSOR_KEY.into(),
-        format!("{} {} {}", t.cursor.pos, t.cursor.epoch, order.join(",")),
+        format!("{} {} {order}", t.cursor.pos, t.cursor.epoch),
     );
+    if let Some(text) = &t.text {
+        metadata.insert(VOCABULARY_KEY.into(), text.vocabulary.text());
+        metadata.insert(TEXT_KEY.into(), text.text.clone());
+    }
     metadata.insert(
         RUN_KEY.into(),
         format!("{} {}", t.run_end.max(t.step), t.total_steps),
@@ -157,10 +170,12 @@ fn cannot_resume(path: &Path, reason: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// Restores parameters only (for evaluation): the checkpoint must hold every parameter. An f64
-/// trainer (the checking commands run in f64) takes an f32 model's checkpoint, widened exactly.
+/// Restores parameters only (for evaluation), and the vocabulary of a run on a text: the
+/// checkpoint must hold every parameter. An f64 trainer (the checking commands run in f64)
+/// takes an f32 model's checkpoint, widened exactly.
 pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
+    t.text = text_identity(path, &ckpt)?;
     let want: Vec<_> = expected(t)
         .into_iter()
         .filter(|e| e.0.starts_with("param/"))
@@ -278,6 +293,7 @@ struct SavedState {
     cursor: Cursor,
     run_end: u64,
     horizon: u64,
+    text: Option<TextIdentity>,
 }
 
 fn restore(
@@ -339,6 +355,7 @@ fn restore(
     t.opt_step = saved.step;
     t.data_rng = saved.rng;
     t.cursor = saved.cursor;
+    t.text = saved.text;
     t.run_end = saved.run_end;
     t.total_steps = saved.horizon;
     t.horizon_fixed = true;
@@ -442,7 +459,9 @@ fn parse_state(t: &Trainer, path: &Path, ckpt: &Checkpoint) -> Result<SavedState
     let rng =
         parse_rng(meta(checkpoint::RNG_KEY)?).map_err(|reason| bad(checkpoint::RNG_KEY, reason))?;
     let cursor = parse_cursor(meta(CURSOR_KEY)?, step).map_err(|reason| bad(CURSOR_KEY, reason))?;
+    let text = text_identity(path, ckpt)?;
     Ok(SavedState {
+        text,
         step: crate::optim::StepState {
             t: step,
             pow1,
@@ -453,6 +472,32 @@ fn parse_state(t: &Trainer, path: &Path, ckpt: &Checkpoint) -> Result<SavedState
         run_end,
         horizon,
     })
+}
+
+/// The text a checkpoint's run trained on, for a model that reads one.
+fn text_identity(path: &Path, ckpt: &Checkpoint) -> Result<Option<TextIdentity>, CheckpointError> {
+    let bad = |key: &str, reason: &str| CheckpointError::BadMetadata {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: reason.into(),
+    };
+    match (
+        ckpt.metadata.get(VOCABULARY_KEY),
+        ckpt.metadata.get(TEXT_KEY),
+    ) {
+        (None, None) => Ok(None),
+        (Some(v), Some(text)) => Ok(Some(TextIdentity {
+            vocabulary: Vocabulary::parse(v).ok_or_else(|| {
+                bad(
+                    VOCABULARY_KEY,
+                    "is not a vocabulary (distinct characters in order)",
+                )
+            })?,
+            text: text.clone(),
+        })),
+        (None, Some(_)) => Err(bad(VOCABULARY_KEY, "is missing")),
+        (Some(_), None) => Err(bad(TEXT_KEY, "is missing")),
+    }
 }
 
 /// Whether `pow` can be βᵗ as the optimizer computes it (repeated products, flushed to 0 below
@@ -497,6 +542,9 @@ fn parse_rng(text: &str) -> Result<ChaCha8Rng, String> {
     Ok(rng)
 }
 
+/// The cursor's order for random windows of a text, which have none.
+const WINDOWS: &str = "windows";
+
 /// `<pos> <epoch> <order>`: the order must be a permutation of its rows, the position within it,
 /// and the epoch no more than the steps taken (each epoch starts with a step).
 fn parse_cursor(text: &str, step: u64) -> Result<Cursor, String> {
@@ -513,6 +561,18 @@ fn parse_cursor(text: &str, step: u64) -> Result<Cursor, String> {
     let epoch: u64 = epoch
         .parse()
         .map_err(|_| format!("has epoch {epoch:?}, not a whole number"))?;
+    if order == WINDOWS {
+        // Windows drawn in this epoch: at most one batch per step.
+        if epoch > step {
+            return Err(format!("has epoch {epoch}, more than its {step} steps"));
+        }
+        return Ok(Cursor {
+            order: vec![],
+            pos,
+            epoch,
+            windows: true,
+        });
+    }
     let order: Vec<usize> = if order.is_empty() {
         vec![]
     } else {
@@ -551,5 +611,10 @@ fn parse_cursor(text: &str, step: u64) -> Result<Cursor, String> {
             "has epoch {epoch}, more than the {step} steps taken"
         ));
     }
-    Ok(Cursor { order, pos, epoch })
+    Ok(Cursor {
+        order,
+        pos,
+        epoch,
+        windows: false,
+    })
 }

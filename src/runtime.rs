@@ -86,6 +86,28 @@ impl Buffer {
         }
     }
 
+    /// Copies, for each of `starts`, the `width` elements from `start + offset` into `dst`,
+    /// one after another (windows of a sequence, as rows).
+    pub fn gather_windows(&self, width: usize, offset: usize, starts: &[usize], dst: &mut Buffer) {
+        fn windows<T: Copy>(
+            src: &[T],
+            w: usize,
+            offset: usize,
+            starts: &[usize],
+            dst: &mut Vec<T>,
+        ) {
+            dst.clear();
+            for &s in starts {
+                dst.extend_from_slice(&src[s + offset..s + offset + w]);
+            }
+        }
+        match (self, dst) {
+            (Buffer::F32(s), Buffer::F32(d)) => windows(s, width, offset, starts, d),
+            (Buffer::F64(s), Buffer::F64(d)) => windows(s, width, offset, starts, d),
+            _ => panic!("adjoint internal error: gather between dtypes"),
+        }
+    }
+
     fn ptr(&self) -> *mut u8 {
         match self {
             Buffer::F32(v) => v.as_ptr() as *mut u8,
@@ -114,8 +136,9 @@ pub struct Workspace {
     dims: Vec<i64>,
     /// Slot addresses for the next call, kept so that steady-state calls allocate nothing.
     ptrs: Vec<usize>,
-    /// One entry per plan slot; `None` for slots the caller provides (inputs, params).
-    owned: Vec<Option<Buffer>>,
+    /// One buffer per buffer of the plan's storage (slots whose lifetimes do not overlap share
+    /// one).
+    owned: Vec<Buffer>,
 }
 
 /// The most memory one model's buffers may take (see [`crate::limits::memory_budget`]).
@@ -123,16 +146,29 @@ pub fn memory_limit() -> u64 {
     crate::limits::memory_budget()
 }
 
+fn slot_bytes(plan: &Plan, slot: u32, dtype: DType, syms: &[u64]) -> u128 {
+    let shape = &plan.slots[slot as usize].shape;
+    let n: u128 = shape.concrete(syms).iter().map(|&d| d as u128).product();
+    n * dtype.size() as u128
+}
+
 impl Workspace {
-    /// The bytes the temporaries and outputs of `plan` take at this binding of the dimensions.
+    /// The bytes the temporaries and outputs of `plan` take at this binding of the dimensions:
+    /// one allocation per buffer of its storage.
     pub fn bytes(plan: &Plan, dtype: DType, syms: &[u64]) -> u128 {
-        plan.slots
+        let storage = &plan.storage;
+        (0..storage.buffers.len())
+            .map(|b| slot_bytes(plan, storage.first_slot(b), dtype, syms))
+            .sum()
+    }
+
+    /// What [`Workspace::bytes`] would be if no two slots shared a buffer.
+    pub fn bytes_without_reuse(plan: &Plan, dtype: DType, syms: &[u64]) -> u128 {
+        plan.storage
+            .buffers
             .iter()
-            .filter(|s| matches!(s.kind, SlotKind::Output(_) | SlotKind::Temp))
-            .map(|s| {
-                let n: u128 = s.shape.concrete(syms).iter().map(|&d| d as u128).product();
-                n * dtype.size() as u128
-            })
+            .flatten()
+            .map(|&s| slot_bytes(plan, s, dtype, syms))
             .sum()
     }
 
@@ -146,16 +182,9 @@ impl Workspace {
                 limit: limit as u64,
             });
         }
-        let owned = plan
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| match s.kind {
-                SlotKind::Output(_) | SlotKind::Temp => {
-                    Some(Buffer::zeros(dtype, plan.slot_len(i, syms)))
-                }
-                SlotKind::Input(_) | SlotKind::Param(_) => None,
-            })
+        let storage = &plan.storage;
+        let owned = (0..storage.buffers.len())
+            .map(|b| Buffer::zeros(dtype, plan.slot_len(storage.first_slot(b) as usize, syms)))
             .collect();
         Ok(Workspace {
             syms: syms.to_vec(),
@@ -171,9 +200,8 @@ impl Workspace {
 
     /// The buffer of output `k`.
     pub fn output(&self, plan: &Plan, k: usize) -> &Buffer {
-        self.owned[plan.outputs[k] as usize]
-            .as_ref()
-            .expect("outputs are owned")
+        let b = plan.storage.of_slot[plan.outputs[k] as usize].expect("outputs have buffers");
+        &self.owned[b as usize]
     }
 }
 
@@ -319,11 +347,24 @@ impl Executable {
                     check(b, len, self.dtype, || format!("parameter #{k}"))?;
                     b
                 }
-                SlotKind::Output(_) | SlotKind::Temp => {
-                    let b = ws.owned[i].as_ref().expect("workspace owns temporaries");
-                    check(b, len, self.dtype, || "workspace".into())?;
-                    b
-                }
+                SlotKind::Output(_) | SlotKind::Temp => match self.plan.storage.of_slot[i] {
+                    Some(b) => {
+                        let b = ws.owned.get(b as usize).ok_or(RunError::Length {
+                            what: "workspace buffers".into(),
+                            expected: b as usize + 1,
+                            found: ws.owned.len(),
+                        })?;
+                        check(b, len, self.dtype, || "workspace".into())?;
+                        b
+                    }
+                    None => {
+                        // A loop member kept in a register: no step reads or writes it through
+                        // memory (the plan's verifier checks that a slot no step writes is
+                        // never read), so it has no buffer and no address.
+                        ptrs.push(0);
+                        continue;
+                    }
+                },
             };
             ptrs.push(buf.ptr() as usize);
         }

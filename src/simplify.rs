@@ -14,7 +14,7 @@
 use crate::diagnostics::Span;
 use crate::ir::interp;
 use crate::ir::shape::broadcast;
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Graph, LiteralData, NodeId, Op, Shape};
 use crate::model::GraphFn;
 use std::collections::BTreeMap;
 
@@ -220,6 +220,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
         match g.op(id) {
             Op::Const(_) => return g.const_value(id).is_some_and(|c| c > 0.0 && c.is_finite()),
             Op::Sigmoid | Op::Exp | Op::DimSize(_) => return true,
+            Op::Literal(data) => return data.values().all(|v| v > 0.0 && v.is_finite()),
             Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
             Op::Sub => {
                 return with_const(g, id, Op::Sub, 1.0, false)
@@ -230,6 +231,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             }
             Op::Input(_)
             | Op::Param(_)
+            | Op::Iota(_)
             | Op::Neg
             | Op::Log
             | Op::Sqrt
@@ -468,6 +470,8 @@ fn stable_form(
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Neg
         | Op::Tanh
         | Op::Sigmoid
@@ -514,6 +518,64 @@ fn stable_form(
     None
 }
 
+/// An elementwise op on array literals and scalar constants, evaluated as the interpreter
+/// evaluates it, into a literal (when the result is small enough to be one).
+fn fold_literals(g: &mut Graph, op: &Op, args: &[NodeId], out: Option<&Shape>) -> Option<NodeId> {
+    let constant = |a: NodeId| matches!(g.op(a), Op::Literal(_) | Op::Const(_));
+    let any_literal = args.iter().any(|&a| matches!(g.op(a), Op::Literal(_)));
+    if !op.is_elementwise() || !any_literal || !args.iter().all(|&a| constant(a)) {
+        return None;
+    }
+    let dims = out?.as_fixed()?;
+    let total: usize = dims.iter().product();
+    if total > LiteralData::MAX_ELEMENTS {
+        return None;
+    }
+    let operands: Vec<(Vec<f64>, Vec<usize>)> = args
+        .iter()
+        .map(|&a| match g.op(a) {
+            Op::Literal(data) => {
+                let shape = data.shape.as_fixed().expect("a literal's shape is fixed");
+                let strides = interp::broadcast_strides(&shape, &dims);
+                (data.values().collect(), strides)
+            }
+            _ => (
+                vec![g.const_value(a).expect("a constant")],
+                vec![0; dims.len()],
+            ),
+        })
+        .collect();
+    let mut values = Vec::with_capacity(total);
+    let mut index = vec![0usize; dims.len()];
+    for _ in 0..total {
+        let xs: Vec<f64> = operands
+            .iter()
+            .map(|(v, s)| v[index.iter().zip(s).map(|(i, s)| i * s).sum::<usize>()])
+            .collect();
+        values.push(match xs.as_slice() {
+            [x] => interp::unary(op, *x),
+            [a, b] => interp::binary(op, *a, *b),
+            [c, a, b] => {
+                if *c != 0.0 {
+                    *a
+                } else {
+                    *b
+                }
+            }
+            _ => unreachable!("elementwise ops take one to three operands"),
+        });
+        for k in (0..dims.len()).rev() {
+            index[k] += 1;
+            if index[k] < dims[k] {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    let shape = Shape::fixed(&dims.iter().map(|&d| d as u64).collect::<Vec<_>>());
+    Some(g.build(Op::Literal(Box::new(LiteralData::new(shape, &values))), &[]))
+}
+
 /// The rule table. Each arm names its rule; the first match wins.
 fn try_rules(
     g: &mut Graph,
@@ -545,6 +607,9 @@ fn try_rules(
             }
         };
         return Some(("fold-const", g.constant(v)));
+    }
+    if let Some(folded) = fold_literals(g, op, args, out_shape.as_ref()) {
+        return Some(("fold-literal", folded));
     }
     let mut r = |g: &mut Graph, op: Op, a: &[NodeId]| rewrite(g, op, a, fired);
     match op {
@@ -765,6 +830,8 @@ fn try_rules(
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Exp
         | Op::Log
         | Op::Sqrt

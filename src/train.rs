@@ -10,7 +10,7 @@ use crate::init;
 use crate::jit::fpenv::FlushSubnormals;
 use crate::model::TrainSettings;
 use crate::optim::{OptimizerSpec, StepConstants, StepScalar, StepState};
-use crate::runtime::{Buffer, RunError, Workspace, human_bytes};
+use crate::runtime::{Buffer, RunError, Workspace};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use std::collections::HashMap;
@@ -47,6 +47,11 @@ pub enum TrainError {
     NonFiniteAt { step: u64, origin: NonFiniteOrigin },
     #[error("Newton's method needs {0}")]
     Newton(String),
+    /// A model reading a text trains on random windows, so many per step.
+    #[error(
+        "the model trains on random windows of a text: give the windows per step with `batch = B` in `train` (or --batch B)"
+    )]
+    TextNeedsBatch,
 }
 
 fn last_finite_text(last: Option<(u64, f64)>) -> String {
@@ -158,11 +163,54 @@ struct FiniteState {
 /// The position of minibatching in the data.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Cursor {
-    /// This epoch's order of the rows.
+    /// This epoch's order of the rows (empty for a text's windows).
     pub order: Vec<usize>,
-    /// The next row of `order` to use; at the end, a new epoch starts with a new shuffle.
+    /// The next row of `order` to use, or the windows of a text drawn in this epoch; at the
+    /// end, a new epoch starts (with a new shuffle of rows).
     pub pos: usize,
     pub epoch: u64,
+    /// Whether the batches are random windows of a text (`data::text`), whose starts come
+    /// from the trainer's data stream.
+    pub windows: bool,
+}
+
+/// Batches of random windows of a text: each window's start is drawn from the run's data
+/// stream, so a seeded run sees the same windows, and a resumed one continues them.
+struct TextBatches {
+    /// The text's tokens, in the model's dtype.
+    tokens: Buffer,
+    /// Each text-bound input's index and shift.
+    inputs: Vec<(usize, usize)>,
+    window: usize,
+    /// Starts are drawn from `0..starts`.
+    starts: usize,
+    /// This batch's starts, reused.
+    drawn: Vec<usize>,
+}
+
+impl TextBatches {
+    fn new(c: &crate::data::text::Corpus, dtype: crate::ir::DType) -> TextBatches {
+        let tokens: Vec<f64> = c.tokens.iter().map(|&t| t as f64).collect();
+        TextBatches {
+            tokens: Buffer::from_f64(dtype, &tokens),
+            inputs: c.inputs.iter().map(|w| (w.input, w.offset)).collect(),
+            window: c.window,
+            starts: c.starts(),
+            drawn: Vec::new(),
+        }
+    }
+
+    /// Draws `batch` window starts and copies each text-bound input's windows into its buffer.
+    fn draw(&mut self, batch: usize, rng: &mut ChaCha8Rng, bufs: &mut [Buffer]) {
+        self.drawn.clear();
+        for _ in 0..batch {
+            self.drawn.push(rng.random_range(0..self.starts));
+        }
+        for &(input, offset) in &self.inputs {
+            self.tokens
+                .gather_windows(self.window, offset, &self.drawn, &mut bufs[input]);
+        }
+    }
 }
 
 /// Parameters and optimizer state of one training run of a compiled model.
@@ -203,6 +251,9 @@ pub struct Trainer {
     pub cursor: Cursor,
     /// Sizes of symbolic column dimensions, bound from the data.
     pub bound_dims: Vec<(u32, u64)>,
+    /// The text the model trains on (its vocabulary and length), for a model reading one:
+    /// set by `fit`, or by resuming to that of the checkpoint's run.
+    pub text: Option<crate::data::text::TextIdentity>,
     /// Newton's method: the Hessian-vector-product graph, built on first use.
     hvp: Option<crate::model::GraphFn>,
     /// When this becomes true (say, on Ctrl-C), `fit` stops after the current native call.
@@ -221,96 +272,7 @@ pub struct Trainer {
     pred_ws: HashMap<Vec<u64>, Workspace>,
 }
 
-/// What a run would take, checked against the memory budget before anything is allocated: an
-/// allocation above it aborts the process, losing whatever the run had.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "training would take {} ({}), more than the {} this process may use",
-    human_bytes(self.total()),
-    self.parts(),
-    human_bytes(self.limit)
-)]
-pub struct MemoryError {
-    pub params: u64,
-    pub state: u64,
-    pub workspace: u64,
-    pub data: u64,
-    pub limit: u64,
-}
-
-impl MemoryError {
-    fn total(&self) -> u64 {
-        self.params
-            .saturating_add(self.state)
-            .saturating_add(self.workspace)
-            .saturating_add(self.data)
-    }
-
-    fn parts(&self) -> String {
-        let mut parts = vec![format!("parameters {}", human_bytes(self.params))];
-        if self.state > 0 {
-            parts.push(format!("optimizer state {}", human_bytes(self.state)));
-        }
-        parts.push(format!("workspace {}", human_bytes(self.workspace)));
-        if self.data > 0 {
-            parts.push(format!("data {}", human_bytes(self.data)));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Adds up the memory of a run of `compiled` on `data` in batches of `batch` rows (all rows
-/// when `None`), in the model's own element size: parameters (and the f64 values their
-/// initializers draw), optimizer state, the gradient step's workspace, and the data's buffers.
-pub fn check_memory(
-    compiled: &CompiledModel,
-    data: Option<&Dataset>,
-    batch: Option<u64>,
-) -> Result<(), MemoryError> {
-    let model = &compiled.model;
-    let g = model.graph();
-    let size = g.dtype.size() as u128;
-    let lens: Vec<u128> = g
-        .params
-        .iter()
-        .map(|p| {
-            p.shape
-                .as_fixed()
-                .unwrap()
-                .iter()
-                .map(|&d| d as u128)
-                .product()
-        })
-        .collect();
-    let elements: u128 = lens.iter().sum();
-    // The largest initializer's sample lives as f64 while it is converted.
-    let sample = lens.iter().max().copied().unwrap_or(0) * 8;
-    let params = elements * size + sample;
-    let state = elements * size * model.optimizer.kind.state_arrays() as u128;
-    let rows = data.map_or(0, |d| d.n_rows as u64);
-    let batch_rows = batch.map_or(rows, |b| b.min(rows)).max(1);
-    let mut syms = vec![batch_rows; g.syms.len()];
-    for &(s, v) in data.map_or(&[][..], |d| &d.dims) {
-        syms[s as usize] = v;
-    }
-    let workspace = crate::runtime::Workspace::bytes(&compiled.gradient.plan, g.dtype, &syms);
-    let data_bytes = data.map_or(0, |d| {
-        d.inputs.iter().map(|v| v.len() as u128).sum::<u128>() * size
-    });
-    let limit = crate::limits::memory_budget();
-    let clip = |b: u128| b.min(u64::MAX as u128) as u64;
-    let need = MemoryError {
-        params: clip(params),
-        state: clip(state),
-        workspace: clip(workspace),
-        data: clip(data_bytes),
-        limit,
-    };
-    if (params + state + workspace + data_bytes) > limit as u128 {
-        return Err(need);
-    }
-    Ok(())
-}
+pub use crate::memory::{MemoryError, check_memory};
 
 impl Trainer {
     /// Initializes every parameter from its initializer, in declaration order, from `seed`.
@@ -352,6 +314,7 @@ impl Trainer {
             cursor: Cursor::default(),
             interrupt: None,
             bound_dims: Vec::new(),
+            text: None,
             hvp: None,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
@@ -828,10 +791,15 @@ impl Trainer {
                 self.init_from_data(d);
             }
         }
+        let corpus = data.and_then(|d| d.corpus.clone());
+        if corpus.is_some() && settings.batch.is_none() {
+            return Err(TrainError::TextNeedsBatch);
+        }
+        // Random windows of a text are batches of any size; rows are batched below their count.
         let batch = settings
             .batch
             .map(|b| b as usize)
-            .filter(|&b| has_inputs && b < rows);
+            .filter(|&b| has_inputs && (b < rows || corpus.is_some()));
         if batch.is_some()
             && self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton
         {
@@ -839,14 +807,16 @@ impl Trainer {
                 "full batches: remove `batch`, the Hessian is of the whole loss".into(),
             ));
         }
+        // Batches of windows are always whole: `drop_last` is for rows.
+        let drop_last = settings.drop_last && corpus.is_none();
         let steps_per_epoch = match batch {
-            Some(b) if settings.drop_last => (rows / b) as u64,
+            Some(b) if drop_last => (rows / b) as u64,
             Some(b) => rows.div_ceil(b) as u64,
             None => 1,
         };
         // With `drop_last`, an epoch ends before a batch that would be partial.
         let epoch_rows = match batch {
-            Some(b) if settings.drop_last => rows / b * b,
+            Some(b) if drop_last => rows / b * b,
             _ => rows,
         };
         let total = match (settings.steps, settings.epochs) {
@@ -870,13 +840,35 @@ impl Trainer {
         };
         let mut trace = Vec::new();
         let widths: Vec<usize> = data.map(|d| d.widths.clone()).unwrap_or_default();
-        let mut batch_bufs: Vec<Buffer> = widths.iter().map(|_| Buffer::zeros(dtype, 0)).collect();
-        // The data cursor lives in the trainer, so a resumed run continues the same epoch.
-        if self.cursor.order.len() != rows {
+        // Inputs read whole (without rows) are the same in every batch.
+        let whole: Vec<bool> = (0..widths.len())
+            .map(|k| data.is_some_and(|d| d.is_whole(k)))
+            .collect();
+        let mut batch_bufs: Vec<Buffer> = (0..widths.len())
+            .map(|k| match whole[k] {
+                true => full[k].clone(),
+                false => Buffer::zeros(dtype, 0),
+            })
+            .collect();
+        let mut windows = corpus.as_ref().map(|c| TextBatches::new(c, dtype));
+        // The data cursor lives in the trainer, so a resumed run continues the same epoch. A
+        // text's cursor counts the windows drawn in this epoch; rows' is their shuffled order.
+        if let Some(c) = &corpus {
+            self.text = Some(c.identity());
+            if !self.cursor.windows {
+                self.cursor = Cursor {
+                    order: vec![],
+                    pos: rows,
+                    epoch: 0,
+                    windows: true,
+                };
+            }
+        } else if self.cursor.order.len() != rows || self.cursor.windows {
             self.cursor = Cursor {
                 order: (0..rows).collect(),
                 pos: rows,
                 epoch: 0,
+                windows: false,
             };
         }
         let mut epoch = self.cursor.epoch;
@@ -940,14 +932,28 @@ impl Trainer {
                     }
                     epoch = self.cursor.epoch;
                     let pos = self.cursor.pos;
-                    // The last batch of an epoch holds the remaining rows; it runs with its own
-                    // row count, so its mean is over the rows it has.
-                    let stop = (pos + b).min(rows);
-                    for (k, buf) in batch_bufs.iter_mut().enumerate() {
-                        full[k].gather_rows(widths[k], &self.cursor.order[pos..stop], buf);
-                    }
-                    let n_batch = stop - pos;
-                    self.cursor.pos = stop;
+                    let n_batch = match windows.as_mut() {
+                        // Every batch of windows is whole: an epoch is the steps that draw
+                        // about as many windows as tile the text.
+                        Some(w) => {
+                            w.draw(b, &mut self.data_rng, &mut batch_bufs);
+                            self.cursor.pos = (pos + b).min(rows);
+                            b
+                        }
+                        None => {
+                            // The last batch of an epoch holds the remaining rows; it runs with
+                            // its own row count, so its mean is over the rows it has.
+                            let stop = (pos + b).min(rows);
+                            for (k, buf) in batch_bufs.iter_mut().enumerate() {
+                                if !whole[k] {
+                                    let order = &self.cursor.order[pos..stop];
+                                    full[k].gather_rows(widths[k], order, buf);
+                                }
+                            }
+                            self.cursor.pos = stop;
+                            stop - pos
+                        }
+                    };
                     let loss = if let Some((cursor, data_rng)) = data_before {
                         match self.checked_step(&batch_bufs, n_batch) {
                             Ok(loss) => loss,

@@ -27,6 +27,10 @@ enum Kind {
     ShapeSpec,
     /// A list of arrays, `[a, b, c]`.
     Arrays,
+    /// A whole number, or the name of a symbolic dimension (`n`); optional when `false`.
+    Length(bool),
+    /// A shape: a length, or an array literal of lengths (`[n, 3]`).
+    Dims,
     /// An optional tuple of axes, each a constant whole number: `(0, 2, 1)`.
     Axes,
 }
@@ -39,6 +43,8 @@ const ARG_REDUCE: &[(&str, Kind)] = &[("x", Array), ("axis", AxisRequired)];
 const SOFTMAX: &[(&str, Kind)] = &[("x", Array), ("axis", Axis(Some(-1)))];
 const BCE: &[(&str, Kind)] = &[("logits", Array), ("targets", Array)];
 const PAIR: &[(&str, Kind)] = &[("a", Array), ("b", Array)];
+const SPLIT: &[(&str, Kind)] = &[("x", Array), ("parts", ShapeSpec), ("axis", Axis(Some(0)))];
+const FILLED: &[(&str, Kind)] = &[("shape", Dims)];
 
 /// How a call becomes IR.
 enum Lowering {
@@ -65,6 +71,14 @@ enum Lowering {
     Unslice,
     Concat,
     Stack,
+    Split,
+    Gelu,
+    Silu,
+    LayerNorm,
+    /// An array of one value everywhere (`ones`, `zeros`).
+    Filled(f64),
+    Arange,
+    CausalMask,
     Transpose,
     Take,
     ScatterAdd,
@@ -203,6 +217,7 @@ static BUILTINS: &[Builtin] = &[
         &[("arrays", Arrays), ("axis", Axis(Some(0)))],
         Lowering::Concat,
     ),
+    builtin("split", SPLIT, Lowering::Split),
     builtin(
         "stack",
         &[("arrays", Arrays), ("axis", Axis(Some(0)))],
@@ -223,6 +238,34 @@ static BUILTINS: &[Builtin] = &[
         ],
         Lowering::ScatterAdd,
     ),
+    builtin(
+        "gelu",
+        &[("x", Array), ("approximate", Flag)],
+        Lowering::Gelu,
+    ),
+    builtin("silu", X, Lowering::Silu),
+    builtin(
+        "layer_norm",
+        &[
+            ("x", Array),
+            ("gain", Array),
+            ("bias", Array),
+            ("eps", Num(Some(1e-5))),
+        ],
+        Lowering::LayerNorm,
+    ),
+    builtin("ones", FILLED, Lowering::Filled(1.0)),
+    builtin("zeros", FILLED, Lowering::Filled(0.0)),
+    builtin(
+        "arange",
+        &[("start", Length(true)), ("stop", Length(false))],
+        Lowering::Arange,
+    ),
+    builtin(
+        "causal_mask",
+        &[("size", Length(true))],
+        Lowering::CausalMask,
+    ),
 ];
 
 fn lookup(name: &str) -> Option<&'static Builtin> {
@@ -239,12 +282,23 @@ enum Value {
     Num(f64),
     Axis(Option<i64>, Span),
     Flag(bool),
-    /// Each entry of a shape: a dimension, or `None` for the one inferred (`-1`).
-    Shape(Vec<Option<Dim>>, Span),
+    /// Each entry of a shape: a dimension, or `None` for the one inferred (`-1`); whether it
+    /// was written as a tuple.
+    Shape(Vec<Option<Dim>>, Span, bool),
     Arrays(Vec<(NodeId, Span)>, Span),
     /// Each axis with its place in the source, and the place of the whole tuple; `None` when
     /// not given.
     Axes(Option<(Vec<(i64, Span)>, Span)>),
+    Length(Option<(Length, Span)>),
+    Dims(Vec<Dim>),
+}
+
+/// A length argument: a whole number (any sign; each function checks its range) or a
+/// symbolic dimension.
+#[derive(Clone, Copy)]
+enum Length {
+    Whole(i64),
+    Sym(u32),
 }
 
 impl Value {
@@ -410,6 +464,22 @@ pub(super) fn call(
             };
             let last = (zshape.rank() - 1) as u32;
             class_indices(cx, g, "cross_entropy", y, sy)?;
+            // One label per position of the logits: labels that broadcast instead would give
+            // every row of a batch the same labels, silently.
+            let positions = Shape(zshape.0[..zshape.rank() - 1].to_vec());
+            let yshape = g.shape(y).clone();
+            if !yshape.is_scalar() && yshape != positions {
+                cx.error(
+                    Diagnostic::error(format!(
+                        "`cross_entropy` needs one label per row of logits: labels of shape {}",
+                        g.shape_text(&positions)
+                    ))
+                    .with_label(sy, format!("has shape {}", g.shape_text(&yshape)))
+                    .with_label(sz, format!("has shape {}", g.shape_text(&zshape)))
+                    .with_note("the logits' last axis holds the classes; the labels have the logits' other axes"),
+                );
+                return None;
+            }
             let oh = node(cx, g, Op::OneHot { classes: k as u32 }, &[y], &[sy])?;
             let picked = node(cx, g, Op::Mul, &[oh, z], &[sy, sz])?;
             let picked = g.build(Op::Sum { axis: Some(last) }, &[picked]);
@@ -494,6 +564,38 @@ pub(super) fn call(
             };
             node(cx, g, op, &[x, i], &[xs, is])
         }
+        Lowering::Gelu => {
+            let (x, _) = v[0].array();
+            let approximate = matches!(v[1], Value::Flag(true));
+            Some(gelu(g, x, approximate))
+        }
+        Lowering::Silu => {
+            let (x, _) = v[0].array();
+            let s = g.build(Op::Sigmoid, &[x]);
+            Some(g.build(Op::Mul, &[x, s]))
+        }
+        Lowering::LayerNorm => {
+            let ((x, xs), (gain, gs), (bias, bs)) = (v[0].array(), v[1].array(), v[2].array());
+            layer_norm(cx, g, (x, xs), (gain, gs), (bias, bs), v[3].num(), span)
+        }
+        Lowering::Filled(value) => {
+            let Value::Dims(dims) = &v[0] else {
+                unreachable!("a shape argument")
+            };
+            let c = g.constant(*value);
+            Some(g.build(Op::Expand(Shape(dims.clone())), &[c]))
+        }
+        Lowering::Arange => arange(cx, g, &v[0], &v[1]),
+        Lowering::CausalMask => {
+            let Value::Length(Some((size, sspan))) = v[0] else {
+                unreachable!("a required length")
+            };
+            let t = axis_length(cx, size, sspan)?;
+            // 1 where the row index ≥ the column index: computed from two index vectors.
+            let cols = g.build(Op::Iota(t), &[]);
+            let rows = g.build(Op::Reshape(Shape(vec![t, Dim::Fixed(1)])), &[cols]);
+            Some(g.build(Op::Ge, &[rows, cols]))
+        }
         Lowering::ExpandDims => {
             // numpy's: a unit axis inserted before `axis`; `axis` may be the rank (after the
             // last) or negative, counted from the end of the result.
@@ -517,7 +619,7 @@ pub(super) fn call(
         }
         Lowering::Reshape => {
             let (x, xs) = v[0].array();
-            let Value::Shape(entries, ss) = &v[1] else {
+            let Value::Shape(entries, ss, _) = &v[1] else {
                 unreachable!("a shape")
             };
             let to = shaping::reshape_target(cx, g, x, xs, entries, *ss)?;
@@ -525,7 +627,7 @@ pub(super) fn call(
         }
         Lowering::BroadcastTo => {
             let (x, xs) = v[0].array();
-            let Value::Shape(entries, ss) = &v[1] else {
+            let Value::Shape(entries, ss, _) = &v[1] else {
                 unreachable!("a shape")
             };
             let Some(dims) = entries.iter().copied().collect::<Option<Vec<Dim>>>() else {
@@ -560,6 +662,14 @@ pub(super) fn call(
             };
             node(cx, g, op, &[x], &[xs])
         }
+        Lowering::Split => {
+            cx.error(
+                Diagnostic::error("`split` gives several arrays")
+                    .with_label(span, "not one value")
+                    .with_note("name each part: `let a, b = split(x, 2, axis=1)`"),
+            );
+            None
+        }
         lowering @ (Lowering::Concat | Lowering::Stack) => {
             let Value::Arrays(arrays, list_span) = &v[0] else {
                 unreachable!("a list")
@@ -585,6 +695,209 @@ pub(super) fn call(
             node(cx, g, Op::Transpose { perm }, &[x], &[xs])
         }
     }
+}
+
+/// The longest axis a length argument makes (`arange(n)`, `ones([n, 3])`).
+const MAX_LENGTH: f64 = 1e9;
+
+/// The most elements a shape argument (`ones([a, b])`) makes, besides its dimensions.
+const MAX_SHAPE_ELEMENTS: f64 = 2147483648.0;
+
+/// A length argument: the name of a symbolic dimension, or a constant whole number.
+fn length(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Length> {
+    if let ast::ExprKind::Name(n) = &e.kind
+        && let Some(sym) = cx.dim_symbol(n)
+    {
+        return Some(Length::Sym(sym));
+    }
+    let id = cx.expr(g, e)?;
+    match super::literal::constant_value(g, id) {
+        Some(v) if v.fract() == 0.0 && v.abs() <= MAX_LENGTH => Some(Length::Whole(v as i64)),
+        _ => {
+            cx.error(
+                Diagnostic::error("a length must be a whole number or a dimension's name")
+                    .with_label(e.span, "not a whole number")
+                    .with_note(format!(
+                        "a constant such as `8` or `T` (`let T = 8`), at most {MAX_LENGTH:e}, or a dimension such as `n`"
+                    )),
+            );
+            None
+        }
+    }
+}
+
+/// A length that is an axis: at least 1.
+fn axis_length(cx: &mut Checker, l: Length, span: Span) -> Option<Dim> {
+    match l {
+        Length::Sym(s) => Some(Dim::Sym(s)),
+        Length::Whole(n) if n >= 1 => Some(Dim::Fixed(n as u64)),
+        Length::Whole(n) => {
+            cx.error(
+                Diagnostic::error(format!("an axis needs a length of at least 1, found {n}"))
+                    .with_label(span, "here"),
+            );
+            None
+        }
+    }
+}
+
+/// A shape argument: one length, or an array literal of lengths (`[n, 3]`).
+fn dims(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Vec<Dim>> {
+    let parts: Vec<&ast::Expr> = match &e.kind {
+        ast::ExprKind::List(elements) => elements.iter().collect(),
+        _ => vec![e],
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        let l = length(cx, g, p)?;
+        out.push(axis_length(cx, l, p.span)?);
+    }
+    // A constant costs no memory, but every loop over it visits each element.
+    let fixed: f64 = out
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(k) => *k as f64,
+            Dim::Sym(_) => 1.0,
+        })
+        .product();
+    if fixed > MAX_SHAPE_ELEMENTS {
+        cx.error(
+            Diagnostic::error(format!(
+                "a shape holds at most 2^31 elements, found {fixed:e}"
+            ))
+            .with_label(e.span, "too large"),
+        );
+        return None;
+    }
+    Some(out)
+}
+
+/// gelu(x) = x·Φ(x), Φ the standard normal CDF: exactly, x/2 · (1 + erf(x/√2)); or as
+/// x/2 · (1 + tanh(√(2/π) · (x + 0.044715·x³))) (`approximate=true`, GPT-2's form).
+fn gelu(g: &mut Graph, x: NodeId, approximate: bool) -> NodeId {
+    let half = g.constant(0.5);
+    let half_x = g.build(Op::Mul, &[half, x]);
+    let one = g.constant(1.0);
+    let inner = if approximate {
+        let three = g.constant(3.0);
+        let cube = g.build(Op::Pow, &[x, three]);
+        let k = g.constant(0.044715);
+        let cubic = g.build(Op::Mul, &[k, cube]);
+        let arg = g.build(Op::Add, &[x, cubic]);
+        let scale = g.constant((2.0 / std::f64::consts::PI).sqrt());
+        let arg = g.build(Op::Mul, &[scale, arg]);
+        g.build(Op::Tanh, &[arg])
+    } else {
+        let scale = g.constant(std::f64::consts::FRAC_1_SQRT_2);
+        let arg = g.build(Op::Mul, &[scale, x]);
+        g.build(Op::Erf, &[arg])
+    };
+    let cdf = g.build(Op::Add, &[one, inner]);
+    g.build(Op::Mul, &[half_x, cdf])
+}
+
+/// (x − mean) / √(variance + eps) · gain + bias over the last axis, in primitives, so that its
+/// derivative is more graph and prints.
+fn layer_norm(
+    cx: &mut Checker,
+    g: &mut Graph,
+    (x, xs): (NodeId, Span),
+    (gain, gs): (NodeId, Span),
+    (bias, bs): (NodeId, Span),
+    eps: f64,
+    span: Span,
+) -> Option<NodeId> {
+    let shape = g.shape(x).clone();
+    let Some(&d) = shape.0.last() else {
+        cx.error(
+            Diagnostic::error("`layer_norm` normalizes over the last axis; a scalar has none")
+                .with_label(xs, "has shape []"),
+        );
+        return None;
+    };
+    let features = Shape(vec![d]);
+    for (what, id, s) in [("gain", gain, gs), ("bias", bias, bs)] {
+        if g.shape(id) != &features {
+            cx.error(
+                Diagnostic::error(format!(
+                    "`layer_norm` needs `{what}` shaped like the last axis of `x`, {}",
+                    g.shape_text(&features)
+                ))
+                .with_label(s, format!("has shape {}", g.shape_text(g.shape(id))))
+                .with_label(xs, format!("has shape {}", g.shape_text(&shape))),
+            );
+            return None;
+        }
+    }
+    if eps < 0.0 {
+        cx.error(
+            Diagnostic::error(format!("`layer_norm` needs `eps` ≥ 0, found {eps}"))
+                .with_label(span, "here"),
+        );
+        return None;
+    }
+    let last = Some((shape.rank() - 1) as u32);
+    let kept = keepdims_shape(&shape, last);
+    let row_mean = |g: &mut Graph, v: NodeId| {
+        let s = g.build(Op::Sum { axis: last }, &[v]);
+        let scale = reciprocal_count(g, &[d]);
+        let m = g.build(Op::Mul, &[s, scale]);
+        g.build(Op::Reshape(kept.clone()), &[m])
+    };
+    let mean = row_mean(g, x);
+    let centered = g.build(Op::Sub, &[x, mean]);
+    let two = g.constant(2.0);
+    let sq = g.build(Op::Pow, &[centered, two]);
+    let variance = row_mean(g, sq);
+    let eps = g.constant(eps);
+    let shifted = g.build(Op::Add, &[variance, eps]);
+    let root = g.build(Op::Sqrt, &[shifted]);
+    let one = g.constant(1.0);
+    let inv = g.build(Op::Div, &[one, root]);
+    let normed = g.build(Op::Mul, &[centered, inv]);
+    let scaled = g.build(Op::Mul, &[normed, gain]);
+    Some(g.build(Op::Add, &[scaled, bias]))
+}
+
+/// `arange(n)`: 0, 1, …, n − 1 (`n` a whole number ≥ 1 or a dimension); `arange(a, b)`:
+/// a, a + 1, …, b − 1 (whole numbers, a < b).
+fn arange(cx: &mut Checker, g: &mut Graph, first: &Value, second: &Value) -> Option<NodeId> {
+    let Value::Length(Some((first, fspan))) = *first else {
+        unreachable!("a required length")
+    };
+    let Value::Length(second) = *second else {
+        unreachable!("an optional length")
+    };
+    let Some((stop, sspan)) = second else {
+        let len = axis_length(cx, first, fspan)?;
+        return Some(g.build(Op::Iota(len), &[]));
+    };
+    let (Length::Whole(a), Length::Whole(b)) = (first, stop) else {
+        cx.error(
+            Diagnostic::error("`arange(a, b)` needs whole numbers for `a` and `b`")
+                .with_label(
+                    Span::new(fspan.start, sspan.end),
+                    "a dimension's size is known only at run time",
+                )
+                .with_note("`arange(n)` takes a dimension"),
+        );
+        return None;
+    };
+    if b <= a {
+        cx.error(
+            Diagnostic::error(format!(
+                "`arange(a, b)` needs a < b, found a = {a} and b = {b}"
+            ))
+            .with_label(Span::new(fspan.start, sspan.end), "empty"),
+        );
+        return None;
+    }
+    let iota = g.build(Op::Iota(Dim::Fixed((b - a) as u64)), &[]);
+    if a == 0 {
+        return Some(iota);
+    }
+    let start = g.constant(a as f64);
+    Some(g.build(Op::Add, &[iota, start]))
 }
 
 /// The axes of `transpose(x, axes)` as a permutation of `0..rank`, negative axes counted from
@@ -893,7 +1206,8 @@ fn bind(
             },
             (Flag, None) => Some(Value::Flag(false)),
             (ShapeSpec, Some(a)) => {
-                shaping::shape_spec(cx, &a.value).map(|(d, s)| Value::Shape(d, s))
+                let tuple = matches!(a.value.kind, ast::ExprKind::Tuple(_));
+                shaping::shape_spec(cx, &a.value).map(|(d, s)| Value::Shape(d, s, tuple))
             }
             (Arrays, Some(a)) => match &a.value.kind {
                 ast::ExprKind::List(items) if !items.is_empty() => {
@@ -915,7 +1229,12 @@ fn bind(
             },
             (Axes, Some(a)) => axes_tuple(cx, &a.value).map(|t| Value::Axes(Some(t))),
             (Axes, None) => Some(Value::Axes(None)),
-            (Array | Num(None) | AxisRequired | ShapeSpec | Arrays, None) => {
+            (Length(_), Some(a)) => {
+                length(cx, g, &a.value).map(|l| Value::Length(Some((l, a.value.span))))
+            }
+            (Length(false), None) => Some(Value::Length(None)),
+            (Dims, Some(a)) => dims(cx, g, &a.value).map(Value::Dims),
+            (Array | Num(None) | AxisRequired | ShapeSpec | Arrays | Length(true) | Dims, None) => {
                 cx.error(
                     Diagnostic::error(format!("`{name}` needs an argument `{pname}`"))
                         .with_label(span, "missing argument"),
@@ -929,4 +1248,23 @@ fn bind(
         }
     }
     ok.then_some(values)
+}
+
+/// The parts of `split(x, parts, axis)`: `parts` equal parts, or parts of the sizes in a tuple,
+/// each a slice of `x` along the axis.
+pub(super) fn split(
+    cx: &mut Checker,
+    g: &mut Graph,
+    func: &ast::Ident,
+    args: &[ast::Arg],
+    span: Span,
+) -> Option<Vec<NodeId>> {
+    let v = bind(cx, g, "split", SPLIT, args, span)?;
+    let (x, xs) = v[0].array();
+    let Value::Shape(entries, ps, tuple) = &v[1] else {
+        unreachable!("a shape")
+    };
+    let (axis, aspan) = v[2].axis();
+    let axis = normalize_axis(cx, g, x, xs, axis, aspan)?.expect("an axis by default");
+    shaping::split(cx, g, func, x, xs, entries, *ps, *tuple, axis)
 }

@@ -4,6 +4,7 @@
 use super::Checker;
 use super::builtins::normalize_axis;
 use crate::diagnostics::{Diagnostic, Span};
+use crate::ir::shape::element_count;
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::syntax::ast::{self, ExprKind};
 
@@ -57,8 +58,8 @@ pub(super) fn reshape_target(
     let from = g.shape(x).clone();
     let known: Vec<Dim> = entries.iter().flatten().copied().collect();
     let inferred = entries.iter().position(|d| d.is_none()).map(|at| {
-        let (mut syms, fixed) = parts(&from);
-        let (given_syms, given_fixed) = parts(&Shape(known.clone()));
+        let (mut syms, fixed) = element_count(&from);
+        let (given_syms, given_fixed) = element_count(&Shape(known.clone()));
         for s in given_syms {
             match syms.iter().position(|t| *t == s) {
                 Some(i) => {
@@ -107,23 +108,9 @@ pub(super) fn reshape_target(
     Some(to)
 }
 
-/// A shape's symbolic dimensions (sorted) and the product of its fixed sizes.
-fn parts(s: &Shape) -> (Vec<u32>, u128) {
-    let mut syms = Vec::new();
-    let mut fixed: u128 = 1;
-    for d in &s.0 {
-        match *d {
-            Dim::Fixed(k) => fixed = fixed.saturating_mul(k as u128),
-            Dim::Sym(s) => syms.push(s),
-        }
-    }
-    syms.sort_unstable();
-    (syms, fixed)
-}
-
 /// An element count as a message writes it: `24`, or `12·n` with symbolic dimensions.
 fn count_text(g: &Graph, s: &Shape) -> String {
-    let (syms, fixed) = parts(s);
+    let (syms, fixed) = element_count(s);
     let mut factors: Vec<String> = Vec::new();
     if fixed != 1 || syms.is_empty() {
         factors.push(fixed.to_string());
@@ -243,4 +230,125 @@ pub(super) fn join(
         });
     }
     sum
+}
+
+/// `split(x, parts, axis)`'s slices: `parts` a count of equal parts (`2`), or the parts' sizes
+/// (`(2, 3)`), which must fill the axis exactly.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn split(
+    cx: &mut Checker,
+    g: &mut Graph,
+    func: &ast::Ident,
+    x: NodeId,
+    xs: Span,
+    entries: &[Option<Dim>],
+    ps: Span,
+    tuple: bool,
+    axis: u32,
+) -> Option<Vec<NodeId>> {
+    let shape = g.shape(x).clone();
+    let Dim::Fixed(total) = shape.0[axis as usize] else {
+        cx.error(
+            Diagnostic::error("`split` divides axes of fixed length only")
+                .with_label(xs, format!("has shape {}", g.shape_text(&shape))),
+        );
+        return None;
+    };
+    let fixed: Option<Vec<u64>> = entries
+        .iter()
+        .map(|d| match d {
+            Some(Dim::Fixed(k)) => Some(*k),
+            _ => None,
+        })
+        .collect();
+    let Some(fixed) = fixed else {
+        cx.error(
+            Diagnostic::error("the parts of `split` are whole numbers ≥ 1")
+                .with_label(ps, "not a count or sizes"),
+        );
+        return None;
+    };
+    let sizes = if tuple {
+        fixed
+    } else {
+        let count = fixed[0];
+        if total % count != 0 {
+            cx.error(
+                Diagnostic::error(format!(
+                    "`split` cannot divide an axis of length {total} into {count} equal parts"
+                ))
+                .with_label(ps, format!("{count} parts"))
+                .with_label(xs, format!("has shape {}", g.shape_text(&shape)))
+                .with_note("give the sizes of the parts instead, as a tuple: `(2, 3)`"),
+            );
+            return None;
+        }
+        vec![total / count; count as usize]
+    };
+    let sum: u64 = sizes.iter().sum();
+    if sum != total {
+        cx.error(
+            Diagnostic::error(format!(
+                "the parts of `split` add up to {sum}, but the axis has length {total}"
+            ))
+            .with_label(ps, format!("{sum} in all"))
+            .with_label(xs, format!("has shape {}", g.shape_text(&shape))),
+        );
+        return None;
+    }
+    let mut parts = Vec::with_capacity(sizes.len());
+    let mut start = 0;
+    for len in sizes {
+        let op = Op::Slice {
+            axis,
+            start,
+            step: 1,
+            len,
+        };
+        parts.push(cx.node(g, op, &[x], &[xs], &func.name, func.span)?);
+        start += len;
+    }
+    Some(parts)
+}
+
+impl Checker {
+    /// `let a, b = split(…)`: the parts, one per name.
+    pub(super) fn let_parts(
+        &mut self,
+        g: &mut Graph,
+        names: &[ast::Ident],
+        value: &ast::Expr,
+    ) -> Option<Vec<NodeId>> {
+        let ExprKind::Call { func, args } = &value.kind else {
+            self.error(
+                Diagnostic::error("several names take the parts of a `split`")
+                    .with_label(value.span, "not a call of `split`")
+                    .with_note("write `let a, b = split(x, 2, axis=1)`"),
+            );
+            return None;
+        };
+        if func.name != "split" || self.fns.contains_key(&func.name) {
+            self.error(
+                Diagnostic::error("several names take the parts of a `split`")
+                    .with_label(func.span, "not `split`")
+                    .with_note("write `let a, b = split(x, 2, axis=1)`"),
+            );
+            return None;
+        }
+        let parts = super::builtins::split(self, g, func, args, value.span)?;
+        if parts.len() != names.len() {
+            let named = names[0].span.join(names[names.len() - 1].span);
+            self.error(
+                Diagnostic::error(format!(
+                    "`split` gives {} part(s) here, but {} name(s) take them",
+                    parts.len(),
+                    names.len()
+                ))
+                .with_label(named, format!("{} name(s)", names.len()))
+                .with_label(value.span, format!("{} part(s)", parts.len())),
+            );
+            return None;
+        }
+        Some(parts)
+    }
 }

@@ -32,17 +32,27 @@ pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), C
     if let (Some(v), Some(d)) = (opts.validation, &dataset) {
         // The same split `train` makes with the same fraction and seed.
         let (t, held) = d.split(v, seed);
-        say!(
-            "validation: the {} rows held out with seed {seed} (of {}; {} for training)",
-            held.n_rows,
-            d.n_rows,
-            t.n_rows
-        );
+        match &held.corpus {
+            Some(c) => say!(
+                "validation: the last {} characters held out ({} windows of {})",
+                c.tokens.len(),
+                held.n_rows,
+                c.window
+            ),
+            None => say!(
+                "validation: the {} rows held out with seed {seed} (of {}; {} for training)",
+                held.n_rows,
+                d.n_rows,
+                t.n_rows
+            ),
+        }
         dataset = Some(held);
     }
-    crate::train::check_memory(&compiled, dataset.as_ref(), None).map_err(bad_input)?;
+    let rows = crate::memory::Rows::of(dataset.as_ref(), None);
+    crate::memory::check(crate::memory::Run::Evaluation, &compiled, rows).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
+    let dataset = in_trained_vocabulary(&trainer, dataset, ckpt)?;
     print_evaluation(&mut trainer, dataset.as_ref(), "")?;
     if let (Some(c), Some(d)) = (classes, &dataset) {
         print_confusion(&mut trainer, d, &c)?;

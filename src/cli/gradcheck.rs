@@ -14,6 +14,8 @@ pub(super) struct GradcheckOptions<'a> {
 pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliError> {
     let (file, model, dataset) = model_and_data(path, opts.data)?;
     let compiled = compile_model(model.clone(), &file)?;
+    let rows = crate::memory::Rows::of(dataset.as_ref(), None);
+    crate::memory::check(crate::memory::Run::GradientCheck, &compiled, rows).map_err(bad_input)?;
     let mut rng = crate::init::rng(opts.seed);
     let mut trainer = Trainer::new(&compiled, opts.seed);
     if let Some(c) = opts.checkpoint {

@@ -32,6 +32,9 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
         .sum();
     check_requests(opts, n)?;
     let compiled = compile_model(model.clone(), &file)?;
+    let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
+    let rows = crate::memory::Rows::of(dataset.as_ref(), model.train.batch);
+    crate::memory::check(crate::memory::Run::Inspection(&h), &compiled, rows).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, opts.seed);
     if let Some(c) = opts.checkpoint {
         crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
@@ -42,7 +45,6 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
             .map_err(bad_input)?;
     }
     let point = point_of(&trainer, &model, dataset.as_ref());
-    let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
     let dense = (n <= MAX_DENSE_SPECTRUM || opts.hessian.is_some() || opts.eigenvectors.is_some())
         .then(|| crate::inspect::hessian(&h, &point));
     let spectrum = match (&dense, opts.eigenvectors) {

@@ -211,3 +211,28 @@ fn data_progress_bar(size: u64) -> indicatif::ProgressBar {
     }
     bar
 }
+
+/// A text-reading model's data in the tokens of the checkpoint's vocabulary (the one it was
+/// trained with), which must hold every character of the text.
+pub(super) fn in_trained_vocabulary(
+    trainer: &Trainer,
+    dataset: Option<data::Dataset>,
+    checkpoint: &Path,
+) -> Result<Option<data::Dataset>, CliError> {
+    let Some(d) = dataset else { return Ok(None) };
+    let Some(corpus) = &d.corpus else {
+        return Ok(Some(d));
+    };
+    let Some(text) = &trainer.text else {
+        return Err(CliError::BadInput(format!(
+            "{} has no vocabulary: it was not written by a run on a text, and this model reads {}",
+            checkpoint.display(),
+            corpus.file
+        )));
+    };
+    let recoded = corpus
+        .with_vocabulary(&text.vocabulary)
+        .map_err(bad_input)?;
+    data::text::check_classes(&trainer.compiled.model, &recoded).map_err(bad_input)?;
+    Ok(Some(d.with_corpus(recoded)))
+}

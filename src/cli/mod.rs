@@ -160,6 +160,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Text drawn from a model of a text (`from text "…"`): the prompt, then characters drawn
+    /// one at a time from the first output's logits at the last position of the context.
+    Sample(sample::SampleArgs),
     /// Loss and metrics of a checkpoint's parameters on data.
     Eval {
         /// The model file (.dsl).
@@ -220,6 +223,7 @@ mod outputs;
 mod predict;
 mod progress;
 mod race;
+mod sample;
 mod train;
 
 use check::check;
@@ -232,6 +236,7 @@ use load::*;
 use out::say;
 use predict::predict;
 use race::race;
+use sample::sample;
 use train::train;
 
 /// Why a command stopped early, and so the process's exit code. A message is printed as
@@ -391,6 +396,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             &minimum,
         ),
         Command::Train(args) => train(&args),
+        Command::Sample(args) => sample(&args),
         Command::Eval {
             file,
             checkpoint,

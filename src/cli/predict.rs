@@ -34,9 +34,11 @@ pub(super) fn predict(
     )?
     .ok_or_else(|| CliError::BadInput(format!("{} has no inputs to predict for", file.name)))?;
     let compiled = compile_model(model, &file)?;
-    crate::train::check_memory(&compiled, Some(&dataset), None).map_err(bad_input)?;
+    let rows = crate::memory::Rows::of(Some(&dataset), None);
+    crate::memory::check(crate::memory::Run::Prediction, &compiled, rows).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
+    let dataset = in_trained_vocabulary(&trainer, Some(dataset), ckpt)?.expect("given");
     trainer.bound_dims = dataset.dims.clone();
     let inputs: Vec<_> = dataset
         .inputs
@@ -48,9 +50,12 @@ pub(super) fn predict(
     let mut csv = String::new();
     let header: Vec<String> = values
         .iter()
-        .flat_map(|(name, t)| match t.shape.get(1) {
-            Some(&k) => (0..k).map(|j| format!("{name}{j}")).collect::<Vec<_>>(),
-            None => vec![name.clone()],
+        .flat_map(|(name, t)| match t.shape.len() {
+            0 | 1 => vec![name.clone()],
+            // Axes after the rows are flattened in row-major order.
+            _ => (0..row_width(t))
+                .map(|j| format!("{name}{j}"))
+                .collect::<Vec<_>>(),
         })
         .collect();
     csv.push_str(&header.join(","));
@@ -59,7 +64,7 @@ pub(super) fn predict(
         let row: Vec<String> = values
             .iter()
             .flat_map(|(_, t)| {
-                let w = t.shape.get(1).copied().unwrap_or(1);
+                let w = row_width(t);
                 t.data[r * w..(r + 1) * w]
                     .iter()
                     .map(|v| decimal::shortest(*v, dtype))
@@ -78,4 +83,9 @@ pub(super) fn predict(
         None => out::write(format_args!("{csv}")),
     }
     Ok(())
+}
+
+/// The values per data row of an output: the product of its axes after the first.
+fn row_width(t: &crate::ir::Tensor) -> usize {
+    t.shape.iter().skip(1).product()
 }

@@ -49,6 +49,8 @@ pub(super) fn race(
         }
         let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
         let compiled = compile_model(m, &file)?;
+        let rows = crate::memory::Rows::of(None, None);
+        crate::memory::check(crate::memory::Run::Race, &compiled, rows).map_err(bad_input)?;
         let mut t = Trainer::new(&compiled, 0);
         t.total_steps = steps;
         let mut points = vec![(t.params[0].get(0), t.params[1].get(0))];

@@ -173,11 +173,24 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         );
     }
     if let Some(d) = &dataset {
-        say!(
-            "data: {} ({} rows)",
-            d.source.as_deref().unwrap_or("?"),
-            d.n_rows
-        );
+        match &d.corpus {
+            Some(c) => say!(
+                "data: {} ({} characters, {} distinct; windows of {})",
+                c.file,
+                c.tokens.len(),
+                c.vocabulary.len(),
+                c.window
+            ),
+            None if d.n_rows == 0 => say!("data: every input read whole (no rows)"),
+            None => say!(
+                "data: {} ({} rows)",
+                d.source.as_deref().unwrap_or("?"),
+                d.n_rows
+            ),
+        }
+        if d.corpus.is_some() && settings.batch.is_none() {
+            return Err(bad_input(crate::train::TrainError::TextNeedsBatch));
+        }
     }
     if args.timings {
         say!(
@@ -189,7 +202,16 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
             say!("  {stage:<14} {:>9.3} ms", d.as_secs_f64() * 1e3);
         }
     }
-    crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch).map_err(bad_input)?;
+    let footprint = crate::train::check_memory(&compiled, dataset.as_ref(), settings.batch)
+        .map_err(bad_input)?;
+    if args.timings {
+        say!(
+            "  {:<14} {} peak ({} without buffer reuse)",
+            "workspace",
+            crate::runtime::human_bytes(footprint.workspace),
+            crate::runtime::human_bytes(footprint.workspace_without_reuse)
+        );
+    }
     let mut trainer = Trainer::new(&compiled, settings.seed);
     trainer.check_finite = args.check_finite;
     trainer.flush_subnormals = !args.keep_subnormals;
@@ -218,19 +240,30 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     trainer.interrupt = Some(interrupt);
     let (train_data, dataset) = match dataset {
         Some(d) if settings.validation > 0.0 => {
-            let (t, v) = d.split(settings.validation, settings.seed);
-            say!(
-                "validation: {} rows held out, {} for training",
-                v.n_rows,
-                t.n_rows
-            );
+            let (t, v) = split(&d, settings.validation, settings.seed)?;
             trainer.validation = Some(v);
             (Some(t.clone()), Some(t))
         }
         other => (other.clone(), other),
     };
+    if let Some(c) = train_data.as_ref().and_then(|d| d.corpus.as_deref())
+        && let Some(r) = &args.resume
+    {
+        same_text(&trainer, c, r)?;
+    }
     let rows = train_data.as_ref().map_or(0, |d| d.n_rows);
-    if args.resume.is_some() && trainer.cursor.order.len() != rows {
+    let reads_text = train_data.as_ref().is_some_and(|d| d.corpus.is_some());
+    if let Some(r) = &args.resume
+        && trainer.cursor.windows
+        && !reads_text
+    {
+        return Err(CliError::BadInput(format!(
+            "cannot resume from {}: it was trained on windows of a text, and this run reads rows of data (to start from its parameters, use --init-from {})",
+            r.display(),
+            r.display()
+        )));
+    }
+    if args.resume.is_some() && !trainer.cursor.windows && trainer.cursor.order.len() != rows {
         return Err(CliError::BadInput(format!(
             "the checkpoint was trained on {} rows, this run has {rows}: resuming needs the same \
              data and validation split (to start from its parameters on other data, use \
@@ -337,6 +370,99 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
                 buf.dtype()
             )
         );
+    }
+    Ok(())
+}
+
+/// Holds out a validation split: a random `fraction` of the rows, or the last `fraction` of a
+/// text's characters; says which.
+fn split(
+    d: &crate::data::Dataset,
+    fraction: f64,
+    seed: u64,
+) -> Result<(crate::data::Dataset, crate::data::Dataset), CliError> {
+    if d.n_rows == 0 {
+        return Err(CliError::BadInput(
+            "a validation split holds out rows, and the model's inputs have none (they are read whole)".into(),
+        ));
+    }
+    let (t, v) = d.split(fraction, seed);
+    let (Some(tc), Some(vc)) = (&t.corpus, &v.corpus) else {
+        say!(
+            "validation: {} rows held out, {} for training",
+            v.n_rows,
+            t.n_rows
+        );
+        return Ok((t, v));
+    };
+    for (part, c) in [("held-out tail", vc), ("training part", tc)] {
+        if c.starts() == 0 {
+            return Err(CliError::BadInput(format!(
+                "{}: validation {fraction} leaves the {part} {} character(s), fewer than the {} a window needs",
+                c.file,
+                c.tokens.len(),
+                c.span()
+            )));
+        }
+    }
+    say!(
+        "validation: the last {} characters held out ({} windows of {}), {} for training",
+        vc.tokens.len(),
+        v.n_rows,
+        vc.window,
+        tc.tokens.len()
+    );
+    Ok((t, v))
+}
+
+/// A resumed run on a text continues on the same text and vocabulary as the checkpoint's run.
+fn same_text(
+    trainer: &Trainer,
+    corpus: &crate::data::text::Corpus,
+    checkpoint: &Path,
+) -> Result<(), CliError> {
+    use crate::data::text::show_char;
+    let now = corpus.identity();
+    let refuse = |why: String| {
+        Err(CliError::BadInput(format!(
+            "cannot resume from {}: {why}; resuming continues a run on the same windows (to start from its parameters, use --init-from {})",
+            checkpoint.display(),
+            checkpoint.display()
+        )))
+    };
+    let Some(saved) = &trainer.text else {
+        return refuse(format!(
+            "it was not trained on a text, and this model reads {}",
+            corpus.file
+        ));
+    };
+    if saved.vocabulary != now.vocabulary {
+        let list = |cs: Vec<char>| match cs.is_empty() {
+            true => "none".to_string(),
+            false => cs
+                .iter()
+                .map(|&c| show_char(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        return refuse(format!(
+            "the text's vocabulary changed ({} characters, {} before): new {}; gone {}",
+            now.vocabulary.len(),
+            saved.vocabulary.len(),
+            list(saved.vocabulary.missing_from(&now.vocabulary)),
+            list(now.vocabulary.missing_from(&saved.vocabulary))
+        ));
+    }
+    if saved.text != now.text {
+        let chars = |t: &str| t.split(' ').next().unwrap_or("?").to_string();
+        return refuse(format!(
+            "{} changed since (the training text was {} characters with checksum {}, now {} with {}; a changed validation split changes it too)",
+            corpus.file,
+            chars(&saved.text),
+            saved.text.split(' ').nth(1).unwrap_or("?"),
+            chars(&now.text),
+            now.text.split(' ').nth(1).unwrap_or("?"),
+        ));
     }
     Ok(())
 }
@@ -468,8 +594,9 @@ fn print_summary(
         })
         .collect();
     match data {
-        Some(_) => say!("final, {rows_name} rows ({rows}): {}", text.join(", ")),
-        None => say!("final: {}", text.join(", ")),
+        // Inputs read whole have no rows to count.
+        Some(d) if d.n_rows > 0 => say!("final, {rows_name} rows ({rows}): {}", text.join(", ")),
+        _ => say!("final: {}", text.join(", ")),
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Entry points for fuzzing the data readers: each takes arbitrary bytes, must never panic, and
 //! checks what a successful read promises. The fuzz targets (`fuzz/fuzz_targets/table.rs`,
-//! `npy.rs`) and the corpus smoke test (`tests/it/fuzz_corpus.rs`) call these same functions.
+//! `npy.rs`, `text.rs`) and the corpus smoke test (`tests/it/fuzz_corpus.rs`) call these same functions.
 
 use super::{Table, bind_with, npy};
 use crate::model::Model;
@@ -55,5 +55,42 @@ pub fn table(bytes: &[u8]) {
 pub fn npy(bytes: &[u8]) {
     if let Ok((shape, values)) = npy::parse(bytes) {
         assert_eq!(shape.iter().product::<usize>(), values.len());
+    }
+}
+
+/// Text bytes read as character tokens for windows of 4 characters and their next characters;
+/// a successful read has a sorted vocabulary that reads back, tokens inside it, and tiled
+/// windows inside the text, as does its held-out tail's.
+pub fn text(bytes: &[u8]) {
+    use super::text::{Corpus, Vocabulary, WindowInput};
+    let inputs = vec![
+        WindowInput {
+            input: 0,
+            offset: 0,
+        },
+        WindowInput {
+            input: 1,
+            offset: 1,
+        },
+    ];
+    let Ok(c) = Corpus::from_bytes("fuzz.txt".into(), bytes.to_vec(), 4, inputs) else {
+        return;
+    };
+    let v = &c.vocabulary;
+    assert_eq!(Vocabulary::parse(&v.text()).as_ref(), Some(v));
+    assert!(c.tokens.iter().all(|&t| (t as usize) < v.len()));
+    let text: String = c.tokens.iter().map(|&t| v.char(t as usize)).collect();
+    assert_eq!(text.as_bytes(), bytes);
+    for part in [c.clone(), c.split_at(c.tokens.len() / 2).1] {
+        for (_, rows) in part.tiled_rows() {
+            assert_eq!(rows.len(), part.tiled_windows() * part.window);
+            assert!(rows.iter().all(|&t| t >= 0.0 && (t as usize) < v.len()));
+        }
+    }
+    if let Some(other) = Vocabulary::parse("\n abc") {
+        match c.with_vocabulary(&other) {
+            Ok(r) => assert!(r.tokens.iter().all(|&t| (t as usize) < other.len())),
+            Err(_) => assert!(!other.missing_from(v).is_empty()),
+        }
     }
 }

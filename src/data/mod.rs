@@ -12,6 +12,7 @@ use std::path::Path;
 pub mod fuzz;
 pub mod npy;
 mod table;
+pub mod text;
 
 pub use table::Table;
 use table::{ColumnIndex, CsvRows};
@@ -60,7 +61,7 @@ pub enum DataError {
 }
 
 /// The values of every input, row-major, as f64; and the number of rows.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
     pub n_rows: usize,
     /// One array per input, `n_rows × width` values.
@@ -70,6 +71,12 @@ pub struct Dataset {
     pub dims: Vec<(u32, u64)>,
     /// The file the rows came from, for messages.
     pub source: Option<String>,
+    /// Inputs without the row dimension (`input K[3] from "k.npy"`): read whole, never split
+    /// into batches or between training and validation; every step sees all of each.
+    pub whole: Vec<bool>,
+    /// For a model whose rows are windows of a text: the text. The rows are then its tiled
+    /// windows (`Corpus::tiled_rows`), and training draws random windows of it instead.
+    pub corpus: Option<std::sync::Arc<text::Corpus>>,
 }
 
 /// Picks each input's columns out of the table and checks integer inputs (class labels).
@@ -237,6 +244,8 @@ impl<'a> Binder<'a> {
             widths,
             dims: self.dims,
             source: Some(self.file.into()),
+            whole: vec![false; self.sources.len()],
+            corpus: None,
         }
     }
 }
@@ -262,16 +271,19 @@ pub(crate) fn value_problem(
 }
 
 impl Dataset {
-    /// The rows at `idx`, in that order.
+    /// The rows at `idx`, in that order (inputs without rows whole).
     pub fn rows(&self, idx: &[usize]) -> Dataset {
         let inputs = self
             .inputs
             .iter()
             .zip(&self.widths)
-            .map(|(v, &w)| {
-                idx.iter()
+            .enumerate()
+            .map(|(i, (v, &w))| match self.is_whole(i) {
+                true => v.clone(),
+                false => idx
+                    .iter()
                     .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
-                    .collect()
+                    .collect(),
             })
             .collect();
         Dataset {
@@ -280,13 +292,40 @@ impl Dataset {
             widths: self.widths.clone(),
             dims: self.dims.clone(),
             source: self.source.clone(),
+            whole: self.whole.clone(),
+            corpus: None,
         }
     }
 
-    /// A seeded random split: (training rows, the held-out `fraction`).
+    /// Whether input `i` is read whole rather than by rows.
+    pub fn is_whole(&self, i: usize) -> bool {
+        self.whole.get(i).copied().unwrap_or(false)
+    }
+
+    /// A seeded random split: (training rows, the held-out `fraction`). A text's split is
+    /// its held-out tail instead: the last `fraction` of its characters (not shuffled, so
+    /// that no held-out window overlaps a training one).
     pub fn split(&self, fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        if let Some(c) = &self.corpus {
+            let held = ((c.tokens.len() as f64) * fraction).round() as usize;
+            let (train, tail) = c.split_at(c.tokens.len() - held);
+            return (self.with_corpus(train), self.with_corpus(tail));
+        }
         let (train, val) = split_rows(self.n_rows, fraction, seed);
         (self.rows(&train), self.rows(&val))
+    }
+
+    /// This data with its text replaced by `corpus`, and the rows its tiled windows.
+    pub fn with_corpus(&self, corpus: text::Corpus) -> Dataset {
+        let mut d = self.clone();
+        d.n_rows = corpus.tiled_windows();
+        for (i, values) in corpus.tiled_rows() {
+            d.inputs[i] = values;
+            d.widths[i] = corpus.window;
+        }
+        d.source = Some(corpus.file.clone());
+        d.corpus = Some(std::sync::Arc::new(corpus));
+        d
     }
 }
 
@@ -420,7 +459,11 @@ pub fn load_with_progress(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Dataset, DataError> {
     let g = model.graph();
-    let from_file: Vec<bool> = model.bindings.iter().map(|b| b.file.is_some()).collect();
+    let from_file: Vec<bool> = model
+        .bindings
+        .iter()
+        .map(|b| b.file.is_some() || b.text.is_some())
+        .collect();
     let csv_needed =
         (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
     // Each `.npy`-bound input's file name, shape and values.
@@ -438,83 +481,126 @@ pub fn load_with_progress(
         let path = csv.ok_or(DataError::NoDataFile)?;
         stream_csv(model, path, optional, progress)?
     } else {
+        // The rows of the first array with rows; none when every input is read whole.
         let n = arrays
             .iter()
-            .flatten()
-            .map(|a| a.1.0.first().copied().unwrap_or(0))
-            .next()
-            .unwrap_or(0);
+            .enumerate()
+            .filter(|(i, _)| model.is_row_input(*i))
+            .find_map(|(_, a)| a.as_ref())
+            .map_or(0, |a| a.1.0.first().copied().unwrap_or(0));
         Dataset {
             n_rows: n,
             inputs: vec![vec![]; g.inputs.len()],
             widths: vec![1; g.inputs.len()],
             dims: vec![],
             source: None,
+            whole: vec![false; g.inputs.len()],
+            corpus: None,
         }
     };
+    ds.whole = (0..g.inputs.len())
+        .map(|i| !model.is_row_input(i))
+        .collect();
     for (i, a) in arrays.into_iter().enumerate() {
         let Some((file, (shape, values))) = a else {
             continue;
         };
         let info = &g.inputs[i];
-        let rows = shape.first().copied().unwrap_or(1);
-        let width: usize = shape.iter().skip(1).product();
         let problem = |what: String| DataError::Array {
             file: file.clone(),
             message: what,
         };
+        let has_rows = model.is_row_input(i);
+        let width: usize = match has_rows {
+            true => shape.iter().skip(1).product(),
+            false => shape.iter().product(),
+        };
         if shape.len() != info.shape.rank() {
             return Err(problem(format!(
-                "input `{}` is declared with rank {} but the array has shape {shape:?}",
+                "input `{}` is declared with rank {} ({}) but the array has shape {}",
                 info.name,
-                info.shape.rank()
+                info.shape.rank(),
+                g.shape_text(&info.shape),
+                shape_text(&shape)
             )));
         }
-        if rows != ds.n_rows {
-            let other = ds
-                .source
-                .clone()
-                .unwrap_or_else(|| "the other inputs".into());
-            return Err(problem(format!(
-                "{rows} rows for input `{}` but {} rows in {other}",
-                info.name, ds.n_rows
-            )));
-        }
-        match info.shape.0.get(1) {
-            Some(crate::ir::Dim::Fixed(k)) if *k as usize != width => {
+        if has_rows {
+            let rows = shape[0];
+            if rows != ds.n_rows {
+                let other = ds
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| "the other inputs".into());
                 return Err(problem(format!(
-                    "input `{}` has {k} columns but the array has {width}",
-                    info.name
+                    "{rows} rows for input `{}` but {} rows in {other}",
+                    info.name, ds.n_rows
                 )));
             }
-            Some(crate::ir::Dim::Sym(s)) => match ds.dims.iter().find(|d| d.0 == *s) {
-                Some(&(_, w)) if w as usize != width => {
+            if rows == 0 {
+                return Err(problem(format!("no rows for input `{}`", info.name)));
+            }
+        }
+        let first_axis = if has_rows { 1 } else { 0 };
+        for (axis, (d, &size)) in info.shape.0.iter().zip(&shape).enumerate().skip(first_axis) {
+            match d {
+                crate::ir::Dim::Fixed(k) if *k as usize != size => {
                     return Err(problem(format!(
-                        "dimension `{}` is {w} elsewhere but {width} here (input `{}`)",
-                        g.syms[*s as usize], info.name
+                        "input `{}` is declared {} but the array has shape {}: axis {} is {size}, not {k}",
+                        info.name,
+                        g.shape_text(&info.shape),
+                        shape_text(&shape),
+                        axis + 1
                     )));
                 }
-                Some(_) => {}
-                None => ds.dims.push((*s, width as u64)),
-            },
-            _ => {}
-        }
-        if rows == 0 {
-            return Err(problem(format!("no rows for input `{}`", info.name)));
+                crate::ir::Dim::Fixed(_) => {}
+                crate::ir::Dim::Sym(s) => match ds.dims.iter().find(|d| d.0 == *s) {
+                    Some(&(_, w)) if w as usize != size => {
+                        return Err(problem(format!(
+                            "dimension `{}` is {w} elsewhere but {size} here (input `{}`, axis {})",
+                            g.syms[*s as usize],
+                            info.name,
+                            axis + 1
+                        )));
+                    }
+                    Some(_) => {}
+                    None => ds.dims.push((*s, size as u64)),
+                },
+            }
         }
         let limit = model.index_limits[i];
         let width = width.max(1);
         for (k, &v) in values.iter().enumerate() {
-            let at = format!("row {}, column {}", k / width + 1, k % width + 1);
+            let at = match has_rows {
+                true => format!("row {}, column {}", k / width + 1, k % width + 1),
+                false => format!("element {} (row-major, from 1)", k + 1),
+            };
             if let Some(why) = value_problem(v, info, limit) {
                 return Err(problem(format!("{at}: {why}")));
             }
         }
         ds.inputs[i] = values;
         ds.widths[i] = width.max(1);
-        if ds.source.is_none() {
+        if ds.source.is_none() && has_rows {
             ds.source = Some(file);
         }
     }
-    Ok(ds)
+    match text::load_corpus(model, base)? {
+        Some(corpus) => Ok(ds.with_corpus(corpus)),
+        None => Ok(ds),
+    }
+}
+
+/// A shape as NumPy prints it: `(3,)`, `(2, 3)`.
+fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }

@@ -665,7 +665,7 @@ fn function(
             .map(|i| exprs[i.index()].clone().expect("operands come first"))
             .collect();
         let expr = op_expr(g, id, &args, &syms, helpers)?;
-        let leaf = matches!(g.op(id), Op::Const(_) | Op::DimSize(_));
+        let leaf = matches!(g.op(id), Op::Const(_) | Op::DimSize(_) | Op::Iota(_));
         let keep = !leaf && (g.name(id).is_some() || uses[id.index()] > 1 || ids.contains(&id));
         if keep {
             // An unnamed result takes its output's name: `accuracy = ...; return {"accuracy": accuracy}`.
@@ -714,6 +714,7 @@ fn symbol_locals(
                 &[]
             }
             Op::SumTo(s) | Op::Expand(s) | Op::Reshape(s) => &s.0,
+            Op::Iota(d) => std::slice::from_ref(d),
             _ => &[],
         };
         for d in dims {
@@ -765,6 +766,15 @@ fn op_expr(
         Op::Input(_) | Op::Param(_) => unreachable!("leaves are bound before the body"),
         Op::Const(bits) => literal(f64::from_bits(*bits)),
         Op::DimSize(s) => atom(syms[*s as usize].clone()),
+        Op::Iota(d) => call("jnp.arange", &[dim_text(*d, syms), "dtype=DTYPE".into()]),
+        Op::Literal(data) => {
+            let values: Vec<String> = data.values().map(|v| literal(v).text).collect();
+            atom(format!(
+                "jnp.array([{}], DTYPE).reshape({})",
+                values.join(", "),
+                shape_tuple(&data.shape, syms)
+            ))
+        }
         Op::Neg => Expr {
             text: format!("-{}", a[0].at(UNARY)),
             prec: UNARY,

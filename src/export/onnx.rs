@@ -452,6 +452,26 @@ impl Emitter<'_> {
                 let size = self.op1("Reshape", vec![size, scalar], vec![]);
                 Some(self.cast_to_float(size))
             }
+            Op::Iota(d) => {
+                let limit = match *d {
+                    Dim::Fixed(k) => self.float_const(k as f64),
+                    Dim::Sym(s) => {
+                        let size = self.sym_size(g, s)?;
+                        let scalar = self.int_const(&[], vec![0]);
+                        let size = self.op1("Reshape", vec![size, scalar], vec![]);
+                        self.cast_to_float(size)
+                    }
+                };
+                let (start, delta) = (self.float_const(0.0), self.float_const(1.0));
+                simple(self, "Range", vec![start, limit, delta])
+            }
+            Op::Literal(data) => {
+                let name = self.names.fresh("literal");
+                let dims = data.shape.as_fixed().unwrap_or_default();
+                let values: Vec<f64> = data.values().collect();
+                self.initializer(&name, dims.iter().map(|&d| d as i64).collect(), &values);
+                Some(name)
+            }
             Op::Neg => simple(self, "Neg", a),
             Op::Exp => simple(self, "Exp", a),
             Op::Log => simple(self, "Log", a),

@@ -64,7 +64,11 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
                     .is_int
                     .then_some(IndexSource::Input(*i));
             }
-            Op::ArgMax { .. } => return Some(IndexSource::Computed),
+            Op::ArgMax { .. } | Op::Iota(_) => return Some(IndexSource::Computed),
+            Op::Literal(data) => {
+                let whole = data.values().all(|v| v >= 0.0 && v.fract() == 0.0);
+                return whole.then_some(IndexSource::Computed);
+            }
             Op::Const(_) => {
                 let v = op.const_value()?;
                 return (v >= 0.0 && v.fract() == 0.0).then_some(IndexSource::Computed);

@@ -180,6 +180,8 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Add
         | Op::Sub
         | Op::Mul
@@ -247,6 +249,8 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Param(_)
         | Op::Const(_)
         | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
         | Op::Neg
         | Op::Exp
         | Op::Log
@@ -375,6 +379,8 @@ fn eval_op(
         Op::Param(i) => params[*i as usize].clone(),
         Op::Const(_) => Tensor::scalar(op.const_value().unwrap()),
         Op::DimSize(s) => Tensor::scalar(syms[*s as usize] as f64),
+        Op::Iota(_) => Tensor::new(shape.clone(), (0..shape[0]).map(|i| i as f64).collect()),
+        Op::Literal(data) => Tensor::new(shape, data.values().collect()),
         Op::Neg
         | Op::Exp
         | Op::Log

@@ -11,5 +11,5 @@ pub mod verify;
 
 pub use graph::{Graph, InputInfo, Node, NodeId, ParamInfo};
 pub use interp::Tensor;
-pub use op::{Class, Op};
+pub use op::{Class, LiteralData, Op};
 pub use shape::{DType, Dim, Shape};

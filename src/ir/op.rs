@@ -6,7 +6,32 @@
 //! with no wildcard arm, so adding a variant makes the compiler list every place it needs
 //! (ARCHITECTURE.md, "How to add an op"). Name, arity and class come from `Op::facts` alone.
 
-use super::shape::Shape;
+use super::shape::{Dim, Shape};
+
+/// The data of an array literal: its fixed shape and its elements in row-major order, kept as
+/// the bits of f64s so that the op can be hashed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LiteralData {
+    pub shape: Shape,
+    pub bits: Vec<u64>,
+}
+
+impl LiteralData {
+    /// The most numbers a literal holds: it is written into the generated code, one store per
+    /// element. Larger constant data belongs in an input file.
+    pub const MAX_ELEMENTS: usize = 4096;
+
+    pub fn new(shape: Shape, values: &[f64]) -> LiteralData {
+        LiteralData {
+            shape,
+            bits: values.iter().map(|v| v.to_bits()).collect(),
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.bits.iter().map(|&b| f64::from_bits(b))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -18,6 +43,10 @@ pub enum Op {
     Const(u64),
     /// The run-time size of a symbolic dimension, as a scalar.
     DimSize(u32),
+    /// The vector 0, 1, …, len − 1: an index along one axis, computed, never read from data.
+    Iota(Dim),
+    /// A small array of constants written in the source (`[[1, 2], [3, 4]]`).
+    Literal(Box<LiteralData>),
 
     Neg,
     Exp,
@@ -208,6 +237,8 @@ impl Op {
             Param(_) => ("param", Leaf),
             Const(_) => ("const", Leaf),
             DimSize(_) => ("dim", Leaf),
+            Iota(_) => ("iota", Leaf),
+            Literal(_) => ("literal", Leaf),
             Neg => ("neg", Unary),
             Exp => ("exp", Unary),
             Log => ("log", Unary),

@@ -146,28 +146,39 @@ impl<'g> Printer<'g> {
             return self.reduction(x, true);
         }
         let from = g.shape(x).clone();
+        // Leading axes of `x` that its printed form leaves to broadcasting (a broadcast prints
+        // as its operand): axes are counted in the printed form, without them.
+        let mut elided = from.rank().saturating_sub(self.printed_shape(x).rank());
         let mut text = self.go(x, false);
-        if let Some(removed) = removed_unit_axes(&from, to) {
-            // Leading axes the printed operand lacks (left to broadcasting) are not there to
-            // remove.
-            let offset = from.rank() - self.printed_shape(x).rank();
-            for k in removed.into_iter().rev().filter(|k| *k >= offset) {
-                text = self.call("sum", &[text.0, format!("axis={}", k - offset)]);
-            }
+        let (removed, added) = if let Some(removed) = removed_unit_axes(&from, to) {
+            (removed, vec![])
         } else if let Some(added) = removed_unit_axes(to, &from) {
-            let implicit = if leading {
-                0
-            } else {
-                added
-                    .iter()
-                    .enumerate()
-                    .take_while(|(i, k)| i == *k)
-                    .count()
-            };
-            // Positions in the result without the implicit leading axes.
-            for k in &added[implicit..] {
-                text = self.call("expand_dims", &[text.0, format!("axis={}", k - implicit)]);
+            (vec![], added)
+        } else {
+            // A unit axis moved (`[n, 3, 1]` to `[n, 1, 3]`): every unit axis removed, then
+            // the target's added.
+            let squeezed = Shape(from.squeezed());
+            (
+                removed_unit_axes(&from, &squeezed).expect("unit axes removed"),
+                removed_unit_axes(to, &squeezed).expect("unit axes added"),
+            )
+        };
+        for k in removed.into_iter().rev() {
+            if k < elided {
+                elided -= 1;
+                continue;
             }
+            text = self.call("sum", &[text.0, format!("axis={}", k - elided)]);
+        }
+        // `elided` is now the number of leading axes of the result left to broadcasting: an
+        // added axis before them, or right before the first written one where broadcasting
+        // may add leading axes (not an operand of `@`), joins them.
+        for k in added {
+            if k < elided || (!leading && k == elided) {
+                elided += 1;
+                continue;
+            }
+            text = self.call("expand_dims", &[text.0, format!("axis={}", k - elided)]);
         }
         text
     }
@@ -383,6 +394,8 @@ impl<'g> Printer<'g> {
             Op::Input(i) => (self.atom_name(&g.inputs[*i as usize].name), ATOM),
             Op::Param(i) => (self.atom_name(&g.params[*i as usize].name), ATOM),
             Op::DimSize(s) => (self.atom_name(&g.syms[*s as usize]), ATOM),
+            Op::Iota(len) => (format!("arange({})", super::print::dim_text(g, *len)), ATOM),
+            Op::Literal(data) => (super::print::literal_text(data), ATOM),
             Op::Const(_) => {
                 let v = node.op.const_value().unwrap();
                 let text = fmt_number(v);
@@ -513,7 +526,9 @@ impl<'g> Printer<'g> {
                 // where(e, v, 0), with `e` the unit vector of `index` along `axis` and `v` the
                 // values with that axis put back: exact, as embedding into zeros is.
                 let rank = g.shape(id).rank();
-                let a = self.go(ins[0], false).0;
+                // The axis is put back at its own rank: a broadcast operand is written out.
+                let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a).0;
                 let v = self.call("expand_dims", &[a, format!("axis={axis}")]).0;
                 let mut e = self
                     .call("one_hot", &[index.to_string(), size.to_string()])

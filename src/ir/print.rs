@@ -4,7 +4,8 @@
 //! the README quotes.
 
 use super::graph::{Graph, NodeId};
-use super::op::Op;
+use super::op::{LiteralData, Op};
+use super::shape::Dim;
 use std::fmt::Write;
 
 /// Formats a float so that it reads back exactly and integers look like integers.
@@ -19,6 +20,47 @@ pub fn fmt_number(v: f64) -> String {
     } else {
         format!("{v:?}")
     }
+}
+
+/// A dimension as the source writes it: its size, or its symbol's name.
+pub fn dim_text(graph: &Graph, d: Dim) -> String {
+    match d {
+        Dim::Fixed(n) => n.to_string(),
+        Dim::Sym(s) => graph.syms[s as usize].clone(),
+    }
+}
+
+/// An array literal as the source writes it, nested by axis: `[[1, 2], [3, 4]]`; a
+/// rank-0 literal is its one number.
+pub fn literal_text(data: &LiteralData) -> String {
+    fn nest(out: &mut String, dims: &[u64], values: &mut dyn Iterator<Item = f64>) {
+        let Some((&len, inner)) = dims.split_first() else {
+            out.push_str(&fmt_number(
+                values.next().expect("a literal holds its elements"),
+            ));
+            return;
+        };
+        out.push('[');
+        for i in 0..len {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            nest(out, inner, values);
+        }
+        out.push(']');
+    }
+    let dims: Vec<u64> = data
+        .shape
+        .0
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => *n,
+            Dim::Sym(_) => unreachable!("a literal's shape is fixed"),
+        })
+        .collect();
+    let mut out = String::new();
+    nest(&mut out, &dims, &mut data.values());
+    out
 }
 
 /// The text of the nodes reachable from `outputs`, followed by one line naming each output.
@@ -59,6 +101,8 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         Op::Param(i) => Some(graph.params[*i as usize].name.clone()),
         Op::Const(_) => Some(fmt_number(op.const_value().unwrap())),
         Op::DimSize(s) => Some(graph.syms[*s as usize].clone()),
+        Op::Iota(len) => Some(format!("len={}", dim_text(graph, *len))),
+        Op::Literal(data) => Some(literal_text(data)),
         Op::Sum { axis: Some(a) }
         | Op::LogSumExp { axis: Some(a) }
         | Op::ReduceMax { axis: Some(a) }

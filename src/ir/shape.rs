@@ -191,6 +191,8 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
                 .ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))
         }
         Const(_) | DimSize(_) => Ok(Shape::scalar()),
+        Iota(len) => Ok(Shape(vec![*len])),
+        Literal(data) => Ok(data.shape.clone()),
         Select => {
             let ab = broadcast(shapes[1], shapes[2])
                 .ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;
@@ -305,19 +307,22 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
 /// Whether two shapes hold the same number of elements for every binding of the symbolic
 /// dimensions: the same symbols as often, and the same product of fixed sizes.
 pub fn same_element_count(a: &Shape, b: &Shape) -> bool {
-    let parts = |s: &Shape| {
-        let mut syms: Vec<u32> = Vec::new();
-        let mut fixed: u128 = 1;
-        for d in &s.0 {
-            match *d {
-                Dim::Fixed(k) => fixed = fixed.saturating_mul(k as u128),
-                Dim::Sym(s) => syms.push(s),
-            }
+    element_count(a) == element_count(b)
+}
+
+/// A shape's element count as its symbolic dimensions (sorted) and the product of its fixed
+/// sizes.
+pub fn element_count(s: &Shape) -> (Vec<u32>, u128) {
+    let mut syms: Vec<u32> = Vec::new();
+    let mut fixed: u128 = 1;
+    for d in &s.0 {
+        match *d {
+            Dim::Fixed(k) => fixed = fixed.saturating_mul(k as u128),
+            Dim::Sym(s) => syms.push(s),
         }
-        syms.sort_unstable();
-        (syms, fixed)
-    };
-    parts(a) == parts(b)
+    }
+    syms.sort_unstable();
+    (syms, fixed)
 }
 
 /// The length of `axis`, which must exist and be fixed.

@@ -231,7 +231,14 @@ impl Jit {
     pub fn compile_graph(&mut self, f: &GraphFn, plan: &Plan) -> Result<FuncId, CodegenError> {
         let n_slots = plan.slots.len();
         let bounded = is_bounded(n_slots, plan);
-        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+        let shape = FnShape {
+            n_slots,
+            n_syms: f.graph.syms.len(),
+            dtype: f.graph.dtype,
+            bounded,
+            address_slot: plan.storage.address_slots(n_slots),
+        };
+        self.define(shape, |tx| {
             for step in &plan.steps {
                 tx.step(&f.graph, plan, step);
             }
@@ -250,10 +257,14 @@ impl Jit {
         let sizes = sizes.to_vec();
         let n_slots = sizes.len() * (2 + spec.kind.state_arrays());
         let slots = UpdateSlots::standalone(sizes.len(), spec.kind.state_arrays());
-        let bounded = n_slots > MAX_HELD_VALUES;
-        self.define(n_slots, 0, dtype, bounded, move |tx| {
-            tx.update(&spec, &sizes, &slots, 0)
-        })
+        let shape = FnShape {
+            n_slots,
+            n_syms: 0,
+            dtype,
+            bounded: n_slots > MAX_HELD_VALUES,
+            address_slot: Vec::new(),
+        };
+        self.define(shape, move |tx| tx.update(&spec, &sizes, &slots, 0))
     }
 
     /// Compiles the whole training step, looped. The table `scalars` holds the number of steps
@@ -303,7 +314,15 @@ impl Jit {
         };
         let constants = spec.constants();
         let step_scalars = spec.step_scalars(&constants);
-        self.define(n_slots, f.graph.syms.len(), f.graph.dtype, bounded, |tx| {
+        let shape = FnShape {
+            n_slots,
+            n_syms: f.graph.syms.len(),
+            dtype: f.graph.dtype,
+            bounded,
+            // The optimizer's state arrays, after the plan's slots, have addresses of their own.
+            address_slot: plan.storage.address_slots(n_slots),
+        };
+        self.define(shape, |tx| {
             let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
             let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
             for &slot in &promotable {
@@ -374,10 +393,7 @@ impl Jit {
 
     fn define(
         &mut self,
-        n_slots: usize,
-        n_syms: usize,
-        dtype: DType,
-        bounded: bool,
+        shape: FnShape,
         body: impl FnOnce(&mut Tx),
     ) -> Result<FuncId, CodegenError> {
         let name = format!("kernel{}", self.n_functions);
@@ -405,12 +421,6 @@ impl Jit {
             b.switch_to_block(entry);
             let params = b.block_params(entry).to_vec();
             let tables = [params[0], params[1], params[2]];
-            let shape = FnShape {
-                n_slots,
-                n_syms,
-                dtype,
-                bounded,
-            };
             let mut tx = Tx::new(
                 b,
                 entry,
@@ -560,6 +570,8 @@ struct Tx<'a> {
     /// dominate every use (slot pointers only when not `bounded`).
     slot_ptrs: Vec<Value>,
     n_slots: usize,
+    /// See `FnShape::address_slot`.
+    address_slot: Vec<u32>,
     /// A function too large to hold its values in registers for long (`is_bounded`): slot
     /// pointers and scalar constants are made where they are used, scalar nodes are kept in
     /// stack slots (`spilled`), and nothing is promoted. Otherwise every such value would live
@@ -631,13 +643,25 @@ fn flags() -> MemFlagsData {
 }
 
 /// What a generated function's tables hold.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct FnShape {
     n_slots: usize,
     n_syms: usize,
     dtype: DType,
     /// Whether the function holds few values in registers across its body (`Tx::bounded`).
     bounded: bool,
+    /// The slot whose table entry gives each slot's address: slots that share a buffer load
+    /// one pointer (`Storage::address_slots`); empty when every slot has its own.
+    address_slot: Vec<u32>,
+}
+
+impl FnShape {
+    fn address_slot(&self, slot: u32) -> u32 {
+        self.address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot)
+    }
 }
 
 impl<'a> Tx<'a> {
@@ -660,8 +684,15 @@ impl<'a> Tx<'a> {
         let entry_slots = if shape.bounded { 0 } else { shape.n_slots };
         // Constants are hoisted to the top of the entry block, which must be laid out first.
         b.ensure_inserted_block();
-        let slot_ptrs = (0..entry_slots)
-            .map(|i| b.ins().load(types::I64, flags(), tables[0], i as i32 * 8))
+        let mut loaded: HashMap<u32, Value> = HashMap::new();
+        let slot_ptrs = (0..entry_slots as u32)
+            .map(|i| {
+                let from = shape.address_slot(i);
+                *loaded.entry(from).or_insert_with(|| {
+                    b.ins()
+                        .load(types::I64, flags(), tables[0], from as i32 * 8)
+                })
+            })
             .collect();
         let dim_vals = (0..shape.n_syms)
             .map(|i| b.ins().load(types::I64, flags(), tables[1], i as i32 * 8))
@@ -676,6 +707,7 @@ impl<'a> Tx<'a> {
             helpers: HashMap::new(),
             slot_ptrs,
             n_slots: shape.n_slots,
+            address_slot: shape.address_slot.clone(),
             bounded: shape.bounded,
             spilled: HashMap::new(),
             scalar_steps: 0,
@@ -1000,16 +1032,22 @@ impl<'a> Tx<'a> {
             return p;
         }
         let table = self.ptr_table;
+        // Slots that share a buffer share its address.
+        let from = self
+            .address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot);
         let load =
-            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, slot as i32 * 8);
-        if let Some(p) = self.at_loop_entry(slot, load) {
+            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, from as i32 * 8);
+        if let Some(p) = self.at_loop_entry(from, load) {
             return p;
         }
         if self.bounded {
             return self
                 .b
                 .ins()
-                .load(types::I64, flags(), table, slot as i32 * 8);
+                .load(types::I64, flags(), table, from as i32 * 8);
         }
         self.slot_ptrs[slot as usize]
     }
@@ -1109,7 +1147,40 @@ impl<'a> Tx<'a> {
                 }
                 acc
             }
+            Stride::Scaled(k, dims) => {
+                let p = self.stride(&Stride::Prod(dims.clone()));
+                self.mul_imm(p, *k)
+            }
         }
+    }
+
+    /// The element offset of a view's first element (a slice's), a sum of strides.
+    fn view_offset(&mut self, terms: &[Stride]) -> Value {
+        let mut acc = self.iconst(0);
+        for t in terms {
+            let v = self.stride(t);
+            acc = self.add(acc, v);
+        }
+        acc
+    }
+
+    /// `row_ptr` of a view whose first element is `first` elements into its slot: the offset
+    /// joins the outer terms, so that views of one slot at different offsets have rows of
+    /// their own.
+    fn view_row_ptr(
+        &mut self,
+        slot: u32,
+        outer: &[Value],
+        strides: &[Value],
+        first: Value,
+    ) -> Value {
+        if self.known(first) == Some(0) {
+            return self.row_ptr(slot, outer, strides);
+        }
+        let one = self.iconst(1);
+        let outer: Vec<Value> = outer.iter().copied().chain([one]).collect();
+        let strides: Vec<Value> = strides.iter().copied().chain([first]).collect();
+        self.row_ptr(slot, &outer, &strides)
     }
 
     fn sizes(&mut self, shape: &Shape) -> Vec<Value> {
@@ -1267,19 +1338,27 @@ impl<'a> Tx<'a> {
                 let n = self.dim(Dim::Sym(*s));
                 Operand::Scalar(self.b.ins().fcvt_from_sint(self.ty, n))
             }
-            Val::View { slot, strides }
-                if self.group_slots.contains(slot)
-                    && shape.rank() == rank
-                    && *strides == crate::lower::contiguous(shape) =>
+            Val::View {
+                slot,
+                strides,
+                offset,
+            } if self.group_slots.contains(slot)
+                && shape.rank() == rank
+                && offset.is_empty()
+                && *strides == crate::lower::contiguous(shape) =>
             {
                 Operand::Lane(*slot)
             }
-            Val::View { slot, .. } if shape.rank() == 0 && rank > 0 => {
+            Val::View { slot, offset, .. } if shape.rank() == 0 && rank > 0 => {
                 // One element for the whole loop: read it once, before the loop.
-                let zero = self.iconst(0);
-                Operand::Scalar(self.load_at(*slot, zero))
+                let first = self.view_offset(offset);
+                Operand::Scalar(self.load_at(*slot, first))
             }
-            Val::View { slot, strides } => {
+            Val::View {
+                slot,
+                strides,
+                offset: first,
+            } => {
                 let offset = rank - shape.rank();
                 let mut aligned = vec![self.iconst(0); offset];
                 for (i, s) in strides.iter().enumerate() {
@@ -1299,7 +1378,7 @@ impl<'a> Tx<'a> {
                         Stride::Prod(dims) if dims.iter().all(|d| *d == Dim::Fixed(1)) => {
                             Inner::One
                         }
-                        Stride::Prod(_) => Inner::Other,
+                        Stride::Prod(_) | Stride::Scaled(..) => Inner::Other,
                     },
                 };
                 let inner = if rank > 0 && offset == rank {
@@ -1307,10 +1386,12 @@ impl<'a> Tx<'a> {
                 } else {
                     inner
                 };
+                let first = self.view_offset(first);
                 Operand::View {
                     slot: *slot,
                     strides: aligned,
                     inner,
+                    first,
                 }
             }
         }
@@ -1343,6 +1424,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -1390,16 +1473,18 @@ impl<'a> Tx<'a> {
                 slot,
                 strides,
                 inner,
+                first,
             } => {
                 match inner {
                     Inner::One => {
-                        let row = self.row_ptr(*slot, outer, &strides[..outer.len()]);
+                        let row = self.view_row_ptr(*slot, outer, &strides[..outer.len()], *first);
                         let addr = self.row_elem_addr(row, j);
                         // Several members of a loop group may read the same element.
                         self.memo(LOAD, addr, |tx| tx.b.ins().load(vty, flags(), addr, 0))
                     }
                     _ => {
                         let base = self.dot(outer, &strides[..outer.len()]);
+                        let base = self.add(base, *first);
                         let v = self.load_at(*slot, base);
                         self.splat(vty, v)
                     }
@@ -1487,6 +1572,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -1548,6 +1635,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -1577,14 +1666,32 @@ impl<'a> Tx<'a> {
         args: &[Operand],
         f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
     ) {
-        let sizes = self.sizes(shape);
         let out = self.contiguous_strides(shape);
+        let first = self.iconst(0);
+        self.elementwise_loop_into(shape, slot, &out, first, args, f);
+    }
+
+    /// An elementwise loop over `shape` that writes element `idx` of its result to element
+    /// `first + idx · out` of `slot` (an embedding's place in a larger array); vectorized when
+    /// the last axis is written contiguously and every operand reads as vectors.
+    fn elementwise_loop_into(
+        &mut self,
+        shape: &Shape,
+        slot: u32,
+        out: &[Value],
+        first: Value,
+        args: &[Operand],
+        f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
+    ) {
+        let sizes = self.sizes(shape);
         let rank = shape.rank();
-        if rank == 0 || !args.iter().all(|a| self.vectorizable(a)) {
+        let contiguous_rows = rank > 0 && self.known(out[rank - 1]) == Some(1);
+        if !contiguous_rows || !args.iter().all(|a| self.vectorizable(a)) {
             self.nest(&sizes, &mut |tx, idx| {
                 let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
                 let v = f(tx, &xs, false);
-                let o = tx.dot(idx, &out);
+                let o = tx.dot(idx, out);
+                let o = tx.add(o, first);
                 tx.store_at(slot, o, v);
             });
             return;
@@ -1594,12 +1701,13 @@ impl<'a> Tx<'a> {
         self.nest(&sizes[..rank - 1], &mut |tx, outer| {
             let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let obase = tx.dot(outer, &out[..rank - 1]);
+            let obase = tx.add(obase, first);
             let span = tx.mul_imm(n_vec, lanes);
             tx.for_loop_by(span, lanes, &mut |tx, j| {
                 tx.straight(|tx| {
                     let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
                     let r = f(tx, &xs, true);
-                    let row = tx.row_ptr(slot, outer, &out[..rank - 1]);
+                    let row = tx.view_row_ptr(slot, outer, &out[..rank - 1], first);
                     let addr = tx.row_elem_addr(row, j);
                     tx.b.ins().store(flags(), r, addr, 0);
                 })
@@ -1625,8 +1733,14 @@ impl<'a> Tx<'a> {
                 let xs: Vec<Value> = args.iter().map(|a| self.read(a, idx)).collect();
                 self.scalar_op(op, &xs, *exponent)
             }
-            Operand::View { slot, strides, .. } => {
+            Operand::View {
+                slot,
+                strides,
+                first,
+                ..
+            } => {
                 let off = self.dot(idx, strides);
+                let off = self.add(off, *first);
                 self.load_at(*slot, off)
             }
             Operand::Lane(slot) => self.lanes[slot],
@@ -1775,7 +1889,9 @@ impl<'a> Tx<'a> {
             .iter()
             .map(|m| match m.kind {
                 MemberKind::Elementwise => self.node_expr(g, plan, m.node, rank),
-                MemberKind::Sum | MemberKind::ColumnSum => self.arg(g, plan, m.node, 0, rank),
+                MemberKind::Sum | MemberKind::ColumnSum | MemberKind::RowSum => {
+                    self.arg(g, plan, m.node, 0, rank)
+                }
             })
             .collect();
         self.group_slots.clear();
@@ -1791,16 +1907,18 @@ impl<'a> Tx<'a> {
         // into its first lane, so no second set of accumulators competes for registers.
         let mut accs = Vec::new();
         for m in members {
-            accs.push((m.kind == MemberKind::Sum).then(|| {
-                let (ty, init) = if vector {
-                    (vty, zero_v)
-                } else {
-                    (self.ty, zero)
-                };
-                let v = self.b.declare_var(ty);
-                self.b.def_var(v, init);
-                v
-            }));
+            accs.push(
+                matches!(m.kind, MemberKind::Sum | MemberKind::RowSum).then(|| {
+                    let (ty, init) = if vector {
+                        (vty, zero_v)
+                    } else {
+                        (self.ty, zero)
+                    };
+                    let v = self.b.declare_var(ty);
+                    self.b.def_var(v, init);
+                    v
+                }),
+            );
         }
         let out = self.contiguous_strides(shape);
         let sizes = self.sizes(shape);
@@ -1851,7 +1969,7 @@ impl<'a> Tx<'a> {
             }
         };
         // The loop over `len` elements of the last axis from `lo`, for one outer index.
-        let run = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
+        let along = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
             if !vector {
                 tx.for_loop(len, &mut |tx, t| {
                     tx.straight(|tx| {
@@ -1878,6 +1996,32 @@ impl<'a> Tx<'a> {
                     body(tx, outer, j, false);
                 })
             });
+        };
+        // Row sums start each row at zero and store its total when the row ends.
+        let row_sums: Vec<(u32, Variable)> = members
+            .iter()
+            .zip(&accs)
+            .filter(|(m, _)| m.kind == MemberKind::RowSum)
+            .map(|(m, acc)| (m.slot, acc.expect("a row sum accumulates")))
+            .collect();
+        let row_out = if row_sums.is_empty() {
+            Vec::new()
+        } else {
+            self.contiguous_strides(&Shape(shape.0[..rank - 1].to_vec()))
+        };
+        // One outer index's row.
+        let run = |tx: &mut Self, outer: &[Value], lo: Value, len: Value| {
+            for &(_, acc) in &row_sums {
+                let init = if vector { zero_v } else { zero };
+                tx.b.def_var(acc, init);
+            }
+            along(tx, outer, lo, len);
+            for &(slot, acc) in &row_sums {
+                let v = tx.b.use_var(acc);
+                let total = if vector { tx.hsum(v) } else { v };
+                let at = tx.dot(outer, &row_out);
+                tx.store_at(slot, at, total);
+            }
         };
         match blocked {
             Some(rb) => {
@@ -1959,7 +2103,7 @@ impl<'a> Tx<'a> {
         }
         self.lanes.clear();
         for (k, m) in members.iter().enumerate() {
-            if let Some(acc) = accs[k] {
+            if let (Some(acc), MemberKind::Sum) = (accs[k], m.kind) {
                 let v = self.b.use_var(acc);
                 let total = if vector { self.hsum(v) } else { v };
                 let o = self.iconst(0);
@@ -1998,10 +2142,13 @@ impl<'a> Tx<'a> {
         for m in members {
             match m.kind {
                 MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
-                MemberKind::Elementwise if m.stored && self.promoted.contains_key(&m.slot) => {
+                MemberKind::Elementwise | MemberKind::RowSum
+                    if m.stored && self.promoted.contains_key(&m.slot) =>
+                {
                     return None;
                 }
-                MemberKind::Elementwise => {}
+                // Each part writes its own rows' totals.
+                MemberKind::Elementwise | MemberKind::RowSum => {}
             }
         }
         if let Some(rb) = blocked {
@@ -2226,6 +2373,7 @@ impl<'a> Tx<'a> {
             n_syms: self.dim_vals.len(),
             dtype: self.dtype,
             bounded: self.bounded,
+            address_slot: self.address_slot.clone(),
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -2475,14 +2623,20 @@ impl<'a> Tx<'a> {
             Op::Take { axis, index } => {
                 // Iterate over the output; read the source with the taken index inserted.
                 let a = node.inputs[0];
-                let Val::View { slot: src, strides } = plan.values[a.index()].clone().unwrap()
+                let Val::View {
+                    slot: src,
+                    strides,
+                    offset,
+                } = plan.values[a.index()].clone().unwrap()
                 else {
                     unreachable!("take reads a view")
                 };
                 let st: Vec<Value> = strides.iter().map(|s| self.stride(s)).collect();
                 let base = {
                     let i = self.iconst(*index as i64);
-                    self.mul(i, st[*axis as usize])
+                    let at = self.mul(i, st[*axis as usize]);
+                    let first = self.view_offset(&offset);
+                    self.add(at, first)
                 };
                 let mut kept = st.clone();
                 kept.remove(*axis as usize);
@@ -2524,27 +2678,41 @@ impl<'a> Tx<'a> {
                 self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
             }
             Op::MatMul => self.matmul(g, plan, id, slot),
-            Op::Slice {
-                axis, start, step, ..
-            } => self.slice(g, plan, &node, slot, *axis as usize, *start, *step),
             Op::Unslice {
                 axis, start, step, ..
             } => {
+                // Zeros, then the operand written over its place.
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
                 self.fill(slot, &shape, 0.0);
                 let mut out = self.contiguous_strides(&shape);
                 let a = *axis as usize;
-                let first = self.iconst(*start as i64);
-                let base = self.mul(first, out[a]);
+                let start = self.iconst(*start as i64);
+                let first = self.mul(start, out[a]);
                 out[a] = self.mul_imm(out[a], *step);
-                let sizes = self.sizes(&xshape);
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &out);
-                    let o = tx.add(o, base);
-                    tx.store_at(slot, o, v);
+                let src = std::slice::from_ref(&src);
+                self.elementwise_loop_into(&xshape, slot, &out, first, src, &|_, xs, _| xs[0]);
+            }
+            Op::Iota(_) => {
+                let total = self.total(&shape);
+                self.for_loop(total, &mut |tx, i| {
+                    let v = tx.b.ins().fcvt_from_sint(tx.ty, i);
+                    tx.store_at(slot, i, v);
                 });
+            }
+            Op::Literal(data) => {
+                // Small by construction (at most `LiteralData::MAX_ELEMENTS`): one store per
+                // element, of a constant made where it is stored, so that none is live for
+                // longer than its store.
+                for (k, v) in data.values().enumerate() {
+                    let at = self.iconst(k as i64);
+                    let v = if self.ty == types::F32 {
+                        self.b.ins().f32const(v as f32)
+                    } else {
+                        self.b.ins().f64const(v)
+                    };
+                    self.store_at(slot, at, v);
+                }
             }
             other @ (Op::Input(_)
             | Op::Param(_)
@@ -2552,65 +2720,11 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Transpose { .. }
             | Op::Expand(_)
-            | Op::Reshape(_)) => {
+            | Op::Reshape(_)
+            | Op::Slice { .. }) => {
                 unreachable!("`{}` is a view or a leaf, not computed", other.name())
             }
         }
-    }
-
-    /// A slice copied into its slot: the elementwise copy loop (vectorized where the last axis
-    /// is read contiguously) over the operand's view with the sliced axis's stride scaled by
-    /// the step, from the slot's address moved to the first element.
-    #[allow(clippy::too_many_arguments)]
-    fn slice(
-        &mut self,
-        g: &Graph,
-        plan: &Plan,
-        node: &crate::ir::Node,
-        slot: u32,
-        axis: usize,
-        start: u64,
-        step: i64,
-    ) {
-        let a = node.inputs[0];
-        let xshape = g.shape(a).clone();
-        let val = plan.values[a.index()].clone().expect("operand planned");
-        let Operand::View {
-            slot: src,
-            mut strides,
-            inner,
-        } = self.operand(g, plan, &val, &xshape, xshape.rank())
-        else {
-            unreachable!("a slice reads a view")
-        };
-        let first = self.iconst(start as i64);
-        let base = self.mul(first, strides[axis]);
-        strides[axis] = self.mul_imm(strides[axis], step);
-        let inner = if axis + 1 == xshape.rank() && step != 1 && inner == Inner::One {
-            Inner::Other
-        } else {
-            inner
-        };
-        let from = {
-            let ptr = self.slot_ptr(src);
-            self.elem_addr(ptr, base)
-        };
-        let saved = self.slot_override.insert(src, from);
-        let view = Operand::View {
-            slot: src,
-            strides,
-            inner,
-        };
-        self.elementwise_loop(
-            &node.shape,
-            slot,
-            std::slice::from_ref(&view),
-            &|_, xs, _| xs[0],
-        );
-        match saved {
-            Some(p) => self.slot_override.insert(src, p),
-            None => self.slot_override.remove(&src),
-        };
     }
 
     /// `c < x ? c : x`: the minimum, and `x` when it is NaN. On vectors this is one `minps`
@@ -2640,25 +2754,33 @@ impl<'a> Tx<'a> {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        if rank == 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+        if rank >= 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+            // The matrices of the last two axes one after another (attention's scores are
+            // `[n, T, T]`), each a vector of rows at a time.
             let (vty, lanes) = self.vector_type();
-            let m = sizes[0];
-            let last = self.add_imm(m, -1);
-            let rounded = self.add_imm(m, lanes - 1);
-            let blocks = self.shr_imm(rounded, lanes.trailing_zeros() as i64);
-            self.for_loop(blocks, &mut |tx, b| {
-                let first = tx.mul_imm(b, lanes);
-                let rows: Vec<Value> = (0..lanes)
-                    .map(|l| {
-                        let r = tx.add_imm(first, l);
-                        tx.b.ins().smin(r, last)
-                    })
-                    .collect();
-                let lse = tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, &rows, j));
-                for (l, &row) in rows.iter().enumerate() {
-                    let v = tx.b.ins().extractlane(lse, l as u8);
-                    tx.store_at(slot, row, v);
-                }
+            let m = sizes[rank - 2];
+            let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
+            self.nest(&sizes[..rank - 2], &mut |tx, outer| {
+                let last = tx.add_imm(m, -1);
+                let rounded = tx.add_imm(m, lanes - 1);
+                let blocks = tx.shr_imm(rounded, lanes.trailing_zeros() as i64);
+                let base = tx.dot(outer, &out[..rank - 2]);
+                tx.for_loop(blocks, &mut |tx, b| {
+                    let first = tx.mul_imm(b, lanes);
+                    let rows: Vec<Value> = (0..lanes)
+                        .map(|l| {
+                            let r = tx.add_imm(first, l);
+                            tx.b.ins().smin(r, last)
+                        })
+                        .collect();
+                    let lse =
+                        tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, outer, &rows, j));
+                    for (l, &row) in rows.iter().enumerate() {
+                        let v = tx.b.ins().extractlane(lse, l as u8);
+                        let at = tx.add(base, row);
+                        tx.store_at(slot, at, v);
+                    }
+                });
             });
             return;
         }
@@ -2722,16 +2844,25 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Element `[rows[l], j]` of a matrix operand in lane `l`.
-    fn read_rows(&mut self, op: &Operand, rows: &[Value], j: Value) -> Value {
+    /// Element `[outer.., rows[l], j]` of an operand in lane `l`: the rows of the matrix of its
+    /// last two axes at the index `outer` of the others.
+    fn read_rows(&mut self, op: &Operand, outer: &[Value], rows: &[Value], j: Value) -> Value {
         let (vty, _) = self.vector_type();
+        let k = outer.len();
         match op {
             Operand::Scalar(v) => self.scalar_in_lanes(*v),
-            Operand::View { slot, strides, .. } => {
+            Operand::View {
+                slot,
+                strides,
+                first,
+                ..
+            } => {
                 let mut lanes = None;
                 for (l, &r) in rows.iter().enumerate() {
-                    let row = self.row_ptr(*slot, &[r], &strides[..1]);
-                    let off = self.mul(j, strides[1]);
+                    let mut at = outer.to_vec();
+                    at.push(r);
+                    let row = self.view_row_ptr(*slot, &at, &strides[..k + 1], *first);
+                    let off = self.mul(j, strides[k + 1]);
                     let x = match self.promoted.get(slot) {
                         Some(&var) => self.b.use_var(var),
                         None => {
@@ -2747,7 +2878,10 @@ impl<'a> Tx<'a> {
                 lanes.expect("a vector has lanes")
             }
             Operand::Inline { op, args, exponent } => {
-                let xs: Vec<Value> = args.iter().map(|a| self.read_rows(a, rows, j)).collect();
+                let xs: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.read_rows(a, outer, rows, j))
+                    .collect();
                 self.vector_op(op, &xs, *exponent)
             }
             Operand::Lane(_) => unreachable!("rows_readable excludes register lanes"),
@@ -2787,6 +2921,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::Neg
             | Op::Exp
             | Op::Log
@@ -2943,8 +3079,8 @@ impl<'a> Tx<'a> {
         let node = g.node(id);
         let (x, idx) = (node.inputs[0], node.inputs[1]);
         let view = |v: &Option<Val>| match v {
-            Some(Val::View { slot, .. }) => *slot,
-            _ => unreachable!("the operands of a gather are views"),
+            Some(Val::View { slot, offset, .. }) if offset.is_empty() => *slot,
+            _ => unreachable!("the operands of a gather are views from their slot's start"),
         };
         let (sx, si) = (
             view(&plan.values[x.index()]),
@@ -2970,8 +3106,12 @@ impl<'a> Tx<'a> {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
         let view = |v: &Option<Val>| match v {
-            Some(Val::View { slot, strides }) => (*slot, strides.clone()),
-            _ => unreachable!("matmul operands are views"),
+            Some(Val::View {
+                slot,
+                strides,
+                offset,
+            }) if offset.is_empty() => (*slot, strides.clone()),
+            _ => unreachable!("matmul operands are views from their slot's start"),
         };
         let (sa, stra) = view(&plan.values[a.index()]);
         let (sb, strb) = view(&plan.values[b.index()]);
@@ -3131,8 +3271,12 @@ impl<'a> Tx<'a> {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
         let view = |v: &Option<Val>| match v {
-            Some(Val::View { slot, strides }) => (*slot, strides.clone()),
-            _ => unreachable!("matmul operands are views"),
+            Some(Val::View {
+                slot,
+                strides,
+                offset,
+            }) if offset.is_empty() => (*slot, strides.clone()),
+            _ => unreachable!("matmul operands are views from their slot's start"),
         };
         let (sa, stra) = view(&plan.values[a.index()]);
         let (sb, strb) = view(&plan.values[b.index()]);
@@ -3261,6 +3405,8 @@ impl<'a> Tx<'a> {
             | Op::Param(_)
             | Op::Const(_)
             | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -3625,6 +3771,8 @@ enum Operand {
         slot: u32,
         strides: Vec<Value>,
         inner: Inner,
+        /// The element offset of the view's first element (a slice's; usually zero).
+        first: Value,
     },
     /// A fused elementwise node, evaluated from its operands at each index.
     Inline {

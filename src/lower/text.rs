@@ -17,7 +17,8 @@
 //!     block: s4 += matmul(s0[1, 3], s8[1])
 //! ```
 //!
-//! A temporary slot that no step writes is marked `unused`. A division by a value fixed for its
+//! A temporary that takes over the buffer of one whose last reader has run says so
+//! (`reuses s3`); loop members kept in registers hold no memory and are not listed. A division by a value fixed for its
 //! loop is written as the multiplication by the reciprocal that runs (`Plan::reciprocal`).
 //! A batched product, `s9 ← matmul batch=[2, 4](s0[…], s1[…])`, runs one product per index of
 //! its batch axes (the leading axes of its result); each operand's view lists its own strides,
@@ -46,12 +47,17 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
             SlotKind::Param(k) => format!("param {}", g.params[k as usize].name),
             SlotKind::Output(k) => format!("output {}", f.outputs[k as usize].0),
             SlotKind::Temp if written.contains(&(i as u32)) => "temp".to_string(),
-            // Allocated by the runtime all the same: a loop member kept in a register.
-            SlotKind::Temp => "temp (unused)".to_string(),
+            // A loop member kept in a register (numbered after every stored slot).
+            SlotKind::Temp => continue,
         };
+        let reuse = plan
+            .storage
+            .reused_from(i as u32)
+            .map(|s| format!(" (reuses s{s})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  s{i} {kind} : {}{}",
+            "  s{i} {kind} : {}{}{reuse}",
             g.dtype.name(),
             g.shape_text(&slot.shape)
         );
@@ -126,6 +132,7 @@ impl Text<'_> {
             (MemberKind::Elementwise, false) => format!("lane {} = {expr}", m.node),
             (MemberKind::Sum, _) => format!("s{} += {expr}", m.slot),
             (MemberKind::ColumnSum, _) => format!("s{}[column] += {expr}", m.slot),
+            (MemberKind::RowSum, _) => format!("s{}[row] += {expr}", m.slot),
         }
     }
 
@@ -177,9 +184,18 @@ impl Text<'_> {
         match v {
             Val::Const(c) => fmt_number(*c),
             Val::DimSize(s) => self.g.syms[*s as usize].clone(),
-            Val::View { slot, strides } => {
+            Val::View {
+                slot,
+                strides,
+                offset,
+            } => {
                 let s: Vec<String> = strides.iter().map(|s| self.stride(s)).collect();
-                format!("s{slot}[{}]", s.join(", "))
+                // A slice's first element: `s3+2[6, -1]`.
+                let from: String = offset
+                    .iter()
+                    .map(|t| format!("+{}", self.stride(t)))
+                    .collect();
+                format!("s{slot}{from}[{}]", s.join(", "))
             }
             Val::Inline(id) => self.node(*id, lanes),
             Val::Register(id) => format!("r{id}"),
@@ -198,6 +214,13 @@ impl Text<'_> {
                 })
                 .collect::<Vec<_>>()
                 .join("·"),
+            Stride::Scaled(k, dims) => {
+                let rest = self.stride(&Stride::Prod(dims.clone()));
+                match rest.as_str() {
+                    "1" => k.to_string(),
+                    _ => format!("{k}·{rest}"),
+                }
+            }
         }
     }
 }

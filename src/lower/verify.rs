@@ -6,6 +6,9 @@
 //! - Every view stays inside its slot, under several bindings of the symbolic dimensions (the
 //!   strides are products of dimensions, so a view that fits at these fits at every binding
 //!   lowering produces; a wrong stride shows at one of them).
+//! - Storage: every slot a step writes has a buffer, inputs and parameters none, each output
+//!   one of its own; slots that share a buffer have the same number of elements and are never
+//!   live at the same time (a slot is live from the first step that touches it to the last).
 //!
 //! The code generator trusts these: a slot read before it is written would be garbage, a view
 //! past its slot's end an out-of-bounds read in native code.
@@ -33,17 +36,35 @@ pub enum PlanError {
     #[error("step {step} reads the register of {node} before a step computes it")]
     RegisterBeforeScalar { step: usize, node: NodeId },
     #[error(
-        "{node} is read through slot s{slot} at offset {offset}, past its {len} elements (binding {binding:?})"
+        "{node} is read through slot s{slot} at offset {offset}, outside its {len} elements (binding {binding:?})"
     )]
     ViewOutOfBounds {
         node: NodeId,
         slot: u32,
-        offset: u128,
+        offset: i128,
         len: u128,
         binding: Vec<u64>,
     },
     #[error("step {step} reads {node}, which has no planned value")]
     Unplanned { step: usize, node: NodeId },
+    #[error("slots s{a} and s{b} share buffer b{buffer} while both are live at step {step}")]
+    SharedWhileLive {
+        a: u32,
+        b: u32,
+        buffer: u32,
+        step: usize,
+    },
+    #[error("slot s{slot} has {found} elements but its buffer b{buffer} holds {expected}")]
+    BufferSize {
+        slot: u32,
+        buffer: u32,
+        expected: u128,
+        found: u128,
+    },
+    #[error("buffer b{buffer} holds no slot")]
+    EmptyBuffer { buffer: u32 },
+    #[error("slot s{slot} is stored wrongly: {why}")]
+    Storage { slot: u32, why: &'static str },
 }
 
 /// Checks every invariant of `plan`, a plan of `f`.
@@ -58,13 +79,102 @@ pub fn verify(f: &GraphFn, plan: &Plan) -> Result<(), PlanError> {
             return Err(PlanError::OutputNotWritten { slot });
         }
     }
+    storage(&f.graph, plan, &state)
+}
+
+/// Checks the plan's buffer assignment against the slots' kinds, sizes and live ranges.
+fn storage(g: &Graph, plan: &Plan, state: &Written) -> Result<(), PlanError> {
+    let storage = &plan.storage;
+    let wrong = |slot: usize, why| {
+        Err(PlanError::Storage {
+            slot: slot as u32,
+            why,
+        })
+    };
+    if storage.of_slot.len() != plan.slots.len() {
+        return wrong(
+            plan.slots.len(),
+            "the storage covers another number of slots",
+        );
+    }
+    for (s, slot) in plan.slots.iter().enumerate() {
+        let buffer = storage.of_slot[s];
+        let holders = buffer.and_then(|b| storage.buffers.get(b as usize));
+        if buffer.is_some() && !holders.is_some_and(|h| h.contains(&(s as u32))) {
+            return wrong(s, "its buffer does not list it");
+        }
+        match slot.kind {
+            SlotKind::Input(_) | SlotKind::Param(_) if buffer.is_some() => {
+                return wrong(s, "the caller's slot has a buffer of the workspace");
+            }
+            SlotKind::Output(_) if holders.is_none_or(|h| h.len() != 1) => {
+                return wrong(s, "an output needs a buffer of its own");
+            }
+            SlotKind::Temp if buffer.is_none() && state.by[s].is_some() => {
+                return wrong(s, "a step writes it but it has no buffer");
+            }
+            SlotKind::Input(_) | SlotKind::Param(_) | SlotKind::Output(_) | SlotKind::Temp => {}
+        }
+    }
+    for (b, holders) in storage.buffers.iter().enumerate() {
+        for &s in holders {
+            if storage.of_slot.get(s as usize) != Some(&Some(b as u32)) {
+                return wrong(s as usize, "a buffer lists it but it is stored elsewhere");
+            }
+        }
+        same_sizes(g, plan, b as u32, holders)?;
+        disjoint_lives(state, b as u32, holders)?;
+    }
     Ok(())
 }
 
-/// Which step wrote each slot so far (`usize::MAX`: the caller), and which registers exist.
+fn same_sizes(g: &Graph, plan: &Plan, buffer: u32, holders: &[u32]) -> Result<(), PlanError> {
+    let Some(&first) = holders.first() else {
+        return Err(PlanError::EmptyBuffer { buffer });
+    };
+    for binding in bindings(g.syms.len()) {
+        let expected = elements(&plan.slots[first as usize].shape, &binding);
+        for &slot in holders {
+            let found = elements(&plan.slots[slot as usize].shape, &binding);
+            if found != expected {
+                return Err(PlanError::BufferSize {
+                    slot,
+                    buffer,
+                    expected,
+                    found,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn disjoint_lives(state: &Written, buffer: u32, holders: &[u32]) -> Result<(), PlanError> {
+    let mut lives: Vec<(usize, usize, u32)> = holders
+        .iter()
+        .filter_map(|&s| state.live[s as usize].map(|(first, last)| (first, last, s)))
+        .collect();
+    lives.sort_unstable();
+    for pair in lives.windows(2) {
+        let ((_, last, a), (first, _, b)) = (pair[0], pair[1]);
+        if first <= last {
+            return Err(PlanError::SharedWhileLive {
+                a,
+                b,
+                buffer,
+                step: first,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Which step wrote each slot so far (`usize::MAX`: the caller), which registers exist, and
+/// the first and last step that touched each slot.
 struct Written {
     by: Vec<Option<usize>>,
     registers: HashSet<NodeId>,
+    live: Vec<Option<(usize, usize)>>,
 }
 
 const CALLER: usize = usize::MAX;
@@ -79,6 +189,7 @@ impl Written {
         Written {
             by,
             registers: HashSet::new(),
+            live: vec![None; plan.slots.len()],
         }
     }
 
@@ -141,6 +252,10 @@ impl Written {
                 None => self.by[slot as usize] = Some(i),
             }
         }
+        for &slot in read.iter().chain(&writes) {
+            let live = &mut self.live[slot as usize];
+            *live = Some(live.map_or((i, i), |(first, _)| (first, i)));
+        }
         if let Step::Scalar { node } = step {
             self.registers.insert(*node);
         }
@@ -152,7 +267,7 @@ impl Written {
 pub(super) fn written_slot(m: &Member) -> Option<u32> {
     match m.kind {
         MemberKind::Elementwise => m.stored.then_some(m.slot),
-        MemberKind::Sum | MemberKind::ColumnSum => Some(m.slot),
+        MemberKind::Sum | MemberKind::ColumnSum | MemberKind::RowSum => Some(m.slot),
     }
 }
 
@@ -222,20 +337,32 @@ fn bindings(n_syms: usize) -> Vec<Vec<u64>> {
 fn views_in_bounds(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     for binding in bindings(g.syms.len()) {
         for id in g.ids() {
-            let Some(Val::View { slot, strides }) = &plan.values[id.index()] else {
+            let Some(Val::View {
+                slot,
+                strides,
+                offset: first,
+            }) = &plan.values[id.index()]
+            else {
                 continue;
             };
             let sizes = g.shape(id).concrete(&binding);
             if sizes.contains(&0) {
                 continue;
             }
-            let offset: u128 = sizes
-                .iter()
-                .zip(strides)
-                .map(|(&n, s)| (n as u128 - 1) * stride_under(s, &binding))
-                .sum();
+            // The lowest and highest elements the view reads: a negative stride reaches down.
+            let base: i128 = first.iter().map(|t| stride_under(t, &binding)).sum();
+            let (mut low, mut high) = (base, base);
+            for (&n, s) in sizes.iter().zip(strides) {
+                let reach = (n as i128 - 1) * stride_under(s, &binding);
+                if reach < 0 {
+                    low += reach;
+                } else {
+                    high += reach;
+                }
+            }
             let len = elements(&plan.slots[*slot as usize].shape, &binding);
-            if offset >= len {
+            if low < 0 || high >= len as i128 {
+                let offset = if low < 0 { low } else { high };
                 return Err(PlanError::ViewOutOfBounds {
                     node: id,
                     slot: *slot,
@@ -249,10 +376,13 @@ fn views_in_bounds(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn stride_under(s: &Stride, binding: &[u64]) -> u128 {
+fn stride_under(s: &Stride, binding: &[u64]) -> i128 {
+    let product =
+        |dims: &[Dim]| -> i128 { dims.iter().map(|d| dim_under(d, binding) as i128).product() };
     match s {
         Stride::Zero => 0,
-        Stride::Prod(dims) => dims.iter().map(|d| dim_under(d, binding)).product(),
+        Stride::Prod(dims) => product(dims),
+        Stride::Scaled(k, dims) => *k as i128 * product(dims),
     }
 }
 
@@ -322,10 +452,26 @@ mod tests {
         long.values[a.unwrap().index()] = Some(Val::View {
             slot: 0,
             strides: vec![Stride::Prod(vec![Dim::Fixed(4)]), Stride::Prod(vec![])],
+            offset: vec![],
         });
         assert!(matches!(
             verify(&f, &long),
             Err(PlanError::ViewOutOfBounds { .. })
+        ));
+
+        // A reversed view that starts at the slot's first element reads before it.
+        let mut before = good.clone();
+        before.values[a.unwrap().index()] = Some(Val::View {
+            slot: 0,
+            strides: vec![
+                Stride::Scaled(-1, vec![Dim::Fixed(2)]),
+                Stride::Prod(vec![]),
+            ],
+            offset: vec![],
+        });
+        assert!(matches!(
+            verify(&f, &before),
+            Err(PlanError::ViewOutOfBounds { offset, .. }) if offset < 0
         ));
 
         let mut unwritten = good.clone();
@@ -333,6 +479,88 @@ mod tests {
         assert!(matches!(
             verify(&f, &unwritten),
             Err(PlanError::OutputNotWritten { .. })
+        ));
+    }
+
+    /// Two products of the same size whose results are both read by one loop: their slots are
+    /// live at once, so the assignment keeps them apart, and the verifier refuses a plan that
+    /// puts them in one buffer.
+    #[test]
+    fn slots_live_at_once_never_share_a_buffer() {
+        let f = gradient_of(
+            "dtype f64\ninput A[n, 3]\ninput z[n]\nparam w[3] ~ zeros\nparam v[3] ~ zeros\n\
+             loss mean((A @ w) * (A @ v) - z)\n",
+        );
+        let good = super::super::plan(&f);
+        assert_eq!(verify(&f, &good), Ok(()));
+        let lives = super::super::storage::live_ranges(&f.graph, &good);
+        let shared = &good.storage;
+        let temps: Vec<u32> = (0..good.slots.len() as u32)
+            .filter(|&s| good.slots[s as usize].kind == SlotKind::Temp)
+            .filter(|&s| shared.of_slot[s as usize].is_some())
+            .collect();
+        let overlapping = temps
+            .iter()
+            .flat_map(|&a| temps.iter().map(move |&b| (a, b)));
+        let (a, b) = overlapping
+            .filter(|(a, b)| a < b)
+            .filter(|(a, b)| good.slots[*a as usize].shape == good.slots[*b as usize].shape)
+            .find(|(a, b)| {
+                let (la, lb) = (lives[*a as usize].unwrap(), lives[*b as usize].unwrap());
+                la.0 <= lb.1 && lb.0 <= la.1
+            })
+            .expect("two equal temporaries live at once");
+        let (ba, bb) = (
+            shared.of_slot[a as usize].unwrap(),
+            shared.of_slot[b as usize].unwrap(),
+        );
+        assert_ne!(ba, bb, "the assignment shares live slots");
+
+        let mut bad = good.clone();
+        bad.storage.buffers[bb as usize].retain(|&s| s != b);
+        bad.storage.buffers[ba as usize].push(b);
+        bad.storage.of_slot[b as usize] = Some(ba);
+        if bad.storage.buffers[bb as usize].is_empty() {
+            bad.storage.buffers.remove(bb as usize);
+            for s in bad.storage.of_slot.iter_mut().flatten() {
+                if *s > bb {
+                    *s -= 1;
+                }
+            }
+        }
+        assert!(matches!(
+            verify(&f, &bad),
+            Err(PlanError::SharedWhileLive { .. })
+        ));
+    }
+
+    /// Slots whose lifetimes do not overlap share a buffer: a two-layer network's gradient
+    /// needs fewer buffers than slots.
+    #[test]
+    fn slots_that_die_are_reused() {
+        let f = gradient_of(
+            "dtype f64\ninput X[n, 4]\ninput y[n]\nparam W1[4, 4] ~ zeros\n\
+             param W2[4, 4] ~ zeros\nparam v[4] ~ zeros\n\
+             let h = tanh(tanh(X @ W1) @ W2)\nloss mean((h @ v - y)^2)\n",
+        );
+        let plan = super::super::plan(&f);
+        assert_eq!(verify(&f, &plan), Ok(()));
+        let stored = plan.storage.of_slot.iter().flatten().count();
+        assert!(plan.storage.buffers.len() < stored, "{:?}", plan.storage);
+
+        // A slot of another size in a shared buffer is refused.
+        let mut resized = plan.clone();
+        let shared = resized
+            .storage
+            .buffers
+            .iter()
+            .find(|b| b.len() > 1)
+            .unwrap();
+        let slot = shared[1] as usize;
+        resized.slots[slot].shape = Shape(vec![Dim::Fixed(1000)]);
+        assert!(matches!(
+            verify(&f, &resized),
+            Err(PlanError::BufferSize { .. })
         ));
     }
 }

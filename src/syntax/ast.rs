@@ -39,6 +39,14 @@ pub enum Columns {
     Range { first: Ident, last: Ident },
     /// `from "pixels.npy"`: a whole NumPy array file, relative to the model file.
     File(String, Span),
+    /// `from text "corpus.txt" offset 1`: windows of a text's characters as tokens; `kind` is
+    /// the word before the file (`text`), `offset` the word after it and its count.
+    Text {
+        kind: Ident,
+        path: String,
+        path_span: Span,
+        offset: Option<(Ident, f64, Span)>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +86,11 @@ pub enum Item {
     },
     Let {
         name: Ident,
+        value: Expr,
+    },
+    /// `let a, b = split(x, 2, axis=1)`: a name for each part of a split.
+    LetParts {
+        names: Vec<Ident>,
         value: Expr,
     },
     Loss {

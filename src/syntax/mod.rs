@@ -90,7 +90,11 @@ fn too_nested(src: &str) -> Option<Diagnostic> {
 fn item_too_deep(item: &ast::Item) -> Option<Diagnostic> {
     use ast::Item::*;
     let exprs: Vec<&ast::Expr> = match item {
-        Let { value, .. } | Loss { value, .. } | Metric { value, .. } | Output { value, .. } => {
+        Let { value, .. }
+        | LetParts { value, .. }
+        | Loss { value, .. }
+        | Metric { value, .. }
+        | Output { value, .. } => {
             vec![value]
         }
         Fn { body, .. } => vec![body],

@@ -16,7 +16,7 @@ fn a_session_trains_and_reports() {
         ["w", "b"]
     );
     assert_eq!(model.inputs()[0].shape, vec![None]);
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     s.set_input("x", &[0.0, 1.0, 2.0, 3.0], &[4]).unwrap();
     s.set_input("y", &[1.0, 3.0, 5.0, 7.0], &[4]).unwrap();
     let (loss, grads) = s.value_and_grad().unwrap();
@@ -44,7 +44,7 @@ fn bad_input_is_a_typed_error_never_a_panic() {
         other => panic!("{:?}", other.err()),
     }
     let model = compile(LINE).unwrap();
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     assert!(matches!(s.step(), Err(Error::MissingInput(n)) if n == "x"));
     assert!(matches!(
         s.set_input("z", &[1.0], &[1]),
@@ -78,7 +78,7 @@ fn bad_input_is_a_typed_error_never_a_panic() {
 fn one_compiled_model_serves_many_threads() {
     let model = compile(LINE).unwrap();
     let run = |seed: u64| {
-        let mut s = model.session(seed);
+        let mut s = model.session(seed).unwrap();
         let x: Vec<f64> = (0..64).map(|i| i as f64 / 64.0).collect();
         let y: Vec<f64> = x.iter().map(|v| 3.0 * v - 1.0 + seed as f64).collect();
         s.set_input("x", &x, &[64]).unwrap();
@@ -115,18 +115,18 @@ fn compiling_the_same_model_twice_reuses_the_native_code() {
 fn sessions_save_and_load_checkpoints() {
     let model = compile(LINE).unwrap();
     let path = std::env::temp_dir().join(format!("adjoint-api-{}.safetensors", std::process::id()));
-    let mut a = model.session(0);
+    let mut a = model.session(0).unwrap();
     a.set_input("x", &[0.0, 1.0, 2.0], &[3]).unwrap();
     a.set_input("y", &[1.0, 3.0, 5.0], &[3]).unwrap();
     a.steps(10).unwrap();
     a.save(&path).unwrap();
-    let mut b = model.session(7);
+    let mut b = model.session(7).unwrap();
     b.load(&path).unwrap();
     assert_eq!(b.step_count(), 10);
     assert_eq!(a.param("w").unwrap(), b.param("w").unwrap());
     let other = compile("param q[2] ~ zeros\nloss sum(q^2)\n").unwrap();
     assert!(matches!(
-        other.session(0).load(&path),
+        other.session(0).unwrap().load(&path),
         Err(Error::Checkpoint(_))
     ));
 }
@@ -185,7 +185,7 @@ fn predict_and_evaluate_on_new_rows_agree_with_the_cli() {
     let pick = |idx: &[usize]| idx.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>();
     let (train, held) = (pick(&train_idx), pick(&held_idx));
 
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     let (x, y) = (features(&train), labels(&train));
     s.set_inputs(&[
         ("X", &x, &[train.len(), 4]),
@@ -263,10 +263,10 @@ fn predict_and_evaluate_on_new_rows_agree_with_the_cli() {
 
 #[test]
 fn predict_refuses_a_model_without_outputs_and_unbound_inputs_it_reads() {
-    let mut s = compile(LINE).unwrap().session(0);
+    let mut s = compile(LINE).unwrap().session(0).unwrap();
     assert!(matches!(s.predict(), Err(Error::NoOutputs)));
     let model = compile(&format!("{LINE}output fit = w * x + b\n")).unwrap();
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     assert!(matches!(s.predict(), Err(Error::MissingInput(n)) if n == "x"));
     s.set_param("w", &adjoint::Tensor::scalar(2.0)).unwrap();
     // `y` is not read by the output, so it need not be bound.
@@ -291,6 +291,40 @@ fn declared_shapes_print_as_the_model_writes_them() {
 
 /// Every type the API hands out, down to the fields of its errors, can be named from the
 /// crate's root (none lives only in a hidden module). This test fails to compile otherwise.
+/// A session that would not fit in memory is refused with a typed error, not an abort: its
+/// parameters when it is made (200 GB here), its workspace when rows are bound (a one-hot row
+/// of a million values for each of a million rows), and the binding stays as it was.
+#[test]
+fn a_session_too_large_for_memory_is_refused() {
+    let mut huge = String::new();
+    for i in 0..20 {
+        huge += &format!("param W{i}[50000, 50000] ~ zeros\n");
+    }
+    huge += "loss sum(W0)\n";
+    let model = compile(&huge).unwrap();
+    match model.session(0) {
+        Err(Error::Memory(e)) => {
+            assert_eq!(e.what, "the session");
+            assert!(e.need.params >= 200_000_000_000, "{e}");
+            assert!(e.to_string().starts_with("the session would take "), "{e}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+
+    let wide =
+        compile("input y[n]: int\nparam w = 0\nloss mean(sum(one_hot(y, 1000000), axis=1) * w)\n")
+            .unwrap();
+    let mut s = wide.session(0).unwrap();
+    s.set_input("y", &[1.0], &[1]).unwrap();
+    let rows = vec![0.0; 1_000_000];
+    assert!(matches!(
+        s.set_input("y", &rows, &[1_000_000]),
+        Err(Error::Memory(_))
+    ));
+    // The one row bound before is still bound.
+    assert!(s.evaluate().is_ok());
+}
+
 #[test]
 fn every_type_in_the_api_is_named_at_the_root() {
     fn source(e: &Error) -> Option<&dyn std::error::Error> {
@@ -299,6 +333,7 @@ fn every_type_in_the_api_is_named_at_the_root() {
             Error::Data(d) => Some(d as &adjoint::DataError),
             Error::Train(t) => Some(t as &adjoint::TrainError),
             Error::Checkpoint(c) => Some(c as &adjoint::CheckpointError),
+            Error::Memory(m) => Some(m as &adjoint::MemoryError),
             Error::Compile { .. }
             | Error::Codegen(_)
             | Error::Io { .. }
@@ -315,7 +350,8 @@ fn every_type_in_the_api_is_named_at_the_root() {
     assert!(source(&Error::NoOutputs).is_none());
     let model = compile(LINE).unwrap();
     let _: Vec<adjoint::Var> = model.params();
-    let _: adjoint::Session = model.session(0);
+    let _: adjoint::Session = model.session(0).unwrap();
+    let _: Option<adjoint::Footprint> = None;
 }
 
 /// `Tensor` is the API's value type: each of its public methods says what it does.
@@ -340,4 +376,45 @@ fn tensor_methods_have_docs() {
         }
     }
     assert!(methods >= 6);
+}
+
+/// A three-component mixture written as in the math, `x[:, None] - mu`, against its value
+/// computed by hand: −mean over rows of log Σ_k (1/3)·exp(−(x − μ_k)²/2), and its gradient
+/// in μ against the responsibilities: ∂/∂μ_k = −mean over rows of r_ik·(x_i − μ_k).
+#[test]
+fn a_mixture_written_with_a_new_axis_has_its_hand_computed_value_and_gradient() {
+    let src = "dtype f64\ninput x[n]\nparam mu[3] = 0\nparam logit[3] = 0\nlet d = x[:, None] - mu\nloss -mean(logsumexp(log_softmax(logit) - 0.5 * d^2, axis=1))\n";
+    let model = compile(src).unwrap();
+    let mut s = model.session(0).unwrap();
+    let x = [-1.0, 0.5, 2.0, 3.5];
+    let mu = [0.0, 1.0, 2.5];
+    s.set_input("x", &x, &[4]).unwrap();
+    s.set_param("mu", &adjoint::Tensor::new(vec![3], mu.to_vec()))
+        .unwrap();
+    let (loss, grads) = s.value_and_grad().unwrap();
+    let mut expected = 0.0;
+    let mut dmu = [0.0; 3];
+    for &xi in &x {
+        let w: Vec<f64> = mu
+            .iter()
+            .map(|m: &f64| (-(xi - m) * (xi - m) / 2.0).exp() / 3.0)
+            .collect();
+        let total: f64 = w.iter().sum();
+        expected -= total.ln() / x.len() as f64;
+        for k in 0..3 {
+            dmu[k] -= w[k] / total * (xi - mu[k]) / x.len() as f64;
+        }
+    }
+    assert!(
+        (loss - expected).abs() <= 1e-12 * expected.abs(),
+        "{loss} vs {expected}"
+    );
+    for k in 0..3 {
+        let got = grads[0].data[k];
+        assert!(
+            (got - dmu[k]).abs() <= 1e-12,
+            "d/dmu{k}: {got} vs {}",
+            dmu[k]
+        );
+    }
 }

@@ -49,6 +49,18 @@ fn source_errors_point_at_file_line_column_with_a_caret_and_exit_2() {
             "tests/data/errors/shape_mismatch.dsl",
             "tests/data/errors/shape_mismatch.dsl:4:10",
         ),
+        (
+            "tests/data/errors/slices.dsl",
+            "tests/data/errors/slices.dsl:5:13",
+        ),
+        (
+            "tests/data/errors/reshapes.dsl",
+            "tests/data/errors/reshapes.dsl:4:20",
+        ),
+        (
+            "tests/data/errors/split.dsl",
+            "tests/data/errors/split.dsl:3:21",
+        ),
     ] {
         for cmd in ["check", "graph", "train"] {
             let (code, _, stderr) = adjoint(&[cmd, file]);
@@ -625,6 +637,74 @@ fn the_memory_budget_respects_the_process_limits() {
     );
 }
 
+/// `train --timings` prints, after the stages' times, the peak workspace of the run (the
+/// gradient step's on a batch and the forward pass's on every row) with buffers shared by
+/// temporaries whose lifetimes do not overlap, and what it would be without.
+#[test]
+fn train_timings_report_the_peak_workspace_with_and_without_reuse() {
+    let (code, stdout, stderr) =
+        adjoint(&["train", "examples/iris.dsl", "--timings", "--steps", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("workspace"));
+    assert_eq!(
+        line,
+        Some("  workspace      14.1 KiB peak (15.9 KiB without buffer reuse)"),
+        "{stdout}"
+    );
+}
+
+/// Every command that allocates by the model's sizes adds up what its run holds at once and
+/// refuses, before its first step, a run that does not fit: exit 2 with what it would take,
+/// never an abort. The one-hot over ten million classes trains, evaluates and predicts with
+/// 5.6 GiB values; the race steps a loss with a 3.4 GiB constant row.
+#[cfg(target_os = "linux")]
+#[test]
+fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
+    let wide = "tests/data/cli/wide_one_hot.dsl";
+    let picture = std::env::temp_dir().join(format!("adjoint-race-{}.png", std::process::id()));
+    let picture = picture.to_str().unwrap();
+    let cases: [(&str, Vec<&str>); 6] = [
+        ("train", vec!["train", wide]),
+        ("eval", vec!["eval", wide, "--checkpoint", "missing.st"]),
+        (
+            "predict",
+            vec!["predict", wide, "--checkpoint", "missing.st"],
+        ),
+        ("gradcheck", vec!["gradcheck", wide]),
+        ("inspect", vec!["inspect", wide]),
+        (
+            "race",
+            vec!["race", "tests/data/cli/wide_race.dsl", "--out", picture],
+        ),
+    ];
+    for (name, args) in cases {
+        let start = std::time::Instant::now();
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "ulimit -v 3000000; {} {}",
+                    env!("CARGO_BIN_EXE_adjoint"),
+                    args.join(" ")
+                ),
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            start.elapsed().as_secs_f64() < 10.0,
+            "{name}: {:?}",
+            start.elapsed()
+        );
+        insta::assert_snapshot!(format!("memory_refused_{name}"), stderr);
+    }
+    assert!(!std::path::Path::new(picture).exists());
+}
+
 #[test]
 fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     let (code, stdout, stderr) = adjoint(&["graph", "--explain", "tests/data/graph/mixtures.dsl"]);
@@ -670,6 +750,15 @@ fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
         "{code}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Slices, new axes, reshapes, joins and splits print their derivatives in the language:
+/// slices as slices, their adjoints as `unslice`, reshapes with their shapes.
+#[test]
+fn grad_prints_slices_and_their_embeddings_in_the_language() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/split.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(stdout);
 }
 
 /// A token beyond the embedding table is refused when the data is bound, naming the file, row
@@ -748,4 +837,22 @@ fn export_to_onnx_refuses_ops_without_an_exact_operator() {
     assert!(!model.exists(), "a refused export writes nothing");
     insta::assert_snapshot!(format!("{no_ckpt}\n{refused}"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The attention vocabulary as a user meets it: `grad` prints the causal mask and the
+/// layer norm in forms the language reads back, and a bad literal is a located error.
+#[test]
+fn grad_prints_the_causal_mask_and_layer_norm_and_literals_are_checked() {
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/causal_softmax.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_causal_softmax", stdout);
+    let (code, stdout, stderr) = adjoint(&["grad", "tests/data/graph/layer_norm_gelu.dsl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("grad_layer_norm_gelu", stdout);
+    let (code, _, stderr) = adjoint(&["check", "tests/data/errors/constants.dsl"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tests/data/errors/constants.dsl:4:23"),
+        "{stderr}"
+    );
 }

@@ -100,6 +100,19 @@ fn generated_gathers_printed_derivatives_read_back_as_their_gradients() {
     }
 }
 
+/// The attention vocabulary on random shapes of rank 0–5.
+#[test]
+fn generated_attention_programs_printed_derivatives_read_back_as_their_gradients() {
+    for seed in 0..60 {
+        let src = crate::gradients::generated_attention_program(seed);
+        let name = format!("generated attention program {seed}:\n{src}\n");
+        round_trip(
+            &name,
+            &model_of_source(&format!("attention{seed}.dsl"), &src),
+        );
+    }
+}
+
 /// Prints the derivatives of `model`, reads them back as a model and compares the two
 /// gradients at a random point.
 pub fn round_trip(name: &str, model: &adjoint::Model) {

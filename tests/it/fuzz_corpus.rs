@@ -25,6 +25,14 @@ fn the_table_corpus_runs_clean() {
 }
 
 #[test]
+fn the_text_corpus_runs_clean() {
+    for (name, bytes) in corpus("text") {
+        eprintln!("{name}");
+        adjoint::data::fuzz::text(&bytes);
+    }
+}
+
+#[test]
 fn the_npy_corpus_runs_clean() {
     for (name, bytes) in corpus("npy") {
         eprintln!("{name}");

@@ -23,7 +23,7 @@ const BY_HAND: [f64; 6] = [100.0, 200.0, 1011.0, 2022.0, 0.0, 0.0];
 fn scatter_add_sums_repeated_indices_in_native_code_and_the_interpreter() {
     for dtype in ["f64", "f32"] {
         let model = compile(&weighted_lookup(dtype)).unwrap();
-        let mut s = model.session(0);
+        let mut s = model.session(0).unwrap();
         s.set_input("tok", &TOK, &[4]).unwrap();
         s.set_input("w", &W, &[4, 2]).unwrap();
         let (_, grads) = s.value_and_grad().unwrap();
@@ -45,7 +45,7 @@ fn scatter_add_sums_repeated_indices_in_native_code_and_the_interpreter() {
 #[test]
 fn the_api_refuses_indices_off_the_axis_and_values_that_are_not_indices() {
     let model = compile(&weighted_lookup("f64")).unwrap();
-    let mut s = model.session(0);
+    let mut s = model.session(0).unwrap();
     let err = s.set_input("tok", &[1.0, 3.0, 0.0, 1.0], &[4]).unwrap_err();
     assert!(
         matches!(
@@ -132,7 +132,10 @@ fn an_embedding_bag_trains_with_the_gradient_of_its_one_hot_form() {
             .contains("scatter_add axis=0 size=12")
     );
     let (tok, y, rows) = bag_data();
-    let mut sessions: Vec<_> = [gathered, one_hot].iter().map(|m| m.session(3)).collect();
+    let mut sessions: Vec<_> = [gathered, one_hot]
+        .iter()
+        .map(|m| m.session(3).unwrap())
+        .collect();
     for s in &mut sessions {
         s.set_input("tok", &tok, &[rows, 4]).unwrap();
         s.set_input("y", &y, &[rows]).unwrap();
@@ -163,8 +166,8 @@ fn an_embedding_bag_trains_with_the_gradient_of_its_one_hot_form() {
 fn a_one_element_table_trains_the_same_in_one_native_call_as_step_by_step() {
     let src = "dtype f64\ninput tok[n]: int\nparam E[1, 1] ~ zeros\nloss mean((E[tok] - 2)^2)\noptimizer sgd(lr = 0.1)\n";
     let model = compile(src).unwrap();
-    let mut fused = model.session(0);
-    let mut stepped = model.session(0);
+    let mut fused = model.session(0).unwrap();
+    let mut stepped = model.session(0).unwrap();
     for s in [&mut fused, &mut stepped] {
         s.set_input("tok", &[0.0, 0.0, 0.0], &[3]).unwrap();
     }

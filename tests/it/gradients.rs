@@ -224,6 +224,128 @@ fn generated_gathers_gradients_match_finite_differences() {
     }
 }
 
+/// A random program of the attention vocabulary (gelu, silu, layer_norm, softmax and its
+/// family over any axis, a causal mask with `-inf`, constants) on an array of rank 0–5, weighted
+/// by a parameter that broadcasts against the result.
+pub fn generated_attention_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xa77e);
+    let family = rng.random_range(0..5);
+    let min_rank = match family {
+        0 | 4 => 0,
+        3 => 2,
+        _ => 1,
+    };
+    let rank = rng.random_range(min_rank..6usize);
+    let mut dims: Vec<u64> = (0..rank).map(|_| rng.random_range(1..4u64)).collect();
+    if family == 3 {
+        dims[rank - 1] = dims[rank - 2];
+    }
+    let text = |d: &[u64]| {
+        let inner: Vec<String> = d.iter().map(|v| v.to_string()).collect();
+        format!("[{}]", inner.join(", "))
+    };
+    let last = dims.last().copied().unwrap_or(1);
+    let axis = if rank > 0 {
+        rng.random_range(-(rank as i64)..rank as i64)
+    } else {
+        0
+    };
+    let (expr, out): (String, Vec<u64>) = match family {
+        0 => {
+            let f = ["gelu(x)", "gelu(x, approximate=true)", "silu(x)"][rng.random_range(0..3)];
+            (f.to_string(), dims.clone())
+        }
+        1 => {
+            let eps = ["", ", eps=0.1"][rng.random_range(0..2)];
+            (format!("layer_norm(x, g, b{eps})"), dims.clone())
+        }
+        2 => {
+            let at = axis.rem_euclid(rank as i64) as usize;
+            match rng.random_range(0..4) {
+                0 => (format!("softmax(x, axis={axis})"), dims.clone()),
+                1 => (format!("log_softmax(x, axis={axis})"), dims.clone()),
+                2 => {
+                    let mut kept = dims.clone();
+                    kept[at] = 1;
+                    (format!("logsumexp(x, axis={axis}, keepdims=true)"), kept)
+                }
+                _ => {
+                    let mut fewer = dims.clone();
+                    fewer.remove(at);
+                    (format!("logsumexp(x, axis={axis})"), fewer)
+                }
+            }
+        }
+        3 => {
+            let masked = format!("where(causal_mask({last}), x, -inf)");
+            match rng.random_range(0..3) {
+                0 => (format!("softmax({masked})"), dims.clone()),
+                1 => (
+                    format!("where(causal_mask({last}), log_softmax({masked}), 0)"),
+                    dims.clone(),
+                ),
+                _ => {
+                    let mut fewer = dims.clone();
+                    fewer.pop();
+                    (format!("logsumexp({masked}, axis=-1)"), fewer)
+                }
+            }
+        }
+        _ => {
+            let literal: Vec<String> = (0..last).map(|i| format!("{}", i as f64 - 0.5)).collect();
+            (
+                format!(
+                    "tanh(x) * (arange({last}) + [{}]) + ones({}) * x^2",
+                    literal.join(", "),
+                    if rank == 0 {
+                        "1".to_string()
+                    } else {
+                        text(&dims)
+                    }
+                ),
+                if rank == 0 { vec![1] } else { dims.clone() },
+            )
+        }
+    };
+    // The weight broadcasts: some axes of the result kept, others of length 1 or absent.
+    let drop = rng.random_range(0..=out.len());
+    let weight: Vec<u64> = out[drop..]
+        .iter()
+        .map(|&d| if rng.random_bool(0.3) { 1 } else { d })
+        .collect();
+    let decl = |name: &str, d: &[u64]| {
+        if d.is_empty() {
+            format!("param {name} ~ normal(0, 1)\n")
+        } else {
+            format!("param {name}{} ~ normal(0, 1)\n", text(d))
+        }
+    };
+    let mut src = String::from("dtype f64\n");
+    src += &decl("x", &dims);
+    src += &decl("w", &weight);
+    if family == 1 {
+        src += &decl("g", &[last]);
+        src += &decl("b", &[last]);
+    }
+    // tanh keeps the derivative from vanishing where the sum is constant (a softmax
+    // summed over its axis).
+    src + &format!("loss sum(tanh({expr}) * w)")
+}
+
+#[test]
+fn generated_attention_programs_gradients_match_finite_differences() {
+    for seed in 0..80 {
+        let src = generated_attention_program(seed);
+        let model = model_of_source(&format!("attention{seed}.dsl"), &src);
+        check_gradients(
+            &format!("generated program {seed}:\n{src}\n"),
+            &model,
+            1,
+            seed..seed + 1,
+        );
+    }
+}
+
 #[test]
 fn generated_programs_gradients_match_finite_differences() {
     for seed in 0..60 {
@@ -276,7 +398,7 @@ pub fn generated_tensor_program(seed: u64) -> String {
             k
         }
     };
-    let view = match (rank, rng.random_range(0..7)) {
+    let view = match (rank, rng.random_range(0..8)) {
         (0, _) => "h * h".to_string(),
         (_, 0) => {
             // A range with a step on one axis, whole axes elsewhere.
@@ -310,6 +432,24 @@ pub fn generated_tensor_program(seed: u64) -> String {
                 .collect();
             format!("h[{}] + 1", idx.join(", "))
         }
+        (_, 7) => {
+            // Two parts of one axis: halves where its length is even, else the first element
+            // and the rest.
+            let k = rng.random_range(0..rank);
+            let parts = match dims[k] {
+                d if d % 2 == 0 => "2".to_string(),
+                d => format!("(1, {})", d - 1),
+            };
+            if dims[k] == 1 {
+                "h * 2".to_string()
+            } else {
+                src += &format!("let p, q = split(h, {parts}, axis={k})\n");
+                let mut last = vec![":"; rank];
+                last[k] = "-1:";
+                let last = last.join(", ");
+                format!("p[{last}] * q[{last}] + concat([q, p], axis={k})")
+            }
+        }
         _ => {
             let f = ["sum", "mean", "max", "logsumexp"][rng.random_range(0..4)];
             let k = axis(&mut rng);
@@ -333,4 +473,25 @@ fn generated_tensor_programs_gradients_match_finite_differences() {
             seed..seed + 1,
         );
     }
+}
+
+#[test]
+fn generated_tensor_programs_cover_every_family() {
+    let programs: Vec<String> = (0..60).map(generated_tensor_program).collect();
+    for family in [
+        "::", "reshape(", "None", "concat(", "stack(", "split(", "keepdims", "] + 1",
+    ] {
+        assert!(
+            programs.iter().any(|p| p.contains(family)),
+            "no generated program has `{family}`"
+        );
+    }
+    let ranks: std::collections::HashSet<usize> = programs
+        .iter()
+        .map(|p| {
+            let a = p.lines().find(|l| l.starts_with("param a")).unwrap();
+            a.matches(',').count() + usize::from(a.contains('['))
+        })
+        .collect();
+    assert_eq!(ranks.len(), 6, "ranks 0–5 all generated: {ranks:?}");
 }

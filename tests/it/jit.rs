@@ -65,6 +65,13 @@ fn all_models() -> Vec<(String, Model)> {
             model_of_source("gather.dsl", &src),
         ));
     }
+    for seed in 0..40 {
+        let src = crate::gradients::generated_attention_program(seed);
+        models.push((
+            format!("generated attention program {seed}:\n{src}\n"),
+            model_of_source("gen.dsl", &src),
+        ));
+    }
     models
 }
 
@@ -132,6 +139,12 @@ fn loop_groups_split_between_cores_match_interpreter() {
         (
             "column_sum.dsl",
             "input X[n, 4]\ninput y[n]: int\nparam W[4, 6] ~ normal(0, 1)\nparam b[6] ~ normal(0, 1)\nparam V[6, 3] ~ normal(0, 1)\nparam c[3] ~ normal(0, 1)\nloss cross_entropy(tanh(X @ W + b) @ V + c, y)\n",
+            20_001,
+        ),
+        (
+            // Row sums: each part stores its own rows' totals.
+            "row_sum.dsl",
+            "input X[n, 4]\nparam W[4, 20] ~ normal(0, 1)\nparam g[20] ~ normal(1, 0.1)\nparam b[20] ~ normal(0, 1)\nloss mean(layer_norm(X @ W, g, b)^2)\n",
             20_001,
         ),
     ];
@@ -319,6 +332,57 @@ fn row_logsumexp_by_lanes_keeps_each_rows_special_values() {
             params: vec![
                 adjoint::ir::Tensor::new(vec![7, 3], rows.concat()),
                 adjoint::ir::Tensor::new(vec![7], vec![1.0; 7]),
+            ],
+        };
+        let expected = interp_outputs(&compiled.graphs.gradient, &p);
+        let actual = jit_gradient_outputs(&compiled, &p);
+        let k = compiled
+            .graphs
+            .gradient
+            .outputs
+            .iter()
+            .position(|(name, _)| name.ends_with('c'))
+            .expect("the gradient of c is an output");
+        for (row, (a, e)) in actual[k].iter().zip(&expected[k].data).enumerate() {
+            let same = (a.is_nan() && e.is_nan())
+                || a == e
+                || (a.is_finite() && (a - e).abs() <= 1e-5 * e.abs().max(1.0));
+            assert!(
+                same,
+                "{} row {row}: native {a}, interpreter {e}",
+                dtype.name()
+            );
+        }
+    }
+}
+
+/// The same over the last axis of a rank-3 array (attention's `[n, T, T]` scores): each
+/// matrix of the last two axes is done a vector of rows at a time, its last vector repeating
+/// its own last row, never the next matrix's first.
+#[test]
+fn row_logsumexp_of_rank_3_by_lanes_keeps_each_rows_special_values() {
+    let inf = f64::INFINITY;
+    let rows = [
+        [1.0, 2.0, 3.0],
+        [-inf, 0.0, 1.0],
+        [-inf, -inf, -inf],
+        [inf, 0.0, 1.0],
+        [f64::NAN, 0.0, 1.0],
+        [5.0, -5.0, 0.5],
+        [-80.0, -90.0, -85.0],
+    ];
+    let mut data = rows.concat();
+    data.extend(rows.iter().rev().flatten());
+    for dtype in [DType::F64, DType::F32] {
+        let src = "param X[2, 7, 3] ~ zeros\nparam c[2, 7] ~ zeros\nloss sum(logsumexp(X, axis=-1) * c)\n";
+        let model = with_dtype(model_of_source("lse3.dsl", src), dtype);
+        let compiled = CompiledModel::from_model(model).unwrap();
+        let p = Point {
+            rows: 0,
+            inputs: vec![],
+            params: vec![
+                adjoint::ir::Tensor::new(vec![2, 7, 3], data.clone()),
+                adjoint::ir::Tensor::new(vec![2, 7], vec![1.0; 14]),
             ],
         };
         let expected = interp_outputs(&compiled.graphs.gradient, &p);

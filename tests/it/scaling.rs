@@ -19,7 +19,7 @@ fn forty_levels_of_doubling_calls_inline_to_one_node_per_level() {
     let (model, _) = check_source(&SourceFile::new("deep.dsl", src.as_str())).unwrap();
     // The parameter, one `add` per level, the constant 2 and the power.
     assert_eq!(model.forward.graph.len(), 43, "{}", model.forward.text());
-    let mut session = compile_named("deep.dsl", &src).unwrap().session(0);
+    let mut session = compile_named("deep.dsl", &src).unwrap().session(0).unwrap();
     let (loss, grads) = session.value_and_grad().unwrap();
     // l = (2^40 a)^2 at a = 1, dl/da = 2 · 2^80; powers of two, exact in f64.
     assert_eq!(loss, 2f64.powi(80));
@@ -41,7 +41,7 @@ fn pulled_parameters(n: usize) -> String {
 fn thousands_of_scalar_parameters_compile_and_train_to_exact_values() {
     let n = 3000;
     let model = compile_named("many.dsl", &pulled_parameters(n)).unwrap();
-    let mut session = model.session(0);
+    let mut session = model.session(0).unwrap();
     let gap = |i: usize, steps: i32| (i as f64 / 8.0 - (i % 7) as f64) / 2f64.powi(steps);
     let loss = |steps: i32| (0..n).map(|i| gap(i, steps).powi(2)).sum::<f64>();
 

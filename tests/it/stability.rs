@@ -276,3 +276,32 @@ fn a_log_mean_exp_is_a_log_sum_exp_less_log_n() {
     let params = [vec![100.0, 90.0, 80.0]];
     assert_exact_tensors(body, &params, &exact(98.90143311229217), F32);
 }
+
+/// A causal mask writes −inf above the diagonal: the softmax of each row, its log where kept,
+/// and their derivatives stay finite (no inf − inf in the max shift, no 0 · inf in the
+/// derivative), and a masked score gets exactly zero derivative. Scores of ±1000 make any
+/// unshifted exponential overflow.
+#[test]
+fn causal_softmax_with_minus_inf_stays_finite() {
+    for dtype in ["f64", "f32"] {
+        let src = format!(
+            "dtype {dtype}\nparam s[2, 3, 3] ~ zeros\nlet masked = where(causal_mask(3), s, -inf)\nloss sum(softmax(masked) * arange(3)) - sum(where(causal_mask(3), log_softmax(masked), 0)) + sum(logsumexp(masked, axis=-1))\n"
+        );
+        let scores: Vec<f64> = (0..18)
+            .map(|i| if i % 2 == 0 { 1000.0 } else { -1000.0 })
+            .collect();
+        let out = assert_finite(&src, &[scores]);
+        let grad = &out[1];
+        for b in 0..2 {
+            for row in 0..3 {
+                for col in row + 1..3 {
+                    assert_eq!(
+                        grad[b * 9 + row * 3 + col],
+                        0.0,
+                        "{dtype}: masked [{b}, {row}, {col}]"
+                    );
+                }
+            }
+        }
+    }
+}
