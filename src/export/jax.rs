@@ -919,7 +919,7 @@ fn slice_text(start: u64, step: i64, len: u64) -> String {
 /// ½, `x ** y` otherwise.
 fn pow_expr(g: &Graph, exponent: NodeId, base: &Expr, e: &Expr) -> Expr {
     match g.const_value(exponent) {
-        Some(k) if k == 0.5 => call("jnp.sqrt", &[base.text.clone()]),
+        Some(0.5) => call("jnp.sqrt", std::slice::from_ref(&base.text)),
         Some(k) if k.fract() == 0.0 && k.abs() < 1e9 => Expr {
             text: format!("{} ** {}", base.at(POW + 1), k as i64),
             prec: POW,
