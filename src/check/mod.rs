@@ -13,6 +13,7 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod einsum;
 mod indexing;
 mod literal;
 mod shaping;
@@ -1254,6 +1255,16 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
+            ExprKind::Str(_) => {
+                self.error(
+                    Diagnostic::error("a string is not a value")
+                        .with_label(e.span, "a string here")
+                        .with_note(
+                            "strings are `einsum`'s specs, as in `einsum(\"ij,jk->ik\", a, b)`",
+                        ),
+                );
+                return None;
+            }
             ExprKind::List(_) => literal::array(self, g, e)?,
             ExprKind::Tuple(_) => {
                 self.error(
