@@ -112,6 +112,7 @@ impl Checker {
         let mut outputs: Vec<(String, NodeId)> = Vec::new();
         let row_dim_sym = row_dim;
         let mut optimizer: Option<OptimizerSpec> = None;
+        let mut optimizer_span = None;
         let mut train = TrainSettings::default();
         let mut data = None;
         let mut saw_train = false;
@@ -219,6 +220,7 @@ impl Checker {
                         );
                     }
                     optimizer = self.optimizer(name, args);
+                    optimizer_span = Some(*span);
                 }
                 Item::Train { settings, span } => {
                     if saw_train {
@@ -288,6 +290,7 @@ impl Checker {
             bindings,
             row_dim,
             optimizer: optimizer.unwrap_or_else(|| OptimizerSpec::new(OptimizerKind::Adam)),
+            optimizer_span,
             schedule: schedule.unwrap_or_default(),
             train,
             data,

@@ -185,6 +185,9 @@ enum Command {
         #[arg(long)]
         confusion: bool,
     },
+    /// Write the model for another engine: a JAX module (loss, metrics, outputs, optimizer,
+    /// training step) or an ONNX model of its outputs and metrics.
+    Export(export::ExportArgs),
     /// Run the benchmark workloads W1–W6 and MM, optionally beside the peers (JAX, numpy, C).
     Bench {
         /// Workloads to run; all when none are given. W1: Rosenbrock with Adam, 100k steps (f64).
@@ -210,6 +213,7 @@ mod bench;
 mod check;
 mod decimal;
 mod eval;
+mod export;
 mod grad;
 mod gradcheck;
 mod graph;
@@ -417,6 +421,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             data,
             out,
         } => predict(&file, &checkpoint, data.as_deref(), out.as_deref()),
+        Command::Export(args) => export::export(&args),
         Command::Bench {
             workloads,
             repeats,
