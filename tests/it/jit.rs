@@ -87,6 +87,14 @@ fn jit_matches_interpreter_in_f64() {
 #[test]
 fn jit_matches_interpreter_in_f32() {
     for (name, model) in all_models() {
+        if name.ends_with("charlm.dsl") {
+            // Two transformer blocks at a random point amplify f32 rounding in the order of
+            // their sums (measured: 4.7e-5 in `dnll/dwte`, 1.2e-4 in `dnll/dln1g0`); the f64
+            // comparison above holds this model to 1e-12, so the native code computes the same
+            // function.
+            check_jit_within(&name, &model, DType::F32, 9, 3, 1e-3);
+            continue;
+        }
         check_jit(&name, &model, DType::F32, 9, 3);
     }
 }
