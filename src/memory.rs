@@ -7,7 +7,7 @@
 
 use crate::compile::CompiledModel;
 use crate::data::Dataset;
-use crate::ir::{Graph, Shape};
+use crate::ir::{Graph, NodeId, Shape};
 use crate::lower::Plan;
 use crate::model::GraphFn;
 use crate::runtime::{Workspace, human_bytes};
@@ -23,8 +23,9 @@ pub enum Run<'a> {
     Prediction,
     /// The compiled gradient and the reference interpreter's forward pass, on all rows.
     GradientCheck,
-    /// Hessian-vector products in the reference interpreter (this graph), after training.
-    Inspection(&'a GraphFn),
+    /// Hessian-vector products of `hvp` in the reference interpreter, after training as the
+    /// model says when `trained`.
+    Inspection { hvp: &'a GraphFn, trained: bool },
     /// Optimizers stepped on a loss of two scalars, its surface drawn by the forward pass.
     Race,
     /// An embedding session: training, evaluation and prediction on the bound rows.
@@ -38,7 +39,7 @@ impl Run<'_> {
             Run::Evaluation => "evaluation",
             Run::Prediction => "prediction",
             Run::GradientCheck => "the gradient check",
-            Run::Inspection(_) => "the inspection",
+            Run::Inspection { .. } => "the inspection",
             Run::Race => "the race",
             Run::Session => "the session",
         }
@@ -199,7 +200,12 @@ pub fn footprint(run: Run, compiled: &CompiledModel, rows: Rows) -> Footprint {
             }
             Run::Prediction => plans.extend(predict.map(|p| (p, all))),
             Run::GradientCheck => plans.push((gradient, all)),
-            Run::Inspection(_) | Run::Race | Run::Session => {
+            Run::Inspection { trained, .. } => {
+                if trained {
+                    plans.extend([(gradient, batch), (forward, all)]);
+                }
+            }
+            Run::Race | Run::Session => {
                 plans.extend([(gradient, all), (forward, all)]);
                 plans.extend(predict.map(|p| (p, all)));
             }
@@ -212,9 +218,15 @@ pub fn footprint(run: Run, compiled: &CompiledModel, rows: Rows) -> Footprint {
         workspace += Workspace::bytes(plan, g.dtype, &syms);
         without += Workspace::bytes_without_reuse(plan, g.dtype, &syms);
     }
+    let syms = rows.syms(g, all);
     let reference = match run {
-        Run::GradientCheck => reference_bytes(&compiled.graphs.forward, &rows.syms(g, all)),
-        Run::Inspection(h) => reference_bytes(h, &rows.syms(g, all)),
+        // The loss alone, at each point and direction of the check.
+        Run::GradientCheck => {
+            let f = &compiled.graphs.forward;
+            reference_bytes(f, &f.outputs[..1], &syms)
+        }
+        // The products H·v (the first output is g·v, which they do not need).
+        Run::Inspection { hvp, .. } => reference_bytes(hvp, &hvp.outputs[1..], &syms),
         Run::Training | Run::Evaluation | Run::Prediction | Run::Race | Run::Session => 0,
     };
     Footprint {
@@ -232,9 +244,9 @@ fn fixed_elements(shape: &Shape) -> u128 {
     dims.iter().map(|&d| d as u128).product()
 }
 
-/// The reference interpreter keeps every live node's value of `f` as f64.
-fn reference_bytes(f: &GraphFn, syms: &[u64]) -> u128 {
-    let roots: Vec<_> = f.outputs.iter().map(|o| o.1).collect();
+/// The reference interpreter keeps the value of every node of `f` that `outputs` need, as f64.
+fn reference_bytes(f: &GraphFn, outputs: &[(String, NodeId)], syms: &[u64]) -> u128 {
+    let roots: Vec<_> = outputs.iter().map(|o| o.1).collect();
     let live = f.graph.reachable(&roots);
     f.graph
         .ids()

@@ -330,7 +330,7 @@ impl Executable {
             let len = self.plan.slot_len(i, syms);
             let buf = match slot.kind {
                 SlotKind::Input(k) => {
-                    let b = inputs.get(k as usize).ok_or(RunError::Length {
+                    let b = inputs.get(k as usize).ok_or_else(|| RunError::Length {
                         what: "inputs".into(),
                         expected: k as usize + 1,
                         found: inputs.len(),
@@ -339,7 +339,7 @@ impl Executable {
                     b
                 }
                 SlotKind::Param(k) => {
-                    let b = params.get(k as usize).ok_or(RunError::Length {
+                    let b = params.get(k as usize).ok_or_else(|| RunError::Length {
                         what: "params".into(),
                         expected: k as usize + 1,
                         found: params.len(),
@@ -349,7 +349,8 @@ impl Executable {
                 }
                 SlotKind::Output(_) | SlotKind::Temp => match self.plan.storage.of_slot[i] {
                     Some(b) => {
-                        let b = ws.owned.get(b as usize).ok_or(RunError::Length {
+                        // Built only on failure: this runs for every slot of every call.
+                        let b = ws.owned.get(b as usize).ok_or_else(|| RunError::Length {
                             what: "workspace buffers".into(),
                             expected: b as usize + 1,
                             found: ws.owned.len(),

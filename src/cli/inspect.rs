@@ -34,7 +34,11 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
     let compiled = compile_model(model.clone(), &file)?;
     let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
     let rows = crate::memory::Rows::of(dataset.as_ref(), model.train.batch);
-    crate::memory::check(crate::memory::Run::Inspection(&h), &compiled, rows).map_err(bad_input)?;
+    let run = crate::memory::Run::Inspection {
+        hvp: &h,
+        trained: opts.trained,
+    };
+    crate::memory::check(run, &compiled, rows).map_err(bad_input)?;
     let mut trainer = Trainer::new(&compiled, opts.seed);
     if let Some(c) = opts.checkpoint {
         crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
