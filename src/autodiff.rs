@@ -442,26 +442,34 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
 }
 
 /// The adjoints of a batched `a @ b` (numpy's matmul) with cotangent `ct`: `ct @ bᵀ` and
-/// `aᵀ @ ct` over the last two axes, each summed over the batch axes its operand was broadcast
-/// along. A vector operand is made a row (left) or column (right) first, and the cotangent
-/// given that unit axis back, so every product is of matrices.
+/// `aᵀ @ ct` over the last two axes, each fitted to its operand's shape (summed over the batch
+/// axes it was broadcast along). A vector operand is made a row (left) or column (right) first,
+/// and the cotangent given that unit axis back, so every product is of matrices.
+///
+/// A cotangent broadcast from a smaller array (the adjoint of a sum of the product) is not
+/// materialized: the products broadcast its batch axes themselves, and where it is constant
+/// along the axis a product sums over, that product is a sum of the other operand times it.
 fn batched_matmul_vjp(g: &mut Graph, a: NodeId, bb: NodeId, ct: NodeId) -> (NodeId, NodeId) {
     let (sa, sb) = (g.shape(a).clone(), g.shape(bb).clone());
     let a2 = if sa.rank() == 1 { row(g, a) } else { a };
     let b2 = if sb.rank() == 1 { column(g, bb) } else { bb };
-    let mut cs = g.shape(ct).clone();
-    if sa.rank() == 1 {
-        let at = cs.rank() - usize::from(sb.rank() != 1);
-        cs.0.insert(at, crate::ir::Dim::Fixed(1));
-    }
-    if sb.rank() == 1 {
-        cs.0.push(crate::ir::Dim::Fixed(1));
-    }
-    let ct2 = if cs == *g.shape(ct) {
-        ct
-    } else {
-        g.build(Op::Reshape(cs), &[ct])
+    let promote = |g: &mut Graph, x: NodeId| {
+        let mut s = g.shape(x).clone();
+        if sa.rank() == 1 {
+            let at = s.rank() - usize::from(sb.rank() != 1);
+            s.0.insert(at, crate::ir::Dim::Fixed(1));
+        }
+        if sb.rank() == 1 {
+            s.0.push(crate::ir::Dim::Fixed(1));
+        }
+        reshaped(g, x, s)
     };
+    let full = promote(g, ct);
+    let small = unexpanded(g, ct);
+    let small = promote(g, small);
+    let (fs, ss) = (g.shape(full).clone(), g.shape(small).clone());
+    let r = fs.rank();
+    let broadcast_along = |i: usize| ss.0[i] == crate::ir::Dim::Fixed(1) && fs.0[i] != ss.0[i];
     // A vector's row transposed is its column, and its column transposed its row.
     let bt = if sb.rank() == 1 {
         row(g, bb)
@@ -473,22 +481,87 @@ fn batched_matmul_vjp(g: &mut Graph, a: NodeId, bb: NodeId, ct: NodeId) -> (Node
     } else {
         swap_last_axes(g, a2)
     };
-    let da = g.build(Op::MatMul, &[ct2, bt]);
-    let db = g.build(Op::MatMul, &[at, ct2]);
+    // ct @ bᵀ sums over ct's last axis; aᵀ @ ct over its second-to-last.
+    let da = if broadcast_along(r - 1) {
+        let s = sum_keeping_axis(g, bt, g.shape(bt).rank() - 2);
+        g.build(Op::Mul, &[small, s])
+    } else {
+        g.build(Op::MatMul, &[small, bt])
+    };
+    let db = if broadcast_along(r - 2) {
+        let s = sum_keeping_axis(g, at, g.shape(at).rank() - 1);
+        g.build(Op::Mul, &[s, small])
+    } else {
+        g.build(Op::MatMul, &[at, small])
+    };
     let (sa2, sb2) = (g.shape(a2).clone(), g.shape(b2).clone());
-    let da = unbroadcast(g, da, &sa2);
-    let db = unbroadcast(g, db, &sb2);
-    let da = if sa.rank() == 1 {
-        g.build(Op::Reshape(sa), &[da])
+    let da = fit(g, da, &sa2);
+    let db = fit(g, db, &sb2);
+    (reshaped(g, da, sa), reshaped(g, db, sb))
+}
+
+/// `x` reshaped to `to` (unit axes added or removed), or `x` itself when it has that shape.
+fn reshaped(g: &mut Graph, x: NodeId, to: Shape) -> NodeId {
+    if *g.shape(x) == to {
+        x
     } else {
-        da
-    };
-    let db = if sb.rank() == 1 {
-        g.build(Op::Reshape(sb), &[db])
+        g.build(Op::Reshape(to), &[x])
+    }
+}
+
+/// The array `x` broadcasts, with unit axes where it does and as many axes as `x`: the
+/// operand of an `expand`, else `x`.
+fn unexpanded(g: &mut Graph, x: NodeId) -> NodeId {
+    // A scalar broadcast and reshaped (a mean's cotangent) is the scalar with unit axes.
+    let mut source = x;
+    while matches!(g.op(source), Op::Expand(_) | Op::Reshape(_)) {
+        source = g.node(source).inputs[0];
+    }
+    if source != x && g.shape(source).is_scalar() {
+        let units = Shape(vec![crate::ir::Dim::Fixed(1); g.shape(x).rank()]);
+        return reshaped(g, source, units);
+    }
+    if !matches!(g.op(x), Op::Expand(_)) {
+        return x;
+    }
+    let inner = g.node(x).inputs[0];
+    let mut dims = vec![crate::ir::Dim::Fixed(1); g.shape(x).rank() - g.shape(inner).rank()];
+    dims.extend(g.shape(inner).0.iter().copied());
+    reshaped(g, inner, Shape(dims))
+}
+
+/// The sum of `x` over `axis`, which is kept with length 1.
+fn sum_keeping_axis(g: &mut Graph, x: NodeId, axis: usize) -> NodeId {
+    let mut kept = g.shape(x).clone();
+    kept.0[axis] = crate::ir::Dim::Fixed(1);
+    let s = g.build(
+        Op::Sum {
+            axis: Some(axis as u32),
+        },
+        &[x],
+    );
+    g.build(Op::Reshape(kept), &[s])
+}
+
+/// `x` brought to the shape `to` of an operand it was computed for: summed over the axes `x`
+/// has and `to` lacks or has of length 1, then broadcast along the axes of `to` that `x` has
+/// of length 1.
+fn fit(g: &mut Graph, x: NodeId, to: &Shape) -> NodeId {
+    let xs = g.shape(x).clone();
+    let lead = xs.rank() - to.rank();
+    let one = crate::ir::Dim::Fixed(1);
+    let summed = Shape(
+        to.0.iter()
+            .zip(&xs.0[lead..])
+            .map(|(&t, &d)| if t == one { one } else { d })
+            .collect(),
+    );
+    let x = unbroadcast(g, x, &summed);
+    if summed == *to {
+        x
     } else {
-        db
-    };
-    (da, db)
+        g.build(Op::Expand(to.clone()), &[x])
+    }
 }
 
 /// The matrices of a batch transposed: the last two axes swapped.

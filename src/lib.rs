@@ -69,6 +69,8 @@ pub mod data;
 #[doc(hidden)]
 pub mod diagnostics;
 #[doc(hidden)]
+pub mod export;
+#[doc(hidden)]
 pub mod fuzz;
 #[doc(hidden)]
 pub mod init;

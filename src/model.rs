@@ -119,6 +119,8 @@ pub struct Model {
     pub row_dim: Option<u32>,
     /// The optimizer and its hyperparameters.
     pub optimizer: OptimizerSpec,
+    /// Where the file declares its optimizer (`None`: the default, Adam).
+    pub optimizer_span: Option<Span>,
     /// The learning-rate schedule.
     pub schedule: LrSchedule,
     /// How to train.

@@ -33,6 +33,10 @@ enum Kind {
     Dims,
     /// An optional tuple of axes, each a constant whole number: `(0, 2, 1)`.
     Axes,
+    /// A string literal: `einsum`'s spec.
+    Spec,
+    /// An expression that may be left out.
+    OptionalArray,
 }
 
 use Kind::*;
@@ -80,6 +84,7 @@ enum Lowering {
     Arange,
     CausalMask,
     Transpose,
+    Einsum,
     Take,
     ScatterAdd,
 }
@@ -133,6 +138,11 @@ static BUILTINS: &[Builtin] = &[
         "transpose",
         &[("x", Array), ("axes", Axes)],
         Lowering::Transpose,
+    ),
+    builtin(
+        "einsum",
+        &[("spec", Spec), ("a", Array), ("b", OptionalArray)],
+        Lowering::Einsum,
     ),
     builtin(
         "leaky_relu",
@@ -289,6 +299,10 @@ enum Value {
     /// Each axis with its place in the source, and the place of the whole tuple; `None` when
     /// not given.
     Axes(Option<(Vec<(i64, Span)>, Span)>),
+    /// A string and its place in the source, quotes included.
+    Spec(String, Span),
+    /// An optional argument left out.
+    Absent,
     Length(Option<(Length, Span)>),
     Dims(Vec<Dim>),
 }
@@ -616,6 +630,16 @@ pub(super) fn call(
             }
             dims.insert(at as usize, Dim::Fixed(1));
             Some(g.build(Op::Reshape(Shape(dims)), &[x]))
+        }
+        Lowering::Einsum => {
+            let Value::Spec(text, spec_span) = &v[0] else {
+                unreachable!("a spec")
+            };
+            let mut operands = vec![v[1].array()];
+            if let Value::Array(b, bs) = v[2] {
+                operands.push((b, bs));
+            }
+            super::einsum::einsum(cx, g, text, *spec_span, &operands)
         }
         Lowering::Reshape => {
             let (x, xs) = v[0].array();
@@ -1092,10 +1116,10 @@ pub(super) fn normalize_axis(
     Some(Some(a2 as u32))
 }
 
-/// A tuple of whole numbers (or one whole number), each with its place in the source.
+/// A tuple or list of whole numbers (or one whole number), each with its place in the source.
 fn axes_tuple(cx: &mut Checker, e: &ast::Expr) -> Option<(Vec<(i64, Span)>, Span)> {
     let items = match &e.kind {
-        ast::ExprKind::Tuple(items) => items.as_slice(),
+        ast::ExprKind::Tuple(items) | ast::ExprKind::List(items) => items.as_slice(),
         _ => std::slice::from_ref(e),
     };
     let mut axes = Vec::with_capacity(items.len());
@@ -1229,12 +1253,30 @@ fn bind(
             },
             (Axes, Some(a)) => axes_tuple(cx, &a.value).map(|t| Value::Axes(Some(t))),
             (Axes, None) => Some(Value::Axes(None)),
+            (Spec, Some(a)) => match &a.value.kind {
+                ast::ExprKind::Str(text) => Some(Value::Spec(text.clone(), a.value.span)),
+                _ => {
+                    cx.error(
+                        Diagnostic::error(format!("`{pname}` must be a string"))
+                            .with_label(a.value.span, "not a string")
+                            .with_note(format!("for example `{name}(\"ij,jk->ik\", a, b)`")),
+                    );
+                    None
+                }
+            },
+            (OptionalArray, Some(a)) => cx
+                .expr(g, &a.value)
+                .map(|id| Value::Array(id, a.value.span)),
+            (OptionalArray, None) => Some(Value::Absent),
             (Length(_), Some(a)) => {
                 length(cx, g, &a.value).map(|l| Value::Length(Some((l, a.value.span))))
             }
             (Length(false), None) => Some(Value::Length(None)),
             (Dims, Some(a)) => dims(cx, g, &a.value).map(Value::Dims),
-            (Array | Num(None) | AxisRequired | ShapeSpec | Arrays | Length(true) | Dims, None) => {
+            (
+                Array | Num(None) | AxisRequired | ShapeSpec | Arrays | Length(true) | Dims | Spec,
+                None,
+            ) => {
                 cx.error(
                     Diagnostic::error(format!("`{name}` needs an argument `{pname}`"))
                         .with_label(span, "missing argument"),

@@ -1,8 +1,8 @@
 //! Array literals (`[[1, 2], [3, 4]]`) and the constant scalars they are made of.
 //!
 //! Invariant: a literal's elements are constants known while checking, its axes are all of one
-//! length (no ragged rows), and it holds at most `MAX_LITERAL_ELEMENTS` numbers, so that the code
-//! that writes it stays small.
+//! length (no ragged rows), and it holds at most `MAX_LITERAL_ELEMENTS` numbers: constant data
+//! written in a model, not a data set.
 
 use super::Checker;
 use crate::diagnostics::Diagnostic;

@@ -13,6 +13,7 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod einsum;
 mod indexing;
 mod literal;
 mod shaping;
@@ -111,6 +112,7 @@ impl Checker {
         let mut outputs: Vec<(String, NodeId)> = Vec::new();
         let row_dim_sym = row_dim;
         let mut optimizer: Option<OptimizerSpec> = None;
+        let mut optimizer_span = None;
         let mut train = TrainSettings::default();
         let mut data = None;
         let mut saw_train = false;
@@ -218,6 +220,7 @@ impl Checker {
                         );
                     }
                     optimizer = self.optimizer(name, args);
+                    optimizer_span = Some(*span);
                 }
                 Item::Train { settings, span } => {
                     if saw_train {
@@ -287,6 +290,7 @@ impl Checker {
             bindings,
             row_dim,
             optimizer: optimizer.unwrap_or_else(|| OptimizerSpec::new(OptimizerKind::Adam)),
+            optimizer_span,
             schedule: schedule.unwrap_or_default(),
             train,
             data,
@@ -1251,6 +1255,16 @@ impl Checker {
                 None => builtins::call(self, g, func, args, e.span)?,
             },
             ExprKind::Index { base, indices } => self.index(g, base, indices, e.span)?,
+            ExprKind::Str(_) => {
+                self.error(
+                    Diagnostic::error("a string is not a value")
+                        .with_label(e.span, "a string here")
+                        .with_note(
+                            "strings are `einsum`'s specs, as in `einsum(\"ij,jk->ik\", a, b)`",
+                        ),
+                );
+                return None;
+            }
             ExprKind::List(_) => literal::array(self, g, e)?,
             ExprKind::Tuple(_) => {
                 self.error(

@@ -185,13 +185,17 @@ enum Command {
         #[arg(long)]
         confusion: bool,
     },
-    /// Run the benchmark workloads W1–W6, optionally beside the peers (JAX, numpy, C).
+    /// Write the model for another engine: a JAX module (loss, metrics, outputs, optimizer,
+    /// training step) or an ONNX model of its outputs and metrics.
+    Export(export::ExportArgs),
+    /// Run the benchmark workloads W1–W6 and MM, optionally beside the peers (JAX, numpy, C).
     Bench {
         /// Workloads to run; all when none are given. W1: Rosenbrock with Adam, 100k steps (f64).
         /// W2: least squares 100,000×16, gradient descent (f32). W3: Gaussian-mixture likelihood
         /// on 10^6 points, value and gradient, and 200 Adam steps (f64). W4: digits MLP
         /// 64-128-10, minibatches of 32, Adam. W5: MLP 784-512-512-10, minibatches of 128, Adam
-        /// (f32). W6: compile latency of W4's training step (source to first step).
+        /// (f32). W6: compile latency of W4's training step (source to first step). MM: a batched
+        /// product of 16×4 heads of 64×32 @ 32×64 (f32) beside a 2048³ GEMM, in GFLOP/s.
         workloads: Vec<String>,
         /// Timed repeats per workload (the median is reported).
         #[arg(long, default_value_t = 3)]
@@ -209,6 +213,7 @@ mod bench;
 mod check;
 mod decimal;
 mod eval;
+mod export;
 mod grad;
 mod gradcheck;
 mod graph;
@@ -416,6 +421,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             data,
             out,
         } => predict(&file, &checkpoint, data.as_deref(), out.as_deref()),
+        Command::Export(args) => export::export(&args),
         Command::Bench {
             workloads,
             repeats,

@@ -42,6 +42,20 @@ pub(super) fn csv(flag: &str, path: &Path) -> Result<(), CliError> {
     writable(flag, path)
 }
 
+/// A file of a fixed extension (`export -o model.py`).
+pub(super) fn with_extension(flag: &str, path: &Path, ext: &str) -> Result<(), CliError> {
+    let matches = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext));
+    if !matches {
+        return Err(CliError::BadInput(format!(
+            "{flag} {}: unsupported file extension; expected .{ext}",
+            path.display()
+        )));
+    }
+    writable(flag, path)
+}
+
 /// The file can be written: an existing one is opened for writing (without truncating it), a
 /// new one is tried as a temporary file in its directory.
 fn writable(flag: &str, path: &Path) -> Result<(), CliError> {

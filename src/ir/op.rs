@@ -17,8 +17,8 @@ pub struct LiteralData {
 }
 
 impl LiteralData {
-    /// The most numbers a literal holds: it is written into the generated code, one store per
-    /// element. Larger constant data belongs in an input file.
+    /// The most numbers a literal holds: it is checked element by element in the source and
+    /// kept with the generated code. Larger constant data belongs in an input file.
     pub const MAX_ELEMENTS: usize = 4096;
 
     pub fn new(shape: Shape, values: &[f64]) -> LiteralData {

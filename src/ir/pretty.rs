@@ -150,19 +150,7 @@ impl<'g> Printer<'g> {
         // as its operand): axes are counted in the printed form, without them.
         let mut elided = from.rank().saturating_sub(self.printed_shape(x).rank());
         let mut text = self.go(x, false);
-        let (removed, added) = if let Some(removed) = removed_unit_axes(&from, to) {
-            (removed, vec![])
-        } else if let Some(added) = removed_unit_axes(to, &from) {
-            (vec![], added)
-        } else {
-            // A unit axis moved (`[n, 3, 1]` to `[n, 1, 3]`): every unit axis removed, then
-            // the target's added.
-            let squeezed = Shape(from.squeezed());
-            (
-                removed_unit_axes(&from, &squeezed).expect("unit axes removed"),
-                removed_unit_axes(to, &squeezed).expect("unit axes added"),
-            )
-        };
+        let (removed, added) = unit_axis_changes(&from, to);
         for k in removed.into_iter().rev() {
             if k < elided {
                 elided -= 1;
@@ -345,6 +333,25 @@ impl<'g> Printer<'g> {
 
     /// The shape of `id`'s printed expression, which is smaller than its shape in the graph
     /// where a broadcast (printed as its operand) is not widened again by an operand beside it.
+    /// How many leading axes of `reshape(x, to)` (unit axes only) its printed form leaves to
+    /// broadcasting, as `reshape` writes it.
+    fn elided_after_reshape(&self, x: NodeId, to: &Shape, leading: bool) -> usize {
+        let from = self.graph.shape(x);
+        let mut elided = from.rank().saturating_sub(self.printed_shape(x).rank());
+        let (removed, added) = unit_axis_changes(from, to);
+        for k in removed.into_iter().rev() {
+            if k < elided {
+                elided -= 1;
+            }
+        }
+        for k in added {
+            if k < elided || (!leading && k == elided) {
+                elided += 1;
+            }
+        }
+        elided
+    }
+
     fn printed_shape(&self, id: NodeId) -> Shape {
         let g = self.graph;
         let node = g.node(id);
@@ -353,20 +360,11 @@ impl<'g> Printer<'g> {
             // Leading unit axes a reshape adds are left to broadcasting (`reshape`).
             Op::Reshape(to)
                 if self.name_of(id).is_none()
-                    && kept_axis_reduction(g, node.inputs[0], to).is_none() =>
+                    && kept_axis_reduction(g, node.inputs[0], to).is_none()
+                    && g.shape(node.inputs[0]).squeezed() == to.squeezed() =>
             {
-                let from = g.shape(node.inputs[0]);
-                match removed_unit_axes(to, from) {
-                    Some(added) => {
-                        let implicit = added
-                            .iter()
-                            .enumerate()
-                            .take_while(|(i, k)| i == *k)
-                            .count();
-                        Shape(to.0[implicit..].to_vec())
-                    }
-                    None => node.shape.clone(),
-                }
+                let elided = self.elided_after_reshape(node.inputs[0], to, false);
+                Shape(to.0[elided..].to_vec())
             }
             op if op.is_elementwise() && !node.inputs.is_empty() => node
                 .inputs
@@ -680,6 +678,23 @@ pub fn slice_text(start: u64, step: i64, len: u64, size: u64) -> String {
 }
 
 /// The positions of the unit axes of `from` that `to` lacks, when `to` is `from` without them.
+/// The unit axes a reshape between shapes of the same squeezed form removes (positions in
+/// `from`) and adds (positions in `to`). A unit axis moved (`[n, 3, 1]` to `[n, 1, 3]`) is
+/// every unit axis removed, then the target's added.
+fn unit_axis_changes(from: &Shape, to: &Shape) -> (Vec<usize>, Vec<usize>) {
+    if let Some(removed) = removed_unit_axes(from, to) {
+        (removed, vec![])
+    } else if let Some(added) = removed_unit_axes(to, from) {
+        (vec![], added)
+    } else {
+        let squeezed = Shape(from.squeezed());
+        (
+            removed_unit_axes(from, &squeezed).expect("unit axes removed"),
+            removed_unit_axes(to, &squeezed).expect("unit axes added"),
+        )
+    }
+}
+
 fn removed_unit_axes(from: &Shape, to: &Shape) -> Option<Vec<usize>> {
     let mut removed = Vec::new();
     let mut t = 0;

@@ -414,6 +414,7 @@ impl Jit {
         let mut pool: Vec<u128> = Vec::with_capacity(POOL_CAPACITY);
         pool.push(pool.as_ptr() as u128);
         let failure;
+        let literals;
         {
             let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
             let entry = b.create_block();
@@ -432,11 +433,13 @@ impl Jit {
             );
             body(&mut tx);
             failure = tx.failure.take();
+            literals = std::mem::take(&mut tx.literals);
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
         }
         self.pools.push(pool);
+        self.pools.extend(literals);
         if let Some(e) = failure {
             self.module.clear_context(&mut self.ctx);
             return Err(e);
@@ -603,6 +606,9 @@ struct Tx<'a> {
     loop_ptrs: Vec<LoopEntry>,
     /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
     pool: &'a mut Vec<u128>,
+    /// Array literals' elements in the function's float type, which its code copies into their
+    /// slots: moved with the pools when the function is done, and kept as long as the code.
+    literals: Vec<Vec<u128>>,
     /// The current step's optimizer scalars, inside a fused training loop.
     step_values: Option<Vec<Value>>,
     /// Single-element slots held in variables for the whole fused training loop.
@@ -717,6 +723,7 @@ impl<'a> Tx<'a> {
             dims_table: tables[1],
             loop_ptrs: Vec::new(),
             pool,
+            literals: Vec::new(),
             step_values: None,
             promoted: HashMap::new(),
             regs: HashMap::new(),
@@ -2392,6 +2399,7 @@ impl<'a> Tx<'a> {
                 &mut *self.pool,
             );
             body(&mut tx, p[0], p[1], p[2], p[3]);
+            debug_assert!(tx.literals.is_empty(), "parts run loop groups only");
             if let Some(e) = tx.failure.take() {
                 return Err(e);
             }
@@ -2701,18 +2709,34 @@ impl<'a> Tx<'a> {
                 });
             }
             Op::Literal(data) => {
-                // Small by construction (at most `LiteralData::MAX_ELEMENTS`): one store per
-                // element, of a constant made where it is stored, so that none is live for
-                // longer than its store.
-                for (k, v) in data.values().enumerate() {
-                    let at = self.iconst(k as i64);
-                    let v = if self.ty == types::F32 {
-                        self.b.ins().f32const(v as f32)
-                    } else {
-                        self.b.ins().f64const(v)
-                    };
-                    self.store_at(slot, at, v);
-                }
+                // The elements in a buffer kept with the code, copied by a loop: with a store
+                // per element in the code, most of a 4,096-number literal's compile time was
+                // Cranelift's.
+                let bytes: Vec<u8> = match self.dtype {
+                    DType::F32 => data
+                        .values()
+                        .flat_map(|v| (v as f32).to_ne_bytes())
+                        .collect(),
+                    DType::F64 => data.values().flat_map(f64::to_ne_bytes).collect(),
+                };
+                let words: Vec<u128> = bytes
+                    .chunks(16)
+                    .map(|chunk| {
+                        let mut word = [0u8; 16];
+                        word[..chunk.len()].copy_from_slice(chunk);
+                        u128::from_ne_bytes(word)
+                    })
+                    .collect();
+                // The buffer's heap address stays put when the vector moves into the pools.
+                let base = self.iconst(words.as_ptr() as i64);
+                self.literals.push(words);
+                let total = self.total(&shape);
+                let readonly = flags().with_readonly();
+                self.for_loop(total, &mut |tx, i| {
+                    let addr = tx.elem_addr(base, i);
+                    let v = tx.b.ins().load(tx.ty, readonly, addr, 0);
+                    tx.store_at(slot, i, v);
+                });
             }
             other @ (Op::Input(_)
             | Op::Param(_)

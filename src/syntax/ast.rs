@@ -191,6 +191,8 @@ pub enum ExprKind {
     },
     /// `(0, 2, 1)`, `(a, b, -1)`: a tuple, such as the axes of `transpose` or a shape.
     Tuple(Vec<Expr>),
+    /// `"ij,jk->ik"`: a string, such as the spec of `einsum`.
+    Str(String),
     /// `[a, b, c]`: the arrays `concat` and `stack` join.
     List(Vec<Expr>),
     Error,
@@ -320,6 +322,7 @@ impl std::fmt::Display for Expr {
                 }
                 f.write_str(close)
             }
+            ExprKind::Str(text) => write!(f, "\"{text}\""),
             ExprKind::Error => f.write_str("<error>"),
         }
     }

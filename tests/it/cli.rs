@@ -717,6 +717,41 @@ fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     insta::assert_snapshot!(rewrites);
 }
 
+/// An optimizer without an exact JAX counterpart is a located error, exit 2, and nothing is
+/// written; a wrong extension is refused before the model is read; a model exports.
+#[test]
+fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
+    let dir = std::env::temp_dir().join(format!("adjoint-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("model.py");
+    let out = module.to_str().unwrap();
+
+    let (code, _, stderr) = adjoint(&[
+        "export",
+        "tests/export/newton.dsl",
+        "--to",
+        "jax",
+        "-o",
+        out,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!module.exists(), "a refused export writes nothing");
+    let (code, _, wrong) = adjoint(&["export", "examples/iris.dsl", "--to", "jax", "-o", "m.txt"]);
+    assert_eq!(code, 2, "{wrong}");
+    insta::assert_snapshot!(format!("{stderr}\n{wrong}"));
+
+    let (code, stdout, stderr) =
+        adjoint(&["export", "examples/iris.dsl", "--to", "jax", "-o", out]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("wrote "), "{stdout}");
+    let code = std::fs::read_to_string(&module).unwrap();
+    assert!(
+        code.contains("def train_step(params, opt_state, batch):"),
+        "{code}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Slices, new axes, reshapes, joins and splits print their derivatives in the language:
 /// slices as slices, their adjoints as `unslice`, reshapes with their shapes.
 #[test]
@@ -768,6 +803,40 @@ fn tokens_off_the_embedding_table_are_located_errors_before_training() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     insta::assert_snapshot!("token_off_the_table_npy", stderr);
+}
+
+/// An ONNX export needs the parameters (--checkpoint) and refuses an op without an exact ONNX
+/// operator, naming it where the model uses it; nothing is written.
+#[test]
+fn export_to_onnx_refuses_ops_without_an_exact_operator() {
+    let dir = std::env::temp_dir().join(format!("adjoint-export-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("c.safetensors");
+    let model = dir.join("m.onnx");
+    let (ckpt, out) = (ckpt.to_str().unwrap(), model.to_str().unwrap());
+    let fixture = "tests/export/log1p_output.dsl";
+    let data = "tests/export/log1p_output.csv";
+    let (code, _, stderr) = adjoint(&[
+        "train", fixture, "--data", data, "--steps", "1", "--save", ckpt,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, _, no_ckpt) = adjoint(&["export", fixture, "--to", "onnx", "-o", out]);
+    assert_eq!(code, 2, "{no_ckpt}");
+    let (code, _, refused) = adjoint(&[
+        "export",
+        fixture,
+        "--to",
+        "onnx",
+        "--checkpoint",
+        ckpt,
+        "-o",
+        out,
+    ]);
+    assert_eq!(code, 2, "{refused}");
+    assert!(!model.exists(), "a refused export writes nothing");
+    insta::assert_snapshot!(format!("{no_ckpt}\n{refused}"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The attention vocabulary as a user meets it: `grad` prints the causal mask and the

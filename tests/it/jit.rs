@@ -435,3 +435,28 @@ fn functions_with_thousands_of_scalars_match_interpreter() {
         );
     }
 }
+
+/// The largest array literal (4,096 numbers) is copied from a buffer kept with the code: the
+/// gradient of `sum(K * w)` is `K`, element for element, in both float types.
+#[test]
+fn the_largest_literal_reaches_native_code_exactly() {
+    let values: Vec<f64> = (0..4096).map(|i| (i as f64 - 2048.0) / 8.0).collect();
+    let rows: Vec<String> = values
+        .chunks(64)
+        .map(|r| {
+            let items: Vec<String> = r.iter().map(|v| v.to_string()).collect();
+            format!("[{}]", items.join(", "))
+        })
+        .collect();
+    for dtype in [DType::F64, DType::F32] {
+        let src = format!(
+            "param w[64, 64] ~ zeros\nlet K = [{}]\nloss sum(K * w)\n",
+            rows.join(", ")
+        );
+        let model = with_dtype(model_of_source("literal.dsl", &src), dtype);
+        let compiled = CompiledModel::from_model(model).unwrap();
+        let p = random_point(compiled.model.graph(), 1, 0).rounded_to(dtype);
+        let actual = jit_gradient_outputs(&compiled, &p);
+        assert_eq!(actual[1], values, "{}", dtype.name());
+    }
+}

@@ -12,6 +12,7 @@ mod cli_reports;
 mod derivatives;
 mod diagnostics;
 mod docs;
+mod einsum;
 mod fuzz_corpus;
 mod gather;
 mod gradients;

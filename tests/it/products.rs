@@ -1,4 +1,4 @@
-//! Axis permutations and batched products on generated programs of rank 0–5 with
+//! Axis permutations, batched products and `einsum` on generated programs of rank 0–5 with
 //! broadcasting (fixed seeds): the gradient against central differences in f64, native code
 //! against the interpreter in f64 and f32, and the printed derivative read back as the same
 //! gradient.
@@ -31,6 +31,7 @@ fn axes_text(perm: &[usize], rng: &mut ChaCha8Rng) -> String {
         })
         .collect();
     match axes.len() {
+        _ if rng.random_bool(0.3) => format!("[{}]", axes.join(", ")),
         1 => format!("({},)", axes[0]),
         _ => format!("({})", axes.join(", ")),
     }
@@ -132,7 +133,48 @@ pub fn generated_product_program(seed: u64) -> String {
     let (da, a) = product_operand("A", &batch, &a_matrix, &mut rng);
     let (db, b) = product_operand("B", &batch, &b_matrix, &mut rng);
     let f = ["tanh", "sin", "sigmoid"][rng.random_range(0..3)];
-    format!("dtype f64\n{da}{db}loss sum({f}({a} @ {b})) + 0.1 * sum(({a} @ {b})^2)\n")
+    // A plain sum makes the product's cotangent a broadcast constant.
+    let loss = match rng.random_range(0..4) {
+        0 => format!("sum({a} @ {b})"),
+        _ => format!("sum({f}({a} @ {b})) + 0.1 * sum(({a} @ {b})^2)"),
+    };
+    format!("dtype f64\n{da}{db}loss {loss}\n")
+}
+
+/// A random `einsum` of two operands: letters of each kind (batch, contracted, kept from one
+/// operand, summed out of one), each term and the output in a random order.
+pub fn generated_einsum_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut pool = "abcdefghijkl".chars();
+    let mut group = |rng: &mut ChaCha8Rng, most: usize| -> Vec<char> {
+        let count = rng.random_range(0..=most);
+        (0..count).map(|_| pool.next().unwrap()).collect()
+    };
+    let batch = group(&mut rng, 2);
+    let contracted = group(&mut rng, 2);
+    let (kept_a, kept_b) = (group(&mut rng, 2), group(&mut rng, 1));
+    let (summed_a, summed_b) = (group(&mut rng, 1), group(&mut rng, 1));
+    let sizes: Vec<(char, u64)> = "abcdefghijkl"
+        .chars()
+        .map(|c| (c, rng.random_range(1..4u64)))
+        .collect();
+    let term = |rng: &mut ChaCha8Rng, parts: &[&[char]]| -> (String, Vec<u64>) {
+        let mut letters: Vec<char> = parts.concat();
+        letters.shuffle(rng);
+        let dims = letters
+            .iter()
+            .map(|c| sizes.iter().find(|s| s.0 == *c).unwrap().1)
+            .collect();
+        (letters.into_iter().collect(), dims)
+    };
+    let (ta, da) = term(&mut rng, &[&batch, &contracted, &kept_a, &summed_a]);
+    let (tb, db) = term(&mut rng, &[&batch, &contracted, &kept_b, &summed_b]);
+    let (out, _) = term(&mut rng, &[&batch, &kept_a, &kept_b]);
+    format!(
+        "dtype f64\nparam A{} ~ normal(0, 1)\nparam B{} ~ normal(0, 1)\nloss sum(sin(einsum(\"{ta},{tb}->{out}\", A, B)))\n",
+        shape_text(&da),
+        shape_text(&db)
+    )
 }
 
 const PROGRAMS: u64 = 60;
@@ -144,6 +186,7 @@ fn generated() -> Vec<(String, String)> {
             [
                 (seed, generated_transpose_program(seed)),
                 (seed, generated_product_program(seed)),
+                (seed, generated_einsum_program(seed)),
             ]
         })
         .map(|(seed, src)| (format!("generated program {seed}:\n{src}"), src))

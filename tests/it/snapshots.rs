@@ -79,3 +79,22 @@ fn fixture_plans() {
         insta::assert_snapshot!(plans_text(path));
     });
 }
+
+/// The JAX module `adjoint export --to jax` writes for every example: a change in generated
+/// code is reviewed like a change in the gradient graph.
+#[test]
+fn example_jax_exports() {
+    insta::glob!("../../examples", "*.dsl", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        let file = adjoint::diagnostics::SourceFile::new(name, text);
+        let (model, _) = compile::check_source(&file).expect("examples check");
+        let graphs = compile::graphs(&model);
+        let source = adjoint::export::Source {
+            model: &model,
+            graphs: &graphs,
+            file: &file,
+        };
+        insta::assert_snapshot!(adjoint::export::jax::module(&source).expect("examples export"));
+    });
+}

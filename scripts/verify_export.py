@@ -1,0 +1,256 @@
+"""Checks that exported models compute what adjoint computes.
+
+For every example (and the optimizer model of tests/export under every optimizer, dialect and
+schedule): `adjoint export --to jax`, then
+  - JAX `loss` and `jax.grad(loss)` at adjoint's initial parameters and at its parameters after
+    20 steps equal `adjoint export --values` there (f64 ≤ 1e-12 relative, f32 ≤ 1e-5);
+  - 20 steps of the exported `train_step` from adjoint's checkpoint reach the parameters of
+    adjoint's 20 steps from it (f64 ≤ 1e-10, f32 ≤ 1e-4): for the optimizer model from its
+    initial checkpoint; for the examples from the checkpoint after 20 steps (`train --resume`,
+    so `load`'s optimizer state is checked too), because at iris's and symmetry.dsl's initial
+    parameters a bias's exact gradient is 0, and Adam turns the rounding noise there into
+    steps of ±lr whose sign no two summation orders share.
+  - for an example with outputs or metrics, onnxruntime on `adjoint export --to onnx` at the
+    20-step checkpoint gives `adjoint predict`'s outputs and adjoint's metrics (f32 ≤ 1e-5,
+    f64 ≤ 1e-12).
+Every fixture of tests/data/graph (one or a few ops each) is checked the same way for its
+loss and gradient at adjoint's initial parameters, on random rows written for it (whole
+numbers 0 and 1 for `int` inputs, so every index lies on every axis it indexes).
+Full-batch runs only: a minibatch run is checked with one batch of all rows, since the exported
+module shuffles with numpy's generator, not adjoint's. Exit status 1 on any failure.
+
+Usage: python scripts/verify_export.py ADJOINT_BINARY
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from safetensors.numpy import load_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 20
+TOLERANCES = {  # (value and gradient, parameters after STEPS steps)
+    "f64": (1e-12, 1e-10),
+    "f32": (1e-5, 1e-4),
+}
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+DIALECTS = [None, "pytorch", "keras", "optax"]
+EXTRAS = [  # (optimizer arguments, schedule)
+    ("adam(lr = 0.05, weight_decay = 0.01, clip_norm = 0.5)", None),
+    ("sgd(lr = 0.01, clip_norm = 1)", "step(every = 5, gamma = 0.5)"),
+    ("momentum(lr = 0.01)", "exponential(gamma = 0.9)"),
+    ("adamw(lr = 0.05, defaults = optax)", "cosine(min = 0.001, warmup = 5)"),
+]
+
+failures = []
+
+
+def run(adjoint, *args):
+    done = subprocess.run([adjoint, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"adjoint {' '.join(args)} failed:\n{done.stderr}")
+
+
+def import_module(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def relative_error(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(want))):
+        return np.inf  # a non-finite value is a failure, never a match
+    scale = max(np.linalg.norm(want), 1e-300)
+    return np.linalg.norm(got - want) / scale if want.size else 0.0
+
+
+def check(label, got, want, tolerance, scale=None):
+    err = relative_error(got, want)
+    if scale is not None and np.isfinite(err):
+        # Normwise over the whole gradient: a component that is 0 up to rounding (a bias's at
+        # a balanced start) is measured against the gradient, not against its own noise.
+        own = np.linalg.norm(np.asarray(want, np.float64))
+        err = err * own / max(scale, 1e-300)
+    if not err <= tolerance:
+        failures.append(f"{label}: relative error {err:.3g} > {tolerance:g}")
+
+
+def verify(adjoint, model, work, label, from_step):
+    """Exports `model` and checks values, gradients and 20 training steps against adjoint."""
+    module_path = os.path.join(work, "exported.py")
+    run(adjoint, "export", model, "--to", "jax", "-o", module_path)
+    m = import_module(module_path)
+    dtype = "f64" if m.DTYPE == m.jnp.float64 else "f32"
+    value_tol, step_tol = TOLERANCES[dtype]
+    data = {}
+    if m.DATA:
+        data = m.read_data(os.path.join(os.path.dirname(model), m.DATA))
+    batch = ["--batch", str(m._rows(data))] if m.BATCH else []
+    start, end = os.path.join(work, "start.safetensors"), os.path.join(work, "end.safetensors")
+    run(adjoint, "train", model, "--steps", "0", "--save", start, *batch)
+    run(adjoint, "train", model, "--steps", str(STEPS), "--save", end, *batch)
+    later = os.path.join(work, "later.safetensors")
+    run(adjoint, "train", model, "--resume", end, "--steps", str(STEPS), "--save", later, *batch)
+
+    for point, ckpt in (("initial", start), (f"after {STEPS} steps", end)):
+        values = os.path.join(work, "values.safetensors")
+        run(adjoint, "export", model, "--values", "--checkpoint", ckpt, "-o", values)
+        want = load_file(values)
+        params, _ = m.load(ckpt)
+        value, grads = m.jax.value_and_grad(m.loss)(params, data)
+        check(f"{label}: loss at the {point} parameters", value, want["loss"], value_tol)
+        norm = np.sqrt(sum(np.sum(np.square(want[f"grad/{n}"])) for n in m.PARAMS))
+        for name in m.PARAMS:
+            check(f"{label}: gradient of {name} at the {point} parameters", grads[name],
+                  want[f"grad/{name}"], value_tol, scale=norm)
+        for name, got in m.metrics(params, data).items():
+            check(f"{label}: metric {name} at the {point} parameters", got,
+                  want[f"metric/{name}"], value_tol)
+
+    if from_step and (m.metrics(params, data) or m.outputs(params, data)):
+        verify_onnx(adjoint, model, work, label, m, data, end, value_tol)
+
+    first, last = (start, end) if from_step == 0 else (end, later)
+    params, state = m.load(first)
+    step = m.make_train_step(m.optimizer(STEPS))
+    for _ in range(STEPS):
+        params, state, _ = step(params, state, data)
+    want, _ = m.load(last)
+    for name in m.PARAMS:
+        check(f"{label}: {name} after steps {from_step + 1}..{from_step + STEPS}",
+              params[name], want[name], step_tol)
+
+
+def verify_onnx(adjoint, model, work, label, m, data, ckpt, tolerance):
+    """onnxruntime on the ONNX export against `adjoint predict` and adjoint's metrics."""
+    import onnxruntime
+
+    path = os.path.join(work, "exported.onnx")
+    run(adjoint, "export", model, "--to", "onnx", "--checkpoint", ckpt, "-o", path)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = {i.name: np.asarray(data[i.name]) for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(None, feed)))
+    values = os.path.join(work, "values.safetensors")
+    run(adjoint, "export", model, "--values", "--checkpoint", ckpt, "-o", values)
+    want = load_file(values)
+    params, _ = m.load(ckpt)
+    for name in m.metrics(params, data):
+        check(f"{label}: ONNX metric {name}", got[name], want[f"metric/{name}"], tolerance)
+    outputs = m.outputs(params, data)
+    if outputs:
+        csv = os.path.join(work, "predicted.csv")
+        run(adjoint, "predict", model, "--checkpoint", ckpt, "--out", csv)
+        with open(csv) as f:
+            header = f.readline().strip().split(",")
+        table = np.loadtxt(csv, delimiter=",", skiprows=1, ndmin=2)
+        for name, value in outputs.items():
+            cols = [i for i, c in enumerate(header)
+                    if c == name or (c.startswith(name) and c[len(name):].isdigit())]
+            want_out = table[:, cols].reshape(np.shape(value))
+            check(f"{label}: ONNX output {name}", got[name], want_out, tolerance)
+
+
+def random_rows(m, path, rows=7, seed=0):
+    """A CSV table of random rows for the module's inputs; False when an input is a file."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for name, (kind, source) in m.SOURCES.items():
+        if kind == "file":
+            return False
+        names = [f"{source}{i}" for i in range(3)] if kind == "prefix" else source
+        columns += [(c, name in m.INT_INPUTS) for c in names]
+    with open(path, "w") as f:
+        f.write(",".join(c for c, _ in columns) + "\n")
+        for _ in range(rows):
+            row = [str(rng.integers(0, 2)) if is_int else f"{rng.normal():.6f}"
+                   for _, is_int in columns]
+            f.write(",".join(row) + "\n")
+    return True
+
+
+def verify_values(adjoint, model, work, label):
+    """Exports `model` and checks its loss and gradient at adjoint's initial parameters."""
+    module_path = os.path.join(work, "exported.py")
+    run(adjoint, "export", model, "--to", "jax", "-o", module_path)
+    m = import_module(module_path)
+    value_tol = TOLERANCES["f64" if m.DTYPE == m.jnp.float64 else "f32"][0]
+    data, flags = {}, []
+    if m.INPUTS:
+        table = os.path.join(work, "rows.csv")
+        if not random_rows(m, table):
+            return False
+        data, flags = m.read_data(table), ["--data", table]
+    start = os.path.join(work, "start.safetensors")
+    values = os.path.join(work, "values.safetensors")
+    run(adjoint, "train", model, "--steps", "0", "--save", start, *flags)
+    run(adjoint, "export", model, "--values", "--checkpoint", start, "-o", values, *flags)
+    want = load_file(values)
+    params, _ = m.load(start)
+    value, grads = m.jax.value_and_grad(m.loss)(params, data)
+    check(f"{label}: loss", value, want["loss"], value_tol)
+    norm = np.sqrt(sum(np.sum(np.square(want[f"grad/{n}"])) for n in m.PARAMS))
+    for name in m.PARAMS:
+        check(f"{label}: gradient of {name}", grads[name], want[f"grad/{name}"], value_tol,
+              scale=norm)
+    return True
+
+
+def optimizer_variants(work):
+    """The optimizer model under every optimizer and dialect, and a few schedules."""
+    source = open(os.path.join(REPO, "tests", "export", "optimizers.dsl")).read()
+    original = "optimizer adam(lr = 0.05)"
+    variants = []
+    for kind in OPTIMIZERS:
+        for dialect in DIALECTS:
+            args = f"defaults = {dialect}" if dialect else ""
+            variants.append((f"{kind}({args})", None))
+    for opt, schedule in variants + EXTRAS:
+        text = source.replace(original, f"optimizer {opt}")
+        if schedule:
+            text += f"schedule {schedule}\n"
+        path = os.path.join(work, "optimizers.dsl")
+        with open(path, "w") as f:
+            f.write(text)
+        yield f"{opt}" + (f", schedule {schedule}" if schedule else ""), path
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.exit(__doc__)
+    adjoint = os.path.abspath(argv[1])
+    began = time.time()
+    examples = sorted(
+        os.path.join(REPO, "examples", f)
+        for f in os.listdir(os.path.join(REPO, "examples"))
+        if f.endswith(".dsl")
+    )
+    checked = 0
+    with tempfile.TemporaryDirectory() as work:
+        for model in examples:
+            verify(adjoint, model, work, os.path.relpath(model, REPO), from_step=STEPS)
+            checked += 1
+        for label, model in optimizer_variants(work):
+            verify(adjoint, model, work, label, from_step=0)
+            checked += 1
+        fixtures = os.path.join(REPO, "tests", "data", "graph")
+        for f in sorted(os.listdir(fixtures)):
+            if f.endswith(".dsl"):
+                label = os.path.relpath(os.path.join(fixtures, f), REPO)
+                checked += verify_values(adjoint, os.path.join(fixtures, f), work, label)
+    for f in failures:
+        print(f"FAIL {f}")
+    print(f"{checked} exports checked in {time.time() - began:.1f} s: "
+          f"{'all equal' if not failures else f'{len(failures)} failures'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
