@@ -386,14 +386,19 @@ mod tests {
     }
 
     #[test]
-    fn the_duplicate_check_is_linear() {
-        // 300,000 columns: a quadratic check took over 30 s.
+    fn the_duplicate_check_finds_a_repeat_among_300000_columns() {
+        // A quadratic check took over 30 s at this width; the check is one pass over a hash
+        // set, and the column index one hash map, so this runs in milliseconds. Speed is the
+        // benchmarks' business: this test checks the answers at that width.
         let n = 300_000;
-        let header: Vec<String> = (0..n).map(|j| format!("c{j}")).collect();
-        let start = std::time::Instant::now();
+        let mut header: Vec<String> = (0..n).map(|j| format!("c{j}")).collect();
         assert!(check_unique("t.csv", &header).is_ok());
         let index = ColumnIndex::new("t.csv", &header);
         assert_eq!(index.find("c299999"), Some(n - 1));
-        assert!(start.elapsed().as_secs_f64() < 5.0, "{:?}", start.elapsed());
+        header.push("c150000".into());
+        match check_unique("t.csv", &header) {
+            Err(DataError::DuplicateColumn { column, .. }) => assert_eq!(column, "c150000"),
+            other => panic!("expected the repeated column, found {other:?}"),
+        }
     }
 }

@@ -580,7 +580,6 @@ fn a_run_larger_than_memory_is_refused_before_anything_is_allocated() {
         terms.join(" + ")
     );
     std::fs::write(dir.join("big.dsl"), src).unwrap();
-    let start = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
         .args(["train", "big.dsl"])
         .current_dir(&dir)
@@ -598,11 +597,6 @@ fn a_run_larger_than_memory_is_refused_before_anything_is_allocated() {
                 && stderr.contains("optimizer state ")
                 && stderr.contains("this process may use")),
         "{stderr}"
-    );
-    assert!(
-        start.elapsed().as_secs_f64() < 10.0,
-        "{:?}",
-        start.elapsed()
     );
 }
 
@@ -680,7 +674,6 @@ fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
         ),
     ];
     for (name, args) in cases {
-        let start = std::time::Instant::now();
         let out = Command::new("sh")
             .args([
                 "-c",
@@ -695,11 +688,6 @@ fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert!(
-            start.elapsed().as_secs_f64() < 10.0,
-            "{name}: {:?}",
-            start.elapsed()
-        );
         insta::assert_snapshot!(format!("memory_refused_{name}"), stderr);
     }
     assert!(!std::path::Path::new(picture).exists());
