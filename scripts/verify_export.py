@@ -222,6 +222,11 @@ def optimizer_variants(work):
         yield f"{opt}" + (f", schedule {schedule}" if schedule else ""), path
 
 
+def reads_text(model):
+    with open(model, encoding="utf-8") as f:
+        return any(" from text " in line for line in f if line.startswith("input "))
+
+
 def main(argv):
     if len(argv) != 2:
         sys.exit(__doc__)
@@ -235,6 +240,12 @@ def main(argv):
     checked = 0
     with tempfile.TemporaryDirectory() as work:
         for model in examples:
+            if reads_text(model):
+                # The exported module has no reader for text corpora yet (its DATA is None),
+                # and a value over every window of a corpus is minutes of work: not checked.
+                print(f"skip {os.path.relpath(model, REPO)}: reads a text corpus, which export "
+                      "does not carry yet")
+                continue
             verify(adjoint, model, work, os.path.relpath(model, REPO), from_step=STEPS)
             checked += 1
         for label, model in optimizer_variants(work):
