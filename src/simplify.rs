@@ -268,6 +268,8 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Unslice { .. } => return false,
@@ -508,6 +510,8 @@ fn stable_form(
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -866,6 +870,8 @@ fn try_rules(
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

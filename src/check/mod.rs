@@ -13,6 +13,7 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod conv;
 mod einsum;
 mod indexing;
 mod literal;

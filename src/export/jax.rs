@@ -546,6 +546,8 @@ struct Helpers {
     gather: bool,
     scatter_add: bool,
     unslice: bool,
+    windows: bool,
+    unwindows: bool,
 }
 
 impl Helpers {
@@ -607,6 +609,49 @@ def _unslice(x, axis, size, start, step):
     zeros = jnp.zeros(x.shape[:axis] + (size,) + x.shape[axis + 1 :], x.dtype)
     where = start + step * jnp.arange(x.shape[axis])
     return zeros.at[(slice(None),) * axis + (where,)].set(x)
+"#,
+            );
+        }
+        if self.windows || self.unwindows {
+            out.push_str(
+                r#"
+
+def _window_places(shape, kernel, stride, dilation):
+    """For each place (j1, ..., jk) of a window, the slices of the last k axes of an array of
+    `shape` that the windows read there."""
+    lead = len(shape) - len(kernel)
+    counts = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(shape[lead:], kernel, stride, dilation)]
+    for place in np.ndindex(*kernel):
+        yield place, (slice(None),) * lead + tuple(
+            slice(j * d, j * d + s * (c - 1) + 1, s) for j, c, s, d in zip(place, counts, stride, dilation)
+        )
+"#,
+            );
+        }
+        if self.windows {
+            out.push_str(
+                r#"
+
+def _windows(x, kernel, stride, dilation):
+    """Patches: x[..., S1..Sk] as [..., K1..Kk, O1..Ok], element [.., j, o] = x[.., o*stride + j*dilation]."""
+    lead = x.ndim - len(kernel)
+    parts = [x[where] for _, where in _window_places(x.shape, kernel, stride, dilation)]
+    stacked = jnp.stack(parts, axis=lead)
+    return stacked.reshape(x.shape[:lead] + tuple(kernel) + stacked.shape[lead + 1 :])
+"#,
+            );
+        }
+        if self.unwindows {
+            out.push_str(
+                r#"
+
+def _unwindows(p, size, kernel, stride, dilation):
+    """The adjoint of `_windows`: each patch element added back into its place in zeros."""
+    lead = p.ndim - 2 * len(kernel)
+    out = jnp.zeros(p.shape[:lead] + tuple(size), p.dtype)
+    for place, where in _window_places(out.shape, kernel, stride, dilation):
+        out = out.at[where].add(p[(slice(None),) * lead + place])
+    return out
 "#,
             );
         }
@@ -856,6 +901,35 @@ fn op_expr(
             call(
                 "_scatter_add",
                 &[x(), a[1].text.clone(), axis.to_string(), size.to_string()],
+            )
+        }
+        Op::Windows {
+            kernel,
+            stride,
+            dilation,
+        } => {
+            helpers.windows = true;
+            call(
+                "_windows",
+                &[x(), py_tuple(kernel), py_tuple(stride), py_tuple(dilation)],
+            )
+        }
+        Op::Unwindows {
+            kernel,
+            stride,
+            dilation,
+            size,
+        } => {
+            helpers.unwindows = true;
+            call(
+                "_unwindows",
+                &[
+                    x(),
+                    py_tuple(size),
+                    py_tuple(kernel),
+                    py_tuple(stride),
+                    py_tuple(dilation),
+                ],
             )
         }
         Op::OneHot { classes } => call(
@@ -1281,3 +1355,12 @@ def main(argv):
 if __name__ == "__main__":
     main(sys.argv)
 "#;
+
+/// Whole numbers as a Python tuple: `(3, 3)`, `(5,)`.
+fn py_tuple(values: &[u64]) -> String {
+    let texts: Vec<String> = values.iter().map(u64::to_string).collect();
+    match texts.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", texts.join(", ")),
+    }
+}

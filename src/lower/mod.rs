@@ -371,6 +371,23 @@ pub fn plan(f: &GraphFn) -> Plan {
                 }
                 scalar => scalar,
             },
+            // Patches are the operand read with more strides: no copy.
+            Op::Windows {
+                kernel,
+                stride,
+                dilation,
+            } => match arg(&values, 0) {
+                Val::View {
+                    slot,
+                    strides,
+                    offset,
+                } => Val::View {
+                    slot,
+                    strides: window_strides(&strides, kernel, stride, dilation),
+                    offset,
+                },
+                scalar => scalar,
+            },
             Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
                 match arg(&values, 0) {
                     // A contiguous block (a whole slot, or rows of one at an offset).
@@ -1084,6 +1101,27 @@ fn is_plain_view(v: &Val) -> bool {
         } => offset.is_empty() && strides.iter().all(|s| !matches!(s, Stride::Scaled(..))),
         _ => false,
     }
+}
+
+/// The strides of `Op::Windows`'s patches of a view with `strides`: the leading axes as they
+/// are, each window axis `dilation` elements of its axis apart, each window `stride` apart.
+fn window_strides(
+    strides: &[Stride],
+    kernel: &[u64],
+    stride: &[u64],
+    dilation: &[u64],
+) -> Vec<Stride> {
+    let lead = strides.len() - kernel.len();
+    let spatial = &strides[lead..];
+    let mut out = strides[..lead].to_vec();
+    out.extend(
+        spatial
+            .iter()
+            .zip(dilation)
+            .map(|(s, &d)| s.times(d as i64)),
+    );
+    out.extend(spatial.iter().zip(stride).map(|(s, &k)| s.times(k as i64)));
+    out
 }
 
 /// Whether a reshape only adds or removes unit axes, which any view can do by itself.
