@@ -120,6 +120,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -268,6 +270,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -331,6 +335,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -572,6 +578,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
