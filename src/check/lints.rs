@@ -7,7 +7,13 @@ impl Checker {
     /// symmetry: every unit computes the same value, gets the same gradient, and stays equal to
     /// the others. A layer is a dense `x @ W` (units: `W`'s columns) or a convolution's
     /// product `reshape(w) @ patches` (units: the kernel's output channels, its first axis).
-    pub(super) fn symmetry_warnings(&mut self, graph: &Graph, loss: NodeId, inits: &[Init], spans: &[Span]) {
+    pub(super) fn symmetry_warnings(
+        &mut self,
+        graph: &Graph,
+        loss: NodeId,
+        inits: &[Init],
+        spans: &[Span],
+    ) {
         let live = graph.reachable(&[loss]);
         for (i, (init, span)) in inits.iter().zip(spans).enumerate() {
             let shape = &graph.params[i].shape;

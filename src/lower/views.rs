@@ -72,7 +72,12 @@ pub(super) fn window_strides(
     let lead = strides.len() - kernel.len();
     let spatial = &strides[lead..];
     let mut out = strides[..lead].to_vec();
-    out.extend(spatial.iter().zip(dilation).map(|(s, &d)| s.times(d as i64)));
+    out.extend(
+        spatial
+            .iter()
+            .zip(dilation)
+            .map(|(s, &d)| s.times(d as i64)),
+    );
     out.extend(spatial.iter().zip(stride).map(|(s, &k)| s.times(k as i64)));
     out
 }

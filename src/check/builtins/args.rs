@@ -332,14 +332,7 @@ pub(super) fn bind(
             (Padding, Some(a)) => conv::padding(cx, &a.value).map(Value::Padding),
             (Padding, None) => Some(Value::Padding(conv::Padding::Valid)),
             (
-                Array
-                | Num(None)
-                | AxisRequired
-                | ShapeSpec
-                | Arrays
-                | Length(true)
-                | Dims
-                | Spec
+                Array | Num(None) | AxisRequired | ShapeSpec | Arrays | Length(true) | Dims | Spec
                 | Sizes(None),
                 None,
             ) => {
