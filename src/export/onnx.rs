@@ -595,6 +595,24 @@ impl Emitter<'_> {
                 let steps = self.int_const(&[*step], vec![1]);
                 simple(self, "Slice", vec![a[0].clone(), starts, ends, axes, steps])
             }
+            // A convolution's or pooling's padding: zeros before and after one axis.
+            Op::Unslice {
+                axis,
+                start,
+                step: 1,
+                size,
+            } => {
+                let x = g.node(id).inputs[0];
+                let rank = node.shape.rank();
+                let Dim::Fixed(len) = g.shape(x).0[*axis as usize] else {
+                    unreachable!("an unslice's axis is fixed")
+                };
+                let mut pads = vec![0i64; 2 * rank];
+                pads[*axis as usize] = *start as i64;
+                pads[rank + *axis as usize] = (size - start - len) as i64;
+                let pads = self.int_const(&pads, vec![2 * rank as i64]);
+                simple(self, "Pad", vec![a[0].clone(), pads])
+            }
             Op::Put { .. } | Op::ScatterAdd { .. } | Op::SumTo(_) | Op::Unslice { .. } => {
                 self.refuse(g, id, training_only)
             }
