@@ -247,6 +247,31 @@ impl<'g> Printer<'g> {
         self.call("broadcast_to", &[text.0, dims])
     }
 
+    /// `x`'s text at `x`'s own shape, for an operand that does not broadcast (`windows`,
+    /// `unwindows`): also where a broadcast is hidden under the unit axes a reshape adds, which
+    /// `printed_shape` counts as written.
+    fn written_whole(&mut self, x: NodeId, text: (String, u8)) -> (String, u8) {
+        if !self.hides_broadcast(x) {
+            return self.broadcast_written(x, text);
+        }
+        let dims = self.shape_tuple(&self.graph.shape(x).clone());
+        self.call("broadcast_to", &[text.0, dims])
+    }
+
+    /// Whether `id` is printed through unnamed reshapes as a broadcast's smaller operand.
+    fn hides_broadcast(&self, id: NodeId) -> bool {
+        let g = self.graph;
+        let node = g.node(id);
+        if self.name_of(id).is_some() {
+            return false;
+        }
+        match &node.op {
+            Op::Expand(_) => self.printed_shape(node.inputs[0]) != node.shape,
+            Op::Reshape(_) => self.hides_broadcast(node.inputs[0]),
+            _ => false,
+        }
+    }
+
     /// A shape as the language writes one: `(2, n, 3)`, `(4,)`.
     fn shape_tuple(&self, shape: &Shape) -> String {
         let dims: Vec<String> = shape
@@ -614,7 +639,7 @@ impl<'g> Printer<'g> {
             } => {
                 // Its operand is written at its own shape: windows do not broadcast.
                 let a = self.go(ins[0], false);
-                let a = self.broadcast_written(ins[0], a).0;
+                let a = self.written_whole(ins[0], a).0;
                 let mut args = vec![a, tuple_text(kernel)];
                 args.extend(window_options(stride, dilation));
                 self.call("windows", &args)
@@ -626,7 +651,7 @@ impl<'g> Printer<'g> {
                 size,
             } => {
                 let a = self.go(ins[0], false);
-                let a = self.broadcast_written(ins[0], a).0;
+                let a = self.written_whole(ins[0], a).0;
                 let mut args = vec![a, tuple_text(size), tuple_text(kernel)];
                 args.extend(window_options(stride, dilation));
                 self.call("unwindows", &args)
