@@ -386,7 +386,8 @@ fn the_character_transformer_learns_context_from_shakespeare() {
 fn cnn_digits_reaches_its_held_out_accuracy() {
     let path = repo().join("examples/cnn_digits.dsl");
     let model = model_of(&path);
-    let data = adjoint::data::load(&model, None, path.parent().unwrap(), &[]).unwrap();
+    let file = path.parent().unwrap().join(model.data.as_ref().unwrap());
+    let data = bind(&model, &Table::load(&file).unwrap()).unwrap();
     let settings = model.train.clone();
     let (train, held_out) = data.split(settings.validation, settings.seed);
     let compiled = CompiledModel::from_model(model).unwrap();
