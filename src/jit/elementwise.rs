@@ -25,7 +25,7 @@ impl<'a> Tx<'a> {
                 slot,
                 strides,
                 offset,
-            } if self.group_slots.contains(slot)
+            } if self.group.slots.contains(slot)
                 && shape.rank() == rank
                 && offset.is_empty()
                 && *strides == crate::lower::contiguous(shape) =>
@@ -143,7 +143,7 @@ impl<'a> Tx<'a> {
         if let Some(x) = self.invariant_vector(vty, v) {
             return x;
         }
-        self.memo(SPLAT, v, |tx| tx.splat(vty, v))
+        self.memo(Memo::Splat, v, |tx| tx.splat(vty, v))
     }
 
     /// Reads lanes `j .. j + lanes` of the last axis at the outer index `outer`.
@@ -151,7 +151,7 @@ impl<'a> Tx<'a> {
         let (vty, _) = self.vector_type();
         match op {
             Operand::Scalar(v) => self.scalar_in_lanes(*v),
-            Operand::Lane(slot) => self.lanes[slot],
+            Operand::Lane(slot) => self.group.lanes[slot],
             Operand::View {
                 slot,
                 strides,
@@ -163,7 +163,9 @@ impl<'a> Tx<'a> {
                         let row = self.view_row_ptr(*slot, outer, &strides[..outer.len()], *first);
                         let addr = self.row_elem_addr(row, j);
                         // Several members of a loop group may read the same element.
-                        self.memo(LOAD, addr, |tx| tx.b.ins().load(vty, flags(), addr, 0))
+                        self.memo(Memo::Load, addr, |tx| {
+                            tx.b.ins().load(vty, flags(), addr, 0)
+                        })
                     }
                     _ => {
                         let base = self.dot(outer, &strides[..outer.len()]);
@@ -426,7 +428,7 @@ impl<'a> Tx<'a> {
                 let off = self.add(off, *first);
                 self.load_at(*slot, off)
             }
-            Operand::Lane(slot) => self.lanes[slot],
+            Operand::Lane(slot) => self.group.lanes[slot],
         }
     }
 
@@ -434,7 +436,7 @@ impl<'a> Tx<'a> {
         let total = self.total(shape);
         let c = self.fconst(v);
         let mut done = self.iconst(0);
-        if !self.promoted.contains_key(&slot) {
+        if !self.fused.promoted.contains_key(&slot) {
             let (vty, lanes) = self.vector_type();
             let cv = self.float_const(vty, v);
             let n_vec = self.shr_imm(total, lanes.trailing_zeros() as i64);

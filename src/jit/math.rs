@@ -14,7 +14,7 @@
 // The coefficients are fdlibm's and musl's, written as published.
 #![allow(clippy::excessive_precision)]
 
-use super::Tx;
+use super::{Memo, Tx};
 use cranelift::codegen::ir::{Endianness, MemFlagsData};
 use cranelift::prelude::*;
 
@@ -220,7 +220,7 @@ impl Tx<'_> {
 
     fn int_const_of(&mut self, ity: Type, v: i64) -> Value {
         let key = (ity, v as u64);
-        if let Some(c) = self.typed_consts.get(&key) {
+        if let Some(c) = self.consts.floats.get(&key) {
             return *c;
         }
         if ity.is_vector()
@@ -235,7 +235,7 @@ impl Tx<'_> {
         } else {
             self.hoist(|cur| cur.ins().iconst(lane, v))
         };
-        self.typed_consts.insert(key, c);
+        self.consts.floats.insert(key, c);
         c
     }
 
@@ -487,19 +487,24 @@ impl Tx<'_> {
 
     /// `f(x)` computed once per loop body: `sigmoid` and `softplus` of the same value share
     /// e^−|x| and 1/(1 + e^−|x|).
-    pub(super) fn memo(&mut self, tag: u32, x: Value, f: impl FnOnce(&mut Self) -> Value) -> Value {
-        if let Some(v) = self.body_memo.as_ref().and_then(|m| m.get(&(tag, x))) {
+    pub(super) fn memo(
+        &mut self,
+        tag: Memo,
+        x: Value,
+        f: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        if let Some(v) = self.loops.memo.as_ref().and_then(|m| m.get(&(tag, x))) {
             return *v;
         }
         let v = f(self);
-        if let Some(m) = self.body_memo.as_mut() {
+        if let Some(m) = self.loops.memo.as_mut() {
             m.insert((tag, x), v);
         }
         v
     }
 
     fn exp_neg_abs(&mut self, x: Value) -> Value {
-        self.memo(0, x, |tx| {
+        self.memo(Memo::ExpNegAbs, x, |tx| {
             let a = tx.b.ins().fabs(x);
             let na = tx.b.ins().fneg(a);
             tx.exp_inline(na)
@@ -509,7 +514,7 @@ impl Tx<'_> {
     /// 1 / (1 + e^−|x|).
     fn recip_one_plus_exp_neg_abs(&mut self, x: Value) -> Value {
         let e = self.exp_neg_abs(x);
-        self.memo(1, x, |tx| {
+        self.memo(Memo::RecipOnePlusExpNegAbs, x, |tx| {
             let ty = tx.value_type(x);
             let one = tx.float_const(ty, 1.0);
             let u = tx.b.ins().fadd(one, e);
