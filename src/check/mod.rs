@@ -7,6 +7,7 @@
 use crate::diagnostics::{Diagnostic, Span};
 use crate::init::Init;
 use crate::ir::{DType, Dim, Graph, InputInfo, NodeId, Op, ParamInfo, Shape};
+use crate::limits::Limits;
 use crate::model::{GraphFn, InputBinding, Model, TextWindows, TrainSettings};
 use crate::optim::{Dialect, LrSchedule, OptimizerKind, OptimizerSpec, Schedule};
 use crate::syntax::ast::{self, BinOp, ExprKind, Item};
@@ -18,10 +19,13 @@ mod indexing;
 mod literal;
 mod shaping;
 
-/// Checks a parsed module. On success returns the model and its warnings.
-pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+/// Checks a parsed module against `limits`. On success returns the model and its warnings.
+pub fn check(
+    module: &ast::Module,
+    limits: &Limits,
+) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
-    cx.run(module)
+    cx.run(module, limits)
 }
 
 #[derive(Clone, Copy)]
@@ -91,11 +95,15 @@ impl Checker {
         }
     }
 
-    fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+    fn run(
+        &mut self,
+        module: &ast::Module,
+        limits: &Limits,
+    ) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
         let dtype = self.dtype(module);
         self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
-        let (params, inits, param_spans) = self.params(module, dtype);
+        let (params, inits, param_spans) = self.params(module, dtype, limits);
         for (init, span) in inits.iter().zip(&param_spans) {
             if let Init::FromData { input, .. } = init
                 && !inputs.iter().any(|i| &i.name == input)
@@ -733,10 +741,10 @@ impl Checker {
         &mut self,
         module: &ast::Module,
         dtype: DType,
+        limits: &Limits,
     ) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
         let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
-        // Read once: it reads a file, which per parameter took most of checking 10,000 of them.
-        let memory_limit = crate::runtime::memory_limit() as u128;
+        let memory_limit = limits.memory_budget as u128;
         for item in &module.items {
             let Item::Param {
                 name,
@@ -1526,7 +1534,8 @@ mod tests {
         let (module, errors) = crate::syntax::parse(src);
         assert!(errors.is_empty());
         let mut cx = Checker::default();
-        cx.run(&module).expect("the model checks");
+        cx.run(&module, &Limits::of_host())
+            .expect("the model checks");
         cx
     }
 
@@ -1551,7 +1560,7 @@ mod tests {
         let (module, errors) =
             crate::syntax::parse("param a = 1\nfn f(x) = x + nope\nloss l = f(a) + f(a)\n");
         assert!(errors.is_empty());
-        let Err(errors) = Checker::default().run(&module) else {
+        let Err(errors) = Checker::default().run(&module, &Limits::of_host()) else {
             panic!("the undefined name is an error");
         };
         assert_eq!(errors.iter().filter(|d| d.is_error()).count(), 1);

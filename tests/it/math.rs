@@ -45,7 +45,11 @@ fn sweep() -> Vec<f64> {
 /// The values of `func(x)` computed by generated code.
 fn native(dtype: &str, func: &str, xs: &[f64]) -> Vec<f64> {
     let src = format!("dtype {dtype}\ninput x[n]\nparam p = 0\nloss p^2\noutput y = {func}(x)\n");
-    let (compiled, _) = CompiledModel::compile(&SourceFile::new("math.dsl", &src)).unwrap();
+    let (compiled, _) = CompiledModel::compile(
+        &SourceFile::new("math.dsl", &src),
+        &adjoint::Limits::of_host(),
+    )
+    .unwrap();
     let mut t = Trainer::new(&compiled, 0);
     let x = Buffer::from_f64(compiled.model.graph().dtype, xs);
     let out = t.predict(&[x], xs.len()).unwrap();

@@ -88,7 +88,8 @@ fn example_jax_exports() {
         let text = std::fs::read_to_string(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy();
         let file = adjoint::diagnostics::SourceFile::new(name, text);
-        let (model, _) = compile::check_source(&file).expect("examples check");
+        let (model, _) =
+            compile::check_source(&file, &adjoint::Limits::of_host()).expect("examples check");
         let graphs = compile::graphs(&model);
         let source = adjoint::export::Source {
             model: &model,
