@@ -96,7 +96,7 @@ impl<'a> Tx<'a> {
         match op {
             Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
             Op::Tanh => self.dtype == DType::F32,
-            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf => true,
+            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf | Op::Erfc => true,
             Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
             Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
@@ -250,6 +250,7 @@ impl<'a> Tx<'a> {
             | Op::Sigmoid
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Pow => {}
             // `vector_op_ok` rules these out.
             Op::Expm1 | Op::Sin | Op::Cos => unreachable!("`{}` has no vector form", op.name()),
@@ -297,6 +298,7 @@ impl<'a> Tx<'a> {
             Op::Sigmoid => self.sigmoid_inline(xs[0]),
             Op::Softplus => self.softplus_inline(xs[0]),
             Op::Erf => self.erf_inline(xs[0]),
+            Op::Erfc => self.erfc_inline(xs[0]),
             Op::Pow => match exponent {
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
@@ -495,6 +497,7 @@ impl<'a> Tx<'a> {
             Op::Sigmoid if self.in_loop() => self.sigmoid_inline(xs[0]),
             Op::Softplus if self.in_loop() => self.softplus_inline(xs[0]),
             Op::Erf if self.in_loop() => self.erf_inline(xs[0]),
+            Op::Erfc if self.in_loop() => self.erfc_inline(xs[0]),
             Op::Exp => self.call(Math::Exp, &[xs[0]]),
             Op::Log => self.call(Math::Log, &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
@@ -527,6 +530,7 @@ impl<'a> Tx<'a> {
             Op::Cos => self.call(Math::Cos, &[xs[0]]),
             Op::Softplus => self.call(Math::Softplus, &[xs[0]]),
             Op::Erf => self.call(Math::Erf, &[xs[0]]),
+            Op::Erfc => self.call(Math::Erfc, &[xs[0]]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));

@@ -200,6 +200,7 @@ impl<'a> Tx<'a> {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Sub
             | Op::Mul
