@@ -184,7 +184,9 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
 
     header(src, &helpers, &mut out);
     declarations(src, &mut out);
-    out.push_str(READ_DATA);
+    let reads_text = crate::data::text::text_inputs(model).is_some();
+    out.push_str(if reads_text { READ_TEXT } else { READ_CSV });
+    out.push_str(DATA_HELPERS);
     init_fn(src, &mut out);
     helpers.write(&mut out);
 
@@ -220,6 +222,8 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
         "return 1000",
         &format!("return {}", crate::train::DEFAULT_STEPS),
     ));
+    out.push_str(if reads_text { MAIN_TEXT } else { MAIN_ROWS });
+    out.push_str(RUN);
     Ok(out)
 }
 
@@ -321,6 +325,9 @@ fn declarations(src: &Source, out: &mut String) {
         .zip(&g.inputs)
         .map(|(b, i)| {
             let source = match (&b.file, &b.prefix) {
+                _ if b.text.is_some() => {
+                    format!("(\"text\", {})", b.text.as_ref().map_or(0, |t| t.offset))
+                }
                 (Some(f), _) => format!("(\"file\", {})", quoted(f)),
                 (None, Some(p)) => format!("(\"prefix\", {})", quoted(p)),
                 (None, None) => {
@@ -331,6 +338,9 @@ fn declarations(src: &Source, out: &mut String) {
             format!("{}: {source}", quoted(&i.name))
         })
         .collect();
+    if crate::data::text::text_inputs(model).is_some() {
+        out.push_str("# (\"text\", k): windows of TEXT, shifted by k characters.\n");
+    }
     let _ = writeln!(out, "SOURCES = {{{}}}", sources.join(", "));
     let t = &model.train;
     let _ = writeln!(
@@ -346,9 +356,18 @@ fn declarations(src: &Source, out: &mut String) {
         t.seed,
         t.log_every,
     );
+    if let Some((file, window, _)) = crate::data::text::text_inputs(model) {
+        let _ = writeln!(
+            out,
+            "TEXT = {}  # relative to this module: each row of the text-bound inputs is a window of it\n\
+             WINDOW = {window}\nVALIDATION = {}  # the held-out tail of the text",
+            quoted(&file),
+            literal(t.validation).text,
+        );
+    }
 }
 
-const READ_DATA: &str = r#"
+const READ_CSV: &str = r#"
 
 def read_data(path):
     """The inputs from a CSV file with a header row, bound to columns as adjoint binds them."""
@@ -373,7 +392,57 @@ def read_data(path):
                 values = values[:, 0]
         batch[name] = jnp.asarray(values, DTYPE)
     return batch
+"#;
 
+/// The reader of a model whose rows are windows of a text, in place of `READ_CSV`.
+const READ_TEXT: &str = r#"
+
+def read_text(path):
+    """The text's characters as tokens, as adjoint reads them: a token is the character's index
+    in the vocabulary, the text's distinct characters sorted by code point (line ends included)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    vocabulary = sorted(set(text))
+    token = {c: i for i, c in enumerate(vocabulary)}
+    return np.fromiter((token[c] for c in text), np.int64, len(text)), vocabulary
+
+
+# The characters a window and its shifted copies cover together.
+SPAN = WINDOW + max(offset for kind, offset in SOURCES.values() if kind == "text")
+
+
+def split_text(tokens):
+    """The training text and its held-out tail: the last VALIDATION of the characters."""
+    held = int(np.floor(len(tokens) * VALIDATION + 0.5))
+    return tokens[: len(tokens) - held], tokens[len(tokens) - held :]
+
+
+def tiled_starts(tokens):
+    """The windows that tile the text from its start (0, WINDOW, 2 WINDOW, ...): the rows that
+    adjoint's `eval`, `predict`, `export --values` and validation read."""
+    return np.arange(0, max(len(tokens) + 1 - SPAN, 0), WINDOW)
+
+
+def windows(tokens, starts):
+    """The inputs at the windows starting at `starts`, each shifted by its offset."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    at = np.asarray(starts, np.int64)[:, None] + np.arange(WINDOW)
+    batch = {}
+    for name, (kind, source) in SOURCES.items():
+        if kind == "text":
+            batch[name] = jnp.asarray(tokens[at + source], DTYPE)
+        else:
+            batch[name] = jnp.asarray(np.load(os.path.join(here, source)), DTYPE)
+    return batch
+
+
+def read_data(path):
+    """The inputs over the tiled windows of the whole text at `path`."""
+    tokens, _ = read_text(path)
+    return windows(tokens, tiled_starts(tokens))
+"#;
+
+const DATA_HELPERS: &str = r#"
 
 def _rows(batch):
     return next(iter(batch.values())).shape[0] if batch else None
@@ -1242,7 +1311,10 @@ def make_train_step(opt):
 
 
 train_step = make_train_step(optimizer())
+"#;
 
+/// Batches of rows and the command line of a model whose data is a table.
+const MAIN_ROWS: &str = r#"
 
 def batches(data, seed=SEED):
     """The batches of a run: all rows each step, or minibatches of a fresh shuffle each epoch."""
@@ -1276,7 +1348,41 @@ def main(argv):
             print(f"step {step}: loss = {float(value):.7g}")
     for name, value in metrics(params, data).items():
         print(f"{name} = {float(value):.7g}")
+"#;
 
+/// Batches of random windows and the command line of a model of a text.
+const MAIN_TEXT: &str = r#"
+
+def batches(tokens, seed=SEED):
+    """Batches of BATCH windows at random starts, drawn afresh each step. adjoint draws its
+    starts from its own generator (ChaCha8), which numpy does not reproduce: the windows here
+    are different ones, drawn from the same uniform distribution over the same starts."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield windows(tokens, rng.integers(0, len(tokens) + 1 - SPAN, BATCH))
+
+
+def main(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = argv[1] if len(argv) > 1 else os.path.join(here, TEXT)
+    tokens, vocabulary = read_text(path)
+    train, held = split_text(tokens)
+    total = _total_steps(len(tiled_starts(train)))
+    opt = optimizer(total)
+    step_fn = make_train_step(opt)
+    params = init(SEED, windows(train, tiled_starts(train)))
+    state = opt.init(params)
+    every = LOG_EVERY or max(total // 10, 1)
+    for step, batch in zip(range(1, total + 1), batches(train)):
+        params, state, value = step_fn(params, state, batch)
+        if step % every == 0 or step == total:
+            print(f"step {step}: loss = {float(value):.7g}")
+    if len(held) >= SPAN:
+        value = loss(params, windows(held, tiled_starts(held)))
+        print(f"validation loss = {float(value):.7g} ({len(vocabulary)} characters)")
+"#;
+
+const RUN: &str = r#"
 
 if __name__ == "__main__":
     main(sys.argv)
