@@ -6,6 +6,7 @@ pub mod interp;
 pub mod op;
 pub mod pretty;
 pub mod print;
+pub mod rows;
 pub mod shape;
 pub mod verify;
 

@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod checkpoints;
+mod chunks;
 mod cli;
 mod cli_reports;
 mod derivatives;
