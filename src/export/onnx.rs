@@ -355,10 +355,21 @@ impl Emitter<'_> {
             return n.clone();
         }
         let info = &g.inputs[i as usize];
-        let vi = self.value_info(&info.name, &info.shape, g);
-        self.graph_inputs.push(vi);
-        self.inputs.insert(i, info.name.clone());
-        info.name.clone()
+        let mut vi = self.value_info(&info.name, &info.shape, g);
+        // Whole-number inputs (class labels, tokens) arrive as int64, as a serving program
+        // holds them, and are cast to the model's float type once.
+        let value = if info.is_int {
+            if let Some(t) = vi.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()) {
+                t.elem_type = INT64;
+            }
+            self.graph_inputs.push(vi);
+            self.cast_to_float(info.name.clone())
+        } else {
+            self.graph_inputs.push(vi);
+            info.name.clone()
+        };
+        self.inputs.insert(i, value.clone());
+        value
     }
 
     /// The size of a symbolic dimension as a 1-element int64 tensor, read from an input's shape.
@@ -494,6 +505,11 @@ impl Emitter<'_> {
             Op::Cos => simple(self, "Cos", a),
             Op::Softplus => simple(self, "Softplus", a),
             Op::Erf => simple(self, "Erf", a),
+            Op::Erfc => self.refuse(
+                g,
+                id,
+                "ONNX has no operator for it, and 1 − Erf(x) loses every digit once erf(x) rounds to 1 (x above about 6)",
+            ),
             Op::Add => simple(self, "Add", a),
             Op::Sub => simple(self, "Sub", a),
             Op::Mul => simple(self, "Mul", a),
@@ -608,5 +624,54 @@ impl Emitter<'_> {
             attrs.push(ints_attr("axes", vec![ax as i64]));
         }
         self.op1(op, a, attrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::SourceFile;
+
+    /// The element type of each graph input of `src`'s ONNX model, by name.
+    fn input_types(src: &str) -> Vec<(String, i32)> {
+        let file = SourceFile::new("m.dsl", src);
+        let (model, _) = crate::compile::check_source(&file).expect("the model checks");
+        let graphs = crate::compile::graphs(&model);
+        let source = Source {
+            model: &model,
+            graphs: &graphs,
+            file: &file,
+        };
+        let params: Vec<Vec<f64>> = model
+            .graph()
+            .params
+            .iter()
+            .map(|p| vec![0.5; p.shape.as_fixed().unwrap().iter().product()])
+            .collect();
+        let bytes = super::model(&source, &params).expect("the model exports");
+        let decoded = ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
+        decoded
+            .graph
+            .unwrap()
+            .input
+            .into_iter()
+            .map(|i| (i.name, i.r#type.unwrap().tensor_type.unwrap().elem_type))
+            .collect()
+    }
+
+    #[test]
+    fn tokens_and_labels_are_int64_inputs_and_values_floats() {
+        let types = input_types(
+            "input tok[n, 4]: int\ninput v[n]\ninput y[n]: int\nparam E[5, 3] ~ zeros\n\
+             output o = sum(E[tok], axis=1) + v[:, None] + y[:, None]\nloss mean(o^2)\n",
+        );
+        assert_eq!(
+            types,
+            vec![
+                ("tok".to_string(), INT64),
+                ("v".to_string(), elem_type(DType::F32)),
+                ("y".to_string(), INT64)
+            ]
+        );
     }
 }

@@ -159,7 +159,8 @@ fn rule(
         | Op::Sin
         | Op::Cos
         | Op::Softplus
-        | Op::Erf => match elementwise(of(0)) {
+        | Op::Erf
+        | Op::Erfc => match elementwise(of(0)) {
             Some((local, 0)) => with_locality(local, 0),
             Some(_) | None => Rows::Mixed,
         },
