@@ -1,4 +1,4 @@
-//! `adjoint bench`: the benchmark workloads W1–W6, W8 and W9 and the batched products' rate (`MM`), measured exactly as the peer scripts
+//! `adjoint bench`: the benchmark workloads W1–W9 and the batched products' rate (`MM`), measured exactly as the peer scripts
 //! measure them, optionally beside the peers themselves (JAX, numpy, C) run in the same session,
 //! reported as ratios.
 //!
@@ -73,6 +73,34 @@ metric accuracy = mean(argmax(h2 @ W3 + b3, axis=1) == y)
 optimizer adam(lr = 0.001)
 train epochs = 1, batch = 128
 ";
+
+/// LeNet-5 on 28×28 images, as the peers' `w7_lenet.py`: Glorot-uniform weights (a kernel's
+/// fans are `in·25` and `out·25`), zero biases, Adam 1e-3, batches of 64 in data order.
+pub const W7: &str = "input X[n, 784]
+input y[n]: int
+param k1[6, 1, 5, 5] ~ xavier_uniform
+param c1[6] ~ zeros
+param k2[16, 6, 5, 5] ~ xavier_uniform
+param c2[16] ~ zeros
+param W3[256, 120] ~ xavier_uniform
+param b3[120] ~ zeros
+param W4[120, 84] ~ xavier_uniform
+param b4[84] ~ zeros
+param W5[84, 10] ~ xavier_uniform
+param b5[10] ~ zeros
+let img = reshape(X, (n, 1, 28, 28))
+let h1 = max_pool2d(relu(conv2d(img, k1) + c1[:, None, None]), 2)
+let h2 = max_pool2d(relu(conv2d(h1, k2) + c2[:, None, None]), 2)
+let h3 = relu(reshape(h2, (n, 256)) @ W3 + b3)
+let h4 = relu(h3 @ W4 + b4)
+loss cross_entropy(h4 @ W5 + b5, y)
+optimizer adam(lr = 0.001)
+train epochs = 1, batch = 64
+";
+
+/// W7's multiply-adds per step, twice (flop), as the peers count them: forward, weight
+/// gradients, and input gradients of every layer but the first (97.09 MFLOP).
+const W7_FLOP_PER_STEP: f64 = 1_517_040.0 * 64.0;
 
 /// W8: the character transformer of WORKLOADS.md (vocab 96, context 64, d 128, 4 heads of 32,
 /// 2 pre-LayerNorm blocks, MLP 512 with tanh GELU, Adam 3e-4), trained on windows of 16.
@@ -500,6 +528,96 @@ pub fn w5(repeats: usize) -> Vec<Figure> {
     ]
 }
 
+/// W7's data: 6,400 standard normal 28×28 images and uniform labels 0..9, from a fixed seed.
+pub fn w7_data() -> Dataset {
+    let mut r = rng(7);
+    let n = 6_400;
+    let x: Vec<f64> = (0..n * 784)
+        .map(|_| std_normal(&mut r) as f32 as f64)
+        .collect();
+    let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
+    Dataset {
+        n_rows: n,
+        inputs: vec![x, y],
+        widths: vec![784, 1],
+        dims: vec![],
+        source: None,
+        ..Dataset::default()
+    }
+}
+
+/// The rows of the first `rows` samples of a dataset, as buffers of the model's dtype.
+fn first_rows(c: &CompiledModel, data: &Dataset, rows: usize) -> Vec<Buffer> {
+    data.inputs
+        .iter()
+        .zip(&data.widths)
+        .map(|(v, w)| Buffer::from_f64(c.model.graph().dtype, &v[..rows * w]))
+        .collect()
+}
+
+/// LeNet-5, one epoch of 100 steps of 64 images per repeat.
+pub fn w7(repeats: usize) -> Result<Vec<Figure>, String> {
+    let c = compile(W7);
+    let data = w7_data();
+    let mut per_step = Vec::new();
+    let mut gflops = Vec::new();
+    let mut result = String::new();
+    for rep in 0..repeats.max(1) {
+        let mut t = Trainer::new(&c, rep as u64);
+        let mut s = c.model.train.clone();
+        s.log_every = u64::MAX;
+        let start = Instant::now();
+        t.fit(Some(&data), &s, |_| {}).map_err(|e| e.to_string())?;
+        let secs = start.elapsed().as_secs_f64();
+        let ms = secs * 1e3 / t.step as f64;
+        per_step.push(ms);
+        gflops.push(W7_FLOP_PER_STEP / (ms * 1e-3) / 1e9);
+        result = format!("{} steps", t.step);
+    }
+    Ok(vec![
+        figure(
+            "W7",
+            "LeNet-5 28×28, batch 64, Adam, f32",
+            "ms/step",
+            per_step,
+            result,
+        ),
+        figure(
+            "W7",
+            "LeNet-5 throughput (97.09 MFLOP/step)",
+            "GFLOP/s",
+            gflops,
+            String::new(),
+        ),
+    ])
+}
+
+/// Source text to the end of W7's first training step, minus one steady step.
+pub fn w9(repeats: usize) -> Result<Vec<Figure>, String> {
+    let data = w7_data();
+    let mut samples = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let c = compile(W7);
+        let mut t = Trainer::new(&c, 0);
+        let rows = 64;
+        let batch = first_rows(&c, &data, rows);
+        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
+        let first = start.elapsed().as_secs_f64();
+        let s = Instant::now();
+        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
+        let steady = s.elapsed().as_secs_f64();
+        samples.push((first - steady) * 1e3);
+    }
+    Ok(vec![figure(
+        "W9",
+        "compile latency of W7's train step (source to first step)",
+        "ms",
+        samples,
+        String::new(),
+    )])
+}
+
 /// Batched products (`MM`): an attention-sized batched product, 16×4 heads of
 /// 64×32 @ 32×64 in f32 as `[16, 4, 64, 32] @ [16, 4, 32, 64]` runs, beside a 2048³ f32 GEMM
 /// through the same kernels, so the small products' rate reads as a share of the large one's.
@@ -633,7 +751,7 @@ pub fn w6(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
 }
 
 /// Source text to the end of W8's first training step, minus one steady step.
-pub fn w9(repeats: usize) -> Result<Vec<Figure>, String> {
+pub fn w9_w8(repeats: usize) -> Result<Vec<Figure>, String> {
     let batch = &w8_batches()[0];
     let mut samples = Vec::new();
     for _ in 0..repeats.max(1) {
@@ -666,6 +784,10 @@ struct Peer {
     field: &'static str,
     /// Scale from the peer's unit to ours.
     scale: f64,
+    /// The script's arguments other than the framework and threads (`--repeats` when empty).
+    args: &'static [&'static str],
+    /// Which of the workload's figures (those of its unit) the peer's is compared with.
+    figure: usize,
     /// The peer's figure on one thread in the benchmark definition's own run
     /// (`anchors/RESULTS.md`), in our unit: quoted, labelled as such, where the peer cannot run
     /// here.
@@ -679,6 +801,8 @@ const PEERS: &[Peer] = &[
         fw: "c",
         field: "ns_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -687,6 +811,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "ns_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -695,6 +821,8 @@ const PEERS: &[Peer] = &[
         fw: "numpy",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -703,6 +831,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -711,6 +841,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "eval_ms",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -719,6 +851,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "adam200_s",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -727,6 +861,8 @@ const PEERS: &[Peer] = &[
         fw: "numpy",
         field: "eval_ms",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -735,6 +871,8 @@ const PEERS: &[Peer] = &[
         fw: "numpy",
         field: "adam200_s",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -743,6 +881,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_scan",
         field: "ms_per_step",
         scale: 1e3,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -751,6 +891,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_step",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -759,6 +901,38 @@ const PEERS: &[Peer] = &[
         fw: "jax",
         field: "latency_s",
         scale: 1e3,
+        args: &["--cache", "cold"],
+        figure: 0,
+        quoted: None,
+    },
+    Peer {
+        workload: "W7",
+        script: "w7_lenet.py",
+        fw: "jax_step",
+        field: "ms_per_step",
+        scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
+    },
+    Peer {
+        workload: "W7",
+        script: "w7_lenet.py",
+        fw: "torch",
+        field: "ms_per_step",
+        scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
+    },
+    Peer {
+        workload: "W9",
+        script: "w9_compile.py",
+        fw: "jax",
+        field: "latency_s",
+        scale: 1e3,
+        args: &["--cache", "cold", "--model", "w7"],
+        figure: 0,
         quoted: None,
     },
     Peer {
@@ -767,6 +941,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_scan",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: Some(37.2),
     },
     Peer {
@@ -775,6 +951,8 @@ const PEERS: &[Peer] = &[
         fw: "jax_step",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: Some(56.5),
     },
     Peer {
@@ -783,6 +961,8 @@ const PEERS: &[Peer] = &[
         fw: "torch",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
         quoted: Some(45.4),
     },
     Peer {
@@ -791,6 +971,8 @@ const PEERS: &[Peer] = &[
         fw: "jax",
         field: "latency_s",
         scale: 1e3,
+        args: &["--cache", "cold", "--model", "w8"],
+        figure: 1,
         quoted: Some(1500.0),
     },
     Peer {
@@ -799,6 +981,8 @@ const PEERS: &[Peer] = &[
         fw: "torch_eager",
         field: "latency_s",
         scale: 1e3,
+        args: &["--cache", "cold", "--model", "w8"],
+        figure: 1,
         quoted: Some(13.3),
     },
 ];
@@ -822,17 +1006,10 @@ fn run_peer(
         "--tag",
         "adjoint-bench",
     ]);
-    match p.script {
-        "w6_compile.py" => {
-            cmd.args(["--cache", "cold"]);
-        }
-        "w9_compile.py" => {
-            cmd.args(["--model", "w8", "--cache", "cold"]);
-        }
-        _ => {
-            cmd.args(["--repeats", &repeats.to_string()]);
-        }
-    }
+    match p.args {
+        [] => cmd.args(["--repeats", &repeats.to_string()]),
+        args => cmd.args(args),
+    };
     // Current numpy and OpenBLAS run fastest with their own kernel choice.
     cmd.env_remove("OPENBLAS_CORETYPE")
         .env_remove("OPENBLAS_L2_SIZE");
@@ -883,7 +1060,7 @@ pub struct BenchConfig {
 }
 
 /// The workloads in the order they run.
-const WORKLOADS: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W8", "W9", "MM"];
+const WORKLOADS: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "MM"];
 
 /// adjoint's figures for workload `w`, over `repeats` timed repeats.
 fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
@@ -894,19 +1071,27 @@ fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> 
         "W4" => w4(repeats, root),
         "W5" => Ok(w5(repeats)),
         "MM" => Ok(mm(repeats)),
+        "W7" => w7(repeats),
         "W8" => w8(repeats),
-        "W9" => w9(repeats.max(3)),
+        "W9" => {
+            let mut figures = w9(repeats.max(3))?;
+            figures.extend(w9_w8(repeats.max(3))?);
+            Ok(figures)
+        }
         _ => w6(repeats.max(3), root),
     }
 }
 
 /// The figure of ours that a peer's figure is compared with.
 fn counterpart<'f>(figures: &'f [Figure], p: &Peer) -> Option<&'f Figure> {
-    figures.iter().find(|f| {
-        f.workload == p.workload
-            && (p.field != "adam200_s" || f.unit == "s/200 steps")
-            && (p.field != "eval_ms" || f.unit == "ms/eval")
-    })
+    figures
+        .iter()
+        .filter(|f| {
+            f.workload == p.workload
+                && (p.field != "adam200_s" || f.unit == "s/200 steps")
+                && (p.field != "eval_ms" || f.unit == "ms/eval")
+        })
+        .nth(p.figure)
 }
 
 /// One peer's values, one per round, and adjoint's median in the same rounds.

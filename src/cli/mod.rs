@@ -188,17 +188,17 @@ enum Command {
     /// Write the model for another engine: a JAX module (loss, metrics, outputs, optimizer,
     /// training step) or an ONNX model of its outputs and metrics.
     Export(export::ExportArgs),
-    /// Run the benchmark workloads W1–W6, W8, W9 and MM, optionally beside the peers (JAX,
-    /// PyTorch, numpy, C).
+    /// Run the benchmark workloads W1–W9 and MM, optionally beside the peers (JAX, numpy, C,
+    /// PyTorch).
     Bench {
         /// Workloads to run; all when none are given. W1: Rosenbrock with Adam, 100k steps (f64).
         /// W2: least squares 100,000×16, gradient descent (f32). W3: Gaussian-mixture likelihood
         /// on 10^6 points, value and gradient, and 200 Adam steps (f64). W4: digits MLP
         /// 64-128-10, minibatches of 32, Adam. W5: MLP 784-512-512-10, minibatches of 128, Adam
-        /// (f32). W6: compile latency of W4's training step (source to first step). W8: a
-        /// character transformer (2 blocks, d 128, 4 heads, context 64), 16 windows a step, Adam
-        /// (f32), in ms/step, tokens/s and GFLOP/s. W9: compile latency of W8's training step.
-        /// MM: a batched
+        /// (f32). W6: compile latency of W4's training step (source to first step). W7: LeNet-5 on
+        /// 28×28 images, minibatches of 64, Adam (f32). W8: a character transformer (2 blocks,
+        /// d 128, 4 heads, context 64), 16 windows a step, Adam (f32), in ms/step, tokens/s and
+        /// GFLOP/s. W9: compile latency of W7's and W8's training steps. MM: a batched
         /// product of 16×4 heads of 64×32 @ 32×64 (f32) beside a 2048³ GEMM, in GFLOP/s.
         workloads: Vec<String>,
         /// Timed repeats per workload (the median is reported).
@@ -463,7 +463,7 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W8", "W9"] {
+        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"] {
             assert!(help.contains(&format!("{w}:")), "{w} not in\n{help}");
         }
     }

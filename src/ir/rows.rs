@@ -260,6 +260,10 @@ fn rule(
             (Rows::Local(p), Rows::Fixed(0)) if *axis > 0 => Rows::Local(p),
             _ => Rows::Mixed,
         },
+        // Patches of the last `kernel.len()` axes, and their adjoint: rows stay rows when the
+        // windows leave a leading axis alone.
+        Op::Windows { kernel, .. } => keeps_rows(rank_of(0) <= kernel.len()),
+        Op::Unwindows { kernel, .. } => keeps_rows(rank_of(0) <= 2 * kernel.len()),
         Op::OneHot { .. } => match of(0) {
             Rows::Local(0) => Rows::Local(0),
             Rows::Fixed(0) => Rows::Fixed(0),

@@ -11,6 +11,7 @@ mod checkpoints;
 mod chunks;
 mod cli;
 mod cli_reports;
+mod conv;
 mod derivatives;
 mod diagnostics;
 mod docs;
