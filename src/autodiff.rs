@@ -224,6 +224,16 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let d = b(g, Op::Mul, &[scale, gauss]);
             vec![Some(b(g, Op::Mul, &[ct, d]))]
         }
+        Op::Erfc => {
+            // erfc'(x) = −2/√π · e^(−x²).
+            let two = g.constant(2.0);
+            let sq = b(g, Op::Pow, &[x.unwrap(), two]);
+            let minus_sq = b(g, Op::Neg, &[sq]);
+            let gauss = b(g, Op::Exp, &[minus_sq]);
+            let scale = g.constant(-std::f64::consts::FRAC_2_SQRT_PI);
+            let d = b(g, Op::Mul, &[scale, gauss]);
+            vec![Some(b(g, Op::Mul, &[ct, d]))]
+        }
         Op::Max | Op::Min => {
             // Ties go to the first operand, as in the forward value.
             let (x, y) = (x.unwrap(), y.unwrap());

@@ -95,7 +95,7 @@ impl Figure {
 
 fn compile(src: &str) -> CompiledModel {
     let file = SourceFile::new("bench.dsl", src);
-    CompiledModel::compile(&file)
+    CompiledModel::compile(&file, &crate::limits::Limits::of_host())
         .map(|c| c.0)
         .expect("benchmark models compile")
 }

@@ -246,6 +246,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Mul
             | Op::Pow
@@ -485,6 +486,7 @@ fn stable_form(
         | Op::Cos
         | Op::Softplus
         | Op::Erf
+        | Op::Erfc
         | Op::Add
         | Op::Mul
         | Op::Pow
@@ -847,6 +849,7 @@ fn try_rules(
         | Op::Cos
         | Op::Softplus
         | Op::Erf
+        | Op::Erfc
         | Op::Eq
         | Op::Ne
         | Op::Lt

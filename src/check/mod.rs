@@ -7,6 +7,7 @@
 use crate::diagnostics::{Diagnostic, Span};
 use crate::init::Init;
 use crate::ir::{DType, Dim, Graph, InputInfo, NodeId, Op, ParamInfo, Shape};
+use crate::limits::Limits;
 use crate::model::{GraphFn, InputBinding, Model, TextWindows, TrainSettings};
 use crate::optim::{Dialect, LrSchedule, OptimizerKind, OptimizerSpec, Schedule};
 use crate::syntax::ast::{self, BinOp, ExprKind, Item};
@@ -23,10 +24,13 @@ mod params;
 mod settings;
 mod shaping;
 
-/// Checks a parsed module. On success returns the model and its warnings.
-pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+/// Checks a parsed module against `limits`. On success returns the model and its warnings.
+pub fn check(
+    module: &ast::Module,
+    limits: &Limits,
+) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
-    cx.run(module)
+    cx.run(module, limits)
 }
 
 #[derive(Clone, Copy)]
@@ -96,11 +100,15 @@ impl Checker {
         }
     }
 
-    fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+    fn run(
+        &mut self,
+        module: &ast::Module,
+        limits: &Limits,
+    ) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
         let dtype = self.dtype(module);
         self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
-        let (params, inits, param_spans) = self.params(module, dtype);
+        let (params, inits, param_spans) = self.params(module, dtype, limits);
         for (init, span) in inits.iter().zip(&param_spans) {
             if let Init::FromData { input, .. } = init
                 && !inputs.iter().any(|i| &i.name == input)
@@ -430,7 +438,8 @@ mod tests {
         let (module, errors) = crate::syntax::parse(src);
         assert!(errors.is_empty());
         let mut cx = Checker::default();
-        cx.run(&module).expect("the model checks");
+        cx.run(&module, &Limits::of_host())
+            .expect("the model checks");
         cx
     }
 
@@ -455,7 +464,7 @@ mod tests {
         let (module, errors) =
             crate::syntax::parse("param a = 1\nfn f(x) = x + nope\nloss l = f(a) + f(a)\n");
         assert!(errors.is_empty());
-        let Err(errors) = Checker::default().run(&module) else {
+        let Err(errors) = Checker::default().run(&module, &Limits::of_host()) else {
             panic!("the undefined name is an error");
         };
         assert_eq!(errors.iter().filter(|d| d.is_error()).count(), 1);

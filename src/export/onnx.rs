@@ -505,6 +505,11 @@ impl Emitter<'_> {
             Op::Cos => simple(self, "Cos", a),
             Op::Softplus => simple(self, "Softplus", a),
             Op::Erf => simple(self, "Erf", a),
+            Op::Erfc => self.refuse(
+                g,
+                id,
+                "ONNX has no operator for it, and 1 − Erf(x) loses every digit once erf(x) rounds to 1 (x above about 6)",
+            ),
             Op::Add => simple(self, "Add", a),
             Op::Sub => simple(self, "Sub", a),
             Op::Mul => simple(self, "Mul", a),

@@ -96,6 +96,7 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Sub
             | Op::Mul

@@ -176,6 +176,7 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         Op::Cos => x.cos(),
         Op::Softplus => softplus(x),
         Op::Erf => libm::erf(x),
+        Op::Erfc => libm::erfc(x),
         other @ (Op::Input(_)
         | Op::Param(_)
         | Op::Const(_)
@@ -267,6 +268,7 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Cos
         | Op::Softplus
         | Op::Erf
+        | Op::Erfc
         | Op::Select
         | Op::MatMul
         | Op::Transpose { .. }
@@ -396,7 +398,8 @@ fn eval_op(
         | Op::Sin
         | Op::Cos
         | Op::Softplus
-        | Op::Erf => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
+        | Op::Erf
+        | Op::Erfc => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
         Op::Select => {
             let s: Vec<Vec<usize>> = args
                 .iter()

@@ -70,6 +70,9 @@ pub enum Op {
     Softplus,
     /// The error function, 2/√π ∫₀ˣ e^(−t²) dt.
     Erf,
+    /// The complementary error function, 1 − erf(x) = 2/√π ∫ₓ^∞ e^(−t²) dt, computed without
+    /// the subtraction, so that it keeps its digits where erf(x) is close to 1.
+    Erfc,
 
     Add,
     Sub,
@@ -255,6 +258,7 @@ impl Op {
             Cos => ("cos", Unary),
             Softplus => ("softplus", Unary),
             Erf => ("erf", Unary),
+            Erfc => ("erfc", Unary),
             Add => ("add", Binary),
             Sub => ("sub", Binary),
             Mul => ("mul", Binary),

@@ -643,7 +643,8 @@ impl<'g> Printer<'g> {
             | Op::Sin
             | Op::Cos
             | Op::Softplus
-            | Op::Erf) => {
+            | Op::Erf
+            | Op::Erfc) => {
                 let args: Vec<String> = ins.iter().map(|&i| self.go(i, false).0).collect();
                 self.call(op.name(), &args)
             }

@@ -185,7 +185,7 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
     match op {
         Input(_) | Param(_) => unreachable!("leaf shapes come from their declarations"),
         Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign
-        | Sin | Cos | Softplus | Erf => Ok(shapes[0].clone()),
+        | Sin | Cos | Softplus | Erf | Erfc => Ok(shapes[0].clone()),
         Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min => {
             broadcast(shapes[0], shapes[1])
                 .ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))

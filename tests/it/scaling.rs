@@ -16,7 +16,11 @@ fn doubling_source(depth: usize) -> String {
 #[test]
 fn forty_levels_of_doubling_calls_inline_to_one_node_per_level() {
     let src = doubling_source(40);
-    let (model, _) = check_source(&SourceFile::new("deep.dsl", src.as_str())).unwrap();
+    let (model, _) = check_source(
+        &SourceFile::new("deep.dsl", src.as_str()),
+        &adjoint::Limits::of_host(),
+    )
+    .unwrap();
     // The parameter, one `add` per level, the constant 2 and the power.
     assert_eq!(model.forward.graph.len(), 43, "{}", model.forward.text());
     let mut session = compile_named("deep.dsl", &src).unwrap().session(0).unwrap();
@@ -65,7 +69,11 @@ fn thousands_of_scalar_parameters_compile_and_train_to_exact_values() {
 #[test]
 fn forty_levels_of_doubling_calls_print_one_definition_per_shared_subterm() {
     let src = doubling_source(40);
-    let (model, _) = check_source(&SourceFile::new("deep.dsl", src.as_str())).unwrap();
+    let (model, _) = check_source(
+        &SourceFile::new("deep.dsl", src.as_str()),
+        &adjoint::Limits::of_host(),
+    )
+    .unwrap();
     let graphs = adjoint::compile::graphs(&model);
     let printed = adjoint::compile::derivatives(&graphs, &model.loss_name, None, Style::Dsl)
         .expect("the derivative prints");

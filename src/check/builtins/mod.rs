@@ -141,6 +141,7 @@ static BUILTINS: &[Builtin] = &[
     builtin("cos", X, Lowering::Primitive(Op::Cos)),
     builtin("softplus", X, Lowering::Primitive(Op::Softplus)),
     builtin("erf", X, Lowering::Primitive(Op::Erf)),
+    builtin("erfc", X, Lowering::Primitive(Op::Erfc)),
     builtin("sign", X, Lowering::Primitive(Op::Sign)),
     builtin(
         "transpose",

@@ -263,6 +263,10 @@ pub(super) fn op_expr(
             helpers.erf = true;
             unary("jax.scipy.special.erf")
         }
+        Op::Erfc => {
+            helpers.erf = true;
+            unary("jax.scipy.special.erfc")
+        }
         Op::Add => infix(&a[0], "+", &a[1], ADD),
         Op::Sub => infix(&a[0], "-", &a[1], ADD),
         Op::Mul => infix(&a[0], "*", &a[1], MUL),
