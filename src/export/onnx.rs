@@ -635,7 +635,8 @@ mod tests {
     /// The element type of each graph input of `src`'s ONNX model, by name.
     fn input_types(src: &str) -> Vec<(String, i32)> {
         let file = SourceFile::new("m.dsl", src);
-        let (model, _) = crate::compile::check_source(&file).expect("the model checks");
+        let (model, _) = crate::compile::check_source(&file, &crate::limits::Limits::of_host())
+            .expect("the model checks");
         let graphs = crate::compile::graphs(&model);
         let source = Source {
             model: &model,
