@@ -309,6 +309,43 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let gather = Op::Gather { axis: *axis };
             vec![Some(b(g, gather, &[ct, y.unwrap()])), None]
         }
+        Op::Windows {
+            kernel,
+            stride,
+            dilation,
+        } => {
+            // Each element of the operand receives the cotangents of every patch place that
+            // reads it.
+            let xs = g.shape(x.unwrap());
+            let lead = xs.rank() - kernel.len();
+            let size = xs.0[lead..]
+                .iter()
+                .map(|d| match d {
+                    crate::ir::Dim::Fixed(n) => *n,
+                    crate::ir::Dim::Sym(_) => unreachable!("windows need fixed axes"),
+                })
+                .collect();
+            let op = Op::Unwindows {
+                kernel: kernel.clone(),
+                stride: stride.clone(),
+                dilation: dilation.clone(),
+                size,
+            };
+            vec![Some(b(g, op, &[ct]))]
+        }
+        Op::Unwindows {
+            kernel,
+            stride,
+            dilation,
+            ..
+        } => {
+            let op = Op::Windows {
+                kernel: kernel.clone(),
+                stride: stride.clone(),
+                dilation: dilation.clone(),
+            };
+            vec![Some(b(g, op, &[ct]))]
+        }
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());
             let (dx, dy) = match node.op {

@@ -269,6 +269,8 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Unslice { .. } => return false,
@@ -510,6 +512,8 @@ fn stable_form(
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -869,6 +873,8 @@ fn try_rules(
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

@@ -14,6 +14,7 @@ use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod conv;
 mod declarations;
 mod einsum;
 mod expressions;

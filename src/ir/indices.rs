@@ -120,6 +120,8 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
             | Op::Unslice { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_) => return None,
         }

@@ -148,6 +148,23 @@ pub enum Op {
         axis: u32,
         size: u64,
     },
+    /// Sliding windows over the last `kernel.len()` axes (all of fixed length): an operand
+    /// `[..., S1, …, Sk]` is viewed as `[..., K1, …, Kk, O1, …, Ok]`, element `[.., j, o]` being
+    /// `x[.., o·stride + j·dilation]`, with `O = (S − dilation·(K − 1) − 1) / stride + 1`. The
+    /// patches of a convolution or a pooling; a strided view, never copied by itself.
+    Windows {
+        kernel: Vec<u64>,
+        stride: Vec<u64>,
+        dilation: Vec<u64>,
+    },
+    /// The adjoint of `Windows`: adds each patch element back into its place in zeros of the
+    /// last `size.len()` axes, so places that several windows read sum their contributions.
+    Unwindows {
+        kernel: Vec<u64>,
+        stride: Vec<u64>,
+        dilation: Vec<u64>,
+        size: Vec<u64>,
+    },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
     OneHot {
         classes: u32,
@@ -284,6 +301,8 @@ impl Op {
             Put { .. } => ("put", Structural),
             Gather { .. } => ("gather", Indexing),
             ScatterAdd { .. } => ("scatter_add", Indexing),
+            Windows { .. } => ("windows", Structural),
+            Unwindows { .. } => ("unwindows", Structural),
             OneHot { .. } => ("one_hot", Structural),
             SumTo(_) => ("sum_to", Structural),
             Expand(_) => ("expand", Structural),

@@ -120,6 +120,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -271,6 +273,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -335,6 +339,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -578,6 +584,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)

@@ -221,6 +221,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
             | Op::Reshape(_)

@@ -356,6 +356,36 @@ impl<'a> Tx<'a> {
                 let helper = Helper::ScatterAdd(self.dtype);
                 self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
             }
+            Op::Windows { .. } => unreachable!("`windows` is a view, not computed"),
+            Op::Unwindows {
+                kernel,
+                stride,
+                dilation,
+                ..
+            } => {
+                // Zeros, then each patch element added into its place, in the patches' order:
+                // places that several windows read sum in the same order on any thread count.
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let out = self.contiguous_strides(&shape);
+                let lead = rank - kernel.len();
+                let mut to = out[..lead].to_vec();
+                for (i, &d) in dilation.iter().enumerate() {
+                    to.push(self.mul_imm(out[lead + i], d as i64));
+                }
+                for (i, &s) in stride.iter().enumerate() {
+                    to.push(self.mul_imm(out[lead + i], s as i64));
+                }
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &to);
+                    let acc = tx.load_at(slot, o);
+                    let sum = tx.b.ins().fadd(acc, v);
+                    tx.store_at(slot, o, sum);
+                });
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
             Op::Unslice {
                 axis, start, step, ..
