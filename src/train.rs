@@ -260,6 +260,9 @@ pub struct Trainer {
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
     pub data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
+    /// Workspaces of the training step's own graph, for a model that has one (`dropout`);
+    /// otherwise its steps use `grad_ws`.
+    step_ws: HashMap<Vec<u64>, Workspace>,
     /// The dimensions of the last fused step, reused so that a step allocates nothing.
     syms_buf: Vec<u64>,
     /// Reused table of per-step learning rates for the fused loop.
@@ -273,6 +276,31 @@ pub struct Trainer {
 }
 
 pub use crate::memory::{MemoryError, check_memory};
+
+/// The workspaces of a trainer's training steps: those of the evaluation gradient unless the
+/// model has a training graph of its own. A macro, so that the borrow is of the one field.
+macro_rules! step_workspaces {
+    ($t:expr) => {
+        match $t.compiled.graphs.training {
+            Some(_) => &mut $t.step_ws,
+            None => &mut $t.grad_ws,
+        }
+    };
+}
+
+/// Every gradient the last training step computed on `rows` rows, in parameter order.
+fn step_gradients(t: &Trainer, rows: usize) -> Option<Vec<&Buffer>> {
+    let ws = match t.compiled.graphs.training {
+        Some(_) => t.step_ws.get(&t.syms(rows))?,
+        None => t.grad_ws.get(&t.syms(rows))?,
+    };
+    let plan = &t.compiled.step.plan;
+    Some(
+        (0..t.params.len())
+            .map(|i| ws.output(plan, i + 1))
+            .collect(),
+    )
+}
 
 impl Trainer {
     /// Initializes every parameter from its initializer, in declaration order, from `seed`.
@@ -318,6 +346,7 @@ impl Trainer {
             hvp: None,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
+            step_ws: HashMap::new(),
             syms_buf: Vec::new(),
             table: Vec::new(),
             step_scalars: model.optimizer.step_scalars(&constants),
@@ -378,6 +407,29 @@ impl Trainer {
         Some(ws.output(&self.compiled.gradient.plan, i + 1))
     }
 
+    /// The key of the run's dropout masks: from the seed of the data stream, which checkpoints
+    /// keep, so a resumed run draws the masks the uninterrupted run would have.
+    fn dropout_run_key(&self) -> u64 {
+        crate::ir::dropout::run_key(&self.data_rng.get_seed())
+    }
+
+    /// The loss and every gradient of the next training step (`step + 1`) on a batch, as the
+    /// training graph computes them: its dropout masks are that step's. The gradients are then
+    /// in `step_gradient(i)`.
+    fn step_value_and_grad(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
+        let syms = self.syms(rows);
+        let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
+        let exe = &self.compiled.step;
+        let ws = workspace(step_workspaces!(self), exe, &syms)?;
+        exe.run_step(ws, inputs, &self.params, key)?;
+        Ok(ws.output(&exe.plan, 0).get(0))
+    }
+
+    /// The gradient of parameter `i` from the last `step_value_and_grad` on `rows` rows.
+    fn step_gradient(&self, i: usize, rows: usize) -> Option<&Buffer> {
+        step_gradients(self, rows)?.get(i).copied()
+    }
+
     /// The floating-point modes a step runs in, until the returned guard is dropped.
     fn step_modes(&self) -> Option<FlushSubnormals> {
         FlushSubnormals::when(self.flush_subnormals)
@@ -408,7 +460,7 @@ impl Trainer {
     /// the update); returns the loss before the step.
     pub fn train_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let _modes = self.step_modes();
-        let loss = self.value_and_grad(inputs, rows)?;
+        let loss = self.step_value_and_grad(inputs, rows)?;
         self.apply_gradients(rows)?;
         Ok(loss)
     }
@@ -423,12 +475,16 @@ impl Trainer {
         }
     }
 
-    /// The compiled update, with the gradients `value_and_grad` left for a batch of `rows` rows.
+    /// The compiled update, with the gradients `step_value_and_grad` left for a batch of `rows`
+    /// rows.
     fn apply_gradients(&mut self, rows: usize) -> Result<(), RunError> {
         let scalars = self.next_scalars();
         let syms = self.syms(rows);
-        let ws = &self.grad_ws[&syms];
-        let plan = &self.compiled.gradient.plan;
+        let ws = match self.compiled.graphs.training {
+            Some(_) => &self.step_ws[&syms],
+            None => &self.grad_ws[&syms],
+        };
+        let plan = &self.compiled.step.plan;
         let grads: Vec<&Buffer> = (0..self.params.len())
             .map(|i| ws.output(plan, i + 1))
             .collect();
@@ -451,10 +507,10 @@ impl Trainer {
             self.opt_step.clone(),
             self.step,
         );
-        let loss = self.value_and_grad(inputs, rows)?;
+        let loss = self.step_value_and_grad(inputs, rows)?;
         let names = &self.compiled.model.graph().params;
         let bad_gradient = (0..self.params.len()).find_map(|i| {
-            let v = self.gradient(i, rows)?.first_non_finite()?;
+            let v = self.step_gradient(i, rows)?.first_non_finite()?;
             Some(format!("the gradient of `{}` became {v}", names[i].name))
         });
         let step = self.step + 1;
@@ -521,7 +577,7 @@ impl Trainer {
     }
 
     fn locate_non_finite(&self, inputs: &[Buffer], rows: usize) -> Option<NonFiniteOrigin> {
-        let f = &self.compiled.graphs.gradient;
+        let f = self.compiled.graphs.step_gradient();
         let g = &f.graph;
         let syms = self.syms(rows);
         let tensors = |bufs: &[Buffer], shapes: Vec<crate::ir::Shape>| -> Vec<crate::ir::Tensor> {
@@ -540,8 +596,10 @@ impl Trainer {
             dtype: g.dtype,
             flush_subnormals: self.flush_subnormals,
         };
+        // The step being replayed is the next one (`checked_step` has not advanced).
+        let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
         let values =
-            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding));
+            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding), key);
         let bad = |id: crate::ir::NodeId| {
             values[id.index()]
                 .as_ref()
@@ -568,9 +626,9 @@ impl Trainer {
     pub fn newton_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         const MAX_PARAMS: usize = 2000;
         let _modes = self.step_modes();
-        let loss = self.value_and_grad(inputs, rows)?;
+        let loss = self.step_value_and_grad(inputs, rows)?;
         let g: Vec<f64> = (0..self.params.len())
-            .flat_map(|i| self.gradient(i, rows).expect("just computed").to_f64())
+            .flat_map(|i| self.step_gradient(i, rows).expect("just computed").to_f64())
             .collect();
         let n = g.len();
         if n > MAX_PARAMS {
@@ -652,7 +710,9 @@ impl Trainer {
         let mut table = std::mem::take(&mut self.table);
         table.clear();
         table.push(0.0); // the step count, filled in by the loop's runner
-        table.push(0.0); // reserved
+        // The dropout key of the step before the first: the loop adds γ a step.
+        let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step);
+        table.push(f64::from_bits(key));
         table.push(self.opt_step.pow1);
         table.push(self.opt_step.pow2);
         for _ in 0..k {
@@ -662,8 +722,8 @@ impl Trainer {
         // The dimensions into a buffer kept between steps: no allocation per step.
         let mut syms = std::mem::take(&mut self.syms_buf);
         self.fill_syms(rows, &mut syms);
-        let exe = &self.compiled.gradient;
-        let ws = workspace(&mut self.grad_ws, exe, &syms)?;
+        let exe = &self.compiled.step;
+        let ws = workspace(step_workspaces!(self), exe, &syms)?;
         self.syms_buf = syms;
         let res = self.compiled.train_loop.run(
             exe,

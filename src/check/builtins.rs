@@ -87,6 +87,7 @@ enum Lowering {
     Einsum,
     Take,
     ScatterAdd,
+    Dropout,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -275,6 +276,11 @@ static BUILTINS: &[Builtin] = &[
         "causal_mask",
         &[("size", Length(true))],
         Lowering::CausalMask,
+    ),
+    builtin(
+        "dropout",
+        &[("x", Array), ("p", Num(None))],
+        Lowering::Dropout,
     ),
 ];
 
@@ -592,6 +598,10 @@ pub(super) fn call(
             let ((x, xs), (gain, gs), (bias, bs)) = (v[0].array(), v[1].array(), v[2].array());
             layer_norm(cx, g, (x, xs), (gain, gs), (bias, bs), v[3].num(), span)
         }
+        Lowering::Dropout => {
+            let (x, _) = v[0].array();
+            dropout(cx, g, x, v[1].num(), span)
+        }
         Lowering::Filled(value) => {
             let Value::Dims(dims) = &v[0] else {
                 unreachable!("a shape argument")
@@ -818,6 +828,41 @@ fn gelu(g: &mut Graph, x: NodeId, approximate: bool) -> NodeId {
     };
     let cdf = g.build(Op::Add, &[one, inner]);
     g.build(Op::Mul, &[half_x, cdf])
+}
+
+/// `x · mask` in a training graph, a mask element being 0 with probability `p` and 1/(1 − p)
+/// otherwise; `x` itself in an evaluation graph. Each call with `p` > 0 is a site of its own,
+/// numbered in the order the checker meets them, so that two calls draw different masks.
+fn dropout(cx: &mut Checker, g: &mut Graph, x: NodeId, p: f64, span: Span) -> Option<NodeId> {
+    if !(0.0..1.0).contains(&p) {
+        cx.error(
+            Diagnostic::error(format!("`dropout` needs 0 ≤ p < 1, found {p}"))
+                .with_label(span, "here")
+                .with_note("p is the probability that an element is dropped"),
+        );
+        return None;
+    }
+    if p == 0.0 {
+        return Some(x);
+    }
+    let site = cx.modes.dropout_sites;
+    cx.modes.dropout_sites += 1;
+    if cx.modes.mode == super::Mode::Evaluation {
+        return Some(x);
+    }
+    let shape = g.shape(x).clone();
+    let mask = g.build(
+        Op::DropMask {
+            shape,
+            p: p.to_bits(),
+            site,
+        },
+        &[],
+    );
+    g.set_span(mask, span);
+    let out = g.build(Op::Mul, &[x, mask]);
+    g.set_span(out, span);
+    Some(out)
 }
 
 /// (x − mean) / √(variance + eps) · gain + bias over the last axis, in primitives, so that its
