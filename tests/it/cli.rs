@@ -693,6 +693,26 @@ fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
     assert!(!std::path::Path::new(picture).exists());
 }
 
+/// `graph` prints the training step's graph, `graph --eval` the evaluation graph; for a model
+/// without dropout they are one graph.
+#[test]
+fn graph_eval_prints_the_evaluation_graph() {
+    let fixture = "tests/data/graph/dropout.dsl";
+    let (code, training, stderr) = adjoint(&["graph", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(training.contains("dropout_mask p=0.5 site=1"), "{training}");
+    let (code, eval, stderr) = adjoint(&["graph", "--eval", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(eval);
+    let (_, eval_grad, _) = adjoint(&["graph", "--eval", "--grad", fixture]);
+    assert!(!eval_grad.contains("dropout_mask") && eval_grad.contains("dloss/dW1"));
+    let plain = "tests/data/graph/mlp.dsl";
+    assert_eq!(
+        adjoint(&["graph", plain]).1,
+        adjoint(&["graph", "--eval", plain]).1
+    );
+}
+
 #[test]
 fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     let (code, stdout, stderr) = adjoint(&["graph", "--explain", "tests/data/graph/mixtures.dsl"]);

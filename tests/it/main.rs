@@ -21,6 +21,7 @@ mod inspect;
 mod jit;
 mod math;
 mod memory;
+mod modes;
 mod npy;
 mod optim;
 mod products;
