@@ -760,6 +760,28 @@ fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The exported JAX `loss` trains, so a model with dropout is refused with an error at the
+/// `dropout` call (its masks are adjoint's generator's), and nothing is written.
+#[test]
+fn export_to_jax_refuses_dropout_at_the_call() {
+    let dir = std::env::temp_dir().join(format!("adjoint-export-dropout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("model.py");
+    let fixture = "tests/data/graph/dropout.dsl";
+    let (code, _, stderr) = adjoint(&[
+        "export",
+        fixture,
+        "--to",
+        "jax",
+        "-o",
+        module.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!module.exists(), "a refused export writes nothing");
+    insta::assert_snapshot!(stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Slices, new axes, reshapes, joins and splits print their derivatives in the language:
 /// slices as slices, their adjoints as `unslice`, reshapes with their shapes.
 #[test]
