@@ -1,0 +1,407 @@
+//! A graph as a Python function over `jax.numpy`: one local per named value, one expression per
+//! node, and the few helper functions some ops need.
+
+use super::*;
+
+/// The helper functions generated code calls, written once each when used.
+#[derive(Default)]
+pub(super) struct Helpers {
+    pub(super) sum_to: bool,
+    pub(super) put: bool,
+    pub(super) erf: bool,
+    pub(super) gather: bool,
+    pub(super) scatter_add: bool,
+    pub(super) unslice: bool,
+}
+
+impl Helpers {
+    pub(super) fn write(&self, out: &mut String) {
+        if self.sum_to {
+            out.push_str(
+                r#"
+
+def _sum_to(x, shape):
+    """The adjoint of broadcasting: x summed over the axes broadcasting added or stretched."""
+    lead = x.ndim - len(shape)
+    stretched = tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
+    return jnp.sum(x, axis=tuple(range(lead)) + stretched).reshape(shape)
+"#,
+            );
+        }
+        if self.gather || self.scatter_add {
+            out.push_str(
+                r#"
+
+def _rows_of(indices, size):
+    """Indices as rows: the nearest whole number (ties to even); one off the axis becomes
+    `size`, which no row has."""
+    r = jnp.round(indices)
+    return jnp.where((r >= 0) & (r < size), r, size).astype(jnp.int32)
+"#,
+            );
+        }
+        if self.gather {
+            out.push_str(
+                r#"
+
+def _gather(x, indices, axis):
+    """The rows of x along `axis` that `indices` name, NaN for an index off the axis."""
+    rows = _rows_of(indices, x.shape[axis])
+    return jnp.take(x, rows, axis=axis, mode="fill", fill_value=jnp.nan)
+"#,
+            );
+        }
+        if self.scatter_add {
+            out.push_str(
+                r#"
+
+def _scatter_add(values, indices, axis, size):
+    """The adjoint of `_gather`: each slice of `values` added into the row its index names."""
+    rows = _rows_of(indices, size)
+    shape = values.shape[:axis] + (size,) + values.shape[axis + indices.ndim :]
+    zeros = jnp.zeros(shape, values.dtype)
+    return zeros.at[(slice(None),) * axis + (rows,)].add(values, mode="drop")
+"#,
+            );
+        }
+        if self.unslice {
+            out.push_str(
+                r#"
+
+def _unslice(x, axis, size, start, step):
+    """The adjoint of a slice: element i of x at start + i·step along an axis of `size` zeros."""
+    zeros = jnp.zeros(x.shape[:axis] + (size,) + x.shape[axis + 1 :], x.dtype)
+    where = start + step * jnp.arange(x.shape[axis])
+    return zeros.at[(slice(None),) * axis + (where,)].set(x)
+"#,
+            );
+        }
+        if self.put {
+            out.push_str(
+                r#"
+
+def _put(x, axis, index, size):
+    """x embedded at `index` of a new axis of zeros of length `size`."""
+    zeros = jnp.zeros(x.shape[:axis] + (size,) + x.shape[axis:], x.dtype)
+    return zeros.at[(slice(None),) * axis + (index,)].set(x)
+"#,
+            );
+        }
+    }
+}
+
+/// The body of a function of `(params, batch)` returning the values of `roots`: the loss alone
+/// when `scalar`, else a dict by name.
+pub(super) fn function(
+    src: &Source,
+    f: &GraphFn,
+    roots: &[(String, NodeId)],
+    scalar: bool,
+    helpers: &mut Helpers,
+) -> Result<Vec<String>, Diagnostic> {
+    let g = &f.graph;
+    let ids: Vec<NodeId> = roots.iter().map(|r| r.1).collect();
+    let live = g.reachable(&ids);
+    let uses = g.use_counts(&live);
+    let mut names = Identifiers::new(RESERVED);
+    let mut lines = vec![];
+
+    // Leaves first: parameters and inputs as locals, then the symbolic dimensions.
+    let mut exprs: Vec<Option<Expr>> = vec![None; g.len()];
+    for id in g.ids().filter(|id| live[id.index()]) {
+        let (local, from) = match *g.op(id) {
+            Op::Param(i) => (&g.params[i as usize].name, "params"),
+            Op::Input(i) => (&g.inputs[i as usize].name, "batch"),
+            _ => continue,
+        };
+        let name = names.fresh(local);
+        lines.push(format!("    {name} = {from}[{}]", quoted(local)));
+        exprs[id.index()] = Some(atom(name));
+    }
+    let syms = symbol_locals(g, &live, &mut names, &mut lines)?;
+
+    for id in g.ids().filter(|id| live[id.index()]) {
+        if exprs[id.index()].is_some() {
+            continue;
+        }
+        let args: Vec<Expr> = g
+            .node(id)
+            .inputs
+            .iter()
+            .map(|i| exprs[i.index()].clone().expect("operands come first"))
+            .collect();
+        let expr = op_expr(g, id, &args, &syms, helpers)?;
+        let leaf = matches!(g.op(id), Op::Const(_) | Op::DimSize(_) | Op::Iota(_));
+        let keep = !leaf && (g.name(id).is_some() || uses[id.index()] > 1 || ids.contains(&id));
+        if keep {
+            // An unnamed result takes its output's name: `accuracy = ...; return {"accuracy": accuracy}`.
+            let output = roots.iter().find(|r| r.1 == id && g.name(id).is_none());
+            let name = match output {
+                Some((o, _)) => names.fresh(o),
+                None => names.for_node(g, id),
+            };
+            let cite = g.span(id).map(|s| format!("  # {}", src.cite(s)));
+            lines.push(format!(
+                "    {name} = {}{}",
+                expr.text,
+                cite.unwrap_or_default()
+            ));
+            exprs[id.index()] = Some(atom(name));
+        } else {
+            exprs[id.index()] = Some(expr);
+        }
+    }
+
+    let value = |id: NodeId| exprs[id.index()].clone().expect("root evaluated").text;
+    if scalar {
+        lines.push(format!("    return {}", value(ids[0])));
+    } else {
+        lines.push("    return {".into());
+        for (name, id) in roots {
+            lines.push(format!("        {}: {},", quoted(name), value(*id)));
+        }
+        lines.push("    }".into());
+    }
+    Ok(lines)
+}
+
+/// A local for each symbolic dimension the function reads, from an input that has it.
+pub(super) fn symbol_locals(
+    g: &Graph,
+    live: &[bool],
+    names: &mut Identifiers,
+    lines: &mut Vec<String>,
+) -> Result<Vec<String>, Diagnostic> {
+    let mut read = vec![false; g.syms.len()];
+    for id in g.ids().filter(|id| live[id.index()]) {
+        let dims: &[Dim] = match g.op(id) {
+            Op::DimSize(s) => {
+                read[*s as usize] = true;
+                &[]
+            }
+            Op::SumTo(s) | Op::Expand(s) | Op::Reshape(s) => &s.0,
+            Op::Iota(d) => std::slice::from_ref(d),
+            _ => &[],
+        };
+        for d in dims {
+            if let Dim::Sym(s) = d {
+                read[*s as usize] = true;
+            }
+        }
+    }
+    let mut locals = vec![String::new(); g.syms.len()];
+    for (s, sym) in g.syms.iter().enumerate().filter(|(s, _)| read[*s]) {
+        let found = g.inputs.iter().find_map(|i| {
+            i.shape
+                .0
+                .iter()
+                .position(|&d| d == Dim::Sym(s as u32))
+                .map(|axis| (i, axis))
+        });
+        let Some((input, axis)) = found else {
+            return Err(unsupported(
+                "JAX",
+                &format!("the dimension `{sym}`"),
+                None,
+                "no input has this dimension, so the exported code cannot read its size",
+            ));
+        };
+        let name = names.fresh(sym);
+        lines.push(format!(
+            "    {name} = batch[{}].shape[{axis}]",
+            quoted(&input.name)
+        ));
+        locals[s] = name;
+    }
+    Ok(locals)
+}
+
+/// The JAX expression of one node, from its operands' expressions.
+pub(super) fn op_expr(
+    g: &Graph,
+    id: NodeId,
+    a: &[Expr],
+    syms: &[String],
+    helpers: &mut Helpers,
+) -> Result<Expr, Diagnostic> {
+    let x = || a[0].text.clone();
+    let unary = |f: &str| call(f, &[a[0].text.clone()]);
+    let as_dtype = |e: Expr| atom(format!("{}.astype(DTYPE)", e.at(ATOM)));
+    let node = g.node(id);
+    Ok(match &node.op {
+        Op::Input(_) | Op::Param(_) => unreachable!("leaves are bound before the body"),
+        Op::Const(bits) => literal(f64::from_bits(*bits)),
+        Op::DimSize(s) => atom(syms[*s as usize].clone()),
+        Op::Iota(d) => call("jnp.arange", &[dim_text(*d, syms), "dtype=DTYPE".into()]),
+        Op::Literal(data) => {
+            let values: Vec<String> = data.values().map(|v| literal(v).text).collect();
+            atom(format!(
+                "jnp.array([{}], DTYPE).reshape({})",
+                values.join(", "),
+                shape_tuple(&data.shape, syms)
+            ))
+        }
+        Op::DropMask { .. } => {
+            return Err(unsupported(
+                "JAX",
+                "`dropout`",
+                g.span(id),
+                "the exported `loss` trains, and its masks would need a `jax.random` key \
+                 argument drawing adjoint's own generator; remove `dropout` to export the model",
+            ));
+        }
+        Op::Neg => Expr {
+            text: format!("-{}", a[0].at(UNARY)),
+            prec: UNARY,
+        },
+        Op::Exp => unary("jnp.exp"),
+        Op::Log => unary("jnp.log"),
+        Op::Sqrt => unary("jnp.sqrt"),
+        Op::Tanh => unary("jnp.tanh"),
+        Op::Sigmoid => unary("jax.nn.sigmoid"),
+        Op::Relu => unary("jax.nn.relu"),
+        Op::Step => as_dtype(infix(&a[0], ">", &literal(0.0), CMP)),
+        Op::Log1p => unary("jnp.log1p"),
+        Op::Expm1 => unary("jnp.expm1"),
+        Op::Abs => unary("jnp.abs"),
+        Op::Sign => unary("jnp.sign"),
+        Op::Sin => unary("jnp.sin"),
+        Op::Cos => unary("jnp.cos"),
+        Op::Softplus => unary("jax.nn.softplus"),
+        Op::Erf => {
+            helpers.erf = true;
+            unary("jax.scipy.special.erf")
+        }
+        Op::Add => infix(&a[0], "+", &a[1], ADD),
+        Op::Sub => infix(&a[0], "-", &a[1], ADD),
+        Op::Mul => infix(&a[0], "*", &a[1], MUL),
+        Op::Div => infix(&a[0], "/", &a[1], MUL),
+        Op::Pow => pow_expr(g, node.inputs[1], &a[0], &a[1]),
+        Op::Eq => as_dtype(infix(&a[0], "==", &a[1], CMP)),
+        Op::Ne => as_dtype(infix(&a[0], "!=", &a[1], CMP)),
+        Op::Lt => as_dtype(infix(&a[0], "<", &a[1], CMP)),
+        Op::Le => as_dtype(infix(&a[0], "<=", &a[1], CMP)),
+        Op::Gt => as_dtype(infix(&a[0], ">", &a[1], CMP)),
+        Op::Ge => as_dtype(infix(&a[0], ">=", &a[1], CMP)),
+        // The first operand wins ties (and NaN), in the value and in the derivative.
+        Op::Max => call(
+            "jnp.where",
+            &[infix(&a[1], ">", &a[0], CMP).text, a[1].text.clone(), x()],
+        ),
+        Op::Min => call(
+            "jnp.where",
+            &[infix(&a[1], "<", &a[0], CMP).text, a[1].text.clone(), x()],
+        ),
+        Op::Select => call(
+            "jnp.where",
+            &[
+                infix(&a[0], "!=", &literal(0.0), CMP).text,
+                a[1].text.clone(),
+                a[2].text.clone(),
+            ],
+        ),
+        Op::MatMul => infix(&a[0], "@", &a[1], MUL),
+        Op::Transpose { perm } => {
+            let axes: Vec<String> = perm.iter().map(|p| p.to_string()).collect();
+            call("jnp.transpose", &[x(), tuple(&axes)])
+        }
+        Op::Sum { axis } => call("jnp.sum", &[x(), axis_arg(*axis)]),
+        Op::LogSumExp { axis } => call("jax.nn.logsumexp", &[x(), axis_arg(*axis)]),
+        Op::ReduceMax { axis } => call("jnp.max", &[x(), axis_arg(*axis)]),
+        Op::ReduceMin { axis } => call("jnp.min", &[x(), axis_arg(*axis)]),
+        Op::ArgMax { axis } => as_dtype(call("jnp.argmax", &[x(), format!("axis={axis}")])),
+        Op::Take { axis, index } => atom(format!(
+            "{}[{}{index}]",
+            a[0].at(ATOM),
+            ":, ".repeat(*axis as usize)
+        )),
+        Op::Put { axis, index, size } => {
+            helpers.put = true;
+            call(
+                "_put",
+                &[x(), axis.to_string(), index.to_string(), size.to_string()],
+            )
+        }
+        Op::Gather { axis } => {
+            helpers.gather = true;
+            call("_gather", &[x(), a[1].text.clone(), axis.to_string()])
+        }
+        Op::ScatterAdd { axis, size } => {
+            helpers.scatter_add = true;
+            call(
+                "_scatter_add",
+                &[x(), a[1].text.clone(), axis.to_string(), size.to_string()],
+            )
+        }
+        Op::OneHot { classes } => call(
+            "jax.nn.one_hot",
+            &[x(), classes.to_string(), "dtype=DTYPE".into()],
+        ),
+        Op::SumTo(s) => {
+            helpers.sum_to = true;
+            call("_sum_to", &[x(), shape_tuple(s, syms)])
+        }
+        Op::Expand(s) => call("jnp.broadcast_to", &[x(), shape_tuple(s, syms)]),
+        Op::Reshape(s) => call("jnp.reshape", &[x(), shape_tuple(s, syms)]),
+        Op::Slice {
+            axis,
+            start,
+            step,
+            len,
+        } => atom(format!(
+            "{}[{}{}]",
+            a[0].at(ATOM),
+            ":, ".repeat(*axis as usize),
+            slice_text(*start, *step, *len)
+        )),
+        Op::Unslice {
+            axis,
+            start,
+            step,
+            size,
+        } => {
+            helpers.unslice = true;
+            call(
+                "_unslice",
+                &[
+                    x(),
+                    axis.to_string(),
+                    size.to_string(),
+                    start.to_string(),
+                    step.to_string(),
+                ],
+            )
+        }
+    })
+}
+
+/// `start:stop:step` for `len` elements from `start`, `stop` left out where a backward slice
+/// runs to the axis's first element (Python reads a stop of −1 as the last).
+pub(super) fn slice_text(start: u64, step: i64, len: u64) -> String {
+    let stop = if len == 0 {
+        start as i64
+    } else {
+        start as i64 + (len as i64 - 1) * step + step.signum()
+    };
+    if stop < 0 {
+        format!("{start}::{step}")
+    } else {
+        format!("{start}:{stop}:{step}")
+    }
+}
+
+/// `x ** k` with an integer constant k (JAX multiplies, as adjoint does), `jnp.sqrt` for
+/// ½, `x ** y` otherwise.
+pub(super) fn pow_expr(g: &Graph, exponent: NodeId, base: &Expr, e: &Expr) -> Expr {
+    match g.const_value(exponent) {
+        Some(0.5) => call("jnp.sqrt", std::slice::from_ref(&base.text)),
+        Some(k) if k.fract() == 0.0 && k.abs() < 1e9 => Expr {
+            text: format!("{} ** {}", base.at(POW + 1), k as i64),
+            prec: POW,
+        },
+        _ => Expr {
+            text: format!("{} ** {}", base.at(POW + 1), e.at(UNARY)),
+            prec: POW,
+        },
+    }
+}

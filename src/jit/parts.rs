@@ -1,0 +1,300 @@
+//! Parallel parts: a loop group split between cores. The group's body becomes a function of its
+//! own, run by the worker pool on a frame of captured values, with per-part sums added in order.
+
+use super::*;
+
+impl<'a> Tx<'a> {
+    /// The frame of a loop group that can be split between cores, or `None` when it stays one
+    /// loop: it has no outer axis, it is known to be too small to be worth sharing, one of its
+    /// sums has a size fixed only at run time (each part needs its own area for it), or an
+    /// element it stores lives in a register of this function.
+    pub(super) fn part_frame(
+        &self,
+        g: &Graph,
+        plan: &Plan,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+    ) -> Option<PartFrame> {
+        if shape.rank() == 0 {
+            return None;
+        }
+        let work = shape.fixed_elements();
+        if work.is_some_and(|w| (w as i64) < 2 * parallel::MIN_WORK_PER_PART) {
+            return None;
+        }
+        let mut summed: Vec<(u32, &Shape)> = Vec::new();
+        for m in members {
+            match m.kind {
+                MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
+                MemberKind::Elementwise | MemberKind::RowSum
+                    if m.stored && self.promoted.contains_key(&m.slot) =>
+                {
+                    return None;
+                }
+                // Each part writes its own rows' totals.
+                MemberKind::Elementwise | MemberKind::RowSum => {}
+            }
+        }
+        if let Some(rb) = blocked {
+            if self.promoted.contains_key(&rb.before.1) {
+                return None;
+            }
+            summed.push((rb.after.1, g.shape(rb.after.0)));
+        }
+        let size = self.dtype.size() as i64;
+        let mut partials = Vec::new();
+        let mut part_bytes = 0i64;
+        for (slot, sh) in summed {
+            let elements = sh.fixed_elements()? as i64;
+            partials.push((slot, elements, part_bytes));
+            // 16-byte aligned, so vector loads and stores of a row stay within one line pair.
+            part_bytes += (elements * size + 15) & !15;
+        }
+        if part_bytes * parallel::MAX_PARTS as i64 > 32 << 10 {
+            return None;
+        }
+        let mut regs: Vec<NodeId> = self.regs.keys().copied().collect();
+        regs.extend(self.spilled_reads(g, plan, members));
+        regs.sort_unstable();
+        let mut promoted: Vec<u32> = self
+            .promoted
+            .keys()
+            .copied()
+            .filter(|s| !partials.iter().any(|p| p.0 == *s))
+            .collect();
+        promoted.sort_unstable();
+        Some(PartFrame {
+            regs,
+            promoted,
+            partials,
+            part_bytes,
+        })
+    }
+
+    /// Runs a loop group split between cores: the loop becomes a function over a range of its
+    /// outer axis (`build_part`), called through `parallel::run_parts` with a frame on this
+    /// function's stack that holds the tables, the registers the loop reads, and one area per
+    /// part for the sums it writes. The parts' sums are then added here, in part order.
+    pub(super) fn parallel_group(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        shape: &Shape,
+        members: &[Member],
+        blocked: Option<&RowBlocks>,
+        frame: &PartFrame,
+    ) {
+        let part = self.build_part(&mut |tx, base, lo, hi, index| {
+            for (k, id) in frame.regs.iter().enumerate() {
+                let v =
+                    tx.b.ins()
+                        .load(tx.ty, flags(), base, PartFrame::capture_at(k));
+                tx.regs.insert(*id, v);
+            }
+            for (k, &s) in frame.promoted.iter().enumerate() {
+                let at = PartFrame::capture_at(frame.regs.len() + k);
+                let v = tx.b.ins().load(tx.ty, flags(), base, at);
+                let var = tx.b.declare_var(tx.ty);
+                tx.b.def_var(var, v);
+                tx.promoted.insert(s, var);
+            }
+            let stride = tx.iconst(frame.part_bytes);
+            let off = tx.b.ins().imul(index, stride);
+            let area = tx.add(base, off);
+            let area = tx.add_imm(area, frame.partial_base());
+            for &(slot, _, offset) in &frame.partials {
+                let p = tx.add_imm(area, offset);
+                tx.slot_override.insert(slot, p);
+            }
+            tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
+        });
+        let Some(part) = part else { return };
+        let mut captured = Vec::with_capacity(frame.regs.len() + frame.promoted.len());
+        for id in &frame.regs {
+            captured.push(self.scalar_node(*id));
+        }
+        for s in &frame.promoted {
+            captured.push(self.b.use_var(self.promoted[s]));
+        }
+        let bytes = frame.partial_base() + frame.part_bytes * parallel::MAX_PARTS as i64;
+        let base = self.frame_with(&captured, bytes);
+        let sizes = self.sizes(shape);
+        let (items, work) = match blocked {
+            Some(_) => {
+                let n = self.row_blocks(sizes[0]);
+                (n, self.iconst(crate::lower::ROW_BLOCK * 8))
+            }
+            None => {
+                let mut work = self.iconst(1);
+                for &d in &sizes[1..] {
+                    work = self.mul(work, d);
+                }
+                (sizes[0], work)
+            }
+        };
+        let parts = self.run_parts(part, base, items, work);
+        let size = self.dtype.size() as i64;
+        let first = self.add_imm(base, frame.partial_base());
+        let stride = self.iconst(frame.part_bytes);
+        for &(slot, elements, offset) in &frame.partials {
+            let n = self.iconst(elements);
+            self.for_loop(n, &mut |tx, i| {
+                let acc = tx.b.declare_var(tx.ty);
+                let zero = tx.fconst(0.0);
+                tx.b.def_var(acc, zero);
+                let at = tx.mul_imm(i, size);
+                let at = tx.add_imm(at, offset);
+                let row = tx.add(first, at);
+                tx.for_loop(parts, &mut |tx, p| {
+                    let off = tx.mul(p, stride);
+                    let addr = tx.add(row, off);
+                    let v = tx.b.ins().load(tx.ty, flags(), addr, 0);
+                    let a = tx.b.use_var(acc);
+                    let a = tx.b.ins().fadd(a, v);
+                    tx.b.def_var(acc, a);
+                });
+                let total = tx.b.use_var(acc);
+                tx.store_at(slot, i, total);
+            });
+        }
+    }
+
+    /// A frame of `bytes` on this function's stack for the parts of a split loop: the three
+    /// tables, then `captured` (see `PartFrame`). Returns its address.
+    pub(super) fn frame_with(&mut self, captured: &[Value], bytes: i64) -> Value {
+        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes as u32,
+            4,
+        ));
+        let base = self.b.ins().stack_addr(types::I64, slot, 0);
+        let tables = [self.ptr_table, self.dims_table, self.scalars];
+        for (k, v) in tables.into_iter().enumerate() {
+            self.b.ins().store(flags(), v, base, 8 * k as i32);
+        }
+        for (k, &v) in captured.iter().enumerate() {
+            self.b
+                .ins()
+                .store(flags(), v, base, PartFrame::capture_at(k));
+        }
+        base
+    }
+
+    /// Calls `parallel::run_parts` on a compiled part; returns the number of parts that ran.
+    pub(super) fn run_parts(
+        &mut self,
+        part: FuncId,
+        frame: Value,
+        items: Value,
+        work: Value,
+    ) -> Value {
+        let fref = self.module.declare_func_in_func(part, self.b.func);
+        let addr = self.b.ins().func_addr(types::I64, fref);
+        let run = self.helper(Helper::RunParts);
+        let call = self.b.ins().call(run, &[addr, frame, items, work]);
+        self.b.inst_results(call)[0]
+    }
+
+    /// Compiles a function `part(frame, lo, hi, index)` of its own, for one part of a split
+    /// loop: its entry loads the tables from the frame, then `body` reads what else it needs
+    /// from there and generates the loop over items `lo..hi`. `None` after an error, which
+    /// `define` reports.
+    pub(super) fn build_part(
+        &mut self,
+        body: &mut dyn FnMut(&mut Tx, Value, Value, Value, Value),
+    ) -> Option<FuncId> {
+        match self.try_build_part(body) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    pub(super) fn try_build_part(
+        &mut self,
+        body: &mut dyn FnMut(&mut Tx, Value, Value, Value, Value),
+    ) -> Result<FuncId, CodegenError> {
+        let define_error = |e: cranelift_module::ModuleError| CodegenError::Define {
+            name: "loop part".into(),
+            message: format!("{e:?}"),
+        };
+        let mut sig = self.module.make_signature();
+        for _ in 0..4 {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        let id = self
+            .module
+            .declare_anonymous_function(&sig)
+            .map_err(define_error)?;
+        let mut func = cranelift::codegen::ir::Function::with_name_signature(
+            UserFuncName::user(0, id.as_u32()),
+            sig,
+        );
+        let mut fctx = FunctionBuilderContext::new();
+        let target = self.module.target_config();
+        let fn_shape = FnShape {
+            n_slots: self.n_slots,
+            n_syms: self.dim_vals.len(),
+            dtype: self.dtype,
+            bounded: self.bounded,
+            address_slot: self.address_slot.clone(),
+        };
+        {
+            let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let p = b.block_params(entry).to_vec();
+            let tables = [0, 8, 16].map(|at| b.ins().load(types::I64, flags(), p[0], at));
+            let mut tx = Tx::new(
+                b,
+                entry,
+                tables,
+                fn_shape,
+                &mut *self.module,
+                self.helper_ids,
+                &mut *self.pool,
+            );
+            body(&mut tx, p[0], p[1], p[2], p[3]);
+            debug_assert!(tx.literals.is_empty(), "parts run loop groups only");
+            if let Some(e) = tx.failure.take() {
+                return Err(e);
+            }
+            tx.b.ins().return_(&[]);
+            tx.b.seal_all_blocks();
+            tx.b.finalize(target);
+        }
+        define_dumped(
+            self.module,
+            id,
+            &mut Context::for_function(func),
+            "loop part",
+        )?;
+        Ok(id)
+    }
+}
+
+/// The frame a loop group split between cores reads (see `Tx::parallel_group`): the three
+/// tables at bytes 0, 8 and 16, then one 8-byte entry per captured value (registers of
+/// `regs`, then `promoted` slots), then `MAX_PARTS` areas of `part_bytes` for the sums.
+pub(super) struct PartFrame {
+    pub(super) regs: Vec<NodeId>,
+    pub(super) promoted: Vec<u32>,
+    /// Each summed output: its slot, its elements, and its byte offset in a part's area.
+    pub(super) partials: Vec<(u32, i64, i64)>,
+    pub(super) part_bytes: i64,
+}
+
+impl PartFrame {
+    pub(super) fn capture_at(k: usize) -> i32 {
+        24 + 8 * k as i32
+    }
+
+    pub(super) fn partial_base(&self) -> i64 {
+        let end = Self::capture_at(self.regs.len() + self.promoted.len()) as i64;
+        (end + 15) & !15
+    }
+}

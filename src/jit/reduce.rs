@@ -1,0 +1,316 @@
+//! Reductions: sums, maxima and minima along an axis or over everything, and the log-sum-exp of
+//! rows.
+
+use super::*;
+
+impl<'a> Tx<'a> {
+    /// log Σ exp over the last axis. The row's maximum and its sum of exponentials stay in
+    /// registers, and exp is computed inline (a call per element costs more than the
+    /// exponential, and saves and restores every live vector register). A row whose maximum is
+    /// not finite gives that maximum, as the general form does.
+    ///
+    /// A matrix is done a vector of rows at a time, one row per lane (`read_rows`): rows are
+    /// often narrow (a softmax over ten classes), too narrow to vectorize along. The last
+    /// vector's lanes past the end take the last row again, and store the same value to it,
+    /// so no scalar copy of the loop is needed for the rows left over.
+    pub(super) fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32) {
+        let sizes = self.sizes(xshape);
+        let rank = sizes.len();
+        let n = sizes[rank - 1];
+        if rank >= 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+            // The matrices of the last two axes one after another (attention's scores are
+            // `[n, T, T]`), each a vector of rows at a time.
+            let (vty, lanes) = self.vector_type();
+            let m = sizes[rank - 2];
+            let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
+            self.nest(&sizes[..rank - 2], &mut |tx, outer| {
+                let last = tx.add_imm(m, -1);
+                let rounded = tx.add_imm(m, lanes - 1);
+                let blocks = tx.shr_imm(rounded, lanes.trailing_zeros() as i64);
+                let base = tx.dot(outer, &out[..rank - 2]);
+                tx.for_loop(blocks, &mut |tx, b| {
+                    let first = tx.mul_imm(b, lanes);
+                    let rows: Vec<Value> = (0..lanes)
+                        .map(|l| {
+                            let r = tx.add_imm(first, l);
+                            tx.b.ins().smin(r, last)
+                        })
+                        .collect();
+                    let lse =
+                        tx.logsumexp_along(vty, n, &mut |tx, j| tx.read_rows(src, outer, &rows, j));
+                    for (l, &row) in rows.iter().enumerate() {
+                        let v = tx.b.ins().extractlane(lse, l as u8);
+                        let at = tx.add(base, row);
+                        tx.store_at(slot, at, v);
+                    }
+                });
+            });
+            return;
+        }
+        let out = self.contiguous_strides(&Shape(xshape.0[..rank - 1].to_vec()));
+        let ty = self.ty;
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let lse = tx.logsumexp_along(ty, n, &mut |tx, j| {
+                let mut idx = outer.to_vec();
+                idx.push(j);
+                tx.read(src, &idx)
+            });
+            let o = tx.dot(outer, &out);
+            tx.store_at(slot, o, lse);
+        });
+    }
+
+    /// log Σ exp of the `n` values `read(j)`, of type `ty`: a scalar, or a vector of rows.
+    pub(super) fn logsumexp_along(
+        &mut self,
+        ty: Type,
+        n: Value,
+        read: &mut dyn FnMut(&mut Self, Value) -> Value,
+    ) -> Value {
+        let max = self.b.declare_var(ty);
+        let neg_inf = self.float_const(ty, f64::NEG_INFINITY);
+        self.b.def_var(max, neg_inf);
+        self.for_loop(n, &mut |tx, j| {
+            let v = read(tx, j);
+            let m = tx.b.use_var(max);
+            let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+            let m = tx.choose(gt, v, m);
+            tx.b.def_var(max, m);
+        });
+        let m = self.b.use_var(max);
+        let sum = self.b.declare_var(ty);
+        let zero = self.float_const(ty, 0.0);
+        self.b.def_var(sum, zero);
+        self.for_loop(n, &mut |tx, j| {
+            let v = read(tx, j);
+            let d = tx.b.ins().fsub(v, m);
+            let e = tx.exp_inline(d);
+            let s = tx.b.use_var(sum);
+            let s = tx.b.ins().fadd(s, e);
+            tx.b.def_var(sum, s);
+        });
+        let s = self.b.use_var(sum);
+        let l = self.log_inline(s);
+        let r = self.b.ins().fadd(m, l);
+        let finite = self.is_finite(m);
+        self.choose(finite, r, m)
+    }
+
+    /// Whether `read_rows` can read `op`.
+    pub(super) fn rows_readable(&self, op: &Operand) -> bool {
+        match op {
+            Operand::Scalar(_) | Operand::View { .. } => true,
+            Operand::Lane(_) => false,
+            Operand::Inline { op, args, exponent } => {
+                self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.rows_readable(a))
+            }
+        }
+    }
+
+    /// Element `[outer.., rows[l], j]` of an operand in lane `l`: the rows of the matrix of its
+    /// last two axes at the index `outer` of the others.
+    pub(super) fn read_rows(
+        &mut self,
+        op: &Operand,
+        outer: &[Value],
+        rows: &[Value],
+        j: Value,
+    ) -> Value {
+        let (vty, _) = self.vector_type();
+        let k = outer.len();
+        match op {
+            Operand::Scalar(v) => self.scalar_in_lanes(*v),
+            Operand::View {
+                slot,
+                strides,
+                first,
+                ..
+            } => {
+                let mut lanes = None;
+                for (l, &r) in rows.iter().enumerate() {
+                    let mut at = outer.to_vec();
+                    at.push(r);
+                    let row = self.view_row_ptr(*slot, &at, &strides[..k + 1], *first);
+                    let off = self.mul(j, strides[k + 1]);
+                    let x = match self.promoted.get(slot) {
+                        Some(&var) => self.b.use_var(var),
+                        None => {
+                            let addr = self.elem_addr(row, off);
+                            self.b.ins().load(self.ty, flags(), addr, 0)
+                        }
+                    };
+                    lanes = Some(match lanes {
+                        None => self.b.ins().scalar_to_vector(vty, x),
+                        Some(v) => self.b.ins().insertlane(v, x, l as u8),
+                    });
+                }
+                lanes.expect("a vector has lanes")
+            }
+            Operand::Inline { op, args, exponent } => {
+                let xs: Vec<Value> = args
+                    .iter()
+                    .map(|a| self.read_rows(a, outer, rows, j))
+                    .collect();
+                self.vector_op(op, &xs, *exponent)
+            }
+            Operand::Lane(_) => unreachable!("rows_readable excludes register lanes"),
+        }
+    }
+
+    /// For each axis of the reduced operand, the stride of the output it accumulates into.
+    pub(super) fn reduction_strides(&mut self, op: &Op, out: &Shape, x: &Shape) -> Vec<Value> {
+        let out_strides = crate::lower::contiguous(out);
+        let strides: Vec<Stride> = match op {
+            Op::Sum { axis: None }
+            | Op::LogSumExp { axis: None }
+            | Op::ReduceMax { axis: None }
+            | Op::ReduceMin { axis: None } => {
+                vec![Stride::Zero; x.rank()]
+            }
+            Op::Sum { axis: Some(a) }
+            | Op::LogSumExp { axis: Some(a) }
+            | Op::ReduceMax { axis: Some(a) }
+            | Op::ReduceMin { axis: Some(a) }
+            | Op::ArgMax { axis: a } => {
+                let mut s = out_strides.clone();
+                s.insert(*a as usize, Stride::Zero);
+                s
+            }
+            // Summing down to a shape visits the output as if it were broadcast to the input.
+            Op::SumTo(_) => crate::lower::broadcast_strides(out, &out_strides, x),
+            other @ (Op::Input(_)
+            | Op::Param(_)
+            | Op::Const(_)
+            | Op::DimSize(_)
+            | Op::Iota(_)
+            | Op::Literal(_)
+            | Op::DropMask { .. }
+            | Op::Neg
+            | Op::Exp
+            | Op::Log
+            | Op::Sqrt
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Relu
+            | Op::Step
+            | Op::Log1p
+            | Op::Expm1
+            | Op::Abs
+            | Op::Sign
+            | Op::Sin
+            | Op::Cos
+            | Op::Softplus
+            | Op::Erf
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Pow
+            | Op::Eq
+            | Op::Ne
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Max
+            | Op::Min
+            | Op::Select
+            | Op::MatMul
+            | Op::Transpose { .. }
+            | Op::Take { .. }
+            | Op::Put { .. }
+            | Op::Gather { .. }
+            | Op::ScatterAdd { .. }
+            | Op::OneHot { .. }
+            | Op::Expand(_)
+            | Op::Reshape(_)
+            | Op::Slice { .. }
+            | Op::Unslice { .. }) => unreachable!("`{}` is not a reduction", other.name()),
+        };
+        self.last_reduced = strides.last() == Some(&Stride::Zero);
+        strides.iter().map(|s| self.stride(s)).collect()
+    }
+
+    /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
+    /// last axis when the source allows it: a vector accumulator when that axis is reduced,
+    /// vector read-modify-write of the output when it is kept.
+    pub(super) fn sum_loop(
+        &mut self,
+        src: &Operand,
+        xshape: &Shape,
+        out_strides: &[Value],
+        last_reduced: bool,
+        slot: u32,
+    ) {
+        let sizes = self.sizes(xshape);
+        let rank = xshape.rank();
+        let (vty, lanes) = self.vector_type();
+        let vector = rank > 0 && self.vectorizable(src);
+        if !vector {
+            self.nest(&sizes, &mut |tx, idx| {
+                let v = tx.read(src, idx);
+                let o = tx.dot(idx, out_strides);
+                let cur = tx.load_at(slot, o);
+                let s = tx.b.ins().fadd(cur, v);
+                tx.store_at(slot, o, s);
+            });
+            return;
+        }
+        let n = sizes[rank - 1];
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+            let obase = tx.dot(outer, &out_strides[..rank - 1]);
+            let done = tx.mul_imm(n_vec, lanes);
+            let rest = tx.sub(n, done);
+            if last_reduced {
+                let acc = tx.b.declare_var(vty);
+                let z = tx.fconst(0.0);
+                let zv = tx.splat(vty, z);
+                tx.b.def_var(acc, zv);
+                let sacc = tx.b.declare_var(tx.ty);
+                tx.b.def_var(sacc, z);
+                tx.for_loop_by(done, lanes, &mut |tx, j| {
+                    let x = tx.read_vec(src, outer, j);
+                    let a = tx.b.use_var(acc);
+                    let a = tx.b.ins().fadd(a, x);
+                    tx.b.def_var(acc, a);
+                });
+                tx.for_loop(rest, &mut |tx, t| {
+                    let j = tx.add(done, t);
+                    let mut idx = outer.to_vec();
+                    idx.push(j);
+                    let x = tx.read(src, &idx);
+                    let a = tx.b.use_var(sacc);
+                    let a = tx.b.ins().fadd(a, x);
+                    tx.b.def_var(sacc, a);
+                });
+                let a = tx.b.use_var(acc);
+                let h = tx.hsum(a);
+                let sa = tx.b.use_var(sacc);
+                let total = tx.b.ins().fadd(h, sa);
+                let cur = tx.load_at(slot, obase);
+                let s = tx.b.ins().fadd(cur, total);
+                tx.store_at(slot, obase, s);
+            } else {
+                tx.for_loop_by(done, lanes, &mut |tx, j| {
+                    let x = tx.read_vec(src, outer, j);
+                    let row = tx.row_ptr(slot, outer, &out_strides[..rank - 1]);
+                    let addr = tx.row_elem_addr(row, j);
+                    let cur = tx.b.ins().load(vty, flags(), addr, 0);
+                    let s = tx.b.ins().fadd(cur, x);
+                    tx.b.ins().store(flags(), s, addr, 0);
+                });
+                tx.for_loop(rest, &mut |tx, t| {
+                    let j = tx.add(done, t);
+                    let mut idx = outer.to_vec();
+                    idx.push(j);
+                    let x = tx.read(src, &idx);
+                    let o = tx.add(obase, j);
+                    let cur = tx.load_at(slot, o);
+                    let s = tx.b.ins().fadd(cur, x);
+                    tx.store_at(slot, o, s);
+                });
+            }
+        });
+    }
+}

@@ -1,0 +1,327 @@
+//! The optimizer's update: the rule of `optim` evaluated element by element in native code,
+//! split between cores for large parameters, with clipping and weight decay.
+
+use super::*;
+
+impl<'a> Tx<'a> {
+    /// One per-step scalar computed natively, exactly as `StepScalar::eval` computes it.
+    pub(super) fn step_scalar(
+        &mut self,
+        x: optim::StepScalar,
+        lr: Value,
+        pow: [Value; 2],
+    ) -> Value {
+        use optim::StepScalar::*;
+        let one = self.float_const(types::F64, 1.0);
+        let v = match x {
+            Lr => lr,
+            Const(c) => self.float_const(types::F64, c),
+            LrTimes(c) => {
+                let c = self.float_const(types::F64, c);
+                self.b.ins().fmul(lr, c)
+            }
+            InvBias1 | InvBias2 => {
+                let p = pow[(x == InvBias2) as usize];
+                let d = self.b.ins().fsub(one, p);
+                self.b.ins().fdiv(one, d)
+            }
+            KerasLr => {
+                let d2 = self.b.ins().fsub(one, pow[1]);
+                let r = self.b.ins().sqrt(d2);
+                let n = self.b.ins().fmul(lr, r);
+                let d1 = self.b.ins().fsub(one, pow[0]);
+                self.b.ins().fdiv(n, d1)
+            }
+        };
+        self.in_dtype(v)
+    }
+
+    /// The optimizer update over every parameter: optional weight decay and global-norm
+    /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail.
+    pub(super) fn update(
+        &mut self,
+        spec: &OptimizerSpec,
+        sizes: &[usize],
+        slots: &UpdateSlots,
+        scalar_base: usize,
+    ) {
+        let n_scalars = spec.n_scalars();
+        let k: Vec<Value> = (0..n_scalars)
+            .map(|i| self.scalar_arg(scalar_base + i))
+            .collect();
+        let wd = spec.get("weight_decay");
+        let clip = spec.get("clip_norm");
+        let scale = (clip > 0.0).then(|| self.clip_scale(sizes, slots, wd, clip));
+        let rule = spec.rule();
+        let (vty, lanes) = match self.dtype {
+            DType::F32 => (types::F32X4, 4usize),
+            DType::F64 => (types::F64X2, 2usize),
+        };
+        let any_vector = sizes.iter().any(|&n| n >= lanes);
+        let kv: Vec<Value> = if any_vector {
+            k.iter().map(|&v| self.splat(vty, v)).collect()
+        } else {
+            k.clone()
+        };
+        let wdv = (wd != 0.0).then(|| {
+            let c = self.fconst(wd);
+            (c, if any_vector { self.splat(vty, c) } else { c })
+        });
+        let scalev = scale.map(|c| (c, if any_vector { self.splat(vty, c) } else { c }));
+        for (i, &len) in sizes.iter().enumerate() {
+            let (p, g, st) = (slots.params[i], slots.grads[i], slots.states[i].clone());
+            let n_vec = (len / lanes) as i64;
+            let span = self.iconst(n_vec * lanes as i64);
+            let ctx = RuleCtx {
+                rule: &rule,
+                p,
+                g,
+                st: &st,
+            };
+            if self.update_is_split(len, &ctx) {
+                self.parallel_update(&ctx, &k, wd, scale, len);
+                continue;
+            }
+            let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
+            if n_vec > 0 {
+                self.for_loop_by(span, lanes as i64, &mut |tx, j| {
+                    tx.straight(|tx| {
+                        tx.rule_element(&ctx, j, Some(vty), &kvec, wdvec, scvec);
+                    })
+                });
+            }
+            let (k, wds, scs) = (k.clone(), wdv.map(|w| w.0), scalev.map(|s| s.0));
+            // The few elements past the last full vector are unrolled: no loop.
+            for r in 0..(len % lanes) as i64 {
+                let j = self.iconst(n_vec * lanes as i64 + r);
+                self.rule_element(&ctx, j, None, &k, wds, scs);
+            }
+        }
+    }
+
+    /// Whether a parameter's update is worth sharing between cores: large, and in memory.
+    pub(super) fn update_is_split(&self, len: usize, ctx: &RuleCtx) -> bool {
+        let in_memory = [ctx.p, ctx.g]
+            .iter()
+            .chain(ctx.st)
+            .all(|s| !self.promoted.contains_key(s));
+        in_memory && len as i64 >= 2 * parallel::MIN_WORK_PER_PART
+    }
+
+    /// One parameter's update split between cores: a part function updates chunks `lo..hi` of
+    /// `UPDATE_CHUNK` elements (the last one shorter), reading the rule's scalars and the
+    /// clipping scale from the frame.
+    pub(super) fn parallel_update(
+        &mut self,
+        ctx: &RuleCtx,
+        k: &[Value],
+        wd: f64,
+        scale: Option<Value>,
+        len: usize,
+    ) {
+        let n_k = k.len();
+        let part = self.build_part(&mut |tx, base, lo, hi, _| {
+            let load = |tx: &mut Tx, i: usize| {
+                tx.b.ins()
+                    .load(tx.ty, flags(), base, PartFrame::capture_at(i))
+            };
+            let k: Vec<Value> = (0..n_k).map(|i| load(tx, i)).collect();
+            let scale = scale.map(|_| load(tx, n_k));
+            let wd = (wd != 0.0).then(|| tx.fconst(wd));
+            let (vty, lanes) = tx.vector_type();
+            let kv: Vec<Value> = k.iter().map(|&v| tx.splat(vty, v)).collect();
+            let wdv = wd.map(|w| tx.splat(vty, w));
+            let scv = scale.map(|c| tx.splat(vty, c));
+            let from = tx.mul_imm(lo, UPDATE_CHUNK);
+            let to = tx.mul_imm(hi, UPDATE_CHUNK);
+            let end = tx.iconst(len as i64);
+            let past = tx.b.ins().icmp(IntCC::SignedGreaterThan, to, end);
+            let to = tx.b.ins().select(past, end, to);
+            let n = tx.sub(to, from);
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+            let span = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(span, lanes, &mut |tx, j| {
+                tx.straight(|tx| {
+                    let j = tx.add(from, j);
+                    tx.rule_element(ctx, j, Some(vty), &kv, wdv, scv);
+                })
+            });
+            let rest = tx.sub(n, span);
+            let tail = tx.add(from, span);
+            tx.for_loop(rest, &mut |tx, t| {
+                let j = tx.add(tail, t);
+                tx.rule_element(ctx, j, None, &k, wd, scale);
+            });
+        });
+        let Some(part) = part else { return };
+        let captured: Vec<Value> = k.iter().copied().chain(scale).collect();
+        let bytes = PartFrame::capture_at(captured.len()) as i64;
+        let base = self.frame_with(&captured, bytes);
+        let chunks = len.div_ceil(UPDATE_CHUNK as usize) as i64;
+        let items = self.iconst(chunks);
+        let work = self.iconst(UPDATE_CHUNK);
+        self.run_parts(part, base, items, work);
+    }
+
+    /// min(1, clip / ‖g‖) over all gradients (after weight decay), summed in f64 in order.
+    pub(super) fn clip_scale(
+        &mut self,
+        sizes: &[usize],
+        slots: &UpdateSlots,
+        wd: f64,
+        clip: f64,
+    ) -> Value {
+        let acc = self.b.declare_var(types::F64);
+        let zero = self.float_const(types::F64, 0.0);
+        self.b.def_var(acc, zero);
+        let wdc = self.fconst(wd);
+        for (i, &len) in sizes.iter().enumerate() {
+            let (p, g) = (slots.params[i], slots.grads[i]);
+            let n = self.iconst(len as i64);
+            self.for_loop(n, &mut |tx, j| {
+                let mut gv = tx.load_at(g, j);
+                if wd != 0.0 {
+                    let pv = tx.load_at(p, j);
+                    let d = tx.b.ins().fmul(wdc, pv);
+                    gv = tx.b.ins().fadd(gv, d);
+                }
+                let gv = if tx.dtype == DType::F32 {
+                    tx.b.ins().fpromote(types::F64, gv)
+                } else {
+                    gv
+                };
+                let sq = tx.b.ins().fmul(gv, gv);
+                let a = tx.b.use_var(acc);
+                let a = tx.b.ins().fadd(a, sq);
+                tx.b.def_var(acc, a);
+            });
+        }
+        let total = self.b.use_var(acc);
+        let norm = self.b.ins().sqrt(total);
+        let c = self.float_const(types::F64, clip);
+        let one = self.float_const(types::F64, 1.0);
+        let ratio = self.b.ins().fdiv(c, norm);
+        let over = self.b.ins().fcmp(FloatCC::GreaterThan, norm, c);
+        let scale = self.b.ins().select(over, ratio, one);
+        match self.dtype {
+            DType::F32 => self.b.ins().fdemote(types::F32, scale),
+            DType::F64 => scale,
+        }
+    }
+
+    /// One element (or one vector of elements) of the update rule at offset `j`.
+    pub(super) fn rule_element(
+        &mut self,
+        ctx: &RuleCtx,
+        j: Value,
+        vty: Option<Type>,
+        k: &[Value],
+        wd: Option<Value>,
+        scale: Option<Value>,
+    ) {
+        let load = |tx: &mut Self, slot: u32| match vty {
+            None => tx.load_at(slot, j),
+            Some(vty) => {
+                let base = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(base, j);
+                tx.b.ins().load(vty, flags(), addr, 0)
+            }
+        };
+        let mut p = load(self, ctx.p);
+        let mut g = load(self, ctx.g);
+        if let Some(w) = wd {
+            let d = self.b.ins().fmul(w, p);
+            g = self.b.ins().fadd(g, d);
+        }
+        if let Some(c) = scale {
+            g = self.b.ins().fmul(g, c);
+        }
+        let mut s: Vec<Value> = ctx.st.iter().map(|&slot| load(self, slot)).collect();
+        for (target, e) in ctx.rule {
+            let v = self.rule_expr(e, p, g, &s, k);
+            match target {
+                optim::Target::P => p = v,
+                optim::Target::S(i) => s[*i] = v,
+            }
+        }
+        let store = |tx: &mut Self, slot: u32, v: Value| match vty {
+            None => tx.store_at(slot, j, v),
+            Some(_) => {
+                let base = tx.slot_ptr(slot);
+                let addr = tx.elem_addr(base, j);
+                tx.b.ins().store(flags(), v, addr, 0);
+            }
+        };
+        for (slot, v) in ctx.st.iter().zip(&s) {
+            store(self, *slot, *v);
+        }
+        store(self, ctx.p, p);
+    }
+
+    pub(super) fn rule_expr(
+        &mut self,
+        e: &optim::E,
+        p: Value,
+        g: Value,
+        s: &[Value],
+        k: &[Value],
+    ) -> Value {
+        use optim::E;
+        match e {
+            E::P => p,
+            E::G => g,
+            E::S(i) => s[*i],
+            E::K(i) => k[*i],
+            E::Add(a, b) | E::Sub(a, b) | E::Mul(a, b) | E::Div(a, b) => {
+                let x = self.rule_expr(a, p, g, s, k);
+                let y = self.rule_expr(b, p, g, s, k);
+                match e {
+                    E::Add(..) => self.b.ins().fadd(x, y),
+                    E::Sub(..) => self.b.ins().fsub(x, y),
+                    E::Mul(..) => self.b.ins().fmul(x, y),
+                    _ => self.b.ins().fdiv(x, y),
+                }
+            }
+            E::Sqrt(a) => {
+                let x = self.rule_expr(a, p, g, s, k);
+                self.b.ins().sqrt(x)
+            }
+        }
+    }
+}
+
+/// Slots an update reads and writes.
+#[derive(Clone, Debug)]
+pub struct UpdateSlots {
+    pub params: Vec<u32>,
+    pub grads: Vec<u32>,
+    /// Per parameter, its state arrays.
+    pub states: Vec<Vec<u32>>,
+}
+
+impl UpdateSlots {
+    /// The layout of a standalone update function: params, then gradients, then states.
+    pub fn standalone(n_params: usize, n_state: usize) -> UpdateSlots {
+        UpdateSlots {
+            params: (0..n_params as u32).collect(),
+            grads: (n_params as u32..2 * n_params as u32).collect(),
+            states: (0..n_params)
+                .map(|i| {
+                    (0..n_state)
+                        .map(|k| (2 * n_params + i * n_state + k) as u32)
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Elements per item of a split update: a few cache lines, so that parts start on a line.
+pub(super) const UPDATE_CHUNK: i64 = 256;
+
+pub(super) struct RuleCtx<'r> {
+    pub(super) rule: &'r [(optim::Target, optim::E)],
+    pub(super) p: u32,
+    pub(super) g: u32,
+    pub(super) st: &'r [u32],
+}
