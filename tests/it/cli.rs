@@ -760,6 +760,42 @@ fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A model with dropout trains with masks and is evaluated without: `eval` at its checkpoint
+/// prints what the same model without dropout prints there, bit for bit, and `gradcheck`
+/// checks the evaluation graph's gradient.
+#[test]
+fn dropout_trains_with_masks_and_evaluates_without() {
+    let dir = std::env::temp_dir().join(format!("adjoint-dropout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let digits = std::fs::read_to_string(repo().join("examples/digits.dsl")).unwrap();
+    let data = repo().join("examples/data/digits.csv");
+    let plain = digits.replace(
+        "\"data/digits.csv\"",
+        &format!("{:?}", data.display().to_string()),
+    );
+    let dropped = plain.replace(
+        "let h = tanh(x @ W1 + b1)",
+        "let h = dropout(tanh(x @ W1 + b1), 0.5)",
+    );
+    assert_ne!(plain, dropped);
+    let (a, b) = (dir.join("dropped.dsl"), dir.join("plain.dsl"));
+    std::fs::write(&a, dropped).unwrap();
+    std::fs::write(&b, plain).unwrap();
+    let ckpt = dir.join("dropped.safetensors");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (code, _, stderr) = adjoint(&["train", &path(&a), "--steps", "30", "--save", &path(&ckpt)]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, with, stderr) = adjoint(&["eval", &path(&a), "--checkpoint", &path(&ckpt)]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, without, _) = adjoint(&["eval", &path(&b), "--checkpoint", &path(&ckpt)]);
+    assert!(with.contains("accuracy = "), "{with}");
+    assert_eq!(with, without);
+    let (code, stdout, stderr) = adjoint(&["gradcheck", &path(&a), "--checkpoint", &path(&ckpt)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok: worst relative error"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The exported JAX `loss` trains, so a model with dropout is refused with an error at the
 /// `dropout` call (its masks are adjoint's generator's), and nothing is written.
 #[test]

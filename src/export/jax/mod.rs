@@ -204,6 +204,7 @@ def _total_steps(rows):
         return EPOCHS
     return EPOCHS * (rows // BATCH if DROP_LAST else -(-rows // BATCH))
 
+
 def make_train_step(opt):
     """One step of `opt` on a batch under `jax.jit`: new parameters, new state, the loss before."""
 
@@ -215,7 +216,9 @@ def make_train_step(opt):
 
     return train_step
 
+
 train_step = make_train_step(optimizer())
+
 
 def batches(data, seed=SEED):
     """The batches of a run: all rows each step, or minibatches of a fresh shuffle each epoch."""
@@ -231,6 +234,7 @@ def batches(data, seed=SEED):
             if len(idx) < BATCH and DROP_LAST:
                 break
             yield {k: v[idx] for k, v in data.items()}
+
 
 def main(argv):
     here = os.path.dirname(os.path.abspath(__file__))
@@ -248,6 +252,7 @@ def main(argv):
             print(f"step {step}: loss = {float(value):.7g}")
     for name, value in metrics(params, data).items():
         print(f"{name} = {float(value):.7g}")
+
 
 if __name__ == "__main__":
     main(sys.argv)
