@@ -65,7 +65,8 @@ fn measure(src: &str) -> Row {
     let mut best: Option<Row> = None;
     for _ in 0..3 {
         let cpu = cpu_ms();
-        let (c, _) = CompiledModel::compile(&file).expect("the model compiles");
+        let (c, _) =
+            CompiledModel::compile(&file, &adjoint::Limits::of_host()).expect("the model compiles");
         let cpu_ms = cpu_ms() - cpu;
         assert!(!c.cached, "each compilation is measured in full");
         let nodes = c.graphs.forward.graph.len() + c.graphs.gradient.graph.len();

@@ -36,6 +36,7 @@ use crate::compile::{CompileError, CompiledModel};
 use crate::data::DataError;
 use crate::diagnostics::{Diagnostic, SourceFile, render_all};
 use crate::ir::{Dim, Tensor};
+use crate::limits::Limits;
 use crate::runtime::{Buffer, RunError};
 use crate::train::{TrainError, Trainer};
 use std::path::Path;
@@ -169,10 +170,18 @@ pub fn compile(source: &str) -> Result<CompiledModel, Error> {
     compile_named("model.dsl", source)
 }
 
-/// Compiles source text; `name` is what diagnostics call the file.
+/// Compiles source text; `name` is what diagnostics call the file. The model is checked
+/// against this host's limits ([`Limits::of_host`]).
 pub fn compile_named(name: &str, source: &str) -> Result<CompiledModel, Error> {
+    compile_with(name, source, &Limits::of_host())
+}
+
+/// Compiles source text, checking it against `limits` (a parameter larger than
+/// `limits.memory_budget` is an error): the same source and limits give the same result on
+/// every host.
+pub fn compile_with(name: &str, source: &str, limits: &Limits) -> Result<CompiledModel, Error> {
     let file = SourceFile::new(name, source);
-    CompiledModel::compile(&file)
+    CompiledModel::compile(&file, limits)
         .map(|(c, _)| c)
         .map_err(|e| compile_error(e, &file))
 }

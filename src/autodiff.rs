@@ -227,6 +227,16 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
             let d = b(g, Op::Mul, &[scale, gauss]);
             vec![Some(b(g, Op::Mul, &[ct, d]))]
         }
+        Op::Erfc => {
+            // erfc'(x) = −2/√π · e^(−x²).
+            let two = g.constant(2.0);
+            let sq = b(g, Op::Pow, &[x.unwrap(), two]);
+            let minus_sq = b(g, Op::Neg, &[sq]);
+            let gauss = b(g, Op::Exp, &[minus_sq]);
+            let scale = g.constant(-std::f64::consts::FRAC_2_SQRT_PI);
+            let d = b(g, Op::Mul, &[scale, gauss]);
+            vec![Some(b(g, Op::Mul, &[ct, d]))]
+        }
         Op::Max | Op::Min => {
             // Ties go to the first operand, as in the forward value.
             let (x, y) = (x.unwrap(), y.unwrap());
@@ -301,6 +311,43 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
         Op::ScatterAdd { axis, .. } => {
             let gather = Op::Gather { axis: *axis };
             vec![Some(b(g, gather, &[ct, y.unwrap()])), None]
+        }
+        Op::Windows {
+            kernel,
+            stride,
+            dilation,
+        } => {
+            // Each element of the operand receives the cotangents of every patch place that
+            // reads it.
+            let xs = g.shape(x.unwrap());
+            let lead = xs.rank() - kernel.len();
+            let size = xs.0[lead..]
+                .iter()
+                .map(|d| match d {
+                    crate::ir::Dim::Fixed(n) => *n,
+                    crate::ir::Dim::Sym(_) => unreachable!("windows need fixed axes"),
+                })
+                .collect();
+            let op = Op::Unwindows {
+                kernel: kernel.clone(),
+                stride: stride.clone(),
+                dilation: dilation.clone(),
+                size,
+            };
+            vec![Some(b(g, op, &[ct]))]
+        }
+        Op::Unwindows {
+            kernel,
+            stride,
+            dilation,
+            ..
+        } => {
+            let op = Op::Windows {
+                kernel: kernel.clone(),
+                stride: stride.clone(),
+                dilation: dilation.clone(),
+            };
+            vec![Some(b(g, op, &[ct]))]
         }
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => {
             let (x, y) = (x.unwrap(), y.unwrap());

@@ -1,4 +1,4 @@
-//! `adjoint bench`: the six benchmark workloads W1–W6 and the batched products' rate (`MM`), measured exactly as the peer scripts
+//! `adjoint bench`: the benchmark workloads W1–W7 and W9 and the batched products' rate (`MM`), measured exactly as the peer scripts
 //! measure them, optionally beside the peers themselves (JAX, numpy, C) run in the same session,
 //! reported as ratios.
 //!
@@ -74,6 +74,34 @@ optimizer adam(lr = 0.001)
 train epochs = 1, batch = 128
 ";
 
+/// LeNet-5 on 28×28 images, as the peers' `w7_lenet.py`: Glorot-uniform weights (a kernel's
+/// fans are `in·25` and `out·25`), zero biases, Adam 1e-3, batches of 64 in data order.
+pub const W7: &str = "input X[n, 784]
+input y[n]: int
+param k1[6, 1, 5, 5] ~ xavier_uniform
+param c1[6] ~ zeros
+param k2[16, 6, 5, 5] ~ xavier_uniform
+param c2[16] ~ zeros
+param W3[256, 120] ~ xavier_uniform
+param b3[120] ~ zeros
+param W4[120, 84] ~ xavier_uniform
+param b4[84] ~ zeros
+param W5[84, 10] ~ xavier_uniform
+param b5[10] ~ zeros
+let img = reshape(X, (n, 1, 28, 28))
+let h1 = max_pool2d(relu(conv2d(img, k1) + c1[:, None, None]), 2)
+let h2 = max_pool2d(relu(conv2d(h1, k2) + c2[:, None, None]), 2)
+let h3 = relu(reshape(h2, (n, 256)) @ W3 + b3)
+let h4 = relu(h3 @ W4 + b4)
+loss cross_entropy(h4 @ W5 + b5, y)
+optimizer adam(lr = 0.001)
+train epochs = 1, batch = 64
+";
+
+/// W7's multiply-adds per step, twice (flop), as the peers count them: forward, weight
+/// gradients, and input gradients of every layer but the first (97.09 MFLOP).
+const W7_FLOP_PER_STEP: f64 = 1_517_040.0 * 64.0;
+
 /// One measured figure.
 #[derive(Clone, Debug)]
 pub struct Figure {
@@ -95,7 +123,7 @@ impl Figure {
 
 fn compile(src: &str) -> CompiledModel {
     let file = SourceFile::new("bench.dsl", src);
-    CompiledModel::compile(&file)
+    CompiledModel::compile(&file, &crate::limits::Limits::of_host())
         .map(|c| c.0)
         .expect("benchmark models compile")
 }
@@ -368,6 +396,96 @@ pub fn w5(repeats: usize) -> Vec<Figure> {
     ]
 }
 
+/// W7's data: 6,400 standard normal 28×28 images and uniform labels 0..9, from a fixed seed.
+pub fn w7_data() -> Dataset {
+    let mut r = rng(7);
+    let n = 6_400;
+    let x: Vec<f64> = (0..n * 784)
+        .map(|_| std_normal(&mut r) as f32 as f64)
+        .collect();
+    let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
+    Dataset {
+        n_rows: n,
+        inputs: vec![x, y],
+        widths: vec![784, 1],
+        dims: vec![],
+        source: None,
+        ..Dataset::default()
+    }
+}
+
+/// The rows of the first `rows` samples of a dataset, as buffers of the model's dtype.
+fn first_rows(c: &CompiledModel, data: &Dataset, rows: usize) -> Vec<Buffer> {
+    data.inputs
+        .iter()
+        .zip(&data.widths)
+        .map(|(v, w)| Buffer::from_f64(c.model.graph().dtype, &v[..rows * w]))
+        .collect()
+}
+
+/// LeNet-5, one epoch of 100 steps of 64 images per repeat.
+pub fn w7(repeats: usize) -> Result<Vec<Figure>, String> {
+    let c = compile(W7);
+    let data = w7_data();
+    let mut per_step = Vec::new();
+    let mut gflops = Vec::new();
+    let mut result = String::new();
+    for rep in 0..repeats.max(1) {
+        let mut t = Trainer::new(&c, rep as u64);
+        let mut s = c.model.train.clone();
+        s.log_every = u64::MAX;
+        let start = Instant::now();
+        t.fit(Some(&data), &s, |_| {}).map_err(|e| e.to_string())?;
+        let secs = start.elapsed().as_secs_f64();
+        let ms = secs * 1e3 / t.step as f64;
+        per_step.push(ms);
+        gflops.push(W7_FLOP_PER_STEP / (ms * 1e-3) / 1e9);
+        result = format!("{} steps", t.step);
+    }
+    Ok(vec![
+        figure(
+            "W7",
+            "LeNet-5 28×28, batch 64, Adam, f32",
+            "ms/step",
+            per_step,
+            result,
+        ),
+        figure(
+            "W7",
+            "LeNet-5 throughput (97.09 MFLOP/step)",
+            "GFLOP/s",
+            gflops,
+            String::new(),
+        ),
+    ])
+}
+
+/// Source text to the end of W7's first training step, minus one steady step.
+pub fn w9(repeats: usize) -> Result<Vec<Figure>, String> {
+    let data = w7_data();
+    let mut samples = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let c = compile(W7);
+        let mut t = Trainer::new(&c, 0);
+        let rows = 64;
+        let batch = first_rows(&c, &data, rows);
+        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
+        let first = start.elapsed().as_secs_f64();
+        let s = Instant::now();
+        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
+        let steady = s.elapsed().as_secs_f64();
+        samples.push((first - steady) * 1e3);
+    }
+    Ok(vec![figure(
+        "W9",
+        "compile latency of W7's train step (source to first step)",
+        "ms",
+        samples,
+        String::new(),
+    )])
+}
+
 /// Batched products (`MM`): an attention-sized batched product, 16×4 heads of
 /// 64×32 @ 32×64 in f32 as `[16, 4, 64, 32] @ [16, 4, 32, 64]` runs, beside a 2048³ f32 GEMM
 /// through the same kernels, so the small products' rate reads as a share of the large one's.
@@ -588,6 +706,27 @@ const PEERS: &[Peer] = &[
         field: "latency_s",
         scale: 1e3,
     },
+    Peer {
+        workload: "W7",
+        script: "w7_lenet.py",
+        fw: "jax_step",
+        field: "ms_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W7",
+        script: "w7_lenet.py",
+        fw: "torch",
+        field: "ms_per_step",
+        scale: 1.0,
+    },
+    Peer {
+        workload: "W9",
+        script: "w9_compile.py",
+        fw: "jax",
+        field: "latency_s",
+        scale: 1e3,
+    },
 ];
 
 /// Runs one peer script with `python` from a writable copy of the anchor scripts; returns the
@@ -609,11 +748,11 @@ fn run_peer(
         "--tag",
         "adjoint-bench",
     ]);
-    if p.script != "w6_compile.py" {
-        cmd.args(["--repeats", &repeats.to_string()]);
-    } else {
-        cmd.args(["--cache", "cold"]);
-    }
+    match p.script {
+        "w6_compile.py" => cmd.args(["--cache", "cold"]),
+        "w9_compile.py" => cmd.args(["--cache", "cold", "--model", "w7"]),
+        _ => cmd.args(["--repeats", &repeats.to_string()]),
+    };
     // Current numpy and OpenBLAS run fastest with their own kernel choice.
     cmd.env_remove("OPENBLAS_CORETYPE")
         .env_remove("OPENBLAS_L2_SIZE");
@@ -664,7 +803,7 @@ pub struct BenchConfig {
 }
 
 /// The workloads in the order they run.
-const WORKLOADS: [&str; 7] = ["W1", "W2", "W3", "W4", "W5", "W6", "MM"];
+const WORKLOADS: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W9", "MM"];
 
 /// adjoint's figures for workload `w`, over `repeats` timed repeats.
 fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
@@ -675,6 +814,8 @@ fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> 
         "W4" => w4(repeats, root),
         "W5" => Ok(w5(repeats)),
         "MM" => Ok(mm(repeats)),
+        "W7" => w7(repeats),
+        "W9" => w9(repeats.max(3)),
         _ => w6(repeats.max(3), root),
     }
 }

@@ -6,6 +6,7 @@
 use crate::diagnostics::{Diagnostic, SourceFile};
 use crate::ir::{DType, Graph, NodeId, Op};
 use crate::jit::{CodeOwner, CodegenError, Jit, NativeFn};
+use crate::limits::Limits;
 use crate::lower;
 use crate::model::{GraphFn, Model};
 use crate::optim::OptimizerSpec;
@@ -25,14 +26,17 @@ pub enum CompileError {
     Codegen(#[from] CodegenError),
 }
 
-/// Parses and checks a model file: the front end alone.
-pub fn check_source(file: &SourceFile) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+/// Parses and checks a model file against `limits`: the front end alone.
+pub fn check_source(
+    file: &SourceFile,
+    limits: &Limits,
+) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     with_big_stack(|| {
         let (module, parse_errors) = crate::syntax::parse(&file.text);
         if !parse_errors.is_empty() {
             return Err(parse_errors);
         }
-        crate::check::check(&module)
+        crate::check::check(&module, limits)
     })
 }
 
@@ -233,9 +237,12 @@ fn cache_key(graphs: &Graphs, model: &Model) -> String {
 }
 
 impl CompiledModel {
-    /// Checks and compiles a source file (the API's `compile` wraps this).
+    /// Checks a source file against `limits` and compiles it (the API's `compile` wraps this).
     #[doc(hidden)]
-    pub fn compile(file: &SourceFile) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
+    pub fn compile(
+        file: &SourceFile,
+        limits: &Limits,
+    ) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
         let mut timings = Timings::default();
         let mut t = Instant::now();
         let (model, warnings) = with_big_stack(|| {
@@ -244,7 +251,7 @@ impl CompiledModel {
             if !parse_errors.is_empty() {
                 return Err(CompileError::Diagnostics(parse_errors));
             }
-            let res = crate::check::check(&module).map_err(CompileError::Diagnostics);
+            let res = crate::check::check(&module, limits).map_err(CompileError::Diagnostics);
             timings.lap("check", &mut t);
             res
         })?;

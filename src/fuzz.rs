@@ -48,7 +48,8 @@ fn checkpoint_model() -> &'static (CompiledModel, Dataset) {
     static MODEL: OnceLock<(CompiledModel, Dataset)> = OnceLock::new();
     MODEL.get_or_init(|| {
         let file = crate::diagnostics::SourceFile::new("fuzz.dsl", CHECKPOINT_MODEL);
-        let (model, _) = crate::check_source(&file).expect("the fuzz model checks");
+        let (model, _) = crate::check_source(&file, &crate::limits::Limits::of_host())
+            .expect("the fuzz model checks");
         let table = Table::parse("fuzz.csv", CHECKPOINT_DATA).expect("the fuzz data parses");
         let data = bind(&model, &table).expect("the fuzz data binds");
         let compiled = CompiledModel::from_model(model).expect("the fuzz model compiles");

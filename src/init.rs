@@ -1,7 +1,8 @@
 //! Parameter initializers: seeded, reproducible, with the fan-based scalings of the literature.
 //!
 //! Convention: a weight `W[in, out]` is applied as `x @ W`, so fan-in is the first axis and
-//! fan-out the second. Vectors have fan-in = fan-out = their length.
+//! fan-out the second. Vectors have fan-in = fan-out = their length. An array of rank 3 or
+//! more is a convolution kernel `[out, in, k…]`, with PyTorch's fans (`fans`).
 
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -282,13 +283,18 @@ pub fn gain_for(nonlinearity: &str) -> Option<f64> {
     })
 }
 
-/// (fan_in, fan_out) of a parameter shape.
+/// (fan_in, fan_out) of a parameter shape. An array of rank 3 or more is a convolution
+/// kernel `[out, in, k…]` (PyTorch's rule): each output reads `in·Πk` inputs and each input
+/// feeds `out·Πk` outputs.
 pub fn fans(shape: &[usize]) -> (usize, usize) {
     match shape {
         [] => (1, 1),
         [n] => (*n, *n),
         [a, b] => (*a, *b),
-        [a, rest @ ..] => (*a, rest.iter().product()),
+        [out, inp, kernel @ ..] => {
+            let taps: usize = kernel.iter().product();
+            (inp * taps, out * taps)
+        }
     }
 }
 

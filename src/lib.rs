@@ -107,7 +107,8 @@ pub mod syntax;
 pub mod train;
 
 pub use api::{
-    Error, InputValues, Session, Var, compile, compile_file, compile_named, validation_rows,
+    Error, InputValues, Session, Var, compile, compile_file, compile_named, compile_with,
+    validation_rows,
 };
 // The types inside `Error`, so that every type the API hands out can be named from here.
 pub use checkpoint::{CheckpointError, MismatchKind};
@@ -121,6 +122,7 @@ pub use diagnostics::{Diagnostic, Severity, SourceFile, Span};
 pub use ir::{DType, Tensor};
 pub use jit::CodegenError;
 pub use jit::parallel::set_threads;
+pub use limits::Limits;
 pub use memory::{Footprint, MemoryError};
 #[doc(hidden)]
 pub use model::{GraphFn, Model};

@@ -8,7 +8,27 @@ use crate::runtime::human_bytes;
 use std::io::Read;
 use std::path::Path;
 
-/// The most memory one model's buffers may take, in bytes.
+/// What a compilation checks a model against. The checker and the code generator read nothing
+/// from the host: whoever compiles (the command line, an embedding program) says what the
+/// limits are, so that the same model gives the same diagnostics wherever it is checked with
+/// the same limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most memory one model's buffers may take, in bytes: a parameter larger than this is
+    /// an error at its declaration.
+    pub memory_budget: u64,
+}
+
+impl Limits {
+    /// This host's limits, as `memory_budget` measures them.
+    pub fn of_host() -> Limits {
+        Limits {
+            memory_budget: memory_budget(),
+        }
+    }
+}
+
+/// The most memory one model's buffers may take on this host, in bytes.
 pub fn memory_budget() -> u64 {
     let machine = meminfo_total().unwrap_or(16 << 30) / 4 * 3;
     [machine]

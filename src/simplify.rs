@@ -248,6 +248,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Mul
             | Op::Pow
@@ -270,6 +271,8 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Unslice { .. } => return false,
@@ -488,6 +491,7 @@ fn stable_form(
         | Op::Cos
         | Op::Softplus
         | Op::Erf
+        | Op::Erfc
         | Op::Add
         | Op::Mul
         | Op::Pow
@@ -511,6 +515,8 @@ fn stable_form(
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -851,6 +857,7 @@ fn try_rules(
         | Op::Cos
         | Op::Softplus
         | Op::Erf
+        | Op::Erfc
         | Op::Eq
         | Op::Ne
         | Op::Lt
@@ -870,6 +877,8 @@ fn try_rules(
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_) => {}
     }

@@ -7,12 +7,14 @@
 use crate::diagnostics::{Diagnostic, Span};
 use crate::init::Init;
 use crate::ir::{DType, Dim, Graph, InputInfo, NodeId, Op, ParamInfo, Shape};
+use crate::limits::Limits;
 use crate::model::{GraphFn, InputBinding, Model, TextWindows, TrainSettings};
 use crate::optim::{Dialect, LrSchedule, OptimizerKind, OptimizerSpec, Schedule};
 use crate::syntax::ast::{self, BinOp, ExprKind, Item};
 use std::collections::HashMap;
 
 mod builtins;
+mod conv;
 mod declarations;
 mod einsum;
 mod expressions;
@@ -23,14 +25,17 @@ mod params;
 mod settings;
 mod shaping;
 
-/// Checks a parsed module. On success returns the model and its warnings.
+/// Checks a parsed module against `limits`. On success returns the model and its warnings.
 ///
 /// The file is checked for evaluation; when it uses a function that behaves differently while
 /// training (`dropout`), it is lowered a second time for training steps (`Model::training`).
 /// Both passes see the same source, so the second finds no error the first did not.
-pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+pub fn check(
+    module: &ast::Module,
+    limits: &Limits,
+) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
-    let (mut model, warnings) = cx.run(module)?;
+    let (mut model, warnings) = cx.run(module, limits)?;
     if cx.modes.dropout_sites > 0 {
         let mut training = Checker {
             modes: Modes {
@@ -39,7 +44,7 @@ pub fn check(module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagn
             },
             ..Checker::default()
         };
-        let (trained, _) = training.run(module)?;
+        let (trained, _) = training.run(module, limits)?;
         model.training = Some(trained.forward);
     }
     Ok((model, warnings))
@@ -132,11 +137,15 @@ impl Checker {
         }
     }
 
-    fn run(&mut self, module: &ast::Module) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
+    fn run(
+        &mut self,
+        module: &ast::Module,
+        limits: &Limits,
+    ) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
         let dtype = self.dtype(module);
         self.functions(module);
         let (inputs, bindings, row_dim) = self.inputs(module);
-        let (params, inits, param_spans) = self.params(module, dtype);
+        let (params, inits, param_spans) = self.params(module, dtype, limits);
         for (init, span) in inits.iter().zip(&param_spans) {
             if let Init::FromData { input, .. } = init
                 && !inputs.iter().any(|i| &i.name == input)
@@ -467,7 +476,8 @@ mod tests {
         let (module, errors) = crate::syntax::parse(src);
         assert!(errors.is_empty());
         let mut cx = Checker::default();
-        cx.run(&module).expect("the model checks");
+        cx.run(&module, &Limits::of_host())
+            .expect("the model checks");
         cx
     }
 
@@ -492,7 +502,7 @@ mod tests {
         let (module, errors) =
             crate::syntax::parse("param a = 1\nfn f(x) = x + nope\nloss l = f(a) + f(a)\n");
         assert!(errors.is_empty());
-        let Err(errors) = Checker::default().run(&module) else {
+        let Err(errors) = Checker::default().run(&module, &Limits::of_host()) else {
             panic!("the undefined name is an error");
         };
         assert_eq!(errors.iter().filter(|d| d.is_error()).count(), 1);

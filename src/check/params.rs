@@ -7,10 +7,10 @@ impl Checker {
         &mut self,
         module: &ast::Module,
         dtype: DType,
+        limits: &Limits,
     ) -> (Vec<ParamInfo>, Vec<Init>, Vec<Span>) {
         let (mut infos, mut inits, mut spans) = (Vec::new(), Vec::new(), Vec::new());
-        // Read once: it reads a file, which per parameter took most of checking 10,000 of them.
-        let memory_limit = crate::runtime::memory_limit() as u128;
+        let memory_limit = limits.memory_budget as u128;
         for item in &module.items {
             let Item::Param {
                 name,

@@ -47,7 +47,7 @@ pub(super) fn load_model(
     CliError,
 > {
     let file = read_source(path)?;
-    match compile::check_source(&file) {
+    match compile::check_source(&file, &crate::limits::Limits::of_host()) {
         Ok((model, warnings)) => Ok((file, model, warnings)),
         Err(diags) => {
             eprint!("{}", render_all(&diags, &file));

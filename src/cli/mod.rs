@@ -192,13 +192,16 @@ enum Command {
     /// Write the model for another engine: a JAX module (loss, metrics, outputs, optimizer,
     /// training step) or an ONNX model of its outputs and metrics.
     Export(export::ExportArgs),
-    /// Run the benchmark workloads W1–W6 and MM, optionally beside the peers (JAX, numpy, C).
+    /// Run the benchmark workloads W1–W7, W9 and MM, optionally beside the peers (JAX, numpy,
+    /// C, PyTorch).
     Bench {
         /// Workloads to run; all when none are given. W1: Rosenbrock with Adam, 100k steps (f64).
         /// W2: least squares 100,000×16, gradient descent (f32). W3: Gaussian-mixture likelihood
         /// on 10^6 points, value and gradient, and 200 Adam steps (f64). W4: digits MLP
         /// 64-128-10, minibatches of 32, Adam. W5: MLP 784-512-512-10, minibatches of 128, Adam
-        /// (f32). W6: compile latency of W4's training step (source to first step). MM: a batched
+        /// (f32). W6: compile latency of W4's training step (source to first step). W7: LeNet-5 on
+        /// 28×28 images, minibatches of 64, Adam (f32). W9: compile latency of W7's training
+        /// step. MM: a batched
         /// product of 16×4 heads of 64×32 @ 32×64 (f32) beside a 2048³ GEMM, in GFLOP/s.
         workloads: Vec<String>,
         /// Timed repeats per workload (the median is reported).
@@ -473,7 +476,7 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for w in ["W1", "W2", "W3", "W4", "W5", "W6"] {
+        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W9"] {
             assert!(help.contains(&format!("{w}:")), "{w} not in\n{help}");
         }
     }

@@ -238,13 +238,14 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
     }
     let start_step = trainer.step;
     trainer.interrupt = Some(interrupt);
-    let (train_data, dataset) = match dataset {
+    // One copy of the rows: they can be as large as the memory allows.
+    let train_data = match dataset {
         Some(d) if settings.validation > 0.0 => {
             let (t, v) = split(&d, settings.validation, settings.seed)?;
             trainer.validation = Some(v);
-            (Some(t.clone()), Some(t))
+            Some(t)
         }
-        other => (other.clone(), other),
+        other => other,
     };
     if let Some(c) = train_data.as_ref().and_then(|d| d.corpus.as_deref())
         && let Some(r) = &args.resume
@@ -356,7 +357,7 @@ pub(super) fn train(args: &TrainArgs) -> Result<(), CliError> {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / steps_run.max(1) as f64
     );
-    print_summary(&mut trainer, dataset.as_ref(), "training")?;
+    print_summary(&mut trainer, train_data.as_ref(), "training")?;
     if let Some(v) = trainer.validation.clone() {
         print_summary(&mut trainer, Some(&v), "validation")?;
     }

@@ -15,7 +15,7 @@ fn model() -> &'static Model {
     static MODEL_CELL: OnceLock<Model> = OnceLock::new();
     MODEL_CELL.get_or_init(|| {
         let file = crate::diagnostics::SourceFile::new("fuzz.dsl", MODEL);
-        crate::compile::check_source(&file)
+        crate::compile::check_source(&file, &crate::limits::Limits::of_host())
             .map(|(m, _)| m)
             .unwrap_or_else(|_| panic!("the fuzzing model does not compile"))
     })

@@ -355,10 +355,21 @@ impl Emitter<'_> {
             return n.clone();
         }
         let info = &g.inputs[i as usize];
-        let vi = self.value_info(&info.name, &info.shape, g);
-        self.graph_inputs.push(vi);
-        self.inputs.insert(i, info.name.clone());
-        info.name.clone()
+        let mut vi = self.value_info(&info.name, &info.shape, g);
+        // Whole-number inputs (class labels, tokens) arrive as int64, as a serving program
+        // holds them, and are cast to the model's float type once.
+        let value = if info.is_int {
+            if let Some(t) = vi.r#type.as_mut().and_then(|t| t.tensor_type.as_mut()) {
+                t.elem_type = INT64;
+            }
+            self.graph_inputs.push(vi);
+            self.cast_to_float(info.name.clone())
+        } else {
+            self.graph_inputs.push(vi);
+            info.name.clone()
+        };
+        self.inputs.insert(i, value.clone());
+        value
     }
 
     /// The size of a symbolic dimension as a 1-element int64 tensor, read from an input's shape.
@@ -499,6 +510,11 @@ impl Emitter<'_> {
             Op::Cos => simple(self, "Cos", a),
             Op::Softplus => simple(self, "Softplus", a),
             Op::Erf => simple(self, "Erf", a),
+            Op::Erfc => self.refuse(
+                g,
+                id,
+                "ONNX has no operator for it, and 1 − Erf(x) loses every digit once erf(x) rounds to 1 (x above about 6)",
+            ),
             Op::Add => simple(self, "Add", a),
             Op::Sub => simple(self, "Sub", a),
             Op::Mul => simple(self, "Mul", a),
@@ -600,10 +616,88 @@ impl Emitter<'_> {
                 let steps = self.int_const(&[*step], vec![1]);
                 simple(self, "Slice", vec![a[0].clone(), starts, ends, axes, steps])
             }
+            // A convolution's or pooling's padding: zeros before and after one axis.
+            Op::Unslice {
+                axis,
+                start,
+                step: 1,
+                size,
+            } => {
+                let x = g.node(id).inputs[0];
+                let rank = node.shape.rank();
+                let Dim::Fixed(len) = g.shape(x).0[*axis as usize] else {
+                    unreachable!("an unslice's axis is fixed")
+                };
+                let mut pads = vec![0i64; 2 * rank];
+                pads[*axis as usize] = *start as i64;
+                pads[rank + *axis as usize] = (size - start - len) as i64;
+                let pads = self.int_const(&pads, vec![2 * rank as i64]);
+                simple(self, "Pad", vec![a[0].clone(), pads])
+            }
             Op::Put { .. } | Op::ScatterAdd { .. } | Op::SumTo(_) | Op::Unslice { .. } => {
                 self.refuse(g, id, training_only)
             }
+            Op::Windows {
+                kernel,
+                stride,
+                dilation,
+            } => {
+                let shape = self.shape_tensor(g, &node.shape)?;
+                let x = g.node(id).inputs[0];
+                Some(self.windows(g.shape(x), &a[0], kernel, stride, dilation, shape))
+            }
+            Op::Unwindows { .. } => self.refuse(g, id, training_only),
         }
+    }
+
+    /// The patches of `Op::Windows` as one strided `Slice` per place in the window, stacked
+    /// along a new axis before the window axes and reshaped to `[..., K1..Kk, O1..Ok]`.
+    fn windows(
+        &mut self,
+        from: &Shape,
+        x: &str,
+        kernel: &[u64],
+        stride: &[u64],
+        dilation: &[u64],
+        shape: String,
+    ) -> String {
+        let k = kernel.len();
+        let lead = from.rank() - k;
+        let counts: Vec<u64> = (0..k)
+            .map(|i| match from.0[lead + i] {
+                Dim::Fixed(len) => (len - dilation[i] * (kernel[i] - 1) - 1) / stride[i] + 1,
+                Dim::Sym(_) => unreachable!("windows need fixed axes"),
+            })
+            .collect();
+        let axes: Vec<i64> = (lead..lead + k).map(|a| a as i64).collect();
+        let steps: Vec<i64> = stride.iter().map(|&s| s as i64).collect();
+        let axes = self.int_const(&axes, vec![k as i64]);
+        let steps = self.int_const(&steps, vec![k as i64]);
+        let new_axis = self.int_const(&[lead as i64], vec![1]);
+        let mut parts = Vec::new();
+        let mut place = vec![0u64; k];
+        loop {
+            let starts: Vec<i64> = (0..k).map(|i| (place[i] * dilation[i]) as i64).collect();
+            let ends: Vec<i64> = (0..k)
+                .map(|i| (place[i] * dilation[i] + stride[i] * (counts[i] - 1) + 1) as i64)
+                .collect();
+            let starts = self.int_const(&starts, vec![k as i64]);
+            let ends = self.int_const(&ends, vec![k as i64]);
+            let part = self.op1(
+                "Slice",
+                vec![x.to_string(), starts, ends, axes.clone(), steps.clone()],
+                vec![],
+            );
+            parts.push(self.op1("Unsqueeze", vec![part, new_axis.clone()], vec![]));
+            // The next place in row-major order, the last window axis fastest.
+            let Some(i) = (0..k).rev().find(|&i| place[i] + 1 < kernel[i]) else {
+                break;
+            };
+            place[i] += 1;
+            place[i + 1..].iter_mut().for_each(|p| *p = 0);
+        }
+        let stacked = self.op1("Concat", parts, vec![int_attr("axis", lead as i64)]);
+        self.op1("Reshape", vec![stacked, shape], vec![])
     }
 
     /// A reduction with opset 17's `axes` attribute (all axes when there is none).
@@ -613,5 +707,55 @@ impl Emitter<'_> {
             attrs.push(ints_attr("axes", vec![ax as i64]));
         }
         self.op1(op, a, attrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::SourceFile;
+
+    /// The element type of each graph input of `src`'s ONNX model, by name.
+    fn input_types(src: &str) -> Vec<(String, i32)> {
+        let file = SourceFile::new("m.dsl", src);
+        let (model, _) = crate::compile::check_source(&file, &crate::limits::Limits::of_host())
+            .expect("the model checks");
+        let graphs = crate::compile::graphs(&model);
+        let source = Source {
+            model: &model,
+            graphs: &graphs,
+            file: &file,
+        };
+        let params: Vec<Vec<f64>> = model
+            .graph()
+            .params
+            .iter()
+            .map(|p| vec![0.5; p.shape.as_fixed().unwrap().iter().product()])
+            .collect();
+        let bytes = super::model(&source, &params).expect("the model exports");
+        let decoded = ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
+        decoded
+            .graph
+            .unwrap()
+            .input
+            .into_iter()
+            .map(|i| (i.name, i.r#type.unwrap().tensor_type.unwrap().elem_type))
+            .collect()
+    }
+
+    #[test]
+    fn tokens_and_labels_are_int64_inputs_and_values_floats() {
+        let types = input_types(
+            "input tok[n, 4]: int\ninput v[n]\ninput y[n]: int\nparam E[5, 3] ~ zeros\n\
+             output o = sum(E[tok], axis=1) + v[:, None] + y[:, None]\nloss mean(o^2)\n",
+        );
+        assert_eq!(
+            types,
+            vec![
+                ("tok".to_string(), INT64),
+                ("v".to_string(), elem_type(DType::F32)),
+                ("y".to_string(), INT64)
+            ]
+        );
     }
 }

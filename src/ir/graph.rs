@@ -6,7 +6,7 @@
 use super::op::Op;
 use super::shape::{self, DType, Shape, ShapeError};
 use crate::diagnostics::Span;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,7 +64,7 @@ pub struct Graph {
     /// For a gradient node: the name of the value (`let logits = ...`) whose derivative it is,
     /// so that a printed derivative can call it `dloss_dlogits`.
     derivative_of: Vec<Option<String>>,
-    memo: HashMap<(Op, Vec<NodeId>), NodeId>,
+    memo: FxHashMap<(Op, Vec<NodeId>), NodeId>,
 }
 
 impl Graph {
@@ -84,7 +84,7 @@ impl Graph {
             names: Vec::new(),
             rules: Vec::new(),
             derivative_of: Vec::new(),
-            memo: HashMap::new(),
+            memo: FxHashMap::default(),
         }
     }
 

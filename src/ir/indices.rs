@@ -98,6 +98,7 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Sub
             | Op::Mul
@@ -121,6 +122,8 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
             | Op::Unslice { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_) => return None,
         }

@@ -176,6 +176,7 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         Op::Cos => x.cos(),
         Op::Softplus => softplus(x),
         Op::Erf => libm::erf(x),
+        Op::Erfc => libm::erfc(x),
         other @ (Op::Input(_)
         | Op::Param(_)
         | Op::Const(_)
@@ -208,6 +209,8 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -269,6 +272,7 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Cos
         | Op::Softplus
         | Op::Erf
+        | Op::Erfc
         | Op::Select
         | Op::MatMul
         | Op::Transpose { .. }
@@ -281,6 +285,8 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Put { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
         | Op::OneHot { .. }
         | Op::SumTo(_)
         | Op::Expand(_)
@@ -422,7 +428,8 @@ fn eval_op(
         | Op::Sin
         | Op::Cos
         | Op::Softplus
-        | Op::Erf => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
+        | Op::Erf
+        | Op::Erfc => Tensor::new(shape, args[0].data.iter().map(|&x| unary(op, x)).collect()),
         Op::Select => {
             let s: Vec<Vec<usize>> = args
                 .iter()
@@ -557,6 +564,31 @@ fn eval_op(
             }
             out
         }
+        Op::Windows {
+            kernel,
+            stride,
+            dilation,
+        } => {
+            let x = args[0];
+            let strides = window_strides(&x.shape, kernel, stride, dilation);
+            let mut out = Tensor::zeros(shape.clone());
+            for_each_index(&shape, &[&strides], |i, off| out.data[i] = x.data[off[0]]);
+            out
+        }
+        Op::Unwindows {
+            kernel,
+            stride,
+            dilation,
+            ..
+        } => {
+            let x = args[0];
+            let strides = window_strides(&shape, kernel, stride, dilation);
+            let mut out = Tensor::zeros(shape);
+            for_each_index(&x.shape, &[&strides], |i, off| {
+                out.data[off[0]] += x.data[i]
+            });
+            out
+        }
         Op::ArgMax { axis } => {
             let x = args[0];
             let axis = *axis as usize;
@@ -627,6 +659,18 @@ fn eval_op(
             out
         }
     }
+}
+
+/// The strides that walk the windows of an array of shape `whole` (`Op::Windows`): the leading
+/// axes as they are, then each window axis `dilation` elements apart, then each window
+/// position `stride` elements apart.
+fn window_strides(whole: &[usize], kernel: &[u64], stride: &[u64], dilation: &[u64]) -> Vec<usize> {
+    let lead = whole.len() - kernel.len();
+    let base = contiguous_strides(whole);
+    let mut strides = base[..lead].to_vec();
+    strides.extend((0..kernel.len()).map(|i| base[lead + i] * dilation[i] as usize));
+    strides.extend((0..kernel.len()).map(|i| base[lead + i] * stride[i] as usize));
+    strides
 }
 
 /// The element offset of a slice's first element in an array of shape `whole`, and the strides

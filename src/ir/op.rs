@@ -79,6 +79,9 @@ pub enum Op {
     Softplus,
     /// The error function, 2/√π ∫₀ˣ e^(−t²) dt.
     Erf,
+    /// The complementary error function, 1 − erf(x) = 2/√π ∫ₓ^∞ e^(−t²) dt, computed without
+    /// the subtraction, so that it keeps its digits where erf(x) is close to 1.
+    Erfc,
 
     Add,
     Sub,
@@ -153,6 +156,23 @@ pub enum Op {
     ScatterAdd {
         axis: u32,
         size: u64,
+    },
+    /// Sliding windows over the last `kernel.len()` axes (all of fixed length): an operand
+    /// `[..., S1, …, Sk]` is viewed as `[..., K1, …, Kk, O1, …, Ok]`, element `[.., j, o]` being
+    /// `x[.., o·stride + j·dilation]`, with `O = (S − dilation·(K − 1) − 1) / stride + 1`. The
+    /// patches of a convolution or a pooling; a strided view, never copied by itself.
+    Windows {
+        kernel: Vec<u64>,
+        stride: Vec<u64>,
+        dilation: Vec<u64>,
+    },
+    /// The adjoint of `Windows`: adds each patch element back into its place in zeros of the
+    /// last `size.len()` axes, so places that several windows read sum their contributions.
+    Unwindows {
+        kernel: Vec<u64>,
+        stride: Vec<u64>,
+        dilation: Vec<u64>,
+        size: Vec<u64>,
     },
     /// Integer class indices to rows of an identity matrix; the new axis is last.
     OneHot {
@@ -265,6 +285,7 @@ impl Op {
             Cos => ("cos", Unary),
             Softplus => ("softplus", Unary),
             Erf => ("erf", Unary),
+            Erfc => ("erfc", Unary),
             Add => ("add", Binary),
             Sub => ("sub", Binary),
             Mul => ("mul", Binary),
@@ -290,6 +311,8 @@ impl Op {
             Put { .. } => ("put", Structural),
             Gather { .. } => ("gather", Indexing),
             ScatterAdd { .. } => ("scatter_add", Indexing),
+            Windows { .. } => ("windows", Structural),
+            Unwindows { .. } => ("unwindows", Structural),
             OneHot { .. } => ("one_hot", Structural),
             SumTo(_) => ("sum_to", Structural),
             Expand(_) => ("expand", Structural),

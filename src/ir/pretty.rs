@@ -614,6 +614,30 @@ impl<'g> Printer<'g> {
                     &[v, i, size.to_string(), format!("axis={axis}")],
                 )
             }
+            Op::Windows {
+                kernel,
+                stride,
+                dilation,
+            } => {
+                // Its operand is written at its own shape: windows do not broadcast.
+                let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a).0;
+                let mut args = vec![a, tuple_text(kernel)];
+                args.extend(window_options(stride, dilation));
+                self.call("windows", &args)
+            }
+            Op::Unwindows {
+                kernel,
+                stride,
+                dilation,
+                size,
+            } => {
+                let a = self.go(ins[0], false);
+                let a = self.broadcast_written(ins[0], a).0;
+                let mut args = vec![a, tuple_text(size), tuple_text(kernel)];
+                args.extend(window_options(stride, dilation));
+                self.call("unwindows", &args)
+            }
             Op::Select => {
                 let c = self.go(ins[0], false).0;
                 let a = self.go(ins[1], false).0;
@@ -650,7 +674,8 @@ impl<'g> Printer<'g> {
             | Op::Sin
             | Op::Cos
             | Op::Softplus
-            | Op::Erf) => {
+            | Op::Erf
+            | Op::Erfc) => {
                 let args: Vec<String> = ins.iter().map(|&i| self.go(i, false).0).collect();
                 self.call(op.name(), &args)
             }
@@ -715,4 +740,26 @@ fn removed_unit_axes(from: &Shape, to: &Shape) -> Option<Vec<usize>> {
         }
     }
     (t == to.rank()).then_some(removed)
+}
+
+/// Lengths as a tuple the language reads back: `(3, 3)`, `(5,)` for one.
+fn tuple_text(values: &[u64]) -> String {
+    let texts: Vec<String> = values.iter().map(u64::to_string).collect();
+    match texts.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", texts.join(", ")),
+    }
+}
+
+/// A window's stride and dilation as keyword arguments, each left out where it is all ones
+/// (the default).
+fn window_options(stride: &[u64], dilation: &[u64]) -> Vec<String> {
+    let mut out = Vec::new();
+    if stride.iter().any(|&s| s != 1) {
+        out.push(format!("stride={}", tuple_text(stride)));
+    }
+    if dilation.iter().any(|&d| d != 1) {
+        out.push(format!("dilation={}", tuple_text(dilation)));
+    }
+    out
 }

@@ -115,6 +115,28 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         Op::Put { axis, index, size } => Some(format!("axis={axis} index={index} size={size}")),
         Op::Gather { axis } => Some(format!("axis={axis}")),
         Op::ScatterAdd { axis, size } => Some(format!("axis={axis} size={size}")),
+        Op::Windows {
+            kernel,
+            stride,
+            dilation,
+        } => Some(format!(
+            "kernel={} stride={} dilation={}",
+            comma_list(kernel),
+            comma_list(stride),
+            comma_list(dilation)
+        )),
+        Op::Unwindows {
+            kernel,
+            stride,
+            dilation,
+            size,
+        } => Some(format!(
+            "kernel={} stride={} dilation={} size={}",
+            comma_list(kernel),
+            comma_list(stride),
+            comma_list(dilation),
+            comma_list(size)
+        )),
         Op::OneHot { classes } => Some(format!("classes={classes}")),
         Op::Slice {
             axis,
@@ -140,4 +162,10 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         line.push_str(&attr);
     }
     line
+}
+
+/// Numbers joined by commas, as `perm=` prints its axes.
+fn comma_list(values: &[u64]) -> String {
+    let texts: Vec<String> = values.iter().map(u64::to_string).collect();
+    texts.join(",")
 }

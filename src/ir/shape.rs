@@ -185,7 +185,7 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
     match op {
         Input(_) | Param(_) => unreachable!("leaf shapes come from their declarations"),
         Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign
-        | Sin | Cos | Softplus | Erf => Ok(shapes[0].clone()),
+        | Sin | Cos | Softplus | Erf | Erfc => Ok(shapes[0].clone()),
         Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min => {
             broadcast(shapes[0], shapes[1])
                 .ok_or_else(|| err("shapes cannot be broadcast together", vec![0, 1]))
@@ -234,6 +234,17 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
         }
         Gather { axis } => gather_shape(shapes[0], shapes[1], *axis),
         ScatterAdd { axis, size } => scatter_add_shape(shapes[0], shapes[1], *axis, *size),
+        Windows {
+            kernel,
+            stride,
+            dilation,
+        } => windows_shape(shapes[0], kernel, stride, dilation),
+        Unwindows {
+            kernel,
+            stride,
+            dilation,
+            size,
+        } => unwindows_shape(shapes[0], kernel, stride, dilation, size),
         OneHot { classes } => {
             let mut s = shapes[0].clone();
             s.0.push(Dim::Fixed(*classes as u64));
@@ -401,6 +412,80 @@ fn gather_shape(array: &Shape, indices: &Shape, axis: u32) -> Result<Shape, Shap
 
 /// The values' axes `axis..axis + indices.rank()` (which must be the indices' shape) become one
 /// axis of length `size`.
+/// The number of windows of `kernel` elements spaced `dilation` apart, `stride` apart, along
+/// an axis of length `len`: `None` when none fits or an argument is zero.
+pub fn window_count(len: u64, kernel: u64, stride: u64, dilation: u64) -> Option<u64> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return None;
+    }
+    let span = dilation.checked_mul(kernel - 1)?.checked_add(1)?;
+    (len >= span).then(|| (len - span) / stride + 1)
+}
+
+fn window_arguments_agree(kernel: &[u64], stride: &[u64], dilation: &[u64]) -> bool {
+    !kernel.is_empty() && stride.len() == kernel.len() && dilation.len() == kernel.len()
+}
+
+fn windows_shape(
+    x: &Shape,
+    kernel: &[u64],
+    stride: &[u64],
+    dilation: &[u64],
+) -> Result<Shape, ShapeError> {
+    let k = kernel.len();
+    if !window_arguments_agree(kernel, stride, dilation) || k > x.rank() {
+        return Err(err(
+            "windows need one kernel length, stride and dilation per axis",
+            vec![0],
+        ));
+    }
+    let lead = x.rank() - k;
+    let mut s = Shape(x.0[..lead].to_vec());
+    s.0.extend(kernel.iter().map(|&j| Dim::Fixed(j)));
+    for i in 0..k {
+        let len = fixed_axis(x, (lead + i) as u32)?;
+        let count = window_count(len, kernel[i], stride[i], dilation[i]).ok_or_else(|| {
+            err(
+                format!("no window of {} fits an axis of length {len}", kernel[i]),
+                vec![0],
+            )
+        })?;
+        s.0.push(Dim::Fixed(count));
+    }
+    Ok(s)
+}
+
+fn unwindows_shape(
+    patches: &Shape,
+    kernel: &[u64],
+    stride: &[u64],
+    dilation: &[u64],
+    size: &[u64],
+) -> Result<Shape, ShapeError> {
+    let k = kernel.len();
+    if !window_arguments_agree(kernel, stride, dilation)
+        || size.len() != k
+        || 2 * k > patches.rank()
+    {
+        return Err(err(
+            "unwindows needs one kernel length, stride, dilation and size per axis",
+            vec![0],
+        ));
+    }
+    let lead = patches.rank() - 2 * k;
+    for i in 0..k {
+        let count = window_count(size[i], kernel[i], stride[i], dilation[i]);
+        if patches.0[lead + i] != Dim::Fixed(kernel[i])
+            || count.map(Dim::Fixed) != Some(patches.0[lead + k + i].clone())
+        {
+            return Err(err("patches do not match their windows", vec![0]));
+        }
+    }
+    let mut s = Shape(patches.0[..lead].to_vec());
+    s.0.extend(size.iter().map(|&d| Dim::Fixed(d)));
+    Ok(s)
+}
+
 fn scatter_add_shape(
     values: &Shape,
     indices: &Shape,

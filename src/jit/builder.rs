@@ -4,12 +4,33 @@
 
 use super::*;
 
-/// Tags of `Tx::memo` entries: what was computed from the keyed value.
-pub(super) const SPLAT: u32 = 8;
-pub(super) const BYTES: u32 = 9;
-/// An element's address from its row's pointer.
-pub(super) const ADDR: u32 = 10;
-pub(super) const LOAD: u32 = 16;
+/// What a `Tx::memo` entry was computed from its keyed value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum Memo {
+    /// e^−|x|.
+    ExpNegAbs,
+    /// 1 / (1 + e^−|x|).
+    RecipOnePlusExpNegAbs,
+    /// A scalar in every lane.
+    Splat,
+    /// An element offset in bytes.
+    Bytes,
+    /// An element's address from its row's pointer.
+    Addr,
+    /// A vector loaded from an address.
+    Load,
+}
+
+/// What a value computed where a loop is entered is kept under (`LoopEntry::ptrs`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) enum EntryKey {
+    /// A slot's pointer.
+    Slot(u32),
+    /// The constant pool's address.
+    Pool,
+    /// A loop-invariant vector stored to this stack slot.
+    Splat(codegen::ir::StackSlot),
+}
 
 /// Values computed once where a loop is entered, for its body: they live only as long as the
 /// loop, so they stay in registers (entry-block values are spilled in large functions and
@@ -20,12 +41,12 @@ pub(super) struct LoopEntry {
     /// Values numbered below this existed before the loop was entered; only those can be
     /// used before the branch.
     pub(super) mark: u32,
-    /// Slot pointers (and the constant pool's, under `POOL_KEY`).
-    pub(super) ptrs: HashMap<u32, Value>,
+    /// Slot pointers, the constant pool's address and splatted invariants.
+    pub(super) ptrs: HashMap<EntryKey, Value>,
     /// Row pointers: a slot's address plus a loop-invariant offset, by slot, outer indices
     /// and their strides.
     pub(super) rows: HashMap<(u32, Vec<Value>), Value>,
-    /// Whether values are computed here at all (`Tx::hoist_into_loops`).
+    /// Whether values are computed here at all (`Loops::hoist_next`).
     pub(super) hoists: bool,
 }
 
@@ -36,81 +57,120 @@ pub(super) enum Held {
     Slot(codegen::ir::StackSlot),
 }
 
-/// The translator of one function body.
-pub(super) struct Tx<'a> {
-    pub(super) b: FunctionBuilder<'a>,
-    pub(super) ty: Type,
-    pub(super) dtype: DType,
-    pub(super) scalars: Value,
-    pub(super) module: &'a mut JITModule,
-    pub(super) helper_ids: &'a HashMap<Helper, FuncId>,
-    /// Helpers declared in this function so far: only those it calls.
-    pub(super) helpers: HashMap<Helper, FuncRef>,
+/// Constants known when the code is generated, each defined once at the top of the entry
+/// block (or, in a bounded function, scalars where they are used).
+pub(super) struct Constants {
     /// Integer values known at generation time, both ways.
-    pub(super) consts: HashMap<Value, i64>,
-    pub(super) const_values: HashMap<i64, Value>,
+    pub(super) ints: HashMap<Value, i64>,
+    pub(super) int_values: HashMap<i64, Value>,
     /// Float constants by type and bits, and the value of each.
-    pub(super) typed_consts: HashMap<(Type, u64), Value>,
+    pub(super) floats: HashMap<(Type, u64), Value>,
     pub(super) float_known: HashMap<Value, f64>,
     pub(super) entry: Block,
     /// The last constant emitted into the entry block.
-    pub(super) const_tail: Option<cranelift::codegen::ir::Inst>,
+    pub(super) tail: Option<cranelift::codegen::ir::Inst>,
+}
+
+/// Data the generated code reads, kept as long as the code.
+pub(super) struct CodeData<'a> {
+    /// Vector constants of loop bodies, loaded where they are used (see `Tx::pool_load`).
+    pub(super) vectors: &'a mut Vec<u128>,
+    /// Array literals' elements in the function's float type, which its code copies into their
+    /// slots: moved with the pools when the function is done.
+    pub(super) literals: Vec<Vec<u128>>,
+}
+
+/// The function's three tables, and what is loaded from them in the entry block.
+pub(super) struct Tables {
+    /// The function's table of slot pointers, of dimension sizes and of f64 scalars.
+    pub(super) ptrs: Value,
+    pub(super) dims: Value,
+    pub(super) scalars: Value,
     /// Every slot pointer and dimension size, loaded once in the entry block so that they
     /// dominate every use (slot pointers only when not `bounded`).
     pub(super) slot_ptrs: Vec<Value>,
     pub(super) n_slots: usize,
     /// See `FnShape::address_slot`.
     pub(super) address_slot: Vec<u32>,
-    /// A function too large to hold its values in registers for long (`is_bounded`): slot
-    /// pointers and scalar constants are made where they are used, scalar nodes are kept in
-    /// stack slots (`spilled`), and nothing is promoted. Otherwise every such value would live
-    /// from the entry block (or from its definition) to its last use, and the register
-    /// allocator's work grows with the square of the number of values live at once.
-    pub(super) bounded: bool,
+    pub(super) dim_vals: Vec<Value>,
+}
+
+/// The loops being generated and what their bodies reuse.
+pub(super) struct Loops {
+    /// The loops being generated, innermost last.
+    pub(super) entries: Vec<LoopEntry>,
+    /// Whether the next loop computes slot and row pointers where it is entered (not so for
+    /// the step loop of a bounded training function: they would live across all of it).
+    pub(super) hoist_next: bool,
+    /// Within one straight-line loop body: values computed from a given input, reusable there.
+    pub(super) memo: Option<HashMap<(Memo, Value), Value>>,
+    /// Stack slots of loop-invariant scalars splatted for vector loops (`invariant_vector`).
+    pub(super) splat_slots: HashMap<Value, cranelift::codegen::ir::StackSlot>,
+    /// The stack slot of `use_barrier`, created on first use.
+    pub(super) barrier_slot: Option<codegen::ir::StackSlot>,
+}
+
+/// Scalar nodes' values, held in registers or, in a bounded function, in stack slots.
+pub(super) struct HeldScalars {
+    /// Scalar nodes held in registers.
+    pub(super) regs: HashMap<NodeId, Value>,
     /// In a bounded function: scalar nodes, each with its value, the number of scalar steps
     /// made before it, and the stack slot it was stored to.
     pub(super) spilled: HashMap<NodeId, (Value, u32, codegen::ir::StackSlot)>,
     /// Scalar steps generated so far.
-    pub(super) scalar_steps: u32,
-    /// Whether the next loop computes slot and row pointers where it is entered (not so for
-    /// the step loop of a bounded training function: they would live across all of it).
-    pub(super) hoist_into_loops: bool,
-    pub(super) dim_vals: Vec<Value>,
-    /// The function's table of slot pointers, and of dimension sizes.
-    pub(super) ptr_table: Value,
-    pub(super) dims_table: Value,
-    /// Slots whose pointer is not the table's: in a part of a parallel loop, the outputs it
-    /// sums into its own area of the frame.
-    pub(super) slot_override: HashMap<u32, Value>,
-    /// The first error met while generating a helper function (a part); reported by `define`.
-    pub(super) failure: Option<CodegenError>,
-    /// The stack slot of `use_barrier`, created on first use.
-    pub(super) barrier_slot: Option<codegen::ir::StackSlot>,
-    /// Stack slots of loop-invariant scalars splatted for vector loops (`invariant_vector`).
-    pub(super) splat_slots: HashMap<Value, cranelift::codegen::ir::StackSlot>,
-    /// The loops being generated, innermost last.
-    pub(super) loop_ptrs: Vec<LoopEntry>,
-    /// Vector constants of loop bodies, loaded where they are used (see `pool_load`).
-    pub(super) pool: &'a mut Vec<u128>,
-    /// Array literals' elements in the function's float type, which its code copies into their
-    /// slots: moved with the pools when the function is done, and kept as long as the code.
-    pub(super) literals: Vec<Vec<u128>>,
-    /// The current step's optimizer scalars, inside a fused training loop.
+    pub(super) steps: u32,
+}
+
+/// What a fused training loop holds across its steps.
+pub(super) struct FusedLoop {
+    /// The current step's optimizer scalars.
     pub(super) step_values: Option<Vec<Value>>,
-    /// The current step's dropout key (`ir::dropout::step_key`), inside a fused training loop;
-    /// elsewhere the bits of the first scalar.
+    /// The current step's dropout key (`ir::dropout::step_key`); outside a fused loop a
+    /// function reads it as the bits of its first scalar.
     pub(super) step_key: Option<Value>,
-    /// Single-element slots held in variables for the whole fused training loop.
+    /// Single-element slots held in variables for the whole loop.
     pub(super) promoted: HashMap<u32, Variable>,
-    /// Scalar nodes held in registers.
-    pub(super) regs: HashMap<NodeId, Value>,
-    /// Inside a loop group: the members' slots, and each member's current element.
-    pub(super) group_slots: std::collections::HashSet<u32>,
+}
+
+/// Inside a loop group: the members' slots, and each member's current element.
+pub(super) struct GroupLanes {
+    pub(super) slots: std::collections::HashSet<u32>,
     pub(super) lanes: HashMap<u32, Value>,
-    /// Within one straight-line loop body: values computed from a given input, reusable there.
-    pub(super) body_memo: Option<HashMap<(u32, Value), Value>>,
-    /// Set by `reduction_strides`: whether the last axis of the reduced operand is summed over.
-    pub(super) last_reduced: bool,
+}
+
+/// The state of a part of a parallel loop (a helper function of its own).
+pub(super) struct PartState {
+    /// Slots whose pointer is not the table's: the outputs the part sums into its own area
+    /// of the frame.
+    pub(super) overrides: HashMap<u32, Value>,
+    /// The first error met while generating the part; reported by `define`.
+    pub(super) failure: Option<CodegenError>,
+}
+
+/// The translator of one function body.
+pub(super) struct Tx<'a> {
+    pub(super) b: FunctionBuilder<'a>,
+    pub(super) ty: Type,
+    pub(super) dtype: DType,
+    pub(super) module: &'a mut JITModule,
+    pub(super) helper_ids: &'a HashMap<Helper, FuncId>,
+    /// Helpers declared in this function so far: only those it calls.
+    pub(super) helpers: HashMap<Helper, FuncRef>,
+    /// A function too large to hold its values in registers for long (`is_bounded`): slot
+    /// pointers and scalar constants are made where they are used, scalar nodes are kept in
+    /// stack slots (`HeldScalars::spilled`), and nothing is promoted. Otherwise every such
+    /// value would live from the entry block (or from its definition) to its last use, and
+    /// the register allocator's work grows with the square of the number of values live at
+    /// once.
+    pub(super) bounded: bool,
+    pub(super) consts: Constants,
+    pub(super) pool: CodeData<'a>,
+    pub(super) tables: Tables,
+    pub(super) loops: Loops,
+    pub(super) held: HeldScalars,
+    pub(super) fused: FusedLoop,
+    pub(super) group: GroupLanes,
+    pub(super) part: PartState,
 }
 
 /// Vector constants per function that can be read from its pool; later ones are splatted in
@@ -121,10 +181,6 @@ pub(super) const POOL_CAPACITY: usize = 256;
 pub(super) const NEAR_STEPS: u32 = 16;
 /// A function with more slots or scalar steps than this is generated `bounded` (see `Tx`).
 pub(super) const MAX_HELD_VALUES: usize = 512;
-/// `loop_ptrs` key of the pool's address (slots are numbered from 0).
-pub(super) const POOL_KEY: u32 = u32::MAX;
-/// `loop_ptrs` keys of loop-invariant vectors stored where the loop is entered, by stack slot.
-pub(super) const SPLAT_KEY: u32 = 1 << 30;
 
 /// The 16 bytes of a vector of type `ty` with `bits` in every lane.
 pub(super) fn lanes_of(ty: Type, bits: u64) -> u128 {
@@ -196,41 +252,56 @@ impl<'a> Tx<'a> {
             b,
             ty,
             dtype: shape.dtype,
-            scalars: tables[2],
             module,
             helper_ids,
             helpers: HashMap::new(),
-            slot_ptrs,
-            n_slots: shape.n_slots,
-            address_slot: shape.address_slot.clone(),
             bounded: shape.bounded,
-            spilled: HashMap::new(),
-            scalar_steps: 0,
-            hoist_into_loops: true,
-            dim_vals,
-            ptr_table: tables[0],
-            dims_table: tables[1],
-            loop_ptrs: Vec::new(),
-            pool,
-            literals: Vec::new(),
-            step_values: None,
-            step_key: None,
-            promoted: HashMap::new(),
-            regs: HashMap::new(),
-            group_slots: Default::default(),
-            lanes: HashMap::new(),
-            body_memo: None,
-            consts: HashMap::new(),
-            const_values: HashMap::new(),
-            typed_consts: HashMap::new(),
-            float_known: HashMap::new(),
-            entry,
-            const_tail: None,
-            last_reduced: false,
-            slot_override: HashMap::new(),
-            failure: None,
-            barrier_slot: None,
-            splat_slots: HashMap::new(),
+            consts: Constants {
+                ints: HashMap::new(),
+                int_values: HashMap::new(),
+                floats: HashMap::new(),
+                float_known: HashMap::new(),
+                entry,
+                tail: None,
+            },
+            pool: CodeData {
+                vectors: pool,
+                literals: Vec::new(),
+            },
+            tables: Tables {
+                ptrs: tables[0],
+                dims: tables[1],
+                scalars: tables[2],
+                slot_ptrs,
+                n_slots: shape.n_slots,
+                address_slot: shape.address_slot.clone(),
+                dim_vals,
+            },
+            loops: Loops {
+                entries: Vec::new(),
+                hoist_next: true,
+                memo: None,
+                splat_slots: HashMap::new(),
+                barrier_slot: None,
+            },
+            held: HeldScalars {
+                regs: HashMap::new(),
+                spilled: HashMap::new(),
+                steps: 0,
+            },
+            fused: FusedLoop {
+                step_values: None,
+                step_key: None,
+                promoted: HashMap::new(),
+            },
+            group: GroupLanes {
+                slots: Default::default(),
+                lanes: HashMap::new(),
+            },
+            part: PartState {
+                overrides: HashMap::new(),
+                failure: None,
+            },
         }
     }
 
@@ -250,24 +321,24 @@ impl<'a> Tx<'a> {
     /// An integer constant, defined once at the top of the entry block so that it dominates
     /// every use and repeated sizes and strides cost one instruction each.
     pub(super) fn iconst(&mut self, v: i64) -> Value {
-        if let Some(c) = self.const_values.get(&v) {
+        if let Some(c) = self.consts.int_values.get(&v) {
             return *c;
         }
         let c = self.hoist(|cur| cur.ins().iconst(types::I64, v));
-        self.consts.insert(c, v);
-        self.const_values.insert(v, c);
+        self.consts.ints.insert(c, v);
+        self.consts.int_values.insert(v, c);
         c
     }
 
     /// Emits a constant at the end of the entry block's constant prologue.
     pub(super) fn hoist(&mut self, build: impl FnOnce(&mut FuncCursor) -> Value) -> Value {
         let mut cur = FuncCursor::new(self.b.func);
-        match self.const_tail {
+        match self.consts.tail {
             Some(inst) => cur.goto_after_inst(inst),
-            None => cur = cur.at_first_insertion_point(self.entry),
+            None => cur = cur.at_first_insertion_point(self.consts.entry),
         }
         let v = build(&mut cur);
-        self.const_tail = cur.func.dfg.value_def(v).inst();
+        self.consts.tail = cur.func.dfg.value_def(v).inst();
         v
     }
 
@@ -281,7 +352,7 @@ impl<'a> Tx<'a> {
             } else {
                 self.b.ins().f64const(v)
             };
-            self.float_known.insert(c, v);
+            self.consts.float_known.insert(c, v);
             return c;
         }
         self.entry_float_const(ty, v)
@@ -294,13 +365,13 @@ impl<'a> Tx<'a> {
         } else {
             v.to_bits()
         };
-        if let Some(c) = self.typed_consts.get(&(ty, bits)) {
+        if let Some(c) = self.consts.floats.get(&(ty, bits)) {
             return *c;
         }
         if ty.is_vector()
             && let Some(c) = self.pool_load(ty, lanes_of(ty, bits))
         {
-            self.float_known.insert(c, v);
+            self.consts.float_known.insert(c, v);
             return c;
         }
         let c = if ty.is_vector() {
@@ -311,8 +382,8 @@ impl<'a> Tx<'a> {
         } else {
             self.hoist(|cur| cur.ins().f64const(v))
         };
-        self.typed_consts.insert((ty, bits), c);
-        self.float_known.insert(c, v);
+        self.consts.floats.insert((ty, bits), c);
+        self.consts.float_known.insert(c, v);
         c
     }
 
@@ -322,12 +393,12 @@ impl<'a> Tx<'a> {
     /// live across the whole function, spilled, and reloaded inside every loop. Outside loop
     /// bodies, or once the pool is full, constants stay in the entry block (`None`).
     pub(super) fn pool_load(&mut self, ty: Type, bits: u128) -> Option<Value> {
-        self.body_memo.as_ref()?;
-        let index = match self.pool.iter().position(|&c| c == bits) {
+        self.loops.memo.as_ref()?;
+        let index = match self.pool.vectors.iter().position(|&c| c == bits) {
             Some(i) => i,
-            None if self.pool.len() < POOL_CAPACITY => {
-                self.pool.push(bits);
-                self.pool.len() - 1
+            None if self.pool.vectors.len() < POOL_CAPACITY => {
+                self.pool.vectors.push(bits);
+                self.pool.vectors.len() - 1
             }
             None => return None,
         };
@@ -340,9 +411,9 @@ impl<'a> Tx<'a> {
     /// pool's first entry rather than written as an immediate, which Cranelift would
     /// rematerialize at every use.
     pub(super) fn pool_base(&mut self) -> Value {
-        let addr = self.pool.as_ptr() as i64;
+        let addr = self.pool.vectors.as_ptr() as i64;
         let flags = flags().with_readonly().with_aligned();
-        let at_entry = self.at_loop_entry(POOL_KEY, |cur| {
+        let at_entry = self.at_loop_entry(EntryKey::Pool, |cur| {
             let a = cur.ins().iconst(types::I64, addr);
             cur.ins().load(types::I64, flags, a, 0)
         });
@@ -356,10 +427,10 @@ impl<'a> Tx<'a> {
     /// loop, once per loop; `None` outside loops.
     pub(super) fn at_loop_entry(
         &mut self,
-        key: u32,
+        key: EntryKey,
         build: impl FnOnce(&mut FuncCursor) -> Value,
     ) -> Option<Value> {
-        let entry = self.loop_ptrs.last_mut().filter(|e| e.hoists)?;
+        let entry = self.loops.entries.last_mut().filter(|e| e.hoists)?;
         if let Some(&v) = entry.ptrs.get(&key) {
             return Some(v);
         }
@@ -376,19 +447,20 @@ impl<'a> Tx<'a> {
     /// splat at every iteration. `None` outside loop bodies, for constants (they come from the
     /// pool) and for values defined inside the loop.
     pub(super) fn invariant_vector(&mut self, vty: Type, v: Value) -> Option<Value> {
-        self.body_memo.as_ref()?;
-        if self.float_known.contains_key(&v) || v.as_u32() >= self.loop_ptrs.last()?.mark {
+        self.loops.memo.as_ref()?;
+        if self.consts.float_known.contains_key(&v) || v.as_u32() >= self.loops.entries.last()?.mark
+        {
             return None;
         }
-        let slot = match self.splat_slots.get(&v) {
+        let slot = match self.loops.splat_slots.get(&v) {
             Some(&s) => s,
             None => {
                 let s = self.vector_slot();
-                self.splat_slots.insert(v, s);
+                self.loops.splat_slots.insert(v, s);
                 s
             }
         };
-        self.at_loop_entry(SPLAT_KEY | slot.as_u32(), |cur| {
+        self.at_loop_entry(EntryKey::Splat(slot), |cur| {
             let x = cur.ins().splat(vty, v);
             let addr = cur.ins().stack_addr(types::I64, slot, 0);
             cur.ins().store(flags().with_aligned(), x, addr, 0);
@@ -400,7 +472,7 @@ impl<'a> Tx<'a> {
 
     /// `x` in every lane of a vector of type `vty`.
     pub(super) fn splat(&mut self, vty: Type, x: Value) -> Value {
-        match self.float_known.get(&x) {
+        match self.consts.float_known.get(&x) {
             Some(&v) => self.float_const(vty, v),
             None => self.b.ins().splat(vty, x),
         }
@@ -416,15 +488,15 @@ impl<'a> Tx<'a> {
     /// parameters that always receive the same value. On inline `exp`, `log` and
     /// 1/(1 + e^−|x|), this took W3's loop from 16.4 to 15.2–15.6 ms.
     pub(super) fn use_barrier(&mut self, v: Value) -> Value {
-        if self.body_memo.is_none() || !self.in_loop() {
+        if self.loops.memo.is_none() || !self.in_loop() {
             return v;
         }
         let ty = self.b.func.dfg.value_type(v);
-        let slot = match self.barrier_slot {
+        let slot = match self.loops.barrier_slot {
             Some(s) => s,
             None => {
                 let s = self.vector_slot();
-                self.barrier_slot = Some(s);
+                self.loops.barrier_slot = Some(s);
                 s
             }
         };
@@ -456,12 +528,12 @@ impl<'a> Tx<'a> {
 
     /// Whether code is being generated inside a loop.
     pub(super) fn in_loop(&self) -> bool {
-        !self.loop_ptrs.is_empty()
+        !self.loops.entries.is_empty()
     }
 
     /// The value of an integer known when the code is generated.
     pub(super) fn known(&self, v: Value) -> Option<i64> {
-        self.consts.get(&v).copied()
+        self.consts.ints.get(&v).copied()
     }
 
     // Index arithmetic folds what is known here, so shapes fixed at compile time cost Cranelift
@@ -525,19 +597,20 @@ impl<'a> Tx<'a> {
     }
 
     pub(super) fn slot_ptr(&mut self, slot: u32) -> Value {
-        if let Some(&p) = self.slot_override.get(&slot) {
+        if let Some(&p) = self.part.overrides.get(&slot) {
             return p;
         }
-        let table = self.ptr_table;
+        let table = self.tables.ptrs;
         // Slots that share a buffer share its address.
         let from = self
+            .tables
             .address_slot
             .get(slot as usize)
             .copied()
             .unwrap_or(slot);
         let load =
             move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, from as i32 * 8);
-        if let Some(p) = self.at_loop_entry(from, load) {
+        if let Some(p) = self.at_loop_entry(EntryKey::Slot(from), load) {
             return p;
         }
         if self.bounded {
@@ -546,7 +619,7 @@ impl<'a> Tx<'a> {
                 .ins()
                 .load(types::I64, flags(), table, from as i32 * 8);
         }
-        self.slot_ptrs[slot as usize]
+        self.tables.slot_ptrs[slot as usize]
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
@@ -565,21 +638,22 @@ impl<'a> Tx<'a> {
             return ptr;
         }
         let before_loop = |entry: &LoopEntry| {
-            let consts = &self.consts;
+            let consts = &self.consts.ints;
             outer
                 .iter()
                 .chain(strides)
                 .all(|v| v.as_u32() < entry.mark || consts.contains_key(v))
         };
         if !self
-            .loop_ptrs
+            .loops
+            .entries
             .last()
             .is_some_and(|e| e.hoists && before_loop(e))
         {
             let off = self.dot(outer, strides);
             return self.elem_addr(ptr, off);
         }
-        let entry = self.loop_ptrs.last_mut().expect("checked");
+        let entry = self.loops.entries.last_mut().expect("checked");
         let key = (slot, outer.iter().chain(strides).copied().collect());
         if let Some(&p) = entry.rows.get(&key) {
             return p;
@@ -603,22 +677,25 @@ impl<'a> Tx<'a> {
     /// The address of element `j` of the row at `row`, inside a straight loop body.
     pub(super) fn row_elem_addr(&mut self, row: Value, j: Value) -> Value {
         let size = self.dtype.size() as i64;
-        let bytes = self.memo(BYTES, j, |tx| tx.mul_imm(j, size));
-        self.memo(ADDR, row, |tx| tx.add(row, bytes))
+        let bytes = self.memo(Memo::Bytes, j, |tx| tx.mul_imm(j, size));
+        self.memo(Memo::Addr, row, |tx| tx.add(row, bytes))
     }
 
     pub(super) fn dim(&mut self, d: Dim) -> Value {
         match d {
             Dim::Fixed(n) => self.iconst(n as i64),
-            Dim::Sym(s) => self.dim_vals[s as usize],
+            Dim::Sym(s) => self.tables.dim_vals[s as usize],
         }
     }
 
     /// The dropout key of the step being computed.
     pub(super) fn step_key(&mut self) -> Value {
-        match self.step_key {
+        match self.fused.step_key {
             Some(k) => k,
-            None => self.b.ins().load(types::I64, flags(), self.scalars, 0),
+            None => self
+                .b
+                .ins()
+                .load(types::I64, flags(), self.tables.scalars, 0),
         }
     }
 
@@ -637,13 +714,13 @@ impl<'a> Tx<'a> {
     }
 
     pub(super) fn scalar_arg(&mut self, i: usize) -> Value {
-        if let Some(v) = &self.step_values {
+        if let Some(v) = &self.fused.step_values {
             return v[i];
         }
         let v = self
             .b
             .ins()
-            .load(types::F64, flags(), self.scalars, i as i32 * 8);
+            .load(types::F64, flags(), self.tables.scalars, i as i32 * 8);
         self.in_dtype(v)
     }
 
@@ -708,21 +785,21 @@ impl<'a> Tx<'a> {
 
     pub(super) fn elem_addr(&mut self, base: Value, offset: Value) -> Value {
         let size = self.dtype.size() as i64;
-        let bytes = self.memo(BYTES, offset, |tx| tx.mul_imm(offset, size));
+        let bytes = self.memo(Memo::Bytes, offset, |tx| tx.mul_imm(offset, size));
         self.add(base, bytes)
     }
 
     /// Generates a loop body without control flow inside, where a value computed once can be
     /// reused by everything after it (`memo`).
     pub(super) fn straight<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let saved = self.body_memo.replace(HashMap::new());
+        let saved = self.loops.memo.replace(HashMap::new());
         let r = f(self);
-        self.body_memo = saved;
+        self.loops.memo = saved;
         r
     }
 
     pub(super) fn load_at(&mut self, slot: u32, offset: Value) -> Value {
-        if let Some(&var) = self.promoted.get(&slot) {
+        if let Some(&var) = self.fused.promoted.get(&slot) {
             return self.b.use_var(var);
         }
         let base = self.slot_ptr(slot);
@@ -731,7 +808,7 @@ impl<'a> Tx<'a> {
     }
 
     pub(super) fn store_at(&mut self, slot: u32, offset: Value, v: Value) {
-        if let Some(&var) = self.promoted.get(&slot) {
+        if let Some(&var) = self.fused.promoted.get(&slot) {
             self.b.def_var(var, v);
             return;
         }
@@ -785,15 +862,15 @@ impl<'a> Tx<'a> {
         };
         self.b.switch_to_block(body_block);
         let i = self.b.block_params(body_block)[0];
-        self.loop_ptrs.push(LoopEntry {
+        self.loops.entries.push(LoopEntry {
             enter,
             mark,
             ptrs: HashMap::new(),
             rows: HashMap::new(),
-            hoists: std::mem::replace(&mut self.hoist_into_loops, true),
+            hoists: std::mem::replace(&mut self.loops.hoist_next, true),
         });
         body(self, i);
-        self.loop_ptrs.pop();
+        self.loops.entries.pop();
         let next = self.add_imm(i, step);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, next, n);
         self.b

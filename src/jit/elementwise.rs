@@ -25,7 +25,7 @@ impl<'a> Tx<'a> {
                 slot,
                 strides,
                 offset,
-            } if self.group_slots.contains(slot)
+            } if self.group.slots.contains(slot)
                 && shape.rank() == rank
                 && offset.is_empty()
                 && *strides == crate::lower::contiguous(shape) =>
@@ -96,7 +96,7 @@ impl<'a> Tx<'a> {
         match op {
             Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
             Op::Tanh => self.dtype == DType::F32,
-            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf => true,
+            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf | Op::Erfc => true,
             Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
             Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
@@ -121,6 +121,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -144,7 +146,7 @@ impl<'a> Tx<'a> {
         if let Some(x) = self.invariant_vector(vty, v) {
             return x;
         }
-        self.memo(SPLAT, v, |tx| tx.splat(vty, v))
+        self.memo(Memo::Splat, v, |tx| tx.splat(vty, v))
     }
 
     /// Reads lanes `j .. j + lanes` of the last axis at the outer index `outer`.
@@ -152,7 +154,7 @@ impl<'a> Tx<'a> {
         let (vty, _) = self.vector_type();
         match op {
             Operand::Scalar(v) => self.scalar_in_lanes(*v),
-            Operand::Lane(slot) => self.lanes[slot],
+            Operand::Lane(slot) => self.group.lanes[slot],
             Operand::View {
                 slot,
                 strides,
@@ -164,7 +166,9 @@ impl<'a> Tx<'a> {
                         let row = self.view_row_ptr(*slot, outer, &strides[..outer.len()], *first);
                         let addr = self.row_elem_addr(row, j);
                         // Several members of a loop group may read the same element.
-                        self.memo(LOAD, addr, |tx| tx.b.ins().load(vty, flags(), addr, 0))
+                        self.memo(Memo::Load, addr, |tx| {
+                            tx.b.ins().load(vty, flags(), addr, 0)
+                        })
                     }
                     _ => {
                         let base = self.dot(outer, &strides[..outer.len()]);
@@ -249,6 +253,7 @@ impl<'a> Tx<'a> {
             | Op::Sigmoid
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Pow => {}
             // `vector_op_ok` rules these out.
             Op::Expm1 | Op::Sin | Op::Cos => unreachable!("`{}` has no vector form", op.name()),
@@ -270,6 +275,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -297,6 +304,7 @@ impl<'a> Tx<'a> {
             Op::Sigmoid => self.sigmoid_inline(xs[0]),
             Op::Softplus => self.softplus_inline(xs[0]),
             Op::Erf => self.erf_inline(xs[0]),
+            Op::Erfc => self.erfc_inline(xs[0]),
             Op::Pow => match exponent {
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
@@ -334,6 +342,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)
@@ -429,7 +439,7 @@ impl<'a> Tx<'a> {
                 let off = self.add(off, *first);
                 self.load_at(*slot, off)
             }
-            Operand::Lane(slot) => self.lanes[slot],
+            Operand::Lane(slot) => self.group.lanes[slot],
         }
     }
 
@@ -437,7 +447,7 @@ impl<'a> Tx<'a> {
         let total = self.total(shape);
         let c = self.fconst(v);
         let mut done = self.iconst(0);
-        if !self.promoted.contains_key(&slot) {
+        if !self.fused.promoted.contains_key(&slot) {
             let (vty, lanes) = self.vector_type();
             let cv = self.float_const(vty, v);
             let n_vec = self.shr_imm(total, lanes.trailing_zeros() as i64);
@@ -496,6 +506,7 @@ impl<'a> Tx<'a> {
             Op::Sigmoid if self.in_loop() => self.sigmoid_inline(xs[0]),
             Op::Softplus if self.in_loop() => self.softplus_inline(xs[0]),
             Op::Erf if self.in_loop() => self.erf_inline(xs[0]),
+            Op::Erfc if self.in_loop() => self.erfc_inline(xs[0]),
             Op::Exp => self.call(Math::Exp, &[xs[0]]),
             Op::Log => self.call(Math::Log, &[xs[0]]),
             Op::Sqrt => self.b.ins().sqrt(xs[0]),
@@ -528,6 +539,7 @@ impl<'a> Tx<'a> {
             Op::Cos => self.call(Math::Cos, &[xs[0]]),
             Op::Softplus => self.call(Math::Softplus, &[xs[0]]),
             Op::Erf => self.call(Math::Erf, &[xs[0]]),
+            Op::Erfc => self.call(Math::Erfc, &[xs[0]]),
             Op::Abs => self.b.ins().fabs(xs[0]),
             Op::Sign => {
                 let (zero, one) = (self.fconst(0.0), self.fconst(1.0));
@@ -576,6 +588,8 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::SumTo(_)
             | Op::Expand(_)

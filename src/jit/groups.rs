@@ -33,7 +33,7 @@ impl<'a> Tx<'a> {
         range: Option<(Value, Value)>,
     ) {
         let rank = shape.rank();
-        self.group_slots = members.iter().map(|m| m.slot).collect();
+        self.group.slots = members.iter().map(|m| m.slot).collect();
         let ops: Vec<Operand> = members
             .iter()
             .map(|m| match m.kind {
@@ -43,7 +43,7 @@ impl<'a> Tx<'a> {
                 }
             })
             .collect();
-        self.group_slots.clear();
+        self.group.slots.clear();
         // Column sums accumulate into their output row in memory, full sums in a register.
         for m in members.iter().filter(|m| m.kind == MemberKind::ColumnSum) {
             self.fill(m.slot, g.shape(m.node), 0.0);
@@ -106,7 +106,7 @@ impl<'a> Tx<'a> {
                     let sum = tx.b.ins().fadd(cur, v);
                     tx.store_at(m.slot, j, sum);
                 } else {
-                    tx.lanes.insert(m.slot, v);
+                    tx.group.lanes.insert(m.slot, v);
                     if m.stored && vec_mode {
                         let row = tx.row_ptr(m.slot, outer, &out[..rank - 1]);
                         let addr = tx.row_elem_addr(row, j);
@@ -250,7 +250,7 @@ impl<'a> Tx<'a> {
                 }
             }
         }
-        self.lanes.clear();
+        self.group.lanes.clear();
         for (k, m) in members.iter().enumerate() {
             if let (Some(acc), MemberKind::Sum) = (accs[k], m.kind) {
                 let v = self.b.use_var(acc);
@@ -282,7 +282,7 @@ impl<'a> Tx<'a> {
                 continue;
             }
             match &plan.values[a.index()] {
-                Some(Val::Register(id)) if self.spilled.contains_key(id) => out.push(*id),
+                Some(Val::Register(id)) if self.held.spilled.contains_key(id) => out.push(*id),
                 Some(Val::Inline(id)) => pending.extend(&g.node(*id).inputs),
                 _ => {}
             }

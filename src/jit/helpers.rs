@@ -75,6 +75,7 @@ math_functions! {
     Cos "cos" |x| x.cos();
     Softplus "softplus" |x| crate::ir::interp::softplus(x);
     Erf "erf" |x| libm::erf(x);
+    Erfc "erfc" |x| libm::erfc(x);
 }
 
 /// A native function generated code calls.

@@ -3,18 +3,20 @@
 //! the classic reduction of the mantissa to [√½, √2) and fdlibm's minimax polynomial, and the
 //! functions built on them (`sigmoid`, `softplus`, `log1p`), so elementwise loops over them
 //! vectorize instead of calling libm once per element; f32 `tanh` as a rational function; and
-//! `erf` by fdlibm's rational approximations, all ranges evaluated and chosen per lane.
+//! `erf` and `erfc` by fdlibm's rational approximations, all ranges evaluated and chosen per
+//! lane.
 //!
 //! Accuracy, measured against libm over every binade (tests/it/math.rs): `exp` and `log`
 //! within 1 ulp, `log1p`, `sigmoid` and `softplus` within 2, in f64 and f32, including
 //! subnormal inputs to `log` and results of `exp` that underflow gradually; ±inf, ±0 and NaN
-//! give what libm gives. `erf`, against correctly rounded values of a 200-bit evaluation:
-//! within 1 ulp of them in f64 and f32 (the worst at subnormal results).
+//! give what libm gives. Against correctly rounded values of a 200-bit evaluation: `erf`
+//! within 1 ulp in f64 and f32 (the worst at subnormal results), `erfc` within 2 in f64 (at
+//! x ≈ 1.34, in the exponential tail) and 1 in f32.
 
 // The coefficients are fdlibm's and musl's, written as published.
 #![allow(clippy::excessive_precision)]
 
-use super::Tx;
+use super::{Memo, Tx};
 use cranelift::codegen::ir::{Endianness, MemFlagsData};
 use cranelift::prelude::*;
 
@@ -220,7 +222,7 @@ impl Tx<'_> {
 
     fn int_const_of(&mut self, ity: Type, v: i64) -> Value {
         let key = (ity, v as u64);
-        if let Some(c) = self.typed_consts.get(&key) {
+        if let Some(c) = self.consts.floats.get(&key) {
             return *c;
         }
         if ity.is_vector()
@@ -235,7 +237,7 @@ impl Tx<'_> {
         } else {
             self.hoist(|cur| cur.ins().iconst(lane, v))
         };
-        self.typed_consts.insert(key, c);
+        self.consts.floats.insert(key, c);
         c
     }
 
@@ -485,21 +487,147 @@ impl Tx<'_> {
         self.choose(is_inf, inf, y)
     }
 
+    /// erfc by fdlibm's method (the same ranges and rational approximations as `erf_inline`),
+    /// every range computed and the right one chosen per lane: 1 − erf(x) below 0.84375, where
+    /// erfc is above 0.23 and nothing cancels; 1 − ERX − P/Q near 1; and from 1.25 up
+    /// e^(−x² − 0.5625 + R/S) / x, never formed as 1 − erf, so that erfc(10) ≈ 2·10⁻⁴⁵ keeps
+    /// every digit. The result is that exponential itself, so the exponent must carry no
+    /// rounding of x² (whose ulp at x = 26 is 2⁻⁴³, hundreds of ulps of the result): x² is
+    /// split exactly into a rounded part and its error (a fused multiply–add), the constant
+    /// part of the exponent is added with its rounding error kept (two-sum), and what is left,
+    /// |lo| below an ulp of the exponent, is applied as e^hi·(1 + lo), with the division's
+    /// remainder, so that only `exp` and one final rounding add error. For x < 0, 2 − erfc(−x);
+    /// from 28 up, 0 (and 2 below −28), which also keeps ±inf from forming inf − inf. NaN stays
+    /// NaN: it fails every range test and reaches the exponential form.
+    pub(super) fn erfc_inline(&mut self, x: Value) -> Value {
+        let ty = self.value_type(x);
+        let one = self.float_const(ty, 1.0);
+        let half = self.float_const(ty, 0.5);
+        let two = self.float_const(ty, 2.0);
+        let zero = self.float_const(ty, 0.0);
+        let a = self.b.ins().fabs(x);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let small = {
+            let x2 = self.b.ins().fmul(x, x);
+            let p = self.horner(x2, &ERF_PP);
+            let q = self.horner(x2, &ERF_QQ);
+            let y = self.b.ins().fdiv(p, q);
+            // Below 1/4 (negative x included): 1 − (x + x·y). Above: ½ − (x·y + (x − ½)),
+            // which keeps the rounding of erf(x) out of the result.
+            let below = {
+                let erf = self.b.ins().fma(x, y, x);
+                self.b.ins().fsub(one, erf)
+            };
+            let above = {
+                // x − ½ is exact here (Sterbenz), and one fused step rounds x·y + (x − ½) once.
+                let d = self.b.ins().fsub(x, half);
+                let r = self.b.ins().fma(x, y, d);
+                self.b.ins().fsub(half, r)
+            };
+            // From ½ up, 1 − x is exact (Sterbenz) and (1 − x) − x·y is rounded once: through
+            // ½ − r, r rounds in a binade above the result's (r ≈ 0.25 where erfc ≈ 0.249),
+            // which cost an ulp.
+            let upper = {
+                let m = self.b.ins().fsub(one, x);
+                let minus_x = self.b.ins().fneg(x);
+                self.b.ins().fma(minus_x, y, m)
+            };
+            let quarter = self.float_const(ty, 0.25);
+            let is_below = self.b.ins().fcmp(FloatCC::LessThan, x, quarter);
+            let is_upper = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, half);
+            let above = self.choose(is_upper, upper, above);
+            self.choose(is_below, below, above)
+        };
+        let near_one = {
+            let s = self.b.ins().fsub(a, one);
+            let p = self.horner(s, &ERF_PA);
+            let q = self.horner(s, &ERF_QA);
+            let r = self.b.ins().fdiv(p, q);
+            // 1 − ERX is exact (ERX has 24 bits).
+            let rest = self.float_const(ty, 1.0 - ERF_ERX);
+            let positive = self.b.ins().fsub(rest, r);
+            let erx = self.float_const(ty, ERF_ERX);
+            let erf = self.b.ins().fadd(erx, r);
+            let negative_side = self.b.ins().fadd(one, erf);
+            self.choose(negative, negative_side, positive)
+        };
+        let tail = {
+            let x2 = self.b.ins().fmul(a, a);
+            let w = self.b.ins().fdiv(one, x2);
+            let (ra, sa) = (self.horner(w, &ERF_RA), self.horner(w, &ERF_SA));
+            let (rb, sb) = (self.horner(w, &ERF_RB), self.horner(w, &ERF_SB));
+            let split = self.float_const(ty, 1.0 / 0.35);
+            let first = self.b.ins().fcmp(FloatCC::LessThan, a, split);
+            let r = self.choose(first, ra, rb);
+            let s = self.choose(first, sa, sb);
+            let rs = self.b.ins().fdiv(r, s);
+            // −x² = sq + sq_err exactly.
+            let minus_a = self.b.ins().fneg(a);
+            let sq = self.b.ins().fmul(minus_a, a);
+            let neg_sq = self.b.ins().fneg(sq);
+            let sq_err = self.b.ins().fma(minus_a, a, neg_sq);
+            // c = R/S − 0.5625 = c + c_err exactly; |R/S| < 0.25, so |c| ≥ 0.3 > |R/S| and
+            // fast two-sum holds.
+            let shift = self.float_const(ty, -0.5625);
+            let c = self.b.ins().fadd(shift, rs);
+            let c_err = {
+                let t = self.b.ins().fsub(c, shift);
+                self.b.ins().fsub(rs, t)
+            };
+            // hi + lo = sq + c exactly, |sq| ≥ 1.5625 > |c|.
+            let hi = self.b.ins().fadd(sq, c);
+            let sum_err = {
+                let t = self.b.ins().fsub(hi, sq);
+                self.b.ins().fsub(c, t)
+            };
+            let lo = self.b.ins().fadd(sq_err, c_err);
+            let lo = self.b.ins().fadd(lo, sum_err);
+            // e^hi·(1 + lo) / x, divided with its remainder (exact by fma) so that the
+            // quotient is rounded once more, not twice.
+            let e = self.exp_inline(hi);
+            let q = self.b.ins().fdiv(e, a);
+            let minus_q = self.b.ins().fneg(q);
+            let rem = self.b.ins().fma(minus_q, a, e);
+            let corr = self.b.ins().fma(e, lo, rem);
+            let corr = self.b.ins().fdiv(corr, a);
+            let positive = self.b.ins().fadd(q, corr);
+            let negative_side = self.b.ins().fsub(two, positive);
+            self.choose(negative, negative_side, positive)
+        };
+        let (lo, mid, hi) = (
+            self.float_const(ty, 0.84375),
+            self.float_const(ty, 1.25),
+            self.float_const(ty, 28.0),
+        );
+        let saturated = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, a, hi);
+        let limit = self.choose(negative, two, zero);
+        let y = self.choose(saturated, limit, tail);
+        let is_near_one = self.b.ins().fcmp(FloatCC::LessThan, a, mid);
+        let y = self.choose(is_near_one, near_one, y);
+        let is_small = self.b.ins().fcmp(FloatCC::LessThan, a, lo);
+        self.choose(is_small, small, y)
+    }
+
     /// `f(x)` computed once per loop body: `sigmoid` and `softplus` of the same value share
     /// e^−|x| and 1/(1 + e^−|x|).
-    pub(super) fn memo(&mut self, tag: u32, x: Value, f: impl FnOnce(&mut Self) -> Value) -> Value {
-        if let Some(v) = self.body_memo.as_ref().and_then(|m| m.get(&(tag, x))) {
+    pub(super) fn memo(
+        &mut self,
+        tag: Memo,
+        x: Value,
+        f: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        if let Some(v) = self.loops.memo.as_ref().and_then(|m| m.get(&(tag, x))) {
             return *v;
         }
         let v = f(self);
-        if let Some(m) = self.body_memo.as_mut() {
+        if let Some(m) = self.loops.memo.as_mut() {
             m.insert((tag, x), v);
         }
         v
     }
 
     fn exp_neg_abs(&mut self, x: Value) -> Value {
-        self.memo(0, x, |tx| {
+        self.memo(Memo::ExpNegAbs, x, |tx| {
             let a = tx.b.ins().fabs(x);
             let na = tx.b.ins().fneg(a);
             tx.exp_inline(na)
@@ -509,7 +637,7 @@ impl Tx<'_> {
     /// 1 / (1 + e^−|x|).
     fn recip_one_plus_exp_neg_abs(&mut self, x: Value) -> Value {
         let e = self.exp_neg_abs(x);
-        self.memo(1, x, |tx| {
+        self.memo(Memo::RecipOnePlusExpNegAbs, x, |tx| {
             let ty = tx.value_type(x);
             let one = tx.float_const(ty, 1.0);
             let u = tx.b.ins().fadd(one, e);

@@ -282,8 +282,8 @@ impl Jit {
                 &mut pool,
             );
             body(&mut tx);
-            failure = tx.failure.take();
-            literals = std::mem::take(&mut tx.literals);
+            failure = tx.part.failure.take();
+            literals = std::mem::take(&mut tx.pool.literals);
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
             tx.b.finalize(target);

@@ -28,7 +28,7 @@ impl<'a> Tx<'a> {
             match m.kind {
                 MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
                 MemberKind::Elementwise | MemberKind::RowSum
-                    if m.stored && self.promoted.contains_key(&m.slot) =>
+                    if m.stored && self.fused.promoted.contains_key(&m.slot) =>
                 {
                     return None;
                 }
@@ -37,7 +37,7 @@ impl<'a> Tx<'a> {
             }
         }
         if let Some(rb) = blocked {
-            if self.promoted.contains_key(&rb.before.1) {
+            if self.fused.promoted.contains_key(&rb.before.1) {
                 return None;
             }
             summed.push((rb.after.1, g.shape(rb.after.0)));
@@ -54,10 +54,11 @@ impl<'a> Tx<'a> {
         if part_bytes * parallel::MAX_PARTS as i64 > 32 << 10 {
             return None;
         }
-        let mut regs: Vec<NodeId> = self.regs.keys().copied().collect();
+        let mut regs: Vec<NodeId> = self.held.regs.keys().copied().collect();
         regs.extend(self.spilled_reads(g, plan, members));
         regs.sort_unstable();
         let mut promoted: Vec<u32> = self
+            .fused
             .promoted
             .keys()
             .copied()
@@ -90,14 +91,14 @@ impl<'a> Tx<'a> {
                 let v =
                     tx.b.ins()
                         .load(tx.ty, flags(), base, PartFrame::capture_at(k));
-                tx.regs.insert(*id, v);
+                tx.held.regs.insert(*id, v);
             }
             for (k, &s) in frame.promoted.iter().enumerate() {
                 let at = PartFrame::capture_at(frame.regs.len() + k);
                 let v = tx.b.ins().load(tx.ty, flags(), base, at);
                 let var = tx.b.declare_var(tx.ty);
                 tx.b.def_var(var, v);
-                tx.promoted.insert(s, var);
+                tx.fused.promoted.insert(s, var);
             }
             let stride = tx.iconst(frame.part_bytes);
             let off = tx.b.ins().imul(index, stride);
@@ -105,7 +106,7 @@ impl<'a> Tx<'a> {
             let area = tx.add_imm(area, frame.partial_base());
             for &(slot, _, offset) in &frame.partials {
                 let p = tx.add_imm(area, offset);
-                tx.slot_override.insert(slot, p);
+                tx.part.overrides.insert(slot, p);
             }
             tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
         });
@@ -115,7 +116,7 @@ impl<'a> Tx<'a> {
             captured.push(self.scalar_node(*id));
         }
         for s in &frame.promoted {
-            captured.push(self.b.use_var(self.promoted[s]));
+            captured.push(self.b.use_var(self.fused.promoted[s]));
         }
         let bytes = frame.partial_base() + frame.part_bytes * parallel::MAX_PARTS as i64;
         let base = self.frame_with(&captured, bytes);
@@ -169,7 +170,7 @@ impl<'a> Tx<'a> {
             4,
         ));
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let tables = [self.ptr_table, self.dims_table, self.scalars];
+        let tables = [self.tables.ptrs, self.tables.dims, self.tables.scalars];
         for (k, v) in tables.into_iter().enumerate() {
             self.b.ins().store(flags(), v, base, 8 * k as i32);
         }
@@ -207,7 +208,7 @@ impl<'a> Tx<'a> {
         match self.try_build_part(body) {
             Ok(id) => Some(id),
             Err(e) => {
-                self.failure.get_or_insert(e);
+                self.part.failure.get_or_insert(e);
                 None
             }
         }
@@ -236,11 +237,11 @@ impl<'a> Tx<'a> {
         let mut fctx = FunctionBuilderContext::new();
         let target = self.module.target_config();
         let fn_shape = FnShape {
-            n_slots: self.n_slots,
-            n_syms: self.dim_vals.len(),
+            n_slots: self.tables.n_slots,
+            n_syms: self.tables.dim_vals.len(),
             dtype: self.dtype,
             bounded: self.bounded,
-            address_slot: self.address_slot.clone(),
+            address_slot: self.tables.address_slot.clone(),
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -256,11 +257,11 @@ impl<'a> Tx<'a> {
                 fn_shape,
                 &mut *self.module,
                 self.helper_ids,
-                &mut *self.pool,
+                &mut *self.pool.vectors,
             );
             body(&mut tx, p[0], p[1], p[2], p[3]);
-            debug_assert!(tx.literals.is_empty(), "parts run loop groups only");
-            if let Some(e) = tx.failure.take() {
+            debug_assert!(tx.pool.literals.is_empty(), "parts run loop groups only");
+            if let Some(e) = tx.part.failure.take() {
                 return Err(e);
             }
             tx.b.ins().return_(&[]);

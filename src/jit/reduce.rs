@@ -17,7 +17,7 @@ impl<'a> Tx<'a> {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        if rank >= 2 && self.rows_readable(src) && !self.promoted.contains_key(&slot) {
+        if rank >= 2 && self.rows_readable(src) && !self.fused.promoted.contains_key(&slot) {
             // The matrices of the last two axes one after another (attention's scores are
             // `[n, T, T]`), each a vector of rows at a time.
             let (vty, lanes) = self.vector_type();
@@ -132,7 +132,7 @@ impl<'a> Tx<'a> {
                     at.push(r);
                     let row = self.view_row_ptr(*slot, &at, &strides[..k + 1], *first);
                     let off = self.mul(j, strides[k + 1]);
-                    let x = match self.promoted.get(slot) {
+                    let x = match self.fused.promoted.get(slot) {
                         Some(&var) => self.b.use_var(var),
                         None => {
                             let addr = self.elem_addr(row, off);
@@ -158,7 +158,7 @@ impl<'a> Tx<'a> {
     }
 
     /// For each axis of the reduced operand, the stride of the output it accumulates into.
-    pub(super) fn reduction_strides(&mut self, op: &Op, out: &Shape, x: &Shape) -> Vec<Value> {
+    pub(super) fn reduction_strides(&mut self, op: &Op, out: &Shape, x: &Shape) -> OutStrides {
         let out_strides = crate::lower::contiguous(out);
         let strides: Vec<Stride> = match op {
             Op::Sum { axis: None }
@@ -201,6 +201,7 @@ impl<'a> Tx<'a> {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Sub
             | Op::Mul
@@ -221,14 +222,18 @@ impl<'a> Tx<'a> {
             | Op::Put { .. }
             | Op::Gather { .. }
             | Op::ScatterAdd { .. }
+            | Op::Windows { .. }
+            | Op::Unwindows { .. }
             | Op::OneHot { .. }
             | Op::Expand(_)
             | Op::Reshape(_)
             | Op::Slice { .. }
             | Op::Unslice { .. }) => unreachable!("`{}` is not a reduction", other.name()),
         };
-        self.last_reduced = strides.last() == Some(&Stride::Zero);
-        strides.iter().map(|s| self.stride(s)).collect()
+        OutStrides {
+            last_axis_reduced: strides.last() == Some(&Stride::Zero),
+            strides: strides.iter().map(|s| self.stride(s)).collect(),
+        }
     }
 
     /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
@@ -313,4 +318,12 @@ impl<'a> Tx<'a> {
             }
         });
     }
+}
+
+/// Where each element of a reduced operand accumulates in the output.
+pub(super) struct OutStrides {
+    /// For each axis of the operand, the output's stride (zero where the axis is summed over).
+    pub(super) strides: Vec<Value>,
+    /// Whether the operand's last axis is summed over.
+    pub(super) last_axis_reduced: bool,
 }

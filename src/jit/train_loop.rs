@@ -106,14 +106,14 @@ impl Jit {
             address_slot: plan.storage.address_slots(n_slots),
         };
         self.define(shape, |tx| {
-            let count = tx.b.ins().load(types::F64, flags(), tx.scalars, 0);
+            let count = tx.b.ins().load(types::F64, flags(), tx.tables.scalars, 0);
             let count = tx.b.ins().fcvt_to_sint_sat(types::I64, count);
             for &slot in &promotable {
                 let var = tx.b.declare_var(tx.ty);
                 let zero = tx.iconst(0);
                 let v = tx.load_at(slot, zero);
                 tx.b.def_var(var, v);
-                tx.promoted.insert(slot, var);
+                tx.fused.promoted.insert(slot, var);
             }
             // β1ᵗ and β2ᵗ before the first step, advanced in the loop as in `advance_with`.
             // A bounded function keeps them in stack slots: in registers they would be live
@@ -125,14 +125,14 @@ impl Jit {
             for (k, home) in pow.iter().enumerate() {
                 let v =
                     tx.b.ins()
-                        .load(types::F64, flags(), tx.scalars, 16 + 8 * k as i32);
+                        .load(types::F64, flags(), tx.tables.scalars, 16 + 8 * k as i32);
                 tx.set_held(*home, v);
             }
             let table_block = tx.b.create_block();
             let done = tx.b.create_block();
             tx.b.ins().jump(table_block, &[]);
             tx.b.switch_to_block(table_block);
-            tx.hoist_into_loops = !tx.bounded;
+            tx.loops.hoist_next = !tx.bounded;
             let draws = f
                 .graph
                 .ids()
@@ -140,11 +140,11 @@ impl Jit {
             tx.for_loop(count, &mut |tx, i| {
                 if draws {
                     // Step i's key is the key before the first step plus (i + 1)·γ.
-                    let before = tx.b.ins().load(types::I64, flags(), tx.scalars, 8);
+                    let before = tx.b.ins().load(types::I64, flags(), tx.tables.scalars, 8);
                     let counter = tx.b.ins().iadd_imm_s(i, 1);
                     let gamma = tx.iconst(crate::ir::dropout::GAMMA as i64);
                     let advance = tx.b.ins().imul(counter, gamma);
-                    tx.step_key = Some(tx.b.ins().iadd(before, advance));
+                    tx.fused.step_key = Some(tx.b.ins().iadd(before, advance));
                 }
                 for step in &plan.steps {
                     tx.step(&f.graph, plan, step);
@@ -162,21 +162,21 @@ impl Jit {
                     tx.set_held(pow[k], powers[k]);
                 }
                 let off = tx.mul_imm(i, 8);
-                let scalars = tx.scalars;
+                let scalars = tx.tables.scalars;
                 let addr = tx.add(scalars, off);
                 let lr = tx.b.ins().load(types::F64, flags(), addr, 32);
                 let values = step_scalars
                     .iter()
                     .map(|x| tx.step_scalar(*x, lr, powers))
                     .collect();
-                tx.step_values = Some(values);
+                tx.fused.step_values = Some(values);
                 tx.update(spec, sizes, &slots, 0);
-                tx.step_values = None;
+                tx.fused.step_values = None;
             });
             tx.b.ins().jump(done, &[]);
             tx.b.switch_to_block(done);
             // In slot order, so that the generated code does not depend on hash order.
-            let mut promoted: Vec<(u32, Variable)> = tx.promoted.drain().collect();
+            let mut promoted: Vec<(u32, Variable)> = tx.fused.promoted.drain().collect();
             promoted.sort_unstable_by_key(|&(slot, _)| slot);
             for (slot, var) in promoted {
                 let v = tx.b.use_var(var);

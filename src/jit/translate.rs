@@ -41,9 +41,9 @@ impl<'a> Tx<'a> {
     /// Keeps a scalar node's value for the steps that read it: in a register, or in a bounded
     /// function also in a stack slot of its own, for readers further away (`scalar_node`).
     pub(super) fn hold_scalar(&mut self, node: NodeId, v: Value) {
-        self.scalar_steps += 1;
+        self.held.steps += 1;
         if !self.bounded {
-            self.regs.insert(node, v);
+            self.held.regs.insert(node, v);
             return;
         }
         let size = self.dtype.size() as u32;
@@ -53,7 +53,7 @@ impl<'a> Tx<'a> {
             size.trailing_zeros() as u8,
         ));
         self.b.ins().stack_store(types::I64, v, slot, 0);
-        self.spilled.insert(node, (v, self.scalar_steps, slot));
+        self.held.spilled.insert(node, (v, self.held.steps, slot));
     }
 
     /// The value of a scalar node. In a bounded function, a reader within `NEAR_STEPS` scalar
@@ -61,11 +61,11 @@ impl<'a> Tx<'a> {
     /// chain, so the definition dominates the reader); one further away loads it, so that no
     /// register is held across more than a bounded stretch of code.
     pub(super) fn scalar_node(&mut self, node: NodeId) -> Value {
-        if let Some(&v) = self.regs.get(&node) {
+        if let Some(&v) = self.held.regs.get(&node) {
             return v;
         }
-        let (v, at, slot) = self.spilled[&node];
-        if self.scalar_steps - at < NEAR_STEPS {
+        let (v, at, slot) = self.held.spilled[&node];
+        if self.held.steps - at < NEAR_STEPS {
             return v;
         }
         self.b.ins().stack_load(types::I64, self.ty, slot, 0)
@@ -141,6 +141,7 @@ impl<'a> Tx<'a> {
             | Op::Cos
             | Op::Softplus
             | Op::Erf
+            | Op::Erfc
             | Op::Add
             | Op::Sub
             | Op::Mul
@@ -165,8 +166,9 @@ impl<'a> Tx<'a> {
                 let x = node.inputs[0];
                 let xshape = g.shape(x).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
-                let last_reduced = self.last_reduced || xshape.rank() == 0;
+                let out = self.reduction_strides(&node.op, &shape, &xshape);
+                let (out_strides, last_reduced) =
+                    (out.strides, out.last_axis_reduced || xshape.rank() == 0);
                 self.fill(slot, &shape, 0.0);
                 self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
             }
@@ -180,7 +182,7 @@ impl<'a> Tx<'a> {
                 let aux = aux.expect("logsumexp has a scratch slot");
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape).strides;
                 let sizes = self.sizes(&xshape);
                 self.fill(slot, &shape, f64::NEG_INFINITY);
                 self.fill(aux, &shape, 0.0);
@@ -220,7 +222,7 @@ impl<'a> Tx<'a> {
                 let best = aux.expect("argmax has a scratch slot");
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape).strides;
                 let sizes = self.sizes(&xshape);
                 self.fill(best, &shape, f64::NEG_INFINITY);
                 self.fill(slot, &shape, 0.0);
@@ -268,7 +270,7 @@ impl<'a> Tx<'a> {
             Op::ReduceMax { .. } | Op::ReduceMin { .. } => {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                let out_strides = self.reduction_strides(&node.op, &shape, &xshape);
+                let out_strides = self.reduction_strides(&node.op, &shape, &xshape).strides;
                 let sizes = self.sizes(&xshape);
                 let is_max = matches!(node.op, Op::ReduceMax { .. });
                 self.fill(
@@ -354,6 +356,36 @@ impl<'a> Tx<'a> {
                 let helper = Helper::ScatterAdd(self.dtype);
                 self.indexing(g, plan, id, slot, helper, (a, Dim::Fixed(*size), a + r));
             }
+            Op::Windows { .. } => unreachable!("`windows` is a view, not computed"),
+            Op::Unwindows {
+                kernel,
+                stride,
+                dilation,
+                ..
+            } => {
+                // Zeros, then each patch element added into its place, in the patches' order:
+                // places that several windows read sum in the same order on any thread count.
+                let xshape = g.shape(node.inputs[0]).clone();
+                let src = self.arg(g, plan, id, 0, xshape.rank());
+                self.fill(slot, &shape, 0.0);
+                let out = self.contiguous_strides(&shape);
+                let lead = rank - kernel.len();
+                let mut to = out[..lead].to_vec();
+                for (i, &d) in dilation.iter().enumerate() {
+                    to.push(self.mul_imm(out[lead + i], d as i64));
+                }
+                for (i, &s) in stride.iter().enumerate() {
+                    to.push(self.mul_imm(out[lead + i], s as i64));
+                }
+                let sizes = self.sizes(&xshape);
+                self.nest(&sizes, &mut |tx, idx| {
+                    let v = tx.read(&src, idx);
+                    let o = tx.dot(idx, &to);
+                    let acc = tx.load_at(slot, o);
+                    let sum = tx.b.ins().fadd(acc, v);
+                    tx.store_at(slot, o, sum);
+                });
+            }
             Op::MatMul => self.matmul(g, plan, id, slot),
             Op::Unslice {
                 axis, start, step, ..
@@ -399,7 +431,7 @@ impl<'a> Tx<'a> {
                     .collect();
                 // The buffer's heap address stays put when the vector moves into the pools.
                 let base = self.iconst(words.as_ptr() as i64);
-                self.literals.push(words);
+                self.pool.literals.push(words);
                 let total = self.total(&shape);
                 let readonly = flags().with_readonly();
                 self.for_loop(total, &mut |tx, i| {

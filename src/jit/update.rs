@@ -104,7 +104,7 @@ impl<'a> Tx<'a> {
         let in_memory = [ctx.p, ctx.g]
             .iter()
             .chain(ctx.st)
-            .all(|s| !self.promoted.contains_key(s));
+            .all(|s| !self.fused.promoted.contains_key(s));
         in_memory && len as i64 >= 2 * parallel::MIN_WORK_PER_PART
     }
 

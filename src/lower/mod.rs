@@ -346,6 +346,23 @@ pub fn plan(f: &GraphFn) -> Plan {
                 }
                 scalar => scalar,
             },
+            // Patches are the operand read with more strides: no copy.
+            Op::Windows {
+                kernel,
+                stride,
+                dilation,
+            } => match arg(&values, 0) {
+                Val::View {
+                    slot,
+                    strides,
+                    offset,
+                } => Val::View {
+                    slot,
+                    strides: window_strides(&strides, kernel, stride, dilation),
+                    offset,
+                },
+                scalar => scalar,
+            },
             Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
                 match arg(&values, 0) {
                     // A contiguous block (a whole slot, or rows of one at an offset).

@@ -404,7 +404,8 @@ mod tests {
 
     fn gradient_of(src: &str) -> GraphFn {
         let file = SourceFile::new("t.dsl", src);
-        let (model, _) = crate::compile::check_source(&file).expect("checks");
+        let (model, _) =
+            crate::compile::check_source(&file, &crate::limits::Limits::of_host()).expect("checks");
         crate::compile::graphs(&model).gradient
     }
 

@@ -61,6 +61,27 @@ pub(super) fn is_plain_view(v: &Val) -> bool {
     }
 }
 
+/// The strides of `Op::Windows`'s patches of a view with `strides`: the leading axes as they
+/// are, each window axis `dilation` elements of its axis apart, each window `stride` apart.
+pub(super) fn window_strides(
+    strides: &[Stride],
+    kernel: &[u64],
+    stride: &[u64],
+    dilation: &[u64],
+) -> Vec<Stride> {
+    let lead = strides.len() - kernel.len();
+    let spatial = &strides[lead..];
+    let mut out = strides[..lead].to_vec();
+    out.extend(
+        spatial
+            .iter()
+            .zip(dilation)
+            .map(|(s, &d)| s.times(d as i64)),
+    );
+    out.extend(spatial.iter().zip(stride).map(|(s, &k)| s.times(k as i64)));
+    out
+}
+
 /// Whether a reshape only adds or removes unit axes, which any view can do by itself.
 pub(super) fn reshapes_as_view(from: &Shape, to: &Shape) -> bool {
     from.squeezed() == to.squeezed()

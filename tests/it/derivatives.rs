@@ -100,6 +100,16 @@ fn generated_gathers_printed_derivatives_read_back_as_their_gradients() {
     }
 }
 
+/// Convolutions and pooling: `windows`, `unwindows` and the products print and read back.
+#[test]
+fn generated_conv_programs_printed_derivatives_read_back_as_their_gradients() {
+    for seed in 0..40 {
+        let src = crate::gradients::generated_conv_program(seed);
+        let name = format!("generated convolution {seed}:\n{src}\n");
+        round_trip(&name, &model_of_source(&format!("conv{seed}.dsl"), &src));
+    }
+}
+
 /// The attention vocabulary on random shapes of rank 0–5.
 #[test]
 fn generated_attention_programs_printed_derivatives_read_back_as_their_gradients() {

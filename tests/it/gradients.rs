@@ -495,3 +495,117 @@ fn generated_tensor_programs_cover_every_family() {
         .collect();
     assert_eq!(ranks.len(), 6, "ranks 0–5 all generated: {ranks:?}");
 }
+
+/// A random convolution or pooling that fits its input: `conv2d` or `conv1d` with random
+/// channels, groups, kernel, stride, padding (numbers, "same" or "valid") and dilation, or a
+/// max or average pooling with random kernel, stride and padding, under a smooth loss.
+pub fn generated_conv_program(seed: u64) -> String {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let axes = rng.random_range(1..3usize);
+    let n = rng.random_range(1..3u64);
+    let groups = rng.random_range(1..3u64);
+    let c = groups * rng.random_range(1..3u64);
+    let spatial: Vec<u64> = (0..axes).map(|_| rng.random_range(4..8u64)).collect();
+    let tuple = |v: &[u64]| {
+        let t: Vec<String> = v.iter().map(u64::to_string).collect();
+        if t.len() == 1 {
+            t[0].clone()
+        } else {
+            format!("({})", t.join(", "))
+        }
+    };
+    let dims = |v: &[u64]| {
+        let t: Vec<String> = v.iter().map(u64::to_string).collect();
+        t.join(", ")
+    };
+    let mut xs = vec![n, c];
+    xs.extend(&spatial);
+    let mut src = format!("dtype f64\nparam x[{}] ~ normal(0, 1)\n", dims(&xs));
+    let call = if rng.random_bool(0.6) {
+        let o = groups * rng.random_range(1..3u64);
+        let kernel: Vec<u64> = (0..axes).map(|_| rng.random_range(1..4u64)).collect();
+        let dilation: Vec<u64> = kernel
+            .iter()
+            .map(|&k| if k > 1 { rng.random_range(1..3u64) } else { 1 })
+            .collect();
+        let extent: Vec<u64> = (0..axes)
+            .map(|i| dilation[i] * (kernel[i] - 1) + 1)
+            .collect();
+        let padding = match rng.random_range(0..3) {
+            0 => "\"same\"".to_string(),
+            1 => "\"valid\"".to_string(),
+            _ => tuple(
+                &extent
+                    .iter()
+                    .map(|&e| rng.random_range(0..e))
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let stride: Vec<u64> = if padding == "\"same\"" {
+            vec![1; axes]
+        } else {
+            (0..axes).map(|_| rng.random_range(1..3u64)).collect()
+        };
+        let mut ws = vec![o, c / groups];
+        ws.extend(&kernel);
+        src += &format!("param w[{}] ~ normal(0, 0.5)\n", dims(&ws));
+        format!(
+            "conv{axes}d(x, w, stride={}, padding={padding}, dilation={}, groups={groups})",
+            tuple(&stride),
+            tuple(&dilation)
+        )
+    } else {
+        let kernel: Vec<u64> = (0..axes).map(|_| rng.random_range(1..4u64)).collect();
+        let stride: Vec<u64> = (0..axes).map(|_| rng.random_range(1..3u64)).collect();
+        let padding: Vec<u64> = kernel
+            .iter()
+            .map(|&k| rng.random_range(0..k / 2 + 1))
+            .collect();
+        let kind = ["max", "avg"][rng.random_range(0..2)];
+        format!(
+            "{kind}_pool{axes}d(x, {}, stride={}, padding={})",
+            tuple(&kernel),
+            tuple(&stride),
+            tuple(&padding)
+        )
+    };
+    src += &format!("let y = {call}\nloss sum(y * tanh(y)) + sum(sin(y))\n");
+    src
+}
+
+#[test]
+fn generated_conv_programs_gradients_match_finite_differences() {
+    for seed in 0..40 {
+        let src = generated_conv_program(seed);
+        let model = model_of_source(&format!("conv{seed}.dsl"), &src);
+        check_gradients(
+            &format!("generated program {seed}:\n{src}\n"),
+            &model,
+            1,
+            seed..seed + 1,
+        );
+    }
+}
+
+#[test]
+fn generated_conv_programs_cover_every_family() {
+    let programs: Vec<String> = (0..40).map(generated_conv_program).collect();
+    for family in [
+        "conv1d(",
+        "conv2d(",
+        "max_pool1d(",
+        "max_pool2d(",
+        "avg_pool1d(",
+        "avg_pool2d(",
+        "groups=2",
+        "\"same\"",
+        "\"valid\"",
+        "dilation=(2",
+        "stride=(2",
+    ] {
+        assert!(
+            programs.iter().any(|p| p.contains(family)),
+            "no generated program has `{family}`"
+        );
+    }
+}

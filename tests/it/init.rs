@@ -174,7 +174,7 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
     let path = repo().join("examples/symmetry.dsl");
     let text = std::fs::read_to_string(&path).unwrap();
     let file = adjoint::SourceFile::new("symmetry.dsl", text.clone());
-    let (_, warnings) = adjoint::check_source(&file).unwrap();
+    let (_, warnings) = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap();
     assert!(
         warnings
             .iter()
@@ -205,8 +205,11 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
     let fixed = text
         .replace("constant(0.1)", "xavier_uniform")
         .replace("W2[8, 3] ~ zeros", "W2[8, 3] ~ xavier_uniform");
-    let (_, warnings) =
-        adjoint::check_source(&adjoint::SourceFile::new("f.dsl", fixed.clone())).unwrap();
+    let (_, warnings) = adjoint::check_source(
+        &adjoint::SourceFile::new("f.dsl", fixed.clone()),
+        &adjoint::Limits::of_host(),
+    )
+    .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let (v0, v1) = train(&fixed);
     assert!(
@@ -230,7 +233,7 @@ fn gains_follow_the_nonlinearity() {
         "g.dsl",
         "param A[2, 2] ~ he_normal(nonlinearity = swish)\nloss sum(A)\n",
     );
-    let errors = adjoint::check_source(&file).unwrap_err();
+    let errors = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap_err();
     let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(messages, ["no recommended gain for `swish`"]);
 }

@@ -155,6 +155,24 @@ fn gradcheck_catches_and_locates_a_planted_wrong_rule() {
     );
 }
 
+/// `blame` checks a node's rule as a function of the operands that vary: a constant exponent
+/// stays a constant, so `(w - 3)^2` at negative bases is not blamed for the exponent's
+/// derivative x^y·log(x), which is not meant to hold there (it reported an infinite error).
+#[test]
+fn blame_keeps_a_constant_exponent_constant() {
+    let src = "dtype f64\nparam w[3] ~ normal(0, 1)\nloss sum((w - 3)^2) + sum(tanh(w))\n";
+    let model = model_of_source("power.dsl", src);
+    let compiled = CompiledModel::from_model(model.clone()).unwrap();
+    let point = Point {
+        inputs: vec![],
+        params: vec![Tensor::new(vec![3], vec![-0.5, 0.25, 1.5])],
+        syms: vec![],
+    };
+    let mut rng = adjoint::init::rng(0);
+    let blame = inspect::blame(&compiled.graphs.forward, &point, &mut rng, 1e-6);
+    assert!(blame.is_none(), "{blame:?}");
+}
+
 #[test]
 fn graphs_render_for_graphviz() {
     let model = model_of(&repo().join("examples/linreg.dsl"));

@@ -76,6 +76,13 @@ fn all_models() -> Vec<(String, Model)> {
         ));
     }
     for seed in 0..40 {
+        let src = crate::gradients::generated_conv_program(seed);
+        models.push((
+            format!("generated convolution {seed}:\n{src}\n"),
+            model_of_source("conv.dsl", &src),
+        ));
+    }
+    for seed in 0..40 {
         let src = crate::gradients::generated_attention_program(seed);
         models.push((
             format!("generated attention program {seed}:\n{src}\n"),

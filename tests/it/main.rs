@@ -9,6 +9,7 @@ mod api;
 mod checkpoints;
 mod cli;
 mod cli_reports;
+mod conv;
 mod derivatives;
 mod diagnostics;
 mod docs;

@@ -97,6 +97,29 @@ fn fixture_plans() {
     });
 }
 
+/// erfc exports to JAX as `jax.scipy.special.erfc`, and to ONNX not at all: ONNX has `Erf`
+/// only, and 1 − Erf(x) is 0 from x ≈ 6 where erfc is not, so the export is a located error.
+#[test]
+fn erfc_exports_exactly_to_jax_and_is_refused_by_onnx() {
+    let text = "input x[n]\nparam p = 0\nloss p^2\noutput tail = erfc(x) * 2\n";
+    let file = adjoint::diagnostics::SourceFile::new("tail.dsl", text);
+    let (model, _) = compile::check_source(&file, &adjoint::Limits::of_host()).unwrap();
+    let graphs = compile::graphs(&model);
+    let source = adjoint::export::Source {
+        model: &model,
+        graphs: &graphs,
+        file: &file,
+    };
+    let jax = adjoint::export::jax::module(&source).expect("erfc exports to JAX");
+    assert!(jax.contains("jax.scipy.special.erfc("), "{jax}");
+    #[cfg(feature = "onnx")]
+    {
+        let params = vec![vec![0.0]];
+        let errors = adjoint::export::onnx::model(&source, &params).unwrap_err();
+        insta::assert_snapshot!(adjoint::diagnostics::render_all(&errors, &file));
+    }
+}
+
 /// The JAX module `adjoint export --to jax` writes for every example: a change in generated
 /// code is reviewed like a change in the gradient graph.
 #[test]
@@ -105,7 +128,8 @@ fn example_jax_exports() {
         let text = std::fs::read_to_string(path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy();
         let file = adjoint::diagnostics::SourceFile::new(name, text);
-        let (model, _) = compile::check_source(&file).expect("examples check");
+        let (model, _) =
+            compile::check_source(&file, &adjoint::Limits::of_host()).expect("examples check");
         let graphs = compile::graphs(&model);
         let source = adjoint::export::Source {
             model: &model,

@@ -32,7 +32,7 @@ pub fn model_of(path: &Path) -> Model {
 
 pub fn model_of_source(name: &str, text: &str) -> Model {
     let file = SourceFile::new(name, text);
-    match check_source(&file) {
+    match check_source(&file, &adjoint::Limits::of_host()) {
         Ok((m, _)) => m,
         Err(d) => panic!(
             "{name} does not compile:\n{}",

@@ -22,6 +22,8 @@ pub(super) enum Value {
     Absent,
     Length(Option<(Length, Span)>),
     Dims(Vec<Dim>),
+    Sizes(conv::Sizes),
+    Padding(conv::Padding),
 }
 
 /// A length argument: a whole number (any sign; each function checks its range) or a
@@ -42,6 +44,18 @@ impl Value {
     pub(super) fn num(&self) -> f64 {
         match self {
             Value::Num(v) => *v,
+            _ => unreachable!(),
+        }
+    }
+    pub(super) fn sizes(&self) -> &conv::Sizes {
+        match self {
+            Value::Sizes(s) => s,
+            _ => unreachable!(),
+        }
+    }
+    pub(super) fn padding(&self) -> &conv::Padding {
+        match self {
+            Value::Padding(p) => p,
             _ => unreachable!(),
         }
     }
@@ -307,8 +321,19 @@ pub(super) fn bind(
             }
             (Length(false), None) => Some(Value::Length(None)),
             (Dims, Some(a)) => dims(cx, g, &a.value).map(Value::Dims),
+            (Sizes(_) | OptionalSizes, Some(a)) => {
+                conv::sizes(cx, &a.value, pname).map(Value::Sizes)
+            }
+            (Sizes(Some(d)), None) => Some(Value::Sizes(conv::Sizes {
+                values: vec![*d],
+                span,
+            })),
+            (OptionalSizes, None) => Some(Value::Absent),
+            (Padding, Some(a)) => conv::padding(cx, &a.value).map(Value::Padding),
+            (Padding, None) => Some(Value::Padding(conv::Padding::Valid)),
             (
-                Array | Num(None) | AxisRequired | ShapeSpec | Arrays | Length(true) | Dims | Spec,
+                Array | Num(None) | AxisRequired | ShapeSpec | Arrays | Length(true) | Dims | Spec
+                | Sizes(None),
                 None,
             ) => {
                 cx.error(

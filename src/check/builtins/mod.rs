@@ -6,7 +6,7 @@
 //! and zero going to the left-hand or "off" branch: relu'(0) = 0, abs'(0) = 0, maximum(a, b)
 //! passes the derivative to `a` on ties; max/min reductions share it equally among ties.
 
-use super::{Checker, reciprocal_count, shaping};
+use super::{Checker, conv, reciprocal_count, shaping};
 use crate::diagnostics::{Diagnostic, Span};
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::syntax::ast;
@@ -45,6 +45,13 @@ enum Kind {
     Spec,
     /// An expression that may be left out.
     OptionalArray,
+    /// A whole number or a tuple of them, one per spatial axis (`stride`, `kernel`), with a
+    /// default when optional.
+    Sizes(Option<f64>),
+    /// As `Sizes`, left out when absent (pooling's stride: the kernel).
+    OptionalSizes,
+    /// A convolution's or pooling's padding: a number, a tuple, `"same"` or `"valid"`.
+    Padding,
 }
 
 use Kind::*;
@@ -57,6 +64,20 @@ const BCE: &[(&str, Kind)] = &[("logits", Array), ("targets", Array)];
 const PAIR: &[(&str, Kind)] = &[("a", Array), ("b", Array)];
 const SPLIT: &[(&str, Kind)] = &[("x", Array), ("parts", ShapeSpec), ("axis", Axis(Some(0)))];
 const FILLED: &[(&str, Kind)] = &[("shape", Dims)];
+const CONV: &[(&str, Kind)] = &[
+    ("x", Array),
+    ("w", Array),
+    ("stride", Sizes(Some(1.0))),
+    ("padding", Padding),
+    ("dilation", Sizes(Some(1.0))),
+    ("groups", Sizes(Some(1.0))),
+];
+const POOL: &[(&str, Kind)] = &[
+    ("x", Array),
+    ("kernel", Sizes(None)),
+    ("stride", OptionalSizes),
+    ("padding", Padding),
+];
 
 /// How a call becomes IR.
 enum Lowering {
@@ -95,6 +116,12 @@ enum Lowering {
     Einsum,
     Take,
     ScatterAdd,
+    /// `conv1d` (1 spatial axis) and `conv2d` (2).
+    Conv(usize),
+    Pool(usize, conv::Pool),
+    GlobalAvgPool,
+    Windows,
+    Unwindows,
     Dropout,
 }
 
@@ -142,6 +169,7 @@ static BUILTINS: &[Builtin] = &[
     builtin("cos", X, Lowering::Primitive(Op::Cos)),
     builtin("softplus", X, Lowering::Primitive(Op::Softplus)),
     builtin("erf", X, Lowering::Primitive(Op::Erf)),
+    builtin("erfc", X, Lowering::Primitive(Op::Erfc)),
     builtin("sign", X, Lowering::Primitive(Op::Sign)),
     builtin(
         "transpose",
@@ -256,6 +284,34 @@ static BUILTINS: &[Builtin] = &[
             ("axis", Axis(Some(0))),
         ],
         Lowering::ScatterAdd,
+    ),
+    builtin("conv1d", CONV, Lowering::Conv(1)),
+    builtin("conv2d", CONV, Lowering::Conv(2)),
+    builtin("max_pool1d", POOL, Lowering::Pool(1, conv::Pool::Max)),
+    builtin("max_pool2d", POOL, Lowering::Pool(2, conv::Pool::Max)),
+    builtin("avg_pool1d", POOL, Lowering::Pool(1, conv::Pool::Average)),
+    builtin("avg_pool2d", POOL, Lowering::Pool(2, conv::Pool::Average)),
+    builtin("global_avg_pool2d", X, Lowering::GlobalAvgPool),
+    builtin(
+        "windows",
+        &[
+            ("x", Array),
+            ("kernel", Sizes(None)),
+            ("stride", Sizes(Some(1.0))),
+            ("dilation", Sizes(Some(1.0))),
+        ],
+        Lowering::Windows,
+    ),
+    builtin(
+        "unwindows",
+        &[
+            ("x", Array),
+            ("size", Sizes(None)),
+            ("kernel", Sizes(None)),
+            ("stride", Sizes(Some(1.0))),
+            ("dilation", Sizes(Some(1.0))),
+        ],
+        Lowering::Unwindows,
     ),
     builtin(
         "gelu",
@@ -541,6 +597,48 @@ pub(super) fn call(
                 size: size as u64,
             };
             node(cx, g, op, &[x, i], &[xs, is])
+        }
+        Lowering::Conv(axes) => conv::conv(
+            cx,
+            g,
+            name,
+            *axes,
+            v[0].array(),
+            v[1].array(),
+            v[2].sizes(),
+            v[3].padding(),
+            v[4].sizes(),
+            v[5].sizes(),
+            span,
+        ),
+        Lowering::Pool(axes, pool) => {
+            let stride = match &v[2] {
+                Value::Sizes(s) => Some(s),
+                _ => None,
+            };
+            let (kernel, padding) = (v[1].sizes(), v[3].padding());
+            conv::pool(
+                cx,
+                g,
+                name,
+                *axes,
+                *pool,
+                v[0].array(),
+                kernel,
+                stride,
+                padding,
+                span,
+            )
+        }
+        Lowering::GlobalAvgPool => conv::global_avg_pool(cx, g, name, v[0].array()),
+        Lowering::Windows => {
+            let (kernel, stride, dilation) = (v[1].sizes(), v[2].sizes(), v[3].sizes());
+            conv::windows(cx, g, v[0].array(), kernel, stride, dilation, span)
+        }
+        Lowering::Unwindows => {
+            let (size, kernel) = (v[1].sizes(), v[2].sizes());
+            let (stride, dilation) = (v[3].sizes(), v[4].sizes());
+            conv::unwindows(cx, g, v[0].array(), size, kernel, stride, dilation, span)
         }
         Lowering::Gelu => {
             let (x, _) = v[0].array();

@@ -12,6 +12,8 @@ pub(super) struct Helpers {
     pub(super) gather: bool,
     pub(super) scatter_add: bool,
     pub(super) unslice: bool,
+    pub(super) windows: bool,
+    pub(super) unwindows: bool,
 }
 
 impl Helpers {
@@ -73,6 +75,49 @@ def _unslice(x, axis, size, start, step):
     zeros = jnp.zeros(x.shape[:axis] + (size,) + x.shape[axis + 1 :], x.dtype)
     where = start + step * jnp.arange(x.shape[axis])
     return zeros.at[(slice(None),) * axis + (where,)].set(x)
+"#,
+            );
+        }
+        if self.windows || self.unwindows {
+            out.push_str(
+                r#"
+
+def _window_places(shape, kernel, stride, dilation):
+    """For each place (j1, ..., jk) of a window, the slices of the last k axes of an array of
+    `shape` that the windows read there."""
+    lead = len(shape) - len(kernel)
+    counts = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(shape[lead:], kernel, stride, dilation)]
+    for place in np.ndindex(*kernel):
+        yield place, (slice(None),) * lead + tuple(
+            slice(j * d, j * d + s * (c - 1) + 1, s) for j, c, s, d in zip(place, counts, stride, dilation)
+        )
+"#,
+            );
+        }
+        if self.windows {
+            out.push_str(
+                r#"
+
+def _windows(x, kernel, stride, dilation):
+    """Patches: x[..., S1..Sk] as [..., K1..Kk, O1..Ok], element [.., j, o] = x[.., o*stride + j*dilation]."""
+    lead = x.ndim - len(kernel)
+    parts = [x[where] for _, where in _window_places(x.shape, kernel, stride, dilation)]
+    stacked = jnp.stack(parts, axis=lead)
+    return stacked.reshape(x.shape[:lead] + tuple(kernel) + stacked.shape[lead + 1 :])
+"#,
+            );
+        }
+        if self.unwindows {
+            out.push_str(
+                r#"
+
+def _unwindows(p, size, kernel, stride, dilation):
+    """The adjoint of `_windows`: each patch element added back into its place in zeros."""
+    lead = p.ndim - 2 * len(kernel)
+    out = jnp.zeros(p.shape[:lead] + tuple(size), p.dtype)
+    for place, where in _window_places(out.shape, kernel, stride, dilation):
+        out = out.at[where].add(p[(slice(None),) * lead + place])
+    return out
 "#,
             );
         }
@@ -272,6 +317,10 @@ pub(super) fn op_expr(
             helpers.erf = true;
             unary("jax.scipy.special.erf")
         }
+        Op::Erfc => {
+            helpers.erf = true;
+            unary("jax.scipy.special.erfc")
+        }
         Op::Add => infix(&a[0], "+", &a[1], ADD),
         Op::Sub => infix(&a[0], "-", &a[1], ADD),
         Op::Mul => infix(&a[0], "*", &a[1], MUL),
@@ -331,6 +380,35 @@ pub(super) fn op_expr(
             call(
                 "_scatter_add",
                 &[x(), a[1].text.clone(), axis.to_string(), size.to_string()],
+            )
+        }
+        Op::Windows {
+            kernel,
+            stride,
+            dilation,
+        } => {
+            helpers.windows = true;
+            call(
+                "_windows",
+                &[x(), py_tuple(kernel), py_tuple(stride), py_tuple(dilation)],
+            )
+        }
+        Op::Unwindows {
+            kernel,
+            stride,
+            dilation,
+            size,
+        } => {
+            helpers.unwindows = true;
+            call(
+                "_unwindows",
+                &[
+                    x(),
+                    py_tuple(size),
+                    py_tuple(kernel),
+                    py_tuple(stride),
+                    py_tuple(dilation),
+                ],
             )
         }
         Op::OneHot { classes } => call(
@@ -403,5 +481,14 @@ pub(super) fn pow_expr(g: &Graph, exponent: NodeId, base: &Expr, e: &Expr) -> Ex
             text: format!("{} ** {}", base.at(POW + 1), e.at(UNARY)),
             prec: POW,
         },
+    }
+}
+
+/// Whole numbers as a Python tuple: `(3, 3)`, `(5,)`.
+fn py_tuple(values: &[u64]) -> String {
+    let texts: Vec<String> = values.iter().map(u64::to_string).collect();
+    match texts.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", texts.join(", ")),
     }
 }

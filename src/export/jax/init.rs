@@ -68,6 +68,9 @@ pub(super) fn declarations(src: &Source, out: &mut String) {
         .zip(&g.inputs)
         .map(|(b, i)| {
             let source = match (&b.file, &b.prefix) {
+                _ if b.text.is_some() => {
+                    format!("(\"text\", {})", b.text.as_ref().map_or(0, |t| t.offset))
+                }
                 (Some(f), _) => format!("(\"file\", {})", quoted(f)),
                 (None, Some(p)) => format!("(\"prefix\", {})", quoted(p)),
                 (None, None) => {
@@ -78,6 +81,9 @@ pub(super) fn declarations(src: &Source, out: &mut String) {
             format!("{}: {source}", quoted(&i.name))
         })
         .collect();
+    if crate::data::text::text_inputs(model).is_some() {
+        out.push_str("# (\"text\", k): windows of TEXT, shifted by k characters.\n");
+    }
     let _ = writeln!(out, "SOURCES = {{{}}}", sources.join(", "));
     let t = &model.train;
     let _ = writeln!(
@@ -93,9 +99,18 @@ pub(super) fn declarations(src: &Source, out: &mut String) {
         t.seed,
         t.log_every,
     );
+    if let Some((file, window, _)) = crate::data::text::text_inputs(model) {
+        let _ = writeln!(
+            out,
+            "TEXT = {}  # relative to this module: each row of the text-bound inputs is a window of it\n\
+             WINDOW = {window}\nVALIDATION = {}  # the held-out tail of the text",
+            quoted(&file),
+            literal(t.validation).text,
+        );
+    }
 }
 
-pub(super) const READ_DATA: &str = r#"
+pub(super) const READ_CSV: &str = r#"
 
 def read_data(path):
     """The inputs from a CSV file with a header row, bound to columns as adjoint binds them."""
@@ -120,7 +135,57 @@ def read_data(path):
                 values = values[:, 0]
         batch[name] = jnp.asarray(values, DTYPE)
     return batch
+"#;
 
+/// The reader of a model whose rows are windows of a text, in place of `READ_CSV`.
+pub(super) const READ_TEXT: &str = r#"
+
+def read_text(path):
+    """The text's characters as tokens, as adjoint reads them: a token is the character's index
+    in the vocabulary, the text's distinct characters sorted by code point (line ends included)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    vocabulary = sorted(set(text))
+    token = {c: i for i, c in enumerate(vocabulary)}
+    return np.fromiter((token[c] for c in text), np.int64, len(text)), vocabulary
+
+
+# The characters a window and its shifted copies cover together.
+SPAN = WINDOW + max(offset for kind, offset in SOURCES.values() if kind == "text")
+
+
+def split_text(tokens):
+    """The training text and its held-out tail: the last VALIDATION of the characters."""
+    held = int(np.floor(len(tokens) * VALIDATION + 0.5))
+    return tokens[: len(tokens) - held], tokens[len(tokens) - held :]
+
+
+def tiled_starts(tokens):
+    """The windows that tile the text from its start (0, WINDOW, 2 WINDOW, ...): the rows that
+    adjoint's `eval`, `predict`, `export --values` and validation read."""
+    return np.arange(0, max(len(tokens) + 1 - SPAN, 0), WINDOW)
+
+
+def windows(tokens, starts):
+    """The inputs at the windows starting at `starts`, each shifted by its offset."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    at = np.asarray(starts, np.int64)[:, None] + np.arange(WINDOW)
+    batch = {}
+    for name, (kind, source) in SOURCES.items():
+        if kind == "text":
+            batch[name] = jnp.asarray(tokens[at + source], DTYPE)
+        else:
+            batch[name] = jnp.asarray(np.load(os.path.join(here, source)), DTYPE)
+    return batch
+
+
+def read_data(path):
+    """The inputs over the tiled windows of the whole text at `path`."""
+    tokens, _ = read_text(path)
+    return windows(tokens, tiled_starts(tokens))
+"#;
+
+pub(super) const DATA_HELPERS: &str = r#"
 
 def _rows(batch):
     return next(iter(batch.values())).shape[0] if batch else None

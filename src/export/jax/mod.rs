@@ -120,7 +120,9 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
 
     header(src, &helpers, &mut out);
     declarations(src, &mut out);
-    out.push_str(READ_DATA);
+    let reads_text = crate::data::text::text_inputs(model).is_some();
+    out.push_str(if reads_text { READ_TEXT } else { READ_CSV });
+    out.push_str(DATA_HELPERS);
     init_fn(src, &mut out);
     helpers.write(&mut out);
 
@@ -156,6 +158,8 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
         "return 1000",
         &format!("return {}", crate::train::DEFAULT_STEPS),
     ));
+    out.push_str(if reads_text { MAIN_TEXT } else { MAIN_ROWS });
+    out.push_str(RUN);
     Ok(out)
 }
 
@@ -218,6 +222,10 @@ def make_train_step(opt):
 
 
 train_step = make_train_step(optimizer())
+"#;
+
+/// Batches of rows and the command line of a model whose data is a table.
+const MAIN_ROWS: &str = r#"
 
 
 def batches(data, seed=SEED):
@@ -252,6 +260,41 @@ def main(argv):
             print(f"step {step}: loss = {float(value):.7g}")
     for name, value in metrics(params, data).items():
         print(f"{name} = {float(value):.7g}")
+"#;
+
+/// Batches of random windows and the command line of a model of a text.
+const MAIN_TEXT: &str = r#"
+
+def batches(tokens, seed=SEED):
+    """Batches of BATCH windows at random starts, drawn afresh each step. adjoint draws its
+    starts from its own generator (ChaCha8), which numpy does not reproduce: the windows here
+    are different ones, drawn from the same uniform distribution over the same starts."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield windows(tokens, rng.integers(0, len(tokens) + 1 - SPAN, BATCH))
+
+
+def main(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = argv[1] if len(argv) > 1 else os.path.join(here, TEXT)
+    tokens, vocabulary = read_text(path)
+    train, held = split_text(tokens)
+    total = _total_steps(len(tiled_starts(train)))
+    opt = optimizer(total)
+    step_fn = make_train_step(opt)
+    params = init(SEED, windows(train, tiled_starts(train)))
+    state = opt.init(params)
+    every = LOG_EVERY or max(total // 10, 1)
+    for step, batch in zip(range(1, total + 1), batches(train)):
+        params, state, value = step_fn(params, state, batch)
+        if step % every == 0 or step == total:
+            print(f"step {step}: loss = {float(value):.7g}")
+    if len(held) >= SPAN:
+        value = loss(params, windows(held, tiled_starts(held)))
+        print(f"validation loss = {float(value):.7g} ({len(vocabulary)} characters)")
+"#;
+
+const RUN: &str = r#"
 
 
 if __name__ == "__main__":

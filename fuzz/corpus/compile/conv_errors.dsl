@@ -1,0 +1,22 @@
+# Convolutions and pooling: kernel shapes, channels, groups, padding, output sizes and
+# arguments are checked where they are written.
+input X[n, 48]
+param x[2, 3, 4, 4] ~ normal(0, 1)
+param w[4, 3, 3, 3] ~ normal(0, 1)
+param v[4, 3, 3] ~ normal(0, 1)
+let img = reshape(X, (n, 3, 4, 4))
+let bad_rank = conv2d(x, v)
+let channels = conv2d(x, w[:, :2, :, :])
+let groups = conv2d(x, w, groups=2)
+let pad = conv2d(x, w, padding=3)
+let none_fits = conv2d(x, w, dilation=3)
+let half = conv2d(x, w, stride=1.5)
+let same = conv2d(x, w, stride=2, padding="same")
+let pads = conv2d(x, w, padding="full")
+let three = conv2d(x, w, stride=(1, 1, 1))
+let input_rank = conv1d(x, v)
+let pool = max_pool2d(x, 2, padding=2)
+let window = avg_pool2d(x, 5)
+let zero = max_pool2d(x, 0)
+let ok = conv2d(img, w)
+loss sum(ok)
