@@ -476,7 +476,7 @@ fn unwindows_shape(
     for i in 0..k {
         let count = window_count(size[i], kernel[i], stride[i], dilation[i]);
         if patches.0[lead + i] != Dim::Fixed(kernel[i])
-            || count.map(Dim::Fixed) != Some(patches.0[lead + k + i].clone())
+            || count.map(Dim::Fixed) != Some(patches.0[lead + k + i])
         {
             return Err(err("patches do not match their windows", vec![0]));
         }
