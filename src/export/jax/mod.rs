@@ -227,7 +227,6 @@ train_step = make_train_step(optimizer())
 /// Batches of rows and the command line of a model whose data is a table.
 const MAIN_ROWS: &str = r#"
 
-
 def batches(data, seed=SEED):
     """The batches of a run: all rows each step, or minibatches of a fresh shuffle each epoch."""
     rows = _rows(data)
@@ -295,7 +294,6 @@ def main(argv):
 "#;
 
 const RUN: &str = r#"
-
 
 if __name__ == "__main__":
     main(sys.argv)
