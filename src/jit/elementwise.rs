@@ -109,6 +109,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -262,6 +263,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -328,6 +330,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -573,6 +576,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
