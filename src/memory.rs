@@ -187,14 +187,17 @@ pub fn footprint(run: Run, compiled: &CompiledModel, rows: Rows) -> Footprint {
         crate::chunks::rows_per_pass(compiled, all as usize, |n| rows.syms(g, n as u64)) as u64;
     let plans: Vec<(&Plan, u64)> = {
         let gradient = &compiled.gradient.plan;
+        // Training steps bind the training graph's plan (the gradient's, unless the model has
+        // `dropout`).
+        let step = &compiled.step.plan;
         let forward = &compiled.forward.plan;
         let predict = compiled.predict.as_ref().map(|p| &p.plan);
         let mut plans = Vec::new();
         match run {
             Run::Training => {
-                plans.extend([(gradient, batch), (forward, evaluated)]);
+                plans.extend([(step, batch), (forward, evaluated)]);
                 if short > 0 {
-                    plans.push((gradient, short));
+                    plans.push((step, short));
                 }
             }
             Run::Evaluation => {
@@ -205,11 +208,14 @@ pub fn footprint(run: Run, compiled: &CompiledModel, rows: Rows) -> Footprint {
             Run::GradientCheck => plans.push((gradient, all)),
             Run::Inspection { trained, .. } => {
                 if trained {
-                    plans.extend([(gradient, batch), (forward, evaluated)]);
+                    plans.extend([(step, batch), (forward, evaluated)]);
                 }
             }
             Run::Race | Run::Session => {
                 plans.extend([(gradient, all), (forward, evaluated)]);
+                if compiled.graphs.training.is_some() {
+                    plans.push((step, all));
+                }
                 plans.extend(predict.map(|p| (p, all)));
             }
         }

@@ -42,6 +42,10 @@ enum Command {
         /// Print the gradient graph (loss and the gradient of every parameter).
         #[arg(long)]
         grad: bool,
+        /// Print the evaluation graph (dropout is the identity) instead of the training
+        /// step's; the two differ only where the model has `dropout`.
+        #[arg(long)]
+        eval: bool,
         /// List the numerical-stability rewrites that fired, with where they apply in the source.
         #[arg(long)]
         explain: bool,
@@ -338,10 +342,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Graph {
             file,
             grad,
+            eval,
             explain,
             dot,
             plan,
-        } => graph(&file, grad, explain, dot, plan),
+        } => graph(
+            &file,
+            graph::GraphOptions {
+                grad,
+                eval,
+                explain,
+                dot,
+                plan,
+            },
+        ),
         Command::Gradcheck {
             file,
             data,

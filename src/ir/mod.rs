@@ -1,5 +1,6 @@
 //! The graph IR shared by the forward pass and its gradient.
 
+pub mod dropout;
 pub mod graph;
 pub mod indices;
 pub mod interp;

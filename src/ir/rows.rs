@@ -141,6 +141,8 @@ fn rule(
         // The row index itself differs between a chunk and the whole.
         Op::Iota(d) if *d == row_dim => Rows::Mixed,
         Op::Iota(_) => Rows::Fixed(0),
+        // Drawn from each element's flat index, which differs between a chunk and the whole.
+        Op::DropMask { .. } => Rows::Mixed,
         Op::Neg => match of(0) {
             c @ (Rows::Fixed(_) | Rows::Local(_) | Rows::Summed(_)) => c,
             Rows::Mixed => Rows::Mixed,

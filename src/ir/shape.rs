@@ -193,6 +193,7 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
         Const(_) | DimSize(_) => Ok(Shape::scalar()),
         Iota(len) => Ok(Shape(vec![*len])),
         Literal(data) => Ok(data.shape.clone()),
+        DropMask { shape, .. } => Ok(shape.clone()),
         Select => {
             let ab = broadcast(shapes[1], shapes[2])
                 .ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;
@@ -475,7 +476,7 @@ fn unwindows_shape(
     for i in 0..k {
         let count = window_count(size[i], kernel[i], stride[i], dilation[i]);
         if patches.0[lead + i] != Dim::Fixed(kernel[i])
-            || count.map(Dim::Fixed) != Some(patches.0[lead + k + i].clone())
+            || count.map(Dim::Fixed) != Some(patches.0[lead + k + i])
         {
             return Err(err("patches do not match their windows", vec![0]));
         }

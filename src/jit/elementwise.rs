@@ -110,6 +110,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -263,6 +264,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -333,6 +335,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -582,6 +585,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }

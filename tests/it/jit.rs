@@ -26,15 +26,25 @@ fn check_jit_within(name: &str, model: &Model, dtype: DType, rows: usize, seed: 
     let p = random_point(compiled.model.graph(), rows, seed).rounded_to(dtype);
     let expected = interp_outputs(&compiled.graphs.gradient, &p);
     let actual = jit_gradient_outputs(&compiled, &p);
-    for (k, (out_name, _)) in compiled.graphs.gradient.outputs.iter().enumerate() {
-        let err = normwise_err(&actual[k], &expected[k].data, floor);
-        assert!(
-            err <= tol,
-            "{name} ({}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {}\n  interp {}",
-            dtype.name(),
-            head(&actual[k]),
-            head(&expected[k].data)
-        );
+    let mut compared = vec![("", &compiled.graphs.gradient, expected, actual)];
+    // A model with dropout: its training step too, under one step's masks.
+    if let Some(t) = &compiled.graphs.training {
+        let key = adjoint::ir::dropout::step_key(seed ^ 0x5eed, 3);
+        let expected = interp_outputs_keyed(&t.gradient, &p, key);
+        let actual = jit_step_outputs(&compiled, &p, key);
+        compared.push(("training step, ", &t.gradient, expected, actual));
+    }
+    for (what, f, expected, actual) in compared {
+        for (k, (out_name, _)) in f.outputs.iter().enumerate() {
+            let err = normwise_err(&actual[k], &expected[k].data, floor);
+            assert!(
+                err <= tol,
+                "{name} ({what}{}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {}\n  interp {}",
+                dtype.name(),
+                head(&actual[k]),
+                head(&expected[k].data)
+            );
+        }
     }
 }
 

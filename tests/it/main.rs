@@ -24,6 +24,7 @@ mod inspect;
 mod jit;
 mod math;
 mod memory;
+mod modes;
 mod npy;
 mod optim;
 mod products;
