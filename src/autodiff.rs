@@ -147,6 +147,9 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
         Op::Input(_) | Op::Param(_) | Op::Const(_) | Op::DimSize(_) => vec![],
         // Constants: nothing to differentiate.
         Op::Iota(_) | Op::Literal(_) => vec![],
+        // A mask is drawn, not computed from the parameters: `x * mask`'s rule multiplies the
+        // cotangent by the same node.
+        Op::DropMask { .. } => vec![],
         Op::Neg => vec![Some(b(g, Op::Neg, &[ct]))],
         Op::Exp => vec![Some(b(g, Op::Mul, &[ct, out]))],
         Op::Log => vec![Some(b(g, Op::Div, &[ct, x.unwrap()]))],

@@ -1,4 +1,4 @@
-//! `adjoint bench`: the benchmark workloads W1–W7 and W9 and the batched products' rate (`MM`), measured exactly as the peer scripts
+//! `adjoint bench`: the benchmark workloads W1–W9 and the batched products' rate (`MM`), measured exactly as the peer scripts
 //! measure them, optionally beside the peers themselves (JAX, numpy, C) run in the same session,
 //! reported as ratios.
 //!
@@ -101,6 +101,138 @@ train epochs = 1, batch = 64
 /// W7's multiply-adds per step, twice (flop), as the peers count them: forward, weight
 /// gradients, and input gradients of every layer but the first (97.09 MFLOP).
 const W7_FLOP_PER_STEP: f64 = 1_517_040.0 * 64.0;
+
+/// W8: the character transformer of WORKLOADS.md (vocab 96, context 64, d 128, 4 heads of 32,
+/// 2 pre-LayerNorm blocks, MLP 512 with tanh GELU, Adam 3e-4), trained on windows of 16.
+pub const W8: &str = "input x[n, 64]: int
+input y[n, 64]: int
+param wte[96, 128] ~ normal(0, 0.02)
+param wpe[64, 128] ~ normal(0, 0.02)
+param ln1g0[128] ~ ones
+param ln1b0[128] ~ zeros
+param wqkv0[128, 384] ~ normal(0, 0.02)
+param bqkv0[384] ~ zeros
+param wo0[128, 128] ~ normal(0, 0.02)
+param bo0[128] ~ zeros
+param ln2g0[128] ~ ones
+param ln2b0[128] ~ zeros
+param w10[128, 512] ~ normal(0, 0.02)
+param b10[512] ~ zeros
+param w20[512, 128] ~ normal(0, 0.02)
+param b20[128] ~ zeros
+param ln1g1[128] ~ ones
+param ln1b1[128] ~ zeros
+param wqkv1[128, 384] ~ normal(0, 0.02)
+param bqkv1[384] ~ zeros
+param wo1[128, 128] ~ normal(0, 0.02)
+param bo1[128] ~ zeros
+param ln2g1[128] ~ ones
+param ln2b1[128] ~ zeros
+param w11[128, 512] ~ normal(0, 0.02)
+param b11[512] ~ zeros
+param w21[512, 128] ~ normal(0, 0.02)
+param b21[128] ~ zeros
+param lnfg[128] ~ ones
+param lnfb[128] ~ zeros
+param whead[128, 96] ~ normal(0, 0.02)
+param bhead[96] ~ zeros
+fn heads(t) = transpose(reshape(t, (n, 64, 4, 32)), (0, 2, 1, 3))
+fn attention(q, k, v) = softmax(where(causal_mask(64), q @ transpose(k, (0, 1, 3, 2)) / sqrt(32), -inf)) @ v
+fn merge(o) = reshape(transpose(o, (0, 2, 1, 3)), (n, 64, 128))
+fn block(h, g1, b1, wqkv, bqkv, wo, bo, g2, b2, w1, c1, w2, c2) = attend(h, layer_norm(h, g1, b1) @ wqkv + bqkv, wo, bo, g2, b2, w1, c1, w2, c2)
+fn attend(h, qkv, wo, bo, g2, b2, w1, c1, w2, c2) = mlp(h + merge(attention(heads(qkv[:, :, :128]), heads(qkv[:, :, 128:256]), heads(qkv[:, :, 256:]))) @ wo + bo, g2, b2, w1, c1, w2, c2)
+fn mlp(a, g2, b2, w1, c1, w2, c2) = a + gelu(layer_norm(a, g2, b2) @ w1 + c1, approximate=true) @ w2 + c2
+let h0 = wte[x] + wpe
+let h1 = block(h0, ln1g0, ln1b0, wqkv0, bqkv0, wo0, bo0, ln2g0, ln2b0, w10, b10, w20, b20)
+let h2 = block(h1, ln1g1, ln1b1, wqkv1, bqkv1, wo1, bo1, ln2g1, ln2b1, w11, b11, w21, b21)
+loss cross_entropy(layer_norm(h2, lnfg, lnfb) @ whead + bhead, y)
+optimizer adam(lr = 0.0003)
+";
+
+/// W8's batches: 200,000 tokens uniform in 0..96 and 100 steps of 16 windows at seeded offsets,
+/// each step's inputs and next-token labels gathered before any timing, as the peers do.
+pub fn w8_batches() -> Vec<[Vec<f64>; 2]> {
+    let (tokens, steps, batch, window) = (200_000usize, 100, 16, 64);
+    let mut r = rng(8);
+    let text: Vec<f64> = (0..tokens)
+        .map(|_| r.random_range(0..96u32) as f64)
+        .collect();
+    let mut offsets = rng(9);
+    (0..steps)
+        .map(|_| {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            for _ in 0..batch {
+                let o = offsets.random_range(0..tokens - window);
+                x.extend_from_slice(&text[o..o + window]);
+                y.extend_from_slice(&text[o + 1..o + window + 1]);
+            }
+            [x, y]
+        })
+        .collect()
+}
+
+/// Multiply-adds of W8's products per token, forward (WORKLOADS.md: 438,272), and the
+/// floating-point operations of one step: forward, input and weight gradients, 2 per
+/// multiply-add, 1,024 tokens.
+const W8_FLOP_PER_STEP: f64 = 6.0 * 438_272.0 * 1024.0;
+
+/// Runs W8's 100 steps from fresh parameters; the time of the run and the last step's loss.
+fn w8_run(c: &CompiledModel, batches: &[Vec<Buffer>]) -> Result<(f64, f64), String> {
+    let mut t = Trainer::new(c, 0);
+    let start = Instant::now();
+    let mut loss = f64::NAN;
+    for b in batches {
+        loss = t.train_steps(b, 16, 1).map_err(|e| e.to_string())?;
+    }
+    Ok((start.elapsed().as_secs_f64(), loss))
+}
+
+pub fn w8(repeats: usize) -> Result<Vec<Figure>, String> {
+    let c = compile(W8);
+    let dtype = c.model.graph().dtype;
+    let batches: Vec<Vec<Buffer>> = w8_batches()
+        .iter()
+        .map(|b| b.iter().map(|v| Buffer::from_f64(dtype, v)).collect())
+        .collect();
+    // One untimed run first, as the peers warm up with one.
+    w8_run(&c, &batches)?;
+    let (mut per_step, mut tokens, mut gflops) = (Vec::new(), Vec::new(), Vec::new());
+    let mut result = String::new();
+    for _ in 0..repeats.max(1) {
+        let (secs, loss) = w8_run(&c, &batches)?;
+        if !loss.is_finite() {
+            return Err(format!("W8's loss became {loss}"));
+        }
+        let step = secs / batches.len() as f64;
+        per_step.push(step * 1e3);
+        tokens.push(1024.0 / step);
+        gflops.push(W8_FLOP_PER_STEP / step / 1e9);
+        result = format!("loss at step 100 {loss:.4}");
+    }
+    Ok(vec![
+        figure(
+            "W8",
+            "character transformer, 16×64 tokens, Adam, f32",
+            "ms/step",
+            per_step,
+            result,
+        ),
+        figure(
+            "W8",
+            "character transformer",
+            "tokens/s",
+            tokens,
+            String::new(),
+        ),
+        figure(
+            "W8",
+            "character transformer products (2.693 GFLOP/step)",
+            "GFLOP/s",
+            gflops,
+            String::new(),
+        ),
+    ])
+}
 
 /// One measured figure.
 #[derive(Clone, Debug)]
@@ -618,6 +750,32 @@ pub fn w6(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
     )])
 }
 
+/// Source text to the end of W8's first training step, minus one steady step.
+pub fn w9_w8(repeats: usize) -> Result<Vec<Figure>, String> {
+    let batch = &w8_batches()[0];
+    let mut samples = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        let c = compile(W8);
+        let dtype = c.model.graph().dtype;
+        let inputs: Vec<Buffer> = batch.iter().map(|v| Buffer::from_f64(dtype, v)).collect();
+        let mut t = Trainer::new(&c, 0);
+        t.train_steps(&inputs, 16, 1).map_err(|e| e.to_string())?;
+        let first = start.elapsed().as_secs_f64();
+        let s = Instant::now();
+        t.train_steps(&inputs, 16, 1).map_err(|e| e.to_string())?;
+        let steady = s.elapsed().as_secs_f64();
+        samples.push((first - steady) * 1e3);
+    }
+    Ok(vec![figure(
+        "W9",
+        "compile latency of W8's train step (source to first step)",
+        "ms",
+        samples,
+        String::new(),
+    )])
+}
+
 /// A peer measurement: which script and framework, which figure it reports.
 struct Peer {
     workload: &'static str,
@@ -626,6 +784,14 @@ struct Peer {
     field: &'static str,
     /// Scale from the peer's unit to ours.
     scale: f64,
+    /// The script's arguments other than the framework and threads (`--repeats` when empty).
+    args: &'static [&'static str],
+    /// Which of the workload's figures (those of its unit) the peer's is compared with.
+    figure: usize,
+    /// The peer's figure on one thread in the benchmark definition's own run
+    /// (`anchors/RESULTS.md`), in our unit: quoted, labelled as such, where the peer cannot run
+    /// here.
+    quoted: Option<f64>,
 }
 
 const PEERS: &[Peer] = &[
@@ -635,6 +801,9 @@ const PEERS: &[Peer] = &[
         fw: "c",
         field: "ns_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W1",
@@ -642,6 +811,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "ns_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W2",
@@ -649,6 +821,9 @@ const PEERS: &[Peer] = &[
         fw: "numpy",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W2",
@@ -656,6 +831,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W3",
@@ -663,6 +841,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "eval_ms",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W3",
@@ -670,6 +851,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_fori",
         field: "adam200_s",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W3",
@@ -677,6 +861,9 @@ const PEERS: &[Peer] = &[
         fw: "numpy",
         field: "eval_ms",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W3",
@@ -684,6 +871,9 @@ const PEERS: &[Peer] = &[
         fw: "numpy",
         field: "adam200_s",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W4",
@@ -691,6 +881,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_scan",
         field: "ms_per_step",
         scale: 1e3,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W5",
@@ -698,6 +891,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_step",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W6",
@@ -705,6 +901,9 @@ const PEERS: &[Peer] = &[
         fw: "jax",
         field: "latency_s",
         scale: 1e3,
+        args: &["--cache", "cold"],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W7",
@@ -712,6 +911,9 @@ const PEERS: &[Peer] = &[
         fw: "jax_step",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W7",
@@ -719,6 +921,9 @@ const PEERS: &[Peer] = &[
         fw: "torch",
         field: "ms_per_step",
         scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: None,
     },
     Peer {
         workload: "W9",
@@ -726,6 +931,59 @@ const PEERS: &[Peer] = &[
         fw: "jax",
         field: "latency_s",
         scale: 1e3,
+        args: &["--cache", "cold", "--model", "w7"],
+        figure: 0,
+        quoted: None,
+    },
+    Peer {
+        workload: "W8",
+        script: "w8_transformer.py",
+        fw: "jax_scan",
+        field: "ms_per_step",
+        scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: Some(37.2),
+    },
+    Peer {
+        workload: "W8",
+        script: "w8_transformer.py",
+        fw: "jax_step",
+        field: "ms_per_step",
+        scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: Some(56.5),
+    },
+    Peer {
+        workload: "W8",
+        script: "w8_transformer.py",
+        fw: "torch",
+        field: "ms_per_step",
+        scale: 1.0,
+        args: &[],
+        figure: 0,
+        quoted: Some(45.4),
+    },
+    Peer {
+        workload: "W9",
+        script: "w9_compile.py",
+        fw: "jax",
+        field: "latency_s",
+        scale: 1e3,
+        args: &["--cache", "cold", "--model", "w8"],
+        figure: 1,
+        quoted: Some(1500.0),
+    },
+    Peer {
+        workload: "W9",
+        script: "w9_compile.py",
+        fw: "torch_eager",
+        field: "latency_s",
+        scale: 1e3,
+        args: &["--cache", "cold", "--model", "w8"],
+        figure: 1,
+        quoted: Some(13.3),
     },
 ];
 
@@ -748,10 +1006,9 @@ fn run_peer(
         "--tag",
         "adjoint-bench",
     ]);
-    match p.script {
-        "w6_compile.py" => cmd.args(["--cache", "cold"]),
-        "w9_compile.py" => cmd.args(["--cache", "cold", "--model", "w7"]),
-        _ => cmd.args(["--repeats", &repeats.to_string()]),
+    match p.args {
+        [] => cmd.args(["--repeats", &repeats.to_string()]),
+        args => cmd.args(args),
     };
     // Current numpy and OpenBLAS run fastest with their own kernel choice.
     cmd.env_remove("OPENBLAS_CORETYPE")
@@ -803,7 +1060,7 @@ pub struct BenchConfig {
 }
 
 /// The workloads in the order they run.
-const WORKLOADS: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W9", "MM"];
+const WORKLOADS: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "MM"];
 
 /// adjoint's figures for workload `w`, over `repeats` timed repeats.
 fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
@@ -815,18 +1072,26 @@ fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> 
         "W5" => Ok(w5(repeats)),
         "MM" => Ok(mm(repeats)),
         "W7" => w7(repeats),
-        "W9" => w9(repeats.max(3)),
+        "W8" => w8(repeats),
+        "W9" => {
+            let mut figures = w9(repeats.max(3))?;
+            figures.extend(w9_w8(repeats.max(3))?);
+            Ok(figures)
+        }
         _ => w6(repeats.max(3), root),
     }
 }
 
 /// The figure of ours that a peer's figure is compared with.
 fn counterpart<'f>(figures: &'f [Figure], p: &Peer) -> Option<&'f Figure> {
-    figures.iter().find(|f| {
-        f.workload == p.workload
-            && (p.field != "adam200_s" || f.unit == "s/200 steps")
-            && (p.field != "eval_ms" || f.unit == "ms/eval")
-    })
+    figures
+        .iter()
+        .filter(|f| {
+            f.workload == p.workload
+                && (p.field != "adam200_s" || f.unit == "s/200 steps")
+                && (p.field != "eval_ms" || f.unit == "ms/eval")
+        })
+        .nth(p.figure)
 }
 
 /// One peer's values, one per round, and adjoint's median in the same rounds.
@@ -927,6 +1192,17 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
                     p.field,
                     e.replace('|', "/")
                 );
+                let ours = counterpart(&figures, p).map(|f| f.summary().0);
+                if let (Some(quoted), Some(ours)) = (p.quoted, ours) {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} `{}` ({unit}), quoted from anchors/RESULTS.md (another run, one thread) | {quoted:.4} | | {:.2}× (not the same session) |",
+                        p.workload,
+                        p.fw,
+                        p.field,
+                        ours / quoted
+                    );
+                }
                 continue;
             }
             let pairs: Vec<(f64, f64)> = pr.rounds.iter().flatten().copied().collect();

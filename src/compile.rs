@@ -80,21 +80,54 @@ pub struct Graphs {
     pub predict: Option<GraphFn>,
     pub forward_report: SimplifyReport,
     pub gradient_report: SimplifyReport,
+    /// The training step's graphs where they differ from the evaluation graphs above (a model
+    /// with `dropout`).
+    pub training: Option<TrainingGraphs>,
+}
+
+/// The simplified forward graph of a training step and its gradient.
+#[derive(Clone, Debug)]
+pub struct TrainingGraphs {
+    pub forward: GraphFn,
+    pub gradient: GraphFn,
+}
+
+impl Graphs {
+    /// The graph training steps compute: the loss and its gradient as a step takes them.
+    pub fn step_gradient(&self) -> &GraphFn {
+        self.training
+            .as_ref()
+            .map_or(&self.gradient, |t| &t.gradient)
+    }
+}
+
+/// Simplifies a forward graph and its derivative: the derivative is taken of the simplified
+/// graph (so of the numerically stable forms), then simplified in turn.
+fn simplified_with_gradient(f: &GraphFn) -> (GraphFn, SimplifyReport, GraphFn, SimplifyReport) {
+    let (forward, forward_report) = simplify::run(f);
+    let raw = crate::autodiff::grad(&forward);
+    let (gradient, gradient_report) = simplify::run(&raw);
+    (forward, forward_report, gradient, gradient_report)
 }
 
 /// Simplifies the forward graph, differentiates the simplified graph (so the derivative is
-/// taken of the numerically stable forms), and simplifies the gradient.
+/// taken of the numerically stable forms), and simplifies the gradient; the same for the
+/// training graph where the model has one.
 pub fn graphs(model: &Model) -> Graphs {
-    let (forward, forward_report) = simplify::run(&model.forward);
-    let raw = crate::autodiff::grad(&forward);
-    let (gradient, gradient_report) = simplify::run(&raw);
+    let (forward, forward_report, gradient, gradient_report) =
+        simplified_with_gradient(&model.forward);
     let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
+    let training = model.training.as_ref().map(|t| {
+        let (forward, _, gradient, _) = simplified_with_gradient(t);
+        TrainingGraphs { forward, gradient }
+    });
     Graphs {
         forward,
         gradient,
         predict,
         forward_report,
         gradient_report,
+        training,
     }
 }
 
@@ -114,6 +147,9 @@ pub struct Inner {
     pub graphs: Graphs,
     pub forward: Executable,
     pub gradient: Executable,
+    /// The training step's value-and-gradient: `gradient` itself unless the model has a
+    /// training graph of its own (`Graphs::training`).
+    pub step: Executable,
     pub update: UpdateFn,
     /// Value-and-gradient and update fused, looped K times per call.
     pub train_loop: TrainLoop,
@@ -164,6 +200,7 @@ fn lazy_update(spec: &OptimizerSpec, sizes: &[usize], dtype: DType) -> NativeFn 
 struct NativeParts {
     forward: Executable,
     gradient: Executable,
+    step: Executable,
     update: UpdateFn,
     train_loop: TrainLoop,
     predict: Option<Executable>,
@@ -177,19 +214,23 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Everything that determines the generated code: both graphs' text (which includes every shape
-/// and the dtype) and the optimizer with its hyperparameters.
-fn cache_key(
-    forward: &GraphFn,
-    gradient: &GraphFn,
-    predict: Option<&GraphFn>,
-    model: &Model,
-) -> String {
-    let p = predict.map(|p| p.text()).unwrap_or_default();
+/// Everything that determines the generated code: every graph's text (which includes every
+/// shape and the dtype) and the optimizer with its hyperparameters.
+fn cache_key(graphs: &Graphs, model: &Model) -> String {
+    let p = graphs
+        .predict
+        .as_ref()
+        .map(|p| p.text())
+        .unwrap_or_default();
+    let t = graphs
+        .training
+        .as_ref()
+        .map(|t| format!("training\n{}", t.gradient.text()))
+        .unwrap_or_default();
     format!(
-        "{}\n{}\n{p}\n{}\n{}",
-        forward.text(),
-        gradient.text(),
+        "{}\n{}\n{p}\n{t}\n{}\n{}",
+        graphs.forward.text(),
+        graphs.gradient.text(),
         model.optimizer,
         model.graph().dtype.name()
     )
@@ -232,8 +273,20 @@ impl CompiledModel {
         timings.lap("differentiate", &mut t);
         let (gradient, gradient_report) = simplify::run(&raw);
         let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
+        let training = model.training.as_ref().map(|t| {
+            let (forward, _, gradient, _) = simplified_with_gradient(t);
+            TrainingGraphs { forward, gradient }
+        });
         timings.lap("simplify", &mut t);
-        let key = cache_key(&forward, &gradient, predict.as_ref(), &model);
+        let graphs = Graphs {
+            forward,
+            gradient,
+            predict,
+            forward_report,
+            gradient_report,
+            training,
+        };
+        let key = cache_key(&graphs, &model);
         let hit = {
             let map = cache().lock().unwrap_or_else(|e| e.into_inner());
             map.get(&key)
@@ -242,12 +295,20 @@ impl CompiledModel {
         let (parts, code, cached) = match hit {
             Some((parts, code)) => (parts, code, true),
             None => {
-                let fplan = lower::plan(&forward);
-                let gplan = lower::plan(&gradient);
+                let (forward, gradient, predict) =
+                    (&graphs.forward, &graphs.gradient, &graphs.predict);
+                let step_graph = graphs.step_gradient();
+                let fplan = lower::plan(forward);
+                let gplan = lower::plan(gradient);
+                // Without a training graph of its own, the step is the gradient's plan.
+                let splan = match graphs.training {
+                    Some(_) => lower::plan(step_graph),
+                    None => gplan.clone(),
+                };
                 let pplan = predict.as_ref().map(lower::plan);
                 // Every plan the tests compile is verified; release builds trust `lower`.
                 if cfg!(debug_assertions) {
-                    for (f, p) in [(&forward, &fplan), (&gradient, &gplan)] {
+                    for (f, p) in [(forward, &fplan), (gradient, &gplan), (step_graph, &splan)] {
                         if let Err(e) = lower::verify(f, p) {
                             panic!("adjoint internal error: lowering broke an invariant: {e}");
                         }
@@ -263,22 +324,31 @@ impl CompiledModel {
                     .collect();
                 // Only the fused train loop is compiled now; the rest waits for first use.
                 let mut jit = Jit::new()?;
-                let lid = jit.compile_train_loop(&gradient, &gplan, &model.optimizer, &sizes)?;
+                let lid = jit.compile_train_loop(step_graph, &splan, &model.optimizer, &sizes)?;
                 let train_loop = jit.finalize(&[lid])?[0];
                 timings.lap("cranelift", &mut t);
                 let code = Arc::new(CodeOwner::new(jit));
                 let n_state = model.optimizer.kind.state_arrays();
+                let gradient = Executable {
+                    func: lazy_graph(gradient, &gplan),
+                    plan: gplan,
+                    dtype,
+                };
                 let parts = NativeParts {
                     forward: Executable {
-                        func: lazy_graph(&forward, &fplan),
+                        func: lazy_graph(forward, &fplan),
                         plan: fplan,
                         dtype,
                     },
-                    gradient: Executable {
-                        func: lazy_graph(&gradient, &gplan),
-                        plan: gplan,
-                        dtype,
+                    step: match graphs.training {
+                        Some(_) => Executable {
+                            func: lazy_graph(step_graph, &splan),
+                            plan: splan,
+                            dtype,
+                        },
+                        None => gradient.clone(),
                     },
+                    gradient,
                     update: UpdateFn {
                         func: lazy_update(&model.optimizer, &sizes, dtype),
                         sizes,
@@ -306,16 +376,11 @@ impl CompiledModel {
             inner: Arc::new(Inner {
                 forward: parts.forward,
                 gradient: parts.gradient,
+                step: parts.step,
                 update: parts.update,
                 train_loop: parts.train_loop,
                 predict: parts.predict,
-                graphs: Graphs {
-                    forward,
-                    gradient,
-                    predict,
-                    forward_report,
-                    gradient_report,
-                },
+                graphs,
                 model,
                 timings,
                 cached,

@@ -59,6 +59,8 @@ pub mod bench;
 pub mod check;
 #[doc(hidden)]
 pub mod checkpoint;
+#[doc(hidden)]
+pub mod chunks;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;

@@ -15,9 +15,9 @@ use crate::runtime::{Workspace, human_bytes};
 /// What a command runs, which decides the workspaces it holds at once.
 #[derive(Clone, Copy, Debug)]
 pub enum Run<'a> {
-    /// Gradient steps on batches, the forward pass on all rows at each log point.
+    /// Gradient steps on batches, the forward pass on all rows (in chunks) at each log point.
     Training,
-    /// The forward pass (and the outputs, for a confusion matrix) on all rows.
+    /// The forward pass (in chunks) and the outputs (for a confusion matrix) on all rows.
     Evaluation,
     /// The model's `output` values on all rows.
     Prediction,
@@ -182,31 +182,40 @@ pub fn footprint(run: Run, compiled: &CompiledModel, rows: Rows) -> Footprint {
         0 => 0,
         b => all % b,
     };
+    // Evaluations on all rows run in chunks where the model's outputs combine over them.
+    let evaluated =
+        crate::chunks::rows_per_pass(compiled, all as usize, |n| rows.syms(g, n as u64)) as u64;
     let plans: Vec<(&Plan, u64)> = {
         let gradient = &compiled.gradient.plan;
+        // Training steps bind the training graph's plan (the gradient's, unless the model has
+        // `dropout`).
+        let step = &compiled.step.plan;
         let forward = &compiled.forward.plan;
         let predict = compiled.predict.as_ref().map(|p| &p.plan);
         let mut plans = Vec::new();
         match run {
             Run::Training => {
-                plans.extend([(gradient, batch), (forward, all)]);
+                plans.extend([(step, batch), (forward, evaluated)]);
                 if short > 0 {
-                    plans.push((gradient, short));
+                    plans.push((step, short));
                 }
             }
             Run::Evaluation => {
-                plans.push((forward, all));
+                plans.push((forward, evaluated));
                 plans.extend(predict.map(|p| (p, all)));
             }
             Run::Prediction => plans.extend(predict.map(|p| (p, all))),
             Run::GradientCheck => plans.push((gradient, all)),
             Run::Inspection { trained, .. } => {
                 if trained {
-                    plans.extend([(gradient, batch), (forward, all)]);
+                    plans.extend([(step, batch), (forward, evaluated)]);
                 }
             }
             Run::Race | Run::Session => {
-                plans.extend([(gradient, all), (forward, all)]);
+                plans.extend([(gradient, all), (forward, evaluated)]);
+                if compiled.graphs.training.is_some() {
+                    plans.push((step, all));
+                }
                 plans.extend(predict.map(|p| (p, all)));
             }
         }

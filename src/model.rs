@@ -127,6 +127,10 @@ pub struct Model {
     pub train: TrainSettings,
     /// Data file named in the model, relative to the model file.
     pub data: Option<String>,
+    /// The training step's forward graph (loss, then metrics) where the model has `dropout`:
+    /// `forward` is then the evaluation graph, which `eval`, `predict`, validation, the
+    /// checking commands and exports read. `None`: one graph serves both.
+    pub training: Option<GraphFn>,
 }
 
 impl Model {
@@ -138,6 +142,19 @@ impl Model {
     /// The forward graph.
     pub fn graph(&self) -> &Graph {
         &self.forward.graph
+    }
+
+    /// The forward graph training steps differentiate: `training` where the model has one.
+    pub fn training_forward(&self) -> &GraphFn {
+        self.training.as_ref().unwrap_or(&self.forward)
+    }
+
+    /// Sets the dtype of every graph of the model.
+    pub fn set_dtype(&mut self, dtype: crate::ir::DType) {
+        self.forward.graph.dtype = dtype;
+        if let Some(t) = &mut self.training {
+            t.graph.dtype = dtype;
+        }
     }
 
     /// Whether input `i` is batched by rows (its first axis is the row dimension); other

@@ -305,12 +305,24 @@ impl Executable {
         inputs: &[Buffer],
         params: &[Buffer],
     ) -> Result<(), RunError> {
+        self.run_step(ws, inputs, params, 0)
+    }
+
+    /// As `run`, for a training step: its dropout masks are those of the step whose key is
+    /// `step_key` (`ir::dropout::step_key`), passed as the bits of the one scalar.
+    pub fn run_step(
+        &self,
+        ws: &mut Workspace,
+        inputs: &[Buffer],
+        params: &[Buffer],
+        step_key: u64,
+    ) -> Result<(), RunError> {
         let func = self.func.get()?;
         // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
         // needs under `dims` (checked in `slot_pointers`), the code writes only Output and Temp
         // slots, which the workspace owns exclusively through `&mut`, and it cannot trap.
         unsafe {
-            ws.call_checked(func, &[0.0], |ws, ptrs| {
+            ws.call_checked(func, &[f64::from_bits(step_key)], |ws, ptrs| {
                 self.slot_pointers(ws, inputs, params, ptrs)
             })
         }
@@ -381,8 +393,10 @@ pub struct TrainLoop {
 }
 
 impl TrainLoop {
-    /// Runs `steps` steps. `table` is `[steps, reserved, β1ᵗ, β2ᵗ, lr₁ … lr_steps]`: the β
-    /// powers before the first step and each step's learning rate (`table[0]` is set here).
+    /// Runs `steps` steps. `table` is `[steps, key, β1ᵗ, β2ᵗ, lr₁ … lr_steps]`: the bits of
+    /// the dropout key of the step before the first (`ir::dropout::step_key`, which the loop
+    /// advances by γ a step), the β powers before the first step and each step's learning rate
+    /// (`table[0]` is set here).
     /// Inputs and params are checked against the plan exactly as `Executable::run` does.
     #[allow(clippy::too_many_arguments)]
     pub fn run(

@@ -221,6 +221,8 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             Op::Const(_) => return g.const_value(id).is_some_and(|c| c > 0.0 && c.is_finite()),
             Op::Sigmoid | Op::Exp | Op::DimSize(_) => return true,
             Op::Literal(data) => return data.values().all(|v| v > 0.0 && v.is_finite()),
+            // Zero where an element is dropped.
+            Op::DropMask { .. } => return false,
             Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
             Op::Sub => {
                 return with_const(g, id, Op::Sub, 1.0, false)
@@ -475,6 +477,7 @@ fn stable_form(
         | Op::DimSize(_)
         | Op::Iota(_)
         | Op::Literal(_)
+        | Op::DropMask { .. }
         | Op::Neg
         | Op::Tanh
         | Op::Sigmoid
@@ -838,6 +841,7 @@ fn try_rules(
         | Op::DimSize(_)
         | Op::Iota(_)
         | Op::Literal(_)
+        | Op::DropMask { .. }
         | Op::Exp
         | Op::Log
         | Op::Sqrt

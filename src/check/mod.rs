@@ -26,12 +26,46 @@ mod settings;
 mod shaping;
 
 /// Checks a parsed module against `limits`. On success returns the model and its warnings.
+///
+/// The file is checked for evaluation; when it uses a function that behaves differently while
+/// training (`dropout`), it is lowered a second time for training steps (`Model::training`).
+/// Both passes see the same source, so the second finds no error the first did not.
 pub fn check(
     module: &ast::Module,
     limits: &Limits,
 ) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
-    cx.run(module, limits)
+    let (mut model, warnings) = cx.run(module, limits)?;
+    if cx.modes.dropout_sites > 0 {
+        let mut training = Checker {
+            modes: Modes {
+                mode: Mode::Training,
+                ..Modes::default()
+            },
+            ..Checker::default()
+        };
+        let (trained, _) = training.run(module, limits)?;
+        model.training = Some(trained.forward);
+    }
+    Ok((model, warnings))
+}
+
+/// Which graph the checker builds: they differ where the model has `dropout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mode {
+    /// `eval`, `predict`, validation, `gradcheck`, `inspect`, exports: dropout is the identity.
+    #[default]
+    Evaluation,
+    /// A training step: dropout draws its masks.
+    Training,
+}
+
+/// The mode being built and what the model has that depends on it.
+#[derive(Default)]
+struct Modes {
+    mode: Mode,
+    /// `dropout` calls with p > 0 lowered so far: the next one's site number.
+    dropout_sites: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -61,6 +95,8 @@ struct Checker {
     inlined: HashMap<(String, Vec<NodeId>), Option<NodeId>>,
     /// How many function bodies were lowered: the work inlining did.
     bodies_lowered: usize,
+    /// The graph being built (training or evaluation) and what depends on it.
+    modes: Modes,
 }
 
 #[derive(Clone)]
@@ -308,6 +344,7 @@ impl Checker {
             schedule: schedule.unwrap_or_default(),
             train,
             data,
+            training: None,
         };
         Ok((model, std::mem::take(&mut self.diags)))
     }

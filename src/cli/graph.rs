@@ -3,20 +3,32 @@
 
 use super::*;
 
-pub(super) fn graph(
-    path: &Path,
-    grad: bool,
-    explain: bool,
-    dot: bool,
-    plan: bool,
-) -> Result<(), CliError> {
+/// Which graph `adjoint graph` prints, and how.
+pub(super) struct GraphOptions {
+    pub grad: bool,
+    /// The evaluation graph rather than the training step's (they differ with `dropout`).
+    pub eval: bool,
+    pub explain: bool,
+    pub dot: bool,
+    pub plan: bool,
+}
+
+pub(super) fn graph(path: &Path, opts: GraphOptions) -> Result<(), CliError> {
+    let GraphOptions {
+        grad,
+        eval,
+        explain,
+        dot,
+        plan,
+    } = opts;
     let (file, model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
     let graphs = compile::graphs(&model);
-    let f = if grad {
-        &graphs.gradient
-    } else {
-        &graphs.forward
+    let f = match (&graphs.training, eval, grad) {
+        (Some(t), false, true) => &t.gradient,
+        (Some(t), false, false) => &t.forward,
+        (_, _, true) => &graphs.gradient,
+        (_, _, false) => &graphs.forward,
     };
     if plan {
         out::write(format_args!(

@@ -132,7 +132,7 @@ pub(super) fn model_and_data(
 > {
     let (file, mut model, warnings) = load_model(path)?;
     eprint!("{}", render_all(&warnings, &file));
-    model.forward.graph.dtype = crate::ir::DType::F64;
+    model.set_dtype(crate::ir::DType::F64);
     refuse_unread_data(&model, data, &[])?;
     let dataset = load_data(&model, data_path(&model, data, path).as_deref(), path, &[])?;
     Ok((file, model, dataset))

@@ -42,6 +42,10 @@ enum Command {
         /// Print the gradient graph (loss and the gradient of every parameter).
         #[arg(long)]
         grad: bool,
+        /// Print the evaluation graph (dropout is the identity) instead of the training
+        /// step's; the two differ only where the model has `dropout`.
+        #[arg(long)]
+        eval: bool,
         /// List the numerical-stability rewrites that fired, with where they apply in the source.
         #[arg(long)]
         explain: bool,
@@ -188,16 +192,17 @@ enum Command {
     /// Write the model for another engine: a JAX module (loss, metrics, outputs, optimizer,
     /// training step) or an ONNX model of its outputs and metrics.
     Export(export::ExportArgs),
-    /// Run the benchmark workloads W1–W7, W9 and MM, optionally beside the peers (JAX, numpy,
-    /// C, PyTorch).
+    /// Run the benchmark workloads W1–W9 and MM, optionally beside the peers (JAX, numpy, C,
+    /// PyTorch).
     Bench {
         /// Workloads to run; all when none are given. W1: Rosenbrock with Adam, 100k steps (f64).
         /// W2: least squares 100,000×16, gradient descent (f32). W3: Gaussian-mixture likelihood
         /// on 10^6 points, value and gradient, and 200 Adam steps (f64). W4: digits MLP
         /// 64-128-10, minibatches of 32, Adam. W5: MLP 784-512-512-10, minibatches of 128, Adam
         /// (f32). W6: compile latency of W4's training step (source to first step). W7: LeNet-5 on
-        /// 28×28 images, minibatches of 64, Adam (f32). W9: compile latency of W7's training
-        /// step. MM: a batched
+        /// 28×28 images, minibatches of 64, Adam (f32). W8: a character transformer (2 blocks,
+        /// d 128, 4 heads, context 64), 16 windows a step, Adam (f32), in ms/step, tokens/s and
+        /// GFLOP/s. W9: compile latency of W7's and W8's training steps. MM: a batched
         /// product of 16×4 heads of 64×32 @ 32×64 (f32) beside a 2048³ GEMM, in GFLOP/s.
         workloads: Vec<String>,
         /// Timed repeats per workload (the median is reported).
@@ -337,10 +342,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Graph {
             file,
             grad,
+            eval,
             explain,
             dot,
             plan,
-        } => graph(&file, grad, explain, dot, plan),
+        } => graph(
+            &file,
+            graph::GraphOptions {
+                grad,
+                eval,
+                explain,
+                dot,
+                plan,
+            },
+        ),
         Command::Gradcheck {
             file,
             data,
@@ -462,7 +477,7 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W9"] {
+        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"] {
             assert!(help.contains(&format!("{w}:")), "{w} not in\n{help}");
         }
     }

@@ -483,6 +483,11 @@ impl Emitter<'_> {
                 self.initializer(&name, dims.iter().map(|&d| d as i64).collect(), &values);
                 Some(name)
             }
+            Op::DropMask { .. } => self.refuse(
+                g,
+                id,
+                "a dropout mask belongs to training steps; the exported evaluation graph has none",
+            ),
             Op::Neg => simple(self, "Neg", a),
             Op::Exp => simple(self, "Exp", a),
             Op::Log => simple(self, "Log", a),

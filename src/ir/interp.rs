@@ -183,6 +183,7 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::DimSize(_)
         | Op::Iota(_)
         | Op::Literal(_)
+        | Op::DropMask { .. }
         | Op::Add
         | Op::Sub
         | Op::Mul
@@ -254,6 +255,7 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::DimSize(_)
         | Op::Iota(_)
         | Op::Literal(_)
+        | Op::DropMask { .. }
         | Op::Neg
         | Op::Exp
         | Op::Log
@@ -308,7 +310,8 @@ pub fn pow(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Values of the nodes `roots` depends on; entries for other nodes are `None`.
+/// Values of the nodes `roots` depends on; entries for other nodes are `None`. A training
+/// graph's dropout masks are those of the step whose key is 0 (`eval_keyed` chooses).
 pub fn eval(
     graph: &Graph,
     inputs: &[Tensor],
@@ -316,7 +319,20 @@ pub fn eval(
     syms: &[u64],
     roots: &[NodeId],
 ) -> Vec<Option<Tensor>> {
-    eval_rounded(graph, inputs, params, syms, roots, None)
+    eval_rounded(graph, inputs, params, syms, roots, None, 0)
+}
+
+/// As `eval`, with the dropout masks of the training step whose key is `step_key`
+/// (`dropout::step_key`).
+pub fn eval_keyed(
+    graph: &Graph,
+    inputs: &[Tensor],
+    params: &[Tensor],
+    syms: &[u64],
+    roots: &[NodeId],
+    step_key: u64,
+) -> Vec<Option<Tensor>> {
+    eval_rounded(graph, inputs, params, syms, roots, None, step_key)
 }
 
 /// How native code of a dtype rounds every value it computes.
@@ -345,6 +361,7 @@ impl Rounding {
 /// overflow (exp(89)) or underflow (exp(-104)) happens here where it happens in the model.
 /// Each op is still computed in f64 from rounded operands, so a value can differ from native
 /// code's in its last bit (and so, at the very edge of the range, in whether it overflows).
+/// Dropout masks are those of the training step whose key is `step_key`.
 pub fn eval_rounded(
     graph: &Graph,
     inputs: &[Tensor],
@@ -352,6 +369,7 @@ pub fn eval_rounded(
     syms: &[u64],
     roots: &[NodeId],
     rounding: Option<Rounding>,
+    step_key: u64,
 ) -> Vec<Option<Tensor>> {
     let live = graph.reachable(roots);
     let mut values: Vec<Option<Tensor>> = vec![None; graph.len()];
@@ -363,7 +381,7 @@ pub fn eval_rounded(
             .iter()
             .map(|i| values[i.index()].as_ref().expect("operand evaluated"))
             .collect();
-        let mut value = eval_op(&node.op, &args, shape, inputs, params, syms);
+        let mut value = eval_op(&node.op, &args, shape, inputs, params, syms, step_key);
         if let Some(r) = rounding {
             value.data.iter_mut().for_each(|x| *x = r.apply(*x));
         }
@@ -379,6 +397,7 @@ fn eval_op(
     inputs: &[Tensor],
     params: &[Tensor],
     syms: &[u64],
+    step_key: u64,
 ) -> Tensor {
     match op {
         Op::Input(i) => inputs[*i as usize].clone(),
@@ -387,6 +406,13 @@ fn eval_op(
         Op::DimSize(s) => Tensor::scalar(syms[*s as usize] as f64),
         Op::Iota(_) => Tensor::new(shape.clone(), (0..shape[0]).map(|i| i as f64).collect()),
         Op::Literal(data) => Tensor::new(shape, data.values().collect()),
+        Op::DropMask { p, site, .. } => {
+            let len = shape.iter().product();
+            Tensor::new(
+                shape,
+                super::dropout::mask(step_key, *site, f64::from_bits(*p), len),
+            )
+        }
         Op::Neg
         | Op::Exp
         | Op::Log

@@ -1,11 +1,13 @@
 //! The graph IR shared by the forward pass and its gradient.
 
+pub mod dropout;
 pub mod graph;
 pub mod indices;
 pub mod interp;
 pub mod op;
 pub mod pretty;
 pub mod print;
+pub mod rows;
 pub mod shape;
 pub mod verify;
 

@@ -47,6 +47,15 @@ pub enum Op {
     Iota(Dim),
     /// A small array of constants written in the source (`[[1, 2], [3, 4]]`).
     Literal(Box<LiteralData>),
+    /// A training step's dropout mask for one `dropout` call (`site`, counted in source order):
+    /// each element is 0 with probability `p` (the bits of an f64) and 1/(1 − p) otherwise,
+    /// drawn from the step's key and the element's flat index (`ir::dropout`). Only training
+    /// graphs hold it; their evaluation form has none.
+    DropMask {
+        shape: Shape,
+        p: u64,
+        site: u32,
+    },
 
     Neg,
     Exp,
@@ -259,6 +268,7 @@ impl Op {
             DimSize(_) => ("dim", Leaf),
             Iota(_) => ("iota", Leaf),
             Literal(_) => ("literal", Leaf),
+            DropMask { .. } => ("dropout_mask", Leaf),
             Neg => ("neg", Unary),
             Exp => ("exp", Unary),
             Log => ("log", Unary),

@@ -419,6 +419,13 @@ impl<'g> Printer<'g> {
             Op::DimSize(s) => (self.atom_name(&g.syms[*s as usize]), ATOM),
             Op::Iota(len) => (format!("arange({})", super::print::dim_text(g, *len)), ATOM),
             Op::Literal(data) => (super::print::literal_text(data), ATOM),
+            Op::DropMask { p, site, .. } => (
+                format!(
+                    "dropout_mask({}, site={site})",
+                    fmt_number(f64::from_bits(*p))
+                ),
+                ATOM,
+            ),
             Op::Const(_) => {
                 let v = node.op.const_value().unwrap();
                 let text = fmt_number(v);

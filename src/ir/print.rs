@@ -103,6 +103,9 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
         Op::DimSize(s) => Some(graph.syms[*s as usize].clone()),
         Op::Iota(len) => Some(format!("len={}", dim_text(graph, *len))),
         Op::Literal(data) => Some(literal_text(data)),
+        Op::DropMask { p, site, .. } => {
+            Some(format!("p={} site={site}", fmt_number(f64::from_bits(*p))))
+        }
         Op::Sum { axis: Some(a) }
         | Op::LogSumExp { axis: Some(a) }
         | Op::ReduceMax { axis: Some(a) }

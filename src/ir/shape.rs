@@ -193,6 +193,7 @@ pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
         Const(_) | DimSize(_) => Ok(Shape::scalar()),
         Iota(len) => Ok(Shape(vec![*len])),
         Literal(data) => Ok(data.shape.clone()),
+        DropMask { shape, .. } => Ok(shape.clone()),
         Select => {
             let ab = broadcast(shapes[1], shapes[2])
                 .ok_or_else(|| err("the two branches cannot be broadcast together", vec![1, 2]))?;

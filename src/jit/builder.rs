@@ -125,6 +125,9 @@ pub(super) struct HeldScalars {
 pub(super) struct FusedLoop {
     /// The current step's optimizer scalars.
     pub(super) step_values: Option<Vec<Value>>,
+    /// The current step's dropout key (`ir::dropout::step_key`); outside a fused loop a
+    /// function reads it as the bits of its first scalar.
+    pub(super) step_key: Option<Value>,
     /// Single-element slots held in variables for the whole loop.
     pub(super) promoted: HashMap<u32, Variable>,
 }
@@ -288,6 +291,7 @@ impl<'a> Tx<'a> {
             },
             fused: FusedLoop {
                 step_values: None,
+                step_key: None,
                 promoted: HashMap::new(),
             },
             group: GroupLanes {
@@ -682,6 +686,31 @@ impl<'a> Tx<'a> {
             Dim::Fixed(n) => self.iconst(n as i64),
             Dim::Sym(s) => self.tables.dim_vals[s as usize],
         }
+    }
+
+    /// The dropout key of the step being computed.
+    pub(super) fn step_key(&mut self) -> Value {
+        match self.fused.step_key {
+            Some(k) => k,
+            None => self
+                .b
+                .ins()
+                .load(types::I64, flags(), self.tables.scalars, 0),
+        }
+    }
+
+    /// SplitMix64's output function (`ir::dropout::mix64`) on 64-bit integers.
+    pub(super) fn mix64(&mut self, z: Value) -> Value {
+        use crate::ir::dropout::{MIX1, MIX2};
+        let mut z = z;
+        for (shift, multiplier) in [(30, MIX1), (27, MIX2)] {
+            let s = self.b.ins().ushr_imm_u(z, shift);
+            let x = self.b.ins().bxor(z, s);
+            let m = self.iconst(multiplier as i64);
+            z = self.b.ins().imul(x, m);
+        }
+        let s = self.b.ins().ushr_imm_u(z, 31);
+        self.b.ins().bxor(z, s)
     }
 
     pub(super) fn scalar_arg(&mut self, i: usize) -> Value {

@@ -99,7 +99,8 @@ impl<'a> Tx<'a> {
             Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf | Op::Erfc => true,
             Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
-            Op::Pow => matches!(exponent, Some(e) if e == 2.0 || e == 1.0 || e == 0.5),
+            // Small whole powers as products (x³ is GELU's), square roots as such: inline.
+            Op::Pow => matches!(exponent, Some(e) if e == 3.0 || e == 2.0 || e == 1.0 || e == 0.5),
             // Through a call to the native helper, element by element.
             Op::Expm1 | Op::Sin | Op::Cos => false,
             // Not elementwise: never an inline operand.
@@ -109,6 +110,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -262,6 +264,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -304,6 +307,10 @@ impl<'a> Tx<'a> {
             Op::Erf => self.erf_inline(xs[0]),
             Op::Erfc => self.erfc_inline(xs[0]),
             Op::Pow => match exponent {
+                Some(3.0) => {
+                    let square = self.b.ins().fmul(xs[0], xs[0]);
+                    self.b.ins().fmul(square, xs[0])
+                }
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
                 _ => self.b.ins().sqrt(xs[0]),
@@ -328,6 +335,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -525,6 +533,10 @@ impl<'a> Tx<'a> {
             Op::Mul => self.b.ins().fmul(xs[0], xs[1]),
             Op::Div => self.b.ins().fdiv(xs[0], xs[1]),
             Op::Pow => match exponent {
+                Some(3.0) => {
+                    let square = self.b.ins().fmul(xs[0], xs[0]);
+                    self.b.ins().fmul(square, xs[0])
+                }
                 Some(2.0) => self.b.ins().fmul(xs[0], xs[0]),
                 Some(1.0) => xs[0],
                 Some(0.5) => self.b.ins().sqrt(xs[0]),
@@ -573,6 +585,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }

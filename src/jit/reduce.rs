@@ -184,6 +184,7 @@ impl<'a> Tx<'a> {
             | Op::DimSize(_)
             | Op::Iota(_)
             | Op::Literal(_)
+            | Op::DropMask { .. }
             | Op::Neg
             | Op::Exp
             | Op::Log

@@ -133,7 +133,19 @@ impl Jit {
             tx.b.ins().jump(table_block, &[]);
             tx.b.switch_to_block(table_block);
             tx.loops.hoist_next = !tx.bounded;
+            let draws = f
+                .graph
+                .ids()
+                .any(|id| matches!(f.graph.op(id), Op::DropMask { .. }));
             tx.for_loop(count, &mut |tx, i| {
+                if draws {
+                    // Step i's key is the key before the first step plus (i + 1)·γ.
+                    let before = tx.b.ins().load(types::I64, flags(), tx.tables.scalars, 8);
+                    let counter = tx.b.ins().iadd_imm_s(i, 1);
+                    let gamma = tx.iconst(crate::ir::dropout::GAMMA as i64);
+                    let advance = tx.b.ins().imul(counter, gamma);
+                    tx.fused.step_key = Some(tx.b.ins().iadd(before, advance));
+                }
                 for step in &plan.steps {
                     tx.step(&f.graph, plan, step);
                 }

@@ -409,6 +409,7 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, i, v);
                 });
             }
+            Op::DropMask { p, site, .. } => self.drop_mask(&shape, f64::from_bits(*p), *site, slot),
             Op::Literal(data) => {
                 // The elements in a buffer kept with the code, copied by a loop: with a store
                 // per element in the code, most of a 4,096-number literal's compile time was
@@ -489,5 +490,35 @@ impl<'a> Tx<'a> {
         self.b
             .ins()
             .call(f, &[px, pi, po, outer, rows, count, inner]);
+    }
+}
+
+impl Tx<'_> {
+    /// A dropout mask into `slot`: each element from the step's key, the call's site and its
+    /// flat index alone (`ir::dropout::mask`, the reference), so any part of the loop computes
+    /// the same bits and a resumed run draws the same masks.
+    fn drop_mask(&mut self, shape: &Shape, p: f64, site: u32, slot: u32) {
+        use crate::ir::dropout::{GAMMA, SITE_MULTIPLIER, scale, threshold};
+        let step = self.step_key();
+        let salt = self.iconst((u64::from(site) + 1).wrapping_mul(SITE_MULTIPLIER) as i64);
+        let keyed = self.b.ins().bxor(step, salt);
+        let key = self.mix64(keyed);
+        let limit = self.iconst(threshold(p) as i64);
+        let gamma = self.iconst(GAMMA as i64);
+        let kept = self.fconst(scale(p));
+        let zero = self.fconst(0.0);
+        let total = self.total(shape);
+        self.for_loop(total, &mut |tx, i| {
+            let counter = tx.b.ins().iadd_imm_s(i, 1);
+            let step = tx.b.ins().imul(counter, gamma);
+            let z = tx.b.ins().iadd(key, step);
+            let bits = tx.mix64(z);
+            let high = tx.b.ins().ushr_imm_u(bits, 32);
+            let keep =
+                tx.b.ins()
+                    .icmp(IntCC::UnsignedGreaterThanOrEqual, high, limit);
+            let v = tx.b.ins().select(keep, kept, zero);
+            tx.store_at(slot, i, v);
+        });
     }
 }

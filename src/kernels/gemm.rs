@@ -160,6 +160,9 @@ pub unsafe fn batched_gemm<T: Gemm>(
     c: *mut T,
     sc: [isize; 2],
 ) {
+    // Batch axes that only stack rows of A and C (B broadcast along them) make one product of
+    // more rows: a layer `[B, T, d] @ W` runs as one `[B·T, d] @ W`, with the same sums.
+    let (batch, m) = fold_rows(batch, m, sa[0], sc[0]);
     let count: usize = batch.iter().map(|x| x.len).product();
     let work = m.saturating_mul(k).saturating_mul(n);
     // Addresses cross to the worker threads as integers: raw pointers are not `Sync`.
@@ -190,6 +193,27 @@ pub unsafe fn batched_gemm<T: Gemm>(
     }
     let parts = threads.min(count);
     crate::jit::parallel::for_parts(count as i64, parts, &|lo, hi| run(lo as usize, hi as usize));
+}
+
+/// The batch axes left and the rows of each product once the innermost batch axes along which
+/// B is broadcast and A's and C's rows continue (a stride of `m` rows) are made rows.
+fn fold_rows(
+    batch: &[BatchAxis],
+    mut m: usize,
+    row_a: isize,
+    row_c: isize,
+) -> (&[BatchAxis], usize) {
+    let mut kept = batch.len();
+    while let Some(axis) = kept.checked_sub(1).map(|i| batch[i]) {
+        let rows = m as isize;
+        let [a, b, c] = axis.strides;
+        if b != 0 || a != rows * row_a || c != rows * row_c || m == 0 {
+            break;
+        }
+        m *= axis.len;
+        kept -= 1;
+    }
+    (&batch[..kept], m)
 }
 
 /// The element offsets of A, B and C at linear batch index `i` (the last axis fastest).
@@ -336,6 +360,64 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Batch axes along which B is broadcast and A's and C's rows run on become rows of one
+    /// product; a transposed A, a B that differs per index or a gap between rows keeps them.
+    #[test]
+    fn broadcast_right_operands_fold_batch_axes_into_rows() {
+        let axis = |len: usize, a: isize, b: isize, c: isize| super::BatchAxis {
+            len,
+            strides: [a, b, c],
+        };
+        // [16, 64, 128] @ [128, 384]: one product of 1,024 rows.
+        let layer = [axis(16, 64 * 128, 0, 64 * 384)];
+        assert_eq!(super::fold_rows(&layer, 64, 128, 384), (&[][..], 1024));
+        // [2, 16, 64, 128] @ [2, 128, 384]: B differs along the outer axis, which stays.
+        let outer = axis(2, 16 * 64 * 128, 128 * 384, 16 * 64 * 384);
+        let two = [outer, axis(16, 64 * 128, 0, 64 * 384)];
+        assert_eq!(super::fold_rows(&two, 64, 128, 384), (&two[..1], 1024));
+        // A transposed (rows one element apart): its batch axis does not continue its rows.
+        assert_eq!(super::fold_rows(&layer, 64, 1, 384).1, 64);
+        // B per index, or C's rows padded: kept.
+        let per_index = [axis(16, 64 * 128, 128 * 384, 64 * 384)];
+        assert_eq!(super::fold_rows(&per_index, 64, 128, 384).1, 64);
+        let padded = [axis(16, 64 * 128, 0, 65 * 384)];
+        assert_eq!(super::fold_rows(&padded, 64, 128, 384).1, 64);
+    }
+
+    /// A folded batch computes what the products one by one do.
+    #[test]
+    fn a_folded_batch_equals_the_products_one_by_one() {
+        let (batches, m, k, n) = (8, 24, 40, 36);
+        let (a, b) = (operand_a(batches * m * k), operand_b(k * n));
+        let batch = [super::BatchAxis {
+            len: batches,
+            strides: [(m * k) as isize, 0, (m * n) as isize],
+        }];
+        let mut c = vec![0.0; batches * m * n];
+        // SAFETY: every batch index's product lies inside the buffers.
+        unsafe {
+            super::batched_gemm(
+                &batch,
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                [k as isize, 1],
+                b.as_ptr(),
+                [n as isize, 1],
+                c.as_mut_ptr(),
+                [n as isize, 1],
+            )
+        };
+        for r in 0..batches * m {
+            for q in 0..n {
+                let want: f64 = (0..k).map(|p| a[r * k + p] * b[p * n + q]).sum();
+                let got = c[r * n + q];
+                assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{r} {q}");
             }
         }
     }

@@ -66,7 +66,61 @@ impl Trainer {
     }
 
     /// The loss and each metric on a batch, a vector metric as one entry with all its values.
+    /// Many rows are evaluated in chunks of bounded workspace (`chunks`), combined exactly.
     pub fn evaluate_metrics(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+    ) -> Result<Vec<Metric>, RunError> {
+        match crate::chunks::chunking(&self.compiled, rows, |r| self.syms(r)) {
+            Some(chunking) => self.evaluate_in_chunks(inputs, rows, &chunking),
+            None => self.evaluate_once(inputs, rows),
+        }
+    }
+
+    /// `evaluate_metrics` one chunk of rows at a time, each row input's rows copied out in turn.
+    pub fn evaluate_in_chunks(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+        chunking: &crate::chunks::Chunking,
+    ) -> Result<Vec<Metric>, RunError> {
+        let dtype = self.compiled.model.graph().dtype;
+        let is_rows: Vec<bool> = (0..inputs.len())
+            .map(|k| self.compiled.model.is_row_input(k))
+            .collect();
+        let mut part: Vec<Buffer> = inputs
+            .iter()
+            .zip(&is_rows)
+            .map(|(b, &by_rows)| match by_rows {
+                true => Buffer::zeros(dtype, 0),
+                false => b.clone(),
+            })
+            .collect();
+        let mut combined = crate::chunks::Combined::default();
+        let mut metrics = vec![];
+        let mut order = Vec::with_capacity(chunking.rows);
+        for start in (0..rows).step_by(chunking.rows) {
+            let stop = (start + chunking.rows).min(rows);
+            order.clear();
+            order.extend(start..stop);
+            for (k, input) in inputs.iter().enumerate() {
+                if is_rows[k] {
+                    input.gather_rows(input.len() / rows, &order, &mut part[k]);
+                }
+            }
+            metrics = self.evaluate_once(&part, stop - start)?;
+            let values: Vec<Vec<f64>> = metrics.iter().map(|m| m.values.clone()).collect();
+            combined.add(&chunking.rules, &values, stop - start, rows);
+        }
+        for (m, values) in metrics.iter_mut().zip(combined.values) {
+            m.values = values;
+        }
+        Ok(metrics)
+    }
+
+    /// The loss and each metric on a batch, in one pass.
+    pub fn evaluate_once(
         &mut self,
         inputs: &[Buffer],
         rows: usize,

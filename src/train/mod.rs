@@ -171,6 +171,9 @@ pub struct Trainer {
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
     pub data_rng: ChaCha8Rng,
     grad_ws: HashMap<Vec<u64>, Workspace>,
+    /// Workspaces of the training step's own graph, for a model that has one (`dropout`);
+    /// otherwise its steps use `grad_ws`.
+    step_ws: HashMap<Vec<u64>, Workspace>,
     /// The dimensions of the last fused step, reused so that a step allocates nothing.
     syms_buf: Vec<u64>,
     /// Reused table of per-step learning rates for the fused loop.
@@ -229,6 +232,7 @@ impl Trainer {
             hvp: None,
             data_rng: init::rng(seed ^ 0x9E37_79B9_7F4A_7C15),
             grad_ws: HashMap::new(),
+            step_ws: HashMap::new(),
             syms_buf: Vec::new(),
             table: Vec::new(),
             step_scalars: model.optimizer.step_scalars(&constants),

@@ -11,9 +11,9 @@ impl Trainer {
     pub fn newton_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         const MAX_PARAMS: usize = 2000;
         let _modes = self.step_modes();
-        let loss = self.value_and_grad(inputs, rows)?;
+        let loss = self.step_value_and_grad(inputs, rows)?;
         let g: Vec<f64> = (0..self.params.len())
-            .flat_map(|i| self.gradient(i, rows).expect("just computed").to_f64())
+            .flat_map(|i| self.step_gradient(i, rows).expect("just computed").to_f64())
             .collect();
         let n = g.len();
         if n > MAX_PARAMS {

@@ -39,7 +39,7 @@ impl Trainer {
         inputs: &[Buffer],
         rows: usize,
     ) -> Option<NonFiniteOrigin> {
-        let f = &self.compiled.graphs.gradient;
+        let f = self.compiled.graphs.step_gradient();
         let g = &f.graph;
         let syms = self.syms(rows);
         let tensors = |bufs: &[Buffer], shapes: Vec<crate::ir::Shape>| -> Vec<crate::ir::Tensor> {
@@ -58,8 +58,10 @@ impl Trainer {
             dtype: g.dtype,
             flush_subnormals: self.flush_subnormals,
         };
+        // The step being replayed is the next one (`checked_step` has not advanced).
+        let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
         let values =
-            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding));
+            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding), key);
         let bad = |id: crate::ir::NodeId| {
             values[id.index()]
                 .as_ref()

@@ -3,6 +3,31 @@
 
 use super::*;
 
+/// The workspaces of a trainer's training steps: those of the evaluation gradient unless the
+/// model has a training graph of its own. A macro, so that the borrow is of the one field.
+macro_rules! step_workspaces {
+    ($t:expr) => {
+        match $t.compiled.graphs.training {
+            Some(_) => &mut $t.step_ws,
+            None => &mut $t.grad_ws,
+        }
+    };
+}
+
+/// Every gradient the last training step computed on `rows` rows, in parameter order.
+fn step_gradients(t: &Trainer, rows: usize) -> Option<Vec<&Buffer>> {
+    let ws = match t.compiled.graphs.training {
+        Some(_) => t.step_ws.get(&t.syms(rows))?,
+        None => t.grad_ws.get(&t.syms(rows))?,
+    };
+    let plan = &t.compiled.step.plan;
+    Some(
+        (0..t.params.len())
+            .map(|i| ws.output(plan, i + 1))
+            .collect(),
+    )
+}
+
 impl Trainer {
     /// Computes the loss and every parameter's gradient on a batch; returns the loss.
     /// The gradients are then in `gradient(i)`.
@@ -18,6 +43,33 @@ impl Trainer {
     pub fn gradient(&self, i: usize, rows: usize) -> Option<&Buffer> {
         let ws = self.grad_ws.get(&self.syms(rows))?;
         Some(ws.output(&self.compiled.gradient.plan, i + 1))
+    }
+
+    /// The key of the run's dropout masks: from the seed of the data stream, which checkpoints
+    /// keep, so a resumed run draws the masks the uninterrupted run would have.
+    pub(super) fn dropout_run_key(&self) -> u64 {
+        crate::ir::dropout::run_key(&self.data_rng.get_seed())
+    }
+
+    /// The loss and every gradient of the next training step (`step + 1`) on a batch, as the
+    /// training graph computes them: its dropout masks are that step's. The gradients are then
+    /// in `step_gradient(i)`.
+    pub(super) fn step_value_and_grad(
+        &mut self,
+        inputs: &[Buffer],
+        rows: usize,
+    ) -> Result<f64, RunError> {
+        let syms = self.syms(rows);
+        let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
+        let exe = &self.compiled.step;
+        let ws = workspace(step_workspaces!(self), exe, &syms)?;
+        exe.run_step(ws, inputs, &self.params, key)?;
+        Ok(ws.output(&exe.plan, 0).get(0))
+    }
+
+    /// The gradient of parameter `i` from the last `step_value_and_grad` on `rows` rows.
+    pub(super) fn step_gradient(&self, i: usize, rows: usize) -> Option<&Buffer> {
+        step_gradients(self, rows)?.get(i).copied()
     }
 
     /// The floating-point modes a step runs in, until the returned guard is dropped.
@@ -50,7 +102,7 @@ impl Trainer {
     /// the update); returns the loss before the step.
     pub fn train_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, RunError> {
         let _modes = self.step_modes();
-        let loss = self.value_and_grad(inputs, rows)?;
+        let loss = self.step_value_and_grad(inputs, rows)?;
         self.apply_gradients(rows)?;
         Ok(loss)
     }
@@ -65,12 +117,16 @@ impl Trainer {
         }
     }
 
-    /// The compiled update, with the gradients `value_and_grad` left for a batch of `rows` rows.
+    /// The compiled update, with the gradients `step_value_and_grad` left for a batch of `rows`
+    /// rows.
     pub(super) fn apply_gradients(&mut self, rows: usize) -> Result<(), RunError> {
         let scalars = self.next_scalars();
         let syms = self.syms(rows);
-        let ws = &self.grad_ws[&syms];
-        let plan = &self.compiled.gradient.plan;
+        let ws = match self.compiled.graphs.training {
+            Some(_) => &self.step_ws[&syms],
+            None => &self.grad_ws[&syms],
+        };
+        let plan = &self.compiled.step.plan;
         let grads: Vec<&Buffer> = (0..self.params.len())
             .map(|i| ws.output(plan, i + 1))
             .collect();
@@ -93,10 +149,10 @@ impl Trainer {
             self.opt_step.clone(),
             self.step,
         );
-        let loss = self.value_and_grad(inputs, rows)?;
+        let loss = self.step_value_and_grad(inputs, rows)?;
         let names = &self.compiled.model.graph().params;
         let bad_gradient = (0..self.params.len()).find_map(|i| {
-            let v = self.gradient(i, rows)?.first_non_finite()?;
+            let v = self.step_gradient(i, rows)?.first_non_finite()?;
             Some(format!("the gradient of `{}` became {v}", names[i].name))
         });
         let step = self.step + 1;
@@ -157,7 +213,9 @@ impl Trainer {
         let mut table = std::mem::take(&mut self.table);
         table.clear();
         table.push(0.0); // the step count, filled in by the loop's runner
-        table.push(0.0); // reserved
+        // The dropout key of the step before the first: the loop adds γ a step.
+        let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step);
+        table.push(f64::from_bits(key));
         table.push(self.opt_step.pow1);
         table.push(self.opt_step.pow2);
         for _ in 0..k {
@@ -167,8 +225,8 @@ impl Trainer {
         // The dimensions into a buffer kept between steps: no allocation per step.
         let mut syms = std::mem::take(&mut self.syms_buf);
         self.fill_syms(rows, &mut syms);
-        let exe = &self.compiled.gradient;
-        let ws = workspace(&mut self.grad_ws, exe, &syms)?;
+        let exe = &self.compiled.step;
+        let ws = workspace(step_workspaces!(self), exe, &syms)?;
         self.syms_buf = syms;
         let res = self.compiled.train_loop.run(
             exe,

@@ -418,3 +418,21 @@ fn a_mixture_written_with_a_new_axis_has_its_hand_computed_value_and_gradient() 
         );
     }
 }
+
+/// `compile_with` checks the model against the limits it is given, not the host's: the same
+/// source compiles under one budget and is a located error under a smaller one.
+#[test]
+fn compile_with_checks_against_the_given_budget() {
+    use adjoint::{Limits, compile_with};
+    let source = "dtype f32\nparam W[1000, 1000] ~ zeros\nloss sum(W^2)\n";
+    let budget = |memory_budget| Limits { memory_budget };
+    assert!(compile_with("w.dsl", source, &budget(4_000_000)).is_ok());
+    match compile_with("w.dsl", source, &budget(3_999_999)) {
+        Err(Error::Compile { rendered, .. }) => assert!(
+            rendered.contains("parameter `W` would take 3.8 MiB") && rendered.contains("w.dsl:2:7"),
+            "{rendered}"
+        ),
+        Err(other) => panic!("expected the size error, got {other}"),
+        Ok(_) => panic!("a parameter above the budget compiled"),
+    }
+}

@@ -97,6 +97,31 @@ fn resuming_continues_bit_for_bit() {
     }
 }
 
+/// A model with dropout resumes bit for bit on minibatches and on full batches (the fused
+/// loop): the masks come from the checkpointed data stream's seed and the step, not from the
+/// resuming trainer's seed.
+#[test]
+fn dropout_runs_resume_bit_for_bit() {
+    let drop = |t: String| {
+        t.replace(
+            "let h = tanh(x @ W1 + b1)",
+            "let h = dropout(tanh(dropout(x, 0.1) @ W1 + b1), 0.4)",
+        )
+    };
+    let (compiled, data) = example_with("digits.dsl", drop);
+    assert!(compiled.graphs.training.is_some());
+    check_resume("digits with dropout", &compiled, data.as_ref(), 70, 33);
+    let full_batch = |t: String| drop(t).replace("batch = 32, ", "");
+    let (compiled, data) = example_with("digits.dsl", full_batch);
+    check_resume(
+        "digits with dropout, full batch",
+        &compiled,
+        data.as_ref(),
+        6,
+        5,
+    );
+}
+
 /// Every schedule, with and without warm-up, on full batches and on minibatches, stopped at a
 /// random step (from a fixed seed, printed) and resumed.
 #[test]

@@ -720,6 +720,26 @@ fn every_command_refuses_a_run_that_does_not_fit_in_memory() {
     assert!(!std::path::Path::new(picture).exists());
 }
 
+/// `graph` prints the training step's graph, `graph --eval` the evaluation graph; for a model
+/// without dropout they are one graph.
+#[test]
+fn graph_eval_prints_the_evaluation_graph() {
+    let fixture = "tests/data/graph/dropout.dsl";
+    let (code, training, stderr) = adjoint(&["graph", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(training.contains("dropout_mask p=0.5 site=1"), "{training}");
+    let (code, eval, stderr) = adjoint(&["graph", "--eval", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!(eval);
+    let (_, eval_grad, _) = adjoint(&["graph", "--eval", "--grad", fixture]);
+    assert!(!eval_grad.contains("dropout_mask") && eval_grad.contains("dloss/dW1"));
+    let plain = "tests/data/graph/mlp.dsl";
+    assert_eq!(
+        adjoint(&["graph", plain]).1,
+        adjoint(&["graph", "--eval", plain]).1
+    );
+}
+
 #[test]
 fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     let (code, stdout, stderr) = adjoint(&["graph", "--explain", "tests/data/graph/mixtures.dsl"]);
@@ -764,6 +784,64 @@ fn export_to_jax_writes_a_module_or_refuses_what_has_no_exact_export() {
         code.contains("def train_step(params, opt_state, batch):"),
         "{code}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A model with dropout trains with masks and is evaluated without: `eval` at its checkpoint
+/// prints what the same model without dropout prints there, bit for bit, and `gradcheck`
+/// checks the evaluation graph's gradient.
+#[test]
+fn dropout_trains_with_masks_and_evaluates_without() {
+    let dir = std::env::temp_dir().join(format!("adjoint-dropout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let digits = std::fs::read_to_string(repo().join("examples/digits.dsl")).unwrap();
+    let data = repo().join("examples/data/digits.csv");
+    let plain = digits.replace(
+        "\"data/digits.csv\"",
+        &format!("{:?}", data.display().to_string()),
+    );
+    let dropped = plain.replace(
+        "let h = tanh(x @ W1 + b1)",
+        "let h = dropout(tanh(x @ W1 + b1), 0.5)",
+    );
+    assert_ne!(plain, dropped);
+    let (a, b) = (dir.join("dropped.dsl"), dir.join("plain.dsl"));
+    std::fs::write(&a, dropped).unwrap();
+    std::fs::write(&b, plain).unwrap();
+    let ckpt = dir.join("dropped.safetensors");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (code, _, stderr) = adjoint(&["train", &path(&a), "--steps", "30", "--save", &path(&ckpt)]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, with, stderr) = adjoint(&["eval", &path(&a), "--checkpoint", &path(&ckpt)]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, without, _) = adjoint(&["eval", &path(&b), "--checkpoint", &path(&ckpt)]);
+    assert!(with.contains("accuracy = "), "{with}");
+    assert_eq!(with, without);
+    let (code, stdout, stderr) = adjoint(&["gradcheck", &path(&a), "--checkpoint", &path(&ckpt)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok: worst relative error"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The exported JAX `loss` trains, so a model with dropout is refused with an error at the
+/// `dropout` call (its masks are adjoint's generator's), and nothing is written.
+#[test]
+fn export_to_jax_refuses_dropout_at_the_call() {
+    let dir = std::env::temp_dir().join(format!("adjoint-export-dropout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("model.py");
+    let fixture = "tests/data/graph/dropout.dsl";
+    let (code, _, stderr) = adjoint(&[
+        "export",
+        fixture,
+        "--to",
+        "jax",
+        "-o",
+        module.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!module.exists(), "a refused export writes nothing");
+    insta::assert_snapshot!(stderr);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

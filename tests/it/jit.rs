@@ -26,15 +26,25 @@ fn check_jit_within(name: &str, model: &Model, dtype: DType, rows: usize, seed: 
     let p = random_point(compiled.model.graph(), rows, seed).rounded_to(dtype);
     let expected = interp_outputs(&compiled.graphs.gradient, &p);
     let actual = jit_gradient_outputs(&compiled, &p);
-    for (k, (out_name, _)) in compiled.graphs.gradient.outputs.iter().enumerate() {
-        let err = normwise_err(&actual[k], &expected[k].data, floor);
-        assert!(
-            err <= tol,
-            "{name} ({}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {}\n  interp {}",
-            dtype.name(),
-            head(&actual[k]),
-            head(&expected[k].data)
-        );
+    let mut compared = vec![("", &compiled.graphs.gradient, expected, actual)];
+    // A model with dropout: its training step too, under one step's masks.
+    if let Some(t) = &compiled.graphs.training {
+        let key = adjoint::ir::dropout::step_key(seed ^ 0x5eed, 3);
+        let expected = interp_outputs_keyed(&t.gradient, &p, key);
+        let actual = jit_step_outputs(&compiled, &p, key);
+        compared.push(("training step, ", &t.gradient, expected, actual));
+    }
+    for (what, f, expected, actual) in compared {
+        for (k, (out_name, _)) in f.outputs.iter().enumerate() {
+            let err = normwise_err(&actual[k], &expected[k].data, floor);
+            assert!(
+                err <= tol,
+                "{name} ({what}{}): `{out_name}` differs from the interpreter by {err:e}\n  jit    {}\n  interp {}",
+                dtype.name(),
+                head(&actual[k]),
+                head(&expected[k].data)
+            );
+        }
     }
 }
 
@@ -474,4 +484,33 @@ fn the_largest_literal_reaches_native_code_exactly() {
         let actual = jit_gradient_outputs(&compiled, &p);
         assert_eq!(actual[1], values, "{}", dtype.name());
     }
+}
+
+/// A cube (GELU's `x^3`, and its loop) runs inline and vectorized, as a square does: the
+/// generated code calls no `pow` helper. Before, every element called libm's `pow`.
+#[test]
+fn small_whole_powers_run_inline_without_a_call() {
+    let dir = std::env::temp_dir().join(format!("adjoint-cube-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("cube.dsl");
+    std::fs::write(
+        &model,
+        "dtype f64\nparam x[1000] ~ normal(0, 1)\nloss sum(x^3)\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", model.to_str().unwrap(), "--steps", "1"])
+        .env("ADJOINT_DUMP_CLIF", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clif = String::from_utf8(out.stderr).unwrap();
+    assert!(clif.contains("f64x2"), "{clif}");
+    let calls: Vec<&str> = clif.lines().filter(|l| l.contains(" call ")).collect();
+    assert!(calls.is_empty(), "{calls:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

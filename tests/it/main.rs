@@ -6,7 +6,9 @@
 mod support;
 
 mod api;
+mod bench;
 mod checkpoints;
+mod chunks;
 mod cli;
 mod cli_reports;
 mod conv;
@@ -22,6 +24,7 @@ mod inspect;
 mod jit;
 mod math;
 mod memory;
+mod modes;
 mod npy;
 mod optim;
 mod products;

@@ -7,7 +7,6 @@ use adjoint::compile::CompiledModel;
 use adjoint::data::{Table, bind};
 use adjoint::memory::{Rows, Run, footprint};
 use adjoint::runtime::{Workspace, human_bytes};
-use std::fmt::Write;
 
 /// A row of the table: the whole run's workspaces (the gradient step's on a batch, the forward
 /// pass's on every row at log points), then the gradient step's alone.
@@ -60,6 +59,14 @@ fn training_workspaces_with_and_without_buffer_reuse() {
     };
     assert_eq!(rows.batch, Some(128));
     out += &line("W5", &w5, rows);
-    let _ = writeln!(out, "W8 (the transformer): to come with its model");
+    // W8's steps of 16 windows (`bench::w8`), evaluated on the same 16.
+    let w8 = CompiledModel::from_model(model_of_source("w8.dsl", adjoint::bench::W8)).unwrap();
+    let rows = Rows {
+        rows: 16,
+        batch: Some(16),
+        dims: &[],
+        values: 2 * 16 * 64,
+    };
+    out += &line("W8", &w8, rows);
     insta::assert_snapshot!(out);
 }

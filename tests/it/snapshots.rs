@@ -9,11 +9,21 @@ fn graphs_text(path: &std::path::Path) -> String {
     adjoint::ir::verify::verify(&model.forward.graph).expect("checked graph verifies");
     let g = compile::graphs(&model);
     adjoint::ir::verify::verify(&g.gradient.graph).expect("gradient graph verifies");
-    format!(
+    let mut text = format!(
         "## forward\n{}\n## gradient\n{}",
         g.forward.text(),
         g.gradient.text()
-    )
+    );
+    // A model with dropout: the training step's graphs, after the evaluation graphs above.
+    if let Some(t) = &g.training {
+        adjoint::ir::verify::verify(&t.gradient.graph).expect("training gradient verifies");
+        text.push_str(&format!(
+            "\n## training forward\n{}\n## training gradient\n{}",
+            t.forward.text(),
+            t.gradient.text()
+        ));
+    }
+    text
 }
 
 #[test]
@@ -48,7 +58,14 @@ fn plans_text(path: &std::path::Path) -> String {
     let model = model_of(path);
     let g = compile::graphs(&model);
     let mut out = String::new();
-    for (name, f) in [("forward", &g.forward), ("gradient", &g.gradient)] {
+    let mut graphs = vec![("forward", &g.forward), ("gradient", &g.gradient)];
+    if let Some(t) = &g.training {
+        graphs.extend([
+            ("training forward", &t.forward),
+            ("training gradient", &t.gradient),
+        ]);
+    }
+    for (name, f) in graphs {
         let plan = adjoint::lower::plan(f);
         if let Err(e) = adjoint::lower::verify(f, &plan) {
             panic!(

@@ -125,8 +125,14 @@ fn classes_of(g: &Graph, input: u32) -> Option<u32> {
 
 /// Every output of a graph function under the interpreter.
 pub fn interp_outputs(f: &GraphFn, p: &Point) -> Vec<Tensor> {
+    interp_outputs_keyed(f, p, 0)
+}
+
+/// As `interp_outputs`, with the dropout masks of the training step whose key is `step_key`.
+pub fn interp_outputs_keyed(f: &GraphFn, p: &Point, step_key: u64) -> Vec<Tensor> {
     let roots: Vec<_> = f.outputs.iter().map(|o| o.1).collect();
-    let values = interp::eval(&f.graph, &p.inputs, &p.params, &p.syms(&f.graph), &roots);
+    let syms = p.syms(&f.graph);
+    let values = interp::eval_keyed(&f.graph, &p.inputs, &p.params, &syms, &roots, step_key);
     roots
         .iter()
         .map(|r| values[r.index()].clone().unwrap())
@@ -180,6 +186,23 @@ pub fn max_rel_err(a: &[f64], b: &[f64], floor: f64) -> f64 {
 
 /// Runs the compiled gradient function at a point; returns every output as f64.
 pub fn jit_gradient_outputs(c: &CompiledModel, p: &Point) -> Vec<Vec<f64>> {
+    jit_outputs(c, &c.gradient, c.graphs.gradient.outputs.len(), p, 0)
+}
+
+/// Every output of the native training step (`CompiledModel::step`) at `p`, with the dropout
+/// masks of the step whose key is `step_key`.
+pub fn jit_step_outputs(c: &CompiledModel, p: &Point, step_key: u64) -> Vec<Vec<f64>> {
+    let n = c.graphs.step_gradient().outputs.len();
+    jit_outputs(c, &c.step, n, p, step_key)
+}
+
+fn jit_outputs(
+    c: &CompiledModel,
+    exe: &adjoint::runtime::Executable,
+    n_outputs: usize,
+    p: &Point,
+    step_key: u64,
+) -> Vec<Vec<f64>> {
     let dtype = c.model.graph().dtype;
     let inputs: Vec<Buffer> = p
         .inputs
@@ -191,17 +214,16 @@ pub fn jit_gradient_outputs(c: &CompiledModel, p: &Point) -> Vec<Vec<f64>> {
         .iter()
         .map(|t| Buffer::from_f64(dtype, &t.data))
         .collect();
-    let exe = &c.gradient;
     let syms = p.syms(c.model.graph());
     let mut ws = Workspace::new(&exe.plan, dtype, &syms).unwrap();
-    exe.run(&mut ws, &inputs, &params).unwrap();
-    (0..c.graphs.gradient.outputs.len())
+    exe.run_step(&mut ws, &inputs, &params, step_key).unwrap();
+    (0..n_outputs)
         .map(|k| ws.output(&exe.plan, k).to_f64())
         .collect()
 }
 
 pub fn with_dtype(mut m: Model, dtype: DType) -> Model {
-    m.forward.graph.dtype = dtype;
+    m.set_dtype(dtype);
     m
 }
 

@@ -1,8 +1,49 @@
-//! Builtins written as several primitives: `gelu`, `layer_norm`, `arange`, permutations, class
-//! indices and gathers, means, `split`.
+//! Builtins written as several primitives: `dropout`, `gelu`, `layer_norm`, `arange`,
+//! permutations, class indices and gathers, means, `split`.
 
 use super::*;
 use args::Length;
+
+/// `x · mask` in a training graph, a mask element being 0 with probability `p` and 1/(1 − p)
+/// otherwise; `x` itself in an evaluation graph. Each call with `p` > 0 is a site of its own,
+/// numbered in the order the checker meets them, so that two calls draw different masks.
+pub(super) fn dropout(
+    cx: &mut Checker,
+    g: &mut Graph,
+    x: NodeId,
+    p: f64,
+    span: Span,
+) -> Option<NodeId> {
+    if !(0.0..1.0).contains(&p) {
+        cx.error(
+            Diagnostic::error(format!("`dropout` needs 0 ≤ p < 1, found {p}"))
+                .with_label(span, "here")
+                .with_note("p is the probability that an element is dropped"),
+        );
+        return None;
+    }
+    if p == 0.0 {
+        return Some(x);
+    }
+    let site = cx.modes.dropout_sites;
+    cx.modes.dropout_sites += 1;
+    if cx.modes.mode == crate::check::Mode::Evaluation {
+        return Some(x);
+    }
+    let shape = g.shape(x).clone();
+    let mask = g.build(
+        Op::DropMask {
+            shape,
+            p: p.to_bits(),
+            site,
+        },
+        &[],
+    );
+    g.set_span(mask, span);
+    let out = g.build(Op::Mul, &[x, mask]);
+    g.set_span(out, span);
+    Some(out)
+}
 
 /// gelu(x) = x·Φ(x), Φ the standard normal CDF: exactly, x/2 · (1 + erf(x/√2)); or as
 /// x/2 · (1 + tanh(√(2/π) · (x + 0.044715·x³))) (`approximate=true`, GPT-2's form).

@@ -122,6 +122,7 @@ enum Lowering {
     GlobalAvgPool,
     Windows,
     Unwindows,
+    Dropout,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -339,6 +340,11 @@ static BUILTINS: &[Builtin] = &[
         "causal_mask",
         &[("size", Length(true))],
         Lowering::CausalMask,
+    ),
+    builtin(
+        "dropout",
+        &[("x", Array), ("p", Num(None))],
+        Lowering::Dropout,
     ),
 ];
 
@@ -647,6 +653,10 @@ pub(super) fn call(
         Lowering::LayerNorm => {
             let ((x, xs), (gain, gs), (bias, bs)) = (v[0].array(), v[1].array(), v[2].array());
             layer_norm(cx, g, (x, xs), (gain, gs), (bias, bs), v[3].num(), span)
+        }
+        Lowering::Dropout => {
+            let (x, _) = v[0].array();
+            dropout(cx, g, x, v[1].num(), span)
         }
         Lowering::Filled(value) => {
             let Value::Dims(dims) = &v[0] else {

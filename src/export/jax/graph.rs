@@ -286,6 +286,15 @@ pub(super) fn op_expr(
                 shape_tuple(&data.shape, syms)
             ))
         }
+        Op::DropMask { .. } => {
+            return Err(unsupported(
+                "JAX",
+                "`dropout`",
+                g.span(id),
+                "the exported `loss` trains, and its masks would need a `jax.random` key \
+                 argument drawing adjoint's own generator; remove `dropout` to export the model",
+            ));
+        }
         Op::Neg => Expr {
             text: format!("-{}", a[0].at(UNARY)),
             prec: UNARY,

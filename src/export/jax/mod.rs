@@ -84,13 +84,18 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
     let mut helpers = Helpers::default();
     let mut errors = vec![];
 
-    let (loss_id, metric_roots) = {
-        let f = &src.graphs.forward;
-        (f.outputs[0].1, f.outputs[1..].to_vec())
-    };
+    // `loss` trains, so it is the training step's loss (which differs with `dropout`); the
+    // metrics and outputs are the evaluation graph's.
+    let training = src
+        .graphs
+        .training
+        .as_ref()
+        .map_or(&src.graphs.forward, |t| &t.forward);
+    let loss_id = training.outputs[0].1;
+    let metric_roots = src.graphs.forward.outputs[1..].to_vec();
     let loss_fn = function(
         src,
-        &src.graphs.forward,
+        training,
         &[("loss".into(), loss_id)],
         true,
         &mut helpers,
