@@ -231,9 +231,8 @@ def verify_dropout(adjoint, model, work, label):
     run(adjoint, "train", model, "--steps", "0", "--save", start, "--data", table)
     run(adjoint, "export", model, "--to", "onnx", "--checkpoint", start, "-o", path)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    float_type = {"tensor(float)": np.float32, "tensor(double)": np.float64}
-    feed = {i.name: inputs[i.name].astype(float_type.get(i.type, np.float64))
-            for i in session.get_inputs()}
+    types = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(double)": np.float64}
+    feed = {i.name: inputs[i.name].astype(types[i.type]) for i in session.get_inputs()}
     values = os.path.join(work, "values.safetensors")
     run(adjoint, "export", model, "--values", "--checkpoint", start, "-o", values,
         "--data", table)
