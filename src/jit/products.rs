@@ -3,20 +3,25 @@
 
 use super::*;
 
+/// A product's operand: its slot and strides. The plan gives every operand of a product a view
+/// from its slot's start (a sliced operand is copied first).
+fn product_operand(plan: &Plan, operand: NodeId) -> (u32, Vec<Stride>) {
+    match &plan.values[operand.index()] {
+        Some(Val::View {
+            slot,
+            strides,
+            offset,
+        }) if offset.is_empty() => (*slot, strides.clone()),
+        _ => unreachable!("matmul operands are views from their slot's start"),
+    }
+}
+
 impl<'a> Tx<'a> {
     pub(super) fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
-        let view = |v: &Option<Val>| match v {
-            Some(Val::View {
-                slot,
-                strides,
-                offset,
-            }) if offset.is_empty() => (*slot, strides.clone()),
-            _ => unreachable!("matmul operands are views from their slot's start"),
-        };
-        let (sa, stra) = view(&plan.values[a.index()]);
-        let (sb, strb) = view(&plan.values[b.index()]);
+        let (sa, stra) = product_operand(plan, a);
+        let (sb, strb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
         if MatMulParts::of(&ash, &bsh).is_batched() {
             self.batched_matmul(g, (sa, &stra), (sb, &strb), id, slot);
@@ -172,16 +177,8 @@ impl<'a> Tx<'a> {
     ) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
-        let view = |v: &Option<Val>| match v {
-            Some(Val::View {
-                slot,
-                strides,
-                offset,
-            }) if offset.is_empty() => (*slot, strides.clone()),
-            _ => unreachable!("matmul operands are views from their slot's start"),
-        };
-        let (sa, stra) = view(&plan.values[a.index()]);
-        let (sb, strb) = view(&plan.values[b.index()]);
+        let (sa, stra) = product_operand(plan, a);
+        let (sb, strb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
         let (mat, msh, mstr, vec, vstr, transposed) = if ash.rank() == 2 {
             (sa, &ash, &stra, sb, &strb, false)
