@@ -490,27 +490,11 @@ fn the_largest_literal_reaches_native_code_exactly() {
 /// generated code calls no `pow` helper. Before, every element called libm's `pow`.
 #[test]
 fn small_whole_powers_run_inline_without_a_call() {
-    let dir = std::env::temp_dir().join(format!("adjoint-cube-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("cube.dsl");
-    std::fs::write(
-        &model,
+    let clif = clif_of_one_step(
+        "cube.dsl",
         "dtype f64\nparam x[1000] ~ normal(0, 1)\nloss sum(x^3)\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
-        .args(["train", model.to_str().unwrap(), "--steps", "1"])
-        .env("ADJOINT_DUMP_CLIF", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    let clif = String::from_utf8(out.stderr).unwrap();
     assert!(clif.contains("f64x2"), "{clif}");
     let calls: Vec<&str> = clif.lines().filter(|l| l.contains(" call ")).collect();
     assert!(calls.is_empty(), "{calls:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

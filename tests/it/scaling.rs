@@ -1,6 +1,7 @@
 //! Compile work grows with the size of the source: shared calls, many parameters and long sums
 //! compile to graphs (and code) of the source's size, and train to the right values.
 
+use crate::support::clif_of_one_step;
 use adjoint::ir::pretty::Style;
 use adjoint::{SourceFile, check_source, compile_named};
 
@@ -96,28 +97,14 @@ fn squares_of_parameters(n: usize) -> String {
     src + &format!("loss l = {}\n", sums.join(" + "))
 }
 
-/// What Cranelift is given for each function a one-step run of `src` compiles (the command
-/// line in a process of its own, so that no other test's functions are counted): its number
+/// What Cranelift is given for each function a one-step run of `src` compiles
+/// (`clif_of_one_step`): its number
 /// of instructions, and the most SSA values live at one point, counting a value from its
 /// definition to its last use in the text (block parameters from their block's header).
 /// Register allocation spends time in proportion to the values live beside each one it
 /// places, so that count is what made compile time quadratic.
 fn cranelift_work(src: &str, name: &str) -> Vec<(usize, usize)> {
-    let dir = std::env::temp_dir().join(format!("adjoint-scaling-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join(name);
-    std::fs::write(&model, src).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
-        .args(["train", model.to_str().unwrap(), "--steps", "1"])
-        .env("ADJOINT_DUMP_CLIF", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stderr).unwrap();
+    let text = clif_of_one_step(name, src);
     let mut functions = vec![];
     let mut body: Option<Vec<&str>> = None;
     for line in text.lines() {

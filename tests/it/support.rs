@@ -248,3 +248,24 @@ pub fn head(v: &[f64]) -> String {
         v.len()
     )
 }
+
+/// The Cranelift text of every function a one-step run of `src` compiles: the command line in
+/// a process of its own (`ADJOINT_DUMP_CLIF`), so that no other test's functions are counted.
+pub fn clif_of_one_step(name: &str, src: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("adjoint-clif-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join(name);
+    std::fs::write(&model, src).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(["train", model.to_str().unwrap(), "--steps", "1"])
+        .env("ADJOINT_DUMP_CLIF", "1")
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
