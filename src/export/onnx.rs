@@ -483,6 +483,12 @@ impl Emitter<'_> {
                 self.initializer(&name, dims.iter().map(|&d| d as i64).collect(), &values);
                 Some(name)
             }
+            Op::State(_) => self.refuse(
+                g,
+                id,
+                "a running statistic of `batch_norm` is model state, which the export does not \
+                 read yet",
+            ),
             Op::DropMask { .. } => self.refuse(
                 g,
                 id,

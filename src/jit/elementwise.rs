@@ -111,6 +111,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -265,6 +266,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -336,6 +338,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -586,6 +589,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }

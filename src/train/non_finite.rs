@@ -17,6 +17,7 @@ impl Trainer {
         FiniteState {
             params: self.params.clone(),
             state: self.state.clone(),
+            model_state: self.model_state.clone(),
             opt_step: self.opt_step.clone(),
             step: self.step,
             cursor: self.cursor.clone(),
@@ -28,6 +29,7 @@ impl Trainer {
     pub(super) fn restore(&mut self, s: FiniteState) {
         self.params = s.params;
         self.state = s.state;
+        self.model_state = s.model_state;
         self.opt_step = s.opt_step;
         self.step = s.step;
         self.cursor = s.cursor;
@@ -53,6 +55,10 @@ impl Trainer {
             &self.params,
             g.params.iter().map(|p| p.shape.clone()).collect(),
         );
+        let states = tensors(
+            &self.model_state,
+            g.states.iter().map(|s| s.shape.clone()).collect(),
+        );
         let roots: Vec<crate::ir::NodeId> = f.outputs.iter().map(|o| o.1).collect();
         let rounding = crate::ir::interp::Rounding {
             dtype: g.dtype,
@@ -60,8 +66,8 @@ impl Trainer {
         };
         // The step being replayed is the next one (`checked_step` has not advanced).
         let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
-        let values =
-            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding), key);
+        let leaves = (&ins[..], &params[..], &states[..]);
+        let values = crate::ir::interp::eval_rounded(g, leaves, &syms, &roots, Some(rounding), key);
         let bad = |id: crate::ir::NodeId| {
             values[id.index()]
                 .as_ref()
@@ -119,6 +125,7 @@ impl NonFiniteOrigin {
 pub(super) struct FiniteState {
     pub(super) params: Vec<Buffer>,
     pub(super) state: Vec<Buffer>,
+    pub(super) model_state: Vec<Buffer>,
     pub(super) opt_step: StepState,
     pub(super) step: u64,
     pub(super) cursor: Cursor,

@@ -286,6 +286,16 @@ pub(super) fn op_expr(
                 shape_tuple(&data.shape, syms)
             ))
         }
+        Op::State(_) => {
+            return Err(unsupported(
+                "JAX",
+                "`batch_norm`",
+                g.span(id),
+                "its running statistics are state that `train_step` would have to thread \
+                 through beside the parameters and the optimizer's state; remove `batch_norm` \
+                 to export the model",
+            ));
+        }
         Op::DropMask { .. } => {
             return Err(unsupported(
                 "JAX",
