@@ -115,7 +115,7 @@ fn erfc_exports_exactly_to_jax_and_is_refused_by_onnx() {
     #[cfg(feature = "onnx")]
     {
         let params = vec![vec![0.0]];
-        let errors = adjoint::export::onnx::model(&source, &params).unwrap_err();
+        let errors = adjoint::export::onnx::model(&source, &params, &[]).unwrap_err();
         insta::assert_snapshot!(adjoint::diagnostics::render_all(&errors, &file));
     }
 }

@@ -56,17 +56,21 @@ pub(super) fn batch_norm(cx: &mut Checker, g: &mut Graph, call: BatchNorm) -> Op
         let dof = g.build(Op::Sub, &[count, one]);
         let unbiased = g.build(Op::Div, &[squares, dof]);
         for (state, batch) in [(mean_state, mean), (var_state, unbiased)] {
-            let next = running_update(g, state, batch, call.momentum);
+            let next = running_update(g, state, batch, call.momentum, call.span);
             g.set_span(next, call.span);
             let name = format!("state.{}", g.states[state as usize].name);
             cx.modes.state_updates.push((name, next));
         }
         (centered, variance)
     } else {
-        let mean = g.build(Op::State(mean_state), &[]);
+        let [mean, variance] = [mean_state, var_state].map(|k| {
+            let running = g.build(Op::State(k), &[]);
+            g.set_span(running, call.span);
+            running
+        });
         let spread_mean = spread(g, mean);
         let centered = g.build(Op::Sub, &[x, spread_mean]);
-        (centered, g.build(Op::State(var_state), &[]))
+        (centered, variance)
     };
     let eps = g.constant(call.eps);
     let shifted = g.build(Op::Add, &[variance, eps]);
@@ -174,8 +178,9 @@ fn element_count(g: &mut Graph, dims: &[Dim]) -> NodeId {
 }
 
 /// `(1 − momentum)·running + momentum·batch`.
-fn running_update(g: &mut Graph, state: u32, batch: NodeId, momentum: f64) -> NodeId {
+fn running_update(g: &mut Graph, state: u32, batch: NodeId, momentum: f64, span: Span) -> NodeId {
     let running = g.build(Op::State(state), &[]);
+    g.set_span(running, span);
     let keep = g.constant(1.0 - momentum);
     let kept = g.build(Op::Mul, &[keep, running]);
     let weight = g.constant(momentum);

@@ -286,16 +286,7 @@ pub(super) fn op_expr(
                 shape_tuple(&data.shape, syms)
             ))
         }
-        Op::State(_) => {
-            return Err(unsupported(
-                "JAX",
-                "`batch_norm`",
-                g.span(id),
-                "its running statistics are state that `train_step` would have to thread \
-                 through beside the parameters and the optimizer's state; remove `batch_norm` \
-                 to export the model",
-            ));
-        }
+        Op::State(_) => return Err(state_refused(g.span(id))),
         Op::DropMask { .. } => {
             return Err(unsupported(
                 "JAX",

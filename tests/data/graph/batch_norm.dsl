@@ -14,4 +14,6 @@ let img = reshape(X, (n, 1, 2, 4))
 let c = batch_norm(conv2d(img, K, padding=1), g1, b1)
 let h = dropout(tanh(reshape(c[:, :, :2, :3], (n, 12))), 0.25)
 let z = batch_norm(X @ W, g2, b2, eps=0.001, momentum=0.2)
-loss cross_entropy(z + h[:, :3], y)
+let logits = z + h[:, :3]
+loss cross_entropy(logits, y)
+metric accuracy = mean(argmax(logits, axis=1) == y)
