@@ -335,7 +335,7 @@ impl Trainer {
             // Its Hessian-vector products are of the evaluation graph: the steps would follow
             // a loss other than the one the model trains.
             return Err(TrainError::Newton(
-                "a loss that training computes as evaluation does: this model's training step differs (dropout); remove it or choose another optimizer".into(),
+                "a loss that training computes as evaluation does: this model's training step differs (dropout, batch_norm); remove it or choose another optimizer".into(),
             ));
         }
         // Batches of windows are always whole: `drop_last` is for rows.
