@@ -752,7 +752,7 @@ mod tests {
             .iter()
             .map(|p| vec![0.5; p.shape.as_fixed().unwrap().iter().product()])
             .collect();
-        let bytes = super::model(&source, &params).expect("the model exports");
+        let bytes = super::model(&source, &params, &[]).expect("the model exports");
         let decoded = ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
         decoded
             .graph

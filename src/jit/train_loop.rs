@@ -70,7 +70,10 @@ fn model_state_copies(f: &GraphFn, plan: &Plan, n_params: usize) -> Vec<(u32, u3
                     .expect("a state tensor's fixed shape");
                 Some((s as u32, next[k as usize], len))
             }
-            _ => None,
+            crate::lower::SlotKind::Input(_)
+            | crate::lower::SlotKind::Param(_)
+            | crate::lower::SlotKind::Output(_)
+            | crate::lower::SlotKind::Temp => None,
         })
         .collect()
 }

@@ -4,12 +4,22 @@
 use super::*;
 
 impl Trainer {
-    /// Names the first parameter holding a non-finite value, with the value.
+    /// Names the first parameter, or else state tensor (a running statistic, which a batch of
+    /// one element per channel makes NaN), holding a non-finite value, with the value.
     pub(super) fn non_finite_param(&self) -> Option<String> {
-        let names = &self.compiled.model.graph().params;
-        self.params.iter().zip(names).find_map(|(p, info)| {
+        let g = self.compiled.model.graph();
+        let param = self.params.iter().zip(&g.params).find_map(|(p, info)| {
             let v = p.first_non_finite()?;
             Some(format!("parameter `{}` {v}", info.name))
+        });
+        param.or_else(|| {
+            self.model_state
+                .iter()
+                .zip(&g.states)
+                .find_map(|(s, info)| {
+                    let v = s.first_non_finite()?;
+                    Some(format!("state tensor `{}` {v}", info.name))
+                })
         })
     }
 

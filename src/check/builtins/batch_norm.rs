@@ -125,7 +125,7 @@ fn checked_channels(cx: &mut Checker, g: &Graph, call: &BatchNorm) -> Option<Dim
             return None;
         }
     }
-    if !(call.eps >= 0.0) {
+    if call.eps.is_nan() || call.eps < 0.0 {
         cx.error(
             Diagnostic::error(format!("`batch_norm` needs `eps` ≥ 0, found {}", call.eps))
                 .with_label(call.span, "here"),
