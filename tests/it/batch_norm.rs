@@ -173,3 +173,36 @@ fn evaluation_reads_the_running_statistics_and_leaves_them() {
     let err = max_rel_err(&z[0].1.data, &expected, 1e-9);
     assert!(err <= 1e-12, "z = {:?}, by hand {expected:?}", z[0].1.data);
 }
+
+/// A batch of one row makes a running variance's unbiased estimate 0/0: training stops with a
+/// clear error naming the state tensor, rather than evaluating with NaN later.
+#[test]
+fn a_batch_of_one_row_stops_training_at_the_nan_running_variance() {
+    let src = "dtype f64
+input X[n, 3]
+param g[3] ~ ones
+param b[3] ~ zeros
+loss mean(batch_norm(X, g, b)^2)
+optimizer sgd(lr = 0.1)
+";
+    let compiled = CompiledModel::from_model(model_of_source("one.dsl", src)).unwrap();
+    let x = [0.5, -1.0, 2.0];
+    let data = adjoint::data::Dataset {
+        n_rows: 1,
+        inputs: vec![x.to_vec()],
+        widths: vec![3],
+        whole: vec![false],
+        ..Default::default()
+    };
+    let mut t = Trainer::new(&compiled, 0);
+    let mut settings = compiled.model.train.clone();
+    settings.steps = Some(3);
+    let err = t
+        .fit(Some(&data), &settings, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("state tensor `batch_norm0.running_var` NaN"),
+        "{err}"
+    );
+}
