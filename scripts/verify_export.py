@@ -117,6 +117,13 @@ def verify(adjoint, model, work, label, from_step):
     later = os.path.join(work, "later.safetensors")
     run(adjoint, "train", model, "--resume", end, "--steps", str(STEPS), "--save", later, *batch)
 
+    if modes(m):
+        # `initial_state(SEED)`, which `__main__` trains from, is the state of adjoint's run.
+        initial, loaded = m.initial_state(m.SEED), m.load(start)[2]
+        for name in ["run_key", "step", *m.STATE]:
+            if not np.array_equal(initial[name], loaded[name]):
+                failures.append(f"{label}: initial_state(SEED)[{name!r}] is {initial[name]}, "
+                                f"adjoint's {loaded[name]}")
     for point, ckpt in (("initial", start), (f"after {STEPS} steps", end)):
         values = os.path.join(work, "values.safetensors")
         run(adjoint, "export", model, "--values", "--checkpoint", ckpt, "-o", values)

@@ -185,7 +185,11 @@ pub(super) fn function(
     let draws = g
         .ids()
         .any(|id| live[id.index()] && matches!(g.op(id), Op::DropMask { .. }));
-    let key = names.fresh("step_key");
+    let key = if draws {
+        names.fresh("step_key")
+    } else {
+        String::new()
+    };
     if draws {
         // The masks are those of the step after the `state["step"]` steps taken.
         lines.push(format!(

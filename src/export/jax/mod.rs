@@ -174,9 +174,8 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
     if modes {
         model_state_fn(src, &mut out);
         let loss_doc = format!(
-            "{loss_doc} The training step's: dropout draws the masks of step\n    \
-             `state[\"step\"] + 1`, batch_norm normalizes with the batch's statistics. Returns the loss\n    \
-             and the model state after the step."
+            "{loss_doc}\n    As the training step computes it (dropout with adjoint's masks of step `state[\"step\"] + 1`,\n    \
+             batch_norm with the batch's statistics), with the model state after the step."
         );
         write_def(
             &mut out,
