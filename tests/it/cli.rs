@@ -852,6 +852,108 @@ fn export_to_jax_writes_dropout_with_adjoints_masks() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `export --values` of a model whose training step differs also writes that step's values at
+/// the checkpoint (`train/...`): the loss with the masks of the step after the checkpoint's
+/// (not the evaluation loss) and the running statistics after it, which are those of the run
+/// resumed from the checkpoint for one step.
+#[test]
+fn export_values_include_the_next_training_step() {
+    let dir = std::env::temp_dir().join(format!("adjoint-values-step-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let mut rows = String::from("X0,X1,X2,X3,X4,X5,X6,X7,y\n");
+    for r in 0..6 {
+        let xs: Vec<String> = (0..8).map(|c| ((r * 7 + c * 3) % 5).to_string()).collect();
+        rows += &format!("{},{}\n", xs.join(","), r % 3);
+    }
+    std::fs::write(path("rows.csv"), rows).unwrap();
+    let fixture = "tests/data/graph/batch_norm.dsl";
+    let data = ["--data", &path("rows.csv")];
+    let (code, _, stderr) = adjoint(
+        &[
+            &[
+                "train",
+                fixture,
+                "--steps",
+                "2",
+                "--save",
+                &path("a.safetensors"),
+            ],
+            &data[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = adjoint(
+        &[
+            &[
+                "train",
+                fixture,
+                "--resume",
+                &path("a.safetensors"),
+                "--steps",
+                "1",
+            ],
+            &["--save", &path("b.safetensors")][..],
+            &data[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let values = path("values.safetensors");
+    let (code, _, stderr) = adjoint(
+        &[
+            &[
+                "export",
+                fixture,
+                "--values",
+                "--checkpoint",
+                &path("a.safetensors"),
+            ],
+            &["-o", &values][..],
+            &data[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let values = adjoint::checkpoint::load(std::path::Path::new(&values)).unwrap();
+    let resumed = adjoint::checkpoint::load(&dir.join("b.safetensors")).unwrap();
+    let get = |c: &adjoint::checkpoint::Checkpoint, name: &str| match &c
+        .tensor(name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .data
+    {
+        adjoint::checkpoint::TensorData::F64(v) => v.clone(),
+        adjoint::checkpoint::TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+    };
+    let (train_loss, eval_loss) = (get(&values, "train/loss")[0], get(&values, "loss")[0]);
+    assert!(
+        train_loss.is_finite() && train_loss != eval_loss,
+        "{train_loss} {eval_loss}"
+    );
+    for p in ["K", "g1", "b1", "W", "g2", "b2"] {
+        assert!(
+            get(&values, &format!("train/grad/{p}"))
+                .iter()
+                .all(|g| g.is_finite())
+        );
+    }
+    for s in ["batch_norm0.running_mean", "batch_norm1.running_var"] {
+        let (next, want) = (
+            get(&values, &format!("train/state.{s}")),
+            get(&resumed, &format!("state.{s}")),
+        );
+        assert_eq!(next.len(), want.len());
+        for (a, b) in next.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "{s}: {next:?} {want:?}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Slices, new axes, reshapes, joins and splits print their derivatives in the language:
 /// slices as slices, their adjoints as `unslice`, reshapes with their shapes.
 #[test]
