@@ -15,12 +15,14 @@ schedule): `adjoint export --to jax`, then
     f64 ≤ 1e-12).
 Every fixture of tests/data/graph (one or a few ops each) is checked the same way for its
 loss and gradient at adjoint's initial parameters, on random rows written for it (whole
-numbers 0 and 1 for `int` inputs, so every index lies on every axis it indexes). A fixture
-or example with `dropout` or `batch_norm` has no JAX export (its training loss draws adjoint's
-masks; its running statistics are state `train_step` does not carry): the refusal must name
-each, and its ONNX export (the evaluation graph, where dropout is the identity and batch_norm
-reads the checkpoint's running statistics, after a few training steps) is checked against
-adjoint's metrics instead, on rows of whole numbers 0 and 1.
+numbers 0 and 1 for `int` inputs, so every index lies on every axis it indexes). A model with
+`dropout` or `batch_norm` has model state (running statistics, the dropout key and step count):
+its JAX `loss` is the training step's, with adjoint's masks of the step after the checkpoint's
+and the batch's statistics, checked with the running statistics after it against `export
+--values`' `train/...` (an f32 one against its f64 copy's, see f64_values), its evaluation loss
+and metrics against adjoint's, and its 20 steps reach adjoint's parameters and running
+statistics; a fixture with either is checked so from adjoint's checkpoint after 3 steps on rows
+of whole numbers 0 and 1, with its ONNX export (the evaluation graph) against adjoint's metrics.
 Full-batch runs only: a minibatch run is checked with one batch of all rows, since the exported
 module shuffles with numpy's generator, not adjoint's. A model of a text (examples/charlm.dsl) is
 checked on a copy of its first TEXT_CHARS characters: loss, gradient and ONNX outputs on the
