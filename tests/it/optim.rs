@@ -418,7 +418,7 @@ fn newton_solves_least_squares_in_one_step_and_rosenbrock_in_a_dozen() {
         &data
             .inputs
             .iter()
-            .map(|v| Buffer::F64(v.clone()))
+            .map(|v| v.in_dtype(adjoint::ir::DType::F64).into_owned())
             .collect::<Vec<_>>(),
         data.n_rows,
     )
