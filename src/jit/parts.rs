@@ -273,6 +273,7 @@ impl<'a> Tx<'a> {
             id,
             &mut Context::for_function(func),
             "loop part",
+            None,
         )?;
         Ok(id)
     }
