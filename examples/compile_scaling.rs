@@ -97,10 +97,10 @@ fn main() {
         (
             "scalar parameters",
             scalar_params,
-            &[10, 100, 1_000, 10_000],
+            &[10, 100, 1_000, 10_000, 100_000],
         ),
     ];
-    // `compile_scaling params 10000` measures one row (for a profiler): a family's first word
+    // `compile_scaling scalar 10000` measures one row (for a profiler): a family's first word
     // and a number of terms.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only = |name: &str, n: usize| match &args[..] {

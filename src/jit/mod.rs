@@ -138,74 +138,36 @@ pub struct Jit {
     n_functions: usize,
     /// Each function's vector constants, read by its code: kept as long as the code.
     pools: Vec<Vec<u128>>,
-    /// The instruction set with the single-pass allocator, made when a function needs it.
-    single_pass: Option<cranelift::codegen::isa::OwnedTargetIsa>,
-}
-
-/// The register allocator a function is compiled with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Allocator {
-    /// regalloc2's backtracking allocator: the better code, at a cost per value that grows with
-    /// the values live beside it.
-    Backtracking,
-    /// regalloc2's single-pass allocator, for bounded functions (`Tx::bounded`): thousands of
-    /// straight-line scalar steps, whose every value is spilled to a stack slot of its own
-    /// anyway, where the backtracking allocator's search was most of the compile time.
-    SinglePass,
-}
-
-impl Allocator {
-    fn of(bounded: bool) -> Allocator {
-        match bounded {
-            true => Allocator::SinglePass,
-            false => Allocator::Backtracking,
-        }
-    }
-
-    fn setting(self) -> &'static str {
-        match self {
-            Allocator::Backtracking => "backtracking",
-            Allocator::SinglePass => "single_pass",
-        }
-    }
-}
-
-/// The host's instruction set with adjoint's flags and the given register allocator.
-fn target_isa(
-    allocator: Allocator,
-) -> Result<cranelift::codegen::isa::OwnedTargetIsa, CodegenError> {
-    let mut flags = settings::builder();
-    let set = |f: &mut settings::Builder, k: &str, v: &str| {
-        f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()))
-    };
-    // The code arrives folded (index arithmetic, constants) and placed (loop-invariant values
-    // outside their loops). Cranelift's optimizer measured slower here: it re-places pure
-    // values at their uses, inside the loops (`exp(ls)` of a scalar parameter was evaluated
-    // once per element of a vectorized loop). W3 ran 2.3× and W1 1.4× faster without it.
-    set(&mut flags, "opt_level", "none")?;
-    set(&mut flags, "is_pic", "false")?;
-    set(&mut flags, "use_colocated_libcalls", "false")?;
-    set(&mut flags, "regalloc_algorithm", allocator.setting())?;
-    // The verifier re-checks every function Cranelift builds; it is for debugging adjoint
-    // itself, and costs compile time in release builds.
-    set(
-        &mut flags,
-        "enable_verifier",
-        if cfg!(debug_assertions) {
-            "true"
-        } else {
-            "false"
-        },
-    )?;
-    cranelift_native::builder()
-        .map_err(|e| CodegenError::Isa(e.to_string()))?
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| CodegenError::Isa(e.to_string()))
 }
 
 impl Jit {
     pub fn new() -> Result<Jit, CodegenError> {
-        let isa = target_isa(Allocator::Backtracking)?;
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()))
+        };
+        // The code arrives folded (index arithmetic, constants) and placed (loop-invariant values
+        // outside their loops). Cranelift's optimizer measured slower here: it re-places pure
+        // values at their uses, inside the loops (`exp(ls)` of a scalar parameter was evaluated
+        // once per element of a vectorized loop). W3 ran 2.3× and W1 1.4× faster without it.
+        set(&mut flags, "opt_level", "none")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        // The verifier re-checks every function Cranelift builds; it is for debugging adjoint
+        // itself, and costs compile time in release builds.
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| CodegenError::Isa(e.to_string()))?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| CodegenError::Isa(e.to_string()))?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         let all = Helper::all();
         for h in &all {
@@ -227,7 +189,6 @@ impl Jit {
             helpers,
             n_functions: 0,
             pools: Vec::new(),
-            single_pass: None,
         })
     }
 
@@ -297,7 +258,6 @@ impl Jit {
             })?;
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
-        let allocator = Allocator::of(shape.bounded);
         let target = self.module.target_config();
         // The pool's buffer never grows past its capacity, so its address is fixed while the
         // code that embeds it is generated, and after the vector moves into `self.pools`.
@@ -334,16 +294,7 @@ impl Jit {
             self.module.clear_context(&mut self.ctx);
             return Err(e);
         }
-        let isa = match allocator {
-            Allocator::Backtracking => None,
-            Allocator::SinglePass => Some(match self.single_pass.take() {
-                Some(isa) => isa,
-                None => target_isa(allocator)?,
-            }),
-        };
-        let defined = define_dumped(&mut self.module, id, &mut self.ctx, &name, isa.as_deref());
-        self.single_pass = isa.or(self.single_pass.take());
-        defined?;
+        define_dumped(&mut self.module, id, &mut self.ctx, &name)?;
         self.module.clear_context(&mut self.ctx);
         Ok(id)
     }
@@ -392,14 +343,11 @@ fn dump() -> Option<Dump> {
 
 /// Compiles the function built in `ctx` as `id`, handing its text to the `Dump` sink if one
 /// is set.
-/// Compiles the function in `ctx` and defines it as `id`: with the module's instruction set, or
-/// with `isa` (the same target and flags, another register allocator) where one is given.
 fn define_dumped(
     module: &mut JITModule,
     id: FuncId,
     ctx: &mut Context,
     name: &str,
-    isa: Option<&dyn cranelift::codegen::isa::TargetIsa>,
 ) -> Result<(), CodegenError> {
     let dump = dump();
     if let Some(d) = dump.filter(|d| d.clif) {
@@ -407,33 +355,12 @@ fn define_dumped(
     }
     let disasm = dump.is_some_and(|d| d.asm);
     ctx.set_disasm(disasm);
-    let failed = |message: String| CodegenError::Define {
-        name: name.into(),
-        message,
-    };
-    match isa {
-        None => module
-            .define_function(id, ctx)
-            .map_err(|e| failed(format!("{e:?}")))?,
-        Some(isa) => {
-            let mut plane = cranelift::codegen::control::ControlPlane::default();
-            let alignment = (ctx.compile(isa, &mut plane))
-                .map_err(|e| failed(format!("{:?}", e.inner)))?
-                .buffer
-                .alignment as u64;
-            let code = ctx.compiled_code().expect("the function was just compiled");
-            let alignment = alignment
-                .max(isa.function_alignment().minimum as u64)
-                .max(isa.symbol_alignment());
-            let relocs: Vec<_> = (code.buffer.relocs().iter())
-                .map(|r| cranelift_module::ModuleReloc::from_mach_reloc(r, &ctx.func, id))
-                .collect();
-            let bytes = code.code_buffer().to_vec();
-            module
-                .define_function_bytes(id, alignment, &bytes, &relocs)
-                .map_err(|e| failed(format!("{e:?}")))?;
-        }
-    }
+    module
+        .define_function(id, ctx)
+        .map_err(|e| CodegenError::Define {
+            name: name.into(),
+            message: format!("{e:?}"),
+        })?;
     if let Some(d) = dump.filter(|d| d.asm) {
         let code = ctx.compiled_code().and_then(|c| c.vcode.clone());
         (d.sink)(&code.unwrap_or_default());

@@ -273,7 +273,6 @@ impl<'a> Tx<'a> {
             id,
             &mut Context::for_function(func),
             "loop part",
-            None,
         )?;
         Ok(id)
     }
