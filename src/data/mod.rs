@@ -439,10 +439,7 @@ pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
 
 /// A NumPy `.npy` array: shape and values in `dtype` (row-major), read no larger than the memory
 /// budget allows.
-pub fn load_npy_as(
-    path: &Path,
-    dtype: crate::ir::DType,
-) -> Result<(Vec<usize>, Buffer), DataError> {
+pub fn load_npy_as(path: &Path, dtype: crate::ir::DType) -> Result<npy::TypedArray, DataError> {
     let file = path.display().to_string();
     let bytes =
         crate::limits::read_bounded(path, crate::limits::memory_budget() / 8).map_err(|e| {
@@ -485,7 +482,7 @@ pub fn load_with_progress(
     let csv_needed =
         (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
     // Each `.npy`-bound input's file name, shape and values.
-    let mut arrays: Vec<Option<(String, (Vec<usize>, Buffer))>> = Vec::new();
+    let mut arrays: Vec<Option<(String, npy::TypedArray)>> = Vec::new();
     for b in &model.bindings {
         arrays.push(match &b.file {
             Some(f) => {

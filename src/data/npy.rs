@@ -39,9 +39,12 @@ pub fn parse(bytes: &[u8]) -> Result<Array, NpyError> {
     parse_into(bytes, |v| v)
 }
 
+/// An array's shape and its values in a model's dtype, row-major.
+pub type TypedArray = (Vec<usize>, Buffer);
+
 /// Parses the bytes of a `.npy` file into values of `dtype`, each element converted as it is
 /// read (so an f32 model's array is never held as f64 as well).
-pub fn parse_as(bytes: &[u8], dtype: DType) -> Result<(Vec<usize>, Buffer), NpyError> {
+pub fn parse_as(bytes: &[u8], dtype: DType) -> Result<TypedArray, NpyError> {
     Ok(match dtype {
         DType::F32 => {
             let (shape, values) = parse_into(bytes, |v| v as f32)?;
