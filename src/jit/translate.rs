@@ -162,6 +162,9 @@ impl<'a> Tx<'a> {
                     xs[0]
                 });
             }
+            Op::SumTo(_) if crate::lower::summed_product(g, &plan.values, id).is_some() => {
+                self.summed_matmul(g, plan, node.inputs[0], id, slot);
+            }
             Op::Sum { .. } | Op::SumTo(_) => {
                 let x = node.inputs[0];
                 let xshape = g.shape(x).clone();
