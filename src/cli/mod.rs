@@ -77,6 +77,10 @@ enum Command {
         /// Seed for the initial parameters and the random points.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Check on the first N rows of the data only (a text's first N windows): the
+        /// reference interpreter keeps every intermediate value of every row.
+        #[arg(long, value_name = "N")]
+        rows: Option<usize>,
     },
     /// Second-order information: the Hessian's extreme eigenvalues, its condition number and the
     /// largest stable gradient-descent step.
@@ -113,6 +117,33 @@ enum Command {
         /// LaTeX instead of the model language.
         #[arg(long)]
         latex: bool,
+    },
+    /// Train the model once per initializer of its weights (every parameter of rank two or
+    /// more; vectors keep their own) and draw the runs' curves together.
+    Inits {
+        /// The model file (.dsl).
+        file: PathBuf,
+        /// Initializers as the model language writes them, separated by commas.
+        #[arg(
+            long = "with",
+            default_value = "constant(0.1),xavier_uniform,he_normal,orthogonal"
+        )]
+        with: String,
+        /// Number of optimizer steps of each run.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Number of passes over the data of each run.
+        #[arg(long, conflicts_with = "steps")]
+        epochs: Option<u64>,
+        /// Seed for initialization and shuffling (the same for every run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Fraction of the rows held out for validation.
+        #[arg(long)]
+        validation: Option<f64>,
+        /// The picture (.png or .svg).
+        #[arg(long, default_value = "inits.png")]
+        out: PathBuf,
     },
     /// Race optimizers across a two-parameter loss and draw their paths over its contours.
     Race {
@@ -225,6 +256,7 @@ mod export;
 mod grad;
 mod gradcheck;
 mod graph;
+mod inits;
 mod inspect;
 mod load;
 mod out;
@@ -363,6 +395,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             points,
             tolerance,
             seed,
+            rows,
         } => gradcheck(
             &file,
             &gradcheck::GradcheckOptions {
@@ -371,6 +404,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 points,
                 tolerance,
                 seed,
+                rows,
             },
         ),
         Command::Inspect {
@@ -414,6 +448,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             &y,
             &minimum,
         ),
+        Command::Inits {
+            file,
+            with,
+            steps,
+            epochs,
+            seed,
+            validation,
+            out,
+        } => inits::inits(&inits::InitsArgs {
+            file: &file,
+            with: &with,
+            steps,
+            epochs,
+            seed,
+            validation,
+            out: &out,
+        }),
         Command::Train(args) => train(&args),
         Command::Sample(args) => sample(&args),
         Command::Eval {
