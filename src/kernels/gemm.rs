@@ -331,7 +331,7 @@ unsafe fn add_products<T: Gemm>(
 fn first_of_sum(batch: &[BatchAxis], mut i: usize) -> bool {
     let mut first = true;
     for axis in batch.iter().rev() {
-        first &= axis.strides[2] != 0 || i % axis.len == 0;
+        first &= axis.strides[2] != 0 || i.is_multiple_of(axis.len);
         i /= axis.len;
     }
     first

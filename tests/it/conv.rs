@@ -484,11 +484,10 @@ impl VectorUses {
                     uses.compares_greater +=
                         usize::from(args.iter().any(|a| loaded.contains_key(a)));
                 }
-            } else if let Some(operands) = code.strip_prefix("store notrap ") {
-                if let Some((value, at)) = operands.split_once(", ") {
-                    uses.accumulates +=
-                        usize::from(sums.get(value).is_some_and(|s| s.contains(at)));
-                }
+            } else if let Some(operands) = code.strip_prefix("store notrap ")
+                && let Some((value, at)) = operands.split_once(", ")
+            {
+                uses.accumulates += usize::from(sums.get(value).is_some_and(|s| s.contains(at)));
             }
         }
         uses
