@@ -33,12 +33,10 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
         crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
     }
     let rows = dataset.as_ref().map_or(0, |d| d.n_rows);
-    let inputs: Vec<crate::runtime::Buffer> = dataset.as_ref().map_or(vec![], |d| {
-        d.inputs
-            .iter()
-            .map(|v| crate::runtime::Buffer::F64(v.clone()))
-            .collect()
-    });
+    let inputs = match &dataset {
+        Some(d) => crate::train::in_dtype(&d.inputs, crate::ir::DType::F64),
+        None => std::borrow::Cow::Owned(vec![]),
+    };
     say!(
         "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
         file.name

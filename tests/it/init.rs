@@ -152,7 +152,7 @@ fn bias_from_log_priors_makes_the_initial_loss_the_label_entropy() {
     let inputs: Vec<_> = data
         .inputs
         .iter()
-        .map(|v| adjoint::runtime::Buffer::F64(v.clone()))
+        .map(|v| v.in_dtype(adjoint::ir::DType::F64).into_owned())
         .collect();
     let loss = t.evaluate(&inputs, data.n_rows).unwrap()[0].1;
     let entropy: f64 = -priors.iter().map(|p| p * p.ln()).sum::<f64>();
