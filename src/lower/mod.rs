@@ -15,14 +15,18 @@
 //! (`adjoint graph --plan`).
 
 mod groups;
+pub mod parts;
 mod row_blocks;
 mod storage;
 mod text;
+pub mod vectorize;
 mod verify;
 mod views;
 
+pub use parts::{Parts, SplitRule, Whole};
 pub use storage::Storage;
 pub use text::plan_text;
+pub use vectorize::Vector;
 pub use verify::{PlanError, verify};
 
 use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
@@ -168,6 +172,20 @@ pub struct Plan {
     pub reciprocal: std::collections::HashSet<NodeId>,
     /// The buffer that holds each slot: temporaries whose lifetimes do not overlap share one.
     pub storage: Storage,
+    /// How each step's loop runs (one entry per step): the choices of the code generator,
+    /// made here so that the plan shows them and the verifier checks them.
+    pub decisions: Vec<Decision>,
+    /// How each parameter's update runs (one entry per parameter), where the plan is a
+    /// training step's (`parts::is_training_step`); empty otherwise.
+    pub updates: Vec<Parts>,
+}
+
+/// How a step's loop runs: along its last axis in vectors or element by element, and on one
+/// core or in parts. `None` where the step has no such choice.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    pub vector: Option<Vector>,
+    pub parts: Option<Parts>,
 }
 
 impl Plan {
@@ -512,9 +530,37 @@ pub fn plan(f: &GraphFn) -> Plan {
         outputs,
         reciprocal,
         storage: Storage::default(),
+        decisions: Vec::new(),
+        updates: Vec::new(),
     });
     plan.storage = storage::assign(g, &plan);
+    plan.decisions = decide(g, &plan);
+    if parts::is_training_step(g, &plan) {
+        plan.updates = g
+            .params
+            .iter()
+            .map(|p| {
+                parts::update_parts(
+                    p.shape
+                        .fixed_elements()
+                        .expect("parameters have fixed sizes"),
+                )
+            })
+            .collect();
+    }
     plan
+}
+
+/// The decisions of each step: its vectorization and its parts.
+fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
+    let held = parts::fused_registers(g, plan);
+    plan.steps
+        .iter()
+        .map(|step| Decision {
+            vector: vectorize::decide(g, plan, step),
+            parts: parts::decide(g, step, &held),
+        })
+        .collect()
 }
 
 /// Renumbers the slots of loop members that no step stores (they live in registers, and their
