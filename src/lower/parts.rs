@@ -263,3 +263,206 @@ pub(super) fn decide(g: &Graph, step: &Step, held: &[u32]) -> Option<Parts> {
         Step::Compute { .. } | Step::Scalar { .. } | Step::Copy { .. } => None,
     }
 }
+
+/// The thread counts the verifier deals parts to: `--threads` is clamped to `MAX_PARTS`, so
+/// these cover every setting and some above it.
+const CHECKED_THREADS: std::ops::RangeInclusive<usize> = 1..=16;
+
+/// The sizes the verifier binds a split loop's symbolic dimensions to: small, around a row
+/// block, and around the thresholds of `parts_for`.
+const CHECKED_SIZES: [u64; 9] = [0, 1, 2, 255, 256, 257, 4096, 65_537, 1 << 20];
+
+/// Checks a split: for every checked binding of its dimensions and every thread count, the
+/// parts cover `0..items` once, in order, each dealt to exactly one thread.
+pub(super) fn check_rule(rule: &SplitRule, n_syms: usize) -> Result<(), String> {
+    if rule.block < 1 {
+        return Err(format!("cuts items of {} elements", rule.block));
+    }
+    let bindings: Vec<Vec<u64>> = match n_syms {
+        0 => vec![Vec::new()],
+        _ => CHECKED_SIZES.iter().map(|&k| vec![k; n_syms]).collect(),
+    };
+    for syms in &bindings {
+        let items = rule.items(syms);
+        let parts = rule.parts(syms);
+        if !(1..=MAX_PARTS).contains(&parts) {
+            return Err(format!("cuts {items} items into {parts} parts"));
+        }
+        let mut end = 0;
+        for p in 0..parts {
+            let (lo, hi) = part_range(items, parts, p);
+            if lo != end || hi < lo {
+                return Err(format!("part {p} of {parts} is {lo}..{hi}, not from {end}"));
+            }
+            end = hi;
+        }
+        if end != items {
+            return Err(format!("its {parts} parts end at {end} of {items} items"));
+        }
+        for threads in CHECKED_THREADS {
+            let lanes = lanes_for(threads, parts);
+            let mut runs = vec![0; parts];
+            for lane in 0..lanes {
+                for p in lane_parts(parts, lane, lanes) {
+                    runs[p] += 1;
+                }
+            }
+            if let Some(p) = runs.iter().position(|&r| r != 1) {
+                return Err(format!(
+                    "on {threads} threads part {p} of {parts} runs {} times",
+                    runs[p]
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a loop group's recorded parts: a split group has an outer axis, cuts it by its rule
+/// (items of one index, or row blocks for a blocked group, of the other axes' work), has a
+/// fixed-size area for every sum within the frame, names only slots it stores as held, and
+/// covers its axis on every thread count; a group run whole says why truly.
+pub(super) fn check_group(
+    g: &Graph,
+    shape: &Shape,
+    members: &[Member],
+    blocked: Option<&RowBlocks>,
+    parts: &Parts,
+) -> Result<(), String> {
+    let (rule, held) = match parts {
+        Parts::One(Whole::NoOuterAxis) if shape.rank() == 0 => return Ok(()),
+        Parts::One(Whole::Small(w)) => {
+            return match shape.fixed_elements() {
+                Some(n) if n as u64 == *w && (*w as i64) < 2 * MIN_WORK_PER_PART => Ok(()),
+                _ => Err(format!(
+                    "runs whole as {w} elements, but has {}",
+                    g.shape_text(shape)
+                )),
+            };
+        }
+        Parts::One(why) => {
+            let recomputed = group_parts(g, shape, members, blocked, &[]);
+            return match recomputed == Parts::One(why.clone()) {
+                true => Ok(()),
+                false => Err(format!(
+                    "runs whole for a reason that does not hold: {why:?}"
+                )),
+            };
+        }
+        Parts::Split { rule, held } => (rule, held),
+    };
+    if shape.rank() == 0 || rule.axis != shape.0[0] {
+        return Err("splits an axis other than its outer one".into());
+    }
+    let (block, work) = match blocked {
+        Some(_) => (ROW_BLOCK, vec![Dim::Fixed(ROW_BLOCK as u64 * 8)]),
+        None => (1, shape.0[1..].to_vec()),
+    };
+    if rule.block != block || rule.work != work {
+        return Err(format!(
+            "cuts items of {} (work {:?}) where its loop has {block} (work {work:?})",
+            rule.block, rule.work
+        ));
+    }
+    let mut bytes = 0i64;
+    let sums = members
+        .iter()
+        .filter(|m| matches!(m.kind, MemberKind::Sum | MemberKind::ColumnSum))
+        .map(|m| (m.slot, g.shape(m.node)))
+        .chain(blocked.map(|rb| (rb.after.1, g.shape(rb.after.0))));
+    for (slot, sh) in sums {
+        let Some(n) = sh.fixed_elements() else {
+            return Err(format!("is split, but its sum s{slot} has no fixed size"));
+        };
+        bytes += (n as i64 * g.dtype.size() as i64 + 15) & !15;
+    }
+    if bytes * MAX_PARTS as i64 > MAX_PARTIAL_BYTES {
+        return Err(format!(
+            "is split with {bytes} bytes of partial sums a part"
+        ));
+    }
+    let stored = |s: &u32| {
+        members.iter().any(|m| {
+            m.slot == *s
+                && m.stored
+                && matches!(m.kind, MemberKind::Elementwise | MemberKind::RowSum)
+        }) || blocked.is_some_and(|rb| rb.before.1 == *s)
+    };
+    if let Some(s) = held.iter().find(|s| !stored(s)) {
+        return Err(format!(
+            "names s{s} as held in a register, which it does not store"
+        ));
+    }
+    check_rule(rule, g.syms.len())
+}
+
+/// Checks a parameter's update: split exactly when it has two parts' worth of elements, in
+/// `UPDATE_CHUNK`-element chunks whose parts cover it on every thread count.
+pub(super) fn check_update(len: usize, parts: &Parts) -> Result<(), String> {
+    let large = len as i64 >= 2 * MIN_WORK_PER_PART;
+    match parts {
+        Parts::One(Whole::Small(n)) if *n == len as u64 && !large => Ok(()),
+        Parts::Split { rule, held } if large && held.is_empty() => {
+            let fits = rule.axis == Dim::Fixed(len as u64)
+                && rule.block == UPDATE_CHUNK
+                && rule.work == [Dim::Fixed(UPDATE_CHUNK as u64)];
+            match fits {
+                true => check_rule(rule, 0),
+                false => Err(format!("cuts {len} elements by {rule:?}")),
+            }
+        }
+        other => Err(format!("{len} elements updated as {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every part of a job runs on exactly one thread, for every thread count and part count,
+    /// and the verifier's check of a rule fails where the rule cannot cut its axis.
+    #[test]
+    fn parts_are_dealt_once_and_a_bad_rule_is_found() {
+        for parts in 1..=MAX_PARTS {
+            for threads in 1..=16 {
+                let lanes = lanes_for(threads, parts);
+                let mut dealt: Vec<usize> = (0..lanes)
+                    .flat_map(|l| lane_parts(parts, l, lanes))
+                    .collect();
+                dealt.sort_unstable();
+                assert_eq!(
+                    dealt,
+                    (0..parts).collect::<Vec<_>>(),
+                    "{parts} parts, {threads} threads"
+                );
+            }
+        }
+        let rule = SplitRule {
+            axis: Dim::Sym(0),
+            block: ROW_BLOCK,
+            work: vec![Dim::Fixed(2048)],
+        };
+        assert_eq!(check_rule(&rule, 1), Ok(()));
+        assert!(check_rule(&SplitRule { block: 0, ..rule }, 1).is_err());
+    }
+
+    /// The rule's text form's numbers: one part per 32,768 elements, at most 8, at most one
+    /// per item; an update splits from 65,536 elements on.
+    #[test]
+    fn the_rule_cuts_by_work_alone() {
+        let rule = SplitRule {
+            axis: Dim::Sym(0),
+            block: 1,
+            work: vec![Dim::Fixed(64)],
+        };
+        assert_eq!(rule.parts(&[100]), 1);
+        assert_eq!(rule.parts(&[1024]), 2);
+        assert_eq!(rule.parts(&[1 << 20]), MAX_PARTS);
+        assert_eq!(rule.fixed_parts(), None);
+        assert_eq!(update_parts(65_535), Parts::One(Whole::Small(65_535)));
+        let Parts::Split { rule, .. } = update_parts(65_536) else {
+            panic!("a large update is split")
+        };
+        assert_eq!(rule.fixed_parts(), Some(2));
+    }
+}

@@ -183,6 +183,7 @@ impl Text<'_> {
             Parts::One(why) => {
                 let why = match why {
                     Whole::NoOuterAxis => "no outer axis".to_string(),
+                    Whole::Small(1) => format!("1 element, under {}", 2 * MIN_WORK_PER_PART),
                     Whole::Small(n) => {
                         format!("{n} elements, under {}", 2 * MIN_WORK_PER_PART)
                     }
@@ -215,13 +216,16 @@ impl Text<'_> {
             1 => (axis, "the outer axis".to_string()),
             b => (format!("⌈{axis} / {b}⌉"), format!("blocks of {b}")),
         };
-        let work = self.stride(&Stride::Prod(rule.work.clone()));
+        let work = match self.stride(&Stride::Prod(rule.work.clone())).as_str() {
+            "1" => String::new(),
+            w => format!("·{w}"),
+        };
         let value = rule
             .fixed_parts()
             .map(|n| format!(" = {n}"))
             .unwrap_or_default();
         format!(
-            "min({MAX_PARTS}, {items}, max(1, {items}·{work} / {MIN_WORK_PER_PART})){value} over {over}"
+            "min({MAX_PARTS}, {items}, max(1, {items}{work} / {MIN_WORK_PER_PART})){value} over {over}"
         )
     }
 

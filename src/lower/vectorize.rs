@@ -112,133 +112,240 @@ pub fn exponent(g: &Graph, id: NodeId) -> Option<f64> {
     }
 }
 
-/// The vectorization of each step that runs an elementwise or summing loop whose form the code
-/// generator chooses (copies, elementwise nodes, sums, `unslice`, loop groups); `None` for the
-/// others (products, gathers, reductions with a form of their own, scalar steps).
-pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> Option<Vector> {
-    let reads = Reads {
-        g,
-        plan,
-        any_stride: false,
+/// What a loop computes and reads, as the code generator walks it: the nodes computed in the
+/// loop (fused operands included) and the views it reads.
+pub(super) struct Contents {
+    /// The loop's rank (its last axis is the one vectors run along).
+    pub(super) rank: usize,
+    pub(super) form: Form,
+    pub(super) nodes: Vec<NodeId>,
+    /// Each view read: its slot, and whether it moves by 0 or 1 along the last axis.
+    pub(super) views: Vec<(u32, bool)>,
+}
+
+/// The kinds of loop whose form is decided.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Form {
+    /// Elements along the last axis: in vectors of them, or one by one.
+    Elements { strided_write: bool },
+    /// A log-sum-exp over the last axis: rows in lanes, or one row at a time.
+    Rows,
+}
+
+/// The contents of each step whose loop form the code generator would otherwise choose
+/// (copies, elementwise nodes, sums, `unslice`, log-sum-exps over the last axis, loop groups);
+/// `None` for the others (products, gathers, other reductions, scalar steps).
+pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> {
+    let mut c = Contents {
+        rank: 0,
+        form: Form::Elements {
+            strided_write: false,
+        },
+        nodes: Vec::new(),
+        views: Vec::new(),
     };
-    let (rank, read) = match step {
+    let mut walk = Walk { g, plan, c: &mut c };
+    let rank = match step {
         Step::Copy {
             src,
             src_shape,
             slot,
         } => {
-            let rank = plan.slots[*slot as usize].shape.rank();
-            (rank, reads.value(src, src_shape))
+            walk.value(src, src_shape);
+            plan.slots[*slot as usize].shape.rank()
         }
         Step::Compute { node, .. } => {
             let n = g.node(*node);
+            let x = n.inputs.first().map(|&a| g.shape(a).rank());
             match &n.op {
-                op if op.is_elementwise() => (n.shape.rank(), reads.node(*node)),
+                op if op.is_elementwise() => {
+                    walk.node(*node);
+                    n.shape.rank()
+                }
                 Op::Sum { .. } | Op::SumTo(_) => {
-                    let x = g.shape(n.inputs[0]);
-                    (x.rank(), reads.operand(n.inputs[0]))
+                    walk.operand(n.inputs[0]);
+                    x.expect("a sum has an operand")
                 }
                 Op::Unslice { axis, step, .. } => {
-                    let x = g.shape(n.inputs[0]);
-                    let rank = x.rank();
-                    let read = if rank > 0 && *axis as usize + 1 == rank && *step != 1 {
-                        Err(Scalar::StridedWrite)
-                    } else {
-                        reads.operand(n.inputs[0])
+                    walk.operand(n.inputs[0]);
+                    let rank = x.expect("unslice has an operand");
+                    walk.c.form = Form::Elements {
+                        strided_write: *axis as usize + 1 == rank && *step != 1,
                     };
-                    (rank, read)
+                    rank
                 }
-                Op::LogSumExp { axis: Some(a) }
-                    if *a as usize + 1 == g.shape(n.inputs[0]).rank() =>
-                {
-                    let rows = Reads {
-                        any_stride: true,
-                        ..reads
-                    };
-                    let read = match g.shape(n.inputs[0]).rank() {
-                        0 | 1 => Err(Scalar::OneRow),
-                        _ => rows.operand(n.inputs[0]),
-                    };
-                    return Some(match read {
-                        Ok(()) => Vector::Rows(lanes(g.dtype)),
-                        Err(why) => Vector::Scalar(why),
-                    });
+                Op::LogSumExp { axis: Some(a) } if Some(*a as usize + 1) == x => {
+                    walk.operand(n.inputs[0]);
+                    walk.c.form = Form::Rows;
+                    x.expect("a log-sum-exp has an operand")
                 }
                 _ => return None,
             }
         }
         Step::Group { shape, members, .. } => {
-            let rank = shape.rank();
-            let read = members.iter().try_for_each(|m| match m.kind {
-                super::MemberKind::Elementwise => reads.node(m.node),
-                super::MemberKind::Sum
-                | super::MemberKind::ColumnSum
-                | super::MemberKind::RowSum => reads.operand(g.node(m.node).inputs[0]),
-            });
-            (rank, read)
+            for m in members {
+                match m.kind {
+                    super::MemberKind::Elementwise => walk.node(m.node),
+                    super::MemberKind::Sum
+                    | super::MemberKind::ColumnSum
+                    | super::MemberKind::RowSum => walk.operand(g.node(m.node).inputs[0]),
+                }
+            }
+            shape.rank()
         }
         Step::Scalar { .. } => return None,
     };
-    Some(match (rank, read) {
-        (0, _) => Vector::Scalar(Scalar::NoAxis),
-        (_, Ok(())) => Vector::Lanes(lanes(g.dtype)),
-        (_, Err(why)) => Vector::Scalar(why),
+    c.rank = rank;
+    Some(c)
+}
+
+/// Why an op computed in a loop has no vector form, if it has none.
+fn missing_form(g: &Graph, plan: &Plan, id: NodeId) -> Option<Scalar> {
+    // A division the plan runs as a multiplication by a reciprocal is a multiplication, which
+    // has a vector form as a division does.
+    let op = match plan.reciprocal.contains(&id) {
+        true => Op::Mul,
+        false => g.node(id).op.clone(),
+    };
+    match vector_form(&op, exponent(g, id), g.dtype) {
+        Ok(()) => None,
+        Err(NoForm::Never) => Some(Scalar::NoVectorForm(id)),
+        Err(NoForm::Dtype) => Some(Scalar::NoFormForDtype(id)),
+    }
+}
+
+/// The form of a loop: vectors where every op has a vector form and every view reads as one
+/// (any view, for rows in lanes, which gathers them lane by lane), the loop has an axis (two
+/// for rows) and writes its last axis contiguously.
+pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> Option<Vector> {
+    let c = contents(g, plan, step)?;
+    let ops = || c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
+    let strided = || {
+        c.views
+            .iter()
+            .find(|v| !v.1)
+            .map(|v| Scalar::StridedRead(v.0))
+    };
+    let why = match c.form {
+        Form::Rows if c.rank < 2 => Some(Scalar::OneRow),
+        Form::Rows => ops(),
+        Form::Elements { .. } if c.rank == 0 => Some(Scalar::NoAxis),
+        Form::Elements {
+            strided_write: true,
+        } => Some(Scalar::StridedWrite),
+        Form::Elements { .. } => ops().or_else(strided),
+    };
+    Some(match (why, c.form) {
+        (Some(why), _) => Vector::Scalar(why),
+        (None, Form::Rows) => Vector::Rows(lanes(g.dtype)),
+        (None, Form::Elements { .. }) => Vector::Lanes(lanes(g.dtype)),
     })
 }
 
-/// What a loop reads, walked as the code generator reads it.
-#[derive(Clone, Copy)]
-struct Reads<'a> {
-    g: &'a Graph,
-    plan: &'a Plan,
-    /// Whether views are read element by element into lanes (rows in lanes), so that any
-    /// stride reads as a vector.
-    any_stride: bool,
-}
-
-impl Reads<'_> {
-    /// A node computed in the loop: its op, then its operands.
-    fn node(&self, id: NodeId) -> Result<(), Scalar> {
-        // A division the plan runs as a multiplication by a reciprocal is a multiplication,
-        // which has a vector form as a division does.
-        let op = match self.plan.reciprocal.contains(&id) {
-            true => Op::Mul,
-            false => self.g.node(id).op.clone(),
-        };
-        match vector_form(&op, exponent(self.g, id), self.g.dtype) {
-            Ok(()) => {}
-            Err(NoForm::Never) => return Err(Scalar::NoVectorForm(id)),
-            Err(NoForm::Dtype) => return Err(Scalar::NoFormForDtype(id)),
+/// Checks a step's recorded form against its contents: a vectorized loop computes no op
+/// without a vector form and reads every view along its last axis by 0 or 1 (rows in lanes:
+/// any view), in this float type's lanes; a scalar loop's reason holds.
+pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> Result<(), String> {
+    let (c, v) = match (contents(g, plan, step), v) {
+        (None, None) => return Ok(()),
+        (Some(c), Some(v)) => (c, v),
+        (None, Some(_)) => {
+            return Err("has a vectorization but no loop whose form is chosen".into());
         }
-        for &a in &self.g.node(id).inputs {
-            self.operand(a)?;
+        (Some(_), None) => return Err("has no recorded vectorization".into()),
+    };
+    let op_without_form = c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
+    let strided = c.views.iter().find(|v| !v.1);
+    let elements = matches!(c.form, Form::Elements { .. });
+    match v {
+        Vector::Lanes(n) | Vector::Rows(n) => {
+            if *n != lanes(g.dtype) {
+                return Err(format!("runs {n} lanes of {}", g.dtype.name()));
+            }
+            if elements != matches!(v, Vector::Lanes(_)) {
+                return Err(
+                    "runs rows in lanes where elements are vectorized, or the reverse".into(),
+                );
+            }
+            if c.rank < if elements { 1 } else { 2 } {
+                return Err("is vectorized without an axis to vectorize".into());
+            }
+            if let Some(why) = op_without_form {
+                return Err(format!("is vectorized but computes {why:?}"));
+            }
+            if let (true, Some((slot, _))) = (elements, strided) {
+                return Err(format!("is vectorized but reads s{slot} strided"));
+            }
+            if c.form
+                == (Form::Elements {
+                    strided_write: true,
+                })
+            {
+                return Err("is vectorized but writes with a step".into());
+            }
+            Ok(())
         }
-        Ok(())
-    }
-
-    fn operand(&self, id: NodeId) -> Result<(), Scalar> {
-        let val = self.plan.values[id.index()]
-            .as_ref()
-            .expect("operand planned");
-        self.value(val, self.g.shape(id))
-    }
-
-    fn value(&self, val: &Val, shape: &Shape) -> Result<(), Scalar> {
-        match val {
-            Val::Const(_) | Val::DimSize(_) | Val::Register(_) => Ok(()),
-            Val::Inline(id) => self.node(*id),
-            Val::View { slot, strides, .. } => {
-                match self.any_stride || along_last_axis(shape, strides) {
-                    true => Ok(()),
-                    false => Err(Scalar::StridedRead(*slot)),
+        Vector::Scalar(why) => {
+            let holds = match why {
+                Scalar::NoAxis => elements && c.rank == 0,
+                Scalar::OneRow => !elements && c.rank < 2,
+                Scalar::StridedRead(s) => elements && c.views.contains(&(*s, false)),
+                Scalar::StridedWrite => {
+                    c.form
+                        == (Form::Elements {
+                            strided_write: true,
+                        })
                 }
+                Scalar::NoVectorForm(id) | Scalar::NoFormForDtype(id) => {
+                    c.nodes.contains(id) && missing_form(g, plan, *id).as_ref() == Some(why)
+                }
+            };
+            match holds {
+                true => Ok(()),
+                false => Err(format!(
+                    "runs element by element for a reason that does not hold: {why:?}"
+                )),
             }
         }
     }
 }
 
-/// Whether a view of `shape` read in a loop moves by 0 or 1 elements along the
-/// loop's last axis, so that a vector of it is one load or one splat.
+/// Collects what a loop computes and reads into `c`.
+struct Walk<'a, 'c> {
+    g: &'a Graph,
+    plan: &'a Plan,
+    c: &'c mut Contents,
+}
+
+impl Walk<'_, '_> {
+    /// A node computed in the loop, then its operands.
+    fn node(&mut self, id: NodeId) {
+        self.c.nodes.push(id);
+        for &a in &self.g.node(id).inputs {
+            self.operand(a);
+        }
+    }
+
+    fn operand(&mut self, id: NodeId) {
+        let val = self.plan.values[id.index()]
+            .as_ref()
+            .expect("operand planned");
+        self.value(val, self.g.shape(id));
+    }
+
+    fn value(&mut self, val: &Val, shape: &Shape) {
+        match val {
+            Val::Const(_) | Val::DimSize(_) | Val::Register(_) => {}
+            Val::Inline(id) => self.node(*id),
+            Val::View { slot, strides, .. } => {
+                self.c.views.push((*slot, along_last_axis(shape, strides)));
+            }
+        }
+    }
+}
+
+/// Whether a view of `shape` read in a loop moves by 0 or 1 elements along the loop's last
+/// axis, so that a vector of it is one load or one splat.
 pub(super) fn along_last_axis(shape: &Shape, strides: &[Stride]) -> bool {
     let r = shape.rank();
     if r == 0 || shape.0[r - 1] == Dim::Fixed(1) {
