@@ -62,18 +62,23 @@ fn tag(d: DType) -> DTypeTag {
     }
 }
 
-/// A stable hash of everything that determines what a checkpoint's tensors mean.
+/// A stable hash of everything that determines what a checkpoint's tensors mean and how its
+/// run continues: the evaluation graph, the training step's graph where it differs (dropout's
+/// masks are part of the run), the optimizer and the dtype.
 pub fn model_hash(t: &Trainer) -> String {
     let c = &t.compiled;
-    checkpoint::fnv1a64_hex(
-        format!(
-            "{}\n{}\n{}",
-            c.graphs.forward.text(),
-            c.model.optimizer,
-            c.model.graph().dtype.name()
-        )
-        .as_bytes(),
-    )
+    let mut described = format!(
+        "{}\n{}\n{}",
+        c.graphs.forward.text(),
+        c.model.optimizer,
+        c.model.graph().dtype.name()
+    );
+    // Appended only where it exists, so that a model without one keeps its checkpoints' hash.
+    if let Some(training) = &c.graphs.training {
+        described.push_str("\ntraining step:\n");
+        described.push_str(&training.forward.text());
+    }
+    checkpoint::fnv1a64_hex(described.as_bytes())
 }
 
 /// The tensors a trainer's checkpoint holds, with their shapes and dtype.
@@ -333,7 +338,7 @@ fn restore(
         return Err(cannot_resume(
             path,
             format!(
-                "the model differs from the one that wrote it (its forward graph changed); \
+                "the model differs from the one that wrote it (its forward graph or its training step changed); \
                  resuming continues a run unchanged, so {init_hint}"
             ),
         ));

@@ -114,6 +114,33 @@ enum Command {
         #[arg(long)]
         latex: bool,
     },
+    /// Train the model once per initializer of its weights (every parameter of rank two or
+    /// more; vectors keep their own) and draw the runs' curves together.
+    Inits {
+        /// The model file (.dsl).
+        file: PathBuf,
+        /// Initializers as the model language writes them, separated by commas.
+        #[arg(
+            long = "with",
+            default_value = "constant(0.1),xavier_uniform,he_normal,orthogonal"
+        )]
+        with: String,
+        /// Number of optimizer steps of each run.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Number of passes over the data of each run.
+        #[arg(long, conflicts_with = "steps")]
+        epochs: Option<u64>,
+        /// Seed for initialization and shuffling (the same for every run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Fraction of the rows held out for validation.
+        #[arg(long)]
+        validation: Option<f64>,
+        /// The picture (.png or .svg).
+        #[arg(long, default_value = "inits.png")]
+        out: PathBuf,
+    },
     /// Race optimizers across a two-parameter loss and draw their paths over its contours.
     Race {
         /// The model file (.dsl).
@@ -225,6 +252,7 @@ mod export;
 mod grad;
 mod gradcheck;
 mod graph;
+mod inits;
 mod inspect;
 mod load;
 mod out;
@@ -414,6 +442,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             &y,
             &minimum,
         ),
+        Command::Inits {
+            file,
+            with,
+            steps,
+            epochs,
+            seed,
+            validation,
+            out,
+        } => inits::inits(&inits::InitsArgs {
+            file: &file,
+            with: &with,
+            steps,
+            epochs,
+            seed,
+            validation,
+            out: &out,
+        }),
         Command::Train(args) => train(&args),
         Command::Sample(args) => sample(&args),
         Command::Eval {

@@ -321,6 +321,15 @@ impl Trainer {
                 "full batches: remove `batch`, the Hessian is of the whole loss".into(),
             ));
         }
+        if self.compiled.graphs.training.is_some()
+            && self.compiled.model.optimizer.kind == crate::optim::OptimizerKind::Newton
+        {
+            // Its Hessian-vector products are of the evaluation graph: the steps would follow
+            // a loss other than the one the model trains.
+            return Err(TrainError::Newton(
+                "a loss that training computes as evaluation does: this model's training step differs (dropout); remove it or choose another optimizer".into(),
+            ));
+        }
         // Batches of windows are always whole: `drop_last` is for rows.
         let drop_last = settings.drop_last && corpus.is_none();
         let steps_per_epoch = match batch {

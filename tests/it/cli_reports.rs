@@ -454,3 +454,84 @@ fn a_replayed_minibatch_run_stops_and_saves_where_a_checked_run_does() {
     assert_eq!(replayed.tensors, checked.tensors);
     assert_eq!(replayed.metadata, checked.metadata);
 }
+
+/// The figures of one initializer's row in `inits`' final table.
+fn inits_row(stdout: &str, init: &str) -> Vec<f64> {
+    let row = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(init))
+        .unwrap_or_else(|| panic!("no row for {init}:\n{stdout}"));
+    row[init.len()..]
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn inits_trains_once_per_initializer_and_warns_about_the_constant_one() {
+    let out = scratch("inits.svg");
+    let (code, stdout, stderr) = adjoint(&[
+        "inits",
+        "examples/digits.dsl",
+        "--with",
+        "constant(0.1), normal(0, 0.05)",
+        "--steps",
+        "60",
+        "--validation",
+        "0.2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("weights: `W1`, `W2`"), "{stdout}");
+    // The constant variant is checked as a model file: the warning points at its rewritten line.
+    assert!(
+        stderr.contains("the 128 hidden units fed by `W1` start identical")
+            && stderr.contains("param W1[64, 128] ~ constant(0.1)")
+            && !stderr.contains("~ normal(0, 0.05)"),
+        "{stderr}"
+    );
+    // training loss, validation loss, validation accuracy
+    let (tied, random) = (
+        inits_row(&stdout, "constant(0.1)"),
+        inits_row(&stdout, "normal(0, 0.05)"),
+    );
+    assert_eq!((tied.len(), random.len()), (3, 3), "{stdout}");
+    assert!(tied.iter().chain(&random).all(|v| v.is_finite()));
+    // 128 tied units are one unit: 60 steps leave it far behind the random start.
+    assert!(random[2] > tied[2] + 0.2, "{stdout}");
+    assert!(random[1] < tied[1], "{stdout}");
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert!(svg.contains("constant(0.1)") && svg.contains("normal(0, 0.05)"));
+    assert!(svg.contains("validation accuracy"));
+}
+
+#[test]
+fn inits_refuses_what_is_not_one_initializer_before_training() {
+    let out = scratch("refused.png");
+    let out = out.to_str().unwrap();
+    for (with, says) in [
+        ("he_normal\nloss 0", "is not an initializer"),
+        ("he_normal, ", "`` is not an initializer"),
+        ("no_such_init", "no_such_init"),
+        ("normal(0, -1)", "normal"),
+    ] {
+        let (code, stdout, stderr) = adjoint(&[
+            "inits",
+            "examples/digits.dsl",
+            "--with",
+            with,
+            "--steps",
+            "5",
+            "--out",
+            out,
+        ]);
+        assert_eq!(code, 2, "{with:?}: {stdout}{stderr}");
+        assert!(stderr.contains(says), "{with:?}: {stderr}");
+        assert!(!stdout.contains("step"), "{with:?} trained: {stdout}");
+    }
+    let (code, _, stderr) = adjoint(&["inits", "examples/rosenbrock.dsl", "--out", out]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("has no weights to initialize"), "{stderr}");
+}

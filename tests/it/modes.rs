@@ -182,4 +182,25 @@ fn dropout_is_the_identity_in_evaluation_and_prediction() {
         tb.train_step(&inputs, rows).unwrap(),
         "a training step's loss is computed with the masks"
     );
+    // The same evaluation graph, different runs: a checkpoint of one does not resume the other.
+    assert_ne!(
+        adjoint::resume::model_hash(&ta),
+        adjoint::resume::model_hash(&tb)
+    );
+}
+
+/// Newton's Hessian is of the evaluation graph: with dropout its steps would follow another
+/// loss than the one trained, so the run is refused before its first step.
+#[test]
+fn newton_refuses_a_model_whose_training_step_differs() {
+    let source = "dtype f64\ninput x[n]\ninput t[n]\nparam w ~ zeros\nloss mean((dropout(w * x, 0.5) - t)^2)\noptimizer newton\n";
+    let compiled = CompiledModel::from_model(model_of_source("newton.dsl", source)).unwrap();
+    let table = adjoint::data::Table::parse("d.csv", "x,t\n0,1\n1,3\n2,5\n3,7\n").unwrap();
+    let data = adjoint::data::bind(&compiled.model, &table).unwrap();
+    let mut t = Trainer::new(&compiled, 0);
+    let err = t
+        .fit(Some(&data), &compiled.model.train.clone(), |_| {})
+        .expect_err("Newton with dropout");
+    assert!(err.to_string().contains("dropout"), "{err}");
+    assert_eq!((t.step, t.params[0].get(0)), (0, 0.0));
 }
