@@ -7,12 +7,14 @@
 //! one loop are fused into it (`Val::Inline`, loop groups), scalars live in registers, and a
 //! node that is an output and has a step of its own computes straight into its output slot
 //! (other outputs are copied there, so callers always find them contiguous). Slots are names:
-//! `storage` decides which share a buffer once their lifetimes are known.
+//! `storage` decides which share a buffer once their lifetimes are known. How each loop runs is
+//! decided here too, for the code generator to read: in vectors or not (`vectorize`), in parts
+//! on several cores or not, and each parameter's update likewise (`parts`).
 //!
 //! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
 //! it; a register is computed before it is read; every view lies inside its slot; slots live at
-//! the same step never share a buffer. `plan_text` is the canonical text form
-//! (`adjoint graph --plan`).
+//! the same step never share a buffer; every decision holds. `plan_text` is the canonical text
+//! form (`adjoint graph --plan`).
 
 mod groups;
 pub mod parts;

@@ -9,12 +9,15 @@
 //!   s3 temp : f64[n]
 //! steps
 //!   s3 ← matmul(s0[3, 1], s1[1])
-//!   loop [n] in blocks of rows
+//!   loop [n] in blocks of rows  (vector f64x2)
+//!     parts: min(8, ⌈n / 256⌉, max(1, ⌈n / 256⌉·2048 / 32768)) over blocks of 256
 //!     block: s5 ← matmul(s0[3, 1], s2[1])
 //!     lane %4 = sub(s5[1], s1[1])
 //!     s7 += sum(pow(%4, 2))
 //!     s8 ← %13 = mul(r%12, %4)
 //!     block: s4 += matmul(s0[1, 3], s8[1])
+//! updates
+//!   w : one part: 3 elements, under 65536
 //! ```
 //!
 //! A temporary that takes over the buffer of one whose last reader has run says so
@@ -28,6 +31,15 @@
 //! where it is read; inside a loop, `%k` is a member of the same loop read from its register
 //! (`lane`: never stored). A loop in blocks of rows runs its first product for a block of rows,
 //! the loop over them, then its second product's share of them (`lower::block_rows`).
+//!
+//! The back end's decisions follow what they decide (`Plan::decisions`): a loop along its last
+//! axis in vectors, `(vector f32x4)`, a log-sum-exp a vector of rows at a time, `(rows in
+//! lanes, f32x4)`, or element by element with the reason, `(scalar: s3 is strided along the last
+//! axis)` (a loop of one element says nothing); a loop group's first line says whether it runs in
+//! parts, by the rule that gives their number from the sizes bound at run time (`parts: min(8,
+//! n, max(1, n·64 / 32768)) over the outer axis`, with its value where every size is fixed), or
+//! why not (`one part: …`). A training step's plan ends with each parameter's update, in parts
+//! or not (`updates`).
 
 use super::parts::{MAX_PARTIAL_BYTES, MAX_PARTS, MIN_WORK_PER_PART, Parts, SplitRule, Whole};
 use super::vectorize::{Scalar, Vector};
