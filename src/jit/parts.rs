@@ -22,15 +22,7 @@ impl<'a> Tx<'a> {
             Parts::Split { held, .. } => held,
         };
         debug_assert!(
-            members
-                .iter()
-                .filter(|m| m.stored
-                    && m.kind != MemberKind::Sum
-                    && m.kind != MemberKind::ColumnSum)
-                .map(|m| m.slot)
-                .chain(blocked.map(|rb| rb.before.1))
-                .all(|s| self.fused.promoted.contains_key(&s)
-                    == (held.contains(&s) && !self.fused.promoted.is_empty())),
+            self.names_held_slots(loop_, held),
             "the plan names the stored slots the fused loop holds in registers"
         );
         if held.iter().any(|s| self.fused.promoted.contains_key(s)) {
@@ -40,6 +32,7 @@ impl<'a> Tx<'a> {
         for m in members {
             match m.kind {
                 MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
+                // Each part writes its own rows' totals.
                 MemberKind::Elementwise | MemberKind::RowSum => {}
             }
         }
@@ -77,6 +70,20 @@ impl<'a> Tx<'a> {
             partials,
             part_bytes,
         })
+    }
+
+    /// Whether `held` names exactly the slots a loop group stores (elements, row totals, its
+    /// first product's rows) that this function holds in registers: in the fused training loop
+    /// those the plan found (`lower::parts::fused_registers`), elsewhere none.
+    fn names_held_slots(&self, loop_: &GroupLoop, held: &[u32]) -> bool {
+        let mut stored = loop_
+            .members
+            .iter()
+            .filter(|m| m.stored && matches!(m.kind, MemberKind::Elementwise | MemberKind::RowSum))
+            .map(|m| m.slot)
+            .chain(loop_.blocked.map(|rb| rb.before.1));
+        let fused = !self.fused.promoted.is_empty();
+        stored.all(|s| self.fused.promoted.contains_key(&s) == (fused && held.contains(&s)))
     }
 
     /// Runs a loop group split between cores: the loop becomes a function over a range of its
