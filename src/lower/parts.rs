@@ -135,10 +135,10 @@ pub(super) fn group_parts(
     if shape.rank() == 0 {
         return Parts::One(Whole::NoOuterAxis);
     }
-    if let Some(w) = shape.fixed_elements() {
-        if (w as i64) < 2 * MIN_WORK_PER_PART {
-            return Parts::One(Whole::Small(w as u64));
-        }
+    if let Some(w) = shape.fixed_elements()
+        && (w as i64) < 2 * MIN_WORK_PER_PART
+    {
+        return Parts::One(Whole::Small(w as u64));
     }
     let mut summed: Vec<(u32, &Shape)> = Vec::new();
     let mut stored = Vec::new();
@@ -235,11 +235,11 @@ pub fn fused_registers(g: &Graph, plan: &Plan) -> Vec<u32> {
     }
     let mut out = Vec::new();
     for (k, slot) in plan.slots.iter().enumerate() {
-        if let SlotKind::Param(i) = slot.kind {
-            if single_element(&slot.shape) {
-                out.push(k as u32);
-                out.push(plan.outputs[1 + i as usize]);
-            }
+        if let SlotKind::Param(i) = slot.kind
+            && single_element(&slot.shape)
+        {
+            out.push(k as u32);
+            out.push(plan.outputs[1 + i as usize]);
         }
     }
     if single_element(&plan.slots[plan.outputs[0] as usize].shape) {

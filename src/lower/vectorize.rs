@@ -204,10 +204,10 @@ fn missing_form(g: &Graph, plan: &Plan, id: NodeId) -> Option<Scalar> {
     // A division the plan runs as a multiplication by a reciprocal is a multiplication, which
     // has a vector form as a division does.
     let op = match plan.reciprocal.contains(&id) {
-        true => Op::Mul,
-        false => g.node(id).op.clone(),
+        true => &Op::Mul,
+        false => &g.node(id).op,
     };
-    match vector_form(&op, exponent(g, id), g.dtype) {
+    match vector_form(op, exponent(g, id), g.dtype) {
         Ok(()) => None,
         Err(NoForm::Never) => Some(Scalar::NoVectorForm(id)),
         Err(NoForm::Dtype) => Some(Scalar::NoFormForDtype(id)),
