@@ -210,8 +210,8 @@ pub fn is_training_step(g: &Graph, plan: &Plan) -> bool {
 
 /// The plan's slots that the fused training loop holds in registers for all its steps, where
 /// the plan is a training step's: single-element parameters and their gradients, and a
-/// single-element loss, except any slot a matrix product or a gather touches (their helpers
-/// read and write memory). The optimizer state of those parameters is held too; it is not a
+/// single-element loss, except any slot a matrix product (a summed one too) or a gather touches
+/// (their helpers read and write memory). The optimizer state of those parameters is held too; it is not a
 /// slot of the plan.
 pub fn fused_registers(g: &Graph, plan: &Plan) -> Vec<u32> {
     if !is_training_step(g, plan) {
@@ -224,8 +224,9 @@ pub fn fused_registers(g: &Graph, plan: &Plan) -> Vec<u32> {
         }
     };
     for id in g.ids() {
-        let calls_helper =
-            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        let calls_helper = g.node(id).op == Op::MatMul
+            || g.node(id).op.facts().class == Class::Indexing
+            || super::summed_product(g, &plan.values, id).is_some();
         if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id);
             for &a in &g.node(id).inputs {

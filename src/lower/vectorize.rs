@@ -162,6 +162,10 @@ pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> 
                     walk.node(*node);
                     n.shape.rank()
                 }
+                // A weight's gradient summed over the batch runs as one product.
+                Op::SumTo(_) if super::summed_product(g, &plan.values, *node).is_some() => {
+                    return None;
+                }
                 Op::Sum { .. } | Op::SumTo(_) => {
                     walk.operand(n.inputs[0]);
                     x.expect("a sum has an operand")
