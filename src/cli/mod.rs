@@ -53,7 +53,8 @@ enum Command {
         #[arg(long)]
         dot: bool,
         /// Print the lowering plan instead: buffer slots, and the steps that fill them (loops,
-        /// fusion, row blocks), as the code generator receives them.
+        /// fusion, row blocks, vectors, parts on several cores), as the code generator receives
+        /// them.
         #[arg(long, conflicts_with_all = ["dot", "explain"])]
         plan: bool,
     },

@@ -13,11 +13,19 @@ impl<'a> Tx<'a> {
     /// often narrow (a softmax over ten classes), too narrow to vectorize along. The last
     /// vector's lanes past the end take the last row again, and store the same value to it,
     /// so no scalar copy of the loop is needed for the rows left over.
-    pub(super) fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32) {
+    /// The plan decides whether rows run in lanes (`rows`).
+    pub(super) fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32, rows: bool) {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        if rank >= 2 && self.rows_readable(src) && !self.fused.promoted.contains_key(&slot) {
+        // The fused loop holds no slot a log-sum-exp computes in a register: those are
+        // single-element parameters, their gradients and the loss, which a copy writes.
+        debug_assert_eq!(
+            rows,
+            rank >= 2 && self.rows_readable(src) && !self.fused.promoted.contains_key(&slot),
+            "the plan's rows in lanes are the loop's"
+        );
+        if rows {
             // The matrices of the last two axes one after another (attention's scores are
             // `[n, T, T]`), each a vector of rows at a time.
             let (vty, lanes) = self.vector_type();
@@ -237,7 +245,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
-    /// last axis when the source allows it: a vector accumulator when that axis is reduced,
+    /// last axis where the plan says (the source allows it): a vector accumulator when that axis is reduced,
     /// vector read-modify-write of the output when it is kept.
     pub(super) fn sum_loop(
         &mut self,
@@ -246,11 +254,16 @@ impl<'a> Tx<'a> {
         out_strides: &[Value],
         last_reduced: bool,
         slot: u32,
+        vector: bool,
     ) {
         let sizes = self.sizes(xshape);
         let rank = xshape.rank();
         let (vty, lanes) = self.vector_type();
-        let vector = rank > 0 && self.vectorizable(src);
+        debug_assert_eq!(
+            vector,
+            rank > 0 && self.vectorizable(src),
+            "the plan's vectorization is the loop's"
+        );
         if !vector {
             self.nest(&sizes, &mut |tx, idx| {
                 let v = tx.read(src, idx);
@@ -393,7 +406,9 @@ impl Tx<'_> {
     pub(super) fn add_patches(&mut self, src: &Operand, xshape: &Shape, to: &[Value], slot: u32) {
         let rank = xshape.rank();
         if rank > 0 && self.known(to[rank - 1]) == Some(1) {
-            return self.sum_loop(src, xshape, to, false, slot);
+            // Not yet a plan decision (the plan records none for `unwindows`).
+            let vector = self.vectorizable(src);
+            return self.sum_loop(src, xshape, to, false, slot, vector);
         }
         let sizes = self.sizes(xshape);
         let zero = self.iconst(0);

@@ -4,7 +4,8 @@
 use super::*;
 
 impl<'a> Tx<'a> {
-    pub(super) fn step(&mut self, g: &Graph, plan: &Plan, step: &Step) {
+    /// One step, run as the plan's `decision` for it says (vectorized or not, in parts or not).
+    pub(super) fn step(&mut self, g: &Graph, plan: &Plan, step: &Step, decision: &Decision) {
         match step {
             Step::Copy {
                 src,
@@ -13,14 +14,25 @@ impl<'a> Tx<'a> {
             } => {
                 let shape = plan.slots[*slot as usize].shape.clone();
                 let src = self.operand(g, plan, src, src_shape, shape.rank());
-                self.elementwise_loop(&shape, *slot, std::slice::from_ref(&src), &|_, xs, _| xs[0]);
+                let vector = self.vectorized(decision);
+                let src = std::slice::from_ref(&src);
+                self.elementwise_loop(&shape, *slot, src, vector, &|_, xs, _| xs[0]);
             }
-            Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
+            Step::Compute { node, slot, aux } => {
+                self.compute(g, plan, *node, *slot, *aux, decision)
+            }
             Step::Group {
                 shape,
                 members,
                 blocked,
-            } => self.group(g, plan, shape, members, blocked.as_ref()),
+            } => {
+                let parts = decision
+                    .parts
+                    .as_ref()
+                    .expect("the plan splits or not every group");
+                let vector = self.vectorized(decision);
+                self.group(g, plan, shape, members, blocked.as_ref(), parts, vector)
+            }
             Step::Scalar { node } => {
                 let n = g.node(*node);
                 let args: Vec<Operand> = (0..n.inputs.len())
@@ -120,6 +132,7 @@ impl<'a> Tx<'a> {
         id: NodeId,
         slot: u32,
         aux: Option<u32>,
+        decision: &Decision,
     ) {
         let node = g.node(id).clone();
         let shape = node.shape.clone();
@@ -158,9 +171,9 @@ impl<'a> Tx<'a> {
             | Op::Select => {
                 // The node's own op joins the vector check through a one-node inline operand.
                 let whole = self.node_expr(g, plan, id, rank);
-                self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| {
-                    xs[0]
-                });
+                let vector = self.vectorized(decision);
+                let whole = std::slice::from_ref(&whole);
+                self.elementwise_loop(&shape, slot, whole, vector, &|_, xs, _| xs[0]);
             }
             Op::SumTo(_) if crate::lower::summed_product(g, &plan.values, id).is_some() => {
                 self.summed_matmul(g, plan, node.inputs[0], id, slot);
@@ -173,13 +186,15 @@ impl<'a> Tx<'a> {
                 let (out_strides, last_reduced) =
                     (out.strides, out.last_axis_reduced || xshape.rank() == 0);
                 self.fill(slot, &shape, 0.0);
-                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
+                let vector = self.vectorized(decision);
+                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot, vector);
             }
             // Planned without a scratch slot: over the last axis.
             Op::LogSumExp { .. } if aux.is_none() => {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                self.row_logsumexp(&src, &xshape, slot);
+                let rows = self.rows_in_lanes(decision);
+                self.row_logsumexp(&src, &xshape, slot, rows);
             }
             Op::LogSumExp { .. } => {
                 let aux = aux.expect("logsumexp has a scratch slot");
@@ -385,7 +400,9 @@ impl<'a> Tx<'a> {
                 let first = self.mul(start, out[a]);
                 out[a] = self.mul_imm(out[a], *step);
                 let src = std::slice::from_ref(&src);
-                self.elementwise_loop_into(&xshape, slot, &out, first, src, &|_, xs, _| xs[0]);
+                let vector = self.vectorized(decision);
+                let f = &|_: &mut Self, xs: &[Value], _| xs[0];
+                self.elementwise_loop_into(&xshape, slot, &out, first, src, vector, f);
             }
             Op::Iota(_) => {
                 let total = self.total(&shape);

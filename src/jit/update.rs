@@ -37,14 +37,21 @@ impl<'a> Tx<'a> {
     }
 
     /// The optimizer update over every parameter: optional weight decay and global-norm
-    /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail.
+    /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail, in
+    /// parts where `parts` (the plan's, one per parameter) says.
     pub(super) fn update(
         &mut self,
         spec: &OptimizerSpec,
         sizes: &[usize],
+        parts: &[Parts],
         slots: &UpdateSlots,
         scalar_base: usize,
     ) {
+        debug_assert_eq!(
+            parts.len(),
+            sizes.len(),
+            "the plan splits or not every update"
+        );
         let n_scalars = spec.n_scalars();
         let k: Vec<Value> = (0..n_scalars)
             .map(|i| self.scalar_arg(scalar_base + i))
@@ -89,7 +96,7 @@ impl<'a> Tx<'a> {
                 g,
                 st: &st,
             };
-            if self.update_is_split(len, &ctx) {
+            if self.update_is_split(len, &parts[i], &ctx) {
                 self.parallel_update(&ctx, &k, wd, scale, len);
                 continue;
             }
@@ -203,13 +210,20 @@ impl<'a> Tx<'a> {
         });
     }
 
-    /// Whether a parameter's update is worth sharing between cores: large, and in memory.
-    pub(super) fn update_is_split(&self, len: usize, ctx: &RuleCtx) -> bool {
-        let in_memory = [ctx.p, ctx.g]
-            .iter()
-            .chain(ctx.st)
-            .all(|s| !self.fused.promoted.contains_key(s));
-        in_memory && len as i64 >= 2 * parallel::MIN_WORK_PER_PART
+    /// Whether the plan splits a parameter's update between cores (`lower::parts`). A split
+    /// parameter is large, so never one the fused loop holds in registers.
+    pub(super) fn update_is_split(&self, len: usize, parts: &Parts, ctx: &RuleCtx) -> bool {
+        let split = matches!(parts, Parts::Split { .. });
+        debug_assert_eq!(parts, &crate::lower::parts::update_parts(len));
+        debug_assert!(
+            !split
+                || [ctx.p, ctx.g]
+                    .iter()
+                    .chain(ctx.st)
+                    .all(|s| !self.fused.promoted.contains_key(s)),
+            "a split update reads and writes memory"
+        );
+        split
     }
 
     /// One parameter's update split between cores: a part function updates chunks `lo..hi` of
@@ -420,8 +434,8 @@ impl UpdateSlots {
     }
 }
 
-/// Elements per item of a split update: a few cache lines, so that parts start on a line.
-pub(super) const UPDATE_CHUNK: i64 = 256;
+/// Elements per item of a split update (the plan's: `lower::parts`).
+pub(super) use crate::lower::parts::UPDATE_CHUNK;
 
 /// The fewest single-element parameters updated by a loop (`Tx::scalar_run`).
 const MIN_SCALAR_RUN: usize = 4;
