@@ -150,7 +150,7 @@ pub(super) fn point_of(
             .inputs
             .iter()
             .zip(&g.inputs)
-            .map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.clone()))
+            .map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.to_f64()))
             .collect(),
         None => vec![],
     };

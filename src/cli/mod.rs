@@ -77,6 +77,10 @@ enum Command {
         /// Seed for the initial parameters and the random points.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Check on the first N rows of the data only (a text's first N windows): the
+        /// reference interpreter keeps every intermediate value of every row.
+        #[arg(long, value_name = "N")]
+        rows: Option<usize>,
     },
     /// Second-order information: the Hessian's extreme eigenvalues, its condition number and the
     /// largest stable gradient-descent step.
@@ -391,6 +395,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             points,
             tolerance,
             seed,
+            rows,
         } => gradcheck(
             &file,
             &gradcheck::GradcheckOptions {
@@ -399,6 +404,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 points,
                 tolerance,
                 seed,
+                rows,
             },
         ),
         Command::Inspect {

@@ -391,12 +391,24 @@ impl<'a> Tx<'a> {
         let rank = shape.rank();
         let contiguous_rows = rank > 0 && self.known(out[rank - 1]) == Some(1);
         if !contiguous_rows || !args.iter().all(|a| self.vectorizable(a)) {
-            self.nest(&sizes, &mut |tx, idx| {
-                let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
-                let v = f(tx, &xs, false);
-                let o = tx.dot(idx, out);
-                let o = tx.add(o, first);
-                tx.store_at(slot, o, v);
+            if rank == 0 || self.fused.promoted.contains_key(&slot) {
+                self.nest(&sizes, &mut |tx, idx| {
+                    let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
+                    let v = f(tx, &xs, false);
+                    let o = tx.dot(idx, out);
+                    let o = tx.add(o, first);
+                    tx.store_at(slot, o, v);
+                });
+                return;
+            }
+            // Row by row (a strided copy: a pooling's windows, a transpose).
+            self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+                tx.for_loop(sizes[rank - 1], &mut |tx, j| {
+                    let xs: Vec<Value> = args.iter().map(|a| tx.read_in_row(a, outer, j)).collect();
+                    let v = f(tx, &xs, false);
+                    let addr = tx.addr_in_row(slot, outer, out, first, j);
+                    tx.b.ins().store(flags(), v, addr, 0);
+                });
             });
             return;
         }
@@ -428,6 +440,53 @@ impl<'a> Tx<'a> {
                 tx.store_at(slot, o, v);
             });
         });
+    }
+
+    /// Element `[outer.., j]` of an operand, as `read` gives it, with the address of its row
+    /// taken where the innermost loop is entered (`view_row_ptr`): a scalar loop along the
+    /// last axis then does no index arithmetic for the outer axes at each element, which on
+    /// the rank-5 and rank-6 views of poolings and convolutions cost more than the element's
+    /// own work.
+    pub(super) fn read_in_row(&mut self, op: &Operand, outer: &[Value], j: Value) -> Value {
+        match op {
+            Operand::Scalar(v) => *v,
+            Operand::Lane(slot) => self.group.lanes[slot],
+            Operand::View {
+                slot,
+                strides,
+                first,
+                ..
+            } => {
+                if let Some(&var) = self.fused.promoted.get(slot) {
+                    return self.b.use_var(var);
+                }
+                let k = outer.len();
+                let row = self.view_row_ptr(*slot, outer, &strides[..k], *first);
+                let off = self.mul(j, strides[k]);
+                let addr = self.elem_addr(row, off);
+                self.b.ins().load(self.ty, flags(), addr, 0)
+            }
+            Operand::Inline { op, args, exponent } => {
+                let xs: Vec<Value> = args.iter().map(|a| self.read_in_row(a, outer, j)).collect();
+                self.scalar_op(op, &xs, *exponent)
+            }
+        }
+    }
+
+    /// The address of element `[outer.., j]` of a view of `slot` with strides `out` (one per
+    /// axis) from element `first`, its row's address taken where the innermost loop is entered.
+    pub(super) fn addr_in_row(
+        &mut self,
+        slot: u32,
+        outer: &[Value],
+        out: &[Value],
+        first: Value,
+        j: Value,
+    ) -> Value {
+        let k = outer.len();
+        let row = self.view_row_ptr(slot, outer, &out[..k], first);
+        let off = self.mul(j, out[k]);
+        self.elem_addr(row, off)
     }
 
     pub(super) fn read(&mut self, op: &Operand, idx: &[Value]) -> Value {

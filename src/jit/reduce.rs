@@ -321,6 +321,95 @@ impl<'a> Tx<'a> {
     }
 }
 
+impl Tx<'_> {
+    /// The largest (`better` is `>`) or smallest (`<`) element of `src` (iterating over
+    /// `xshape`) into `slot` at `out`, which holds ±∞ first: each element replaces the output's
+    /// when it compares `better`, so a NaN never does. Along a kept last axis (a pooling's
+    /// maximum over its window axis) a vector of outputs at a time; otherwise element by
+    /// element, row by row.
+    pub(super) fn extremum_loop(
+        &mut self,
+        src: &Operand,
+        xshape: &Shape,
+        out: &OutStrides,
+        better: FloatCC,
+        slot: u32,
+    ) {
+        let sizes = self.sizes(xshape);
+        let rank = xshape.rank();
+        let out_strides = &out.strides;
+        if rank == 0 || self.fused.promoted.contains_key(&slot) {
+            self.nest(&sizes, &mut |tx, idx| {
+                let v = tx.read(src, idx);
+                let o = tx.dot(idx, out_strides);
+                let m = tx.load_at(slot, o);
+                let b = tx.b.ins().fcmp(better, v, m);
+                let nm = tx.b.ins().select(b, v, m);
+                tx.store_at(slot, o, nm);
+            });
+            return;
+        }
+        let zero = self.iconst(0);
+        let scalar = |tx: &mut Self, outer: &[Value], j: Value| {
+            let v = tx.read_in_row(src, outer, j);
+            let addr = tx.addr_in_row(slot, outer, out_strides, zero, j);
+            let m = tx.b.ins().load(tx.ty, flags(), addr, 0);
+            let b = tx.b.ins().fcmp(better, v, m);
+            let nm = tx.b.ins().select(b, v, m);
+            tx.b.ins().store(flags(), nm, addr, 0);
+        };
+        let n = sizes[rank - 1];
+        if out.last_axis_reduced || !self.vectorizable(src) {
+            self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+                tx.for_loop(n, &mut |tx, j| scalar(tx, outer, j));
+            });
+            return;
+        }
+        let (vty, lanes) = self.vector_type();
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+            let done = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(done, lanes, &mut |tx, j| {
+                let x = tx.read_vec(src, outer, j);
+                let row = tx.row_ptr(slot, outer, &out_strides[..rank - 1]);
+                let addr = tx.row_elem_addr(row, j);
+                let m = tx.b.ins().load(vty, flags(), addr, 0);
+                let b = tx.b.ins().fcmp(better, x, m);
+                let nm = tx.choose(b, x, m);
+                tx.b.ins().store(flags(), nm, addr, 0);
+            });
+            let rest = tx.sub(n, done);
+            tx.for_loop(rest, &mut |tx, t| {
+                let j = tx.add(done, t);
+                scalar(tx, outer, j);
+            });
+        });
+    }
+
+    /// Adds each element of `src` (iterating over `xshape`) into `slot` at `to`, in the
+    /// operand's order (`unwindows`: each patch element into its place). Where the places of
+    /// the last axis are contiguous (a stride of 1) a vector of them at a time, as a sum that
+    /// keeps its last axis; otherwise element by element, row by row. Either way each place
+    /// receives its terms in the same order.
+    pub(super) fn add_patches(&mut self, src: &Operand, xshape: &Shape, to: &[Value], slot: u32) {
+        let rank = xshape.rank();
+        if rank > 0 && self.known(to[rank - 1]) == Some(1) {
+            return self.sum_loop(src, xshape, to, false, slot);
+        }
+        let sizes = self.sizes(xshape);
+        let zero = self.iconst(0);
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            tx.for_loop(sizes[rank - 1], &mut |tx, j| {
+                let v = tx.read_in_row(src, outer, j);
+                let addr = tx.addr_in_row(slot, outer, to, zero, j);
+                let acc = tx.b.ins().load(tx.ty, flags(), addr, 0);
+                let sum = tx.b.ins().fadd(acc, v);
+                tx.b.ins().store(flags(), sum, addr, 0);
+            });
+        });
+    }
+}
+
 /// Where each element of a reduced operand accumulates in the output.
 pub(super) struct OutStrides {
     /// For each axis of the operand, the output's stride (zero where the axis is summed over).

@@ -22,8 +22,9 @@ pub(super) fn promotable_slots(
         }
     };
     for id in g.ids() {
-        let calls_helper =
-            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
+        let calls_helper = g.node(id).op == Op::MatMul
+            || g.node(id).op.facts().class == Class::Indexing
+            || crate::lower::summed_product(g, &plan.values, id).is_some();
         if plan.values[id.index()].is_some() && calls_helper {
             view_slot(id, &mut in_memory);
             for &a in &g.node(id).inputs {

@@ -162,6 +162,9 @@ impl<'a> Tx<'a> {
                     xs[0]
                 });
             }
+            Op::SumTo(_) if crate::lower::summed_product(g, &plan.values, id).is_some() => {
+                self.summed_matmul(g, plan, node.inputs[0], id, slot);
+            }
             Op::Sum { .. } | Op::SumTo(_) => {
                 let x = node.inputs[0];
                 let xshape = g.shape(x).clone();
@@ -270,8 +273,7 @@ impl<'a> Tx<'a> {
             Op::ReduceMax { .. } | Op::ReduceMin { .. } => {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                let out_strides = self.reduction_strides(&node.op, &shape, &xshape).strides;
-                let sizes = self.sizes(&xshape);
+                let out = self.reduction_strides(&node.op, &shape, &xshape);
                 let is_max = matches!(node.op, Op::ReduceMax { .. });
                 self.fill(
                     slot,
@@ -282,22 +284,12 @@ impl<'a> Tx<'a> {
                         f64::INFINITY
                     },
                 );
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &out_strides);
-                    let m = tx.load_at(slot, o);
-                    let better = tx.b.ins().fcmp(
-                        if is_max {
-                            FloatCC::GreaterThan
-                        } else {
-                            FloatCC::LessThan
-                        },
-                        v,
-                        m,
-                    );
-                    let nm = tx.b.ins().select(better, v, m);
-                    tx.store_at(slot, o, nm);
-                });
+                let better = if is_max {
+                    FloatCC::GreaterThan
+                } else {
+                    FloatCC::LessThan
+                };
+                self.extremum_loop(&src, &xshape, &out, better, slot);
             }
             Op::Take { axis, index } => {
                 // Iterate over the output; read the source with the taken index inserted.
@@ -377,14 +369,7 @@ impl<'a> Tx<'a> {
                 for (i, &s) in stride.iter().enumerate() {
                     to.push(self.mul_imm(out[lead + i], s as i64));
                 }
-                let sizes = self.sizes(&xshape);
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &to);
-                    let acc = tx.load_at(slot, o);
-                    let sum = tx.b.ins().fadd(acc, v);
-                    tx.store_at(slot, o, sum);
-                });
+                self.add_patches(&src, &xshape, &to, slot);
             }
             Op::MatMul => self.matmul(g, plan, id, slot),
             Op::Unslice {

@@ -17,11 +17,13 @@
 mod groups;
 mod row_blocks;
 mod storage;
+mod summed_products;
 mod text;
 mod verify;
 mod views;
 
 pub use storage::Storage;
+pub use summed_products::summed_product;
 pub use text::plan_text;
 pub use verify::{PlanError, verify};
 
@@ -67,6 +69,8 @@ pub enum Val {
         offset: Vec<Stride>,
     },
     /// An elementwise node fused into its only user: computed where it is read, never stored.
+    /// Or a batched product that the sum over its batch axes, its only reader, runs as one
+    /// product (`summed_product`).
     Inline(NodeId),
     /// A scalar computed once into a register; never stored.
     Register(NodeId),
@@ -256,6 +260,7 @@ pub fn plan(f: &GraphFn) -> Plan {
     let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
     let live = g.reachable(&roots);
     let inline = fusible(g, &roots, &live);
+    let summed = summed_products::summed_candidates(g, &roots, &live);
     let mut slots = Vec::new();
     for (i, p) in g.inputs.iter().enumerate() {
         slots.push(Slot {
@@ -467,6 +472,12 @@ pub fn plan(f: &GraphFn) -> Plan {
                             });
                         }
                     }
+                }
+                // A weight's gradient summed over the batch in one product: the sum runs it.
+                let sum = summed.get(&id).copied();
+                if sum.is_some_and(|s| summed_products::folds_into_sum(g, &values, id, s)) {
+                    values[id.index()] = Some(Val::Inline(id));
+                    continue;
                 }
                 // An output computed by its own step is written straight into its output
                 // slot rather than copied there afterwards. Single-element outputs keep the

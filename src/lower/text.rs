@@ -23,6 +23,9 @@
 //! A batched product, `s9 ← matmul batch=[2, 4](s0[…], s1[…])`, runs one product per index of
 //! its batch axes (the leading axes of its result); each operand's view lists its own strides,
 //! and an operand lacking a batch axis or having it of length 1 is broadcast along it.
+//! A batched product written inside a sum, `s3 ← sum_to(matmul batch=[n](…))`, is summed over
+//! the batch axes the sum removes in one product, its inner dimension running across them (a
+//! weight's gradient, `lower::summed_products`): it has no slot of its own.
 //! A view is its slot and one stride per axis (`0` broadcasts; `n·3` is a product of sizes);
 //! `r%7` is a scalar in a register; an elementwise node fused into its reader is written out
 //! where it is read; inside a loop, `%k` is a member of the same loop read from its register

@@ -6,6 +6,9 @@
 //! - Every view stays inside its slot, under several bindings of the symbolic dimensions (the
 //!   strides are products of dimensions, so a view that fits at these fits at every binding
 //!   lowering produces; a wrong stride shows at one of them).
+//! - A batched product fused into the sum over its batch axes (`summed_product`) is read by
+//!   that sum alone, and its operands continue across the summed axes, as the kernel that
+//!   folds them into one product assumes.
 //! - Storage: every slot a step writes has a buffer, inputs and parameters none, each output
 //!   one of its own; slots that share a buffer have the same number of elements and are never
 //!   live at the same time (a slot is live from the first step that touches it to the last).
@@ -63,6 +66,12 @@ pub enum PlanError {
     },
     #[error("buffer b{buffer} holds no slot")]
     EmptyBuffer { buffer: u32 },
+    #[error("step {step} reads the product {node}, which only the sum that runs it may read")]
+    ProductNotSummed { step: usize, node: NodeId },
+    #[error(
+        "step {step} sums the product {node} in one, but its operands do not continue across the summed axes"
+    )]
+    ProductNotFolded { step: usize, node: NodeId },
     #[error("slot s{slot} is stored wrongly: {why}")]
     Storage { slot: u32, why: &'static str },
 }
@@ -209,7 +218,20 @@ impl Written {
         let mut writes = Vec::new();
         match step {
             Step::Compute { node, slot, aux } => {
-                reads.operands(*node, &[], &mut read, &self.registers)?;
+                match super::summed_product(g, &plan.values, *node) {
+                    // The sum runs its product: it reads the product's operands.
+                    Some(product) => {
+                        if !super::summed_products::folds_into_sum(g, &plan.values, product, *node)
+                        {
+                            return Err(PlanError::ProductNotFolded {
+                                step: i,
+                                node: product,
+                            });
+                        }
+                        reads.operands(product, &[], &mut read, &self.registers)?;
+                    }
+                    None => reads.operands(*node, &[], &mut read, &self.registers)?,
+                }
                 writes.push(*slot);
                 writes.extend(aux);
             }
@@ -323,6 +345,12 @@ impl Reads<'_> {
             Val::View { slot, .. } => {
                 out.push(*slot);
                 Ok(())
+            }
+            Val::Inline(id) if self.g.op(*id) == &crate::ir::Op::MatMul => {
+                Err(PlanError::ProductNotSummed {
+                    step: self.step,
+                    node: *id,
+                })
             }
             Val::Inline(id) => self.operands(*id, lanes, out, registers),
             Val::Register(id) if registers.contains(id) => Ok(()),
@@ -490,6 +518,56 @@ mod tests {
         assert!(matches!(
             verify(&f, &unwritten),
             Err(PlanError::OutputNotWritten { .. })
+        ));
+    }
+
+    /// A weight's gradient summed over the batch in one product verifies; the verifier refuses
+    /// it when its operand stops continuing across the summed axis and when
+    /// another step reads the fused product.
+    #[test]
+    fn a_summed_product_is_read_by_its_sum_alone_and_folds() {
+        let f = gradient_of(
+            "dtype f64\ninput X[n, 12]\nparam W[3, 2] ~ zeros\n\
+             loss sum(tanh(reshape(X, (n, 4, 3)) @ W))\n",
+        );
+        let good = super::super::plan(&f);
+        assert_eq!(verify(&f, &good), Ok(()));
+        let g = &f.graph;
+        let sum = g
+            .ids()
+            .find(|&id| super::super::summed_product(g, &good.values, id).is_some())
+            .expect("the gradient of W is summed in one product");
+        let product = g.node(sum).inputs[0];
+        let x = g.node(product).inputs[0];
+
+        // X's rows read 6 apart instead of 12: inside the slot, but not continuing its rows.
+        let mut gapped = good.clone();
+        let Some(Val::View { strides, .. }) = &mut gapped.values[x.index()] else {
+            panic!("the product reads a view of X")
+        };
+        strides[0] = Stride::Prod(vec![Dim::Fixed(6)]);
+        assert!(matches!(
+            verify(&f, &gapped),
+            Err(PlanError::ProductNotFolded { .. })
+        ));
+
+        let mut read_elsewhere = good.clone();
+        let reader = read_elsewhere
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::Compute { node, .. } if *node == sum))
+            .unwrap();
+        read_elsewhere.steps.insert(
+            reader,
+            Step::Copy {
+                src: Val::Inline(product),
+                src_shape: g.shape(product).clone(),
+                slot: 0,
+            },
+        );
+        assert!(matches!(
+            verify(&f, &read_elsewhere),
+            Err(PlanError::ProductNotSummed { .. })
         ));
     }
 
