@@ -16,9 +16,11 @@ schedule): `adjoint export --to jax`, then
 Every fixture of tests/data/graph (one or a few ops each) is checked the same way for its
 loss and gradient at adjoint's initial parameters, on random rows written for it (whole
 numbers 0 and 1 for `int` inputs, so every index lies on every axis it indexes). A fixture
-with `dropout` has no JAX export (its training loss draws adjoint's masks): the refusal must
-name `dropout`, and its ONNX export (the evaluation graph, where dropout is the identity) is
-checked against adjoint's metrics instead, on rows of whole numbers 0 and 1.
+or example with `dropout` or `batch_norm` has no JAX export (its training loss draws adjoint's
+masks; its running statistics are state `train_step` does not carry): the refusal must name
+each, and its ONNX export (the evaluation graph, where dropout is the identity and batch_norm
+reads the checkpoint's running statistics, after a few training steps) is checked against
+adjoint's metrics instead, on rows of whole numbers 0 and 1.
 Full-batch runs only: a minibatch run is checked with one batch of all rows, since the exported
 module shuffles with numpy's generator, not adjoint's. A model of a text (examples/charlm.dsl) is
 checked on a copy of its first TEXT_CHARS characters: loss, gradient and ONNX outputs on the
@@ -246,32 +248,42 @@ def random_rows(m, path, rows=7, seed=0):
     return True
 
 
-def has_dropout(model):
+MODE_FUNCTIONS = ["dropout", "batch_norm"]  # what makes training and evaluation differ
+
+
+def mode_functions(model):
+    """The functions of MODE_FUNCTIONS the model calls."""
     with open(model, encoding="utf-8") as f:
-        return any("dropout(" in line.split("#")[0] for line in f)
+        code = [line.split("#")[0] for line in f]
+    return [fn for fn in MODE_FUNCTIONS if any(f"{fn}(" in line for line in code)]
 
 
-def verify_dropout(adjoint, model, work, label):
-    """A model with dropout: JAX refuses it naming `dropout`; ONNX computes its metrics."""
+def verify_modes(adjoint, model, work, label):
+    """A model with dropout or batch_norm: JAX refuses it naming each; ONNX computes its
+    metrics from the evaluation graph."""
     import onnxruntime
 
     module_path = os.path.join(work, "exported.py")
     done = subprocess.run([adjoint, "export", model, "--to", "jax", "-o", module_path],
                           capture_output=True, text=True)
-    if done.returncode != 2 or "`dropout` has no exact export to JAX" not in done.stderr:
-        failures.append(f"{label}: the JAX export is not refused naming dropout "
-                        f"(exit {done.returncode}):\n{done.stderr}")
-    # Rows of 0 and 1 for the inputs as declared (`input X[n, 4]` reads X0..X3, `input y[n]`
-    # reads y): whole numbers, so they serve `int` inputs too.
+    for fn in mode_functions(model):
+        if done.returncode != 2 or f"`{fn}` has no exact export to JAX" not in done.stderr:
+            failures.append(f"{label}: the JAX export is not refused naming {fn} "
+                            f"(exit {done.returncode}):\n{done.stderr}")
+    # Rows of 0 and 1 for the inputs as declared (`input X[n, 4]` reads X0..X3, `input
+    # pixels[n, 64] from p0..p63` reads p0..p63, `input y[n]` reads y): whole numbers, so they
+    # serve `int` inputs too.
     rng = np.random.default_rng(0)
     rows, columns, inputs = 7, [], {}
     with open(model, encoding="utf-8") as f:
         for line in f:
-            found = re.match(r"input (\w+)\[n(?:, (\d+))?\]", line)
+            found = re.match(r"input (\w+)\[n(?:, (\d+))?\](?:: int)?(?: from (\w+?)0\.\.)?",
+                             line)
             if found:
                 name, width = found.group(1), int(found.group(2) or 0)
+                prefix = found.group(3) or name
                 values = rng.integers(0, 2, size=(rows, width or 1)).astype(np.float64)
-                names = [f"{name}{k}" for k in range(width)] if width else [name]
+                names = [f"{prefix}{k}" for k in range(width)] if width else [name]
                 columns += list(zip(names, values.T))
                 inputs[name] = values if width else values[:, 0]
     table = os.path.join(work, "rows.csv")
@@ -281,7 +293,9 @@ def verify_dropout(adjoint, model, work, label):
             f.write(",".join(str(int(v[r])) for _, v in columns) + "\n")
     start = os.path.join(work, "start.safetensors")
     path = os.path.join(work, "exported.onnx")
-    run(adjoint, "train", model, "--steps", "0", "--save", start, "--data", table)
+    # A few steps, so that batch_norm's running statistics are not their initial values.
+    run(adjoint, "train", model, "--steps", "3", "--batch", str(rows), "--save", start,
+        "--data", table)
     run(adjoint, "export", model, "--to", "onnx", "--checkpoint", start, "-o", path)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     types = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(double)": np.float64}
@@ -302,8 +316,8 @@ def verify_dropout(adjoint, model, work, label):
 
 def verify_values(adjoint, model, work, label):
     """Exports `model` and checks its loss and gradient at adjoint's initial parameters."""
-    if has_dropout(model):
-        verify_dropout(adjoint, model, work, label)
+    if mode_functions(model):
+        verify_modes(adjoint, model, work, label)
         return True
     module_path = os.path.join(work, "exported.py")
     run(adjoint, "export", model, "--to", "jax", "-o", module_path)
@@ -385,7 +399,10 @@ def main(argv):
     with tempfile.TemporaryDirectory() as work:
         for model in examples:
             label = os.path.relpath(model, REPO)
-            verify(adjoint, text_copy(model, work), work, label, from_step=STEPS)
+            if mode_functions(model):
+                verify_modes(adjoint, model, work, label)
+            else:
+                verify(adjoint, text_copy(model, work), work, label, from_step=STEPS)
             checked += 1
         for label, model in optimizer_variants(work):
             verify(adjoint, model, work, label, from_step=0)

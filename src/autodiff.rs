@@ -150,6 +150,8 @@ fn vjp_rule(g: &mut Graph, id: NodeId, ct: NodeId) -> Vec<Option<NodeId>> {
         // A mask is drawn, not computed from the parameters: `x * mask`'s rule multiplies the
         // cotangent by the same node.
         Op::DropMask { .. } => vec![],
+        // Read, not computed from the parameters: the gradient does not flow into state.
+        Op::State(_) => vec![],
         Op::Neg => vec![Some(b(g, Op::Neg, &[ct]))],
         Op::Exp => vec![Some(b(g, Op::Mul, &[ct, out]))],
         Op::Log => vec![Some(b(g, Op::Div, &[ct, x.unwrap()]))],

@@ -110,6 +110,20 @@ fn simplified_with_gradient(f: &GraphFn) -> (GraphFn, SimplifyReport, GraphFn, S
     (forward, forward_report, gradient, gradient_report)
 }
 
+/// The training step's graphs: the simplified forward graph and its gradient, whose outputs
+/// after the gradients are the next values of the model's state tensors (the forward graph's
+/// last outputs, one per `Graph::states`), which each step stores.
+fn training_graphs(t: &GraphFn) -> TrainingGraphs {
+    let (forward, _) = simplify::run(t);
+    let mut raw = crate::autodiff::grad(&forward);
+    let n_states = forward.graph.states.len();
+    let updates = &forward.outputs[forward.outputs.len() - n_states..];
+    // `grad` extends a copy of the forward graph, so its nodes keep their ids.
+    raw.outputs.extend(updates.iter().cloned());
+    let (gradient, _) = simplify::run(&raw);
+    TrainingGraphs { forward, gradient }
+}
+
 /// Simplifies the forward graph, differentiates the simplified graph (so the derivative is
 /// taken of the numerically stable forms), and simplifies the gradient; the same for the
 /// training graph where the model has one.
@@ -117,10 +131,7 @@ pub fn graphs(model: &Model) -> Graphs {
     let (forward, forward_report, gradient, gradient_report) =
         simplified_with_gradient(&model.forward);
     let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
-    let training = model.training.as_ref().map(|t| {
-        let (forward, _, gradient, _) = simplified_with_gradient(t);
-        TrainingGraphs { forward, gradient }
-    });
+    let training = model.training.as_ref().map(training_graphs);
     Graphs {
         forward,
         gradient,
@@ -273,10 +284,7 @@ impl CompiledModel {
         timings.lap("differentiate", &mut t);
         let (gradient, gradient_report) = simplify::run(&raw);
         let predict = model.predict.as_ref().map(|p| simplify::run(p).0);
-        let training = model.training.as_ref().map(|t| {
-            let (forward, _, gradient, _) = simplified_with_gradient(t);
-            TrainingGraphs { forward, gradient }
-        });
+        let training = model.training.as_ref().map(training_graphs);
         timings.lap("simplify", &mut t);
         let graphs = Graphs {
             forward,

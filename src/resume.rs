@@ -98,7 +98,21 @@ fn expected(t: &Trainer) -> Vec<(String, Vec<usize>, DTypeTag)> {
             ));
         }
     }
+    for s in &g.states {
+        out.push((state_key(&s.name), s.shape.as_fixed().unwrap(), d));
+    }
     out
+}
+
+/// The tensor name of a model state tensor (`state.batch_norm0.running_mean`): apart from the
+/// optimizer's `state/<param>/<k>`, which a parameter's name cannot make it.
+fn state_key(name: &str) -> String {
+    format!("state.{name}")
+}
+
+/// Whether a checkpoint tensor is a model state tensor (`state_key`).
+fn is_state_key(name: &str) -> bool {
+    name.starts_with("state.")
 }
 
 pub fn to_checkpoint(t: &Trainer) -> Checkpoint {
@@ -120,6 +134,9 @@ pub fn to_checkpoint(t: &Trainer) -> Checkpoint {
                 &t.state[i * n_state + k],
             ));
         }
+    }
+    for (s, b) in g.states.iter().zip(&t.model_state) {
+        tensors.push(tensor(state_key(&s.name), s.shape.as_fixed().unwrap(), b));
     }
     let rng = &t.data_rng;
     let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
@@ -175,21 +192,23 @@ fn cannot_resume(path: &Path, reason: impl Into<String>) -> CheckpointError {
     }
 }
 
-/// Restores parameters only (for evaluation), and the vocabulary of a run on a text: the
-/// checkpoint must hold every parameter. An f64 trainer (the checking commands run in f64)
-/// takes an f32 model's checkpoint, widened exactly.
+/// Restores parameters and the model's state tensors only (for evaluation), and the
+/// vocabulary of a run on a text: the checkpoint must hold every parameter and state tensor.
+/// An f64 trainer (the checking commands run in f64) takes an f32 model's checkpoint, widened
+/// exactly.
 pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
     let ckpt = checkpoint::load(path)?;
     t.text = text_identity(path, &ckpt)?;
+    let evaluated = |name: &str| name.starts_with("param/") || is_state_key(name);
     let want: Vec<_> = expected(t)
         .into_iter()
-        .filter(|e| e.0.starts_with("param/"))
+        .filter(|e| evaluated(&e.0))
         .collect();
     let widen = t.compiled.model.graph().dtype == DType::F64;
     let params: Vec<NamedTensor> = ckpt
         .tensors
         .into_iter()
-        .filter(|n| n.name.starts_with("param/"))
+        .filter(|n| evaluated(&n.name))
         .map(|n| if widen { widened(n) } else { n })
         .collect();
     checkpoint::check_against(
@@ -199,13 +218,18 @@ pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> 
         },
         &want,
     )?;
+    let np = t.params.len();
     for (i, (name, _, _)) in want.iter().enumerate() {
-        t.params[i] = buffer(
+        let b = buffer(
             params
                 .iter()
                 .find(|n| &n.name == name)
                 .expect("checked above"),
         );
+        match i.checked_sub(np) {
+            None => t.params[i] = b,
+            Some(k) => t.model_state[k] = b,
+        }
     }
     Ok(())
 }
@@ -347,13 +371,17 @@ fn restore(
 
     let by_name = |n: &str| ckpt.tensor(n).expect("checked above");
     let names: Vec<String> = expected(t).into_iter().map(|e| e.0).collect();
+    // `expected`'s order: the parameters, their optimizer state, the model's state tensors.
     let np = t.params.len();
+    let ns = t.state.len();
     for (i, name) in names.iter().enumerate() {
         let b = buffer(by_name(name));
         if i < np {
             t.params[i] = b;
-        } else {
+        } else if i < np + ns {
             t.state[i - np] = b;
+        } else {
+            t.model_state[i - np - ns] = b;
         }
     }
     t.step = saved.step.t;

@@ -108,6 +108,15 @@ impl Buffer {
     }
 
     /// The first value that is infinite or NaN, if any (without copying the buffer).
+    /// Overwrites this buffer with `src`, of the same dtype and length.
+    pub fn copy_from(&mut self, src: &Buffer) {
+        match (self, src) {
+            (Buffer::F32(d), Buffer::F32(s)) => d.copy_from_slice(s),
+            (Buffer::F64(d), Buffer::F64(s)) => d.copy_from_slice(s),
+            _ => panic!("copy between buffers of different dtypes"),
+        }
+    }
+
     pub fn first_non_finite(&self) -> Option<f64> {
         match self {
             Buffer::F32(v) => v.iter().find(|x| !x.is_finite()).map(|&x| x as f64),
@@ -362,13 +371,26 @@ impl Executable {
         params: &[Buffer],
         step_key: u64,
     ) -> Result<(), RunError> {
+        self.run_with_state(ws, inputs, params, &[], step_key)
+    }
+
+    /// As `run_step`, for a model with state tensors (`Graph::states`, a batch normalization's
+    /// running statistics), which the function reads from `states`.
+    pub fn run_with_state(
+        &self,
+        ws: &mut Workspace,
+        inputs: &[Buffer],
+        params: &[Buffer],
+        states: &[Buffer],
+        step_key: u64,
+    ) -> Result<(), RunError> {
         let func = self.func.get()?;
         // SAFETY: every slot pointer comes from a live buffer of exactly the length the plan
         // needs under `dims` (checked in `slot_pointers`), the code writes only Output and Temp
         // slots, which the workspace owns exclusively through `&mut`, and it cannot trap.
         unsafe {
             ws.call_checked(func, &[f64::from_bits(step_key)], |ws, ptrs| {
-                self.slot_pointers(ws, inputs, params, ptrs)
+                self.slot_pointers(ws, inputs, params, states, ptrs)
             })
         }
     }
@@ -379,6 +401,7 @@ impl Executable {
         ws: &Workspace,
         inputs: &[Buffer],
         params: &[Buffer],
+        states: &[Buffer],
         ptrs: &mut Vec<usize>,
     ) -> Result<(), RunError> {
         ptrs.clear();
@@ -402,6 +425,15 @@ impl Executable {
                         found: params.len(),
                     })?;
                     check(b, len, self.dtype, || format!("parameter #{k}"))?;
+                    b
+                }
+                SlotKind::State(k) => {
+                    let b = states.get(k as usize).ok_or_else(|| RunError::Length {
+                        what: "state tensors".into(),
+                        expected: k as usize + 1,
+                        found: states.len(),
+                    })?;
+                    check(b, len, self.dtype, || format!("state tensor #{k}"))?;
                     b
                 }
                 SlotKind::Output(_) | SlotKind::Temp => match self.plan.storage.of_slot[i] {
@@ -443,6 +475,8 @@ impl TrainLoop {
     /// advances by γ a step), the β powers before the first step and each step's learning rate
     /// (`table[0]` is set here).
     /// Inputs and params are checked against the plan exactly as `Executable::run` does.
+    /// `model_state` holds the model's state tensors (`Graph::states`), which each step
+    /// replaces by the next values its graph outputs.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -451,6 +485,7 @@ impl TrainLoop {
         inputs: &[Buffer],
         params: &mut [Buffer],
         state: &mut [Buffer],
+        model_state: &mut [Buffer],
         table: &mut [f64],
         steps: u64,
     ) -> Result<(), RunError> {
@@ -463,11 +498,12 @@ impl TrainLoop {
             });
         }
         table[0] = steps as f64;
-        // SAFETY: as for `Executable::run`; in addition the params and states are borrowed
-        // mutably for the call, and their lengths were checked against the plan.
+        // SAFETY: as for `Executable::run`; in addition the params, the optimizer's and the
+        // model's states are borrowed mutably for the call, and their lengths were checked
+        // against the plan.
         unsafe {
             ws.call_checked(self.func, table, |ws, ptrs| {
-                self.state_pointers(exe, ws, inputs, params, state, ptrs)
+                self.state_pointers(exe, ws, (inputs, params, model_state), state, ptrs)
             })
         }
     }
@@ -477,12 +513,11 @@ impl TrainLoop {
         &self,
         exe: &Executable,
         ws: &Workspace,
-        inputs: &[Buffer],
-        params: &[Buffer],
+        (inputs, params, model_state): (&[Buffer], &[Buffer], &[Buffer]),
         state: &[Buffer],
         ptrs: &mut Vec<usize>,
     ) -> Result<(), RunError> {
-        exe.slot_pointers(ws, inputs, params, ptrs)?;
+        exe.slot_pointers(ws, inputs, params, model_state, ptrs)?;
         if state.len() != params.len() * self.n_state {
             return Err(RunError::Length {
                 what: "optimizer state list".into(),

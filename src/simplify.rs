@@ -223,6 +223,7 @@ fn positive_weight(g: &Graph, mut id: NodeId) -> bool {
             Op::Literal(data) => return data.values().all(|v| v > 0.0 && v.is_finite()),
             // Zero where an element is dropped.
             Op::DropMask { .. } => return false,
+            Op::State(_) => return false,
             Op::Div => return g.node(id).inputs.iter().all(|&x| positive_weight(g, x)),
             Op::Sub => {
                 return with_const(g, id, Op::Sub, 1.0, false)
@@ -478,6 +479,7 @@ fn stable_form(
         | Op::Iota(_)
         | Op::Literal(_)
         | Op::DropMask { .. }
+        | Op::State(_)
         | Op::Neg
         | Op::Tanh
         | Op::Sigmoid
@@ -842,6 +844,7 @@ fn try_rules(
         | Op::Iota(_)
         | Op::Literal(_)
         | Op::DropMask { .. }
+        | Op::State(_)
         | Op::Exp
         | Op::Log
         | Op::Sqrt

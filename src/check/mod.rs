@@ -28,7 +28,8 @@ mod shaping;
 /// Checks a parsed module against `limits`. On success returns the model and its warnings.
 ///
 /// The file is checked for evaluation; when it uses a function that behaves differently while
-/// training (`dropout`), it is lowered a second time for training steps (`Model::training`).
+/// training (`dropout`, `batch_norm`), it is lowered a second time for training steps
+/// (`Model::training`).
 /// Both passes see the same source, so the second finds no error the first did not.
 pub fn check(
     module: &ast::Module,
@@ -36,7 +37,7 @@ pub fn check(
 ) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
     let (mut model, warnings) = cx.run(module, limits)?;
-    if cx.modes.dropout_sites > 0 {
+    if cx.modes.dropout_sites > 0 || !model.graph().states.is_empty() {
         let mut training = Checker {
             modes: Modes {
                 mode: Mode::Training,
@@ -66,6 +67,9 @@ struct Modes {
     mode: Mode,
     /// `dropout` calls with p > 0 lowered so far: the next one's site number.
     dropout_sites: u32,
+    /// A training graph's extra outputs: the next value of each state tensor
+    /// (`state.<name>`), in state order, after the loss and the metrics.
+    state_updates: Vec<(String, NodeId)>,
 }
 
 #[derive(Clone, Copy)]
@@ -328,6 +332,7 @@ impl Checker {
         let mut outputs = vec![(loss_name.clone(), loss)];
         let metric_names = metrics.iter().map(|m| m.0.clone()).collect();
         outputs.extend(metrics);
+        outputs.extend(std::mem::take(&mut self.modes.state_updates));
         let index_limits = crate::ir::indices::index_limits(&graph);
         let model = Model {
             index_limits,

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | `param/<name>` | a model parameter |
 //! | `state/<name>/<k>` | the k-th optimizer state array of parameter `<name>` (e.g. Adam's m and v) |
+//! | `state.<name>` | a state tensor of the model, e.g. `state.batch_norm0.running_mean` |
 //!
 //! Metadata keys (all values are strings):
 //!

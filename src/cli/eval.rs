@@ -53,6 +53,7 @@ pub(super) fn eval(path: &Path, ckpt: &Path, opts: &EvalOptions) -> Result<(), C
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     let dataset = in_trained_vocabulary(&trainer, dataset, ckpt)?;
+    print_model_state(&trainer);
     print_evaluation(&mut trainer, dataset.as_ref(), "")?;
     if let (Some(c), Some(d)) = (classes, &dataset) {
         print_confusion(&mut trainer, d, &c)?;
@@ -163,6 +164,27 @@ fn print_confusion(
         say!("  {i:>width$} |{cells}");
     }
     Ok(())
+}
+
+/// Prints a summary of each state tensor the evaluation reads (batch normalization's running
+/// statistics), as the checkpoint holds it; nothing for a model without state.
+fn print_model_state(trainer: &Trainer) {
+    let g = trainer.compiled.model.graph();
+    let number = |v: f64| decimal::shortest(v, g.dtype);
+    for (info, b) in g.states.iter().zip(&trainer.model_state) {
+        let values = b.to_f64();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        say!(
+            "state {}{}: min {}, mean {}, max {}",
+            info.name,
+            g.shape_text(&info.shape),
+            number(min),
+            number(mean),
+            number(max)
+        );
+    }
 }
 
 /// Prints the loss and each metric on the data.

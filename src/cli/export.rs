@@ -77,12 +77,13 @@ fn onnx(args: &ExportArgs, ckpt: &Path) -> Result<(), CliError> {
     let mut trainer = Trainer::new(&compiled, 0);
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     let params: Vec<Vec<f64>> = trainer.params.iter().map(|b| b.to_f64()).collect();
+    let states: Vec<Vec<f64>> = trainer.model_state.iter().map(|b| b.to_f64()).collect();
     let source = crate::export::Source {
         model: &compiled.model,
         graphs: &compiled.graphs,
         file: &file,
     };
-    let bytes = crate::export::onnx::model(&source, &params).map_err(|diags| {
+    let bytes = crate::export::onnx::model(&source, &params, &states).map_err(|diags| {
         eprint!("{}", render_all(&diags, &file));
         CliError::Diagnosed
     })?;

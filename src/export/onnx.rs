@@ -180,7 +180,11 @@ fn float_bytes(dtype: DType, values: &[f64]) -> Vec<u8> {
 
 /// The ONNX model of a model's outputs and metrics, with `params` (in declaration order) as
 /// its initializers: the encoded bytes, or the errors for what has no exact ONNX operator.
-pub fn model(src: &Source, params: &[Vec<f64>]) -> Result<Vec<u8>, Vec<Diagnostic>> {
+pub fn model(
+    src: &Source,
+    params: &[Vec<f64>],
+    states: &[Vec<f64>],
+) -> Result<Vec<u8>, Vec<Diagnostic>> {
     let m = src.model;
     let g = m.graph();
     let mut e = Emitter {
@@ -192,6 +196,8 @@ pub fn model(src: &Source, params: &[Vec<f64>]) -> Result<Vec<u8>, Vec<Diagnosti
         graph_inputs: vec![],
         params,
         params_written: vec![false; params.len()],
+        states,
+        states_written: vec![false; states.len()],
         errors: vec![],
     };
     // Graph inputs, parameters and outputs keep their own names.
@@ -267,6 +273,10 @@ struct Emitter<'a> {
     /// initializer nothing reads is a warning in onnxruntime).
     params: &'a [Vec<f64>],
     params_written: Vec<bool>,
+    /// The model's state tensors (batch normalization's running statistics), constants of the
+    /// evaluation graph, written as initializers the same way.
+    states: &'a [Vec<f64>],
+    states_written: Vec<bool>,
     errors: Vec<Diagnostic>,
 }
 
@@ -482,6 +492,16 @@ impl Emitter<'_> {
                 let values: Vec<f64> = data.values().collect();
                 self.initializer(&name, dims.iter().map(|&d| d as i64).collect(), &values);
                 Some(name)
+            }
+            Op::State(i) => {
+                let (i, s) = (*i as usize, &g.states[*i as usize]);
+                if !self.states_written[i] {
+                    let dims = s.shape.as_fixed().unwrap_or_default();
+                    let dims = dims.iter().map(|&d| d as i64).collect();
+                    self.initializer(&s.name, dims, &self.states[i]);
+                    self.states_written[i] = true;
+                }
+                Some(s.name.clone())
             }
             Op::DropMask { .. } => self.refuse(
                 g,
@@ -732,7 +752,7 @@ mod tests {
             .iter()
             .map(|p| vec![0.5; p.shape.as_fixed().unwrap().iter().product()])
             .collect();
-        let bytes = super::model(&source, &params).expect("the model exports");
+        let bytes = super::model(&source, &params, &[]).expect("the model exports");
         let decoded = ModelProto::decode(bytes.as_slice()).expect("valid protobuf");
         decoded
             .graph

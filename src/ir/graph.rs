@@ -47,6 +47,18 @@ pub struct ParamInfo {
     pub shape: Shape,
 }
 
+/// A state tensor of the model (a batch normalization's running statistic): read by graphs
+/// as `Op::State`, updated by training steps, never by the optimizer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateInfo {
+    /// Its name in checkpoints and `eval` (`batch_norm0.running_mean`).
+    pub name: String,
+    /// A fixed shape (`[C]`).
+    pub shape: Shape,
+    /// Every element's value before the first training step.
+    pub initial: f64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Graph {
     pub dtype: DType,
@@ -54,6 +66,9 @@ pub struct Graph {
     pub syms: Vec<String>,
     pub inputs: Vec<InputInfo>,
     pub params: Vec<ParamInfo>,
+    /// The model's state tensors, in the order `Op::State` numbers them: the same in the
+    /// training and the evaluation graph of a model.
+    pub states: Vec<StateInfo>,
     nodes: Vec<Node>,
     /// Source location each node was first written at, when it came from the source.
     spans: Vec<Option<Span>>,
@@ -79,6 +94,7 @@ impl Graph {
             syms,
             inputs,
             params,
+            states: Vec::new(),
             nodes: Vec::new(),
             spans: Vec::new(),
             names: Vec::new(),
@@ -90,12 +106,14 @@ impl Graph {
 
     /// A graph with the same declarations and no nodes.
     pub fn empty_like(&self) -> Graph {
-        Graph::new(
+        let mut g = Graph::new(
             self.dtype,
             self.syms.clone(),
             self.inputs.clone(),
             self.params.clone(),
-        )
+        );
+        g.states = self.states.clone();
+        g
     }
 
     pub fn len(&self) -> usize {
@@ -141,6 +159,7 @@ impl Graph {
         let shape = match &op {
             Op::Input(i) => self.inputs[*i as usize].shape.clone(),
             Op::Param(i) => self.params[*i as usize].shape.clone(),
+            Op::State(i) => self.states[*i as usize].shape.clone(),
             _ => {
                 let shapes: Vec<&Shape> = inputs.iter().map(|&i| self.shape(i)).collect();
                 shape::infer(&op, &shapes)?

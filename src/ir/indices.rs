@@ -71,6 +71,7 @@ pub fn index_source(g: &Graph, mut id: NodeId) -> Option<IndexSource> {
             }
             // 0 or 1/(1 − p): not whole numbers by construction.
             Op::DropMask { .. } => return None,
+            Op::State(_) => return None,
             Op::Const(_) => {
                 let v = op.const_value()?;
                 return (v >= 0.0 && v.fract() == 0.0).then_some(IndexSource::Computed);

@@ -184,6 +184,7 @@ pub fn unary(op: &Op, x: f64) -> f64 {
         | Op::Iota(_)
         | Op::Literal(_)
         | Op::DropMask { .. }
+        | Op::State(_)
         | Op::Add
         | Op::Sub
         | Op::Mul
@@ -256,6 +257,7 @@ pub fn binary(op: &Op, a: f64, b: f64) -> f64 {
         | Op::Iota(_)
         | Op::Literal(_)
         | Op::DropMask { .. }
+        | Op::State(_)
         | Op::Neg
         | Op::Exp
         | Op::Log
@@ -311,7 +313,8 @@ pub fn pow(a: f64, b: f64) -> f64 {
 }
 
 /// Values of the nodes `roots` depends on; entries for other nodes are `None`. A training
-/// graph's dropout masks are those of the step whose key is 0 (`eval_keyed` chooses).
+/// graph's dropout masks are those of the step whose key is 0 (`eval_keyed` chooses), and the
+/// model's state tensors hold their values before the first step (`initial_states`).
 pub fn eval(
     graph: &Graph,
     inputs: &[Tensor],
@@ -319,20 +322,36 @@ pub fn eval(
     syms: &[u64],
     roots: &[NodeId],
 ) -> Vec<Option<Tensor>> {
-    eval_rounded(graph, inputs, params, syms, roots, None, 0)
+    let states = initial_states(graph);
+    eval_rounded(graph, (inputs, params, &states), syms, roots, None, 0)
 }
 
-/// As `eval`, with the dropout masks of the training step whose key is `step_key`
-/// (`dropout::step_key`).
+/// As `eval`, with the state tensors `states` and the dropout masks of the training step whose
+/// key is `step_key` (`dropout::step_key`).
 pub fn eval_keyed(
     graph: &Graph,
-    inputs: &[Tensor],
-    params: &[Tensor],
+    (inputs, params, states): (&[Tensor], &[Tensor], &[Tensor]),
     syms: &[u64],
     roots: &[NodeId],
     step_key: u64,
 ) -> Vec<Option<Tensor>> {
-    eval_rounded(graph, inputs, params, syms, roots, None, step_key)
+    eval_rounded(graph, (inputs, params, states), syms, roots, None, step_key)
+}
+
+/// The model's state tensors before the first training step (`StateInfo::initial`).
+pub fn initial_states(graph: &Graph) -> Vec<Tensor> {
+    graph
+        .states
+        .iter()
+        .map(|s| {
+            let dims = s
+                .shape
+                .as_fixed()
+                .expect("a state tensor has a fixed shape");
+            let len = dims.iter().product();
+            Tensor::new(dims, vec![s.initial; len])
+        })
+        .collect()
 }
 
 /// How native code of a dtype rounds every value it computes.
@@ -364,8 +383,7 @@ impl Rounding {
 /// Dropout masks are those of the training step whose key is `step_key`.
 pub fn eval_rounded(
     graph: &Graph,
-    inputs: &[Tensor],
-    params: &[Tensor],
+    leaves: (&[Tensor], &[Tensor], &[Tensor]),
     syms: &[u64],
     roots: &[NodeId],
     rounding: Option<Rounding>,
@@ -381,7 +399,7 @@ pub fn eval_rounded(
             .iter()
             .map(|i| values[i.index()].as_ref().expect("operand evaluated"))
             .collect();
-        let mut value = eval_op(&node.op, &args, shape, inputs, params, syms, step_key);
+        let mut value = eval_op(&node.op, &args, shape, leaves, syms, step_key);
         if let Some(r) = rounding {
             value.data.iter_mut().for_each(|x| *x = r.apply(*x));
         }
@@ -394,14 +412,14 @@ fn eval_op(
     op: &Op,
     args: &[&Tensor],
     shape: Vec<usize>,
-    inputs: &[Tensor],
-    params: &[Tensor],
+    (inputs, params, states): (&[Tensor], &[Tensor], &[Tensor]),
     syms: &[u64],
     step_key: u64,
 ) -> Tensor {
     match op {
         Op::Input(i) => inputs[*i as usize].clone(),
         Op::Param(i) => params[*i as usize].clone(),
+        Op::State(i) => states[*i as usize].clone(),
         Op::Const(_) => Tensor::scalar(op.const_value().unwrap()),
         Op::DimSize(s) => Tensor::scalar(syms[*s as usize] as f64),
         Op::Iota(_) => Tensor::new(shape.clone(), (0..shape[0]).map(|i| i as f64).collect()),

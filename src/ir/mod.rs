@@ -11,7 +11,7 @@ pub mod rows;
 pub mod shape;
 pub mod verify;
 
-pub use graph::{Graph, InputInfo, Node, NodeId, ParamInfo};
+pub use graph::{Graph, InputInfo, Node, NodeId, ParamInfo, StateInfo};
 pub use interp::Tensor;
 pub use op::{Class, LiteralData, Op};
 pub use shape::{DType, Dim, Shape};

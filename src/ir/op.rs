@@ -56,6 +56,10 @@ pub enum Op {
         p: u64,
         site: u32,
     },
+    /// The i-th state tensor of the model (`Graph::states`): a batch normalization's running
+    /// mean or variance. Read like a parameter, but not trained: evaluation graphs normalize
+    /// with it, and a training step outputs its next value, which the step stores back.
+    State(u32),
 
     Neg,
     Exp,
@@ -269,6 +273,7 @@ impl Op {
             Iota(_) => ("iota", Leaf),
             Literal(_) => ("literal", Leaf),
             DropMask { .. } => ("dropout_mask", Leaf),
+            State(_) => ("state", Leaf),
             Neg => ("neg", Unary),
             Exp => ("exp", Unary),
             Log => ("log", Unary),

@@ -416,6 +416,12 @@ impl<'g> Printer<'g> {
         match &node.op {
             Op::Input(i) => (self.atom_name(&g.inputs[*i as usize].name), ATOM),
             Op::Param(i) => (self.atom_name(&g.params[*i as usize].name), ATOM),
+            // The language has no name for a state tensor: written as an identifier
+            // (`batch_norm0_running_mean`), which a model reading the derivative back declares.
+            Op::State(i) => {
+                let name = g.states[*i as usize].name.replace('.', "_");
+                (self.atom_name(&name), ATOM)
+            }
             Op::DimSize(s) => (self.atom_name(&g.syms[*s as usize]), ATOM),
             Op::Iota(len) => (format!("arange({})", super::print::dim_text(g, *len)), ATOM),
             Op::Literal(data) => (super::print::literal_text(data), ATOM),

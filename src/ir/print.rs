@@ -99,6 +99,7 @@ pub fn op_text(graph: &Graph, op: &Op) -> String {
     let attr = match op {
         Op::Input(i) => Some(graph.inputs[*i as usize].name.clone()),
         Op::Param(i) => Some(graph.params[*i as usize].name.clone()),
+        Op::State(i) => Some(graph.states[*i as usize].name.clone()),
         Op::Const(_) => Some(fmt_number(op.const_value().unwrap())),
         Op::DimSize(s) => Some(graph.syms[*s as usize].clone()),
         Op::Iota(len) => Some(format!("len={}", dim_text(graph, *len))),

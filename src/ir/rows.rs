@@ -143,6 +143,7 @@ fn rule(
         Op::Iota(_) => Rows::Fixed(0),
         // Drawn from each element's flat index, which differs between a chunk and the whole.
         Op::DropMask { .. } => Rows::Mixed,
+        Op::State(_) => Rows::Fixed(0),
         Op::Neg => match of(0) {
             c @ (Rows::Fixed(_) | Rows::Local(_) | Rows::Summed(_)) => c,
             Rows::Mixed => Rows::Mixed,

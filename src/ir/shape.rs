@@ -183,7 +183,7 @@ pub fn broadcasts_to(small: &Shape, big: &Shape) -> bool {
 pub fn infer(op: &Op, shapes: &[&Shape]) -> Result<Shape, ShapeError> {
     use Op::*;
     match op {
-        Input(_) | Param(_) => unreachable!("leaf shapes come from their declarations"),
+        Input(_) | Param(_) | State(_) => unreachable!("leaf shapes come from their declarations"),
         Neg | Exp | Log | Sqrt | Tanh | Sigmoid | Relu | Step | Log1p | Expm1 | Abs | Sign
         | Sin | Cos | Softplus | Erf | Erfc => Ok(shapes[0].clone()),
         Add | Sub | Mul | Div | Pow | Eq | Ne | Lt | Le | Gt | Ge | Max | Min => {

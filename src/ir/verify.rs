@@ -40,6 +40,11 @@ pub fn verify(graph: &Graph) -> Result<(), Vec<String>> {
                 .get(*i as usize)
                 .map(|d| d.shape.clone())
                 .ok_or("unknown param".to_string()),
+            Op::State(i) => graph
+                .states
+                .get(*i as usize)
+                .map(|d| d.shape.clone())
+                .ok_or("unknown state".to_string()),
             Op::DimSize(s) if *s as usize >= graph.syms.len() => Err("unknown symbol".to_string()),
             op => {
                 let shapes: Vec<_> = node.inputs.iter().map(|&i| graph.shape(i)).collect();

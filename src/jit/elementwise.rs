@@ -263,6 +263,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -334,6 +335,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }
@@ -653,6 +655,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::MatMul
             | Op::Transpose { .. }
             | Op::Sum { .. }

@@ -193,6 +193,7 @@ impl<'a> Tx<'a> {
             | Op::Iota(_)
             | Op::Literal(_)
             | Op::DropMask { .. }
+            | Op::State(_)
             | Op::Neg
             | Op::Exp
             | Op::Log

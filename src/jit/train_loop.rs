@@ -26,6 +26,35 @@ pub(super) fn promotable_slots(
     out
 }
 
+/// For each state tensor of the model (`Graph::states`): its slot, the slot of the output
+/// holding its next value (the step graph's outputs after the gradients, in state order) and
+/// its element count. Empty for a model without state.
+fn model_state_copies(f: &GraphFn, plan: &Plan, n_params: usize) -> Vec<(u32, u32, usize)> {
+    let next = &plan.outputs[1 + n_params..];
+    debug_assert_eq!(
+        next.len(),
+        f.graph.states.len(),
+        "an output per state tensor"
+    );
+    plan.slots
+        .iter()
+        .enumerate()
+        .filter_map(|(s, slot)| match slot.kind {
+            crate::lower::SlotKind::State(k) => {
+                let len = slot
+                    .shape
+                    .fixed_elements()
+                    .expect("a state tensor's fixed shape");
+                Some((s as u32, next[k as usize], len))
+            }
+            crate::lower::SlotKind::Input(_)
+            | crate::lower::SlotKind::Param(_)
+            | crate::lower::SlotKind::Output(_)
+            | crate::lower::SlotKind::Temp => None,
+        })
+        .collect()
+}
+
 impl Jit {
     /// Compiles the whole training step, looped. The table `scalars` holds the number of steps
     /// K, a reserved entry, β1ᵗ and β2ᵗ before the first step, then each step's learning rate;
@@ -63,6 +92,7 @@ impl Jit {
                 })
                 .collect(),
         };
+        let state_copies = model_state_copies(f, plan, n_params);
         let n_slots = first_state + n_params * n_state;
         let bounded = is_bounded(n_slots, plan);
         // Held in registers for all K steps, a bounded function's many slots would be spilled
@@ -149,6 +179,15 @@ impl Jit {
                 tx.fused.step_values = Some(values);
                 tx.update(spec, sizes, &plan.updates, &slots, 0);
                 tx.fused.step_values = None;
+                // The next step normalizes with its own batch; only the running statistics
+                // carry over, stored once the step is done.
+                for &(state, next, len) in &state_copies {
+                    let n = tx.iconst(len as i64);
+                    tx.for_loop(n, &mut |tx, j| {
+                        let v = tx.load_at(next, j);
+                        tx.store_at(state, j, v);
+                    });
+                }
             });
             tx.b.ins().jump(done, &[]);
             tx.b.switch_to_block(done);

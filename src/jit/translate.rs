@@ -444,6 +444,7 @@ impl<'a> Tx<'a> {
             }
             other @ (Op::Input(_)
             | Op::Param(_)
+            | Op::State(_)
             | Op::Const(_)
             | Op::DimSize(_)
             | Op::Transpose { .. }

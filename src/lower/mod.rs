@@ -86,6 +86,8 @@ pub enum Val {
 pub enum SlotKind {
     Input(u32),
     Param(u32),
+    /// A state tensor of the model (`Op::State`), bound by the caller like a parameter.
+    State(u32),
     Output(u32),
     Temp,
 }
@@ -292,6 +294,13 @@ pub fn plan(f: &GraphFn) -> Plan {
             shape: p.shape.clone(),
         });
     }
+    // After the parameters, so that a model without state numbers its slots as before.
+    for (i, s) in g.states.iter().enumerate() {
+        slots.push(Slot {
+            kind: SlotKind::State(i as u32),
+            shape: s.shape.clone(),
+        });
+    }
     for (i, (_, id)) in f.outputs.iter().enumerate() {
         slots.push(Slot {
             kind: SlotKind::Output(i as u32),
@@ -299,7 +308,7 @@ pub fn plan(f: &GraphFn) -> Plan {
         });
     }
     let outputs: Vec<u32> = (0..f.outputs.len())
-        .map(|i| (g.inputs.len() + g.params.len() + i) as u32)
+        .map(|i| (g.inputs.len() + g.params.len() + g.states.len() + i) as u32)
         .collect();
     let mut values: Vec<Option<Val>> = vec![None; g.len()];
     // The first output each node is, looked up once per node (a scan of the outputs per node
@@ -334,6 +343,11 @@ pub fn plan(f: &GraphFn) -> Plan {
             },
             Op::Param(i) => Val::View {
                 slot: g.inputs.len() as u32 + *i,
+                strides: contiguous(&node.shape),
+                offset: vec![],
+            },
+            Op::State(i) => Val::View {
+                slot: (g.inputs.len() + g.params.len()) as u32 + *i,
                 strides: contiguous(&node.shape),
                 offset: vec![],
             },

@@ -198,10 +198,11 @@ pub fn update_parts(len: usize) -> Parts {
     }
 }
 
-/// Whether `plan` is a training step's: its outputs are the loss and one gradient per
-/// parameter, of the parameter's shape, in order (what the fused training loop reads).
+/// Whether `plan` is a training step's: its outputs are the loss, one gradient per parameter,
+/// of the parameter's shape, in order, and the next value of each state tensor (what the fused
+/// training loop reads).
 pub fn is_training_step(g: &Graph, plan: &Plan) -> bool {
-    plan.outputs.len() == 1 + g.params.len()
+    plan.outputs.len() == 1 + g.params.len() + g.states.len()
         && g.params
             .iter()
             .enumerate()

@@ -62,6 +62,7 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
         let kind = match slot.kind {
             SlotKind::Input(k) => format!("input {}", g.inputs[k as usize].name),
             SlotKind::Param(k) => format!("param {}", g.params[k as usize].name),
+            SlotKind::State(k) => format!("state {}", g.states[k as usize].name),
             SlotKind::Output(k) => format!("output {}", f.outputs[k as usize].0),
             SlotKind::Temp if written.contains(&(i as u32)) => "temp".to_string(),
             // A loop member kept in a register (numbered after every stored slot).

@@ -80,6 +80,7 @@ pub fn vector_form(op: &Op, exponent: Option<f64>, dtype: DType) -> Result<(), N
         | Op::Iota(_)
         | Op::Literal(_)
         | Op::DropMask { .. }
+        | Op::State(_)
         | Op::MatMul
         | Op::Transpose { .. }
         | Op::Sum { .. }

@@ -169,7 +169,7 @@ fn storage(g: &Graph, plan: &Plan, state: &Written) -> Result<(), PlanError> {
             return wrong(s, "its buffer does not list it");
         }
         match slot.kind {
-            SlotKind::Input(_) | SlotKind::Param(_) if buffer.is_some() => {
+            SlotKind::Input(_) | SlotKind::Param(_) | SlotKind::State(_) if buffer.is_some() => {
                 return wrong(s, "the caller's slot has a buffer of the workspace");
             }
             SlotKind::Output(_) if holders.is_none_or(|h| h.len() != 1) => {
@@ -178,7 +178,11 @@ fn storage(g: &Graph, plan: &Plan, state: &Written) -> Result<(), PlanError> {
             SlotKind::Temp if buffer.is_none() && state.by[s].is_some() => {
                 return wrong(s, "a step writes it but it has no buffer");
             }
-            SlotKind::Input(_) | SlotKind::Param(_) | SlotKind::Output(_) | SlotKind::Temp => {}
+            SlotKind::Input(_)
+            | SlotKind::Param(_)
+            | SlotKind::State(_)
+            | SlotKind::Output(_)
+            | SlotKind::Temp => {}
         }
     }
     for (b, holders) in storage.buffers.iter().enumerate() {
@@ -249,7 +253,13 @@ impl Written {
         let by = plan
             .slots
             .iter()
-            .map(|s| matches!(s.kind, SlotKind::Input(_) | SlotKind::Param(_)).then_some(CALLER))
+            .map(|s| {
+                matches!(
+                    s.kind,
+                    SlotKind::Input(_) | SlotKind::Param(_) | SlotKind::State(_)
+                )
+                .then_some(CALLER)
+            })
             .collect();
         Written {
             by,

@@ -14,7 +14,7 @@ impl Trainer {
             return Ok(vec![]);
         };
         let ws = workspace(&mut self.pred_ws, exe, &syms)?;
-        exe.run(ws, inputs, &self.params)?;
+        exe.run_with_state(ws, inputs, &self.params, &self.model_state, 0)?;
         let outputs = &self
             .compiled
             .graphs
@@ -128,7 +128,7 @@ impl Trainer {
         let syms = self.syms(rows);
         let exe = &self.compiled.forward;
         let ws = workspace(&mut self.fwd_ws, exe, &syms)?;
-        exe.run(ws, inputs, &self.params)?;
+        exe.run_with_state(ws, inputs, &self.params, &self.model_state, 0)?;
         let f = &self.compiled.graphs.forward;
         Ok(f.outputs
             .iter()

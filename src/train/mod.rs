@@ -130,6 +130,9 @@ pub struct Trainer {
     pub params: Vec<Buffer>,
     /// Optimizer state arrays, `state_arrays()` per parameter.
     pub state: Vec<Buffer>,
+    /// The model's state tensors (`Graph::states`: batch normalization's running statistics),
+    /// which training steps update and evaluation reads; empty for most models.
+    pub model_state: Vec<Buffer>,
     /// Optimizer steps taken.
     pub step: u64,
     /// Step count and powers of β, advanced by the optimizer.
@@ -210,10 +213,15 @@ impl Trainer {
             .iter()
             .flat_map(|p| (0..n_state).map(|_| Buffer::from_f64(dtype, &vec![init; p.len()])))
             .collect();
+        let model_state = crate::ir::interp::initial_states(model.graph())
+            .iter()
+            .map(|t| Buffer::from_f64(dtype, &t.data))
+            .collect();
         Trainer {
             compiled: compiled.clone(),
             params,
             state,
+            model_state,
             step: 0,
             opt_step: StepState::default(),
             total_steps: DEFAULT_STEPS,
@@ -324,7 +332,7 @@ impl Trainer {
             // Its Hessian-vector products are of the evaluation graph: the steps would follow
             // a loss other than the one the model trains.
             return Err(TrainError::Newton(
-                "a loss that training computes as evaluation does: this model's training step differs (dropout); remove it or choose another optimizer".into(),
+                "a loss that training computes as evaluation does: this model's training step differs (dropout, batch_norm); remove it or choose another optimizer".into(),
             ));
         }
         // Batches of windows are always whole: `drop_last` is for rows.

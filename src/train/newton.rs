@@ -10,6 +10,13 @@ impl Trainer {
     /// 1e-8·mean |diag H|) until it is: a Levenberg–Marquardt safeguard.
     pub fn newton_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
         const MAX_PARAMS: usize = 2000;
+        if !self.model_state.is_empty() {
+            // Its Hessian is of the evaluation graph, which normalizes with the running
+            // statistics, while the step normalizes with the batch's.
+            return Err(TrainError::Newton(
+                "a model without `batch_norm`: the Hessian would not be the training step's".into(),
+            ));
+        }
         let _modes = self.step_modes();
         let loss = self.step_value_and_grad(inputs, rows)?;
         let g: Vec<f64> = (0..self.params.len())
@@ -35,6 +42,8 @@ impl Trainer {
                 .zip(&graph.params)
                 .map(|(b, p)| crate::ir::Tensor::new(p.shape.concrete(&syms), b.to_f64()))
                 .collect(),
+            // A model with state trains on a graph of its own, which Newton's method refuses.
+            states: vec![],
             syms,
         };
         let h = self

@@ -4,12 +4,22 @@
 use super::*;
 
 impl Trainer {
-    /// Names the first parameter holding a non-finite value, with the value.
+    /// Names the first parameter, or else state tensor (a running statistic, which a batch of
+    /// one element per channel makes NaN), holding a non-finite value, with the value.
     pub(super) fn non_finite_param(&self) -> Option<String> {
-        let names = &self.compiled.model.graph().params;
-        self.params.iter().zip(names).find_map(|(p, info)| {
+        let g = self.compiled.model.graph();
+        let param = self.params.iter().zip(&g.params).find_map(|(p, info)| {
             let v = p.first_non_finite()?;
             Some(format!("parameter `{}` {v}", info.name))
+        });
+        param.or_else(|| {
+            self.model_state
+                .iter()
+                .zip(&g.states)
+                .find_map(|(s, info)| {
+                    let v = s.first_non_finite()?;
+                    Some(format!("state tensor `{}` {v}", info.name))
+                })
         })
     }
 
@@ -17,6 +27,7 @@ impl Trainer {
         FiniteState {
             params: self.params.clone(),
             state: self.state.clone(),
+            model_state: self.model_state.clone(),
             opt_step: self.opt_step.clone(),
             step: self.step,
             cursor: self.cursor.clone(),
@@ -28,6 +39,7 @@ impl Trainer {
     pub(super) fn restore(&mut self, s: FiniteState) {
         self.params = s.params;
         self.state = s.state;
+        self.model_state = s.model_state;
         self.opt_step = s.opt_step;
         self.step = s.step;
         self.cursor = s.cursor;
@@ -53,6 +65,10 @@ impl Trainer {
             &self.params,
             g.params.iter().map(|p| p.shape.clone()).collect(),
         );
+        let states = tensors(
+            &self.model_state,
+            g.states.iter().map(|s| s.shape.clone()).collect(),
+        );
         let roots: Vec<crate::ir::NodeId> = f.outputs.iter().map(|o| o.1).collect();
         let rounding = crate::ir::interp::Rounding {
             dtype: g.dtype,
@@ -60,8 +76,8 @@ impl Trainer {
         };
         // The step being replayed is the next one (`checked_step` has not advanced).
         let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
-        let values =
-            crate::ir::interp::eval_rounded(g, &ins, &params, &syms, &roots, Some(rounding), key);
+        let leaves = (&ins[..], &params[..], &states[..]);
+        let values = crate::ir::interp::eval_rounded(g, leaves, &syms, &roots, Some(rounding), key);
         let bad = |id: crate::ir::NodeId| {
             values[id.index()]
                 .as_ref()
@@ -119,6 +135,7 @@ impl NonFiniteOrigin {
 pub(super) struct FiniteState {
     pub(super) params: Vec<Buffer>,
     pub(super) state: Vec<Buffer>,
+    pub(super) model_state: Vec<Buffer>,
     pub(super) opt_step: StepState,
     pub(super) step: u64,
     pub(super) cursor: Cursor,

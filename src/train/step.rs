@@ -35,7 +35,7 @@ impl Trainer {
         let syms = self.syms(rows);
         let exe = &self.compiled.gradient;
         let ws = workspace(&mut self.grad_ws, exe, &syms)?;
-        exe.run(ws, inputs, &self.params)?;
+        exe.run_with_state(ws, inputs, &self.params, &self.model_state, 0)?;
         Ok(ws.output(&exe.plan, 0).get(0))
     }
 
@@ -63,7 +63,7 @@ impl Trainer {
         let key = crate::ir::dropout::step_key(self.dropout_run_key(), self.step + 1);
         let exe = &self.compiled.step;
         let ws = workspace(step_workspaces!(self), exe, &syms)?;
-        exe.run_step(ws, inputs, &self.params, key)?;
+        exe.run_with_state(ws, inputs, &self.params, &self.model_state, key)?;
         Ok(ws.output(&exe.plan, 0).get(0))
     }
 
@@ -107,6 +107,22 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// Stores the next values of the model's state tensors, which the last
+    /// `step_value_and_grad` on `rows` rows computed (the step graph's outputs after the
+    /// gradients), as the fused loop stores them after each step's update.
+    pub(super) fn store_model_state(&mut self, rows: usize) {
+        if self.model_state.is_empty() {
+            return;
+        }
+        let first = 1 + self.params.len();
+        let syms = self.syms(rows);
+        let ws = &step_workspaces!(self)[&syms];
+        let plan = &self.compiled.step.plan;
+        for (k, state) in self.model_state.iter_mut().enumerate() {
+            state.copy_from(ws.output(plan, first + k));
+        }
+    }
+
     /// One full-batch step of the model's optimizer as `fit` takes it (Newton's method through
     /// `newton_step`, the others through their compiled update); returns the loss before it.
     pub fn optimizer_step(&mut self, inputs: &[Buffer], rows: usize) -> Result<f64, TrainError> {
@@ -133,6 +149,7 @@ impl Trainer {
         self.compiled
             .update
             .run(&mut self.params, &grads, &mut self.state, &scalars)?;
+        self.store_model_state(rows);
         Ok(())
     }
 
@@ -148,6 +165,7 @@ impl Trainer {
             self.state.clone(),
             self.opt_step.clone(),
             self.step,
+            self.model_state.clone(),
         );
         let loss = self.step_value_and_grad(inputs, rows)?;
         let names = &self.compiled.model.graph().params;
@@ -177,7 +195,13 @@ impl Trainer {
         }
         self.apply_gradients(rows)?;
         if let Some(what) = self.non_finite_param() {
-            (self.params, self.state, self.opt_step, self.step) = before;
+            (
+                self.params,
+                self.state,
+                self.opt_step,
+                self.step,
+                self.model_state,
+            ) = before;
             return Err(TrainError::Diverged {
                 step,
                 what: format!("the optimizer update made {what} (its gradients were finite)"),
@@ -234,6 +258,7 @@ impl Trainer {
             inputs,
             &mut self.params,
             &mut self.state,
+            &mut self.model_state,
             &mut table,
             k,
         );

@@ -81,6 +81,10 @@ fn check_resume(
         straight.state, second.state,
         "{label}: optimizer state after resuming at step {stop}"
     );
+    assert_eq!(
+        straight.model_state, second.model_state,
+        "{label}: the model's state (running statistics) after resuming at step {stop}"
+    );
     assert_eq!(straight.step, second.step);
 }
 
@@ -115,6 +119,34 @@ fn dropout_runs_resume_bit_for_bit() {
     let (compiled, data) = example_with("digits.dsl", full_batch);
     check_resume(
         "digits with dropout, full batch",
+        &compiled,
+        data.as_ref(),
+        6,
+        5,
+    );
+}
+
+/// A model with batch normalization and dropout resumes bit for bit on minibatches and on full
+/// batches (the fused loop): its running statistics are saved and restored with the run.
+#[test]
+fn batch_norm_runs_resume_bit_for_bit() {
+    let norm = |t: String| {
+        t.replace(
+            "param b1[128] ~ zeros",
+            "param b1[128] ~ zeros\nparam g1[128] ~ ones",
+        )
+        .replace(
+            "let h = tanh(x @ W1 + b1)",
+            "let h = dropout(tanh(batch_norm(x @ W1, g1, b1)), 0.2)",
+        )
+    };
+    let (compiled, data) = example_with("digits.dsl", norm);
+    assert_eq!(compiled.model.graph().states.len(), 2);
+    check_resume("digits with batch_norm", &compiled, data.as_ref(), 70, 33);
+    let full_batch = |t: String| norm(t).replace("batch = 32, ", "");
+    let (compiled, data) = example_with("digits.dsl", full_batch);
+    check_resume(
+        "digits with batch_norm, full batch",
         &compiled,
         data.as_ref(),
         6,

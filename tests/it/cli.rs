@@ -949,3 +949,92 @@ fn grad_prints_the_causal_mask_and_layer_norm_and_literals_are_checked() {
         "{stderr}"
     );
 }
+
+/// A model with batch normalization: `graph` and `graph --eval` print its two graphs, `eval`
+/// prints its running statistics from the checkpoint (and changes nothing: twice the same),
+/// `gradcheck` checks the evaluation graph at the checkpoint's statistics, a
+/// checkpoint of the model without `batch_norm` is refused naming the missing statistic, exit
+/// 2, and the JAX export is refused at the call.
+#[test]
+fn batch_norm_state_is_evaluated_from_checkpoints_and_refused_when_missing() {
+    let fixture = "tests/data/graph/batch_norm.dsl";
+    let (code, training, stderr) = adjoint(&["graph", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        training.contains("state.batch_norm1.running_var = "),
+        "{training}"
+    );
+    let (code, eval_graph, stderr) = adjoint(&["graph", "--eval", fixture]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("batch_norm_eval_graph", eval_graph);
+
+    let dir = std::env::temp_dir().join(format!("adjoint-batch-norm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let digits = std::fs::read_to_string(repo().join("examples/digits.dsl")).unwrap();
+    let data = repo().join("examples/data/digits.csv");
+    let plain = digits
+        .replace(
+            "\"data/digits.csv\"",
+            &format!("{:?}", data.display().to_string()),
+        )
+        .replace(
+            "param b1[128] ~ zeros",
+            "param b1[128] ~ zeros\nparam g1[128] ~ ones",
+        )
+        .replace(
+            "let h = tanh(x @ W1 + b1)",
+            "let h = tanh(x @ W1 * g1 + b1)",
+        );
+    let normed = plain.replace(
+        "let h = tanh(x @ W1 * g1 + b1)",
+        "let h = tanh(batch_norm(x @ W1, g1, b1))",
+    );
+    assert_ne!(plain, normed);
+    let (a, b) = (dir.join("normed.dsl"), dir.join("plain.dsl"));
+    std::fs::write(&a, normed).unwrap();
+    std::fs::write(&b, plain).unwrap();
+    let (ca, cb) = (
+        dir.join("normed.safetensors"),
+        dir.join("plain.safetensors"),
+    );
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    for (model, ckpt) in [(&a, &ca), (&b, &cb)] {
+        let (code, _, stderr) =
+            adjoint(&["train", &path(model), "--steps", "5", "--save", &path(ckpt)]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, first, stderr) = adjoint(&["eval", &path(&a), "--checkpoint", &path(&ca)]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, second, _) = adjoint(&["eval", &path(&a), "--checkpoint", &path(&ca)]);
+    assert_eq!(first, second);
+    let states: Vec<&str> = first.lines().filter(|l| l.starts_with("state ")).collect();
+    assert_eq!(states.len(), 2, "{first}");
+    assert!(
+        states[0].starts_with("state batch_norm0.running_mean[128]: min ")
+            && states[1].starts_with("state batch_norm0.running_var[128]: min "),
+        "{first}"
+    );
+    let (code, stdout, missing) = adjoint(&["eval", &path(&a), "--checkpoint", &path(&cb)]);
+    assert_eq!(code, 2, "{stdout}{missing}");
+    insta::assert_snapshot!(
+        "batch_norm_state_missing",
+        missing.replace(&path(&cb), "plain.safetensors")
+    );
+    let (code, _, stderr) = adjoint(&["eval", &path(&b), "--checkpoint", &path(&cb)]);
+    assert_eq!(
+        code, 0,
+        "a model without batch_norm needs no state: {stderr}"
+    );
+    // gradcheck at the checkpoint: the interpreter reads the checkpoint's running statistics, as
+    // the compiled gradient does.
+    let (code, stdout, stderr) = adjoint(&["gradcheck", &path(&a), "--checkpoint", &path(&ca)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok: worst relative error"), "{stdout}");
+
+    let module = dir.join("model.py");
+    let (code, _, refused) = adjoint(&["export", fixture, "--to", "jax", "-o", &path(&module)]);
+    assert_eq!(code, 2, "{refused}");
+    assert!(!module.exists(), "a refused export writes nothing");
+    insta::assert_snapshot!("batch_norm_jax_refused", refused);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

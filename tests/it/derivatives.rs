@@ -20,6 +20,11 @@ fn declarations(g: &Graph) -> String {
     for p in &g.params {
         src += &param_declaration(g, &p.name, &p.shape);
     }
+    // A state tensor (a running statistic) is printed as an identifier: declared as a
+    // parameter, given its initial value below.
+    for s in &g.states {
+        src += &param_declaration(g, &s.name.replace('.', "_"), &s.shape);
+    }
     src
 }
 
@@ -136,13 +141,16 @@ pub fn round_trip(name: &str, model: &adjoint::Model) {
     let point = random_point(g, 5, 11);
     let expected = interp_outputs(&graphs.gradient, &point);
     let mut probe_point = random_point(g, 5, 11);
+    probe_point
+        .params
+        .extend(adjoint::ir::interp::initial_states(g));
     probe_point.params.extend(
         g.params
             .iter()
             .map(|p| Tensor::zeros(p.shape.as_fixed().unwrap())),
     );
     let got = interp_outputs(&back_graphs.gradient, &probe_point);
-    let n = g.params.len();
+    let n = g.params.len() + g.states.len();
     for (i, p) in g.params.iter().enumerate() {
         let (want, have) = (&expected[1 + i].data, &got[1 + n + i].data);
         assert_eq!(want.len(), have.len(), "{}: d/d{}", name, p.name);

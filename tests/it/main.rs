@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod batch_norm;
 mod bench;
 mod checkpoints;
 mod chunks;

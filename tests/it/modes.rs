@@ -118,12 +118,20 @@ fn dropout_steps_are_the_same_on_any_thread_count_fused_or_not() {
 /// its symbolic gradient (in the interpreter, f64) against central differences of its loss.
 #[test]
 fn the_training_gradient_matches_central_differences() {
-    let model = model_of(&repo().join("tests/data/graph/dropout.dsl"));
+    for fixture in ["dropout.dsl", "batch_norm.dsl"] {
+        training_gradient_matches_central_differences(fixture);
+    }
+}
+
+/// The check above for one fixture: with batch normalization, the gradient flows through the
+/// batch's mean and variance.
+fn training_gradient_matches_central_differences(fixture: &str) {
+    let model = model_of(&repo().join("tests/data/graph").join(fixture));
     let graphs = adjoint::compile::graphs(&model);
     let t = graphs
         .training
         .as_ref()
-        .expect("a model with dropout trains on its own graph");
+        .expect("a model with dropout or batch_norm trains on its own graph");
     for (rows, seed) in [(5, 0), (17, 1)] {
         let p = random_point(&t.forward.graph, rows, seed);
         let key = dropout::step_key(dropout::run_key(&[seed as u8; 32]), 2);
@@ -147,7 +155,8 @@ fn the_training_gradient_matches_central_differences() {
                 let exact = symbolic[i + 1].data[j];
                 assert!(
                     (numeric - exact).abs() <= 1e-6 * exact.abs().max(1.0),
-                    "{}[{j}] at {rows} rows: symbolic {exact}, central difference {numeric}",
+                    "{fixture}: {}[{j}] at {rows} rows: symbolic {exact}, central difference \
+                     {numeric}",
                     t.gradient.outputs[i + 1].0
                 );
             }

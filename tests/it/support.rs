@@ -129,10 +129,13 @@ pub fn interp_outputs(f: &GraphFn, p: &Point) -> Vec<Tensor> {
 }
 
 /// As `interp_outputs`, with the dropout masks of the training step whose key is `step_key`.
+/// The model's state tensors hold their initial values.
 pub fn interp_outputs_keyed(f: &GraphFn, p: &Point, step_key: u64) -> Vec<Tensor> {
     let roots: Vec<_> = f.outputs.iter().map(|o| o.1).collect();
     let syms = p.syms(&f.graph);
-    let values = interp::eval_keyed(&f.graph, &p.inputs, &p.params, &syms, &roots, step_key);
+    let states = interp::initial_states(&f.graph);
+    let leaves = (&p.inputs[..], &p.params[..], &states[..]);
+    let values = interp::eval_keyed(&f.graph, leaves, &syms, &roots, step_key);
     roots
         .iter()
         .map(|r| values[r.index()].clone().unwrap())
@@ -214,9 +217,14 @@ fn jit_outputs(
         .iter()
         .map(|t| Buffer::from_f64(dtype, &t.data))
         .collect();
+    let states: Vec<Buffer> = interp::initial_states(c.model.graph())
+        .iter()
+        .map(|t| Buffer::from_f64(dtype, &t.data))
+        .collect();
     let syms = p.syms(c.model.graph());
     let mut ws = Workspace::new(&exe.plan, dtype, &syms).unwrap();
-    exe.run_step(&mut ws, &inputs, &params, step_key).unwrap();
+    exe.run_with_state(&mut ws, &inputs, &params, &states, step_key)
+        .unwrap();
     (0..n_outputs)
         .map(|k| ws.output(&exe.plan, k).to_f64())
         .collect()

@@ -12,6 +12,7 @@ use crate::ir::{Dim, Graph, NodeId, Op, Shape};
 use crate::syntax::ast;
 
 mod args;
+mod batch_norm;
 mod composites;
 
 pub(super) use args::normalize_axis;
@@ -123,6 +124,7 @@ enum Lowering {
     Windows,
     Unwindows,
     Dropout,
+    BatchNorm,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -345,6 +347,17 @@ static BUILTINS: &[Builtin] = &[
         "dropout",
         &[("x", Array), ("p", Num(None))],
         Lowering::Dropout,
+    ),
+    builtin(
+        "batch_norm",
+        &[
+            ("x", Array),
+            ("gain", Array),
+            ("bias", Array),
+            ("eps", Num(Some(1e-5))),
+            ("momentum", Num(Some(0.1))),
+        ],
+        Lowering::BatchNorm,
     ),
 ];
 
@@ -658,6 +671,18 @@ pub(super) fn call(
             let (x, _) = v[0].array();
             dropout(cx, g, x, v[1].num(), span)
         }
+        Lowering::BatchNorm => batch_norm::batch_norm(
+            cx,
+            g,
+            batch_norm::BatchNorm {
+                x: v[0].array(),
+                gain: v[1].array(),
+                bias: v[2].array(),
+                eps: v[3].num(),
+                momentum: v[4].num(),
+                span,
+            },
+        ),
         Lowering::Filled(value) => {
             let Value::Dims(dims) = &v[0] else {
                 unreachable!("a shape argument")

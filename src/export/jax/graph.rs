@@ -286,6 +286,7 @@ pub(super) fn op_expr(
                 shape_tuple(&data.shape, syms)
             ))
         }
+        Op::State(_) => return Err(state_refused(g.span(id))),
         Op::DropMask { .. } => {
             return Err(unsupported(
                 "JAX",

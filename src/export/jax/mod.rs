@@ -77,6 +77,28 @@ const RESERVED: &[&str] = &[
     "g",
 ];
 
+/// The refusal of a model with state (`batch_norm`'s running statistics), located at the first
+/// call: `train_step` would have to thread the statistics through beside the parameters and the
+/// optimizer's state, and `loss` and the metrics would differ in mode, which the module's
+/// functions do not express.
+fn state_refusal(src: &Source) -> Option<Diagnostic> {
+    let g = &src.graphs.forward.graph;
+    let first = g.ids().find(|&id| matches!(g.op(id), Op::State(_)))?;
+    Some(state_refused(g.span(first)))
+}
+
+/// The error for a read of a state tensor, wherever the exporter meets it.
+fn state_refused(span: Option<crate::diagnostics::Span>) -> Diagnostic {
+    unsupported(
+        "JAX",
+        "`batch_norm`",
+        span,
+        "its running statistics are state that `train_step` would have to update beside the \
+         parameters and the optimizer's state; export to ONNX (the evaluation graph, with the \
+         running statistics of --checkpoint), or remove `batch_norm` to export the model",
+    )
+}
+
 /// Writes the JAX module for a model, or the errors for what has no exact JAX counterpart.
 pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
     let model = src.model;
@@ -106,8 +128,13 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
         None => Ok(vec!["    return {}".into()]),
     };
     let optimizer_fn = optimizer(src);
+    // Checked on its own: a model whose metrics and outputs do not read the running
+    // statistics would otherwise export a `train_step` that never updates them.
+    errors.extend(state_refusal(src));
     for part in [&loss_fn, &metrics_fn, &outputs_fn] {
-        if let Err(e) = part {
+        if let Err(e) = part
+            && !errors.contains(e)
+        {
             errors.push(e.clone());
         }
     }
