@@ -97,15 +97,22 @@ fn main() {
         (
             "scalar parameters",
             scalar_params,
-            &[10, 100, 1_000, 10_000],
+            &[10, 100, 1_000, 10_000, 100_000],
         ),
     ];
+    // `compile_scaling scalar 10000` measures one row (for a profiler): a family's first word
+    // and a number of terms.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = |name: &str, n: usize| match &args[..] {
+        [family, terms] => name.starts_with(family.as_str()) && terms.parse() == Ok(n),
+        _ => true,
+    };
     println!(
         "| model | terms | nodes | wall ms | CPU ms | wall ms per 1,000 nodes | stages, wall (ms) |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (name, source, sizes) in families {
-        for &n in sizes {
+        for &n in sizes.iter().filter(|&&n| only(name, n)) {
             let row = measure(&source(n));
             let ms = row.wall.as_secs_f64() * 1e3;
             let stages: Vec<String> = row

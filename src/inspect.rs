@@ -54,11 +54,24 @@ pub fn dot(f: &GraphFn) -> String {
 pub struct Point {
     pub inputs: Vec<Tensor>,
     pub params: Vec<Tensor>,
+    /// The model's state tensors (batch normalization's running statistics), which the
+    /// evaluation graph reads: a checkpoint's, or their initial values.
+    pub states: Vec<Tensor>,
     pub syms: Vec<u64>,
 }
 
+/// The values of the nodes `roots` depends on, at `p` with `inputs` in place of its own.
+fn eval_at(
+    g: &crate::ir::Graph,
+    p: &Point,
+    inputs: &[Tensor],
+    roots: &[NodeId],
+) -> Vec<Option<Tensor>> {
+    interp::eval_keyed(g, (inputs, &p.params, &p.states), &p.syms, roots, 0)
+}
+
 fn loss_at(f: &GraphFn, p: &Point) -> f64 {
-    let v = interp::eval(&f.graph, &p.inputs, &p.params, &p.syms, &[f.outputs[0].1]);
+    let v = eval_at(&f.graph, p, &p.inputs, &[f.outputs[0].1]);
     v[f.outputs[0].1.index()].as_ref().unwrap().item()
 }
 
@@ -129,13 +142,7 @@ pub struct GradCheck {
 /// The gradients of `gradient` (loss, then one output per param) under the interpreter.
 pub fn interp_gradients(gradient: &GraphFn, point: &Point) -> Vec<Vec<f64>> {
     let roots: Vec<NodeId> = gradient.outputs.iter().map(|o| o.1).collect();
-    let vals = interp::eval(
-        &gradient.graph,
-        &point.inputs,
-        &point.params,
-        &point.syms,
-        &roots,
-    );
+    let vals = eval_at(&gradient.graph, point, &point.inputs, &roots);
     roots[1..]
         .iter()
         .map(|r| vals[r.index()].as_ref().unwrap().data.clone())
@@ -222,7 +229,7 @@ pub fn blame(
     let g = &forward.graph;
     let roots: Vec<NodeId> = forward.outputs.iter().map(|o| o.1).collect();
     let live = g.reachable(&roots[..1]);
-    let values = interp::eval(g, &point.inputs, &point.params, &point.syms, &roots[..1]);
+    let values = eval_at(g, point, &point.inputs, &roots[..1]);
     for id in g.ids().filter(|id| live[id.index()]) {
         let node = g.node(id);
         if node.inputs.is_empty()
@@ -315,6 +322,7 @@ fn local_check(g: &Graph, id: NodeId, operands: &[Tensor], rng: &mut ChaCha8Rng)
     let point = Point {
         inputs: vec![Tensor::new(out_shape, weights)],
         params: varying.iter().map(|&k| operands[k].clone()).collect(),
+        states: vec![],
         syms: vec![],
     };
     let grads = interp_gradients(&grad, &point);
@@ -384,7 +392,7 @@ pub fn hvp(h: &GraphFn, point: &Point, v: &[f64]) -> Vec<f64> {
         off += p.len();
     }
     let roots: Vec<NodeId> = h.outputs[1..].iter().map(|o| o.1).collect();
-    let vals = interp::eval(&h.graph, &inputs, &point.params, &point.syms, &roots);
+    let vals = eval_at(&h.graph, point, &inputs, &roots);
     roots
         .iter()
         .flat_map(|r| vals[r.index()].as_ref().unwrap().data.clone())

@@ -2,8 +2,9 @@
 //! budget (`limits::memory_budget`): an allocation above it aborts the process, losing
 //! whatever the run had, so every command that allocates by the model's sizes asks first.
 //!
-//! Every figure is in the model's own element size, except what is f64 whatever the model's
-//! dtype: the data as read, the initializers' samples and the reference interpreter's values.
+//! Every figure is in the model's own element size (the data too: it is read straight into it),
+//! except what is f64 whatever the model's dtype: the initializers' samples and the reference
+//! interpreter's values.
 
 use crate::compile::CompiledModel;
 use crate::data::Dataset;
@@ -53,7 +54,7 @@ pub struct Rows<'a> {
     /// Rows per gradient step (all rows when `None`).
     pub batch: Option<u64>,
     pub dims: &'a [(u32, u64)],
-    /// Values of the inputs held as read (f64).
+    /// Values of the inputs, held in the model's dtype (as read: no other copy).
     pub values: u128,
 }
 
@@ -91,7 +92,7 @@ pub struct Footprint {
     pub workspace_without_reuse: u64,
     /// Every node's value of the graphs the reference interpreter evaluates (f64).
     pub reference: u64,
-    /// The data as read (f64) and its copy in the model's dtype.
+    /// The data, in the model's dtype (read straight into it and trained on in place).
     pub data: u64,
 }
 
@@ -244,7 +245,7 @@ pub fn footprint(run: Run, compiled: &CompiledModel, rows: Rows) -> Footprint {
         workspace: clip(workspace),
         workspace_without_reuse: clip(without),
         reference: clip(reference),
-        data: clip(rows.values * (8 + size)),
+        data: clip(rows.values * size),
     }
 }
 

@@ -30,6 +30,51 @@ impl Buffer {
         }
     }
 
+    /// An empty buffer with room for `len` values.
+    pub fn with_capacity(dtype: DType, len: usize) -> Buffer {
+        match dtype {
+            DType::F32 => Buffer::F32(Vec::with_capacity(len)),
+            DType::F64 => Buffer::F64(Vec::with_capacity(len)),
+        }
+    }
+
+    /// Appends a value, rounded to the buffer's dtype.
+    pub fn push(&mut self, x: f64) {
+        match self {
+            Buffer::F32(v) => v.push(x as f32),
+            Buffer::F64(v) => v.push(x),
+        }
+    }
+
+    /// The values in `dtype`: this buffer itself when it is in that dtype already.
+    pub fn in_dtype(&self, dtype: DType) -> std::borrow::Cow<'_, Buffer> {
+        match (self, dtype) {
+            (Buffer::F32(_), DType::F32) | (Buffer::F64(_), DType::F64) => {
+                std::borrow::Cow::Borrowed(self)
+            }
+            (Buffer::F32(v), DType::F64) => {
+                std::borrow::Cow::Owned(Buffer::F64(v.iter().map(|&x| x as f64).collect()))
+            }
+            (Buffer::F64(v), DType::F32) => std::borrow::Cow::Owned(Buffer::from_f64(dtype, v)),
+        }
+    }
+
+    /// The first `len` values.
+    pub fn head(&self, len: usize) -> Buffer {
+        match self {
+            Buffer::F32(v) => Buffer::F32(v[..len].to_vec()),
+            Buffer::F64(v) => Buffer::F64(v[..len].to_vec()),
+        }
+    }
+
+    /// Each value as f64, without copying the buffer.
+    pub fn iter_f64(&self) -> Box<dyn Iterator<Item = f64> + '_> {
+        match self {
+            Buffer::F32(v) => Box::new(v.iter().map(|&x| x as f64)),
+            Buffer::F64(v) => Box::new(v.iter().copied()),
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Buffer::F32(_) => DType::F32,

@@ -292,10 +292,7 @@ fn figure(
 }
 
 fn buffers(c: &CompiledModel, d: &Dataset) -> Vec<Buffer> {
-    d.inputs
-        .iter()
-        .map(|v| Buffer::from_f64(c.model.graph().dtype, v))
-        .collect()
+    crate::train::in_dtype(&d.inputs, c.model.graph().dtype).into_owned()
 }
 
 pub fn w1(repeats: usize) -> Vec<Figure> {
@@ -335,7 +332,7 @@ pub fn w2_data() -> Dataset {
         .collect();
     Dataset {
         n_rows: n,
-        inputs: vec![a, z],
+        inputs: vec![Buffer::F64(a), Buffer::F64(z)],
         widths: vec![d, 1],
         dims: vec![],
         source: None,
@@ -384,7 +381,7 @@ pub fn w3_data() -> Dataset {
         .collect();
     Dataset {
         n_rows: x.len(),
-        inputs: vec![x],
+        inputs: vec![Buffer::F64(x)],
         widths: vec![1],
         dims: vec![],
         source: None,
@@ -481,7 +478,7 @@ pub fn w5_data() -> Dataset {
     let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
     Dataset {
         n_rows: n,
-        inputs: vec![x, y],
+        inputs: vec![Buffer::F64(x), Buffer::F64(y)],
         widths: vec![784, 1],
         dims: vec![],
         source: None,
@@ -541,7 +538,7 @@ pub fn w7_data() -> Dataset {
     let y: Vec<f64> = (0..n).map(|_| r.random_range(0..10u32) as f64).collect();
     Dataset {
         n_rows: n,
-        inputs: vec![x, y],
+        inputs: vec![Buffer::F64(x), Buffer::F64(y)],
         widths: vec![784, 1],
         dims: vec![],
         source: None,
@@ -554,7 +551,11 @@ fn first_rows(c: &CompiledModel, data: &Dataset, rows: usize) -> Vec<Buffer> {
     data.inputs
         .iter()
         .zip(&data.widths)
-        .map(|(v, w)| Buffer::from_f64(c.model.graph().dtype, &v[..rows * w]))
+        .map(|(v, w)| {
+            v.head(rows * w)
+                .in_dtype(c.model.graph().dtype)
+                .into_owned()
+        })
         .collect()
 }
 
@@ -735,7 +736,11 @@ pub fn w6(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
             .inputs
             .iter()
             .zip(&data.widths)
-            .map(|(v, w)| Buffer::from_f64(c.model.graph().dtype, &v[..rows * w]))
+            .map(|(v, w)| {
+                v.head(rows * w)
+                    .in_dtype(c.model.graph().dtype)
+                    .into_owned()
+            })
             .collect();
         t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
         let first = start.elapsed().as_secs_f64();

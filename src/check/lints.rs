@@ -17,17 +17,12 @@ impl Checker {
         let live = graph.reachable(&[loss]);
         for (i, (init, span)) in inits.iter().zip(spans).enumerate() {
             let shape = &graph.params[i].shape;
-            let units = match shape.0.as_slice() {
-                [_, Dim::Fixed(k)] => *k,
-                [Dim::Fixed(k), _, _, ..] => *k,
-                _ => continue,
-            };
-            if !init.is_constant() || units < 2 {
+            if !init.is_constant() || shape.rank() < 2 {
                 continue;
             }
             let name = &graph.params[i].name;
             // Layers whose output, through elementwise ops and views, feeds another layer.
-            let hidden = graph.ids().filter(|id| live[id.index()]).any(|id| {
+            let hidden = graph.ids().filter(|id| live[id.index()]).find(|&id| {
                 if layer_weight(graph, id).map(|(k, _)| k) != Some(i as u32) {
                     return false;
                 }
@@ -54,7 +49,10 @@ impl Checker {
                         false
                     })
             });
-            if hidden {
+            let Some(units) = hidden.and_then(|layer| layer_units(graph, layer)) else {
+                continue;
+            };
+            if units >= 2 {
                 let kind = if shape.rank() >= 3 {
                     "channels"
                 } else {
@@ -121,22 +119,47 @@ impl Checker {
 }
 
 /// The parameter that weights a layer's product `id`, and which operand is the layer's data:
-/// `x @ W` (a dense layer) or `reshape(w) @ patches` with a kernel `w` of rank 3 or more (a
-/// convolution, as `conv1d` and `conv2d` build it).
+/// `x @ W` (a dense layer, `W` or a view of it: a slice, a transpose) or `reshape(w) @ patches`
+/// with a kernel `w` of rank 3 or more (a convolution, as `conv1d` and `conv2d` build it).
 fn layer_weight(graph: &Graph, id: NodeId) -> Option<(u32, usize)> {
     let node = graph.node(id);
     if node.op != Op::MatMul {
         return None;
     }
-    if let Op::Param(k) = graph.op(node.inputs[1]) {
-        return Some((*k, 0));
+    if let Some(k) = param_behind_views(graph, node.inputs[1]) {
+        return Some((k, 0));
     }
-    let kernel = node.inputs[0];
-    if let Op::Reshape(_) = graph.op(kernel)
-        && let Op::Param(k) = graph.op(graph.node(kernel).inputs[0])
-        && graph.params[*k as usize].shape.rank() >= 3
-    {
-        return Some((*k, 1));
+    match param_behind_views(graph, node.inputs[0]) {
+        Some(k) if graph.params[k as usize].shape.rank() >= 3 => Some((k, 1)),
+        _ => None,
     }
-    None
+}
+
+/// The parameter `id` reads through slices, transposes and reshapes: a constant one gives
+/// every view of it constant too.
+fn param_behind_views(graph: &Graph, mut id: NodeId) -> Option<u32> {
+    loop {
+        match graph.op(id) {
+            Op::Param(k) => return Some(*k),
+            Op::Slice { .. } | Op::Transpose { .. } | Op::Reshape(_) => {
+                id = graph.node(id).inputs[0]
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// How many units the layer `id` has: the columns of a dense layer's output, the rows
+/// (output channels) of a convolution's.
+fn layer_units(graph: &Graph, id: NodeId) -> Option<u64> {
+    let (_, data) = layer_weight(graph, id)?;
+    let dims = &graph.shape(id).0;
+    let axis = match data {
+        0 => dims.len().checked_sub(1)?,
+        _ => dims.len().checked_sub(2)?,
+    };
+    match dims[axis] {
+        Dim::Fixed(k) => Some(k),
+        _ => None,
+    }
 }

@@ -132,18 +132,17 @@ fn print_confusion(
 ) -> Result<(), CliError> {
     let dtype = trainer.compiled.model.graph().dtype;
     trainer.bound_dims = data.dims.clone();
-    let inputs: Vec<_> = data
-        .inputs
-        .iter()
-        .map(|v| crate::runtime::Buffer::from_f64(dtype, v))
-        .collect();
+    let inputs = crate::train::in_dtype(&data.inputs, dtype);
     let outputs = trainer.predict(&inputs, data.n_rows).map_err(failed)?;
     let predicted = &outputs[c.output].1.data;
     let truth = &data.inputs[c.labels];
-    let seen = predicted.iter().chain(truth).fold(0.0f64, |m, &v| m.max(v)) as usize + 1;
+    let seen = (predicted.iter().copied())
+        .chain(truth.iter_f64())
+        .fold(0.0f64, f64::max) as usize
+        + 1;
     let k = c.classes.unwrap_or(0).max(seen);
     let mut counts = vec![vec![0u64; k]; k];
-    for (&t, &p) in truth.iter().zip(predicted) {
+    for (t, &p) in truth.iter_f64().zip(predicted) {
         counts[t as usize][p as usize] += 1;
     }
     say!(
@@ -196,14 +195,8 @@ fn print_evaluation(
 ) -> Result<(), CliError> {
     let dtype = trainer.compiled.model.graph().dtype;
     let (inputs, rows) = match data {
-        Some(d) => (
-            d.inputs
-                .iter()
-                .map(|v| crate::runtime::Buffer::from_f64(dtype, v))
-                .collect(),
-            d.n_rows,
-        ),
-        None => (vec![], 0),
+        Some(d) => (crate::train::in_dtype(&d.inputs, dtype), d.n_rows),
+        None => (std::borrow::Cow::Owned(vec![]), 0),
     };
     for m in trainer.evaluate_metrics(&inputs, rows).map_err(failed)? {
         match m.values[..] {

@@ -127,14 +127,9 @@ fn values(args: &ExportArgs, ckpt: &Path) -> Result<(), CliError> {
     let (inputs, rows) = match &dataset {
         Some(d) => {
             trainer.bound_dims = d.dims.clone();
-            let inputs: Vec<_> = d
-                .inputs
-                .iter()
-                .map(|v| crate::runtime::Buffer::from_f64(dtype, v))
-                .collect();
-            (inputs, d.n_rows)
+            (crate::train::in_dtype(&d.inputs, dtype), d.n_rows)
         }
-        None => (vec![], 0),
+        None => (std::borrow::Cow::Owned(vec![]), 0),
     };
     let loss = trainer.value_and_grad(&inputs, rows).map_err(failed)?;
     let mut out = vec![("loss".to_string(), vec![], vec![loss])];

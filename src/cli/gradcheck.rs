@@ -9,25 +9,34 @@ pub(super) struct GradcheckOptions<'a> {
     pub points: usize,
     pub tolerance: f64,
     pub seed: u64,
+    /// Only the first this many rows (`--rows`).
+    pub rows: Option<usize>,
 }
 
 pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliError> {
     let (file, model, dataset) = model_and_data(path, opts.data)?;
+    let dataset = first_rows(dataset, opts.rows)?;
     let compiled = compile_model(model.clone(), &file)?;
     let rows = crate::memory::Rows::of(dataset.as_ref(), None);
-    crate::memory::check(crate::memory::Run::GradientCheck, &compiled, rows).map_err(bad_input)?;
+    crate::memory::check(crate::memory::Run::GradientCheck, &compiled, rows).map_err(|e| {
+        match dataset.as_ref().filter(|d| d.n_rows > 1) {
+            Some(d) => CliError::BadInput(format!(
+                "{e}; check on fewer of its {} rows with --rows N",
+                d.n_rows
+            )),
+            None => bad_input(e),
+        }
+    })?;
     let mut rng = crate::init::rng(opts.seed);
     let mut trainer = Trainer::new(&compiled, opts.seed);
     if let Some(c) = opts.checkpoint {
         crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
     }
     let rows = dataset.as_ref().map_or(0, |d| d.n_rows);
-    let inputs: Vec<crate::runtime::Buffer> = dataset.as_ref().map_or(vec![], |d| {
-        d.inputs
-            .iter()
-            .map(|v| crate::runtime::Buffer::F64(v.clone()))
-            .collect()
-    });
+    let inputs = match &dataset {
+        Some(d) => crate::train::in_dtype(&d.inputs, crate::ir::DType::F64),
+        None => std::borrow::Cow::Owned(vec![]),
+    };
     say!(
         "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
         file.name
@@ -150,4 +159,27 @@ fn non_finite_values(
         }
     }
     lines
+}
+
+/// The data's first `rows` rows (a text's first windows), or all of it.
+fn first_rows(
+    dataset: Option<data::Dataset>,
+    rows: Option<usize>,
+) -> Result<Option<data::Dataset>, CliError> {
+    let Some(n) = rows else {
+        return Ok(dataset);
+    };
+    let Some(d) = dataset.filter(|d| d.n_rows > 0) else {
+        return Err(CliError::BadInput(
+            "--rows picks rows of the data, and this model reads none".into(),
+        ));
+    };
+    if n == 0 || n > d.n_rows {
+        return Err(CliError::BadInput(format!(
+            "--rows must be between 1 and the data's {} rows; found {n}",
+            d.n_rows
+        )));
+    }
+    say!("rows: the first {n} of {}", d.n_rows);
+    Ok(Some(d.rows(&(0..n).collect::<Vec<_>>())))
 }

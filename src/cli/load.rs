@@ -150,7 +150,7 @@ pub(super) fn point_of(
             .inputs
             .iter()
             .zip(&g.inputs)
-            .map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.clone()))
+            .map(|(v, info)| Tensor::new(info.shape.concrete(&[d.n_rows as u64]), v.to_f64()))
             .collect(),
         None => vec![],
     };
@@ -160,9 +160,16 @@ pub(super) fn point_of(
         .zip(&g.params)
         .map(|(b, p)| Tensor::new(p.shape.as_fixed().unwrap(), b.to_f64()))
         .collect();
+    let states = trainer
+        .model_state
+        .iter()
+        .zip(&g.states)
+        .map(|(b, s)| Tensor::new(s.shape.as_fixed().unwrap(), b.to_f64()))
+        .collect();
     crate::inspect::Point {
         inputs,
         params,
+        states,
         syms: vec![data.map_or(0, |d| d.n_rows as u64); g.syms.len()],
     }
 }

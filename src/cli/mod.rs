@@ -53,7 +53,8 @@ enum Command {
         #[arg(long)]
         dot: bool,
         /// Print the lowering plan instead: buffer slots, and the steps that fill them (loops,
-        /// fusion, row blocks), as the code generator receives them.
+        /// fusion, row blocks, vectors, parts on several cores), as the code generator receives
+        /// them.
         #[arg(long, conflicts_with_all = ["dot", "explain"])]
         plan: bool,
     },
@@ -77,6 +78,10 @@ enum Command {
         /// Seed for the initial parameters and the random points.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Check on the first N rows of the data only (a text's first N windows): the
+        /// reference interpreter keeps every intermediate value of every row.
+        #[arg(long, value_name = "N")]
+        rows: Option<usize>,
     },
     /// Second-order information: the Hessian's extreme eigenvalues, its condition number and the
     /// largest stable gradient-descent step.
@@ -391,6 +396,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             points,
             tolerance,
             seed,
+            rows,
         } => gradcheck(
             &file,
             &gradcheck::GradcheckOptions {
@@ -399,6 +405,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 points,
                 tolerance,
                 seed,
+                rows,
             },
         ),
         Command::Inspect {

@@ -40,12 +40,8 @@ pub(super) fn predict(
     crate::resume::load_params(&mut trainer, ckpt).map_err(bad_input)?;
     let dataset = in_trained_vocabulary(&trainer, Some(dataset), ckpt)?.expect("given");
     trainer.bound_dims = dataset.dims.clone();
-    let inputs: Vec<_> = dataset
-        .inputs
-        .iter()
-        .map(|v| crate::runtime::Buffer::from_f64(compiled.model.graph().dtype, v))
-        .collect();
     let dtype = compiled.model.graph().dtype;
+    let inputs = crate::train::in_dtype(&dataset.inputs, dtype);
     let values = trainer.predict(&inputs, dataset.n_rows).map_err(failed)?;
     let mut csv = String::new();
     let header: Vec<String> = values

@@ -85,18 +85,15 @@ pub(super) fn sample(args: &SampleArgs) -> Result<(), CliError> {
         .inputs
         .iter()
         .enumerate()
-        .map(|(i, info)| {
-            let values = match &dataset {
-                Some(d) if d.is_whole(i) => d.inputs[i].clone(),
-                _ => vec![
-                    0.0;
-                    info.shape
-                        .concrete(&vec![1; compiled.model.graph().syms.len()])
-                        .iter()
-                        .product()
-                ],
-            };
-            crate::runtime::Buffer::from_f64(dtype, &values)
+        .map(|(i, info)| match &dataset {
+            Some(d) if d.is_whole(i) => d.inputs[i].in_dtype(dtype).into_owned(),
+            _ => crate::runtime::Buffer::zeros(
+                dtype,
+                info.shape
+                    .concrete(&vec![1; compiled.model.graph().syms.len()])
+                    .iter()
+                    .product(),
+            ),
         })
         .collect();
     if let Some(d) = &dataset {

@@ -575,15 +575,9 @@ fn print_summary(
     rows_name: &str,
 ) -> Result<(), CliError> {
     let dtype = trainer.compiled.model.graph().dtype;
-    let (inputs, rows): (Vec<_>, _) = match data {
-        Some(d) => (
-            d.inputs
-                .iter()
-                .map(|v| crate::runtime::Buffer::from_f64(dtype, v))
-                .collect(),
-            d.n_rows,
-        ),
-        None => (vec![], 0),
+    let (inputs, rows) = match data {
+        Some(d) => (crate::train::in_dtype(&d.inputs, dtype), d.n_rows),
+        None => (std::borrow::Cow::Owned(vec![]), 0),
     };
     let values = trainer.evaluate(&inputs, rows).map_err(failed)?;
     let text: Vec<String> = values

@@ -40,13 +40,13 @@ pub fn table(bytes: &[u8]) {
         }
         assert!(
             d.inputs[2]
-                .iter()
-                .all(|&y| (0.0..3.0).contains(&y) && y.fract() == 0.0)
+                .iter_f64()
+                .all(|y| (0.0..3.0).contains(&y) && y.fract() == 0.0)
         );
         assert!(
             d.inputs[3]
-                .iter()
-                .all(|&t| (0.0..4.0).contains(&t) && t.fract() == 0.0)
+                .iter_f64()
+                .all(|t| (0.0..4.0).contains(&t) && t.fract() == 0.0)
         );
     }
 }
@@ -82,9 +82,9 @@ pub fn text(bytes: &[u8]) {
     let text: String = c.tokens.iter().map(|&t| v.char(t as usize)).collect();
     assert_eq!(text.as_bytes(), bytes);
     for part in [c.clone(), c.split_at(c.tokens.len() / 2).1] {
-        for (_, rows) in part.tiled_rows() {
+        for (_, rows) in part.tiled_rows(crate::ir::DType::F64) {
             assert_eq!(rows.len(), part.tiled_windows() * part.window);
-            assert!(rows.iter().all(|&t| t >= 0.0 && (t as usize) < v.len()));
+            assert!(rows.iter_f64().all(|t| t >= 0.0 && (t as usize) < v.len()));
         }
     }
     if let Some(other) = Vocabulary::parse("\n abc") {

@@ -6,6 +6,7 @@
 use crate::ir::indices::IndexLimit;
 use crate::ir::{Dim, Graph};
 use crate::model::Model;
+use crate::runtime::Buffer;
 use std::path::Path;
 
 #[doc(hidden)]
@@ -60,12 +61,13 @@ pub enum DataError {
     DimensionConflict { file: String, message: String },
 }
 
-/// The values of every input, row-major, as f64; and the number of rows.
+/// The values of every input, row-major, in the model's dtype (read straight into it: an f32
+/// model holds no f64 copy of its data); and the number of rows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
     pub n_rows: usize,
     /// One array per input, `n_rows × width` values.
-    pub inputs: Vec<Vec<f64>>,
+    pub inputs: Vec<Buffer>,
     pub widths: Vec<usize>,
     /// Sizes of the symbolic column dimensions, bound from the data.
     pub dims: Vec<(u32, u64)>,
@@ -112,6 +114,8 @@ struct Binder<'a> {
     sources: Vec<Source>,
     /// For each input, the range its values index, if any.
     limits: &'a [Option<IndexLimit>],
+    /// The element type the values are stored in.
+    dtype: crate::ir::DType,
     dims: Vec<(u32, u64)>,
 }
 
@@ -188,27 +192,28 @@ impl<'a> Binder<'a> {
             columns,
             sources,
             limits: &model.index_limits,
+            dtype: g.dtype,
             dims: dims.into_iter().map(|d| (d.0, d.1)).collect(),
         })
     }
 
     /// One buffer per input, with room for `rows` rows when that is known.
-    fn empty_inputs(&self, rows: usize) -> Vec<Vec<f64>> {
+    fn empty_inputs(&self, rows: usize) -> Vec<Buffer> {
         self.sources
             .iter()
             .map(|s| match s {
-                Source::Zeros(w) => Vec::with_capacity(rows * w),
-                Source::Columns(c) => Vec::with_capacity(rows * c.len()),
+                Source::Zeros(w) => Buffer::with_capacity(self.dtype, rows * w),
+                Source::Columns(c) => Buffer::with_capacity(self.dtype, rows * c.len()),
             })
             .collect()
     }
 
     /// Appends one row's values (all of the table's columns) to the inputs, checking each.
-    fn push_row(&self, line: usize, row: &[f64], inputs: &mut [Vec<f64>]) -> Result<(), DataError> {
+    fn push_row(&self, line: usize, row: &[f64], inputs: &mut [Buffer]) -> Result<(), DataError> {
         for (i, (source, values)) in self.sources.iter().zip(inputs).enumerate() {
             let info = &self.graph.inputs[i];
             match source {
-                Source::Zeros(w) => values.extend(std::iter::repeat_n(0.0, *w)),
+                Source::Zeros(w) => (0..*w).for_each(|_| values.push(0.0)),
                 Source::Columns(idx) => {
                     for &j in idx {
                         let v = row[j];
@@ -229,7 +234,7 @@ impl<'a> Binder<'a> {
         Ok(())
     }
 
-    fn dataset(self, n_rows: usize, inputs: Vec<Vec<f64>>) -> Dataset {
+    fn dataset(self, n_rows: usize, inputs: Vec<Buffer>) -> Dataset {
         let widths = self
             .sources
             .iter()
@@ -280,10 +285,11 @@ impl Dataset {
             .enumerate()
             .map(|(i, (v, &w))| match self.is_whole(i) {
                 true => v.clone(),
-                false => idx
-                    .iter()
-                    .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
-                    .collect(),
+                false => {
+                    let mut rows = Buffer::with_capacity(v.dtype(), idx.len() * w);
+                    v.gather_rows(w, idx, &mut rows);
+                    rows
+                }
             })
             .collect();
         Dataset {
@@ -319,7 +325,7 @@ impl Dataset {
     pub fn with_corpus(&self, corpus: text::Corpus) -> Dataset {
         let mut d = self.clone();
         d.n_rows = corpus.tiled_windows();
-        for (i, values) in corpus.tiled_rows() {
+        for (i, values) in corpus.tiled_rows(d.inputs[0].dtype()) {
             d.inputs[i] = values;
             d.widths[i] = corpus.window;
         }
@@ -425,6 +431,15 @@ impl<R: std::io::Read> std::io::Read for Progress<'_, R> {
 /// A NumPy `.npy` array: shape and values as f64 (row-major), read no larger than the memory
 /// budget allows.
 pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
+    match load_npy_as(path, crate::ir::DType::F64)? {
+        (shape, Buffer::F64(values)) => Ok((shape, values)),
+        (shape, values) => Ok((shape, values.to_f64())),
+    }
+}
+
+/// A NumPy `.npy` array: shape and values in `dtype` (row-major), read no larger than the memory
+/// budget allows.
+pub fn load_npy_as(path: &Path, dtype: crate::ir::DType) -> Result<npy::TypedArray, DataError> {
     let file = path.display().to_string();
     let bytes =
         crate::limits::read_bounded(path, crate::limits::memory_budget() / 8).map_err(|e| {
@@ -433,7 +448,7 @@ pub fn load_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>), DataError> {
                 message: e.to_string(),
             }
         })?;
-    npy::parse(&bytes).map_err(|e| DataError::Array {
+    npy::parse_as(&bytes, dtype).map_err(|e| DataError::Array {
         file,
         message: e.to_string(),
     })
@@ -467,12 +482,12 @@ pub fn load_with_progress(
     let csv_needed =
         (0..g.inputs.len()).any(|i| !from_file[i] && !optional.get(i).copied().unwrap_or(false));
     // Each `.npy`-bound input's file name, shape and values.
-    let mut arrays: Vec<Option<(String, npy::Array)>> = Vec::new();
+    let mut arrays: Vec<Option<(String, npy::TypedArray)>> = Vec::new();
     for b in &model.bindings {
         arrays.push(match &b.file {
             Some(f) => {
                 let p = base.join(f);
-                Some((p.display().to_string(), load_npy(&p)?))
+                Some((p.display().to_string(), load_npy_as(&p, g.dtype)?))
             }
             None => None,
         });
@@ -490,7 +505,7 @@ pub fn load_with_progress(
             .map_or(0, |a| a.1.0.first().copied().unwrap_or(0));
         Dataset {
             n_rows: n,
-            inputs: vec![vec![]; g.inputs.len()],
+            inputs: vec![Buffer::zeros(g.dtype, 0); g.inputs.len()],
             widths: vec![1; g.inputs.len()],
             dims: vec![],
             source: None,
@@ -569,7 +584,7 @@ pub fn load_with_progress(
         }
         let limit = model.index_limits[i];
         let width = width.max(1);
-        for (k, &v) in values.iter().enumerate() {
+        for (k, v) in values.iter_f64().enumerate() {
             let at = match has_rows {
                 true => format!("row {}, column {}", k / width + 1, k % width + 1),
                 false => format!("element {} (row-major, from 1)", k + 1),

@@ -6,6 +6,9 @@
 //! a shape whose element and byte counts are checked for overflow before anything is allocated.
 //! Arrays of any rank in either memory order come out row-major (C order).
 
+use crate::ir::DType;
+use crate::runtime::Buffer;
+
 /// What is wrong with an array file, worded to follow the file's name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NpyError {
@@ -33,6 +36,32 @@ pub type Array = (Vec<usize>, Vec<f64>);
 
 /// Parses the bytes of a `.npy` file.
 pub fn parse(bytes: &[u8]) -> Result<Array, NpyError> {
+    parse_into(bytes, |v| v)
+}
+
+/// An array's shape and its values in a model's dtype, row-major.
+pub type TypedArray = (Vec<usize>, Buffer);
+
+/// Parses the bytes of a `.npy` file into values of `dtype`, each element converted as it is
+/// read (so an f32 model's array is never held as f64 as well).
+pub fn parse_as(bytes: &[u8], dtype: DType) -> Result<TypedArray, NpyError> {
+    Ok(match dtype {
+        DType::F32 => {
+            let (shape, values) = parse_into(bytes, |v| v as f32)?;
+            (shape, Buffer::F32(values))
+        }
+        DType::F64 => {
+            let (shape, values) = parse_into(bytes, |v| v)?;
+            (shape, Buffer::F64(values))
+        }
+    })
+}
+
+/// Parses the bytes of a `.npy` file, converting each element's value with `convert`.
+fn parse_into<T: Copy + Default>(
+    bytes: &[u8],
+    convert: impl Fn(f64) -> T,
+) -> Result<(Vec<usize>, Vec<T>), NpyError> {
     let (header, data) = split_header(bytes)?;
     let header = Header::parse(header)?;
     let element = Element::from_descr(&header.descr)?;
@@ -52,11 +81,13 @@ pub fn parse(bytes: &[u8]) -> Result<Array, NpyError> {
     let width = header.shape.iter().skip(1).product::<usize>().max(1);
     let mut values = Vec::with_capacity(data.len() / element.size);
     for (index, bytes) in data.chunks_exact(element.size).enumerate() {
-        values.push(element.value(bytes).map_err(|value| NpyError::Bool {
-            index,
-            row: index / width + 1,
-            value,
-        })?);
+        values.push(convert(element.value(bytes).map_err(|value| {
+            NpyError::Bool {
+                index,
+                row: index / width + 1,
+                value,
+            }
+        })?));
     }
     if header.fortran_order {
         values = to_row_major(&header.shape, &values);
@@ -338,14 +369,14 @@ fn half_to_f64(h: u16) -> f64 {
 }
 
 /// Column-major (Fortran) values of `shape` in row-major order.
-fn to_row_major(shape: &[usize], values: &[f64]) -> Vec<f64> {
+fn to_row_major<T: Copy + Default>(shape: &[usize], values: &[T]) -> Vec<T> {
     let rank = shape.len();
     // The row-major stride of each axis.
     let mut strides = vec![1usize; rank];
     for a in (0..rank.saturating_sub(1)).rev() {
         strides[a] = strides[a + 1] * shape[a + 1];
     }
-    let mut out = vec![0.0; values.len()];
+    let mut out = vec![T::default(); values.len()];
     let mut index = vec![0usize; rank];
     let mut at = 0usize;
     for &v in values {

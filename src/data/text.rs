@@ -182,19 +182,18 @@ impl Corpus {
     }
 
     /// Each text-bound input's values for the tiled windows, one `[rows, T]` array each.
-    pub fn tiled_rows(&self) -> Vec<(usize, Vec<f64>)> {
+    pub fn tiled_rows(&self, dtype: crate::ir::DType) -> Vec<(usize, crate::runtime::Buffer)> {
         let starts: Vec<usize> = (0..self.tiled_windows()).map(|k| k * self.window).collect();
         self.inputs
             .iter()
             .map(|w| {
-                let mut values = Vec::with_capacity(starts.len() * self.window);
+                let mut values =
+                    crate::runtime::Buffer::with_capacity(dtype, starts.len() * self.window);
                 for &s in &starts {
                     let from = s + w.offset;
-                    values.extend(
-                        self.tokens[from..from + self.window]
-                            .iter()
-                            .map(|&t| t as f64),
-                    );
+                    for &t in &self.tokens[from..from + self.window] {
+                        values.push(t as f64);
+                    }
                 }
                 (w.input, values)
             })

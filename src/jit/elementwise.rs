@@ -80,8 +80,42 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Whether a loop the plan decided vectorizes (`lower::vectorize`), with the lanes of this
+    /// function's float type.
+    pub(super) fn vectorized(&self, decision: &Decision) -> bool {
+        match decision
+            .vector
+            .as_ref()
+            .expect("the plan decides this loop's vectorization")
+        {
+            Vector::Lanes(n) => {
+                debug_assert_eq!(*n as i64, self.vector_type().1, "lanes of the float type");
+                true
+            }
+            Vector::Scalar(_) => false,
+            Vector::Rows(_) => unreachable!("rows in lanes are a log-sum-exp's form"),
+        }
+    }
+
+    /// Whether the plan runs a log-sum-exp over the last axis a vector of rows at a time.
+    pub(super) fn rows_in_lanes(&self, decision: &Decision) -> bool {
+        match decision
+            .vector
+            .as_ref()
+            .expect("the plan decides this loop's form")
+        {
+            Vector::Rows(n) => {
+                debug_assert_eq!(*n as i64, self.vector_type().1, "lanes of the float type");
+                true
+            }
+            Vector::Scalar(_) => false,
+            Vector::Lanes(_) => unreachable!("a log-sum-exp of rows runs rows in lanes"),
+        }
+    }
+
     /// Whether every element of the last axis can be read as a vector: contiguous or broadcast
-    /// views, and only ops with vector instructions.
+    /// views, and only ops with vector instructions. The plan decides this
+    /// (`lower::vectorize`); debug builds check that the loops they generate agree.
     pub(super) fn vectorizable(&self, op: &Operand) -> bool {
         match op {
             Operand::Scalar(_) | Operand::Lane(_) => true,
@@ -92,46 +126,9 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Whether `op` has a vector form in this function's float type (`lower::vectorize`).
     pub(super) fn vector_op_ok(&self, op: &Op, exponent: Option<f64>) -> bool {
-        match op {
-            Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => true,
-            Op::Tanh => self.dtype == DType::F32,
-            Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf | Op::Erfc => true,
-            Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => true,
-            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => true,
-            // Small whole powers as products (x³ is GELU's), square roots as such: inline.
-            Op::Pow => matches!(exponent, Some(e) if e == 3.0 || e == 2.0 || e == 1.0 || e == 0.5),
-            // Through a call to the native helper, element by element.
-            Op::Expm1 | Op::Sin | Op::Cos => false,
-            // Not elementwise: never an inline operand.
-            Op::Input(_)
-            | Op::Param(_)
-            | Op::Const(_)
-            | Op::DimSize(_)
-            | Op::Iota(_)
-            | Op::Literal(_)
-            | Op::DropMask { .. }
-            | Op::State(_)
-            | Op::MatMul
-            | Op::Transpose { .. }
-            | Op::Sum { .. }
-            | Op::LogSumExp { .. }
-            | Op::ReduceMax { .. }
-            | Op::ReduceMin { .. }
-            | Op::ArgMax { .. }
-            | Op::Take { .. }
-            | Op::Put { .. }
-            | Op::Gather { .. }
-            | Op::ScatterAdd { .. }
-            | Op::Windows { .. }
-            | Op::Unwindows { .. }
-            | Op::OneHot { .. }
-            | Op::SumTo(_)
-            | Op::Expand(_)
-            | Op::Reshape(_)
-            | Op::Slice { .. }
-            | Op::Unslice { .. } => false,
-        }
+        crate::lower::vectorize::vector_form(op, exponent, self.dtype).is_ok()
     }
 
     pub(super) fn vector_type(&self) -> (Type, i64) {
@@ -368,16 +365,19 @@ impl<'a> Tx<'a> {
         shape: &Shape,
         slot: u32,
         args: &[Operand],
+        vector: bool,
         f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
     ) {
         let out = self.contiguous_strides(shape);
         let first = self.iconst(0);
-        self.elementwise_loop_into(shape, slot, &out, first, args, f);
+        self.elementwise_loop_into(shape, slot, &out, first, args, vector, f);
     }
 
     /// An elementwise loop over `shape` that writes element `idx` of its result to element
     /// `first + idx · out` of `slot` (an embedding's place in a larger array); vectorized when
-    /// the last axis is written contiguously and every operand reads as vectors.
+    /// the plan says (`vector`: the last axis is written contiguously and every operand reads
+    /// as vectors).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn elementwise_loop_into(
         &mut self,
         shape: &Shape,
@@ -385,18 +385,37 @@ impl<'a> Tx<'a> {
         out: &[Value],
         first: Value,
         args: &[Operand],
+        vector: bool,
         f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
     ) {
         let sizes = self.sizes(shape);
         let rank = shape.rank();
-        let contiguous_rows = rank > 0 && self.known(out[rank - 1]) == Some(1);
-        if !contiguous_rows || !args.iter().all(|a| self.vectorizable(a)) {
-            self.nest(&sizes, &mut |tx, idx| {
-                let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
-                let v = f(tx, &xs, false);
-                let o = tx.dot(idx, out);
-                let o = tx.add(o, first);
-                tx.store_at(slot, o, v);
+        debug_assert_eq!(
+            vector,
+            rank > 0
+                && self.known(out[rank - 1]) == Some(1)
+                && args.iter().all(|a| self.vectorizable(a)),
+            "the plan's vectorization is the loop's"
+        );
+        if !vector {
+            if rank == 0 || self.fused.promoted.contains_key(&slot) {
+                self.nest(&sizes, &mut |tx, idx| {
+                    let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
+                    let v = f(tx, &xs, false);
+                    let o = tx.dot(idx, out);
+                    let o = tx.add(o, first);
+                    tx.store_at(slot, o, v);
+                });
+                return;
+            }
+            // Row by row (a strided copy: a pooling's windows, a transpose).
+            self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+                tx.for_loop(sizes[rank - 1], &mut |tx, j| {
+                    let xs: Vec<Value> = args.iter().map(|a| tx.read_in_row(a, outer, j)).collect();
+                    let v = f(tx, &xs, false);
+                    let addr = tx.addr_in_row(slot, outer, out, first, j);
+                    tx.b.ins().store(flags(), v, addr, 0);
+                });
             });
             return;
         }
@@ -428,6 +447,53 @@ impl<'a> Tx<'a> {
                 tx.store_at(slot, o, v);
             });
         });
+    }
+
+    /// Element `[outer.., j]` of an operand, as `read` gives it, with the address of its row
+    /// taken where the innermost loop is entered (`view_row_ptr`): a scalar loop along the
+    /// last axis then does no index arithmetic for the outer axes at each element, which on
+    /// the rank-5 and rank-6 views of poolings and convolutions cost more than the element's
+    /// own work.
+    pub(super) fn read_in_row(&mut self, op: &Operand, outer: &[Value], j: Value) -> Value {
+        match op {
+            Operand::Scalar(v) => *v,
+            Operand::Lane(slot) => self.group.lanes[slot],
+            Operand::View {
+                slot,
+                strides,
+                first,
+                ..
+            } => {
+                if let Some(&var) = self.fused.promoted.get(slot) {
+                    return self.b.use_var(var);
+                }
+                let k = outer.len();
+                let row = self.view_row_ptr(*slot, outer, &strides[..k], *first);
+                let off = self.mul(j, strides[k]);
+                let addr = self.elem_addr(row, off);
+                self.b.ins().load(self.ty, flags(), addr, 0)
+            }
+            Operand::Inline { op, args, exponent } => {
+                let xs: Vec<Value> = args.iter().map(|a| self.read_in_row(a, outer, j)).collect();
+                self.scalar_op(op, &xs, *exponent)
+            }
+        }
+    }
+
+    /// The address of element `[outer.., j]` of a view of `slot` with strides `out` (one per
+    /// axis) from element `first`, its row's address taken where the innermost loop is entered.
+    pub(super) fn addr_in_row(
+        &mut self,
+        slot: u32,
+        outer: &[Value],
+        out: &[Value],
+        first: Value,
+        j: Value,
+    ) -> Value {
+        let k = outer.len();
+        let row = self.view_row_ptr(slot, outer, &out[..k], first);
+        let off = self.mul(j, out[k]);
+        self.elem_addr(row, off)
     }
 
     pub(super) fn read(&mut self, op: &Operand, idx: &[Value]) -> Value {

@@ -3,7 +3,9 @@
 use super::*;
 
 impl<'a> Tx<'a> {
-    /// A loop group: shared between cores when it can be (`parallel_group`), else one loop here.
+    /// A loop group: shared between cores where the plan splits it (`parallel_group`), else
+    /// one loop here; vectorized where the plan says.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn group(
         &mut self,
         g: &Graph,
@@ -11,10 +13,18 @@ impl<'a> Tx<'a> {
         shape: &Shape,
         members: &[Member],
         blocked: Option<&RowBlocks>,
+        parts: &Parts,
+        vector: bool,
     ) {
-        match self.part_frame(g, plan, shape, members, blocked) {
-            Some(frame) => self.parallel_group(g, plan, shape, members, blocked, &frame),
-            None => self.group_over(g, plan, shape, members, blocked, None),
+        let loop_ = GroupLoop {
+            shape,
+            members,
+            blocked,
+            vector,
+        };
+        match self.part_frame(g, plan, &loop_, parts) {
+            Some(frame) => self.parallel_group(g, plan, &loop_, parts, &frame),
+            None => self.group_over(g, plan, &loop_, None),
         }
     }
 
@@ -27,11 +37,15 @@ impl<'a> Tx<'a> {
         &mut self,
         g: &Graph,
         plan: &Plan,
-        shape: &Shape,
-        members: &[Member],
-        blocked: Option<&RowBlocks>,
+        loop_: &GroupLoop,
         range: Option<(Value, Value)>,
     ) {
+        let &GroupLoop {
+            shape,
+            members,
+            blocked,
+            vector,
+        } = loop_;
         let rank = shape.rank();
         self.group.slots = members.iter().map(|m| m.slot).collect();
         let ops: Vec<Operand> = members
@@ -49,7 +63,11 @@ impl<'a> Tx<'a> {
             self.fill(m.slot, g.shape(m.node), 0.0);
         }
         let (vty, lanes) = self.vector_type();
-        let vector = rank > 0 && ops.iter().all(|o| self.vectorizable(o));
+        debug_assert_eq!(
+            vector,
+            rank > 0 && ops.iter().all(|o| self.vectorizable(o)),
+            "the plan's vectorization is the loop's"
+        );
         let zero = self.fconst(0.0);
         let zero_v = self.splat(vty, zero);
         // One accumulator per sum, a vector when the loop is vectorized: the scalar tail adds
@@ -291,4 +309,13 @@ impl<'a> Tx<'a> {
         out.dedup();
         out
     }
+}
+
+/// A loop group as the plan gives it: its iteration shape, members, row blocks, and whether it
+/// is vectorized.
+pub(super) struct GroupLoop<'p> {
+    pub(super) shape: &'p Shape,
+    pub(super) members: &'p [Member],
+    pub(super) blocked: Option<&'p RowBlocks>,
+    pub(super) vector: bool,
 }

@@ -237,8 +237,8 @@ pub struct BatchedProduct {
 /// Defines the entry point of a batched matrix–matrix product for one float type.
 macro_rules! batched_gemm_entry {
     ($name:ident, $t:ty) => {
-        /// C[i] = A[i]·B[i] for every index i of the batch axes `desc` describes, from
-        /// generated code.
+        /// C[i] = A[i]·B[i] for every index i of the batch axes `desc` describes (summed
+        /// along those where C's stride is 0), from generated code.
         ///
         /// # Safety
         /// `desc` points to a `BatchedProduct` followed by its `rank` `BatchAxis` entries,

@@ -10,8 +10,10 @@
 //! is given, and the runtime checks every slot's length against the plan before calling it.
 
 use crate::ir::shape::MatMulParts;
-use crate::ir::{Class, DType, Dim, Graph, NodeId, Op, Shape};
-use crate::lower::{Member, MemberKind, Plan, RowBlocks, Step, Stride, Val};
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::lower::{
+    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Step, Stride, Val, Vector,
+};
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
 use cranelift::codegen::cursor::{Cursor, FuncCursor};
@@ -36,6 +38,7 @@ mod update;
 
 use builder::*;
 use elementwise::*;
+use groups::GroupLoop;
 use parts::*;
 pub use update::UpdateSlots;
 
@@ -213,8 +216,8 @@ impl Jit {
             address_slot: plan.storage.address_slots(n_slots),
         };
         self.define(shape, |tx| {
-            for step in &plan.steps {
-                tx.step(&f.graph, plan, step);
+            for (step, decision) in plan.steps.iter().zip(&plan.decisions) {
+                tx.step(&f.graph, plan, step, decision);
             }
         })
     }
@@ -238,7 +241,12 @@ impl Jit {
             bounded: n_slots > MAX_HELD_VALUES,
             address_slot: Vec::new(),
         };
-        self.define(shape, move |tx| tx.update(&spec, &sizes, &slots, 0))
+        // No plan holds a standalone update: its parts come from the plan's rule directly.
+        let parts: Vec<Parts> = sizes
+            .iter()
+            .map(|&n| crate::lower::parts::update_parts(n))
+            .collect();
+        self.define(shape, move |tx| tx.update(&spec, &sizes, &parts, &slots, 0))
     }
 
     fn define(

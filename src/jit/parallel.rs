@@ -19,12 +19,8 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
-/// The most parts a loop is cut into; the frame holds this many partial-sum areas.
-pub const MAX_PARTS: usize = 8;
-
-/// Elements of work below which a part is not worth handing to another core: waking a worker
-/// and waiting for it costs about a microsecond, a loop element a nanosecond or more.
-pub const MIN_WORK_PER_PART: i64 = 1 << 15;
+// The rule that cuts a range into parts is the plan's (`lower::parts`), which records it.
+pub use crate::lower::parts::{MAX_PARTS, MIN_WORK_PER_PART, part_range, parts_for};
 
 /// A compiled part: `(frame, lo, hi, index)`.
 pub type PartFn = unsafe extern "C" fn(*mut u8, i64, i64, i64);
@@ -63,20 +59,6 @@ fn machine_cores() -> usize {
             .map_or(1, |n| n.get())
             .clamp(1, MAX_PARTS)
     })
-}
-
-/// How many parts `items` items of `work` elements each are cut into: by the work alone, so
-/// that the partial sums, and so the results, do not depend on the number of threads.
-pub fn parts_for(items: i64, work: i64) -> usize {
-    let total = items.saturating_mul(work.max(1));
-    let by_work = (total / MIN_WORK_PER_PART).clamp(1, MAX_PARTS as i64);
-    by_work.min(items.max(1)) as usize
-}
-
-/// Part `p` of `parts` over `0..items`: as equal as integers allow, in order.
-pub fn part_range(items: i64, parts: usize, p: usize) -> (i64, i64) {
-    let cut = |q: usize| (items as i128 * q as i128 / parts as i128) as i64;
-    (cut(p), cut(p + 1))
 }
 
 /// Called from generated code: runs `f` over `0..items` in parts and returns how many parts
@@ -149,7 +131,7 @@ impl Job {
     fn dispatch(mut self) {
         static CALLS: AtomicU64 = AtomicU64::new(0);
         self.reverse = CALLS.fetch_add(1, Ordering::Relaxed) % 2 == 1;
-        let lanes = threads().min(self.parts);
+        let lanes = crate::lower::parts::lanes_for(threads(), self.parts);
         let pool = pool();
         if lanes == 1
             || pool
@@ -183,14 +165,17 @@ impl Job {
     }
 
     fn run(&self) {
-        let mine = (self.parts.saturating_sub(self.first)).div_ceil(self.step);
-        for i in 0..mine {
-            let p = self.first + self.step * if self.reverse { mine - 1 - i } else { i };
+        let mine = crate::lower::parts::lane_parts(self.parts, self.first, self.step);
+        let part = |p: usize| {
             let (lo, hi) = part_range(self.items, self.parts, p);
             // SAFETY: the frame lives on the stack of the generated code that called
             // `run_parts` until every part is done, and parts write disjoint ranges of the slots
             // and disjoint areas of the frame.
             unsafe { (self.f)(self.frame as *mut u8, lo, hi, p as i64) };
+        };
+        match self.reverse {
+            true => mine.rev().for_each(part),
+            false => mine.for_each(part),
         }
     }
 }

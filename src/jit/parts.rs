@@ -4,56 +4,55 @@
 use super::*;
 
 impl<'a> Tx<'a> {
-    /// The frame of a loop group that can be split between cores, or `None` when it stays one
-    /// loop: it has no outer axis, it is known to be too small to be worth sharing, one of its
-    /// sums has a size fixed only at run time (each part needs its own area for it), or an
-    /// element it stores lives in a register of this function.
+    /// The frame of a loop group the plan splits between cores (`lower::parts`), or `None`
+    /// when it stays one loop: the plan runs it whole, or this is the fused training loop and
+    /// an element it stores lives in a register here (the plan names those slots).
     pub(super) fn part_frame(
         &self,
         g: &Graph,
         plan: &Plan,
-        shape: &Shape,
-        members: &[Member],
-        blocked: Option<&RowBlocks>,
+        loop_: &GroupLoop,
+        parts: &Parts,
     ) -> Option<PartFrame> {
-        if shape.rank() == 0 {
-            return None;
-        }
-        let work = shape.fixed_elements();
-        if work.is_some_and(|w| (w as i64) < 2 * parallel::MIN_WORK_PER_PART) {
+        let &GroupLoop {
+            members, blocked, ..
+        } = loop_;
+        let held = match parts {
+            Parts::One(_) => return None,
+            Parts::Split { held, .. } => held,
+        };
+        debug_assert!(
+            self.names_held_slots(loop_, held),
+            "the plan names the stored slots the fused loop holds in registers"
+        );
+        if held.iter().any(|s| self.fused.promoted.contains_key(s)) {
             return None;
         }
         let mut summed: Vec<(u32, &Shape)> = Vec::new();
         for m in members {
             match m.kind {
                 MemberKind::Sum | MemberKind::ColumnSum => summed.push((m.slot, g.shape(m.node))),
-                MemberKind::Elementwise | MemberKind::RowSum
-                    if m.stored && self.fused.promoted.contains_key(&m.slot) =>
-                {
-                    return None;
-                }
                 // Each part writes its own rows' totals.
                 MemberKind::Elementwise | MemberKind::RowSum => {}
             }
         }
         if let Some(rb) = blocked {
-            if self.fused.promoted.contains_key(&rb.before.1) {
-                return None;
-            }
             summed.push((rb.after.1, g.shape(rb.after.0)));
         }
         let size = self.dtype.size() as i64;
         let mut partials = Vec::new();
         let mut part_bytes = 0i64;
         for (slot, sh) in summed {
-            let elements = sh.fixed_elements()? as i64;
+            let elements = sh
+                .fixed_elements()
+                .expect("the plan splits loops with fixed sums") as i64;
             partials.push((slot, elements, part_bytes));
             // 16-byte aligned, so vector loads and stores of a row stay within one line pair.
             part_bytes += (elements * size + 15) & !15;
         }
-        if part_bytes * parallel::MAX_PARTS as i64 > 32 << 10 {
-            return None;
-        }
+        debug_assert!(
+            part_bytes * parallel::MAX_PARTS as i64 <= crate::lower::parts::MAX_PARTIAL_BYTES
+        );
         let mut regs: Vec<NodeId> = self.held.regs.keys().copied().collect();
         regs.extend(self.spilled_reads(g, plan, members));
         regs.sort_unstable();
@@ -73,6 +72,20 @@ impl<'a> Tx<'a> {
         })
     }
 
+    /// Whether `held` names exactly the slots a loop group stores (elements, row totals, its
+    /// first product's rows) that this function holds in registers: in the fused training loop
+    /// those the plan found (`lower::parts::fused_registers`), elsewhere none.
+    fn names_held_slots(&self, loop_: &GroupLoop, held: &[u32]) -> bool {
+        let mut stored = loop_
+            .members
+            .iter()
+            .filter(|m| m.stored && matches!(m.kind, MemberKind::Elementwise | MemberKind::RowSum))
+            .map(|m| m.slot)
+            .chain(loop_.blocked.map(|rb| rb.before.1));
+        let fused = !self.fused.promoted.is_empty();
+        stored.all(|s| self.fused.promoted.contains_key(&s) == (fused && held.contains(&s)))
+    }
+
     /// Runs a loop group split between cores: the loop becomes a function over a range of its
     /// outer axis (`build_part`), called through `parallel::run_parts` with a frame on this
     /// function's stack that holds the tables, the registers the loop reads, and one area per
@@ -81,11 +94,14 @@ impl<'a> Tx<'a> {
         &mut self,
         g: &Graph,
         plan: &Plan,
-        shape: &Shape,
-        members: &[Member],
-        blocked: Option<&RowBlocks>,
+        loop_: &GroupLoop,
+        parts: &Parts,
         frame: &PartFrame,
     ) {
+        let &GroupLoop { shape, blocked, .. } = loop_;
+        let Parts::Split { rule, .. } = parts else {
+            unreachable!("a frame is made only for a loop the plan splits")
+        };
         let part = self.build_part(&mut |tx, base, lo, hi, index| {
             for (k, id) in frame.regs.iter().enumerate() {
                 let v =
@@ -108,7 +124,7 @@ impl<'a> Tx<'a> {
                 let p = tx.add_imm(area, offset);
                 tx.part.overrides.insert(slot, p);
             }
-            tx.group_over(g, plan, shape, members, blocked, Some((lo, hi)));
+            tx.group_over(g, plan, loop_, Some((lo, hi)));
         });
         let Some(part) = part else { return };
         let mut captured = Vec::with_capacity(frame.regs.len() + frame.promoted.len());
@@ -121,17 +137,27 @@ impl<'a> Tx<'a> {
         let bytes = frame.partial_base() + frame.part_bytes * parallel::MAX_PARTS as i64;
         let base = self.frame_with(&captured, bytes);
         let sizes = self.sizes(shape);
-        let (items, work) = match blocked {
-            Some(_) => {
-                let n = self.row_blocks(sizes[0]);
-                (n, self.iconst(crate::lower::ROW_BLOCK * 8))
-            }
-            None => {
+        // The items and work of the plan's rule, which `run_parts` cuts with `parts_for`.
+        debug_assert_eq!(
+            rule.axis, shape.0[0],
+            "a split loop's parts run along its outer axis"
+        );
+        let (items, work) = match rule.block {
+            1 => {
+                debug_assert!(blocked.is_none() && rule.work == shape.0[1..]);
                 let mut work = self.iconst(1);
                 for &d in &sizes[1..] {
                     work = self.mul(work, d);
                 }
                 (sizes[0], work)
+            }
+            block => {
+                debug_assert!(blocked.is_some() && block == crate::lower::ROW_BLOCK);
+                let n = self.row_blocks(sizes[0]);
+                let [crate::ir::Dim::Fixed(work)] = rule.work[..] else {
+                    unreachable!("a row block's work is fixed")
+                };
+                (n, self.iconst(work as i64))
             }
         };
         let parts = self.run_parts(part, base, items, work);

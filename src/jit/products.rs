@@ -74,10 +74,43 @@ impl<'a> Tx<'a> {
     pub(super) fn batched_matmul(
         &mut self,
         g: &Graph,
+        a: (u32, &[Stride]),
+        b: (u32, &[Stride]),
+        id: NodeId,
+        slot: u32,
+    ) {
+        let strc = crate::lower::contiguous(g.shape(id));
+        self.batched_matmul_into(g, a, b, id, (slot, &strc));
+    }
+
+    /// The batched product `product` summed over the batch axes its reader `sum` sums (the
+    /// plan's `summed_product`): the product written into the sum's slot through a view with
+    /// stride 0 along the summed axes, which the kernel folds into the inner dimension.
+    pub(super) fn summed_matmul(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        product: NodeId,
+        sum: NodeId,
+        slot: u32,
+    ) {
+        let node = g.node(product);
+        let (sa, stra) = product_operand(plan, node.inputs[0]);
+        let (sb, strb) = product_operand(plan, node.inputs[1]);
+        let to = g.shape(sum);
+        let strc =
+            crate::lower::broadcast_strides(to, &crate::lower::contiguous(to), g.shape(product));
+        self.batched_matmul_into(g, (sa, &stra), (sb, &strb), product, (slot, &strc));
+    }
+
+    /// `batched_matmul` with the result written through the view `strc` of `slot`.
+    fn batched_matmul_into(
+        &mut self,
+        g: &Graph,
         (sa, stra): (u32, &[Stride]),
         (sb, strb): (u32, &[Stride]),
         id: NodeId,
-        slot: u32,
+        (slot, strc): (u32, &[Stride]),
     ) {
         let node = g.node(id);
         let (ash, bsh) = (g.shape(node.inputs[0]), g.shape(node.inputs[1]));
@@ -98,7 +131,6 @@ impl<'a> Tx<'a> {
             let n = self.dim(bsh.0[rb - 1]);
             (n, self.stride(&strb[rb - 2]), self.stride(&strb[rb - 1]))
         };
-        let strc = crate::lower::contiguous(out);
         let (rsc, csc) = match (ra == 1, rb == 1) {
             (false, false) => (self.stride(&strc[ro - 2]), self.stride(&strc[ro - 1])),
             (false, true) => (self.stride(&strc[ro - 1]), zero),

@@ -13,11 +13,19 @@ impl<'a> Tx<'a> {
     /// often narrow (a softmax over ten classes), too narrow to vectorize along. The last
     /// vector's lanes past the end take the last row again, and store the same value to it,
     /// so no scalar copy of the loop is needed for the rows left over.
-    pub(super) fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32) {
+    /// The plan decides whether rows run in lanes (`rows`).
+    pub(super) fn row_logsumexp(&mut self, src: &Operand, xshape: &Shape, slot: u32, rows: bool) {
         let sizes = self.sizes(xshape);
         let rank = sizes.len();
         let n = sizes[rank - 1];
-        if rank >= 2 && self.rows_readable(src) && !self.fused.promoted.contains_key(&slot) {
+        // The fused loop holds no slot a log-sum-exp computes in a register: those are
+        // single-element parameters, their gradients and the loss, which a copy writes.
+        debug_assert_eq!(
+            rows,
+            rank >= 2 && self.rows_readable(src) && !self.fused.promoted.contains_key(&slot),
+            "the plan's rows in lanes are the loop's"
+        );
+        if rows {
             // The matrices of the last two axes one after another (attention's scores are
             // `[n, T, T]`), each a vector of rows at a time.
             let (vty, lanes) = self.vector_type();
@@ -238,7 +246,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
-    /// last axis when the source allows it: a vector accumulator when that axis is reduced,
+    /// last axis where the plan says (the source allows it): a vector accumulator when that axis is reduced,
     /// vector read-modify-write of the output when it is kept.
     pub(super) fn sum_loop(
         &mut self,
@@ -247,11 +255,16 @@ impl<'a> Tx<'a> {
         out_strides: &[Value],
         last_reduced: bool,
         slot: u32,
+        vector: bool,
     ) {
         let sizes = self.sizes(xshape);
         let rank = xshape.rank();
         let (vty, lanes) = self.vector_type();
-        let vector = rank > 0 && self.vectorizable(src);
+        debug_assert_eq!(
+            vector,
+            rank > 0 && self.vectorizable(src),
+            "the plan's vectorization is the loop's"
+        );
         if !vector {
             self.nest(&sizes, &mut |tx, idx| {
                 let v = tx.read(src, idx);
@@ -317,6 +330,97 @@ impl<'a> Tx<'a> {
                     tx.store_at(slot, o, s);
                 });
             }
+        });
+    }
+}
+
+impl Tx<'_> {
+    /// The largest (`better` is `>`) or smallest (`<`) element of `src` (iterating over
+    /// `xshape`) into `slot` at `out`, which holds ±∞ first: each element replaces the output's
+    /// when it compares `better`, so a NaN never does. Along a kept last axis (a pooling's
+    /// maximum over its window axis) a vector of outputs at a time; otherwise element by
+    /// element, row by row.
+    pub(super) fn extremum_loop(
+        &mut self,
+        src: &Operand,
+        xshape: &Shape,
+        out: &OutStrides,
+        better: FloatCC,
+        slot: u32,
+    ) {
+        let sizes = self.sizes(xshape);
+        let rank = xshape.rank();
+        let out_strides = &out.strides;
+        if rank == 0 || self.fused.promoted.contains_key(&slot) {
+            self.nest(&sizes, &mut |tx, idx| {
+                let v = tx.read(src, idx);
+                let o = tx.dot(idx, out_strides);
+                let m = tx.load_at(slot, o);
+                let b = tx.b.ins().fcmp(better, v, m);
+                let nm = tx.b.ins().select(b, v, m);
+                tx.store_at(slot, o, nm);
+            });
+            return;
+        }
+        let zero = self.iconst(0);
+        let scalar = |tx: &mut Self, outer: &[Value], j: Value| {
+            let v = tx.read_in_row(src, outer, j);
+            let addr = tx.addr_in_row(slot, outer, out_strides, zero, j);
+            let m = tx.b.ins().load(tx.ty, flags(), addr, 0);
+            let b = tx.b.ins().fcmp(better, v, m);
+            let nm = tx.b.ins().select(b, v, m);
+            tx.b.ins().store(flags(), nm, addr, 0);
+        };
+        let n = sizes[rank - 1];
+        if out.last_axis_reduced || !self.vectorizable(src) {
+            self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+                tx.for_loop(n, &mut |tx, j| scalar(tx, outer, j));
+            });
+            return;
+        }
+        let (vty, lanes) = self.vector_type();
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+            let done = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(done, lanes, &mut |tx, j| {
+                let x = tx.read_vec(src, outer, j);
+                let row = tx.row_ptr(slot, outer, &out_strides[..rank - 1]);
+                let addr = tx.row_elem_addr(row, j);
+                let m = tx.b.ins().load(vty, flags(), addr, 0);
+                let b = tx.b.ins().fcmp(better, x, m);
+                let nm = tx.choose(b, x, m);
+                tx.b.ins().store(flags(), nm, addr, 0);
+            });
+            let rest = tx.sub(n, done);
+            tx.for_loop(rest, &mut |tx, t| {
+                let j = tx.add(done, t);
+                scalar(tx, outer, j);
+            });
+        });
+    }
+
+    /// Adds each element of `src` (iterating over `xshape`) into `slot` at `to`, in the
+    /// operand's order (`unwindows`: each patch element into its place). Where the places of
+    /// the last axis are contiguous (a stride of 1) a vector of them at a time, as a sum that
+    /// keeps its last axis; otherwise element by element, row by row. Either way each place
+    /// receives its terms in the same order.
+    pub(super) fn add_patches(&mut self, src: &Operand, xshape: &Shape, to: &[Value], slot: u32) {
+        let rank = xshape.rank();
+        if rank > 0 && self.known(to[rank - 1]) == Some(1) {
+            // Not yet a plan decision (the plan records none for `unwindows`).
+            let vector = self.vectorizable(src);
+            return self.sum_loop(src, xshape, to, false, slot, vector);
+        }
+        let sizes = self.sizes(xshape);
+        let zero = self.iconst(0);
+        self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            tx.for_loop(sizes[rank - 1], &mut |tx, j| {
+                let v = tx.read_in_row(src, outer, j);
+                let addr = tx.addr_in_row(slot, outer, to, zero, j);
+                let acc = tx.b.ins().load(tx.ty, flags(), addr, 0);
+                let sum = tx.b.ins().fadd(acc, v);
+                tx.b.ins().store(flags(), sum, addr, 0);
+            });
         });
     }
 }

@@ -4,46 +4,23 @@
 
 use super::*;
 
-/// Slots of the fused training loop that can live in registers for all K steps: the
-/// single-element parameters, their optimizer state and gradients, and a single-element loss.
-/// Excluded: any slot a matrix product or a gather touches, since their helpers read and write
-/// memory.
+/// Slots of the fused training loop that can live in registers for all K steps: the plan's
+/// (`lower::parts::fused_registers`: single-element parameters and gradients and a
+/// single-element loss, none a product or a gather touches), and the optimizer state of every
+/// single-element parameter.
 pub(super) fn promotable_slots(
     f: &GraphFn,
     plan: &Plan,
     sizes: &[usize],
     slots: &UpdateSlots,
 ) -> Vec<u32> {
-    let g = &f.graph;
-    let mut in_memory = std::collections::HashSet::new();
-    let view_slot = |id: NodeId, set: &mut std::collections::HashSet<u32>| {
-        if let Some(Val::View { slot, .. }) = &plan.values[id.index()] {
-            set.insert(*slot);
-        }
-    };
-    for id in g.ids() {
-        let calls_helper =
-            g.node(id).op == Op::MatMul || g.node(id).op.facts().class == Class::Indexing;
-        if plan.values[id.index()].is_some() && calls_helper {
-            view_slot(id, &mut in_memory);
-            for &a in &g.node(id).inputs {
-                view_slot(a, &mut in_memory);
-            }
-        }
-    }
-    let mut out = Vec::new();
+    debug_assert!(crate::lower::parts::is_training_step(&f.graph, plan));
+    let mut out = crate::lower::parts::fused_registers(&f.graph, plan);
     for (i, &size) in sizes.iter().enumerate() {
-        if size != 1 {
-            continue;
+        if size == 1 {
+            out.extend(&slots.states[i]);
         }
-        out.push(slots.params[i]);
-        out.push(slots.grads[i]);
-        out.extend(&slots.states[i]);
     }
-    if crate::lower::single_element(&plan.slots[plan.outputs[0] as usize].shape) {
-        out.push(plan.outputs[0]);
-    }
-    out.retain(|s| !in_memory.contains(s));
     out.sort_unstable();
     out.dedup();
     out
@@ -176,8 +153,8 @@ impl Jit {
                     let advance = tx.b.ins().imul(counter, gamma);
                     tx.fused.step_key = Some(tx.b.ins().iadd(before, advance));
                 }
-                for step in &plan.steps {
-                    tx.step(&f.graph, plan, step);
+                for (step, decision) in plan.steps.iter().zip(&plan.decisions) {
+                    tx.step(&f.graph, plan, step, decision);
                 }
                 let mut powers = [Value::from_u32(0); 2];
                 for (k, beta) in [constants.beta1, constants.beta2].into_iter().enumerate() {
@@ -200,7 +177,7 @@ impl Jit {
                     .map(|x| tx.step_scalar(*x, lr, powers))
                     .collect();
                 tx.fused.step_values = Some(values);
-                tx.update(spec, sizes, &slots, 0);
+                tx.update(spec, sizes, &plan.updates, &slots, 0);
                 tx.fused.step_values = None;
                 // The next step normalizes with its own batch; only the running statistics
                 // carry over, stored once the step is done.

@@ -4,7 +4,8 @@
 use super::*;
 
 impl<'a> Tx<'a> {
-    pub(super) fn step(&mut self, g: &Graph, plan: &Plan, step: &Step) {
+    /// One step, run as the plan's `decision` for it says (vectorized or not, in parts or not).
+    pub(super) fn step(&mut self, g: &Graph, plan: &Plan, step: &Step, decision: &Decision) {
         match step {
             Step::Copy {
                 src,
@@ -13,14 +14,25 @@ impl<'a> Tx<'a> {
             } => {
                 let shape = plan.slots[*slot as usize].shape.clone();
                 let src = self.operand(g, plan, src, src_shape, shape.rank());
-                self.elementwise_loop(&shape, *slot, std::slice::from_ref(&src), &|_, xs, _| xs[0]);
+                let vector = self.vectorized(decision);
+                let src = std::slice::from_ref(&src);
+                self.elementwise_loop(&shape, *slot, src, vector, &|_, xs, _| xs[0]);
             }
-            Step::Compute { node, slot, aux } => self.compute(g, plan, *node, *slot, *aux),
+            Step::Compute { node, slot, aux } => {
+                self.compute(g, plan, *node, *slot, *aux, decision)
+            }
             Step::Group {
                 shape,
                 members,
                 blocked,
-            } => self.group(g, plan, shape, members, blocked.as_ref()),
+            } => {
+                let parts = decision
+                    .parts
+                    .as_ref()
+                    .expect("the plan splits or not every group");
+                let vector = self.vectorized(decision);
+                self.group(g, plan, shape, members, blocked.as_ref(), parts, vector)
+            }
             Step::Scalar { node } => {
                 let n = g.node(*node);
                 let args: Vec<Operand> = (0..n.inputs.len())
@@ -120,6 +132,7 @@ impl<'a> Tx<'a> {
         id: NodeId,
         slot: u32,
         aux: Option<u32>,
+        decision: &Decision,
     ) {
         let node = g.node(id).clone();
         let shape = node.shape.clone();
@@ -158,9 +171,12 @@ impl<'a> Tx<'a> {
             | Op::Select => {
                 // The node's own op joins the vector check through a one-node inline operand.
                 let whole = self.node_expr(g, plan, id, rank);
-                self.elementwise_loop(&shape, slot, std::slice::from_ref(&whole), &|_, xs, _| {
-                    xs[0]
-                });
+                let vector = self.vectorized(decision);
+                let whole = std::slice::from_ref(&whole);
+                self.elementwise_loop(&shape, slot, whole, vector, &|_, xs, _| xs[0]);
+            }
+            Op::SumTo(_) if crate::lower::summed_product(g, &plan.values, id).is_some() => {
+                self.summed_matmul(g, plan, node.inputs[0], id, slot);
             }
             Op::Sum { .. } | Op::SumTo(_) => {
                 let x = node.inputs[0];
@@ -170,13 +186,15 @@ impl<'a> Tx<'a> {
                 let (out_strides, last_reduced) =
                     (out.strides, out.last_axis_reduced || xshape.rank() == 0);
                 self.fill(slot, &shape, 0.0);
-                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot);
+                let vector = self.vectorized(decision);
+                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot, vector);
             }
             // Planned without a scratch slot: over the last axis.
             Op::LogSumExp { .. } if aux.is_none() => {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                self.row_logsumexp(&src, &xshape, slot);
+                let rows = self.rows_in_lanes(decision);
+                self.row_logsumexp(&src, &xshape, slot, rows);
             }
             Op::LogSumExp { .. } => {
                 let aux = aux.expect("logsumexp has a scratch slot");
@@ -270,8 +288,7 @@ impl<'a> Tx<'a> {
             Op::ReduceMax { .. } | Op::ReduceMin { .. } => {
                 let xshape = g.shape(node.inputs[0]).clone();
                 let src = self.arg(g, plan, id, 0, xshape.rank());
-                let out_strides = self.reduction_strides(&node.op, &shape, &xshape).strides;
-                let sizes = self.sizes(&xshape);
+                let out = self.reduction_strides(&node.op, &shape, &xshape);
                 let is_max = matches!(node.op, Op::ReduceMax { .. });
                 self.fill(
                     slot,
@@ -282,22 +299,12 @@ impl<'a> Tx<'a> {
                         f64::INFINITY
                     },
                 );
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &out_strides);
-                    let m = tx.load_at(slot, o);
-                    let better = tx.b.ins().fcmp(
-                        if is_max {
-                            FloatCC::GreaterThan
-                        } else {
-                            FloatCC::LessThan
-                        },
-                        v,
-                        m,
-                    );
-                    let nm = tx.b.ins().select(better, v, m);
-                    tx.store_at(slot, o, nm);
-                });
+                let better = if is_max {
+                    FloatCC::GreaterThan
+                } else {
+                    FloatCC::LessThan
+                };
+                self.extremum_loop(&src, &xshape, &out, better, slot);
             }
             Op::Take { axis, index } => {
                 // Iterate over the output; read the source with the taken index inserted.
@@ -377,14 +384,7 @@ impl<'a> Tx<'a> {
                 for (i, &s) in stride.iter().enumerate() {
                     to.push(self.mul_imm(out[lead + i], s as i64));
                 }
-                let sizes = self.sizes(&xshape);
-                self.nest(&sizes, &mut |tx, idx| {
-                    let v = tx.read(&src, idx);
-                    let o = tx.dot(idx, &to);
-                    let acc = tx.load_at(slot, o);
-                    let sum = tx.b.ins().fadd(acc, v);
-                    tx.store_at(slot, o, sum);
-                });
+                self.add_patches(&src, &xshape, &to, slot);
             }
             Op::MatMul => self.matmul(g, plan, id, slot),
             Op::Unslice {
@@ -400,7 +400,9 @@ impl<'a> Tx<'a> {
                 let first = self.mul(start, out[a]);
                 out[a] = self.mul_imm(out[a], *step);
                 let src = std::slice::from_ref(&src);
-                self.elementwise_loop_into(&xshape, slot, &out, first, src, &|_, xs, _| xs[0]);
+                let vector = self.vectorized(decision);
+                let f = &|_: &mut Self, xs: &[Value], _| xs[0];
+                self.elementwise_loop_into(&xshape, slot, &out, first, src, vector, f);
             }
             Op::Iota(_) => {
                 let total = self.total(&shape);

@@ -37,14 +37,21 @@ impl<'a> Tx<'a> {
     }
 
     /// The optimizer update over every parameter: optional weight decay and global-norm
-    /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail.
+    /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail, in
+    /// parts where `parts` (the plan's, one per parameter) says.
     pub(super) fn update(
         &mut self,
         spec: &OptimizerSpec,
         sizes: &[usize],
+        parts: &[Parts],
         slots: &UpdateSlots,
         scalar_base: usize,
     ) {
+        debug_assert_eq!(
+            parts.len(),
+            sizes.len(),
+            "the plan splits or not every update"
+        );
         let n_scalars = spec.n_scalars();
         let k: Vec<Value> = (0..n_scalars)
             .map(|i| self.scalar_arg(scalar_base + i))
@@ -68,7 +75,18 @@ impl<'a> Tx<'a> {
             (c, if any_vector { self.splat(vty, c) } else { c })
         });
         let scalev = scale.map(|c| (c, if any_vector { self.splat(vty, c) } else { c }));
+        // Parameters before this one were updated by a loop over a run of scalar parameters.
+        let mut rerolled_until = 0;
         for (i, &len) in sizes.iter().enumerate() {
+            if i < rerolled_until {
+                continue;
+            }
+            if let Some(run) = self.scalar_run(sizes, slots, i) {
+                let (wds, scs) = (wdv.map(|w| w.0), scalev.map(|s| s.0));
+                self.update_scalar_run(&rule, &run, &k, wds, scs);
+                rerolled_until = i + run.len;
+                continue;
+            }
             let (p, g, st) = (slots.params[i], slots.grads[i], slots.states[i].clone());
             let n_vec = (len / lanes) as i64;
             let span = self.iconst(n_vec * lanes as i64);
@@ -78,7 +96,7 @@ impl<'a> Tx<'a> {
                 g,
                 st: &st,
             };
-            if self.update_is_split(len, &ctx) {
+            if self.update_is_split(len, &parts[i], &ctx) {
                 self.parallel_update(&ctx, &k, wd, scale, len);
                 continue;
             }
@@ -99,13 +117,113 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Whether a parameter's update is worth sharing between cores: large, and in memory.
-    pub(super) fn update_is_split(&self, len: usize, ctx: &RuleCtx) -> bool {
-        let in_memory = [ctx.p, ctx.g]
-            .iter()
-            .chain(ctx.st)
-            .all(|s| !self.fused.promoted.contains_key(s));
-        in_memory && len as i64 >= 2 * parallel::MIN_WORK_PER_PART
+    /// The run of single-element parameters from `first` on whose slots are evenly spaced (as
+    /// the plan numbers parameters, their gradients and their state), for a bounded function
+    /// (`Tx::bounded`), where it is updated by one loop over the run instead of code per
+    /// parameter: ten thousand scalar parameters made a quarter of a million instructions of
+    /// update, most of the function's compile time. Each element is updated by the same
+    /// operations either way, so the values are the same.
+    fn scalar_run(&self, sizes: &[usize], slots: &UpdateSlots, first: usize) -> Option<ScalarRun> {
+        if !self.bounded {
+            return None;
+        }
+        // A slot that shares its buffer's address with another is read through that one.
+        let own_address = |slot: u32| {
+            self.tables
+                .address_slot
+                .get(slot as usize)
+                .is_none_or(|&a| a == slot)
+        };
+        let in_memory = |slot: u32| !self.fused.promoted.contains_key(&slot) && own_address(slot);
+        let mut columns = vec![&slots.params, &slots.grads];
+        let states: Vec<Vec<u32>> = (0..slots.states.first().map_or(0, Vec::len))
+            .map(|k| slots.states.iter().map(|st| st[k]).collect())
+            .collect();
+        columns.extend(&states);
+        let fits = |i: usize| {
+            sizes.get(i) == Some(&1)
+                && columns.iter().all(|c| {
+                    let d = c[first + 1] as i64 - c[first] as i64;
+                    c[i] as i64 == c[first] as i64 + d * (i - first) as i64 && in_memory(c[i])
+                })
+        };
+        if first + 1 >= sizes.len() || sizes[first] != 1 || sizes[first + 1] != 1 {
+            return None;
+        }
+        let len = (first..sizes.len()).take_while(|&i| fits(i)).count();
+        (len >= MIN_SCALAR_RUN).then(|| ScalarRun {
+            len,
+            first: columns.iter().map(|c| c[first]).collect(),
+            stride: (columns.iter())
+                .map(|c| c[first + 1] as i64 - c[first] as i64)
+                .collect(),
+        })
+    }
+
+    /// The update of a run of single-element parameters, as a loop over the run: iteration r
+    /// reads each slot's pointer at `first + r·stride` of the slot table and updates one element
+    /// as `rule_element` does.
+    fn update_scalar_run(
+        &mut self,
+        rule: &[(optim::Target, optim::E)],
+        run: &ScalarRun,
+        k: &[Value],
+        wd: Option<Value>,
+        scale: Option<Value>,
+    ) {
+        let n = self.iconst(run.len as i64);
+        self.for_loop(n, &mut |tx, r| {
+            tx.straight(|tx| {
+                let table = tx.tables.ptrs;
+                let ptrs: Vec<Value> = (run.first.iter().zip(&run.stride))
+                    .map(|(&first, &stride)| {
+                        let off = tx.mul_imm(r, stride * 8);
+                        let at = tx.add(table, off);
+                        tx.b.ins().load(types::I64, flags(), at, first as i32 * 8)
+                    })
+                    .collect();
+                let ty = tx.ty;
+                let mut p = tx.b.ins().load(ty, flags(), ptrs[0], 0);
+                let mut g = tx.b.ins().load(ty, flags(), ptrs[1], 0);
+                if let Some(w) = wd {
+                    let d = tx.b.ins().fmul(w, p);
+                    g = tx.b.ins().fadd(g, d);
+                }
+                if let Some(c) = scale {
+                    g = tx.b.ins().fmul(g, c);
+                }
+                let mut s: Vec<Value> = (ptrs[2..].iter())
+                    .map(|&at| tx.b.ins().load(ty, flags(), at, 0))
+                    .collect();
+                for (target, e) in rule {
+                    let v = tx.rule_expr(e, p, g, &s, k);
+                    match target {
+                        optim::Target::P => p = v,
+                        optim::Target::S(i) => s[*i] = v,
+                    }
+                }
+                for (&at, &v) in ptrs[2..].iter().zip(&s) {
+                    tx.b.ins().store(flags(), v, at, 0);
+                }
+                tx.b.ins().store(flags(), p, ptrs[0], 0);
+            })
+        });
+    }
+
+    /// Whether the plan splits a parameter's update between cores (`lower::parts`). A split
+    /// parameter is large, so never one the fused loop holds in registers.
+    pub(super) fn update_is_split(&self, len: usize, parts: &Parts, ctx: &RuleCtx) -> bool {
+        let split = matches!(parts, Parts::Split { .. });
+        debug_assert_eq!(parts, &crate::lower::parts::update_parts(len));
+        debug_assert!(
+            !split
+                || [ctx.p, ctx.g]
+                    .iter()
+                    .chain(ctx.st)
+                    .all(|s| !self.fused.promoted.contains_key(s)),
+            "a split update reads and writes memory"
+        );
+        split
     }
 
     /// One parameter's update split between cores: a part function updates chunks `lo..hi` of
@@ -316,8 +434,20 @@ impl UpdateSlots {
     }
 }
 
-/// Elements per item of a split update: a few cache lines, so that parts start on a line.
-pub(super) const UPDATE_CHUNK: i64 = 256;
+/// Elements per item of a split update (the plan's: `lower::parts`).
+pub(super) use crate::lower::parts::UPDATE_CHUNK;
+
+/// The fewest single-element parameters updated by a loop (`Tx::scalar_run`).
+const MIN_SCALAR_RUN: usize = 4;
+
+/// A run of single-element parameters whose slots are evenly spaced: for the parameter, its
+/// gradient and each state array (in that order), the first one's slot and the step between
+/// consecutive parameters' slots.
+pub(super) struct ScalarRun {
+    len: usize,
+    first: Vec<u32>,
+    stride: Vec<i64>,
+}
 
 pub(super) struct RuleCtx<'r> {
     pub(super) rule: &'r [(optim::Target, optim::E)],

@@ -20,6 +20,23 @@ pub trait Gemm: Sized + Copy {
         sc: [isize; 2],
     );
 
+    /// C += A·B through matrixmultiply, strided, on the calling thread.
+    ///
+    /// # Safety
+    /// As for [`gemm`], and C is initialized.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_add(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        sa: [isize; 2],
+        b: *const Self,
+        sb: [isize; 2],
+        c: *mut Self,
+        sc: [isize; 2],
+    );
+
     /// Computes C = A·B with a kernel for small products and returns true, or returns false
     /// without touching C when there is none for this type, size or CPU.
     ///
@@ -59,6 +76,24 @@ macro_rules! gemm_with {
                 unsafe {
                     $kernel(
                         m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 0.0, c, sc[0], sc[1],
+                    )
+                }
+            }
+            unsafe fn gemm_add(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const $t,
+                sa: [isize; 2],
+                b: *const $t,
+                sb: [isize; 2],
+                c: *mut $t,
+                sc: [isize; 2],
+            ) {
+                // SAFETY: forwarded.
+                unsafe {
+                    $kernel(
+                        m, k, n, 1.0, a, sa[0], sa[1], b, sb[0], sb[1], 1.0, c, sc[0], sc[1],
                     )
                 }
             }
@@ -144,9 +179,15 @@ pub struct BatchAxis {
 /// large enough to be split runs split, one after another. Either way each element of C is
 /// the same kernel's sum, so the result does not depend on the thread count.
 ///
+/// A batch axis along which C's stride is 0 is summed over: C = Σᵢ A[i]·B[i] along it (a
+/// weight's gradient summed over the batch). Where A's columns and B's rows continue across
+/// it, it becomes part of the inner dimension of one product (`fold_sums`); otherwise the
+/// products are added into C one after another, in index order, on the calling thread.
+///
 /// # Safety
 /// For every index of the batch axes, the product at the offsets the axes' strides give
-/// satisfies [`gemm`]'s contract, and no two indices write the same element of C.
+/// satisfies [`gemm`]'s contract, and two indices write the same element of C only where
+/// they differ along axes with C's stride 0.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn batched_gemm<T: Gemm>(
     batch: &[BatchAxis],
@@ -163,7 +204,12 @@ pub unsafe fn batched_gemm<T: Gemm>(
     // Batch axes that only stack rows of A and C (B broadcast along them) make one product of
     // more rows: a layer `[B, T, d] @ W` runs as one `[B·T, d] @ W`, with the same sums.
     let (batch, m) = fold_rows(batch, m, sa[0], sc[0]);
+    let (batch, k) = fold_sums(batch, k, sa[1], sb[0]);
     let count: usize = batch.iter().map(|x| x.len).product();
+    if batch.iter().any(|x| x.strides[2] == 0 && x.len > 1) {
+        // SAFETY: forwarded from the caller.
+        return unsafe { add_products(batch, count, m, k, n, a, sa, b, sb, c, sc) };
+    }
     let work = m.saturating_mul(k).saturating_mul(n);
     // Addresses cross to the worker threads as integers: raw pointers are not `Sync`.
     let (a, b, c) = (a as usize, b as usize, c as usize);
@@ -207,13 +253,88 @@ fn fold_rows(
     while let Some(axis) = kept.checked_sub(1).map(|i| batch[i]) {
         let rows = m as isize;
         let [a, b, c] = axis.strides;
-        if b != 0 || a != rows * row_a || c != rows * row_c || m == 0 {
+        // C's stride 0 is a sum over the axis (`fold_sums`), never more rows.
+        if b != 0 || a != rows * row_a || c != rows * row_c || m == 0 || c == 0 {
             break;
         }
         m *= axis.len;
         kept -= 1;
     }
     (&batch[..kept], m)
+}
+
+/// The batch axes left and the inner dimension of each product once the innermost batch axes
+/// along which C is summed (stride 0) and A's columns and B's rows continue (a stride of `k`
+/// of them) are made part of the inner dimension: a weight's gradient `Σ_b x_bᵀ g_b` over
+/// `[B, T, d]` and `[B, T, e]` runs as one `[d, B·T] @ [B·T, e]`. Axes of length 1 go too.
+fn fold_sums(
+    batch: &[BatchAxis],
+    mut k: usize,
+    col_a: isize,
+    row_b: isize,
+) -> (&[BatchAxis], usize) {
+    let mut kept = batch.len();
+    while let Some(axis) = kept.checked_sub(1).map(|i| batch[i]) {
+        let inner = k as isize;
+        let [a, b, c] = axis.strides;
+        let continues = c == 0 && a == inner * col_a && b == inner * row_b;
+        if !continues && axis.len != 1 {
+            break;
+        }
+        k *= axis.len;
+        kept -= 1;
+    }
+    (&batch[..kept], k)
+}
+
+/// C = Σ A[i]·B[i] over batch axes with C's stride 0 that do not fold into the inner
+/// dimension, the products run in index order on the calling thread: the first product into
+/// each element of C sets it, the others add to it.
+///
+/// # Safety
+/// As for [`batched_gemm`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn add_products<T: Gemm>(
+    batch: &[BatchAxis],
+    count: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    sa: [isize; 2],
+    b: *const T,
+    sb: [isize; 2],
+    c: *mut T,
+    sc: [isize; 2],
+) {
+    for i in 0..count {
+        let [oa, ob, oc] = batch_offsets(batch, i);
+        let (a, b, c) = (
+            a.wrapping_offset(oa),
+            b.wrapping_offset(ob),
+            c.wrapping_offset(oc),
+        );
+        // SAFETY: the product at batch index i lies inside A, B and C (the caller's
+        // contract); an element of C it adds to was set by an earlier index.
+        unsafe {
+            if first_of_sum(batch, i) {
+                gemm(m, k, n, a, sa, b, sb, c, sc)
+            } else {
+                T::gemm_add(m, k, n, a, sa, b, sb, c, sc)
+            }
+        }
+    }
+}
+
+/// Whether batch index `i` is at 0 along every axis that C is summed along (stride 0): the
+/// first index, in index order, to write its elements of C.
+fn first_of_sum(batch: &[BatchAxis], mut i: usize) -> bool {
+    let mut first = true;
+    for axis in batch.iter().rev() {
+        first &= axis.strides[2] != 0 || i.is_multiple_of(axis.len);
+        i /= axis.len;
+    }
+    first
 }
 
 /// The element offsets of A, B and C at linear batch index `i` (the last axis fastest).
@@ -418,6 +539,115 @@ mod tests {
                 let want: f64 = (0..k).map(|p| a[r * k + p] * b[p * n + q]).sum();
                 let got = c[r * n + q];
                 assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{r} {q}");
+            }
+        }
+    }
+
+    /// Batch axes along which C is summed (stride 0) and A's columns and B's rows run on
+    /// become inner dimension of one product; a gap, a C that differs per index or a B read
+    /// transposed keeps them, and an outer axis that C keeps stays a batch axis.
+    #[test]
+    fn summed_batch_axes_fold_into_the_inner_dimension() {
+        let axis = |len: usize, a: isize, b: isize, c: isize| super::BatchAxis {
+            len,
+            strides: [a, b, c],
+        };
+        // Σ_b x_bᵀ g_b over x [16, 64, 128], g [16, 64, 384]: one [128, 1024] @ [1024, 384].
+        let grad = [axis(16, 64 * 128, 64 * 384, 0)];
+        assert_eq!(super::fold_sums(&grad, 64, 128, 384), (&[][..], 1024));
+        // A kept outer axis (C differs along it) stays; the summed inner axis folds.
+        let outer = axis(3, 16 * 64 * 128, 16 * 64 * 384, 128 * 384);
+        let two = [outer, grad[0]];
+        assert_eq!(super::fold_sums(&two, 64, 128, 384), (&two[..1], 1024));
+        // Axes of length 1 fold whatever their strides.
+        let unit = [grad[0], axis(1, 7, 0, 5)];
+        assert_eq!(super::fold_sums(&unit, 64, 128, 384), (&[][..], 1024));
+        // A padded, B transposed (rows one element apart), C kept: no fold.
+        let padded = [axis(16, 65 * 128, 64 * 384, 0)];
+        assert_eq!(super::fold_sums(&padded, 64, 128, 384).1, 64);
+        assert_eq!(super::fold_sums(&grad, 64, 128, 1).1, 64);
+        let kept = [axis(16, 64 * 128, 64 * 384, 128 * 384)];
+        assert_eq!(super::fold_sums(&kept, 64, 128, 384).1, 64);
+        // And a summed axis is never folded into rows.
+        let rows = [axis(16, 64 * 128, 0, 0)];
+        assert_eq!(super::fold_rows(&rows, 64, 128, 0).1, 64);
+    }
+
+    /// A product summed over batch axes (C's stride 0) equals the sum of the products one by
+    /// one, folded into one product or, where the operands do not continue across the summed
+    /// axis, added up product by product; on one thread and on three.
+    #[test]
+    fn summed_batches_equal_the_sum_of_the_products() {
+        let (kept, summed, m, k, n) = (2, 5, 12, 9, 7);
+        let (a, b) = (
+            operand_a(kept * summed * m * k),
+            operand_b(kept * summed * k * n),
+        );
+        // A is [2, 5, m, k] read transposed (stored [2, 5, k, m]); B is [2, 5, k, n]; C [2, m, n].
+        let (sa, sb, sc) = ([1, m as isize], [n as isize, 1], [n as isize, 1]);
+        let folded = [
+            super::BatchAxis {
+                len: kept,
+                strides: [
+                    (summed * m * k) as isize,
+                    (summed * k * n) as isize,
+                    (m * n) as isize,
+                ],
+            },
+            super::BatchAxis {
+                len: summed,
+                strides: [(m * k) as isize, (k * n) as isize, 0],
+            },
+        ];
+        // The same arrays with the batch axes swapped in A and B: [5, 2, …] read as [2, 5, …],
+        // so the summed axis does not continue the inner one and the products are added.
+        let unfolded = [
+            super::BatchAxis {
+                len: kept,
+                strides: [(m * k) as isize, (k * n) as isize, (m * n) as isize],
+            },
+            super::BatchAxis {
+                len: summed,
+                strides: [(kept * m * k) as isize, (kept * k * n) as isize, 0],
+            },
+        ];
+        let at = |axes: &[super::BatchAxis], i: usize, j: usize| {
+            [0, 1].map(|w| i as isize * axes[0].strides[w] + j as isize * axes[1].strides[w])
+        };
+        for batch in [folded, unfolded] {
+            for threads in [1, 3] {
+                crate::jit::parallel::set_threads(threads);
+                let mut c = vec![f64::NAN; kept * m * n];
+                // SAFETY: every batch index's product lies inside the buffers.
+                unsafe {
+                    super::batched_gemm(
+                        &batch,
+                        m,
+                        k,
+                        n,
+                        a.as_ptr(),
+                        sa,
+                        b.as_ptr(),
+                        sb,
+                        c.as_mut_ptr(),
+                        sc,
+                    )
+                };
+                for i in 0..kept {
+                    for r in 0..m {
+                        for q in 0..n {
+                            let want: f64 = (0..summed)
+                                .map(|j| {
+                                    let [oa, ob] = at(&batch, i, j);
+                                    let (pa, pb) = (&a[oa as usize..], &b[ob as usize..]);
+                                    (0..k).map(|p| pa[p * m + r] * pb[p * n + q]).sum::<f64>()
+                                })
+                                .sum();
+                            let got = c[i * m * n + r * n + q];
+                            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0));
+                        }
+                    }
+                }
             }
         }
     }

@@ -305,7 +305,11 @@ pub(super) fn group_loops(
     outputs: &[u32],
 ) -> Vec<Step> {
     let deps = step_deps(g, values, &steps);
-    let roles: Vec<Option<Role>> = steps.iter().map(|s| role(g, s)).collect();
+    // A sum that runs a product is a call, not a loop.
+    let roles: Vec<Option<Role>> = steps
+        .iter()
+        .map(|s| role(g, s).filter(|_| !summed_products::runs_product(g, values, s)))
+        .collect();
     let order = Grouper::new(steps.len()).order(&deps, &roles);
     // A member is stored only when a step outside its group reads it, or it is an output.
     let mut group_of = vec![usize::MAX; steps.len()];

@@ -7,22 +7,30 @@
 //! one loop are fused into it (`Val::Inline`, loop groups), scalars live in registers, and a
 //! node that is an output and has a step of its own computes straight into its output slot
 //! (other outputs are copied there, so callers always find them contiguous). Slots are names:
-//! `storage` decides which share a buffer once their lifetimes are known.
+//! `storage` decides which share a buffer once their lifetimes are known. How each loop runs is
+//! decided here too, for the code generator to read: in vectors or not (`vectorize`), in parts
+//! on several cores or not, and each parameter's update likewise (`parts`).
 //!
 //! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
 //! it; a register is computed before it is read; every view lies inside its slot; slots live at
-//! the same step never share a buffer. `plan_text` is the canonical text form
-//! (`adjoint graph --plan`).
+//! the same step never share a buffer; every decision holds. `plan_text` is the canonical text
+//! form (`adjoint graph --plan`).
 
 mod groups;
+pub mod parts;
 mod row_blocks;
 mod storage;
+mod summed_products;
 mod text;
+pub mod vectorize;
 mod verify;
 mod views;
 
+pub use parts::{Parts, SplitRule, Whole};
 pub use storage::Storage;
+pub use summed_products::summed_product;
 pub use text::plan_text;
+pub use vectorize::Vector;
 pub use verify::{PlanError, verify};
 
 use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
@@ -67,6 +75,8 @@ pub enum Val {
         offset: Vec<Stride>,
     },
     /// An elementwise node fused into its only user: computed where it is read, never stored.
+    /// Or a batched product that the sum over its batch axes, its only reader, runs as one
+    /// product (`summed_product`).
     Inline(NodeId),
     /// A scalar computed once into a register; never stored.
     Register(NodeId),
@@ -170,6 +180,20 @@ pub struct Plan {
     pub reciprocal: std::collections::HashSet<NodeId>,
     /// The buffer that holds each slot: temporaries whose lifetimes do not overlap share one.
     pub storage: Storage,
+    /// How each step's loop runs (one entry per step): the choices of the code generator,
+    /// made here so that the plan shows them and the verifier checks them.
+    pub decisions: Vec<Decision>,
+    /// How each parameter's update runs (one entry per parameter), where the plan is a
+    /// training step's (`parts::is_training_step`); empty otherwise.
+    pub updates: Vec<Parts>,
+}
+
+/// How a step's loop runs: along its last axis in vectors or element by element, and on one
+/// core or in parts. `None` where the step has no such choice.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    pub vector: Option<Vector>,
+    pub parts: Option<Parts>,
 }
 
 impl Plan {
@@ -256,6 +280,7 @@ pub fn plan(f: &GraphFn) -> Plan {
     let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
     let live = g.reachable(&roots);
     let inline = fusible(g, &roots, &live);
+    let summed = summed_products::summed_candidates(g, &roots, &live);
     let mut slots = Vec::new();
     for (i, p) in g.inputs.iter().enumerate() {
         slots.push(Slot {
@@ -468,6 +493,12 @@ pub fn plan(f: &GraphFn) -> Plan {
                         }
                     }
                 }
+                // A weight's gradient summed over the batch in one product: the sum runs it.
+                let sum = summed.get(&id).copied();
+                if sum.is_some_and(|s| summed_products::folds_into_sum(g, &values, id, s)) {
+                    values[id.index()] = Some(Val::Inline(id));
+                    continue;
+                }
                 // An output computed by its own step is written straight into its output
                 // slot rather than copied there afterwards. Single-element outputs keep the
                 // copy: the fused train loop may hold those slots in registers.
@@ -526,9 +557,37 @@ pub fn plan(f: &GraphFn) -> Plan {
         outputs,
         reciprocal,
         storage: Storage::default(),
+        decisions: Vec::new(),
+        updates: Vec::new(),
     });
     plan.storage = storage::assign(g, &plan);
+    plan.decisions = decide(g, &plan);
+    if parts::is_training_step(g, &plan) {
+        plan.updates = g
+            .params
+            .iter()
+            .map(|p| {
+                parts::update_parts(
+                    p.shape
+                        .fixed_elements()
+                        .expect("parameters have fixed sizes"),
+                )
+            })
+            .collect();
+    }
     plan
+}
+
+/// The decisions of each step: its vectorization and its parts.
+fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
+    let held = parts::fused_registers(g, plan);
+    plan.steps
+        .iter()
+        .map(|step| Decision {
+            vector: vectorize::decide(g, plan, step),
+            parts: parts::decide(g, step, &held),
+        })
+        .collect()
 }
 
 /// Renumbers the slots of loop members that no step stores (they live in registers, and their

@@ -9,12 +9,15 @@
 //!   s3 temp : f64[n]
 //! steps
 //!   s3 ← matmul(s0[3, 1], s1[1])
-//!   loop [n] in blocks of rows
+//!   loop [n] in blocks of rows  (vector f64x2)
+//!     parts: min(8, ⌈n / 256⌉, max(1, ⌈n / 256⌉·2048 / 32768)) over blocks of 256
 //!     block: s5 ← matmul(s0[3, 1], s2[1])
 //!     lane %4 = sub(s5[1], s1[1])
 //!     s7 += sum(pow(%4, 2))
 //!     s8 ← %13 = mul(r%12, %4)
 //!     block: s4 += matmul(s0[1, 3], s8[1])
+//! updates
+//!   w : one part: 3 elements, under 65536
 //! ```
 //!
 //! A temporary that takes over the buffer of one whose last reader has run says so
@@ -23,13 +26,27 @@
 //! A batched product, `s9 ← matmul batch=[2, 4](s0[…], s1[…])`, runs one product per index of
 //! its batch axes (the leading axes of its result); each operand's view lists its own strides,
 //! and an operand lacking a batch axis or having it of length 1 is broadcast along it.
+//! A batched product written inside a sum, `s3 ← sum_to(matmul batch=[n](…))`, is summed over
+//! the batch axes the sum removes in one product, its inner dimension running across them (a
+//! weight's gradient, `lower::summed_products`): it has no slot of its own.
 //! A view is its slot and one stride per axis (`0` broadcasts; `n·3` is a product of sizes);
 //! `r%7` is a scalar in a register; an elementwise node fused into its reader is written out
 //! where it is read; inside a loop, `%k` is a member of the same loop read from its register
 //! (`lane`: never stored). A loop in blocks of rows runs its first product for a block of rows,
 //! the loop over them, then its second product's share of them (`lower::block_rows`).
+//!
+//! The back end's decisions follow what they decide (`Plan::decisions`): a loop along its last
+//! axis in vectors, `(vector f32x4)`, a log-sum-exp a vector of rows at a time, `(rows in
+//! lanes, f32x4)`, or element by element with the reason, `(scalar: s3 is strided along the last
+//! axis)` (a loop of one element says nothing); a loop group's first line says whether it runs in
+//! parts, by the rule that gives their number from the sizes bound at run time (`parts: min(8,
+//! n, max(1, n·64 / 32768)) over the outer axis`, with its value where every size is fixed), or
+//! why not (`one part: …`). A training step's plan ends with each parameter's update, in parts
+//! or not (`updates`).
 
-use super::{Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
+use super::parts::{MAX_PARTIAL_BYTES, MAX_PARTS, MIN_WORK_PER_PART, Parts, SplitRule, Whole};
+use super::vectorize::{Scalar, Vector};
+use super::{Decision, Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
 use crate::ir::print::{fmt_number, op_text};
 use crate::ir::shape::MatMulParts;
 use crate::ir::{Dim, Graph, NodeId, Op, Shape};
@@ -65,8 +82,15 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
     }
     out.push_str("steps\n");
     let text = Text { g, plan };
-    for step in &plan.steps {
-        text.step(&mut out, step);
+    let undecided = Decision::default();
+    for (k, step) in plan.steps.iter().enumerate() {
+        text.step(&mut out, step, plan.decisions.get(k).unwrap_or(&undecided));
+    }
+    if !plan.updates.is_empty() {
+        out.push_str("updates\n");
+        for (p, parts) in g.params.iter().zip(&plan.updates) {
+            let _ = writeln!(out, "  {} : {}", p.name, text.parts(parts));
+        }
     }
     out
 }
@@ -77,11 +101,20 @@ struct Text<'a> {
 }
 
 impl Text<'_> {
-    fn step(&self, out: &mut String, step: &Step) {
+    fn step(&self, out: &mut String, step: &Step, decision: &Decision) {
+        // A loop without an axis is one element, nothing to vectorize: not worth a word.
+        let vector = match &decision.vector {
+            None | Some(Vector::Scalar(Scalar::NoAxis)) => String::new(),
+            Some(v) => format!("  ({})", self.vector(v)),
+        };
         match step {
             Step::Compute { node, slot, aux } => {
                 let scratch = aux.map(|a| format!("  (scratch s{a})")).unwrap_or_default();
-                let _ = writeln!(out, "  s{slot} ← {}{scratch}", self.node(*node, &[]));
+                let _ = writeln!(
+                    out,
+                    "  s{slot} ← {}{scratch}{vector}",
+                    self.node(*node, &[])
+                );
             }
             Step::Scalar { node } => {
                 let _ = writeln!(out, "  r{node} ← {}", self.node(*node, &[]));
@@ -93,7 +126,7 @@ impl Text<'_> {
             } => {
                 let _ = writeln!(
                     out,
-                    "  s{slot} ← copy {} : {}{}",
+                    "  s{slot} ← copy {} : {}{}{vector}",
                     self.value(src, &[]),
                     self.g.dtype.name(),
                     self.g.shape_text(src_shape)
@@ -109,7 +142,10 @@ impl Text<'_> {
                 } else {
                     ""
                 };
-                let _ = writeln!(out, "  loop {}{by}", self.g.shape_text(shape));
+                let _ = writeln!(out, "  loop {}{by}{vector}", self.g.shape_text(shape));
+                if let Some(parts) = &decision.parts {
+                    let _ = writeln!(out, "    {}", self.parts(parts));
+                }
                 if let Some(b) = blocked {
                     let (node, slot) = b.before;
                     let _ = writeln!(out, "    block: s{slot} ← {}", self.node(node, &[]));
@@ -124,6 +160,89 @@ impl Text<'_> {
                 }
             }
         }
+    }
+
+    /// How a loop runs along its last axis: `vector f64x2`, or `scalar: why`.
+    fn vector(&self, v: &Vector) -> String {
+        let why = match v {
+            Vector::Lanes(n) => return format!("vector {}x{n}", self.g.dtype.name()),
+            Vector::Rows(n) => return format!("rows in lanes, {}x{n}", self.g.dtype.name()),
+            Vector::Scalar(why) => why,
+        };
+        let why = match why {
+            Scalar::NoAxis => "no axis".to_string(),
+            Scalar::OneRow => "one row".to_string(),
+            Scalar::StridedRead(s) => format!("s{s} is strided along the last axis"),
+            Scalar::StridedWrite => "writes the last axis with a step".to_string(),
+            Scalar::NoVectorForm(id) => {
+                let op = &self.g.node(*id).op;
+                match super::vectorize::exponent(self.g, *id) {
+                    Some(e) if *op == Op::Pow => {
+                        format!("pow by {} has no vector form", fmt_number(e))
+                    }
+                    _ if *op == Op::Pow => "pow by a variable has no vector form".to_string(),
+                    _ => format!("{} has no vector form", op.name()),
+                }
+            }
+            Scalar::NoFormForDtype(id) => format!(
+                "{} has no {} vector form",
+                self.g.node(*id).op.name(),
+                self.g.dtype.name()
+            ),
+        };
+        format!("scalar: {why}")
+    }
+
+    /// Whether a loop or an update runs in parts, and by which rule.
+    fn parts(&self, p: &Parts) -> String {
+        let (rule, held) = match p {
+            Parts::One(why) => {
+                let why = match why {
+                    Whole::NoOuterAxis => "no outer axis".to_string(),
+                    Whole::Small(1) => format!("1 element, under {}", 2 * MIN_WORK_PER_PART),
+                    Whole::Small(n) => {
+                        format!("{n} elements, under {}", 2 * MIN_WORK_PER_PART)
+                    }
+                    Whole::RunTimeSum(s) => format!("the sum s{s} is sized at run time"),
+                    Whole::PartialsTooLarge(b) => {
+                        format!("partial sums of {b} bytes, over {MAX_PARTIAL_BYTES}")
+                    }
+                };
+                return format!("one part: {why}");
+            }
+            Parts::Split { rule, held } => (rule, held),
+        };
+        let mut text = format!("parts: {}", self.rule(rule));
+        if !held.is_empty() {
+            let slots: Vec<String> = held.iter().map(|s| format!("s{s}")).collect();
+            let _ = write!(
+                text,
+                "; one part in the training loop, which holds {} in registers",
+                slots.join(", ")
+            );
+        }
+        text
+    }
+
+    /// `min(8, I, max(1, I·W / 32768))` over the rule's items I of W elements each, and its
+    /// value where every size is fixed.
+    fn rule(&self, rule: &SplitRule) -> String {
+        let axis = self.stride(&Stride::Prod(vec![rule.axis]));
+        let (items, over) = match rule.block {
+            1 => (axis, "the outer axis".to_string()),
+            b => (format!("⌈{axis} / {b}⌉"), format!("blocks of {b}")),
+        };
+        let work = match self.stride(&Stride::Prod(rule.work.clone())).as_str() {
+            "1" => String::new(),
+            w => format!("·{w}"),
+        };
+        let value = rule
+            .fixed_parts()
+            .map(|n| format!(" = {n}"))
+            .unwrap_or_default();
+        format!(
+            "min({MAX_PARTS}, {items}, max(1, {items}{work} / {MIN_WORK_PER_PART})){value} over {over}"
+        )
     }
 
     fn member(&self, m: &Member, lanes: &[NodeId]) -> String {

@@ -6,9 +6,18 @@
 //! - Every view stays inside its slot, under several bindings of the symbolic dimensions (the
 //!   strides are products of dimensions, so a view that fits at these fits at every binding
 //!   lowering produces; a wrong stride shows at one of them).
+//! - A batched product fused into the sum over its batch axes (`summed_product`) is read by
+//!   that sum alone, and its operands continue across the summed axes, as the kernel that
+//!   folds them into one product assumes.
 //! - Storage: every slot a step writes has a buffer, inputs and parameters none, each output
 //!   one of its own; slots that share a buffer have the same number of elements and are never
 //!   live at the same time (a slot is live from the first step that touches it to the last).
+//!
+//! - Decisions: each step has one; a vectorized loop computes no op without a vector form and
+//!   reads no slot strided along its last axis; a loop run element by element says a reason
+//!   that holds; a split loop or update cuts its axis into parts that cover it once, in order,
+//!   each run by exactly one thread, for every thread count 1..=16 and several bindings of the
+//!   symbolic dimensions; a training step's plan decides every parameter's update.
 //!
 //! The code generator trusts these: a slot read before it is written would be garbage, a view
 //! past its slot's end an out-of-bounds read in native code.
@@ -63,8 +72,22 @@ pub enum PlanError {
     },
     #[error("buffer b{buffer} holds no slot")]
     EmptyBuffer { buffer: u32 },
+    #[error("step {step} reads the product {node}, which only the sum that runs it may read")]
+    ProductNotSummed { step: usize, node: NodeId },
+    #[error(
+        "step {step} sums the product {node} in one, but its operands do not continue across the summed axes"
+    )]
+    ProductNotFolded { step: usize, node: NodeId },
     #[error("slot s{slot} is stored wrongly: {why}")]
     Storage { slot: u32, why: &'static str },
+    #[error("the plan has {decisions} decisions for {steps} steps")]
+    Decisions { steps: usize, decisions: usize },
+    #[error("step {step} {why}")]
+    Vectorization { step: usize, why: String },
+    #[error("step {step}'s parts: {why}")]
+    Parts { step: usize, why: String },
+    #[error("the update of parameter {param}: {why}")]
+    Update { param: usize, why: String },
 }
 
 /// Checks every invariant of `plan`, a plan of `f`.
@@ -79,7 +102,49 @@ pub fn verify(f: &GraphFn, plan: &Plan) -> Result<(), PlanError> {
             return Err(PlanError::OutputNotWritten { slot });
         }
     }
-    storage(&f.graph, plan, &state)
+    storage(&f.graph, plan, &state)?;
+    decisions(&f.graph, plan)
+}
+
+/// Checks the back end's decisions: each step's vectorization and parts, each update's parts.
+fn decisions(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
+    if plan.decisions.len() != plan.steps.len() {
+        return Err(PlanError::Decisions {
+            steps: plan.steps.len(),
+            decisions: plan.decisions.len(),
+        });
+    }
+    for (step, (s, d)) in plan.steps.iter().zip(&plan.decisions).enumerate() {
+        super::vectorize::check(g, plan, s, d.vector.as_ref())
+            .map_err(|why| PlanError::Vectorization { step, why })?;
+        let parts = match (s, &d.parts) {
+            (
+                Step::Group {
+                    shape,
+                    members,
+                    blocked,
+                },
+                Some(p),
+            ) => super::parts::check_group(g, shape, members, blocked.as_ref(), p),
+            (Step::Group { .. }, None) => Err("a loop group without them".to_string()),
+            (_, Some(_)) => Err("a step that is not a loop group has them".to_string()),
+            (_, None) => Ok(()),
+        };
+        parts.map_err(|why| PlanError::Parts { step, why })?;
+    }
+    let trained = super::parts::is_training_step(g, plan);
+    let expected = if trained { g.params.len() } else { 0 };
+    if plan.updates.len() != expected {
+        return Err(PlanError::Update {
+            param: plan.updates.len().min(expected),
+            why: format!("{} decided of {expected}", plan.updates.len()),
+        });
+    }
+    for (param, (p, parts)) in g.params.iter().zip(&plan.updates).enumerate() {
+        let len = p.shape.fixed_elements().unwrap_or(0);
+        super::parts::check_update(len, parts).map_err(|why| PlanError::Update { param, why })?;
+    }
+    Ok(())
 }
 
 /// Checks the plan's buffer assignment against the slots' kinds, sizes and live ranges.
@@ -209,7 +274,20 @@ impl Written {
         let mut writes = Vec::new();
         match step {
             Step::Compute { node, slot, aux } => {
-                reads.operands(*node, &[], &mut read, &self.registers)?;
+                match super::summed_product(g, &plan.values, *node) {
+                    // The sum runs its product: it reads the product's operands.
+                    Some(product) => {
+                        if !super::summed_products::folds_into_sum(g, &plan.values, product, *node)
+                        {
+                            return Err(PlanError::ProductNotFolded {
+                                step: i,
+                                node: product,
+                            });
+                        }
+                        reads.operands(product, &[], &mut read, &self.registers)?;
+                    }
+                    None => reads.operands(*node, &[], &mut read, &self.registers)?,
+                }
                 writes.push(*slot);
                 writes.extend(aux);
             }
@@ -323,6 +401,12 @@ impl Reads<'_> {
             Val::View { slot, .. } => {
                 out.push(*slot);
                 Ok(())
+            }
+            Val::Inline(id) if self.g.op(*id) == &crate::ir::Op::MatMul => {
+                Err(PlanError::ProductNotSummed {
+                    step: self.step,
+                    node: *id,
+                })
             }
             Val::Inline(id) => self.operands(*id, lanes, out, registers),
             Val::Register(id) if registers.contains(id) => Ok(()),
@@ -493,6 +577,56 @@ mod tests {
         ));
     }
 
+    /// A weight's gradient summed over the batch in one product verifies; the verifier refuses
+    /// it when its operand stops continuing across the summed axis and when
+    /// another step reads the fused product.
+    #[test]
+    fn a_summed_product_is_read_by_its_sum_alone_and_folds() {
+        let f = gradient_of(
+            "dtype f64\ninput X[n, 12]\nparam W[3, 2] ~ zeros\n\
+             loss sum(tanh(reshape(X, (n, 4, 3)) @ W))\n",
+        );
+        let good = super::super::plan(&f);
+        assert_eq!(verify(&f, &good), Ok(()));
+        let g = &f.graph;
+        let sum = g
+            .ids()
+            .find(|&id| super::super::summed_product(g, &good.values, id).is_some())
+            .expect("the gradient of W is summed in one product");
+        let product = g.node(sum).inputs[0];
+        let x = g.node(product).inputs[0];
+
+        // X's rows read 6 apart instead of 12: inside the slot, but not continuing its rows.
+        let mut gapped = good.clone();
+        let Some(Val::View { strides, .. }) = &mut gapped.values[x.index()] else {
+            panic!("the product reads a view of X")
+        };
+        strides[0] = Stride::Prod(vec![Dim::Fixed(6)]);
+        assert!(matches!(
+            verify(&f, &gapped),
+            Err(PlanError::ProductNotFolded { .. })
+        ));
+
+        let mut read_elsewhere = good.clone();
+        let reader = read_elsewhere
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::Compute { node, .. } if *node == sum))
+            .unwrap();
+        read_elsewhere.steps.insert(
+            reader,
+            Step::Copy {
+                src: Val::Inline(product),
+                src_shape: g.shape(product).clone(),
+                slot: 0,
+            },
+        );
+        assert!(matches!(
+            verify(&f, &read_elsewhere),
+            Err(PlanError::ProductNotSummed { .. })
+        ));
+    }
+
     /// Two products of the same size whose results are both read by one loop: their slots are
     /// live at once, so the assignment keeps them apart, and the verifier refuses a plan that
     /// puts them in one buffer.
@@ -572,6 +706,103 @@ mod tests {
         assert!(matches!(
             verify(&f, &resized),
             Err(PlanError::BufferSize { .. })
+        ));
+    }
+
+    /// A recorded decision that does not hold is found: a loop marked vectorized that computes
+    /// `tanh` in f64 or reads a transposed view, lanes of the wrong float type, a reason that
+    /// does not hold, a missing decision, a split with the wrong rule or a held slot it does
+    /// not store, a small group said to be split, an update decided wrongly or not at all.
+    #[test]
+    fn every_broken_decision_is_found() {
+        use super::super::{Parts, Vector, Whole, vectorize::Scalar};
+        let f = gradient_of(
+            "dtype f64\ninput X[n, 4]\ninput y[n]\nparam v[4] ~ zeros\n\
+             loss mean(tanh(X * v)) + sum(exp(transpose(X))) + sum(exp(y))\n",
+        );
+        let good = super::super::plan(&f);
+        assert_eq!(verify(&f, &good), Ok(()));
+        let find = |want: &dyn Fn(&Option<Vector>) -> bool| {
+            good.decisions.iter().position(|d| want(&d.vector)).unwrap()
+        };
+        let vectorize = |k: usize, v: Vector| {
+            let mut p = good.clone();
+            p.decisions[k].vector = Some(v);
+            verify(&f, &p)
+        };
+        let no_form = find(&|v| matches!(v, Some(Vector::Scalar(Scalar::NoFormForDtype(_)))));
+        assert!(matches!(
+            vectorize(no_form, Vector::Lanes(2)),
+            Err(PlanError::Vectorization { .. })
+        ));
+        let strided = find(&|v| matches!(v, Some(Vector::Scalar(Scalar::StridedRead(_)))));
+        assert!(matches!(
+            vectorize(strided, Vector::Lanes(2)),
+            Err(PlanError::Vectorization { .. })
+        ));
+        let vector = find(&|v| matches!(v, Some(Vector::Lanes(2))));
+        assert!(matches!(
+            vectorize(vector, Vector::Lanes(4)),
+            Err(PlanError::Vectorization { .. })
+        ));
+        assert!(matches!(
+            vectorize(vector, Vector::Scalar(Scalar::StridedRead(0))),
+            Err(PlanError::Vectorization { .. })
+        ));
+        assert!(matches!(
+            vectorize(no_form, Vector::Scalar(Scalar::NoAxis)),
+            Err(PlanError::Vectorization { .. })
+        ));
+
+        let mut missing = good.clone();
+        missing.decisions.pop();
+        assert!(matches!(
+            verify(&f, &missing),
+            Err(PlanError::Decisions { .. })
+        ));
+
+        let split = good
+            .decisions
+            .iter()
+            .position(|d| matches!(d.parts, Some(Parts::Split { .. })))
+            .unwrap();
+        let with_parts = |change: &dyn Fn(&mut Parts)| {
+            let mut p = good.clone();
+            change(p.decisions[split].parts.as_mut().unwrap());
+            verify(&f, &p)
+        };
+        assert!(matches!(
+            with_parts(&|p| if let Parts::Split { rule, .. } = p {
+                rule.block = 3
+            }),
+            Err(PlanError::Parts { .. })
+        ));
+        assert!(matches!(
+            with_parts(&|p| if let Parts::Split { held, .. } = p {
+                held.push(0)
+            }),
+            Err(PlanError::Parts { .. })
+        ));
+        assert!(matches!(
+            with_parts(&|p| *p = Parts::One(Whole::Small(4))),
+            Err(PlanError::Parts { .. })
+        ));
+        assert!(matches!(
+            with_parts(&|p| *p = Parts::One(Whole::NoOuterAxis)),
+            Err(PlanError::Parts { .. })
+        ));
+
+        let mut unsplit = good.clone();
+        unsplit.updates[0] = super::super::parts::update_parts(1 << 20);
+        assert!(matches!(
+            verify(&f, &unsplit),
+            Err(PlanError::Update { .. })
+        ));
+        let mut undecided = good.clone();
+        undecided.updates.clear();
+        assert!(matches!(
+            verify(&f, &undecided),
+            Err(PlanError::Update { .. })
         ));
     }
 }

@@ -263,7 +263,8 @@ impl Trainer {
                     continue;
                 };
                 let len = self.params[i].len();
-                self.params[i] = Buffer::from_f64(g.dtype, &stat.compute(&data.inputs[k], len));
+                let values = data.inputs[k].to_f64();
+                self.params[i] = Buffer::from_f64(g.dtype, &stat.compute(&values, len));
             }
         }
     }
@@ -297,16 +298,12 @@ impl Trainer {
     ) -> Result<bool, TrainError> {
         let dtype = self.compiled.model.graph().dtype;
         let has_inputs = !self.compiled.model.graph().inputs.is_empty();
+        // The data's own buffers when they are in the model's dtype (as loading reads them): a
+        // run holds one copy of its rows.
         let (full, rows) = match data {
-            Some(d) if has_inputs => (
-                d.inputs
-                    .iter()
-                    .map(|v| Buffer::from_f64(dtype, v))
-                    .collect::<Vec<_>>(),
-                d.n_rows,
-            ),
+            Some(d) if has_inputs => (in_dtype(&d.inputs, dtype), d.n_rows),
             None if has_inputs => return Err(TrainError::NoData),
-            _ => (vec![], 0),
+            _ => (std::borrow::Cow::Owned(vec![]), 0),
         };
         if let Some(d) = data {
             self.bound_dims = d.dims.clone();
@@ -557,14 +554,12 @@ impl Trainer {
                 } else {
                     vec![]
                 };
-                let validation = match &self.validation {
+                // The rows are evaluated in place, lent out of the trainer for the call.
+                let validation = match self.validation.take() {
                     Some(v) => {
-                        let bufs: Vec<Buffer> = v
-                            .inputs
-                            .iter()
-                            .map(|x| Buffer::from_f64(dtype, x))
-                            .collect();
-                        self.evaluate(&bufs, v.n_rows)?
+                        let values = self.evaluate(&in_dtype(&v.inputs, dtype), v.n_rows);
+                        self.validation = Some(v);
+                        values?
                     }
                     None => vec![],
                 };
@@ -617,5 +612,18 @@ impl Trainer {
             }
         }
         Ok(true)
+    }
+}
+
+/// Buffers in `dtype`: `inputs` themselves when every one is in it already, else a copy.
+pub fn in_dtype(inputs: &[Buffer], dtype: crate::ir::DType) -> std::borrow::Cow<'_, [Buffer]> {
+    match inputs.iter().all(|b| b.dtype() == dtype) {
+        true => std::borrow::Cow::Borrowed(inputs),
+        false => std::borrow::Cow::Owned(
+            inputs
+                .iter()
+                .map(|b| b.in_dtype(dtype).into_owned())
+                .collect(),
+        ),
     }
 }

@@ -42,6 +42,8 @@ impl Trainer {
                 .zip(&graph.params)
                 .map(|(b, p)| crate::ir::Tensor::new(p.shape.concrete(&syms), b.to_f64()))
                 .collect(),
+            // A model with state trains on a graph of its own, which Newton's method refuses.
+            states: vec![],
             syms,
         };
         let h = self

@@ -189,7 +189,7 @@ optimizer sgd(lr = 0.1)
     let x = [0.5, -1.0, 2.0];
     let data = adjoint::data::Dataset {
         n_rows: 1,
-        inputs: vec![x.to_vec()],
+        inputs: vec![Buffer::F64(x.to_vec())],
         widths: vec![3],
         whole: vec![false],
         ..Default::default()

@@ -47,7 +47,7 @@ fn chunked_evaluation_equals_one_pass_in_both_float_types() {
         let inputs: Vec<Buffer> = data
             .inputs
             .iter()
-            .map(|v| Buffer::from_f64(dtype, v))
+            .map(|v| v.in_dtype(dtype).into_owned())
             .collect();
         let mut trainer = Trainer::new(&compiled, 3);
         let syms = |r: usize| vec![r as u64];

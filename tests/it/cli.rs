@@ -1060,7 +1060,8 @@ fn grad_prints_the_causal_mask_and_layer_norm_and_literals_are_checked() {
 }
 
 /// A model with batch normalization: `graph` and `graph --eval` print its two graphs, `eval`
-/// prints its running statistics from the checkpoint (and changes nothing: twice the same), a
+/// prints its running statistics from the checkpoint (and changes nothing: twice the same),
+/// `gradcheck` checks the evaluation graph at the checkpoint's statistics, a
 /// checkpoint of the model without `batch_norm` is refused naming the missing statistic, exit
 /// 2, and the JAX export carries the running statistics as model state.
 #[test]
@@ -1133,6 +1134,11 @@ fn batch_norm_state_is_evaluated_from_checkpoints_and_refused_when_missing() {
         code, 0,
         "a model without batch_norm needs no state: {stderr}"
     );
+    // gradcheck at the checkpoint: the interpreter reads the checkpoint's running statistics, as
+    // the compiled gradient does.
+    let (code, stdout, stderr) = adjoint(&["gradcheck", &path(&a), "--checkpoint", &path(&ca)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok: worst relative error"), "{stdout}");
 
     let module = dir.join("model.py");
     let (code, _, stderr) = adjoint(&["export", fixture, "--to", "jax", "-o", &path(&module)]);

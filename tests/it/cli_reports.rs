@@ -535,3 +535,30 @@ fn inits_refuses_what_is_not_one_initializer_before_training() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("has no weights to initialize"), "{stderr}");
 }
+
+#[test]
+fn gradcheck_rows_checks_the_first_rows_and_says_so() {
+    let (code, stdout, stderr) = adjoint(&[
+        "gradcheck",
+        "examples/iris.dsl",
+        "--rows",
+        "7",
+        "--points",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("rows: the first 7 of 150"), "{stdout}");
+    for bad in ["0", "151"] {
+        let (code, _, stderr) = adjoint(&["gradcheck", "examples/iris.dsl", "--rows", bad]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "--rows must be between 1 and the data's 150 rows; found {bad}"
+            )),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = adjoint(&["gradcheck", "examples/rosenbrock.dsl", "--rows", "3"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("this model reads none"), "{stderr}");
+}

@@ -194,6 +194,7 @@ fn wrong_gather_and_scatter_add_rules_are_located() {
     let point = adjoint::inspect::Point {
         inputs: vec![Tensor::new(vec![5], vec![3.0, 1.0, 3.0, 0.0, 3.0])],
         params: random_point(g, 5, 1).params,
+        states: vec![],
         syms: vec![5],
     };
     for (planted, op) in [(None, None), (Some("gather"), Some("gather"))]

@@ -152,7 +152,7 @@ fn bias_from_log_priors_makes_the_initial_loss_the_label_entropy() {
     let inputs: Vec<_> = data
         .inputs
         .iter()
-        .map(|v| adjoint::runtime::Buffer::F64(v.clone()))
+        .map(|v| v.in_dtype(adjoint::ir::DType::F64).into_owned())
         .collect();
     let loss = t.evaluate(&inputs, data.n_rows).unwrap()[0].1;
     let entropy: f64 = -priors.iter().map(|p| p * p.ln()).sum::<f64>();
@@ -236,4 +236,27 @@ fn gains_follow_the_nonlinearity() {
     let errors = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap_err();
     let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(messages, ["no recommended gain for `swish`"]);
+}
+
+/// A constant weight read through a view (a slice, a transpose) ties its units as much as one
+/// read whole; the warning counts the units the layer has, not the parameter's columns.
+#[test]
+fn the_symmetry_lint_sees_weights_through_slices_and_transposes() {
+    let warnings = |src: &str| -> Vec<String> {
+        let file = adjoint::SourceFile::new("v.dsl", src.to_string());
+        let (_, w) = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap();
+        w.into_iter().map(|d| d.message).collect()
+    };
+    let sliced = "input x[n, 4]\ninput y[n]: int\nparam W1[4, 8] ~ constant(0.1)\nparam W2[6, 3] ~ zeros\nloss cross_entropy(tanh(x @ W1[:, :6]) @ W2, y)\n";
+    assert_eq!(
+        warnings(sliced),
+        ["the 6 hidden units fed by `W1` start identical"]
+    );
+    let transposed = "input x[n, 4]\ninput y[n]: int\nparam V[5, 4] ~ constant(0.1)\nparam W2[3, 5] ~ ones\nloss cross_entropy(tanh(x @ transpose(V)) @ transpose(W2), y)\n";
+    assert_eq!(
+        warnings(transposed),
+        ["the 5 hidden units fed by `V` start identical"]
+    );
+    // A random next layer gives each unit its own gradient: no warning.
+    assert!(warnings(&sliced.replace("W2[6, 3] ~ zeros", "W2[6, 3] ~ xavier_uniform")).is_empty());
 }

@@ -29,6 +29,7 @@ fn least_squares_hessian_is_two_a_transpose_a_over_n() {
             Tensor::new(vec![n], z),
         ],
         params: vec![Tensor::new(vec![3], vec![0.3, -0.2, 0.1])],
+        states: vec![],
         syms: vec![n as u64],
     };
     let expected: Vec<Vec<f64>> = (0..3)
@@ -91,6 +92,7 @@ fn second_derivatives_of_every_fixture_are_symmetric() {
         let point = Point {
             inputs: p.inputs.clone(),
             params: p.params.clone(),
+            states: vec![],
             syms: p.syms(model.graph()),
         };
         let forward = compile::graphs(&model).forward;
@@ -129,6 +131,7 @@ fn gradcheck_catches_and_locates_a_planted_wrong_rule() {
                 .zip(&model.graph().params)
                 .map(|(b, p)| Tensor::new(p.shape.as_fixed().unwrap(), b.to_f64()))
                 .collect(),
+            states: vec![],
             syms: vec![],
         };
         let mut rng = adjoint::init::rng(0);
@@ -166,6 +169,7 @@ fn blame_keeps_a_constant_exponent_constant() {
     let point = Point {
         inputs: vec![],
         params: vec![Tensor::new(vec![3], vec![-0.5, 0.25, 1.5])],
+        states: vec![],
         syms: vec![],
     };
     let mut rng = adjoint::init::rng(0);

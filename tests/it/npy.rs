@@ -261,3 +261,42 @@ fn npy_inputs_are_checked_like_csv_columns() {
     let text = transcript(&cases);
     insta::assert_snapshot!(text);
 }
+
+/// Data is read into the model's own element type: an f32 model's CSV columns and `.npy` arrays
+/// are f32 buffers (no f64 copy), an f64 model's f64, with the values each dtype rounds to.
+#[test]
+fn data_is_read_into_the_models_dtype() {
+    use adjoint::runtime::Buffer;
+    let dir = std::env::temp_dir().join(format!("adjoint-typed-data-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("t.csv"), "a,label\n0.1,2\n-1e-3,0\n").unwrap();
+    let k: Vec<u8> = [0.1f64, 2.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&dir.join("k.npy"), "<f8", &[2], &k);
+    for dtype in ["f32", "f64"] {
+        let src = format!(
+            "dtype {dtype}\ninput x[n] from a\ninput y[n]: int from label\ninput K[2] from \"k.npy\"\nparam w = 0\nloss mean((w * x - y)^2) + sum(K) * w^2\ndata \"t.csv\"\n"
+        );
+        let file = adjoint::SourceFile::new("typed.dsl", src.as_str());
+        let (model, _) = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap();
+        let d = adjoint::data::load(&model, Some(&dir.join("t.csv")), &dir, &[]).unwrap();
+        match dtype {
+            "f32" => assert_eq!(
+                d.inputs,
+                [
+                    Buffer::F32(vec![0.1, -1e-3]),
+                    Buffer::F32(vec![2.0, 0.0]),
+                    Buffer::F32(vec![0.1, 2.5])
+                ]
+            ),
+            _ => assert_eq!(
+                d.inputs,
+                [
+                    Buffer::F64(vec![0.1, -1e-3]),
+                    Buffer::F64(vec![2.0, 0.0]),
+                    Buffer::F64(vec![0.1, 2.5])
+                ]
+            ),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -344,6 +344,56 @@ fn fused_loop_equals_separate_calls_bit_for_bit() {
     let _ = DType::F64;
 }
 
+/// A thousand scalar parameters make a bounded function, whose update is one loop over the
+/// parameters (a run of evenly spaced slots) instead of code per parameter: it gives the bits
+/// the vectorized update of one parameter of a thousand elements gives, in the fused loop and in
+/// separate calls (the standalone update), for optimizers with state and weight decay.
+#[test]
+fn a_loop_over_scalar_parameters_updates_them_as_one_vector_parameter() {
+    let n = 1000;
+    let start: Vec<f64> = (0..n).map(|i| 0.25 + (i % 13) as f64 / 7.0).collect();
+    let scalars: String = (0..n).map(|i| format!("param p{i} = 0\n")).collect();
+    let squares: Vec<String> = (0..n).map(|i| format!("p{i}^2")).collect();
+    for opt in [
+        "adam",
+        "adamw(weight_decay = 0.1)",
+        "nesterov(defaults = keras)",
+    ] {
+        let many = format!(
+            "dtype f64\n{scalars}loss l = {}\noptimizer {opt}\n",
+            squares.join(" + ")
+        );
+        let one = format!("dtype f64\nparam a[{n}] ~ zeros\nloss l = sum(a^2)\noptimizer {opt}\n");
+        let many = CompiledModel::from_model(model_of_source("many.dsl", &many)).unwrap();
+        let one = CompiledModel::from_model(model_of_source("one.dsl", &one)).unwrap();
+        for fused in [true, false] {
+            let mut a = adjoint::train::Trainer::new(&many, 0);
+            let mut b = adjoint::train::Trainer::new(&one, 0);
+            a.params = start.iter().map(|&v| Buffer::F64(vec![v])).collect();
+            b.params = vec![Buffer::F64(start.clone())];
+            (a.total_steps, b.total_steps) = (7, 7);
+            if fused {
+                a.train_steps(&[], 0, 7).unwrap();
+                b.train_steps(&[], 0, 7).unwrap();
+            } else {
+                for _ in 0..7 {
+                    a.train_step(&[], 0).unwrap();
+                    b.train_step(&[], 0).unwrap();
+                }
+            }
+            let flat = |bufs: &[Buffer]| bufs.iter().flat_map(|b| b.to_f64()).collect::<Vec<_>>();
+            assert_eq!(flat(&a.params), flat(&b.params), "{opt}, fused {fused}");
+            assert_ne!(flat(&a.params), start, "{opt}: the parameters moved");
+            // State arrays: per parameter for the scalars, per array for the vector.
+            let k = many.model.optimizer.kind.state_arrays();
+            for s in 0..k {
+                let scalar: Vec<f64> = (0..n).map(|i| a.state[i * k + s].get(0)).collect();
+                assert_eq!(scalar, b.state[s].to_f64(), "{opt}, state {s}");
+            }
+        }
+    }
+}
+
 /// A loop split between cores reads the scalar parameters that the fused loop keeps in
 /// registers through its frame, and returns their gradients as partial sums: the fused loop
 /// still equals separate calls bit for bit, and so does a run on one thread.
@@ -418,7 +468,7 @@ fn newton_solves_least_squares_in_one_step_and_rosenbrock_in_a_dozen() {
         &data
             .inputs
             .iter()
-            .map(|v| Buffer::F64(v.clone()))
+            .map(|v| v.in_dtype(adjoint::ir::DType::F64).into_owned())
             .collect::<Vec<_>>(),
         data.n_rows,
     )

@@ -26,7 +26,7 @@ fn train_example(name: &str) -> (CompiledModel, Vec<Vec<f64>>, Vec<(String, f64)
             Some(d) => (
                 d.inputs
                     .iter()
-                    .map(|v| Buffer::from_f64(dtype, v))
+                    .map(|v| v.in_dtype(dtype).into_owned())
                     .collect(),
                 d.n_rows,
             ),
@@ -367,7 +367,7 @@ fn the_character_transformer_learns_context_from_shakespeare() {
     let inputs: Vec<Buffer> = validation
         .inputs
         .iter()
-        .map(|v| Buffer::from_f64(compiled.model.graph().dtype, v))
+        .map(|v| v.in_dtype(compiled.model.graph().dtype).into_owned())
         .collect();
     let metrics = trainer
         .evaluate_metrics(&inputs, validation.n_rows)
@@ -398,7 +398,7 @@ fn cnn_digits_reaches_its_held_out_accuracy() {
     let inputs: Vec<Buffer> = held_out
         .inputs
         .iter()
-        .map(|v| Buffer::from_f64(compiled.model.graph().dtype, v))
+        .map(|v| v.in_dtype(compiled.model.graph().dtype).into_owned())
         .collect();
     let metrics = trainer.evaluate(&inputs, held_out.n_rows).unwrap();
     let accuracy = metric(&metrics, "accuracy");

@@ -1,0 +1,364 @@
+//! Vectorization: whether a loop runs along its last axis in 128-bit vectors (f32x4, f64x2)
+//! with a scalar tail, or element by element, and why not. Decided here from the plan's views
+//! and the ops fused into the loop, so that the plan shows it and the code generator only reads
+//! it.
+//!
+//! A loop vectorizes when every value it reads is contiguous or broadcast along the last axis
+//! (a scalar, a register, a unit axis), every op computed in it has a vector form
+//! ([`vector_form`]) and it writes its last axis contiguously.
+
+use super::{Plan, Step, Stride, Val};
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+
+/// How a loop runs along its last axis.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Vector {
+    /// In vectors of this many lanes (4 for f32, 2 for f64), then a scalar tail.
+    Lanes(u32),
+    /// A vector of rows at a time, one row per lane, each row's elements gathered lane by lane
+    /// (a log-sum-exp over the last axis: rows are often too narrow to vectorize along).
+    Rows(u32),
+    /// Element by element, for the reason given.
+    Scalar(Scalar),
+}
+
+/// Why a loop runs element by element.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    /// The loop has no axis.
+    NoAxis,
+    /// A loop over rows has one row (a log-sum-exp of a vector).
+    OneRow,
+    /// It reads a slot with a stride other than 0 or 1 along its last axis (a transpose, a
+    /// slice's step): a vector would be a gather.
+    StridedRead(u32),
+    /// It writes its last axis with a step (an `unslice` with a step along the last axis).
+    StridedWrite,
+    /// It computes a node whose op has no vector form.
+    NoVectorForm(NodeId),
+    /// It computes a node whose op has a vector form for the other float type only.
+    NoFormForDtype(NodeId),
+}
+
+/// Why an op has no vector form.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NoForm {
+    /// None for any float type, or none for this exponent of `pow`: the native helper is called
+    /// element by element.
+    Never,
+    /// None for this float type (`tanh` in f64).
+    Dtype,
+}
+
+/// The lanes of a 128-bit vector of `dtype`.
+pub fn lanes(dtype: DType) -> u32 {
+    match dtype {
+        DType::F32 => 4,
+        DType::F64 => 2,
+    }
+}
+
+/// Whether `op` (with `exponent`, a `pow`'s constant exponent) has a vector form in `dtype`.
+pub fn vector_form(op: &Op, exponent: Option<f64>, dtype: DType) -> Result<(), NoForm> {
+    let has = |yes: bool| if yes { Ok(()) } else { Err(NoForm::Never) };
+    match op {
+        Op::Neg | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Sqrt | Op::Abs | Op::Relu => Ok(()),
+        Op::Tanh if dtype == DType::F32 => Ok(()),
+        Op::Tanh => Err(NoForm::Dtype),
+        Op::Exp | Op::Log | Op::Log1p | Op::Sigmoid | Op::Softplus | Op::Erf | Op::Erfc => Ok(()),
+        Op::Step | Op::Sign | Op::Max | Op::Min | Op::Select => Ok(()),
+        Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => Ok(()),
+        // Small whole powers as products (x³ is GELU's), square roots as such: inline.
+        Op::Pow => has(matches!(exponent, Some(e) if e == 3.0 || e == 2.0 || e == 1.0 || e == 0.5)),
+        // Through a call to the native helper, element by element.
+        Op::Expm1 | Op::Sin | Op::Cos => Err(NoForm::Never),
+        // Not elementwise: never computed inside an elementwise loop.
+        Op::Input(_)
+        | Op::Param(_)
+        | Op::Const(_)
+        | Op::DimSize(_)
+        | Op::Iota(_)
+        | Op::Literal(_)
+        | Op::DropMask { .. }
+        | Op::State(_)
+        | Op::MatMul
+        | Op::Transpose { .. }
+        | Op::Sum { .. }
+        | Op::LogSumExp { .. }
+        | Op::ReduceMax { .. }
+        | Op::ReduceMin { .. }
+        | Op::ArgMax { .. }
+        | Op::Take { .. }
+        | Op::Put { .. }
+        | Op::Gather { .. }
+        | Op::ScatterAdd { .. }
+        | Op::Windows { .. }
+        | Op::Unwindows { .. }
+        | Op::OneHot { .. }
+        | Op::SumTo(_)
+        | Op::Expand(_)
+        | Op::Reshape(_)
+        | Op::Slice { .. }
+        | Op::Unslice { .. } => Err(NoForm::Never),
+    }
+}
+
+/// The constant exponent of a `pow` node (`None` for any other op, or a computed exponent).
+pub fn exponent(g: &Graph, id: NodeId) -> Option<f64> {
+    let node = g.node(id);
+    if node.op == Op::Pow {
+        g.const_value(node.inputs[1])
+    } else {
+        None
+    }
+}
+
+/// What a loop computes and reads, as the code generator walks it: the nodes computed in the
+/// loop (fused operands included) and the views it reads.
+pub(super) struct Contents {
+    /// The loop's rank (its last axis is the one vectors run along).
+    pub(super) rank: usize,
+    pub(super) form: Form,
+    pub(super) nodes: Vec<NodeId>,
+    /// Each view read: its slot, and whether it moves by 0 or 1 along the last axis.
+    pub(super) views: Vec<(u32, bool)>,
+}
+
+/// The kinds of loop whose form is decided.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Form {
+    /// Elements along the last axis: in vectors of them, or one by one.
+    Elements { strided_write: bool },
+    /// A log-sum-exp over the last axis: rows in lanes, or one row at a time.
+    Rows,
+}
+
+/// The contents of each step whose loop form the code generator would otherwise choose
+/// (copies, elementwise nodes, sums, `unslice`, log-sum-exps over the last axis, loop groups);
+/// `None` for the others (products, gathers, other reductions, scalar steps).
+pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> {
+    let mut c = Contents {
+        rank: 0,
+        form: Form::Elements {
+            strided_write: false,
+        },
+        nodes: Vec::new(),
+        views: Vec::new(),
+    };
+    let mut walk = Walk { g, plan, c: &mut c };
+    let rank = match step {
+        Step::Copy {
+            src,
+            src_shape,
+            slot,
+        } => {
+            walk.value(src, src_shape);
+            plan.slots[*slot as usize].shape.rank()
+        }
+        Step::Compute { node, .. } => {
+            let n = g.node(*node);
+            let x = n.inputs.first().map(|&a| g.shape(a).rank());
+            match &n.op {
+                op if op.is_elementwise() => {
+                    walk.node(*node);
+                    n.shape.rank()
+                }
+                // A weight's gradient summed over the batch runs as one product.
+                Op::SumTo(_) if super::summed_product(g, &plan.values, *node).is_some() => {
+                    return None;
+                }
+                Op::Sum { .. } | Op::SumTo(_) => {
+                    walk.operand(n.inputs[0]);
+                    x.expect("a sum has an operand")
+                }
+                Op::Unslice { axis, step, .. } => {
+                    walk.operand(n.inputs[0]);
+                    let rank = x.expect("unslice has an operand");
+                    walk.c.form = Form::Elements {
+                        strided_write: *axis as usize + 1 == rank && *step != 1,
+                    };
+                    rank
+                }
+                Op::LogSumExp { axis: Some(a) } if Some(*a as usize + 1) == x => {
+                    walk.operand(n.inputs[0]);
+                    walk.c.form = Form::Rows;
+                    x.expect("a log-sum-exp has an operand")
+                }
+                _ => return None,
+            }
+        }
+        Step::Group { shape, members, .. } => {
+            for m in members {
+                match m.kind {
+                    super::MemberKind::Elementwise => walk.node(m.node),
+                    super::MemberKind::Sum
+                    | super::MemberKind::ColumnSum
+                    | super::MemberKind::RowSum => walk.operand(g.node(m.node).inputs[0]),
+                }
+            }
+            shape.rank()
+        }
+        Step::Scalar { .. } => return None,
+    };
+    c.rank = rank;
+    Some(c)
+}
+
+/// Why an op computed in a loop has no vector form, if it has none.
+fn missing_form(g: &Graph, plan: &Plan, id: NodeId) -> Option<Scalar> {
+    // A division the plan runs as a multiplication by a reciprocal is a multiplication, which
+    // has a vector form as a division does.
+    let op = match plan.reciprocal.contains(&id) {
+        true => &Op::Mul,
+        false => &g.node(id).op,
+    };
+    match vector_form(op, exponent(g, id), g.dtype) {
+        Ok(()) => None,
+        Err(NoForm::Never) => Some(Scalar::NoVectorForm(id)),
+        Err(NoForm::Dtype) => Some(Scalar::NoFormForDtype(id)),
+    }
+}
+
+/// The form of a loop: vectors where every op has a vector form and every view reads as one
+/// (any view, for rows in lanes, which gathers them lane by lane), the loop has an axis (two
+/// for rows) and writes its last axis contiguously.
+pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> Option<Vector> {
+    let c = contents(g, plan, step)?;
+    let ops = || c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
+    let strided = || {
+        c.views
+            .iter()
+            .find(|v| !v.1)
+            .map(|v| Scalar::StridedRead(v.0))
+    };
+    let why = match c.form {
+        Form::Rows if c.rank < 2 => Some(Scalar::OneRow),
+        Form::Rows => ops(),
+        Form::Elements { .. } if c.rank == 0 => Some(Scalar::NoAxis),
+        Form::Elements {
+            strided_write: true,
+        } => Some(Scalar::StridedWrite),
+        Form::Elements { .. } => ops().or_else(strided),
+    };
+    Some(match (why, c.form) {
+        (Some(why), _) => Vector::Scalar(why),
+        (None, Form::Rows) => Vector::Rows(lanes(g.dtype)),
+        (None, Form::Elements { .. }) => Vector::Lanes(lanes(g.dtype)),
+    })
+}
+
+/// Checks a step's recorded form against its contents: a vectorized loop computes no op
+/// without a vector form and reads every view along its last axis by 0 or 1 (rows in lanes:
+/// any view), in this float type's lanes; a scalar loop's reason holds.
+pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> Result<(), String> {
+    let (c, v) = match (contents(g, plan, step), v) {
+        (None, None) => return Ok(()),
+        (Some(c), Some(v)) => (c, v),
+        (None, Some(_)) => {
+            return Err("has a vectorization but no loop whose form is chosen".into());
+        }
+        (Some(_), None) => return Err("has no recorded vectorization".into()),
+    };
+    let op_without_form = c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
+    let strided = c.views.iter().find(|v| !v.1);
+    let elements = matches!(c.form, Form::Elements { .. });
+    match v {
+        Vector::Lanes(n) | Vector::Rows(n) => {
+            if *n != lanes(g.dtype) {
+                return Err(format!("runs {n} lanes of {}", g.dtype.name()));
+            }
+            if elements != matches!(v, Vector::Lanes(_)) {
+                return Err(
+                    "runs rows in lanes where elements are vectorized, or the reverse".into(),
+                );
+            }
+            if c.rank < if elements { 1 } else { 2 } {
+                return Err("is vectorized without an axis to vectorize".into());
+            }
+            if let Some(why) = op_without_form {
+                return Err(format!("is vectorized but computes {why:?}"));
+            }
+            if let (true, Some((slot, _))) = (elements, strided) {
+                return Err(format!("is vectorized but reads s{slot} strided"));
+            }
+            if c.form
+                == (Form::Elements {
+                    strided_write: true,
+                })
+            {
+                return Err("is vectorized but writes with a step".into());
+            }
+            Ok(())
+        }
+        Vector::Scalar(why) => {
+            let holds = match why {
+                Scalar::NoAxis => elements && c.rank == 0,
+                Scalar::OneRow => !elements && c.rank < 2,
+                Scalar::StridedRead(s) => elements && c.views.contains(&(*s, false)),
+                Scalar::StridedWrite => {
+                    c.form
+                        == (Form::Elements {
+                            strided_write: true,
+                        })
+                }
+                Scalar::NoVectorForm(id) | Scalar::NoFormForDtype(id) => {
+                    c.nodes.contains(id) && missing_form(g, plan, *id).as_ref() == Some(why)
+                }
+            };
+            match holds {
+                true => Ok(()),
+                false => Err(format!(
+                    "runs element by element for a reason that does not hold: {why:?}"
+                )),
+            }
+        }
+    }
+}
+
+/// Collects what a loop computes and reads into `c`.
+struct Walk<'a, 'c> {
+    g: &'a Graph,
+    plan: &'a Plan,
+    c: &'c mut Contents,
+}
+
+impl Walk<'_, '_> {
+    /// A node computed in the loop, then its operands.
+    fn node(&mut self, id: NodeId) {
+        self.c.nodes.push(id);
+        for &a in &self.g.node(id).inputs {
+            self.operand(a);
+        }
+    }
+
+    fn operand(&mut self, id: NodeId) {
+        let val = self.plan.values[id.index()]
+            .as_ref()
+            .expect("operand planned");
+        self.value(val, self.g.shape(id));
+    }
+
+    fn value(&mut self, val: &Val, shape: &Shape) {
+        match val {
+            Val::Const(_) | Val::DimSize(_) | Val::Register(_) => {}
+            Val::Inline(id) => self.node(*id),
+            Val::View { slot, strides, .. } => {
+                self.c.views.push((*slot, along_last_axis(shape, strides)));
+            }
+        }
+    }
+}
+
+/// Whether a view of `shape` read in a loop moves by 0 or 1 elements along the loop's last
+/// axis, so that a vector of it is one load or one splat.
+pub(super) fn along_last_axis(shape: &Shape, strides: &[Stride]) -> bool {
+    let r = shape.rank();
+    if r == 0 || shape.0[r - 1] == Dim::Fixed(1) {
+        return true;
+    }
+    match &strides[r - 1] {
+        Stride::Zero => true,
+        Stride::Prod(dims) => dims.iter().all(|d| *d == Dim::Fixed(1)),
+        Stride::Scaled(..) => false,
+    }
+}
