@@ -234,6 +234,24 @@ pub fn load_params(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> 
     Ok(())
 }
 
+/// The step count and the data stream of a checkpoint (`adjoint.step`, `adjoint.rng`), so that
+/// the next training step `t.step + 1` draws the dropout masks the resumed run would.
+pub fn load_step(t: &mut Trainer, path: &Path) -> Result<(), CheckpointError> {
+    let ckpt = checkpoint::load(path)?;
+    let meta = |key: &str| ckpt.metadata.get(key).map(String::as_str);
+    let step = match meta(checkpoint::STEP_KEY) {
+        None => 0,
+        Some(text) => text
+            .parse()
+            .map_err(|_| cannot_resume(path, format!("its step {text:?} is not a whole number")))?,
+    };
+    if let Some(text) = meta(checkpoint::RNG_KEY) {
+        t.data_rng = parse_rng(text).map_err(|e| cannot_resume(path, format!("its RNG {e}")))?;
+    }
+    t.step = step;
+    Ok(())
+}
+
 /// An f32 tensor as f64, which holds every f32 value exactly; other tensors as they are.
 fn widened(t: NamedTensor) -> NamedTensor {
     match t.data {

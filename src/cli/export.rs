@@ -151,6 +151,22 @@ fn values(args: &ExportArgs, ckpt: &Path) -> Result<(), CliError> {
         };
         out.push((format!("metric/{}", m.name), shape, m.values));
     }
+    if compiled.graphs.training.is_some() {
+        // The training step differs (dropout, batch statistics): its values at the checkpoint
+        // too, with the masks of the step that would follow it.
+        crate::resume::load_step(&mut trainer, ckpt).map_err(bad_input)?;
+        let step = trainer.step_values(&inputs, rows).map_err(failed)?;
+        let graph = compiled.model.graph();
+        out.push(("train/loss".to_string(), vec![], vec![step.loss]));
+        for (p, grad) in graph.params.iter().zip(step.grads) {
+            let shape = p.shape.as_fixed().unwrap_or_default();
+            out.push((format!("train/grad/{}", p.name), shape, grad));
+        }
+        for (s, next) in graph.states.iter().zip(step.states) {
+            let shape = s.shape.as_fixed().unwrap_or_default();
+            out.push((format!("train/state.{}", s.name), shape, next));
+        }
+    }
     write_values(&args.out, &out)?;
     say!("wrote {}", args.out.display());
     Ok(())

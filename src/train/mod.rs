@@ -16,6 +16,7 @@ use rand::{RngExt, SeedableRng};
 use std::collections::HashMap;
 
 mod step;
+pub use step::StepValues;
 use step::*;
 mod non_finite;
 pub use non_finite::*;

@@ -28,6 +28,15 @@ fn step_gradients(t: &Trainer, rows: usize) -> Option<Vec<&Buffer>> {
     )
 }
 
+/// The values of one training step, not taken (`Trainer::step_values`).
+pub struct StepValues {
+    pub loss: f64,
+    /// In parameter order.
+    pub grads: Vec<Vec<f64>>,
+    /// The model state tensors' next values, in `Graph::states` order.
+    pub states: Vec<Vec<f64>>,
+}
+
 impl Trainer {
     /// Computes the loss and every parameter's gradient on a batch; returns the loss.
     /// The gradients are then in `gradient(i)`.
@@ -65,6 +74,28 @@ impl Trainer {
         let ws = workspace(step_workspaces!(self), exe, &syms)?;
         exe.run_with_state(ws, inputs, &self.params, &self.model_state, key)?;
         Ok(ws.output(&exe.plan, 0).get(0))
+    }
+
+    /// What the next training step (`step + 1`) computes on a batch, without taking it: the
+    /// loss, every parameter's gradient and the model state tensors' next values, with that
+    /// step's dropout masks and the batch's own statistics (`export --values`).
+    pub fn step_values(&mut self, inputs: &[Buffer], rows: usize) -> Result<StepValues, RunError> {
+        let loss = self.step_value_and_grad(inputs, rows)?;
+        let grads = (0..self.params.len())
+            .map(|i| self.step_gradient(i, rows).expect("just computed").to_f64())
+            .collect();
+        let first = 1 + self.params.len();
+        let syms = self.syms(rows);
+        let ws = &step_workspaces!(self)[&syms];
+        let plan = &self.compiled.step.plan;
+        let states = (0..self.model_state.len())
+            .map(|k| ws.output(plan, first + k).to_f64())
+            .collect();
+        Ok(StepValues {
+            loss,
+            grads,
+            states,
+        })
     }
 
     /// The gradient of parameter `i` from the last `step_value_and_grad` on `rows` rows.

@@ -121,8 +121,8 @@ fn erfc_exports_exactly_to_jax_and_is_refused_by_onnx() {
 }
 
 /// The JAX module `adjoint export --to jax` writes for every example: a change in generated
-/// code is reviewed like a change in the gradient graph. An example the export refuses (one
-/// with `dropout` or `batch_norm`) has its located refusal pinned instead.
+/// code is reviewed like a change in the gradient graph. An example the export refuses has its
+/// located refusal pinned instead.
 #[test]
 fn example_jax_exports() {
     insta::glob!("../../examples", "*.dsl", |path| {
@@ -132,6 +132,31 @@ fn example_jax_exports() {
         let (model, _) =
             compile::check_source(&file, &adjoint::Limits::of_host()).expect("examples check");
         let graphs = compile::graphs(&model);
+        let source = adjoint::export::Source {
+            model: &model,
+            graphs: &graphs,
+            file: &file,
+        };
+        let exported = adjoint::export::jax::module(&source)
+            .unwrap_or_else(|errors| adjoint::diagnostics::render_all(&errors, &file));
+        insta::assert_snapshot!(exported);
+    });
+}
+
+/// The JAX module of every graph fixture that trains and evaluates differently (`dropout`,
+/// `batch_norm`): its model state, masks and running statistics as generated code.
+#[test]
+fn fixture_jax_exports_with_model_state() {
+    insta::glob!("../data/graph", "*.dsl", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        let file = adjoint::diagnostics::SourceFile::new(name, text);
+        let (model, _) =
+            compile::check_source(&file, &adjoint::Limits::of_host()).expect("fixtures check");
+        let graphs = compile::graphs(&model);
+        if graphs.training.is_none() {
+            return;
+        }
         let source = adjoint::export::Source {
             model: &model,
             graphs: &graphs,

@@ -14,6 +14,7 @@ pub(super) struct Helpers {
     pub(super) unslice: bool,
     pub(super) windows: bool,
     pub(super) unwindows: bool,
+    pub(super) dropout: bool,
 }
 
 impl Helpers {
@@ -121,6 +122,9 @@ def _unwindows(p, size, kernel, stride, dilation):
 "#,
             );
         }
+        if self.dropout {
+            out.push_str(DROPOUT);
+        }
         if self.put {
             out.push_str(
                 r#"
@@ -135,13 +139,26 @@ def _put(x, axis, index, size):
     }
 }
 
-/// The body of a function of `(params, batch)` returning the values of `roots`: the loss alone
-/// when `scalar`, else a dict by name.
+/// What a generated function returns.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Returns {
+    /// The first root alone (the loss).
+    Scalar,
+    /// Every root, in a dict by name.
+    Dict,
+    /// The first root (the training step's loss) and the model state after the step: the
+    /// other roots are the running statistics' next values (`state.<name>`), and the step
+    /// count goes up by one.
+    LossAndState,
+}
+
+/// The body of a function of `(params, batch)` (and `state`, a model's running statistics and
+/// dropout key, where it reads them) returning the values of `roots` as `returns` says.
 pub(super) fn function(
     src: &Source,
     f: &GraphFn,
     roots: &[(String, NodeId)],
-    scalar: bool,
+    returns: Returns,
     helpers: &mut Helpers,
 ) -> Result<Vec<String>, Diagnostic> {
     let g = &f.graph;
@@ -157,6 +174,7 @@ pub(super) fn function(
         let (local, from) = match *g.op(id) {
             Op::Param(i) => (&g.params[i as usize].name, "params"),
             Op::Input(i) => (&g.inputs[i as usize].name, "batch"),
+            Op::State(i) => (&g.states[i as usize].name, "state"),
             _ => continue,
         };
         let name = names.fresh(local);
@@ -164,6 +182,20 @@ pub(super) fn function(
         exprs[id.index()] = Some(atom(name));
     }
     let syms = symbol_locals(g, &live, &mut names, &mut lines)?;
+    let draws = g
+        .ids()
+        .any(|id| live[id.index()] && matches!(g.op(id), Op::DropMask { .. }));
+    let key = if draws {
+        names.fresh("step_key")
+    } else {
+        String::new()
+    };
+    if draws {
+        // The masks are those of the step after the `state["step"]` steps taken.
+        lines.push(format!(
+            "    {key} = _step_key(state[\"run_key\"], state[\"step\"] + 1)"
+        ));
+    }
 
     for id in g.ids().filter(|id| live[id.index()]) {
         if exprs[id.index()].is_some() {
@@ -175,7 +207,7 @@ pub(super) fn function(
             .iter()
             .map(|i| exprs[i.index()].clone().expect("operands come first"))
             .collect();
-        let expr = op_expr(g, id, &args, &syms, helpers)?;
+        let expr = op_expr(g, id, &args, &syms, &key, helpers)?;
         let leaf = matches!(g.op(id), Op::Const(_) | Op::DimSize(_) | Op::Iota(_));
         let keep = !leaf && (g.name(id).is_some() || uses[id.index()] > 1 || ids.contains(&id));
         if keep {
@@ -198,14 +230,25 @@ pub(super) fn function(
     }
 
     let value = |id: NodeId| exprs[id.index()].clone().expect("root evaluated").text;
-    if scalar {
-        lines.push(format!("    return {}", value(ids[0])));
-    } else {
-        lines.push("    return {".into());
-        for (name, id) in roots {
-            lines.push(format!("        {}: {},", quoted(name), value(*id)));
+    match returns {
+        Returns::Scalar => lines.push(format!("    return {}", value(ids[0]))),
+        Returns::Dict => {
+            lines.push("    return {".into());
+            for (name, id) in roots {
+                lines.push(format!("        {}: {},", quoted(name), value(*id)));
+            }
+            lines.push("    }".into());
         }
-        lines.push("    }".into());
+        Returns::LossAndState => {
+            lines.push(format!("    return {}, {{", value(ids[0])));
+            lines.push("        **state,".into());
+            lines.push("        \"step\": state[\"step\"] + 1,".into());
+            for (name, id) in &roots[1..] {
+                let name = name.strip_prefix("state.").unwrap_or(name);
+                lines.push(format!("        {}: {},", quoted(name), value(*id)));
+            }
+            lines.push("    }".into());
+        }
     }
     Ok(lines)
 }
@@ -267,6 +310,7 @@ pub(super) fn op_expr(
     id: NodeId,
     a: &[Expr],
     syms: &[String],
+    step_key: &str,
     helpers: &mut Helpers,
 ) -> Result<Expr, Diagnostic> {
     let x = || a[0].text.clone();
@@ -286,15 +330,21 @@ pub(super) fn op_expr(
                 shape_tuple(&data.shape, syms)
             ))
         }
-        Op::State(_) => return Err(state_refused(g.span(id))),
-        Op::DropMask { .. } => {
-            return Err(unsupported(
-                "JAX",
-                "`dropout`",
-                g.span(id),
-                "the exported `loss` trains, and its masks would need a `jax.random` key \
-                 argument drawing adjoint's own generator; remove `dropout` to export the model",
-            ));
+        Op::State(_) => unreachable!("leaves are bound before the body"),
+        Op::DropMask { shape, p, site } => {
+            helpers.dropout = true;
+            let p = f64::from_bits(*p);
+            let site_bits = (u64::from(*site) + 1).wrapping_mul(dropout::SITE_MULTIPLIER);
+            call(
+                "_dropout_mask",
+                &[
+                    step_key.to_string(),
+                    format!("0x{site_bits:016X}"),
+                    shape_tuple(shape, syms),
+                    dropout::threshold(p).to_string(),
+                    literal(dropout::scale(p)).text,
+                ],
+            )
         }
         Op::Neg => Expr {
             text: format!("-{}", a[0].at(UNARY)),
@@ -493,3 +543,70 @@ fn py_tuple(values: &[u64]) -> String {
         _ => format!("({})", texts.join(", ")),
     }
 }
+
+/// adjoint's dropout masks (`ir::dropout`), SplitMix64 on pairs `(hi, lo)` of uint32 arrays:
+/// JAX computes in 64-bit integers only with `jax_enable_x64`, which would change an f32
+/// model's arithmetic, so 64-bit products are built from 16-bit halves.
+const DROPOUT: &str = r#"
+
+_GAMMA = 0x9E3779B97F4A7C15  # SplitMix64's increment
+_MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # its output multipliers
+
+
+def _pair(c):
+    """A 64-bit constant as (hi, lo)."""
+    return np.uint32(c >> 32), np.uint32(c & 0xFFFFFFFF)
+
+
+def _mul_wide(a, b):
+    """The 64-bit product of uint32 a and b as (hi, lo), from products of 16-bit halves."""
+    a0, a1, b0, b1 = a & 0xFFFF, a >> 16, b & 0xFFFF, b >> 16
+    low, cross1, cross2, high = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (low >> 16) + (cross1 & 0xFFFF) + (cross2 & 0xFFFF)
+    return high + (cross1 >> 16) + (cross2 >> 16) + (mid >> 16), (mid << 16) | (low & 0xFFFF)
+
+
+def _mul64(x, c):
+    """x·c mod 2⁶⁴, for a pair x and a constant c."""
+    (xh, xl), (ch, cl) = x, _pair(c)
+    hi, lo = _mul_wide(xl, cl)
+    return hi + xl * ch + xh * cl, lo
+
+
+def _add64(x, y):
+    """x + y mod 2⁶⁴."""
+    lo = x[1] + y[1]
+    return x[0] + y[0] + (lo < y[1]).astype(jnp.uint32), lo
+
+
+def _xorshift(x, s):
+    """x ^ (x >> s), 0 < s < 32."""
+    hi, lo = x
+    return hi ^ (hi >> s), lo ^ ((lo >> s) | (hi << (32 - s)))
+
+
+def _mix64(x):
+    """SplitMix64's output function."""
+    x = _mul64(_xorshift(x, 30), _MIX[0])
+    x = _mul64(_xorshift(x, 27), _MIX[1])
+    return _xorshift(x, 31)
+
+
+def _step_key(run_key, t):
+    """The key of step t (counted from 1): run + t·γ (`ir::dropout::step_key`)."""
+    return _add64((run_key[0], run_key[1]), _mul64((jnp.uint32(0), jnp.asarray(t, jnp.uint32)), _GAMMA))
+
+
+def _dropout_mask(step, site, shape, threshold, scale):
+    """The mask of one `dropout` call in the step whose key is `step`: element i is 0 when the
+    high 32 bits of mix64(key + (i + 1)·γ) are below `threshold`, else `scale`, where the call's
+    key is mix64(step ^ site) (`ir::dropout::mask`)."""
+    hi, lo = _pair(site)
+    key = _mix64((step[0] ^ hi, step[1] ^ lo))
+    count = jnp.arange(1, int(np.prod(shape)) + 1, dtype=jnp.uint32)
+    bits, _ = _mix64(_add64(key, _mul64((jnp.zeros_like(count), count), _GAMMA)))
+    if threshold >= 1 << 32:
+        return jnp.zeros(shape, DTYPE)
+    kept = bits >= np.uint32(threshold)
+    return jnp.where(kept, jnp.asarray(scale, DTYPE), jnp.asarray(0, DTYPE)).reshape(shape)
+"#;

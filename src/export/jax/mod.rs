@@ -9,7 +9,7 @@
 use super::{Identifiers, Source, unsupported};
 use crate::diagnostics::Diagnostic;
 use crate::init::{DataStat, Init};
-use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
+use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape, dropout};
 use crate::model::GraphFn;
 use crate::optim::{Dialect, E, OptimizerKind, Schedule, StepScalar, Target};
 use std::fmt::Write;
@@ -22,6 +22,8 @@ mod init;
 use init::*;
 mod optimizer;
 use optimizer::*;
+mod state;
+use state::*;
 
 /// Names the generated module defines or imports: a value of the model never takes one.
 const RESERVED: &[&str] = &[
@@ -75,29 +77,8 @@ const RESERVED: &[&str] = &[
     "name",
     "p",
     "g",
+    "state",
 ];
-
-/// The refusal of a model with state (`batch_norm`'s running statistics), located at the first
-/// call: `train_step` would have to thread the statistics through beside the parameters and the
-/// optimizer's state, and `loss` and the metrics would differ in mode, which the module's
-/// functions do not express.
-fn state_refusal(src: &Source) -> Option<Diagnostic> {
-    let g = &src.graphs.forward.graph;
-    let first = g.ids().find(|&id| matches!(g.op(id), Op::State(_)))?;
-    Some(state_refused(g.span(first)))
-}
-
-/// The error for a read of a state tensor, wherever the exporter meets it.
-fn state_refused(span: Option<crate::diagnostics::Span>) -> Diagnostic {
-    unsupported(
-        "JAX",
-        "`batch_norm`",
-        span,
-        "its running statistics are state that `train_step` would have to update beside the \
-         parameters and the optimizer's state; export to ONNX (the evaluation graph, with the \
-         running statistics of --checkpoint), or remove `batch_norm` to export the model",
-    )
-}
 
 /// Writes the JAX module for a model, or the errors for what has no exact JAX counterpart.
 pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
@@ -115,23 +96,47 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
         .map_or(&src.graphs.forward, |t| &t.forward);
     let loss_id = training.outputs[0].1;
     let metric_roots = src.graphs.forward.outputs[1..].to_vec();
-    let loss_fn = function(
+    // A model with dropout or batch_norm trains and evaluates differently: its functions take
+    // the model state (running statistics, the dropout key and step count) and `loss` returns
+    // the state after the step.
+    let modes = src.graphs.training.is_some();
+    let mut loss_roots = vec![("loss".to_string(), loss_id)];
+    if modes {
+        let updates = training.outputs.len() - training.graph.states.len();
+        loss_roots.extend(training.outputs[updates..].iter().cloned());
+    }
+    let loss_returns = if modes {
+        Returns::LossAndState
+    } else {
+        Returns::Scalar
+    };
+    let loss_fn = function(src, training, &loss_roots, loss_returns, &mut helpers);
+    let eval_loss_fn = modes.then(|| {
+        let loss = src.graphs.forward.outputs[0].clone();
+        function(
+            src,
+            &src.graphs.forward,
+            &[loss],
+            Returns::Scalar,
+            &mut helpers,
+        )
+    });
+    let metrics_fn = function(
         src,
-        training,
-        &[("loss".into(), loss_id)],
-        true,
+        &src.graphs.forward,
+        &metric_roots,
+        Returns::Dict,
         &mut helpers,
     );
-    let metrics_fn = function(src, &src.graphs.forward, &metric_roots, false, &mut helpers);
     let outputs_fn = match &src.graphs.predict {
-        Some(p) => function(src, p, &p.outputs, false, &mut helpers),
+        Some(p) => function(src, p, &p.outputs, Returns::Dict, &mut helpers),
         None => Ok(vec!["    return {}".into()]),
     };
     let optimizer_fn = optimizer(src);
-    // Checked on its own: a model whose metrics and outputs do not read the running
-    // statistics would otherwise export a `train_step` that never updates them.
-    errors.extend(state_refusal(src));
-    for part in [&loss_fn, &metrics_fn, &outputs_fn] {
+    for part in [&loss_fn, &metrics_fn, &outputs_fn]
+        .into_iter()
+        .chain(eval_loss_fn.as_ref())
+    {
         if let Err(e) = part
             && !errors.contains(e)
         {
@@ -161,31 +166,63 @@ pub fn module(src: &Source) -> Result<String, Vec<Diagnostic>> {
             model.loss_name
         )
     };
+    let args = if modes {
+        "params, batch, state"
+    } else {
+        "params, batch"
+    };
+    if modes {
+        model_state_fn(src, &mut out);
+        let loss_doc = format!(
+            "{loss_doc}\n    As the training step computes it (dropout with adjoint's masks of step `state[\"step\"] + 1`,\n    \
+             batch_norm with the batch's statistics), with the model state after the step."
+        );
+        write_def(
+            &mut out,
+            "loss(params, batch, state)",
+            &loss_doc,
+            &loss_fn.unwrap(),
+        );
+        write_def(
+            &mut out,
+            "eval_loss(params, batch, state)",
+            "The loss as evaluation computes it: no dropout, batch_norm with the running statistics.",
+            &eval_loss_fn.expect("a model with modes").unwrap(),
+        );
+    } else {
+        write_def(
+            &mut out,
+            "loss(params, batch)",
+            &loss_doc,
+            &loss_fn.unwrap(),
+        );
+    }
     write_def(
         &mut out,
-        "loss(params, batch)",
-        &loss_doc,
-        &loss_fn.unwrap(),
-    );
-    write_def(
-        &mut out,
-        "metrics(params, batch)",
+        &format!("metrics({args})"),
         "The metrics on a batch, by name.",
         &metrics_fn.unwrap(),
     );
     write_def(
         &mut out,
-        "outputs(params, batch)",
+        &format!("outputs({args})"),
         "The `output` values of each row of a batch, by name (what `adjoint predict` writes).",
         &outputs_fn.unwrap(),
     );
     out.push_str(&optimizer_fn.unwrap());
-    load_fn(src, &mut out);
-    out.push_str(&TRAIN.replace(
+    load_fn(src, modes, &mut out);
+    let train = TRAIN.replace(
         "return 1000",
         &format!("return {}", crate::train::DEFAULT_STEPS),
-    ));
-    out.push_str(if reads_text { MAIN_TEXT } else { MAIN_ROWS });
+    );
+    let main = if reads_text { MAIN_TEXT } else { MAIN_ROWS };
+    if modes {
+        out.push_str(&with_model_state(&train));
+        out.push_str(&with_model_state(main));
+    } else {
+        out.push_str(&train);
+        out.push_str(main);
+    }
     out.push_str(RUN);
     Ok(out)
 }

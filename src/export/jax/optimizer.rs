@@ -243,7 +243,7 @@ pub(super) fn optimizer(src: &Source) -> Result<String, Diagnostic> {
     Ok(out)
 }
 
-pub(super) fn load_fn(src: &Source, out: &mut String) {
+pub(super) fn load_fn(src: &Source, modes: bool, out: &mut String) {
     let spec = &src.model.optimizer;
     let dtype = src.model.graph().dtype.name();
     let _ = writeln!(
@@ -252,18 +252,27 @@ pub(super) fn load_fn(src: &Source, out: &mut String) {
         quoted(&spec.to_string()),
         quoted(dtype)
     );
-    out.push_str(LOAD);
+    out.push_str(&if modes {
+        with_model_state(LOAD)
+    } else {
+        LOAD.to_string()
+    });
     let exact_optax = spec.kind == OptimizerKind::Sgd
         && src.model.schedule.is_constant()
         && spec.get("weight_decay") == 0.0
         && spec.get("clip_norm") == 0.0;
     if exact_optax {
-        out.push_str("    return params, optimizer().init(params)\n");
+        let _ = writeln!(
+            out,
+            "    return params, optimizer().init(params){}",
+            state_return(modes)
+        );
     } else {
         let _ = writeln!(
             out,
-            "    slots = tuple(\n        {{name: jnp.asarray(tensors[f\"state/{{name}}/{{k}}\"]) for name in PARAMS}}\n        for k in range({})\n    )\n    return params, OptState(jnp.asarray(step), jnp.asarray(pow1, DTYPE), jnp.asarray(pow2, DTYPE), slots)",
-            spec.kind.state_arrays()
+            "    slots = tuple(\n        {{name: jnp.asarray(tensors[f\"state/{{name}}/{{k}}\"]) for name in PARAMS}}\n        for k in range({})\n    )\n    return params, OptState(jnp.asarray(step), jnp.asarray(pow1, DTYPE), jnp.asarray(pow2, DTYPE), slots){}",
+            spec.kind.state_arrays(),
+            state_return(modes)
         );
     }
 }
