@@ -229,7 +229,7 @@ def verify_text_steps(adjoint, model, work, label, m):
     and with plain SGD: an attention's key bias has a gradient of 0 up to rounding (softmax
     ignores a shift that all keys share), which Adam turns into steps of ±lr whose signs no two
     summation orders share. Every optimizer is compared on the optimizer model."""
-    one = single_window_copy(model, work, m.SPAN, TEXT_STEPS_OPTIMIZER)
+    one = text_copy(model, work, m.SPAN, "one_window", TEXT_STEPS_OPTIMIZER)
     module_path = os.path.join(work, "one_window.py")
     run(adjoint, "export", one, "--to", "jax", "-o", module_path)
     m = import_module(module_path)
@@ -250,25 +250,6 @@ def verify_text_steps(adjoint, model, work, label, m):
     for name in m.PARAMS:
         check(f"{label}: {name} after steps {STEPS + 1}..{2 * STEPS} on one window",
               params[name], want[name], value_tol)
-
-
-def single_window_copy(model, work, span, optimizer):
-    """A copy of a text model (already a copy beside a cut text) training with `optimizer`,
-    beside the first `span` characters of its text."""
-    source = "".join(f"{optimizer}\n" if line.startswith("optimizer ") else line
-                     for line in open(model, encoding="utf-8").read().splitlines(True))
-    text = next(line.split(" from text ")[1].split('"')[1] for line in source.splitlines()
-                if line.startswith("input ") and " from text " in line)
-    folder = os.path.join(work, "one_window")
-    with open(os.path.join(os.path.dirname(model), text), encoding="utf-8", newline="") as f:
-        head = f.read(span)
-    os.makedirs(os.path.dirname(os.path.join(folder, text)), exist_ok=True)
-    with open(os.path.join(folder, text), "w", encoding="utf-8", newline="") as f:
-        f.write(head)
-    copy = os.path.join(folder, os.path.basename(model))
-    with open(copy, "w", encoding="utf-8") as f:
-        f.write(source)
-    return copy
 
 
 def verify_onnx(adjoint, model, work, label, m, data, ckpt, tolerance):
@@ -448,19 +429,23 @@ def optimizer_variants(work):
         yield f"{opt}" + (f", schedule {schedule}" if schedule else ""), path
 
 
-def text_copy(model, work):
-    """A copy of a model of a text beside the first TEXT_CHARS characters of its text (the
-    same relative path), or the model itself when it reads no text."""
+def text_copy(model, work, chars=TEXT_CHARS, folder="text", optimizer=None):
+    """A copy of a model of a text, in `folder` of `work`, beside the first `chars` characters
+    of its text (the same relative path), with its `optimizer` line replaced when one is
+    given; or the model itself when it reads no text."""
     with open(model, encoding="utf-8") as f:
         source = f.read()
+    if optimizer:
+        source = "".join(f"{optimizer}\n" if line.startswith("optimizer ") else line
+                         for line in source.splitlines(True))
     texts = {line.split(" from text ")[1].split('"')[1] for line in source.splitlines()
              if line.startswith("input ") and " from text " in line}
     if not texts:
         return model
-    folder = os.path.join(work, "text")
+    folder = os.path.join(work, folder)
     for text in texts:
         with open(os.path.join(os.path.dirname(model), text), encoding="utf-8", newline="") as f:
-            head = f.read(TEXT_CHARS)
+            head = f.read(chars)
         os.makedirs(os.path.dirname(os.path.join(folder, text)), exist_ok=True)
         with open(os.path.join(folder, text), "w", encoding="utf-8", newline="") as f:
             f.write(head)
