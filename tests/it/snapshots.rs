@@ -126,20 +126,7 @@ fn erfc_exports_exactly_to_jax_and_is_refused_by_onnx() {
 #[test]
 fn example_jax_exports() {
     insta::glob!("../../examples", "*.dsl", |path| {
-        let text = std::fs::read_to_string(path).unwrap();
-        let name = path.file_name().unwrap().to_string_lossy();
-        let file = adjoint::diagnostics::SourceFile::new(name, text);
-        let (model, _) =
-            compile::check_source(&file, &adjoint::Limits::of_host()).expect("examples check");
-        let graphs = compile::graphs(&model);
-        let source = adjoint::export::Source {
-            model: &model,
-            graphs: &graphs,
-            file: &file,
-        };
-        let exported = adjoint::export::jax::module(&source)
-            .unwrap_or_else(|errors| adjoint::diagnostics::render_all(&errors, &file));
-        insta::assert_snapshot!(exported);
+        insta::assert_snapshot!(jax_module_or_refusal(path, |_| true).unwrap());
     });
 }
 
@@ -148,22 +135,34 @@ fn example_jax_exports() {
 #[test]
 fn fixture_jax_exports_with_model_state() {
     insta::glob!("../data/graph", "*.dsl", |path| {
-        let text = std::fs::read_to_string(path).unwrap();
-        let name = path.file_name().unwrap().to_string_lossy();
-        let file = adjoint::diagnostics::SourceFile::new(name, text);
-        let (model, _) =
-            compile::check_source(&file, &adjoint::Limits::of_host()).expect("fixtures check");
-        let graphs = compile::graphs(&model);
-        if graphs.training.is_none() {
-            return;
+        if let Some(exported) = jax_module_or_refusal(path, |g| g.training.is_some()) {
+            insta::assert_snapshot!(exported);
         }
-        let source = adjoint::export::Source {
-            model: &model,
-            graphs: &graphs,
-            file: &file,
-        };
-        let exported = adjoint::export::jax::module(&source)
-            .unwrap_or_else(|errors| adjoint::diagnostics::render_all(&errors, &file));
-        insta::assert_snapshot!(exported);
     });
+}
+
+/// The JAX module of the model file at `path`, or its rendered refusal; `None` when its graphs
+/// are not `wanted`.
+fn jax_module_or_refusal(
+    path: &std::path::Path,
+    wanted: impl Fn(&compile::Graphs) -> bool,
+) -> Option<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy();
+    let file = adjoint::diagnostics::SourceFile::new(name, text);
+    let (model, _) = compile::check_source(&file, &adjoint::Limits::of_host())
+        .unwrap_or_else(|d| panic!("{} does not check: {d:?}", path.display()));
+    let graphs = compile::graphs(&model);
+    if !wanted(&graphs) {
+        return None;
+    }
+    let source = adjoint::export::Source {
+        model: &model,
+        graphs: &graphs,
+        file: &file,
+    };
+    Some(
+        adjoint::export::jax::module(&source)
+            .unwrap_or_else(|errors| adjoint::diagnostics::render_all(&errors, &file)),
+    )
 }
