@@ -173,16 +173,7 @@ fn train_one(
 
 /// The final figures of each run, one row per initializer.
 fn print_table(runs: &[Run]) {
-    let names: Vec<String> = runs
-        .iter()
-        .flat_map(|r| r.validation.last().into_iter())
-        .flat_map(|(_, v)| v.iter().map(|(n, _)| n.clone()))
-        .fold(Vec::new(), |mut seen, n| {
-            if !seen.contains(&n) {
-                seen.push(n);
-            }
-            seen
-        });
+    let names = validation_names(runs);
     let mut header = format!("{:<20} {:>14}", "initializer", "training loss");
     for n in &names {
         header.push_str(&format!(" {:>14}", format!("val. {n}")));
@@ -208,6 +199,20 @@ fn figure(v: f64) -> String {
     format!("{v:.4}")
 }
 
+/// The validation figures the runs report (the loss, then each metric), each once, in the
+/// order they first appear.
+fn validation_names(runs: &[Run]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (_, figures) in runs.iter().flat_map(|r| &r.validation) {
+        for (name, _) in figures {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
+}
+
 /// The training losses in one panel, and each validation figure (the loss, then each metric)
 /// in a panel of its own.
 fn panels(runs: &[Run]) -> Vec<crate::plot::Panel> {
@@ -218,17 +223,7 @@ fn panels(runs: &[Run]) -> Vec<crate::plot::Panel> {
             .map(|r| (r.init.clone(), r.loss.clone()))
             .collect(),
     }];
-    let names: Vec<String> = runs
-        .iter()
-        .flat_map(|r| r.validation.first().into_iter())
-        .flat_map(|(_, v)| v.iter().map(|(n, _)| n.clone()))
-        .fold(Vec::new(), |mut seen, n| {
-            if !seen.contains(&n) {
-                seen.push(n);
-            }
-            seen
-        });
-    for name in names {
+    for name in validation_names(runs) {
         panels.push(crate::plot::Panel {
             y_label: format!("validation {name}"),
             series: runs
