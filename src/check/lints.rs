@@ -2,77 +2,114 @@
 
 use super::*;
 
-impl Checker {
-    /// A hidden layer whose incoming and outgoing weights both start constant never breaks
-    /// symmetry: every unit computes the same value, gets the same gradient, and stays equal to
-    /// the others. A layer is a dense `x @ W` (units: `W`'s columns) or a convolution's
-    /// product `reshape(w) @ patches` (units: the kernel's output channels, its first axis).
-    pub(super) fn symmetry_warnings(
-        &mut self,
-        graph: &Graph,
-        loss: NodeId,
-        inits: &[Init],
-        spans: &[Span],
-    ) {
-        let live = graph.reachable(&[loss]);
-        for (i, (init, span)) in inits.iter().zip(spans).enumerate() {
-            let shape = &graph.params[i].shape;
-            if !init.is_constant() || shape.rank() < 2 {
-                continue;
-            }
-            let name = &graph.params[i].name;
-            // Layers whose output, through elementwise ops and views, feeds another layer.
-            let hidden = graph.ids().filter(|id| live[id.index()]).find(|&id| {
-                if layer_weight(graph, id).map(|(k, _)| k) != Some(i as u32) {
-                    return false;
-                }
-                let mut reach = vec![false; graph.len()];
-                reach[id.index()] = true;
-                graph
-                    .ids()
-                    .skip(id.index() + 1)
-                    .filter(|d| live[d.index()])
-                    .any(|d| {
-                        let n = graph.node(d);
-                        let from = n.inputs.iter().any(|a| reach[a.index()]);
-                        // The units stay tied only if the next layer treats them alike too: its
-                        // weights start constant as well (random ones give each unit its own
-                        // gradient).
-                        if from
-                            && let Some((k, data)) = layer_weight(graph, d)
-                            && reach[n.inputs[data].index()]
-                            && inits[k as usize].is_constant()
-                        {
-                            return true;
-                        }
-                        reach[d.index()] = from;
-                        false
-                    })
-            });
-            let Some(units) = hidden.and_then(|layer| layer_units(graph, layer)) else {
-                continue;
-            };
-            if units >= 2 {
-                let kind = if shape.rank() >= 3 {
-                    "channels"
-                } else {
-                    "hidden units"
-                };
-                let (what, all) = if shape.rank() >= 3 {
-                    ("channel", "channels")
-                } else {
-                    ("unit (column)", "units")
-                };
-                self.diags.push(
-                    Diagnostic::warning(format!("the {units} {kind} fed by `{name}` start identical"))
-                        .with_label(*span, format!("`{name}` starts constant"))
-                        .with_note(format!("every {what} computes the same value and, with the next layer's weights also constant, receives the same gradient, so the {all} stay equal for the whole of training"))
-                        .with_note(format!("break the symmetry with a random initializer, e.g. `param {name}[…] ~ xavier_uniform`")),
-                );
-            }
-        }
-    }
+/// How long the units of a layer that starts symmetric stay tied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tie {
+    /// The next layer's weights are constant and nothing between treats the units apart.
+    Forever,
+    /// A dropout between the layer and the next gives each unit its own mask, so their
+    /// gradients differ a little from the first step.
+    UntilDropout,
+}
 
+/// The symmetry warnings of a checked model, read from the graph its training steps run:
+/// there a `dropout` is a product with a mask (in the evaluation graph it is the identity),
+/// and a mask between two layers is what separates their tied units.
+pub(super) fn symmetry_warnings(
+    graph: &Graph,
+    loss: NodeId,
+    inits: &[Init],
+    spans: &[Span],
+) -> Vec<Diagnostic> {
+    let live = graph.reachable(&[loss]);
+    let mut warnings = Vec::new();
+    for (i, (init, span)) in inits.iter().zip(spans).enumerate() {
+        let shape = &graph.params[i].shape;
+        if !init.is_constant() || shape.rank() < 2 {
+            continue;
+        }
+        let name = &graph.params[i].name;
+        // The first layer weighted by `i` whose output, through any ops, feeds a layer with
+        // constant weights.
+        let tied = graph
+            .ids()
+            .filter(|id| live[id.index()])
+            .filter(|&id| layer_weight(graph, id).map(|(k, _)| k) == Some(i as u32))
+            .find_map(|id| tie(graph, &live, id, inits).map(|t| (id, t)));
+        let Some((layer, tie)) = tied else {
+            continue;
+        };
+        let Some(units) = layer_units(graph, layer) else {
+            continue;
+        };
+        if units < 2 {
+            continue;
+        }
+        let (kind, what, all) = if shape.rank() >= 3 {
+            ("channels", "channel", "channels")
+        } else {
+            ("hidden units", "unit (column)", "units")
+        };
+        let how = match tie {
+            Tie::Forever => format!(
+                "every {what} computes the same value and, with the next layer's weights also constant, receives the same gradient, so the {all} stay equal for the whole of training"
+            ),
+            Tie::UntilDropout => format!(
+                "every {what} computes the same value and, with the next layer's weights also constant, would receive the same gradient; only the dropout between the two layers gives each its own mask, so the {all} start equal and drift apart slowly, and the start still wastes training"
+            ),
+        };
+        warnings.push(
+            Diagnostic::warning(format!("the {units} {kind} fed by `{name}` start identical"))
+                .with_label(*span, format!("`{name}` starts constant"))
+                .with_note(how)
+                .with_note(format!("break the symmetry with a random initializer, e.g. `param {name}[…] ~ xavier_uniform`")),
+        );
+    }
+    warnings
+}
+
+/// Whether the units of `layer` stay tied: its output reaches, through any ops, the data
+/// operand of a layer whose weights start constant (random ones give each unit its own
+/// gradient). A dropout on any path to such a layer separates them; one past it does not (the
+/// next layer's gradient stays the same for every unit it reads).
+fn tie(graph: &Graph, live: &[bool], layer: NodeId, inits: &[Init]) -> Option<Tie> {
+    let mut reach = vec![false; graph.len()];
+    let mut dropped = vec![false; graph.len()];
+    reach[layer.index()] = true;
+    let mut found = None;
+    for d in graph.ids().skip(layer.index() + 1) {
+        if !live[d.index()] {
+            continue;
+        }
+        let n = graph.node(d);
+        if !n.inputs.iter().any(|a| reach[a.index()]) {
+            continue;
+        }
+        if let Some((k, data)) = layer_weight(graph, d)
+            && reach[n.inputs[data].index()]
+            && inits[k as usize].is_constant()
+        {
+            let t = if dropped[n.inputs[data].index()] {
+                Tie::UntilDropout
+            } else {
+                Tie::Forever
+            };
+            if found.is_none() || t == Tie::UntilDropout {
+                found = Some(t);
+            }
+            continue;
+        }
+        reach[d.index()] = true;
+        dropped[d.index()] = n.inputs.iter().any(|a| dropped[a.index()])
+            || (n.op == Op::Mul
+                && n.inputs
+                    .iter()
+                    .any(|a| matches!(graph.op(*a), Op::DropMask { .. })));
+    }
+    found
+}
+
+impl Checker {
     pub(super) fn unused_warnings(&mut self, module: &ast::Module, graph: &Graph, loss: NodeId) {
         let live = graph.reachable(&[loss]);
         let mut used_params = vec![false; graph.params.len()];

@@ -36,7 +36,7 @@ pub fn check(
     limits: &Limits,
 ) -> Result<(Model, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut cx = Checker::default();
-    let (mut model, warnings) = cx.run(module, limits)?;
+    let (mut model, mut warnings) = cx.run(module, limits)?;
     if cx.modes.dropout_sites > 0 || !model.graph().states.is_empty() {
         let mut training = Checker {
             modes: Modes {
@@ -48,6 +48,13 @@ pub fn check(
         let (trained, _) = training.run(module, limits)?;
         model.training = Some(trained.forward);
     }
+    let steps = model.training.as_ref().unwrap_or(&model.forward);
+    warnings.extend(lints::symmetry_warnings(
+        &steps.graph,
+        steps.outputs[0].1,
+        &model.inits,
+        &model.param_spans,
+    ));
     Ok((model, warnings))
 }
 
@@ -324,7 +331,6 @@ impl Checker {
             return Err(std::mem::take(&mut self.diags));
         }
         self.unused_warnings(module, &graph, loss);
-        self.symmetry_warnings(&graph, loss, &inits, &param_spans);
         let predict = (!outputs.is_empty()).then(|| GraphFn {
             graph: graph.clone(),
             outputs,

@@ -218,6 +218,62 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
     );
 }
 
+/// A dropout between the tied layer and the next gives each unit its own mask, so the units
+/// drift apart (the warning says so); one past the next layer leaves them equal to the bit.
+#[test]
+fn a_dropout_between_constant_layers_separates_their_units_and_one_past_them_does_not() {
+    let text = std::fs::read_to_string(repo().join("examples/symmetry.dsl")).unwrap();
+    let notes = |src: &str| -> Vec<String> {
+        let file = adjoint::SourceFile::new("d.dsl", src.to_string());
+        let (_, w) = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap();
+        w.into_iter().flat_map(|d| d.notes).collect()
+    };
+    let hidden_units = |src: &str| {
+        let model = model_of_source("d.dsl", src);
+        let table = adjoint::data::Table::load(&repo().join("examples/data/iris.csv")).unwrap();
+        let data = adjoint::data::bind(&model, &table).unwrap();
+        let compiled = CompiledModel::from_model(model).unwrap();
+        let mut t = adjoint::train::Trainer::new(&compiled, 0);
+        let settings = compiled.model.train.clone();
+        t.fit(Some(&data), &settings, |_| {}).unwrap();
+        let w1 = t.params[0].to_f64();
+        // Columns 0 and 1 of W1[4, 8]: the incoming weights of two hidden units.
+        (
+            (0..4).map(|i| w1[i * 8]).collect::<Vec<_>>(),
+            (0..4).map(|i| w1[i * 8 + 1]).collect::<Vec<_>>(),
+        )
+    };
+    let between = text.replace("h @ W2", "dropout(h, 0.5) @ W2");
+    assert_ne!(between, text);
+    assert!(
+        notes(&between).iter().any(|n| n.contains("drift apart")),
+        "{:?}",
+        notes(&between)
+    );
+    let (u0, u1) = hidden_units(&between);
+    assert!(
+        u0.iter()
+            .zip(&u1)
+            .any(|(a, b)| a != b && a.is_finite() && b.is_finite()),
+        "the masks separate the units: {u0:?} {u1:?}"
+    );
+    let past = text.replace("h @ W2 + b2", "dropout(h @ W2, 0.5) + b2");
+    assert_ne!(past, text);
+    assert!(
+        notes(&past)
+            .iter()
+            .any(|n| n.contains("for the whole of training")),
+        "{:?}",
+        notes(&past)
+    );
+    let (v0, v1) = hidden_units(&past);
+    assert_eq!(
+        v0, v1,
+        "a dropout past the next layer leaves the units tied"
+    );
+    assert!(v0.iter().all(|w| w.is_finite()) && v0.iter().any(|w| (w - 0.1).abs() > 1e-3));
+}
+
 #[test]
 fn gains_follow_the_nonlinearity() {
     let model = model_of_source(
