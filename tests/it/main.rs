@@ -20,6 +20,7 @@ mod einsum;
 mod fuzz_corpus;
 mod gather;
 mod gradients;
+mod group_norm;
 mod init;
 mod inspect;
 mod jit;

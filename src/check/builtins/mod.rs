@@ -14,6 +14,7 @@ use crate::syntax::ast;
 mod args;
 mod batch_norm;
 mod composites;
+mod group_norm;
 
 pub(super) use args::normalize_axis;
 use args::*;
@@ -125,6 +126,7 @@ enum Lowering {
     Unwindows,
     Dropout,
     BatchNorm,
+    GroupNorm,
 }
 
 /// The reductions with an optional axis and `keepdims`.
@@ -358,6 +360,17 @@ static BUILTINS: &[Builtin] = &[
             ("momentum", Num(Some(0.1))),
         ],
         Lowering::BatchNorm,
+    ),
+    builtin(
+        "group_norm",
+        &[
+            ("x", Array),
+            ("groups", Length(true)),
+            ("gain", Array),
+            ("bias", Array),
+            ("eps", Num(Some(1e-5))),
+        ],
+        Lowering::GroupNorm,
     ),
 ];
 
@@ -683,6 +696,23 @@ pub(super) fn call(
                 span,
             },
         ),
+        Lowering::GroupNorm => {
+            let Value::Length(Some(groups)) = v[1] else {
+                unreachable!("a required length")
+            };
+            group_norm::group_norm(
+                cx,
+                g,
+                group_norm::GroupNorm {
+                    x: v[0].array(),
+                    groups,
+                    gain: v[2].array(),
+                    bias: v[3].array(),
+                    eps: v[4].num(),
+                    span,
+                },
+            )
+        }
         Lowering::Filled(value) => {
             let Value::Dims(dims) = &v[0] else {
                 unreachable!("a shape argument")
