@@ -176,9 +176,13 @@ impl<'a> Tx<'a> {
                 self.elementwise_loop(&shape, slot, whole, run, &|_, xs, _| xs[0]);
             }
             Op::SumTo(_) if crate::lower::summed_product(g, &plan.values, id).is_some() => {
+                // One product over the summed axes, batched over any others.
                 debug_assert!(
-                    matches!(decision.sharing, Some(Sharing::Batches { .. })),
-                    "the plan shares a summed product as a batched one"
+                    matches!(
+                        decision.sharing,
+                        Some(Sharing::Blocks { .. } | Sharing::Batches { .. })
+                    ),
+                    "the plan shares a summed product as a product"
                 );
                 self.summed_matmul(g, plan, node.inputs[0], id, slot);
             }

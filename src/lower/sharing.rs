@@ -36,16 +36,17 @@ pub const RULE: SharingRule = SharingRule {
 /// How a product step shares itself between cores under [`RULE`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sharing {
-    /// One product of m·k·n multiply-adds (`work`: m, k, n, 1 for a vector's missing axis):
+    /// One product of m·k·n multiply-adds (`work`: m, k, n, 1 for a vector's missing axis,
+    /// then the batch axes a summed product folds into its inner dimension):
     /// from `min_work` on, one block of C per thread, of `row_block` rows when C is taller than
     /// wide, of `column_block` columns otherwise; below it on the calling thread.
     Blocks { work: Vec<Dim> },
-    /// A product per index of the batch axes (`batch`), each of m·k·n multiply-adds (`work`),
-    /// once batch axes that continue rows or inner sums are folded into them: each product
+    /// A product per index of the batch axes (`batch`), each of m·k·n multiply-adds (`work`,
+    /// as for `Blocks`), once batch axes that continue rows are folded into them: each product
     /// from `min_work` on shared as [`Sharing::Blocks`], one after another; smaller ones, where
     /// all of them together reach `min_work`, a run of whole products per thread; else all on
-    /// the calling thread. Products summed along a batch axis that does not fold run in index
-    /// order on the calling thread (lowering folds every summed axis it plans).
+    /// the calling thread. Products summed along a batch axis that does not fold would run in
+    /// index order on the calling thread; lowering plans none (`summed_products`).
     Batches { batch: Vec<Dim>, work: Vec<Dim> },
     /// A matrix–vector product: always on the calling thread.
     MatrixVector,
@@ -72,24 +73,36 @@ pub(super) fn decide(g: &Graph, values: &[Option<Val>], step: &Step) -> Option<S
     let Step::Compute { node, .. } = step else {
         return None;
     };
-    let product = match g.op(*node) {
-        Op::MatMul => *node,
-        Op::SumTo(_) => super::summed_product(g, values, *node)?,
+    let (product, summed) = match g.op(*node) {
+        Op::MatMul => (*node, Vec::new()),
+        Op::SumTo(_) => {
+            let product = super::summed_product(g, values, *node)?;
+            let axes = super::summed_products::summed_axes(g, product, *node)
+                .expect("a summed product sums batch axes");
+            (product, axes)
+        }
         _ => return None,
     };
     let inputs = &g.node(product).inputs;
     let (a, b) = (g.shape(inputs[0]), g.shape(inputs[1]));
     let parts = MatMulParts::of(a, b);
-    let work = vec![
+    let mut work = vec![
         parts.m.unwrap_or(Dim::Fixed(1)),
         parts.k_a,
         parts.n.unwrap_or(Dim::Fixed(1)),
     ];
     if parts.is_batched() {
         let out = g.shape(product);
-        let batch = out.rank() - usize::from(a.rank() > 1) - usize::from(b.rank() > 1);
+        let rank = out.rank() - usize::from(a.rank() > 1) - usize::from(b.rank() > 1);
+        // The summed axes fold into the inner dimension (lowering plans no other summed
+        // product): what is left is one product per index of the other batch axes.
+        let (folded, batch): (Vec<usize>, Vec<usize>) = (0..rank).partition(|i| summed.contains(i));
+        work.extend(folded.iter().map(|&i| out.0[i]));
+        if batch.is_empty() {
+            return Some(Sharing::Blocks { work });
+        }
         return Some(Sharing::Batches {
-            batch: out.0[..batch].to_vec(),
+            batch: batch.iter().map(|&i| out.0[i]).collect(),
             work,
         });
     }

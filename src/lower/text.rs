@@ -8,7 +8,7 @@
 //!   s0 input A : f64[n, 3]
 //!   s3 temp : f64[n]
 //! steps
-//!   s3 ← matmul(s0[3, 1], s1[1])
+//!   s3 ← matmul(s0[3, 1], s1[1])  (one core: a matrix–vector product)
 //!   loop [n] in blocks of rows  (vector f64x2)
 //!     parts: min(8, ⌈n / 256⌉, max(1, ⌈n / 256⌉·2048 / 32768)) over blocks of 256
 //!     block: s5 ← matmul(s0[3, 1], s2[1])
@@ -17,7 +17,7 @@
 //!     s8 ← %13 = mul(r%12, %4)
 //!     block: s4 += matmul(s0[1, 3], s8[1])
 //! updates
-//!   w : one part: 3 elements, under 65536
+//!   w : one part: 3 elements, under 65536  (vector f64x2)
 //! ```
 //!
 //! A temporary that takes over the buffer of one whose last reader has run says so
@@ -236,8 +236,8 @@ impl Text<'_> {
                 dims(work)
             ),
             (Sharing::Batches { batch, work }, _) => format!(
-                "shared: products over the threads where {} of {} multiply-adds make ≥ {min} and one \
-                 does not, blocks of one that does",
+                "shared: whole products over the threads where {} of {} multiply-adds make ≥ {min} \
+                 and one is under it; blocks of a product that is not",
                 dims(batch),
                 dims(work)
             ),
@@ -273,10 +273,11 @@ impl Text<'_> {
             ),
             Scalar::LastAxisReduced => "the last axis is reduced".to_string(),
             Scalar::UnderOneVector(n) => {
-                format!(
-                    "{n} elements, under one vector of {}",
-                    super::vectorize::lanes(self.g.dtype)
-                )
+                let lanes = super::vectorize::lanes(self.g.dtype);
+                match n {
+                    1 => format!("1 element, under one vector of {lanes}"),
+                    n => format!("{n} elements, under one vector of {lanes}"),
+                }
             }
         };
         format!("scalar: {why}")
