@@ -97,6 +97,22 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// How the plan runs a loop (`lower::vectorize`): in vectors, or else row by row or element
+    /// by element.
+    pub(super) fn run_of(&self, decision: &Decision) -> Run {
+        if self.vectorized(decision) {
+            return Run::Vectors;
+        }
+        match decision
+            .walk
+            .as_ref()
+            .expect("the plan decides how this loop walks")
+        {
+            Walk::Rows => Run::Rows,
+            Walk::Elements(_) => Run::Elements,
+        }
+    }
+
     /// Whether the plan runs a log-sum-exp over the last axis a vector of rows at a time.
     pub(super) fn rows_in_lanes(&self, decision: &Decision) -> bool {
         match decision
@@ -359,24 +375,24 @@ impl<'a> Tx<'a> {
     }
 
     /// An elementwise loop over `shape` writing `slot`: vectors along the last axis with a
-    /// scalar tail when every operand allows it, element by element otherwise.
+    /// scalar tail, row by row or element by element, as the plan says (`run`).
     pub(super) fn elementwise_loop(
         &mut self,
         shape: &Shape,
         slot: u32,
         args: &[Operand],
-        vector: bool,
+        run: Run,
         f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
     ) {
         let out = self.contiguous_strides(shape);
         let first = self.iconst(0);
-        self.elementwise_loop_into(shape, slot, &out, first, args, vector, f);
+        self.elementwise_loop_into(shape, slot, &out, first, args, run, f);
     }
 
     /// An elementwise loop over `shape` that writes element `idx` of its result to element
     /// `first + idx · out` of `slot` (an embedding's place in a larger array); vectorized when
-    /// the plan says (`vector`: the last axis is written contiguously and every operand reads
-    /// as vectors).
+    /// the plan says (`run`: the last axis is written contiguously and every operand reads
+    /// as vectors), else row by row along an axis, element by element without one.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn elementwise_loop_into(
         &mut self,
@@ -385,20 +401,26 @@ impl<'a> Tx<'a> {
         out: &[Value],
         first: Value,
         args: &[Operand],
-        vector: bool,
+        run: Run,
         f: &dyn Fn(&mut Self, &[Value], bool) -> Value,
     ) {
         let sizes = self.sizes(shape);
         let rank = shape.rank();
         debug_assert_eq!(
-            vector,
+            run == Run::Vectors,
             rank > 0
                 && self.known(out[rank - 1]) == Some(1)
                 && args.iter().all(|a| self.vectorizable(a)),
             "the plan's vectorization is the loop's"
         );
-        if !vector {
-            if rank == 0 || self.fused.promoted.contains_key(&slot) {
+        debug_assert!(
+            run == Run::Vectors || (run == Run::Elements) == (rank == 0),
+            "the plan's walk is the loop's"
+        );
+        if run != Run::Vectors {
+            // A slot the fused training loop holds in a register is that register: one
+            // element, read and written as such.
+            if run == Run::Elements || self.fused.promoted.contains_key(&slot) {
                 self.nest(&sizes, &mut |tx, idx| {
                     let xs: Vec<Value> = args.iter().map(|a| tx.read(a, idx)).collect();
                     let v = f(tx, &xs, false);
@@ -708,4 +730,15 @@ pub(super) enum Operand {
     },
     /// The current element of a loop-group member, held in a register.
     Lane(u32),
+}
+
+/// How a loop runs, as the plan decides it (`Decision::vector`, `Decision::walk`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Run {
+    /// Along the last axis in vectors, then a scalar tail.
+    Vectors,
+    /// Row by row, each operand's row address taken where the row's loop is entered.
+    Rows,
+    /// Element by element, each element's address from all its indices.
+    Elements,
 }

@@ -12,7 +12,8 @@
 use crate::ir::shape::MatMulParts;
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{
-    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Step, Stride, Val, Vector,
+    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Sharing, Step, Stride, Update, Val,
+    Vector, Walk,
 };
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -22,6 +23,7 @@ use cranelift::codegen::{Context, settings};
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
+use elementwise::Run;
 mod builder;
 mod elementwise;
 pub mod fpenv;
@@ -241,12 +243,18 @@ impl Jit {
             bounded: n_slots > MAX_HELD_VALUES,
             address_slot: Vec::new(),
         };
-        // No plan holds a standalone update: its parts come from the plan's rule directly.
-        let parts: Vec<Parts> = sizes
+        // No plan holds a standalone update: its parts and vectors come from the plan's rules
+        // directly.
+        let updates: Vec<Update> = sizes
             .iter()
-            .map(|&n| crate::lower::parts::update_parts(n))
+            .map(|&n| Update {
+                parts: crate::lower::parts::update_parts(n),
+                vector: crate::lower::vectorize::update_vector(n, dtype),
+            })
             .collect();
-        self.define(shape, move |tx| tx.update(&spec, &sizes, &parts, &slots, 0))
+        self.define(shape, move |tx| {
+            tx.update(&spec, &sizes, &updates, &slots, 0)
+        })
     }
 
     fn define(

@@ -17,22 +17,34 @@ fn product_operand(plan: &Plan, operand: NodeId) -> (u32, Vec<Stride>) {
 }
 
 impl<'a> Tx<'a> {
-    pub(super) fn matmul(&mut self, g: &Graph, plan: &Plan, id: NodeId, slot: u32) {
+    /// A product into `slot`, through the kernel whose sharing between cores the plan records
+    /// (`lower::sharing`: the kernels apply its rule).
+    pub(super) fn matmul(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        id: NodeId,
+        slot: u32,
+        sharing: &Sharing,
+    ) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
         let (sa, stra) = product_operand(plan, a);
         let (sb, strb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
         if MatMulParts::of(&ash, &bsh).is_batched() {
+            debug_assert!(matches!(sharing, Sharing::Batches { .. }), "{sharing:?}");
             self.batched_matmul(g, (sa, &stra), (sb, &strb), id, slot);
             return;
         }
         let zero = self.iconst(0);
         let one = self.iconst(1);
         if ash.rank() + bsh.rank() == 3 {
+            debug_assert_eq!(sharing, &Sharing::MatrixVector);
             self.matvec(g, plan, id, slot, None, false);
             return;
         }
+        debug_assert!(matches!(sharing, Sharing::Blocks { .. }), "{sharing:?}");
         // A vector on the left is a 1×k row; on the right a k×1 column.
         let (m, k, rsa, csa) = if ash.rank() == 2 {
             let (m, k) = (self.dim(ash.0[0]), self.dim(ash.0[1]));

@@ -337,9 +337,10 @@ impl<'a> Tx<'a> {
 impl Tx<'_> {
     /// The largest (`better` is `>`) or smallest (`<`) element of `src` (iterating over
     /// `xshape`) into `slot` at `out`, which holds ±∞ first: each element replaces the output's
-    /// when it compares `better`, so a NaN never does. Along a kept last axis (a pooling's
-    /// maximum over its window axis) a vector of outputs at a time; otherwise element by
-    /// element, row by row.
+    /// when it compares `better`, so a NaN never does. As the plan says (`run`): along a kept
+    /// last axis (a pooling's maximum over its window axis) a vector of outputs at a time, its
+    /// row's tail row by row; otherwise row by row, or element by element without an axis.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn extremum_loop(
         &mut self,
         src: &Operand,
@@ -347,11 +348,23 @@ impl Tx<'_> {
         out: &OutStrides,
         better: FloatCC,
         slot: u32,
+        run: Run,
     ) {
         let sizes = self.sizes(xshape);
         let rank = xshape.rank();
         let out_strides = &out.strides;
-        if rank == 0 || self.fused.promoted.contains_key(&slot) {
+        debug_assert_eq!(
+            run == Run::Elements,
+            rank == 0,
+            "the plan's walk is the loop's"
+        );
+        debug_assert!(
+            rank == 0
+                || (run == Run::Vectors) == (!out.last_axis_reduced && self.vectorizable(src)),
+            "the plan's vectorization is the loop's"
+        );
+        // A slot the fused training loop holds in a register is that register.
+        if run == Run::Elements || self.fused.promoted.contains_key(&slot) {
             self.nest(&sizes, &mut |tx, idx| {
                 let v = tx.read(src, idx);
                 let o = tx.dot(idx, out_strides);
@@ -372,7 +385,7 @@ impl Tx<'_> {
             tx.b.ins().store(flags(), nm, addr, 0);
         };
         let n = sizes[rank - 1];
-        if out.last_axis_reduced || !self.vectorizable(src) {
+        if run == Run::Rows {
             self.nest(&sizes[..rank - 1], &mut |tx, outer| {
                 tx.for_loop(n, &mut |tx, j| scalar(tx, outer, j));
             });
@@ -400,16 +413,26 @@ impl Tx<'_> {
     }
 
     /// Adds each element of `src` (iterating over `xshape`) into `slot` at `to`, in the
-    /// operand's order (`unwindows`: each patch element into its place). Where the places of
-    /// the last axis are contiguous (a stride of 1) a vector of them at a time, as a sum that
-    /// keeps its last axis; otherwise element by element, row by row. Either way each place
-    /// receives its terms in the same order.
-    pub(super) fn add_patches(&mut self, src: &Operand, xshape: &Shape, to: &[Value], slot: u32) {
+    /// operand's order (`unwindows`: each patch element into its place). As the plan says
+    /// (`run`): where the places of the last axis are contiguous (a stride of 1), as a sum that
+    /// keeps its last axis, a vector of places at a time or element by element; otherwise row
+    /// by row. Either way each place receives its terms in the same order.
+    pub(super) fn add_patches(
+        &mut self,
+        src: &Operand,
+        xshape: &Shape,
+        to: &[Value],
+        slot: u32,
+        run: Run,
+    ) {
         let rank = xshape.rank();
-        if rank > 0 && self.known(to[rank - 1]) == Some(1) {
-            // Not yet a plan decision (the plan records none for `unwindows`).
-            let vector = self.vectorizable(src);
-            return self.sum_loop(src, xshape, to, false, slot, vector);
+        debug_assert_eq!(
+            run != Run::Rows,
+            rank > 0 && self.known(to[rank - 1]) == Some(1),
+            "the plan's walk is the loop's"
+        );
+        if run != Run::Rows {
+            return self.sum_loop(src, xshape, to, false, slot, run == Run::Vectors);
         }
         let sizes = self.sizes(xshape);
         let zero = self.iconst(0);

@@ -14,9 +14,9 @@ impl<'a> Tx<'a> {
             } => {
                 let shape = plan.slots[*slot as usize].shape.clone();
                 let src = self.operand(g, plan, src, src_shape, shape.rank());
-                let vector = self.vectorized(decision);
+                let run = self.run_of(decision);
                 let src = std::slice::from_ref(&src);
-                self.elementwise_loop(&shape, *slot, src, vector, &|_, xs, _| xs[0]);
+                self.elementwise_loop(&shape, *slot, src, run, &|_, xs, _| xs[0]);
             }
             Step::Compute { node, slot, aux } => {
                 self.compute(g, plan, *node, *slot, *aux, decision)
@@ -171,11 +171,19 @@ impl<'a> Tx<'a> {
             | Op::Select => {
                 // The node's own op joins the vector check through a one-node inline operand.
                 let whole = self.node_expr(g, plan, id, rank);
-                let vector = self.vectorized(decision);
+                let run = self.run_of(decision);
                 let whole = std::slice::from_ref(&whole);
-                self.elementwise_loop(&shape, slot, whole, vector, &|_, xs, _| xs[0]);
+                self.elementwise_loop(&shape, slot, whole, run, &|_, xs, _| xs[0]);
             }
             Op::SumTo(_) if crate::lower::summed_product(g, &plan.values, id).is_some() => {
+                // One product over the summed axes, batched over any others.
+                debug_assert!(
+                    matches!(
+                        decision.sharing,
+                        Some(Sharing::Blocks { .. } | Sharing::Batches { .. })
+                    ),
+                    "the plan shares a summed product as a product"
+                );
                 self.summed_matmul(g, plan, node.inputs[0], id, slot);
             }
             Op::Sum { .. } | Op::SumTo(_) => {
@@ -186,7 +194,9 @@ impl<'a> Tx<'a> {
                 let (out_strides, last_reduced) =
                     (out.strides, out.last_axis_reduced || xshape.rank() == 0);
                 self.fill(slot, &shape, 0.0);
-                let vector = self.vectorized(decision);
+                let run = self.run_of(decision);
+                debug_assert_ne!(run, Run::Rows, "a sum's loop has no row-by-row form");
+                let vector = run == Run::Vectors;
                 self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot, vector);
             }
             // Planned without a scratch slot: over the last axis.
@@ -304,7 +314,8 @@ impl<'a> Tx<'a> {
                 } else {
                     FloatCC::LessThan
                 };
-                self.extremum_loop(&src, &xshape, &out, better, slot);
+                let run = self.run_of(decision);
+                self.extremum_loop(&src, &xshape, &out, better, slot, run);
             }
             Op::Take { axis, index } => {
                 // Iterate over the output; read the source with the taken index inserted.
@@ -384,9 +395,19 @@ impl<'a> Tx<'a> {
                 for (i, &s) in stride.iter().enumerate() {
                     to.push(self.mul_imm(out[lead + i], s as i64));
                 }
-                self.add_patches(&src, &xshape, &to, slot);
+                let run = self.run_of(decision);
+                self.add_patches(&src, &xshape, &to, slot, run);
             }
-            Op::MatMul => self.matmul(g, plan, id, slot),
+            Op::MatMul => {
+                let sharing = decision.sharing.as_ref();
+                self.matmul(
+                    g,
+                    plan,
+                    id,
+                    slot,
+                    sharing.expect("the plan shares every product"),
+                )
+            }
             Op::Unslice {
                 axis, start, step, ..
             } => {
@@ -400,9 +421,9 @@ impl<'a> Tx<'a> {
                 let first = self.mul(start, out[a]);
                 out[a] = self.mul_imm(out[a], *step);
                 let src = std::slice::from_ref(&src);
-                let vector = self.vectorized(decision);
+                let run = self.run_of(decision);
                 let f = &|_: &mut Self, xs: &[Value], _| xs[0];
-                self.elementwise_loop_into(&xshape, slot, &out, first, src, vector, f);
+                self.elementwise_loop_into(&xshape, slot, &out, first, src, run, f);
             }
             Op::Iota(_) => {
                 let total = self.total(&shape);

@@ -37,18 +37,18 @@ impl<'a> Tx<'a> {
     }
 
     /// The optimizer update over every parameter: optional weight decay and global-norm
-    /// clipping, then the rule, as one vectorized loop per parameter with a scalar tail, in
-    /// parts where `parts` (the plan's, one per parameter) says.
+    /// clipping, then the rule, per parameter as the plan's `updates` say (one per parameter):
+    /// a vectorized loop with a scalar tail or element by element, in parts or not.
     pub(super) fn update(
         &mut self,
         spec: &OptimizerSpec,
         sizes: &[usize],
-        parts: &[Parts],
+        updates: &[Update],
         slots: &UpdateSlots,
         scalar_base: usize,
     ) {
         debug_assert_eq!(
-            parts.len(),
+            updates.len(),
             sizes.len(),
             "the plan splits or not every update"
         );
@@ -96,12 +96,12 @@ impl<'a> Tx<'a> {
                 g,
                 st: &st,
             };
-            if self.update_is_split(len, &parts[i], &ctx) {
+            if self.update_is_split(len, &updates[i].parts, &ctx) {
                 self.parallel_update(&ctx, &k, wd, scale, len);
                 continue;
             }
             let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
-            if n_vec > 0 {
+            if self.update_vectorized(len, &updates[i].vector) {
                 self.for_loop_by(span, lanes as i64, &mut |tx, j| {
                     tx.straight(|tx| {
                         tx.rule_element(&ctx, j, Some(vty), &kvec, wdvec, scvec);
@@ -208,6 +208,26 @@ impl<'a> Tx<'a> {
                 tx.b.ins().store(flags(), p, ptrs[0], 0);
             })
         });
+    }
+
+    /// Whether the plan runs a parameter's update in vectors (`lower::vectorize::update_vector`),
+    /// of this function's lanes.
+    fn update_vectorized(&self, len: usize, vector: &Vector) -> bool {
+        let (_, lanes) = self.vector_type();
+        let vectors = match vector {
+            Vector::Lanes(n) => {
+                debug_assert_eq!(*n as i64, lanes, "lanes of the float type");
+                true
+            }
+            Vector::Scalar(_) => false,
+            Vector::Rows(_) => unreachable!("rows in lanes are a log-sum-exp's form"),
+        };
+        debug_assert_eq!(
+            vectors,
+            len as i64 >= lanes,
+            "the plan's vectorization is the update's"
+        );
+        vectors
     }
 
     /// Whether the plan splits a parameter's update between cores (`lower::parts`). A split

@@ -1,5 +1,8 @@
 //! Matrix–matrix products, C = A·B with any strides: matrixmultiply's kernels, split into
-//! blocks of C across the worker pool when large, and a small-product kernel for f32.
+//! blocks of C across the worker pool when large, and a small-product kernel for f32. How a
+//! product is shared between cores is the rule the plan records (`lower::sharing::RULE`).
+
+use crate::lower::sharing::RULE;
 
 /// A float type's product kernels: matrixmultiply's, and optionally one for small products.
 pub trait Gemm: Sized + Copy {
@@ -234,7 +237,8 @@ pub unsafe fn batched_gemm<T: Gemm>(
         }
     };
     let threads = crate::jit::parallel::threads();
-    if threads == 1 || work >= SPLIT_WORK || work.saturating_mul(count) < SPLIT_WORK {
+    let min = RULE.min_work;
+    if threads == 1 || work >= min || work.saturating_mul(count) < min {
         return run(0, count);
     }
     let parts = threads.min(count);
@@ -382,21 +386,22 @@ unsafe fn small_f32(
     false
 }
 
-/// Products above this many multiply-adds are split between cores.
-const SPLIT_WORK: usize = 1 << 22;
-
 /// Runs `run(first_row, rows, first_column, columns)` over blocks of C that together cover
-/// it: all of it on one core for products below `SPLIT_WORK` multiply-adds, else one block
-/// per thread on the worker pool, of rows when C is taller than wide and of columns
-/// otherwise. Each element of C is still the same kernel's sum over k, so the result does
-/// not depend on the split.
+/// it, by the plan's sharing rule (`lower::sharing::RULE`): all of it on one core for products
+/// below `min_work` multiply-adds, else one block per thread on the worker pool, of rows when
+/// C is taller than wide and of columns otherwise. Each element of C is still the same
+/// kernel's sum over k, so the result does not depend on the split.
 fn on_cores(m: usize, k: usize, n: usize, run: &(dyn Fn(usize, usize, usize, usize) + Sync)) {
     let threads = crate::jit::parallel::threads();
-    if threads == 1 || m.saturating_mul(k).saturating_mul(n) < SPLIT_WORK {
+    if threads == 1 || m.saturating_mul(k).saturating_mul(n) < RULE.min_work {
         return run(0, m, 0, n);
     }
-    // Blocks in whole kernel tiles (at most 16 rows and 32 columns in matrixmultiply).
-    let (len, unit) = if m > n { (m, 16) } else { (n, 32) };
+    // Blocks in whole kernel tiles.
+    let (len, unit) = if m > n {
+        (m, RULE.row_block)
+    } else {
+        (n, RULE.column_block)
+    };
     let items = len.div_ceil(unit) as i64;
     let parts = threads.min(items as usize);
     crate::jit::parallel::for_parts(items, parts, &|lo, hi| {

@@ -8,8 +8,10 @@
 //! node that is an output and has a step of its own computes straight into its output slot
 //! (other outputs are copied there, so callers always find them contiguous). Slots are names:
 //! `storage` decides which share a buffer once their lifetimes are known. How each loop runs is
-//! decided here too, for the code generator to read: in vectors or not (`vectorize`), in parts
-//! on several cores or not, and each parameter's update likewise (`parts`).
+//! decided here too, for the code generator to read: in vectors or not, and if not row by row
+//! or element by element (`vectorize`), in parts on several cores or not, and each
+//! parameter's update likewise (`parts`, `vectorize::update_vector`); and how each matrix
+//! product shares itself between cores (`sharing`).
 //!
 //! Invariants, checked by `verify`: a slot is written by exactly one step, before any step reads
 //! it; a register is computed before it is read; every view lies inside its slot; slots live at
@@ -19,6 +21,7 @@
 mod groups;
 pub mod parts;
 mod row_blocks;
+pub mod sharing;
 mod storage;
 mod summed_products;
 mod text;
@@ -27,10 +30,11 @@ mod verify;
 mod views;
 
 pub use parts::{Parts, SplitRule, Whole};
+pub use sharing::Sharing;
 pub use storage::Storage;
 pub use summed_products::summed_product;
 pub use text::plan_text;
-pub use vectorize::Vector;
+pub use vectorize::{Vector, Walk};
 pub use verify::{PlanError, verify};
 
 use crate::ir::{Class, Dim, Graph, NodeId, Op, Shape};
@@ -185,15 +189,25 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
     /// How each parameter's update runs (one entry per parameter), where the plan is a
     /// training step's (`parts::is_training_step`); empty otherwise.
-    pub updates: Vec<Parts>,
+    pub updates: Vec<Update>,
 }
 
-/// How a step's loop runs: along its last axis in vectors or element by element, and on one
-/// core or in parts. `None` where the step has no such choice.
+/// How a step's loop runs: along its last axis in vectors or not, and if not row by row or
+/// element by element; on one core or in parts; how a matrix product shares itself between
+/// cores. `None` where the step has no such choice.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
     pub vector: Option<Vector>,
+    pub walk: Option<Walk>,
     pub parts: Option<Parts>,
+    pub sharing: Option<Sharing>,
+}
+
+/// How a parameter's update runs: in parts or not, and in vectors or element by element.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    pub parts: Parts,
+    pub vector: Vector,
 }
 
 impl Plan {
@@ -567,25 +581,30 @@ pub fn plan(f: &GraphFn) -> Plan {
             .params
             .iter()
             .map(|p| {
-                parts::update_parts(
-                    p.shape
-                        .fixed_elements()
-                        .expect("parameters have fixed sizes"),
-                )
+                let len = p
+                    .shape
+                    .fixed_elements()
+                    .expect("parameters have fixed sizes");
+                Update {
+                    parts: parts::update_parts(len),
+                    vector: vectorize::update_vector(len, g.dtype),
+                }
             })
             .collect();
     }
     plan
 }
 
-/// The decisions of each step: its vectorization and its parts.
+/// The decisions of each step: its vectorization, its walk, its parts and its sharing.
 fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
     let held = parts::fused_registers(g, plan);
     plan.steps
         .iter()
         .map(|step| Decision {
             vector: vectorize::decide(g, plan, step),
+            walk: vectorize::decide_walk(g, plan, step),
             parts: parts::decide(g, step, &held),
+            sharing: sharing::decide(g, &plan.values, step),
         })
         .collect()
 }

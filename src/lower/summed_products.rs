@@ -38,7 +38,7 @@ pub(super) fn summed_candidates(
 /// The batch axes of `product` (`a @ b`, both of rank 2 or more) that `sum` sums over, when
 /// that is all it sums and they are the innermost batch axes of length other than 1, each an
 /// axis of both operands (neither is broadcast along it).
-fn summed_axes(g: &Graph, product: NodeId, sum: NodeId) -> Option<Vec<usize>> {
+pub(super) fn summed_axes(g: &Graph, product: NodeId, sum: NodeId) -> Option<Vec<usize>> {
     let node = g.node(product);
     if node.op != Op::MatMul {
         return None;

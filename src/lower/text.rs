@@ -8,7 +8,7 @@
 //!   s0 input A : f64[n, 3]
 //!   s3 temp : f64[n]
 //! steps
-//!   s3 ← matmul(s0[3, 1], s1[1])
+//!   s3 ← matmul(s0[3, 1], s1[1])  (one core: a matrix–vector product)
 //!   loop [n] in blocks of rows  (vector f64x2)
 //!     parts: min(8, ⌈n / 256⌉, max(1, ⌈n / 256⌉·2048 / 32768)) over blocks of 256
 //!     block: s5 ← matmul(s0[3, 1], s2[1])
@@ -17,7 +17,7 @@
 //!     s8 ← %13 = mul(r%12, %4)
 //!     block: s4 += matmul(s0[1, 3], s8[1])
 //! updates
-//!   w : one part: 3 elements, under 65536
+//!   w : one part: 3 elements, under 65536  (vector f64x2)
 //! ```
 //!
 //! A temporary that takes over the buffer of one whose last reader has run says so
@@ -37,15 +37,17 @@
 //!
 //! The back end's decisions follow what they decide (`Plan::decisions`): a loop along its last
 //! axis in vectors, `(vector f32x4)`, a log-sum-exp a vector of rows at a time, `(rows in
-//! lanes, f32x4)`, or element by element with the reason, `(scalar: s3 is strided along the last
-//! axis)` (a loop of one element says nothing); a loop group's first line says whether it runs in
+//! lanes, f32x4)`, or not with the reason and how it walks, `(scalar: s3 is strided along the
+//! last axis; row by row)` (a loop of one element says nothing); a product how it shares itself
+//! between cores, `(one core: 1920 multiply-adds, under 4194304)`; a loop group's first line says whether it runs in
 //! parts, by the rule that gives their number from the sizes bound at run time (`parts: min(8,
 //! n, max(1, n·64 / 32768)) over the outer axis`, with its value where every size is fixed), or
 //! why not (`one part: …`). A training step's plan ends with each parameter's update, in parts
-//! or not (`updates`).
+//! or not, in vectors or not (`updates`).
 
 use super::parts::{MAX_PARTIAL_BYTES, MAX_PARTS, MIN_WORK_PER_PART, Parts, SplitRule, Whole};
-use super::vectorize::{Scalar, Vector};
+use super::sharing::{RULE, Sharing};
+use super::vectorize::{ByElement, Scalar, Vector, Walk};
 use super::{Decision, Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
 use crate::ir::print::{fmt_number, op_text};
 use crate::ir::shape::MatMulParts;
@@ -81,15 +83,17 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
         );
     }
     out.push_str("steps\n");
-    let text = Text { g, plan };
+    let held = super::parts::fused_registers(g, plan);
+    let text = Text { g, plan, held };
     let undecided = Decision::default();
     for (k, step) in plan.steps.iter().enumerate() {
         text.step(&mut out, step, plan.decisions.get(k).unwrap_or(&undecided));
     }
     if !plan.updates.is_empty() {
         out.push_str("updates\n");
-        for (p, parts) in g.params.iter().zip(&plan.updates) {
-            let _ = writeln!(out, "  {} : {}", p.name, text.parts(parts));
+        for (p, u) in g.params.iter().zip(&plan.updates) {
+            let vector = text.vector(&u.vector);
+            let _ = writeln!(out, "  {} : {}  ({vector})", p.name, text.parts(&u.parts));
         }
     }
     out
@@ -98,15 +102,13 @@ pub fn plan_text(f: &GraphFn, plan: &Plan) -> String {
 struct Text<'a> {
     g: &'a Graph,
     plan: &'a Plan,
+    /// The slots the fused training loop holds in registers (`parts::fused_registers`).
+    held: Vec<u32>,
 }
 
 impl Text<'_> {
     fn step(&self, out: &mut String, step: &Step, decision: &Decision) {
-        // A loop without an axis is one element, nothing to vectorize: not worth a word.
-        let vector = match &decision.vector {
-            None | Some(Vector::Scalar(Scalar::NoAxis)) => String::new(),
-            Some(v) => format!("  ({})", self.vector(v)),
-        };
+        let vector = self.form(step, decision);
         match step {
             Step::Compute { node, slot, aux } => {
                 let scratch = aux.map(|a| format!("  (scratch s{a})")).unwrap_or_default();
@@ -162,6 +164,86 @@ impl Text<'_> {
         }
     }
 
+    /// How a step's loop runs, in parentheses: along its last axis (`vector f64x2`, or
+    /// `scalar: why; row by row`), or how its product shares itself between cores. A loop
+    /// without an axis is one element, nothing to vectorize: not worth a word.
+    fn form(&self, step: &Step, decision: &Decision) -> String {
+        let mut parts = Vec::new();
+        match (&decision.vector, &decision.walk) {
+            (None | Some(Vector::Scalar(Scalar::NoAxis)), _) => {}
+            (Some(v @ Vector::Scalar(_)), Some(w)) => {
+                parts.push(format!("{}; {}", self.vector(v), self.walk(w)))
+            }
+            (Some(v), _) => parts.push(self.vector(v)),
+        }
+        // The fused training loop reads and writes a slot it holds in a register as the
+        // register, one element at a time, in place of the walk.
+        if let (Some(Walk::Rows), Some(slot)) = (&decision.walk, written_slot(step))
+            && self.held.contains(&slot)
+        {
+            parts.push(format!(
+                "element by element in the training loop, which holds s{slot} in registers"
+            ));
+        }
+        if let Some(s) = &decision.sharing {
+            parts.push(self.sharing(s));
+        }
+        match parts.is_empty() {
+            true => String::new(),
+            false => format!("  ({})", parts.join("; ")),
+        }
+    }
+
+    /// How a scalar loop walks: `row by row`, or `element by element: why`.
+    fn walk(&self, w: &Walk) -> String {
+        match w {
+            Walk::Rows => "row by row".into(),
+            Walk::Elements(ByElement::NoAxis) => "element by element: no axis".into(),
+            Walk::Elements(ByElement::Sum) => {
+                "element by element: a sum has no row-by-row form".into()
+            }
+        }
+    }
+
+    /// How a product shares itself between cores (`lower::sharing`), evaluated where every
+    /// size is fixed.
+    fn sharing(&self, s: &Sharing) -> String {
+        let min = RULE.min_work;
+        let dims = |d: &[Dim]| self.stride(&Stride::Prod(d.to_vec()));
+        match (s, s.fixed_work()) {
+            (Sharing::MatrixVector, _) => "one core: a matrix–vector product".into(),
+            (Sharing::Blocks { .. }, Some(w)) if w < min as u64 => {
+                format!("one core: {w} multiply-adds, under {min}")
+            }
+            (Sharing::Batches { .. }, Some(w)) if w < min as u64 => {
+                format!("one core: {w} multiply-adds in all, under {min}")
+            }
+            (Sharing::Blocks { work }, Some(w)) => {
+                let taller = match (work[0], work[2]) {
+                    (Dim::Fixed(m), Dim::Fixed(n)) => m > n,
+                    _ => unreachable!("every size of a fixed product is fixed"),
+                };
+                let (what, size) = match taller {
+                    true => ("rows", RULE.row_block),
+                    false => ("columns", RULE.column_block),
+                };
+                format!("shared: blocks of {size} {what} over the threads, {w} multiply-adds")
+            }
+            (Sharing::Blocks { work }, None) => format!(
+                "shared: blocks of {} rows or {} columns over the threads where {} ≥ {min}",
+                RULE.row_block,
+                RULE.column_block,
+                dims(work)
+            ),
+            (Sharing::Batches { batch, work }, _) => format!(
+                "shared: whole products over the threads where {} of {} multiply-adds make ≥ {min} \
+                 and one is under it; blocks of a product that is not",
+                dims(batch),
+                dims(work)
+            ),
+        }
+    }
+
     /// How a loop runs along its last axis: `vector f64x2`, or `scalar: why`.
     fn vector(&self, v: &Vector) -> String {
         let why = match v {
@@ -189,6 +271,14 @@ impl Text<'_> {
                 self.g.node(*id).op.name(),
                 self.g.dtype.name()
             ),
+            Scalar::LastAxisReduced => "the last axis is reduced".to_string(),
+            Scalar::UnderOneVector(n) => {
+                let lanes = super::vectorize::lanes(self.g.dtype);
+                match n {
+                    1 => format!("1 element, under one vector of {lanes}"),
+                    n => format!("{n} elements, under one vector of {lanes}"),
+                }
+            }
         };
         format!("scalar: {why}")
     }
@@ -342,5 +432,13 @@ impl Text<'_> {
                 }
             }
         }
+    }
+}
+
+/// The slot a step that computes or copies into one writes.
+fn written_slot(step: &Step) -> Option<u32> {
+    match step {
+        Step::Compute { slot, .. } | Step::Copy { slot, .. } => Some(*slot),
+        Step::Scalar { .. } | Step::Group { .. } => None,
     }
 }

@@ -38,6 +38,32 @@ pub enum Scalar {
     NoVectorForm(NodeId),
     /// It computes a node whose op has a vector form for the other float type only.
     NoFormForDtype(NodeId),
+    /// A maximum or minimum over its last axis: a vector would hold elements of one output.
+    LastAxisReduced,
+    /// An update of a parameter with fewer elements than a vector has lanes.
+    UnderOneVector(u64),
+}
+
+/// How a loop that does not run in vectors walks its elements.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Walk {
+    /// Row by row: each operand's row address is taken where the row's loop is entered
+    /// (`Tx::read_in_row`), so an element costs no index arithmetic for the outer axes (the
+    /// rank-5 and rank-6 views of poolings and convolutions).
+    Rows,
+    /// Element by element, each element's address computed from all its indices, for the
+    /// reason given.
+    Elements(ByElement),
+}
+
+/// Why a loop that does not run in vectors walks element by element.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ByElement {
+    /// The loop has no axis.
+    NoAxis,
+    /// A sum's loop, which adds each element at its output's place: sums have no row-by-row
+    /// form.
+    Sum,
 }
 
 /// Why an op has no vector form.
@@ -55,6 +81,36 @@ pub fn lanes(dtype: DType) -> u32 {
     match dtype {
         DType::F32 => 4,
         DType::F64 => 2,
+    }
+}
+
+/// How a parameter's update of `len` elements runs: in vectors of the float type's lanes with
+/// the few elements past the last full vector one by one, or element by element where there
+/// is not one full vector.
+pub fn update_vector(len: usize, dtype: DType) -> Vector {
+    match len < lanes(dtype) as usize {
+        true => Vector::Scalar(Scalar::UnderOneVector(len as u64)),
+        false => Vector::Lanes(lanes(dtype)),
+    }
+}
+
+/// Checks an update's recorded form: the float type's lanes, and vectors only where there is
+/// one full vector.
+pub fn check_update(len: usize, dtype: DType, v: &Vector) -> Result<(), String> {
+    match v {
+        Vector::Lanes(n) if *n != lanes(dtype) => {
+            Err(format!("runs {n} lanes of {}", dtype.name()))
+        }
+        Vector::Lanes(n) if len < *n as usize => {
+            Err(format!("runs vectors of {n} over {len} elements"))
+        }
+        Vector::Lanes(_) => Ok(()),
+        Vector::Scalar(Scalar::UnderOneVector(k))
+            if *k == len as u64 && len < lanes(dtype) as usize =>
+        {
+            Ok(())
+        }
+        other => Err(format!("runs {other:?} over {len} elements")),
     }
 }
 
@@ -122,6 +178,20 @@ pub(super) struct Contents {
     pub(super) nodes: Vec<NodeId>,
     /// Each view read: its slot, and whether it moves by 0 or 1 along the last axis.
     pub(super) views: Vec<(u32, bool)>,
+    /// How the loop walks when it does not run in vectors.
+    pub(super) walker: Walker,
+}
+
+/// How a loop of each kind walks when it does not run in vectors.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Walker {
+    /// Row by row where it has an axis (copies, elementwise steps, `unslice`, maxima and
+    /// minima, `unwindows` with a step along the last axis).
+    RowsWithAxis,
+    /// Element by element (sums, `unwindows` with stride 1, which runs as a sum).
+    Sums,
+    /// Its own way, not a choice (loop groups along each row, log-sum-exps).
+    Fixed,
 }
 
 /// The kinds of loop whose form is decided.
@@ -131,11 +201,15 @@ pub(super) enum Form {
     Elements { strided_write: bool },
     /// A log-sum-exp over the last axis: rows in lanes, or one row at a time.
     Rows,
+    /// A maximum or minimum: a vector of outputs at a time where the last axis is kept (a
+    /// pooling's, over its window axis), its last axis reduced otherwise.
+    Extremum { last_kept: bool },
 }
 
 /// The contents of each step whose loop form the code generator would otherwise choose
-/// (copies, elementwise nodes, sums, `unslice`, log-sum-exps over the last axis, loop groups);
-/// `None` for the others (products, gathers, other reductions, scalar steps).
+/// (copies, elementwise nodes, sums, `unslice`, log-sum-exps over the last axis, maxima and
+/// minima, `unwindows`, loop groups); `None` for the others (products, gathers, other
+/// reductions, scalar steps).
 pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> {
     let mut c = Contents {
         rank: 0,
@@ -144,8 +218,9 @@ pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> 
         },
         nodes: Vec::new(),
         views: Vec::new(),
+        walker: Walker::RowsWithAxis,
     };
-    let mut walk = Walk { g, plan, c: &mut c };
+    let mut walk = Reads { g, plan, c: &mut c };
     let rank = match step {
         Step::Copy {
             src,
@@ -169,7 +244,29 @@ pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> 
                 }
                 Op::Sum { .. } | Op::SumTo(_) => {
                     walk.operand(n.inputs[0]);
+                    walk.c.walker = Walker::Sums;
                     x.expect("a sum has an operand")
+                }
+                Op::ReduceMax { axis } | Op::ReduceMin { axis } => {
+                    walk.operand(n.inputs[0]);
+                    let rank = x.expect("an extremum has an operand");
+                    walk.c.form = Form::Extremum {
+                        last_kept: matches!(axis, Some(a) if *a as usize + 1 != rank),
+                    };
+                    rank
+                }
+                // Each patch element added into its place: as a sum that keeps its last axis
+                // where the places along it are contiguous (stride 1), else row by row.
+                Op::Unwindows { stride, .. } => {
+                    walk.operand(n.inputs[0]);
+                    let stride_one = stride.last() == Some(&1);
+                    walk.c.form = Form::Elements {
+                        strided_write: !stride_one,
+                    };
+                    if stride_one {
+                        walk.c.walker = Walker::Sums;
+                    }
+                    x.expect("unwindows has an operand")
                 }
                 Op::Unslice { axis, step, .. } => {
                     walk.operand(n.inputs[0]);
@@ -182,12 +279,14 @@ pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> 
                 Op::LogSumExp { axis: Some(a) } if Some(*a as usize + 1) == x => {
                     walk.operand(n.inputs[0]);
                     walk.c.form = Form::Rows;
+                    walk.c.walker = Walker::Fixed;
                     x.expect("a log-sum-exp has an operand")
                 }
                 _ => return None,
             }
         }
         Step::Group { shape, members, .. } => {
+            walk.c.walker = Walker::Fixed;
             for m in members {
                 match m.kind {
                     super::MemberKind::Elementwise => walk.node(m.node),
@@ -221,9 +320,13 @@ fn missing_form(g: &Graph, plan: &Plan, id: NodeId) -> Option<Scalar> {
 
 /// The form of a loop: vectors where every op has a vector form and every view reads as one
 /// (any view, for rows in lanes, which gathers them lane by lane), the loop has an axis (two
-/// for rows) and writes its last axis contiguously.
+/// for rows) and writes its last axis contiguously (a maximum or minimum: keeps it).
 pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> Option<Vector> {
     let c = contents(g, plan, step)?;
+    Some(form(g, plan, &c))
+}
+
+fn form(g: &Graph, plan: &Plan, c: &Contents) -> Vector {
     let ops = || c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
     let strided = || {
         c.views
@@ -234,17 +337,66 @@ pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> Option<Vector> {
     let why = match c.form {
         Form::Rows if c.rank < 2 => Some(Scalar::OneRow),
         Form::Rows => ops(),
-        Form::Elements { .. } if c.rank == 0 => Some(Scalar::NoAxis),
+        Form::Elements { .. } | Form::Extremum { .. } if c.rank == 0 => Some(Scalar::NoAxis),
         Form::Elements {
             strided_write: true,
         } => Some(Scalar::StridedWrite),
-        Form::Elements { .. } => ops().or_else(strided),
+        Form::Extremum { last_kept: false } => Some(Scalar::LastAxisReduced),
+        Form::Elements { .. } | Form::Extremum { .. } => ops().or_else(strided),
     };
-    Some(match (why, c.form) {
+    match (why, c.form) {
         (Some(why), _) => Vector::Scalar(why),
         (None, Form::Rows) => Vector::Rows(lanes(g.dtype)),
-        (None, Form::Elements { .. }) => Vector::Lanes(lanes(g.dtype)),
-    })
+        (None, Form::Elements { .. } | Form::Extremum { .. }) => Vector::Lanes(lanes(g.dtype)),
+    }
+}
+
+/// How a step's loop walks where it does not run in vectors: row by row where it has an axis
+/// and its kind has that form, element by element otherwise (`None` where it runs in vectors
+/// or walks its own way). A maximum or minimum run in vectors finishes each row row by row.
+pub(super) fn decide_walk(g: &Graph, plan: &Plan, step: &Step) -> Option<Walk> {
+    let c = contents(g, plan, step)?;
+    walk_of(&c, &form(g, plan, &c))
+}
+
+fn walk_of(c: &Contents, v: &Vector) -> Option<Walk> {
+    let vectors = !matches!(v, Vector::Scalar(_));
+    match c.walker {
+        Walker::Fixed => None,
+        _ if vectors && !matches!(c.form, Form::Extremum { .. }) => None,
+        _ if c.rank == 0 => Some(Walk::Elements(ByElement::NoAxis)),
+        Walker::Sums => Some(Walk::Elements(ByElement::Sum)),
+        Walker::RowsWithAxis => Some(Walk::Rows),
+    }
+}
+
+/// Checks a step's recorded walk: a step walks as its kind and form say, and row by row only
+/// along an axis.
+pub(super) fn check_walk(
+    g: &Graph,
+    plan: &Plan,
+    step: &Step,
+    v: Option<&Vector>,
+    w: Option<&Walk>,
+) -> Result<(), String> {
+    let expected = match (contents(g, plan, step), v) {
+        (Some(c), Some(v)) => {
+            if w == Some(&Walk::Rows) && c.rank == 0 {
+                return Err("runs row by row without an axis to run along".into());
+            }
+            walk_of(&c, v)
+        }
+        _ => None,
+    };
+    if w == expected.as_ref() {
+        return Ok(());
+    }
+    match (w, &expected) {
+        (None, None) => Ok(()),
+        (Some(w), None) => Err(format!("walks {w:?} but its loop has no such choice")),
+        (None, Some(e)) => Err(format!("has no recorded walk (its loop walks {e:?})")),
+        (Some(w), Some(e)) => Err(format!("walks {w:?} where its loop walks {e:?}")),
+    }
 }
 
 /// Checks a step's recorded form against its contents: a vectorized loop computes no op
@@ -261,7 +413,7 @@ pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> 
     };
     let op_without_form = c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
     let strided = c.views.iter().find(|v| !v.1);
-    let elements = matches!(c.form, Form::Elements { .. });
+    let elements = matches!(c.form, Form::Elements { .. } | Form::Extremum { .. });
     match v {
         Vector::Lanes(n) | Vector::Rows(n) => {
             if *n != lanes(g.dtype) {
@@ -288,6 +440,9 @@ pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> 
             {
                 return Err("is vectorized but writes with a step".into());
             }
+            if c.form == (Form::Extremum { last_kept: false }) {
+                return Err("is vectorized but reduces its last axis".into());
+            }
             Ok(())
         }
         Vector::Scalar(why) => {
@@ -304,6 +459,9 @@ pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> 
                 Scalar::NoVectorForm(id) | Scalar::NoFormForDtype(id) => {
                     c.nodes.contains(id) && missing_form(g, plan, *id).as_ref() == Some(why)
                 }
+                Scalar::LastAxisReduced => c.form == (Form::Extremum { last_kept: false }),
+                // A parameter's update, not a step's loop.
+                Scalar::UnderOneVector(_) => false,
             };
             match holds {
                 true => Ok(()),
@@ -316,13 +474,13 @@ pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> 
 }
 
 /// Collects what a loop computes and reads into `c`.
-struct Walk<'a, 'c> {
+struct Reads<'a, 'c> {
     g: &'a Graph,
     plan: &'a Plan,
     c: &'c mut Contents,
 }
 
-impl Walk<'_, '_> {
+impl Reads<'_, '_> {
     /// A node computed in the loop, then its operands.
     fn node(&mut self, id: NodeId) {
         self.c.nodes.push(id);

@@ -86,6 +86,10 @@ pub enum PlanError {
     Vectorization { step: usize, why: String },
     #[error("step {step}'s parts: {why}")]
     Parts { step: usize, why: String },
+    #[error("step {step} {why}")]
+    Walk { step: usize, why: String },
+    #[error("step {step} {why}")]
+    Sharing { step: usize, why: String },
     #[error("the update of parameter {param}: {why}")]
     Update { param: usize, why: String },
 }
@@ -106,7 +110,8 @@ pub fn verify(f: &GraphFn, plan: &Plan) -> Result<(), PlanError> {
     decisions(&f.graph, plan)
 }
 
-/// Checks the back end's decisions: each step's vectorization and parts, each update's parts.
+/// Checks the back end's decisions: each step's vectorization, walk, parts and sharing, each
+/// update's parts and vectorization.
 fn decisions(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     if plan.decisions.len() != plan.steps.len() {
         return Err(PlanError::Decisions {
@@ -117,6 +122,10 @@ fn decisions(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     for (step, (s, d)) in plan.steps.iter().zip(&plan.decisions).enumerate() {
         super::vectorize::check(g, plan, s, d.vector.as_ref())
             .map_err(|why| PlanError::Vectorization { step, why })?;
+        super::vectorize::check_walk(g, plan, s, d.vector.as_ref(), d.walk.as_ref())
+            .map_err(|why| PlanError::Walk { step, why })?;
+        super::sharing::check(g, &plan.values, s, d.sharing.as_ref())
+            .map_err(|why| PlanError::Sharing { step, why })?;
         let parts = match (s, &d.parts) {
             (
                 Step::Group {
@@ -140,9 +149,12 @@ fn decisions(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
             why: format!("{} decided of {expected}", plan.updates.len()),
         });
     }
-    for (param, (p, parts)) in g.params.iter().zip(&plan.updates).enumerate() {
+    for (param, (p, u)) in g.params.iter().zip(&plan.updates).enumerate() {
         let len = p.shape.fixed_elements().unwrap_or(0);
-        super::parts::check_update(len, parts).map_err(|why| PlanError::Update { param, why })?;
+        super::parts::check_update(len, &u.parts)
+            .map_err(|why| PlanError::Update { param, why })?;
+        super::vectorize::check_update(len, g.dtype, &u.vector)
+            .map_err(|why| PlanError::Update { param, why })?;
     }
     Ok(())
 }
@@ -793,7 +805,7 @@ mod tests {
         ));
 
         let mut unsplit = good.clone();
-        unsplit.updates[0] = super::super::parts::update_parts(1 << 20);
+        unsplit.updates[0].parts = super::super::parts::update_parts(1 << 20);
         assert!(matches!(
             verify(&f, &unsplit),
             Err(PlanError::Update { .. })
@@ -804,5 +816,106 @@ mod tests {
             verify(&f, &undecided),
             Err(PlanError::Update { .. })
         ));
+    }
+
+    /// The facts recorded for maxima and minima, `unwindows`, scalar loops' walks, products'
+    /// sharing and updates' vectors are checked: a vectorized maximum over its last axis, a
+    /// maximum that keeps its last axis said to reduce it, a strided `unwindows` in vectors, a
+    /// walk row by row without an axis, a walk missing or where a loop runs in vectors, a
+    /// product shared by the wrong rule or not at all, sharing on a step with no product, and
+    /// updates in the wrong lanes, in vectors over one element, element by element over many.
+    #[test]
+    fn every_broken_back_end_fact_is_found() {
+        use super::super::Vector;
+        use super::super::sharing::Sharing;
+        use super::super::vectorize::{ByElement, Scalar, Walk};
+        use crate::ir::Op;
+        let f = gradient_of(
+            "dtype f64\ninput X[n, 4]\nparam x[2, 3, 7, 6] ~ normal(0, 1)\n\
+             param w[4] ~ zeros\nparam W[4, 4] ~ zeros\nparam b = 0\n\
+             loss sum(max_pool2d(x, 3, stride=2, padding=1)^2) + sum(max(X @ W, axis=1)) \
+             + sum(X @ w) + b\n",
+        );
+        let good = super::super::plan(&f);
+        assert_eq!(verify(&f, &good), Ok(()));
+        let find = |want: &dyn Fn(&super::super::Decision) -> bool| {
+            good.decisions
+                .iter()
+                .position(want)
+                .expect("a step so decided")
+        };
+        let changed = |k: usize, change: &dyn Fn(&mut super::super::Decision)| {
+            let mut p = good.clone();
+            change(&mut p.decisions[k]);
+            verify(&f, &p)
+        };
+        let vectorization =
+            |r: Result<(), PlanError>| matches!(r, Err(PlanError::Vectorization { .. }));
+        let walk = |r: Result<(), PlanError>| matches!(r, Err(PlanError::Walk { .. }));
+        let sharing = |r: Result<(), PlanError>| matches!(r, Err(PlanError::Sharing { .. }));
+
+        let reduced = find(&|d| d.vector == Some(Vector::Scalar(Scalar::LastAxisReduced)));
+        assert!(vectorization(
+            changed(reduced, &|d| d.vector = Some(Vector::Lanes(2)))
+        ));
+        let kept = good
+            .steps
+            .iter()
+            .zip(&good.decisions)
+            .position(|(s, d)| {
+                let max = matches!(s, Step::Compute { node, .. }
+                    if matches!(f.graph.op(*node), Op::ReduceMax { .. }));
+                max && d.vector == Some(Vector::Lanes(2))
+            })
+            .expect("a pooling's maximum in vectors");
+        let said_reduced = Some(Vector::Scalar(Scalar::LastAxisReduced));
+        assert!(vectorization(
+            changed(kept, &|d| d.vector = said_reduced.clone())
+        ));
+        let strided = find(&|d| d.vector == Some(Vector::Scalar(Scalar::StridedWrite)));
+        assert!(vectorization(
+            changed(strided, &|d| d.vector = Some(Vector::Lanes(2)))
+        ));
+
+        let rows = find(&|d| d.walk == Some(Walk::Rows));
+        assert!(walk(changed(rows, &|d| d.walk = None)));
+        let by_element = Some(Walk::Elements(ByElement::NoAxis));
+        assert!(walk(changed(rows, &|d| d.walk = by_element.clone())));
+        let no_axis = find(&|d| d.walk == Some(Walk::Elements(ByElement::NoAxis)));
+        assert_eq!(
+            changed(no_axis, &|d| d.walk = Some(Walk::Rows)),
+            Err(PlanError::Walk {
+                step: no_axis,
+                why: "runs row by row without an axis to run along".into()
+            })
+        );
+        let vectors = find(&|d| d.vector == Some(Vector::Lanes(2)) && d.walk.is_none());
+        assert!(walk(changed(vectors, &|d| d.walk = Some(Walk::Rows))));
+
+        let blocks = find(&|d| matches!(d.sharing, Some(Sharing::Blocks { .. })));
+        assert!(sharing(
+            changed(blocks, &|d| d.sharing = Some(Sharing::MatrixVector))
+        ));
+        assert!(sharing(changed(blocks, &|d| d.sharing = None)));
+        let matvec = find(&|d| d.sharing == Some(Sharing::MatrixVector));
+        let as_blocks = Some(Sharing::Blocks { work: Vec::new() });
+        assert!(sharing(changed(matvec, &|d| d.sharing = as_blocks.clone())));
+        assert!(sharing(changed(vectors, &|d| d.sharing = as_blocks.clone())));
+
+        let update = |param: usize, v: Vector| {
+            let mut p = good.clone();
+            p.updates[param].vector = v;
+            matches!(verify(&f, &p), Err(PlanError::Update { param: q, .. }) if q == param)
+        };
+        let (x, big_w, b) = (0, 2, 3);
+        assert_eq!(
+            good.updates[b].vector,
+            Vector::Scalar(Scalar::UnderOneVector(1))
+        );
+        assert_eq!(good.updates[big_w].vector, Vector::Lanes(2));
+        assert!(update(big_w, Vector::Lanes(4)));
+        assert!(update(b, Vector::Lanes(2)));
+        assert!(update(x, Vector::Scalar(Scalar::UnderOneVector(252))));
+        assert!(update(big_w, Vector::Scalar(Scalar::NoAxis)));
     }
 }
