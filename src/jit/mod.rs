@@ -12,7 +12,7 @@
 use crate::ir::shape::MatMulParts;
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{
-    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Step, Stride, Val, Vector,
+    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Step, Stride, SumBlocks, Val, Vector,
 };
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
@@ -40,6 +40,7 @@ use builder::*;
 use elementwise::*;
 use groups::GroupLoop;
 use parts::*;
+use reduce::SumLoop;
 pub use update::UpdateSlots;
 
 use helpers::{Helper, Math};

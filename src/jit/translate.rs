@@ -187,7 +187,18 @@ impl<'a> Tx<'a> {
                     (out.strides, out.last_axis_reduced || xshape.rank() == 0);
                 self.fill(slot, &shape, 0.0);
                 let vector = self.vectorized(decision);
-                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot, vector);
+                let sum = SumLoop {
+                    src: &src,
+                    xshape: &xshape,
+                    out_strides: &out_strides,
+                    last_reduced,
+                    slot,
+                    vector,
+                };
+                match decision.blocks {
+                    Some(blocks) => self.blocked_sum(&sum, &shape, blocks),
+                    None => self.sum_loop(&sum, None),
+                }
             }
             // Planned without a scratch slot: over the last axis.
             Op::LogSumExp { .. } if aux.is_none() => {

@@ -20,6 +20,7 @@ mod groups;
 pub mod parts;
 mod row_blocks;
 mod storage;
+pub mod sum_blocks;
 mod summed_products;
 mod text;
 pub mod vectorize;
@@ -28,6 +29,7 @@ mod views;
 
 pub use parts::{Parts, SplitRule, Whole};
 pub use storage::Storage;
+pub use sum_blocks::SumBlocks;
 pub use summed_products::summed_product;
 pub use text::plan_text;
 pub use vectorize::Vector;
@@ -189,11 +191,13 @@ pub struct Plan {
 }
 
 /// How a step's loop runs: along its last axis in vectors or element by element, and on one
-/// core or in parts. `None` where the step has no such choice.
+/// core or in parts; for a sum of many terms, in blocks (`sum_blocks`). `None` where the step
+/// has no such choice.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
     pub vector: Option<Vector>,
     pub parts: Option<Parts>,
+    pub blocks: Option<SumBlocks>,
 }
 
 impl Plan {
@@ -578,7 +582,7 @@ pub fn plan(f: &GraphFn) -> Plan {
     plan
 }
 
-/// The decisions of each step: its vectorization and its parts.
+/// The decisions of each step: its vectorization, its parts and its blocks.
 fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
     let held = parts::fused_registers(g, plan);
     plan.steps
@@ -586,6 +590,7 @@ fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
         .map(|step| Decision {
             vector: vectorize::decide(g, plan, step),
             parts: parts::decide(g, step, &held),
+            blocks: sum_blocks::decide(g, plan, step),
         })
         .collect()
 }

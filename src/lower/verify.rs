@@ -86,6 +86,8 @@ pub enum PlanError {
     Vectorization { step: usize, why: String },
     #[error("step {step}'s parts: {why}")]
     Parts { step: usize, why: String },
+    #[error("step {step}'s blocks: {why}")]
+    SumBlocks { step: usize, why: String },
     #[error("the update of parameter {param}: {why}")]
     Update { param: usize, why: String },
 }
@@ -117,6 +119,8 @@ fn decisions(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
     for (step, (s, d)) in plan.steps.iter().zip(&plan.decisions).enumerate() {
         super::vectorize::check(g, plan, s, d.vector.as_ref())
             .map_err(|why| PlanError::Vectorization { step, why })?;
+        super::sum_blocks::check(g, plan, s, d.blocks.as_ref())
+            .map_err(|why| PlanError::SumBlocks { step, why })?;
         let parts = match (s, &d.parts) {
             (
                 Step::Group {

@@ -33,6 +33,7 @@ mod robustness;
 mod scaling;
 mod snapshots;
 mod stability;
+mod sums;
 mod syntax;
 mod text;
 mod training;
