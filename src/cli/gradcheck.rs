@@ -18,15 +18,8 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
     let dataset = first_rows(dataset, opts.rows)?;
     let compiled = compile_model(model.clone(), &file)?;
     let rows = crate::memory::Rows::of(dataset.as_ref(), None);
-    crate::memory::check(crate::memory::Run::GradientCheck, &compiled, rows).map_err(|e| {
-        match dataset.as_ref().filter(|d| d.n_rows > 1) {
-            Some(d) => CliError::BadInput(format!(
-                "{e}; check on fewer of its {} rows with --rows N",
-                d.n_rows
-            )),
-            None => bad_input(e),
-        }
-    })?;
+    crate::memory::check(crate::memory::Run::GradientCheck, &compiled, rows)
+        .map_err(|e| fewer_rows_hint(e, "check", dataset.as_ref()))?;
     let mut rng = crate::init::rng(opts.seed);
     let mut trainer = Trainer::new(&compiled, opts.seed);
     if let Some(c) = opts.checkpoint {
@@ -159,27 +152,4 @@ fn non_finite_values(
         }
     }
     lines
-}
-
-/// The data's first `rows` rows (a text's first windows), or all of it.
-fn first_rows(
-    dataset: Option<data::Dataset>,
-    rows: Option<usize>,
-) -> Result<Option<data::Dataset>, CliError> {
-    let Some(n) = rows else {
-        return Ok(dataset);
-    };
-    let Some(d) = dataset.filter(|d| d.n_rows > 0) else {
-        return Err(CliError::BadInput(
-            "--rows picks rows of the data, and this model reads none".into(),
-        ));
-    };
-    if n == 0 || n > d.n_rows {
-        return Err(CliError::BadInput(format!(
-            "--rows must be between 1 and the data's {} rows; found {n}",
-            d.n_rows
-        )));
-    }
-    say!("rows: the first {n} of {}", d.n_rows);
-    Ok(Some(d.rows(&(0..n).collect::<Vec<_>>())))
 }

@@ -13,6 +13,9 @@ pub(super) struct InspectOptions<'a> {
     pub hessian: Option<&'a Path>,
     /// Print the eigenvectors of this many largest eigenvalues.
     pub eigenvectors: Option<usize>,
+    /// The Hessian of the loss over the data's first this many rows only (`--rows`); training
+    /// (`trained`) still uses all of them.
+    pub rows: Option<usize>,
 }
 
 /// The most parameters whose dense Hessian is written: 4096² f64 are 128 MiB.
@@ -31,14 +34,13 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
         .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
         .sum();
     check_requests(opts, n)?;
+    let inspected = match opts.rows {
+        Some(_) => first_rows(dataset.clone(), opts.rows)?,
+        None => None,
+    };
     let compiled = compile_model(model.clone(), &file)?;
     let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
-    let rows = crate::memory::Rows::of(dataset.as_ref(), model.train.batch);
-    let run = crate::memory::Run::Inspection {
-        hvp: &h,
-        trained: opts.trained,
-    };
-    crate::memory::check(run, &compiled, rows).map_err(bad_input)?;
+    check_memory(opts, &compiled, &h, dataset.as_ref(), inspected.as_ref())?;
     let mut trainer = Trainer::new(&compiled, opts.seed);
     if let Some(c) = opts.checkpoint {
         crate::resume::load_params(&mut trainer, c).map_err(bad_input)?;
@@ -48,7 +50,7 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
             .fit(dataset.as_ref(), &model.train, |_| {})
             .map_err(bad_input)?;
     }
-    let point = point_of(&trainer, &model, dataset.as_ref());
+    let point = point_of(&trainer, &model, inspected.as_ref().or(dataset.as_ref()));
     let dense = (n <= MAX_DENSE_SPECTRUM || opts.hessian.is_some() || opts.eigenvectors.is_some())
         .then(|| crate::inspect::hessian(&h, &point));
     let spectrum = match (&dense, opts.eigenvectors) {
@@ -98,6 +100,38 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
         print_eigenvectors(&model, s, k);
     }
     Ok(())
+}
+
+/// Refuses, before any work, an inspection that would not fit in memory: the Hessian's products
+/// over the inspected rows, after training on all of them when `--trained` says so.
+fn check_memory(
+    opts: &InspectOptions,
+    compiled: &crate::compile::CompiledModel,
+    hvp: &crate::model::GraphFn,
+    dataset: Option<&data::Dataset>,
+    inspected: Option<&data::Dataset>,
+) -> Result<(), CliError> {
+    use crate::memory::{Rows, Run, check};
+    let batch = compiled.model.train.batch;
+    let Some(subset) = inspected else {
+        let run = Run::Inspection {
+            hvp,
+            trained: opts.trained,
+        };
+        return check(run, compiled, Rows::of(dataset, batch))
+            .map(drop)
+            .map_err(|e| fewer_rows_hint(e, "inspect", dataset));
+    };
+    if opts.trained {
+        check(Run::Training, compiled, Rows::of(dataset, batch)).map_err(bad_input)?;
+    }
+    let run = Run::Inspection {
+        hvp,
+        trained: false,
+    };
+    check(run, compiled, Rows::of(Some(subset), batch))
+        .map(drop)
+        .map_err(bad_input)
 }
 
 /// Refuses, before any work, what cannot be done for a model of `n` parameters.

@@ -243,3 +243,42 @@ pub(super) fn in_trained_vocabulary(
     data::text::check_classes(&trainer.compiled.model, &recoded).map_err(bad_input)?;
     Ok(Some(d.with_corpus(recoded)))
 }
+
+/// The data's first `rows` rows (a text's first windows), or all of it.
+pub(super) fn first_rows(
+    dataset: Option<data::Dataset>,
+    rows: Option<usize>,
+) -> Result<Option<data::Dataset>, CliError> {
+    let Some(n) = rows else {
+        return Ok(dataset);
+    };
+    let Some(d) = dataset.filter(|d| d.n_rows > 0) else {
+        return Err(CliError::BadInput(
+            "--rows picks rows of the data, and this model reads none".into(),
+        ));
+    };
+    if n == 0 || n > d.n_rows {
+        return Err(CliError::BadInput(format!(
+            "--rows must be between 1 and the data's {} rows; found {n}",
+            d.n_rows
+        )));
+    }
+    say!("rows: the first {n} of {}", d.n_rows);
+    Ok(Some(d.rows(&(0..n).collect::<Vec<_>>())))
+}
+
+/// A refusal of a reference-interpreter run for its memory, with the flag that makes it fit
+/// when the data has rows to leave out (`what` is the command's verb: "check", "inspect").
+pub(super) fn fewer_rows_hint(
+    e: impl std::fmt::Display,
+    what: &str,
+    dataset: Option<&data::Dataset>,
+) -> CliError {
+    match dataset.filter(|d| d.n_rows > 1) {
+        Some(d) => CliError::BadInput(format!(
+            "{e}; {what} on fewer of its {} rows with --rows N",
+            d.n_rows
+        )),
+        None => bad_input(e),
+    }
+}

@@ -107,6 +107,11 @@ enum Command {
         /// Print the eigenvectors of the k largest eigenvalues; up to 1000 parameters.
         #[arg(long, value_name = "K")]
         eigenvectors: Option<usize>,
+        /// The Hessian of the loss over the first N rows of the data only (a text's first N
+        /// windows): the reference interpreter keeps every intermediate value of every row.
+        /// With --trained, training still uses all of them.
+        #[arg(long, value_name = "N")]
+        rows: Option<usize>,
     },
     /// Print the simplified symbolic derivative of the loss with respect to each parameter.
     Grad {
@@ -416,6 +421,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             seed,
             hessian,
             eigenvectors,
+            rows,
         } => inspect(
             &file,
             &inspect::InspectOptions {
@@ -425,6 +431,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 seed,
                 hessian: hessian.as_deref(),
                 eigenvectors,
+                rows,
             },
         ),
         Command::Grad { file, wrt, latex } => grad(&file, wrt.as_deref(), latex),

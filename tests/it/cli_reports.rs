@@ -562,3 +562,46 @@ fn gradcheck_rows_checks_the_first_rows_and_says_so() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("this model reads none"), "{stderr}");
 }
+
+#[test]
+fn inspect_rows_takes_the_hessian_over_the_first_rows_and_says_so() {
+    let eigenvalues = |args: &[&str]| {
+        let (code, stdout, stderr) = adjoint(args);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let line = |name: &str| {
+            stdout
+                .lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+                .to_string()
+        };
+        (stdout.clone(), line("λmax"))
+    };
+    let (stdout, few) = eigenvalues(&["inspect", "examples/iris.dsl", "--rows", "7"]);
+    assert!(stdout.contains("rows: the first 7 of 150"), "{stdout}");
+    let (_, all) = eigenvalues(&["inspect", "examples/iris.dsl"]);
+    assert_ne!(few, all, "the first 7 rows have the Hessian of all 150");
+    let (_, all_rows) = eigenvalues(&["inspect", "examples/iris.dsl", "--rows", "150"]);
+    assert_eq!(all_rows, all);
+    for bad in ["0", "151"] {
+        let (code, _, stderr) = adjoint(&["inspect", "examples/iris.dsl", "--rows", bad]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "--rows must be between 1 and the data's 150 rows; found {bad}"
+            )),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = adjoint(&["inspect", "examples/rosenbrock.dsl", "--rows", "3"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("this model reads none"), "{stderr}");
+    // The transformer's reference values over every window do not fit: the refusal names the
+    // flag that makes them fit.
+    let (code, _, stderr) = adjoint(&["inspect", "examples/charlm.dsl"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("inspect on fewer of its 17428 rows with --rows N"),
+        "{stderr}"
+    );
+}
