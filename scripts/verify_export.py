@@ -19,8 +19,8 @@ numbers 0 and 1 for `int` inputs, so every index lies on every axis it indexes).
 `dropout` or `batch_norm` has model state (running statistics, the dropout key and step count):
 its JAX `loss` is the training step's, with adjoint's masks of the step after the checkpoint's
 and the batch's statistics, checked with the running statistics after it against `export
---values`' `train/...` (an f32 one against its f64 copy's, see f64_values), its evaluation loss
-and metrics against adjoint's, and its 20 steps reach adjoint's parameters and running
+--values`' `train/...` (adjoint's own values, f32 ones too), its evaluation loss and metrics
+against adjoint's, and its 20 steps reach adjoint's parameters and running
 statistics; a fixture with either is checked so from adjoint's checkpoint after 3 steps on rows
 of whole numbers 0 and 1, with its ONNX export (the evaluation graph) against adjoint's metrics.
 Full-batch runs only: a minibatch run is checked with one batch of all rows, since the exported
@@ -29,7 +29,8 @@ checked on a copy of its first TEXT_CHARS characters: loss, gradient and ONNX ou
 text's tiled windows at adjoint's initial parameters and after 20 steps. Its training steps are
 compared on a copy of the text's first window alone: adjoint draws random windows from a
 generator numpy does not have, and where only one window exists every draw is that one.
-Exit status 1 on any failure.
+The exported dropout masks' bits are checked on both sides of element 2³² against adjoint's
+generator computed on Python's integers. Exit status 1 on any failure.
 
 Usage: python scripts/verify_export.py ADJOINT_BINARY
 """
@@ -131,11 +132,8 @@ def verify(adjoint, model, work, label, from_step):
         run(adjoint, "export", model, "--values", "--checkpoint", ckpt, "-o", values)
         want = load_file(values)
         params, *state = m.load(ckpt)[::2] if modes(m) else m.load(ckpt)[:1]
-        reference = want
-        if modes(m) and dtype == "f32":
-            reference = f64_values(adjoint, model, work, ckpt, m, batch)
         check_loss_and_gradient(m, f"{label}: at the {point} parameters", params, data,
-                                state, reference, value_tol)
+                                state, want, value_tol)
         for name, got in m.metrics(params, data, *state).items():
             check(f"{label}: metric {name} at the {point} parameters", got,
                   want[f"metric/{name}"], value_tol)
@@ -149,24 +147,6 @@ def verify(adjoint, model, work, label, from_step):
     first, last = (start, end) if from_step == 0 else (end, later)
     verify_steps(m, label, data, first, last, f"steps {from_step + 1}..{from_step + STEPS}",
                  step_tol)
-
-
-def f64_values(adjoint, model, work, ckpt, m, batch):
-    """`export --values` of an f32 model's f64 copy at its checkpoint (widened exactly): the
-    reference for an f32 model with batch_norm. adjoint's f32 step sums each channel's
-    statistics and their adjoints over all rows in order, whose rounding (1.8e-4 of the gradient's
-    norm in examples/cnn_digits.dsl's k2 at its initial parameters, for 1,797 rows) exceeds the
-    f32 tolerance, where JAX's f32 gradient is within 1.4e-7 of the f64 one. adjoint's f32
-    training steps are still compared with JAX's directly."""
-    with open(model, encoding="utf-8") as f:
-        source = "".join(line for line in f if not line.startswith("dtype "))
-    copy = os.path.join(work, "f64_" + os.path.basename(model))
-    with open(copy, "w", encoding="utf-8") as f:
-        f.write("dtype f64\n" + source)
-    flags = ["--data", os.path.join(os.path.dirname(model), m.DATA)] if m.DATA else []
-    values = os.path.join(work, "values_f64.safetensors")
-    run(adjoint, "export", copy, "--values", "--checkpoint", ckpt, "-o", values, *flags)
-    return load_file(values)
 
 
 def modes(m):
@@ -281,6 +261,36 @@ def verify_onnx(adjoint, model, work, label, m, data, ckpt, tolerance):
                     if c == name or (c.startswith(name) and c[len(name):].isdigit())]
             want_out = table[:, cols].reshape(np.shape(value))
             check(f"{label}: ONNX output {name}", got[name], want_out, tolerance)
+
+
+def splitmix_bits(step, site, i):
+    """`ir::dropout::element_bits(site_key(step, site), i) >> 32` on Python's integers."""
+    full = (1 << 64) - 1
+
+    def mix64(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & full
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & full
+        return z ^ (z >> 31)
+
+    key = mix64(step ^ site)
+    return mix64((key + (i + 1) * 0x9E3779B97F4A7C15) & full) >> 32
+
+
+def verify_dropout_counts(adjoint, work):
+    """The exported masks' bits on both sides of element 2³², where a count of elements held in
+    one uint32 word would wrap (a mask of 2³² elements or more), against `splitmix_bits`."""
+    module_path = os.path.join(work, "dropout.py")
+    model = os.path.join(REPO, "tests", "data", "graph", "dropout.dsl")
+    run(adjoint, "export", model, "--to", "jax", "-o", module_path)
+    m = import_module(module_path)
+    step, site, first = 0x0123456789ABCDEF, 0xFF51AFD7ED558CCD, (1 << 32) - 3
+    key = (m.jnp.uint32(step >> 32), m.jnp.uint32(step & 0xFFFFFFFF))
+    for start, size in ((first, 6), (0, 5)):
+        got = [int(b) for b in m._dropout_bits(key, site, start, size)]
+        want = [splitmix_bits(step, site, i) for i in range(start, start + size)]
+        if got != want:
+            failures.append(f"dropout bits of elements {start}..{start + size - 1}: {got}, "
+                            f"adjoint's {want}")
 
 
 def random_rows(m, path, rows=7, seed=0):
@@ -467,6 +477,7 @@ def main(argv):
     )
     checked = 0
     with tempfile.TemporaryDirectory() as work:
+        verify_dropout_counts(adjoint, work)
         for model in examples:
             label = os.path.relpath(model, REPO)
             verify(adjoint, text_copy(model, work), work, label, from_step=STEPS)

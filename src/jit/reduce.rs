@@ -247,18 +247,34 @@ impl<'a> Tx<'a> {
 
     /// Sums `src` (iterating over `xshape`) into `slot` at `out_strides`, vectorized along the
     /// last axis where the plan says (the source allows it): a vector accumulator when that axis is reduced,
-    /// vector read-modify-write of the output when it is kept.
-    pub(super) fn sum_loop(
-        &mut self,
-        src: &Operand,
-        xshape: &Shape,
-        out_strides: &[Value],
-        last_reduced: bool,
-        slot: u32,
-        vector: bool,
-    ) {
-        let sizes = self.sizes(xshape);
+    /// vector read-modify-write of the output when it is kept. With `items = (lo, len)`, only
+    /// items `lo..lo + len` of the first axis (a block of a blocked sum).
+    pub(super) fn sum_loop(&mut self, sum: &SumLoop, items: Option<(Value, Value)>) {
+        let &SumLoop {
+            src,
+            xshape,
+            out_strides,
+            last_reduced,
+            slot,
+            vector,
+        } = sum;
+        let mut sizes = self.sizes(xshape);
         let rank = xshape.rank();
+        let first = match items {
+            Some((lo, len)) => {
+                sizes[0] = len;
+                Some(lo)
+            }
+            None => None,
+        };
+        // An index of the first axis counted from the block's first item.
+        let from_first = |tx: &mut Self, idx: &[Value]| -> Vec<Value> {
+            let mut idx = idx.to_vec();
+            if let (Some(lo), Some(i)) = (first, idx.first_mut()) {
+                *i = tx.add(lo, *i);
+            }
+            idx
+        };
         let (vty, lanes) = self.vector_type();
         debug_assert_eq!(
             vector,
@@ -267,8 +283,9 @@ impl<'a> Tx<'a> {
         );
         if !vector {
             self.nest(&sizes, &mut |tx, idx| {
-                let v = tx.read(src, idx);
-                let o = tx.dot(idx, out_strides);
+                let idx = from_first(tx, idx);
+                let v = tx.read(src, &idx);
+                let o = tx.dot(&idx, out_strides);
                 let cur = tx.load_at(slot, o);
                 let s = tx.b.ins().fadd(cur, v);
                 tx.store_at(slot, o, s);
@@ -276,7 +293,14 @@ impl<'a> Tx<'a> {
             return;
         }
         let n = sizes[rank - 1];
+        // Along the last axis, which is the first one (a block's items) in rank 1.
+        let along_first = rank == 1;
+        let shift = |tx: &mut Self, j: Value| match (first, along_first) {
+            (Some(lo), true) => tx.add(lo, j),
+            _ => j,
+        };
         self.nest(&sizes[..rank - 1], &mut |tx, outer| {
+            let outer = &from_first(tx, outer)[..];
             let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let obase = tx.dot(outer, &out_strides[..rank - 1]);
             let done = tx.mul_imm(n_vec, lanes);
@@ -289,6 +313,7 @@ impl<'a> Tx<'a> {
                 let sacc = tx.b.declare_var(tx.ty);
                 tx.b.def_var(sacc, z);
                 tx.for_loop_by(done, lanes, &mut |tx, j| {
+                    let j = shift(tx, j);
                     let x = tx.read_vec(src, outer, j);
                     let a = tx.b.use_var(acc);
                     let a = tx.b.ins().fadd(a, x);
@@ -296,6 +321,7 @@ impl<'a> Tx<'a> {
                 });
                 tx.for_loop(rest, &mut |tx, t| {
                     let j = tx.add(done, t);
+                    let j = shift(tx, j);
                     let mut idx = outer.to_vec();
                     idx.push(j);
                     let x = tx.read(src, &idx);
@@ -332,6 +358,82 @@ impl<'a> Tx<'a> {
             }
         });
     }
+
+    /// A sum in the plan's blocks of its first axis (`lower::sum_blocks`): each block's terms
+    /// in the order `sum_loop` adds them, into a zeroed partial sum per output element (on the
+    /// stack, or a register for an output the fused loop holds in one), and each block's
+    /// partial sums then added to the output, block after block. The output holds zeros
+    /// before, so a sum of one block gets the bits the plain loop gives.
+    pub(super) fn blocked_sum(&mut self, sum: &SumLoop, out: &Shape, blocks: SumBlocks) {
+        let slot = sum.slot;
+        let elements = out
+            .fixed_elements()
+            .expect("the plan blocks sums with fixed outputs") as i64;
+        let items = self.dim(sum.xshape.0[0]);
+        let per = blocks.items as i64;
+        let last = self.add_imm(items, per - 1);
+        let count = self.shr_imm(last, per.trailing_zeros() as i64);
+        let promoted = self.fused.promoted.get(&slot).copied();
+        let partial = match promoted {
+            Some(_) => None,
+            None => {
+                let bytes = elements as u32 * self.dtype.size() as u32;
+                let data = StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 4);
+                Some(self.b.create_sized_stack_slot(data))
+            }
+        };
+        self.for_loop(count, &mut |tx, b| {
+            let lo = tx.mul_imm(b, per);
+            let left = tx.sub(items, lo);
+            let full = tx.iconst(per);
+            let short = tx.b.ins().icmp(IntCC::SignedLessThan, left, full);
+            let len = tx.b.ins().select(short, left, full);
+            match (promoted, partial) {
+                (Some(total), _) => {
+                    let block = tx.b.declare_var(tx.ty);
+                    let zero = tx.fconst(0.0);
+                    tx.b.def_var(block, zero);
+                    tx.fused.promoted.insert(slot, block);
+                    tx.sum_loop(sum, Some((lo, len)));
+                    tx.fused.promoted.insert(slot, total);
+                    let (t, p) = (tx.b.use_var(total), tx.b.use_var(block));
+                    let s = tx.b.ins().fadd(t, p);
+                    tx.b.def_var(total, s);
+                }
+                (None, Some(stack)) => {
+                    let area = tx.b.ins().stack_addr(types::I64, stack, 0);
+                    let before = tx.part.overrides.insert(slot, area);
+                    tx.fill(slot, out, 0.0);
+                    tx.sum_loop(sum, Some((lo, len)));
+                    match before {
+                        Some(p) => tx.part.overrides.insert(slot, p),
+                        None => tx.part.overrides.remove(&slot),
+                    };
+                    let n = tx.iconst(elements);
+                    tx.for_loop(n, &mut |tx, i| {
+                        let at = tx.elem_addr(area, i);
+                        let p = tx.b.ins().load(tx.ty, flags(), at, 0);
+                        let t = tx.load_at(slot, i);
+                        let s = tx.b.ins().fadd(t, p);
+                        tx.store_at(slot, i, s);
+                    });
+                }
+                (None, None) => unreachable!("a partial sum for every output"),
+            }
+        });
+    }
+}
+
+/// A sum step's loop: its operand, the output's stride along each of the operand's axes, and
+/// the plan's vectorization.
+pub(super) struct SumLoop<'o> {
+    pub(super) src: &'o Operand,
+    pub(super) xshape: &'o Shape,
+    pub(super) out_strides: &'o [Value],
+    /// Whether the operand's last axis is summed over (or it has no axis).
+    pub(super) last_reduced: bool,
+    pub(super) slot: u32,
+    pub(super) vector: bool,
 }
 
 impl Tx<'_> {
@@ -432,7 +534,15 @@ impl Tx<'_> {
             "the plan's walk is the loop's"
         );
         if run != Run::Rows {
-            return self.sum_loop(src, xshape, to, false, slot, run == Run::Vectors);
+            let sum = SumLoop {
+                src,
+                xshape,
+                out_strides: to,
+                last_reduced: false,
+                slot,
+                vector: run == Run::Vectors,
+            };
+            return self.sum_loop(&sum, None);
         }
         let sizes = self.sizes(xshape);
         let zero = self.iconst(0);

@@ -196,8 +196,18 @@ impl<'a> Tx<'a> {
                 self.fill(slot, &shape, 0.0);
                 let run = self.run_of(decision);
                 debug_assert_ne!(run, Run::Rows, "a sum's loop has no row-by-row form");
-                let vector = run == Run::Vectors;
-                self.sum_loop(&src, &xshape, &out_strides, last_reduced, slot, vector);
+                let sum = SumLoop {
+                    src: &src,
+                    xshape: &xshape,
+                    out_strides: &out_strides,
+                    last_reduced,
+                    slot,
+                    vector: run == Run::Vectors,
+                };
+                match decision.blocks {
+                    Some(blocks) => self.blocked_sum(&sum, &shape, blocks),
+                    None => self.sum_loop(&sum, None),
+                }
             }
             // Planned without a scratch slot: over the last axis.
             Op::LogSumExp { .. } if aux.is_none() => {

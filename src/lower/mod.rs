@@ -23,6 +23,7 @@ pub mod parts;
 mod row_blocks;
 pub mod sharing;
 mod storage;
+pub mod sum_blocks;
 mod summed_products;
 mod text;
 pub mod vectorize;
@@ -32,6 +33,7 @@ mod views;
 pub use parts::{Parts, SplitRule, Whole};
 pub use sharing::Sharing;
 pub use storage::Storage;
+pub use sum_blocks::SumBlocks;
 pub use summed_products::summed_product;
 pub use text::plan_text;
 pub use vectorize::{Vector, Walk};
@@ -194,13 +196,15 @@ pub struct Plan {
 
 /// How a step's loop runs: along its last axis in vectors or not, and if not row by row or
 /// element by element; on one core or in parts; how a matrix product shares itself between
-/// cores. `None` where the step has no such choice.
+/// cores; for a sum of many terms, in blocks (`sum_blocks`). `None` where the step has no such
+/// choice.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
     pub vector: Option<Vector>,
     pub walk: Option<Walk>,
     pub parts: Option<Parts>,
     pub sharing: Option<Sharing>,
+    pub blocks: Option<SumBlocks>,
 }
 
 /// How a parameter's update runs: in parts or not, and in vectors or element by element.
@@ -595,7 +599,8 @@ pub fn plan(f: &GraphFn) -> Plan {
     plan
 }
 
-/// The decisions of each step: its vectorization, its walk, its parts and its sharing.
+/// The decisions of each step: its vectorization, its walk, its parts, its sharing and its
+/// blocks.
 fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
     let held = parts::fused_registers(g, plan);
     plan.steps
@@ -605,6 +610,7 @@ fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
             walk: vectorize::decide_walk(g, plan, step),
             parts: parts::decide(g, step, &held),
             sharing: sharing::decide(g, &plan.values, step),
+            blocks: sum_blocks::decide(g, plan, step),
         })
         .collect()
 }

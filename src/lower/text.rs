@@ -42,8 +42,9 @@
 //! between cores, `(one core: 1920 multiply-adds, under 4194304)`; a loop group's first line says whether it runs in
 //! parts, by the rule that gives their number from the sizes bound at run time (`parts: min(8,
 //! n, max(1, n·64 / 32768)) over the outer axis`, with its value where every size is fixed), or
-//! why not (`one part: …`). A training step's plan ends with each parameter's update, in parts
-//! or not, in vectors or not (`updates`).
+//! why not (`one part: …`). A sum of many terms added in blocks of its first axis says how many
+//! items a block holds (`(in blocks of 4 along axis 0)`, `lower::sum_blocks`). A training step's
+//! plan ends with each parameter's update, in parts or not, in vectors or not (`updates`).
 
 use super::parts::{MAX_PARTIAL_BYTES, MAX_PARTS, MIN_WORK_PER_PART, Parts, SplitRule, Whole};
 use super::sharing::{RULE, Sharing};
@@ -109,6 +110,10 @@ struct Text<'a> {
 impl Text<'_> {
     fn step(&self, out: &mut String, step: &Step, decision: &Decision) {
         let vector = self.form(step, decision);
+        let vector = match &decision.blocks {
+            Some(b) => format!("{vector}  (in blocks of {} along axis 0)", b.items),
+            None => vector,
+        };
         match step {
             Step::Compute { node, slot, aux } => {
                 let scratch = aux.map(|a| format!("  (scratch s{a})")).unwrap_or_default();

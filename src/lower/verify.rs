@@ -90,6 +90,8 @@ pub enum PlanError {
     Walk { step: usize, why: String },
     #[error("step {step} {why}")]
     Sharing { step: usize, why: String },
+    #[error("step {step}'s blocks: {why}")]
+    SumBlocks { step: usize, why: String },
     #[error("the update of parameter {param}: {why}")]
     Update { param: usize, why: String },
 }
@@ -126,6 +128,8 @@ fn decisions(g: &Graph, plan: &Plan) -> Result<(), PlanError> {
             .map_err(|why| PlanError::Walk { step, why })?;
         super::sharing::check(g, &plan.values, s, d.sharing.as_ref())
             .map_err(|why| PlanError::Sharing { step, why })?;
+        super::sum_blocks::check(g, plan, s, d.blocks.as_ref())
+            .map_err(|why| PlanError::SumBlocks { step, why })?;
         let parts = match (s, &d.parts) {
             (
                 Step::Group {

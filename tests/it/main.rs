@@ -34,6 +34,7 @@ mod robustness;
 mod scaling;
 mod snapshots;
 mod stability;
+mod sums;
 mod syntax;
 mod text;
 mod training;

@@ -597,16 +597,36 @@ def _step_key(run_key, t):
     return _add64((run_key[0], run_key[1]), _mul64((jnp.uint32(0), jnp.asarray(t, jnp.uint32)), _GAMMA))
 
 
-def _dropout_mask(step, site, shape, threshold, scale):
-    """The mask of one `dropout` call in the step whose key is `step`: element i is 0 when the
-    high 32 bits of mix64(key + (i + 1)·γ) are below `threshold`, else `scale`, where the call's
-    key is mix64(step ^ site) (`ir::dropout::mask`)."""
+def _counts(first, size):
+    """The counts i + 1 of elements i = first, ..., first + size − 1 as pairs (hi, lo) of uint32,
+    carried into the high word from 2³² on (`ir::dropout::element_bits` counts in 64 bits): a
+    mask of 2³² elements or more does not wrap."""
+    if first + size < 1 << 31:
+        lo = jnp.arange(first + 1, first + size + 1, dtype=jnp.uint32)
+        return jnp.zeros_like(lo), lo
+    # Rows of 2¹⁶ elements: row r's element c is r·2¹⁶ + c, whose high word is r >> 16 and low
+    # word (r << 16) | c, so no index needs more than 32 bits.
+    rows = -(-size // (1 << 16))
+    r = jnp.arange(rows, dtype=jnp.uint32)[:, None]
+    c = jnp.arange(1 << 16, dtype=jnp.uint32)[None, :]
+    hi, lo = _add64((r >> 16, (r << 16) | c), _pair(first + 1))
+    return hi.reshape(-1)[:size], lo.reshape(-1)[:size]
+
+
+def _dropout_bits(step, site, first, size):
+    """The high 32 bits of mix64(key + (i + 1)·γ) for elements i = first, ..., first + size − 1
+    of one `dropout` call in the step whose key is `step`, the call's key being
+    mix64(step ^ site) (`ir::dropout::element_bits`)."""
     hi, lo = _pair(site)
     key = _mix64((step[0] ^ hi, step[1] ^ lo))
-    count = jnp.arange(1, int(np.prod(shape)) + 1, dtype=jnp.uint32)
-    bits, _ = _mix64(_add64(key, _mul64((jnp.zeros_like(count), count), _GAMMA)))
+    return _mix64(_add64(key, _mul64(_counts(first, size), _GAMMA)))[0]
+
+
+def _dropout_mask(step, site, shape, threshold, scale):
+    """The mask of one `dropout` call in the step whose key is `step`: element i is 0 when its
+    bits (`_dropout_bits`) are below `threshold`, else `scale` (`ir::dropout::mask`)."""
     if threshold >= 1 << 32:
         return jnp.zeros(shape, DTYPE)
-    kept = bits >= np.uint32(threshold)
+    kept = _dropout_bits(step, site, 0, int(np.prod(shape))) >= np.uint32(threshold)
     return jnp.where(kept, jnp.asarray(scale, DTYPE), jnp.asarray(0, DTYPE)).reshape(shape)
 "#;
