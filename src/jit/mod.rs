@@ -12,8 +12,8 @@
 use crate::ir::shape::MatMulParts;
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
 use crate::lower::{
-    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Sharing, Step, Stride, SumBlocks,
-    Update, Val, Vector, Walk,
+    Decision, Member, MemberKind, Parts, Plan, RowBlocks, Sharing, Step, Stride, SumBlocks, Update,
+    Val, Vector, Walk,
 };
 use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};

@@ -33,7 +33,10 @@ impl<'a> Tx<'a> {
         let (sb, strb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
         if MatMulParts::of(&ash, &bsh).is_batched() {
-            debug_assert!(matches!(sharing, Sharing::Batches { .. }), "{sharing:?}");
+            debug_assert!(
+                matches!(sharing, Sharing::Batches { .. } | Sharing::Blocks { .. }),
+                "{sharing:?}"
+            );
             self.batched_matmul(g, (sa, &stra), (sb, &strb), id, slot);
             return;
         }

@@ -247,7 +247,7 @@ pub unsafe fn batched_gemm<T: Gemm>(
 
 /// The batch axes left and the rows of each product once the innermost batch axes along which
 /// B is broadcast and A's and C's rows continue (a stride of `m` rows) are made rows.
-fn fold_rows(
+pub(crate) fn fold_rows(
     batch: &[BatchAxis],
     mut m: usize,
     row_a: isize,

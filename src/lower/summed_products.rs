@@ -123,7 +123,7 @@ pub fn summed_product(g: &Graph, values: &[Option<Val>], sum: NodeId) -> Option<
 
 /// A stride as a whole-number factor and the symbols it multiplies, sorted: equal forms are
 /// equal strides under every binding.
-fn product_form(s: &Stride) -> (i128, Vec<u32>) {
+pub(super) fn product_form(s: &Stride) -> (i128, Vec<u32>) {
     match s {
         Stride::Zero => (0, vec![]),
         Stride::Prod(dims) => times((1, vec![]), dims),
@@ -137,7 +137,7 @@ pub(super) fn runs_product(g: &Graph, values: &[Option<Val>], step: &Step) -> bo
 }
 
 /// A product form times some dimensions.
-fn times((mut factor, mut syms): (i128, Vec<u32>), dims: &[Dim]) -> (i128, Vec<u32>) {
+pub(super) fn times((mut factor, mut syms): (i128, Vec<u32>), dims: &[Dim]) -> (i128, Vec<u32>) {
     for d in dims {
         match *d {
             Dim::Fixed(k) => factor = factor.saturating_mul(k as i128),

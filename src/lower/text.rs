@@ -223,28 +223,27 @@ impl Text<'_> {
             (Sharing::Batches { .. }, Some(w)) if w < min as u64 => {
                 format!("one core: {w} multiply-adds in all, under {min}")
             }
-            (Sharing::Blocks { work }, Some(w)) => {
-                let taller = match (work[0], work[2]) {
-                    (Dim::Fixed(m), Dim::Fixed(n)) => m > n,
-                    _ => unreachable!("every size of a fixed product is fixed"),
-                };
+            (Sharing::Blocks { size }, Some(w)) => {
+                let taller = size
+                    .taller()
+                    .expect("every size of a fixed product is fixed");
                 let (what, size) = match taller {
                     true => ("rows", RULE.row_block),
                     false => ("columns", RULE.column_block),
                 };
                 format!("shared: blocks of {size} {what} over the threads, {w} multiply-adds")
             }
-            (Sharing::Blocks { work }, None) => format!(
+            (Sharing::Blocks { size }, None) => format!(
                 "shared: blocks of {} rows or {} columns over the threads where {} ≥ {min}",
                 RULE.row_block,
                 RULE.column_block,
-                dims(work)
+                dims(&size.dims())
             ),
-            (Sharing::Batches { batch, work }, _) => format!(
+            (Sharing::Batches { batch, size }, _) => format!(
                 "shared: whole products over the threads where {} of {} multiply-adds make ≥ {min} \
                  and one is under it; blocks of a product that is not",
                 dims(batch),
-                dims(work)
+                dims(&size.dims())
             ),
         }
     }

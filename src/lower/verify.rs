@@ -902,7 +902,13 @@ mod tests {
         ));
         assert!(sharing(changed(blocks, &|d| d.sharing = None)));
         let matvec = find(&|d| d.sharing == Some(Sharing::MatrixVector));
-        let as_blocks = Some(Sharing::Blocks { work: Vec::new() });
+        let as_blocks = Some(Sharing::Blocks {
+            size: crate::lower::sharing::ProductSize {
+                rows: Vec::new(),
+                inner: Vec::new(),
+                columns: Dim::Fixed(1),
+            },
+        });
         assert!(sharing(changed(matvec, &|d| d.sharing = as_blocks.clone())));
         assert!(sharing(changed(vectors, &|d| d.sharing = as_blocks.clone())));
 

@@ -114,7 +114,7 @@ fn checked_grouping(cx: &mut Checker, g: &Graph, call: &GroupNorm) -> Option<Gro
             return None;
         }
     };
-    if channels % groups != 0 {
+    if !channels.is_multiple_of(groups) {
         cx.error(
             Diagnostic::error(format!(
                 "`group_norm` splits the {channels} channels of `x` into {groups} groups, which does not divide them"
