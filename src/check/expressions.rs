@@ -60,6 +60,9 @@ impl Checker {
                 let x = self.expr(g, x)?;
                 g.build(Op::Neg, &[x])
             }
+            ExprKind::Binary(BinOp::Add, ..) if reroll::is_long_chain(e) => {
+                return self.long_sum(g, e);
+            }
             ExprKind::Binary(op, a, b) => {
                 let (x, y) = (self.expr(g, a), self.expr(g, b));
                 let (x, y) = (x?, y?);
@@ -211,6 +214,55 @@ impl Checker {
     }
 
     /// Adds a node; a shape error becomes a diagnostic labelling each blamed operand.
+    /// A chain of `+` of many terms (`reroll::is_long_chain`), its runs of like terms each
+    /// checked as one sum over an array (`reroll`), its other terms one by one, added in the
+    /// order written, without recursing down the chain.
+    fn long_sum(&mut self, g: &mut Graph, e: &ast::Expr) -> Option<NodeId> {
+        let terms = reroll::terms(e);
+        let fns = &self.fns;
+        let elementwise =
+            |name: &str| !fns.contains_key(name) && builtins::is_elementwise_unary(name);
+        let keys: Vec<Option<String>> =
+            terms.iter().map(|t| reroll::key(t, &elementwise)).collect();
+        let mut sum: Option<(NodeId, Span)> = None;
+        let mut failed = false;
+        for piece in reroll::pieces(&terms, &keys) {
+            let part = &terms[piece];
+            let span = reroll::span_of(part);
+            let value = match part {
+                [term] => self.expr(g, term),
+                run => self.rerolled(g, run),
+            };
+            // After an error the later terms are still checked, for their own errors, but
+            // not added (as a failed operand of `+` ends the recursive form's checks).
+            let (Some(value), false) = (value, failed) else {
+                failed = true;
+                continue;
+            };
+            sum = match sum {
+                None => Some((value, span)),
+                Some((acc, acc_span)) => {
+                    let whole = Span::new(e.span.start, span.end);
+                    let spans = [acc_span, span];
+                    let id = self.node(g, Op::Add, &[acc, value], &spans, "+", whole);
+                    failed |= id.is_none();
+                    id.map(|id| (id, whole))
+                }
+            };
+        }
+        let (id, _) = sum.filter(|_| !failed)?;
+        g.set_span(id, e.span);
+        Some(id)
+    }
+
+    /// A run of like terms as one sum over an array (`reroll::rerolled`), given the rank of
+    /// its first term's value.
+    fn rerolled(&mut self, g: &mut Graph, run: &[&ast::Expr]) -> Option<NodeId> {
+        let first = self.expr(g, run[0])?;
+        let rank = g.shape(first).rank();
+        self.expr(g, &reroll::rerolled(run, rank))
+    }
+
     pub(super) fn node(
         &mut self,
         g: &mut Graph,

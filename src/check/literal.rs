@@ -74,6 +74,16 @@ fn flatten(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Flat> {
 
 /// One element: a constant number, or a constant array (a name bound to a literal).
 fn element(cx: &mut Checker, g: &mut Graph, e: &ast::Expr) -> Option<Flat> {
+    // A number written as such is its value: no graph node is made for it (a rerolled sum's
+    // array holds thousands, `check::reroll`).
+    if let ExprKind::Number(v) = e.kind
+        && v.is_finite()
+    {
+        return Some(Flat {
+            dims: vec![],
+            values: vec![v],
+        });
+    }
     let id = cx.expr(g, e)?;
     if let Op::Literal(data) = g.op(id) {
         let dims = data

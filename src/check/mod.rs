@@ -22,6 +22,7 @@ mod indexing;
 mod lints;
 mod literal;
 mod params;
+mod reroll;
 mod settings;
 mod shaping;
 

@@ -199,3 +199,64 @@ fn cranelift_work_grows_linearly_with_scalar_parameters() {
     let unbounded = cranelift_work(&squares_of_parameters(200), "p200.dsl");
     assert!(unbounded.iter().any(|f| f.1 > 200), "{unbounded:?}");
 }
+
+/// `(x - i)^2` for i = 0, …, n − 1 at x = 1/2, written out term by term in `let`s of `chunk`
+/// terms.
+fn like_terms(n: usize, chunk: usize) -> String {
+    let mut src = String::from("dtype f64\nparam x = 0.5\n");
+    let mut sums = Vec::new();
+    for (k, part) in (0..n).collect::<Vec<_>>().chunks(chunk).enumerate() {
+        let terms: Vec<String> = part.iter().map(|i| format!("(x - {i})^2")).collect();
+        src += &format!("let s{k} = {}\n", terms.join(" + "));
+        sums.push(format!("s{k}"));
+    }
+    src + &format!("loss l = {}\n", sums.join(" + "))
+}
+
+/// A sum of 100,000 like terms in `let`s of 1,000, and one of 10,000 in a single `let`, are
+/// checked as sums over arrays of their numbers (`check::reroll`; an array holds at most 4,096
+/// of them): eight nodes per array at most (its first term, checked for its shape, the array,
+/// the term over it, the sum, the `+` after it), where the terms written out were ten each. Their value and
+/// derivative are the sum's, within the rounding of 10⁵ terms added in another order.
+#[test]
+fn long_sums_of_like_terms_are_checked_as_sums_over_arrays() {
+    for (n, chunk, at_most) in [(100_000, 1_000, 8 * 100 + 10), (10_000, 10_000, 8 * 3 + 10)] {
+        let src = like_terms(n, chunk);
+        let (model, _) = check_source(
+            &SourceFile::new("terms.dsl", src.as_str()),
+            &adjoint::Limits::of_host(),
+        )
+        .unwrap();
+        let nodes = model.forward.graph.len();
+        assert!(nodes <= at_most, "{n} terms: {nodes} nodes");
+        let mut session = compile_named("terms.dsl", &src)
+            .unwrap()
+            .session(0)
+            .unwrap();
+        let (loss, grads) = session.value_and_grad().unwrap();
+        let want: f64 = (0..n).map(|i| (0.5 - i as f64).powi(2)).sum();
+        let want_grad: f64 = (0..n).map(|i| 2.0 * (0.5 - i as f64)).sum();
+        assert!(
+            (loss - want).abs() <= 1e-12 * want,
+            "{n} terms: {loss} against {want}"
+        );
+        let grad = grads[0].item();
+        assert!(
+            (grad - want_grad).abs() <= 1e-12 * want_grad.abs(),
+            "{n} terms: {grad} against {want_grad}"
+        );
+    }
+}
+
+/// An error in a run of like terms is reported once, where the first term has it, not once per
+/// term.
+#[test]
+fn an_error_in_like_terms_is_reported_once() {
+    let terms: Vec<String> = (0..100).map(|i| format!("(y - {i})^2")).collect();
+    let src = format!("param x = 0\nloss x + {}\n", terms.join(" + "));
+    let Err(err) = compile_named("terms.dsl", &src) else {
+        panic!("an unknown name compiles");
+    };
+    let text = err.to_string();
+    assert_eq!(text.matches("unknown name `y`").count(), 1, "{text}");
+}

@@ -382,6 +382,11 @@ pub fn is_builtin(name: &str) -> bool {
     lookup(name).is_some()
 }
 
+/// Whether `name` is a built-in of one argument applied element by element (`exp`, `tanh`, …).
+pub(super) fn is_elementwise_unary(name: &str) -> bool {
+    matches!(lookup(name), Some(b) if matches!(b.lowering, Lowering::Primitive(_)) && b.params == X)
+}
+
 pub(super) fn call(
     cx: &mut Checker,
     g: &mut Graph,
