@@ -181,22 +181,7 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
             .any(|w| w.message.contains("start identical")),
         "{warnings:?}"
     );
-    let train = |src: &str| {
-        let model = model_of_source("s.dsl", src);
-        let table = adjoint::data::Table::load(&repo().join("examples/data/iris.csv")).unwrap();
-        let data = adjoint::data::bind(&model, &table).unwrap();
-        let compiled = CompiledModel::from_model(model).unwrap();
-        let mut t = adjoint::train::Trainer::new(&compiled, 0);
-        let settings = compiled.model.train.clone();
-        t.fit(Some(&data), &settings, |_| {}).unwrap();
-        let w1 = t.params[0].to_f64();
-        // Columns 0 and 1 of W1[4, 8]: the incoming weights of two hidden units.
-        (
-            (0..4).map(|i| w1[i * 8]).collect::<Vec<_>>(),
-            (0..4).map(|i| w1[i * 8 + 1]).collect::<Vec<_>>(),
-        )
-    };
-    let (u0, u1) = train(&text);
+    let (u0, u1) = first_two_hidden_units(&text);
     assert_eq!(u0, u1, "under constant init the two units stay identical");
     assert!(
         u0.iter().any(|w| (w - 0.1).abs() > 1e-3),
@@ -211,7 +196,7 @@ fn constant_hidden_layers_stay_symmetric_and_random_ones_do_not() {
     )
     .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    let (v0, v1) = train(&fixed);
+    let (v0, v1) = first_two_hidden_units(&fixed);
     assert!(
         v0.iter().zip(&v1).any(|(a, b)| (a - b).abs() > 1e-2),
         "random init separates them: {v0:?} {v1:?}"
@@ -228,21 +213,6 @@ fn a_dropout_between_constant_layers_separates_their_units_and_one_past_them_doe
         let (_, w) = adjoint::check_source(&file, &adjoint::Limits::of_host()).unwrap();
         w.into_iter().flat_map(|d| d.notes).collect()
     };
-    let hidden_units = |src: &str| {
-        let model = model_of_source("d.dsl", src);
-        let table = adjoint::data::Table::load(&repo().join("examples/data/iris.csv")).unwrap();
-        let data = adjoint::data::bind(&model, &table).unwrap();
-        let compiled = CompiledModel::from_model(model).unwrap();
-        let mut t = adjoint::train::Trainer::new(&compiled, 0);
-        let settings = compiled.model.train.clone();
-        t.fit(Some(&data), &settings, |_| {}).unwrap();
-        let w1 = t.params[0].to_f64();
-        // Columns 0 and 1 of W1[4, 8]: the incoming weights of two hidden units.
-        (
-            (0..4).map(|i| w1[i * 8]).collect::<Vec<_>>(),
-            (0..4).map(|i| w1[i * 8 + 1]).collect::<Vec<_>>(),
-        )
-    };
     let between = text.replace("h @ W2", "dropout(h, 0.5) @ W2");
     assert_ne!(between, text);
     assert!(
@@ -250,7 +220,7 @@ fn a_dropout_between_constant_layers_separates_their_units_and_one_past_them_doe
         "{:?}",
         notes(&between)
     );
-    let (u0, u1) = hidden_units(&between);
+    let (u0, u1) = first_two_hidden_units(&between);
     assert!(
         u0.iter()
             .zip(&u1)
@@ -266,7 +236,7 @@ fn a_dropout_between_constant_layers_separates_their_units_and_one_past_them_doe
         "{:?}",
         notes(&past)
     );
-    let (v0, v1) = hidden_units(&past);
+    let (v0, v1) = first_two_hidden_units(&past);
     assert_eq!(
         v0, v1,
         "a dropout past the next layer leaves the units tied"
@@ -315,4 +285,21 @@ fn the_symmetry_lint_sees_weights_through_slices_and_transposes() {
     );
     // A random next layer gives each unit its own gradient: no warning.
     assert!(warnings(&sliced.replace("W2[6, 3] ~ zeros", "W2[6, 3] ~ xavier_uniform")).is_empty());
+}
+
+/// The incoming weights of the first two hidden units (columns 0 and 1 of `W1[4, 8]`) after
+/// training a model of `examples/symmetry.dsl`'s form on the iris data.
+fn first_two_hidden_units(src: &str) -> (Vec<f64>, Vec<f64>) {
+    let model = model_of_source("s.dsl", src);
+    let table = adjoint::data::Table::load(&repo().join("examples/data/iris.csv")).unwrap();
+    let data = adjoint::data::bind(&model, &table).unwrap();
+    let compiled = CompiledModel::from_model(model).unwrap();
+    let mut t = adjoint::train::Trainer::new(&compiled, 0);
+    let settings = compiled.model.train.clone();
+    t.fit(Some(&data), &settings, |_| {}).unwrap();
+    let w1 = t.params[0].to_f64();
+    (
+        (0..4).map(|i| w1[i * 8]).collect(),
+        (0..4).map(|i| w1[i * 8 + 1]).collect(),
+    )
 }
