@@ -398,9 +398,10 @@ impl CompiledModel {
     }
 }
 
-/// What the simplifier did, for people: each stability rewrite with its source location, then
-/// how often each algebraic rule fired.
-pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
+/// What the checker and the simplifier did, for people: each stability rewrite with its source
+/// location, each long sum checked as a sum over an array (`check::reroll`), then how often
+/// each algebraic rule fired.
+pub fn explain(model: &Model, graphs: &Graphs, file: &SourceFile) -> String {
     use std::fmt::Write;
     let mut out = String::from("\n# stability rewrites\n");
     let forward = &graphs.forward_report;
@@ -419,6 +420,16 @@ pub fn explain(graphs: &Graphs, file: &SourceFile) -> String {
             None => (String::new(), "(generated)".to_string()),
         };
         let _ = writeln!(out, "{rule:<22} {location}  {what}");
+    }
+    out.push_str("\n# long sums checked as sums over arrays (terms added in sum's order)\n");
+    if model.rerolled.is_empty() {
+        out.push_str("(none)\n");
+    }
+    for r in &model.rerolled {
+        let (line, col) = file.line_col(r.span.start);
+        let first = file.snippet(r.span).split(" + ").next().unwrap_or_default();
+        let terms = format!("{} like terms", r.terms);
+        let _ = writeln!(out, "{terms:<22} {}:{line}:{col}  {first} + …", file.name);
     }
     for (title, report) in [("forward", forward), ("gradient", &graphs.gradient_report)] {
         let _ = writeln!(

@@ -95,11 +95,22 @@ impl Default for TrainSettings {
     }
 }
 
+/// A run of like terms written out in a chain of `+`, checked as one sum over an array of
+/// their numbers (`check::reroll`): where it is and how many terms it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RerolledSum {
+    pub span: Span,
+    pub terms: usize,
+}
+
 /// A checked model file.
 #[derive(Clone, Debug)]
 pub struct Model {
     /// The forward graph: outputs are `loss` then each metric.
     pub forward: GraphFn,
+    /// The long sums of like terms checked as one sum over an array (`check::reroll`), in
+    /// source order, each once.
+    pub rerolled: Vec<RerolledSum>,
     /// Per-row values for `adjoint predict` (`output probs = ...`), on the forward graph.
     pub predict: Option<GraphFn>,
     /// The user's name for the loss (`loss f = ...`), or `loss`.

@@ -260,7 +260,16 @@ impl Checker {
     fn rerolled(&mut self, g: &mut Graph, run: &[&ast::Expr]) -> Option<NodeId> {
         let first = self.expr(g, run[0])?;
         let rank = g.shape(first).rank();
-        self.expr(g, &reroll::rerolled(run, rank))
+        let sum = self.expr(g, &reroll::rerolled(run, rank))?;
+        let record = crate::model::RerolledSum {
+            span: reroll::span_of(run),
+            terms: run.len(),
+        };
+        // A function's body is checked at each distinct call: its sums are recorded once.
+        if !self.rerolled.contains(&record) {
+            self.rerolled.push(record);
+        }
+        Some(sum)
     }
 
     pub(super) fn node(

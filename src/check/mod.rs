@@ -109,6 +109,8 @@ struct Checker {
     bodies_lowered: usize,
     /// The graph being built (training or evaluation) and what depends on it.
     modes: Modes,
+    /// The runs of like terms checked as sums over arrays so far (`reroll`).
+    rerolled: Vec<crate::model::RerolledSum>,
 }
 
 #[derive(Clone)]
@@ -344,6 +346,7 @@ impl Checker {
         let model = Model {
             index_limits,
             forward: GraphFn { graph, outputs },
+            rerolled: std::mem::take(&mut self.rerolled),
             predict,
             loss_name,
             metric_names,

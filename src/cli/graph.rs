@@ -43,7 +43,10 @@ pub(super) fn graph(path: &Path, opts: GraphOptions) -> Result<(), CliError> {
     }
     out::write(format_args!("{}", f.text()));
     if explain {
-        out::write(format_args!("{}", crate::compile::explain(&graphs, &file)));
+        out::write(format_args!(
+            "{}",
+            crate::compile::explain(&model, &graphs, &file)
+        ));
     }
     Ok(())
 }

@@ -752,6 +752,24 @@ fn graph_explain_names_the_mixture_rewrites_and_where_they_fired() {
     insta::assert_snapshot!(rewrites);
 }
 
+/// `--explain` lists each run of like terms checked as one sum over an array, with its size
+/// and place, and says so when there is none.
+#[test]
+fn graph_explain_lists_the_long_sums_checked_as_sums_over_arrays() {
+    let section = |file: &str| {
+        let (code, stdout, stderr) = adjoint(&["graph", "--explain", file]);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+            .split("\n# long sums checked as sums over arrays (terms added in sum's order)\n")
+            .nth(1)
+            .and_then(|s| s.split("\n\n").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    insta::assert_snapshot!(section("tests/data/graph/rerolled_sum.dsl"));
+    assert_eq!(section("tests/data/graph/mixtures.dsl"), "(none)");
+}
+
 /// An optimizer without an exact JAX counterpart is a located error, exit 2, and nothing is
 /// written; a wrong extension is refused before the model is read; a model exports.
 #[test]
