@@ -154,20 +154,6 @@ fn write_csv(path: &std::path::Path, header: &[String], rows: &[Vec<f64>]) {
     std::fs::write(path, text).unwrap();
 }
 
-fn cli(args: &[&std::ffi::OsStr]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
-        .args(args)
-        .current_dir(crate::support::repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn predict_and_evaluate_on_new_rows_agree_with_the_cli() {
     let repo = crate::support::repo();
@@ -207,7 +193,7 @@ fn predict_and_evaluate_on_new_rows_agree_with_the_cli() {
     let x_held = features(&held);
     let predicted = s.predict_on(&[("X", &x_held, &[held.len(), 4])]).unwrap();
     let model_file = repo.join("examples/iris.dsl");
-    let printed = cli(&[
+    let printed = crate::support::adjoint_succeeds(&[
         "predict".as_ref(),
         model_file.as_os_str(),
         "--checkpoint".as_ref(),
@@ -240,7 +226,7 @@ fn predict_and_evaluate_on_new_rows_agree_with_the_cli() {
     let scores = s
         .evaluate_on(&[("X", &x_held, &[30, 4]), ("species", &y_held, &[30])])
         .unwrap();
-    let printed = cli(&[
+    let printed = crate::support::adjoint_succeeds(&[
         "eval".as_ref(),
         model_file.as_os_str(),
         "--checkpoint".as_ref(),

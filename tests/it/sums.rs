@@ -1,11 +1,10 @@
 //! Sums of many terms: added in blocks (`lower::sum_blocks`), so that an f32 sum's rounding
 //! error grows with the block and the number of blocks, not with the number of terms.
 
-use crate::support::{model_of_source, repo};
+use crate::support::{adjoint_succeeds, model_of_source, repo};
 use adjoint::checkpoint::{Checkpoint, TensorData, load};
 use adjoint::compile;
 use adjoint::lower::sum_blocks::SUM_BLOCK;
-use std::process::Command;
 
 const SUM: &str = "dtype f32\ninput x[n]\nparam w = 1\nloss sum(x) * w\n";
 
@@ -68,19 +67,6 @@ fn a_sum_of_one_block_keeps_its_bits() {
     }
 }
 
-fn adjoint(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_adjoint"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn values(c: &Checkpoint, name: &str) -> Vec<f64> {
     match &c.tensor(name).unwrap_or_else(|| panic!("no {name}")).data {
         TensorData::F64(v) => v.clone(),
@@ -107,9 +93,9 @@ fn the_cnn_f32_batch_norm_gradient_is_its_f64_value() {
     let data = data.to_str().unwrap();
     let start = path("start.safetensors");
     let model = model.to_str().unwrap();
-    adjoint(&["train", model, "--steps", "0", "--save", &start]);
+    adjoint_succeeds(&["train", model, "--steps", "0", "--save", &start]);
     let (f32_values, f64_values) = (path("f32.safetensors"), path("f64.safetensors"));
-    adjoint(&[
+    adjoint_succeeds(&[
         "export",
         model,
         "--values",
@@ -120,7 +106,7 @@ fn the_cnn_f32_batch_norm_gradient_is_its_f64_value() {
     ]);
     let copy = path("cnn64.dsl");
     let export = ["export", &copy, "--values", "--checkpoint", &start];
-    adjoint(&[&export[..], &["-o", &f64_values, "--data", data]].concat());
+    adjoint_succeeds(&[&export[..], &["-o", &f64_values, "--data", data]].concat());
     let (got, want) = (
         load(std::path::Path::new(&f32_values)).unwrap(),
         load(std::path::Path::new(&f64_values)).unwrap(),

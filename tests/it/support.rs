@@ -277,3 +277,19 @@ pub fn clif_of_one_step(name: &str, src: &str) -> String {
     );
     String::from_utf8(out.stderr).unwrap()
 }
+
+/// Runs the `adjoint` binary in the repository with `args`, requires it to succeed (its
+/// standard error is the failure's message), and returns its standard output.
+pub fn adjoint_succeeds<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adjoint"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
