@@ -596,4 +596,12 @@ impl MatMulParts {
     pub fn is_batched(&self) -> bool {
         !self.batch_a.is_scalar() || !self.batch_b.is_scalar()
     }
+
+    /// The axis of an operand of shape `operand` that batch axis `i` of a product's result
+    /// (which has `batch` batch axes) reads; `None` where the operand is broadcast along it,
+    /// lacking the axis or having it of length 1 (its stride there is 0).
+    pub fn operand_axis(operand: &Shape, batch: usize, i: usize) -> Option<usize> {
+        let j = (i + operand.rank().saturating_sub(2)).checked_sub(batch)?;
+        (operand.0[j] != Dim::Fixed(1)).then_some(j)
+    }
 }

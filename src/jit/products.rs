@@ -156,10 +156,9 @@ impl<'a> Tx<'a> {
         // An operand's stride along batch axis i of the result: 0 where it lacks the axis or
         // has it of length 1 (broadcast).
         let batch_stride = |tx: &mut Self, shape: &Shape, strides: &[Stride], i: usize| {
-            let own = shape.rank().saturating_sub(2);
-            match (i + own).checked_sub(batch) {
-                Some(j) if shape.0[j] != Dim::Fixed(1) => tx.stride(&strides[j]),
-                _ => zero,
+            match MatMulParts::operand_axis(shape, batch, i) {
+                Some(j) => tx.stride(&strides[j]),
+                None => zero,
             }
         };
         let word = 8;

@@ -176,13 +176,11 @@ fn rows_folded(g: &Graph, values: &[Option<Val>], product: NodeId, strides_c: &[
         g.shape(product),
     );
     let batch = out.rank() - usize::from(a.rank() > 1) - usize::from(b.rank() > 1);
-    // An operand's stride along batch axis i of the result: 0 where it lacks the axis or has
-    // it of length 1 (broadcast), as the generated code passes it to the kernel.
-    let along = |s: &Shape, strides: &[Stride], i: usize| match (i + s.rank().saturating_sub(2))
-        .checked_sub(batch)
-    {
-        Some(j) if s.0[j] != Dim::Fixed(1) => product_form(&strides[j]),
-        _ => product_form(&Stride::Zero),
+    // An operand's stride along batch axis i of the result, as the generated code passes it
+    // to the kernel.
+    let along = |s: &Shape, strides: &[Stride], i: usize| {
+        MatMulParts::operand_axis(s, batch, i)
+            .map_or(product_form(&Stride::Zero), |j| product_form(&strides[j]))
     };
     let (row_a, row_c) = match (a.rank() > 1, b.rank() > 1) {
         (true, true) => (&strides_a[a.rank() - 2], &strides_c[out.rank() - 2]),
@@ -275,11 +273,8 @@ mod tests {
         );
         let sc = contiguous(out);
         let batch = out.rank() - usize::from(a.rank() > 1) - usize::from(b.rank() > 1);
-        let along = |s: &Shape, strides: &[Stride], i: usize| match (i + s.rank().saturating_sub(2))
-            .checked_sub(batch)
-        {
-            Some(j) if s.0[j] != Dim::Fixed(1) => stride(&strides[j]),
-            _ => 0,
+        let along = |s: &Shape, strides: &[Stride], i: usize| {
+            MatMulParts::operand_axis(s, batch, i).map_or(0, |j| stride(&strides[j]))
         };
         let axes = (0..batch)
             .map(|i| BatchAxis {
