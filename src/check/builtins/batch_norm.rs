@@ -112,19 +112,8 @@ fn checked_channels(cx: &mut Checker, g: &Graph, call: &BatchNorm) -> Option<Dim
         return None;
     }
     let features = Shape(vec![channels]);
-    for (what, (id, s)) in [("gain", call.gain), ("bias", call.bias)] {
-        if g.shape(id) != &features {
-            cx.error(
-                Diagnostic::error(format!(
-                    "`batch_norm` needs `{what}` with one element per channel of `x`, {}",
-                    g.shape_text(&features)
-                ))
-                .with_label(s, format!("has shape {}", g.shape_text(g.shape(id))))
-                .with_label(xs, format!("has shape {}", g.shape_text(&shape))),
-            );
-            return None;
-        }
-    }
+    let operands = [("gain", call.gain), ("bias", call.bias)];
+    composites::checked_per_channel(cx, g, "batch_norm", &features, call.x, operands)?;
     if call.eps.is_nan() || call.eps < 0.0 {
         cx.error(
             Diagnostic::error(format!("`batch_norm` needs `eps` ≥ 0, found {}", call.eps))

@@ -111,25 +111,65 @@ pub(super) fn layer_norm(
     }
     let last = Some((shape.rank() - 1) as u32);
     let kept = keepdims_shape(&shape, last);
-    let row_mean = |g: &mut Graph, v: NodeId| {
-        let s = g.build(Op::Sum { axis: last }, &[v]);
-        let scale = reciprocal_count(g, &[d]);
+    let normed = standardized(g, x, eps, last, d, &kept);
+    let scaled = g.build(Op::Mul, &[normed, gain]);
+    Some(g.build(Op::Add, &[scaled, bias]))
+}
+
+/// (x − mean) / √(variance + eps), with the mean and the biased variance taken over `axis` of
+/// `x` (of length `len`) and reshaped to `kept` to broadcast against `x`: layer norm's rows,
+/// group norm's groups.
+pub(super) fn standardized(
+    g: &mut Graph,
+    x: NodeId,
+    eps: f64,
+    axis: Option<u32>,
+    len: Dim,
+    kept: &Shape,
+) -> NodeId {
+    let mean_of = |g: &mut Graph, v: NodeId| {
+        let s = g.build(Op::Sum { axis }, &[v]);
+        let scale = reciprocal_count(g, &[len]);
         let m = g.build(Op::Mul, &[s, scale]);
         g.build(Op::Reshape(kept.clone()), &[m])
     };
-    let mean = row_mean(g, x);
+    let mean = mean_of(g, x);
     let centered = g.build(Op::Sub, &[x, mean]);
     let two = g.constant(2.0);
-    let sq = g.build(Op::Pow, &[centered, two]);
-    let variance = row_mean(g, sq);
+    let squares = g.build(Op::Pow, &[centered, two]);
+    let variance = mean_of(g, squares);
     let eps = g.constant(eps);
     let shifted = g.build(Op::Add, &[variance, eps]);
     let root = g.build(Op::Sqrt, &[shifted]);
     let one = g.constant(1.0);
     let inv = g.build(Op::Div, &[one, root]);
-    let normed = g.build(Op::Mul, &[centered, inv]);
-    let scaled = g.build(Op::Mul, &[normed, gain]);
-    Some(g.build(Op::Add, &[scaled, bias]))
+    g.build(Op::Mul, &[centered, inv])
+}
+
+/// Checks that `gain` and `bias` of a normalization `func` each hold one element per channel
+/// of `x` (`features`, `[C]`), reporting the first that does not.
+pub(super) fn checked_per_channel(
+    cx: &mut Checker,
+    g: &Graph,
+    func: &str,
+    features: &Shape,
+    (x, xs): (NodeId, Span),
+    operands: [(&str, (NodeId, Span)); 2],
+) -> Option<()> {
+    for (what, (id, s)) in operands {
+        if g.shape(id) != features {
+            cx.error(
+                Diagnostic::error(format!(
+                    "`{func}` needs `{what}` with one element per channel of `x`, {}",
+                    g.shape_text(features)
+                ))
+                .with_label(s, format!("has shape {}", g.shape_text(g.shape(id))))
+                .with_label(xs, format!("has shape {}", g.shape_text(g.shape(x)))),
+            );
+            return None;
+        }
+    }
+    Some(())
 }
 
 /// `arange(n)`: 0, 1, …, n − 1 (`n` a whole number ≥ 1 or a dimension); `arange(a, b)`:

@@ -28,23 +28,7 @@ pub(super) fn group_norm(cx: &mut Checker, g: &mut Graph, call: GroupNorm) -> Op
     let grouped = Shape(vec![shape.0[0], Dim::Fixed(groups), Dim::Fixed(per_group)]);
     let kept = Shape(vec![shape.0[0], Dim::Fixed(groups), Dim::Fixed(1)]);
     let rows = g.build(Op::Reshape(grouped), &[x]);
-    let group_mean = |g: &mut Graph, v: NodeId| {
-        let s = g.build(Op::Sum { axis: Some(2) }, &[v]);
-        let scale = reciprocal_count(g, &[Dim::Fixed(per_group)]);
-        let m = g.build(Op::Mul, &[s, scale]);
-        g.build(Op::Reshape(kept.clone()), &[m])
-    };
-    let mean = group_mean(g, rows);
-    let centered = g.build(Op::Sub, &[rows, mean]);
-    let two = g.constant(2.0);
-    let squares = g.build(Op::Pow, &[centered, two]);
-    let variance = group_mean(g, squares);
-    let eps = g.constant(call.eps);
-    let shifted = g.build(Op::Add, &[variance, eps]);
-    let root = g.build(Op::Sqrt, &[shifted]);
-    let one = g.constant(1.0);
-    let inv = g.build(Op::Div, &[one, root]);
-    let normed = g.build(Op::Mul, &[centered, inv]);
+    let normed = composites::standardized(g, rows, call.eps, Some(2), Dim::Fixed(per_group), &kept);
     let normed = g.build(Op::Reshape(shape), &[normed]);
     // Gain and bias `[C]` as `[1, C, 1, …]`, broadcast along the batch and spatial axes.
     let mut per_channel = vec![Dim::Fixed(1); rank];
@@ -126,19 +110,8 @@ fn checked_grouping(cx: &mut Checker, g: &Graph, call: &GroupNorm) -> Option<Gro
         return None;
     }
     let features = Shape(vec![Dim::Fixed(channels)]);
-    for (what, (id, s)) in [("gain", call.gain), ("bias", call.bias)] {
-        if g.shape(id) != &features {
-            cx.error(
-                Diagnostic::error(format!(
-                    "`group_norm` needs `{what}` with one element per channel of `x`, {}",
-                    g.shape_text(&features)
-                ))
-                .with_label(s, format!("has shape {}", g.shape_text(g.shape(id))))
-                .with_label(xs, shape_label.clone()),
-            );
-            return None;
-        }
-    }
+    let operands = [("gain", call.gain), ("bias", call.bias)];
+    composites::checked_per_channel(cx, g, "group_norm", &features, call.x, operands)?;
     if call.eps.is_nan() || call.eps < 0.0 {
         cx.error(
             Diagnostic::error(format!("`group_norm` needs `eps` ≥ 0, found {}", call.eps))
