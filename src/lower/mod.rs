@@ -605,12 +605,15 @@ fn decide(g: &Graph, plan: &Plan) -> Vec<Decision> {
     let held = parts::fused_registers(g, plan);
     plan.steps
         .iter()
-        .map(|step| Decision {
-            vector: vectorize::decide(g, plan, step),
-            walk: vectorize::decide_walk(g, plan, step),
-            parts: parts::decide(g, step, &held),
-            sharing: sharing::decide(g, &plan.values, step),
-            blocks: sum_blocks::decide(g, plan, step),
+        .map(|step| {
+            let (vector, walk) = vectorize::decide(g, plan, step);
+            Decision {
+                vector,
+                walk,
+                parts: parts::decide(g, step, &held),
+                sharing: sharing::decide(g, &plan.values, step),
+                blocks: sum_blocks::decide(g, plan, step),
+            }
         })
         .collect()
 }

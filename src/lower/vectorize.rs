@@ -318,12 +318,19 @@ fn missing_form(g: &Graph, plan: &Plan, id: NodeId) -> Option<Scalar> {
     }
 }
 
-/// The form of a loop: vectors where every op has a vector form and every view reads as one
-/// (any view, for rows in lanes, which gathers them lane by lane), the loop has an axis (two
-/// for rows) and writes its last axis contiguously (a maximum or minimum: keeps it).
-pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> Option<Vector> {
-    let c = contents(g, plan, step)?;
-    Some(form(g, plan, &c))
+/// The form of a step's loop and how it walks where it does not run in vectors (`walk_of`),
+/// from one reading of its contents; `(None, None)` for a step without such a loop.
+///
+/// The form: vectors where every op has a vector form and every view reads as one (any view,
+/// for rows in lanes, which gathers them lane by lane), the loop has an axis (two for rows)
+/// and writes its last axis contiguously (a maximum or minimum: keeps it).
+pub(super) fn decide(g: &Graph, plan: &Plan, step: &Step) -> (Option<Vector>, Option<Walk>) {
+    let Some(c) = contents(g, plan, step) else {
+        return (None, None);
+    };
+    let vector = form(g, plan, &c);
+    let walk = walk_of(&c, &vector);
+    (Some(vector), walk)
 }
 
 fn form(g: &Graph, plan: &Plan, c: &Contents) -> Vector {
@@ -354,11 +361,6 @@ fn form(g: &Graph, plan: &Plan, c: &Contents) -> Vector {
 /// How a step's loop walks where it does not run in vectors: row by row where it has an axis
 /// and its kind has that form, element by element otherwise (`None` where it runs in vectors
 /// or walks its own way). A maximum or minimum run in vectors finishes each row row by row.
-pub(super) fn decide_walk(g: &Graph, plan: &Plan, step: &Step) -> Option<Walk> {
-    let c = contents(g, plan, step)?;
-    walk_of(&c, &form(g, plan, &c))
-}
-
 fn walk_of(c: &Contents, v: &Vector) -> Option<Walk> {
     let vectors = !matches!(v, Vector::Scalar(_));
     match c.walker {
