@@ -83,11 +83,18 @@ impl<'a> Tx<'a> {
     /// Whether a loop the plan decided vectorizes (`lower::vectorize`), with the lanes of this
     /// function's float type.
     pub(super) fn vectorized(&self, decision: &Decision) -> bool {
-        match decision
-            .vector
-            .as_ref()
-            .expect("the plan decides this loop's vectorization")
-        {
+        self.in_lanes(
+            decision
+                .vector
+                .as_ref()
+                .expect("the plan decides this loop's vectorization"),
+        )
+    }
+
+    /// Whether a loop or update the plan gave the form `vector` runs in vectors of this
+    /// function's lanes, rather than element by element.
+    pub(super) fn in_lanes(&self, vector: &Vector) -> bool {
+        match vector {
             Vector::Lanes(n) => {
                 debug_assert_eq!(*n as i64, self.vector_type().1, "lanes of the float type");
                 true

@@ -213,18 +213,10 @@ impl<'a> Tx<'a> {
     /// Whether the plan runs a parameter's update in vectors (`lower::vectorize::update_vector`),
     /// of this function's lanes.
     fn update_vectorized(&self, len: usize, vector: &Vector) -> bool {
-        let (_, lanes) = self.vector_type();
-        let vectors = match vector {
-            Vector::Lanes(n) => {
-                debug_assert_eq!(*n as i64, lanes, "lanes of the float type");
-                true
-            }
-            Vector::Scalar(_) => false,
-            Vector::Rows(_) => unreachable!("rows in lanes are a log-sum-exp's form"),
-        };
+        let vectors = self.in_lanes(vector);
         debug_assert_eq!(
             vectors,
-            len as i64 >= lanes,
+            len as i64 >= self.vector_type().1,
             "the plan's vectorization is the update's"
         );
         vectors
