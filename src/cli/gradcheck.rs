@@ -15,7 +15,10 @@ pub(super) struct GradcheckOptions<'a> {
 
 pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliError> {
     let (file, model, dataset) = model_and_data(path, opts.data)?;
-    let dataset = first_rows(dataset, opts.rows)?;
+    let dataset = match opts.rows {
+        Some(n) => Some(first_rows(dataset.as_ref(), n)?),
+        None => dataset,
+    };
     let compiled = compile_model(model.clone(), &file)?;
     let rows = crate::memory::Rows::of(dataset.as_ref(), None);
     crate::memory::check(crate::memory::Run::GradientCheck, &compiled, rows)

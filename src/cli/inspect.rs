@@ -34,10 +34,10 @@ pub(super) fn inspect(path: &Path, opts: &InspectOptions) -> Result<(), CliError
         .map(|p| p.shape.as_fixed().unwrap().iter().product::<usize>())
         .sum();
     check_requests(opts, n)?;
-    let inspected = match opts.rows {
-        Some(_) => first_rows(dataset.clone(), opts.rows)?,
-        None => None,
-    };
+    let inspected = opts
+        .rows
+        .map(|n| first_rows(dataset.as_ref(), n))
+        .transpose()?;
     let compiled = compile_model(model.clone(), &file)?;
     let h = crate::inspect::hvp_graph(&compiled.graphs.forward);
     check_memory(opts, &compiled, &h, dataset.as_ref(), inspected.as_ref())?;

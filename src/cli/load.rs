@@ -244,14 +244,11 @@ pub(super) fn in_trained_vocabulary(
     Ok(Some(d.with_corpus(recoded)))
 }
 
-/// The data's first `rows` rows (a text's first windows), or all of it.
+/// A copy of the data's first `n` rows (a text's first windows), for `--rows N`.
 pub(super) fn first_rows(
-    dataset: Option<data::Dataset>,
-    rows: Option<usize>,
-) -> Result<Option<data::Dataset>, CliError> {
-    let Some(n) = rows else {
-        return Ok(dataset);
-    };
+    dataset: Option<&data::Dataset>,
+    n: usize,
+) -> Result<data::Dataset, CliError> {
     let Some(d) = dataset.filter(|d| d.n_rows > 0) else {
         return Err(CliError::BadInput(
             "--rows picks rows of the data, and this model reads none".into(),
@@ -264,7 +261,7 @@ pub(super) fn first_rows(
         )));
     }
     say!("rows: the first {n} of {}", d.n_rows);
-    Ok(Some(d.rows(&(0..n).collect::<Vec<_>>())))
+    Ok(d.rows(&(0..n).collect::<Vec<_>>()))
 }
 
 /// A refusal of a reference-interpreter run for its memory, with the flag that makes it fit
