@@ -536,6 +536,24 @@ fn inits_refuses_what_is_not_one_initializer_before_training() {
     assert!(stderr.contains("has no weights to initialize"), "{stderr}");
 }
 
+/// `command --rows N` refuses 0 and more rows than the data has, and a model without data,
+/// each with exit 2 and a message saying which.
+fn rows_out_of_range_and_without_data_are_refused(command: &str) {
+    for bad in ["0", "151"] {
+        let (code, _, stderr) = adjoint(&[command, "examples/iris.dsl", "--rows", bad]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "--rows must be between 1 and the data's 150 rows; found {bad}"
+            )),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = adjoint(&[command, "examples/rosenbrock.dsl", "--rows", "3"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("this model reads none"), "{stderr}");
+}
+
 #[test]
 fn gradcheck_rows_checks_the_first_rows_and_says_so() {
     let (code, stdout, stderr) = adjoint(&[
@@ -548,19 +566,7 @@ fn gradcheck_rows_checks_the_first_rows_and_says_so() {
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("rows: the first 7 of 150"), "{stdout}");
-    for bad in ["0", "151"] {
-        let (code, _, stderr) = adjoint(&["gradcheck", "examples/iris.dsl", "--rows", bad]);
-        assert_eq!(code, 2, "{stderr}");
-        assert!(
-            stderr.contains(&format!(
-                "--rows must be between 1 and the data's 150 rows; found {bad}"
-            )),
-            "{stderr}"
-        );
-    }
-    let (code, _, stderr) = adjoint(&["gradcheck", "examples/rosenbrock.dsl", "--rows", "3"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("this model reads none"), "{stderr}");
+    rows_out_of_range_and_without_data_are_refused("gradcheck");
 }
 
 #[test]
@@ -583,19 +589,7 @@ fn inspect_rows_takes_the_hessian_over_the_first_rows_and_says_so() {
     assert_ne!(few, all, "the first 7 rows have the Hessian of all 150");
     let (_, all_rows) = eigenvalues(&["inspect", "examples/iris.dsl", "--rows", "150"]);
     assert_eq!(all_rows, all);
-    for bad in ["0", "151"] {
-        let (code, _, stderr) = adjoint(&["inspect", "examples/iris.dsl", "--rows", bad]);
-        assert_eq!(code, 2, "{stderr}");
-        assert!(
-            stderr.contains(&format!(
-                "--rows must be between 1 and the data's 150 rows; found {bad}"
-            )),
-            "{stderr}"
-        );
-    }
-    let (code, _, stderr) = adjoint(&["inspect", "examples/rosenbrock.dsl", "--rows", "3"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("this model reads none"), "{stderr}");
+    rows_out_of_range_and_without_data_are_refused("inspect");
     // The transformer's reference values over every window do not fit: the refusal names the
     // flag that makes them fit.
     let (code, _, stderr) = adjoint(&["inspect", "examples/charlm.dsl"]);
