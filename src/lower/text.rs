@@ -39,8 +39,8 @@
 //! axis in vectors, `(vector f32x4)`, a log-sum-exp a vector of rows at a time, `(rows in
 //! lanes, f32x4)`, or not with the reason and how it walks, `(scalar: s3 is strided along the
 //! last axis; row by row)` (a loop of one element says nothing); a product how it shares itself
-//! between cores, `(one core: 1920 multiply-adds, under 4194304)`; a loop group's first line says whether it runs in
-//! parts, by the rule that gives their number from the sizes bound at run time (`parts: min(8,
+//! between cores, `(one core: 1920 multiply-adds, under 4194304)`; a loop group's first line
+//! says whether it runs in parts, by the rule that gives their number from the sizes bound at run time (`parts: min(8,
 //! n, max(1, n·64 / 32768)) over the outer axis`, with its value where every size is fixed), or
 //! why not (`one part: …`). A sum of many terms added in blocks of its first axis says how many
 //! items a block holds (`(in blocks of 4 along axis 0)`, `lower::sum_blocks`). A training step's
