@@ -86,9 +86,14 @@ pub(super) struct Tables {
     pub(super) ptrs: Value,
     pub(super) dims: Value,
     pub(super) scalars: Value,
-    /// Every slot pointer and dimension size, loaded once in the entry block so that they
-    /// dominate every use (slot pointers only when not `bounded`).
-    pub(super) slot_ptrs: Vec<Value>,
+    /// The slot pointers loaded so far, by the slot whose address they are (`address_slot`):
+    /// each loaded once, in the entry block so that it dominates every use, on first use (a
+    /// part of a step uses a few of the step's slots; loading all of them in each part made
+    /// most of the instructions of a transformer's code). Not used when `bounded`.
+    pub(super) slot_ptrs: HashMap<u32, Value>,
+    /// The entry block's instruction after which the next slot pointer is loaded: after the
+    /// tables and dimensions are loaded and before any code that could use it.
+    pub(super) slot_tail: Option<cranelift::codegen::ir::Inst>,
     pub(super) n_slots: usize,
     /// See `FnShape::address_slot`.
     pub(super) address_slot: Vec<u32>,
@@ -206,15 +211,6 @@ pub(super) struct FnShape {
     pub(super) address_slot: Vec<u32>,
 }
 
-impl FnShape {
-    fn address_slot(&self, slot: u32) -> u32 {
-        self.address_slot
-            .get(slot as usize)
-            .copied()
-            .unwrap_or(slot)
-    }
-}
-
 impl<'a> Tx<'a> {
     /// A translator positioned in `entry`, given the function's three tables (slot pointers,
     /// dimension sizes, scalars): every slot pointer and dimension is loaded there once.
@@ -231,23 +227,12 @@ impl<'a> Tx<'a> {
             DType::F32 => types::F32,
             DType::F64 => types::F64,
         };
-        // A bounded function loads each pointer where it is used instead.
-        let entry_slots = if shape.bounded { 0 } else { shape.n_slots };
         // Constants are hoisted to the top of the entry block, which must be laid out first.
         b.ensure_inserted_block();
-        let mut loaded: HashMap<u32, Value> = HashMap::new();
-        let slot_ptrs = (0..entry_slots as u32)
-            .map(|i| {
-                let from = shape.address_slot(i);
-                *loaded.entry(from).or_insert_with(|| {
-                    b.ins()
-                        .load(types::I64, flags(), tables[0], from as i32 * 8)
-                })
-            })
-            .collect();
         let dim_vals = (0..shape.n_syms)
             .map(|i| b.ins().load(types::I64, flags(), tables[1], i as i32 * 8))
             .collect();
+        let slot_tail = b.func.layout.last_inst(entry);
         Tx {
             b,
             ty,
@@ -272,7 +257,8 @@ impl<'a> Tx<'a> {
                 ptrs: tables[0],
                 dims: tables[1],
                 scalars: tables[2],
-                slot_ptrs,
+                slot_ptrs: HashMap::new(),
+                slot_tail,
                 n_slots: shape.n_slots,
                 address_slot: shape.address_slot.clone(),
                 dim_vals,
@@ -619,7 +605,18 @@ impl<'a> Tx<'a> {
                 .ins()
                 .load(types::I64, flags(), table, from as i32 * 8);
         }
-        self.tables.slot_ptrs[slot as usize]
+        if let Some(&p) = self.tables.slot_ptrs.get(&from) {
+            return p;
+        }
+        let mut cur = FuncCursor::new(self.b.func);
+        match self.tables.slot_tail {
+            Some(inst) => cur.goto_after_inst(inst),
+            None => cur = cur.at_first_insertion_point(self.consts.entry),
+        }
+        let p = load(&mut cur);
+        self.tables.slot_tail = cur.func.dfg.value_def(p).inst();
+        self.tables.slot_ptrs.insert(from, p);
+        p
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
