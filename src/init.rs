@@ -4,8 +4,11 @@
 //! fan-out the second. Vectors have fan-in = fan-out = their length. An array of rank 3 or
 //! more is a convolution kernel `[out, in, k…]`, with PyTorch's fans (`fans`).
 
+mod normal;
+
+pub use normal::std_normal;
 use rand::rngs::ChaCha8Rng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Init {
@@ -298,12 +301,6 @@ pub fn fans(shape: &[usize]) -> (usize, usize) {
     }
 }
 
-/// A standard normal sample by the Box–Muller transform (value-stable across rand versions).
-pub fn std_normal(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: log is finite
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
 
 /// Rows of the result are orthonormal when rows ≤ columns, columns otherwise.
 fn orthogonal(shape: &[usize], gain: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {

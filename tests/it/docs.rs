@@ -45,12 +45,14 @@ fn every_language_reference_example_compiles_and_runs() {
             );
         }
         // The loss is the forward function's; the gradient its central differences, whose
-        // truncation and rounding error at h = 1e-5 stay below 1e-6 for these smooth losses.
+        // truncation error at h = 1e-5 stays below 1e-6 for these smooth losses. Their rounding
+        // error, about ε·|loss|/h ≈ 1e-10, is not: below 1e-4 a derivative is compared
+        // absolutely, to 1e-9 (a derivative of 3e-6 differed by 1.2e-10, relatively 4e-5).
         let loss = interp_loss(&compiled.graphs.forward, &p);
         assert!(rel_err(native[0][0], loss, 1e-12) <= 1e-12, "{name}: loss");
         let fd = finite_difference_grads(&compiled.graphs.forward, &p);
         for (k, g) in fd.iter().enumerate() {
-            let err = max_rel_err(&native[k + 1], g, 1e-6);
+            let err = max_rel_err(&native[k + 1], g, 1e-4);
             assert!(err <= 1e-5, "{name}: gradient {k} off by {err:.2e}\n{src}");
         }
     }
