@@ -614,27 +614,59 @@ pub fn w7(repeats: usize) -> Result<Vec<Figure>, String> {
 /// Source text to the end of W7's first training step, minus one steady step.
 pub fn w9(repeats: usize) -> Result<Vec<Figure>, String> {
     let data = w7_data();
-    let mut samples = Vec::new();
+    // Compiled here for its dtype only, and dropped: a live model would lend the timed
+    // compilations its code (`compile`'s process-wide cache).
+    let batch = first_rows(&compile(W7), &data, 64);
+    latency(
+        "compile latency of W7's train step (source to first step)",
+        W7,
+        &batch,
+        64,
+        repeats,
+    )
+}
+
+/// W9 for the model `src` on one batch of `rows`: per repeat, the time from source text to the
+/// end of the first training step, minus one steady step (WORKLOADS.md). The result column
+/// splits the medians by stage: compiling (Cranelift's share apart), initializing the
+/// parameters and optimizer state, and what the first step costs beyond a steady one (its
+/// workspace's first touch of memory).
+fn latency(
+    what: &str,
+    src: &str,
+    batch: &[Buffer],
+    rows: usize,
+    repeats: usize,
+) -> Result<Vec<Figure>, String> {
+    let (mut samples, mut compiling, mut cranelift, mut init, mut extra) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
-        let c = compile(W7);
+        let c = compile(src);
+        let compiled = start.elapsed();
         let mut t = Trainer::new(&c, 0);
-        let rows = 64;
-        let batch = first_rows(&c, &data, rows);
-        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
-        let first = start.elapsed().as_secs_f64();
+        let initialized = start.elapsed();
+        t.train_steps(batch, rows, 1).map_err(|e| e.to_string())?;
+        let first = start.elapsed();
         let s = Instant::now();
-        t.train_steps(&batch, rows, 1).map_err(|e| e.to_string())?;
-        let steady = s.elapsed().as_secs_f64();
-        samples.push((first - steady) * 1e3);
+        t.train_steps(batch, rows, 1).map_err(|e| e.to_string())?;
+        let steady = s.elapsed();
+        samples.push(ms(first) - ms(steady));
+        compiling.push(ms(compiled));
+        let stages = c.timings.stages.iter();
+        cranelift.push(stages.filter(|s| s.0 == "cranelift").map(|s| ms(s.1)).sum());
+        init.push(ms(initialized - compiled));
+        extra.push(ms(first - initialized) - ms(steady));
     }
-    Ok(vec![figure(
-        "W9",
-        "compile latency of W7's train step (source to first step)",
-        "ms",
-        samples,
-        String::new(),
-    )])
+    let result = format!(
+        "compile {:.1} ms (Cranelift {:.1}), initialize {:.1}, first step beyond a steady one {:.1}",
+        median(compiling).0,
+        median(cranelift).0,
+        median(init).0,
+        median(extra).0
+    );
+    Ok(vec![figure("W9", what, "ms", samples, result)])
 }
 
 /// Batched products (`MM`): an attention-sized batched product, 16×4 heads of
@@ -775,28 +807,18 @@ pub fn w6(repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
 
 /// Source text to the end of W8's first training step, minus one steady step.
 pub fn w9_w8(repeats: usize) -> Result<Vec<Figure>, String> {
-    let batch = &w8_batches()[0];
-    let mut samples = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        let c = compile(W8);
-        let dtype = c.model.graph().dtype;
-        let inputs: Vec<Buffer> = batch.iter().map(|v| Buffer::from_f64(dtype, v)).collect();
-        let mut t = Trainer::new(&c, 0);
-        t.train_steps(&inputs, 16, 1).map_err(|e| e.to_string())?;
-        let first = start.elapsed().as_secs_f64();
-        let s = Instant::now();
-        t.train_steps(&inputs, 16, 1).map_err(|e| e.to_string())?;
-        let steady = s.elapsed().as_secs_f64();
-        samples.push((first - steady) * 1e3);
-    }
-    Ok(vec![figure(
-        "W9",
+    let dtype = compile(W8).model.graph().dtype;
+    let inputs: Vec<Buffer> = w8_batches()[0]
+        .iter()
+        .map(|v| Buffer::from_f64(dtype, v))
+        .collect();
+    latency(
         "compile latency of W8's train step (source to first step)",
-        "ms",
-        samples,
-        String::new(),
-    )])
+        W8,
+        &inputs,
+        16,
+        repeats,
+    )
 }
 
 pub struct BenchConfig {
