@@ -301,7 +301,6 @@ pub fn fans(shape: &[usize]) -> (usize, usize) {
     }
 }
 
-
 /// Rows of the result are orthonormal when rows ≤ columns, columns otherwise.
 fn orthogonal(shape: &[usize], gain: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let (rows, cols) = match shape {

@@ -244,20 +244,38 @@ impl Plan {
     }
 }
 
-/// Elementwise nodes that can be computed inside the loop of their only user, which iterates
-/// over exactly their shape: chains of elementwise ops and the reductions that consume them
-/// become single loops with no intermediate buffers.
+/// Elementwise nodes computed inside the loops that read them instead of into buffers: a node
+/// whose only user iterates over exactly its shape (chains of elementwise ops and the
+/// reductions that consume them become single loops with no intermediate buffers), and a
+/// cheap node (`Facts::cheap`) of one stored array and scalars or smaller, broadcast arrays
+/// (`0.5 * x`, `1 + t`, `d · r` with one `r` per row) whose every user does, computed again in
+/// each. Such a node's readers read its operands in its place, about as much memory, and its
+/// store and its buffer go: a tanh GELU kept five arrays of its hidden layer for the backward
+/// pass, and keeps three; a layer norm no longer stores its normalized input.
 fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
     let mut uses = g.use_counts(live);
     for r in roots {
         uses[r.index()] += 1;
     }
-    let mut user: Vec<Option<NodeId>> = vec![None; g.len()];
+    let mut users: Vec<Vec<NodeId>> = vec![Vec::new(); g.len()];
     for id in g.ids().filter(|id| live[id.index()]) {
         for &a in &g.node(id).inputs {
-            user[a.index()] = Some(id);
+            if users[a.index()].last() != Some(&id) {
+                users[a.index()].push(id);
+            }
         }
     }
+    let is_root = |id: NodeId| roots.contains(&id);
+    // A user that runs a loop over `id`'s shape, reading each element once.
+    let loops_over = |id: NodeId, u: NodeId| {
+        let un = g.node(u);
+        match un.op {
+            // Single-pass reductions read each element once.
+            Op::Sum { .. } | Op::SumTo(_) | Op::ReduceMax { .. } | Op::ReduceMin { .. } => true,
+            ref op if op.is_elementwise() => un.shape == g.node(id).shape,
+            _ => false,
+        }
+    };
     // A fused expression is evaluated recursively where it is read: bound its depth.
     const MAX_FUSED_DEPTH: u32 = 24;
     let mut depth = vec![0u32; g.len()];
@@ -265,19 +283,34 @@ fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
     for id in g.ids() {
         let node = g.node(id);
         let inline = (|| {
-            if !live[id.index()] || !node.op.is_elementwise() || uses[id.index()] != 1 {
+            if !live[id.index()] || !node.op.is_elementwise() {
                 return false;
             }
-            let Some(u) = user[id.index()] else {
-                return false;
-            };
-            let un = g.node(u);
-            match un.op {
-                // Single-pass reductions read each element once.
-                Op::Sum { .. } | Op::SumTo(_) | Op::ReduceMax { .. } | Op::ReduceMin { .. } => true,
-                ref op if op.is_elementwise() => un.shape == node.shape,
-                _ => false,
+            if uses[id.index()] == 1 {
+                return users[id.index()]
+                    .first()
+                    .is_some_and(|&u| loops_over(id, u));
             }
+            // Computed again by each user: its operands held in memory (none computed inline),
+            // one of them as large as it and any other broadcast along some axis (a scale
+            // per row), or a scalar. The large one must have readers of its own, or keeping
+            // it for this node's readers would only move the buffer (a product's output, read
+            // once by the bias added to it, would outlive the product).
+            // Worth it only where a reader runs in a later loop than the node's, after a
+            // product or a reduction it waits for (a backward pass reading the forward's
+            // values); readers that can share its loop share it as a lane, computed once.
+            let full = |a: &NodeId| g.shape(*a) == &node.shape;
+            let kept_anyway = |a: &NodeId| !full(a) || uses[a.index()] > 1;
+            node.op.facts().cheap
+                && !node.shape.is_scalar()
+                && !is_root(id)
+                && node.inputs.iter().filter(|a| full(a)).count() == 1
+                && node
+                    .inputs
+                    .iter()
+                    .all(|a| !res[a.index()] && kept_anyway(a))
+                && users[id.index()].iter().all(|&u| loops_over(id, u))
+                && read_after_a_barrier(g, live, id, &users[id.index()])
         })();
         let d = 1 + node
             .inputs
@@ -291,6 +324,36 @@ fn fusible(g: &Graph, roots: &[NodeId], live: &[bool]) -> Vec<bool> {
         }
     }
     res
+}
+
+/// Whether a user of `id` also reads a value that depends on `id` through a product, a
+/// reduction or another step that is not a loop over elements: that user runs in a loop after
+/// the one that computes `id`, and reads `id` from memory unless it computes it again.
+fn read_after_a_barrier(g: &Graph, live: &[bool], id: NodeId, users: &[NodeId]) -> bool {
+    let last = users.iter().map(|u| u.index()).max().unwrap_or(0);
+    // `depends`: computed from `id`; `barred`: computed from `id` through such a step.
+    let (mut depends, mut barred) = (vec![false; last + 1], vec![false; last + 1]);
+    depends[id.index()] = true;
+    for x in (id.index() + 1)..=last {
+        let x_id = NodeId(x as u32);
+        if !live[x] {
+            continue;
+        }
+        let node = g.node(x_id);
+        let from = |f: &[bool]| {
+            node.inputs
+                .iter()
+                .any(|a| a.index() < f.len() && f[a.index()])
+        };
+        depends[x] = from(&depends);
+        barred[x] = from(&barred) || (depends[x] && !node.op.is_elementwise());
+    }
+    users.iter().any(|u| {
+        g.node(*u)
+            .inputs
+            .iter()
+            .any(|a| *a != id && a.index() < barred.len() && barred[a.index()])
+    })
 }
 
 pub fn plan(f: &GraphFn) -> Plan {
@@ -690,4 +753,65 @@ fn divisions_by_loop_invariants(
         .filter(|&id| g.node(id).op == Op::Div && g.shape(id).rank() > 0)
         .filter(|&id| fixed(g.node(id).inputs[1]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::SourceFile;
+
+    /// Over every graph fixture's gradient, a node computed again by several readers is cheap,
+    /// of operands held in memory (none itself computed again), and read by one loop that
+    /// waits for a product or reduction depending on it. The attention block's layer norms'
+    /// centred inputs and its GELU's `0.5 * x` are such nodes.
+    #[test]
+    fn values_computed_again_are_cheap_and_read_after_a_barrier() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/graph");
+        let mut again_in_block = 0;
+        for entry in std::fs::read_dir(&dir).expect("fixtures") {
+            let path = entry.expect("fixture").path();
+            let src = std::fs::read_to_string(&path).expect("fixture reads");
+            let file = SourceFile::new("t.dsl", &src);
+            let (model, _) = crate::compile::check_source(&file, &crate::limits::Limits::of_host())
+                .expect("fixtures check");
+            let f = crate::compile::graphs(&model).gradient;
+            let plan = plan(&f);
+            let g = &f.graph;
+            let roots: Vec<NodeId> = f.outputs.iter().map(|o| o.1).collect();
+            let live = g.reachable(&roots);
+            let uses = g.use_counts(&live);
+            for id in g
+                .ids()
+                .filter(|id| live[id.index()] && uses[id.index()] > 1)
+            {
+                if !matches!(plan.values[id.index()], Some(Val::Inline(_))) {
+                    continue;
+                }
+                let node = g.node(id);
+                assert!(
+                    node.op.facts().cheap,
+                    "{path:?}: {} computed again",
+                    node.op.name()
+                );
+                for a in &node.inputs {
+                    assert!(
+                        !matches!(plan.values[a.index()], Some(Val::Inline(_))),
+                        "{path:?}: an operand of {id} is itself computed again"
+                    );
+                }
+                let users: Vec<NodeId> = g
+                    .ids()
+                    .filter(|u| live[u.index()] && g.node(*u).inputs.contains(&id))
+                    .collect();
+                assert!(read_after_a_barrier(g, &live, id, &users), "{path:?}: {id}");
+                if path.ends_with("attention_block.dsl") {
+                    again_in_block += 1;
+                }
+            }
+        }
+        assert!(
+            again_in_block >= 3,
+            "{again_in_block} values computed again in the block"
+        );
+    }
 }
