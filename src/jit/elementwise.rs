@@ -56,12 +56,11 @@ impl<'a> Tx<'a> {
                 let inner = match shape.rank() {
                     0 => Inner::Zero,
                     r if shape.0[r - 1] == Dim::Fixed(1) => Inner::Zero,
-                    r => match &strides[r - 1] {
-                        Stride::Zero => Inner::Zero,
-                        Stride::Prod(dims) if dims.iter().all(|d| *d == Dim::Fixed(1)) => {
-                            Inner::One
-                        }
-                        Stride::Prod(_) | Stride::Scaled(..) => Inner::Other,
+                    r => match strides[r - 1].known() {
+                        Some(0) => Inner::Zero,
+                        Some(1) => Inner::One,
+                        Some(2) => Inner::Pairs,
+                        _ => Inner::Other,
                     },
                 };
                 let inner = if rank > 0 && offset == rank {
@@ -192,6 +191,10 @@ impl<'a> Tx<'a> {
                             tx.b.ins().load(vty, flags(), addr, 0)
                         })
                     }
+                    Inner::Pairs => {
+                        let row = self.view_row_ptr(*slot, outer, &strides[..outer.len()], *first);
+                        self.read_pairs(row, j)
+                    }
                     _ => {
                         let base = self.dot(outer, &strides[..outer.len()]);
                         let base = self.add(base, *first);
@@ -205,6 +208,41 @@ impl<'a> Tx<'a> {
                 self.vector_op(op, &xs, *exponent)
             }
         }
+    }
+
+    /// The vector of elements j, j + 1, … of a view that moves by 2 along its row: elements
+    /// 2j, 2j + 2, … of the row. Two loads, at 2j and at 2j + lanes − 1, hold them as the even
+    /// lanes of the first and the odd lanes of the second, so nothing past the vector's last
+    /// element 2(j + lanes − 1) is read; one byte shuffle picks them.
+    pub(super) fn read_pairs(&mut self, row: Value, j: Value) -> Value {
+        let (vty, lanes) = self.vector_type();
+        let size = self.dtype.size() as i64;
+        let bytes = self.mul_imm(j, 2 * size);
+        let addr = self.add(row, bytes);
+        let first = self.b.ins().load(vty, flags(), addr, 0);
+        let second = self
+            .b
+            .ins()
+            .load(vty, flags(), addr, ((lanes - 1) * size) as i32);
+        // Lane k of the result is even lane 2k of `first` for the first half of the lanes and
+        // odd lane 2k − lanes + 1 of `second` (bytes 16 on in the shuffle's numbering) after.
+        let mask: Vec<u8> = (0..lanes)
+            .flat_map(|k| {
+                let from = if 2 * k < lanes {
+                    2 * k * size
+                } else {
+                    16 + (2 * k - lanes + 1) * size
+                };
+                (from..from + size).map(|b| b as u8)
+            })
+            .collect();
+        let mask = self.b.func.dfg.immediates.push(mask.into());
+        let bytes_ty = types::I8X16;
+        let little = math::lane_flags();
+        let a = self.b.ins().bitcast(bytes_ty, little, first);
+        let b = self.b.ins().bitcast(bytes_ty, little, second);
+        let picked = self.b.ins().shuffle(a, b, mask);
+        self.b.ins().bitcast(vty, little, picked)
     }
 
     /// 1 in the lanes where `xs[0] cc xs[1]`, else 0.
@@ -717,6 +755,8 @@ pub(super) enum Inner {
     Zero,
     /// Contiguous.
     One,
+    /// Every other element (`lower::vectorize::Along::Pairs`).
+    Pairs,
     Other,
 }
 

@@ -201,7 +201,7 @@ fn format_of(ty: Type) -> &'static Format {
     }
 }
 
-fn lane_flags() -> MemFlagsData {
+pub(super) fn lane_flags() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
 }
 

@@ -56,6 +56,23 @@ pub enum Stride {
 }
 
 impl Stride {
+    /// The stride in elements where it is known before the sizes are bound.
+    pub fn known(&self) -> Option<i64> {
+        let fixed = |dims: &[Dim]| {
+            dims.iter()
+                .map(|d| match d {
+                    Dim::Fixed(k) => Some(*k as i64),
+                    Dim::Sym(_) => None,
+                })
+                .product::<Option<i64>>()
+        };
+        match self {
+            Stride::Zero => Some(0),
+            Stride::Prod(dims) => fixed(dims),
+            Stride::Scaled(k, dims) => fixed(dims).map(|d| k * d),
+        }
+    }
+
     /// This stride times `k`.
     pub fn times(&self, k: i64) -> Stride {
         match self {

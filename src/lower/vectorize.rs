@@ -3,9 +3,10 @@
 //! and the ops fused into the loop, so that the plan shows it and the code generator only reads
 //! it.
 //!
-//! A loop vectorizes when every value it reads is contiguous or broadcast along the last axis
-//! (a scalar, a register, a unit axis), every op computed in it has a vector form
-//! ([`vector_form`]) and it writes its last axis contiguously.
+//! A loop vectorizes when every value it reads is contiguous, broadcast (a scalar, a register,
+//! a unit axis) or every other element (a stride of 2, read as pairs: [`Along`]) along the last
+//! axis, every op computed in it has a vector form ([`vector_form`]) and it writes its last
+//! axis contiguously.
 
 use super::{Plan, Step, Stride, Val};
 use crate::ir::{DType, Dim, Graph, NodeId, Op, Shape};
@@ -176,8 +177,8 @@ pub(super) struct Contents {
     pub(super) rank: usize,
     pub(super) form: Form,
     pub(super) nodes: Vec<NodeId>,
-    /// Each view read: its slot, and whether it moves by 0 or 1 along the last axis.
-    pub(super) views: Vec<(u32, bool)>,
+    /// Each view read: its slot, and how it moves along the last axis.
+    pub(super) views: Vec<(u32, Along)>,
     /// How the loop walks when it does not run in vectors.
     pub(super) walker: Walker,
 }
@@ -338,7 +339,7 @@ fn form(g: &Graph, plan: &Plan, c: &Contents) -> Vector {
     let strided = || {
         c.views
             .iter()
-            .find(|v| !v.1)
+            .find(|v| v.1 == Along::Other)
             .map(|v| Scalar::StridedRead(v.0))
     };
     let why = match c.form {
@@ -414,7 +415,7 @@ pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> 
         (Some(_), None) => return Err("has no recorded vectorization".into()),
     };
     let op_without_form = c.nodes.iter().find_map(|&id| missing_form(g, plan, id));
-    let strided = c.views.iter().find(|v| !v.1);
+    let strided = c.views.iter().find(|v| v.1 == Along::Other);
     let elements = matches!(c.form, Form::Elements { .. } | Form::Extremum { .. });
     match v {
         Vector::Lanes(n) | Vector::Rows(n) => {
@@ -451,7 +452,7 @@ pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> 
             let holds = match why {
                 Scalar::NoAxis => elements && c.rank == 0,
                 Scalar::OneRow => !elements && c.rank < 2,
-                Scalar::StridedRead(s) => elements && c.views.contains(&(*s, false)),
+                Scalar::StridedRead(s) => elements && c.views.contains(&(*s, Along::Other)),
                 Scalar::StridedWrite => {
                     c.form
                         == (Form::Elements {
@@ -509,16 +510,29 @@ impl Reads<'_, '_> {
     }
 }
 
-/// Whether a view of `shape` read in a loop moves by 0 or 1 elements along the loop's last
-/// axis, so that a vector of it is one load or one splat.
-pub(super) fn along_last_axis(shape: &Shape, strides: &[Stride]) -> bool {
+/// How a view read in a loop moves along the loop's last axis, and so how a vector of it is
+/// read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Along {
+    /// By 0 or 1 elements: one splat or one load.
+    Unit,
+    /// By 2 (a pooling's windows, a slice with step 2): two overlapping loads, the even
+    /// elements of the first and the odd of the second (`Tx::read_pairs`), reading nothing
+    /// past the last element the vector holds.
+    Pairs,
+    /// By another stride: a vector would be a gather.
+    Other,
+}
+
+/// How a view of `shape` read in a loop moves along the loop's last axis.
+pub fn along_last_axis(shape: &Shape, strides: &[Stride]) -> Along {
     let r = shape.rank();
     if r == 0 || shape.0[r - 1] == Dim::Fixed(1) {
-        return true;
+        return Along::Unit;
     }
-    match &strides[r - 1] {
-        Stride::Zero => true,
-        Stride::Prod(dims) => dims.iter().all(|d| *d == Dim::Fixed(1)),
-        Stride::Scaled(..) => false,
+    match strides[r - 1].known() {
+        Some(0 | 1) => Along::Unit,
+        Some(2) => Along::Pairs,
+        _ => Along::Other,
     }
 }
