@@ -3,8 +3,8 @@
 # batch norm → relu → max-pool 2×2 → dropout 0.25 → dense 256 → 10, softmax cross-entropy,
 # He-normal kernels, AdamW on minibatches of 32 with a cosine schedule. Batch normalization
 # replaces the convolutions' biases (its `bias` shifts each channel). Its target, on a seeded
-# fifth of the rows held out, is 98.5% accuracy (it reaches 99.44%, 357 of 359, where
-# examples/digits.dsl's MLP reaches 98.05%, 352 of 359, with `--seed 1`, the same split):
+# fifth of the rows held out, is 98.5% accuracy: over seeds 0, 1 and 2 (split and start) it
+# reaches 98.33%, 99.44%, 98.89% (median 98.89%), examples/digits.dsl's MLP 96.38, 98.05, 97.49%:
 #   adjoint train examples/cnn_digits.dsl --validation 0.2
 input pixels[n, 64] from p0..p63
 input label[n]: int
@@ -27,5 +27,5 @@ metric accuracy = mean(argmax(logits, axis=1) == label)
 
 optimizer adamw(lr = 0.003, decay = 0.05)
 schedule cosine(min = 0.00001, warmup = 100)
-train epochs = 40, batch = 32, seed = 1, log_every = 450
+train epochs = 40, batch = 32, seed = 0, log_every = 450
 data "data/digits.csv"

@@ -381,8 +381,10 @@ fn the_character_transformer_learns_context_from_shakespeare() {
 
 /// The convolutional network of `examples/cnn_digits.dsl` (with batch normalization and
 /// dropout), trained as its file says on the rows a seeded validation split of a fifth keeps,
-/// classifies the held-out fifth (359 images) with at least 98.5% accuracy: at most 5 mistakes
-/// (it makes 2: 99.44%; `examples/digits.dsl`'s MLP makes 7 on the same split, 98.05%).
+/// classifies the held-out fifth (359 images) with at least 98.5% accuracy, as the median over
+/// seeds 0, 1 and 2 (each its own split and start): 98.33%, 99.44% and 98.89%, where
+/// `examples/digits.dsl`'s MLP reaches 96.38%, 98.05% and 97.49% on the same splits. One seed
+/// would test the draw as much as the model: seed 0 is one image short on its own.
 #[test]
 fn cnn_digits_reaches_its_held_out_accuracy() {
     let path = repo().join("examples/cnn_digits.dsl");
@@ -390,21 +392,30 @@ fn cnn_digits_reaches_its_held_out_accuracy() {
     let file = path.parent().unwrap().join(model.data.as_ref().unwrap());
     let data = bind(&model, &Table::load(&file).unwrap()).unwrap();
     let settings = model.train.clone();
-    // The split `adjoint train examples/cnn_digits.dsl --validation 0.2` holds out.
-    let (train, held_out) = data.split(0.2, settings.seed);
     let compiled = CompiledModel::from_model(model).unwrap();
-    let mut trainer = Trainer::new(&compiled, settings.seed);
-    trainer.fit(Some(&train), &settings, |_| {}).unwrap();
-    let inputs: Vec<Buffer> = held_out
-        .inputs
-        .iter()
-        .map(|v| v.in_dtype(compiled.model.graph().dtype).into_owned())
+    let mut accuracies: Vec<f64> = (0..3u64)
+        .map(|seed| {
+            // The split `adjoint train examples/cnn_digits.dsl --validation 0.2 --seed S` holds
+            // out.
+            let (train, held_out) = data.split(0.2, seed);
+            assert_eq!(held_out.n_rows, 359);
+            let mut settings = settings.clone();
+            settings.seed = seed;
+            let mut trainer = Trainer::new(&compiled, seed);
+            trainer.fit(Some(&train), &settings, |_| {}).unwrap();
+            let inputs: Vec<Buffer> = held_out
+                .inputs
+                .iter()
+                .map(|v| v.in_dtype(compiled.model.graph().dtype).into_owned())
+                .collect();
+            let metrics = trainer.evaluate(&inputs, held_out.n_rows).unwrap();
+            metric(&metrics, "accuracy")
+        })
         .collect();
-    let metrics = trainer.evaluate(&inputs, held_out.n_rows).unwrap();
-    let accuracy = metric(&metrics, "accuracy");
+    let seen = accuracies.clone();
+    accuracies.sort_by(f64::total_cmp);
     assert!(
-        held_out.n_rows == 359 && accuracy >= 0.985,
-        "held-out accuracy {accuracy} on {} rows",
-        held_out.n_rows
+        accuracies[1] >= 0.985,
+        "held-out accuracies {seen:?} over seeds 0, 1, 2: median under 98.5%"
     );
 }
