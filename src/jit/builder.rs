@@ -198,6 +198,25 @@ pub(super) fn flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// Emits `build`'s value in the entry block right after `tail` (at the block's top when there
+/// is none yet) and makes its instruction the new tail: a run of entry-block definitions, in
+/// the order asked for, that dominate every use.
+fn emit_after(
+    func: &mut cranelift::codegen::ir::Function,
+    entry: Block,
+    tail: &mut Option<cranelift::codegen::ir::Inst>,
+    build: impl FnOnce(&mut FuncCursor) -> Value,
+) -> Value {
+    let mut cur = FuncCursor::new(func);
+    match *tail {
+        Some(inst) => cur.goto_after_inst(inst),
+        None => cur = cur.at_first_insertion_point(entry),
+    }
+    let v = build(&mut cur);
+    *tail = cur.func.dfg.value_def(v).inst();
+    v
+}
+
 /// What a generated function's tables hold.
 #[derive(Clone)]
 pub(super) struct FnShape {
@@ -318,14 +337,8 @@ impl<'a> Tx<'a> {
 
     /// Emits a constant at the end of the entry block's constant prologue.
     pub(super) fn hoist(&mut self, build: impl FnOnce(&mut FuncCursor) -> Value) -> Value {
-        let mut cur = FuncCursor::new(self.b.func);
-        match self.consts.tail {
-            Some(inst) => cur.goto_after_inst(inst),
-            None => cur = cur.at_first_insertion_point(self.consts.entry),
-        }
-        let v = build(&mut cur);
-        self.consts.tail = cur.func.dfg.value_def(v).inst();
-        v
+        let entry = self.consts.entry;
+        emit_after(self.b.func, entry, &mut self.consts.tail, build)
     }
 
     /// A float constant of type `ty` (scalar or vector): defined once in the entry block, or
@@ -608,13 +621,8 @@ impl<'a> Tx<'a> {
         if let Some(&p) = self.tables.slot_ptrs.get(&from) {
             return p;
         }
-        let mut cur = FuncCursor::new(self.b.func);
-        match self.tables.slot_tail {
-            Some(inst) => cur.goto_after_inst(inst),
-            None => cur = cur.at_first_insertion_point(self.consts.entry),
-        }
-        let p = load(&mut cur);
-        self.tables.slot_tail = cur.func.dfg.value_def(p).inst();
+        let entry = self.consts.entry;
+        let p = emit_after(self.b.func, entry, &mut self.tables.slot_tail, load);
         self.tables.slot_ptrs.insert(from, p);
         p
     }
