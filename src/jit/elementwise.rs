@@ -135,8 +135,8 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Whether every element of the last axis can be read as a vector: contiguous or broadcast
-    /// views, and only ops with vector instructions. The plan decides this
+    /// Whether every element of the last axis can be read as a vector: contiguous, broadcast or
+    /// every-other-element views, and only ops with vector instructions. The plan decides this
     /// (`lower::vectorize`); debug builds check that the loops they generate agree.
     pub(super) fn vectorizable(&self, op: &Operand) -> bool {
         match op {

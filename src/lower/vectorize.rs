@@ -30,8 +30,8 @@ pub enum Scalar {
     NoAxis,
     /// A loop over rows has one row (a log-sum-exp of a vector).
     OneRow,
-    /// It reads a slot with a stride other than 0 or 1 along its last axis (a transpose, a
-    /// slice's step): a vector would be a gather.
+    /// It reads a slot with a stride other than 0, 1 or 2 along its last axis (a transpose, a
+    /// slice's larger step): a vector would be a gather.
     StridedRead(u32),
     /// It writes its last axis with a step (an `unslice` with a step along the last axis).
     StridedWrite,
@@ -403,8 +403,8 @@ pub(super) fn check_walk(
 }
 
 /// Checks a step's recorded form against its contents: a vectorized loop computes no op
-/// without a vector form and reads every view along its last axis by 0 or 1 (rows in lanes:
-/// any view), in this float type's lanes; a scalar loop's reason holds.
+/// without a vector form and reads every view along its last axis by 0, 1 or 2 (`Along`; rows
+/// in lanes: any view), in this float type's lanes; a scalar loop's reason holds.
 pub(super) fn check(g: &Graph, plan: &Plan, step: &Step, v: Option<&Vector>) -> Result<(), String> {
     let (c, v) = match (contents(g, plan, step), v) {
         (None, None) => return Ok(()),
