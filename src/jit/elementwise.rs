@@ -2,6 +2,7 @@
 //! scalar and vector form, and the loops that compute an elementwise node into its slot.
 
 use super::*;
+use crate::lower::vectorize::{Along, along_last_axis};
 
 impl<'a> Tx<'a> {
     /// A readable value aligned to an iteration space of rank `rank`.
@@ -53,20 +54,11 @@ impl<'a> Tx<'a> {
                     };
                     aligned.push(v);
                 }
-                let inner = match shape.rank() {
-                    0 => Inner::Zero,
-                    r if shape.0[r - 1] == Dim::Fixed(1) => Inner::Zero,
-                    r => match strides[r - 1].known() {
-                        Some(0) => Inner::Zero,
-                        Some(1) => Inner::One,
-                        Some(2) => Inner::Pairs,
-                        _ => Inner::Other,
-                    },
-                };
+                // A view of lower rank than the loop is broadcast along its last axis.
                 let inner = if rank > 0 && offset == rank {
-                    Inner::Zero
+                    Along::Broadcast
                 } else {
-                    inner
+                    along_last_axis(shape, strides)
                 };
                 let first = self.view_offset(first);
                 Operand::View {
@@ -141,7 +133,7 @@ impl<'a> Tx<'a> {
     pub(super) fn vectorizable(&self, op: &Operand) -> bool {
         match op {
             Operand::Scalar(_) | Operand::Lane(_) => true,
-            Operand::View { inner, .. } => *inner != Inner::Other,
+            Operand::View { inner, .. } => *inner != Along::Other,
             Operand::Inline { op, args, exponent } => {
                 self.vector_op_ok(op, *exponent) && args.iter().all(|a| self.vectorizable(a))
             }
@@ -183,7 +175,7 @@ impl<'a> Tx<'a> {
                 first,
             } => {
                 match inner {
-                    Inner::One => {
+                    Along::Contiguous => {
                         let row = self.view_row_ptr(*slot, outer, &strides[..outer.len()], *first);
                         let addr = self.row_elem_addr(row, j);
                         // Several members of a loop group may read the same element.
@@ -191,11 +183,11 @@ impl<'a> Tx<'a> {
                             tx.b.ins().load(vty, flags(), addr, 0)
                         })
                     }
-                    Inner::Pairs => {
+                    Along::Pairs => {
                         let row = self.view_row_ptr(*slot, outer, &strides[..outer.len()], *first);
                         self.read_pairs(row, j)
                     }
-                    _ => {
+                    Along::Broadcast | Along::Other => {
                         let base = self.dot(outer, &strides[..outer.len()]);
                         let base = self.add(base, *first);
                         let v = self.load_at(*slot, base);
@@ -748,24 +740,13 @@ impl<'a> Tx<'a> {
     // ---- optimizer update -----------------------------------------------------------------
 }
 
-/// How a view steps along the last axis of the iteration.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Inner {
-    /// Broadcast: the same element for the whole axis.
-    Zero,
-    /// Contiguous.
-    One,
-    /// Every other element (`lower::vectorize::Along::Pairs`).
-    Pairs,
-    Other,
-}
-
 pub(super) enum Operand {
     Scalar(Value),
     View {
         slot: u32,
         strides: Vec<Value>,
-        inner: Inner,
+        /// How it moves along the loop's last axis, as the plan classified it.
+        inner: Along,
         /// The element offset of the view's first element (a slice's; usually zero).
         first: Value,
     },

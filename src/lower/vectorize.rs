@@ -514,8 +514,10 @@ impl Reads<'_, '_> {
 /// read.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Along {
-    /// By 0 or 1 elements: one splat or one load.
-    Unit,
+    /// By 0 elements (a broadcast, a unit axis, no axis): one splat.
+    Broadcast,
+    /// By 1: one load.
+    Contiguous,
     /// By 2 (a pooling's windows, a slice with step 2): two overlapping loads, the even
     /// elements of the first and the odd of the second (`Tx::read_pairs`), reading nothing
     /// past the last element the vector holds.
@@ -524,14 +526,16 @@ pub enum Along {
     Other,
 }
 
-/// How a view of `shape` read in a loop moves along the loop's last axis.
+/// How a view of `shape` read in a loop moves along the loop's last axis: the plan's reason to
+/// vectorize or not, and how the code generator reads a vector of it.
 pub fn along_last_axis(shape: &Shape, strides: &[Stride]) -> Along {
     let r = shape.rank();
     if r == 0 || shape.0[r - 1] == Dim::Fixed(1) {
-        return Along::Unit;
+        return Along::Broadcast;
     }
     match strides[r - 1].known() {
-        Some(0 | 1) => Along::Unit,
+        Some(0) => Along::Broadcast,
+        Some(1) => Along::Contiguous,
         Some(2) => Along::Pairs,
         _ => Along::Other,
     }
