@@ -83,13 +83,16 @@ pub(super) fn pieces(terms: &[&Expr], keys: &[Option<String>]) -> Vec<std::ops::
 
 /// Whether some number of a run of like terms differs from the first term's.
 fn numbers_differ(run: &[&Expr]) -> bool {
-    let numbers_of = |t: &Expr| {
-        let mut v = Vec::new();
-        numbers(t, &mut v);
-        v.into_iter().map(|(x, _)| x.to_bits()).collect::<Vec<_>>()
-    };
-    let first = numbers_of(run[0]);
-    run[1..].iter().any(|t| numbers_of(t) != first)
+    let bits = |t: &Expr| -> Vec<u64> { numbers_of(t).iter().map(|n| n.0.to_bits()).collect() };
+    let first = bits(run[0]);
+    run[1..].iter().any(|t| bits(t) != first)
+}
+
+/// A term's numbers with their places, in the order `with_numbers` replaces them.
+fn numbers_of(e: &Expr) -> Vec<(f64, Span)> {
+    let mut out = Vec::new();
+    numbers(e, &mut out);
+    out
 }
 
 /// A term's form with its numbers left out: alike terms have equal keys. `None` for a term
@@ -146,7 +149,7 @@ fn write_key(e: &Expr, elementwise: &dyn Fn(&str) -> bool, out: &mut String) -> 
     }
 }
 
-/// The numbers of a term with a key, in the order `with_numbers` replaces them.
+/// Appends the numbers of a term with a key to `out` (see `numbers_of`).
 fn numbers(e: &Expr, out: &mut Vec<(f64, Span)>) {
     match &e.kind {
         ExprKind::Number(v) => out.push((*v, e.span)),
@@ -206,14 +209,7 @@ pub(super) fn span_of(terms: &[&Expr]) -> Span {
 /// the run's numbers in that place, given as many new axes as the terms have.
 pub(super) fn rerolled(run: &[&Expr], rank: usize) -> Expr {
     let span = span_of(run);
-    let columns: Vec<Vec<(f64, Span)>> = run
-        .iter()
-        .map(|t| {
-            let mut v = Vec::new();
-            numbers(t, &mut v);
-            v
-        })
-        .collect();
+    let columns: Vec<Vec<(f64, Span)>> = run.iter().map(|t| numbers_of(t)).collect();
     let arrays: Vec<Option<Expr>> = (0..columns[0].len())
         .map(|k| {
             let first = columns[0][k].0.to_bits();
