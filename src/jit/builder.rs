@@ -599,14 +599,8 @@ impl<'a> Tx<'a> {
         if let Some(&p) = self.part.overrides.get(&slot) {
             return p;
         }
+        let from = self.address_slot(slot);
         let table = self.tables.ptrs;
-        // Slots that share a buffer share its address.
-        let from = self
-            .tables
-            .address_slot
-            .get(slot as usize)
-            .copied()
-            .unwrap_or(slot);
         let load =
             move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, from as i32 * 8);
         if let Some(p) = self.at_loop_entry(EntryKey::Slot(from), load) {
@@ -627,55 +621,127 @@ impl<'a> Tx<'a> {
         p
     }
 
-    /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
-    /// computed where the innermost loop is entered, so that inside it an element's address is
-    /// this pointer plus the inner index's byte offset, a single addressing mode.
-    pub(super) fn row_ptr(&mut self, slot: u32, outer: &[Value], strides: &[Value]) -> Value {
-        let ptr = self.slot_ptr(slot);
-        let size = self.dtype.size() as i64;
-        let terms: Vec<(Value, Option<i64>, Value)> = outer
-            .iter()
-            .zip(strides)
-            .filter(|(i, s)| self.known(**i) != Some(0) && self.known(**s) != Some(0))
-            .map(|(i, s)| (*i, self.known(*s), *s))
-            .collect();
-        if terms.is_empty() {
-            return ptr;
+    /// The slot whose table entry holds `slot`'s address: slots that share a buffer share it.
+    fn address_slot(&self, slot: u32) -> u32 {
+        self.tables
+            .address_slot
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(slot)
+    }
+
+    /// `slot`'s address where loop `level` (an index into `loops.entries`) is entered.
+    fn slot_ptr_entering(&mut self, slot: u32, level: usize) -> Value {
+        if let Some(&p) = self.part.overrides.get(&slot) {
+            return p;
         }
-        let before_loop = |entry: &LoopEntry| {
-            let consts = &self.consts.ints;
-            outer
-                .iter()
-                .chain(strides)
-                .all(|v| v.as_u32() < entry.mark || consts.contains_key(v))
-        };
-        if !self
-            .loops
-            .entries
-            .last()
-            .is_some_and(|e| e.hoists && before_loop(e))
-        {
-            let off = self.dot(outer, strides);
-            return self.elem_addr(ptr, off);
-        }
-        let entry = self.loops.entries.last_mut().expect("checked");
-        let key = (slot, outer.iter().chain(strides).copied().collect());
-        if let Some(&p) = entry.rows.get(&key) {
+        let from = self.address_slot(slot);
+        let table = self.tables.ptrs;
+        let entry = &mut self.loops.entries[level];
+        if let Some(&p) = entry.ptrs.get(&EntryKey::Slot(from)) {
             return p;
         }
         let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
-        let mut addr = ptr;
-        for (i, known, s) in terms {
-            let bytes = match known {
-                Some(k) => cur.ins().imul_imm_s(i, k * size),
+        let p = cur.ins().load(types::I64, flags(), table, from as i32 * 8);
+        entry.ptrs.insert(EntryKey::Slot(from), p);
+        p
+    }
+
+    /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
+    /// computed where the innermost loop is entered, so that inside it an element's address is
+    /// this pointer plus the inner index's byte offset, a single addressing mode.
+    ///
+    /// The sum is built level by level: each enclosing loop adds its own index's term to the
+    /// address its parent computed, where it is entered. The innermost loop's entry then costs
+    /// one multiply-add per row, not one per enclosing loop (an im2col copy of rows of eight
+    /// spent most of its time recomputing the address of each row from six indices).
+    pub(super) fn row_ptr(&mut self, slot: u32, outer: &[Value], strides: &[Value]) -> Value {
+        let terms: Vec<(Value, Value)> = outer
+            .iter()
+            .zip(strides)
+            .filter(|(i, s)| self.known(**i) != Some(0) && self.known(**s) != Some(0))
+            .map(|(i, s)| (*i, *s))
+            .collect();
+        if terms.is_empty() {
+            return self.slot_ptr(slot);
+        }
+        let Some(levels) = self.entering_levels(&terms) else {
+            let ptr = self.slot_ptr(slot);
+            let off = self.dot(outer, strides);
+            return self.elem_addr(ptr, off);
+        };
+        let first = levels.start;
+        let mut addr = self.slot_ptr_entering(slot, first);
+        let mut key = (slot, Vec::new());
+        for level in levels {
+            let (here, _): (Vec<_>, Vec<_>) = terms
+                .iter()
+                .partition(|(i, s)| self.level_of(*i, *s, first) == Some(level));
+            if here.is_empty() {
+                continue;
+            }
+            key.1.extend(here.iter().flat_map(|(i, s)| [*i, *s]));
+            addr = self.row_ptr_entering(level, &key, addr, &here);
+        }
+        addr
+    }
+
+    /// The loops, outermost first, whose entries can compute an address from `terms`: a run of
+    /// hoisting loops ending at the innermost, in which each term's index and stride exist
+    /// before one of them is entered. `None` outside loops or when a term is computed inside
+    /// the innermost loop.
+    fn entering_levels(&self, terms: &[(Value, Value)]) -> Option<std::ops::Range<usize>> {
+        let entries = &self.loops.entries;
+        let end = entries.len();
+        let first = entries.iter().rposition(|e| !e.hoists).map_or(0, |k| k + 1);
+        if first >= end {
+            return None;
+        }
+        terms
+            .iter()
+            .all(|(i, s)| self.level_of(*i, *s, first).is_some())
+            .then_some(first..end)
+    }
+
+    /// The outermost loop at or inside `first` before whose entry both `index` and `stride`
+    /// exist.
+    fn level_of(&self, index: Value, stride: Value, first: usize) -> Option<usize> {
+        let consts = &self.consts.ints;
+        let exists = |v: Value, e: &LoopEntry| v.as_u32() < e.mark || consts.contains_key(&v);
+        (first..self.loops.entries.len()).find(|&k| {
+            let e = &self.loops.entries[k];
+            exists(index, e) && exists(stride, e)
+        })
+    }
+
+    /// `base` plus the byte offsets `terms`, computed where loop `level` is entered, once per
+    /// entry and `key`.
+    fn row_ptr_entering(
+        &mut self,
+        level: usize,
+        key: &(u32, Vec<Value>),
+        base: Value,
+        terms: &[(Value, Value)],
+    ) -> Value {
+        let size = self.dtype.size() as i64;
+        let known: Vec<Option<i64>> = terms.iter().map(|(_, s)| self.known(*s)).collect();
+        let entry = &mut self.loops.entries[level];
+        if let Some(&p) = entry.rows.get(key) {
+            return p;
+        }
+        let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
+        let mut addr = base;
+        for ((i, s), k) in terms.iter().zip(known) {
+            let bytes = match k {
+                Some(k) => cur.ins().imul_imm_s(*i, k * size),
                 None => {
-                    let t = cur.ins().imul(i, s);
+                    let t = cur.ins().imul(*i, *s);
                     cur.ins().imul_imm_s(t, size)
                 }
             };
             addr = cur.ins().iadd(addr, bytes);
         }
-        entry.rows.insert(key, addr);
+        entry.rows.insert(key.clone(), addr);
         addr
     }
 
@@ -856,11 +922,13 @@ impl<'a> Tx<'a> {
         let body_block = self.b.create_block();
         let exit = self.b.create_block();
         self.b.append_block_param(body_block, types::I64);
-        let zero = self.iconst(0);
+        // A zero of its own: the entry block's would live across the whole function, and in a
+        // long one it is spilled and reloaded before every loop.
+        let zero = self.b.ins().iconst(types::I64, 0);
         let enter = if self.known(n).is_some() {
             self.b.ins().jump(body_block, &[BlockArg::Value(zero)])
         } else {
-            let any = self.b.ins().icmp(IntCC::SignedGreaterThan, n, zero);
+            let any = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, n, 0);
             self.b
                 .ins()
                 .brif(any, body_block, &[BlockArg::Value(zero)], exit, &[])
