@@ -217,6 +217,11 @@ fn emit_after(
     v
 }
 
+/// Loops of at most this many iterations, known when the code is generated, are written out:
+/// a row of eight floats is two vectors, and its loop's counting and branch cost as much as the
+/// copy (an im2col copy of LeNet's second convolution).
+const MAX_UNROLLED_TRIPS: i64 = 4;
+
 /// What a generated function's tables hold.
 #[derive(Clone)]
 pub(super) struct FnShape {
@@ -670,13 +675,27 @@ impl<'a> Tx<'a> {
             let off = self.dot(outer, strides);
             return self.elem_addr(ptr, off);
         };
-        let first = levels.start;
+        // A slot given by its own pointer (a part's stack area) starts where that pointer
+        // exists.
+        let first = match self.part.overrides.get(&slot) {
+            Some(&p) => match self.level_of(p, p, levels.start) {
+                Some(level) => level,
+                None => {
+                    let off = self.dot(outer, strides);
+                    return self.elem_addr(p, off);
+                }
+            },
+            None => levels.start,
+        };
         let mut addr = self.slot_ptr_entering(slot, first);
-        let mut key = (slot, Vec::new());
-        for level in levels {
-            let (here, _): (Vec<_>, Vec<_>) = terms
-                .iter()
-                .partition(|(i, s)| self.level_of(*i, *s, first) == Some(level));
+        // Keyed by the pointer too: a part's stack area may stand for the slot in one loop and
+        // not in the next.
+        let mut key = (slot, vec![addr]);
+        for level in first..levels.end {
+            let (here, _): (Vec<_>, Vec<_>) = terms.iter().partition(|(i, s)| {
+                self.level_of(*i, *s, levels.start)
+                    .is_some_and(|l| l.max(first) == level)
+            });
             if here.is_empty() {
                 continue;
             }
@@ -913,6 +932,9 @@ impl<'a> Tx<'a> {
                 let zero = self.iconst(0);
                 return body(self, zero);
             }
+            Some(k) if k % step == 0 && k / step <= MAX_UNROLLED_TRIPS => {
+                return self.unrolled(k / step, step, body);
+            }
             _ => {}
         }
         // Taken before the index exists: the index is defined inside the loop.
@@ -950,6 +972,28 @@ impl<'a> Tx<'a> {
             .ins()
             .brif(more, body_block, &[BlockArg::Value(next)], exit, &[]);
         self.b.switch_to_block(exit);
+    }
+
+    /// A loop of `trips` known iterations written out, each body given its index as a
+    /// constant. It is entered like a loop (values invariant in it are computed before its
+    /// entry, once), so that a body's addresses are one row pointer plus constant offsets.
+    fn unrolled(&mut self, trips: i64, step: i64, body: &mut dyn FnMut(&mut Self, Value)) {
+        let mark = self.b.func.dfg.num_values() as u32;
+        let block = self.b.create_block();
+        let enter = self.b.ins().jump(block, &[]);
+        self.b.switch_to_block(block);
+        self.loops.entries.push(LoopEntry {
+            enter,
+            mark,
+            ptrs: HashMap::new(),
+            rows: HashMap::new(),
+            hoists: std::mem::replace(&mut self.loops.hoist_next, true),
+        });
+        for t in 0..trips {
+            let i = self.iconst(t * step);
+            body(self, i);
+        }
+        self.loops.entries.pop();
     }
 
     /// Nested loops over `sizes`; the body receives the index of each axis.
