@@ -217,9 +217,11 @@ fn emit_after(
     v
 }
 
-/// Loops of at most this many iterations, known when the code is generated, are written out:
-/// a row of eight floats is two vectors, and its loop's counting and branch cost as much as the
-/// copy (an im2col copy of LeNet's second convolution).
+/// Vector loops of at most this many iterations, known when the code is generated, are written
+/// out: a row of eight floats is two vectors, and its loop's counting and branch cost as much
+/// as the copy (an im2col copy of LeNet's second convolution). Only vector loops: they are
+/// always innermost. Writing out every short loop, the two-by-two window axes of a pooling
+/// with the loops inside them, made W7's step 3% faster and doubled its Cranelift time.
 const MAX_UNROLLED_TRIPS: i64 = 4;
 
 /// What a generated function's tables hold.
@@ -932,7 +934,7 @@ impl<'a> Tx<'a> {
                 let zero = self.iconst(0);
                 return body(self, zero);
             }
-            Some(k) if k % step == 0 && k / step <= MAX_UNROLLED_TRIPS => {
+            Some(k) if step > 1 && k % step == 0 && k / step <= MAX_UNROLLED_TRIPS => {
                 return self.unrolled(k / step, step, body);
             }
             _ => {}
