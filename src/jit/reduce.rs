@@ -558,6 +558,96 @@ impl Tx<'_> {
     }
 }
 
+impl<'a> Tx<'a> {
+    /// `add_patches` for an `unwindows` whose windows put their two columns on neighbouring
+    /// places (`pairs_of_places`), axis `pair` of `src` being the last kernel axis: for each
+    /// row of places, a vector of first columns and one of second columns, interleaved, are
+    /// added into 2·lanes contiguous places. The loops keep the operand's order with the pair
+    /// axis taken out; the two columns land on different places, so each place receives its
+    /// terms in the order `add_patches` gives them, and the sums are the same to the bit.
+    pub(super) fn add_patch_pairs(
+        &mut self,
+        src: &Operand,
+        xshape: &Shape,
+        to: &[Value],
+        slot: u32,
+        pair: usize,
+    ) {
+        let rank = xshape.rank();
+        debug_assert!(pair + 1 < rank && self.known(to[rank - 1]) == Some(2));
+        let sizes = self.sizes(xshape);
+        let kept: Vec<Value> = (0..rank - 1)
+            .filter(|&a| a != pair)
+            .map(|a| sizes[a])
+            .collect();
+        let n = sizes[rank - 1];
+        let (vty, lanes) = self.vector_type();
+        let size = self.dtype.size() as i64;
+        let (zero, one) = (self.iconst(0), self.iconst(1));
+        self.nest(&kept, &mut |tx, idx| {
+            let column = |b: Value| {
+                let mut outer = idx.to_vec();
+                outer.insert(pair, b);
+                outer
+            };
+            let (first, second) = (column(zero), column(one));
+            let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
+            let span = tx.mul_imm(n_vec, lanes);
+            tx.for_loop_by(span, lanes, &mut |tx, j| {
+                tx.straight(|tx| {
+                    let x0 = tx.read_vec(src, &first, j);
+                    let x1 = tx.read_vec(src, &second, j);
+                    let row = tx.view_row_ptr(slot, &first, &to[..rank - 1], zero);
+                    let bytes = tx.mul_imm(j, 2 * size);
+                    let addr = tx.add(row, bytes);
+                    for (half, v) in tx.interleave(x0, x1).into_iter().enumerate() {
+                        let offset = (half as i64 * lanes * size) as i32;
+                        let acc = tx.b.ins().load(vty, flags(), addr, offset);
+                        let sum = tx.b.ins().fadd(acc, v);
+                        tx.b.ins().store(flags(), sum, addr, offset);
+                    }
+                })
+            });
+            let rest = tx.sub(n, span);
+            tx.for_loop(rest, &mut |tx, t| {
+                let j = tx.add(span, t);
+                for outer in [&first, &second] {
+                    let v = tx.read_in_row(src, outer, j);
+                    let addr = tx.addr_in_row(slot, outer, to, zero, j);
+                    let acc = tx.b.ins().load(tx.ty, flags(), addr, 0);
+                    let sum = tx.b.ins().fadd(acc, v);
+                    tx.b.ins().store(flags(), sum, addr, 0);
+                }
+            });
+        });
+    }
+
+    /// The lanes of `a` and `b` alternated, `a` first: `[a0, b0, a1, b1, …]` in two vectors.
+    fn interleave(&mut self, a: Value, b: Value) -> [Value; 2] {
+        let (vty, lanes) = self.vector_type();
+        let size = self.dtype.size() as i64;
+        let little = math::lane_flags();
+        let bytes_ty = types::I8X16;
+        let (a, b) = (
+            self.b.ins().bitcast(bytes_ty, little, a),
+            self.b.ins().bitcast(bytes_ty, little, b),
+        );
+        [0, 1].map(|half| {
+            // Lane k takes element half·lanes/2 + k/2 of `a` (even k) or of `b` (odd k, bytes
+            // 16 on in the shuffle's numbering).
+            let mask: Vec<u8> = (0..lanes)
+                .flat_map(|k| {
+                    let from = 16 * (k % 2) + (half * lanes / 2 + k / 2) * size;
+                    (from..from + size).map(|byte| byte as u8)
+                })
+                .collect();
+            let mask = self.b.func.dfg.immediates.push(mask.into());
+            let picked = self.b.ins().shuffle(a, b, mask);
+            self.b.ins().bitcast(vty, little, picked)
+        })
+    }
+}
+
 /// Where each element of a reduced operand accumulates in the output.
 pub(super) struct OutStrides {
     /// For each axis of the operand, the output's stride (zero where the axis is summed over).

@@ -2,6 +2,7 @@
 //! (or held in a register when it is a scalar).
 
 use super::*;
+use crate::lower::vectorize::pairs_of_places;
 
 impl<'a> Tx<'a> {
     /// One step, run as the plan's `decision` for it says (vectorized or not, in parts or not).
@@ -406,7 +407,11 @@ impl<'a> Tx<'a> {
                     to.push(self.mul_imm(out[lead + i], s as i64));
                 }
                 let run = self.run_of(decision);
-                self.add_patches(&src, &xshape, &to, slot, run);
+                if run == Run::Vectors && pairs_of_places(kernel, stride, dilation) {
+                    self.add_patch_pairs(&src, &xshape, &to, slot, rank - 1);
+                } else {
+                    self.add_patches(&src, &xshape, &to, slot, run);
+                }
             }
             Op::MatMul => {
                 let sharing = decision.sharing.as_ref();

@@ -257,12 +257,20 @@ pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> 
                     rank
                 }
                 // Each patch element added into its place: as a sum that keeps its last axis
-                // where the places along it are contiguous (stride 1), else row by row.
-                Op::Unwindows { stride, .. } => {
+                // where the places along it are contiguous (stride 1); in vectors of both
+                // columns of a two-wide window with stride 2, interleaved ([`pairs_of_places`]);
+                // else row by row.
+                Op::Unwindows {
+                    kernel,
+                    stride,
+                    dilation,
+                    ..
+                } => {
                     walk.operand(n.inputs[0]);
                     let stride_one = stride.last() == Some(&1);
+                    let pairs = pairs_of_places(kernel, stride, dilation);
                     walk.c.form = Form::Elements {
-                        strided_write: !stride_one,
+                        strided_write: !stride_one && !pairs,
                     };
                     if stride_one {
                         walk.c.walker = Walker::Sums;
@@ -302,6 +310,15 @@ pub(super) fn contents(g: &Graph, plan: &Plan, step: &Step) -> Option<Contents> 
     };
     c.rank = rank;
     Some(c)
+}
+
+/// Whether an `unwindows` places the two columns of each window next to each other, every
+/// window two places after the last: a window two wide, with stride 2 and dilation 1 along
+/// the last axis (a two-by-two pooling's gradient). A vector of the first columns of `lanes`
+/// windows and one of their second columns, interleaved, are then `2·lanes` contiguous places:
+/// two vector additions instead of a strided write per element.
+pub fn pairs_of_places(kernel: &[u64], stride: &[u64], dilation: &[u64]) -> bool {
+    (kernel.last(), stride.last(), dilation.last()) == (Some(&2), Some(&2), Some(&1))
 }
 
 /// Why an op computed in a loop has no vector form, if it has none.
