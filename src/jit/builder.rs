@@ -217,12 +217,17 @@ fn emit_after(
     v
 }
 
-/// Vector loops of at most this many iterations, known when the code is generated, are written
+/// Vector loops that only move data (`Tx::for_vectors_moving`: copies, and the places of
+/// `unwindows`) of at most this many iterations known when the code is generated are written
 /// out: a row of eight floats is two vectors, and its loop's counting and branch cost as much
-/// as the copy (an im2col copy of LeNet's second convolution). Only vector loops: they are
-/// always innermost. Writing out every short loop, the two-by-two window axes of a pooling
-/// with the loops inside them, made W7's step 3% faster and doubled its Cranelift time.
+/// as the copy (an im2col copy of LeNet's second convolution). Not loops that compute: their
+/// bodies are larger, and writing out every vector loop of four iterations or fewer made W4's
+/// compile latency 11% longer. Not scalar loops: a short one can hold loops of its own (a
+/// pooling's two-by-two window axes), and writing those out doubled W7's Cranelift time.
 const MAX_UNROLLED_TRIPS: i64 = 4;
+
+/// Row pointers with at least this many terms are summed level by level (`Tx::row_ptr`).
+const MIN_TERMS_BY_LEVEL: usize = 3;
 
 /// What a generated function's tables hold.
 #[derive(Clone)]
@@ -661,7 +666,10 @@ impl<'a> Tx<'a> {
     /// The sum is built level by level: each enclosing loop adds its own index's term to the
     /// address its parent computed, where it is entered. The innermost loop's entry then costs
     /// one multiply-add per row, not one per enclosing loop (an im2col copy of rows of eight
-    /// spent most of its time recomputing the address of each row from six indices).
+    /// spent most of its time recomputing the address of each row from six indices). Only for
+    /// addresses of `MIN_TERMS_BY_LEVEL` terms or more: a partial sum lives across the loops
+    /// inside its own, and for the two or three axes of a transformer's loops that cost
+    /// Cranelift more time allocating registers than it saved.
     pub(super) fn row_ptr(&mut self, slot: u32, outer: &[Value], strides: &[Value]) -> Value {
         let terms: Vec<(Value, Value)> = outer
             .iter()
@@ -672,11 +680,14 @@ impl<'a> Tx<'a> {
         if terms.is_empty() {
             return self.slot_ptr(slot);
         }
-        let Some(levels) = self.entering_levels(&terms) else {
+        let Some(mut levels) = self.entering_levels(&terms) else {
             let ptr = self.slot_ptr(slot);
             let off = self.dot(outer, strides);
             return self.elem_addr(ptr, off);
         };
+        if terms.len() < MIN_TERMS_BY_LEVEL {
+            levels.start = levels.end - 1;
+        }
         // A slot given by its own pointer (a part's stack area) starts where that pointer
         // exists.
         let first = match self.part.overrides.get(&slot) {
@@ -934,9 +945,6 @@ impl<'a> Tx<'a> {
                 let zero = self.iconst(0);
                 return body(self, zero);
             }
-            Some(k) if step > 1 && k % step == 0 && k / step <= MAX_UNROLLED_TRIPS => {
-                return self.unrolled(k / step, step, body);
-            }
             _ => {}
         }
         // Taken before the index exists: the index is defined inside the loop.
@@ -946,13 +954,11 @@ impl<'a> Tx<'a> {
         let body_block = self.b.create_block();
         let exit = self.b.create_block();
         self.b.append_block_param(body_block, types::I64);
-        // A zero of its own: the entry block's would live across the whole function, and in a
-        // long one it is spilled and reloaded before every loop.
-        let zero = self.b.ins().iconst(types::I64, 0);
+        let zero = self.iconst(0);
         let enter = if self.known(n).is_some() {
             self.b.ins().jump(body_block, &[BlockArg::Value(zero)])
         } else {
-            let any = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, n, 0);
+            let any = self.b.ins().icmp(IntCC::SignedGreaterThan, n, zero);
             self.b
                 .ins()
                 .brif(any, body_block, &[BlockArg::Value(zero)], exit, &[])
@@ -974,6 +980,22 @@ impl<'a> Tx<'a> {
             .ins()
             .brif(more, body_block, &[BlockArg::Value(next)], exit, &[]);
         self.b.switch_to_block(exit);
+    }
+
+    /// `for_loop_by` over vectors whose body only moves data (loads, stores, shuffles, adds),
+    /// written out when it has at most `MAX_UNROLLED_TRIPS` iterations known at compile time.
+    pub(super) fn for_vectors_moving(
+        &mut self,
+        n: Value,
+        lanes: i64,
+        body: &mut dyn FnMut(&mut Self, Value),
+    ) {
+        match self.known(n) {
+            Some(k) if k > lanes && k % lanes == 0 && k / lanes <= MAX_UNROLLED_TRIPS => {
+                self.unrolled(k / lanes, lanes, body)
+            }
+            _ => self.for_loop_by(n, lanes, body),
+        }
     }
 
     /// A loop of `trips` known iterations written out, each body given its index as a

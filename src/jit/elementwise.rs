@@ -485,7 +485,11 @@ impl<'a> Tx<'a> {
             let obase = tx.dot(outer, &out[..rank - 1]);
             let obase = tx.add(obase, first);
             let span = tx.mul_imm(n_vec, lanes);
-            tx.for_loop_by(span, lanes, &mut |tx, j| {
+            let vectors = match args.iter().all(Operand::is_read) {
+                true => Tx::for_vectors_moving,
+                false => Tx::for_loop_by,
+            };
+            vectors(tx, span, lanes, &mut |tx, j| {
                 tx.straight(|tx| {
                     let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
                     let r = f(tx, &xs, true);
@@ -758,6 +762,16 @@ pub(super) enum Operand {
     },
     /// The current element of a loop-group member, held in a register.
     Lane(u32),
+}
+
+impl Operand {
+    /// Whether the operand is read, not computed.
+    pub(super) fn is_read(&self) -> bool {
+        match self {
+            Operand::Scalar(_) | Operand::View { .. } | Operand::Lane(_) => true,
+            Operand::Inline { .. } => false,
+        }
+    }
 }
 
 /// How a loop runs, as the plan decides it (`Decision::vector`, `Decision::walk`).

@@ -337,7 +337,11 @@ impl<'a> Tx<'a> {
                 let s = tx.b.ins().fadd(cur, total);
                 tx.store_at(slot, obase, s);
             } else {
-                tx.for_loop_by(done, lanes, &mut |tx, j| {
+                let vectors = match src.is_read() {
+                    true => Tx::for_vectors_moving,
+                    false => Tx::for_loop_by,
+                };
+                vectors(tx, done, lanes, &mut |tx, j| {
                     let x = tx.read_vec(src, outer, j);
                     let row = tx.row_ptr(slot, outer, &out_strides[..rank - 1]);
                     let addr = tx.row_elem_addr(row, j);
@@ -593,7 +597,11 @@ impl<'a> Tx<'a> {
             let (first, second) = (column(zero), column(one));
             let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let span = tx.mul_imm(n_vec, lanes);
-            tx.for_loop_by(span, lanes, &mut |tx, j| {
+            let vectors = match src.is_read() {
+                true => Tx::for_vectors_moving,
+                false => Tx::for_loop_by,
+            };
+            vectors(tx, span, lanes, &mut |tx, j| {
                 tx.straight(|tx| {
                     let x0 = tx.read_vec(src, &first, j);
                     let x1 = tx.read_vec(src, &second, j);
