@@ -239,13 +239,19 @@ impl<'a> Tx<'a> {
 
     /// 1 in the lanes where `xs[0] cc xs[1]`, else 0.
     pub(super) fn vector_truth(&mut self, cc: FloatCC, xs: &[Value]) -> Value {
+        let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
+        self.ones_where(c)
+    }
+
+    /// 1 in the lanes where the comparison `c` holds, else +0: the mask's bits and 1's, one
+    /// `andps` reading its constant from memory. A blend of 1 and 0 read both constants, from
+    /// the stack in a long function where they were spilled.
+    fn ones_where(&mut self, c: Value) -> Value {
         let (vty, _) = self.vector_type();
-        let zero = self.fconst(0.0);
-        let zero = self.splat(vty, zero);
         let one = self.fconst(1.0);
         let one = self.splat(vty, one);
-        let c = self.b.ins().fcmp(cc, xs[0], xs[1]);
-        self.choose(c, one, zero)
+        let mask = self.b.ins().bitcast(vty, math::lane_flags(), c);
+        self.b.ins().band(mask, one)
     }
 
     pub(super) fn vector_op(&mut self, op: &Op, xs: &[Value], exponent: Option<f64>) -> Value {
@@ -258,9 +264,9 @@ impl<'a> Tx<'a> {
         // the scalar forms in `scalar_op`.
         match op {
             Op::Step => {
-                let (zero, one) = (k(self, 0.0), k(self, 1.0));
+                let zero = k(self, 0.0);
                 let pos = self.b.ins().fcmp(FloatCC::GreaterThan, xs[0], zero);
-                return self.choose(pos, one, zero);
+                return self.ones_where(pos);
             }
             Op::Sign => {
                 let (zero, one, minus) = (k(self, 0.0), k(self, 1.0), k(self, -1.0));
