@@ -129,6 +129,23 @@ unsafe fn gather_rows(b: *const f32, csb: isize, k: usize, n: usize, packed: &mu
     }
 }
 
+/// `f(i0, rows, j0, cols)` for each block of `r` rows by `w` columns of an m × n result, in
+/// row-major order of blocks; the last block of each row and column holds what is left.
+#[inline(always)]
+fn each_block(
+    m: usize,
+    n: usize,
+    r: usize,
+    w: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
+    for i0 in (0..m).step_by(r) {
+        for j0 in (0..n).step_by(w) {
+            f(i0, r.min(m - i0), j0, w.min(n - j0));
+        }
+    }
+}
+
 thread_local! {
     /// B repacked row-major, when its rows are strided.
     static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -181,14 +198,10 @@ impl Tile {
     unsafe fn dots(&self, b: *const f32, ldb: isize) {
         const R: usize = 6;
         const S: usize = 3;
-        for i0 in (0..self.m).step_by(R) {
-            let rows = R.min(self.m - i0);
-            for j0 in (0..self.n).step_by(S) {
-                let cols = S.min(self.n - j0);
-                // SAFETY: forwarded; the block's rows and columns are inside A, B and C.
-                unsafe { self.dot_block::<R, S>(b, ldb, i0, rows, j0, cols) };
-            }
-        }
+        each_block(self.m, self.n, R, S, |i0, rows, j0, cols| {
+            // SAFETY: forwarded; the block's rows and columns are inside A, B and C.
+            unsafe { self.dot_block::<R, S>(b, ldb, i0, rows, j0, cols) }
+        });
     }
 
     #[target_feature(enable = "avx512f")]
@@ -239,16 +252,11 @@ impl Tile {
 
     #[target_feature(enable = "avx512f")]
     unsafe fn blocks<const R: usize, const V: usize>(&self, b: *const f32, ldb: isize) {
-        let width = 16 * V;
-        for i0 in (0..self.m).step_by(R) {
-            let rows = R.min(self.m - i0);
-            for j0 in (0..self.n).step_by(width) {
-                let cols = width.min(self.n - j0);
-                // SAFETY: the block lies inside C and the rows inside A; B's columns j0.. are
-                // read under lane masks.
-                unsafe { self.block::<R, V>(b, ldb, i0, rows, j0, cols) };
-            }
-        }
+        each_block(self.m, self.n, R, 16 * V, |i0, rows, j0, cols| {
+            // SAFETY: the block lies inside C and the rows inside A; B's columns j0.. are read
+            // under lane masks.
+            unsafe { self.block::<R, V>(b, ldb, i0, rows, j0, cols) }
+        });
     }
 
     #[target_feature(enable = "avx512f")]
