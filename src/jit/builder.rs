@@ -217,7 +217,7 @@ fn emit_after(
     v
 }
 
-/// Vector loops that only move data (`Tx::for_vectors_moving`: copies, and the places of
+/// Vector loops that only move data (`Tx::for_vectors`: copies, and the places of
 /// `unwindows`) of at most this many iterations known when the code is generated are written
 /// out: a row of eight floats is two vectors, and its loop's counting and branch cost as much
 /// as the copy (an im2col copy of LeNet's second convolution). Not loops that compute: their
@@ -441,14 +441,28 @@ impl<'a> Tx<'a> {
         key: EntryKey,
         build: impl FnOnce(&mut FuncCursor) -> Value,
     ) -> Option<Value> {
-        let entry = self.loops.entries.last_mut().filter(|e| e.hoists)?;
+        let level = self.loops.entries.len().checked_sub(1)?;
+        self.loops.entries[level]
+            .hoists
+            .then(|| self.at_entry(level, key, build))
+    }
+
+    /// The value under `key` computed by `build` just before the branch into loop `level` (an
+    /// index into `loops.entries`), once per entry of that loop.
+    fn at_entry(
+        &mut self,
+        level: usize,
+        key: EntryKey,
+        build: impl FnOnce(&mut FuncCursor) -> Value,
+    ) -> Value {
+        let entry = &mut self.loops.entries[level];
         if let Some(&v) = entry.ptrs.get(&key) {
-            return Some(v);
+            return v;
         }
         let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
         let v = build(&mut cur);
         entry.ptrs.insert(key, v);
-        Some(v)
+        v
     }
 
     /// A scalar fixed for the whole loop, read as a vector inside the loop body: splatted once
@@ -649,14 +663,9 @@ impl<'a> Tx<'a> {
         }
         let from = self.address_slot(slot);
         let table = self.tables.ptrs;
-        let entry = &mut self.loops.entries[level];
-        if let Some(&p) = entry.ptrs.get(&EntryKey::Slot(from)) {
-            return p;
-        }
-        let mut cur = FuncCursor::new(self.b.func).at_inst(entry.enter);
-        let p = cur.ins().load(types::I64, flags(), table, from as i32 * 8);
-        entry.ptrs.insert(EntryKey::Slot(from), p);
-        p
+        self.at_entry(level, EntryKey::Slot(from), |cur| {
+            cur.ins().load(types::I64, flags(), table, from as i32 * 8)
+        })
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
@@ -680,35 +689,37 @@ impl<'a> Tx<'a> {
         if terms.is_empty() {
             return self.slot_ptr(slot);
         }
-        let Some(mut levels) = self.entering_levels(&terms) else {
+        let Some((levels, term_levels)) = self.entering_levels(&terms) else {
             let ptr = self.slot_ptr(slot);
             let off = self.dot(outer, strides);
             return self.elem_addr(ptr, off);
         };
-        if terms.len() < MIN_TERMS_BY_LEVEL {
-            levels.start = levels.end - 1;
-        }
+        let mut first = match terms.len() < MIN_TERMS_BY_LEVEL {
+            true => levels.end - 1,
+            false => levels.start,
+        };
         // A slot given by its own pointer (a part's stack area) starts where that pointer
         // exists.
-        let first = match self.part.overrides.get(&slot) {
-            Some(&p) => match self.level_of(p, p, levels.start) {
-                Some(level) => level,
+        if let Some(&p) = self.part.overrides.get(&slot) {
+            match self.level_of(&[p], levels.start) {
+                Some(level) => first = first.max(level),
                 None => {
                     let off = self.dot(outer, strides);
                     return self.elem_addr(p, off);
                 }
-            },
-            None => levels.start,
-        };
+            }
+        }
         let mut addr = self.slot_ptr_entering(slot, first);
         // Keyed by the pointer too: a part's stack area may stand for the slot in one loop and
         // not in the next.
         let mut key = (slot, vec![addr]);
         for level in first..levels.end {
-            let (here, _): (Vec<_>, Vec<_>) = terms.iter().partition(|(i, s)| {
-                self.level_of(*i, *s, levels.start)
-                    .is_some_and(|l| l.max(first) == level)
-            });
+            let here: Vec<(Value, Value)> = terms
+                .iter()
+                .zip(&term_levels)
+                .filter(|(_, l)| (**l).max(first) == level)
+                .map(|(t, _)| *t)
+                .collect();
             if here.is_empty() {
                 continue;
             }
@@ -720,30 +731,32 @@ impl<'a> Tx<'a> {
 
     /// The loops, outermost first, whose entries can compute an address from `terms`: a run of
     /// hoisting loops ending at the innermost, in which each term's index and stride exist
-    /// before one of them is entered. `None` outside loops or when a term is computed inside
-    /// the innermost loop.
-    fn entering_levels(&self, terms: &[(Value, Value)]) -> Option<std::ops::Range<usize>> {
+    /// before one of them is entered; and the outermost such loop of each term. `None` outside
+    /// loops or when a term is computed inside the innermost loop.
+    fn entering_levels(
+        &self,
+        terms: &[(Value, Value)],
+    ) -> Option<(std::ops::Range<usize>, Vec<usize>)> {
         let entries = &self.loops.entries;
         let end = entries.len();
         let first = entries.iter().rposition(|e| !e.hoists).map_or(0, |k| k + 1);
         if first >= end {
             return None;
         }
-        terms
+        let levels = terms
             .iter()
-            .all(|(i, s)| self.level_of(*i, *s, first).is_some())
-            .then_some(first..end)
+            .map(|(i, s)| self.level_of(&[*i, *s], first))
+            .collect::<Option<Vec<usize>>>()?;
+        Some((first..end, levels))
     }
 
-    /// The outermost loop at or inside `first` before whose entry both `index` and `stride`
-    /// exist.
-    fn level_of(&self, index: Value, stride: Value, first: usize) -> Option<usize> {
+    /// The outermost loop at or inside `first` before whose entry every one of `values`
+    /// exists.
+    fn level_of(&self, values: &[Value], first: usize) -> Option<usize> {
         let consts = &self.consts.ints;
-        let exists = |v: Value, e: &LoopEntry| v.as_u32() < e.mark || consts.contains_key(&v);
-        (first..self.loops.entries.len()).find(|&k| {
-            let e = &self.loops.entries[k];
-            exists(index, e) && exists(stride, e)
-        })
+        let exists = |v: &Value, e: &LoopEntry| v.as_u32() < e.mark || consts.contains_key(v);
+        (first..self.loops.entries.len())
+            .find(|&k| values.iter().all(|v| exists(v, &self.loops.entries[k])))
     }
 
     /// `base` plus the byte offsets `terms`, computed where loop `level` is entered, once per
@@ -982,16 +995,18 @@ impl<'a> Tx<'a> {
         self.b.switch_to_block(exit);
     }
 
-    /// `for_loop_by` over vectors whose body only moves data (loads, stores, shuffles, adds),
-    /// written out when it has at most `MAX_UNROLLED_TRIPS` iterations known at compile time.
-    pub(super) fn for_vectors_moving(
+    /// `for_loop_by` over vectors; written out when the body only moves data (`moving`: loads,
+    /// stores, shuffles, adds) and there are at most `MAX_UNROLLED_TRIPS` iterations known at
+    /// compile time.
+    pub(super) fn for_vectors(
         &mut self,
         n: Value,
         lanes: i64,
+        moving: bool,
         body: &mut dyn FnMut(&mut Self, Value),
     ) {
         match self.known(n) {
-            Some(k) if k > lanes && k % lanes == 0 && k / lanes <= MAX_UNROLLED_TRIPS => {
+            Some(k) if moving && k > lanes && k % lanes == 0 && k / lanes <= MAX_UNROLLED_TRIPS => {
                 self.unrolled(k / lanes, lanes, body)
             }
             _ => self.for_loop_by(n, lanes, body),

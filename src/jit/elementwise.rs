@@ -217,22 +217,34 @@ impl<'a> Tx<'a> {
             .ins()
             .load(vty, flags(), addr, ((lanes - 1) * size) as i32);
         // Lane k of the result is even lane 2k of `first` for the first half of the lanes and
-        // odd lane 2k − lanes + 1 of `second` (bytes 16 on in the shuffle's numbering) after.
+        // odd lane 2k − lanes + 1 of `second` after.
+        self.pick_lanes(first, second, |k| match 2 * k < lanes {
+            true => (0, 2 * k),
+            false => (1, 2 * k - lanes + 1),
+        })
+    }
+
+    /// A vector whose lane k is lane `from(k).1` of `a` (`from(k).0 == 0`) or of `b` (1): one
+    /// byte shuffle.
+    pub(super) fn pick_lanes(
+        &mut self,
+        a: Value,
+        b: Value,
+        from: impl Fn(i64) -> (i64, i64),
+    ) -> Value {
+        let (vty, lanes) = self.vector_type();
+        let size = self.dtype.size() as i64;
         let mask: Vec<u8> = (0..lanes)
             .flat_map(|k| {
-                let from = if 2 * k < lanes {
-                    2 * k * size
-                } else {
-                    16 + (2 * k - lanes + 1) * size
-                };
-                (from..from + size).map(|b| b as u8)
+                let (which, lane) = from(k);
+                let byte = 16 * which + lane * size;
+                (byte..byte + size).map(|b| b as u8)
             })
             .collect();
         let mask = self.b.func.dfg.immediates.push(mask.into());
-        let bytes_ty = types::I8X16;
         let little = math::lane_flags();
-        let a = self.b.ins().bitcast(bytes_ty, little, first);
-        let b = self.b.ins().bitcast(bytes_ty, little, second);
+        let a = self.b.ins().bitcast(types::I8X16, little, a);
+        let b = self.b.ins().bitcast(types::I8X16, little, b);
         let picked = self.b.ins().shuffle(a, b, mask);
         self.b.ins().bitcast(vty, little, picked)
     }
@@ -491,11 +503,8 @@ impl<'a> Tx<'a> {
             let obase = tx.dot(outer, &out[..rank - 1]);
             let obase = tx.add(obase, first);
             let span = tx.mul_imm(n_vec, lanes);
-            let vectors = match args.iter().all(Operand::is_read) {
-                true => Tx::for_vectors_moving,
-                false => Tx::for_loop_by,
-            };
-            vectors(tx, span, lanes, &mut |tx, j| {
+            let moving = args.iter().all(Operand::is_read);
+            tx.for_vectors(span, lanes, moving, &mut |tx, j| {
                 tx.straight(|tx| {
                     let xs: Vec<Value> = args.iter().map(|a| tx.read_vec(a, outer, j)).collect();
                     let r = f(tx, &xs, true);

@@ -337,11 +337,7 @@ impl<'a> Tx<'a> {
                 let s = tx.b.ins().fadd(cur, total);
                 tx.store_at(slot, obase, s);
             } else {
-                let vectors = match src.is_read() {
-                    true => Tx::for_vectors_moving,
-                    false => Tx::for_loop_by,
-                };
-                vectors(tx, done, lanes, &mut |tx, j| {
+                tx.for_vectors(done, lanes, src.is_read(), &mut |tx, j| {
                     let x = tx.read_vec(src, outer, j);
                     let row = tx.row_ptr(slot, outer, &out_strides[..rank - 1]);
                     let addr = tx.row_elem_addr(row, j);
@@ -597,11 +593,7 @@ impl<'a> Tx<'a> {
             let (first, second) = (column(zero), column(one));
             let n_vec = tx.shr_imm(n, lanes.trailing_zeros() as i64);
             let span = tx.mul_imm(n_vec, lanes);
-            let vectors = match src.is_read() {
-                true => Tx::for_vectors_moving,
-                false => Tx::for_loop_by,
-            };
-            vectors(tx, span, lanes, &mut |tx, j| {
+            tx.for_vectors(span, lanes, src.is_read(), &mut |tx, j| {
                 tx.straight(|tx| {
                     let x0 = tx.read_vec(src, &first, j);
                     let x1 = tx.read_vec(src, &second, j);
@@ -632,27 +624,9 @@ impl<'a> Tx<'a> {
 
     /// The lanes of `a` and `b` alternated, `a` first: `[a0, b0, a1, b1, …]` in two vectors.
     fn interleave(&mut self, a: Value, b: Value) -> [Value; 2] {
-        let (vty, lanes) = self.vector_type();
-        let size = self.dtype.size() as i64;
-        let little = math::lane_flags();
-        let bytes_ty = types::I8X16;
-        let (a, b) = (
-            self.b.ins().bitcast(bytes_ty, little, a),
-            self.b.ins().bitcast(bytes_ty, little, b),
-        );
-        [0, 1].map(|half| {
-            // Lane k takes element half·lanes/2 + k/2 of `a` (even k) or of `b` (odd k, bytes
-            // 16 on in the shuffle's numbering).
-            let mask: Vec<u8> = (0..lanes)
-                .flat_map(|k| {
-                    let from = 16 * (k % 2) + (half * lanes / 2 + k / 2) * size;
-                    (from..from + size).map(|byte| byte as u8)
-                })
-                .collect();
-            let mask = self.b.func.dfg.immediates.push(mask.into());
-            let picked = self.b.ins().shuffle(a, b, mask);
-            self.b.ins().bitcast(vty, little, picked)
-        })
+        let (_, lanes) = self.vector_type();
+        // Lane k takes element half·lanes/2 + k/2 of `a` (even k) or of `b` (odd k).
+        [0, 1].map(|half| self.pick_lanes(a, b, |k| (k % 2, half * lanes / 2 + k / 2)))
     }
 }
 
