@@ -97,7 +97,63 @@ pub(super) struct Tables {
     pub(super) n_slots: usize,
     /// See `FnShape::address_slot`.
     pub(super) address_slot: Vec<u32>,
+    /// In a part: where it finds its slots' pointers and its caller's scalars.
+    pub(super) local: Option<LocalTables>,
     pub(super) dim_vals: Vec<Value>,
+}
+
+/// How a part reads its slots and its caller's scalars: a slot's pointer through the byte
+/// offset in the plan's table that the frame's list gives for it, a scalar from the frame's
+/// captures, each numbered in the order the part first reads it. Nothing of which slots or
+/// scalars they are is then in the part's code, so parts that differ only in those are the
+/// same function (`part_code`).
+pub(super) struct LocalTables {
+    /// Where the scalars it reads are: `scalars_at` bytes into `frame`, eight bytes apart.
+    pub(super) frame: Value,
+    pub(super) scalars_at: i32,
+    /// The address of its list of offsets, loaded from the frame.
+    pub(super) list: Value,
+    /// The address slots it reads, in the list's order.
+    pub(super) slots: Vec<u32>,
+    /// The scalar nodes it reads, in their order in the frame.
+    pub(super) scalars: Vec<NodeId>,
+}
+
+/// The index of `x` in `list`, where it is appended when first seen.
+fn place_in<T: PartialEq>(list: &mut Vec<T>, x: T) -> usize {
+    match list.iter().position(|y| *y == x) {
+        Some(i) => i,
+        None => {
+            list.push(x);
+            list.len() - 1
+        }
+    }
+}
+
+/// How a slot's pointer is read (`Tx::pointer_read`).
+#[derive(Clone, Copy)]
+struct PointerRead {
+    /// The plan's table of slot pointers.
+    table: Value,
+    /// The byte offset of the pointer in the table, or in a part the byte offset in its
+    /// list of where that offset is.
+    at: i32,
+    /// A part's list of offsets.
+    list: Option<Value>,
+}
+
+impl PointerRead {
+    fn emit(self, cur: &mut FuncCursor) -> Value {
+        match self.list {
+            None => cur.ins().load(types::I64, flags(), self.table, self.at),
+            Some(list) => {
+                let readonly = flags().with_readonly();
+                let offset = cur.ins().load(types::I64, readonly, list, self.at);
+                let entry = cur.ins().iadd(self.table, offset);
+                cur.ins().load(types::I64, flags(), entry, 0)
+            }
+        }
+    }
 }
 
 /// The loops being generated and what their bodies reuse.
@@ -139,7 +195,7 @@ pub(super) struct FusedLoop {
 
 /// Inside a loop group: the members' slots, and each member's current element.
 pub(super) struct GroupLanes {
-    pub(super) slots: std::collections::HashSet<u32>,
+    pub(super) slots: rustc_hash::FxHashSet<u32>,
     pub(super) lanes: HashMap<u32, Value>,
 }
 
@@ -159,6 +215,8 @@ pub(super) struct Tx<'a> {
     pub(super) dtype: DType,
     pub(super) module: &'a mut JITModule,
     pub(super) helper_ids: &'a HashMap<Helper, FuncId>,
+    /// The module's parts compiled so far, for a part to reuse one's code.
+    pub(super) part_code: &'a mut PartCode,
     /// Helpers declared in this function so far: only those it calls.
     pub(super) helpers: HashMap<Helper, FuncRef>,
     /// A function too large to hold its values in registers for long (`is_bounded`): slot
@@ -168,6 +226,8 @@ pub(super) struct Tx<'a> {
     /// the register allocator's work grows with the square of the number of values live at
     /// once.
     pub(super) bounded: bool,
+    /// Whether steps are generated as functions of their own where they can be (`outline`).
+    pub(super) outlines: bool,
     pub(super) consts: Constants,
     pub(super) pool: CodeData<'a>,
     pub(super) tables: Tables,
@@ -186,6 +246,12 @@ pub(super) const POOL_CAPACITY: usize = 256;
 pub(super) const NEAR_STEPS: u32 = 16;
 /// A function with more slots or scalar steps than this is generated `bounded` (see `Tx`).
 pub(super) const MAX_HELD_VALUES: usize = 512;
+/// A function of more plan steps than this is generated `bounded` too. A value held from its
+/// entry is live across every block of every step, and is spilled around each call into a
+/// kernel anyway: for W7's 56 steps and W8's 155 the register allocator spent more time on
+/// those ranges than the registers saved (Cranelift 8.6 → 7.2–7.7 ms for W7, 21 → 15 ms for
+/// W8, their steps as fast). W1–W6 have at most 21 steps and keep their values in registers.
+pub(super) const MAX_HELD_STEPS: usize = 32;
 
 /// The 16 bytes of a vector of type `ty` with `bits` in every lane.
 pub(super) fn lanes_of(ty: Type, bits: u64) -> u128 {
@@ -240,6 +306,15 @@ pub(super) struct FnShape {
     /// The slot whose table entry gives each slot's address: slots that share a buffer load
     /// one pointer (`Storage::address_slots`); empty when every slot has its own.
     pub(super) address_slot: Vec<u32>,
+    /// Whether its steps are functions of their own (`outline`).
+    pub(super) outline: bool,
+}
+
+/// What a function's translator shares with the other functions of its module.
+pub(super) struct InModule<'a> {
+    pub(super) module: &'a mut JITModule,
+    pub(super) helper_ids: &'a HashMap<Helper, FuncId>,
+    pub(super) part_code: &'a mut PartCode,
 }
 
 impl<'a> Tx<'a> {
@@ -250,10 +325,14 @@ impl<'a> Tx<'a> {
         entry: Block,
         tables: [Value; 3],
         shape: FnShape,
-        module: &'a mut JITModule,
-        helper_ids: &'a HashMap<Helper, FuncId>,
+        module: InModule<'a>,
         pool: &'a mut Vec<u128>,
     ) -> Tx<'a> {
+        let InModule {
+            module,
+            helper_ids,
+            part_code,
+        } = module;
         let ty = match shape.dtype {
             DType::F32 => types::F32,
             DType::F64 => types::F64,
@@ -270,13 +349,15 @@ impl<'a> Tx<'a> {
             dtype: shape.dtype,
             module,
             helper_ids,
-            helpers: HashMap::new(),
+            part_code,
+            helpers: HashMap::default(),
             bounded: shape.bounded,
+            outlines: shape.outline,
             consts: Constants {
-                ints: HashMap::new(),
-                int_values: HashMap::new(),
-                floats: HashMap::new(),
-                float_known: HashMap::new(),
+                ints: HashMap::default(),
+                int_values: HashMap::default(),
+                floats: HashMap::default(),
+                float_known: HashMap::default(),
                 entry,
                 tail: None,
             },
@@ -288,35 +369,36 @@ impl<'a> Tx<'a> {
                 ptrs: tables[0],
                 dims: tables[1],
                 scalars: tables[2],
-                slot_ptrs: HashMap::new(),
+                slot_ptrs: HashMap::default(),
                 slot_tail,
                 n_slots: shape.n_slots,
                 address_slot: shape.address_slot.clone(),
+                local: None,
                 dim_vals,
             },
             loops: Loops {
                 entries: Vec::new(),
                 hoist_next: true,
                 memo: None,
-                splat_slots: HashMap::new(),
+                splat_slots: HashMap::default(),
                 barrier_slot: None,
             },
             held: HeldScalars {
-                regs: HashMap::new(),
-                spilled: HashMap::new(),
+                regs: HashMap::default(),
+                spilled: HashMap::default(),
                 steps: 0,
             },
             fused: FusedLoop {
                 step_values: None,
                 step_key: None,
-                promoted: HashMap::new(),
+                promoted: HashMap::default(),
             },
             group: GroupLanes {
                 slots: Default::default(),
-                lanes: HashMap::new(),
+                lanes: HashMap::default(),
             },
             part: PartState {
-                overrides: HashMap::new(),
+                overrides: HashMap::default(),
                 failure: None,
             },
         }
@@ -626,17 +708,19 @@ impl<'a> Tx<'a> {
             return p;
         }
         let from = self.address_slot(slot);
-        let table = self.tables.ptrs;
-        let load =
-            move |cur: &mut FuncCursor| cur.ins().load(types::I64, flags(), table, from as i32 * 8);
+        self.address_ptr(from)
+    }
+
+    /// The pointer of address slot `from` (`address_slot`), loaded once in the entry block, or
+    /// where the loop being generated is entered, or in a bounded function where it is used.
+    pub(super) fn address_ptr(&mut self, from: u32) -> Value {
+        let read = self.pointer_read(from);
+        let load = move |cur: &mut FuncCursor| read.emit(cur);
         if let Some(p) = self.at_loop_entry(EntryKey::Slot(from), load) {
             return p;
         }
         if self.bounded {
-            return self
-                .b
-                .ins()
-                .load(types::I64, flags(), table, from as i32 * 8);
+            return read.emit(&mut self.b.cursor());
         }
         if let Some(&p) = self.tables.slot_ptrs.get(&from) {
             return p;
@@ -656,16 +740,48 @@ impl<'a> Tx<'a> {
             .unwrap_or(slot)
     }
 
+    /// How address slot `from`'s pointer is read here: from its place in the plan's table, or
+    /// in a part through its list, where `from` is given a place on first use.
+    fn pointer_read(&mut self, from: u32) -> PointerRead {
+        let table = self.tables.ptrs;
+        let Some(local) = &mut self.tables.local else {
+            return PointerRead {
+                table,
+                at: from as i32 * 8,
+                list: None,
+            };
+        };
+        let index = place_in(&mut local.slots, from);
+        PointerRead {
+            table,
+            at: index as i32 * 8,
+            list: Some(local.list),
+        }
+    }
+
+    /// In a part, its caller's scalar `node`, loaded from the frame once, in the entry block;
+    /// `None` elsewhere.
+    pub(super) fn captured_scalar(&mut self, node: NodeId) -> Option<Value> {
+        let local = self.tables.local.as_mut()?;
+        let index = place_in(&mut local.scalars, node);
+        let at = local.scalars_at + 8 * index as i32;
+        let (frame, ty, entry) = (local.frame, self.ty, self.consts.entry);
+        Some(emit_after(
+            self.b.func,
+            entry,
+            &mut self.tables.slot_tail,
+            |cur| cur.ins().load(ty, flags(), frame, at),
+        ))
+    }
+
     /// `slot`'s address where loop `level` (an index into `loops.entries`) is entered.
     fn slot_ptr_entering(&mut self, slot: u32, level: usize) -> Value {
         if let Some(&p) = self.part.overrides.get(&slot) {
             return p;
         }
         let from = self.address_slot(slot);
-        let table = self.tables.ptrs;
-        self.at_entry(level, EntryKey::Slot(from), |cur| {
-            cur.ins().load(types::I64, flags(), table, from as i32 * 8)
-        })
+        let read = self.pointer_read(from);
+        self.at_entry(level, EntryKey::Slot(from), |cur| read.emit(cur))
     }
 
     /// The address of element `outer · strides` of `slot`, for indices of enclosing loops:
@@ -908,7 +1024,7 @@ impl<'a> Tx<'a> {
     /// Generates a loop body without control flow inside, where a value computed once can be
     /// reused by everything after it (`memo`).
     pub(super) fn straight<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let saved = self.loops.memo.replace(HashMap::new());
+        let saved = self.loops.memo.replace(HashMap::default());
         let r = f(self);
         self.loops.memo = saved;
         r
@@ -981,8 +1097,8 @@ impl<'a> Tx<'a> {
         self.loops.entries.push(LoopEntry {
             enter,
             mark,
-            ptrs: HashMap::new(),
-            rows: HashMap::new(),
+            ptrs: HashMap::default(),
+            rows: HashMap::default(),
             hoists: std::mem::replace(&mut self.loops.hoist_next, true),
         });
         body(self, i);
@@ -1024,8 +1140,8 @@ impl<'a> Tx<'a> {
         self.loops.entries.push(LoopEntry {
             enter,
             mark,
-            ptrs: HashMap::new(),
-            rows: HashMap::new(),
+            ptrs: HashMap::default(),
+            rows: HashMap::default(),
             hoists: std::mem::replace(&mut self.loops.hoist_next, true),
         });
         for t in 0..trips {

@@ -293,7 +293,7 @@ impl<'a> Tx<'a> {
             .iter()
             .flat_map(|m| g.node(m.node).inputs.iter().copied())
             .collect();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         let mut out = Vec::new();
         while let Some(a) = pending.pop() {
             if !seen.insert(a) {

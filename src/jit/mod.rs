@@ -30,7 +30,9 @@ pub mod fpenv;
 mod groups;
 mod helpers;
 mod math;
+mod outline;
 pub mod parallel;
+mod part_code;
 mod parts;
 mod products;
 mod reduce;
@@ -46,7 +48,8 @@ use reduce::SumLoop;
 pub use update::UpdateSlots;
 
 use helpers::{Helper, Math};
-use std::collections::HashMap;
+use part_code::PartCode;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, *const f64);
@@ -132,7 +135,14 @@ fn is_bounded(n_slots: usize, plan: &Plan) -> bool {
         .iter()
         .filter(|s| matches!(s, Step::Scalar { .. }))
         .count();
-    n_slots > MAX_HELD_VALUES || scalar_steps > MAX_HELD_VALUES
+    n_slots > MAX_HELD_VALUES || scalar_steps > MAX_HELD_VALUES || plan.steps.len() > MAX_HELD_STEPS
+}
+
+/// Whether a function running `plan` generates its steps as functions of their own
+/// (`outline`): one of more than `MAX_HELD_STEPS` steps, which draws no dropout mask (in the
+/// fused training loop a mask reads the step's key from a register).
+fn outlines_steps(g: &Graph, plan: &Plan) -> bool {
+    plan.steps.len() > MAX_HELD_STEPS && !g.ids().any(|id| matches!(g.op(id), Op::DropMask { .. }))
 }
 
 /// A JIT module holding compiled functions. The code lives as long as this value.
@@ -141,6 +151,7 @@ pub struct Jit {
     ctx: Context,
     fctx: FunctionBuilderContext,
     helpers: HashMap<Helper, FuncId>,
+    parts: PartCode,
     n_functions: usize,
     /// Each function's vector constants, read by its code: kept as long as the code.
     pools: Vec<Vec<u128>>,
@@ -180,7 +191,7 @@ impl Jit {
             jb.symbol(h.symbol(), h.address());
         }
         let mut module = JITModule::new(jb);
-        let mut helpers = HashMap::new();
+        let mut helpers = HashMap::default();
         for &h in &all {
             let id = module
                 .declare_function(&h.symbol(), Linkage::Import, &h.signature(&module))
@@ -193,6 +204,7 @@ impl Jit {
             ctx,
             fctx: FunctionBuilderContext::new(),
             helpers,
+            parts: PartCode::default(),
             n_functions: 0,
             pools: Vec::new(),
         })
@@ -217,6 +229,7 @@ impl Jit {
             dtype: f.graph.dtype,
             bounded,
             address_slot: plan.storage.address_slots(n_slots),
+            outline: outlines_steps(&f.graph, plan),
         };
         self.define(shape, |tx| {
             for (step, decision) in plan.steps.iter().zip(&plan.decisions) {
@@ -243,6 +256,7 @@ impl Jit {
             dtype,
             bounded: n_slots > MAX_HELD_VALUES,
             address_slot: Vec::new(),
+            outline: false,
         };
         // No plan holds a standalone update: its parts and vectors come from the plan's rules
         // directly.
@@ -294,8 +308,11 @@ impl Jit {
                 entry,
                 tables,
                 shape,
-                &mut self.module,
-                &self.helpers,
+                InModule {
+                    module: &mut self.module,
+                    helper_ids: &self.helpers,
+                    part_code: &mut self.parts,
+                },
                 &mut pool,
             );
             body(&mut tx);

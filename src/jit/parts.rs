@@ -102,7 +102,9 @@ impl<'a> Tx<'a> {
         let Parts::Split { rule, .. } = parts else {
             unreachable!("a frame is made only for a loop the plan splits")
         };
-        let part = self.build_part(&mut |tx, base, lo, hi, index| {
+        let first_scalar = frame.regs.len() + frame.promoted.len();
+        let entry = PartEntry::Frame { first_scalar };
+        let part = self.build_part(entry, &mut |tx, base, lo, hi, index| {
             for (k, id) in frame.regs.iter().enumerate() {
                 let v =
                     tx.b.ins()
@@ -135,7 +137,7 @@ impl<'a> Tx<'a> {
             captured.push(self.b.use_var(self.fused.promoted[s]));
         }
         let bytes = frame.partial_base() + frame.part_bytes * parallel::MAX_PARTS as i64;
-        let base = self.frame_with(&captured, bytes);
+        let base = self.frame_with(&captured, bytes, &part);
         let sizes = self.sizes(shape);
         // The items and work of the plan's rule, which `run_parts` cuts with `parts_for`.
         debug_assert_eq!(
@@ -160,7 +162,7 @@ impl<'a> Tx<'a> {
                 (n, self.iconst(work as i64))
             }
         };
-        let parts = self.run_parts(part, base, items, work);
+        let parts = self.run_parts(part.id, base, items, work);
         let size = self.dtype.size() as i64;
         let first = self.add_imm(base, frame.partial_base());
         let stride = self.iconst(frame.part_bytes);
@@ -187,25 +189,54 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// A frame of `bytes` on this function's stack for the parts of a split loop: the three
-    /// tables, then `captured` (see `PartFrame`). Returns its address.
-    pub(super) fn frame_with(&mut self, captured: &[Value], bytes: i64) -> Value {
+    /// A frame of at least `bytes` on this function's stack for a part (`PartFrame`): the
+    /// three tables, the address of the part's list of slots, then `captured` and the scalars
+    /// the part reads. Returns its address.
+    pub(super) fn frame_with(&mut self, captured: &[Value], bytes: i64, part: &BuiltPart) -> Value {
+        let reads = &part.reads;
+        debug_assert!(
+            matches!(reads.entry, PartEntry::Frame { first_scalar } if first_scalar == captured.len())
+        );
+        let end = PartFrame::capture_at(captured.len() + reads.scalars.len()) as i64;
         let slot = self.b.create_sized_stack_slot(StackSlotData::new(
             StackSlotKind::ExplicitSlot,
-            bytes as u32,
+            bytes.max(end) as u32,
             4,
         ));
         let base = self.b.ins().stack_addr(types::I64, slot, 0);
-        let tables = [self.tables.ptrs, self.tables.dims, self.tables.scalars];
+        let list = self.slot_list(&reads.slots);
+        let tables = [
+            self.tables.ptrs,
+            self.tables.dims,
+            self.tables.scalars,
+            list,
+        ];
         for (k, v) in tables.into_iter().enumerate() {
             self.b.ins().store(flags(), v, base, 8 * k as i32);
         }
-        for (k, &v) in captured.iter().enumerate() {
+        let scalars: Vec<Value> = reads.scalars.iter().map(|&n| self.scalar_node(n)).collect();
+        for (k, &v) in captured.iter().chain(&scalars).enumerate() {
             self.b
                 .ins()
                 .store(flags(), v, base, PartFrame::capture_at(k));
         }
         base
+    }
+
+    /// The address of a list, kept with the code, of the byte offsets in this function's table
+    /// of the pointers of `slots` (address slots), eight bytes each.
+    pub(super) fn slot_list(&mut self, slots: &[u32]) -> Value {
+        if slots.is_empty() {
+            return self.iconst(0);
+        }
+        let at = |i: usize| slots.get(i).map_or(0, |&s| s as u64 * 8) as u128;
+        let words: Vec<u128> = (0..slots.len().div_ceil(2))
+            .map(|w| at(2 * w) | at(2 * w + 1) << 64)
+            .collect();
+        let addr = words.as_ptr() as i64;
+        // The buffer keeps its address when the vector moves into the module's data.
+        self.pool.literals.push(words);
+        self.iconst(addr)
     }
 
     /// Calls `parallel::run_parts` on a compiled part; returns the number of parts that ran.
@@ -223,16 +254,23 @@ impl<'a> Tx<'a> {
         self.b.inst_results(call)[0]
     }
 
-    /// Compiles a function `part(frame, lo, hi, index)` of its own, for one part of a split
-    /// loop: its entry loads the tables from the frame, then `body` reads what else it needs
-    /// from there and generates the loop over items `lo..hi`. `None` after an error, which
-    /// `define` reports.
+    /// A function of its own, entered as `entry` says: for one part of a split loop, `body`
+    /// reads what it needs from the frame (`PartFrame`) and generates the loop over items
+    /// `lo..hi` (its arguments are the frame, lo, hi and the part's index). The part reads
+    /// its slots' pointers through a list of them, in the order of `PartReads::slots`, and its
+    /// caller's scalars in the order of `PartReads::scalars`. A part that is the same function
+    /// as one compiled before is not compiled again (`part_code`). `None` after an error,
+    /// which `define` reports.
     pub(super) fn build_part(
         &mut self,
+        entry: PartEntry,
         body: &mut dyn FnMut(&mut Tx, Value, Value, Value, Value),
-    ) -> Option<FuncId> {
-        match self.try_build_part(body) {
-            Ok(id) => Some(id),
+    ) -> Option<BuiltPart> {
+        let built = self
+            .part_function(entry, body)
+            .and_then(|f| self.define_part(f));
+        match built {
+            Ok(part) => Some(part),
             Err(e) => {
                 self.part.failure.get_or_insert(e);
                 None
@@ -240,26 +278,20 @@ impl<'a> Tx<'a> {
         }
     }
 
-    pub(super) fn try_build_part(
+    /// A part's Cranelift function, not yet compiled (see `build_part`).
+    pub(super) fn part_function(
         &mut self,
+        entry: PartEntry,
         body: &mut dyn FnMut(&mut Tx, Value, Value, Value, Value),
-    ) -> Result<FuncId, CodegenError> {
-        let define_error = |e: cranelift_module::ModuleError| CodegenError::Define {
-            name: "loop part".into(),
-            message: format!("{e:?}"),
-        };
+    ) -> Result<PartFunction, CodegenError> {
         let mut sig = self.module.make_signature();
-        for _ in 0..4 {
+        for _ in 0..entry.params() {
             sig.params.push(AbiParam::new(types::I64));
         }
-        let id = self
-            .module
-            .declare_anonymous_function(&sig)
-            .map_err(define_error)?;
-        let mut func = cranelift::codegen::ir::Function::with_name_signature(
-            UserFuncName::user(0, id.as_u32()),
-            sig,
-        );
+        // Named once it is known to be new; the name is not part of what is compared.
+        let mut func =
+            cranelift::codegen::ir::Function::with_name_signature(UserFuncName::default(), sig);
+        let (local, literals);
         let mut fctx = FunctionBuilderContext::new();
         let target = self.module.target_config();
         let fn_shape = FnShape {
@@ -268,45 +300,135 @@ impl<'a> Tx<'a> {
             dtype: self.dtype,
             bounded: self.bounded,
             address_slot: self.tables.address_slot.clone(),
+            outline: false,
         };
         {
             let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-            let entry = b.create_block();
-            b.append_block_params_for_function_params(entry);
-            b.switch_to_block(entry);
-            let p = b.block_params(entry).to_vec();
-            let tables = [0, 8, 16].map(|at| b.ins().load(types::I64, flags(), p[0], at));
+            let block = b.create_block();
+            b.append_block_params_for_function_params(block);
+            b.switch_to_block(block);
+            let p = b.block_params(block).to_vec();
+            let ([ptrs, dims, scalars, list], frame, scalars_at) = match entry {
+                PartEntry::Frame { first_scalar } => (
+                    [0, 8, 16, 24].map(|at| b.ins().load(types::I64, flags(), p[0], at)),
+                    p[0],
+                    PartFrame::capture_at(first_scalar),
+                ),
+                PartEntry::Call => ([p[0], p[1], p[2], p[3]], p[4], 0),
+            };
             let mut tx = Tx::new(
                 b,
-                entry,
-                tables,
+                block,
+                [ptrs, dims, scalars],
                 fn_shape,
-                &mut *self.module,
-                self.helper_ids,
+                InModule {
+                    module: &mut *self.module,
+                    helper_ids: self.helper_ids,
+                    part_code: &mut *self.part_code,
+                },
                 &mut *self.pool.vectors,
             );
+            tx.tables.local = Some(LocalTables {
+                frame,
+                scalars_at,
+                list,
+                slots: Vec::new(),
+                scalars: Vec::new(),
+            });
             body(&mut tx, p[0], p[1], p[2], p[3]);
-            debug_assert!(tx.pool.literals.is_empty(), "parts run loop groups only");
+            literals = std::mem::take(&mut tx.pool.literals);
             if let Some(e) = tx.part.failure.take() {
                 return Err(e);
             }
+            local = tx.tables.local.take().expect("set above");
             tx.b.ins().return_(&[]);
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
         }
+        // An array literal's elements live as long as the code that copies them.
+        self.pool.literals.extend(literals);
+        Ok(PartFunction {
+            func,
+            reads: PartReads {
+                slots: local.slots,
+                scalars: local.scalars,
+                entry,
+            },
+        })
+    }
+
+    /// A part's function compiled, or the same one compiled before.
+    pub(super) fn define_part(&mut self, f: PartFunction) -> Result<BuiltPart, CodegenError> {
+        let PartFunction { mut func, reads } = f;
+        if let Some(id) = self.part_code.find(&func) {
+            return Ok(BuiltPart { id, reads });
+        }
+        let id = self
+            .module
+            .declare_anonymous_function(&func.signature)
+            .map_err(|e| CodegenError::Define {
+                name: "loop part".into(),
+                message: format!("{e:?}"),
+            })?;
+        func.name = UserFuncName::user(0, id.as_u32());
+        // Compiling changes the function in place: the copy kept is the one compared.
+        self.part_code.insert(func.clone(), id);
         define_dumped(
             self.module,
             id,
             &mut Context::for_function(func),
             "loop part",
         )?;
-        Ok(id)
+        Ok(BuiltPart { id, reads })
     }
 }
 
-/// The frame a loop group split between cores reads (see `Tx::parallel_group`): the three
-/// tables at bytes 0, 8 and 16, then one 8-byte entry per captured value (registers of
-/// `regs`, then `promoted` slots), then `MAX_PARTS` areas of `part_bytes` for the sums.
+/// A part's function before it is compiled, with what its caller must give it.
+pub(super) struct PartFunction {
+    pub(super) func: cranelift::codegen::ir::Function,
+    pub(super) reads: PartReads,
+}
+
+/// A part's function, and what its caller gives it.
+pub(super) struct BuiltPart {
+    pub(super) id: FuncId,
+    pub(super) reads: PartReads,
+}
+
+/// What a part's caller gives it (`Tx::frame_with`).
+pub(super) struct PartReads {
+    /// The address slots whose pointers it reads, in its list's order.
+    pub(super) slots: Vec<u32>,
+    /// The scalar nodes it reads, in this order.
+    pub(super) scalars: Vec<NodeId>,
+    pub(super) entry: PartEntry,
+}
+
+/// How a part is entered.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum PartEntry {
+    /// `part(frame, lo, hi, index)`, run by the worker pool: the tables and the list of slots
+    /// come from the frame (`PartFrame`), the scalars it reads from capture `first_scalar` on.
+    Frame { first_scalar: usize },
+    /// `step(slots, dims, scalars, list, captures)`, called directly (an outlined step): the
+    /// scalars it reads are eight bytes apart from `captures`.
+    Call,
+}
+
+impl PartEntry {
+    fn params(self) -> usize {
+        match self {
+            PartEntry::Frame { .. } => 4,
+            PartEntry::Call => 5,
+        }
+    }
+}
+
+/// The frame a part reads: the three tables at bytes 0, 8 and 16, the address of its list of
+/// slots at 24, then one 8-byte entry per captured value (of a loop group split between cores
+/// (`Tx::parallel_group`), registers of `regs`, then `promoted` slots; of an outlined step the
+/// scalars it reads), then for a split loop group `MAX_PARTS` areas of `part_bytes` for the
+/// sums.
 pub(super) struct PartFrame {
     pub(super) regs: Vec<NodeId>,
     pub(super) promoted: Vec<u32>,
@@ -317,7 +439,7 @@ pub(super) struct PartFrame {
 
 impl PartFrame {
     pub(super) fn capture_at(k: usize) -> i32 {
-        24 + 8 * k as i32
+        32 + 8 * k as i32
     }
 
     pub(super) fn partial_base(&self) -> i64 {

@@ -111,6 +111,7 @@ impl Jit {
             bounded,
             // The optimizer's state arrays, after the plan's slots, have addresses of their own.
             address_slot: plan.storage.address_slots(n_slots),
+            outline: outlines_steps(&f.graph, plan),
         };
         self.define(shape, |tx| {
             let count = tx.b.ins().load(types::F64, flags(), tx.tables.scalars, 0);

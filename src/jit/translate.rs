@@ -7,6 +7,9 @@ use crate::lower::vectorize::pairs_of_places;
 impl<'a> Tx<'a> {
     /// One step, run as the plan's `decision` for it says (vectorized or not, in parts or not).
     pub(super) fn step(&mut self, g: &Graph, plan: &Plan, step: &Step, decision: &Decision) {
+        if self.outlined_step(g, plan, step, decision) {
+            return;
+        }
         match step {
             Step::Copy {
                 src,
@@ -77,11 +80,18 @@ impl<'a> Tx<'a> {
         if let Some(&v) = self.held.regs.get(&node) {
             return v;
         }
-        let (v, at, slot) = self.held.spilled[&node];
-        if self.held.steps - at < NEAR_STEPS {
-            return v;
+        if let Some(&(v, at, slot)) = self.held.spilled.get(&node) {
+            if self.held.steps - at < NEAR_STEPS {
+                return v;
+            }
+            return self.b.ins().stack_load(types::I64, self.ty, slot, 0);
         }
-        self.b.ins().stack_load(types::I64, self.ty, slot, 0)
+        // An outlined step reads its caller's scalars from its frame.
+        let v = self
+            .captured_scalar(node)
+            .expect("a scalar node is held before it is read");
+        self.held.regs.insert(node, v);
+        v
     }
 
     /// An elementwise node as an expression over its operands, read at each index of a loop

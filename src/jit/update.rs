@@ -124,7 +124,8 @@ impl<'a> Tx<'a> {
     /// update, most of the function's compile time. Each element is updated by the same
     /// operations either way, so the values are the same.
     fn scalar_run(&self, sizes: &[usize], slots: &UpdateSlots, first: usize) -> Option<ScalarRun> {
-        if !self.bounded {
+        // A part reads its slots through a list of its own, not evenly spaced.
+        if !self.bounded || self.tables.local.is_some() {
             return None;
         }
         // A slot that shares its buffer's address with another is read through that one.
@@ -250,7 +251,11 @@ impl<'a> Tx<'a> {
         len: usize,
     ) {
         let n_k = k.len();
-        let part = self.build_part(&mut |tx, base, lo, hi, _| {
+        let n_captured = n_k + scale.is_some() as usize;
+        let entry = PartEntry::Frame {
+            first_scalar: n_captured,
+        };
+        let part = self.build_part(entry, &mut |tx, base, lo, hi, _| {
             let load = |tx: &mut Tx, i: usize| {
                 tx.b.ins()
                     .load(tx.ty, flags(), base, PartFrame::capture_at(i))
@@ -285,12 +290,11 @@ impl<'a> Tx<'a> {
         });
         let Some(part) = part else { return };
         let captured: Vec<Value> = k.iter().copied().chain(scale).collect();
-        let bytes = PartFrame::capture_at(captured.len()) as i64;
-        let base = self.frame_with(&captured, bytes);
+        let base = self.frame_with(&captured, 0, &part);
         let chunks = len.div_ceil(UPDATE_CHUNK as usize) as i64;
         let items = self.iconst(chunks);
         let work = self.iconst(UPDATE_CHUNK);
-        self.run_parts(part, base, items, work);
+        self.run_parts(part.id, base, items, work);
     }
 
     /// min(1, clip / ‖g‖) over all gradients (after weight decay), summed in f64 in order.

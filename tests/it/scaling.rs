@@ -260,3 +260,63 @@ fn an_error_in_like_terms_is_reported_once() {
     let text = err.to_string();
     assert_eq!(text.matches("unknown name `y`").count(), 1, "{text}");
 }
+
+/// A residual stack of `depth` identical layers (layer norm, a product, tanh GELU), its input
+/// a parameter so that a one-step run needs no data.
+fn layer_stack(depth: usize) -> String {
+    let mut src = String::from("param x[8, 16] ~ normal(0, 1)\n");
+    src += "fn layer(h, g, c, w, b) = h + gelu(layer_norm(h, g, c) @ w + b, approximate=true)\n";
+    let mut h = String::from("x");
+    for i in 0..depth {
+        src += &format!(
+            "param g{i}[16] ~ ones\nparam c{i}[16] ~ zeros\n\
+             param w{i}[16, 16] ~ normal(0, 0.1)\nparam b{i}[16] ~ zeros\n\
+             let h{i} = layer({h}, g{i}, c{i}, w{i}, b{i})\n"
+        );
+        h = format!("h{i}");
+    }
+    src + &format!("loss mean({h}^2)\noptimizer adam(lr = 0.01)\n")
+}
+
+/// The functions of the fused training loop's module in a one-step run of `src`: those it
+/// calls (its parts and outlined steps: four or five arguments), then the loop itself (three),
+/// each as `live_values` measures it.
+fn training_loop_work(src: &str, name: &str) -> (Vec<(usize, usize)>, (usize, usize)) {
+    let text = clif_of_one_step(name, src);
+    let mut called = vec![];
+    let mut body: Option<(Vec<&str>, bool)> = None;
+    for line in text.lines() {
+        if let Some(signature) = line.strip_prefix("function ") {
+            let top = signature.contains("(i64, i64, i64)");
+            body = Some((vec![], top));
+        } else if line.starts_with('}') {
+            let (lines, top) = body.take().unwrap();
+            if top {
+                return (called, live_values(&lines));
+            }
+            called.push(live_values(&lines));
+        } else if let Some((b, _)) = body.as_mut() {
+            b.push(line.trim());
+        }
+    }
+    panic!("no training loop in {text}")
+}
+
+/// The code of a layer is compiled once however deep the stack: its steps are functions of
+/// their own (`jit::outline`), and the second layer's are the first's (`jit::part_code`).
+/// Only the training loop that calls them grows with the depth, by the calls and the update
+/// of a layer's parameters.
+#[test]
+fn a_stack_of_identical_layers_compiles_each_layers_code_once() {
+    let (shallow_steps, shallow_loop) = training_loop_work(&layer_stack(3), "stack3.dsl");
+    let (deep_steps, deep_loop) = training_loop_work(&layer_stack(6), "stack6.dsl");
+    assert!(shallow_steps.len() >= 4, "{shallow_steps:?}");
+    assert_eq!(shallow_steps, deep_steps);
+    let per_layer = (deep_loop.0 - shallow_loop.0) / 3;
+    let whole = shallow_loop.0 + shallow_steps.iter().map(|f| f.0).sum::<usize>();
+    assert!(
+        per_layer < whole / 3,
+        "each layer adds {per_layer} instructions to the loop; a whole layer is {}: {shallow_loop:?} → {deep_loop:?}",
+        whole / 3
+    );
+}

@@ -1,0 +1,57 @@
+//! One compiled function per distinct part. A part (a loop the plan splits between cores, or a
+//! large parameter's update) reads its slots' addresses from a table in its own frame, in the
+//! order it first uses them (`Tables::local`), so two parts that compute the same thing on
+//! other slots are the same Cranelift function: the two blocks of a transformer, the updates of
+//! parameters of one size. Before a part is compiled its function is compared with those
+//! compiled before in the same module, and a repeat is not compiled again: the caller runs the
+//! first one's code on its own frame.
+//!
+//! Equality is Cranelift's own, of the whole function (`FunctionStencil`, which holds every
+//! instruction, immediate, constant address and stack slot) and of the functions it calls by
+//! name, so a repeat is the same machine code by construction: nothing about the slots it
+//! reads is in the code.
+
+use cranelift::codegen::ir::Function;
+use cranelift_module::FuncId;
+use rustc_hash::FxHashMap as HashMap;
+use std::hash::{Hash, Hasher};
+
+/// The parts compiled so far in one module, by a hash of their functions.
+#[derive(Default)]
+pub(super) struct PartCode {
+    by_hash: HashMap<u64, Vec<(Function, FuncId)>>,
+    /// Parts asked for, and of those compiled (the rest reused code).
+    pub(super) asked: usize,
+    pub(super) compiled: usize,
+}
+
+impl PartCode {
+    /// The function compiled earlier that is the same as `func`, if any.
+    pub(super) fn find(&mut self, func: &Function) -> Option<FuncId> {
+        self.asked += 1;
+        let same = |f: &Function| {
+            f.stencil == func.stencil
+                && f.params.user_named_funcs() == func.params.user_named_funcs()
+        };
+        self.by_hash
+            .get(&hash_of(func))?
+            .iter()
+            .find(|(f, _)| same(f))
+            .map(|&(_, id)| id)
+    }
+
+    /// Records `func`, compiled as `id`.
+    pub(super) fn insert(&mut self, func: Function, id: FuncId) {
+        self.compiled += 1;
+        self.by_hash
+            .entry(hash_of(&func))
+            .or_default()
+            .push((func, id));
+    }
+}
+
+fn hash_of(func: &Function) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    func.stencil.hash(&mut h);
+    h.finish()
+}
