@@ -24,6 +24,7 @@ use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
 use elementwise::Run;
+mod address;
 mod builder;
 mod elementwise;
 pub mod fpenv;
@@ -40,6 +41,7 @@ mod train_loop;
 mod translate;
 mod update;
 
+use address::*;
 use builder::*;
 use elementwise::*;
 use groups::GroupLoop;
