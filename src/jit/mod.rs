@@ -337,6 +337,9 @@ impl Jit {
 
     /// Makes every defined function callable and returns their entry points.
     pub fn finalize(&mut self, ids: &[FuncId]) -> Result<Vec<KernelFn>, CodegenError> {
+        // The parts' Cranelift functions were kept to compare new parts with; the finished
+        // module compiles no more, and its code lives as long as the model.
+        self.parts = PartCode::default();
         self.module
             .finalize_definitions()
             .map_err(|e| CodegenError::Define {

@@ -3,11 +3,13 @@
 //! A transformer's blocks run the same steps on other slots, and one long function compiled
 //! them once per block: Cranelift's time grows with the function. In a function generated
 //! `bounded` for its length (`MAX_HELD_STEPS`), each step that only reads and writes memory
-//! and reads scalars is built as a part of one item (`Tx::build_part`). It reads its slots'
-//! pointers and its caller's scalars from its own table, in the order it first reads them,
-//! so the same step on other slots is the same function, and `part_code` compiles it once. The
-//! long function keeps what holds values across steps (scalar steps, the optimizer's update,
-//! the fused loop's state) and calls each outlined step with a frame of its table.
+//! and reads scalars is built as a part (`Tx::part_function`). It reads its slots' pointers
+//! through a list and its caller's scalars from a frame, in the order it first reads them, so
+//! the same step on other slots is the same function, and `part_code` compiles it once. The
+//! long function keeps what holds values across steps (scalar steps, the fused loop's state)
+//! and calls each outlined step with its list and frame. Each parameter's update is a part of
+//! its own there too (`Tx::update_in_part`), one function for every parameter of at least a
+//! vector.
 //!
 //! A step runs the same instructions outlined as inline: its arithmetic and its order are
 //! the plan's either way, so its results are the same to the bit.

@@ -20,15 +20,11 @@ use std::hash::{Hash, Hasher};
 #[derive(Default)]
 pub(super) struct PartCode {
     by_hash: HashMap<u64, Vec<(Function, FuncId)>>,
-    /// Parts asked for, and of those compiled (the rest reused code).
-    pub(super) asked: usize,
-    pub(super) compiled: usize,
 }
 
 impl PartCode {
     /// The function compiled earlier that is the same as `func`, if any.
-    pub(super) fn find(&mut self, func: &Function) -> Option<FuncId> {
-        self.asked += 1;
+    pub(super) fn find(&self, func: &Function) -> Option<FuncId> {
         let same = |f: &Function| {
             f.stencil == func.stencil
                 && f.params.user_named_funcs() == func.params.user_named_funcs()
@@ -42,7 +38,6 @@ impl PartCode {
 
     /// Records `func`, compiled as `id`.
     pub(super) fn insert(&mut self, func: Function, id: FuncId) {
-        self.compiled += 1;
         self.by_hash
             .entry(hash_of(&func))
             .or_default()

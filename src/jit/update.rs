@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// Where a parameter's update in a part runs (`Tx::update_in_part`).
+#[derive(Clone, Copy)]
+pub(super) enum PartRun {
+    /// Split between cores by `parallel::run_parts`.
+    OnCores,
+    /// Whole, called here.
+    Here,
+}
+
 impl<'a> Tx<'a> {
     /// One per-step scalar computed natively, exactly as `StepScalar::eval` computes it.
     pub(super) fn step_scalar(
@@ -97,7 +106,13 @@ impl<'a> Tx<'a> {
                 st: &st,
             };
             if self.update_is_split(len, &updates[i].parts, &ctx) {
-                self.parallel_update(&ctx, &k, wd, scale, len);
+                self.update_in_part(&ctx, &k, wd, scale, len, PartRun::OnCores);
+                continue;
+            }
+            // In a function that outlines its steps, an update of at least a vector is a
+            // function of its own too, shared by the parameters of its size.
+            if self.outlines && len >= lanes {
+                self.update_in_part(&ctx, &k, wd, scale, len, PartRun::Here);
                 continue;
             }
             let (kvec, wdvec, scvec) = (kv.clone(), wdv.map(|w| w.1), scalev.map(|s| s.1));
@@ -239,19 +254,24 @@ impl<'a> Tx<'a> {
         split
     }
 
-    /// One parameter's update split between cores: a part function updates chunks `lo..hi` of
-    /// `UPDATE_CHUNK` elements (the last one shorter), reading the rule's scalars and the
-    /// clipping scale from the frame.
-    pub(super) fn parallel_update(
+    /// One parameter's update as a part: a function that updates chunks `lo..hi` of
+    /// `UPDATE_CHUNK` elements (the last one shorter), reading the rule's scalars, the
+    /// clipping scale and the parameter's length from the frame, run over all chunks split between cores or here. Each
+    /// element is updated by the same operations as inline, so the values are the same.
+    pub(super) fn update_in_part(
         &mut self,
         ctx: &RuleCtx,
         k: &[Value],
         wd: f64,
         scale: Option<Value>,
         len: usize,
+        run: PartRun,
     ) {
         let n_k = k.len();
-        let n_captured = n_k + scale.is_some() as usize;
+        // The rule's scalars, the clipping scale, then the parameter's length: nothing of
+        // which parameter it is is in the part's code, so parameters share it.
+        let len_at = PartFrame::capture_at(n_k + scale.is_some() as usize);
+        let n_captured = n_k + scale.is_some() as usize + 1;
         let entry = PartEntry::Frame {
             first_scalar: n_captured,
         };
@@ -269,7 +289,7 @@ impl<'a> Tx<'a> {
             let scv = scale.map(|c| tx.splat(vty, c));
             let from = tx.mul_imm(lo, UPDATE_CHUNK);
             let to = tx.mul_imm(hi, UPDATE_CHUNK);
-            let end = tx.iconst(len as i64);
+            let end = tx.b.ins().load(types::I64, flags(), base, len_at);
             let past = tx.b.ins().icmp(IntCC::SignedGreaterThan, to, end);
             let to = tx.b.ins().select(past, end, to);
             let n = tx.sub(to, from);
@@ -289,12 +309,22 @@ impl<'a> Tx<'a> {
             });
         });
         let Some(part) = part else { return };
-        let captured: Vec<Value> = k.iter().copied().chain(scale).collect();
+        let length = self.iconst(len as i64);
+        let captured: Vec<Value> = k.iter().copied().chain(scale).chain([length]).collect();
         let base = self.frame_with(&captured, 0, &part);
         let chunks = len.div_ceil(UPDATE_CHUNK as usize) as i64;
         let items = self.iconst(chunks);
-        let work = self.iconst(UPDATE_CHUNK);
-        self.run_parts(part.id, base, items, work);
+        match run {
+            PartRun::OnCores => {
+                let work = self.iconst(UPDATE_CHUNK);
+                self.run_parts(part.id, base, items, work);
+            }
+            PartRun::Here => {
+                let fref = self.module.declare_func_in_func(part.id, self.b.func);
+                let zero = self.iconst(0);
+                self.b.ins().call(fref, &[base, zero, items, zero]);
+            }
+        }
     }
 
     /// min(1, clip / ‖g‖) over all gradients (after weight decay), summed in f64 in order.
