@@ -3,20 +3,34 @@
 
 use super::*;
 
-/// A product's operand: its slot and strides. The plan gives every operand of a product a view
-/// from its slot's start (a sliced operand is copied first).
-fn product_operand(plan: &Plan, operand: NodeId) -> (u32, Vec<Stride>) {
+/// A product's operand: its slot, strides and the element offset of its first element (a
+/// slice's: q, k and v read as column ranges of one projection).
+fn product_operand(plan: &Plan, operand: NodeId) -> (u32, Vec<Stride>, Vec<Stride>) {
     match &plan.values[operand.index()] {
         Some(Val::View {
             slot,
             strides,
             offset,
-        }) if offset.is_empty() => (*slot, strides.clone()),
-        _ => unreachable!("matmul operands are views from their slot's start"),
+        }) => (*slot, strides.clone(), offset.clone()),
+        _ => unreachable!("matmul operands are views"),
     }
 }
 
+/// An operand as `batched_matmul` takes it: slot, strides, offset of the first element.
+pub(super) type Operand<'s> = (u32, &'s [Stride], &'s [Stride]);
+
 impl<'a> Tx<'a> {
+    /// The address of a product operand's first element: its slot's, moved by the view's
+    /// offset when it has one.
+    fn operand_ptr(&mut self, slot: u32, offset: &[Stride]) -> Value {
+        let base = self.slot_ptr(slot);
+        if offset.is_empty() {
+            return base;
+        }
+        let first = self.view_offset(offset);
+        self.elem_addr(base, first)
+    }
+
     /// A product into `slot`, through the kernel whose sharing between cores the plan records
     /// (`lower::sharing`: the kernels apply its rule).
     pub(super) fn matmul(
@@ -29,15 +43,15 @@ impl<'a> Tx<'a> {
     ) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
-        let (sa, stra) = product_operand(plan, a);
-        let (sb, strb) = product_operand(plan, b);
+        let (sa, stra, offa) = product_operand(plan, a);
+        let (sb, strb, offb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
         if MatMulParts::of(&ash, &bsh).is_batched() {
             debug_assert!(
                 matches!(sharing, Sharing::Batches { .. } | Sharing::Blocks { .. }),
                 "{sharing:?}"
             );
-            self.batched_matmul(g, (sa, &stra), (sb, &strb), id, slot);
+            self.batched_matmul(g, (sa, &stra, &offa), (sb, &strb, &offb), id, slot);
             return;
         }
         let zero = self.iconst(0);
@@ -70,8 +84,8 @@ impl<'a> Tx<'a> {
         } else {
             (one, one)
         };
-        let pa = self.slot_ptr(sa);
-        let pb = self.slot_ptr(sb);
+        let pa = self.operand_ptr(sa, &offa);
+        let pb = self.operand_ptr(sb, &offb);
         let pc = self.slot_ptr(slot);
         let f = match self.dtype {
             DType::F32 => self.helper(Helper::Gemm(DType::F32)),
@@ -89,8 +103,8 @@ impl<'a> Tx<'a> {
     pub(super) fn batched_matmul(
         &mut self,
         g: &Graph,
-        a: (u32, &[Stride]),
-        b: (u32, &[Stride]),
+        a: Operand,
+        b: Operand,
         id: NodeId,
         slot: u32,
     ) {
@@ -110,20 +124,21 @@ impl<'a> Tx<'a> {
         slot: u32,
     ) {
         let node = g.node(product);
-        let (sa, stra) = product_operand(plan, node.inputs[0]);
-        let (sb, strb) = product_operand(plan, node.inputs[1]);
+        let (sa, stra, offa) = product_operand(plan, node.inputs[0]);
+        let (sb, strb, offb) = product_operand(plan, node.inputs[1]);
         let to = g.shape(sum);
         let strc =
             crate::lower::broadcast_strides(to, &crate::lower::contiguous(to), g.shape(product));
-        self.batched_matmul_into(g, (sa, &stra), (sb, &strb), product, (slot, &strc));
+        let (a, b) = ((sa, &stra[..], &offa[..]), (sb, &strb[..], &offb[..]));
+        self.batched_matmul_into(g, a, b, product, (slot, &strc));
     }
 
     /// `batched_matmul` with the result written through the view `strc` of `slot`.
     fn batched_matmul_into(
         &mut self,
         g: &Graph,
-        (sa, stra): (u32, &[Stride]),
-        (sb, strb): (u32, &[Stride]),
+        (sa, stra, offa): Operand,
+        (sb, strb, offb): Operand,
         id: NodeId,
         (slot, strc): (u32, &[Stride]),
     ) {
@@ -200,7 +215,8 @@ impl<'a> Tx<'a> {
             }
         }
         let desc = self.b.ins().stack_addr(types::I64, desc, 0);
-        let (pa, pb, pc) = (self.slot_ptr(sa), self.slot_ptr(sb), self.slot_ptr(slot));
+        let (pa, pb) = (self.operand_ptr(sa, offa), self.operand_ptr(sb, offb));
+        let pc = self.slot_ptr(slot);
         let f = match self.dtype {
             DType::F32 => self.helper(Helper::BatchedGemm(DType::F32)),
             DType::F64 => self.helper(Helper::BatchedGemm(DType::F64)),
@@ -223,13 +239,13 @@ impl<'a> Tx<'a> {
     ) {
         let node = g.node(id);
         let (a, b) = (node.inputs[0], node.inputs[1]);
-        let (sa, stra) = product_operand(plan, a);
-        let (sb, strb) = product_operand(plan, b);
+        let (sa, stra, offa) = product_operand(plan, a);
+        let (sb, strb, offb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
-        let (mat, msh, mstr, vec, vstr, transposed) = if ash.rank() == 2 {
-            (sa, &ash, &stra, sb, &strb, false)
+        let (mat, msh, mstr, moff, vec, vstr, voff, transposed) = if ash.rank() == 2 {
+            (sa, &ash, &stra, &offa, sb, &strb, &offb, false)
         } else {
-            (sb, &bsh, &strb, sa, &stra, true)
+            (sb, &bsh, &strb, &offb, sa, &stra, &offa, true)
         };
         let (r0, r1) = (self.dim(msh.0[0]), self.dim(msh.0[1]));
         let (s0, s1) = (self.stride(&mstr[0]), self.stride(&mstr[1]));
@@ -239,8 +255,8 @@ impl<'a> Tx<'a> {
             (r0, r1, s0, s1)
         };
         let inc = self.stride(&vstr[0]);
-        let (mut pm, mut pv, mut py) =
-            (self.slot_ptr(mat), self.slot_ptr(vec), self.slot_ptr(slot));
+        let (mut pm, mut pv) = (self.operand_ptr(mat, moff), self.operand_ptr(vec, voff));
+        let mut py = self.slot_ptr(slot);
         if let Some((lo, len)) = rows {
             // Before the group the block is of output rows; after it (accumulating), of the
             // summed-over columns.

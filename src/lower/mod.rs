@@ -501,18 +501,31 @@ pub fn plan(f: &GraphFn) -> Plan {
                 scalar => scalar,
             },
             Op::Reshape(to) if !reshapes_as_view(g.shape(node.inputs[0]), to) => {
+                let from = g.shape(node.inputs[0]);
                 match arg(&values, 0) {
                     // A contiguous block (a whole slot, or rows of one at an offset).
                     Val::View {
                         slot,
                         strides,
                         offset,
-                    } if strides == contiguous(g.shape(node.inputs[0])) => Val::View {
+                    } if strides == contiguous(from) => Val::View {
                         slot,
                         strides: contiguous(to),
                         offset,
                     },
-                    // A strided operand is copied first: a merged axis has no single stride.
+                    // A strided view whose merged or split axes are contiguous among
+                    // themselves (a column range of a matrix split into heads).
+                    Val::View {
+                        slot,
+                        strides,
+                        offset,
+                    } if reshaped_view(from, &strides, to).is_some() => Val::View {
+                        slot,
+                        strides: reshaped_view(from, &strides, to).expect("checked"),
+                        offset,
+                    },
+                    // Any other strided operand is copied first: a merged axis has no single
+                    // stride.
                     src @ Val::View { .. } => {
                         let s = temp(&mut slots, g.shape(node.inputs[0]).clone());
                         steps.push(Step::Copy {
@@ -554,7 +567,7 @@ pub fn plan(f: &GraphFn) -> Plan {
             _ => {
                 // Matrix products and takes read views, gathers contiguous rows: any other
                 // operand (a scalar, a transposed or broadcast view for a gather, a slice's
-                // offset or step for a product or a gather) becomes a buffer.
+                // step for a product, a slice's offset or step for a gather) becomes a buffer.
                 let reads_views = matches!(node.op, Op::MatMul | Op::Take { .. });
                 let reads_rows = node.op.facts().class == Class::Indexing;
                 if reads_views || reads_rows {

@@ -50,13 +50,11 @@ pub fn broadcast_strides(from: &Shape, strides: &[Stride], to: &Shape) -> Vec<St
         .collect()
 }
 
-/// Whether a view reads from its slot's first element with strides of products of dimensions
-/// (no slice's offset or step), as the product kernels take them.
+/// Whether a view has strides of products of dimensions (no slice's step), as the product
+/// kernels take them; a slice's offset moves the operand's address.
 pub(super) fn is_plain_view(v: &Val) -> bool {
     match v {
-        Val::View {
-            strides, offset, ..
-        } => offset.is_empty() && strides.iter().all(|s| !matches!(s, Stride::Scaled(..))),
+        Val::View { strides, .. } => strides.iter().all(|s| !matches!(s, Stride::Scaled(..))),
         _ => false,
     }
 }
@@ -80,6 +78,127 @@ pub(super) fn window_strides(
     );
     out.extend(spatial.iter().zip(stride).map(|(s, &k)| s.times(k as i64)));
     out
+}
+
+/// The strides that read a view of shape `from` (with `strides`) as shape `to`, where the
+/// reshape can stay a view: each run of axes of `from` whose product is a run of axes of `to`
+/// is contiguous within itself (each axis's stride is the next one's times its length), so it
+/// splits or merges as one axis would. A slice of a row-major array reshaped along its
+/// contiguous axis (`reshape(qkv[:, :, 128:256], (n, 64, 4, 32))`) stays a view; a transposed
+/// view merged across its transposition does not (`None`, and the plan copies it).
+pub(super) fn reshaped_view(from: &Shape, strides: &[Stride], to: &Shape) -> Option<Vec<Stride>> {
+    // Unit axes carry no stride: out of the way on both sides, read with stride 0 in `to`.
+    let (fdims, fstrides): (Vec<Dim>, Vec<&Stride>) = from
+        .0
+        .iter()
+        .zip(strides)
+        .filter(|(d, _)| **d != Dim::Fixed(1))
+        .map(|(d, s)| (*d, s))
+        .unzip();
+    let tdims = to.squeezed();
+    let mut kept = Vec::with_capacity(tdims.len());
+    let (mut i, mut j) = (0, 0);
+    while i < fdims.len() {
+        let (i0, j0) = (i, j);
+        let (mut pf, mut pt) = (fixed(fdims[i])?, fixed(*tdims.get(j)?)?);
+        (i, j) = (i + 1, j + 1);
+        if let (Dim::Sym(a), Dim::Sym(b)) = (fdims[i0], tdims[j0]) {
+            // A symbolic dimension is a run of its own, the same on both sides.
+            if a != b {
+                return None;
+            }
+        } else {
+            while pf != pt {
+                if pf < pt {
+                    pf = pf.checked_mul(fixed(*fdims.get(i)?)?)?;
+                    i += 1;
+                } else {
+                    pt = pt.checked_mul(fixed(*tdims.get(j)?)?)?;
+                    j += 1;
+                }
+            }
+        }
+        // The run i0..i of `from` must be one contiguous axis.
+        for f in i0..i - 1 {
+            if form(fstrides[f])? != times(form(fstrides[f + 1])?, fdims[f + 1]) {
+                return None;
+            }
+        }
+        // Split it into j0..j innermost first: each axis's stride is the run's innermost
+        // stride times the lengths of the axes after it.
+        let mut run: Vec<Stride> = Vec::with_capacity(j - j0);
+        let mut stride = fstrides[i - 1].clone();
+        for t in (j0..j).rev() {
+            run.push(stride.clone());
+            stride = scaled_by(&stride, tdims[t]);
+        }
+        kept.extend(run.into_iter().rev());
+    }
+    if j != tdims.len() {
+        return None;
+    }
+    let mut kept = kept.into_iter();
+    Some(
+        to.0.iter()
+            .map(|d| {
+                if *d == Dim::Fixed(1) {
+                    Stride::Zero
+                } else {
+                    kept.next().expect("one stride per non-unit axis")
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A dimension's length for matching runs of axes: symbolic dimensions count as 1 and are
+/// matched one to one (`reshaped_view`); zero-length axes are not matched at all.
+fn fixed(d: Dim) -> Option<u64> {
+    match d {
+        Dim::Fixed(0) => None,
+        Dim::Fixed(k) => Some(k),
+        Dim::Sym(_) => Some(1),
+    }
+}
+
+/// A stride as a whole factor and its symbolic dimensions, sorted: two strides are equal under
+/// every binding exactly when their forms are.
+fn form(s: &Stride) -> Option<(i128, Vec<u32>)> {
+    let (k, dims) = match s {
+        Stride::Zero => return Some((0, Vec::new())),
+        Stride::Prod(dims) => (1i128, dims),
+        Stride::Scaled(k, dims) => (*k as i128, dims),
+    };
+    let mut coefficient = k;
+    let mut syms = Vec::new();
+    for d in dims {
+        match *d {
+            Dim::Fixed(n) => coefficient = coefficient.checked_mul(n as i128)?,
+            Dim::Sym(x) => syms.push(x),
+        }
+    }
+    syms.sort_unstable();
+    Some((coefficient, syms))
+}
+
+fn times((k, mut syms): (i128, Vec<u32>), d: Dim) -> (i128, Vec<u32>) {
+    match d {
+        Dim::Fixed(n) => (k.saturating_mul(n as i128), syms),
+        Dim::Sym(x) => {
+            syms.push(x);
+            syms.sort_unstable();
+            (k, syms)
+        }
+    }
+}
+
+/// `s` times a dimension's length.
+fn scaled_by(s: &Stride, d: Dim) -> Stride {
+    match s {
+        Stride::Zero => Stride::Zero,
+        Stride::Prod(dims) => Stride::Prod([dims.as_slice(), &[d]].concat()),
+        Stride::Scaled(k, dims) => Stride::Scaled(*k, [dims.as_slice(), &[d]].concat()),
+    }
 }
 
 /// Whether a reshape only adds or removes unit axes, which any view can do by itself.
@@ -114,5 +233,101 @@ pub(super) fn reshape_strides(
                 })
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prod(dims: &[u64]) -> Stride {
+        Stride::Prod(dims.iter().map(|&d| Dim::Fixed(d)).collect())
+    }
+
+    fn shape(dims: &[Dim]) -> Shape {
+        Shape(dims.to_vec())
+    }
+
+    /// The elements a view reads, in row-major order of its shape, under `n`.
+    fn read(shape: &Shape, strides: &[Stride], n: u64) -> Vec<i64> {
+        let sizes: Vec<u64> = shape
+            .0
+            .iter()
+            .map(|d| match *d {
+                Dim::Fixed(k) => k,
+                Dim::Sym(_) => n,
+            })
+            .collect();
+        let steps: Vec<i64> = strides
+            .iter()
+            .map(|s| match s {
+                Stride::Zero => 0,
+                Stride::Prod(dims) | Stride::Scaled(_, dims) => {
+                    let k = if let Stride::Scaled(k, _) = s { *k } else { 1 };
+                    dims.iter()
+                        .map(|d| match *d {
+                            Dim::Fixed(k) => k as i64,
+                            Dim::Sym(_) => n as i64,
+                        })
+                        .product::<i64>()
+                        * k
+                }
+            })
+            .collect();
+        let total: u64 = sizes.iter().product();
+        (0..total)
+            .map(|mut flat| {
+                let mut at = 0;
+                for (size, step) in sizes.iter().zip(&steps).rev() {
+                    at += (flat % size) as i64 * step;
+                    flat /= size;
+                }
+                at
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_column_range_splits_into_heads_without_a_copy() {
+        // qkv[:, :, 128:256] of [n, 64, 384], reshaped to (n, 64, 4, 32).
+        let n = Dim::Sym(0);
+        let from = shape(&[n, Dim::Fixed(64), Dim::Fixed(128)]);
+        let strides = [prod(&[64, 384]), prod(&[384]), prod(&[])];
+        let to = shape(&[n, Dim::Fixed(64), Dim::Fixed(4), Dim::Fixed(32)]);
+        let got = reshaped_view(&from, &strides, &to).expect("a view");
+        assert_eq!(read(&to, &got, 3), read(&from, &strides, 3));
+    }
+
+    #[test]
+    fn axes_contiguous_among_themselves_merge() {
+        // Axes 1 and 2 of [2, 3, 5] read with strides (10, 2): 10 is 2 times 5, so they
+        // merge into one axis of 15 with stride 2.
+        let from = shape(&[Dim::Fixed(2), Dim::Fixed(3), Dim::Fixed(5)]);
+        let strides = [prod(&[1]), prod(&[10]), prod(&[2])];
+        let to = shape(&[Dim::Fixed(2), Dim::Fixed(15)]);
+        let got = reshaped_view(&from, &strides, &to).expect("a view");
+        assert_eq!(read(&to, &got, 1), read(&from, &strides, 1));
+    }
+
+    #[test]
+    fn a_merge_across_a_transposition_is_refused() {
+        let from = shape(&[Dim::Fixed(3), Dim::Fixed(2), Dim::Fixed(4)]);
+        let strides = [prod(&[4]), prod(&[12]), prod(&[])];
+        let to = shape(&[Dim::Fixed(6), Dim::Fixed(4)]);
+        assert_eq!(reshaped_view(&from, &strides, &to), None);
+    }
+
+    #[test]
+    fn unit_axes_and_symbols_keep_their_places() {
+        let n = Dim::Sym(0);
+        let from = shape(&[n, Dim::Fixed(1), Dim::Fixed(6)]);
+        let strides = [prod(&[10]), Stride::Zero, prod(&[])];
+        let to = shape(&[n, Dim::Fixed(2), Dim::Fixed(1), Dim::Fixed(3)]);
+        let got = reshaped_view(&from, &strides, &to).expect("a view");
+        assert_eq!(got[2], Stride::Zero);
+        assert_eq!(read(&to, &got, 4), read(&from, &strides, 4));
+        // A symbol cannot be split or merged with a fixed axis.
+        let other = shape(&[Dim::Fixed(6), n]);
+        assert_eq!(reshaped_view(&from, &strides, &other), None);
     }
 }
