@@ -16,7 +16,8 @@ fn product_operand(plan: &Plan, operand: NodeId) -> (u32, Vec<Stride>, Vec<Strid
     }
 }
 
-/// An operand as `batched_matmul` takes it: slot, strides, offset of the first element.
+/// An operand or result as `batched_matmul` takes it: slot, strides, offset of the first
+/// element.
 pub(super) type Operand<'s> = (u32, &'s [Stride], &'s [Stride]);
 
 impl<'a> Tx<'a> {
@@ -46,6 +47,14 @@ impl<'a> Tx<'a> {
         let (sa, stra, offa) = product_operand(plan, a);
         let (sb, strb, offb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
+        let (_, strc, offc) = product_operand(plan, id);
+        if !offc.is_empty() || strc != crate::lower::contiguous(g.shape(id)) {
+            // Written into its reader's layout (`lower::destinations`): the batched kernel
+            // takes any strides for C, with no batch axes for a plain product.
+            let (a, b) = ((sa, &stra[..], &offa[..]), (sb, &strb[..], &offb[..]));
+            self.batched_matmul_into(g, a, b, id, (slot, &strc, &offc));
+            return;
+        }
         if MatMulParts::of(&ash, &bsh).is_batched() {
             debug_assert!(
                 matches!(sharing, Sharing::Batches { .. } | Sharing::Blocks { .. }),
@@ -109,7 +118,7 @@ impl<'a> Tx<'a> {
         slot: u32,
     ) {
         let strc = crate::lower::contiguous(g.shape(id));
-        self.batched_matmul_into(g, a, b, id, (slot, &strc));
+        self.batched_matmul_into(g, a, b, id, (slot, &strc, &[]));
     }
 
     /// The batched product `product` summed over the batch axes its reader `sum` sums (the
@@ -130,17 +139,17 @@ impl<'a> Tx<'a> {
         let strc =
             crate::lower::broadcast_strides(to, &crate::lower::contiguous(to), g.shape(product));
         let (a, b) = ((sa, &stra[..], &offa[..]), (sb, &strb[..], &offb[..]));
-        self.batched_matmul_into(g, a, b, product, (slot, &strc));
+        self.batched_matmul_into(g, a, b, product, (slot, &strc, &[]));
     }
 
-    /// `batched_matmul` with the result written through the view `strc` of `slot`.
+    /// `batched_matmul` with the result written through a view of `slot`.
     fn batched_matmul_into(
         &mut self,
         g: &Graph,
         (sa, stra, offa): Operand,
         (sb, strb, offb): Operand,
         id: NodeId,
-        (slot, strc): (u32, &[Stride]),
+        (slot, strc, offc): Operand,
     ) {
         let node = g.node(id);
         let (ash, bsh) = (g.shape(node.inputs[0]), g.shape(node.inputs[1]));
@@ -216,7 +225,7 @@ impl<'a> Tx<'a> {
         }
         let desc = self.b.ins().stack_addr(types::I64, desc, 0);
         let (pa, pb) = (self.operand_ptr(sa, offa), self.operand_ptr(sb, offb));
-        let pc = self.slot_ptr(slot);
+        let pc = self.operand_ptr(slot, offc);
         let f = match self.dtype {
             DType::F32 => self.helper(Helper::BatchedGemm(DType::F32)),
             DType::F64 => self.helper(Helper::BatchedGemm(DType::F64)),

@@ -142,6 +142,14 @@ pub unsafe fn gemm<T: Gemm>(
     c: *mut T,
     sc: [isize; 2],
 ) {
+    if sc[1] != 1 && sc[0] == 1 {
+        // C's columns are contiguous (a product written transposed into its reader's layout):
+        // Cᵀ = Bᵀ·Aᵀ writes rows. The choice depends on the layout alone, never on the
+        // thread count.
+        let t = |s: [isize; 2]| [s[1], s[0]];
+        // SAFETY: the same elements, addressed through transposed views.
+        return unsafe { gemm(n, k, m, b, t(sb), a, t(sa), c, t(sc)) };
+    }
     // SAFETY: forwarded from the caller.
     if unsafe { T::small(m, k, n, a, sa, b, sb, c, sc) } {
         return;

@@ -18,6 +18,7 @@
 //! the same step never share a buffer; every decision holds. `plan_text` is the canonical text
 //! form (`adjoint graph --plan`).
 
+mod destinations;
 mod groups;
 pub mod parts;
 mod row_blocks;
@@ -379,6 +380,9 @@ pub fn plan(f: &GraphFn) -> Plan {
     let live = g.reachable(&roots);
     let inline = fusible(g, &roots, &live);
     let summed = summed_products::summed_candidates(g, &roots, &live);
+    let destinations = destinations::find(g, &roots, &live, &summed);
+    // The slot of each join or merge that products write into, made by the first of them.
+    let mut destination_slots: std::collections::HashMap<NodeId, u32> = Default::default();
     let mut slots = Vec::new();
     for (i, p) in g.inputs.iter().enumerate() {
         slots.push(Slot {
@@ -425,6 +429,18 @@ pub fn plan(f: &GraphFn) -> Plan {
         (slots.len() - 1) as u32
     };
     for id in g.ids().filter(|id| live[id.index()]) {
+        if destinations.absorbed.contains(&id) {
+            // Inside a join: written by its parts' products, read by nothing else.
+            continue;
+        }
+        if destinations.joins.contains(&id) {
+            values[id.index()] = Some(Val::View {
+                slot: destination_slots[&id],
+                strides: contiguous(g.shape(id)),
+                offset: vec![],
+            });
+            continue;
+        }
         let node = g.node(id);
         let arg = |values: &[Option<Val>], k: usize| {
             values[node.inputs[k].index()]
@@ -613,6 +629,22 @@ pub fn plan(f: &GraphFn) -> Plan {
                 // An output computed by its own step is written straight into its output
                 // slot rather than copied there afterwards. Single-element outputs keep the
                 // copy: the fused train loop may hold those slots in registers.
+                if let Some(d) = destinations.of_product.get(&id) {
+                    let slot = *destination_slots
+                        .entry(d.root)
+                        .or_insert_with(|| temp(&mut slots, g.shape(d.root).clone()));
+                    steps.push(Step::Compute {
+                        node: id,
+                        slot,
+                        aux: None,
+                    });
+                    values[id.index()] = Some(Val::View {
+                        slot,
+                        strides: d.strides.clone(),
+                        offset: d.offset.clone(),
+                    });
+                    continue;
+                }
                 let slot = match first_output.get(&id).copied() {
                     Some(i) if !single_element(&node.shape) && !claimed[i] => {
                         claimed[i] = true;

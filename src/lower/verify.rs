@@ -25,7 +25,7 @@
 use super::{Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
 use crate::ir::{Dim, Graph, NodeId, Shape};
 use crate::model::GraphFn;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A broken invariant, with the step (by index in `Plan::steps`) where it shows.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -42,6 +42,8 @@ pub enum PlanError {
     WritesCallerSlot { step: usize, slot: u32 },
     #[error("no step writes output slot s{slot}")]
     OutputNotWritten { slot: u32 },
+    #[error("the parts written into slot s{slot} leave some of it unwritten")]
+    PartlyWritten { slot: u32 },
     #[error("step {step} reads the register of {node} before a step computes it")]
     RegisterBeforeScalar { step: usize, node: NodeId },
     #[error(
@@ -107,6 +109,9 @@ pub fn verify(f: &GraphFn, plan: &Plan) -> Result<(), PlanError> {
         if state.by[slot as usize].is_none() {
             return Err(PlanError::OutputNotWritten { slot });
         }
+    }
+    if let Some(&slot) = state.partial.keys().min() {
+        return Err(PlanError::PartlyWritten { slot });
     }
     storage(&f.graph, plan, &state)?;
     decisions(&f.graph, plan)
@@ -260,6 +265,22 @@ struct Written {
     by: Vec<Option<usize>>,
     registers: HashSet<NodeId>,
     live: Vec<Option<(usize, usize)>>,
+    /// Slots that products write part by part through views (`destinations`), while not all of
+    /// them is written: the elements written so far, under one binding of the dimensions.
+    partial: HashMap<u32, Partial>,
+}
+
+/// A slot being written part by part.
+struct Partial {
+    /// The step of the first part.
+    first: usize,
+    written: Vec<bool>,
+    left: usize,
+}
+
+/// The binding under which the parts of a slot are checked to tile it.
+fn parts_binding(g: &Graph) -> Vec<u64> {
+    bindings(g.syms.len())[1].clone()
 }
 
 const CALLER: usize = usize::MAX;
@@ -281,7 +302,67 @@ impl Written {
             by,
             registers: HashSet::new(),
             live: vec![None; plan.slots.len()],
+            partial: HashMap::new(),
         }
+    }
+
+    /// Records that `node`'s view of `slot` is written at step `i`: the slot counts as written
+    /// once its parts cover it, each element once.
+    fn write_part(
+        &mut self,
+        g: &Graph,
+        plan: &Plan,
+        i: usize,
+        node: NodeId,
+        slot: u32,
+    ) -> Result<(), PlanError> {
+        if let Some(first) = self.by[slot as usize] {
+            return Err(PlanError::WrittenTwice {
+                step: i,
+                slot,
+                first,
+            });
+        }
+        let binding = parts_binding(g);
+        let len = elements(&plan.slots[slot as usize].shape, &binding) as usize;
+        let part = self.partial.entry(slot).or_insert_with(|| Partial {
+            first: i,
+            written: vec![false; len],
+            left: len,
+        });
+        let Some(Val::View {
+            strides, offset, ..
+        }) = &plan.values[node.index()]
+        else {
+            return Err(PlanError::Unplanned { step: i, node });
+        };
+        let sizes = g.shape(node).concrete(&binding);
+        let steps: Vec<i128> = strides.iter().map(|t| stride_under(t, &binding)).collect();
+        let base: i128 = offset.iter().map(|t| stride_under(t, &binding)).sum();
+        let total: usize = sizes.iter().product();
+        for flat in 0..total {
+            let (mut rest, mut at) = (flat, base);
+            for (&n, &step) in sizes.iter().zip(&steps).rev() {
+                at += (rest % n) as i128 * step;
+                rest /= n;
+            }
+            // In bounds: `views_in_bounds` checked every view first.
+            let e = &mut part.written[at as usize];
+            if *e {
+                return Err(PlanError::WrittenTwice {
+                    step: i,
+                    slot,
+                    first: part.first,
+                });
+            }
+            *e = true;
+            part.left -= 1;
+        }
+        if part.left == 0 {
+            self.by[slot as usize] = Some(i);
+            self.partial.remove(&slot);
+        }
+        Ok(())
     }
 
     fn step(&mut self, g: &Graph, plan: &Plan, i: usize, step: &Step) -> Result<(), PlanError> {
@@ -289,6 +370,13 @@ impl Written {
         let mut read = Vec::new();
         let mut writes = Vec::new();
         match step {
+            Step::Compute { node, slot, aux } if writes_a_view(g, plan, *node) => {
+                reads.operands(*node, &[], &mut read, &self.registers)?;
+                self.write_part(g, plan, i, *node, *slot)?;
+                debug_assert!(aux.is_none());
+                let live = &mut self.live[*slot as usize];
+                *live = Some(live.map_or((i, i), |(first, _)| (first, i)));
+            }
             Step::Compute { node, slot, aux } => {
                 match super::summed_product(g, &plan.values, *node) {
                     // The sum runs its product: it reads the product's operands.
@@ -344,6 +432,13 @@ impl Written {
             }
         }
         for &slot in &writes {
+            if let Some(part) = self.partial.get(&slot) {
+                return Err(PlanError::WrittenTwice {
+                    step: i,
+                    slot,
+                    first: part.first,
+                });
+            }
             match self.by[slot as usize] {
                 Some(CALLER) => return Err(PlanError::WritesCallerSlot { step: i, slot }),
                 Some(first) => {
@@ -365,6 +460,16 @@ impl Written {
         }
         Ok(())
     }
+}
+
+/// Whether a computed node writes a view of its slot rather than all of it in row-major
+/// order: a product written into its reader's layout (`destinations`).
+fn writes_a_view(g: &Graph, plan: &Plan, node: NodeId) -> bool {
+    matches!(
+        &plan.values[node.index()],
+        Some(Val::View { strides, offset, .. })
+            if !offset.is_empty() || *strides != super::contiguous(g.shape(node))
+    )
 }
 
 /// The slot a loop member writes, if it writes one.
@@ -590,6 +695,55 @@ mod tests {
         assert!(matches!(
             verify(&f, &unwritten),
             Err(PlanError::OutputNotWritten { .. })
+        ));
+    }
+
+    /// A concat of two products is written part by part into one slot: the plan verifies; a
+    /// part dropped leaves the slot partly written (or read before it is whole), a part
+    /// written twice or shifted onto the other overlaps.
+    #[test]
+    fn the_parts_of_a_join_tile_its_slot_once() {
+        let f = gradient_of(
+            "dtype f64\ninput X[n, 4]\nparam U[4, 2] ~ zeros\nparam V[4, 3] ~ zeros\n\
+             loss sum(tanh(concat([X @ U, X @ V], axis=1)))\n",
+        );
+        let good = super::super::plan(&f);
+        assert_eq!(verify(&f, &good), Ok(()));
+        let parts: Vec<usize> = good
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Step::Compute { node, .. } if writes_a_view(&f.graph, &good, *node)))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(parts.len(), 2, "{}", super::super::plan_text(&f, &good));
+
+        let mut dropped = good.clone();
+        dropped.steps.remove(parts[1]);
+        assert!(matches!(
+            verify(&f, &dropped),
+            Err(PlanError::ReadBeforeWrite { .. } | PlanError::PartlyWritten { .. })
+        ));
+
+        let mut twice = good.clone();
+        let again = twice.steps[parts[0]].clone();
+        twice.steps.insert(parts[0] + 1, again);
+        assert!(matches!(
+            verify(&f, &twice),
+            Err(PlanError::WrittenTwice { .. })
+        ));
+
+        // The second part moved onto the first: the right length, the wrong place.
+        let mut shifted = good.clone();
+        let Step::Compute { node, .. } = &shifted.steps[parts[1]] else {
+            unreachable!()
+        };
+        if let Some(Val::View { offset, .. }) = &mut shifted.values[node.index()] {
+            offset.clear();
+        }
+        assert!(matches!(
+            verify(&f, &shifted),
+            Err(PlanError::WrittenTwice { .. })
         ));
     }
 
