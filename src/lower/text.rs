@@ -123,16 +123,14 @@ impl Text<'_> {
                         v @ Val::View {
                             strides, offset, ..
                         },
-                    ) if !offset.is_empty() || *strides != super::contiguous(self.g.shape(*node)) => {
+                    ) if !offset.is_empty()
+                        || *strides != super::contiguous(self.g.shape(*node)) =>
+                    {
                         self.value(v, &[])
                     }
                     _ => format!("s{slot}"),
                 };
-                let _ = writeln!(
-                    out,
-                    "  {into} ← {}{scratch}{vector}",
-                    self.node(*node, &[])
-                );
+                let _ = writeln!(out, "  {into} ← {}{scratch}{vector}", self.node(*node, &[]));
             }
             Step::Scalar { node } => {
                 let _ = writeln!(out, "  r{node} ← {}", self.node(*node, &[]));

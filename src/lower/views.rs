@@ -138,25 +138,23 @@ pub(super) fn reshaped_view(from: &Shape, strides: &[Stride], to: &Shape) -> Opt
         return None;
     }
     let mut kept = kept.into_iter();
-    let strides: Vec<Stride> = to
-        .0
-        .iter()
-        .map(|d| {
-            if *d == Dim::Fixed(1) {
-                Stride::Zero
-            } else {
-                kept.next().expect("one stride per non-unit axis")
-            }
-        })
-        .collect();
+    let strides: Vec<Stride> =
+        to.0.iter()
+            .map(|d| {
+                if *d == Dim::Fixed(1) {
+                    Stride::Zero
+                } else {
+                    kept.next().expect("one stride per non-unit axis")
+                }
+            })
+            .collect();
     // Row-major in other words is row-major: said as `contiguous` says it, so that the plan's
     // tests for a plain layout recognize it.
     let plain = contiguous(to);
-    let row_major = to
-        .0
-        .iter()
-        .zip(strides.iter().zip(&plain))
-        .all(|(d, (s, p))| *d == Dim::Fixed(1) || form(s) == form(p));
+    let row_major =
+        to.0.iter()
+            .zip(strides.iter().zip(&plain))
+            .all(|(d, (s, p))| *d == Dim::Fixed(1) || form(s) == form(p));
     Some(if row_major { plain } else { strides })
 }
 
