@@ -55,7 +55,7 @@ pub(super) fn find(
     let mut found = Destinations::default();
     // Latest first, so that a join is found whole before its inner sums are looked at.
     for id in g.ids().rev().filter(|id| live[id.index()]) {
-        if found.absorbed.contains(&id) || found.of_product.values().any(|d| d.root == id) {
+        if found.absorbed.contains(&id) {
             continue;
         }
         match g.op(id) {
