@@ -23,27 +23,29 @@ pub(super) struct PartCode {
 }
 
 impl PartCode {
-    /// The function compiled earlier that is the same as `func`, if any.
-    pub(super) fn find(&self, func: &Function) -> Option<FuncId> {
+    /// The function compiled earlier that is the same as `func`, or the key under which to
+    /// record `func` once it is compiled (its hash, taken once).
+    pub(super) fn find(&self, func: &Function) -> Result<FuncId, Key> {
+        let key = Key(hash_of(func));
         let same = |f: &Function| {
             f.stencil == func.stencil
                 && f.params.user_named_funcs() == func.params.user_named_funcs()
         };
         self.by_hash
-            .get(&hash_of(func))?
-            .iter()
-            .find(|(f, _)| same(f))
+            .get(&key.0)
+            .and_then(|fs| fs.iter().find(|(f, _)| same(f)))
             .map(|&(_, id)| id)
+            .ok_or(key)
     }
 
-    /// Records `func`, compiled as `id`.
-    pub(super) fn insert(&mut self, func: Function, id: FuncId) {
-        self.by_hash
-            .entry(hash_of(&func))
-            .or_default()
-            .push((func, id));
+    /// Records `func`, compiled as `id`, under the key `find` gave it.
+    pub(super) fn insert(&mut self, key: Key, func: Function, id: FuncId) {
+        self.by_hash.entry(key.0).or_default().push((func, id));
     }
 }
+
+/// Where a function not found by `PartCode::find` is recorded.
+pub(super) struct Key(u64);
 
 fn hash_of(func: &Function) -> u64 {
     let mut h = rustc_hash::FxHasher::default();

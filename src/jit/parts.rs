@@ -360,9 +360,10 @@ impl<'a> Tx<'a> {
     /// A part's function compiled, or the same one compiled before.
     pub(super) fn define_part(&mut self, f: PartFunction) -> Result<BuiltPart, CodegenError> {
         let PartFunction { mut func, reads } = f;
-        if let Some(id) = self.part_code.find(&func) {
-            return Ok(BuiltPart { id, reads });
-        }
+        let key = match self.part_code.find(&func) {
+            Ok(id) => return Ok(BuiltPart { id, reads }),
+            Err(key) => key,
+        };
         let id = self
             .module
             .declare_anonymous_function(&func.signature)
@@ -372,7 +373,7 @@ impl<'a> Tx<'a> {
             })?;
         func.name = UserFuncName::user(0, id.as_u32());
         // Compiling changes the function in place: the copy kept is the one compared.
-        self.part_code.insert(func.clone(), id);
+        self.part_code.insert(key, func.clone(), id);
         define_dumped(
             self.module,
             id,
