@@ -100,14 +100,15 @@ pub(super) fn reshaped_view(from: &Shape, strides: &[Stride], to: &Shape) -> Opt
     let (mut i, mut j) = (0, 0);
     while i < fdims.len() {
         let (i0, j0) = (i, j);
-        let (mut pf, mut pt) = (fixed(fdims[i])?, fixed(*tdims.get(j)?)?);
+        let (df, dt) = (fdims[i], *tdims.get(j)?);
         (i, j) = (i + 1, j + 1);
-        if let (Dim::Sym(a), Dim::Sym(b)) = (fdims[i0], tdims[j0]) {
-            // A symbolic dimension is a run of its own, the same on both sides.
-            if a != b {
+        if matches!(df, Dim::Sym(_)) || matches!(dt, Dim::Sym(_)) {
+            // A symbolic dimension is a run of its own, the same symbol on both sides.
+            if df != dt {
                 return None;
             }
         } else {
+            let (mut pf, mut pt) = (fixed(df)?, fixed(dt)?);
             while pf != pt {
                 if pf < pt {
                     pf = pf.checked_mul(fixed(*fdims.get(i)?)?)?;
@@ -158,13 +159,12 @@ pub(super) fn reshaped_view(from: &Shape, strides: &[Stride], to: &Shape) -> Opt
     Some(if row_major { plain } else { strides })
 }
 
-/// A dimension's length for matching runs of axes: symbolic dimensions count as 1 and are
-/// matched one to one (`reshaped_view`); zero-length axes are not matched at all.
+/// A fixed dimension's length for growing a run of axes (`reshaped_view`): a symbolic
+/// dimension ends the match, as does a zero-length axis.
 fn fixed(d: Dim) -> Option<u64> {
     match d {
-        Dim::Fixed(0) => None,
+        Dim::Fixed(0) | Dim::Sym(_) => None,
         Dim::Fixed(k) => Some(k),
-        Dim::Sym(_) => Some(1),
     }
 }
 
@@ -336,5 +336,19 @@ mod tests {
         // A symbol cannot be split or merged with a fixed axis.
         let other = shape(&[Dim::Fixed(6), n]);
         assert_eq!(reshaped_view(&from, &strides, &other), None);
+    }
+
+    /// [2, n, 3] and [n, 2, 3] have as many elements under every binding, but row-major order
+    /// puts them in other places: no strides read one as the other, for any layout of the
+    /// first, contiguous or a column range.
+    #[test]
+    fn a_symbol_never_pairs_with_fixed_axes() {
+        let n = Dim::Sym(0);
+        let from = shape(&[Dim::Fixed(2), n, Dim::Fixed(3)]);
+        let to = shape(&[n, Dim::Fixed(2), Dim::Fixed(3)]);
+        let plain = contiguous(&from);
+        assert_eq!(reshaped_view(&from, &plain, &to), None);
+        let columns = [Stride::Prod(vec![n, Dim::Fixed(5)]), prod(&[5]), prod(&[])];
+        assert_eq!(reshaped_view(&from, &columns, &to), None);
     }
 }
