@@ -31,6 +31,7 @@ pub mod vectorize;
 mod verify;
 mod views;
 
+
 pub use parts::{Parts, SplitRule, Whole};
 pub use sharing::Sharing;
 pub use storage::Storage;
@@ -529,32 +530,37 @@ pub fn plan(f: &GraphFn) -> Plan {
                         strides: contiguous(to),
                         offset,
                     },
-                    // A strided view whose merged or split axes are contiguous among
-                    // themselves (a column range of a matrix split into heads).
+                    // A strided view stays one where its merged or split axes are
+                    // contiguous among themselves (a column range of a matrix split into
+                    // heads); any other is copied first: a merged axis has no single stride.
                     Val::View {
                         slot,
                         strides,
                         offset,
-                    } if reshaped_view(from, &strides, to).is_some() => Val::View {
-                        slot,
-                        strides: reshaped_view(from, &strides, to).expect("checked"),
-                        offset,
-                    },
-                    // Any other strided operand is copied first: a merged axis has no single
-                    // stride.
-                    src @ Val::View { .. } => {
-                        let s = temp(&mut slots, g.shape(node.inputs[0]).clone());
-                        steps.push(Step::Copy {
-                            src,
-                            src_shape: g.shape(node.inputs[0]).clone(),
-                            slot: s,
-                        });
-                        Val::View {
-                            slot: s,
-                            strides: contiguous(to),
-                            offset: vec![],
+                    } => match reshaped_view(from, &strides, to) {
+                        Some(strides) => Val::View {
+                            slot,
+                            strides,
+                            offset,
+                        },
+                        None => {
+                            let s = temp(&mut slots, from.clone());
+                            steps.push(Step::Copy {
+                                src: Val::View {
+                                    slot,
+                                    strides,
+                                    offset,
+                                },
+                                src_shape: from.clone(),
+                                slot: s,
+                            });
+                            Val::View {
+                                slot: s,
+                                strides: contiguous(to),
+                                offset: vec![],
+                            }
                         }
-                    }
+                    },
                     scalar => scalar,
                 }
             }

@@ -138,17 +138,7 @@ pub(super) fn reshaped_view(from: &Shape, strides: &[Stride], to: &Shape) -> Opt
     if j != tdims.len() {
         return None;
     }
-    let mut kept = kept.into_iter();
-    let strides: Vec<Stride> =
-        to.0.iter()
-            .map(|d| {
-                if *d == Dim::Fixed(1) {
-                    Stride::Zero
-                } else {
-                    kept.next().expect("one stride per non-unit axis")
-                }
-            })
-            .collect();
+    let strides = with_unit_axes(to, kept);
     // Row-major in other words is row-major: said as `contiguous` says it, so that the plan's
     // tests for a plain layout recognize it.
     let plain = contiguous(to);
@@ -223,24 +213,33 @@ pub(super) fn reshape_strides(
     match op {
         Op::Expand(_) => broadcast_strides(from, strides, to),
         _ => {
-            // Non-unit axes keep their strides in order; unit axes read with stride zero.
-            let mut kept = from
+            // Non-unit axes keep their strides in order.
+            let kept = from
                 .0
                 .iter()
                 .zip(strides)
                 .filter(|(d, _)| **d != Dim::Fixed(1))
                 .map(|(_, s)| s.clone());
-            to.0.iter()
-                .map(|d| {
-                    if *d == Dim::Fixed(1) {
-                        Stride::Zero
-                    } else {
-                        kept.next().expect("same squeezed shape")
-                    }
-                })
-                .collect()
+            with_unit_axes(to, kept)
         }
     }
+}
+
+/// Strides for `shape` from those of its non-unit axes, in order: its unit axes read with
+/// stride zero.
+fn with_unit_axes(shape: &Shape, kept: impl IntoIterator<Item = Stride>) -> Vec<Stride> {
+    let mut kept = kept.into_iter();
+    shape
+        .0
+        .iter()
+        .map(|d| {
+            if *d == Dim::Fixed(1) {
+                Stride::Zero
+            } else {
+                kept.next().expect("one stride per non-unit axis")
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
