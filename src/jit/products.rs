@@ -47,10 +47,10 @@ impl<'a> Tx<'a> {
         let (sa, stra, offa) = product_operand(plan, a);
         let (sb, strb, offb) = product_operand(plan, b);
         let (ash, bsh) = (g.shape(a).clone(), g.shape(b).clone());
-        let (_, strc, offc) = product_operand(plan, id);
-        if !offc.is_empty() || strc != crate::lower::contiguous(g.shape(id)) {
+        if crate::lower::writes_a_view(g, plan, id) {
             // Written into its reader's layout (`lower::destinations`): the batched kernel
             // takes any strides for C, with no batch axes for a plain product.
+            let (_, strc, offc) = product_operand(plan, id);
             let (a, b) = ((sa, &stra[..], &offa[..]), (sb, &strb[..], &offb[..]));
             self.batched_matmul_into(g, a, b, id, (slot, &strc, &offc));
             return;

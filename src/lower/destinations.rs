@@ -41,6 +41,16 @@ pub(super) struct Destinations {
     pub absorbed: HashSet<NodeId>,
 }
 
+/// Whether a computed node writes a view of its slot rather than all of it in row-major
+/// order: a product written into its reader's layout.
+pub fn writes_a_view(g: &Graph, plan: &Plan, node: NodeId) -> bool {
+    matches!(
+        &plan.values[node.index()],
+        Some(Val::View { strides, offset, .. })
+            if !offset.is_empty() || *strides != contiguous(g.shape(node))
+    )
+}
+
 pub(super) fn find(
     g: &Graph,
     roots: &[NodeId],

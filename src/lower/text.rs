@@ -119,15 +119,7 @@ impl Text<'_> {
                 let scratch = aux.map(|a| format!("  (scratch s{a})")).unwrap_or_default();
                 // A product written into its reader's layout shows the view it writes.
                 let into = match &self.plan.values[node.index()] {
-                    Some(
-                        v @ Val::View {
-                            strides, offset, ..
-                        },
-                    ) if !offset.is_empty()
-                        || *strides != super::contiguous(self.g.shape(*node)) =>
-                    {
-                        self.value(v, &[])
-                    }
+                    Some(v) if super::writes_a_view(self.g, self.plan, *node) => self.value(v, &[]),
                     _ => format!("s{slot}"),
                 };
                 let _ = writeln!(out, "  {into} ← {}{scratch}{vector}", self.node(*node, &[]));

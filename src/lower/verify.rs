@@ -22,7 +22,7 @@
 //! The code generator trusts these: a slot read before it is written would be garbage, a view
 //! past its slot's end an out-of-bounds read in native code.
 
-use super::{Member, MemberKind, Plan, SlotKind, Step, Stride, Val};
+use super::{Member, MemberKind, Plan, SlotKind, Step, Stride, Val, writes_a_view};
 use crate::ir::{Dim, Graph, NodeId, Shape};
 use crate::model::GraphFn;
 use std::collections::{HashMap, HashSet};
@@ -460,16 +460,6 @@ impl Written {
         }
         Ok(())
     }
-}
-
-/// Whether a computed node writes a view of its slot rather than all of it in row-major
-/// order: a product written into its reader's layout (`destinations`).
-fn writes_a_view(g: &Graph, plan: &Plan, node: NodeId) -> bool {
-    matches!(
-        &plan.values[node.index()],
-        Some(Val::View { strides, offset, .. })
-            if !offset.is_empty() || *strides != super::contiguous(g.shape(node))
-    )
 }
 
 /// The slot a loop member writes, if it writes one.
