@@ -256,8 +256,9 @@ impl<'a> Tx<'a> {
 
     /// One parameter's update as a part: a function that updates chunks `lo..hi` of
     /// `UPDATE_CHUNK` elements (the last one shorter), reading the rule's scalars, the
-    /// clipping scale and the parameter's length from the frame, run over all chunks split between cores or here. Each
-    /// element is updated by the same operations as inline, so the values are the same.
+    /// clipping scale and the parameter's length from the frame, run over all chunks split
+    /// between cores or here. Each element is updated by the same operations as inline, so the
+    /// values are the same.
     pub(super) fn update_in_part(
         &mut self,
         ctx: &RuleCtx,
