@@ -31,13 +31,12 @@ pub mod vectorize;
 mod verify;
 mod views;
 
-
+pub use destinations::writes_a_view;
 pub use parts::{Parts, SplitRule, Whole};
 pub use sharing::Sharing;
 pub use storage::Storage;
 pub use sum_blocks::SumBlocks;
 pub use summed_products::summed_product;
-pub use destinations::writes_a_view;
 pub use text::plan_text;
 pub use vectorize::{Vector, Walk};
 pub use verify::{PlanError, verify};
