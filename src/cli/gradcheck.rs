@@ -34,7 +34,7 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
         None => std::borrow::Cow::Owned(vec![]),
     };
     say!(
-        "gradcheck {}: the compiled gradient (f64) against central differences of the loss",
+        "gradcheck {}: the compiled gradient (f64) against central differences of the loss, by relative error beyond the differences' own rounding error",
         file.name
     );
     let tolerance = opts.tolerance;
@@ -76,7 +76,7 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
             crate::inspect::gradcheck(&compiled.graphs.forward, &grads, &point, &mut rng, 32);
         for c in &checks {
             say!(
-                "  {label:<16} {:<16} worst relative error {:.2e}",
+                "  {label:<16} {:<16} worst relative error beyond rounding {:.2e}",
                 c.name,
                 c.worst
             );
@@ -99,11 +99,15 @@ pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliE
     }
     match failed_point {
         None => {
-            say!("ok: worst relative error {worst:.2e} (tolerance {tolerance:.0e})");
+            say!(
+                "ok: worst relative error beyond rounding {worst:.2e} (tolerance {tolerance:.0e})"
+            );
             Ok(())
         }
         Some(point) => {
-            say!("FAILED: worst relative error {worst:.2e} exceeds {tolerance:.0e}");
+            say!(
+                "FAILED: worst relative error beyond rounding {worst:.2e} exceeds {tolerance:.0e}"
+            );
             match crate::inspect::blame(&compiled.graphs.forward, &point, &mut rng, tolerance) {
                 Some(b) => say!("{}", crate::inspect::describe_blame(&b, &file)),
                 None => say!(
