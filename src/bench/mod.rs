@@ -833,7 +833,15 @@ pub struct BenchConfig {
 }
 
 /// The workloads in the order they run.
-const WORKLOADS: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "MM"];
+pub const WORKLOADS: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "MM"];
+
+/// The first of `names` that is not a workload (names are matched ignoring case).
+pub fn unknown_workload(names: &[String]) -> Option<&str> {
+    names
+        .iter()
+        .find(|n| !WORKLOADS.iter().any(|w| w.eq_ignore_ascii_case(n)))
+        .map(String::as_str)
+}
 
 /// adjoint's figures for workload `w`, over `repeats` timed repeats.
 fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
@@ -846,12 +854,13 @@ fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> 
         "MM" => Ok(mm(repeats)),
         "W7" => w7(repeats),
         "W8" => w8(repeats),
+        "W6" => w6(repeats.max(3), root),
         "W9" => {
             let mut figures = w9(repeats.max(3))?;
             figures.extend(w9_w8(repeats.max(3))?);
             Ok(figures)
         }
-        _ => w6(repeats.max(3), root),
+        other => Err(format!("no workload {other}")),
     }
 }
 
@@ -861,6 +870,9 @@ fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> 
 /// times over. The machine's slow periods last minutes, so a ratio is taken within each round,
 /// from measurements seconds apart, and the reported ratio is the median over the rounds.
 pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, String> {
+    if let Some(w) = unknown_workload(&cfg.workloads) {
+        return Err(format!("no workload {w}"));
+    }
     let want = |w: &str| {
         cfg.workloads.is_empty() || cfg.workloads.iter().any(|x| x.eq_ignore_ascii_case(w))
     };

@@ -8,6 +8,16 @@ pub(super) fn bench(
     peers: Option<(PathBuf, PathBuf)>,
     threads: Option<usize>,
 ) -> Result<(), CliError> {
+    // Checked before any workload runs: a long benchmark should not end in a typo.
+    if let Some(w) = crate::bench::unknown_workload(&workloads) {
+        return Err(CliError::BadInput(format!(
+            "no workload `{w}`: the workloads are {}",
+            crate::bench::WORKLOADS.join(", ")
+        )));
+    }
+    if repeats == 0 {
+        return Err(CliError::BadInput("--repeats must be at least 1".into()));
+    }
     let cfg = crate::bench::BenchConfig {
         workloads,
         repeats,

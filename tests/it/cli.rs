@@ -124,6 +124,22 @@ fn bad_files_and_flags_are_clear_errors() {
 }
 
 #[test]
+fn bench_refuses_an_unknown_workload_or_no_repeats_before_running_any() {
+    for (name, args) in [
+        ("bench_unknown_workload", &["bench", "W1", "W10"][..]),
+        ("bench_zero_repeats", &["bench", "W1", "--repeats", "0"][..]),
+    ] {
+        let (code, stdout, stderr) = adjoint(args);
+        assert_eq!(code, 2, "{name}: {stdout}{stderr}");
+        assert!(
+            !stderr.contains("running"),
+            "{name} ran a workload: {stderr}"
+        );
+        insta::assert_snapshot!(name, stderr);
+    }
+}
+
+#[test]
 fn gradcheck_passes_on_examples_and_inspect_reports_conditioning() {
     for ex in [
         "examples/rosenbrock.dsl",
