@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod peers;
+pub use peers::check_peers;
 use peers::*;
 
 pub const W1: &str = "dtype f64

@@ -214,6 +214,34 @@ pub(super) const PEERS: &[Peer] = &[
     },
 ];
 
+/// Checks, before any workload runs, what the peers of `workloads` (all when empty) need: an
+/// interpreter file at `python` and each peer's script in the directory `anchors`.
+pub fn check_peers(python: &Path, anchors: &Path, workloads: &[String]) -> Result<(), String> {
+    if !python.is_file() {
+        return Err(format!("--peers {}: no such file", python.display()));
+    }
+    if !anchors.is_dir() {
+        return Err(format!(
+            "--anchors {}: no such directory",
+            anchors.display()
+        ));
+    }
+    let chosen =
+        |w: &str| workloads.is_empty() || workloads.iter().any(|x| x.eq_ignore_ascii_case(w));
+    match PEERS
+        .iter()
+        .find(|p| chosen(p.workload) && !anchors.join(p.script).is_file())
+    {
+        Some(p) => Err(format!(
+            "--anchors {}: no {} (the script of {}'s peers)",
+            anchors.display(),
+            p.script,
+            p.workload
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Runs one peer script with `python` from a writable copy of the anchor scripts; returns the
 /// median of the requested field, scaled to adjoint's unit.
 pub(super) fn run_peer(

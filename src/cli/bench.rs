@@ -18,6 +18,9 @@ pub(super) fn bench(
     if repeats == 0 {
         return Err(CliError::BadInput("--repeats must be at least 1".into()));
     }
+    if let Some((python, anchors)) = &peers {
+        crate::bench::check_peers(python, anchors, &workloads).map_err(CliError::BadInput)?;
+    }
     let cfg = crate::bench::BenchConfig {
         workloads,
         repeats,

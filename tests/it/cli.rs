@@ -124,10 +124,29 @@ fn bad_files_and_flags_are_clear_errors() {
 }
 
 #[test]
-fn bench_refuses_an_unknown_workload_or_no_repeats_before_running_any() {
+fn bench_refuses_bad_workloads_repeats_and_peer_paths_before_running_any() {
     for (name, args) in [
         ("bench_unknown_workload", &["bench", "W1", "W10"][..]),
         ("bench_zero_repeats", &["bench", "W1", "--repeats", "0"][..]),
+        (
+            "bench_no_interpreter",
+            &[
+                "bench",
+                "W1",
+                "--peers",
+                "nope/python",
+                "--anchors",
+                "tests",
+            ][..],
+        ),
+        (
+            "bench_no_anchors",
+            &["bench", "W1", "--peers", "Cargo.toml", "--anchors", "nope"][..],
+        ),
+        (
+            "bench_no_peer_script",
+            &["bench", "w8", "--peers", "Cargo.toml", "--anchors", "tests"][..],
+        ),
     ] {
         let (code, stdout, stderr) = adjoint(args);
         assert_eq!(code, 2, "{name}: {stdout}{stderr}");
