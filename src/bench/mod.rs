@@ -844,6 +844,11 @@ pub fn unknown_workload(names: &[String]) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether workload `w` is among those `named` (every one when none is named).
+fn chosen(named: &[String], w: &str) -> bool {
+    named.is_empty() || named.iter().any(|x| x.eq_ignore_ascii_case(w))
+}
+
 /// adjoint's figures for workload `w`, over `repeats` timed repeats.
 fn measure(w: &str, repeats: usize, root: &Path) -> Result<Vec<Figure>, String> {
     match w {
@@ -874,9 +879,6 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
     if let Some(w) = unknown_workload(&cfg.workloads) {
         return Err(format!("no workload {w}"));
     }
-    let want = |w: &str| {
-        cfg.workloads.is_empty() || cfg.workloads.iter().any(|x| x.eq_ignore_ascii_case(w))
-    };
     let r = cfg.repeats.max(1);
     let (rounds, per_round) = if cfg.peers.is_some() { (r, 1) } else { (1, r) };
     // One thread each, as adjoint's figures pinned to one core; every core when adjoint has
@@ -884,7 +886,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<String, 
     let every_core = cfg.threads.is_some_and(|t| t > 1);
     let mut figures: Vec<Figure> = Vec::new();
     let mut peer_runs: Vec<PeerRuns> = Vec::new();
-    for w in WORKLOADS.into_iter().filter(|w| want(w)) {
+    for w in WORKLOADS.into_iter().filter(|w| chosen(&cfg.workloads, w)) {
         let mut runs: Vec<PeerRuns> = match cfg.peers {
             Some(_) => PEERS.iter().filter(|p| p.workload == w).collect(),
             None => Vec::new(),

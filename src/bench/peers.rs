@@ -226,11 +226,9 @@ pub fn check_peers(python: &Path, anchors: &Path, workloads: &[String]) -> Resul
             anchors.display()
         ));
     }
-    let chosen =
-        |w: &str| workloads.is_empty() || workloads.iter().any(|x| x.eq_ignore_ascii_case(w));
     match PEERS
         .iter()
-        .find(|p| chosen(p.workload) && !anchors.join(p.script).is_file())
+        .find(|p| super::chosen(workloads, p.workload) && !anchors.join(p.script).is_file())
     {
         Some(p) => Err(format!(
             "--anchors {}: no {} (the script of {}'s peers)",
