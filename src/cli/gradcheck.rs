@@ -14,6 +14,13 @@ pub(super) struct GradcheckOptions<'a> {
 }
 
 pub(super) fn gradcheck(path: &Path, opts: &GradcheckOptions) -> Result<(), CliError> {
+    // A negative tolerance fails every check, and an infinite one passes every finite one.
+    if !(opts.tolerance.is_finite() && opts.tolerance >= 0.0) {
+        return Err(CliError::BadInput(format!(
+            "--tolerance must be a finite number ≥ 0, found {}",
+            opts.tolerance
+        )));
+    }
     let (file, model, dataset) = model_and_data(path, opts.data)?;
     let dataset = match opts.rows {
         Some(n) => Some(first_rows(dataset.as_ref(), n)?),

@@ -73,7 +73,7 @@ enum Command {
         points: usize,
         /// Largest relative error accepted, beyond the rounding error of the finite
         /// differences (which grows with the loss's magnitude and the size of its sums).
-        #[arg(long, default_value_t = 1e-6)]
+        #[arg(long, default_value_t = 1e-6, allow_negative_numbers = true)]
         tolerance: f64,
         /// Seed for the initial parameters and the random points.
         #[arg(long, default_value_t = 0)]
@@ -145,7 +145,7 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
         /// Fraction of the rows held out for validation.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         validation: Option<f64>,
         /// The picture (.png or .svg).
         #[arg(long, default_value = "inits.png")]
@@ -164,7 +164,7 @@ enum Command {
         optimizers: Vec<String>,
         /// Learning rates, one for all or one per optimizer in the same order (default: each
         /// optimizer's own default).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         lr: Vec<f64>,
         /// Steps each optimizer takes.
         #[arg(long, default_value_t = 500)]
@@ -176,13 +176,13 @@ enum Command {
         #[arg(long)]
         animate: Option<PathBuf>,
         /// Plotted range of the first parameter, `lo,hi` (default: around the paths).
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         x: Vec<f64>,
         /// Plotted range of the second parameter.
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         y: Vec<f64>,
         /// Mark a known minimum, `x,y`.
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
         minimum: Vec<f64>,
     },
     /// Compile a model to native code and train it.
@@ -216,7 +216,7 @@ enum Command {
         data: Option<PathBuf>,
         /// Score only the rows `train` held out with the same --validation and --seed (or the
         /// model's `validation` and `seed`).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         validation: Option<f64>,
         /// The seed of the validation split (default: the model's `seed`).
         #[arg(long, requires = "validation")]

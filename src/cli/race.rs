@@ -34,8 +34,8 @@ pub(super) fn race(
             optimizers.len()
         )));
     }
-    let mut trajectories = Vec::new();
-    let mut surface: Option<CompiledModel> = None;
+    // Every optimizer and rate is checked before the first one runs.
+    let mut entrants = Vec::with_capacity(optimizers.len());
     for (i, name) in optimizers.iter().enumerate() {
         let Some(kind) = crate::optim::OptimizerKind::from_name(name) else {
             return Err(CliError::BadInput(format!("unknown optimizer `{name}`")));
@@ -48,6 +48,11 @@ pub(super) fn race(
                 .map_err(|e| CliError::BadInput(format!("--lr: {e}")))?;
         }
         let label = format!("{name} (lr {})", fmt_number(m.optimizer.get("lr")));
+        entrants.push((label, m));
+    }
+    let mut trajectories = Vec::new();
+    let mut surface: Option<CompiledModel> = None;
+    for (label, m) in entrants {
         let compiled = compile_model(m, &file)?;
         let rows = crate::memory::Rows::of(None, None);
         crate::memory::check(crate::memory::Run::Race, &compiled, rows).map_err(bad_input)?;

@@ -22,7 +22,7 @@ pub(super) struct SampleArgs {
     chars: u64,
     /// Logits are divided by this before the softmax: below 1 sharper, above 1 flatter; 0 takes
     /// the most likely character every time (greedy).
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     temperature: f64,
     /// Seed of the draws: the same seed draws the same text.
     #[arg(long, default_value_t = 0)]

@@ -23,7 +23,7 @@ pub(super) struct TrainArgs {
     #[arg(long)]
     batch: Option<u64>,
     /// Learning rate (overrides the model's optimizer setting).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Print the time spent in each compiler stage.
     #[arg(long)]
@@ -40,7 +40,7 @@ pub(super) struct TrainArgs {
     #[arg(long)]
     optimizer: Option<String>,
     /// Fraction of the rows held out for validation.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     validation: Option<f64>,
     /// Stop when the validation loss has not improved for this many log points.
     #[arg(long)]

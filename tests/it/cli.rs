@@ -159,6 +159,46 @@ fn bench_refuses_bad_workloads_repeats_and_peer_paths_before_running_any() {
 }
 
 #[test]
+fn numeric_flags_read_negative_numbers_and_refuse_bad_ones_before_any_work() {
+    for (name, args) in [
+        (
+            "train_negative_lr",
+            &["train", "examples/rosenbrock.dsl", "--lr", "-0.1"][..],
+        ),
+        (
+            "train_negative_validation",
+            &["train", "examples/iris.dsl", "--validation", "-0.2"][..],
+        ),
+        (
+            "race_negative_second_lr",
+            &[
+                "race",
+                "examples/rosenbrock.dsl",
+                "--lr",
+                "0.1,-0.2,0.1,0.1,0.1",
+            ][..],
+        ),
+        (
+            "gradcheck_negative_tolerance",
+            &["gradcheck", "examples/rosenbrock.dsl", "--tolerance", "-1"][..],
+        ),
+        (
+            "gradcheck_infinite_tolerance",
+            &["gradcheck", "examples/rosenbrock.dsl", "--tolerance", "inf"][..],
+        ),
+    ] {
+        let (code, stdout, stderr) = adjoint(args);
+        assert_eq!(code, 2, "{name}: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{name} started: {stdout}");
+        insta::assert_snapshot!(name, stderr);
+    }
+    // A flag whose value is missing still says so, rather than taking the next flag.
+    let (code, _, stderr) = adjoint(&["train", "examples/rosenbrock.dsl", "--lr", "--steps", "3"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("a value is required for '--lr"), "{stderr}");
+}
+
+#[test]
 fn gradcheck_passes_on_examples_and_inspect_reports_conditioning() {
     for ex in [
         "examples/rosenbrock.dsl",
