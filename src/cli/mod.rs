@@ -176,13 +176,13 @@ enum Command {
         #[arg(long)]
         animate: Option<PathBuf>,
         /// Plotted range of the first parameter, `lo,hi` (default: around the paths).
-        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
         x: Vec<f64>,
         /// Plotted range of the second parameter.
-        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
         y: Vec<f64>,
         /// Mark a known minimum, `x,y`.
-        #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
         minimum: Vec<f64>,
     },
     /// Compile a model to native code and train it.

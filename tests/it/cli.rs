@@ -196,6 +196,26 @@ fn numeric_flags_read_negative_numbers_and_refuse_bad_ones_before_any_work() {
     let (code, _, stderr) = adjoint(&["train", "examples/rosenbrock.dsl", "--lr", "--steps", "3"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("a value is required for '--lr"), "{stderr}");
+    // Race's ranges are lists that may start negative, written with or without `=`.
+    let dir = std::env::temp_dir().join(format!("adjoint-ranges-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("race.png");
+    let (code, _, stderr) = adjoint(&[
+        "race",
+        "examples/beale.dsl",
+        "--steps",
+        "2",
+        "--x",
+        "-0.5,4",
+        "--y",
+        "-1.5,2",
+        "--minimum",
+        "3,0.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
