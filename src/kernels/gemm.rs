@@ -1,6 +1,7 @@
-//! Matrix–matrix products, C = A·B with any strides: matrixmultiply's kernels, split into
-//! blocks of C across the worker pool when large, and a small-product kernel for f32. How a
-//! product is shared between cores is the rule the plan records (`lower::sharing::RULE`).
+//! Matrix–matrix products, C = A·B with any strides: for f32 on CPUs with AVX-512F a packed
+//! kernel (`packed_gemm`) and one for small products (`small_gemm`), elsewhere matrixmultiply's
+//! kernels; split into blocks of C across the worker pool when large. How a product is shared
+//! between cores is the rule the plan records (`lower::sharing::RULE`).
 
 use crate::lower::sharing::RULE;
 
@@ -120,7 +121,44 @@ macro_rules! gemm_with {
     };
 }
 gemm_with!(f64, matrixmultiply::dgemm);
-gemm_with!(f32, matrixmultiply::sgemm, small_f32);
+gemm_with!(f32, sgemm_f32, small_f32);
+
+/// f32 products through the packed AVX-512 kernel (`packed_gemm`, the same sums as
+/// matrixmultiply's to the bit) where the CPU has AVX-512F, else through matrixmultiply.
+///
+/// # Safety
+/// As for `matrixmultiply::sgemm`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_f32(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if alpha == 1.0
+        && (beta == 0.0 || beta == 1.0)
+        && m.min(k).min(n) >= 1
+        && super::packed_gemm::available()
+    {
+        let (sa, sb, sc) = ([rsa, csa], [rsb, csb], [rsc, csc]);
+        // SAFETY: forwarded; the CPU has AVX-512F (checked just above).
+        unsafe { super::packed_gemm::sgemm(m, k, n, a, sa, b, sb, c, sc, beta == 1.0) };
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+}
 
 /// C = A·B for strided A (m×k), B (k×n) and C (m×n): a small-product kernel where the type
 /// and CPU have one, else matrixmultiply, as blocks of C on several cores when the product is
@@ -188,7 +226,8 @@ pub struct BatchAxis {
 /// C[i] = A[i]·B[i] for every index i of the batch axes (numpy's `matmul`), each product as
 /// [`gemm`] computes it. Small products are shared between cores a batch at a time; a product
 /// large enough to be split runs split, one after another. Either way each element of C is
-/// the same kernel's sum, so the result does not depend on the thread count.
+/// the same kernel's sum, so the result does not depend on the thread count. While a small
+/// product runs, the cache is asked for the next one's operands (`prefetch_view`).
 ///
 /// A batch axis along which C's stride is 0 is summed over: C = Σᵢ A[i]·B[i] along it (a
 /// weight's gradient summed over the batch). Where A's columns and B's rows continue across
@@ -224,9 +263,16 @@ pub unsafe fn batched_gemm<T: Gemm>(
     let work = m.saturating_mul(k).saturating_mul(n);
     // Addresses cross to the worker threads as integers: raw pointers are not `Sync`.
     let (a, b, c) = (a as usize, b as usize, c as usize);
+    let ahead = work <= PREFETCH_MAX_WORK;
     let run = |lo: usize, hi: usize| {
         for i in lo..hi {
             let [oa, ob, oc] = batch_offsets(batch, i);
+            if ahead && i + 1 < hi {
+                let [na, nb, nc] = batch_offsets(batch, i + 1);
+                prefetch_view((a as *const T).wrapping_offset(na), m, k, sa);
+                prefetch_view((b as *const T).wrapping_offset(nb), k, n, sb);
+                prefetch_view((c as *const T).wrapping_offset(nc), m, n, sc);
+            }
             // SAFETY: the product at batch index i lies inside A, B and C (the caller's
             // contract), and no other index writes its part of C.
             unsafe {
@@ -251,6 +297,39 @@ pub unsafe fn batched_gemm<T: Gemm>(
     }
     let parts = threads.min(count);
     crate::jit::parallel::for_parts(count as i64, parts, &|lo, hi| run(lo as usize, hi as usize));
+}
+
+/// Products up to this many multiply-adds have the next product's operands asked for while
+/// they run: attention's 64×32 by 32×64 products each read rows strided across a `[T, 3d]`
+/// buffer written long before, which the hardware prefetchers do not follow.
+const PREFETCH_MAX_WORK: usize = 1 << 20;
+
+/// Asks the cache for every line of a `rows × cols` view with strides `s`, one of them 1 (a
+/// view with neither contiguous is left alone). Prefetches never fault, so any address is fine.
+fn prefetch_view<T>(p: *const T, rows: usize, cols: usize, s: [isize; 2]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: isize = 64;
+        let (lines, len, apart) = match s {
+            [r, 1] => (rows, cols, r),
+            [1, c] => (cols, rows, c),
+            _ => return,
+        };
+        let bytes = len as isize * std::mem::size_of::<T>() as isize;
+        for l in 0..lines as isize {
+            let start = p.wrapping_offset(l * apart) as *const i8;
+            // The last line of the run is asked for by its last byte, wherever the run starts.
+            let mut at = 0;
+            while at < bytes + LINE - 1 {
+                // SAFETY: a prefetch reads nothing architecturally and never faults.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_offset(at.min(bytes - 1))) };
+                at += LINE;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, rows, cols, s);
 }
 
 /// The batch axes left and the rows of each product once the innermost batch axes along which

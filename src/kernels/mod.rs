@@ -1,7 +1,8 @@
 //! Native kernels that generated code calls: matrix–matrix products ([`gemm`]), matrix–vector
 //! products ([`gemv`]), on x86-64 CPUs with AVX-512F a register-tile kernel for small f32
-//! products (`small_gemm`), and gathers of rows by index with their scatter-adds ([`gather`]). They know nothing of graphs,
-//! plans or Cranelift; `jit::helpers` hands their addresses to generated code.
+//! products (`small_gemm`) and a packed one for the others (`packed_gemm`), and gathers of rows
+//! by index with their scatter-adds ([`gather`]). They know nothing of graphs, plans or
+//! Cranelift; `jit::helpers` hands their addresses to generated code.
 //!
 //! Every kernel takes raw pointers with strides and is `unsafe`: the caller promises that every
 //! element the sizes and strides address lies inside a live allocation, and that the output
@@ -15,6 +16,8 @@
 pub mod gather;
 pub mod gemm;
 pub mod gemv;
+#[cfg(target_arch = "x86_64")]
+mod packed_gemm;
 #[cfg(target_arch = "x86_64")]
 mod small_gemm;
 

@@ -4,7 +4,7 @@
 //! layer on every call; for these sizes that costs more than the arithmetic. Here the tile of
 //! C stays in AVX-512 registers while the loop over k streams B's rows and broadcasts A's
 //! elements. A B with strided rows (a transpose) is first copied row-major: for these sizes
-//! that costs less than matrixmultiply's packing of both operands.
+//! that costs less than packing both operands.
 
 use std::arch::x86_64::*;
 
@@ -69,14 +69,10 @@ pub unsafe fn sgemm(
     }
     PACKED_B.with_borrow_mut(|packed| {
         packed.resize(k * n, 0.0);
-        if rsb == 1
-            && (n as isize)
-                .checked_mul(csb)
-                .is_some_and(|x| x.unsigned_abs() < 1 << 28)
-        {
-            // B is a transpose (its columns contiguous): each packed row is a gather.
-            // SAFETY: forwarded; every gathered offset kk + j·csb is an element of B.
-            unsafe { gather_rows(b, csb, k, n, packed) };
+        if rsb == 1 {
+            // B is a transpose (its columns contiguous), transposed back in registers.
+            // SAFETY: forwarded; column j of B is k contiguous floats at b + j·csb.
+            unsafe { transpose_columns(b, csb, k, n, packed) };
             // SAFETY: `packed` holds B row-major, n floats per row.
             unsafe { tile.run(packed.as_ptr(), n as isize) };
             return;
@@ -103,30 +99,86 @@ pub unsafe fn sgemm(
     })
 }
 
-/// `packed[kk·n + j] = b[kk + j·csb]`: row kk of a B whose columns are contiguous, sixteen
-/// columns per gather.
+/// `packed[kk·n + j] = b[kk + j·csb]`: B's columns, each k contiguous floats, written as rows.
+/// Sixteen columns by sixteen rows at a time, transposed in registers: a gather per sixteen
+/// elements cost about as much as the product that reads them (Q·Kᵀ in attention, k = 32).
 ///
 /// # Safety
-/// `b + kk + j·csb` must be readable for every kk < k, j < n; n·csb < 2^28; AVX-512F.
+/// `b + kk + j·csb` must be readable for every kk < k, j < n; `packed` holds k·n floats;
+/// AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_rows(b: *const f32, csb: isize, k: usize, n: usize, packed: &mut [f32]) {
-    let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    let stride = _mm512_set1_epi32(csb as i32);
-    for kk in 0..k {
-        let row = &mut packed[kk * n..(kk + 1) * n];
-        for j0 in (0..n).step_by(16) {
-            let live = (n - j0).min(16);
-            let mask = ((1u32 << live) - 1) as u16;
-            let cols = _mm512_add_epi32(_mm512_set1_epi32(j0 as i32), lanes);
-            let offsets = _mm512_mullo_epi32(cols, stride);
-            // SAFETY: the masked lanes address b[kk + j·csb] for j < n.
-            unsafe {
-                let v =
-                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, b.add(kk));
-                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), mask, v);
+unsafe fn transpose_columns(b: *const f32, csb: isize, k: usize, n: usize, packed: &mut [f32]) {
+    assert!(packed.len() >= k * n, "room for B row-major");
+    for j0 in (0..n).step_by(16) {
+        let cols = (n - j0).min(16);
+        for k0 in (0..k).step_by(16) {
+            let rows = (k - k0).min(16);
+            let read = ((1u32 << rows) - 1) as u16;
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (c, x) in v.iter_mut().enumerate().take(cols) {
+                // SAFETY: column j0 + c < n, elements k0 .. k0 + rows < k of it (the mask).
+                *x = unsafe {
+                    _mm512_maskz_loadu_ps(read, b.offset((j0 + c) as isize * csb).add(k0))
+                };
+            }
+            let t = transpose16(v);
+            let write = ((1u32 << cols) - 1) as u16;
+            for (r, x) in t.iter().enumerate().take(rows) {
+                let at = (k0 + r) * n + j0;
+                // SAFETY: row k0 + r < k of `packed`, columns j0 .. j0 + cols < n (the mask).
+                unsafe { _mm512_mask_storeu_ps(packed.as_mut_ptr().add(at), write, *x) };
             }
         }
     }
+}
+
+/// The transpose of a 16×16 block held as sixteen rows: element c of row r goes to element r
+/// of row c. Interleaving pairs of rows, then pairs of pairs, then 128-bit quarters twice.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    let mut u = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        u[4 * i] = pd_lo(a, c);
+        u[4 * i + 1] = pd_hi(a, c);
+        u[4 * i + 2] = pd_lo(b, d);
+        u[4 * i + 3] = pd_hi(b, d);
+    }
+    // Row c of each 4×4 block is now in u[4·g + c] (g: the group of four rows), quarter q
+    // holding columns 4q .. 4q + 4.
+    let mut w = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        w[c] = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        w[4 + c] = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+        w[8 + c] = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        w[12 + c] = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        out[c] = _mm512_shuffle_f32x4::<0x88>(w[c], w[8 + c]);
+        out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(w[c], w[8 + c]);
+        out[4 + c] = _mm512_shuffle_f32x4::<0x88>(w[4 + c], w[12 + c]);
+        out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(w[4 + c], w[12 + c]);
+    }
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn pd_lo(a: __m512, b: __m512) -> __m512 {
+    _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn pd_hi(a: __m512, b: __m512) -> __m512 {
+    _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
 }
 
 /// `f(i0, rows, j0, cols)` for each block of `r` rows by `w` columns of an m × n result, in
@@ -322,6 +374,33 @@ impl Tile {
 
 #[cfg(test)]
 mod tests {
+    /// Row kk of the repacked B is element kk of every column, for blocks cut anywhere: sizes
+    /// below, at and past sixteen either way, columns further apart than they are long.
+    #[test]
+    fn repacked_rows_are_the_columns_of_b() {
+        if !super::available() {
+            return;
+        }
+        for (k, n, gap) in [
+            (1, 1, 0),
+            (16, 16, 0),
+            (32, 64, 352),
+            (17, 33, 5),
+            (15, 47, 1),
+        ] {
+            let csb = k + gap;
+            let b: Vec<f32> = (0..n * csb).map(|i| i as f32).collect();
+            let mut packed = vec![f32::NAN; k * n];
+            // SAFETY: column j of B is b[j·csb ..][.. k], inside `b`; the CPU has AVX-512F.
+            unsafe { super::transpose_columns(b.as_ptr(), csb as isize, k, n, &mut packed) };
+            for kk in 0..k {
+                for j in 0..n {
+                    assert_eq!(packed[kk * n + j], b[kk + j * csb], "{k}×{n}: ({kk}, {j})");
+                }
+            }
+        }
+    }
+
     /// Sizes around the block shapes (8×16 and 8×32 tiles, partial rows and lanes) and every
     /// layout of A and C the JIT passes, against the sum in f64. Skipped without AVX-512F.
     #[test]
