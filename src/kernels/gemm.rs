@@ -304,27 +304,31 @@ pub unsafe fn batched_gemm<T: Gemm>(
 /// buffer written long before, which the hardware prefetchers do not follow.
 const PREFETCH_MAX_WORK: usize = 1 << 20;
 
-/// Asks the cache for every line of a `rows × cols` view with strides `s`, one of them 1 (a
-/// view with neither contiguous is left alone). Prefetches never fault, so any address is fine.
+/// Asks the cache for every line of a `rows × cols` view with strides `s` whose rows (or
+/// columns) are contiguous but lie apart: the hardware prefetchers follow a contiguous run
+/// (a view whose rows follow each other), not rows strided across a wider buffer. Other views
+/// are left alone. Prefetches never fault, so any address is fine.
 fn prefetch_view<T>(p: *const T, rows: usize, cols: usize, s: [isize; 2]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        const LINE: isize = 64;
+        const LINE: usize = 64;
         let (lines, len, apart) = match s {
             [r, 1] => (rows, cols, r),
             [1, c] => (cols, rows, c),
             _ => return,
         };
-        let bytes = len as isize * std::mem::size_of::<T>() as isize;
+        if lines < 2 || apart == len as isize {
+            return;
+        }
+        let size = std::mem::size_of::<T>();
         for l in 0..lines as isize {
-            let start = p.wrapping_offset(l * apart) as *const i8;
-            // The last line of the run is asked for by its last byte, wherever the run starts.
-            let mut at = 0;
-            while at < bytes + LINE - 1 {
+            let start = p.wrapping_offset(l * apart) as usize;
+            let end = start.wrapping_add(len * size);
+            for line in (start / LINE)..end.div_ceil(LINE) {
+                let at = (line * LINE) as *const i8;
                 // SAFETY: a prefetch reads nothing architecturally and never faults.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_offset(at.min(bytes - 1))) };
-                at += LINE;
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(at) };
             }
         }
     }
