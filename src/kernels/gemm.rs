@@ -268,10 +268,10 @@ pub unsafe fn batched_gemm<T: Gemm>(
         for i in lo..hi {
             let [oa, ob, oc] = batch_offsets(batch, i);
             if ahead && i + 1 < hi {
-                let [na, nb, nc] = batch_offsets(batch, i + 1);
+                // The operands only: C is written, and its lines are fetched by the writes.
+                let [na, nb, _] = batch_offsets(batch, i + 1);
                 prefetch_view((a as *const T).wrapping_offset(na), m, k, sa);
                 prefetch_view((b as *const T).wrapping_offset(nb), k, n, sb);
-                prefetch_view((c as *const T).wrapping_offset(nc), m, n, sc);
             }
             // SAFETY: the product at batch index i lies inside A, B and C (the caller's
             // contract), and no other index writes its part of C.
