@@ -7,7 +7,8 @@ use crate::lower::sharing::RULE;
 
 /// A float type's product kernels: matrixmultiply's, and optionally one for small products.
 pub trait Gemm: Sized + Copy {
-    /// C = A·B through matrixmultiply, strided, on the calling thread.
+    /// C = A·B through the type's packed kernel (f32 on AVX-512F: `packed_gemm`; else
+    /// matrixmultiply), strided, on the calling thread.
     ///
     /// # Safety
     /// As for [`gemm`].
@@ -24,7 +25,7 @@ pub trait Gemm: Sized + Copy {
         sc: [isize; 2],
     );
 
-    /// C += A·B through matrixmultiply, strided, on the calling thread.
+    /// C += A·B through the type's packed kernel, strided, on the calling thread.
     ///
     /// # Safety
     /// As for [`gemm`], and C is initialized.
@@ -161,7 +162,7 @@ unsafe fn sgemm_f32(
 }
 
 /// C = A·B for strided A (m×k), B (k×n) and C (m×n): a small-product kernel where the type
-/// and CPU have one, else matrixmultiply, as blocks of C on several cores when the product is
+/// and CPU have one, else the type's kernel (`Gemm::gemm`), as blocks of C on several cores when the product is
 /// large (`on_cores`). `sa`, `sb`, `sc` are each operand's (row, column) strides in elements.
 ///
 /// # Safety
