@@ -13,6 +13,8 @@
 //! and chosen at run time by feature detection; elsewhere the portable loops and matrixmultiply
 //! run, with the same results up to the order of additions.
 
+#[cfg(target_arch = "x86_64")]
+mod blocks;
 pub mod gather;
 pub mod gemm;
 pub mod gemv;

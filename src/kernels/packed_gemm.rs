@@ -13,7 +13,7 @@
 //! as matrixmultiply computes them. Every result is the same to the bit (a test checks it
 //! against matrixmultiply), so models train to the same figures whichever kernel runs.
 
-use super::small_gemm::transpose16;
+use super::blocks::{load_transposed, low_lanes};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -129,15 +129,9 @@ unsafe fn pack_a(mc: usize, kc: usize, a: *const f32, rsa: isize, csa: isize, ou
             let rows = (mc - i).min(2 * MR);
             for p in (0..kc).step_by(16) {
                 let cols = (kc - p).min(16);
-                let read = low_lanes(cols);
-                let mut v = [_mm512_setzero_ps(); 16];
-                for (r, x) in v.iter_mut().enumerate().take(rows) {
-                    // SAFETY: row i + r < mc, columns p .. p + cols < kc (the mask).
-                    *x = unsafe {
-                        _mm512_maskz_loadu_ps(read, a.offset((i + r) as isize * rsa).add(p))
-                    };
-                }
-                let t = transpose16(v);
+                // SAFETY: rows i .. i + rows < mc, columns p .. p + cols < kc of each.
+                let t =
+                    unsafe { load_transposed(a.offset(i as isize * rsa).add(p), rsa, rows, cols) };
                 let panel = out.wrapping_add(i * kc);
                 for (q, x) in t.iter().enumerate().take(cols) {
                     let at = panel.wrapping_add((p + q) * MR);
@@ -220,15 +214,9 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rsb: isize, csb: isize, ou
             let panel = out.wrapping_add((j / NR) * NR * kc + j % NR);
             for p in (0..kc).step_by(16) {
                 let rows = (kc - p).min(16);
-                let read = low_lanes(rows);
-                let mut v = [_mm512_setzero_ps(); 16];
-                for (q, x) in v.iter_mut().enumerate().take(cols) {
-                    // SAFETY: column j + q < nc, rows p .. p + rows < kc (the mask).
-                    *x = unsafe {
-                        _mm512_maskz_loadu_ps(read, b.offset((j + q) as isize * csb).add(p))
-                    };
-                }
-                let t = transpose16(v);
+                // SAFETY: columns j .. j + cols < nc, rows p .. p + rows < kc of each.
+                let t =
+                    unsafe { load_transposed(b.offset(j as isize * csb).add(p), csb, cols, rows) };
                 for (r, x) in t.iter().enumerate().take(rows) {
                     // SAFETY: step p + r of the panel, its half that holds columns j ...
                     unsafe { _mm512_storeu_ps(panel.add((p + r) * NR), *x) };
@@ -251,15 +239,6 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rsb: isize, csb: isize, ou
                 unsafe { *panel.add(p * NR + q) = x };
             }
         }
-    }
-}
-
-/// A mask of the first `n` of sixteen lanes.
-fn low_lanes(n: usize) -> u16 {
-    match n {
-        0 => 0,
-        n if n >= 16 => u16::MAX,
-        n => (1u16 << n) - 1,
     }
 }
 

@@ -6,6 +6,7 @@
 //! elements. A B with strided rows (a transpose) is first copied row-major: for these sizes
 //! that costs less than packing both operands.
 
+use super::blocks::{load_transposed, low_lanes};
 use std::arch::x86_64::*;
 
 /// Products up to this many multiply-adds take this path (when the CPU has AVX-512F).
@@ -113,16 +114,10 @@ unsafe fn transpose_columns(b: *const f32, csb: isize, k: usize, n: usize, packe
         let cols = (n - j0).min(16);
         for k0 in (0..k).step_by(16) {
             let rows = (k - k0).min(16);
-            let read = ((1u32 << rows) - 1) as u16;
-            let mut v = [_mm512_setzero_ps(); 16];
-            for (c, x) in v.iter_mut().enumerate().take(cols) {
-                // SAFETY: column j0 + c < n, elements k0 .. k0 + rows < k of it (the mask).
-                *x = unsafe {
-                    _mm512_maskz_loadu_ps(read, b.offset((j0 + c) as isize * csb).add(k0))
-                };
-            }
-            let t = transpose16(v);
-            let write = ((1u32 << cols) - 1) as u16;
+            // SAFETY: columns j0 .. j0 + cols < n, elements k0 .. k0 + rows < k of each.
+            let t =
+                unsafe { load_transposed(b.offset(j0 as isize * csb).add(k0), csb, cols, rows) };
+            let write = low_lanes(cols);
             for (r, x) in t.iter().enumerate().take(rows) {
                 let at = (k0 + r) * n + j0;
                 // SAFETY: row k0 + r < k of `packed`, columns j0 .. j0 + cols < n (the mask).
@@ -130,55 +125,6 @@ unsafe fn transpose_columns(b: *const f32, csb: isize, k: usize, n: usize, packe
             }
         }
     }
-}
-
-/// The transpose of a 16×16 block held as sixteen rows: element c of row r goes to element r
-/// of row c. Interleaving pairs of rows, then pairs of pairs, then 128-bit quarters twice.
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
-    let mut t = [_mm512_setzero_ps(); 16];
-    for i in 0..8 {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    let mut u = [_mm512_setzero_ps(); 16];
-    for i in 0..4 {
-        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
-        u[4 * i] = pd_lo(a, c);
-        u[4 * i + 1] = pd_hi(a, c);
-        u[4 * i + 2] = pd_lo(b, d);
-        u[4 * i + 3] = pd_hi(b, d);
-    }
-    // Row c of each 4×4 block is now in u[4·g + c] (g: the group of four rows), quarter q
-    // holding columns 4q .. 4q + 4.
-    let mut w = [_mm512_setzero_ps(); 16];
-    for c in 0..4 {
-        w[c] = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
-        w[4 + c] = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
-        w[8 + c] = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
-        w[12 + c] = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
-    }
-    let mut out = [_mm512_setzero_ps(); 16];
-    for c in 0..4 {
-        out[c] = _mm512_shuffle_f32x4::<0x88>(w[c], w[8 + c]);
-        out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(w[c], w[8 + c]);
-        out[4 + c] = _mm512_shuffle_f32x4::<0x88>(w[4 + c], w[12 + c]);
-        out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(w[4 + c], w[12 + c]);
-    }
-    out
-}
-
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn pd_lo(a: __m512, b: __m512) -> __m512 {
-    _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
-}
-
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn pd_hi(a: __m512, b: __m512) -> __m512 {
-    _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
 }
 
 /// `f(i0, rows, j0, cols)` for each block of `r` rows by `w` columns of an m × n result, in
@@ -281,7 +227,7 @@ impl Tile {
         let mut acc = [[_mm512_setzero_ps(); S]; R];
         for kk in (0..self.k).step_by(16) {
             let live = (self.k - kk).min(16);
-            let mask = ((1u32 << live) - 1) as u16;
+            let mask = low_lanes(live);
             // SAFETY: elements kk..kk+live of each row and column, under the mask.
             let xs: [__m512; R] =
                 std::array::from_fn(|r| unsafe { _mm512_maskz_loadu_ps(mask, a_rows[r].add(kk)) });
@@ -322,10 +268,7 @@ impl Tile {
         j0: usize,
         cols: usize,
     ) {
-        let masks: [u16; V] = std::array::from_fn(|v| {
-            let lanes = cols.saturating_sub(16 * v).min(16);
-            ((1u32 << lanes) - 1) as u16
-        });
+        let masks: [u16; V] = std::array::from_fn(|v| low_lanes(cols.saturating_sub(16 * v)));
         // Rows past the last are read as the last row again and never stored.
         let row_ptrs: [*const f32; R] = std::array::from_fn(|r| {
             let i = (i0 + r.min(rows - 1)) as isize;
