@@ -351,6 +351,13 @@ impl<'a> Tx<'a> {
         c
     }
 
+    /// The address of data kept with the code, defined where it is used: each such address is
+    /// used once, by the call or loop that follows. Defined in the entry block, as `iconst`
+    /// would, every one lived from the function's start to its use, across the calls between.
+    pub(super) fn address(&mut self, addr: i64) -> Value {
+        self.b.ins().iconst(types::I64, addr)
+    }
+
     /// Emits a constant at the end of the entry block's constant prologue.
     pub(super) fn hoist(&mut self, build: impl FnOnce(&mut FuncCursor) -> Value) -> Value {
         let entry = self.consts.entry;

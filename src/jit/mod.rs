@@ -19,10 +19,11 @@ use crate::model::GraphFn;
 use crate::optim::{self, OptimizerSpec};
 use cranelift::codegen::cursor::{Cursor, FuncCursor};
 use cranelift::codegen::ir::{BlockArg, FuncRef, MemFlagsData, UserFuncName};
+use cranelift::codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift::codegen::{Context, settings};
 use cranelift::prelude::*;
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{FuncId, Linkage, Module};
+use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
 use elementwise::Run;
 mod address;
 mod builder;
@@ -157,36 +158,76 @@ pub struct Jit {
     n_functions: usize,
     /// Each function's vector constants, read by its code: kept as long as the code.
     pools: Vec<Vec<u128>>,
+    /// The target with the single-pass register allocator, for functions that dispatch
+    /// (`Allocator::for_shape`).
+    dispatch_isa: OwnedTargetIsa,
+}
+
+/// Which of Cranelift's register allocators compiles a function.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Allocator {
+    /// Splits live ranges to keep values in registers through loops: the allocator of every
+    /// function whose loops do the work.
+    Backtracking,
+    /// One pass, values in their stack slots between blocks: for a function that outlines its
+    /// steps (`outlines_steps`). Its work is in the functions it calls; it keeps values across
+    /// fifty calls, each of which clobbers every register they could be in, and backtracking
+    /// spent most of its time splitting their ranges around the calls (W8's training function:
+    /// 2.8 ms of Cranelift's 14, against 1.2 ms in one pass), for code that runs once a step.
+    SinglePass,
+}
+
+impl Allocator {
+    fn for_shape(shape: &FnShape) -> Allocator {
+        match shape.outline {
+            true => Allocator::SinglePass,
+            false => Allocator::Backtracking,
+        }
+    }
+
+    fn setting(self) -> &'static str {
+        match self {
+            Allocator::Backtracking => "backtracking",
+            Allocator::SinglePass => "single_pass",
+        }
+    }
+}
+
+/// The host's target with adjoint's settings and the given register allocator.
+fn target_isa(allocator: Allocator) -> Result<OwnedTargetIsa, CodegenError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()))
+    };
+    // The code arrives folded (index arithmetic, constants) and placed (loop-invariant values
+    // outside their loops). Cranelift's optimizer measured slower here: it re-places pure
+    // values at their uses, inside the loops (`exp(ls)` of a scalar parameter was evaluated
+    // once per element of a vectorized loop). W3 ran 2.3× and W1 1.4× faster without it.
+    set(&mut flags, "opt_level", "none")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "regalloc_algorithm", allocator.setting())?;
+    // The verifier re-checks every function Cranelift builds; it is for debugging adjoint
+    // itself, and costs compile time in release builds.
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    cranelift_native::builder()
+        .map_err(|e| CodegenError::Isa(e.to_string()))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CodegenError::Isa(e.to_string()))
 }
 
 impl Jit {
     pub fn new() -> Result<Jit, CodegenError> {
-        let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v).map_err(|e| CodegenError::Isa(e.to_string()))
-        };
-        // The code arrives folded (index arithmetic, constants) and placed (loop-invariant values
-        // outside their loops). Cranelift's optimizer measured slower here: it re-places pure
-        // values at their uses, inside the loops (`exp(ls)` of a scalar parameter was evaluated
-        // once per element of a vectorized loop). W3 ran 2.3× and W1 1.4× faster without it.
-        set(&mut flags, "opt_level", "none")?;
-        set(&mut flags, "is_pic", "false")?;
-        set(&mut flags, "use_colocated_libcalls", "false")?;
-        // The verifier re-checks every function Cranelift builds; it is for debugging adjoint
-        // itself, and costs compile time in release builds.
-        set(
-            &mut flags,
-            "enable_verifier",
-            if cfg!(debug_assertions) {
-                "true"
-            } else {
-                "false"
-            },
-        )?;
-        let isa = cranelift_native::builder()
-            .map_err(|e| CodegenError::Isa(e.to_string()))?
-            .finish(settings::Flags::new(flags))
-            .map_err(|e| CodegenError::Isa(e.to_string()))?;
+        let isa = target_isa(Allocator::Backtracking)?;
+        let dispatch_isa = target_isa(Allocator::SinglePass)?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         let all = Helper::all();
         for h in &all {
@@ -209,6 +250,7 @@ impl Jit {
             parts: PartCode::default(),
             n_functions: 0,
             pools: Vec::new(),
+            dispatch_isa,
         })
     }
 
@@ -279,6 +321,7 @@ impl Jit {
         shape: FnShape,
         body: impl FnOnce(&mut Tx),
     ) -> Result<FuncId, CodegenError> {
+        let allocator = Allocator::for_shape(&shape);
         let name = format!("kernel{}", self.n_functions);
         self.n_functions += 1;
         let sig = self.kernel_signature();
@@ -330,7 +373,11 @@ impl Jit {
             self.module.clear_context(&mut self.ctx);
             return Err(e);
         }
-        define_dumped(&mut self.module, id, &mut self.ctx, &name)?;
+        let isa = match allocator {
+            Allocator::Backtracking => None,
+            Allocator::SinglePass => Some(&*self.dispatch_isa),
+        };
+        define_dumped(&mut self.module, id, &mut self.ctx, &name, isa)?;
         self.module.clear_context(&mut self.ctx);
         Ok(id)
     }
@@ -387,6 +434,7 @@ fn define_dumped(
     id: FuncId,
     ctx: &mut Context,
     name: &str,
+    isa: Option<&dyn TargetIsa>,
 ) -> Result<(), CodegenError> {
     let dump = dump();
     if let Some(d) = dump.filter(|d| d.clif) {
@@ -394,15 +442,45 @@ fn define_dumped(
     }
     let disasm = dump.is_some_and(|d| d.asm);
     ctx.set_disasm(disasm);
-    module
-        .define_function(id, ctx)
-        .map_err(|e| CodegenError::Define {
-            name: name.into(),
-            message: format!("{e:?}"),
-        })?;
+    let defined = match isa {
+        None => module
+            .define_function(id, ctx)
+            .map_err(|e| format!("{e:?}")),
+        Some(isa) => define_with(module, id, ctx, isa),
+    };
+    defined.map_err(|message| CodegenError::Define {
+        name: name.into(),
+        message,
+    })?;
     if let Some(d) = dump.filter(|d| d.asm) {
         let code = ctx.compiled_code().and_then(|c| c.vcode.clone());
         (d.sink)(&code.unwrap_or_default());
     }
     Ok(())
+}
+
+/// `Module::define_function` with a target of our choosing in place of the module's: the
+/// same compilation, alignment and relocations, then the bytes handed to the module.
+fn define_with(
+    module: &mut JITModule,
+    id: FuncId,
+    ctx: &mut Context,
+    isa: &dyn TargetIsa,
+) -> Result<(), String> {
+    ctx.compile(isa, &mut Default::default())
+        .map_err(|e| format!("{:?}", e.inner))?;
+    let compiled = ctx.compiled_code().expect("compiled just now");
+    let alignment = (compiled.buffer.alignment as u64)
+        .max(isa.function_alignment().minimum as u64)
+        .max(isa.symbol_alignment());
+    let relocs: Vec<ModuleReloc> = compiled
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+        .collect();
+    let bytes = compiled.code_buffer().to_vec();
+    module
+        .define_function_bytes(id, alignment, &bytes, &relocs)
+        .map_err(|e| format!("{e:?}"))
 }

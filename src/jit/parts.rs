@@ -236,7 +236,7 @@ impl<'a> Tx<'a> {
         let addr = words.as_ptr() as i64;
         // The buffer keeps its address when the vector moves into the module's data.
         self.pool.literals.push(words);
-        self.iconst(addr)
+        self.address(addr)
     }
 
     /// Calls `parallel::run_parts` on a compiled part; returns the number of parts that ran.
@@ -292,7 +292,7 @@ impl<'a> Tx<'a> {
         let mut func =
             cranelift::codegen::ir::Function::with_name_signature(UserFuncName::default(), sig);
         let (local, literals);
-        let mut fctx = FunctionBuilderContext::new();
+        let mut fctx = self.part_code.building.pop().unwrap_or_default();
         let target = self.module.target_config();
         let fn_shape = FnShape {
             n_slots: self.tables.n_slots,
@@ -345,6 +345,7 @@ impl<'a> Tx<'a> {
             tx.b.seal_all_blocks();
             tx.b.finalize(target);
         }
+        self.part_code.building.push(fctx);
         // An array literal's elements live as long as the code that copies them.
         self.pool.literals.extend(literals);
         Ok(PartFunction {
@@ -374,12 +375,10 @@ impl<'a> Tx<'a> {
         func.name = UserFuncName::user(0, id.as_u32());
         // Compiling changes the function in place: the copy kept is the one compared.
         self.part_code.insert(key, func.clone(), id);
-        define_dumped(
-            self.module,
-            id,
-            &mut Context::for_function(func),
-            "loop part",
-        )?;
+        let ctx = &mut self.part_code.compiling;
+        ctx.clear();
+        ctx.func = func;
+        define_dumped(self.module, id, ctx, "loop part", None)?;
         Ok(BuiltPart { id, reads })
     }
 }

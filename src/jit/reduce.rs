@@ -78,30 +78,39 @@ impl<'a> Tx<'a> {
         let max = self.b.declare_var(ty);
         let neg_inf = self.float_const(ty, f64::NEG_INFINITY);
         self.b.def_var(max, neg_inf);
+        // Each part below is straight-line code, so its vector constants are loads from the
+        // pool at their uses: from the entry block, the thirty-odd constants of `exp` and `log`
+        // were live across the whole function, spilled, and a large share of its compile time.
         self.for_loop(n, &mut |tx, j| {
-            let v = read(tx, j);
-            let m = tx.b.use_var(max);
-            let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
-            let m = tx.choose(gt, v, m);
-            tx.b.def_var(max, m);
+            tx.straight(|tx| {
+                let v = read(tx, j);
+                let m = tx.b.use_var(max);
+                let gt = tx.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                let m = tx.choose(gt, v, m);
+                tx.b.def_var(max, m);
+            })
         });
         let m = self.b.use_var(max);
         let sum = self.b.declare_var(ty);
         let zero = self.float_const(ty, 0.0);
         self.b.def_var(sum, zero);
         self.for_loop(n, &mut |tx, j| {
-            let v = read(tx, j);
-            let d = tx.b.ins().fsub(v, m);
-            let e = tx.exp_inline(d);
-            let s = tx.b.use_var(sum);
-            let s = tx.b.ins().fadd(s, e);
-            tx.b.def_var(sum, s);
+            tx.straight(|tx| {
+                let v = read(tx, j);
+                let d = tx.b.ins().fsub(v, m);
+                let e = tx.exp_inline(d);
+                let s = tx.b.use_var(sum);
+                let s = tx.b.ins().fadd(s, e);
+                tx.b.def_var(sum, s);
+            })
         });
-        let s = self.b.use_var(sum);
-        let l = self.log_inline(s);
-        let r = self.b.ins().fadd(m, l);
-        let finite = self.is_finite(m);
-        self.choose(finite, r, m)
+        self.straight(|tx| {
+            let s = tx.b.use_var(sum);
+            let l = tx.log_inline(s);
+            let r = tx.b.ins().fadd(m, l);
+            let finite = tx.is_finite(m);
+            tx.choose(finite, r, m)
+        })
     }
 
     /// Whether `read_rows` can read `op`.

@@ -478,7 +478,7 @@ impl<'a> Tx<'a> {
                     })
                     .collect();
                 // The buffer's heap address stays put when the vector moves into the pools.
-                let base = self.iconst(words.as_ptr() as i64);
+                let base = self.address(words.as_ptr() as i64);
                 self.pool.literals.push(words);
                 let total = self.total(&shape);
                 let readonly = flags().with_readonly();
