@@ -23,6 +23,14 @@ impl Buffer {
         }
     }
 
+    /// `len` copies of `value` in `dtype`.
+    pub fn filled(dtype: DType, len: usize, value: f64) -> Buffer {
+        match dtype {
+            DType::F32 => Buffer::F32(vec![value as f32; len]),
+            DType::F64 => Buffer::F64(vec![value; len]),
+        }
+    }
+
     pub fn from_f64(dtype: DType, values: &[f64]) -> Buffer {
         match dtype {
             DType::F32 => Buffer::F32(values.iter().map(|&v| v as f32).collect()),

@@ -212,7 +212,7 @@ impl Trainer {
         let init = model.optimizer.initial_state();
         let state = params
             .iter()
-            .flat_map(|p| (0..n_state).map(|_| Buffer::from_f64(dtype, &vec![init; p.len()])))
+            .flat_map(|p| (0..n_state).map(|_| Buffer::filled(dtype, p.len(), init)))
             .collect();
         let model_state = crate::ir::interp::initial_states(model.graph())
             .iter()
