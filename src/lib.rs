@@ -102,6 +102,8 @@ pub mod resume;
 #[doc(hidden)]
 pub mod runtime;
 #[doc(hidden)]
+pub mod scratch;
+#[doc(hidden)]
 pub mod simplify;
 #[doc(hidden)]
 pub mod syntax;

@@ -7,6 +7,7 @@
 use crate::ir::DType;
 use crate::jit::{CodegenError, KernelFn, NativeFn};
 use crate::lower::{Plan, SlotKind};
+use crate::scratch::Scratch;
 
 /// A contiguous array in the model's dtype.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,9 +199,25 @@ pub struct Workspace {
     dims: Vec<i64>,
     /// Slot addresses for the next call, kept so that steady-state calls allocate nothing.
     ptrs: Vec<usize>,
-    /// One buffer per buffer of the plan's storage (slots whose lifetimes do not overlap share
-    /// one).
+    /// Where each buffer of the plan's storage is (slots whose lifetimes do not overlap share
+    /// one), by buffer.
+    places: Vec<Place>,
+    /// The buffers that hold an output of the plan, read back after a call.
     owned: Vec<Buffer>,
+    /// The element type of every buffer.
+    dtype: DType,
+    /// The other buffers, temporaries that only native code reads and writes, in one region
+    /// that is never zeroed (`scratch`).
+    temps: Scratch,
+}
+
+/// Where one buffer of a workspace is.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// `Workspace::owned[index]`.
+    Owned(usize),
+    /// `len` elements at this byte offset in `Workspace::temps`.
+    Temp { offset: usize, len: usize },
 }
 
 /// The most memory one model's buffers may take (see [`crate::limits::memory_budget`]).
@@ -245,14 +262,43 @@ impl Workspace {
             });
         }
         let storage = &plan.storage;
-        let owned = (0..storage.buffers.len())
-            .map(|b| Buffer::zeros(dtype, plan.slot_len(storage.first_slot(b) as usize, syms)))
+        let holds_output = |b: usize| {
+            storage.buffers[b]
+                .iter()
+                .any(|&s| matches!(plan.slots[s as usize].kind, SlotKind::Output(_)))
+        };
+        let len = |b: usize| plan.slot_len(storage.first_slot(b) as usize, syms);
+        let temps: Vec<usize> = (0..storage.buffers.len())
+            .filter(|&b| !holds_output(b))
+            .collect();
+        let (offsets, temp_bytes) =
+            crate::scratch::layout(temps.iter().map(|&b| len(b) * dtype.size()));
+        let scratch = Scratch::new(temp_bytes).map_err(|e| RunError::TooLarge {
+            bytes: e.bytes as u64,
+            limit: limit as u64,
+        })?;
+        let mut owned = Vec::new();
+        let mut offsets = offsets.into_iter();
+        let places = (0..storage.buffers.len())
+            .map(|b| match holds_output(b) {
+                true => {
+                    owned.push(Buffer::zeros(dtype, len(b)));
+                    Place::Owned(owned.len() - 1)
+                }
+                false => Place::Temp {
+                    offset: offsets.next().expect("an offset per temporary buffer"),
+                    len: len(b),
+                },
+            })
             .collect();
         Ok(Workspace {
             syms: syms.to_vec(),
             dims: syms.iter().map(|&d| d as i64).collect(),
             ptrs: Vec::new(),
+            places,
             owned,
+            dtype,
+            temps: scratch,
         })
     }
 
@@ -263,7 +309,10 @@ impl Workspace {
     /// The buffer of output `k`.
     pub fn output(&self, plan: &Plan, k: usize) -> &Buffer {
         let b = plan.storage.of_slot[plan.outputs[k] as usize].expect("outputs have buffers");
-        &self.owned[b as usize]
+        match self.places[b as usize] {
+            Place::Owned(i) => &self.owned[i],
+            Place::Temp { .. } => unreachable!("a buffer that holds an output is owned"),
+        }
     }
 }
 
@@ -413,6 +462,13 @@ impl Executable {
         ptrs: &mut Vec<usize>,
     ) -> Result<(), RunError> {
         ptrs.clear();
+        if ws.dtype != self.dtype {
+            return Err(RunError::DType {
+                what: "workspace".into(),
+                expected: self.dtype.name(),
+                found: ws.dtype.name(),
+            });
+        }
         let syms = &ws.syms;
         for (i, slot) in self.plan.slots.iter().enumerate() {
             let len = self.plan.slot_len(i, syms);
@@ -447,13 +503,31 @@ impl Executable {
                 SlotKind::Output(_) | SlotKind::Temp => match self.plan.storage.of_slot[i] {
                     Some(b) => {
                         // Built only on failure: this runs for every slot of every call.
-                        let b = ws.owned.get(b as usize).ok_or_else(|| RunError::Length {
+                        let place = ws.places.get(b as usize).ok_or_else(|| RunError::Length {
                             what: "workspace buffers".into(),
                             expected: b as usize + 1,
-                            found: ws.owned.len(),
+                            found: ws.places.len(),
                         })?;
-                        check(b, len, self.dtype, || "workspace".into())?;
-                        b
+                        match *place {
+                            Place::Owned(k) => {
+                                let b = &ws.owned[k];
+                                check(b, len, self.dtype, || "workspace".into())?;
+                                b
+                            }
+                            Place::Temp { offset, len: held } => {
+                                if held != len {
+                                    return Err(RunError::Length {
+                                        what: "workspace".into(),
+                                        expected: len,
+                                        found: held,
+                                    });
+                                }
+                                // `len` elements of this dtype (both checked) at `offset`, which
+                                // `scratch::layout` placed inside the region.
+                                ptrs.push(ws.temps.base() as usize + offset);
+                                continue;
+                            }
+                        }
                     }
                     None => {
                         // A loop member kept in a register: no step reads or writes it through
