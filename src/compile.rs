@@ -256,18 +256,18 @@ impl CompiledModel {
     ) -> Result<(CompiledModel, Vec<Diagnostic>), CompileError> {
         let mut timings = Timings::default();
         let mut t = Instant::now();
-        let (model, warnings) = with_big_stack(|| {
+        // One thread for every stage: each thread of this size costs a mapping of its stack.
+        with_big_stack(|| {
             let (module, parse_errors) = crate::syntax::parse(&file.text);
             timings.lap("parse", &mut t);
             if !parse_errors.is_empty() {
                 return Err(CompileError::Diagnostics(parse_errors));
             }
-            let res = crate::check::check(&module, limits).map_err(CompileError::Diagnostics);
+            let checked = crate::check::check(&module, limits).map_err(CompileError::Diagnostics);
             timings.lap("check", &mut t);
-            res
-        })?;
-        let compiled = with_big_stack(|| CompiledModel::build(model, timings))?;
-        Ok((compiled, warnings))
+            let (model, warnings) = checked?;
+            Ok((CompiledModel::build(model, timings)?, warnings))
+        })
     }
 
     /// Compiles a checked model (whose settings may have been changed since checking).
