@@ -88,7 +88,7 @@ impl Drop for Scratch {
     }
 }
 
-/// The byte offset of each of pieces of the given sizes in one region, in order, each a
+/// The byte offset of each of the pieces of the given sizes in one region, in order, each a
 /// multiple of [`PIECE_ALIGN`]; and the region's size.
 pub fn layout(sizes: impl IntoIterator<Item = usize>) -> (Vec<usize>, usize) {
     let mut end = 0usize;
