@@ -18,10 +18,7 @@ pub enum Buffer {
 
 impl Buffer {
     pub fn zeros(dtype: DType, len: usize) -> Buffer {
-        match dtype {
-            DType::F32 => Buffer::F32(vec![0.0; len]),
-            DType::F64 => Buffer::F64(vec![0.0; len]),
-        }
+        Buffer::filled(dtype, len, 0.0)
     }
 
     /// `len` copies of `value` in `dtype`.
@@ -262,32 +259,34 @@ impl Workspace {
             });
         }
         let storage = &plan.storage;
-        let holds_output = |b: usize| {
-            storage.buffers[b]
-                .iter()
-                .any(|&s| matches!(plan.slots[s as usize].kind, SlotKind::Output(_)))
-        };
-        let len = |b: usize| plan.slot_len(storage.first_slot(b) as usize, syms);
-        let temps: Vec<usize> = (0..storage.buffers.len())
-            .filter(|&b| !holds_output(b))
+        // Each buffer's length, and whether it holds an output (Rust reads those back).
+        let buffers: Vec<(usize, bool)> = (0..storage.buffers.len())
+            .map(|b| {
+                let len = plan.slot_len(storage.first_slot(b) as usize, syms);
+                let output = storage.buffers[b]
+                    .iter()
+                    .any(|&s| matches!(plan.slots[s as usize].kind, SlotKind::Output(_)));
+                (len, output)
+            })
             .collect();
-        let (offsets, temp_bytes) =
-            crate::scratch::layout(temps.iter().map(|&b| len(b) * dtype.size()));
+        let temp_sizes = buffers.iter().filter(|b| !b.1).map(|b| b.0 * dtype.size());
+        let (offsets, temp_bytes) = crate::scratch::layout(temp_sizes);
         let scratch = Scratch::new(temp_bytes).map_err(|e| RunError::TooLarge {
             bytes: e.bytes as u64,
             limit: limit as u64,
         })?;
         let mut owned = Vec::new();
         let mut offsets = offsets.into_iter();
-        let places = (0..storage.buffers.len())
-            .map(|b| match holds_output(b) {
+        let places = buffers
+            .iter()
+            .map(|&(len, output)| match output {
                 true => {
-                    owned.push(Buffer::zeros(dtype, len(b)));
+                    owned.push(Buffer::zeros(dtype, len));
                     Place::Owned(owned.len() - 1)
                 }
                 false => Place::Temp {
                     offset: offsets.next().expect("an offset per temporary buffer"),
-                    len: len(b),
+                    len,
                 },
             })
             .collect();

@@ -162,8 +162,8 @@ unsafe fn sgemm_f32(
 }
 
 /// C = A·B for strided A (m×k), B (k×n) and C (m×n): a small-product kernel where the type
-/// and CPU have one, else the type's kernel (`Gemm::gemm`), as blocks of C on several cores when the product is
-/// large (`on_cores`). `sa`, `sb`, `sc` are each operand's (row, column) strides in elements.
+/// and CPU have one, else the type's kernel (`Gemm::gemm`), as blocks of C on several cores
+/// when the product is large (`on_cores`). `sa`, `sb`, `sc` are each operand's (row, column) strides in elements.
 ///
 /// # Safety
 /// For every i < m, p < k, j < n, the elements `a[i·sa₀ + p·sa₁]` and `b[p·sb₀ + j·sb₁]` are
